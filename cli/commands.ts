@@ -1,0 +1,5 @@
+/** Every subcommand `ballast` dispatches to. Only commands that work are listed here. */
+import type { Command } from './command.ts';
+import { versionCommand } from './version.ts';
+
+export const commands: readonly Command[] = [versionCommand];

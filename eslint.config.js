@@ -1,0 +1,62 @@
+// ESLint flat config. Besides the usual checks it enforces the seams of ARCHITECTURE.md:
+// pure cores import no I/O, and lib/ imports none of the programs.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+/** Modules that do I/O; the pure cores may not import them. */
+export const ioModules = [
+  'fs', 'node:fs', 'fs/promises', 'node:fs/promises',
+  'net', 'node:net', 'tls', 'node:tls', 'dgram', 'node:dgram',
+  'http', 'node:http', 'https', 'node:https', 'http2', 'node:http2',
+  'child_process', 'node:child_process',
+  '@grpc/grpc-js', '@grpc/proto-loader', 'fastify', 'undici', '@kubernetes/client-node',
+];
+
+/** Folders whose code takes data and returns data (ARCHITECTURE.md, "Seams"). */
+export const pureFolders = [
+  'store/raft/**', 'store/mvcc/**', 'operator/specs/**', 'sidecar/balance/**', 'sidecar/policies/**',
+];
+
+const ioMessage = 'pure core: no I/O here (ARCHITECTURE.md "Pure cores, I/O at the edges"); take data, return data, and do the I/O in the driver';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', '.tools/**', '.state/**', 'cluster/go/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.strict,
+  {
+    languageOptions: { ecmaVersion: 2024, sourceType: 'module', globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      eqeqeq: ['error', 'always', { null: 'ignore' }],
+    },
+  },
+  {
+    files: pureFolders.map((f) => `${f.replace('/**', '')}/**/*.ts`),
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: ioModules.map((name) => ({ name, message: ioMessage })) }],
+      'no-restricted-globals': ['error',
+        { name: 'setTimeout', message: 'time comes from lib/clock.ts (Clock.setTimeout)' },
+        { name: 'setInterval', message: 'time comes from lib/clock.ts (Clock.setInterval)' },
+        { name: 'fetch', message: ioMessage },
+      ],
+      'no-restricted-properties': ['error',
+        { object: 'Math', property: 'random', message: 'inject a seeded random source (lib/random.ts)' },
+        { object: 'Date', property: 'now', message: 'time comes from lib/clock.ts' },
+      ],
+    },
+  },
+  {
+    files: ['lib/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/cli/**', '**/store/**', '**/operator/**', '**/sidecar/**', '**/cluster/**'], message: 'lib/ is shared by every program and imports none of them' }],
+      }],
+    },
+  },
+  {
+    files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    rules: { '@typescript-eslint/no-non-null-assertion': 'off' },
+  },
+);
