@@ -19,7 +19,7 @@ export BALLAST_NODE := $(NODE)
 # prometheus (scrapes real /metrics), lua5.1 (Argo CD health checks), iproute2 (namespaces).
 APT_PACKAGES ?= etcd-server etcd-client iproute2
 
-SOURCES := $(shell find cli lib store operator sidecar cluster -name '*.ts' ! -name '*.test.ts' 2>/dev/null)
+SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 TEST_UNIT := '{cli,lib,store,operator,sidecar,cluster}/**/*.test.ts'
 TEST_INTEGRATION := 'test/**/*.test.ts'
 TEST_FLAGS ?= --test-reporter=spec --test-concurrency=2
@@ -50,6 +50,7 @@ deps: node_modules/.installed apt ## install Node 24, npm packages from the lock
 dist/.built: node_modules/.installed tsconfig.json tsconfig.build.json package.json $(SOURCES)
 	@echo "==> tsc"
 	tsc -p tsconfig.build.json
+	@mkdir -p dist/store/api && cp -r store/api/proto dist/store/api/
 	@scripts/build-info > dist/build-info.json
 	@touch $@
 

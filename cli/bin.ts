@@ -14,7 +14,9 @@ main(process.argv.slice(2), {
   env: process.env,
 }).then(
   (code) => {
+    // Long-running commands resolve once stopped; exit even if a library left a handle open.
     process.exitCode = code;
+    process.exit(code);
   },
   (err: unknown) => {
     const code = isBallastError(err) ? `${err.code}: ` : '';

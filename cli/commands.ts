@@ -1,5 +1,6 @@
 /** Every subcommand `ballast` dispatches to. Only commands that work are listed here. */
 import type { Command } from './command.ts';
+import { storeCommand } from './store.ts';
 import { versionCommand } from './version.ts';
 
-export const commands: readonly Command[] = [versionCommand];
+export const commands: readonly Command[] = [storeCommand, versionCommand];

@@ -19,6 +19,7 @@ export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_COMPACTED: 'The requested revision has been compacted: etcdserver: mvcc: required revision has been compacted.',
   STORE_ERR_FUTURE_REV: 'The requested revision is in the future: etcdserver: mvcc: required revision is a future revision.',
   STORE_ERR_NOSPACE: 'The storage quota (--quota-backend-bytes) is exhausted and the NOSPACE alarm is raised: etcdserver: mvcc: database space exceeded.',
+  STORE_ERR_LEASE_NOT_FOUND: 'The lease given with a put does not exist: etcdserver: requested lease not found.',
   STORE_ERR_KEY_NOT_FOUND: 'ignore_value or ignore_lease on a key that does not exist: etcdserver: key not found.',
   STORE_ERR_DUPLICATE_KEY: 'A transaction modifies the same key twice: etcdserver: duplicate key given in txn request.',
   STORE_ERR_EMPTY_KEY: 'The key is empty: etcdserver: key is not provided.',

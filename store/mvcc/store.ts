@@ -32,13 +32,6 @@ export interface MvccState {
   keys: Array<[string, Rec[]]>;
 }
 
-/** Upper bound of a range: '' = only `key`, '\0' = to the end. */
-function inRange(key: string, start: string, end: string): boolean {
-  if (end === '') return key === start;
-  if (end === '\0') return key >= start;
-  return key >= start && key < end;
-}
-
 function toKv(key: string, r: Rec): KeyValue {
   return { key, createRevision: r.create, modRevision: r.mod, version: r.version, value: r.value, lease: r.lease };
 }

@@ -1,0 +1,293 @@
+/**
+ * etcd's v3 gRPC services (KV, Cluster, Maintenance) over a StoreNode. Errors carry etcd's gRPC
+ * status codes and messages, because clients (clientv3, etcdctl, kube-apiserver) match on them.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+import { BallastError, isBallastError } from '../../lib/errors.ts';
+import { catalogue } from '../errors.ts';
+import { idFromDecimal, idToDecimal } from '../members.ts';
+import type { StoreNode } from '../node.ts';
+import type { ApplyResult, Member, StoreRequest } from '../state-machine.ts';
+import { bytes, isReadOnlyTxn, rangeOut, responseOpOut, toDelete, toPut, toRange, toTxn, kvOut } from './convert.ts';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- wire objects are untyped by proto-loader */
+type Wire = Record<string, any>;
+
+// `make build` copies the .proto files next to the compiled code, so this works from dist/ too.
+const protoDir = fileURLToPath(new URL('./proto/', import.meta.url));
+
+export function loadProtos(): grpc.GrpcObject {
+  const def = protoLoader.loadSync('rpc.proto', { includeDirs: [protoDir], keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true, bytes: Buffer });
+  return grpc.loadPackageDefinition(def);
+}
+
+/** gRPC status of each store error code (as etcd's rpctypes). */
+const statusOf: Record<string, grpc.status> = {
+  STORE_ERR_COMPACTED: grpc.status.OUT_OF_RANGE,
+  STORE_ERR_FUTURE_REV: grpc.status.OUT_OF_RANGE,
+  STORE_ERR_NOSPACE: grpc.status.RESOURCE_EXHAUSTED,
+  STORE_ERR_REQUEST_TOO_LARGE: grpc.status.INVALID_ARGUMENT,
+  STORE_ERR_EMPTY_KEY: grpc.status.INVALID_ARGUMENT,
+  STORE_ERR_KEY_NOT_FOUND: grpc.status.INVALID_ARGUMENT,
+  STORE_ERR_DUPLICATE_KEY: grpc.status.INVALID_ARGUMENT,
+  STORE_ERR_NO_LEADER: grpc.status.UNAVAILABLE,
+  STORE_ERR_NOT_LEADER: grpc.status.FAILED_PRECONDITION,
+  STORE_ERR_TIMEOUT: grpc.status.UNAVAILABLE,
+  STORE_ERR_STOPPED: grpc.status.UNAVAILABLE,
+  STORE_ERR_PROPOSAL_DROPPED: grpc.status.UNAVAILABLE,
+  STORE_ERR_MEMBER_NOT_FOUND: grpc.status.NOT_FOUND,
+  STORE_ERR_MEMBER_EXISTS: grpc.status.FAILED_PRECONDITION,
+  STORE_ERR_MEMBER_NOT_LEARNER: grpc.status.FAILED_PRECONDITION,
+  STORE_ERR_LEARNER_NOT_READY: grpc.status.FAILED_PRECONDITION,
+  STORE_ERR_TOO_MANY_LEARNERS: grpc.status.FAILED_PRECONDITION,
+  STORE_ERR_UNHEALTHY_QUORUM: grpc.status.UNAVAILABLE,
+  STORE_ERR_CONF_CHANGE_PENDING: grpc.status.UNAVAILABLE,
+  STORE_ERR_LEADER_TRANSFER: grpc.status.UNAVAILABLE,
+  STORE_ERR_TRANSFEREE_NOT_FOUND: grpc.status.FAILED_PRECONDITION,
+  STORE_ERR_LEASE_NOT_FOUND: grpc.status.NOT_FOUND,
+};
+
+export interface ApiOptions {
+  node: StoreNode;
+  maxRequestBytes: number;
+  quotaBytes: number;
+  version: string;
+  onRequest?(method: string, code: grpc.status, seconds: number): void;
+}
+
+export class StoreApi {
+  readonly #o: ApiOptions;
+  readonly #node: StoreNode;
+  readonly #protos = loadProtos();
+  #leaderClient: { id: string; url: string; cluster: grpc.Client } | undefined;
+
+  constructor(o: ApiOptions) {
+    this.#o = o;
+    this.#node = o.node;
+  }
+
+  /** Register the services on a gRPC server. */
+  register(server: grpc.Server): void {
+    const pb = this.#protos['etcdserverpb'] as Record<string, { service: grpc.ServiceDefinition }>;
+    const service = (name: string): grpc.ServiceDefinition => {
+      const svc = pb[name]?.service;
+      if (!svc) throw new Error(`rpc.proto lacks service ${name}`);
+      return svc;
+    };
+    server.addService(service('KV'), this.#wrap({
+      Range: (r) => this.#range(r),
+      Put: (r) => this.#put(r),
+      DeleteRange: (r) => this.#deleteRange(r),
+      Txn: (r) => this.#txn(r),
+      Compact: (r) => this.#compact(r),
+    }));
+    server.addService(service('Cluster'), this.#wrap({
+      MemberList: (r) => this.#memberList(r),
+      MemberAdd: (r) => this.#forwardable('MemberAdd', r, async () => {
+        const m = await this.#node.addMember(r['peerURLs'] as string[], !!r['isLearner']);
+        return { header: this.#header(), member: memberOut(m), members: this.#members() };
+      }),
+      MemberRemove: (r) => this.#forwardable('MemberRemove', r, async () => {
+        await this.#node.removeMember(idFromDecimal(r['ID']));
+        return { header: this.#header(), members: this.#members() };
+      }),
+      MemberPromote: (r) => this.#forwardable('MemberPromote', r, async () => {
+        await this.#node.promoteMember(idFromDecimal(r['ID']));
+        return { header: this.#header(), members: this.#members() };
+      }),
+      MemberUpdate: async (r) => {
+        this.#check(await this.#node.write({ op: 'memberUpdate', id: idFromDecimal(r['ID']), peerURLs: r['peerURLs'] as string[] }));
+        return { header: this.#header(), members: this.#members() };
+      },
+    }));
+    server.addService(service('Maintenance'), {
+      ...this.#wrap({
+        Status: async () => this.#status(),
+        Alarm: (r) => this.#alarm(r),
+        MoveLeader: async (r) => {
+          if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
+          await this.#node.moveLeader(idFromDecimal(r['targetID']));
+          return { header: this.#header() };
+        },
+        HashKV: async (r) => {
+          const h = this.#node.sm.mvcc.hashKV(Number(r['revision'] ?? 0));
+          return { header: this.#header(), hash: h.hash, compact_revision: String(h.compactRevision), hash_revision: String(h.hashRevision) };
+        },
+        Hash: async () => ({ header: this.#header(), hash: this.#node.sm.mvcc.hashKV(0).hash }),
+        // The key space lives in memory and compaction already returns its space; nothing to defragment.
+        Defragment: async () => ({ header: this.#header() }),
+      }),
+    });
+  }
+
+  #wrap(handlers: Record<string, (req: Wire) => Promise<Wire>>): grpc.UntypedServiceImplementation {
+    const out: grpc.UntypedServiceImplementation = {};
+    for (const [name, fn] of Object.entries(handlers)) {
+      out[name] = (call: grpc.ServerUnaryCall<Wire, Wire>, cb: grpc.sendUnaryData<Wire>) => {
+        const start = performance.now();
+        fn(call.request).then(
+          (res) => {
+            this.#o.onRequest?.(name, grpc.status.OK, (performance.now() - start) / 1000);
+            cb(null, res);
+          },
+          (err: unknown) => {
+            const e = toGrpcError(err);
+            this.#o.onRequest?.(name, e.code ?? grpc.status.UNKNOWN, (performance.now() - start) / 1000);
+            cb(e);
+          },
+        );
+      };
+    }
+    return out;
+  }
+
+  #header(revision = this.#node.sm.mvcc.revision): Wire {
+    return { cluster_id: idToDecimal(this.#node.clusterId), member_id: idToDecimal(this.#node.id), revision: String(revision), raft_term: String(this.#node.term) };
+  }
+
+  async #range(r: Wire): Promise<Wire> {
+    if (!r['serializable']) await this.#node.linearizableRead();
+    const res = this.#node.sm.mvcc.range(toRange(r));
+    return rangeOut(res, this.#header());
+  }
+
+  async #put(r: Wire): Promise<Wire> {
+    const req = toPut(r);
+    if (req.lease !== '0') throw new BallastError('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
+    await this.#checkQuota(req.key.length + req.value.length);
+    const res = this.#check(await this.#write({ op: 'put', req }));
+    const out = res.result as { prevKv?: Parameters<typeof kvOut>[0] };
+    return { header: this.#header(res.revision), ...(out.prevKv ? { prev_kv: kvOut(out.prevKv) } : {}) };
+  }
+
+  async #deleteRange(r: Wire): Promise<Wire> {
+    const res = this.#check(await this.#write({ op: 'deleteRange', req: toDelete(r) }));
+    const out = res.result as { deleted: number; prevKvs: Array<Parameters<typeof kvOut>[0]> };
+    return { header: this.#header(res.revision), deleted: String(out.deleted), prev_kvs: out.prevKvs.map(kvOut) };
+  }
+
+  async #txn(r: Wire): Promise<Wire> {
+    const req = toTxn(r);
+    if (isReadOnlyTxn(req)) {
+      // A read-only txn needs no log entry: a linearizable read point is enough (as in etcd).
+      await this.#node.linearizableRead();
+      const res = this.#node.sm.mvcc.txn(req);
+      return { header: this.#header(), succeeded: res.result.succeeded, responses: res.result.responses.map((op) => responseOpOut(op, this.#header())) };
+    }
+    await this.#checkQuota(0);
+    const res = this.#check(await this.#write({ op: 'txn', req }));
+    const out = res.result as { succeeded: boolean; responses: Parameters<typeof responseOpOut>[0][] };
+    const header = this.#header(res.revision);
+    return { header, succeeded: out.succeeded, responses: out.responses.map((op) => responseOpOut(op, header)) };
+  }
+
+  async #compact(r: Wire): Promise<Wire> {
+    const res = this.#check(await this.#write({ op: 'compact', revision: Number(r['revision'] ?? 0) }));
+    return { header: this.#header(res.revision) };
+  }
+
+  async #write(req: StoreRequest): Promise<ApplyResult> {
+    const size = JSON.stringify(req).length;
+    if (size > this.#o.maxRequestBytes) throw catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large');
+    return this.#node.write(req);
+  }
+
+  #check(r: ApplyResult): ApplyResult {
+    if (r.error) throw new BallastError(r.error.code, r.error.message);
+    return r;
+  }
+
+  /** Refuse writes past the quota and raise the NOSPACE alarm (replicated, as etcd does). */
+  async #checkQuota(extra: number): Promise<void> {
+    const sm = this.#node.sm;
+    if (sm.alarms.some((a) => a.alarm === 'NOSPACE')) throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
+    if (sm.mvcc.bytes + extra <= this.#o.quotaBytes) return;
+    await this.#node.write({ op: 'alarm', action: 'activate', memberId: this.#node.id, alarm: 'NOSPACE' }).catch(() => undefined);
+    throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
+  }
+
+  async #memberList(r: Wire): Promise<Wire> {
+    if (r['linearizable']) await this.#node.linearizableRead();
+    return { header: this.#header(), members: this.#members() };
+  }
+
+  #members(): Wire[] {
+    return [...this.#node.sm.members.values()].map(memberOut);
+  }
+
+  async #status(): Promise<Wire> {
+    const n = this.#node;
+    const st = n.raftStatus();
+    const me = n.sm.members.get(n.id);
+    return {
+      header: this.#header(), version: this.#o.version, dbSize: String(n.sm.mvcc.bytes), dbSizeInUse: String(n.sm.mvcc.bytes),
+      leader: st.lead ? idToDecimal(st.lead) : '0', raftIndex: String(st.commit), raftTerm: String(st.term), raftAppliedIndex: String(st.applied),
+      errors: n.sm.alarms.map((a) => `memberID:${idToDecimal(a.memberId)} alarm:${a.alarm} `), isLearner: me?.isLearner ?? false,
+    };
+  }
+
+  async #alarm(r: Wire): Promise<Wire> {
+    const types = ['NONE', 'NOSPACE', 'CORRUPT'] as const;
+    const action = Number(r['action'] ?? 0);
+    if (action !== 0) {
+      const alarm = types[Number(r['alarm'] ?? 0)];
+      if (alarm && alarm !== 'NONE') {
+        const memberId = r['memberID'] && r['memberID'] !== '0' ? idFromDecimal(r['memberID']) : this.#node.id;
+        this.#check(await this.#node.write({ op: 'alarm', action: action === 1 ? 'activate' : 'deactivate', memberId, alarm }));
+      }
+    }
+    return { header: this.#header(), alarms: this.#node.sm.alarms.map((a) => ({ memberID: idToDecimal(a.memberId), alarm: types.indexOf(a.alarm) })) };
+  }
+
+  /**
+   * Membership changes are decided by the leader (it knows whether a learner caught up). A
+   * follower forwards the call to the leader's client URL, so a client may talk to any member.
+   */
+  async #forwardable(method: string, r: Wire, local: () => Promise<Wire>): Promise<Wire> {
+    if (this.#node.isLeader) return local();
+    const lead = this.#node.leaderId;
+    const url = lead ? this.#node.sm.members.get(lead)?.clientURLs[0] : undefined;
+    if (!lead || !url) throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
+    if (this.#leaderClient?.id !== lead || this.#leaderClient.url !== url) {
+      this.#leaderClient?.cluster.close();
+      const Cluster = (this.#protos['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Cluster'] as grpc.ServiceClientConstructor;
+      this.#leaderClient = { id: lead, url, cluster: new Cluster(new URL(url).host, grpc.credentials.createInsecure()) };
+    }
+    const cluster = this.#leaderClient.cluster;
+    const call = (cluster as unknown as Record<string, ForwardCall>)[method] as ForwardCall;
+    return new Promise((resolve, reject) => {
+      call.call(cluster, r, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res)));
+    });
+  }
+}
+
+type ForwardCall = (req: Wire, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, res: Wire) => void) => void;
+
+function memberOut(m: Member): Wire {
+  return { ID: idToDecimal(m.id), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner };
+}
+
+function toGrpcError(err: unknown): Partial<grpc.StatusObject> & Error {
+  if (isBallastError(err)) {
+    const e = new Error(err.message) as Partial<grpc.StatusObject> & Error;
+    e.code = statusOf[err.code] ?? grpc.status.UNKNOWN;
+    e.details = err.message;
+    return e;
+  }
+  if (err && typeof err === 'object' && 'code' in err && typeof (err as grpc.ServiceError).code === 'number') {
+    // Forwarded from the leader: pass its status through unchanged.
+    const se = err as grpc.ServiceError;
+    const e = new Error(se.details) as Partial<grpc.StatusObject> & Error;
+    e.code = se.code;
+    e.details = se.details;
+    return e;
+  }
+  const e = new Error(`etcdserver: ${(err as Error)?.message ?? String(err)}`) as Partial<grpc.StatusObject> & Error;
+  e.code = grpc.status.UNKNOWN;
+  e.details = e.message;
+  return e;
+}
+
+export { bytes };

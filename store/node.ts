@@ -1,0 +1,530 @@
+/**
+ * The driver: owns the Raft core, the WAL, snapshots, the peer transport and the state machine,
+ * and runs the loop persist → send → apply → advance. The gRPC layer calls `write()`,
+ * `linearizableRead()` and the membership methods; everything else is internal.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { deserialize, serialize } from 'node:v8';
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../lib/clock.ts';
+import { BallastError } from '../lib/errors.ts';
+import type { Random } from '../lib/random.ts';
+import { catalogue } from './errors.ts';
+import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
+import type { StoreMetrics } from './metrics.ts';
+import { bootstrapEntries } from './raft/bootstrap.ts';
+import { Raft, type RaftBoot } from './raft/raft.ts';
+import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
+import { Snapshotter } from './snapshot/snapshotter.ts';
+import { type ApplyResult, type ConfContext, type Envelope, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
+import { PeerTransport } from './transport/peer.ts';
+import { Wal } from './wal/wal.ts';
+
+export interface StoreNodeConfig {
+  name: string;
+  dataDir: string;
+  listenPeerUrls: URL[];
+  advertisePeerUrls: string[];
+  advertiseClientUrls: string[];
+  /** name → peer URLs, from --initial-cluster. */
+  initialCluster: Map<string, string[]>;
+  initialClusterState: 'new' | 'existing';
+  token: string;
+  heartbeatMs: number;
+  electionMs: number;
+  snapshotCount: number;
+  /** Entries kept behind a snapshot for followers that lag a little (etcd: 5000). */
+  snapshotCatchUpEntries: number;
+  requestTimeoutMs: number;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  metrics: StoreMetrics;
+  /** TEST ONLY: serve linearizable reads locally without ReadIndex (stale reads possible). */
+  unsafeStaleReads?: boolean;
+}
+
+interface Waiter {
+  resolve(r: ApplyResult): void;
+  reject(e: Error): void;
+  timer: TimerHandle;
+}
+
+interface ReadBatch {
+  waiters: Array<{ resolve(): void; reject(e: Error): void }>;
+}
+
+export class StoreNode {
+  readonly id: NodeId;
+  readonly clusterId: string;
+  readonly sm = new StateMachine();
+  readonly #cfg: StoreNodeConfig;
+  readonly #log: Logger;
+  readonly #raft: Raft;
+  readonly #wal: Wal;
+  readonly #snap: Snapshotter;
+  readonly #transport: PeerTransport;
+  readonly #nonce = randomBytes(6).toString('hex');
+  #seq = 0;
+  readonly #waiters = new Map<string, Waiter>();
+  /** Reads waiting for the next ReadIndex round, and those whose round is in flight. */
+  #nextReads: ReadBatch | undefined;
+  readonly #readsInFlight = new Map<string, ReadBatch>();
+  readonly #readTimers = new Map<string, TimerHandle>();
+  /** Reads confirmed at an index, waiting for apply to reach it. */
+  #readsAwaitingApply: Array<{ index: number; batch: ReadBatch }> = [];
+  #ticker: TimerHandle | undefined;
+  #processing = false;
+  #scheduled = false;
+  #stopped = false;
+  #removed = false;
+  #lastSnapIndex = 0;
+  #leaderChangeListeners: Array<() => void> = [];
+  #publishTimer: TimerHandle | undefined;
+  /** Called when this member learns it was removed from the cluster. */
+  onRemoved: (() => void) | undefined;
+
+  private constructor(cfg: StoreNodeConfig, id: NodeId, raft: Raft, wal: Wal, snap: Snapshotter) {
+    this.#cfg = cfg;
+    this.#log = cfg.log;
+    this.id = id;
+    this.clusterId = clusterIdOf(cfg.token);
+    this.#raft = raft;
+    this.#wal = wal;
+    this.#snap = snap;
+    wal.onSync = (s) => cfg.metrics.walFsync.observe(s);
+    this.#transport = new PeerTransport({
+      self: id, token: cfg.token, log: cfg.log, clock: cfg.clock, random: cfg.random,
+      onMessages: (msgs) => this.#receive(msgs),
+      onUnreachable: (peer) => this.#raft.reportUnreachable(peer),
+      onSnapshotStatus: (peer, ok) => {
+        this.#raft.reportSnapshot(peer, ok);
+        this.#kick();
+      },
+      isRemoved: (peer) => this.sm.removed.has(peer),
+      onRemovedFromCluster: () => this.#markRemoved(),
+    });
+  }
+
+  /** Open (or create) the member's data directory and recover its state. */
+  static async open(cfg: StoreNodeConfig): Promise<StoreNode> {
+    const memberDir = join(cfg.dataDir, 'member');
+    const walDir = join(memberDir, 'wal');
+    const snap = new Snapshotter(join(memberDir, 'snap'));
+    const raftCfg = (id: NodeId) => ({
+      id, electionTick: Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs)), heartbeatTick: 1, random: cfg.random,
+      maxSizePerMsg: 1 << 20, maxInflightMsgs: 512,
+    });
+    let node: StoreNode;
+    if (Wal.exists(walDir)) {
+      const { wal, contents } = Wal.open(walDir);
+      if (!contents.meta) throw catalogue.error('STORE_ERR_DATA_DIR', `${walDir}: the WAL has no member record; the data directory is damaged`);
+      if (contents.meta.clusterId !== clusterIdOf(cfg.token)) {
+        throw catalogue.error('STORE_ERR_DATA_DIR', `${cfg.dataDir} belongs to cluster ${contents.meta.clusterId}, not this one (${clusterIdOf(cfg.token)}); check --initial-cluster-token or use a fresh --data-dir`);
+      }
+      const snapshot = snap.loadNewest((file, why) => cfg.log.warn({ file, why }, 'skipping damaged snapshot'));
+      const boot: RaftBoot = { conf: { voters: [], learners: [] }, entries: contents.entries, applied: snapshot?.meta.index ?? 0 };
+      if (contents.hardState) boot.hardState = contents.hardState;
+      if (snapshot) boot.snapshot = snapshot;
+      const raft = new Raft(raftCfg(contents.meta.memberId), boot);
+      node = new StoreNode(cfg, contents.meta.memberId, raft, wal, snap);
+      if (snapshot) node.#restoreSnapshot(snapshot);
+      cfg.log.info({ member: node.id, entries: contents.entries.length, snapshotIndex: snapshot?.meta.index ?? 0, term: contents.hardState?.term ?? 0 }, 'recovered member from data directory');
+    } else {
+      mkdirSync(memberDir, { recursive: true });
+      const id = memberIdOf(cfg.advertisePeerUrls, cfg.token);
+      const wal = Wal.create(walDir, { memberId: id, clusterId: clusterIdOf(cfg.token) });
+      let raft: Raft;
+      if (cfg.initialClusterState === 'new') {
+        const voters = [...cfg.initialCluster].map(([name, urls]) => ({ name, urls, id: memberIdOf(urls, cfg.token) }));
+        const byId = new Map(voters.map((v) => [v.id, v]));
+        const { entries, hardState } = bootstrapEntries({ voters: voters.map((v) => v.id), learners: [] }, (vid) => {
+          const v = byId.get(vid);
+          return { rid: '', member: { id: vid, name: v?.name ?? '', peerURLs: v?.urls ?? [], clientURLs: [], isLearner: false } } satisfies ConfContext;
+        });
+        wal.save(hardState, entries);
+        raft = new Raft(raftCfg(id), { conf: { voters: [], learners: [] }, entries, hardState });
+      } else {
+        raft = new Raft(raftCfg(id), { conf: { voters: [], learners: [] } });
+      }
+      node = new StoreNode(cfg, id, raft, wal, snap);
+      cfg.log.info({ member: id, state: cfg.initialClusterState }, 'initialized new member data directory');
+    }
+    // Until the member table is applied, reach peers through --initial-cluster.
+    const peers = new Map<NodeId, URL>();
+    for (const urls of cfg.initialCluster.values()) peers.set(memberIdOf(urls, cfg.token), new URL(urls[0] as string));
+    node.#transport.setPeers(peers);
+    return node;
+  }
+
+  static dataDirInitialized(dataDir: string): boolean {
+    return existsSync(join(dataDir, 'member', 'wal')) && Wal.exists(join(dataDir, 'member', 'wal'));
+  }
+
+  async start(): Promise<void> {
+    await this.#transport.listen(this.#cfg.listenPeerUrls);
+    this.#ticker = this.#cfg.clock.setInterval(() => {
+      this.#raft.tick();
+      this.#kick();
+    }, this.#cfg.heartbeatMs);
+    this.#publishTimer = this.#cfg.clock.setInterval(() => this.#maybePublish(), this.#cfg.heartbeatMs * 5, { unref: true });
+    this.#kick();
+  }
+
+  // ---- what the API layer uses --------------------------------------------------------------
+
+  get term(): number {
+    return this.#raft.term;
+  }
+  get leaderId(): NodeId | '' {
+    return this.#raft.lead;
+  }
+  get isLeader(): boolean {
+    return this.#raft.role === 'leader';
+  }
+  get appliedIndex(): number {
+    return this.#raft.log.applied;
+  }
+  get commitIndex(): number {
+    return this.#raft.log.committed;
+  }
+  get removed(): boolean {
+    return this.#removed;
+  }
+  raftStatus() {
+    return this.#raft.status();
+  }
+
+  /** Replicate a write and resolve with its result once this member has applied it. */
+  write(r: StoreRequest): Promise<ApplyResult> {
+    const rid = `${this.#nonce}.${++this.#seq}`;
+    const env: Envelope = { rid, r };
+    return this.#await(rid, () => this.#raft.propose(serialize(env)));
+  }
+
+  /** Resolves once this member's state reflects every write acknowledged before the call. */
+  linearizableRead(): Promise<void> {
+    this.#checkRunning();
+    if (this.#cfg.unsafeStaleReads) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#nextReads ??= { waiters: [] };
+      this.#nextReads.waiters.push({ resolve, reject });
+      if (this.#readsInFlight.size === 0) this.#sendReadIndex();
+    });
+  }
+
+  /** Add a member (as a learner or voter); resolves with the new member once applied. */
+  async addMember(peerURLs: string[], isLearner: boolean): Promise<Member> {
+    const id = memberIdOf(peerURLs, this.#cfg.token);
+    const urls = new Set(peerURLs);
+    for (const m of this.sm.members.values()) {
+      if (m.peerURLs.some((u) => urls.has(u))) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', 'etcdserver: Peer URLs already exists');
+    }
+    if (this.sm.removed.has(id)) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', `etcdserver: ID removed (member ${id} was removed; use different peer URLs)`);
+    if (isLearner && [...this.sm.members.values()].filter((m) => m.isLearner).length >= 1) throw catalogue.error('STORE_ERR_TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
+    const member: Member = { id, name: '', peerURLs, clientURLs: [], isLearner };
+    await this.#confChange({ type: isLearner ? 'addLearner' : 'addVoter', id }, member);
+    return member;
+  }
+
+  async removeMember(id: NodeId): Promise<void> {
+    const m = this.sm.members.get(id);
+    if (!m) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    if (!m.isLearner) {
+      // Refuse a removal that leaves fewer active voters than a quorum of the new configuration.
+      const st = this.#raft.status();
+      const voters = st.conf.voters.filter((v) => v !== id);
+      const active = voters.filter((v) => st.progress[v]?.active).length;
+      if (voters.length > 0 && active < Math.floor(voters.length / 2) + 1) throw catalogue.error('STORE_ERR_UNHEALTHY_QUORUM', 'etcdserver: unhealthy cluster');
+    }
+    await this.#confChange({ type: 'remove', id }, m);
+  }
+
+  async promoteMember(id: NodeId): Promise<void> {
+    const m = this.sm.members.get(id);
+    if (!m) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    if (!m.isLearner) throw catalogue.error('STORE_ERR_MEMBER_NOT_LEARNER', 'etcdserver: can only promote a learner member');
+    await this.#confChange({ type: 'promote', id }, m);
+  }
+
+  /** Hand leadership to `target`; resolves when it leads. */
+  async moveLeader(target: NodeId): Promise<void> {
+    this.#raft.transferLeadership(target);
+    this.#kick();
+    const deadline = this.#cfg.clock.now() + this.#cfg.electionMs * 2;
+    while (this.#raft.lead !== target) {
+      if (this.#cfg.clock.now() > deadline) throw catalogue.error('STORE_ERR_LEADER_TRANSFER', 'etcdserver: leadership transfer failed');
+      await this.#waitLeaderChange(this.#cfg.heartbeatMs);
+    }
+  }
+
+  /** Graceful stop: a leader hands over first (so clients see no election gap), then everything closes. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    if (this.isLeader && !this.#removed) {
+      const st = this.#raft.status();
+      const target = st.conf.voters.filter((v) => v !== this.id).sort((a, b) => (st.progress[b]?.match ?? 0) - (st.progress[a]?.match ?? 0))[0];
+      if (target) {
+        try {
+          await this.moveLeader(target);
+          this.#log.info({ member: this.id, to: target }, 'transferred leadership before stopping');
+        } catch (err) {
+          this.#log.warn({ member: this.id, err }, 'leadership transfer before stopping failed; stopping anyway');
+        }
+      }
+    }
+    this.#stopped = true;
+    this.#ticker?.cancel();
+    this.#publishTimer?.cancel();
+    const stopped = catalogue.error('STORE_ERR_STOPPED', 'etcdserver: server stopped');
+    for (const [rid, w] of this.#waiters) {
+      w.timer.cancel();
+      w.reject(stopped);
+      this.#waiters.delete(rid);
+    }
+    this.#failReads(stopped);
+    await this.#transport.stop();
+    this.#wal.close();
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  #checkRunning(): void {
+    if (this.#stopped) throw catalogue.error('STORE_ERR_STOPPED', 'etcdserver: server stopped');
+    if (this.#removed) throw catalogue.error('STORE_ERR_STOPPED', 'etcdserver: the member has been permanently removed from the cluster');
+  }
+
+  #await(rid: string, propose: () => void): Promise<ApplyResult> {
+    this.#checkRunning();
+    return new Promise<ApplyResult>((resolve, reject) => {
+      const timer = this.#cfg.clock.setTimeout(() => {
+        this.#waiters.delete(rid);
+        this.#cfg.metrics.proposalsFailed.inc();
+        reject(catalogue.error('STORE_ERR_TIMEOUT', 'etcdserver: request timed out'));
+      }, this.#cfg.requestTimeoutMs);
+      this.#waiters.set(rid, { resolve, reject, timer });
+      try {
+        propose();
+      } catch (err) {
+        timer.cancel();
+        this.#waiters.delete(rid);
+        this.#cfg.metrics.proposalsFailed.inc();
+        reject(err as Error);
+        return;
+      }
+      this.#cfg.metrics.proposalsPending.set(this.#waiters.size);
+      this.#kick();
+    });
+  }
+
+  async #confChange(cc: Omit<ConfChange, 'context'>, member: Member): Promise<void> {
+    const rid = `${this.#nonce}.${++this.#seq}`;
+    const context: ConfContext = { rid, member };
+    const r = await this.#await(rid, () => this.#raft.proposeConfChange({ ...cc, context }));
+    if (r.error) throw new BallastError(r.error.code, r.error.message);
+  }
+
+  #receive(msgs: Message[]): void {
+    for (const m of msgs) {
+      if (this.sm.removed.has(m.from)) continue; // a removed member must not disturb the cluster
+      try {
+        this.#raft.step(m);
+      } catch (err) {
+        // A forwarded proposal or read the leader cannot take is dropped; the client times out or retries.
+        this.#log.debug({ err, from: m.from, type: m.type }, 'dropped a forwarded request');
+      }
+    }
+    this.#kick();
+  }
+
+  #kick(): void {
+    if (this.#scheduled || this.#stopped) return;
+    this.#scheduled = true;
+    // setImmediate: let every request that arrived in this turn of the event loop join the
+    // same Ready, so one fsync covers them all (group commit).
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#process();
+    });
+  }
+
+  #process(): void {
+    if (this.#processing || this.#stopped) return;
+    this.#processing = true;
+    try {
+      while (this.#raft.hasReady()) this.#handleReady(this.#raft.ready());
+    } catch (err) {
+      // A failed fsync or apply leaves no safe way forward: stop rather than risk divergence.
+      this.#log.fatal({ err, member: this.id }, 'storage failure; stopping the member');
+      this.#stopped = true;
+      this.#ticker?.cancel();
+      process.exitCode = 1;
+      throw err;
+    } finally {
+      this.#processing = false;
+    }
+  }
+
+  #handleReady(rd: Ready): void {
+    if (rd.softState) this.#onSoftState(rd.softState.lead);
+    // 1. persist: the snapshot file before its WAL marker, entries and hard state with one fsync.
+    if (rd.snapshot) {
+      this.#snap.save(rd.snapshot);
+      this.#wal.saveSnapshot(rd.snapshot.meta.index, rd.snapshot.meta.term);
+    }
+    this.#wal.save(rd.hardState, rd.entries);
+    // 2. send (everything sent depends only on what is now durable).
+    this.#transport.send(rd.messages);
+    // 3. apply
+    if (rd.snapshot) this.#restoreSnapshot(rd.snapshot);
+    for (const e of rd.committedEntries) this.#applyEntry(e);
+    for (const rs of rd.readStates) {
+      const batch = this.#readsInFlight.get(rs.context);
+      if (!batch) continue;
+      this.#readsInFlight.delete(rs.context);
+      this.#readTimers.get(rs.context)?.cancel();
+      this.#readTimers.delete(rs.context);
+      this.#readsAwaitingApply.push({ index: rs.index, batch });
+    }
+    this.#raft.advance(rd);
+    this.#releaseReads();
+    if (this.#nextReads && this.#readsInFlight.size === 0) this.#sendReadIndex();
+    this.#maybeSnapshot();
+  }
+
+  #applyEntry(e: Entry): void {
+    const m = this.#cfg.metrics;
+    if (e.type === EntryType.confChange) {
+      const cc = decodeConfChange(e.data);
+      this.sm.applyConfChange(cc);
+      this.#updatePeers();
+      const ctx = cc.context as ConfContext | undefined;
+      if (ctx?.rid) this.#resolve(ctx.rid, { revision: this.sm.mvcc.revision, events: [] });
+      if (cc.type === 'remove' && cc.id === this.id) this.#markRemoved();
+    } else if (e.data.byteLength > 0) {
+      const env = deserialize(e.data) as Envelope;
+      const r = this.sm.apply(env.r);
+      if (env.rid) this.#resolve(env.rid, r);
+    }
+    m.proposalsCommitted.inc();
+    m.proposalsApplied.inc();
+  }
+
+  #markRemoved(): void {
+    if (this.#removed) return;
+    this.#removed = true;
+    this.#log.warn({ member: this.id }, 'the member has been permanently removed from the cluster');
+    queueMicrotask(() => this.onRemoved?.());
+  }
+
+  #resolve(rid: string, r: ApplyResult): void {
+    const w = this.#waiters.get(rid);
+    if (!w) return;
+    this.#waiters.delete(rid);
+    w.timer.cancel();
+    w.resolve(r);
+    this.#cfg.metrics.proposalsPending.set(this.#waiters.size);
+  }
+
+  #updatePeers(): void {
+    const peers = new Map<NodeId, URL>();
+    for (const m of this.sm.members.values()) if (m.peerURLs[0]) peers.set(m.id, new URL(m.peerURLs[0]));
+    this.#transport.setPeers(peers);
+  }
+
+  #onSoftState(lead: NodeId | ''): void {
+    const m = this.#cfg.metrics;
+    m.hasLeader.set(lead === '' ? 0 : 1);
+    m.isLeader.set(lead === this.id ? 1 : 0);
+    if (lead !== '') m.leaderChanges.inc();
+    this.#log.info({ member: this.id, term: this.#raft.term, leader: lead }, lead === '' ? 'lost the leader' : 'leader known');
+    for (const fn of this.#leaderChangeListeners.splice(0)) fn();
+    if (lead !== '') queueMicrotask(() => this.#maybePublish());
+    if (lead === '') this.#failReads(catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader'));
+  }
+
+  #waitLeaderChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = this.#cfg.clock.setTimeout(resolve, ms);
+      this.#leaderChangeListeners.push(() => {
+        t.cancel();
+        resolve();
+      });
+    });
+  }
+
+  #sendReadIndex(): void {
+    const batch = this.#nextReads;
+    if (!batch) return;
+    this.#nextReads = undefined;
+    const ctx = `${this.#nonce}.r${++this.#seq}`;
+    this.#readsInFlight.set(ctx, batch);
+    try {
+      this.#raft.readIndex(ctx);
+    } catch (err) {
+      this.#readsInFlight.delete(ctx);
+      for (const w of batch.waiters) w.reject(err as Error);
+      return;
+    }
+    // A ReadIndex round lost with a message is retried by the client after this timeout.
+    const t = this.#cfg.clock.setTimeout(() => {
+      const b = this.#readsInFlight.get(ctx);
+      if (!b) return;
+      this.#readsInFlight.delete(ctx);
+      for (const w of b.waiters) w.reject(catalogue.error('STORE_ERR_TIMEOUT', 'etcdserver: request timed out'));
+      if (this.#nextReads) this.#sendReadIndex();
+    }, this.#cfg.requestTimeoutMs, { unref: true });
+    this.#readTimers.set(ctx, t);
+    this.#kick();
+  }
+
+  #releaseReads(): void {
+    const applied = this.#raft.log.applied;
+    const still: Array<{ index: number; batch: ReadBatch }> = [];
+    for (const r of this.#readsAwaitingApply) {
+      if (r.index <= applied) for (const w of r.batch.waiters) w.resolve();
+      else still.push(r);
+    }
+    this.#readsAwaitingApply = still;
+  }
+
+  #failReads(err: Error): void {
+    for (const b of this.#readsInFlight.values()) for (const w of b.waiters) w.reject(err);
+    this.#readsInFlight.clear();
+    for (const r of this.#readsAwaitingApply) for (const w of r.batch.waiters) w.reject(err);
+    this.#readsAwaitingApply = [];
+    if (this.#nextReads) for (const w of this.#nextReads.waiters) w.reject(err);
+    this.#nextReads = undefined;
+  }
+
+  #maybeSnapshot(): void {
+    const applied = this.#raft.log.applied;
+    if (applied - this.#lastSnapIndex < this.#cfg.snapshotCount) return;
+    const term = this.#raft.log.term(applied);
+    if (term === undefined) return;
+    const snap: Snapshot = { meta: { index: applied, term, conf: this.#raft.conf() }, data: serialize(this.sm.state()) };
+    this.#snap.save(snap);
+    this.#wal.saveSnapshot(applied, term);
+    this.#raft.snapshotCreated(snap, Math.max(0, applied - this.#cfg.snapshotCatchUpEntries));
+    this.#lastSnapIndex = applied;
+    this.#log.info({ member: this.id, index: applied, term }, 'saved snapshot and compacted the raft log');
+  }
+
+  #restoreSnapshot(snap: Snapshot): void {
+    this.sm.restore(deserialize(snap.data) as StateMachineState);
+    this.#lastSnapIndex = snap.meta.index;
+    this.#updatePeers();
+  }
+
+  /** Publish this member's name and client URLs into the member table (as etcd does). */
+  #maybePublish(): void {
+    if (this.#stopped || this.#removed || this.#raft.lead === '') return;
+    const me = this.sm.members.get(this.id);
+    if (!me) return;
+    const want = this.#cfg.advertiseClientUrls;
+    if (me.name === this.#cfg.name && me.clientURLs.join(',') === want.join(',')) return;
+    this.write({ op: 'publish', id: this.id, name: this.#cfg.name, clientURLs: want }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * One `ballast store` process: the member (StoreNode), etcd's gRPC API on the client URLs, and
+ * /health, /readyz and /metrics on the metrics URLs, started and stopped as one lifecycle.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { createServer, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import { realClock } from '../lib/clock.ts';
+import type { Component } from '../lib/lifecycle.ts';
+import type { Metrics } from '../lib/metrics.ts';
+import { systemRandom } from '../lib/random.ts';
+import { StoreApi } from './api/server.ts';
+import { StoreMetrics } from './metrics.ts';
+import { StoreNode } from './node.ts';
+
+export interface StoreServerConfig {
+  name: string;
+  dataDir: string;
+  listenClientUrls: URL[];
+  advertiseClientUrls: string[];
+  listenPeerUrls: URL[];
+  advertisePeerUrls: string[];
+  initialCluster: Map<string, string[]>;
+  initialClusterState: 'new' | 'existing';
+  token: string;
+  heartbeatMs: number;
+  electionMs: number;
+  snapshotCount: number;
+  quotaBytes: number;
+  maxRequestBytes: number;
+  listenMetricsUrls: URL[];
+  version: string;
+  unsafeStaleReads: boolean;
+}
+
+/** gRPC adds framing to each request; allow it on top of --max-request-bytes, as etcd does. */
+const grpcOverheadBytes = 512 * 1024;
+/** A member is ready when it has applied to within this many entries of its commit index. */
+const readyLag = 100;
+
+export class StoreServer {
+  node!: StoreNode;
+  readonly #cfg: StoreServerConfig;
+  readonly #log: Logger;
+  readonly #metrics: Metrics;
+  readonly #storeMetrics: StoreMetrics;
+  #grpc: grpc.Server | undefined;
+  readonly #http: Server[] = [];
+  /** Set when this member was removed from the cluster: the process should exit. */
+  onRemoved: (() => void) | undefined;
+
+  constructor(cfg: StoreServerConfig, log: Logger, metrics: Metrics) {
+    this.#cfg = cfg;
+    this.#log = log;
+    this.#metrics = metrics;
+    this.#storeMetrics = new StoreMetrics(metrics);
+  }
+
+  /** The components, in start order. */
+  components(): Component[] {
+    return [
+      { name: 'member', start: () => this.#startNode(), stop: () => this.node?.stop() },
+      { name: 'grpc', start: () => this.#startGrpc(), stop: () => this.#stopGrpc() },
+      { name: 'http', start: () => this.#startHttp(), stop: () => this.#stopHttp() },
+    ];
+  }
+
+  async #startNode(): Promise<void> {
+    const c = this.#cfg;
+    this.node = await StoreNode.open({
+      name: c.name, dataDir: c.dataDir, listenPeerUrls: c.listenPeerUrls, advertisePeerUrls: c.advertisePeerUrls,
+      advertiseClientUrls: c.advertiseClientUrls, initialCluster: c.initialCluster, initialClusterState: c.initialClusterState,
+      token: c.token, heartbeatMs: c.heartbeatMs, electionMs: c.electionMs, snapshotCount: c.snapshotCount,
+      snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs,
+      clock: realClock, random: systemRandom, log: this.#log, metrics: this.#storeMetrics, unsafeStaleReads: c.unsafeStaleReads,
+    });
+    this.node.onRemoved = () => this.onRemoved?.();
+    await this.node.start();
+  }
+
+  async #startGrpc(): Promise<void> {
+    const server = new grpc.Server({ 'grpc.max_receive_message_length': this.#cfg.maxRequestBytes + grpcOverheadBytes, 'grpc.max_send_message_length': 2 ** 31 - 1 });
+    const m = this.#storeMetrics;
+    new StoreApi({
+      node: this.node, maxRequestBytes: this.#cfg.maxRequestBytes, quotaBytes: this.#cfg.quotaBytes, version: this.#cfg.version,
+      onRequest: (method, code, seconds) => {
+        m.requests.inc({ method, code: grpc.status[code] ?? String(code) });
+        m.requestDuration.observe({ method }, seconds);
+      },
+    }).register(server);
+    for (const u of this.#cfg.listenClientUrls) {
+      await new Promise<void>((resolve, reject) => server.bindAsync(`${u.hostname}:${u.port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+    }
+    this.#grpc = server;
+    this.#log.info({ member: this.node.id, urls: this.#cfg.listenClientUrls.map((u) => u.href) }, 'serving client requests');
+  }
+
+  async #stopGrpc(): Promise<void> {
+    const s = this.#grpc;
+    if (!s) return;
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        s.forceShutdown();
+        resolve();
+      }, 2000);
+      s.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+
+  async #startHttp(): Promise<void> {
+    const metricsHandler = this.#metrics.handler();
+    for (const u of this.#cfg.listenMetricsUrls) {
+      const srv = createServer((req, res) => {
+        const path = (req.url ?? '/').split('?')[0];
+        if (path === '/metrics') {
+          this.#updateGauges();
+          metricsHandler(req, res);
+        } else if (path === '/health' || path === '/livez') {
+          const h = this.health();
+          res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ health: String(h.ok), reason: h.reason }));
+        } else if (path === '/readyz') {
+          const r = this.ready();
+          res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ok ? 'ok\n' : `not ready: ${r.reason}\n`);
+        } else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /health, /readyz or /metrics\n');
+      });
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(Number(u.port), u.hostname, () => resolve());
+      });
+      this.#http.push(srv);
+    }
+  }
+
+  async #stopHttp(): Promise<void> {
+    await Promise.all(this.#http.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+
+  /** Healthy: a leader is known and no alarm is raised (etcd's /health). */
+  health(): { ok: boolean; reason: string } {
+    if (!this.node || this.node.leaderId === '') return { ok: false, reason: 'RAFT NO LEADER' };
+    const alarm = this.node.sm.alarms[0];
+    if (alarm) return { ok: false, reason: `ALARM ${alarm.alarm}` };
+    return { ok: true, reason: '' };
+  }
+
+  /** Ready: a leader is known and this member has applied to within a small lag of its commit. */
+  ready(): { ok: boolean; reason: string } {
+    if (!this.node || this.node.leaderId === '') return { ok: false, reason: 'no leader' };
+    const lag = this.node.commitIndex - this.node.appliedIndex;
+    if (lag > readyLag) return { ok: false, reason: `applied index is ${lag} entries behind the commit index` };
+    return { ok: true, reason: '' };
+  }
+
+  #updateGauges(): void {
+    const m = this.#storeMetrics;
+    if (!this.node) return;
+    m.dbSize.set(this.node.sm.mvcc.bytes);
+    m.dbSizeInUse.set(this.node.sm.mvcc.bytes);
+    m.keys.set(this.node.sm.mvcc.keyCount);
+    m.applyLag.set(this.node.commitIndex - this.node.appliedIndex);
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * The replicated state machine: the key space, the member table and the alarms. Every member
+ * applies the same committed entries in the same order and so reaches the same state; nothing
+ * here reads a clock or does I/O. Entries carry an envelope with the proposer's request id so the
+ * proposing member can hand the result back to the waiting client.
+ */
+import { isBallastError } from '../lib/errors.ts';
+import { catalogue } from './errors.ts';
+import { MvccStore, type MvccState } from './mvcc/store.ts';
+import type { DeleteRangeRequest, Event, PutRequest, RequestOp, TxnRequest } from './mvcc/types.ts';
+import type { ConfChange, NodeId } from './raft/types.ts';
+
+export interface Member {
+  id: NodeId;
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner: boolean;
+}
+
+export type AlarmType = 'NOSPACE' | 'CORRUPT';
+
+export type StoreRequest =
+  | { op: 'put'; req: PutRequest }
+  | { op: 'deleteRange'; req: DeleteRangeRequest }
+  | { op: 'txn'; req: TxnRequest }
+  | { op: 'compact'; revision: number }
+  | { op: 'publish'; id: NodeId; name: string; clientURLs: string[] }
+  | { op: 'memberUpdate'; id: NodeId; peerURLs: string[] }
+  | { op: 'alarm'; action: 'activate' | 'deactivate'; memberId: NodeId; alarm: AlarmType };
+
+/** What an entry carries: the request and who waits for its result. */
+export interface Envelope {
+  /** The proposer's request id ('' when nobody waits). */
+  rid: string;
+  r: StoreRequest;
+}
+
+/** The context of a membership change entry. */
+export interface ConfContext {
+  rid: string;
+  member: Member;
+}
+
+export interface ApplyError {
+  code: string;
+  message: string;
+}
+
+export interface ApplyResult {
+  revision: number;
+  result?: unknown;
+  error?: ApplyError;
+  events: Event[];
+}
+
+export interface StateMachineState {
+  mvcc: MvccState;
+  members: Member[];
+  alarms: Array<{ memberId: NodeId; alarm: AlarmType }>;
+}
+
+export class StateMachine {
+  mvcc = new MvccStore();
+  readonly members = new Map<NodeId, Member>();
+  /** Members removed from the cluster; they may never come back under the same id. */
+  readonly removed = new Set<NodeId>();
+  alarms: Array<{ memberId: NodeId; alarm: AlarmType }> = [];
+
+  /** Apply a normal entry's request. Errors are results (every member reaches the same one). */
+  apply(r: StoreRequest): ApplyResult {
+    try {
+      switch (r.op) {
+        case 'put':
+          this.#checkSpace(true);
+          return this.#kv(this.mvcc.put(r.req));
+        case 'deleteRange':
+          return this.#kv(this.mvcc.deleteRange(r.req));
+        case 'txn':
+          this.#checkSpace(txnHasPut(r.req.success) || txnHasPut(r.req.failure));
+          this.#precheckTxn(r.req);
+          return this.#kv(this.mvcc.txn(r.req));
+        case 'compact':
+          this.mvcc.compact(r.revision);
+          return { revision: this.mvcc.revision, events: [] };
+        case 'publish': {
+          const m = this.members.get(r.id);
+          if (m) Object.assign(m, { name: r.name, clientURLs: r.clientURLs });
+          return { revision: this.mvcc.revision, events: [] };
+        }
+        case 'memberUpdate': {
+          const m = this.members.get(r.id);
+          if (!m) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
+          m.peerURLs = r.peerURLs;
+          return { revision: this.mvcc.revision, events: [] };
+        }
+        case 'alarm':
+          this.alarms = this.alarms.filter((a) => !(a.memberId === r.memberId && a.alarm === r.alarm));
+          if (r.action === 'activate') this.alarms.push({ memberId: r.memberId, alarm: r.alarm });
+          return { revision: this.mvcc.revision, events: [] };
+      }
+    } catch (err) {
+      if (isBallastError(err)) return { revision: this.mvcc.revision, error: { code: err.code, message: err.message }, events: [] };
+      throw err;
+    }
+  }
+
+  /** Apply a committed membership change to the member table. */
+  applyConfChange(cc: ConfChange): void {
+    const ctx = cc.context as ConfContext | undefined;
+    switch (cc.type) {
+      case 'addLearner':
+      case 'addVoter':
+        if (ctx) this.members.set(cc.id, { ...ctx.member, isLearner: cc.type === 'addLearner' });
+        break;
+      case 'promote': {
+        const m = this.members.get(cc.id);
+        if (m) m.isLearner = false;
+        break;
+      }
+      case 'remove':
+        this.members.delete(cc.id);
+        this.removed.add(cc.id);
+        break;
+    }
+  }
+
+  #kv(r: { result: unknown; events: Event[]; revision: number }): ApplyResult {
+    return { revision: r.revision, result: r.result, events: r.events };
+  }
+
+  #checkSpace(writes: boolean): void {
+    if (writes && this.alarms.some((a) => a.alarm === 'NOSPACE')) throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
+  }
+
+  /**
+   * Fail a txn before any of it applies when the chosen branch cannot succeed (ignore_value on
+   * a missing key, a read at a compacted revision), so a txn is all or nothing.
+   */
+  #precheckTxn(t: TxnRequest): void {
+    const probe = this.mvcc.txn({ compare: t.compare, success: [], failure: [] });
+    const ops = probe.result.succeeded ? t.success : t.failure;
+    for (const op of ops) {
+      if ('put' in op && (op.put.ignoreValue || op.put.ignoreLease)) {
+        if (this.mvcc.range({ ...rangeOf(op.put.key), countOnly: true }).count === 0) throw catalogue.error('STORE_ERR_KEY_NOT_FOUND', 'etcdserver: key not found');
+      } else if ('range' in op && op.range.revision > 0) {
+        this.mvcc.range({ ...op.range, countOnly: true });
+      } else if ('txn' in op) {
+        this.#precheckTxn(op.txn);
+      }
+    }
+  }
+
+  state(): StateMachineState {
+    return { mvcc: this.mvcc.state(), members: [...this.members.values()].map((m) => ({ ...m })), alarms: [...this.alarms] };
+  }
+
+  restore(s: StateMachineState): void {
+    this.mvcc = MvccStore.fromState(s.mvcc);
+    this.members.clear();
+    for (const m of s.members) this.members.set(m.id, { ...m });
+    this.alarms = [...s.alarms];
+  }
+}
+
+function rangeOf(key: string) {
+  return { key, rangeEnd: '', limit: 0, revision: 0, sortOrder: 0, sortTarget: 0, keysOnly: false, countOnly: false, minModRevision: 0, maxModRevision: 0, minCreateRevision: 0, maxCreateRevision: 0 };
+}
+
+function txnHasPut(ops: RequestOp[]): boolean {
+  return ops.some((op) => 'put' in op || ('txn' in op && (txnHasPut(op.txn.success) || txnHasPut(op.txn.failure))));
+}

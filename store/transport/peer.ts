@@ -1,0 +1,275 @@
+/**
+ * Messages between members: one persistent TCP connection per peer (dialled by the sender),
+ * framed binary messages, every message of one Ready to a peer in one frame, reconnect with
+ * jittered back-off, and a handshake that refuses peers without the cluster token.
+ *
+ * Frame: u32 length | u8 kind | payload. kind 0 = a whole batch, 1 = a chunk of a large batch
+ * (snapshots) with more to come, 2 = its last chunk. Payload: v8-serialized Message[], or the
+ * JSON handshake as the first frame of a connection.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { deserialize, serialize } from 'node:v8';
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../../lib/clock.ts';
+import type { Random } from '../../lib/random.ts';
+import type { Message, NodeId } from '../raft/types.ts';
+
+const maxChunk = 4 << 20;
+const maxFrame = 256 << 20;
+const maxBuffered = 32 << 20;
+
+export interface PeerTransportOptions {
+  self: NodeId;
+  token: string;
+  log: Logger;
+  clock: Clock;
+  random: Random;
+  onMessages(msgs: Message[]): void;
+  onUnreachable(id: NodeId): void;
+  onSnapshotStatus(id: NodeId, ok: boolean): void;
+  onPeerAuthFailure?(remote: string): void;
+  /** True for a member removed from the cluster: its connections are refused with "removed". */
+  isRemoved(id: NodeId): boolean;
+  /** A peer told us this member was removed from the cluster. */
+  onRemovedFromCluster(): void;
+}
+
+interface Handshake {
+  token: string;
+  from: NodeId;
+  to: NodeId;
+}
+
+/** Splits a byte stream into frames, reassembling chunked ones. */
+class FrameReader {
+  #buf: Buffer = Buffer.alloc(0);
+  #chunks: Buffer[] = [];
+
+  push(data: Buffer, onFrame: (payload: Buffer) => void): void {
+    this.#buf = this.#buf.length === 0 ? data : Buffer.concat([this.#buf, data]);
+    while (this.#buf.length >= 5) {
+      const len = this.#buf.readUInt32LE(0);
+      if (len > maxFrame) throw new Error(`peer frame of ${len} bytes exceeds the ${maxFrame}-byte limit`);
+      if (this.#buf.length < 5 + len) return;
+      const kind = this.#buf[4];
+      const payload = this.#buf.subarray(5, 5 + len);
+      this.#buf = this.#buf.subarray(5 + len);
+      if (kind === 0) onFrame(payload);
+      else {
+        this.#chunks.push(Buffer.from(payload));
+        if (kind === 2) {
+          const whole = Buffer.concat(this.#chunks);
+          this.#chunks = [];
+          onFrame(whole);
+        }
+      }
+    }
+  }
+}
+
+function frames(payload: Buffer): Buffer[] {
+  if (payload.length <= maxChunk) return [header(payload.length, 0), payload];
+  const out: Buffer[] = [];
+  for (let off = 0; off < payload.length; off += maxChunk) {
+    const part = payload.subarray(off, off + maxChunk);
+    out.push(header(part.length, off + maxChunk >= payload.length ? 2 : 1), part);
+  }
+  return out;
+}
+
+function header(len: number, kind: number): Buffer {
+  const h = Buffer.allocUnsafe(5);
+  h.writeUInt32LE(len, 0);
+  h[4] = kind;
+  return h;
+}
+
+/** The outgoing side of one peer link. */
+class PeerLink {
+  readonly id: NodeId;
+  url: URL;
+  #socket: Socket | undefined;
+  #ready = false;
+  #queue: Message[] = [];
+  #flushScheduled = false;
+  #retry: TimerHandle | undefined;
+  #backoff = 50;
+  #stopped = false;
+  readonly #t: PeerTransport;
+
+  constructor(t: PeerTransport, id: NodeId, url: URL) {
+    this.#t = t;
+    this.id = id;
+    this.url = url;
+  }
+
+  send(m: Message): void {
+    if (this.#stopped) return;
+    this.#queue.push(m);
+    if (!this.#socket) this.#dial();
+    if (this.#ready && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  #dial(): void {
+    if (this.#stopped || this.#socket) return;
+    const o = this.#t.opts;
+    const s = connect({ host: this.url.hostname, port: Number(this.url.port), noDelay: true });
+    this.#socket = s;
+    s.on('connect', () => {
+      const hs: Handshake = { token: o.token, from: o.self, to: this.id };
+      for (const b of frames(Buffer.from(JSON.stringify(hs)))) s.write(b);
+      this.#ready = true;
+      this.#backoff = 50;
+      this.#flush();
+    });
+    s.on('error', () => undefined);
+    // The receiver answers on this socket only to say we were removed from the cluster.
+    const reader = new FrameReader();
+    s.on('data', (data) => {
+      try {
+        reader.push(data, (payload) => {
+          if ((JSON.parse(payload.toString()) as { removed?: boolean }).removed) o.onRemovedFromCluster();
+        });
+      } catch {
+        s.destroy();
+      }
+    });
+    s.on('close', () => {
+      const hadSnap = this.#queue.some((m) => m.type === 'snap');
+      this.#socket = undefined;
+      this.#ready = false;
+      // Undelivered messages are dropped: Raft retransmits what matters.
+      this.#queue = [];
+      if (hadSnap) o.onSnapshotStatus(this.id, false);
+      o.onUnreachable(this.id);
+      if (this.#stopped) return;
+      const delay = this.#backoff * (0.5 + o.random.next());
+      this.#backoff = Math.min(this.#backoff * 2, 2000);
+      this.#retry = o.clock.setTimeout(() => this.#dial(), delay, { unref: true });
+    });
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const s = this.#socket;
+    if (!s || !this.#ready || this.#queue.length === 0) return;
+    const batch = this.#queue;
+    this.#queue = [];
+    if (s.writableLength > maxBuffered) {
+      // The peer is not keeping up: drop rather than grow memory; Raft will resend.
+      this.#t.opts.onUnreachable(this.id);
+      if (batch.some((m) => m.type === 'snap')) this.#t.opts.onSnapshotStatus(this.id, false);
+      return;
+    }
+    const snaps = batch.filter((m) => m.type === 'snap');
+    const parts = frames(serialize(batch));
+    s.cork();
+    for (let i = 0; i < parts.length; i++) {
+      const last = i === parts.length - 1;
+      s.write(parts[i] as Buffer, last && snaps.length > 0 ? (err) => this.#t.opts.onSnapshotStatus(this.id, !err) : undefined);
+    }
+    s.uncork();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#retry?.cancel();
+    this.#socket?.destroy();
+  }
+}
+
+export class PeerTransport {
+  readonly opts: PeerTransportOptions;
+  readonly #links = new Map<NodeId, PeerLink>();
+  readonly #servers: Server[] = [];
+  readonly #inbound = new Set<Socket>();
+
+  constructor(opts: PeerTransportOptions) {
+    this.opts = opts;
+  }
+
+  /** Listen for peers on each URL (host:port). */
+  async listen(urls: URL[]): Promise<void> {
+    for (const u of urls) {
+      const server = createServer((s) => this.#accept(s));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(Number(u.port), u.hostname, () => resolve());
+      });
+      this.#servers.push(server);
+    }
+  }
+
+  /** Set the peers to talk to (everyone but self), keyed by id. */
+  setPeers(peers: Map<NodeId, URL>): void {
+    for (const [id, url] of peers) {
+      if (id === this.opts.self) continue;
+      const link = this.#links.get(id);
+      if (!link) this.#links.set(id, new PeerLink(this, id, url));
+      else if (link.url.href !== url.href) {
+        link.stop();
+        this.#links.set(id, new PeerLink(this, id, url));
+      }
+    }
+    for (const [id, link] of this.#links) {
+      if (!peers.has(id)) {
+        link.stop();
+        this.#links.delete(id);
+      }
+    }
+  }
+
+  send(msgs: readonly Message[]): void {
+    for (const m of msgs) {
+      const link = this.#links.get(m.to);
+      if (link) link.send(m);
+      else if (m.type === 'snap') this.opts.onSnapshotStatus(m.to, false);
+    }
+  }
+
+  #accept(s: Socket): void {
+    s.setNoDelay(true);
+    this.#inbound.add(s);
+    const reader = new FrameReader();
+    let authed = false;
+    s.on('data', (data) => {
+      try {
+        reader.push(data, (payload) => {
+          if (!authed) {
+            const hs = JSON.parse(payload.toString()) as Handshake;
+            if (hs.token !== this.opts.token || hs.to !== this.opts.self) {
+              this.opts.log.warn({ remote: s.remoteAddress, peer: hs.from }, 'refused peer: wrong cluster token or member id (STORE_ERR_PEER_AUTH)');
+              this.opts.onPeerAuthFailure?.(`${s.remoteAddress}`);
+              s.destroy();
+              return;
+            }
+            if (this.opts.isRemoved(hs.from)) {
+              // As etcd: a removed member is told so, and stops.
+              for (const b of frames(Buffer.from(JSON.stringify({ removed: true })))) s.write(b);
+              s.end();
+              return;
+            }
+            authed = true;
+            return;
+          }
+          this.opts.onMessages(deserialize(payload) as Message[]);
+        });
+      } catch (err) {
+        this.opts.log.warn({ err, remote: s.remoteAddress }, 'bad frame from peer; closing the connection');
+        s.destroy();
+      }
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => this.#inbound.delete(s));
+  }
+
+  async stop(): Promise<void> {
+    for (const link of this.#links.values()) link.stop();
+    this.#links.clear();
+    for (const s of this.#inbound) s.destroy();
+    await Promise.all(this.#servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
+  }
+}

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { isBallastError } from '../../lib/errors.ts';
+import { type Entry, EntryType } from '../raft/types.ts';
+import { Wal } from './wal.ts';
+
+const meta = { memberId: 'a1', clusterId: 'c1' };
+const entry = (index: number, term = 1, data = `v${index}`): Entry => ({ index, term, type: EntryType.normal, data: new TextEncoder().encode(data) });
+const dirOf = () => join(mkdtempSync(join(tmpdir(), 'wal-')), 'wal');
+const segment = (dir: string) => join(dir, readdirSync(dir).filter((f) => f.endsWith('.wal')).sort().at(-1)!);
+
+describe('wal', () => {
+  it('recovers hard state and entries after reopen', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta);
+    w.save({ term: 1, vote: 'a1', commit: 0 }, [entry(1), entry(2)]);
+    w.save({ term: 2, vote: 'b', commit: 2 }, [entry(3, 2)]);
+    w.close();
+    const { contents } = Wal.open(dir);
+    assert.deepEqual(contents.meta, meta);
+    assert.deepEqual(contents.hardState, { term: 2, vote: 'b', commit: 2 });
+    assert.deepEqual(contents.entries.map((e) => [e.index, e.term, new TextDecoder().decode(e.data)]), [[1, 1, 'v1'], [2, 1, 'v2'], [3, 2, 'v3']]);
+  });
+
+  it('a later write at an index replaces that entry and everything after it (log truncation)', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta);
+    w.save(undefined, [entry(1), entry(2), entry(3)]);
+    w.save(undefined, [entry(2, 2, 'new2')]);
+    w.close();
+    assert.deepEqual(Wal.open(dir).contents.entries.map((e) => new TextDecoder().decode(e.data)), ['v1', 'new2']);
+  });
+
+  it('a torn last record is truncated and the log stays usable', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta);
+    w.save({ term: 1, vote: '', commit: 1 }, [entry(1), entry(2)]);
+    w.close();
+    const seg = segment(dir);
+    const intact = statSync(seg).size;
+    // A crash in the middle of writing entry 3: its header and half its body reached the disk.
+    const w2 = Wal.open(dir).wal;
+    w2.save(undefined, [entry(3, 1, 'x'.repeat(200))]);
+    w2.close();
+    truncateSync(seg, intact + 50);
+    const { wal, contents } = Wal.open(dir);
+    assert.deepEqual(contents.entries.map((e) => e.index), [1, 2]);
+    assert.equal(statSync(seg).size, intact, 'the torn tail was cut off');
+    wal.save(undefined, [entry(3)]);
+    wal.close();
+    assert.deepEqual(Wal.open(dir).contents.entries.map((e) => e.index), [1, 2, 3]);
+  });
+
+  it('zeros after the last good record (preallocated, never written) are a torn tail too', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta);
+    w.save(undefined, [entry(1)]);
+    w.close();
+    appendFileSync(segment(dir), Buffer.alloc(64));
+    assert.deepEqual(Wal.open(dir).contents.entries.map((e) => e.index), [1]);
+  });
+
+  it('a corrupt record in the middle stops the member, naming the file and offset', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta);
+    w.save(undefined, [entry(1), entry(2), entry(3)]);
+    w.close();
+    const seg = segment(dir);
+    const data = readFileSync(seg);
+    // Flip a byte inside entry 2's payload.
+    const at = data.indexOf(Buffer.from('v2'));
+    data[at] = 0x77;
+    writeFileSync(seg, data);
+    assert.throws(() => Wal.open(dir), (e: unknown) => isBallastError(e, 'STORE_ERR_WAL_CORRUPT') && (e as Error).message.includes(seg) && /at offset \d+: CRC mismatch/.test((e as Error).message));
+  });
+
+  it('rolls segments and deletes those a snapshot covers', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta, { segmentBytes: 300 });
+    for (let i = 1; i <= 40; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
+    const before = readdirSync(dir).length;
+    assert.ok(before > 3, `rolled into ${before} segments`);
+    w.saveSnapshot(35, 1);
+    w.close();
+    assert.ok(readdirSync(dir).length < before, 'covered segments were released');
+    const { contents } = Wal.open(dir);
+    assert.deepEqual(contents.snapshot, { index: 35, term: 1 });
+    assert.deepEqual(contents.entries.map((e) => e.index), [36, 37, 38, 39, 40]);
+    assert.equal(contents.hardState?.commit, 39);
+    assert.deepEqual(contents.meta, meta);
+  });
+
+  it('refuses to create over an existing log', () => {
+    const dir = dirOf();
+    Wal.create(dir, meta).close();
+    assert.throws(() => Wal.create(dir, meta), (e: unknown) => isBallastError(e, 'STORE_ERR_DATA_DIR'));
+  });
+});

@@ -1,0 +1,292 @@
+/**
+ * The write-ahead log: Raft's hard state and entries, durable before anything that depends on
+ * them is sent. Segmented files of framed records:
+ *
+ *   u32 length of (type + payload) | u32 crc32 of (type + payload) | u8 type | payload
+ *
+ * One `save()` writes every record of a Ready and ends with one fdatasync (group commit: all
+ * proposals batched into that Ready share the sync). Recovery reads every segment in order; a
+ * bad or short record at the very end of the last segment is a torn write and is truncated; a
+ * bad record anywhere else is corruption and the member refuses to start, naming file and offset.
+ */
+import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, ftruncateSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { catalogue } from '../errors.ts';
+import type { Entry, EntryType, HardState } from '../raft/types.ts';
+
+const RecordType = { entry: 1, hardState: 2, snapshot: 3, meta: 4 } as const;
+const headerSize = 9;
+
+/** Who this log belongs to; written first in the first segment. */
+export interface WalMeta {
+  memberId: string;
+  clusterId: string;
+}
+
+export interface WalContents {
+  meta: WalMeta | undefined;
+  hardState: HardState | undefined;
+  /** Entries after the last snapshot marker, in index order. */
+  entries: Entry[];
+  /** The last snapshot marker: entries up to here live in a snapshot file. */
+  snapshot: { index: number; term: number } | undefined;
+}
+
+export interface WalOptions {
+  /** Roll to a new segment once the current one passes this size. */
+  segmentBytes?: number;
+  /** Test-only failpoint hook, called with the fd before fdatasync. */
+  beforeSync?: () => void;
+}
+
+/** Observed fsync durations go here (for etcd_disk_wal_fsync_duration_seconds). */
+export type SyncObserver = (seconds: number) => void;
+
+function segmentName(seq: number): string {
+  return `${seq.toString(16).padStart(16, '0')}.wal`;
+}
+
+export class Wal {
+  readonly dir: string;
+  readonly #segmentBytes: number;
+  #fd = -1;
+  #seq = 0;
+  #size = 0;
+  #lastHard: HardState | undefined;
+  #meta: WalMeta | undefined;
+  /** Per segment: highest entry index written there (for release after snapshots). */
+  readonly #segmentLast = new Map<number, number>();
+  onSync: SyncObserver | undefined;
+  readonly #beforeSync: (() => void) | undefined;
+
+  private constructor(dir: string, o: WalOptions) {
+    this.dir = dir;
+    this.#segmentBytes = o.segmentBytes ?? 64 << 20;
+    this.#beforeSync = o.beforeSync;
+  }
+
+  /** True if `dir` holds a WAL. */
+  static exists(dir: string): boolean {
+    try {
+      return readdirSync(dir).some((f) => f.endsWith('.wal'));
+    } catch {
+      return false;
+    }
+  }
+
+  /** Create a new, empty WAL for this member. */
+  static create(dir: string, meta: WalMeta, o: WalOptions = {}): Wal {
+    mkdirSync(dir, { recursive: true });
+    if (Wal.exists(dir)) throw catalogue.error('STORE_ERR_DATA_DIR', `${dir} already holds a WAL; refusing to overwrite it`);
+    const w = new Wal(dir, o);
+    w.#meta = meta;
+    w.#openSegment(0);
+    w.#write([[RecordType.meta, Buffer.from(JSON.stringify(meta))]]);
+    w.#sync();
+    fsyncDir(dir);
+    return w;
+  }
+
+  /** Open an existing WAL, recover it (truncating a torn tail), and return its contents. */
+  static open(dir: string, o: WalOptions = {}): { wal: Wal; contents: WalContents } {
+    const w = new Wal(dir, o);
+    const segments = readdirSync(dir).filter((f) => /^[0-9a-f]{16}\.wal$/.test(f)).sort();
+    if (segments.length === 0) throw catalogue.error('STORE_ERR_DATA_DIR', `${dir} holds no WAL segments`);
+    const contents: WalContents = { meta: undefined, hardState: undefined, entries: [], snapshot: undefined };
+    for (let i = 0; i < segments.length; i++) {
+      const name = segments[i] as string;
+      const seq = parseInt(name.slice(0, 16), 16);
+      const path = join(dir, name);
+      const data = readFileSync(path);
+      const isLast = i === segments.length - 1;
+      const end = readSegment(data, path, isLast, contents, (index) => w.#segmentLast.set(seq, Math.max(w.#segmentLast.get(seq) ?? 0, index)));
+      if (isLast) {
+        w.#seq = seq;
+        w.#fd = openSync(path, 'r+');
+        if (end < data.length) {
+          // Torn write at the tail: the record was never acknowledged (no sync finished). Cut it.
+          ftruncateSync(w.#fd, end);
+          fdatasyncSync(w.#fd);
+        }
+        w.#size = end;
+      }
+    }
+    w.#meta = contents.meta;
+    w.#lastHard = contents.hardState;
+    return { wal: w, contents };
+  }
+
+  /**
+   * Durably record a Ready's hard state and entries (one fdatasync). Entries overwrite any
+   * earlier entries at the same or later indices (Raft log truncation).
+   */
+  save(hardState: HardState | undefined, entries: readonly Entry[]): void {
+    const records: Array<[number, Buffer]> = [];
+    for (const e of entries) records.push([RecordType.entry, encodeEntry(e)]);
+    if (hardState) records.push([RecordType.hardState, Buffer.from(JSON.stringify(hardState))]);
+    if (records.length === 0) return;
+    if (this.#size >= this.#segmentBytes) this.#roll();
+    this.#write(records);
+    if (entries.length > 0) this.#segmentLast.set(this.#seq, Math.max(this.#segmentLast.get(this.#seq) ?? 0, (entries[entries.length - 1] as Entry).index));
+    if (hardState) this.#lastHard = hardState;
+    this.#sync();
+  }
+
+  /**
+   * Record that a snapshot at (index, term) is durable, and delete segments holding only
+   * entries it covers.
+   */
+  saveSnapshot(index: number, term: number): void {
+    const payload = Buffer.alloc(16);
+    payload.writeDoubleLE(index, 0);
+    payload.writeDoubleLE(term, 8);
+    this.#write([[RecordType.snapshot, payload]]);
+    this.#sync();
+    for (const [seq, last] of [...this.#segmentLast]) {
+      if (seq < this.#seq && last <= index) {
+        unlinkSync(join(this.dir, segmentName(seq)));
+        this.#segmentLast.delete(seq);
+      }
+    }
+  }
+
+  close(): void {
+    if (this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+  }
+
+  #roll(): void {
+    closeSync(this.#fd);
+    this.#openSegment(this.#seq + 1);
+    // Each segment starts self-describing, so older ones can be deleted after a snapshot.
+    const first: Array<[number, Buffer]> = [];
+    if (this.#meta) first.push([RecordType.meta, Buffer.from(JSON.stringify(this.#meta))]);
+    if (this.#lastHard) first.push([RecordType.hardState, Buffer.from(JSON.stringify(this.#lastHard))]);
+    this.#write(first);
+    fsyncDir(this.dir);
+  }
+
+  #openSegment(seq: number): void {
+    const path = join(this.dir, segmentName(seq));
+    const tmp = `${path}.tmp`;
+    const fd = openSync(tmp, 'w+');
+    fsyncSync(fd);
+    renameSync(tmp, path);
+    this.#fd = fd;
+    this.#seq = seq;
+    this.#size = 0;
+  }
+
+  #write(records: Array<[number, Buffer]>): void {
+    let total = 0;
+    for (const [, p] of records) total += headerSize + p.length;
+    const buf = Buffer.allocUnsafe(total);
+    let off = 0;
+    for (const [type, payload] of records) {
+      buf.writeUInt32LE(payload.length + 1, off);
+      buf[off + 8] = type;
+      payload.copy(buf, off + headerSize);
+      buf.writeUInt32LE(crc32(buf.subarray(off + 8, off + headerSize + payload.length)), off + 4);
+      off += headerSize + payload.length;
+    }
+    let written = 0;
+    while (written < buf.length) written += writeSync(this.#fd, buf, written, buf.length - written, this.#size + written);
+    this.#size += buf.length;
+  }
+
+  #sync(): void {
+    this.#beforeSync?.();
+    const start = performance.now();
+    fdatasyncSync(this.#fd);
+    this.onSync?.((performance.now() - start) / 1000);
+  }
+}
+
+function readSegment(data: Buffer, path: string, isLast: boolean, out: WalContents, sawEntry: (index: number) => void): number {
+  let off = 0;
+  while (off < data.length) {
+    const bad = (why: string): number => {
+      // Only the tail of the last segment may be torn; anything else is corruption.
+      if (isLast && isTail(data, off)) return off;
+      throw catalogue.error('STORE_ERR_WAL_CORRUPT', `WAL corrupt: ${path} at offset ${off}: ${why}; the member will not start on a damaged log (restore this member from a snapshot, or remove and re-add it)`);
+    };
+    if (data.length - off < headerSize) return bad('short record header');
+    const len = data.readUInt32LE(off);
+    const crc = data.readUInt32LE(off + 4);
+    if (len === 0 || off + 8 + len > data.length) return bad(`record length ${len} runs past the end of the file`);
+    const body = data.subarray(off + 8, off + 8 + len);
+    if (crc32(body) !== crc) return bad('CRC mismatch');
+    const type = body[0];
+    const payload = body.subarray(1);
+    switch (type) {
+      case RecordType.entry: {
+        const e = decodeEntry(payload);
+        // A later record at the same index replaces the earlier one and everything after it.
+        const last = out.entries[out.entries.length - 1];
+        if (last && e.index <= last.index) out.entries.length = Math.max(0, out.entries.findIndex((x) => x.index >= e.index));
+        out.entries.push(e);
+        sawEntry(e.index);
+        break;
+      }
+      case RecordType.hardState:
+        out.hardState = JSON.parse(payload.toString()) as HardState;
+        break;
+      case RecordType.snapshot: {
+        const index = payload.readDoubleLE(0);
+        out.snapshot = { index, term: payload.readDoubleLE(8) };
+        out.entries = out.entries.filter((e) => e.index > index);
+        break;
+      }
+      case RecordType.meta:
+        out.meta = JSON.parse(payload.toString()) as WalMeta;
+        break;
+      default:
+        return bad(`unknown record type ${type}`);
+    }
+    off += 8 + len;
+  }
+  return off;
+}
+
+/**
+ * Whether the damage at `off` can be a torn final write: a crash mid-write leaves a prefix of
+ * the last record followed by nothing but zeros or the end of the file. If a valid record
+ * follows, the damage is in the middle and is corruption.
+ */
+function isTail(data: Buffer, off: number): boolean {
+  for (let p = off + 1; p + headerSize <= data.length; p++) {
+    const len = data.readUInt32LE(p);
+    if (len === 0 || p + 8 + len > data.length) continue;
+    if (crc32(data.subarray(p + 8, p + 8 + len)) === data.readUInt32LE(p + 4)) return false;
+  }
+  return true;
+}
+
+function encodeEntry(e: Entry): Buffer {
+  const b = Buffer.allocUnsafe(17 + e.data.byteLength);
+  b.writeDoubleLE(e.term, 0);
+  b.writeDoubleLE(e.index, 8);
+  b[16] = e.type;
+  b.set(e.data, 17);
+  return b;
+}
+
+function decodeEntry(p: Buffer): Entry {
+  return { term: p.readDoubleLE(0), index: p.readDoubleLE(8), type: p[16] as EntryType, data: Uint8Array.prototype.slice.call(p, 17) };
+}
+
+/** fsync a directory so a created or renamed file's name is durable too. */
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Bytes used by the WAL segments (for status). */
+export function walSize(dir: string): number {
+  return readdirSync(dir).filter((f) => f.endsWith('.wal')).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+}

@@ -1,0 +1,121 @@
+// Debian's etcdctl (a client nobody here wrote) against a 3-member `ballast store` cluster.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { StoreCluster } from '../support/store-cluster.ts';
+
+describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
+  let c: StoreCluster;
+  before(async () => {
+    c = await StoreCluster.start(3);
+  });
+  after(() => c?.shutdown());
+
+  const ok = (args: string[], input?: string) => {
+    const r = c.etcdctl(args, input === undefined ? {} : { input });
+    assert.equal(r.status, 0, `etcdctl ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
+  };
+
+  it('put and get, by prefix and at a past revision', () => {
+    assert.equal(ok(['put', 'app/a', '1']).trim(), 'OK');
+    ok(['put', 'app/b', '2']);
+    ok(['put', 'app/a', '3']);
+    assert.equal(ok(['get', 'app/', '--prefix']), 'app/a\n3\napp/b\n2\n');
+    const rev = JSON.parse(ok(['get', 'app/a', '-w', 'json'])) as { kvs: Array<{ create_revision: number; mod_revision: number; version: number }> };
+    const kv = rev.kvs[0]!;
+    assert.equal(kv.version, 2);
+    assert.equal(ok(['get', 'app/a', `--rev=${kv.create_revision}`, '--print-value-only']), '1\n');
+  });
+
+  it('del removes keys and says how many', () => {
+    ok(['put', 'tmp/x', '1']);
+    ok(['put', 'tmp/y', '1']);
+    assert.equal(ok(['del', 'tmp/', '--prefix']).trim(), '2');
+    assert.equal(ok(['get', 'tmp/', '--prefix']), '');
+  });
+
+  it('txn from stdin takes the success or the failure branch', () => {
+    ok(['put', 'lock', 'free']);
+    // compares, blank line, success requests, blank line, failure requests, blank line
+    const script = (v: string) => `value("lock") = "free"\n\nput lock ${v}\nget lock\n\nget lock\n\n`;
+    assert.match(ok(['txn'], script('taken')), /^SUCCESS\n\nOK\n\nlock\ntaken\n/);
+    assert.match(ok(['txn'], script('again')), /^FAILURE\n\nlock\ntaken\n/);
+  });
+
+  it('refuses an empty key and a compacted revision with etcd\'s messages', () => {
+    const empty = c.etcdctl(['put', '', 'x']);
+    assert.notEqual(empty.status, 0);
+    assert.match(empty.stderr, /etcdserver: key is not provided/);
+    ok(['put', 'c', '1']);
+    const rev = (JSON.parse(ok(['put', 'c', '2', '-w', 'json'])) as { header: { revision: number } }).header.revision;
+    ok(['compact', String(rev)]);
+    const old = c.etcdctl(['get', 'c', `--rev=${rev - 1}`]);
+    assert.notEqual(old.status, 0);
+    assert.match(old.stderr, /required revision has been compacted/);
+  });
+
+  it('endpoint status and health answer for every member, with one leader', () => {
+    const status = JSON.parse(ok(['endpoint', 'status', '-w', 'json'])) as Array<{ Status: { leader: number; header: { member_id: number; revision: number } } }>;
+    assert.equal(status.length, 3);
+    assert.equal(new Set(status.map((s) => String(s.Status.leader))).size, 1, 'every member names the same leader');
+    const health = c.etcdctl(['endpoint', 'health']);
+    assert.equal(health.status, 0, health.stderr);
+    // etcdctl 3.4 prints the verdicts on stderr.
+    assert.equal((health.stdout + health.stderr).split('\n').filter((l) => /is healthy: successfully committed proposal/.test(l)).length, 3);
+    const hashes = ok(['endpoint', 'hashkv', '-w', 'json']);
+    assert.equal(new Set((JSON.parse(hashes) as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash)).size, 1, 'HashKV equal on every member');
+  });
+
+  it('member add --learner, the learner catches up, promote, then remove', async () => {
+    const m4 = await c.addSpec('m4');
+    const added = ok(['member', 'add', 'm4', '--learner', `--peer-urls=http://127.0.0.1:${m4.peerPort}`]);
+    assert.match(added, /Member [0-9a-f]+ added to cluster/);
+    c.spawn(m4, 'existing');
+    const id = added.match(/Member ([0-9a-f]+) added/)![1]!;
+    let promoted = '';
+    for (let i = 0; i < 50 && !promoted.includes('promoted'); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      const r = c.etcdctl(['member', 'promote', id]);
+      promoted = r.stdout + r.stderr;
+    }
+    assert.match(promoted, /Member [0-9a-f]+ promoted in cluster/);
+    let list = '';
+    for (let i = 0; i < 50 && !list.includes(', started, m4'); i++) {
+      list = ok(['member', 'list']);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(list, new RegExp(`${id}, started, m4, http://127.0.0.1:${m4.peerPort}, http://127.0.0.1:${m4.clientPort}, false`));
+    assert.equal(c.etcdctl(['get', 'app/a', '--print-value-only'], { endpoints: `127.0.0.1:${m4.clientPort}` }).stdout, '3\n', 'the new member serves the data');
+    // Remove it again: its process learns it was removed and exits.
+    const p = c.procs.get('m4')!;
+    const exited = new Promise<number | null>((resolve) => p.once('exit', (code) => resolve(code)));
+    assert.match(ok(['member', 'remove', id], undefined), /removed from cluster/);
+    assert.equal(await exited, 0, 'the removed member exits cleanly');
+    c.members.splice(c.members.indexOf(m4), 1);
+    assert.doesNotMatch(ok(['member', 'list']), /m4/);
+  });
+
+  it('promoting a member that is not a learner is refused with etcd\'s message', () => {
+    const first = ok(['member', 'list']).split('\n')[0]!.split(',')[0]!;
+    const r = c.etcdctl(['member', 'promote', first]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /can only promote a learner member/);
+  });
+
+  it('move-leader hands leadership to the chosen member', () => {
+    const lead = c.leader()!;
+    const target = c.members.find((m) => m.name !== lead)!;
+    const list = ok(['member', 'list']);
+    const targetId = list.split('\n').find((l) => l.includes(`, ${target.name}, `))!.split(',')[0]!;
+    const r = c.etcdctl(['move-leader', targetId], { endpoints: `127.0.0.1:${c.member(lead).clientPort}` });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Leadership transferred from [0-9a-f]+ to [0-9a-f]+/);
+    assert.equal(c.leader(), target.name);
+  });
+
+  it('check perf --load=s passes', { timeout: 120_000 }, () => {
+    const out = ok(['check', 'perf', '--load=s']);
+    assert.match(out, /PASS: Throughput is \d+ writes\/s/);
+    assert.match(out, /\nPASS\n?$/);
+  });
+});

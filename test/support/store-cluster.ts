@@ -1,0 +1,146 @@
+/**
+ * Real `ballast store` processes on loopback for integration tests: start a cluster, kill -9 or
+ * stop a member, restart it on the same data directory, and run Debian's etcdctl against it.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const bin = fileURLToPath(new URL('../../bin/ballast', import.meta.url));
+
+/** A port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface MemberSpec {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  metricsPort: number;
+  dataDir: string;
+}
+
+export class StoreCluster {
+  readonly dir = mkdtempSync(join(tmpdir(), 'ballast-store-'));
+  readonly members: MemberSpec[] = [];
+  readonly procs = new Map<string, ChildProcess>();
+  readonly token = `t-${process.pid}-${Date.now()}`;
+  env: Record<string, string> = {};
+
+  static async start(n: number, o: { env?: Record<string, string> } = {}): Promise<StoreCluster> {
+    const c = new StoreCluster();
+    c.env = o.env ?? {};
+    for (let i = 1; i <= n; i++) c.members.push(await c.#spec(`m${i}`));
+    for (const m of c.members) c.spawn(m, 'new');
+    await c.waitHealthy();
+    return c;
+  }
+
+  async #spec(name: string): Promise<MemberSpec> {
+    return { name, clientPort: await freePort(), peerPort: await freePort(), metricsPort: await freePort(), dataDir: join(this.dir, name) };
+  }
+
+  initialCluster(members = this.members): string {
+    return members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+  }
+
+  endpoints(members = this.members): string {
+    return members.filter((m) => this.procs.has(m.name)).map((m) => `127.0.0.1:${m.clientPort}`).join(',');
+  }
+
+  member(name: string): MemberSpec {
+    const m = this.members.find((x) => x.name === name);
+    if (!m) throw new Error(`no member ${name}`);
+    return m;
+  }
+
+  spawn(m: MemberSpec, state: 'new' | 'existing', members = this.members): ChildProcess {
+    const log = openSync(join(this.dir, `${m.name}.log`), 'a');
+    const p = spawn(bin, [
+      'store', `--name=${m.name}`, `--data-dir=${m.dataDir}`,
+      `--listen-client-urls=http://127.0.0.1:${m.clientPort}`, `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
+      `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`, `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      `--initial-cluster=${this.initialCluster(members)}`, `--initial-cluster-state=${state}`, `--initial-cluster-token=${this.token}`,
+      `--listen-metrics-urls=http://127.0.0.1:${m.metricsPort}`,
+    ], { stdio: ['ignore', log, log], env: { ...process.env, BALLAST_LOG_LEVEL: 'info', ...this.env } });
+    this.procs.set(m.name, p);
+    p.once('exit', () => {
+      if (this.procs.get(m.name) === p) this.procs.delete(m.name);
+    });
+    return p;
+  }
+
+  /** Add a fresh member spec (not started). */
+  async addSpec(name: string): Promise<MemberSpec> {
+    const m = await this.#spec(name);
+    this.members.push(m);
+    return m;
+  }
+
+  kill9(name: string): Promise<void> {
+    return this.#signal(name, 'SIGKILL');
+  }
+
+  stop(name: string): Promise<void> {
+    return this.#signal(name, 'SIGTERM');
+  }
+
+  async #signal(name: string, sig: NodeJS.Signals): Promise<void> {
+    const p = this.procs.get(name);
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+    p.kill(sig);
+    await exited;
+    this.procs.delete(name);
+  }
+
+  restart(name: string): ChildProcess {
+    return this.spawn(this.member(name), 'existing');
+  }
+
+  etcdctl(args: string[], o: { endpoints?: string; input?: string } = {}): { status: number | null; stdout: string; stderr: string } {
+    const r = spawnSync('etcdctl', [`--endpoints=${o.endpoints ?? this.endpoints()}`, '--dial-timeout=3s', '--command-timeout=10s', ...args], {
+      encoding: 'utf8', input: o.input ?? '', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 120_000,
+    });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /** Poll until `etcdctl endpoint health` passes on every running member. */
+  async waitHealthy(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      const r = this.etcdctl(['endpoint', 'health']);
+      if (r.status === 0) return;
+      last = r.stderr + r.stdout;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error(`cluster not healthy after ${timeoutMs}ms: ${last}\nlogs in ${this.dir}`);
+  }
+
+  /** The name of the member that leads, per `endpoint status`. */
+  leader(): string | undefined {
+    const r = this.etcdctl(['endpoint', 'status', '-w', 'json']);
+    if (r.status !== 0) return undefined;
+    const rows = JSON.parse(r.stdout) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
+    const lead = rows.find((x) => String(x.Status.leader) === String(x.Status.header.member_id));
+    if (!lead) return undefined;
+    return this.members.find((m) => lead.Endpoint.endsWith(`:${m.clientPort}`))?.name;
+  }
+
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.procs.keys()].map((name) => this.kill9(name)));
+  }
+}
