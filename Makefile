@@ -57,6 +57,16 @@ dist/.built: node_modules/.installed tsconfig.json tsconfig.build.json package.j
 .PHONY: build
 build: dist/.built ## compile TypeScript into dist/ (bin/ballast runs it)
 
+# The Porcupine linearizability checker (Go), built once into .tools/.
+LINCHECK := $(TOOLS)/lincheck
+export BALLAST_LINCHECK := $(LINCHECK)
+$(LINCHECK): test/lincheck/main.go test/lincheck/go.mod test/lincheck/go.sum
+	@echo "==> go build lincheck (Porcupine)"
+	cd test/lincheck && go build -o $(LINCHECK) .
+
+.PHONY: lincheck
+lincheck: $(LINCHECK)
+
 .PHONY: typecheck
 typecheck: node_modules/.installed ## type-check everything, tests included
 	tsc -p tsconfig.json --noEmit
@@ -71,11 +81,11 @@ test-unit: node_modules/.installed ## unit tests beside the code (no processes, 
 	node --test $(TEST_FLAGS) $(TEST_UNIT)
 
 .PHONY: test-integration
-test-integration: deps build ## suites that start real processes on loopback
+test-integration: deps build lincheck ## suites that start real processes on loopback
 	node --test $(TEST_FLAGS) $(TEST_INTEGRATION)
 
 .PHONY: test
-test: deps build lint ## every suite: unit and integration, with one summary at the end
+test: deps build lint lincheck ## every suite: unit and integration, with one summary at the end
 	node --test $(TEST_FLAGS) $(TEST_UNIT) $(TEST_INTEGRATION)
 
 .PHONY: bench

@@ -140,6 +140,17 @@ export class StoreCluster {
     return this.members.find((m) => lead.Endpoint.endsWith(`:${m.clientPort}`))?.name;
   }
 
+  /** Wait until every running member agrees on one leader; its name. */
+  async waitLeader(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const l = this.leader();
+      if (l) return l;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error(`no leader after ${timeoutMs}ms; logs in ${this.dir}`);
+  }
+
   async shutdown(): Promise<void> {
     await Promise.all([...this.procs.keys()].map((name) => this.kill9(name)));
   }
