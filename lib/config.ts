@@ -225,6 +225,7 @@ export function loadConfig<S extends Schema>(schema: S, o: LoadOptions): Loaded<
     fromFlags.set(key, value);
   }
 
+  const commandLineProblems = problems.length;
   const fileValues = configPath === undefined ? {} : readConfigFile(configPath, byFlag);
   const env = o.env ?? {};
   const values: Record<string, unknown> = {};
@@ -248,7 +249,8 @@ export function loadConfig<S extends Schema>(schema: S, o: LoadOptions): Loaded<
     }
     sources[key] = source;
   }
-  if (problems.length === 0) for (const rule of o.rules ?? []) problems.push(...rule(values));
+  // Cross-field rules need every value parsed; an unknown flag elsewhere does not stop them.
+  if (problems.length === commandLineProblems) for (const rule of o.rules ?? []) problems.push(...rule(values));
   if (problems.length > 0 && !help) throw new ConfigError(problems);
   return { values: values as Values<S>, sources: sources as Record<keyof S, Source>, positionals, help };
 }

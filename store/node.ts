@@ -38,6 +38,8 @@ export interface StoreNodeConfig {
   /** Entries kept behind a snapshot for followers that lag a little (etcd: 5000). */
   snapshotCatchUpEntries: number;
   requestTimeoutMs: number;
+  /** Larger proposals are refused (--max-request-bytes). */
+  maxRequestBytes: number;
   clock: Clock;
   random: Random;
   log: Logger;
@@ -200,8 +202,9 @@ export class StoreNode {
   /** Replicate a write and resolve with its result once this member has applied it. */
   write(r: StoreRequest): Promise<ApplyResult> {
     const rid = `${this.#nonce}.${++this.#seq}`;
-    const env: Envelope = { rid, r };
-    return this.#await(rid, () => this.#raft.propose(serialize(env)));
+    const data = serialize({ rid, r } satisfies Envelope);
+    if (data.byteLength > this.#cfg.maxRequestBytes) return Promise.reject(catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large'));
+    return this.#await(rid, () => this.#raft.propose(data));
   }
 
   /** Resolves once this member's state reflects every write acknowledged before the call. */

@@ -71,7 +71,7 @@ export class StoreServer {
       name: c.name, dataDir: c.dataDir, listenPeerUrls: c.listenPeerUrls, advertisePeerUrls: c.advertisePeerUrls,
       advertiseClientUrls: c.advertiseClientUrls, initialCluster: c.initialCluster, initialClusterState: c.initialClusterState,
       token: c.token, heartbeatMs: c.heartbeatMs, electionMs: c.electionMs, snapshotCount: c.snapshotCount,
-      snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs,
+      snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs, maxRequestBytes: c.maxRequestBytes,
       clock: realClock, random: systemRandom, log: this.#log, metrics: this.#storeMetrics, unsafeStaleReads: c.unsafeStaleReads,
     });
     this.node.onRemoved = () => this.onRemoved?.();

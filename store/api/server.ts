@@ -188,9 +188,7 @@ export class StoreApi {
     return { header: this.#header(res.revision) };
   }
 
-  async #write(req: StoreRequest): Promise<ApplyResult> {
-    const size = JSON.stringify(req).length;
-    if (size > this.#o.maxRequestBytes) throw catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large');
+  #write(req: StoreRequest): Promise<ApplyResult> {
     return this.#node.write(req);
   }
 
