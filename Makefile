@@ -67,6 +67,13 @@ $(LINCHECK): test/lincheck/main.go test/lincheck/go.mod test/lincheck/go.sum
 .PHONY: lincheck
 lincheck: $(LINCHECK)
 
+# The benchmarks' load generator: etcd's Go client, the same for etcd and ballast.
+LOADGEN := $(TOOLS)/loadgen
+export BALLAST_LOADGEN := $(LOADGEN)
+$(LOADGEN): bench/loadgen/main.go bench/loadgen/go.mod bench/loadgen/go.sum
+	@echo "==> go build loadgen (etcd clientv3)"
+	cd bench/loadgen && go build -o $(LOADGEN) .
+
 .PHONY: typecheck
 typecheck: node_modules/.installed ## type-check everything, tests included
 	tsc -p tsconfig.json --noEmit
@@ -89,8 +96,8 @@ test: deps build lint lincheck ## every suite: unit and integration, with one su
 	node --test $(TEST_FLAGS) $(TEST_UNIT) $(TEST_INTEGRATION)
 
 .PHONY: bench
-bench: deps build ## benchmarks against the anchors; tables in bench/results/
-	@if ls bench/*.ts >/dev/null 2>&1; then for b in bench/*.ts; do node "$$b"; done; else echo "no benchmarks yet"; fi
+bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/results/
+	node bench/store-vs-etcd.ts
 
 .PHONY: up
 up: deps build ## the main job: today, the CLI's own checks (the control plane joins when it lands)

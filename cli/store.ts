@@ -87,6 +87,7 @@ export const storeCommand: Command = {
         log.warn('this member was removed from the cluster; exiting');
         void lc.stop().then(resolve);
       };
+      server.onFatal = () => void lc.stop().then(() => resolve(ExitCode.failure));
     });
     try {
       await lc.start();

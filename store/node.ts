@@ -79,6 +79,7 @@ export class StoreNode {
   #readsAwaitingApply: Array<{ index: number; batch: ReadBatch }> = [];
   #ticker: TimerHandle | undefined;
   #processing = false;
+  #processingDone: Promise<void> = Promise.resolve();
   #scheduled = false;
   #stopped = false;
   #removed = false;
@@ -87,6 +88,8 @@ export class StoreNode {
   #publishTimer: TimerHandle | undefined;
   /** Called when this member learns it was removed from the cluster. */
   onRemoved: (() => void) | undefined;
+  /** Called when storage fails and the member stopped itself. */
+  onFatal: ((err: Error) => void) | undefined;
 
   private constructor(cfg: StoreNodeConfig, id: NodeId, raft: Raft, wal: Wal, snap: Snapshotter) {
     this.#cfg = cfg;
@@ -281,6 +284,7 @@ export class StoreNode {
     this.#stopped = true;
     this.#ticker?.cancel();
     this.#publishTimer?.cancel();
+    await this.#processingDone; // never close the WAL under an fsync in flight
     const stopped = catalogue.error('STORE_ERR_STOPPED', 'etcdserver: server stopped');
     for (const [rid, w] of this.#waiters) {
       w.timer.cancel();
@@ -353,33 +357,47 @@ export class StoreNode {
     });
   }
 
+  /**
+   * Drain the core's Ready batches, one at a time. Each waits for its fsync (off the event
+   * loop); peers' messages and proposals keep stepping into the core meanwhile and join the
+   * next batch (Raft permits stepping between ready() and advance()).
+   */
   #process(): void {
     if (this.#processing || this.#stopped) return;
     this.#processing = true;
-    try {
-      while (this.#raft.hasReady()) this.#handleReady(this.#raft.ready());
-    } catch (err) {
-      // A failed fsync or apply leaves no safe way forward: stop rather than risk divergence.
-      this.#log.fatal({ err, member: this.id }, 'storage failure; stopping the member');
-      this.#stopped = true;
-      this.#ticker?.cancel();
-      process.exitCode = 1;
-      throw err;
-    } finally {
-      this.#processing = false;
-    }
+    this.#processingDone = (async () => {
+      try {
+        while (this.#raft.hasReady() && !this.#stopped) await this.#handleReady(this.#raft.ready());
+      } catch (err) {
+        // A failed fsync or apply leaves no safe way forward: stop rather than risk divergence.
+        this.#log.fatal({ err, member: this.id }, 'storage failure; stopping the member');
+        this.#stopped = true;
+        this.#ticker?.cancel();
+        process.exitCode = 1;
+        queueMicrotask(() => this.onFatal?.(err as Error));
+      } finally {
+        this.#processing = false;
+      }
+    })();
   }
 
-  #handleReady(rd: Ready): void {
+  async #handleReady(rd: Ready): Promise<void> {
     if (rd.softState) this.#onSoftState(rd.softState.lead);
+    // A leader's appends and heartbeats do not depend on its own unsynced entries (its own
+    // acknowledgement counts only after advance), so they go out before its fsync and the
+    // followers write in parallel with it (Raft thesis 10.2.1). Everything else waits.
+    const early = this.#raft.role === 'leader' ? rd.messages.filter((m) => m.type === 'app' || m.type === 'heartbeat') : [];
+    if (early.length > 0) this.#transport.send(early);
     // 1. persist: the snapshot file before its WAL marker, entries and hard state with one fsync.
     if (rd.snapshot) {
       this.#snap.save(rd.snapshot);
       this.#wal.saveSnapshot(rd.snapshot.meta.index, rd.snapshot.meta.term);
     }
-    this.#wal.save(rd.hardState, rd.entries);
-    // 2. send (everything sent depends only on what is now durable).
-    this.#transport.send(rd.messages);
+    const synced = this.#wal.saveAsync(rd.hardState, rd.entries);
+    if (synced) await synced;
+    if (this.#stopped) return;
+    // 2. send what depends on the now-durable state (votes, acknowledgements, ...).
+    this.#transport.send(early.length > 0 ? rd.messages.filter((m) => !early.includes(m)) : rd.messages);
     // 3. apply
     if (rd.snapshot) this.#restoreSnapshot(rd.snapshot);
     for (const e of rd.committedEntries) this.#applyEntry(e);

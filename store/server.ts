@@ -48,6 +48,8 @@ export class StoreServer {
   readonly #http: Server[] = [];
   /** Set when this member was removed from the cluster: the process should exit. */
   onRemoved: (() => void) | undefined;
+  /** Storage failed; the member stopped itself and the process must exit non-zero. */
+  onFatal: ((err: Error) => void) | undefined;
 
   constructor(cfg: StoreServerConfig, log: Logger, metrics: Metrics) {
     this.#cfg = cfg;
@@ -75,6 +77,7 @@ export class StoreServer {
       clock: realClock, random: systemRandom, log: this.#log, metrics: this.#storeMetrics, unsafeStaleReads: c.unsafeStaleReads,
     });
     this.node.onRemoved = () => this.onRemoved?.();
+    this.node.onFatal = (err) => this.onFatal?.(err);
     await this.node.start();
   }
 

@@ -9,7 +9,7 @@
  * bad or short record at the very end of the last segment is a torn write and is truncated; a
  * bad record anywhere else is corruption and the member refuses to start, naming file and offset.
  */
-import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, ftruncateSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, ftruncateSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { catalogue } from '../errors.ts';
@@ -118,19 +118,46 @@ export class Wal {
   }
 
   /**
-   * Durably record a Ready's hard state and entries (one fdatasync). Entries overwrite any
-   * earlier entries at the same or later indices (Raft log truncation).
+   * Record a Ready's hard state and entries, with one fdatasync when anything in them must be
+   * durable. Entries overwrite any earlier entries at the same or later indices (truncation).
    */
   save(hardState: HardState | undefined, entries: readonly Entry[]): void {
+    if (this.#append(hardState, entries)) this.#sync();
+  }
+
+  /**
+   * As {@link save}, but the fdatasync runs on libuv's thread pool, so the event loop keeps
+   * serving requests and peers while the disk syncs. The write itself (into the page cache) is
+   * synchronous, so records stay in order. Callers must not save again until it resolves.
+   * Returns undefined when nothing needed a sync.
+   */
+  saveAsync(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> | undefined {
+    if (!this.#append(hardState, entries)) return undefined;
+    this.#beforeSync?.();
+    const start = performance.now();
+    return new Promise((resolve, reject) => {
+      fdatasync(this.#fd, (err) => {
+        if (err) return reject(err);
+        this.onSync?.((performance.now() - start) / 1000);
+        resolve();
+      });
+    });
+  }
+
+  /** Write the records; true when they must be synced before anything depends on them. */
+  #append(hardState: HardState | undefined, entries: readonly Entry[]): boolean {
     const records: Array<[number, Buffer]> = [];
     for (const e of entries) records.push([RecordType.entry, encodeEntry(e)]);
     if (hardState) records.push([RecordType.hardState, Buffer.from(JSON.stringify(hardState))]);
-    if (records.length === 0) return;
+    if (records.length === 0) return false;
+    // As etcd's raft.MustSync: entries, a new term or a vote must be durable before anything
+    // depends on them; a commit index alone need not be (it is recovered from the leader).
+    const mustSync = entries.length > 0 || (hardState !== undefined && (hardState.term !== this.#lastHard?.term || hardState.vote !== this.#lastHard?.vote));
     if (this.#size >= this.#segmentBytes) this.#roll();
     this.#write(records);
     if (entries.length > 0) this.#segmentLast.set(this.#seq, Math.max(this.#segmentLast.get(this.#seq) ?? 0, (entries[entries.length - 1] as Entry).index));
     if (hardState) this.#lastHard = hardState;
-    this.#sync();
+    return mustSync;
   }
 
   /**

@@ -58,6 +58,29 @@ describe('ballast store operability', { timeout: 120_000 }, () => {
     assert.match(r.stderr, /--initial-cluster: .* an entry for this member's --name "a"/);
   });
 
+  it('the storage quota raises NOSPACE and refuses writes, keeps reads and deletes, until disarmed', async () => {
+    const q = await StoreCluster.start(1, { extraArgs: ['--quota-backend-bytes=20000'] });
+    try {
+      const big = 'x'.repeat(1000);
+      let refused = '';
+      for (let i = 0; i < 40 && !refused; i++) {
+        const r = q.etcdctl(['put', `q/${i}`, big]);
+        if (r.status !== 0) refused = r.stderr;
+      }
+      assert.match(refused, /etcdserver: mvcc: database space exceeded/);
+      assert.match(q.etcdctl(['alarm', 'list']).stdout, /alarm:NOSPACE/);
+      assert.equal(q.etcdctl(['get', 'q/0', '--print-value-only']).stdout.trim(), big, 'reads still work');
+      assert.equal(q.etcdctl(['del', 'q/', '--prefix']).status, 0, 'deletes still work');
+      const rev = (JSON.parse(q.etcdctl(['get', 'q/0', '-w', 'json']).stdout) as { header: { revision: number } }).header.revision;
+      assert.equal(q.etcdctl(['compact', String(rev)]).status, 0);
+      assert.equal(q.etcdctl(['alarm', 'disarm']).status, 0);
+      assert.equal(q.etcdctl(['alarm', 'list']).stdout.trim(), '');
+      assert.equal(q.etcdctl(['put', 'q/after', 'ok']).status, 0, 'writes work again after disarm');
+    } finally {
+      await q.shutdown();
+    }
+  });
+
   it('refuses a data directory that belongs to another cluster', () => {
     const m = c.members[0]!;
     const r = spawnSync(bin, ['store', `--name=${m.name}`, `--data-dir=${m.dataDir}`, '--initial-cluster-token=other', `--initial-cluster=${c.initialCluster()}`,

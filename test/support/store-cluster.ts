@@ -38,10 +38,12 @@ export class StoreCluster {
   readonly procs = new Map<string, ChildProcess>();
   readonly token = `t-${process.pid}-${Date.now()}`;
   env: Record<string, string> = {};
+  extraArgs: string[] = [];
 
-  static async start(n: number, o: { env?: Record<string, string> } = {}): Promise<StoreCluster> {
+  static async start(n: number, o: { env?: Record<string, string>; extraArgs?: string[] } = {}): Promise<StoreCluster> {
     const c = new StoreCluster();
     c.env = o.env ?? {};
+    c.extraArgs = o.extraArgs ?? [];
     for (let i = 1; i <= n; i++) c.members.push(await c.#spec(`m${i}`));
     for (const m of c.members) c.spawn(m, 'new');
     await c.waitHealthy();
@@ -73,7 +75,7 @@ export class StoreCluster {
       `--listen-client-urls=http://127.0.0.1:${m.clientPort}`, `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
       `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`, `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
       `--initial-cluster=${this.initialCluster(members)}`, `--initial-cluster-state=${state}`, `--initial-cluster-token=${this.token}`,
-      `--listen-metrics-urls=http://127.0.0.1:${m.metricsPort}`,
+      `--listen-metrics-urls=http://127.0.0.1:${m.metricsPort}`, ...this.extraArgs,
     ], { stdio: ['ignore', log, log], env: { ...process.env, BALLAST_LOG_LEVEL: 'info', ...this.env } });
     this.procs.set(m.name, p);
     p.once('exit', () => {

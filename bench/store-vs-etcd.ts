@@ -1,0 +1,243 @@
+/**
+ * bench/store-vs-etcd: Debian's etcd 3.4 (the anchor, ../shared/anchors/etcd-cluster) and
+ * `ballast store`, both 3 members on loopback with fsync on, measured in the same run with the
+ * same clients:
+ *   1. etcdctl check perf --load=m and --load=l (throughput, slowest request, stddev)
+ *   2. a load generator on etcd's own Go client (bench/loadgen): put and linearizable range at
+ *      1, 16 and 256 concurrent clients
+ *   3. time from kill -9 of the leader (under load) to the first successful write
+ *   4. resident memory with one million 100-byte values
+ *
+ *   node bench/store-vs-etcd.ts [--quick] [--skip=perf,load,failover,memory]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { KvClient } from '../test/support/linearizability.ts';
+import { StoreCluster } from '../test/support/store-cluster.ts';
+import { machine, root, rssBytes, table, tryRun, writeResult } from './lib.ts';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const skip = new Set((args.find((a) => a.startsWith('--skip='))?.slice(7) ?? '').split(',').filter(Boolean));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface System {
+  name: string;
+  endpoints: string[];
+  pids(): number[];
+  leaderEndpoint(): string | undefined;
+  killLeader(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function etcdctl(endpoints: string[], a: string[], timeout = 300_000): string {
+  const r = spawnSync('etcdctl', [`--endpoints=${endpoints.join(',')}`, ...a], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout, maxBuffer: 64 << 20 });
+  return `${r.stdout}${r.stderr}`;
+}
+
+function leaderOf(endpoints: string[]): string | undefined {
+  const out = etcdctl(endpoints, ['endpoint', 'status', '-w', 'fields']);
+  let ep: string | undefined;
+  for (const block of out.split(/\n(?=")/).join('\n').split('"Endpoint" : ').slice(1)) {
+    const e = /^"([^"]+)"/.exec(block)?.[1];
+    const leader = /"Leader" : (\d+)/.exec(block)?.[1];
+    const member = /"MemberID" : (\d+)/.exec(block)?.[1];
+    if (e && leader && leader === member) ep = e;
+  }
+  return ep;
+}
+
+const anchorScript = `${root}../shared/anchors/etcd-cluster`;
+
+async function startEtcd(): Promise<System> {
+  const dir = '/tmp/ballast-bench-etcd';
+  const eps = execFileSync(anchorScript, ['start', dir, '3'], { encoding: 'utf8' }).trim().split(',');
+  const pids = () => readFileSync(`${dir}/pids`, 'utf8').trim().split('\n').map(Number);
+  return {
+    name: `etcd ${tryRun('etcd', ['--version']).split('\n')[0]?.replace('etcd Version: ', '') ?? '3.4'}`,
+    endpoints: eps,
+    pids,
+    leaderEndpoint: () => leaderOf(eps),
+    async killLeader() {
+      const lead = leaderOf(eps);
+      const idx = eps.indexOf(lead ?? '');
+      const pid = pids()[idx];
+      if (pid === undefined) throw new Error('no etcd leader');
+      process.kill(pid, 'SIGKILL');
+      return lead as string;
+    },
+    async stop() {
+      execFileSync(anchorScript, ['stop', dir]);
+    },
+  };
+}
+
+async function startBallast(): Promise<System> {
+  const c = await StoreCluster.start(3, { env: { BALLAST_LOG_LEVEL: 'warn' } });
+  const eps = c.members.map((m) => `127.0.0.1:${m.clientPort}`);
+  return {
+    name: `ballast store ${JSON.parse(readFileSync(`${root}package.json`, 'utf8')).version}`,
+    endpoints: eps,
+    pids: () => c.members.map((m) => c.procs.get(m.name)?.pid ?? 0),
+    leaderEndpoint: () => leaderOf(eps),
+    async killLeader() {
+      const lead = leaderOf(eps);
+      const m = c.members.find((x) => `127.0.0.1:${x.clientPort}` === lead);
+      if (!m) throw new Error('no ballast leader');
+      await c.kill9(m.name);
+      return lead as string;
+    },
+    stop: () => c.shutdown(),
+  };
+}
+
+interface PerfResult { load: string; throughput: number; slowestSec: number; stddevSec: number; pass: boolean }
+
+function checkPerf(sys: System, load: string): PerfResult {
+  const out = etcdctl(sys.endpoints, ['check', 'perf', `--load=${load}`], 200_000);
+  etcdctl(sys.endpoints, ['del', '/etcdctl-check-perf/', '--prefix']);
+  return {
+    load,
+    throughput: Number(/Throughput (?:is|too low:) (\d+) writes\/s/.exec(out)?.[1] ?? NaN),
+    slowestSec: Number(/Slowest request took(?: too long:)? ([\d.]+)s/.exec(out)?.[1] ?? NaN),
+    stddevSec: Number(/Stddev (?:is|too high:) ([\d.]+)s/.exec(out)?.[1] ?? NaN),
+    pass: /\nPASS\s*$/.test(out),
+  };
+}
+
+interface LoadResult { op: string; clients: number; opsPerSec: number; p50ms: number; p99ms: number; errors: number }
+
+
+/** The same client for both systems: etcd's Go clientv3 in bench/loadgen (make loadgen). */
+async function loadGen(sys: System, op: 'put' | 'range', clients: number, ms: number): Promise<LoadResult> {
+  const loadgen = process.env['BALLAST_LOADGEN'] ?? `${root}.tools/loadgen`;
+  const r = spawnSync(loadgen, ['-endpoints', sys.endpoints.join(','), '-op', op, '-clients', String(clients), '-duration', `${ms}ms`, '-warmup', quick ? '500ms' : '1s'], { encoding: 'utf8', timeout: ms + 60_000 });
+  if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}${r.error?.message ?? ''}`);
+  const res = JSON.parse(r.stdout) as LoadResult;
+  return { ...res, opsPerSec: Math.round(res.opsPerSec) };
+}
+
+async function failover(sys: System): Promise<{ killToFirstWriteMs: number }> {
+  const killed = { at: 0, ep: '' };
+  let firstOk = 0;
+  const survivors = () => sys.endpoints.filter((e) => e !== killed.ep);
+  let stop = false;
+  const lead = sys.leaderEndpoint();
+  const writers = Array.from({ length: 16 }, async (_, w) => {
+    const kvs = new Map(sys.endpoints.map((e) => [e, new KvClient(e, 500)]));
+    for (let n = 0; !stop; n++) {
+      const pool = killed.at ? survivors() : sys.endpoints.filter((e) => e !== lead);
+      const ep = pool[(w + n) % pool.length] as string;
+      const invoked = performance.now();
+      try {
+        await (kvs.get(ep) as KvClient).call('Put', { key: Buffer.from(`fo/${w}`), value: Buffer.from(String(n)) });
+        if (killed.at && invoked > killed.at && !firstOk) firstOk = performance.now();
+      } catch {
+        await sleep(5);
+      }
+    }
+    for (const k of kvs.values()) k.close();
+  });
+  await sleep(1500);
+  killed.ep = await sys.killLeader();
+  killed.at = performance.now();
+  const deadline = Date.now() + 15_000;
+  while (!firstOk && Date.now() < deadline) await sleep(10);
+  stop = true;
+  await Promise.all(writers);
+  return { killToFirstWriteMs: firstOk ? Math.round(firstOk - killed.at) : NaN };
+}
+
+async function memory(sys: System, count: number): Promise<{ keys: number; loadSeconds: number; rssMiBPerMember: number[]; rssMiBMax: number }> {
+  const kvs = sys.endpoints.map((e) => new KvClient(e, 30_000));
+  const value = Buffer.alloc(100, 'm');
+  const perTxn = 100;
+  const txns = Math.ceil(count / perTxn);
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: 24 }, async (_, w) => {
+    const kv = kvs[w % kvs.length] as KvClient;
+    for (let t = next++; t < txns; t = next++) {
+      const success = Array.from({ length: perTxn }, (_, i) => ({ request_put: { key: Buffer.from(`mem/${String(t * perTxn + i).padStart(8, '0')}`), value } }));
+      for (let attempt = 0; attempt < 5; attempt++) {
+        try {
+          await kv.call('Txn', { compare: [], success, failure: [] });
+          break;
+        } catch {
+          await sleep(200);
+        }
+      }
+    }
+  }));
+  const loadSeconds = (performance.now() - t0) / 1000;
+  for (const k of kvs) k.close();
+  await sleep(2000);
+  const rss = sys.pids().map((p) => Math.round(rssBytes(p) / 2 ** 20));
+  return { keys: count, loadSeconds: Math.round(loadSeconds), rssMiBPerMember: rss, rssMiBMax: Math.max(...rss) };
+}
+
+async function measure(start: () => Promise<System>): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  let sys = await start();
+  out['system'] = sys.name;
+  console.error(`== ${sys.name}`);
+  try {
+    if (!skip.has('load')) {
+      const rows: LoadResult[] = [];
+      for (const op of ['put', 'range'] as const) {
+        for (const clients of [1, 16, 256]) {
+          rows.push(await loadGen(sys, op, clients, quick ? 2000 : 5000));
+          console.error(`   ${op} x${clients}: ${rows.at(-1)?.opsPerSec} ops/s`);
+        }
+      }
+      out['load'] = rows;
+    }
+    if (!skip.has('perf')) {
+      out['checkPerf'] = (quick ? ['m'] : ['m', 'l']).map((l) => {
+        const r = checkPerf(sys, l);
+        console.error(`   check perf ${l}: ${r.throughput} w/s ${r.pass ? 'PASS' : 'FAIL'}`);
+        return r;
+      });
+    }
+    if (!skip.has('memory')) {
+      out['memory'] = await memory(sys, quick ? 100_000 : 1_000_000);
+      console.error(`   memory: ${JSON.stringify(out['memory'])}`);
+    }
+    if (!skip.has('failover')) {
+      // A fresh cluster: failover timing should not depend on a million keys loaded before.
+      await sys.stop();
+      sys = await start();
+      out['failover'] = await failover(sys);
+      console.error(`   failover: ${JSON.stringify(out['failover'])}`);
+    }
+  } finally {
+    await sys.stop();
+  }
+  return out;
+}
+
+const etcd = await measure(startEtcd);
+const ballast = await measure(startBallast);
+
+const rows: Array<Record<string, string | number>> = [];
+const el = (etcd['load'] ?? []) as LoadResult[];
+const bl = (ballast['load'] ?? []) as LoadResult[];
+for (const [i, e] of el.entries()) {
+  const b = bl[i] as LoadResult;
+  rows.push({ workload: `${e.op} x${e.clients}`, 'etcd ops/s': e.opsPerSec, 'ballast ops/s': b.opsPerSec, 'throughput ratio': b.opsPerSec / e.opsPerSec, 'etcd p50 ms': e.p50ms, 'ballast p50 ms': b.p50ms, 'etcd p99 ms': e.p99ms, 'ballast p99 ms': b.p99ms, 'p99 ratio': b.p99ms / e.p99ms });
+}
+const perfRows = ((etcd['checkPerf'] ?? []) as PerfResult[]).map((e, i) => {
+  const b = ((ballast['checkPerf'] ?? []) as PerfResult[])[i] as PerfResult;
+  return { 'check perf': e.load, 'etcd writes/s': e.throughput, 'etcd slowest s': e.slowestSec, 'etcd stddev s': e.stddevSec, etcd: e.pass ? 'PASS' : 'FAIL', 'ballast writes/s': b.throughput, 'ballast slowest s': b.slowestSec, 'ballast stddev s': b.stddevSec, ballast: b.pass ? 'PASS' : 'FAIL' };
+});
+console.log(`\nstore-vs-etcd (${etcd['system']} vs ${ballast['system']}, 3 members each on loopback, fsync on)\n`);
+if (rows.length) console.log(`${table(rows)}\n`);
+if (perfRows.length) console.log(`${table(perfRows)}\n`);
+const em = etcd['memory'] as { rssMiBMax: number; keys: number } | undefined;
+const bm = ballast['memory'] as { rssMiBMax: number } | undefined;
+if (em && bm) console.log(`${table([{ keys: em.keys, 'etcd max RSS MiB': em.rssMiBMax, 'ballast max RSS MiB': bm.rssMiBMax, ratio: bm.rssMiBMax / em.rssMiBMax }])}\n`);
+const ef = etcd['failover'] as { killToFirstWriteMs: number } | undefined;
+const bf = ballast['failover'] as { killToFirstWriteMs: number } | undefined;
+if (ef && bf) console.log(`${table([{ 'kill -9 leader → first write': 'ms', etcd: ef.killToFirstWriteMs, ballast: bf.killToFirstWriteMs }])}\n`);
+const path = writeResult(quick ? 'store-vs-etcd-quick' : 'store-vs-etcd', { machine: machine(), quick, etcd, ballast });
+console.log(`wrote ${path}`);
