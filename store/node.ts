@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import { BallastError } from '../lib/errors.ts';
 import type { Random } from '../lib/random.ts';
+import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { catalogue } from './errors.ts';
 import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
 import type { StoreMetrics } from './metrics.ts';
@@ -18,7 +19,7 @@ import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
 import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
-import { type ApplyResult, type ConfContext, type Envelope, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
+import { type ApplyResult, type ConfContext, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
 import { PeerTransport } from './transport/peer.ts';
 import { Wal } from './wal/wal.ts';
 
@@ -205,7 +206,7 @@ export class StoreNode {
   /** Replicate a write and resolve with its result once this member has applied it. */
   write(r: StoreRequest): Promise<ApplyResult> {
     const rid = `${this.#nonce}.${++this.#seq}`;
-    const data = serialize({ rid, r } satisfies Envelope);
+    const data = encodeEnvelope({ rid, r });
     if (data.byteLength > this.#cfg.maxRequestBytes) return Promise.reject(catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large'));
     return this.#await(rid, () => this.#raft.propose(data));
   }
@@ -425,7 +426,7 @@ export class StoreNode {
       if (ctx?.rid) this.#resolve(ctx.rid, { revision: this.sm.mvcc.revision, events: [] });
       if (cc.type === 'remove' && cc.id === this.id) this.#markRemoved();
     } else if (e.data.byteLength > 0) {
-      const env = deserialize(e.data) as Envelope;
+      const env = decodeEnvelope(e.data);
       const r = this.sm.apply(env.r);
       if (env.rid) this.#resolve(env.rid, r);
     }

@@ -4,14 +4,14 @@
  * jittered back-off, and a handshake that refuses peers without the cluster token.
  *
  * Frame: u32 length | u8 kind | payload. kind 0 = a whole batch, 1 = a chunk of a large batch
- * (snapshots) with more to come, 2 = its last chunk. Payload: v8-serialized Message[], or the
- * JSON handshake as the first frame of a connection.
+ * (snapshots) with more to come, 2 = its last chunk. Payload: a batch of messages in the binary
+ * layout of store/codec.ts, or the JSON handshake as the first frame of a connection.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { deserialize, serialize } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Random } from '../../lib/random.ts';
+import { decodeMessages, encodeMessages } from '../codec.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 
 const maxChunk = 4 << 20;
@@ -165,7 +165,7 @@ class PeerLink {
       return;
     }
     const snaps = batch.filter((m) => m.type === 'snap');
-    const parts = frames(serialize(batch));
+    const parts = frames(encodeMessages(batch));
     s.cork();
     for (let i = 0; i < parts.length; i++) {
       const last = i === parts.length - 1;
@@ -255,7 +255,7 @@ export class PeerTransport {
             authed = true;
             return;
           }
-          this.opts.onMessages(deserialize(payload) as Message[]);
+          this.opts.onMessages(decodeMessages(payload));
         });
       } catch (err) {
         this.opts.log.warn({ err, remote: s.remoteAddress }, 'bad frame from peer; closing the connection');
