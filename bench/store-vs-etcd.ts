@@ -22,7 +22,6 @@ const skip = new Set((args.find((a) => a.startsWith('--skip='))?.slice(7) ?? '')
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface System {
-  name: string;
   endpoints: string[];
   pids(): number[];
   leaderEndpoint(): string | undefined;
@@ -36,15 +35,15 @@ function etcdctl(endpoints: string[], a: string[], timeout = 300_000): string {
 }
 
 function leaderOf(endpoints: string[]): string | undefined {
+  // `-w fields` prints one block per endpoint, separated by a blank line, "Endpoint" last.
   const out = etcdctl(endpoints, ['endpoint', 'status', '-w', 'fields']);
-  let ep: string | undefined;
-  for (const block of out.split(/\n(?=")/).join('\n').split('"Endpoint" : ').slice(1)) {
-    const e = /^"([^"]+)"/.exec(block)?.[1];
+  for (const block of out.split(/\n\s*\n/)) {
+    const ep = /"Endpoint" : "([^"]+)"/.exec(block)?.[1];
     const leader = /"Leader" : (\d+)/.exec(block)?.[1];
     const member = /"MemberID" : (\d+)/.exec(block)?.[1];
-    if (e && leader && leader === member) ep = e;
+    if (ep && leader && leader === member) return ep;
   }
-  return ep;
+  return undefined;
 }
 
 const anchorScript = `${root}../shared/anchors/etcd-cluster`;
@@ -54,7 +53,6 @@ async function startEtcd(): Promise<System> {
   const eps = execFileSync(anchorScript, ['start', dir, '3'], { encoding: 'utf8' }).trim().split(',');
   const pids = () => readFileSync(`${dir}/pids`, 'utf8').trim().split('\n').map(Number);
   return {
-    name: `etcd ${tryRun('etcd', ['--version']).split('\n')[0]?.replace('etcd Version: ', '') ?? '3.4'}`,
     endpoints: eps,
     pids,
     leaderEndpoint: () => leaderOf(eps),
@@ -76,7 +74,6 @@ async function startBallast(): Promise<System> {
   const c = await StoreCluster.start(3, { env: { BALLAST_LOG_LEVEL: 'warn' } });
   const eps = c.members.map((m) => `127.0.0.1:${m.clientPort}`);
   return {
-    name: `ballast store ${JSON.parse(readFileSync(`${root}package.json`, 'utf8')).version}`,
     endpoints: eps,
     pids: () => c.members.map((m) => c.procs.get(m.name)?.pid ?? 0),
     leaderEndpoint: () => leaderOf(eps),
@@ -176,13 +173,21 @@ async function memory(sys: System, count: number): Promise<{ keys: number; loadS
   return { keys: count, loadSeconds: Math.round(loadSeconds), rssMiBPerMember: rss, rssMiBMax: Math.max(...rss) };
 }
 
-async function measure(start: () => Promise<System>): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {};
-  let sys = await start();
-  out['system'] = sys.name;
-  console.error(`== ${sys.name}`);
+/** Each phase on a fresh cluster, so no phase measures what an earlier one left behind. */
+async function phase<T>(start: () => Promise<System>, fn: (sys: System) => Promise<T>): Promise<T> {
+  const sys = await start();
   try {
-    if (!skip.has('load')) {
+    return await fn(sys);
+  } finally {
+    await sys.stop();
+  }
+}
+
+async function measure(start: () => Promise<System>, name: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = { system: name };
+  console.error(`== ${name}`);
+  if (!skip.has('load')) {
+    out['load'] = await phase(start, async (sys) => {
       const rows: LoadResult[] = [];
       for (const op of ['put', 'range'] as const) {
         for (const clients of [1, 16, 256]) {
@@ -190,34 +195,33 @@ async function measure(start: () => Promise<System>): Promise<Record<string, unk
           console.error(`   ${op} x${clients}: ${rows.at(-1)?.opsPerSec} ops/s`);
         }
       }
-      out['load'] = rows;
+      return rows;
+    });
+  }
+  if (!skip.has('perf')) {
+    const loads = quick ? ['m'] : ['m', 'l'];
+    const perf: PerfResult[] = [];
+    for (const l of loads) {
+      perf.push(await phase(start, async (sys) => checkPerf(sys, l)));
+      console.error(`   check perf ${l}: ${perf.at(-1)?.throughput} w/s ${perf.at(-1)?.pass ? 'PASS' : 'FAIL'}`);
     }
-    if (!skip.has('perf')) {
-      out['checkPerf'] = (quick ? ['m'] : ['m', 'l']).map((l) => {
-        const r = checkPerf(sys, l);
-        console.error(`   check perf ${l}: ${r.throughput} w/s ${r.pass ? 'PASS' : 'FAIL'}`);
-        return r;
-      });
-    }
-    if (!skip.has('memory')) {
-      out['memory'] = await memory(sys, quick ? 100_000 : 1_000_000);
-      console.error(`   memory: ${JSON.stringify(out['memory'])}`);
-    }
-    if (!skip.has('failover')) {
-      // A fresh cluster: failover timing should not depend on a million keys loaded before.
-      await sys.stop();
-      sys = await start();
-      out['failover'] = await failover(sys);
-      console.error(`   failover: ${JSON.stringify(out['failover'])}`);
-    }
-  } finally {
-    await sys.stop();
+    out['checkPerf'] = perf;
+  }
+  if (!skip.has('memory')) {
+    out['memory'] = await phase(start, (sys) => memory(sys, quick ? 100_000 : 1_000_000));
+    console.error(`   memory: ${JSON.stringify(out['memory'])}`);
+  }
+  if (!skip.has('failover')) {
+    out['failover'] = await phase(start, failover);
+    console.error(`   failover: ${JSON.stringify(out['failover'])}`);
   }
   return out;
 }
 
-const etcd = await measure(startEtcd);
-const ballast = await measure(startBallast);
+const etcdVersion = tryRun('etcd', ['--version']).split('\n')[0]?.replace('etcd Version: ', '') ?? '3.4';
+const ballastVersion = (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string }).version;
+const etcd = await measure(startEtcd, `etcd ${etcdVersion}`);
+const ballast = await measure(startBallast, `ballast store ${ballastVersion}`);
 
 const rows: Array<Record<string, string | number>> = [];
 const el = (etcd['load'] ?? []) as LoadResult[];
