@@ -7,6 +7,7 @@ import { Lifecycle, ExitCode } from '../lib/lifecycle.ts';
 import { childLogger, createLogger } from '../lib/log.ts';
 import { processMetrics } from '../lib/metrics.ts';
 import { normalizeUrl, parseInitialCluster } from '../store/members.ts';
+import { restoreMember } from '../store/backup.ts';
 import { StoreServer } from '../store/server.ts';
 import type { Command } from './command.ts';
 
@@ -26,8 +27,24 @@ export const storeFlags = {
   quotaBackendBytes: f.bytes('raise the NOSPACE alarm when the key space exceeds this size', { default: 2 * 1024 ** 3, min: 1 }),
   maxRequestBytes: f.bytes('maximum client request size in bytes the server will accept', { default: 1.5 * 1024 * 1024, min: 1 }),
   listenMetricsUrls: f.urls('URLs to serve /metrics, /health and /readyz on', { default: [] }),
+  experimentalWatchProgressNotifyInterval: f.duration('period of progress notifications to watchers that asked for them', { default: 600_000, min: 100 }),
+  autoCompactionMode: f.oneOf(['periodic', 'revision'], 'auto compaction: keep history for a period of time, or a number of revisions', { default: 'periodic' }),
+  autoCompactionRetention: f.string('auto compaction retention: a duration for periodic (1h, 30m; a bare number is hours), a count for revision; 0 disables', { default: '0' }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
+
+/**
+ * etcd's --auto-compaction-retention: for `periodic`, a duration (a bare number is hours, as in
+ * etcd); for `revision`, a count of revisions to keep. 0 disables.
+ */
+export function parseRetention(mode: 'periodic' | 'revision', raw: string): { mode: 'periodic' | 'revision'; retention: number } | undefined {
+  const s = raw.trim();
+  if (s === '0' || s === '') return undefined;
+  if (mode === 'revision') return { mode, retention: Number(s) };
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m?.[2] ?? 'h') as 'ms' | 's' | 'm' | 'h'];
+  return { mode, retention: Number(m?.[1]) * unit };
+}
 
 /** The contradictions etcd refuses, with its wording where scripts might match on it. */
 function checkStoreFlags(v: Record<string, unknown>): ConfigProblem[] {
@@ -51,16 +68,47 @@ function checkStoreFlags(v: Record<string, unknown>): ConfigProblem[] {
       problems.push({ field: '--initial-advertise-peer-urls', value: adv.join(','), allowed: `the same URLs as --initial-cluster gives ${name} (${mine.join(',')})`, source: 'flag' });
     }
   }
+  const retention = String(v['autoCompactionRetention']).trim();
+  const okRetention = v['autoCompactionMode'] === 'revision' ? /^\d+$/.test(retention) : /^\d+(\.\d+)?(ms|s|m|h)?$/.test(retention);
+  if (!okRetention) problems.push({ field: '--auto-compaction-retention', value: retention, allowed: v['autoCompactionMode'] === 'revision' ? 'a whole number of revisions (0 disables)' : 'a duration such as 1h, 30m or 90s (a bare number is hours; 0 disables)', source: 'flag' });
   for (const [flag, list] of [['--advertise-client-urls', v['advertiseClientUrls']], ['--initial-advertise-peer-urls', v['initialAdvertisePeerUrls']]] as const) {
     for (const u of list as string[]) if (!URL.canParse(u)) problems.push({ field: flag, value: u, allowed: 'URLs like http://127.0.0.1:2379', source: 'flag' });
   }
   return problems;
 }
 
+const restoreFlags = {
+  name: f.string('human-readable name for the restored member', { default: 'default' }),
+  dataDir: f.string('path to the new data directory (must not exist or be empty)', { required: true }),
+  initialCluster: f.string('the restored cluster: name=peerURL,...', { default: 'default=http://localhost:2380' }),
+  initialClusterToken: f.string('the restored cluster\'s token', { default: 'etcd-cluster' }),
+  initialAdvertisePeerUrls: f.list('this member\'s peer URLs', { default: ['http://localhost:2380'] }),
+};
+
+/** `ballast store restore SNAPSHOT`: as `etcdutl snapshot restore`. */
+async function restoreCommand(args: string[], io: Parameters<Command['run']>[1]): Promise<number> {
+  const { values: v, help, positionals } = loadConfig(restoreFlags, { argv: args, env: io.env, envPrefix: 'ETCD', positionals: true });
+  if (help) {
+    io.out(`Usage: ballast store restore SNAPSHOT [flags]\n\nBuilds a new member data directory from a snapshot saved with \`etcdctl snapshot save\`.\nRestore every member of the new cluster with the same --initial-cluster and token.\n\nFlags:\n${renderFlags(restoreFlags, 'ETCD')}\n`);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    io.err(`ballast store restore: give exactly one snapshot file (got ${positionals.length})\nRun 'ballast store restore --help' for usage.\n`);
+    return ExitCode.usage;
+  }
+  const r = restoreMember({
+    backup: positionals[0] as string, dataDir: v.dataDir, name: v.name, initialCluster: parseInitialCluster(v.initialCluster),
+    advertisePeerUrls: v.initialAdvertisePeerUrls.map(normalizeUrl), token: v.initialClusterToken,
+  });
+  io.out(`restored snapshot (revision ${r.revision}) into ${v.dataDir} as member ${r.memberId}\n`);
+  return 0;
+}
+
 export const storeCommand: Command = {
   name: 'store',
-  summary: 'run a member of a Raft-replicated key-value store speaking the etcd v3 API',
+  summary: 'run a member of a Raft-replicated key-value store speaking the etcd v3 API (restore: build a member from a snapshot)',
   async run(args, io) {
+    if (args[0] === 'restore') return restoreCommand(args.slice(1), io);
     const { values: v, help } = loadConfig(storeFlags, { argv: args, env: io.env, envPrefix: 'ETCD', configFile: true, rules: [checkStoreFlags] });
     if (help) {
       io.out(`Usage: ballast store [flags]\n\nRuns one member of a Ballast store cluster. Flags and ETCD_* variables mean what they mean to etcd.\n\nFlags:\n${renderFlags(storeFlags, 'ETCD')}\n  --config-file PATH               YAML file of flag names and values\n`);
@@ -75,6 +123,8 @@ export const storeCommand: Command = {
       initialCluster: parseInitialCluster(v.initialCluster), initialClusterState: v.initialClusterState, token: v.initialClusterToken,
       heartbeatMs: v.heartbeatInterval, electionMs: v.electionTimeout, snapshotCount: v.snapshotCount,
       quotaBytes: v.quotaBackendBytes, maxRequestBytes: v.maxRequestBytes, listenMetricsUrls: v.listenMetricsUrls,
+      watchProgressNotifyMs: v.experimentalWatchProgressNotifyInterval,
+      autoCompaction: parseRetention(v.autoCompactionMode, v.autoCompactionRetention),
       version: '3.5.0',
       // Test-only: lets the linearizability checker prove it can catch stale reads.
       unsafeStaleReads: io.env['BALLAST_TEST_UNSAFE_STALE_READS'] === '1',

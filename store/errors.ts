@@ -20,12 +20,17 @@ export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_FUTURE_REV: 'The requested revision is in the future: etcdserver: mvcc: required revision is a future revision.',
   STORE_ERR_NOSPACE: 'The storage quota (--quota-backend-bytes) is exhausted and the NOSPACE alarm is raised: etcdserver: mvcc: database space exceeded.',
   STORE_ERR_LEASE_NOT_FOUND: 'The lease given with a put does not exist: etcdserver: requested lease not found.',
+  STORE_ERR_LEASE_EXISTS: 'LeaseGrant with an id that is already granted: etcdserver: lease already exists.',
+  STORE_ERR_LEASE_TTL_TOO_LARGE: 'LeaseGrant with a TTL over 9000000000 seconds: etcdserver: too large lease TTL.',
   STORE_ERR_KEY_NOT_FOUND: 'ignore_value or ignore_lease on a key that does not exist: etcdserver: key not found.',
   STORE_ERR_DUPLICATE_KEY: 'A transaction modifies the same key twice: etcdserver: duplicate key given in txn request.',
   STORE_ERR_EMPTY_KEY: 'The key is empty: etcdserver: key is not provided.',
   STORE_ERR_WAL_CORRUPT: 'A WAL record before the tail fails its CRC; the member refuses to start. The message names the file and offset.',
   STORE_ERR_DATA_DIR: 'The data directory is unusable (unreadable, wrong cluster, or a member of another cluster).',
   STORE_ERR_PEER_AUTH: 'A peer connection presented the wrong cluster token and was refused.',
+  STORE_ERR_BACKUP_INVALID: 'The file given to `ballast store restore` is not a ballast store snapshot, or fails its sha256 check.',
+  STORE_ERR_ELECTION_NO_LEADER: 'Election.Leader on an election nobody has won: election: no leader.',
+  STORE_ERR_ELECTION_NOT_LEADER: 'Proclaim with a leader key that no longer holds the election: election: not leader.',
   STORE_ERR_STOPPED: 'The member is stopping: etcdserver: server stopped.',
 });
 

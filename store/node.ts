@@ -18,6 +18,8 @@ import type { StoreMetrics } from './metrics.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
 import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
+import { LeaseTracker } from './lease-tracker.ts';
+import { WatchHub } from './mvcc/watch.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import { type ApplyResult, type ConfContext, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
 import { PeerTransport } from './transport/peer.ts';
@@ -45,6 +47,8 @@ export interface StoreNodeConfig {
   random: Random;
   log: Logger;
   metrics: StoreMetrics;
+  /** Periodic watch progress notifications (etcd's --experimental-watch-progress-notify-interval). */
+  watchProgressNotifyMs?: number;
   /** TEST ONLY: serve linearizable reads locally without ReadIndex (stale reads possible). */
   unsafeStaleReads?: boolean;
 }
@@ -63,6 +67,13 @@ export class StoreNode {
   readonly id: NodeId;
   readonly clusterId: string;
   readonly sm = new StateMachine();
+  /** Watchers on this member, fed in apply order. */
+  readonly watchHub = new WatchHub(() => this.sm.mvcc);
+  /** Lease deadlines (meaningful while this member leads). */
+  readonly leases: LeaseTracker;
+  #watchTimer: TimerHandle | undefined;
+  #progressTimer: TimerHandle | undefined;
+  #leaseTimer: TimerHandle | undefined;
   readonly #cfg: StoreNodeConfig;
   readonly #log: Logger;
   readonly #raft: Raft;
@@ -100,6 +111,8 @@ export class StoreNode {
     this.#raft = raft;
     this.#wal = wal;
     this.#snap = snap;
+    this.leases = new LeaseTracker(cfg.clock);
+    this.sm.onLeaseChange = (id, ttl) => this.leases.onLeaseChange(id, ttl);
     wal.onSync = (s) => cfg.metrics.walFsync.observe(s);
     this.#transport = new PeerTransport({
       self: id, token: cfg.token, log: cfg.log, clock: cfg.clock, random: cfg.random,
@@ -176,7 +189,23 @@ export class StoreNode {
       this.#kick();
     }, this.#cfg.heartbeatMs);
     this.#publishTimer = this.#cfg.clock.setInterval(() => this.#maybePublish(), this.#cfg.heartbeatMs * 5, { unref: true });
+    this.#watchTimer = this.#cfg.clock.setInterval(() => this.watchHub.catchUp(), 100, { unref: true });
+    this.#progressTimer = this.#cfg.clock.setInterval(() => this.watchHub.notifyProgress(), this.#cfg.watchProgressNotifyMs ?? 600_000, { unref: true });
+    this.#leaseTimer = this.#cfg.clock.setInterval(() => this.#revokeExpired(), 500, { unref: true });
     this.#kick();
+  }
+
+  /** The leader revokes expired leases through the log. */
+  #revokeExpired(): void {
+    for (const id of this.leases.takeExpired()) {
+      this.write({ op: 'leaseRevoke', id }).then(
+        (r) => {
+          if (r.error && r.error.code !== 'STORE_ERR_LEASE_NOT_FOUND') this.leases.revokeFailed(id);
+          else this.#log.info({ member: this.id, lease: id }, 'lease expired and was revoked');
+        },
+        () => this.leases.revokeFailed(id),
+      );
+    }
   }
 
   // ---- what the API layer uses --------------------------------------------------------------
@@ -285,6 +314,9 @@ export class StoreNode {
     this.#stopped = true;
     this.#ticker?.cancel();
     this.#publishTimer?.cancel();
+    this.#watchTimer?.cancel();
+    this.#progressTimer?.cancel();
+    this.#leaseTimer?.cancel();
     await this.#processingDone; // never close the WAL under an fsync in flight
     const stopped = catalogue.error('STORE_ERR_STOPPED', 'etcdserver: server stopped');
     for (const [rid, w] of this.#waiters) {
@@ -428,6 +460,7 @@ export class StoreNode {
     } else if (e.data.byteLength > 0) {
       const env = decodeEnvelope(e.data);
       const r = this.sm.apply(env.r);
+      if (r.events.length > 0) this.watchHub.onApplied(r.events, r.revision);
       if (env.rid) this.#resolve(env.rid, r);
     }
     m.proposalsCommitted.inc();
@@ -458,6 +491,8 @@ export class StoreNode {
 
   #onSoftState(lead: NodeId | ''): void {
     const m = this.#cfg.metrics;
+    if (lead === this.id) this.leases.promote();
+    else this.leases.demote();
     m.hasLeader.set(lead === '' ? 0 : 1);
     m.isLeader.set(lead === this.id ? 1 : 0);
     if (lead !== '') m.leaderChanges.inc();
@@ -538,6 +573,7 @@ export class StoreNode {
     this.sm.restore(deserialize(snap.data) as StateMachineState);
     this.#lastSnapIndex = snap.meta.index;
     this.#updatePeers();
+    this.watchHub.resyncAll();
   }
 
   /** Publish this member's name and client URLs into the member table (as etcd does). */

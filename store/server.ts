@@ -10,6 +10,7 @@ import type { Component } from '../lib/lifecycle.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import { systemRandom } from '../lib/random.ts';
 import { StoreApi } from './api/server.ts';
+import { Compactor } from './compactor.ts';
 import { StoreMetrics } from './metrics.ts';
 import { StoreNode } from './node.ts';
 
@@ -31,6 +32,8 @@ export interface StoreServerConfig {
   listenMetricsUrls: URL[];
   version: string;
   unsafeStaleReads: boolean;
+  watchProgressNotifyMs?: number;
+  autoCompaction?: { mode: 'periodic' | 'revision'; retention: number } | undefined;
 }
 
 /** gRPC adds framing to each request; allow it on top of --max-request-bytes, as etcd does. */
@@ -45,6 +48,7 @@ export class StoreServer {
   readonly #metrics: Metrics;
   readonly #storeMetrics: StoreMetrics;
   #grpc: grpc.Server | undefined;
+  #compactor: Compactor | undefined;
   readonly #http: Server[] = [];
   /** Set when this member was removed from the cluster: the process should exit. */
   onRemoved: (() => void) | undefined;
@@ -61,7 +65,10 @@ export class StoreServer {
   /** The components, in start order. */
   components(): Component[] {
     return [
-      { name: 'member', start: () => this.#startNode(), stop: () => this.node?.stop() },
+      { name: 'member', start: () => this.#startNode(), stop: async () => {
+        this.#compactor?.stop();
+        await this.node?.stop();
+      } },
       { name: 'grpc', start: () => this.#startGrpc(), stop: () => this.#stopGrpc() },
       { name: 'http', start: () => this.#startHttp(), stop: () => this.#stopHttp() },
     ];
@@ -75,7 +82,21 @@ export class StoreServer {
       token: c.token, heartbeatMs: c.heartbeatMs, electionMs: c.electionMs, snapshotCount: c.snapshotCount,
       snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs, maxRequestBytes: c.maxRequestBytes,
       clock: realClock, random: systemRandom, log: this.#log, metrics: this.#storeMetrics, unsafeStaleReads: c.unsafeStaleReads,
+      ...(c.watchProgressNotifyMs ? { watchProgressNotifyMs: c.watchProgressNotifyMs } : {}),
     });
+    if (c.autoCompaction) {
+      const node = this.node;
+      this.#compactor = new Compactor(c.autoCompaction.mode, c.autoCompaction.retention, realClock, {
+        get isLeader() { return node.isLeader; },
+        get revision() { return node.sm.mvcc.revision; },
+        get compactRevision() { return node.sm.mvcc.compactRevision; },
+        compact: async (rev) => {
+          const r = await node.write({ op: 'compact', revision: rev });
+          if (r.error) throw new Error(r.error.message);
+        },
+      }, (rev) => this.#log.info({ member: node.id, revision: rev, mode: c.autoCompaction?.mode }, 'auto-compacted history'));
+      this.#compactor.start();
+    }
     this.node.onRemoved = () => this.onRemoved?.();
     this.node.onFatal = (err) => this.onFatal?.(err);
     await this.node.start();
@@ -86,6 +107,7 @@ export class StoreServer {
     const m = this.#storeMetrics;
     new StoreApi({
       node: this.node, maxRequestBytes: this.#cfg.maxRequestBytes, quotaBytes: this.#cfg.quotaBytes, version: this.#cfg.version,
+      minLeaseTtl: Math.ceil((1.5 * this.#cfg.electionMs) / 1000),
       onRequest: (method, code, seconds) => {
         m.requests.inc({ method, code: grpc.status[code] ?? String(code) });
         m.requestDuration.observe({ method }, seconds);

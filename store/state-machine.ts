@@ -27,7 +27,9 @@ export type StoreRequest =
   | { op: 'compact'; revision: number }
   | { op: 'publish'; id: NodeId; name: string; clientURLs: string[] }
   | { op: 'memberUpdate'; id: NodeId; peerURLs: string[] }
-  | { op: 'alarm'; action: 'activate' | 'deactivate'; memberId: NodeId; alarm: AlarmType };
+  | { op: 'alarm'; action: 'activate' | 'deactivate'; memberId: NodeId; alarm: AlarmType }
+  | { op: 'leaseGrant'; id: string; ttl: number }
+  | { op: 'leaseRevoke'; id: string };
 
 /** What an entry carries: the request and who waits for its result. */
 export interface Envelope {
@@ -58,6 +60,14 @@ export interface StateMachineState {
   mvcc: MvccState;
   members: Member[];
   alarms: Array<{ memberId: NodeId; alarm: AlarmType }>;
+  leases?: Array<{ id: string; ttl: number }>;
+}
+
+/** A lease in the replicated state: its granted TTL and the keys attached to it. */
+export interface LeaseRecord {
+  id: string;
+  ttl: number;
+  keys: Set<string>;
 }
 
 export class StateMachine {
@@ -66,6 +76,9 @@ export class StateMachine {
   /** Members removed from the cluster; they may never come back under the same id. */
   readonly removed = new Set<NodeId>();
   alarms: Array<{ memberId: NodeId; alarm: AlarmType }> = [];
+  readonly leases = new Map<string, LeaseRecord>();
+  /** Told of every lease granted or revoked (the leader's expiry tracker listens). */
+  onLeaseChange: ((id: string, ttl: number | undefined) => void) | undefined;
 
   /** Apply a normal entry's request. Errors are results (every member reaches the same one). */
   apply(r: StoreRequest): ApplyResult {
@@ -73,6 +86,7 @@ export class StateMachine {
       switch (r.op) {
         case 'put':
           this.#checkSpace(true);
+          this.#checkLease(r.req.lease);
           return this.#kv(this.mvcc.put(r.req));
         case 'deleteRange':
           return this.#kv(this.mvcc.deleteRange(r.req));
@@ -80,6 +94,21 @@ export class StateMachine {
           this.#checkSpace(txnHasPut(r.req.success) || txnHasPut(r.req.failure));
           this.#precheckTxn(r.req);
           return this.#kv(this.mvcc.txn(r.req));
+        case 'leaseGrant': {
+          if (this.leases.has(r.id)) throw catalogue.error('STORE_ERR_LEASE_EXISTS', 'etcdserver: lease already exists');
+          this.leases.set(r.id, { id: r.id, ttl: r.ttl, keys: new Set() });
+          this.onLeaseChange?.(r.id, r.ttl);
+          return { revision: this.mvcc.revision, result: { id: r.id, ttl: r.ttl }, events: [] };
+        }
+        case 'leaseRevoke': {
+          const lease = this.leases.get(r.id);
+          if (!lease) throw catalogue.error('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
+          // Every attached key goes in one write, at one revision.
+          const res = this.mvcc.txn({ compare: [], success: [...lease.keys].sort().map((key) => ({ deleteRange: { key, rangeEnd: '', prevKv: false } })), failure: [] });
+          this.leases.delete(r.id);
+          this.onLeaseChange?.(r.id, undefined);
+          return this.#kv(res);
+        }
         case 'compact':
           this.mvcc.compact(r.revision);
           return { revision: this.mvcc.revision, events: [] };
@@ -126,7 +155,18 @@ export class StateMachine {
   }
 
   #kv(r: { result: unknown; events: Event[]; revision: number }): ApplyResult {
+    // Keep lease attachments in step with every write: whatever wrote the key, its events say
+    // which lease it left and which it joined.
+    for (const e of r.events) {
+      const before = e.prevKv?.lease;
+      if (before && before !== '0') this.leases.get(before)?.keys.delete(e.kv.key);
+      if (e.type === 0 && e.kv.lease !== '0') this.leases.get(e.kv.lease)?.keys.add(e.kv.key);
+    }
     return { revision: r.revision, result: r.result, events: r.events };
+  }
+
+  #checkLease(lease: string): void {
+    if (lease !== '0' && !this.leases.has(lease)) throw catalogue.error('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
   }
 
   #checkSpace(writes: boolean): void {
@@ -141,6 +181,7 @@ export class StateMachine {
     const probe = this.mvcc.txn({ compare: t.compare, success: [], failure: [] });
     const ops = probe.result.succeeded ? t.success : t.failure;
     for (const op of ops) {
+      if ('put' in op) this.#checkLease(op.put.lease);
       if ('put' in op && (op.put.ignoreValue || op.put.ignoreLease)) {
         if (this.mvcc.range({ ...rangeOf(op.put.key), countOnly: true }).count === 0) throw catalogue.error('STORE_ERR_KEY_NOT_FOUND', 'etcdserver: key not found');
       } else if ('range' in op && op.range.revision > 0) {
@@ -152,7 +193,10 @@ export class StateMachine {
   }
 
   state(): StateMachineState {
-    return { mvcc: this.mvcc.state(), members: [...this.members.values()].map((m) => ({ ...m })), alarms: [...this.alarms] };
+    return {
+      mvcc: this.mvcc.state(), members: [...this.members.values()].map((m) => ({ ...m })), alarms: [...this.alarms],
+      leases: [...this.leases.values()].map((l) => ({ id: l.id, ttl: l.ttl })),
+    };
   }
 
   restore(s: StateMachineState): void {
@@ -160,6 +204,15 @@ export class StateMachine {
     this.members.clear();
     for (const m of s.members) this.members.set(m.id, { ...m });
     this.alarms = [...s.alarms];
+    for (const id of this.leases.keys()) this.onLeaseChange?.(id, undefined);
+    this.leases.clear();
+    for (const l of s.leases ?? []) {
+      this.leases.set(l.id, { id: l.id, ttl: l.ttl, keys: new Set() });
+      this.onLeaseChange?.(l.id, l.ttl);
+    }
+    // Attachments are derived from the keys' current lease fields.
+    const all = this.mvcc.range({ ...rangeOf('\0'), rangeEnd: '\0' });
+    for (const kv of all.kvs) if (kv.lease !== '0') this.leases.get(kv.lease)?.keys.add(kv.key);
   }
 }
 

@@ -11,6 +11,10 @@ import { idFromDecimal, idToDecimal } from '../members.ts';
 import type { StoreNode } from '../node.ts';
 import type { ApplyResult, Member, StoreRequest } from '../state-machine.ts';
 import { bytes, isReadOnlyTxn, rangeOut, responseOpOut, toDelete, toPut, toRange, toTxn, kvOut } from './convert.ts';
+import { encodeBackup } from '../backup.ts';
+import { Concurrency } from './concurrency.ts';
+import { keepAliveHandler, leaseHandlers } from './lease.ts';
+import { watchHandler } from './watch.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire objects are untyped by proto-loader */
 type Wire = Record<string, any>;
@@ -19,7 +23,7 @@ type Wire = Record<string, any>;
 const protoDir = fileURLToPath(new URL('./proto/', import.meta.url));
 
 export function loadProtos(): grpc.GrpcObject {
-  const def = protoLoader.loadSync('rpc.proto', { includeDirs: [protoDir], keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true, bytes: Buffer });
+  const def = protoLoader.loadSync(['rpc.proto', 'v3lock.proto', 'v3election.proto'], { includeDirs: [protoDir], keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true, bytes: Buffer });
   return grpc.loadPackageDefinition(def);
 }
 
@@ -54,6 +58,8 @@ export interface ApiOptions {
   maxRequestBytes: number;
   quotaBytes: number;
   version: string;
+  /** Shortest lease TTL in seconds. */
+  minLeaseTtl: number;
   onRequest?(method: string, code: grpc.status, seconds: number): void;
 }
 
@@ -61,7 +67,7 @@ export class StoreApi {
   readonly #o: ApiOptions;
   readonly #node: StoreNode;
   readonly #protos = loadProtos();
-  #leaderClient: { id: string; url: string; cluster: grpc.Client } | undefined;
+  readonly #leaderClients = new Map<string, { lead: string; url: string; client: grpc.Client }>();
 
   constructor(o: ApiOptions) {
     this.#o = o;
@@ -102,7 +108,34 @@ export class StoreApi {
         return { header: this.#header(), members: this.#members() };
       },
     }));
+    const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), leaderLease: () => this.#leaderClient('Lease'), minTtl: this.#o.minLeaseTtl };
+    server.addService(service('Lease'), { ...this.#wrap(leaseHandlers(leaseOpts)), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
+    server.addService(service('Watch'), {
+      Watch: watchHandler({
+        hub: this.#node.watchHub, header: (rev?: number) => this.#header(rev), maxResponseBytes: this.#o.maxRequestBytes,
+        onCreated: () => setImmediate(() => this.#node.watchHub.catchUp()),
+      }),
+    });
+    const concurrency = new Concurrency(this.#node, (rev?: number) => this.#header(rev));
+    const pkg = (name: string, svc: string): grpc.ServiceDefinition => {
+      const def = (this.#protos[name] as Record<string, { service?: grpc.ServiceDefinition }> | undefined)?.[svc]?.service;
+      if (!def) throw new Error(`${name}.${svc} missing from the protos`);
+      return def;
+    };
+    server.addService(pkg('v3lockpb', 'Lock'), concurrency.lockHandlers());
+    server.addService(pkg('v3electionpb', 'Election'), concurrency.electionHandlers());
     server.addService(service('Maintenance'), {
+      Snapshot: (call: grpc.ServerWritableStream<Wire, Wire>) => {
+        // A consistent point in time: the state as of the last applied entry, taken at once.
+        const revision = this.#node.sm.mvcc.revision;
+        const blob = encodeBackup(this.#node.sm.state());
+        const chunk = 64 * 1024;
+        for (let off = 0; off < blob.length; off += chunk) {
+          const part = blob.subarray(off, off + chunk);
+          call.write({ header: this.#header(revision), remaining_bytes: String(blob.length - off - part.length), blob: part, version: this.#o.version });
+        }
+        call.end();
+      },
       ...this.#wrap({
         Status: async () => this.#status(),
         Alarm: (r) => this.#alarm(r),
@@ -155,7 +188,6 @@ export class StoreApi {
 
   async #put(r: Wire): Promise<Wire> {
     const req = toPut(r);
-    if (req.lease !== '0') throw new BallastError('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
     await this.#checkQuota(req.key.length + req.value.length);
     const res = this.#check(await this.#write({ op: 'put', req }));
     const out = res.result as { prevKv?: Parameters<typeof kvOut>[0] };
@@ -245,19 +277,26 @@ export class StoreApi {
    */
   async #forwardable(method: string, r: Wire, local: () => Promise<Wire>): Promise<Wire> {
     if (this.#node.isLeader) return local();
-    const lead = this.#node.leaderId;
-    const url = lead ? this.#node.sm.members.get(lead)?.clientURLs[0] : undefined;
-    if (!lead || !url) throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
-    if (this.#leaderClient?.id !== lead || this.#leaderClient.url !== url) {
-      this.#leaderClient?.cluster.close();
-      const Cluster = (this.#protos['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Cluster'] as grpc.ServiceClientConstructor;
-      this.#leaderClient = { id: lead, url, cluster: new Cluster(new URL(url).host, grpc.credentials.createInsecure()) };
-    }
-    const cluster = this.#leaderClient.cluster;
+    const cluster = this.#leaderClient('Cluster');
+    if (!cluster) throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
     const call = (cluster as unknown as Record<string, ForwardCall>)[method] as ForwardCall;
     return new Promise((resolve, reject) => {
       call.call(cluster, r, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res)));
     });
+  }
+
+  /** A client for one of the leader's services, over its advertised client URL (cached per leader). */
+  #leaderClient(service: 'Cluster' | 'Lease'): grpc.Client | undefined {
+    const lead = this.#node.leaderId;
+    const url = lead ? this.#node.sm.members.get(lead)?.clientURLs[0] : undefined;
+    if (!lead || !url) return undefined;
+    const cached = this.#leaderClients.get(service);
+    if (cached?.lead === lead && cached.url === url) return cached.client;
+    cached?.client.close();
+    const Ctor = (this.#protos['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)[service] as grpc.ServiceClientConstructor;
+    const client = new Ctor(new URL(url).host, grpc.credentials.createInsecure());
+    this.#leaderClients.set(service, { lead, url, client });
+    return client;
   }
 }
 

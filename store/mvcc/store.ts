@@ -208,6 +208,31 @@ export class MvccStore {
     this.#bytes += key.length + rec.value.length + recOverhead;
   }
 
+  /**
+   * The events of keys in [key, rangeEnd) with revisions in [fromRev, toRev], in revision order
+   * (and sub-revision order within one), each with the key's previous version when it is still
+   * held. For watchers catching up from a past revision; `fromRev` must not be compacted.
+   */
+  eventsBetween(key: string, rangeEnd: string, fromRev: number, toRev: number, limit = Infinity): Event[] {
+    if (fromRev < this.#compactRev) throw catalogue.error('STORE_ERR_COMPACTED', 'etcdserver: mvcc: required revision has been compacted');
+    const found: Array<{ mod: number; sub: number; ev: Event }> = [];
+    this.#scan(key, rangeEnd, (k, recs) => {
+      for (let i = 0; i < recs.length; i++) {
+        const r = recs[i] as Rec;
+        if (r.mod < fromRev) continue;
+        if (r.mod > toRev) break;
+        const prev = i > 0 ? (recs[i - 1] as Rec) : undefined;
+        const ev: Event = r.tomb
+          ? { type: 1, kv: { key: k, createRevision: 0, modRevision: r.mod, version: 0, value: '', lease: '0' } }
+          : { type: 0, kv: toKv(k, r) };
+        if (prev && !prev.tomb) ev.prevKv = toKv(k, prev);
+        found.push({ mod: r.mod, sub: r.sub, ev });
+      }
+    });
+    found.sort((a, b) => a.mod - b.mod || a.sub - b.sub);
+    return (found.length > limit ? found.slice(0, limit) : found).map((f) => f.ev);
+  }
+
   // ---- compaction ---------------------------------------------------------------------------
 
   /** Drop history before `rev`; reads at revisions < `rev` fail afterwards. */

@@ -1,0 +1,88 @@
+/**
+ * Backups: the Snapshot RPC streams a consistent point-in-time copy of the state machine, and
+ * `ballast store restore` turns one into a new member's data directory (as `etcdutl snapshot
+ * restore` does): the keys, revisions and leases are kept; the membership comes from the
+ * restore flags, so every member restored with the same flags starts from the same state.
+ *
+ * Format: "BALLASTSNAP1\n" | u32 length | v8-serialized {revision, state} | zero padding to a
+ * multiple of 512 bytes | sha256 of everything before it. (etcdctl checks that a snapshot is
+ * whole 512-byte blocks plus a 32-byte sha256, as a bbolt file with etcd's trailer is.)
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deserialize, serialize } from 'node:v8';
+import { BallastError } from '../lib/errors.ts';
+import { catalogue } from './errors.ts';
+import { clusterId, memberId } from './members.ts';
+import { bootstrapEntries } from './raft/bootstrap.ts';
+import { Snapshotter } from './snapshot/snapshotter.ts';
+import type { ConfContext, StateMachineState } from './state-machine.ts';
+import { Wal } from './wal/wal.ts';
+
+const magic = Buffer.from('BALLASTSNAP1\n');
+
+export function encodeBackup(state: StateMachineState): Buffer {
+  const payload = serialize({ revision: state.mvcc.rev, state });
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(payload.length, 0);
+  const unpadded = magic.length + 4 + payload.length;
+  const body = Buffer.concat([magic, len, payload, Buffer.alloc((512 - (unpadded % 512)) % 512)]);
+  return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+}
+
+export function decodeBackup(buf: Buffer, path: string): { revision: number; state: StateMachineState } {
+  if (buf.length < magic.length + 32 || !buf.subarray(0, magic.length).equals(magic)) {
+    throw catalogue.error('STORE_ERR_BACKUP_INVALID', `${path} is not a ballast store snapshot (save one with \`etcdctl snapshot save\` against ballast store)`);
+  }
+  const body = buf.subarray(0, buf.length - 32);
+  if (!createHash('sha256').update(body).digest().equals(buf.subarray(buf.length - 32))) {
+    throw catalogue.error('STORE_ERR_BACKUP_INVALID', `${path} fails its sha256 check: the file is truncated or damaged`);
+  }
+  const len = body.readUInt32LE(magic.length);
+  return deserialize(body.subarray(magic.length + 4, magic.length + 4 + len)) as { revision: number; state: StateMachineState };
+}
+
+export interface RestoreOptions {
+  backup: string;
+  dataDir: string;
+  name: string;
+  initialCluster: Map<string, string[]>;
+  advertisePeerUrls: string[];
+  token: string;
+}
+
+/** Build a member data directory from a backup. Refuses to touch a non-empty directory. */
+export function restoreMember(o: RestoreOptions): { memberId: string; revision: number } {
+  if (existsSync(o.dataDir) && readdirSync(o.dataDir).length > 0) {
+    throw catalogue.error('STORE_ERR_DATA_DIR', `--data-dir ${o.dataDir} is not empty; restore into a new directory`);
+  }
+  let buf: Buffer;
+  try {
+    buf = readFileSync(o.backup);
+  } catch (cause) {
+    throw new BallastError('STORE_ERR_BACKUP_INVALID', `cannot read snapshot ${o.backup}: ${(cause as Error).message}`, { cause });
+  }
+  const { revision, state } = decodeBackup(buf, o.backup);
+  const voters = [...o.initialCluster].map(([name, urls]) => ({ name, urls, id: memberId(urls, o.token) }));
+  const self = memberId(o.advertisePeerUrls, o.token);
+  if (!voters.some((v) => v.id === self)) throw catalogue.error('STORE_ERR_DATA_DIR', `--initial-advertise-peer-urls ${o.advertisePeerUrls.join(',')} is not in --initial-cluster`);
+  const byId = new Map(voters.map((v) => [v.id, v]));
+  const { entries, hardState } = bootstrapEntries({ voters: voters.map((v) => v.id), learners: [] }, (id) => ({ rid: '', member: { id, name: byId.get(id)?.name ?? '', peerURLs: byId.get(id)?.urls ?? [], clientURLs: [], isLearner: false } }) satisfies ConfContext);
+  // The restored state, with the new membership and no alarms, as a Raft snapshot just after the
+  // bootstrap entries: every member restored with the same flags writes the same snapshot.
+  const restored: StateMachineState = {
+    ...state,
+    members: voters.map((v) => ({ id: v.id, name: v.name, peerURLs: v.urls, clientURLs: [], isLearner: false })),
+    alarms: [],
+  };
+  const index = entries.length;
+  const memberDir = join(o.dataDir, 'member');
+  mkdirSync(memberDir, { recursive: true });
+  new Snapshotter(join(memberDir, 'snap')).save({ meta: { index, term: 1, conf: { voters: voters.map((v) => v.id).sort(), learners: [] } }, data: serialize(restored) });
+  const wal = Wal.create(join(memberDir, 'wal'), { memberId: self, clusterId: clusterId(o.token) });
+  wal.save(hardState, entries);
+  wal.saveSnapshot(index, 1);
+  wal.close();
+  return { memberId: self, revision };
+}

@@ -1,0 +1,229 @@
+/**
+ * The watch hub (pure). Watchers see the events of their key range in revision order, with no
+ * gaps and no duplicates: events come from applied log entries, which every member applies in
+ * the same order, so a watcher on any member sees the same sequence, and a leader change cannot
+ * make it go back.
+ *
+ * A watcher is either synced (receives new events as they are applied) or catching up (reads
+ * history from the key space in bounded windows until it reaches the current revision). A
+ * watcher whose stream is slow stops receiving live events and catches up from history later,
+ * so memory stays bounded; if its stream stays too far behind, it is cancelled with a reason.
+ */
+import type { MvccStore } from './store.ts';
+import type { Event } from './types.ts';
+
+export interface WatchSpec {
+  key: string;
+  rangeEnd: string;
+  /** 0: from the next revision. */
+  startRevision: number;
+  noPut: boolean;
+  noDelete: boolean;
+  prevKv: boolean;
+  progressNotify: boolean;
+  fragment: boolean;
+}
+
+/** Where a stream's responses go; implemented at the gRPC edge. */
+export interface WatchSink {
+  events(watchId: number, events: Event[], revision: number, fragment: boolean): void;
+  progress(watchId: number, revision: number): void;
+  canceled(watchId: number, reason: string, compactRevision: number): void;
+  /** Bytes written but not yet taken by the client. */
+  backlog(): number;
+}
+
+interface Watcher {
+  id: number;
+  stream: WatchStream;
+  spec: WatchSpec;
+  /** The next revision this watcher has not seen. */
+  nextRev: number;
+  synced: boolean;
+  /** Events were sent since the last periodic progress check. */
+  active: boolean;
+}
+
+interface WatchStream {
+  sink: WatchSink;
+  watchers: Map<number, Watcher>;
+  nextId: number;
+  /** A progress request waiting for every watcher of the stream to be synced. */
+  progressPending: boolean;
+}
+
+export interface WatchHubOptions {
+  /** Stop pushing live events to a stream with this many bytes unread; it catches up later. */
+  slowBytes: number;
+  /** Cancel a stream's watchers once this many bytes are unread. */
+  cancelBytes: number;
+  /** Revisions read from history per catch-up step. */
+  catchUpRevisions: number;
+}
+
+export class WatchHub {
+  readonly #store: () => MvccStore;
+  readonly #o: WatchHubOptions;
+  readonly #streams = new Set<WatchStream>();
+
+  /** `store` is a getter: a snapshot restore replaces the key space. */
+  constructor(store: () => MvccStore, o: Partial<WatchHubOptions> = {}) {
+    this.#store = store;
+    this.#o = { slowBytes: 1 << 20, cancelBytes: 64 << 20, catchUpRevisions: 1000, ...o };
+  }
+
+  openStream(sink: WatchSink): WatchStream {
+    const s: WatchStream = { sink, watchers: new Map(), nextId: 0, progressPending: false };
+    this.#streams.add(s);
+    return s;
+  }
+
+  closeStream(s: WatchStream): void {
+    this.#streams.delete(s);
+    s.watchers.clear();
+  }
+
+  /**
+   * Create a watcher. Returns its id, or an error: a duplicate id, or a start revision already
+   * compacted (then `compactRevision` says from where history is still held).
+   */
+  add(s: WatchStream, spec: WatchSpec, requestedId = 0): { id: number } | { error: string; compactRevision?: number } {
+    const store = this.#store();
+    let id = requestedId;
+    if (id !== 0) {
+      if (s.watchers.has(id)) return { error: `watch id ${id} is already in use on this stream` };
+    } else {
+      while (s.watchers.has(s.nextId)) s.nextId++;
+      id = s.nextId++;
+    }
+    if (spec.startRevision > 0 && spec.startRevision < store.compactRevision) {
+      return { error: 'etcdserver: mvcc: required revision has been compacted', compactRevision: store.compactRevision };
+    }
+    const nextRev = spec.startRevision > 0 ? spec.startRevision : store.revision + 1;
+    const w: Watcher = { id, stream: s, spec, nextRev, synced: nextRev > store.revision, active: false };
+    s.watchers.set(id, w);
+    return { id };
+  }
+
+  /** The key space was replaced (snapshot restore): every watcher catches up from history. */
+  resyncAll(): void {
+    for (const s of this.#streams) for (const w of s.watchers.values()) w.synced = false;
+  }
+
+  cancel(s: WatchStream, id: number): boolean {
+    return s.watchers.delete(id);
+  }
+
+  /** Ask for a progress notification; sent once every watcher of the stream is synced. */
+  requestProgress(s: WatchStream): void {
+    s.progressPending = true;
+    this.#maybeProgress(s);
+  }
+
+  /** Feed the events of one applied write (all at `revision`). */
+  onApplied(events: Event[], revision: number): void {
+    for (const s of this.#streams) {
+      const slow = s.sink.backlog() > this.#o.slowBytes;
+      for (const w of s.watchers.values()) {
+        if (!w.synced || revision < w.nextRev) continue;
+        if (slow) {
+          // Stop buffering live events for a slow client; it catches up from history later.
+          w.synced = false;
+          continue;
+        }
+        const mine = events.filter((e) => matches(w.spec, e.kv.key) && passes(w.spec, e));
+        if (mine.length > 0) this.#deliver(w, mine, revision);
+        w.nextRev = revision + 1;
+      }
+    }
+  }
+
+  /**
+   * Move catching-up watchers forward by one window of history each; cancel those whose
+   * history was compacted away or whose client stopped reading. Call it periodically and after
+   * applying. Returns whether any watcher is still catching up.
+   */
+  catchUp(): boolean {
+    const store = this.#store();
+    let behind = false;
+    for (const s of this.#streams) {
+      const backlog = s.sink.backlog();
+      for (const w of [...s.watchers.values()]) {
+        if (w.synced) continue;
+        if (backlog > this.#o.cancelBytes) {
+          s.watchers.delete(w.id);
+          s.sink.canceled(w.id, `watcher cancelled: the client read too slowly (${backlog} bytes unread)`, 0);
+          continue;
+        }
+        if (w.nextRev < store.compactRevision) {
+          s.watchers.delete(w.id);
+          s.sink.canceled(w.id, 'etcdserver: mvcc: required revision has been compacted', store.compactRevision);
+          continue;
+        }
+        if (backlog > this.#o.slowBytes) {
+          behind = true;
+          continue;
+        }
+        const to = Math.min(store.revision, w.nextRev + this.#o.catchUpRevisions - 1);
+        if (to >= w.nextRev) {
+          const events = store.eventsBetween(w.spec.key, w.spec.rangeEnd, w.nextRev, to).filter((e) => passes(w.spec, e));
+          // Deliver revision by revision so one response never splits a revision's events.
+          let i = 0;
+          while (i < events.length) {
+            const rev = (events[i] as Event).kv.modRevision;
+            let j = i;
+            while (j < events.length && (events[j] as Event).kv.modRevision === rev) j++;
+            this.#deliver(w, events.slice(i, j), rev);
+            i = j;
+          }
+          w.nextRev = to + 1;
+        }
+        if (w.nextRev > store.revision) w.synced = true;
+        else behind = true;
+      }
+      this.#maybeProgress(s);
+    }
+    return behind;
+  }
+
+  /** Periodic progress notifications, to synced watchers that asked for them and got no events since the last round. */
+  notifyProgress(): void {
+    const rev = this.#store().revision;
+    for (const s of this.#streams) {
+      for (const w of s.watchers.values()) {
+        if (w.synced && w.spec.progressNotify && !w.active) s.sink.progress(w.id, rev);
+        w.active = false;
+      }
+    }
+  }
+
+  watcherCount(): number {
+    let n = 0;
+    for (const s of this.#streams) n += s.watchers.size;
+    return n;
+  }
+
+  #deliver(w: Watcher, events: Event[], revision: number): void {
+    const out = w.spec.prevKv ? events : events.map(({ type, kv }) => ({ type, kv }));
+    w.stream.sink.events(w.id, out, revision, w.spec.fragment);
+    w.active = true;
+  }
+
+  #maybeProgress(s: WatchStream): void {
+    if (!s.progressPending) return;
+    for (const w of s.watchers.values()) if (!w.synced) return;
+    s.progressPending = false;
+    // As etcd 3.5: a stream-wide progress response carries watch id -1.
+    s.sink.progress(-1, this.#store().revision);
+  }
+}
+
+function matches(spec: WatchSpec, key: string): boolean {
+  if (spec.rangeEnd === '') return key === spec.key;
+  if (spec.rangeEnd === '\0') return key >= spec.key;
+  return key >= spec.key && key < spec.rangeEnd;
+}
+
+function passes(spec: WatchSpec, e: Event): boolean {
+  return !((e.type === 0 && spec.noPut) || (e.type === 1 && spec.noDelete));
+}
