@@ -30,6 +30,14 @@ export const storeFlags = {
   experimentalWatchProgressNotifyInterval: f.duration('period of progress notifications to watchers that asked for them', { default: 600_000, min: 100 }),
   autoCompactionMode: f.oneOf(['periodic', 'revision'], 'auto compaction: keep history for a period of time, or a number of revisions', { default: 'periodic' }),
   autoCompactionRetention: f.string('auto compaction retention: a duration for periodic (1h, 30m; a bare number is hours), a count for revision; 0 disables', { default: '0' }),
+  certFile: f.string('path to the client server TLS certificate', { default: '' }),
+  keyFile: f.string('path to the client server TLS key', { default: '' }),
+  trustedCaFile: f.string('path to the client server TLS trusted CA file', { default: '' }),
+  clientCertAuth: f.bool('enable client certificate authentication'),
+  peerCertFile: f.string('path to the peer server TLS certificate', { default: '' }),
+  peerKeyFile: f.string('path to the peer server TLS key', { default: '' }),
+  peerTrustedCaFile: f.string('path to the peer server TLS trusted CA file', { default: '' }),
+  peerClientCertAuth: f.bool('enable peer client certificate authentication'),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
@@ -67,6 +75,13 @@ function checkStoreFlags(v: Record<string, unknown>): ConfigProblem[] {
     else if ([...mine].sort().join(',') !== [...adv].sort().join(',')) {
       problems.push({ field: '--initial-advertise-peer-urls', value: adv.join(','), allowed: `the same URLs as --initial-cluster gives ${name} (${mine.join(',')})`, source: 'flag' });
     }
+  }
+  // TLS: https URLs need a certificate and key; certificate auth needs a CA to check against.
+  const https = (list: unknown) => (list as URL[]).some((u) => u.protocol === 'https:');
+  for (const [side, urlsKey, cert, key, ca, auth] of [['', 'listenClientUrls', 'certFile', 'keyFile', 'trustedCaFile', 'clientCertAuth'], ['peer-', 'listenPeerUrls', 'peerCertFile', 'peerKeyFile', 'peerTrustedCaFile', 'peerClientCertAuth']] as const) {
+    if (https(v[urlsKey]) && (!v[cert] || !v[key])) problems.push({ field: `--${side}cert-file`, value: v[cert] || undefined, allowed: `a certificate and --${side}key-file, because --listen-${side || 'client-'}urls are https`, source: 'flag' });
+    if (v[auth] && !v[ca]) problems.push({ field: `--${side}trusted-ca-file`, value: undefined, allowed: `a CA file, because --${side}client-cert-auth is on`, source: 'flag' });
+    if ((v[cert] || v[key]) && !(v[cert] && v[key])) problems.push({ field: `--${side}${v[cert] ? 'key' : 'cert'}-file`, value: undefined, allowed: `a value: --${side}cert-file and --${side}key-file go together`, source: 'flag' });
   }
   const retention = String(v['autoCompactionRetention']).trim();
   const okRetention = v['autoCompactionMode'] === 'revision' ? /^\d+$/.test(retention) : /^\d+(\.\d+)?(ms|s|m|h)?$/.test(retention);
@@ -124,6 +139,8 @@ export const storeCommand: Command = {
       heartbeatMs: v.heartbeatInterval, electionMs: v.electionTimeout, snapshotCount: v.snapshotCount,
       quotaBytes: v.quotaBackendBytes, maxRequestBytes: v.maxRequestBytes, listenMetricsUrls: v.listenMetricsUrls,
       watchProgressNotifyMs: v.experimentalWatchProgressNotifyInterval,
+      clientTls: v.certFile ? { certFile: v.certFile, keyFile: v.keyFile, trustedCaFile: v.trustedCaFile, clientCertAuth: v.clientCertAuth } : undefined,
+      peerTls: v.peerCertFile ? { certFile: v.peerCertFile, keyFile: v.peerKeyFile, trustedCaFile: v.peerTrustedCaFile, clientCertAuth: v.peerClientCertAuth } : undefined,
       autoCompaction: parseRetention(v.autoCompactionMode, v.autoCompactionRetention),
       version: '3.5.0',
       // Test-only: lets the linearizability checker prove it can catch stale reads.

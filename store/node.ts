@@ -19,6 +19,7 @@ import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
 import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
 import { LeaseTracker } from './lease-tracker.ts';
+import type { TlsFiles } from './tls.ts';
 import { WatchHub } from './mvcc/watch.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import { type ApplyResult, type ConfContext, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
@@ -47,6 +48,8 @@ export interface StoreNodeConfig {
   random: Random;
   log: Logger;
   metrics: StoreMetrics;
+  /** Peer TLS, for https peer URLs. */
+  peerTls?: TlsFiles | undefined;
   /** Periodic watch progress notifications (etcd's --experimental-watch-progress-notify-interval). */
   watchProgressNotifyMs?: number;
   /** TEST ONLY: serve linearizable reads locally without ReadIndex (stale reads possible). */
@@ -124,6 +127,7 @@ export class StoreNode {
       },
       isRemoved: (peer) => this.sm.removed.has(peer),
       onRemovedFromCluster: () => this.#markRemoved(),
+      tls: cfg.peerTls,
     });
   }
 

@@ -13,6 +13,7 @@ import { StoreApi } from './api/server.ts';
 import { Compactor } from './compactor.ts';
 import { StoreMetrics } from './metrics.ts';
 import { StoreNode } from './node.ts';
+import { type TlsFiles, grpcServerCredentials } from './tls.ts';
 
 export interface StoreServerConfig {
   name: string;
@@ -33,6 +34,8 @@ export interface StoreServerConfig {
   version: string;
   unsafeStaleReads: boolean;
   watchProgressNotifyMs?: number;
+  clientTls?: TlsFiles | undefined;
+  peerTls?: TlsFiles | undefined;
   autoCompaction?: { mode: 'periodic' | 'revision'; retention: number } | undefined;
 }
 
@@ -83,6 +86,7 @@ export class StoreServer {
       snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs, maxRequestBytes: c.maxRequestBytes,
       clock: realClock, random: systemRandom, log: this.#log, metrics: this.#storeMetrics, unsafeStaleReads: c.unsafeStaleReads,
       ...(c.watchProgressNotifyMs ? { watchProgressNotifyMs: c.watchProgressNotifyMs } : {}),
+      peerTls: c.peerTls,
     });
     if (c.autoCompaction) {
       const node = this.node;
@@ -114,7 +118,9 @@ export class StoreServer {
       },
     }).register(server);
     for (const u of this.#cfg.listenClientUrls) {
-      await new Promise<void>((resolve, reject) => server.bindAsync(`${u.hostname}:${u.port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+      const tlsFiles = this.#cfg.clientTls;
+      const creds = u.protocol === 'https:' && tlsFiles ? grpcServerCredentials(tlsFiles) : grpc.ServerCredentials.createInsecure();
+      await new Promise<void>((resolve, reject) => server.bindAsync(`${u.hostname}:${u.port}`, creds, (err) => (err ? reject(err) : resolve())));
     }
     this.#grpc = server;
     this.#log.info({ member: this.node.id, urls: this.#cfg.listenClientUrls.map((u) => u.href) }, 'serving client requests');

@@ -8,11 +8,13 @@
  * layout of store/codec.ts, or the JSON handshake as the first frame of a connection.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Random } from '../../lib/random.ts';
 import { decodeMessages, encodeMessages } from '../codec.ts';
 import type { Message, NodeId } from '../raft/types.ts';
+import { type TlsFiles, peerClientOptions, peerServerContext, watchFiles } from '../tls.ts';
 
 const maxChunk = 4 << 20;
 const maxFrame = 256 << 20;
@@ -32,6 +34,8 @@ export interface PeerTransportOptions {
   isRemoved(id: NodeId): boolean;
   /** A peer told us this member was removed from the cluster. */
   onRemovedFromCluster(): void;
+  /** Peer TLS (etcd's --peer-* flags); used for https peer URLs. */
+  tls?: TlsFiles | undefined;
 }
 
 interface Handshake {
@@ -116,9 +120,17 @@ class PeerLink {
   #dial(): void {
     if (this.#stopped || this.#socket) return;
     const o = this.#t.opts;
-    const s = connect({ host: this.url.hostname, port: Number(this.url.port), noDelay: true });
+    const secure = this.url.protocol === 'https:';
+    if (secure && !o.tls) {
+      o.log.error({ peer: this.id, url: this.url.href }, 'peer URL is https but no --peer-cert-file/--peer-key-file are set');
+      return;
+    }
+    const s: Socket = secure
+      ? tls.connect({ host: this.url.hostname, port: Number(this.url.port), ...peerClientOptions(o.tls as TlsFiles, this.url.hostname) })
+      : connect({ host: this.url.hostname, port: Number(this.url.port), noDelay: true });
     this.#socket = s;
-    s.on('connect', () => {
+    s.on(secure ? 'secureConnect' : 'connect', () => {
+      s.setNoDelay(true);
       const hs: Handshake = { token: o.token, from: o.self, to: this.id };
       for (const b of frames(Buffer.from(JSON.stringify(hs)))) s.write(b);
       this.#ready = true;
@@ -185,6 +197,7 @@ export class PeerTransport {
   readonly opts: PeerTransportOptions;
   readonly #links = new Map<NodeId, PeerLink>();
   readonly #servers: Server[] = [];
+  readonly #watchers: Array<{ stop(): void }> = [];
   readonly #inbound = new Set<Socket>();
 
   constructor(opts: PeerTransportOptions) {
@@ -194,7 +207,24 @@ export class PeerTransport {
   /** Listen for peers on each URL (host:port). */
   async listen(urls: URL[]): Promise<void> {
     for (const u of urls) {
-      const server = createServer((s) => this.#accept(s));
+      const t = this.opts.tls;
+      let server: Server;
+      if (u.protocol === 'https:') {
+        if (!t) throw new Error(`--listen-peer-urls ${u.href} is https: give --peer-cert-file and --peer-key-file`);
+        const secure = tls.createServer(peerServerContext(t), (s) => this.#accept(s));
+        // A rotated certificate applies to new connections without a restart.
+        this.#watchers.push(watchFiles([t.certFile, t.keyFile, t.trustedCaFile].filter(Boolean), () => {
+          try {
+            secure.setSecureContext(peerServerContext(t));
+            this.opts.log.info({ cert: t.certFile }, 'reloaded peer TLS certificate');
+          } catch (err) {
+            this.opts.log.warn({ err }, 'peer TLS certificate change could not be loaded; keeping the old one');
+          }
+        }));
+        server = secure;
+      } else {
+        server = createServer((s) => this.#accept(s));
+      }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(Number(u.port), u.hostname, () => resolve());
@@ -267,6 +297,7 @@ export class PeerTransport {
   }
 
   async stop(): Promise<void> {
+    for (const w of this.#watchers) w.stop();
     for (const link of this.#links.values()) link.stop();
     this.#links.clear();
     for (const s of this.#inbound) s.destroy();

@@ -39,11 +39,16 @@ export class StoreCluster {
   readonly token = `t-${process.pid}-${Date.now()}`;
   env: Record<string, string> = {};
   extraArgs: string[] = [];
+  /** https for client and peer URLs (with TLS flags in extraArgs and etcdctlArgs). */
+  scheme: 'http' | 'https' = 'http';
+  etcdctlArgs: string[] = [];
 
-  static async start(n: number, o: { env?: Record<string, string>; extraArgs?: string[] } = {}): Promise<StoreCluster> {
+  static async start(n: number, o: { env?: Record<string, string>; extraArgs?: string[]; scheme?: 'http' | 'https'; etcdctlArgs?: string[] } = {}): Promise<StoreCluster> {
     const c = new StoreCluster();
     c.env = o.env ?? {};
     c.extraArgs = o.extraArgs ?? [];
+    c.scheme = o.scheme ?? 'http';
+    c.etcdctlArgs = o.etcdctlArgs ?? [];
     for (let i = 1; i <= n; i++) c.members.push(await c.#spec(`m${i}`));
     for (const m of c.members) c.spawn(m, 'new');
     await c.waitHealthy();
@@ -55,7 +60,7 @@ export class StoreCluster {
   }
 
   initialCluster(members = this.members): string {
-    return members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+    return members.map((m) => `${m.name}=${this.scheme}://127.0.0.1:${m.peerPort}`).join(',');
   }
 
   endpoints(members = this.members): string {
@@ -72,8 +77,8 @@ export class StoreCluster {
     const log = openSync(join(this.dir, `${m.name}.log`), 'a');
     const p = spawn(bin, [
       'store', `--name=${m.name}`, `--data-dir=${m.dataDir}`,
-      `--listen-client-urls=http://127.0.0.1:${m.clientPort}`, `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
-      `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`, `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      `--listen-client-urls=${this.scheme}://127.0.0.1:${m.clientPort}`, `--advertise-client-urls=${this.scheme}://127.0.0.1:${m.clientPort}`,
+      `--listen-peer-urls=${this.scheme}://127.0.0.1:${m.peerPort}`, `--initial-advertise-peer-urls=${this.scheme}://127.0.0.1:${m.peerPort}`,
       `--initial-cluster=${this.initialCluster(members)}`, `--initial-cluster-state=${state}`, `--initial-cluster-token=${this.token}`,
       `--listen-metrics-urls=http://127.0.0.1:${m.metricsPort}`, ...this.extraArgs,
     ], { stdio: ['ignore', log, log], env: { ...process.env, BALLAST_LOG_LEVEL: 'info', ...this.env } });
@@ -113,7 +118,7 @@ export class StoreCluster {
   }
 
   etcdctl(args: string[], o: { endpoints?: string; input?: string } = {}): { status: number | null; stdout: string; stderr: string } {
-    const r = spawnSync('etcdctl', [`--endpoints=${o.endpoints ?? this.endpoints()}`, '--dial-timeout=3s', '--command-timeout=10s', ...args], {
+    const r = spawnSync('etcdctl', [`--endpoints=${o.endpoints ?? this.endpoints()}`, '--dial-timeout=3s', '--command-timeout=10s', ...this.etcdctlArgs, ...args], {
       encoding: 'utf8', input: o.input ?? '', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 120_000,
     });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
