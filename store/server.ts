@@ -13,7 +13,7 @@ import { StoreApi } from './api/server.ts';
 import { Compactor } from './compactor.ts';
 import { StoreMetrics } from './metrics.ts';
 import { StoreNode } from './node.ts';
-import { type TlsFiles, grpcServerCredentials } from './tls.ts';
+import { type TlsFiles, forwardCredentials, grpcServerCredentials } from './tls.ts';
 
 export interface StoreServerConfig {
   name: string;
@@ -112,6 +112,7 @@ export class StoreServer {
     new StoreApi({
       node: this.node, maxRequestBytes: this.#cfg.maxRequestBytes, quotaBytes: this.#cfg.quotaBytes, version: this.#cfg.version,
       minLeaseTtl: Math.ceil((1.5 * this.#cfg.electionMs) / 1000),
+      ...(this.#cfg.clientTls ? { forwardCredentials: () => forwardCredentials(this.#cfg.clientTls as TlsFiles) } : {}),
       onRequest: (method, code, seconds) => {
         m.requests.inc({ method, code: grpc.status[code] ?? String(code) });
         m.requestDuration.observe({ method }, seconds);

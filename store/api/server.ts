@@ -60,6 +60,8 @@ export interface ApiOptions {
   version: string;
   /** Shortest lease TTL in seconds. */
   minLeaseTtl: number;
+  /** Credentials for calls this member forwards to the leader's https client URL. */
+  forwardCredentials?: () => grpc.ChannelCredentials;
   onRequest?(method: string, code: grpc.status, seconds: number): void;
 }
 
@@ -294,7 +296,10 @@ export class StoreApi {
     if (cached?.lead === lead && cached.url === url) return cached.client;
     cached?.client.close();
     const Ctor = (this.#protos['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)[service] as grpc.ServiceClientConstructor;
-    const client = new Ctor(new URL(url).host, grpc.credentials.createInsecure());
+    const secure = new URL(url).protocol === 'https:';
+    if (secure && !this.#o.forwardCredentials) return undefined;
+    const creds = secure && this.#o.forwardCredentials ? this.#o.forwardCredentials() : grpc.credentials.createInsecure();
+    const client = new Ctor(new URL(url).host, creds);
     this.#leaderClients.set(service, { lead, url, client });
     return client;
   }

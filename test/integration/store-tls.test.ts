@@ -27,6 +27,51 @@ describe('ballast store over TLS', { timeout: 120_000 }, () => {
     assert.match(c.etcdctl(['member', 'list']).stdout, /https:\/\/127\.0\.0\.1:\d+, https:\/\/127\.0\.0\.1:\d+/);
   });
 
+  it('the etcdctl surface works over TLS: watch, lease, compaction, snapshot save, lock, elect, hashkv', async () => {
+    const { spawn } = await import('node:child_process');
+    const { join } = await import('node:path');
+    const ok = (args: string[]) => {
+      const r = c.etcdctl(args);
+      assert.equal(r.status, 0, `etcdctl ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout + r.stderr;
+    };
+    const env = { ...process.env, ETCDCTL_API: '3' };
+    const tlsArgs = [`--endpoints=${c.endpoints()}`, ...c.etcdctlArgs];
+    const w = spawn('etcdctl', [...tlsArgs, 'watch', 'tw/', '--prefix', '--prev-kv'], { env });
+    let out = '';
+    w.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise((r) => setTimeout(r, 500));
+    ok(['put', 'tw/a', '1']);
+    ok(['put', 'tw/a', '2']);
+    for (let i = 0; i < 50 && !out.includes('2\n'); i++) await new Promise((r) => setTimeout(r, 100));
+    w.kill();
+    assert.match(out, /PUT\ntw\/a\n1\nPUT\ntw\/a\n1\ntw\/a\n2\n/);
+    const id = /lease ([0-9a-f]+) granted/.exec(ok(['lease', 'grant', '30']))![1]!;
+    ok(['put', 'tw/l', 'x', `--lease=${id}`]);
+    assert.match(ok(['lease', 'keep-alive', '--once', id]), /keepalived/);
+    assert.match(ok(['lease', 'timetolive', id, '--keys']), /attached keys\(\[tw\/l\]\)/);
+    ok(['lease', 'revoke', id]);
+    const rev = (JSON.parse(c.etcdctl(['put', 'tw/c', 'x', '-w', 'json']).stdout) as { header: { revision: number } }).header.revision;
+    assert.match(ok(['compaction', String(rev)]), /compacted revision/);
+    const snap = c.etcdctl(['snapshot', 'save', join(c.dir, 'tls-backup.db')], { endpoints: `127.0.0.1:${c.members[0]!.clientPort}` });
+    assert.match(snap.stdout + snap.stderr, /Snapshot saved at/, 'snapshot save takes one endpoint');
+    const lock = spawn('etcdctl', [...tlsArgs, 'lock', 'tlock'], { env });
+    let lockOut = '';
+    lock.stdout.on('data', (d: Buffer) => (lockOut += d.toString()));
+    for (let i = 0; i < 50 && !lockOut.includes('tlock/'); i++) await new Promise((r) => setTimeout(r, 100));
+    lock.kill('SIGINT');
+    assert.match(lockOut, /^tlock\//);
+    const elect = spawn('etcdctl', [...tlsArgs, 'elect', 'telect', 'me'], { env });
+    let electOut = '';
+    elect.stdout.on('data', (d: Buffer) => (electOut += d.toString()));
+    for (let i = 0; i < 50 && !electOut.includes('me'); i++) await new Promise((r) => setTimeout(r, 100));
+    elect.kill('SIGINT');
+    assert.match(electOut, /telect\/[0-9a-f]+\nme\n/);
+    const hashes = (JSON.parse(c.etcdctl(['endpoint', 'hashkv', '-w', 'json']).stdout) as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash);
+    assert.equal(hashes.length, 3);
+    assert.equal(new Set(hashes).size, 1, 'HashKV equal on every member');
+  });
+
   it('refuses a client without a certificate, and a client that does not trust the CA', () => {
     const saved = c.etcdctlArgs;
     try {
