@@ -21,7 +21,8 @@ APT_PACKAGES ?= etcd-server etcd-client iproute2
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 TEST_UNIT := '{cli,lib,store,operator,sidecar,cluster}/**/*.test.ts'
-TEST_INTEGRATION := 'test/**/*.test.ts'
+TEST_INTEGRATION := 'test/*.test.ts' 'test/integration/**/*.test.ts'
+TEST_E2E := 'test/e2e/**/*.test.ts'
 TEST_FLAGS ?= --test-reporter=spec --test-concurrency=2
 
 .PHONY: help
@@ -67,6 +68,12 @@ $(LINCHECK): test/lincheck/main.go test/lincheck/go.mod test/lincheck/go.sum
 .PHONY: lincheck
 lincheck: $(LINCHECK)
 
+# The local Kubernetes control plane (kube-apiserver, controller-manager, scheduler v1.36.3 and
+# etcd 3.5), built from their Go modules once into ~/.cache/ballast (about 5 minutes cold).
+.PHONY: control-plane
+control-plane: ## build the Kubernetes control plane binaries into the cache (once)
+	@cluster/go/build
+
 # The benchmarks' load generator: etcd's Go client, the same for etcd and ballast.
 LOADGEN := $(TOOLS)/loadgen
 export BALLAST_LOADGEN := $(LOADGEN)
@@ -91,9 +98,13 @@ test-unit: node_modules/.installed ## unit tests beside the code (no processes, 
 test-integration: deps build lincheck ## suites that start real processes on loopback
 	node --test $(TEST_FLAGS) $(TEST_INTEGRATION)
 
+.PHONY: test-e2e
+test-e2e: deps build control-plane ## suites that run the real Kubernetes control plane
+	node --test $(TEST_FLAGS) $(TEST_E2E)
+
 .PHONY: test
-test: deps build lint lincheck ## every suite: unit and integration, with one summary at the end
-	node --test $(TEST_FLAGS) $(TEST_UNIT) $(TEST_INTEGRATION)
+test: deps build lint lincheck control-plane ## every suite: unit, integration and e2e, with one summary at the end
+	node --test $(TEST_FLAGS) $(TEST_UNIT) $(TEST_INTEGRATION) $(TEST_E2E)
 
 .PHONY: bench
 bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/results/

@@ -1,0 +1,61 @@
+/**
+ * A real kube-apiserver (built by cluster/go/build) for e2e tests, with an admin client
+ * certificate and a kubeconfig, pointed at whatever etcd-compatible endpoints it is given.
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './store-cluster.ts';
+
+export const k8sBin = join(process.env['BALLAST_CACHE'] ?? join(homedir(), '.cache', 'ballast'), 'k8s-v1.36.3');
+
+export class ApiServer {
+  readonly dir = mkdtempSync(join(tmpdir(), 'ballast-apiserver-'));
+  proc: ChildProcess | undefined;
+  port = 0;
+  kubeconfig = '';
+
+  static async start(etcdServers: string[]): Promise<ApiServer> {
+    const a = new ApiServer();
+    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: a.dir, stdio: 'ignore' });
+    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=e2e-ca']);
+    ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'admin.key', '-out', 'admin.csr', '-subj', '/CN=admin/O=system:masters']);
+    ssl(['x509', '-req', '-in', 'admin.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'admin.crt', '-days', '2']);
+    ssl(['genrsa', '-out', 'sa.key', '2048']);
+    ssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
+    a.port = await freePort();
+    const log = openSync(join(a.dir, 'apiserver.log'), 'a');
+    a.proc = spawn(join(k8sBin, 'kube-apiserver'), [
+      `--etcd-servers=${etcdServers.map((e) => `http://${e}`).join(',')}`, '--bind-address=127.0.0.1', `--secure-port=${a.port}`,
+      `--cert-dir=${join(a.dir, 'certs')}`, `--client-ca-file=${join(a.dir, 'ca.crt')}`, '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${join(a.dir, 'sa.pub')}`, `--service-account-signing-key-file=${join(a.dir, 'sa.key')}`,
+      '--authorization-mode=RBAC', '--service-cluster-ip-range=10.96.0.0/24', '--advertise-address=127.0.0.1',
+    ], { stdio: ['ignore', log, log] });
+    a.kubeconfig = join(a.dir, 'kubeconfig');
+    writeFileSync(a.kubeconfig, [
+      'apiVersion: v1', 'kind: Config',
+      `clusters: [{name: e2e, cluster: {server: "https://127.0.0.1:${a.port}", insecure-skip-tls-verify: true}}]`,
+      `users: [{name: admin, user: {client-certificate: ${join(a.dir, 'admin.crt')}, client-key: ${join(a.dir, 'admin.key')}}}]`,
+      'contexts: [{name: e2e, context: {cluster: e2e, user: admin}}]', 'current-context: e2e', '',
+    ].join('\n'));
+    for (let i = 0; i < 120; i++) {
+      if (a.kubectl(['get', '--raw', '/readyz']).stdout.trim() === 'ok') return a;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new Error(`kube-apiserver not ready; see ${join(a.dir, 'apiserver.log')}`);
+  }
+
+  kubectl(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+    const r = spawnSync('kubectl', [`--kubeconfig=${this.kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 60_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+    p.kill('SIGKILL');
+    await exited;
+  }
+}
