@@ -17,7 +17,7 @@ export BALLAST_NODE := $(NODE)
 
 # Debian packages the suites use: etcd (anchor and etcdctl client), haproxy (anchor),
 # prometheus (scrapes real /metrics), lua5.1 (Argo CD health checks), iproute2 (namespaces).
-APT_PACKAGES ?= etcd-server etcd-client iproute2
+APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 TEST_UNIT := '{cli,lib,store,operator,sidecar,cluster}/**/*.test.ts'
@@ -111,9 +111,16 @@ bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/
 	node bench/store-vs-etcd.ts
 
 .PHONY: up
-up: deps build ## the main job: today, the CLI's own checks (the control plane joins when it lands)
-	./bin/ballast version
-	./bin/ballast --help
+up: deps build control-plane ## the main job: Kubernetes on a 3-member ballast store, then its status
+	./bin/ballast cluster up --store ballast --state-dir .state/cluster
+	@echo; ./bin/ballast cluster status --state-dir .state/cluster
+	@echo; kubectl --kubeconfig .state/cluster/admin.kubeconfig get namespaces
+	@echo; ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:13379,127.0.0.1:23379,127.0.0.1:33379 endpoint status -w table
+	@echo; echo "kubeconfig: $(CURDIR)/.state/cluster/admin.kubeconfig   (stop with: make down)"
+
+.PHONY: down
+down: ## stop what make up started
+	./bin/ballast cluster down --state-dir .state/cluster
 
 .PHONY: clean
 clean: ## remove build output (keeps installed tools)

@@ -1,7 +1,7 @@
 /** The build's identity for `ballast version`: package version, commit, Node version. */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../lib/paths.ts';
 
 export interface BuildInfo {
   version: string;
@@ -10,15 +10,6 @@ export interface BuildInfo {
   builtAt: string | null;
   node: string;
   platform: string;
-}
-
-/** The package root: the nearest folder upward holding ballast's package.json. */
-export function packageRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'ballast') return dir;
-    if (dirname(dir) === dir) throw new Error(`cannot find ballast's package.json above ${from}`);
-  }
 }
 
 export function buildInfo(): BuildInfo {

@@ -1,6 +1,7 @@
 /** Every subcommand `ballast` dispatches to. Only commands that work are listed here. */
 import type { Command } from './command.ts';
+import { clusterCommand } from './cluster.ts';
 import { storeCommand } from './store.ts';
 import { versionCommand } from './version.ts';
 
-export const commands: readonly Command[] = [storeCommand, versionCommand];
+export const commands: readonly Command[] = [clusterCommand, storeCommand, versionCommand];
