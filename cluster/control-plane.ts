@@ -43,14 +43,25 @@ function cache(o: ClusterOptions): { k8s: string; etcd: string } {
   return { k8s: join(base, `k8s-${k8sVersion}`), etcd: join(base, `etcd-${etcdVersion}`) };
 }
 
-function alive(pid: number): boolean {
+/**
+ * Whether a process runs. A component whose parent has exited may linger as a zombie until
+ * something reaps it; a zombie does not run, though kill(pid, 0) still succeeds on it.
+ */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
 }
+
+const alive = isRunning;
 
 function readState(dir: string): State | undefined {
   const p = join(dir, 'state.json');
@@ -204,6 +215,7 @@ export class ControlPlane {
     for (const c of [...state.components].reverse()) if (alive(c.pid)) process.kill(c.pid, 'SIGTERM');
     for (let i = 0; i < 100 && state.components.some((c) => alive(c.pid)); i++) await new Promise((r) => setTimeout(r, 100));
     for (const c of state.components) if (alive(c.pid)) process.kill(c.pid, 'SIGKILL');
+    for (let i = 0; i < 50 && state.components.some((c) => alive(c.pid)); i++) await new Promise((r) => setTimeout(r, 100));
     rmSync(join(this.#dir, 'state.json'), { force: true });
     this.#log(`stopped ${state.components.map((c) => c.name).join(', ')}`);
   }

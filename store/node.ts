@@ -99,6 +99,7 @@ export class StoreNode {
   #stopped = false;
   #removed = false;
   #lastSnapIndex = 0;
+  #lastLead: NodeId | '' | undefined;
   #leaderChangeListeners: Array<() => void> = [];
   #publishTimer: TimerHandle | undefined;
   /** Called when this member learns it was removed from the cluster. */
@@ -494,6 +495,9 @@ export class StoreNode {
   }
 
   #onSoftState(lead: NodeId | ''): void {
+    // Soft state also changes with the role (pre-candidate, candidate); only a new leader matters here.
+    if (lead === this.#lastLead) return;
+    this.#lastLead = lead;
     const m = this.#cfg.metrics;
     if (lead === this.id) this.leases.promote();
     else this.leases.demote();
