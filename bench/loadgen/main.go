@@ -40,6 +40,8 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "unmeasured time before")
 	valueSize := flag.Int("value-size", 256, "bytes per value")
 	keys := flag.Int("keys", 1000, "distinct keys")
+	watchers := flag.Int("watchers", 1000, "watch mode: watchers on the prefix")
+	rate := flag.Int("rate", 100, "watch mode: writes per second by the one writer")
 	flag.Parse()
 
 	eps := strings.Split(*endpoints, ",")
@@ -58,6 +60,10 @@ func main() {
 			os.Exit(2)
 		}
 		cs[i] = c
+	}
+	if *op == "watch" {
+		watchBench(cs, *watchers, *rate, *duration)
+		return
 	}
 	value := strings.Repeat("v", *valueSize)
 	if *op == "range" {
@@ -131,4 +137,107 @@ func main() {
 	for _, c := range cs {
 		c.Close()
 	}
+}
+
+type watchResult struct {
+	Watchers      int     `json:"watchers"`
+	Writes        int     `json:"writes"`
+	Expected      int     `json:"eventsExpected"`
+	Received      int     `json:"eventsReceived"`
+	OutOfOrder    int     `json:"outOfOrder"`
+	Gaps          int     `json:"gaps"`
+	P50ms         float64 `json:"p50ms"`
+	P99ms         float64 `json:"p99ms"`
+	WatchersExact int     `json:"watchersWithEveryRevision"`
+}
+
+// watchBench: one writer puts the send time (UnixNano) under one key of a prefix at a fixed
+// rate; every watcher of the prefix must see every write's revision, in order, exactly once.
+// Delivery latency is receive time minus send time (same machine, same clock).
+func watchBench(cs []*clientv3.Client, watchers, rate int, duration time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type seen struct {
+		revs []int64
+		lat  []time.Duration
+	}
+	results := make([]*seen, watchers)
+	var ready sync.WaitGroup
+	var mu sync.Mutex
+	for w := 0; w < watchers; w++ {
+		results[w] = &seen{}
+		ready.Add(1)
+		go func(w int) {
+			c := cs[w%len(cs)]
+			wch := c.Watch(clientv3.WithRequireLeader(ctx), "wbench/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+			created := false
+			for resp := range wch {
+				if resp.Created && !created {
+					created = true
+					ready.Done()
+					continue
+				}
+				now := time.Now()
+				mu.Lock()
+				for _, ev := range resp.Events {
+					var sent int64
+					fmt.Sscan(string(ev.Kv.Value), &sent)
+					results[w].revs = append(results[w].revs, ev.Kv.ModRevision)
+					results[w].lat = append(results[w].lat, now.Sub(time.Unix(0, sent)))
+				}
+				mu.Unlock()
+			}
+		}(w)
+	}
+	ready.Wait()
+	writes := 0
+	ticker := time.NewTicker(time.Second / time.Duration(rate))
+	end := time.Now().Add(duration)
+	var firstRev, lastRev int64
+	for time.Now().Before(end) {
+		<-ticker.C
+		resp, err := cs[0].Put(context.Background(), "wbench/k", fmt.Sprint(time.Now().UnixNano()))
+		if err != nil {
+			continue
+		}
+		if firstRev == 0 {
+			firstRev = resp.Header.Revision
+		}
+		lastRev = resp.Header.Revision
+		writes++
+	}
+	ticker.Stop()
+	time.Sleep(2 * time.Second) // let the last events arrive
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	res := watchResult{Watchers: watchers, Writes: writes, Expected: writes * watchers}
+	var all []time.Duration
+	for _, r := range results {
+		exact := len(r.revs) == writes
+		for i, rev := range r.revs {
+			if i > 0 && rev <= r.revs[i-1] {
+				res.OutOfOrder++
+				exact = false
+			} else if i > 0 && rev != r.revs[i-1]+1 {
+				res.Gaps++
+				exact = false
+			}
+		}
+		if len(r.revs) > 0 && (r.revs[0] != firstRev || r.revs[len(r.revs)-1] != lastRev) {
+			exact = false
+		}
+		if exact {
+			res.WatchersExact++
+		}
+		res.Received += len(r.revs)
+		all = append(all, r.lat...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	if len(all) > 0 {
+		res.P50ms = float64(all[len(all)/2].Microseconds()) / 1000
+		res.P99ms = float64(all[int(float64(len(all))*0.99)].Microseconds()) / 1000
+	}
+	out, _ := json.Marshal(res)
+	fmt.Println(string(out))
 }

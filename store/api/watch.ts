@@ -22,8 +22,15 @@ export interface WatchServiceOptions {
 
 const eventSize = (e: Event): number => 48 + e.kv.key.length + e.kv.value.length + (e.prevKv ? 48 + e.prevKv.key.length + e.prevKv.value.length : 0);
 
+/** Wire form of each event, made once however many watchers receive it. */
+const wireCache = new WeakMap<Event, Wire>();
 function eventOut(e: Event): Wire {
-  return { type: e.type, kv: kvOut(e.kv), ...(e.prevKv ? { prev_kv: kvOut(e.prevKv) } : {}) };
+  let w = wireCache.get(e);
+  if (!w) {
+    w = { type: e.type, kv: kvOut(e.kv), ...(e.prevKv ? { prev_kv: kvOut(e.prevKv) } : {}) };
+    wireCache.set(e, w);
+  }
+  return w;
 }
 
 export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexStream<Wire, Wire>) => void {

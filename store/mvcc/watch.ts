@@ -122,6 +122,8 @@ export class WatchHub {
 
   /** Feed the events of one applied write (all at `revision`). */
   onApplied(events: Event[], revision: number): void {
+    // The same event objects go to every watcher (the wire layer converts each one once).
+    const withoutPrev = events.map((e) => (e.prevKv ? { type: e.type, kv: e.kv } : e));
     for (const s of this.#streams) {
       const slow = s.sink.backlog() > this.#o.slowBytes;
       for (const w of s.watchers.values()) {
@@ -131,8 +133,9 @@ export class WatchHub {
           w.synced = false;
           continue;
         }
-        const mine = events.filter((e) => matches(w.spec, e.kv.key) && passes(w.spec, e));
-        if (mine.length > 0) this.#deliver(w, mine, revision);
+        const source = w.spec.prevKv ? events : withoutPrev;
+        const mine = source.length === 1 ? (matches(w.spec, (source[0] as Event).kv.key) && passes(w.spec, source[0] as Event) ? source : []) : source.filter((e) => matches(w.spec, e.kv.key) && passes(w.spec, e));
+        if (mine.length > 0) this.#send(w, mine, revision);
         w.nextRev = revision + 1;
       }
     }
@@ -204,8 +207,11 @@ export class WatchHub {
   }
 
   #deliver(w: Watcher, events: Event[], revision: number): void {
-    const out = w.spec.prevKv ? events : events.map(({ type, kv }) => ({ type, kv }));
-    w.stream.sink.events(w.id, out, revision, w.spec.fragment);
+    this.#send(w, w.spec.prevKv ? events : events.map(({ type, kv }) => ({ type, kv })), revision);
+  }
+
+  #send(w: Watcher, events: Event[], revision: number): void {
+    w.stream.sink.events(w.id, events, revision, w.spec.fragment);
     w.active = true;
   }
 
