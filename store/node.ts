@@ -19,6 +19,7 @@ import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
 import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
 import { LeaseTracker } from './lease-tracker.ts';
+import { ReadBatcher } from './read-batcher.ts';
 import type { TlsFiles } from './tls.ts';
 import { WatchHub } from './mvcc/watch.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
@@ -62,10 +63,6 @@ interface Waiter {
   timer: TimerHandle;
 }
 
-interface ReadBatch {
-  waiters: Array<{ resolve(): void; reject(e: Error): void }>;
-}
-
 export class StoreNode {
   readonly id: NodeId;
   readonly clusterId: string;
@@ -86,12 +83,7 @@ export class StoreNode {
   readonly #nonce = randomBytes(6).toString('hex');
   #seq = 0;
   readonly #waiters = new Map<string, Waiter>();
-  /** Reads waiting for the next ReadIndex round, and those whose round is in flight. */
-  #nextReads: ReadBatch | undefined;
-  readonly #readsInFlight = new Map<string, ReadBatch>();
-  readonly #readTimers = new Map<string, TimerHandle>();
-  /** Reads confirmed at an index, waiting for apply to reach it. */
-  #readsAwaitingApply: Array<{ index: number; batch: ReadBatch }> = [];
+  readonly #reads: ReadBatcher;
   #ticker: TimerHandle | undefined;
   #processing = false;
   #processingDone: Promise<void> = Promise.resolve();
@@ -116,6 +108,13 @@ export class StoreNode {
     this.#wal = wal;
     this.#snap = snap;
     this.leases = new LeaseTracker(cfg.clock);
+    this.#reads = new ReadBatcher({
+      clock: cfg.clock, timeoutMs: cfg.requestTimeoutMs, nextContext: () => `${this.#nonce}.r${++this.#seq}`,
+      requestReadIndex: (ctx) => {
+        this.#raft.readIndex(ctx);
+        this.#kick();
+      },
+    });
     this.sm.onLeaseChange = (id, ttl) => this.leases.onLeaseChange(id, ttl);
     wal.onSync = (s) => cfg.metrics.walFsync.observe(s);
     this.#transport = new PeerTransport({
@@ -249,11 +248,7 @@ export class StoreNode {
   linearizableRead(): Promise<void> {
     this.#checkRunning();
     if (this.#cfg.unsafeStaleReads) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.#nextReads ??= { waiters: [] };
-      this.#nextReads.waiters.push({ resolve, reject });
-      if (this.#readsInFlight.size === 0) this.#sendReadIndex();
-    });
+    return this.#reads.wait();
   }
 
   /** Add a member (as a learner or voter); resolves with the new member once applied. */
@@ -329,7 +324,7 @@ export class StoreNode {
       w.reject(stopped);
       this.#waiters.delete(rid);
     }
-    this.#failReads(stopped);
+    this.#reads.failAll(stopped);
     await this.#transport.stop();
     this.#wal.close();
   }
@@ -439,17 +434,9 @@ export class StoreNode {
     // 3. apply
     if (rd.snapshot) this.#restoreSnapshot(rd.snapshot);
     for (const e of rd.committedEntries) this.#applyEntry(e);
-    for (const rs of rd.readStates) {
-      const batch = this.#readsInFlight.get(rs.context);
-      if (!batch) continue;
-      this.#readsInFlight.delete(rs.context);
-      this.#readTimers.get(rs.context)?.cancel();
-      this.#readTimers.delete(rs.context);
-      this.#readsAwaitingApply.push({ index: rs.index, batch });
-    }
+    for (const rs of rd.readStates) this.#reads.onReadState(rs.context, rs.index);
     this.#raft.advance(rd);
-    this.#releaseReads();
-    if (this.#nextReads && this.#readsInFlight.size === 0) this.#sendReadIndex();
+    this.#reads.onApplied(this.#raft.log.applied);
     this.#maybeSnapshot();
   }
 
@@ -507,7 +494,7 @@ export class StoreNode {
     this.#log.info({ member: this.id, term: this.#raft.term, leader: lead }, lead === '' ? 'lost the leader' : 'leader known');
     for (const fn of this.#leaderChangeListeners.splice(0)) fn();
     if (lead !== '') queueMicrotask(() => this.#maybePublish());
-    if (lead === '') this.#failReads(catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader'));
+    if (lead === '') this.#reads.failAll(catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader'));
   }
 
   #waitLeaderChange(ms: number): Promise<void> {
@@ -518,50 +505,6 @@ export class StoreNode {
         resolve();
       });
     });
-  }
-
-  #sendReadIndex(): void {
-    const batch = this.#nextReads;
-    if (!batch) return;
-    this.#nextReads = undefined;
-    const ctx = `${this.#nonce}.r${++this.#seq}`;
-    this.#readsInFlight.set(ctx, batch);
-    try {
-      this.#raft.readIndex(ctx);
-    } catch (err) {
-      this.#readsInFlight.delete(ctx);
-      for (const w of batch.waiters) w.reject(err as Error);
-      return;
-    }
-    // A ReadIndex round lost with a message is retried by the client after this timeout.
-    const t = this.#cfg.clock.setTimeout(() => {
-      const b = this.#readsInFlight.get(ctx);
-      if (!b) return;
-      this.#readsInFlight.delete(ctx);
-      for (const w of b.waiters) w.reject(catalogue.error('STORE_ERR_TIMEOUT', 'etcdserver: request timed out'));
-      if (this.#nextReads) this.#sendReadIndex();
-    }, this.#cfg.requestTimeoutMs, { unref: true });
-    this.#readTimers.set(ctx, t);
-    this.#kick();
-  }
-
-  #releaseReads(): void {
-    const applied = this.#raft.log.applied;
-    const still: Array<{ index: number; batch: ReadBatch }> = [];
-    for (const r of this.#readsAwaitingApply) {
-      if (r.index <= applied) for (const w of r.batch.waiters) w.resolve();
-      else still.push(r);
-    }
-    this.#readsAwaitingApply = still;
-  }
-
-  #failReads(err: Error): void {
-    for (const b of this.#readsInFlight.values()) for (const w of b.waiters) w.reject(err);
-    this.#readsInFlight.clear();
-    for (const r of this.#readsAwaitingApply) for (const w of r.batch.waiters) w.reject(err);
-    this.#readsAwaitingApply = [];
-    if (this.#nextReads) for (const w of this.#nextReads.waiters) w.reject(err);
-    this.#nextReads = undefined;
   }
 
   #maybeSnapshot(): void {

@@ -11,7 +11,9 @@
 import type { Random } from '../../lib/random.ts';
 import { catalogue } from '../errors.ts';
 import { RaftLog } from './log.ts';
-import { Progress } from './progress.ts';
+import type { Progress } from './progress.ts';
+import { ReadOnly } from './read-only.ts';
+import { ProgressTracker } from './tracker.ts';
 import {
   type ConfChange, type ConfState, type Entry, EntryType, type HardState, type Message, type NodeId, type Ready,
   type ReadState, type Role, type Snapshot, type SoftState, decodeConfChange, emptyBytes, encodeConfChange,
@@ -61,13 +63,6 @@ export interface RaftStatus {
   progress: Record<NodeId, { match: number; next: number; state: string; learner: boolean; active: boolean }>;
 }
 
-interface PendingRead {
-  index: number;
-  context: string;
-  from: NodeId;
-  acks: Set<NodeId>;
-}
-
 const none = '' as const;
 
 export class Raft {
@@ -79,15 +74,10 @@ export class Raft {
   readonly log = new RaftLog();
 
   readonly #cfg: Required<RaftConfig>;
-  #voters = new Set<NodeId>();
-  #learners = new Set<NodeId>();
-  #prs = new Map<NodeId, Progress>();
-  #votes = new Map<NodeId, boolean>();
+  readonly #tracker = new ProgressTracker();
+  readonly #reads = new ReadOnly();
   #msgs: Message[] = [];
   #readStates: ReadState[] = [];
-  #pendingReads: PendingRead[] = [];
-  /** Reads that arrived before this leader committed an entry of its own term. */
-  #deferredReads: Message[] = [];
   #electionElapsed = 0;
   #heartbeatElapsed = 0;
   #randomizedElectionTimeout = 0;
@@ -104,7 +94,7 @@ export class Raft {
       maxCommittedSizePerReady: 16 << 20, learnerReadyFraction: 0.9, ...cfg,
     };
     const conf = boot.snapshot?.meta.conf ?? boot.conf ?? { voters: [cfg.id], learners: [] };
-    this.#setConf(conf);
+    this.#tracker.setConf(conf);
     if (boot.snapshot) {
       this.log.restore(boot.snapshot);
       this.#snapshot = boot.snapshot;
@@ -147,14 +137,14 @@ export class Raft {
     if (this.role !== 'leader') throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
     if (this.#pendingConfIndex > this.log.applied) throw catalogue.error('STORE_ERR_CONF_CHANGE_PENDING', `a membership change (index ${this.#pendingConfIndex}) is still being applied; retry after it commits`);
     if (cc.type === 'promote') {
-      if (!this.#learners.has(cc.id)) throw catalogue.error(this.#voters.has(cc.id) ? 'STORE_ERR_MEMBER_NOT_LEARNER' : 'STORE_ERR_MEMBER_NOT_FOUND', this.#voters.has(cc.id) ? 'etcdserver: can only promote a learner member' : 'etcdserver: member not found');
-      const pr = this.#prs.get(cc.id);
+      if (!this.#tracker.learners.has(cc.id)) throw catalogue.error(this.#tracker.voters.has(cc.id) ? 'STORE_ERR_MEMBER_NOT_LEARNER' : 'STORE_ERR_MEMBER_NOT_FOUND', this.#tracker.voters.has(cc.id) ? 'etcdserver: can only promote a learner member' : 'etcdserver: member not found');
+      const pr = this.#tracker.progress.get(cc.id);
       const needed = Math.floor(this.log.lastIndex() * this.#cfg.learnerReadyFraction);
       if (!pr || pr.match < needed) {
         throw catalogue.error('STORE_ERR_LEARNER_NOT_READY', `etcdserver: can only promote a learner member which is in sync with leader (learner ${cc.id} has ${pr?.match ?? 0} of ${this.log.lastIndex()} entries; needs ${needed})`);
       }
     }
-    if (cc.type === 'remove' && !this.#voters.has(cc.id) && !this.#learners.has(cc.id)) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    if (cc.type === 'remove' && !this.#tracker.voters.has(cc.id) && !this.#tracker.learners.has(cc.id)) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
     this.step({ type: 'prop', from: this.id, to: this.id, term: 0, entries: [{ term: 0, index: 0, type: EntryType.confChange, data: encodeConfChange(cc) }] });
   }
 
@@ -255,7 +245,7 @@ export class Raft {
   #stepLeader(m: Message): void {
     switch (m.type) {
       case 'prop': {
-        if (!this.#prs.has(this.id)) throw catalogue.error('STORE_ERR_PROPOSAL_DROPPED', 'this member was removed from the cluster');
+        if (!this.#tracker.progress.has(this.id)) throw catalogue.error('STORE_ERR_PROPOSAL_DROPPED', 'this member was removed from the cluster');
         if (this.#transferee !== none) throw catalogue.error('STORE_ERR_PROPOSAL_DROPPED', `leadership is moving to ${this.#transferee}; retry shortly`);
         const entries = m.entries ?? [];
         for (const e of entries) {
@@ -281,7 +271,7 @@ export class Raft {
         this.#handleTransfer(m.from);
         return;
       case 'snapStatus': {
-        const pr = this.#prs.get(m.from);
+        const pr = this.#tracker.progress.get(m.from);
         if (!pr || pr.state !== 'snapshot') return;
         if (m.reject) pr.pendingSnapshot = 0;
         pr.becomeProbe();
@@ -290,7 +280,7 @@ export class Raft {
         return;
       }
       case 'unreachable': {
-        const pr = this.#prs.get(m.from);
+        const pr = this.#tracker.progress.get(m.from);
         if (pr?.state === 'replicate') pr.becomeProbe();
         return;
       }
@@ -312,8 +302,8 @@ export class Raft {
       case 'voteResp':
       case 'preVoteResp': {
         if ((m.type === 'voteResp') !== (this.role === 'candidate')) return;
-        this.#votes.set(m.from, !m.reject);
-        const result = this.#tally();
+        this.#tracker.recordVote(m.from, !m.reject);
+        const result = this.#tracker.tally();
         if (result === 'won') {
           if (this.role === 'preCandidate') this.#campaignReal(false);
           else {
@@ -359,7 +349,7 @@ export class Raft {
         return;
       case 'timeoutNow':
         // The leader chose us: campaign at once, skipping pre-vote and the lease check.
-        if (this.#voters.has(this.id)) this.#hup(true);
+        if (this.#tracker.voters.has(this.id)) this.#hup(true);
         return;
       case 'readIndex':
         if (this.lead === none) throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
@@ -377,7 +367,7 @@ export class Raft {
 
   #tickElection(): void {
     this.#electionElapsed++;
-    if (this.#voters.has(this.id) && this.#electionElapsed >= this.#randomizedElectionTimeout) {
+    if (this.#tracker.voters.has(this.id) && this.#electionElapsed >= this.#randomizedElectionTimeout) {
       this.#electionElapsed = 0;
       this.campaign();
     }
@@ -388,7 +378,7 @@ export class Raft {
     this.#electionElapsed++;
     if (this.#electionElapsed >= this.#cfg.electionTick) {
       this.#electionElapsed = 0;
-      if (this.#cfg.checkQuorum && !this.#quorumActive()) {
+      if (this.#cfg.checkQuorum && !this.#tracker.quorumActive(this.id)) {
         this.#becomeFollower(this.term, none);
         return;
       }
@@ -400,18 +390,8 @@ export class Raft {
     }
   }
 
-  #quorumActive(): boolean {
-    let active = 0;
-    for (const id of this.#voters) {
-      const pr = this.#prs.get(id);
-      if (id === this.id || pr?.recentActive) active++;
-      if (pr) pr.recentActive = false;
-    }
-    return active >= this.#quorum();
-  }
-
   #hup(transfer: boolean): void {
-    if (!this.#voters.has(this.id)) return;
+    if (!this.#tracker.voters.has(this.id)) return;
     // A member with unapplied membership changes must not campaign: its view of the voters may be stale.
     if (this.log.nextCommitted(Infinity).some((e) => e.type === EntryType.confChange)) return;
     if (this.#cfg.preVote && !transfer) this.#campaignPre();
@@ -421,40 +401,22 @@ export class Raft {
   #campaignPre(): void {
     this.role = 'preCandidate';
     this.lead = none;
-    this.#votes = new Map([[this.id, true]]);
-    if (this.#tally() === 'won') return this.#campaignReal(false);
-    for (const id of this.#voters) {
+    this.#tracker.resetVotes(this.id);
+    if (this.#tracker.tally() === 'won') return this.#campaignReal(false);
+    for (const id of this.#tracker.voters) {
       if (id !== this.id) this.#send({ type: 'preVote', to: id, term: this.term + 1, index: this.log.lastIndex(), logTerm: this.log.lastTerm() });
     }
   }
 
   #campaignReal(transfer: boolean): void {
     this.#becomeCandidate();
-    if (this.#tally() === 'won') {
+    if (this.#tracker.tally() === 'won') {
       this.#becomeLeader();
       return;
     }
-    for (const id of this.#voters) {
+    for (const id of this.#tracker.voters) {
       if (id !== this.id) this.#send({ type: 'vote', to: id, term: this.term, index: this.log.lastIndex(), logTerm: this.log.lastTerm(), ...(transfer ? { context: 'transfer' } : {}) });
     }
-  }
-
-  #tally(): 'won' | 'lost' | 'pending' {
-    let granted = 0;
-    let rejected = 0;
-    for (const id of this.#voters) {
-      const v = this.#votes.get(id);
-      if (v === true) granted++;
-      else if (v === false) rejected++;
-    }
-    const q = this.#quorum();
-    if (granted >= q) return 'won';
-    if (rejected > this.#voters.size - q) return 'lost';
-    return 'pending';
-  }
-
-  #quorum(): number {
-    return Math.floor(this.#voters.size / 2) + 1;
   }
 
   #becomeFollower(term: number, lead: NodeId | ''): void {
@@ -467,14 +429,14 @@ export class Raft {
     this.#reset(this.term + 1);
     this.vote = this.id;
     this.role = 'candidate';
-    this.#votes = new Map([[this.id, true]]);
+    this.#tracker.resetVotes(this.id);
   }
 
   #becomeLeader(): void {
     this.#reset(this.term);
     this.role = 'leader';
     this.lead = this.id;
-    const self = this.#prs.get(this.id);
+    const self = this.#tracker.progress.get(this.id);
     if (self) {
       self.becomeReplicate();
       self.match = this.log.stable;
@@ -495,20 +457,14 @@ export class Raft {
     this.#electionElapsed = 0;
     this.#heartbeatElapsed = 0;
     this.#randomizedElectionTimeout = this.#cfg.electionTick + this.#cfg.random.int(this.#cfg.electionTick);
-    this.#votes = new Map();
+    this.#tracker.resetVotes();
     this.#transferee = none;
-    this.#pendingReads = [];
-    this.#deferredReads = [];
+    this.#reads.reset();
     this.#resetProgress();
   }
 
   #resetProgress(): void {
-    const next = this.log.lastIndex() + 1;
-    this.#prs = new Map();
-    for (const id of this.#voters) this.#prs.set(id, new Progress(next, false));
-    for (const id of this.#learners) this.#prs.set(id, new Progress(next, true));
-    const self = this.#prs.get(this.id);
-    if (self) self.match = this.log.stable;
+    this.#tracker.resetProgress(this.log.lastIndex() + 1, this.id, this.log.stable);
   }
 
   // ---- replication --------------------------------------------------------------------------
@@ -522,11 +478,11 @@ export class Raft {
 
   /** Send new entries to every follower; with nothing new, an empty append still carries the commit index. */
   #broadcastAppend(): void {
-    for (const id of this.#prs.keys()) if (id !== this.id) this.#sendAppend(id, true);
+    for (const id of this.#tracker.progress.keys()) if (id !== this.id) this.#sendAppend(id, true);
   }
 
   #broadcastHeartbeat(context?: string): void {
-    for (const [id, pr] of this.#prs) {
+    for (const [id, pr] of this.#tracker.progress) {
       if (id === this.id) continue;
       // Never tell a follower to commit past what it is known to hold.
       const commit = Math.min(pr.match, this.log.committed);
@@ -536,7 +492,7 @@ export class Raft {
 
   /** Send entries (or a snapshot) to `to`; an empty append still probes. */
   #sendAppend(to: NodeId, allowEmpty = true): boolean {
-    const pr = this.#prs.get(to);
+    const pr = this.#tracker.progress.get(to);
     if (!pr || pr.isPaused({ maxInflightMsgs: this.#cfg.maxInflightMsgs, maxInflightBytes: this.#cfg.maxInflightBytes })) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
@@ -575,7 +531,7 @@ export class Raft {
   }
 
   #handleAppendResponse(m: Message): void {
-    const pr = this.#prs.get(m.from);
+    const pr = this.#tracker.progress.get(m.from);
     if (!pr) return;
     pr.recentActive = true;
     if (m.reject) {
@@ -607,13 +563,13 @@ export class Raft {
   }
 
   #sendAppendIfMore(to: NodeId): boolean {
-    const pr = this.#prs.get(to);
+    const pr = this.#tracker.progress.get(to);
     if (!pr || pr.state !== 'replicate' || pr.next > this.log.lastIndex()) return false;
     return this.#sendAppend(to, false);
   }
 
   #handleHeartbeatResponse(m: Message): void {
-    const pr = this.#prs.get(m.from);
+    const pr = this.#tracker.progress.get(m.from);
     if (!pr) return;
     pr.recentActive = true;
     pr.probeSent = false;
@@ -622,8 +578,7 @@ export class Raft {
   }
 
   #maybeCommit(): boolean {
-    const matches = [...this.#voters].map((id) => this.#prs.get(id)?.match ?? 0).sort((a, b) => b - a);
-    const index = matches[this.#quorum() - 1] ?? 0;
+    const index = this.#tracker.quorumMatch();
     // Only entries of the current term commit by counting replicas (Raft §5.4.2, Figure 8).
     if (index > this.log.committed && this.log.term(index) === this.term) {
       this.log.commitTo(index);
@@ -648,7 +603,7 @@ export class Raft {
     this.log.restore(snap);
     this.log.pendingSnapshot = snap;
     this.#snapshot = snap;
-    this.#setConf(snap.meta.conf);
+    this.#tracker.setConf(snap.meta.conf);
     this.#resetProgress();
     this.#send({ type: 'appResp', to: m.from, term: this.term, index: this.log.lastIndex() });
   }
@@ -660,25 +615,20 @@ export class Raft {
     if (this.log.term(this.log.committed) !== this.term) {
       // Until an entry of this term commits, our commit index may be behind the previous
       // leader's: defer the read (thesis §6.4).
-      this.#deferredReads.push(m);
+      this.#reads.defer(m);
       return;
     }
-    if (this.#voters.size === 1 && this.#voters.has(this.id)) {
+    if (this.#tracker.voters.size === 1 && this.#tracker.voters.has(this.id)) {
       this.#answerRead(m.from, this.log.committed, context);
       return;
     }
-    this.#pendingReads.push({ index: this.log.committed, context, from: m.from, acks: new Set([this.id]) });
+    this.#reads.add({ index: this.log.committed, context, from: m.from, acks: new Set([this.id]) });
     this.#broadcastHeartbeat(context);
   }
 
   #ackRead(context: string, from: NodeId): void {
-    const i = this.#pendingReads.findIndex((r) => r.context === context);
-    if (i < 0) return;
-    const read = this.#pendingReads[i] as PendingRead;
-    if (this.#voters.has(from)) read.acks.add(from);
-    if (read.acks.size < this.#quorum()) return;
-    // A quorum confirmed leadership at this read's time: it and every earlier read are safe.
-    for (const r of this.#pendingReads.splice(0, i + 1)) this.#answerRead(r.from, r.index, r.context);
+    // A quorum confirmed leadership at a read's time: it and every earlier read are safe.
+    for (const r of this.#reads.ack(context, from, this.#tracker.voters.has(from), this.#tracker.quorum())) this.#answerRead(r.from, r.index, r.context);
   }
 
   #answerRead(from: NodeId, index: number, context: string): void {
@@ -687,68 +637,42 @@ export class Raft {
   }
 
   #releaseDeferredReads(): void {
-    if (this.#deferredReads.length === 0) return;
-    const reads = this.#deferredReads;
-    this.#deferredReads = [];
-    for (const m of reads) this.#leaderReadIndex(m);
+    for (const m of this.#reads.takeDeferred()) this.#leaderReadIndex(m);
   }
 
   // ---- leadership transfer ------------------------------------------------------------------
 
   #handleTransfer(to: NodeId): void {
     if (to === this.id) return;
-    if (!this.#voters.has(to)) throw catalogue.error('STORE_ERR_TRANSFEREE_NOT_FOUND', `etcdserver: bad leader transferee (${to} is not a voting member)`);
+    if (!this.#tracker.voters.has(to)) throw catalogue.error('STORE_ERR_TRANSFEREE_NOT_FOUND', `etcdserver: bad leader transferee (${to} is not a voting member)`);
     if (this.#transferee === to) return;
     this.#transferee = to;
     this.#electionElapsed = 0;
-    const pr = this.#prs.get(to) as Progress;
+    const pr = this.#tracker.progress.get(to) as Progress;
     if (pr.match === this.log.lastIndex()) this.#send({ type: 'timeoutNow', to, term: this.term });
     else this.#sendAppend(to);
   }
 
   // ---- membership ---------------------------------------------------------------------------
 
-  #setConf(conf: ConfState): void {
-    this.#voters = new Set(conf.voters);
-    this.#learners = new Set(conf.learners);
-  }
-
   /** Apply a committed membership change (called as the driver applies the entry). */
   #applyConfChange(cc: ConfChange): void {
-    switch (cc.type) {
-      case 'addLearner':
-        if (this.#voters.has(cc.id)) return;
-        this.#learners.add(cc.id);
-        break;
-      case 'addVoter':
-      case 'promote':
-        this.#learners.delete(cc.id);
-        this.#voters.add(cc.id);
-        break;
-      case 'remove':
-        this.#voters.delete(cc.id);
-        this.#learners.delete(cc.id);
-        break;
-    }
+    this.#tracker.applyConfChange(cc);
     if (this.role !== 'leader') return;
-    for (const id of [...this.#voters, ...this.#learners]) {
-      const pr = this.#prs.get(id);
-      if (!pr) this.#prs.set(id, new Progress(this.log.lastIndex() + 1, this.#learners.has(id)));
-      else pr.isLearner = this.#learners.has(id);
-    }
-    for (const id of [...this.#prs.keys()]) if (!this.#voters.has(id) && !this.#learners.has(id)) this.#prs.delete(id);
-    if (this.#transferee !== none && !this.#voters.has(this.#transferee)) this.#transferee = none;
-    if (!this.#voters.has(this.id)) {
+    this.#tracker.syncProgress(this.log.lastIndex() + 1);
+    if (this.#transferee !== none && !this.#tracker.voters.has(this.#transferee)) this.#transferee = none;
+    if (!this.#tracker.voters.has(this.id)) {
       // Removed leader: stop leading; the rest elect a new leader.
       this.#becomeFollower(this.term, none);
       return;
     }
-    if (this.#maybeCommit()) this.#broadcastAppend();
-    else this.#broadcastAppend();
+    // A smaller quorum may commit at once; either way the new members need entries.
+    this.#maybeCommit();
+    this.#broadcastAppend();
   }
 
   conf(): ConfState {
-    return { voters: [...this.#voters].sort(), learners: [...this.#learners].sort() };
+    return this.#tracker.conf();
   }
 
   // ---- ready / advance ----------------------------------------------------------------------
@@ -804,14 +728,14 @@ export class Raft {
       if (e.type === EntryType.confChange) this.#applyConfChange(decodeConfChange(e.data));
     }
     if (this.role === 'leader') {
-      const self = this.#prs.get(this.id);
+      const self = this.#tracker.progress.get(this.id);
       if (self && self.maybeUpdate(this.log.stable) && this.#maybeCommit()) this.#broadcastAppend();
     }
   }
 
   status(): RaftStatus {
     const progress: RaftStatus['progress'] = {};
-    for (const [id, pr] of this.#prs) progress[id] = { match: pr.match, next: pr.next, state: pr.state, learner: pr.isLearner, active: pr.recentActive || id === this.id };
+    for (const [id, pr] of this.#tracker.progress) progress[id] = { match: pr.match, next: pr.next, state: pr.state, learner: pr.isLearner, active: pr.recentActive || id === this.id };
     return {
       id: this.id, term: this.term, vote: this.vote, lead: this.lead, role: this.role, commit: this.log.committed,
       applied: this.log.applied, lastIndex: this.log.lastIndex(), firstIndex: this.log.firstIndex(), conf: this.conf(), transferee: this.#transferee,
