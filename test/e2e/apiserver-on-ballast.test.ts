@@ -13,7 +13,8 @@ describe('kube-apiserver on ballast store', { timeout: 240_000 }, () => {
   let api: ApiServer;
   before(async () => {
     store = await StoreCluster.start(3);
-    api = await ApiServer.start(store.members.map((m) => `127.0.0.1:${m.clientPort}`));
+    // Events live for --event-ttl: the apiserver attaches them to a store lease of that TTL.
+    api = await ApiServer.start(store.members.map((m) => `127.0.0.1:${m.clientPort}`), ['--event-ttl=4s']);
   });
   after(async () => {
     await api?.stop();
@@ -44,6 +45,18 @@ describe('kube-apiserver on ballast store', { timeout: 240_000 }, () => {
     assert.ok(rv > 0 && rv <= storeRev, `resourceVersion ${rv} is a store revision (<= ${storeRev})`);
     ok(['delete', 'configmap', 'cm1']);
     assert.notEqual(api.kubectl(['get', 'configmap', 'cm1']).status, 0);
+  });
+
+  it('Events expire by TTL: the store revokes their lease and deletes them', async () => {
+    ok(['create', '-f', '-'], 'apiVersion: v1\nkind: Event\nmetadata: {name: e2e-event, namespace: default}\ninvolvedObject: {kind: ConfigMap, name: x, namespace: default}\nreason: Testing\nmessage: expires soon\ntype: Normal\n');
+    assert.match(ok(['get', 'events', '-o', 'name']), /event\/e2e-event/);
+    assert.match(store.etcdctl(['lease', 'list']).stdout, /found \d+ leases/);
+    let gone = false;
+    for (let i = 0; i < 40 && !gone; i++) {
+      await sleep(500);
+      gone = !ok(['get', 'events', '-o', 'name']).includes('e2e-event');
+    }
+    assert.ok(gone, 'the event expired with its lease');
   });
 
   it('kubectl get -w streams changes (the apiserver watches the store)', async () => {

@@ -16,7 +16,7 @@ export class ApiServer {
   port = 0;
   kubeconfig = '';
 
-  static async start(etcdServers: string[]): Promise<ApiServer> {
+  static async start(etcdServers: string[], extraArgs: string[] = []): Promise<ApiServer> {
     const a = new ApiServer();
     const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: a.dir, stdio: 'ignore' });
     ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=e2e-ca']);
@@ -30,7 +30,7 @@ export class ApiServer {
       `--etcd-servers=${etcdServers.map((e) => `http://${e}`).join(',')}`, '--bind-address=127.0.0.1', `--secure-port=${a.port}`,
       `--cert-dir=${join(a.dir, 'certs')}`, `--client-ca-file=${join(a.dir, 'ca.crt')}`, '--service-account-issuer=https://kubernetes.default.svc',
       `--service-account-key-file=${join(a.dir, 'sa.pub')}`, `--service-account-signing-key-file=${join(a.dir, 'sa.key')}`,
-      '--authorization-mode=RBAC', '--service-cluster-ip-range=10.96.0.0/24', '--advertise-address=127.0.0.1',
+      '--authorization-mode=RBAC', '--service-cluster-ip-range=10.96.0.0/24', '--advertise-address=127.0.0.1', ...extraArgs,
     ], { stdio: ['ignore', log, log] });
     a.kubeconfig = join(a.dir, 'kubeconfig');
     writeFileSync(a.kubeconfig, [
