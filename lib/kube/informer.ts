@@ -1,0 +1,95 @@
+/**
+ * A shared informer: list, then watch from the list's resourceVersion, keep a cache, relist
+ * after 410 Gone (client-node's ListWatch does these), and restart with back-off after any other
+ * error (which client-node leaves to its caller). Consumers get keys, not events: reconciles
+ * read the cache (level-triggered), so a missed or merged event cannot mislead them.
+ */
+import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../clock.ts';
+import { silentLogger } from '../log.ts';
+
+export interface InformerOptions<T extends KubernetesObject> {
+  kubeconfig: KubeConfig;
+  /** The watch path, e.g. /api/v1/namespaces/default/configmaps or /apis/ballast.dev/v1alpha1/storeclusters. */
+  path: string;
+  list: () => Promise<KubernetesListObject<T>>;
+  labelSelector?: string;
+  clock: Clock;
+  log?: Logger;
+  /** First restart delay after an error; doubles to 30 s. */
+  restartDelayMs?: number;
+}
+
+/** `namespace/name`, or `name` for cluster-scoped objects (client-go's key). */
+export function keyOf(o: KubernetesObject): string {
+  const ns = o.metadata?.namespace;
+  return ns ? `${ns}/${o.metadata?.name ?? ''}` : (o.metadata?.name ?? '');
+}
+
+export class SharedInformer<T extends KubernetesObject> {
+  readonly #o: InformerOptions<T>;
+  readonly #log: Logger;
+  #lw: ListWatch<T> | undefined;
+  readonly #listeners: Array<(key: string) => void> = [];
+  #restart: TimerHandle | undefined;
+  #delay: number;
+  #stopped = false;
+  #synced = false;
+
+  constructor(o: InformerOptions<T>) {
+    this.#o = o;
+    this.#log = o.log ?? silentLogger;
+    this.#delay = o.restartDelayMs ?? 500;
+  }
+
+  /** Call `fn` with the key of every object added, changed or deleted (and all, on each relist). */
+  onChange(fn: (key: string) => void): void {
+    this.#listeners.push(fn);
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Start; resolves once the first list is in the cache. */
+  async start(): Promise<void> {
+    const lw = new ListWatch<T>(this.#o.path, new Watch(this.#o.kubeconfig), this.#o.list, false, this.#o.labelSelector);
+    this.#lw = lw;
+    const emit = (obj: T) => {
+      for (const fn of this.#listeners) fn(keyOf(obj));
+    };
+    lw.on('add', emit);
+    lw.on('update', emit);
+    lw.on('delete', emit);
+    lw.on('connect', () => {
+      this.#delay = this.#o.restartDelayMs ?? 500;
+    });
+    lw.on('error', (err) => {
+      if (this.#stopped) return;
+      this.#log.warn({ err, path: this.#o.path, retryMs: this.#delay }, 'watch failed; restarting');
+      this.#restart?.cancel();
+      this.#restart = this.#o.clock.setTimeout(() => {
+        if (!this.#stopped) void lw.start().catch(() => undefined);
+      }, this.#delay, { unref: true });
+      this.#delay = Math.min(this.#delay * 2, 30_000);
+    });
+    await lw.start();
+    this.#synced = true;
+  }
+
+  get(key: string): T | undefined {
+    const [a, b] = key.split('/');
+    return b === undefined ? this.#lw?.get(a ?? '') : this.#lw?.get(b, a);
+  }
+
+  list(): readonly T[] {
+    return this.#lw?.list() ?? [];
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#restart?.cancel();
+    await this.#lw?.stop();
+  }
+}
