@@ -1,0 +1,201 @@
+/**
+ * Load-balancing pickers (pure): given the healthy endpoints of an upstream, choose one per
+ * request. Randomness and time are injected, so every choice replays from a seed in tests.
+ *
+ *   roundRobin      each endpoint in turn
+ *   weighted        smooth weighted round-robin (nginx's): proportional, and interleaved
+ *   random          uniform
+ *   leastRequest    power of two choices on in-flight requests (Envoy's default)
+ *   ewma            power of two choices on peak-EWMA latency × (in flight + 1) (Linkerd, Finagle)
+ *   ringHash        consistent hashing with virtual nodes: a key sticks to an endpoint, and
+ *                   adding or removing an endpoint moves only about 1/N of the keys
+ */
+import type { Random } from '../../lib/random.ts';
+
+export interface Endpoint {
+  /** Stable identity, e.g. `10.0.0.7:8080`. */
+  id: string;
+  /** Relative weight (weighted and ring hash); 1 by default. */
+  weight?: number;
+}
+
+export interface Picker {
+  /** Choose an endpoint (undefined when there is none). `key` is the hash key for ringHash. */
+  pick(key?: string): Endpoint | undefined;
+  /** A request to `id` started. */
+  started(id: string): void;
+  /** A request to `id` finished after `latencyMs`. */
+  finished(id: string, latencyMs: number): void;
+}
+
+export type PickerKind = 'roundRobin' | 'weighted' | 'random' | 'leastRequest' | 'ewma' | 'ringHash';
+export const pickerKinds: readonly PickerKind[] = ['roundRobin', 'weighted', 'random', 'leastRequest', 'ewma', 'ringHash'];
+
+export interface PickerDeps {
+  random: Random;
+  /** Monotonic milliseconds (EWMA decay). */
+  now: () => number;
+  /** EWMA decay time constant (Linkerd's default: 10 s). */
+  ewmaDecayMs?: number;
+  /** Virtual nodes per unit of weight on the ring (default 100). */
+  ringReplicas?: number;
+}
+
+/** In-flight request counts, shared by the pickers that care. */
+class Inflight {
+  readonly #n = new Map<string, number>();
+  get(id: string): number {
+    return this.#n.get(id) ?? 0;
+  }
+  started(id: string): void {
+    this.#n.set(id, this.get(id) + 1);
+  }
+  finished(id: string): void {
+    this.#n.set(id, Math.max(0, this.get(id) - 1));
+  }
+}
+
+function roundRobin(eps: readonly Endpoint[]): Picker {
+  let i = 0;
+  return {
+    pick: () => (eps.length === 0 ? undefined : eps[i++ % eps.length]),
+    started: () => undefined,
+    finished: () => undefined,
+  };
+}
+
+/** Smooth weighted round-robin: weights 5,1,1 give a a b a c a a, never five a's in a row. */
+function weighted(eps: readonly Endpoint[]): Picker {
+  const current = eps.map(() => 0);
+  const total = eps.reduce((n, e) => n + (e.weight ?? 1), 0);
+  return {
+    pick() {
+      if (eps.length === 0) return undefined;
+      let best = 0;
+      for (let i = 0; i < eps.length; i++) {
+        current[i] = (current[i] as number) + ((eps[i] as Endpoint).weight ?? 1);
+        if ((current[i] as number) > (current[best] as number)) best = i;
+      }
+      current[best] = (current[best] as number) - total;
+      return eps[best];
+    },
+    started: () => undefined,
+    finished: () => undefined,
+  };
+}
+
+function random(eps: readonly Endpoint[], d: PickerDeps): Picker {
+  return {
+    pick: () => (eps.length === 0 ? undefined : eps[d.random.int(eps.length)]),
+    started: () => undefined,
+    finished: () => undefined,
+  };
+}
+
+/** Two distinct random endpoints, the one with the lower cost (ties: the first). */
+function p2c(eps: readonly Endpoint[], d: PickerDeps, cost: (id: string) => number): Endpoint | undefined {
+  if (eps.length <= 1) return eps[0];
+  const a = d.random.int(eps.length);
+  let b = d.random.int(eps.length - 1);
+  if (b >= a) b++;
+  const ea = eps[a] as Endpoint;
+  const eb = eps[b] as Endpoint;
+  return cost(eb.id) < cost(ea.id) ? eb : ea;
+}
+
+function leastRequest(eps: readonly Endpoint[], d: PickerDeps): Picker {
+  const inflight = new Inflight();
+  return {
+    pick: () => p2c(eps, d, (id) => inflight.get(id)),
+    started: (id) => inflight.started(id),
+    finished: (id) => inflight.finished(id),
+  };
+}
+
+/**
+ * Peak EWMA: a latency above the average is taken at once (peak), one below decays in with time
+ * constant `ewmaDecayMs`; cost = EWMA × (in flight + 1). The estimate also decays with the time
+ * since it was last updated (as tower's PeakEwma under linkerd2-proxy), so an endpoint that was
+ * slow, and so gets no traffic to be measured by, is tried again and can win back its share.
+ * An endpoint never measured costs 0, so it is tried first.
+ */
+function ewma(eps: readonly Endpoint[], d: PickerDeps): Picker {
+  const inflight = new Inflight();
+  const tau = d.ewmaDecayMs ?? 10_000;
+  const stats = new Map<string, { value: number; at: number }>();
+  return {
+    pick() {
+      const now = d.now();
+      return p2c(eps, d, (id) => {
+        const st = stats.get(id);
+        const estimate = st ? st.value * Math.exp(-(now - st.at) / tau) : 0;
+        return estimate * (inflight.get(id) + 1);
+      });
+    },
+    started: (id) => inflight.started(id),
+    finished(id, latencyMs) {
+      inflight.finished(id);
+      const now = d.now();
+      const s = stats.get(id);
+      if (!s || latencyMs > s.value) {
+        stats.set(id, { value: latencyMs, at: now });
+        return;
+      }
+      const w = Math.exp(-(now - s.at) / tau);
+      stats.set(id, { value: s.value * w + latencyMs * (1 - w), at: now });
+    },
+  };
+}
+
+/** FNV-1a, 32-bit: fast, stable across processes and versions (the ring must not move). */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  // Final avalanche (murmur3's fmix32) so nearby strings spread over the ring.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function ringHash(eps: readonly Endpoint[], d: PickerDeps): Picker {
+  const replicas = d.ringReplicas ?? 100;
+  const ring: Array<{ at: number; ep: Endpoint }> = [];
+  for (const ep of eps) {
+    const n = Math.max(1, Math.round(replicas * (ep.weight ?? 1)));
+    for (let i = 0; i < n; i++) ring.push({ at: hash32(`${ep.id}#${i}`), ep });
+  }
+  ring.sort((x, y) => x.at - y.at);
+  return {
+    pick(key) {
+      if (ring.length === 0) return undefined;
+      if (key === undefined) return eps[d.random.int(eps.length)];
+      const h = hash32(key);
+      // The first virtual node at or after the key's hash, wrapping around.
+      let lo = 0;
+      let hi = ring.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if ((ring[mid] as { at: number }).at < h) lo = mid + 1;
+        else hi = mid;
+      }
+      return (ring[lo % ring.length] as { ep: Endpoint }).ep;
+    },
+    started: () => undefined,
+    finished: () => undefined,
+  };
+}
+
+/** Build a picker over `endpoints` (rebuild it when the endpoints change). */
+export function buildPicker(kind: PickerKind, endpoints: readonly Endpoint[], deps: PickerDeps): Picker {
+  switch (kind) {
+    case 'roundRobin': return roundRobin(endpoints);
+    case 'weighted': return weighted(endpoints);
+    case 'random': return random(endpoints, deps);
+    case 'leastRequest': return leastRequest(endpoints, deps);
+    case 'ewma': return ewma(endpoints, deps);
+    case 'ringHash': return ringHash(endpoints, deps);
+  }
+}
