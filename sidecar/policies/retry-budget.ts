@@ -1,0 +1,66 @@
+/**
+ * Retry budget and back-off (pure; time and randomness passed in). Retries and hedges draw from
+ * one budget: over a sliding window, at most `ratio` extra attempts per request, plus
+ * `minPerSecond` always allowed (so a quiet upstream can still be retried). When the budget is
+ * spent, a failure is returned as it is instead of adding load to a struggling upstream
+ * (Finagle's and Linkerd's retry budgets).
+ */
+import type { Random } from '../../lib/random.ts';
+
+export interface RetryBudgetOptions {
+  /** Extra attempts allowed per request, e.g. 0.2 = 20%. */
+  ratio: number;
+  /** Extra attempts allowed per second regardless of traffic. */
+  minPerSecond: number;
+  /** The window requests and retries are counted over. */
+  windowMs: number;
+}
+
+export class RetryBudget {
+  readonly #o: RetryBudgetOptions;
+  /** Timestamps of requests and of extra attempts in the window. */
+  #requests: number[] = [];
+  #extra: number[] = [];
+
+  constructor(o: RetryBudgetOptions) {
+    this.#o = o;
+  }
+
+  /** A request started (its first attempt). */
+  onRequest(now: number): void {
+    this.#requests.push(now);
+  }
+
+  /** Take one extra attempt (a retry or a hedge) if the budget allows. */
+  tryWithdraw(now: number): boolean {
+    const from = now - this.#o.windowMs;
+    this.#requests = this.#requests.filter((t) => t > from);
+    this.#extra = this.#extra.filter((t) => t > from);
+    const allowed = this.#requests.length * this.#o.ratio + (this.#o.minPerSecond * this.#o.windowMs) / 1000;
+    if (this.#extra.length + 1 > allowed) return false;
+    this.#extra.push(now);
+    return true;
+  }
+}
+
+/** Exponential back-off with full jitter: uniform in [0, min(cap, base × 2^attempt)). */
+export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: Random): number {
+  return random.next() * Math.min(capMs, baseMs * 2 ** attempt);
+}
+
+/**
+ * The delay a server asked for, if any: `Retry-After` (seconds or an HTTP date) or gRPC's
+ * `grpc-retry-pushback-ms`. A negative pushback means "do not retry" (undefined here: no retry).
+ */
+export function serverPushbackMs(headers: Readonly<Record<string, string | undefined>>, nowWallMs: number): number | 'stop' | undefined {
+  const grpc = headers['grpc-retry-pushback-ms'];
+  if (grpc !== undefined) {
+    const n = Number(grpc);
+    return Number.isFinite(n) && n >= 0 ? n : 'stop';
+  }
+  const ra = headers['retry-after'];
+  if (ra === undefined) return undefined;
+  if (/^\d+$/.test(ra.trim())) return Number(ra.trim()) * 1000;
+  const at = Date.parse(ra);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowWallMs);
+}
