@@ -21,7 +21,7 @@ APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 TEST_UNIT := '{cli,lib,store,operator,sidecar,cluster}/**/*.test.ts'
-TEST_INTEGRATION := 'test/*.test.ts' 'test/integration/**/*.test.ts'
+TEST_INTEGRATION := 'test/*.test.ts' 'test/integration/**/*.test.ts' 'test/chaos/**/*.test.ts'
 TEST_E2E := 'test/e2e/**/*.test.ts'
 TEST_FLAGS ?= --test-reporter=spec --test-concurrency=2
 
@@ -105,6 +105,10 @@ test-e2e: deps build control-plane ## suites that run the real Kubernetes contro
 .PHONY: test
 test: deps build lint lincheck control-plane ## every suite: unit, integration and e2e, with one summary at the end
 	node --test $(TEST_FLAGS) $(TEST_UNIT) $(TEST_INTEGRATION) $(TEST_E2E)
+
+.PHONY: chaos
+chaos: deps build lincheck ## a long fault-injection run against the store: make chaos DURATION=30m [SEED=n]
+	CHAOS_DURATION=$(or $(DURATION),5m) $(if $(SEED),CHAOS_SEED=$(SEED)) node --test --test-reporter=spec test/chaos/chaos.test.ts
 
 .PHONY: bench
 bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/results/

@@ -23,6 +23,8 @@ export interface HistoryOp {
   ok: boolean;
   exists: boolean;
   result: string;
+  /** The store revision of an acknowledged write (0 otherwise). */
+  revision: number;
 }
 
 type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void;
@@ -90,7 +92,7 @@ export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp
       const kv = clients.get(endpoint) as KvClient;
       const value = `c${client}-${n}`;
       const old = lastSeen.get(key) ?? '';
-      const rec: HistoryOp = { client, key, op: kind, value: kind === 'get' ? '' : value, old: kind === 'cas' ? old : '', call: now(), return: 0, unknown: false, ok: false, exists: false, result: '' };
+      const rec: HistoryOp = { client, key, op: kind, value: kind === 'get' ? '' : value, old: kind === 'cas' ? old : '', call: now(), return: 0, unknown: false, ok: false, exists: false, result: '', revision: 0 };
       const k = Buffer.from(key);
       try {
         if (kind === 'get') {
@@ -100,7 +102,8 @@ export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp
           rec.result = rec.exists ? (kvs[0] as { value: Buffer }).value.toString() : '';
           if (rec.exists) lastSeen.set(key, rec.result);
         } else if (kind === 'put') {
-          await kv.call('Put', { key: k, value: Buffer.from(value) });
+          const res = await kv.call('Put', { key: k, value: Buffer.from(value) });
+          rec.revision = Number((res['header'] as { revision: string }).revision);
           lastSeen.set(key, value);
         } else {
           const res = await kv.call('Txn', {
@@ -109,7 +112,10 @@ export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp
             failure: [],
           });
           rec.ok = res['succeeded'] === true;
-          if (rec.ok) lastSeen.set(key, value);
+          if (rec.ok) {
+            rec.revision = Number((res['header'] as { revision: string }).revision);
+            lastSeen.set(key, value);
+          }
         }
         rec.return = now();
       } catch (err) {
