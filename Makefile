@@ -20,10 +20,6 @@ export BALLAST_NODE := $(NODE)
 APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
-TEST_UNIT := '{cli,lib,store,operator,sidecar,cluster}/**/*.test.ts'
-TEST_INTEGRATION := 'test/*.test.ts' 'test/integration/**/*.test.ts' 'test/chaos/**/*.test.ts'
-TEST_E2E := 'test/e2e/**/*.test.ts'
-TEST_FLAGS ?= --test-reporter=spec --test-concurrency=2
 
 .PHONY: help
 help: ## list the targets
@@ -92,19 +88,19 @@ lint: node_modules/.installed ## eslint (import boundaries included) and the typ
 
 .PHONY: test-unit
 test-unit: node_modules/.installed ## unit tests beside the code (no processes, no sockets to other programs)
-	node --test $(TEST_FLAGS) $(TEST_UNIT)
+	scripts/run-tests unit
 
 .PHONY: test-integration
 test-integration: deps build lincheck ## suites that start real processes on loopback
-	node --test $(TEST_FLAGS) $(TEST_INTEGRATION)
+	scripts/run-tests integration
 
 .PHONY: test-e2e
-test-e2e: deps build control-plane ## suites that run the real Kubernetes control plane
-	node --test $(TEST_FLAGS) $(TEST_E2E)
+test-e2e: deps build control-plane ## suites that run the real Kubernetes control plane (one at a time)
+	scripts/run-tests e2e
 
 .PHONY: test
 test: deps build lint lincheck control-plane ## every suite: unit, integration and e2e, with one summary at the end
-	node --test $(TEST_FLAGS) $(TEST_UNIT) $(TEST_INTEGRATION) $(TEST_E2E)
+	scripts/run-tests
 
 .PHONY: chaos
 chaos: deps build lincheck ## a long fault-injection run against the store: make chaos DURATION=30m [SEED=n]

@@ -1,7 +1,8 @@
 /** Every subcommand `ballast` dispatches to. Only commands that work are listed here. */
 import type { Command } from './command.ts';
 import { clusterCommand } from './cluster.ts';
+import { kubeletCommand } from './kubelet.ts';
 import { storeCommand } from './store.ts';
 import { versionCommand } from './version.ts';
 
-export const commands: readonly Command[] = [clusterCommand, storeCommand, versionCommand];
+export const commands: readonly Command[] = [clusterCommand, kubeletCommand, storeCommand, versionCommand];

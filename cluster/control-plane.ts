@@ -84,6 +84,7 @@ function ensurePki(dir: string): void {
   issue('admin', '/CN=admin/O=system:masters', 'extendedKeyUsage=clientAuth\n');
   issue('controller-manager', '/CN=system:kube-controller-manager', 'extendedKeyUsage=clientAuth\n');
   issue('scheduler', '/CN=system:kube-scheduler', 'extendedKeyUsage=clientAuth\n');
+  issue('kubelet', '/CN=system:node:local/O=system:nodes', 'extendedKeyUsage=clientAuth\n');
   ssl(['genrsa', '-out', 'sa.key', '2048']);
   ssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
 }
@@ -201,6 +202,16 @@ export class ControlPlane {
     components.push({ name: 'kube-controller-manager', pid: cm.pid as number, health: 'https://127.0.0.1:10257/healthz' });
     const sched = this.#spawn('kube-scheduler', join(bins.k8s, 'kube-scheduler'), [`--kubeconfig=${kubeconfig(this.#dir, 'scheduler', port)}`, '--bind-address=127.0.0.1', '--secure-port=10259', '--leader-elect=false']);
     components.push({ name: 'kube-scheduler', pid: sched.pid as number, health: 'https://127.0.0.1:10259/healthz' });
+    // The process kubelet: pods as local processes. The image map sends ballast:* to this checkout.
+    const images = join(this.#dir, 'images.json');
+    if (!existsSync(images)) {
+      writeFileSync(images, `${JSON.stringify({
+        'ballast:*': { entrypoint: [join(repo, 'bin', 'ballast')] },
+        'ballast-test/http-echo': { entrypoint: [process.execPath, join(repo, 'test', 'support', 'http-echo.mjs')] },
+      }, null, 2)}\n`);
+    }
+    const kubelet = this.#spawn('kubelet', join(repo, 'bin', 'ballast'), ['kubelet', `--kubeconfig=${kubeconfig(this.#dir, 'kubelet', port)}`, '--node-name=local', `--state-dir=${this.#dir}`]);
+    components.push({ name: 'kubelet', pid: kubelet.pid as number, health: '' });
     save();
     this.#log(`control plane up; kubeconfig: ${admin}`);
   }
@@ -217,6 +228,10 @@ export class ControlPlane {
     for (const c of state.components) if (alive(c.pid)) process.kill(c.pid, 'SIGKILL');
     for (let i = 0; i < 50 && state.components.some((c) => alive(c.pid)); i++) await new Promise((r) => setTimeout(r, 100));
     rmSync(join(this.#dir, 'state.json'), { force: true });
+    // Namespaces and links the kubelet made (ours by name) go too, even after a kubelet crash.
+    const list = (args: string[]) => { try { return execFileSync('ip', args, { encoding: 'utf8' }); } catch { return ''; } };
+    for (const ns of list(['netns', 'list']).split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith('blst-'))) list(['netns', 'del', ns]);
+    if (list(['link', 'show', 'blst0'])) list(['link', 'del', 'blst0']);
     this.#log(`stopped ${state.components.map((c) => c.name).join(', ')}`);
   }
 
@@ -227,7 +242,8 @@ export class ControlPlane {
     const rows = [];
     for (const c of state.components) {
       const running = alive(c.pid);
-      rows.push({ name: c.name, pid: c.pid, running, healthy: running && (await healthy(c.health, this.#dir)) });
+      // A component without a health endpoint (the kubelet) is healthy while it runs.
+      rows.push({ name: c.name, pid: c.pid, running, healthy: running && (c.health === '' || (await healthy(c.health, this.#dir))) });
     }
     return { ok: rows.every((r) => r.healthy), rows };
   }

@@ -15,6 +15,7 @@ export interface InformerOptions<T extends KubernetesObject> {
   path: string;
   list: () => Promise<KubernetesListObject<T>>;
   labelSelector?: string;
+  fieldSelector?: string;
   clock: Clock;
   log?: Logger;
   /** First restart delay after an error; doubles to 30 s. */
@@ -54,7 +55,7 @@ export class SharedInformer<T extends KubernetesObject> {
 
   /** Start; resolves once the first list is in the cache. */
   async start(): Promise<void> {
-    const lw = new ListWatch<T>(this.#o.path, new Watch(this.#o.kubeconfig), this.#o.list, false, this.#o.labelSelector);
+    const lw = new ListWatch<T>(this.#o.path, new Watch(this.#o.kubeconfig), this.#o.list, false, this.#o.labelSelector, this.#o.fieldSelector);
     this.#lw = lw;
     const emit = (obj: T) => {
       for (const fn of this.#listeners) fn(keyOf(obj));

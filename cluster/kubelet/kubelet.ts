@@ -1,0 +1,279 @@
+/**
+ * The process kubelet: registers a Node, renews its Lease, and runs the pods bound to it as
+ * local processes: one network namespace per pod (its containers share it), an image map that
+ * turns an image into a command, env with fieldRef values, restart policy with back-off, and
+ * status (phase, conditions, container states, pod IP). Pods are reconciled level-triggered
+ * from an informer through a work queue, as the operator's controllers are.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Container, V1MicroTime, type V1Pod } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../../lib/clock.ts';
+import { SharedInformer } from '../../lib/kube/informer.ts';
+import { WorkQueue } from '../../lib/kube/workqueue.ts';
+import { silentLogger } from '../../lib/log.ts';
+import { PodNetwork, type PodSandbox } from './network.ts';
+
+/** image (exact, or a prefix ending in `*`) → the command that stands in for its entrypoint. */
+export type ImageMap = Record<string, { entrypoint: string[]; cmd?: string[] }>;
+
+export function loadImageMap(path: string): ImageMap {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as ImageMap) : {};
+}
+
+export function resolveImage(map: ImageMap, image: string): { entrypoint: string[]; cmd: string[] } | undefined {
+  const exact = map[image];
+  if (exact) return { entrypoint: exact.entrypoint, cmd: exact.cmd ?? [] };
+  for (const [pattern, v] of Object.entries(map)) {
+    if (pattern.endsWith('*') && image.startsWith(pattern.slice(0, -1))) return { entrypoint: v.entrypoint, cmd: v.cmd ?? [] };
+  }
+  return undefined;
+}
+
+interface RunningContainer {
+  name: string;
+  proc: ChildProcess | undefined;
+  restarts: number;
+  startedAt: string | undefined;
+  lastExit: { code: number | null; signal: string | null; at: string } | undefined;
+  waitingReason: string | undefined;
+  restartTimer: TimerHandle | undefined;
+}
+
+interface PodRuntime {
+  uid: string;
+  sandbox: PodSandbox;
+  containers: Map<string, RunningContainer>;
+  startTime: string;
+  terminating: boolean;
+}
+
+export interface KubeletOptions {
+  kubeconfig: KubeConfig;
+  nodeName: string;
+  stateDir: string;
+  imageMap: ImageMap;
+  clock: Clock;
+  log?: Logger;
+  bridge?: string;
+  podPrefix?: string;
+}
+
+export class ProcessKubelet {
+  readonly #o: KubeletOptions;
+  readonly #log: Logger;
+  readonly #core: CoreV1Api;
+  readonly #coord: CoordinationV1Api;
+  readonly #net: PodNetwork;
+  readonly #pods = new Map<string, PodRuntime>();
+  readonly #queue: WorkQueue;
+  #informer: SharedInformer<V1Pod> | undefined;
+  #leaseTimer: TimerHandle | undefined;
+  #stopped = false;
+
+  constructor(o: KubeletOptions) {
+    this.#o = o;
+    this.#log = o.log ?? silentLogger;
+    this.#core = o.kubeconfig.makeApiClient(CoreV1Api);
+    this.#coord = o.kubeconfig.makeApiClient(CoordinationV1Api);
+    this.#net = new PodNetwork({ bridge: o.bridge ?? 'blst0', prefix: o.podPrefix ?? '10.244.0' });
+    this.#queue = new WorkQueue(o.clock);
+  }
+
+  async start(): Promise<void> {
+    this.#net.setup();
+    await this.#registerNode();
+    await this.#renewLease();
+    this.#leaseTimer = this.#o.clock.setInterval(() => void this.#renewLease().catch((err: unknown) => this.#log.warn({ err }, 'node lease renewal failed')), 10_000, { unref: true });
+    const path = '/api/v1/pods';
+    this.#informer = new SharedInformer<V1Pod>({
+      kubeconfig: this.#o.kubeconfig, path, clock: this.#o.clock, log: this.#log,
+      fieldSelector: `spec.nodeName=${this.#o.nodeName}`,
+      list: () => this.#core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.#o.nodeName}` }),
+    });
+    this.#informer.onChange((key) => this.#queue.add(key));
+    await this.#informer.start();
+    void this.#work();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#leaseTimer?.cancel();
+    this.#queue.shutdown();
+    await this.#informer?.stop();
+    await Promise.all([...this.#pods.keys()].map((key) => this.#teardown(key, 5)));
+  }
+
+  async #work(): Promise<void> {
+    for (;;) {
+      const key = await this.#queue.get();
+      if (key === undefined) return;
+      try {
+        await this.#reconcile(key);
+        this.#queue.forget(key);
+      } catch (err) {
+        this.#log.warn({ err, pod: key }, 'pod sync failed; retrying');
+        this.#queue.addRateLimited(key);
+      } finally {
+        this.#queue.done(key);
+      }
+    }
+  }
+
+  async #registerNode(): Promise<void> {
+    const body = {
+      metadata: { name: this.#o.nodeName, labels: { 'kubernetes.io/hostname': this.#o.nodeName, 'kubernetes.io/os': 'linux' } },
+    };
+    await this.#core.createNode({ body }).catch((err: { code?: number }) => {
+      if (err.code !== 409) throw err;
+    });
+    await this.#setNodeStatus();
+  }
+
+  async #setNodeStatus(): Promise<void> {
+    const now = new Date();
+    const node = await this.#core.readNode({ name: this.#o.nodeName });
+    node.status = {
+      capacity: { cpu: '2', memory: '24Gi', pods: '110' },
+      allocatable: { cpu: '2', memory: '23Gi', pods: '110' },
+      addresses: [{ type: 'InternalIP', address: this.#net.gateway }, { type: 'Hostname', address: this.#o.nodeName }],
+      conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ballast process kubelet is posting ready status; pods run in their own network namespaces', lastHeartbeatTime: now, lastTransitionTime: now }],
+      nodeInfo: { architecture: 'amd64', bootID: '', containerRuntimeVersion: 'ballast-process://1', kernelVersion: '', kubeProxyVersion: '', kubeletVersion: 'v1.36.3', machineID: '', operatingSystem: 'linux', osImage: 'ballast process kubelet', systemUUID: '' },
+    };
+    await this.#core.replaceNodeStatus({ name: this.#o.nodeName, body: node });
+  }
+
+  async #renewLease(): Promise<void> {
+    const ns = 'kube-node-lease';
+    // renewTime is a MicroTime (six fractional digits); a plain Date would be refused.
+    const spec = { holderIdentity: this.#o.nodeName, leaseDurationSeconds: 40, renewTime: new V1MicroTime() };
+    try {
+      const lease = await this.#coord.readNamespacedLease({ name: this.#o.nodeName, namespace: ns });
+      lease.spec = { ...lease.spec, ...spec };
+      await this.#coord.replaceNamespacedLease({ name: this.#o.nodeName, namespace: ns, body: lease });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+      await this.#coord.createNamespacedLease({ namespace: ns, body: { metadata: { name: this.#o.nodeName }, spec } });
+    }
+  }
+
+  async #reconcile(key: string): Promise<void> {
+    const pod = this.#informer?.get(key);
+    const rt = this.#pods.get(key);
+    if (!pod || (rt && pod.metadata?.uid !== rt.uid)) {
+      if (rt) await this.#teardown(key, 0);
+      if (!pod) return;
+    }
+    if (pod.metadata?.deletionTimestamp) {
+      await this.#teardown(key, pod.metadata.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30);
+      // The kubelet confirms the deletion once the containers are gone.
+      await this.#core.deleteNamespacedPod({ name: pod.metadata.name ?? '', namespace: pod.metadata.namespace ?? 'default', gracePeriodSeconds: 0 }).catch(() => undefined);
+      return;
+    }
+    const current = this.#pods.get(key) ?? this.#startPod(key, pod);
+    await this.#writeStatus(pod, current);
+  }
+
+  #startPod(key: string, pod: V1Pod): PodRuntime {
+    const uid = pod.metadata?.uid ?? key;
+    const sandbox = this.#net.create(uid, pod.metadata?.name ?? 'pod', '');
+    const rt: PodRuntime = { uid, sandbox, containers: new Map(), startTime: new Date().toISOString(), terminating: false };
+    this.#pods.set(key, rt);
+    for (const c of pod.spec?.containers ?? []) {
+      const rc: RunningContainer = { name: c.name, proc: undefined, restarts: 0, startedAt: undefined, lastExit: undefined, waitingReason: undefined, restartTimer: undefined };
+      rt.containers.set(c.name, rc);
+      this.#run(key, pod, rt, c, rc);
+    }
+    this.#log.info({ pod: key, ip: sandbox.ip, netns: sandbox.netns }, 'pod started');
+    return rt;
+  }
+
+  #run(key: string, pod: V1Pod, rt: PodRuntime, c: V1Container, rc: RunningContainer): void {
+    const image = resolveImage(this.#o.imageMap, c.image ?? '');
+    if (!image) {
+      rc.waitingReason = 'ErrImageNeverPull';
+      void this.#core.createNamespacedEvent({ namespace: pod.metadata?.namespace ?? 'default', body: {
+        metadata: { generateName: `${pod.metadata?.name}.` }, involvedObject: { kind: 'Pod', name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? 'default', uid: rt.uid },
+        reason: 'ErrImageNeverPull', message: `image ${c.image} has no entry in the kubelet's image map (${join(this.#o.stateDir, 'images.json')}); add one mapping it to a command`, type: 'Warning',
+      } }).catch(() => undefined);
+      return;
+    }
+    const argv = [...(c.command ?? image.entrypoint), ...(c.args ?? (c.command ? [] : image.cmd))];
+    const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOSTNAME: pod.metadata?.name ?? '', KUBERNETES_SERVICE_HOST: this.#net.gateway, KUBERNETES_SERVICE_PORT: '6443' };
+    for (const e of c.env ?? []) {
+      if (e.value !== undefined) env[e.name] = e.value;
+      const f = e.valueFrom?.fieldRef?.fieldPath;
+      if (f) env[e.name] = f === 'metadata.name' ? pod.metadata?.name ?? '' : f === 'metadata.namespace' ? pod.metadata?.namespace ?? '' : f === 'status.podIP' ? rt.sandbox.ip : f === 'spec.nodeName' ? this.#o.nodeName : f === 'metadata.uid' ? rt.uid : '';
+    }
+    const logDir = join(this.#o.stateDir, 'pods', `${pod.metadata?.namespace}_${pod.metadata?.name}_${rt.uid}`);
+    mkdirSync(logDir, { recursive: true });
+    const out = openSync(join(logDir, `${c.name}.log`), 'a');
+    const proc = spawn('ip', ['netns', 'exec', rt.sandbox.netns, ...argv], { stdio: ['ignore', out, out], env, detached: true });
+    rc.proc = proc;
+    rc.startedAt = new Date().toISOString();
+    rc.waitingReason = undefined;
+    proc.on('error', () => undefined);
+    proc.on('exit', (code, signal) => {
+      rc.proc = undefined;
+      rc.lastExit = { code, signal, at: new Date().toISOString() };
+      if (rt.terminating || this.#stopped) return;
+      const policy = pod.spec?.restartPolicy ?? 'Always';
+      if (policy === 'Always' || (policy === 'OnFailure' && code !== 0)) {
+        // CrashLoopBackOff: 1 s doubling to 5 min (Kubernetes uses 10 s; shorter suits a dev machine).
+        const delay = Math.min(300_000, 1000 * 2 ** rc.restarts);
+        rc.waitingReason = 'CrashLoopBackOff';
+        rc.restartTimer = this.#o.clock.setTimeout(() => {
+          rc.restarts++;
+          this.#run(key, pod, rt, c, rc);
+          this.#queue.add(key);
+        }, delay, { unref: true });
+      }
+      this.#queue.add(key);
+    });
+  }
+
+  async #teardown(key: string, graceSeconds: number): Promise<void> {
+    const rt = this.#pods.get(key);
+    if (!rt) return;
+    rt.terminating = true;
+    const live = [...rt.containers.values()];
+    for (const rc of live) rc.restartTimer?.cancel();
+    const signal = (sig: NodeJS.Signals) => {
+      for (const rc of live) if (rc.proc?.pid) try { process.kill(-rc.proc.pid, sig); } catch { /* gone */ }
+    };
+    signal('SIGTERM');
+    const deadline = Date.now() + graceSeconds * 1000;
+    while (live.some((rc) => rc.proc) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    signal('SIGKILL');
+    this.#net.release(rt.uid);
+    this.#pods.delete(key);
+    this.#log.info({ pod: key }, 'pod stopped');
+  }
+
+  async #writeStatus(pod: V1Pod, rt: PodRuntime): Promise<void> {
+    const now = new Date();
+    const statuses = (pod.spec?.containers ?? []).map((c) => {
+      const rc = rt.containers.get(c.name);
+      const running = rc?.proc !== undefined;
+      return {
+        name: c.name, image: c.image ?? '', imageID: '', ready: running, started: running, restartCount: rc?.restarts ?? 0,
+        state: running ? { running: { startedAt: new Date(rc?.startedAt ?? now) } } : { waiting: { reason: rc?.waitingReason ?? 'ContainerCreating' } },
+        ...(rc?.lastExit ? { lastState: { terminated: { exitCode: rc.lastExit.code ?? 137, signal: 0, reason: rc.lastExit.signal ? 'Killed' : 'Error', finishedAt: new Date(rc.lastExit.at) } } } : {}),
+      };
+    });
+    const ready = statuses.every((s) => s.ready);
+    const cond = (type: string, ok: boolean) => ({ type, status: ok ? 'True' : 'False', lastTransitionTime: now });
+    const status = {
+      phase: 'Running', hostIP: this.#net.gateway, podIP: rt.sandbox.ip, podIPs: [{ ip: rt.sandbox.ip }], startTime: new Date(rt.startTime),
+      conditions: [cond('PodScheduled', true), cond('Initialized', true), cond('ContainersReady', ready), cond('Ready', ready)],
+      containerStatuses: statuses,
+    };
+    // Write only when something a user sees changed (few API writes).
+    const before = JSON.stringify({ ip: pod.status?.podIP, s: pod.status?.containerStatuses?.map((c) => [c.name, c.ready, c.restartCount, Object.keys(c.state ?? {})[0]]) });
+    const after = JSON.stringify({ ip: status.podIP, s: statuses.map((c) => [c.name, c.ready, c.restartCount, Object.keys(c.state)[0]]) });
+    if (before === after && pod.status?.phase === 'Running') return;
+    await this.#core.replaceNamespacedPodStatus({ name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? 'default', body: { ...pod, status } as V1Pod });
+  }
+}

@@ -1,0 +1,73 @@
+// The process kubelet under `ballast cluster`: pods as local processes in their own network
+// namespaces. What Kubernetes promises a pod holds: its own IP, reachable from other pods;
+// downward-API env; a killed container restarts; deletion sends SIGTERM and the Deployment
+// replaces the pod; `down` leaves no process, namespace or link behind.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { bin, freePort } from '../support/store-cluster.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('process kubelet', { timeout: 240_000 }, () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-kubelet-'));
+  const cluster = (...args: string[]) => spawnSync(bin, ['cluster', ...args, `--state-dir=${stateDir}`, '--store=etcd'], { encoding: 'utf8', timeout: 150_000 });
+  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${join(stateDir, 'admin.kubeconfig')}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
+  const pods = () => (JSON.parse(kubectl(['get', 'pods', '-l', 'app=echo', '-o', 'json']).stdout) as { items: Array<{ metadata: { name: string; deletionTimestamp?: string }; status: { phase?: string; podIP?: string; containerStatuses?: Array<{ ready: boolean; restartCount: number }> } }> }).items;
+  const readyPods = () => pods().filter((p) => !p.metadata.deletionTimestamp && p.status.containerStatuses?.[0]?.ready);
+  async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
+    for (let t = 0; t < ms && !cond(); t += 250) await sleep(250);
+    assert.ok(cond(), what);
+  }
+
+  before(async () => {
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    assert.equal(up.status, 0, up.stderr + up.stdout);
+  });
+  after(() => cluster('down'));
+
+  it('registers a Ready node that renews its Lease', async () => {
+    await until(() => /\bReady\b/.test(kubectl(['get', 'node', 'local', '--no-headers']).stdout), 'node Ready');
+    assert.match(kubectl(['get', 'lease', '-n', 'kube-node-lease', 'local', '-o', 'jsonpath={.spec.holderIdentity}']).stdout, /local/);
+  });
+
+  it('runs a Deployment: each pod Running and Ready with its own IP, reachable from another pod, with downward-API env', async () => {
+    const r = kubectl(['apply', '-f', '-'], 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: echo}}\n  template:\n    metadata: {labels: {app: echo}}\n    spec:\n      terminationGracePeriodSeconds: 5\n      containers:\n      - name: echo\n        image: ballast-test/http-echo\n        env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n');
+    assert.equal(r.status, 0, r.stderr);
+    await until(() => readyPods().length === 2, 'two pods Ready');
+    const [a, b] = readyPods();
+    assert.notEqual(a!.status.podIP, b!.status.podIP);
+    // From inside pod a's network namespace to pod b's IP.
+    const nsOfA = readdirSync('/run/netns').find((ns) => execFileSync('ip', ['-n', ns, 'addr', 'show', 'eth0'], { encoding: 'utf8' }).includes(`${a!.status.podIP}/`));
+    assert.ok(nsOfA, 'pod a has its own namespace');
+    const reply = JSON.parse(execFileSync('ip', ['netns', 'exec', nsOfA, 'curl', '-s', '--max-time', '3', `http://${b!.status.podIP}:8080/`], { encoding: 'utf8' })) as { pod: string; podIP: string };
+    assert.deepEqual(reply, { pod: b!.metadata.name, podIP: b!.status.podIP, path: '/' });
+  });
+
+  it('restarts a container whose process is killed (restartCount grows)', async () => {
+    const victim = readyPods()[0]!;
+    const pid = execFileSync('pgrep', ['-f', 'http-echo.mjs'], { encoding: 'utf8' }).trim().split('\n')
+      .find((p) => execFileSync('ip', ['netns', 'identify', p], { encoding: 'utf8' }).trim() !== '' && readFileSync(`/proc/${p}/environ`, 'utf8').includes(`HOSTNAME=${victim.metadata.name}`));
+    assert.ok(pid, 'found the container process');
+    process.kill(Number(pid), 'SIGKILL');
+    await until(() => pods().some((p) => p.metadata.name === victim.metadata.name && (p.status.containerStatuses?.[0]?.restartCount ?? 0) >= 1 && p.status.containerStatuses?.[0]?.ready === true), 'restarted and Ready again');
+  });
+
+  it('deleting a pod sends SIGTERM, and the Deployment replaces it', async () => {
+    const victim = readyPods()[0]!.metadata.name;
+    assert.equal(kubectl(['delete', 'pod', victim, '--wait=true']).status, 0);
+    await until(() => readyPods().length === 2 && !readyPods().some((p) => p.metadata.name === victim), 'replaced');
+    const logs = readdirSync(join(stateDir, 'pods')).filter((d) => d.includes(victim)).map((d) => readFileSync(join(stateDir, 'pods', d, 'echo.log'), 'utf8')).join('');
+    assert.match(logs, /http-echo got SIGTERM/);
+  });
+
+  it('down leaves no process, namespace or link behind', () => {
+    assert.equal(cluster('down').status, 0);
+    assert.equal(spawnSync('pgrep', ['-f', 'http-echo.mjs']).status, 1, 'no container process left');
+    assert.equal(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('blst-')).length, 0);
+    assert.notEqual(spawnSync('ip', ['link', 'show', 'blst0']).status, 0, 'the bridge is gone');
+  });
+});
