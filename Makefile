@@ -114,6 +114,7 @@ bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/
 up: deps build control-plane ## the main job: Kubernetes on a 3-member ballast store, then its status
 	./bin/ballast cluster up --store ballast --state-dir .state/cluster
 	@echo; ./bin/ballast cluster status --state-dir .state/cluster
+	@echo; kubectl --kubeconfig .state/cluster/admin.kubeconfig get nodes -o wide
 	@echo; kubectl --kubeconfig .state/cluster/admin.kubeconfig get namespaces
 	@echo; ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:13379,127.0.0.1:23379,127.0.0.1:33379 endpoint status -w table
 	@echo; echo "kubeconfig: $(CURDIR)/.state/cluster/admin.kubeconfig   (stop with: make down)"
