@@ -213,6 +213,8 @@ export class ControlPlane {
     const kubelet = this.#spawn('kubelet', join(repo, 'bin', 'ballast'), ['kubelet', `--kubeconfig=${kubeconfig(this.#dir, 'kubelet', port)}`, '--node-name=local', `--state-dir=${this.#dir}`]);
     components.push({ name: 'kubelet', pid: kubelet.pid as number, health: '' });
     save();
+    // Up means usable: wait for the node to register (it is Ready when it does).
+    for (let i = 0; i < 120 && !(await healthy(`https://127.0.0.1:${port}/api/v1/nodes/local`, this.#dir)); i++) await new Promise((r) => setTimeout(r, 250));
     this.#log(`control plane up; kubeconfig: ${admin}`);
   }
 
