@@ -71,11 +71,13 @@ function readState(dir: string): State | undefined {
 /** Certificates and keys for the control plane, made once per state directory with openssl. */
 function ensurePki(dir: string): void {
   const pki = join(dir, 'pki');
-  if (existsSync(join(pki, 'ca.crt'))) return;
   mkdirSync(pki, { recursive: true });
   const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'ignore' });
-  ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '365', '-subj', '/CN=ballast-local-ca']);
+  // Each piece is made only if missing, so a state directory from an older version gains the
+  // certificates it lacks and keeps the ones it has.
+  if (!existsSync(join(pki, 'ca.crt'))) ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '365', '-subj', '/CN=ballast-local-ca']);
   const issue = (name: string, subj: string, ext: string) => {
+    if (existsSync(join(pki, `${name}.crt`))) return;
     writeFileSync(join(pki, `${name}.ext`), ext);
     ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj]);
     ssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '365', '-extfile', `${name}.ext`]);
@@ -85,8 +87,10 @@ function ensurePki(dir: string): void {
   issue('controller-manager', '/CN=system:kube-controller-manager', 'extendedKeyUsage=clientAuth\n');
   issue('scheduler', '/CN=system:kube-scheduler', 'extendedKeyUsage=clientAuth\n');
   issue('kubelet', '/CN=system:node:local/O=system:nodes', 'extendedKeyUsage=clientAuth\n');
-  ssl(['genrsa', '-out', 'sa.key', '2048']);
-  ssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
+  if (!existsSync(join(pki, 'sa.key'))) {
+    ssl(['genrsa', '-out', 'sa.key', '2048']);
+    ssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
+  }
 }
 
 function kubeconfig(dir: string, user: string, port: number): string {
