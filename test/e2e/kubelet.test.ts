@@ -12,9 +12,9 @@ import { bin, freePort } from '../support/store-cluster.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('process kubelet', { timeout: 240_000 }, () => {
-  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-kubelet-'));
-  const cluster = (...args: string[]) => spawnSync(bin, ['cluster', ...args, `--state-dir=${stateDir}`, '--store=etcd'], { encoding: 'utf8', timeout: 150_000 });
+for (const store of ['etcd', 'ballast'] as const) describe(`process kubelet (objects in ${store})`, { timeout: 240_000 }, () => {
+  const stateDir = mkdtempSync(join(tmpdir(), `ballast-kubelet-${store}-`));
+  const cluster = (...args: string[]) => spawnSync(bin, ['cluster', ...args, `--state-dir=${stateDir}`, `--store=${store}`], { encoding: 'utf8', timeout: 150_000 });
   const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${join(stateDir, 'admin.kubeconfig')}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
   const pods = () => (JSON.parse(kubectl(['get', 'pods', '-l', 'app=echo', '-o', 'json']).stdout) as { items: Array<{ metadata: { name: string; deletionTimestamp?: string }; status: { phase?: string; podIP?: string; containerStatuses?: Array<{ ready: boolean; restartCount: number }> } }> }).items;
   const readyPods = () => pods().filter((p) => !p.metadata.deletionTimestamp && p.status.containerStatuses?.[0]?.ready);
@@ -24,7 +24,7 @@ describe('process kubelet', { timeout: 240_000 }, () => {
   }
 
   before(async () => {
-    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, `--store=${store}`, `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
     assert.equal(up.status, 0, up.stderr + up.stdout);
   });
   after(() => cluster('down'));
