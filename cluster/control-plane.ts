@@ -217,8 +217,11 @@ export class ControlPlane {
     const kubelet = this.#spawn('kubelet', join(repo, 'bin', 'ballast'), ['kubelet', `--kubeconfig=${kubeconfig(this.#dir, 'kubelet', port)}`, '--node-name=local', `--state-dir=${this.#dir}`]);
     components.push({ name: 'kubelet', pid: kubelet.pid as number, health: '' });
     save();
-    // Up means usable: wait for the node to register (it is Ready when it does).
-    for (let i = 0; i < 120 && !(await healthy(`https://127.0.0.1:${port}/api/v1/nodes/local`, this.#dir)); i++) await new Promise((r) => setTimeout(r, 250));
+    // Up means usable: the node registered (it is Ready when it does), and the default service
+    // account exists (until the controller-manager makes it, pods are refused at admission).
+    for (const path of ['/api/v1/nodes/local', '/api/v1/namespaces/default/serviceaccounts/default']) {
+      for (let i = 0; i < 120 && !(await healthy(`https://127.0.0.1:${port}${path}`, this.#dir)); i++) await new Promise((r) => setTimeout(r, 250));
+    }
     this.#log(`control plane up; kubeconfig: ${admin}`);
   }
 

@@ -15,6 +15,7 @@ import { SharedInformer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/workqueue.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { PodNetwork, type PodSandbox } from './network.ts';
+import { ProbeWorker } from './probes.ts';
 
 /** image (exact, or a prefix ending in `*`) → the command that stands in for its entrypoint. */
 export type ImageMap = Record<string, { entrypoint: string[]; cmd?: string[] }>;
@@ -40,6 +41,11 @@ interface RunningContainer {
   lastExit: { code: number | null; signal: string | null; at: string } | undefined;
   waitingReason: string | undefined;
   restartTimer: TimerHandle | undefined;
+  /** The startup probe passed (or there is none). */
+  started: boolean;
+  /** The readiness probe's verdict (true when there is none). */
+  ready: boolean;
+  probes: ProbeWorker[];
 }
 
 interface PodRuntime {
@@ -182,7 +188,7 @@ export class ProcessKubelet {
     const rt: PodRuntime = { uid, sandbox, containers: new Map(), startTime: new Date().toISOString(), terminating: false };
     this.#pods.set(key, rt);
     for (const c of pod.spec?.containers ?? []) {
-      const rc: RunningContainer = { name: c.name, proc: undefined, restarts: 0, startedAt: undefined, lastExit: undefined, waitingReason: undefined, restartTimer: undefined };
+      const rc: RunningContainer = { name: c.name, proc: undefined, restarts: 0, startedAt: undefined, lastExit: undefined, waitingReason: undefined, restartTimer: undefined, started: false, ready: false, probes: [] };
       rt.containers.set(c.name, rc);
       this.#run(key, pod, rt, c, rc);
     }
@@ -215,8 +221,10 @@ export class ProcessKubelet {
     rc.startedAt = new Date().toISOString();
     rc.waitingReason = undefined;
     proc.on('error', () => undefined);
+    this.#startProbes(key, rt, c, rc);
     proc.on('exit', (code, signal) => {
       rc.proc = undefined;
+      for (const w of rc.probes.splice(0)) w.stop();
       rc.lastExit = { code, signal, at: new Date().toISOString() };
       if (rt.terminating || this.#stopped) return;
       const policy = pod.spec?.restartPolicy ?? 'Always';
@@ -234,12 +242,57 @@ export class ProcessKubelet {
     });
   }
 
+  /**
+   * Startup, liveness and readiness probes for a started container. Until the startup probe
+   * passes, the others wait; a failed liveness or startup probe kills the container (the
+   * restart policy brings it back); readiness decides whether the container counts as ready.
+   */
+  #startProbes(key: string, rt: PodRuntime, c: V1Container, rc: RunningContainer): void {
+    const target = { ip: rt.sandbox.ip, netns: rt.sandbox.netns, ports: Object.fromEntries((c.ports ?? []).filter((p) => p.name).map((p) => [p.name as string, p.containerPort])) };
+    const kill = (why: string) => {
+      this.#log.info({ pod: key, container: c.name, why }, 'probe failed: restarting the container');
+      if (rc.proc?.pid) try { process.kill(-rc.proc.pid, 'SIGKILL'); } catch { /* gone */ }
+    };
+    rc.started = !c.startupProbe;
+    rc.ready = !c.readinessProbe;
+    const others = () => {
+      if (c.livenessProbe) {
+        const w = new ProbeWorker(c.livenessProbe, target, this.#o.clock, (ok) => { if (!ok) kill('liveness'); });
+        rc.probes.push(w);
+        w.start();
+      }
+      if (c.readinessProbe) {
+        const w = new ProbeWorker(c.readinessProbe, target, this.#o.clock, (ok) => {
+          rc.ready = ok;
+          this.#queue.add(key);
+        });
+        rc.probes.push(w);
+        w.start();
+      }
+    };
+    if (c.startupProbe) {
+      const w = new ProbeWorker(c.startupProbe, target, this.#o.clock, (ok) => {
+        if (!ok) return kill('startup');
+        rc.started = true;
+        this.#queue.add(key);
+        others();
+      });
+      rc.probes.push(w);
+      w.start();
+    } else {
+      others();
+    }
+  }
+
   async #teardown(key: string, graceSeconds: number): Promise<void> {
     const rt = this.#pods.get(key);
     if (!rt) return;
     rt.terminating = true;
     const live = [...rt.containers.values()];
-    for (const rc of live) rc.restartTimer?.cancel();
+    for (const rc of live) {
+      rc.restartTimer?.cancel();
+      for (const w of rc.probes.splice(0)) w.stop();
+    }
     const signal = (sig: NodeJS.Signals) => {
       for (const rc of live) if (rc.proc?.pid) try { process.kill(-rc.proc.pid, sig); } catch { /* gone */ }
     };
@@ -257,8 +310,9 @@ export class ProcessKubelet {
     const statuses = (pod.spec?.containers ?? []).map((c) => {
       const rc = rt.containers.get(c.name);
       const running = rc?.proc !== undefined;
+      const started = running && rc?.started === true;
       return {
-        name: c.name, image: c.image ?? '', imageID: '', ready: running, started: running, restartCount: rc?.restarts ?? 0,
+        name: c.name, image: c.image ?? '', imageID: '', ready: started && rc?.ready === true, started, restartCount: rc?.restarts ?? 0,
         state: running ? { running: { startedAt: new Date(rc?.startedAt ?? now) } } : { waiting: { reason: rc?.waitingReason ?? 'ContainerCreating' } },
         ...(rc?.lastExit ? { lastState: { terminated: { exitCode: rc.lastExit.code ?? 137, signal: 0, reason: rc.lastExit.signal ? 'Killed' : 'Error', finishedAt: new Date(rc.lastExit.at) } } } : {}),
       };

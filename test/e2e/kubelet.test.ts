@@ -71,3 +71,42 @@ for (const store of ['etcd', 'ballast'] as const) describe(`process kubelet (obj
     assert.notEqual(spawnSync('ip', ['link', 'show', 'blst0']).status, 0, 'the bridge is gone');
   });
 });
+
+describe('process kubelet: probes', { timeout: 240_000 }, () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-probes-'));
+  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${join(stateDir, 'admin.kubeconfig')}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
+  const pod = (name: string) => JSON.parse(kubectl(['get', 'pod', name, '-o', 'json']).stdout || '{}') as { status?: { containerStatuses?: Array<{ ready: boolean; started?: boolean; restartCount: number }> } };
+  async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+    for (let t = 0; t < ms && !cond(); t += 250) await sleep(250);
+    assert.ok(cond(), what);
+  }
+  const podYaml = (name: string, probes: string) => `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: echo\n    image: ballast-test/http-echo\n    ports: [{name: http, containerPort: 8080}]\n${probes}`;
+
+  before(async () => {
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    assert.equal(up.status, 0, up.stderr + up.stdout);
+  });
+  after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
+
+  it('readiness: an HTTP probe that passes makes the container ready; one that fails keeps it running but not ready', async () => {
+    assert.equal(kubectl(['apply', '-f', '-'], podYaml('ready-yes', '    readinessProbe: {httpGet: {path: /status/200, port: http}, periodSeconds: 1}\n')).status, 0);
+    assert.equal(kubectl(['apply', '-f', '-'], podYaml('ready-no', '    readinessProbe: {httpGet: {path: /status/503, port: 8080}, periodSeconds: 1, failureThreshold: 1}\n')).status, 0);
+    await until(() => pod('ready-yes').status?.containerStatuses?.[0]?.ready === true, 'ready-yes becomes ready');
+    await sleep(3000);
+    const no = pod('ready-no').status?.containerStatuses?.[0];
+    assert.equal(no?.ready, false, 'ready-no stays not ready');
+    assert.equal(no?.restartCount, 0, 'a failing readiness probe does not restart');
+  });
+
+  it('liveness: a failing probe (TCP to a closed port, or exec exiting 1) restarts the container', async () => {
+    assert.equal(kubectl(['apply', '-f', '-'], podYaml('live-tcp', '    livenessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1, failureThreshold: 2}\n')).status, 0);
+    assert.equal(kubectl(['apply', '-f', '-'], podYaml('live-exec', '    livenessProbe: {exec: {command: [sh, -c, "exit 1"]}, periodSeconds: 1, failureThreshold: 2}\n')).status, 0);
+    await until(() => (pod('live-tcp').status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1, 'live-tcp restarted');
+    await until(() => (pod('live-exec').status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1, 'live-exec restarted');
+  });
+
+  it('startup: the container is not started until its startup probe passes', async () => {
+    assert.equal(kubectl(['apply', '-f', '-'], podYaml('startup', '    startupProbe: {tcpSocket: {port: http}, periodSeconds: 1}\n    readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}\n')).status, 0);
+    await until(() => pod('startup').status?.containerStatuses?.[0]?.started === true && pod('startup').status?.containerStatuses?.[0]?.ready === true, 'started, then ready');
+  });
+});
