@@ -10,6 +10,7 @@ import type { Command } from './command.ts';
 
 const flags = {
   kubeconfig: f.string('kubeconfig with the node\'s credentials (CN system:node:<name>, O system:nodes)', { required: true }),
+  provisionerKubeconfig: f.string('kubeconfig for the local volume provisioner (creates PersistentVolumes); empty: no provisioner', { default: '' }),
   nodeName: f.string('the Node to register and run pods for', { default: 'local' }),
   stateDir: f.string('where pod logs and the image map live', { required: true }),
   imageMap: f.string('JSON file mapping images (or prefixes ending in *) to commands; default <state-dir>/images.json', { default: '' }),
@@ -28,7 +29,12 @@ export const kubeletCommand: Command = {
     const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'kubelet' } });
     const kc = new KubeConfig();
     kc.loadFromFile(v.kubeconfig);
-    const kubelet = new ProcessKubelet({ kubeconfig: kc, nodeName: v.nodeName, stateDir: v.stateDir, imageMap: loadImageMap(v.imageMap || join(v.stateDir, 'images.json')), clock: realClock, log });
+    let pk: KubeConfig | undefined;
+    if (v.provisionerKubeconfig) {
+      pk = new KubeConfig();
+      pk.loadFromFile(v.provisionerKubeconfig);
+    }
+    const kubelet = new ProcessKubelet({ kubeconfig: kc, provisionerKubeconfig: pk, nodeName: v.nodeName, stateDir: v.stateDir, imageMap: loadImageMap(v.imageMap || join(v.stateDir, 'images.json')), clock: realClock, log });
     const lc = new Lifecycle({ log }).add({ name: 'kubelet', start: () => kubelet.start(), stop: () => kubelet.stop() });
     const done = new Promise<number>((resolve) => lc.handleSignals(resolve));
     await lc.start();

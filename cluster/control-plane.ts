@@ -87,6 +87,7 @@ function ensurePki(dir: string): void {
   issue('controller-manager', '/CN=system:kube-controller-manager', 'extendedKeyUsage=clientAuth\n');
   issue('scheduler', '/CN=system:kube-scheduler', 'extendedKeyUsage=clientAuth\n');
   issue('kubelet', '/CN=system:node:local/O=system:nodes', 'extendedKeyUsage=clientAuth\n');
+  issue('provisioner', '/CN=system:ballast-local-provisioner', 'extendedKeyUsage=clientAuth\n');
   if (!existsSync(join(pki, 'sa.key'))) {
     ssl(['genrsa', '-out', 'sa.key', '2048']);
     ssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
@@ -116,6 +117,31 @@ async function healthy(url: string, dir: string): Promise<boolean> {
     return false;
   }
 }
+
+/** The default StorageClass and the local provisioner's permissions. */
+const storageManifests = `apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: ballast-local
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: ballast.dev/local
+reclaimPolicy: Retain
+volumeBindingMode: Immediate
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:ballast-local-provisioner"}
+rules:
+- {apiGroups: [""], resources: [persistentvolumes], verbs: [get, list, watch, create, delete]}
+- {apiGroups: [""], resources: [persistentvolumeclaims], verbs: [get, list, watch]}
+- {apiGroups: [storage.k8s.io], resources: [storageclasses], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:ballast-local-provisioner"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:ballast-local-provisioner"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:ballast-local-provisioner"}]
+`;
 
 export class ControlPlane {
   readonly #o: ClusterOptions;
@@ -214,7 +240,9 @@ export class ControlPlane {
         'ballast-test/http-echo': { entrypoint: [process.execPath, join(repo, 'test', 'support', 'http-echo.mjs')] },
       }, null, 2)}\n`);
     }
-    const kubelet = this.#spawn('kubelet', join(repo, 'bin', 'ballast'), ['kubelet', `--kubeconfig=${kubeconfig(this.#dir, 'kubelet', port)}`, '--node-name=local', `--state-dir=${this.#dir}`]);
+    // Storage: the default StorageClass, and what the local provisioner may do (admin applies it).
+    execFileSync('kubectl', [`--kubeconfig=${admin}`, 'apply', '-f', '-'], { input: storageManifests, stdio: ['pipe', 'ignore', 'pipe'] });
+    const kubelet = this.#spawn('kubelet', join(repo, 'bin', 'ballast'), ['kubelet', `--kubeconfig=${kubeconfig(this.#dir, 'kubelet', port)}`, `--provisioner-kubeconfig=${kubeconfig(this.#dir, 'provisioner', port)}`, '--node-name=local', `--state-dir=${this.#dir}`]);
     components.push({ name: 'kubelet', pid: kubelet.pid as number, health: '' });
     save();
     // Up means usable: the node registered (it is Ready when it does), and the default service

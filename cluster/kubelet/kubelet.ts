@@ -6,9 +6,9 @@
  * from an informer through a work queue, as the operator's controllers are.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Container, V1MicroTime, type V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Container, V1MicroTime, type V1PersistentVolumeClaim, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import { SharedInformer } from '../../lib/kube/informer.ts';
@@ -16,6 +16,7 @@ import { WorkQueue } from '../../lib/kube/workqueue.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { PodNetwork, type PodSandbox } from './network.ts';
 import { ProbeWorker } from './probes.ts';
+import { mountsFor, prepareVolumes, provision, withMounts } from './volumes.ts';
 
 /** image (exact, or a prefix ending in `*`) → the command that stands in for its entrypoint. */
 export type ImageMap = Record<string, { entrypoint: string[]; cmd?: string[] }>;
@@ -50,6 +51,8 @@ interface RunningContainer {
 
 interface PodRuntime {
   uid: string;
+  dir: string;
+  volumes: Map<string, string>;
   sandbox: PodSandbox;
   containers: Map<string, RunningContainer>;
   startTime: string;
@@ -58,6 +61,8 @@ interface PodRuntime {
 
 export interface KubeletOptions {
   kubeconfig: KubeConfig;
+  /** Credentials for the local volume provisioner (it creates PersistentVolumes); none: no provisioner. */
+  provisionerKubeconfig?: KubeConfig | undefined;
   nodeName: string;
   stateDir: string;
   imageMap: ImageMap;
@@ -76,6 +81,7 @@ export class ProcessKubelet {
   readonly #pods = new Map<string, PodRuntime>();
   readonly #queue: WorkQueue;
   #informer: SharedInformer<V1Pod> | undefined;
+  #claims: SharedInformer<V1PersistentVolumeClaim> | undefined;
   #leaseTimer: TimerHandle | undefined;
   #stopped = false;
 
@@ -101,6 +107,20 @@ export class ProcessKubelet {
     });
     this.#informer.onChange((key) => this.#queue.add(key));
     await this.#informer.start();
+    // The local provisioner: claims of the default class get a directory under the state dir.
+    const pk = this.#o.provisionerKubeconfig;
+    if (pk) {
+      const pcore = pk.makeApiClient(CoreV1Api);
+      this.#claims = new SharedInformer<V1PersistentVolumeClaim>({
+        kubeconfig: pk, path: '/api/v1/persistentvolumeclaims', clock: this.#o.clock, log: this.#log,
+        list: () => pcore.listPersistentVolumeClaimForAllNamespaces(),
+      });
+      this.#claims.onChange((key) => {
+        const pvc = this.#claims?.get(key);
+        if (pvc) void provision(pcore, pvc, join(this.#o.stateDir, 'volumes')).catch((err: unknown) => this.#log.warn({ err, claim: key }, 'provisioning failed'));
+      });
+      await this.#claims.start();
+    }
     void this.#work();
   }
 
@@ -109,6 +129,7 @@ export class ProcessKubelet {
     this.#leaseTimer?.cancel();
     this.#queue.shutdown();
     await this.#informer?.stop();
+    await this.#claims?.stop();
     await Promise.all([...this.#pods.keys()].map((key) => this.#teardown(key, 5)));
   }
 
@@ -178,14 +199,17 @@ export class ProcessKubelet {
       await this.#core.deleteNamespacedPod({ name: pod.metadata.name ?? '', namespace: pod.metadata.namespace ?? 'default', gracePeriodSeconds: 0 }).catch(() => undefined);
       return;
     }
-    const current = this.#pods.get(key) ?? this.#startPod(key, pod);
+    const current = this.#pods.get(key) ?? (await this.#startPod(key, pod));
     await this.#writeStatus(pod, current);
   }
 
-  #startPod(key: string, pod: V1Pod): PodRuntime {
+  async #startPod(key: string, pod: V1Pod): Promise<PodRuntime> {
     const uid = pod.metadata?.uid ?? key;
+    const dir = join(this.#o.stateDir, 'pods', `${pod.metadata?.namespace}_${pod.metadata?.name}_${uid}`);
+    // Volumes first: a claim not bound yet fails this sync, which retries with back-off.
+    const volumes = await prepareVolumes(this.#core, pod, dir);
     const sandbox = this.#net.create(uid, pod.metadata?.name ?? 'pod', '');
-    const rt: PodRuntime = { uid, sandbox, containers: new Map(), startTime: new Date().toISOString(), terminating: false };
+    const rt: PodRuntime = { uid, dir, volumes, sandbox, containers: new Map(), startTime: new Date().toISOString(), terminating: false };
     this.#pods.set(key, rt);
     for (const c of pod.spec?.containers ?? []) {
       const rc: RunningContainer = { name: c.name, proc: undefined, restarts: 0, startedAt: undefined, lastExit: undefined, waitingReason: undefined, restartTimer: undefined, started: false, ready: false, probes: [] };
@@ -206,16 +230,15 @@ export class ProcessKubelet {
       } }).catch(() => undefined);
       return;
     }
-    const argv = [...(c.command ?? image.entrypoint), ...(c.args ?? (c.command ? [] : image.cmd))];
+    const argv = withMounts([...(c.command ?? image.entrypoint), ...(c.args ?? (c.command ? [] : image.cmd))], mountsFor(c, rt.volumes));
     const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOSTNAME: pod.metadata?.name ?? '', KUBERNETES_SERVICE_HOST: this.#net.gateway, KUBERNETES_SERVICE_PORT: '6443' };
     for (const e of c.env ?? []) {
       if (e.value !== undefined) env[e.name] = e.value;
       const f = e.valueFrom?.fieldRef?.fieldPath;
       if (f) env[e.name] = f === 'metadata.name' ? pod.metadata?.name ?? '' : f === 'metadata.namespace' ? pod.metadata?.namespace ?? '' : f === 'status.podIP' ? rt.sandbox.ip : f === 'spec.nodeName' ? this.#o.nodeName : f === 'metadata.uid' ? rt.uid : '';
     }
-    const logDir = join(this.#o.stateDir, 'pods', `${pod.metadata?.namespace}_${pod.metadata?.name}_${rt.uid}`);
-    mkdirSync(logDir, { recursive: true });
-    const out = openSync(join(logDir, `${c.name}.log`), 'a');
+    mkdirSync(rt.dir, { recursive: true });
+    const out = openSync(join(rt.dir, `${c.name}.log`), 'a');
     const proc = spawn('ip', ['netns', 'exec', rt.sandbox.netns, ...argv], { stdio: ['ignore', out, out], env, detached: true });
     rc.proc = proc;
     rc.startedAt = new Date().toISOString();
@@ -301,6 +324,8 @@ export class ProcessKubelet {
     while (live.some((rc) => rc.proc) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     signal('SIGKILL');
     this.#net.release(rt.uid);
+    // The pod's own volumes (emptyDir, configMap, secret copies) go with it; claims stay.
+    rmSync(join(rt.dir, 'volumes'), { recursive: true, force: true });
     this.#pods.delete(key);
     this.#log.info({ pod: key }, 'pod stopped');
   }

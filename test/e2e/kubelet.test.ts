@@ -4,7 +4,7 @@
 // replaces the pod; `down` leaves no process, namespace or link behind.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -35,7 +35,7 @@ for (const store of ['etcd', 'ballast'] as const) describe(`process kubelet (obj
   });
 
   it('runs a Deployment: each pod Running and Ready with its own IP, reachable from another pod, with downward-API env', async () => {
-    const r = kubectl(['apply', '-f', '-'], 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: echo}}\n  template:\n    metadata: {labels: {app: echo}}\n    spec:\n      terminationGracePeriodSeconds: 5\n      containers:\n      - name: echo\n        image: ballast-test/http-echo\n        env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n');
+    const r = kubectl(['apply', '-f', '-'], 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: echo}}\n  template:\n    metadata: {labels: {app: echo}}\n    spec:\n      terminationGracePeriodSeconds: 5\n      containers:\n      - name: echo\n        image: ballast-test/http-echo\n        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n        env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n');
     assert.equal(r.status, 0, r.stderr);
     await until(() => readyPods().length === 2, 'two pods Ready');
     const [a, b] = readyPods();
@@ -108,5 +108,46 @@ describe('process kubelet: probes', { timeout: 240_000 }, () => {
   it('startup: the container is not started until its startup probe passes', async () => {
     assert.equal(kubectl(['apply', '-f', '-'], podYaml('startup', '    startupProbe: {tcpSocket: {port: http}, periodSeconds: 1}\n    readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}\n')).status, 0);
     await until(() => pod('startup').status?.containerStatuses?.[0]?.started === true && pod('startup').status?.containerStatuses?.[0]?.ready === true, 'started, then ready');
+  });
+});
+
+for (const store of ['etcd', 'ballast'] as const) describe(`process kubelet: volumes (objects in ${store})`, { timeout: 240_000 }, () => {
+  const stateDir = mkdtempSync(join(tmpdir(), `ballast-volumes-${store}-`));
+  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${join(stateDir, 'admin.kubeconfig')}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
+  const podIP = (name: string) => kubectl(['get', 'pod', name, '-o', 'jsonpath={.status.podIP}']).stdout.trim();
+  const isReady = (name: string) => kubectl(['get', 'pod', name, '-o', 'jsonpath={.status.containerStatuses[0].ready}']).stdout.trim() === 'true';
+  const read = (name: string, path: string) => spawnSync('curl', ['-s', '--max-time', '3', `http://${podIP(name)}:8080/read?path=${encodeURIComponent(path)}`], { encoding: 'utf8' }).stdout;
+  async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+    for (let t = 0; t < ms && !cond(); t += 250) await sleep(250);
+    assert.ok(cond(), what);
+  }
+  const apply = (yaml: string) => assert.equal(kubectl(['apply', '-f', '-'], yaml).status, 0);
+
+  before(async () => {
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, `--store=${store}`, `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    assert.equal(up.status, 0, up.stderr + up.stdout);
+  });
+  after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
+
+  it('configMap, secret and emptyDir volumes appear at their mount paths, in the container only', async () => {
+    assert.equal(kubectl(['create', 'configmap', 'app-config', '--from-literal=greeting=hello']).status, 0);
+    assert.equal(kubectl(['create', 'secret', 'generic', 'app-secret', '--from-literal=token=s3cr3t']).status, 0);
+    apply(`apiVersion: v1\nkind: Pod\nmetadata: {name: vols}\nspec:\n  containers:\n  - name: echo\n    image: ballast-test/http-echo\n    env: [{name: WRITE_FILE, value: /ballast-e2e/scratch/boot.log}]\n    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n    volumeMounts:\n    - {name: scratch, mountPath: /ballast-e2e/scratch}\n    - {name: config, mountPath: /ballast-e2e/config, readOnly: true}\n    - {name: secret, mountPath: /ballast-e2e/secret, readOnly: true}\n  volumes:\n  - {name: scratch, emptyDir: {}}\n  - {name: config, configMap: {name: app-config}}\n  - {name: secret, secret: {secretName: app-secret}}\n`);
+    await until(() => isReady('vols'), 'pod ready');
+    assert.equal(read('vols', '/ballast-e2e/config/greeting'), 'hello');
+    assert.equal(read('vols', '/ballast-e2e/secret/token'), 's3cr3t');
+    assert.match(read('vols', '/ballast-e2e/scratch/boot.log'), /^started vols\n/);
+    assert.equal(existsSync('/ballast-e2e/config/greeting'), false, 'the host does not see the container\'s mounts');
+  });
+
+  it('a StatefulSet pod gets a provisioned volume; its data survives deleting the pod', async () => {
+    apply(`apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 1\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: echo\n        image: ballast-test/http-echo\n        env: [{name: WRITE_FILE, value: /ballast-e2e/data/boot.log}]\n        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n        volumeMounts: [{name: data, mountPath: /ballast-e2e/data}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n`);
+    await until(() => kubectl(['get', 'pvc', 'data-db-0', '-o', 'jsonpath={.status.phase}']).stdout === 'Bound', 'claim bound');
+    await until(() => isReady('db-0'), 'db-0 ready');
+    assert.equal(read('db-0', '/ballast-e2e/data/boot.log'), 'started db-0\n');
+    const uid = kubectl(['get', 'pod', 'db-0', '-o', 'jsonpath={.metadata.uid}']).stdout;
+    assert.equal(kubectl(['delete', 'pod', 'db-0', '--wait=true']).status, 0);
+    await until(() => kubectl(['get', 'pod', 'db-0', '-o', 'jsonpath={.metadata.uid}']).stdout !== uid && isReady('db-0'), 'db-0 recreated and ready');
+    assert.equal(read('db-0', '/ballast-e2e/data/boot.log'), 'started db-0\nstarted db-0\n', 'the second pod read what the first wrote');
   });
 });

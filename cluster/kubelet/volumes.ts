@@ -1,0 +1,99 @@
+/**
+ * Pod volumes for the process kubelet. Each volume is a directory on the host (emptyDir under
+ * the pod's directory, configMap and secret files written from the API, a PVC's provisioned
+ * directory); each container sees them at its mountPaths through bind mounts made inside a
+ * private mount namespace of its own, so nothing leaks to the host or to other pods.
+ * A small provisioner gives PVCs of the default StorageClass (`ballast-local`, created by
+ * `ballast cluster up`) a directory-backed PV.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CoreV1Api, V1Container, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+
+export const storageClass = 'ballast-local';
+export const provisioner = 'ballast.dev/local';
+
+export interface Mount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/** Make the pod's volumes exist on the host; returns volume name → host directory. */
+export async function prepareVolumes(core: CoreV1Api, pod: V1Pod, podDir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const ns = pod.metadata?.namespace ?? 'default';
+  for (const v of pod.spec?.volumes ?? []) {
+    const dir = join(podDir, 'volumes', v.name);
+    if (v.emptyDir) {
+      mkdirSync(dir, { recursive: true });
+      out.set(v.name, dir);
+    } else if (v.configMap) {
+      const cm = await core.readNamespacedConfigMap({ name: v.configMap.name ?? '', namespace: ns });
+      writeFiles(dir, Object.entries(cm.data ?? {}).map(([k, val]) => [k, Buffer.from(val)]));
+      out.set(v.name, dir);
+    } else if (v.secret) {
+      const s = await core.readNamespacedSecret({ name: v.secret.secretName ?? '', namespace: ns });
+      writeFiles(dir, Object.entries(s.data ?? {}).map(([k, val]) => [k, Buffer.from(val, 'base64')]), 0o600);
+      out.set(v.name, dir);
+    } else if (v.persistentVolumeClaim) {
+      const pvc = await core.readNamespacedPersistentVolumeClaim({ name: v.persistentVolumeClaim.claimName, namespace: ns });
+      const pvName = pvc.spec?.volumeName;
+      if (!pvName || pvc.status?.phase !== 'Bound') throw new Error(`PersistentVolumeClaim ${ns}/${v.persistentVolumeClaim.claimName} is not bound yet`);
+      const pv = await core.readPersistentVolume({ name: pvName });
+      const path = pv.spec?.hostPath?.path ?? pv.spec?.local?.path;
+      if (!path) throw new Error(`PersistentVolume ${pvName} has no local path`);
+      mkdirSync(path, { recursive: true });
+      out.set(v.name, path);
+    }
+  }
+  return out;
+}
+
+function writeFiles(dir: string, files: Array<[string, Buffer]>, mode = 0o644): void {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const [name, data] of files) writeFileSync(join(dir, name), data, { mode });
+}
+
+/** The bind mounts a container gets. */
+export function mountsFor(c: V1Container, volumes: Map<string, string>): Mount[] {
+  return (c.volumeMounts ?? []).flatMap((m) => {
+    const source = volumes.get(m.name);
+    return source ? [{ source: m.subPath ? join(source, m.subPath) : source, target: m.mountPath, readOnly: m.readOnly === true }] : [];
+  });
+}
+
+/**
+ * Wrap `argv` so it runs in a private mount namespace with `mounts` bound in place. The mount
+ * points are created first (as empty directories on the host); the bind mounts exist only in
+ * the container's namespace.
+ */
+export function withMounts(argv: string[], mounts: Mount[]): string[] {
+  if (mounts.length === 0) return argv;
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const script = mounts.map((m) => `mkdir -p ${q(m.target)} && mount --bind ${q(m.source)} ${q(m.target)}${m.readOnly ? ` && mount -o remount,bind,ro ${q(m.target)}` : ''}`).join(' && ');
+  return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${script} && exec "$@"`, 'ballast-volumes', ...argv];
+}
+
+/** Give a pending claim of our class a directory-backed PV; the PV controller binds them. */
+export async function provision(core: CoreV1Api, pvc: V1PersistentVolumeClaim, root: string): Promise<void> {
+  if (pvc.spec?.storageClassName !== storageClass || pvc.spec.volumeName || pvc.status?.phase === 'Bound') return;
+  const uid = pvc.metadata?.uid ?? '';
+  const name = `pvc-${uid}`;
+  await core.createPersistentVolume({
+    body: {
+      metadata: { name, annotations: { 'pv.kubernetes.io/provisioned-by': provisioner } },
+      spec: {
+        capacity: { storage: pvc.spec.resources?.requests?.['storage'] ?? '1Gi' },
+        accessModes: pvc.spec.accessModes ?? ['ReadWriteOnce'],
+        persistentVolumeReclaimPolicy: 'Retain',
+        storageClassName: storageClass,
+        hostPath: { path: join(root, name), type: 'DirectoryOrCreate' },
+        claimRef: { namespace: pvc.metadata?.namespace ?? 'default', name: pvc.metadata?.name ?? '', uid },
+      },
+    },
+  }).catch((err: { code?: number }) => {
+    if (err.code !== 409) throw err;
+  });
+}
