@@ -36,6 +36,10 @@ export function resolveImage(map: ImageMap, image: string): { entrypoint: string
 
 interface RunningContainer {
   name: string;
+  /** init: runs to completion before the main containers; sidecar: an init container with restartPolicy Always. */
+  kind: 'init' | 'sidecar' | 'main';
+  /** An init container that exited 0. */
+  completed: boolean;
   proc: ChildProcess | undefined;
   restarts: number;
   startedAt: string | undefined;
@@ -57,6 +61,12 @@ interface PodRuntime {
   containers: Map<string, RunningContainer>;
   startTime: string;
   terminating: boolean;
+  /** Every init container completed (or, for sidecars, started). */
+  initialized: boolean;
+  /** A regular init container failed under restartPolicy Never. */
+  failed: boolean;
+  /** configMapKeyRef / secretKeyRef values, read once when the pod starts. */
+  envRefs: Map<string, string>;
 }
 
 export interface KubeletOptions {
@@ -206,51 +216,94 @@ export class ProcessKubelet {
   async #startPod(key: string, pod: V1Pod): Promise<PodRuntime> {
     const uid = pod.metadata?.uid ?? key;
     const dir = join(this.#o.stateDir, 'pods', `${pod.metadata?.namespace}_${pod.metadata?.name}_${uid}`);
-    // Volumes first: a claim not bound yet fails this sync, which retries with back-off.
+    // Volumes and env references first: a claim not bound yet, or a missing ConfigMap, fails
+    // this sync, which retries with back-off.
     const volumes = await prepareVolumes(this.#core, pod, dir);
+    const envRefs = await this.#readEnvRefs(pod);
     const sandbox = this.#net.create(uid, pod.metadata?.name ?? 'pod', '');
-    const rt: PodRuntime = { uid, dir, volumes, sandbox, containers: new Map(), startTime: new Date().toISOString(), terminating: false };
+    const rt: PodRuntime = { uid, dir, volumes, sandbox, containers: new Map(), startTime: new Date().toISOString(), terminating: false, initialized: false, failed: false, envRefs };
     this.#pods.set(key, rt);
-    for (const c of pod.spec?.containers ?? []) {
-      const rc: RunningContainer = { name: c.name, proc: undefined, restarts: 0, startedAt: undefined, lastExit: undefined, waitingReason: undefined, restartTimer: undefined, started: false, ready: false, probes: [] };
-      rt.containers.set(c.name, rc);
-      this.#run(key, pod, rt, c, rc);
-    }
+    const add = (c: V1Container, kind: RunningContainer['kind']) => rt.containers.set(c.name, { name: c.name, kind, completed: false, proc: undefined, restarts: 0, startedAt: undefined, lastExit: undefined, waitingReason: kind === 'main' ? 'PodInitializing' : undefined, restartTimer: undefined, started: false, ready: false, probes: [] });
+    for (const c of pod.spec?.initContainers ?? []) add(c, c.restartPolicy === 'Always' ? 'sidecar' : 'init');
+    for (const c of pod.spec?.containers ?? []) add(c, 'main');
+    void this.#initialize(key, pod, rt).catch((err: unknown) => this.#log.warn({ err, pod: key }, 'pod initialization failed'));
     this.#log.info({ pod: key, ip: sandbox.ip, netns: sandbox.netns }, 'pod started');
     return rt;
   }
 
+  /**
+   * Init containers in order: a regular one must exit 0 before the next starts (retried with
+   * back-off unless restartPolicy is Never); a native sidecar is started and must be started
+   * (startup probe passed) before the next. Then the main containers start.
+   */
+  async #initialize(key: string, pod: V1Pod, rt: PodRuntime): Promise<void> {
+    for (const c of pod.spec?.initContainers ?? []) {
+      const rc = rt.containers.get(c.name) as RunningContainer;
+      if (rc.kind === 'sidecar') {
+        this.#run(key, pod, rt, c, rc);
+        while (!rt.terminating && !(rc.proc && rc.started)) await new Promise((r) => setTimeout(r, 100));
+      } else {
+        for (;;) {
+          if (rt.terminating) return;
+          const proc = this.#spawnContainer(pod, rt, c, rc);
+          const code = proc ? await new Promise<number | null>((resolve) => proc.on('exit', (cd) => resolve(cd))) : null;
+          rc.proc = undefined;
+          if (code === 0) {
+            rc.completed = true;
+            break;
+          }
+          rc.lastExit = { code, signal: null, at: new Date().toISOString() };
+          if (pod.spec?.restartPolicy === 'Never') {
+            rt.failed = true;
+            this.#queue.add(key);
+            return;
+          }
+          rc.waitingReason = 'CrashLoopBackOff';
+          this.#queue.add(key);
+          await new Promise((r) => setTimeout(r, Math.min(300_000, 1000 * 2 ** rc.restarts++)));
+        }
+      }
+      this.#queue.add(key);
+    }
+    if (rt.terminating) return;
+    rt.initialized = true;
+    for (const c of pod.spec?.containers ?? []) this.#run(key, pod, rt, c, rt.containers.get(c.name) as RunningContainer);
+    this.#queue.add(key);
+  }
+
+  async #readEnvRefs(pod: V1Pod): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const ns = pod.metadata?.namespace ?? 'default';
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      for (const e of c.env ?? []) {
+        const cm = e.valueFrom?.configMapKeyRef;
+        const sec = e.valueFrom?.secretKeyRef;
+        if (cm) {
+          const v = (await this.#core.readNamespacedConfigMap({ name: cm.name ?? '', namespace: ns })).data?.[cm.key];
+          if (v === undefined && !cm.optional) throw new Error(`ConfigMap ${ns}/${cm.name} has no key ${cm.key} (env ${e.name} of ${c.name})`);
+          if (v !== undefined) out.set(`cm:${cm.name}/${cm.key}`, v);
+        } else if (sec) {
+          const v = (await this.#core.readNamespacedSecret({ name: sec.name ?? '', namespace: ns })).data?.[sec.key];
+          if (v === undefined && !sec.optional) throw new Error(`Secret ${ns}/${sec.name} has no key ${sec.key} (env ${e.name} of ${c.name})`);
+          if (v !== undefined) out.set(`secret:${sec.name}/${sec.key}`, Buffer.from(v, 'base64').toString());
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Start one long-running container (main or sidecar): probes, and restarts per policy. */
   #run(key: string, pod: V1Pod, rt: PodRuntime, c: V1Container, rc: RunningContainer): void {
-    const image = resolveImage(this.#o.imageMap, c.image ?? '');
-    if (!image) {
-      rc.waitingReason = 'ErrImageNeverPull';
-      void this.#core.createNamespacedEvent({ namespace: pod.metadata?.namespace ?? 'default', body: {
-        metadata: { generateName: `${pod.metadata?.name}.` }, involvedObject: { kind: 'Pod', name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? 'default', uid: rt.uid },
-        reason: 'ErrImageNeverPull', message: `image ${c.image} has no entry in the kubelet's image map (${join(this.#o.stateDir, 'images.json')}); add one mapping it to a command`, type: 'Warning',
-      } }).catch(() => undefined);
-      return;
-    }
-    const argv = withMounts([...(c.command ?? image.entrypoint), ...(c.args ?? (c.command ? [] : image.cmd))], mountsFor(c, rt.volumes));
-    const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOSTNAME: pod.metadata?.name ?? '', KUBERNETES_SERVICE_HOST: this.#net.gateway, KUBERNETES_SERVICE_PORT: '6443' };
-    for (const e of c.env ?? []) {
-      if (e.value !== undefined) env[e.name] = e.value;
-      const f = e.valueFrom?.fieldRef?.fieldPath;
-      if (f) env[e.name] = f === 'metadata.name' ? pod.metadata?.name ?? '' : f === 'metadata.namespace' ? pod.metadata?.namespace ?? '' : f === 'status.podIP' ? rt.sandbox.ip : f === 'spec.nodeName' ? this.#o.nodeName : f === 'metadata.uid' ? rt.uid : '';
-    }
-    mkdirSync(rt.dir, { recursive: true });
-    const out = openSync(join(rt.dir, `${c.name}.log`), 'a');
-    const proc = spawn('ip', ['netns', 'exec', rt.sandbox.netns, ...argv], { stdio: ['ignore', out, out], env, detached: true });
-    rc.proc = proc;
-    rc.startedAt = new Date().toISOString();
-    rc.waitingReason = undefined;
-    proc.on('error', () => undefined);
+    const proc = this.#spawnContainer(pod, rt, c, rc);
+    if (!proc) return;
     this.#startProbes(key, rt, c, rc);
     proc.on('exit', (code, signal) => {
       rc.proc = undefined;
       for (const w of rc.probes.splice(0)) w.stop();
       rc.lastExit = { code, signal, at: new Date().toISOString() };
       if (rt.terminating || this.#stopped) return;
-      const policy = pod.spec?.restartPolicy ?? 'Always';
+      // A native sidecar always restarts; main containers follow the pod's restartPolicy.
+      const policy = rc.kind === 'sidecar' ? 'Always' : (pod.spec?.restartPolicy ?? 'Always');
       if (policy === 'Always' || (policy === 'OnFailure' && code !== 0)) {
         // CrashLoopBackOff: 1 s doubling to 5 min (Kubernetes uses 10 s; shorter suits a dev machine).
         const delay = Math.min(300_000, 1000 * 2 ** rc.restarts);
@@ -263,6 +316,38 @@ export class ProcessKubelet {
       }
       this.#queue.add(key);
     });
+  }
+
+  /** Spawn a container's process in the pod's namespaces; undefined when its image is not mapped. */
+  #spawnContainer(pod: V1Pod, rt: PodRuntime, c: V1Container, rc: RunningContainer): ChildProcess | undefined {
+    const image = resolveImage(this.#o.imageMap, c.image ?? '');
+    if (!image) {
+      rc.waitingReason = 'ErrImageNeverPull';
+      void this.#core.createNamespacedEvent({ namespace: pod.metadata?.namespace ?? 'default', body: {
+        metadata: { generateName: `${pod.metadata?.name}.` }, involvedObject: { kind: 'Pod', name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? 'default', uid: rt.uid },
+        reason: 'ErrImageNeverPull', message: `image ${c.image} has no entry in the kubelet's image map (${join(this.#o.stateDir, 'images.json')}); add one mapping it to a command`, type: 'Warning',
+      } }).catch(() => undefined);
+      return undefined;
+    }
+    const argv = withMounts([...(c.command ?? image.entrypoint), ...(c.args ?? (c.command ? [] : image.cmd))], mountsFor(c, rt.volumes));
+    const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOSTNAME: pod.metadata?.name ?? '', KUBERNETES_SERVICE_HOST: this.#net.gateway, KUBERNETES_SERVICE_PORT: '6443' };
+    for (const e of c.env ?? []) {
+      if (e.value !== undefined) env[e.name] = e.value;
+      const f = e.valueFrom?.fieldRef?.fieldPath;
+      const cm = e.valueFrom?.configMapKeyRef;
+      const sec = e.valueFrom?.secretKeyRef;
+      if (cm) env[e.name] = rt.envRefs.get(`cm:${cm.name}/${cm.key}`) ?? '';
+      if (sec) env[e.name] = rt.envRefs.get(`secret:${sec.name}/${sec.key}`) ?? '';
+      if (f) env[e.name] = f === 'metadata.name' ? pod.metadata?.name ?? '' : f === 'metadata.namespace' ? pod.metadata?.namespace ?? '' : f === 'status.podIP' ? rt.sandbox.ip : f === 'spec.nodeName' ? this.#o.nodeName : f === 'metadata.uid' ? rt.uid : '';
+    }
+    mkdirSync(rt.dir, { recursive: true });
+    const out = openSync(join(rt.dir, `${c.name}.log`), 'a');
+    const proc = spawn('ip', ['netns', 'exec', rt.sandbox.netns, ...argv], { stdio: ['ignore', out, out], env, detached: true });
+    rc.proc = proc;
+    rc.startedAt = new Date().toISOString();
+    rc.waitingReason = undefined;
+    proc.on('error', () => undefined);
+    return proc;
   }
 
   /**
@@ -316,13 +401,16 @@ export class ProcessKubelet {
       rc.restartTimer?.cancel();
       for (const w of rc.probes.splice(0)) w.stop();
     }
-    const signal = (sig: NodeJS.Signals) => {
-      for (const rc of live) if (rc.proc?.pid) try { process.kill(-rc.proc.pid, sig); } catch { /* gone */ }
+    const signal = (which: RunningContainer[], sig: NodeJS.Signals) => {
+      for (const rc of which) if (rc.proc?.pid) try { process.kill(-rc.proc.pid, sig); } catch { /* gone */ }
     };
-    signal('SIGTERM');
+    // Main containers stop first; native sidecars stop after them (they serve the main ones).
     const deadline = Date.now() + graceSeconds * 1000;
-    while (live.some((rc) => rc.proc) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    signal('SIGKILL');
+    for (const phase of [live.filter((rc) => rc.kind !== 'sidecar'), live.filter((rc) => rc.kind === 'sidecar')]) {
+      signal(phase, 'SIGTERM');
+      while (phase.some((rc) => rc.proc) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    }
+    signal(live, 'SIGKILL');
     this.#net.release(rt.uid);
     // The pod's own volumes (emptyDir, configMap, secret copies) go with it; claims stay.
     rmSync(join(rt.dir, 'volumes'), { recursive: true, force: true });
@@ -332,27 +420,33 @@ export class ProcessKubelet {
 
   async #writeStatus(pod: V1Pod, rt: PodRuntime): Promise<void> {
     const now = new Date();
-    const statuses = (pod.spec?.containers ?? []).map((c) => {
+    const statusOf = (c: V1Container) => {
       const rc = rt.containers.get(c.name);
       const running = rc?.proc !== undefined;
       const started = running && rc?.started === true;
+      const state = rc?.completed
+        ? { terminated: { exitCode: 0, reason: 'Completed', finishedAt: new Date(rc.lastExit?.at ?? now) } }
+        : running ? { running: { startedAt: new Date(rc?.startedAt ?? now) } } : { waiting: { reason: rc?.waitingReason ?? 'ContainerCreating' } };
       return {
-        name: c.name, image: c.image ?? '', imageID: '', ready: started && rc?.ready === true, started, restartCount: rc?.restarts ?? 0,
-        state: running ? { running: { startedAt: new Date(rc?.startedAt ?? now) } } : { waiting: { reason: rc?.waitingReason ?? 'ContainerCreating' } },
-        ...(rc?.lastExit ? { lastState: { terminated: { exitCode: rc.lastExit.code ?? 137, signal: 0, reason: rc.lastExit.signal ? 'Killed' : 'Error', finishedAt: new Date(rc.lastExit.at) } } } : {}),
+        name: c.name, image: c.image ?? '', imageID: '', ready: started && rc?.ready === true, started, restartCount: rc?.restarts ?? 0, state,
+        ...(rc?.lastExit && !rc.completed ? { lastState: { terminated: { exitCode: rc.lastExit.code ?? 137, signal: 0, reason: rc.lastExit.signal ? 'Killed' : 'Error', finishedAt: new Date(rc.lastExit.at) } } } : {}),
       };
-    });
-    const ready = statuses.every((s) => s.ready);
+    };
+    const statuses = (pod.spec?.containers ?? []).map(statusOf);
+    const initStatuses = (pod.spec?.initContainers ?? []).map(statusOf);
+    const ready = rt.initialized && statuses.every((s) => s.ready);
     const cond = (type: string, ok: boolean) => ({ type, status: ok ? 'True' : 'False', lastTransitionTime: now });
     const status = {
-      phase: 'Running', hostIP: this.#net.gateway, podIP: rt.sandbox.ip, podIPs: [{ ip: rt.sandbox.ip }], startTime: new Date(rt.startTime),
-      conditions: [cond('PodScheduled', true), cond('Initialized', true), cond('ContainersReady', ready), cond('Ready', ready)],
+      phase: rt.failed ? 'Failed' : rt.initialized ? 'Running' : 'Pending', hostIP: this.#net.gateway, podIP: rt.sandbox.ip, podIPs: [{ ip: rt.sandbox.ip }], startTime: new Date(rt.startTime),
+      conditions: [cond('PodScheduled', true), cond('Initialized', rt.initialized), cond('ContainersReady', ready), cond('Ready', ready)],
       containerStatuses: statuses,
+      ...(initStatuses.length > 0 ? { initContainerStatuses: initStatuses } : {}),
     };
     // Write only when something a user sees changed (few API writes).
-    const before = JSON.stringify({ ip: pod.status?.podIP, s: pod.status?.containerStatuses?.map((c) => [c.name, c.ready, c.restartCount, Object.keys(c.state ?? {})[0]]) });
-    const after = JSON.stringify({ ip: status.podIP, s: statuses.map((c) => [c.name, c.ready, c.restartCount, Object.keys(c.state)[0]]) });
-    if (before === after && pod.status?.phase === 'Running') return;
+    const sig = (list: Array<{ name: string; ready: boolean; started?: boolean; restartCount: number; state?: object }> | undefined) => list?.map((c) => [c.name, c.ready, c.started, c.restartCount, Object.keys(c.state ?? {})[0]]);
+    const before = JSON.stringify({ p: pod.status?.phase, ip: pod.status?.podIP, s: sig(pod.status?.containerStatuses), i: sig(pod.status?.initContainerStatuses) });
+    const after = JSON.stringify({ p: status.phase, ip: status.podIP, s: sig(statuses), i: sig(initStatuses.length > 0 ? initStatuses : undefined) });
+    if (before === after) return;
     await this.#core.replaceNamespacedPodStatus({ name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? 'default', body: { ...pod, status } as V1Pod });
   }
 }

@@ -25,7 +25,10 @@ export async function prepareVolumes(core: CoreV1Api, pod: V1Pod, podDir: string
   const ns = pod.metadata?.namespace ?? 'default';
   for (const v of pod.spec?.volumes ?? []) {
     const dir = join(podDir, 'volumes', v.name);
-    if (v.emptyDir) {
+    if (v.hostPath) {
+      if (v.hostPath.type === 'DirectoryOrCreate' || v.hostPath.type === undefined || v.hostPath.type === '') mkdirSync(v.hostPath.path, { recursive: true });
+      out.set(v.name, v.hostPath.path);
+    } else if (v.emptyDir) {
       mkdirSync(dir, { recursive: true });
       out.set(v.name, dir);
     } else if (v.configMap) {

@@ -148,6 +148,40 @@ for (const store of ['etcd', 'ballast'] as const) describe(`process kubelet: vol
     const uid = kubectl(['get', 'pod', 'db-0', '-o', 'jsonpath={.metadata.uid}']).stdout;
     assert.equal(kubectl(['delete', 'pod', 'db-0', '--wait=true']).status, 0);
     await until(() => kubectl(['get', 'pod', 'db-0', '-o', 'jsonpath={.metadata.uid}']).stdout !== uid && isReady('db-0'), 'db-0 recreated and ready');
-    assert.equal(read('db-0', '/ballast-e2e/data/boot.log'), 'started db-0\nstarted db-0\n', 'the second pod read what the first wrote');
+    // The first pod stopped gracefully (SIGTERM) and the second read what it wrote.
+    assert.equal(read('db-0', '/ballast-e2e/data/boot.log'), 'started db-0\nstopped db-0\nstarted db-0\n', 'the second pod read what the first wrote');
+  });
+});
+
+describe('process kubelet: init containers and native sidecars', { timeout: 240_000 }, () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-init-'));
+  const orderDir = mkdtempSync(join(tmpdir(), 'ballast-order-'));
+  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${join(stateDir, 'admin.kubeconfig')}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
+  const order = () => (existsSync(join(orderDir, 'log')) ? readFileSync(join(orderDir, 'log'), 'utf8') : '');
+  async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+    for (let t = 0; t < ms && !cond(); t += 250) await sleep(250);
+    assert.ok(cond(), what);
+  }
+
+  before(async () => {
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    assert.equal(up.status, 0, up.stderr + up.stdout);
+  });
+  after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
+
+  it('init runs to completion first, the native sidecar starts before and stops after the main container; env comes from a ConfigMap key', async () => {
+    assert.equal(kubectl(['create', 'configmap', 'settings', '--from-literal=mode=fast']).status, 0);
+    const yaml = `apiVersion: v1\nkind: Pod\nmetadata: {name: ordered}\nspec:\n  terminationGracePeriodSeconds: 5\n  volumes: [{name: order, hostPath: {path: ${orderDir}}}]\n  initContainers:\n  - name: setup\n    image: ballast-test/http-echo\n    command: [sh, -c, "echo init >> /ballast-e2e/order/log"]\n    volumeMounts: [{name: order, mountPath: /ballast-e2e/order}]\n  - name: proxy\n    image: ballast-test/http-echo\n    restartPolicy: Always\n    env: [{name: PORT, value: "9090"}, {name: CONTAINER_NAME, value: sidecar}, {name: WRITE_FILE, value: /ballast-e2e/order/log}]\n    startupProbe: {tcpSocket: {port: 9090}, periodSeconds: 1}\n    volumeMounts: [{name: order, mountPath: /ballast-e2e/order}]\n  containers:\n  - name: app\n    image: ballast-test/http-echo\n    env:\n    - {name: CONTAINER_NAME, value: main}\n    - {name: WRITE_FILE, value: /ballast-e2e/order/log}\n    - {name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode}}}\n    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n    volumeMounts: [{name: order, mountPath: /ballast-e2e/order}]\n`;
+    assert.equal(kubectl(['apply', '-f', '-'], yaml).status, 0);
+    await until(() => kubectl(['get', 'pod', 'ordered', '-o', 'jsonpath={.status.containerStatuses[0].ready}']).stdout === 'true', 'main container ready');
+    assert.equal(order(), 'init\nstarted sidecar\nstarted main\n');
+    assert.equal(kubectl(['get', 'pod', 'ordered', '-o', 'jsonpath={.status.initContainerStatuses[0].state.terminated.reason}']).stdout, 'Completed');
+    const ip = kubectl(['get', 'pod', 'ordered', '-o', 'jsonpath={.status.podIP}']).stdout;
+    const environ = spawnSync('curl', ['-s', `http://${ip}:9090/read?path=/proc/self/environ`], { encoding: 'utf8' }).stdout;
+    assert.match(environ, /CONTAINER_NAME=sidecar/, 'the sidecar answers on its own port in the same pod');
+    const mainPid = execFileSync('pgrep', ['-f', 'http-echo.mjs'], { encoding: 'utf8' }).trim().split('\n').find((p) => readFileSync(`/proc/${p}/environ`, 'utf8').includes('CONTAINER_NAME=main'));
+    assert.match(readFileSync(`/proc/${mainPid}/environ`, 'utf8'), /MODE=fast/);
+    assert.equal(kubectl(['delete', 'pod', 'ordered', '--wait=true']).status, 0);
+    assert.match(order(), /started main\nstopped main\nstopped sidecar\n$/, 'main stops before the sidecar');
   });
 });

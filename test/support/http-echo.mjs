@@ -2,7 +2,8 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 // WRITE_FILE: append a line at every start (a test of data surviving the pod).
-if (process.env.WRITE_FILE) appendFileSync(process.env.WRITE_FILE, `started ${process.env.HOSTNAME}\n`);
+const me = process.env.CONTAINER_NAME ?? process.env.HOSTNAME;
+if (process.env.WRITE_FILE) appendFileSync(process.env.WRITE_FILE, `started ${me}\n`);
 const port = Number(process.env.PORT ?? 8080);
 createServer((req, res) => {
   // /status/NNN answers with that status (for probe tests).
@@ -15,4 +16,8 @@ createServer((req, res) => {
   }
   res.end(JSON.stringify({ pod: process.env.HOSTNAME, podIP: process.env.POD_IP, path: req.url }) + '\n');
 }).listen(port, '0.0.0.0', () => console.log(`http-echo listening on ${port}`));
-process.on('SIGTERM', () => { console.log('http-echo got SIGTERM'); process.exit(0); });
+process.on('SIGTERM', () => {
+  console.log('http-echo got SIGTERM');
+  if (process.env.WRITE_FILE) appendFileSync(process.env.WRITE_FILE, `stopped ${me}\n`);
+  process.exit(0);
+});
