@@ -128,6 +128,12 @@ export class ProcessKubelet {
       this.#claims.onChange((key) => {
         const pvc = this.#claims?.get(key);
         if (pvc) void provision(pcore, pvc, join(this.#o.stateDir, 'volumes')).catch((err: unknown) => this.#log.warn({ err, claim: key }, 'provisioning failed'));
+        // A pod waiting for a claim retries with growing back-off; a claim that changed (bound)
+        // is a reason to look again now.
+        for (const p of this.#informer?.list() ?? []) {
+          const podKey = `${p.metadata?.namespace}/${p.metadata?.name}`;
+          if (!this.#pods.has(podKey)) this.#queue.add(podKey);
+        }
       });
       await this.#claims.start();
     }
