@@ -453,6 +453,17 @@ export class ProcessKubelet {
     const before = JSON.stringify({ p: pod.status?.phase, ip: pod.status?.podIP, s: sig(pod.status?.containerStatuses), i: sig(pod.status?.initContainerStatuses) });
     const after = JSON.stringify({ p: status.phase, ip: status.podIP, s: sig(statuses), i: sig(initStatuses.length > 0 ? initStatuses : undefined) });
     if (before === after) return;
-    await this.#core.replaceNamespacedPodStatus({ name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? 'default', body: { ...pod, status } as V1Pod });
+    const name = pod.metadata?.name ?? '';
+    const namespace = pod.metadata?.namespace ?? 'default';
+    try {
+      await this.#core.replaceNamespacedPodStatus({ name, namespace, body: { ...pod, status } as V1Pod });
+    } catch (err) {
+      // The cache can lag our own last write (409 Conflict): write against the current version
+      // at once, rather than waiting out a retry back-off with stale status.
+      if ((err as { code?: number }).code !== 409) throw err;
+      const fresh = await this.#core.readNamespacedPod({ name, namespace });
+      if (fresh.metadata?.uid !== pod.metadata?.uid) return;
+      await this.#core.replaceNamespacedPodStatus({ name, namespace, body: { ...fresh, status } as V1Pod });
+    }
   }
 }
