@@ -12,30 +12,19 @@ import { systemRandom } from '../lib/random.ts';
 import { StoreApi } from './api/server.ts';
 import { Compactor } from './compactor.ts';
 import { StoreMetrics } from './metrics.ts';
-import { StoreNode } from './node.ts';
+import { StoreNode, type StoreNodeConfig } from './node.ts';
 import { type TlsFiles, forwardCredentials, grpcServerCredentials } from './tls.ts';
 
-export interface StoreServerConfig {
-  name: string;
-  dataDir: string;
+/** The member's own settings come from StoreNodeConfig; the rest are the process's edges. */
+export interface StoreServerConfig extends Pick<StoreNodeConfig,
+  'name' | 'dataDir' | 'listenPeerUrls' | 'advertisePeerUrls' | 'advertiseClientUrls' | 'initialCluster' | 'initialClusterState' |
+  'token' | 'heartbeatMs' | 'electionMs' | 'snapshotCount' | 'maxRequestBytes' | 'watchProgressNotifyMs' | 'peerTls'> {
   listenClientUrls: URL[];
-  advertiseClientUrls: string[];
-  listenPeerUrls: URL[];
-  advertisePeerUrls: string[];
-  initialCluster: Map<string, string[]>;
-  initialClusterState: 'new' | 'existing';
-  token: string;
-  heartbeatMs: number;
-  electionMs: number;
-  snapshotCount: number;
   quotaBytes: number;
-  maxRequestBytes: number;
   listenMetricsUrls: URL[];
   version: string;
   unsafeStaleReads: boolean;
-  watchProgressNotifyMs?: number;
   clientTls?: TlsFiles | undefined;
-  peerTls?: TlsFiles | undefined;
   autoCompaction?: { mode: 'periodic' | 'revision'; retention: number } | undefined;
 }
 
