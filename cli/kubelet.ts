@@ -14,6 +14,10 @@ const flags = {
   nodeName: f.string('the Node to register and run pods for', { default: 'local' }),
   stateDir: f.string('where pod logs and the image map live', { required: true }),
   imageMap: f.string('JSON file mapping images (or prefixes ending in *) to commands; default <state-dir>/images.json', { default: '' }),
+  tlsCertFile: f.string('serving certificate of the kubelet API (container logs) on the node address; empty: no kubelet API', { default: '' }),
+  tlsPrivateKeyFile: f.string('key of --tls-cert-file', { default: '' }),
+  clientCaFile: f.string('CA whose client certificates may call the kubelet API (the apiserver\'s kubelet client)', { default: '' }),
+  port: f.int('port of the kubelet API', { default: 10250, min: 1, max: 65535 }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
@@ -34,7 +38,8 @@ export const kubeletCommand: Command = {
       pk = new KubeConfig();
       pk.loadFromFile(v.provisionerKubeconfig);
     }
-    const kubelet = new ProcessKubelet({ kubeconfig: kc, provisionerKubeconfig: pk, nodeName: v.nodeName, stateDir: v.stateDir, imageMap: loadImageMap(v.imageMap || join(v.stateDir, 'images.json')), clock: realClock, log });
+    const kubelet = new ProcessKubelet({ kubeconfig: kc, provisionerKubeconfig: pk, nodeName: v.nodeName, stateDir: v.stateDir, imageMap: loadImageMap(v.imageMap || join(v.stateDir, 'images.json')), clock: realClock, log,
+      port: v.port, tls: v.tlsCertFile ? { cert: v.tlsCertFile, key: v.tlsPrivateKeyFile, ca: v.clientCaFile } : undefined });
     const lc = new Lifecycle({ log }).add({ name: 'kubelet', start: () => kubelet.start(), stop: () => kubelet.stop() });
     const done = new Promise<number>((resolve) => lc.handleSignals(resolve));
     await lc.start();

@@ -68,6 +68,9 @@ function readState(dir: string): State | undefined {
   return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as State) : undefined;
 }
 
+/** The node's address on the pod bridge (the kubelet's default pod network is 10.244.0.0/24). */
+export const nodeAddress = '10.244.0.1';
+
 /** Certificates and keys for the control plane, made once per state directory with openssl. */
 function ensurePki(dir: string): void {
   const pki = join(dir, 'pki');
@@ -82,7 +85,14 @@ function ensurePki(dir: string): void {
     ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj]);
     ssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '365', '-extfile', `${name}.ext`]);
   };
-  issue('apiserver', '/CN=kube-apiserver', 'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1\nextendedKeyUsage=serverAuth\n');
+  // Pods reach the apiserver at the node address (the kubelet passes :6443 through), so the
+  // serving certificate names it too; a certificate from before that is reissued.
+  if (existsSync(join(pki, 'apiserver.ext')) && !readFileSync(join(pki, 'apiserver.ext'), 'utf8').includes(`IP:${nodeAddress}`)) rmSync(join(pki, 'apiserver.crt'));
+  issue('apiserver', '/CN=kube-apiserver', `subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1,IP:${nodeAddress}\nextendedKeyUsage=serverAuth\n`);
+  // The kubelet API (`kubectl logs`): the kubelet serves on the node address; the apiserver
+  // calls it with its own client certificate.
+  issue('kubelet-serving', '/CN=system:node:local/O=system:nodes', `subjectAltName=DNS:local,IP:${nodeAddress}\nextendedKeyUsage=serverAuth\n`);
+  issue('apiserver-kubelet-client', '/CN=kube-apiserver-kubelet-client/O=system:masters', 'extendedKeyUsage=clientAuth\n');
   issue('admin', '/CN=admin/O=system:masters', 'extendedKeyUsage=clientAuth\n');
   issue('controller-manager', '/CN=system:kube-controller-manager', 'extendedKeyUsage=clientAuth\n');
   issue('scheduler', '/CN=system:kube-scheduler', 'extendedKeyUsage=clientAuth\n');
@@ -141,6 +151,20 @@ kind: ClusterRoleBinding
 metadata: {name: "system:ballast-local-provisioner"}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:ballast-local-provisioner"}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:ballast-local-provisioner"}]
+---
+# Cluster DNS: the kubelet writes each pod's hosts file from the EndpointSlices (the Node
+# authorizer does not grant reading them; kube-proxy's role does, for the same reason).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:ballast-kubelet-dns"}
+rules:
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:ballast-kubelet-dns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:ballast-kubelet-dns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes"}]
 `;
 
 export class ControlPlane {
@@ -212,11 +236,17 @@ export class ControlPlane {
     save();
     const port = this.#o.apiserverPort;
     const api = this.#spawn('kube-apiserver', join(bins.k8s, 'kube-apiserver'), [
-      `--etcd-servers=${etcdServers.join(',')}`, '--bind-address=127.0.0.1', `--secure-port=${port}`, '--advertise-address=127.0.0.1',
+      `--etcd-servers=${etcdServers.join(',')}`, '--bind-address=127.0.0.1', `--secure-port=${port}`,
+      // Advertised at the node address, where the kubelet passes pods through to it (a loopback
+      // address is refused for the kubernetes Service's endpoints).
+      `--advertise-address=${nodeAddress}`,
       `--tls-cert-file=${join(pki, 'apiserver.crt')}`, `--tls-private-key-file=${join(pki, 'apiserver.key')}`, `--client-ca-file=${join(pki, 'ca.crt')}`,
       '--service-account-issuer=https://kubernetes.default.svc', `--service-account-key-file=${join(pki, 'sa.pub')}`, `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
       '--authorization-mode=Node,RBAC', '--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook', '--enable-aggregator-routing=true',
       '--service-cluster-ip-range=10.96.0.0/24', '--allow-privileged=true',
+      // `kubectl logs` and friends: the apiserver calls the kubelet API at the node's InternalIP.
+      `--kubelet-client-certificate=${join(pki, 'apiserver-kubelet-client.crt')}`, `--kubelet-client-key=${join(pki, 'apiserver-kubelet-client.key')}`,
+      `--kubelet-certificate-authority=${join(pki, 'ca.crt')}`, '--kubelet-preferred-address-types=InternalIP',
     ]);
     components.push({ name: 'kube-apiserver', pid: api.pid as number, health: `https://127.0.0.1:${port}/readyz` });
     save();
@@ -242,7 +272,8 @@ export class ControlPlane {
     }
     // Storage: the default StorageClass, and what the local provisioner may do (admin applies it).
     execFileSync('kubectl', [`--kubeconfig=${admin}`, 'apply', '-f', '-'], { input: storageManifests, stdio: ['pipe', 'ignore', 'pipe'] });
-    const kubelet = this.#spawn('kubelet', join(repo, 'bin', 'ballast'), ['kubelet', `--kubeconfig=${kubeconfig(this.#dir, 'kubelet', port)}`, `--provisioner-kubeconfig=${kubeconfig(this.#dir, 'provisioner', port)}`, '--node-name=local', `--state-dir=${this.#dir}`]);
+    const kubelet = this.#spawn('kubelet', join(repo, 'bin', 'ballast'), ['kubelet', `--kubeconfig=${kubeconfig(this.#dir, 'kubelet', port)}`, `--provisioner-kubeconfig=${kubeconfig(this.#dir, 'provisioner', port)}`, '--node-name=local', `--state-dir=${this.#dir}`,
+      `--tls-cert-file=${join(pki, 'kubelet-serving.crt')}`, `--tls-private-key-file=${join(pki, 'kubelet-serving.key')}`, `--client-ca-file=${join(pki, 'ca.crt')}`]);
     components.push({ name: 'kubelet', pid: kubelet.pid as number, health: '' });
     save();
     // Up means usable: the node registered (it is Ready when it does), and the default service
@@ -260,10 +291,22 @@ export class ControlPlane {
       this.#log('not running');
       return;
     }
-    for (const c of [...state.components].reverse()) if (alive(c.pid)) process.kill(c.pid, 'SIGTERM');
-    for (let i = 0; i < 100 && state.components.some((c) => alive(c.pid)); i++) await new Promise((r) => setTimeout(r, 100));
-    for (const c of state.components) if (alive(c.pid)) process.kill(c.pid, 'SIGKILL');
-    for (let i = 0; i < 50 && state.components.some((c) => alive(c.pid)); i++) await new Promise((r) => setTimeout(r, 100));
+    // In dependency order: the API's clients first, then the apiserver, then its store, so no
+    // component spends its shutdown retrying against one already gone. The apiserver keeps
+    // nothing of its own (its state is in the store), so it gets a short grace: it otherwise
+    // waits out in-flight requests for up to a minute.
+    const phases: Array<[(name: string) => boolean, number]> = [
+      [(n) => n !== 'kube-apiserver' && n !== 'etcd' && !n.startsWith('store-'), 10_000],
+      [(n) => n === 'kube-apiserver', 3_000],
+      [() => true, 10_000],
+    ];
+    for (const [which, graceMs] of phases) {
+      const group = state.components.filter((c) => which(c.name) && alive(c.pid));
+      for (const c of group) process.kill(c.pid, 'SIGTERM');
+      for (let t = 0; t < graceMs && group.some((c) => alive(c.pid)); t += 100) await new Promise((r) => setTimeout(r, 100));
+      for (const c of group) if (alive(c.pid)) process.kill(c.pid, 'SIGKILL');
+      for (let t = 0; t < 5_000 && group.some((c) => alive(c.pid)); t += 100) await new Promise((r) => setTimeout(r, 100));
+    }
     rmSync(join(this.#dir, 'state.json'), { force: true });
     // Namespaces and links the kubelet made (ours by name) go too, even after a kubelet crash.
     const list = (args: string[]) => { try { return execFileSync('ip', args, { encoding: 'utf8' }); } catch { return ''; } };

@@ -9,6 +9,7 @@ import { realClock } from '../lib/clock.ts';
 import type { Component } from '../lib/lifecycle.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import { systemRandom } from '../lib/random.ts';
+import { registerHealth } from './api/health.ts';
 import { StoreApi } from './api/server.ts';
 import { Compactor } from './compactor.ts';
 import { StoreMetrics } from './metrics.ts';
@@ -107,6 +108,7 @@ export class StoreServer {
         m.requestDuration.observe({ method }, seconds);
       },
     }).register(server);
+    registerHealth(server, () => this.health().ok);
     for (const u of this.#cfg.listenClientUrls) {
       const tlsFiles = this.#cfg.clientTls;
       const creds = u.protocol === 'https:' && tlsFiles ? grpcServerCredentials(tlsFiles) : grpc.ServerCredentials.createInsecure();

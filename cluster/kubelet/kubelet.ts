@@ -6,17 +6,22 @@
  * from an informer through a work queue, as the operator's controllers are.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Container, V1MicroTime, type V1PersistentVolumeClaim, type V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1Container, type V1EndpointSlice, type V1LifecycleHandler, V1MicroTime, type V1PersistentVolumeClaim, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import { SharedInformer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/workqueue.ts';
 import { silentLogger } from '../../lib/log.ts';
-import { PodNetwork, type PodSandbox } from './network.ts';
+import { hostsFile } from './dns.ts';
+import { PodNetwork } from './network.ts';
+import { containerEnv, expand, readEnvRefs } from './env.ts';
+import { runHook } from './hooks.ts';
 import { ProbeWorker } from './probes.ts';
-import { mountsFor, prepareVolumes, provision, withMounts } from './volumes.ts';
+import { type PodRuntime, podStatus, type RunningContainer } from './runtime.ts';
+import { KubeletServer, TcpForwarder } from './server.ts';
+import { defaultTokenSeconds, mountsFor, prepareVolumes, provision, withMounts, writeProjected } from './volumes.ts';
 
 /** image (exact, or a prefix ending in `*`) → the command that stands in for its entrypoint. */
 export type ImageMap = Record<string, { entrypoint: string[]; cmd?: string[] }>;
@@ -34,41 +39,6 @@ export function resolveImage(map: ImageMap, image: string): { entrypoint: string
   return undefined;
 }
 
-interface RunningContainer {
-  name: string;
-  /** init: runs to completion before the main containers; sidecar: an init container with restartPolicy Always. */
-  kind: 'init' | 'sidecar' | 'main';
-  /** An init container that exited 0. */
-  completed: boolean;
-  proc: ChildProcess | undefined;
-  restarts: number;
-  startedAt: string | undefined;
-  lastExit: { code: number | null; signal: string | null; at: string } | undefined;
-  waitingReason: string | undefined;
-  restartTimer: TimerHandle | undefined;
-  /** The startup probe passed (or there is none). */
-  started: boolean;
-  /** The readiness probe's verdict (true when there is none). */
-  ready: boolean;
-  probes: ProbeWorker[];
-}
-
-interface PodRuntime {
-  uid: string;
-  dir: string;
-  volumes: Map<string, string>;
-  sandbox: PodSandbox;
-  containers: Map<string, RunningContainer>;
-  startTime: string;
-  terminating: boolean;
-  /** Every init container completed (or, for sidecars, started). */
-  initialized: boolean;
-  /** A regular init container failed under restartPolicy Never. */
-  failed: boolean;
-  /** configMapKeyRef / secretKeyRef values, read once when the pod starts. */
-  envRefs: Map<string, string>;
-}
-
 export interface KubeletOptions {
   kubeconfig: KubeConfig;
   /** Credentials for the local volume provisioner (it creates PersistentVolumes); none: no provisioner. */
@@ -80,7 +50,17 @@ export interface KubeletOptions {
   log?: Logger;
   bridge?: string;
   podPrefix?: string;
+  /** Serving certificate and client CA for the kubelet API (`kubectl logs`); none: no API. */
+  tls?: { cert: string; key: string; ca: string } | undefined;
+  /** Port of the kubelet API on the node address (10250). */
+  port?: number;
 }
+
+/** Pods synced at once. */
+const workers = 4;
+
+/** The port pods dial for the apiserver (`KUBERNETES_SERVICE_PORT`). */
+export const apiserverPodPort = 6443;
 
 export class ProcessKubelet {
   readonly #o: KubeletOptions;
@@ -92,6 +72,10 @@ export class ProcessKubelet {
   readonly #queue: WorkQueue;
   #informer: SharedInformer<V1Pod> | undefined;
   #claims: SharedInformer<V1PersistentVolumeClaim> | undefined;
+  #slices: SharedInformer<V1EndpointSlice> | undefined;
+  #hostsTimer: TimerHandle | undefined;
+  #server: KubeletServer | undefined;
+  #apiForwarders: TcpForwarder[] = [];
   #leaseTimer: TimerHandle | undefined;
   #stopped = false;
 
@@ -106,6 +90,17 @@ export class ProcessKubelet {
 
   async start(): Promise<void> {
     this.#net.setup();
+    // The kubernetes Service for pods: <node address>:6443 passes through to the apiserver.
+    const api = new URL(this.#o.kubeconfig.getCurrentCluster()?.server ?? 'https://127.0.0.1:6443');
+    const target = { host: api.hostname, port: Number(api.port || 443) };
+    this.#apiForwarders = [new TcpForwarder(this.#net.gateway, apiserverPodPort, target)];
+    // The kubernetes Service's endpoints name the apiserver's own port at the node address.
+    if (target.port !== apiserverPodPort) this.#apiForwarders.push(new TcpForwarder(this.#net.gateway, target.port, target));
+    for (const f of this.#apiForwarders) await f.start();
+    if (this.#o.tls) {
+      this.#server = new KubeletServer({ address: this.#net.gateway, port: this.#o.port ?? 10250, tls: this.#o.tls, log: this.#log, logOf: (ns, pod, container, previous) => this.#logOf(`${ns}/${pod}`, container, previous) });
+      await this.#server.start();
+    }
     await this.#registerNode();
     await this.#renewLease();
     this.#leaseTimer = this.#o.clock.setInterval(() => void this.#renewLease().catch((err: unknown) => this.#log.warn({ err }, 'node lease renewal failed')), 10_000, { unref: true });
@@ -137,7 +132,41 @@ export class ProcessKubelet {
       });
       await this.#claims.start();
     }
-    void this.#work();
+    // Cluster DNS: every pod's hosts file follows the EndpointSlices.
+    const discovery = this.#o.kubeconfig.makeApiClient(DiscoveryV1Api);
+    this.#slices = new SharedInformer<V1EndpointSlice>({
+      kubeconfig: this.#o.kubeconfig, path: '/apis/discovery.k8s.io/v1/endpointslices', clock: this.#o.clock, log: this.#log,
+      list: () => discovery.listEndpointSliceForAllNamespaces(),
+    });
+    this.#slices.onChange(() => this.#scheduleHosts());
+    await this.#slices.start();
+    // Several workers, one pod at a time each (the queue never hands a key to two): a pod
+    // waiting out its grace period must not hold up every other pod.
+    for (let i = 0; i < workers; i++) void this.#work();
+  }
+
+  /** Rewrite every pod's hosts file soon (changes arriving together are written once). */
+  #scheduleHosts(): void {
+    if (this.#hostsTimer) return;
+    this.#hostsTimer = this.#o.clock.setTimeout(() => {
+      this.#hostsTimer = undefined;
+      for (const rt of this.#pods.values()) {
+        // In place: `ip netns exec` bind-mounted this very file into the pod's processes.
+        try { writeFileSync(`/etc/netns/${rt.sandbox.netns}/hosts`, this.#hosts(rt.pod, rt.sandbox.ip)); } catch (err) { this.#log.warn({ err, netns: rt.sandbox.netns }, 'hosts file not updated'); }
+      }
+    }, 50, { unref: true });
+  }
+
+  #hosts(pod: V1Pod, ip: string): string {
+    return hostsFile(pod, ip, { slices: this.#slices?.list() ?? [], apiserverIp: this.#net.gateway });
+  }
+
+  /** A container's log file for the kubelet API: the current run's, or the one before. */
+  #logOf(key: string, container: string, previous: boolean): { path: string; running: () => boolean } | undefined {
+    const rt = this.#pods.get(key);
+    const rc = rt?.containers.get(container);
+    if (!rt || !rc) return undefined;
+    return { path: join(rt.dir, previous ? `${container}.previous.log` : `${container}.log`), running: () => !previous && rc.proc !== undefined };
   }
 
   async stop(): Promise<void> {
@@ -146,6 +175,10 @@ export class ProcessKubelet {
     this.#queue.shutdown();
     await this.#informer?.stop();
     await this.#claims?.stop();
+    await this.#slices?.stop();
+    this.#hostsTimer?.cancel();
+    await this.#server?.stop();
+    for (const f of this.#apiForwarders) await f.stop();
     await Promise.all([...this.#pods.keys()].map((key) => this.#teardown(key, 5)));
   }
 
@@ -153,9 +186,11 @@ export class ProcessKubelet {
     for (;;) {
       const key = await this.#queue.get();
       if (key === undefined) return;
+      const started = Date.now();
       try {
         await this.#reconcile(key);
         this.#queue.forget(key);
+        if (Date.now() - started > 5000) this.#log.warn({ pod: key, ms: Date.now() - started }, 'slow pod sync');
       } catch (err) {
         this.#log.warn({ err, pod: key }, 'pod sync failed; retrying');
         this.#queue.addRateLimited(key);
@@ -183,6 +218,7 @@ export class ProcessKubelet {
       allocatable: { cpu: '2', memory: '23Gi', pods: '110' },
       addresses: [{ type: 'InternalIP', address: this.#net.gateway }, { type: 'Hostname', address: this.#o.nodeName }],
       conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ballast process kubelet is posting ready status; pods run in their own network namespaces', lastHeartbeatTime: now, lastTransitionTime: now }],
+      daemonEndpoints: { kubeletEndpoint: { Port: this.#o.tls ? (this.#o.port ?? 10250) : 0 } },
       nodeInfo: { architecture: 'amd64', bootID: '', containerRuntimeVersion: 'ballast-process://1', kernelVersion: '', kubeProxyVersion: '', kubeletVersion: 'v1.36.3', machineID: '', operatingSystem: 'linux', osImage: 'ballast process kubelet', systemUUID: '' },
     };
     await this.#core.replaceNodeStatus({ name: this.#o.nodeName, body: node });
@@ -212,7 +248,11 @@ export class ProcessKubelet {
     if (pod.metadata?.deletionTimestamp) {
       await this.#teardown(key, pod.metadata.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30);
       // The kubelet confirms the deletion once the containers are gone.
-      await this.#core.deleteNamespacedPod({ name: pod.metadata.name ?? '', namespace: pod.metadata.namespace ?? 'default', gracePeriodSeconds: 0 }).catch(() => undefined);
+      // A 404 means it is already gone; anything else fails this sync, so the queue retries
+      // the confirmation instead of leaving the pod Terminating until something requeues it.
+      await this.#core.deleteNamespacedPod({ name: pod.metadata.name ?? '', namespace: pod.metadata.namespace ?? 'default', gracePeriodSeconds: 0 }).catch((err: { code?: number }) => {
+        if (err.code !== 404) throw err;
+      });
       return;
     }
     const current = this.#pods.get(key) ?? (await this.#startPod(key, pod));
@@ -225,13 +265,14 @@ export class ProcessKubelet {
     // Volumes and env references first: a claim not bound yet, or a missing ConfigMap, fails
     // this sync, which retries with back-off.
     const volumes = await prepareVolumes(this.#core, pod, dir);
-    const envRefs = await this.#readEnvRefs(pod);
-    const sandbox = this.#net.create(uid, pod.metadata?.name ?? 'pod', '');
-    const rt: PodRuntime = { uid, dir, volumes, sandbox, containers: new Map(), startTime: new Date().toISOString(), terminating: false, initialized: false, failed: false, envRefs };
+    const envRefs = await readEnvRefs(this.#core, pod);
+    const sandbox = this.#net.create(uid, (podIp) => this.#hosts(pod, podIp));
+    const rt: PodRuntime = { uid, pod, dir, tokenTimer: undefined, volumes, sandbox, containers: new Map(), startTime: new Date().toISOString(), terminating: false, initialized: false, failed: false, envRefs };
     this.#pods.set(key, rt);
     const add = (c: V1Container, kind: RunningContainer['kind']) => rt.containers.set(c.name, { name: c.name, kind, completed: false, proc: undefined, restarts: 0, startedAt: undefined, lastExit: undefined, waitingReason: kind === 'main' ? 'PodInitializing' : undefined, restartTimer: undefined, started: false, ready: false, probes: [] });
     for (const c of pod.spec?.initContainers ?? []) add(c, c.restartPolicy === 'Always' ? 'sidecar' : 'init');
     for (const c of pod.spec?.containers ?? []) add(c, 'main');
+    this.#refreshTokens(key, rt);
     void this.#initialize(key, pod, rt).catch((err: unknown) => this.#log.warn({ err, pod: key }, 'pod initialization failed'));
     this.#log.info({ pod: key, ip: sandbox.ip, netns: sandbox.netns }, 'pod started');
     return rt;
@@ -277,25 +318,19 @@ export class ProcessKubelet {
     this.#queue.add(key);
   }
 
-  async #readEnvRefs(pod: V1Pod): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    const ns = pod.metadata?.namespace ?? 'default';
-    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
-      for (const e of c.env ?? []) {
-        const cm = e.valueFrom?.configMapKeyRef;
-        const sec = e.valueFrom?.secretKeyRef;
-        if (cm) {
-          const v = (await this.#core.readNamespacedConfigMap({ name: cm.name ?? '', namespace: ns })).data?.[cm.key];
-          if (v === undefined && !cm.optional) throw new Error(`ConfigMap ${ns}/${cm.name} has no key ${cm.key} (env ${e.name} of ${c.name})`);
-          if (v !== undefined) out.set(`cm:${cm.name}/${cm.key}`, v);
-        } else if (sec) {
-          const v = (await this.#core.readNamespacedSecret({ name: sec.name ?? '', namespace: ns })).data?.[sec.key];
-          if (v === undefined && !sec.optional) throw new Error(`Secret ${ns}/${sec.name} has no key ${sec.key} (env ${e.name} of ${c.name})`);
-          if (v !== undefined) out.set(`secret:${sec.name}/${sec.key}`, Buffer.from(v, 'base64').toString());
-        }
-      }
-    }
-    return out;
+  /**
+   * Projected service-account tokens are rotated as the kubelet does: once older than 80% of
+   * their lifetime (or 24 hours), whichever comes first.
+   */
+  #refreshTokens(key: string, rt: PodRuntime): void {
+    const projected = (rt.pod.spec?.volumes ?? []).filter((v) => v.projected?.sources?.some((src) => src.serviceAccountToken));
+    if (projected.length === 0) return;
+    const ttl = Math.min(...projected.flatMap((v) => (v.projected?.sources ?? []).map((src) => src.serviceAccountToken?.expirationSeconds ?? defaultTokenSeconds)));
+    rt.tokenTimer = this.#o.clock.setTimeout(() => {
+      void Promise.all(projected.map((v) => writeProjected(this.#core, rt.pod, v, rt.volumes.get(v.name) ?? '')))
+        .catch((err: unknown) => this.#log.warn({ err, pod: key }, 'service-account token refresh failed; retrying at the next interval'))
+        .finally(() => { if (!rt.terminating) this.#refreshTokens(key, rt); });
+    }, Math.min(ttl * 800, 24 * 3600_000), { unref: true });
   }
 
   /** Start one long-running container (main or sidecar): probes, and restarts per policy. */
@@ -335,20 +370,15 @@ export class ProcessKubelet {
       } }).catch(() => undefined);
       return undefined;
     }
-    const argv = withMounts([...(c.command ?? image.entrypoint), ...(c.args ?? (c.command ? [] : image.cmd))], mountsFor(c, rt.volumes));
-    const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOSTNAME: pod.metadata?.name ?? '', KUBERNETES_SERVICE_HOST: this.#net.gateway, KUBERNETES_SERVICE_PORT: '6443' };
-    for (const e of c.env ?? []) {
-      if (e.value !== undefined) env[e.name] = e.value;
-      const f = e.valueFrom?.fieldRef?.fieldPath;
-      const cm = e.valueFrom?.configMapKeyRef;
-      const sec = e.valueFrom?.secretKeyRef;
-      if (cm) env[e.name] = rt.envRefs.get(`cm:${cm.name}/${cm.key}`) ?? '';
-      if (sec) env[e.name] = rt.envRefs.get(`secret:${sec.name}/${sec.key}`) ?? '';
-      if (f) env[e.name] = f === 'metadata.name' ? pod.metadata?.name ?? '' : f === 'metadata.namespace' ? pod.metadata?.namespace ?? '' : f === 'status.podIP' ? rt.sandbox.ip : f === 'spec.nodeName' ? this.#o.nodeName : f === 'metadata.uid' ? rt.uid : '';
-    }
+    const env = containerEnv(pod, c, rt, { nodeName: this.#o.nodeName, hostIP: this.#net.gateway, apiserverPort: apiserverPodPort });
+    const argv = withMounts([...(c.command ?? image.entrypoint), ...(c.args ?? (c.command ? [] : image.cmd))].map((a) => expand(a, env)), mountsFor(c, rt.volumes));
     mkdirSync(rt.dir, { recursive: true });
-    const out = openSync(join(rt.dir, `${c.name}.log`), 'a');
+    // Each run has its own log; the one before stays for `kubectl logs --previous`.
+    const logPath = join(rt.dir, `${c.name}.log`);
+    if (rc.startedAt !== undefined && existsSync(logPath)) renameSync(logPath, join(rt.dir, `${c.name}.previous.log`));
+    const out = openSync(logPath, 'a');
     const proc = spawn('ip', ['netns', 'exec', rt.sandbox.netns, ...argv], { stdio: ['ignore', out, out], env, detached: true });
+    closeSync(out);
     rc.proc = proc;
     rc.startedAt = new Date().toISOString();
     rc.waitingReason = undefined;
@@ -402,6 +432,7 @@ export class ProcessKubelet {
     const rt = this.#pods.get(key);
     if (!rt) return;
     rt.terminating = true;
+    rt.tokenTimer?.cancel();
     const live = [...rt.containers.values()];
     for (const rc of live) {
       rc.restartTimer?.cancel();
@@ -413,7 +444,13 @@ export class ProcessKubelet {
     // Main containers stop first; native sidecars stop after them (they serve the main ones).
     const deadline = Date.now() + graceSeconds * 1000;
     for (const phase of [live.filter((rc) => rc.kind !== 'sidecar'), live.filter((rc) => rc.kind === 'sidecar')]) {
-      signal(phase, 'SIGTERM');
+      // preStop hooks run first, inside the grace period; SIGTERM follows each container's hook.
+      await Promise.all(phase.map(async (rc) => {
+        const spec = [...(rt.pod.spec?.initContainers ?? []), ...(rt.pod.spec?.containers ?? [])].find((c) => c.name === rc.name);
+        const hook = spec?.lifecycle?.preStop;
+        if (hook && rc.proc) await this.#runHook(key, rt, spec, hook, deadline - Date.now());
+        signal([rc], 'SIGTERM');
+      }));
       while (phase.some((rc) => rc.proc) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     }
     signal(live, 'SIGKILL');
@@ -424,30 +461,24 @@ export class ProcessKubelet {
     this.#log.info({ pod: key }, 'pod stopped');
   }
 
+  /** Run a lifecycle hook (exec in the container's namespaces, HTTP GET to the pod, or sleep), at most `budgetMs`. */
+  async #runHook(key: string, rt: PodRuntime, c: V1Container, hook: V1LifecycleHandler, budgetMs: number): Promise<void> {
+    if (budgetMs <= 0) return;
+    const started = Date.now();
+    const ok = await runHook(rt, c, hook, budgetMs);
+    this.#log.info({ pod: key, container: c.name, ok, ms: Date.now() - started }, 'preStop hook ran');
+    if (!ok) {
+      void this.#core.createNamespacedEvent({ namespace: rt.pod.metadata?.namespace ?? 'default', body: {
+        metadata: { generateName: `${rt.pod.metadata?.name}.` }, involvedObject: { kind: 'Pod', name: rt.pod.metadata?.name ?? '', namespace: rt.pod.metadata?.namespace ?? 'default', uid: rt.uid },
+        reason: 'FailedPreStopHook', message: `preStop hook of container ${c.name} failed or ran past the grace period`, type: 'Warning',
+      } }).catch(() => undefined);
+    }
+  }
+
   async #writeStatus(pod: V1Pod, rt: PodRuntime): Promise<void> {
-    const now = new Date();
-    const statusOf = (c: V1Container) => {
-      const rc = rt.containers.get(c.name);
-      const running = rc?.proc !== undefined;
-      const started = running && rc?.started === true;
-      const state = rc?.completed
-        ? { terminated: { exitCode: 0, reason: 'Completed', finishedAt: new Date(rc.lastExit?.at ?? now) } }
-        : running ? { running: { startedAt: new Date(rc?.startedAt ?? now) } } : { waiting: { reason: rc?.waitingReason ?? 'ContainerCreating' } };
-      return {
-        name: c.name, image: c.image ?? '', imageID: '', ready: started && rc?.ready === true, started, restartCount: rc?.restarts ?? 0, state,
-        ...(rc?.lastExit && !rc.completed ? { lastState: { terminated: { exitCode: rc.lastExit.code ?? 137, signal: 0, reason: rc.lastExit.signal ? 'Killed' : 'Error', finishedAt: new Date(rc.lastExit.at) } } } : {}),
-      };
-    };
-    const statuses = (pod.spec?.containers ?? []).map(statusOf);
-    const initStatuses = (pod.spec?.initContainers ?? []).map(statusOf);
-    const ready = rt.initialized && statuses.every((s) => s.ready);
-    const cond = (type: string, ok: boolean) => ({ type, status: ok ? 'True' : 'False', lastTransitionTime: now });
-    const status = {
-      phase: rt.failed ? 'Failed' : rt.initialized ? 'Running' : 'Pending', hostIP: this.#net.gateway, podIP: rt.sandbox.ip, podIPs: [{ ip: rt.sandbox.ip }], startTime: new Date(rt.startTime),
-      conditions: [cond('PodScheduled', true), cond('Initialized', rt.initialized), cond('ContainersReady', ready), cond('Ready', ready)],
-      containerStatuses: statuses,
-      ...(initStatuses.length > 0 ? { initContainerStatuses: initStatuses } : {}),
-    };
+    const status = podStatus(pod, rt, this.#net.gateway);
+    const statuses = status.containerStatuses;
+    const initStatuses = status.initContainerStatuses ?? [];
     // Write only when something a user sees changed (few API writes).
     const sig = (list: Array<{ name: string; ready: boolean; started?: boolean; restartCount: number; state?: object }> | undefined) => list?.map((c) => [c.name, c.ready, c.started, c.restartCount, Object.keys(c.state ?? {})[0]]);
     const before = JSON.stringify({ p: pod.status?.phase, ip: pod.status?.podIP, s: sig(pod.status?.containerStatuses), i: sig(pod.status?.initContainerStatuses) });

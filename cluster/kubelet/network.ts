@@ -51,7 +51,7 @@ export class PodNetwork {
   }
 
   /** A namespace for the pod (by uid), its veth on the bridge, its address and routes. */
-  create(uid: string, hostname: string, hosts: string): PodSandbox {
+  create(uid: string, hosts: (podIp: string) => string): PodSandbox {
     const short = uid.replace(/-/g, '').slice(0, 8);
     const netns = `blst-${short}`;
     const octet = this.#allocate(uid);
@@ -67,7 +67,11 @@ export class PodNetwork {
     ip('-n', netns, 'route', 'add', 'default', 'via', this.gateway);
     // `ip netns exec` bind-mounts /etc/netns/<name>/hosts over /etc/hosts for the pod's processes.
     mkdirSync(`/etc/netns/${netns}`, { recursive: true });
-    writeFileSync(`/etc/netns/${netns}/hosts`, `127.0.0.1 localhost\n${podIp} ${hostname}\n${hosts}`);
+    writeFileSync(`/etc/netns/${netns}/hosts`, hosts(podIp));
+    // Cluster names are all in the hosts file, and pods have no way out of this machine: a name
+    // that is not there must fail at once, not wait out the host's nameservers (which the pod
+    // cannot reach). A nameserver on the pod's own loopback answers "refused" immediately.
+    writeFileSync(`/etc/netns/${netns}/resolv.conf`, 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
     return { netns, ip: podIp };
   }
 

@@ -1,11 +1,13 @@
 /**
- * Container probes, as the kubelet runs them: HTTP GET (2xx/3xx passes), TCP connect, and exec
- * inside the pod's network namespace (exit 0 passes); each with initial delay, period, timeout
- * and success/failure thresholds. A startup probe holds the others back until it passes.
+ * Container probes, as the kubelet runs them: HTTP GET (2xx/3xx passes), TCP connect, gRPC
+ * (`grpc.health.v1.Health/Check` answers SERVING), and exec inside the pod's network namespace
+ * (exit 0 passes); each with initial delay, period, timeout and success/failure thresholds. A
+ * startup probe holds the others back until it passes.
  */
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { connect } from 'node:net';
+import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import type { V1Probe } from '@kubernetes/client-node';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 
@@ -49,6 +51,9 @@ export function probeOnce(probe: V1Probe, t: ProbeTarget): Promise<boolean> {
       });
       s.on('error', () => resolve(false));
     });
+  }
+  if (probe.grpc) {
+    return grpcHealth(`${t.ip}:${probe.grpc.port}`, probe.grpc.service ?? '', timeoutMs);
   }
   if (probe.exec?.command?.length) {
     const cmd = probe.exec.command;
@@ -112,4 +117,24 @@ export class ProbeWorker {
     this.ok = ok;
     this.#onChange(ok);
   }
+}
+
+/**
+ * One `grpc.health.v1.Health/Check` call. The messages are tiny, so they are encoded by hand:
+ * HealthCheckRequest { string service = 1 }, HealthCheckResponse { ServingStatus status = 1 },
+ * where SERVING is 1.
+ */
+export function grpcHealth(address: string, service: string, timeoutMs: number): Promise<boolean> {
+  const name = Buffer.from(service);
+  const request = name.length === 0 ? Buffer.alloc(0) : Buffer.concat([Buffer.from([0x0a, name.length]), name]);
+  // A private subchannel pool: grpc-js otherwise shares one connection (and its reconnect
+  // back-off, which grows to minutes) between every client of an address, so a probe that
+  // failed while the server was starting would keep failing long after it came up.
+  const client = new Client(address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'grpc.initial_reconnect_backoff_ms': 100 });
+  return new Promise((resolve) => {
+    client.makeUnaryRequest('/grpc.health.v1.Health/Check', (b: Buffer) => b, (b: Buffer) => b, request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+      client.close();
+      resolve(!err && res !== undefined && res.length >= 2 && res[0] === 0x08 && res[1] === 1);
+    });
+  });
 }

@@ -6,9 +6,9 @@
  * A small provisioner gives PVCs of the default StorageClass (`ballast-local`, created by
  * `ballast cluster up`) a directory-backed PV.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CoreV1Api, V1Container, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Api, V1Container, V1PersistentVolumeClaim, V1Pod, V1Volume } from '@kubernetes/client-node';
 
 export const storageClass = 'ballast-local';
 export const provisioner = 'ballast.dev/local';
@@ -39,6 +39,12 @@ export async function prepareVolumes(core: CoreV1Api, pod: V1Pod, podDir: string
       const s = await core.readNamespacedSecret({ name: v.secret.secretName ?? '', namespace: ns });
       writeFiles(dir, Object.entries(s.data ?? {}).map(([k, val]) => [k, Buffer.from(val, 'base64')]), 0o600);
       out.set(v.name, dir);
+    } else if (v.projected) {
+      await writeProjected(core, pod, v, dir);
+      out.set(v.name, dir);
+    } else if (v.downwardAPI) {
+      writeFiles(dir, (v.downwardAPI.items ?? []).map((i) => [i.path, Buffer.from(fieldValue(pod, i.fieldRef?.fieldPath ?? ''))]));
+      out.set(v.name, dir);
     } else if (v.persistentVolumeClaim) {
       const pvc = await core.readNamespacedPersistentVolumeClaim({ name: v.persistentVolumeClaim.claimName, namespace: ns });
       const pvName = pvc.spec?.volumeName;
@@ -53,10 +59,82 @@ export async function prepareVolumes(core: CoreV1Api, pod: V1Pod, podDir: string
   return out;
 }
 
+/**
+ * Make `dir` hold exactly `files`. The directory itself is kept (containers see it through a
+ * bind mount, so replacing it would hide new contents from them); each file is replaced
+ * atomically (write, then rename), so a reader never sees half a token.
+ */
 function writeFiles(dir: string, files: Array<[string, Buffer]>, mode = 0o644): void {
-  rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  for (const [name, data] of files) writeFileSync(join(dir, name), data, { mode });
+  const keep = new Set(files.map(([name]) => name.split('/')[0]));
+  for (const e of readdirSync(dir)) if (!keep.has(e)) rmSync(join(dir, e), { recursive: true, force: true });
+  for (const [name, data] of files) {
+    const path = join(dir, name);
+    mkdirSync(join(path, '..'), { recursive: true });
+    writeFileSync(`${path}.tmp`, data, { mode });
+    renameSync(`${path}.tmp`, path);
+  }
+}
+
+/** The downward API's pod fields (those a volume or env may name). */
+export function fieldValue(pod: V1Pod, path: string, podIp = ''): string {
+  const labels = (m: Record<string, string> | undefined) => Object.entries(m ?? {}).map(([k, v]) => `${k}="${v}"`).join('\n');
+  switch (path) {
+    case 'metadata.name': return pod.metadata?.name ?? '';
+    case 'metadata.namespace': return pod.metadata?.namespace ?? '';
+    case 'metadata.uid': return pod.metadata?.uid ?? '';
+    case 'metadata.labels': return labels(pod.metadata?.labels);
+    case 'metadata.annotations': return labels(pod.metadata?.annotations);
+    case 'spec.nodeName': return pod.spec?.nodeName ?? '';
+    case 'spec.serviceAccountName': return pod.spec?.serviceAccountName ?? '';
+    case 'status.podIP': return podIp;
+    default: {
+      const m = /^metadata\.(labels|annotations)\['(.+)'\]$/.exec(path);
+      return m ? (pod.metadata?.[m[1] as 'labels' | 'annotations']?.[m[2] ?? ''] ?? '') : '';
+    }
+  }
+}
+
+/** Default lifetime of a projected service-account token, as the API defaults it. */
+export const defaultTokenSeconds = 3600;
+
+/**
+ * A projected volume: service-account tokens (from the TokenRequest API, bound to the pod),
+ * ConfigMap and Secret keys, and downward-API fields, in one directory. This is what the
+ * ServiceAccount admission plugin adds to every pod as `kube-api-access-*`, mounted at
+ * /var/run/secrets/kubernetes.io/serviceaccount. Called again to refresh tokens.
+ */
+export async function writeProjected(core: CoreV1Api, pod: V1Pod, v: V1Volume, dir: string): Promise<void> {
+  const ns = pod.metadata?.namespace ?? 'default';
+  const files: Array<[string, Buffer]> = [];
+  for (const src of v.projected?.sources ?? []) {
+    if (src.serviceAccountToken) {
+      const t = src.serviceAccountToken;
+      const tr = await core.createNamespacedServiceAccountToken({
+        name: pod.spec?.serviceAccountName ?? 'default', namespace: ns,
+        body: { spec: { audiences: t.audience ? [t.audience] : [], expirationSeconds: t.expirationSeconds ?? defaultTokenSeconds, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod.metadata?.name ?? '', uid: pod.metadata?.uid ?? '' } } },
+      });
+      files.push([t.path, Buffer.from(tr.status?.token ?? '')]);
+    } else if (src.configMap) {
+      const cm = await core.readNamespacedConfigMap({ name: src.configMap.name ?? '', namespace: ns }).catch((err: { code?: number }) => {
+        if (err.code === 404 && src.configMap?.optional) return undefined;
+        throw err;
+      });
+      const data = cm?.data ?? {};
+      for (const item of src.configMap.items ?? Object.keys(data).map((key) => ({ key, path: key }))) {
+        if (data[item.key] !== undefined) files.push([item.path, Buffer.from(data[item.key] ?? '')]);
+      }
+    } else if (src.secret) {
+      const sec = await core.readNamespacedSecret({ name: src.secret.name ?? '', namespace: ns });
+      const data = sec.data ?? {};
+      for (const item of src.secret.items ?? Object.keys(data).map((key) => ({ key, path: key }))) {
+        if (data[item.key] !== undefined) files.push([item.path, Buffer.from(data[item.key] ?? '', 'base64')]);
+      }
+    } else if (src.downwardAPI) {
+      for (const item of src.downwardAPI.items ?? []) files.push([item.path, Buffer.from(fieldValue(pod, item.fieldRef?.fieldPath ?? ''))]);
+    }
+  }
+  writeFiles(dir, files, v.projected?.defaultMode ?? 0o644);
 }
 
 /** The bind mounts a container gets. */
