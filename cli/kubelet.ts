@@ -18,6 +18,7 @@ const flags = {
   tlsPrivateKeyFile: f.string('key of --tls-cert-file', { default: '' }),
   clientCaFile: f.string('CA whose client certificates may call the kubelet API (the apiserver\'s kubelet client)', { default: '' }),
   port: f.int('port of the kubelet API', { default: 10250, min: 1, max: 65535 }),
+  podNetwork: f.oneOf(['auto', 'netns', 'loopback'], 'pod networking: a network namespace per pod on a bridge (netns), distinct 127.0.0.x addresses in the host network (loopback, for machines without the privilege to make namespaces), or auto: netns when possible', { default: 'auto' }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
@@ -39,7 +40,7 @@ export const kubeletCommand: Command = {
       pk.loadFromFile(v.provisionerKubeconfig);
     }
     const kubelet = new ProcessKubelet({ kubeconfig: kc, provisionerKubeconfig: pk, nodeName: v.nodeName, stateDir: v.stateDir, imageMap: loadImageMap(v.imageMap || join(v.stateDir, 'images.json')), clock: realClock, log,
-      port: v.port, tls: v.tlsCertFile ? { cert: v.tlsCertFile, key: v.tlsPrivateKeyFile, ca: v.clientCaFile } : undefined });
+      port: v.port, podNetwork: v.podNetwork, tls: v.tlsCertFile ? { cert: v.tlsCertFile, key: v.tlsPrivateKeyFile, ca: v.clientCaFile } : undefined });
     const lc = new Lifecycle({ log }).add({ name: 'kubelet', start: () => kubelet.start(), stop: () => kubelet.stop() });
     const done = new Promise<number>((resolve) => lc.handleSignals(resolve));
     await lc.start();

@@ -19,6 +19,8 @@ export interface ClusterOptions {
   stateDir: string;
   store: 'ballast' | 'etcd';
   apiserverPort: number;
+  /** The kubelet's pod networking (see `ballast kubelet --pod-network`). */
+  podNetwork?: 'auto' | 'netns' | 'loopback';
   cacheDir?: string;
   log?: (line: string) => void;
 }
@@ -91,7 +93,7 @@ function ensurePki(dir: string): void {
   issue('apiserver', '/CN=kube-apiserver', `subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1,IP:${nodeAddress}\nextendedKeyUsage=serverAuth\n`);
   // The kubelet API (`kubectl logs`): the kubelet serves on the node address; the apiserver
   // calls it with its own client certificate.
-  issue('kubelet-serving', '/CN=system:node:local/O=system:nodes', `subjectAltName=DNS:local,IP:${nodeAddress}\nextendedKeyUsage=serverAuth\n`);
+  issue('kubelet-serving', '/CN=system:node:local/O=system:nodes', `subjectAltName=DNS:local,IP:${nodeAddress},IP:127.0.0.1\nextendedKeyUsage=serverAuth\n`);
   issue('apiserver-kubelet-client', '/CN=kube-apiserver-kubelet-client/O=system:masters', 'extendedKeyUsage=clientAuth\n');
   issue('admin', '/CN=admin/O=system:masters', 'extendedKeyUsage=clientAuth\n');
   issue('controller-manager', '/CN=system:kube-controller-manager', 'extendedKeyUsage=clientAuth\n');
@@ -273,7 +275,7 @@ export class ControlPlane {
     // Storage: the default StorageClass, and what the local provisioner may do (admin applies it).
     execFileSync('kubectl', [`--kubeconfig=${admin}`, 'apply', '-f', '-'], { input: storageManifests, stdio: ['pipe', 'ignore', 'pipe'] });
     const kubelet = this.#spawn('kubelet', join(repo, 'bin', 'ballast'), ['kubelet', `--kubeconfig=${kubeconfig(this.#dir, 'kubelet', port)}`, `--provisioner-kubeconfig=${kubeconfig(this.#dir, 'provisioner', port)}`, '--node-name=local', `--state-dir=${this.#dir}`,
-      `--tls-cert-file=${join(pki, 'kubelet-serving.crt')}`, `--tls-private-key-file=${join(pki, 'kubelet-serving.key')}`, `--client-ca-file=${join(pki, 'ca.crt')}`]);
+      `--tls-cert-file=${join(pki, 'kubelet-serving.crt')}`, `--tls-private-key-file=${join(pki, 'kubelet-serving.key')}`, `--client-ca-file=${join(pki, 'ca.crt')}`, `--pod-network=${this.#o.podNetwork ?? 'auto'}`]);
     components.push({ name: 'kubelet', pid: kubelet.pid as number, health: '' });
     save();
     // Up means usable: the node registered (it is Ready when it does), and the default service
@@ -309,7 +311,7 @@ export class ControlPlane {
     }
     rmSync(join(this.#dir, 'state.json'), { force: true });
     // Namespaces and links the kubelet made (ours by name) go too, even after a kubelet crash.
-    const list = (args: string[]) => { try { return execFileSync('ip', args, { encoding: 'utf8' }); } catch { return ''; } };
+    const list = (args: string[]) => { try { return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }); } catch { return ''; } };
     for (const ns of list(['netns', 'list']).split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith('blst-'))) list(['netns', 'del', ns]);
     if (list(['link', 'show', 'blst0'])) list(['link', 'del', 'blst0']);
     this.#log(`stopped ${state.components.map((c) => c.name).join(', ')}`);

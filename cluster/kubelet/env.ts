@@ -28,8 +28,8 @@ export async function readEnvRefs(core: CoreV1Api, pod: V1Pod): Promise<Map<stri
   return out;
 }
 
-export function containerEnv(pod: V1Pod, c: V1Container, rt: PodRuntime, node: { nodeName: string; hostIP: string; apiserverPort: number }): Record<string, string> {
-  const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOSTNAME: pod.metadata?.name ?? '', KUBERNETES_SERVICE_HOST: node.hostIP, KUBERNETES_SERVICE_PORT: String(node.apiserverPort) };
+export function containerEnv(pod: V1Pod, c: V1Container, rt: PodRuntime, node: { nodeName: string; hostIP: string; apiserver: { host: string; port: number } }): Record<string, string> {
+  const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOSTNAME: pod.metadata?.name ?? '', KUBERNETES_SERVICE_HOST: node.apiserver.host, KUBERNETES_SERVICE_PORT: String(node.apiserver.port) };
   for (const e of c.env ?? []) {
     if (e.value !== undefined) env[e.name] = expand(e.value, env);
     const f = e.valueFrom?.fieldRef?.fieldPath;

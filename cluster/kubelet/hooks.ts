@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import type { V1Container, V1LifecycleHandler } from '@kubernetes/client-node';
+import { argvOf, inSandbox } from './network.ts';
 import type { PodRuntime } from './runtime.ts';
 import { mountsFor, withMounts } from './volumes.ts';
 
@@ -17,7 +18,7 @@ export function runHook(rt: PodRuntime, c: V1Container, hook: V1LifecycleHandler
       resolve(v);
     };
     if (hook.exec?.command?.length) {
-      const p = spawn('ip', ['netns', 'exec', rt.sandbox.netns, ...withMounts(hook.exec.command, mountsFor(c, rt.volumes))], { stdio: 'ignore', timeout: budgetMs });
+      const p = spawn(...argvOf(inSandbox(rt.sandbox, withMounts(hook.exec.command, mountsFor(c, rt.volumes)))), { stdio: 'ignore', timeout: budgetMs });
       p.on('exit', (code) => done(code === 0));
       p.on('error', () => done(false));
     } else if (hook.httpGet) {

@@ -15,7 +15,7 @@ import { SharedInformer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/workqueue.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { hostsFile } from './dns.ts';
-import { PodNetwork } from './network.ts';
+import { argvOf, inSandbox, PodNetwork } from './network.ts';
 import { containerEnv, expand, readEnvRefs } from './env.ts';
 import { runHook } from './hooks.ts';
 import { ProbeWorker } from './probes.ts';
@@ -54,6 +54,8 @@ export interface KubeletOptions {
   tls?: { cert: string; key: string; ca: string } | undefined;
   /** Port of the kubelet API on the node address (10250). */
   port?: number;
+  /** Pod networking: namespaces on a bridge, the 127.0.0.x fallback, or auto (the first that works). */
+  podNetwork?: 'auto' | 'netns' | 'loopback';
 }
 
 /** Pods synced at once. */
@@ -76,6 +78,7 @@ export class ProcessKubelet {
   #hostsTimer: TimerHandle | undefined;
   #server: KubeletServer | undefined;
   #apiForwarders: TcpForwarder[] = [];
+  #apiForPods = { host: '', port: apiserverPodPort };
   #leaseTimer: TimerHandle | undefined;
   #stopped = false;
 
@@ -84,7 +87,7 @@ export class ProcessKubelet {
     this.#log = o.log ?? silentLogger;
     this.#core = o.kubeconfig.makeApiClient(CoreV1Api);
     this.#coord = o.kubeconfig.makeApiClient(CoordinationV1Api);
-    this.#net = new PodNetwork({ bridge: o.bridge ?? 'blst0', prefix: o.podPrefix ?? '10.244.0' });
+    this.#net = new PodNetwork({ bridge: o.bridge ?? 'blst0', prefix: o.podPrefix ?? '10.244.0', mode: o.podNetwork ?? 'auto' });
     this.#queue = new WorkQueue(o.clock);
   }
 
@@ -93,10 +96,17 @@ export class ProcessKubelet {
     // The kubernetes Service for pods: <node address>:6443 passes through to the apiserver.
     const api = new URL(this.#o.kubeconfig.getCurrentCluster()?.server ?? 'https://127.0.0.1:6443');
     const target = { host: api.hostname, port: Number(api.port || 443) };
-    this.#apiForwarders = [new TcpForwarder(this.#net.gateway, apiserverPodPort, target)];
-    // The kubernetes Service's endpoints name the apiserver's own port at the node address.
-    if (target.port !== apiserverPodPort) this.#apiForwarders.push(new TcpForwarder(this.#net.gateway, target.port, target));
-    for (const f of this.#apiForwarders) await f.start();
+    if (this.#net.fallback === undefined) {
+      this.#apiForwarders = [new TcpForwarder(this.#net.gateway, apiserverPodPort, target)];
+      // The kubernetes Service's endpoints name the apiserver's own port at the node address.
+      if (target.port !== apiserverPodPort) this.#apiForwarders.push(new TcpForwarder(this.#net.gateway, target.port, target));
+      for (const f of this.#apiForwarders) await f.start();
+      this.#apiForPods = { host: this.#net.gateway, port: apiserverPodPort };
+    } else {
+      // Pods share the host's network: they reach the apiserver where it listens.
+      this.#apiForPods = target;
+      this.#log.warn({ reason: this.#net.fallback }, 'pods use loopback addresses instead of network namespaces');
+    }
     if (this.#o.tls) {
       this.#server = new KubeletServer({ address: this.#net.gateway, port: this.#o.port ?? 10250, tls: this.#o.tls, log: this.#log, logOf: (ns, pod, container, previous) => this.#logOf(`${ns}/${pod}`, container, previous) });
       await this.#server.start();
@@ -151,6 +161,7 @@ export class ProcessKubelet {
     this.#hostsTimer = this.#o.clock.setTimeout(() => {
       this.#hostsTimer = undefined;
       for (const rt of this.#pods.values()) {
+        if (!rt.sandbox.netns) continue;
         // In place: `ip netns exec` bind-mounted this very file into the pod's processes.
         try { writeFileSync(`/etc/netns/${rt.sandbox.netns}/hosts`, this.#hosts(rt.pod, rt.sandbox.ip)); } catch (err) { this.#log.warn({ err, netns: rt.sandbox.netns }, 'hosts file not updated'); }
       }
@@ -217,7 +228,10 @@ export class ProcessKubelet {
       capacity: { cpu: '2', memory: '24Gi', pods: '110' },
       allocatable: { cpu: '2', memory: '23Gi', pods: '110' },
       addresses: [{ type: 'InternalIP', address: this.#net.gateway }, { type: 'Hostname', address: this.#o.nodeName }],
-      conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ballast process kubelet is posting ready status; pods run in their own network namespaces', lastHeartbeatTime: now, lastTransitionTime: now }],
+      conditions: [
+        { type: 'Ready', status: 'True', reason: 'KubeletReady', message: `ballast process kubelet is posting ready status; ${this.#net.condition.message}`, lastHeartbeatTime: now, lastTransitionTime: now },
+        { type: 'BallastPodNetwork', ...this.#net.condition, lastHeartbeatTime: now, lastTransitionTime: now },
+      ],
       daemonEndpoints: { kubeletEndpoint: { Port: this.#o.tls ? (this.#o.port ?? 10250) : 0 } },
       nodeInfo: { architecture: 'amd64', bootID: '', containerRuntimeVersion: 'ballast-process://1', kernelVersion: '', kubeProxyVersion: '', kubeletVersion: 'v1.36.3', machineID: '', operatingSystem: 'linux', osImage: 'ballast process kubelet', systemUUID: '' },
     };
@@ -370,14 +384,14 @@ export class ProcessKubelet {
       } }).catch(() => undefined);
       return undefined;
     }
-    const env = containerEnv(pod, c, rt, { nodeName: this.#o.nodeName, hostIP: this.#net.gateway, apiserverPort: apiserverPodPort });
+    const env = containerEnv(pod, c, rt, { nodeName: this.#o.nodeName, hostIP: this.#net.gateway, apiserver: this.#apiForPods });
     const argv = withMounts([...(c.command ?? image.entrypoint), ...(c.args ?? (c.command ? [] : image.cmd))].map((a) => expand(a, env)), mountsFor(c, rt.volumes));
     mkdirSync(rt.dir, { recursive: true });
     // Each run has its own log; the one before stays for `kubectl logs --previous`.
     const logPath = join(rt.dir, `${c.name}.log`);
     if (rc.startedAt !== undefined && existsSync(logPath)) renameSync(logPath, join(rt.dir, `${c.name}.previous.log`));
     const out = openSync(logPath, 'a');
-    const proc = spawn('ip', ['netns', 'exec', rt.sandbox.netns, ...argv], { stdio: ['ignore', out, out], env, detached: true });
+    const proc = spawn(...argvOf(inSandbox(rt.sandbox, argv)), { stdio: ['ignore', out, out], env, detached: true });
     closeSync(out);
     rc.proc = proc;
     rc.startedAt = new Date().toISOString();

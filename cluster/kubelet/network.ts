@@ -2,6 +2,11 @@
  * Pod networking for the process kubelet: one Linux network namespace per pod, joined to a
  * host bridge by a veth pair, with an address from the node's pod CIDR, so a pod's containers
  * share `localhost` and every pod has its own IP, as in a real cluster. Uses iproute2 (`ip`).
+ *
+ * Where namespaces cannot be made (no privilege), pods fall back to distinct 127.0.0.x
+ * addresses in the host's namespace: each still has its own IP (`POD_IP`), but they share
+ * ports and the host's /etc/hosts, so a pod must bind its POD_IP. The node says so in its
+ * `BallastPodNetwork` condition.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,32 +27,67 @@ export interface PodNetworkOptions {
   /** Bridge name and the node's /24 (the bridge takes .1, pods .2 to .254). */
   bridge: string;
   prefix: string;
+  /** auto: namespaces when they can be made, else loopback addresses; or force one. */
+  mode?: 'auto' | 'netns' | 'loopback';
 }
 
 export interface PodSandbox {
+  /** The pod's network namespace; empty in the loopback fallback. */
   netns: string;
   ip: string;
+}
+
+/** spawn()'s first two arguments from an argv. */
+export function argvOf(argv: string[]): [string, string[]] {
+  return [argv[0] ?? 'false', argv.slice(1)];
+}
+
+/** `argv` run inside the pod's network namespace (and its hosts file), when it has one. */
+export function inSandbox(s: PodSandbox, argv: string[]): string[] {
+  return s.netns ? ['ip', 'netns', 'exec', s.netns, ...argv] : argv;
 }
 
 export class PodNetwork {
   readonly #o: PodNetworkOptions;
   readonly #used = new Map<string, number>();
+  /** Why pods use loopback addresses instead of namespaces; undefined when they do not. */
+  fallback: string | undefined;
 
   constructor(o: PodNetworkOptions) {
     this.#o = o;
   }
 
+  /** The node's address as pods see it. */
   get gateway(): string {
-    return `${this.#o.prefix}.1`;
+    return this.fallback === undefined ? `${this.#o.prefix}.1` : '127.0.0.1';
   }
 
-  /** Create the bridge if it is not there (idempotent). */
+  /** Create the bridge if it is not there (idempotent); or settle on the loopback fallback. */
   setup(): void {
-    if (!tryIp('link', 'show', this.#o.bridge)) {
-      ip('link', 'add', this.#o.bridge, 'type', 'bridge');
-      ip('addr', 'add', `${this.gateway}/24`, 'dev', this.#o.bridge);
+    if (this.#o.mode === 'loopback') {
+      this.fallback = 'loopback pod addresses were asked for (--pod-network=loopback): pods share the host\'s network on 127.0.0.x addresses and must bind their POD_IP';
+      return;
     }
-    ip('link', 'set', this.#o.bridge, 'up');
+    try {
+      if (!tryIp('link', 'show', this.#o.bridge)) {
+        ip('link', 'add', this.#o.bridge, 'type', 'bridge');
+        ip('addr', 'add', `${this.#o.prefix}.1/24`, 'dev', this.#o.bridge);
+      }
+      ip('link', 'set', this.#o.bridge, 'up');
+      ip('netns', 'add', 'blst-probe');
+      ip('netns', 'del', 'blst-probe');
+    } catch (err) {
+      if (this.#o.mode === 'netns') throw err;
+      const why = String((err as { stderr?: Buffer }).stderr ?? err).trim();
+      this.fallback = `network namespaces could not be created (${why}); pods share the host's network on 127.0.0.x addresses and must bind their POD_IP`;
+    }
+  }
+
+  /** What the node reports about pod networking. */
+  get condition(): { status: 'True' | 'False'; reason: string; message: string } {
+    return this.fallback === undefined
+      ? { status: 'True', reason: 'NetworkNamespaces', message: `each pod has its own network namespace on bridge ${this.#o.bridge} (${this.#o.prefix}.0/24)` }
+      : { status: 'False', reason: 'LoopbackFallback', message: this.fallback };
   }
 
   /** A namespace for the pod (by uid), its veth on the bridge, its address and routes. */
@@ -55,6 +95,8 @@ export class PodNetwork {
     const short = uid.replace(/-/g, '').slice(0, 8);
     const netns = `blst-${short}`;
     const octet = this.#allocate(uid);
+    // 127.0.0.1 is the node's own; pods take .2 to .254, as on the bridge.
+    if (this.fallback !== undefined) return { netns: '', ip: `127.0.0.${octet}` };
     const podIp = `${this.#o.prefix}.${octet}`;
     const hostVeth = `bv${short}`;
     this.destroy(uid);
@@ -77,6 +119,7 @@ export class PodNetwork {
 
   /** Remove the pod's namespace, veth and address (idempotent). */
   destroy(uid: string): void {
+    if (this.fallback !== undefined) return;
     const short = uid.replace(/-/g, '').slice(0, 8);
     tryIp('link', 'del', `bv${short}`);
     tryIp('netns', 'del', `blst-${short}`);
@@ -90,6 +133,7 @@ export class PodNetwork {
 
   /** Remove the bridge (cluster down). */
   teardown(): void {
+    if (this.fallback !== undefined) return;
     tryIp('link', 'del', this.#o.bridge);
   }
 

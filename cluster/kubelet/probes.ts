@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import type { V1Probe } from '@kubernetes/client-node';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
+import { argvOf } from './network.ts';
 
 export interface ProbeTarget {
   ip: string;
@@ -58,7 +59,7 @@ export function probeOnce(probe: V1Probe, t: ProbeTarget): Promise<boolean> {
   if (probe.exec?.command?.length) {
     const cmd = probe.exec.command;
     return new Promise((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', t.netns, ...cmd], { stdio: 'ignore', timeout: timeoutMs });
+      const p = spawn(...argvOf(t.netns ? ['ip', 'netns', 'exec', t.netns, ...cmd] : cmd), { stdio: 'ignore', timeout: timeoutMs });
       p.on('exit', (code) => resolve(code === 0));
       p.on('error', () => resolve(false));
     });

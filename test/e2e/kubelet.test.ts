@@ -185,3 +185,31 @@ describe('process kubelet: init containers and native sidecars', { timeout: 240_
     assert.match(order(), /started main\nstopped main\nstopped sidecar\n$/, 'main stops before the sidecar');
   });
 });
+
+describe('process kubelet: the loopback fallback when network namespaces cannot be made', { timeout: 180_000 }, () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-loopback-'));
+  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${join(stateDir, 'admin.kubeconfig')}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
+  before(async () => {
+    // --pod-network=loopback is what `auto` settles on when `ip netns add` is refused.
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', '--pod-network=loopback', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    assert.equal(up.status, 0, up.stderr + up.stdout);
+  });
+  after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
+
+  it('pods get distinct 127.0.0.x addresses, run and answer there; the node says why in its conditions', async () => {
+    const pod = (name: string, port: number) => `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: echo\n    image: ballast-test/http-echo\n    env: [{name: PORT, value: "${port}"}, {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n    readinessProbe: {tcpSocket: {port: ${port}}, periodSeconds: 1}\n`;
+    assert.equal(kubectl(['apply', '-f', '-'], pod('lo-a', 18081) + '---\n' + pod('lo-b', 18082)).status, 0);
+    const ready = (n: string) => kubectl(['get', 'pod', n, '-o', 'jsonpath={.status.containerStatuses[0].ready}']).stdout === 'true';
+    for (let t = 0; t < 120 && !(ready('lo-a') && ready('lo-b')); t++) await sleep(250);
+    const ipA = kubectl(['get', 'pod', 'lo-a', '-o', 'jsonpath={.status.podIP}']).stdout;
+    const ipB = kubectl(['get', 'pod', 'lo-b', '-o', 'jsonpath={.status.podIP}']).stdout;
+    assert.match(ipA, /^127\.0\.0\.\d+$/);
+    assert.match(ipB, /^127\.0\.0\.\d+$/);
+    assert.notEqual(ipA, ipB);
+    assert.match(spawnSync('curl', ['-s', '--max-time', '3', `http://${ipB}:18082/`], { encoding: 'utf8' }).stdout, /"pod":"lo-b"/);
+    const cond = JSON.parse(kubectl(['get', 'node', 'local', '-o', 'jsonpath={.status.conditions[?(@.type=="BallastPodNetwork")]}']).stdout) as { status: string; reason: string; message: string };
+    assert.equal(cond.status, 'False');
+    assert.equal(cond.reason, 'LoopbackFallback');
+    assert.match(cond.message, /127\.0\.0\.x/);
+  });
+});
