@@ -1,0 +1,25 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { packageRoot } from '../../lib/paths.ts';
+import { renderCrds } from './crds.ts';
+import type { Schema } from './schema.ts';
+import { storeClusterCrd } from './storecluster.ts';
+
+describe('crds/', () => {
+  it('matches operator/api (run `npm run gen:crds` after changing a definition)', () => {
+    for (const [name, text] of renderCrds()) assert.equal(readFileSync(join(packageRoot(), 'crds', name), 'utf8'), text, `crds/${name} is stale`);
+  });
+  it('documents every field, so kubectl explain teaches', () => {
+    const missing: string[] = [];
+    const walk = (sch: Schema, path: string) => {
+      if (!sch.description) missing.push(path);
+      for (const [k, v] of Object.entries(sch.properties ?? {})) walk(v, `${path}.${k}`);
+      if (sch.items) walk(sch.items, `${path}[]`);
+    };
+    walk(storeClusterCrd.spec, 'spec');
+    walk(storeClusterCrd.status, 'status');
+    assert.deepEqual(missing, []);
+  });
+});

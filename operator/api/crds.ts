@@ -1,0 +1,15 @@
+/** Every CRD Ballast defines, rendered as the YAML files in `crds/`. */
+import { stringify } from 'yaml';
+import { crd } from './schema.ts';
+import { storeClusterCrd } from './storecluster.ts';
+
+export const definitions = [storeClusterCrd];
+
+/** file name → contents. */
+export function renderCrds(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const d of definitions) {
+    out.set(`${d.plural}.${d.group}.yaml`, `# Generated from operator/api by \`npm run gen:crds\`; do not edit.\n${stringify(crd(d), { lineWidth: 0 })}`);
+  }
+  return out;
+}

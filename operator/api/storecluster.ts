@@ -1,0 +1,141 @@
+/**
+ * `StoreCluster` (ballast.dev/v1alpha1): a replicated ballast store the operator runs as a
+ * StatefulSet. The TypeScript types below are what the reconciler reads; the schema is the
+ * single source of `crds/storeclusters.ballast.dev.yaml` (defaults, validation, descriptions).
+ */
+import type { V1Condition } from '@kubernetes/client-node';
+import { conditionsSchema, type CrdDefinition, s } from './schema.ts';
+
+export const group = 'ballast.dev';
+export const version = 'v1alpha1';
+export const apiVersion = `${group}/${version}`;
+
+export interface StoreClusterSpec {
+  replicas: number;
+  version: string;
+  image?: string;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  storage: { size: string; storageClassName?: string; retainOnScaleDown: boolean };
+  tls?: { clientSecretName?: string; peerSecretName?: string };
+  quotaBytes?: string;
+  snapshotCount?: number;
+  compaction: { mode: 'periodic' | 'revision'; retention: string };
+  timing: { heartbeatMs: number; electionMs: number };
+  podTemplate?: {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    nodeSelector?: Record<string, string>;
+    affinity?: Record<string, unknown>;
+    tolerations?: Array<Record<string, unknown>>;
+    topologySpreadConstraints?: Array<Record<string, unknown>>;
+  };
+}
+
+export interface MemberStatus {
+  name: string;
+  id: string;
+  role: 'leader' | 'follower' | 'learner' | 'unknown';
+  ready: boolean;
+  appliedIndex?: number;
+  version?: string;
+}
+
+export interface StoreClusterStatus {
+  observedGeneration?: number;
+  conditions?: V1Condition[];
+  replicas?: number;
+  readyReplicas?: number;
+  members?: MemberStatus[];
+  leader?: string;
+  currentVersion?: string;
+  selector?: string;
+  phase?: string;
+}
+
+export interface StoreCluster {
+  apiVersion: string;
+  kind: 'StoreCluster';
+  metadata: { name: string; namespace: string; uid?: string; generation?: number; annotations?: Record<string, string>; labels?: Record<string, string>; resourceVersion?: string };
+  spec: StoreClusterSpec;
+  status?: StoreClusterStatus;
+}
+
+const semver = '^[0-9]+\\.[0-9]+\\.[0-9]+$';
+
+export const storeClusterCrd: CrdDefinition = {
+  group, version, kind: 'StoreCluster', plural: 'storeclusters', singular: 'storecluster', shortNames: ['stc'], categories: ['ballast'],
+  description: 'A StoreCluster is a replicated, linearizable key-value store speaking the etcd v3 API, run by the Ballast operator: it scales one member at a time, replaces members one at a time with the leader last, repairs members that lost their data, and never acts in a way that can lose quorum.',
+  spec: s.object('The desired cluster.', {
+    replicas: s.int('Number of members: odd, 1 to 7. A cluster of N members survives (N-1)/2 failures; an even count adds no fault tolerance over the odd count below it.', {
+      default: 3, minimum: 1, maximum: 7,
+      'x-kubernetes-validations': [{ rule: 'self % 2 == 1', message: 'replicas must be odd (1, 3, 5 or 7): an even count tolerates no more failures than the odd count below it and needs a larger quorum' }],
+    }),
+    version: s.string('The ballast store version to run (major.minor.patch). Upgrades move one minor version at a time.', { pattern: semver, maxLength: 32, default: '0.1.0' }),
+    image: s.string('Container image; default ballast:<version>.'),
+    resources: s.object('Compute resources of each member (as a container\'s resources).', {
+      requests: s.map('Minimum resources, e.g. cpu: 500m, memory: 1Gi.', s.quantity('A quantity.')),
+      limits: s.map('Maximum resources.', s.quantity('A quantity.')),
+    }),
+    storage: s.object('Each member\'s data volume (a PersistentVolumeClaim per member).', {
+      size: s.quantity('Size of each member\'s volume, e.g. 10Gi. Must be positive.', { default: '1Gi', 'x-kubernetes-validations': [{ rule: "quantity(string(self)).isGreaterThan(quantity('0'))", message: 'storage.size must be greater than zero, e.g. 10Gi' }] }),
+      storageClassName: s.string('StorageClass of the volumes; empty for the cluster default. Cannot change once set: the data would have to move.', { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'storage.storageClassName is immutable: create a new StoreCluster and restore a snapshot into it to move storage classes' }] }),
+      retainOnScaleDown: s.bool('Keep a removed member\'s volume when scaling down (true), or delete it (false).', { default: true }),
+    }, { default: { size: '1Gi', retainOnScaleDown: true } }),
+    tls: s.object('TLS for clients and peers, from Secrets of type kubernetes.io/tls (with ca.crt).', {
+      clientSecretName: s.string('Secret with the client-facing certificate; clients must present certificates signed by its ca.crt.'),
+      peerSecretName: s.string('Secret with the peer certificate; members authenticate each other with it.'),
+    }),
+    quotaBytes: s.quantity('Raise the NOSPACE alarm when the key space exceeds this size (default 2Gi).'),
+    snapshotCount: s.int('Committed entries between snapshots (default 100000).', { minimum: 1 }),
+    compaction: s.object('Automatic compaction of old revisions.', {
+      mode: s.string('periodic: keep a period of history; revision: keep a number of revisions.', { enum: ['periodic', 'revision'], default: 'periodic' }),
+      retention: s.string('For periodic, a duration (1h, 30m); for revision, a count. 0 turns compaction off.', { default: '1h' }),
+    }, { default: { mode: 'periodic', retention: '1h' } }),
+    timing: s.object('Raft timing. The election timeout must be at least 5 heartbeats.', {
+      heartbeatMs: s.int('Heartbeat interval in milliseconds.', { default: 100, minimum: 10, maximum: 10000 }),
+      electionMs: s.int('Election timeout in milliseconds.', { default: 1000, minimum: 50, maximum: 50000 }),
+    }, { default: { heartbeatMs: 100, electionMs: 1000 }, 'x-kubernetes-validations': [{ rule: 'self.electionMs >= 5 * self.heartbeatMs', message: 'timing.electionMs must be at least 5 × timing.heartbeatMs, or followers start elections between heartbeats' }] }),
+    podTemplate: s.object('Overrides for the member pods.', {
+      labels: s.map('Extra labels on member pods.'),
+      annotations: s.map('Extra annotations on member pods.'),
+      nodeSelector: s.map('Node selector for member pods.'),
+      affinity: s.opaque('Affinity (core/v1 Affinity); default: prefer one member per node.'),
+      tolerations: s.opaque('Tolerations (core/v1 Toleration list).', 'array'),
+      topologySpreadConstraints: s.opaque('Topology spread constraints; default: spread across zones when possible.', 'array'),
+    }),
+  }, {
+    'x-kubernetes-validations': [{
+      rule: "!has(oldSelf.version) || (int(self.version.split('.')[0]) == int(oldSelf.version.split('.')[0]) && int(self.version.split('.')[1]) <= int(oldSelf.version.split('.')[1]) + 1) || (int(self.version.split('.')[0]) == int(oldSelf.version.split('.')[0]) + 1 && int(self.version.split('.')[1]) == 0)",
+      message: 'version may move up at most one minor version at a time (for example 0.1.x to 0.2.x, not 0.1.x to 0.3.x): upgrade through each minor version in turn',
+      fieldPath: '.version',
+    }],
+  }),
+  status: s.object('What the operator observed.', {
+    observedGeneration: s.int('The .metadata.generation the status describes.'),
+    conditions: conditionsSchema,
+    replicas: s.int('Member pods that exist.'),
+    readyReplicas: s.int('Members that are ready (a leader known, applied within a small lag).'),
+    members: s.array('Each member as the store reports it.', s.object('One member.', {
+      name: s.string('Member (and pod) name.'),
+      id: s.string('Raft member id (hex).'),
+      role: s.string('leader, follower or learner; unknown when it cannot be reached.', { enum: ['leader', 'follower', 'learner', 'unknown'] }),
+      ready: s.bool('Ready: reachable, a leader known, caught up.'),
+      appliedIndex: s.int('Raft index applied to the key space.'),
+      version: s.string('Store version the member runs.'),
+    }, { required: ['name'] })),
+    leader: s.string('Name of the current leader.'),
+    currentVersion: s.string('Version every member runs (during an update, the older one).'),
+    selector: s.string('Label selector of the member pods (for the scale subresource).'),
+    phase: s.string('A one-word summary: Bootstrapping, Ready, Scaling, Updating, Degraded, QuorumLost, Paused.'),
+  }),
+  columns: [
+    { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status', description: 'All members ready' },
+    { name: 'Members', type: 'string', jsonPath: '.status.readyReplicas', description: 'Ready members' },
+    { name: 'Desired', type: 'integer', jsonPath: '.spec.replicas', description: 'Desired members' },
+    { name: 'Leader', type: 'string', jsonPath: '.status.leader' },
+    { name: 'Version', type: 'string', jsonPath: '.status.currentVersion' },
+    { name: 'Phase', type: 'string', jsonPath: '.status.phase', priority: 1 },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  ],
+  scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' },
+};
