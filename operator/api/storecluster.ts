@@ -3,7 +3,7 @@
  * StatefulSet. The TypeScript types below are what the reconciler reads; the schema is the
  * single source of `crds/storeclusters.ballast.dev.yaml` (defaults, validation, descriptions).
  */
-import type { V1Condition } from '@kubernetes/client-node';
+import type { V1Affinity, V1Condition, V1Toleration, V1TopologySpreadConstraint } from '@kubernetes/client-node';
 import { conditionsSchema, type CrdDefinition, s } from './schema.ts';
 
 export const group = 'ballast.dev';
@@ -25,9 +25,9 @@ export interface StoreClusterSpec {
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
     nodeSelector?: Record<string, string>;
-    affinity?: Record<string, unknown>;
-    tolerations?: Array<Record<string, unknown>>;
-    topologySpreadConstraints?: Array<Record<string, unknown>>;
+    affinity?: V1Affinity;
+    tolerations?: V1Toleration[];
+    topologySpreadConstraints?: V1TopologySpreadConstraint[];
   };
 }
 

@@ -3,8 +3,7 @@
  * status codes and messages, because clients (clientv3, etcdctl, kube-apiserver) match on them.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
+import { loadProtos } from './protos.ts';
 import { BallastError, isBallastError } from '../../lib/errors.ts';
 import { catalogue } from '../errors.ts';
 import { idFromDecimal, idToDecimal } from '../members.ts';
@@ -19,13 +18,7 @@ import { watchHandler } from './watch.ts';
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire objects are untyped by proto-loader */
 type Wire = Record<string, any>;
 
-// `make build` copies the .proto files next to the compiled code, so this works from dist/ too.
-const protoDir = fileURLToPath(new URL('./proto/', import.meta.url));
-
-export function loadProtos(): grpc.GrpcObject {
-  const def = protoLoader.loadSync(['rpc.proto', 'v3lock.proto', 'v3election.proto'], { includeDirs: [protoDir], keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true, bytes: Buffer });
-  return grpc.loadPackageDefinition(def);
-}
+export { loadProtos };
 
 /** gRPC status of each store error code (as etcd's rpctypes). */
 const statusOf: Record<string, grpc.status> = {

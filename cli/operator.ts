@@ -1,0 +1,52 @@
+/** `ballast operator`: reconcile StoreClusters (leader-elected), serve metrics and health. */
+import { KubeConfig } from '@kubernetes/client-node';
+import { realClock } from '../lib/clock.ts';
+import { f, loadConfig, renderFlags } from '../lib/config.ts';
+import { Lifecycle } from '../lib/lifecycle.ts';
+import { createLogger } from '../lib/log.ts';
+import { processMetrics, serveMetrics } from '../lib/metrics.ts';
+import { systemRandom } from '../lib/random.ts';
+import { Operator } from '../operator/operator.ts';
+import type { Command } from './command.ts';
+
+const flags = {
+  kubeconfig: f.string('kubeconfig to use; empty: the in-cluster service account, else $KUBECONFIG or ~/.kube/config', { default: '', env: 'KUBECONFIG' }),
+  namespace: f.string('namespace of the leader-election Lease (the operator\'s own)', { default: 'ballast-system', env: 'POD_NAMESPACE' }),
+  leaderElect: f.bool('elect one leader among replicas over a Lease; only the leader reconciles', { default: true }),
+  leaseDuration: f.duration('how long a leader holds the Lease without renewing it', { default: 15_000, min: 1000 }),
+  renewDeadline: f.duration('how long the leader keeps trying to renew before it steps down', { default: 10_000, min: 500 }),
+  retryPeriod: f.duration('how often candidates try, and the leader renews', { default: 2_000, min: 100 }),
+  workers: f.int('StoreClusters reconciled at once', { default: 2, min: 1, max: 64 }),
+  metricsAddr: f.string('host:port for /metrics', { default: '0.0.0.0:8080' }),
+  logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
+};
+
+export const operatorCommand: Command = {
+  name: 'operator',
+  summary: 'run the Ballast operator: StoreCluster reconcile with quorum-safe scaling, leader-elected over a Lease',
+  async run(args, io) {
+    const { values: v, help } = loadConfig(flags, { argv: args, env: io.env, envPrefix: 'BALLAST_OPERATOR' });
+    if (help) {
+      io.out(`Usage: ballast operator [flags]\n\nFlags:\n${renderFlags(flags, 'BALLAST_OPERATOR')}\n`);
+      return 0;
+    }
+    const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'operator' } });
+    const kc = new KubeConfig();
+    if (v.kubeconfig) kc.loadFromFile(v.kubeconfig);
+    else kc.loadFromDefault();
+    const metrics = processMetrics();
+    const [host, port] = [v.metricsAddr.slice(0, v.metricsAddr.lastIndexOf(':')), Number(v.metricsAddr.slice(v.metricsAddr.lastIndexOf(':') + 1))];
+    let served: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+    const op = new Operator({
+      kubeconfig: kc, clock: realClock, random: systemRandom, log, metrics, namespace: v.namespace, leaderElection: v.leaderElect,
+      workers: v.workers, leaseMs: v.leaseDuration, renewDeadlineMs: v.renewDeadline, retryMs: v.retryPeriod,
+    });
+    const lc = new Lifecycle({ log })
+      .add({ name: 'metrics', start: async () => { served = await serveMetrics(metrics, host || '0.0.0.0', port); }, stop: async () => served?.close() })
+      .add({ name: 'operator', start: () => op.start(), stop: () => op.stop() });
+    const done = new Promise<number>((resolve) => lc.handleSignals(resolve));
+    await lc.start();
+    log.info({ metrics: v.metricsAddr, leaderElection: v.leaderElect }, 'operator started');
+    return done;
+  },
+};

@@ -1,0 +1,261 @@
+/**
+ * The StoreCluster reconciler. Level-triggered: it gets a key, reads the informer caches,
+ * asks the members how they are, builds the desired objects (operator/specs), applies them with
+ * server-side apply under one field manager, takes at most one membership step, writes status
+ * last, and says when to look again.
+ *
+ * Membership is quorum-safe (ARCHITECTURE.md): bootstrap starts every member at once from the
+ * ordinals; scaling up adds one member as a learner (MemberAdd) before its pod exists and
+ * promotes it once it has caught up (the store refuses earlier); scaling down moves leadership
+ * off the highest ordinal if needed and removes it from the Raft configuration (MemberRemove)
+ * before its pod goes. Nothing happens while the cluster is not healthy, and a lost quorum is
+ * reported with recovery steps, never acted on.
+ */
+import { randomBytes } from 'node:crypto';
+import { type CoreV1Api, type KubeConfig, KubernetesObjectApi, PatchStrategy, type V1Condition, type V1Pod, type V1StatefulSet, CustomObjectsApi, setHeaderOptions } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Clock } from '../../lib/clock.ts';
+import type { SharedInformer } from '../../lib/kube/informer.ts';
+import { group, type MemberStatus, type StoreCluster, type StoreClusterStatus, version } from '../api/storecluster.ts';
+import type { MemberClient, MemberInfo, MemberState } from '../members.ts';
+import * as specs from '../specs/storecluster.ts';
+
+export const pausedAnnotation = 'ballast.dev/reconcile';
+
+export interface StoreClusterControllerDeps {
+  kubeconfig: KubeConfig;
+  core: CoreV1Api;
+  clusters: SharedInformer<StoreCluster>;
+  sets: SharedInformer<V1StatefulSet>;
+  pods: SharedInformer<V1Pod>;
+  members: (address: string) => MemberClient;
+  clock: Clock;
+  log: Logger;
+  /** Record an Event on the StoreCluster. */
+  event: (sc: StoreCluster, type: 'Normal' | 'Warning', reason: string, message: string) => void;
+}
+
+interface Observed {
+  pods: V1Pod[];
+  /** pod name → what the member said (undefined: unreachable). */
+  states: Map<string, MemberState | undefined>;
+  /** The Raft configuration, from the leader (or any member that answered). */
+  list: MemberInfo[] | undefined;
+  leaderId: string;
+}
+
+const podReady = (p: V1Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+/** A member's name from its peer URL (`http://<name>.<peer svc>...:2380`); learners not yet started have no name. */
+const nameOf = (m: MemberInfo) => m.name || (new URL(m.peerURLs[0] ?? 'http://unknown').hostname.split('.')[0] ?? '');
+
+export class StoreClusterController {
+  readonly #d: StoreClusterControllerDeps;
+  readonly #objects: KubernetesObjectApi;
+  readonly #custom: CustomObjectsApi;
+
+  constructor(d: StoreClusterControllerDeps) {
+    this.#d = d;
+    this.#objects = KubernetesObjectApi.makeApiClient(d.kubeconfig);
+    this.#custom = d.kubeconfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** Returns when to look again (ms), or undefined for "when something changes". */
+  async reconcile(key: string): Promise<number | undefined> {
+    const sc = this.#d.clusters.get(key);
+    if (!sc || (sc as { metadata: { deletionTimestamp?: unknown } }).metadata.deletionTimestamp) return undefined;
+    const observed = await this.#observe(sc);
+    if (sc.metadata.annotations?.[pausedAnnotation] === 'paused') {
+      await this.#writeStatus(sc, observed, { phase: 'Paused', progressing: ['False', 'Paused', `reconcile paused by the ${pausedAnnotation}: paused annotation; remove it to resume`] });
+      return undefined;
+    }
+    await this.#ensureToken(sc);
+    for (const obj of [specs.serviceAccount(sc), specs.peerService(sc), specs.clientService(sc), specs.disruptionBudget(sc)]) await this.#apply(obj);
+    const step = await this.#membership(sc, observed);
+    await this.#writeStatus(sc, observed, step);
+    return step.requeueMs ?? (observed.leaderId && observed.pods.every(podReady) ? 30_000 : 3_000);
+  }
+
+  async #observe(sc: StoreCluster): Promise<Observed> {
+    const pods = this.#d.pods.list().filter((p) => p.metadata?.namespace === sc.metadata.namespace && p.metadata.labels?.[specs.labels.instance] === sc.metadata.name && !p.metadata.deletionTimestamp);
+    const states = new Map<string, MemberState | undefined>();
+    let list: MemberInfo[] | undefined;
+    let leaderId = '';
+    await Promise.all(pods.map(async (p) => {
+      const ip = p.status?.podIP;
+      if (!ip) return void states.set(p.metadata?.name ?? '', undefined);
+      const c = this.#d.members(`${ip}:${specs.clientPort}`);
+      try {
+        const st = await c.status();
+        states.set(p.metadata?.name ?? '', st);
+        if (st.leader !== '0') leaderId = st.leader;
+        if (!list || st.leader === st.id) list = await c.list().catch(() => list);
+      } catch {
+        states.set(p.metadata?.name ?? '', undefined);
+      } finally {
+        c.close();
+      }
+    }));
+    return { pods, states, list, leaderId };
+  }
+
+  async #ensureToken(sc: StoreCluster): Promise<void> {
+    try {
+      await this.#d.core.readNamespacedSecret({ name: specs.tokenSecretName(sc), namespace: sc.metadata.namespace });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+      await this.#d.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.tokenSecret(sc, randomBytes(16).toString('hex')) });
+    }
+  }
+
+  async #apply(obj: object): Promise<void> {
+    await this.#objects.patch(obj as never, undefined, undefined, specs.fieldManager, true, PatchStrategy.ServerSideApply);
+  }
+
+  async #applySet(sc: StoreCluster, replicas: number, members: Array<{ name: string; peerUrl: string }>, state: 'new' | 'existing'): Promise<void> {
+    await this.#apply(specs.statefulSet(sc, { replicas, initialCluster: members.map((m) => `${m.name}=${m.peerUrl}`).join(','), clusterState: state }));
+  }
+
+  /** At most one membership step per reconcile; returns what status should say about it. */
+  async #membership(sc: StoreCluster, o: Observed): Promise<StepResult> {
+    const set = this.#d.sets.get(`${sc.metadata.namespace}/${sc.metadata.name}`);
+    const want = sc.spec.replicas;
+    if (!set) {
+      const members = Array.from({ length: want }, (_, i) => ({ name: specs.memberName(sc, i), peerUrl: specs.peerUrl(sc, i) }));
+      await this.#applySet(sc, want, members, 'new');
+      this.#d.event(sc, 'Normal', 'Bootstrapping', `starting ${want} members: ${members.map((m) => m.name).join(', ')}`);
+      return { phase: 'Bootstrapping', progressing: ['True', 'Bootstrapping', `starting ${want} members`], requeueMs: 2_000 };
+    }
+    const current = set.spec?.replicas ?? 0;
+    const list = o.list;
+    const membersNow = (list ?? []).map((m) => ({ name: nameOf(m), peerUrl: m.peerURLs[0] ?? '' }));
+    // Keep the template's bootstrap configuration in step with the Raft configuration.
+    const keep = async (replicas: number) => this.#applySet(sc, replicas, membersNow.length > 0 ? membersNow : Array.from({ length: current }, (_, i) => ({ name: specs.memberName(sc, i), peerUrl: specs.peerUrl(sc, i) })), membersNow.length > 0 ? 'existing' : 'new');
+    if (!o.leaderId || !list) {
+      await keep(current);
+      return o.pods.length > 0 && o.pods.every((p) => p.status?.podIP) && this.#hadLeader(sc)
+        ? { phase: 'QuorumLost', quorumLost: true, progressing: ['False', 'QuorumLost', 'no leader'] }
+        : { phase: 'Bootstrapping', progressing: ['True', 'WaitingForLeader', 'waiting for the members to elect a leader'] };
+    }
+    const leaderClient = () => {
+      const leaderName = membersNow.find((_, i) => list[i]?.id === o.leaderId)?.name;
+      const pod = o.pods.find((p) => p.metadata?.name === leaderName);
+      return this.#d.members(`${pod?.status?.podIP ?? ''}:${specs.clientPort}`);
+    };
+    const call = async <T>(fn: (c: MemberClient) => Promise<T>): Promise<T> => {
+      const c = leaderClient();
+      try {
+        return await fn(c);
+      } finally {
+        c.close();
+      }
+    };
+    // A learner waiting: promote it once its pod runs (the store refuses until it caught up).
+    const learner = list.find((m) => m.isLearner);
+    if (learner) {
+      await keep(Math.max(current, list.length));
+      try {
+        await call((c) => c.promote(learner.id));
+        this.#d.event(sc, 'Normal', 'MemberPromoted', `${nameOf(learner)} caught up and is now a voting member`);
+        return { phase: 'Scaling', progressing: ['True', 'MemberPromoted', `${nameOf(learner)} promoted`], requeueMs: 1_000 };
+      } catch (err) {
+        return { phase: 'Scaling', progressing: ['True', 'WaitingForLearner', `${nameOf(learner)} is catching up (${(err as Error).message})`], requeueMs: 2_000 };
+      }
+    }
+    const healthy = o.pods.length === current && o.pods.every(podReady) && list.length === current;
+    if (want > current) {
+      if (!healthy) {
+        await keep(current);
+        return { phase: 'Scaling', progressing: ['True', 'WaitingForHealthyMembers', `scaling ${current}→${want} waits until all ${current} members are ready`], requeueMs: 3_000 };
+      }
+      const name = specs.memberName(sc, current);
+      // A volume kept from an earlier scale-down holds a removed member's data: the new member
+      // must start empty (it is sent a snapshot), so the old claim goes first.
+      const claim = `data-${name}`;
+      const stale = await this.#d.core.readNamespacedPersistentVolumeClaim({ name: claim, namespace: sc.metadata.namespace }).catch(() => undefined);
+      if (stale) {
+        await this.#d.core.deleteNamespacedPersistentVolumeClaim({ name: claim, namespace: sc.metadata.namespace }).catch(() => undefined);
+        this.#d.event(sc, 'Normal', 'StaleVolumeDeleted', `deleted ${claim}, kept from when ${name} was removed, so the new ${name} starts empty`);
+        await keep(current);
+        return { phase: 'Scaling', progressing: ['True', 'StaleVolumeDeleted', `deleting ${claim} before adding ${name}`], requeueMs: 1_000 };
+      }
+      const added = await call((c) => c.addLearner(specs.peerUrl(sc, current)));
+      this.#d.event(sc, 'Normal', 'MemberAdded', `added ${name} (${added.id}) as a learner; its pod starts next`);
+      await this.#applySet(sc, current + 1, [...membersNow, { name, peerUrl: specs.peerUrl(sc, current) }], 'existing');
+      return { phase: 'Scaling', progressing: ['True', 'MemberAdded', `added ${name} as a learner (${current + 1}/${want})`], requeueMs: 2_000 };
+    }
+    if (want < current) {
+      if (!healthy) {
+        await keep(current);
+        return { phase: 'Scaling', progressing: ['True', 'WaitingForHealthyMembers', `scaling ${current}→${want} waits until all ${current} members are ready`], requeueMs: 3_000 };
+      }
+      const victimName = specs.memberName(sc, current - 1);
+      const victim = list.find((m) => nameOf(m) === victimName);
+      if (victim && victim.id === o.leaderId) {
+        const to = list.find((m) => m.id !== victim.id && !m.isLearner);
+        if (to) await call((c) => c.moveLeader(to.id));
+        this.#d.event(sc, 'Normal', 'LeadershipMoved', `moved leadership from ${victimName} to ${to ? nameOf(to) : '?'} before removing it`);
+        return { phase: 'Scaling', progressing: ['True', 'LeadershipMoved', `moving leadership off ${victimName}`], requeueMs: 1_000 };
+      }
+      if (victim) {
+        await call((c) => c.remove(victim.id));
+        this.#d.event(sc, 'Normal', 'MemberRemoved', `removed ${victimName} from the cluster; its pod goes next`);
+      }
+      await this.#applySet(sc, current - 1, membersNow.filter((m) => m.name !== victimName), 'existing');
+      return { phase: 'Scaling', progressing: ['True', 'MemberRemoved', `removed ${victimName} (${current - 1}/${want})`], requeueMs: 2_000 };
+    }
+    await keep(current);
+    return healthy ? { phase: 'Ready', progressing: ['False', 'Reconciled', `${current} members, all ready`] } : { phase: 'Degraded', progressing: ['False', 'WaitingForMembers', 'some members are not ready'] };
+  }
+
+  #hadLeader(sc: StoreCluster): boolean {
+    return Boolean(sc.status?.leader);
+  }
+
+  async #writeStatus(sc: StoreCluster, o: Observed, step: StepResult): Promise<void> {
+    const now = new Date(this.#d.clock.wallNow()).toISOString();
+    const gen = sc.metadata.generation;
+    const leaderMember = o.list?.find((m) => m.id === o.leaderId);
+    const podByName = new Map(o.pods.map((p) => [p.metadata?.name ?? '', p]));
+    const members: MemberStatus[] = (o.list ?? []).map((m) => {
+      const name = nameOf(m);
+      const st = o.states.get(name);
+      const pod = podByName.get(name);
+      return {
+        name, id: m.id, role: !st ? 'unknown' : m.isLearner ? 'learner' : m.id === o.leaderId ? 'leader' : 'follower',
+        ready: pod !== undefined && podReady(pod), ...(st ? { appliedIndex: st.appliedIndex } : {}),
+        // The ballast version the pod runs (the store reports etcd's API version, 3.5.0, to clients).
+        ...(pod?.metadata?.annotations?.['ballast.dev/version'] ? { version: pod.metadata.annotations['ballast.dev/version'] } : {}),
+      };
+    });
+    const ready = members.filter((m) => m.ready).length;
+    const allReady = step.phase === 'Ready';
+    const quorum = Math.floor(sc.spec.replicas / 2) + 1;
+    const cond = (type: string, status: 'True' | 'False', reason: string, message: string): V1Condition => {
+      const prev = sc.status?.conditions?.find((c) => c.type === type);
+      return { type, status, reason, message, observedGeneration: gen ?? 0, lastTransitionTime: (prev && prev.status === status ? prev.lastTransitionTime : now) as unknown as Date };
+    };
+    const versions = [...new Set(members.map((m) => m.version).filter(Boolean))].sort();
+    const status: StoreClusterStatus = {
+      observedGeneration: gen ?? 0, phase: step.phase, replicas: o.pods.length, readyReplicas: ready, members,
+      ...(leaderMember ? { leader: nameOf(leaderMember) } : {}),
+      ...(versions[0] ? { currentVersion: versions[0] } : {}),
+      selector: Object.entries(specs.selectorLabels(sc)).map(([k, v]) => `${k}=${v}`).join(','),
+      conditions: [
+        cond('Ready', allReady ? 'True' : 'False', allReady ? 'AllMembersReady' : step.phase, allReady ? `${ready} of ${sc.spec.replicas} members ready; leader ${leaderMember ? nameOf(leaderMember) : 'unknown'}` : step.progressing[2]),
+        cond('Available', o.leaderId ? 'True' : 'False', o.leaderId ? 'QuorumAvailable' : step.quorumLost ? 'QuorumLost' : 'NoLeader', o.leaderId ? `a leader is elected; ${ready} of ${sc.spec.replicas} members ready (quorum ${quorum})` : step.quorumLost
+          ? `no leader: fewer than ${quorum} of ${sc.spec.replicas} members are running. The operator does not act destructively on a lost quorum. Bring the members' pods back (kubectl get pods -l ${specs.labels.instance}=${sc.metadata.name}); if their data is gone, restore a snapshot into a new StoreCluster (docs/operations.md, "Recovering from quorum loss").`
+          : 'waiting for the members to elect a leader'),
+        cond('Progressing', step.progressing[0], step.progressing[1], step.progressing[2]),
+        cond('Degraded', step.phase === 'Degraded' || step.quorumLost ? 'True' : 'False', step.quorumLost ? 'QuorumLost' : step.phase === 'Degraded' ? 'MembersNotReady' : 'AsExpected', step.quorumLost ? 'quorum lost' : step.phase === 'Degraded' ? `${sc.spec.replicas - ready} member(s) not ready` : 'all members as expected'),
+      ],
+    };
+    await this.#custom.patchNamespacedCustomObjectStatus({ group, version, namespace: sc.metadata.namespace, plural: 'storeclusters', name: sc.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  }
+}
+
+interface StepResult {
+  phase: string;
+  progressing: ['True' | 'False', string, string];
+  quorumLost?: boolean;
+  requeueMs?: number;
+}

@@ -1,0 +1,164 @@
+/**
+ * The operator's runtime: informers (StoreClusters, and the StatefulSets and pods it manages),
+ * a rate-limited work queue, workers that reconcile one key at a time, and leader election
+ * (controllers run only on the leader; every replica keeps its caches warm so a new leader
+ * starts at once). Metrics: reconciles by result, their duration, queue depth, leadership.
+ */
+import { hostname } from 'node:os';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Clock } from '../lib/clock.ts';
+import { SharedInformer } from '../lib/kube/informer.ts';
+import { LeaderElector } from '../lib/kube/leader.ts';
+import { WorkQueue } from '../lib/kube/workqueue.ts';
+import type { Metrics } from '../lib/metrics.ts';
+import type { Random } from '../lib/random.ts';
+import { group, type StoreCluster, version } from './api/storecluster.ts';
+import { StoreClusterController } from './controllers/storecluster.ts';
+import { MemberClient } from './members.ts';
+import { labels } from './specs/storecluster.ts';
+
+export interface OperatorOptions {
+  kubeconfig: KubeConfig;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  metrics: Metrics;
+  /** Namespace of the leader-election Lease. */
+  namespace: string;
+  identity?: string;
+  leaderElection: boolean;
+  workers?: number;
+  leaseMs?: number;
+  renewDeadlineMs?: number;
+  retryMs?: number;
+}
+
+const managed = `${labels.managedBy}=ballast-operator`;
+
+export class Operator {
+  readonly #o: OperatorOptions;
+  readonly #queue: WorkQueue;
+  readonly #clusters: SharedInformer<StoreCluster>;
+  readonly #sets: SharedInformer<V1StatefulSet>;
+  readonly #pods: SharedInformer<V1Pod>;
+  readonly #controller: StoreClusterController;
+  readonly #elector: LeaderElector | undefined;
+  readonly #core: CoreV1Api;
+  readonly #m;
+  #running = false;
+  #leading = false;
+
+  constructor(o: OperatorOptions) {
+    this.#o = o;
+    const kc = o.kubeconfig;
+    this.#core = kc.makeApiClient(CoreV1Api);
+    const apps = kc.makeApiClient(AppsV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    this.#queue = new WorkQueue(o.clock);
+    const informer = { kubeconfig: kc, clock: o.clock, log: o.log };
+    this.#clusters = new SharedInformer<StoreCluster>({ ...informer, path: `/apis/${group}/${version}/storeclusters`,
+      list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storeclusters' }) as Promise<KubernetesListObject<StoreCluster>> });
+    this.#sets = new SharedInformer<V1StatefulSet>({ ...informer, path: '/apis/apps/v1/statefulsets', labelSelector: managed, list: () => apps.listStatefulSetForAllNamespaces({ labelSelector: managed }) });
+    this.#pods = new SharedInformer<V1Pod>({ ...informer, path: '/api/v1/pods', labelSelector: managed, list: () => this.#core.listPodForAllNamespaces({ labelSelector: managed }) });
+    // Changes to what a StoreCluster owns requeue the StoreCluster.
+    this.#clusters.onChange((key) => this.#queue.add(key));
+    const owner = (ns: string | undefined, l: Record<string, string> | undefined) => (ns && l?.[labels.instance] ? `${ns}/${l[labels.instance]}` : undefined);
+    this.#sets.onChange((key) => {
+      const s = this.#sets.get(key);
+      const k = owner(s?.metadata?.namespace ?? key.split('/')[0], s?.metadata?.labels) ?? (s ? undefined : key);
+      if (k) this.#queue.add(k);
+    });
+    this.#pods.onChange((key) => {
+      const p = this.#pods.get(key);
+      const k = owner(p?.metadata?.namespace, p?.metadata?.labels);
+      if (k) this.#queue.add(k);
+    });
+    this.#controller = new StoreClusterController({
+      kubeconfig: kc, core: this.#core, clusters: this.#clusters, sets: this.#sets, pods: this.#pods,
+      members: (address) => new MemberClient(address), clock: o.clock, log: o.log,
+      event: (sc, type, reason, message) => {
+        o.log.info({ storecluster: `${sc.metadata.namespace}/${sc.metadata.name}`, reason }, message);
+        void this.#core.createNamespacedEvent({ namespace: sc.metadata.namespace, body: {
+          metadata: { generateName: `${sc.metadata.name}.` },
+          involvedObject: { apiVersion: sc.apiVersion, kind: 'StoreCluster', name: sc.metadata.name, namespace: sc.metadata.namespace, uid: sc.metadata.uid ?? '' },
+          reason, message, type, source: { component: 'ballast-operator' },
+          firstTimestamp: new Date(), lastTimestamp: new Date(), count: 1,
+        } }).catch((err: unknown) => o.log.warn({ err }, 'event not recorded'));
+      },
+    });
+    this.#m = {
+      reconciles: o.metrics.counter('ballast_operator_reconcile_total', 'Reconciles by controller and result (success, error, requeue).', ['controller', 'result']),
+      duration: o.metrics.histogram('ballast_operator_reconcile_duration_seconds', 'Time one reconcile took.', ['controller'], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+      depth: o.metrics.gauge('ballast_operator_workqueue_depth', 'Keys waiting in the work queue.'),
+      leader: o.metrics.gauge('ballast_operator_leader', '1 while this replica is the leader.'),
+      transitions: o.metrics.counter('ballast_operator_leader_transitions_total', 'Times this replica started or stopped leading.'),
+    };
+    if (o.leaderElection) {
+      this.#elector = new LeaderElector({
+        kubeconfig: kc, namespace: o.namespace, name: 'ballast-operator', identity: o.identity ?? `${hostname()}_${process.pid}`,
+        clock: o.clock, random: o.random, log: o.log,
+        ...(o.leaseMs ? { leaseMs: o.leaseMs } : {}), ...(o.renewDeadlineMs ? { renewDeadlineMs: o.renewDeadlineMs } : {}), ...(o.retryMs ? { retryMs: o.retryMs } : {}),
+        onStartedLeading: () => this.#lead(true),
+        onStoppedLeading: () => this.#lead(false),
+      });
+    }
+  }
+
+  get leading(): boolean {
+    return this.#leading;
+  }
+
+  async start(): Promise<void> {
+    this.#running = true;
+    await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start()]);
+    if (this.#elector) this.#elector.start();
+    else this.#lead(true);
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#queue.shutdown();
+    await this.#elector?.stop();
+    await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop()]);
+  }
+
+  #lead(v: boolean): void {
+    if (v === this.#leading) return;
+    this.#leading = v;
+    this.#m.leader.set(v ? 1 : 0);
+    this.#m.transitions.inc();
+    if (!v) {
+      // Lost the lease: stop acting at once; a process that cannot be sure it leads must not
+      // write. The orchestrator restarts it as a candidate (controller-runtime exits too).
+      this.#o.log.error('lost leadership: exiting so this replica restarts as a candidate');
+      if (this.#running) process.exitCode = 1;
+      void this.stop();
+      return;
+    }
+    for (const sc of this.#clusters.list()) this.#queue.add(`${sc.metadata.namespace}/${sc.metadata.name}`);
+    for (let i = 0; i < (this.#o.workers ?? 2); i++) void this.#work();
+  }
+
+  async #work(): Promise<void> {
+    for (;;) {
+      const key = await this.#queue.get();
+      if (key === undefined) return;
+      this.#m.depth.set(this.#queue.length);
+      const end = this.#m.duration.startTimer({ controller: 'storecluster' });
+      try {
+        const requeue = await this.#controller.reconcile(key);
+        this.#queue.forget(key);
+        if (requeue !== undefined) this.#queue.addAfter(key, requeue);
+        this.#m.reconciles.inc({ controller: 'storecluster', result: requeue !== undefined ? 'requeue' : 'success' });
+      } catch (err) {
+        this.#o.log.warn({ err, storecluster: key }, 'reconcile failed; retrying with back-off');
+        this.#m.reconciles.inc({ controller: 'storecluster', result: 'error' });
+        this.#queue.addRateLimited(key);
+      } finally {
+        end();
+        this.#queue.done(key);
+      }
+    }
+  }
+}

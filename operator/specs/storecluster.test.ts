@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { StoreCluster } from '../api/storecluster.ts';
+import { disruptionBudget, faultTolerance, initialCluster, peerService, statefulSet } from './storecluster.ts';
+
+const sc: StoreCluster = {
+  apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop', uid: 'u1' },
+  spec: { replicas: 3, version: '0.1.0', storage: { size: '2Gi', retainOnScaleDown: true }, compaction: { mode: 'periodic', retention: '1h' }, timing: { heartbeatMs: 100, electionMs: 1000 } },
+};
+
+describe('StoreCluster specs', () => {
+  it('members bootstrap from their stable peer names under the headless Service', () => {
+    assert.equal(initialCluster(sc, 3), ['orders-0', 'orders-1', 'orders-2'].map((m) => `${m}=http://${m}.orders-peer.shop.svc.cluster.local:2380`).join(','));
+    const svc = peerService(sc);
+    assert.equal(svc.spec?.clusterIP, 'None');
+    assert.equal(svc.spec?.publishNotReadyAddresses, true, 'peers resolve before any member is ready');
+  });
+  it('the StatefulSet is replaced by the operator (OnDelete), started in parallel, hardened, owned by the StoreCluster', () => {
+    const ss = statefulSet(sc, { replicas: 3, initialCluster: initialCluster(sc, 3), clusterState: 'new' });
+    assert.equal(ss.spec?.updateStrategy?.type, 'OnDelete');
+    assert.equal(ss.spec?.podManagementPolicy, 'Parallel');
+    const c = ss.spec?.template.spec?.containers[0];
+    assert.equal(c?.image, 'ballast:0.1.0');
+    assert.ok(c?.args?.includes('--initial-cluster-state=new'));
+    assert.deepEqual(c?.securityContext, { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    assert.equal(ss.spec?.template.spec?.securityContext?.runAsNonRoot, true);
+    assert.equal(ss.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.['storage'], '2Gi');
+    assert.equal(ss.metadata?.ownerReferences?.[0]?.uid, 'u1');
+  });
+  it('the disruption budget allows exactly the fault tolerance', () => {
+    assert.deepEqual([1, 3, 5, 7].map(faultTolerance), [0, 1, 2, 3]);
+    assert.equal(disruptionBudget({ ...sc, spec: { ...sc.spec, replicas: 5 } }).spec?.maxUnavailable, 2);
+  });
+});

@@ -1,0 +1,176 @@
+/**
+ * Pure builders: a StoreCluster in, the Kubernetes objects that run it out. No I/O; the
+ * reconciler applies what these return with server-side apply and one field manager.
+ *
+ * - a headless peer Service (`<name>-peer`) publishing not-ready addresses, so members find
+ *   each other by `<pod>.<name>-peer.<ns>.svc.cluster.local` before any of them is ready;
+ * - a client Service (`<name>-client`) on 2379;
+ * - a StatefulSet with `updateStrategy: OnDelete` (the operator replaces pods itself, one at a
+ *   time, leader last) and `podManagementPolicy: Parallel` (a new cluster's members must start
+ *   together: none is ready before a quorum runs);
+ * - a PodDisruptionBudget allowing exactly the fault tolerance ((n-1)/2) to be disrupted;
+ * - a ServiceAccount without API access (members never call the Kubernetes API).
+ */
+import type { V1PodDisruptionBudget, V1Secret, V1Service, V1ServiceAccount, V1StatefulSet } from '@kubernetes/client-node';
+import type { StoreCluster } from '../api/storecluster.ts';
+
+export const labels = {
+  name: 'app.kubernetes.io/name',
+  instance: 'app.kubernetes.io/instance',
+  managedBy: 'app.kubernetes.io/managed-by',
+  component: 'app.kubernetes.io/component',
+} as const;
+
+export const fieldManager = 'ballast-operator';
+export const clientPort = 2379;
+export const peerPort = 2380;
+export const metricsPort = 2381;
+export const dataDir = '/var/lib/ballast';
+
+/** Labels every object of one StoreCluster carries; the member pods are selected by these. */
+export function selectorLabels(sc: StoreCluster): Record<string, string> {
+  return { [labels.name]: 'ballast-store', [labels.instance]: sc.metadata.name };
+}
+
+export function commonLabels(sc: StoreCluster): Record<string, string> {
+  return { ...selectorLabels(sc), [labels.managedBy]: 'ballast-operator' };
+}
+
+export const peerServiceName = (sc: StoreCluster) => `${sc.metadata.name}-peer`;
+export const clientServiceName = (sc: StoreCluster) => `${sc.metadata.name}-client`;
+export const tokenSecretName = (sc: StoreCluster) => `${sc.metadata.name}-token`;
+export const memberName = (sc: StoreCluster, ordinal: number) => `${sc.metadata.name}-${ordinal}`;
+export const imageOf = (sc: StoreCluster) => sc.spec.image ?? `ballast:${sc.spec.version}`;
+
+/** A member's stable peer URL (what it advertises and what others dial). */
+export function peerUrl(sc: StoreCluster, ordinal: number): string {
+  return `http://${memberName(sc, ordinal)}.${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local:${peerPort}`;
+}
+
+export function clientUrl(sc: StoreCluster, ordinal: number): string {
+  return `http://${memberName(sc, ordinal)}.${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local:${clientPort}`;
+}
+
+/** `name=peerURL,...` for members 0..n-1 (the bootstrap configuration). */
+export function initialCluster(sc: StoreCluster, n: number): string {
+  return Array.from({ length: n }, (_, i) => `${memberName(sc, i)}=${peerUrl(sc, i)}`).join(',');
+}
+
+function owner(sc: StoreCluster) {
+  return [{ apiVersion: sc.apiVersion, kind: 'StoreCluster', name: sc.metadata.name, uid: sc.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }];
+}
+
+function meta(sc: StoreCluster, name: string, component: string) {
+  return { name, namespace: sc.metadata.namespace, labels: { ...commonLabels(sc), [labels.component]: component }, ownerReferences: owner(sc) };
+}
+
+export function peerService(sc: StoreCluster): V1Service {
+  return {
+    apiVersion: 'v1', kind: 'Service', metadata: meta(sc, peerServiceName(sc), 'peer'),
+    spec: {
+      clusterIP: 'None', publishNotReadyAddresses: true, selector: selectorLabels(sc),
+      ports: [{ name: 'client', port: clientPort, targetPort: clientPort }, { name: 'peer', port: peerPort, targetPort: peerPort }],
+    },
+  };
+}
+
+export function clientService(sc: StoreCluster): V1Service {
+  return {
+    apiVersion: 'v1', kind: 'Service', metadata: meta(sc, clientServiceName(sc), 'client'),
+    spec: { selector: selectorLabels(sc), ports: [{ name: 'client', port: clientPort, targetPort: clientPort }, { name: 'metrics', port: metricsPort, targetPort: metricsPort }] },
+  };
+}
+
+export function serviceAccount(sc: StoreCluster): V1ServiceAccount {
+  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(sc, sc.metadata.name, 'member'), automountServiceAccountToken: false };
+}
+
+/** The cluster token: made once (from the caller's random bytes) and never changed. */
+export function tokenSecret(sc: StoreCluster, token: string): V1Secret {
+  return { apiVersion: 'v1', kind: 'Secret', metadata: meta(sc, tokenSecretName(sc), 'token'), type: 'Opaque', stringData: { token } };
+}
+
+/** Members that may be down at once without losing quorum. */
+export function faultTolerance(replicas: number): number {
+  return Math.floor((replicas - 1) / 2);
+}
+
+export function disruptionBudget(sc: StoreCluster): V1PodDisruptionBudget {
+  return {
+    apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: meta(sc, sc.metadata.name, 'member'),
+    spec: { maxUnavailable: faultTolerance(sc.spec.replicas), selector: { matchLabels: selectorLabels(sc) } },
+  };
+}
+
+export interface MemberSetOptions {
+  /** StatefulSet replicas (may differ from spec.replicas while scaling one member at a time). */
+  replicas: number;
+  /** The configuration new members bootstrap with (`initial-cluster`), `new` or `existing`. */
+  initialCluster: string;
+  clusterState: 'new' | 'existing';
+}
+
+export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSet {
+  const spec = sc.spec;
+  const podLabels = { ...(spec.podTemplate?.labels ?? {}), ...commonLabels(sc), [labels.component]: 'member' };
+  const peerDomain = `$(POD_NAME).${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local`;
+  const args = [
+    'store', '--name=$(POD_NAME)', `--data-dir=${dataDir}/data`,
+    `--listen-client-urls=http://0.0.0.0:${clientPort}`, `--advertise-client-urls=http://${peerDomain}:${clientPort}`,
+    `--listen-peer-urls=http://0.0.0.0:${peerPort}`, `--initial-advertise-peer-urls=http://${peerDomain}:${peerPort}`,
+    `--listen-metrics-urls=http://0.0.0.0:${metricsPort}`,
+    `--initial-cluster=${o.initialCluster}`, `--initial-cluster-state=${o.clusterState}`, '--initial-cluster-token=$(CLUSTER_TOKEN)',
+    `--heartbeat-interval=${spec.timing.heartbeatMs}`, `--election-timeout=${spec.timing.electionMs}`,
+    `--auto-compaction-mode=${spec.compaction.mode}`, `--auto-compaction-retention=${spec.compaction.retention}`,
+    ...(spec.quotaBytes ? [`--quota-backend-bytes=${spec.quotaBytes}`] : []),
+    ...(spec.snapshotCount ? [`--snapshot-count=${spec.snapshotCount}`] : []),
+  ];
+  const probe = (path: string, failureThreshold: number) => ({ httpGet: { path, port: metricsPort }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold });
+  return {
+    apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: meta(sc, sc.metadata.name, 'member'),
+    spec: {
+      serviceName: peerServiceName(sc), replicas: o.replicas, podManagementPolicy: 'Parallel',
+      updateStrategy: { type: 'OnDelete' },
+      selector: { matchLabels: selectorLabels(sc) },
+      persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: spec.storage.retainOnScaleDown ? 'Retain' : 'Delete' },
+      template: {
+        metadata: { labels: podLabels, annotations: { ...(spec.podTemplate?.annotations ?? {}), 'ballast.dev/version': spec.version } },
+        spec: {
+          serviceAccountName: sc.metadata.name, automountServiceAccountToken: false,
+          terminationGracePeriodSeconds: 30,
+          securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+          ...(spec.podTemplate?.nodeSelector ? { nodeSelector: spec.podTemplate.nodeSelector } : {}),
+          ...(spec.podTemplate?.tolerations ? { tolerations: spec.podTemplate.tolerations } : {}),
+          affinity: spec.podTemplate?.affinity ?? {
+            podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: selectorLabels(sc) } } }] },
+          },
+          topologySpreadConstraints: spec.podTemplate?.topologySpreadConstraints ?? [
+            { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels(sc) } },
+          ],
+          containers: [{
+            name: 'store', image: imageOf(sc), args,
+            env: [
+              { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+              { name: 'CLUSTER_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(sc), key: 'token' } } },
+            ],
+            ports: [{ name: 'client', containerPort: clientPort }, { name: 'peer', containerPort: peerPort }, { name: 'metrics', containerPort: metricsPort }],
+            readinessProbe: probe('/readyz', 3),
+            // Liveness asks only whether the process answers: a member without a leader is
+            // waiting for its peers, and restarting it would not bring them back.
+            livenessProbe: { tcpSocket: { port: metricsPort }, periodSeconds: 5, failureThreshold: 6, initialDelaySeconds: 5 },
+            ...(spec.resources ? { resources: spec.resources } : {}),
+            securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+            volumeMounts: [{ name: 'data', mountPath: dataDir }],
+          }],
+        },
+      },
+      volumeClaimTemplates: [{
+        metadata: { name: 'data', labels: commonLabels(sc) },
+        spec: {
+          accessModes: ['ReadWriteOnce'], resources: { requests: { storage: spec.storage.size } },
+          ...(spec.storage.storageClassName ? { storageClassName: spec.storage.storageClassName } : {}),
+        },
+      }],
+    },
+  };
+}
