@@ -204,7 +204,42 @@ export class StoreClusterController {
       return { phase: 'Scaling', progressing: ['True', 'MemberRemoved', `removed ${victimName} (${current - 1}/${want})`], requeueMs: 2_000 };
     }
     await keep(current);
+    const update = await this.#rollout(sc, o, list, healthy, call);
+    if (update) return update;
     return healthy ? { phase: 'Ready', progressing: ['False', 'Reconciled', `${current} members, all ready`] } : { phase: 'Degraded', progressing: ['False', 'WaitingForMembers', 'some members are not ready'] };
+  }
+
+  /**
+   * Updates (image, version, configuration): members whose pod carries an older spec hash are
+   * replaced one at a time, followers first, each only while every member is ready (so caught
+   * up: readiness means applied within a small lag), the leader last after moving leadership to
+   * an updated member. A replaced member that is not ready within the deadline stops the rollout
+   * (nothing else is replaced while a member is not ready) and marks the cluster Degraded.
+   */
+  async #rollout(sc: StoreCluster, o: Observed, list: MemberInfo[], healthy: boolean, call: <T>(fn: (c: MemberClient) => Promise<T>) => Promise<T>): Promise<StepResult | undefined> {
+    const want = specs.specHash(sc);
+    const hashOf = (p: V1Pod) => p.metadata?.annotations?.[specs.specHashAnnotation];
+    const outdated = o.pods.filter((p) => hashOf(p) !== want);
+    const stuck = o.pods.find((p) => hashOf(p) === want && !podReady(p) && this.#d.clock.wallNow() - new Date(p.metadata?.creationTimestamp ?? 0).getTime() > updateDeadlineMs);
+    if (stuck) {
+      return { phase: 'Degraded', progressing: ['False', 'RolloutStuck', `${stuck.metadata?.name} was replaced for the update and is not ready after ${updateDeadlineMs / 60_000} minutes; the rollout is stopped. Check its logs (kubectl logs ${stuck.metadata?.name}) and fix the spec; nothing else is replaced while a member is not ready`], degraded: true };
+    }
+    if (outdated.length === 0) return undefined;
+    if (!healthy) return { phase: 'Updating', progressing: ['True', 'WaitingForHealthyMembers', `${outdated.length} member(s) to update; waiting until every member is ready`], requeueMs: 3_000 };
+    const leaderName = nameOf(list.find((m) => m.id === o.leaderId) ?? { id: '', name: '', peerURLs: [], clientURLs: [], isLearner: false });
+    const follower = outdated.find((p) => p.metadata?.name !== leaderName);
+    if (!follower) {
+      // Only the leader is left: hand leadership to an updated member first.
+      const to = list.find((m) => m.id !== o.leaderId && !m.isLearner && o.pods.some((p) => p.metadata?.name === nameOf(m) && hashOf(p) === want));
+      if (!to) return { phase: 'Updating', progressing: ['True', 'NoUpdatedMember', 'no updated member to take over leadership'], requeueMs: 3_000 };
+      await call((c) => c.moveLeader(to.id));
+      this.#d.event(sc, 'Normal', 'LeadershipMoved', `moved leadership from ${leaderName} to ${nameOf(to)} before updating ${leaderName}`);
+      return { phase: 'Updating', progressing: ['True', 'LeadershipMoved', `moving leadership off ${leaderName} before updating it`], requeueMs: 1_000 };
+    }
+    const name = follower.metadata?.name ?? '';
+    await this.#d.core.deleteNamespacedPod({ name, namespace: sc.metadata.namespace });
+    this.#d.event(sc, 'Normal', 'MemberUpdating', `replacing ${name} to run ${specs.imageOf(sc)} (${outdated.length - 1} more after it)`);
+    return { phase: 'Updating', progressing: ['True', 'MemberUpdating', `replacing ${name} (${outdated.length} to go)`], requeueMs: 2_000 };
   }
 
   #hadLeader(sc: StoreCluster): boolean {
@@ -246,16 +281,20 @@ export class StoreClusterController {
           ? `no leader: fewer than ${quorum} of ${sc.spec.replicas} members are running. The operator does not act destructively on a lost quorum. Bring the members' pods back (kubectl get pods -l ${specs.labels.instance}=${sc.metadata.name}); if their data is gone, restore a snapshot into a new StoreCluster (docs/operations.md, "Recovering from quorum loss").`
           : 'waiting for the members to elect a leader'),
         cond('Progressing', step.progressing[0], step.progressing[1], step.progressing[2]),
-        cond('Degraded', step.phase === 'Degraded' || step.quorumLost ? 'True' : 'False', step.quorumLost ? 'QuorumLost' : step.phase === 'Degraded' ? 'MembersNotReady' : 'AsExpected', step.quorumLost ? 'quorum lost' : step.phase === 'Degraded' ? `${sc.spec.replicas - ready} member(s) not ready` : 'all members as expected'),
+        cond('Degraded', step.phase === 'Degraded' || step.quorumLost ? 'True' : 'False', step.quorumLost ? 'QuorumLost' : step.degraded ? step.progressing[1] : step.phase === 'Degraded' ? 'MembersNotReady' : 'AsExpected', step.quorumLost ? 'quorum lost' : step.degraded ? step.progressing[2] : step.phase === 'Degraded' ? `${sc.spec.replicas - ready} member(s) not ready` : 'all members as expected'),
       ],
     };
     await this.#custom.patchNamespacedCustomObjectStatus({ group, version, namespace: sc.metadata.namespace, plural: 'storeclusters', name: sc.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
   }
 }
 
+/** How long a replaced member may take to become ready before the rollout stops. */
+const updateDeadlineMs = 5 * 60_000;
+
 interface StepResult {
   phase: string;
   progressing: ['True' | 'False', string, string];
   quorumLost?: boolean;
+  degraded?: boolean;
   requeueMs?: number;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StoreCluster } from '../api/storecluster.ts';
-import { disruptionBudget, faultTolerance, initialCluster, peerService, statefulSet } from './storecluster.ts';
+import { disruptionBudget, faultTolerance, initialCluster, peerService, specHash, statefulSet } from './storecluster.ts';
 
 const sc: StoreCluster = {
   apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop', uid: 'u1' },
@@ -26,6 +26,12 @@ describe('StoreCluster specs', () => {
     assert.equal(ss.spec?.template.spec?.securityContext?.runAsNonRoot, true);
     assert.equal(ss.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.['storage'], '2Gi');
     assert.equal(ss.metadata?.ownerReferences?.[0]?.uid, 'u1');
+  });
+  it('the spec hash changes with what needs a member replaced, not with membership', () => {
+    const base = specHash(sc);
+    assert.equal(specHash({ ...sc, spec: { ...sc.spec, replicas: 5 } }), base, 'scaling replaces nobody');
+    assert.notEqual(specHash({ ...sc, spec: { ...sc.spec, version: '0.2.0' } }), base);
+    assert.notEqual(specHash({ ...sc, spec: { ...sc.spec, timing: { heartbeatMs: 100, electionMs: 2000 } } }), base);
   });
   it('the disruption budget allows exactly the fault tolerance', () => {
     assert.deepEqual([1, 3, 5, 7].map(faultTolerance), [0, 1, 2, 3]);

@@ -102,6 +102,26 @@ export function disruptionBudget(sc: StoreCluster): V1PodDisruptionBudget {
   };
 }
 
+/**
+ * A digest of everything in the spec that a running member must be replaced to pick up (image,
+ * version, resources, Raft timing, compaction, quota, pod overrides), and nothing that changes
+ * with membership: scaling must not make every member look out of date.
+ */
+export function specHash(sc: StoreCluster): string {
+  const { replicas: _r, storage: _s, ...rest } = sc.spec;
+  const stable = (v: unknown): string => (Array.isArray(v) ? `[${v.map(stable).join(',')}]`
+    : v && typeof v === 'object' ? `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${stable((v as Record<string, unknown>)[k])}`).join(',')}}` : JSON.stringify(v) ?? 'null');
+  const text = stable({ ...rest, image: imageOf(sc) });
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}
+
+export const specHashAnnotation = 'ballast.dev/spec-hash';
+
 export interface MemberSetOptions {
   /** StatefulSet replicas (may differ from spec.replicas while scaling one member at a time). */
   replicas: number;
@@ -134,7 +154,7 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
       selector: { matchLabels: selectorLabels(sc) },
       persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: spec.storage.retainOnScaleDown ? 'Retain' : 'Delete' },
       template: {
-        metadata: { labels: podLabels, annotations: { ...(spec.podTemplate?.annotations ?? {}), 'ballast.dev/version': spec.version } },
+        metadata: { labels: podLabels, annotations: { ...(spec.podTemplate?.annotations ?? {}), 'ballast.dev/version': spec.version, [specHashAnnotation]: specHash(sc) } },
         spec: {
           serviceAccountName: sc.metadata.name, automountServiceAccountToken: false,
           terminationGracePeriodSeconds: 30,
