@@ -50,6 +50,7 @@ export function inSandbox(s: PodSandbox, argv: string[]): string[] {
 export class PodNetwork {
   readonly #o: PodNetworkOptions;
   readonly #used = new Map<string, number>();
+  #next = 2;
   /** Why pods use loopback addresses instead of namespaces; undefined when they do not. */
   fallback: string | undefined;
 
@@ -104,6 +105,11 @@ export class PodNetwork {
     ip('link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns);
     ip('link', 'set', hostVeth, 'master', this.#o.bridge, 'up');
     ip('-n', netns, 'addr', 'add', `${podIp}/24`, 'dev', 'eth0');
+    // An address can come back on a new interface (another MAC) while the host and other pods
+    // still cache the old one: announce it (gratuitous ARP when eth0 comes up) and drop the
+    // host's stale entry, or the pod is unreachable until those caches expire (~30 s).
+    try { execFileSync('ip', ['netns', 'exec', netns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/eth0/arp_notify'], { stdio: 'ignore' }); } catch { /* best effort */ }
+    tryIp('neigh', 'flush', 'to', podIp, 'dev', this.#o.bridge);
     ip('-n', netns, 'link', 'set', 'eth0', 'up');
     ip('-n', netns, 'link', 'set', 'lo', 'up');
     ip('-n', netns, 'route', 'add', 'default', 'via', this.gateway);
@@ -137,13 +143,19 @@ export class PodNetwork {
     tryIp('link', 'del', this.#o.bridge);
   }
 
+  /**
+   * The next free address after the last one handed out, wrapping around (as host-local IPAM
+   * does), so a released address is reused as late as possible.
+   */
   #allocate(uid: string): number {
     const have = this.#used.get(uid);
     if (have !== undefined) return have;
     const taken = new Set(this.#used.values());
-    for (let o = 2; o < 255; o++) {
+    for (let i = 0; i < 253; i++) {
+      const o = 2 + ((this.#next - 2 + i) % 253);
       if (!taken.has(o)) {
         this.#used.set(uid, o);
+        this.#next = o + 1 > 254 ? 2 : o + 1;
         return o;
       }
     }

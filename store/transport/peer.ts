@@ -89,6 +89,9 @@ function header(len: number, kind: number): Buffer {
 }
 
 /** The outgoing side of one peer link. */
+/** How long a peer dial may go unanswered. */
+const dialTimeoutMs = 1000;
+
 class PeerLink {
   readonly id: NodeId;
   url: URL;
@@ -129,7 +132,14 @@ class PeerLink {
       ? tls.connect({ host: this.url.hostname, port: Number(this.url.port), ...peerClientOptions(o.tls as TlsFiles, this.url.hostname) })
       : connect({ host: this.url.hostname, port: Number(this.url.port), noDelay: true });
     this.#socket = s;
+    // A dial that gets no answer is abandoned after a second (etcd's peer dial timeout), so a
+    // peer that came back elsewhere (a rescheduled pod: new address, same name) is redialled,
+    // and its name resolved again, within seconds rather than after TCP's SYN retries.
+    s.setTimeout(dialTimeoutMs, () => {
+      if (!this.#ready) s.destroy();
+    });
     s.on(secure ? 'secureConnect' : 'connect', () => {
+      s.setTimeout(0);
       s.setNoDelay(true);
       const hs: Handshake = { token: o.token, from: o.self, to: this.id };
       for (const b of frames(Buffer.from(JSON.stringify(hs)))) s.write(b);
