@@ -42,7 +42,8 @@ export class MemberClient {
   constructor(address: string, timeoutMs = 2000) {
     const { Cluster, Maintenance } = services();
     // A private subchannel pool: a member that was down must not keep a shared back-off.
-    const opts = { 'grpc.use_local_subchannel_pool': 1, 'grpc.initial_reconnect_backoff_ms': 200 };
+    // A short reconnect cap: a closed client's pending reconnect timer otherwise holds the process up to 2 min.
+    const opts = { 'grpc.use_local_subchannel_pool': 1, 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 };
     this.#cluster = new Cluster(address, grpc.credentials.createInsecure(), opts);
     this.#maintenance = new Maintenance(address, grpc.credentials.createInsecure(), opts);
     this.#timeoutMs = timeoutMs;

@@ -62,7 +62,10 @@ export class Operator {
     this.#sets = new SharedInformer<V1StatefulSet>({ ...informer, path: '/apis/apps/v1/statefulsets', labelSelector: managed, list: () => apps.listStatefulSetForAllNamespaces({ labelSelector: managed }) });
     this.#pods = new SharedInformer<V1Pod>({ ...informer, path: '/api/v1/pods', labelSelector: managed, list: () => this.#core.listPodForAllNamespaces({ labelSelector: managed }) });
     // Changes to what a StoreCluster owns requeue the StoreCluster.
-    this.#clusters.onChange((key) => this.#queue.add(key));
+    this.#clusters.onChange((key) => {
+      if (!this.#clusters.get(key)) this.#controller.forget(key);
+      this.#queue.add(key);
+    });
     const owner = (ns: string | undefined, l: Record<string, string> | undefined) => (ns && l?.[labels.instance] ? `${ns}/${l[labels.instance]}` : undefined);
     this.#sets.onChange((key) => {
       const s = this.#sets.get(key);

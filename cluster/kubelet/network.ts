@@ -134,6 +134,15 @@ export class PodNetwork {
 
   release(uid: string): void {
     this.destroy(uid);
+    // Forget the address's link-layer entry on the host and in every other pod: a dial to it
+    // then fails in seconds (no ARP answer) instead of sending SYNs to a MAC that is gone until
+    // TCP gives up two minutes later.
+    const octet = this.#used.get(uid);
+    if (octet !== undefined && this.fallback === undefined) {
+      const addr = `${this.#o.prefix}.${octet}`;
+      tryIp('neigh', 'flush', 'to', addr, 'dev', this.#o.bridge);
+      for (const [other, o] of this.#used) if (other !== uid && o !== undefined) tryIp('-n', `blst-${other.replace(/-/g, '').slice(0, 8)}`, 'neigh', 'flush', 'to', addr);
+    }
     this.#used.delete(uid);
   }
 

@@ -52,6 +52,15 @@ export class StoreClusterController {
   readonly #d: StoreClusterControllerDeps;
   readonly #objects: KubernetesObjectApi;
   readonly #custom: CustomObjectsApi;
+  /**
+   * What this process last applied, per object, and when: an unchanged object is not applied
+   * again until `reapplyMs` has passed (server-side apply would change nothing, but 20 idle
+   * clusters should not cost the apiserver a write each per object per reconcile). Drift made
+   * by someone else is corrected at the next re-apply.
+   */
+  readonly #applied = new Map<string, { body: string; at: number }>();
+  /** The status last written per StoreCluster (without transition times). */
+  readonly #written = new Map<string, string>();
 
   constructor(d: StoreClusterControllerDeps) {
     this.#d = d;
@@ -72,7 +81,9 @@ export class StoreClusterController {
     for (const obj of [specs.serviceAccount(sc), specs.peerService(sc), specs.clientService(sc), specs.disruptionBudget(sc)]) await this.#apply(obj);
     const step = await this.#membership(sc, observed);
     await this.#writeStatus(sc, observed, step);
-    return step.requeueMs ?? (observed.leaderId && observed.pods.every(podReady) ? 30_000 : 3_000);
+    // Pod and StatefulSet changes requeue on their own (informers); a timed look again is for
+    // what only the members know (roles, catch-up), so it is short only right after a step.
+    return step.requeueMs ?? (observed.pods.some((p) => p.status?.podIP) && !observed.leaderId ? 5_000 : 30_000);
   }
 
   async #observe(sc: StoreCluster): Promise<Observed> {
@@ -99,16 +110,33 @@ export class StoreClusterController {
   }
 
   async #ensureToken(sc: StoreCluster): Promise<void> {
+    const key = `Secret/${sc.metadata.namespace}/${specs.tokenSecretName(sc)}`;
+    if (this.#applied.has(key)) return;
     try {
       await this.#d.core.readNamespacedSecret({ name: specs.tokenSecretName(sc), namespace: sc.metadata.namespace });
     } catch (err) {
       if ((err as { code?: number }).code !== 404) throw err;
       await this.#d.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.tokenSecret(sc, randomBytes(16).toString('hex')) });
     }
+    this.#applied.set(key, { body: '', at: this.#d.clock.now() });
   }
 
   async #apply(obj: object): Promise<void> {
+    const o = obj as { kind: string; metadata: { namespace?: string; name: string } };
+    const key = `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`;
+    const body = JSON.stringify(obj);
+    const last = this.#applied.get(key);
+    const now = this.#d.clock.now();
+    if (last && last.body === body && now - last.at < reapplyMs) return;
     await this.#objects.patch(obj as never, undefined, undefined, specs.fieldManager, true, PatchStrategy.ServerSideApply);
+    this.#applied.set(key, { body, at: now });
+  }
+
+  /** Forget what was applied for a StoreCluster (it was deleted, or its objects may be gone). */
+  forget(key: string): void {
+    const [ns, name] = key.split('/');
+    for (const k of this.#applied.keys()) if (k.includes(`/${ns}/${name}`)) this.#applied.delete(k);
+    this.#written.delete(key);
   }
 
   async #applySet(sc: StoreCluster, replicas: number, members: Array<{ name: string; peerUrl: string }>, state: 'new' | 'existing'): Promise<void> {
@@ -123,7 +151,7 @@ export class StoreClusterController {
       const members = Array.from({ length: want }, (_, i) => ({ name: specs.memberName(sc, i), peerUrl: specs.peerUrl(sc, i) }));
       await this.#applySet(sc, want, members, 'new');
       this.#d.event(sc, 'Normal', 'Bootstrapping', `starting ${want} members: ${members.map((m) => m.name).join(', ')}`);
-      return { phase: 'Bootstrapping', progressing: ['True', 'Bootstrapping', `starting ${want} members`], requeueMs: 2_000 };
+      return { phase: 'Bootstrapping', progressing: ['True', 'Bootstrapping', `starting ${want} members`] };
     }
     const current = set.spec?.replicas ?? 0;
     const list = o.list;
@@ -284,9 +312,17 @@ export class StoreClusterController {
         cond('Degraded', step.phase === 'Degraded' || step.quorumLost ? 'True' : 'False', step.quorumLost ? 'QuorumLost' : step.degraded ? step.progressing[1] : step.phase === 'Degraded' ? 'MembersNotReady' : 'AsExpected', step.quorumLost ? 'quorum lost' : step.degraded ? step.progressing[2] : step.phase === 'Degraded' ? `${sc.spec.replicas - ready} member(s) not ready` : 'all members as expected'),
       ],
     };
+    // Write only what changed (transition times are kept from before when nothing else did).
+    const key = `${sc.metadata.namespace}/${sc.metadata.name}`;
+    const sig = JSON.stringify({ ...status, conditions: status.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
+    if (this.#written.get(key) === sig && sc.status?.observedGeneration === status.observedGeneration) return;
     await this.#custom.patchNamespacedCustomObjectStatus({ group, version, namespace: sc.metadata.namespace, plural: 'storeclusters', name: sc.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    this.#written.set(key, sig);
   }
 }
+
+/** Unchanged objects are applied again after this long (drift correction). */
+const reapplyMs = 10 * 60_000;
 
 /** How long a replaced member may take to become ready before the rollout stops. */
 const updateDeadlineMs = 5 * 60_000;

@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Etcd3 } from 'etcd3';
+import { RetryingKv } from '../support/retrying-kv.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -35,7 +35,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.ok(cond(), what);
   }
   const phase = () => `${jsonpath(['storecluster', 'orders'], '{.status.readyReplicas}')}/${jsonpath(['storecluster', 'orders'], '{.status.phase}')}`;
-  const memberPods = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=orders', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.podIP}{"\\n"}{end}']).stdout.trim().split('\n').filter(Boolean).map((l) => l.split('=') as [string, string]);
+  const memberPods = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=orders', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.podIP}{"\\n"}{end}']).stdout.trim().split('\n').filter(Boolean).map((l) => l.split('=') as [string, string]).filter(([, ip]) => ip !== '');
   const memberNames = () => jsonpath(['storecluster', 'orders'], '{.status.members[*].name}').split(' ').filter(Boolean).sort();
 
   before(async () => {
@@ -84,19 +84,16 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   });
 
   it('scales 3→5→3 under continuous writes: no acknowledged write lost; the member list matches the pods', async (t) => {
-    const client = new Etcd3({ hosts: memberPods().map(([, ip]) => `http://${ip}:2379`), dialTimeout: 2000 });
+    const kv = new RetryingKv();
+    const refresh = () => kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
+    refresh();
+    const refresher = setInterval(refresh, 500);
     const acked: string[] = [];
-    let failed = 0;
     let writing = true;
     const writer = (async () => {
       for (let i = 0; writing; i++) {
-        try {
-          await client.put(`load/${String(i).padStart(6, '0')}`).value(String(i));
-          acked.push(`load/${String(i).padStart(6, '0')}`);
-        } catch {
-          failed++;
-          await sleep(50);
-        }
+        await kv.put(`load/${String(i).padStart(6, '0')}`, String(i));
+        acked.push(`load/${String(i).padStart(6, '0')}`);
       }
     })();
     try {
@@ -113,13 +110,15 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     } finally {
       writing = false;
       await writer;
+      clearInterval(refresher);
     }
     assert.deepEqual(memberNames(), memberPods().map(([n]) => n).sort(), 'the Raft configuration matches the pods');
-    const stored = new Set((await client.getAll().prefix('load/').keys()));
+    refresh();
+    const stored = await kv.keys('load/');
     const lost = acked.filter((k) => !stored.has(k));
-    t.diagnostic(`${acked.length} writes acknowledged during scaling, ${failed} failed (retried), ${lost.length} lost`);
+    t.diagnostic(`${acked.length} writes during scaling, every one acknowledged (${kv.retries} retries), ${lost.length} lost`);
     assert.deepEqual(lost, [], 'every acknowledged write survives');
-    client.close();
+    kv.close();
   });
 
   it('deleting the leader pod: a new leader is elected and the pod rejoins', async (t) => {
@@ -136,22 +135,20 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.deepEqual(memberNames(), ['orders-0', 'orders-1', 'orders-2']);
   });
 
-  it('a version update replaces members one at a time, leader last: every write acknowledged, leadership moves exactly once', async (t) => {
+  it('a version update replaces members one at a time, leader last: every write succeeds (with retries), leadership moves exactly once', async (t) => {
     const term = () => Math.max(...memberPods().map(([, ip]) => Number(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'endpoint', 'status', '-w', 'simple', '--command-timeout=1s'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout.split(',').map((f) => f.trim())[6] ?? 0)));
     const before = term();
-    const client = new Etcd3({ hosts: memberPods().map(([, ip]) => `http://${ip}:2379`), dialTimeout: 2000 });
+    // Every write is retried until acknowledged, on endpoints refreshed as pods move.
+    const kv = new RetryingKv();
+    const refresh = () => kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
+    refresh();
+    const refresher = setInterval(refresh, 500);
     const acked: string[] = [];
-    let failed = 0;
     let writing = true;
     const writer = (async () => {
       for (let i = 0; writing; i++) {
-        try {
-          await client.put(`update/${i}`).value(String(i));
-          acked.push(`update/${i}`);
-        } catch {
-          failed++;
-          await sleep(50);
-        }
+        await kv.put(`update/${i}`, String(i));
+        acked.push(`update/${i}`);
       }
     })();
     const start = Date.now();
@@ -164,13 +161,15 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       writing = false;
       await writer;
     }
+    clearInterval(refresher);
     assert.equal(jsonpath(['storecluster', 'orders'], '{.status.currentVersion}'), '0.2.0');
     const moved = term() - before;
-    const stored = new Set(await client.getAll().prefix('update/').keys());
-    t.diagnostic(`${acked.length} writes acknowledged during the update, ${failed} failed and retried; Raft term +${moved}`);
+    refresh();
+    const stored = await kv.keys('update/');
+    t.diagnostic(`${acked.length} writes, every one acknowledged (${kv.retries} retries); Raft term +${moved}`);
     assert.deepEqual(acked.filter((k) => !stored.has(k)), [], 'every acknowledged write survives');
     assert.equal(moved, 1, 'leadership moved exactly once (one term)');
-    client.close();
+    kv.close();
   });
 
   it('the paused annotation stops changes and says so in status', async () => {
