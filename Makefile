@@ -70,6 +70,18 @@ lincheck: $(LINCHECK)
 control-plane: ## build the Kubernetes control plane binaries into the cache (once)
 	@cluster/go/build
 
+# Helm, built once from its Go module into .tools/ (there is no release download here).
+HELM_VERSION ?= v3.22.0
+HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
+export BALLAST_HELM := $(HELM)
+$(HELM):
+	@echo "==> building helm $(HELM_VERSION) from its Go module (once)"
+	@command -v go >/dev/null || { echo "Go is needed to build helm" >&2; exit 1; }
+	GOBIN=$(dir $(HELM)) go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+.PHONY: helm
+helm: $(HELM) ## build helm into .tools/ (once)
+
 # The benchmarks' load generator: etcd's Go client, the same for etcd and ballast.
 LOADGEN := $(TOOLS)/loadgen
 export BALLAST_LOADGEN := $(LOADGEN)
@@ -99,7 +111,7 @@ test-e2e: deps build control-plane ## suites that run the real Kubernetes contro
 	scripts/run-tests e2e
 
 .PHONY: test
-test: deps build lint lincheck control-plane ## every suite: unit, integration and e2e, with one summary at the end
+test: deps build lint lincheck control-plane helm ## every suite: unit, integration and e2e, with one summary at the end
 	scripts/run-tests
 
 .PHONY: chaos
@@ -111,13 +123,15 @@ bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/
 	node bench/store-vs-etcd.ts
 
 .PHONY: up
-up: deps build control-plane ## the main job: Kubernetes on a 3-member ballast store, then its status
+up: deps build control-plane helm ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster
+	@echo "==> local Kubernetes (objects in a 3-member ballast store)"
 	./bin/ballast cluster up --store ballast --state-dir .state/cluster
-	@echo; ./bin/ballast cluster status --state-dir .state/cluster
-	@echo; kubectl --kubeconfig .state/cluster/admin.kubeconfig get nodes -o wide
-	@echo; kubectl --kubeconfig .state/cluster/admin.kubeconfig get namespaces
-	@echo; ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:13379,127.0.0.1:23379,127.0.0.1:33379 endpoint status -w table
-	@echo; echo "kubeconfig: $(CURDIR)/.state/cluster/admin.kubeconfig   (stop with: make down)"
+	@echo "==> helm upgrade --install ballast charts/ballast (namespace ballast-system)"
+	$(HELM) --kubeconfig .state/cluster/admin.kubeconfig upgrade --install ballast charts/ballast -n ballast-system --create-namespace --wait --timeout 3m >/dev/null
+	@echo "==> a sample StoreCluster (examples/storecluster.yaml), waiting until Ready"
+	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply -f examples/storecluster.yaml
+	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait storecluster/example --for=condition=Ready --timeout=180s
+	@echo; scripts/up-summary .state/cluster/admin.kubeconfig
 
 .PHONY: down
 down: ## stop what make up started

@@ -16,6 +16,7 @@ const flags = {
   leaseDuration: f.duration('how long a leader holds the Lease without renewing it', { default: 15_000, min: 1000 }),
   renewDeadline: f.duration('how long the leader keeps trying to renew before it steps down', { default: 10_000, min: 500 }),
   retryPeriod: f.duration('how often candidates try, and the leader renews', { default: 2_000, min: 100 }),
+  identity: f.string('this replica\'s name in the leader-election Lease; default: the pod name, else host_pid', { default: '', env: 'POD_NAME' }),
   workers: f.int('StoreClusters reconciled at once', { default: 2, min: 1, max: 64 }),
   metricsAddr: f.string('host:port for /metrics', { default: '0.0.0.0:8080' }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
@@ -32,17 +33,24 @@ export const operatorCommand: Command = {
     }
     const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'operator' } });
     const kc = new KubeConfig();
+    // In a pod, the service account; otherwise a kubeconfig (the flag, $KUBECONFIG, ~/.kube/config).
     if (v.kubeconfig) kc.loadFromFile(v.kubeconfig);
+    else if (io.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
     else kc.loadFromDefault();
     const metrics = processMetrics();
     const [host, port] = [v.metricsAddr.slice(0, v.metricsAddr.lastIndexOf(':')), Number(v.metricsAddr.slice(v.metricsAddr.lastIndexOf(':') + 1))];
     let served: Awaited<ReturnType<typeof serveMetrics>> | undefined;
     const op = new Operator({
-      kubeconfig: kc, clock: realClock, random: systemRandom, log, metrics, namespace: v.namespace, leaderElection: v.leaderElect,
+      kubeconfig: kc, clock: realClock, random: systemRandom, log, metrics, namespace: v.namespace, leaderElection: v.leaderElect, ...(v.identity ? { identity: v.identity } : {}),
       workers: v.workers, leaseMs: v.leaseDuration, renewDeadlineMs: v.renewDeadline, retryMs: v.retryPeriod,
     });
     const lc = new Lifecycle({ log })
-      .add({ name: 'metrics', start: async () => { served = await serveMetrics(metrics, host || '0.0.0.0', port); }, stop: async () => served?.close() })
+      .add({ name: 'metrics', start: async () => {
+        served = await serveMetrics(metrics, host || '0.0.0.0', port, {
+          '/healthz': () => ({ ok: true, reason: '' }),
+          '/readyz': () => (op.synced ? { ok: true, reason: '' } : { ok: false, reason: 'informer caches are not synced yet' }),
+        });
+      }, stop: async () => served?.close() })
       .add({ name: 'operator', start: () => op.start(), stop: () => op.stop() });
     const done = new Promise<number>((resolve) => lc.handleSignals(resolve));
     await lc.start();

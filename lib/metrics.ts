@@ -69,12 +69,17 @@ export function processMetrics(): Metrics {
   return shared;
 }
 
-/** Serve `/metrics` (and `/` → 404) on host:port; port 0 picks a free port. */
-export async function serveMetrics(metrics: Metrics, host: string, port: number): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+/** Serve `/metrics` and the given health checks (path → verdict) on host:port; port 0 picks a free port. */
+export async function serveMetrics(metrics: Metrics, host: string, port: number, checks: Record<string, () => { ok: boolean; reason: string }> = {}): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const handle = metrics.handler();
   const server = createServer((req, res) => {
-    if ((req.url ?? '/').split('?')[0] === '/metrics') handle(req, res);
-    else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are at /metrics\n');
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const check = checks[path];
+    if (path === '/metrics') handle(req, res);
+    else if (check) {
+      const r = check();
+      res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ok ? 'ok\n' : `not ready: ${r.reason}\n`);
+    } else res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: try /metrics${Object.keys(checks).map((c) => `, ${c}`).join('')}\n`);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -112,6 +112,11 @@ export class Operator {
     return this.#leading;
   }
 
+  /** Every informer has listed once (the replica can act, or take over, at once). */
+  get synced(): boolean {
+    return this.#clusters.synced && this.#sets.synced && this.#pods.synced;
+  }
+
   async start(): Promise<void> {
     this.#running = true;
     await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start()]);
