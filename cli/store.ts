@@ -9,6 +9,7 @@ import { processMetrics } from '../lib/metrics.ts';
 import { normalizeUrl, parseInitialCluster } from '../store/members.ts';
 import { restoreMember } from '../store/backup.ts';
 import { StoreServer } from '../store/server.ts';
+import { isBallastError } from '../lib/errors.ts';
 import type { Command } from './command.ts';
 
 export const storeFlags = {
@@ -161,7 +162,11 @@ export const storeCommand: Command = {
     } catch (err) {
       log.error({ err }, 'store failed to start');
       io.err(`ballast store: ${(err as Error).message}\n`);
-      return ExitCode.failure;
+      // A member whose data is lost exits with its own code, so the operator (or a person)
+      // can tell "remove and re-add me" from other start-up failures.
+      let cause: unknown = err;
+      while (cause && !isBallastError(cause, 'STORE_ERR_DATA_LOST')) cause = (cause as { cause?: unknown }).cause;
+      return cause ? ExitCode.dataLost : ExitCode.failure;
     }
     log.info({ member: server.node.id, name: v.name }, 'store member started');
     return done;

@@ -245,7 +245,7 @@ export class ControlPlane {
       `--tls-cert-file=${join(pki, 'apiserver.crt')}`, `--tls-private-key-file=${join(pki, 'apiserver.key')}`, `--client-ca-file=${join(pki, 'ca.crt')}`,
       '--service-account-issuer=https://kubernetes.default.svc', `--service-account-key-file=${join(pki, 'sa.pub')}`, `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
       '--authorization-mode=Node,RBAC', '--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook', '--enable-aggregator-routing=true',
-      '--service-cluster-ip-range=10.96.0.0/24', '--allow-privileged=true',
+      '--service-cluster-ip-range=10.96.0.0/16', '--allow-privileged=true',
       // `kubectl logs` and friends: the apiserver calls the kubelet API at the node's InternalIP.
       `--kubelet-client-certificate=${join(pki, 'apiserver-kubelet-client.crt')}`, `--kubelet-client-key=${join(pki, 'apiserver-kubelet-client.key')}`,
       `--kubelet-certificate-authority=${join(pki, 'ca.crt')}`, '--kubelet-preferred-address-types=InternalIP',

@@ -16,7 +16,7 @@ import { type Clock, realClock } from './clock.ts';
 import { BallastError } from './errors.ts';
 import { silentLogger } from './log.ts';
 
-export const ExitCode = { ok: 0, failure: 1, usage: 2, drainTimeout: 3, forced: 130 } as const;
+export const ExitCode = { ok: 0, failure: 1, usage: 2, drainTimeout: 3, dataLost: 4, forced: 130 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 /** Something that runs until told to stop. */

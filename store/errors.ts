@@ -27,6 +27,7 @@ export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_EMPTY_KEY: 'The key is empty: etcdserver: key is not provided.',
   STORE_ERR_WAL_CORRUPT: 'A WAL record before the tail fails its CRC; the member refuses to start. The message names the file and offset.',
   STORE_ERR_DATA_DIR: 'The data directory is unusable (unreadable, wrong cluster, or a member of another cluster).',
+  STORE_ERR_DATA_LOST: 'The data directory is empty but the cluster counts this member as one that ran before: it lost its data and must not vote.',
   STORE_ERR_PEER_AUTH: 'A peer connection presented the wrong cluster token and was refused.',
   STORE_ERR_BACKUP_INVALID: 'The file given to `ballast store restore` is not a ballast store snapshot, or fails its sha256 check.',
   STORE_ERR_ELECTION_NO_LEADER: 'Election.Leader on an election nobody has won: election: no leader.',

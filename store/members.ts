@@ -7,8 +7,14 @@ import { createHash } from 'node:crypto';
 import { BallastError } from '../lib/errors.ts';
 import type { NodeId } from './raft/types.ts';
 
-export function memberId(peerURLs: readonly string[], token: string): NodeId {
-  const h = createHash('sha1').update([...peerURLs].map(normalizeUrl).sort().join(',')).update(token).digest();
+/**
+ * A member's id: from its peer URLs and the cluster token (so members of a new cluster agree on
+ * each other's ids from --initial-cluster alone), plus a salt when a URL is added again after its
+ * member was removed (a removed id never comes back, as in etcd; the new member learns its id
+ * from the cluster when it joins).
+ */
+export function memberId(peerURLs: readonly string[], token: string, salt = ''): NodeId {
+  const h = createHash('sha1').update([...peerURLs].map(normalizeUrl).sort().join(',')).update(token).update(salt).digest();
   return h.subarray(0, 8).toString('hex');
 }
 

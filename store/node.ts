@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
-import { BallastError } from '../lib/errors.ts';
+import { BallastError, isBallastError } from '../lib/errors.ts';
 import type { Random } from '../lib/random.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { catalogue } from './errors.ts';
-import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
+import { clusterId as clusterIdOf, memberId as memberIdOf, normalizeUrl } from './members.ts';
 import type { StoreMetrics } from './metrics.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
@@ -24,7 +24,7 @@ import type { TlsFiles } from './tls.ts';
 import { WatchHub } from './mvcc/watch.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import { type ApplyResult, type ConfContext, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
-import { PeerTransport } from './transport/peer.ts';
+import { PeerTransport, queryMembers } from './transport/peer.ts';
 import { Wal } from './wal/wal.ts';
 
 export interface StoreNodeConfig {
@@ -61,6 +61,38 @@ interface Waiter {
   resolve(r: ApplyResult): void;
   reject(e: Error): void;
   timer: TimerHandle;
+}
+
+/**
+ * A member joining an existing cluster learns its id from the cluster: it asks the members in
+ * --initial-cluster for the member table and finds itself by its advertised peer URLs. Retries
+ * for up to a minute (the cluster may be electing); a member that is not in the table has not
+ * been added (etcdctl member add / MemberAdd) and is told so.
+ */
+async function discoverId(cfg: StoreNodeConfig): Promise<{ id: NodeId; members: Array<{ id: NodeId; name: string; peerURLs: string[] }> }> {
+  const mine = new Set(cfg.advertisePeerUrls.map(normalizeUrl));
+  const others = [...cfg.initialCluster.values()].flat().map((u) => new URL(u)).filter((u) => !mine.has(normalizeUrl(u.href)));
+  const deadline = cfg.clock.now() + 60_000;
+  let last = 'no other member in --initial-cluster';
+  for (;;) {
+    for (const url of others) {
+      try {
+        const members = await queryMembers(url, cfg.token, cfg.peerTls);
+        const me = members.find((m) => m.peerURLs.some((u) => mine.has(normalizeUrl(u))));
+        // A member that has run before has published its name. Finding that with an empty data
+        // directory means its data is lost: rejoining as a voter that forgot its log and its
+        // votes could elect a stale leader, so it stops and says what to do instead.
+        if (me && me.name !== '') throw catalogue.error('STORE_ERR_DATA_LOST', `this member (${me.name}, id ${me.id}) has run in this cluster before, but its data directory ${cfg.dataDir} is empty: its data is lost. Remove it and add it again as a learner (etcdctl member remove ${me.id}; etcdctl member add ${me.name} --learner --peer-urls=${me.peerURLs.join(',')}), or restore its data`);
+        if (me) return { id: me.id, members };
+        throw catalogue.error('STORE_ERR_DATA_DIR', `this member (${[...mine].join(', ')}) is not in the cluster's member table; add it first (etcdctl member add --peer-urls=...), or use --initial-cluster-state=new for a new cluster`);
+      } catch (err) {
+        if (isBallastError(err)) throw err;
+        last = `${url.href}: ${(err as Error).message}`;
+      }
+    }
+    if (cfg.clock.now() > deadline) throw catalogue.error('STORE_ERR_DATA_DIR', `could not reach any member of the existing cluster to learn this member's id (${last}); check --initial-cluster`);
+    await cfg.clock.sleep(500);
+  }
 }
 
 export class StoreNode {
@@ -127,6 +159,7 @@ export class StoreNode {
       },
       isRemoved: (peer) => this.sm.removed.has(peer),
       onRemovedFromCluster: () => this.#markRemoved(),
+      members: () => [...this.sm.members.values()].map((m) => ({ id: m.id, name: m.name, peerURLs: m.peerURLs })),
       tls: cfg.peerTls,
     });
   }
@@ -141,6 +174,7 @@ export class StoreNode {
       maxSizePerMsg: 1 << 20, maxInflightMsgs: 512,
     });
     let node: StoreNode;
+    let known: Array<{ id: NodeId; peerURLs: string[] }> | undefined;
     if (Wal.exists(walDir)) {
       const { wal, contents } = Wal.open(walDir);
       if (!contents.meta) throw catalogue.error('STORE_ERR_DATA_DIR', `${walDir}: the WAL has no member record; the data directory is damaged`);
@@ -156,8 +190,12 @@ export class StoreNode {
       if (snapshot) node.#restoreSnapshot(snapshot);
       cfg.log.info({ member: node.id, entries: contents.entries.length, snapshotIndex: snapshot?.meta.index ?? 0, term: contents.hardState?.term ?? 0 }, 'recovered member from data directory');
     } else {
+      // Joining an existing cluster, the member asks it for its id (MemberAdd may have salted
+      // it); a new cluster's members compute theirs from --initial-cluster.
+      const joined = cfg.initialClusterState === 'existing' ? await discoverId(cfg) : undefined;
+      const id = joined?.id ?? memberIdOf(cfg.advertisePeerUrls, cfg.token);
+      if (joined) known = joined.members;
       mkdirSync(memberDir, { recursive: true });
-      const id = memberIdOf(cfg.advertisePeerUrls, cfg.token);
       const wal = Wal.create(walDir, { memberId: id, clusterId: clusterIdOf(cfg.token) });
       let raft: Raft;
       if (cfg.initialClusterState === 'new') {
@@ -178,6 +216,11 @@ export class StoreNode {
     // Until the member table is applied, reach peers through --initial-cluster.
     const peers = new Map<NodeId, URL>();
     for (const urls of cfg.initialCluster.values()) peers.set(memberIdOf(urls, cfg.token), new URL(urls[0] as string));
+    // A joining member knows the real ids (some may be salted) from the member table it fetched.
+    if (known) {
+      peers.clear();
+      for (const m of known) if (m.id !== node.id && m.peerURLs[0]) peers.set(m.id, new URL(m.peerURLs[0]));
+    }
     node.#transport.setPeers(peers);
     return node;
   }
@@ -253,12 +296,13 @@ export class StoreNode {
 
   /** Add a member (as a learner or voter); resolves with the new member once applied. */
   async addMember(peerURLs: string[], isLearner: boolean): Promise<Member> {
-    const id = memberIdOf(peerURLs, this.#cfg.token);
     const urls = new Set(peerURLs);
     for (const m of this.sm.members.values()) {
       if (m.peerURLs.some((u) => urls.has(u))) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', 'etcdserver: Peer URLs already exists');
     }
-    if (this.sm.removed.has(id)) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', `etcdserver: ID removed (member ${id} was removed; use different peer URLs)`);
+    // A URL whose member was removed comes back under a new id (a removed id never returns).
+    let id = memberIdOf(peerURLs, this.#cfg.token);
+    for (let n = 1; this.sm.removed.has(id) || this.sm.members.has(id); n++) id = memberIdOf(peerURLs, this.#cfg.token, `${this.#cfg.clock.wallNow()}.${n}`);
     if (isLearner && [...this.sm.members.values()].filter((m) => m.isLearner).length >= 1) throw catalogue.error('STORE_ERR_TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
     const member: Member = { id, name: '', peerURLs, clientURLs: [], isLearner };
     await this.#confChange({ type: isLearner ? 'addLearner' : 'addVoter', id }, member);

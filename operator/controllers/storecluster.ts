@@ -16,6 +16,7 @@ import { type CoreV1Api, type KubeConfig, KubernetesObjectApi, PatchStrategy, ty
 import type { Logger } from 'pino';
 import type { Clock } from '../../lib/clock.ts';
 import type { SharedInformer } from '../../lib/kube/informer.ts';
+import { ExitCode } from '../../lib/lifecycle.ts';
 import { group, type MemberStatus, type StoreCluster, type StoreClusterStatus, version } from '../api/storecluster.ts';
 import type { MemberClient, MemberInfo, MemberState } from '../members.ts';
 import * as specs from '../specs/storecluster.ts';
@@ -177,6 +178,38 @@ export class StoreClusterController {
         c.close();
       }
     };
+    // Repair: a member whose data is gone stops with exit code 4 (STORE_ERR_DATA_LOST) instead of
+    // voting with a forgotten log. Remove it from the Raft configuration, give it a new, empty
+    // volume; it is added back as a learner below and promoted once caught up. Only while every
+    // other member is ready, so the smaller configuration keeps its quorum.
+    const lost = o.pods.find((p) => p.status?.containerStatuses?.some((c) => c.lastState?.terminated?.exitCode === dataLostExitCode || c.state?.terminated?.exitCode === dataLostExitCode));
+    if (lost) {
+      const name = lost.metadata?.name ?? '';
+      const others = o.pods.filter((p) => p.metadata?.name !== name);
+      if (!others.every(podReady)) {
+        await keep(current);
+        return { phase: 'Repairing', progressing: ['True', 'WaitingForHealthyMembers', `${name} lost its data; repair waits until every other member is ready`], requeueMs: 3_000 };
+      }
+      const m = list.find((x) => nameOf(x) === name);
+      if (m) {
+        await call((c) => c.remove(m.id));
+        this.#d.event(sc, 'Warning', 'MemberRemovedForRepair', `${name} lost its data (it stopped rather than vote with an empty log); removed it from the cluster to add it back empty`);
+      }
+      await this.#d.core.deleteNamespacedPersistentVolumeClaim({ name: `data-${name}`, namespace: sc.metadata.namespace }).catch(() => undefined);
+      await this.#d.core.deleteNamespacedPod({ name, namespace: sc.metadata.namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
+      await keep(current);
+      return { phase: 'Repairing', progressing: ['True', 'MemberRemovedForRepair', `${name} removed; it comes back empty as a learner`], requeueMs: 2_000 };
+    }
+    // A member of the StatefulSet missing from the Raft configuration (removed for repair): add
+    // it back as a learner; its pod joins empty and is promoted once caught up.
+    const missing = Array.from({ length: Math.min(current, want) }, (_, i) => i).find((i) => !membersNow.some((m) => m.name === specs.memberName(sc, i) || m.peerUrl === specs.peerUrl(sc, i)));
+    if (missing !== undefined && !list.some((m) => m.isLearner)) {
+      const name = specs.memberName(sc, missing);
+      const added = await call((c) => c.addLearner(specs.peerUrl(sc, missing)));
+      this.#d.event(sc, 'Normal', 'MemberReAdded', `added ${name} back as a learner (${added.id}); it catches up from the others`);
+      await this.#applySet(sc, current, [...membersNow, { name, peerUrl: specs.peerUrl(sc, missing) }], 'existing');
+      return { phase: 'Repairing', progressing: ['True', 'MemberReAdded', `${name} added back as a learner`], requeueMs: 2_000 };
+    }
     // A learner waiting: promote it once its pod runs (the store refuses until it caught up).
     const learner = list.find((m) => m.isLearner);
     if (learner) {
@@ -320,6 +353,9 @@ export class StoreClusterController {
     this.#written.set(key, sig);
   }
 }
+
+/** `ballast store` exits with this code when it lost its data (STORE_ERR_DATA_LOST). */
+const dataLostExitCode = ExitCode.dataLost;
 
 /** Unchanged objects are applied again after this long (drift correction). */
 const reapplyMs = 10 * 60_000;

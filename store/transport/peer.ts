@@ -36,12 +36,58 @@ export interface PeerTransportOptions {
   onRemovedFromCluster(): void;
   /** Peer TLS (etcd's --peer-* flags); used for https peer URLs. */
   tls?: TlsFiles | undefined;
+  /** The member table, for a joining member that asks who it is (see {@link queryMembers}). */
+  members?(): Array<{ id: NodeId; name: string; peerURLs: string[] }>;
 }
 
 interface Handshake {
   token: string;
   from: NodeId;
   to: NodeId;
+  /** A one-shot question instead of a message stream: "members" asks for the member table. */
+  query?: 'members';
+}
+
+/**
+ * Ask a member (at its peer URL) for the cluster's member table, as a member joining an
+ * existing cluster does to learn its own id (etcd fetches /members from a peer the same way).
+ * The cluster token authenticates the question. Rejects after `timeoutMs`.
+ */
+export function queryMembers(url: URL, token: string, tlsFiles: TlsFiles | undefined, timeoutMs = 2000): Promise<Array<{ id: NodeId; name: string; peerURLs: string[] }>> {
+  return new Promise((resolve, reject) => {
+    const secure = url.protocol === 'https:';
+    const s: Socket = secure && tlsFiles
+      ? tls.connect({ host: url.hostname, port: Number(url.port), ...peerClientOptions(tlsFiles, url.hostname) })
+      : connect({ host: url.hostname, port: Number(url.port) });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no answer from ${url.href} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on(secure ? 'secureConnect' : 'connect', () => {
+      const hs: Handshake = { token, from: '', to: '', query: 'members' };
+      for (const b of frames(Buffer.from(JSON.stringify(hs)))) s.write(b);
+    });
+    const reader = new FrameReader();
+    s.on('data', (data) => {
+      try {
+        reader.push(data, (payload) => {
+          clearTimeout(timer);
+          s.destroy();
+          const r = JSON.parse(payload.toString()) as { members?: Array<{ id: NodeId; name: string; peerURLs: string[] }> };
+          if (r.members) resolve(r.members);
+          else reject(new Error(`${url.href} did not answer with a member table`));
+        });
+      } catch (err) {
+        clearTimeout(timer);
+        s.destroy();
+        reject(err as Error);
+      }
+    });
+    s.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }
 
 /** Splits a byte stream into frames, reassembling chunked ones. */
@@ -280,6 +326,11 @@ export class PeerTransport {
         reader.push(data, (payload) => {
           if (!authed) {
             const hs = JSON.parse(payload.toString()) as Handshake;
+            if (hs.query === 'members' && hs.token === this.opts.token && this.opts.members) {
+              for (const b of frames(Buffer.from(JSON.stringify({ members: this.opts.members() })))) s.write(b);
+              s.end();
+              return;
+            }
             if (hs.token !== this.opts.token || hs.to !== this.opts.self) {
               this.opts.log.warn({ remote: s.remoteAddress, peer: hs.from }, 'refused peer: wrong cluster token or member id (STORE_ERR_PEER_AUTH)');
               this.opts.onPeerAuthFailure?.(`${s.remoteAddress}`);

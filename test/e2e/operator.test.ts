@@ -7,7 +7,7 @@
 // the lease duration and a graceful stop hands over in under 3 s.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -83,7 +83,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.equal(etcdctl('member', 'list').stdout.trim().split('\n').length, 3);
   });
 
-  it('scales 3→5→3 under continuous writes: no acknowledged write lost; the member list matches the pods', async (t) => {
+  it('scales 3→5→3→5→3 under continuous writes: no acknowledged write lost; the member list matches the pods', async (t) => {
     const kv = new RetryingKv();
     const refresh = () => kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
     refresh();
@@ -106,6 +106,11 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=3']).status, 0);
       await until(() => phase() === '3/Ready' && memberPods().length === 3, 'back to three members', 120_000);
       t.diagnostic(`scale 5→3: ${Date.now() - start} ms`);
+      // Up again: the removed members come back under new ids, on fresh volumes.
+      assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=5']).status, 0);
+      await until(() => phase() === '5/Ready', 'five members ready again', 120_000);
+      assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=3']).status, 0);
+      await until(() => phase() === '3/Ready' && memberPods().length === 3, 'back to three members again', 120_000);
       await sleep(1000);
     } finally {
       writing = false;
@@ -169,6 +174,36 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     t.diagnostic(`${acked.length} writes, every one acknowledged (${kv.retries} retries); Raft term +${moved}`);
     assert.deepEqual(acked.filter((k) => !stored.has(k)), [], 'every acknowledged write survives');
     assert.equal(moved, 1, 'leadership moved exactly once (one term)');
+    kv.close();
+  });
+
+  it('wiping a member\'s data directory: the member stops instead of voting, and is repaired (removed, re-added empty as a learner) with no quorum lost', async () => {
+    const victim = memberNames().find((n) => n !== jsonpath(['storecluster', 'orders'], '{.status.leader}'))!;
+    const oldId = jsonpath(['storecluster', 'orders'], `{.status.members[?(@.name=="${victim}")].id}`);
+    const kv = new RetryingKv();
+    kv.setEndpoints(memberPods().filter(([n]) => n !== victim).map(([, ip]) => `${ip}:2379`));
+    await kv.put('repair/before', 'kept');
+    const pv = jsonpath(['pvc', `data-${victim}`], '{.spec.volumeName}');
+    const path = jsonpath(['pv', pv], '{.spec.hostPath.path}');
+    rmSync(join(path, 'data'), { recursive: true, force: true });
+    assert.equal(kubectl(['delete', 'pod', victim, '--wait=false']).status, 0);
+    let writes = 0;
+    let writing = true;
+    const writer = (async () => {
+      for (; writing; writes++) await kv.put(`repair/${writes}`, 'x');
+    })();
+    try {
+      await until(() => kubectl(['get', 'events', '--field-selector', 'involvedObject.name=orders,reason=MemberReAdded', '-o', 'name']).stdout.trim() !== '', 'the member is added back', 120_000);
+      await until(() => phase() === '3/Ready' && jsonpath(['storecluster', 'orders'], `{.status.members[?(@.name=="${victim}")].role}`) === 'follower', 'repaired: three voting members, all ready', 120_000);
+    } finally {
+      writing = false;
+      await writer;
+    }
+    const newId = jsonpath(['storecluster', 'orders'], `{.status.members[?(@.name=="${victim}")].id}`);
+    assert.notEqual(newId, oldId, 'it came back as a new member (a removed id never returns)');
+    const ip = memberPods().find(([n]) => n === victim)![1];
+    assert.equal(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'get', 'repair/before', '--print-value-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout.trim(), 'kept', 'the repaired member has the data');
+    assert.ok(writes > 0, 'writes went on during the repair (quorum kept)');
     kv.close();
   });
 

@@ -66,19 +66,19 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
     assert.equal(new Set((JSON.parse(hashes) as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash)).size, 1, 'HashKV equal on every member');
   });
 
-  it('member add --learner, the learner catches up, promote, then remove', async () => {
+  it('member add --learner, the learner catches up, promote, then remove; the same URL added again gets a new id and joins', async () => {
     const m4 = await c.addSpec('m4');
     const added = ok(['member', 'add', 'm4', '--learner', `--peer-urls=http://127.0.0.1:${m4.peerPort}`]);
-    assert.match(added, /Member [0-9a-f]+ added to cluster/);
+    assert.match(added, /Member +[0-9a-f]+ added to cluster/);
     c.spawn(m4, 'existing');
-    const id = added.match(/Member ([0-9a-f]+) added/)![1]!;
+    const id = added.match(/Member +([0-9a-f]+) added/)![1]!;
     let promoted = '';
     for (let i = 0; i < 50 && !promoted.includes('promoted'); i++) {
       await new Promise((r) => setTimeout(r, 200));
       const r = c.etcdctl(['member', 'promote', id]);
       promoted = r.stdout + r.stderr;
     }
-    assert.match(promoted, /Member [0-9a-f]+ promoted in cluster/);
+    assert.match(promoted, /Member +[0-9a-f]+ promoted in cluster/);
     let list = '';
     for (let i = 0; i < 50 && !list.includes(', started, m4'); i++) {
       list = ok(['member', 'list']);
@@ -93,6 +93,27 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
     assert.equal(await exited, 0, 'the removed member exits cleanly');
     c.members.splice(c.members.indexOf(m4), 1);
     assert.doesNotMatch(ok(['member', 'list']), /m4/);
+    // The same peer URL can be added again (scale down, then up): it gets a new id (a removed
+    // id never returns), and the new process, starting empty, learns that id from the cluster.
+    const again = ok(['member', 'add', 'm4', '--learner', `--peer-urls=http://127.0.0.1:${m4.peerPort}`]);
+    const id2 = again.match(/Member +([0-9a-f]+) added/)![1]!;
+    assert.notEqual(id2, id, 'a new id for the re-added URL');
+    m4.dataDir = `${m4.dataDir}-again`;
+    c.members.push(m4);
+    c.spawn(m4, 'existing');
+    let promoted2 = '';
+    for (let i = 0; i < 50 && !promoted2.includes('promoted'); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      const r = c.etcdctl(['member', 'promote', id2]);
+      promoted2 = r.stdout + r.stderr;
+    }
+    assert.match(promoted2, /promoted in cluster/);
+    assert.equal(c.etcdctl(['get', 'app/a', '--print-value-only'], { endpoints: `127.0.0.1:${m4.clientPort}` }).stdout, '3\n', 'the re-added member serves the data');
+    const p2 = c.procs.get('m4')!;
+    const exited2 = new Promise<number | null>((resolve) => p2.once('exit', (code) => resolve(code)));
+    assert.match(ok(['member', 'remove', id2], undefined), /removed from cluster/);
+    assert.equal(await exited2, 0);
+    c.members.splice(c.members.indexOf(m4), 1);
   });
 
   it('promoting a member that is not a learner is refused with etcd\'s message', () => {
