@@ -28,6 +28,18 @@ export function keyOf(o: KubernetesObject): string {
   return ns ? `${ns}/${o.metadata?.name ?? ''}` : (o.metadata?.name ?? '');
 }
 
+/**
+ * A watch that asks for bookmarks: the apiserver then sends the current resourceVersion now and
+ * then even when nothing of ours changed, so a watch restarted after a quiet hour resumes from a
+ * recent version instead of failing with 410 Gone and relisting everything. (client-node's
+ * ListWatch records bookmarks' versions but does not ask for them.)
+ */
+class BookmarkWatch extends Watch {
+  override watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
+  }
+}
+
 export class SharedInformer<T extends KubernetesObject> {
   readonly #o: InformerOptions<T>;
   readonly #log: Logger;
@@ -55,7 +67,7 @@ export class SharedInformer<T extends KubernetesObject> {
 
   /** Start; resolves once the first list is in the cache. */
   async start(): Promise<void> {
-    const lw = new ListWatch<T>(this.#o.path, new Watch(this.#o.kubeconfig), this.#o.list, false, this.#o.labelSelector, this.#o.fieldSelector);
+    const lw = new ListWatch<T>(this.#o.path, new BookmarkWatch(this.#o.kubeconfig), this.#o.list, false, this.#o.labelSelector, this.#o.fieldSelector);
     this.#lw = lw;
     const emit = (obj: T) => {
       for (const fn of this.#listeners) fn(keyOf(obj));
