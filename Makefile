@@ -111,7 +111,7 @@ test-e2e: deps build control-plane ## suites that run the real Kubernetes contro
 	scripts/run-tests e2e
 
 .PHONY: test
-test: deps build lint lincheck control-plane helm ## every suite: unit, integration and e2e, with one summary at the end
+test: deps build lint lincheck control-plane helm image-check ## every suite: unit, integration and e2e, with one summary at the end
 	scripts/run-tests
 
 .PHONY: chaos
@@ -121,6 +121,10 @@ chaos: deps build lincheck ## a long fault-injection run against the store: make
 .PHONY: bench
 bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/results/
 	node bench/store-vs-etcd.ts
+
+.PHONY: image-check
+image-check: deps ## run the Dockerfile's steps in a clean directory (no container engine here) and start the result read-only as non-root
+	node scripts/image-check.ts
 
 .PHONY: up
 up: deps build control-plane helm ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster

@@ -1,12 +1,12 @@
 /** `ballast cluster up|down|status|kubeconfig`: the local Kubernetes control plane. */
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ControlPlane } from '../cluster/control-plane.ts';
 import { f, loadConfig, renderFlags } from '../lib/config.ts';
+import { homeDir } from '../lib/paths.ts';
 import { type Command, UsageError } from './command.ts';
 
 const flags = {
-  stateDir: f.string('where the cluster keeps its certificates, data, logs and kubeconfig', { default: join(process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state'), 'ballast', 'cluster') }),
+  stateDir: f.string('where the cluster keeps its certificates, data, logs and kubeconfig', { default: join(process.env['XDG_STATE_HOME'] ?? join(homeDir(), '.local', 'state'), 'ballast', 'cluster') }),
   store: f.oneOf(['etcd', 'ballast'], 'what kube-apiserver stores its objects in: etcd 3.5, or a 3-member ballast store', { default: 'etcd' }),
   apiserverPort: f.int('kube-apiserver HTTPS port', { default: 6443, min: 1, max: 65535 }),
   podNetwork: f.oneOf(['auto', 'netns', 'loopback'], 'pod networking: a network namespace per pod (netns), 127.0.0.x addresses in the host network (loopback), or auto: netns when it can be made', { default: 'auto' }),

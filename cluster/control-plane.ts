@@ -7,10 +7,9 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BallastError } from '../lib/errors.ts';
-import { packageRoot } from '../lib/paths.ts';
+import { homeDir, packageRoot } from '../lib/paths.ts';
 
 export const k8sVersion = 'v1.36.3';
 export const etcdVersion = 'v3.5.35';
@@ -41,7 +40,7 @@ interface State {
 const repo = packageRoot();
 
 function cache(o: ClusterOptions): { k8s: string; etcd: string } {
-  const base = o.cacheDir ?? process.env['BALLAST_CACHE'] ?? join(homedir(), '.cache', 'ballast');
+  const base = o.cacheDir ?? process.env['BALLAST_CACHE'] ?? join(homeDir(), '.cache', 'ballast');
   return { k8s: join(base, `k8s-${k8sVersion}`), etcd: join(base, `etcd-${etcdVersion}`) };
 }
 

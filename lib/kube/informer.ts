@@ -70,6 +70,10 @@ export class SharedInformer<T extends KubernetesObject> {
     const lw = new ListWatch<T>(this.#o.path, new BookmarkWatch(this.#o.kubeconfig), this.#o.list, false, this.#o.labelSelector, this.#o.fieldSelector);
     this.#lw = lw;
     const emit = (obj: T) => {
+      // The cache keeps what the watch delivered; managedFields (server-side apply's record of
+      // who owns each field) is most of an applied object and nothing a reconciler reads, so it
+      // is dropped, as controller-runtime's TransformStripManagedFields does.
+      if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
       for (const fn of this.#listeners) fn(keyOf(obj));
     };
     lw.on('add', emit);
