@@ -46,10 +46,18 @@ async function assertAllReadable(c: StoreCluster, keys: string[]): Promise<void>
 
 describe('durability under kill -9', { timeout: 180_000 }, () => {
   let c: StoreCluster | undefined;
-  after(() => c?.shutdown());
+  // Every cluster a test started is shut down, even one whose test failed before its own
+  // shutdown (left running, its processes would keep this file from ever finishing).
+  const started: StoreCluster[] = [];
+  const start = async (n: number) => {
+    c = await StoreCluster.start(n);
+    started.push(c);
+    return c;
+  };
+  after(() => Promise.all(started.map((x) => x.shutdown())));
 
   it('kill -9 the leader during sustained writes: every acknowledged write is read back', async () => {
-    c = await StoreCluster.start(3);
+    c = await start(3);
     const w = writers(c, 8);
     await sleep(1500);
     const leader = c.leader();
@@ -66,7 +74,7 @@ describe('durability under kill -9', { timeout: 180_000 }, () => {
   });
 
   it('kill -9 every member at once during writes: acknowledged writes survive the restart (fsync)', async () => {
-    c = await StoreCluster.start(3);
+    c = await start(3);
     const w = writers(c, 8);
     await sleep(1500);
     await Promise.all(c.members.map((m) => c!.kill9(m.name)));

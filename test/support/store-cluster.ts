@@ -12,16 +12,31 @@ import { fileURLToPath } from 'node:url';
 export const bin = fileURLToPath(new URL('../../bin/ballast', import.meta.url));
 
 /** A port nothing listens on right now. */
+/** Ports handed out by this process (never twice). */
+const handedOut = new Set<number>();
+/** Fixed ports of `ballast cluster up --store ballast` (members 2 and 3), never handed out. */
+const reserved = new Set([23379, 23380, 23381]);
+
+/**
+ * A free port on 127.0.0.1, chosen below the kernel's ephemeral range (32768+): a port from
+ * that range (what `listen(0)` returns) can be taken by any outgoing connection's source port
+ * between this check and the server binding it, which made members fail with EADDRINUSE.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 15000 + Math.floor(Math.random() * 17000);
+    if (handedOut.has(port) || reserved.has(port)) continue;
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-  });
+    if (ok) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port found in 15000-31999');
 }
 
 export interface MemberSpec {
