@@ -18,7 +18,7 @@ import { hostsFile } from './dns.ts';
 import { argvOf, inSandbox, PodNetwork } from './network.ts';
 import { containerEnv, expand, readEnvRefs } from './env.ts';
 import { runHook } from './hooks.ts';
-import { ProbeWorker } from './probes.ts';
+import { startProbes } from './probes.ts';
 import { type PodRuntime, podStatus, type RunningContainer } from './runtime.ts';
 import { KubeletServer, TcpForwarder } from './server.ts';
 import { defaultTokenSeconds, mountsFor, prepareVolumes, provision, withMounts, writeProjected } from './volumes.ts';
@@ -351,7 +351,13 @@ export class ProcessKubelet {
   #run(key: string, pod: V1Pod, rt: PodRuntime, c: V1Container, rc: RunningContainer): void {
     const proc = this.#spawnContainer(pod, rt, c, rc);
     if (!proc) return;
-    this.#startProbes(key, rt, c, rc);
+    startProbes(rt, c, rc, this.#o.clock, {
+      changed: () => this.#queue.add(key),
+      kill: (why) => {
+        this.#log.info({ pod: key, container: c.name, why }, 'probe failed: restarting the container');
+        if (rc.proc?.pid) try { process.kill(-rc.proc.pid, 'SIGKILL'); } catch { /* gone */ }
+      },
+    });
     proc.on('exit', (code, signal) => {
       rc.proc = undefined;
       for (const w of rc.probes.splice(0)) w.stop();
@@ -400,47 +406,7 @@ export class ProcessKubelet {
     return proc;
   }
 
-  /**
-   * Startup, liveness and readiness probes for a started container. Until the startup probe
-   * passes, the others wait; a failed liveness or startup probe kills the container (the
-   * restart policy brings it back); readiness decides whether the container counts as ready.
-   */
-  #startProbes(key: string, rt: PodRuntime, c: V1Container, rc: RunningContainer): void {
-    const target = { ip: rt.sandbox.ip, netns: rt.sandbox.netns, ports: Object.fromEntries((c.ports ?? []).filter((p) => p.name).map((p) => [p.name as string, p.containerPort])) };
-    const kill = (why: string) => {
-      this.#log.info({ pod: key, container: c.name, why }, 'probe failed: restarting the container');
-      if (rc.proc?.pid) try { process.kill(-rc.proc.pid, 'SIGKILL'); } catch { /* gone */ }
-    };
-    rc.started = !c.startupProbe;
-    rc.ready = !c.readinessProbe;
-    const others = () => {
-      if (c.livenessProbe) {
-        const w = new ProbeWorker(c.livenessProbe, target, this.#o.clock, (ok) => { if (!ok) kill('liveness'); });
-        rc.probes.push(w);
-        w.start();
-      }
-      if (c.readinessProbe) {
-        const w = new ProbeWorker(c.readinessProbe, target, this.#o.clock, (ok) => {
-          rc.ready = ok;
-          this.#queue.add(key);
-        });
-        rc.probes.push(w);
-        w.start();
-      }
-    };
-    if (c.startupProbe) {
-      const w = new ProbeWorker(c.startupProbe, target, this.#o.clock, (ok) => {
-        if (!ok) return kill('startup');
-        rc.started = true;
-        this.#queue.add(key);
-        others();
-      });
-      rc.probes.push(w);
-      w.start();
-    } else {
-      others();
-    }
-  }
+
 
   async #teardown(key: string, graceSeconds: number): Promise<void> {
     const rt = this.#pods.get(key);

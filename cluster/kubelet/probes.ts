@@ -8,9 +8,10 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import type { V1Probe } from '@kubernetes/client-node';
+import type { V1Container, V1Probe } from '@kubernetes/client-node';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import { argvOf } from './network.ts';
+import type { PodRuntime, RunningContainer } from './runtime.ts';
 
 export interface ProbeTarget {
   ip: string;
@@ -137,5 +138,38 @@ export function grpcHealth(address: string, service: string, timeoutMs: number):
       client.close();
       resolve(!err && res !== undefined && res.length >= 2 && res[0] === 0x08 && res[1] === 1);
     });
+  });
+}
+
+/**
+ * Startup, liveness and readiness probes for a started container. Until the startup probe
+ * passes, the others wait; a failed liveness or startup probe calls `kill` (the restart policy
+ * brings the container back); readiness decides whether the container counts as ready.
+ * `changed` is called whenever `rc.started` or `rc.ready` changes.
+ */
+export function startProbes(rt: PodRuntime, c: V1Container, rc: RunningContainer, clock: Clock, on: { changed: () => void; kill: (why: string) => void }): void {
+  const target = { ip: rt.sandbox.ip, netns: rt.sandbox.netns, ports: Object.fromEntries((c.ports ?? []).filter((p) => p.name).map((p) => [p.name as string, p.containerPort])) };
+  const run = (probe: V1Probe, onResult: (ok: boolean) => void) => {
+    const w = new ProbeWorker(probe, target, clock, onResult);
+    rc.probes.push(w);
+    w.start();
+  };
+  rc.started = !c.startupProbe;
+  rc.ready = !c.readinessProbe;
+  const others = () => {
+    if (c.livenessProbe) run(c.livenessProbe, (ok) => { if (!ok) on.kill('liveness'); });
+    if (c.readinessProbe) {
+      run(c.readinessProbe, (ok) => {
+        rc.ready = ok;
+        on.changed();
+      });
+    }
+  };
+  if (!c.startupProbe) return others();
+  run(c.startupProbe, (ok) => {
+    if (!ok) return on.kill('startup');
+    rc.started = true;
+    on.changed();
+    others();
   });
 }

@@ -36,6 +36,23 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   }
   const phase = () => `${jsonpath(['storecluster', 'orders'], '{.status.readyReplicas}')}/${jsonpath(['storecluster', 'orders'], '{.status.phase}')}`;
   const memberPods = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=orders', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.podIP}{"\\n"}{end}']).stdout.trim().split('\n').filter(Boolean).map((l) => l.split('=') as [string, string]).filter(([, ip]) => ip !== '');
+  // Writes keys `<prefix><n>` one after another, each retried until acknowledged, on endpoints
+  // refreshed every 500 ms as pods move (as a client behind a retrying proxy would).
+  const startWriter = (prefix: string) => {
+    const kv = new RetryingKv();
+    const refresh = () => kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
+    refresh();
+    const refresher = setInterval(refresh, 500);
+    const acked: string[] = [];
+    let writing = true;
+    const done = (async () => {
+      for (let i = 0; writing; i++) {
+        await kv.put(`${prefix}${String(i).padStart(6, '0')}`, String(i));
+        acked.push(`${prefix}${String(i).padStart(6, '0')}`);
+      }
+    })();
+    return { kv, acked, refresh, stop: async () => { writing = false; await done; clearInterval(refresher); } };
+  };
   const memberNames = () => jsonpath(['storecluster', 'orders'], '{.status.members[*].name}').split(' ').filter(Boolean).sort();
 
   before(async () => {
@@ -84,18 +101,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   });
 
   it('scales 3→5→3→5→3 under continuous writes: no acknowledged write lost; the member list matches the pods', async (t) => {
-    const kv = new RetryingKv();
-    const refresh = () => kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
-    refresh();
-    const refresher = setInterval(refresh, 500);
-    const acked: string[] = [];
-    let writing = true;
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        await kv.put(`load/${String(i).padStart(6, '0')}`, String(i));
-        acked.push(`load/${String(i).padStart(6, '0')}`);
-      }
-    })();
+    const { kv, acked, refresh, stop } = startWriter('load/');
     try {
       let start = Date.now();
       assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=5']).status, 0);
@@ -113,9 +119,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       await until(() => phase() === '3/Ready' && memberPods().length === 3, 'back to three members again', 120_000);
       await sleep(1000);
     } finally {
-      writing = false;
-      await writer;
-      clearInterval(refresher);
+      await stop();
     }
     assert.deepEqual(memberNames(), memberPods().map(([n]) => n).sort(), 'the Raft configuration matches the pods');
     refresh();
@@ -143,19 +147,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   it('a version update replaces members one at a time, leader last: every write succeeds (with retries), leadership moves exactly once', async (t) => {
     const term = () => Math.max(...memberPods().map(([, ip]) => Number(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'endpoint', 'status', '-w', 'simple', '--command-timeout=1s'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout.split(',').map((f) => f.trim())[6] ?? 0)));
     const before = term();
-    // Every write is retried until acknowledged, on endpoints refreshed as pods move.
-    const kv = new RetryingKv();
-    const refresh = () => kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
-    refresh();
-    const refresher = setInterval(refresh, 500);
-    const acked: string[] = [];
-    let writing = true;
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        await kv.put(`update/${i}`, String(i));
-        acked.push(`update/${i}`);
-      }
-    })();
+    const { kv, acked, refresh, stop } = startWriter('update/');
     const start = Date.now();
     try {
       assert.equal(kubectl(['patch', 'storecluster', 'orders', '--type=merge', '-p', '{"spec":{"version":"0.2.0"}}']).status, 0);
@@ -163,10 +155,8 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       await until(() => versions().length === 3 && versions().every((v) => v === '0.2.0') && phase() === '3/Ready', 'every member runs 0.2.0 and is ready', 300_000);
       t.diagnostic(`rolling update of 3 members: ${Date.now() - start} ms`);
     } finally {
-      writing = false;
-      await writer;
+      await stop();
     }
-    clearInterval(refresher);
     assert.equal(jsonpath(['storecluster', 'orders'], '{.status.currentVersion}'), '0.2.0');
     const moved = term() - before;
     refresh();

@@ -1,0 +1,40 @@
+/** How a member joining an existing cluster finds out who it is. */
+import { isBallastError } from '../lib/errors.ts';
+import { catalogue } from './errors.ts';
+import { normalizeUrl } from './members.ts';
+import type { StoreNodeConfig } from './node.ts';
+import type { NodeId } from './raft/types.ts';
+import { queryMembers } from './transport/peer.ts';
+
+/**
+ * A member joining an existing cluster learns its id from the cluster: it asks the members in
+ * --initial-cluster for the member table and finds itself by its advertised peer URLs. Retries
+ * for up to a minute (the cluster may be electing); a member that is not in the table has not
+ * been added (etcdctl member add / MemberAdd) and is told so.
+ */
+export async function discoverId(cfg: StoreNodeConfig): Promise<{ id: NodeId; members: Array<{ id: NodeId; name: string; peerURLs: string[] }> }> {
+  const mine = new Set(cfg.advertisePeerUrls.map(normalizeUrl));
+  const others = [...cfg.initialCluster.values()].flat().map((u) => new URL(u)).filter((u) => !mine.has(normalizeUrl(u.href)));
+  const deadline = cfg.clock.now() + 60_000;
+  let last = 'no other member in --initial-cluster';
+  for (;;) {
+    for (const url of others) {
+      try {
+        const members = await queryMembers(url, cfg.token, cfg.peerTls);
+        const me = members.find((m) => m.peerURLs.some((u) => mine.has(normalizeUrl(u))));
+        // A member that has run before has published its name. Finding that with an empty data
+        // directory means its data is lost: rejoining as a voter that forgot its log and its
+        // votes could elect a stale leader, so it stops and says what to do instead.
+        if (me && me.name !== '') throw catalogue.error('STORE_ERR_DATA_LOST', `this member (${me.name}, id ${me.id}) has run in this cluster before, but its data directory ${cfg.dataDir} is empty: its data is lost. Remove it and add it again as a learner (etcdctl member remove ${me.id}; etcdctl member add ${me.name} --learner --peer-urls=${me.peerURLs.join(',')}), or restore its data`);
+        if (me) return { id: me.id, members };
+        throw catalogue.error('STORE_ERR_DATA_DIR', `this member (${[...mine].join(', ')}) is not in the cluster's member table; add it first (etcdctl member add --peer-urls=...), or use --initial-cluster-state=new for a new cluster`);
+      } catch (err) {
+        if (isBallastError(err)) throw err;
+        last = `${url.href}: ${(err as Error).message}`;
+      }
+    }
+    if (cfg.clock.now() > deadline) throw catalogue.error('STORE_ERR_DATA_DIR', `could not reach any member of the existing cluster to learn this member's id (${last}); check --initial-cluster`);
+    await cfg.clock.sleep(500);
+  }
+}
+
