@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SeededRandom } from '../../lib/random.ts';
-import { type Endpoint, buildPicker, hash32 } from './pickers.ts';
+import { type Endpoint, buildPicker, hash32, pickerKinds } from './pickers.ts';
 
 const eps = (...ids: string[]): Endpoint[] => ids.map((id) => ({ id }));
 const deps = (seed = 1, now = () => 0) => ({ random: new SeededRandom(seed), now });
@@ -72,6 +72,31 @@ describe('pickers', () => {
     assert.ok(moved.length > 5000 * 0.12 && moved.length < 5000 * 0.28, `${moved.length} of 5000 keys moved`);
     const spread = count(keys.map((k) => before.pick(k)));
     for (const n of Object.values(spread)) assert.ok(n > 900 && n < 1600, JSON.stringify(spread));
+  });
+
+  it('maglev: even spread, a key sticks, and removing one of five endpoints moves only its keys (about a fifth)', () => {
+    const five = ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id }));
+    const p = buildPicker('maglev', five, deps());
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 10_000; i++) {
+      const id = p.pick(`user-${i}`)!.id;
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+      assert.equal(p.pick(`user-${i}`)!.id, id, 'sticky');
+    }
+    for (const n of counts.values()) assert.ok(n > 1700 && n < 2300, `spread: ${[...counts.values()]}`);
+    const four = buildPicker('maglev', five.slice(0, 4), deps());
+    let moved = 0;
+    for (let i = 0; i < 10_000; i++) if (p.pick(`user-${i}`)!.id !== four.pick(`user-${i}`)!.id) moved++;
+    assert.ok(moved > 1500 && moved < 2800, `moved ${moved} of 10000`);
+  });
+
+  it('every picker honours skip (ejected or already tried), and falls back to all when all are skipped', () => {
+    for (const kind of pickerKinds) {
+      const p = buildPicker(kind, eps('a', 'b', 'c'), deps());
+      const skip = new Set(['a', 'b']);
+      for (let i = 0; i < 50; i++) assert.equal(p.pick(`k${i}`, skip)!.id, 'c', kind);
+      assert.ok(p.pick('k', new Set(['a', 'b', 'c'])), `${kind}: falls back`);
+    }
   });
 
   it('hash32 is stable (the ring must not move between versions or processes)', () => {

@@ -9,6 +9,12 @@
  *   ewma            power of two choices on peak-EWMA latency × (in flight + 1) (Linkerd, Finagle)
  *   ringHash        consistent hashing with virtual nodes: a key sticks to an endpoint, and
  *                   adding or removing an endpoint moves only about 1/N of the keys
+ *   maglev          Maglev hashing (Google's load balancer): a lookup table of prime size filled
+ *                   from per-endpoint permutations; O(1) picks, even spread, minimal disruption
+ *
+ * Every pick may name endpoints to skip (ejected ones, and those a retry or hedge already
+ * tried). When every endpoint is skipped, the pick falls back to all of them: a retry to the
+ * same endpoint beats no retry.
  */
 import type { Random } from '../../lib/random.ts';
 
@@ -20,16 +26,23 @@ export interface Endpoint {
 }
 
 export interface Picker {
-  /** Choose an endpoint (undefined when there is none). `key` is the hash key for ringHash. */
-  pick(key?: string): Endpoint | undefined;
+  /** Choose an endpoint (undefined when there is none). `key` is the hash key for ringHash and maglev. */
+  pick(key?: string, skip?: ReadonlySet<string>): Endpoint | undefined;
   /** A request to `id` started. */
   started(id: string): void;
   /** A request to `id` finished after `latencyMs`. */
   finished(id: string, latencyMs: number): void;
 }
 
-export type PickerKind = 'roundRobin' | 'weighted' | 'random' | 'leastRequest' | 'ewma' | 'ringHash';
-export const pickerKinds: readonly PickerKind[] = ['roundRobin', 'weighted', 'random', 'leastRequest', 'ewma', 'ringHash'];
+export type PickerKind = 'roundRobin' | 'weighted' | 'random' | 'leastRequest' | 'ewma' | 'ringHash' | 'maglev';
+export const pickerKinds: readonly PickerKind[] = ['roundRobin', 'weighted', 'random', 'leastRequest', 'ewma', 'ringHash', 'maglev'];
+
+/** The endpoints not skipped; all of them when every one is skipped (or nothing is). */
+function eligible(eps: readonly Endpoint[], skip: ReadonlySet<string> | undefined): readonly Endpoint[] {
+  if (skip === undefined || skip.size === 0) return eps;
+  const left = eps.filter((e) => !skip.has(e.id));
+  return left.length === 0 ? eps : left;
+}
 
 export interface PickerDeps {
   random: Random;
@@ -39,6 +52,8 @@ export interface PickerDeps {
   ewmaDecayMs?: number;
   /** Virtual nodes per unit of weight on the ring (default 100). */
   ringReplicas?: number;
+  /** Maglev lookup-table size, a prime well above the endpoint count (default 65,537, Envoy's). */
+  maglevTableSize?: number;
 }
 
 /** In-flight request counts, shared by the pickers that care. */
@@ -58,7 +73,10 @@ class Inflight {
 function roundRobin(eps: readonly Endpoint[]): Picker {
   let i = 0;
   return {
-    pick: () => (eps.length === 0 ? undefined : eps[i++ % eps.length]),
+    pick(_key, skip) {
+      const list = eligible(eps, skip);
+      return list.length === 0 ? undefined : list[i++ % list.length];
+    },
     started: () => undefined,
     finished: () => undefined,
   };
@@ -69,14 +87,16 @@ function weighted(eps: readonly Endpoint[]): Picker {
   const current = eps.map(() => 0);
   const total = eps.reduce((n, e) => n + (e.weight ?? 1), 0);
   return {
-    pick() {
+    pick(_key, skip) {
       if (eps.length === 0) return undefined;
-      let best = 0;
+      const list = eligible(eps, skip);
+      let best = -1;
       for (let i = 0; i < eps.length; i++) {
+        if (list !== eps && skip?.has((eps[i] as Endpoint).id)) continue;
         current[i] = (current[i] as number) + ((eps[i] as Endpoint).weight ?? 1);
-        if ((current[i] as number) > (current[best] as number)) best = i;
+        if (best < 0 || (current[i] as number) > (current[best] as number)) best = i;
       }
-      current[best] = (current[best] as number) - total;
+      current[best] = (current[best] as number) - (list === eps ? total : list.reduce((n, e) => n + (e.weight ?? 1), 0));
       return eps[best];
     },
     started: () => undefined,
@@ -86,7 +106,10 @@ function weighted(eps: readonly Endpoint[]): Picker {
 
 function random(eps: readonly Endpoint[], d: PickerDeps): Picker {
   return {
-    pick: () => (eps.length === 0 ? undefined : eps[d.random.int(eps.length)]),
+    pick(_key, skip) {
+      const list = eligible(eps, skip);
+      return list.length === 0 ? undefined : list[d.random.int(list.length)];
+    },
     started: () => undefined,
     finished: () => undefined,
   };
@@ -106,7 +129,7 @@ function p2c(eps: readonly Endpoint[], d: PickerDeps, cost: (id: string) => numb
 function leastRequest(eps: readonly Endpoint[], d: PickerDeps): Picker {
   const inflight = new Inflight();
   return {
-    pick: () => p2c(eps, d, (id) => inflight.get(id)),
+    pick: (_key, skip) => p2c(eligible(eps, skip), d, (id) => inflight.get(id)),
     started: (id) => inflight.started(id),
     finished: (id) => inflight.finished(id),
   };
@@ -124,9 +147,9 @@ function ewma(eps: readonly Endpoint[], d: PickerDeps): Picker {
   const tau = d.ewmaDecayMs ?? 10_000;
   const stats = new Map<string, { value: number; at: number }>();
   return {
-    pick() {
+    pick(_key, skip) {
       const now = d.now();
-      return p2c(eps, d, (id) => {
+      return p2c(eligible(eps, skip), d, (id) => {
         const st = stats.get(id);
         const estimate = st ? st.value * Math.exp(-(now - st.at) / tau) : 0;
         return estimate * (inflight.get(id) + 1);
@@ -169,9 +192,12 @@ function ringHash(eps: readonly Endpoint[], d: PickerDeps): Picker {
   }
   ring.sort((x, y) => x.at - y.at);
   return {
-    pick(key) {
+    pick(key, skip) {
       if (ring.length === 0) return undefined;
-      if (key === undefined) return eps[d.random.int(eps.length)];
+      if (key === undefined) {
+        const list = eligible(eps, skip);
+        return list[d.random.int(list.length)];
+      }
       const h = hash32(key);
       // The first virtual node at or after the key's hash, wrapping around.
       let lo = 0;
@@ -181,7 +207,76 @@ function ringHash(eps: readonly Endpoint[], d: PickerDeps): Picker {
         if ((ring[mid] as { at: number }).at < h) lo = mid + 1;
         else hi = mid;
       }
+      // Walk on past skipped endpoints (the next distinct owner on the ring takes the key).
+      if (eligible(eps, skip) !== eps) {
+        for (let n = 0; n < ring.length; n++) {
+          const ep = (ring[(lo + n) % ring.length] as { ep: Endpoint }).ep;
+          if (!skip?.has(ep.id)) return ep;
+        }
+      }
       return (ring[lo % ring.length] as { ep: Endpoint }).ep;
+    },
+    started: () => undefined,
+    finished: () => undefined,
+  };
+}
+
+/** The smallest prime ≥ n (Maglev's table size must be prime). */
+function primeAtLeast(n: number): number {
+  for (let p = Math.max(2, n); ; p++) {
+    let prime = true;
+    for (let q = 2; q * q <= p; q++) if (p % q === 0) { prime = false; break; }
+    if (prime) return p;
+  }
+}
+
+/**
+ * Maglev (Eisenbud et al., NSDI 2016): each endpoint walks its own permutation of the table
+ * (offset and skip from two hashes of its id) and claims the next free slot, in turns weighted
+ * by its weight, until the table is full. A key's pick is one lookup; a skipped endpoint's keys
+ * fall to the next slots' owners.
+ */
+function maglev(eps: readonly Endpoint[], d: PickerDeps): Picker {
+  const size = primeAtLeast(d.maglevTableSize ?? 65_537);
+  const table = new Int32Array(size).fill(-1);
+  if (eps.length > 0) {
+    const offset = eps.map((e) => hash32(`${e.id}#offset`) % size);
+    const skipBy = eps.map((e) => (hash32(`${e.id}#skip`) % (size - 1)) + 1);
+    const next = eps.map(() => 0);
+    const maxW = Math.max(...eps.map((e) => e.weight ?? 1));
+    const credit = eps.map(() => 0);
+    let filled = 0;
+    while (filled < size) {
+      for (let i = 0; i < eps.length && filled < size; i++) {
+        credit[i] = (credit[i] as number) + ((eps[i] as Endpoint).weight ?? 1) / maxW;
+        if ((credit[i] as number) < 1) continue;
+        credit[i] = (credit[i] as number) - 1;
+        let c = ((offset[i] as number) + (next[i] as number) * (skipBy[i] as number)) % size;
+        while (table[c] !== -1) {
+          next[i] = (next[i] as number) + 1;
+          c = ((offset[i] as number) + (next[i] as number) * (skipBy[i] as number)) % size;
+        }
+        table[c] = i;
+        next[i] = (next[i] as number) + 1;
+        filled++;
+      }
+    }
+  }
+  return {
+    pick(key, skip) {
+      if (eps.length === 0) return undefined;
+      if (key === undefined) {
+        const list = eligible(eps, skip);
+        return list[d.random.int(list.length)];
+      }
+      const at = hash32(key) % size;
+      const first = eps[table[at] as number] as Endpoint;
+      if (eligible(eps, skip) === eps) return first;
+      for (let n = 1; n < size; n++) {
+        const ep = eps[table[(at + n) % size] as number] as Endpoint;
+        if (!skip?.has(ep.id)) return ep;
+      }
+      return first;
     },
     started: () => undefined,
     finished: () => undefined,
@@ -197,5 +292,6 @@ export function buildPicker(kind: PickerKind, endpoints: readonly Endpoint[], de
     case 'leastRequest': return leastRequest(endpoints, deps);
     case 'ewma': return ewma(endpoints, deps);
     case 'ringHash': return ringHash(endpoints, deps);
+    case 'maglev': return maglev(endpoints, deps);
   }
 }

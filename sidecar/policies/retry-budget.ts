@@ -6,6 +6,7 @@
  * (Finagle's and Linkerd's retry budgets).
  */
 import type { Random } from '../../lib/random.ts';
+import { WindowCounter } from './window.ts';
 
 export interface RetryBudgetOptions {
   /** Extra attempts allowed per request, e.g. 0.2 = 20%. */
@@ -18,27 +19,28 @@ export interface RetryBudgetOptions {
 
 export class RetryBudget {
   readonly #o: RetryBudgetOptions;
-  /** Timestamps of requests and of extra attempts in the window. */
-  #requests: number[] = [];
-  #extra: number[] = [];
+  readonly #w: WindowCounter<'requests' | 'extra'>;
 
   constructor(o: RetryBudgetOptions) {
     this.#o = o;
+    this.#w = new WindowCounter(o.windowMs, ['requests', 'extra']);
   }
 
   /** A request started (its first attempt). */
   onRequest(now: number): void {
-    this.#requests.push(now);
+    this.#w.add(now, 'requests');
+  }
+
+  /** Extra attempts still allowed in the window now. */
+  remaining(now: number): number {
+    const allowed = this.#w.sum(now, 'requests') * this.#o.ratio + (this.#o.minPerSecond * this.#o.windowMs) / 1000;
+    return Math.max(0, Math.floor(allowed - this.#w.sum(now, 'extra')));
   }
 
   /** Take one extra attempt (a retry or a hedge) if the budget allows. */
   tryWithdraw(now: number): boolean {
-    const from = now - this.#o.windowMs;
-    this.#requests = this.#requests.filter((t) => t > from);
-    this.#extra = this.#extra.filter((t) => t > from);
-    const allowed = this.#requests.length * this.#o.ratio + (this.#o.minPerSecond * this.#o.windowMs) / 1000;
-    if (this.#extra.length + 1 > allowed) return false;
-    this.#extra.push(now);
+    if (this.remaining(now) < 1) return false;
+    this.#w.add(now, 'extra');
     return true;
   }
 }
@@ -50,16 +52,16 @@ export function backoffDelay(attempt: number, baseMs: number, capMs: number, ran
 
 /**
  * The delay a server asked for, if any: `Retry-After` (seconds or an HTTP date) or gRPC's
- * `grpc-retry-pushback-ms`. A negative pushback means "do not retry" (undefined here: no retry).
+ * `grpc-retry-pushback-ms`. A negative or malformed pushback means "do not retry" ('stop').
  */
-export function serverPushbackMs(headers: Readonly<Record<string, string | undefined>>, nowWallMs: number): number | 'stop' | undefined {
+export function serverPushbackMs(headers: Readonly<Record<string, string | string[] | undefined>>, nowWallMs: number): number | 'stop' | undefined {
   const grpc = headers['grpc-retry-pushback-ms'];
-  if (grpc !== undefined) {
+  if (typeof grpc === 'string') {
     const n = Number(grpc);
     return Number.isFinite(n) && n >= 0 ? n : 'stop';
   }
   const ra = headers['retry-after'];
-  if (ra === undefined) return undefined;
+  if (typeof ra !== 'string') return undefined;
   if (/^\d+$/.test(ra.trim())) return Number(ra.trim()) * 1000;
   const at = Date.parse(ra);
   return Number.isNaN(at) ? undefined : Math.max(0, at - nowWallMs);

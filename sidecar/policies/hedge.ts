@@ -1,0 +1,55 @@
+/**
+ * Hedging delay (pure). After a delay an idempotent request is also sent to a different endpoint,
+ * and the first answer wins. The delay is fixed, or a percentile of recent latencies (so only the
+ * slowest few percent are hedged), never below `minDelayMs`. Hedges spend the retry budget.
+ *
+ * LatencyTracker keeps the last `size` latencies in a ring and recomputes its percentile every
+ * `size / 8` samples, so a request pays O(1).
+ */
+export class LatencyTracker {
+  readonly #ring: Float64Array;
+  readonly #q: number;
+  #n = 0;
+  #since = 0;
+  #cached: number | undefined;
+
+  constructor(percentile: number, size = 512) {
+    this.#ring = new Float64Array(size);
+    this.#q = percentile / 100;
+  }
+
+  record(ms: number): void {
+    this.#ring[this.#n % this.#ring.length] = ms;
+    this.#n++;
+    if (++this.#since >= this.#ring.length / 8) this.#cached = undefined;
+  }
+
+  /** The percentile of the window, or undefined before `min` samples. */
+  value(min = 20): number | undefined {
+    const count = Math.min(this.#n, this.#ring.length);
+    if (count < min) return undefined;
+    if (this.#cached === undefined) {
+      const xs = Array.from(this.#ring.subarray(0, count)).sort((a, b) => a - b);
+      this.#cached = xs[Math.min(count - 1, Math.floor(this.#q * count))] as number;
+      this.#since = 0;
+    }
+    return this.#cached;
+  }
+}
+
+export interface HedgeOptions {
+  /** A fixed delay; or */
+  delayMs?: number;
+  /** a percentile of recent latency (e.g. 95). */
+  percentile?: number;
+  minDelayMs: number;
+  /** Extra attempts in flight per request at most. */
+  maxHedges: number;
+}
+
+/** The delay before the next hedge, or undefined when there are too few samples to tell. */
+export function hedgeDelay(o: HedgeOptions, tracker: LatencyTracker | undefined): number | undefined {
+  if (o.delayMs !== undefined) return Math.max(o.minDelayMs, o.delayMs);
+  const p = tracker?.value();
+  return p === undefined ? undefined : Math.max(o.minDelayMs, p);
+}
