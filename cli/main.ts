@@ -49,7 +49,7 @@ async function run(cmd: Command | undefined, args: string[], io: Io, name?: stri
   try {
     return await cmd.run(args, io);
   } catch (err) {
-    if (err instanceof UsageError || isBallastError(err, 'BALLAST_ERR_USAGE') || isBallastError(err, 'BALLAST_ERR_CONFIG_INVALID') || isBallastError(err, 'BALLAST_ERR_CONFIG_FILE')) {
+    if (err instanceof UsageError || isBallastError(err, 'BALLAST_ERR_USAGE') || isBallastError(err, 'BALLAST_ERR_CONFIG_INVALID') || isBallastError(err, 'BALLAST_ERR_CONFIG_FILE') || isBallastError(err, 'SIDECAR_ERR_CONFIG_INVALID')) {
       io.err(`ballast ${cmd.name}: ${(err as Error).message}\nRun 'ballast ${cmd.name} --help' for usage.\n`);
       return ExitUsage;
     }

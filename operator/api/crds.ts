@@ -1,9 +1,10 @@
 /** Every CRD Ballast defines, rendered as the YAML files in `crds/`. */
 import { stringify } from 'yaml';
 import { crd } from './schema.ts';
+import { resiliencePolicyCrd } from './resiliencepolicy.ts';
 import { storeClusterCrd } from './storecluster.ts';
 
-export const definitions = [storeClusterCrd];
+export const definitions = [storeClusterCrd, resiliencePolicyCrd];
 
 /** file name → contents. */
 export function renderCrds(): Map<string, string> {

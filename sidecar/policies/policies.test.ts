@@ -62,7 +62,7 @@ describe('AdaptiveLimit (Vegas)', () => {
       let admitted = 0;
       for (let i = 0; i < offered; i++) if (limit.tryAcquire(1)) admitted++;
       const rtt = serviceMs * Math.max(1, admitted / capacity);
-      for (let i = 0; i < admitted; i++) limit.onSample(rtt);
+      for (let i = 0; i < admitted; i++) limit.onSample(rtt, false, admitted);
     }
     return limit.limit;
   }

@@ -3,7 +3,7 @@
  *
  * AdaptiveLimit: a concurrency limit learned from latency, TCP Vegas style (Netflix's
  * concurrency-limits VegasLimit). It keeps the lowest round-trip time seen (the no-load RTT)
- * and estimates the queue in front of the dependency as limit × (1 − rttNoLoad / rtt). A small
+ * and estimates the queue in front of the dependency as inflight × (1 − rttNoLoad / rtt). A small
  * queue means headroom: the limit grows; a large one means requests are waiting: it shrinks.
  * So admitted requests see close to unloaded latency and the excess is refused at once instead
  * of queueing. The no-load RTT is re-probed now and then (BBR's ProbeRTT): for one limit's worth
@@ -78,8 +78,7 @@ export class AdaptiveLimit {
    * An admitted request ended after `rttMs`. `overloaded` marks an answer that says the dependency
    * is overloaded (503, 429, RESOURCE_EXHAUSTED, a timeout): treated as a large queue.
    */
-  onSample(rttMs: number, overloaded = false): void {
-    const inflight = this.#inflight;
+  onSample(rttMs: number, overloaded = false, inflightAtStart = this.#inflight): void {
     this.#inflight = Math.max(0, this.#inflight - 1);
     const rtt = Math.max(rttMs, 0.001);
     if (this.#probing > 0) {
@@ -93,30 +92,47 @@ export class AdaptiveLimit {
     if (--this.#samplesToProbe <= 0) {
       this.#probing = Math.max(this.limit, 10);
       this.#probeMin = Infinity;
+      this.#resetWindow();
       return;
     }
-    if (this.#rttNoLoad === 0 || rtt < this.#rttNoLoad) {
-      this.#rttNoLoad = rtt;
-      return;
-    }
+    if (this.#rttNoLoad === 0 || rtt < this.#rttNoLoad) this.#rttNoLoad = rtt;
+    // Samples are averaged over a window of about half the limit, and the limit moves once per
+    // window: a burst of answers from one slow moment must not move it a hundred times.
+    const w = this.#w;
+    w.n++;
+    w.rttSum += rtt;
+    w.maxInflight = Math.max(w.maxInflight, inflightAtStart);
+    if (overloaded) w.overloaded++;
+    if (w.n < Math.max(10, Math.floor(this.#limit / 2))) return;
+    const avg = w.rttSum / w.n;
+    const inflight = w.maxInflight;
+    const dropped = w.overloaded * 20 > w.n; // more than 5% said "overloaded"
+    this.#resetWindow();
     const limit = this.#limit;
     const log = Math.max(1, Math.log10(limit));
     let next = limit;
-    if (overloaded) next = limit - log;
+    if (dropped) next = limit * 0.9;
     else {
-      // Only grow when the limit is actually in use: an idle path learns nothing about capacity.
-      const queue = Math.ceil(limit * (1 - this.#rttNoLoad / rtt));
+      // The queue by Little's law, from the requests actually in flight (an idle path's latency
+      // noise is not a queue); grow only when the limit is in use.
+      const queue = inflight * (1 - this.#rttNoLoad / avg);
       const alpha = 3 * log;
       const beta = 6 * log;
       if (queue <= log && inflight * 2 >= limit) next = limit + beta;
       else if (queue < alpha && inflight * 2 >= limit) next = limit + log;
-      else if (queue > beta) next = limit - log;
+      else if (queue > beta) next = limit - Math.max(log, (queue - beta) / 2);
     }
     next = Math.min(this.#o.maxLimit, Math.max(this.#o.minLimit, next));
     next = limit * (1 - this.#o.smoothing) + next * this.#o.smoothing;
     const before = Math.floor(this.#limit);
     this.#limit = next;
     if (Math.floor(next) !== before) this.onLimit?.(Math.floor(next));
+  }
+
+  #w = { n: 0, rttSum: 0, maxInflight: 0, overloaded: 0 };
+
+  #resetWindow(): void {
+    this.#w = { n: 0, rttSum: 0, maxInflight: 0, overloaded: 0 };
   }
 
   #nextProbe(): number {

@@ -25,7 +25,8 @@ export class WindowCounter<K extends string> {
       this.#starts[i] = slot;
       this.#counts.fill(0, i * this.#keys.length, (i + 1) * this.#keys.length);
     }
-    this.#counts[i * this.#keys.length + this.#keys.indexOf(key)]! += n;
+    const at = i * this.#keys.length + this.#keys.indexOf(key);
+    this.#counts[at] = (this.#counts[at] as number) + n;
   }
 
   /** The sum of `key` over the window ending at `now`. */

@@ -1,0 +1,160 @@
+/**
+ * The sidecar's configuration file (YAML): listeners, upstreams with their endpoints and
+ * policies, inbound listeners, the explicit HTTP proxy, discovery. Policies use the
+ * ResiliencePolicy schema (operator/api/resiliencepolicy.ts), so a policy means the same
+ * thing in a file and in the cluster. Every problem is reported at once with its field path.
+ */
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { catalogue } from './errors.ts';
+import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../operator/api/resiliencepolicy.ts';
+import { s } from '../operator/api/schema.ts';
+import { type Problem, validate } from '../operator/api/validate.ts';
+
+const address = (description: string, dflt?: string) => s.string(description, { pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', ...(dflt === undefined ? {} : { default: dflt }) });
+
+const fileSchema = s.object('ballast sidecar configuration', {
+  admin: address('host:port of the admin endpoint (/ready, /live, /metrics, /config, /endpoints)', '127.0.0.1:15000'),
+  replayBufferBytes: s.int('Request bytes kept so a request can be retried or hedged; a larger body is sent once.', { default: 65_536, minimum: 0, maximum: 16_777_216 }),
+  drainMs: s.int('On shutdown (or a listener\'s removal), how long in-flight requests may finish.', { default: 10_000, minimum: 0 }),
+  upstreams: s.array('Services this application calls.', s.object('An upstream.', {
+    name: s.string('Name in metrics and the admin endpoint.', { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' }),
+    listen: address('Local listener the application calls (127.0.0.1:<port>); empty: reachable only through the HTTP proxy.', ''),
+    protocol: s.string('Towards the endpoints: http1, http2, or auto (what the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' }),
+    hosts: s.array('Host names that select this upstream in HTTP proxy mode (Host header or absolute URL).', s.string('a host, with or without :port'), { default: [] }),
+    tls: s.object('TLS towards the endpoints.', {
+      enabled: s.bool('Use TLS.', { default: false }),
+      caFile: s.string('PEM bundle of the CAs to trust (empty: the system\'s).', { default: '' }),
+      serverName: s.string('SNI and certificate name (empty: the endpoint host).', { default: '' }),
+      insecureSkipVerify: s.bool('Do not verify the certificate (tests only).', { default: false }),
+    }),
+    endpoints: s.array('Static endpoints (host:port, optional weight); with discovery, the operator sends them.', s.object('An endpoint.', {
+      address: address('host:port'),
+      weight: s.int('Relative weight.', { default: 1, minimum: 1, maximum: 1000 }),
+    }, { required: ['address'] }), { default: [] }),
+    policy: { type: 'object', description: 'The upstream\'s policy (the ResiliencePolicy schema).', 'x-kubernetes-preserve-unknown-fields': true },
+    routes: s.array('Per-route overrides, first match wins.', s.object('A route.', {
+      name: s.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+      pathPrefix: s.string('Path prefix.', { default: '/' }),
+      methods: s.array('Methods (empty: all).', s.string('a method'), { default: [] }),
+      policy: { type: 'object', description: 'Overrides of the upstream\'s policy.', 'x-kubernetes-preserve-unknown-fields': true },
+    }, { required: ['name'] }), { default: [] }),
+  }, { required: ['name'] }), { default: [] }),
+  inbound: s.array('Listeners in front of the application\'s own ports.', s.object('An inbound listener.', {
+    name: s.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+    listen: address('Where callers connect.'),
+    target: address('The application\'s port.'),
+    policy: { type: 'object', description: 'Inbound policy: timeouts, bulkhead, rateLimit, shed, fault.', 'x-kubernetes-preserve-unknown-fields': true },
+  }, { required: ['name', 'listen', 'target'] }), { default: [] }),
+  proxy: s.object('Explicit HTTP proxy (HTTP_PROXY) for HTTP/1.1 clients.', {
+    listen: address('host:port (empty: off).', ''),
+  }),
+  discovery: s.object('The operator\'s discovery service.', {
+    address: s.string('host:port (empty: static configuration only).', { default: '' }),
+    node: s.string('This sidecar\'s identity (default: $POD_NAMESPACE/$POD_NAME).', { default: '' }),
+  }),
+});
+
+export interface RouteConfig {
+  name: string;
+  pathPrefix: string;
+  methods: string[];
+  policy: PolicySpec;
+}
+
+export interface UpstreamConfig {
+  name: string;
+  listen: string;
+  protocol: 'auto' | 'http1' | 'http2';
+  hosts: string[];
+  tls: { enabled: boolean; caFile: string; serverName: string; insecureSkipVerify: boolean };
+  endpoints: Array<{ address: string; weight: number }>;
+  policy: PolicySpec;
+  routes: RouteConfig[];
+}
+
+export interface InboundConfig {
+  name: string;
+  listen: string;
+  target: string;
+  policy: PolicySpec;
+}
+
+export interface SidecarConfig {
+  admin: string;
+  replayBufferBytes: number;
+  drainMs: number;
+  upstreams: UpstreamConfig[];
+  inbound: InboundConfig[];
+  proxy: { listen: string };
+  discovery: { address: string; node: string };
+}
+
+/** Inbound listeners get no retries, hedging or balancing (there is one target); say so rather than ignore it. */
+const inboundOnly = new Set(['timeouts', 'bulkhead', 'rateLimit', 'shed', 'fault']);
+
+/** Validate a parsed document; throws SIDECAR_ERR_CONFIG_INVALID listing every problem. */
+export function resolveConfig(doc: unknown, source: string): SidecarConfig {
+  // Endpoints may be written as plain "host:port" strings.
+  const d = doc as { upstreams?: Array<{ endpoints?: unknown[] }> } | null;
+  if (d && Array.isArray(d.upstreams)) for (const u of d.upstreams) if (u && Array.isArray(u.endpoints)) u.endpoints = u.endpoints.map((e) => (typeof e === 'string' ? { address: e } : e));
+  const { value, problems } = validate(fileSchema, doc ?? {}, 'config');
+  const c = value as SidecarConfig;
+  const names = new Set<string>();
+  const listens = new Map<string, string>();
+  const claim = (addr: string, who: string, path: string): void => {
+    if (!addr || addr.endsWith(':0')) return; // port 0: the system picks a free one each time
+    const other = listens.get(addr);
+    if (other) problems.push({ path, message: `${addr} is already the listener of ${other}` });
+    listens.set(addr, who);
+  };
+  claim(c.admin, 'the admin endpoint', 'config.admin');
+  claim(c.proxy.listen, 'the HTTP proxy', 'config.proxy.listen');
+  (c.upstreams ?? []).forEach((u, i) => {
+    const path = `config.upstreams[${i}]`;
+    if (names.has(u.name)) problems.push({ path: `${path}.name`, message: `${u.name} is used twice; names must be unique` });
+    names.add(u.name);
+    claim(u.listen, `upstream ${u.name}`, `${path}.listen`);
+    if (!u.listen && u.hosts.length === 0) problems.push({ path, message: 'has neither a listener nor proxy hosts: nothing can reach it; set listen or hosts' });
+    if (u.endpoints.length === 0 && !c.discovery.address) problems.push({ path: `${path}.endpoints`, message: 'is empty and there is no discovery address: requests would have nowhere to go' });
+    const r = resolvePolicy(u.policy, `${path}.policy`);
+    problems.push(...r.problems);
+    u.policy = r.policy;
+    u.routes = u.routes.map((rt, j) => {
+      problems.push(...checkOverrides(rt.policy, `${path}.routes[${j}].policy`));
+      return { ...rt, methods: rt.methods.map((m) => m.toUpperCase()), policy: merge(r.policy, rt.policy) };
+    });
+  });
+  (c.inbound ?? []).forEach((ib, i) => {
+    const path = `config.inbound[${i}]`;
+    if (names.has(ib.name)) problems.push({ path: `${path}.name`, message: `${ib.name} is used twice; names must be unique` });
+    names.add(ib.name);
+    claim(ib.listen, `inbound ${ib.name}`, `${path}.listen`);
+    for (const k of Object.keys((ib.policy ?? {}) as object)) if (!inboundOnly.has(k)) problems.push({ path: `${path}.policy.${k}`, message: `does not apply to an inbound listener (one target: no retries, hedging, balancing or ejection); allowed: ${[...inboundOnly].join(', ')}` });
+    const r = resolvePolicy(ib.policy, `${path}.policy`);
+    problems.push(...r.problems);
+    ib.policy = r.policy;
+  });
+  if (problems.length > 0) throw invalid(problems, source);
+  return c;
+}
+
+function invalid(problems: Problem[], source: string): Error {
+  return catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+}
+
+export function loadConfigFile(file: string): SidecarConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `cannot read the config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+  return resolveConfig(doc, file);
+}

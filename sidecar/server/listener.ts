@@ -1,0 +1,93 @@
+/**
+ * A listener that speaks HTTP/1.1 and HTTP/2 on one port: cleartext connections are told apart
+ * by the HTTP/2 connection preface (h2c with prior knowledge, what gRPC clients send); TLS ones
+ * by ALPN. Closing drains: the port stops accepting, idle connections close, HTTP/2 sessions
+ * get GOAWAY, and requests in flight have `drainMs` to finish before their connections go.
+ */
+import { type IncomingMessage, type ServerResponse, createServer as createH1 } from 'node:http';
+import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import net, { type Socket } from 'node:net';
+import { type DownRes, asDownRes } from '../stack.ts';
+
+export type Handler = (req: IncomingMessage | Http2ServerRequest, res: DownRes, isH2: boolean) => void;
+
+export interface Listener {
+  readonly address: string;
+  readonly port: number;
+  close(drainMs: number): Promise<void>;
+}
+
+const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+export function splitAddress(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(':');
+  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) };
+}
+
+export async function listen(addr: string, handler: Handler, o: { tls?: { cert: Buffer; key: Buffer } } = {}): Promise<Listener> {
+  const sockets = new Set<Socket>();
+  const sessions = new Set<Http2Session>();
+  const h1 = createH1({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req: IncomingMessage, res: ServerResponse) => handler(req, asDownRes(res), false));
+  const h2 = o.tls
+    ? http2.createSecureServer({ cert: o.tls.cert, key: o.tls.key, allowHTTP1: true }, (req: Http2ServerRequest, res: Http2ServerResponse) => handler(req, asDownRes(res), req.httpVersionMajor === 2))
+    : http2.createServer({}, (req: Http2ServerRequest, res: Http2ServerResponse) => handler(req, asDownRes(res), true));
+  h2.on('session', (s: Http2Session) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+  });
+  h2.on('sessionError', () => undefined);
+  h1.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+  });
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    if (o.tls) {
+      h2.emit('connection', socket);
+      return;
+    }
+    // Peek at the first bytes: the HTTP/2 preface, or HTTP/1.x.
+    let seen: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, preface.length);
+      const isH2 = seen.subarray(0, n).equals(preface.subarray(0, n));
+      if (isH2 && seen.length < preface.length) return; // wait for the whole preface
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(seen);
+      (isH2 ? h2 : h1).emit('connection', socket);
+      socket.resume();
+    };
+    socket.on('data', onData);
+  });
+  const { host, port } = splitAddress(addr);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as net.AddressInfo).port;
+  return {
+    address: `${host}:${bound}`,
+    port: bound,
+    async close(drainMs: number) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      h1.closeIdleConnections();
+      for (const s of sessions) s.close();
+      const deadline = setTimeout(() => {
+        for (const s of sockets) s.destroy();
+      }, drainMs);
+      deadline.unref();
+      // Keep closing connections as they go idle.
+      const sweep = setInterval(() => h1.closeIdleConnections(), 100);
+      sweep.unref();
+      await closed;
+      clearInterval(sweep);
+      clearTimeout(deadline);
+    },
+  };
+}

@@ -1,0 +1,237 @@
+/**
+ * `ballast sidecar`: listeners, upstreams and the admin endpoint, and hot reload. A new
+ * configuration (file change or discovery) is validated whole before anything changes; then
+ * upstreams are updated in place (endpoint state kept), new listeners open, and removed ones
+ * drain. Requests in flight finish on what they started with, and open connections stay open.
+ */
+import { watch, type FSWatcher, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { basename, dirname } from 'node:path';
+import type { Clock, TimerHandle } from '../lib/clock.ts';
+import type { Logger } from '../lib/log.ts';
+import type { Metrics } from '../lib/metrics.ts';
+import type { Random } from '../lib/random.ts';
+import { type SidecarConfig, loadConfigFile } from './config.ts';
+import { SidecarMetrics } from './metrics.ts';
+import { type Handler, type Listener, listen, splitAddress } from './server/listener.ts';
+import { localReply, proxy } from './stack.ts';
+import { Upstream, type UpstreamSpec } from './upstream/upstream.ts';
+
+export interface SidecarDeps {
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export class Sidecar {
+  readonly #d: SidecarDeps;
+  readonly #m: SidecarMetrics;
+  #config: SidecarConfig;
+  readonly #upstreams = new Map<string, Upstream>();
+  /** What a listener serves (up:<name>, in:<name>, proxy) → the listener and its configured address. */
+  readonly #listeners = new Map<string, { listener: Listener; addr: string }>();
+  #admin: Server | undefined;
+  #adminPort = 0;
+  #watcher: FSWatcher | undefined;
+  #poll: TimerHandle | undefined;
+  #started = false;
+  #lastReload: { at: string; source: string; ok: boolean; error?: string } | undefined;
+
+  constructor(config: SidecarConfig, deps: SidecarDeps) {
+    this.#config = config;
+    this.#d = deps;
+    this.#m = new SidecarMetrics(deps.metrics);
+  }
+
+  get config(): SidecarConfig {
+    return this.#config;
+  }
+
+  get adminPort(): number {
+    return this.#adminPort;
+  }
+
+  /** The port a listener got (useful with port 0). */
+  port(name: string): number | undefined {
+    return (this.#listeners.get(`up:${name}`) ?? this.#listeners.get(`in:${name}`) ?? this.#listeners.get(name))?.listener.port;
+  }
+
+  upstream(name: string): Upstream | undefined {
+    return this.#upstreams.get(name);
+  }
+
+  async start(): Promise<void> {
+    await this.#startAdmin();
+    await this.#apply(this.#config);
+    this.#started = true;
+    this.#d.log.info({ upstreams: this.#config.upstreams.map((u) => u.name), inbound: this.#config.inbound.map((i) => i.name), admin: `${splitAddress(this.#config.admin).host}:${this.#adminPort}` }, 'sidecar started');
+  }
+
+  /** Apply a new configuration (already validated). */
+  async reload(next: SidecarConfig, source: string): Promise<void> {
+    try {
+      await this.#apply(next);
+      this.#config = next;
+      this.#m.configReloads.inc({ source, result: 'applied' });
+      this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source, ok: true };
+      this.#d.log.info({ source }, 'configuration applied');
+    } catch (err) {
+      this.#refused(source, err as Error);
+    }
+  }
+
+  #refused(source: string, err: Error): void {
+    this.#m.configReloads.inc({ source, result: 'refused' });
+    this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source, ok: false, error: err.message };
+    this.#d.log.error({ source, err: err.message }, 'configuration refused; the last good one stays in force');
+  }
+
+  /** Watch a config file (and the directory: a ConfigMap swaps a symlink), reloading on change. */
+  watchFile(file: string): void {
+    let last = '';
+    const stamp = (): string => {
+      try {
+        const s = statSync(file);
+        return `${s.mtimeMs}:${s.size}:${s.ino}`;
+      } catch {
+        return 'missing';
+      }
+    };
+    last = stamp();
+    const check = (): void => {
+      const now = stamp();
+      if (now === last || now === 'missing') return;
+      last = now;
+      let next: SidecarConfig;
+      try {
+        next = loadConfigFile(file);
+      } catch (err) {
+        return this.#refused('file', err as Error);
+      }
+      void this.reload(next, 'file');
+    };
+    try {
+      this.#watcher = watch(dirname(file), (_e, name) => {
+        if (name === null || name === basename(file) || name.startsWith('..')) check();
+      });
+    } catch {
+      // No inotify: the poll below still notices.
+    }
+    this.#poll = this.#d.clock.setInterval(check, 1000, { unref: true });
+  }
+
+  async #apply(c: SidecarConfig): Promise<void> {
+    // Upstreams (and inbound listeners, which are upstreams with one target).
+    const specs = new Map<string, UpstreamSpec>();
+    for (const u of c.upstreams) specs.set(u.name, { name: u.name, protocol: u.protocol, tls: u.tls, endpoints: u.endpoints, policy: u.policy, routes: u.routes });
+    for (const ib of c.inbound) specs.set(`inbound:${ib.name}`, { name: `inbound:${ib.name}`, protocol: 'auto', tls: { enabled: false, caFile: '', serverName: '', insecureSkipVerify: false }, endpoints: [{ address: ib.target, weight: 1 }], policy: ib.policy, routes: [], inbound: true });
+    for (const [name, spec] of specs) {
+      const have = this.#upstreams.get(name);
+      if (have) have.update(spec);
+      else this.#upstreams.set(name, new Upstream(spec, { clock: this.#d.clock, random: this.#d.random, log: this.#d.log, metrics: this.#m }));
+    }
+    // Listeners: what each serves → its address. Handlers look their upstream up per request,
+    // so a listener whose address did not change is kept, with its open connections.
+    const want = new Map<string, { addr: string; handler: Handler }>();
+    for (const u of c.upstreams) if (u.listen) want.set(`up:${u.name}`, { addr: u.listen, handler: this.#upstreamHandler(u.name) });
+    for (const ib of c.inbound) want.set(`in:${ib.name}`, { addr: ib.listen, handler: this.#upstreamHandler(`inbound:${ib.name}`) });
+    if (c.proxy.listen) want.set('proxy', { addr: c.proxy.listen, handler: this.#proxyHandler() });
+    const drain: Listener[] = [];
+    for (const [key, l] of this.#listeners) {
+      if (want.get(key)?.addr !== l.addr) {
+        this.#listeners.delete(key);
+        drain.push(l.listener);
+      }
+    }
+    await Promise.all(drain.map((l) => l.close(c.drainMs)));
+    for (const [key, w] of want) {
+      if (this.#listeners.has(key)) continue;
+      const listener = await listen(w.addr, w.handler);
+      this.#listeners.set(key, { listener, addr: w.addr });
+    }
+    for (const [name, up] of this.#upstreams) {
+      if (!specs.has(name)) {
+        this.#upstreams.delete(name);
+        void up.close();
+      }
+    }
+  }
+
+  #upstreamHandler(name: string): Handler {
+    return (req, res, isH2) => {
+      const up = this.#upstreams.get(name);
+      if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `upstream ${name} was removed`);
+      proxy(up, req, res, req.url ?? '/', isH2, this.#config);
+    };
+  }
+
+  /** Explicit HTTP proxy: absolute-form request targets, routed by host to an upstream. */
+  #proxyHandler(): Handler {
+    return (req, res, isH2) => {
+      if (req.method === 'CONNECT') {
+        res.writeHead(405, { 'content-type': 'text/plain', 'x-ballast-error': 'SIDECAR_ERR_NO_ROUTE' });
+        res.end('the Ballast sidecar proxies plain HTTP; call TLS upstreams through their local listener\n');
+        return;
+      }
+      const url = req.url ?? '/';
+      let host: string;
+      let path: string;
+      if (/^https?:\/\//i.test(url)) {
+        const u = new URL(url);
+        host = u.host;
+        path = `${u.pathname}${u.search}`;
+      } else {
+        host = (req.headers.host ?? (req.headers as Record<string, string>)[':authority']) ?? '';
+        path = url;
+      }
+      const bare = host.replace(/:\d+$/, '');
+      const spec = this.#config.upstreams.find((u) => u.hosts.includes(host) || u.hosts.includes(bare));
+      const up = spec && this.#upstreams.get(spec.name);
+      if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `${host} is not a configured upstream; known hosts: ${this.#config.upstreams.flatMap((u) => u.hosts).join(', ') || '(none)'}`);
+      proxy(up, req, res, path, isH2, this.#config);
+    };
+  }
+
+  async #startAdmin(): Promise<void> {
+    const metricsHandler = this.#d.metrics.handler();
+    this.#admin = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      const json = (status: number, body: unknown): void => {
+        const text = `${JSON.stringify(body, null, 2)}\n`;
+        res.writeHead(status, { 'content-type': 'application/json' }).end(text);
+      };
+      switch (path) {
+        case '/live': return json(200, { live: true });
+        case '/ready': {
+          const empty = [...this.#upstreams.values()].filter((u) => u.endpointList.length === 0).map((u) => u.name);
+          return this.#started ? json(200, { ready: true, upstreamsWithoutEndpoints: empty }) : json(503, { ready: false, reason: 'listeners are not open yet' });
+        }
+        case '/metrics': return metricsHandler(req, res);
+        case '/config': return json(200, { config: this.#config, lastReload: this.#lastReload ?? null });
+        case '/endpoints': return json(200, [...this.#upstreams.values()].map((u) => u.describe()));
+        default: return json(404, { error: `no such admin path ${path}; try /ready, /live, /metrics, /config, /endpoints` });
+      }
+    });
+    const { host, port } = splitAddress(this.#config.admin);
+    await new Promise<void>((resolve, reject) => {
+      this.#admin?.once('error', reject);
+      this.#admin?.listen(port, host, () => resolve());
+    });
+    this.#adminPort = (this.#admin.address() as { port: number }).port;
+  }
+
+  async stop(drainMs = this.#config.drainMs): Promise<void> {
+    this.#watcher?.close();
+    this.#poll?.cancel();
+    this.#started = false;
+    await Promise.all([...this.#listeners.values()].map((l) => l.listener.close(drainMs)));
+    this.#listeners.clear();
+    await Promise.all([...this.#upstreams.values()].map((u) => u.close()));
+    await new Promise<void>((resolve) => {
+      if (!this.#admin) return resolve();
+      this.#admin.closeAllConnections();
+      this.#admin.close(() => resolve());
+    });
+  }
+}

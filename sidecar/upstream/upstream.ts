@@ -1,0 +1,253 @@
+/**
+ * One upstream's live state: endpoints with their connections and breakers, the balancer, outlier
+ * detection, the retry budget, the shedding limit and throttle, and per-route bulkheads and rate
+ * limits. A new configuration or endpoint set is applied in place ({@link Upstream.update}): the
+ * state of endpoints that stay is kept, removed endpoints drain, and requests in flight finish on
+ * the objects they started with.
+ */
+import { readFileSync } from 'node:fs';
+import type { Clock } from '../../lib/clock.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { Random } from '../../lib/random.ts';
+import type { PolicySpec } from '../../operator/api/resiliencepolicy.ts';
+import { type Picker, buildPicker } from '../balance/pickers.ts';
+import type { RouteConfig } from '../config.ts';
+import type { SidecarMetrics} from '../metrics.ts';
+import { breakerValue } from '../metrics.ts';
+import { Breaker, type BreakerRules } from '../policies/breaker.ts';
+import { Bulkhead } from '../policies/bulkhead.ts';
+import { LatencyTracker } from '../policies/hedge.ts';
+import { OutlierDetector } from '../policies/outlier.ts';
+import { TokenBucket } from '../policies/ratelimit.ts';
+import { RetryBudget } from '../policies/retry-budget.ts';
+import { AdaptiveLimit, ClientThrottle } from '../policies/shed.ts';
+import { EndpointTransport, type TlsOptions } from './transport.ts';
+
+export function breakerRules(b: PolicySpec['breaker']['endpoint']): BreakerRules | undefined {
+  const r: BreakerRules = { windowMs: b.windowMs, openMs: b.openMs, halfOpenTrials: b.halfOpenTrials };
+  if (b.consecutiveFailures > 0) r.consecutiveFailures = b.consecutiveFailures;
+  if (b.failureRatePercent > 0) r.failureRate = { threshold: b.failureRatePercent / 100, minCalls: b.minCalls };
+  if (b.slowCallRatePercent > 0) r.slowCallRate = { threshold: b.slowCallRatePercent / 100, slowMs: b.slowCallMs, minCalls: b.minCalls };
+  return r.consecutiveFailures === undefined && !r.failureRate && !r.slowCallRate ? undefined : r;
+}
+
+export interface EndpointState {
+  id: string;
+  weight: number;
+  transport: EndpointTransport;
+  breaker: Breaker | undefined;
+}
+
+/** Per route (the upstream itself is the route named "default"). */
+export class RouteState {
+  readonly name: string;
+  readonly pathPrefix: string;
+  readonly methods: readonly string[];
+  readonly policy: PolicySpec;
+  readonly bulkhead: Bulkhead;
+  readonly rateLimit: TokenBucket | undefined;
+  readonly idempotentPaths: readonly string[];
+
+  constructor(r: RouteConfig, clock: Clock, onWait: (ms: number) => void) {
+    this.name = r.name;
+    this.pathPrefix = r.pathPrefix;
+    this.methods = r.methods;
+    this.policy = r.policy;
+    const b = r.policy.bulkhead;
+    this.bulkhead = new Bulkhead({ maxConcurrent: b.maxConcurrent, queueLength: b.queueLength, queueWaitMs: b.queueWaitMs }, clock);
+    this.bulkhead.onDequeue = onWait;
+    const rl = r.policy.rateLimit;
+    this.rateLimit = rl.perSecond > 0 ? new TokenBucket({ perSecond: rl.perSecond, burst: rl.burst || rl.perSecond }, clock.now()) : undefined;
+    this.idempotentPaths = r.policy.retries.idempotentPaths;
+  }
+
+  matches(method: string, path: string): boolean {
+    return path.startsWith(this.pathPrefix) && (this.methods.length === 0 || this.methods.includes(method));
+  }
+}
+
+export interface UpstreamSpec {
+  name: string;
+  protocol: 'auto' | 'http1' | 'http2';
+  tls: { enabled: boolean; caFile: string; serverName: string; insecureSkipVerify: boolean };
+  endpoints: Array<{ address: string; weight: number }>;
+  policy: PolicySpec;
+  routes: RouteConfig[];
+  /** Inbound listeners: one target, no retries, hedges, ejection or breakers. */
+  inbound?: boolean;
+}
+
+export interface UpstreamDeps {
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  metrics: SidecarMetrics;
+}
+
+export class Upstream {
+  readonly name: string;
+  readonly deps: UpstreamDeps;
+  spec!: UpstreamSpec;
+  /** The upstream-wide route ("default") and the configured routes, in order. */
+  defaultRoute!: RouteState;
+  routes: RouteState[] = [];
+  endpoints = new Map<string, EndpointState>();
+  endpointList: EndpointState[] = [];
+  picker!: Picker;
+  outlier: OutlierDetector | undefined;
+  budget!: RetryBudget;
+  throttle: ClientThrottle | undefined;
+  adaptive: AdaptiveLimit | undefined;
+  breaker: Breaker | undefined;
+  readonly latency = new LatencyTracker(95);
+  hedgeTracker: LatencyTracker | undefined;
+  tls: TlsOptions | undefined;
+  /** Endpoint breakers not closed (to skip the per-pick check when all are closed). */
+  openBreakers = 0;
+  #policyKey = '';
+
+  constructor(spec: UpstreamSpec, deps: UpstreamDeps) {
+    this.name = spec.name;
+    this.deps = deps;
+    this.update(spec);
+  }
+
+  /** Apply a new spec; keeps the state of what did not change. */
+  update(spec: UpstreamSpec): void {
+    const prev = this.spec;
+    this.spec = spec;
+    const p = spec.inbound ? inboundPolicy(spec.policy) : spec.policy;
+    const { clock, random, metrics } = this.deps;
+    const policyKey = JSON.stringify([p, spec.routes, spec.tls, spec.protocol]);
+    if (policyKey !== this.#policyKey) {
+      this.#policyKey = policyKey;
+      const wait = (route: string) => { const h = metrics.queueWait.labels({ upstream: this.name, route }); return (ms: number) => h.observe(ms / 1000); };
+      this.defaultRoute = new RouteState({ name: 'default', pathPrefix: '/', methods: [], policy: p }, clock, wait('default'));
+      this.routes = spec.routes.map((r) => new RouteState(spec.inbound ? { ...r, policy: inboundPolicy(r.policy) } : r, clock, wait(r.name)));
+      const rb = p.retries.budget;
+      this.budget = new RetryBudget({ ratio: rb.ratioPercent / 100, minPerSecond: rb.minPerSecond, windowMs: rb.windowMs });
+      this.throttle = p.shed.throttle.enabled ? new ClientThrottle({ k: p.shed.throttle.acceptsMultiplier, windowMs: p.shed.throttle.windowMs }) : undefined;
+      const a = p.shed.adaptive;
+      this.adaptive = a.enabled ? new AdaptiveLimit({ initialLimit: a.initialLimit, minLimit: a.minLimit, maxLimit: a.maxLimit }, random) : undefined;
+      if (this.adaptive) {
+        const g = metrics.limit.labels({ upstream: this.name });
+        g.set(this.adaptive.limit);
+        this.adaptive.onLimit = (l) => g.set(l);
+      }
+      const ub = breakerRules(p.breaker.upstream);
+      this.breaker = ub ? new Breaker(ub) : undefined;
+      if (this.breaker) {
+        const g = metrics.breaker.labels({ upstream: this.name, endpoint: '*' });
+        g.set(0);
+        this.breaker.onChange = (from, to) => {
+          g.set(breakerValue[to]);
+          this.deps.log.warn({ upstream: this.name, from, to }, 'upstream circuit breaker changed state');
+        };
+      }
+      this.hedgeTracker = p.hedge.enabled && p.hedge.delayMs === 0 ? new LatencyTracker(p.hedge.percentile) : undefined;
+      this.tls = spec.tls.enabled ? { ...(spec.tls.caFile ? { ca: readFileSync(spec.tls.caFile) } : {}), ...(spec.tls.serverName ? { serverName: spec.tls.serverName } : {}), insecureSkipVerify: spec.tls.insecureSkipVerify } : undefined;
+      // Transports depend on TLS and timeouts: rebuild them (old ones drain).
+      for (const ep of this.endpoints.values()) void ep.transport.close();
+      this.endpoints.clear();
+    }
+    this.#setEndpoints(spec.endpoints, prev === undefined);
+  }
+
+  get policy(): PolicySpec {
+    return this.defaultRoute.policy;
+  }
+
+  route(method: string, path: string): RouteState {
+    for (const r of this.routes) if (r.matches(method, path)) return r;
+    return this.defaultRoute;
+  }
+
+  #setEndpoints(list: Array<{ address: string; weight: number }>, _first: boolean): void {
+    const { clock, metrics, random } = this.deps;
+    const p = this.policy;
+    const next = new Map<string, EndpointState>();
+    for (const e of list) {
+      const had = this.endpoints.get(e.address);
+      if (had) {
+        had.weight = e.weight;
+        next.set(e.address, had);
+        continue;
+      }
+      const rules = breakerRules(p.breaker.endpoint);
+      const breaker = rules ? new Breaker(rules) : undefined;
+      const st: EndpointState = {
+        id: e.address,
+        weight: e.weight,
+        transport: new EndpointTransport(e.address, { connectMs: p.timeouts.connectMs, idleMs: p.timeouts.idleMs, connections: Math.min(p.bulkhead.maxConcurrent, 256), ...(this.tls ? { tls: this.tls } : {}) }),
+        breaker,
+      };
+      if (breaker) {
+        const g = metrics.breaker.labels({ upstream: this.name, endpoint: e.address });
+        g.set(0);
+        breaker.onChange = (from, to) => {
+          g.set(breakerValue[to]);
+          if (from === 'closed') this.openBreakers++;
+          if (to === 'closed') this.openBreakers = Math.max(0, this.openBreakers - 1);
+          this.deps.log.info({ upstream: this.name, endpoint: e.address, from, to }, 'endpoint circuit breaker changed state');
+        };
+      }
+      next.set(e.address, st);
+    }
+    for (const [id, ep] of this.endpoints) {
+      if (!next.has(id)) {
+        // Requests in flight keep their connections; new ones cannot pick it.
+        void ep.transport.close();
+        if (ep.breaker && ep.breaker.state(clock.now()) !== 'closed') this.openBreakers = Math.max(0, this.openBreakers - 1);
+        metrics.ejected.remove({ upstream: this.name, endpoint: id });
+        metrics.breaker.remove({ upstream: this.name, endpoint: id });
+      }
+    }
+    this.endpoints = next;
+    this.endpointList = [...next.values()];
+    this.picker = buildPicker(p.balancer.kind, this.endpointList.map((e) => ({ id: e.id, weight: e.weight })), { random, now: () => clock.now() });
+    const o = p.outlier;
+    if (!o.enabled) this.outlier = undefined;
+    else if (this.outlier) this.outlier.setEndpoints(next.keys());
+    else {
+      this.outlier = new OutlierDetector({
+        consecutive5xx: o.consecutive5xx, consecutiveGatewayErrors: o.consecutiveGatewayErrors, intervalMs: o.intervalMs,
+        baseEjectionMs: o.baseEjectionMs, maxEjectionMs: o.maxEjectionMs, maxEjectionPercent: o.maxEjectionPercent, panicThresholdPercent: o.panicThresholdPercent,
+        ...(o.failurePercentThreshold > 0 ? { failurePercent: { threshold: o.failurePercentThreshold, minRequests: o.failurePercentMinRequests } } : {}),
+      }, next.keys(), clock.now());
+      this.outlier.onEject = (id, reason, forMs) => {
+        metrics.ejections.inc({ upstream: this.name, endpoint: id, reason });
+        metrics.ejected.set({ upstream: this.name, endpoint: id }, 1);
+        this.deps.log.warn({ upstream: this.name, endpoint: id, reason, forMs }, 'endpoint ejected');
+      };
+      this.outlier.onReturn = (id) => {
+        metrics.ejected.set({ upstream: this.name, endpoint: id }, 0);
+        this.deps.log.info({ upstream: this.name, endpoint: id }, 'endpoint returned from ejection');
+      };
+    }
+  }
+
+  /** The admin endpoint's view. */
+  describe(): Record<string, unknown> {
+    const now = this.deps.clock.now();
+    return {
+      name: this.name,
+      protocol: this.spec.protocol,
+      concurrencyLimit: this.adaptive?.limit ?? null,
+      retryBudgetRemaining: this.budget.remaining(now),
+      breaker: this.breaker?.state(now) ?? 'none',
+      queued: this.defaultRoute.bulkhead.queued,
+      inflight: this.defaultRoute.bulkhead.running,
+      endpoints: this.endpointList.map((e) => ({ address: e.id, weight: e.weight, breaker: e.breaker?.state(now) ?? 'none', ejected: this.outlier?.isEjected(e.id) ?? false })),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.endpoints.values()].map((e) => e.transport.close()));
+  }
+}
+
+/** What an inbound listener keeps of a policy: no retries, hedges, ejection or breakers (one target). */
+function inboundPolicy(p: PolicySpec): PolicySpec {
+  const off = { ...p.breaker.endpoint, consecutiveFailures: 0, failureRatePercent: 0, slowCallRatePercent: 0 };
+  return { ...p, retries: { ...p.retries, maxAttempts: 1 }, hedge: { ...p.hedge, enabled: false }, outlier: { ...p.outlier, enabled: false }, breaker: { endpoint: off, upstream: off }, shed: { ...p.shed, throttle: { ...p.shed.throttle, enabled: false } } };
+}
