@@ -141,6 +141,8 @@ class Exchange {
   held: Array<() => void> = [];
   /** In flight under the adaptive limit when this request was admitted (0: not admitted by it). */
   adaptiveHeld = 0;
+  /** Admitted by the client throttle (its answer is reported back). */
+  throttled = false;
   body: ReplayBody | null = null;
   directBody: Readable | null = null;
   attempts: Attempt[] = [];
@@ -237,7 +239,10 @@ class Exchange {
       this.held.push(() => b.onResult(ticket, up.deps.clock.now(), this.outcomeStatus < 500 && this.outcomeStatus > 0, up.deps.clock.now() - this.arrived));
     }
     // 4. client-side throttling
-    if (up.throttle && !up.throttle.admit(now, up.deps.random)) return this.refuse('SIDECAR_ERR_THROTTLED', `${up.name} has been refusing requests for overload; this one was throttled locally`);
+    if (up.throttle) {
+      if (!up.throttle.admit(now, up.deps.random)) return this.refuse('SIDECAR_ERR_THROTTLED', `${up.name} has been refusing requests for overload; this one was throttled locally`);
+      this.throttled = true;
+    }
     // 5. adaptive concurrency limit
     if (up.adaptive) {
       if (!up.adaptive.tryAcquire(this.priority)) return this.refuse('SIDECAR_ERR_SHED', `${up.name} is at its adaptive concurrency limit (${up.adaptive.limit}) for ${['critical', 'default', 'sheddable'][this.priority]} requests`);
@@ -635,7 +640,7 @@ class Exchange {
       if (cancelled) up.adaptive.onDrop();
       else up.adaptive.onSample(now - this.arrived, this.overloaded, this.adaptiveHeld);
     }
-    if (up.throttle && !cancelled && !this.overloaded) up.throttle.onAccept(now);
+    if (up.throttle && this.throttled && !cancelled) up.throttle.onResult(now, !this.overloaded);
     this.release();
     this.count(outcome ?? `${Math.floor(status / 100)}xx`);
     up.deps.metrics.duration.observe({ upstream: up.name, route: this.route.name }, (now - this.arrived) / 1000);

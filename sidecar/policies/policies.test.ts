@@ -93,9 +93,12 @@ describe('ClientThrottle (SRE book adaptive throttling)', () => {
   it('never refuses while the backend accepts; refuses about (req − K·acc)/(req+1) when it stops accepting', () => {
     const t = new ClientThrottle({ k: 2, windowMs: 60_000 });
     const r = new SeededRandom(3);
-    for (let i = 0; i < 1000; i++) { assert.ok(t.admit(i, r)); t.onAccept(i); }
+    for (let i = 0; i < 1000; i++) { assert.ok(t.admit(i, r)); t.onResult(i, true); }
     let refused = 0;
-    for (let i = 0; i < 5000; i++) if (!t.admit(1000 + i, r)) refused++;
+    for (let i = 0; i < 5000; i++) {
+      if (!t.admit(1000 + i, r)) refused++;
+      else t.onResult(1000 + i, false);
+    }
     // accepts stay at 1000: the refusal probability climbs towards 1 − 2000/requests.
     assert.ok(refused > 1500 && refused < 3500, `refused ${refused} of 5000`);
     assert.ok(t.rejectProbability(6000) > 0.5);

@@ -162,15 +162,24 @@ export class ClientThrottle {
     return Math.max(0, (requests - this.#k * accepts) / (requests + 1));
   }
 
-  /** Decide for one request (it is counted as a request either way, as in the SRE book). */
+  /**
+   * Decide for one request. A refused request counts as a request at once (as in the SRE book:
+   * that is what drives the probability towards 1 − K·accepts/requests); an admitted one is
+   * counted when its answer comes ({@link onResult}), so requests still in flight do not look
+   * like rejections (the second request of a cold start must not be refused).
+   */
   admit(now: number, random: Random): boolean {
     const p = this.rejectProbability(now);
-    this.#w.add(now, 'requests');
-    return !(p > 0 && random.next() < p);
+    if (p > 0 && random.next() < p) {
+      this.#w.add(now, 'requests');
+      return false;
+    }
+    return true;
   }
 
-  /** The backend accepted an admitted request (answered with anything but "overloaded"). */
-  onAccept(now: number): void {
-    this.#w.add(now, 'accepts');
+  /** An admitted request's answer: accepted (anything but "overloaded") or not. */
+  onResult(now: number, accepted: boolean): void {
+    this.#w.add(now, 'requests');
+    if (accepted) this.#w.add(now, 'accepts');
   }
 }

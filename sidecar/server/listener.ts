@@ -7,6 +7,7 @@
 import { type IncomingMessage, type ServerResponse, createServer as createH1 } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { type DownRes, asDownRes } from '../stack.ts';
 
 export type Handler = (req: IncomingMessage | Http2ServerRequest, res: DownRes, isH2: boolean) => void;
@@ -22,6 +23,44 @@ const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 export function splitAddress(addr: string): { host: string; port: number } {
   const i = addr.lastIndexOf(':');
   return { host: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) };
+}
+
+/** A Duplex over `socket` whose readable side starts with `first` (bytes already read). */
+export function replaying(socket: Socket, first: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(first);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('close', () => d.destroy());
+  // What servers ask of a connection.
+  Object.defineProperties(d, {
+    remoteAddress: { get: () => socket.remoteAddress },
+    remotePort: { get: () => socket.remotePort },
+    remoteFamily: { get: () => socket.remoteFamily },
+    localAddress: { get: () => socket.localAddress },
+    localPort: { get: () => socket.localPort },
+  });
+  (d as unknown as { setNoDelay: (v?: boolean) => void }).setNoDelay = (v) => socket.setNoDelay(v);
+  (d as unknown as { setKeepAlive: (v?: boolean, ms?: number) => void }).setKeepAlive = (v, ms) => socket.setKeepAlive(v, ms);
+  (d as unknown as { setTimeout: (ms: number, cb?: () => void) => void }).setTimeout = (ms, cb) => socket.setTimeout(ms, cb);
+  socket.resume();
+  return d;
 }
 
 export async function listen(addr: string, handler: Handler, o: { tls?: { cert: Buffer; key: Buffer } } = {}): Promise<Listener> {
@@ -56,8 +95,14 @@ export async function listen(addr: string, handler: Handler, o: { tls?: { cert: 
       if (isH2 && seen.length < preface.length) return; // wait for the whole preface
       socket.off('data', onData);
       socket.pause();
+      if (isH2) {
+        // node:http2 reads a net.Socket's handle directly, past anything unshifted: hand it a
+        // stream that starts with the bytes already read instead.
+        h2.emit('connection', replaying(socket, seen));
+        return;
+      }
       socket.unshift(seen);
-      (isH2 ? h2 : h1).emit('connection', socket);
+      h1.emit('connection', socket);
       socket.resume();
     };
     socket.on('data', onData);

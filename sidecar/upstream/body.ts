@@ -26,6 +26,7 @@ export class ReplayBody {
   #replayable = true;
   #readers: Reader[] = [];
   #paused = false;
+  #disposed = false;
 
   constructor(src: Readable, limit: number) {
     this.#src = src;
@@ -72,12 +73,15 @@ export class ReplayBody {
         },
       }),
     };
+    // Errors reach the attempt through its transport; never as an unhandled 'error' event.
+    r.stream.on('error', () => undefined);
     this.#readers.push(r);
     return r.stream;
   }
 
   /** Stop reading: the request is over (answered, or its client left). */
   dispose(): void {
+    this.#disposed = true;
     for (const r of this.#readers) r.stream.destroy();
     this.#readers = [];
     this.#chunks = [];
@@ -137,7 +141,7 @@ export class ReplayBody {
   }
 
   #fail(e: Error): void {
-    if (this.#error || this.#ended) return;
+    if (this.#error || this.#ended || this.#disposed) return;
     this.#error = e;
     for (const r of this.#readers) r.stream.destroy(e);
   }

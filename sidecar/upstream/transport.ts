@@ -253,7 +253,11 @@ export class EndpointTransport {
       });
       if (hasBody) {
         if (Buffer.isBuffer(req.body)) s.end(req.body);
-        else (req.body as Readable).pipe(s);
+        else {
+          const body = req.body as Readable;
+          body.once('error', () => s.close(http2.constants.NGHTTP2_CANCEL));
+          body.pipe(s);
+        }
       }
     }, (err: Error) => fail(classify(err)));
     return {

@@ -7,6 +7,7 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import http2 from 'node:http2';
 import net, { type Socket } from 'node:net';
+import { replaying } from '../../sidecar/server/listener.ts';
 
 export interface Seen {
   method: string;
@@ -59,8 +60,12 @@ export class TestUpstream {
       socket.on('error', () => undefined);
       socket.once('data', (chunk: Buffer) => {
         socket.pause();
+        if (chunk.subarray(0, preface.length).toString('latin1') === preface) {
+          this.#h2.emit('connection', replaying(socket, chunk));
+          return;
+        }
         socket.unshift(chunk);
-        (chunk.subarray(0, preface.length).toString('latin1') === preface ? this.#h2 : this.#h1).emit('connection', socket);
+        this.#h1.emit('connection', socket);
         socket.resume();
       });
     });
