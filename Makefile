@@ -17,7 +17,7 @@ export BALLAST_NODE := $(NODE)
 
 # Debian packages the suites use: etcd (anchor and etcdctl client), haproxy (anchor),
 # prometheus (scrapes real /metrics), lua5.1 (Argo CD health checks), iproute2 (namespaces).
-APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl
+APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 
@@ -121,6 +121,7 @@ chaos: deps build lincheck ## a long fault-injection run against the store: make
 .PHONY: bench
 bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/results/
 	node bench/store-vs-etcd.ts
+	node bench/sidecar-vs-haproxy.ts
 
 .PHONY: image-check
 image-check: deps ## run the Dockerfile's steps in a clean directory (no container engine here) and start the result read-only as non-root

@@ -107,11 +107,15 @@ export function localReply(res: DownRes, isGrpc: boolean, code: Code, message: s
 
 interface Attempt {
   ep: EndpointState;
+  /** The endpoint's in-flight count when this attempt started (its adaptive limit learns from it). */
+  epInflight: number;
   ctl: AttemptControl;
   started: number;
   timer: TimerHandle | undefined;
   ticket: ReturnType<NonNullable<EndpointState['breaker']>['tryAcquire']> | undefined;
   settled: boolean;
+  /** Time from the attempt's start to its answer's head, once it came. */
+  headLatency?: number;
 }
 
 /**
@@ -139,8 +143,8 @@ class Exchange {
   callerDeadline = Infinity;
   /** Admission held (released in reverse on finish). */
   held: Array<() => void> = [];
-  /** In flight under the adaptive limit when this request was admitted (0: not admitted by it). */
-  adaptiveHeld = 0;
+  /** Admitted by the adaptive limit (released when the request ends). */
+  adaptiveHeld = false;
   /** Admitted by the client throttle (its answer is reported back). */
   throttled = false;
   body: ReplayBody | null = null;
@@ -236,7 +240,9 @@ class Exchange {
       if (!t.ok) return this.refuse('SIDECAR_ERR_CIRCUIT_OPEN', `the circuit breaker of ${up.name} is open: its recent calls failed`, { 'retry-after': String(Math.max(1, Math.ceil(t.retryAfterMs / 1000))) });
       const b = up.breaker;
       const ticket = t.ticket;
-      this.held.push(() => b.onResult(ticket, up.deps.clock.now(), this.outcomeStatus < 500 && this.outcomeStatus > 0, up.deps.clock.now() - this.arrived));
+      // A request refused further on (shed, queue full) or cancelled by its caller says nothing
+      // about the upstream: it must not count as a failure.
+      this.held.push(() => (this.outcomeStatus === 0 || this.outcomeStatus === 499 ? b.onCancel(ticket) : b.onResult(ticket, up.deps.clock.now(), this.outcomeStatus < 500, up.deps.clock.now() - this.arrived)));
     }
     // 4. client-side throttling
     if (up.throttle) {
@@ -246,7 +252,7 @@ class Exchange {
     // 5. adaptive concurrency limit
     if (up.adaptive) {
       if (!up.adaptive.tryAcquire(this.priority)) return this.refuse('SIDECAR_ERR_SHED', `${up.name} is at its adaptive concurrency limit (${up.adaptive.limit}) for ${['critical', 'default', 'sheddable'][this.priority]} requests`);
-      this.adaptiveHeld = up.adaptive.inflight;
+      this.adaptiveHeld = true;
     }
     // 6. bulkheads: route, then upstream
     this.bulkheads(route === def ? [def] : [route, def], 0);
@@ -328,7 +334,8 @@ class Exchange {
   }
 
   /** Start an attempt (a first try, a retry, or a hedge). */
-  launch(hedge: boolean): void {
+  /** Start an attempt; false when none was started. */
+  launch(hedge: boolean): boolean {
     const { up } = this;
     const clock = up.deps.clock;
     const now = clock.now();
@@ -341,6 +348,10 @@ class Exchange {
     }
     let ep: EndpointState | undefined;
     let ticket: Attempt['ticket'];
+    const headroom = (e: EndpointState): boolean => {
+      const l = up.adaptive?.endpoint(e.id);
+      return l === undefined || l.inflight < l.limit / 2;
+    };
     for (let tries = 0; tries <= up.endpointList.length; tries++) {
       const picked = up.picker.pick(this.hashKey(), skip);
       ep = picked ? up.endpoints.get(picked.id) : undefined;
@@ -354,9 +365,15 @@ class Exchange {
         break;
       }
     }
+    // A hedge goes only to an endpoint with room to spare: under load it would only add queueing.
+    if (hedge && ep && !headroom(ep)) {
+      if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);
+      return false;
+    }
     if (!ep) {
-      if (this.attempts.length > 0) return; // others are still trying
-      return this.fail(up.endpointList.length === 0 ? 'SIDECAR_ERR_NO_ENDPOINT' : 'SIDECAR_ERR_UPSTREAM_UNREACHABLE', up.endpointList.length === 0 ? `${up.name} has no endpoints` : `every endpoint of ${up.name} has an open circuit breaker`);
+      if (this.attempts.length > 0) return false; // others are still trying
+      this.fail(up.endpointList.length === 0 ? 'SIDECAR_ERR_NO_ENDPOINT' : 'SIDECAR_ERR_UPSTREAM_UNREACHABLE', up.endpointList.length === 0 ? `${up.name} has no endpoints` : `every endpoint of ${up.name} has an open circuit breaker`);
+      return false;
     }
     this.attemptCount++;
     if (hedge || this.attemptCount > 1) (this.tried ??= new Set()).add(ep.id);
@@ -364,7 +381,7 @@ class Exchange {
     const body = this.body ? this.body.reader() ?? null : this.directBody;
     if (this.directBody) this.directBody = null; // sent once
     const out: OutRequest = { method: this.method, path: this.path, authority: this.authority(), headers: this.upstreamHeaders(now), body, h2: this.h2Up };
-    const a: Attempt = { ep, ctl: undefined as unknown as AttemptControl, started: now, timer: undefined, ticket, settled: false };
+    const a: Attempt = { ep, epInflight: up.adaptive?.endpoint(ep.id)?.begin() ?? 0, ctl: undefined as unknown as AttemptControl, started: now, timer: undefined, ticket, settled: false };
     this.attempts.push(a);
     up.picker.started(ep.id);
     a.ctl = ep.transport.send(out, {
@@ -373,10 +390,11 @@ class Exchange {
       end: (trailers) => this.onEnd(a, trailers),
       error: (err) => this.onError(a, err),
     });
-    if (this.finished || a.settled) return;
+    if (this.finished || a.settled) return true;
     const attemptMs = Math.min(this.route.policy.timeouts.attemptMs, this.deadline - now);
     if (attemptMs < this.deadline - now) a.timer = clock.setTimeout(() => this.onAttemptTimeout(a), attemptMs);
     this.armHedge();
+    return true;
   }
 
   armHedge(): void {
@@ -384,15 +402,26 @@ class Exchange {
     const h = this.route.policy.hedge;
     if (!h.enabled || this.hedgeTimer || this.committed || this.attempts.length > h.maxHedges || !this.idempotent()) return;
     if (this.body && !this.body.replayable) return;
-    const delay = hedgeDelay({ ...(h.delayMs > 0 ? { delayMs: h.delayMs } : { percentile: h.percentile }), minDelayMs: h.minDelayMs, maxHedges: h.maxHedges }, up.hedgeTracker);
+    const delay = hedgeDelay({ ...(h.delayMs > 0 ? { delayMs: h.delayMs } : { percentile: h.percentile, initialDelayMs: h.initialDelayMs }), minDelayMs: h.minDelayMs, maxHedges: h.maxHedges }, up.hedgeTracker);
     if (delay === undefined) return;
     this.hedgeTimer = up.deps.clock.setTimeout(() => {
       this.hedgeTimer = undefined;
       if (this.finished || this.committed || up.endpointList.length < 2) return;
       if (this.body && !this.body.replayable) return;
-      if (!up.budget.tryWithdraw(up.deps.clock.now())) return;
+      // Hedge only into spare capacity: under load a hedge is one more request to a struggling
+      // upstream (the loser keeps its slot there until the cancel arrives).
+      if (up.adaptive && up.adaptive.inflight >= up.adaptive.limit) {
+        this.armHedge();
+        return;
+      }
+      if (up.budget.remaining(up.deps.clock.now()) < 1) return;
+      if (!this.launch(true)) {
+        // No endpoint has room right now (a burst): look again after another delay.
+        this.armHedge();
+        return;
+      }
+      up.budget.tryWithdraw(up.deps.clock.now());
       up.deps.metrics.hedges.inc({ upstream: up.name });
-      this.launch(true);
     }, delay);
   }
 
@@ -472,7 +501,18 @@ class Exchange {
     this.attempts = this.attempts.filter((x) => x !== a);
     const { up } = this;
     const now = up.deps.clock.now();
-    up.picker.finished(a.ep.id, latencyMs);
+    // A cancelled attempt (a hedge lost, the caller left) took at least this long: tell the
+    // balancer so (reporting 0 would make a slow endpoint that keeps losing look fast).
+    if (result === 'cancelled') up.picker.finished(a.ep.id, now - a.started, true);
+    else up.picker.finished(a.ep.id, latencyMs);
+    // The endpoint's adaptive limit learns from the attempt's time to its answer's head (not a
+    // stream's lifetime); a connection failure or a cancel teaches it nothing.
+    const lim = up.adaptive?.endpoint(a.ep.id);
+    if (lim) {
+      if (a.headLatency !== undefined) lim.onSample(a.headLatency, status === 503 || status === 429, a.epInflight);
+      else if (result === 'timeout') lim.onSample(latencyMs, true, a.epInflight);
+      else lim.onDrop();
+    }
     if (result === 'cancelled') return;
     up.deps.metrics.attempts.inc({ upstream: up.name, endpoint: a.ep.id, result });
     up.outlier?.onResult(a.ep.id, now, status);
@@ -486,6 +526,7 @@ class Exchange {
     const latency = now - a.started;
     const gs = this.isGrpc && headers['grpc-status'] !== undefined ? Number(headers['grpc-status']) : undefined;
     const effective = gs !== undefined ? grpcAsHttp(gs) : status;
+    a.headLatency = latency;
     const reason = this.retryable('status', status, gs);
     if (reason !== undefined && !this.committed) {
       // A retryable answer: drop it if a sibling (hedge) is still out, or if a retry may follow.
@@ -589,7 +630,10 @@ class Exchange {
   }
 
   scheduleRetry(delay: number): void {
-    if (delay <= 0) return this.launch(false);
+    if (delay <= 0) {
+      this.launch(false);
+      return;
+    }
     this.retryTimer = this.up.deps.clock.setTimeout(() => {
       this.retryTimer = undefined;
       if (!this.finished && !this.committed) this.launch(false);
@@ -636,10 +680,7 @@ class Exchange {
     this.body?.dispose();
     this.outcomeStatus = status;
     const cancelled = outcome === 'cancelled';
-    if (up.adaptive && this.adaptiveHeld) {
-      if (cancelled) up.adaptive.onDrop();
-      else up.adaptive.onSample(now - this.arrived, this.overloaded, this.adaptiveHeld);
-    }
+    if (up.adaptive && this.adaptiveHeld) up.adaptive.release();
     if (up.throttle && this.throttled && !cancelled) up.throttle.onResult(now, !this.overloaded);
     this.release();
     this.count(outcome ?? `${Math.floor(status / 100)}xx`);

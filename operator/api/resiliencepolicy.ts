@@ -38,7 +38,7 @@ export interface PolicySpec {
     priorityHeader: string;
     throttle: { enabled: boolean; acceptsMultiplier: number; windowMs: number };
   };
-  hedge: { enabled: boolean; delayMs: number; percentile: number; minDelayMs: number; maxHedges: number };
+  hedge: { enabled: boolean; delayMs: number; percentile: number; initialDelayMs: number; minDelayMs: number; maxHedges: number };
   balancer: { kind: (typeof balancerKinds)[number]; hashOn: string };
   outlier: {
     enabled: boolean; consecutive5xx: number; consecutiveGatewayErrors: number; intervalMs: number;
@@ -96,11 +96,11 @@ export const policySchema: Schema = s.object('Resilience policy for calls to one
     burst: s.int('Bucket size: requests admitted at once after a quiet spell (0: perSecond).', { default: 0, minimum: 0 }),
   }),
   shed: s.object('Load shedding: an adaptive concurrency limit learned from latency, priority classes and client-side throttling.', {
-    adaptive: s.object('Vegas-style adaptive concurrency limit.', {
+    adaptive: s.object('Vegas-style adaptive concurrency limit, learned per endpoint from its latency; the upstream admits up to the sum over its endpoints.', {
       enabled: s.bool('Learn and enforce the limit.', { default: true }),
-      initialLimit: s.int('The limit before anything is learned.', { default: 100, minimum: 1 }),
-      minLimit: s.int('Never below this.', { default: 10, minimum: 1 }),
-      maxLimit: s.int('Never above this.', { default: 1000, minimum: 1 }),
+      initialLimit: s.int('Each endpoint\'s limit before anything is learned.', { default: 50, minimum: 1 }),
+      minLimit: s.int('An endpoint\'s limit never goes below this.', { default: 5, minimum: 1 }),
+      maxLimit: s.int('An endpoint\'s limit never goes above this.', { default: 500, minimum: 1 }),
     }),
     priorityHeader: s.string('Header naming the request\'s class: critical, default or sheddable (sheddable is refused first).', { default: 'x-ballast-priority' }),
     throttle: s.object('Client-side adaptive throttling (Google SRE book): refuse locally with probability max(0, (requests − K·accepts)/(requests + 1)).', {
@@ -110,9 +110,10 @@ export const policySchema: Schema = s.object('Resilience policy for calls to one
     }),
   }),
   hedge: s.object('Hedged requests: an idempotent request still unanswered after the delay is also sent to another endpoint; the first answer wins.', {
-    enabled: s.bool('Send hedges.', { default: false }),
+    enabled: s.bool('Send hedges (idempotent requests only; each hedge spends the retry budget).', { default: true }),
     delayMs: ms('A fixed delay (0: use the percentile).', 0),
-    percentile: s.int('Hedge after this percentile of recent latency.', { default: 95, minimum: 50, maximum: 100 }),
+    percentile: s.int('Hedge after this percentile of recent latency: 99 hedges about 1% of requests.', { default: 99, minimum: 50, maximum: 100 }),
+    initialDelayMs: ms('Before enough latencies are known for the percentile (a cold start), hedge after this long.', 50, 1),
     minDelayMs: ms('Never hedge sooner than this.', 5, 0),
     maxHedges: s.int('Extra attempts per request at most.', { default: 1, minimum: 1, maximum: 3 }),
   }),

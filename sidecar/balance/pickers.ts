@@ -30,8 +30,11 @@ export interface Picker {
   pick(key?: string, skip?: ReadonlySet<string>): Endpoint | undefined;
   /** A request to `id` started. */
   started(id: string): void;
-  /** A request to `id` finished after `latencyMs`. */
-  finished(id: string, latencyMs: number): void;
+  /**
+   * A request to `id` finished after `latencyMs`. `lowerBound`: it was abandoned (a hedge won,
+   * the caller left) and only took at least that long — it may raise an estimate, never lower it.
+   */
+  finished(id: string, latencyMs: number, lowerBound?: boolean): void;
 }
 
 export type PickerKind = 'roundRobin' | 'weighted' | 'random' | 'leastRequest' | 'ewma' | 'ringHash' | 'maglev';
@@ -50,6 +53,8 @@ export interface PickerDeps {
   now: () => number;
   /** EWMA decay time constant (Linkerd's default: 10 s). */
   ewmaDecayMs?: number;
+  /** The latency assumed for an endpoint not measured yet (default 30 ms). */
+  ewmaDefaultMs?: number;
   /** Virtual nodes per unit of weight on the ring (default 100). */
   ringReplicas?: number;
   /** Maglev lookup-table size, a prime well above the endpoint count (default 65,537, Envoy's). */
@@ -140,26 +145,30 @@ function leastRequest(eps: readonly Endpoint[], d: PickerDeps): Picker {
  * constant `ewmaDecayMs`; cost = EWMA × (in flight + 1). The estimate also decays with the time
  * since it was last updated (as tower's PeakEwma under linkerd2-proxy), so an endpoint that was
  * slow, and so gets no traffic to be measured by, is tried again and can win back its share.
- * An endpoint never measured costs 0, so it is tried first.
+ * An endpoint not yet measured is assumed to take `ewmaDefaultMs` (30 ms, linkerd2-proxy's
+ * default RTT), so requests piling up on it before its first answer raise its cost: a new or
+ * slow endpoint cannot soak up a second of traffic before it is first measured.
  */
 function ewma(eps: readonly Endpoint[], d: PickerDeps): Picker {
   const inflight = new Inflight();
   const tau = d.ewmaDecayMs ?? 10_000;
+  const initial = d.ewmaDefaultMs ?? 30;
   const stats = new Map<string, { value: number; at: number }>();
   return {
     pick(_key, skip) {
       const now = d.now();
       return p2c(eligible(eps, skip), d, (id) => {
         const st = stats.get(id);
-        const estimate = st ? st.value * Math.exp(-(now - st.at) / tau) : 0;
+        const estimate = st ? st.value * Math.exp(-(now - st.at) / tau) : initial;
         return estimate * (inflight.get(id) + 1);
       });
     },
     started: (id) => inflight.started(id),
-    finished(id, latencyMs) {
+    finished(id, latencyMs, lowerBound) {
       inflight.finished(id);
       const now = d.now();
       const s = stats.get(id);
+      if (lowerBound && (!s || latencyMs <= s.value)) return;
       if (!s || latencyMs > s.value) {
         stats.set(id, { value: latencyMs, at: now });
         return;

@@ -67,6 +67,11 @@ export class Breaker {
     return { ok: true, ticket: { state: s } };
   }
 
+  /** An admitted call that was never made (refused further on): frees a half-open trial slot, counts nothing. */
+  onCancel(ticket: Ticket): void {
+    if (ticket.state === 'halfOpen' && this.#state === 'halfOpen') this.#trialsInFlight = Math.max(0, this.#trialsInFlight - 1);
+  }
+
   /** The outcome of an admitted call. */
   onResult(ticket: Ticket, now: number, ok: boolean, latencyMs: number): void {
     if (ticket.state === 'halfOpen') {

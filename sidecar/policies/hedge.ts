@@ -40,8 +40,10 @@ export class LatencyTracker {
 export interface HedgeOptions {
   /** A fixed delay; or */
   delayMs?: number;
-  /** a percentile of recent latency (e.g. 95). */
+  /** a percentile of recent latency (e.g. 95); */
   percentile?: number;
+  /** until the percentile is known, this delay (a cold start must not go unhedged). */
+  initialDelayMs?: number;
   minDelayMs: number;
   /** Extra attempts in flight per request at most. */
   maxHedges: number;
@@ -50,6 +52,6 @@ export interface HedgeOptions {
 /** The delay before the next hedge, or undefined when there are too few samples to tell. */
 export function hedgeDelay(o: HedgeOptions, tracker: LatencyTracker | undefined): number | undefined {
   if (o.delayMs !== undefined) return Math.max(o.minDelayMs, o.delayMs);
-  const p = tracker?.value();
+  const p = tracker?.value() ?? o.initialDelayMs;
   return p === undefined ? undefined : Math.max(o.minDelayMs, p);
 }

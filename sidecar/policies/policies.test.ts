@@ -7,7 +7,7 @@ import { decideFault } from './fault.ts';
 import { LatencyTracker, hedgeDelay } from './hedge.ts';
 import { OutlierDetector, type OutlierOptions } from './outlier.ts';
 import { TokenBucket } from './ratelimit.ts';
-import { AdaptiveLimit, ClientThrottle } from './shed.ts';
+import { AdaptiveLimit, ClientThrottle, PooledLimit } from './shed.ts';
 import { callerBudgetMs, formatGrpcTimeout, parseGrpcTimeout } from './timeout.ts';
 
 describe('Bulkhead', () => {
@@ -68,7 +68,8 @@ describe('AdaptiveLimit (Vegas)', () => {
   }
 
   it('converges near the dependency\'s capacity under 3× overload, so admitted calls keep unloaded latency', () => {
-    const limit = new AdaptiveLimit({ initialLimit: 20, minLimit: 5, maxLimit: 1000 }, new SeededRandom(1));
+    // A 1 ms tolerance (the default 5 ms is half this simulated service time).
+    const limit = new AdaptiveLimit({ initialLimit: 20, minLimit: 5, maxLimit: 1000, toleranceMs: 1 }, new SeededRandom(1));
     const learned = simulate(limit, 50, 10, 150, 400);
     assert.ok(learned >= 40 && learned <= 75, `learned ${learned} for a capacity of 50`);
   });
@@ -86,6 +87,32 @@ describe('AdaptiveLimit (Vegas)', () => {
     for (let i = 0; i < 10; i++) if (l.tryAcquire(0)) crit++;
     assert.equal(shed, 6, 'sheddable up to 75% of 8');
     assert.equal(crit, 4, 'critical up to 125% of 8');
+  });
+});
+
+describe('PooledLimit', () => {
+  it('learns per endpoint: a slow endpoint (high but steady latency) does not shrink the others; admission is against the sum', () => {
+    const pool = new PooledLimit({ initialLimit: 20, minLimit: 2, maxLimit: 200, toleranceMs: 1 }, new SeededRandom(2));
+    pool.setEndpoints(['a', 'b', 'slow']);
+    assert.equal(pool.limit, 60);
+    for (let round = 0; round < 200; round++) {
+      for (const id of ['a', 'b']) {
+        const l = pool.endpoint(id)!;
+        const n = 15;
+        for (let i = 0; i < n; i++) l.begin();
+        for (let i = 0; i < n; i++) l.onSample(2, false, n);
+      }
+      const s = pool.endpoint('slow')!;
+      s.begin();
+      s.onSample(1000, false, 1);
+    }
+    assert.ok(pool.endpoint('a')!.limit >= 20, `a: ${pool.endpoint('a')!.limit}`);
+    assert.ok(pool.limit >= 60, `pooled ${pool.limit}`);
+    let admitted = 0;
+    while (pool.tryAcquire(1)) admitted++;
+    assert.equal(admitted, pool.limit);
+    pool.setEndpoints(['a', 'b']);
+    assert.equal(pool.limit, pool.endpoint('a')!.limit + pool.endpoint('b')!.limit, 'a removed endpoint takes its share away');
   });
 });
 
@@ -144,6 +171,7 @@ describe('hedge, timeout, fault', () => {
   it('hedge delay: fixed, or the percentile of recent latency once there are samples', () => {
     const t = new LatencyTracker(95);
     assert.equal(hedgeDelay({ percentile: 95, minDelayMs: 2, maxHedges: 1 }, t), undefined);
+    assert.equal(hedgeDelay({ percentile: 95, initialDelayMs: 50, minDelayMs: 2, maxHedges: 1 }, t), 50, 'cold start');
     for (let i = 1; i <= 100; i++) t.record(i);
     assert.equal(hedgeDelay({ percentile: 95, minDelayMs: 2, maxHedges: 1 }, t), 96);
     assert.equal(hedgeDelay({ delayMs: 1, minDelayMs: 2, maxHedges: 1 }, t), 2);

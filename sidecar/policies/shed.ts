@@ -1,12 +1,13 @@
 /**
  * Load shedding (pure; time and randomness passed in).
  *
- * AdaptiveLimit: a concurrency limit learned from latency, TCP Vegas style (Netflix's
- * concurrency-limits VegasLimit). It keeps the lowest round-trip time seen (the no-load RTT)
- * and estimates the queue in front of the dependency as inflight × (1 − rttNoLoad / rtt). A small
- * queue means headroom: the limit grows; a large one means requests are waiting: it shrinks.
- * So admitted requests see close to unloaded latency and the excess is refused at once instead
- * of queueing. The no-load RTT is re-probed now and then (BBR's ProbeRTT): for one limit's worth
+ * AdaptiveLimit: a concurrency limit learned from latency, in the family of TCP Vegas and
+ * Netflix's concurrency-limits (gradient). It keeps the lowest round-trip time seen (the
+ * no-load RTT). Per window of samples it takes the median RTT: at most no-load + tolerance means
+ * no queue, and the limit grows while it is in use; above that, Little's law gives the
+ * concurrency the dependency serves without queueing (inflight × no-load / RTT), and the limit
+ * moves towards 1.25× that. So admitted requests see close to unloaded latency and the excess
+ * is refused at once instead of queueing. The no-load RTT is re-probed now and then (BBR's ProbeRTT): for one limit's worth
  * of samples only half the limit is admitted, so any queue drains, and the lowest RTT seen then
  * becomes the new no-load RTT. (Resetting it to a single sample taken under load, as a plain
  * Vegas does, lets the limit creep up for ever under sustained overload.)
@@ -31,6 +32,12 @@ export interface AdaptiveLimitOptions {
   probeMultiplier?: number;
   /** Smoothing of limit changes, 0 < s ≤ 1. */
   smoothing?: number;
+  /**
+   * Latency above the no-load RTT that is never read as queueing (default 5 ms). A proxy on a
+   * busy core, or a burst of simultaneous arrivals, adds a few milliseconds of its own; that
+   * is not the dependency queueing, and shedding for it would turn a busy moment into refusals.
+   */
+  toleranceMs?: number;
 }
 
 export class AdaptiveLimit {
@@ -47,7 +54,7 @@ export class AdaptiveLimit {
   onLimit: ((limit: number) => void) | undefined;
 
   constructor(o: AdaptiveLimitOptions, random: Random) {
-    this.#o = { probeMultiplier: 30, smoothing: 1, ...o };
+    this.#o = { probeMultiplier: 30, smoothing: 1, toleranceMs: 5, ...o };
     this.#random = random;
     this.#limit = o.initialLimit;
     this.#samplesToProbe = this.#nextProbe();
@@ -64,9 +71,22 @@ export class AdaptiveLimit {
   /** Admit a request of a priority class, or refuse it (shed). Call {@link onSample} or {@link onDrop} after an admitted one. */
   tryAcquire(priority: Priority): boolean {
     const cap = this.#limit * (priority === 0 ? 1.25 : priority === 1 ? 1 : 0.75) * (this.#probing > 0 ? 0.5 : 1);
-    if (this.#inflight >= Math.max(1, Math.floor(cap))) return false;
+    if (this.#inflight >= Math.max(1, Math.floor(cap))) {
+      this.#w.refused++;
+      return false;
+    }
     this.#inflight++;
     return true;
+  }
+
+  /** A request was refused for want of room (the limit, not the dependency, may be the bottleneck). */
+  noteRefused(): void {
+    this.#w.refused++;
+  }
+
+  /** Count a request in flight without checking the limit (an attempt the pool already admitted); returns the count. */
+  begin(): number {
+    return ++this.#inflight;
   }
 
   /** An admitted request ended without a usable latency (cancelled, or failed before the dependency answered). */
@@ -96,31 +116,37 @@ export class AdaptiveLimit {
       return;
     }
     if (this.#rttNoLoad === 0 || rtt < this.#rttNoLoad) this.#rttNoLoad = rtt;
-    // Samples are averaged over a window of about half the limit, and the limit moves once per
-    // window: a burst of answers from one slow moment must not move it a hundred times.
+    // Samples are gathered over a window of about half the limit, and the limit moves once per
+    // window: a burst of answers from one slow moment must not move it a hundred times. The
+    // window's median is the RTT: queueing slows every request, while one slow endpoint of
+    // three (or a few cold connections) slows only some, and is not a reason to shed.
     const w = this.#w;
     w.n++;
-    w.rttSum += rtt;
-    w.maxInflight = Math.max(w.maxInflight, inflightAtStart);
+    w.rtts.push(rtt);
+    w.inflightSum += inflightAtStart;
     if (overloaded) w.overloaded++;
     if (w.n < Math.max(10, Math.floor(this.#limit / 2))) return;
-    const avg = w.rttSum / w.n;
-    const inflight = w.maxInflight;
+    w.rtts.sort((x, y) => x - y);
+    const avg = w.rtts[Math.floor(w.rtts.length / 2)] as number;
+    const inflight = w.inflightSum / w.n; // the mean concurrency the window's requests saw
     const dropped = w.overloaded * 20 > w.n; // more than 5% said "overloaded"
+    const refused = w.refused;
     this.#resetWindow();
     const limit = this.#limit;
-    const log = Math.max(1, Math.log10(limit));
+    const ok = this.#rttNoLoad + this.#o.toleranceMs;
     let next = limit;
     if (dropped) next = limit * 0.9;
-    else {
-      // The queue by Little's law, from the requests actually in flight (an idle path's latency
-      // noise is not a queue); grow only when the limit is in use.
-      const queue = inflight * (1 - this.#rttNoLoad / avg);
-      const alpha = 3 * log;
-      const beta = 6 * log;
-      if (queue <= log && inflight * 2 >= limit) next = limit + beta;
-      else if (queue < alpha && inflight * 2 >= limit) next = limit + log;
-      else if (queue > beta) next = limit - Math.max(log, (queue - beta) / 2);
+    else if (avg <= ok) {
+      // No queue. Grow when the limit is what held requests back (refusals: a burst, or a
+      // limit learned on a cold start) — fast — or when it is at least half in use.
+      if (refused > 0) next = Math.max(limit + Math.sqrt(limit), limit * 1.5);
+      else if (inflight * 2 >= limit) next = limit + Math.sqrt(limit);
+    } else {
+      // A queue: by Little's law the dependency serves inflight × ok / RTT at once without
+      // queueing; go there, plus a quarter for headroom (admitted requests then see about
+      // 1.25× the unloaded latency), halfway per window so one noisy window cannot slam it.
+      const target = inflight * (ok / avg);
+      next = Math.min(limit, (limit + target * 1.25) / 2);
     }
     next = Math.min(this.#o.maxLimit, Math.max(this.#o.minLimit, next));
     next = limit * (1 - this.#o.smoothing) + next * this.#o.smoothing;
@@ -129,14 +155,85 @@ export class AdaptiveLimit {
     if (Math.floor(next) !== before) this.onLimit?.(Math.floor(next));
   }
 
-  #w = { n: 0, rttSum: 0, maxInflight: 0, overloaded: 0 };
+  #w = { n: 0, rtts: [] as number[], inflightSum: 0, overloaded: 0, refused: 0 };
 
   #resetWindow(): void {
-    this.#w = { n: 0, rttSum: 0, maxInflight: 0, overloaded: 0 };
+    this.#w = { n: 0, rtts: [], inflightSum: 0, overloaded: 0, refused: 0 };
   }
 
   #nextProbe(): number {
     return Math.ceil(this.#o.probeMultiplier * Math.max(this.#limit, 10) * (1 + this.#random.next()));
+  }
+}
+
+/**
+ * The adaptive limit of an upstream with several endpoints: one {@link AdaptiveLimit} per
+ * endpoint (each endpoint is its own queue, and learns from its own latency), and admission
+ * against their sum. One slow endpoint then lowers only its own share — the balancer steers
+ * away from it — instead of the whole upstream's limit, and a pool of endpoints grows and
+ * shrinks its capacity as endpoints come and go.
+ */
+export class PooledLimit {
+  readonly #o: AdaptiveLimitOptions;
+  readonly #random: Random;
+  readonly #limits = new Map<string, AdaptiveLimit>();
+  #inflight = 0;
+  #sum = 0;
+  /** Told of every change of the pooled limit. */
+  onLimit: ((limit: number) => void) | undefined;
+
+  constructor(o: AdaptiveLimitOptions, random: Random) {
+    this.#o = o;
+    this.#random = random;
+  }
+
+  /** Keep the limits of endpoints that stay; new ones start at initialLimit. */
+  setEndpoints(ids: Iterable<string>): void {
+    const keep = new Set(ids);
+    for (const id of [...this.#limits.keys()]) if (!keep.has(id)) this.#limits.delete(id);
+    for (const id of keep) {
+      if (this.#limits.has(id)) continue;
+      const l = new AdaptiveLimit(this.#o, this.#random);
+      l.onLimit = () => this.#resum();
+      this.#limits.set(id, l);
+    }
+    this.#resum();
+  }
+
+  get limit(): number {
+    return this.#sum;
+  }
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  endpoint(id: string): AdaptiveLimit | undefined {
+    return this.#limits.get(id);
+  }
+
+  /** Admit a request (sheddable up to 75% of the pooled limit, default 100%, critical 125%). */
+  tryAcquire(priority: Priority): boolean {
+    const cap = this.#sum * (priority === 0 ? 1.25 : priority === 1 ? 1 : 0.75);
+    if (this.#inflight >= Math.max(1, Math.floor(cap))) {
+      for (const l of this.#limits.values()) l.noteRefused();
+      return false;
+    }
+    this.#inflight++;
+    return true;
+  }
+
+  release(): void {
+    this.#inflight = Math.max(0, this.#inflight - 1);
+  }
+
+  #resum(): void {
+    let sum = 0;
+    for (const l of this.#limits.values()) sum += l.limit;
+    if (sum !== this.#sum) {
+      this.#sum = sum;
+      this.onLimit?.(sum);
+    }
   }
 }
 

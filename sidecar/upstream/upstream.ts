@@ -20,7 +20,7 @@ import { LatencyTracker } from '../policies/hedge.ts';
 import { OutlierDetector } from '../policies/outlier.ts';
 import { TokenBucket } from '../policies/ratelimit.ts';
 import { RetryBudget } from '../policies/retry-budget.ts';
-import { AdaptiveLimit, ClientThrottle } from '../policies/shed.ts';
+import { ClientThrottle, PooledLimit } from '../policies/shed.ts';
 import { EndpointTransport, type TlsOptions } from './transport.ts';
 
 export function breakerRules(b: PolicySpec['breaker']['endpoint']): BreakerRules | undefined {
@@ -97,7 +97,7 @@ export class Upstream {
   outlier: OutlierDetector | undefined;
   budget!: RetryBudget;
   throttle: ClientThrottle | undefined;
-  adaptive: AdaptiveLimit | undefined;
+  adaptive: PooledLimit | undefined;
   breaker: Breaker | undefined;
   readonly latency = new LatencyTracker(95);
   hedgeTracker: LatencyTracker | undefined;
@@ -128,10 +128,9 @@ export class Upstream {
       this.budget = new RetryBudget({ ratio: rb.ratioPercent / 100, minPerSecond: rb.minPerSecond, windowMs: rb.windowMs });
       this.throttle = p.shed.throttle.enabled ? new ClientThrottle({ k: p.shed.throttle.acceptsMultiplier, windowMs: p.shed.throttle.windowMs }) : undefined;
       const a = p.shed.adaptive;
-      this.adaptive = a.enabled ? new AdaptiveLimit({ initialLimit: a.initialLimit, minLimit: a.minLimit, maxLimit: a.maxLimit }, random) : undefined;
+      this.adaptive = a.enabled ? new PooledLimit({ initialLimit: a.initialLimit, minLimit: a.minLimit, maxLimit: a.maxLimit }, random) : undefined;
       if (this.adaptive) {
         const g = metrics.limit.labels({ upstream: this.name });
-        g.set(this.adaptive.limit);
         this.adaptive.onLimit = (l) => g.set(l);
       }
       const ub = breakerRules(p.breaker.upstream);
@@ -204,6 +203,7 @@ export class Upstream {
     }
     this.endpoints = next;
     this.endpointList = [...next.values()];
+    this.adaptive?.setEndpoints(next.keys());
     this.picker = buildPicker(p.balancer.kind, this.endpointList.map((e) => ({ id: e.id, weight: e.weight })), { random, now: () => clock.now() });
     const o = p.outlier;
     if (!o.enabled) this.outlier = undefined;

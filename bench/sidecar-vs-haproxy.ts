@@ -1,0 +1,181 @@
+/**
+ * bench/sidecar-vs-haproxy: `ballast sidecar` against HAProxy (`basic` and `tuned` profiles of
+ * ../shared/anchors/haproxy-anchor), a bare Node pass-through proxy (bench/passthrough.ts: the
+ * ceiling for a Node proxy here) and no proxy at all, in one run, with one load generator (wrk
+ * from Debian) and the same upstream processes (test/support/upstream-server.ts).
+ *
+ * Scenarios (3 upstream endpoints each; "direct" can only reach one of them):
+ *   saturation   healthy, wrk -c64 closed loop: throughput, and throughput per core of the proxy
+ *   rate1000     healthy, ~1,000 req/s: added p50/p99 over direct
+ *   slow         1 of 3 endpoints answers after 1 s, ~500 req/s
+ *   failing      1 of 3 endpoints answers 503 to everything, ~500 req/s
+ *   overload     each endpoint serves 4 at once in 50 ms (240 req/s in all); offered ~3× that
+ * Under faults: goodput (2xx per second) and p99 (wrk's, over every response). Every system gets
+ * the same discarded warm-up run first (--warmup seconds), so none is measured cold.
+ *
+ *   node bench/sidecar-vs-haproxy.ts [--seconds=10] [--warmup=3] [--only=saturation,slow]
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { machine, root, table, tryRun, writeResult } from './lib.ts';
+
+const arg = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
+const seconds = Number(arg('seconds', '10'));
+const warmup = Number(arg('warmup', '3'));
+const only = arg('only', 'saturation,rate1000,slow,failing,overload').split(',');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const anchor = join(root, '..', 'shared', 'anchors', 'haproxy-anchor');
+const dir = mkdtempSync(join(tmpdir(), 'ballast-sidecar-bench-'));
+const node = process.execPath;
+
+// Fixed ports (benchmarks own the machine while they run, like the e2e suites).
+const upPorts = [29101, 29102, 29103];
+const ports = { basic: 29201, tuned: 29202, passthrough: 29203, sidecar: 29204, admin: 29205 };
+
+const children: ChildProcess[] = [];
+function start(cmd: string, args: string[]): Promise<ChildProcess> {
+  const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BALLAST_LOG_LEVEL: 'warn' } });
+  children.push(p);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    p.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (/listening|started/.test(out)) resolve(p);
+    });
+    p.once('exit', (code) => reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`)));
+  });
+}
+async function stop(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const done = new Promise((r) => p.once('exit', r));
+  p.kill('SIGTERM');
+  await done;
+}
+const cpu = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+
+interface Wrk { rps: number; requests: number; non2xx: number; errors: number; p50: number; p99: number; seconds: number }
+const ms = (v: string): number => {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2] as 'us'] as number);
+};
+function wrk(url: string, o: { connections: number; rate?: number; seconds?: number }): Wrk {
+  const secs = o.seconds ?? seconds;
+  const args = ['-t1', `-c${o.connections}`, `-d${secs}s`, '--latency', '--timeout', '10s'];
+  if (o.rate) {
+    const script = join(dir, `rate-${o.rate}-${o.connections}.lua`);
+    // Each connection waits connections/rate seconds between requests: about `rate` in all.
+    writeFileSync(script, `function delay() return ${(1000 * o.connections) / o.rate} end\n`);
+    args.push('-s', script);
+  }
+  const out = execFileSync('wrk', [...args, url], { encoding: 'utf8', timeout: (secs + 30) * 1000 });
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? 0);
+  const lat = (p: string) => ms(new RegExp(`\\s${p}%\\s+(\\S+)`).exec(out)?.[1] ?? 'NaN');
+  const requests = num(/(\d+) requests in/);
+  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/), requests, non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
+    errors: errs ? errs.slice(1).reduce((n, x) => n + Number(x), 0) : 0, p50: lat('50'), p99: lat('99'), seconds: secs,
+  };
+}
+
+interface Setup { modes: string[] }
+const scenarios: Record<string, Setup & { run: (url: string, secs?: number) => Wrk }> = {
+  saturation: { modes: ['ok', 'ok', 'ok'], run: (u, secs) => wrk(u, { connections: 64, seconds: secs }) },
+  rate1000: { modes: ['ok', 'ok', 'ok'], run: (u, secs) => wrk(u, { connections: 10, rate: 1000, seconds: secs }) },
+  slow: { modes: ['slow:1000', 'ok', 'ok'], run: (u, secs) => wrk(u, { connections: 64, rate: 500, seconds: secs }) },
+  failing: { modes: ['fail:100', 'ok', 'ok'], run: (u, secs) => wrk(u, { connections: 16, rate: 500, seconds: secs }) },
+  overload: { modes: ['capacity:4:50', 'capacity:4:50', 'capacity:4:50'], run: (u, secs) => wrk(u, { connections: 48, rate: 720, seconds: secs }) },
+};
+
+const sidecarConfig = {
+  admin: `127.0.0.1:${ports.admin}`,
+  upstreams: [{ name: 'bench', listen: `127.0.0.1:${ports.sidecar}`, endpoints: upPorts.map((p) => `127.0.0.1:${p}`) }],
+};
+writeFileSync(join(dir, 'sidecar.yaml'), stringify(sidecarConfig));
+
+type Row = Record<string, string | number>;
+const results: Record<string, Record<string, Wrk & { cpuSeconds?: number; perCore?: number }>> = {};
+try {
+  for (const name of only) {
+    const sc = scenarios[name];
+    if (!sc) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
+    results[name] = {};
+    const ups: ChildProcess[] = [];
+    for (let i = 0; i < 3; i++) ups.push(await start(node, [join(root, 'test/support/upstream-server.ts'), `127.0.0.1:${upPorts[i]}`, sc.modes[i] as string]));
+    const eps = upPorts.map((p) => `127.0.0.1:${p}`);
+    const systems: Array<{ name: string; url: string; pid?: () => number; stop: () => Promise<void> }> = [];
+    // Direct can reach one endpoint only: the healthy third one.
+    systems.push({ name: 'direct', url: `http://${eps[2]}/`, stop: async () => undefined });
+    for (const profile of ['basic', 'tuned'] as const) {
+      execFileSync(anchor, ['start', String(ports[profile]), profile, ...eps]);
+      systems.push({ name: `haproxy-${profile}`, url: `http://127.0.0.1:${ports[profile]}/`, pid: () => Number(readFileSync(`/tmp/haproxy-anchor-${ports[profile]}/pid`, 'utf8')), stop: async () => { execFileSync(anchor, ['stop', String(ports[profile])]); } });
+    }
+    const pt = await start(node, [join(root, 'bench/passthrough.ts'), String(ports.passthrough), ...eps]);
+    systems.push({ name: 'node-passthrough', url: `http://127.0.0.1:${ports.passthrough}/`, pid: () => pt.pid as number, stop: () => stop(pt) });
+    const side = spawn(join(root, 'bin/ballast'), ['sidecar', `--config=${join(dir, 'sidecar.yaml')}`, '--watch=false'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, BALLAST_LOG_LEVEL: 'warn' } });
+    children.push(side);
+    for (let i = 0; i < 100; i++) {
+      try { if ((await fetch(`http://127.0.0.1:${ports.admin}/ready`)).ok) break; } catch { /* not yet */ }
+      await sleep(100);
+    }
+    systems.push({ name: 'ballast-sidecar', url: `http://127.0.0.1:${ports.sidecar}/`, pid: () => side.pid as number, stop: () => stop(side) });
+    await sleep(1500); // HAProxy's active checks settle
+    for (const s of systems) {
+      // The same warm-up for every system (JIT, connection pools, what each has to learn), discarded.
+      if (warmup > 0) sc.run(s.url, warmup);
+      const pid = s.pid?.();
+      const c0 = pid ? cpu(pid) : 0;
+      const r = sc.run(s.url);
+      const c1 = pid ? cpu(pid) : 0;
+      results[name][s.name] = pid ? { ...r, cpuSeconds: c1 - c0, perCore: (r.requests) / Math.max(0.01, c1 - c0) } : r;
+      console.log(`${name.padEnd(10)} ${s.name.padEnd(17)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  non-2xx ${r.non2xx}  errors ${r.errors}${pid ? `  cpu ${(c1 - c0).toFixed(1)} s` : ''}`);
+      await sleep(500);
+    }
+    for (const s of systems) await s.stop();
+    for (const u of ups) await stop(u);
+  }
+} finally {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const p of [ports.basic, ports.tuned]) tryRun(anchor, ['stop', String(p)]);
+}
+
+const rows: Row[] = [];
+for (const [scenario, bySystem] of Object.entries(results)) {
+  const direct = bySystem['direct'];
+  for (const [sys, r] of Object.entries(bySystem)) {
+    const goodput = (r.requests - r.non2xx - r.errors) / r.seconds;
+    rows.push({
+      scenario, system: sys, 'req/s': Math.round(r.rps), 'req per cpu-s': r.perCore ? Math.round(r.perCore) : '-',
+      'goodput/s': Math.round(goodput), 'p50 ms': r.p50, 'p99 ms': r.p99,
+      'added p50': direct && sys !== 'direct' ? r.p50 - direct.p50 : '-', 'added p99': direct && sys !== 'direct' ? r.p99 - direct.p99 : '-',
+      'non-2xx': r.non2xx, errors: r.errors,
+    });
+  }
+}
+console.log(`\n${table(rows)}`);
+const ratio = (s: string, a: string, b: string, f: (r: Wrk & { perCore?: number }) => number) => {
+  const x = results[s]?.[a];
+  const y = results[s]?.[b];
+  return x && y ? f(x) / f(y) : NaN;
+};
+const goodput = (r: Wrk) => (r.requests - r.non2xx - r.errors) / r.seconds;
+const goals = {
+  'saturation: sidecar / node-passthrough throughput (goal ≥ 0.8)': ratio('saturation', 'ballast-sidecar', 'node-passthrough', (r) => r.rps),
+  'saturation: sidecar / node-passthrough per cpu-s': ratio('saturation', 'ballast-sidecar', 'node-passthrough', (r) => r.perCore ?? NaN),
+  'saturation: sidecar / haproxy-tuned per cpu-s': ratio('saturation', 'ballast-sidecar', 'haproxy-tuned', (r) => r.perCore ?? NaN),
+  'rate1000: sidecar added p99 ms (goal ≤ 2)': (results['rate1000']?.['ballast-sidecar']?.p99 ?? NaN) - (results['rate1000']?.['direct']?.p99 ?? NaN),
+  ...Object.fromEntries(['slow', 'failing', 'overload'].flatMap((s) => [
+    [`${s}: sidecar / haproxy-tuned goodput (goal ≥ 1)`, ratio(s, 'ballast-sidecar', 'haproxy-tuned', goodput)],
+    [`${s}: sidecar / haproxy-tuned p99 (goal ≤ 0.5)`, ratio(s, 'ballast-sidecar', 'haproxy-tuned', (r) => r.p99)],
+  ])),
+};
+console.log(`\n${table(Object.entries(goals).map(([goal, v]) => ({ goal, value: Number.isFinite(v) ? v : 'n/a' })))}`);
+const versions = { haproxy: tryRun('haproxy', ['-v']).split('\n')[0], wrk: tryRun('sh', ['-c', 'wrk -v 2>&1 | head -1']), undici: JSON.parse(readFileSync(join(root, 'node_modules/undici/package.json'), 'utf8')).version };
+console.log(`wrote ${writeResult('sidecar-vs-haproxy', { machine: machine(), versions, seconds, results, goals })}`);
