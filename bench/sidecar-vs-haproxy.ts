@@ -10,6 +10,8 @@
  *   slow         1 of 3 endpoints answers after 1 s, ~500 req/s
  *   failing      1 of 3 endpoints answers 503 to everything, ~500 req/s
  *   overload     each endpoint serves 4 at once in 50 ms (240 req/s in all); offered ~3× that
+ * Rates are approximate (wrk is closed-loop; each connection waits an exponential delay between
+ * requests, so arrivals are Poisson-like rather than in lockstep bursts).
  * Under faults: goodput (2xx per second) and p99 (wrk's, over every response). Every system gets
  * the same discarded warm-up run first (--warmup seconds), so none is measured cold.
  *
@@ -70,8 +72,11 @@ function wrk(url: string, o: { connections: number; rate?: number; seconds?: num
   const args = ['-t1', `-c${o.connections}`, `-d${secs}s`, '--latency', '--timeout', '10s'];
   if (o.rate) {
     const script = join(dir, `rate-${o.rate}-${o.connections}.lua`);
-    // Each connection waits connections/rate seconds between requests: about `rate` in all.
-    writeFileSync(script, `function delay() return ${(1000 * o.connections) / o.rate} end\n`);
+    // Each connection waits an exponentially distributed time (mean connections/rate) between
+    // requests: about `rate` in all, as Poisson arrivals. A fixed delay would keep wrk's
+    // connections in lockstep, and "1,000 req/s" would really be 100 bursts of 10 a second.
+    const mean = (1000 * o.connections) / o.rate;
+    writeFileSync(script, `math.randomseed(${o.connections})\nfunction delay() return -math.log(1 - math.random()) * ${mean} end\n`);
     args.push('-s', script);
   }
   const out = execFileSync('wrk', [...args, url], { encoding: 'utf8', timeout: (secs + 30) * 1000 });

@@ -1,10 +1,20 @@
-/** Every subcommand `ballast` dispatches to. Only commands that work are listed here. */
+/**
+ * Every subcommand `ballast` dispatches to. Only commands that work are listed here. Each
+ * command's module is loaded when it runs, not before: `ballast sidecar` never loads the
+ * Kubernetes client or the store, and `ballast version` loads nothing (a sidecar's memory and
+ * start-up time are paid in every pod it is injected into).
+ */
 import type { Command } from './command.ts';
-import { clusterCommand } from './cluster.ts';
-import { kubeletCommand } from './kubelet.ts';
-import { operatorCommand } from './operator.ts';
-import { sidecarCommand } from './sidecar.ts';
-import { storeCommand } from './store.ts';
-import { versionCommand } from './version.ts';
 
-export const commands: readonly Command[] = [clusterCommand, kubeletCommand, operatorCommand, sidecarCommand, storeCommand, versionCommand];
+function lazy(name: string, summary: string, load: () => Promise<Command>): Command {
+  return { name, summary, run: async (args, io) => (await load()).run(args, io) };
+}
+
+export const commands: readonly Command[] = [
+  lazy('cluster', 'a local Kubernetes control plane (up, down, status, kubeconfig), built from its Go modules', async () => (await import('./cluster.ts')).clusterCommand),
+  lazy('kubelet', 'run the pods bound to a node as local processes, each pod in its own network namespace', async () => (await import('./kubelet.ts')).kubeletCommand),
+  lazy('operator', 'run the Ballast operator: StoreCluster reconcile with quorum-safe scaling, leader-elected over a Lease', async () => (await import('./operator.ts')).operatorCommand),
+  lazy('sidecar', 'run the resilience proxy: timeouts, retries with budgets, breakers, bulkheads, shedding, rate limits, balancing, ejection, hedging', async () => (await import('./sidecar.ts')).sidecarCommand),
+  lazy('store', 'run a member of a Raft-replicated key-value store speaking the etcd v3 API (restore: build a member from a snapshot)', async () => (await import('./store.ts')).storeCommand),
+  lazy('version', 'print the version, commit and Node version', async () => (await import('./version.ts')).versionCommand),
+];
