@@ -22,6 +22,7 @@ export class SidecarMetrics {
   readonly inflight: Gauge<'upstream' | 'route'>;
   readonly limit: Gauge<'upstream'>;
   readonly configReloads: Counter<'source' | 'result'>;
+  readonly hot: HotMetrics;
 
   constructor(m: Metrics) {
     this.requests = m.counter('ballast_sidecar_requests_total', 'Requests by outcome: the status class the caller got (2xx, 3xx, 4xx, 5xx) or the sidecar\'s own refusal (bulkhead_full, queue_timeout, rate_limited, shed, throttled, circuit_open, no_endpoint, unreachable, reset, timeout, fault, cancelled).', ['upstream', 'route', 'outcome']);
@@ -38,7 +39,50 @@ export class SidecarMetrics {
     this.queueWait = m.histogram('ballast_sidecar_queue_wait_seconds', 'Time requests waited for a bulkhead slot.', ['upstream', 'route'], latencyBuckets);
     this.inflight = m.gauge('ballast_sidecar_inflight', 'Requests holding a bulkhead slot.', ['upstream', 'route']);
     this.limit = m.gauge('ballast_sidecar_concurrency_limit', 'The adaptive concurrency limit learned for the upstream.', ['upstream']);
+    this.hot = new HotMetrics(this);
     this.configReloads = m.counter('ballast_sidecar_config_reloads_total', 'Configuration changes applied or refused.', ['source', 'result']);
+  }
+}
+
+/** Label children looked up once and kept (prom-client hashes the label object on every call). */
+export class HotMetrics {
+  readonly #m: SidecarMetrics;
+  readonly #counters = new Map<string, { inc(): void }>();
+  readonly #histograms = new Map<string, { observe(v: number): void }>();
+
+  constructor(m: SidecarMetrics) {
+    this.#m = m;
+  }
+
+  request(upstream: string, route: string, outcome: string, seconds: number): void {
+    const k = `${upstream}\u0000${route}\u0000${outcome}`;
+    let c = this.#counters.get(k);
+    if (!c) this.#counters.set(k, (c = this.#m.requests.labels({ upstream, route, outcome })));
+    c.inc();
+    const hk = `d\u0000${upstream}\u0000${route}`;
+    let h = this.#histograms.get(hk);
+    if (!h) this.#histograms.set(hk, (h = this.#m.duration.labels({ upstream, route })));
+    h.observe(seconds);
+  }
+
+  attempt(upstream: string, endpoint: string, result: string): void {
+    const k = `a\u0000${upstream}\u0000${endpoint}\u0000${result}`;
+    let c = this.#counters.get(k);
+    if (!c) this.#counters.set(k, (c = this.#m.attempts.labels({ upstream, endpoint, result })));
+    c.inc();
+  }
+
+  attemptHead(upstream: string, endpoint: string, seconds: number): void {
+    const k = `h\u0000${upstream}\u0000${endpoint}`;
+    let h = this.#histograms.get(k);
+    if (!h) this.#histograms.set(k, (h = this.#m.attemptDuration.labels({ upstream, endpoint })));
+    h.observe(seconds);
+  }
+
+  /** An endpoint left: forget its children (the series go with {@link SidecarMetrics} removal). */
+  forgetEndpoint(upstream: string, endpoint: string): void {
+    for (const k of [...this.#counters.keys()]) if (k.startsWith(`a\u0000${upstream}\u0000${endpoint}\u0000`)) this.#counters.delete(k);
+    this.#histograms.delete(`h\u0000${upstream}\u0000${endpoint}`);
   }
 }
 

@@ -150,7 +150,8 @@ class Exchange {
   body: ReplayBody | null = null;
   directBody: Readable | null = null;
   attempts: Attempt[] = [];
-  tried: Set<string> | undefined;
+  /** Endpoints already tried (a retry or hedge goes elsewhere). */
+  tried: string[] = [];
   attemptCount = 0;
   lastFailure: { code: Code; message: string } | undefined;
   committed: Attempt | undefined;
@@ -292,7 +293,6 @@ class Exchange {
     if (caller !== undefined) this.callerDeadline = this.arrived + caller;
     this.deadline = Math.min(this.arrived + t.requestMs, this.callerDeadline);
     if (this.deadline <= now) return this.refuse('SIDECAR_ERR_TIMEOUT', `the caller's deadline (${caller} ms) passed before the request could be sent`);
-    this.deadlineTimer = clock.setTimeout(() => this.onDeadline(), this.deadline - now);
     // The body: replayable up to the buffer, else streamed once.
     const req = this.req;
     const hasBody = req.httpVersionMajor === 2
@@ -305,6 +305,12 @@ class Exchange {
     }
     up.budget.onRequest(now);
     this.launch(false);
+  }
+
+  armDeadline(): void {
+    if (this.deadlineTimer || this.deadline === Infinity) return;
+    const clock = this.up.deps.clock;
+    this.deadlineTimer = clock.setTimeout(() => this.onDeadline(), Math.max(0, this.deadline - clock.now()));
   }
 
   onDeadline(): void {
@@ -342,9 +348,9 @@ class Exchange {
     // 9. pick an endpoint: skip ejected, open-breaker and already-tried ones.
     let skip: Set<string> | undefined;
     const ejected = up.outlier?.excluded(now);
-    if ((ejected && ejected.size > 0) || this.tried || up.openBreakers > 0) {
+    if ((ejected && ejected.size > 0) || this.tried.length > 0 || up.openBreakers > 0) {
       skip = new Set(ejected);
-      if (this.tried) for (const id of this.tried) skip.add(id);
+      for (const id of this.tried) skip.add(id);
     }
     let ep: EndpointState | undefined;
     let ticket: Attempt['ticket'];
@@ -376,8 +382,7 @@ class Exchange {
       return false;
     }
     this.attemptCount++;
-    if (hedge || this.attemptCount > 1) (this.tried ??= new Set()).add(ep.id);
-    else if (up.endpointList.length > 1) (this.tried ??= new Set()).add(ep.id);
+    this.tried.push(ep.id);
     const body = this.body ? this.body.reader() ?? null : this.directBody;
     if (this.directBody) this.directBody = null; // sent once
     const out: OutRequest = { method: this.method, path: this.path, authority: this.authority(), headers: this.upstreamHeaders(now), body, h2: this.h2Up };
@@ -391,8 +396,11 @@ class Exchange {
       error: (err) => this.onError(a, err),
     });
     if (this.finished || a.settled) return true;
-    const attemptMs = Math.min(this.route.policy.timeouts.attemptMs, this.deadline - now);
+    // One timer per attempt, up to its own timeout; the request's deadline gets a timer of its
+    // own only when no attempt's timer covers it (a timer per request is not free at 20k/s).
+    const attemptMs = this.route.policy.timeouts.attemptMs;
     if (attemptMs < this.deadline - now) a.timer = clock.setTimeout(() => this.onAttemptTimeout(a), attemptMs);
+    else this.armDeadline();
     this.armHedge();
     return true;
   }
@@ -402,7 +410,7 @@ class Exchange {
     const h = this.route.policy.hedge;
     if (!h.enabled || this.hedgeTimer || this.committed || this.attempts.length > h.maxHedges || !this.idempotent()) return;
     if (this.body && !this.body.replayable) return;
-    const delay = hedgeDelay({ ...(h.delayMs > 0 ? { delayMs: h.delayMs } : { percentile: h.percentile, initialDelayMs: h.initialDelayMs }), minDelayMs: h.minDelayMs, maxHedges: h.maxHedges }, up.hedgeTracker);
+    const delay = hedgeDelay(this.route.hedge, up.hedgeTracker);
     if (delay === undefined) return;
     this.hedgeTimer = up.deps.clock.setTimeout(() => {
       this.hedgeTimer = undefined;
@@ -445,6 +453,7 @@ class Exchange {
     const out: Headers = {};
     for (const k in src) if (k[0] !== ':' && !hopByHop.has(k)) out[k] = src[k];
     if (this.isGrpc) out['te'] = 'trailers';
+    if (!this.h2Up) out['host'] = this.authority();
     // Pass the time left on, so no hop works past its caller.
     const left = this.deadline - now;
     if (this.callerDeadline !== Infinity || this.isGrpc) {
@@ -498,7 +507,8 @@ class Exchange {
     if (a.settled) return;
     a.settled = true;
     a.timer?.cancel();
-    this.attempts = this.attempts.filter((x) => x !== a);
+    const i = this.attempts.indexOf(a);
+    if (i >= 0) this.attempts.splice(i, 1);
     const { up } = this;
     const now = up.deps.clock.now();
     // A cancelled attempt (a hedge lost, the caller left) took at least this long: tell the
@@ -514,7 +524,7 @@ class Exchange {
       else lim.onDrop();
     }
     if (result === 'cancelled') return;
-    up.deps.metrics.attempts.inc({ upstream: up.name, endpoint: a.ep.id, result });
+    up.deps.metrics.hot.attempt(up.name, a.ep.id, result);
     up.outlier?.onResult(a.ep.id, now, status);
     if (a.ticket?.ok && a.ep.breaker) a.ep.breaker.onResult(a.ticket.ticket, now, status !== 'connect' && status < 500, latencyMs);
   }
@@ -542,7 +552,7 @@ class Exchange {
     }
     // Commit: this attempt wins; cancel the others.
     this.committed = a;
-    up.deps.metrics.attemptDuration.observe({ upstream: up.name, endpoint: a.ep.id }, latency / 1000);
+    up.deps.metrics.hot.attemptHead(up.name, a.ep.id, latency / 1000);
     up.latency.record(latency);
     up.hedgeTracker?.record(latency);
     this.hedgeTimer?.cancel();
@@ -552,6 +562,16 @@ class Exchange {
     this.overloaded = effective === 503 || effective === 429;
     a.timer?.cancel();
     a.timer = undefined;
+    // From here on only the caller's own deadline bounds the exchange (a stream may run long).
+    if (this.callerDeadline === Infinity) {
+      this.deadlineTimer?.cancel();
+      this.deadlineTimer = undefined;
+    } else if (this.deadline !== this.callerDeadline) {
+      this.deadlineTimer?.cancel();
+      this.deadlineTimer = undefined;
+      this.deadline = this.callerDeadline;
+      this.armDeadline();
+    } else this.armDeadline();
     const out: Record<string, string | string[]> = {};
     for (const k in headers) if (!hopByHop.has(k) && headers[k] !== undefined) out[k] = headers[k] as string | string[];
     try {
@@ -622,6 +642,7 @@ class Exchange {
 
   onAttemptTimeout(a: Attempt): void {
     a.timer = undefined;
+    this.armDeadline();
     if (this.finished || a.settled || this.committed) return;
     a.ctl.abort();
     const ms = this.route.policy.timeouts.attemptMs;
@@ -630,6 +651,7 @@ class Exchange {
   }
 
   scheduleRetry(delay: number): void {
+    this.armDeadline();
     if (delay <= 0) {
       this.launch(false);
       return;
@@ -658,7 +680,7 @@ class Exchange {
   }
 
   count(outcome: string): void {
-    this.up.deps.metrics.requests.inc({ upstream: this.up.name, route: this.route?.name ?? 'default', outcome });
+    this.up.deps.metrics.hot.request(this.up.name, this.route?.name ?? 'default', outcome, (this.up.deps.clock.now() - this.arrived) / 1000);
   }
 
   release(): void {
@@ -684,6 +706,5 @@ class Exchange {
     if (up.throttle && this.throttled && !cancelled) up.throttle.onResult(now, !this.overloaded);
     this.release();
     this.count(outcome ?? `${Math.floor(status / 100)}xx`);
-    up.deps.metrics.duration.observe({ upstream: up.name, route: this.route.name }, (now - this.arrived) / 1000);
   }
 }

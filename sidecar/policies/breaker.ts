@@ -95,19 +95,28 @@ export class Breaker {
   #trips(now: number): boolean {
     const r = this.#r;
     if (r.consecutiveFailures !== undefined && this.#consecutive >= r.consecutiveFailures) return true;
-    const live = this.#window.filter((b) => b.start > now - r.windowMs);
-    const calls = live.reduce((n, b) => n + b.calls, 0);
-    if (r.failureRate && calls >= r.failureRate.minCalls && live.reduce((n, b) => n + b.failures, 0) / calls >= r.failureRate.threshold) return true;
-    if (r.slowCallRate && calls >= r.slowCallRate.minCalls && live.reduce((n, b) => n + b.slow, 0) / calls >= r.slowCallRate.threshold) return true;
+    if (!r.failureRate && !r.slowCallRate) return false;
+    let calls = 0;
+    let failures = 0;
+    let slow = 0;
+    for (const b of this.#window) {
+      if (b.start <= now - r.windowMs) continue;
+      calls += b.calls;
+      failures += b.failures;
+      slow += b.slow;
+    }
+    if (r.failureRate && calls >= r.failureRate.minCalls && failures / calls >= r.failureRate.threshold) return true;
+    if (r.slowCallRate && calls >= r.slowCallRate.minCalls && slow / calls >= r.slowCallRate.threshold) return true;
     return false;
   }
 
   #bucket(now: number): Bucket {
     const width = this.#r.windowMs / buckets;
     const start = Math.floor(now / width) * width;
-    this.#window = this.#window.filter((b) => b.start > now - this.#r.windowMs);
     let b = this.#window.at(-1);
     if (!b || b.start !== start) {
+      // A new bucket: the only time old ones need pruning.
+      this.#window = this.#window.filter((x) => x.start > now - this.#r.windowMs);
       b = { start, calls: 0, failures: 0, slow: 0 };
       this.#window.push(b);
     }

@@ -26,7 +26,7 @@ export interface OutRequest {
   method: string;
   path: string;
   authority: string;
-  /** Without hop-by-hop and pseudo headers. */
+  /** Without hop-by-hop and pseudo headers; HTTP/1.1 requests carry `host`. */
   headers: Headers;
   body: Readable | Buffer | null;
   /** Use HTTP/2 towards the endpoint. */
@@ -127,7 +127,8 @@ export class EndpointTransport {
     let aborted = false;
     let started = false;
     let finished = false;
-    this.#h1().dispatch({ path: req.path, method: req.method, headers: { ...req.headers, host: req.authority } as Record<string, string>, body: req.body, blocking: false }, {
+    // The stack has put `host` in the headers already.
+    this.#h1().dispatch({ path: req.path, method: req.method, headers: req.headers as Record<string, string>, body: req.body, blocking: false }, {
       onRequestStart(c) {
         ctl = c;
         if (aborted) c.abort(new AttemptError('cancelled', 'attempt cancelled'));

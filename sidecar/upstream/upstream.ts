@@ -16,7 +16,7 @@ import type { SidecarMetrics} from '../metrics.ts';
 import { breakerValue } from '../metrics.ts';
 import { Breaker, type BreakerRules } from '../policies/breaker.ts';
 import { Bulkhead } from '../policies/bulkhead.ts';
-import { LatencyTracker } from '../policies/hedge.ts';
+import { type HedgeOptions, LatencyTracker } from '../policies/hedge.ts';
 import { OutlierDetector } from '../policies/outlier.ts';
 import { TokenBucket } from '../policies/ratelimit.ts';
 import { RetryBudget } from '../policies/retry-budget.ts';
@@ -47,6 +47,8 @@ export class RouteState {
   readonly bulkhead: Bulkhead;
   readonly rateLimit: TokenBucket | undefined;
   readonly idempotentPaths: readonly string[];
+  /** The hedge options in the form the policy takes (built once, not per request). */
+  readonly hedge: HedgeOptions;
 
   constructor(r: RouteConfig, clock: Clock, onWait: (ms: number) => void) {
     this.name = r.name;
@@ -59,6 +61,8 @@ export class RouteState {
     const rl = r.policy.rateLimit;
     this.rateLimit = rl.perSecond > 0 ? new TokenBucket({ perSecond: rl.perSecond, burst: rl.burst || rl.perSecond }, clock.now()) : undefined;
     this.idempotentPaths = r.policy.retries.idempotentPaths;
+    const h = r.policy.hedge;
+    this.hedge = { ...(h.delayMs > 0 ? { delayMs: h.delayMs } : { percentile: h.percentile, initialDelayMs: h.initialDelayMs }), minDelayMs: h.minDelayMs, maxHedges: h.maxHedges };
   }
 
   matches(method: string, path: string): boolean {
@@ -198,6 +202,7 @@ export class Upstream {
         void ep.transport.close();
         if (ep.breaker && ep.breaker.state(clock.now()) !== 'closed') this.openBreakers = Math.max(0, this.openBreakers - 1);
         metrics.ejected.remove({ upstream: this.name, endpoint: id });
+        metrics.hot.forgetEndpoint(this.name, id);
         metrics.breaker.remove({ upstream: this.name, endpoint: id });
       }
     }
