@@ -26,7 +26,7 @@ export const sidecarCommand: Command = {
     }
     const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'sidecar' } });
     const config = loadConfigFile(v.config);
-    const sidecar = new Sidecar(config, { clock: realClock, random: systemRandom, log, metrics: processMetrics() });
+    const sidecar = new Sidecar(config, { clock: realClock, random: systemRandom, log, metrics: processMetrics(), env: io.env });
     const lc = new Lifecycle({ log }).add({
       name: 'sidecar',
       start: async () => {

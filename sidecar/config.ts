@@ -49,6 +49,11 @@ const fileSchema = s.object('ballast sidecar configuration', {
   proxy: s.object('Explicit HTTP proxy (HTTP_PROXY) for HTTP/1.1 clients.', {
     listen: address('host:port (empty: off).', ''),
   }),
+  tracing: s.object('OpenTelemetry traces: a span per attempt, sent over OTLP/HTTP.', {
+    endpoint: s.string('OTLP/HTTP collector base URL, e.g. http://otel-collector:4318 (empty: $OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing).', { default: '' }),
+    samplePercent: { type: 'number', description: 'Percent of new traces recorded (a caller\'s sampled trace is always followed).', default: 1, minimum: 0, maximum: 100 },
+    serviceName: s.string('service.name of the spans (default: $OTEL_SERVICE_NAME, else ballast-sidecar).', { default: '' }),
+  }),
   discovery: s.object('The operator\'s discovery service.', {
     address: s.string('host:port (empty: static configuration only).', { default: '' }),
     node: s.string('This sidecar\'s identity (default: $POD_NAMESPACE/$POD_NAME).', { default: '' }),
@@ -87,6 +92,7 @@ export interface SidecarConfig {
   upstreams: UpstreamConfig[];
   inbound: InboundConfig[];
   proxy: { listen: string };
+  tracing: { endpoint: string; samplePercent: number; serviceName: string };
   discovery: { address: string; node: string };
 }
 

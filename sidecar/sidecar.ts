@@ -15,6 +15,7 @@ import { type SidecarConfig, loadConfigFile } from './config.ts';
 import { SidecarMetrics } from './metrics.ts';
 import { type Handler, type Listener, listen, splitAddress } from './server/listener.ts';
 import { localReply, proxy } from './stack.ts';
+import type { Tracing } from './tracing.ts';
 import { Upstream, type UpstreamSpec } from './upstream/upstream.ts';
 
 export interface SidecarDeps {
@@ -22,6 +23,8 @@ export interface SidecarDeps {
   random: Random;
   log: Logger;
   metrics: Metrics;
+  /** Environment (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME). */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export class Sidecar {
@@ -37,6 +40,7 @@ export class Sidecar {
   #poll: TimerHandle | undefined;
   #started = false;
   #lastReload: { at: string; source: string; ok: boolean; error?: string } | undefined;
+  #tracing: Tracing | undefined;
 
   constructor(config: SidecarConfig, deps: SidecarDeps) {
     this.#config = config;
@@ -62,6 +66,11 @@ export class Sidecar {
   }
 
   async start(): Promise<void> {
+    const t = this.#config.tracing;
+    const env = this.#d.env ?? {};
+    const endpoint = t.endpoint || env['OTEL_EXPORTER_OTLP_ENDPOINT'] || '';
+    // The OpenTelemetry SDK is loaded only when traces are exported.
+    if (endpoint) this.#tracing = new (await import('./tracing.ts')).Tracing({ endpoint, sampleRatio: t.samplePercent / 100, serviceName: t.serviceName || env['OTEL_SERVICE_NAME'] || 'ballast-sidecar' });
     await this.#startAdmin();
     await this.#apply(this.#config);
     this.#started = true;
@@ -129,7 +138,7 @@ export class Sidecar {
     for (const [name, spec] of specs) {
       const have = this.#upstreams.get(name);
       if (have) have.update(spec);
-      else this.#upstreams.set(name, new Upstream(spec, { clock: this.#d.clock, random: this.#d.random, log: this.#d.log, metrics: this.#m }));
+      else this.#upstreams.set(name, new Upstream(spec, { clock: this.#d.clock, random: this.#d.random, log: this.#d.log, metrics: this.#m, tracing: this.#tracing }));
     }
     // Listeners: what each serves → its address. Handlers look their upstream up per request,
     // so a listener whose address did not change is kept, with its open connections.
@@ -228,6 +237,7 @@ export class Sidecar {
     await Promise.all([...this.#listeners.values()].map((l) => l.listener.close(drainMs)));
     this.#listeners.clear();
     await Promise.all([...this.#upstreams.values()].map((u) => u.close()));
+    await this.#tracing?.shutdown().catch(() => undefined);
     await new Promise<void>((resolve) => {
       if (!this.#admin) return resolve();
       this.#admin.closeAllConnections();

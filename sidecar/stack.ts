@@ -28,6 +28,8 @@ import { backoffDelay, serverPushbackMs } from './policies/retry-budget.ts';
 import { type Priority } from './policies/bulkhead.ts';
 import { hedgeDelay } from './policies/hedge.ts';
 import { callerBudgetMs, deadlineHeader, formatGrpcTimeout } from './policies/timeout.ts';
+import { type TraceParent, parseTraceParent } from './traceparent.ts';
+import type { AttemptSpan } from './tracing.ts';
 import { ReplayBody } from './upstream/body.ts';
 import type { AttemptControl, AttemptError, Headers, OutRequest } from './upstream/transport.ts';
 import type { EndpointState, RouteState, Upstream } from './upstream/upstream.ts';
@@ -116,6 +118,7 @@ interface Attempt {
   settled: boolean;
   /** Time from the attempt's start to its answer's head, once it came. */
   headLatency?: number;
+  span?: AttemptSpan | undefined;
 }
 
 /**
@@ -386,7 +389,9 @@ class Exchange {
     const body = this.body ? this.body.reader() ?? null : this.directBody;
     if (this.directBody) this.directBody = null; // sent once
     const out: OutRequest = { method: this.method, path: this.path, authority: this.authority(), headers: this.upstreamHeaders(now), body, h2: this.h2Up };
-    const a: Attempt = { ep, epInflight: up.adaptive?.endpoint(ep.id)?.begin() ?? 0, ctl: undefined as unknown as AttemptControl, started: now, timer: undefined, ticket, settled: false };
+    const span = up.deps.tracing?.attempt(this.parentTrace(), { upstream: up.name, endpoint: ep.id, method: this.method, path: this.path, attempt: this.attemptCount, hedge });
+    if (span) out.headers['traceparent'] = span.traceparent;
+    const a: Attempt = { ep, epInflight: up.adaptive?.endpoint(ep.id)?.begin() ?? 0, ctl: undefined as unknown as AttemptControl, started: now, timer: undefined, ticket, settled: false, span };
     this.attempts.push(a);
     up.picker.started(ep.id);
     a.ctl = ep.transport.send(out, {
@@ -431,6 +436,14 @@ class Exchange {
       up.budget.tryWithdraw(up.deps.clock.now());
       up.deps.metrics.hedges.inc({ upstream: up.name });
     }, delay);
+  }
+
+  #parent: TraceParent | null | undefined;
+
+  /** The caller's W3C trace context (parsed once). */
+  parentTrace(): TraceParent | undefined {
+    if (this.#parent === undefined) this.#parent = parseTraceParent(this.req.headers['traceparent']) ?? null;
+    return this.#parent ?? undefined;
   }
 
   hashKey(): string | undefined {
@@ -506,6 +519,7 @@ class Exchange {
   settle(a: Attempt, result: string, status: number | 'connect', latencyMs: number): void {
     if (a.settled) return;
     a.settled = true;
+    a.span?.end(typeof status === 'number' && status > 0 ? (result === 'ok' || /xx$/.test(result) ? { status } : { status, error: result }) : { error: result });
     a.timer?.cancel();
     const i = this.attempts.indexOf(a);
     if (i >= 0) this.attempts.splice(i, 1);

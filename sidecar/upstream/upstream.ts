@@ -21,6 +21,7 @@ import { OutlierDetector } from '../policies/outlier.ts';
 import { TokenBucket } from '../policies/ratelimit.ts';
 import { RetryBudget } from '../policies/retry-budget.ts';
 import { ClientThrottle, PooledLimit } from '../policies/shed.ts';
+import type { Tracing } from '../tracing.ts';
 import { EndpointTransport, type TlsOptions } from './transport.ts';
 
 export function breakerRules(b: PolicySpec['breaker']['endpoint']): BreakerRules | undefined {
@@ -86,6 +87,8 @@ export interface UpstreamDeps {
   random: Random;
   log: Logger;
   metrics: SidecarMetrics;
+  /** Set when traces are exported. */
+  tracing?: Tracing | undefined;
 }
 
 export class Upstream {

@@ -357,6 +357,43 @@ describe('sidecar configuration and operations', () => {
     assert.match(dump.lastReload.error, /listen/);
   });
 
+  it('traces: one span per attempt under the caller\'s traceparent, exported over OTLP/HTTP; the upstream sees the attempt\'s span as its parent', async () => {
+    const batches: unknown[] = [];
+    const collector = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => { body += c.toString(); });
+      req.on('end', () => {
+        if (req.url === '/v1/traces') batches.push(JSON.parse(body));
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => { collector.close(); });
+    const ups = await upstreams(2);
+    ups[0]!.behaviour = status(503);
+    const { sc, url } = await sidecar({ ...web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false } }), tracing: { endpoint: `http://127.0.0.1:${(collector.address() as { port: number }).port}`, samplePercent: 0 } });
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    assert.equal((await get(url(), { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })).status, 200);
+    const sent = [...ups[0]!.seen, ...ups[1]!.seen].map((x) => String(x.headers['traceparent']));
+    assert.equal(sent.length, 2, 'a failed attempt and its retry');
+    for (const tp of sent) {
+      assert.match(tp, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+      assert.notEqual(tp.split('-')[2], '00f067aa0ba902b7', 'the attempt\'s own span, not the caller\'s');
+    }
+    await sc.stop(100);
+    await until(() => batches.length > 0, 'spans at the collector');
+    const spans = (batches as Array<{ resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<{ traceId: string; spanId: string; parentSpanId: string; attributes: Array<{ key: string; value: Record<string, unknown> }> }> }> }> }>)
+      .flatMap((b) => b.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((x) => x.spans)));
+    assert.equal(spans.length, 2);
+    for (const s of spans) {
+      assert.equal(s.traceId, traceId);
+      assert.equal(s.parentSpanId, '00f067aa0ba902b7');
+    }
+    assert.deepEqual(new Set(spans.map((s) => s.spanId)), new Set(sent.map((tp) => tp.split('-')[2])));
+    const statuses = spans.map((s) => s.attributes.find((a) => a.key === 'http.response.status_code')?.value['intValue']).map(Number).sort();
+    assert.deepEqual(statuses, [200, 503]);
+  });
+
   it('admin endpoint: /live, /ready, /metrics with per-upstream and per-endpoint series', async () => {
     const ups = await upstreams(1);
     const { sc, url } = await sidecar(web(ups));
