@@ -32,6 +32,7 @@ export const sidecarCommand: Command = {
       start: async () => {
         await sidecar.start();
         if (v.watch) sidecar.watchFile(v.config);
+        sidecar.startDiscovery(config.discovery.node || `${io.env['POD_NAMESPACE'] ?? 'default'}/${io.env['POD_NAME'] ?? io.env['HOSTNAME'] ?? 'sidecar'}`);
       },
       stop: () => sidecar.stop(),
     });

@@ -22,6 +22,7 @@ export class SidecarMetrics {
   readonly inflight: Gauge<'upstream' | 'route'>;
   readonly limit: Gauge<'upstream'>;
   readonly configReloads: Counter<'source' | 'result'>;
+  readonly discoveryConnected: Gauge;
   readonly hot: HotMetrics;
 
   constructor(m: Metrics) {
@@ -40,6 +41,7 @@ export class SidecarMetrics {
     this.inflight = m.gauge('ballast_sidecar_inflight', 'Requests holding a bulkhead slot.', ['upstream', 'route']);
     this.limit = m.gauge('ballast_sidecar_concurrency_limit', 'The adaptive concurrency limit learned for the upstream.', ['upstream']);
     this.hot = new HotMetrics(this);
+    this.discoveryConnected = m.gauge('ballast_sidecar_discovery_connected', '1 while the discovery stream from the operator is up (the last good configuration serves either way).');
     this.configReloads = m.counter('ballast_sidecar_config_reloads_total', 'Configuration changes applied or refused.', ['source', 'result']);
   }
 }

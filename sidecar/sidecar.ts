@@ -11,7 +11,9 @@ import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
-import { type SidecarConfig, loadConfigFile } from './config.ts';
+import { type SidecarConfig, type UpstreamConfig, loadConfigFile, resolveConfig } from './config.ts';
+import { DiscoveryClient } from './discovery.ts';
+import { catalogue } from './errors.ts';
 import { SidecarMetrics } from './metrics.ts';
 import { type Handler, type Listener, listen, splitAddress } from './server/listener.ts';
 import { localReply, proxy } from './stack.ts';
@@ -30,7 +32,13 @@ export interface SidecarDeps {
 export class Sidecar {
   readonly #d: SidecarDeps;
   readonly #m: SidecarMetrics;
+  /** What is in force: the file's configuration plus the upstreams discovery sent. */
   #config: SidecarConfig;
+  /** The last good configuration file, and the last good discovered upstreams. */
+  #file: SidecarConfig;
+  #discovered: UpstreamConfig[] = [];
+  #discoveredVersion = '';
+  #discovery: DiscoveryClient | undefined;
   readonly #upstreams = new Map<string, Upstream>();
   /** What a listener serves (up:<name>, in:<name>, proxy) → the listener and its configured address. */
   readonly #listeners = new Map<string, { listener: Listener; addr: string }>();
@@ -44,6 +52,7 @@ export class Sidecar {
 
   constructor(config: SidecarConfig, deps: SidecarDeps) {
     this.#config = config;
+    this.#file = config;
     this.#d = deps;
     this.#m = new SidecarMetrics(deps.metrics);
   }
@@ -77,10 +86,12 @@ export class Sidecar {
     this.#d.log.info({ upstreams: this.#config.upstreams.map((u) => u.name), inbound: this.#config.inbound.map((i) => i.name), admin: `${splitAddress(this.#config.admin).host}:${this.#adminPort}` }, 'sidecar started');
   }
 
-  /** Apply a new configuration (already validated). */
-  async reload(next: SidecarConfig, source: string): Promise<void> {
+  /** Apply a new configuration file (already validated); discovered upstreams stay. */
+  async reload(file: SidecarConfig, source: string): Promise<void> {
     try {
+      const next = this.#merge(file, this.#discovered);
       await this.#apply(next);
+      this.#file = file;
       this.#config = next;
       this.#m.configReloads.inc({ source, result: 'applied' });
       this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source, ok: true };
@@ -88,6 +99,60 @@ export class Sidecar {
     } catch (err) {
       this.#refused(source, err as Error);
     }
+  }
+
+  /** The file's upstreams, and the discovered ones (a name in both is an error, caught before). */
+  #merge(file: SidecarConfig, discovered: UpstreamConfig[]): SidecarConfig {
+    const taken = new Set(file.upstreams.map((u) => u.name));
+    const clash = discovered.find((u) => taken.has(u.name));
+    if (clash) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `upstream ${clash.name} is both in the configuration file and from discovery; rename one`);
+    const listens = new Map(file.upstreams.filter((u) => u.listen).map((u) => [u.listen, u.name]));
+    for (const ib of file.inbound) listens.set(ib.listen, ib.name);
+    for (const u of discovered) {
+      if (u.listen && !u.listen.endsWith(':0') && listens.has(u.listen)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `upstream ${u.name} from discovery listens on ${u.listen}, which ${listens.get(u.listen)} already uses`);
+      if (u.listen) listens.set(u.listen, u.name);
+    }
+    return { ...file, upstreams: [...file.upstreams, ...discovered] };
+  }
+
+  /**
+   * Apply upstreams from discovery (raw, as the snapshot carries them): validated with the file
+   * schema, merged with the file's, applied. Resolves to an error message when refused, in
+   * which case nothing changed.
+   */
+  async applyDiscovered(raw: unknown, version: string): Promise<string | undefined> {
+    let next: SidecarConfig;
+    let discovered: UpstreamConfig[];
+    try {
+      if (!Array.isArray(raw)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', 'the snapshot\'s upstreams must be a list');
+      discovered = resolveConfig({ admin: '127.0.0.1:0', discovery: { address: this.#file.discovery.address || 'discovery' }, upstreams: raw }, `discovery version ${version}`).upstreams;
+      next = this.#merge(this.#file, discovered);
+      await this.#apply(next);
+    } catch (err) {
+      this.#refused('discovery', err as Error);
+      return (err as Error).message;
+    }
+    this.#discovered = discovered;
+    this.#discoveredVersion = version;
+    this.#config = next;
+    this.#m.configReloads.inc({ source: 'discovery', result: 'applied' });
+    this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source: `discovery ${version}`, ok: true };
+    this.#d.log.info({ version, upstreams: discovered.map((u) => u.name) }, 'discovered configuration applied');
+    return undefined;
+  }
+
+  /** Connect to the operator's discovery service (config `discovery.address`). */
+  startDiscovery(node: string): void {
+    const address = this.#file.discovery.address;
+    if (!address) return;
+    const gauge = this.#m.discoveryConnected;
+    gauge.set(0);
+    this.#discovery = new DiscoveryClient({
+      address, node, clock: this.#d.clock, random: this.#d.random, log: this.#d.log,
+      apply: (raw, version) => this.applyDiscovered(raw, version),
+      onConnected: (c) => gauge.set(c ? 1 : 0),
+    });
+    this.#discovery.start();
   }
 
   #refused(source: string, err: Error): void {
@@ -217,7 +282,7 @@ export class Sidecar {
           return this.#started ? json(200, { ready: true, upstreamsWithoutEndpoints: empty }) : json(503, { ready: false, reason: 'listeners are not open yet' });
         }
         case '/metrics': return metricsHandler(req, res);
-        case '/config': return json(200, { config: this.#config, lastReload: this.#lastReload ?? null });
+        case '/config': return json(200, { config: this.#config, lastReload: this.#lastReload ?? null, discovery: this.#file.discovery.address ? { address: this.#file.discovery.address, connected: this.#discovery?.connected ?? false, version: this.#discoveredVersion } : null });
         case '/endpoints': return json(200, [...this.#upstreams.values()].map((u) => u.describe()));
         default: return json(404, { error: `no such admin path ${path}; try /ready, /live, /metrics, /config, /endpoints` });
       }
@@ -231,6 +296,7 @@ export class Sidecar {
   }
 
   async stop(drainMs = this.#config.drainMs): Promise<void> {
+    this.#discovery?.stop();
     this.#watcher?.close();
     this.#poll?.cancel();
     this.#started = false;

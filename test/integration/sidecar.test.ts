@@ -8,6 +8,7 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { type Clock, VirtualClock, realClock } from '../../lib/clock.ts';
 import { silentLogger } from '../../lib/log.ts';
@@ -392,6 +393,58 @@ describe('sidecar configuration and operations', () => {
     assert.deepEqual(new Set(spans.map((s) => s.spanId)), new Set(sent.map((tp) => tp.split('-')[2])));
     const statuses = spans.map((s) => s.attributes.find((a) => a.key === 'http.response.status_code')?.value['intValue']).map(Number).sort();
     assert.deepEqual(statuses, [200, 503]);
+  });
+
+  it('discovery: snapshots from the operator\'s stream are applied and acknowledged; a bad one is refused by name; while the server is away the last good configuration serves', async () => {
+    const ups = await upstreams(2);
+    const { discoveryService } = await import('../../operator/api/discovery.ts');
+    const grpc = await import('@grpc/grpc-js');
+    const hellos: Array<{ node: string; version: string }> = [];
+    const acks: Array<{ version: string; error: string }> = [];
+    let stream: ServerDuplexStream<{ hello?: { node: string; version: string }; ack?: { version: string; error: string } }, { version: string; upstreams_json: string }> | undefined;
+    const startServer = async (port: number) => {
+      const server = new grpc.Server();
+      server.addService(discoveryService().service, {
+        Stream: (call: NonNullable<typeof stream>) => {
+          stream = call;
+          call.on('data', (m) => { if (m.hello) hellos.push(m.hello); if (m.ack) acks.push(m.ack); });
+          call.on('error', () => undefined);
+        },
+      });
+      const bound = await new Promise<number>((res, rej) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+      return { server, port: bound };
+    };
+    let srv = await startServer(0);
+    const port = srv.port;
+    const listen = `127.0.0.1:${15000 + ((process.pid + 7) % 5000)}`;
+    const { sc } = await sidecar({ discovery: { address: `127.0.0.1:${port}` } });
+    sc.startDiscovery('shop/web-0');
+    await until(() => hellos.length === 1 && stream !== undefined, 'hello');
+    assert.deepEqual(hellos[0], { node: 'shop/web-0', version: '' });
+    const send = (version: string, upstreamsJson: unknown) => stream!.write({ version, upstreams_json: JSON.stringify(upstreamsJson) });
+    send('v1', [{ name: 'orders.shop', listen, endpoints: [ups[0]!.address] }]);
+    await until(() => acks.length === 1, 'ack of v1');
+    assert.deepEqual(acks[0], { version: 'v1', error: '' });
+    assert.equal((await get(`http://${listen}/`)).status, 200);
+    send('v2', [{ name: 'orders.shop', listen, endpoints: [ups[0]!.address], policy: { retries: { maxAttempts: 0 } } }]);
+    await until(() => acks.length === 2, 'ack of v2');
+    assert.equal(acks[1]!.version, 'v2');
+    assert.match(acks[1]!.error, /policy\.retries\.maxAttempts: must be at least 1/);
+    // The server goes away: the last good configuration keeps serving.
+    srv.server.forceShutdown();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await get(`http://${listen}/`)).status, 200);
+    assert.equal(ups[0]!.seen.length, 2);
+    // It comes back: the sidecar reconnects, says which version it holds, and takes the next one.
+    stream = undefined;
+    srv = await startServer(port);
+    cleanups.push(async () => { srv.server.forceShutdown(); });
+    await until(() => hellos.length === 2 && stream !== undefined, 'reconnect', 10_000);
+    assert.deepEqual(hellos[1], { node: 'shop/web-0', version: 'v1' });
+    send('v3', [{ name: 'orders.shop', listen, endpoints: [ups[1]!.address] }]);
+    await until(() => acks.some((a) => a.version === 'v3'), 'ack of v3');
+    assert.equal((await get(`http://${listen}/`)).status, 200);
+    assert.equal(ups[1]!.seen.length, 1, 'the new endpoint');
   });
 
   it('admin endpoint: /live, /ready, /metrics with per-upstream and per-endpoint series', async () => {

@@ -1,0 +1,38 @@
+/**
+ * The discovery protocol (operator/api/proto/discovery.proto), loaded once for the operator's
+ * server and the sidecar's client, and the shape of what it carries.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+
+// `make build` copies the .proto files next to the compiled code, so this works from dist/ too.
+const protoDir = fileURLToPath(new URL('./proto/', import.meta.url));
+
+export interface Hello { node: string; version: string }
+export interface Ack { version: string; error: string }
+export interface ClientMessage { hello?: Hello; ack?: Ack; kind?: 'hello' | 'ack' }
+export interface Snapshot { version: string; upstreams_json: string }
+
+/** An upstream as discovery sends it (the sidecar file's upstream schema). */
+export interface DiscoveredUpstream {
+  name: string;
+  listen?: string;
+  hosts?: string[];
+  protocol?: 'auto' | 'http1' | 'http2';
+  endpoints: Array<{ address: string; weight?: number }>;
+  policy?: unknown;
+  routes?: unknown[];
+}
+
+let loaded: grpc.ServiceClientConstructor | undefined;
+
+/** The Discovery service definition (client constructor; `.service` for servers). */
+export function discoveryService(): grpc.ServiceClientConstructor {
+  if (!loaded) {
+    const def = protoLoader.loadSync(['discovery.proto'], { includeDirs: [protoDir], keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { ballast: { discovery: { v1: { Discovery: grpc.ServiceClientConstructor } } } };
+    loaded = pkg.ballast.discovery.v1.Discovery;
+  }
+  return loaded;
+}

@@ -1,0 +1,105 @@
+/**
+ * The client of the operator's discovery stream (operator/api/proto/discovery.proto): says who
+ * it is, applies each snapshot of upstreams (policies and endpoints) and acknowledges it — or
+ * names what was wrong, keeping the last good configuration. When the operator is away the
+ * sidecar keeps serving what it has and reconnects with jittered exponential back-off
+ * (0.5 s doubling to 30 s), resending the version it holds.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Clock, TimerHandle } from '../lib/clock.ts';
+import type { Logger } from '../lib/log.ts';
+import type { Random } from '../lib/random.ts';
+import { type ClientMessage, type Snapshot, discoveryService } from '../operator/api/discovery.ts';
+
+type DiscoveryStub = grpc.Client & { Stream(): grpc.ClientDuplexStream<ClientMessage, Snapshot> };
+
+export interface DiscoveryOptions {
+  address: string;
+  node: string;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  /** Apply a snapshot's upstreams; resolves to an error message when refused. */
+  apply(upstreams: unknown, version: string): Promise<string | undefined>;
+  onConnected?(connected: boolean): void;
+}
+
+export class DiscoveryClient {
+  readonly #o: DiscoveryOptions;
+  readonly #client: DiscoveryStub;
+  #call: grpc.ClientDuplexStream<ClientMessage, Snapshot> | undefined;
+  #version = '';
+  #attempt = 0;
+  #timer: TimerHandle | undefined;
+  #stopped = false;
+  #connected = false;
+
+  constructor(o: DiscoveryOptions) {
+    this.#o = o;
+    const Discovery = discoveryService();
+    this.#client = new Discovery(o.address, grpc.credentials.createInsecure(), { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 }) as unknown as DiscoveryStub;
+  }
+
+  get version(): string {
+    return this.#version;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  start(): void {
+    this.#connect();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#timer?.cancel();
+    this.#call?.cancel();
+    this.#client.close();
+  }
+
+  #setConnected(v: boolean): void {
+    if (v === this.#connected) return;
+    this.#connected = v;
+    this.#o.onConnected?.(v);
+  }
+
+  #connect(): void {
+    if (this.#stopped) return;
+    const call = this.#client.Stream();
+    this.#call = call;
+    call.write({ hello: { node: this.#o.node, version: this.#version } });
+    let chain = Promise.resolve();
+    call.on('data', (snap: Snapshot) => {
+      this.#attempt = 0;
+      this.#setConnected(true);
+      // Apply in order, one at a time.
+      chain = chain.then(async () => {
+        let error: string | undefined;
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(snap.upstreams_json);
+        } catch (err) {
+          error = `upstreams_json is not JSON: ${(err as Error).message}`;
+        }
+        if (error === undefined) error = await this.#o.apply(parsed, snap.version);
+        if (error === undefined) this.#version = snap.version;
+        else this.#o.log.error({ version: snap.version, error }, 'discovery snapshot refused; keeping the last good configuration');
+        if (!call.destroyed) call.write({ ack: { version: snap.version, error: error ?? '' } });
+      });
+    });
+    const retry = (why: string): void => {
+      if (this.#call !== call) return;
+      this.#call = undefined;
+      this.#setConnected(false);
+      if (this.#stopped) return;
+      const cap = Math.min(30_000, 500 * 2 ** this.#attempt++);
+      const delay = cap / 2 + this.#o.random.next() * (cap / 2);
+      this.#o.log.warn({ address: this.#o.address, why, retryInMs: Math.round(delay) }, 'discovery stream lost; serving the last good configuration');
+      this.#timer = this.#o.clock.setTimeout(() => this.#connect(), delay, { unref: true });
+    };
+    call.on('error', (err: Error) => retry(err.message));
+    call.on('end', () => retry('the server ended the stream'));
+  }
+}
