@@ -19,6 +19,7 @@ const flags = {
   identity: f.string('this replica\'s name in the leader-election Lease; default: the pod name, else host_pid', { default: '', env: 'POD_NAME' }),
   workers: f.int('StoreClusters reconciled at once', { default: 2, min: 1, max: 64 }),
   metricsAddr: f.string('host:port for /metrics', { default: '0.0.0.0:8080' }),
+  discoveryAddr: f.string('host:port of the discovery service that streams policies and endpoints to sidecars (empty: off)', { default: '0.0.0.0:8081' }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
@@ -42,7 +43,7 @@ export const operatorCommand: Command = {
     let served: Awaited<ReturnType<typeof serveMetrics>> | undefined;
     const op = new Operator({
       kubeconfig: kc, clock: realClock, random: systemRandom, log, metrics, namespace: v.namespace, leaderElection: v.leaderElect, ...(v.identity ? { identity: v.identity } : {}),
-      workers: v.workers, leaseMs: v.leaseDuration, renewDeadlineMs: v.renewDeadline, retryMs: v.retryPeriod,
+      workers: v.workers, discoveryAddress: v.discoveryAddr, leaseMs: v.leaseDuration, renewDeadlineMs: v.renewDeadline, retryMs: v.retryPeriod,
     });
     const lc = new Lifecycle({ log })
       .add({ name: 'metrics', start: async () => {

@@ -5,7 +5,7 @@
  * starts at once). Metrics: reconciles by result, their duration, queue depth, leadership.
  */
 import { hostname } from 'node:os';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1EndpointSlice, type V1Pod, type V1Service, type V1StatefulSet } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { SharedInformer } from '../lib/kube/informer.ts';
@@ -13,8 +13,10 @@ import { LeaderElector } from '../lib/kube/leader.ts';
 import { WorkQueue } from '../lib/kube/workqueue.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
+import type { ResiliencePolicy } from './api/resiliencepolicy.ts';
 import { group, type StoreCluster, version } from './api/storecluster.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';
+import { DiscoveryServer } from './discovery/server.ts';
 import { MemberClient } from './members.ts';
 import { labels } from './specs/storecluster.ts';
 
@@ -29,6 +31,8 @@ export interface OperatorOptions {
   identity?: string;
   leaderElection: boolean;
   workers?: number;
+  /** host:port of the discovery service for sidecars (undefined or empty: not served). */
+  discoveryAddress?: string;
   leaseMs?: number;
   renewDeadlineMs?: number;
   retryMs?: number;
@@ -43,6 +47,8 @@ export class Operator {
   readonly #sets: SharedInformer<V1StatefulSet>;
   readonly #pods: SharedInformer<V1Pod>;
   readonly #controller: StoreClusterController;
+  /** ResiliencePolicies, Services and EndpointSlices, for the discovery service (every replica serves it). */
+  readonly #discovery: { server: DiscoveryServer; informers: Array<SharedInformer<never>> } | undefined;
   readonly #elector: LeaderElector | undefined;
   readonly #core: CoreV1Api;
   readonly #m;
@@ -90,6 +96,17 @@ export class Operator {
         } }).catch((err: unknown) => o.log.warn({ err }, 'event not recorded'));
       },
     });
+    if (o.discoveryAddress) {
+      const discovery = kc.makeApiClient(DiscoveryV1Api);
+      const policies = new SharedInformer<ResiliencePolicy>({ ...informer, path: `/apis/${group}/${version}/resiliencepolicies`,
+        list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'resiliencepolicies' }) as Promise<KubernetesListObject<ResiliencePolicy>> });
+      const services = new SharedInformer<V1Service>({ ...informer, path: '/api/v1/services', list: () => this.#core.listServiceForAllNamespaces() });
+      const slices = new SharedInformer<V1EndpointSlice>({ ...informer, path: '/apis/discovery.k8s.io/v1/endpointslices', list: () => discovery.listEndpointSliceForAllNamespaces() });
+      this.#discovery = {
+        server: new DiscoveryServer({ policies, services, slices, clock: o.clock, log: o.log, metrics: o.metrics }),
+        informers: [policies, services, slices] as unknown as Array<SharedInformer<never>>,
+      };
+    }
     this.#m = {
       reconciles: o.metrics.counter('ballast_operator_reconcile_total', 'Reconciles by controller and result (success, error, requeue).', ['controller', 'result']),
       duration: o.metrics.histogram('ballast_operator_reconcile_duration_seconds', 'Time one reconcile took.', ['controller'], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
@@ -114,12 +131,16 @@ export class Operator {
 
   /** Every informer has listed once (the replica can act, or take over, at once). */
   get synced(): boolean {
-    return this.#clusters.synced && this.#sets.synced && this.#pods.synced;
+    return this.#clusters.synced && this.#sets.synced && this.#pods.synced && (this.#discovery?.informers.every((i) => i.synced) ?? true);
   }
+
+  /** The discovery service's port, once listening. */
+  discoveryPort: number | undefined;
 
   async start(): Promise<void> {
     this.#running = true;
-    await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start()]);
+    await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start(), ...(this.#discovery?.informers.map((i) => i.start()) ?? [])]);
+    if (this.#discovery && this.#o.discoveryAddress) this.discoveryPort = await this.#discovery.server.listen(this.#o.discoveryAddress);
     if (this.#elector) this.#elector.start();
     else this.#lead(true);
   }
@@ -128,7 +149,8 @@ export class Operator {
     this.#running = false;
     this.#queue.shutdown();
     await this.#elector?.stop();
-    await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop()]);
+    await this.#discovery?.server.stop();
+    await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop(), ...(this.#discovery?.informers.map((i) => i.stop()) ?? [])]);
   }
 
   #lead(v: boolean): void {

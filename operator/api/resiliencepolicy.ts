@@ -188,6 +188,14 @@ export function checkOverrides(input: unknown, path: string): Problem[] {
 }
 
 
+export interface ResiliencePolicy {
+  apiVersion: string;
+  kind: 'ResiliencePolicy';
+  metadata: { name: string; namespace: string; generation?: number; uid?: string; resourceVersion?: string };
+  spec: { service: { name: string; port: number }; protocol: 'auto' | 'http1' | 'http2'; localPort: number; policy?: unknown; routes?: unknown[] };
+  status?: { observedGeneration?: number; endpoints?: number; conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string; observedGeneration?: number }> };
+}
+
 export const resiliencePolicyCrd: CrdDefinition = {
   group: 'ballast.dev',
   kind: 'ResiliencePolicy',
@@ -203,12 +211,12 @@ export const resiliencePolicyCrd: CrdDefinition = {
       port: s.int('Service port.', { minimum: 1, maximum: 65535 }),
     }, { required: ['name', 'port'] }),
     protocol: s.string('http1, http2 (h2c or TLS) or auto (the same as the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' }),
+    localPort: s.int('Also open a local listener on 127.0.0.1:<localPort> in each sidecar (for clients that cannot use HTTP_PROXY, such as gRPC); 0: HTTP proxy mode only.', { default: 0, minimum: 0, maximum: 65535 }),
     policy: { ...policySchema, description: 'The policy for every request to the Service.' },
     routes: s.array('Per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
   }, { required: ['service'] }),
   status: s.object('What the operator observed.', {
     observedGeneration: s.int('The generation last processed.'),
-    sidecars: s.int('Sidecars currently served this policy.'),
     endpoints: s.int('Ready endpoints of the Service.'),
     conditions: conditionsSchema,
   }),

@@ -1,0 +1,124 @@
+/**
+ * The discovery service: sidecars open one stream each (Hello: who they are), and get a
+ * snapshot of their namespace's upstreams (operator/specs/discovery.ts) at once and again
+ * whenever it changes. Every operator replica serves it from its own informer caches (reads
+ * only, so no leader is needed); a change is coalesced for `debounceMs` before snapshots are
+ * rebuilt, and a sidecar is sent only a version it does not already hold. Acks that name an
+ * error are logged and counted: the sidecar keeps its last good configuration.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Clock, TimerHandle } from '../../lib/clock.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { Metrics } from '../../lib/metrics.ts';
+import { type ClientMessage, type Snapshot, discoveryService } from '../api/discovery.ts';
+import { type DiscoveryView, buildSnapshot } from '../specs/discovery.ts';
+
+/** A read-only cache of one kind (a SharedInformer, or a list in a test). */
+export interface Cache<T> {
+  list(): readonly T[];
+  onChange(fn: (key: string) => void): void;
+}
+
+export interface DiscoveryServerOptions {
+  policies: Cache<DiscoveryView['policies'][number]>;
+  services: Cache<DiscoveryView['services'][number]>;
+  slices: Cache<DiscoveryView['slices'][number]>;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+  debounceMs?: number;
+}
+
+interface Stream {
+  node: string;
+  namespace: string;
+  sent: string;
+  call: grpc.ServerDuplexStream<ClientMessage, Snapshot>;
+}
+
+export class DiscoveryServer {
+  readonly #o: DiscoveryServerOptions;
+  readonly #server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
+  readonly #streams = new Set<Stream>();
+  #timer: TimerHandle | undefined;
+  readonly #m;
+
+  constructor(o: DiscoveryServerOptions) {
+    this.#o = o;
+    this.#m = {
+      streams: o.metrics.gauge('ballast_operator_discovery_streams', 'Sidecars connected to this replica\'s discovery service.'),
+      snapshots: o.metrics.counter('ballast_operator_discovery_snapshots_total', 'Snapshots sent to sidecars.'),
+      nacks: o.metrics.counter('ballast_operator_discovery_nacks_total', 'Snapshots a sidecar refused (it keeps its last good configuration).'),
+    };
+    const changed = (): void => this.#schedule();
+    o.policies.onChange(changed);
+    o.services.onChange(changed);
+    o.slices.onChange(changed);
+    this.#server.addService(discoveryService().service, { Stream: (call: grpc.ServerDuplexStream<ClientMessage, Snapshot>) => this.#open(call) });
+  }
+
+  /** Listen on host:port (port 0: any); resolves to the port. */
+  async listen(address: string): Promise<number> {
+    return new Promise((resolve, reject) => this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+  }
+
+  async stop(): Promise<void> {
+    this.#timer?.cancel();
+    for (const s of this.#streams) s.call.end();
+    await new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
+  }
+
+  #view(): DiscoveryView {
+    return { policies: this.#o.policies.list(), services: this.#o.services.list(), slices: this.#o.slices.list() };
+  }
+
+  #open(call: grpc.ServerDuplexStream<ClientMessage, Snapshot>): void {
+    let stream: Stream | undefined;
+    call.on('data', (m: ClientMessage) => {
+      if (m.hello && !stream) {
+        const node = m.hello.node;
+        const namespace = node.includes('/') ? node.slice(0, node.indexOf('/')) : 'default';
+        stream = { node, namespace, sent: m.hello.version, call };
+        this.#streams.add(stream);
+        this.#m.streams.set(this.#streams.size);
+        this.#o.log.info({ node, has: m.hello.version || null }, 'sidecar connected to discovery');
+        this.#push(stream, buildSnapshot(namespace, this.#view()));
+      } else if (m.ack && stream) {
+        if (m.ack.error) {
+          this.#m.nacks.inc();
+          this.#o.log.warn({ node: stream.node, version: m.ack.version, error: m.ack.error }, 'a sidecar refused a discovery snapshot');
+        }
+      }
+    });
+    const close = (): void => {
+      if (stream && this.#streams.delete(stream)) this.#m.streams.set(this.#streams.size);
+    };
+    call.on('end', () => {
+      close();
+      call.end();
+    });
+    call.on('error', close);
+    call.on('cancelled', close);
+  }
+
+  #push(s: Stream, snap: { version: string; upstreams: unknown[] }): void {
+    if (snap.version === s.sent) return;
+    s.sent = snap.version;
+    s.call.write({ version: snap.version, upstreams_json: JSON.stringify(snap.upstreams) });
+    this.#m.snapshots.inc();
+  }
+
+  #schedule(): void {
+    if (this.#timer) return;
+    this.#timer = this.#o.clock.setTimeout(() => {
+      this.#timer = undefined;
+      const view = this.#view();
+      const byNamespace = new Map<string, ReturnType<typeof buildSnapshot>>();
+      for (const s of this.#streams) {
+        let snap = byNamespace.get(s.namespace);
+        if (!snap) byNamespace.set(s.namespace, (snap = buildSnapshot(s.namespace, view)));
+        this.#push(s, snap);
+      }
+    }, this.#o.debounceMs ?? 100);
+  }
+}
