@@ -58,7 +58,7 @@ const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${
 
 const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${state}`, '--store=etcd', `--apiserver-port=${port}`], { encoding: 'utf8', timeout: 200_000 });
 if (up.status !== 0) throw new Error(up.stderr + up.stdout);
-const op = spawn(bin, ['operator', `--kubeconfig=${kc}`, `--metrics-addr=127.0.0.1:${metricsPort}`, '--discovery-addr=127.0.0.1:28081', '--namespace=default', '--log-level=warn'], { stdio: 'ignore' });
+const op = spawn(bin, ['operator', `--kubeconfig=${kc}`, `--metrics-addr=127.0.0.1:${metricsPort}`, '--discovery-addr=127.0.0.1:28081', '--webhook-addr=', '--namespace=default', '--log-level=warn'], { stdio: 'ignore' });
 try {
   kubectl(['apply', '--server-side', '-f', join(root, 'crds')]);
   kubectl(['wait', '--for=condition=Established', 'crd/storeclusters.ballast.dev', '--timeout=60s']);

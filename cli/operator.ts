@@ -7,6 +7,7 @@ import { createLogger } from '../lib/log.ts';
 import { processMetrics, serveMetrics } from '../lib/metrics.ts';
 import { systemRandom } from '../lib/random.ts';
 import { Operator } from '../operator/operator.ts';
+import { InjectionWebhook } from '../operator/webhook/webhook.ts';
 import type { Command } from './command.ts';
 
 const flags = {
@@ -19,6 +20,12 @@ const flags = {
   identity: f.string('this replica\'s name in the leader-election Lease; default: the pod name, else host_pid', { default: '', env: 'POD_NAME' }),
   workers: f.int('StoreClusters reconciled at once', { default: 2, min: 1, max: 64 }),
   metricsAddr: f.string('host:port for /metrics', { default: '0.0.0.0:8080' }),
+  webhookAddr: f.string('host:port of the sidecar-injection webhook (HTTPS, self-managed certificate); empty: off', { default: '0.0.0.0:9443' }),
+  webhookService: f.string('the Service in front of the webhook (its DNS name is in the serving certificate)', { default: 'ballast-operator-webhook' }),
+  webhookConfig: f.string('the MutatingWebhookConfiguration whose caBundle the operator keeps', { default: 'ballast-sidecar-injector' }),
+  webhookSecret: f.string('the Secret (in --namespace) holding the webhook\'s CA and serving certificate', { default: 'ballast-webhook-tls' }),
+  sidecarImage: f.string('image of the injected sidecar', { default: 'ballast:0.1.0', env: 'BALLAST_SIDECAR_IMAGE' }),
+  discoveryService: f.string('the Service in front of the discovery service (injected sidecars connect to it)', { default: 'ballast-operator-discovery' }),
   discoveryAddr: f.string('host:port of the discovery service that streams policies and endpoints to sidecars (empty: off)', { default: '0.0.0.0:8081' }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
@@ -53,6 +60,15 @@ export const operatorCommand: Command = {
         });
       }, stop: async () => served?.close() })
       .add({ name: 'operator', start: () => op.start(), stop: () => op.stop() });
+    if (v.webhookAddr) {
+      const discoveryPort = Number(v.discoveryAddr.slice(v.discoveryAddr.lastIndexOf(':') + 1));
+      const webhook = new InjectionWebhook({
+        kubeconfig: kc, namespace: v.namespace, address: v.webhookAddr, service: v.webhookService, webhookConfig: v.webhookConfig, secretName: v.webhookSecret,
+        inject: { image: v.sidecarImage, imagePullPolicy: 'IfNotPresent', discoveryAddress: `${v.discoveryService}.${v.namespace}.svc:${discoveryPort}`, proxyPort: 15080, adminPort: 15000 },
+        clock: realClock, log, metrics,
+      });
+      lc.add({ name: 'webhook', start: () => webhook.start(), stop: () => webhook.stop() });
+    }
     const done = new Promise<number>((resolve) => lc.handleSignals(resolve));
     await lc.start();
     log.info({ metrics: v.metricsAddr, leaderElection: v.leaderElect }, 'operator started');

@@ -5,12 +5,15 @@ import { Lifecycle } from '../lib/lifecycle.ts';
 import { createLogger } from '../lib/log.ts';
 import { processMetrics } from '../lib/metrics.ts';
 import { systemRandom } from '../lib/random.ts';
-import { loadConfigFile } from '../sidecar/config.ts';
+import { loadConfigFile, resolveConfig } from '../sidecar/config.ts';
 import { Sidecar } from '../sidecar/sidecar.ts';
 import type { Command } from './command.ts';
 
 const flags = {
-  config: f.string('path to the sidecar configuration (YAML); watched and reloaded when it changes', { default: '/etc/ballast/sidecar.yaml' }),
+  config: f.string('path to the sidecar configuration (YAML), watched and reloaded when it changes; empty: none (flags and discovery only, as when injected)', { default: '/etc/ballast/sidecar.yaml' }),
+  discoveryAddress: f.string('host:port of the operator\'s discovery service (overrides the file\'s discovery.address)', { default: '' }),
+  proxy: f.string('host:port of the HTTP proxy listener (overrides the file\'s proxy.listen)', { default: '' }),
+  admin: f.string('host:port of the admin endpoint (overrides the file\'s admin)', { default: '' }),
   watch: f.bool('reload the configuration file when it changes', { default: true }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
@@ -25,13 +28,20 @@ export const sidecarCommand: Command = {
       return 0;
     }
     const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'sidecar' } });
-    const config = loadConfigFile(v.config);
+    // Flags win over the file, on every reload too.
+    const adjust = (doc: Record<string, unknown>): Record<string, unknown> => ({
+      ...doc,
+      ...(v.admin ? { admin: v.admin } : {}),
+      ...(v.proxy ? { proxy: { ...(doc['proxy'] as object | undefined), listen: v.proxy } } : {}),
+      ...(v.discoveryAddress ? { discovery: { ...(doc['discovery'] as object | undefined), address: v.discoveryAddress } } : {}),
+    });
+    const config = v.config ? loadConfigFile(v.config, adjust) : resolveConfig(adjust({}), 'flags');
     const sidecar = new Sidecar(config, { clock: realClock, random: systemRandom, log, metrics: processMetrics(), env: io.env });
     const lc = new Lifecycle({ log }).add({
       name: 'sidecar',
       start: async () => {
         await sidecar.start();
-        if (v.watch) sidecar.watchFile(v.config);
+        if (v.watch && v.config) sidecar.watchFile(v.config, adjust);
         sidecar.startDiscovery(config.discovery.node || `${io.env['POD_NAMESPACE'] ?? 'default'}/${io.env['POD_NAME'] ?? io.env['HOSTNAME'] ?? 'sidecar'}`);
       },
       stop: () => sidecar.stop(),

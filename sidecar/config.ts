@@ -149,7 +149,8 @@ function invalid(problems: Problem[], source: string): Error {
   return catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
 }
 
-export function loadConfigFile(file: string): SidecarConfig {
+/** Read a configuration file as a document (not yet validated). */
+export function readConfigDoc(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -162,5 +163,12 @@ export function loadConfigFile(file: string): SidecarConfig {
   } catch (err) {
     throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }
-  return resolveConfig(doc, file);
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${file} must be a mapping (admin:, upstreams:, ...)`);
+  return doc as Record<string, unknown>;
+}
+
+/** Read and validate a configuration file; `adjust` may change the document first (command-line flags). */
+export function loadConfigFile(file: string, adjust: (doc: Record<string, unknown>) => Record<string, unknown> = (d) => d): SidecarConfig {
+  return resolveConfig(adjust(readConfigDoc(file)), file);
 }

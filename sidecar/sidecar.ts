@@ -162,7 +162,7 @@ export class Sidecar {
   }
 
   /** Watch a config file (and the directory: a ConfigMap swaps a symlink), reloading on change. */
-  watchFile(file: string): void {
+  watchFile(file: string, adjust?: (doc: Record<string, unknown>) => Record<string, unknown>): void {
     let last = '';
     const stamp = (): string => {
       try {
@@ -179,7 +179,7 @@ export class Sidecar {
       last = now;
       let next: SidecarConfig;
       try {
-        next = loadConfigFile(file);
+        next = loadConfigFile(file, adjust);
       } catch (err) {
         return this.#refused('file', err as Error);
       }

@@ -55,6 +55,50 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.match(holder, /^ballast-operator-/, 'the leader is one of the operator pods (by pod name)');
   });
 
+  it('injects the sidecar into pods of labelled namespaces; the app\'s calls go through it with the ResiliencePolicy streamed by the operator', async (t) => {
+    const start = Date.now();
+    assert.equal(kubectl(['create', 'namespace', 'shop']).status, 0);
+    assert.equal(kubectl(['label', 'namespace', 'shop', 'ballast.dev/injection=enabled']).status, 0);
+    const manifests = [
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'shop' }, spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
+      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'shop' }, spec: { replicas: 2, selector: { matchLabels: { app: 'echo' } }, template: {
+        metadata: { labels: { app: 'echo', 'ballast.dev/inject': 'false' } },
+        spec: { containers: [{ name: 'echo', image: 'ballast-test/http-echo', env: [{ name: 'PORT', value: '8080' }], readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 } }] } } } },
+      { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'shop' }, spec: { service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 3 }, timeouts: { requestMs: 5000 } } } },
+      { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'shop' }, spec: { containers: [{ name: 'app', image: 'ballast-test/http-echo', env: [{ name: 'PORT', value: '8080' }] }] } },
+    ];
+    const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
+    assert.equal(applied.status, 0, applied.stderr);
+    const wait = kubectl(['wait', '-n', 'shop', 'pod/client', '--for=condition=Ready', '--timeout=120s']);
+    assert.equal(wait.status, 0, wait.stderr);
+    assert.equal(kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.spec.initContainers[0].name}/{.spec.initContainers[0].restartPolicy}']).stdout, 'ballast-sidecar/Always');
+    assert.equal(kubectl(['get', 'pods', '-n', 'shop', '-l', 'app=echo', '-o', 'jsonpath={range .items[*]}{.spec.initContainers}{end}']).stdout, '', 'opted-out pods are left alone');
+    assert.equal(kubectl(['wait', '-n', 'shop', 'deployment/echo', '--for=condition=Available', '--timeout=120s']).status, 0);
+    const ip = kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.status.podIP}']).stdout;
+    // The app calls http://echo.shop.svc.cluster.local/ through HTTP_PROXY, i.e. its sidecar.
+    let answer = '';
+    for (let i = 0; i < 120; i++) {
+      try {
+        const r = await fetch(`http://${ip}:8080/fetch?url=${encodeURIComponent('http://echo.shop.svc.cluster.local/')}`);
+        answer = await r.text();
+        if (r.status === 200) break;
+      } catch (err) {
+        answer = String(err);
+      }
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    assert.match(answer, /echo-/, `the answer comes from an echo pod: ${answer}`);
+    const metrics = await (await fetch(`http://${ip}:15000/metrics`)).text();
+    assert.match(metrics, /ballast_sidecar_requests_total\{upstream="echo\.shop",route="default",outcome="2xx"\} [1-9]/, 'counted by the sidecar, under the discovered upstream');
+    const config = (await (await fetch(`http://${ip}:15000/config`)).json()) as { discovery: { connected: boolean }; config: { upstreams: Array<{ name: string; policy: { retries: { maxAttempts: number } }; endpoints: unknown[] }> } };
+    assert.equal(config.discovery.connected, true);
+    const up = config.config.upstreams.find((u) => u.name === 'echo.shop')!;
+    assert.equal(up.policy.retries.maxAttempts, 3, 'the ResiliencePolicy from the operator');
+    assert.equal(up.endpoints.length, 2, 'both echo pods');
+    t.diagnostic(`namespace labelled → client Ready with its sidecar and calling through it: ${Date.now() - start} ms`);
+    assert.equal(kubectl(['delete', 'namespace', 'shop', '--wait=false']).status, 0);
+  });
+
   it('upgrade with unchanged values changes nothing', () => {
     const before = uids();
     const r = helm(['upgrade', 'ballast', chart, '-n', 'ballast-system', '--wait']);

@@ -23,7 +23,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   const jsonpath = (what: string[], path: string) => kubectl(['get', ...what, '-o', `jsonpath=${path}`]).stdout.trim();
   const operators: ChildProcess[] = [];
   const startOperator = async () => {
-    const p = spawn(bin, ['operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${await freePort()}`, `--discovery-addr=127.0.0.1:${await freePort()}`, '--namespace=ballast-system'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(bin, ['operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${await freePort()}`, `--discovery-addr=127.0.0.1:${await freePort()}`, '--webhook-addr=', '--namespace=ballast-system'], { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout?.resume();
     p.stderr?.resume();
     operators.push(p);

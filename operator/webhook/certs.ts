@@ -1,0 +1,126 @@
+/**
+ * The webhook's self-managed serving certificate. The operator keeps a CA and a serving
+ * certificate for `<service>.<namespace>.svc` in a Secret (made on first start, remade 30 days
+ * before expiry), serves with it, and writes the CA into the MutatingWebhookConfiguration's
+ * caBundle — so installing Ballast needs no cert-manager, and a Helm upgrade that blanks the
+ * caBundle is repaired within the check interval. Replicas race safely: whoever creates the
+ * Secret first wins, the others read it.
+ */
+// @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API.
+import 'reflect-metadata';
+import { X509Certificate, webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+import type { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+const day = 86_400_000;
+
+export interface ServingCert {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+  notAfter: Date;
+}
+
+type Key = webcrypto.CryptoKey;
+type KeyPair = webcrypto.CryptoKeyPair;
+
+async function keyPem(k: Key): Promise<string> {
+  return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', k), 'PRIVATE KEY');
+}
+
+/** A new CA and a serving certificate for the given DNS names (ECDSA P-256), valid `days`. */
+export async function makeServingCert(dnsNames: string[], now: Date, days = 365): Promise<ServingCert> {
+  const notBefore = new Date(now.getTime() - 5 * 60_000);
+  const notAfter = new Date(now.getTime() + days * day);
+  const caKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as KeyPair;
+  const ca = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: Date.now().toString(16), name: 'CN=ballast-webhook-ca', notBefore, notAfter, keys: caKeys, signingAlgorithm: alg,
+    extensions: [new x509.BasicConstraintsExtension(true, 0, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
+  });
+  const leafKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as KeyPair;
+  const leaf = await x509.X509CertificateGenerator.create({
+    serialNumber: (Date.now() + 1).toString(16), subject: `CN=${dnsNames[0]}`, issuer: ca.subject, notBefore, notAfter,
+    signingKey: caKeys.privateKey, publicKey: leafKeys.publicKey, signingAlgorithm: alg,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(dnsNames.map((value) => ({ type: 'dns' as const, value }))),
+    ],
+  });
+  return { caPem: ca.toString('pem'), certPem: leaf.toString('pem'), keyPem: await keyPem(leafKeys.privateKey), notAfter };
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const unb64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString() : '');
+
+export interface CertManagerOptions {
+  core: CoreV1Api;
+  admission: AdmissionregistrationV1Api;
+  namespace: string;
+  secretName: string;
+  service: string;
+  webhookConfig: string;
+  now: () => Date;
+}
+
+/** Read the Secret's certificate, or make (or remake) one; then make sure the webhook trusts its CA. */
+export async function ensureServingCert(o: CertManagerOptions): Promise<ServingCert> {
+  const names = [`${o.service}.${o.namespace}.svc`, `${o.service}.${o.namespace}.svc.cluster.local`, `${o.service}.${o.namespace}`, o.service];
+  const read = async (): Promise<ServingCert | undefined> => {
+    try {
+      const s = await o.core.readNamespacedSecret({ name: o.secretName, namespace: o.namespace });
+      const d = s.data ?? {};
+      const cert = { caPem: unb64(d['ca.crt']), certPem: unb64(d['tls.crt']), keyPem: unb64(d['tls.key']) };
+      if (!cert.caPem || !cert.certPem || !cert.keyPem) return undefined;
+      const parsed = new X509Certificate(cert.certPem);
+      if (!parsed.checkHost(names[0] as string)) return undefined;
+      return { ...cert, notAfter: new Date(parsed.validTo) };
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    }
+  };
+  let cert = await read();
+  const stale = !cert || cert.notAfter.getTime() - o.now().getTime() < 30 * day;
+  if (stale) {
+    const fresh = await makeServingCert(names, o.now());
+    const body = { metadata: { name: o.secretName, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'ballast' } }, type: 'kubernetes.io/tls', data: { 'ca.crt': b64(fresh.caPem), 'tls.crt': b64(fresh.certPem), 'tls.key': b64(fresh.keyPem) } };
+    try {
+      if (cert) await o.core.replaceNamespacedSecret({ name: o.secretName, namespace: o.namespace, body });
+      else await o.core.createNamespacedSecret({ namespace: o.namespace, body });
+      cert = fresh;
+    } catch (err) {
+      // Another replica got there first: use its certificate.
+      if ((err as { code?: number }).code !== 409) throw err;
+      cert = await read();
+      if (!cert) throw err;
+    }
+  }
+  await trustCa(o, (cert as ServingCert).caPem);
+  return cert as ServingCert;
+}
+
+/** Put the CA into every webhook of the configuration (when it is not there already). */
+async function trustCa(o: CertManagerOptions, caPem: string): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    let cfg;
+    try {
+      cfg = await o.admission.readMutatingWebhookConfiguration({ name: o.webhookConfig });
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return; // not installed (e.g. injection off)
+      throw err;
+    }
+    const bundle = b64(caPem);
+    if ((cfg.webhooks ?? []).every((w) => w.clientConfig.caBundle === bundle)) return;
+    for (const w of cfg.webhooks ?? []) w.clientConfig.caBundle = bundle;
+    try {
+      await o.admission.replaceMutatingWebhookConfiguration({ name: o.webhookConfig, body: cfg });
+      return;
+    } catch (err) {
+      if ((err as { code?: number }).code !== 409) throw err; // conflict: read again
+    }
+  }
+}

@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import type { V1Pod } from '@kubernetes/client-node';
+import { injectionPatch } from './inject.ts';
+
+const o = { image: 'ballast:0.1.0', imagePullPolicy: 'IfNotPresent', discoveryAddress: 'ballast-operator-discovery.ballast-system.svc:8081', proxyPort: 15080, adminPort: 15000 };
+
+/** Apply the subset of JSONPatch the injector uses. */
+function apply(doc: unknown, ops: ReturnType<typeof injectionPatch>): unknown {
+  const out = structuredClone(doc) as Record<string, unknown>;
+  for (const op of ops) {
+    const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    let at: Record<string, unknown> | unknown[] = out;
+    for (const p of parts.slice(0, -1)) at = (at as Record<string, unknown>)[p] as Record<string, unknown>;
+    const last = parts.at(-1) as string;
+    if (Array.isArray(at)) {
+      if (last === '-') at.push(op.value);
+      else at.splice(Number(last), 0, op.value);
+    } else at[last] = op.value;
+  }
+  return out;
+}
+
+it('injects a native sidecar first among init containers and points every app container at its proxy', () => {
+  const pod: V1Pod = { metadata: { name: 'web', namespace: 'shop' }, spec: { initContainers: [{ name: 'migrate', image: 'm' }], containers: [{ name: 'app', image: 'a' }, { name: 'worker', image: 'w', env: [{ name: 'HTTP_PROXY', value: 'http://mine:3128' }] }] } };
+  const out = apply(pod, injectionPatch(pod, o)) as V1Pod;
+  assert.deepEqual(out.spec!.initContainers!.map((c) => c.name), ['ballast-sidecar', 'migrate']);
+  const sc = out.spec!.initContainers![0]!;
+  assert.equal(sc.restartPolicy, 'Always', 'a native sidecar: runs beside the app, stops after it');
+  assert.ok(sc.args!.includes('--discovery-address=ballast-operator-discovery.ballast-system.svc:8081'));
+  assert.equal(out.spec!.containers[0]!.env!.find((e) => e.name === 'HTTP_PROXY')!.value, 'http://127.0.0.1:15080');
+  assert.equal(out.spec!.containers[1]!.env!.find((e) => e.name === 'HTTP_PROXY')!.value, 'http://mine:3128', 'a proxy the app set stays');
+  assert.equal(out.metadata!.annotations!['ballast.dev/injected'], 'true');
+  assert.deepEqual(injectionPatch(out, o), [], 'a second call changes nothing');
+});
+
+it('opting out, and a pod with no init containers or annotations', () => {
+  assert.deepEqual(injectionPatch({ metadata: { annotations: { 'ballast.dev/inject': 'false' } }, spec: { containers: [{ name: 'a' }] } }, o), []);
+  const pod: V1Pod = { metadata: { name: 'p' }, spec: { containers: [{ name: 'a', image: 'a' }] } };
+  const out = apply(pod, injectionPatch(pod, o)) as V1Pod;
+  assert.equal(out.spec!.initContainers!.length, 1);
+  assert.equal(out.metadata!.annotations!['ballast.dev/injected'], 'true');
+});

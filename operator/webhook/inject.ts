@@ -1,0 +1,89 @@
+/**
+ * Sidecar injection (pure): the JSONPatch that adds `ballast sidecar` to a pod as a native
+ * sidecar (an init container with `restartPolicy: Always`: it starts before the application
+ * containers and stops after them), and points the application containers' HTTP_PROXY at it.
+ * The sidecar gets its policies and endpoints from the operator's discovery service, as
+ * `<namespace>/<pod>`. A pod opts out with the label or annotation `ballast.dev/inject: "false"`; a pod
+ * already injected is left alone (the webhook may be called twice).
+ */
+import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
+
+export const injectAnnotation = 'ballast.dev/inject';
+export const injectedAnnotation = 'ballast.dev/injected';
+export const sidecarName = 'ballast-sidecar';
+
+export interface InjectOptions {
+  image: string;
+  imagePullPolicy: string;
+  /** host:port of the discovery service. */
+  discoveryAddress: string;
+  proxyPort: number;
+  adminPort: number;
+  resources?: V1Container['resources'];
+}
+
+export interface PatchOp {
+  op: 'add' | 'replace';
+  path: string;
+  value: unknown;
+}
+
+/** JSON Pointer escaping (RFC 6901). */
+const esc = (s: string): string => s.replace(/~/g, '~0').replace(/\//g, '~1');
+
+export function sidecarContainer(o: InjectOptions): V1Container {
+  return {
+    name: sidecarName,
+    image: o.image,
+    imagePullPolicy: o.imagePullPolicy,
+    restartPolicy: 'Always',
+    args: ['sidecar', '--config=', `--discovery-address=${o.discoveryAddress}`, `--proxy=127.0.0.1:${o.proxyPort}`, `--admin=0.0.0.0:${o.adminPort}`],
+    env: [
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    ],
+    ports: [{ name: 'ballast-admin', containerPort: o.adminPort }],
+    startupProbe: { httpGet: { path: '/ready', port: o.adminPort }, periodSeconds: 1, failureThreshold: 60 },
+    readinessProbe: { httpGet: { path: '/ready', port: o.adminPort }, periodSeconds: 5 },
+    livenessProbe: { httpGet: { path: '/live', port: o.adminPort }, periodSeconds: 10, failureThreshold: 3 },
+    resources: o.resources ?? { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    securityContext: { runAsNonRoot: true, runAsUser: 65532, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+  };
+}
+
+/** Does this pod want a sidecar (and not have one yet)? */
+export function wantsInjection(pod: V1Pod): boolean {
+  const a = pod.metadata?.annotations ?? {};
+  // Opt out by label (the webhook's objectSelector sees it) or by annotation.
+  if (a[injectAnnotation] === 'false' || pod.metadata?.labels?.[injectAnnotation] === 'false' || a[injectedAnnotation] === 'true') return false;
+  if ([...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].some((c) => c.name === sidecarName)) return false;
+  return true;
+}
+
+export function injectionPatch(pod: V1Pod, o: InjectOptions): PatchOp[] {
+  if (!wantsInjection(pod)) return [];
+  const ops: PatchOp[] = [];
+  const proxy = `http://127.0.0.1:${o.proxyPort}`;
+  // Calls to the pod itself, loopback and the Kubernetes API do not go through the proxy.
+  const noProxy = 'localhost,127.0.0.1,::1,kubernetes.default.svc,kubernetes.default.svc.cluster.local';
+  const proxyEnv: V1EnvVar[] = [
+    { name: 'HTTP_PROXY', value: proxy }, { name: 'http_proxy', value: proxy },
+    { name: 'NO_PROXY', value: noProxy }, { name: 'no_proxy', value: noProxy },
+    // Node.js (24+) honours HTTP_PROXY only when asked to; most other runtimes do by default.
+    { name: 'NODE_USE_ENV_PROXY', value: '1' },
+  ];
+  const init = pod.spec?.initContainers;
+  // The sidecar goes first, so it is up before any other init container makes calls.
+  if (!init || init.length === 0) ops.push({ op: 'add', path: '/spec/initContainers', value: [sidecarContainer(o)] });
+  else ops.push({ op: 'add', path: '/spec/initContainers/0', value: sidecarContainer(o) });
+  (pod.spec?.containers ?? []).forEach((c, i) => {
+    const have = new Set((c.env ?? []).map((e) => e.name));
+    const add = proxyEnv.filter((e) => !have.has(e.name));
+    if (add.length === 0) return;
+    if (!c.env || c.env.length === 0) ops.push({ op: 'add', path: `/spec/containers/${i}/env`, value: add });
+    else for (const e of add) ops.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value: e });
+  });
+  if (!pod.metadata?.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: { [injectedAnnotation]: 'true' } });
+  else ops.push({ op: 'add', path: `/metadata/annotations/${esc(injectedAnnotation)}`, value: 'true' });
+  return ops;
+}

@@ -1,0 +1,79 @@
+/**
+ * The sidecar-injection webhook: an HTTPS endpoint the apiserver calls for every pod created in
+ * a namespace labelled `ballast.dev/injection: enabled`; it answers with the JSONPatch of
+ * operator/webhook/inject.ts. It never refuses a pod: a malformed review or an internal error
+ * admits the pod unchanged (and the configuration's failurePolicy is Ignore, so an operator
+ * that is down does not stop pods being created either).
+ */
+import { type Server, createServer } from 'node:https';
+import type { Logger } from '../../lib/log.ts';
+import type { Metrics } from '../../lib/metrics.ts';
+import { type InjectOptions, injectionPatch } from './inject.ts';
+import type { ServingCert } from './certs.ts';
+
+interface AdmissionReview {
+  apiVersion?: string;
+  kind?: string;
+  request?: { uid: string; kind?: { kind?: string }; object?: unknown; namespace?: string; operation?: string };
+}
+
+export class WebhookServer {
+  readonly #server: Server;
+  readonly #log: Logger;
+  readonly #m;
+
+  constructor(cert: ServingCert, inject: InjectOptions, log: Logger, metrics: Metrics) {
+    this.#log = log;
+    this.#m = metrics.counter('ballast_operator_webhook_requests_total', 'Admission reviews answered, by result (injected, skipped, error).', ['result']);
+    this.#server = createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
+      if (req.method === 'GET' && req.url === '/healthz') return void res.writeHead(200).end('ok\n');
+      if (req.method !== 'POST' || !req.url?.startsWith('/mutate-pods')) return void res.writeHead(404).end();
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        let review: AdmissionReview;
+        try {
+          review = JSON.parse(Buffer.concat(chunks).toString()) as AdmissionReview;
+        } catch {
+          return void res.writeHead(400, { 'content-type': 'text/plain' }).end('body is not an AdmissionReview (JSON)\n');
+        }
+        const uid = review.request?.uid ?? '';
+        let response: Record<string, unknown> = { uid, allowed: true };
+        try {
+          const pod = review.request?.object as Parameters<typeof injectionPatch>[0] | undefined;
+          const ops = pod && review.request?.kind?.kind === 'Pod' ? injectionPatch(pod, inject) : [];
+          if (ops.length > 0) {
+            response = { ...response, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') };
+            this.#m.inc({ result: 'injected' });
+            log.info({ namespace: review.request?.namespace, pod: (pod?.metadata?.name ?? pod?.metadata?.generateName) }, 'sidecar injected');
+          } else this.#m.inc({ result: 'skipped' });
+        } catch (err) {
+          this.#m.inc({ result: 'error' });
+          log.error({ err }, 'injection failed; the pod is admitted unchanged');
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: review.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response }));
+      });
+    });
+  }
+
+  /** A renewed certificate: new connections use it. */
+  setCert(cert: ServingCert): void {
+    this.#server.setSecureContext({ cert: cert.certPem, key: cert.keyPem });
+  }
+
+  async listen(address: string): Promise<number> {
+    const i = address.lastIndexOf(':');
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(Number(address.slice(i + 1)), address.slice(0, i), () => resolve());
+    });
+    const port = (this.#server.address() as { port: number }).port;
+    this.#log.info({ port }, 'injection webhook serving');
+    return port;
+  }
+
+  async stop(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
