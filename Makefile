@@ -128,14 +128,20 @@ image-check: deps ## run the Dockerfile's steps in a clean directory (no contain
 	node scripts/image-check.ts
 
 .PHONY: up
-up: deps build control-plane helm ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster
+up: deps build control-plane helm ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster, a client with an injected sidecar
 	@echo "==> local Kubernetes (objects in a 3-member ballast store)"
 	./bin/ballast cluster up --store ballast --state-dir .state/cluster
+	@echo "==> CRDs (kubectl apply --server-side: Helm installs a chart's CRDs once and never upgrades them)"
+	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply --server-side -f crds/ >/dev/null
 	@echo "==> helm upgrade --install ballast charts/ballast (namespace ballast-system)"
 	$(HELM) --kubeconfig .state/cluster/admin.kubeconfig upgrade --install ballast charts/ballast -n ballast-system --create-namespace --wait --timeout 3m >/dev/null
 	@echo "==> a sample StoreCluster (examples/storecluster.yaml), waiting until Ready"
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply -f examples/storecluster.yaml
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait storecluster/example --for=condition=Ready --timeout=180s
+	@echo "==> a sample client with an injected sidecar (examples/sidecar-demo.yaml)"
+	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply -f examples/sidecar-demo.yaml
+	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait -n demo pod/client --for=condition=Ready --timeout=120s
+	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait -n demo deployment/echo --for=condition=Available --timeout=120s
 	@echo; scripts/up-summary .state/cluster/admin.kubeconfig
 
 .PHONY: down

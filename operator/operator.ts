@@ -15,6 +15,7 @@ import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
 import type { ResiliencePolicy } from './api/resiliencepolicy.ts';
 import { group, type StoreCluster, version } from './api/storecluster.ts';
+import { ResiliencePolicyStatus } from './controllers/resiliencepolicy.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';
 import { DiscoveryServer } from './discovery/server.ts';
 import { MemberClient } from './members.ts';
@@ -48,7 +49,7 @@ export class Operator {
   readonly #pods: SharedInformer<V1Pod>;
   readonly #controller: StoreClusterController;
   /** ResiliencePolicies, Services and EndpointSlices, for the discovery service (every replica serves it). */
-  readonly #discovery: { server: DiscoveryServer; informers: Array<SharedInformer<never>> } | undefined;
+  readonly #discovery: { server: DiscoveryServer; informers: Array<SharedInformer<never>>; status: ResiliencePolicyStatus } | undefined;
   readonly #elector: LeaderElector | undefined;
   readonly #core: CoreV1Api;
   readonly #m;
@@ -105,6 +106,7 @@ export class Operator {
       this.#discovery = {
         server: new DiscoveryServer({ policies, services, slices, clock: o.clock, log: o.log, metrics: o.metrics }),
         informers: [policies, services, slices] as unknown as Array<SharedInformer<never>>,
+        status: new ResiliencePolicyStatus({ policies, services, slices, custom, clock: o.clock, log: o.log, group, version }),
       };
     }
     this.#m = {
@@ -167,6 +169,10 @@ export class Operator {
       return;
     }
     for (const sc of this.#clusters.list()) this.#queue.add(`${sc.metadata.namespace}/${sc.metadata.name}`);
+    if (this.#discovery) {
+      this.#discovery.status.leading = true;
+      this.#discovery.status.schedule();
+    }
     for (let i = 0; i < (this.#o.workers ?? 2); i++) void this.#work();
   }
 

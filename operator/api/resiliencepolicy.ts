@@ -65,7 +65,7 @@ const breakerSchema = (who: string, d: Partial<BreakerSpec>): Schema => s.object
 export const policySchema: Schema = s.object('Resilience policy for calls to one upstream (or one route of it).', {
   timeouts: s.object('Time limits. The caller\'s own deadline (grpc-timeout, x-ballast-timeout-ms) shortens them, and the time left is passed on.', {
     connectMs: ms('Connection set-up to an endpoint.', 1000, 1),
-    attemptMs: ms('One attempt, until the response headers arrive.', 5000, 1),
+    attemptMs: ms('One attempt, until the response headers arrive (an attempt never outlives its request: the smaller of the two applies).', 5000, 1),
     requestMs: ms('The whole request across retries and hedges, until the response headers arrive. Streams (a gRPC watch) are bounded by idleMs afterwards, not by this.', 15_000, 1),
     idleMs: ms('A response or request stream with no data for this long is reset.', 300_000, 1),
   }),
@@ -178,7 +178,6 @@ export function resolvePolicy(input: unknown, path: string): { policy: PolicySpe
   const a = p.shed.adaptive;
   if (a.minLimit > a.maxLimit) problems.push({ path: `${path}.shed.adaptive.minLimit`, message: `must not exceed maxLimit (${a.maxLimit}), got ${a.minLimit}` });
   if (p.retries.backoffBaseMs > p.retries.backoffMaxMs) problems.push({ path: `${path}.retries.backoffBaseMs`, message: `must not exceed backoffMaxMs (${p.retries.backoffMaxMs})` });
-  if (p.timeouts.attemptMs > p.timeouts.requestMs) problems.push({ path: `${path}.timeouts.attemptMs`, message: `must not exceed requestMs (${p.timeouts.requestMs}): an attempt cannot outlive its request` });
   return { policy: p, problems };
 }
 

@@ -96,6 +96,13 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.equal(up.policy.retries.maxAttempts, 3, 'the ResiliencePolicy from the operator');
     assert.equal(up.endpoints.length, 2, 'both echo pods');
     t.diagnostic(`namespace labelled → client Ready with its sidecar and calling through it: ${Date.now() - start} ms`);
+    // The leader reports on the policy: its Service and the endpoints sidecars are sent.
+    let st = '';
+    for (let i = 0; i < 60 && st !== '2/True'; i++) {
+      st = kubectl(['get', 'resiliencepolicy', 'echo', '-n', 'shop', '-o', 'jsonpath={.status.endpoints}/{.status.conditions[?(@.type=="Ready")].status}']).stdout;
+      if (st !== '2/True') await new Promise((res) => setTimeout(res, 250));
+    }
+    assert.equal(st, '2/True');
     assert.equal(kubectl(['delete', 'namespace', 'shop', '--wait=false']).status, 0);
   });
 
