@@ -103,8 +103,8 @@ test-unit: node_modules/.installed ## unit tests beside the code (no processes, 
 	scripts/run-tests unit
 
 .PHONY: test-integration
-test-integration: deps build lincheck ## suites that start real processes on loopback
-	scripts/run-tests integration
+test-integration: deps build lincheck ## suites that start real processes on loopback (and, alone, the ones that load the machine)
+	scripts/run-tests integration serial
 
 .PHONY: test-e2e
 test-e2e: deps build control-plane ## suites that run the real Kubernetes control plane (one at a time)
