@@ -21,6 +21,10 @@ const fileSchema = s.object('ballast sidecar configuration', {
     name: s.string('Name in metrics and the admin endpoint.', { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' }),
     listen: address('Local listener the application calls (127.0.0.1:<port>); empty: reachable only through the HTTP proxy.', ''),
     protocol: s.string('Towards the endpoints: http1, http2, or auto (what the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' }),
+listenTls: s.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
+      certFile: s.string('PEM certificate chain.', { default: '' }),
+      keyFile: s.string('PEM private key.', { default: '' }),
+    }),
     hosts: s.array('Host names that select this upstream in HTTP proxy mode (Host header or absolute URL).', s.string('a host, with or without :port'), { default: [] }),
     tls: s.object('TLS towards the endpoints.', {
       enabled: s.bool('Use TLS.', { default: false }),
@@ -44,6 +48,10 @@ const fileSchema = s.object('ballast sidecar configuration', {
     name: s.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
     listen: address('Where callers connect.'),
     target: address('The application\'s port.'),
+    listenTls: s.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
+      certFile: s.string('PEM certificate chain.', { default: '' }),
+      keyFile: s.string('PEM private key.', { default: '' }),
+    }),
     policy: { type: 'object', description: 'Inbound policy: timeouts, bulkhead, rateLimit, shed, fault.', 'x-kubernetes-preserve-unknown-fields': true },
   }, { required: ['name', 'listen', 'target'] }), { default: [] }),
   proxy: s.object('Explicit HTTP proxy (HTTP_PROXY) for HTTP/1.1 clients.', {
@@ -67,9 +75,15 @@ export interface RouteConfig {
   policy: PolicySpec;
 }
 
+export interface ListenTls {
+  certFile: string;
+  keyFile: string;
+}
+
 export interface UpstreamConfig {
   name: string;
   listen: string;
+  listenTls: ListenTls;
   protocol: 'auto' | 'http1' | 'http2';
   hosts: string[];
   tls: { enabled: boolean; caFile: string; serverName: string; insecureSkipVerify: boolean };
@@ -82,6 +96,7 @@ export interface InboundConfig {
   name: string;
   listen: string;
   target: string;
+  listenTls: ListenTls;
   policy: PolicySpec;
 }
 
@@ -119,6 +134,7 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
   (c.upstreams ?? []).forEach((u, i) => {
     const path = `config.upstreams[${i}]`;
     if (names.has(u.name)) problems.push({ path: `${path}.name`, message: `${u.name} is used twice; names must be unique` });
+    checkTls(u.listenTls, `${path}.listenTls`, problems);
     names.add(u.name);
     claim(u.listen, `upstream ${u.name}`, `${path}.listen`);
     if (!u.listen && u.hosts.length === 0) problems.push({ path, message: 'has neither a listener nor proxy hosts: nothing can reach it; set listen or hosts' });
@@ -134,6 +150,7 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
   (c.inbound ?? []).forEach((ib, i) => {
     const path = `config.inbound[${i}]`;
     if (names.has(ib.name)) problems.push({ path: `${path}.name`, message: `${ib.name} is used twice; names must be unique` });
+    checkTls(ib.listenTls, `${path}.listenTls`, problems);
     names.add(ib.name);
     claim(ib.listen, `inbound ${ib.name}`, `${path}.listen`);
     for (const k of Object.keys((ib.policy ?? {}) as object)) if (!inboundOnly.has(k)) problems.push({ path: `${path}.policy.${k}`, message: `does not apply to an inbound listener (one target: no retries, hedging, balancing or ejection); allowed: ${[...inboundOnly].join(', ')}` });
@@ -143,6 +160,11 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
   });
   if (problems.length > 0) throw invalid(problems, source);
   return c;
+}
+
+function checkTls(t: ListenTls | undefined, path: string, problems: Problem[]): void {
+  if (!t) return;
+  if (Boolean(t.certFile) !== Boolean(t.keyFile)) problems.push({ path, message: 'needs both certFile and keyFile (or neither, for plaintext)' });
 }
 
 function invalid(problems: Problem[], source: string): Error {

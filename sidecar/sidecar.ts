@@ -4,14 +4,14 @@
  * upstreams are updated in place (endpoint state kept), new listeners open, and removed ones
  * drain. Requests in flight finish on what they started with, and open connections stay open.
  */
-import { watch, type FSWatcher, statSync } from 'node:fs';
+import { watch, type FSWatcher, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { basename, dirname } from 'node:path';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
-import { type SidecarConfig, type UpstreamConfig, loadConfigFile, resolveConfig } from './config.ts';
+import { type ListenTls, type SidecarConfig, type UpstreamConfig, loadConfigFile, resolveConfig } from './config.ts';
 import { DiscoveryClient } from './discovery.ts';
 import { catalogue } from './errors.ts';
 import { SidecarMetrics } from './metrics.ts';
@@ -207,13 +207,16 @@ export class Sidecar {
     }
     // Listeners: what each serves → its address. Handlers look their upstream up per request,
     // so a listener whose address did not change is kept, with its open connections.
-    const want = new Map<string, { addr: string; handler: Handler }>();
-    for (const u of c.upstreams) if (u.listen) want.set(`up:${u.name}`, { addr: u.listen, handler: this.#upstreamHandler(u.name) });
-    for (const ib of c.inbound) want.set(`in:${ib.name}`, { addr: ib.listen, handler: this.#upstreamHandler(`inbound:${ib.name}`) });
+    const want = new Map<string, { addr: string; handler: Handler; tls?: ListenTls | undefined }>();
+    for (const u of c.upstreams) if (u.listen) want.set(`up:${u.name}`, { addr: u.listen, handler: this.#upstreamHandler(u.name), tls: u.listenTls });
+    for (const ib of c.inbound) want.set(`in:${ib.name}`, { addr: ib.listen, handler: this.#upstreamHandler(`inbound:${ib.name}`), tls: ib.listenTls });
     if (c.proxy.listen) want.set('proxy', { addr: c.proxy.listen, handler: this.#proxyHandler() });
+    // A listener is identified by its address and its TLS files: a change of either re-opens it.
+    const ident = (w: { addr: string; tls?: ListenTls | undefined }): string => (w.tls?.certFile ? `${w.addr} tls:${w.tls.certFile}:${w.tls.keyFile}` : w.addr);
     const drain: Listener[] = [];
     for (const [key, l] of this.#listeners) {
-      if (want.get(key)?.addr !== l.addr) {
+      const w = want.get(key);
+      if (!w || ident(w) !== l.addr) {
         this.#listeners.delete(key);
         drain.push(l.listener);
       }
@@ -221,8 +224,9 @@ export class Sidecar {
     await Promise.all(drain.map((l) => l.close(c.drainMs)));
     for (const [key, w] of want) {
       if (this.#listeners.has(key)) continue;
-      const listener = await listen(w.addr, w.handler);
-      this.#listeners.set(key, { listener, addr: w.addr });
+      const tls = w.tls?.certFile ? { cert: readFileSync(w.tls.certFile), key: readFileSync(w.tls.keyFile) } : undefined;
+      const listener = await listen(w.addr, w.handler, tls ? { tls } : {});
+      this.#listeners.set(key, { listener, addr: ident(w) });
     }
     for (const [name, up] of this.#upstreams) {
       if (!specs.has(name)) {
@@ -267,6 +271,18 @@ export class Sidecar {
     };
   }
 
+  /** Point-in-time gauges, read when scraped: queues, slots in use, retry budget left. */
+  #refreshGauges(): void {
+    const now = this.#d.clock.now();
+    for (const up of this.#upstreams.values()) {
+      this.#m.budget.set({ upstream: up.name }, up.budget.remaining(now));
+      for (const r of [up.defaultRoute, ...up.routes]) {
+        this.#m.queueLength.set({ upstream: up.name, route: r.name }, r.bulkhead.queued);
+        this.#m.inflight.set({ upstream: up.name, route: r.name }, r.bulkhead.running);
+      }
+    }
+  }
+
   async #startAdmin(): Promise<void> {
     const metricsHandler = this.#d.metrics.handler();
     this.#admin = createServer((req, res) => {
@@ -281,7 +297,9 @@ export class Sidecar {
           const empty = [...this.#upstreams.values()].filter((u) => u.endpointList.length === 0).map((u) => u.name);
           return this.#started ? json(200, { ready: true, upstreamsWithoutEndpoints: empty }) : json(503, { ready: false, reason: 'listeners are not open yet' });
         }
-        case '/metrics': return metricsHandler(req, res);
+        case '/metrics':
+          this.#refreshGauges();
+          return metricsHandler(req, res);
         case '/config': return json(200, { config: this.#config, lastReload: this.#lastReload ?? null, discovery: this.#file.discovery.address ? { address: this.#file.discovery.address, connected: this.#discovery?.connected ?? false, version: this.#discoveredVersion } : null });
         case '/endpoints': return json(200, [...this.#upstreams.values()].map((u) => u.describe()));
         default: return json(404, { error: `no such admin path ${path}; try /ready, /live, /metrics, /config, /endpoints` });

@@ -113,6 +113,8 @@ export class EndpointTransport {
       this.#pool = new Pool(this.#origin, {
         connections: this.#o.connections,
         pipelining: 1,
+        // HTTP/1.1 means HTTP/1.1: undici would otherwise take h2 when a TLS endpoint offers it.
+        allowH2: false,
         keepAliveTimeout: 30_000,
         headersTimeout: 0,
         bodyTimeout: this.#o.idleMs,

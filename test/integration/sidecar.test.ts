@@ -111,6 +111,50 @@ describe('sidecar traffic', () => {
     assert.equal(ups[0]!.seen[0]!.h2, false);
   });
 
+  it('TLS both ways: HTTPS and HTTP/2 over TLS (ALPN) on the sidecar\'s listener, and to TLS endpoints verified against a CA', async () => {
+    const { makeCerts } = await import('../support/certs.ts');
+    const { readFileSync } = await import('node:fs');
+    const certs = makeCerts();
+    const seen: string[] = [];
+    const tlsUp = http2.createSecureServer({ cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey), allowHTTP1: true }, (req, res) => {
+      seen.push(`${req.httpVersion} ${req.url}`);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(`tls ${req.httpVersion}`);
+    });
+    await new Promise<void>((r) => tlsUp.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => { tlsUp.close(); });
+    const upAddr = `127.0.0.1:${(tlsUp.address() as { port: number }).port}`;
+    const listenTls = { certFile: certs.serverCert, keyFile: certs.serverKey };
+    const tls = { enabled: true, caFile: certs.ca };
+    const { sc } = await sidecar({ upstreams: [
+      { name: 'h1', listen: '127.0.0.1:0', listenTls, protocol: 'http1', tls, endpoints: [upAddr] },
+      { name: 'h2', listen: '127.0.0.1:0', listenTls, protocol: 'http2', tls, endpoints: [upAddr] },
+    ] });
+    const ca = readFileSync(certs.ca);
+    const httpsGet = (port: number) => new Promise<string>((resolve, reject) => {
+      const https = import('node:https');
+      void https.then((h) => h.get({ host: '127.0.0.1', port, path: '/one', ca }, (res) => { let b = ''; res.on('data', (c: Buffer) => { b += c.toString(); }); res.on('end', () => resolve(b)); }).on('error', reject));
+    });
+    assert.equal(await httpsGet(sc.port('h1')!), 'tls 1.1');
+    const session = http2.connect(`https://127.0.0.1:${sc.port('h2')}`, { ca });
+    cleanups.push(async () => { session.close(); });
+    const body = await new Promise<string>((resolve, reject) => {
+      const r = session.request({ ':path': '/two' });
+      let b = '';
+      r.on('data', (c: Buffer) => { b += c.toString(); });
+      r.on('end', () => resolve(b));
+      r.on('error', reject);
+    });
+    assert.equal(body, 'tls 2.0');
+    assert.deepEqual(seen, ['1.1 /one', '2.0 /two']);
+    // A CA that did not sign the endpoint's certificate: refused, by name.
+    const other = makeCerts();
+    const bad = await sidecar({ upstreams: [{ name: 'bad', listen: '127.0.0.1:0', protocol: 'http1', tls: { enabled: true, caFile: other.ca }, endpoints: [upAddr], policy: { retries: { maxAttempts: 1 } } }] });
+    const r = await get(bad.url('/', 'bad'));
+    assert.equal(r.status, 502);
+    assert.match(r.body, /certificate/);
+  });
+
   it('explicit HTTP proxy mode: absolute-form requests are routed by host; an unknown host is refused by name', async () => {
     const ups = await upstreams(1);
     const { sc } = await sidecar({ proxy: { listen: '127.0.0.1:0' }, upstreams: [{ name: 'orders', hosts: ['orders.shop.svc', 'orders'], endpoints: [ups[0]!.address] }] });
@@ -458,6 +502,9 @@ describe('sidecar configuration and operations', () => {
     assert.match(text, /ballast_sidecar_requests_total\{upstream="web",route="default",outcome="2xx"\} 1/);
     assert.match(text, new RegExp(`ballast_sidecar_attempts_total\\{upstream="web",endpoint="${ups[0]!.address}",result="ok"\\} 1`));
     assert.match(text, /ballast_sidecar_concurrency_limit\{upstream="web"\}/);
+    assert.match(text, /ballast_sidecar_retry_budget_remaining\{upstream="web"\} \d+/);
+    assert.match(text, /ballast_sidecar_queue_length\{upstream="web",route="default"\} 0/);
+    assert.match(text, /ballast_sidecar_inflight\{upstream="web",route="default"\} 0/);
   });
 });
 
