@@ -22,7 +22,7 @@ export class WebhookServer {
   readonly #log: Logger;
   readonly #m;
 
-  constructor(cert: ServingCert, inject: InjectOptions, log: Logger, metrics: Metrics) {
+  constructor(cert: ServingCert, inject: InjectOptions, log: Logger, metrics: Metrics, excluded: readonly string[] = ['kube-system']) {
     this.#log = log;
     this.#m = metrics.counter('ballast_operator_webhook_requests_total', 'Admission reviews answered, by result (injected, skipped, error).', ['result']);
     this.#server = createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
@@ -41,7 +41,9 @@ export class WebhookServer {
         let response: Record<string, unknown> = { uid, allowed: true };
         try {
           const pod = review.request?.object as Parameters<typeof injectionPatch>[0] | undefined;
-          const ops = pod && review.request?.kind?.kind === 'Pod' ? injectionPatch(pod, inject) : [];
+          // Never kube-system or Ballast's own namespace, whatever the selectors say.
+          const ns = review.request?.namespace ?? pod?.metadata?.namespace ?? '';
+          const ops = pod && review.request?.kind?.kind === 'Pod' && !excluded.includes(ns) ? injectionPatch(pod, inject) : [];
           if (ops.length > 0) {
             response = { ...response, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') };
             this.#m.inc({ result: 'injected' });

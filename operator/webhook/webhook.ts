@@ -40,7 +40,7 @@ export class InjectionWebhook {
   async start(): Promise<void> {
     const cert = await ensureServingCert(this.#certs);
     this.#serving = cert.certPem;
-    this.#server = new WebhookServer(cert, this.#o.inject, this.#o.log, this.#o.metrics);
+    this.#server = new WebhookServer(cert, this.#o.inject, this.#o.log, this.#o.metrics, ['kube-system', this.#o.namespace]);
     this.port = await this.#server.listen(this.#o.address);
     // Hourly: renew before expiry, and put the CA back if an upgrade blanked the caBundle.
     this.#timer = this.#o.clock.setInterval(() => {

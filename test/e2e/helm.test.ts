@@ -103,6 +103,15 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
       if (st !== '2/True') await new Promise((res) => setTimeout(res, 250));
     }
     assert.equal(st, '2/True');
+    // Outside labelled namespaces, a pod can ask for itself; kube-system never gets one.
+    const solo = kubectl(['run', 'solo', '-n', 'default', '--image=ballast-test/http-echo', '--labels=ballast.dev/inject=enabled', '--restart=Never']);
+    assert.equal(solo.status, 0, solo.stderr);
+    assert.equal(kubectl(['get', 'pod', 'solo', '-n', 'default', '-o', 'jsonpath={.spec.initContainers[0].name}']).stdout, 'ballast-sidecar');
+    const sys = kubectl(['run', 'sys', '-n', 'kube-system', '--image=ballast-test/http-echo', '--labels=ballast.dev/inject=enabled', '--restart=Never']);
+    assert.equal(sys.status, 0, sys.stderr);
+    assert.equal(kubectl(['get', 'pod', 'sys', '-n', 'kube-system', '-o', 'jsonpath={.spec.initContainers}']).stdout, '', 'kube-system is never injected');
+    kubectl(['delete', 'pod', 'solo', '-n', 'default', '--wait=false']);
+    kubectl(['delete', 'pod', 'sys', '-n', 'kube-system', '--wait=false']);
     assert.equal(kubectl(['delete', 'namespace', 'shop', '--wait=false']).status, 0);
   });
 
