@@ -116,10 +116,13 @@ const inboundOnly = new Set(['timeouts', 'bulkhead', 'rateLimit', 'shed', 'fault
 
 /** Validate a parsed document; throws SIDECAR_ERR_CONFIG_INVALID listing every problem. */
 export function resolveConfig(doc: unknown, source: string): SidecarConfig {
-  // Endpoints may be written as plain "host:port" strings.
-  const d = doc as { upstreams?: Array<{ endpoints?: unknown[] }> } | null;
-  if (d && Array.isArray(d.upstreams)) for (const u of d.upstreams) if (u && Array.isArray(u.endpoints)) u.endpoints = u.endpoints.map((e) => (typeof e === 'string' ? { address: e } : e));
-  const { value, problems } = validate(fileSchema, doc ?? {}, 'config');
+  // Endpoints may be written as plain "host:port" strings (normalised in a copy: the caller's
+  // document is left as it was).
+  const d = doc as { upstreams?: unknown } | null;
+  const normalised = d && Array.isArray(d.upstreams)
+    ? { ...d, upstreams: d.upstreams.map((u: { endpoints?: unknown }) => (u && Array.isArray(u.endpoints) ? { ...u, endpoints: u.endpoints.map((e: unknown) => (typeof e === 'string' ? { address: e } : e)) } : u)) }
+    : doc;
+  const { value, problems } = validate(fileSchema, normalised ?? {}, 'config');
   const c = value as SidecarConfig;
   const names = new Set<string>();
   const listens = new Map<string, string>();

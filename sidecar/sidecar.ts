@@ -16,7 +16,8 @@ import { DiscoveryClient } from './discovery.ts';
 import { catalogue } from './errors.ts';
 import { SidecarMetrics } from './metrics.ts';
 import { type Handler, type Listener, listen, splitAddress } from './server/listener.ts';
-import { localReply, proxy } from './stack.ts';
+import { localReply } from './http.ts';
+import { proxy } from './stack.ts';
 import type { Tracing } from './tracing.ts';
 import { Upstream, type UpstreamSpec } from './upstream/upstream.ts';
 
@@ -39,6 +40,8 @@ export class Sidecar {
   #discovered: UpstreamConfig[] = [];
   #discoveredVersion = '';
   #discovery: DiscoveryClient | undefined;
+  /** Proxy mode: host (with and without port, as configured) → upstream name; rebuilt on apply. */
+  #byHost = new Map<string, string>();
   readonly #upstreams = new Map<string, Upstream>();
   /** What a listener serves (up:<name>, in:<name>, proxy) → the listener and its configured address. */
   readonly #listeners = new Map<string, { listener: Listener; addr: string }>();
@@ -93,9 +96,7 @@ export class Sidecar {
       await this.#apply(next);
       this.#file = file;
       this.#config = next;
-      this.#m.configReloads.inc({ source, result: 'applied' });
-      this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source, ok: true };
-      this.#d.log.info({ source }, 'configuration applied');
+      this.#applied(source, source, {});
     } catch (err) {
       this.#refused(source, err as Error);
     }
@@ -135,9 +136,7 @@ export class Sidecar {
     this.#discovered = discovered;
     this.#discoveredVersion = version;
     this.#config = next;
-    this.#m.configReloads.inc({ source: 'discovery', result: 'applied' });
-    this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source: `discovery ${version}`, ok: true };
-    this.#d.log.info({ version, upstreams: discovered.map((u) => u.name) }, 'discovered configuration applied');
+    this.#applied('discovery', `discovery ${version}`, { version, upstreams: discovered.map((u) => u.name) });
     return undefined;
   }
 
@@ -153,6 +152,12 @@ export class Sidecar {
       onConnected: (c) => gauge.set(c ? 1 : 0),
     });
     this.#discovery.start();
+  }
+
+  #applied(source: string, label: string, fields: Record<string, unknown>): void {
+    this.#m.configReloads.inc({ source, result: 'applied' });
+    this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source: label, ok: true };
+    this.#d.log.info({ source: label, ...fields }, 'configuration applied');
   }
 
   #refused(source: string, err: Error): void {
@@ -228,6 +233,7 @@ export class Sidecar {
       const listener = await listen(w.addr, w.handler, tls ? { tls } : {});
       this.#listeners.set(key, { listener, addr: ident(w) });
     }
+    this.#byHost = new Map(c.upstreams.flatMap((u) => u.hosts.map((h) => [h, u.name] as const)));
     for (const [name, up] of this.#upstreams) {
       if (!specs.has(name)) {
         this.#upstreams.delete(name);
@@ -247,11 +253,7 @@ export class Sidecar {
   /** Explicit HTTP proxy: absolute-form request targets, routed by host to an upstream. */
   #proxyHandler(): Handler {
     return (req, res, isH2) => {
-      if (req.method === 'CONNECT') {
-        res.writeHead(405, { 'content-type': 'text/plain', 'x-ballast-error': 'SIDECAR_ERR_NO_ROUTE' });
-        res.end('the Ballast sidecar proxies plain HTTP; call TLS upstreams through their local listener\n');
-        return;
-      }
+      if (req.method === 'CONNECT') return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', 'the Ballast sidecar proxies plain HTTP; call TLS upstreams through their local listener', { status: 405 });
       const url = req.url ?? '/';
       let host: string;
       let path: string;
@@ -263,9 +265,8 @@ export class Sidecar {
         host = (req.headers.host ?? (req.headers as Record<string, string>)[':authority']) ?? '';
         path = url;
       }
-      const bare = host.replace(/:\d+$/, '');
-      const spec = this.#config.upstreams.find((u) => u.hosts.includes(host) || u.hosts.includes(bare));
-      const up = spec && this.#upstreams.get(spec.name);
+      const name = this.#byHost.get(host) ?? this.#byHost.get(host.replace(/:\d+$/, ''));
+      const up = name === undefined ? undefined : this.#upstreams.get(name);
       if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `${host} is not a configured upstream; known hosts: ${this.#config.upstreams.flatMap((u) => u.hosts).join(', ') || '(none)'}`);
       proxy(up, req, res, path, isH2, this.#config);
     };

@@ -5,6 +5,7 @@
  * field is an error with the nearest known name, because a misspelt option silently ignored is
  * a policy silently off.
  */
+import { editDistance } from '../../lib/config.ts';
 import type { Schema } from './schema.ts';
 
 export interface Problem {
@@ -12,22 +13,8 @@ export interface Problem {
   message: string;
 }
 
-function distance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0] as number;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const t = d[j] as number;
-      d[j] = Math.min((d[j] as number) + 1, (d[j - 1] as number) + 1, prev + (a[i - 1]?.toLowerCase() === b[j - 1]?.toLowerCase() ? 0 : 1));
-      prev = t;
-    }
-  }
-  return d[b.length] as number;
-}
-
 export function suggest(name: string, known: readonly string[]): string {
-  const best = known.map((k) => ({ k, d: distance(name, k) })).sort((x, y) => x.d - y.d)[0];
+  const best = known.map((k) => ({ k, d: editDistance(name.toLowerCase(), k.toLowerCase()) })).sort((x, y) => x.d - y.d)[0];
   return best && best.d <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean "${best.k}"?)` : '';
 }
 

@@ -109,12 +109,15 @@ function weighted(eps: readonly Endpoint[]): Picker {
   };
 }
 
+/** A uniformly random eligible endpoint (also the hashing pickers' answer when there is no key). */
+function randomPick(eps: readonly Endpoint[], skip: ReadonlySet<string> | undefined, random: Random): Endpoint | undefined {
+  const list = eligible(eps, skip);
+  return list.length === 0 ? undefined : list[random.int(list.length)];
+}
+
 function random(eps: readonly Endpoint[], d: PickerDeps): Picker {
   return {
-    pick(_key, skip) {
-      const list = eligible(eps, skip);
-      return list.length === 0 ? undefined : list[d.random.int(list.length)];
-    },
+    pick: (_key, skip) => randomPick(eps, skip, d.random),
     started: () => undefined,
     finished: () => undefined,
   };
@@ -203,10 +206,7 @@ function ringHash(eps: readonly Endpoint[], d: PickerDeps): Picker {
   return {
     pick(key, skip) {
       if (ring.length === 0) return undefined;
-      if (key === undefined) {
-        const list = eligible(eps, skip);
-        return list[d.random.int(list.length)];
-      }
+      if (key === undefined) return randomPick(eps, skip, d.random);
       const h = hash32(key);
       // The first virtual node at or after the key's hash, wrapping around.
       let lo = 0;
@@ -274,10 +274,7 @@ function maglev(eps: readonly Endpoint[], d: PickerDeps): Picker {
   return {
     pick(key, skip) {
       if (eps.length === 0) return undefined;
-      if (key === undefined) {
-        const list = eligible(eps, skip);
-        return list[d.random.int(list.length)];
-      }
+      if (key === undefined) return randomPick(eps, skip, d.random);
       const at = hash32(key) % size;
       const first = eps[table[at] as number] as Endpoint;
       if (eligible(eps, skip) === eps) return first;

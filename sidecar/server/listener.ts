@@ -8,7 +8,7 @@ import { type IncomingMessage, type ServerResponse, createServer as createH1 } f
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { type DownRes, asDownRes } from '../stack.ts';
+import { type DownRes, asDownRes } from '../http.ts';
 
 export type Handler = (req: IncomingMessage | Http2ServerRequest, res: DownRes, isH2: boolean) => void;
 

@@ -100,13 +100,6 @@ export class EndpointTransport {
     await p?.close().catch(() => undefined);
   }
 
-  /** Drop connections at once (the endpoint left). */
-  destroy(): void {
-    this.#closed = true;
-    void this.#pool?.destroy().catch(() => undefined);
-    this.#session?.destroy();
-  }
-
   #h1(): Pool {
     if (!this.#pool) {
       const tls = this.#o.tls;

@@ -106,7 +106,6 @@ export class Upstream {
   throttle: ClientThrottle | undefined;
   adaptive: PooledLimit | undefined;
   breaker: Breaker | undefined;
-  readonly latency = new LatencyTracker(95);
   hedgeTracker: LatencyTracker | undefined;
   tls: TlsOptions | undefined;
   /** Endpoint breakers not closed (to skip the per-pick check when all are closed). */
@@ -121,7 +120,6 @@ export class Upstream {
 
   /** Apply a new spec; keeps the state of what did not change. */
   update(spec: UpstreamSpec): void {
-    const prev = this.spec;
     this.spec = spec;
     const p = spec.inbound ? inboundPolicy(spec.policy) : spec.policy;
     const { clock, random, metrics } = this.deps;
@@ -152,11 +150,14 @@ export class Upstream {
       }
       this.hedgeTracker = p.hedge.enabled && p.hedge.delayMs === 0 ? new LatencyTracker(p.hedge.percentile) : undefined;
       this.tls = spec.tls.enabled ? { ...(spec.tls.caFile ? { ca: readFileSync(spec.tls.caFile) } : {}), ...(spec.tls.serverName ? { serverName: spec.tls.serverName } : {}), insecureSkipVerify: spec.tls.insecureSkipVerify } : undefined;
-      // Transports depend on TLS and timeouts: rebuild them (old ones drain).
+      // Transports depend on TLS and timeouts, breakers and ejection on their rules: rebuild
+      // them (old connections drain).
       for (const ep of this.endpoints.values()) void ep.transport.close();
       this.endpoints.clear();
+      for (const ep of this.endpointList) if (this.outlier?.isEjected(ep.id)) metrics.ejected.set({ upstream: this.name, endpoint: ep.id }, 0);
+      this.outlier = undefined;
     }
-    this.#setEndpoints(spec.endpoints, prev === undefined);
+    this.#setEndpoints(spec.endpoints);
   }
 
   get policy(): PolicySpec {
@@ -168,7 +169,7 @@ export class Upstream {
     return this.defaultRoute;
   }
 
-  #setEndpoints(list: Array<{ address: string; weight: number }>, _first: boolean): void {
+  #setEndpoints(list: Array<{ address: string; weight: number }>): void {
     const { clock, metrics, random } = this.deps;
     const p = this.policy;
     const next = new Map<string, EndpointState>();

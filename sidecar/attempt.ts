@@ -1,0 +1,459 @@
+/**
+ * The attempt phase of a request (layers 7–9 of sidecar/stack.ts, which orders them): the
+ * deadline, attempts with retries and hedges drawing on one budget, and per attempt the
+ * balancer (skipping ejected, open-breaker and already-tried endpoints), the endpoint breaker,
+ * the attempt timeout and the transport. The first answer that is not retried is committed:
+ * its head, body and trailers stream to the caller, and every other attempt is cancelled.
+ * Outcomes flow back to the balancer, the endpoint's adaptive limit, outlier detection and the
+ * endpoint breaker.
+ */
+import type { Http2ServerRequest } from 'node:http2';
+import type { Readable } from 'node:stream';
+import type { TimerHandle } from '../lib/clock.ts';
+import { type Code, type DownReq, type DownRes, endToEnd, grpc, grpcAsHttp, localReply, refusals } from './http.ts';
+import { hedgeDelay } from './policies/hedge.ts';
+import { isIdempotent, retryReason, type AttemptOutcome } from './policies/retry.ts';
+import { backoffDelay, serverPushbackMs } from './policies/retry-budget.ts';
+import { deadlineHeader, formatGrpcTimeout } from './policies/timeout.ts';
+import { type TraceParent, parseTraceParent } from './traceparent.ts';
+import type { AttemptSpan } from './tracing.ts';
+import { ReplayBody } from './upstream/body.ts';
+import type { AttemptControl, AttemptError, Headers, OutRequest } from './upstream/transport.ts';
+import type { EndpointState, RouteState, Upstream } from './upstream/upstream.ts';
+
+export interface StackOptions {
+  replayBufferBytes: number;
+}
+
+interface Attempt {
+  ep: EndpointState;
+  /** The endpoint's in-flight count when this attempt started (its adaptive limit learns from it). */
+  epInflight: number;
+  ctl: AttemptControl;
+  started: number;
+  timer: TimerHandle | undefined;
+  ticket: ReturnType<NonNullable<EndpointState['breaker']>['tryAcquire']> | undefined;
+  settled: boolean;
+  /** Time from the attempt's start to its answer's head, once it came. */
+  headLatency?: number;
+  span?: AttemptSpan | undefined;
+}
+
+export abstract class AttemptPhase {
+  readonly up: Upstream;
+  readonly req: DownReq;
+  readonly res: DownRes;
+  readonly path: string;
+  readonly method: string;
+  readonly isGrpc: boolean;
+  readonly h2Up: boolean;
+  readonly o: StackOptions;
+  readonly arrived: number;
+  route!: RouteState;
+  deadline = Infinity;
+  /** From the caller: bounds the whole exchange, streams included. */
+  callerDeadline = Infinity;
+  /** The request body: replayable (kept up to the buffer), or streamed once. */
+  body: ReplayBody | null = null;
+  directBody: Readable | null = null;
+  /** The body was larger than the replay buffer: it went with the first attempt, none may follow. */
+  bodySentOnce = false;
+  attempts: Attempt[] = [];
+  /** Endpoints already tried (a retry or hedge goes elsewhere). */
+  tried: string[] = [];
+  attemptCount = 0;
+  committed: Attempt | undefined;
+  finished = false;
+  deadlineTimer: TimerHandle | undefined;
+  hedgeTimer: TimerHandle | undefined;
+  retryTimer: TimerHandle | undefined;
+  outcomeStatus = 0;
+  overloaded = false;
+  #parent: TraceParent | null | undefined;
+
+  constructor(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, o: StackOptions) {
+    this.up = up;
+    this.req = req;
+    this.res = res;
+    this.path = path;
+    this.method = req.method ?? 'GET';
+    const ct = req.headers['content-type'];
+    this.isGrpc = isH2 && typeof ct === 'string' && ct.startsWith('application/grpc');
+    const proto = up.spec.protocol;
+    this.h2Up = proto === 'http2' || (proto === 'auto' && isH2);
+    this.o = o;
+    this.arrived = up.deps.clock.now();
+  }
+
+  /** The request is over: release what admission holds, count it. */
+  abstract finish(outcome: string | undefined, status: number): void;
+
+  /** Set the deadline and take the body; then the first attempt. */
+  startAttempts(caller: number | undefined): boolean {
+    const now = this.up.deps.clock.now();
+    if (caller !== undefined) this.callerDeadline = this.arrived + caller;
+    this.deadline = Math.min(this.arrived + this.route.policy.timeouts.requestMs, this.callerDeadline);
+    if (this.deadline <= now) return false;
+    const req = this.req;
+    const hasBody = req.httpVersionMajor === 2
+      ? !(req as Http2ServerRequest).stream.endAfterHeaders
+      : (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody) {
+      const len = Number(req.headers['content-length'] ?? NaN);
+      if (len > this.o.replayBufferBytes) {
+        this.directBody = req as unknown as Readable;
+        this.bodySentOnce = true;
+      } else this.body = new ReplayBody(req as unknown as Readable, this.o.replayBufferBytes);
+    }
+    this.up.budget.onRequest(now);
+    this.launch(false);
+    return true;
+  }
+
+  armDeadline(): void {
+    if (this.deadlineTimer || this.deadline === Infinity) return;
+    const clock = this.up.deps.clock;
+    this.deadlineTimer = clock.setTimeout(() => this.onDeadline(), Math.max(0, this.deadline - clock.now()));
+  }
+
+  onDeadline(): void {
+    this.deadlineTimer = undefined;
+    if (this.finished) return;
+    if (this.committed) {
+      // A stream outlived its caller's deadline: end it as gRPC would.
+      this.abortAll();
+      this.outcomeStatus = 504;
+      if (this.isGrpc && !this.res.writableEnded) {
+        this.res.addTrailers?.({ 'grpc-status': String(grpc.DEADLINE_EXCEEDED), 'grpc-message': 'SIDECAR_ERR_TIMEOUT' });
+        this.res.end();
+      } else this.res.destroy();
+      return this.finish('timeout', 504);
+    }
+    this.abortAll();
+    this.overloaded = true;
+    const ms = Math.round(this.deadline - this.arrived);
+    this.fail('SIDECAR_ERR_TIMEOUT', `${this.up.name} did not answer within ${ms} ms${this.callerDeadline === this.deadline ? ' (the caller\'s deadline)' : ''}`);
+  }
+
+  idempotent(): boolean {
+    return isIdempotent(this.route.policy.retries, this.method, this.path, this.isGrpc);
+  }
+
+  /** Start an attempt (a first try, a retry, or a hedge); false when none was started. */
+  launch(hedge: boolean): boolean {
+    const { up } = this;
+    const clock = up.deps.clock;
+    const now = clock.now();
+    // 9. pick an endpoint: skip ejected, open-breaker and already-tried ones.
+    let skip: Set<string> | undefined;
+    const ejected = up.outlier?.excluded(now);
+    if ((ejected && ejected.size > 0) || this.tried.length > 0 || up.openBreakers > 0) {
+      skip = new Set(ejected);
+      for (const id of this.tried) skip.add(id);
+    }
+    let ep: EndpointState | undefined;
+    let ticket: Attempt['ticket'];
+    for (let tries = 0; tries <= up.endpointList.length; tries++) {
+      const picked = up.picker.pick(this.hashKey(), skip);
+      ep = picked ? up.endpoints.get(picked.id) : undefined;
+      if (!ep) break;
+      if (!ep.breaker) break;
+      ticket = ep.breaker.tryAcquire(now);
+      if (ticket.ok) break;
+      (skip ??= new Set()).add(ep.id);
+      if (skip.size >= up.endpointList.length) {
+        ep = undefined;
+        break;
+      }
+    }
+    // A hedge goes only to an endpoint with room to spare: under load it would only add queueing.
+    if (hedge && ep && !this.#hasHeadroom(ep)) {
+      if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);
+      return false;
+    }
+    if (!ep) {
+      if (this.attempts.length > 0) return false; // others are still trying
+      this.fail(up.endpointList.length === 0 ? 'SIDECAR_ERR_NO_ENDPOINT' : 'SIDECAR_ERR_UPSTREAM_UNREACHABLE', up.endpointList.length === 0 ? `${up.name} has no endpoints` : `every endpoint of ${up.name} has an open circuit breaker`);
+      return false;
+    }
+    this.attemptCount++;
+    this.tried.push(ep.id);
+    const body = this.body ? this.body.reader() ?? null : this.directBody;
+    if (this.directBody) this.directBody = null; // sent once
+    const out: OutRequest = { method: this.method, path: this.path, authority: this.authority(), headers: this.upstreamHeaders(now), body, h2: this.h2Up };
+    const span = up.deps.tracing?.attempt(this.parentTrace(), { upstream: up.name, endpoint: ep.id, method: this.method, path: this.path, attempt: this.attemptCount, hedge });
+    if (span) out.headers['traceparent'] = span.traceparent;
+    const a: Attempt = { ep, epInflight: up.adaptive?.endpoint(ep.id)?.begin() ?? 0, ctl: undefined as unknown as AttemptControl, started: now, timer: undefined, ticket, settled: false, span };
+    this.attempts.push(a);
+    up.picker.started(ep.id);
+    a.ctl = ep.transport.send(out, {
+      head: (status, headers) => this.onHead(a, status, headers),
+      data: (chunk) => this.onData(a, chunk),
+      end: (trailers) => this.onEnd(a, trailers),
+      error: (err) => this.onError(a, err),
+    });
+    if (this.finished || a.settled) return true;
+    // One timer per attempt, up to its own timeout; the request's deadline gets a timer of its
+    // own only when no attempt's timer covers it (a timer per request is not free at 20k/s).
+    const attemptMs = this.route.policy.timeouts.attemptMs;
+    if (attemptMs < this.deadline - now) a.timer = clock.setTimeout(() => this.onAttemptTimeout(a), attemptMs);
+    else this.armDeadline();
+    this.armHedge();
+    return true;
+  }
+
+  #hasHeadroom(e: EndpointState): boolean {
+    const l = this.up.adaptive?.endpoint(e.id);
+    return l === undefined || l.inflight < l.limit / 2;
+  }
+
+  armHedge(): void {
+    const { up } = this;
+    const h = this.route.policy.hedge;
+    if (!h.enabled || this.hedgeTimer || this.committed || this.attempts.length > h.maxHedges || !this.idempotent()) return;
+    if (this.body && !this.body.replayable) return;
+    const delay = hedgeDelay(this.route.hedge, up.hedgeTracker);
+    if (delay === undefined) return;
+    this.hedgeTimer = up.deps.clock.setTimeout(() => {
+      this.hedgeTimer = undefined;
+      if (this.finished || this.committed || up.endpointList.length < 2) return;
+      if (this.body && !this.body.replayable) return;
+      // Hedge only into spare capacity: under load a hedge is one more request to a struggling
+      // upstream (the loser keeps its slot there until the cancel arrives).
+      if (up.adaptive && up.adaptive.inflight >= up.adaptive.limit) {
+        this.armHedge();
+        return;
+      }
+      if (up.budget.remaining(up.deps.clock.now()) < 1) return;
+      if (!this.launch(true)) {
+        // No endpoint has room right now (a burst): look again after another delay.
+        this.armHedge();
+        return;
+      }
+      up.budget.tryWithdraw(up.deps.clock.now());
+      up.deps.metrics.hedges.inc({ upstream: up.name });
+    }, delay);
+  }
+
+  /** The caller's W3C trace context (parsed once). */
+  parentTrace(): TraceParent | undefined {
+    if (this.#parent === undefined) this.#parent = parseTraceParent(this.req.headers['traceparent']) ?? null;
+    return this.#parent ?? undefined;
+  }
+
+  hashKey(): string | undefined {
+    const k = this.route.policy.balancer.kind;
+    if (k !== 'ringHash' && k !== 'maglev') return undefined;
+    const on = this.route.policy.balancer.hashOn;
+    if (on === 'path') return this.path;
+    if (on === 'client') return this.req.socket?.remoteAddress ?? '';
+    const v = this.req.headers[on.slice(7).toLowerCase()];
+    return typeof v === 'string' ? v : undefined;
+  }
+
+  authority(): string {
+    const h = this.req.headers;
+    return (h[':authority'] as string | undefined) ?? h.host ?? this.up.name;
+  }
+
+  upstreamHeaders(now: number): Headers {
+    const out: Headers = endToEnd(this.req.headers);
+    if (this.isGrpc) out['te'] = 'trailers';
+    if (!this.h2Up) out['host'] = this.authority();
+    // Pass the time left on, so no hop works past its caller.
+    const left = this.deadline - now;
+    if (this.callerDeadline !== Infinity || this.isGrpc) {
+      if (this.isGrpc) out['grpc-timeout'] = formatGrpcTimeout(left);
+      else out[deadlineHeader] = String(Math.max(1, Math.floor(left)));
+    }
+    return out;
+  }
+
+  /** Whether another attempt may follow (and, if so, the budget is drawn). */
+  mayRetry(reason: string, headers: Headers | undefined): number | undefined {
+    const { up } = this;
+    const r = this.route.policy.retries;
+    const now = up.deps.clock.now();
+    if (this.attemptCount >= r.maxAttempts) return undefined;
+    if (this.bodySentOnce || (this.body && !this.body.replayable)) return undefined;
+    let delay = backoffDelay(this.attemptCount - 1, r.backoffBaseMs, r.backoffMaxMs, up.deps.random);
+    if (headers) {
+      const push = serverPushbackMs(headers, up.deps.clock.wallNow());
+      if (push === 'stop') return undefined;
+      if (push !== undefined) delay = Math.max(delay, push);
+    }
+    if (now + delay >= this.deadline) return undefined;
+    if (!up.budget.tryWithdraw(now)) return undefined;
+    up.deps.metrics.retries.inc({ upstream: up.name, reason });
+    return delay;
+  }
+
+  settle(a: Attempt, result: string, status: number | 'connect', latencyMs: number): void {
+    if (a.settled) return;
+    a.settled = true;
+    // Results are 'ok' or a status class ('5xx') for answers, else the failure's kind.
+    a.span?.end(typeof status === 'number' && status > 0 ? (result === 'ok' || result.endsWith('xx') ? { status } : { status, error: result }) : { error: result });
+    a.timer?.cancel();
+    const i = this.attempts.indexOf(a);
+    if (i >= 0) this.attempts.splice(i, 1);
+    const { up } = this;
+    const now = up.deps.clock.now();
+    // A cancelled attempt (a hedge lost, the caller left) took at least this long: tell the
+    // balancer so (reporting 0 would make a slow endpoint that keeps losing look fast).
+    if (result === 'cancelled') up.picker.finished(a.ep.id, now - a.started, true);
+    else up.picker.finished(a.ep.id, latencyMs);
+    // The endpoint's adaptive limit learns from the attempt's time to its answer's head (not a
+    // stream's lifetime); a connection failure or a cancel teaches it nothing.
+    const lim = up.adaptive?.endpoint(a.ep.id);
+    if (lim) {
+      if (a.headLatency !== undefined) lim.onSample(a.headLatency, status === 503 || status === 429, a.epInflight);
+      else if (result === 'timeout') lim.onSample(latencyMs, true, a.epInflight);
+      else lim.onDrop();
+    }
+    if (result === 'cancelled') return;
+    up.deps.metrics.hot.attempt(up.name, a.ep.id, result);
+    up.outlier?.onResult(a.ep.id, now, status);
+    if (a.ticket?.ok && a.ep.breaker) a.ep.breaker.onResult(a.ticket.ticket, now, status !== 'connect' && status < 500, latencyMs);
+  }
+
+  onHead(a: Attempt, status: number, headers: Headers): void {
+    if (this.finished || a.settled) return;
+    const { up } = this;
+    const now = up.deps.clock.now();
+    const latency = now - a.started;
+    const gs = this.isGrpc && headers['grpc-status'] !== undefined ? Number(headers['grpc-status']) : undefined;
+    const effective = gs !== undefined ? grpcAsHttp(gs) : status;
+    a.headLatency = latency;
+    const reason = retryReason(this.route.policy.retries, this.idempotent(), { kind: 'status', status, grpcStatus: gs });
+    if (reason !== undefined && !this.committed) {
+      // A retryable answer: drop it if a sibling (hedge) is still out, or if a retry may follow.
+      const others = this.attempts.length > 1;
+      const delay = others ? undefined : this.mayRetry(reason, headers);
+      if (others || delay !== undefined) {
+        a.ctl.abort();
+        this.settle(a, `${Math.floor(effective / 100)}xx`, effective, latency);
+        if (delay !== undefined) this.scheduleRetry(delay);
+        return;
+      }
+      // No retry left: this answer is the answer, passed on as it is.
+    }
+    // Commit: this attempt wins; cancel the others.
+    this.committed = a;
+    up.deps.metrics.hot.attemptHead(up.name, a.ep.id, latency / 1000);
+    up.hedgeTracker?.record(latency);
+    this.hedgeTimer?.cancel();
+    this.retryTimer?.cancel();
+    for (const o of this.attempts) if (o !== a) { o.ctl.abort(); this.settle(o, 'cancelled', 0, 0); }
+    this.outcomeStatus = effective;
+    this.overloaded = effective === 503 || effective === 429;
+    a.timer?.cancel();
+    a.timer = undefined;
+    // From here on only the caller's own deadline bounds the exchange (a stream may run long).
+    if (this.deadline !== this.callerDeadline) {
+      this.deadlineTimer?.cancel();
+      this.deadlineTimer = undefined;
+      this.deadline = this.callerDeadline;
+    }
+    this.armDeadline();
+    try {
+      this.res.writeHead(status, endToEnd(headers));
+    } catch (err) {
+      a.ctl.abort();
+      this.settle(a, 'protocol', 502, latency);
+      return this.fail('SIDECAR_ERR_UPSTREAM_RESET', `the response head from ${a.ep.id} could not be passed on: ${(err as Error).message}`);
+    }
+    if (gs !== undefined) {
+      // Trailers-only gRPC answer: nothing more will come.
+      this.settle(a, effective < 500 ? 'ok' : `${Math.floor(effective / 100)}xx`, effective, latency);
+    }
+  }
+
+  onData(a: Attempt, chunk: Buffer): boolean {
+    if (this.committed !== a || this.finished) return true;
+    const ok = this.res.write(chunk);
+    if (!ok) this.res.once('drain', () => a.ctl.resume());
+    return ok;
+  }
+
+  onEnd(a: Attempt, trailers: Headers | undefined): void {
+    if (this.committed !== a || this.finished) return;
+    const now = this.up.deps.clock.now();
+    let status = this.outcomeStatus;
+    if (trailers) {
+      const gs = trailers['grpc-status'];
+      if (gs !== undefined) status = grpcAsHttp(Number(gs));
+      if (this.res.addTrailers) {
+        try {
+          this.res.addTrailers(endToEnd(trailers));
+        } catch {
+          // HTTP/1.1 without a declared Trailer header: trailers are dropped, as every proxy does.
+        }
+      }
+    }
+    this.outcomeStatus = status;
+    this.overloaded = status === 503 || status === 429;
+    this.settle(a, status < 500 ? 'ok' : `${Math.floor(status / 100)}xx`, status, now - a.started);
+    this.res.end();
+    this.finish(undefined, status);
+  }
+
+  onError(a: Attempt, err: AttemptError): void {
+    if (this.finished || a.settled) return;
+    const { up } = this;
+    const now = up.deps.clock.now();
+    if (this.committed === a) {
+      // The body broke after the head was sent: the caller sees the reset too.
+      this.settle(a, 'reset', 502, now - a.started);
+      this.outcomeStatus = 502;
+      this.res.destroy();
+      return this.finish('reset', 502);
+    }
+    this.settle(a, err.kind, err.kind === 'connect' ? 'connect' : 502, now - a.started);
+    if (err.kind === 'cancelled') return;
+    const code: Code = err.kind === 'connect' || err.kind === 'refused' ? 'SIDECAR_ERR_UPSTREAM_UNREACHABLE' : err.kind === 'timeout' ? 'SIDECAR_ERR_TIMEOUT' : 'SIDECAR_ERR_UPSTREAM_RESET';
+    if (this.attempts.length > 0) return; // a hedge is still out
+    const reason = retryReason(this.route.policy.retries, this.idempotent(), { kind: err.kind } as AttemptOutcome);
+    const delay = reason === undefined ? undefined : this.mayRetry(reason, undefined);
+    if (delay !== undefined) return this.scheduleRetry(delay);
+    this.fail(code, `${a.ep.id}: ${err.message}`);
+  }
+
+  onAttemptTimeout(a: Attempt): void {
+    a.timer = undefined;
+    this.armDeadline();
+    if (this.finished || a.settled || this.committed) return;
+    a.ctl.abort();
+    const ms = this.route.policy.timeouts.attemptMs;
+    this.onError(a, Object.assign(new Error(`no answer within ${ms} ms (timeouts.attemptMs)`), { kind: 'timeout' as const }) as AttemptError);
+    this.overloaded = true;
+  }
+
+  scheduleRetry(delay: number): void {
+    this.armDeadline();
+    if (delay <= 0) {
+      this.launch(false);
+      return;
+    }
+    this.retryTimer = this.up.deps.clock.setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!this.finished && !this.committed) this.launch(false);
+    }, delay);
+  }
+
+  abortAll(): void {
+    for (const a of this.attempts) {
+      a.ctl.abort();
+      this.settle(a, 'cancelled', 0, 0);
+    }
+  }
+
+  /** Fail the request with the sidecar's own answer (after admission). */
+  fail(code: Code, message: string): void {
+    if (this.finished) return;
+    this.outcomeStatus = refusals[code].status;
+    this.overloaded = code === 'SIDECAR_ERR_TIMEOUT' || code === 'SIDECAR_ERR_UPSTREAM_UNREACHABLE';
+    const outcome = refusals[code].outcome;
+    localReply(this.res, this.isGrpc, code, message);
+    this.finish(outcome, this.outcomeStatus);
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The HTTP side of the stack: the request and response shapes it handles (HTTP/1.1 and HTTP/2
+ * alike), hop-by-hop headers, what gRPC statuses mean to the policies, and the sidecar's own
+ * answers (a refusal or failure, with its code in `x-ballast-error`).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { catalogue } from './errors.ts';
+
+export type DownReq = IncomingMessage | Http2ServerRequest;
+
+/** What the stack uses of a response, HTTP/1.1 (ServerResponse) or HTTP/2 (compat Http2ServerResponse). */
+export interface DownRes {
+  writeHead(status: number, headers?: Record<string, string | string[]>): unknown;
+  write(chunk: Buffer): boolean;
+  end(chunk?: string | Buffer): unknown;
+  destroy(err?: Error): unknown;
+  once(event: 'close' | 'drain', fn: () => void): unknown;
+  addTrailers?(trailers: Record<string, string | string[]>): void;
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+}
+
+export const asDownRes = (res: ServerResponse | Http2ServerResponse): DownRes => res as unknown as DownRes;
+
+export type Code = keyof typeof catalogue.entries;
+
+/** Headers that belong to one connection and stop at the sidecar. */
+export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'http2-settings']);
+
+/** Headers without hop-by-hop ones (and without HTTP/2 pseudo-headers), undefined values dropped. */
+export function endToEnd(headers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const k in headers) {
+    const v = headers[k];
+    if (v !== undefined && k[0] !== ':' && !hopByHop.has(k)) out[k] = v;
+  }
+  return out;
+}
+
+/** gRPC status codes the policies care about. */
+export const grpc = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, RESOURCE_EXHAUSTED: 8, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15 } as const;
+
+/** What a gRPC status means to breakers and outlier detection, as an HTTP status. */
+export function grpcAsHttp(code: number): number {
+  switch (code) {
+    case grpc.UNAVAILABLE: return 503;
+    case grpc.DEADLINE_EXCEEDED: return 504;
+    case grpc.RESOURCE_EXHAUSTED: return 429;
+    case grpc.UNKNOWN: case grpc.INTERNAL: case grpc.DATA_LOSS: return 500;
+    default: return 200;
+  }
+}
+
+/** A local refusal or failure: HTTP status, gRPC status, metrics outcome. */
+export const refusals: Record<Code, { status: number; grpc: number; outcome: string }> = {
+  SIDECAR_ERR_CONFIG_INVALID: { status: 500, grpc: grpc.INTERNAL, outcome: 'config' },
+  SIDECAR_ERR_BULKHEAD_FULL: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'bulkhead_full' },
+  SIDECAR_ERR_QUEUE_TIMEOUT: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'queue_timeout' },
+  SIDECAR_ERR_RATE_LIMITED: { status: 429, grpc: grpc.RESOURCE_EXHAUSTED, outcome: 'rate_limited' },
+  SIDECAR_ERR_SHED: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'shed' },
+  SIDECAR_ERR_THROTTLED: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'throttled' },
+  SIDECAR_ERR_CIRCUIT_OPEN: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'circuit_open' },
+  SIDECAR_ERR_NO_ENDPOINT: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'no_endpoint' },
+  SIDECAR_ERR_UPSTREAM_UNREACHABLE: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'unreachable' },
+  SIDECAR_ERR_UPSTREAM_RESET: { status: 502, grpc: grpc.UNAVAILABLE, outcome: 'reset' },
+  SIDECAR_ERR_TIMEOUT: { status: 504, grpc: grpc.DEADLINE_EXCEEDED, outcome: 'timeout' },
+  SIDECAR_ERR_FAULT_INJECTED: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'fault' },
+  SIDECAR_ERR_NO_ROUTE: { status: 502, grpc: grpc.UNAVAILABLE, outcome: 'no_route' },
+};
+
+/**
+ * Answer a request the sidecar itself refuses or fails: JSON `{code, message}` with the code in
+ * `x-ballast-error`, or a trailers-only gRPC answer. `status` overrides the code's usual status
+ * (fault injection answers with the one it was told to).
+ */
+export function localReply(res: DownRes, isGrpc: boolean, code: Code, message: string, o: { headers?: Record<string, string>; status?: number; grpcStatus?: number } = {}): void {
+  if (res.headersSent || res.writableEnded) {
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
+  const r = refusals[code];
+  const extra = o.headers ?? {};
+  if (isGrpc) {
+    res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': String(o.grpcStatus ?? r.grpc), 'grpc-message': encodeURIComponent(`${code}: ${message}`), 'x-ballast-error': code, ...extra });
+    res.end();
+    return;
+  }
+  const body = JSON.stringify({ code, message });
+  res.writeHead(o.status ?? r.status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'x-ballast-error': code, ...extra });
+  res.end(body);
+}
