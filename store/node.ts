@@ -4,29 +4,26 @@
  * `linearizableRead()` and the membership methods; everything else is internal.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import { BallastError } from '../lib/errors.ts';
 import type { Random } from '../lib/random.ts';
+import { bootMember } from './boot.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { catalogue } from './errors.ts';
-import { discoverId } from './join.ts';
 import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
 import type { StoreMetrics } from './metrics.ts';
-import { bootstrapEntries } from './raft/bootstrap.ts';
-import { Raft, type RaftBoot } from './raft/raft.ts';
+import type { Raft } from './raft/raft.ts';
 import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
 import { LeaseTracker } from './lease-tracker.ts';
 import { ReadBatcher } from './read-batcher.ts';
 import type { TlsFiles } from './tls.ts';
 import { WatchHub } from './mvcc/watch.ts';
-import { Snapshotter } from './snapshot/snapshotter.ts';
+import type { Snapshotter } from './snapshot/snapshotter.ts';
 import { type ApplyResult, type ConfContext, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
 import { PeerTransport } from './transport/peer.ts';
-import { Wal } from './wal/wal.ts';
+import type { Wal } from './wal/wal.ts';
 
 export interface StoreNodeConfig {
   name: string;
@@ -133,69 +130,13 @@ export class StoreNode {
     });
   }
 
-  /** Open (or create) the member's data directory and recover its state. */
+  /** Open (or create) the member's data directory and recover its state (store/boot.ts). */
   static async open(cfg: StoreNodeConfig): Promise<StoreNode> {
-    const memberDir = join(cfg.dataDir, 'member');
-    const walDir = join(memberDir, 'wal');
-    const snap = new Snapshotter(join(memberDir, 'snap'));
-    const raftCfg = (id: NodeId) => ({
-      id, electionTick: Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs)), heartbeatTick: 1, random: cfg.random,
-      maxSizePerMsg: 1 << 20, maxInflightMsgs: 512,
-    });
-    let node: StoreNode;
-    let known: Array<{ id: NodeId; peerURLs: string[] }> | undefined;
-    if (Wal.exists(walDir)) {
-      const { wal, contents } = Wal.open(walDir);
-      if (!contents.meta) throw catalogue.error('STORE_ERR_DATA_DIR', `${walDir}: the WAL has no member record; the data directory is damaged`);
-      if (contents.meta.clusterId !== clusterIdOf(cfg.token)) {
-        throw catalogue.error('STORE_ERR_DATA_DIR', `${cfg.dataDir} belongs to cluster ${contents.meta.clusterId}, not this one (${clusterIdOf(cfg.token)}); check --initial-cluster-token or use a fresh --data-dir`);
-      }
-      const snapshot = snap.loadNewest((file, why) => cfg.log.warn({ file, why }, 'skipping damaged snapshot'));
-      const boot: RaftBoot = { conf: { voters: [], learners: [] }, entries: contents.entries, applied: snapshot?.meta.index ?? 0 };
-      if (contents.hardState) boot.hardState = contents.hardState;
-      if (snapshot) boot.snapshot = snapshot;
-      const raft = new Raft(raftCfg(contents.meta.memberId), boot);
-      node = new StoreNode(cfg, contents.meta.memberId, raft, wal, snap);
-      if (snapshot) node.#restoreSnapshot(snapshot);
-      cfg.log.info({ member: node.id, entries: contents.entries.length, snapshotIndex: snapshot?.meta.index ?? 0, term: contents.hardState?.term ?? 0 }, 'recovered member from data directory');
-    } else {
-      // Joining an existing cluster, the member asks it for its id (MemberAdd may have salted
-      // it); a new cluster's members compute theirs from --initial-cluster.
-      const joined = cfg.initialClusterState === 'existing' ? await discoverId(cfg) : undefined;
-      const id = joined?.id ?? memberIdOf(cfg.advertisePeerUrls, cfg.token);
-      if (joined) known = joined.members;
-      mkdirSync(memberDir, { recursive: true });
-      const wal = Wal.create(walDir, { memberId: id, clusterId: clusterIdOf(cfg.token) });
-      let raft: Raft;
-      if (cfg.initialClusterState === 'new') {
-        const voters = [...cfg.initialCluster].map(([name, urls]) => ({ name, urls, id: memberIdOf(urls, cfg.token) }));
-        const byId = new Map(voters.map((v) => [v.id, v]));
-        const { entries, hardState } = bootstrapEntries({ voters: voters.map((v) => v.id), learners: [] }, (vid) => {
-          const v = byId.get(vid);
-          return { rid: '', member: { id: vid, name: v?.name ?? '', peerURLs: v?.urls ?? [], clientURLs: [], isLearner: false } } satisfies ConfContext;
-        });
-        wal.save(hardState, entries);
-        raft = new Raft(raftCfg(id), { conf: { voters: [], learners: [] }, entries, hardState });
-      } else {
-        raft = new Raft(raftCfg(id), { conf: { voters: [], learners: [] } });
-      }
-      node = new StoreNode(cfg, id, raft, wal, snap);
-      cfg.log.info({ member: id, state: cfg.initialClusterState }, 'initialized new member data directory');
-    }
-    // Until the member table is applied, reach peers through --initial-cluster.
-    const peers = new Map<NodeId, URL>();
-    for (const urls of cfg.initialCluster.values()) peers.set(memberIdOf(urls, cfg.token), new URL(urls[0] as string));
-    // A joining member knows the real ids (some may be salted) from the member table it fetched.
-    if (known) {
-      peers.clear();
-      for (const m of known) if (m.id !== node.id && m.peerURLs[0]) peers.set(m.id, new URL(m.peerURLs[0]));
-    }
-    node.#transport.setPeers(peers);
+    const b = await bootMember(cfg);
+    const node = new StoreNode(cfg, b.id, b.raft, b.wal, b.snap);
+    if (b.snapshot) node.#restoreSnapshot(b.snapshot);
+    node.#transport.setPeers(b.peers);
     return node;
-  }
-
-  static dataDirInitialized(dataDir: string): boolean {
-    return existsSync(join(dataDir, 'member', 'wal')) && Wal.exists(join(dataDir, 'member', 'wal'));
   }
 
   async start(): Promise<void> {
