@@ -17,7 +17,7 @@ export BALLAST_NODE := $(NODE)
 
 # Debian packages the suites use: etcd (anchor and etcdctl client), haproxy (anchor),
 # prometheus (scrapes real /metrics), lua5.1 (Argo CD health checks), iproute2 (namespaces).
-APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk
+APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk prometheus lua5.1
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 
@@ -103,11 +103,11 @@ test-unit: node_modules/.installed ## unit tests beside the code (no processes, 
 	scripts/run-tests unit
 
 .PHONY: test-integration
-test-integration: deps build lincheck ## suites that start real processes on loopback (and, alone, the ones that load the machine)
+test-integration: deps build lincheck helm ## suites that start real processes on loopback (and, alone, the ones that load the machine)
 	scripts/run-tests integration serial
 
 .PHONY: test-e2e
-test-e2e: deps build control-plane ## suites that run the real Kubernetes control plane (one at a time)
+test-e2e: deps build control-plane helm ## suites that run the real Kubernetes control plane (one at a time)
 	scripts/run-tests e2e
 
 .PHONY: test

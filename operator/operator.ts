@@ -115,7 +115,13 @@ export class Operator {
       depth: o.metrics.gauge('ballast_operator_workqueue_depth', 'Keys waiting in the work queue.'),
       leader: o.metrics.gauge('ballast_operator_leader', '1 while this replica is the leader.'),
       transitions: o.metrics.counter('ballast_operator_leader_transitions_total', 'Times this replica started or stopped leading.'),
+      queueWait: o.metrics.histogram('ballast_operator_workqueue_queue_duration_seconds', 'Time a key waited in the work queue before a worker took it.', [], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]),
     };
+    // Every series exists from the start (at 0), so rates and alerts see "no errors", not "no data".
+    for (const result of ['success', 'error', 'requeue']) this.#m.reconciles.inc({ controller: 'storecluster', result }, 0);
+    this.#m.leader.set(0);
+    this.#m.transitions.inc(0);
+    this.#queue.onDequeue = (_key, waitedMs) => this.#m.queueWait.observe(waitedMs / 1000);
     if (o.leaderElection) {
       this.#elector = new LeaderElector({
         kubeconfig: kc, namespace: o.namespace, name: 'ballast-operator', identity: o.identity ?? `${hostname()}_${process.pid}`,

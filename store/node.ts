@@ -387,7 +387,11 @@ export class StoreNode {
     this.#transport.send(early.length > 0 ? rd.messages.filter((m) => !early.includes(m)) : rd.messages);
     // 3. apply
     if (rd.snapshot) this.#restoreSnapshot(rd.snapshot);
-    for (const e of rd.committedEntries) this.#applyEntry(e);
+    if (rd.committedEntries.length > 0) {
+      const start = performance.now();
+      for (const e of rd.committedEntries) this.#applyEntry(e);
+      this.#cfg.metrics.applyDuration.observe((performance.now() - start) / 1000);
+    }
     for (const rs of rd.readStates) this.#reads.onReadState(rs.context, rs.index);
     this.#raft.advance(rd);
     this.#reads.onApplied(this.#raft.log.applied);

@@ -184,5 +184,9 @@ export class StoreServer {
     m.dbSizeInUse.set(this.node.sm.mvcc.bytes);
     m.keys.set(this.node.sm.mvcc.keyCount);
     m.applyLag.set(this.node.commitIndex - this.node.appliedIndex);
+    m.watchers.set(this.node.watchHub.watcherCount());
+    const conf = this.node.raftStatus().conf;
+    m.voters.reset();
+    m.voters.set({ cluster_id: this.node.clusterId }, conf.voters.length);
   }
 }

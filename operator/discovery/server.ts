@@ -50,6 +50,9 @@ export class DiscoveryServer {
       snapshots: o.metrics.counter('ballast_operator_discovery_snapshots_total', 'Snapshots sent to sidecars.'),
       nacks: o.metrics.counter('ballast_operator_discovery_nacks_total', 'Snapshots a sidecar refused (it keeps its last good configuration).'),
     };
+    this.#m.streams.set(0);
+    this.#m.snapshots.inc(0);
+    this.#m.nacks.inc(0);
     const changed = (): void => this.#schedule();
     o.policies.onChange(changed);
     o.services.onChange(changed);

@@ -25,6 +25,7 @@ export class WebhookServer {
   constructor(cert: ServingCert, inject: InjectOptions, log: Logger, metrics: Metrics, excluded: readonly string[] = ['kube-system']) {
     this.#log = log;
     this.#m = metrics.counter('ballast_operator_webhook_requests_total', 'Admission reviews answered, by result (injected, skipped, error).', ['result']);
+    for (const result of ['injected', 'skipped', 'error']) this.#m.inc({ result }, 0);
     this.#server = createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
       if (req.method === 'GET' && req.url === '/healthz') return void res.writeHead(200).end('ok\n');
       if (req.method !== 'POST' || !req.url?.startsWith('/mutate-pods')) return void res.writeHead(404).end();

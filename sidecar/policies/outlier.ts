@@ -33,7 +33,8 @@ interface EndpointState {
   multiplier: number;
 }
 
-export type EjectReason = 'consecutive5xx' | 'consecutiveGatewayErrors' | 'failurePercent' | 'successRate';
+export const ejectReasons = ['consecutive5xx', 'consecutiveGatewayErrors', 'failurePercent', 'successRate'] as const;
+export type EjectReason = (typeof ejectReasons)[number];
 
 export class OutlierDetector {
   readonly #o: OutlierOptions;

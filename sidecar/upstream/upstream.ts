@@ -17,7 +17,7 @@ import { breakerValue } from '../metrics.ts';
 import { Breaker, type BreakerRules } from '../policies/breaker.ts';
 import { Bulkhead } from '../policies/bulkhead.ts';
 import { type HedgeOptions, LatencyTracker } from '../policies/hedge.ts';
-import { OutlierDetector } from '../policies/outlier.ts';
+import { OutlierDetector, ejectReasons } from '../policies/outlier.ts';
 import { TokenBucket } from '../policies/ratelimit.ts';
 import { RetryBudget } from '../policies/retry-budget.ts';
 import { ClientThrottle, PooledLimit } from '../policies/shed.ts';
@@ -126,7 +126,11 @@ export class Upstream {
     const policyKey = JSON.stringify([p, spec.routes, spec.tls, spec.protocol]);
     if (policyKey !== this.#policyKey) {
       this.#policyKey = policyKey;
-      const wait = (route: string) => { const h = metrics.queueWait.labels({ upstream: this.name, route }); return (ms: number) => h.observe(ms / 1000); };
+      const wait = (route: string) => {
+        metrics.queueWait.zero({ upstream: this.name, route });
+        const h = metrics.queueWait.labels({ upstream: this.name, route });
+        return (ms: number) => h.observe(ms / 1000);
+      };
       this.defaultRoute = new RouteState({ name: 'default', pathPrefix: '/', methods: [], policy: p }, clock, wait('default'));
       this.routes = spec.routes.map((r) => new RouteState(spec.inbound ? { ...r, policy: inboundPolicy(r.policy) } : r, clock, wait(r.name)));
       const rb = p.retries.budget;
@@ -148,6 +152,8 @@ export class Upstream {
           this.deps.log.warn({ upstream: this.name, from, to }, 'upstream circuit breaker changed state');
         };
       }
+      // Series exist from the start (at 0): dashboards and alerts see "none", not "no data".
+      metrics.hedges.inc({ upstream: this.name }, 0);
       this.hedgeTracker = p.hedge.enabled && p.hedge.delayMs === 0 ? new LatencyTracker(p.hedge.percentile) : undefined;
       this.tls = spec.tls.enabled ? { ...(spec.tls.caFile ? { ca: readFileSync(spec.tls.caFile) } : {}), ...(spec.tls.serverName ? { serverName: spec.tls.serverName } : {}), insecureSkipVerify: spec.tls.insecureSkipVerify } : undefined;
       // Transports depend on TLS and timeouts, breakers and ejection on their rules: rebuild
@@ -198,6 +204,10 @@ export class Upstream {
           this.deps.log.info({ upstream: this.name, endpoint: e.address, from, to }, 'endpoint circuit breaker changed state');
         };
       }
+      if (p.outlier.enabled) {
+        metrics.ejected.set({ upstream: this.name, endpoint: e.address }, 0);
+        for (const reason of ejectReasons) metrics.ejections.inc({ upstream: this.name, endpoint: e.address, reason }, 0);
+      }
       next.set(e.address, st);
     }
     for (const [id, ep] of this.endpoints) {
@@ -206,6 +216,7 @@ export class Upstream {
         void ep.transport.close();
         if (ep.breaker && ep.breaker.state(clock.now()) !== 'closed') this.openBreakers = Math.max(0, this.openBreakers - 1);
         metrics.ejected.remove({ upstream: this.name, endpoint: id });
+        for (const reason of ejectReasons) metrics.ejections.remove({ upstream: this.name, endpoint: id, reason });
         metrics.hot.forgetEndpoint(this.name, id);
         metrics.breaker.remove({ upstream: this.name, endpoint: id });
       }

@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { manifestDrift } from '../support/drift.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -115,11 +116,14 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.equal(kubectl(['delete', 'namespace', 'shop', '--wait=false']).status, 0);
   });
 
-  it('upgrade with unchanged values changes nothing', () => {
+  it('upgrade with unchanged values changes nothing, and every field the chart sets reads back unchanged (no perpetual diff in Argo CD)', () => {
     const before = uids();
     const r = helm(['upgrade', 'ballast', chart, '-n', 'ballast-system', '--wait']);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(uids(), before);
+    const manifest = helm(['get', 'manifest', 'ballast', '-n', 'ballast-system']);
+    assert.equal(manifest.status, 0, manifest.stderr);
+    assert.deepEqual(manifestDrift(manifest.stdout, [`--kubeconfig=${kubeconfig}`], 'ballast-system'), []);
   });
 
   it('uninstall leaves nothing behind but the CRDs', async () => {

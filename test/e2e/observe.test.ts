@@ -1,0 +1,159 @@
+// Watching Ballast in Grafana, for real: Debian's Prometheus discovers the pods through the
+// local cluster's API (kubernetes_sd, as the chart's PodMonitors would have the Prometheus
+// Operator configure it) and scrapes the operator (installed by Helm), a 3-member StoreCluster
+// and an injected sidecar while a load runs through them. Then every query of every panel of
+// every dashboard in dashboards/ is evaluated through Prometheus' HTTP API: one that errors or
+// returns nothing fails the test. The dashboards' variables are evaluated too.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Etcd3 } from 'etcd3';
+import { dashboards, panelQueries } from '../../dashboards/definitions.ts';
+import { bin, freePort } from '../support/store-cluster.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const helmBin = process.env['BALLAST_HELM'] ?? join(root, '.tools', 'helm-v3.22.0', 'helm');
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+describe('dashboards on a real Prometheus scraping the store, the sidecars and the operator', { timeout: 600_000 }, () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-observe-'));
+  const kubeconfig = join(stateDir, 'admin.kubeconfig');
+  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 200_000 });
+  let prometheus: ChildProcess | undefined;
+  let promUrl = '';
+  let etcd: Etcd3 | undefined;
+
+  const query = async (expr: string): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> => {
+    const r = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
+    return (await r.json()) as { status: string; error?: string; data?: { result: unknown[] } };
+  };
+
+  before(async () => {
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    assert.equal(up.status, 0, up.stderr + up.stdout);
+    assert.equal(kubectl(['apply', '--server-side', '-f', join(root, 'crds')]).status, 0);
+    const helm = spawnSync(helmBin, [`--kubeconfig=${kubeconfig}`, 'install', 'ballast', join(root, 'charts', 'ballast'), '-n', 'ballast-system', '--create-namespace', '--wait', '--timeout', '3m'], { encoding: 'utf8', timeout: 200_000 });
+    assert.equal(helm.status, 0, helm.stderr);
+    assert.equal(kubectl(['apply', '-f', join(root, 'examples', 'storecluster.yaml')]).status, 0);
+    const manifests = [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'obs', labels: { 'ballast.dev/injection': 'enabled' } } },
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'obs' }, spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
+      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'obs' }, spec: { replicas: 2, selector: { matchLabels: { app: 'echo' } }, template: {
+        metadata: { labels: { app: 'echo', 'ballast.dev/inject': 'false' } },
+        spec: { containers: [{ name: 'echo', image: 'ballast-test/http-echo', env: [{ name: 'PORT', value: '8080' }], readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 } }] } } } },
+      { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'obs' }, spec: { service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 2 }, timeouts: { requestMs: 3000 } } } },
+      { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'obs' }, spec: { containers: [{ name: 'app', image: 'ballast-test/http-echo', env: [{ name: 'PORT', value: '8080' }] }] } },
+    ];
+    const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
+    assert.equal(applied.status, 0, applied.stderr);
+    for (const w of [['storecluster/example', '--for=condition=Ready'], ['-n', 'obs', 'pod/client', '--for=condition=Ready'], ['-n', 'obs', 'deployment/echo', '--for=condition=Available']]) {
+      const r = kubectl(['wait', ...w, '--timeout=180s']);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    // Prometheus scrapes what the chart's PodMonitors select: store and operator pods by their
+    // "metrics" port, injected pods by the sidecar's admin port. (Debian's Prometheus is built
+    // without Kubernetes discovery, so the test discovers the pods and writes a file_sd file.)
+    const dir = mkdtempSync(join(tmpdir(), 'ballast-prometheus-'));
+    interface Pod { metadata: { name: string; namespace: string; annotations?: Record<string, string> }; spec: { containers: Array<{ ports?: Array<{ name?: string; containerPort: number }> }> }; status: { podIP?: string; phase?: string } }
+    const pods = (JSON.parse(kubectl(['get', 'pods', '-A', '-o', 'json']).stdout) as { items: Pod[] }).items.filter((p) => p.status.phase === 'Running' && p.status.podIP);
+    const targets = pods.flatMap((p) => {
+      const labels = { namespace: p.metadata.namespace, pod: p.metadata.name };
+      const metrics = p.spec.containers.flatMap((c) => c.ports ?? []).find((x) => x.name === 'metrics');
+      return [
+        ...(metrics ? [{ targets: [`${p.status.podIP}:${metrics.containerPort}`], labels: { ...labels, job: 'ballast' } }] : []),
+        ...(p.metadata.annotations?.['ballast.dev/injected'] === 'true' ? [{ targets: [`${p.status.podIP}:15000`], labels: { ...labels, job: 'ballast-sidecars' } }] : []),
+      ];
+    });
+    writeFileSync(join(dir, 'targets.json'), JSON.stringify(targets));
+    writeFileSync(join(dir, 'prometheus.yml'), `global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: ballast
+    file_sd_configs: [{files: [${JSON.stringify(join(dir, 'targets.json'))}]}]
+`);
+    const port = await freePort();
+    promUrl = `http://127.0.0.1:${port}`;
+    prometheus = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=error'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    for (let i = 0; i < 120; i++) {
+      try {
+        if ((await fetch(`${promUrl}/-/ready`)).ok) break;
+      } catch { /* starting */ }
+      await sleep(250);
+    }
+  });
+
+  after(async () => {
+    etcd?.close();
+    if (prometheus?.pid) prometheus.kill('SIGTERM');
+    spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 });
+  });
+
+  it('Prometheus finds every target up: 3 store members, 2 operator replicas, 1 sidecar', async () => {
+    let up: Array<{ labels: { job: string; pod: string }; health: string }> = [];
+    for (let i = 0; i < 120; i++) {
+      const t = (await (await fetch(`${promUrl}/api/v1/targets?state=active`)).json()) as { data: { activeTargets: Array<{ labels: { job: string; pod: string }; health: string }> } };
+      up = t.data.activeTargets.filter((x) => x.health === 'up');
+      if (up.length >= 6) break;
+      await sleep(500);
+    }
+    const pods = up.map((x) => `${x.labels.job}/${x.labels.pod}`).sort();
+    assert.equal(pods.filter((p) => /^ballast\/example-\d$/.test(p)).length, 3, pods.join(' '));
+    assert.equal(pods.filter((p) => /^ballast\/ballast-operator-/.test(p)).length, 2, pods.join(' '));
+    assert.deepEqual(pods.filter((p) => p.startsWith('ballast-sidecars/')), ['ballast-sidecars/client']);
+  });
+
+  it('under load, every panel query of every dashboard returns data', async (t) => {
+    // Load: writes, reads and a watch on the store; calls through the client's sidecar, some
+    // of them failing (retried, and ejecting endpoints).
+    const ips = kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=example', '-o', 'jsonpath={.items[*].status.podIP}']).stdout.trim().split(' ');
+    etcd = new Etcd3({ hosts: ips.map((ip) => `http://${ip}:2379`) });
+    const watcher = await etcd.watch().prefix('/obs/').create();
+    let events = 0;
+    watcher.on('put', () => events++);
+    const client = kubectl(['get', 'pod', 'client', '-n', 'obs', '-o', 'jsonpath={.status.podIP}']).stdout;
+    const call = async (path: string) => {
+      const r = await fetch(`http://${client}:8080/fetch?url=${encodeURIComponent(`http://echo.obs.svc.cluster.local${path}`)}`);
+      await r.arrayBuffer();
+    };
+    const deadline = Date.now() + 20_000;
+    let i = 0;
+    while (Date.now() < deadline) {
+      await etcd.put(`/obs/k${i % 50}`).value(`v${i}`);
+      await etcd.get(`/obs/k${(i * 7) % 50}`).string();
+      // Mostly successes; every 25th second a burst of failures (retried, then ejected).
+      const failing = Math.floor(i / 10) % 5 === 4;
+      await call(failing ? '/status/503' : '/');
+      i++;
+      await sleep(20);
+    }
+    t.diagnostic(`load: ${i} puts and gets, ${events} watch events, ${i} calls through the sidecar`);
+    assert.ok(events > 0);
+    await watcher.cancel();
+    etcd.close();
+    etcd = undefined;
+    // Give Prometheus a few more scrapes, then evaluate everything.
+    await sleep(3000);
+    const failures: string[] = [];
+    let queries = 0;
+    for (const d of dashboards) {
+      for (const v of d.variables) {
+        const r = await query(`count by (${v.labelName}) (${v.metric})`);
+        queries++;
+        if (r.status !== 'success' || (r.data?.result.length ?? 0) === 0) failures.push(`${d.title} variable ${v.name}: ${r.error ?? 'no data'}`);
+      }
+      for (const q of panelQueries(d)) {
+        const r = await query(q.expr);
+        queries++;
+        if (r.status !== 'success') failures.push(`${q.panel}: error ${r.error} for ${q.expr}`);
+        else if ((r.data?.result.length ?? 0) === 0) failures.push(`${q.panel}: no data for ${q.expr}`);
+      }
+    }
+    t.diagnostic(`${queries} queries evaluated, ${failures.length} without data`);
+    const outcomes = (await query('sum by (outcome) (ballast_sidecar_requests_total)')).data?.result as Array<{ metric: { outcome: string }; value: [number, string] }>;
+    const retries = (await query('sum(ballast_sidecar_retries_total)')).data?.result as Array<{ value: [number, string] }>;
+    t.diagnostic(`the sidecar saw ${outcomes.map((o) => `${o.value[1]} ${o.metric.outcome}`).join(', ')}; ${retries[0]?.value[1] ?? 0} retries`);
+    assert.deepEqual(failures, []);
+  });
+});

@@ -1,0 +1,104 @@
+// Observing and deploying Ballast, checked with the tools users run: promtool (Debian's
+// prometheus package) on the alerts, lua5.1 on Argo CD's health checks, helm on the chart's
+// dashboards and PrometheusRule. The dashboards' queries against a real Prometheus are in
+// test/e2e/observe.test.ts.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parse, parseAllDocuments } from 'yaml';
+import { dashboards } from '../../dashboards/definitions.ts';
+import { renderObservability } from '../../dashboards/generate.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const helmBin = process.env['BALLAST_HELM'] ?? join(root, '.tools', 'helm-v3.22.0', 'helm');
+
+/** A JSON-like value as a Lua table constructor. */
+function toLua(v: unknown): string {
+  if (v === null || v === undefined) return 'nil';
+  if (typeof v === 'string') return JSON.stringify(v).replace(/\\u([0-9a-f]{4})/gi, (_m, h: string) => `\\${parseInt(h, 16)}`);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return `{${v.map(toLua).join(', ')}}`;
+  return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `[${JSON.stringify(k)}] = ${toLua(x)}`).join(', ')}}`;
+}
+
+/** Run an Argo CD health.lua as Argo CD does (the script's body is a function of `obj`). */
+function luaHealth(script: string, obj: unknown): { status: string; message: string } {
+  const program = `local obj = ${toLua(obj)}\nlocal hs = (function()\n${script}\nend)()\nio.write(hs.status, "\\n", hs.message or "")\n`;
+  const r = spawnSync('lua5.1', ['-'], { input: program, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const [status = '', ...rest] = r.stdout.split('\n');
+  return { status, message: rest.join('\n') };
+}
+
+describe('observability and deployment files', () => {
+  it('the generated dashboards, the chart\'s alert copy and argocd-cm.yaml are up to date (npm run gen:observability)', () => {
+    for (const [rel, text] of renderObservability()) {
+      let committed = '';
+      try {
+        committed = readFileSync(join(root, rel), 'utf8');
+      } catch { /* missing: reported below */ }
+      assert.equal(committed, text, `${rel} is stale: run npm run gen:observability`);
+    }
+  });
+
+  it('dashboards: unique ids, every panel names its data source and explains itself', () => {
+    const uids = new Set<string>();
+    for (const file of readdirSync(join(root, 'dashboards')).filter((f) => f.endsWith('.json'))) {
+      const d = JSON.parse(readFileSync(join(root, 'dashboards', file), 'utf8')) as { uid: string; panels: Array<{ type: string; title: string; description?: string; datasource?: unknown; targets?: Array<{ expr: string }> }> };
+      assert.ok(!uids.has(d.uid), `duplicate uid ${d.uid}`);
+      uids.add(d.uid);
+      for (const p of d.panels.filter((x) => x.type !== 'row')) {
+        assert.ok(p.datasource, `${file}: ${p.title} has no data source`);
+        assert.ok(p.description && p.description.length > 10, `${file}: ${p.title} has no description`);
+        assert.ok((p.targets ?? []).length > 0 && p.targets!.every((t) => t.expr.length > 0), `${file}: ${p.title} has no query`);
+      }
+    }
+    assert.equal(uids.size, dashboards.length);
+  });
+
+  it('alerts: promtool check rules passes and promtool test rules shows each alert firing on its case and quiet on its near miss', () => {
+    const check = spawnSync('promtool', ['check', 'rules', 'ballast.rules.yaml'], { cwd: join(root, 'alerts'), encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    assert.match(check.stdout, /SUCCESS: 7 rules found/);
+    const test = spawnSync('promtool', ['test', 'rules', 'ballast.rules.test.yaml'], { cwd: join(root, 'alerts'), encoding: 'utf8' });
+    assert.equal(test.status, 0, test.stdout + test.stderr);
+    assert.match(test.stdout, /SUCCESS/);
+  });
+
+  it('the chart renders the dashboards as labelled ConfigMaps, and the PrometheusRule and PodMonitors only when their CRDs exist', () => {
+    const chart = join(root, 'charts', 'ballast');
+    const render = (...extra: string[]) => {
+      const r = spawnSync(helmBin, ['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3', ...extra], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string; labels?: Record<string, string> }; data?: Record<string, string>; spec?: unknown }).filter(Boolean);
+    };
+    const plain = render('--set', 'metrics.prometheusRule.enabled=true', '--set', 'metrics.podMonitors.enabled=true');
+    const maps = plain.filter((o) => o.kind === 'ConfigMap' && o.metadata.labels?.['grafana_dashboard'] === '1');
+    assert.deepEqual(maps.map((m) => Object.keys(m.data ?? {})[0]).sort(), ['ballast-operator.json', 'ballast-sidecar.json', 'ballast-store.json']);
+    for (const m of maps) JSON.parse(Object.values(m.data ?? {})[0] as string);
+    assert.equal(plain.filter((o) => o.kind === 'PrometheusRule' || o.kind === 'PodMonitor').length, 0, 'no monitoring CRDs, no monitoring objects');
+    const withCrds = render('--set', 'metrics.prometheusRule.enabled=true', '--set', 'metrics.podMonitors.enabled=true', '--api-versions', 'monitoring.coreos.com/v1/PrometheusRule', '--api-versions', 'monitoring.coreos.com/v1/PodMonitor');
+    const rule = withCrds.find((o) => o.kind === 'PrometheusRule');
+    assert.deepEqual(rule?.spec, parse(readFileSync(join(root, 'alerts', 'ballast.rules.yaml'), 'utf8')), 'the PrometheusRule carries exactly the tested rules');
+    assert.equal(withCrds.filter((o) => o.kind === 'PodMonitor').length, 2);
+  });
+
+  for (const kind of ['StoreCluster', 'ResiliencePolicy']) {
+    it(`Argo CD health for ${kind}: lua5.1 gives the expected status and message for each sample`, () => {
+      const dir = join(root, 'argocd', 'resource_customizations', 'ballast.dev', kind);
+      const script = readFileSync(join(dir, 'health.lua'), 'utf8');
+      const cases = (parse(readFileSync(join(dir, 'health_test.yaml'), 'utf8')) as { tests: Array<{ inputPath: string; healthStatus: { status: string; message: string } }> }).tests;
+      assert.ok(cases.length >= 4);
+      for (const c of cases) {
+        const obj = parse(readFileSync(join(dir, c.inputPath), 'utf8')) as unknown;
+        assert.deepEqual(luaHealth(script, obj), c.healthStatus, c.inputPath);
+      }
+      if (kind === 'StoreCluster') {
+        const seen = new Set(cases.map((c) => c.healthStatus.status));
+        for (const s of ['Healthy', 'Progressing', 'Degraded', 'Suspended']) assert.ok(seen.has(s), `a sample for ${s}`);
+      }
+    });
+  }
+});
