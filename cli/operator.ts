@@ -3,6 +3,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { realClock } from '../lib/clock.ts';
 import { f, loadConfig, renderFlags } from '../lib/config.ts';
 import { Lifecycle } from '../lib/lifecycle.ts';
+import { startTelemetry, telemetryComponent } from '../lib/otel.ts';
 import { createLogger } from '../lib/log.ts';
 import { processMetrics, serveMetrics } from '../lib/metrics.ts';
 import { systemRandom } from '../lib/random.ts';
@@ -46,13 +47,16 @@ export const operatorCommand: Command = {
     else if (io.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
     else kc.loadFromDefault();
     const metrics = processMetrics();
+    const telemetry = await startTelemetry('operator', io.env);
     const [host, port] = [v.metricsAddr.slice(0, v.metricsAddr.lastIndexOf(':')), Number(v.metricsAddr.slice(v.metricsAddr.lastIndexOf(':') + 1))];
     let served: Awaited<ReturnType<typeof serveMetrics>> | undefined;
     const op = new Operator({
       kubeconfig: kc, clock: realClock, random: systemRandom, log, metrics, namespace: v.namespace, leaderElection: v.leaderElect, ...(v.identity ? { identity: v.identity } : {}),
       workers: v.workers, discoveryAddress: v.discoveryAddr, leaseMs: v.leaseDuration, renewDeadlineMs: v.renewDeadline, retryMs: v.retryPeriod,
+      ...(telemetry ? { tracer: telemetry.tracer } : {}),
     });
     const lc = new Lifecycle({ log })
+      .add(telemetryComponent(telemetry))
       .add({ name: 'metrics', start: async () => {
         served = await serveMetrics(metrics, host || '0.0.0.0', port, {
           '/healthz': () => ({ ok: true, reason: '' }),

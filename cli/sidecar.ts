@@ -2,6 +2,7 @@
 import { realClock } from '../lib/clock.ts';
 import { f, loadConfig, renderFlags } from '../lib/config.ts';
 import { Lifecycle } from '../lib/lifecycle.ts';
+import { startTelemetry, telemetryComponent } from '../lib/otel.ts';
 import { createLogger } from '../lib/log.ts';
 import { processMetrics } from '../lib/metrics.ts';
 import { systemRandom } from '../lib/random.ts';
@@ -36,8 +37,9 @@ export const sidecarCommand: Command = {
       ...(v.discoveryAddress ? { discovery: { ...(doc['discovery'] as object | undefined), address: v.discoveryAddress } } : {}),
     });
     const config = v.config ? loadConfigFile(v.config, adjust) : resolveConfig(adjust({}), 'flags');
-    const sidecar = new Sidecar(config, { clock: realClock, random: systemRandom, log, metrics: processMetrics(), env: io.env });
-    const lc = new Lifecycle({ log }).add({
+    const telemetry = await startTelemetry('sidecar', io.env);
+    const sidecar = new Sidecar(config, { clock: realClock, random: systemRandom, log, metrics: processMetrics(), ...(telemetry ? { telemetry } : {}) });
+    const lc = new Lifecycle({ log }).add(telemetryComponent(telemetry)).add({
       name: 'sidecar',
       start: async () => {
         await sidecar.start();

@@ -4,6 +4,7 @@
  */
 import { f, loadConfig, renderFlags, type ConfigProblem } from '../lib/config.ts';
 import { Lifecycle, ExitCode } from '../lib/lifecycle.ts';
+import { startTelemetry, telemetryComponent } from '../lib/otel.ts';
 import { childLogger, createLogger } from '../lib/log.ts';
 import { processMetrics } from '../lib/metrics.ts';
 import { normalizeUrl, parseInitialCluster } from '../store/members.ts';
@@ -131,6 +132,7 @@ export const storeCommand: Command = {
       return 0;
     }
     const log = childLogger(createLogger({ level: v.logLevel, env: io.env, base: { program: 'store' } }), { name: v.name });
+    const telemetry = await startTelemetry('store', io.env);
     const server = new StoreServer({
       name: v.name,
       dataDir: v.dataDir === '${name}.etcd' ? `${v.name}.etcd` : v.dataDir,
@@ -146,8 +148,9 @@ export const storeCommand: Command = {
       version: '3.5.0',
       // Test-only: lets the linearizability checker prove it can catch stale reads.
       unsafeStaleReads: io.env['BALLAST_TEST_UNSAFE_STALE_READS'] === '1',
+      ...(telemetry ? { tracer: telemetry.tracer } : {}),
     }, log, processMetrics());
-    const lc = new Lifecycle({ log, drainTimeoutMs: 30_000 });
+    const lc = new Lifecycle({ log, drainTimeoutMs: 30_000 }).add(telemetryComponent(telemetry));
     for (const c of server.components()) lc.add(c);
     const done = new Promise<number>((resolve) => {
       lc.handleSignals((code) => resolve(code));

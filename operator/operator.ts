@@ -11,6 +11,7 @@ import type { Clock } from '../lib/clock.ts';
 import { SharedInformer } from '../lib/kube/informer.ts';
 import { LeaderElector } from '../lib/kube/leader.ts';
 import { WorkQueue } from '../lib/kube/workqueue.ts';
+import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
 import type { ResiliencePolicy } from './api/resiliencepolicy.ts';
@@ -27,6 +28,8 @@ export interface OperatorOptions {
   random: Random;
   log: Logger;
   metrics: Metrics;
+  /** Set when OpenTelemetry is on: a span per reconcile. */
+  tracer?: Tracer;
   /** Namespace of the leader-election Lease. */
   namespace: string;
   identity?: string;
@@ -188,17 +191,22 @@ export class Operator {
       if (key === undefined) return;
       this.#m.depth.set(this.#queue.length);
       const end = this.#m.duration.startTimer({ controller: 'storecluster' });
+      const span = this.#o.tracer?.startSpan('reconcile StoreCluster', { attributes: { 'ballast.controller': 'storecluster', 'ballast.key': key } });
       try {
         const requeue = await this.#controller.reconcile(key);
         this.#queue.forget(key);
         if (requeue !== undefined) this.#queue.addAfter(key, requeue);
         this.#m.reconciles.inc({ controller: 'storecluster', result: requeue !== undefined ? 'requeue' : 'success' });
+        span?.setAttribute('ballast.result', requeue !== undefined ? 'requeue' : 'success');
       } catch (err) {
         this.#o.log.warn({ err, storecluster: key }, 'reconcile failed; retrying with back-off');
         this.#m.reconciles.inc({ controller: 'storecluster', result: 'error' });
         this.#queue.addRateLimited(key);
+        span?.recordException(err as Error);
+        span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
       } finally {
         end();
+        span?.end();
         this.#queue.done(key);
       }
     }

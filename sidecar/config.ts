@@ -58,9 +58,9 @@ listenTls: s.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty fi
     listen: address('host:port (empty: off).', ''),
   }),
   tracing: s.object('OpenTelemetry traces: a span per attempt, sent over OTLP/HTTP.', {
-    endpoint: s.string('OTLP/HTTP collector base URL, e.g. http://otel-collector:4318 (empty: $OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing).', { default: '' }),
+    endpoint: s.string('OTLP/HTTP collector base URL for this sidecar\'s spans, e.g. http://otel-collector:4318 (empty: the process\' OpenTelemetry SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing).', { default: '' }),
     samplePercent: { type: 'number', description: 'Percent of new traces recorded (a caller\'s sampled trace is always followed).', default: 1, minimum: 0, maximum: 100 },
-    serviceName: s.string('service.name of the spans (default: $OTEL_SERVICE_NAME, else ballast-sidecar).', { default: '' }),
+    serviceName: s.string('service.name of the spans sent to tracing.endpoint (default ballast-sidecar; the process SDK uses OTEL_SERVICE_NAME).', { default: '' }),
   }),
   discovery: s.object('The operator\'s discovery service.', {
     address: s.string('host:port (empty: static configuration only).', { default: '' }),

@@ -19,6 +19,7 @@ import { type Handler, type Listener, listen, splitAddress } from './server/list
 import { localReply } from './http.ts';
 import { proxy } from './stack.ts';
 import type { Tracing } from './tracing.ts';
+import type { Telemetry } from '../lib/otel.ts';
 import { Upstream, type UpstreamSpec } from './upstream/upstream.ts';
 
 export interface SidecarDeps {
@@ -26,8 +27,8 @@ export interface SidecarDeps {
   random: Random;
   log: Logger;
   metrics: Metrics;
-  /** Environment (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME). */
-  env?: Readonly<Record<string, string | undefined>>;
+  /** The process' OpenTelemetry SDK, started from OTEL_* variables (lib/otel.ts): spans go there unless the file names its own collector. */
+  telemetry?: Telemetry;
 }
 
 export class Sidecar {
@@ -79,10 +80,10 @@ export class Sidecar {
 
   async start(): Promise<void> {
     const t = this.#config.tracing;
-    const env = this.#d.env ?? {};
-    const endpoint = t.endpoint || env['OTEL_EXPORTER_OTLP_ENDPOINT'] || '';
-    // The OpenTelemetry SDK is loaded only when traces are exported.
-    if (endpoint) this.#tracing = new (await import('./tracing.ts')).Tracing({ endpoint, sampleRatio: t.samplePercent / 100, serviceName: t.serviceName || env['OTEL_SERVICE_NAME'] || 'ballast-sidecar' });
+    // The OpenTelemetry SDK is loaded only when traces are exported: to the file's collector
+    // (a provider of the sidecar's own), else to the process' SDK when OTEL_* variables set one up.
+    if (t.endpoint) this.#tracing = (await import('./tracing.ts')).Tracing.withCollector({ endpoint: t.endpoint, sampleRatio: t.samplePercent / 100, serviceName: t.serviceName || 'ballast-sidecar' });
+    else if (this.#d.telemetry) this.#tracing = (await import('./tracing.ts')).Tracing.withTracer(this.#d.telemetry.tracer);
     await this.#startAdmin();
     await this.#apply(this.#config);
     this.#started = true;

@@ -1,11 +1,12 @@
 /**
  * OpenTelemetry traces: one client span per attempt (first try, retry or hedge), a child of the
  * caller's W3C `traceparent` when it sent one, and the attempt's own span passed on as the new
- * `traceparent` so the upstream's spans hang under it. Spans go to an OTLP/HTTP collector
- * (`tracing.endpoint`, or OTEL_EXPORTER_OTLP_ENDPOINT) in batches. With no collector configured
- * nothing is created and `traceparent`/`tracestate` pass through untouched.
+ * `traceparent` so the upstream's spans hang under it. Spans go to the file's collector
+ * (`tracing.endpoint`, OTLP/HTTP, batched), else through the process' OpenTelemetry SDK when
+ * OTEL_EXPORTER_OTLP_ENDPOINT set one up (lib/otel.ts). With neither, nothing is created and
+ * `traceparent`/`tracestate` pass through untouched.
  */
-import { type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TraceFlags, trace } from '@opentelemetry/api';
+import { type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TraceFlags, type Tracer, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
@@ -28,16 +29,27 @@ export interface AttemptSpan {
 }
 
 export class Tracing {
-  readonly #provider: TracerProvider;
-  readonly #tracer;
+  readonly #tracer: Tracer;
+  readonly #provider: TracerProvider | undefined;
 
-  constructor(c: TracingConfig) {
-    this.#provider = new TracerProvider({
+  private constructor(tracer: Tracer, provider?: TracerProvider) {
+    this.#tracer = tracer;
+    this.#provider = provider;
+  }
+
+  /** Spans to the sidecar's own collector (the file's `tracing.endpoint`), batched over OTLP/HTTP. */
+  static withCollector(c: TracingConfig): Tracing {
+    const provider = new TracerProvider({
       resource: resourceFromAttributes({ 'service.name': c.serviceName }),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(c.sampleRatio) }),
       spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${c.endpoint.replace(/\/$/, '')}/v1/traces` }) })],
     });
-    this.#tracer = this.#provider.getTracer('ballast-sidecar');
+    return new Tracing(provider.getTracer('ballast-sidecar'), provider);
+  }
+
+  /** Spans through the process' OpenTelemetry SDK (started from OTEL_* variables; it exports and flushes them). */
+  static withTracer(tracer: Tracer): Tracing {
+    return new Tracing(tracer);
   }
 
   /** Start an attempt's span under the caller's context (if any). */
@@ -64,10 +76,10 @@ export class Tracing {
   }
 
   async shutdown(): Promise<void> {
-    await this.#provider.shutdown();
+    await this.#provider?.shutdown();
   }
 
   async flush(): Promise<void> {
-    await this.#provider.forceFlush();
+    await this.#provider?.forceFlush();
   }
 }

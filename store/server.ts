@@ -3,6 +3,7 @@
  * /health, /readyz and /metrics on the metrics URLs, started and stopped as one lifecycle.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { realClock } from '../lib/clock.ts';
@@ -27,6 +28,8 @@ export interface StoreServerConfig extends Pick<StoreNodeConfig,
   unsafeStaleReads: boolean;
   clientTls?: TlsFiles | undefined;
   autoCompaction?: { mode: 'periodic' | 'revision'; retention: number } | undefined;
+  /** OpenTelemetry is on: a server span per unary gRPC call. */
+  tracer?: Tracer | undefined;
 }
 
 /** gRPC adds framing to each request; allow it on top of --max-request-bytes, as etcd does. */
@@ -103,6 +106,7 @@ export class StoreServer {
       node: this.node, maxRequestBytes: this.#cfg.maxRequestBytes, quotaBytes: this.#cfg.quotaBytes, version: this.#cfg.version,
       minLeaseTtl: Math.ceil((1.5 * this.#cfg.electionMs) / 1000),
       ...(this.#cfg.clientTls ? { forwardCredentials: () => forwardCredentials(this.#cfg.clientTls as TlsFiles) } : {}),
+      ...(this.#cfg.tracer ? { tracer: this.#cfg.tracer } : {}),
       onRequest: (method, code, seconds) => {
         m.requests.inc({ method, code: grpc.status[code] ?? String(code) });
         m.requestDuration.observe({ method }, seconds);

@@ -3,6 +3,8 @@
  * status codes and messages, because clients (clientv3, etcdctl, kube-apiserver) match on them.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
+import { extractContext, grpcServerSpan } from '../../lib/otel.ts';
 import { loadProtos } from './protos.ts';
 import { BallastError, isBallastError } from '../../lib/errors.ts';
 import { catalogue } from '../errors.ts';
@@ -56,6 +58,8 @@ export interface ApiOptions {
   /** Credentials for calls this member forwards to the leader's https client URL. */
   forwardCredentials?: () => grpc.ChannelCredentials;
   onRequest?(method: string, code: grpc.status, seconds: number): void;
+  /** Set when OpenTelemetry is on: a server span per unary call, under the caller's traceparent. */
+  tracer?: Tracer;
 }
 
 export class StoreApi {
@@ -83,7 +87,7 @@ export class StoreApi {
       DeleteRange: (r) => this.#deleteRange(r),
       Txn: (r) => this.#txn(r),
       Compact: (r) => this.#compact(r),
-    }));
+    }, 'etcdserverpb.KV'));
     server.addService(service('Cluster'), this.#wrap({
       MemberList: (r) => this.#memberList(r),
       MemberAdd: (r) => this.#forwardable('MemberAdd', r, async () => {
@@ -102,9 +106,9 @@ export class StoreApi {
         this.#check(await this.#node.write({ op: 'memberUpdate', id: idFromDecimal(r['ID']), peerURLs: r['peerURLs'] as string[] }));
         return { header: this.#header(), members: this.#members() };
       },
-    }));
+    }, 'etcdserverpb.Cluster'));
     const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), leaderLease: () => this.#leaderClient('Lease'), minTtl: this.#o.minLeaseTtl };
-    server.addService(service('Lease'), { ...this.#wrap(leaseHandlers(leaseOpts)), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
+    server.addService(service('Lease'), { ...this.#wrap(leaseHandlers(leaseOpts), 'etcdserverpb.Lease'), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
     server.addService(service('Watch'), {
       Watch: watchHandler({
         hub: this.#node.watchHub, header: (rev?: number) => this.#header(rev), maxResponseBytes: this.#o.maxRequestBytes,
@@ -146,23 +150,27 @@ export class StoreApi {
         Hash: async () => ({ header: this.#header(), hash: this.#node.sm.mvcc.hashKV(0).hash }),
         // The key space lives in memory and compaction already returns its space; nothing to defragment.
         Defragment: async () => ({ header: this.#header() }),
-      }),
+      }, 'etcdserverpb.Maintenance'),
     });
   }
 
-  #wrap(handlers: Record<string, (req: Wire) => Promise<Wire>>): grpc.UntypedServiceImplementation {
+  #wrap(handlers: Record<string, (req: Wire) => Promise<Wire>>, service = ''): grpc.UntypedServiceImplementation {
     const out: grpc.UntypedServiceImplementation = {};
+    const tracer = this.#o.tracer;
     for (const [name, fn] of Object.entries(handlers)) {
       out[name] = (call: grpc.ServerUnaryCall<Wire, Wire>, cb: grpc.sendUnaryData<Wire>) => {
         const start = performance.now();
+        const span = tracer ? grpcServerSpan(tracer, service, name, extractContext((k) => call.metadata.get(k)[0]?.toString())) : undefined;
         fn(call.request).then(
           (res) => {
             this.#o.onRequest?.(name, grpc.status.OK, (performance.now() - start) / 1000);
+            span?.end(grpc.status.OK);
             cb(null, res);
           },
           (err: unknown) => {
             const e = toGrpcError(err);
             this.#o.onRequest?.(name, e.code ?? grpc.status.UNKNOWN, (performance.now() - start) / 1000);
+            span?.end(e.code ?? grpc.status.UNKNOWN, e.details);
             cb(e);
           },
         );

@@ -45,11 +45,11 @@ export async function startUpstream(addr: string, mode: string): Promise<{ proc:
 }
 
 /** Start `ballast sidecar` with this configuration; resolves once /ready answers. */
-export async function startSidecar(config: Record<string, unknown>, adminPort: number): Promise<{ proc: Proc; dir: string }> {
+export async function startSidecar(config: Record<string, unknown>, adminPort: number, env: Record<string, string> = {}): Promise<{ proc: Proc; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-sidecar-'));
   const file = join(dir, 'sidecar.yaml');
   writeFileSync(file, stringify({ admin: `127.0.0.1:${adminPort}`, ...config }));
-  const proc = new Proc(spawn(bin, ['sidecar', `--config=${file}`], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BALLAST_LOG_LEVEL: 'warn' } }));
+  const proc = new Proc(spawn(bin, ['sidecar', `--config=${file}`], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BALLAST_LOG_LEVEL: 'warn', ...env } }));
   proc.p.stderr?.on('data', (c: Buffer) => process.stderr.write(c));
   const end = Date.now() + 15_000;
   for (;;) {
