@@ -145,8 +145,9 @@ up: deps build control-plane helm ## the main job: Kubernetes on a ballast store
 	@echo; scripts/up-summary .state/cluster/admin.kubeconfig
 
 .PHONY: down
-down: ## stop what make up started
+down: build ## stop what make up started and remove its state (the cluster's data, pods' volumes, certificates)
 	./bin/ballast cluster down --state-dir .state/cluster
+	rm -rf .state/cluster
 
 .PHONY: clean
 clean: ## remove build output (keeps installed tools)
