@@ -136,6 +136,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     for (let i = 0; i < 120 && left().length > 0; i++) await new Promise((res) => setTimeout(res, 250));
     assert.deepEqual(left(), []);
     assert.equal(kubectl(['get', 'clusterrole,clusterrolebinding', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'name']).stdout.trim(), '');
+    assert.equal(kubectl(['get', 'configmap,secret,mutatingwebhookconfiguration', '-A', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'name']).stdout.trim(), '', 'dashboards and the webhook configuration go too');
     assert.equal(kubectl(['get', 'crd', 'storeclusters.ballast.dev', '-o', 'name']).stdout.trim(), 'customresourcedefinition.apiextensions.k8s.io/storeclusters.ballast.dev');
   });
 });
