@@ -24,6 +24,7 @@ const flags = {
   webhookAddr: f.string('host:port of the sidecar-injection webhook (HTTPS, self-managed certificate); empty: off', { default: '0.0.0.0:9443' }),
   webhookService: f.string('the Service in front of the webhook (its DNS name is in the serving certificate)', { default: 'ballast-operator-webhook' }),
   webhookConfig: f.string('the MutatingWebhookConfiguration whose caBundle the operator keeps', { default: 'ballast-sidecar-injector' }),
+  validatingWebhookConfig: f.string('the ValidatingWebhookConfiguration for StoreClusters whose caBundle the operator keeps; empty: StoreCluster validation off', { default: '' }),
   webhookSecret: f.string('the Secret (in --namespace) holding the webhook\'s CA and serving certificate', { default: 'ballast-webhook-tls' }),
   sidecarImage: f.string('image of the injected sidecar', { default: 'ballast:0.1.0', env: 'BALLAST_SIDECAR_IMAGE' }),
   discoveryService: f.string('the Service in front of the discovery service (injected sidecars connect to it)', { default: 'ballast-operator-discovery' }),
@@ -55,23 +56,26 @@ export const operatorCommand: Command = {
       workers: v.workers, discoveryAddress: v.discoveryAddr, leaseMs: v.leaseDuration, renewDeadlineMs: v.renewDeadline, retryMs: v.retryPeriod,
       ...(telemetry ? { tracer: telemetry.tracer } : {}),
     });
+    // Ready once the caches are synced and, when it runs here, the admission webhook serves (with
+    // its CA in the configurations): a StoreCluster applied right after install is judged, not refused.
+    let webhookServing = !v.webhookAddr;
     const lc = new Lifecycle({ log })
       .add(telemetryComponent(telemetry))
       .add({ name: 'metrics', start: async () => {
         served = await serveMetrics(metrics, host || '0.0.0.0', port, {
           '/healthz': () => ({ ok: true, reason: '' }),
-          '/readyz': () => (op.synced ? { ok: true, reason: '' } : { ok: false, reason: 'informer caches are not synced yet' }),
+          '/readyz': () => (!op.synced ? { ok: false, reason: 'informer caches are not synced yet' } : !webhookServing ? { ok: false, reason: 'the admission webhook is not serving yet' } : { ok: true, reason: '' }),
         });
       }, stop: async () => served?.close() })
       .add({ name: 'operator', start: () => op.start(), stop: () => op.stop() });
     if (v.webhookAddr) {
       const discoveryPort = Number(v.discoveryAddr.slice(v.discoveryAddr.lastIndexOf(':') + 1));
       const webhook = new InjectionWebhook({
-        kubeconfig: kc, namespace: v.namespace, address: v.webhookAddr, service: v.webhookService, webhookConfig: v.webhookConfig, secretName: v.webhookSecret,
+        kubeconfig: kc, namespace: v.namespace, address: v.webhookAddr, service: v.webhookService, webhookConfig: v.webhookConfig, validatingConfig: v.validatingWebhookConfig, secretName: v.webhookSecret,
         inject: { image: v.sidecarImage, imagePullPolicy: 'IfNotPresent', discoveryAddress: `${v.discoveryService}.${v.namespace}.svc:${discoveryPort}`, proxyPort: 15080, adminPort: 15000 },
         clock: realClock, log, metrics,
       });
-      lc.add({ name: 'webhook', start: () => webhook.start(), stop: () => webhook.stop() });
+      lc.add({ name: 'webhook', start: async () => { await webhook.start(); webhookServing = true; }, stop: () => webhook.stop() });
     }
     const done = new Promise<number>((resolve) => lc.handleSignals(resolve));
     await lc.start();

@@ -160,10 +160,14 @@ export class StoreClusterController {
     // Keep the template's bootstrap configuration in step with the Raft configuration.
     const keep = async (replicas: number) => this.#applySet(sc, replicas, membersNow.length > 0 ? membersNow : Array.from({ length: current }, (_, i) => ({ name: specs.memberName(sc, i), peerUrl: specs.peerUrl(sc, i) })), membersNow.length > 0 ? 'existing' : 'new');
     if (!o.leaderId || !list) {
-      await keep(current);
-      return o.pods.length > 0 && o.pods.every((p) => p.status?.podIP) && this.#hadLeader(sc)
-        ? { phase: 'QuorumLost', quorumLost: true, progressing: ['False', 'QuorumLost', 'no leader'] }
-        : { phase: 'Bootstrapping', progressing: ['True', 'WaitingForLeader', 'waiting for the members to elect a leader'] };
+      // Without a leader the Raft configuration is unknown: the StatefulSet is left exactly as
+      // it is (rewriting its bootstrap settings from a guess could, on a member that lost its
+      // data, start a second cluster).
+      if (o.pods.length > 0 && o.pods.every((p) => p.status?.podIP) && this.#hadLeader(sc)) {
+        if (sc.status?.phase !== 'QuorumLost') this.#d.event(sc, 'Warning', 'QuorumLost', `no leader: fewer than a quorum of the ${current} members answer; nothing will be removed or replaced until they are back`);
+        return { phase: 'QuorumLost', quorumLost: true, progressing: ['False', 'QuorumLost', 'no leader'] };
+      }
+      return { phase: 'Bootstrapping', progressing: ['True', 'WaitingForLeader', 'waiting for the members to elect a leader'] };
     }
     const leaderClient = () => {
       const leaderName = membersNow.find((_, i) => list[i]?.id === o.leaderId)?.name;

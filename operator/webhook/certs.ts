@@ -63,6 +63,8 @@ export interface CertManagerOptions {
   secretName: string;
   service: string;
   webhookConfig: string;
+  /** The ValidatingWebhookConfiguration whose caBundle is kept too ('' when there is none). */
+  validatingConfig?: string;
   now: () => Date;
 }
 
@@ -103,24 +105,30 @@ export async function ensureServingCert(o: CertManagerOptions): Promise<ServingC
   return cert as ServingCert;
 }
 
-/** Put the CA into every webhook of the configuration (when it is not there already). */
+/** Put the CA into every webhook of both configurations (when it is not there already). */
 async function trustCa(o: CertManagerOptions, caPem: string): Promise<void> {
-  for (let i = 0; i < 5; i++) {
-    let cfg;
-    try {
-      cfg = await o.admission.readMutatingWebhookConfiguration({ name: o.webhookConfig });
-    } catch (err) {
-      if ((err as { code?: number }).code === 404) return; // not installed (e.g. injection off)
-      throw err;
+  const bundle = b64(caPem);
+  type Cfg = { webhooks?: Array<{ clientConfig: { caBundle?: string } }> };
+  const keep = async (read: () => Promise<Cfg>, replace: (cfg: Cfg) => Promise<unknown>): Promise<void> => {
+    for (let i = 0; i < 5; i++) {
+      let cfg: Cfg;
+      try {
+        cfg = await read();
+      } catch (err) {
+        if ((err as { code?: number }).code === 404) return; // not installed (that webhook is off)
+        throw err;
+      }
+      if ((cfg.webhooks ?? []).every((w) => w.clientConfig.caBundle === bundle)) return;
+      for (const w of cfg.webhooks ?? []) w.clientConfig.caBundle = bundle;
+      try {
+        await replace(cfg);
+        return;
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409) throw err; // conflict: read again
+      }
     }
-    const bundle = b64(caPem);
-    if ((cfg.webhooks ?? []).every((w) => w.clientConfig.caBundle === bundle)) return;
-    for (const w of cfg.webhooks ?? []) w.clientConfig.caBundle = bundle;
-    try {
-      await o.admission.replaceMutatingWebhookConfiguration({ name: o.webhookConfig, body: cfg });
-      return;
-    } catch (err) {
-      if ((err as { code?: number }).code !== 409) throw err; // conflict: read again
-    }
-  }
+  };
+  await keep(() => o.admission.readMutatingWebhookConfiguration({ name: o.webhookConfig }), (cfg) => o.admission.replaceMutatingWebhookConfiguration({ name: o.webhookConfig, body: cfg as never }));
+  const v = o.validatingConfig;
+  if (v) await keep(() => o.admission.readValidatingWebhookConfiguration({ name: v }), (cfg) => o.admission.replaceValidatingWebhookConfiguration({ name: v, body: cfg as never }));
 }

@@ -10,24 +10,58 @@ import type { Logger } from '../../lib/log.ts';
 import type { Metrics } from '../../lib/metrics.ts';
 import { type InjectOptions, injectionPatch } from './inject.ts';
 import type { ServingCert } from './certs.ts';
+import type { StoreCluster } from '../api/storecluster.ts';
 
 interface AdmissionReview {
   apiVersion?: string;
   kind?: string;
-  request?: { uid: string; kind?: { kind?: string }; object?: unknown; namespace?: string; operation?: string };
+  request?: { uid: string; kind?: { kind?: string }; object?: unknown; oldObject?: unknown; namespace?: string; operation?: string };
 }
+
+/** Judges a StoreCluster create or update: the problems, each saying what to change (none: allowed). */
+export type StoreClusterValidator = (operation: string, object: StoreCluster, old: StoreCluster | undefined) => Promise<string[]>;
 
 export class WebhookServer {
   readonly #server: Server;
   readonly #log: Logger;
   readonly #m;
 
-  constructor(cert: ServingCert, inject: InjectOptions, log: Logger, metrics: Metrics, excluded: readonly string[] = ['kube-system']) {
+  constructor(cert: ServingCert, inject: InjectOptions, log: Logger, metrics: Metrics, excluded: readonly string[] = ['kube-system'], validator?: StoreClusterValidator) {
     this.#log = log;
+    const validations = metrics.counter('ballast_operator_validations_total', 'StoreCluster admission reviews answered by the validating webhook, by result (allowed, denied, error).', ['result']);
+    for (const result of ['allowed', 'denied', 'error']) validations.inc({ result }, 0);
     this.#m = metrics.counter('ballast_operator_webhook_requests_total', 'Admission reviews answered, by result (injected, skipped, error).', ['result']);
     for (const result of ['injected', 'skipped', 'error']) this.#m.inc({ result }, 0);
     this.#server = createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
       if (req.method === 'GET' && req.url === '/healthz') return void res.writeHead(200).end('ok\n');
+      if (req.method === 'POST' && validator && req.url?.startsWith('/validate-storeclusters')) {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => void (async () => {
+          let review: AdmissionReview;
+          try {
+            review = JSON.parse(Buffer.concat(chunks).toString()) as AdmissionReview;
+          } catch {
+            return void res.writeHead(400, { 'content-type': 'text/plain' }).end('body is not an AdmissionReview (JSON)\n');
+          }
+          const r = review.request;
+          let response: Record<string, unknown> = { uid: r?.uid ?? '', allowed: true };
+          try {
+            const problems = r?.object && r.kind?.kind === 'StoreCluster' ? await validator(r.operation ?? '', r.object as StoreCluster, r.oldObject as StoreCluster | undefined) : [];
+            if (problems.length > 0) {
+              response = { ...response, allowed: false, status: { code: 422, reason: 'Invalid', message: `StoreCluster ${r?.namespace ?? ''}/${(r?.object as StoreCluster).metadata.name}: ${problems.join('; ')}` } };
+              validations.inc({ result: 'denied' });
+            } else validations.inc({ result: 'allowed' });
+          } catch (err) {
+            // The lookups failed (the apiserver is away): refuse with the reason, so the change is retried rather than judged blind.
+            validations.inc({ result: 'error' });
+            log.warn({ err }, 'StoreCluster validation could not look up what it needs');
+            response = { ...response, allowed: false, status: { code: 503, reason: 'ServiceUnavailable', message: `Ballast could not check this StoreCluster (${(err as Error).message}); try again` } };
+          }
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: review.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response }));
+        })());
+        return;
+      }
       if (req.method !== 'POST' || !req.url?.startsWith('/mutate-pods')) return void res.writeHead(404).end();
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));

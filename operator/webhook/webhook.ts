@@ -1,5 +1,7 @@
-/** The injection webhook as a component: certificate (self-managed, re-checked hourly), HTTPS server. */
-import { AdmissionregistrationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+/** The admission webhooks as a component (sidecar injection, StoreCluster validation): certificate (self-managed, re-checked hourly), HTTPS server. */
+import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type KubeConfig, StorageV1Api } from '@kubernetes/client-node';
+import type { StoreCluster } from '../api/storecluster.ts';
+import { type ValidationLookups, validateStoreCluster } from './validate.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Metrics } from '../../lib/metrics.ts';
@@ -13,6 +15,8 @@ export interface InjectionWebhookOptions {
   address: string;
   service: string;
   webhookConfig: string;
+  /** The StoreCluster ValidatingWebhookConfiguration ('' : validation off). */
+  validatingConfig?: string;
   secretName: string;
   inject: InjectOptions;
   clock: Clock;
@@ -32,7 +36,7 @@ export class InjectionWebhook {
     this.#o = o;
     this.#certs = {
       core: o.kubeconfig.makeApiClient(CoreV1Api), admission: o.kubeconfig.makeApiClient(AdmissionregistrationV1Api),
-      namespace: o.namespace, secretName: o.secretName, service: o.service, webhookConfig: o.webhookConfig,
+      namespace: o.namespace, secretName: o.secretName, service: o.service, webhookConfig: o.webhookConfig, validatingConfig: o.validatingConfig ?? '',
       now: () => new Date(o.clock.wallNow()),
     };
   }
@@ -40,7 +44,22 @@ export class InjectionWebhook {
   async start(): Promise<void> {
     const cert = await ensureServingCert(this.#certs);
     this.#serving = cert.certPem;
-    this.#server = new WebhookServer(cert, this.#o.inject, this.#o.log, this.#o.metrics, ['kube-system', this.#o.namespace]);
+    const kc = this.#o.kubeconfig;
+    const [storage, apps] = [kc.makeApiClient(StorageV1Api), kc.makeApiClient(AppsV1Api)];
+    const lookups: ValidationLookups = {
+      storageClasses: async () => (await storage.listStorageClass()).items.map((c) => c.metadata?.name ?? ''),
+      statefulSet: async (namespace, name) => {
+        try {
+          const set = await apps.readNamespacedStatefulSet({ namespace, name });
+          return { owners: (set.metadata?.ownerReferences ?? []).map((r) => ({ kind: r.kind, name: r.name })) };
+        } catch (err) {
+          if ((err as { code?: number }).code === 404) return undefined;
+          throw err;
+        }
+      },
+    };
+    const validator = this.#o.validatingConfig ? (op: string, sc: StoreCluster, old: StoreCluster | undefined) => validateStoreCluster(op, sc, old, lookups) : undefined;
+    this.#server = new WebhookServer(cert, this.#o.inject, this.#o.log, this.#o.metrics, ['kube-system', this.#o.namespace], validator);
     this.port = await this.#server.listen(this.#o.address);
     // Hourly: renew before expiry, and put the CA back if an upgrade blanked the caBundle.
     this.#timer = this.#o.clock.setInterval(() => {

@@ -56,6 +56,21 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.match(holder, /^ballast-operator-/, 'the leader is one of the operator pods (by pod name)');
   });
 
+  it('the validating webhook refuses what the schema and CEL cannot judge, saying what to change', () => {
+    const cluster = (name: string, storage: Record<string, unknown>) => JSON.stringify({ apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name, namespace: 'default' }, spec: { replicas: 1, version: '0.1.0', storage } });
+    const missing = kubectl(['apply', '-f', '-'], cluster('fast', { size: '1Gi', storageClassName: 'fast-ssd' }));
+    assert.notEqual(missing.status, 0, 'a StorageClass that does not exist');
+    assert.match(missing.stderr, /denied the request: StoreCluster default\/fast: spec\.storage\.storageClassName: StorageClass "fast-ssd" does not exist; use one of "[^"]+"/);
+    const set = { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'taken', namespace: 'default' }, spec: { replicas: 0, serviceName: 'taken', selector: { matchLabels: { app: 'taken' } }, template: { metadata: { labels: { app: 'taken' } }, spec: { containers: [{ name: 'c', image: 'ballast-test/http-echo' }] } } } };
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(set)).status, 0);
+    const taken = kubectl(['apply', '-f', '-'], cluster('taken', { size: '1Gi' }));
+    assert.notEqual(taken.status, 0, 'a name another StatefulSet has');
+    assert.match(taken.stderr, /metadata\.name: a StatefulSet named "taken" already exists in namespace "default" and is not this StoreCluster's; choose another name/);
+    assert.equal(kubectl(['delete', 'statefulset', 'taken']).status, 0);
+    // The example (no class: the default) was admitted above; an unchanged apply still is.
+    assert.equal(kubectl(['apply', '-f', join(root, 'examples', 'storecluster.yaml')]).status, 0);
+  });
+
   it('injects the sidecar into pods of labelled namespaces; the app\'s calls go through it with the ResiliencePolicy streamed by the operator', async (t) => {
     const start = Date.now();
     assert.equal(kubectl(['create', 'namespace', 'shop']).status, 0);
@@ -136,7 +151,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     for (let i = 0; i < 120 && left().length > 0; i++) await new Promise((res) => setTimeout(res, 250));
     assert.deepEqual(left(), []);
     assert.equal(kubectl(['get', 'clusterrole,clusterrolebinding', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'name']).stdout.trim(), '');
-    assert.equal(kubectl(['get', 'configmap,secret,mutatingwebhookconfiguration', '-A', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'name']).stdout.trim(), '', 'dashboards and the webhook configuration go too');
+    assert.equal(kubectl(['get', 'configmap,secret,mutatingwebhookconfiguration,validatingwebhookconfiguration', '-A', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'name']).stdout.trim(), '', 'dashboards and the webhook configuration go too');
     assert.equal(kubectl(['get', 'crd', 'storeclusters.ballast.dev', '-o', 'name']).stdout.trim(), 'customresourcedefinition.apiextensions.k8s.io/storeclusters.ballast.dev');
   });
 });

@@ -2,16 +2,21 @@
 // StoreCluster. Promises: a 3-member cluster becomes Ready and serves etcdctl through its client
 // Service; scaling 3→5→3 under continuous writes loses no acknowledged write and leaves the
 // member list matching the pods; deleting the leader pod elects a new leader and the pod
-// rejoins; invalid resources are refused with messages that say what to change; the paused
-// annotation stops changes; with two operator replicas, killing the leader hands over within
+// rejoins; a rolling update under a client writing through its sidecar fails no request; losing
+// quorum is reported (QuorumLost, with the recovery steps) and acted on by nothing; invalid
+// resources are refused with messages that say what to change; the paused annotation stops
+// changes; with two operator replicas, killing the leader hands over within
 // the lease duration and a graceful stop hands over in under 3 s.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { loadProtos } from '../../store/api/server.ts';
 import { RetryingKv } from '../support/retrying-kv.ts';
+import { startSidecar } from '../support/sidecar-procs.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -22,8 +27,11 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
   const jsonpath = (what: string[], path: string) => kubectl(['get', ...what, '-o', `jsonpath=${path}`]).stdout.trim();
   const operators: ChildProcess[] = [];
+  const discoveryPorts: number[] = [];
   const startOperator = async () => {
-    const p = spawn(bin, ['operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${await freePort()}`, `--discovery-addr=127.0.0.1:${await freePort()}`, '--webhook-addr=', '--namespace=ballast-system'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const discoveryPort = await freePort();
+    discoveryPorts.push(discoveryPort);
+    const p = spawn(bin, ['operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${await freePort()}`, `--discovery-addr=127.0.0.1:${discoveryPort}`, '--webhook-addr=', '--namespace=ballast-system'], { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout?.resume();
     p.stderr?.resume();
     operators.push(p);
@@ -144,10 +152,36 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.deepEqual(memberNames(), ['orders-0', 'orders-1', 'orders-2']);
   });
 
-  it('a version update replaces members one at a time, leader last: every write succeeds (with retries), leadership moves exactly once', async (t) => {
+  it('a version update replaces members one at a time, leader last: every write of a client going through its sidecar succeeds (the sidecar retries), leadership moves exactly once', async (t) => {
     const term = () => Math.max(...memberPods().map(([, ip]) => Number(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'endpoint', 'status', '-w', 'simple', '--command-timeout=1s'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout.split(',').map((f) => f.trim())[6] ?? 0)));
+    // The client's sidecar, as the webhook would inject it: its policy and the client Service's
+    // endpoints streamed by the operator's discovery service; the app (a raw gRPC client, no
+    // retries of its own) calls 127.0.0.1:<localPort>.
+    const localPort = await freePort();
+    const policy = { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'orders-client', namespace: 'default' }, spec: {
+      service: { name: 'orders-client', port: 2379 }, protocol: 'http2', localPort,
+      policy: { timeouts: { attemptMs: 3000, requestMs: 20_000 }, retries: { maxAttempts: 10, idempotentPaths: ['/etcdserverpb.KV/'], backoffMaxMs: 500, budget: { ratioPercent: 100, minPerSecond: 50 } } },
+    } };
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(policy)).status, 0);
+    const adminPort = await freePort();
+    const sidecar = await startSidecar({ discovery: { address: `127.0.0.1:${discoveryPorts[0]}`, node: 'default/writer' } }, adminPort);
+    const KV = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['KV'] as grpc.ServiceClientConstructor;
+    const kv = new KV(`127.0.0.1:${localPort}`, grpc.credentials.createInsecure()) as unknown as { Put(r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void): void; close(): void };
+    const put = (key: string) => new Promise<grpc.ServiceError | null>((res) => kv.Put({ key: Buffer.from(key), value: Buffer.from('v') }, { deadline: Date.now() + 20_000 }, res));
+    for (let i = 0; i < 200 && (await put('update/probe')) !== null; i++) await sleep(100);
+    assert.equal(await put('update/probe'), null, 'the sidecar has its configuration and endpoints');
     const before = term();
-    const { kv, acked, refresh, stop } = startWriter('update/');
+    const acked: string[] = [];
+    const failed: string[] = [];
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) {
+        const key = `update/${String(i).padStart(6, '0')}`;
+        const err = await put(key);
+        if (err) failed.push(`${key}: ${err.code} ${err.details}`);
+        else acked.push(key);
+      }
+    })();
     const start = Date.now();
     try {
       assert.equal(kubectl(['patch', 'storecluster', 'orders', '--type=merge', '-p', '{"spec":{"version":"0.2.0"}}']).status, 0);
@@ -155,16 +189,21 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       await until(() => versions().length === 3 && versions().every((v) => v === '0.2.0') && phase() === '3/Ready', 'every member runs 0.2.0 and is ready', 300_000);
       t.diagnostic(`rolling update of 3 members: ${Date.now() - start} ms`);
     } finally {
-      await stop();
+      writing = false;
+      await writer;
     }
     assert.equal(jsonpath(['storecluster', 'orders'], '{.status.currentVersion}'), '0.2.0');
     const moved = term() - before;
-    refresh();
-    const stored = await kv.keys('update/');
-    t.diagnostic(`${acked.length} writes, every one acknowledged (${kv.retries} retries); Raft term +${moved}`);
+    const retries = (await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()).split('\n').filter((l) => l.startsWith('ballast_sidecar_retries_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    t.diagnostic(`${acked.length} writes through the sidecar, ${failed.length} failed, ${retries} retried by the sidecar; Raft term +${moved}`);
+    assert.deepEqual(failed, [], 'every request through the sidecar succeeded');
+    const ip = memberPods()[0]![1];
+    const stored = new Set(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'get', 'update/', '--prefix', '--keys-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 64 * 1024 * 1024 }).stdout.split('\n').filter(Boolean));
     assert.deepEqual(acked.filter((k) => !stored.has(k)), [], 'every acknowledged write survives');
     assert.equal(moved, 1, 'leadership moved exactly once (one term)');
     kv.close();
+    await sidecar.proc.stop();
+    kubectl(['delete', 'resiliencepolicy', 'orders-client']);
   });
 
   it('wiping a member\'s data directory: the member stops instead of voting, and is repaired (removed, re-added empty as a learner) with no quorum lost', async () => {
@@ -207,6 +246,49 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=3']).status, 0);
     assert.equal(kubectl(['annotate', 'storecluster', 'orders', 'ballast.dev/reconcile-']).status, 0);
     await until(() => phase() === '3/Ready', 'resumes', 60_000);
+  });
+
+  it('losing quorum (2 of 3 members frozen): QuorumLost with the recovery steps, and nothing removed, replaced or deleted; Ready again when they return', async (t) => {
+    await until(() => phase() === '3/Ready', 'Ready to begin with', 120_000);
+    const snapshot = () => ({
+      set: jsonpath(['statefulset', 'orders'], '{.spec.replicas}/{.metadata.generation}'),
+      pods: jsonpath(['pods', '-l', 'app.kubernetes.io/instance=orders'], '{.items[*].metadata.uid}').split(' ').sort(),
+      claims: jsonpath(['pvc', '-l', 'app.kubernetes.io/instance=orders'], '{.items[*].metadata.uid}').split(' ').sort(),
+    });
+    const before = snapshot();
+    // The member processes of two pods (the kubelet runs them in the pods' namespaces; found by
+    // the pod name in their environment), frozen with SIGSTOP: alive, silent.
+    const pidsOf = (pod: string) => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/environ`, 'utf8').split('\0').includes(`HOSTNAME=${pod}`) && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('store');
+      } catch {
+        return false;
+      }
+    }).map(Number);
+    const frozen = memberPods().map(([name]) => name).sort().slice(0, 2).flatMap(pidsOf);
+    assert.equal(frozen.length, 2, 'one member process per frozen pod');
+    const start = Date.now();
+    for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+    try {
+      const available = (f: string) => jsonpath(['storecluster', 'orders'], `{.status.conditions[?(@.type=="Available")].${f}}`);
+      await until(() => available('reason') === 'QuorumLost', 'QuorumLost reported', 90_000);
+      t.diagnostic(`QuorumLost reported ${Date.now() - start} ms after 2 of 3 members froze`);
+      assert.equal(jsonpath(['storecluster', 'orders'], '{.status.phase}'), 'QuorumLost');
+      assert.match(available('message'), /Bring the members' pods back.*restore a snapshot/s, 'the message says how to recover');
+      assert.match(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=orders,reason=QuorumLost', '-o', 'jsonpath={.items[*].message}']).stdout, /nothing will be removed or replaced/);
+      // The operator keeps reconciling, and must not act: no member removed, nothing replaced.
+      await sleep(10_000);
+      assert.deepEqual(snapshot(), before, 'the StatefulSet, the pods and their volumes are untouched');
+    } finally {
+      for (const pid of frozen) {
+        try {
+          process.kill(pid, 'SIGCONT');
+        } catch { /* gone */ }
+      }
+    }
+    await until(() => phase() === '3/Ready', 'Ready again once the members are back', 120_000);
+    t.diagnostic(`Ready again ${Date.now() - start} ms after the freeze began`);
+    assert.equal(memberNames().length, 3);
   });
 
   it('two operator replicas: kill -9 of the leader hands over within the lease duration; a graceful stop in under 3 s', async (t) => {

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { StoreCluster } from '../api/storecluster.ts';
+import { type ValidationLookups, validateStoreCluster } from './validate.ts';
+
+const base: StoreCluster = {
+  apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop' },
+  spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi', retainOnScaleDown: false } },
+} as StoreCluster;
+const with_ = (patch: Partial<StoreCluster['spec']>, status?: StoreCluster['status']): StoreCluster => ({ ...base, spec: { ...base.spec, ...patch }, ...(status ? { status } : {}) });
+const lookups = (o: { classes?: string[]; set?: Array<{ kind: string; name: string }> } = {}): ValidationLookups => ({
+  storageClasses: async () => o.classes ?? ['standard'],
+  statefulSet: async () => (o.set ? { owners: o.set } : undefined),
+});
+
+describe('StoreCluster validation (what CEL cannot judge)', () => {
+  it('a plain StoreCluster passes', async () => {
+    assert.deepEqual(await validateStoreCluster('CREATE', base, undefined, lookups()), []);
+  });
+
+  it('a missing StorageClass is refused, naming the ones that exist', async () => {
+    const [p] = await validateStoreCluster('CREATE', with_({ storage: { size: '1Gi', storageClassName: 'fast', retainOnScaleDown: false } }), undefined, lookups({ classes: ['standard', 'local'] }));
+    assert.match(p ?? '', /^spec\.storage\.storageClassName: StorageClass "fast" does not exist; use one of "standard", "local"/);
+    assert.deepEqual(await validateStoreCluster('CREATE', with_({ storage: { size: '1Gi', storageClassName: 'local', retainOnScaleDown: false } }), undefined, lookups({ classes: ['local'] })), []);
+  });
+
+  it('an unchanged class is not looked up again on update (a class removed later does not block edits)', async () => {
+    const sc = with_({ storage: { size: '1Gi', storageClassName: 'gone', retainOnScaleDown: false } });
+    assert.deepEqual(await validateStoreCluster('UPDATE', { ...sc, spec: { ...sc.spec, replicas: 5 } }, sc, lookups({ classes: [] })), []);
+  });
+
+  it('a StatefulSet of the same name that is not its own is refused on create', async () => {
+    const [p] = await validateStoreCluster('CREATE', base, undefined, lookups({ set: [{ kind: 'Deployment', name: 'x' }] }));
+    assert.match(p ?? '', /^metadata\.name: a StatefulSet named "orders" already exists in namespace "shop" and is not this StoreCluster's; choose another name/);
+    assert.deepEqual(await validateStoreCluster('CREATE', base, undefined, lookups({ set: [{ kind: 'StoreCluster', name: 'orders' }] })), [], 'its own (re-created after a delete with orphans)');
+  });
+
+  it('spec.tls is refused rather than ignored (members would serve plaintext)', async () => {
+    const [p] = await validateStoreCluster('CREATE', with_({ tls: { clientSecretName: 'orders-tls' } }), undefined, lookups());
+    assert.match(p ?? '', /^spec\.tls: the operator does not configure TLS for StoreCluster members yet/);
+  });
+
+  it('while quorum is lost, replicas and version cannot change; other edits can', async () => {
+    const old = with_({}, { phase: 'QuorumLost' } as StoreCluster['status']);
+    const problems = await validateStoreCluster('UPDATE', with_({ replicas: 5, version: '0.2.0' }), old, lookups());
+    assert.equal(problems.length, 2);
+    assert.match(problems[0] ?? '', /^spec\.replicas: the cluster has lost quorum .* bring the members back first \(kubectl get pods -n shop -l app\.kubernetes\.io\/instance=orders\)/);
+    assert.match(problems[1] ?? '', /^spec\.version: the cluster has lost quorum/);
+    assert.deepEqual(await validateStoreCluster('UPDATE', with_({ replicas: 5 }), with_({}, { phase: 'Ready' } as StoreCluster['status']), lookups()), []);
+  });
+});

@@ -1,0 +1,56 @@
+/**
+ * The StoreCluster validating webhook's judgement (pure, lookups injected): what the CRD's
+ * schema and CEL rules cannot say because it depends on other objects or on the cluster's state.
+ * Each problem names the field, what is wrong, and what to do.
+ *
+ * - `spec.storage.storageClassName` must name a StorageClass that exists (a claim for a missing
+ *   class stays Pending forever, and the class cannot be changed afterwards).
+ * - On create, no StatefulSet of the same name may exist that this StoreCluster does not own
+ *   (the operator would fight over it).
+ * - `spec.tls` is refused: the operator does not configure member TLS yet, and a cluster that
+ *   asked for TLS must not come up serving plaintext without saying so.
+ * - While the cluster has lost quorum, `spec.replicas` and `spec.version` cannot change:
+ *   membership changes and rolling updates need a quorum, and queuing them would act the moment
+ *   members return, before anyone looked.
+ */
+import type { StoreCluster } from '../api/storecluster.ts';
+
+export interface ValidationLookups {
+  /** Names of the cluster's StorageClasses. */
+  storageClasses(): Promise<string[]>;
+  /** The StatefulSet of that name: undefined when there is none, else its owner references' kinds/names. */
+  statefulSet(namespace: string, name: string): Promise<{ owners: Array<{ kind: string; name: string }> } | undefined>;
+}
+
+export async function validateStoreCluster(operation: string, sc: StoreCluster, old: StoreCluster | undefined, l: ValidationLookups): Promise<string[]> {
+  const problems: string[] = [];
+  const ns = sc.metadata.namespace ?? 'default';
+  const name = sc.metadata.name;
+  const cls = sc.spec.storage?.storageClassName;
+  // Only when it is set or changed (an existing cluster keeps working if its class was removed later).
+  if (cls && (operation === 'CREATE' || old?.spec.storage?.storageClassName !== cls)) {
+    const classes = await l.storageClasses();
+    if (!classes.includes(cls)) {
+      problems.push(`spec.storage.storageClassName: StorageClass "${cls}" does not exist; ${classes.length > 0 ? `use one of ${classes.map((c) => `"${c}"`).join(', ')}` : 'the cluster has none'}, create it first, or leave the field out for the cluster's default class`);
+    }
+  }
+  if (sc.spec.tls && (sc.spec.tls.clientSecretName || sc.spec.tls.peerSecretName)) {
+    problems.push('spec.tls: the operator does not configure TLS for StoreCluster members yet, so the members would serve plaintext; remove spec.tls (ballast store itself supports TLS with etcd\'s flags: see docs/store.md)');
+  }
+  if (operation === 'CREATE') {
+    const set = await l.statefulSet(ns, name);
+    if (set && !set.owners.some((o) => o.kind === 'StoreCluster' && o.name === name)) {
+      problems.push(`metadata.name: a StatefulSet named "${name}" already exists in namespace "${ns}" and is not this StoreCluster's; choose another name (the operator would take over that StatefulSet)`);
+    }
+  }
+  if (operation === 'UPDATE' && old?.status?.phase === 'QuorumLost') {
+    const selector = `app.kubernetes.io/instance=${name}`;
+    if (old.spec.replicas !== sc.spec.replicas) {
+      problems.push(`spec.replicas: the cluster has lost quorum (no leader), and adding or removing members needs one; bring the members back first (kubectl get pods -n ${ns} -l ${selector}), then change replicas (it stays ${old.spec.replicas})`);
+    }
+    if (old.spec.version !== sc.spec.version) {
+      problems.push(`spec.version: the cluster has lost quorum (no leader), and a rolling update needs one; bring the members back first (kubectl get pods -n ${ns} -l ${selector}), then change the version (it stays ${old.spec.version})`);
+    }
+  }
+  return problems;
+}
