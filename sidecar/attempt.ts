@@ -139,6 +139,16 @@ export abstract class AttemptPhase {
     return isIdempotent(this.route.policy.retries, this.method, this.path, this.isGrpc);
   }
 
+  /** Fewer than panicThresholdPercent of the endpoints are available (not ejected, breaker not open). */
+  #panicking(now: number): boolean {
+    const { up } = this;
+    const threshold = up.policy.outlier.panicThresholdPercent;
+    if (threshold <= 0) return false;
+    let available = 0;
+    for (const e of up.endpointList) if (!up.outlier?.isEjected(e.id) && e.breaker?.state(now) !== 'open') available++;
+    return (available * 100) / up.endpointList.length < threshold;
+  }
+
   /** Start an attempt (a first try, a retry, or a hedge); false when none was started. */
   launch(hedge: boolean): boolean {
     const { up } = this;
@@ -171,9 +181,21 @@ export abstract class AttemptPhase {
       if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);
       return false;
     }
+    // Panic (Envoy's rule, applied to breakers as to ejections): when fewer than
+    // panicThresholdPercent of the endpoints will take a request, the breakers are advisory and
+    // every endpoint not yet tried shares the load. Failures confined to some requests (one
+    // path, one tenant) open every endpoint's breaker without the endpoints being down; refusing
+    // everything then turns a partial failure into a total one.
+    if (!ep && up.endpointList.length > 0 && this.#panicking(now)) {
+      const picked = up.picker.pick(this.hashKey(), this.tried.length > 0 ? new Set(this.tried) : undefined);
+      ep = picked ? up.endpoints.get(picked.id) : undefined;
+      ticket = undefined;
+    }
     if (!ep) {
       if (this.attempts.length > 0) return false; // others are still trying
-      this.fail(up.endpointList.length === 0 ? 'SIDECAR_ERR_NO_ENDPOINT' : 'SIDECAR_ERR_UPSTREAM_UNREACHABLE', up.endpointList.length === 0 ? `${up.name} has no endpoints` : `every endpoint of ${up.name} has an open circuit breaker`);
+      if (up.endpointList.length === 0) this.fail('SIDECAR_ERR_NO_ENDPOINT', `${up.name} has no endpoints`);
+      else if (this.tried.length > 0) this.fail('SIDECAR_ERR_UPSTREAM_UNREACHABLE', `no endpoint of ${up.name} was left to try`);
+      else this.fail('SIDECAR_ERR_CIRCUIT_OPEN', `every endpoint of ${up.name} has an open circuit breaker`);
       return false;
     }
     this.attemptCount++;

@@ -129,7 +129,7 @@ export const policySchema: Schema = s.object('Resilience policy for calls to one
     baseEjectionMs: ms('Ejection time, multiplied by the times the endpoint was ejected.', 30_000, 1),
     maxEjectionMs: ms('Ejection time at most.', 300_000, 1),
     maxEjectionPercent: pct('At most this percent of endpoints out at once (at least one may be; never all).', 50),
-    panicThresholdPercent: pct('Below this percent of healthy endpoints, ejections are ignored and all endpoints share the load.', 50),
+    panicThresholdPercent: pct('Below this percent of available endpoints (not ejected, circuit breaker not open), ejections and open breakers are ignored and all endpoints share the load (0: never).', 50),
     failurePercentThreshold: pct('Eject an endpoint whose failures in an interval reach this percent (0: off).', 85),
     failurePercentMinRequests: s.int('The failure-percent rule needs this many requests in the interval.', { default: 50, minimum: 1 }),
   }),

@@ -17,7 +17,7 @@ import { SeededRandom } from '../../lib/random.ts';
 import { resolveConfig } from '../../sidecar/config.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
 import { StoreCluster } from '../support/store-cluster.ts';
-import { type TestUpstream, ok, startUpstreams, status } from '../support/upstreams.ts';
+import { type Behaviour, type TestUpstream, ok, startUpstreams, status } from '../support/upstreams.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -265,6 +265,23 @@ describe('sidecar policies', () => {
     assert.equal(r.headers.get('x-ballast-error'), 'SIDECAR_ERR_CIRCUIT_OPEN');
     assert.ok(r.headers.get('retry-after'));
     assert.equal(ups[0]!.seen.length, 5, 'the open breaker sent nothing');
+  });
+
+  it('panic routing: when failures on one path open every endpoint\'s breaker, other requests still go through (Envoy\'s panic threshold applies to breakers too); with the threshold at 0 they are refused', async () => {
+    // 500: a failure of those requests, not an overload signal (a 503 would rightly engage client-side throttling).
+    const failing: Behaviour = (req, res, n) => (req.url?.startsWith('/bad') ? status(500) : ok())(req, res, n);
+    const ups = await upstreams(2, failing);
+    const { url } = await sidecar(web(ups, { retries: { maxAttempts: 2, retryOn: ['5xx'] }, balancer: { kind: 'roundRobin' }, breaker: { endpoint: { consecutiveFailures: 2, openMs: 60_000 } } }));
+    for (let i = 0; i < 4; i++) assert.equal((await get(url('/bad'))).status, 500);
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await get(url('/good'))).status);
+    assert.deepEqual(statuses, Array(20).fill(200), 'healthy requests are served while every breaker is open');
+    const strict = await upstreams(2, failing);
+    const s2 = await sidecar(web(strict, { retries: { maxAttempts: 2, retryOn: ['5xx'] }, balancer: { kind: 'roundRobin' }, outlier: { panicThresholdPercent: 0 }, breaker: { endpoint: { consecutiveFailures: 2, openMs: 60_000 } } }));
+    for (let i = 0; i < 4; i++) await get(s2.url('/bad'));
+    const r = await get(s2.url('/good'));
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('x-ballast-error'), 'SIDECAR_ERR_CIRCUIT_OPEN', 'every endpoint\'s breaker is open: a local refusal, named as such');
   });
 
   it('bulkhead: maxConcurrent run, queueLength wait, the rest fail fast; a waiter times out (virtual time)', async () => {
