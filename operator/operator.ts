@@ -5,7 +5,7 @@
  * starts at once). Metrics: reconciles by result, their duration, queue depth, leadership.
  */
 import { hostname } from 'node:os';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1EndpointSlice, type V1Pod, type V1Service, type V1StatefulSet } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, PatchStrategy, type V1EndpointSlice, type V1Pod, type V1Service, type V1StatefulSet, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { SharedInformer } from '../lib/kube/informer.ts';
@@ -16,11 +16,12 @@ import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
 import type { ResiliencePolicy } from './api/resiliencepolicy.ts';
 import { group, type StoreCluster, version } from './api/storecluster.ts';
-import { ResiliencePolicyStatus } from './controllers/resiliencepolicy.ts';
+import { ResiliencePolicyStatus, appliedVersionAnnotation, rejectedVersionAnnotation } from './controllers/resiliencepolicy.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';
 import { DiscoveryServer } from './discovery/server.ts';
 import { MemberClient } from './members.ts';
 import { labels } from './specs/storecluster.ts';
+import { sidecarLabel } from './webhook/inject.ts';
 
 export interface OperatorOptions {
   kubeconfig: KubeConfig;
@@ -106,10 +107,19 @@ export class Operator {
         list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'resiliencepolicies' }) as Promise<KubernetesListObject<ResiliencePolicy>> });
       const services = new SharedInformer<V1Service>({ ...informer, path: '/api/v1/services', list: () => this.#core.listServiceForAllNamespaces() });
       const slices = new SharedInformer<V1EndpointSlice>({ ...informer, path: '/apis/discovery.k8s.io/v1/endpointslices', list: () => discovery.listEndpointSliceForAllNamespaces() });
+      const injected = `${sidecarLabel}=injected`;
+      const sidecars = new SharedInformer<V1Pod>({ ...informer, path: '/api/v1/pods', labelSelector: injected, list: () => this.#core.listPodForAllNamespaces({ labelSelector: injected }) });
+      // Acks arrive at whichever replica holds the sidecar's stream: recorded on its pod, read by the leader's status writer.
+      const onAck = (namespace: string, pod: string, v: string, error: string): void => {
+        const annotations = error ? { [rejectedVersionAnnotation]: `${v}: ${error}`.slice(0, 1024) } : { [appliedVersionAnnotation]: v, [rejectedVersionAnnotation]: null };
+        this.#core.patchNamespacedPod({ namespace, name: pod, body: { metadata: { annotations } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)).catch((err: unknown) => {
+          if ((err as { code?: number }).code !== 404) o.log.warn({ err, namespace, pod }, 'could not record a sidecar\'s acknowledgement on its pod');
+        });
+      };
       this.#discovery = {
-        server: new DiscoveryServer({ policies, services, slices, clock: o.clock, log: o.log, metrics: o.metrics }),
-        informers: [policies, services, slices] as unknown as Array<SharedInformer<never>>,
-        status: new ResiliencePolicyStatus({ policies, services, slices, custom, clock: o.clock, log: o.log, group, version }),
+        server: new DiscoveryServer({ policies, services, slices, clock: o.clock, log: o.log, metrics: o.metrics, onAck }),
+        informers: [policies, services, slices, sidecars] as unknown as Array<SharedInformer<never>>,
+        status: new ResiliencePolicyStatus({ policies, services, slices, sidecars, custom, clock: o.clock, log: o.log, group, version }),
       };
     }
     this.#m = {

@@ -192,7 +192,7 @@ export interface ResiliencePolicy {
   kind: 'ResiliencePolicy';
   metadata: { name: string; namespace: string; generation?: number; uid?: string; resourceVersion?: string };
   spec: { service: { name: string; port: number }; protocol: 'auto' | 'http1' | 'http2'; localPort: number; policy?: unknown; routes?: unknown[] };
-  status?: { observedGeneration?: number; endpoints?: number; conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string; observedGeneration?: number }> };
+  status?: { observedGeneration?: number; endpoints?: number; configVersion?: string; selectedPods?: number; acceptedPods?: number; rejections?: Array<{ pod: string; reason: string }>; conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string; observedGeneration?: number }> };
 }
 
 export const resiliencePolicyCrd: CrdDefinition = {
@@ -217,12 +217,21 @@ export const resiliencePolicyCrd: CrdDefinition = {
   status: s.object('What the operator observed.', {
     observedGeneration: s.int('The generation last processed.'),
     endpoints: s.int('Ready endpoints of the Service.'),
+    configVersion: s.string('The version of the configuration the namespace\'s sidecars are being sent now (every policy of the namespace and the endpoints).'),
+    selectedPods: s.int('Running pods of the namespace with a Ballast sidecar.'),
+    acceptedPods: s.int('Of those, the sidecars that applied configVersion.'),
+    rejections: s.array('Sidecars that refused configVersion, and why (they keep serving their last good configuration); at most 10.', s.object('A refusal.', {
+      pod: s.string('The pod.'),
+      reason: s.string('What the sidecar said.'),
+    })),
     conditions: conditionsSchema,
   }),
   columns: [
     { name: 'Service', type: 'string', jsonPath: '.spec.service.name' },
     { name: 'Port', type: 'integer', jsonPath: '.spec.service.port' },
     { name: 'Endpoints', type: 'integer', jsonPath: '.status.endpoints' },
+    { name: 'Sidecars', type: 'integer', jsonPath: '.status.selectedPods' },
+    { name: 'Accepted', type: 'integer', jsonPath: '.status.acceptedPods' },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
 };

@@ -16,3 +16,28 @@ it('status says what sidecars are sent: no Service, no such port, no ready endpo
   const st = policyStatus(rp, { policies: [rp], services: [svc], slices: [slice] }, now);
   assert.deepEqual({ endpoints: st.endpoints, gen: st.observedGeneration, status: st.conditions![0]!.status }, { endpoints: 2, gen: 2, status: 'True' });
 });
+
+it('status counts the namespace\'s sidecars that run the current configuration, and names those that refused it and why', () => {
+  const view = { policies: [rp], services: [], slices: [] };
+  const version = policyStatus(rp, view, now).configVersion!;
+  const pod = (name: string, annotations: Record<string, string>, phase = 'Running') => ({ metadata: { name, namespace: 'shop', annotations }, status: { phase } });
+  const none = policyStatus(rp, view, now, []);
+  assert.deepEqual({ s: none.selectedPods, a: none.acceptedPods, c: none.conditions![1]!.reason }, { s: 0, a: 0, c: 'AllAccepted' });
+  const pods = [
+    pod('a', { 'ballast.dev/discovery-version': version }),
+    pod('b', { 'ballast.dev/discovery-version': 'old' }),
+    pod('c', { 'ballast.dev/discovery-version': 'old', 'ballast.dev/discovery-rejected': `${version}: listen 127.0.0.1:15000: address already in use` }),
+    pod('d', { 'ballast.dev/discovery-rejected': 'older: something else' }),
+    pod('e', {}, 'Pending'),
+    { metadata: { name: 'x', namespace: 'other', annotations: {} }, status: { phase: 'Running' } },
+  ];
+  const st = policyStatus(rp, view, now, pods);
+  assert.equal(st.selectedPods, 4, 'running pods of the policy\'s namespace');
+  assert.equal(st.acceptedPods, 1);
+  assert.deepEqual(st.rejections, [{ pod: 'c', reason: 'listen 127.0.0.1:15000: address already in use' }], 'only refusals of the current version');
+  assert.equal(st.conditions![1]!.type, 'Accepted');
+  assert.equal(st.conditions![1]!.reason, 'Rejected');
+  assert.match(st.conditions![1]!.message!, /^1 of 4 sidecar\(s\) refused .* c: listen 127\.0\.0\.1:15000: address already in use$/);
+  const fine = policyStatus(rp, view, now, [pod('a', { 'ballast.dev/discovery-version': version }), pod('b', {})]);
+  assert.equal(fine.conditions![1]!.reason, 'Propagating');
+});

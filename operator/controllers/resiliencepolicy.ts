@@ -1,20 +1,28 @@
 /**
  * ResiliencePolicy status (leader only): for each policy, whether its Service exists and how
- * many ready endpoints it has — what every sidecar is being sent. Level-triggered: any change to
- * policies, Services or EndpointSlices re-derives every policy's status from the caches, and
- * only a status that changed is written (a merge patch of the status subresource).
+ * many ready endpoints it has — what every sidecar is being sent — and how many of the
+ * namespace's sidecars run the current configuration, and which refused it and why (recorded on
+ * each sidecar's pod by the replica holding its discovery stream). Level-triggered: any change
+ * to policies, Services, EndpointSlices or injected pods re-derives every policy's status from
+ * the caches, and only a status that changed is written (a merge patch of the status subresource).
  */
-import { type CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { type CustomObjectsApi, PatchStrategy, type V1Pod, setHeaderOptions } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
 import type { Cache } from '../discovery/server.ts';
-import { type DiscoveryView, serviceEndpoints } from '../specs/discovery.ts';
+import { type DiscoveryView, buildSnapshot, serviceEndpoints } from '../specs/discovery.ts';
+
+/** On a sidecar's pod: the discovery version it last applied, and the last one it refused ("<version>: <reason>"). */
+export const appliedVersionAnnotation = 'ballast.dev/discovery-version';
+export const rejectedVersionAnnotation = 'ballast.dev/discovery-rejected';
+/** Rejections listed in status, at most. */
+const maxRejections = 10;
 
 type Status = NonNullable<ResiliencePolicy['status']>;
 
-/** The status a policy should have (pure). */
-export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: string): Status {
+/** The status a policy should have (pure). `sidecars`: the injected pods of the policy's namespace. */
+export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: string, sidecars: readonly V1Pod[] = []): Status {
   const { name, port } = p.spec.service;
   const svc = view.services.find((s) => s.metadata?.namespace === p.metadata.namespace && s.metadata?.name === name);
   const hasPort = svc?.spec?.ports?.some((x) => x.port === port) ?? false;
@@ -23,11 +31,31 @@ export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: stri
     : !hasPort ? ['False', 'PortNotFound', `Service ${name} has no port ${port}; its ports: ${(svc.spec?.ports ?? []).map((x) => x.port).join(', ')}`]
       : endpoints === 0 ? ['False', 'NoReadyEndpoints', `Service ${name} has no ready endpoints`]
         : ['True', 'EndpointsReady', `${endpoints} ready endpoint(s) streamed to sidecars`];
-  const prev = p.status?.conditions?.find((c) => c.type === 'Ready');
+  // The sidecars of the namespace, and whether they run what they are being sent now.
+  const current = buildSnapshot(p.metadata.namespace, view).version;
+  const pods = sidecars.filter((x) => x.metadata?.namespace === p.metadata.namespace && !x.metadata?.deletionTimestamp && x.status?.phase === 'Running');
+  const accepted = pods.filter((x) => x.metadata?.annotations?.[appliedVersionAnnotation] === current).length;
+  const rejections = pods.flatMap((x) => {
+    const r = x.metadata?.annotations?.[rejectedVersionAnnotation] ?? '';
+    const i = r.indexOf(': ');
+    return i > 0 && r.slice(0, i) === current ? [{ pod: x.metadata?.name ?? '', reason: r.slice(i + 2) }] : [];
+  }).sort((a, b) => a.pod.localeCompare(b.pod));
+  const [aStatus, aReason, aMessage] = rejections.length > 0
+    ? ['False', 'Rejected', `${rejections.length} of ${pods.length} sidecar(s) refused the namespace's current configuration (version ${current}) and keep their last good one; ${rejections[0]?.pod}: ${rejections[0]?.reason}`]
+    : accepted < pods.length ? ['False', 'Propagating', `${accepted} of ${pods.length} sidecar(s) run the namespace's current configuration (version ${current})`]
+      : ['True', 'AllAccepted', pods.length === 0 ? 'no sidecars in the namespace yet' : `all ${pods.length} sidecar(s) run the namespace's current configuration (version ${current})`];
+  const cond = (type: string, st: string, r: string, m: string) => {
+    const prev = p.status?.conditions?.find((c) => c.type === type);
+    return { type, status: st, reason: r, message: m, observedGeneration: p.metadata.generation ?? 0, lastTransitionTime: prev && prev.status === st && prev.lastTransitionTime ? prev.lastTransitionTime : now };
+  };
   return {
     observedGeneration: p.metadata.generation ?? 0,
     endpoints,
-    conditions: [{ type: 'Ready', status, reason, message, observedGeneration: p.metadata.generation ?? 0, lastTransitionTime: prev && prev.status === status && prev.lastTransitionTime ? prev.lastTransitionTime : now }],
+    configVersion: current,
+    selectedPods: pods.length,
+    acceptedPods: accepted,
+    rejections: rejections.slice(0, maxRejections),
+    conditions: [cond('Ready', status, reason, message), cond('Accepted', aStatus, aReason, aMessage)],
   };
 }
 
@@ -35,6 +63,8 @@ interface StatusDeps {
   policies: Cache<ResiliencePolicy>;
   services: Cache<DiscoveryView['services'][number]>;
   slices: Cache<DiscoveryView['slices'][number]>;
+  /** Injected pods (label ballast.dev/sidecar=injected). */
+  sidecars: Cache<V1Pod>;
   custom: CustomObjectsApi;
   clock: Clock;
   log: Logger;
@@ -54,6 +84,7 @@ export class ResiliencePolicyStatus {
     d.policies.onChange(changed);
     d.services.onChange(changed);
     d.slices.onChange(changed);
+    d.sidecars.onChange(changed);
   }
 
   schedule(): void {
@@ -72,7 +103,7 @@ export class ResiliencePolicyStatus {
     const view: DiscoveryView = { policies: this.d.policies.list(), services: this.d.services.list(), slices: this.d.slices.list() };
     const now = new Date(this.d.clock.wallNow()).toISOString();
     for (const p of view.policies) {
-      const status = policyStatus(p, view, now);
+      const status = policyStatus(p, view, now, this.d.sidecars.list());
       const key = `${p.metadata.namespace}/${p.metadata.name}`;
       const sig = JSON.stringify({ ...status, conditions: status.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
       const current = JSON.stringify({ ...p.status, conditions: p.status?.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });

@@ -4,7 +4,9 @@
  * whenever it changes. Every operator replica serves it from its own informer caches (reads
  * only, so no leader is needed); a change is coalesced for `debounceMs` before snapshots are
  * rebuilt, and a sidecar is sent only a version it does not already hold. Acks that name an
- * error are logged and counted: the sidecar keeps its last good configuration.
+ * error are logged and counted: the sidecar keeps its last good configuration. Every ack is
+ * reported (`onAck`): the operator records it on the sidecar's pod, where the leader's status
+ * writer reads it (a stream may be held by any replica).
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
@@ -27,6 +29,8 @@ export interface DiscoveryServerOptions {
   log: Logger;
   metrics: Metrics;
   debounceMs?: number;
+  /** A sidecar acknowledged (error '') or refused a version; `pod` from its node id (namespace/pod). */
+  onAck?: (namespace: string, pod: string, version: string, error: string) => void;
 }
 
 interface Stream {
@@ -91,6 +95,7 @@ export class DiscoveryServer {
           this.#m.nacks.inc();
           this.#o.log.warn({ node: stream.node, version: m.ack.version, error: m.ack.error }, 'a sidecar refused a discovery snapshot');
         }
+        if (stream.node.includes('/')) this.#o.onAck?.(stream.namespace, stream.node.slice(stream.node.indexOf('/') + 1), m.ack.version, m.ack.error);
       }
     });
     const close = (): void => {

@@ -10,6 +10,8 @@ import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
 
 export const injectAnnotation = 'ballast.dev/inject';
 export const injectedAnnotation = 'ballast.dev/injected';
+/** A label on injected pods, so the operator can watch just them (for the policies' status). */
+export const sidecarLabel = 'ballast.dev/sidecar';
 export const sidecarName = 'ballast-sidecar';
 
 export interface InjectOptions {
@@ -85,5 +87,7 @@ export function injectionPatch(pod: V1Pod, o: InjectOptions): PatchOp[] {
   });
   if (!pod.metadata?.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: { [injectedAnnotation]: 'true' } });
   else ops.push({ op: 'add', path: `/metadata/annotations/${esc(injectedAnnotation)}`, value: 'true' });
+  if (!pod.metadata?.labels) ops.push({ op: 'add', path: '/metadata/labels', value: { [sidecarLabel]: 'injected' } });
+  else ops.push({ op: 'add', path: `/metadata/labels/${esc(sidecarLabel)}`, value: 'injected' });
   return ops;
 }

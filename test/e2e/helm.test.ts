@@ -119,6 +119,43 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
       if (st !== '2/True') await new Promise((res) => setTimeout(res, 250));
     }
     assert.equal(st, '2/True');
+    // The policy's status: the namespace's sidecar runs the current configuration.
+    const until = async (cond: () => boolean, what: string, ms = 30_000) => {
+      const end = Date.now() + ms;
+      while (Date.now() < end && !cond()) await new Promise((res) => setTimeout(res, 250));
+      assert.ok(cond(), what);
+    };
+    const rpStatus = () => JSON.parse(kubectl(['get', 'resiliencepolicy', 'echo', '-n', 'shop', '-o', 'jsonpath={.status}']).stdout || '{}') as { configVersion?: string; selectedPods?: number; acceptedPods?: number; rejections?: Array<{ pod: string; reason: string }>; conditions?: Array<{ type: string; status: string; reason: string; message: string }> };
+    const accepted = () => rpStatus().conditions?.find((c) => c.type === 'Accepted');
+    await until(() => rpStatus().selectedPods === 1 && rpStatus().acceptedPods === 1 && accepted()?.status === 'True', `the client's sidecar accepted the configuration: ${JSON.stringify(rpStatus())}`);
+    const firstVersion = rpStatus().configVersion;
+    // A change to the policy reaches the sidecar without a restart.
+    const sidecarConfig = async () => ((await (await fetch(`http://${ip}:15000/config`)).json()) as typeof config).config.upstreams.find((u) => u.name === 'echo.shop')!;
+    const changedAt = Date.now();
+    assert.equal(kubectl(['patch', 'resiliencepolicy', 'echo', '-n', 'shop', '--type=merge', '-p', '{"spec":{"policy":{"retries":{"maxAttempts":4}}}}']).status, 0);
+    let attempts = 0;
+    for (let i = 0; i < 120 && attempts !== 4; i++) {
+      attempts = (await sidecarConfig()).policy.retries.maxAttempts;
+      if (attempts !== 4) await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(attempts, 4, 'the new policy is in force in the running sidecar');
+    t.diagnostic(`policy change → in force in the sidecar: ${Date.now() - changedAt} ms`);
+    assert.equal(kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.status.initContainerStatuses[0].restartCount}']).stdout, '0', 'no restart');
+    await until(() => rpStatus().configVersion !== firstVersion && rpStatus().acceptedPods === 1, 'the new version is accepted');
+    // One the sidecar cannot apply (a local port its admin endpoint holds) is refused; it keeps
+    // serving its last good configuration, and the refusal, with the sidecar's reason, is in status.
+    assert.equal(kubectl(['patch', 'resiliencepolicy', 'echo', '-n', 'shop', '--type=merge', '-p', '{"spec":{"localPort":15000}}']).status, 0);
+    await until(() => accepted()?.reason === 'Rejected', `the refusal shows in status: ${JSON.stringify(rpStatus())}`);
+    const refused = rpStatus();
+    assert.equal(refused.rejections?.[0]?.pod, 'client');
+    assert.match(refused.rejections?.[0]?.reason ?? '', /15000/, 'the sidecar\'s own reason');
+    assert.equal(refused.acceptedPods, 0);
+    assert.equal((await sidecarConfig()).policy.retries.maxAttempts, 4, 'the last good configuration stays');
+    const still = await fetch(`http://${ip}:8080/fetch?url=${encodeURIComponent('http://echo.shop.svc.cluster.local/')}`);
+    assert.equal(still.status, 200, 'and keeps serving');
+    await still.text();
+    assert.equal(kubectl(['patch', 'resiliencepolicy', 'echo', '-n', 'shop', '--type=merge', '-p', '{"spec":{"localPort":0}}']).status, 0);
+    await until(() => accepted()?.status === 'True' && (rpStatus().rejections ?? []).length === 0, 'accepted again once fixed');
     // Outside labelled namespaces, a pod can ask for itself; kube-system never gets one.
     const solo = kubectl(['run', 'solo', '-n', 'default', '--image=ballast-test/http-echo', '--labels=ballast.dev/inject=enabled', '--restart=Never']);
     assert.equal(solo.status, 0, solo.stderr);

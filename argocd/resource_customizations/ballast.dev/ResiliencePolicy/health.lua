@@ -1,6 +1,7 @@
 -- Argo CD health for ballast.dev ResiliencePolicy (resource.customizations.health.ballast.dev_ResiliencePolicy).
--- A policy whose Service or port does not exist, or that sidecars refused, is Degraded (the
--- spec must change); one waiting for ready endpoints or for the operator is Progressing.
+-- A policy whose Service or port does not exist, or whose configuration sidecars refused, is
+-- Degraded (the spec must change); one waiting for ready endpoints, for the operator, or for
+-- sidecars to take the new version is Progressing.
 local hs = {}
 local function condition(t)
   if obj.status ~= nil and obj.status.conditions ~= nil then
@@ -22,7 +23,18 @@ if generation ~= nil and ready.observedGeneration ~= nil and ready.observedGener
   hs.message = "Waiting for the operator to act on generation " .. tostring(generation)
   return hs
 end
+local accepted = condition("Accepted")
+if accepted ~= nil and accepted.status == "False" and accepted.reason == "Rejected" then
+  hs.status = "Degraded"
+  hs.message = accepted.message
+  return hs
+end
 if ready.status == "True" then
+  if accepted ~= nil and accepted.status == "False" then
+    hs.status = "Progressing"
+    hs.message = accepted.message
+    return hs
+  end
   hs.status = "Healthy"
   hs.message = ready.message
   return hs
