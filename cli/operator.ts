@@ -1,7 +1,7 @@
 /** `ballast operator`: reconcile StoreClusters (leader-elected), serve metrics and health. */
 import { KubeConfig } from '@kubernetes/client-node';
 import { realClock } from '../lib/clock.ts';
-import { f, loadConfig, renderFlags } from '../lib/config.ts';
+import { ConfigError, f, loadConfig, renderFlags } from '../lib/config.ts';
 import { Lifecycle } from '../lib/lifecycle.ts';
 import { startTelemetry, telemetryComponent } from '../lib/otel.ts';
 import { createLogger } from '../lib/log.ts';
@@ -24,6 +24,7 @@ const flags = {
   webhookAddr: f.string('host:port of the sidecar-injection webhook (HTTPS, self-managed certificate); empty: off', { default: '0.0.0.0:9443' }),
   webhookService: f.string('the Service in front of the webhook (its DNS name is in the serving certificate)', { default: 'ballast-operator-webhook' }),
   webhookConfig: f.string('the MutatingWebhookConfiguration whose caBundle the operator keeps', { default: 'ballast-sidecar-injector' }),
+  sidecarEnv: f.string('environment for every injected sidecar, as a JSON list of {"name","value"} (e.g. [{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}])', { default: '[]' }),
   validatingWebhookConfig: f.string('the ValidatingWebhookConfiguration for StoreClusters whose caBundle the operator keeps; empty: StoreCluster validation off', { default: '' }),
   webhookSecret: f.string('the Secret (in --namespace) holding the webhook\'s CA and serving certificate', { default: 'ballast-webhook-tls' }),
   sidecarImage: f.string('image of the injected sidecar', { default: 'ballast:0.1.0', env: 'BALLAST_SIDECAR_IMAGE' }),
@@ -69,10 +70,17 @@ export const operatorCommand: Command = {
       }, stop: async () => served?.close() })
       .add({ name: 'operator', start: () => op.start(), stop: () => op.stop() });
     if (v.webhookAddr) {
+      let sidecarEnv: Array<{ name: string; value: string }>;
+      try {
+        sidecarEnv = JSON.parse(v.sidecarEnv) as typeof sidecarEnv;
+        if (!Array.isArray(sidecarEnv) || !sidecarEnv.every((e) => typeof e?.name === 'string' && e.name !== '' && typeof e.value === 'string')) throw new Error('not a list');
+      } catch {
+        throw new ConfigError([{ field: '--sidecar-env', value: v.sidecarEnv, allowed: 'a JSON list of {"name": ..., "value": ...} with string values', source: 'flag' }]);
+      }
       const discoveryPort = Number(v.discoveryAddr.slice(v.discoveryAddr.lastIndexOf(':') + 1));
       const webhook = new InjectionWebhook({
         kubeconfig: kc, namespace: v.namespace, address: v.webhookAddr, service: v.webhookService, webhookConfig: v.webhookConfig, validatingConfig: v.validatingWebhookConfig, secretName: v.webhookSecret,
-        inject: { image: v.sidecarImage, imagePullPolicy: 'IfNotPresent', discoveryAddress: `${v.discoveryService}.${v.namespace}.svc:${discoveryPort}`, proxyPort: 15080, adminPort: 15000 },
+        inject: { image: v.sidecarImage, imagePullPolicy: 'IfNotPresent', discoveryAddress: `${v.discoveryService}.${v.namespace}.svc:${discoveryPort}`, proxyPort: 15080, adminPort: 15000, env: sidecarEnv },
         clock: realClock, log, metrics,
       });
       lc.add({ name: 'webhook', start: async () => { await webhook.start(); webhookServing = true; }, stop: () => webhook.stop() });

@@ -3,7 +3,7 @@
  * StatefulSet. The TypeScript types below are what the reconciler reads; the schema is the
  * single source of `crds/storeclusters.ballast.dev.yaml` (defaults, validation, descriptions).
  */
-import type { V1Affinity, V1Condition, V1Toleration, V1TopologySpreadConstraint } from '@kubernetes/client-node';
+import type { V1Affinity, V1Condition, V1EnvVar, V1Toleration, V1TopologySpreadConstraint } from '@kubernetes/client-node';
 import { conditionsSchema, type CrdDefinition, s } from './schema.ts';
 
 export const group = 'ballast.dev';
@@ -28,6 +28,7 @@ export interface StoreClusterSpec {
     affinity?: V1Affinity;
     tolerations?: V1Toleration[];
     topologySpreadConstraints?: V1TopologySpreadConstraint[];
+    env?: V1EnvVar[];
   };
 }
 
@@ -102,6 +103,7 @@ export const storeClusterCrd: CrdDefinition = {
       affinity: s.opaque('Affinity (core/v1 Affinity); default: prefer one member per node.'),
       tolerations: s.opaque('Tolerations (core/v1 Toleration list).', 'array'),
       topologySpreadConstraints: s.opaque('Topology spread constraints; default: spread across zones when possible.', 'array'),
+      env: s.opaque('Extra environment variables for the store container (core/v1 EnvVar list), e.g. OTEL_EXPORTER_OTLP_ENDPOINT for traces or ETCD_* flags; the operator\'s own (POD_NAME, CLUSTER_TOKEN) take precedence.', 'array'),
     }),
   }, {
     'x-kubernetes-validations': [{

@@ -15,6 +15,12 @@ describe('StoreCluster specs', () => {
     assert.equal(svc.spec?.clusterIP, 'None');
     assert.equal(svc.spec?.publishNotReadyAddresses, true, 'peers resolve before any member is ready');
   });
+  it('podTemplate.env reaches the store container; the operator\'s own variables are not overridden', () => {
+    const withEnv: StoreCluster = { ...sc, spec: { ...sc.spec, podTemplate: { env: [{ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: 'http://collector:4318' }, { name: 'CLUSTER_TOKEN', value: 'guess' }] } } };
+    const env = statefulSet(withEnv, { replicas: 3, initialCluster: initialCluster(withEnv, 3), clusterState: 'new' }).spec?.template.spec?.containers[0]?.env ?? [];
+    assert.deepEqual(env.map((e) => e.name), ['OTEL_EXPORTER_OTLP_ENDPOINT', 'POD_NAME', 'CLUSTER_TOKEN']);
+    assert.ok(env.find((e) => e.name === 'CLUSTER_TOKEN')?.valueFrom?.secretKeyRef, 'the token still comes from its Secret');
+  });
   it('the StatefulSet is replaced by the operator (OnDelete), started in parallel, hardened, owned by the StoreCluster', () => {
     const ss = statefulSet(sc, { replicas: 3, initialCluster: initialCluster(sc, 3), clusterState: 'new' });
     assert.equal(ss.spec?.updateStrategy?.type, 'OnDelete');

@@ -169,7 +169,9 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
           ],
           containers: [{
             name: 'store', image: imageOf(sc), args,
+            // The user's variables first: for a name given twice the last one counts, so the operator's win.
             env: [
+              ...(spec.podTemplate?.env ?? []).filter((e) => e.name !== 'POD_NAME' && e.name !== 'CLUSTER_TOKEN'),
               { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
               { name: 'CLUSTER_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(sc), key: 'token' } } },
             ],

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { injectionPatch } from './inject.ts';
+import { injectionPatch, sidecarContainer } from './inject.ts';
 
 const o = { image: 'ballast:0.1.0', imagePullPolicy: 'IfNotPresent', discoveryAddress: 'ballast-operator-discovery.ballast-system.svc:8081', proxyPort: 15080, adminPort: 15000 };
 
@@ -40,4 +40,10 @@ it('opting out, and a pod with no init containers or annotations', () => {
   const out = apply(pod, injectionPatch(pod, o)) as V1Pod;
   assert.equal(out.spec!.initContainers!.length, 1);
   assert.equal(out.metadata!.annotations!['ballast.dev/injected'], 'true');
+});
+
+it('extra sidecar environment (injection.sidecarEnv) is added, never overriding what the sidecar needs', () => {
+  const c = sidecarContainer({ ...o, env: [{ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: 'http://collector:4318' }, { name: 'POD_NAME', value: 'spoofed' }] });
+  assert.deepEqual(c.env?.map((e) => e.name), ['POD_NAME', 'POD_NAMESPACE', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
+  assert.equal(c.env?.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name');
 });

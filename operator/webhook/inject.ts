@@ -22,6 +22,8 @@ export interface InjectOptions {
   proxyPort: number;
   adminPort: number;
   resources?: V1Container['resources'];
+  /** Extra environment for the sidecar (e.g. OTEL_EXPORTER_OTLP_ENDPOINT). */
+  env?: Array<{ name: string; value: string }>;
 }
 
 export interface PatchOp {
@@ -43,6 +45,7 @@ export function sidecarContainer(o: InjectOptions): V1Container {
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      ...(o.env ?? []).filter((e) => e.name !== 'POD_NAME' && e.name !== 'POD_NAMESPACE'),
     ],
     ports: [{ name: 'ballast-admin', containerPort: o.adminPort }],
     startupProbe: { httpGet: { path: '/ready', port: o.adminPort }, periodSeconds: 1, failureThreshold: 60 },

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,6 +24,22 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
   const kubeconfig = join(stateDir, 'admin.kubeconfig');
   const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 200_000 });
   let prometheus: ChildProcess | undefined;
+  interface OtlpSpan { traceId: string; spanId: string; parentSpanId?: string; name: string }
+  const spans: Array<OtlpSpan & { service: string }> = [];
+  const receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => { body += c.toString(); });
+    req.on('end', () => {
+      if (req.url === '/v1/traces') {
+        const batch = JSON.parse(body) as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: { stringValue?: string } }> }; scopeSpans: Array<{ spans: OtlpSpan[] }> }> };
+        for (const r of batch.resourceSpans) {
+          const service = r.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
+          for (const x of r.scopeSpans) for (const sp of x.spans) spans.push({ ...sp, service });
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
   let promUrl = '';
   let etcd: Etcd3 | undefined;
 
@@ -35,11 +52,23 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
     const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
     assert.equal(up.status, 0, up.stderr + up.stdout);
     assert.equal(kubectl(['apply', '--server-side', '-f', join(root, 'crds')]).status, 0);
-    const helm = spawnSync(helmBin, [`--kubeconfig=${kubeconfig}`, 'install', 'ballast', join(root, 'charts', 'ballast'), '-n', 'ballast-system', '--create-namespace', '--wait', '--timeout', '3m'], { encoding: 'utf8', timeout: 200_000 });
+    // An OTLP receiver on this machine, which pods reach at the node's address; the sidecars (by
+    // the chart's injection.sidecarEnv) and the store members (by the StoreCluster's
+    // podTemplate.env) export to it with nothing but the standard OTEL_* variables.
+    await new Promise<void>((r) => receiver.listen(0, '0.0.0.0', r));
+    const nodeIp = kubectl(['get', 'node', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}']).stdout.trim();
+    const otel = [
+      { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: `http://${nodeIp}:${(receiver.address() as { port: number }).port}` },
+      { name: 'OTEL_EXPORTER_OTLP_PROTOCOL', value: 'http/json' },
+      { name: 'OTEL_BSP_SCHEDULE_DELAY', value: '200' },
+    ];
+    const helm = spawnSync(helmBin, [`--kubeconfig=${kubeconfig}`, 'install', 'ballast', join(root, 'charts', 'ballast'), '-n', 'ballast-system', '--create-namespace', '--wait', '--timeout', '3m', '--set-json', `injection.sidecarEnv=${JSON.stringify(otel)}`], { encoding: 'utf8', timeout: 200_000 });
     assert.equal(helm.status, 0, helm.stderr);
-    assert.equal(kubectl(['apply', '-f', join(root, 'examples', 'storecluster.yaml')]).status, 0);
     const manifests = [
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'obs', labels: { 'ballast.dev/injection': 'enabled' } } },
+      { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'example', namespace: 'obs' }, spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi' }, podTemplate: { labels: { 'ballast.dev/inject': 'false' }, env: otel } } },
+      // The app reaches the store through its sidecar's local gRPC listener.
+      { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'store', namespace: 'obs' }, spec: { service: { name: 'example-client', port: 2379 }, protocol: 'http2', localPort: 12379, policy: { retries: { idempotentPaths: ['/etcdserverpb.KV/'] } } } },
       { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'obs' }, spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
       { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'obs' }, spec: { replicas: 2, selector: { matchLabels: { app: 'echo' } }, template: {
         metadata: { labels: { app: 'echo', 'ballast.dev/inject': 'false' } },
@@ -49,7 +78,7 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
     ];
     const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
     assert.equal(applied.status, 0, applied.stderr);
-    for (const w of [['storecluster/example', '--for=condition=Ready'], ['-n', 'obs', 'pod/client', '--for=condition=Ready'], ['-n', 'obs', 'deployment/echo', '--for=condition=Available']]) {
+    for (const w of [['-n', 'obs', 'storecluster/example', '--for=condition=Ready'], ['-n', 'obs', 'pod/client', '--for=condition=Ready'], ['-n', 'obs', 'deployment/echo', '--for=condition=Available']]) {
       const r = kubectl(['wait', ...w, '--timeout=180s']);
       assert.equal(r.status, 0, r.stderr);
     }
@@ -86,6 +115,7 @@ scrape_configs:
 
   after(async () => {
     etcd?.close();
+    receiver.close();
     if (prometheus?.pid) prometheus.kill('SIGTERM');
     spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 });
   });
@@ -107,7 +137,7 @@ scrape_configs:
   it('under load, every panel query of every dashboard returns data', async (t) => {
     // Load: writes, reads and a watch on the store; calls through the client's sidecar, some
     // of them failing (retried, and ejecting endpoints).
-    const ips = kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=example', '-o', 'jsonpath={.items[*].status.podIP}']).stdout.trim().split(' ');
+    const ips = kubectl(['get', 'pods', '-n', 'obs', '-l', 'app.kubernetes.io/instance=example', '-o', 'jsonpath={.items[*].status.podIP}']).stdout.trim().split(' ');
     etcd = new Etcd3({ hosts: ips.map((ip) => `http://${ip}:2379`) });
     const watcher = await etcd.watch().prefix('/obs/').create();
     let events = 0;
@@ -155,5 +185,26 @@ scrape_configs:
     const retries = (await query('sum(ballast_sidecar_retries_total)')).data?.result as Array<{ value: [number, string] }>;
     t.diagnostic(`the sidecar saw ${outcomes.map((o) => `${o.value[1]} ${o.metric.outcome}`).join(', ')}; ${retries[0]?.value[1] ?? 0} retries`);
     assert.deepEqual(failures, []);
+  });
+
+  it('a request from the sample app is one trace: the app\'s span → the sidecar\'s attempt → the store\'s server span', async (t) => {
+    const client = kubectl(['get', 'pod', 'client', '-n', 'obs', '-o', 'jsonpath={.status.podIP}']).stdout;
+    let answer = { traceparent: '', error: 'not called' };
+    for (let i = 0; i < 60 && answer.error !== ''; i++) {
+      const r = await fetch(`http://${client}:8080/grpc-put?target=127.0.0.1:12379&key=traced`);
+      answer = (await r.json()) as typeof answer;
+      if (answer.error !== '') await sleep(500);
+    }
+    assert.equal(answer.error, '', 'the Put went through the sidecar');
+    const [, traceId, appSpan] = answer.traceparent.split('-');
+    const ofTrace = () => spans.filter((x) => x.traceId === traceId);
+    for (let i = 0; i < 100 && !(ofTrace().some((x) => x.service === 'ballast-store') && ofTrace().some((x) => x.service === 'ballast-sidecar')); i++) await sleep(100);
+    t.diagnostic(`spans of the trace: ${ofTrace().map((x) => `${x.service} ${x.name}`).join('; ')} (${spans.length} spans received in all)`);
+    const sidecarSpan = ofTrace().find((x) => x.service === 'ballast-sidecar');
+    const storeSpan = ofTrace().find((x) => x.service === 'ballast-store');
+    assert.ok(sidecarSpan && storeSpan, 'spans from the sidecar and the store');
+    assert.equal(sidecarSpan.parentSpanId, appSpan, 'the sidecar\'s attempt under the app\'s span');
+    assert.equal(storeSpan.parentSpanId, sidecarSpan.spanId, 'the store\'s span under the attempt');
+    assert.equal(storeSpan.name, 'etcdserverpb.KV/Put');
   });
 });

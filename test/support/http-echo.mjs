@@ -44,6 +44,25 @@ const handler = (req, res) => {
       res.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') } }));
     });
   }
+  // /grpc-put?target=H:P&key=K: an etcd Put over gRPC as an instrumented app makes it, under a
+  // span of its own (its W3C traceparent sent, and returned, for trace tests).
+  if (url.pathname === '/grpc-put') {
+    return void (async () => {
+      const grpc = await import('@grpc/grpc-js');
+      const { loadProtos } = await import('../../store/api/protos.ts');
+      const { randomBytes } = await import('node:crypto');
+      const traceparent = `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+      const KV = loadProtos().etcdserverpb.KV;
+      const kv = new KV(url.searchParams.get('target'), grpc.credentials.createInsecure());
+      const md = new grpc.Metadata();
+      md.set('traceparent', traceparent);
+      kv.Put({ key: Buffer.from(url.searchParams.get('key') ?? 'k'), value: Buffer.from('v') }, md, { deadline: Date.now() + 10_000 }, (err) => {
+        kv.close();
+        res.statusCode = err ? 502 : 200;
+        res.end(JSON.stringify({ traceparent, error: err ? err.message : '' }));
+      });
+    })().catch((e) => { res.statusCode = 500; res.end(String(e)); });
+  }
   res.end(JSON.stringify({ pod: process.env.HOSTNAME, podIP: process.env.POD_IP, path: req.url }) + '\n');
 };
 // TLS_CERT/TLS_KEY: serve HTTPS instead (a webhook).
