@@ -117,7 +117,7 @@ export class Operator {
         });
       };
       this.#discovery = {
-        server: new DiscoveryServer({ policies, services, slices, clock: o.clock, log: o.log, metrics: o.metrics, onAck }),
+        server: new DiscoveryServer({ policies, services, slices, sidecars, clock: o.clock, log: o.log, metrics: o.metrics, onAck }),
         informers: [policies, services, slices, sidecars] as unknown as Array<SharedInformer<never>>,
         status: new ResiliencePolicyStatus({ policies, services, slices, sidecars, custom, clock: o.clock, log: o.log, group, version }),
       };

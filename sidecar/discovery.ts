@@ -20,7 +20,7 @@ export interface DiscoveryOptions {
   random: Random;
   log: Logger;
   /** Apply a snapshot's upstreams; resolves to an error message when refused. */
-  apply(upstreams: unknown, version: string): Promise<string | undefined>;
+  apply(upstreams: unknown, version: string, inbound: unknown): Promise<string | undefined>;
   onConnected?(connected: boolean): void;
 }
 
@@ -78,12 +78,14 @@ export class DiscoveryClient {
       chain = chain.then(async () => {
         let error: string | undefined;
         let parsed: unknown;
+        let inbound: unknown = [];
         try {
           parsed = JSON.parse(snap.upstreams_json);
+          if (snap.inbound_json) inbound = JSON.parse(snap.inbound_json);
         } catch (err) {
-          error = `upstreams_json is not JSON: ${(err as Error).message}`;
+          error = `the snapshot is not JSON: ${(err as Error).message}`;
         }
-        if (error === undefined) error = await this.#o.apply(parsed, snap.version);
+        if (error === undefined) error = await this.#o.apply(parsed, snap.version, inbound);
         if (error === undefined) this.#version = snap.version;
         else this.#o.log.error({ version: snap.version, error }, 'discovery snapshot refused; keeping the last good configuration');
         if (!call.destroyed) call.write({ ack: { version: snap.version, error: error ?? '' } });

@@ -11,7 +11,7 @@ import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
-import { type ListenTls, type SidecarConfig, type UpstreamConfig, loadConfigFile, resolveConfig } from './config.ts';
+import { type InboundConfig, type ListenTls, type SidecarConfig, type UpstreamConfig, loadConfigFile, resolveConfig } from './config.ts';
 import { DiscoveryClient } from './discovery.ts';
 import { catalogue } from './errors.ts';
 import { SidecarMetrics } from './metrics.ts';
@@ -39,6 +39,7 @@ export class Sidecar {
   /** The last good configuration file, and the last good discovered upstreams. */
   #file: SidecarConfig;
   #discovered: UpstreamConfig[] = [];
+  #discoveredInbound: InboundConfig[] = [];
   #discoveredVersion = '';
   #discovery: DiscoveryClient | undefined;
   /** Proxy mode: host (with and without port, as configured) → upstream name; rebuilt on apply. */
@@ -93,7 +94,7 @@ export class Sidecar {
   /** Apply a new configuration file (already validated); discovered upstreams stay. */
   async reload(file: SidecarConfig, source: string): Promise<void> {
     try {
-      const next = this.#merge(file, this.#discovered);
+      const next = this.#merge(file, this.#discovered, this.#discoveredInbound);
       await this.#apply(next);
       this.#file = file;
       this.#config = next;
@@ -103,41 +104,52 @@ export class Sidecar {
     }
   }
 
-  /** The file's upstreams, and the discovered ones (a name in both is an error, caught before). */
-  #merge(file: SidecarConfig, discovered: UpstreamConfig[]): SidecarConfig {
+  /** The file's upstreams and inbound listeners, and the discovered ones (a name or address in both is an error). */
+  #merge(file: SidecarConfig, discovered: UpstreamConfig[], inbound: InboundConfig[] = []): SidecarConfig {
     const taken = new Set(file.upstreams.map((u) => u.name));
     const clash = discovered.find((u) => taken.has(u.name));
     if (clash) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `upstream ${clash.name} is both in the configuration file and from discovery; rename one`);
+    const inboundNames = new Set(file.inbound.map((i) => i.name));
+    const inboundClash = inbound.find((i) => inboundNames.has(i.name));
+    if (inboundClash) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `inbound listener ${inboundClash.name} is both in the configuration file and from discovery; rename one`);
     const listens = new Map(file.upstreams.filter((u) => u.listen).map((u) => [u.listen, u.name]));
     for (const ib of file.inbound) listens.set(ib.listen, ib.name);
-    for (const u of discovered) {
-      if (u.listen && !u.listen.endsWith(':0') && listens.has(u.listen)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `upstream ${u.name} from discovery listens on ${u.listen}, which ${listens.get(u.listen)} already uses`);
-      if (u.listen) listens.set(u.listen, u.name);
+    const admin = splitAddress(file.admin).port;
+    for (const x of [...discovered.map((u) => ({ name: `upstream ${u.name}`, listen: u.listen })), ...inbound.map((i) => ({ name: `inbound listener ${i.name}`, listen: i.listen }))]) {
+      if (!x.listen || x.listen.endsWith(':0')) continue;
+      if (listens.has(x.listen)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${x.name} from discovery listens on ${x.listen}, which ${listens.get(x.listen)} already uses`);
+      if (String(splitAddress(x.listen).port) === String(admin)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${x.name} from discovery listens on ${x.listen}: port ${admin} is the sidecar's admin port`);
+      listens.set(x.listen, x.name);
     }
-    return { ...file, upstreams: [...file.upstreams, ...discovered] };
+    return { ...file, upstreams: [...file.upstreams, ...discovered], inbound: [...file.inbound, ...inbound] };
   }
 
   /**
-   * Apply upstreams from discovery (raw, as the snapshot carries them): validated with the file
-   * schema, merged with the file's, applied. Resolves to an error message when refused, in
-   * which case nothing changed.
+   * Apply upstreams and inbound listeners from discovery (raw, as the snapshot carries them):
+   * validated with the file schema, merged with the file's, applied. Resolves to an error
+   * message when refused, in which case nothing changed.
    */
-  async applyDiscovered(raw: unknown, version: string): Promise<string | undefined> {
+  async applyDiscovered(raw: unknown, version: string, rawInbound: unknown = []): Promise<string | undefined> {
     let next: SidecarConfig;
     let discovered: UpstreamConfig[];
+    let inbound: InboundConfig[];
     try {
       if (!Array.isArray(raw)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', 'the snapshot\'s upstreams must be a list');
-      discovered = resolveConfig({ admin: '127.0.0.1:0', discovery: { address: this.#file.discovery.address || 'discovery' }, upstreams: raw }, `discovery version ${version}`).upstreams;
-      next = this.#merge(this.#file, discovered);
+      if (!Array.isArray(rawInbound)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', 'the snapshot\'s inbound listeners must be a list');
+      const resolved = resolveConfig({ admin: '127.0.0.1:0', discovery: { address: this.#file.discovery.address || 'discovery' }, upstreams: raw, inbound: rawInbound }, `discovery version ${version}`);
+      discovered = resolved.upstreams;
+      inbound = resolved.inbound;
+      next = this.#merge(this.#file, discovered, inbound);
       await this.#apply(next);
     } catch (err) {
       this.#refused('discovery', err as Error);
       return (err as Error).message;
     }
     this.#discovered = discovered;
+    this.#discoveredInbound = inbound;
     this.#discoveredVersion = version;
     this.#config = next;
-    this.#applied('discovery', `discovery ${version}`, { version, upstreams: discovered.map((u) => u.name) });
+    this.#applied('discovery', `discovery ${version}`, { version, upstreams: discovered.map((u) => u.name), inbound: inbound.map((i) => i.name) });
     return undefined;
   }
 
@@ -149,7 +161,7 @@ export class Sidecar {
     gauge.set(0);
     this.#discovery = new DiscoveryClient({
       address, node, clock: this.#d.clock, random: this.#d.random, log: this.#d.log,
-      apply: (raw, version) => this.applyDiscovered(raw, version),
+      apply: (raw, version, inbound) => this.applyDiscovered(raw, version, inbound),
       onConnected: (c) => gauge.set(c ? 1 : 0),
     });
     this.#discovery.start();

@@ -12,7 +12,7 @@ const protoDir = fileURLToPath(new URL('./proto/', import.meta.url));
 export interface Hello { node: string; version: string }
 export interface Ack { version: string; error: string }
 export interface ClientMessage { hello?: Hello; ack?: Ack; kind?: 'hello' | 'ack' }
-export interface Snapshot { version: string; upstreams_json: string }
+export interface Snapshot { version: string; upstreams_json: string; inbound_json?: string }
 
 /** An upstream as discovery sends it (the sidecar file's upstream schema). */
 export interface DiscoveredUpstream {

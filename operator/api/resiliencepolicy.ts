@@ -187,13 +187,55 @@ export function checkOverrides(input: unknown, path: string): Problem[] {
 }
 
 
+/** One upstream a policy configures: calls from the selected pods' sidecars to a Service. */
+export interface UpstreamPolicy { service: { name: string; port: number }; protocol?: 'auto' | 'http1' | 'http2'; localPort?: number; policy?: unknown; routes?: unknown[] }
+/** One inbound listener: the sidecar in front of an application port. */
+export interface InboundPolicy { name: string; port: number; targetPort: number; policy?: unknown }
+export interface LabelSelector { matchLabels?: Record<string, string>; matchExpressions?: Array<{ key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }> }
+
 export interface ResiliencePolicy {
   apiVersion: string;
   kind: 'ResiliencePolicy';
   metadata: { name: string; namespace: string; generation?: number; uid?: string; resourceVersion?: string };
-  spec: { service: { name: string; port: number }; protocol: 'auto' | 'http1' | 'http2'; localPort: number; policy?: unknown; routes?: unknown[] };
-  status?: { observedGeneration?: number; endpoints?: number; configVersion?: string; selectedPods?: number; acceptedPods?: number; rejections?: Array<{ pod: string; reason: string }>; conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string; observedGeneration?: number }> };
+  spec: {
+    /** Which pods' sidecars (in the namespace) this policy configures; none: every one. */
+    selector?: LabelSelector;
+    /** One upstream, the short form (or `upstreams`). */
+    service?: { name: string; port: number }; protocol?: 'auto' | 'http1' | 'http2'; localPort?: number; policy?: unknown; routes?: unknown[];
+    upstreams?: UpstreamPolicy[];
+    inbound?: InboundPolicy[];
+  };
+  status?: { observedGeneration?: number; endpoints?: number; selectedPods?: number; acceptedPods?: number; rejections?: Array<{ pod: string; reason: string }>; conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string; observedGeneration?: number }> };
 }
+
+/** The upstreams a policy names: `spec.upstreams`, or the short form's one. */
+export function policyUpstreams(p: ResiliencePolicy): UpstreamPolicy[] {
+  if (p.spec.upstreams) return p.spec.upstreams;
+  if (!p.spec.service) return [];
+  return [{ service: p.spec.service, protocol: p.spec.protocol ?? 'auto', localPort: p.spec.localPort ?? 0, ...(p.spec.policy !== undefined ? { policy: p.spec.policy } : {}), ...(p.spec.routes ? { routes: p.spec.routes } : {}) }];
+}
+
+/** Whether a pod's labels match a label selector (Kubernetes semantics; no selector: everything). */
+export function selects(selector: LabelSelector | undefined, labels: Readonly<Record<string, string>>): boolean {
+  if (!selector) return true;
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
+  for (const e of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, e.key);
+    const v = labels[e.key];
+    if (e.operator === 'In' && !(has && (e.values ?? []).includes(v as string))) return false;
+    if (e.operator === 'NotIn' && has && (e.values ?? []).includes(v as string)) return false;
+    if (e.operator === 'Exists' && !has) return false;
+    if (e.operator === 'DoesNotExist' && has) return false;
+  }
+  return true;
+}
+
+const serviceRef = s.object('A Service in the policy\'s namespace.', {
+  name: s.string('Service name.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+  port: s.int('Service port.', { minimum: 1, maximum: 65535 }),
+}, { required: ['name', 'port'] });
+const protocolSchema = s.string('http1, http2 (h2c or TLS) or auto (the same as the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' });
+const localPortSchema = s.int('Also open a local listener on 127.0.0.1:<localPort> in each sidecar (for clients that cannot use HTTP_PROXY, such as gRPC); 0: HTTP proxy mode only.', { default: 0, minimum: 0, maximum: 65535 });
 
 export const resiliencePolicyCrd: CrdDefinition = {
   group: 'ballast.dev',
@@ -203,24 +245,46 @@ export const resiliencePolicyCrd: CrdDefinition = {
   shortNames: ['rp'],
   categories: ['ballast'],
   version: 'v1alpha1',
-  description: 'ResiliencePolicy: how Ballast sidecars call one Service (timeouts, retries, breakers, bulkheads, shedding, rate limits, hedging, balancing, outlier detection). The operator streams it, with the Service\'s endpoints, to every sidecar that calls the Service.',
-  spec: s.object('The desired policy.', {
-    service: s.object('The Service this policy applies to, in the policy\'s namespace.', {
-      name: s.string('Service name.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
-      port: s.int('Service port.', { minimum: 1, maximum: 65535 }),
-    }, { required: ['name', 'port'] }),
-    protocol: s.string('http1, http2 (h2c or TLS) or auto (the same as the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' }),
-    localPort: s.int('Also open a local listener on 127.0.0.1:<localPort> in each sidecar (for clients that cannot use HTTP_PROXY, such as gRPC); 0: HTTP proxy mode only.', { default: 0, minimum: 0, maximum: 65535 }),
-    policy: { ...policySchema, description: 'The policy for every request to the Service.' },
-    routes: s.array('Per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
-  }, { required: ['service'] }),
+  description: 'ResiliencePolicy: how the Ballast sidecars of the pods it selects call Services (timeouts, retries, breakers, bulkheads, shedding, rate limits, hedging, balancing, outlier detection) and guard the pods\' own ports. The operator streams it, with the Services\' endpoints, to every selected sidecar.',
+  spec: s.object('The desired policy: which pods\' sidecars it configures (selector), the upstreams they call with the policy for each (service and policy for one, upstreams for several), and inbound listeners in front of the pods\' own ports.', {
+    selector: s.object('Which pods of the namespace (with a Ballast sidecar) this policy configures, by label; absent: all of them.', {
+      matchLabels: s.map('Labels a pod must have, with these values.'),
+      matchExpressions: s.array('Label requirements (all must hold).', s.object('A label requirement.', {
+        key: s.string('The label.'),
+        operator: s.string('In, NotIn, Exists or DoesNotExist.', { enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] }),
+        values: s.array('Values for In and NotIn.', s.string('a value')),
+      }, { required: ['key', 'operator'] })),
+    }),
+    service: { ...serviceRef, description: 'One upstream, the short form: the Service the selected sidecars call (use upstreams for several).' },
+    protocol: protocolSchema,
+    localPort: localPortSchema,
+    policy: { ...policySchema, description: 'The short form\'s policy for every request to the Service.' },
+    routes: s.array('The short form\'s per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
+    upstreams: s.array('Upstreams the selected sidecars call, each with its policy.', s.object('An upstream.', {
+      service: serviceRef,
+      protocol: protocolSchema,
+      localPort: localPortSchema,
+      policy: { ...policySchema, description: 'The policy for every request to the Service.' },
+      routes: s.array('Per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
+    }, { required: ['service'] })),
+    inbound: s.array('Listeners the selected sidecars open in front of the pod\'s own ports (point a Service\'s targetPort at port to use them).', s.object('An inbound listener.', {
+      name: s.string('Name in metrics (unique in the policy).', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+      port: s.int('Where callers connect (all addresses of the pod).', { minimum: 1, maximum: 65535 }),
+      targetPort: s.int('The application\'s port (on 127.0.0.1).', { minimum: 1, maximum: 65535 }),
+      policy: { type: 'object', description: 'Inbound policy: timeouts, bulkhead, rateLimit, shed, fault (one target, so no retries, hedging, balancing or ejection).', 'x-kubernetes-preserve-unknown-fields': true },
+    }, { required: ['name', 'port', 'targetPort'] })),
+  }, {
+    'x-kubernetes-validations': [
+      { rule: '!(has(self.service) && has(self.upstreams))', message: 'use spec.service for one upstream or spec.upstreams for several, not both' },
+      { rule: 'has(self.service) || has(self.upstreams) || has(self.inbound)', message: 'name an upstream (spec.service, or spec.upstreams) or an inbound listener (spec.inbound)' },
+    ],
+  }),
   status: s.object('What the operator observed.', {
     observedGeneration: s.int('The generation last processed.'),
-    endpoints: s.int('Ready endpoints of the Service.'),
-    configVersion: s.string('The version of the configuration the namespace\'s sidecars are being sent now (every policy of the namespace and the endpoints).'),
-    selectedPods: s.int('Running pods of the namespace with a Ballast sidecar.'),
-    acceptedPods: s.int('Of those, the sidecars that applied configVersion.'),
-    rejections: s.array('Sidecars that refused configVersion, and why (they keep serving their last good configuration); at most 10.', s.object('A refusal.', {
+    endpoints: s.int('Ready endpoints of the upstreams\' Services, in all.'),
+    selectedPods: s.int('Running pods with a Ballast sidecar that the policy selects.'),
+    acceptedPods: s.int('Of those, the sidecars that applied the configuration they are being sent now (this policy included).'),
+    rejections: s.array('Selected sidecars that refused the configuration they are being sent now, and why (they keep serving their last good one); at most 10.', s.object('A refusal.', {
       pod: s.string('The pod.'),
       reason: s.string('What the sidecar said.'),
     })),

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
+import { buildSnapshot } from '../specs/discovery.ts';
 import { policyStatus } from './resiliencepolicy.ts';
 
 const rp: ResiliencePolicy = { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'shop', generation: 2 }, spec: { service: { name: 'echo', port: 80 }, protocol: 'auto', localPort: 0 } };
@@ -17,10 +18,10 @@ it('status says what sidecars are sent: no Service, no such port, no ready endpo
   assert.deepEqual({ endpoints: st.endpoints, gen: st.observedGeneration, status: st.conditions![0]!.status }, { endpoints: 2, gen: 2, status: 'True' });
 });
 
-it('status counts the namespace\'s sidecars that run the current configuration, and names those that refused it and why', () => {
+it('status counts the selected sidecars that run their current configuration, and names those that refused it and why', () => {
   const view = { policies: [rp], services: [], slices: [] };
-  const version = policyStatus(rp, view, now).configVersion!;
-  const pod = (name: string, annotations: Record<string, string>, phase = 'Running') => ({ metadata: { name, namespace: 'shop', annotations }, status: { phase } });
+  const version = buildSnapshot('shop', {}, view).version;
+  const pod = (name: string, annotations: Record<string, string>, phase = 'Running', labels: Record<string, string> = {}) => ({ metadata: { name, namespace: 'shop', annotations, labels }, status: { phase } });
   const none = policyStatus(rp, view, now, []);
   assert.deepEqual({ s: none.selectedPods, a: none.acceptedPods, c: none.conditions![1]!.reason }, { s: 0, a: 0, c: 'AllAccepted' });
   const pods = [
@@ -37,7 +38,18 @@ it('status counts the namespace\'s sidecars that run the current configuration, 
   assert.deepEqual(st.rejections, [{ pod: 'c', reason: 'listen 127.0.0.1:15000: address already in use' }], 'only refusals of the current version');
   assert.equal(st.conditions![1]!.type, 'Accepted');
   assert.equal(st.conditions![1]!.reason, 'Rejected');
-  assert.match(st.conditions![1]!.message!, /^1 of 4 sidecar\(s\) refused .* c: listen 127\.0\.0\.1:15000: address already in use$/);
+  assert.match(st.conditions![1]!.message!, /^1 of 4 selected sidecar\(s\) refused .* c: listen 127\.0\.0\.1:15000: address already in use$/);
   const fine = policyStatus(rp, view, now, [pod('a', { 'ballast.dev/discovery-version': version }), pod('b', {})]);
   assert.equal(fine.conditions![1]!.reason, 'Propagating');
+  // With a selector, only the pods it selects count.
+  const selective: ResiliencePolicy = { ...rp, spec: { ...rp.spec, selector: { matchLabels: { app: 'web' } } } };
+  const sel = policyStatus(selective, { ...view, policies: [selective] }, now, [pod('w', {}, 'Running', { app: 'web' }), pod('o', {}, 'Running', { app: 'other' })]);
+  assert.equal(sel.selectedPods, 1);
+});
+
+it('a policy naming an upstream another policy (first by name) already configures for a pod is not Ready: Conflict, saying which', () => {
+  const other: ResiliencePolicy = { ...rp, metadata: { ...rp.metadata, name: 'another' } };
+  const st = policyStatus(rp, { policies: [rp, other], services: [], slices: [] }, now, [{ metadata: { name: 'p', namespace: 'shop' }, status: { phase: 'Running' } }]);
+  assert.equal(st.conditions![0]!.reason, 'Conflict');
+  assert.match(st.conditions![0]!.message!, /upstream echo\.shop is also in ResiliencePolicy another/);
 });

@@ -9,7 +9,7 @@
 import { type CustomObjectsApi, PatchStrategy, type V1Pod, setHeaderOptions } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
+import { type ResiliencePolicy, policyUpstreams, selects } from '../api/resiliencepolicy.ts';
 import type { Cache } from '../discovery/server.ts';
 import { type DiscoveryView, buildSnapshot, serviceEndpoints } from '../specs/discovery.ts';
 
@@ -21,29 +21,49 @@ const maxRejections = 10;
 
 type Status = NonNullable<ResiliencePolicy['status']>;
 
-/** The status a policy should have (pure). `sidecars`: the injected pods of the policy's namespace. */
+/** The status a policy should have (pure). `sidecars`: injected pods (of any namespace). */
 export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: string, sidecars: readonly V1Pod[] = []): Status {
-  const { name, port } = p.spec.service;
-  const svc = view.services.find((s) => s.metadata?.namespace === p.metadata.namespace && s.metadata?.name === name);
-  const hasPort = svc?.spec?.ports?.some((x) => x.port === port) ?? false;
-  const endpoints = svc && hasPort ? serviceEndpoints(svc, port, view.slices).length : 0;
-  const [status, reason, message] = !svc ? ['False', 'ServiceNotFound', `Service ${p.metadata.namespace}/${name} does not exist; sidecars get the policy with no endpoints`]
-    : !hasPort ? ['False', 'PortNotFound', `Service ${name} has no port ${port}; its ports: ${(svc.spec?.ports ?? []).map((x) => x.port).join(', ')}`]
-      : endpoints === 0 ? ['False', 'NoReadyEndpoints', `Service ${name} has no ready endpoints`]
-        : ['True', 'EndpointsReady', `${endpoints} ready endpoint(s) streamed to sidecars`];
-  // The sidecars of the namespace, and whether they run what they are being sent now.
-  const current = buildSnapshot(p.metadata.namespace, view).version;
-  const pods = sidecars.filter((x) => x.metadata?.namespace === p.metadata.namespace && !x.metadata?.deletionTimestamp && x.status?.phase === 'Running');
-  const accepted = pods.filter((x) => x.metadata?.annotations?.[appliedVersionAnnotation] === current).length;
-  const rejections = pods.flatMap((x) => {
-    const r = x.metadata?.annotations?.[rejectedVersionAnnotation] ?? '';
+  const ns = p.metadata.namespace;
+  // Each upstream's Service: missing, without the port, without ready endpoints, or ready.
+  let endpoints = 0;
+  const problems: Array<[string, string]> = [];
+  for (const up of policyUpstreams(p)) {
+    const { name, port } = up.service;
+    const svc = view.services.find((x) => x.metadata?.namespace === ns && x.metadata?.name === name);
+    const hasPort = svc?.spec?.ports?.some((x) => x.port === port) ?? false;
+    const n = svc && hasPort ? serviceEndpoints(svc, port, view.slices).length : 0;
+    endpoints += n;
+    if (!svc) problems.push(['ServiceNotFound', `Service ${ns}/${name} does not exist; sidecars get the policy with no endpoints`]);
+    else if (!hasPort) problems.push(['PortNotFound', `Service ${name} has no port ${port}; its ports: ${(svc.spec?.ports ?? []).map((x) => x.port).join(', ')}`]);
+    else if (n === 0) problems.push(['NoReadyEndpoints', `Service ${name} has no ready endpoints`]);
+  }
+  // The selected sidecars, and whether each runs what it is being sent now (its own snapshot).
+  const pods = sidecars.filter((x) => x.metadata?.namespace === ns && !x.metadata?.deletionTimestamp && x.status?.phase === 'Running' && (p.spec.selector === undefined || selects(p.spec.selector, x.metadata?.labels ?? {})));
+  let accepted = 0;
+  const rejections: Array<{ pod: string; reason: string }> = [];
+  let conflict: string | undefined;
+  const snapshots = new Map<string, ReturnType<typeof buildSnapshot>>();
+  for (const pod of pods) {
+    const labels = pod.metadata?.labels ?? {};
+    const key = JSON.stringify(Object.entries(labels).sort());
+    let snap = snapshots.get(key);
+    if (!snap) snapshots.set(key, (snap = buildSnapshot(ns, labels, view)));
+    const c = snap.conflicts.find((x) => x.policy === p.metadata.name);
+    if (c && !conflict) conflict = `${c.what} is also in ResiliencePolicy ${c.winner}, which comes first by name and wins for pod ${pod.metadata?.name}; remove it from one of them`;
+    if (pod.metadata?.annotations?.[appliedVersionAnnotation] === snap.version) accepted++;
+    const r = pod.metadata?.annotations?.[rejectedVersionAnnotation] ?? '';
     const i = r.indexOf(': ');
-    return i > 0 && r.slice(0, i) === current ? [{ pod: x.metadata?.name ?? '', reason: r.slice(i + 2) }] : [];
-  }).sort((a, b) => a.pod.localeCompare(b.pod));
+    if (i > 0 && r.slice(0, i) === snap.version) rejections.push({ pod: pod.metadata?.name ?? '', reason: r.slice(i + 2) });
+  }
+  rejections.sort((a, b) => a.pod.localeCompare(b.pod));
+  const firstProblem = problems[0];
+  const [status, reason, message] = conflict ? ['False', 'Conflict', conflict]
+    : firstProblem ? ['False', firstProblem[0], problems.map((x) => x[1]).join('; ')]
+      : ['True', 'EndpointsReady', `${endpoints} ready endpoint(s) streamed to sidecars`];
   const [aStatus, aReason, aMessage] = rejections.length > 0
-    ? ['False', 'Rejected', `${rejections.length} of ${pods.length} sidecar(s) refused the namespace's current configuration (version ${current}) and keep their last good one; ${rejections[0]?.pod}: ${rejections[0]?.reason}`]
-    : accepted < pods.length ? ['False', 'Propagating', `${accepted} of ${pods.length} sidecar(s) run the namespace's current configuration (version ${current})`]
-      : ['True', 'AllAccepted', pods.length === 0 ? 'no sidecars in the namespace yet' : `all ${pods.length} sidecar(s) run the namespace's current configuration (version ${current})`];
+    ? ['False', 'Rejected', `${rejections.length} of ${pods.length} selected sidecar(s) refused their current configuration and keep their last good one; ${rejections[0]?.pod}: ${rejections[0]?.reason}`]
+    : accepted < pods.length ? ['False', 'Propagating', `${accepted} of ${pods.length} selected sidecar(s) run their current configuration`]
+      : ['True', 'AllAccepted', pods.length === 0 ? 'no selected sidecars yet' : `all ${pods.length} selected sidecar(s) run their current configuration`];
   const cond = (type: string, st: string, r: string, m: string) => {
     const prev = p.status?.conditions?.find((c) => c.type === type);
     return { type, status: st, reason: r, message: m, observedGeneration: p.metadata.generation ?? 0, lastTransitionTime: prev && prev.status === st && prev.lastTransitionTime ? prev.lastTransitionTime : now };
@@ -51,7 +71,6 @@ export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: stri
   return {
     observedGeneration: p.metadata.generation ?? 0,
     endpoints,
-    configVersion: current,
     selectedPods: pods.length,
     acceptedPods: accepted,
     rejections: rejections.slice(0, maxRejections),

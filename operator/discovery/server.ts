@@ -1,6 +1,7 @@
 /**
  * The discovery service: sidecars open one stream each (Hello: who they are), and get a
- * snapshot of their namespace's upstreams (operator/specs/discovery.ts) at once and again
+ * snapshot of what their namespace's policies that select their pod configure
+ * (operator/specs/discovery.ts) at once and again
  * whenever it changes. Every operator replica serves it from its own informer caches (reads
  * only, so no leader is needed); a change is coalesced for `debounceMs` before snapshots are
  * rebuilt, and a sidecar is sent only a version it does not already hold. Acks that name an
@@ -12,8 +13,9 @@ import * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Metrics } from '../../lib/metrics.ts';
-import { type ClientMessage, type Snapshot, discoveryService } from '../api/discovery.ts';
-import { type DiscoveryView, buildSnapshot } from '../specs/discovery.ts';
+import { type ClientMessage, type Snapshot as WireSnapshot, discoveryService } from '../api/discovery.ts';
+import type { V1Pod } from '@kubernetes/client-node';
+import { type DiscoveryView, type Snapshot, buildSnapshot } from '../specs/discovery.ts';
 
 /** A read-only cache of one kind (a SharedInformer, or a list in a test). */
 export interface Cache<T> {
@@ -25,6 +27,8 @@ export interface DiscoveryServerOptions {
   policies: Cache<DiscoveryView['policies'][number]>;
   services: Cache<DiscoveryView['services'][number]>;
   slices: Cache<DiscoveryView['slices'][number]>;
+  /** Injected pods, for their labels (policies select by them); absent: policies with a selector apply to no one. */
+  sidecars?: Cache<V1Pod>;
   clock: Clock;
   log: Logger;
   metrics: Metrics;
@@ -36,8 +40,9 @@ export interface DiscoveryServerOptions {
 interface Stream {
   node: string;
   namespace: string;
+  pod: string;
   sent: string;
-  call: grpc.ServerDuplexStream<ClientMessage, Snapshot>;
+  call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>;
 }
 
 export class DiscoveryServer {
@@ -61,7 +66,8 @@ export class DiscoveryServer {
     o.policies.onChange(changed);
     o.services.onChange(changed);
     o.slices.onChange(changed);
-    this.#server.addService(discoveryService().service, { Stream: (call: grpc.ServerDuplexStream<ClientMessage, Snapshot>) => this.#open(call) });
+    o.sidecars?.onChange(changed);
+    this.#server.addService(discoveryService().service, { Stream: (call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>) => this.#open(call) });
   }
 
   /** Listen on host:port (port 0: any); resolves to the port. */
@@ -79,23 +85,23 @@ export class DiscoveryServer {
     return { policies: this.#o.policies.list(), services: this.#o.services.list(), slices: this.#o.slices.list() };
   }
 
-  #open(call: grpc.ServerDuplexStream<ClientMessage, Snapshot>): void {
+  #open(call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>): void {
     let stream: Stream | undefined;
     call.on('data', (m: ClientMessage) => {
       if (m.hello && !stream) {
         const node = m.hello.node;
         const namespace = node.includes('/') ? node.slice(0, node.indexOf('/')) : 'default';
-        stream = { node, namespace, sent: m.hello.version, call };
+        stream = { node, namespace, pod: node.includes('/') ? node.slice(node.indexOf('/') + 1) : node, sent: m.hello.version, call };
         this.#streams.add(stream);
         this.#m.streams.set(this.#streams.size);
         this.#o.log.info({ node, has: m.hello.version || null }, 'sidecar connected to discovery');
-        this.#push(stream, buildSnapshot(namespace, this.#view()));
+        this.#push(stream, buildSnapshot(namespace, this.#labels(stream), this.#view()));
       } else if (m.ack && stream) {
         if (m.ack.error) {
           this.#m.nacks.inc();
           this.#o.log.warn({ node: stream.node, version: m.ack.version, error: m.ack.error }, 'a sidecar refused a discovery snapshot');
         }
-        if (stream.node.includes('/')) this.#o.onAck?.(stream.namespace, stream.node.slice(stream.node.indexOf('/') + 1), m.ack.version, m.ack.error);
+        if (stream.node.includes('/')) this.#o.onAck?.(stream.namespace, stream.pod, m.ack.version, m.ack.error);
       }
     });
     const close = (): void => {
@@ -109,10 +115,16 @@ export class DiscoveryServer {
     call.on('cancelled', close);
   }
 
-  #push(s: Stream, snap: { version: string; upstreams: unknown[] }): void {
+  /** The labels of the stream's pod (undefined until the pod is in the cache). */
+  #labels(s: Stream): Record<string, string> | undefined {
+    const pod = this.#o.sidecars?.list().find((p) => p.metadata?.namespace === s.namespace && p.metadata?.name === s.pod);
+    return pod ? (pod.metadata?.labels ?? {}) : undefined;
+  }
+
+  #push(s: Stream, snap: Snapshot): void {
     if (snap.version === s.sent) return;
     s.sent = snap.version;
-    s.call.write({ version: snap.version, upstreams_json: JSON.stringify(snap.upstreams) });
+    s.call.write({ version: snap.version, upstreams_json: JSON.stringify(snap.upstreams), inbound_json: JSON.stringify(snap.inbound) });
     this.#m.snapshots.inc();
   }
 
@@ -121,10 +133,13 @@ export class DiscoveryServer {
     this.#timer = this.#o.clock.setTimeout(() => {
       this.#timer = undefined;
       const view = this.#view();
-      const byNamespace = new Map<string, ReturnType<typeof buildSnapshot>>();
+      // Pods with the same labels in a namespace get the same snapshot: built once per pass.
+      const built = new Map<string, Snapshot>();
       for (const s of this.#streams) {
-        let snap = byNamespace.get(s.namespace);
-        if (!snap) byNamespace.set(s.namespace, (snap = buildSnapshot(s.namespace, view)));
+        const labels = this.#labels(s);
+        const key = `${s.namespace}\u0000${labels === undefined ? '?' : JSON.stringify(Object.entries(labels).sort())}`;
+        let snap = built.get(key);
+        if (!snap) built.set(key, (snap = buildSnapshot(s.namespace, labels, view)));
         this.#push(s, snap);
       }
     }, this.#o.debounceMs ?? 100);

@@ -18,7 +18,7 @@ const policy = (o: Partial<ResiliencePolicy['spec']> = {}): ResiliencePolicy => 
 });
 
 it('a policy becomes an upstream: ready endpoints at the target port, proxy host names, the policy', () => {
-  const { upstreams, version } = buildSnapshot('shop', { policies: [policy()], services: [svc], slices: [slice([true, false, true])] });
+  const { upstreams, version } = buildSnapshot('shop', {}, { policies: [policy()], services: [svc], slices: [slice([true, false, true])] });
   assert.equal(upstreams.length, 1);
   const u = upstreams[0]!;
   assert.equal(u.name, 'orders.shop');
@@ -30,13 +30,40 @@ it('a policy becomes an upstream: ready endpoints at the target port, proxy host
 });
 
 it('the version changes with the content only; other namespaces and services are not included', () => {
-  const a = buildSnapshot('shop', { policies: [policy()], services: [svc], slices: [slice([true])] });
-  const b = buildSnapshot('shop', { policies: [policy()], services: [svc], slices: [slice([true])] });
-  const c = buildSnapshot('shop', { policies: [policy()], services: [svc], slices: [slice([true, true])] });
+  const a = buildSnapshot('shop', {}, { policies: [policy()], services: [svc], slices: [slice([true])] });
+  const b = buildSnapshot('shop', {}, { policies: [policy()], services: [svc], slices: [slice([true])] });
+  const c = buildSnapshot('shop', {}, { policies: [policy()], services: [svc], slices: [slice([true, true])] });
   assert.equal(a.version, b.version);
   assert.notEqual(a.version, c.version);
-  assert.deepEqual(buildSnapshot('other', { policies: [policy()], services: [svc], slices: [slice([true])] }).upstreams, []);
-  const local = buildSnapshot('shop', { policies: [policy({ localPort: 15001 })], services: [], slices: [] });
+  assert.deepEqual(buildSnapshot('other', {}, { policies: [policy()], services: [svc], slices: [slice([true])] }).upstreams, []);
+  const local = buildSnapshot('shop', {}, { policies: [policy({ localPort: 15001 })], services: [], slices: [] });
   assert.deepEqual(local.upstreams[0]!.endpoints, [], 'no Service yet: no endpoints');
   assert.equal(local.upstreams[0]!.listen, '127.0.0.1:15001');
+});
+
+it('a selector picks the pods a policy configures; pods not known yet get only policies without one', () => {
+  const web = policy({ selector: { matchLabels: { app: 'web' } } });
+  const view = { policies: [web], services: [svc], slices: [slice([true])] };
+  assert.equal(buildSnapshot('shop', { app: 'web', tier: 'a' }, view).upstreams.length, 1);
+  assert.equal(buildSnapshot('shop', { app: 'batch' }, view).upstreams.length, 0);
+  assert.equal(buildSnapshot('shop', undefined, view).upstreams.length, 0, 'unknown pod: selectors do not match');
+  const expr = policy({ selector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['a', 'b'] }, { key: 'canary', operator: 'DoesNotExist' }] } });
+  assert.equal(buildSnapshot('shop', { tier: 'b' }, { ...view, policies: [expr] }).upstreams.length, 1);
+  assert.equal(buildSnapshot('shop', { tier: 'b', canary: 'yes' }, { ...view, policies: [expr] }).upstreams.length, 0);
+});
+
+it('several upstreams and inbound listeners per policy; an upstream two policies name goes to the first by name', () => {
+  const payments: V1Service = { metadata: { name: 'payments', namespace: 'shop' }, spec: { ports: [{ name: 'grpc', port: 50051 }] } };
+  const many: ResiliencePolicy = {
+    apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'a-web', namespace: 'shop' },
+    spec: {
+      upstreams: [{ service: { name: 'orders', port: 80 }, policy: { retries: { maxAttempts: 4 } } }, { service: { name: 'payments', port: 50051 }, protocol: 'http2', localPort: 15001 }],
+      inbound: [{ name: 'http', port: 18080, targetPort: 8080, policy: { rateLimit: { perSecond: 100 } } }],
+    },
+  };
+  const snap = buildSnapshot('shop', {}, { policies: [many, policy()], services: [svc, payments], slices: [slice([true])] });
+  assert.deepEqual(snap.upstreams.map((u) => `${u.name} ${u.protocol} ${u.listen ?? '-'}`), ['orders.shop auto -', 'payments.shop http2 127.0.0.1:15001']);
+  assert.deepEqual(snap.upstreams[0]!.policy, { retries: { maxAttempts: 4 } }, 'the first policy by name wins orders');
+  assert.deepEqual(snap.conflicts, [{ policy: 'orders', what: 'upstream orders.shop', winner: 'a-web' }]);
+  assert.deepEqual(snap.inbound, [{ name: 'a-web-http', listen: '0.0.0.0:18080', target: '127.0.0.1:8080', policy: { rateLimit: { perSecond: 100 } } }]);
 });

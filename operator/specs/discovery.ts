@@ -1,14 +1,15 @@
 /**
- * What the discovery service sends a sidecar (pure): for every ResiliencePolicy in the
- * sidecar's namespace, an upstream named `<service>.<namespace>` with the Service's ready
- * endpoints (from its EndpointSlices, the policy's port resolved to the pods' target port), the
- * host names that reach it through the sidecar's HTTP proxy, and the policy. The version is a
- * hash of the content, so an unchanged world sends nothing.
+ * What the discovery service sends a sidecar (pure): for every ResiliencePolicy of the
+ * sidecar's namespace that selects its pod, an upstream named `<service>.<namespace>` per
+ * Service it names, with the Service's ready endpoints (from its EndpointSlices, the policy's
+ * port resolved to the pods' target port), the host names that reach it through the sidecar's
+ * HTTP proxy, and the policy; and its inbound listeners. The version is a hash of the content,
+ * so an unchanged world sends nothing.
  */
 import { createHash } from 'node:crypto';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { DiscoveredUpstream } from '../api/discovery.ts';
-import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
+import { type ResiliencePolicy, policyUpstreams, selects } from '../api/resiliencepolicy.ts';
 
 export interface DiscoveryView {
   policies: readonly ResiliencePolicy[];
@@ -42,23 +43,60 @@ export function hostsFor(service: string, namespace: string, port: number): stri
   return [...names, ...names.map((n) => `${n}:${port}`)];
 }
 
-export function buildSnapshot(namespace: string, view: DiscoveryView): { version: string; upstreams: DiscoveredUpstream[] } {
+/** Inbound listeners as the sidecar configuration file's `inbound` schema. */
+export interface DiscoveredInbound { name: string; listen: string; target: string; policy?: unknown }
+
+export interface Snapshot {
+  version: string;
+  upstreams: DiscoveredUpstream[];
+  inbound: DiscoveredInbound[];
+  /** Upstreams or inbound ports named by more than one selecting policy: the first by name wins. */
+  conflicts: Array<{ policy: string; what: string; winner: string }>;
+}
+
+/**
+ * The configuration for one sidecar: every policy of its namespace that selects its pod
+ * (`labels`; undefined when the pod is not known yet: only policies without a selector), in
+ * name order. An upstream or inbound port two policies name goes to the first; the other is
+ * reported as a conflict.
+ */
+export function buildSnapshot(namespace: string, labels: Readonly<Record<string, string>> | undefined, view: DiscoveryView): Snapshot {
   const upstreams: DiscoveredUpstream[] = [];
-  const policies = view.policies.filter((p) => p.metadata.namespace === namespace).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  const inbound: DiscoveredInbound[] = [];
+  const conflicts: Snapshot['conflicts'] = [];
+  const owner = new Map<string, string>();
+  const policies = view.policies
+    .filter((p) => p.metadata.namespace === namespace && (p.spec.selector === undefined || (labels !== undefined && selects(p.spec.selector, labels))))
+    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  const claim = (p: ResiliencePolicy, what: string): boolean => {
+    const first = owner.get(what);
+    if (first !== undefined && first !== p.metadata.name) {
+      conflicts.push({ policy: p.metadata.name, what, winner: first });
+      return false;
+    }
+    owner.set(what, p.metadata.name);
+    return true;
+  };
   for (const p of policies) {
-    const { name, port } = p.spec.service;
-    const svc = view.services.find((s) => s.metadata?.namespace === namespace && s.metadata?.name === name);
-    const u: DiscoveredUpstream = {
-      name: `${name}.${namespace}`,
-      hosts: hostsFor(name, namespace, port),
-      protocol: p.spec.protocol ?? 'auto',
-      endpoints: svc ? serviceEndpoints(svc, port, view.slices).map((address) => ({ address })) : [],
-      ...(p.spec.localPort ? { listen: `127.0.0.1:${p.spec.localPort}` } : {}),
-      ...(p.spec.policy !== undefined ? { policy: p.spec.policy } : {}),
-      ...(p.spec.routes !== undefined && p.spec.routes.length > 0 ? { routes: p.spec.routes } : {}),
-    };
-    upstreams.push(u);
+    for (const up of policyUpstreams(p)) {
+      const { name, port } = up.service;
+      if (!claim(p, `upstream ${name}.${namespace}`)) continue;
+      const svc = view.services.find((s) => s.metadata?.namespace === namespace && s.metadata?.name === name);
+      upstreams.push({
+        name: `${name}.${namespace}`,
+        hosts: hostsFor(name, namespace, port),
+        protocol: up.protocol ?? 'auto',
+        endpoints: svc ? serviceEndpoints(svc, port, view.slices).map((address) => ({ address })) : [],
+        ...(up.localPort ? { listen: `127.0.0.1:${up.localPort}` } : {}),
+        ...(up.policy !== undefined ? { policy: up.policy } : {}),
+        ...(up.routes !== undefined && up.routes.length > 0 ? { routes: up.routes } : {}),
+      });
+    }
+    for (const ib of p.spec.inbound ?? []) {
+      if (!claim(p, `inbound port ${ib.port}`)) continue;
+      inbound.push({ name: `${p.metadata.name}-${ib.name}`, listen: `0.0.0.0:${ib.port}`, target: `127.0.0.1:${ib.targetPort}`, ...(ib.policy !== undefined ? { policy: ib.policy } : {}) });
+    }
   }
-  const version = createHash('sha256').update(JSON.stringify(upstreams)).digest('hex').slice(0, 16);
-  return { version, upstreams };
+  const version = createHash('sha256').update(JSON.stringify([upstreams, inbound])).digest('hex').slice(0, 16);
+  return { version, upstreams, inbound, conflicts };
 }

@@ -125,10 +125,12 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
       while (Date.now() < end && !cond()) await new Promise((res) => setTimeout(res, 250));
       assert.ok(cond(), what);
     };
-    const rpStatus = () => JSON.parse(kubectl(['get', 'resiliencepolicy', 'echo', '-n', 'shop', '-o', 'jsonpath={.status}']).stdout || '{}') as { configVersion?: string; selectedPods?: number; acceptedPods?: number; rejections?: Array<{ pod: string; reason: string }>; conditions?: Array<{ type: string; status: string; reason: string; message: string }> };
+    const rpStatus = () => JSON.parse(kubectl(['get', 'resiliencepolicy', 'echo', '-n', 'shop', '-o', 'jsonpath={.status}']).stdout || '{}') as { selectedPods?: number; acceptedPods?: number; rejections?: Array<{ pod: string; reason: string }>; conditions?: Array<{ type: string; status: string; reason: string; message: string }> };
     const accepted = () => rpStatus().conditions?.find((c) => c.type === 'Accepted');
     await until(() => rpStatus().selectedPods === 1 && rpStatus().acceptedPods === 1 && accepted()?.status === 'True', `the client's sidecar accepted the configuration: ${JSON.stringify(rpStatus())}`);
-    const firstVersion = rpStatus().configVersion;
+    const appliedVersion = () => kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.metadata.annotations.ballast\\.dev/discovery-version}']).stdout;
+    const firstVersion = appliedVersion();
+    assert.match(firstVersion, /^[0-9a-f]{16}$/, 'the sidecar\'s acknowledgement is recorded on its pod');
     // A change to the policy reaches the sidecar without a restart.
     const sidecarConfig = async () => ((await (await fetch(`http://${ip}:15000/config`)).json()) as typeof config).config.upstreams.find((u) => u.name === 'echo.shop')!;
     const changedAt = Date.now();
@@ -141,7 +143,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.equal(attempts, 4, 'the new policy is in force in the running sidecar');
     t.diagnostic(`policy change → in force in the sidecar: ${Date.now() - changedAt} ms`);
     assert.equal(kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.status.initContainerStatuses[0].restartCount}']).stdout, '0', 'no restart');
-    await until(() => rpStatus().configVersion !== firstVersion && rpStatus().acceptedPods === 1, 'the new version is accepted');
+    await until(() => appliedVersion() !== firstVersion && rpStatus().acceptedPods === 1 && accepted()?.status === 'True', 'the new version is accepted');
     // One the sidecar cannot apply (a local port its admin endpoint holds) is refused; it keeps
     // serving its last good configuration, and the refusal, with the sidecar's reason, is in status.
     assert.equal(kubectl(['patch', 'resiliencepolicy', 'echo', '-n', 'shop', '--type=merge', '-p', '{"spec":{"localPort":15000}}']).status, 0);
@@ -156,6 +158,28 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     await still.text();
     assert.equal(kubectl(['patch', 'resiliencepolicy', 'echo', '-n', 'shop', '--type=merge', '-p', '{"spec":{"localPort":0}}']).status, 0);
     await until(() => accepted()?.status === 'True' && (rpStatus().rejections ?? []).length === 0, 'accepted again once fixed');
+    // Selection by label, and inbound listeners: a policy for pods labelled app=client opens a
+    // listener in front of the client's own port; one for app=other does not reach this sidecar.
+    const more = [
+      { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'client-inbound', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'client' } }, inbound: [{ name: 'http', port: 18080, targetPort: 8080, policy: { rateLimit: { perSecond: 1000 } } }] } },
+      { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'others', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'other' } }, upstreams: [{ service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 1 } } }] } },
+    ];
+    const appliedMore = kubectl(['apply', '-f', '-'], more.map((m) => JSON.stringify(m)).join('\n'));
+    assert.equal(appliedMore.status, 0, appliedMore.stderr);
+    assert.equal(kubectl(['label', 'pod', 'client', '-n', 'shop', 'app=client']).status, 0);
+    const inboundNames = async () => ((await (await fetch(`http://${ip}:15000/config`)).json()) as { config: { inbound: Array<{ name: string }> } }).config.inbound.map((i) => i.name);
+    let names: string[] = [];
+    for (let i = 0; i < 120 && !names.includes('client-inbound-http'); i++) {
+      names = await inboundNames();
+      if (!names.includes('client-inbound-http')) await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.deepEqual(names, ['client-inbound-http'], 'the selected policy\'s inbound listener, once the pod has the label');
+    const inbound = await fetch(`http://${ip}:18080/`);
+    assert.equal(inbound.status, 200);
+    assert.match(await inbound.text(), /"pod":"client"/, 'through the sidecar\'s inbound listener to the app');
+    assert.equal((await sidecarConfig()).policy.retries.maxAttempts, 4, 'a policy selecting other pods does not touch this sidecar');
+    const selected = (name: string) => kubectl(['get', 'resiliencepolicy', name, '-n', 'shop', '-o', 'jsonpath={.status.selectedPods}']).stdout;
+    await until(() => selected('client-inbound') === '1' && selected('others') === '0', 'status counts the pods each policy selects');
     // Outside labelled namespaces, a pod can ask for itself; kube-system never gets one.
     const solo = kubectl(['run', 'solo', '-n', 'default', '--image=ballast-test/http-echo', '--labels=ballast.dev/inject=enabled', '--restart=Never']);
     assert.equal(solo.status, 0, solo.stderr);
