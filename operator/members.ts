@@ -34,18 +34,24 @@ function services(): { Cluster: grpc.ServiceClientConstructor; Maintenance: grpc
   return { Cluster: pb['Cluster'] as grpc.ServiceClientConstructor, Maintenance: pb['Maintenance'] as grpc.ServiceClientConstructor };
 }
 
+export interface MemberTls { ca: Buffer; cert: Buffer; key: Buffer; serverName: string }
+
 export class MemberClient {
   readonly #cluster: grpc.Client;
   readonly #maintenance: grpc.Client;
   readonly #timeoutMs: number;
 
-  constructor(address: string, timeoutMs = 2000) {
+  /** `tls`: the cluster's client TLS (spec.tls.clientSecretName): its CA, a certificate to present, the name to expect. */
+  constructor(address: string, timeoutMs = 2000, tls?: MemberTls) {
     const { Cluster, Maintenance } = services();
     // A private subchannel pool: a member that was down must not keep a shared back-off.
     // A short reconnect cap: a closed client's pending reconnect timer otherwise holds the process up to 2 min.
-    const opts = { 'grpc.use_local_subchannel_pool': 1, 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 };
-    this.#cluster = new Cluster(address, grpc.credentials.createInsecure(), opts);
-    this.#maintenance = new Maintenance(address, grpc.credentials.createInsecure(), opts);
+    const opts: grpc.ChannelOptions = { 'grpc.use_local_subchannel_pool': 1, 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 };
+    // Members are dialled by pod IP; their certificate is checked against the client Service's name.
+    if (tls) opts['grpc.ssl_target_name_override'] = tls.serverName;
+    const creds = tls ? grpc.credentials.createSsl(tls.ca, tls.key, tls.cert) : grpc.credentials.createInsecure();
+    this.#cluster = new Cluster(address, creds, opts);
+    this.#maintenance = new Maintenance(address, creds, opts);
     this.#timeoutMs = timeoutMs;
   }
 

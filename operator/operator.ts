@@ -19,7 +19,8 @@ import { group, type StoreCluster, version } from './api/storecluster.ts';
 import { ResiliencePolicyStatus, appliedVersionAnnotation, rejectedVersionAnnotation } from './controllers/resiliencepolicy.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';
 import { DiscoveryServer } from './discovery/server.ts';
-import { MemberClient } from './members.ts';
+import { MemberClient, type MemberTls } from './members.ts';
+import * as specs from './specs/storecluster.ts';
 import { labels } from './specs/storecluster.ts';
 import { sidecarLabel } from './webhook/inject.ts';
 
@@ -88,9 +89,22 @@ export class Operator {
       const k = owner(p?.metadata?.namespace, p?.metadata?.labels);
       if (k) this.#queue.add(k);
     });
+    // Client TLS of clusters with spec.tls (the operator presents the cluster's own certificate).
+    const memberTls = new Map<string, MemberTls>();
     this.#controller = new StoreClusterController({
       kubeconfig: kc, core: this.#core, clusters: this.#clusters, sets: this.#sets, pods: this.#pods,
-      members: (address) => new MemberClient(address), clock: o.clock, log: o.log,
+      members: (address, sc) => new MemberClient(address, 2000, memberTls.get(`${sc.metadata.namespace}/${sc.spec.tls?.clientSecretName ?? ''}`)),
+      loadTls: async (sc) => {
+        const name = sc.spec.tls?.clientSecretName;
+        if (!name) return;
+        const secret = await this.#core.readNamespacedSecret({ namespace: sc.metadata.namespace, name });
+        const data = secret.data ?? {};
+        const missing = ['ca.crt', 'tls.crt', 'tls.key'].filter((k) => !data[k]);
+        if (missing.length > 0) throw new Error(`Secret ${sc.metadata.namespace}/${name} (spec.tls.clientSecretName) lacks ${missing.join(', ')}`);
+        const b = (k: string) => Buffer.from(data[k] as string, 'base64');
+        memberTls.set(`${sc.metadata.namespace}/${name}`, { ca: b('ca.crt'), cert: b('tls.crt'), key: b('tls.key'), serverName: specs.clientTlsName(sc) });
+      },
+      clock: o.clock, log: o.log,
       event: (sc, type, reason, message) => {
         o.log.info({ storecluster: `${sc.metadata.namespace}/${sc.metadata.name}`, reason }, message);
         void this.#core.createNamespacedEvent({ namespace: sc.metadata.namespace, body: {

@@ -82,10 +82,10 @@ export const storeClusterCrd: CrdDefinition = {
       storageClassName: s.string('StorageClass of the volumes; empty for the cluster default. Cannot change once set: the data would have to move.', { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'storage.storageClassName is immutable: create a new StoreCluster and restore a snapshot into it to move storage classes' }] }),
       retainOnScaleDown: s.bool('Keep a removed member\'s volume when scaling down (true), or delete it (false).', { default: true }),
     }, { default: { size: '1Gi', retainOnScaleDown: true } }),
-    tls: s.object('TLS for clients and peers, from Secrets of type kubernetes.io/tls (with ca.crt).', {
-      clientSecretName: s.string('Secret with the client-facing certificate; clients must present certificates signed by its ca.crt.'),
+    tls: s.object('TLS for clients and peers, from Secrets of type kubernetes.io/tls with ca.crt, set when the cluster is created (it cannot be changed afterwards). Certificates name *.<name>-peer.<namespace>.svc.cluster.local (each member) and <name>-client.<namespace>.svc (the operator checks that name), for both server and client use.', {
+      clientSecretName: s.string('Secret with the client-facing certificate; clients must present certificates signed by its ca.crt (the operator presents this one).'),
       peerSecretName: s.string('Secret with the peer certificate; members authenticate each other with it.'),
-    }),
+    }, { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'spec.tls cannot change after creation: members would stop understanding each other mid-way; create a new StoreCluster and restore a snapshot into it' }] }),
     quotaBytes: s.quantity('Raise the NOSPACE alarm when the key space exceeds this size (default 2Gi).'),
     snapshotCount: s.int('Committed entries between snapshots (default 100000).', { minimum: 1 }),
     compaction: s.object('Automatic compaction of old revisions.', {
@@ -110,6 +110,10 @@ export const storeClusterCrd: CrdDefinition = {
       rule: "!has(oldSelf.version) || (int(self.version.split('.')[0]) == int(oldSelf.version.split('.')[0]) && int(self.version.split('.')[1]) <= int(oldSelf.version.split('.')[1]) + 1) || (int(self.version.split('.')[0]) == int(oldSelf.version.split('.')[0]) + 1 && int(self.version.split('.')[1]) == 0)",
       message: 'version may move up at most one minor version at a time (for example 0.1.x to 0.2.x, not 0.1.x to 0.3.x): upgrade through each minor version in turn',
       fieldPath: '.version',
+    }, {
+      rule: 'has(self.tls) == has(oldSelf.tls)',
+      message: 'spec.tls can be set only when the cluster is created: members would stop understanding each other mid-way; create a new StoreCluster with TLS and restore a snapshot into it',
+      fieldPath: '.tls',
     }],
   }),
   status: s.object('What the operator observed.', {

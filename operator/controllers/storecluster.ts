@@ -29,7 +29,10 @@ export interface StoreClusterControllerDeps {
   clusters: SharedInformer<StoreCluster>;
   sets: SharedInformer<V1StatefulSet>;
   pods: SharedInformer<V1Pod>;
-  members: (address: string) => MemberClient;
+  /** A client for one member; `sc` for its TLS (loaded by loadTls first). */
+  members: (address: string, sc: StoreCluster) => MemberClient;
+  /** Read the cluster's client TLS Secret (spec.tls.clientSecretName) so members() can use it. */
+  loadTls?: (sc: StoreCluster) => Promise<void>;
   clock: Clock;
   log: Logger;
   /** Record an Event on the StoreCluster. */
@@ -73,6 +76,7 @@ export class StoreClusterController {
   async reconcile(key: string): Promise<number | undefined> {
     const sc = this.#d.clusters.get(key);
     if (!sc || (sc as { metadata: { deletionTimestamp?: unknown } }).metadata.deletionTimestamp) return undefined;
+    await this.#d.loadTls?.(sc);
     const observed = await this.#observe(sc);
     if (sc.metadata.annotations?.[pausedAnnotation] === 'paused') {
       await this.#writeStatus(sc, observed, { phase: 'Paused', progressing: ['False', 'Paused', `reconcile paused by the ${pausedAnnotation}: paused annotation; remove it to resume`] });
@@ -95,7 +99,7 @@ export class StoreClusterController {
     await Promise.all(pods.map(async (p) => {
       const ip = p.status?.podIP;
       if (!ip) return void states.set(p.metadata?.name ?? '', undefined);
-      const c = this.#d.members(`${ip}:${specs.clientPort}`);
+      const c = this.#d.members(`${ip}:${specs.clientPort}`, sc);
       try {
         const st = await c.status();
         states.set(p.metadata?.name ?? '', st);
@@ -172,7 +176,7 @@ export class StoreClusterController {
     const leaderClient = () => {
       const leaderName = membersNow.find((_, i) => list[i]?.id === o.leaderId)?.name;
       const pod = o.pods.find((p) => p.metadata?.name === leaderName);
-      return this.#d.members(`${pod?.status?.podIP ?? ''}:${specs.clientPort}`);
+      return this.#d.members(`${pod?.status?.podIP ?? ''}:${specs.clientPort}`, sc);
     };
     const call = async <T>(fn: (c: MemberClient) => Promise<T>): Promise<T> => {
       const c = leaderClient();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StoreCluster } from '../api/storecluster.ts';
-import { disruptionBudget, faultTolerance, initialCluster, peerService, specHash, statefulSet } from './storecluster.ts';
+import { disruptionBudget, faultTolerance, initialCluster, peerService, peerUrl, specHash, statefulSet } from './storecluster.ts';
 
 const sc: StoreCluster = {
   apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop', uid: 'u1' },
@@ -14,6 +14,19 @@ describe('StoreCluster specs', () => {
     const svc = peerService(sc);
     assert.equal(svc.spec?.clusterIP, 'None');
     assert.equal(svc.spec?.publishNotReadyAddresses, true, 'peers resolve before any member is ready');
+  });
+  it('spec.tls: https URLs, the Secrets mounted read-only, certificates required both ways', () => {
+    const secure: StoreCluster = { ...sc, spec: { ...sc.spec, tls: { clientSecretName: 'c-tls', peerSecretName: 'p-tls' } } };
+    assert.match(peerUrl(secure, 0), /^https:\/\/orders-0\.orders-peer\.shop\.svc\.cluster\.local:2380$/);
+    const pod = statefulSet(secure, { replicas: 3, initialCluster: initialCluster(secure, 3), clusterState: 'new' }).spec?.template.spec;
+    const args = pod?.containers[0]?.args ?? [];
+    for (const a of ['--listen-client-urls=https://0.0.0.0:2379', '--listen-peer-urls=https://0.0.0.0:2380', '--client-cert-auth=true', '--peer-client-cert-auth=true', '--trusted-ca-file=/etc/ballast/tls/client/ca.crt', '--peer-cert-file=/etc/ballast/tls/peer/tls.crt']) assert.ok(args.includes(a), a);
+    assert.ok(args.some((a) => a.startsWith('--initial-cluster=orders-0=https://')));
+    assert.deepEqual(pod?.volumes?.map((v) => `${v.name}:${v.secret?.secretName}`), ['tls-client:c-tls', 'tls-peer:p-tls']);
+    assert.ok(pod?.containers[0]?.volumeMounts?.filter((m) => m.name.startsWith('tls-')).every((m) => m.readOnly));
+    const plain = statefulSet(sc, { replicas: 3, initialCluster: initialCluster(sc, 3), clusterState: 'new' }).spec?.template.spec;
+    assert.equal(plain?.volumes, undefined);
+    assert.ok(!(plain?.containers[0]?.args ?? []).some((a) => a.includes('cert')));
   });
   it('podTemplate.env reaches the store container; the operator\'s own variables are not overridden', () => {
     const withEnv: StoreCluster = { ...sc, spec: { ...sc.spec, podTemplate: { env: [{ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: 'http://collector:4318' }, { name: 'CLUSTER_TOKEN', value: 'guess' }] } } };

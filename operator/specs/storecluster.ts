@@ -42,13 +42,24 @@ export const tokenSecretName = (sc: StoreCluster) => `${sc.metadata.name}-token`
 export const memberName = (sc: StoreCluster, ordinal: number) => `${sc.metadata.name}-${ordinal}`;
 export const imageOf = (sc: StoreCluster) => sc.spec.image ?? `ballast:${sc.spec.version}`;
 
+/** Where a member's TLS Secrets are mounted (spec.tls). */
+export const tlsDir = '/etc/ballast/tls';
+const peerScheme = (sc: StoreCluster) => (sc.spec.tls?.peerSecretName ? 'https' : 'http');
+const clientScheme = (sc: StoreCluster) => (sc.spec.tls?.clientSecretName ? 'https' : 'http');
+
+/**
+ * The name the operator expects in members' client certificates (it dials pods by IP, and checks
+ * the certificate against this name): the client Service's.
+ */
+export const clientTlsName = (sc: StoreCluster) => `${clientServiceName(sc)}.${sc.metadata.namespace}.svc`;
+
 /** A member's stable peer URL (what it advertises and what others dial). */
 export function peerUrl(sc: StoreCluster, ordinal: number): string {
-  return `http://${memberName(sc, ordinal)}.${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local:${peerPort}`;
+  return `${peerScheme(sc)}://${memberName(sc, ordinal)}.${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local:${peerPort}`;
 }
 
 export function clientUrl(sc: StoreCluster, ordinal: number): string {
-  return `http://${memberName(sc, ordinal)}.${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local:${clientPort}`;
+  return `${clientScheme(sc)}://${memberName(sc, ordinal)}.${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local:${clientPort}`;
 }
 
 /** `name=peerURL,...` for members 0..n-1 (the bootstrap configuration). */
@@ -134,10 +145,15 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
   const spec = sc.spec;
   const podLabels = { ...(spec.podTemplate?.labels ?? {}), ...commonLabels(sc), [labels.component]: 'member' };
   const peerDomain = `$(POD_NAME).${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local`;
+  const [cs, ps] = [clientScheme(sc), peerScheme(sc)];
+  const tls = spec.tls ?? {};
   const args = [
     'store', '--name=$(POD_NAME)', `--data-dir=${dataDir}/data`,
-    `--listen-client-urls=http://0.0.0.0:${clientPort}`, `--advertise-client-urls=http://${peerDomain}:${clientPort}`,
-    `--listen-peer-urls=http://0.0.0.0:${peerPort}`, `--initial-advertise-peer-urls=http://${peerDomain}:${peerPort}`,
+    `--listen-client-urls=${cs}://0.0.0.0:${clientPort}`, `--advertise-client-urls=${cs}://${peerDomain}:${clientPort}`,
+    `--listen-peer-urls=${ps}://0.0.0.0:${peerPort}`, `--initial-advertise-peer-urls=${ps}://${peerDomain}:${peerPort}`,
+    // TLS from Secrets of type kubernetes.io/tls with ca.crt; certificates are required both ways.
+    ...(tls.clientSecretName ? [`--cert-file=${tlsDir}/client/tls.crt`, `--key-file=${tlsDir}/client/tls.key`, `--trusted-ca-file=${tlsDir}/client/ca.crt`, '--client-cert-auth=true'] : []),
+    ...(tls.peerSecretName ? [`--peer-cert-file=${tlsDir}/peer/tls.crt`, `--peer-key-file=${tlsDir}/peer/tls.key`, `--peer-trusted-ca-file=${tlsDir}/peer/ca.crt`, '--peer-client-cert-auth=true'] : []),
     `--listen-metrics-urls=http://0.0.0.0:${metricsPort}`,
     `--initial-cluster=${o.initialCluster}`, `--initial-cluster-state=${o.clusterState}`, '--initial-cluster-token=$(CLUSTER_TOKEN)',
     `--heartbeat-interval=${spec.timing.heartbeatMs}`, `--election-timeout=${spec.timing.electionMs}`,
@@ -182,8 +198,18 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
             livenessProbe: { tcpSocket: { port: metricsPort }, periodSeconds: 5, failureThreshold: 6, initialDelaySeconds: 5 },
             ...(spec.resources ? { resources: spec.resources } : {}),
             securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-            volumeMounts: [{ name: 'data', mountPath: dataDir }],
+            volumeMounts: [
+              { name: 'data', mountPath: dataDir },
+              ...(tls.clientSecretName ? [{ name: 'tls-client', mountPath: `${tlsDir}/client`, readOnly: true }] : []),
+              ...(tls.peerSecretName ? [{ name: 'tls-peer', mountPath: `${tlsDir}/peer`, readOnly: true }] : []),
+            ],
           }],
+          ...(tls.clientSecretName || tls.peerSecretName ? {
+            volumes: [
+              ...(tls.clientSecretName ? [{ name: 'tls-client', secret: { secretName: tls.clientSecretName, defaultMode: 0o440 } }] : []),
+              ...(tls.peerSecretName ? [{ name: 'tls-peer', secret: { secretName: tls.peerSecretName, defaultMode: 0o440 } }] : []),
+            ],
+          } : {}),
         },
       },
       volumeClaimTemplates: [{

@@ -8,9 +8,10 @@ const base: StoreCluster = {
   spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi', retainOnScaleDown: false } },
 } as StoreCluster;
 const with_ = (patch: Partial<StoreCluster['spec']>, status?: StoreCluster['status']): StoreCluster => ({ ...base, spec: { ...base.spec, ...patch }, ...(status ? { status } : {}) });
-const lookups = (o: { classes?: string[]; set?: Array<{ kind: string; name: string }> } = {}): ValidationLookups => ({
+const lookups = (o: { classes?: string[]; set?: Array<{ kind: string; name: string }>; secrets?: Record<string, string[]> } = {}): ValidationLookups => ({
   storageClasses: async () => o.classes ?? ['standard'],
   statefulSet: async () => (o.set ? { owners: o.set } : undefined),
+  secretKeys: async (_ns, name) => o.secrets?.[name],
 });
 
 describe('StoreCluster validation (what CEL cannot judge)', () => {
@@ -35,9 +36,13 @@ describe('StoreCluster validation (what CEL cannot judge)', () => {
     assert.deepEqual(await validateStoreCluster('CREATE', base, undefined, lookups({ set: [{ kind: 'StoreCluster', name: 'orders' }] })), [], 'its own (re-created after a delete with orphans)');
   });
 
-  it('spec.tls is refused rather than ignored (members would serve plaintext)', async () => {
-    const [p] = await validateStoreCluster('CREATE', with_({ tls: { clientSecretName: 'orders-tls' } }), undefined, lookups());
-    assert.match(p ?? '', /^spec\.tls: the operator does not configure TLS for StoreCluster members yet/);
+  it('the TLS Secrets must exist and hold a certificate, its key and the CA', async () => {
+    const sc = with_({ tls: { clientSecretName: 'orders-tls', peerSecretName: 'orders-peer' } });
+    const problems = await validateStoreCluster('CREATE', sc, undefined, lookups({ secrets: { 'orders-tls': ['tls.crt', 'tls.key'] } }));
+    assert.deepEqual(problems.map((p) => p.split(':')[0]), ['spec.tls.clientSecretName', 'spec.tls.peerSecretName']);
+    assert.match(problems[0] ?? '', /Secret "orders-tls" lacks ca\.crt/);
+    assert.match(problems[1] ?? '', /Secret "orders-peer" does not exist in namespace "shop"; create it first/);
+    assert.deepEqual(await validateStoreCluster('CREATE', sc, undefined, lookups({ secrets: { 'orders-tls': ['ca.crt', 'tls.crt', 'tls.key'], 'orders-peer': ['ca.crt', 'tls.crt', 'tls.key'] } })), []);
   });
 
   it('while quorum is lost, replicas and version cannot change; other edits can', async () => {

@@ -7,8 +7,8 @@
  *   class stays Pending forever, and the class cannot be changed afterwards).
  * - On create, no StatefulSet of the same name may exist that this StoreCluster does not own
  *   (the operator would fight over it).
- * - `spec.tls` is refused: the operator does not configure member TLS yet, and a cluster that
- *   asked for TLS must not come up serving plaintext without saying so.
+ * - The Secrets `spec.tls` names exist and hold tls.crt, tls.key and ca.crt (members would
+ *   otherwise crash-loop on a missing file).
  * - While the cluster has lost quorum, `spec.replicas` and `spec.version` cannot change:
  *   membership changes and rolling updates need a quorum, and queuing them would act the moment
  *   members return, before anyone looked.
@@ -20,6 +20,8 @@ export interface ValidationLookups {
   storageClasses(): Promise<string[]>;
   /** The StatefulSet of that name: undefined when there is none, else its owner references' kinds/names. */
   statefulSet(namespace: string, name: string): Promise<{ owners: Array<{ kind: string; name: string }> } | undefined>;
+  /** The keys of a Secret's data; undefined when there is no such Secret. */
+  secretKeys(namespace: string, name: string): Promise<string[] | undefined>;
 }
 
 export async function validateStoreCluster(operation: string, sc: StoreCluster, old: StoreCluster | undefined, l: ValidationLookups): Promise<string[]> {
@@ -34,8 +36,12 @@ export async function validateStoreCluster(operation: string, sc: StoreCluster, 
       problems.push(`spec.storage.storageClassName: StorageClass "${cls}" does not exist; ${classes.length > 0 ? `use one of ${classes.map((c) => `"${c}"`).join(', ')}` : 'the cluster has none'}, create it first, or leave the field out for the cluster's default class`);
     }
   }
-  if (sc.spec.tls && (sc.spec.tls.clientSecretName || sc.spec.tls.peerSecretName)) {
-    problems.push('spec.tls: the operator does not configure TLS for StoreCluster members yet, so the members would serve plaintext; remove spec.tls (ballast store itself supports TLS with etcd\'s flags: see docs/store.md)');
+  for (const [field, secret] of [['clientSecretName', sc.spec.tls?.clientSecretName], ['peerSecretName', sc.spec.tls?.peerSecretName]] as const) {
+    if (!secret) continue;
+    const keys = await l.secretKeys(ns, secret);
+    const missing = ['tls.crt', 'tls.key', 'ca.crt'].filter((k) => !keys?.includes(k));
+    if (!keys) problems.push(`spec.tls.${field}: Secret "${secret}" does not exist in namespace "${ns}"; create it first (type kubernetes.io/tls with tls.crt, tls.key and ca.crt)`);
+    else if (missing.length > 0) problems.push(`spec.tls.${field}: Secret "${secret}" lacks ${missing.join(', ')}; a member needs its certificate and key, and the CA that signed its peers' and clients' certificates`);
   }
   if (operation === 'CREATE') {
     const set = await l.statefulSet(ns, name);

@@ -46,7 +46,16 @@ export class InjectionWebhook {
     this.#serving = cert.certPem;
     const kc = this.#o.kubeconfig;
     const [storage, apps] = [kc.makeApiClient(StorageV1Api), kc.makeApiClient(AppsV1Api)];
+    const core = kc.makeApiClient(CoreV1Api);
     const lookups: ValidationLookups = {
+      secretKeys: async (namespace, name) => {
+        try {
+          return Object.keys((await core.readNamespacedSecret({ namespace, name })).data ?? {});
+        } catch (err) {
+          if ((err as { code?: number }).code === 404) return undefined;
+          throw err;
+        }
+      },
       storageClasses: async () => (await storage.listStorageClass()).items.map((c) => c.metadata?.name ?? ''),
       statefulSet: async (namespace, name) => {
         try {

@@ -9,7 +9,7 @@
 // the lease duration and a graceful stop hands over in under 3 s.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -289,6 +289,43 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     await until(() => phase() === '3/Ready', 'Ready again once the members are back', 120_000);
     t.diagnostic(`Ready again ${Date.now() - start} ms after the freeze began`);
     assert.equal(memberNames().length, 3);
+  });
+
+  it('spec.tls: members serve clients and each other over TLS with certificates required both ways; the operator manages them through it', async (t) => {
+    // A CA, one certificate for the members (both uses, the names the CRD documents) and one for a client.
+    const dir = mkdtempSync(join(tmpdir(), 'ballast-sc-tls-'));
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=secure-ca');
+    writeFileSync(join(dir, 'member.ext'), 'subjectAltName=DNS:*.secure-peer.default.svc.cluster.local,DNS:secure-client.default.svc,DNS:secure-client.default.svc.cluster.local\nextendedKeyUsage=serverAuth,clientAuth\n');
+    writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+    for (const name of ['member', 'client']) {
+      openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+      openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+    }
+    const b64 = (f: string) => readFileSync(join(dir, f)).toString('base64');
+    const secret = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'secure-tls', namespace: 'default' }, data: { 'tls.crt': b64('member.crt'), 'tls.key': b64('member.key'), 'ca.crt': b64('ca.crt') } };
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(secret)).status, 0);
+    const cluster = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'secure', namespace: 'default' }, spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi' }, tls: { clientSecretName: 'secure-tls', peerSecretName: 'secure-tls' } } };
+    const start = Date.now();
+    const applied = kubectl(['apply', '-f', '-'], JSON.stringify(cluster));
+    assert.equal(applied.status, 0, applied.stderr);
+    const securePhase = () => `${jsonpath(['storecluster', 'secure'], '{.status.readyReplicas}')}/${jsonpath(['storecluster', 'secure'], '{.status.phase}')}`;
+    await until(() => securePhase() === '3/Ready', 'Ready over TLS (the operator reads members\' status through it)', 120_000);
+    t.diagnostic(`3-member StoreCluster with client and peer TLS Ready in ${Date.now() - start} ms`);
+    const ip = kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=secure', '-o', 'jsonpath={.items[0].status.podIP}']).stdout;
+    const etcdctl = (...args: string[]) => spawnSync('etcdctl', [`--endpoints=https://${ip}:2379`, '--dial-timeout=3s', '--command-timeout=5s', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+    // The member certificate names Service and peer DNS names, not pod IPs: etcdctl on this machine dials the IP.
+    const withCert = ['--cacert', join(dir, 'ca.crt'), '--cert', join(dir, 'client.crt'), '--key', join(dir, 'client.key'), '--insecure-skip-tls-verify'];
+    const put = etcdctl(...withCert, 'put', 'secure/k', 'v');
+    assert.equal(put.status, 0, put.stderr);
+    assert.equal(etcdctl(...withCert, 'get', 'secure/k', '--print-value-only').stdout.trim(), 'v');
+    assert.equal(etcdctl(...withCert, 'member', 'list').stdout.split('\n').filter((l) => l.includes('https://secure-')).length, 3, 'peers advertise https URLs');
+    assert.notEqual(etcdctl('--cacert', join(dir, 'ca.crt'), '--insecure-skip-tls-verify', 'get', 'secure/k').status, 0, 'no client certificate: refused');
+    assert.notEqual(spawnSync('etcdctl', [`--endpoints=http://${ip}:2379`, '--dial-timeout=2s', '--command-timeout=3s', 'get', 'secure/k'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).status, 0, 'no plaintext');
+    const change = kubectl(['patch', 'storecluster', 'secure', '--type=merge', '-p', '{"spec":{"tls":null}}']);
+    assert.notEqual(change.status, 0, 'TLS cannot be switched off on a live cluster');
+    assert.match(change.stderr, /spec\.tls can be set only when the cluster is created/);
+    assert.equal(kubectl(['delete', 'storecluster', 'secure', '--wait=true']).status, 0);
   });
 
   it('two operator replicas: kill -9 of the leader hands over within the lease duration; a graceful stop in under 3 s', async (t) => {
