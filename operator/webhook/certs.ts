@@ -1,10 +1,14 @@
 /**
  * The webhook's self-managed serving certificate. The operator keeps a CA and a serving
  * certificate for `<service>.<namespace>.svc` in a Secret (made on first start, remade 30 days
- * before expiry), serves with it, and writes the CA into the MutatingWebhookConfiguration's
- * caBundle — so installing Ballast needs no cert-manager, and a Helm upgrade that blanks the
- * caBundle is repaired within the check interval. Replicas race safely: whoever creates the
- * Secret first wins, the others read it.
+ * before expiry), serves with it, and writes the CA into the webhook configurations' caBundle —
+ * so installing Ballast needs no cert-manager, and a Helm upgrade that blanks the caBundle is
+ * repaired within the check interval. Replicas race safely: whoever creates the Secret first
+ * wins, the others read it.
+ *
+ * Rotation without an outage: a renewal keeps the previous CA in the Secret (`ca-previous.crt`)
+ * and the caBundle trusts both until the previous one expires, so replicas still serving the old
+ * certificate (until their next check picks up the new one) stay trusted meanwhile.
  */
 // @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
@@ -21,6 +25,8 @@ export interface ServingCert {
   certPem: string;
   keyPem: string;
   notAfter: Date;
+  /** The CA before the last renewal, trusted alongside until it expires. */
+  previousCaPem?: string;
 }
 
 type Key = webcrypto.CryptoKey;
@@ -75,7 +81,7 @@ export async function ensureServingCert(o: CertManagerOptions): Promise<ServingC
     try {
       const s = await o.core.readNamespacedSecret({ name: o.secretName, namespace: o.namespace });
       const d = s.data ?? {};
-      const cert = { caPem: unb64(d['ca.crt']), certPem: unb64(d['tls.crt']), keyPem: unb64(d['tls.key']) };
+      const cert = { caPem: unb64(d['ca.crt']), certPem: unb64(d['tls.crt']), keyPem: unb64(d['tls.key']), ...(d['ca-previous.crt'] ? { previousCaPem: unb64(d['ca-previous.crt']) } : {}) };
       if (!cert.caPem || !cert.certPem || !cert.keyPem) return undefined;
       const parsed = new X509Certificate(cert.certPem);
       if (!parsed.checkHost(names[0] as string)) return undefined;
@@ -89,11 +95,12 @@ export async function ensureServingCert(o: CertManagerOptions): Promise<ServingC
   const stale = !cert || cert.notAfter.getTime() - o.now().getTime() < 30 * day;
   if (stale) {
     const fresh = await makeServingCert(names, o.now());
-    const body = { metadata: { name: o.secretName, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'ballast' } }, type: 'kubernetes.io/tls', data: { 'ca.crt': b64(fresh.caPem), 'tls.crt': b64(fresh.certPem), 'tls.key': b64(fresh.keyPem) } };
+    const previous: Record<string, string> = cert && stillValid(cert.caPem, o.now()) ? { 'ca-previous.crt': b64(cert.caPem) } : {};
+    const body = { metadata: { name: o.secretName, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'ballast' } }, type: 'kubernetes.io/tls', data: { 'ca.crt': b64(fresh.caPem), 'tls.crt': b64(fresh.certPem), 'tls.key': b64(fresh.keyPem), ...previous } };
     try {
       if (cert) await o.core.replaceNamespacedSecret({ name: o.secretName, namespace: o.namespace, body });
       else await o.core.createNamespacedSecret({ namespace: o.namespace, body });
-      cert = fresh;
+      cert = { ...fresh, ...(cert && stillValid(cert.caPem, o.now()) ? { previousCaPem: cert.caPem } : {}) };
     } catch (err) {
       // Another replica got there first: use its certificate.
       if ((err as { code?: number }).code !== 409) throw err;
@@ -101,13 +108,23 @@ export async function ensureServingCert(o: CertManagerOptions): Promise<ServingC
       if (!cert) throw err;
     }
   }
-  await trustCa(o, (cert as ServingCert).caPem);
-  return cert as ServingCert;
+  const c = cert as ServingCert;
+  // Trust the previous CA too while it is valid: replicas still serving its certificate stay trusted.
+  await trustCa(o, c.previousCaPem && stillValid(c.previousCaPem, o.now()) ? `${c.caPem.trimEnd()}\n${c.previousCaPem.trimEnd()}\n` : c.caPem);
+  return c;
+}
+
+function stillValid(pem: string, now: Date): boolean {
+  try {
+    return new Date(new X509Certificate(pem).validTo).getTime() > now.getTime();
+  } catch {
+    return false;
+  }
 }
 
 /** Put the CA into every webhook of both configurations (when it is not there already). */
-async function trustCa(o: CertManagerOptions, caPem: string): Promise<void> {
-  const bundle = b64(caPem);
+async function trustCa(o: CertManagerOptions, bundlePem: string): Promise<void> {
+  const bundle = b64(bundlePem);
   type Cfg = { webhooks?: Array<{ clientConfig: { caBundle?: string } }> };
   const keep = async (read: () => Promise<Cfg>, replace: (cfg: Cfg) => Promise<unknown>): Promise<void> => {
     for (let i = 0; i < 5; i++) {
