@@ -20,8 +20,7 @@ import { ResiliencePolicyStatus, appliedVersionAnnotation, rejectedVersionAnnota
 import { StoreClusterController } from './controllers/storecluster.ts';
 import { DiscoveryServer } from './discovery/server.ts';
 import { MemberClient, type MemberTls } from './members.ts';
-import * as specs from './specs/storecluster.ts';
-import { labels } from './specs/storecluster.ts';
+import { clientTlsName, labels } from './specs/storecluster.ts';
 import { sidecarLabel } from './webhook/inject.ts';
 
 export interface OperatorOptions {
@@ -102,7 +101,7 @@ export class Operator {
         const missing = ['ca.crt', 'tls.crt', 'tls.key'].filter((k) => !data[k]);
         if (missing.length > 0) throw new Error(`Secret ${sc.metadata.namespace}/${name} (spec.tls.clientSecretName) lacks ${missing.join(', ')}`);
         const b = (k: string) => Buffer.from(data[k] as string, 'base64');
-        memberTls.set(`${sc.metadata.namespace}/${name}`, { ca: b('ca.crt'), cert: b('tls.crt'), key: b('tls.key'), serverName: specs.clientTlsName(sc) });
+        memberTls.set(`${sc.metadata.namespace}/${name}`, { ca: b('ca.crt'), cert: b('tls.crt'), key: b('tls.key'), serverName: clientTlsName(sc) });
       },
       clock: o.clock, log: o.log,
       event: (sc, type, reason, message) => {

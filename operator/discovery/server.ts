@@ -115,7 +115,13 @@ export class DiscoveryServer {
     call.on('cancelled', close);
   }
 
-  /** The labels of the stream's pod (undefined until the pod is in the cache). */
+  /** Injected pods' labels by namespace/name (undefined for a pod not in the cache yet). */
+  #podLabels(): Map<string, Record<string, string>> {
+    const out = new Map<string, Record<string, string>>();
+    for (const p of this.#o.sidecars?.list() ?? []) out.set(`${p.metadata?.namespace}/${p.metadata?.name}`, p.metadata?.labels ?? {});
+    return out;
+  }
+
   #labels(s: Stream): Record<string, string> | undefined {
     const pod = this.#o.sidecars?.list().find((p) => p.metadata?.namespace === s.namespace && p.metadata?.name === s.pod);
     return pod ? (pod.metadata?.labels ?? {}) : undefined;
@@ -135,8 +141,9 @@ export class DiscoveryServer {
       const view = this.#view();
       // Pods with the same labels in a namespace get the same snapshot: built once per pass.
       const built = new Map<string, Snapshot>();
+      const podLabels = this.#podLabels();
       for (const s of this.#streams) {
-        const labels = this.#labels(s);
+        const labels = podLabels.get(`${s.namespace}/${s.pod}`);
         const key = `${s.namespace}\u0000${labels === undefined ? '?' : JSON.stringify(Object.entries(labels).sort())}`;
         let snap = built.get(key);
         if (!snap) built.set(key, (snap = buildSnapshot(s.namespace, labels, view)));

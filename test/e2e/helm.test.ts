@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { manifestDrift } from '../support/drift.ts';
+import { clientPod, echoService } from '../support/demo.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -76,12 +77,9 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.equal(kubectl(['create', 'namespace', 'shop']).status, 0);
     assert.equal(kubectl(['label', 'namespace', 'shop', 'ballast.dev/injection=enabled']).status, 0);
     const manifests = [
-      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'shop' }, spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
-      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'shop' }, spec: { replicas: 2, selector: { matchLabels: { app: 'echo' } }, template: {
-        metadata: { labels: { app: 'echo', 'ballast.dev/inject': 'false' } },
-        spec: { containers: [{ name: 'echo', image: 'ballast-test/http-echo', env: [{ name: 'PORT', value: '8080' }], readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 } }] } } } },
+      ...echoService('shop'),
       { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'shop' }, spec: { service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 3 }, timeouts: { requestMs: 5000 } } } },
-      { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'shop' }, spec: { containers: [{ name: 'app', image: 'ballast-test/http-echo', env: [{ name: 'PORT', value: '8080' }] }] } },
+      clientPod('shop'),
     ];
     const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
     assert.equal(applied.status, 0, applied.stderr);

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { dashboards, panelQueries } from '../../dashboards/definitions.ts';
+import { clientPod, echoService } from '../support/demo.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -69,12 +70,9 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
       { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'example', namespace: 'obs' }, spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi' }, podTemplate: { labels: { 'ballast.dev/inject': 'false' }, env: otel } } },
       // The app reaches the store through its sidecar's local gRPC listener.
       { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'store', namespace: 'obs' }, spec: { service: { name: 'example-client', port: 2379 }, protocol: 'http2', localPort: 12379, policy: { retries: { idempotentPaths: ['/etcdserverpb.KV/'] } } } },
-      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'obs' }, spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
-      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'obs' }, spec: { replicas: 2, selector: { matchLabels: { app: 'echo' } }, template: {
-        metadata: { labels: { app: 'echo', 'ballast.dev/inject': 'false' } },
-        spec: { containers: [{ name: 'echo', image: 'ballast-test/http-echo', env: [{ name: 'PORT', value: '8080' }], readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 } }] } } } },
+      ...echoService('obs'),
       { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'obs' }, spec: { service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 2 }, timeouts: { requestMs: 3000 } } } },
-      { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'obs' }, spec: { containers: [{ name: 'app', image: 'ballast-test/http-echo', env: [{ name: 'PORT', value: '8080' }] }] } },
+      clientPod('obs'),
     ];
     const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
     assert.equal(applied.status, 0, applied.stderr);
