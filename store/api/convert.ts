@@ -82,7 +82,8 @@ export function isReadOnlyTxn(t: TxnRequest): boolean {
 }
 
 export function kvOut(kv: KeyValue): Wire {
-  return { key: bytes(kv.key), create_revision: String(kv.createRevision), mod_revision: String(kv.modRevision), version: String(kv.version), value: bytes(kv.value), lease: kv.lease };
+  // Numbers, not decimal strings: protobufjs would re-parse strings on every encode.
+  return { key: bytes(kv.key), create_revision: kv.createRevision, mod_revision: kv.modRevision, version: kv.version, value: bytes(kv.value), lease: kv.lease };
 }
 
 export function rangeOut(r: { kvs: KeyValue[]; more: boolean; count: number }, header: Wire): Wire {
