@@ -21,8 +21,14 @@ const maxRejections = 10;
 
 type Status = NonNullable<ResiliencePolicy['status']>;
 
-/** The status a policy should have (pure). `sidecars`: injected pods (of any namespace). */
-export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: string, sidecars: readonly V1Pod[] = []): Status {
+/** Snapshots by namespace and label set: pods with the same labels get the same one. */
+export type SnapshotMemo = Map<string, ReturnType<typeof buildSnapshot>>;
+
+/**
+ * The status a policy should have (pure). `sidecars`: injected pods (of any namespace);
+ * `snapshots`: shared by the policies of one pass, so each label set's snapshot is built once.
+ */
+export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: string, sidecars: readonly V1Pod[] = [], snapshots: SnapshotMemo = new Map()): Status {
   const ns = p.metadata.namespace;
   // Each upstream's Service: missing, without the port, without ready endpoints, or ready.
   let endpoints = 0;
@@ -42,10 +48,9 @@ export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: stri
   let accepted = 0;
   const rejections: Array<{ pod: string; reason: string }> = [];
   let conflict: string | undefined;
-  const snapshots = new Map<string, ReturnType<typeof buildSnapshot>>();
   for (const pod of pods) {
     const labels = pod.metadata?.labels ?? {};
-    const key = JSON.stringify(Object.entries(labels).sort());
+    const key = `${ns}\u0000${JSON.stringify(Object.entries(labels).sort())}`;
     let snap = snapshots.get(key);
     if (!snap) snapshots.set(key, (snap = buildSnapshot(ns, labels, view)));
     const c = snap.conflicts.find((x) => x.policy === p.metadata.name);
@@ -121,8 +126,10 @@ export class ResiliencePolicyStatus {
   async sync(): Promise<void> {
     const view: DiscoveryView = { policies: this.d.policies.list(), services: this.d.services.list(), slices: this.d.slices.list() };
     const now = new Date(this.d.clock.wallNow()).toISOString();
+    const sidecars = this.d.sidecars.list();
+    const snapshots: SnapshotMemo = new Map();
     for (const p of view.policies) {
-      const status = policyStatus(p, view, now, this.d.sidecars.list());
+      const status = policyStatus(p, view, now, sidecars, snapshots);
       const key = `${p.metadata.namespace}/${p.metadata.name}`;
       const sig = JSON.stringify({ ...status, conditions: status.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
       const current = JSON.stringify({ ...p.status, conditions: p.status?.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });

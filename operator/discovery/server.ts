@@ -95,7 +95,7 @@ export class DiscoveryServer {
         this.#streams.add(stream);
         this.#m.streams.set(this.#streams.size);
         this.#o.log.info({ node, has: m.hello.version || null }, 'sidecar connected to discovery');
-        this.#push(stream, buildSnapshot(namespace, this.#labels(stream), this.#view()));
+        this.#push(stream, buildSnapshot(namespace, this.#podLabels().get(`${namespace}/${stream.pod}`), this.#view()));
       } else if (m.ack && stream) {
         if (m.ack.error) {
           this.#m.nacks.inc();
@@ -122,10 +122,6 @@ export class DiscoveryServer {
     return out;
   }
 
-  #labels(s: Stream): Record<string, string> | undefined {
-    const pod = this.#o.sidecars?.list().find((p) => p.metadata?.namespace === s.namespace && p.metadata?.name === s.pod);
-    return pod ? (pod.metadata?.labels ?? {}) : undefined;
-  }
 
   #push(s: Stream, snap: Snapshot): void {
     if (snap.version === s.sent) return;

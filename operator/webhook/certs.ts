@@ -15,6 +15,7 @@ import 'reflect-metadata';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { unlessNotFound } from '../../lib/kube/errors.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
@@ -78,18 +79,13 @@ export interface CertManagerOptions {
 export async function ensureServingCert(o: CertManagerOptions): Promise<ServingCert> {
   const names = [`${o.service}.${o.namespace}.svc`, `${o.service}.${o.namespace}.svc.cluster.local`, `${o.service}.${o.namespace}`, o.service];
   const read = async (): Promise<ServingCert | undefined> => {
-    try {
-      const s = await o.core.readNamespacedSecret({ name: o.secretName, namespace: o.namespace });
-      const d = s.data ?? {};
-      const cert = { caPem: unb64(d['ca.crt']), certPem: unb64(d['tls.crt']), keyPem: unb64(d['tls.key']), ...(d['ca-previous.crt'] ? { previousCaPem: unb64(d['ca-previous.crt']) } : {}) };
-      if (!cert.caPem || !cert.certPem || !cert.keyPem) return undefined;
-      const parsed = new X509Certificate(cert.certPem);
-      if (!parsed.checkHost(names[0] as string)) return undefined;
-      return { ...cert, notAfter: new Date(parsed.validTo) };
-    } catch (err) {
-      if ((err as { code?: number }).code === 404) return undefined;
-      throw err;
-    }
+    const s = await unlessNotFound(o.core.readNamespacedSecret({ name: o.secretName, namespace: o.namespace }));
+    const d = s?.data ?? {};
+    const cert = { caPem: unb64(d['ca.crt']), certPem: unb64(d['tls.crt']), keyPem: unb64(d['tls.key']), ...(d['ca-previous.crt'] ? { previousCaPem: unb64(d['ca-previous.crt']) } : {}) };
+    if (!cert.caPem || !cert.certPem || !cert.keyPem) return undefined;
+    const parsed = new X509Certificate(cert.certPem);
+    if (!parsed.checkHost(names[0] as string)) return undefined;
+    return { ...cert, notAfter: new Date(parsed.validTo) };
   };
   let cert = await read();
   const stale = !cert || cert.notAfter.getTime() - o.now().getTime() < 30 * day;

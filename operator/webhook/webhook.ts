@@ -1,5 +1,6 @@
 /** The admission webhooks as a component (sidecar injection, StoreCluster validation): certificate (self-managed, re-checked hourly), HTTPS server. */
 import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type KubeConfig, StorageV1Api } from '@kubernetes/client-node';
+import { unlessNotFound } from '../../lib/kube/errors.ts';
 import type { StoreCluster } from '../api/storecluster.ts';
 import { type ValidationLookups, validateStoreCluster } from './validate.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
@@ -46,25 +47,16 @@ export class InjectionWebhook {
     this.#serving = cert.certPem;
     const kc = this.#o.kubeconfig;
     const [storage, apps] = [kc.makeApiClient(StorageV1Api), kc.makeApiClient(AppsV1Api)];
-    const core = kc.makeApiClient(CoreV1Api);
+    const core = this.#certs.core;
     const lookups: ValidationLookups = {
       secretKeys: async (namespace, name) => {
-        try {
-          return Object.keys((await core.readNamespacedSecret({ namespace, name })).data ?? {});
-        } catch (err) {
-          if ((err as { code?: number }).code === 404) return undefined;
-          throw err;
-        }
+        const secret = await unlessNotFound(core.readNamespacedSecret({ namespace, name }));
+        return secret ? Object.keys(secret.data ?? {}) : undefined;
       },
       storageClasses: async () => (await storage.listStorageClass()).items.map((c) => c.metadata?.name ?? ''),
       statefulSet: async (namespace, name) => {
-        try {
-          const set = await apps.readNamespacedStatefulSet({ namespace, name });
-          return { owners: (set.metadata?.ownerReferences ?? []).map((r) => ({ kind: r.kind, name: r.name })) };
-        } catch (err) {
-          if ((err as { code?: number }).code === 404) return undefined;
-          throw err;
-        }
+        const set = await unlessNotFound(apps.readNamespacedStatefulSet({ namespace, name }));
+        return set ? { owners: (set.metadata?.ownerReferences ?? []).map((r) => ({ kind: r.kind, name: r.name })) } : undefined;
       },
     };
     const validator = this.#o.validatingConfig ? (op: string, sc: StoreCluster, old: StoreCluster | undefined) => validateStoreCluster(op, sc, old, lookups) : undefined;
