@@ -15,7 +15,7 @@ import 'reflect-metadata';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
-import { unlessNotFound } from '../../lib/kube/errors.ts';
+import { unlessNotFound } from '../../lib/kube/read.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };

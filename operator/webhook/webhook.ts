@@ -1,6 +1,6 @@
 /** The admission webhooks as a component (sidecar injection, StoreCluster validation): certificate (self-managed, re-checked hourly), HTTPS server. */
 import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type KubeConfig, StorageV1Api } from '@kubernetes/client-node';
-import { unlessNotFound } from '../../lib/kube/errors.ts';
+import { unlessNotFound } from '../../lib/kube/read.ts';
 import type { StoreCluster } from '../api/storecluster.ts';
 import { type ValidationLookups, validateStoreCluster } from './validate.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
