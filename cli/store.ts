@@ -9,6 +9,7 @@ import { childLogger, createLogger } from '../lib/log.ts';
 import { processMetrics } from '../lib/metrics.ts';
 import { normalizeUrl, parseInitialCluster } from '../store/members.ts';
 import { restoreMember } from '../store/backup.ts';
+import { failpointsFromEnv } from '../store/failpoints.ts';
 import { StoreServer } from '../store/server.ts';
 import { isBallastError } from '../lib/errors.ts';
 import type { Command } from './command.ts';
@@ -26,6 +27,7 @@ export const storeFlags = {
   heartbeatInterval: f.duration('time (in milliseconds) of a heartbeat interval', { default: 100, min: 1 }),
   electionTimeout: f.duration('time (in milliseconds) for an election to time out', { default: 1000, min: 1 }),
   snapshotCount: f.int('number of committed transactions to trigger a snapshot to disk', { default: 100_000, min: 1 }),
+  diskSpaceReserveBytes: f.bytes('raise the NOSPACE alarm (refusing writes cluster-wide) while the data directory\'s volume has less free space than this, before a WAL write can fail; 0 turns the check off', { default: 64 * 1024 ** 2, min: 0 }),
   quotaBackendBytes: f.bytes('raise the NOSPACE alarm when the key space exceeds this size', { default: 2 * 1024 ** 3, min: 1 }),
   maxRequestBytes: f.bytes('maximum client request size in bytes the server will accept', { default: 1.5 * 1024 * 1024, min: 1 }),
   listenMetricsUrls: f.urls('URLs to serve /metrics, /health and /readyz on', { default: [] }),
@@ -133,6 +135,12 @@ export const storeCommand: Command = {
     }
     const log = childLogger(createLogger({ level: v.logLevel, env: io.env, base: { program: 'store' } }), { name: v.name });
     const telemetry = await startTelemetry('store', io.env);
+    const failpoints = failpointsFromEnv(io.env);
+    const failpointAddr = io.env['BALLAST_FAILPOINTS_HTTP'];
+    if (failpoints && failpointAddr) {
+      await failpoints.serve(failpointAddr);
+      log.warn({ addr: failpointAddr }, 'TEST ONLY: failpoints are enabled and served over HTTP');
+    }
     const server = new StoreServer({
       name: v.name,
       dataDir: v.dataDir === '${name}.etcd' ? `${v.name}.etcd` : v.dataDir,
@@ -140,7 +148,7 @@ export const storeCommand: Command = {
       listenPeerUrls: v.listenPeerUrls, advertisePeerUrls: v.initialAdvertisePeerUrls.map(normalizeUrl),
       initialCluster: parseInitialCluster(v.initialCluster), initialClusterState: v.initialClusterState, token: v.initialClusterToken,
       heartbeatMs: v.heartbeatInterval, electionMs: v.electionTimeout, snapshotCount: v.snapshotCount,
-      quotaBytes: v.quotaBackendBytes, maxRequestBytes: v.maxRequestBytes, listenMetricsUrls: v.listenMetricsUrls,
+      quotaBytes: v.quotaBackendBytes, diskReserveBytes: v.diskSpaceReserveBytes, maxRequestBytes: v.maxRequestBytes, listenMetricsUrls: v.listenMetricsUrls,
       watchProgressNotifyMs: v.experimentalWatchProgressNotifyInterval,
       clientTls: v.certFile ? { certFile: v.certFile, keyFile: v.keyFile, trustedCaFile: v.trustedCaFile, clientCertAuth: v.clientCertAuth } : undefined,
       peerTls: v.peerCertFile ? { certFile: v.peerCertFile, keyFile: v.peerKeyFile, trustedCaFile: v.peerTrustedCaFile, clientCertAuth: v.peerClientCertAuth } : undefined,
@@ -148,6 +156,8 @@ export const storeCommand: Command = {
       version: '3.5.0',
       // Test-only: lets the linearizability checker prove it can catch stale reads.
       unsafeStaleReads: io.env['BALLAST_TEST_UNSAFE_STALE_READS'] === '1',
+      // Test-only: the chaos suite's disk faults (store/failpoints.ts); nothing without the variables.
+      failpoints,
       ...(telemetry ? { tracer: telemetry.tracer } : {}),
     }, log, processMetrics());
     const lc = new Lifecycle({ log, drainTimeoutMs: 30_000 }).add(telemetryComponent(telemetry));

@@ -29,6 +29,21 @@ export interface BootedMember {
   peers: Map<NodeId, URL>;
 }
 
+/** The walBeforeSync failpoint (test-only; undefined unless failpoints are enabled). */
+function walFailpoint(cfg: StoreNodeConfig): ((wal: Wal) => Promise<void> | void) | undefined {
+  const fp = cfg.failpoints;
+  if (!fp) return undefined;
+  return (wal) => {
+    const t = fp.take('walBeforeSync');
+    if (!t) return undefined;
+    if (t.action === 'sleep') return new Promise<void>((resolve) => cfg.clock.setTimeout(resolve, t.ms));
+    cfg.log.warn({ failpoint: 'walBeforeSync' }, 'failpoint: crash before fsync, losing unsynced WAL writes');
+    wal.loseUnsynced();
+    process.kill(process.pid, 'SIGKILL');
+    return undefined;
+  };
+}
+
 export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
   const memberDir = join(cfg.dataDir, 'member');
   const walDir = join(memberDir, 'wal');
@@ -40,8 +55,9 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
   // Until the member table is applied, reach peers through --initial-cluster.
   const peers = new Map<NodeId, URL>();
   for (const urls of cfg.initialCluster.values()) peers.set(memberIdOf(urls, cfg.token), new URL(urls[0] as string));
+  const walOpts = { beforeSync: walFailpoint(cfg) };
   if (Wal.exists(walDir)) {
-    const { wal, contents } = Wal.open(walDir);
+    const { wal, contents } = Wal.open(walDir, walOpts);
     if (!contents.meta) throw catalogue.error('STORE_ERR_DATA_DIR', `${walDir}: the WAL has no member record; the data directory is damaged`);
     if (contents.meta.clusterId !== clusterIdOf(cfg.token)) {
       throw catalogue.error('STORE_ERR_DATA_DIR', `${cfg.dataDir} belongs to cluster ${contents.meta.clusterId}, not this one (${clusterIdOf(cfg.token)}); check --initial-cluster-token or use a fresh --data-dir`);
@@ -59,7 +75,7 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
   const joined = cfg.initialClusterState === 'existing' ? await discoverId(cfg) : undefined;
   const id = joined?.id ?? memberIdOf(cfg.advertisePeerUrls, cfg.token);
   mkdirSync(memberDir, { recursive: true });
-  const wal = Wal.create(walDir, { memberId: id, clusterId: clusterIdOf(cfg.token) });
+  const wal = Wal.create(walDir, { memberId: id, clusterId: clusterIdOf(cfg.token) }, walOpts);
   let raft: Raft;
   if (cfg.initialClusterState === 'new') {
     const voters = [...cfg.initialCluster].map(([name, urls]) => ({ name, urls, id: memberIdOf(urls, cfg.token) }));

@@ -25,6 +25,7 @@ export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_KEY_NOT_FOUND: 'ignore_value or ignore_lease on a key that does not exist: etcdserver: key not found.',
   STORE_ERR_DUPLICATE_KEY: 'A transaction modifies the same key twice: etcdserver: duplicate key given in txn request.',
   STORE_ERR_EMPTY_KEY: 'The key is empty: etcdserver: key is not provided.',
+  STORE_ERR_NO_DISK_SPACE: 'The volume holding the data directory is full: a WAL write failed with ENOSPC. The partial record is cut and the member stops; free space and restart it. Before it comes to that, the member raises the NOSPACE alarm when free space falls below --disk-space-reserve-bytes.',
   STORE_ERR_WAL_CORRUPT: 'A WAL record before the tail fails its CRC; the member refuses to start. The message names the file and offset.',
   STORE_ERR_DATA_DIR: 'The data directory is unusable (unreadable, wrong cluster, or a member of another cluster).',
   STORE_ERR_DATA_LOST: 'The data directory is empty but the cluster counts this member as one that ran before: it lost its data and must not vote.',

@@ -12,6 +12,7 @@ import type { Random } from '../lib/random.ts';
 import { bootMember } from './boot.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { catalogue } from './errors.ts';
+import type { Failpoints } from './failpoints.ts';
 import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
 import type { StoreMetrics } from './metrics.ts';
 import type { Raft } from './raft/raft.ts';
@@ -53,6 +54,8 @@ export interface StoreNodeConfig {
   watchProgressNotifyMs?: number;
   /** TEST ONLY: serve linearizable reads locally without ReadIndex (stale reads possible). */
   unsafeStaleReads?: boolean;
+  /** TEST ONLY: failpoints in the storage path (store/failpoints.ts); absent in normal runs. */
+  failpoints?: Failpoints | undefined;
 }
 
 interface Waiter {

@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
+import { statfs } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { realClock } from '../lib/clock.ts';
@@ -13,6 +14,7 @@ import { systemRandom } from '../lib/random.ts';
 import { registerHealth } from './api/health.ts';
 import { StoreApi } from './api/server.ts';
 import { Compactor } from './compactor.ts';
+import { DiskSpaceGuard } from './disk-guard.ts';
 import { StoreMetrics } from './metrics.ts';
 import { StoreNode, type StoreNodeConfig } from './node.ts';
 import { type TlsFiles, forwardCredentials, grpcServerCredentials } from './tls.ts';
@@ -20,9 +22,11 @@ import { type TlsFiles, forwardCredentials, grpcServerCredentials } from './tls.
 /** The member's own settings come from StoreNodeConfig; the rest are the process's edges. */
 export interface StoreServerConfig extends Pick<StoreNodeConfig,
   'name' | 'dataDir' | 'listenPeerUrls' | 'advertisePeerUrls' | 'advertiseClientUrls' | 'initialCluster' | 'initialClusterState' |
-  'token' | 'heartbeatMs' | 'electionMs' | 'snapshotCount' | 'maxRequestBytes' | 'watchProgressNotifyMs' | 'peerTls'> {
+  'token' | 'heartbeatMs' | 'electionMs' | 'snapshotCount' | 'maxRequestBytes' | 'watchProgressNotifyMs' | 'peerTls' | 'failpoints'> {
   listenClientUrls: URL[];
   quotaBytes: number;
+  /** Raise NOSPACE when the data directory's volume has less free than this (0: never). */
+  diskReserveBytes: number;
   listenMetricsUrls: URL[];
   version: string;
   unsafeStaleReads: boolean;
@@ -45,6 +49,7 @@ export class StoreServer {
   readonly #storeMetrics: StoreMetrics;
   #grpc: grpc.Server | undefined;
   #compactor: Compactor | undefined;
+  #diskGuard: DiskSpaceGuard | undefined;
   readonly #http: Server[] = [];
   /** Set when this member was removed from the cluster: the process should exit. */
   onRemoved: (() => void) | undefined;
@@ -63,6 +68,7 @@ export class StoreServer {
     return [
       { name: 'member', start: () => this.#startNode(), stop: async () => {
         this.#compactor?.stop();
+        this.#diskGuard?.stop();
         await this.node?.stop();
       } },
       { name: 'grpc', start: () => this.#startGrpc(), stop: () => this.#stopGrpc() },
@@ -79,7 +85,7 @@ export class StoreServer {
       snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs, maxRequestBytes: c.maxRequestBytes,
       clock: realClock, random: systemRandom, log: this.#log, metrics: this.#storeMetrics, unsafeStaleReads: c.unsafeStaleReads,
       ...(c.watchProgressNotifyMs ? { watchProgressNotifyMs: c.watchProgressNotifyMs } : {}),
-      peerTls: c.peerTls,
+      peerTls: c.peerTls, failpoints: c.failpoints,
     });
     if (c.autoCompaction) {
       const node = this.node;
@@ -97,6 +103,23 @@ export class StoreServer {
     this.node.onRemoved = () => this.onRemoved?.();
     this.node.onFatal = (err) => this.onFatal?.(err);
     await this.node.start();
+    if (c.diskReserveBytes > 0) {
+      const node = this.node;
+      const alarm = async (action: 'activate' | 'deactivate'): Promise<void> => {
+        const r = await node.write({ op: 'alarm', action, memberId: node.id, alarm: 'NOSPACE' });
+        if (r.error) throw new Error(r.error.message);
+      };
+      this.#diskGuard = new DiskSpaceGuard(c.diskReserveBytes, {
+        clock: realClock, log: this.#log,
+        freeBytes: async () => {
+          const st = await statfs(c.dataDir);
+          return st.bavail * st.bsize;
+        },
+        raise: () => alarm('activate'),
+        clear: () => alarm('deactivate'),
+      });
+      this.#diskGuard.start();
+    }
   }
 
   async #startGrpc(): Promise<void> {

@@ -78,16 +78,22 @@ export function keepAliveHandler(o: LeaseApiOptions): (call: grpc.ServerDuplexSt
       call.on('cancelled', () => upstream.cancel());
       return;
     }
+    const notLeader = (): void => {
+      // Leadership moved away mid-stream: make the client reconnect (to the new leader).
+      call.destroy(Object.assign(new Error('etcdserver: not leader'), { code: grpc.status.UNAVAILABLE, details: 'etcdserver: not leader' }));
+    };
     call.on('data', (req: Wire) => {
-      if (!o.node.isLeader) {
-        // Leadership moved away mid-stream: make the client reconnect (to the new leader).
-        call.destroy(Object.assign(new Error('etcdserver: not leader'), { code: grpc.status.UNAVAILABLE, details: 'etcdserver: not leader' }));
-        return;
-      }
+      if (!o.node.isLeader) return notLeader();
       const id = String(req['ID'] ?? '0');
-      const ttl = o.node.leases.keepAlive(id);
-      // As etcd: an unknown or expired lease answers TTL 0, which clients read as "gone".
-      call.write({ header: o.header(), ID: id, TTL: String(ttl ?? 0) });
+      // Renew only once a quorum confirms this member still leads (a ReadIndex round): a leader
+      // cut off from its peers must not promise a client a TTL that a newer leader does not
+      // honour (the stale-leader keep-alive that etcd fixed in 3.4.31 and 3.5.13).
+      o.node.linearizableRead().then(() => {
+        if (!o.node.isLeader) return notLeader();
+        const ttl = o.node.leases.keepAlive(id);
+        // As etcd: an unknown or expired lease answers TTL 0, which clients read as "gone".
+        call.write({ header: o.header(), ID: id, TTL: String(ttl ?? 0) });
+      }, () => notLeader());
     });
     call.on('end', () => call.end());
     call.on('error', () => undefined);

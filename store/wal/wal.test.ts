@@ -25,6 +25,29 @@ describe('wal', () => {
     assert.deepEqual(contents.entries.map((e) => [e.index, e.term, new TextDecoder().decode(e.data)]), [[1, 1, 'v1'], [2, 1, 'v2'], [3, 2, 'v3']]);
   });
 
+  it('the crash failpoint cuts exactly what was written since the last completed fsync (a power cut), keeping everything synced', async () => {
+    const dir = dirOf();
+    let crashNext = false;
+    const w = Wal.create(dir, meta, { beforeSync: (wal) => (crashNext ? wal.loseUnsynced() : undefined) });
+    await w.saveAsync({ term: 1, vote: 'a1', commit: 0 }, [entry(1), entry(2)]);
+    crashNext = true;
+    // Written to the file, then the "power cut" before its fsync; the sync still runs on a now-cut file.
+    await w.saveAsync({ term: 2, vote: 'b', commit: 2 }, [entry(3, 2)]);
+    w.close();
+    const { contents } = Wal.open(dir);
+    assert.deepEqual(contents.entries.map((e) => e.index), [1, 2]);
+    assert.deepEqual(contents.hardState, { term: 1, vote: 'a1', commit: 0 });
+  });
+
+  it('a slow-disk failpoint delays the fsync, and the save resolves only after it', async () => {
+    const dir = dirOf();
+    const order: string[] = [];
+    const w = Wal.create(dir, meta, { beforeSync: () => new Promise<void>((r) => setTimeout(() => { order.push('delay'); r(); }, 20)) });
+    await w.saveAsync(undefined, [entry(1)])?.then(() => order.push('synced'));
+    assert.deepEqual(order, ['delay', 'synced']);
+    w.close();
+  });
+
   it('a later write at an index replaces that entry and everything after it (log truncation)', () => {
     const dir = dirOf();
     const w = Wal.create(dir, meta);

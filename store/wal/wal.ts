@@ -36,8 +36,11 @@ export interface WalContents {
 export interface WalOptions {
   /** Roll to a new segment once the current one passes this size. */
   segmentBytes?: number;
-  /** Test-only failpoint hook, called with the fd before fdatasync. */
-  beforeSync?: () => void;
+  /**
+   * Test-only failpoint hook (store/failpoints.ts), called before the fdatasync of each save
+   * that needs one; the save waits for a returned promise (a slow disk).
+   */
+  beforeSync?: (wal: Wal) => Promise<void> | void;
 }
 
 /** Observed fsync durations go here (for etcd_disk_wal_fsync_duration_seconds). */
@@ -53,12 +56,14 @@ export class Wal {
   #fd = -1;
   #seq = 0;
   #size = 0;
+  /** Bytes of the current segment known durable (the size at the last completed fdatasync). */
+  #synced = 0;
   #lastHard: HardState | undefined;
   #meta: WalMeta | undefined;
   /** Per segment: highest entry index written there (for release after snapshots). */
   readonly #segmentLast = new Map<number, number>();
   onSync: SyncObserver | undefined;
-  readonly #beforeSync: (() => void) | undefined;
+  readonly #beforeSync: ((wal: Wal) => Promise<void> | void) | undefined;
 
   private constructor(dir: string, o: WalOptions) {
     this.dir = dir;
@@ -110,6 +115,7 @@ export class Wal {
           fdatasyncSync(w.#fd);
         }
         w.#size = end;
+        w.#synced = end;
       }
     }
     w.#meta = contents.meta;
@@ -133,15 +139,30 @@ export class Wal {
    */
   saveAsync(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> | undefined {
     if (!this.#append(hardState, entries)) return undefined;
-    this.#beforeSync?.();
-    const start = performance.now();
-    return new Promise((resolve, reject) => {
-      fdatasync(this.#fd, (err) => {
-        if (err) return reject(err);
-        this.onSync?.((performance.now() - start) / 1000);
-        resolve();
+    const sync = (): Promise<void> => {
+      const start = performance.now();
+      const size = this.#size;
+      return new Promise((resolve, reject) => {
+        fdatasync(this.#fd, (err) => {
+          if (err) return reject(err);
+          this.#synced = Math.max(this.#synced, size);
+          this.onSync?.((performance.now() - start) / 1000);
+          resolve();
+        });
       });
-    });
+    };
+    const delay = this.#beforeSync?.(this);
+    return delay ? delay.then(sync) : sync();
+  }
+
+  /**
+   * TEST ONLY (the `crash` failpoint): cut every byte written since the last completed
+   * fdatasync, as a power cut loses what was only in the page cache.
+   */
+  loseUnsynced(): void {
+    ftruncateSync(this.#fd, this.#synced);
+    fdatasyncSync(this.#fd);
+    this.#size = this.#synced;
   }
 
   /** Write the records; true when they must be synced before anything depends on them. */
@@ -203,6 +224,7 @@ export class Wal {
     this.#fd = fd;
     this.#seq = seq;
     this.#size = 0;
+    this.#synced = 0;
   }
 
   #write(records: Array<[number, Buffer]>): void {
@@ -218,14 +240,25 @@ export class Wal {
       off += headerSize + payload.length;
     }
     let written = 0;
-    while (written < buf.length) written += writeSync(this.#fd, buf, written, buf.length - written, this.#size + written);
+    try {
+      while (written < buf.length) written += writeSync(this.#fd, buf, written, buf.length - written, this.#size + written);
+    } catch (err) {
+      // Cut what part of the records did reach the file, so the log ends on a whole record
+      // (recovery would cut a torn tail too; this keeps the open file consistent as well).
+      try { ftruncateSync(this.#fd, this.#size); } catch { /* the next start cuts it */ }
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+        throw catalogue.error('STORE_ERR_NO_DISK_SPACE', `no space left on the device holding ${this.dir}: a WAL write of ${buf.length} bytes failed and was cut back to the last whole record; nothing was lost or acknowledged. Free space on the volume (or grow it) and restart the member`, { cause: err });
+      }
+      throw err;
+    }
     this.#size += buf.length;
   }
 
   #sync(): void {
-    this.#beforeSync?.();
     const start = performance.now();
+    const size = this.#size;
     fdatasyncSync(this.#fd);
+    this.#synced = Math.max(this.#synced, size);
     this.onSync?.((performance.now() - start) / 1000);
   }
 }

@@ -1,213 +1,946 @@
 /**
- * A Jepsen-style run against `ballast store`: a register workload (get, put, compare-and-set)
- * with every operation recorded, watchers on every member, and a nemesis that injects faults on
- * a random schedule. After the faults heal, the checkers decide:
- *   linearizability  Porcupine over the history (test/lincheck)
- *   watch            every watcher saw revisions in order, without gaps or duplicates, and every
- *                    acknowledged write's revision appears in every watcher's stream
- *   convergence      HashKV equal on every member
- * The report (operations by outcome, faults with timestamps, verdicts) goes to the run's
- * directory, with Porcupine's HTML and the members' logs on failure.
+ * A Jepsen-style run against `ballast store` (or, as the anchor, Debian's etcd): clients doing
+ * register operations (get, put, compare-and-set), a set workload (unique adds, one final read),
+ * a lease workload, and watchers on every member, while a nemesis injects faults on a random
+ * schedule, sometimes two at once. After the faults heal, the checkers decide:
+ *   linearizability  Porcupine over the register history, per key (test/lincheck)
+ *   set              every acknowledged add is in the final read; nothing appears that no one added
+ *   watch            every watcher saw the same revisions in order, without gaps or duplicates,
+ *                    each acknowledged write at its revision with its key and value
+ *   lease            keys of an expired or revoked lease are gone, keys of a live lease are not,
+ *                    and no lease kept alive in time expired
+ *   convergence      HashKV equal on every member at one revision
+ * The report (operations by outcome, faults with timestamps, verdicts, how long writes were
+ * unavailable per fault kind) goes to the run's directory as report.json and report.md, with
+ * Porcupine's HTML and the members' logs on failure.
  */
 import * as grpc from '@grpc/grpc-js';
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync, closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProtos } from '../../store/api/server.ts';
-import { type HistoryOp, checkLinearizable, runRegisterWorkload } from '../support/linearizability.ts';
-import type { StoreCluster } from '../support/store-cluster.ts';
+import { KvClient, checkLinearizable, definitelyNotApplied, runRegisterWorkload } from '../support/linearizability.ts';
+import type { MemberSpec, StoreCluster } from '../support/store-cluster.ts';
+import type { ChaosNet } from './net.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire objects */
 type Wire = Record<string, any>;
 
-export type FaultKind = 'kill-random' | 'kill-leader' | 'kill-majority' | 'pause-leader' | 'pause-follower' | 'transfer-leader' | 'replace-member';
+export const processFaults = ['kill-random', 'kill-leader', 'kill-majority', 'pause-leader', 'pause-follower'] as const;
+export const networkFaults = ['partition-leader', 'partition-majority', 'partition-bridge', 'drop-one-way', 'slow-network'] as const;
+export const membershipFaults = ['add-learner', 'promote-learner', 'remove-member', 'replace-member', 'transfer-leader'] as const;
+export const diskFaults = ['disk-lose-unsynced', 'disk-slow-fsync', 'disk-full'] as const;
+export type FaultKind = typeof processFaults[number] | typeof networkFaults[number] | typeof membershipFaults[number] | typeof diskFaults[number];
+export const allFaults: FaultKind[] = [...processFaults, ...networkFaults, ...membershipFaults, ...diskFaults];
 
 export interface Fault {
-  at: number;
   kind: FaultKind;
   target: string;
-  healedAt?: number;
+  /** ms since the run began (monotonic). */
+  at: number;
+  healedAt: number;
+  /** What happened, when it is worth saying (skipped, alarm raised after 900 ms, ...). */
+  note?: string;
+  /** The longest stretch with no write completing while the fault was on; from the heal to the first write after it (ms). */
+  unavailableWhileOnMs?: number;
+  unavailableAfterHealMs?: number;
 }
 
 export interface ChaosReport {
+  target: 'ballast' | 'etcd';
+  seed: number;
   durationMs: number;
+  members: string[];
   operations: Record<string, number>;
+  /** Why operations ended unknown, most common first. */
+  unknownCauses: Record<string, number>;
   faults: Fault[];
+  faultsByKind: Record<string, number>;
+  availability: Record<string, { count: number; whileOn: { median: number; worst: number }; afterHeal: { median: number; worst: number } }>;
   linearizable: boolean;
   lincheck: string;
-  watch: { ok: boolean; watchers: number; problems: string[] };
-  hashKV: { ok: boolean; hashes: Record<string, number> };
+  set: { ok: boolean; acked: number; unknown: number; final: number; lost: string[]; unexpected: string[]; recovered: number };
+  watch: { ok: boolean; watchers: number; revisions: number; problems: string[] };
+  lease: { ok: boolean; granted: number; keptLive: number; gone: number; problems: string[] };
+  hashKV: { ok: boolean; revision: number; hashes: Record<string, number> };
   ok: boolean;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A watcher on one member of the whole test prefix, recording mod revisions as delivered. */
-function watchMember(endpoint: string): { revs: number[]; close(): void } {
-  const Watch = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Watch'] as grpc.ServiceClientConstructor;
-  const client = new Watch(endpoint, grpc.credentials.createInsecure());
-  const revs: number[] = [];
-  let stream: grpc.ClientDuplexStream<Wire, Wire> | undefined;
-  let closed = false;
-  const open = () => {
-    if (closed) return;
-    // Resume after the last revision seen, so a member restart cannot cause a gap or a repeat.
-    const start = revs.length > 0 ? (revs.at(-1) as number) + 1 : 1;
-    stream = (client as unknown as { Watch(): grpc.ClientDuplexStream<Wire, Wire> }).Watch();
-    stream.on('data', (r: Wire) => {
-      for (const e of (r['events'] ?? []) as Wire[]) revs.push(Number(e['kv'].mod_revision));
-    });
-    stream.on('error', () => setTimeout(open, 200));
-    stream.write({ create_request: { key: Buffer.from('\0'), range_end: Buffer.from('\0'), start_revision: String(start) } });
-  };
-  open();
-  return { revs, close: () => { closed = true; stream?.cancel(); client.close(); } };
-}
-
-function hashKv(endpoint: string): Promise<number> {
-  const Maintenance = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Maintenance'] as grpc.ServiceClientConstructor;
-  const c = new Maintenance(endpoint, grpc.credentials.createInsecure());
-  return new Promise((resolve, reject) => {
-    (c as unknown as Record<string, (req: Wire, opts: grpc.CallOptions, cb: (e: Error | null, r: Wire) => void) => void>)['HashKV']!.call(c, { revision: '0' }, { deadline: Date.now() + 5000 }, (e, r) => {
-      c.close();
-      if (e) reject(e);
-      else resolve(Number(r['hash']));
-    });
-  });
 }
 
 export interface ChaosOptions {
   cluster: StoreCluster;
+  net: ChaosNet;
   durationMs: number;
   seed: number;
   faults: FaultKind[];
   /** Where the report goes. */
   dir: string;
+  /** Begin with one of every kind (in random order), then choose at random. */
+  coverAll?: boolean;
+  /** The disk-space reserve the members run with (disk-full fills past it). */
+  diskReserveBytes?: number;
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mono = () => performance.now();
+
+function service(name: string): grpc.ServiceClientConstructor {
+  return (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)[name] as grpc.ServiceClientConstructor;
+}
+
+function unary(client: grpc.Client, method: string, req: Wire, timeoutMs = 3000): Promise<Wire> {
+  const fn = (client as unknown as Record<string, (r: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Wire) => void) => void>)[method];
+  return new Promise((resolve, reject) => fn!.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r))));
+}
+
+class Rng {
+  #s: number;
+  constructor(seed: number) {
+    this.#s = seed || 1;
+  }
+  int(n: number): number {
+    this.#s = (this.#s * 1103515245 + 12345) & 0x7fffffff;
+    return this.#s % Math.max(1, n);
+  }
+  pick<T>(xs: readonly T[]): T | undefined {
+    return xs.length === 0 ? undefined : xs[this.int(xs.length)];
+  }
+  shuffle<T>(xs: T[]): T[] {
+    for (let i = xs.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [xs[i], xs[j]] = [xs[j] as T, xs[i] as T];
+    }
+    return xs;
+  }
+}
+
+// ---- watchers --------------------------------------------------------------------------------
+
+interface WatchEvent { rev: number; key: string; value: string; type: number }
+
+/** A watcher of the whole key space, resuming after its last revision when its member is gone. */
+function watcher(endpointOf: () => string): { events: WatchEvent[]; lastRev(): number; close(): void } {
+  const events: WatchEvent[] = [];
+  let closed = false;
+  let stream: grpc.ClientDuplexStream<Wire, Wire> | undefined;
+  let client: grpc.Client | undefined;
+  const lastRev = () => events.at(-1)?.rev ?? 0;
+  const open = () => {
+    if (closed) return;
+    client?.close();
+    const W = service('Watch');
+    client = new W(endpointOf(), grpc.credentials.createInsecure());
+    stream = (client as unknown as { Watch(): grpc.ClientDuplexStream<Wire, Wire> }).Watch();
+    let done = false;
+    const retry = () => {
+      if (done) return;
+      done = true;
+      setTimeout(open, 300);
+    };
+    stream.on('data', (r: Wire) => {
+      if (r['canceled']) return retry();
+      for (const e of (r['events'] ?? []) as Wire[]) {
+        events.push({ rev: Number(e['kv'].mod_revision), key: Buffer.from(e['kv'].key).toString(), value: Buffer.from(e['kv'].value ?? '').toString(), type: Number(e['type'] === 'DELETE' || e['type'] === 1 ? 1 : 0) });
+      }
+    });
+    stream.on('error', retry);
+    stream.on('end', retry);
+    // Resume after the last revision seen: a reconnect must cause neither a gap nor a repeat.
+    stream.write({ create_request: { key: Buffer.from('\0'), range_end: Buffer.from('\0'), start_revision: String(lastRev() + 1) } });
+  };
+  open();
+  return { events, lastRev, close: () => { closed = true; stream?.cancel(); client?.close(); } };
+}
+
+// ---- set workload ----------------------------------------------------------------------------
+
+interface SetResult { acked: Set<string>; unknown: Set<string>; done: Array<{ call: number; ret: number }> }
+
+async function runSetWorkload(endpoints: () => string[], clients: number, until: number, rng: Rng): Promise<SetResult> {
+  const acked = new Set<string>();
+  const unknown = new Set<string>();
+  const done: SetResult['done'] = [];
+  const kvs = new Map<string, KvClient>();
+  await Promise.all(Array.from({ length: clients }, async (_, c) => {
+    for (let n = 0; mono() < until; n++) {
+      const ep = rng.pick(endpoints()) as string;
+      let kv = kvs.get(ep);
+      if (!kv) kvs.set(ep, (kv = new KvClient(ep)));
+      const el = `s${c}-${n}`;
+      const call = mono();
+      try {
+        await kv.call('Put', { key: Buffer.from(`set/${el}`), value: Buffer.from(el) });
+        acked.add(el);
+        done.push({ call, ret: mono() });
+      } catch (err) {
+        if (!definitelyNotApplied(err as grpc.ServiceError)) unknown.add(el);
+        await sleep(50);
+      }
+      await sleep(20);
+    }
+  }));
+  for (const k of kvs.values()) k.close();
+  return { acked, unknown, done };
+}
+
+// ---- lease workload --------------------------------------------------------------------------
+
+interface LeaseRecord {
+  id: string;
+  key: string;
+  ttl: number;
+  fate: 'keep' | 'abandon' | 'revoke';
+  grantSentAt: number;
+  putAcked: boolean;
+  /** Still being kept alive (a 'keep' lease not yet retired). */
+  kept: boolean;
+  /** Send time of the last keep-alive that was answered with TTL > 0 (or of the grant). */
+  lastRenewSentAt: number;
+  /** The last keep-alive answered TTL > 0. */
+  alive: boolean;
+  /** A keep-alive found the lease gone although every renewal came within its TTL. */
+  expiredEarly?: string;
+}
+
+class LeaseWorkload {
+  readonly leases: LeaseRecord[] = [];
+  readonly #endpoints: () => string[];
+  readonly #rng: Rng;
+  readonly #ttl = 3;
+  #stopped = false;
+
+  constructor(endpoints: () => string[], rng: Rng) {
+    this.#endpoints = endpoints;
+    this.#rng = rng;
+  }
+
+  #client(name: string): grpc.Client {
+    const C = service(name);
+    return new C(this.#rng.pick(this.#endpoints()) as string, grpc.credentials.createInsecure());
+  }
+
+  /** Grant a lease every 2 s until `until`, with a key on it and a fate; keep up to 4 alive at once. */
+  readonly #keepers: Array<Promise<void>> = [];
+
+  async run(until: number): Promise<void> {
+    const keepers = this.#keepers;
+    for (let n = 0; mono() < until; n++) {
+      const fate = (['keep', 'abandon', 'revoke'] as const)[n % 3] as LeaseRecord['fate'];
+      const lease = this.#client('Lease');
+      const kv = this.#client('KV');
+      const sent = mono();
+      try {
+        const g = await unary(lease, 'LeaseGrant', { TTL: String(this.#ttl), ID: '0' });
+        const id = String(g['ID']);
+        const rec: LeaseRecord = { id, key: `lease/${id}`, ttl: this.#ttl, fate, grantSentAt: sent, putAcked: false, kept: fate === 'keep', lastRenewSentAt: sent, alive: true };
+        this.leases.push(rec);
+        try {
+          await unary(kv, 'Put', { key: Buffer.from(rec.key), value: Buffer.from(fate), lease: id });
+          rec.putAcked = true;
+        } catch { /* unknown: the key may or may not be there; no claim about it while the lease lives */ }
+        if (fate === 'keep') {
+          const kept = this.leases.filter((l) => l.kept);
+          if (kept.length > 4) (kept[0] as LeaseRecord).kept = false; // retire the oldest: it must expire
+          keepers.push(this.#keep(rec));
+        } else if (fate === 'revoke') {
+          await sleep(500);
+          await unary(lease, 'LeaseRevoke', { ID: id }).then(() => { rec.alive = false; }, () => undefined);
+        }
+      } catch { /* grant failed or unknown: an unknown grant has no key of ours on it */ }
+      lease.close();
+      kv.close();
+      await sleep(2000);
+    }
+    // The kept leases stay kept (through the heal and the final look) until stop().
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.all(this.#keepers.map((k) => k.catch(() => undefined)));
+  }
+
+  /** Keep a lease alive with one keep-alive per second, each awaited, while it is kept. */
+  async #keep(rec: LeaseRecord): Promise<void> {
+    let client: grpc.Client | undefined;
+    let stream: grpc.ClientDuplexStream<Wire, Wire> | undefined;
+    let pending: ((r: Wire | undefined) => void) | undefined;
+    const reopen = () => {
+      stream?.cancel();
+      client?.close();
+      client = this.#client('Lease');
+      stream = (client as unknown as { LeaseKeepAlive(): grpc.ClientDuplexStream<Wire, Wire> }).LeaseKeepAlive();
+      stream.on('data', (r: Wire) => pending?.(r));
+      stream.on('error', () => pending?.(undefined));
+    };
+    reopen();
+    while (rec.kept && !this.#stopped) {
+      const sent = mono();
+      const res = await new Promise<Wire | undefined>((resolve) => {
+        const t = setTimeout(() => resolve(undefined), 1500);
+        pending = (r) => {
+          clearTimeout(t);
+          resolve(r);
+        };
+        stream?.write({ ID: rec.id });
+      });
+      pending = undefined;
+      if (!res) {
+        reopen();
+      } else if (Number(res['TTL']) > 0) {
+        rec.lastRenewSentAt = sent;
+        rec.alive = true;
+      } else {
+        // The lease is gone. Fine if a renewal came too late; a violation if every one was in time.
+        rec.alive = false;
+        rec.kept = false;
+        if (mono() - rec.lastRenewSentAt < rec.ttl * 1000 - 250) rec.expiredEarly = `lease ${rec.id} answered TTL 0 ${Math.round(mono() - rec.lastRenewSentAt)} ms after a renewal was sent (TTL ${rec.ttl} s)`;
+        break;
+      }
+      if (mono() - rec.lastRenewSentAt >= rec.ttl * 1000) rec.alive = false; // may have lapsed: no claim either way
+      await sleep(Math.max(0, 1000 - (mono() - sent)));
+    }
+    stream?.cancel();
+    client?.close();
+  }
+}
+
+// ---- the run ---------------------------------------------------------------------------------
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const c = o.cluster;
-  const t0 = Date.now();
-  let rng = o.seed;
-  const rand = (n: number) => {
-    rng = (rng * 1103515245 + 12345) & 0x7fffffff;
-    return rng % n;
+  const net = o.net;
+  const rng = new Rng(o.seed);
+  const t0 = mono();
+  const at = () => Math.round(mono() - t0);
+  const removed = new Set<string>();
+  const live = (): MemberSpec[] => c.members.filter((m) => !removed.has(m.name));
+  const running = (): MemberSpec[] => live().filter((m) => c.procs.has(m.name));
+  const endpoints = (): string[] => {
+    const r = running().map((m) => c.addr(m));
+    return r.length > 0 ? r : live().map((m) => c.addr(m));
   };
-  const watchers = c.members.map((m) => watchMember(`127.0.0.1:${m.clientPort}`));
+  /** The member table (the simple format: JSON would round 64-bit ids through float64). */
+  const memberIds = async (): Promise<Array<{ id: string; name: string; learner: boolean }>> => {
+    const r = await c.etcdctlAsync(['member', 'list'], { endpoints: endpoints().join(',') });
+    if (r.status !== 0) return [];
+    return r.stdout.split('\n').filter((l) => l.includes(',')).map((l) => {
+      const f = l.split(',').map((x) => x.trim());
+      return { id: f[0] as string, name: f[2] ?? '', learner: f[5] === 'true' };
+    });
+  };
+  const watchers = c.members.map((home) => watcher(() => {
+    const here = running().find((m) => m.name === home.name);
+    return c.addr(here ?? (rng.pick(running()) ?? home));
+  }));
   const faults: Fault[] = [];
   const stopAt = t0 + o.durationMs;
-  const running = () => c.members.filter((m) => c.procs.has(m.name)).map((m) => m.name);
+  const paused = new Set<number>();
+  const fillers: string[] = [];
+  const reserve = o.diskReserveBytes ?? 16 * 1024 * 1024;
+  let nextName = c.members.length + 1;
 
-  const nemesis = (async () => {
-    await sleep(1000);
-    while (Date.now() < stopAt - 2500) {
-      const kind = o.faults[rand(o.faults.length)] as FaultKind;
-      const lead = c.leader();
-      const followers = running().filter((n) => n !== lead);
-      const f: Fault = { at: Date.now() - t0, kind, target: '' };
-      faults.push(f);
+  const failpoint = async (m: MemberSpec, term: string | undefined): Promise<void> => {
+    const url = `http://${m.host}:${m.metricsPort + 1}/walBeforeSync`;
+    const res = await fetch(url, term === undefined ? { method: 'DELETE' } : { method: 'PUT', body: term });
+    if (!res.ok) throw new Error(`failpoint ${url}: ${res.status} ${await res.text()}`);
+  };
+
+  const spawnJoin = async (name: string): Promise<{ m: MemberSpec; id: string } | undefined> => {
+    const m = await c.addSpec(name);
+    const url = `http://${m.host}:${m.peerPort}`;
+    // Retried: right after a removal the change may still be applying, or the leader may be
+    // moving; a timed-out add may have happened anyway, so look for the URL in the table too.
+    let id: string | undefined;
+    for (let i = 0; i < 20 && !id; i++) {
+      const added = await c.etcdctlAsync(['member', 'add', name, '--learner', `--peer-urls=${url}`], { endpoints: endpoints().join(',') });
+      id = /Member ([0-9a-f]+) added/.exec(added.stdout)?.[1];
+      if (!id) {
+        const table = await c.etcdctlAsync(['member', 'list'], { endpoints: endpoints().join(',') });
+        id = table.stdout.split('\n').find((l) => l.includes(url))?.split(',')[0]?.trim();
+      }
+      if (!id) await sleep(500);
+    }
+    if (!id) {
+      removed.add(name);
+      return undefined;
+    }
+    c.spawn(m, 'existing', [...live()]);
+    return { m, id };
+  };
+
+  /** Remove a member, retrying while the cluster has no leader or another change is applying. */
+  const removeMember = async (id: string): Promise<{ status: number | null; stderr: string }> => {
+    let r = { status: -1 as number | null, stderr: '' };
+    for (let i = 0; i < 20; i++) {
+      r = await c.etcdctlAsync(['member', 'remove', id], { endpoints: endpoints().join(',') });
+      if (r.status === 0) return r;
+      // A timed-out removal may have happened anyway.
+      const table = await memberIds();
+      if (table.length > 0 && !table.some((x) => x.id === id)) return { status: 0, stderr: '' };
+      if (/member not found|unhealthy cluster/.test(r.stderr)) return r;
+      await sleep(500);
+    }
+    return r;
+  };
+
+  const promote = async (id: string): Promise<boolean> => {
+    for (let i = 0; i < 60; i++) {
+      if ((await c.etcdctlAsync(['member', 'promote', id], { endpoints: endpoints().join(',') })).status === 0) return true;
+      await sleep(250);
+    }
+    return false;
+  };
+
+  /** Inject one fault, hold it, heal it. */
+  const inject = async (kind: FaultKind): Promise<void> => {
+    const lead = await c.leaderAsync();
+    const followers = running().filter((m) => m.name !== lead).map((m) => m.name);
+    const members = running().map((m) => m.name);
+    // The fault begins when it is applied (after the look at the cluster above); cases that
+    // look again first move the mark with begin().
+    const f: Fault = { kind, target: '', at: at(), healedAt: 0 };
+    const begin = () => {
+      f.at = at();
+    };
+    faults.push(f);
+    const hold = () => sleep(1500 + rng.int(2500));
+    try {
       switch (kind) {
         case 'kill-random':
         case 'kill-leader':
         case 'kill-majority': {
-          const victims = kind === 'kill-majority' ? running().slice(0, 2) : [kind === 'kill-leader' && lead ? lead : (running()[rand(running().length)] as string)];
+          const victims = kind === 'kill-majority'
+            ? rng.shuffle([...members]).slice(0, Math.floor(live().length / 2) + 1)
+            : [kind === 'kill-leader' && lead ? lead : (rng.pick(members) as string)];
           f.target = victims.join(',');
           for (const v of victims) await c.kill9(v);
-          await sleep(800 + rand(800));
+          await hold();
           for (const v of victims) c.restart(v);
           break;
         }
         case 'pause-leader':
         case 'pause-follower': {
-          const v = kind === 'pause-leader' ? lead : followers[rand(Math.max(1, followers.length))];
-          const p = v ? c.procs.get(v) : undefined;
-          if (!v || !p?.pid) break;
+          const v = kind === 'pause-leader' ? lead : rng.pick(followers);
+          const pid = v ? c.procs.get(v)?.pid : undefined;
+          if (!v || !pid) {
+            f.note = 'skipped: no such member running';
+            break;
+          }
           f.target = v;
-          process.kill(p.pid, 'SIGSTOP');
-          await sleep(1000 + rand(1500));
-          process.kill(p.pid, 'SIGCONT');
+          process.kill(pid, 'SIGSTOP');
+          paused.add(pid);
+          await hold();
+          process.kill(pid, 'SIGCONT');
+          paused.delete(pid);
+          break;
+        }
+        case 'partition-leader': {
+          const l = lead ?? (rng.pick(members) as string);
+          f.target = `${l} | ${live().filter((m) => m.name !== l).map((m) => m.name).join(',')}`;
+          const healNet = net.partition([[l], live().map((m) => m.name).filter((n) => n !== l)]);
+          await hold();
+          healNet();
+          break;
+        }
+        case 'partition-majority': {
+          const all = rng.shuffle(live().map((m) => m.name));
+          const minority = all.slice(0, Math.floor((all.length - 1) / 2) || 1);
+          const majority = all.filter((n) => !minority.includes(n));
+          f.target = `${minority.join(',')} | ${majority.join(',')}`;
+          const healNet = net.partition([minority, majority]);
+          await hold();
+          healNet();
+          break;
+        }
+        case 'partition-bridge': {
+          // Two halves that cannot see each other, and one member both can see.
+          const all = rng.shuffle(live().map((m) => m.name));
+          const bridge = all[0] as string;
+          const rest = all.slice(1);
+          const left = rest.slice(0, Math.ceil(rest.length / 2));
+          const right = rest.slice(Math.ceil(rest.length / 2));
+          f.target = `${left.join(',')} <${bridge}> ${right.join(',')}`;
+          const healNet = net.partition([left, right]);
+          await hold();
+          healNet();
+          break;
+        }
+        case 'drop-one-way': {
+          const l = lead ?? (rng.pick(members) as string);
+          const healers: Array<() => void> = [];
+          if (rng.int(2) === 0) {
+            // The leader hears nobody: its heartbeats arrive, the answers do not.
+            for (const m of live()) if (m.name !== l) healers.push(net.drop(m.name, l));
+            f.target = `* -> ${l} dropped`;
+          } else {
+            const to = rng.pick(live().map((m) => m.name).filter((n) => n !== l)) as string;
+            healers.push(net.drop(l, to));
+            f.target = `${l} -> ${to} dropped`;
+          }
+          await hold();
+          healers.forEach((h) => h());
+          break;
+        }
+        case 'slow-network': {
+          const v = rng.int(2) === 0 && lead ? lead : (rng.pick(members) as string);
+          f.target = `${v} at 200 kbit/s`;
+          const healNet = net.slow(v, 200);
+          await hold();
+          healNet();
           break;
         }
         case 'transfer-leader': {
-          const to = followers[rand(Math.max(1, followers.length))];
-          if (!lead || !to) break;
-          f.target = `${lead}->${to}`;
-          const id = c.etcdctl(['member', 'list']).stdout.split('\n').find((l) => l.includes(`, ${to}, `))?.split(',')[0];
-          if (id) c.etcdctl(['move-leader', id], { endpoints: `127.0.0.1:${c.member(lead).clientPort}` });
+          const table = await memberIds();
+          const to = rng.pick(followers.filter((n) => table.some((x) => x.name === n && !x.learner)));
+          if (!lead || !to) {
+            f.note = 'skipped: no leader or no voter to move to';
+            break;
+          }
+          f.target = `${lead} -> ${to}`;
+          const id = table.find((x) => x.name === to)?.id;
+          begin();
+          const r = id ? await c.etcdctlAsync(['move-leader', id], { endpoints: c.addr(c.member(lead)) }) : undefined;
+          if (r?.status !== 0) f.note = `move-leader failed: ${(r?.stderr ?? 'no id').trim().split('\n').at(-1)}`;
           break;
         }
-        case 'replace-member': {
-          // Remove a follower, wipe it, add it back as a learner and promote it: a member replacement.
-          const v = followers[rand(Math.max(1, followers.length))];
-          if (!v) break;
-          f.target = v;
-          const list = c.etcdctl(['member', 'list']).stdout.split('\n');
-          const id = list.find((l) => l.includes(`, ${v}, `))?.split(',')[0];
-          if (!id) break;
-          if (c.etcdctl(['member', 'remove', id]).status !== 0) break;
-          await c.kill9(v);
-          const m = c.member(v);
-          const fresh = `${m.dataDir}-r${f.at}`;
-          m.dataDir = fresh;
-          // New peer URL too: a removed member's id is never reused.
-          m.peerPort += 1;
-          const added = c.etcdctl(['member', 'add', v, '--learner', `--peer-urls=http://127.0.0.1:${m.peerPort}`]);
-          const newId = /Member ([0-9a-f]+) added/.exec(added.stdout)?.[1];
-          c.spawn(m, 'existing');
-          for (let i = 0; i < 50 && newId; i++) {
-            await sleep(200);
-            if (c.etcdctl(['member', 'promote', newId]).status === 0) break;
+        case 'add-learner':
+        case 'promote-learner':
+        case 'remove-member': {
+          const ids = await memberIds();
+          const learner = ids.find((x) => x.learner);
+          const voters = ids.filter((x) => !x.learner);
+          // Do the asked change when it makes sense now; otherwise the one that does (the
+          // membership walks 3 voters -> + learner -> 4 voters -> 3 voters).
+          let what: 'add-learner' | 'promote-learner' | 'remove-member' = kind;
+          if (what === 'add-learner' && (learner || voters.length >= 5)) what = learner ? 'promote-learner' : 'remove-member';
+          if (what === 'promote-learner' && !learner) what = voters.length > 3 ? 'remove-member' : 'add-learner';
+          if (what === 'remove-member' && voters.length <= 3 && !learner) what = 'add-learner';
+          if (what !== kind) f.note = `did ${what} (membership was ${voters.length} voters${learner ? ' + a learner' : ''})`;
+          if (ids.length === 0) {
+            f.note = 'skipped: member list failed';
+            break;
+          }
+          begin();
+          if (what === 'add-learner') {
+            const name = `m${nextName++}`;
+            const j = await spawnJoin(name);
+            f.target = j ? `${name} (${j.id})` : `${name}: member add failed`;
+          } else if (what === 'promote-learner') {
+            f.target = `${learner?.name} (${learner?.id})`;
+            if (!(await promote(learner?.id as string))) f.note = `${f.note ?? ''} promote did not succeed within 15 s`.trim();
+          } else {
+            const victim = learner ?? voters.find((x) => x.name !== lead && x.name !== '');
+            if (!victim) break;
+            f.target = victim.name;
+            const r = await removeMember(victim.id);
+            if (r.status === 0) {
+              removed.add(victim.name);
+              await c.kill9(victim.name);
+            } else f.note = `member remove failed: ${r.stderr.trim().split('\n').at(-1)}`;
           }
           break;
         }
+        case 'replace-member': {
+          // Remove a follower, wipe its data, and bring a new member up in its place (learner, then voter).
+          const ids = await memberIds();
+          const victim = ids.find((x) => x.name !== lead && !x.learner && x.name !== '');
+          if (!victim || ids.some((x) => x.learner)) {
+            f.note = 'skipped: no follower to replace, or a learner is still joining';
+            break;
+          }
+          begin();
+          const r = await removeMember(victim.id);
+          if (r.status !== 0) {
+            f.note = `member remove failed: ${r.stderr.trim().split('\n').at(-1)}`;
+            break;
+          }
+          removed.add(victim.name);
+          await c.kill9(victim.name);
+          rmSync(c.member(victim.name).dataDir, { recursive: true, force: true });
+          const name = `m${nextName++}`;
+          const j = await spawnJoin(name);
+          f.target = `${victim.name} -> ${name}`;
+          if (j && !(await promote(j.id))) f.note = 'promote did not succeed within 15 s';
+          break;
+        }
+        case 'disk-lose-unsynced': {
+          const v = rng.int(2) === 0 && lead ? lead : (rng.pick(members) as string);
+          const m = c.member(v);
+          f.target = v;
+          const p = c.procs.get(v);
+          const exited = p ? new Promise<void>((r) => p.once('exit', () => r())) : Promise.resolve();
+          begin();
+          await failpoint(m, '1*crash');
+          const crashed = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+          if (!crashed) {
+            f.note = 'no WAL sync within 10 s; failpoint turned off';
+            await failpoint(m, undefined).catch(() => undefined);
+            break;
+          }
+          f.note = 'crashed between WAL write and fsync, unsynced bytes cut';
+          await sleep(500 + rng.int(1000));
+          c.restart(v);
+          break;
+        }
+        case 'disk-slow-fsync': {
+          const v = rng.int(2) === 0 && lead ? lead : (rng.pick(members) as string);
+          const ms = 100 + rng.int(400);
+          f.target = `${v} +${ms} ms per fsync`;
+          await failpoint(c.member(v), `sleep(${ms})`);
+          await hold();
+          await failpoint(c.member(v), undefined).catch(() => undefined);
+          break;
+        }
+        case 'disk-full': {
+          const v = rng.pick(members) as string;
+          const m = c.member(v);
+          const volume = join(m.dataDir, '..');
+          const filler = join(volume, `filler-${f.at}`);
+          fillers.push(filler);
+          const toZero = rng.int(2) === 0;
+          f.target = `${v}${toZero ? ' (to ENOSPC)' : ` (below the ${reserve >> 20} MiB reserve)`}`;
+          const p = c.procs.get(v);
+          let exited = false;
+          p?.once('exit', () => { exited = true; });
+          begin();
+          fill(filler, toZero ? 0 : reserve / 2);
+          const began = mono();
+          let raised = -1;
+          while (mono() - began < 6000) {
+            const r = await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') });
+            if (/NOSPACE/.test(r.stdout)) {
+              raised = Math.round(mono() - began);
+              break;
+            }
+            if (exited) break;
+            await sleep(100);
+          }
+          await hold();
+          rmSync(filler, { force: true });
+          const notes = [raised >= 0 ? `NOSPACE alarm raised after ${raised} ms` : 'no alarm seen before the member stopped'];
+          if (exited) {
+            const log = readFileSync(join(c.dir, `${v}.log`), 'utf8');
+            notes.push(/STORE_ERR_NO_DISK_SPACE|no space left/.test(log) ? 'member stopped on ENOSPC (partial record cut), restarted' : 'member exited, restarted');
+            c.restart(v);
+          }
+          // The member clears its own alarm once space is back; after a restart a person would
+          // disarm it, as with etcd (the new process did not raise it).
+          const clearBy = mono() + 5000;
+          while (mono() < clearBy && /NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') })).stdout)) await sleep(200);
+          if (/NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') })).stdout)) {
+            await c.etcdctlAsync(['alarm', 'disarm'], { endpoints: endpoints().join(',') });
+            notes.push('alarm disarmed with etcdctl');
+          } else if (raised >= 0) notes.push('alarm cleared by the member');
+          f.note = notes.join('; ');
+          break;
+        }
       }
-      f.healedAt = Date.now() - t0;
-      await sleep(500 + rand(1000));
+    } catch (err) {
+      f.note = `${f.note ? `${f.note}; ` : ''}nemesis error: ${(err as Error).message.split('\n')[0]}`;
+    }
+    f.healedAt = at();
+  };
+
+  // The schedule: one of each kind first (membership in the order it can happen), then random;
+  // now and then a second fault (network or pause) joins the first.
+  const schedule: FaultKind[] = [];
+  if (o.coverAll) {
+    const walk = ['add-learner', 'promote-learner', 'remove-member'].filter((k) => o.faults.includes(k as FaultKind)) as FaultKind[];
+    const rest = rng.shuffle(o.faults.filter((k) => !walk.includes(k)));
+    const pos = rng.int(rest.length + 1);
+    schedule.push(...rest.slice(0, pos), ...walk, ...rest.slice(pos));
+  }
+  const combinable = o.faults.filter((k) => (networkFaults as readonly string[]).includes(k) || k === 'pause-follower');
+  const nemesis = (async () => {
+    await sleep(1500);
+    while (mono() < stopAt - 4000) {
+      const kind = schedule.shift() ?? (rng.pick(o.faults) as FaultKind);
+      const second = schedule.length === 0 && rng.int(4) === 0 && (networkFaults as readonly string[]).includes(kind) ? rng.pick(combinable.filter((k) => k !== kind)) : undefined;
+      await Promise.all([inject(kind), second ? sleep(300).then(() => inject(second)) : undefined]);
+      await sleep(700 + rng.int(1300));
     }
   })();
 
-  const endpoints = c.members.map((m) => `127.0.0.1:${m.clientPort}`);
-  const history: HistoryOp[] = await runRegisterWorkload({ endpoints, clients: 6, keys: ['x', 'y', 'z'], durationMs: o.durationMs, seed: o.seed });
-  await nemesis;
-  // Heal: everyone up, then let the watchers and members catch up.
-  for (const m of c.members) if (!c.procs.has(m.name)) c.restart(m.name);
-  await c.waitHealthy(30_000);
-  await sleep(2000);
-  for (const w of watchers) w.close();
+  const leases = new LeaseWorkload(endpoints, rng);
+  const [history, sets] = await Promise.all([
+    runRegisterWorkload({ endpoints, clients: 5, keys: ['x', 'y', 'z'], durationMs: o.durationMs, seed: o.seed, keyLifetimeMs: 20_000 }),
+    runSetWorkload(endpoints, 2, stopAt, rng),
+    leases.run(stopAt - 3000),
+    nemesis,
+  ]);
 
-  const lin = checkLinearizable(history, o.dir, 'chaos');
-  // Watch checker: revisions never go back; every member's watcher saw the same revisions; and
-  // every acknowledged write's revision is in every stream.
-  const problems: string[] = [];
-  watchers.forEach((w, i) => {
-    for (let j = 1; j < w.revs.length; j++) {
-      // Several events of one transaction share a revision; a smaller one is a regression.
-      if ((w.revs[j] as number) < (w.revs[j - 1] as number)) problems.push(`watcher ${i}: revision ${w.revs[j]} after ${w.revs[j - 1]}`);
+  // Heal everything: network, pauses, disks, processes.
+  net.heal();
+  for (const pid of paused) try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ }
+  for (const fl of fillers) rmSync(fl, { force: true });
+  for (const m of live()) if (!c.procs.has(m.name)) c.restart(m.name);
+  await c.waitHealthy(60_000).catch(() => undefined);
+  // A member added whose process never started (its add timed out and was not seen) has no
+  // name in the table a minute after healing: remove it, as a person would.
+  for (const x of await memberIds()) if (x.name === '') await removeMember(x.id);
+  if (/NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') })).stdout)) await c.etcdctlAsync(['alarm', 'disarm'], { endpoints: endpoints().join(',') });
+  await c.waitHealthy(30_000);
+  const healedAt = mono();
+
+  // Set: one final linearizable read.
+  let finalSet: Set<string> | undefined;
+  for (let i = 0; i < 20 && !finalSet; i++) {
+    const kv = new KvClient(rng.pick(endpoints()) as string, 5000);
+    try {
+      const r = await kv.call('Range', { key: Buffer.from('set/'), range_end: Buffer.from('set0') });
+      finalSet = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['value']).toString()));
+    } catch {
+      await sleep(500);
+    } finally {
+      kv.close();
     }
-  });
-  const lastRev = Math.min(...watchers.map((w) => w.revs.at(-1) ?? 0));
-  const seqs = watchers.map((w) => [...new Set(w.revs)].filter((r) => r <= lastRev));
+  }
+  const finalSetNames = finalSet ?? new Set<string>();
+  const lost = [...sets.acked].filter((e) => !finalSetNames.has(e));
+  const unexpected = [...finalSetNames].filter((e) => !sets.acked.has(e) && !sets.unknown.has(e));
+  const setOk = finalSet !== undefined && lost.length === 0 && unexpected.length === 0;
+
+  // Leases: wait until every lease no longer kept has had time to expire (a full TTL from the
+  // heal, since a new leader gives every lease a fresh TTL, plus an election), then look.
+  const leaseProblems: string[] = [];
+  const electionMs = 1000;
+  await sleep(Math.max(0, 3000 + 2 * electionMs + 1500 - (mono() - healedAt)));
+  const keptNow = leases.leases.filter((l) => l.kept && l.alive);
+  let present: Set<string> | undefined;
+  for (let i = 0; i < 20 && !present; i++) {
+    const kv = new KvClient(rng.pick(endpoints()) as string, 5000);
+    try {
+      const r = await kv.call('Range', { key: Buffer.from('lease/'), range_end: Buffer.from('lease0') });
+      present = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['key']).toString()));
+    } catch {
+      await sleep(500);
+    } finally {
+      kv.close();
+    }
+  }
+  await leases.stop();
+  if (!present) leaseProblems.push('could not read the lease keys after healing');
+  for (const l of leases.leases) {
+    if (l.expiredEarly) leaseProblems.push(l.expiredEarly);
+    const isKept = keptNow.includes(l);
+    if (isKept && l.putAcked && present && !present.has(l.key)) leaseProblems.push(`lease ${l.id} is alive (renewed in time until the end) but its key ${l.key} is gone`);
+    if (!isKept && present?.has(l.key)) leaseProblems.push(`lease ${l.id} (${l.fate}) is no longer kept alive and has expired, but its key ${l.key} is still there`);
+  }
+
+  // Watchers: catch up to the current revision, then compare.
+  const headRev = async (): Promise<number> => {
+    const kv = new KvClient(rng.pick(endpoints()) as string, 5000);
+    try {
+      return Number(((await kv.call('Range', { key: Buffer.from('set/'), limit: 1 }))['header'] as Wire)['revision']);
+    } finally {
+      kv.close();
+    }
+  };
+  let head = 0;
+  for (let i = 0; i < 10 && head === 0; i++) head = await headRev().catch(async () => { await sleep(500); return 0; });
+  const catchUpBy = mono() + 20_000;
+  while (mono() < catchUpBy && watchers.some((w) => w.lastRev() < head)) await sleep(200);
+  for (const w of watchers) w.close();
+  const problems: string[] = [];
+  const acked = history.filter((h) => h.revision > 0 && h.revision <= head);
+  const seqs = watchers.map((w) => w.events.filter((e) => e.rev <= head));
   seqs.forEach((seq, i) => {
-    if (i > 0 && seq.join(',') !== (seqs[0] as number[]).join(',')) problems.push(`watcher ${i} saw ${seq.length} revisions up to ${lastRev}, watcher 0 saw ${(seqs[0] as number[]).length}`);
+    for (let j = 1; j < seq.length; j++) {
+      const a = seq[j - 1] as WatchEvent;
+      const b = seq[j] as WatchEvent;
+      if (b.rev < a.rev) problems.push(`watcher ${i}: revision ${b.rev} after ${a.rev}`);
+      if (b.rev === a.rev && b.key === a.key) problems.push(`watcher ${i}: revision ${b.rev} key ${b.key} delivered twice`);
+    }
+    if (i > 0) {
+      const s0 = seqs[0] as WatchEvent[];
+      const same = seq.length === s0.length && seq.every((e, k) => e.rev === s0[k]?.rev && e.key === s0[k]?.key && e.value === s0[k]?.value);
+      if (!same) problems.push(`watcher ${i} saw ${seq.length} events up to revision ${head}, watcher 0 saw ${s0.length} (or different ones)`);
+    }
+    const byRev = new Map<number, WatchEvent[]>();
+    for (const e of seq) byRev.set(e.rev, [...(byRev.get(e.rev) ?? []), e]);
+    const missing = acked.filter((h) => !(byRev.get(h.revision) ?? []).some((e) => e.key === h.key && e.value === h.value));
+    if (missing.length > 0) problems.push(`watcher ${i} missed or garbled ${missing.length} acknowledged writes (first: ${missing[0]?.key}=${missing[0]?.value} at revision ${missing[0]?.revision})`);
   });
-  const acked = history.filter((h) => h.revision > 0 && h.revision <= lastRev).map((h) => h.revision);
-  seqs.forEach((seq, i) => {
-    const have = new Set(seq);
-    const missing = acked.filter((r) => !have.has(r));
-    if (missing.length > 0) problems.push(`watcher ${i} missed ${missing.length} acknowledged writes (first: revision ${missing[0]})`);
-  });
+  if (seqs[0] && seqs[0].length > 0) {
+    // No gaps: every revision from the first seen to the head was delivered (each is one write here).
+    const revs = new Set(seqs[0].map((e) => e.rev));
+    const first = seqs[0][0]?.rev ?? 1;
+    let gaps = 0;
+    for (let r = first; r <= head; r++) if (!revs.has(r)) gaps++;
+    if (gaps > 0) problems.push(`watcher 0 has ${gaps} revisions missing between ${first} and ${head}`);
+  }
+
+  // Convergence: HashKV at one revision on every member.
   const hashes: Record<string, number> = {};
-  for (const m of c.members) hashes[m.name] = await hashKv(`127.0.0.1:${m.clientPort}`).catch(() => -1);
-  const ops: Record<string, number> = {};
-  for (const h of history) {
-    const k = `${h.op} ${h.unknown ? 'unknown' : 'ok'}`;
-    ops[k] = (ops[k] ?? 0) + 1;
+  let hashRev = 0;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    hashRev = await headRev().catch(() => 0);
+    for (const m of running()) {
+      const M = service('Maintenance');
+      const cl = new M(c.addr(m), grpc.credentials.createInsecure());
+      hashes[m.name] = await unary(cl, 'HashKV', { revision: String(hashRev) }, 5000).then((r) => Number(r['hash']), () => -1);
+      cl.close();
+    }
+    if (new Set(Object.values(hashes)).size === 1 && !Object.values(hashes).includes(-1)) break;
+    await sleep(1000);
   }
   const hashOk = new Set(Object.values(hashes)).size === 1 && !Object.values(hashes).includes(-1);
-  const report: ChaosReport = {
-    durationMs: o.durationMs, operations: ops, faults, linearizable: lin.linearizable, lincheck: lin.output.trim(),
-    watch: { ok: problems.length === 0, watchers: watchers.length, problems }, hashKV: { ok: hashOk, hashes },
-    ok: lin.linearizable && problems.length === 0 && hashOk,
+
+  const lin = checkLinearizable(history, o.dir, 'chaos');
+  const ops: Record<string, number> = {};
+  for (const h of history) {
+    const k = `${h.op} ${h.unknown ? 'unknown' : h.op === 'cas' && !h.ok ? 'failed' : 'ok'}`;
+    ops[k] = (ops[k] ?? 0) + 1;
+  }
+  const causes: Record<string, number> = {};
+  for (const h of history) if (h.error) causes[h.error] = (causes[h.error] ?? 0) + 1;
+  const unknownCauses = Object.fromEntries(Object.entries(causes).sort((a, b) => b[1] - a[1]).slice(0, 8));
+  ops['set-add ok'] = sets.acked.size;
+  ops['set-add unknown'] = sets.unknown.size;
+  ops['lease-grant ok'] = leases.leases.length;
+
+  // Availability, from the history's successful writes (register puts and CAS, set adds):
+  //   while on: the longest stretch between the fault's start and its heal in which no write
+  //     completed (from the start to the first completion, between completions, from the last
+  //     completion to the heal);
+  //   after heal: from the heal to the completion of the first write invoked after it.
+  const writesDone = [
+    ...history.filter((h) => !h.unknown && (h.op === 'put' || (h.op === 'cas' && h.ok))).map((h) => ({ call: h.call / 1000 - t0, ret: h.return / 1000 - t0 })),
+    ...sets.done.map((d) => ({ call: d.call - t0, ret: d.ret - t0 })),
+  ].sort((a, b) => a.ret - b.ret);
+  const longestGap = (from: number, to: number): number => {
+    let prev = from;
+    let worst = 0;
+    for (const w of writesDone) {
+      if (w.ret < from) continue;
+      if (w.ret > to) break;
+      worst = Math.max(worst, w.ret - prev);
+      prev = w.ret;
+    }
+    return Math.round(Math.max(worst, to - prev));
   };
-  writeFileSync(join(o.dir, 'chaos-report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const firstWriteAfter = (t: number): number | undefined => {
+    let best: number | undefined;
+    for (const w of writesDone) if (w.call >= t && (best === undefined || w.ret < best)) best = w.ret;
+    return best === undefined ? undefined : Math.round(best - t);
+  };
+  for (const f of faults) {
+    f.unavailableWhileOnMs = longestGap(f.at, f.healedAt);
+    f.unavailableAfterHealMs = firstWriteAfter(f.healedAt);
+  }
+  const stats = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return { median: s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : 0, worst: s.at(-1) ?? 0 };
+  };
+  const availability: ChaosReport['availability'] = {};
+  const faultsByKind: Record<string, number> = {};
+  for (const k of [...new Set(faults.map((f) => f.kind))].sort()) {
+    const fs = faults.filter((f) => f.kind === k);
+    faultsByKind[k] = fs.length;
+    availability[k] = {
+      count: fs.length,
+      whileOn: stats(fs.map((f) => f.unavailableWhileOnMs).filter((x): x is number => x !== undefined)),
+      afterHeal: stats(fs.map((f) => f.unavailableAfterHealMs).filter((x): x is number => x !== undefined)),
+    };
+  }
+
+  const report: ChaosReport = {
+    target: c.binary, seed: o.seed, durationMs: o.durationMs, members: c.members.map((m) => `${m.name}${removed.has(m.name) ? ' (removed)' : ''}`),
+    operations: ops, unknownCauses, faults, faultsByKind, availability,
+    linearizable: lin.linearizable, lincheck: lin.output.trim(),
+    set: { ok: setOk, acked: sets.acked.size, unknown: sets.unknown.size, final: finalSetNames.size, lost, unexpected, recovered: [...sets.unknown].filter((e) => finalSetNames.has(e)).length },
+    watch: { ok: problems.length === 0, watchers: watchers.length, revisions: head, problems },
+    lease: { ok: leaseProblems.length === 0, granted: leases.leases.length, keptLive: keptNow.length, gone: leases.leases.filter((l) => !present?.has(l.key)).length, problems: leaseProblems },
+    hashKV: { ok: hashOk, revision: hashRev, hashes },
+    ok: lin.linearizable && setOk && problems.length === 0 && leaseProblems.length === 0 && hashOk,
+  };
+  writeReport(report, o.dir, c.dir, lin.html);
   return report;
+}
+
+/** Fill a volume with a file until `leaveBytes` are free (0: until ENOSPC). */
+function fill(path: string, leaveBytes: number): void {
+  const st = statfsSync(join(path, '..'));
+  const free = st.bavail * st.bsize;
+  let want = leaveBytes === 0 ? Number.MAX_SAFE_INTEGER : Math.max(0, free - leaveBytes);
+  const chunk = Buffer.alloc(1 << 20, 0x61);
+  const fd = openSync(path, 'w');
+  try {
+    while (want > 0) {
+      const n = Math.min(chunk.length, want);
+      try {
+        writeSync(fd, chunk, 0, n);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+        throw err;
+      }
+      want -= n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** report.json, report.md, and on failure Porcupine's HTML and the members' logs. */
+export function writeReport(r: ChaosReport, dir: string, clusterDir: string, html: string): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'report.json'), `${JSON.stringify(r, null, 2)}\n`);
+  writeFileSync(join(dir, 'report.md'), summarize(r));
+  if (!r.ok) {
+    mkdirSync(join(dir, 'logs'), { recursive: true });
+    for (const m of r.members) {
+      const name = m.split(' ')[0] as string;
+      const log = join(clusterDir, `${name}.log`);
+      if (existsSync(log)) copyFileSync(log, join(dir, 'logs', `${name}.log`));
+    }
+    if (existsSync(html) && join(html, '..') !== dir) copyFileSync(html, join(dir, 'porcupine.html'));
+  }
+}
+
+export function summarize(r: ChaosReport): string {
+  const v = (ok: boolean) => (ok ? 'ok' : '**FAILED**');
+  const lines = [
+    `# Chaos run against ${r.target === 'etcd' ? "Debian's etcd" : 'ballast store'}: ${r.ok ? 'all checkers passed' : 'FAILED'}`,
+    '',
+    `Seed ${r.seed}, ${Math.round(r.durationMs / 1000)} s of traffic, ${r.faults.length} faults; members ${r.members.join(', ')}.`,
+    '',
+    '| checker | verdict | detail |',
+    '|---|---|---|',
+    `| linearizability (Porcupine, per key) | ${v(r.linearizable)} | ${r.lincheck.split('\n').slice(-1)[0] ?? ''} |`,
+    `| set (no acknowledged add lost) | ${v(r.set.ok)} | ${r.set.acked} acknowledged, ${r.set.unknown} unknown (${r.set.recovered} of them present), ${r.set.final} in the final read, lost ${r.set.lost.length}, unexpected ${r.set.unexpected.length} |`,
+    `| watch (in order, no gaps, matches the history) | ${v(r.watch.ok)} | ${r.watch.watchers} watchers up to revision ${r.watch.revisions}${r.watch.problems.length ? `: ${r.watch.problems.join('; ')}` : ''} |`,
+    `| lease (expired keys gone, live keys kept) | ${v(r.lease.ok)} | ${r.lease.granted} leases, ${r.lease.keptLive} alive at the end${r.lease.problems.length ? `: ${r.lease.problems.slice(0, 5).join('; ')}` : ''} |`,
+    `| convergence (HashKV) | ${v(r.hashKV.ok)} | at revision ${r.hashKV.revision}: ${Object.entries(r.hashKV.hashes).map(([k, h]) => `${k}=${h}`).join(' ')} |`,
+    '',
+    '## Operations',
+    '',
+    ...Object.entries(r.operations).sort().map(([k, n]) => `- ${k}: ${n}`),
+    '',
+    'Why outcomes were unknown (most common first):',
+    '',
+    ...Object.entries(r.unknownCauses).map(([k, n]) => `- ${n}× ${k}`),
+    '',
+    '## Write unavailability by fault kind (ms)',
+    '',
+    'While on: the longest stretch between the fault\'s start and its heal with no write completing. After heal: from the heal to the first write invoked after it completing. Median / worst over the faults of that kind (a combined fault counts for both kinds).',
+    '',
+    '| fault | count | while on: median / worst | after heal: median / worst |',
+    '|---|---|---|---|',
+    ...Object.entries(r.availability).map(([k, a]) => `| ${k} | ${a.count} | ${a.whileOn.median} / ${a.whileOn.worst} | ${a.afterHeal.median} / ${a.afterHeal.worst} |`),
+    '',
+    '## Faults',
+    '',
+    '| at (ms) | healed (ms) | kind | target | note |',
+    '|---|---|---|---|---|',
+    ...r.faults.map((f) => `| ${f.at} | ${f.healedAt} | ${f.kind} | ${f.target} | ${f.note ?? ''} |`),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** Make sure iproute2 and mount work here (root, namespaces); the reason if not. */
+export function chaosPrerequisites(): string | undefined {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  if (r.status !== 0) return `ip netns does not work here: ${r.stderr}`;
+  if (process.getuid?.() !== 0) return 'the chaos suite needs root (network namespaces, tmpfs mounts)';
+  return undefined;
 }

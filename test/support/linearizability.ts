@@ -25,6 +25,8 @@ export interface HistoryOp {
   result: string;
   /** The store revision of an acknowledged write (0 otherwise). */
   revision: number;
+  /** Why the outcome is unknown (gRPC status and details). */
+  error?: string;
 }
 
 type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void;
@@ -56,24 +58,42 @@ export class KvClient {
 const now = (): number => Math.round(performance.now() * 1000); // microseconds, monotonic
 
 /** Errors that prove the request was refused before it could take effect. */
-function definitelyNotApplied(err: grpc.ServiceError): boolean {
-  return err.code === grpc.status.INVALID_ARGUMENT || /etcdserver: (no leader|not leader)$/.test(err.details ?? '');
+export function definitelyNotApplied(err: grpc.ServiceError): boolean {
+  if (err.code === grpc.status.INVALID_ARGUMENT || /etcdserver: (no leader|not leader|mvcc: database space exceeded)$/.test(err.details ?? '')) return true;
+  // grpc-js fails a call this way only while it waits for a connection: it was never sent.
+  return err.code === grpc.status.UNAVAILABLE && /^No connection established/.test(err.details ?? '');
 }
 
 export interface WorkloadOptions {
-  endpoints: string[];
+  /** Fixed, or asked before each operation (members come and go in the chaos suite). */
+  endpoints: string[] | (() => string[]);
   clients: number;
   keys: string[];
   durationMs: number;
   /** Pick the endpoint for each operation (default: random). */
   route?: (client: number, op: HistoryOp['op'], n: number) => string;
   seed?: number;
+  /**
+   * Move to fresh keys this often (Jepsen's etcd suite does the same): each key's history stays
+   * short, so the checker's search stays small however long the run; an operation with an
+   * unknown outcome is concurrent only with the rest of its key's life.
+   */
+  keyLifetimeMs?: number;
+  /** Stop early when this aborts. */
+  signal?: AbortSignal;
 }
 
 /** Run the workload; resolves with the history. */
 export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp[]> {
   const history: HistoryOp[] = [];
-  const clients = new Map<string, KvClient>(o.endpoints.map((e) => [e, new KvClient(e)]));
+  const clients = new Map<string, KvClient>();
+  const clientFor = (e: string): KvClient => {
+    let c = clients.get(e);
+    if (!c) clients.set(e, (c = new KvClient(e)));
+    return c;
+  };
+  const endpoints = typeof o.endpoints === 'function' ? o.endpoints : () => o.endpoints as string[];
+  const started = Date.now();
   let rng = o.seed ?? 1;
   const rand = (n: number): number => {
     rng = (rng * 1103515245 + 12345) & 0x7fffffff;
@@ -83,13 +103,15 @@ export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp
   await Promise.all(Array.from({ length: o.clients }, async (_, client) => {
     let n = 0;
     const lastSeen = new Map<string, string>();
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && !o.signal?.aborted) {
       n++;
-      const key = o.keys[rand(o.keys.length)] as string;
+      const base = o.keys[rand(o.keys.length)] as string;
+      const key = o.keyLifetimeMs ? `${base}.${Math.floor((Date.now() - started) / o.keyLifetimeMs)}` : base;
       const roll = rand(10);
       const kind: HistoryOp['op'] = roll < 4 ? 'get' : roll < 7 ? 'put' : 'cas';
-      const endpoint = o.route ? o.route(client, kind, n) : (o.endpoints[rand(o.endpoints.length)] as string);
-      const kv = clients.get(endpoint) as KvClient;
+      const eps = endpoints();
+      const endpoint = o.route ? o.route(client, kind, n) : (eps[rand(eps.length)] as string);
+      const kv = clientFor(endpoint);
       const value = `c${client}-${n}`;
       const old = lastSeen.get(key) ?? '';
       const rec: HistoryOp = { client, key, op: kind, value: kind === 'get' ? '' : value, old: kind === 'cas' ? old : '', call: now(), return: 0, unknown: false, ok: false, exists: false, result: '', revision: 0 };
@@ -120,8 +142,14 @@ export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp
         rec.return = now();
       } catch (err) {
         rec.return = now();
-        if (definitelyNotApplied(err as grpc.ServiceError)) continue; // refused: not an operation at all
+        if (definitelyNotApplied(err as grpc.ServiceError)) {
+          // Refused: not an operation at all. Back off a little, as a client would.
+          await new Promise((r) => setTimeout(r, 20));
+          continue;
+        }
         rec.unknown = true;
+        rec.error = `${grpc.status[(err as grpc.ServiceError).code] ?? 'ERROR'}: ${((err as grpc.ServiceError).details ?? String(err)).slice(0, 80)}`;
+        await new Promise((r) => setTimeout(r, 50));
       }
       history.push(rec);
     }

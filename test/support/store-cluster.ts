@@ -41,10 +41,29 @@ export async function freePort(): Promise<number> {
 
 export interface MemberSpec {
   name: string;
+  /** The address the member binds and is reached at (127.0.0.1, or its namespace's address). */
+  host: string;
   clientPort: number;
   peerPort: number;
   metricsPort: number;
   dataDir: string;
+  /** Run the member's command through this (e.g. `ip netns exec NS`); none on loopback. */
+  wrap?: (argv: string[]) => string[];
+  /** Extra environment for this member only. */
+  env?: Record<string, string>;
+}
+
+/** Where a member runs: loopback ports by default, or a placement (test/chaos/net.ts). */
+export type Placement = (name: string, dir: string) => Promise<Omit<MemberSpec, 'name'>>;
+
+export interface StoreClusterOptions {
+  env?: Record<string, string>;
+  extraArgs?: string[];
+  scheme?: 'http' | 'https';
+  etcdctlArgs?: string[];
+  place?: Placement;
+  /** `ballast store` (default) or Debian's etcd, with the same flags: the chaos suite's anchor. */
+  binary?: 'ballast' | 'etcd';
 }
 
 export class StoreCluster {
@@ -57,13 +76,17 @@ export class StoreCluster {
   /** https for client and peer URLs (with TLS flags in extraArgs and etcdctlArgs). */
   scheme: 'http' | 'https' = 'http';
   etcdctlArgs: string[] = [];
+  place: Placement | undefined;
+  binary: 'ballast' | 'etcd' = 'ballast';
 
-  static async start(n: number, o: { env?: Record<string, string>; extraArgs?: string[]; scheme?: 'http' | 'https'; etcdctlArgs?: string[] } = {}): Promise<StoreCluster> {
+  static async start(n: number, o: StoreClusterOptions = {}): Promise<StoreCluster> {
     const c = new StoreCluster();
     c.env = o.env ?? {};
     c.extraArgs = o.extraArgs ?? [];
     c.scheme = o.scheme ?? 'http';
     c.etcdctlArgs = o.etcdctlArgs ?? [];
+    c.place = o.place;
+    c.binary = o.binary ?? 'ballast';
     for (let i = 1; i <= n; i++) c.members.push(await c.#spec(`m${i}`));
     for (const m of c.members) c.spawn(m, 'new');
     await c.waitHealthy();
@@ -71,15 +94,21 @@ export class StoreCluster {
   }
 
   async #spec(name: string): Promise<MemberSpec> {
-    return { name, clientPort: await freePort(), peerPort: await freePort(), metricsPort: await freePort(), dataDir: join(this.dir, name) };
+    if (this.place) return { name, ...(await this.place(name, this.dir)) };
+    return { name, host: '127.0.0.1', clientPort: await freePort(), peerPort: await freePort(), metricsPort: await freePort(), dataDir: join(this.dir, name) };
   }
 
   initialCluster(members = this.members): string {
-    return members.map((m) => `${m.name}=${this.scheme}://127.0.0.1:${m.peerPort}`).join(',');
+    return members.map((m) => `${m.name}=${this.scheme}://${m.host}:${m.peerPort}`).join(',');
   }
 
   endpoints(members = this.members): string {
-    return members.filter((m) => this.procs.has(m.name)).map((m) => `127.0.0.1:${m.clientPort}`).join(',');
+    return members.filter((m) => this.procs.has(m.name)).map((m) => this.addr(m)).join(',');
+  }
+
+  /** host:port of a member's client URL. */
+  addr(m: MemberSpec): string {
+    return `${m.host}:${m.clientPort}`;
   }
 
   member(name: string): MemberSpec {
@@ -90,13 +119,15 @@ export class StoreCluster {
 
   spawn(m: MemberSpec, state: 'new' | 'existing', members = this.members): ChildProcess {
     const log = openSync(join(this.dir, `${m.name}.log`), 'a');
-    const p = spawn(bin, [
-      'store', `--name=${m.name}`, `--data-dir=${m.dataDir}`,
-      `--listen-client-urls=${this.scheme}://127.0.0.1:${m.clientPort}`, `--advertise-client-urls=${this.scheme}://127.0.0.1:${m.clientPort}`,
-      `--listen-peer-urls=${this.scheme}://127.0.0.1:${m.peerPort}`, `--initial-advertise-peer-urls=${this.scheme}://127.0.0.1:${m.peerPort}`,
+    const argv = [
+      ...(this.binary === 'etcd' ? ['etcd'] : [bin, 'store']), `--name=${m.name}`, `--data-dir=${m.dataDir}`,
+      `--listen-client-urls=${this.scheme}://${m.host}:${m.clientPort}`, `--advertise-client-urls=${this.scheme}://${m.host}:${m.clientPort}`,
+      `--listen-peer-urls=${this.scheme}://${m.host}:${m.peerPort}`, `--initial-advertise-peer-urls=${this.scheme}://${m.host}:${m.peerPort}`,
       `--initial-cluster=${this.initialCluster(members)}`, `--initial-cluster-state=${state}`, `--initial-cluster-token=${this.token}`,
-      `--listen-metrics-urls=http://127.0.0.1:${m.metricsPort}`, ...this.extraArgs,
-    ], { stdio: ['ignore', log, log], env: { ...process.env, BALLAST_LOG_LEVEL: 'info', ...this.env } });
+      `--listen-metrics-urls=http://${m.host}:${m.metricsPort}`, ...this.extraArgs,
+    ];
+    const [cmd, ...args] = m.wrap ? m.wrap(argv) : argv;
+    const p = spawn(cmd as string, args, { stdio: ['ignore', log, log], env: { ...process.env, BALLAST_LOG_LEVEL: 'info', ...this.env, ...m.env } });
     this.procs.set(m.name, p);
     p.once('exit', () => {
       if (this.procs.get(m.name) === p) this.procs.delete(m.name);
@@ -139,12 +170,34 @@ export class StoreCluster {
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 
+  /** As {@link etcdctl}, without blocking the event loop (clients in the same process keep running). */
+  etcdctlAsync(args: string[], o: { endpoints?: string } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const p = spawn('etcdctl', [`--endpoints=${o.endpoints ?? this.endpoints()}`, '--dial-timeout=3s', '--command-timeout=10s', ...this.etcdctlArgs, ...args], {
+        env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const t = setTimeout(() => p.kill('SIGKILL'), 120_000);
+      p.on('close', (status) => {
+        clearTimeout(t);
+        resolve({ status, stdout, stderr });
+      });
+      p.on('error', (err) => {
+        clearTimeout(t);
+        resolve({ status: -1, stdout, stderr: String(err) });
+      });
+    });
+  }
+
   /** Poll until `etcdctl endpoint health` passes on every running member. */
   async waitHealthy(timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last = '';
     while (Date.now() < deadline) {
-      const r = this.etcdctl(['endpoint', 'health']);
+      const r = await this.etcdctlAsync(['endpoint', 'health']);
       if (r.status === 0) return;
       last = r.stderr + r.stdout;
       await new Promise((res) => setTimeout(res, 200));
@@ -154,12 +207,19 @@ export class StoreCluster {
 
   /** The name of the member that leads, per `endpoint status`. */
   leader(): string | undefined {
-    const r = this.etcdctl(['endpoint', 'status', '-w', 'json']);
+    return this.#leaderOf(this.etcdctl(['endpoint', 'status', '-w', 'json']));
+  }
+
+  async leaderAsync(): Promise<string | undefined> {
+    return this.#leaderOf(await this.etcdctlAsync(['endpoint', 'status', '-w', 'json']));
+  }
+
+  #leaderOf(r: { status: number | null; stdout: string }): string | undefined {
     if (r.status !== 0) return undefined;
     const rows = JSON.parse(r.stdout) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
     const lead = rows.find((x) => String(x.Status.leader) === String(x.Status.header.member_id));
     if (!lead) return undefined;
-    return this.members.find((m) => lead.Endpoint.endsWith(`:${m.clientPort}`))?.name;
+    return this.members.find((m) => lead.Endpoint.endsWith(`//${this.addr(m)}`) || lead.Endpoint === this.addr(m))?.name;
   }
 
   /** Wait until every running member agrees on one leader; its name. */
