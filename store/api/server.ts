@@ -15,7 +15,7 @@ import { bytes, isReadOnlyTxn, rangeOut, responseOpOut, toDelete, toPut, toRange
 import { encodeBackup } from '../backup.ts';
 import { Concurrency } from './concurrency.ts';
 import { keepAliveHandler, leaseHandlers } from './lease.ts';
-import { watchHandler } from './watch.ts';
+import { watchHandler, watchService } from './watch.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire objects are untyped by proto-loader */
 type Wire = Record<string, any>;
@@ -109,9 +109,11 @@ export class StoreApi {
     }, 'etcdserverpb.Cluster'));
     const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), leaderLease: () => this.#leaderClient('Lease'), minTtl: this.#o.minLeaseTtl };
     server.addService(service('Lease'), { ...this.#wrap(leaseHandlers(leaseOpts), 'etcdserverpb.Lease'), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
-    server.addService(service('Watch'), {
+    const watch = watchService(service('Watch'));
+    server.addService(watch, {
       Watch: watchHandler({
         hub: this.#node.watchHub, header: (rev?: number) => this.#header(rev), maxResponseBytes: this.#o.maxRequestBytes,
+        serialize: (service('Watch')['Watch'] as grpc.MethodDefinition<Wire, Wire>).responseSerialize,
         onCreated: () => setImmediate(() => this.#node.watchHub.catchUp()),
       }),
     });

@@ -12,6 +12,8 @@ type Wire = Record<string, any>;
 
 export interface WatchServiceOptions {
   hub: WatchHub;
+  /** The service's own WatchResponse serializer (see {@link watchService}). */
+  serialize: (value: Wire) => Buffer;
   /** The response header for a revision. */
   header(revision?: number): Wire;
   /** Responses larger than this are split when the watcher asked for fragments. */
@@ -33,13 +35,73 @@ function eventOut(e: Event): Wire {
   return w;
 }
 
+/**
+ * The Watch service with a response serializer that passes bytes through: event responses are
+ * built from pieces encoded once (see {@link WatchEncoder}); every other response is an object.
+ */
+export function watchService(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const m = def['Watch'] as grpc.MethodDefinition<Wire, Wire>;
+  const serialize = m.responseSerialize;
+  return { ...def, Watch: { ...m, responseSerialize: (v: Wire | Buffer) => (Buffer.isBuffer(v) ? v : serialize(v)) } };
+}
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 127) {
+    out.push((n % 128) | 128);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+/**
+ * WatchResponse bytes for a fan-out: one revision goes to every watcher of it, each in its own
+ * response (the protocol allows no sharing), but the header and each event are the same for all
+ * of them. Protobuf's encoding of a message is the concatenation of its fields' encodings, so a
+ * response is spliced from the header encoded once per revision, the watcher's id, and each
+ * event encoded once (as field 11) — instead of protobufjs encoding the whole object for every
+ * watcher. (Profiled: encoding was 3–5% of a member's CPU under 1,000 watchers.)
+ */
+export class WatchEncoder {
+  readonly #serialize: (value: Wire) => Buffer;
+  readonly #events = new WeakMap<Event, Buffer>();
+  #headerKey = '';
+  #header: Buffer = Buffer.alloc(0);
+
+  constructor(serialize: (value: Wire) => Buffer) {
+    this.#serialize = serialize;
+  }
+
+  response(header: Wire, watchId: number, events: readonly Event[], fragment: boolean | undefined): Buffer {
+    const key = `${String(header['revision'])}/${String(header['raft_term'])}`;
+    if (key !== this.#headerKey) {
+      this.#header = this.#serialize({ header });
+      this.#headerKey = key;
+    }
+    const parts: Buffer[] = [this.#header];
+    if (watchId !== 0) parts.push(Buffer.from([0x10, ...varint(watchId)]));
+    for (const e of events) {
+      let b = this.#events.get(e);
+      if (!b) {
+        b = this.#serialize({ events: [eventOut(e)] });
+        this.#events.set(e, b);
+      }
+      parts.push(b);
+    }
+    if (fragment) parts.push(Buffer.from([0x38, 0x01]));
+    return Buffer.concat(parts);
+  }
+}
+
 export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexStream<Wire, Wire>) => void {
+  const encoder = new WatchEncoder(o.serialize);
   return (call) => {
     const sink: WatchSink = {
       events(watchId, events, revision, fragment) {
         const total = events.reduce((n, e) => n + eventSize(e), 0);
         if (!fragment || total <= o.maxResponseBytes) {
-          call.write({ header: o.header(revision), watch_id: String(watchId), events: events.map(eventOut) });
+          call.write(encoder.response(o.header(revision), watchId, events, undefined));
           return;
         }
         // Fragment a large revision over several responses; all but the last say fragment=true.
@@ -47,13 +109,13 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
         let size = 0;
         for (const [i, e] of events.entries()) {
           if (batch.length > 0 && size + eventSize(e) > o.maxResponseBytes) {
-            call.write({ header: o.header(revision), watch_id: String(watchId), events: batch.map(eventOut), fragment: true });
+            call.write(encoder.response(o.header(revision), watchId, batch, true));
             batch = [];
             size = 0;
           }
           batch.push(e);
           size += eventSize(e);
-          if (i === events.length - 1) call.write({ header: o.header(revision), watch_id: String(watchId), events: batch.map(eventOut), fragment: false });
+          if (i === events.length - 1) call.write(encoder.response(o.header(revision), watchId, batch, false));
         }
       },
       progress(watchId, revision) {

@@ -72,7 +72,7 @@ export interface ChaosOptions {
   durationMs: number;
   seed: number;
   faults: FaultKind[];
-  /** Where the report goes. */
+  /** Where the report goes (the history stays in the cluster's scratch directory: it is large). */
   dir: string;
   /** Begin with one of every kind (in random order), then choose at random. */
   coverAll?: boolean;
@@ -785,7 +785,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   }
   const hashOk = new Set(Object.values(hashes)).size === 1 && !Object.values(hashes).includes(-1);
 
-  const lin = checkLinearizable(history, o.dir, 'chaos');
+  const lin = checkLinearizable(history, c.dir, 'chaos');
   const ops: Record<string, number> = {};
   for (const h of history) {
     const k = `${h.op} ${h.unknown ? 'unknown' : h.op === 'cas' && !h.ok ? 'failed' : 'ok'}`;
@@ -892,7 +892,7 @@ export function writeReport(r: ChaosReport, dir: string, clusterDir: string, htm
       const log = join(clusterDir, `${name}.log`);
       if (existsSync(log)) copyFileSync(log, join(dir, 'logs', `${name}.log`));
     }
-    if (existsSync(html) && join(html, '..') !== dir) copyFileSync(html, join(dir, 'porcupine.html'));
+    if (existsSync(html)) copyFileSync(html, join(dir, 'porcupine.html'));
   }
 }
 
