@@ -8,6 +8,7 @@ import { statfs } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { realClock } from '../lib/clock.ts';
+import { isBallastError } from '../lib/errors.ts';
 import type { Component } from '../lib/lifecycle.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import { systemRandom } from '../lib/random.ts';
@@ -50,6 +51,7 @@ export class StoreServer {
   #grpc: grpc.Server | undefined;
   #compactor: Compactor | undefined;
   #diskGuard: DiskSpaceGuard | undefined;
+  #api: StoreApi | undefined;
   readonly #http: Server[] = [];
   /** Set when this member was removed from the cluster: the process should exit. */
   onRemoved: (() => void) | undefined;
@@ -101,7 +103,16 @@ export class StoreServer {
       this.#compactor.start();
     }
     this.node.onRemoved = () => this.onRemoved?.();
-    this.node.onFatal = (err) => this.onFatal?.(err);
+    this.node.onFatal = (err) => {
+      if (!isBallastError(err, 'STORE_ERR_NO_DISK_SPACE') || !this.#api) return this.onFatal?.(err);
+      // This member cannot write its log; the others can. Raise NOSPACE through them, so the
+      // cluster refuses writes as it would had the guard caught the volume filling up.
+      void this.#api.raiseAlarmElsewhere('NOSPACE').then((ok) => {
+        if (ok) this.#log.error({ member: this.node.id }, 'the volume is full: raised the NOSPACE alarm through another member; stopping. Free space, restart this member, then `etcdctl alarm disarm`');
+        else this.#log.error({ member: this.node.id }, 'the volume is full and no other member took the NOSPACE alarm; stopping');
+        this.onFatal?.(err);
+      });
+    };
     await this.node.start();
     if (c.diskReserveBytes > 0) {
       const node = this.node;
@@ -125,7 +136,7 @@ export class StoreServer {
   async #startGrpc(): Promise<void> {
     const server = new grpc.Server({ 'grpc.max_receive_message_length': this.#cfg.maxRequestBytes + grpcOverheadBytes, 'grpc.max_send_message_length': 2 ** 31 - 1 });
     const m = this.#storeMetrics;
-    new StoreApi({
+    this.#api = new StoreApi({
       node: this.node, maxRequestBytes: this.#cfg.maxRequestBytes, quotaBytes: this.#cfg.quotaBytes, version: this.#cfg.version,
       minLeaseTtl: Math.ceil((1.5 * this.#cfg.electionMs) / 1000),
       ...(this.#cfg.clientTls ? { forwardCredentials: () => forwardCredentials(this.#cfg.clientTls as TlsFiles) } : {}),
@@ -134,7 +145,8 @@ export class StoreServer {
         m.requests.inc({ method, code: grpc.status[code] ?? String(code) });
         m.requestDuration.observe({ method }, seconds);
       },
-    }).register(server);
+    });
+    this.#api.register(server);
     registerHealth(server, () => this.health().ok);
     for (const u of this.#cfg.listenClientUrls) {
       const tlsFiles = this.#cfg.clientTls;

@@ -299,6 +299,36 @@ export class StoreApi {
   }
 
   /** A client for one of the leader's services, over its advertised client URL (cached per leader). */
+  /**
+   * Raise an alarm for this member through another member's API (the way `etcdctl alarm` would):
+   * used when this member cannot write its own log (a full disk) and is about to stop. Each other
+   * member is tried in turn; true once one has committed it.
+   */
+  async raiseAlarmElsewhere(alarm: 'NOSPACE' | 'CORRUPT', timeoutMs = 6000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const Ctor = (this.#protos['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Maintenance'] as grpc.ServiceClientConstructor;
+    const others = [...this.#node.sm.members.values()].filter((m) => m.id !== this.#node.id && m.clientURLs[0]);
+    while (Date.now() < deadline) {
+      for (const m of others) {
+        const url = new URL(m.clientURLs[0] as string);
+        const secure = url.protocol === 'https:';
+        if (secure && !this.#o.forwardCredentials) continue;
+        const client = new Ctor(url.host, secure && this.#o.forwardCredentials ? this.#o.forwardCredentials() : grpc.credentials.createInsecure());
+        const req = { action: 1, memberID: idToDecimal(this.#node.id), alarm: alarm === 'NOSPACE' ? 1 : 2 };
+        const call = (client as unknown as Record<string, ForwardCall | undefined>)['Alarm'];
+        const ok = await new Promise<boolean>((resolve) => {
+          if (!call) return resolve(false);
+          call.call(client, req, new grpc.Metadata(), { deadline: Math.min(deadline, Date.now() + 3000) }, (err) => resolve(!err));
+        });
+        client.close();
+        if (ok) return true;
+        if (Date.now() >= deadline) break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return false;
+  }
+
   #leaderClient(service: 'Cluster' | 'Lease'): grpc.Client | undefined {
     const lead = this.#node.leaderId;
     const url = lead ? this.#node.sm.members.get(lead)?.clientURLs[0] : undefined;

@@ -94,9 +94,30 @@ export class WatchEncoder {
   }
 }
 
+/**
+ * grpc-js's server stream has no `_writev`, so Node's Writable hands it one message at a time
+ * and waits for each HTTP/2 write to complete before handing over the next: a revision's
+ * responses to the many watchers of one stream went out one after another, each behind the
+ * previous one's write completion. With `_writev`, everything buffered goes to the HTTP/2
+ * stream at once (and out in as few frames and syscalls as nghttp2 makes of it).
+ */
+function batchWrites(call: grpc.ServerDuplexStream<Wire, Wire>): void {
+  const inner = (call as unknown as { call?: { sendMessage?(m: unknown, cb: () => void): void } }).call;
+  if (typeof inner?.sendMessage !== 'function') return; // another grpc-js shape: keep its own _write
+  (call as unknown as { _writev(chunks: Array<{ chunk: unknown }>, cb: () => void): void })._writev = (chunks, cb) => {
+    let left = chunks.length;
+    for (const { chunk } of chunks) {
+      inner.sendMessage?.(chunk, () => {
+        if (--left === 0) cb();
+      });
+    }
+  };
+}
+
 export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexStream<Wire, Wire>) => void {
   const encoder = new WatchEncoder(o.serialize);
   return (call) => {
+    batchWrites(call);
     const sink: WatchSink = {
       events(watchId, events, revision, fragment) {
         const total = events.reduce((n, e) => n + eventSize(e), 0);

@@ -620,6 +620,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           if (exited) {
             const log = readFileSync(join(c.dir, `${v}.log`), 'utf8');
             notes.push(/STORE_ERR_NO_DISK_SPACE|no space left/.test(log) ? 'member stopped on ENOSPC (partial record cut), restarted' : 'member exited, restarted');
+            if (/raised the NOSPACE alarm through another member/.test(log)) notes.push('it raised NOSPACE through another member before stopping');
             c.restart(v);
           }
           // The member clears its own alarm once space is back; after a restart a person would

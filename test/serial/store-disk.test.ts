@@ -2,9 +2,10 @@
 //   Fault: the volume fills below --disk-space-reserve-bytes. Promise: the member raises the
 //   NOSPACE alarm, the cluster refuses writes with etcd's error and keeps serving reads, and
 //   the alarm clears itself once space is back.
-//   Fault: the volume fills to ENOSPC under a WAL write. Promise: the member stops with a
-//   message that says what to do, cuts the partial record, and restarts on its data once space
-//   is freed: nothing acknowledged is lost, the members converge.
+//   Fault: the volume fills to ENOSPC under a WAL write. Promise: the member cuts the partial
+//   record, raises NOSPACE through the other members (it cannot write its own log), stops with a
+//   message that says what to do, and restarts on its data once space is freed: nothing
+//   acknowledged is lost, the members converge.
 // Needs root (mount); skipped with the reason otherwise.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -99,6 +100,11 @@ describe('store on a full disk', { skip: canMount ? false : 'needs root to mount
     assert.equal(code, 1, 'the member stops (exit 1) rather than run on a log it cannot write');
     const log = readFileSync(join(c.dir, 'm1.log'), 'utf8');
     assert.match(log, /no space left on the device holding .*free space on the volume \(or grow it\) and restart the member/i);
+    // It could not write its own log, so it raised the alarm through the others before stopping.
+    assert.match(log, /raised the NOSPACE alarm through another member/);
+    assert.match(c.etcdctl(['alarm', 'list'], { endpoints: others }).stdout, /NOSPACE/);
+    const refusedAgain = c.etcdctl(['put', 'while-full', 'x'], { endpoints: others });
+    assert.match(refusedAgain.stderr, /database space exceeded/);
     rmSync(filler);
     c.restart('m1');
     // The alarm this member raised before it stopped stays until a person disarms it, as in etcd.
