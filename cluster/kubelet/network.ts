@@ -29,6 +29,11 @@ export interface PodNetworkOptions {
   prefix: string;
   /** auto: namespaces when they can be made, else loopback addresses; or force one. */
   mode?: 'auto' | 'netns' | 'loopback';
+  /**
+   * Namespaces are `<prefix>-<uid>`, host veths `<vethPrefix><uid>` (default blst / bv, which
+   * `ballast cluster up|down` sweeps; other users, like the chaos suite, take their own).
+   */
+  names?: { prefix: string; vethPrefix: string };
 }
 
 export interface PodSandbox {
@@ -49,6 +54,8 @@ export function inSandbox(s: PodSandbox, argv: string[]): string[] {
 
 export class PodNetwork {
   readonly #o: PodNetworkOptions;
+  readonly #ns: (short: string) => string;
+  readonly #veth: (short: string) => string;
   readonly #used = new Map<string, number>();
   #next = 2;
   /** Why pods use loopback addresses instead of namespaces; undefined when they do not. */
@@ -56,6 +63,9 @@ export class PodNetwork {
 
   constructor(o: PodNetworkOptions) {
     this.#o = o;
+    const names = o.names ?? { prefix: 'blst', vethPrefix: 'bv' };
+    this.#ns = (short) => `${names.prefix}-${short}`;
+    this.#veth = (short) => `${names.vethPrefix}${short}`;
   }
 
   /** The node's address as pods see it. */
@@ -75,8 +85,8 @@ export class PodNetwork {
         ip('addr', 'add', `${this.#o.prefix}.1/24`, 'dev', this.#o.bridge);
       }
       ip('link', 'set', this.#o.bridge, 'up');
-      ip('netns', 'add', 'blst-probe');
-      ip('netns', 'del', 'blst-probe');
+      ip('netns', 'add', this.#ns('probe'));
+      ip('netns', 'del', this.#ns('probe'));
     } catch (err) {
       if (this.#o.mode === 'netns') throw err;
       const why = String((err as { stderr?: Buffer }).stderr ?? err).trim();
@@ -94,12 +104,12 @@ export class PodNetwork {
   /** A namespace for the pod (by uid), its veth on the bridge, its address and routes. */
   create(uid: string, hosts: (podIp: string) => string): PodSandbox {
     const short = uid.replace(/-/g, '').slice(0, 8);
-    const netns = `blst-${short}`;
+    const netns = this.#ns(short);
     const octet = this.#allocate(uid);
     // 127.0.0.1 is the node's own; pods take .2 to .254, as on the bridge.
     if (this.fallback !== undefined) return { netns: '', ip: `127.0.0.${octet}` };
     const podIp = `${this.#o.prefix}.${octet}`;
-    const hostVeth = `bv${short}`;
+    const hostVeth = this.#veth(short);
     this.destroy(uid);
     ip('netns', 'add', netns);
     ip('link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns);
@@ -127,9 +137,9 @@ export class PodNetwork {
   destroy(uid: string): void {
     if (this.fallback !== undefined) return;
     const short = uid.replace(/-/g, '').slice(0, 8);
-    tryIp('link', 'del', `bv${short}`);
-    tryIp('netns', 'del', `blst-${short}`);
-    rmSync(`/etc/netns/blst-${short}`, { recursive: true, force: true });
+    tryIp('link', 'del', this.#veth(short));
+    tryIp('netns', 'del', this.#ns(short));
+    rmSync(`/etc/netns/${this.#ns(short)}`, { recursive: true, force: true });
   }
 
   release(uid: string): void {
@@ -141,7 +151,7 @@ export class PodNetwork {
     if (octet !== undefined && this.fallback === undefined) {
       const addr = `${this.#o.prefix}.${octet}`;
       tryIp('neigh', 'flush', 'to', addr, 'dev', this.#o.bridge);
-      for (const [other, o] of this.#used) if (other !== uid && o !== undefined) tryIp('-n', `blst-${other.replace(/-/g, '').slice(0, 8)}`, 'neigh', 'flush', 'to', addr);
+      for (const [other, o] of this.#used) if (other !== uid && o !== undefined) tryIp('-n', this.#ns(other.replace(/-/g, '').slice(0, 8)), 'neigh', 'flush', 'to', addr);
     }
     this.#used.delete(uid);
   }

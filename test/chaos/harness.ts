@@ -308,7 +308,10 @@ class LeaseWorkload {
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const c = o.cluster;
   const net = o.net;
+  // The nemesis draws from its own generator, so a seed repeats the sequence of fault kinds and
+  // (cluster state permitting) their targets; clients draw from another.
   const rng = new Rng(o.seed);
+  const crng = new Rng(o.seed + 7919);
   const t0 = mono();
   const at = () => Math.round(mono() - t0);
   const removed = new Set<string>();
@@ -329,7 +332,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   };
   const watchers = c.members.map((home) => watcher(() => {
     const here = running().find((m) => m.name === home.name);
-    return c.addr(here ?? (rng.pick(running()) ?? home));
+    return c.addr(here ?? (crng.pick(running()) ?? home));
   }));
   const faults: Fault[] = [];
   const stopAt = t0 + o.durationMs;
@@ -661,10 +664,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }
   })();
 
-  const leases = new LeaseWorkload(endpoints, rng);
+  const leases = new LeaseWorkload(endpoints, crng);
   const [history, sets] = await Promise.all([
     runRegisterWorkload({ endpoints, clients: 5, keys: ['x', 'y', 'z'], durationMs: o.durationMs, seed: o.seed, keyLifetimeMs: 20_000 }),
-    runSetWorkload(endpoints, 2, stopAt, rng),
+    runSetWorkload(endpoints, 2, stopAt, crng),
     leases.run(stopAt - 3000),
     nemesis,
   ]);
@@ -685,7 +688,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   // Set: one final linearizable read.
   let finalSet: Set<string> | undefined;
   for (let i = 0; i < 20 && !finalSet; i++) {
-    const kv = new KvClient(rng.pick(endpoints()) as string, 5000);
+    const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
     try {
       const r = await kv.call('Range', { key: Buffer.from('set/'), range_end: Buffer.from('set0') });
       finalSet = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['value']).toString()));
@@ -708,7 +711,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const keptNow = leases.leases.filter((l) => l.kept && l.alive);
   let present: Set<string> | undefined;
   for (let i = 0; i < 20 && !present; i++) {
-    const kv = new KvClient(rng.pick(endpoints()) as string, 5000);
+    const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
     try {
       const r = await kv.call('Range', { key: Buffer.from('lease/'), range_end: Buffer.from('lease0') });
       present = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['key']).toString()));
@@ -729,7 +732,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 
   // Watchers: catch up to the current revision, then compare.
   const headRev = async (): Promise<number> => {
-    const kv = new KvClient(rng.pick(endpoints()) as string, 5000);
+    const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
     try {
       return Number(((await kv.call('Range', { key: Buffer.from('set/'), limit: 1 }))['header'] as Wire)['revision']);
     } finally {

@@ -41,7 +41,7 @@ export class ChaosNet {
   readonly #uids: string[] = [];
 
   constructor(o: { bridge?: string; prefix?: string; diskBytes?: number } = {}) {
-    this.#net = new PodNetwork({ bridge: o.bridge ?? 'blchaos0', prefix: o.prefix ?? '10.251.77', mode: 'netns' });
+    this.#net = new PodNetwork({ bridge: o.bridge ?? 'blchaos0', prefix: o.prefix ?? '10.251.77', mode: 'netns', names: { prefix: 'blch', vethPrefix: 'bc' } });
     this.#net.setup();
     this.diskBytes = o.diskBytes ?? 96 * 1024 * 1024;
   }
