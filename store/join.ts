@@ -9,14 +9,20 @@ import { queryMembers } from './transport/peer.ts';
 /**
  * A member joining an existing cluster learns its id from the cluster: it asks the members in
  * --initial-cluster for the member table and finds itself by its advertised peer URLs. Retries
- * for up to a minute (the cluster may be electing); a member that is not in the table has not
- * been added (etcdctl member add / MemberAdd) and is told so.
+ * for up to a minute (the cluster may be electing). One member's "not in the table" is not
+ * decisive (it may lag the MemberAdd, or be stale itself): only when no member lists it for ten
+ * seconds has it not been added (etcdctl member add / MemberAdd), and it is told so.
  */
+/** How long members answering "not in the table" are asked again before that is the answer. */
+const notListedGraceMs = 10_000;
+
 export async function discoverId(cfg: StoreNodeConfig): Promise<{ id: NodeId; members: Array<{ id: NodeId; name: string; peerURLs: string[] }> }> {
   const mine = new Set(cfg.advertisePeerUrls.map(normalizeUrl));
   const others = [...cfg.initialCluster.values()].flat().map((u) => new URL(u)).filter((u) => !mine.has(normalizeUrl(u.href)));
-  const deadline = cfg.clock.now() + 60_000;
+  const start = cfg.clock.now();
+  const deadline = start + 60_000;
   let last = 'no other member in --initial-cluster';
+  let notListed = false;
   for (;;) {
     for (const url of others) {
       try {
@@ -27,11 +33,17 @@ export async function discoverId(cfg: StoreNodeConfig): Promise<{ id: NodeId; me
         // votes could elect a stale leader, so it stops and says what to do instead.
         if (me && me.name !== '') throw catalogue.error('STORE_ERR_DATA_LOST', `this member (${me.name}, id ${me.id}) has run in this cluster before, but its data directory ${cfg.dataDir} is empty: its data is lost. Remove it and add it again as a learner (etcdctl member remove ${me.id}; etcdctl member add ${me.name} --learner --peer-urls=${me.peerURLs.join(',')}), or restore its data`);
         if (me) return { id: me.id, members };
-        throw catalogue.error('STORE_ERR_DATA_DIR', `this member (${[...mine].join(', ')}) is not in the cluster's member table; add it first (etcdctl member add --peer-urls=...), or use --initial-cluster-state=new for a new cluster`);
+        // Not decisive: this peer may not have applied the MemberAdd yet, or may itself be a
+        // stale member (removed, or cut off). Ask the others, and again, for a while.
+        notListed = true;
+        last = `${url.href} does not list it`;
       } catch (err) {
         if (isBallastError(err)) throw err;
         last = `${url.href}: ${(err as Error).message}`;
       }
+    }
+    if (notListed && cfg.clock.now() > start + notListedGraceMs) {
+      throw catalogue.error('STORE_ERR_DATA_DIR', `this member (${[...mine].join(', ')}) is not in the cluster's member table; add it first (etcdctl member add --peer-urls=...), or use --initial-cluster-state=new for a new cluster`);
     }
     if (cfg.clock.now() > deadline) throw catalogue.error('STORE_ERR_DATA_DIR', `could not reach any member of the existing cluster to learn this member's id (${last}); check --initial-cluster`);
     await cfg.clock.sleep(500);

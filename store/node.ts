@@ -490,7 +490,12 @@ export class StoreNode {
 
   /** Publish this member's name and client URLs into the member table (as etcd does). */
   #maybePublish(): void {
-    if (this.#stopped || this.#removed || this.#raft.lead === '') return;
+    if (this.#stopped || this.#removed) return;
+    if (this.#raft.lead === '') {
+      // No leader: make sure every peer has a connection, so a removed member is told.
+      this.#transport.probe();
+      return;
+    }
     const me = this.sm.members.get(this.id);
     if (!me) return;
     const want = this.#cfg.advertiseClientUrls;

@@ -156,6 +156,11 @@ class PeerLink {
     this.url = url;
   }
 
+  /** Connect if not connected (the handshake is how a removed member hears that it was). */
+  connect(): void {
+    this.#dial();
+  }
+
   send(m: Message): void {
     if (this.#stopped) return;
     this.#queue.push(m);
@@ -306,6 +311,15 @@ export class PeerTransport {
         this.#links.delete(id);
       }
     }
+  }
+
+  /**
+   * Open a connection to every peer that has none. A member that sends nothing (a learner, or a
+   * member removed while it was down) otherwise never makes the handshake in which a peer tells
+   * it that it was removed, and would sit forever without a leader.
+   */
+  probe(): void {
+    for (const link of this.#links.values()) link.connect();
   }
 
   send(msgs: readonly Message[]): void {

@@ -61,6 +61,7 @@ describe('chaos', { skip: why, concurrency: false }, () => {
     assert.ok(report.watch.ok, `watch checker: ${report.watch.problems.join('; ')}`);
     assert.ok(report.lease.ok, `lease checker: ${report.lease.problems.join('; ')}`);
     assert.ok(report.hashKV.ok, `HashKV differs: ${JSON.stringify(report.hashKV.hashes)}`);
+    assert.equal(report.unhealthyAfterHeal, '', 'the cluster is healthy once the faults heal');
   });
 
   it('the anchor: the same harness against Debian\'s etcd 3.4 reports linearizable (no false alarms)', { skip: long ? 'long run: ballast only' : false, timeout: 600_000 }, async () => {

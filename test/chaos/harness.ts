@@ -63,6 +63,8 @@ export interface ChaosReport {
   watch: { ok: boolean; watchers: number; revisions: number; problems: string[] };
   lease: { ok: boolean; granted: number; keptLive: number; gone: number; problems: string[] };
   hashKV: { ok: boolean; revision: number; hashes: Record<string, number> };
+  /** Empty when the cluster was healthy after the faults healed; otherwise why not. */
+  unhealthyAfterHeal: string;
   ok: boolean;
 }
 
@@ -322,12 +324,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     return r.length > 0 ? r : live().map((m) => c.addr(m));
   };
   /** The member table (the simple format: JSON would round 64-bit ids through float64). */
+  // A learner that has not published its name yet is listed without one: its name is ours,
+  // found by its peer URL.
   const memberIds = async (): Promise<Array<{ id: string; name: string; learner: boolean }>> => {
     const r = await c.etcdctlAsync(['member', 'list'], { endpoints: endpoints().join(',') });
     if (r.status !== 0) return [];
     return r.stdout.split('\n').filter((l) => l.includes(',')).map((l) => {
       const f = l.split(',').map((x) => x.trim());
-      return { id: f[0] as string, name: f[2] ?? '', learner: f[5] === 'true' };
+      const byUrl = c.members.find((m) => (f[3] ?? '').includes(`//${m.host}:${m.peerPort}`));
+      return { id: f[0] as string, name: byUrl?.name ?? f[2] ?? '', learner: f[5] === 'true' };
     });
   };
   const watchers = c.members.map((home) => watcher(() => {
@@ -672,193 +677,212 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     nemesis,
   ]);
 
-  // Heal everything: network, pauses, disks, processes.
-  net.heal();
-  for (const pid of paused) try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ }
-  for (const fl of fillers) rmSync(fl, { force: true });
-  for (const m of live()) if (!c.procs.has(m.name)) c.restart(m.name);
-  await c.waitHealthy(60_000).catch(() => undefined);
-  // A member added whose process never started (its add timed out and was not seen) has no
-  // name in the table a minute after healing: remove it, as a person would.
-  for (const x of await memberIds()) if (x.name === '') await removeMember(x.id);
-  if (/NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') })).stdout)) await c.etcdctlAsync(['alarm', 'disarm'], { endpoints: endpoints().join(',') });
-  await c.waitHealthy(30_000);
-  const healedAt = mono();
-
-  // Set: one final linearizable read.
-  let finalSet: Set<string> | undefined;
-  for (let i = 0; i < 20 && !finalSet; i++) {
-    const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
-    try {
-      const r = await kv.call('Range', { key: Buffer.from('set/'), range_end: Buffer.from('set0') });
-      finalSet = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['value']).toString()));
-    } catch {
-      await sleep(500);
-    } finally {
-      kv.close();
-    }
-  }
-  const finalSetNames = finalSet ?? new Set<string>();
-  const lost = [...sets.acked].filter((e) => !finalSetNames.has(e));
-  const unexpected = [...finalSetNames].filter((e) => !sets.acked.has(e) && !sets.unknown.has(e));
-  const setOk = finalSet !== undefined && lost.length === 0 && unexpected.length === 0;
-
-  // Leases: wait until every lease no longer kept has had time to expire (a full TTL from the
-  // heal, since a new leader gives every lease a fresh TTL, plus an election), then look.
-  const leaseProblems: string[] = [];
-  const electionMs = 1000;
-  await sleep(Math.max(0, 3000 + 2 * electionMs + 1500 - (mono() - healedAt)));
-  const keptNow = leases.leases.filter((l) => l.kept && l.alive);
-  let present: Set<string> | undefined;
-  for (let i = 0; i < 20 && !present; i++) {
-    const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
-    try {
-      const r = await kv.call('Range', { key: Buffer.from('lease/'), range_end: Buffer.from('lease0') });
-      present = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['key']).toString()));
-    } catch {
-      await sleep(500);
-    } finally {
-      kv.close();
-    }
-  }
-  await leases.stop();
-  if (!present) leaseProblems.push('could not read the lease keys after healing');
-  for (const l of leases.leases) {
-    if (l.expiredEarly) leaseProblems.push(l.expiredEarly);
-    const isKept = keptNow.includes(l);
-    if (isKept && l.putAcked && present && !present.has(l.key)) leaseProblems.push(`lease ${l.id} is alive (renewed in time until the end) but its key ${l.key} is gone`);
-    if (!isKept && present?.has(l.key)) leaseProblems.push(`lease ${l.id} (${l.fate}) is no longer kept alive and has expired, but its key ${l.key} is still there`);
+  try {
+    return await check();
+  } finally {
+    for (const w of watchers) w.close();
+    await leases.stop();
   }
 
-  // Watchers: catch up to the current revision, then compare.
-  const headRev = async (): Promise<number> => {
-    const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
-    try {
-      return Number(((await kv.call('Range', { key: Buffer.from('set/'), limit: 1 }))['header'] as Wire)['revision']);
-    } finally {
-      kv.close();
+  async function check(): Promise<ChaosReport> {
+    // Heal everything: network, pauses, disks, processes. Only members the table lists are
+    // restarted; one that is not there was removed (or never added) and is done.
+    net.heal();
+    for (const pid of paused) try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ }
+    for (const fl of fillers) rmSync(fl, { force: true });
+    let table = await memberIds();
+    for (let i = 0; i < 20 && table.length === 0; i++) {
+      await sleep(1000);
+      for (const m of live()) if (!c.procs.has(m.name)) c.restart(m.name);
+      table = await memberIds();
     }
-  };
-  let head = 0;
-  for (let i = 0; i < 10 && head === 0; i++) head = await headRev().catch(async () => { await sleep(500); return 0; });
-  const catchUpBy = mono() + 20_000;
-  while (mono() < catchUpBy && watchers.some((w) => w.lastRev() < head)) await sleep(200);
-  for (const w of watchers) w.close();
-  const problems: string[] = [];
-  const acked = history.filter((h) => h.revision > 0 && h.revision <= head);
-  const seqs = watchers.map((w) => w.events.filter((e) => e.rev <= head));
-  seqs.forEach((seq, i) => {
-    for (let j = 1; j < seq.length; j++) {
-      const a = seq[j - 1] as WatchEvent;
-      const b = seq[j] as WatchEvent;
-      if (b.rev < a.rev) problems.push(`watcher ${i}: revision ${b.rev} after ${a.rev}`);
-      if (b.rev === a.rev && b.key === a.key) problems.push(`watcher ${i}: revision ${b.rev} key ${b.key} delivered twice`);
+    for (const m of live()) if (table.length > 0 && !table.some((x) => x.name === m.name)) {
+      removed.add(m.name);
+      await c.kill9(m.name);
     }
-    if (i > 0) {
-      const s0 = seqs[0] as WatchEvent[];
-      const same = seq.length === s0.length && seq.every((e, k) => e.rev === s0[k]?.rev && e.key === s0[k]?.key && e.value === s0[k]?.value);
-      if (!same) problems.push(`watcher ${i} saw ${seq.length} events up to revision ${head}, watcher 0 saw ${s0.length} (or different ones)`);
-    }
-    const byRev = new Map<number, WatchEvent[]>();
-    for (const e of seq) byRev.set(e.rev, [...(byRev.get(e.rev) ?? []), e]);
-    const missing = acked.filter((h) => !(byRev.get(h.revision) ?? []).some((e) => e.key === h.key && e.value === h.value));
-    if (missing.length > 0) problems.push(`watcher ${i} missed or garbled ${missing.length} acknowledged writes (first: ${missing[0]?.key}=${missing[0]?.value} at revision ${missing[0]?.revision})`);
-  });
-  if (seqs[0] && seqs[0].length > 0) {
-    // No gaps: every revision from the first seen to the head was delivered (each is one write here).
-    const revs = new Set(seqs[0].map((e) => e.rev));
-    const first = seqs[0][0]?.rev ?? 1;
-    let gaps = 0;
-    for (let r = first; r <= head; r++) if (!revs.has(r)) gaps++;
-    if (gaps > 0) problems.push(`watcher 0 has ${gaps} revisions missing between ${first} and ${head}`);
-  }
+    for (const m of live()) if (!c.procs.has(m.name)) c.restart(m.name);
+    await c.waitHealthy(60_000).catch(() => undefined);
+    if (/NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') })).stdout)) await c.etcdctlAsync(['alarm', 'disarm'], { endpoints: endpoints().join(',') });
+    // After the faults heal the cluster must recover: if it does not, that is the finding.
+    const healthy = await c.waitHealthy(60_000).then(() => '', (err: Error) => err.message.split('\n')[0] as string);
+    const healedAt = mono();
 
-  // Convergence: HashKV at one revision on every member.
-  const hashes: Record<string, number> = {};
-  let hashRev = 0;
-  for (let attempt = 0; attempt < 10; attempt++) {
-    hashRev = await headRev().catch(() => 0);
-    for (const m of running()) {
-      const M = service('Maintenance');
-      const cl = new M(c.addr(m), grpc.credentials.createInsecure());
-      hashes[m.name] = await unary(cl, 'HashKV', { revision: String(hashRev) }, 5000).then((r) => Number(r['hash']), () => -1);
-      cl.close();
+    // Set: one final linearizable read.
+    let finalSet: Set<string> | undefined;
+    for (let i = 0; i < 20 && !finalSet; i++) {
+      const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
+      try {
+        const r = await kv.call('Range', { key: Buffer.from('set/'), range_end: Buffer.from('set0') });
+        finalSet = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['value']).toString()));
+      } catch {
+        await sleep(500);
+      } finally {
+        kv.close();
+      }
     }
-    if (new Set(Object.values(hashes)).size === 1 && !Object.values(hashes).includes(-1)) break;
-    await sleep(1000);
-  }
-  const hashOk = new Set(Object.values(hashes)).size === 1 && !Object.values(hashes).includes(-1);
+    const finalSetNames = finalSet ?? new Set<string>();
+    const lost = [...sets.acked].filter((e) => !finalSetNames.has(e));
+    const unexpected = [...finalSetNames].filter((e) => !sets.acked.has(e) && !sets.unknown.has(e));
+    const setOk = finalSet !== undefined && lost.length === 0 && unexpected.length === 0;
 
-  const lin = checkLinearizable(history, c.dir, 'chaos');
-  const ops: Record<string, number> = {};
-  for (const h of history) {
-    const k = `${h.op} ${h.unknown ? 'unknown' : h.op === 'cas' && !h.ok ? 'failed' : 'ok'}`;
-    ops[k] = (ops[k] ?? 0) + 1;
-  }
-  const causes: Record<string, number> = {};
-  for (const h of history) if (h.error) causes[h.error] = (causes[h.error] ?? 0) + 1;
-  const unknownCauses = Object.fromEntries(Object.entries(causes).sort((a, b) => b[1] - a[1]).slice(0, 8));
-  ops['set-add ok'] = sets.acked.size;
-  ops['set-add unknown'] = sets.unknown.size;
-  ops['lease-grant ok'] = leases.leases.length;
-
-  // Availability, from the history's successful writes (register puts and CAS, set adds):
-  //   while on: the longest stretch between the fault's start and its heal in which no write
-  //     completed (from the start to the first completion, between completions, from the last
-  //     completion to the heal);
-  //   after heal: from the heal to the completion of the first write invoked after it.
-  const writesDone = [
-    ...history.filter((h) => !h.unknown && (h.op === 'put' || (h.op === 'cas' && h.ok))).map((h) => ({ call: h.call / 1000 - t0, ret: h.return / 1000 - t0 })),
-    ...sets.done.map((d) => ({ call: d.call - t0, ret: d.ret - t0 })),
-  ].sort((a, b) => a.ret - b.ret);
-  const longestGap = (from: number, to: number): number => {
-    let prev = from;
-    let worst = 0;
-    for (const w of writesDone) {
-      if (w.ret < from) continue;
-      if (w.ret > to) break;
-      worst = Math.max(worst, w.ret - prev);
-      prev = w.ret;
+    // Leases: wait until every lease no longer kept has had time to expire (a full TTL from the
+    // heal, since a new leader gives every lease a fresh TTL, plus an election), then look.
+    const leaseProblems: string[] = [];
+    const electionMs = 1000;
+    await sleep(Math.max(0, 3000 + 2 * electionMs + 1500 - (mono() - healedAt)));
+    const keptNow = leases.leases.filter((l) => l.kept && l.alive);
+    let present: Set<string> | undefined;
+    for (let i = 0; i < 20 && !present; i++) {
+      const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
+      try {
+        const r = await kv.call('Range', { key: Buffer.from('lease/'), range_end: Buffer.from('lease0') });
+        present = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['key']).toString()));
+      } catch {
+        await sleep(500);
+      } finally {
+        kv.close();
+      }
     }
-    return Math.round(Math.max(worst, to - prev));
-  };
-  const firstWriteAfter = (t: number): number | undefined => {
-    let best: number | undefined;
-    for (const w of writesDone) if (w.call >= t && (best === undefined || w.ret < best)) best = w.ret;
-    return best === undefined ? undefined : Math.round(best - t);
-  };
-  for (const f of faults) {
-    f.unavailableWhileOnMs = longestGap(f.at, f.healedAt);
-    f.unavailableAfterHealMs = firstWriteAfter(f.healedAt);
-  }
-  const stats = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return { median: s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : 0, worst: s.at(-1) ?? 0 };
-  };
-  const availability: ChaosReport['availability'] = {};
-  const faultsByKind: Record<string, number> = {};
-  for (const k of [...new Set(faults.map((f) => f.kind))].sort()) {
-    const fs = faults.filter((f) => f.kind === k);
-    faultsByKind[k] = fs.length;
-    availability[k] = {
-      count: fs.length,
-      whileOn: stats(fs.map((f) => f.unavailableWhileOnMs).filter((x): x is number => x !== undefined)),
-      afterHeal: stats(fs.map((f) => f.unavailableAfterHealMs).filter((x): x is number => x !== undefined)),
+    await leases.stop();
+    if (!present) leaseProblems.push('could not read the lease keys after healing');
+    for (const l of leases.leases) {
+      if (l.expiredEarly) leaseProblems.push(l.expiredEarly);
+      const isKept = keptNow.includes(l);
+      if (isKept && l.putAcked && present && !present.has(l.key)) leaseProblems.push(`lease ${l.id} is alive (renewed in time until the end) but its key ${l.key} is gone`);
+      if (!isKept && present?.has(l.key)) leaseProblems.push(`lease ${l.id} (${l.fate}) is no longer kept alive and has expired, but its key ${l.key} is still there`);
+    }
+
+    // Watchers: catch up to the current revision, then compare.
+    const headRev = async (): Promise<number> => {
+      const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
+      try {
+        return Number(((await kv.call('Range', { key: Buffer.from('set/'), limit: 1 }))['header'] as Wire)['revision']);
+      } finally {
+        kv.close();
+      }
     };
-  }
+    let head = 0;
+    for (let i = 0; i < 10 && head === 0; i++) head = await headRev().catch(async () => { await sleep(500); return 0; });
+    const catchUpBy = mono() + 20_000;
+    while (mono() < catchUpBy && watchers.some((w) => w.lastRev() < head)) await sleep(200);
+    for (const w of watchers) w.close();
+    const problems: string[] = [];
+    const acked = history.filter((h) => h.revision > 0 && h.revision <= head);
+    const seqs = watchers.map((w) => w.events.filter((e) => e.rev <= head));
+    seqs.forEach((seq, i) => {
+      for (let j = 1; j < seq.length; j++) {
+        const a = seq[j - 1] as WatchEvent;
+        const b = seq[j] as WatchEvent;
+        if (b.rev < a.rev) problems.push(`watcher ${i}: revision ${b.rev} after ${a.rev}`);
+        if (b.rev === a.rev && b.key === a.key) problems.push(`watcher ${i}: revision ${b.rev} key ${b.key} delivered twice`);
+      }
+      if (i > 0) {
+        const s0 = seqs[0] as WatchEvent[];
+        const same = seq.length === s0.length && seq.every((e, k) => e.rev === s0[k]?.rev && e.key === s0[k]?.key && e.value === s0[k]?.value);
+        if (!same) problems.push(`watcher ${i} saw ${seq.length} events up to revision ${head}, watcher 0 saw ${s0.length} (or different ones)`);
+      }
+      const byRev = new Map<number, WatchEvent[]>();
+      for (const e of seq) byRev.set(e.rev, [...(byRev.get(e.rev) ?? []), e]);
+      const missing = acked.filter((h) => !(byRev.get(h.revision) ?? []).some((e) => e.key === h.key && e.value === h.value));
+      if (missing.length > 0) problems.push(`watcher ${i} missed or garbled ${missing.length} acknowledged writes (first: ${missing[0]?.key}=${missing[0]?.value} at revision ${missing[0]?.revision})`);
+    });
+    if (seqs[0] && seqs[0].length > 0) {
+      // No gaps: every revision from the first seen to the head was delivered (each is one write here).
+      const revs = new Set(seqs[0].map((e) => e.rev));
+      const first = seqs[0][0]?.rev ?? 1;
+      let gaps = 0;
+      for (let r = first; r <= head; r++) if (!revs.has(r)) gaps++;
+      if (gaps > 0) problems.push(`watcher 0 has ${gaps} revisions missing between ${first} and ${head}`);
+    }
 
-  const report: ChaosReport = {
-    target: c.binary, seed: o.seed, durationMs: o.durationMs, members: c.members.map((m) => `${m.name}${removed.has(m.name) ? ' (removed)' : ''}`),
-    operations: ops, unknownCauses, faults, faultsByKind, availability,
-    linearizable: lin.linearizable, lincheck: lin.output.trim(),
-    set: { ok: setOk, acked: sets.acked.size, unknown: sets.unknown.size, final: finalSetNames.size, lost, unexpected, recovered: [...sets.unknown].filter((e) => finalSetNames.has(e)).length },
-    watch: { ok: problems.length === 0, watchers: watchers.length, revisions: head, problems },
-    lease: { ok: leaseProblems.length === 0, granted: leases.leases.length, keptLive: keptNow.length, gone: leases.leases.filter((l) => !present?.has(l.key)).length, problems: leaseProblems },
-    hashKV: { ok: hashOk, revision: hashRev, hashes },
-    ok: lin.linearizable && setOk && problems.length === 0 && leaseProblems.length === 0 && hashOk,
-  };
-  writeReport(report, o.dir, c.dir, lin.html);
-  return report;
+    // Convergence: HashKV at one revision on every member.
+    const hashes: Record<string, number> = {};
+    let hashRev = 0;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      hashRev = await headRev().catch(() => 0);
+      for (const m of running()) {
+        const M = service('Maintenance');
+        const cl = new M(c.addr(m), grpc.credentials.createInsecure());
+        hashes[m.name] = await unary(cl, 'HashKV', { revision: String(hashRev) }, 5000).then((r) => Number(r['hash']), () => -1);
+        cl.close();
+      }
+      if (new Set(Object.values(hashes)).size === 1 && !Object.values(hashes).includes(-1)) break;
+      await sleep(1000);
+    }
+    const hashOk = new Set(Object.values(hashes)).size === 1 && !Object.values(hashes).includes(-1);
+
+    const lin = checkLinearizable(history, c.dir, 'chaos');
+    const ops: Record<string, number> = {};
+    for (const h of history) {
+      const k = `${h.op} ${h.unknown ? 'unknown' : h.op === 'cas' && !h.ok ? 'failed' : 'ok'}`;
+      ops[k] = (ops[k] ?? 0) + 1;
+    }
+    const causes: Record<string, number> = {};
+    for (const h of history) if (h.error) causes[h.error] = (causes[h.error] ?? 0) + 1;
+    const unknownCauses = Object.fromEntries(Object.entries(causes).sort((a, b) => b[1] - a[1]).slice(0, 8));
+    ops['set-add ok'] = sets.acked.size;
+    ops['set-add unknown'] = sets.unknown.size;
+    ops['lease-grant ok'] = leases.leases.length;
+
+    // Availability, from the history's successful writes (register puts and CAS, set adds):
+    //   while on: the longest stretch between the fault's start and its heal in which no write
+    //     completed (from the start to the first completion, between completions, from the last
+    //     completion to the heal);
+    //   after heal: from the heal to the completion of the first write invoked after it.
+    const writesDone = [
+      ...history.filter((h) => !h.unknown && (h.op === 'put' || (h.op === 'cas' && h.ok))).map((h) => ({ call: h.call / 1000 - t0, ret: h.return / 1000 - t0 })),
+      ...sets.done.map((d) => ({ call: d.call - t0, ret: d.ret - t0 })),
+    ].sort((a, b) => a.ret - b.ret);
+    const longestGap = (from: number, to: number): number => {
+      let prev = from;
+      let worst = 0;
+      for (const w of writesDone) {
+        if (w.ret < from) continue;
+        if (w.ret > to) break;
+        worst = Math.max(worst, w.ret - prev);
+        prev = w.ret;
+      }
+      return Math.round(Math.max(worst, to - prev));
+    };
+    const firstWriteAfter = (t: number): number | undefined => {
+      let best: number | undefined;
+      for (const w of writesDone) if (w.call >= t && (best === undefined || w.ret < best)) best = w.ret;
+      return best === undefined ? undefined : Math.round(best - t);
+    };
+    for (const f of faults) {
+      f.unavailableWhileOnMs = longestGap(f.at, f.healedAt);
+      f.unavailableAfterHealMs = firstWriteAfter(f.healedAt);
+    }
+    const stats = (xs: number[]) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return { median: s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : 0, worst: s.at(-1) ?? 0 };
+    };
+    const availability: ChaosReport['availability'] = {};
+    const faultsByKind: Record<string, number> = {};
+    for (const k of [...new Set(faults.map((f) => f.kind))].sort()) {
+      const fs = faults.filter((f) => f.kind === k);
+      faultsByKind[k] = fs.length;
+      availability[k] = {
+        count: fs.length,
+        whileOn: stats(fs.map((f) => f.unavailableWhileOnMs).filter((x): x is number => x !== undefined)),
+        afterHeal: stats(fs.map((f) => f.unavailableAfterHealMs).filter((x): x is number => x !== undefined)),
+      };
+    }
+
+    const report: ChaosReport = {
+      target: c.binary, seed: o.seed, durationMs: o.durationMs, members: c.members.map((m) => `${m.name}${removed.has(m.name) ? ' (removed)' : ''}`),
+      operations: ops, unknownCauses, faults, faultsByKind, availability,
+      linearizable: lin.linearizable, lincheck: lin.output.trim(),
+      set: { ok: setOk, acked: sets.acked.size, unknown: sets.unknown.size, final: finalSetNames.size, lost, unexpected, recovered: [...sets.unknown].filter((e) => finalSetNames.has(e)).length },
+      watch: { ok: problems.length === 0, watchers: watchers.length, revisions: head, problems },
+      lease: { ok: leaseProblems.length === 0, granted: leases.leases.length, keptLive: keptNow.length, gone: leases.leases.filter((l) => !present?.has(l.key)).length, problems: leaseProblems },
+      hashKV: { ok: hashOk, revision: hashRev, hashes },
+      unhealthyAfterHeal: healthy,
+      ok: lin.linearizable && setOk && problems.length === 0 && leaseProblems.length === 0 && hashOk && healthy === '',
+    };
+    writeReport(report, o.dir, c.dir, lin.html);
+    return report;
+  }
 }
 
 /** Fill a volume with a file until `leaveBytes` are free (0: until ENOSPC). */
@@ -913,6 +937,7 @@ export function summarize(r: ChaosReport): string {
     `| set (no acknowledged add lost) | ${v(r.set.ok)} | ${r.set.acked} acknowledged, ${r.set.unknown} unknown (${r.set.recovered} of them present), ${r.set.final} in the final read, lost ${r.set.lost.length}, unexpected ${r.set.unexpected.length} |`,
     `| watch (in order, no gaps, matches the history) | ${v(r.watch.ok)} | ${r.watch.watchers} watchers up to revision ${r.watch.revisions}${r.watch.problems.length ? `: ${r.watch.problems.join('; ')}` : ''} |`,
     `| lease (expired keys gone, live keys kept) | ${v(r.lease.ok)} | ${r.lease.granted} leases, ${r.lease.keptLive} alive at the end${r.lease.problems.length ? `: ${r.lease.problems.slice(0, 5).join('; ')}` : ''} |`,
+    `| recovery (healthy after the faults healed) | ${v(r.unhealthyAfterHeal === '')} | ${r.unhealthyAfterHeal} |`,
     `| convergence (HashKV) | ${v(r.hashKV.ok)} | at revision ${r.hashKV.revision}: ${Object.entries(r.hashKV.hashes).map(([k, h]) => `${k}=${h}`).join(' ')} |`,
     '',
     '## Operations',
