@@ -16,10 +16,11 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync, closeSync, openSync, writeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProtos } from '../../store/api/server.ts';
 import { KvClient, checkLinearizable, definitelyNotApplied, runRegisterWorkload } from '../support/linearizability.ts';
+import { fillVolume } from '../support/disk.ts';
 import type { MemberSpec, StoreCluster } from '../support/store-cluster.ts';
 import type { ChaosNet } from './net.ts';
 
@@ -610,7 +611,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           let exited = false;
           p?.once('exit', () => { exited = true; });
           begin();
-          fill(filler, toZero ? 0 : reserve / 2);
+          fillVolume(filler, toZero ? 0 : reserve / 2);
           const began = mono();
           let raised = -1;
           while (mono() - began < 6000) {
@@ -707,19 +708,25 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const healthy = await c.waitHealthy(60_000).then(() => '', (err: Error) => err.message.split('\n')[0] as string);
     const healedAt = mono();
 
-    // Set: one final linearizable read.
-    let finalSet: Set<string> | undefined;
-    for (let i = 0; i < 20 && !finalSet; i++) {
-      const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
-      try {
-        const r = await kv.call('Range', { key: Buffer.from('set/'), range_end: Buffer.from('set0') });
-        finalSet = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['value']).toString()));
-      } catch {
-        await sleep(500);
-      } finally {
-        kv.close();
+    /** A linearizable read of every key under `prefix` (which ends in '/'), retried; undefined if it never succeeds. */
+    const readPrefix = async (prefix: string): Promise<Wire[] | undefined> => {
+      const end = `${prefix.slice(0, -1)}0`; // '/' + 1
+      for (let i = 0; i < 20; i++) {
+        const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
+        try {
+          return (await kv.call('Range', { key: Buffer.from(prefix), range_end: Buffer.from(end) }))['kvs'] as Wire[];
+        } catch {
+          await sleep(500);
+        } finally {
+          kv.close();
+        }
       }
-    }
+      return undefined;
+    };
+
+    // Set: one final linearizable read.
+    const setKvs = await readPrefix('set/');
+    const finalSet = setKvs ? new Set(setKvs.map((x) => Buffer.from(x['value']).toString())) : undefined;
     const finalSetNames = finalSet ?? new Set<string>();
     const lost = [...sets.acked].filter((e) => !finalSetNames.has(e));
     const unexpected = [...finalSetNames].filter((e) => !sets.acked.has(e) && !sets.unknown.has(e));
@@ -731,18 +738,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const electionMs = 1000;
     await sleep(Math.max(0, 3000 + 2 * electionMs + 1500 - (mono() - healedAt)));
     const keptNow = leases.leases.filter((l) => l.kept && l.alive);
-    let present: Set<string> | undefined;
-    for (let i = 0; i < 20 && !present; i++) {
-      const kv = new KvClient(crng.pick(endpoints()) as string, 5000);
-      try {
-        const r = await kv.call('Range', { key: Buffer.from('lease/'), range_end: Buffer.from('lease0') });
-        present = new Set((r['kvs'] as Wire[]).map((x) => Buffer.from(x['key']).toString()));
-      } catch {
-        await sleep(500);
-      } finally {
-        kv.close();
-      }
-    }
+    const leaseKvs = await readPrefix('lease/');
+    const present = leaseKvs ? new Set(leaseKvs.map((x) => Buffer.from(x['key']).toString())) : undefined;
     await leases.stop();
     if (!present) leaseProblems.push('could not read the lease keys after healing');
     for (const l of leases.leases) {
@@ -882,29 +879,6 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     };
     writeReport(report, o.dir, c.dir, lin.html);
     return report;
-  }
-}
-
-/** Fill a volume with a file until `leaveBytes` are free (0: until ENOSPC). */
-function fill(path: string, leaveBytes: number): void {
-  const st = statfsSync(join(path, '..'));
-  const free = st.bavail * st.bsize;
-  let want = leaveBytes === 0 ? Number.MAX_SAFE_INTEGER : Math.max(0, free - leaveBytes);
-  const chunk = Buffer.alloc(1 << 20, 0x61);
-  const fd = openSync(path, 'w');
-  try {
-    while (want > 0) {
-      const n = Math.min(chunk.length, want);
-      try {
-        writeSync(fd, chunk, 0, n);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-        throw err;
-      }
-      want -= n;
-    }
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -9,36 +9,17 @@
 // Needs root (mount); skipped with the reason otherwise.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { fillVolume } from '../support/disk.ts';
 import { StoreCluster, freePort } from '../support/store-cluster.ts';
 
 const reserve = 8 * 1024 * 1024;
 const probe = mkdtempSync(join(tmpdir(), 'mount-probe-'));
 const canMount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe]).status === 0;
 if (canMount) spawnSync('umount', [probe]);
-
-function fill(path: string, leaveBytes: number): void {
-  const st = statfsSync(join(path, '..'));
-  let want = leaveBytes === 0 ? Number.MAX_SAFE_INTEGER : st.bavail * st.bsize - leaveBytes;
-  const chunk = Buffer.alloc(1 << 20, 0x61);
-  const fd = openSync(path, 'w');
-  try {
-    while (want > 0) {
-      try {
-        writeSync(fd, chunk, 0, Math.min(chunk.length, want));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-        throw err;
-      }
-      want -= chunk.length;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
 
 async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
@@ -75,7 +56,7 @@ describe('store on a full disk', { skip: canMount ? false : 'needs root to mount
 
     // 1. Below the reserve.
     const filler = join(m1.dataDir, '..', 'filler');
-    fill(filler, reserve / 2);
+    fillVolume(filler, reserve / 2);
     await until('the NOSPACE alarm', () => /NOSPACE/.test(c!.etcdctl(['alarm', 'list']).stdout));
     const refused = c.etcdctl(['put', 'during', 'x']);
     assert.notEqual(refused.status, 0);
@@ -90,7 +71,7 @@ describe('store on a full disk', { skip: canMount ? false : 'needs root to mount
     // 2. All the way to ENOSPC, while writes keep coming.
     const p = c.procs.get('m1');
     const exited = new Promise<number | null>((r) => p?.once('exit', (code) => r(code)));
-    fill(filler, 0);
+    fillVolume(filler, 0);
     let acked = 0;
     for (let i = 0; i < 200 && c.procs.has('m1'); i++) {
       if (c.etcdctl(['put', `k${i}`, `v${i}`], { endpoints: others }).status === 0) acked = i + 1;
