@@ -267,6 +267,10 @@ class LeaseWorkload {
     let stream: grpc.ClientDuplexStream<Wire, Wire> | undefined;
     let pending: ((r: Wire | undefined) => void) | undefined;
     const reopen = () => {
+      // A late answer on the old stream must not count for a keep-alive sent on the new one.
+      stream?.removeAllListeners('data');
+      stream?.removeAllListeners('error');
+      stream?.on('error', () => undefined);
       stream?.cancel();
       client?.close();
       client = this.#client('Lease');
