@@ -18,6 +18,7 @@ import * as grpc from '@grpc/grpc-js';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SeededRandom } from '../../lib/random.ts';
 import { loadProtos } from '../../store/api/server.ts';
 import { KvClient, checkLinearizable, definitelyNotApplied, runRegisterWorkload } from '../support/linearizability.ts';
 import { fillVolume } from '../support/disk.ts';
@@ -95,14 +96,14 @@ function unary(client: grpc.Client, method: string, req: Wire, timeoutMs = 3000)
   return new Promise((resolve, reject) => fn!.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r))));
 }
 
+/** lib/random's seeded generator, with the picks the nemesis needs. */
 class Rng {
-  #s: number;
+  readonly #r: SeededRandom;
   constructor(seed: number) {
-    this.#s = seed || 1;
+    this.#r = new SeededRandom(seed);
   }
   int(n: number): number {
-    this.#s = (this.#s * 1103515245 + 12345) & 0x7fffffff;
-    return this.#s % Math.max(1, n);
+    return this.#r.int(Math.max(1, n));
   }
   pick<T>(xs: readonly T[]): T | undefined {
     return xs.length === 0 ? undefined : xs[this.int(xs.length)];

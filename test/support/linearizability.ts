@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SeededRandom } from '../../lib/random.ts';
 import { loadProtos } from '../../store/api/server.ts';
 
 export interface HistoryOp {
@@ -94,11 +95,9 @@ export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp
   };
   const endpoints = typeof o.endpoints === 'function' ? o.endpoints : () => o.endpoints as string[];
   const started = Date.now();
-  let rng = o.seed ?? 1;
-  const rand = (n: number): number => {
-    rng = (rng * 1103515245 + 12345) & 0x7fffffff;
-    return rng % n;
-  };
+  // (A hand-rolled LCG here once took `% n` of its low bits, which cycle: keys and kinds came in patterns.)
+  const random = new SeededRandom(o.seed ?? 1);
+  const rand = (n: number): number => random.int(n);
   const deadline = Date.now() + o.durationMs;
   await Promise.all(Array.from({ length: o.clients }, async (_, client) => {
     let n = 0;
