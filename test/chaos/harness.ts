@@ -528,7 +528,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           if (what === 'add-learner' && (learner || voters.length >= 5)) what = learner ? 'promote-learner' : 'remove-member';
           if (what === 'promote-learner' && !learner) what = voters.length > 3 ? 'remove-member' : 'add-learner';
           if (what === 'remove-member' && voters.length <= 3 && !learner) what = 'add-learner';
-          if (what !== kind) f.note = `did ${what} (membership was ${voters.length} voters${learner ? ' + a learner' : ''})`;
+          if (what !== kind) {
+            // Recorded as what was done, so the report counts real changes.
+            f.note = `asked for ${kind}; membership was ${voters.length} voters${learner ? ' + a learner' : ''}`;
+            f.kind = what;
+          }
           if (ids.length === 0) {
             f.note = 'skipped: member list failed';
             break;
