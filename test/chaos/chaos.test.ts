@@ -57,6 +57,7 @@ describe('chaos', { skip: why, concurrency: false }, () => {
   it(`ballast store, ${Math.round(durationMs / 1000)} s, every fault kind: linearizable, no write lost, watches and leases correct, members converge`, { timeout: durationMs + 600_000 }, async () => {
     const reportDir = long ? join('test/chaos/reports', `${new Date().toISOString().slice(0, 16).replace(/[:T]/g, '-')}-${Math.round(durationMs / 60_000)}m`) : undefined;
     const { report, dir } = await run({ binary: 'ballast', faults: allFaults, durationMs, bridge: netBridge, prefix: netPrefix, ...(reportDir ? { dir: reportDir } : {}) });
+    assert.ok((report.operations['put ok'] ?? 0) >= 500, `only ${report.operations['put ok'] ?? 0} puts acknowledged: the run proves little`);
     const kinds = new Set(report.faults.map((f) => f.kind));
     assert.deepEqual(allFaults.filter((k) => !kinds.has(k)), [], 'every fault kind was injected at least once');
     assert.ok(report.linearizable, `not linearizable: ${report.lincheck}; Porcupine's view and the logs are in ${dir}`);
@@ -69,6 +70,8 @@ describe('chaos', { skip: why, concurrency: false }, () => {
 
   it('the anchor: the same harness against Debian\'s etcd 3.4 reports linearizable (no false alarms)', { skip: long ? 'long run: ballast only' : false, timeout: 600_000 }, async () => {
     const { report } = await run({ binary: 'etcd', faults: allFaults.filter((k) => !(diskFaults as readonly string[]).includes(k)), durationMs: 80_000, bridge: 'blchaos1', prefix: '10.251.78' });
+    // An anchor that sat unavailable would pass every checker and prove nothing.
+    assert.ok((report.operations['put ok'] ?? 0) >= 500, `etcd acknowledged only ${report.operations['put ok'] ?? 0} puts; see ${JSON.stringify(report.unknownCauses)}`);
     assert.ok(report.linearizable, `etcd not linearizable?: ${report.lincheck}`);
     assert.ok(report.set.ok && report.watch.ok && report.hashKV.ok, JSON.stringify({ set: report.set, watch: report.watch.problems, hash: report.hashKV }));
     assert.ok(report.lease.ok, `lease checker on etcd: ${report.lease.problems.join('; ')}`);
