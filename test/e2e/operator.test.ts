@@ -66,9 +66,10 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   before(async () => {
     const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
     assert.equal(up.status, 0, up.stderr + up.stdout);
-    assert.equal(kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'crds')]).status, 0);
-    assert.equal(kubectl(['wait', '--for=condition=Established', 'crd/storeclusters.ballast.dev', '--timeout=30s']).status, 0);
-    assert.equal(kubectl(['create', 'namespace', 'ballast-system']).status, 0);
+    for (const args of [['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'crds')], ['wait', '--for=condition=Established', 'crd/storeclusters.ballast.dev', '--timeout=30s'], ['create', 'namespace', 'ballast-system']]) {
+      const r = kubectl(args);
+      assert.equal(r.status, 0, `kubectl ${args.join(' ')}: ${r.stderr}${r.stdout}`);
+    }
     await startOperator();
   });
   after(() => {
@@ -110,6 +111,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
 
   it('scales 3→5→3→5→3 under continuous writes: no acknowledged write lost; the member list matches the pods', async (t) => {
     const { kv, acked, refresh, stop } = startWriter('load/');
+    t.after(() => kv.close());
     try {
       let start = Date.now();
       assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=5']).status, 0);
@@ -135,7 +137,6 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const lost = acked.filter((k) => !stored.has(k));
     t.diagnostic(`${acked.length} writes during scaling, every one acknowledged (${kv.retries} retries), ${lost.length} lost`);
     assert.deepEqual(lost, [], 'every acknowledged write survives');
-    kv.close();
   });
 
   it('deleting the leader pod: a new leader is elected and the pod rejoins', async (t) => {
@@ -167,6 +168,11 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const sidecar = await startSidecar({ discovery: { address: `127.0.0.1:${discoveryPorts[0]}`, node: 'default/writer' } }, adminPort);
     const KV = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['KV'] as grpc.ServiceClientConstructor;
     const kv = new KV(`127.0.0.1:${localPort}`, grpc.credentials.createInsecure()) as unknown as { Put(r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void): void; close(): void };
+    t.after(async () => {
+      kv.close();
+      await sidecar.proc.stop();
+      kubectl(['delete', 'resiliencepolicy', 'orders-client']);
+    });
     const put = (key: string) => new Promise<grpc.ServiceError | null>((res) => kv.Put({ key: Buffer.from(key), value: Buffer.from('v') }, { deadline: Date.now() + 20_000 }, res));
     for (let i = 0; i < 200 && (await put('update/probe')) !== null; i++) await sleep(100);
     assert.equal(await put('update/probe'), null, 'the sidecar has its configuration and endpoints');
@@ -201,16 +207,14 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const stored = new Set(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'get', 'update/', '--prefix', '--keys-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 64 * 1024 * 1024 }).stdout.split('\n').filter(Boolean));
     assert.deepEqual(acked.filter((k) => !stored.has(k)), [], 'every acknowledged write survives');
     assert.equal(moved, 1, 'leadership moved exactly once (one term)');
-    kv.close();
-    await sidecar.proc.stop();
-    kubectl(['delete', 'resiliencepolicy', 'orders-client']);
   });
 
-  it('wiping a member\'s data directory: the member stops instead of voting, and is repaired (removed, re-added empty as a learner) with no quorum lost', async () => {
+  it('wiping a member\'s data directory: the member stops instead of voting, and is repaired (removed, re-added empty as a learner) with no quorum lost', async (t) => {
     const victim = memberNames().find((n) => n !== jsonpath(['storecluster', 'orders'], '{.status.leader}'))!;
     const oldId = jsonpath(['storecluster', 'orders'], `{.status.members[?(@.name=="${victim}")].id}`);
     const kv = new RetryingKv();
     kv.setEndpoints(memberPods().filter(([n]) => n !== victim).map(([, ip]) => `${ip}:2379`));
+    t.after(() => kv.close());
     await kv.put('repair/before', 'kept');
     const pv = jsonpath(['pvc', `data-${victim}`], '{.spec.volumeName}');
     const path = jsonpath(['pv', pv], '{.spec.hostPath.path}');
@@ -233,7 +237,6 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const ip = memberPods().find(([n]) => n === victim)![1];
     assert.equal(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'get', 'repair/before', '--print-value-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout.trim(), 'kept', 'the repaired member has the data');
     assert.ok(writes > 0, 'writes went on during the repair (quorum kept)');
-    kv.close();
   });
 
   it('the paused annotation stops changes and says so in status', async () => {

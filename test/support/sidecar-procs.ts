@@ -9,11 +9,19 @@ import { bin } from './store-cluster.ts';
 
 const upstreamScript = fileURLToPath(new URL('./upstream-server.ts', import.meta.url));
 
+/** Every process started here, killed when the test process exits (a failed test skips its own stop). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+});
+
 export class Proc {
   readonly p: ChildProcess;
   output = '';
   constructor(p: ChildProcess) {
     this.p = p;
+    running.add(p);
+    p.once('exit', () => running.delete(p));
     p.stdout?.on('data', (c: Buffer) => { this.output += c.toString(); });
     p.stderr?.on('data', (c: Buffer) => { this.output += c.toString(); });
   }
