@@ -10,7 +10,7 @@
 import type { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { TimerHandle } from '../lib/clock.ts';
-import { type Code, type DownReq, type DownRes, endToEnd, grpc, grpcAsHttp, localReply, refusals } from './http.ts';
+import { type Code, type DownReq, type DownRes, endHeadersOnly, endToEnd, grpc, grpcAsHttp, grpcMessage, localReply, refusals } from './http.ts';
 import { hedgeDelay } from './policies/hedge.ts';
 import { isIdempotent, retryReason, type AttemptOutcome } from './policies/retry.ts';
 import { backoffDelay, serverPushbackMs } from './policies/retry-budget.ts';
@@ -149,33 +149,38 @@ export abstract class AttemptPhase {
     return (available * 100) / up.endpointList.length < threshold;
   }
 
+  /** An endpoint not ejected whose breaker lets a request through (not one tried, if `untried`). */
+  #pick(now: number, ejected: ReadonlySet<string> | undefined, untried: boolean): { ep: EndpointState | undefined; ticket: Attempt['ticket'] } {
+    const { up } = this;
+    let skip: Set<string> | undefined;
+    if ((ejected && ejected.size > 0) || (untried && this.tried.length > 0) || up.openBreakers > 0) {
+      skip = new Set(ejected);
+      if (untried) for (const id of this.tried) skip.add(id);
+    }
+    for (let tries = 0; tries <= up.endpointList.length; tries++) {
+      const picked = up.picker.pick(this.hashKey(), skip);
+      const ep = picked ? up.endpoints.get(picked.id) : undefined;
+      if (!ep || !ep.breaker) return { ep, ticket: undefined };
+      const ticket = ep.breaker.tryAcquire(now);
+      if (ticket.ok) return { ep, ticket };
+      (skip ??= new Set()).add(ep.id);
+      if (skip.size >= up.endpointList.length) break;
+    }
+    return { ep: undefined, ticket: undefined };
+  }
+
   /** Start an attempt (a first try, a retry, or a hedge); false when none was started. */
   launch(hedge: boolean): boolean {
     const { up } = this;
     const clock = up.deps.clock;
     const now = clock.now();
-    // 9. pick an endpoint: skip ejected, open-breaker and already-tried ones.
-    let skip: Set<string> | undefined;
+    // 9. pick an endpoint: skip ejected and open-breaker ones, and prefer one not tried yet.
+    // Only a preference (Envoy's previous_hosts): when every endpoint not yet tried is ejected
+    // or refused by its breaker, a retry goes back to one that was tried (a cluster in an
+    // election answers UNAVAILABLE everywhere for a moment while one member is down).
     const ejected = up.outlier?.excluded(now);
-    if ((ejected && ejected.size > 0) || this.tried.length > 0 || up.openBreakers > 0) {
-      skip = new Set(ejected);
-      for (const id of this.tried) skip.add(id);
-    }
-    let ep: EndpointState | undefined;
-    let ticket: Attempt['ticket'];
-    for (let tries = 0; tries <= up.endpointList.length; tries++) {
-      const picked = up.picker.pick(this.hashKey(), skip);
-      ep = picked ? up.endpoints.get(picked.id) : undefined;
-      if (!ep) break;
-      if (!ep.breaker) break;
-      ticket = ep.breaker.tryAcquire(now);
-      if (ticket.ok) break;
-      (skip ??= new Set()).add(ep.id);
-      if (skip.size >= up.endpointList.length) {
-        ep = undefined;
-        break;
-      }
-    }
+    let { ep, ticket } = this.#pick(now, ejected, true);
+    if (!ep && !hedge && this.tried.length > 0) ({ ep, ticket } = this.#pick(now, ejected, false));
     // A hedge goes only to an endpoint with room to spare: under load it would only add queueing.
     if (hedge && ep && !this.#hasHeadroom(ep)) {
       if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);
@@ -192,7 +197,7 @@ export abstract class AttemptPhase {
       ticket = undefined;
     }
     if (!ep) {
-      if (this.attempts.length > 0) return false; // others are still trying
+      if (hedge || this.attempts.length > 0) return false; // a hedge is extra; others are still trying
       if (up.endpointList.length === 0) this.fail('SIDECAR_ERR_NO_ENDPOINT', `${up.name} has no endpoints`);
       else if (this.tried.length > 0) this.fail('SIDECAR_ERR_UPSTREAM_UNREACHABLE', `no endpoint of ${up.name} was left to try`);
       else this.fail('SIDECAR_ERR_CIRCUIT_OPEN', `every endpoint of ${up.name} has an open circuit breaker`);
@@ -238,7 +243,8 @@ export abstract class AttemptPhase {
     if (delay === undefined) return;
     this.hedgeTimer = up.deps.clock.setTimeout(() => {
       this.hedgeTimer = undefined;
-      if (this.finished || this.committed || up.endpointList.length < 2) return;
+      // Nothing out to hedge: the last attempt failed and a retry is waiting out its back-off.
+      if (this.finished || this.committed || this.attempts.length === 0 || up.endpointList.length < 2) return;
       if (this.body && !this.body.replayable) return;
       // Hedge only into spare capacity: under load a hedge is one more request to a struggling
       // upstream (the loser keeps its slot there until the cancel arrives).
@@ -322,8 +328,12 @@ export abstract class AttemptPhase {
     const now = up.deps.clock.now();
     // A cancelled attempt (a hedge lost, the caller left) took at least this long: tell the
     // balancer so (reporting 0 would make a slow endpoint that keeps losing look fast).
-    if (result === 'cancelled') up.picker.finished(a.ep.id, now - a.started, true);
-    else up.picker.finished(a.ep.id, latencyMs);
+    if (result === 'cancelled') {
+      up.picker.finished(a.ep.id, now - a.started, true);
+      // A cancelled half-open trial decided nothing: give its slot back (kept, the breaker
+      // would stay half-open with no trial left to make, refusing every request).
+      if (a.ticket?.ok && a.ep.breaker) a.ep.breaker.onCancel(a.ticket.ticket);
+    } else up.picker.finished(a.ep.id, latencyMs);
     // The endpoint's adaptive limit learns from the attempt's time to its answer's head (not a
     // stream's lifetime); a connection failure or a cancel teaches it nothing.
     const lim = up.adaptive?.endpoint(a.ep.id);
@@ -378,15 +388,18 @@ export abstract class AttemptPhase {
     }
     this.armDeadline();
     try {
+      if (gs !== undefined) {
+        // A trailers-only gRPC answer (the status is in the head): passed on as one, and that
+        // is the whole exchange.
+        endHeadersOnly(this.res, status, endToEnd(headers));
+        this.settle(a, effective < 500 ? 'ok' : `${Math.floor(effective / 100)}xx`, effective, latency);
+        return this.finish(undefined, effective);
+      }
       this.res.writeHead(status, endToEnd(headers));
     } catch (err) {
       a.ctl.abort();
       this.settle(a, 'protocol', 502, latency);
       return this.fail('SIDECAR_ERR_UPSTREAM_RESET', `the response head from ${a.ep.id} could not be passed on: ${(err as Error).message}`);
-    }
-    if (gs !== undefined) {
-      // Trailers-only gRPC answer: nothing more will come.
-      this.settle(a, effective < 500 ? 'ok' : `${Math.floor(effective / 100)}xx`, effective, latency);
     }
   }
 
@@ -424,10 +437,15 @@ export abstract class AttemptPhase {
     const { up } = this;
     const now = up.deps.clock.now();
     if (this.committed === a) {
-      // The body broke after the head was sent: the caller sees the reset too.
+      // The body broke after the head was sent. A gRPC caller gets UNAVAILABLE in the trailers
+      // (what grpc-go reports for a broken transport; a bare reset would reach grpc-js as
+      // INTERNAL); anyone else sees the reset too.
       this.settle(a, 'reset', 502, now - a.started);
       this.outcomeStatus = 502;
-      this.res.destroy();
+      if (this.isGrpc && this.res.addTrailers && !this.res.writableEnded) {
+        this.res.addTrailers({ 'grpc-status': String(grpc.UNAVAILABLE), 'grpc-message': grpcMessage(`SIDECAR_ERR_UPSTREAM_RESET: ${a.ep.id}: ${err.message}`), 'x-ballast-error': 'SIDECAR_ERR_UPSTREAM_RESET' });
+        this.res.end();
+      } else this.res.destroy();
       return this.finish('reset', 502);
     }
     this.settle(a, err.kind, err.kind === 'connect' ? 'connect' : 502, now - a.started);

@@ -12,6 +12,8 @@ export type DownReq = IncomingMessage | Http2ServerRequest;
 /** What the stack uses of a response, HTTP/1.1 (ServerResponse) or HTTP/2 (compat Http2ServerResponse). */
 export interface DownRes {
   writeHead(status: number, headers?: Record<string, string | string[]>): unknown;
+  statusCode: number;
+  setHeader(name: string, value: string | string[]): unknown;
   write(chunk: Buffer): boolean;
   end(chunk?: string | Buffer): unknown;
   destroy(err?: Error): unknown;
@@ -82,11 +84,37 @@ export function localReply(res: DownRes, isGrpc: boolean, code: Code, message: s
   const r = refusals[code];
   const extra = o.headers ?? {};
   if (isGrpc) {
-    res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': String(o.grpcStatus ?? r.grpc), 'grpc-message': encodeURIComponent(`${code}: ${message}`), 'x-ballast-error': code, ...extra });
-    res.end();
+    endHeadersOnly(res, 200, { 'content-type': 'application/grpc', 'grpc-status': String(o.grpcStatus ?? r.grpc), 'grpc-message': grpcMessage(`${code}: ${message}`), 'x-ballast-error': code, ...extra });
     return;
   }
   const body = JSON.stringify({ code, message });
   res.writeHead(o.status ?? r.status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'x-ballast-error': code, ...extra });
   res.end(body);
+}
+
+/**
+ * An answer that is only a head: over HTTP/2 one HEADERS frame with END_STREAM, which is what
+ * gRPC calls trailers-only (the status in the head). `writeHead` followed by `end` would send
+ * the head alone and then an empty DATA frame ending the stream; grpc-js then ignores the
+ * status in the head and reports INTERNAL "Call ended without gRPC status". Headers set on the
+ * response and `end()` go out together.
+ */
+export function endHeadersOnly(res: DownRes, status: number, headers: Record<string, string | string[] | undefined>): void {
+  res.statusCode = status;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v !== undefined) res.setHeader(k, v);
+  }
+  res.end();
+}
+
+/**
+ * A grpc-message value: the gRPC spec's percent-encoding, which escapes only `%` and bytes
+ * outside printable ASCII (encodeURIComponent escapes `:` and `/` too, and clients decode
+ * those back only partly: grpc-js showed "SIDECAR_ERR_...%3A").
+ */
+export function grpcMessage(text: string): string {
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) out += b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
+  return out;
 }

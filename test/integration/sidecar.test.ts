@@ -8,7 +8,7 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { ServerDuplexStream, ServiceClientConstructor, ServiceError } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { type Clock, VirtualClock, realClock } from '../../lib/clock.ts';
 import { silentLogger } from '../../lib/log.ts';
@@ -94,6 +94,49 @@ describe('sidecar traffic', () => {
     await until(() => events.length === 3, 'three watch events');
     assert.deepEqual(events, ['a', 'b', 'c']);
     await watcher.cancel();
+  });
+
+  it('gRPC errors keep their status through the sidecar: the store\'s own (trailers-only) answers, the sidecar\'s refusals, and a response broken after its head', async () => {
+    const grpc = await import('@grpc/grpc-js');
+    const store = await StoreCluster.start(1);
+    cleanups.push(() => store.shutdown());
+    // An HTTP/2 endpoint that sends a gRPC response head and part of a message, then resets.
+    const broken = http2.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/grpc' });
+      res.write(Buffer.from([0, 0, 0, 0, 9, 1]));
+      setTimeout(() => res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 20);
+    });
+    await new Promise<void>((r) => broken.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise((r) => broken.close(() => r())));
+    const closedPort = await (await import('../support/store-cluster.ts')).freePort();
+    const { url } = await sidecar({ upstreams: [
+      { name: 'etcd', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [store.endpoints()], policy: {} },
+      { name: 'down', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${closedPort}`], policy: { retries: { maxAttempts: 1 } } },
+      { name: 'broken', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${(broken.address() as { port: number }).port}`], policy: { retries: { maxAttempts: 1 } } },
+    ] });
+    const { loadProtos } = await import('../../store/api/server.ts');
+    const pb = loadProtos()['etcdserverpb'] as Record<string, ServiceClientConstructor>;
+    type Call = (r: object, cb: (e: ServiceError | null) => void) => void;
+    const client = (service: 'KV' | 'Lease', name: string) => {
+      const c = new (pb[service] as ServiceClientConstructor)(url('', name).replace(/^http:\/\/|\/$/g, ''), grpc.credentials.createInsecure());
+      cleanups.push(async () => c.close());
+      return c as unknown as Record<string, Call>;
+    };
+    const call = (c: Record<string, Call>, method: string, req: object) => new Promise<ServiceError | null>((res) => (c[method] as Call).call(c, req, res));
+    const kv = client('KV', 'etcd');
+    assert.equal(await call(kv, 'Put', { key: Buffer.from('k'), value: Buffer.from('v') }), null);
+    const empty = await call(kv, 'Put', { key: Buffer.alloc(0), value: Buffer.from('v') });
+    assert.equal(empty?.code, grpc.status.INVALID_ARGUMENT, String(empty?.details));
+    assert.equal(empty?.details, 'etcdserver: key is not provided');
+    const revoke = await call(client('Lease', 'etcd'), 'LeaseRevoke', { ID: 12345 });
+    assert.equal(revoke?.code, grpc.status.NOT_FOUND, String(revoke?.details));
+    assert.equal(revoke?.details, 'etcdserver: requested lease not found');
+    const down = await call(client('KV', 'down'), 'Range', { key: Buffer.from('k') });
+    assert.equal(down?.code, grpc.status.UNAVAILABLE, String(down?.details));
+    assert.match(String(down?.details), /^SIDECAR_ERR_UPSTREAM_UNREACHABLE: /);
+    const mid = await call(client('KV', 'broken'), 'Range', { key: Buffer.from('k') });
+    assert.equal(mid?.code, grpc.status.UNAVAILABLE, String(mid?.details));
+    assert.match(String(mid?.details), /^SIDECAR_ERR_UPSTREAM_RESET: /);
   });
 
   it('h2c from the caller to an HTTP/1.1 endpoint (protocol auto follows the caller; http1 forces it)', async () => {
@@ -192,6 +235,84 @@ describe('sidecar policies', () => {
     // A closed port: the request never reached it, so even POST is retried.
     await ups[0]!.stop();
     for (let i = 0; i < 4; i++) assert.equal((await get(url(), { method: 'POST', body: 'x' })).status, 200);
+  });
+
+  it('retries go back to an endpoint already tried when every other one is refused by its breaker (a cluster mid-election with one member down)', async () => {
+    const ups = await upstreams(3);
+    const { url, sc } = await sidecar(web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 2 } } }));
+    await ups[2]!.stop();
+    for (let i = 0; i < 6; i++) assert.equal((await get(url())).status, 200);
+    const eps = await (await fetch(`http://127.0.0.1:${sc.adminPort}/endpoints`)).text();
+    assert.match(eps, /open/, `the stopped endpoint's breaker is open: ${eps}`);
+    // Both live endpoints answer 503 once (one failure each: their breakers stay closed).
+    let calls = 0;
+    for (const u of ups.slice(0, 2)) {
+      let n = 0;
+      u.behaviour = (_req, res) => {
+        calls++;
+        res.statusCode = n++ === 0 ? 503 : 200;
+        res.end();
+      };
+    }
+    const r = await get(url());
+    assert.equal(r.status, 200, `${r.headers.get('x-ballast-error')}: ${r.body}`);
+    assert.equal(calls, 3, 'two 503s, then the retry went back to an endpoint that had answered 503');
+  });
+
+  it('a hedge due while a retry waits out its back-off sends nothing and fails nothing (virtual time): the retry answers', async () => {
+    const clock = new VirtualClock();
+    const ups = await upstreams(2);
+    const { url, sc } = await sidecar(web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 2 } }, hedge: { enabled: true, delayMs: 50 } }), clock);
+    // The second endpoint is down and its breaker open (virtual time stands still: it stays open).
+    await ups[1]!.stop();
+    // Move virtual time on in small steps until the request ends (its retry back-off is virtual).
+    const answered = async (p: Promise<{ status: number }>): Promise<number> => {
+      let done: number | undefined;
+      void p.then((r) => { done = r.status; });
+      while (done === undefined) {
+        await new Promise((r) => setTimeout(r, 5));
+        await clock.advanceAsync(10);
+      }
+      return done;
+    };
+    for (let i = 0; i < 4; i++) assert.equal(await answered(get(url())), 200);
+    assert.match(await (await fetch(`http://127.0.0.1:${sc.adminPort}/endpoints`)).text(), /"breaker": ?"open"/);
+    let calls = 0;
+    ups[0]!.behaviour = (_req, res) => {
+      if (calls++ === 0) {
+        res.statusCode = 503;
+        res.setHeader('retry-after', '1');
+      }
+      res.end();
+    };
+    const p = get(url());
+    await until(() => calls === 1, 'the first attempt (503, retry after 1 s)');
+    await new Promise((r) => setTimeout(r, 50)); // the 503 reaches the sidecar, which schedules the retry
+    await clock.advanceAsync(50); // the hedge is due: no attempt is out, the retry is waiting
+    await new Promise((r) => setTimeout(r, 20));
+    await clock.advanceAsync(1000);
+    const r = await p;
+    assert.equal(r.status, 200, `${r.headers.get('x-ballast-error')}: ${r.body}`);
+    assert.equal(calls, 2);
+  });
+
+  it('a half-open breaker whose trial request is cancelled (the caller left) makes another trial instead of refusing for good (virtual time)', async () => {
+    const clock = new VirtualClock();
+    const ups = await upstreams(1, status(500));
+    const { url } = await sidecar(web(ups, { retries: { maxAttempts: 1 }, outlier: { enabled: false, panicThresholdPercent: 0 }, hedge: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 1, openMs: 100, halfOpenTrials: 1 } } }), clock);
+    assert.equal((await get(url())).status, 500);
+    assert.equal((await get(url())).headers.get('x-ballast-error'), 'SIDECAR_ERR_CIRCUIT_OPEN');
+    await clock.advanceAsync(100); // half-open: one trial may go
+    ups[0]!.hold();
+    const caller = new AbortController();
+    const trial = get(url(), { signal: caller.signal }).catch(() => undefined);
+    await until(() => ups[0]!.seen.length === 2, 'the trial reaches the endpoint');
+    caller.abort();
+    await trial;
+    await until(() => ups[0]!.seen[1]!.aborted, 'the trial is cancelled');
+    ups[0]!.behaviour = ok();
+    const r = await get(url());
+    assert.equal(r.status, 200, `${r.headers.get('x-ballast-error')}: ${r.body}`);
   });
 
   it('retries honour the budget: when it is spent, the failure is returned as it is', async () => {
