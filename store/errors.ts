@@ -9,6 +9,7 @@ export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_LEARNER_NOT_READY: 'A learner can be promoted only once it has caught up with the leader: etcdserver: can only promote a learner member which is in sync with leader.',
   STORE_ERR_CONF_CHANGE_PENDING: 'Another membership change is still being applied; retry after it commits.',
   STORE_ERR_MEMBER_NOT_FOUND: 'No member with that ID: etcdserver: member not found.',
+  STORE_ERR_MEMBER_BAD_URLS: 'MemberAdd or MemberUpdate without peer URLs, or with one that is not an http(s) URL: etcdserver: given member URLs are invalid.',
   STORE_ERR_MEMBER_EXISTS: 'A member with those peer URLs exists: etcdserver: Peer URLs already exists.',
   STORE_ERR_MEMBER_NOT_LEARNER: 'Only learners can be promoted: etcdserver: can only promote a learner member.',
   STORE_ERR_TOO_MANY_LEARNERS: 'etcd allows one learner at a time: etcdserver: too many learner members in cluster.',

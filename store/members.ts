@@ -5,7 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { BallastError } from '../lib/errors.ts';
+import { catalogue } from './errors.ts';
+import type { RaftStatus } from './raft/raft.ts';
 import type { NodeId } from './raft/types.ts';
+import type { Member } from './state-machine.ts';
 
 /**
  * A member's id: from its peer URLs and the cluster token (so members of a new cluster agree on
@@ -49,4 +52,59 @@ export function parseInitialCluster(s: string): Map<string, string[]> {
     out.set(name, [...(out.get(name) ?? []), normalizeUrl(url)]);
   }
   return out;
+}
+
+// ---- membership changes: what may be proposed (store/node.ts proposes it) --------------------
+
+/**
+ * The id of a member added with these peer URLs. Refused: a peer URL some member already has,
+ * and a second learner (etcd allows one at a time). A URL whose member was removed comes back
+ * under a new id (`salt(n)` until one is free): a removed id never returns.
+ */
+export function idForNewMember(members: ReadonlyMap<NodeId, Member>, removed: ReadonlySet<NodeId>, peerURLs: readonly string[], isLearner: boolean, token: string, salt: (n: number) => string): NodeId {
+  const urls = new Set(checkPeerUrls(peerURLs));
+  for (const m of members.values()) {
+    if (m.peerURLs.some((u) => urls.has(normalizeUrl(u)))) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', 'etcdserver: Peer URLs already exists');
+  }
+  if (isLearner && [...members.values()].some((m) => m.isLearner)) throw catalogue.error('STORE_ERR_TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
+  let id = memberId(peerURLs, token);
+  for (let n = 1; removed.has(id) || members.has(id); n++) id = memberId(peerURLs, token, salt(n));
+  return id;
+}
+
+/** Peer URLs as given to MemberAdd/MemberUpdate, normalized; at least one, each http(s)://host:port. */
+export function checkPeerUrls(peerURLs: readonly string[] | undefined): string[] {
+  // etcd's rule: scheme http(s), host:port, no path.
+  const ok = (u: string): boolean => URL.canParse(u) && /^https?:\/\/(\[[0-9a-fA-F:.]+\]|[^/:\s[\]@]+):\d{1,5}\/?$/.test(u);
+  if (!peerURLs || peerURLs.length === 0 || !peerURLs.every(ok)) throw catalogue.error('STORE_ERR_MEMBER_BAD_URLS', 'etcdserver: given member URLs are invalid');
+  return peerURLs.map(normalizeUrl);
+}
+
+/**
+ * The member to remove. A voter's removal is refused when the voters left would not have an
+ * active quorum (as etcd's --strict-reconfig-check): `status` is the leader's view of who is
+ * active.
+ */
+export function memberToRemove(members: ReadonlyMap<NodeId, Member>, status: Pick<RaftStatus, 'conf' | 'progress'>, id: NodeId): Member {
+  const m = members.get(id);
+  if (!m) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
+  if (!m.isLearner) {
+    const voters = status.conf.voters.filter((v) => v !== id);
+    const active = voters.filter((v) => status.progress[v]?.active).length;
+    if (voters.length > 0 && active < Math.floor(voters.length / 2) + 1) throw catalogue.error('STORE_ERR_UNHEALTHY_QUORUM', 'etcdserver: unhealthy cluster');
+  }
+  return m;
+}
+
+/** The learner to promote (only learners can be). */
+export function learnerToPromote(members: ReadonlyMap<NodeId, Member>, id: NodeId): Member {
+  const m = members.get(id);
+  if (!m) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
+  if (!m.isLearner) throw catalogue.error('STORE_ERR_MEMBER_NOT_LEARNER', 'etcdserver: can only promote a learner member');
+  return m;
+}
+
+/** Who a stopping leader hands over to: the voter furthest along its log. */
+export function transferTarget(status: Pick<RaftStatus, 'conf' | 'progress'>, self: NodeId): NodeId | undefined {
+  return status.conf.voters.filter((v) => v !== self).sort((a, b) => (status.progress[b]?.match ?? 0) - (status.progress[a]?.match ?? 0))[0];
 }

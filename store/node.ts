@@ -13,7 +13,7 @@ import { bootMember } from './boot.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { catalogue } from './errors.ts';
 import type { Failpoints } from './failpoints.ts';
-import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
+import { clusterId as clusterIdOf, idForNewMember, learnerToPromote, memberToRemove, transferTarget } from './members.ts';
 import type { StoreMetrics } from './metrics.ts';
 import type { Raft } from './raft/raft.ts';
 import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
@@ -209,37 +209,18 @@ export class StoreNode {
 
   /** Add a member (as a learner or voter); resolves with the new member once applied. */
   async addMember(peerURLs: string[], isLearner: boolean): Promise<Member> {
-    const urls = new Set(peerURLs);
-    for (const m of this.sm.members.values()) {
-      if (m.peerURLs.some((u) => urls.has(u))) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', 'etcdserver: Peer URLs already exists');
-    }
-    // A URL whose member was removed comes back under a new id (a removed id never returns).
-    let id = memberIdOf(peerURLs, this.#cfg.token);
-    for (let n = 1; this.sm.removed.has(id) || this.sm.members.has(id); n++) id = memberIdOf(peerURLs, this.#cfg.token, `${this.#cfg.clock.wallNow()}.${n}`);
-    if (isLearner && [...this.sm.members.values()].filter((m) => m.isLearner).length >= 1) throw catalogue.error('STORE_ERR_TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
+    const id = idForNewMember(this.sm.members, this.sm.removed, peerURLs, isLearner, this.#cfg.token, (n) => `${this.#cfg.clock.wallNow()}.${n}`);
     const member: Member = { id, name: '', peerURLs, clientURLs: [], isLearner };
     await this.#confChange({ type: isLearner ? 'addLearner' : 'addVoter', id }, member);
     return member;
   }
 
   async removeMember(id: NodeId): Promise<void> {
-    const m = this.sm.members.get(id);
-    if (!m) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
-    if (!m.isLearner) {
-      // Refuse a removal that leaves fewer active voters than a quorum of the new configuration.
-      const st = this.#raft.status();
-      const voters = st.conf.voters.filter((v) => v !== id);
-      const active = voters.filter((v) => st.progress[v]?.active).length;
-      if (voters.length > 0 && active < Math.floor(voters.length / 2) + 1) throw catalogue.error('STORE_ERR_UNHEALTHY_QUORUM', 'etcdserver: unhealthy cluster');
-    }
-    await this.#confChange({ type: 'remove', id }, m);
+    await this.#confChange({ type: 'remove', id }, memberToRemove(this.sm.members, this.#raft.status(), id));
   }
 
   async promoteMember(id: NodeId): Promise<void> {
-    const m = this.sm.members.get(id);
-    if (!m) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
-    if (!m.isLearner) throw catalogue.error('STORE_ERR_MEMBER_NOT_LEARNER', 'etcdserver: can only promote a learner member');
-    await this.#confChange({ type: 'promote', id }, m);
+    await this.#confChange({ type: 'promote', id }, learnerToPromote(this.sm.members, id));
   }
 
   /** Hand leadership to `target`; resolves when it leads. */
@@ -257,8 +238,7 @@ export class StoreNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     if (this.isLeader && !this.#removed) {
-      const st = this.#raft.status();
-      const target = st.conf.voters.filter((v) => v !== this.id).sort((a, b) => (st.progress[b]?.match ?? 0) - (st.progress[a]?.match ?? 0))[0];
+      const target = transferTarget(this.#raft.status(), this.id);
       if (target) {
         try {
           await this.moveLeader(target);

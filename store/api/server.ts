@@ -8,7 +8,7 @@ import { extractContext, grpcServerSpan } from '../../lib/otel.ts';
 import { loadProtos } from './protos.ts';
 import { BallastError, isBallastError } from '../../lib/errors.ts';
 import { catalogue } from '../errors.ts';
-import { idFromDecimal, idToDecimal } from '../members.ts';
+import { checkPeerUrls, idFromDecimal, idToDecimal } from '../members.ts';
 import type { StoreNode } from '../node.ts';
 import type { ApplyResult, Member, StoreRequest } from '../state-machine.ts';
 import { bytes, isReadOnlyTxn, rangeOut, responseOpOut, toDelete, toPut, toRange, toTxn, kvOut } from './convert.ts';
@@ -38,6 +38,7 @@ const statusOf: Record<string, grpc.status> = {
   STORE_ERR_PROPOSAL_DROPPED: grpc.status.UNAVAILABLE,
   STORE_ERR_MEMBER_NOT_FOUND: grpc.status.NOT_FOUND,
   STORE_ERR_MEMBER_EXISTS: grpc.status.FAILED_PRECONDITION,
+  STORE_ERR_MEMBER_BAD_URLS: grpc.status.INVALID_ARGUMENT,
   STORE_ERR_MEMBER_NOT_LEARNER: grpc.status.FAILED_PRECONDITION,
   STORE_ERR_LEARNER_NOT_READY: grpc.status.FAILED_PRECONDITION,
   STORE_ERR_TOO_MANY_LEARNERS: grpc.status.FAILED_PRECONDITION,
@@ -103,7 +104,8 @@ export class StoreApi {
         return { header: this.#header(), members: this.#members() };
       }),
       MemberUpdate: async (r) => {
-        this.#check(await this.#node.write({ op: 'memberUpdate', id: idFromDecimal(r['ID']), peerURLs: r['peerURLs'] as string[] }));
+        const peerURLs = checkPeerUrls(r['peerURLs'] as string[]);
+        this.#check(await this.#node.write({ op: 'memberUpdate', id: idFromDecimal(r['ID']), peerURLs }));
         return { header: this.#header(), members: this.#members() };
       },
     }, 'etcdserverpb.Cluster'));

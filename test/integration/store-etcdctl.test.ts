@@ -1,6 +1,8 @@
 // Debian's etcdctl (a client nobody here wrote) against a 3-member `ballast store` cluster.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { loadProtos } from '../../store/api/server.ts';
 import { StoreCluster } from '../support/store-cluster.ts';
 
 describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
@@ -64,6 +66,24 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
     assert.equal((health.stdout + health.stderr).split('\n').filter((l) => /is healthy: successfully committed proposal/.test(l)).length, 3);
     const hashes = ok(['endpoint', 'hashkv', '-w', 'json']);
     assert.equal(new Set((JSON.parse(hashes) as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash)).size, 1, 'HashKV equal on every member');
+  });
+
+  it('MemberAdd and MemberUpdate with peer URLs that are not http(s)://host:port are refused (INVALID_ARGUMENT, etcd\'s message)', async () => {
+    const Cluster = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Cluster'] as grpc.ServiceClientConstructor;
+    const client = new Cluster(c.addr(c.members[0]!), grpc.credentials.createInsecure()) as unknown as Record<string, (r: object, cb: (e: grpc.ServiceError | null) => void) => void> & { close(): void };
+    const call = (method: string, r: object) => new Promise<grpc.ServiceError | null>((res) => client[method]!(r, res));
+    try {
+      for (const peerURLs of [[], ['127.0.0.1:2380'], ['http://127.0.0.1:2380/path']]) {
+        const e = await call('MemberAdd', { peerURLs, isLearner: true });
+        assert.equal(e?.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(peerURLs));
+        assert.equal(e?.details, 'etcdserver: given member URLs are invalid');
+      }
+      const e = await call('MemberUpdate', { ID: 1, peerURLs: ['ftp://x:1'] });
+      assert.equal(e?.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(ok(['member', 'list']).split('\n').filter(Boolean).length, 3, 'nothing was added');
+    } finally {
+      client.close();
+    }
   });
 
   it('member add --learner, the learner catches up, promote, then remove; the same URL added again gets a new id and joins', async () => {
