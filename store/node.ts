@@ -155,10 +155,16 @@ export class StoreNode {
     this.#kick();
   }
 
-  /** The leader revokes expired leases through the log. */
+  /**
+   * The leader revokes expired leases through the log. Only while Raft says it leads (the
+   * tracker learns of a step-down a little later, after the Ready that carries it), and the
+   * revocation names the term it was decided in (see StoreRequest).
+   */
   #revokeExpired(): void {
+    if (this.#raft.role !== 'leader') return;
+    const term = this.#raft.term;
     for (const id of this.leases.takeExpired()) {
-      this.write({ op: 'leaseRevoke', id }).then(
+      this.write({ op: 'leaseRevoke', id, expiredInTerm: term }).then(
         (r) => {
           if (r.error && r.error.code !== 'STORE_ERR_LEASE_NOT_FOUND') this.leases.revokeFailed(id);
           else this.#log.info({ member: this.id, lease: id }, 'lease expired and was revoked');
@@ -392,7 +398,7 @@ export class StoreNode {
       if (cc.type === 'remove' && cc.id === this.id) this.#markRemoved();
     } else if (e.data.byteLength > 0) {
       const env = decodeEnvelope(e.data);
-      const r = this.sm.apply(env.r);
+      const r = this.sm.apply(env.r, e.term);
       if (r.events.length > 0) this.watchHub.onApplied(r.events, r.revision);
       if (env.rid) this.#resolve(env.rid, r);
     }

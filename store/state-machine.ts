@@ -29,7 +29,13 @@ export type StoreRequest =
   | { op: 'memberUpdate'; id: NodeId; peerURLs: string[] }
   | { op: 'alarm'; action: 'activate' | 'deactivate'; memberId: NodeId; alarm: AlarmType }
   | { op: 'leaseGrant'; id: string; ttl: number }
-  | { op: 'leaseRevoke'; id: string };
+  /**
+   * `expiredInTerm`: set when the leader's expiry tracker decided it, in that term. Applied only
+   * in an entry of the same term: a leader deposed while paused can wake, find its leases
+   * "expired" by its clock and, before it has taken in that it no longer leads, propose the
+   * revocation, which Raft forwards to the new leader (who is honouring keep-alives).
+   */
+  | { op: 'leaseRevoke'; id: string; expiredInTerm?: number };
 
 /** What an entry carries: the request and who waits for its result. */
 export interface Envelope {
@@ -80,8 +86,8 @@ export class StateMachine {
   /** Told of every lease granted or revoked (the leader's expiry tracker listens). */
   onLeaseChange: ((id: string, ttl: number | undefined) => void) | undefined;
 
-  /** Apply a normal entry's request. Errors are results (every member reaches the same one). */
-  apply(r: StoreRequest): ApplyResult {
+  /** Apply a normal entry's request (`term`: the entry's). Errors are results (every member reaches the same one). */
+  apply(r: StoreRequest, term: number): ApplyResult {
     try {
       switch (r.op) {
         case 'put':
@@ -101,6 +107,7 @@ export class StateMachine {
           return { revision: this.mvcc.revision, result: { id: r.id, ttl: r.ttl }, events: [] };
         }
         case 'leaseRevoke': {
+          if (r.expiredInTerm !== undefined && r.expiredInTerm !== term) throw catalogue.error('STORE_ERR_PROPOSAL_DROPPED', `etcdserver: lease ${r.id} was found expired by the leader of term ${r.expiredInTerm}, not of term ${term}; not revoked`);
           const lease = this.leases.get(r.id);
           if (!lease) throw catalogue.error('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
           // Every attached key goes in one write, at one revision.
