@@ -1,7 +1,7 @@
 /** The chaos run's report: what it holds, report.json and report.md, and what a failure keeps. */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FaultKind } from './harness.ts';
+import type { FaultKind } from './nemesis.ts';
 
 export interface Fault {
   kind: FaultKind;
