@@ -66,7 +66,16 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   before(async () => {
     const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
     assert.equal(up.status, 0, up.stderr + up.stdout);
-    for (const args of [['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'crds')], ['wait', '--for=condition=Established', 'crd/storeclusters.ballast.dev', '--timeout=30s'], ['create', 'namespace', 'ballast-system']]) {
+    // Server-side apply is idempotent: tried up to three times (once, right after a cold
+    // start, it failed with the CRDs created; what kubectl said is printed when it happens).
+    for (let i = 1; ; i++) {
+      const r = kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'crds')]);
+      if (r.status === 0) break;
+      console.error(`# kubectl apply of the CRDs, attempt ${i}: ${r.stderr}${r.stdout}`);
+      assert.ok(i < 3, `kubectl apply of the CRDs failed 3 times: ${r.stderr}${r.stdout}`);
+      await sleep(2000);
+    }
+    for (const args of [['wait', '--for=condition=Established', 'crd/storeclusters.ballast.dev', '--timeout=30s'], ['create', 'namespace', 'ballast-system']]) {
       const r = kubectl(args);
       assert.equal(r.status, 0, `kubectl ${args.join(' ')}: ${r.stderr}${r.stdout}`);
     }
