@@ -104,7 +104,14 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.match(answer, /echo-/, `the answer comes from an echo pod: ${answer}`);
     const metrics = await (await fetch(`http://${ip}:15000/metrics`)).text();
     assert.match(metrics, /ballast_sidecar_requests_total\{upstream="echo\.shop",route="default",outcome="2xx"\} [1-9]/, 'counted by the sidecar, under the discovered upstream');
-    const config = (await (await fetch(`http://${ip}:15000/config`)).json()) as { discovery: { connected: boolean }; config: { upstreams: Array<{ name: string; policy: { retries: { maxAttempts: number } }; endpoints: unknown[] }> } };
+    // Endpoints reach the sidecar as they become ready (EndpointSlice → operator → discovery
+    // stream): the first answer can come while the second echo pod is still on its way.
+    type SidecarConfig = { discovery: { connected: boolean }; config: { upstreams: Array<{ name: string; policy: { retries: { maxAttempts: number } }; endpoints: unknown[] }> } };
+    let config = (await (await fetch(`http://${ip}:15000/config`)).json()) as SidecarConfig;
+    for (let i = 0; i < 120 && config.config.upstreams.find((u) => u.name === 'echo.shop')?.endpoints.length !== 2; i++) {
+      await new Promise((res) => setTimeout(res, 250));
+      config = (await (await fetch(`http://${ip}:15000/config`)).json()) as SidecarConfig;
+    }
     assert.equal(config.discovery.connected, true);
     const up = config.config.upstreams.find((u) => u.name === 'echo.shop')!;
     assert.equal(up.policy.retries.maxAttempts, 3, 'the ResiliencePolicy from the operator');
