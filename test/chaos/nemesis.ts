@@ -71,7 +71,12 @@ export class Nemesis {
    */
   async memberIds(): Promise<Array<{ id: string; name: string; learner: boolean }>> {
     const c = this.c;
-    const r = await c.etcdctlAsync(['member', 'list'], { endpoints: this.endpoints().join(',') });
+    // Asked of the leader: etcdctl 3.4 does not ask for a linearizable list, and a follower
+    // that has not applied the latest change yet lists the membership before it (a CI run
+    // turned a promote into a second add because a learner added 1.5 s earlier was missing).
+    const lead = await c.leaderAsync();
+    const from = lead && this.running().some((m) => m.name === lead) ? c.addr(c.member(lead)) : this.endpoints().join(',');
+    const r = await c.etcdctlAsync(['member', 'list'], { endpoints: from });
     if (r.status !== 0) return [];
     return r.stdout.split('\n').filter((l) => l.includes(',')).map((l) => {
       const f = l.split(',').map((x) => x.trim());
