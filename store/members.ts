@@ -63,8 +63,10 @@ export function parseInitialCluster(s: string): Map<string, string[]> {
  */
 export function idForNewMember(members: ReadonlyMap<NodeId, Member>, removed: ReadonlySet<NodeId>, peerURLs: readonly string[], isLearner: boolean, token: string, salt: (n: number) => string): NodeId {
   const urls = new Set(checkPeerUrls(peerURLs));
+  // A table written before URLs were checked may hold one that does not parse: compared as is.
+  const same = (u: string): boolean => urls.has(URL.canParse(u) ? normalizeUrl(u) : u);
   for (const m of members.values()) {
-    if (m.peerURLs.some((u) => urls.has(normalizeUrl(u)))) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', 'etcdserver: Peer URLs already exists');
+    if (m.peerURLs.some(same)) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', 'etcdserver: Peer URLs already exists');
   }
   if (isLearner && [...members.values()].some((m) => m.isLearner)) throw catalogue.error('STORE_ERR_TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
   let id = memberId(peerURLs, token);

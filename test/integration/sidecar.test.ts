@@ -8,6 +8,7 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import type { ServerDuplexStream, ServiceClientConstructor, ServiceError } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { type Clock, VirtualClock, realClock } from '../../lib/clock.ts';
@@ -16,7 +17,8 @@ import { Metrics } from '../../lib/metrics.ts';
 import { SeededRandom } from '../../lib/random.ts';
 import { resolveConfig } from '../../sidecar/config.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
-import { StoreCluster } from '../support/store-cluster.ts';
+import { loadProtos } from '../../store/api/server.ts';
+import { StoreCluster, freePort } from '../support/store-cluster.ts';
 import { type Behaviour, type TestUpstream, ok, startUpstreams, status } from '../support/upstreams.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -97,7 +99,6 @@ describe('sidecar traffic', () => {
   });
 
   it('gRPC errors keep their status through the sidecar: the store\'s own (trailers-only) answers, the sidecar\'s refusals, and a response broken after its head', async () => {
-    const grpc = await import('@grpc/grpc-js');
     const store = await StoreCluster.start(1);
     cleanups.push(() => store.shutdown());
     // An HTTP/2 endpoint that sends a gRPC response head and part of a message, then resets.
@@ -108,13 +109,12 @@ describe('sidecar traffic', () => {
     });
     await new Promise<void>((r) => broken.listen(0, '127.0.0.1', () => r()));
     cleanups.push(() => new Promise((r) => broken.close(() => r())));
-    const closedPort = await (await import('../support/store-cluster.ts')).freePort();
+    const closedPort = await freePort();
     const { url } = await sidecar({ upstreams: [
       { name: 'etcd', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [store.endpoints()], policy: {} },
       { name: 'down', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${closedPort}`], policy: { retries: { maxAttempts: 1 } } },
       { name: 'broken', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${(broken.address() as { port: number }).port}`], policy: { retries: { maxAttempts: 1 } } },
     ] });
-    const { loadProtos } = await import('../../store/api/server.ts');
     const pb = loadProtos()['etcdserverpb'] as Record<string, ServiceClientConstructor>;
     type Call = (r: object, cb: (e: ServiceError | null) => void) => void;
     const client = (service: 'KV' | 'Lease', name: string) => {
@@ -580,7 +580,6 @@ describe('sidecar configuration and operations', () => {
   it('discovery: snapshots from the operator\'s stream are applied and acknowledged; a bad one is refused by name; while the server is away the last good configuration serves', async () => {
     const ups = await upstreams(2);
     const { discoveryService } = await import('../../operator/api/discovery.ts');
-    const grpc = await import('@grpc/grpc-js');
     const hellos: Array<{ node: string; version: string }> = [];
     const acks: Array<{ version: string; error: string }> = [];
     let stream: ServerDuplexStream<{ hello?: { node: string; version: string }; ack?: { version: string; error: string } }, { version: string; upstreams_json: string }> | undefined;

@@ -12,8 +12,8 @@
 // alone (scripts/run-tests, tier "serial"): it loads the machine.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
-import { loadProtos } from '../../store/api/server.ts';
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { KvClient } from '../support/linearizability.ts';
 import { StoreCluster, freePort } from '../support/store-cluster.ts';
 import { openLoop, percentile } from '../support/load.ts';
 import { type Proc, rssMiB, startSidecar, startUpstream } from '../support/sidecar-procs.ts';
@@ -128,10 +128,9 @@ describe('sidecar fault suite', () => {
     const policy = { timeouts: { attemptMs: 3000, requestMs: 20_000 }, retries: { maxAttempts: 10, idempotentPaths: ['/etcdserverpb.KV/'], backoffMaxMs: 500, budget: { ratioPercent: 100, minPerSecond: 50 } } };
     const { proc } = await startSidecar({ upstreams: [{ name: 'store', listen: `127.0.0.1:${port}`, protocol: 'http2', endpoints: store.members.map((m) => ({ address: store.addr(m) })), policy }] }, admin);
     procs.push(proc);
-    const KV = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['KV'] as grpc.ServiceClientConstructor;
-    const kv = new KV(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as { Put(r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void): void; close(): void };
+    const kv = new KvClient(`127.0.0.1:${port}`, 20_000);
     t.after(() => kv.close());
-    const put = (key: string) => new Promise<grpc.ServiceError | null>((res) => kv.Put({ key: Buffer.from(key), value: Buffer.from('v') }, { deadline: Date.now() + 20_000 }, res));
+    const put = (key: string) => kv.call('Put', { key: Buffer.from(key), value: Buffer.from('v') }).then(() => null, (e: ServiceError) => e);
     assert.equal(await put('probe'), null);
     let writing = true;
     let acked = 0;
@@ -139,7 +138,7 @@ describe('sidecar fault suite', () => {
     const writer = (async () => {
       for (let i = 0; writing; i++) {
         const e = await put(`roll/${i}`);
-        if (e) failed.push(`roll/${i}: ${grpc.status[e.code]} ${e.details}`);
+        if (e) failed.push(`roll/${i}: ${status[e.code]} ${e.details}`);
         else acked++;
       }
     })();
