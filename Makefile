@@ -16,8 +16,11 @@ export PATH  := $(NODE_DIR)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export BALLAST_NODE := $(NODE)
 
 # Debian packages the suites use: etcd (anchor and etcdctl client), haproxy (anchor),
-# prometheus (scrapes real /metrics), lua5.1 (Argo CD health checks), iproute2 (namespaces).
-APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk prometheus lua5.1
+# prometheus (scrapes real /metrics), lua5.1 (Argo CD health checks), iproute2 (namespaces);
+# the node: runc, the CNI plugins, iptables, conntrack and nftables (kube-proxy, the CNI bridge,
+# the host checks); the images: buildah (builds the Dockerfile), mmdebstrap (the Debian base), gcc.
+APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk prometheus lua5.1 \
+	runc containernetworking-plugins iptables conntrack nftables buildah mmdebstrap gcc libc6-dev
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 
@@ -64,11 +67,20 @@ $(LINCHECK): test/lincheck/main.go test/lincheck/go.mod test/lincheck/go.sum
 .PHONY: lincheck
 lincheck: $(LINCHECK)
 
-# The local Kubernetes control plane (kube-apiserver, controller-manager, scheduler v1.36.3 and
-# etcd 3.5), built from their Go modules once into ~/.cache/ballast (about 5 minutes cold).
+# The local Kubernetes (kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy v1.36.3,
+# etcd 3.5, containerd 2.3, CoreDNS, crictl), built from their Go modules once into
+# ~/.cache/ballast (about 10 minutes cold on 2 cores).
 .PHONY: control-plane
-control-plane: ## build the Kubernetes control plane binaries into the cache (once)
+control-plane: ## build Kubernetes (control plane and node), containerd, CoreDNS and crictl into the cache (once)
 	@cluster/go/build
+
+# The node's images, built with buildah from the Dockerfile (and a Debian base assembled here),
+# keyed by their inputs in ~/.cache/ballast/images; `ballast cluster up` imports them.
+.PHONY: images image
+images: deps control-plane ## build every image the node runs (ballast, pause, CoreDNS, test workloads); cached
+	@cluster/images/build all
+image: deps ## build the ballast image from the Dockerfile with buildah (cached until an input changes)
+	@cluster/images/build ballast
 
 # Helm, built once from its Go module into .tools/ (there is no release download here).
 HELM_VERSION ?= v3.22.0
@@ -107,11 +119,11 @@ test-integration: deps build lincheck helm ## suites that start real processes o
 	scripts/run-tests integration serial
 
 .PHONY: test-e2e
-test-e2e: deps build control-plane helm ## suites that run the real Kubernetes control plane (one at a time)
+test-e2e: deps build control-plane helm images ## suites that run the real Kubernetes control plane (one at a time)
 	scripts/run-tests e2e
 
 .PHONY: test
-test: deps build lint lincheck control-plane helm image-check ## every suite: unit, integration and e2e, with one summary at the end
+test: deps build lint lincheck control-plane helm images ## every suite: unit, integration and e2e, with one summary at the end
 	scripts/run-tests
 
 .PHONY: chaos
@@ -123,12 +135,8 @@ bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/
 	node bench/store-vs-etcd.ts
 	node bench/sidecar-vs-haproxy.ts
 
-.PHONY: image-check
-image-check: deps ## run the Dockerfile's steps in a clean directory (no container engine here) and start the result read-only as non-root
-	node scripts/image-check.ts
-
 .PHONY: up
-up: deps build control-plane helm ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster, a client with an injected sidecar
+up: deps build control-plane helm images ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster, a client with an injected sidecar
 	@echo "==> local Kubernetes (objects in a 3-member ballast store)"
 	./bin/ballast cluster up --store ballast --state-dir .state/cluster
 	@echo "==> CRDs (kubectl apply --server-side: Helm installs a chart's CRDs once and never upgrades them)"

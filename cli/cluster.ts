@@ -9,14 +9,13 @@ const flags = {
   stateDir: f.string('where the cluster keeps its certificates, data, logs and kubeconfig', { default: join(process.env['XDG_STATE_HOME'] ?? join(homeDir(), '.local', 'state'), 'ballast', 'cluster') }),
   store: f.oneOf(['etcd', 'ballast'], 'what kube-apiserver stores its objects in: etcd 3.5, or a 3-member ballast store', { default: 'etcd' }),
   apiserverPort: f.int('kube-apiserver HTTPS port', { default: 6443, min: 1, max: 65535 }),
-  podNetwork: f.oneOf(['auto', 'netns', 'loopback'], 'pod networking: a network namespace per pod (netns), 127.0.0.x addresses in the host network (loopback), or auto: netns when it can be made', { default: 'auto' }),
 };
 
 const subcommands = ['up', 'down', 'status', 'kubeconfig'] as const;
 
 export const clusterCommand: Command = {
   name: 'cluster',
-  summary: 'a local Kubernetes control plane (up, down, status, kubeconfig), built from its Go modules',
+  summary: 'a local Kubernetes cluster (up, down, status, kubeconfig): control plane and a real node, built from their Go modules',
   async run(args, io) {
     const [sub, ...rest] = args;
     const { values: v, help } = loadConfig(flags, { argv: rest, env: io.env, envPrefix: 'BALLAST_CLUSTER' });
@@ -25,7 +24,7 @@ export const clusterCommand: Command = {
       return sub === undefined ? 2 : 0;
     }
     if (!(subcommands as readonly string[]).includes(sub)) throw new UsageError(`unknown subcommand "${sub}"; use one of ${subcommands.join(', ')}`, 'cluster');
-    const cp = new ControlPlane({ stateDir: v.stateDir, store: v.store, apiserverPort: v.apiserverPort, podNetwork: v.podNetwork, log: (l) => io.out(`${l}\n`) });
+    const cp = new ControlPlane({ stateDir: v.stateDir, store: v.store, apiserverPort: v.apiserverPort, log: (l) => io.out(`${l}\n`) });
     switch (sub) {
       case 'up':
         await cp.up();

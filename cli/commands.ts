@@ -11,8 +11,8 @@ function lazy(name: string, summary: string, load: () => Promise<Command>): Comm
 }
 
 export const commands: readonly Command[] = [
-  lazy('cluster', 'a local Kubernetes control plane (up, down, status, kubeconfig), built from its Go modules', async () => (await import('./cluster.ts')).clusterCommand),
-  lazy('kubelet', 'run the pods bound to a node as local processes, each pod in its own network namespace', async () => (await import('./kubelet.ts')).kubeletCommand),
+  lazy('cluster', 'a local Kubernetes cluster (up, down, status, kubeconfig): control plane and a real node, built from their Go modules', async () => (await import('./cluster.ts')).clusterCommand),
+  lazy('local-provisioner', 'the local cluster\'s volume provisioner: local PersistentVolumes for claims of the default class (started by `ballast cluster up`)', async () => (await import('./local-provisioner.ts')).localProvisionerCommand),
   lazy('operator', 'run the Ballast operator: StoreCluster reconcile with quorum-safe scaling, leader-elected over a Lease', async () => (await import('./operator.ts')).operatorCommand),
   lazy('sidecar', 'run the resilience proxy: timeouts, retries with budgets, breakers, bulkheads, shedding, rate limits, balancing, ejection, hedging', async () => (await import('./sidecar.ts')).sidecarCommand),
   lazy('store', 'run a member of a Raft-replicated key-value store speaking the etcd v3 API (restore: build a member from a snapshot)', async () => (await import('./store.ts')).storeCommand),

@@ -39,6 +39,9 @@ export interface MemberStatus {
   ready: boolean;
   appliedIndex?: number;
   version?: string;
+  /** How often the member's store container restarted, and why it last stopped (the kubelet's record). */
+  restarts?: number;
+  lastTermination?: { reason: string; exitCode: number; finishedAt?: string };
 }
 
 export interface StoreClusterStatus {
@@ -73,7 +76,7 @@ export const storeClusterCrd: CrdDefinition = {
     }),
     version: s.string('The ballast store version to run (major.minor.patch). Upgrades move one minor version at a time.', { pattern: semver, maxLength: 32, default: '0.1.0' }),
     image: s.string('Container image; default ballast:<version>.'),
-    resources: s.object('Compute resources of each member (as a container\'s resources).', {
+    resources: s.object('Compute resources of each member (as a container\'s resources). Default: requests cpu 100m, memory 128Mi; limits memory 1Gi. The store keeps its key space in memory: set the memory limit well above the data\'s size.', {
       requests: s.map('Minimum resources, e.g. cpu: 500m, memory: 1Gi.', s.quantity('A quantity.')),
       limits: s.map('Maximum resources.', s.quantity('A quantity.')),
     }),
@@ -128,6 +131,12 @@ export const storeClusterCrd: CrdDefinition = {
       ready: s.bool('Ready: reachable, a leader known, caught up.'),
       appliedIndex: s.int('Raft index applied to the key space.'),
       version: s.string('Store version the member runs.'),
+      restarts: s.int('How many times the member\'s store container restarted (the kubelet\'s restartCount).'),
+      lastTermination: s.object('Why the member\'s store container last stopped, as the kubelet recorded it (OOMKilled: it reached its memory limit).', {
+        reason: s.string('The kubelet\'s reason: OOMKilled, Error, Completed, ...'),
+        exitCode: s.int('The exit code (137: killed by SIGKILL, as the kernel\'s OOM killer does).'),
+        finishedAt: s.string('When it stopped (RFC 3339).'),
+      }),
     }, { required: ['name'] })),
     leader: s.string('Name of the current leader.'),
     currentVersion: s.string('Version every member runs (during an update, the older one).'),

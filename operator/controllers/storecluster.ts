@@ -324,13 +324,26 @@ export class StoreClusterController {
       const name = nameOf(m);
       const st = o.states.get(name);
       const pod = podByName.get(name);
+      const store = pod?.status?.containerStatuses?.find((c) => c.name === 'store');
+      const last = store?.lastState?.terminated;
       return {
         name, id: m.id, role: !st ? 'unknown' : m.isLearner ? 'learner' : m.id === o.leaderId ? 'leader' : 'follower',
         ready: pod !== undefined && podReady(pod), ...(st ? { appliedIndex: st.appliedIndex } : {}),
         // The ballast version the pod runs (the store reports etcd's API version, 3.5.0, to clients).
         ...(pod?.metadata?.annotations?.['ballast.dev/version'] ? { version: pod.metadata.annotations['ballast.dev/version'] } : {}),
+        ...(store ? { restarts: store.restartCount } : {}),
+        ...(last ? { lastTermination: { reason: last.reason ?? 'Unknown', exitCode: last.exitCode, ...(last.finishedAt ? { finishedAt: new Date(last.finishedAt).toISOString() } : {}) } } : {}),
       };
     });
+    // A member that restarted since the last status: say so, with the kubelet's reason (an
+    // OOMKilled member names its memory limit: the fix is usually spec.resources).
+    for (const m of members) {
+      const before = sc.status?.members?.find((x) => x.name === m.name)?.restarts;
+      if (before === undefined || m.restarts === undefined || m.restarts <= before || !m.lastTermination) continue;
+      const limit = podByName.get(m.name)?.spec?.containers.find((c) => c.name === 'store')?.resources?.limits?.['memory'];
+      const oom = m.lastTermination.reason === 'OOMKilled';
+      this.#d.event(sc, 'Warning', oom ? 'MemberOOMKilled' : 'MemberRestarted', `${m.name} stopped (${m.lastTermination.reason}, exit code ${m.lastTermination.exitCode})${oom ? ` at its memory limit${limit ? ` of ${limit}` : ''}; raise spec.resources.limits.memory if it recurs` : ''} and was restarted by the kubelet (restart ${m.restarts}); it rejoins with its data`);
+    }
     const ready = members.filter((m) => m.ready).length;
     const allReady = step.phase === 'Ready';
     const quorum = Math.floor(sc.spec.replicas / 2) + 1;

@@ -40,6 +40,14 @@ export const peerServiceName = (sc: StoreCluster) => `${sc.metadata.name}-peer`;
 export const clientServiceName = (sc: StoreCluster) => `${sc.metadata.name}-client`;
 export const tokenSecretName = (sc: StoreCluster) => `${sc.metadata.name}-token`;
 export const memberName = (sc: StoreCluster, ordinal: number) => `${sc.metadata.name}-${ordinal}`;
+/**
+ * A member's resources when the spec names none: a request the scheduler can count on, and a
+ * memory limit so that one member's runaway memory (a burst of large reads) ends in that
+ * member's restart, not in the node's OOM killer choosing among every pod. The store keeps its
+ * key space in memory: size the limit above the data's size (spec.resources).
+ */
+export const defaultMemberResources = { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } };
+
 export const imageOf = (sc: StoreCluster) => sc.spec.image ?? `ballast:${sc.spec.version}`;
 
 /** Where a member's TLS Secrets are mounted (spec.tls). */
@@ -196,7 +204,7 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
             // Liveness asks only whether the process answers: a member without a leader is
             // waiting for its peers, and restarting it would not bring them back.
             livenessProbe: { tcpSocket: { port: metricsPort }, periodSeconds: 5, failureThreshold: 6, initialDelaySeconds: 5 },
-            ...(spec.resources ? { resources: spec.resources } : {}),
+            resources: spec.resources ?? defaultMemberResources,
             securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
             volumeMounts: [
               { name: 'data', mountPath: dataDir },

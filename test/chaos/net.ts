@@ -1,6 +1,6 @@
 /**
  * Real network faults for the chaos suite: every member runs in its own Linux network namespace
- * on a bridge (the local cluster's pod network code, cluster/kubelet/network.ts), and its data
+ * on a bridge (./netns.ts), and its data
  * directory sits on its own small tmpfs, so "the disk is full" is a real ENOSPC.
  *
  * This kernel has neither netem nor tc's classifiers, so faults are made from what it has:
@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PodNetwork, type PodSandbox } from '../../cluster/kubelet/network.ts';
+import { NamespaceNetwork, type Sandbox } from './netns.ts';
 import type { MemberSpec } from '../support/store-cluster.ts';
 
 const run = (argv: string[]): void => {
@@ -34,21 +34,21 @@ const tryRun = (argv: string[]): boolean => {
 const faultPref = '100';
 
 export class ChaosNet {
-  readonly #net: PodNetwork;
-  readonly #sandboxes = new Map<string, PodSandbox>();
+  readonly #net: NamespaceNetwork;
+  readonly #sandboxes = new Map<string, Sandbox>();
   readonly #mounts: string[] = [];
   readonly diskBytes: number;
   readonly #uids: string[] = [];
 
   constructor(o: { bridge?: string; prefix?: string; diskBytes?: number } = {}) {
-    this.#net = new PodNetwork({ bridge: o.bridge ?? 'blchaos0', prefix: o.prefix ?? '10.251.77', mode: 'netns', names: { prefix: 'blch', vethPrefix: 'bc' } });
+    this.#net = new NamespaceNetwork({ bridge: o.bridge ?? 'blchaos0', prefix: o.prefix ?? '10.251.77', names: { prefix: 'blch', vethPrefix: 'bc' } });
     this.#net.setup();
     this.diskBytes = o.diskBytes ?? 96 * 1024 * 1024;
   }
 
   /** A placement for StoreCluster: a namespace and a tmpfs data volume per member. */
   place = async (name: string, dir: string): Promise<Omit<MemberSpec, 'name'>> => {
-    // The pod network names a namespace by the first 8 characters of the uid.
+    // The network names a namespace by the first 8 characters of the uid.
     const uid = `${randomBytes(4).toString('hex')}-${name}`;
     const sb = this.#net.create(uid, (ip) => `127.0.0.1 localhost\n${ip} ${name}\n`);
     this.#sandboxes.set(name, sb);
@@ -72,7 +72,7 @@ export class ChaosNet {
     return this.#sb(name).ip;
   }
 
-  #sb(name: string): PodSandbox {
+  #sb(name: string): Sandbox {
     const sb = this.#sandboxes.get(name);
     if (!sb) throw new Error(`no namespace for member ${name}`);
     return sb;

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { loadProtos } from '../../store/api/server.ts';
+import { crdsEstablished, ctr } from '../support/cluster.ts';
 import { RetryingKv } from '../support/retrying-kv.ts';
 import { startSidecar } from '../support/sidecar-procs.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
@@ -75,10 +76,9 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       assert.ok(i < 3, `kubectl apply of the CRDs failed 3 times: ${r.stderr}${r.stdout}`);
       await sleep(2000);
     }
-    for (const args of [['wait', '--for=condition=Established', 'crd/storeclusters.ballast.dev', '--timeout=30s'], ['create', 'namespace', 'ballast-system']]) {
-      const r = kubectl(args);
-      assert.equal(r.status, 0, `kubectl ${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    }
+    await crdsEstablished(kubectl);
+    const ns = kubectl(['create', 'namespace', 'ballast-system']);
+    assert.equal(ns.status, 0, `kubectl create namespace ballast-system: ${ns.stderr}${ns.stdout}`);
     await startOperator();
   });
   after(() => {
@@ -107,12 +107,13 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.match(table, /orders\s+True\s+3\s+3\s+orders-\d\s+0\.1\.0/);
     assert.match(kubectl(['explain', 'storecluster.spec.storage.retainOnScaleDown']).stdout, /Keep a removed member's volume/);
     // A client pod reaches the store by the client Service's name.
-    assert.equal(kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  containers:\n  - name: echo\n    image: ballast-test/http-echo\n    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n').status, 0);
-    await until(() => jsonpath(['pod', 'client'], '{.status.podIP}') !== '', 'client pod has an IP');
-    const ip = jsonpath(['pod', 'client'], '{.status.podIP}');
-    const ns = readdirSync('/run/netns').find((n) => n.startsWith('blst-') && execFileSync('ip', ['-n', n, 'addr', 'show', 'eth0'], { encoding: 'utf8' }).includes(`${ip}/`));
-    assert.ok(ns);
-    const etcdctl = (...args: string[]) => spawnSync('ip', ['netns', 'exec', ns, 'etcdctl', '--endpoints=http://orders-client:2379', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+    assert.equal(kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  containers:\n  - name: echo\n    image: ballast-test/http-echo:dev\n    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n').status, 0);
+    await until(() => jsonpath(['pod', 'client'], '{.status.containerStatuses[0].ready}') === 'true', 'client pod Ready');
+    // etcdctl (Debian's, the host's) copied into the client pod, run there: names resolve as
+    // the pod resolves them (cluster DNS).
+    const cp = kubectl(['cp', '/usr/bin/etcdctl', 'client:/tmp/etcdctl']);
+    assert.equal(cp.status, 0, cp.stderr);
+    const etcdctl = (...args: string[]) => kubectl(['exec', 'client', '--', '/tmp/etcdctl', '--endpoints=http://orders-client:2379', ...args]);
     await until(() => etcdctl('put', 'greeting', 'hello').stdout.trim() === 'OK', 'etcdctl put through the client Service', 30_000);
     assert.equal(etcdctl('get', 'greeting', '--print-value-only').stdout.trim(), 'hello');
     assert.equal(etcdctl('member', 'list').stdout.trim().split('\n').length, 3);
@@ -198,6 +199,10 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       }
     })();
     const start = Date.now();
+    // The release to update to: this build under the next version's tag, in the node's
+    // containerd as a registry would serve it (nothing is pulled here).
+    const tag = ctr(['images', 'tag', '--force', 'docker.io/library/ballast:0.1.0', 'docker.io/library/ballast:0.2.0']);
+    assert.equal(tag.status, 0, tag.stderr);
     try {
       assert.equal(kubectl(['patch', 'storecluster', 'orders', '--type=merge', '-p', '{"spec":{"version":"0.2.0"}}']).status, 0);
       const versions = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=orders', '-o', 'jsonpath={.items[*].metadata.annotations.ballast\\.dev/version}']).stdout.split(' ').filter(Boolean);
@@ -226,7 +231,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     t.after(() => kv.close());
     await kv.put('repair/before', 'kept');
     const pv = jsonpath(['pvc', `data-${victim}`], '{.spec.volumeName}');
-    const path = jsonpath(['pv', pv], '{.spec.hostPath.path}');
+    const path = jsonpath(['pv', pv], '{.spec.local.path}');
     rmSync(join(path, 'data'), { recursive: true, force: true });
     assert.equal(kubectl(['delete', 'pod', victim, '--wait=false']).status, 0);
     let writes = 0;
@@ -246,6 +251,50 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const ip = memberPods().find(([n]) => n === victim)![1];
     assert.equal(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'get', 'repair/before', '--print-value-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout.trim(), 'kept', 'the repaired member has the data');
     assert.ok(writes > 0, 'writes went on during the repair (quorum kept)');
+  });
+
+  it('a member at its memory limit (a burst of large reads) is OOM-killed, restarted by the kubelet and rejoins with its data; status and an event say what happened', async (t) => {
+    // 30 MB of values; each member idles near 150 MiB with them, under its 192 MiB limit. A burst
+    // of full-range reads makes one member build several 30 MB answers at once.
+    const bulky = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'bulky', namespace: 'default' }, spec: { replicas: 3, version: '0.1.0', resources: { requests: { memory: '128Mi' }, limits: { memory: '192Mi' } } } };
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(bulky)).status, 0);
+    t.after(() => kubectl(['delete', 'storecluster', 'bulky', '--wait=false']));
+    const status = () => JSON.parse(kubectl(['get', 'storecluster', 'bulky', '-o', 'json']).stdout || '{}') as { status?: { phase?: string; leader?: string; members?: Array<{ name: string; restarts?: number; lastTermination?: { reason: string; exitCode: number } }> } };
+    await until(() => status().status?.phase === 'Ready', 'bulky Ready', 120_000);
+    const ipOf = (name: string) => jsonpath(['pod', name], '{.status.podIP}');
+    const KV = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['KV'] as grpc.ServiceClientConstructor;
+    type Kv = { Put(r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void): void; Range(r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { count: string }) => void): void; close(): void };
+    const client = (name: string) => new KV(`${ipOf(name)}:2379`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 }) as unknown as Kv;
+    const leader = client(status().status!.leader!);
+    const value = Buffer.alloc(100_000, 'v');
+    for (let i = 0; i < 300; i++) {
+      const err = await new Promise<grpc.ServiceError | null>((res) => leader.Put({ key: Buffer.from(`big/${String(i).padStart(4, '0')}`), value }, { deadline: Date.now() + 30_000 }, res));
+      assert.equal(err, null, `put ${i}`);
+    }
+    leader.close();
+    const victim = ['bulky-0', 'bulky-1', 'bulky-2'].find((n) => n !== status().status?.leader)!;
+    const lastReason = () => jsonpath(['pod', victim], '{.status.containerStatuses[?(@.name=="store")].lastState.terminated.reason}');
+    let bursts = 0;
+    for (; bursts < 20 && lastReason() !== 'OOMKilled'; bursts++) {
+      const kv = client(victim);
+      await Promise.all(Array.from({ length: 4 }, () => new Promise((res) => kv.Range({ key: Buffer.from('big/'), range_end: Buffer.from('big0') }, { deadline: Date.now() + 30_000 }, res))));
+      kv.close();
+      await sleep(1000);
+    }
+    assert.equal(lastReason(), 'OOMKilled', `the kernel stopped ${victim} at its limit`);
+    t.diagnostic(`${victim} OOMKilled after ${bursts} burst(s) of 4 full-range reads of 30 MB`);
+    await until(() => {
+      const m = status().status?.members?.find((x) => x.name === victim);
+      return status().status?.phase === 'Ready' && (m?.restarts ?? 0) >= 1 && m?.lastTermination?.reason === 'OOMKilled' && m.lastTermination.exitCode === 137;
+    }, 'status: the member restarted after OOMKilled, and the cluster is Ready again', 120_000);
+    assert.match(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=bulky,reason=MemberOOMKilled', '-o', 'jsonpath={.items[*].message}']).stdout, new RegExp(`${victim} stopped \\(OOMKilled, exit code 137\\) at its memory limit of 192Mi`));
+    // It rejoined with its data: every key, and the same key-space hash as the others.
+    const hashes = () => spawnSync('etcdctl', ['--endpoints', ['bulky-0', 'bulky-1', 'bulky-2'].map((n) => `${ipOf(n)}:2379`).join(','), 'endpoint', 'hashkv', '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout;
+    await until(() => new Set((JSON.parse(hashes() || '[]') as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash)).size === 1, 'the three members\' key spaces hash the same', 60_000);
+    const kv = client(victim);
+    const count = await new Promise<string>((res) => kv.Range({ key: Buffer.from('big/'), range_end: Buffer.from('big0'), count_only: true }, { deadline: Date.now() + 30_000 }, (_e, r) => res(r?.count ?? '')));
+    kv.close();
+    assert.equal(Number(count), 300);
   });
 
   it('the paused annotation stops changes and says so in status', async () => {

@@ -1,6 +1,6 @@
 /* global Buffer */
 // A test "image": an HTTP server answering with the pod's name and IP (from its environment).
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { createServer, get } from 'node:http';
 import { createServer as createHttps, request as httpsRequest } from 'node:https';
 // WRITE_FILE: append a line at every start (a test of data surviving the pod).
@@ -49,7 +49,9 @@ const handler = (req, res) => {
   if (url.pathname === '/grpc-put') {
     return void (async () => {
       const grpc = await import('@grpc/grpc-js');
-      const { loadProtos } = await import('../../store/api/protos.ts');
+      // From a checkout the sources; in the test image (test/images/http-echo) the compiled code.
+      const protos = new URL('../../store/api/protos.ts', import.meta.url);
+      const { loadProtos } = await import(existsSync(protos) ? protos.href : new URL('../../dist/store/api/protos.js', import.meta.url).href);
       const { randomBytes } = await import('node:crypto');
       const traceparent = `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
       const KV = loadProtos().etcdserverpb.KV;

@@ -1,0 +1,38 @@
+/**
+ * Where the local cluster's binaries and images are: built once from Go modules by
+ * cluster/go/build and packed by cluster/images/build into a cache keyed by versions
+ * ($BALLAST_CACHE, default ~/.cache/ballast). The versions here and in those scripts agree
+ * (a unit test reads the scripts).
+ */
+import { join } from 'node:path';
+import { homeDir } from '../lib/paths.ts';
+
+export const versions = { k8s: 'v1.36.3', etcd: 'v3.5.35', containerd: 'v2.3.7', coredns: 'v1.14.7', crictl: 'v1.37.0' } as const;
+
+export function cacheDir(override?: string): string {
+  return override ?? process.env['BALLAST_CACHE'] ?? join(homeDir(), '.cache', 'ballast');
+}
+
+/** Every binary the cluster runs, by role. */
+export function binaries(cache: string) {
+  const k8s = join(cache, `k8s-${versions.k8s}`);
+  const ctrd = join(cache, `containerd-${versions.containerd}`);
+  return {
+    kubeApiserver: join(k8s, 'kube-apiserver'),
+    kubeControllerManager: join(k8s, 'kube-controller-manager'),
+    kubeScheduler: join(k8s, 'kube-scheduler'),
+    kubelet: join(k8s, 'kubelet'),
+    kubeProxy: join(k8s, 'kube-proxy'),
+    etcd: join(cache, `etcd-${versions.etcd}`, 'etcd'),
+    containerd: join(ctrd, 'containerd'),
+    /** containerd finds its shim on PATH: this directory goes first on containerd's PATH. */
+    containerdShim: join(ctrd, 'containerd-shim-runc-v2'),
+    ctr: join(ctrd, 'ctr'),
+    crictl: join(cache, `crictl-${versions.crictl}`, 'crictl'),
+  };
+}
+
+/** The image index cluster/images/build writes: one line per image, `reference key archive`. */
+export const imageIndex = (cache: string) => join(cache, 'images', 'images.tsv');
+/** containerd's image store, kept across clusters so images are imported once per build. */
+export const containerdRoot = (cache: string) => join(cache, 'containerd');
