@@ -101,6 +101,11 @@ $(LOADGEN): bench/loadgen/main.go bench/loadgen/go.mod bench/loadgen/go.sum
 	@echo "==> go build loadgen (etcd clientv3)"
 	cd bench/loadgen && go build -o $(LOADGEN) .
 
+# Peer conformance tools (grpc-go's interop client and server, h2spec), built once into the cache.
+.PHONY: conformance
+conformance: ## build the peer conformance tools (grpc-go interop, h2spec) into the cache (once)
+	@test/conformance/build
+
 .PHONY: typecheck
 typecheck: node_modules/.installed ## type-check everything, tests included
 	tsc -p tsconfig.json --noEmit
@@ -115,7 +120,7 @@ test-unit: node_modules/.installed ## unit tests beside the code (no processes, 
 	scripts/run-tests unit
 
 .PHONY: test-integration
-test-integration: deps build lincheck helm ## suites that start real processes on loopback (and, alone, the ones that load the machine)
+test-integration: deps build lincheck helm conformance ## suites that start real processes on loopback (and, alone, the ones that load the machine)
 	scripts/run-tests integration serial
 
 .PHONY: test-e2e
@@ -123,7 +128,7 @@ test-e2e: deps build control-plane helm images ## suites that run the real Kuber
 	scripts/run-tests e2e
 
 .PHONY: test
-test: deps build lint lincheck control-plane helm images ## every suite: unit, integration and e2e, with one summary at the end
+test: deps build lint lincheck control-plane helm images conformance ## every suite: unit, integration and e2e, with one summary at the end
 	scripts/run-tests
 
 .PHONY: chaos

@@ -10,7 +10,7 @@
 import type { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { TimerHandle } from '../lib/clock.ts';
-import { type Code, type DownReq, type DownRes, endHeadersOnly, endToEnd, grpc, grpcAsHttp, grpcMessage, localReply, refusals } from './http.ts';
+import { type Code, type DownReq, type DownRes, breakResponse, endHeadersOnly, endToEnd, grpc, grpcAsHttp, grpcMessage, localReply, refusals } from './http.ts';
 import { hedgeDelay } from './policies/hedge.ts';
 import { isIdempotent, retryReason, type AttemptOutcome } from './policies/retry.ts';
 import { backoffDelay, serverPushbackMs } from './policies/retry-budget.ts';
@@ -37,6 +37,11 @@ interface Attempt {
   /** Time from the attempt's start to its answer's head, once it came. */
   headLatency?: number;
   span?: AttemptSpan | undefined;
+  /**
+   * This attempt's reader of the replayable body. Released when the attempt settles: a reader
+   * left behind holds the replay buffer's back-pressure for ever once the body outgrows it.
+   */
+  replay: Readable | undefined;
 }
 
 export abstract class AttemptPhase {
@@ -46,7 +51,8 @@ export abstract class AttemptPhase {
   readonly path: string;
   readonly method: string;
   readonly isGrpc: boolean;
-  readonly h2Up: boolean;
+  /** The protocol towards the endpoint (see {@link OutRequest.protocol}). */
+  readonly upProtocol: OutRequest['protocol'];
   readonly o: StackOptions;
   readonly arrived: number;
   route!: RouteState;
@@ -69,6 +75,8 @@ export abstract class AttemptPhase {
   retryTimer: TimerHandle | undefined;
   outcomeStatus = 0;
   overloaded = false;
+  /** What the last failed attempt failed with (the answer if no other attempt may follow). */
+  lastFailure: { code: Code; message: string } | undefined;
   #parent: TraceParent | null | undefined;
 
   constructor(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, o: StackOptions) {
@@ -80,7 +88,9 @@ export abstract class AttemptPhase {
     const ct = req.headers['content-type'];
     this.isGrpc = isH2 && typeof ct === 'string' && ct.startsWith('application/grpc');
     const proto = up.spec.protocol;
-    this.h2Up = proto === 'http2' || (proto === 'auto' && isH2);
+    // auto: the caller's protocol, except that a plain HTTP/2 caller's request goes over
+    // HTTP/1.1 to an endpoint that does not speak HTTP/2 (gRPC needs HTTP/2 end to end).
+    this.upProtocol = proto === 'http2' || this.isGrpc ? 'h2' : proto === 'auto' && isH2 ? 'prefer-h2' : 'h1';
     this.o = o;
     this.arrived = up.deps.clock.now();
   }
@@ -126,7 +136,7 @@ export abstract class AttemptPhase {
       if (this.isGrpc && !this.res.writableEnded) {
         this.res.addTrailers?.({ 'grpc-status': String(grpc.DEADLINE_EXCEEDED), 'grpc-message': 'SIDECAR_ERR_TIMEOUT' });
         this.res.end();
-      } else this.res.destroy();
+      } else breakResponse(this.res);
       return this.finish('timeout', 504);
     }
     this.abortAll();
@@ -203,14 +213,25 @@ export abstract class AttemptPhase {
       else this.fail('SIDECAR_ERR_CIRCUIT_OPEN', `every endpoint of ${up.name} has an open circuit breaker`);
       return false;
     }
+    // The whole body or nothing: a body that outgrew the replay buffer since the decision to
+    // retry (it kept streaming during the back-off) cannot be sent again. The failure that led
+    // here is the answer (a retry with a truncated or empty body would reach the upstream as a
+    // different request, and could be answered 200).
+    const replay = this.body ? this.body.reader() : undefined;
+    if (this.body && !replay) {
+      if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);
+      if (hedge || this.attempts.length > 0) return false;
+      this.fail(this.lastFailure?.code ?? 'SIDECAR_ERR_UPSTREAM_RESET', `${this.lastFailure?.message ?? 'the attempt failed'}; not retried: the request body outgrew the replay buffer (${this.o.replayBufferBytes} bytes)`);
+      return false;
+    }
     this.attemptCount++;
     this.tried.push(ep.id);
-    const body = this.body ? this.body.reader() ?? null : this.directBody;
+    const body = replay ?? this.directBody;
     if (this.directBody) this.directBody = null; // sent once
-    const out: OutRequest = { method: this.method, path: this.path, authority: this.authority(), headers: this.upstreamHeaders(now), body, h2: this.h2Up };
+    const out: OutRequest = { method: this.method, path: this.path, authority: this.authority(), headers: this.upstreamHeaders(now), body, protocol: this.upProtocol };
     const span = up.deps.tracing?.attempt(this.parentTrace(), { upstream: up.name, endpoint: ep.id, method: this.method, path: this.path, attempt: this.attemptCount, hedge });
     if (span) out.headers['traceparent'] = span.traceparent;
-    const a: Attempt = { ep, epInflight: up.adaptive?.endpoint(ep.id)?.begin() ?? 0, ctl: undefined as unknown as AttemptControl, started: now, timer: undefined, ticket, settled: false, span };
+    const a: Attempt = { ep, epInflight: up.adaptive?.endpoint(ep.id)?.begin() ?? 0, ctl: undefined as unknown as AttemptControl, started: now, timer: undefined, ticket, settled: false, span, replay };
     this.attempts.push(a);
     up.picker.started(ep.id);
     a.ctl = ep.transport.send(out, {
@@ -287,23 +308,33 @@ export abstract class AttemptPhase {
   upstreamHeaders(now: number): Headers {
     const out: Headers = endToEnd(this.req.headers);
     if (this.isGrpc) out['te'] = 'trailers';
-    if (!this.h2Up) out['host'] = this.authority();
-    // Pass the time left on, so no hop works past its caller.
-    const left = this.deadline - now;
-    if (this.callerDeadline !== Infinity || this.isGrpc) {
+    // Pass the caller's own deadline on, so no hop works past its caller. Only the caller's:
+    // requestMs bounds the wait for the answer's head here (an attempt that overruns it is
+    // cancelled, which the upstream sees), and a stream with no deadline of its own (an etcd
+    // Watch) runs for as long as it stays active. Told to the upstream as a deadline, requestMs
+    // would end every such stream at 15 s.
+    if (this.callerDeadline !== Infinity) {
+      const left = this.callerDeadline - now;
       if (this.isGrpc) out['grpc-timeout'] = formatGrpcTimeout(left);
       else out[deadlineHeader] = String(Math.max(1, Math.floor(left)));
     }
     return out;
   }
 
-  /** Whether another attempt may follow (and, if so, the budget is drawn). */
+  /**
+   * Whether another attempt may follow (and, if so, the budget is drawn). Retrying an answer
+   * (a 503, UNAVAILABLE) throws that answer away, so it is done only when the whole request
+   * body is in hand: while the body still streams it could outgrow the replay buffer during
+   * the back-off, and then there would be neither a retry nor the answer to give back (Envoy
+   * skips such retries too: rq_retry_skipped_request_not_complete).
+   */
   mayRetry(reason: string, headers: Headers | undefined): number | undefined {
     const { up } = this;
     const r = this.route.policy.retries;
     const now = up.deps.clock.now();
     if (this.attemptCount >= r.maxAttempts) return undefined;
     if (this.bodySentOnce || (this.body && !this.body.replayable)) return undefined;
+    if (headers && this.body && !this.body.ended) return undefined;
     let delay = backoffDelay(this.attemptCount - 1, r.backoffBaseMs, r.backoffMaxMs, up.deps.random);
     if (headers) {
       const push = serverPushbackMs(headers, up.deps.clock.wallNow());
@@ -319,6 +350,9 @@ export abstract class AttemptPhase {
   settle(a: Attempt, result: string, status: number | 'connect', latencyMs: number): void {
     if (a.settled) return;
     a.settled = true;
+    // The reader of an attempt that lost, failed or ended goes: the buffer need not keep its
+    // place (the committed attempt's reader stays while its request body still streams).
+    if (a.replay && (this.committed !== a || result !== 'ok')) a.replay.destroy();
     // Results are 'ok' or a status class ('5xx') for answers, else the failure's kind.
     a.span?.end(typeof status === 'number' && status > 0 ? (result === 'ok' || result.endsWith('xx') ? { status } : { status, error: result }) : { error: result });
     a.timer?.cancel();
@@ -445,12 +479,19 @@ export abstract class AttemptPhase {
       if (this.isGrpc && this.res.addTrailers && !this.res.writableEnded) {
         this.res.addTrailers({ 'grpc-status': String(grpc.UNAVAILABLE), 'grpc-message': grpcMessage(`SIDECAR_ERR_UPSTREAM_RESET: ${a.ep.id}: ${err.message}`), 'x-ballast-error': 'SIDECAR_ERR_UPSTREAM_RESET' });
         this.res.end();
-      } else this.res.destroy();
+      } else breakResponse(this.res);
       return this.finish('reset', 502);
+    }
+    if (err.kind === 'invalid') {
+      // Nothing was sent: the request itself cannot go as it is. Not the endpoint's failure,
+      // and no other endpoint would take it either.
+      this.settle(a, 'cancelled', 0, now - a.started);
+      return this.fail('SIDECAR_ERR_REQUEST_INVALID', `the request cannot be forwarded to ${up.name}: ${err.message}`);
     }
     this.settle(a, err.kind, err.kind === 'connect' ? 'connect' : 502, now - a.started);
     if (err.kind === 'cancelled') return;
     const code: Code = err.kind === 'connect' || err.kind === 'refused' ? 'SIDECAR_ERR_UPSTREAM_UNREACHABLE' : err.kind === 'timeout' ? 'SIDECAR_ERR_TIMEOUT' : 'SIDECAR_ERR_UPSTREAM_RESET';
+    this.lastFailure = { code, message: `${a.ep.id}: ${err.message}` };
     if (this.attempts.length > 0) return; // a hedge is still out
     const reason = retryReason(this.route.policy.retries, this.idempotent(), { kind: err.kind } as AttemptOutcome);
     const delay = reason === undefined ? undefined : this.mayRetry(reason, undefined);

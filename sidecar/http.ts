@@ -27,8 +27,12 @@ export const asDownRes = (res: ServerResponse | Http2ServerResponse): DownRes =>
 
 export type Code = keyof typeof catalogue.entries;
 
-/** Headers that belong to one connection and stop at the sidecar. */
-export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'http2-settings']);
+/**
+ * Headers that belong to one connection and stop at the sidecar. `expect`: the sidecar answers
+ * `100-continue` itself, as Envoy does by default (Node's servers send the 100 before the
+ * request is handled), so the upstream is asked nothing it would have to answer twice.
+ */
+export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'http2-settings', 'expect']);
 
 /** Headers without hop-by-hop ones (and without HTTP/2 pseudo-headers), undefined values dropped. */
 export function endToEnd(headers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string | string[]> {
@@ -69,6 +73,7 @@ export const refusals: Record<Code, { status: number; grpc: number; outcome: str
   SIDECAR_ERR_TIMEOUT: { status: 504, grpc: grpc.DEADLINE_EXCEEDED, outcome: 'timeout' },
   SIDECAR_ERR_FAULT_INJECTED: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'fault' },
   SIDECAR_ERR_NO_ROUTE: { status: 502, grpc: grpc.UNAVAILABLE, outcome: 'no_route' },
+  SIDECAR_ERR_REQUEST_INVALID: { status: 400, grpc: grpc.INTERNAL, outcome: 'invalid' },
 };
 
 /**
@@ -78,7 +83,7 @@ export const refusals: Record<Code, { status: number; grpc: number; outcome: str
  */
 export function localReply(res: DownRes, isGrpc: boolean, code: Code, message: string, o: { headers?: Record<string, string>; status?: number; grpcStatus?: number } = {}): void {
   if (res.headersSent || res.writableEnded) {
-    if (!res.writableEnded) res.destroy();
+    if (!res.writableEnded) breakResponse(res);
     return;
   }
   const r = refusals[code];
@@ -106,6 +111,19 @@ export function endHeadersOnly(res: DownRes, status: number, headers: Record<str
     if (v !== undefined) res.setHeader(k, v);
   }
   res.end();
+}
+
+/**
+ * End a response whose head went out as broken, so the caller cannot take it for complete:
+ * over HTTP/2 RST_STREAM with INTERNAL_ERROR (a bare destroy would reset with NO_ERROR, which a
+ * client may read as a normal end), over HTTP/1.1 the connection closed before the body's end
+ * (a short content-length or a missing last chunk, which every client reports).
+ */
+export function breakResponse(res: DownRes): void {
+  const stream = (res as { stream?: { close(code: number): void; destroyed?: boolean } }).stream;
+  if (stream && typeof stream.close === 'function') {
+    if (!stream.destroyed) stream.close(0x2); // NGHTTP2_INTERNAL_ERROR
+  } else res.destroy();
 }
 
 /**

@@ -5,7 +5,7 @@
  * drain. Requests in flight finish on what they started with, and open connections stay open.
  */
 import { watch, type FSWatcher, readFileSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { basename, dirname } from 'node:path';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
@@ -15,11 +15,12 @@ import { type InboundConfig, type ListenTls, type SidecarConfig, type UpstreamCo
 import { DiscoveryClient } from './discovery.ts';
 import { catalogue } from './errors.ts';
 import { SidecarMetrics } from './metrics.ts';
-import { type Handler, type Listener, listen, splitAddress } from './server/listener.ts';
+import { type Handler, type Listener, type UpgradeHandler, listen, splitAddress } from './server/listener.ts';
 import { localReply } from './http.ts';
 import { proxy } from './stack.ts';
 import type { Tracing } from './tracing.ts';
 import type { Telemetry } from '../lib/otel.ts';
+import { tunnel } from './upstream/tunnel.ts';
 import { Upstream, type UpstreamSpec } from './upstream/upstream.ts';
 
 export interface SidecarDeps {
@@ -225,10 +226,10 @@ export class Sidecar {
     }
     // Listeners: what each serves → its address. Handlers look their upstream up per request,
     // so a listener whose address did not change is kept, with its open connections.
-    const want = new Map<string, { addr: string; handler: Handler; tls?: ListenTls | undefined }>();
-    for (const u of c.upstreams) if (u.listen) want.set(`up:${u.name}`, { addr: u.listen, handler: this.#upstreamHandler(u.name), tls: u.listenTls });
-    for (const ib of c.inbound) want.set(`in:${ib.name}`, { addr: ib.listen, handler: this.#upstreamHandler(`inbound:${ib.name}`), tls: ib.listenTls });
-    if (c.proxy.listen) want.set('proxy', { addr: c.proxy.listen, handler: this.#proxyHandler() });
+    const want = new Map<string, { addr: string; handler: Handler; upgrade: UpgradeHandler; tls?: ListenTls | undefined }>();
+    for (const u of c.upstreams) if (u.listen) want.set(`up:${u.name}`, { addr: u.listen, handler: this.#upstreamHandler(u.name), upgrade: this.#upgradeHandler(() => u.name), tls: u.listenTls });
+    for (const ib of c.inbound) want.set(`in:${ib.name}`, { addr: ib.listen, handler: this.#upstreamHandler(`inbound:${ib.name}`), upgrade: this.#upgradeHandler(() => `inbound:${ib.name}`), tls: ib.listenTls });
+    if (c.proxy.listen) want.set('proxy', { addr: c.proxy.listen, handler: this.#proxyHandler(), upgrade: this.#upgradeHandler((req) => this.#hostOf(req).name) });
     // A listener is identified by its address and its TLS files: a change of either re-opens it.
     const ident = (w: { addr: string; tls?: ListenTls | undefined }): string => (w.tls?.certFile ? `${w.addr} tls:${w.tls.certFile}:${w.tls.keyFile}` : w.addr);
     const drain: Listener[] = [];
@@ -243,7 +244,7 @@ export class Sidecar {
     for (const [key, w] of want) {
       if (this.#listeners.has(key)) continue;
       const tls = w.tls?.certFile ? { cert: readFileSync(w.tls.certFile), key: readFileSync(w.tls.keyFile) } : undefined;
-      const listener = await listen(w.addr, w.handler, tls ? { tls } : {});
+      const listener = await listen(w.addr, w.handler, { ...(tls ? { tls } : {}), upgrade: w.upgrade });
       this.#listeners.set(key, { listener, addr: ident(w) });
     }
     this.#byHost = new Map(c.upstreams.flatMap((u) => u.hosts.map((h) => [h, u.name] as const)));
@@ -263,25 +264,43 @@ export class Sidecar {
     };
   }
 
+  /** Proxy mode: the upstream a request names, by its absolute-form target or its Host. */
+  #hostOf(req: { url?: string | undefined; headers: Record<string, string | string[] | undefined> }): { host: string; path: string; name: string | undefined } {
+    const url = req.url ?? '/';
+    let host: string;
+    let path: string;
+    if (/^https?:\/\//i.test(url)) {
+      const u = new URL(url);
+      host = u.host;
+      path = `${u.pathname}${u.search}`;
+    } else {
+      host = ((req.headers['host'] ?? req.headers[':authority']) as string | undefined) ?? '';
+      path = url;
+    }
+    return { host, path, name: this.#byHost.get(host) ?? this.#byHost.get(host.replace(/:\d+$/, '')) };
+  }
+
   /** Explicit HTTP proxy: absolute-form request targets, routed by host to an upstream. */
   #proxyHandler(): Handler {
     return (req, res, isH2) => {
       if (req.method === 'CONNECT') return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', 'the Ballast sidecar proxies plain HTTP; call TLS upstreams through their local listener', { status: 405 });
-      const url = req.url ?? '/';
-      let host: string;
-      let path: string;
-      if (/^https?:\/\//i.test(url)) {
-        const u = new URL(url);
-        host = u.host;
-        path = `${u.pathname}${u.search}`;
-      } else {
-        host = (req.headers.host ?? (req.headers as Record<string, string>)[':authority']) ?? '';
-        path = url;
-      }
-      const name = this.#byHost.get(host) ?? this.#byHost.get(host.replace(/:\d+$/, ''));
+      const { host, path, name } = this.#hostOf(req);
       const up = name === undefined ? undefined : this.#upstreams.get(name);
       if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `${host} is not a configured upstream; known hosts: ${this.#config.upstreams.flatMap((u) => u.hosts).join(', ') || '(none)'}`);
       proxy(up, req, res, path, isH2, this.#config);
+    };
+  }
+
+  /** HTTP/1.1 Upgrade (WebSocket): tunnelled to the upstream's endpoint (sidecar/upstream/tunnel.ts). */
+  #upgradeHandler(upstreamOf: (req: IncomingMessage) => string | undefined): UpgradeHandler {
+    return (req, socket, head) => {
+      const name = upstreamOf(req);
+      const up = name === undefined ? undefined : this.#upstreams.get(name);
+      if (!up) {
+        socket.on('error', () => undefined);
+        return socket.end('HTTP/1.1 502 Bad Gateway\r\nx-ballast-error: SIDECAR_ERR_NO_ROUTE\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      }
+      tunnel(up, req, socket, head, /^https?:\/\//i.test(req.url ?? '') ? this.#hostOf(req).path : req.url ?? '/');
     };
   }
 

@@ -108,13 +108,24 @@ class Exchange extends AttemptPhase {
       if (!up.throttle.admit(now, up.deps.random)) return this.refuse('SIDECAR_ERR_THROTTLED', `${up.name} has been refusing requests for overload; this one was throttled locally`);
       this.throttled = true;
     }
-    // 5. adaptive concurrency limit
-    if (up.adaptive) {
-      if (!up.adaptive.tryAcquire(this.priority)) return this.refuse('SIDECAR_ERR_SHED', `${up.name} is at its adaptive concurrency limit (${up.adaptive.limit}) for ${priorityNames[this.priority]} requests`);
+    // 5. adaptive concurrency limit: at the limit a request waits for room, and is shed only
+    // when the wait shows the upstream queueing (sidecar/policies/shed.ts)
+    const bulkheads = route === def ? [def] : [route, def];
+    if (!up.adaptive) return this.bulkheads(bulkheads, 0);
+    const limit = up.adaptive;
+    if (limit.tryAcquire(this.priority)) {
       this.adaptiveHeld = true;
+      return this.bulkheads(bulkheads, 0);
     }
-    // 6. bulkheads: route, then upstream
-    this.bulkheads(route === def ? [def] : [route, def], 0);
+    limit.acquire(this.priority, (ok) => {
+      if (this.finished) {
+        if (ok) limit.release();
+        return;
+      }
+      if (!ok) return this.refuse('SIDECAR_ERR_SHED', `${up.name} is at its adaptive concurrency limit (${limit.limit}) for ${priorityNames[this.priority]} requests, and waiting for room took longer than the upstream's latency allows`);
+      this.adaptiveHeld = true;
+      this.bulkheads(bulkheads, 0);
+    });
   }
 
   bulkheads(list: RouteState[], i: number): void {

@@ -92,7 +92,7 @@ describe('AdaptiveLimit (Vegas)', () => {
 
 describe('PooledLimit', () => {
   it('learns per endpoint: a slow endpoint (high but steady latency) does not shrink the others; admission is against the sum', () => {
-    const pool = new PooledLimit({ initialLimit: 20, minLimit: 2, maxLimit: 200, toleranceMs: 1 }, new SeededRandom(2));
+    const pool = new PooledLimit({ initialLimit: 20, minLimit: 2, maxLimit: 200, toleranceMs: 1 }, new SeededRandom(2), new VirtualClock());
     pool.setEndpoints(['a', 'b', 'slow']);
     assert.equal(pool.limit, 60);
     for (let round = 0; round < 200; round++) {
@@ -199,5 +199,67 @@ describe('hedge, timeout, fault', () => {
     }
     assert.ok(delayed > 850 && delayed < 1150, `${delayed}`);
     assert.ok(aborted > 2300 && aborted < 2700, `${aborted}`);
+  });
+});
+
+describe('PooledLimit: waiting at the limit', () => {
+  it('a burst beyond a cold limit waits for room instead of being shed, and every request is admitted as the first ones finish', () => {
+    const clock = new VirtualClock();
+    const pool = new PooledLimit({ initialLimit: 50, minLimit: 5, maxLimit: 1000 }, new SeededRandom(3), clock);
+    pool.setEndpoints(['a']);
+    const outcome: boolean[] = [];
+    for (let i = 0; i < 200; i++) pool.acquire(1, (ok) => outcome.push(ok));
+    assert.equal(outcome.filter(Boolean).length, 50, 'the limit admits 50 at once');
+    assert.equal(pool.queued, 150, 'the rest wait');
+    // The requests finish within a millisecond each: the waiters take their places.
+    for (let round = 0; round < 4; round++) {
+      clock.advance(1);
+      for (let i = 0; i < 50; i++) pool.release();
+    }
+    assert.equal(outcome.length, 200);
+    assert.equal(outcome.filter((o) => !o).length, 0, 'nothing of a healthy burst is shed');
+  });
+
+  it('a wait longer than max(250 ms, 4 × the unloaded latency) is shed: queueing is the evidence', () => {
+    const clock = new VirtualClock();
+    const pool = new PooledLimit({ initialLimit: 10, minLimit: 5, maxLimit: 1000 }, new SeededRandom(3), clock);
+    pool.setEndpoints(['a']);
+    const a = pool.endpoint('a')!;
+    for (let i = 0; i < 5; i++) { a.begin(); a.onSample(100, false, 1); } // unloaded latency 100 ms
+    const outcome: Array<[number, boolean]> = [];
+    for (let i = 0; i < 12; i++) pool.acquire(1, (ok) => outcome.push([clock.now(), ok]));
+    assert.equal(outcome.filter(([, ok]) => ok).length, 10);
+    clock.advance(399);
+    assert.equal(outcome.length, 10, 'still waiting at 399 ms');
+    clock.advance(1);
+    assert.deepEqual(outcome.slice(10).map(([t, ok]) => [t, ok]), [[400, false], [400, false]], 'shed at 4 × 100 ms');
+  });
+
+  it('with evidence of overload (a queue at the dependency), a request over the limit is shed at once: admitted ones keep unloaded latency', () => {
+    const clock = new VirtualClock();
+    const pool = new PooledLimit({ initialLimit: 10, minLimit: 5, maxLimit: 1000, toleranceMs: 1 }, new SeededRandom(3), clock);
+    pool.setEndpoints(['a']);
+    const a = pool.endpoint('a')!;
+    for (let i = 0; i < 10; i++) { a.begin(); a.onSample(10, false, 1); } // unloaded: 10 ms
+    for (let i = 0; i < 10; i++) { a.begin(); a.onSample(40, false, 10); } // then a queue: 40 ms
+    assert.equal(pool.overloaded, true);
+    const outcome: boolean[] = [];
+    for (let i = 0; i < pool.limit + 5; i++) pool.acquire(1, (ok) => outcome.push(ok));
+    assert.equal(outcome.length, pool.limit + 5, 'every request decided at once');
+    assert.equal(outcome.filter((o) => !o).length, 5);
+  });
+
+  it('room goes to the most important waiter first', () => {
+    const clock = new VirtualClock();
+    const pool = new PooledLimit({ initialLimit: 4, minLimit: 4, maxLimit: 4 }, new SeededRandom(3), clock);
+    pool.setEndpoints(['a']);
+    const order: string[] = [];
+    for (let i = 0; i < 4; i++) pool.acquire(1, () => undefined);
+    pool.acquire(2, (ok) => ok && order.push('sheddable'));
+    pool.acquire(1, (ok) => ok && order.push('default'));
+    pool.acquire(0, (ok) => ok && order.push('critical'));
+    pool.release();
+    pool.release();
+    assert.deepEqual(order, ['critical', 'default']);
   });
 });

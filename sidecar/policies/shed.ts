@@ -15,11 +15,24 @@
  * Priority classes share the limit: sheddable requests are admitted up to 75% of it, default up
  * to 100%, critical up to 125%; under pressure sheddable work goes first.
  *
+ * Shedding follows evidence of overload, not a guess. A window whose median latency shows a
+ * clear queue at the dependency (over twice the unloaded latency plus 10 ms), or whose answers
+ * say "overloaded", is evidence; it lasts until 20 windows in which demand fit under the limit. With evidence, a request over the limit is shed at once, so admitted requests keep
+ * close to unloaded latency. Without it — a cold start, a healthy burst above a limit that was
+ * only ever a guess — PooledLimit.acquire lets the request wait for room, in priority order, and
+ * sheds it only when that wait outgrows max(250 ms, 4 × the unloaded latency) — queueing here,
+ * which is evidence too (the limit keeps the dependency's own latency low, so sustained overload
+ * shows up as waits, not as slow answers) — or when more wait than the limit could ever admit
+ * (maxLimit). Refusing a
+ * healthy burst would turn a dependency's good day into errors; a short wait costs little and
+ * teaches the limit to grow.
+ *
  * ClientThrottle: adaptive throttling from Google's SRE book (chapter 21). Over a window it counts
  * requests and accepts (answers that were not "overloaded"), and refuses locally with probability
  * max(0, (requests − K·accepts) / (requests + 1)), so a backend that is rejecting gets less
  * traffic from us before the requests ever leave.
  */
+import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Random } from '../../lib/random.ts';
 import type { Priority } from './bulkhead.ts';
 import { WindowCounter } from './window.ts';
@@ -50,6 +63,8 @@ export class AdaptiveLimit {
   /** Samples left in the current probe (0: not probing), and the lowest RTT it saw. */
   #probing = 0;
   #probeMin = Infinity;
+  /** Windows left for which the last evidence of overload counts. */
+  #evidence = 0;
   /** Told of every change of the (integer) limit. */
   onLimit: ((limit: number) => void) | undefined;
 
@@ -66,6 +81,21 @@ export class AdaptiveLimit {
 
   get inflight(): number {
     return this.#inflight;
+  }
+
+  /** The lowest round-trip time seen lately (0 before the first sample). */
+  get rttNoLoad(): number {
+    return this.#rttNoLoad;
+  }
+
+  /** Whether a recent window showed overload (a queue, or overloaded answers). */
+  get overloaded(): boolean {
+    return this.#evidence > 0;
+  }
+
+  /** Requests queued in front of this limit longer than the dependency's latency allows: overload. */
+  noteQueueing(): void {
+    this.#evidence = evidenceWindows;
   }
 
   /** Admit a request of a priority class, or refuse it (shed). Call {@link onSample} or {@link onDrop} after an admitted one. */
@@ -125,7 +155,9 @@ export class AdaptiveLimit {
     w.rtts.push(rtt);
     w.inflightSum += inflightAtStart;
     if (overloaded) w.overloaded++;
-    if (w.n < Math.max(10, Math.floor(this.#limit / 2))) return;
+    // Windows of half the limit; in a slow start (no evidence of overload yet) windows of ten,
+    // so a burst waiting at a cold limit sees it grow within a round trip.
+    if (w.n < (this.#evidence > 0 ? Math.max(10, Math.floor(this.#limit / 2)) : 10)) return;
     w.rtts.sort((x, y) => x - y);
     const avg = w.rtts[Math.floor(w.rtts.length / 2)] as number;
     const inflight = w.inflightSum / w.n; // the mean concurrency the window's requests saw
@@ -134,12 +166,22 @@ export class AdaptiveLimit {
     this.#resetWindow();
     const limit = this.#limit;
     const ok = this.#rttNoLoad + this.#o.toleranceMs;
+    // Evidence for shedding asks for a clear queue: twice the unloaded latency and 10 ms more
+    // (gradient2 tolerates 1.5×). A busy machine's own scheduling delays move the median by a
+    // few milliseconds; the limit may follow them, but refusing healthy work over them would not
+    // be following evidence.
+    // Evidence fades only in windows where demand fit under the limit (nothing was turned away
+    // or made to wait): under sustained overload the limit keeps the dependency's latency low,
+    // so the queue is in front of the limit, and the evidence must not lapse while it is there.
+    if (dropped || avg > this.#rttNoLoad * 2 + 10) this.#evidence = evidenceWindows;
+    else if (this.#evidence > 0 && refused === 0) this.#evidence--;
     let next = limit;
     if (dropped) next = limit * 0.9;
     else if (avg <= ok) {
       // No queue. Grow when the limit is what held requests back (refusals: a burst, or a
       // limit learned on a cold start) — fast — or when it is at least half in use.
-      if (refused > 0) next = Math.max(limit + Math.sqrt(limit), limit * 1.5);
+      // Without evidence of overload that is a slow start: double, as TCP does.
+      if (refused > 0) next = this.#evidence > 0 ? Math.max(limit + Math.sqrt(limit), limit * 1.5) : limit * 2;
       else if (inflight * 2 >= limit) next = limit + Math.sqrt(limit);
     } else {
       // A queue: by Little's law the dependency serves inflight × ok / RTT at once without
@@ -173,18 +215,37 @@ export class AdaptiveLimit {
  * away from it — instead of the whole upstream's limit, and a pool of endpoints grows and
  * shrinks its capacity as endpoints come and go.
  */
+interface Waiter {
+  priority: Priority;
+  timer: TimerHandle;
+  done: (ok: boolean) => void;
+}
+
+/** Windows for which one sign of overload counts. */
+const evidenceWindows = 20;
+
+/** The least a request waits at the limit before it is shed (a busy proxy's own jitter is not overload). */
+const minWaitMs = 250;
+/** Unloaded service times a request may wait at the limit. */
+const waitRtts = 4;
+
 export class PooledLimit {
   readonly #o: AdaptiveLimitOptions;
   readonly #random: Random;
+  readonly #clock: Clock;
   readonly #limits = new Map<string, AdaptiveLimit>();
   #inflight = 0;
   #sum = 0;
+  /** Requests waiting for room, one FIFO per priority class. */
+  readonly #waiting: [Waiter[], Waiter[], Waiter[]] = [[], [], []];
+  #queued = 0;
   /** Told of every change of the pooled limit. */
   onLimit: ((limit: number) => void) | undefined;
 
-  constructor(o: AdaptiveLimitOptions, random: Random) {
+  constructor(o: AdaptiveLimitOptions, random: Random, clock: Clock) {
     this.#o = o;
     this.#random = random;
+    this.#clock = clock;
   }
 
   /** Keep the limits of endpoints that stay; new ones start at initialLimit. */
@@ -208,14 +269,21 @@ export class PooledLimit {
     return this.#inflight;
   }
 
+  get queued(): number {
+    return this.#queued;
+  }
+
   endpoint(id: string): AdaptiveLimit | undefined {
     return this.#limits.get(id);
   }
 
-  /** Admit a request (sheddable up to 75% of the pooled limit, default 100%, critical 125%). */
+  #cap(priority: Priority): number {
+    return Math.max(1, Math.floor(this.#sum * (priority === 0 ? 1.25 : priority === 1 ? 1 : 0.75)));
+  }
+
+  /** Admit a request now if there is room (sheddable up to 75% of the pooled limit, default 100%, critical 125%). */
   tryAcquire(priority: Priority): boolean {
-    const cap = this.#sum * (priority === 0 ? 1.25 : priority === 1 ? 1 : 0.75);
-    if (this.#inflight >= Math.max(1, Math.floor(cap))) {
+    if (this.#inflight >= this.#cap(priority) || this.#queued > 0) {
       for (const l of this.#limits.values()) l.noteRefused();
       return false;
     }
@@ -223,8 +291,80 @@ export class PooledLimit {
     return true;
   }
 
+  /**
+   * Admit a request, waiting for room if the limit is reached and no endpoint showed overload
+   * lately: `done(true)` once admitted (call {@link release} after), `done(false)` when it is
+   * shed: at once on evidence of overload, or when the wait outgrew
+   * max(250 ms, 4 × the unloaded latency), or more wait than the limit could ever admit (maxLimit).
+   */
+  acquire(priority: Priority, done: (ok: boolean) => void): void {
+    if (this.tryAcquire(priority)) return done(true);
+    if (this.overloaded || this.#queued >= Math.max(this.#sum, this.#o.maxLimit)) return done(false);
+    const enqueuedAt = this.#clock.now();
+    const w: Waiter = { priority, done, timer: undefined as unknown as TimerHandle };
+    // The bound is judged against what is known of the upstream's latency when it comes due
+    // (a cold limit has no samples when the first waiters arrive).
+    const check = (): void => {
+      const q = this.#waiting[priority];
+      const i = q.indexOf(w);
+      if (i < 0) return;
+      // Before any answer came back nothing is known of the upstream's latency, so a wait
+      // shows nothing yet: keep waiting (the admitted requests are bounded by their own
+      // timeouts, and a timeout is a sample).
+      const left = this.#rttKnown() ? enqueuedAt + this.#waitBound() - this.#clock.now() : minWaitMs;
+      if (left > 0) {
+        w.timer = this.#clock.setTimeout(check, left);
+        return;
+      }
+      q.splice(i, 1);
+      this.#queued--;
+      // Waiting this long is queueing, here rather than at the dependency (the limit keeps its
+      // latency low): evidence of overload, so the next request over the limit is shed at once.
+      for (const l of this.#limits.values()) l.noteQueueing();
+      done(false);
+    };
+    w.timer = this.#clock.setTimeout(check, this.#waitBound());
+    this.#waiting[priority].push(w);
+    this.#queued++;
+  }
+
+  /** Whether an endpoint showed overload lately: then a request over the limit is shed at once. */
+  get overloaded(): boolean {
+    for (const l of this.#limits.values()) if (l.overloaded) return true;
+    return false;
+  }
+
+  #rttKnown(): boolean {
+    for (const l of this.#limits.values()) if (l.rttNoLoad > 0) return true;
+    return false;
+  }
+
+  /** How long a request may wait at the limit: max(250 ms, 4 × the lowest unloaded latency). */
+  #waitBound(): number {
+    let rtt = 0;
+    for (const l of this.#limits.values()) if (l.rttNoLoad > 0) rtt = rtt === 0 ? l.rttNoLoad : Math.min(rtt, l.rttNoLoad);
+    return Math.max(minWaitMs, waitRtts * rtt);
+  }
+
   release(): void {
     this.#inflight = Math.max(0, this.#inflight - 1);
+    // Requests still waiting: demand is over the limit now (the limit grows on it).
+    if (this.#queued > 0) for (const l of this.#limits.values()) l.noteRefused();
+    this.#admitWaiting();
+  }
+
+  /** Hand free room to waiters, most important class first. */
+  #admitWaiting(): void {
+    for (let p = 0; p < 3 && this.#queued > 0; p++) {
+      const q = this.#waiting[p as Priority];
+      while (q.length > 0 && this.#inflight < this.#cap(p as Priority)) {
+        const w = q.shift() as Waiter;
+        this.#queued--;
+        w.timer.cancel();
+        this.#inflight++;
+        w.done(true);
+      }
+    }
   }
 
   #resum(): void {
@@ -233,6 +373,7 @@ export class PooledLimit {
     if (sum !== this.#sum) {
       this.#sum = sum;
       this.onLimit?.(sum);
+      this.#admitWaiting();
     }
   }
 }

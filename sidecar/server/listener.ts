@@ -11,6 +11,8 @@ import { Duplex } from 'node:stream';
 import { type DownRes, asDownRes } from '../http.ts';
 
 export type Handler = (req: IncomingMessage | Http2ServerRequest, res: DownRes, isH2: boolean) => void;
+/** An HTTP/1.1 request asking to switch protocols (Upgrade: websocket, ...): the raw socket is handed over. */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 export interface Listener {
   readonly address: string;
@@ -63,7 +65,7 @@ export function replaying(socket: Socket, first: Buffer): Duplex {
   return d;
 }
 
-export async function listen(addr: string, handler: Handler, o: { tls?: { cert: Buffer; key: Buffer } } = {}): Promise<Listener> {
+export async function listen(addr: string, handler: Handler, o: { tls?: { cert: Buffer; key: Buffer }; upgrade?: UpgradeHandler } = {}): Promise<Listener> {
   const sockets = new Set<Socket>();
   const sessions = new Set<Http2Session>();
   const h1 = createH1({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req: IncomingMessage, res: ServerResponse) => handler(req, asDownRes(res), false));
@@ -75,7 +77,16 @@ export async function listen(addr: string, handler: Handler, o: { tls?: { cert: 
     s.once('close', () => sessions.delete(s));
   });
   h2.on('sessionError', () => undefined);
-  h1.on('clientError', (_err, socket) => {
+  if (o.upgrade) {
+    const up = o.upgrade;
+    h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => up(req, socket, head));
+  }
+  h1.on('clientError', (err: Error & { rawPacket?: Buffer }, socket) => {
+    // Bytes that are neither the HTTP/2 preface nor an HTTP/1.x request line: no HTTP/1 client
+    // sent them, so no HTTP/1 answer is owed (a client that meant HTTP/2 would take one for a
+    // broken frame). Close, as an HTTP/2 server closes on an invalid preface.
+    const first = err.rawPacket?.subarray(0, 1024).toString('latin1').split('\n', 1)[0] ?? '';
+    if (err.rawPacket && !/ HTTP\/1\.[01]\r?$/.test(first)) return void socket.destroy();
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
   });
   const server = net.createServer({ noDelay: true }, (socket) => {

@@ -5,6 +5,11 @@
  * readers already made continue live (so an attempt in flight is not broken), no new reader can
  * be made, and chunks every reader has passed are let go, so memory stays bounded. While more
  * than `limit` bytes wait for the slowest reader, the source is paused (back-pressure).
+ *
+ * While no reader is out (between a failed attempt and its retry) the body is not read past the
+ * limit: the source is paused instead, so the body stays whole for the retry (its next bytes
+ * wait in the caller's connection). It stops being replayable only when a reader carries it past
+ * the limit.
  */
 import { Readable } from 'node:stream';
 
@@ -76,6 +81,12 @@ export class ReplayBody {
     // Errors reach the attempt through its transport; never as an unhandled 'error' event.
     r.stream.on('error', () => undefined);
     this.#readers.push(r);
+    // Held whole for want of a reader: this one will take it, past the limit if need be.
+    if (this.#paused && this.#total > this.#limit) {
+      this.#replayable = false;
+      this.#paused = false;
+      this.#src.resume();
+    }
     return r.stream;
   }
 
@@ -91,7 +102,18 @@ export class ReplayBody {
   #onChunk(c: Buffer): void {
     this.#chunks.push(c);
     this.#total += c.length;
-    if (this.#total > this.#limit) this.#replayable = false;
+    if (this.#total > this.#limit) {
+      if (this.#readers.length === 0) {
+        // No attempt is out to take the rest: keep what came (at most one chunk past the limit)
+        // and wait, replayable, for the next reader.
+        if (!this.#paused && this.#replayable) {
+          this.#paused = true;
+          this.#src.pause();
+        }
+        return;
+      }
+      this.#replayable = false;
+    }
     this.#wake();
     this.#trim();
     if (!this.#replayable && this.#backlog() > this.#limit && !this.#paused) {

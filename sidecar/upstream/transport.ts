@@ -12,7 +12,11 @@ import { Pool } from 'undici';
 
 export type Headers = Record<string, string | string[] | undefined>;
 
-export type FailureKind = 'connect' | 'refused' | 'reset' | 'timeout' | 'cancelled' | 'protocol';
+/**
+ * How an attempt failed: `connect` and `refused` never reached the server; `invalid` was never
+ * sent (the request breaks a rule of the upstream protocol: a local problem, not the endpoint's).
+ */
+export type FailureKind = 'connect' | 'refused' | 'reset' | 'timeout' | 'cancelled' | 'protocol' | 'invalid';
 
 export class AttemptError extends Error {
   readonly kind: FailureKind;
@@ -26,11 +30,15 @@ export interface OutRequest {
   method: string;
   path: string;
   authority: string;
-  /** Without hop-by-hop and pseudo headers; HTTP/1.1 requests carry `host`. */
+  /** Without hop-by-hop and pseudo headers (`host` is set from `authority` over HTTP/1.1). */
   headers: Headers;
   body: Readable | Buffer | null;
-  /** Use HTTP/2 towards the endpoint. */
-  h2: boolean;
+  /**
+   * HTTP/1.1, HTTP/2, or HTTP/2 where the endpoint speaks it and HTTP/1.1 where it does not
+   * (learned once per endpoint: a cleartext endpoint that answers the HTTP/2 preface with
+   * anything but SETTINGS is HTTP/1.1 only; the request was not sent, so it goes over HTTP/1.1).
+   */
+  protocol: 'h1' | 'h2' | 'prefer-h2';
 }
 
 export interface AttemptHandlers {
@@ -60,12 +68,16 @@ export interface EndpointOptions {
   connections: number;
 }
 
+/** Errors raised before anything was sent, for a request that cannot be sent as it is. */
+const invalidCodes = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'ERR_HTTP2_INVALID_HEADER_VALUE', 'ERR_HTTP2_INVALID_CONNECTION_HEADERS', 'ERR_INVALID_HTTP_TOKEN', 'ERR_INVALID_CHAR', 'ERR_HTTP2_HEADER_SINGLE_VALUE', 'ERR_HTTP2_INVALID_PSEUDOHEADER']);
+
 const connectCodes = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_HTTP2_SESSION_ERROR']);
 
 function classify(err: Error & { code?: string; cause?: unknown }): AttemptError {
   if (err instanceof AttemptError) return err;
   const code = err.code ?? (err.cause as { code?: string } | undefined)?.code;
   if (code && connectCodes.has(code)) return new AttemptError('connect', `cannot connect: ${err.message}`, { cause: err });
+  if (code && invalidCodes.has(code)) return new AttemptError('invalid', err.message, { cause: err });
   if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return new AttemptError('cancelled', err.message, { cause: err });
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new AttemptError('timeout', err.message, { cause: err });
   return new AttemptError('reset', `connection reset: ${err.message}`, { cause: err });
@@ -80,6 +92,7 @@ export class EndpointTransport {
   #session: ClientHttp2Session | undefined;
   #sessionReady: Promise<ClientHttp2Session> | undefined;
   #closed = false;
+  #h1Only = false;
 
   constructor(id: string, o: EndpointOptions) {
     this.id = id;
@@ -88,7 +101,13 @@ export class EndpointTransport {
   }
 
   send(req: OutRequest, h: AttemptHandlers): AttemptControl {
-    return req.h2 ? this.#sendH2(req, h) : this.#sendH1(req, h);
+    if (req.protocol === 'h1' || (req.protocol === 'prefer-h2' && this.#h1Only)) return this.#sendH1(req, h);
+    return this.#sendH2(req, h);
+  }
+
+  /** The endpoint answered the HTTP/2 preface as an HTTP/1.1 server (learned, kept). */
+  get h1Only(): boolean {
+    return this.#h1Only;
   }
 
   async close(): Promise<void> {
@@ -122,8 +141,8 @@ export class EndpointTransport {
     let aborted = false;
     let started = false;
     let finished = false;
-    // The stack has put `host` in the headers already.
-    this.#h1().dispatch({ path: req.path, method: req.method, headers: req.headers as Record<string, string>, body: req.body, blocking: false }, {
+    const headers = { ...req.headers, host: req.authority } as Record<string, string>;
+    this.#h1().dispatch({ path: req.path, method: req.method, headers, body: req.body, blocking: false }, {
       onRequestStart(c) {
         ctl = c;
         if (aborted) c.abort(new AttemptError('cancelled', 'attempt cancelled'));
@@ -157,24 +176,44 @@ export class EndpointTransport {
     };
   }
 
+  /**
+   * The endpoint's HTTP/2 session, ready once the server's SETTINGS arrived: the connection is
+   * up and the peer speaks HTTP/2. A cleartext peer that answers the preface with something
+   * else (an HTTP/1.1 server's 400) is HTTP/1.1 only: the rejection's kind is `protocol`.
+   */
   #h2session(): Promise<ClientHttp2Session> {
     if (this.#session && !this.#session.closed && !this.#session.destroyed) return Promise.resolve(this.#session);
     if (this.#sessionReady) return this.#sessionReady;
     const tls = this.#o.tls;
     const p = new Promise<ClientHttp2Session>((resolve, reject) => {
       const s = http2.connect(this.#origin, tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify, ALPNProtocols: ['h2'] } : {});
+      let connected = false;
+      let settled = false;
       const timer = setTimeout(() => {
         s.destroy();
-        reject(new AttemptError('connect', `cannot connect to ${this.id} within ${this.#o.connectMs} ms`));
+        done(new AttemptError('connect', `cannot connect to ${this.id} within ${this.#o.connectMs} ms`));
       }, this.#o.connectMs);
-      const fail = (err: Error): void => {
+      const done = (err?: AttemptError): void => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
-        reject(new AttemptError('connect', `cannot connect to ${this.id}: ${err.message}`, { cause: err }));
+        if (err) reject(err);
       };
-      s.once('error', fail);
+      const notH2 = (why: string): AttemptError => {
+        this.#h1Only = true;
+        return new AttemptError('protocol', `${this.id} does not speak HTTP/2 (${why})`);
+      };
+      s.once('error', (err: Error & { code?: string }) => {
+        if (connected && (err.code === 'ERR_HTTP2_ERROR' || err.code === 'ERR_HTTP2_SESSION_ERROR' || /protocol/i.test(err.message))) done(notH2(err.message));
+        else done(new AttemptError('connect', `cannot connect to ${this.id}: ${err.message}`, { cause: err }));
+      });
+      s.once('close', () => done(connected ? notH2('it closed the connection instead of sending SETTINGS') : new AttemptError('connect', `cannot connect to ${this.id}: connection closed`)));
       s.once('connect', () => {
-        clearTimeout(timer);
-        s.off('error', fail);
+        connected = true;
+      });
+      s.once('remoteSettings', () => {
+        if (settled) return;
+        done();
         s.on('error', () => undefined); // per-stream errors are reported on the streams
         s.setTimeout(this.#o.idleMs, () => s.close());
         const drop = (): void => {
@@ -196,6 +235,8 @@ export class EndpointTransport {
 
   #sendH2(req: OutRequest, h: AttemptHandlers): AttemptControl {
     let stream: ClientHttp2Stream | undefined;
+    /** The HTTP/1.1 attempt this became (prefer-h2 to an HTTP/1.1-only endpoint). */
+    let inner: AttemptControl | undefined;
     let aborted = false;
     let done = false;
     const fail = (e: AttemptError): void => {
@@ -210,15 +251,24 @@ export class EndpointTransport {
     this.#h2session().then((session) => {
       if (aborted) return;
       const headers: http2.OutgoingHttpHeaders = { ...req.headers, ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': this.#o.tls ? 'https' : 'http' };
+      delete headers['host'];
       const hasBody = req.body !== null;
       let s: ClientHttp2Stream;
       try {
         s = session.request(headers, { endStream: !hasBody });
       } catch (err) {
-        return fail(new AttemptError('refused', `cannot open a stream: ${(err as Error).message}`, { cause: err }));
+        const e = classify(err as Error);
+        return fail(e.kind === 'invalid' ? e : new AttemptError('refused', `cannot open a stream: ${(err as Error).message}`, { cause: err }));
       }
       stream = s;
       let started = false;
+      // A stream silent for idleMs (no frame either way) is reset: Envoy's stream idle timeout.
+      // It bounds streams with no deadline of their own; an active one runs as long as it is used.
+      s.setTimeout(this.#o.idleMs, () => {
+        if (done || aborted) return;
+        s.close(http2.constants.NGHTTP2_CANCEL);
+        fail(new AttemptError('timeout', `the stream to ${this.id} was silent for ${this.#o.idleMs} ms (timeouts.idleMs)`));
+      });
       s.on('response', (hs) => {
         started = true;
         const status = Number(hs[':status']);
@@ -236,6 +286,12 @@ export class EndpointTransport {
       });
       s.on('end', () => {
         if (done || aborted) return;
+        // Node ends the readable side of a stream the peer reset (RST_STREAM, CANCEL included)
+        // or whose connection dropped, as if it had ended: only END_STREAM with no reset code
+        // is a complete response. Anything else is a broken one and must reach the caller as such.
+        if (s.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
+          return fail(new AttemptError('reset', `stream reset by ${this.id} after ${started ? 'the response head' : 'the request'} (HTTP/2 code ${s.rstCode})`));
+        }
         done = true;
         h.end(trailers);
       });
@@ -255,14 +311,20 @@ export class EndpointTransport {
           body.pipe(s);
         }
       }
-    }, (err: Error) => fail(classify(err)));
+    }, (err: Error) => {
+      // An endpoint that turned out to speak only HTTP/1.1: nothing was sent, so the request goes
+      // over HTTP/1.1 when the caller allowed it (protocol prefer-h2).
+      if (!aborted && !done && req.protocol === 'prefer-h2' && this.#h1Only) inner = this.#sendH1(req, h);
+      else fail(classify(err));
+    });
     return {
       abort() {
+        if (inner) return inner.abort();
         if (aborted || done) return;
         aborted = true;
         stream?.close(http2.constants.NGHTTP2_CANCEL);
       },
-      resume: () => stream?.resume(),
+      resume: () => (inner ? inner.resume() : stream?.resume()),
     };
   }
 }

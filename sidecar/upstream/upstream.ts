@@ -137,7 +137,7 @@ export class Upstream {
       this.budget = new RetryBudget({ ratio: rb.ratioPercent / 100, minPerSecond: rb.minPerSecond, windowMs: rb.windowMs });
       this.throttle = p.shed.throttle.enabled ? new ClientThrottle({ k: p.shed.throttle.acceptsMultiplier, windowMs: p.shed.throttle.windowMs }) : undefined;
       const a = p.shed.adaptive;
-      this.adaptive = a.enabled ? new PooledLimit({ initialLimit: a.initialLimit, minLimit: a.minLimit, maxLimit: a.maxLimit }, random) : undefined;
+      this.adaptive = a.enabled ? new PooledLimit({ initialLimit: a.initialLimit, minLimit: a.minLimit, maxLimit: a.maxLimit }, random, clock) : undefined;
       if (this.adaptive) {
         const g = metrics.limit.labels({ upstream: this.name });
         this.adaptive.onLimit = (l) => g.set(l);

@@ -434,16 +434,19 @@ describe('sidecar policies', () => {
     assert.equal((await get(url('/other'))).status, 200);
   });
 
-  it('load shedding: sheddable requests are refused first at the concurrency limit; critical ones still pass', async () => {
-    const ups = await upstreams(1);
+  it('load shedding: once the upstream showed overload, sheddable requests are refused first at the concurrency limit; critical ones still pass', async () => {
+    const ups = await upstreams(1, status(503));
+    const { url } = await sidecar(web(ups, { shed: { adaptive: { initialLimit: 4, minLimit: 4, maxLimit: 4 }, throttle: { enabled: false } }, retries: { maxAttempts: 1 }, breaker: { upstream: { failureRatePercent: 0 }, endpoint: { failureRatePercent: 0, consecutiveFailures: 0 } }, outlier: { enabled: false } }));
+    // Overloaded answers (503) are the evidence that turns shedding on.
+    for (let i = 0; i < 12; i++) await get(url());
     ups[0]!.hold();
-    const { url } = await sidecar(web(ups, { shed: { adaptive: { initialLimit: 4, minLimit: 4, maxLimit: 4 } } }));
+    const base = ups[0]!.seen.length;
     const held = [get(url()), get(url()), get(url())];
-    await until(() => ups[0]!.seen.length === 3, 'three in flight');
+    await until(() => ups[0]!.seen.length === base + 3, 'three in flight');
     const shed = await get(url(), { headers: { 'x-ballast-priority': 'sheddable' } });
     assert.equal(shed.headers.get('x-ballast-error'), 'SIDECAR_ERR_SHED');
     const crit = get(url(), { headers: { 'x-ballast-priority': 'critical' } });
-    await until(() => ups[0]!.seen.length === 4, 'critical admitted');
+    await until(() => ups[0]!.seen.length === base + 4, 'critical admitted');
     ups[0]!.releaseAll();
     await Promise.all([...held, crit]);
   });
