@@ -1,5 +1,5 @@
 /**
- * bench/store-vs-etcd: Debian's etcd 3.4 (the anchor, ../shared/anchors/etcd-cluster) and
+ * bench/store-vs-etcd: Debian's etcd 3.4 (the anchor, bench/anchors/etcd-cluster) and
  * `ballast store`, both 3 members on loopback with fsync on, measured in the same run with the
  * same clients:
  *   1. etcdctl check perf --load=m and --load=l (throughput, slowest request, stddev)

@@ -1,6 +1,6 @@
 /**
  * The two systems the store benchmarks compare, each a fresh 3-member cluster on loopback:
- * Debian's etcd 3.4 (the anchor, ../shared/anchors/etcd-cluster) and `ballast store`.
+ * Debian's etcd 3.4 (the anchor, bench/anchors/etcd-cluster) and `ballast store`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -32,7 +32,7 @@ function leaderOf(endpoints: string[]): string | undefined {
   return undefined;
 }
 
-const anchorScript = `${root}../shared/anchors/etcd-cluster`;
+const anchorScript = `${root}bench/anchors/etcd-cluster`;
 
 export async function startEtcd(): Promise<System> {
   const dir = '/tmp/ballast-bench-etcd';
