@@ -48,7 +48,12 @@ describe('linearizability (Porcupine)', { timeout: 240_000 }, () => {
         await sleep(400);
       }
     })();
-    const history = await runRegisterWorkload({ endpoints, clients: 8, keys: ['x', 'y', 'z'], durationMs: 9000, seed: 7 });
+    // At least the nemesis's time, and until 250 writes had a definite outcome (a busy machine
+    // takes longer to get there; the run must mean something either way).
+    let nemesisDone = false;
+    void nemesis.then(() => { nemesisDone = true; });
+    const definiteWrites = (h: readonly { unknown: boolean; op: string }[]) => h.filter((x) => !x.unknown && x.op !== 'get').length;
+    const history = await runRegisterWorkload({ endpoints, clients: 8, keys: ['x', 'y', 'z'], durationMs: 9000, seed: 7, until: (h) => nemesisDone && definiteWrites(h) >= 250, maxDurationMs: 180_000 });
     await nemesis;
     const result = checkLinearizable(history, c.dir, 'faults');
     const definite = history.filter((h) => !h.unknown && h.op !== 'get').length;

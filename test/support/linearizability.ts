@@ -82,6 +82,13 @@ export interface WorkloadOptions {
   keyLifetimeMs?: number;
   /** Stop early when this aborts. */
   signal?: AbortSignal;
+  /**
+   * Keep going past `durationMs` until this says enough work was done (a busy machine does
+   * less per second; a test must run until it has done enough, not for a fixed time). The
+   * duration then only bounds a run that hangs: `maxDurationMs` (default 10 × durationMs).
+   */
+  until?: (history: readonly HistoryOp[]) => boolean;
+  maxDurationMs?: number;
 }
 
 /** Run the workload; resolves with the history. */
@@ -99,10 +106,12 @@ export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp
   const random = new SeededRandom(o.seed ?? 1);
   const rand = (n: number): number => random.int(n);
   const deadline = Date.now() + o.durationMs;
+  const backstop = Date.now() + (o.maxDurationMs ?? 10 * o.durationMs);
+  const going = (): boolean => !o.signal?.aborted && Date.now() < backstop && (Date.now() < deadline || (o.until !== undefined && !o.until(history)));
   await Promise.all(Array.from({ length: o.clients }, async (_, client) => {
     let n = 0;
     const lastSeen = new Map<string, string>();
-    while (Date.now() < deadline && !o.signal?.aborted) {
+    while (going()) {
       n++;
       const base = o.keys[rand(o.keys.length)] as string;
       const key = o.keyLifetimeMs ? `${base}.${Math.floor((Date.now() - started) / o.keyLifetimeMs)}` : base;
