@@ -31,6 +31,7 @@ export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_DATA_DIR: 'The data directory is unusable (unreadable, wrong cluster, or a member of another cluster).',
   STORE_ERR_DATA_LOST: 'The data directory is empty but the cluster counts this member as one that ran before: it lost its data and must not vote.',
   STORE_ERR_PEER_AUTH: 'A peer connection presented the wrong cluster token and was refused.',
+  STORE_ERR_PEER_UNREACHABLE: 'A request forwarded to another member over the peer channel (lease keep-alive or time-to-live, a membership change, an alarm) got no answer in time: etcdserver: request timed out.',
   STORE_ERR_BACKUP_INVALID: 'The file given to `ballast store restore` is not a ballast store snapshot, or fails its sha256 check.',
   STORE_ERR_ELECTION_NO_LEADER: 'Election.Leader on an election nobody has won: election: no leader.',
   STORE_ERR_ELECTION_NOT_LEADER: 'Proclaim with a leader key that no longer holds the election: election: not leader.',

@@ -24,6 +24,7 @@ import { WatchHub } from './mvcc/watch.ts';
 import type { Snapshotter } from './snapshot/snapshotter.ts';
 import { type ApplyResult, type ConfContext, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
 import { PeerTransport } from './transport/peer.ts';
+import type { RpcHandler } from './transport/rpc.ts';
 import type { Wal } from './wal/wal.ts';
 
 export interface StoreNodeConfig {
@@ -130,7 +131,35 @@ export class StoreNode {
       onRemovedFromCluster: () => this.#markRemoved(),
       members: () => [...this.sm.members.values()].map((m) => ({ id: m.id, name: m.name, peerURLs: m.peerURLs })),
       tls: cfg.peerTls,
+      onRequest: (from, method, body) => {
+        if (!this.#peerRequests) return Promise.reject(catalogue.error('STORE_ERR_STOPPED', 'etcdserver: server stopped'));
+        return this.#peerRequests(from, method, body);
+      },
     });
+  }
+
+  #peerRequests: RpcHandler | undefined;
+
+  /** Serve requests other members forward over the peer channel (the API layer answers them). */
+  handlePeerRequests(handler: RpcHandler): void {
+    this.#peerRequests = handler;
+  }
+
+  /**
+   * Ask the leader to do leader-only work (lease keep-alive and time-to-live, a membership
+   * change) over the peer channel: the peer URL, the peer TLS and the cluster token, so it works
+   * whatever the client URLs' certificates (etcd forwards the same way).
+   */
+  forwardToLeader(method: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    const lead = this.#raft.lead;
+    if (!lead) return Promise.reject(catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader'));
+    if (lead === this.id) return Promise.reject(catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader'));
+    return this.#transport.request(lead, method, body, timeoutMs);
+  }
+
+  /** Ask another member over the peer channel. */
+  askPeer(to: NodeId, method: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    return this.#transport.request(to, method, body, timeoutMs);
   }
 
   /** Open (or create) the member's data directory and recover its state (store/boot.ts). */

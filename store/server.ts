@@ -18,7 +18,7 @@ import { Compactor } from './compactor.ts';
 import { DiskSpaceGuard } from './disk-guard.ts';
 import { StoreMetrics } from './metrics.ts';
 import { StoreNode, type StoreNodeConfig } from './node.ts';
-import { type TlsFiles, forwardCredentials, grpcServerCredentials } from './tls.ts';
+import { type TlsFiles, grpcServerCredentials } from './tls.ts';
 
 /** The member's own settings come from StoreNodeConfig; the rest are the process's edges. */
 export interface StoreServerConfig extends Pick<StoreNodeConfig,
@@ -139,7 +139,6 @@ export class StoreServer {
     this.#api = new StoreApi({
       node: this.node, maxRequestBytes: this.#cfg.maxRequestBytes, quotaBytes: this.#cfg.quotaBytes, version: this.#cfg.version,
       minLeaseTtl: Math.ceil((1.5 * this.#cfg.electionMs) / 1000),
-      ...(this.#cfg.clientTls ? { forwardCredentials: () => forwardCredentials(this.#cfg.clientTls as TlsFiles) } : {}),
       ...(this.#cfg.tracer ? { tracer: this.#cfg.tracer } : {}),
       onRequest: (method, code, seconds) => {
         m.requests.inc({ method, code: grpc.status[code] ?? String(code) });

@@ -49,17 +49,6 @@ export function grpcServerCredentials(t: TlsFiles): grpc.ServerCredentials {
   return create(identity, ca, t.clientCertAuth);
 }
 
-/**
- * Credentials for calls a follower forwards to the leader's client URL (membership changes,
- * lease keep-alive and time-to-live): this member's --cert-file/--key-file as a client
- * certificate, checked against --trusted-ca-file. With --client-cert-auth the certificate must
- * allow client authentication (extendedKeyUsage clientAuth), as etcd's own certificates do.
- * Read at each (re)connection, so a rotated certificate is picked up.
- */
-export function forwardCredentials(t: TlsFiles): grpc.ChannelCredentials {
-  return grpc.credentials.createSsl(t.trustedCaFile ? read(t.trustedCaFile, '--trusted-ca-file') : null, read(t.keyFile, '--key-file'), read(t.certFile, '--cert-file'));
-}
-
 /** Options for a peer TLS server, read from the files now. */
 export function peerServerContext(t: TlsFiles): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
   return {

@@ -1,7 +1,9 @@
 /**
  * etcd's Lease service. Grant and revoke go through the log; keep-alive and time-to-live are
- * answered by the leader, which alone decides expiry. A follower passes keep-alive streams and
- * time-to-live calls through to the leader, so clients may talk to any member.
+ * answered by the leader, which alone decides expiry. A follower forwards each keep-alive and
+ * time-to-live call to the leader over the peer channel (store/transport/rpc.ts: the peer URL,
+ * the peer TLS and the cluster token, never a client URL), so clients may talk to any member,
+ * and every call ends with an answer or an error within its deadline.
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
@@ -18,10 +20,31 @@ const maxTtl = 9_000_000_000;
 export interface LeaseApiOptions {
   node: StoreNode;
   header(revision?: number): Wire;
-  /** The leader's Lease client, or undefined when no leader is known. */
-  leaderLease(): grpc.Client | undefined;
   /** The shortest TTL granted (etcd: 1.5 election timeouts, rounded up to a second). */
   minTtl: number;
+}
+
+/** How long a forwarded keep-alive or time-to-live may take (etcd's request timeout is 5 s). */
+const forwardTimeoutMs = 5000;
+
+/** The leader's answer to a time-to-live question (keys as latin1 strings: they cross the peer channel as JSON). */
+export async function leaseTimeToLive(node: StoreNode, r: Wire): Promise<{ ID: string; TTL: string; grantedTTL: string; keys: string[] }> {
+  const id = String(r['ID'] ?? '0');
+  const lease = node.sm.leases.get(id);
+  if (!lease) return { ID: id, TTL: '-1', grantedTTL: '0', keys: [] };
+  return { ID: id, TTL: String(node.leases.remaining(id)), grantedTTL: String(lease.ttl), keys: r['keys'] ? [...lease.keys].sort() : [] };
+}
+
+/**
+ * The leader renews a lease: only once a quorum confirms it still leads (a ReadIndex round), so
+ * a leader cut off from its peers never promises a TTL a newer leader does not honour (the
+ * stale-leader keep-alive etcd fixed in 3.4.31 and 3.5.13). An unknown or expired lease answers
+ * TTL 0, which clients read as "gone" (as etcd).
+ */
+export async function leaseKeepAliveOnce(node: StoreNode, id: string): Promise<{ ID: string; TTL: string }> {
+  await node.linearizableRead();
+  if (!node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
+  return { ID: id, TTL: String(node.leases.keepAlive(id) ?? 0) };
 }
 
 /** A fresh positive int63 lease id, as a decimal string. */
@@ -47,64 +70,47 @@ export function leaseHandlers(o: LeaseApiOptions): Record<string, (req: Wire) =>
       return { header: o.header(res.revision) };
     },
     LeaseTimeToLive: async (r) => {
-      const id = String(r['ID'] ?? '0');
-      if (!node.isLeader) return forwardUnary(o, 'LeaseTimeToLive', r);
-      const lease = node.sm.leases.get(id);
-      if (!lease) return { header: o.header(), ID: id, TTL: '-1', grantedTTL: '0', keys: [] };
-      return {
-        header: o.header(), ID: id, TTL: String(node.leases.remaining(id)), grantedTTL: String(lease.ttl),
-        keys: r['keys'] ? [...lease.keys].sort().map((k) => Buffer.from(k, 'latin1')) : [],
-      };
+      const out = node.isLeader ? await leaseTimeToLive(node, r) : await node.forwardToLeader('LeaseTimeToLive', r, forwardTimeoutMs) as Awaited<ReturnType<typeof leaseTimeToLive>>;
+      return { header: o.header(), ...out, keys: out.keys.map((k) => Buffer.from(k, 'latin1')) };
     },
     LeaseLeases: async () => ({ header: o.header(), leases: [...node.sm.leases.keys()].map((ID) => ({ ID })) }),
   };
 }
 
-/** LeaseKeepAlive: answered by the leader; a follower pipes the stream to the leader. */
+/**
+ * LeaseKeepAlive: answered by the leader. A follower forwards each request of the stream to the
+ * leader over the peer channel, in order; a forward that fails ends the stream with UNAVAILABLE
+ * and the reason (the client reconnects), never with silence.
+ */
 export function keepAliveHandler(o: LeaseApiOptions): (call: grpc.ServerDuplexStream<Wire, Wire>) => void {
   return (call) => {
-    if (!o.node.isLeader) {
-      const leader = o.leaderLease();
-      if (!leader) {
-        call.destroy(Object.assign(new Error('etcdserver: no leader'), { code: grpc.status.UNAVAILABLE, details: 'etcdserver: no leader' }));
-        return;
-      }
-      const upstream = (leader as unknown as { LeaseKeepAlive(): grpc.ClientDuplexStream<Wire, Wire> }).LeaseKeepAlive();
-      upstream.on('data', (res: Wire) => call.write(res));
-      upstream.on('error', (err: grpc.ServiceError) => call.destroy(Object.assign(new Error(err.details), { code: err.code, details: err.details })));
-      upstream.on('end', () => call.end());
-      call.on('data', (req: Wire) => upstream.write(req));
-      call.on('end', () => upstream.end());
-      call.on('cancelled', () => upstream.cancel());
-      return;
-    }
-    const notLeader = (): void => {
-      // Leadership moved away mid-stream: make the client reconnect (to the new leader).
-      call.destroy(Object.assign(new Error('etcdserver: not leader'), { code: grpc.status.UNAVAILABLE, details: 'etcdserver: not leader' }));
+    let chain: Promise<void> = Promise.resolve();
+    let ended = false;
+    const fail = (err: unknown): void => {
+      if (ended) return;
+      ended = true;
+      const e = err as { code?: unknown; message?: string };
+      const details = e.message ?? 'etcdserver: no leader';
+      // emit('error'): grpc-js ends the stream with this status. destroy() would end it with no
+      // status at all, and the client would wait in silence (the stream it holds stays open).
+      call.emit('error', Object.assign(new Error(details), { code: grpc.status.UNAVAILABLE, details }));
     };
     call.on('data', (req: Wire) => {
-      if (!o.node.isLeader) return notLeader();
       const id = String(req['ID'] ?? '0');
-      // Renew only once a quorum confirms this member still leads (a ReadIndex round): a leader
-      // cut off from its peers must not promise a client a TTL that a newer leader does not
-      // honour (the stale-leader keep-alive that etcd fixed in 3.4.31 and 3.5.13).
-      o.node.linearizableRead().then(() => {
-        if (!o.node.isLeader) return notLeader();
-        const ttl = o.node.leases.keepAlive(id);
-        // As etcd: an unknown or expired lease answers TTL 0, which clients read as "gone".
-        call.write({ header: o.header(), ID: id, TTL: String(ttl ?? 0) });
-      }, () => notLeader());
+      chain = chain.then(async () => {
+        if (ended) return;
+        const node = o.node;
+        const out = node.isLeader ? await leaseKeepAliveOnce(node, id) : await node.forwardToLeader('LeaseKeepAlive', { ID: id }, forwardTimeoutMs) as { ID: string; TTL: string };
+        if (!ended) call.write({ header: o.header(), ...out });
+      }).catch(fail);
     });
-    call.on('end', () => call.end());
+    call.on('end', () => void chain.then(() => {
+      if (!ended) {
+        ended = true;
+        call.end();
+      }
+    }));
+    call.on('cancelled', () => { ended = true; });
     call.on('error', () => undefined);
   };
-}
-
-function forwardUnary(o: LeaseApiOptions, method: string, r: Wire): Promise<Wire> {
-  const leader = o.leaderLease();
-  if (!leader) return Promise.reject(catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader'));
-  const fn = (leader as unknown as Record<string, (req: Wire, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, res: Wire) => void) => void>)[method];
-  return new Promise((resolve, reject) => {
-    fn?.call(leader, r, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res)));
-  });
 }

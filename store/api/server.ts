@@ -14,7 +14,7 @@ import type { ApplyResult, Member, StoreRequest } from '../state-machine.ts';
 import { bytes, isReadOnlyTxn, rangeOut, responseOpOut, toDelete, toPut, toRange, toTxn, kvOut } from './convert.ts';
 import { encodeBackup } from '../backup.ts';
 import { Concurrency } from './concurrency.ts';
-import { keepAliveHandler, leaseHandlers } from './lease.ts';
+import { keepAliveHandler, leaseHandlers, leaseKeepAliveOnce, leaseTimeToLive } from './lease.ts';
 import { watchHandler, watchService } from './watch.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire objects are untyped by proto-loader */
@@ -47,6 +47,7 @@ const statusOf: Record<string, grpc.status> = {
   STORE_ERR_LEADER_TRANSFER: grpc.status.UNAVAILABLE,
   STORE_ERR_TRANSFEREE_NOT_FOUND: grpc.status.FAILED_PRECONDITION,
   STORE_ERR_LEASE_NOT_FOUND: grpc.status.NOT_FOUND,
+  STORE_ERR_PEER_UNREACHABLE: grpc.status.UNAVAILABLE,
 };
 
 export interface ApiOptions {
@@ -56,8 +57,6 @@ export interface ApiOptions {
   version: string;
   /** Shortest lease TTL in seconds. */
   minLeaseTtl: number;
-  /** Credentials for calls this member forwards to the leader's https client URL. */
-  forwardCredentials?: () => grpc.ChannelCredentials;
   onRequest?(method: string, code: grpc.status, seconds: number): void;
   /** Set when OpenTelemetry is on: a server span per unary call, under the caller's traceparent. */
   tracer?: Tracer;
@@ -67,11 +66,47 @@ export class StoreApi {
   readonly #o: ApiOptions;
   readonly #node: StoreNode;
   readonly #protos = loadProtos();
-  readonly #leaderClients = new Map<string, { lead: string; url: string; client: grpc.Client }>();
+  #lease: ReturnType<typeof leaseHandlers> | undefined;
 
   constructor(o: ApiOptions) {
     this.#o = o;
     this.#node = o.node;
+    o.node.handlePeerRequests((_from, method, body) => this.#peerRequest(method, body as Wire));
+  }
+
+  /** Leader-only work another member forwarded over the peer channel. */
+  async #peerRequest(method: string, r: Wire): Promise<unknown> {
+    switch (method) {
+      case 'MemberAdd': return this.#memberAdd(r);
+      case 'MemberRemove': return this.#memberRemove(r);
+      case 'MemberPromote': return this.#memberPromote(r);
+      case 'LeaseTimeToLive':
+      case 'LeaseKeepAlive': {
+        if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
+        return method === 'LeaseKeepAlive' ? leaseKeepAliveOnce(this.#node, String(r['ID'] ?? '0')) : leaseTimeToLive(this.#node, r);
+      }
+      case 'Alarm': return this.#alarm(r).then(() => ({}));
+      default: throw catalogue.error('STORE_ERR_PEER_AUTH', `etcdserver: unknown peer request ${method}`);
+    }
+  }
+
+  /** Membership changes: the member table after the change (the caller renders it). */
+  async #memberAdd(r: Wire): Promise<{ member: Member; members: Member[] }> {
+    if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
+    const member = await this.#node.addMember(r['peerURLs'] as string[], !!r['isLearner']);
+    return { member, members: [...this.#node.sm.members.values()] };
+  }
+
+  async #memberRemove(r: Wire): Promise<{ members: Member[] }> {
+    if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
+    await this.#node.removeMember(idFromDecimal(r['ID']));
+    return { members: [...this.#node.sm.members.values()] };
+  }
+
+  async #memberPromote(r: Wire): Promise<{ members: Member[] }> {
+    if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
+    await this.#node.promoteMember(idFromDecimal(r['ID']));
+    return { members: [...this.#node.sm.members.values()] };
   }
 
   /** Register the services on a gRPC server. */
@@ -91,26 +126,27 @@ export class StoreApi {
     }, 'etcdserverpb.KV'));
     server.addService(service('Cluster'), this.#wrap({
       MemberList: (r) => this.#memberList(r),
-      MemberAdd: (r) => this.#forwardable('MemberAdd', r, async () => {
-        const m = await this.#node.addMember(r['peerURLs'] as string[], !!r['isLearner']);
-        return { header: this.#header(), member: memberOut(m), members: this.#members() };
-      }),
-      MemberRemove: (r) => this.#forwardable('MemberRemove', r, async () => {
-        await this.#node.removeMember(idFromDecimal(r['ID']));
-        return { header: this.#header(), members: this.#members() };
-      }),
-      MemberPromote: (r) => this.#forwardable('MemberPromote', r, async () => {
-        await this.#node.promoteMember(idFromDecimal(r['ID']));
-        return { header: this.#header(), members: this.#members() };
-      }),
+      MemberAdd: async (r) => {
+        const out = await this.#forwardable<{ member: Member; members: Member[] }>('MemberAdd', r, () => this.#memberAdd(r));
+        return { header: this.#header(), member: memberOut(out.member), members: out.members.map(memberOut) };
+      },
+      MemberRemove: async (r) => {
+        const out = await this.#forwardable<{ members: Member[] }>('MemberRemove', r, () => this.#memberRemove(r));
+        return { header: this.#header(), members: out.members.map(memberOut) };
+      },
+      MemberPromote: async (r) => {
+        const out = await this.#forwardable<{ members: Member[] }>('MemberPromote', r, () => this.#memberPromote(r));
+        return { header: this.#header(), members: out.members.map(memberOut) };
+      },
       MemberUpdate: async (r) => {
         const peerURLs = checkPeerUrls(r['peerURLs'] as string[]);
         this.#check(await this.#node.write({ op: 'memberUpdate', id: idFromDecimal(r['ID']), peerURLs }));
         return { header: this.#header(), members: this.#members() };
       },
     }, 'etcdserverpb.Cluster'));
-    const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), leaderLease: () => this.#leaderClient('Lease'), minTtl: this.#o.minLeaseTtl };
-    server.addService(service('Lease'), { ...this.#wrap(leaseHandlers(leaseOpts), 'etcdserverpb.Lease'), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
+    const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), minTtl: this.#o.minLeaseTtl };
+    this.#lease = leaseHandlers(leaseOpts);
+    server.addService(service('Lease'), { ...this.#wrap(this.#lease, 'etcdserverpb.Lease'), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
     const watch = watchService(service('Watch'));
     server.addService(watch, {
       Watch: watchHandler({
@@ -288,41 +324,26 @@ export class StoreApi {
 
   /**
    * Membership changes are decided by the leader (it knows whether a learner caught up). A
-   * follower forwards the call to the leader's client URL, so a client may talk to any member.
+   * follower forwards the call to the leader over the peer channel, so a client may talk to any
+   * member whatever the client URLs' certificates.
    */
-  async #forwardable(method: string, r: Wire, local: () => Promise<Wire>): Promise<Wire> {
+  async #forwardable<T>(method: string, r: Wire, local: () => Promise<T>): Promise<T> {
     if (this.#node.isLeader) return local();
-    const cluster = this.#leaderClient('Cluster');
-    if (!cluster) throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
-    const call = (cluster as unknown as Record<string, ForwardCall>)[method] as ForwardCall;
-    return new Promise((resolve, reject) => {
-      call.call(cluster, r, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res)));
-    });
+    return (await this.#node.forwardToLeader(method, r, 10_000)) as T;
   }
 
-  /** A client for one of the leader's services, over its advertised client URL (cached per leader). */
   /**
-   * Raise an alarm for this member through another member's API (the way `etcdctl alarm` would):
-   * used when this member cannot write its own log (a full disk) and is about to stop. Each other
-   * member is tried in turn; true once one has committed it.
+   * Raise an alarm for this member through another member (the way `etcdctl alarm` would, but
+   * over the peer channel): used when this member cannot write its own log (a full disk) and is
+   * about to stop. Each other member is tried in turn; true once one has committed it.
    */
   async raiseAlarmElsewhere(alarm: 'NOSPACE' | 'CORRUPT', timeoutMs = 6000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    const Ctor = (this.#protos['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Maintenance'] as grpc.ServiceClientConstructor;
-    const others = [...this.#node.sm.members.values()].filter((m) => m.id !== this.#node.id && m.clientURLs[0]);
+    const others = [...this.#node.sm.members.values()].filter((m) => m.id !== this.#node.id);
+    const req = { action: 1, memberID: idToDecimal(this.#node.id), alarm: alarm === 'NOSPACE' ? 1 : 2 };
     while (Date.now() < deadline) {
       for (const m of others) {
-        const url = new URL(m.clientURLs[0] as string);
-        const secure = url.protocol === 'https:';
-        if (secure && !this.#o.forwardCredentials) continue;
-        const client = new Ctor(url.host, secure && this.#o.forwardCredentials ? this.#o.forwardCredentials() : grpc.credentials.createInsecure());
-        const req = { action: 1, memberID: idToDecimal(this.#node.id), alarm: alarm === 'NOSPACE' ? 1 : 2 };
-        const call = (client as unknown as Record<string, ForwardCall | undefined>)['Alarm'];
-        const ok = await new Promise<boolean>((resolve) => {
-          if (!call) return resolve(false);
-          call.call(client, req, new grpc.Metadata(), { deadline: Math.min(deadline, Date.now() + 3000) }, (err) => resolve(!err));
-        });
-        client.close();
+        const ok = await this.#node.askPeer(m.id, 'Alarm', req, Math.max(1, Math.min(deadline - Date.now(), 3000))).then(() => true, () => false);
         if (ok) return true;
         if (Date.now() >= deadline) break;
       }
@@ -330,25 +351,7 @@ export class StoreApi {
     }
     return false;
   }
-
-  #leaderClient(service: 'Cluster' | 'Lease'): grpc.Client | undefined {
-    const lead = this.#node.leaderId;
-    const url = lead ? this.#node.sm.members.get(lead)?.clientURLs[0] : undefined;
-    if (!lead || !url) return undefined;
-    const cached = this.#leaderClients.get(service);
-    if (cached?.lead === lead && cached.url === url) return cached.client;
-    cached?.client.close();
-    const Ctor = (this.#protos['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)[service] as grpc.ServiceClientConstructor;
-    const secure = new URL(url).protocol === 'https:';
-    if (secure && !this.#o.forwardCredentials) return undefined;
-    const creds = secure && this.#o.forwardCredentials ? this.#o.forwardCredentials() : grpc.credentials.createInsecure();
-    const client = new Ctor(new URL(url).host, creds);
-    this.#leaderClients.set(service, { lead, url, client });
-    return client;
-  }
 }
-
-type ForwardCall = (req: Wire, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, res: Wire) => void) => void;
 
 function memberOut(m: Member): Wire {
   return { ID: idToDecimal(m.id), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner };

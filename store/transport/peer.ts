@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Random } from '../../lib/random.ts';
 import { decodeMessages, encodeMessages } from '../codec.ts';
+import { PeerRpcClient, type RpcHandler, rpcServer } from './rpc.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { type TlsFiles, peerClientOptions, peerServerContext, watchFiles } from '../tls.ts';
 
@@ -38,14 +39,19 @@ export interface PeerTransportOptions {
   tls?: TlsFiles | undefined;
   /** The member table, for a joining member that asks who it is (see {@link queryMembers}). */
   members?(): Array<{ id: NodeId; name: string; peerURLs: string[] }>;
+  /** Requests from peers (store/transport/rpc.ts): leader-only work forwarded by followers. */
+  onRequest?: RpcHandler;
 }
 
 interface Handshake {
   token: string;
   from: NodeId;
   to: NodeId;
-  /** A one-shot question instead of a message stream: "members" asks for the member table. */
-  query?: 'members';
+  /**
+   * Instead of a message stream: "members" asks once for the member table; "rpc" opens a
+   * request channel (store/transport/rpc.ts).
+   */
+  query?: 'members' | 'rpc';
 }
 
 /**
@@ -260,9 +266,26 @@ export class PeerTransport {
   readonly #servers: Server[] = [];
   readonly #watchers: Array<{ stop(): void }> = [];
   readonly #inbound = new Set<Socket>();
+  readonly #rpc = new Map<NodeId, PeerRpcClient>();
 
   constructor(opts: PeerTransportOptions) {
     this.opts = opts;
+  }
+
+  /**
+   * Ask a peer over the peer channel (its URL, the peer TLS, the cluster token); resolves with
+   * its answer, rejects with its error or STORE_ERR_PEER_UNREACHABLE after `timeoutMs`.
+   */
+  request(to: NodeId, method: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    const link = this.#links.get(to);
+    if (!link) return Promise.reject(new Error(`member ${to} is not a peer of this member`));
+    let c = this.#rpc.get(to);
+    if (!c || c.url.href !== link.url.href) {
+      c?.close();
+      c = new PeerRpcClient({ self: this.opts.self, peer: to, url: link.url, token: this.opts.token, tls: this.opts.tls });
+      this.#rpc.set(to, c);
+    }
+    return c.request(method, body, timeoutMs);
   }
 
   /** Listen for peers on each URL (host:port). */
@@ -335,11 +358,17 @@ export class PeerTransport {
     this.#inbound.add(s);
     const reader = new FrameReader();
     let authed = false;
+    let onRpc: ((payload: Buffer) => void) | undefined;
     s.on('data', (data) => {
       try {
         reader.push(data, (payload) => {
+          if (onRpc) return onRpc(payload);
           if (!authed) {
             const hs = JSON.parse(payload.toString()) as Handshake;
+            if (hs.query === 'rpc' && hs.token === this.opts.token && hs.to === this.opts.self && this.opts.onRequest && !this.opts.isRemoved(hs.from)) {
+              onRpc = rpcServer(s, hs.from, this.opts.onRequest);
+              return;
+            }
             if (hs.query === 'members' && hs.token === this.opts.token && this.opts.members) {
               for (const b of frames(Buffer.from(JSON.stringify({ members: this.opts.members() })))) s.write(b);
               s.end();
@@ -375,6 +404,8 @@ export class PeerTransport {
     for (const w of this.#watchers) w.stop();
     for (const link of this.#links.values()) link.stop();
     this.#links.clear();
+    for (const c of this.#rpc.values()) c.close();
+    this.#rpc.clear();
     for (const s of this.#inbound) s.destroy();
     await Promise.all(this.#servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
   }

@@ -60,6 +60,8 @@ export interface StoreClusterOptions {
   env?: Record<string, string>;
   extraArgs?: string[];
   scheme?: 'http' | 'https';
+  /** The peer URLs' scheme when it differs from the client URLs' (default: `scheme`). */
+  peerScheme?: 'http' | 'https';
   etcdctlArgs?: string[];
   place?: Placement;
   /** `ballast store` (default) or Debian's etcd, with the same flags: the chaos suite's anchor. */
@@ -75,6 +77,7 @@ export class StoreCluster {
   extraArgs: string[] = [];
   /** https for client and peer URLs (with TLS flags in extraArgs and etcdctlArgs). */
   scheme: 'http' | 'https' = 'http';
+  peerScheme: 'http' | 'https' = 'http';
   etcdctlArgs: string[] = [];
   place: Placement | undefined;
   binary: 'ballast' | 'etcd' = 'ballast';
@@ -84,6 +87,7 @@ export class StoreCluster {
     c.env = o.env ?? {};
     c.extraArgs = o.extraArgs ?? [];
     c.scheme = o.scheme ?? 'http';
+    c.peerScheme = o.peerScheme ?? c.scheme;
     c.etcdctlArgs = o.etcdctlArgs ?? [];
     c.place = o.place;
     c.binary = o.binary ?? 'ballast';
@@ -99,7 +103,7 @@ export class StoreCluster {
   }
 
   initialCluster(members = this.members): string {
-    return members.map((m) => `${m.name}=${this.scheme}://${m.host}:${m.peerPort}`).join(',');
+    return members.map((m) => `${m.name}=${this.peerScheme}://${m.host}:${m.peerPort}`).join(',');
   }
 
   endpoints(members = this.members): string {
@@ -122,7 +126,7 @@ export class StoreCluster {
     const argv = [
       ...(this.binary === 'etcd' ? ['etcd'] : [bin, 'store']), `--name=${m.name}`, `--data-dir=${m.dataDir}`,
       `--listen-client-urls=${this.scheme}://${m.host}:${m.clientPort}`, `--advertise-client-urls=${this.scheme}://${m.host}:${m.clientPort}`,
-      `--listen-peer-urls=${this.scheme}://${m.host}:${m.peerPort}`, `--initial-advertise-peer-urls=${this.scheme}://${m.host}:${m.peerPort}`,
+      `--listen-peer-urls=${this.peerScheme}://${m.host}:${m.peerPort}`, `--initial-advertise-peer-urls=${this.peerScheme}://${m.host}:${m.peerPort}`,
       `--initial-cluster=${this.initialCluster(members)}`, `--initial-cluster-state=${state}`, `--initial-cluster-token=${this.token}`,
       `--listen-metrics-urls=http://${m.host}:${m.metricsPort}`, ...this.extraArgs,
     ];
