@@ -16,7 +16,7 @@ COPY operator ./operator
 COPY sidecar ./sidecar
 COPY cluster ./cluster
 COPY scripts ./scripts
-RUN ./node_modules/.bin/tsc -p tsconfig.build.json && mkdir -p dist/store/api dist/operator/api && cp -r store/api/proto dist/store/api/ && cp -r operator/api/proto dist/operator/api/
+RUN ./node_modules/.bin/tsc -p tsconfig.build.json && mkdir -p dist/store/api dist/store/format dist/operator/api && cp -r store/api/proto dist/store/api/ && cp store/format/*.proto dist/store/format/ && cp -r operator/api/proto dist/operator/api/
 RUN npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
 # --- runtime: Node 24 slim, the compiled code and production dependencies, non-root ------------

@@ -50,7 +50,7 @@ deps: node_modules/.installed apt ## install Node 24, npm packages from the lock
 dist/.built: node_modules/.installed tsconfig.json tsconfig.build.json package.json $(SOURCES)
 	@echo "==> tsc"
 	tsc -p tsconfig.build.json
-	@mkdir -p dist/store/api dist/operator/api && cp -r store/api/proto dist/store/api/ && cp -r operator/api/proto dist/operator/api/
+	@mkdir -p dist/store/api dist/store/format dist/operator/api && cp -r store/api/proto dist/store/api/ && cp store/format/*.proto dist/store/format/ && cp -r operator/api/proto dist/operator/api/
 	@scripts/build-info > dist/build-info.json
 	@touch $@
 

@@ -12,6 +12,7 @@ import { restoreMember } from '../store/backup.ts';
 import { failpointsFromEnv } from '../store/failpoints.ts';
 import { StoreServer } from '../store/server.ts';
 import { isBallastError } from '../lib/errors.ts';
+import { buildInfo } from './build-info.ts';
 import type { Command } from './command.ts';
 
 export const storeFlags = {
@@ -117,7 +118,7 @@ async function restoreCommand(args: string[], io: Parameters<Command['run']>[1])
   }
   const r = restoreMember({
     backup: positionals[0] as string, dataDir: v.dataDir, name: v.name, initialCluster: parseInitialCluster(v.initialCluster),
-    advertisePeerUrls: v.initialAdvertisePeerUrls.map(normalizeUrl), token: v.initialClusterToken,
+    advertisePeerUrls: v.initialAdvertisePeerUrls.map(normalizeUrl), token: v.initialClusterToken, version: buildInfo().version,
   });
   io.out(`restored snapshot (revision ${r.revision}) into ${v.dataDir} as member ${r.memberId}\n`);
   return 0;
@@ -154,6 +155,7 @@ export const storeCommand: Command = {
       peerTls: v.peerCertFile ? { certFile: v.peerCertFile, keyFile: v.peerKeyFile, trustedCaFile: v.peerTrustedCaFile, clientCertAuth: v.peerClientCertAuth } : undefined,
       autoCompaction: parseRetention(v.autoCompactionMode, v.autoCompactionRetention),
       version: '3.5.0',
+      ballastVersion: buildInfo().version,
       // Test-only: lets the linearizability checker prove it can catch stale reads.
       unsafeStaleReads: io.env['BALLAST_TEST_UNSAFE_STALE_READS'] === '1',
       // Test-only: the chaos suite's disk faults (store/failpoints.ts); nothing without the variables.

@@ -4,26 +4,31 @@
  * restore` does): the keys, revisions and leases are kept; the membership comes from the
  * restore flags, so every member restored with the same flags starts from the same state.
  *
- * Format: "BALLASTSNAP1\n" | u32 length | v8-serialized {revision, state} | zero padding to a
- * multiple of 512 bytes | sha256 of everything before it. (etcdctl checks that a snapshot is
- * whole 512-byte blocks plus a 32-byte sha256, as a bbolt file with etcd's trailer is.)
+ * Format: "BALLASTSNAP2\n" | u32 length | the state in format 2 (store/format/codec.ts: protobuf,
+ * the revision is the state's) | zero padding to a multiple of 512 bytes | sha256 of everything
+ * before it. (etcdctl checks that a snapshot is whole 512-byte blocks plus a 32-byte sha256, as a
+ * bbolt file with etcd's trailer is.) Backups from 0.1.0 ("BALLASTSNAP1\n", a v8 clone of
+ * {revision, state}) are read too.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deserialize, serialize } from 'node:v8';
+import { deserialize } from 'node:v8';
 import { BallastError } from '../lib/errors.ts';
 import { catalogue } from './errors.ts';
 import { clusterId, memberId } from './members.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
+import { decodeState, encodeState } from './format/codec.ts';
+import { recordFormat } from './format/data-dir.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import type { ConfContext, StateMachineState } from './state-machine.ts';
 import { Wal } from './wal/wal.ts';
 
-const magic = Buffer.from('BALLASTSNAP1\n');
+const magic = Buffer.from('BALLASTSNAP2\n');
+const magicV1 = Buffer.from('BALLASTSNAP1\n');
 
 export function encodeBackup(state: StateMachineState): Buffer {
-  const payload = serialize({ revision: state.mvcc.rev, state });
+  const payload = encodeState(state, 2);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(payload.length, 0);
   const unpadded = magic.length + 4 + payload.length;
@@ -32,7 +37,8 @@ export function encodeBackup(state: StateMachineState): Buffer {
 }
 
 export function decodeBackup(buf: Buffer, path: string): { revision: number; state: StateMachineState } {
-  if (buf.length < magic.length + 32 || !buf.subarray(0, magic.length).equals(magic)) {
+  const v1 = buf.subarray(0, magicV1.length).equals(magicV1);
+  if (buf.length < magic.length + 32 || !(v1 || buf.subarray(0, magic.length).equals(magic))) {
     throw catalogue.error('STORE_ERR_BACKUP_INVALID', `${path} is not a ballast store snapshot (save one with \`etcdctl snapshot save\` against ballast store)`);
   }
   const body = buf.subarray(0, buf.length - 32);
@@ -40,7 +46,10 @@ export function decodeBackup(buf: Buffer, path: string): { revision: number; sta
     throw catalogue.error('STORE_ERR_BACKUP_INVALID', `${path} fails its sha256 check: the file is truncated or damaged`);
   }
   const len = body.readUInt32LE(magic.length);
-  return deserialize(body.subarray(magic.length + 4, magic.length + 4 + len)) as { revision: number; state: StateMachineState };
+  const payload = body.subarray(magic.length + 4, magic.length + 4 + len);
+  if (v1) return deserialize(payload) as { revision: number; state: StateMachineState };
+  const state = decodeState(payload);
+  return { revision: state.mvcc.rev, state };
 }
 
 export interface RestoreOptions {
@@ -50,6 +59,8 @@ export interface RestoreOptions {
   initialCluster: Map<string, string[]>;
   advertisePeerUrls: string[];
   token: string;
+  /** This build's version (recorded with the data directory's format). */
+  version: string;
 }
 
 /** Build a member data directory from a backup. Refuses to touch a non-empty directory. */
@@ -79,7 +90,9 @@ export function restoreMember(o: RestoreOptions): { memberId: string; revision: 
   const index = entries.length;
   const memberDir = join(o.dataDir, 'member');
   mkdirSync(memberDir, { recursive: true });
-  new Snapshotter(join(memberDir, 'snap')).save({ meta: { index, term: 1, conf: { voters: voters.map((v) => v.id).sort(), learners: [] } }, data: serialize(restored) });
+  // In format 2: a restored directory is read by this build and newer ones (recorded as such).
+  new Snapshotter(join(memberDir, 'snap')).save({ meta: { index, term: 1, conf: { voters: voters.map((v) => v.id).sort(), learners: [] } }, data: encodeState(restored, 2) });
+  recordFormat(o.dataDir, 2, o.version);
   const wal = Wal.create(join(memberDir, 'wal'), { memberId: self, clusterId: clusterId(o.token) });
   wal.save(hardState, entries);
   wal.saveSnapshot(index, 1);

@@ -14,6 +14,8 @@ import type { StoreNodeConfig } from './node.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
 import type { NodeId, Snapshot } from './raft/types.ts';
+import { latestFormat } from './format/codec.ts';
+import { checkFormat } from './format/data-dir.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import type { ConfContext } from './state-machine.ts';
 import { Wal } from './wal/wal.ts';
@@ -57,7 +59,10 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
   for (const urls of cfg.initialCluster.values()) peers.set(memberIdOf(urls, cfg.token), new URL(urls[0] as string));
   const walOpts = { beforeSync: walFailpoint(cfg) };
   if (Wal.exists(walDir)) {
+    // A directory in a format this build does not read is refused before anything is read.
+    const format = checkFormat(cfg.dataDir, cfg.version);
     const { wal, contents } = Wal.open(walDir, walOpts);
+    if (format.format < latestFormat) cfg.log.info({ format: format.format, writtenBy: format.writtenBy }, 'data directory in an older format: read as it is; new writes use the format every member reads');
     if (!contents.meta) throw catalogue.error('STORE_ERR_DATA_DIR', `${walDir}: the WAL has no member record; the data directory is damaged`);
     if (contents.meta.clusterId !== clusterIdOf(cfg.token)) {
       throw catalogue.error('STORE_ERR_DATA_DIR', `${cfg.dataDir} belongs to cluster ${contents.meta.clusterId}, not this one (${clusterIdOf(cfg.token)}); check --initial-cluster-token or use a fresh --data-dir`);

@@ -29,6 +29,7 @@ export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_NO_DISK_SPACE: 'The volume holding the data directory is full: a WAL write failed with ENOSPC. The partial record is cut and the member stops; free space and restart it. Before it comes to that, the member raises the NOSPACE alarm when free space falls below --disk-space-reserve-bytes.',
   STORE_ERR_WAL_CORRUPT: 'A WAL record before the tail fails its CRC; the member refuses to start. The message names the file and offset.',
   STORE_ERR_DATA_DIR: 'The data directory is unusable (unreadable, wrong cluster, or a member of another cluster).',
+  STORE_ERR_FORMAT_TOO_NEW: 'The data directory is in a format this build does not read (written by a newer ballast); the message names both versions.',
   STORE_ERR_DATA_LOST: 'The data directory is empty but the cluster counts this member as one that ran before: it lost its data and must not vote.',
   STORE_ERR_PEER_AUTH: 'A peer connection presented the wrong cluster token and was refused.',
   STORE_ERR_PEER_UNREACHABLE: 'A request forwarded to another member over the peer channel (lease keep-alive or time-to-live, a membership change, an alarm) got no answer in time: etcdserver: request timed out.',

@@ -4,13 +4,13 @@
  * `linearizableRead()` and the membership methods; everything else is internal.
  */
 import { randomBytes } from 'node:crypto';
-import { deserialize, serialize } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import { BallastError } from '../lib/errors.ts';
 import type { Random } from '../lib/random.ts';
 import { bootMember } from './boot.ts';
-import { decodeEnvelope, encodeEnvelope } from './codec.ts';
+import { decodeEnvelope, decodeState, encodeEnvelope, encodeState, supportedFormats } from './format/codec.ts';
+import { recordFormat } from './format/data-dir.ts';
 import { catalogue } from './errors.ts';
 import type { Failpoints } from './failpoints.ts';
 import { clusterId as clusterIdOf, idForNewMember, learnerToPromote, memberToRemove, transferTarget } from './members.ts';
@@ -22,7 +22,7 @@ import { ReadBatcher } from './read-batcher.ts';
 import type { TlsFiles } from './tls.ts';
 import { WatchHub } from './mvcc/watch.ts';
 import type { Snapshotter } from './snapshot/snapshotter.ts';
-import { type ApplyResult, type ConfContext, type Member, StateMachine, type StateMachineState, type StoreRequest } from './state-machine.ts';
+import { type ApplyResult, type ConfContext, type Member, StateMachine, type StoreRequest } from './state-machine.ts';
 import { PeerTransport } from './transport/peer.ts';
 import type { RpcHandler } from './transport/rpc.ts';
 import type { Wal } from './wal/wal.ts';
@@ -30,6 +30,8 @@ import type { Wal } from './wal/wal.ts';
 export interface StoreNodeConfig {
   name: string;
   dataDir: string;
+  /** This build's version (published into the member table with the formats it reads). */
+  version: string;
   listenPeerUrls: URL[];
   advertisePeerUrls: string[];
   advertiseClientUrls: string[];
@@ -131,6 +133,7 @@ export class StoreNode {
       onRemovedFromCluster: () => this.#markRemoved(),
       members: () => [...this.sm.members.values()].map((m) => ({ id: m.id, name: m.name, peerURLs: m.peerURLs })),
       tls: cfg.peerTls,
+      format: () => this.sm.format,
       onRequest: (from, method, body) => {
         if (!this.#peerRequests) return Promise.reject(catalogue.error('STORE_ERR_STOPPED', 'etcdserver: server stopped'));
         return this.#peerRequests(from, method, body);
@@ -230,7 +233,7 @@ export class StoreNode {
   /** Replicate a write and resolve with its result once this member has applied it. */
   write(r: StoreRequest): Promise<ApplyResult> {
     const rid = `${this.#nonce}.${++this.#seq}`;
-    const data = encodeEnvelope({ rid, r });
+    const data = encodeEnvelope({ rid, r }, this.sm.format);
     if (data.byteLength > this.#cfg.maxRequestBytes) return Promise.reject(catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large'));
     return this.#await(rid, () => this.#raft.propose(data));
   }
@@ -398,6 +401,9 @@ export class StoreNode {
       this.#snap.save(rd.snapshot);
       this.#wal.saveSnapshot(rd.snapshot.meta.index, rd.snapshot.meta.term);
     }
+    // The data directory says which format it holds before the first format-2 entry lands in it
+    // (a later build reads it; an older one is refused by name rather than misreading).
+    if (!this.#format2Noted && rd.entries.some((e) => e.data[0] === 2)) this.#noteFormat2();
     const synced = this.#wal.saveAsync(rd.hardState, rd.entries);
     if (synced) await synced;
     if (this.#stopped) return;
@@ -488,7 +494,9 @@ export class StoreNode {
     if (applied - this.#lastSnapIndex < this.#cfg.snapshotCount) return;
     const term = this.#raft.log.term(applied);
     if (term === undefined) return;
-    const snap: Snapshot = { meta: { index: applied, term, conf: this.#raft.conf() }, data: serialize(this.sm.state()) };
+    const format = this.sm.format;
+    if (format === 2) this.#noteFormat2();
+    const snap: Snapshot = { meta: { index: applied, term, conf: this.#raft.conf() }, data: encodeState(this.sm.state(), format) };
     this.#snap.save(snap);
     this.#wal.saveSnapshot(applied, term);
     this.#raft.snapshotCreated(snap, Math.max(0, applied - this.#cfg.snapshotCatchUpEntries));
@@ -496,8 +504,16 @@ export class StoreNode {
     this.#log.info({ member: this.id, index: applied, term }, 'saved snapshot and compacted the raft log');
   }
 
+  #format2Noted = false;
+
+  #noteFormat2(): void {
+    if (this.#format2Noted) return;
+    recordFormat(this.#cfg.dataDir, 2, this.#cfg.version);
+    this.#format2Noted = true;
+  }
+
   #restoreSnapshot(snap: Snapshot): void {
-    this.sm.restore(deserialize(snap.data) as StateMachineState);
+    this.sm.restore(decodeState(snap.data));
     this.#lastSnapIndex = snap.meta.index;
     this.#updatePeers();
     this.watchHub.resyncAll();
@@ -514,7 +530,8 @@ export class StoreNode {
     const me = this.sm.members.get(this.id);
     if (!me) return;
     const want = this.#cfg.advertiseClientUrls;
-    if (me.name === this.#cfg.name && me.clientURLs.join(',') === want.join(',')) return;
-    this.write({ op: 'publish', id: this.id, name: this.#cfg.name, clientURLs: want }).catch(() => undefined);
+    const formats = [...supportedFormats];
+    if (me.name === this.#cfg.name && me.clientURLs.join(',') === want.join(',') && me.formats?.join(',') === formats.join(',') && me.version === this.#cfg.version) return;
+    this.write({ op: 'publish', id: this.id, name: this.#cfg.name, clientURLs: want, formats, version: this.#cfg.version }).catch(() => undefined);
   }
 }

@@ -29,7 +29,10 @@ export interface StoreServerConfig extends Pick<StoreNodeConfig,
   /** Raise NOSPACE when the data directory's volume has less free than this (0: never). */
   diskReserveBytes: number;
   listenMetricsUrls: URL[];
+  /** The etcd API version reported to clients (etcdctl endpoint status). */
   version: string;
+  /** This build's version (published into the member table; recorded with the data directory's format). */
+  ballastVersion: string;
   unsafeStaleReads: boolean;
   clientTls?: TlsFiles | undefined;
   autoCompaction?: { mode: 'periodic' | 'revision'; retention: number } | undefined;
@@ -81,7 +84,7 @@ export class StoreServer {
   async #startNode(): Promise<void> {
     const c = this.#cfg;
     this.node = await StoreNode.open({
-      name: c.name, dataDir: c.dataDir, listenPeerUrls: c.listenPeerUrls, advertisePeerUrls: c.advertisePeerUrls,
+      name: c.name, dataDir: c.dataDir, version: c.ballastVersion, listenPeerUrls: c.listenPeerUrls, advertisePeerUrls: c.advertisePeerUrls,
       advertiseClientUrls: c.advertiseClientUrls, initialCluster: c.initialCluster, initialClusterState: c.initialClusterState,
       token: c.token, heartbeatMs: c.heartbeatMs, electionMs: c.electionMs, snapshotCount: c.snapshotCount,
       snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs, maxRequestBytes: c.maxRequestBytes,

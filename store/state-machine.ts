@@ -16,6 +16,12 @@ export interface Member {
   peerURLs: string[];
   clientURLs: string[];
   isLearner: boolean;
+  /**
+   * The on-disk and wire formats the member reads, and its version, as it published them
+   * (unset: a member that has not published them reads format 1 only: 0.1.0).
+   */
+  formats?: number[];
+  version?: string;
 }
 
 export type AlarmType = 'NOSPACE' | 'CORRUPT';
@@ -25,7 +31,7 @@ export type StoreRequest =
   | { op: 'deleteRange'; req: DeleteRangeRequest }
   | { op: 'txn'; req: TxnRequest }
   | { op: 'compact'; revision: number }
-  | { op: 'publish'; id: NodeId; name: string; clientURLs: string[] }
+  | { op: 'publish'; id: NodeId; name: string; clientURLs: string[]; formats?: number[]; version?: string }
   | { op: 'memberUpdate'; id: NodeId; peerURLs: string[] }
   | { op: 'alarm'; action: 'activate' | 'deactivate'; memberId: NodeId; alarm: AlarmType }
   | { op: 'leaseGrant'; id: string; ttl: number }
@@ -121,7 +127,15 @@ export class StateMachine {
           return { revision: this.mvcc.revision, events: [] };
         case 'publish': {
           const m = this.members.get(r.id);
-          if (m) Object.assign(m, { name: r.name, clientURLs: r.clientURLs });
+          if (m) {
+            Object.assign(m, { name: r.name, clientURLs: r.clientURLs });
+            // What it reads is what it says now: a member rolled back to a build that does not
+            // say reads format 1 only.
+            if (r.formats) m.formats = r.formats;
+            else delete m.formats;
+            if (r.version) m.version = r.version;
+            else delete m.version;
+          }
           return { revision: this.mvcc.revision, events: [] };
         }
         case 'memberUpdate': {
@@ -197,6 +211,16 @@ export class StateMachine {
         this.#precheckTxn(op.txn);
       }
     }
+  }
+
+  /**
+   * The format every member reads (format 2 once each has published that it reads it; until
+   * then format 1, which 0.1.0 members read). What a member writes to its log and disk.
+   */
+  get format(): 1 | 2 {
+    if (this.members.size === 0) return 1;
+    for (const m of this.members.values()) if (!m.formats?.includes(2)) return 1;
+    return 2;
   }
 
   state(): StateMachineState {

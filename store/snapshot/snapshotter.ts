@@ -1,16 +1,20 @@
 /**
  * Snapshot files: the state machine at a Raft index, written atomically (temporary file, fsync,
  * rename, directory fsync) so a crash leaves either the old snapshot or the new one, never half.
- * Each file is `u32 crc32 | payload`; a file failing its CRC is skipped for an older one.
+ * Format 2 (state data in format 2): `"BSNP" | u8 2 | u32 crc32 | protobuf Snapshot` (store/
+ * format/internal.proto). Format 1 (0.1.0, and while a 0.1.0 member is in the cluster):
+ * `u32 crc32 | v8 clone of {meta, data}`. A file failing its CRC is skipped for an older one.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { crc32 } from 'node:zlib';
+import { decodeSnapshotFile, encodeSnapshotFile, stateFormat } from '../format/codec.ts';
 import type { Snapshot } from '../raft/types.ts';
 import { fsyncDir } from '../wal/wal.ts';
 
 const keep = 3;
+const magic = Buffer.from('BSNP');
 
 function fileName(term: number, index: number): string {
   return `${term.toString(16).padStart(16, '0')}-${index.toString(16).padStart(16, '0')}.snap`;
@@ -25,9 +29,12 @@ export class Snapshotter {
   }
 
   save(snap: Snapshot): void {
-    const payload = serialize({ meta: snap.meta, data: snap.data });
-    const header = Buffer.allocUnsafe(4);
-    header.writeUInt32LE(crc32(payload), 0);
+    // The file's format follows its data's: a format-1 cluster's snapshot stays readable by 0.1.0.
+    const v2 = stateFormat(snap.data) === 2;
+    const payload = v2 ? Buffer.from(encodeSnapshotFile(snap.meta, snap.data)) : serialize({ meta: snap.meta, data: snap.data });
+    const crc = Buffer.allocUnsafe(4);
+    crc.writeUInt32LE(crc32(payload), 0);
+    const header = v2 ? Buffer.concat([magic, Buffer.from([2]), crc]) : crc;
     const path = join(this.dir, fileName(snap.meta.term, snap.meta.index));
     const tmp = `${path}.tmp`;
     const fd = openSync(tmp, 'w');
@@ -47,12 +54,18 @@ export class Snapshotter {
   loadNewest(onSkip: (file: string, why: string) => void = () => undefined): Snapshot | undefined {
     for (const f of this.#files().reverse()) {
       try {
-        const data = readFileSync(join(this.dir, f));
+        const file = readFileSync(join(this.dir, f));
+        const v2 = file.subarray(0, 4).equals(magic);
+        if (v2 && file[4] !== 2) {
+          onSkip(f, `snapshot file format ${file[4]}, which this build does not read`);
+          continue;
+        }
+        const data = v2 ? file.subarray(5) : file;
         if (data.length < 4 || crc32(data.subarray(4)) !== data.readUInt32LE(0)) {
           onSkip(f, 'CRC mismatch');
           continue;
         }
-        return deserialize(data.subarray(4)) as Snapshot;
+        return v2 ? decodeSnapshotFile(data.subarray(4)) : deserialize(data.subarray(4)) as Snapshot;
       } catch (err) {
         onSkip(f, (err as Error).message);
       }

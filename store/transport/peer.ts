@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Random } from '../../lib/random.ts';
 import { decodeMessages, encodeMessages } from '../codec.ts';
+import type { Format } from '../format/codec.ts';
 import { PeerRpcClient, type RpcHandler, rpcServer } from './rpc.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { type TlsFiles, peerClientOptions, peerServerContext, watchFiles } from '../tls.ts';
@@ -41,6 +42,8 @@ export interface PeerTransportOptions {
   members?(): Array<{ id: NodeId; name: string; peerURLs: string[] }>;
   /** Requests from peers (store/transport/rpc.ts): leader-only work forwarded by followers. */
   onRequest?: RpcHandler;
+  /** The format every member reads (store/format/codec.ts): how snapshot metadata is sent. */
+  format(): Format;
 }
 
 interface Handshake {
@@ -244,7 +247,7 @@ class PeerLink {
       return;
     }
     const snaps = batch.filter((m) => m.type === 'snap');
-    const parts = frames(encodeMessages(batch));
+    const parts = frames(encodeMessages(batch, this.#t.opts.format()));
     s.cork();
     for (let i = 0; i < parts.length; i++) {
       const last = i === parts.length - 1;
