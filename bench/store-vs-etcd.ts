@@ -5,10 +5,12 @@
  *   1. etcdctl check perf --load=m and --load=l (throughput, slowest request, stddev)
  *   2. a load generator on etcd's own Go client (bench/loadgen): put and linearizable range at
  *      1, 16 and 256 concurrent clients
- *   3. time from kill -9 of the leader (under load) to the first successful write
- *   4. resident memory with one million 100-byte values
+ *   3. what auth costs: put and range x16 with auth off, then on, as a user whose role grants
+ *      readwrite on the keys (every request checked), on one fresh cluster
+ *   4. time from kill -9 of the leader (under load) to the first successful write
+ *   5. resident memory with one million 100-byte values
  *
- *   node bench/store-vs-etcd.ts [--quick] [--skip=perf,load,failover,memory]
+ *   node bench/store-vs-etcd.ts [--quick] [--skip=perf,load,auth,failover,memory]
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -39,12 +41,30 @@ interface LoadResult { op: string; clients: number; opsPerSec: number; p50ms: nu
 
 
 /** The same client for both systems: etcd's Go clientv3 in bench/loadgen (make loadgen). */
-async function loadGen(sys: System, op: 'put' | 'range', clients: number, ms: number): Promise<LoadResult> {
+async function loadGen(sys: System, op: 'put' | 'range', clients: number, ms: number, user?: string): Promise<LoadResult> {
   const loadgen = process.env['BALLAST_LOADGEN'] ?? `${root}.tools/loadgen`;
-  const r = spawnSync(loadgen, ['-endpoints', sys.endpoints.join(','), '-op', op, '-clients', String(clients), '-duration', `${ms}ms`, '-warmup', quick ? '500ms' : '1s'], { encoding: 'utf8', timeout: ms + 60_000 });
+  const r = spawnSync(loadgen, ['-endpoints', sys.endpoints.join(','), '-op', op, '-clients', String(clients), '-duration', `${ms}ms`, '-warmup', quick ? '500ms' : '1s', ...(user ? ['-user', user] : [])], { encoding: 'utf8', timeout: ms + 60_000 });
   if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}${r.error?.message ?? ''}`);
   const res = JSON.parse(r.stdout) as LoadResult;
   return { ...res, opsPerSec: Math.round(res.opsPerSec) };
+}
+
+/**
+ * What checking users costs: put and range ×16 with auth off, then on (a user whose role grants
+ * readwrite on bench/, so every request is checked against a permission, not waved through as
+ * root), on the same fresh cluster.
+ */
+async function authCost(sys: System): Promise<Array<{ op: string; offOpsPerSec: number; onOpsPerSec: number; offP99ms: number; onP99ms: number; errors: number }>> {
+  const ms = quick ? 2000 : 5000;
+  const off = [await loadGen(sys, 'put', 16, ms), await loadGen(sys, 'range', 16, ms)];
+  const setup = [
+    ['user', 'add', 'root', '--new-user-password=rootpw'], ['user', 'add', 'bench', '--new-user-password=benchpw'], ['role', 'add', 'bench'],
+    ['role', 'grant-permission', 'bench', 'readwrite', 'bench/', '--prefix'], ['user', 'grant-role', 'bench', 'bench'], ['auth', 'enable'],
+  ];
+  for (const a of setup) etcdctl(sys.endpoints, a);
+  const on = [await loadGen(sys, 'put', 16, ms, 'bench:benchpw'), await loadGen(sys, 'range', 16, ms, 'bench:benchpw')];
+  etcdctl(sys.endpoints, ['--user=root:rootpw', 'auth', 'disable']);
+  return off.map((o, i) => ({ op: o.op, offOpsPerSec: o.opsPerSec, onOpsPerSec: on[i]!.opsPerSec, offP99ms: o.p99ms, onP99ms: on[i]!.p99ms, errors: on[i]!.errors }));
 }
 
 async function failover(sys: System): Promise<{ killToFirstWriteMs: number }> {
@@ -144,6 +164,10 @@ async function measure(start: () => Promise<System>, name: string): Promise<Reco
     out['memory'] = await phase(start, (sys) => memory(sys, quick ? 100_000 : 1_000_000));
     console.error(`   memory: ${JSON.stringify(out['memory'])}`);
   }
+  if (!skip.has('auth')) {
+    out['auth'] = await phase(start, authCost);
+    console.error(`   auth: ${JSON.stringify(out['auth'])}`);
+  }
   if (!skip.has('failover')) {
     out['failover'] = await phase(start, failover);
     console.error(`   failover: ${JSON.stringify(out['failover'])}`);
@@ -176,5 +200,14 @@ if (em && bm) console.log(`${table([{ keys: em.keys, 'etcd max RSS MiB': em.rssM
 const ef = etcd['failover'] as { killToFirstWriteMs: number } | undefined;
 const bf = ballast['failover'] as { killToFirstWriteMs: number } | undefined;
 if (ef && bf) console.log(`${table([{ 'kill -9 leader → first write': 'ms', etcd: ef.killToFirstWriteMs, ballast: bf.killToFirstWriteMs }])}\n`);
+type AuthRow = { op: string; offOpsPerSec: number; onOpsPerSec: number; offP99ms: number; onP99ms: number; errors: number };
+const ea = etcd['auth'] as AuthRow[] | undefined;
+const ba = ballast['auth'] as AuthRow[] | undefined;
+if (ea && ba) {
+  console.log(`auth off → on (a user with readwrite on bench/), x16 clients:\n${table(ea.map((e, i) => {
+    const b = ba[i] as AuthRow;
+    return { workload: `${e.op} x16`, 'etcd off ops/s': e.offOpsPerSec, 'etcd on ops/s': e.onOpsPerSec, 'etcd on/off': e.onOpsPerSec / e.offOpsPerSec, 'ballast off ops/s': b.offOpsPerSec, 'ballast on ops/s': b.onOpsPerSec, 'ballast on/off': b.onOpsPerSec / b.offOpsPerSec, 'ballast/etcd (on)': b.onOpsPerSec / e.onOpsPerSec, 'errors on': `${e.errors}/${b.errors}` };
+  }))}\n`);
+}
 const path = writeResult(quick ? 'store-vs-etcd-quick' : 'store-vs-etcd', { machine: machine(), quick, etcd, ballast });
 console.log(`wrote ${path}`);

@@ -11,6 +11,8 @@ import { normalizeUrl, parseInitialCluster } from '../store/members.ts';
 import { restoreMember } from '../store/backup.ts';
 import { failpointsFromEnv } from '../store/failpoints.ts';
 import { StoreServer } from '../store/server.ts';
+import { defaultBcryptCost } from '../store/auth/password.ts';
+import { parseAuthToken } from '../store/auth/tokens.ts';
 import { isBallastError } from '../lib/errors.ts';
 import { buildInfo } from './build-info.ts';
 import type { Command } from './command.ts';
@@ -43,6 +45,9 @@ export const storeFlags = {
   peerKeyFile: f.string('path to the peer server TLS key', { default: '' }),
   peerTrustedCaFile: f.string('path to the peer server TLS trusted CA file', { default: '' }),
   peerClientCertAuth: f.bool('enable peer client certificate authentication'),
+  authToken: f.string('auth token kind: simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256[,ttl=5m]', { default: 'simple' }),
+  authTokenTtl: f.int('seconds a simple token lives after its last use', { default: 300, min: 1 }),
+  bcryptCost: f.int('bcrypt cost of password hashes (4-31)', { default: defaultBcryptCost, min: 4, max: 31 }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
@@ -87,6 +92,11 @@ function checkStoreFlags(v: Record<string, unknown>): ConfigProblem[] {
     if (https(v[urlsKey]) && (!v[cert] || !v[key])) problems.push({ field: `--${side}cert-file`, value: v[cert] || undefined, allowed: `a certificate and --${side}key-file, because --listen-${side || 'client-'}urls are https`, source: 'flag' });
     if (v[auth] && !v[ca]) problems.push({ field: `--${side}trusted-ca-file`, value: undefined, allowed: `a CA file, because --${side}client-cert-auth is on`, source: 'flag' });
     if ((v[cert] || v[key]) && !(v[cert] && v[key])) problems.push({ field: `--${side}${v[cert] ? 'key' : 'cert'}-file`, value: undefined, allowed: `a value: --${side}cert-file and --${side}key-file go together`, source: 'flag' });
+  }
+  try {
+    parseAuthToken(String(v['authToken']));
+  } catch (err) {
+    problems.push({ field: '--auth-token', value: v['authToken'], allowed: (err as Error).message, source: 'flag' });
   }
   const retention = String(v['autoCompactionRetention']).trim();
   const okRetention = v['autoCompactionMode'] === 'revision' ? /^\d+$/.test(retention) : /^\d+(\.\d+)?(ms|s|m|h)?$/.test(retention);
@@ -154,6 +164,7 @@ export const storeCommand: Command = {
       clientTls: v.certFile ? { certFile: v.certFile, keyFile: v.keyFile, trustedCaFile: v.trustedCaFile, clientCertAuth: v.clientCertAuth } : undefined,
       peerTls: v.peerCertFile ? { certFile: v.peerCertFile, keyFile: v.peerKeyFile, trustedCaFile: v.peerTrustedCaFile, clientCertAuth: v.peerClientCertAuth } : undefined,
       autoCompaction: parseRetention(v.autoCompactionMode, v.autoCompactionRetention),
+      authToken: parseAuthToken(v.authToken), authTokenTtlSeconds: v.authTokenTtl, bcryptCost: v.bcryptCost,
       version: '3.5.0',
       ballastVersion: buildInfo().version,
       // Test-only: lets the linearizability checker prove it can catch stale reads.

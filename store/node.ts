@@ -22,6 +22,7 @@ import { ReadBatcher } from './read-batcher.ts';
 import type { TlsFiles } from './tls.ts';
 import { WatchHub } from './mvcc/watch.ts';
 import type { Snapshotter } from './snapshot/snapshotter.ts';
+import type { AuthInfo } from './auth/auth-store.ts';
 import { type ApplyResult, type ConfContext, type Member, StateMachine, type StoreRequest } from './state-machine.ts';
 import { PeerTransport } from './transport/peer.ts';
 import type { RpcHandler } from './transport/rpc.ts';
@@ -230,12 +231,38 @@ export class StoreNode {
     return this.#raft.status();
   }
 
-  /** Replicate a write and resolve with its result once this member has applied it. */
-  write(r: StoreRequest): Promise<ApplyResult> {
+  /**
+   * Replicate a write and resolve with its result once this member has applied it. `a`: who
+   * asks, while auth is on (the state machine checks their permissions when it applies).
+   */
+  write(r: StoreRequest, a?: AuthInfo): Promise<ApplyResult> {
     const rid = `${this.#nonce}.${++this.#seq}`;
-    const data = encodeEnvelope({ rid, r }, this.sm.format);
+    const data = encodeEnvelope(a ? { rid, r, a } : { rid, r }, this.sm.format);
     if (data.byteLength > this.#cfg.maxRequestBytes) return Promise.reject(catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large'));
     return this.#await(rid, () => this.#raft.propose(data));
+  }
+
+  /** Resolves true once this member has applied `index`; false if that takes longer than `timeoutMs`. */
+  waitApplied(index: number, timeoutMs: number): Promise<boolean> {
+    if (this.#raft.log.applied >= index) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = { index, done: resolve, timer: this.#cfg.clock.setTimeout(() => {
+        this.#appliedWaiters.delete(w);
+        resolve(false);
+      }, timeoutMs) };
+      this.#appliedWaiters.add(w);
+    });
+  }
+
+  readonly #appliedWaiters = new Set<{ index: number; done: (ok: boolean) => void; timer: TimerHandle }>();
+
+  #notifyApplied(applied: number): void {
+    for (const w of this.#appliedWaiters) {
+      if (w.index > applied) continue;
+      w.timer.cancel();
+      this.#appliedWaiters.delete(w);
+      w.done(true);
+    }
   }
 
   /** Resolves once this member's state reflects every write acknowledged before the call. */
@@ -419,6 +446,7 @@ export class StoreNode {
     for (const rs of rd.readStates) this.#reads.onReadState(rs.context, rs.index);
     this.#raft.advance(rd);
     this.#reads.onApplied(this.#raft.log.applied);
+    if (this.#appliedWaiters.size > 0) this.#notifyApplied(this.#raft.log.applied);
     this.#maybeSnapshot();
   }
 
@@ -433,7 +461,7 @@ export class StoreNode {
       if (cc.type === 'remove' && cc.id === this.id) this.#markRemoved();
     } else if (e.data.byteLength > 0) {
       const env = decodeEnvelope(e.data);
-      const r = this.sm.apply(env.r, e.term);
+      const r = this.sm.apply(env.r, e.term, e.index, env.a);
       if (r.events.length > 0) this.watchHub.onApplied(r.events, r.revision);
       if (env.rid) this.#resolve(env.rid, r);
     }

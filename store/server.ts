@@ -13,6 +13,7 @@ import type { Component } from '../lib/lifecycle.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import { systemRandom } from '../lib/random.ts';
 import { registerHealth } from './api/health.ts';
+import { tokenProvider, type TokenConfig, type TokenProvider } from './auth/tokens.ts';
 import { StoreApi } from './api/server.ts';
 import { Compactor } from './compactor.ts';
 import { DiskSpaceGuard } from './disk-guard.ts';
@@ -38,6 +39,10 @@ export interface StoreServerConfig extends Pick<StoreNodeConfig,
   autoCompaction?: { mode: 'periodic' | 'revision'; retention: number } | undefined;
   /** OpenTelemetry is on: a server span per unary gRPC call. */
   tracer?: Tracer | undefined;
+  /** `--auth-token` (parsed), `--auth-token-ttl` (simple tokens, seconds) and `--bcrypt-cost`. */
+  authToken: TokenConfig;
+  authTokenTtlSeconds: number;
+  bcryptCost: number;
 }
 
 /** gRPC adds framing to each request; allow it on top of --max-request-bytes, as etcd does. */
@@ -55,6 +60,7 @@ export class StoreServer {
   #compactor: Compactor | undefined;
   #diskGuard: DiskSpaceGuard | undefined;
   #api: StoreApi | undefined;
+  #tokens: TokenProvider | undefined;
   readonly #http: Server[] = [];
   /** Set when this member was removed from the cluster: the process should exit. */
   onRemoved: (() => void) | undefined;
@@ -74,6 +80,7 @@ export class StoreServer {
       { name: 'member', start: () => this.#startNode(), stop: async () => {
         this.#compactor?.stop();
         this.#diskGuard?.stop();
+        this.#tokens?.stop();
         await this.node?.stop();
       } },
       { name: 'grpc', start: () => this.#startGrpc(), stop: () => this.#stopGrpc() },
@@ -83,6 +90,8 @@ export class StoreServer {
 
   async #startNode(): Promise<void> {
     const c = this.#cfg;
+    // Key files are read first: a bad --auth-token stops the start before the member joins.
+    this.#tokens = tokenProvider(c.authToken, { clock: realClock, simpleTtlMs: c.authTokenTtlSeconds * 1000, waitApplied: (index) => this.node.waitApplied(index, 5000) });
     this.node = await StoreNode.open({
       name: c.name, dataDir: c.dataDir, version: c.ballastVersion, listenPeerUrls: c.listenPeerUrls, advertisePeerUrls: c.advertisePeerUrls,
       advertiseClientUrls: c.advertiseClientUrls, initialCluster: c.initialCluster, initialClusterState: c.initialClusterState,
@@ -142,6 +151,7 @@ export class StoreServer {
     this.#api = new StoreApi({
       node: this.node, maxRequestBytes: this.#cfg.maxRequestBytes, quotaBytes: this.#cfg.quotaBytes, version: this.#cfg.version,
       minLeaseTtl: Math.ceil((1.5 * this.#cfg.electionMs) / 1000),
+      tokens: this.#tokens as TokenProvider, bcryptCost: this.#cfg.bcryptCost,
       ...(this.#cfg.tracer ? { tracer: this.#cfg.tracer } : {}),
       onRequest: (method, code, seconds) => {
         m.requests.inc({ method, code: grpc.status[code] ?? String(code) });

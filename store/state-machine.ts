@@ -5,6 +5,7 @@
  * proposing member can hand the result back to the waiting client.
  */
 import { isBallastError } from '../lib/errors.ts';
+import { AuthStore, isAuthRequest, type AuthInfo, type AuthRequest, type AuthState } from './auth/auth-store.ts';
 import { catalogue } from './errors.ts';
 import { MvccStore, type MvccState } from './mvcc/store.ts';
 import type { DeleteRangeRequest, Event, PutRequest, RequestOp, TxnRequest } from './mvcc/types.ts';
@@ -41,13 +42,16 @@ export type StoreRequest =
    * "expired" by its clock and, before it has taken in that it no longer leads, propose the
    * revocation, which Raft forwards to the new leader (who is honouring keep-alives).
    */
-  | { op: 'leaseRevoke'; id: string; expiredInTerm?: number };
+  | { op: 'leaseRevoke'; id: string; expiredInTerm?: number }
+  | AuthRequest;
 
 /** What an entry carries: the request and who waits for its result. */
 export interface Envelope {
   /** The proposer's request id ('' when nobody waits). */
   rid: string;
   r: StoreRequest;
+  /** Who made it, while auth is on (absent: internal requests, and any made while auth was off). */
+  a?: AuthInfo;
 }
 
 /** The context of a membership change entry. */
@@ -73,6 +77,7 @@ export interface StateMachineState {
   members: Member[];
   alarms: Array<{ memberId: NodeId; alarm: AlarmType }>;
   leases?: Array<{ id: string; ttl: number }>;
+  auth?: AuthState;
 }
 
 /** A lease in the replicated state: its granted TTL and the keys attached to it. */
@@ -89,20 +94,35 @@ export class StateMachine {
   readonly removed = new Set<NodeId>();
   alarms: Array<{ memberId: NodeId; alarm: AlarmType }> = [];
   readonly leases = new Map<string, LeaseRecord>();
+  readonly auth = new AuthStore();
   /** Told of every lease granted or revoked (the leader's expiry tracker listens). */
   onLeaseChange: ((id: string, ttl: number | undefined) => void) | undefined;
 
-  /** Apply a normal entry's request (`term`: the entry's). Errors are results (every member reaches the same one). */
-  apply(r: StoreRequest, term: number): ApplyResult {
+  /**
+   * Apply a normal entry's request (`term`, `index`: the entry's; `a`: who made it, while auth
+   * is on). Errors are results (every member reaches the same one).
+   */
+  apply(r: StoreRequest, term: number, index = 0, a?: AuthInfo): ApplyResult {
     try {
+      if (isAuthRequest(r)) {
+        if (this.format !== 2) throw needsUpgrade();
+        const req = r;
+        // A simple token is its random part and this entry's index: unique, and a member asked
+        // about it knows how far it must have applied to know it.
+        const result = this.auth.apply(req.op === 'authenticate' ? { ...req, token: `${req.token}.${index}` } : req, a);
+        return { revision: this.mvcc.revision, result, events: [] };
+      }
       switch (r.op) {
         case 'put':
+          if (this.auth.enabled) this.#checkPutAuth(a, r.req);
           this.#checkSpace(true);
           this.#checkLease(r.req.lease);
           return this.#kv(this.mvcc.put(r.req));
         case 'deleteRange':
+          if (this.auth.enabled) this.#checkDeleteAuth(a, r.req);
           return this.#kv(this.mvcc.deleteRange(r.req));
         case 'txn':
+          if (this.auth.enabled) this.checkTxnAuth(a, r.req);
           this.#checkSpace(txnHasPut(r.req.success) || txnHasPut(r.req.failure));
           this.#precheckTxn(r.req);
           return this.#kv(this.mvcc.txn(r.req));
@@ -113,6 +133,8 @@ export class StateMachine {
           return { revision: this.mvcc.revision, result: { id: r.id, ttl: r.ttl }, events: [] };
         }
         case 'leaseRevoke': {
+          // Expiry is the cluster's own doing; a client's revoke needs write access to the keys.
+          if (this.auth.enabled && r.expiredInTerm === undefined) this.checkLeaseWrite(a, r.id);
           if (r.expiredInTerm !== undefined && r.expiredInTerm !== term) throw catalogue.error('STORE_ERR_PROPOSAL_DROPPED', `etcdserver: lease ${r.id} was found expired by the leader of term ${r.expiredInTerm}, not of term ${term}; not revoked`);
           const lease = this.leases.get(r.id);
           if (!lease) throw catalogue.error('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
@@ -186,6 +208,48 @@ export class StateMachine {
     return { revision: r.revision, result: r.result, events: r.events };
   }
 
+  /** etcd's checkPutAuth: write the key; read it too for prev_kv; write every key already on the lease. */
+  #checkPutAuth(a: AuthInfo | undefined, p: PutRequest): void {
+    this.auth.checkWrite(a, p.key, '');
+    if (p.lease !== '0') this.checkLeaseWrite(a, p.lease);
+    if (p.prevKv) this.auth.checkRead(a, p.key, '');
+  }
+
+  #checkDeleteAuth(a: AuthInfo | undefined, d: DeleteRangeRequest): void {
+    this.auth.checkWrite(a, d.key, d.rangeEnd);
+    if (d.prevKv) this.auth.checkRead(a, d.key, d.rangeEnd);
+  }
+
+  /** etcd's checkTxnAuth: read every compared range; check every operation of both branches. */
+  checkTxnAuth(a: AuthInfo | undefined, t: TxnRequest): void {
+    for (const c of t.compare) this.auth.checkRead(a, c.key, c.rangeEnd);
+    for (const op of [...t.success, ...t.failure]) {
+      if ('range' in op) this.auth.checkRead(a, op.range.key, op.range.rangeEnd);
+      else if ('put' in op) this.#checkPutAuth(a, op.put);
+      else if ('deleteRange' in op) this.#checkDeleteAuth(a, op.deleteRange);
+      else this.checkTxnAuth(a, op.txn);
+    }
+  }
+
+  /**
+   * Whoever revokes a lease (or renews it, or attaches another key to it) deletes or keeps its
+   * keys: they need write access to every one, unless root (etcd's checkLeasePuts).
+   */
+  checkLeaseWrite(a: AuthInfo | undefined, id: string): void {
+    if (!this.auth.enabled) return;
+    this.auth.requireUser(a);
+    if (this.auth.isAdmin(a)) return;
+    for (const key of this.leases.get(id)?.keys ?? []) this.auth.checkWrite(a, key, '');
+  }
+
+  /** Time-to-live with keys, and the lease list, show key names: read access to them, unless root. */
+  checkLeaseRead(a: AuthInfo | undefined, id: string): void {
+    if (!this.auth.enabled) return;
+    this.auth.requireUser(a);
+    if (this.auth.isAdmin(a)) return;
+    for (const key of this.leases.get(id)?.keys ?? []) this.auth.checkRead(a, key, '');
+  }
+
   #checkLease(lease: string): void {
     if (lease !== '0' && !this.leases.has(lease)) throw catalogue.error('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
   }
@@ -227,6 +291,7 @@ export class StateMachine {
     return {
       mvcc: this.mvcc.state(), members: [...this.members.values()].map((m) => ({ ...m })), alarms: [...this.alarms],
       leases: [...this.leases.values()].map((l) => ({ id: l.id, ttl: l.ttl })),
+      ...(this.auth.revision > 0 || this.auth.enabled ? { auth: this.auth.state() } : {}),
     };
   }
 
@@ -235,6 +300,7 @@ export class StateMachine {
     this.members.clear();
     for (const m of s.members) this.members.set(m.id, { ...m });
     this.alarms = [...s.alarms];
+    this.auth.restore(s.auth);
     for (const id of this.leases.keys()) this.onLeaseChange?.(id, undefined);
     this.leases.clear();
     for (const l of s.leases ?? []) {
@@ -245,6 +311,10 @@ export class StateMachine {
     const all = this.mvcc.range({ ...rangeOf('\0'), rangeEnd: '\0' });
     for (const kv of all.kvs) if (kv.lease !== '0') this.leases.get(kv.lease)?.keys.add(kv.key);
   }
+}
+
+function needsUpgrade() {
+  return catalogue.error('STORE_ERR_AUTH_NEEDS_UPGRADE', 'etcdserver: auth needs every member to run ballast 0.2.0 or later (a member reads format 1 only); finish the upgrade first');
 }
 
 function rangeOf(key: string) {

@@ -1,7 +1,7 @@
 // loadgen: a closed-loop load generator over the etcd v3 API using etcd's own Go client
 // (clientv3), so etcd and ballast store are driven by the same efficient client.
 //
-//	loadgen -endpoints a,b,c -op put|range -clients 16 -conns 8 -duration 5s -warmup 1s
+//	loadgen -endpoints a,b,c -op put|range -clients 16 -conns 8 -duration 5s -warmup 1s [-user name:password]
 //
 // Prints one JSON object: ops/s, p50 and p99 in milliseconds, errors.
 package main
@@ -42,7 +42,9 @@ func main() {
 	keys := flag.Int("keys", 1000, "distinct keys")
 	watchers := flag.Int("watchers", 1000, "watch mode: watchers on the prefix")
 	rate := flag.Int("rate", 100, "watch mode: writes per second by the one writer")
+	user := flag.String("user", "", "name:password: authenticate as this user (auth on)")
 	flag.Parse()
+	username, password, _ := strings.Cut(*user, ":")
 
 	eps := strings.Split(*endpoints, ",")
 	if *conns == 0 {
@@ -54,7 +56,7 @@ func main() {
 	cs := make([]*clientv3.Client, *conns)
 	for i := range cs {
 		// Each connection is pinned to one endpoint, spread round-robin: the same for both systems.
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{eps[i%len(eps)]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{eps[i%len(eps)]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Username: username, Password: password})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 			os.Exit(2)

@@ -7,9 +7,12 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
-import { BallastError } from '../../lib/errors.ts';
+import { BallastError, isBallastError } from '../../lib/errors.ts';
 import { catalogue } from '../errors.ts';
+import type { AuthInfo } from '../auth/auth-store.ts';
 import type { StoreNode } from '../node.ts';
+import type { Caller } from './auth.ts';
+import { statusOf, toGrpcError } from './status.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire objects are untyped by proto-loader */
 type Wire = Record<string, any>;
@@ -22,6 +25,8 @@ export interface LeaseApiOptions {
   header(revision?: number): Wire;
   /** The shortest TTL granted (etcd: 1.5 election timeouts, rounded up to a second). */
   minTtl: number;
+  /** Who a call speaks for while auth is on (store/api/auth.ts). */
+  who(call: Caller): Promise<AuthInfo | undefined> | undefined;
 }
 
 /** How long a forwarded keep-alive or time-to-live may take (etcd's request timeout is 5 s). */
@@ -52,10 +57,12 @@ function newLeaseId(): string {
   return (randomBytes(8).readBigUInt64BE() & 0x7fffffffffffffffn || 1n).toString();
 }
 
-export function leaseHandlers(o: LeaseApiOptions): Record<string, (req: Wire) => Promise<Wire>> {
+export function leaseHandlers(o: LeaseApiOptions): Record<string, (req: Wire, call: Caller) => Promise<Wire>> {
   const node = o.node;
+  const auth = node.sm.auth;
   return {
-    LeaseGrant: async (r) => {
+    LeaseGrant: async (r, call) => {
+      if (auth.enabled) auth.requireUser(await o.who(call));
       const requested = Number(r['TTL'] ?? 0);
       if (requested > maxTtl) throw catalogue.error('STORE_ERR_LEASE_TTL_TOO_LARGE', 'etcdserver: too large lease TTL');
       const ttl = Math.max(requested, o.minTtl);
@@ -64,16 +71,26 @@ export function leaseHandlers(o: LeaseApiOptions): Record<string, (req: Wire) =>
       if (res.error) throw new BallastError(res.error.code, res.error.message);
       return { header: o.header(res.revision), ID: id, TTL: String(ttl), error: '' };
     },
-    LeaseRevoke: async (r) => {
-      const res = await node.write({ op: 'leaseRevoke', id: String(r['ID'] ?? '0') });
+    LeaseRevoke: async (r, call) => {
+      const ai = await o.who(call);
+      if (auth.enabled) auth.requireUser(ai);
+      // Who revokes deletes the lease's keys: checked where it applies (write access to each).
+      const res = await node.write({ op: 'leaseRevoke', id: String(r['ID'] ?? '0') }, ai);
       if (res.error) throw new BallastError(res.error.code, res.error.message);
       return { header: o.header(res.revision) };
     },
-    LeaseTimeToLive: async (r) => {
+    LeaseTimeToLive: async (r, call) => {
+      if (auth.enabled) node.sm.checkLeaseRead(await o.who(call), String(r['ID'] ?? '0'));
       const out = node.isLeader ? await leaseTimeToLive(node, r) : await node.forwardToLeader('LeaseTimeToLive', r, forwardTimeoutMs) as Awaited<ReturnType<typeof leaseTimeToLive>>;
       return { header: o.header(), ...out, keys: out.keys.map((k) => Buffer.from(k, 'latin1')) };
     },
-    LeaseLeases: async () => ({ header: o.header(), leases: [...node.sm.leases.keys()].map((ID) => ({ ID })) }),
+    LeaseLeases: async (_r, call) => {
+      if (auth.enabled) {
+        const ai = await o.who(call);
+        for (const id of node.sm.leases.keys()) node.sm.checkLeaseRead(ai, id);
+      }
+      return { header: o.header(), leases: [...node.sm.leases.keys()].map((ID) => ({ ID })) };
+    },
   };
 }
 
@@ -89,10 +106,16 @@ export function keepAliveHandler(o: LeaseApiOptions): (call: grpc.ServerDuplexSt
     const fail = (err: unknown): void => {
       if (ended) return;
       ended = true;
-      const e = err as { code?: unknown; message?: string };
-      const details = e.message ?? 'etcdserver: no leader';
       // emit('error'): grpc-js ends the stream with this status. destroy() would end it with no
       // status at all, and the client would wait in silence (the stream it holds stays open).
+      // Auth refusals keep etcd's status (clients re-authenticate on UNAUTHENTICATED and on an
+      // old auth revision); anything else ends the stream UNAVAILABLE and the client reconnects.
+      if (isBallastError(err) && statusOf[err.code] !== undefined && (err.code.startsWith('STORE_ERR_AUTH') || err.code === 'STORE_ERR_PERMISSION_DENIED')) {
+        call.emit('error', toGrpcError(err));
+        return;
+      }
+      const e = err as { code?: unknown; message?: string };
+      const details = e.message ?? 'etcdserver: no leader';
       call.emit('error', Object.assign(new Error(details), { code: grpc.status.UNAVAILABLE, details }));
     };
     call.on('data', (req: Wire) => {
@@ -100,6 +123,8 @@ export function keepAliveHandler(o: LeaseApiOptions): (call: grpc.ServerDuplexSt
       chain = chain.then(async () => {
         if (ended) return;
         const node = o.node;
+        // Renewing keeps the lease's keys alive: write access to each, unless root (etcd's checkLeaseRenew).
+        if (node.sm.auth.enabled) node.sm.checkLeaseWrite(await o.who(call), id);
         const out = node.isLeader ? await leaseKeepAliveOnce(node, id) : await node.forwardToLeader('LeaseKeepAlive', { ID: id }, forwardTimeoutMs) as { ID: string; TTL: string };
         if (!ended) call.write({ header: o.header(), ...out });
       }).catch(fail);

@@ -6,7 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { extractContext, grpcServerSpan } from '../../lib/otel.ts';
 import { loadProtos } from './protos.ts';
-import { BallastError, isBallastError } from '../../lib/errors.ts';
+import { BallastError } from '../../lib/errors.ts';
+import { toGrpcError } from './status.ts';
 import { catalogue } from '../errors.ts';
 import { checkPeerUrls, idFromDecimal, idToDecimal } from '../members.ts';
 import type { StoreNode } from '../node.ts';
@@ -16,39 +17,14 @@ import { encodeBackup } from '../backup.ts';
 import { Concurrency } from './concurrency.ts';
 import { keepAliveHandler, leaseHandlers, leaseKeepAliveOnce, leaseTimeToLive } from './lease.ts';
 import { watchHandler, watchService } from './watch.ts';
+import { AuthApi, type Caller } from './auth.ts';
+import type { AuthInfo } from '../auth/auth-store.ts';
+import type { TokenProvider } from '../auth/tokens.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire objects are untyped by proto-loader */
 type Wire = Record<string, any>;
 
 export { loadProtos };
-
-/** gRPC status of each store error code (as etcd's rpctypes). */
-const statusOf: Record<string, grpc.status> = {
-  STORE_ERR_COMPACTED: grpc.status.OUT_OF_RANGE,
-  STORE_ERR_FUTURE_REV: grpc.status.OUT_OF_RANGE,
-  STORE_ERR_NOSPACE: grpc.status.RESOURCE_EXHAUSTED,
-  STORE_ERR_REQUEST_TOO_LARGE: grpc.status.INVALID_ARGUMENT,
-  STORE_ERR_EMPTY_KEY: grpc.status.INVALID_ARGUMENT,
-  STORE_ERR_KEY_NOT_FOUND: grpc.status.INVALID_ARGUMENT,
-  STORE_ERR_DUPLICATE_KEY: grpc.status.INVALID_ARGUMENT,
-  STORE_ERR_NO_LEADER: grpc.status.UNAVAILABLE,
-  STORE_ERR_NOT_LEADER: grpc.status.FAILED_PRECONDITION,
-  STORE_ERR_TIMEOUT: grpc.status.UNAVAILABLE,
-  STORE_ERR_STOPPED: grpc.status.UNAVAILABLE,
-  STORE_ERR_PROPOSAL_DROPPED: grpc.status.UNAVAILABLE,
-  STORE_ERR_MEMBER_NOT_FOUND: grpc.status.NOT_FOUND,
-  STORE_ERR_MEMBER_EXISTS: grpc.status.FAILED_PRECONDITION,
-  STORE_ERR_MEMBER_BAD_URLS: grpc.status.INVALID_ARGUMENT,
-  STORE_ERR_MEMBER_NOT_LEARNER: grpc.status.FAILED_PRECONDITION,
-  STORE_ERR_LEARNER_NOT_READY: grpc.status.FAILED_PRECONDITION,
-  STORE_ERR_TOO_MANY_LEARNERS: grpc.status.FAILED_PRECONDITION,
-  STORE_ERR_UNHEALTHY_QUORUM: grpc.status.UNAVAILABLE,
-  STORE_ERR_CONF_CHANGE_PENDING: grpc.status.UNAVAILABLE,
-  STORE_ERR_LEADER_TRANSFER: grpc.status.UNAVAILABLE,
-  STORE_ERR_TRANSFEREE_NOT_FOUND: grpc.status.FAILED_PRECONDITION,
-  STORE_ERR_LEASE_NOT_FOUND: grpc.status.NOT_FOUND,
-  STORE_ERR_PEER_UNREACHABLE: grpc.status.UNAVAILABLE,
-};
 
 export interface ApiOptions {
   node: StoreNode;
@@ -57,6 +33,9 @@ export interface ApiOptions {
   version: string;
   /** Shortest lease TTL in seconds. */
   minLeaseTtl: number;
+  /** Auth tokens (`--auth-token`) and the bcrypt cost of password hashes (`--bcrypt-cost`). */
+  tokens: TokenProvider;
+  bcryptCost: number;
   onRequest?(method: string, code: grpc.status, seconds: number): void;
   /** Set when OpenTelemetry is on: a server span per unary call, under the caller's traceparent. */
   tracer?: Tracer;
@@ -67,11 +46,32 @@ export class StoreApi {
   readonly #node: StoreNode;
   readonly #protos = loadProtos();
   #lease: ReturnType<typeof leaseHandlers> | undefined;
+  readonly #auth: AuthApi;
 
   constructor(o: ApiOptions) {
     this.#o = o;
     this.#node = o.node;
+    this.#auth = new AuthApi({ node: o.node, tokens: o.tokens, bcryptCost: o.bcryptCost, header: (rev?: number) => this.#header(rev) });
     o.node.handlePeerRequests((_from, method, body) => this.#peerRequest(method, body as Wire));
+  }
+
+  /** Who a call speaks for while auth is on (store/api/auth.ts). */
+  #who(call: Caller): Promise<AuthInfo | undefined> | undefined {
+    return this.#auth.info(call);
+  }
+
+  /** Membership, compaction and maintenance need the root role while auth is on. */
+  async #admin(call: Caller): Promise<void> {
+    if (!this.#node.sm.auth.enabled) return;
+    this.#node.sm.auth.checkAdmin(await this.#who(call));
+  }
+
+  /** A user must be named while auth is on (etcd's requireAuthInfo). */
+  async #requireUser(call: Caller): Promise<AuthInfo | undefined> {
+    if (!this.#node.sm.auth.enabled) return undefined;
+    const ai = await this.#who(call);
+    this.#node.sm.auth.requireUser(ai);
+    return ai;
   }
 
   /** Leader-only work another member forwarded over the peer channel. */
@@ -118,33 +118,44 @@ export class StoreApi {
       return svc;
     };
     server.addService(service('KV'), this.#wrap({
-      Range: (r) => this.#range(r),
-      Put: (r) => this.#put(r),
-      DeleteRange: (r) => this.#deleteRange(r),
-      Txn: (r) => this.#txn(r),
-      Compact: (r) => this.#compact(r),
+      Range: (r, call) => this.#range(r, call),
+      Put: (r, call) => this.#put(r, call),
+      DeleteRange: (r, call) => this.#deleteRange(r, call),
+      Txn: (r, call) => this.#txn(r, call),
+      Compact: async (r, call) => {
+        await this.#admin(call);
+        return this.#compact(r);
+      },
     }, 'etcdserverpb.KV'));
+    server.addService(service('Auth'), this.#wrap(this.#auth.handlers(), 'etcdserverpb.Auth'));
     server.addService(service('Cluster'), this.#wrap({
-      MemberList: (r) => this.#memberList(r),
-      MemberAdd: async (r) => {
+      MemberList: async (r, call) => {
+        await this.#requireUser(call);
+        return this.#memberList(r);
+      },
+      MemberAdd: async (r, call) => {
+        await this.#admin(call);
         const out = await this.#forwardable<{ member: Member; members: Member[] }>('MemberAdd', r, () => this.#memberAdd(r));
         return { header: this.#header(), member: memberOut(out.member), members: out.members.map(memberOut) };
       },
-      MemberRemove: async (r) => {
+      MemberRemove: async (r, call) => {
+        await this.#admin(call);
         const out = await this.#forwardable<{ members: Member[] }>('MemberRemove', r, () => this.#memberRemove(r));
         return { header: this.#header(), members: out.members.map(memberOut) };
       },
-      MemberPromote: async (r) => {
+      MemberPromote: async (r, call) => {
+        await this.#admin(call);
         const out = await this.#forwardable<{ members: Member[] }>('MemberPromote', r, () => this.#memberPromote(r));
         return { header: this.#header(), members: out.members.map(memberOut) };
       },
-      MemberUpdate: async (r) => {
+      MemberUpdate: async (r, call) => {
+        await this.#admin(call);
         const peerURLs = checkPeerUrls(r['peerURLs'] as string[]);
         this.#check(await this.#node.write({ op: 'memberUpdate', id: idFromDecimal(r['ID']), peerURLs }));
         return { header: this.#header(), members: this.#members() };
       },
     }, 'etcdserverpb.Cluster'));
-    const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), minTtl: this.#o.minLeaseTtl };
+    const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), minTtl: this.#o.minLeaseTtl, who: (call: Caller) => this.#who(call) };
     this.#lease = leaseHandlers(leaseOpts);
     server.addService(service('Lease'), { ...this.#wrap(this.#lease, 'etcdserverpb.Lease'), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
     const watch = watchService(service('Watch'));
@@ -153,9 +164,13 @@ export class StoreApi {
         hub: this.#node.watchHub, header: (rev?: number) => this.#header(rev), maxResponseBytes: this.#o.maxRequestBytes,
         serialize: (service('Watch')['Watch'] as grpc.MethodDefinition<Wire, Wire>).responseSerialize,
         onCreated: () => setImmediate(() => this.#node.watchHub.catchUp()),
+        permit: (call, key, rangeEnd) => {
+          if (!this.#node.sm.auth.enabled) return undefined;
+          return this.#watchPermit(call, key, rangeEnd);
+        },
       }),
     });
-    const concurrency = new Concurrency(this.#node, (rev?: number) => this.#header(rev));
+    const concurrency = new Concurrency(this.#node, (rev?: number) => this.#header(rev), (call) => this.#who(call));
     const pkg = (name: string, svc: string): grpc.ServiceDefinition => {
       const def = (this.#protos[name] as Record<string, { service?: grpc.ServiceDefinition }> | undefined)?.[svc]?.service;
       if (!def) throw new Error(`${name}.${svc} missing from the protos`);
@@ -164,7 +179,13 @@ export class StoreApi {
     server.addService(pkg('v3lockpb', 'Lock'), concurrency.lockHandlers());
     server.addService(pkg('v3electionpb', 'Election'), concurrency.electionHandlers());
     server.addService(service('Maintenance'), {
-      Snapshot: (call: grpc.ServerWritableStream<Wire, Wire>) => {
+      Snapshot: async (call: grpc.ServerWritableStream<Wire, Wire>) => {
+        try {
+          await this.#admin(call);
+        } catch (err) {
+          call.emit('error', toGrpcError(err));
+          return;
+        }
         // A consistent point in time: the state as of the last applied entry, taken at once.
         const revision = this.#node.sm.mvcc.revision;
         const blob = encodeBackup(this.#node.sm.state());
@@ -176,32 +197,57 @@ export class StoreApi {
         call.end();
       },
       ...this.#wrap({
-        Status: async () => this.#status(),
-        Alarm: (r) => this.#alarm(r),
-        MoveLeader: async (r) => {
+        Status: async (_r, call) => {
+          await this.#requireUser(call);
+          return this.#status();
+        },
+        Alarm: async (r, call) => {
+          if (Number(r['action'] ?? 0) === 0) await this.#requireUser(call);
+          else await this.#admin(call);
+          return this.#alarm(r);
+        },
+        MoveLeader: async (r, call) => {
+          await this.#admin(call);
           if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
           await this.#node.moveLeader(idFromDecimal(r['targetID']));
           return { header: this.#header() };
         },
-        HashKV: async (r) => {
+        HashKV: async (r, call) => {
+          await this.#admin(call);
           const h = this.#node.sm.mvcc.hashKV(Number(r['revision'] ?? 0));
           return { header: this.#header(), hash: h.hash, compact_revision: String(h.compactRevision), hash_revision: String(h.hashRevision) };
         },
-        Hash: async () => ({ header: this.#header(), hash: this.#node.sm.mvcc.hashKV(0).hash }),
+        Hash: async (_r, call) => {
+          await this.#admin(call);
+          return { header: this.#header(), hash: this.#node.sm.mvcc.hashKV(0).hash };
+        },
         // The key space lives in memory and compaction already returns its space; nothing to defragment.
-        Defragment: async () => ({ header: this.#header() }),
+        Defragment: async (_r, call) => {
+          await this.#admin(call);
+          return { header: this.#header() };
+        },
       }, 'etcdserverpb.Maintenance'),
     });
   }
 
-  #wrap(handlers: Record<string, (req: Wire) => Promise<Wire>>, service = ''): grpc.UntypedServiceImplementation {
+  /** A watch on [key, rangeEnd) needs read access to it: the reason to refuse it, or '' (etcd's isWatchPermitted). */
+  async #watchPermit(call: Caller, key: string, rangeEnd: string): Promise<string> {
+    try {
+      this.#node.sm.auth.checkRead(await this.#who(call), key, rangeEnd);
+      return '';
+    } catch (err) {
+      return toGrpcError(err).details ?? 'etcdserver: permission denied';
+    }
+  }
+
+  #wrap(handlers: Record<string, (req: Wire, call: Caller) => Promise<Wire>>, service = ''): grpc.UntypedServiceImplementation {
     const out: grpc.UntypedServiceImplementation = {};
     const tracer = this.#o.tracer;
     for (const [name, fn] of Object.entries(handlers)) {
       out[name] = (call: grpc.ServerUnaryCall<Wire, Wire>, cb: grpc.sendUnaryData<Wire>) => {
         const start = performance.now();
         const span = tracer ? grpcServerSpan(tracer, service, name, extractContext((k) => call.metadata.get(k)[0]?.toString())) : undefined;
-        fn(call.request).then(
+        fn(call.request, call).then(
           (res) => {
             this.#o.onRequest?.(name, grpc.status.OK, (performance.now() - start) / 1000);
             span?.end(grpc.status.OK);
@@ -231,36 +277,43 @@ export class StoreApi {
 
   #ids: { cluster_id: Wire; member_id: Wire } | undefined;
 
-  async #range(r: Wire): Promise<Wire> {
+  async #range(r: Wire, call: Caller): Promise<Wire> {
+    const ai = await this.#who(call);
     if (!r['serializable']) await this.#node.linearizableRead();
-    const res = this.#node.sm.mvcc.range(toRange(r));
+    const req = toRange(r);
+    this.#node.sm.auth.checkRead(ai, req.key, req.rangeEnd);
+    const res = this.#node.sm.mvcc.range(req);
     return rangeOut(res, this.#header());
   }
 
-  async #put(r: Wire): Promise<Wire> {
+  async #put(r: Wire, call: Caller): Promise<Wire> {
     const req = toPut(r);
+    const ai = await this.#who(call);
     await this.#checkQuota(req.key.length + req.value.length);
-    const res = this.#check(await this.#write({ op: 'put', req }));
+    const res = this.#check(await this.#node.write({ op: 'put', req }, ai));
     const out = res.result as { prevKv?: Parameters<typeof kvOut>[0] };
     return { header: this.#header(res.revision), ...(out.prevKv ? { prev_kv: kvOut(out.prevKv) } : {}) };
   }
 
-  async #deleteRange(r: Wire): Promise<Wire> {
-    const res = this.#check(await this.#write({ op: 'deleteRange', req: toDelete(r) }));
+  async #deleteRange(r: Wire, call: Caller): Promise<Wire> {
+    const req = toDelete(r);
+    const res = this.#check(await this.#node.write({ op: 'deleteRange', req }, await this.#who(call)));
     const out = res.result as { deleted: number; prevKvs: Array<Parameters<typeof kvOut>[0]> };
     return { header: this.#header(res.revision), deleted: String(out.deleted), prev_kvs: out.prevKvs.map(kvOut) };
   }
 
-  async #txn(r: Wire): Promise<Wire> {
+  async #txn(r: Wire, call: Caller): Promise<Wire> {
     const req = toTxn(r);
+    const ai = await this.#who(call);
     if (isReadOnlyTxn(req)) {
       // A read-only txn needs no log entry: a linearizable read point is enough (as in etcd).
       await this.#node.linearizableRead();
+      if (this.#node.sm.auth.enabled) this.#node.sm.checkTxnAuth(ai, req);
       const res = this.#node.sm.mvcc.txn(req);
       return { header: this.#header(), succeeded: res.result.succeeded, responses: res.result.responses.map((op) => responseOpOut(op, this.#header())) };
     }
     await this.#checkQuota(0);
-    const res = this.#check(await this.#write({ op: 'txn', req }));
+    const res = this.#check(await this.#node.write({ op: 'txn', req }, ai));
     const out = res.result as { succeeded: boolean; responses: Parameters<typeof responseOpOut>[0][] };
     const header = this.#header(res.revision);
     return { header, succeeded: out.succeeded, responses: out.responses.map((op) => responseOpOut(op, header)) };
@@ -355,27 +408,6 @@ export class StoreApi {
 
 function memberOut(m: Member): Wire {
   return { ID: idToDecimal(m.id), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner };
-}
-
-function toGrpcError(err: unknown): Partial<grpc.StatusObject> & Error {
-  if (isBallastError(err)) {
-    const e = new Error(err.message) as Partial<grpc.StatusObject> & Error;
-    e.code = statusOf[err.code] ?? grpc.status.UNKNOWN;
-    e.details = err.message;
-    return e;
-  }
-  if (err && typeof err === 'object' && 'code' in err && typeof (err as grpc.ServiceError).code === 'number') {
-    // Forwarded from the leader: pass its status through unchanged.
-    const se = err as grpc.ServiceError;
-    const e = new Error(se.details) as Partial<grpc.StatusObject> & Error;
-    e.code = se.code;
-    e.details = se.details;
-    return e;
-  }
-  const e = new Error(`etcdserver: ${(err as Error)?.message ?? String(err)}`) as Partial<grpc.StatusObject> & Error;
-  e.code = grpc.status.UNKNOWN;
-  e.details = e.message;
-  return e;
 }
 
 export { bytes };

@@ -20,6 +20,11 @@ export interface WatchServiceOptions {
   maxResponseBytes: number;
   /** Called after a watcher is created, so the driver can start its catch-up. */
   onCreated(): void;
+  /**
+   * While auth is on: whether the stream's caller may watch [key, rangeEnd), as the reason to
+   * refuse ('' to allow). Undefined while auth is off (no waiting).
+   */
+  permit?(call: grpc.ServerDuplexStream<Wire, Wire>, key: string, rangeEnd: string): Promise<string> | undefined;
 }
 
 const eventSize = (e: Event): number => 48 + e.kv.key.length + e.kv.value.length + (e.prevKv ? 48 + e.prevKv.key.length + e.prevKv.value.length : 0);
@@ -148,33 +153,64 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
       backlog: () => call.writableLength,
     };
     const stream = o.hub.openStream(sink);
-    call.on('data', (req: Wire) => {
-      const create = req['create_request'] as Wire | undefined;
-      if (req['request_union'] === 'create_request' && create) {
-        const filters = (create['filters'] ?? []) as number[];
+    const addWatcher = (spec: WatchSpec, watchId: number): void => {
+      const r = o.hub.add(stream, spec, watchId);
+      if ('error' in r) {
+        // As etcd: created and immediately cancelled, with the compaction point when relevant.
+        call.write({ header: o.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: r.error, compact_revision: String(r.compactRevision ?? 0) });
+        return;
+      }
+      call.write({ header: o.header(), watch_id: String(r.id), created: true });
+      o.onCreated();
+    };
+    // Requests are handled in order; while a permission check is pending, later ones wait behind it.
+    let pending: Promise<void> | undefined;
+    const handle = (req: Wire): Promise<void> | undefined => {
+      const createReq = req['create_request'] as Wire | undefined;
+      if (req['request_union'] === 'create_request' && createReq) {
+        const filters = (createReq['filters'] ?? []) as number[];
         const spec: WatchSpec = {
-          key: (create['key'] as Buffer | undefined)?.toString('latin1') ?? '',
-          rangeEnd: (create['range_end'] as Buffer | undefined)?.toString('latin1') ?? '',
-          startRevision: Number(create['start_revision'] ?? 0),
+          key: (createReq['key'] as Buffer | undefined)?.toString('latin1') ?? '',
+          rangeEnd: (createReq['range_end'] as Buffer | undefined)?.toString('latin1') ?? '',
+          startRevision: Number(createReq['start_revision'] ?? 0),
           noPut: filters.includes(0),
           noDelete: filters.includes(1),
-          prevKv: !!create['prev_kv'],
-          progressNotify: !!create['progress_notify'],
-          fragment: !!create['fragment'],
+          prevKv: !!createReq['prev_kv'],
+          progressNotify: !!createReq['progress_notify'],
+          fragment: !!createReq['fragment'],
         };
-        const r = o.hub.add(stream, spec, Number(create['watch_id'] ?? 0));
-        if ('error' in r) {
-          // As etcd: created and immediately cancelled, with the compaction point when relevant.
-          call.write({ header: o.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: r.error, compact_revision: String(r.compactRevision ?? 0) });
-          return;
+        const watchId = Number(createReq['watch_id'] ?? 0);
+        const check = o.permit?.(call, spec.key || '\0', spec.rangeEnd);
+        if (!check) {
+          addWatcher(spec, watchId);
+          return undefined;
         }
-        call.write({ header: o.header(), watch_id: String(r.id), created: true });
-        o.onCreated();
+        return check.then((reason) => {
+          if (reason) call.write({ header: o.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: reason });
+          else addWatcher(spec, watchId);
+        });
       } else if (req['request_union'] === 'cancel_request') {
         const id = Number((req['cancel_request'] as Wire)['watch_id'] ?? 0);
         if (o.hub.cancel(stream, id)) call.write({ header: o.header(), watch_id: String(id), canceled: true });
       } else if (req['request_union'] === 'progress_request') {
         o.hub.requestProgress(stream);
+      }
+      return undefined;
+    };
+    call.on('data', (req: Wire) => {
+      if (pending) {
+        const next: Promise<void> = pending.then(() => handle(req)).finally(() => {
+          if (pending === next) pending = undefined;
+        });
+        pending = next;
+        return;
+      }
+      const p = handle(req);
+      if (p) {
+        const next: Promise<void> = p.finally(() => {
+          if (pending === next) pending = undefined;
+        });
+        pending = next;
       }
     });
     const close = (): void => o.hub.closeStream(stream);

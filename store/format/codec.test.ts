@@ -35,6 +35,22 @@ export const samples: Record<string, Envelope> = {
   leaseGrant: { rid: 'n3.1', r: { op: 'leaseGrant', id: '7587871046296345857', ttl: 60 } },
   leaseRevoke: { rid: 'n3.2', r: { op: 'leaseRevoke', id: '7587871046296345857' } },
   leaseExpire: { rid: '', r: { op: 'leaseRevoke', id: '7587871046296345857', expiredInTerm: 9 } },
+  // While auth is on, client requests carry who made them and at which auth revision.
+  putAuth: { rid: 'n4.1', r: { op: 'put', req: put }, a: { user: 'ünïcode-user', rev: 2 ** 40 + 3 } },
+  txnAuth: { rid: 'n4.2', r: { op: 'deleteRange', req: { key: 'a', rangeEnd: '\0', prevKv: false } }, a: { user: 'alice', rev: 7 } },
+  authEnable: { rid: 'n5.1', r: { op: 'authEnable' }, a: { user: 'root', rev: 3 } },
+  authDisable: { rid: 'n5.2', r: { op: 'authDisable' }, a: { user: 'root', rev: 3 } },
+  authenticate: { rid: 'n5.3', r: { op: 'authenticate', name: 'alice', token: 'abcdefghABCDEFGH' } },
+  userAdd: { rid: 'n5.4', r: { op: 'userAdd', name: 'alice', password: '$2b$10$UZX6b3Pkiuq1akYGh1bW.eTpkfqH0tDNKxMMm6JHnfh4SNKkeSLDO', noPassword: false } },
+  userAddNoPassword: { rid: 'n5.5', r: { op: 'userAdd', name: 'cn-only', password: '', noPassword: true } },
+  userDelete: { rid: 'n5.6', r: { op: 'userDelete', name: 'alice' } },
+  userChangePassword: { rid: 'n5.7', r: { op: 'userChangePassword', name: 'alice', password: '$2b$10$abcdefghijklmnopqrstuu5sIhZfXJ4a1v7H2b3c4d5e6f7g8h9i0j1' } },
+  userGrantRole: { rid: 'n5.8', r: { op: 'userGrantRole', user: 'alice', role: 'readers' } },
+  userRevokeRole: { rid: 'n5.9', r: { op: 'userRevokeRole', name: 'alice', role: 'readers' } },
+  roleAdd: { rid: 'n5.10', r: { op: 'roleAdd', name: 'readers' } },
+  roleDelete: { rid: 'n5.11', r: { op: 'roleDelete', role: 'readers' } },
+  roleGrantPermission: { rid: 'n5.12', r: { op: 'roleGrantPermission', name: 'readers', perm: { permType: 2, key: '/app/\u00ff', rangeEnd: '\0' } } },
+  roleRevokePermission: { rid: 'n5.13', r: { op: 'roleRevokePermission', role: 'readers', key: '/app/', rangeEnd: '/app0' } },
 };
 
 export const sampleState: StateMachineState = {
@@ -48,6 +64,22 @@ export const sampleState: StateMachineState = {
   ],
   alarms: [{ memberId: 'a1b2c3d4e5f60718', alarm: 'NOSPACE' }],
   leases: [{ id: '7587871046296345857', ttl: 60 }],
+};
+
+/** A state with auth on: users (one without a password), roles and their permissions. */
+export const sampleStateAuth: StateMachineState = {
+  ...sampleState,
+  auth: {
+    enabled: true, revision: 12,
+    users: [
+      { name: 'root', password: '$2b$10$UZX6b3Pkiuq1akYGh1bW.eTpkfqH0tDNKxMMm6JHnfh4SNKkeSLDO', roles: ['root'], noPassword: false },
+      { name: 'svc', password: '', roles: ['app', 'readers'], noPassword: true },
+    ],
+    roles: [
+      { name: 'app', perms: [{ permType: 2, key: '/app/', rangeEnd: '/app0' }, { permType: 0, key: 'one', rangeEnd: '' }] },
+      { name: 'readers', perms: [{ permType: 0, key: '\0', rangeEnd: '\0' }] },
+    ],
+  },
 };
 
 const meta = { index: 1000, term: 7, conf: { voters: ['a1b2c3d4e5f60718'], learners: ['0f1e2d3c4b5a6978'] } };
@@ -77,6 +109,11 @@ describe('format 2 (protobuf): golden files', () => {
     assert.deepEqual(Buffer.from(encodeState(sampleState, 2)), g);
     assert.deepEqual(decodeState(g), sampleState);
     assert.equal(stateFormat(g), 2);
+  });
+  it('the state with auth on (users, roles, permissions)', () => {
+    const g = pinned('state-auth', encodeState(sampleStateAuth, 2));
+    assert.deepEqual(Buffer.from(encodeState(sampleStateAuth, 2)), g);
+    assert.deepEqual(decodeState(g), sampleStateAuth);
   });
   it('the hand-written state encoding is plain protobuf: protobufjs reads the schema\'s fields from it', () => {
     const p = decodeStateWithProtobufjs(encodeState(sampleState, 2));

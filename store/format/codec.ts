@@ -7,7 +7,8 @@
  * `Format` says which one to write, decoding tells them apart by their first bytes.
  *
  *   log entry data   u8 kind | body     kind 0: v8 envelope (format 1), 1: a put in a fixed
- *                                       layout (both formats), 2: InternalRequest (format 2)
+ *                                       layout (both formats), 2: InternalRequest (format 2),
+ *                                       3: a put in the fixed layout with who made it (auth on)
  *   state            "BLS2" | State                 (format 1: a v8 clone of the state)
  *   snapshot meta    0x02 | SnapshotMeta            (format 1: a v8 clone, first byte 0xff)
  */
@@ -16,6 +17,7 @@ import protobuf from 'protobufjs';
 import { catalogue } from '../errors.ts';
 import type { Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest } from '../mvcc/types.ts';
 import type { SnapshotMeta } from '../raft/types.ts';
+import type { AuthInfo, AuthState, Permission, PermType } from '../auth/auth-store.ts';
 import type { Envelope, Member, StateMachineState, StoreRequest } from '../state-machine.ts';
 import { WireReader, WireWriter } from './wire.ts';
 
@@ -30,6 +32,7 @@ const T = {
   state: root.lookupType('ballast.store.v2.State'),
   meta: root.lookupType('ballast.store.v2.SnapshotMeta'),
   snapshot: root.lookupType('ballast.store.v2.Snapshot'),
+  auth: root.lookupType('ballast.store.v2.AuthState'),
 };
 const toObject = { longs: Number, bytes: Buffer, defaults: true, arrays: true, oneofs: true } as const;
 
@@ -101,8 +104,23 @@ function requestOut(r: StoreRequest): Pb {
     case 'alarm': return { alarm: { activate: r.action === 'activate', memberId: r.memberId, alarm: r.alarm } };
     case 'leaseGrant': return { leaseGrant: { id: r.id, ttl: r.ttl } };
     case 'leaseRevoke': return { leaseRevoke: { id: r.id, expiredInTerm: r.expiredInTerm ?? 0 } };
+    case 'authEnable': return { authEnable: {} };
+    case 'authDisable': return { authDisable: {} };
+    case 'authenticate': return { authenticate: { name: r.name, token: r.token } };
+    case 'userAdd': return { userAdd: { name: r.name, password: r.password, noPassword: r.noPassword } };
+    case 'userDelete': return { userDelete: { name: r.name } };
+    case 'userChangePassword': return { userChangePassword: { name: r.name, password: r.password } };
+    case 'userGrantRole': return { userGrantRole: { user: r.user, role: r.role } };
+    case 'userRevokeRole': return { userRevokeRole: { name: r.name, role: r.role } };
+    case 'roleAdd': return { roleAdd: { name: r.name } };
+    case 'roleDelete': return { roleDelete: { role: r.role } };
+    case 'roleGrantPermission': return { roleGrantPermission: { name: r.name, perm: permOut(r.perm) } };
+    case 'roleRevokePermission': return { roleRevokePermission: { role: r.role, key: b(r.key), rangeEnd: b(r.rangeEnd) } };
   }
 }
+
+const permOut = (p: Permission): Pb => ({ permType: p.permType, key: b(p.key), rangeEnd: b(p.rangeEnd) });
+const permIn = (p: Pb): Permission => ({ permType: p['permType'] as PermType, key: s(p['key']), rangeEnd: s(p['rangeEnd']) });
 
 function requestIn(p: Pb): StoreRequest {
   switch (p['op']) {
@@ -121,18 +139,30 @@ function requestIn(p: Pb): StoreRequest {
       const t = p['leaseRevoke']['expiredInTerm'];
       return { op: 'leaseRevoke', id: p['leaseRevoke']['id'], ...(t ? { expiredInTerm: t } : {}) };
     }
+    case 'authEnable': return { op: 'authEnable' };
+    case 'authDisable': return { op: 'authDisable' };
+    case 'authenticate': return { op: 'authenticate', name: p['authenticate']['name'], token: p['authenticate']['token'] };
+    case 'userAdd': return { op: 'userAdd', name: p['userAdd']['name'], password: p['userAdd']['password'], noPassword: p['userAdd']['noPassword'] };
+    case 'userDelete': return { op: 'userDelete', name: p['userDelete']['name'] };
+    case 'userChangePassword': return { op: 'userChangePassword', name: p['userChangePassword']['name'], password: p['userChangePassword']['password'] };
+    case 'userGrantRole': return { op: 'userGrantRole', user: p['userGrantRole']['user'], role: p['userGrantRole']['role'] };
+    case 'userRevokeRole': return { op: 'userRevokeRole', name: p['userRevokeRole']['name'], role: p['userRevokeRole']['role'] };
+    case 'roleAdd': return { op: 'roleAdd', name: p['roleAdd']['name'] };
+    case 'roleDelete': return { op: 'roleDelete', role: p['roleDelete']['role'] };
+    case 'roleGrantPermission': return { op: 'roleGrantPermission', name: p['roleGrantPermission']['name'], perm: permIn(p['roleGrantPermission']['perm'] ?? {}) };
+    case 'roleRevokePermission': return { op: 'roleRevokePermission', role: p['roleRevokePermission']['role'], key: s(p['roleRevokePermission']['key']), rangeEnd: s(p['roleRevokePermission']['rangeEnd']) };
     default: throw catalogue.error('STORE_ERR_DATA_DIR', `a log entry holds a request of an unknown kind (${String(p['op'])}): written by a newer ballast, which this one cannot apply`);
   }
 }
 
-const Kind = { v8: 0, put: 1, protobuf: 2 } as const;
+const Kind = { v8: 0, put: 1, protobuf: 2, putAuth: 3 } as const;
 
 /**
  * A log entry's data. Puts (the common case) keep their fixed layout in both formats; the rest
  * is protobuf in format 2 and a v8 clone in format 1 (which a 0.1.0 member reads).
  */
 export function encodeEnvelope(env: Envelope, format: Format): Uint8Array {
-  if (env.r.op === 'put') return encodePut(env.rid, env.r.req);
+  if (env.r.op === 'put' && (format === 2 || !env.a)) return encodePut(env.rid, env.r.req, env.a);
   if (format === 1) {
     const body = serialize(env);
     const out = Buffer.allocUnsafe(body.length + 1);
@@ -140,7 +170,7 @@ export function encodeEnvelope(env: Envelope, format: Format): Uint8Array {
     body.copy(out, 1);
     return out;
   }
-  const body = T.request.encode({ rid: env.rid, ...requestOut(env.r) }).finish();
+  const body = T.request.encode({ rid: env.rid, ...requestOut(env.r), ...(env.a ? { auth: { user: env.a.user, rev: env.a.rev } } : {}) }).finish();
   const out = Buffer.allocUnsafe(body.length + 1);
   out[0] = Kind.protobuf;
   out.set(body, 1);
@@ -150,28 +180,41 @@ export function encodeEnvelope(env: Envelope, format: Format): Uint8Array {
 export function decodeEnvelope(data: Uint8Array): Envelope {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   switch (buf[0]) {
-    case Kind.put: return decodePut(buf);
+    case Kind.put:
+    case Kind.putAuth: return decodePut(buf);
     case Kind.protobuf: {
       const p = T.request.toObject(T.request.decode(buf.subarray(1)), toObject);
-      return { rid: p['rid'], r: requestIn(p) };
+      const a = p['auth'] as Pb | null;
+      return { rid: p['rid'], r: requestIn(p), ...(a ? { a: { user: a['user'], rev: a['rev'] } } : {}) };
     }
     case Kind.v8: return deserialize(buf.subarray(1)) as Envelope;
     default: throw catalogue.error('STORE_ERR_DATA_DIR', `a log entry of an unknown kind (${buf[0]}): written by a newer ballast`);
   }
 }
 
-/** The fixed put layout: rid, key, value, lease as u32-length latin1, then a flags byte. */
-function encodePut(rid: string, p: PutRequest): Buffer {
-  const len = 1 + 16 + rid.length + p.key.length + p.value.length + p.lease.length + 1;
+/**
+ * The fixed put layout: rid, key, value, lease as u32-length latin1, then a flags byte; with
+ * auth on (kind 3) then the user as u32-length UTF-8 and the auth revision as a u64.
+ */
+function encodePut(rid: string, p: PutRequest, a?: AuthInfo): Buffer {
+  const user = a ? Buffer.from(a.user, 'utf8') : undefined;
+  const len = 1 + 16 + rid.length + p.key.length + p.value.length + p.lease.length + 1 + (user ? 12 + user.length : 0);
   const out = Buffer.allocUnsafe(len);
   let off = 0;
-  out[off++] = Kind.put;
+  out[off++] = a ? Kind.putAuth : Kind.put;
   for (const str of [rid, p.key, p.value, p.lease]) {
     out.writeUInt32LE(str.length, off);
     off += 4;
     off += out.write(str, off, str.length, 'latin1');
   }
   out[off++] = (p.prevKv ? 1 : 0) | (p.ignoreValue ? 2 : 0) | (p.ignoreLease ? 4 : 0);
+  if (a && user) {
+    out.writeUInt32LE(user.length, off);
+    off += 4;
+    off += user.copy(out, off);
+    out.writeBigUInt64LE(BigInt(a.rev), off);
+    off += 8;
+  }
   return out.subarray(0, off);
 }
 
@@ -187,8 +230,14 @@ function decodePut(buf: Buffer): Envelope {
   const key = str();
   const value = str();
   const lease = str();
-  const f = buf[off] as number;
-  return { rid, r: { op: 'put', req: { key, value, lease, prevKv: (f & 1) !== 0, ignoreValue: (f & 2) !== 0, ignoreLease: (f & 4) !== 0 } } };
+  const f = buf[off++] as number;
+  const env: Envelope = { rid, r: { op: 'put', req: { key, value, lease, prevKv: (f & 1) !== 0, ignoreValue: (f & 2) !== 0, ignoreLease: (f & 4) !== 0 } } };
+  if (buf[0] === Kind.putAuth) {
+    const n = buf.readUInt32LE(off);
+    const user = buf.toString('utf8', off + 4, off + 4 + n);
+    env.a = { user, rev: Number(buf.readBigUInt64LE(off + 4 + n)) };
+  }
+  return env;
 }
 
 // State ---------------------------------------------------------------------------------------
@@ -243,6 +292,7 @@ export function encodeState(st: StateMachineState, format: Format): Uint8Array {
   }
   for (const a of st.alarms) w.message(3, (m) => { m.utf8(1, a.memberId); m.utf8(2, a.alarm); });
   for (const l of st.leases ?? []) w.message(4, (m) => { m.utf8(1, l.id); m.num(2, l.ttl); });
+  if (st.auth) w.bytes(5, T.auth.encode(authOut(st.auth)).finish());
   return w.done();
 }
 
@@ -339,10 +389,31 @@ export function decodeState(data: Uint8Array): StateMachineState {
         st.leases?.push(l);
         return true;
       }
+      case 5: {
+        const [a, e] = rd.span();
+        st.auth = authIn(T.auth.toObject(T.auth.decode(buf.subarray(a, e)), toObject));
+        return true;
+      }
       default: return false;
     }
   });
   return st;
+}
+
+function authOut(a: AuthState): Pb {
+  return {
+    enabled: a.enabled, revision: a.revision,
+    users: a.users.map((u) => ({ name: u.name, password: u.password, roles: u.roles, noPassword: u.noPassword })),
+    roles: a.roles.map((r) => ({ name: r.name, perms: r.perms.map(permOut) })),
+  };
+}
+
+function authIn(p: Pb): AuthState {
+  return {
+    enabled: p['enabled'], revision: p['revision'],
+    users: (p['users'] as Pb[]).map((u) => ({ name: u['name'], password: u['password'], roles: u['roles'], noPassword: u['noPassword'] })),
+    roles: (p['roles'] as Pb[]).map((r) => ({ name: r['name'], perms: (r['perms'] as Pb[]).map(permIn) })),
+  };
 }
 
 /** Whether encoded state data is format 2 (what a snapshot file records as its format). */
