@@ -92,7 +92,7 @@ export class Operator {
     const memberTls = new Map<string, MemberTls>();
     this.#controller = new StoreClusterController({
       kubeconfig: kc, core: this.#core, clusters: this.#clusters, sets: this.#sets, pods: this.#pods,
-      members: (address, sc) => new MemberClient(address, 2000, memberTls.get(`${sc.metadata.namespace}/${sc.spec.tls?.clientSecretName ?? ''}`)),
+      members: (address, sc, creds) => new MemberClient(address, 2000, memberTls.get(`${sc.metadata.namespace}/${sc.spec.tls?.clientSecretName ?? ''}`), creds),
       loadTls: async (sc) => {
         const name = sc.spec.tls?.clientSecretName;
         if (!name) return;

@@ -17,6 +17,7 @@ export interface StoreClusterSpec {
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   storage: { size: string; storageClassName?: string; retainOnScaleDown: boolean };
   tls?: { clientSecretName?: string; peerSecretName?: string };
+  auth?: { enabled: boolean; rootSecretName?: string };
   quotaBytes?: string;
   snapshotCount?: number;
   compaction: { mode: 'periodic' | 'revision'; retention: string };
@@ -54,6 +55,8 @@ export interface StoreClusterStatus {
   currentVersion?: string;
   selector?: string;
   phase?: string;
+  /** Whether the store checks users and permissions now (etcd's auth). */
+  authEnabled?: boolean;
 }
 
 export interface StoreCluster {
@@ -89,6 +92,10 @@ export const storeClusterCrd: CrdDefinition = {
       clientSecretName: s.string('Secret with the client-facing certificate; clients must present certificates signed by its ca.crt (the operator presents this one).'),
       peerSecretName: s.string('Secret with the peer certificate; members authenticate each other with it.'),
     }, { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'spec.tls cannot change after creation: members would stop understanding each other mid-way; create a new StoreCluster and restore a snapshot into it' }] }),
+    auth: s.object('etcd\'s auth: users, roles and key-range permissions. When enabled, the operator makes a root user whose password it keeps in a Secret of type kubernetes.io/basic-auth (created with a random password unless it exists), turns auth on, and authenticates its own calls as root. Clients then need a user: read the Secret, or have root add users and roles (etcdctl user add, role grant-permission). Setting enabled to false turns auth off again.', {
+      enabled: s.bool('Turn auth on (true) or off (false).', { default: false }),
+      rootSecretName: s.string('The root user\'s Secret (keys username, password); default <name>-root. To bring your own password, create it before enabling auth.'),
+    }),
     quotaBytes: s.quantity('Raise the NOSPACE alarm when the key space exceeds this size (default 2Gi).'),
     snapshotCount: s.int('Committed entries between snapshots (default 100000).', { minimum: 1 }),
     compaction: s.object('Automatic compaction of old revisions.', {
@@ -142,6 +149,7 @@ export const storeClusterCrd: CrdDefinition = {
     currentVersion: s.string('Version every member runs (during an update, the older one).'),
     selector: s.string('Label selector of the member pods (for the scale subresource).'),
     phase: s.string('A one-word summary: Bootstrapping, Ready, Scaling, Updating, Degraded, QuorumLost, Paused.'),
+    authEnabled: s.bool('Whether the store checks users and permissions (spec.auth), as it last answered.'),
   }),
   columns: [
     { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status', description: 'All members ready' },

@@ -18,7 +18,7 @@ import type { Clock } from '../../lib/clock.ts';
 import type { SharedInformer } from '../../lib/kube/informer.ts';
 import { ExitCode } from '../../lib/lifecycle.ts';
 import { group, type MemberStatus, type StoreCluster, type StoreClusterStatus, version } from '../api/storecluster.ts';
-import type { MemberClient, MemberInfo, MemberState } from '../members.ts';
+import { type MemberClient, type MemberInfo, type MemberState, StoreCredentials } from '../members.ts';
 import * as specs from '../specs/storecluster.ts';
 
 export const pausedAnnotation = 'ballast.dev/reconcile';
@@ -29,8 +29,8 @@ export interface StoreClusterControllerDeps {
   clusters: SharedInformer<StoreCluster>;
   sets: SharedInformer<V1StatefulSet>;
   pods: SharedInformer<V1Pod>;
-  /** A client for one member; `sc` for its TLS (loaded by loadTls first). */
-  members: (address: string, sc: StoreCluster) => MemberClient;
+  /** A client for one member; `sc` for its TLS (loaded by loadTls first), `creds` while auth may be on. */
+  members: (address: string, sc: StoreCluster, creds?: StoreCredentials) => MemberClient;
   /** Read the cluster's client TLS Secret (spec.tls.clientSecretName) so members() can use it. */
   loadTls?: (sc: StoreCluster) => Promise<void>;
   clock: Clock;
@@ -46,6 +46,8 @@ interface Observed {
   /** The Raft configuration, from the leader (or any member that answered). */
   list: MemberInfo[] | undefined;
   leaderId: string;
+  /** Members refused the operator's calls for want of credentials (auth on, no usable root Secret). */
+  authProblem?: string;
 }
 
 const podReady = (p: V1Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
@@ -65,6 +67,8 @@ export class StoreClusterController {
   readonly #applied = new Map<string, { body: string; at: number }>();
   /** The status last written per StoreCluster (without transition times). */
   readonly #written = new Map<string, string>();
+  /** The root user per StoreCluster (spec.auth), read from its Secret, and when. */
+  readonly #credentials = new Map<string, { creds: StoreCredentials | undefined; at: number }>();
 
   constructor(d: StoreClusterControllerDeps) {
     this.#d = d;
@@ -77,6 +81,7 @@ export class StoreClusterController {
     const sc = this.#d.clusters.get(key);
     if (!sc || (sc as { metadata: { deletionTimestamp?: unknown } }).metadata.deletionTimestamp) return undefined;
     await this.#d.loadTls?.(sc);
+    await this.#loadCredentials(sc);
     const observed = await this.#observe(sc);
     if (sc.metadata.annotations?.[pausedAnnotation] === 'paused') {
       await this.#writeStatus(sc, observed, { phase: 'Paused', progressing: ['False', 'Paused', `reconcile paused by the ${pausedAnnotation}: paused annotation; remove it to resume`] });
@@ -96,22 +101,54 @@ export class StoreClusterController {
     const states = new Map<string, MemberState | undefined>();
     let list: MemberInfo[] | undefined;
     let leaderId = '';
+    let authProblem = '';
     await Promise.all(pods.map(async (p) => {
       const ip = p.status?.podIP;
       if (!ip) return void states.set(p.metadata?.name ?? '', undefined);
-      const c = this.#d.members(`${ip}:${specs.clientPort}`, sc);
+      const c = this.#d.members(`${ip}:${specs.clientPort}`, sc, this.#creds(sc));
       try {
         const st = await c.status();
         states.set(p.metadata?.name ?? '', st);
         if (st.leader !== '0') leaderId = st.leader;
         if (!list || st.leader === st.id) list = await c.list().catch(() => list);
-      } catch {
+      } catch (err) {
         states.set(p.metadata?.name ?? '', undefined);
+        const details = (err as { details?: string }).details ?? '';
+        if (/etcdserver: (user name is empty|authentication failed|permission denied)/.test(details)) authProblem = details;
       } finally {
         c.close();
       }
     }));
-    return { pods, states, list, leaderId };
+    return { pods, states, list, leaderId, ...(authProblem && !leaderId ? { authProblem } : {}) };
+  }
+
+  #creds(sc: StoreCluster): StoreCredentials | undefined {
+    return this.#credentials.get(`${sc.metadata.namespace}/${sc.metadata.name}`)?.creds;
+  }
+
+  /**
+   * The root user's Secret (spec.auth): created with a random password when auth is wanted and
+   * it does not exist; read (if it exists) when auth is not wanted, to turn auth off with it.
+   */
+  async #loadCredentials(sc: StoreCluster): Promise<void> {
+    const key = `${sc.metadata.namespace}/${sc.metadata.name}`;
+    const cached = this.#credentials.get(key);
+    if (cached && (cached.creds || !sc.spec.auth?.enabled) && this.#d.clock.now() - cached.at < reapplyMs) return;
+    const name = specs.rootSecretName(sc);
+    let secret = await this.#d.core.readNamespacedSecret({ name, namespace: sc.metadata.namespace }).catch((err: unknown) => {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    });
+    if (!secret && sc.spec.auth?.enabled) {
+      secret = await this.#d.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.rootSecret(sc, randomBytes(24).toString('base64url')) });
+      this.#d.event(sc, 'Normal', 'RootSecretCreated', `created Secret ${name} with the store's root user and a random password (spec.auth)`);
+    }
+    const field = (k: string) => {
+      const v = secret?.data?.[k] ?? '';
+      return v ? Buffer.from(v, 'base64').toString('utf8') : secret?.stringData?.[k] ?? '';
+    };
+    const password = field('password');
+    this.#credentials.set(key, { creds: secret && password ? new StoreCredentials(field('username') || 'root', password) : undefined, at: this.#d.clock.now() });
   }
 
   async #ensureToken(sc: StoreCluster): Promise<void> {
@@ -142,6 +179,7 @@ export class StoreClusterController {
     const [ns, name] = key.split('/');
     for (const k of this.#applied.keys()) if (k.includes(`/${ns}/${name}`)) this.#applied.delete(k);
     this.#written.delete(key);
+    this.#credentials.delete(key);
   }
 
   async #applySet(sc: StoreCluster, replicas: number, members: Array<{ name: string; peerUrl: string }>, state: 'new' | 'existing'): Promise<void> {
@@ -163,6 +201,10 @@ export class StoreClusterController {
     const membersNow = (list ?? []).map((m) => ({ name: nameOf(m), peerUrl: m.peerURLs[0] ?? '' }));
     // Keep the template's bootstrap configuration in step with the Raft configuration.
     const keep = async (replicas: number) => this.#applySet(sc, replicas, membersNow.length > 0 ? membersNow : Array.from({ length: current }, (_, i) => ({ name: specs.memberName(sc, i), peerUrl: specs.peerUrl(sc, i) })), membersNow.length > 0 ? 'existing' : 'new');
+    if (o.authProblem) {
+      // Members answer, but not to the operator: auth is on and it has no usable root user.
+      return { phase: 'Degraded', degraded: true, progressing: ['False', 'AuthCredentials', `the members refuse the operator's calls (${o.authProblem}): auth is on in the store and the operator has no working root credentials. Set spec.auth.enabled with spec.auth.rootSecretName naming a Secret whose username and password are the store's root user's (default ${specs.rootSecretName(sc)})`] };
+    }
     if (!o.leaderId || !list) {
       // Without a leader the Raft configuration is unknown: the StatefulSet is left exactly as
       // it is (rewriting its bootstrap settings from a guess could, on a member that lost its
@@ -176,7 +218,7 @@ export class StoreClusterController {
     const leaderClient = () => {
       const leaderName = membersNow.find((_, i) => list[i]?.id === o.leaderId)?.name;
       const pod = o.pods.find((p) => p.metadata?.name === leaderName);
-      return this.#d.members(`${pod?.status?.podIP ?? ''}:${specs.clientPort}`, sc);
+      return this.#d.members(`${pod?.status?.podIP ?? ''}:${specs.clientPort}`, sc, this.#creds(sc));
     };
     const call = async <T>(fn: (c: MemberClient) => Promise<T>): Promise<T> => {
       const c = leaderClient();
@@ -275,7 +317,26 @@ export class StoreClusterController {
     await keep(current);
     const update = await this.#rollout(sc, o, list, healthy, call);
     if (update) return update;
-    return healthy ? { phase: 'Ready', progressing: ['False', 'Reconciled', `${current} members, all ready`] } : { phase: 'Degraded', progressing: ['False', 'WaitingForMembers', 'some members are not ready'] };
+    if (!healthy) return { phase: 'Degraded', progressing: ['False', 'WaitingForMembers', 'some members are not ready'] };
+    return this.#auth(sc, call);
+  }
+
+  /** spec.auth: turn the store's auth on or off to match, as root; then Ready. */
+  async #auth(sc: StoreCluster, call: <T>(fn: (c: MemberClient) => Promise<T>) => Promise<T>): Promise<StepResult> {
+    const want = sc.spec.auth?.enabled === true;
+    const on = await call((c) => c.authEnabled());
+    const ready: StepResult = { phase: 'Ready', progressing: ['False', 'Reconciled', `${sc.spec.replicas} members, all ready`], authEnabled: on };
+    if (want === on) return ready;
+    const creds = this.#creds(sc);
+    if (want) {
+      if (!creds) return { ...ready, phase: 'Degraded', degraded: true, progressing: ['False', 'AuthCredentials', `Secret ${specs.rootSecretName(sc)} has no password: give it one (key password) or delete it and the operator makes one`] };
+      await call((c) => c.enableAuth(creds));
+      this.#d.event(sc, 'Normal', 'AuthEnabled', `auth is on: the root user's password is in Secret ${specs.rootSecretName(sc)}; clients now need a user (etcdctl --user, or a client certificate whose CN is a user)`);
+    } else {
+      await call((c) => c.disableAuth());
+      this.#d.event(sc, 'Normal', 'AuthDisabled', 'auth is off: the store no longer checks users and permissions (users and roles are kept)');
+    }
+    return { phase: 'Updating', progressing: ['True', want ? 'AuthEnabled' : 'AuthDisabled', want ? 'turned auth on' : 'turned auth off'], requeueMs: 1_000, authEnabled: want };
   }
 
   /**
@@ -357,6 +418,7 @@ export class StoreClusterController {
       ...(leaderMember ? { leader: nameOf(leaderMember) } : {}),
       ...(versions[0] ? { currentVersion: versions[0] } : {}),
       selector: Object.entries(specs.selectorLabels(sc)).map(([k, v]) => `${k}=${v}`).join(','),
+      ...(step.authEnabled !== undefined ? { authEnabled: step.authEnabled } : sc.status?.authEnabled !== undefined ? { authEnabled: sc.status.authEnabled } : {}),
       conditions: [
         cond('Ready', allReady ? 'True' : 'False', allReady ? 'AllMembersReady' : step.phase, allReady ? `${ready} of ${sc.spec.replicas} members ready; leader ${leaderMember ? nameOf(leaderMember) : 'unknown'}` : step.progressing[2]),
         cond('Available', o.leaderId ? 'True' : 'False', o.leaderId ? 'QuorumAvailable' : step.quorumLost ? 'QuorumLost' : 'NoLeader', o.leaderId ? `a leader is elected; ${ready} of ${sc.spec.replicas} members ready (quorum ${quorum})` : step.quorumLost
@@ -390,4 +452,6 @@ interface StepResult {
   quorumLost?: boolean;
   degraded?: boolean;
   requeueMs?: number;
+  /** What the store said of its auth, when this reconcile asked. */
+  authEnabled?: boolean;
 }

@@ -39,6 +39,7 @@ export function commonLabels(sc: StoreCluster): Record<string, string> {
 export const peerServiceName = (sc: StoreCluster) => `${sc.metadata.name}-peer`;
 export const clientServiceName = (sc: StoreCluster) => `${sc.metadata.name}-client`;
 export const tokenSecretName = (sc: StoreCluster) => `${sc.metadata.name}-token`;
+export const rootSecretName = (sc: StoreCluster) => sc.spec.auth?.rootSecretName ?? `${sc.metadata.name}-root`;
 export const memberName = (sc: StoreCluster, ordinal: number) => `${sc.metadata.name}-${ordinal}`;
 /**
  * A member's resources when the spec names none: a request the scheduler can count on, and a
@@ -107,6 +108,11 @@ export function serviceAccount(sc: StoreCluster): V1ServiceAccount {
 /** The cluster token: made once (from the caller's random bytes) and never changed. */
 export function tokenSecret(sc: StoreCluster, token: string): V1Secret {
   return { apiVersion: 'v1', kind: 'Secret', metadata: meta(sc, tokenSecretName(sc), 'token'), type: 'Opaque', stringData: { token } };
+}
+
+/** The root user's credentials (spec.auth): made once, from the caller's random password. */
+export function rootSecret(sc: StoreCluster, password: string): V1Secret {
+  return { apiVersion: 'v1', kind: 'Secret', metadata: meta(sc, rootSecretName(sc), 'auth'), type: 'kubernetes.io/basic-auth', stringData: { username: 'root', password } };
 }
 
 /** Members that may be down at once without losing quorum. */
