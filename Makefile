@@ -149,10 +149,10 @@ up: deps build control-plane helm images ## the main job: Kubernetes on a ballas
 	@echo "==> helm upgrade --install ballast charts/ballast (namespace ballast-system)"
 	$(HELM) --kubeconfig .state/cluster/admin.kubeconfig upgrade --install ballast charts/ballast -n ballast-system --create-namespace --wait --timeout 3m >/dev/null
 	@echo "==> a sample StoreCluster (examples/storecluster.yaml), waiting until Ready"
-	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply -f examples/storecluster.yaml
+	scripts/apply-when-routed .state/cluster/admin.kubeconfig -f examples/storecluster.yaml
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait storecluster/example --for=condition=Ready --timeout=180s
 	@echo "==> a sample client with an injected sidecar (examples/sidecar-demo.yaml)"
-	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply -f examples/sidecar-demo.yaml
+	scripts/apply-when-routed .state/cluster/admin.kubeconfig -f examples/sidecar-demo.yaml
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait -n demo pod/client --for=condition=Ready --timeout=120s
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait -n demo deployment/echo --for=condition=Available --timeout=120s
 	@echo; scripts/up-summary .state/cluster/admin.kubeconfig

@@ -147,10 +147,25 @@ describe('ballast cluster on a ballast store: pods on the node, every object in 
     if (c.cluster('status').stdout.includes('pid')) c.down();
   });
 
-  it('a Deployment runs to Ready, its pods behind a Service, and down restores the host', async () => {
+  it('a Deployment runs to Ready; kill -9 of the store\'s leader: the node and the controllers carry on (scaled to 4 on the two members left); down restores the host', async () => {
     c.ok(['create', 'deployment', 'web', `--image=${echo}`, '--replicas=2']);
     await c.until(() => c.jsonpath(['deployment', 'web'], '{.status.readyReplicas}') === '2', 'two replicas Ready');
     assert.match(c.ok(['get', '--raw', '/readyz?verbose']), /\[\+\]etcd ok/);
+    // The store's members listen on 13379, 23379, 33379 (cluster/control-plane.ts).
+    // IDs are 64-bit: compare them as the digits etcdctl printed, not as JSON numbers (doubles).
+    const isLeader = (port: number) => {
+      const out = spawnSync('etcdctl', [`--endpoints=127.0.0.1:${port}`, 'endpoint', 'status', '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout;
+      const id = /"member_id":(\d+)/.exec(out)?.[1];
+      return id !== undefined && id === /"leader":(\d+)/.exec(out)?.[1];
+    };
+    const ports = [13379, 23379, 33379];
+    const leaderPort = ports.find(isLeader);
+    assert.ok(leaderPort, 'the store has a leader');
+    const components = (JSON.parse(readFileSync(join(c.stateDir, 'state.json'), 'utf8')) as { components: Array<{ name: string; pid: number }> }).components;
+    const victim = components.find((x) => x.name === `store-s${String(leaderPort).slice(0, 1)}`)!;
+    process.kill(victim.pid, 'SIGKILL');
+    c.ok(['scale', 'deployment', 'web', '--replicas=4']);
+    await c.until(() => c.jsonpath(['deployment', 'web'], '{.status.readyReplicas}') === '4', 'four replicas Ready after the store\'s leader was killed');
     const down = c.down();
     assert.equal(down.status, 0, down.stderr);
     assert.deepEqual(diffHostState(before0, readHostState()), []);

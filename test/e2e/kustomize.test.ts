@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { manifestDrift } from '../support/drift.ts';
 import { renderKustomizeBase } from '../support/kustomize-base.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
+import { applyWhenRouted } from '../support/webhook.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -60,9 +61,16 @@ describe('kubectl apply -k kustomize/overlays/{dev,production}', { timeout: 400_
     await overlay('production', 2, t);
     assert.equal(kubectl(['get', 'pdb', 'ballast-operator', '-n', 'ballast-system', '-o', 'jsonpath={.spec.minAvailable}']).stdout, '1');
     assert.equal(kubectl(['get', 'deployment', 'ballast-operator', '-n', 'ballast-system', '-o', 'jsonpath={.spec.template.spec.containers[0].resources.requests.cpu}']).stdout, '100m');
-    assert.equal(kubectl(['apply', '-f', join(root, 'examples', 'storecluster.yaml')]).status, 0);
+    const applied = await applyWhenRouted(kubectl, ['-f', join(root, 'examples', 'storecluster.yaml')]);
+    assert.equal(applied.status, 0, applied.stderr);
     const wait = kubectl(['wait', 'storecluster/example', '--for=condition=Ready', '--timeout=150s']);
-    assert.equal(wait.status, 0, wait.stderr);
+    // When it does not get there, say where it stands: the conditions, the pods, the operator's last words.
+    const story = () => [
+      kubectl(['get', 'storecluster', 'example', '-o', 'jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\\n"}{end}']).stdout,
+      kubectl(['get', 'pods', '-A', '-o', 'wide']).stdout,
+      kubectl(['logs', '-n', 'ballast-system', '-l', 'app.kubernetes.io/name=ballast-operator', '--tail=30', '--prefix']).stdout,
+    ].join('\n');
+    assert.equal(wait.status, 0, wait.status === 0 ? '' : `${wait.stderr}\n${story()}`);
   });
 
   it('delete -k removes what it applied', async () => {

@@ -15,6 +15,7 @@ import { Etcd3 } from 'etcd3';
 import { dashboards, panelQueries } from '../../dashboards/definitions.ts';
 import { clientPod, echoService } from '../support/demo.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
+import { applyWhenRouted } from '../support/webhook.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const helmBin = process.env['BALLAST_HELM'] ?? join(root, '.tools', 'helm-v3.22.0', 'helm');
@@ -74,7 +75,7 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
       { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'obs' }, spec: { service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 2 }, timeouts: { requestMs: 3000 } } } },
       clientPod('obs'),
     ];
-    const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
+    const applied = await applyWhenRouted(kubectl, ['-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
     assert.equal(applied.status, 0, applied.stderr);
     for (const w of [['-n', 'obs', 'storecluster/example', '--for=condition=Ready'], ['-n', 'obs', 'pod/client', '--for=condition=Ready'], ['-n', 'obs', 'deployment/echo', '--for=condition=Available']]) {
       const r = kubectl(['wait', ...w, '--timeout=180s']);
