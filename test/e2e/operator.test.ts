@@ -28,20 +28,33 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
   const jsonpath = (what: string[], path: string) => kubectl(['get', ...what, '-o', `jsonpath=${path}`]).stdout.trim();
   const operators: ChildProcess[] = [];
+  const operatorLog: string[] = [];
   const discoveryPorts: number[] = [];
   const startOperator = async () => {
     const discoveryPort = await freePort();
     discoveryPorts.push(discoveryPort);
     const p = spawn(bin, ['operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${await freePort()}`, `--discovery-addr=127.0.0.1:${discoveryPort}`, '--webhook-addr=', '--namespace=ballast-system'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    p.stdout?.resume();
-    p.stderr?.resume();
+    // The last lines the operators wrote, to say where things stood when a wait runs out.
+    for (const s of [p.stdout, p.stderr]) {
+      s?.setEncoding('utf8');
+      s?.on('data', (d: string) => {
+        operatorLog.push(...d.split('\n').filter(Boolean).map((l) => `[${p.pid}] ${l}`));
+        operatorLog.splice(0, Math.max(0, operatorLog.length - 60));
+      });
+    }
     operators.push(p);
     return p;
   };
   async function until(cond: () => boolean, what: string, ms = 90_000): Promise<void> {
     const end = Date.now() + ms;
     while (Date.now() < end && !cond()) await sleep(250);
-    assert.ok(cond(), what);
+    if (cond()) return;
+    const where = [
+      kubectl(['get', 'storecluster', '-A', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.readyReplicas} {.status.conditions}{"\\n"}{end}']).stdout,
+      kubectl(['get', 'pods', '-A', '-o', 'wide']).stdout,
+      operatorLog.join('\n'),
+    ].join('\n');
+    assert.fail(`${what}: not within ${ms / 1000} s\n${where}`);
   }
   const phase = () => `${jsonpath(['storecluster', 'orders'], '{.status.readyReplicas}')}/${jsonpath(['storecluster', 'orders'], '{.status.phase}')}`;
   const memberPods = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=orders', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.podIP}{"\\n"}{end}']).stdout.trim().split('\n').filter(Boolean).map((l) => l.split('=') as [string, string]).filter(([, ip]) => ip !== '');
@@ -299,14 +312,18 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
 
   it('the paused annotation stops changes and says so in status', async () => {
     assert.equal(kubectl(['annotate', 'storecluster', 'orders', 'ballast.dev/reconcile=paused']).status, 0);
-    assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=5']).status, 0);
-    await until(() => jsonpath(['storecluster', 'orders'], '{.status.phase}') === 'Paused', 'status says Paused', 30_000);
-    await sleep(3000);
-    assert.equal(jsonpath(['statefulset', 'orders'], '{.spec.replicas}'), '3', 'nothing changed while paused');
-    assert.match(jsonpath(['storecluster', 'orders'], '{.status.conditions[?(@.type=="Progressing")].message}'), /paused/);
-    assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=3']).status, 0);
-    assert.equal(kubectl(['annotate', 'storecluster', 'orders', 'ballast.dev/reconcile-']).status, 0);
-    await until(() => phase() === '3/Ready', 'resumes', 60_000);
+    try {
+      assert.equal(kubectl(['scale', 'storecluster', 'orders', '--replicas=5']).status, 0);
+      await until(() => jsonpath(['storecluster', 'orders'], '{.status.phase}') === 'Paused', 'status says Paused', 60_000);
+      await sleep(3000);
+      assert.equal(jsonpath(['statefulset', 'orders'], '{.spec.replicas}'), '3', 'nothing changed while paused');
+      assert.match(jsonpath(['storecluster', 'orders'], '{.status.conditions[?(@.type=="Progressing")].message}'), /paused/);
+    } finally {
+      // Undone whatever happened, so the tests after this one start from a 3-member cluster.
+      kubectl(['scale', 'storecluster', 'orders', '--replicas=3']);
+      kubectl(['annotate', 'storecluster', 'orders', 'ballast.dev/reconcile-']);
+    }
+    await until(() => phase() === '3/Ready', 'resumes', 90_000);
   });
 
   it('losing quorum (2 of 3 members frozen): QuorumLost with the recovery steps, and nothing removed, replaced or deleted; Ready again when they return', async (t) => {
