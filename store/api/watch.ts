@@ -214,10 +214,10 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
       }
     });
     const close = (): void => o.hub.closeStream(stream);
-    call.on('end', () => {
-      close();
-      call.end();
-    });
+    // A client that half-closes (CloseSend) still gets its events: etcd's recvLoop returns on EOF
+    // without ending the stream, which lasts until the client cancels or goes away. Ending it
+    // here (status OK) made clients that treat a server-ended watch as a failure reconnect.
+    call.on('end', () => undefined);
     call.on('cancelled', close);
     call.on('error', close);
   };

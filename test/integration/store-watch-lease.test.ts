@@ -1,9 +1,10 @@
 // Watch and Lease on `ballast store`, through Debian's etcdctl and a raw gRPC watch client.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { loadProtos } from '../../store/api/server.ts';
+import { EtcdMember } from '../support/etcd.ts';
 import { StoreCluster } from '../support/store-cluster.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -245,5 +246,45 @@ describe('ballast store: v3lock and v3election gRPC services', { timeout: 60_000
     await call(el, 'Resign', { leader: won['leader'] });
     await assert.rejects(call(el, 'Proclaim', { leader: won['leader'], value: Buffer.from('v3') }), /election: not leader/);
     el.close();
+  });
+});
+
+describe('a watch stream the client half-closes (CloseSend) goes on delivering, as etcd does', { timeout: 60_000 }, () => {
+  let c: StoreCluster | undefined;
+  let etcd: EtcdMember | undefined;
+  after(async () => {
+    await etcd?.stop();
+    await c?.shutdown();
+  });
+
+  /** Opens a watch, half-closes the stream, puts a key: what the client receives and how the stream ends. */
+  async function halfClosed(endpoint: string, put: (key: string) => void): Promise<{ events: number; ended: string }> {
+    const Watch = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Watch'] as grpc.ServiceClientConstructor;
+    const client = new Watch(endpoint, grpc.credentials.createInsecure());
+    const stream = (client as unknown as { Watch(): grpc.ClientDuplexStream<Wire, Wire> }).Watch();
+    const responses: Wire[] = [];
+    let ended = 'open';
+    stream.on('data', (r: Wire) => responses.push(r));
+    stream.on('status', (s: grpc.StatusObject) => { ended = grpc.status[s.code] ?? String(s.code); });
+    stream.on('error', () => undefined);
+    stream.write({ create_request: { key: Buffer.from('half/'), range_end: Buffer.from('half0') } });
+    while (!responses.some((r) => r['created'])) await sleep(20);
+    stream.end();
+    await sleep(300);
+    put('half/a');
+    for (let i = 0; i < 100 && eventsOf(responses).length === 0 && ended === 'open'; i++) await sleep(50);
+    const events = eventsOf(responses).length;
+    stream.cancel();
+    client.close();
+    return { events, ended };
+  }
+
+  it('the event after CloseSend arrives and the stream stays open until the client cancels, on etcd and on ballast', async () => {
+    etcd = await EtcdMember.start();
+    const anchor = await halfClosed(etcd.endpoint, (k) => assert.equal(spawnSync('etcdctl', [`--endpoints=${etcd!.endpoint}`, 'put', k, 'v'], { env: { ...process.env, ETCDCTL_API: '3' } }).status, 0));
+    assert.deepEqual(anchor, { events: 1, ended: 'open' }, `etcd ${EtcdMember.version}`);
+    c = await StoreCluster.start(1);
+    const ours = await halfClosed(c.endpoints(), (k) => assert.equal(c!.etcdctl(['put', k, 'v']).status, 0));
+    assert.deepEqual(ours, anchor);
   });
 });
