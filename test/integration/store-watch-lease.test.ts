@@ -287,4 +287,36 @@ describe('a watch stream the client half-closes (CloseSend) goes on delivering, 
     const ours = await halfClosed(c.endpoints(), (k) => assert.equal(c!.etcdctl(['put', k, 'v']).status, 0));
     assert.deepEqual(ours, anchor);
   });
+
+  it('watches cancelled and half-closed on a connection where a Campaign is waiting: no call on it fails (fault: RST_STREAM and END_STREAM among live streams; promise: the connection and its other calls live on)', async () => {
+    const ep = c!.endpoints();
+    const P = loadProtos();
+    const make = (pkg: string, svc: string) => new ((P[pkg] as Record<string, grpc.ServiceClientConstructor>)[svc] as grpc.ServiceClientConstructor)(ep, grpc.credentials.createInsecure()) as unknown as Record<string, (...a: unknown[]) => unknown> & grpc.Client;
+    const [el, lease, watch, kv] = [make('v3electionpb', 'Election'), make('etcdserverpb', 'Lease'), make('etcdserverpb', 'Watch'), make('etcdserverpb', 'KV')];
+    const call = (cl: Record<string, (...a: unknown[]) => unknown>, m: string, r: Wire, ms = 10_000) => new Promise<Wire>((res, rej) => cl[m]!(r, { deadline: Date.now() + ms }, (e: Error | null, o: Wire) => (e ? rej(e) : res(o))));
+    const failures: string[] = [];
+    const fail = (e: grpc.ServiceError) => void failures.push(`${grpc.status[e.code]} ${e.details}`);
+    const holder = await call(lease, 'LeaseGrant', { TTL: 600 });
+    await call(el, 'Campaign', { name: Buffer.from('E'), lease: holder['ID'], value: Buffer.from('a') });
+    let ranges = 0;
+    for (let round = 0; round < 8; round++) {
+      const l = await call(lease, 'LeaseGrant', { TTL: 600 });
+      const waiting = call(el, 'Campaign', { name: Buffer.from('E'), lease: l['ID'], value: Buffer.from('b') }, 1500).then(
+        () => 'won', (e: grpc.ServiceError) => (e.code === grpc.status.DEADLINE_EXCEEDED ? 'waited' : (fail(e), 'failed')));
+      for (let j = 0; j < 8; j++) {
+        const s = (watch as unknown as { Watch(): grpc.ClientDuplexStream<Wire, Wire> }).Watch();
+        s.on('error', () => undefined);
+        s.on('data', () => undefined);
+        s.write({ create_request: { key: Buffer.from(`w${j}`) } });
+        await sleep(10 + (j * 7) % 30);
+        if (j % 2) s.end(); else s.cancel();
+        await call(kv, 'Range', { key: Buffer.from('x') }).then(() => ranges++, fail);
+      }
+      assert.equal(await waiting, 'waited', 'the second campaigner waits while the first holds the election');
+      await call(lease, 'LeaseRevoke', { ID: l['ID'] }).catch(fail);
+    }
+    for (const x of [el, lease, watch, kv]) x.close();
+    assert.deepEqual(failures, []);
+    assert.equal(ranges, 64);
+  });
 });
