@@ -1,5 +1,5 @@
 # One image, three programs: `ballast store`, `ballast operator`, `ballast sidecar`.
-# Build: docker build -t ballast:0.1.0 .   (no container engine here: `make image-check` runs
+# Build: docker build -t ballast:0.2.0 .   (no container engine here: `make image-check` runs
 # these same steps in a clean directory and starts the result read-only.)
 ARG NODE_VERSION=24
 
@@ -21,7 +21,7 @@ RUN npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
 # --- runtime: Node 24 slim, the compiled code and production dependencies, non-root ------------
 FROM node:${NODE_VERSION}-bookworm-slim
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="ballast" \
       org.opencontainers.image.description="Replicated etcd-API stores on Kubernetes: store, operator and resilience sidecar" \
       org.opencontainers.image.version="${VERSION}" \

@@ -27,7 +27,7 @@ const flags = {
   sidecarEnv: f.string('environment for every injected sidecar, as a JSON list of {"name","value"} (e.g. [{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}])', { default: '[]' }),
   validatingWebhookConfig: f.string('the ValidatingWebhookConfiguration for StoreClusters whose caBundle the operator keeps; empty: StoreCluster validation off', { default: '' }),
   webhookSecret: f.string('the Secret (in --namespace) holding the webhook\'s CA and serving certificate', { default: 'ballast-webhook-tls' }),
-  sidecarImage: f.string('image of the injected sidecar', { default: 'ballast:0.1.0', env: 'BALLAST_SIDECAR_IMAGE' }),
+  sidecarImage: f.string('image of the injected sidecar', { default: 'ballast:0.2.0', env: 'BALLAST_SIDECAR_IMAGE' }),
   discoveryService: f.string('the Service in front of the discovery service (injected sidecars connect to it)', { default: 'ballast-operator-discovery' }),
   discoveryAddr: f.string('host:port of the discovery service that streams policies and endpoints to sidecars (empty: off)', { default: '0.0.0.0:8081' }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),

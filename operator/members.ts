@@ -112,9 +112,17 @@ export class MemberClient {
     }
   }
 
-  /** Whether the store checks users now (AuthStatus: open while auth is off, root-only while on). */
-  async authEnabled(): Promise<boolean> {
-    return Boolean((await this.#call(this.#auth, 'AuthStatus', {}))['enabled']);
+  /**
+   * Whether the store checks users now (AuthStatus: open while auth is off, root-only while on);
+   * undefined from a member that has no auth at all (ballast 0.1.x: UNIMPLEMENTED).
+   */
+  async authEnabled(): Promise<boolean | undefined> {
+    try {
+      return Boolean((await this.#call(this.#auth, 'AuthStatus', {}))['enabled']);
+    } catch (err) {
+      if ((err as grpc.ServiceError).code === grpc.status.UNIMPLEMENTED) return undefined;
+      throw err;
+    }
   }
 
   /**

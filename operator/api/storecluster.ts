@@ -77,7 +77,7 @@ export const storeClusterCrd: CrdDefinition = {
       default: 3, minimum: 1, maximum: 7,
       'x-kubernetes-validations': [{ rule: 'self % 2 == 1', message: 'replicas must be odd (1, 3, 5 or 7): an even count tolerates no more failures than the odd count below it and needs a larger quorum' }],
     }),
-    version: s.string('The ballast store version to run (major.minor.patch). Upgrades move one minor version at a time.', { pattern: semver, maxLength: 32, default: '0.1.0' }),
+    version: s.string('The ballast store version to run (major.minor.patch). Upgrades move one minor version at a time.', { pattern: semver, maxLength: 32, default: '0.2.0' }),
     image: s.string('Container image; default ballast:<version>.'),
     resources: s.object('Compute resources of each member (as a container\'s resources). Default: requests cpu 100m, memory 128Mi; limits memory 1Gi. The store keeps its key space in memory: set the memory limit well above the data\'s size.', {
       requests: s.map('Minimum resources, e.g. cpu: 500m, memory: 1Gi.', s.quantity('A quantity.')),

@@ -87,6 +87,15 @@ export class StoreClusterController {
       await this.#writeStatus(sc, observed, { phase: 'Paused', progressing: ['False', 'Paused', `reconcile paused by the ${pausedAnnotation}: paused annotation; remove it to resume`] });
       return undefined;
     }
+    // Going back to a version that cannot read the members' data: nothing is applied or replaced
+    // (a member restarted on the older image would not start), until the version is set back.
+    const running = observed.pods.map((p) => p.metadata?.annotations?.['ballast.dev/version'] ?? '').filter(Boolean);
+    const refusal = specs.downgradeRefusal(sc.spec.version, running);
+    if (refusal) {
+      if (sc.status?.conditions?.find((c) => c.type === 'Progressing')?.reason !== 'DowngradeRefused') this.#d.event(sc, 'Warning', 'DowngradeRefused', refusal);
+      await this.#writeStatus(sc, observed, { phase: 'Degraded', degraded: true, progressing: ['False', 'DowngradeRefused', refusal] });
+      return undefined;
+    }
     await this.#ensureToken(sc);
     for (const obj of [specs.serviceAccount(sc), specs.peerService(sc), specs.clientService(sc), specs.disruptionBudget(sc)]) await this.#apply(obj);
     const step = await this.#membership(sc, observed);
@@ -324,13 +333,22 @@ export class StoreClusterController {
   /** spec.auth: turn the store's auth on or off to match, as root; then Ready. */
   async #auth(sc: StoreCluster, call: <T>(fn: (c: MemberClient) => Promise<T>) => Promise<T>): Promise<StepResult> {
     const want = sc.spec.auth?.enabled === true;
-    const on = await call((c) => c.authEnabled());
+    const status = await call((c) => c.authEnabled());
+    const on = status === true;
     const ready: StepResult = { phase: 'Ready', progressing: ['False', 'Reconciled', `${sc.spec.replicas} members, all ready`], authEnabled: on };
     if (want === on) return ready;
+    // The leader has no auth (0.1.x), or a member without it is still in the cluster.
+    const needsUpgrade = `spec.auth needs every member at 0.2.0 or later (0.1.x has no auth); it is applied once the upgrade is done`;
+    if (status === undefined) return { ...ready, phase: 'Degraded', degraded: true, progressing: ['False', 'AuthNeedsUpgrade', needsUpgrade] };
     const creds = this.#creds(sc);
     if (want) {
       if (!creds) return { ...ready, phase: 'Degraded', degraded: true, progressing: ['False', 'AuthCredentials', `Secret ${specs.rootSecretName(sc)} has no password: give it one (key password) or delete it and the operator makes one`] };
-      await call((c) => c.enableAuth(creds));
+      try {
+        await call((c) => c.enableAuth(creds));
+      } catch (err) {
+        if (/auth needs every member to run/.test((err as { details?: string }).details ?? '')) return { ...ready, phase: 'Degraded', degraded: true, progressing: ['False', 'AuthNeedsUpgrade', needsUpgrade] };
+        throw err;
+      }
       this.#d.event(sc, 'Normal', 'AuthEnabled', `auth is on: the root user's password is in Secret ${specs.rootSecretName(sc)}; clients now need a user (etcdctl --user, or a client certificate whose CN is a user)`);
     } else {
       await call((c) => c.disableAuth());

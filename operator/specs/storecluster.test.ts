@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StoreCluster } from '../api/storecluster.ts';
+import * as specs from './storecluster.ts';
 import { disruptionBudget, faultTolerance, initialCluster, peerService, peerUrl, specHash, statefulSet } from './storecluster.ts';
 
 const sc: StoreCluster = {
   apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop', uid: 'u1' },
-  spec: { replicas: 3, version: '0.1.0', storage: { size: '2Gi', retainOnScaleDown: true }, compaction: { mode: 'periodic', retention: '1h' }, timing: { heartbeatMs: 100, electionMs: 1000 } },
+  spec: { replicas: 3, version: '0.2.0', storage: { size: '2Gi', retainOnScaleDown: true }, compaction: { mode: 'periodic', retention: '1h' }, timing: { heartbeatMs: 100, electionMs: 1000 } },
 };
 
 describe('StoreCluster specs', () => {
@@ -39,7 +40,7 @@ describe('StoreCluster specs', () => {
     assert.equal(ss.spec?.updateStrategy?.type, 'OnDelete');
     assert.equal(ss.spec?.podManagementPolicy, 'Parallel');
     const c = ss.spec?.template.spec?.containers[0];
-    assert.equal(c?.image, 'ballast:0.1.0');
+    assert.equal(c?.image, 'ballast:0.2.0');
     assert.ok(c?.args?.includes('--initial-cluster-state=new'));
     assert.deepEqual(c?.securityContext, { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
     assert.equal(ss.spec?.template.spec?.securityContext?.runAsNonRoot, true);
@@ -49,11 +50,29 @@ describe('StoreCluster specs', () => {
   it('the spec hash changes with what needs a member replaced, not with membership', () => {
     const base = specHash(sc);
     assert.equal(specHash({ ...sc, spec: { ...sc.spec, replicas: 5 } }), base, 'scaling replaces nobody');
-    assert.notEqual(specHash({ ...sc, spec: { ...sc.spec, version: '0.2.0' } }), base);
+    assert.notEqual(specHash({ ...sc, spec: { ...sc.spec, version: '0.3.0' } }), base);
     assert.notEqual(specHash({ ...sc, spec: { ...sc.spec, timing: { heartbeatMs: 100, electionMs: 2000 } } }), base);
   });
   it('the disruption budget allows exactly the fault tolerance', () => {
     assert.deepEqual([1, 3, 5, 7].map(faultTolerance), [0, 1, 2, 3]);
     assert.equal(disruptionBudget({ ...sc, spec: { ...sc.spec, replicas: 5 } }).spec?.maxUnavailable, 2);
+  });
+});
+
+describe('downgradeRefusal: a rollback only while the data is still in a format the target reads', () => {
+  it('allows upgrades, and a rollback while a member still runs the older version', () => {
+    assert.equal(specs.downgradeRefusal('0.2.0', ['0.1.0', '0.1.0', '0.1.0']), undefined);
+    assert.equal(specs.downgradeRefusal('0.1.0', ['0.2.0', '0.1.0', '0.1.0']), undefined);
+    assert.equal(specs.downgradeRefusal('0.1.0', ['0.2.0', '0.2.0', '0.1.0']), undefined);
+    assert.equal(specs.downgradeRefusal('0.2.0', ['0.3.0', '0.3.0', '0.3.0']), undefined, 'both read format 2');
+    assert.equal(specs.downgradeRefusal('0.1.0', []), undefined);
+  });
+  it('refuses going back to 0.1.x once every member runs a version that writes format 2, saying what to do', () => {
+    const why = specs.downgradeRefusal('0.1.0', ['0.2.0', '0.2.0', '0.2.0']);
+    assert.match(why ?? '', /every member runs 0\.2\.0, which writes its data in format 2; 0\.1\.0 reads only format 1/);
+    assert.match(why ?? '', /Set spec\.version back to 0\.2\.0/);
+    assert.ok(specs.downgradeRefusal('0.1.9', ['0.3.1', '0.2.0']));
+    assert.equal(specs.formatReadBy('0.1.5'), 1);
+    assert.equal(specs.formatReadBy('0.10.0'), 2, 'compared as numbers, not text');
   });
 });

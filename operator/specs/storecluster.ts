@@ -236,3 +236,27 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
     },
   };
 }
+
+/** major.minor.patch as numbers, for ordering versions. */
+const parts = (v: string): number[] => v.split('.').map((x) => Number.parseInt(x, 10) || 0);
+const older = (a: string, b: string): boolean => {
+  const [x, y] = [parts(a), parts(b)];
+  for (let i = 0; i < 3; i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) < (y[i] ?? 0);
+  return false;
+};
+/** The newest on-disk format a ballast version reads: 0.1.x reads format 1 only, 0.2.0 on format 2. */
+export const formatReadBy = (v: string): number => (older(v, '0.2.0') ? 1 : 2);
+
+/**
+ * Why moving the members from the versions they run to `target` would leave them unable to read
+ * their own data, or undefined when it may go ahead. A cluster writes format 2 once every member
+ * reads it, so going back is safe only while some member still runs a version that reads less:
+ * a rollback in the middle of an upgrade, not after it (as with etcd's downgrades).
+ */
+export function downgradeRefusal(target: string, running: string[]): string | undefined {
+  if (running.length === 0) return undefined;
+  const written = Math.min(...running.map(formatReadBy));
+  if (formatReadBy(target) >= written) return undefined;
+  const versions = [...new Set(running)].sort().join(', ');
+  return `every member runs ${versions}, which writes its data in format ${written}; ${target} reads only format ${formatReadBy(target)} and would not read it. Set spec.version back to ${running[0]}; to go back to ${target}, restore a snapshot taken before the upgrade into a new StoreCluster`;
+}

@@ -3,7 +3,7 @@ import { it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { injectionPatch, sidecarContainer } from './inject.ts';
 
-const o = { image: 'ballast:0.1.0', imagePullPolicy: 'IfNotPresent', discoveryAddress: 'ballast-operator-discovery.ballast-system.svc:8081', proxyPort: 15080, adminPort: 15000 };
+const o = { image: 'ballast:0.2.0', imagePullPolicy: 'IfNotPresent', discoveryAddress: 'ballast-operator-discovery.ballast-system.svc:8081', proxyPort: 15080, adminPort: 15000 };
 
 /** Apply the subset of JSONPatch the injector uses. */
 function apply(doc: unknown, ops: ReturnType<typeof injectionPatch>): unknown {

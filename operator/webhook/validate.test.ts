@@ -5,7 +5,7 @@ import { type ValidationLookups, validateStoreCluster } from './validate.ts';
 
 const base: StoreCluster = {
   apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop' },
-  spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi', retainOnScaleDown: false } },
+  spec: { replicas: 3, version: '0.2.0', storage: { size: '1Gi', retainOnScaleDown: false } },
 } as StoreCluster;
 const with_ = (patch: Partial<StoreCluster['spec']>, status?: StoreCluster['status']): StoreCluster => ({ ...base, spec: { ...base.spec, ...patch }, ...(status ? { status } : {}) });
 const lookups = (o: { classes?: string[]; set?: Array<{ kind: string; name: string }>; secrets?: Record<string, string[]> } = {}): ValidationLookups => ({
@@ -47,10 +47,20 @@ describe('StoreCluster validation (what CEL cannot judge)', () => {
 
   it('while quorum is lost, replicas and version cannot change; other edits can', async () => {
     const old = with_({}, { phase: 'QuorumLost' } as StoreCluster['status']);
-    const problems = await validateStoreCluster('UPDATE', with_({ replicas: 5, version: '0.2.0' }), old, lookups());
+    const problems = await validateStoreCluster('UPDATE', with_({ replicas: 5, version: '0.3.0' }), old, lookups());
     assert.equal(problems.length, 2);
     assert.match(problems[0] ?? '', /^spec\.replicas: the cluster has lost quorum .* bring the members back first \(kubectl get pods -n shop -l app\.kubernetes\.io\/instance=orders\)/);
     assert.match(problems[1] ?? '', /^spec\.version: the cluster has lost quorum/);
     assert.deepEqual(await validateStoreCluster('UPDATE', with_({ replicas: 5 }), with_({}, { phase: 'Ready' } as StoreCluster['status']), lookups()), []);
+  });
+});
+
+describe('StoreCluster validation: going back a version', () => {
+  it('refuses 0.2.0 → 0.1.0 once every member runs 0.2.0, and allows it in the middle of the upgrade', async () => {
+    const members = (...versions: string[]) => ({ phase: 'Ready', members: versions.map((version, i) => ({ name: `orders-${i}`, version })) }) as unknown as StoreCluster['status'];
+    const done = await validateStoreCluster('UPDATE', with_({ version: '0.1.0' }), with_({ version: '0.2.0' }, members('0.2.0', '0.2.0', '0.2.0')), lookups());
+    assert.equal(done.length, 1);
+    assert.match(done[0] ?? '', /^spec\.version: every member runs 0\.2\.0, which writes its data in format 2; 0\.1\.0 reads only format 1 .* Set spec\.version back to 0\.2\.0/);
+    assert.deepEqual(await validateStoreCluster('UPDATE', with_({ version: '0.1.0' }), with_({ version: '0.2.0' }, members('0.2.0', '0.1.0', '0.1.0')), lookups()), []);
   });
 });

@@ -12,8 +12,11 @@
  * - While the cluster has lost quorum, `spec.replicas` and `spec.version` cannot change:
  *   membership changes and rolling updates need a quorum, and queuing them would act the moment
  *   members return, before anyone looked.
+ * - `spec.version` cannot go back to a version that cannot read the members' data (every member
+ *   runs a version that writes a newer format: see `downgradeRefusal`).
  */
 import type { StoreCluster } from '../api/storecluster.ts';
+import { downgradeRefusal } from '../specs/storecluster.ts';
 
 export interface ValidationLookups {
   /** Names of the cluster's StorageClasses. */
@@ -57,6 +60,10 @@ export async function validateStoreCluster(operation: string, sc: StoreCluster, 
     if (old.spec.version !== sc.spec.version) {
       problems.push(`spec.version: the cluster has lost quorum (no leader), and a rolling update needs one; bring the members back first (kubectl get pods -n ${ns} -l ${selector}), then change the version (it stays ${old.spec.version})`);
     }
+  }
+  if (operation === 'UPDATE' && old && old.spec.version !== sc.spec.version && sc.spec.version) {
+    const refusal = downgradeRefusal(sc.spec.version, (old.status?.members ?? []).map((m) => m.version ?? '').filter(Boolean));
+    if (refusal) problems.push(`spec.version: ${refusal}`);
   }
   return problems;
 }

@@ -70,7 +70,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
   });
 
   it('the validating webhook refuses what the schema and CEL cannot judge, saying what to change', () => {
-    const cluster = (name: string, storage: Record<string, unknown>) => JSON.stringify({ apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name, namespace: 'default' }, spec: { replicas: 1, version: '0.1.0', storage } });
+    const cluster = (name: string, storage: Record<string, unknown>) => JSON.stringify({ apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name, namespace: 'default' }, spec: { replicas: 1, version: '0.2.0', storage } });
     const missing = kubectl(['apply', '-f', '-'], cluster('fast', { size: '1Gi', storageClassName: 'fast-ssd' }));
     assert.notEqual(missing.status, 0, 'a StorageClass that does not exist');
     assert.match(missing.stderr, /denied the request: StoreCluster default\/fast: spec\.storage\.storageClassName: StorageClass "fast-ssd" does not exist; use one of "[^"]+"/);

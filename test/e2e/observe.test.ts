@@ -68,7 +68,7 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
     assert.equal(helm.status, 0, helm.stderr);
     const manifests = [
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'obs', labels: { 'ballast.dev/injection': 'enabled' } } },
-      { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'example', namespace: 'obs' }, spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi' }, podTemplate: { labels: { 'ballast.dev/inject': 'false' }, env: otel } } },
+      { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'example', namespace: 'obs' }, spec: { replicas: 3, version: '0.2.0', storage: { size: '1Gi' }, podTemplate: { labels: { 'ballast.dev/inject': 'false' }, env: otel } } },
       // The app reaches the store through its sidecar's local gRPC listener.
       { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'store', namespace: 'obs' }, spec: { service: { name: 'example-client', port: 2379 }, protocol: 'http2', localPort: 12379, policy: { retries: { idempotentPaths: ['/etcdserverpb.KV/'] } } } },
       ...echoService('obs'),

@@ -56,13 +56,13 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     ].join('\n');
     assert.fail(`${what}: not within ${ms / 1000} s\n${where}`);
   }
-  const phase = () => `${jsonpath(['storecluster', 'orders'], '{.status.readyReplicas}')}/${jsonpath(['storecluster', 'orders'], '{.status.phase}')}`;
-  const memberPods = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=orders', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.podIP}{"\\n"}{end}']).stdout.trim().split('\n').filter(Boolean).map((l) => l.split('=') as [string, string]).filter(([, ip]) => ip !== '');
+  const phase = (cluster = 'orders') => `${jsonpath(['storecluster', cluster], '{.status.readyReplicas}')}/${jsonpath(['storecluster', cluster], '{.status.phase}')}`;
+  const memberPods = (cluster = 'orders') => kubectl(['get', 'pods', '-l', `app.kubernetes.io/instance=${cluster}`, '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.podIP}{"\\n"}{end}']).stdout.trim().split('\n').filter(Boolean).map((l) => l.split('=') as [string, string]).filter(([, ip]) => ip !== '');
   // Writes keys `<prefix><n>` one after another, each retried until acknowledged, on endpoints
   // refreshed every 500 ms as pods move (as a client behind a retrying proxy would).
-  const startWriter = (prefix: string) => {
+  const startWriter = (prefix: string, cluster = 'orders') => {
     const kv = new RetryingKv();
-    const refresh = () => kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
+    const refresh = () => kv.setEndpoints(memberPods(cluster).map(([, ip]) => `${ip}:2379`));
     refresh();
     const refresher = setInterval(refresh, 500);
     const acked: string[] = [];
@@ -105,8 +105,8 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.match(tryApply('  storage: {size: -1Gi}\n'), /storage.size must be greater than zero/);
     assert.match(tryApply('  replicas: 3\n  replica: 5\n'), /unknown field "spec.replica"/);
     assert.match(tryApply('  timing: {heartbeatMs: 500, electionMs: 1000}\n'), /at least 5 × timing.heartbeatMs/);
-    assert.equal(kubectl(['apply', '-f', '-'], 'apiVersion: ballast.dev/v1alpha1\nkind: StoreCluster\nmetadata: {name: skip}\nspec: {replicas: 1, version: 0.1.0}\n').status, 0);
-    assert.match(kubectl(['patch', 'storecluster', 'skip', '--type=merge', '-p', '{"spec":{"version":"0.3.0"}}']).stderr, /at most one minor version at a time/);
+    assert.equal(kubectl(['apply', '-f', '-'], 'apiVersion: ballast.dev/v1alpha1\nkind: StoreCluster\nmetadata: {name: skip}\nspec: {replicas: 1, version: 0.2.0}\n').status, 0);
+    assert.match(kubectl(['patch', 'storecluster', 'skip', '--type=merge', '-p', '{"spec":{"version":"0.4.0"}}']).stderr, /at most one minor version at a time/);
     assert.equal(kubectl(['delete', 'storecluster', 'skip', '--wait=true']).status, 0);
   });
 
@@ -214,18 +214,18 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const start = Date.now();
     // The release to update to: this build under the next version's tag, in the node's
     // containerd as a registry would serve it (nothing is pulled here).
-    const tag = ctr(['images', 'tag', '--force', 'docker.io/library/ballast:0.1.0', 'docker.io/library/ballast:0.2.0']);
+    const tag = ctr(['images', 'tag', '--force', 'docker.io/library/ballast:0.2.0', 'docker.io/library/ballast:0.3.0']);
     assert.equal(tag.status, 0, tag.stderr);
     try {
-      assert.equal(kubectl(['patch', 'storecluster', 'orders', '--type=merge', '-p', '{"spec":{"version":"0.2.0"}}']).status, 0);
+      assert.equal(kubectl(['patch', 'storecluster', 'orders', '--type=merge', '-p', '{"spec":{"version":"0.3.0"}}']).status, 0);
       const versions = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=orders', '-o', 'jsonpath={.items[*].metadata.annotations.ballast\\.dev/version}']).stdout.split(' ').filter(Boolean);
-      await until(() => versions().length === 3 && versions().every((v) => v === '0.2.0') && phase() === '3/Ready', 'every member runs 0.2.0 and is ready', 300_000);
+      await until(() => versions().length === 3 && versions().every((v) => v === '0.3.0') && phase() === '3/Ready', 'every member runs 0.3.0 and is ready', 300_000);
       t.diagnostic(`rolling update of 3 members: ${Date.now() - start} ms`);
     } finally {
       writing = false;
       await writer;
     }
-    assert.equal(jsonpath(['storecluster', 'orders'], '{.status.currentVersion}'), '0.2.0');
+    assert.equal(jsonpath(['storecluster', 'orders'], '{.status.currentVersion}'), '0.3.0');
     const moved = term() - before;
     const retries = (await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()).split('\n').filter((l) => l.startsWith('ballast_sidecar_retries_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
     t.diagnostic(`${acked.length} writes through the sidecar, ${failed.length} failed, ${retries} retried by the sidecar; Raft term +${moved}`);
@@ -234,6 +234,56 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const stored = new Set(spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'get', 'update/', '--prefix', '--keys-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 64 * 1024 * 1024 }).stdout.split('\n').filter(Boolean));
     assert.deepEqual(acked.filter((k) => !stored.has(k)), [], 'every acknowledged write survives');
     assert.equal(moved, 1, 'leadership moved exactly once (one term)');
+  });
+
+  it('mixed versions: the 0.1.0 release (built from its commit) upgraded to this build under writes, rolled back half-way, upgraded again; going back after the upgrade is refused; no acknowledged write lost', async (t) => {
+    const legacy = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'legacy', namespace: 'default' }, spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi' } } };
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(legacy)).status, 0);
+    t.after(() => kubectl(['delete', 'storecluster', 'legacy', '--wait=false']));
+    await until(() => phase('legacy') === '3/Ready', 'three 0.1.0 members ready', 120_000);
+    const setVersion = (v: string) => assert.equal(kubectl(['patch', 'storecluster', 'legacy', '--type=merge', '-p', JSON.stringify({ spec: { version: v } })]).status, 0);
+    const versions = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', 'jsonpath={.items[*].metadata.annotations.ballast\\.dev/version}']).stdout.split(' ').filter(Boolean).sort();
+    const images = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', 'jsonpath={.items[*].spec.containers[0].image}']).stdout.split(' ').filter(Boolean);
+    assert.deepEqual(images(), ['ballast:0.1.0', 'ballast:0.1.0', 'ballast:0.1.0']);
+    const { kv, acked, refresh, stop } = startWriter('mixed/', 'legacy');
+    t.after(() => kv.close());
+    const steps: string[] = [];
+    try {
+      let start = Date.now();
+      setVersion('0.2.0');
+      // A first member runs 0.2.0 and is ready (it joined, published the formats it reads and
+      // wrote to its data directory beside 0.1.0 members: in format 1, which they read).
+      const readyOn = (v: string) => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', `jsonpath={range .items[?(@.metadata.annotations.ballast\\.dev/version=="${v}")]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}`]).stdout.includes('True');
+      await until(() => readyOn('0.2.0'), 'a first member replaced by 0.2.0 and ready', 120_000);
+      // Half-way (a 0.2.0 member beside 0.1.0 ones, the cluster writing format 1): back to 0.1.0.
+      setVersion('0.1.0');
+      await until(() => versions().join() === '0.1.0,0.1.0,0.1.0' && phase('legacy') === '3/Ready', 'rolled back: three 0.1.0 members ready', 300_000);
+      steps.push(`rollback half-way ${Date.now() - start} ms`);
+      start = Date.now();
+      setVersion('0.2.0');
+      await until(() => versions().join() === '0.2.0,0.2.0,0.2.0' && phase('legacy') === '3/Ready', 'upgraded: three 0.2.0 members ready', 300_000);
+      steps.push(`upgrade ${Date.now() - start} ms`);
+      // Every member now writes format 2, which 0.1.0 cannot read: going back is refused, nothing replaced.
+      const uids = kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', 'jsonpath={.items[*].metadata.uid}']).stdout;
+      setVersion('0.1.0');
+      await until(() => jsonpath(['storecluster', 'legacy'], '{.status.conditions[?(@.type=="Progressing")].reason}') === 'DowngradeRefused', 'the rollback after the upgrade is refused', 60_000);
+      assert.match(jsonpath(['storecluster', 'legacy'], '{.status.conditions[?(@.type=="Progressing")].message}'), /writes its data in format 2; 0\.1\.0 reads only format 1/);
+      await sleep(3000);
+      assert.equal(kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', 'jsonpath={.items[*].metadata.uid}']).stdout, uids, 'no member replaced');
+      assert.equal(jsonpath(['statefulset', 'legacy'], '{.spec.template.spec.containers[0].image}'), 'ballast:0.2.0', 'the StatefulSet still runs 0.2.0');
+      setVersion('0.2.0');
+      await until(() => phase('legacy') === '3/Ready', 'Ready again at 0.2.0', 60_000);
+    } finally {
+      await stop();
+    }
+    refresh();
+    const stored = await kv.keys('mixed/');
+    const lost = acked.filter((k) => !stored.has(k));
+    t.diagnostic(`${steps.join(', ')}; ${acked.length} writes acknowledged, ${lost.length} lost`);
+    assert.ok(acked.length > 0);
+    assert.deepEqual(lost, []);
+    const hashes = () => spawnSync('etcdctl', ['--endpoints', memberPods('legacy').map(([, ip]) => `${ip}:2379`).join(','), 'endpoint', 'hashkv', '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout;
+    await until(() => new Set((JSON.parse(hashes() || '[]') as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash)).size === 1, 'the three members\' key spaces hash the same', 60_000);
   });
 
   it('wiping a member\'s data directory: the member stops instead of voting, and is repaired (removed, re-added empty as a learner) with no quorum lost', async (t) => {
@@ -269,7 +319,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   it('a member at its memory limit (a burst of large reads) is OOM-killed, restarted by the kubelet and rejoins with its data; status and an event say what happened', async (t) => {
     // 30 MB of values; each member idles near 150 MiB with them, under its 192 MiB limit. A burst
     // of full-range reads makes one member build several 30 MB answers at once.
-    const bulky = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'bulky', namespace: 'default' }, spec: { replicas: 3, version: '0.1.0', resources: { requests: { memory: '128Mi' }, limits: { memory: '192Mi' } } } };
+    const bulky = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'bulky', namespace: 'default' }, spec: { replicas: 3, version: '0.2.0', resources: { requests: { memory: '128Mi' }, limits: { memory: '192Mi' } } } };
     assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(bulky)).status, 0);
     t.after(() => kubectl(['delete', 'storecluster', 'bulky', '--wait=false']));
     const status = () => JSON.parse(kubectl(['get', 'storecluster', 'bulky', '-o', 'json']).stdout || '{}') as { status?: { phase?: string; leader?: string; members?: Array<{ name: string; restarts?: number; lastTermination?: { reason: string; exitCode: number } }> } };
@@ -383,7 +433,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const b64 = (f: string) => readFileSync(join(dir, f)).toString('base64');
     const secret = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'secure-tls', namespace: 'default' }, data: { 'tls.crt': b64('member.crt'), 'tls.key': b64('member.key'), 'ca.crt': b64('ca.crt') } };
     assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(secret)).status, 0);
-    const cluster = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'secure', namespace: 'default' }, spec: { replicas: 3, version: '0.1.0', storage: { size: '1Gi' }, tls: { clientSecretName: 'secure-tls', peerSecretName: 'secure-tls' } } };
+    const cluster = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'secure', namespace: 'default' }, spec: { replicas: 3, version: '0.2.0', storage: { size: '1Gi' }, tls: { clientSecretName: 'secure-tls', peerSecretName: 'secure-tls' } } };
     const start = Date.now();
     const applied = kubectl(['apply', '-f', '-'], JSON.stringify(cluster));
     assert.equal(applied.status, 0, applied.stderr);
@@ -407,7 +457,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   });
 
   it('spec.auth: the operator makes the root user (password in a basic-auth Secret), turns auth on, manages the members as root (scaling 1→3), and turns auth off again', async (t) => {
-    const cluster = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'guarded', namespace: 'default' }, spec: { replicas: 1, version: '0.1.0', storage: { size: '1Gi' }, auth: { enabled: true } } };
+    const cluster = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'guarded', namespace: 'default' }, spec: { replicas: 1, version: '0.2.0', storage: { size: '1Gi' }, auth: { enabled: true } } };
     const start = Date.now();
     assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(cluster)).status, 0);
     const state = () => `${jsonpath(['storecluster', 'guarded'], '{.status.readyReplicas}')}/${jsonpath(['storecluster', 'guarded'], '{.status.phase}')}/${jsonpath(['storecluster', 'guarded'], '{.status.authEnabled}')}`;
