@@ -29,6 +29,8 @@ export function binaries(cache: string) {
     containerdShim: join(ctrd, 'containerd-shim-runc-v2'),
     ctr: join(ctrd, 'ctr'),
     crictl: join(cache, `crictl-${versions.crictl}`, 'crictl'),
+    /** Kubernetes' storage tests (k8s.io/apiserver/pkg/storage/etcd3) with test/peer/k8s-storage/test_server.go. */
+    k8sStorageTests: join(cache, `k8s-storage-tests-${versions.k8s}`, 'etcd3.test'),
   };
 }
 
