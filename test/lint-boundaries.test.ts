@@ -1,4 +1,4 @@
-// The seams of ARCHITECTURE.md are enforced by lint, not by good intentions.
+// The seams of docs/architecture.md are enforced by lint, not by good intentions.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';

@@ -4,7 +4,7 @@
  * server-side apply under one field manager, takes at most one membership step, writes status
  * last, and says when to look again.
  *
- * Membership is quorum-safe (ARCHITECTURE.md): bootstrap starts every member at once from the
+ * Membership is quorum-safe (docs/architecture.md): bootstrap starts every member at once from the
  * ordinals; scaling up adds one member as a learner (MemberAdd) before its pod exists and
  * promotes it once it has caught up (the store refuses earlier); scaling down moves leadership
  * off the highest ordinal if needed and removes it from the Raft configuration (MemberRemove)

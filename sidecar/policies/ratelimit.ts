@@ -4,7 +4,7 @@
  * caller as Retry-After). Continuous refill, not a per-interval reservoir: a limit of 100/s
  * admits one call every 10 ms rather than 100 at the top of each second.
  *
- * bottleneck was considered (ARCHITECTURE.md): it queues and schedules jobs on its own timers and
+ * bottleneck was considered (docs/architecture.md): it queues and schedules jobs on its own timers and
  * refreshes its reservoir per interval; a limit that refuses at once, on virtual time, is this
  * small class, which the tests drive directly.
  */
