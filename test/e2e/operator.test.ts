@@ -117,7 +117,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     t.diagnostic(`apply-to-Ready: ${Date.now() - start} ms`);
     const table = kubectl(['get', 'storecluster', 'orders']).stdout;
     assert.match(table, /NAME\s+READY\s+MEMBERS\s+DESIRED\s+LEADER\s+VERSION\s+AGE/);
-    assert.match(table, /orders\s+True\s+3\s+3\s+orders-\d\s+0\.1\.0/);
+    assert.match(table, /orders\s+True\s+3\s+3\s+orders-\d\s+0\.2\.0/);
     assert.match(kubectl(['explain', 'storecluster.spec.storage.retainOnScaleDown']).stdout, /Keep a removed member's volume/);
     // A client pod reaches the store by the client Service's name.
     assert.equal(kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  containers:\n  - name: echo\n    image: ballast-test/http-echo:dev\n    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n').status, 0);
