@@ -16,10 +16,10 @@ export PATH  := $(NODE_DIR)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export BALLAST_NODE := $(NODE)
 
 # Debian packages the suites use: etcd (anchor and etcdctl client), haproxy (anchor),
-# prometheus (scrapes real /metrics), lua5.1 (Argo CD health checks), iproute2 (namespaces);
+# prometheus (scrapes real /metrics), iproute2 (namespaces);
 # the node: runc, the CNI plugins, iptables, conntrack and nftables (kube-proxy, the CNI bridge,
 # the host checks); the images: buildah (builds the Dockerfile), mmdebstrap (the Debian base), gcc.
-APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk prometheus lua5.1 \
+APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk prometheus \
 	runc containernetworking-plugins iptables conntrack nftables buildah mmdebstrap gcc libc6-dev
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
@@ -120,7 +120,7 @@ test-unit: node_modules/.installed ## unit tests beside the code (no processes, 
 	scripts/run-tests unit
 
 .PHONY: test-integration
-test-integration: deps build lincheck helm conformance ## suites that start real processes on loopback (and, alone, the ones that load the machine)
+test-integration: deps build lincheck control-plane helm conformance ## suites that start real processes on loopback (and, alone, the ones that load the machine)
 	scripts/run-tests integration serial
 
 .PHONY: test-e2e

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { homeDir } from '../lib/paths.ts';
 
-export const versions = { k8s: 'v1.36.3', etcd: 'v3.5.35', containerd: 'v2.3.7', coredns: 'v1.14.7', crictl: 'v1.37.0' } as const;
+export const versions = { k8s: 'v1.36.3', etcd: 'v3.5.35', containerd: 'v2.3.7', coredns: 'v1.14.7', crictl: 'v1.37.0', argocd: 'v3.2.12' } as const;
 
 export function cacheDir(override?: string): string {
   return override ?? process.env['BALLAST_CACHE'] ?? join(homeDir(), '.cache', 'ballast');
@@ -31,6 +31,8 @@ export function binaries(cache: string) {
     crictl: join(cache, `crictl-${versions.crictl}`, 'crictl'),
     /** Kubernetes' storage tests (k8s.io/apiserver/pkg/storage/etcd3) with test/peer/k8s-storage/test_server.go. */
     k8sStorageTests: join(cache, `k8s-storage-tests-${versions.k8s}`, 'etcd3.test'),
+    /** Argo CD's util/lua tests with argocd/resource_customizations/ballast.dev embedded (cluster/go/build). */
+    argocdLuaTests: join(cache, `argocd-lua-${versions.argocd}`, 'lua.test'),
   };
 }
 
