@@ -182,6 +182,7 @@ export class Operator {
   async stop(): Promise<void> {
     this.#running = false;
     this.#queue.shutdown();
+    this.#discovery?.status.stop();
     await this.#elector?.stop();
     await this.#discovery?.server.stop();
     await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop(), ...(this.#discovery?.informers.map((i) => i.stop()) ?? [])]);
@@ -201,10 +202,7 @@ export class Operator {
       return;
     }
     for (const sc of this.#clusters.list()) this.#queue.add(`${sc.metadata.namespace}/${sc.metadata.name}`);
-    if (this.#discovery) {
-      this.#discovery.status.leading = true;
-      this.#discovery.status.schedule();
-    }
+    if (this.#discovery) this.#discovery.status.leading = true;
     for (let i = 0; i < (this.#o.workers ?? 2); i++) void this.#work();
   }
 

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
-import { it } from 'node:test';
+import { describe, it } from 'node:test';
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { VirtualClock } from '../../lib/clock.ts';
+import type { Logger } from '../../lib/log.ts';
 import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
 import { buildSnapshot } from '../specs/discovery.ts';
-import { policyStatus } from './resiliencepolicy.ts';
+import { ResiliencePolicyStatus, policyStatus } from './resiliencepolicy.ts';
 
 const rp: ResiliencePolicy = { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'shop', generation: 2 }, spec: { service: { name: 'echo', port: 80 }, protocol: 'auto', localPort: 0 } };
 const now = '2026-11-22T12:00:00.000Z';
@@ -52,4 +55,61 @@ it('a policy naming an upstream another policy (first by name) already configure
   const st = policyStatus(rp, { policies: [rp, other], services: [], slices: [] }, now, [{ metadata: { name: 'p', namespace: 'shop' }, status: { phase: 'Running' } }]);
   assert.equal(st.conditions![0]!.reason, 'Conflict');
   assert.match(st.conditions![0]!.message!, /upstream echo\.shop is also in ResiliencePolicy another/);
+});
+
+describe('ResiliencePolicyStatus: status through a work queue', () => {
+  const policy = (name: string): ResiliencePolicy => ({ ...rp, metadata: { ...rp.metadata, name } });
+  const setup = (failures: number) => {
+    const clock = new VirtualClock(Date.parse(now));
+    const listeners: Array<(key: string) => void> = [];
+    const cache = <T>(items: T[]) => ({ list: () => items, onChange: (fn: (key: string) => void) => void listeners.push(fn) });
+    const writes: Array<{ name: string; at: number }> = [];
+    let failing = failures;
+    const custom = {
+      patchNamespacedCustomObjectStatus: (r: { name: string }) => {
+        if (failing-- > 0) return Promise.reject(new Error('the apiserver is unavailable'));
+        writes.push({ name: r.name, at: clock.now() });
+        return Promise.resolve({});
+      },
+    } as unknown as CustomObjectsApi;
+    const log = { warn: () => undefined } as unknown as Logger;
+    const status = new ResiliencePolicyStatus({ policies: cache([policy('a'), policy('b')]), services: cache([]), slices: cache([]), sidecars: cache([]), custom, clock, log, group: 'ballast.dev', version: 'v1alpha1' });
+    return { clock, status, writes, changed: () => listeners.forEach((fn) => fn('shop/a')) };
+  };
+
+  it('a burst of changes is one pass: each policy written once', async () => {
+    const { clock, status, writes, changed } = setup(0);
+    status.leading = true;
+    for (let i = 0; i < 20; i++) changed();
+    await clock.advanceAsync(1000);
+    assert.deepEqual(writes.map((w) => w.name).sort(), ['a', 'b']);
+    changed();
+    await clock.advanceAsync(1000);
+    assert.equal(writes.length, 2, 'an unchanged status is not written again');
+    status.stop();
+  });
+
+  it('a failed write is retried after its back-off (a success resets it), and the other policy is not held up', async () => {
+    const { clock, status, writes } = setup(3);
+    status.leading = true;
+    await clock.advanceAsync(300);
+    // The first three writes failed (a, b, then a's retry or b's): nothing written yet, back-off running.
+    assert.equal(writes.length, 0);
+    assert.ok(status.retries('shop/a') + status.retries('shop/b') >= 2);
+    await clock.advanceAsync(5_000);
+    assert.deepEqual(writes.map((w) => w.name).sort(), ['a', 'b']);
+    assert.equal(status.retries('shop/a') + status.retries('shop/b'), 0, 'a success resets the back-off');
+    status.stop();
+  });
+
+  it('writes nothing until this replica leads', async () => {
+    const { clock, status, writes, changed } = setup(0);
+    changed();
+    await clock.advanceAsync(1000);
+    assert.equal(writes.length, 0);
+    status.leading = true;
+    await clock.advanceAsync(1000);
+    assert.equal(writes.length, 2);
+    status.stop();
+  });
 });

@@ -8,6 +8,7 @@
  */
 import { type CustomObjectsApi, PatchStrategy, type V1Pod, setHeaderOptions } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
+import { WorkQueue } from '../../lib/kube/workqueue.ts';
 import type { Logger } from '../../lib/log.ts';
 import { type ResiliencePolicy, policyUpstreams, selects } from '../api/resiliencepolicy.ts';
 import type { Cache } from '../discovery/server.ts';
@@ -83,6 +84,9 @@ export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: stri
   };
 }
 
+/** How long a burst of cache changes is gathered before policies are looked at. */
+const coalesceMs = 200;
+
 interface StatusDeps {
   policies: Cache<ResiliencePolicy>;
   services: Cache<DiscoveryView['services'][number]>;
@@ -96,14 +100,21 @@ interface StatusDeps {
   version: string;
 }
 
+/**
+ * Writes each policy's status, as a controller: a change to any cache queues every policy (after
+ * a short pause, so a burst of changes is one pass), a worker derives one policy's status and
+ * writes it if it changed, and a failed write is retried with that policy's back-off (the work
+ * queue's per-key exponential back-off: 500 ms doubling to a minute), never blocking the others.
+ */
 export class ResiliencePolicyStatus {
   readonly #written = new Map<string, string>();
-  readonly d: StatusDeps;
-  #pending = false;
-  leading = false;
+  readonly #deps: StatusDeps;
+  readonly #queue: WorkQueue;
+  #leading = false;
 
   constructor(d: StatusDeps) {
-    this.d = d;
+    this.#deps = d;
+    this.#queue = new WorkQueue(d.clock, { baseDelayMs: 500, maxDelayMs: 60_000 });
     const changed = (): void => this.schedule();
     d.policies.onChange(changed);
     d.services.onChange(changed);
@@ -111,31 +122,67 @@ export class ResiliencePolicyStatus {
     d.sidecars.onChange(changed);
   }
 
-  schedule(): void {
-    if (this.#pending || !this.leading) return;
-    this.#pending = true;
-    this.d.clock.setTimeout(() => {
-      this.#pending = false;
-      this.sync().catch((err: unknown) => {
-        this.d.log.warn({ err }, 'ResiliencePolicy status not written; retrying');
-        this.d.clock.setTimeout(() => this.schedule(), 5000);
-      });
-    }, 500);
+  get leading(): boolean {
+    return this.#leading;
   }
 
-  async sync(): Promise<void> {
-    const view: DiscoveryView = { policies: this.d.policies.list(), services: this.d.services.list(), slices: this.d.slices.list() };
-    const now = new Date(this.d.clock.wallNow()).toISOString();
-    const sidecars = this.d.sidecars.list();
-    const snapshots: SnapshotMemo = new Map();
-    for (const p of view.policies) {
-      const status = policyStatus(p, view, now, sidecars, snapshots);
-      const key = `${p.metadata.namespace}/${p.metadata.name}`;
-      const sig = JSON.stringify({ ...status, conditions: status.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
-      const current = JSON.stringify({ ...p.status, conditions: p.status?.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
-      if (this.#written.get(key) === sig || current === sig) continue;
-      await this.d.custom.patchNamespacedCustomObjectStatus({ group: this.d.group, version: this.d.version, namespace: p.metadata.namespace, plural: 'resiliencepolicies', name: p.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
-      this.#written.set(key, sig);
+  /** Writing starts when this replica leads (and every policy is looked at then). */
+  set leading(v: boolean) {
+    if (v === this.#leading) return;
+    this.#leading = v;
+    if (v) {
+      void this.#work();
+      this.schedule();
     }
+  }
+
+  /** Look at every policy again shortly (the earliest pending look wins). */
+  schedule(): void {
+    if (!this.#leading) return;
+    for (const p of this.#deps.policies.list()) this.#queue.addAfter(`${p.metadata.namespace}/${p.metadata.name}`, coalesceMs);
+  }
+
+  stop(): void {
+    this.#leading = false;
+    this.#queue.shutdown();
+  }
+
+  /** Failed writes so far for a policy (its back-off step); for tests and metrics. */
+  retries(key: string): number {
+    return this.#queue.retries(key);
+  }
+
+  async #work(): Promise<void> {
+    for (;;) {
+      const key = await this.#queue.get();
+      if (key === undefined) return;
+      try {
+        await this.sync(key);
+        this.#queue.forget(key);
+      } catch (err) {
+        this.#deps.log.warn({ err, policy: key, retries: this.#queue.retries(key) }, 'ResiliencePolicy status not written; retrying after a back-off');
+        this.#queue.addRateLimited(key);
+      } finally {
+        this.#queue.done(key);
+      }
+    }
+  }
+
+  /** Derive one policy's status from the caches and write it if it changed. */
+  async sync(key: string): Promise<void> {
+    const d = this.#deps;
+    const policies = d.policies.list();
+    const p = policies.find((x) => `${x.metadata.namespace}/${x.metadata.name}` === key);
+    if (!p) {
+      this.#written.delete(key);
+      return;
+    }
+    const view: DiscoveryView = { policies, services: d.services.list(), slices: d.slices.list() };
+    const status = policyStatus(p, view, new Date(d.clock.wallNow()).toISOString(), d.sidecars.list(), new Map());
+    const sig = JSON.stringify({ ...status, conditions: status.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
+    const current = JSON.stringify({ ...p.status, conditions: p.status?.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
+    if (this.#written.get(key) === sig || current === sig) return;
+    await d.custom.patchNamespacedCustomObjectStatus({ group: d.group, version: d.version, namespace: p.metadata.namespace, plural: 'resiliencepolicies', name: p.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    this.#written.set(key, sig);
   }
 }
