@@ -8,6 +8,7 @@
  */
 import { type CustomObjectsApi, PatchStrategy, type V1Pod, setHeaderOptions } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
+import { type Condition, condition, statusSignature } from '../../lib/kube/conditions.ts';
 import { WorkQueue } from '../../lib/kube/workqueue.ts';
 import type { Logger } from '../../lib/log.ts';
 import { type ResiliencePolicy, policyUpstreams, selects } from '../api/resiliencepolicy.ts';
@@ -70,10 +71,7 @@ export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: stri
     ? ['False', 'Rejected', `${rejections.length} of ${pods.length} selected sidecar(s) refused their current configuration and keep their last good one; ${rejections[0]?.pod}: ${rejections[0]?.reason}`]
     : accepted < pods.length ? ['False', 'Propagating', `${accepted} of ${pods.length} selected sidecar(s) run their current configuration`]
       : ['True', 'AllAccepted', pods.length === 0 ? 'no selected sidecars yet' : `all ${pods.length} selected sidecar(s) run their current configuration`];
-  const cond = (type: string, st: string, r: string, m: string) => {
-    const prev = p.status?.conditions?.find((c) => c.type === type);
-    return { type, status: st, reason: r, message: m, observedGeneration: p.metadata.generation ?? 0, lastTransitionTime: prev && prev.status === st && prev.lastTransitionTime ? prev.lastTransitionTime : now };
-  };
+  const cond = (type: string, st: string, r: string, m: string) => condition(p.status?.conditions, { type, status: st as Condition['status'], reason: r, message: m }, p.metadata.generation ?? 0, now);
   return {
     observedGeneration: p.metadata.generation ?? 0,
     endpoints,
@@ -179,8 +177,8 @@ export class ResiliencePolicyStatus {
     }
     const view: DiscoveryView = { policies, services: d.services.list(), slices: d.slices.list() };
     const status = policyStatus(p, view, new Date(d.clock.wallNow()).toISOString(), d.sidecars.list(), new Map());
-    const sig = JSON.stringify({ ...status, conditions: status.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
-    const current = JSON.stringify({ ...p.status, conditions: p.status?.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
+    const sig = statusSignature(status);
+    const current = statusSignature(p.status);
     if (this.#written.get(key) === sig || current === sig) return;
     await d.custom.patchNamespacedCustomObjectStatus({ group: d.group, version: d.version, namespace: p.metadata.namespace, plural: 'resiliencepolicies', name: p.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
     this.#written.set(key, sig);

@@ -11,6 +11,7 @@
  * before its pod goes. Nothing happens while the cluster is not healthy, and a lost quorum is
  * reported with recovery steps, never acted on.
  */
+import { condition, statusSignature } from '../../lib/kube/conditions.ts';
 import { randomBytes } from 'node:crypto';
 import { type CoreV1Api, type KubeConfig, KubernetesObjectApi, PatchStrategy, type V1Condition, type V1Pod, type V1StatefulSet, CustomObjectsApi, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -426,10 +427,8 @@ export class StoreClusterController {
     const ready = members.filter((m) => m.ready).length;
     const allReady = step.phase === 'Ready';
     const quorum = Math.floor(sc.spec.replicas / 2) + 1;
-    const cond = (type: string, status: 'True' | 'False', reason: string, message: string): V1Condition => {
-      const prev = sc.status?.conditions?.find((c) => c.type === type);
-      return { type, status, reason, message, observedGeneration: gen ?? 0, lastTransitionTime: (prev && prev.status === status ? prev.lastTransitionTime : now) as unknown as Date };
-    };
+    const cond = (type: string, status: 'True' | 'False', reason: string, message: string): V1Condition =>
+      condition(sc.status?.conditions, { type, status, reason, message }, gen ?? 0, now) as unknown as V1Condition;
     const versions = [...new Set(members.map((m) => m.version).filter(Boolean))].sort();
     const status: StoreClusterStatus = {
       observedGeneration: gen ?? 0, phase: step.phase, replicas: o.pods.length, readyReplicas: ready, members,
@@ -448,7 +447,7 @@ export class StoreClusterController {
     };
     // Write only what changed (transition times are kept from before when nothing else did).
     const key = `${sc.metadata.namespace}/${sc.metadata.name}`;
-    const sig = JSON.stringify({ ...status, conditions: status.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
+    const sig = statusSignature(status);
     if (this.#written.get(key) === sig && sc.status?.observedGeneration === status.observedGeneration) return;
     await this.#custom.patchNamespacedCustomObjectStatus({ group, version, namespace: sc.metadata.namespace, plural: 'storeclusters', name: sc.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
     this.#written.set(key, sig);
