@@ -85,7 +85,7 @@ export class StoreClusterController {
     await this.#loadCredentials(sc);
     const observed = await this.#observe(sc);
     if (sc.metadata.annotations?.[pausedAnnotation] === 'paused') {
-      await this.#writeStatus(sc, observed, { phase: 'Paused', progressing: ['False', 'Paused', `reconcile paused by the ${pausedAnnotation}: paused annotation; remove it to resume`] });
+      await this.#writeStatus(sc, observed, { phase: 'Paused', progressing: { status: 'False', reason: 'Paused', message: `reconcile paused by the ${pausedAnnotation}: paused annotation; remove it to resume` } });
       return undefined;
     }
     // Going back to a version that cannot read the members' data: nothing is applied or replaced
@@ -94,7 +94,7 @@ export class StoreClusterController {
     const refusal = specs.downgradeRefusal(sc.spec.version, running);
     if (refusal) {
       if (sc.status?.conditions?.find((c) => c.type === 'Progressing')?.reason !== 'DowngradeRefused') this.#d.event(sc, 'Warning', 'DowngradeRefused', refusal);
-      await this.#writeStatus(sc, observed, { phase: 'Degraded', degraded: true, progressing: ['False', 'DowngradeRefused', refusal] });
+      await this.#writeStatus(sc, observed, { phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'DowngradeRefused', message: refusal } });
       return undefined;
     }
     await this.#ensureToken(sc);
@@ -204,7 +204,7 @@ export class StoreClusterController {
       const members = Array.from({ length: want }, (_, i) => ({ name: specs.memberName(sc, i), peerUrl: specs.peerUrl(sc, i) }));
       await this.#applySet(sc, want, members, 'new');
       this.#d.event(sc, 'Normal', 'Bootstrapping', `starting ${want} members: ${members.map((m) => m.name).join(', ')}`);
-      return { phase: 'Bootstrapping', progressing: ['True', 'Bootstrapping', `starting ${want} members`] };
+      return { phase: 'Bootstrapping', progressing: { status: 'True', reason: 'Bootstrapping', message: `starting ${want} members` } };
     }
     const current = set.spec?.replicas ?? 0;
     const list = o.list;
@@ -213,7 +213,7 @@ export class StoreClusterController {
     const keep = async (replicas: number) => this.#applySet(sc, replicas, membersNow.length > 0 ? membersNow : Array.from({ length: current }, (_, i) => ({ name: specs.memberName(sc, i), peerUrl: specs.peerUrl(sc, i) })), membersNow.length > 0 ? 'existing' : 'new');
     if (o.authProblem) {
       // Members answer, but not to the operator: auth is on and it has no usable root user.
-      return { phase: 'Degraded', degraded: true, progressing: ['False', 'AuthCredentials', `the members refuse the operator's calls (${o.authProblem}): auth is on in the store and the operator has no working root credentials. Set spec.auth.enabled with spec.auth.rootSecretName naming a Secret whose username and password are the store's root user's (default ${specs.rootSecretName(sc)})`] };
+      return { phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'AuthCredentials', message: `the members refuse the operator's calls (${o.authProblem}): auth is on in the store and the operator has no working root credentials. Set spec.auth.enabled with spec.auth.rootSecretName naming a Secret whose username and password are the store's root user's (default ${specs.rootSecretName(sc)})` } };
     }
     if (!o.leaderId || !list) {
       // Without a leader the Raft configuration is unknown: the StatefulSet is left exactly as
@@ -221,9 +221,9 @@ export class StoreClusterController {
       // data, start a second cluster).
       if (o.pods.length > 0 && o.pods.every((p) => p.status?.podIP) && this.#hadLeader(sc)) {
         if (sc.status?.phase !== 'QuorumLost') this.#d.event(sc, 'Warning', 'QuorumLost', `no leader: fewer than a quorum of the ${current} members answer; nothing will be removed or replaced until they are back`);
-        return { phase: 'QuorumLost', quorumLost: true, progressing: ['False', 'QuorumLost', 'no leader'] };
+        return { phase: 'QuorumLost', quorumLost: true, progressing: { status: 'False', reason: 'QuorumLost', message: 'no leader' } };
       }
-      return { phase: 'Bootstrapping', progressing: ['True', 'WaitingForLeader', 'waiting for the members to elect a leader'] };
+      return { phase: 'Bootstrapping', progressing: { status: 'True', reason: 'WaitingForLeader', message: 'waiting for the members to elect a leader' } };
     }
     const leaderClient = () => {
       const leaderName = membersNow.find((_, i) => list[i]?.id === o.leaderId)?.name;
@@ -248,7 +248,7 @@ export class StoreClusterController {
       const others = o.pods.filter((p) => p.metadata?.name !== name);
       if (!others.every(podReady)) {
         await keep(current);
-        return { phase: 'Repairing', progressing: ['True', 'WaitingForHealthyMembers', `${name} lost its data; repair waits until every other member is ready`], requeueMs: 3_000 };
+        return { phase: 'Repairing', progressing: { status: 'True', reason: 'WaitingForHealthyMembers', message: `${name} lost its data; repair waits until every other member is ready` }, requeueMs: 3_000 };
       }
       const m = list.find((x) => nameOf(x) === name);
       if (m) {
@@ -258,7 +258,7 @@ export class StoreClusterController {
       await this.#d.core.deleteNamespacedPersistentVolumeClaim({ name: `data-${name}`, namespace: sc.metadata.namespace }).catch(() => undefined);
       await this.#d.core.deleteNamespacedPod({ name, namespace: sc.metadata.namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
       await keep(current);
-      return { phase: 'Repairing', progressing: ['True', 'MemberRemovedForRepair', `${name} removed; it comes back empty as a learner`], requeueMs: 2_000 };
+      return { phase: 'Repairing', progressing: { status: 'True', reason: 'MemberRemovedForRepair', message: `${name} removed; it comes back empty as a learner` }, requeueMs: 2_000 };
     }
     // A member of the StatefulSet missing from the Raft configuration (removed for repair): add
     // it back as a learner; its pod joins empty and is promoted once caught up.
@@ -268,7 +268,7 @@ export class StoreClusterController {
       const added = await call((c) => c.addLearner(specs.peerUrl(sc, missing)));
       this.#d.event(sc, 'Normal', 'MemberReAdded', `added ${name} back as a learner (${added.id}); it catches up from the others`);
       await this.#applySet(sc, current, [...membersNow, { name, peerUrl: specs.peerUrl(sc, missing) }], 'existing');
-      return { phase: 'Repairing', progressing: ['True', 'MemberReAdded', `${name} added back as a learner`], requeueMs: 2_000 };
+      return { phase: 'Repairing', progressing: { status: 'True', reason: 'MemberReAdded', message: `${name} added back as a learner` }, requeueMs: 2_000 };
     }
     // A learner waiting: promote it once its pod runs (the store refuses until it caught up).
     const learner = list.find((m) => m.isLearner);
@@ -277,16 +277,16 @@ export class StoreClusterController {
       try {
         await call((c) => c.promote(learner.id));
         this.#d.event(sc, 'Normal', 'MemberPromoted', `${nameOf(learner)} caught up and is now a voting member`);
-        return { phase: 'Scaling', progressing: ['True', 'MemberPromoted', `${nameOf(learner)} promoted`], requeueMs: 1_000 };
+        return { phase: 'Scaling', progressing: { status: 'True', reason: 'MemberPromoted', message: `${nameOf(learner)} promoted` }, requeueMs: 1_000 };
       } catch (err) {
-        return { phase: 'Scaling', progressing: ['True', 'WaitingForLearner', `${nameOf(learner)} is catching up (${(err as Error).message})`], requeueMs: 2_000 };
+        return { phase: 'Scaling', progressing: { status: 'True', reason: 'WaitingForLearner', message: `${nameOf(learner)} is catching up (${(err as Error).message})` }, requeueMs: 2_000 };
       }
     }
     const healthy = o.pods.length === current && o.pods.every(podReady) && list.length === current;
     if (want > current) {
       if (!healthy) {
         await keep(current);
-        return { phase: 'Scaling', progressing: ['True', 'WaitingForHealthyMembers', `scaling ${current}→${want} waits until all ${current} members are ready`], requeueMs: 3_000 };
+        return { phase: 'Scaling', progressing: { status: 'True', reason: 'WaitingForHealthyMembers', message: `scaling ${current}→${want} waits until all ${current} members are ready` }, requeueMs: 3_000 };
       }
       const name = specs.memberName(sc, current);
       // A volume kept from an earlier scale-down holds a removed member's data: the new member
@@ -297,17 +297,17 @@ export class StoreClusterController {
         await this.#d.core.deleteNamespacedPersistentVolumeClaim({ name: claim, namespace: sc.metadata.namespace }).catch(() => undefined);
         this.#d.event(sc, 'Normal', 'StaleVolumeDeleted', `deleted ${claim}, kept from when ${name} was removed, so the new ${name} starts empty`);
         await keep(current);
-        return { phase: 'Scaling', progressing: ['True', 'StaleVolumeDeleted', `deleting ${claim} before adding ${name}`], requeueMs: 1_000 };
+        return { phase: 'Scaling', progressing: { status: 'True', reason: 'StaleVolumeDeleted', message: `deleting ${claim} before adding ${name}` }, requeueMs: 1_000 };
       }
       const added = await call((c) => c.addLearner(specs.peerUrl(sc, current)));
       this.#d.event(sc, 'Normal', 'MemberAdded', `added ${name} (${added.id}) as a learner; its pod starts next`);
       await this.#applySet(sc, current + 1, [...membersNow, { name, peerUrl: specs.peerUrl(sc, current) }], 'existing');
-      return { phase: 'Scaling', progressing: ['True', 'MemberAdded', `added ${name} as a learner (${current + 1}/${want})`], requeueMs: 2_000 };
+      return { phase: 'Scaling', progressing: { status: 'True', reason: 'MemberAdded', message: `added ${name} as a learner (${current + 1}/${want})` }, requeueMs: 2_000 };
     }
     if (want < current) {
       if (!healthy) {
         await keep(current);
-        return { phase: 'Scaling', progressing: ['True', 'WaitingForHealthyMembers', `scaling ${current}→${want} waits until all ${current} members are ready`], requeueMs: 3_000 };
+        return { phase: 'Scaling', progressing: { status: 'True', reason: 'WaitingForHealthyMembers', message: `scaling ${current}→${want} waits until all ${current} members are ready` }, requeueMs: 3_000 };
       }
       const victimName = specs.memberName(sc, current - 1);
       const victim = list.find((m) => nameOf(m) === victimName);
@@ -315,19 +315,19 @@ export class StoreClusterController {
         const to = list.find((m) => m.id !== victim.id && !m.isLearner);
         if (to) await call((c) => c.moveLeader(to.id));
         this.#d.event(sc, 'Normal', 'LeadershipMoved', `moved leadership from ${victimName} to ${to ? nameOf(to) : '?'} before removing it`);
-        return { phase: 'Scaling', progressing: ['True', 'LeadershipMoved', `moving leadership off ${victimName}`], requeueMs: 1_000 };
+        return { phase: 'Scaling', progressing: { status: 'True', reason: 'LeadershipMoved', message: `moving leadership off ${victimName}` }, requeueMs: 1_000 };
       }
       if (victim) {
         await call((c) => c.remove(victim.id));
         this.#d.event(sc, 'Normal', 'MemberRemoved', `removed ${victimName} from the cluster; its pod goes next`);
       }
       await this.#applySet(sc, current - 1, membersNow.filter((m) => m.name !== victimName), 'existing');
-      return { phase: 'Scaling', progressing: ['True', 'MemberRemoved', `removed ${victimName} (${current - 1}/${want})`], requeueMs: 2_000 };
+      return { phase: 'Scaling', progressing: { status: 'True', reason: 'MemberRemoved', message: `removed ${victimName} (${current - 1}/${want})` }, requeueMs: 2_000 };
     }
     await keep(current);
     const update = await this.#rollout(sc, o, list, healthy, call);
     if (update) return update;
-    if (!healthy) return { phase: 'Degraded', progressing: ['False', 'WaitingForMembers', 'some members are not ready'] };
+    if (!healthy) return { phase: 'Degraded', progressing: { status: 'False', reason: 'WaitingForMembers', message: 'some members are not ready' } };
     return this.#auth(sc, call);
   }
 
@@ -336,18 +336,18 @@ export class StoreClusterController {
     const want = sc.spec.auth?.enabled === true;
     const status = await call((c) => c.authEnabled());
     const on = status === true;
-    const ready: StepResult = { phase: 'Ready', progressing: ['False', 'Reconciled', `${sc.spec.replicas} members, all ready`], authEnabled: on };
+    const ready: StepResult = { phase: 'Ready', progressing: { status: 'False', reason: 'Reconciled', message: `${sc.spec.replicas} members, all ready` }, authEnabled: on };
     if (want === on) return ready;
     // The leader has no auth (0.1.x), or a member without it is still in the cluster.
     const needsUpgrade = `spec.auth needs every member at 0.2.0 or later (0.1.x has no auth); it is applied once the upgrade is done`;
-    if (status === undefined) return { ...ready, phase: 'Degraded', degraded: true, progressing: ['False', 'AuthNeedsUpgrade', needsUpgrade] };
+    if (status === undefined) return { ...ready, phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'AuthNeedsUpgrade', message: needsUpgrade } };
     const creds = this.#creds(sc);
     if (want) {
-      if (!creds) return { ...ready, phase: 'Degraded', degraded: true, progressing: ['False', 'AuthCredentials', `Secret ${specs.rootSecretName(sc)} has no password: give it one (key password) or delete it and the operator makes one`] };
+      if (!creds) return { ...ready, phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'AuthCredentials', message: `Secret ${specs.rootSecretName(sc)} has no password: give it one (key password) or delete it and the operator makes one` } };
       try {
         await call((c) => c.enableAuth(creds));
       } catch (err) {
-        if (/auth needs every member to run/.test((err as { details?: string }).details ?? '')) return { ...ready, phase: 'Degraded', degraded: true, progressing: ['False', 'AuthNeedsUpgrade', needsUpgrade] };
+        if (/auth needs every member to run/.test((err as { details?: string }).details ?? '')) return { ...ready, phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'AuthNeedsUpgrade', message: needsUpgrade } };
         throw err;
       }
       this.#d.event(sc, 'Normal', 'AuthEnabled', `auth is on: the root user's password is in Secret ${specs.rootSecretName(sc)}; clients now need a user (etcdctl --user, or a client certificate whose CN is a user)`);
@@ -355,7 +355,7 @@ export class StoreClusterController {
       await call((c) => c.disableAuth());
       this.#d.event(sc, 'Normal', 'AuthDisabled', 'auth is off: the store no longer checks users and permissions (users and roles are kept)');
     }
-    return { phase: 'Updating', progressing: ['True', want ? 'AuthEnabled' : 'AuthDisabled', want ? 'turned auth on' : 'turned auth off'], requeueMs: 1_000, authEnabled: want };
+    return { phase: 'Updating', progressing: { status: 'True', reason: want ? 'AuthEnabled' : 'AuthDisabled', message: want ? 'turned auth on' : 'turned auth off' }, requeueMs: 1_000, authEnabled: want };
   }
 
   /**
@@ -371,24 +371,24 @@ export class StoreClusterController {
     const outdated = o.pods.filter((p) => hashOf(p) !== want);
     const stuck = o.pods.find((p) => hashOf(p) === want && !podReady(p) && this.#d.clock.wallNow() - new Date(p.metadata?.creationTimestamp ?? 0).getTime() > updateDeadlineMs);
     if (stuck) {
-      return { phase: 'Degraded', progressing: ['False', 'RolloutStuck', `${stuck.metadata?.name} was replaced for the update and is not ready after ${updateDeadlineMs / 60_000} minutes; the rollout is stopped. Check its logs (kubectl logs ${stuck.metadata?.name}) and fix the spec; nothing else is replaced while a member is not ready`], degraded: true };
+      return { phase: 'Degraded', progressing: { status: 'False', reason: 'RolloutStuck', message: `${stuck.metadata?.name} was replaced for the update and is not ready after ${updateDeadlineMs / 60_000} minutes; the rollout is stopped. Check its logs (kubectl logs ${stuck.metadata?.name}) and fix the spec; nothing else is replaced while a member is not ready` }, degraded: true };
     }
     if (outdated.length === 0) return undefined;
-    if (!healthy) return { phase: 'Updating', progressing: ['True', 'WaitingForHealthyMembers', `${outdated.length} member(s) to update; waiting until every member is ready`], requeueMs: 3_000 };
+    if (!healthy) return { phase: 'Updating', progressing: { status: 'True', reason: 'WaitingForHealthyMembers', message: `${outdated.length} member(s) to update; waiting until every member is ready` }, requeueMs: 3_000 };
     const leaderName = nameOf(list.find((m) => m.id === o.leaderId) ?? { id: '', name: '', peerURLs: [], clientURLs: [], isLearner: false });
     const follower = outdated.find((p) => p.metadata?.name !== leaderName);
     if (!follower) {
       // Only the leader is left: hand leadership to an updated member first.
       const to = list.find((m) => m.id !== o.leaderId && !m.isLearner && o.pods.some((p) => p.metadata?.name === nameOf(m) && hashOf(p) === want));
-      if (!to) return { phase: 'Updating', progressing: ['True', 'NoUpdatedMember', 'no updated member to take over leadership'], requeueMs: 3_000 };
+      if (!to) return { phase: 'Updating', progressing: { status: 'True', reason: 'NoUpdatedMember', message: 'no updated member to take over leadership' }, requeueMs: 3_000 };
       await call((c) => c.moveLeader(to.id));
       this.#d.event(sc, 'Normal', 'LeadershipMoved', `moved leadership from ${leaderName} to ${nameOf(to)} before updating ${leaderName}`);
-      return { phase: 'Updating', progressing: ['True', 'LeadershipMoved', `moving leadership off ${leaderName} before updating it`], requeueMs: 1_000 };
+      return { phase: 'Updating', progressing: { status: 'True', reason: 'LeadershipMoved', message: `moving leadership off ${leaderName} before updating it` }, requeueMs: 1_000 };
     }
     const name = follower.metadata?.name ?? '';
     await this.#d.core.deleteNamespacedPod({ name, namespace: sc.metadata.namespace });
     this.#d.event(sc, 'Normal', 'MemberUpdating', `replacing ${name} to run ${specs.imageOf(sc)} (${outdated.length - 1} more after it)`);
-    return { phase: 'Updating', progressing: ['True', 'MemberUpdating', `replacing ${name} (${outdated.length} to go)`], requeueMs: 2_000 };
+    return { phase: 'Updating', progressing: { status: 'True', reason: 'MemberUpdating', message: `replacing ${name} (${outdated.length} to go)` }, requeueMs: 2_000 };
   }
 
   #hadLeader(sc: StoreCluster): boolean {
@@ -437,12 +437,12 @@ export class StoreClusterController {
       selector: Object.entries(specs.selectorLabels(sc)).map(([k, v]) => `${k}=${v}`).join(','),
       ...(step.authEnabled !== undefined ? { authEnabled: step.authEnabled } : sc.status?.authEnabled !== undefined ? { authEnabled: sc.status.authEnabled } : {}),
       conditions: [
-        cond('Ready', allReady ? 'True' : 'False', allReady ? 'AllMembersReady' : step.phase, allReady ? `${ready} of ${sc.spec.replicas} members ready; leader ${leaderMember ? nameOf(leaderMember) : 'unknown'}` : step.progressing[2]),
+        cond('Ready', allReady ? 'True' : 'False', allReady ? 'AllMembersReady' : step.phase, allReady ? `${ready} of ${sc.spec.replicas} members ready; leader ${leaderMember ? nameOf(leaderMember) : 'unknown'}` : step.progressing.message),
         cond('Available', o.leaderId ? 'True' : 'False', o.leaderId ? 'QuorumAvailable' : step.quorumLost ? 'QuorumLost' : 'NoLeader', o.leaderId ? `a leader is elected; ${ready} of ${sc.spec.replicas} members ready (quorum ${quorum})` : step.quorumLost
           ? `no leader: fewer than ${quorum} of ${sc.spec.replicas} members are running. The operator does not act destructively on a lost quorum. Bring the members' pods back (kubectl get pods -l ${specs.labels.instance}=${sc.metadata.name}); if their data is gone, restore a snapshot into a new StoreCluster (docs/operations.md, "Recovering from quorum loss").`
           : 'waiting for the members to elect a leader'),
-        cond('Progressing', step.progressing[0], step.progressing[1], step.progressing[2]),
-        cond('Degraded', step.phase === 'Degraded' || step.quorumLost ? 'True' : 'False', step.quorumLost ? 'QuorumLost' : step.degraded ? step.progressing[1] : step.phase === 'Degraded' ? 'MembersNotReady' : 'AsExpected', step.quorumLost ? 'quorum lost' : step.degraded ? step.progressing[2] : step.phase === 'Degraded' ? `${sc.spec.replicas - ready} member(s) not ready` : 'all members as expected'),
+        cond('Progressing', step.progressing.status, step.progressing.reason, step.progressing.message),
+        cond('Degraded', step.phase === 'Degraded' || step.quorumLost ? 'True' : 'False', step.quorumLost ? 'QuorumLost' : step.degraded ? step.progressing.reason : step.phase === 'Degraded' ? 'MembersNotReady' : 'AsExpected', step.quorumLost ? 'quorum lost' : step.degraded ? step.progressing.message : step.phase === 'Degraded' ? `${sc.spec.replicas - ready} member(s) not ready` : 'all members as expected'),
       ],
     };
     // Write only what changed (transition times are kept from before when nothing else did).
@@ -465,7 +465,7 @@ const updateDeadlineMs = 5 * 60_000;
 
 interface StepResult {
   phase: string;
-  progressing: ['True' | 'False', string, string];
+  progressing: { status: 'True' | 'False', reason: string, message: string };
   quorumLost?: boolean;
   degraded?: boolean;
   requeueMs?: number;
