@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isBallastError } from '../../lib/errors.ts';
-import { SimCluster } from './sim.ts';
+import { SimCluster } from '../../test/support/raft-sim.ts';
 
 const ids3 = ['a', 'b', 'c'];
 const ids5 = ['a', 'b', 'c', 'd', 'e'];

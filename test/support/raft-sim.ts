@@ -4,9 +4,9 @@
  * and safety checkers that run on every step. Same seed, same run.
  */
 import { SeededRandom } from '../../lib/random.ts';
-import { bootstrapEntries } from './bootstrap.ts';
-import { Raft, type RaftConfig } from './raft.ts';
-import { type ConfState, type Entry, EntryType, type HardState, type Message, type NodeId, type Snapshot } from './types.ts';
+import { bootstrapEntries } from '../../store/raft/bootstrap.ts';
+import { Raft, type RaftConfig } from '../../store/raft/raft.ts';
+import { type ConfState, type Entry, EntryType, type HardState, type Message, type NodeId, type Snapshot } from '../../store/raft/types.ts';
 
 interface Disk {
   hardState: HardState | undefined;
