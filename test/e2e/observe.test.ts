@@ -81,6 +81,7 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
       const r = kubectl(['wait', ...w, '--timeout=180s']);
       assert.equal(r.status, 0, r.stderr);
     }
+    assert.equal(kubectl(['get', 'pod', 'client', '-n', 'obs', '-o', 'jsonpath={.metadata.annotations.ballast\\.dev/injected}']).stdout, 'true', 'the client pod has its sidecar (injected when it was created)');
     // Prometheus scrapes what the chart's PodMonitors select: store and operator pods by their
     // "metrics" port, injected pods by the sidecar's admin port. (Debian's Prometheus is built
     // without Kubernetes discovery, so the test discovers the pods and writes a file_sd file.)
