@@ -217,8 +217,11 @@ export abstract class AttemptPhase {
     // retry (it kept streaming during the back-off) cannot be sent again. The failure that led
     // here is the answer (a retry with a truncated or empty body would reach the upstream as a
     // different request, and could be answered 200).
+    // A body streamed once (its content-length past the buffer) goes with the first attempt only:
+    // no hedge or retry may follow it, with nothing to send (it reached the upstream as an empty
+    // request, answered 200 with no bytes).
     const replay = this.body ? this.body.reader() : undefined;
-    if (this.body && !replay) {
+    if (this.body ? !replay : this.bodySentOnce && !this.directBody) {
       if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);
       if (hedge || this.attempts.length > 0) return false;
       this.fail(this.lastFailure?.code ?? 'SIDECAR_ERR_UPSTREAM_RESET', `${this.lastFailure?.message ?? 'the attempt failed'}; not retried: the request body outgrew the replay buffer (${this.o.replayBufferBytes} bytes)`);
@@ -259,7 +262,7 @@ export abstract class AttemptPhase {
     const { up } = this;
     const h = this.route.policy.hedge;
     if (!h.enabled || this.hedgeTimer || this.committed || this.attempts.length > h.maxHedges || !this.idempotent()) return;
-    if (this.body && !this.body.replayable) return;
+    if (this.bodySentOnce || (this.body && !this.body.replayable)) return;
     const delay = hedgeDelay(this.route.hedge, up.hedgeTracker);
     if (delay === undefined) return;
     this.hedgeTimer = up.deps.clock.setTimeout(() => {

@@ -9,7 +9,10 @@
 //   5. Expect: 100-continue works, and does not count against the endpoint;
 //   6. WebSocket (HTTP/1.1 Upgrade) is tunnelled;
 //   7. protocol auto: an h2c caller reaches an HTTP/1.1-only upstream;
-//   8. a cold sidecar does not shed a healthy burst.
+//   8. a cold sidecar does not shed a healthy burst;
+//   9. a body too large for the replay buffer (by its content-length) is never hedged: the hedge
+//      went out with no body, reached the fast endpoint as an empty PUT and came back 200 with 0
+//      bytes (found by the byte-exactness property in CI, seed 932891567).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -319,5 +322,30 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
     const byStatus: Record<string, number> = {};
     for (const s of statuses) byStatus[s] = (byStatus[s] ?? 0) + 1;
     assert.deepEqual(byStatus, { 200: 200 });
+  });
+
+  it('9. a PUT whose content-length exceeds the replay buffer is sent once and never hedged: no endpoint sees it empty, every answer carries the whole body', async () => {
+    const ups = await startFaultUpstreams(['a', 'b']);
+    cleanups.push(async () => { for (const u of ups) await u.stop(); });
+    const policy = { hedge: { enabled: true, delayMs: 5, maxHedges: 1 }, retries: { maxAttempts: 3, idempotentPaths: ['/'] }, outlier: { enabled: false } };
+    const { sc } = await sidecar([{ name: 'up', listen: '127.0.0.1:0', protocol: 'http1', endpoints: ups.map((u) => u.address), policy }]);
+    const outcomes: Record<string, number> = {};
+    // Either endpoint slow in turn: a hedge, if one were sent, would reach the fast one and win.
+    for (let i = 0; i < 40; i++) {
+      const body = randomBytes(200_000 + i * 1_000);
+      const faults = i % 2 ? { 'x-fault-a': 'slow:40', 'x-fault-b': 'ok' } : { 'x-fault-a': 'ok', 'x-fault-b': 'slow:40' };
+      const got = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: sc.port('up'), method: 'PUT', path: '/put', agent: false, headers: { ...faults, 'content-length': String(body.length) } }, (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+      const what = got.status !== 200 ? `status ${got.status}` : sha(got.body) === sha(body) ? 'whole' : `200 with ${got.body.length} of ${body.length} bytes`;
+      outcomes[what] = (outcomes[what] ?? 0) + 1;
+    }
+    assert.deepEqual(outcomes, { whole: 40 });
   });
 });
