@@ -16,8 +16,9 @@
  */
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
-import net, { type Socket } from 'node:net';
-import { replaying } from '../../sidecar/server/listener.ts';
+import type net from 'node:net';
+import type { Socket } from 'node:net';
+import { listenSniffing } from './upstreams.ts';
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -45,26 +46,7 @@ export class FaultUpstream {
   }
 
   async start(): Promise<this> {
-    const preface = 'PRI * HTTP/2.0';
-    this.#server = net.createServer((socket) => {
-      this.#sockets.add(socket);
-      socket.on('close', () => this.#sockets.delete(socket));
-      socket.on('error', () => undefined);
-      socket.once('data', (chunk: Buffer) => {
-        socket.pause();
-        if (!this.h1Only && chunk.subarray(0, preface.length).toString('latin1') === preface) {
-          this.#h2.emit('connection', replaying(socket, chunk));
-          return;
-        }
-        socket.unshift(chunk);
-        this.#h1.emit('connection', socket);
-        socket.resume();
-      });
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.#server?.once('error', reject);
-      this.#server?.listen(0, '127.0.0.1', () => resolve());
-    });
+    this.#server = await listenSniffing(this.#h1, this.h1Only ? undefined : this.#h2, this.#sockets);
     this.port = (this.#server.address() as net.AddressInfo).port;
     return this;
   }

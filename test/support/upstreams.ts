@@ -53,26 +53,7 @@ export class TestUpstream {
   }
 
   async start(port = 0): Promise<this> {
-    const preface = 'PRI * HTTP/2.0';
-    this.#server = net.createServer((socket) => {
-      this.#sockets.add(socket);
-      socket.on('close', () => this.#sockets.delete(socket));
-      socket.on('error', () => undefined);
-      socket.once('data', (chunk: Buffer) => {
-        socket.pause();
-        if (chunk.subarray(0, preface.length).toString('latin1') === preface) {
-          this.#h2.emit('connection', replaying(socket, chunk));
-          return;
-        }
-        socket.unshift(chunk);
-        this.#h1.emit('connection', socket);
-        socket.resume();
-      });
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.#server?.once('error', reject);
-      this.#server?.listen(port, '127.0.0.1', () => resolve());
-    });
+    this.#server = await listenSniffing(this.#h1, this.#h2, this.#sockets, port);
     this.port = (this.#server.address() as net.AddressInfo).port;
     return this;
   }
@@ -107,4 +88,33 @@ export class TestUpstream {
 
 export async function startUpstreams(n: number, behaviour?: Behaviour): Promise<TestUpstream[]> {
   return Promise.all(Array.from({ length: n }, (_, i) => new TestUpstream(`u${i}`, behaviour).start()));
+}
+
+/**
+ * A TCP server on 127.0.0.1 that hands a connection opening with the HTTP/2 preface to `h2`
+ * (h2c with prior knowledge) and any other to `h1` (every one, when `h2` is undefined: an
+ * HTTP/1.1-only server answers the preface as a bad request); open sockets are kept in `sockets`.
+ */
+export async function listenSniffing(h1: net.Server, h2: net.Server | undefined, sockets: Set<Socket>, port = 0): Promise<net.Server> {
+  const preface = 'PRI * HTTP/2.0';
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    socket.once('data', (chunk: Buffer) => {
+      socket.pause();
+      if (h2 && chunk.subarray(0, preface.length).toString('latin1') === preface) {
+        h2.emit('connection', replaying(socket, chunk));
+        return;
+      }
+      socket.unshift(chunk);
+      h1.emit('connection', socket);
+      socket.resume();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return server;
 }
