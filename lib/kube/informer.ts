@@ -88,7 +88,7 @@ export class SharedInformer<T extends KubernetesObject> {
       this.#restart?.cancel();
       this.#restart = this.#o.clock.setTimeout(() => {
         if (!this.#stopped) void lw.start().catch(() => undefined);
-      }, this.#delay, { unref: true });
+      }, this.#delay);
       this.#delay = Math.min(this.#delay * 2, 30_000);
     });
     await lw.start();
