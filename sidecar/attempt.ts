@@ -214,12 +214,10 @@ export abstract class AttemptPhase {
       return false;
     }
     // The whole body or nothing: a body that outgrew the replay buffer since the decision to
-    // retry (it kept streaming during the back-off) cannot be sent again. The failure that led
-    // here is the answer (a retry with a truncated or empty body would reach the upstream as a
-    // different request, and could be answered 200).
-    // A body streamed once (its content-length past the buffer) goes with the first attempt only:
-    // no hedge or retry may follow it, with nothing to send (it reached the upstream as an empty
-    // request, answered 200 with no bytes).
+    // retry (it kept streaming during the back-off), or one streamed once (its content-length
+    // past the buffer) after its first attempt, cannot be sent again. The failure that led here
+    // is the answer: a retry or hedge with a truncated or empty body would reach the upstream as
+    // a different request, and could be answered 200.
     const replay = this.body ? this.body.reader() : undefined;
     if (this.body ? !replay : this.bodySentOnce && !this.directBody) {
       if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);

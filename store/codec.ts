@@ -5,6 +5,7 @@
  * in the cluster).
  */
 import { type Format, decodeSnapshotMeta, encodeSnapshotMeta } from './format/codec.ts';
+import { GrowableWriter } from './format/wire.ts';
 import type { Entry, EntryType, Message, MessageType } from './raft/types.ts';
 
 const messageTypes: readonly MessageType[] = [
@@ -13,42 +14,34 @@ const messageTypes: readonly MessageType[] = [
 ];
 const typeCode = new Map(messageTypes.map((t, i) => [t, i]));
 
-/** A growable buffer writer. */
-class Writer {
-  buf: Buffer;
-  off = 0;
+/** A growable buffer writer of the message layout's primitives. */
+class Writer extends GrowableWriter {
   constructor(size = 256) {
-    this.buf = Buffer.allocUnsafe(size);
-  }
-  #need(n: number): void {
-    if (this.off + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n));
-    this.buf.copy(next, 0, 0, this.off);
-    this.buf = next;
+    super(size);
   }
   u8(v: number): void {
-    this.#need(1);
+    this.need(1);
     this.buf[this.off++] = v;
   }
   u32(v: number): void {
-    this.#need(4);
+    this.need(4);
     this.buf.writeUInt32LE(v, this.off);
     this.off += 4;
   }
   f64(v: number): void {
-    this.#need(8);
+    this.need(8);
     this.buf.writeDoubleLE(v, this.off);
     this.off += 8;
   }
   /** A latin1 ("binary") string: one byte per char. */
   bin(s: string): void {
     this.u32(s.length);
-    this.#need(s.length);
+    this.need(s.length);
     this.off += this.buf.write(s, this.off, s.length, 'latin1');
   }
   bytes(b: Uint8Array): void {
     this.u32(b.byteLength);
-    this.#need(b.byteLength);
+    this.need(b.byteLength);
     this.buf.set(b, this.off);
     this.off += b.byteLength;
   }

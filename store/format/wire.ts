@@ -6,25 +6,33 @@
  * decoder reads them); defaults are left out, as proto3 does.
  */
 
-/** A growable byte buffer with protobuf's primitives. */
-export class WireWriter {
+/** A byte buffer written from the front that doubles when it fills (the codecs' writers build on it). */
+export class GrowableWriter {
   buf: Buffer;
   off = 0;
 
-  constructor(size = 1 << 16) {
+  constructor(size: number) {
     this.buf = Buffer.allocUnsafe(size);
   }
 
-  #need(n: number): void {
+  /** Room for `n` more bytes. */
+  protected need(n: number): void {
     if (this.off + n <= this.buf.length) return;
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n));
     this.buf.copy(next, 0, 0, this.off);
     this.buf = next;
   }
+}
+
+/** A growable byte buffer with protobuf's primitives. */
+export class WireWriter extends GrowableWriter {
+  constructor(size = 1 << 16) {
+    super(size);
+  }
 
   /** A varint of a non-negative integer up to 2^53. */
   varint(v: number): void {
-    this.#need(10);
+    this.need(10);
     while (v >= 0x80) {
       this.buf[this.off++] = (v % 0x80) | 0x80;
       v = Math.floor(v / 0x80);
@@ -54,7 +62,7 @@ export class WireWriter {
     if (s.length === 0) return;
     this.tag(field, 2);
     this.varint(s.length);
-    this.#need(s.length);
+    this.need(s.length);
     this.off += this.buf.write(s, this.off, s.length, 'latin1');
   }
 
@@ -68,7 +76,7 @@ export class WireWriter {
     const n = Buffer.byteLength(s, 'utf8');
     this.tag(field, 2);
     this.varint(n);
-    this.#need(n);
+    this.need(n);
     this.off += this.buf.write(s, this.off, n, 'utf8');
   }
 
@@ -76,7 +84,7 @@ export class WireWriter {
     if (b.length === 0) return;
     this.tag(field, 2);
     this.varint(b.length);
-    this.#need(b.length);
+    this.need(b.length);
     this.buf.set(b, this.off);
     this.off += b.length;
   }
@@ -91,7 +99,7 @@ export class WireWriter {
     const len = this.off - start;
     const lenBytes = varintSize(len);
     if (lenBytes > 1) {
-      this.#need(lenBytes - 1);
+      this.need(lenBytes - 1);
       this.buf.copy(this.buf, start + lenBytes - 1, start, this.off);
       this.off += lenBytes - 1;
     }

@@ -75,6 +75,9 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     })();
     return { kv, acked, refresh, stop: async () => { writing = false; await done; clearInterval(refresher); } };
   };
+  /** One field (a jsonpath below the pod) of every member pod of `cluster`. */
+  const podField = (cluster: string, path: string) => kubectl(['get', 'pods', '-l', `app.kubernetes.io/instance=${cluster}`, '-o', `jsonpath={.items[*]${path}}`]).stdout.split(' ').filter(Boolean);
+  const podVersions = (cluster: string) => podField(cluster, '.metadata.annotations.ballast\\.dev/version');
   const memberNames = () => jsonpath(['storecluster', 'orders'], '{.status.members[*].name}').split(' ').filter(Boolean).sort();
 
   before(async () => {
@@ -218,7 +221,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.equal(tag.status, 0, tag.stderr);
     try {
       assert.equal(kubectl(['patch', 'storecluster', 'orders', '--type=merge', '-p', '{"spec":{"version":"0.3.0"}}']).status, 0);
-      const versions = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=orders', '-o', 'jsonpath={.items[*].metadata.annotations.ballast\\.dev/version}']).stdout.split(' ').filter(Boolean);
+      const versions = () => podVersions('orders');
       await until(() => versions().length === 3 && versions().every((v) => v === '0.3.0') && phase() === '3/Ready', 'every member runs 0.3.0 and is ready', 300_000);
       t.diagnostic(`rolling update of 3 members: ${Date.now() - start} ms`);
     } finally {
@@ -242,8 +245,8 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     t.after(() => kubectl(['delete', 'storecluster', 'legacy', '--wait=false']));
     await until(() => phase('legacy') === '3/Ready', 'three 0.1.0 members ready', 120_000);
     const setVersion = (v: string) => assert.equal(kubectl(['patch', 'storecluster', 'legacy', '--type=merge', '-p', JSON.stringify({ spec: { version: v } })]).status, 0);
-    const versions = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', 'jsonpath={.items[*].metadata.annotations.ballast\\.dev/version}']).stdout.split(' ').filter(Boolean).sort();
-    const images = () => kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', 'jsonpath={.items[*].spec.containers[0].image}']).stdout.split(' ').filter(Boolean);
+    const versions = () => podVersions('legacy').sort();
+    const images = () => podField('legacy', '.spec.containers[0].image');
     assert.deepEqual(images(), ['ballast:0.1.0', 'ballast:0.1.0', 'ballast:0.1.0']);
     const { kv, acked, refresh, stop } = startWriter('mixed/', 'legacy');
     t.after(() => kv.close());
@@ -264,12 +267,12 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       await until(() => versions().join() === '0.2.0,0.2.0,0.2.0' && phase('legacy') === '3/Ready', 'upgraded: three 0.2.0 members ready', 300_000);
       steps.push(`upgrade ${Date.now() - start} ms`);
       // Every member now writes format 2, which 0.1.0 cannot read: going back is refused, nothing replaced.
-      const uids = kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', 'jsonpath={.items[*].metadata.uid}']).stdout;
+      const uids = podField('legacy', '.metadata.uid');
       setVersion('0.1.0');
       await until(() => jsonpath(['storecluster', 'legacy'], '{.status.conditions[?(@.type=="Progressing")].reason}') === 'DowngradeRefused', 'the rollback after the upgrade is refused', 60_000);
       assert.match(jsonpath(['storecluster', 'legacy'], '{.status.conditions[?(@.type=="Progressing")].message}'), /writes its data in format 2; 0\.1\.0 reads only format 1/);
       await sleep(3000);
-      assert.equal(kubectl(['get', 'pods', '-l', 'app.kubernetes.io/instance=legacy', '-o', 'jsonpath={.items[*].metadata.uid}']).stdout, uids, 'no member replaced');
+      assert.deepEqual(podField('legacy', '.metadata.uid'), uids, 'no member replaced');
       assert.equal(jsonpath(['statefulset', 'legacy'], '{.spec.template.spec.containers[0].image}'), 'ballast:0.2.0', 'the StatefulSet still runs 0.2.0');
       setVersion('0.2.0');
       await until(() => phase('legacy') === '3/Ready', 'Ready again at 0.2.0', 60_000);
