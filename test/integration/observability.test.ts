@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import { dashboards } from '../../dashboards/definitions.ts';
 import { renderObservability } from '../../dashboards/generate.ts';
+import { type DashboardModel, lintDashboard } from '../../dashboards/lint.ts';
 import { binaries, cacheDir, versions } from '../../cluster/toolchain.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -64,6 +65,43 @@ describe('observability and deployment files', () => {
       }
     }
     assert.equal(uids.size, dashboards.length);
+  });
+
+  it('dashboards keep every rule of Grafana\'s dashboard linter (datasource variable, job and instance, rate intervals, units, counters)', (t) => {
+    let panels = 0;
+    for (const file of readdirSync(join(root, 'dashboards')).filter((f) => f.endsWith('.json'))) {
+      const d = JSON.parse(readFileSync(join(root, 'dashboards', file), 'utf8')) as DashboardModel;
+      panels += (d.panels ?? []).filter((p) => p.type !== 'row').length;
+      assert.deepEqual(lintDashboard(d), [], `${file} breaks the linter's rules`);
+    }
+    t.diagnostic(`${panels} panels linted`);
+  });
+
+  it('a dashboard that breaks a linter rule is refused with the rule\'s name and what to fix', () => {
+    const shipped = readFileSync(join(root, 'dashboards', 'ballast-store.json'), 'utf8');
+    type Panel = { title?: string; targets: Array<{ expr: string }>; fieldConfig: { defaults: { unit?: string } }; datasource?: unknown; description?: string };
+    type Mutable = Omit<DashboardModel, 'panels' | 'templating'> & { panels: Panel[]; templating: { list: Array<{ name?: string; type?: string; refresh?: number }> } };
+    const panel = (d: Mutable) => d.panels.find((p) => p.title === 'Proposals committed / s')!;
+    const query = (d: Mutable) => panel(d).targets[0]!;
+    const cases: Array<[string, (d: Mutable) => void, RegExp]> = [
+      ['rate over a fixed window', (d) => { query(d).expr = 'sum(rate(etcd_server_proposals_committed_total{job=~"$job", instance=~"$instance"}[5m]))'; }, /\[target-rate-interval-rule\] .*should use \[\$__rate_interval\]/],
+      ['a query not narrowed by job', (d) => { query(d).expr = 'sum(rate(etcd_server_proposals_committed_total{instance=~"$instance"}[$__rate_interval]))'; }, /\[target-job-rule\] .*job=~"\$job"/],
+      ['a counter read raw', (d) => { query(d).expr = 'sum(etcd_server_proposals_committed_total{job=~"$job", instance=~"$instance"})'; }, /\[target-counter-agg-rule\] .*etcd_server_proposals_committed_total/],
+      ['a panel with no unit', (d) => { delete panel(d).fieldConfig.defaults.unit; }, /\[panel-units-rule\] .*no unit/],
+      ['a panel with a unit Grafana does not know', (d) => { panel(d).fieldConfig.defaults.unit = 'furlongs'; }, /\[panel-units-rule\] .*unknown unit 'furlongs'/],
+      ['a panel on a fixed data source', (d) => { panel(d).datasource = { type: 'prometheus', uid: 'prom-1' }; }, /\[panel-datasource-rule\]/],
+      ['a panel without a description', (d) => { delete panel(d).description; }, /\[panel-title-description-rule\]/],
+      ['an editable dashboard', (d) => { d.editable = true; }, /\[uneditable-dashboard\]/],
+      ['no data source variable', (d) => { d.templating.list = d.templating.list.filter((v) => v.type !== 'datasource'); }, /\[template-datasource-rule\]/],
+      ['no instance variable', (d) => { d.templating.list = d.templating.list.filter((v) => v.name !== 'instance'); }, /\[template-instance-rule\] .*no 'instance' variable/],
+      ['a variable that never refreshes', (d) => { d.templating.list[1]!.refresh = 1; }, /\[template-on-time-change-reload-rule\]/],
+    ];
+    for (const [name, mutate, finding] of cases) {
+      const d = JSON.parse(shipped) as Mutable;
+      mutate(d);
+      const findings = lintDashboard(d as DashboardModel);
+      assert.ok(findings.some((f) => finding.test(f)), `${name}: expected ${finding}, got ${JSON.stringify(findings)}`);
+    }
   });
 
   it('alerts: promtool check rules passes and promtool test rules shows each alert firing on its case and quiet on its near miss', () => {
