@@ -106,6 +106,23 @@ $(LOADGEN): bench/loadgen/main.go bench/loadgen/go.mod bench/loadgen/go.sum
 conformance: ## build the peer conformance tools (grpc-go interop, h2spec) into the cache (once)
 	@test/conformance/build
 
+# checkov (PyPI), the chart's and the overlays' scanner, installed once into its own virtualenv
+# in the cache (the machine's python3; pip resolves checkov's dependencies at install time).
+CACHE           := $(or $(BALLAST_CACHE),$(HOME)/.cache/ballast)
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_DIR     := $(CACHE)/checkov-$(CHECKOV_VERSION)
+CHECKOV         := $(CHECKOV_DIR)/bin/checkov
+export BALLAST_CHECKOV := $(CHECKOV)
+$(CHECKOV_DIR)/.installed:
+	@echo "==> installing checkov $(CHECKOV_VERSION) from PyPI into $(CHECKOV_DIR) (once)"
+	@command -v python3 >/dev/null || { echo "python3 is needed to install checkov" >&2; exit 1; }
+	@rm -rf "$(CHECKOV_DIR)" && python3 -m venv "$(CHECKOV_DIR)"
+	@"$(CHECKOV_DIR)/bin/pip" install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
+	@"$(CHECKOV)" --version && touch $@
+
+.PHONY: checkov
+checkov: $(CHECKOV_DIR)/.installed ## install checkov (the chart's scanner) into the cache (once)
+
 .PHONY: typecheck
 typecheck: node_modules/.installed ## type-check everything, tests included
 	tsc -p tsconfig.json --noEmit
@@ -120,7 +137,7 @@ test-unit: node_modules/.installed ## unit tests beside the code (no processes, 
 	scripts/run-tests unit
 
 .PHONY: test-integration
-test-integration: deps build lincheck control-plane helm conformance ## suites that start real processes on loopback (and, alone, the ones that load the machine)
+test-integration: deps build lincheck control-plane helm conformance checkov ## suites that start real processes on loopback (and, alone, the ones that load the machine)
 	scripts/run-tests integration serial
 
 .PHONY: test-e2e
@@ -128,7 +145,7 @@ test-e2e: deps build control-plane helm images ## suites that run the real Kuber
 	scripts/run-tests e2e
 
 .PHONY: test
-test: deps build lint lincheck control-plane helm images conformance ## every suite: unit, integration and e2e, with one summary at the end
+test: deps build lint lincheck control-plane helm images conformance checkov ## every suite: unit, integration and e2e, with one summary at the end
 	scripts/run-tests
 
 .PHONY: chaos

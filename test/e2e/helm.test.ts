@@ -1,5 +1,6 @@
 // Installing Ballast as users do: `helm install` of charts/ballast on the local control plane.
-// Promises: the chart lints strictly and its rendered manifests pass a server-side dry run; the
+// Promises: the chart lints strictly and its rendered manifests (and the kustomize overlays') pass
+// the apiserver's strict schema validation in a server-side dry run; the
 // operator comes up Ready in its pod (in-cluster credentials, least-privilege RBAC) and runs a
 // StoreCluster to Ready; `helm upgrade` with unchanged values changes nothing; `helm uninstall`
 // leaves nothing behind but the CRDs (Helm keeps those by policy).
@@ -31,16 +32,37 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
   });
   after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
 
-  it('lints strictly, and its manifests pass a server-side dry run', async () => {
+  it('lints strictly, and every object of its renderings and of both kustomize overlays passes the apiserver\'s strict schema validation', async (t) => {
     const lint = helm(['lint', '--strict', chart]);
     assert.equal(lint.status, 0, lint.stdout + lint.stderr);
     assert.equal(kubectl(['apply', '--server-side', '-f', join(chart, 'crds')]).status, 0);
     await crdsEstablished(kubectl);
     assert.equal(kubectl(['create', 'namespace', 'ballast-system']).status, 0);
-    const rendered = helm(['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3']);
-    assert.equal(rendered.status, 0, rendered.stderr);
-    const dry = kubectl(['apply', '--dry-run=server', '-n', 'ballast-system', '-f', '-'], rendered.stdout);
-    assert.equal(dry.status, 0, dry.stderr);
+    // Every object the chart renders (defaults, and everything optional off) and both kustomize
+    // overlays build is checked by this apiserver against Kubernetes v1.36's OpenAPI schemas and
+    // the CRDs' own: a server-side dry run with strict field validation (an unknown or misspelt
+    // field, a wrong type or a missing required field is an error, not a warning).
+    const minimal = ['operator.replicas=1', 'operator.podDisruptionBudget.enabled=false', 'operator.topologySpread=false',
+      'operator.leaderElection.enabled=false', 'validation.enabled=false', 'injection.enabled=false', 'dashboards.enabled=false'];
+    const renderings: Array<[string, string[]]> = [
+      ['the chart with its defaults', ['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3']],
+      ['the chart with everything optional off', ['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3', ...minimal.flatMap((v) => ['--set', v])]],
+    ];
+    let objects = 0;
+    for (const [name, args] of renderings) {
+      const rendered = helm(args);
+      assert.equal(rendered.status, 0, `${name}: ${rendered.stderr}`);
+      const dry = kubectl(['apply', '--dry-run=server', '--validate=strict', '-n', 'ballast-system', '-f', '-'], rendered.stdout);
+      assert.equal(dry.status, 0, `${name}: ${dry.stderr}`);
+      objects += dry.stdout.trim().split('\n').length;
+    }
+    for (const overlay of ['dev', 'production']) {
+      const dir = join(root, 'kustomize', 'overlays', overlay);
+      const dry = kubectl(['apply', '--dry-run=server', '--validate=strict', '-k', dir]);
+      assert.equal(dry.status, 0, `kustomize overlay ${overlay}: ${dry.stderr}`);
+      objects += dry.stdout.trim().split('\n').length;
+    }
+    t.diagnostic(`${objects} objects passed the apiserver's strict schema validation`);
   });
 
   it('installs: the operator is Ready in its pods, one leads, and it runs a StoreCluster to Ready', async (t) => {

@@ -12,4 +12,8 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 app.kubernetes.io/name: ballast-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
-{{- define "ballast.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
+{{- /* The operator's and the injected sidecars' image: pinned by digest when image.digest is set. */ -}}
+{{- define "ballast.image" -}}
+{{- if .Values.image.digest -}}{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
+{{- end -}}
