@@ -18,9 +18,11 @@ export BALLAST_NODE := $(NODE)
 # Debian packages the suites use: etcd (anchor and etcdctl client), haproxy (anchor),
 # prometheus (scrapes real /metrics), iproute2 (namespaces);
 # the node: runc, the CNI plugins, iptables, conntrack and nftables (kube-proxy, the CNI bridge,
-# the host checks); the images: buildah (builds the Dockerfile), mmdebstrap (the Debian base), gcc.
+# the host checks); the images: buildah (builds the Dockerfile), mmdebstrap (the Debian base), gcc;
+# chromium and a font (the chaos report's and the benchmarks' pages, opened and screenshotted).
 APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk prometheus \
-	runc containernetworking-plugins iptables conntrack nftables buildah mmdebstrap gcc libc6-dev
+	runc containernetworking-plugins iptables conntrack nftables buildah mmdebstrap gcc libc6-dev \
+	chromium fonts-dejavu-core
 
 SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 

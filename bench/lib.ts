@@ -1,11 +1,13 @@
 /**
  * Shared pieces of the benchmarks: machine and version facts, percentiles, a table printer,
- * and writing bench/results/<name>.json.
+ * and writing bench/results/<name>.json and <name>.html (every table printed in the run, drawn
+ * as bar charts with the anchor and Ballast side by side: bench/plots.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { comparisonFigures, page } from './plots.ts';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -34,8 +36,13 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
-export function table(rows: Array<Record<string, string | number>>): string {
+/** The tables printed in this run, for the HTML page writeResult writes. */
+const printed: Array<{ title: string; rows: Array<Record<string, string | number>> }> = [];
+
+/** A Markdown table of the rows (columns from the first); kept for the run's HTML page under `title`. */
+export function table(rows: Array<Record<string, string | number>>, title = `table ${printed.length + 1}`): string {
   if (rows.length === 0) return '';
+  printed.push({ title, rows });
   const cols = Object.keys(rows[0] as object);
   const fmt = (v: string | number | undefined) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v ?? ''));
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => fmt(r[c]).length)));
@@ -43,11 +50,15 @@ export function table(rows: Array<Record<string, string | number>>): string {
   return [line(cols), `|${width.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map((r) => line(cols.map((c) => fmt(r[c]))))].join('\n');
 }
 
+/** bench/results/<name>.json, and <name>.html with the run's tables as figures; the JSON's path. */
 export function writeResult(name: string, data: unknown): string {
   const dir = `${root}bench/results`;
   mkdirSync(dir, { recursive: true });
   const path = `${dir}/${name}.json`;
   writeFileSync(path, `${JSON.stringify(data, null, 2)}\n`);
+  const facts = (data as { machine?: Record<string, unknown> }).machine ?? {};
+  const sections = printed.map((t) => ({ title: t.title, figures: comparisonFigures(t.rows) })).filter((s) => s.figures.length > 0);
+  writeFileSync(`${dir}/${name}.html`, page(`bench: ${name}`, [`The tables of bench/results/${name}.json, drawn: each measure with the anchor and Ballast side by side.`], sections, facts));
   return path;
 }
 

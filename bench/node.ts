@@ -84,5 +84,5 @@ for (let run = 0; run < runs; run++) {
 }
 const keys = Object.keys(results[0] ?? {});
 const summary = keys.map((k) => ({ measure: k, median: Number(median(results.map((r) => r[k] as number)).toFixed(1)), min: Number(Math.min(...results.map((r) => r[k] as number)).toFixed(1)), max: Number(Math.max(...results.map((r) => r[k] as number)).toFixed(1)) }));
-console.log(`\n${table(summary)}`);
+console.log(`\n${table(summary, 'the node')}`);
 console.log(`wrote ${writeResult('node', { machine: machine(), runs, idleSeconds, results, summary })}`);

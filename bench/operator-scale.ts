@@ -101,7 +101,7 @@ try {
     { measure: 'operator RSS with them', value: `${many.rssMiB} MiB` },
     { measure: 'reconcile latency p50 / p99 (bucket bounds)', value: `${many.reconcileP50ms} / ${many.reconcileP99ms} ms` },
   ];
-  console.log(`\noperator-scale\n\n${table(rows)}\n`);
+  console.log(`\noperator-scale\n\n${table(rows, 'operator-scale')}\n`);
   console.log(`wrote ${writeResult('operator-scale', { machine: machine(), idle, baseline, withIdle, idleReady, many })}`);
 } finally {
   op.kill('SIGTERM');

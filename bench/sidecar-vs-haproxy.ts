@@ -165,7 +165,7 @@ for (const [scenario, bySystem] of Object.entries(results)) {
     });
   }
 }
-console.log(`\n${table(rows)}`);
+console.log(`\n${table(rows, 'each scenario through each system')}`);
 const goodput = (r: Wrk) => (r.requests - r.non2xx - r.errors) / r.seconds;
 const ratio = (s: string, a: string, b: string, f: (r: Wrk & { perCore?: number }) => number) => {
   const x = results[s]?.[a];
@@ -183,6 +183,6 @@ const goals = {
     [`${s}: sidecar / haproxy-tuned p99 (goal ≤ 0.5)`, ratio(s, 'ballast-sidecar', 'haproxy-tuned', (r) => r.p99)],
   ])),
 };
-console.log(`\n${table(Object.entries(goals).map(([goal, v]) => ({ goal, value: Number.isFinite(v) ? v : 'n/a' })))}`);
+console.log(`\n${table(Object.entries(goals).map(([goal, v]) => ({ goal, value: Number.isFinite(v) ? v : 'n/a' })), 'goals')}`);
 const versions = { haproxy: tryRun('haproxy', ['-v']).split('\n')[0], wrk: tryRun('sh', ['-c', 'wrk -v 2>&1 | head -1']), undici: JSON.parse(readFileSync(join(root, 'node_modules/undici/package.json'), 'utf8')).version };
 console.log(`wrote ${writeResult('sidecar-vs-haproxy', { machine: machine(), versions, seconds, results, goals })}`);

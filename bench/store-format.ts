@@ -56,5 +56,5 @@ for (const format of [1, 2] as Format[]) {
     'decode ms': decMs.toFixed(0), 'decode MiB/s': (mib / (decMs / 1000)).toFixed(0), 'txn bytes': t.byteLength, 'txn encode µs': txnEnc.toFixed(2), 'txn decode µs': txnDec.toFixed(2),
   });
 }
-console.log(`${keys} keys, two records each, 100-byte values\n${table(rows)}`);
+console.log(`${keys} keys, two records each, 100-byte values\n${table(rows, 'formats')}`);
 console.log(`wrote ${writeResult('store-format', { machine: machine(), keys, results })}`);

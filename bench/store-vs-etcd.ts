@@ -198,14 +198,14 @@ const perfRows = ((etcd['checkPerf'] ?? []) as PerfResult[]).map((e, i) => {
   return { 'check perf': e.load, 'etcd writes/s': e.throughput, 'etcd slowest s': e.slowestSec, 'etcd stddev s': e.stddevSec, etcd: e.pass ? 'PASS' : 'FAIL', 'ballast writes/s': b.throughput, 'ballast slowest s': b.slowestSec, 'ballast stddev s': b.stddevSec, ballast: b.pass ? 'PASS' : 'FAIL' };
 });
 console.log(`\nstore-vs-etcd (${etcd['system']} vs ${ballast['system']}, 3 members each on loopback, fsync on)\n`);
-if (rows.length) console.log(`${table(rows)}\n`);
-if (perfRows.length) console.log(`${table(perfRows)}\n`);
+if (rows.length) console.log(`${table(rows, 'load')}\n`);
+if (perfRows.length) console.log(`${table(perfRows, 'etcdctl check perf')}\n`);
 const em = etcd['memory'] as { rssMiBMax: number; keys: number } | undefined;
 const bm = ballast['memory'] as { rssMiBMax: number } | undefined;
-if (em && bm) console.log(`${table([{ keys: em.keys, 'etcd max RSS MiB': em.rssMiBMax, 'ballast max RSS MiB': bm.rssMiBMax, ratio: bm.rssMiBMax / em.rssMiBMax }])}\n`);
+if (em && bm) console.log(`${table([{ keys: em.keys, 'etcd max RSS MiB': em.rssMiBMax, 'ballast max RSS MiB': bm.rssMiBMax, ratio: bm.rssMiBMax / em.rssMiBMax }], 'memory')}\n`);
 const ef = etcd['failover'] as { killToFirstWriteMs: number } | undefined;
 const bf = ballast['failover'] as { killToFirstWriteMs: number } | undefined;
-if (ef && bf) console.log(`${table([{ 'kill -9 leader → first write': 'ms', etcd: ef.killToFirstWriteMs, ballast: bf.killToFirstWriteMs }])}\n`);
+if (ef && bf) console.log(`${table([{ 'kill -9 leader → first write': 'ms', etcd: ef.killToFirstWriteMs, ballast: bf.killToFirstWriteMs }], 'failover')}\n`);
 type AuthRow = { op: string; offOpsPerSec: number; onOpsPerSec: number; offP99ms: number; onP99ms: number; errors: number };
 const ea = etcd['auth'] as AuthRow[] | undefined;
 const ba = ballast['auth'] as AuthRow[] | undefined;
@@ -213,7 +213,7 @@ if (ea && ba) {
   console.log(`auth off → on (a user with readwrite on bench/), x16 clients:\n${table(ea.map((e, i) => {
     const b = ba[i] as AuthRow;
     return { workload: `${e.op} x16`, 'etcd off ops/s': e.offOpsPerSec, 'etcd on ops/s': e.onOpsPerSec, 'etcd on/off': e.onOpsPerSec / e.offOpsPerSec, 'ballast off ops/s': b.offOpsPerSec, 'ballast on ops/s': b.onOpsPerSec, 'ballast on/off': b.onOpsPerSec / b.offOpsPerSec, 'ballast/etcd (on)': b.onOpsPerSec / e.onOpsPerSec, 'errors on': `${e.errors}/${b.errors}` };
-  }))}\n`);
+  }), 'auth off → on')}\n`);
 }
 // A run of some phases only is written beside the full one, never over it.
 const name = `store-vs-etcd${quick ? '-quick' : ''}${skip.size > 0 ? `-only-${['load', 'perf', 'auth', 'memory', 'failover'].filter((p) => !skip.has(p)).join('-')}` : ''}`;

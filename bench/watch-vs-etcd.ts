@@ -35,5 +35,5 @@ const row = (name: string, r: WatchResult) => ({
   'watchers with every revision': `${r.watchersWithEveryRevision}/${r.watchers}`, 'out of order': r.outOfOrder, gaps: r.gaps, 'p50 ms': r.p50ms, 'p99 ms': r.p99ms,
 });
 console.log(`\nwatch-vs-etcd: 1 writer at ${rate}/s for ${seconds}s, ${watchers} watchers on one prefix, 3 members each\n`);
-console.log(`${table([row('etcd 3.4', etcd), row('ballast store', ballast)])}\n`);
+console.log(`${table([row('etcd 3.4', etcd), row('ballast store', ballast)], 'watch fan-out')}\n`);
 console.log(`wrote ${writeResult('watch-vs-etcd', { machine: machine(), watchers, rate, seconds, etcd, ballast })}`);

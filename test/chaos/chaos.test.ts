@@ -10,7 +10,7 @@
 // ones' are not, and every member ends with the same HashKV.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StoreCluster } from '../support/store-cluster.ts';
@@ -59,6 +59,8 @@ describe('chaos', { skip: why, concurrency: false }, () => {
     const reportDir = long ? join('test/chaos/reports', `${new Date().toISOString().slice(0, 16).replace(/[:T]/g, '-')}-${Math.round(durationMs / 60_000)}m`) : undefined;
     const { report, dir } = await run({ binary: 'ballast', faults: allFaults, durationMs, bridge: netBridge, prefix: netPrefix, ...(reportDir ? { dir: reportDir } : {}) });
     assert.ok((report.operations['put ok'] ?? 0) >= 500, `only ${report.operations['put ok'] ?? 0} puts acknowledged: the run proves little`);
+    const plots = (readFileSync(join(dir, 'report.html'), 'utf8').match(/<svg/g) ?? []).length;
+    assert.ok(plots >= 4, `report.html has its plots (${plots} drawn; test/integration/plots.test.ts opens such a page in chromium)`);
     const kinds = new Set(report.faults.map((f) => f.kind));
     assert.deepEqual(allFaults.filter((k) => !kinds.has(k)), [], 'every fault kind was injected at least once');
     assert.ok(report.linearizable, `not linearizable: ${report.lincheck}; Porcupine's view and the logs are in ${dir}`);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { HistoryOp } from '../support/linearizability.ts';
-import { availability, checkLeases, checkSet, checkWatchers } from './checks.ts';
+import { availability, checkLeases, checkSet, checkWatchers, timeline } from './checks.ts';
 import type { Fault } from './report.ts';
 import type { LeaseRecord, WatchEvent } from './workloads.ts';
 
@@ -50,5 +50,28 @@ describe('chaos checkers', () => {
     assert.deepEqual([faults[1]!.unavailableWhileOnMs, faults[1]!.unavailableAfterHealMs], [1000, undefined], 'no write completed while on; none invoked after the heal');
     assert.deepEqual(counts, { 'kill-leader': 2 });
     assert.deepEqual(byKind['kill-leader'], { count: 2, whileOn: { median: 1000, worst: 2500 }, afterHeal: { median: 300, worst: 300 } });
+  });
+
+  it('timeline: buckets by return time with known and unknown counts and latency percentiles; gaps of a second with no write', () => {
+    const ops = [
+      { op: 'put', call: 0, ret: 2, unknown: false },
+      { op: 'put', call: 10, ret: 14, unknown: false },
+      { op: 'put', call: 20, ret: 50, unknown: false },
+      { op: 'get', call: 30, ret: 31, unknown: false },
+      { op: 'put', call: 40, ret: 5000, unknown: true },
+      { op: 'put', call: 5200, ret: 5210, unknown: false },
+    ];
+    const writes = ops.filter((o) => o.op === 'put' && !o.unknown);
+    const tl = timeline(ops, writes, 10_000);
+    assert.equal(tl.bucketMs, 100);
+    assert.deepEqual(tl.points.filter((p) => p.t === 0), [
+      { op: 'get', t: 0, ok: 1, unknown: 0, p50: 1, p99: 1, max: 1 },
+      { op: 'put', t: 0, ok: 3, unknown: 0, p50: 4, p99: 30, max: 30 },
+    ]);
+    assert.deepEqual(tl.points.find((p) => p.t === 5000), { op: 'put', t: 5000, ok: 0, unknown: 1, p50: 0, p99: 0, max: 0 });
+    // No write from 50 ms until 5,210 ms, and none after it to the end of the run.
+    assert.deepEqual(tl.gaps, [{ from: 50, to: 5210 }, { from: 5210, to: 10_000 }]);
+    // Long runs: about 400 buckets, a whole number of 100 ms each.
+    assert.equal(timeline([], [], 30 * 60_000).bucketMs, 4500);
   });
 });

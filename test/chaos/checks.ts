@@ -4,7 +4,7 @@
  * Porcupine's (test/lincheck) and convergence is HashKV, both asked of the cluster directly.
  */
 import type { HistoryOp } from '../support/linearizability.ts';
-import type { ChaosReport, Fault } from './report.ts';
+import type { ChaosReport, Fault, Timeline } from './report.ts';
 import type { LeaseRecord, SetResult, WatchEvent } from './workloads.ts';
 
 /** Set: every acknowledged add is in the final read, and nothing is there that no one added. */
@@ -137,4 +137,41 @@ export function operationCounts(history: readonly HistoryOp[], sets: Pick<SetRes
   ops['set-add unknown'] = sets.unknown.size;
   ops['lease-grant ok'] = leasesGranted;
   return { ops, unknownCauses: Object.fromEntries(Object.entries(causes).sort((a, b) => b[1] - a[1]).slice(0, 8)) };
+}
+
+/** An operation for the timeline: when it was invoked and returned (ms since the run began). */
+export interface TimedOp { op: string; call: number; ret: number; unknown: boolean }
+
+/**
+ * The run over time, for the report's plots: per operation kind and bucket (by return time),
+ * how many returned known and unknown, and the latency p50 / p99 / max of the known ones (ms);
+ * and every stretch of at least `gapMs` in which no write completed (`writes`: the acknowledged
+ * ones). Buckets are a whole number of 100 ms, about 400 per run.
+ */
+export function timeline(ops: readonly TimedOp[], writes: readonly WriteDone[], durationMs: number, gapMs = 1000): Timeline {
+  const bucketMs = Math.max(100, Math.ceil(durationMs / 400 / 100) * 100);
+  const cells = new Map<string, { op: string; t: number; known: number[]; unknown: number }>();
+  for (const o of ops) {
+    if (o.ret < 0 || o.ret > durationMs + 60_000) continue;
+    const t = Math.floor(o.ret / bucketMs) * bucketMs;
+    const key = `${o.op}@${t}`;
+    const cell = cells.get(key) ?? { op: o.op, t, known: [], unknown: 0 };
+    if (o.unknown) cell.unknown++;
+    else cell.known.push(o.ret - o.call);
+    cells.set(key, cell);
+  }
+  const at = (s: number[], p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0;
+  const points = [...cells.values()].sort((a, b) => a.t - b.t || a.op.localeCompare(b.op)).map((c) => {
+    const s = c.known.sort((a, b) => a - b);
+    const r = (x: number) => Math.round(x * 100) / 100;
+    return { op: c.op, t: c.t, ok: s.length, unknown: c.unknown, p50: r(at(s, 0.5)), p99: r(at(s, 0.99)), max: r(s.at(-1) ?? 0) };
+  });
+  const gaps: Timeline['gaps'] = [];
+  let prev = 0;
+  for (const w of [...writes].sort((a, b) => a.ret - b.ret)) {
+    if (w.ret - prev >= gapMs) gaps.push({ from: Math.round(prev), to: Math.round(w.ret) });
+    prev = Math.max(prev, w.ret);
+  }
+  if (durationMs - prev >= gapMs) gaps.push({ from: Math.round(prev), to: durationMs });
+  return { bucketMs, points, gaps };
 }

@@ -18,7 +18,7 @@ import * as grpc from '@grpc/grpc-js';
 import { spawnSync } from 'node:child_process';
 import { KvClient, checkLinearizable, runRegisterWorkload } from '../support/linearizability.ts';
 import type { StoreCluster } from '../support/store-cluster.ts';
-import { availability, checkLeases, checkSet, checkWatchers, operationCounts } from './checks.ts';
+import { type TimedOp, availability, checkLeases, checkSet, checkWatchers, operationCounts, timeline } from './checks.ts';
 import type { ChaosNet } from './net.ts';
 import { type FaultKind, Nemesis, networkFaults } from './nemesis.ts';
 import { type ChaosReport, writeReport } from './report.ts';
@@ -173,6 +173,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       ...sets.done.map((d) => ({ call: d.call - t0, ret: d.ret - t0 })),
     ];
     const { byKind: availabilityByKind, counts: faultsByKind } = availability(faults, writesDone);
+    const timed: TimedOp[] = [
+      ...history.map((h) => ({ op: h.op, call: h.call / 1000 - t0, ret: h.return / 1000 - t0, unknown: h.unknown })),
+      ...sets.done.map((d) => ({ op: 'set add', call: d.call - t0, ret: d.ret - t0, unknown: false })),
+    ];
 
     const report: ChaosReport = {
       target: c.binary, seed: o.seed, durationMs: o.durationMs, members: c.members.map((m) => `${m.name}${removed.has(m.name) ? ' (removed)' : ''}`),
@@ -184,6 +188,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       hashKV: { ok: hashOk, revision: hashRev, hashes },
       unhealthyAfterHeal: healthy,
       ok: lin.linearizable && set.ok && problems.length === 0 && leaseProblems.length === 0 && hashOk && healthy === '',
+      timeline: timeline(timed, writesDone, o.durationMs),
     };
     writeReport(report, o.dir, c.dir, lin.html);
     return report;

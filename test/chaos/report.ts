@@ -1,6 +1,12 @@
-/** The chaos run's report: what it holds, report.json and report.md, and what a failure keeps. */
+/**
+ * The chaos run's report: what it holds, report.json, report.md and report.html (plots over time,
+ * as Jepsen draws them: each operation's latency with the faults shaded by kind, throughput and
+ * unknown outcomes, and the stretches with no write completing), and what a failure keeps.
+ */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as Plot from '@observablehq/plot';
+import { figure, page } from '../../bench/plots.ts';
 import type { FaultKind } from './nemesis.ts';
 
 export interface Fault {
@@ -14,6 +20,14 @@ export interface Fault {
   /** The longest stretch with no write completing while the fault was on; from the heal to the first write after it (ms). */
   unavailableWhileOnMs?: number;
   unavailableAfterHealMs?: number;
+}
+
+/** The run over time (test/chaos/checks.ts `timeline`); ms since the run began. */
+export interface Timeline {
+  bucketMs: number;
+  points: Array<{ op: string; t: number; ok: number; unknown: number; p50: number; p99: number; max: number }>;
+  /** Stretches of at least a second with no write completing. */
+  gaps: Array<{ from: number; to: number }>;
 }
 
 export interface ChaosReport {
@@ -36,14 +50,17 @@ export interface ChaosReport {
   /** Empty when the cluster was healthy after the faults healed; otherwise why not. */
   unhealthyAfterHeal: string;
   ok: boolean;
+  /** Absent from reports written before the plots. */
+  timeline?: Timeline;
 }
 
 
-/** report.json, report.md, and on failure Porcupine's HTML and the members' logs. */
+/** report.json, report.md, report.html, and on failure Porcupine's HTML and the members' logs. */
 export function writeReport(r: ChaosReport, dir: string, clusterDir: string, html: string): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'report.json'), `${JSON.stringify(r, null, 2)}\n`);
   writeFileSync(join(dir, 'report.md'), summarize(r));
+  writeFileSync(join(dir, 'report.html'), chaosPage(r));
   if (!r.ok) {
     mkdirSync(join(dir, 'logs'), { recursive: true });
     for (const m of r.members) {
@@ -97,3 +114,86 @@ export function summarize(r: ChaosReport): string {
   return lines.join('\n');
 }
 
+
+/** Fault kinds shaded alike in the plots (the kinds themselves are in report.md). */
+export const faultFamilies = ['kill', 'pause', 'partition', 'lossy or slow link', 'membership change', 'disk'] as const;
+export function faultFamily(kind: string): (typeof faultFamilies)[number] {
+  if (kind.startsWith('kill')) return 'kill';
+  if (kind.startsWith('pause')) return 'pause';
+  if (kind.startsWith('partition')) return 'partition';
+  if (kind === 'drop-one-way' || kind === 'slow-network') return 'lossy or slow link';
+  if (kind.startsWith('disk')) return 'disk';
+  return 'membership change';
+}
+
+/**
+ * The report as a page of plots (Observable Plot's SVG, no script): per operation kind, latency
+ * p50 and p99 over time on a log scale with every fault shaded by kind; operations returned per
+ * second with the unknown outcomes; and writes completed per second with the stretches of no
+ * write shaded red.
+ */
+export function chaosPage(r: ChaosReport): string {
+  const tl = r.timeline;
+  const faults = r.faults.map((f) => ({ kind: faultFamily(f.kind), from: f.at / 1000, to: Math.max(f.healedAt, f.at + 100) / 1000 }));
+  const color = { domain: [...faultFamilies], scheme: 'tableau10' as const, label: 'fault' };
+  const width = 1100;
+  const x = { label: 'seconds since the run began', domain: [0, r.durationMs / 1000] };
+  const sections: Array<{ title: string; figures: string[] }> = [];
+  if (tl) {
+    const perSec = 1000 / tl.bucketMs;
+    const ops = [...new Set(tl.points.map((p) => p.op))].sort();
+    sections.push({
+      title: 'Latency over time, faults shaded by kind',
+      figures: ops.map((op) => {
+        const pts = tl.points.filter((p) => p.op === op && p.ok > 0).map((p) => ({ ...p, s: p.t / 1000 }));
+        const top = Math.max(1, ...pts.map((p) => p.p99));
+        return figure({
+          title: `${op}: latency p50 (blue) and p99 (red), ms`, width, height: 200, x,
+          y: { type: 'log', label: 'ms', grid: true, domain: [Math.max(0.1, Math.min(...pts.map((p) => p.p50), top) / 2), top * 1.5] },
+          color: { ...color, legend: op === ops[0] },
+          marks: [
+            Plot.rectY(faults, { x1: 'from', x2: 'to', y1: 0.1, y2: top * 1.5, fill: 'kind', fillOpacity: 0.18, clip: true }),
+            Plot.lineY(pts, { x: 's', y: 'p50', stroke: '#1f77b4', strokeWidth: 1.2 }),
+            Plot.lineY(pts, { x: 's', y: 'p99', stroke: '#d62728', strokeWidth: 1 }),
+          ],
+        });
+      }),
+    });
+    const totals = new Map<number, { s: number; ok: number; unknown: number }>();
+    for (const p of tl.points) {
+      const c = totals.get(p.t) ?? { s: p.t / 1000, ok: 0, unknown: 0 };
+      c.ok += p.ok * perSec;
+      c.unknown += p.unknown * perSec;
+      totals.set(p.t, c);
+    }
+    const series = [...totals.values()].sort((a, b) => a.s - b.s);
+    sections.push({
+      title: 'Throughput and unknown outcomes',
+      figures: [figure({
+        title: 'operations returned per second: known (grey), unknown (red)', width, height: 200, x,
+        y: { label: 'ops/s', grid: true }, color,
+        marks: [Plot.rectY(faults, { x1: 'from', x2: 'to', y1: 0, y2: Math.max(1, ...series.map((d) => d.ok)), fill: 'kind', fillOpacity: 0.18 }), Plot.areaY(series, { x: 's', y: 'ok', fill: '#999', fillOpacity: 0.6 }), Plot.rectY(series, { x1: 's', x2: (d: { s: number }) => d.s + tl.bucketMs / 1000, y: 'unknown', fill: '#d62728' })],
+      })],
+    });
+    const gaps = tl.gaps.map((g) => ({ from: g.from / 1000, to: g.to / 1000, ms: g.to - g.from }));
+    const writes = [...totals.keys()].sort((a, b) => a - b).map((t) => ({
+      s: t / 1000, rate: tl.points.filter((p) => p.t === t && /put|cas|set/.test(p.op)).reduce((n, p) => n + p.ok * perSec, 0),
+    }));
+    sections.push({
+      title: `Availability: ${gaps.length} stretches of a second or more with no write completing (red)`,
+      figures: [figure({
+        title: 'writes completed per second', width, height: 200, x, y: { label: 'writes/s', grid: true },
+        marks: [
+          Plot.rectY(gaps, { x1: 'from', x2: 'to', y1: 0, y2: Math.max(1, ...writes.map((w) => w.rate)), fill: '#d62728', fillOpacity: 0.25 }),
+          Plot.lineY(writes, { x: 's', y: 'rate', stroke: '#2a7', strokeWidth: 1.2 }),
+        ],
+      })],
+    });
+  }
+  const verdict = r.ok ? 'all checkers passed' : 'FAILED';
+  return page(`Chaos run against ${r.target === 'etcd' ? "Debian's etcd" : 'ballast store'}: ${verdict}`, [
+    `Seed ${r.seed}, ${Math.round(r.durationMs / 1000)} s of traffic, ${r.faults.length} faults of ${Object.keys(r.faultsByKind).length} kinds on ${r.members.join(', ')}.`,
+    `Linearizable: ${r.linearizable}; set: ${r.set.acked} acknowledged, ${r.set.lost.length} lost; watch: ${r.watch.ok ? 'clean' : r.watch.problems.length + ' problems'}; lease: ${r.lease.ok ? 'clean' : 'problems'}; HashKV equal: ${r.hashKV.ok}.`,
+    ...(tl ? [] : ['This report was written before the run kept its timeline: no plots.']),
+  ], sections, { operations: r.operations, 'faults by kind': r.faultsByKind });
+}
