@@ -9,6 +9,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY tsconfig.json tsconfig.build.json ./
+COPY api ./api
 COPY cli ./cli
 COPY lib ./lib
 COPY store ./store
@@ -16,7 +17,7 @@ COPY operator ./operator
 COPY sidecar ./sidecar
 COPY cluster ./cluster
 COPY scripts ./scripts
-RUN ./node_modules/.bin/tsc -p tsconfig.build.json && mkdir -p dist/store/api dist/store/format dist/operator/api && cp -r store/api/proto dist/store/api/ && cp store/format/*.proto dist/store/format/ && cp -r operator/api/proto dist/operator/api/
+RUN ./node_modules/.bin/tsc -p tsconfig.build.json && mkdir -p dist/store/api dist/store/format dist/api && cp -r store/api/proto dist/store/api/ && cp store/format/*.proto dist/store/format/ && cp -r api/proto dist/api/
 RUN npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
 # --- runtime: Node 24 slim, the compiled code and production dependencies, non-root ------------

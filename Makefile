@@ -24,7 +24,7 @@ APT_PACKAGES ?= etcd-server etcd-client iproute2 openssl curl haproxy wrk promet
 	runc containernetworking-plugins iptables conntrack nftables buildah mmdebstrap gcc libc6-dev \
 	chromium fonts-dejavu-core
 
-SOURCES := $(shell find cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
+SOURCES := $(shell find api cli lib store operator sidecar cluster \( -name '*.ts' ! -name '*.test.ts' \) -o -name '*.proto' 2>/dev/null)
 
 .PHONY: help
 help: ## list the targets
@@ -52,7 +52,7 @@ deps: node_modules/.installed apt ## install Node 24, npm packages from the lock
 dist/.built: node_modules/.installed tsconfig.json tsconfig.build.json package.json $(SOURCES)
 	@echo "==> tsc"
 	tsc -p tsconfig.build.json
-	@mkdir -p dist/store/api dist/store/format dist/operator/api && cp -r store/api/proto dist/store/api/ && cp store/format/*.proto dist/store/format/ && cp -r operator/api/proto dist/operator/api/
+	@mkdir -p dist/store/api dist/store/format dist/api && cp -r store/api/proto dist/store/api/ && cp store/format/*.proto dist/store/format/ && cp -r api/proto dist/api/
 	@scripts/build-info > dist/build-info.json
 	@touch $@
 

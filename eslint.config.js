@@ -19,6 +19,12 @@ export const pureFolders = [
 /** Single pure files in folders that also hold drivers. */
 export const pureFiles = ['store/state-machine.ts', 'store/auth/auth-store.ts'];
 
+/** The operator and the sidecar import each other's code through neither: what both need is in api/. */
+const crossProgram = [
+  { group: ['**/operator/**'], message: 'the sidecar does not import the operator, nor the operator the sidecar: what both need lives in api/' },
+  { group: ['**/sidecar/**'], message: 'the operator does not import the sidecar, nor the sidecar the operator: what both need lives in api/' },
+];
+
 const ioMessage = 'pure core: no I/O here (docs/architecture.md, "Seams that must stay clean"); take data, return data, and do the I/O in the driver';
 
 export default tseslint.config(
@@ -38,7 +44,7 @@ export default tseslint.config(
     ignores: ['**/*.test.ts'],
     rules: {
       // Type-only imports carry no I/O (the Kubernetes object types a spec builder returns).
-      'no-restricted-imports': ['error', { paths: ioModules.map((name) => ({ name, message: ioMessage, allowTypeImports: true })) }],
+      'no-restricted-imports': ['error', { paths: ioModules.map((name) => ({ name, message: ioMessage, allowTypeImports: true })), patterns: crossProgram }],
       'no-restricted-globals': ['error',
         { name: 'setTimeout', message: 'time comes from lib/clock.ts (Clock.setTimeout)' },
         { name: 'setInterval', message: 'time comes from lib/clock.ts (Clock.setInterval)' },
@@ -55,6 +61,35 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         patterns: [{ group: ['**/cli/**', '**/store/**', '**/operator/**', '**/sidecar/**', '**/cluster/**'], message: 'lib/ is shared by every program and imports none of them' }],
+      }],
+    },
+  },
+  {
+    // api/: the contract between the operator and the sidecars (the ResiliencePolicy schema and its
+    // validation, the discovery protocol); it belongs to neither program.
+    files: ['api/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/cli/**', '**/store/**', '**/operator/**', '**/sidecar/**', '**/cluster/**'], message: 'api/ is shared by the operator and the sidecar and imports neither (only lib/)' }],
+      }],
+    },
+  },
+  {
+    // (The pure folders carry the same patterns with their I/O rule, which these would replace.)
+    files: ['sidecar/**/*.ts'],
+    ignores: ['sidecar/balance/**', 'sidecar/policies/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/operator/**'], message: 'the sidecar does not import the operator: what both need lives in api/' }],
+      }],
+    },
+  },
+  {
+    files: ['operator/**/*.ts'],
+    ignores: ['operator/plan/**', 'operator/specs/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/sidecar/**'], message: 'the operator does not import the sidecar: what both need lives in api/' }],
       }],
     },
   },

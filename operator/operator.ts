@@ -14,7 +14,7 @@ import { WorkQueue } from '../lib/kube/workqueue.ts';
 import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
-import type { ResiliencePolicy } from './api/resiliencepolicy.ts';
+import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
 import { group, type StoreCluster, version } from './api/storecluster.ts';
 import { ResiliencePolicyStatus, appliedVersionAnnotation, rejectedVersionAnnotation } from './controllers/resiliencepolicy.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';

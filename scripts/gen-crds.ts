@@ -1,4 +1,4 @@
-// Write crds/ from the definitions in operator/api (the CRDs' single source).
+// Write crds/ from the definitions in operator/api and api/ (the CRDs' single source).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderCrds } from '../operator/api/crds.ts';

@@ -1,15 +1,15 @@
 /**
  * The sidecar's configuration file (YAML): listeners, upstreams with their endpoints and
  * policies, inbound listeners, the explicit HTTP proxy, discovery. Policies use the
- * ResiliencePolicy schema (operator/api/resiliencepolicy.ts), so a policy means the same
+ * ResiliencePolicy schema (api/resiliencepolicy.ts), so a policy means the same
  * thing in a file and in the cluster. Every problem is reported at once with its field path.
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { catalogue } from './errors.ts';
-import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../operator/api/resiliencepolicy.ts';
-import { s } from '../operator/api/schema.ts';
-import { type Problem, validate } from '../operator/api/validate.ts';
+import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../api/resiliencepolicy.ts';
+import { s } from '../api/schema.ts';
+import { type Problem, validate } from '../api/validate.ts';
 
 const address = (description: string, dflt?: string) => s.string(description, { pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', ...(dflt === undefined ? {} : { default: dflt }) });
 

@@ -1,5 +1,5 @@
 /**
- * The client of the operator's discovery stream (operator/api/proto/discovery.proto): says who
+ * The client of the operator's discovery stream (api/proto/discovery.proto): says who
  * it is, applies each snapshot of upstreams (policies and endpoints) and acknowledges it — or
  * names what was wrong, keeping the last good configuration. When the operator is away the
  * sidecar keeps serving what it has and reconnects with jittered exponential back-off
@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Random } from '../lib/random.ts';
-import { type ClientMessage, type Snapshot, discoveryService } from '../operator/api/discovery.ts';
+import { type ClientMessage, type Snapshot, discoveryService } from '../api/discovery.ts';
 
 type DiscoveryStub = grpc.Client & { Stream(): grpc.ClientDuplexStream<ClientMessage, Snapshot> };
 

@@ -13,7 +13,7 @@ async function ruleIds(filePath: string, code: string): Promise<string[]> {
 }
 
 describe('import boundaries', () => {
-  for (const folder of ['store/raft', 'store/mvcc', 'operator/specs', 'sidecar/balance', 'sidecar/policies']) {
+  for (const folder of ['store/raft', 'store/mvcc', 'operator/specs', 'operator/plan', 'sidecar/balance', 'sidecar/policies']) {
     it(`${folder} (pure) may not import node:fs`, async () => {
       const ids = await ruleIds(`${folder}/probe.ts`, "import { readFileSync } from 'node:fs';\nexport const x = readFileSync;\n");
       assert.ok(ids.includes('no-restricted-imports'), `${folder}: ${ids.join(', ')}`);
@@ -35,6 +35,18 @@ describe('import boundaries', () => {
 
   it('the driver at the edge may do I/O', async () => {
     assert.deepEqual(await ruleIds('store/node-probe.ts', "import { readFileSync } from 'node:fs';\nexport const x = readFileSync;\n"), []);
+  });
+
+  it('the sidecar and the operator import each other through neither, pure cores included; both may import api/', async () => {
+    for (const [file, other] of [['sidecar/probe.ts', '../operator/api/storecluster.ts'], ['sidecar/policies/probe.ts', '../../operator/specs/storecluster.ts'],
+      ['operator/probe.ts', '../sidecar/config.ts'], ['operator/controllers/probe.ts', '../../sidecar/stack.ts'], ['operator/plan/probe.ts', '../../sidecar/config.ts']] as const) {
+      const ids = await ruleIds(file, `import { x } from '${other}';\nexport const y = x;\n`);
+      assert.ok(ids.includes('no-restricted-imports'), `${file} → ${other}: ${ids.join(', ')}`);
+    }
+    assert.deepEqual(await ruleIds('sidecar/probe.ts', "import type { PolicySpec } from '../api/resiliencepolicy.ts';\nexport type P = PolicySpec;\n"), []);
+    assert.deepEqual(await ruleIds('operator/probe.ts', "import type { PolicySpec } from '../api/resiliencepolicy.ts';\nexport type P = PolicySpec;\n"), []);
+    // api/ is shared: it imports neither program.
+    assert.ok((await ruleIds('api/probe.ts', "import { x } from '../operator/thing.ts';\nexport const y = x;\n")).includes('no-restricted-imports'));
   });
 
   it('lib/ may not import any program', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { packageRoot } from '../../lib/paths.ts';
 import { renderCrds } from './crds.ts';
-import type { Schema } from './schema.ts';
+import type { Schema } from '../../api/schema.ts';
 import { storeClusterCrd } from './storecluster.ts';
 
 describe('crds/', () => {

@@ -1,7 +1,7 @@
 /** Every CRD Ballast defines, rendered as the YAML files in `crds/`. */
 import { stringify } from 'yaml';
-import { crd } from './schema.ts';
-import { resiliencePolicyCrd } from './resiliencepolicy.ts';
+import { crd } from '../../api/schema.ts';
+import { resiliencePolicyCrd } from '../../api/resiliencepolicy.ts';
 import { storeClusterCrd } from './storecluster.ts';
 
 export const definitions = [storeClusterCrd, resiliencePolicyCrd];

@@ -4,7 +4,7 @@
  * single source of `crds/storeclusters.ballast.dev.yaml` (defaults, validation, descriptions).
  */
 import type { V1Affinity, V1Condition, V1EnvVar, V1Toleration, V1TopologySpreadConstraint } from '@kubernetes/client-node';
-import { conditionsSchema, type CrdDefinition, s } from './schema.ts';
+import { conditionsSchema, type CrdDefinition, s } from '../../api/schema.ts';
 
 export const group = 'ballast.dev';
 export const version = 'v1alpha1';

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { VirtualClock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
+import type { ResiliencePolicy } from '../../api/resiliencepolicy.ts';
 import { buildSnapshot } from '../specs/discovery.ts';
 import { ResiliencePolicyStatus, policyStatus } from './resiliencepolicy.ts';
 

@@ -11,7 +11,7 @@ import type { Clock } from '../../lib/clock.ts';
 import { type Condition, condition, statusSignature } from '../../lib/kube/conditions.ts';
 import { WorkQueue } from '../../lib/kube/workqueue.ts';
 import type { Logger } from '../../lib/log.ts';
-import { type ResiliencePolicy, policyUpstreams, selects } from '../api/resiliencepolicy.ts';
+import { type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
 import type { Cache } from '../discovery/server.ts';
 import { type DiscoveryView, buildSnapshot, serviceEndpoints } from '../specs/discovery.ts';
 

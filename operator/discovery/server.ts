@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Metrics } from '../../lib/metrics.ts';
-import { type ClientMessage, type Snapshot as WireSnapshot, discoveryService } from '../api/discovery.ts';
+import { type ClientMessage, type Snapshot as WireSnapshot, discoveryService } from '../../api/discovery.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import { type DiscoveryView, type Snapshot, buildSnapshot } from '../specs/discovery.ts';
 

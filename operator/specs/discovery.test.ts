@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
+import type { ResiliencePolicy } from '../../api/resiliencepolicy.ts';
 import { buildSnapshot } from './discovery.ts';
 
 const svc: V1Service = { metadata: { name: 'orders', namespace: 'shop' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'admin', port: 9000 }] } };

@@ -8,8 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import type { DiscoveredUpstream } from '../api/discovery.ts';
-import { type ResiliencePolicy, policyUpstreams, selects } from '../api/resiliencepolicy.ts';
+import type { DiscoveredUpstream } from '../../api/discovery.ts';
+import { type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
 
 export interface DiscoveryView {
   policies: readonly ResiliencePolicy[];

@@ -10,7 +10,7 @@ import { realClock } from '../../lib/clock.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { Metrics } from '../../lib/metrics.ts';
 import { SeededRandom } from '../../lib/random.ts';
-import type { ResiliencePolicy } from '../../operator/api/resiliencepolicy.ts';
+import type { ResiliencePolicy } from '../../api/resiliencepolicy.ts';
 import { type Cache, DiscoveryServer } from '../../operator/discovery/server.ts';
 import { resolveConfig } from '../../sidecar/config.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';

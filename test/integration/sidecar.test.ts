@@ -582,7 +582,7 @@ describe('sidecar configuration and operations', () => {
 
   it('discovery: snapshots from the operator\'s stream are applied and acknowledged; a bad one is refused by name; while the server is away the last good configuration serves', async () => {
     const ups = await upstreams(2);
-    const { discoveryService } = await import('../../operator/api/discovery.ts');
+    const { discoveryService } = await import('../../api/discovery.ts');
     const hellos: Array<{ node: string; version: string }> = [];
     const acks: Array<{ version: string; error: string }> = [];
     let stream: ServerDuplexStream<{ hello?: { node: string; version: string }; ack?: { version: string; error: string } }, { version: string; upstreams_json: string }> | undefined;

@@ -5,7 +5,7 @@
  * field is an error with the nearest known name, because a misspelt option silently ignored is
  * a policy silently off.
  */
-import { editDistance } from '../../lib/config.ts';
+import { editDistance } from '../lib/config.ts';
 import type { Schema } from './schema.ts';
 
 export interface Problem {

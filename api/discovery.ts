@@ -1,5 +1,5 @@
 /**
- * The discovery protocol (operator/api/proto/discovery.proto), loaded once for the operator's
+ * The discovery protocol (api/proto/discovery.proto), loaded once for the operator's
  * server and the sidecar's client, and the shape of what it carries.
  */
 import * as grpc from '@grpc/grpc-js';
