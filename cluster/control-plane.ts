@@ -43,13 +43,13 @@ function readState(dir: string): State | undefined {
 }
 
 export class ControlPlane {
-  readonly #o: ClusterOptions;
+  readonly #options: ClusterOptions;
   readonly #dir: string;
   readonly #node: LocalNode;
   readonly #cache: string;
 
   constructor(o: ClusterOptions) {
-    this.#o = o;
+    this.#options = o;
     this.#dir = resolve(o.stateDir);
     this.#cache = cacheDir(o.cacheDir);
     this.#node = new LocalNode({ stateDir: this.#dir, cache: this.#cache, apiserver: this.apiserverUrl, log: (l) => this.#log(l) });
@@ -61,11 +61,11 @@ export class ControlPlane {
 
   /** Where every client reaches the apiserver: the node's address, which pods reach too. */
   get apiserverUrl(): string {
-    return `https://${nodeAddress}:${this.#o.apiserverPort}`;
+    return `https://${nodeAddress}:${this.#options.apiserverPort}`;
   }
 
   #log(line: string): void {
-    (this.#o.log ?? ((l: string) => process.stdout.write(`${l}\n`)))(line);
+    (this.#options.log ?? ((l: string) => process.stdout.write(`${l}\n`)))(line);
   }
 
   #kubectl(args: string[], input?: string): string {
@@ -81,14 +81,14 @@ export class ControlPlane {
     }
     if (running) await this.down();
     const bins = binaries(this.#cache);
-    for (const b of [bins.kubeApiserver, bins.kubeControllerManager, bins.kubeScheduler, ...(this.#o.store === 'etcd' ? [bins.etcd] : [])]) {
+    for (const b of [bins.kubeApiserver, bins.kubeControllerManager, bins.kubeScheduler, ...(this.#options.store === 'etcd' ? [bins.etcd] : [])]) {
       if (!existsSync(b)) throw clusterError('CLUSTER_ERR_HOST', `${b} is missing: run \`make control-plane\` (it builds Kubernetes ${k8sVersion} from its Go modules, once)`);
     }
     mkdirSync(this.#dir, { recursive: true });
     this.#node.preflight();
     const pki = ensurePki(this.#dir);
     const components: Component[] = [];
-    const state: State = { store: this.#o.store, apiserverPort: this.#o.apiserverPort, components };
+    const state: State = { store: this.#options.store, apiserverPort: this.#options.apiserverPort, components };
     const save = () => writeFileSync(join(this.#dir, 'state.json'), `${JSON.stringify(state, null, 2)}\n`);
     save();
     const start = Date.now();
@@ -100,7 +100,7 @@ export class ControlPlane {
     this.#node.prepareNetwork();
 
     let etcdServers: string[];
-    if (this.#o.store === 'ballast') {
+    if (this.#options.store === 'ballast') {
       const ic = [1, 2, 3].map((i) => `s${i}=http://127.0.0.1:${i}3380`).join(',');
       etcdServers = [1, 2, 3].map((i) => `http://127.0.0.1:${i}3379`);
       for (const i of [1, 2, 3]) {
@@ -117,7 +117,7 @@ export class ControlPlane {
       etcdServers = ['http://127.0.0.1:2379'];
       spawn('etcd', bins.etcd, ['--name=local', `--data-dir=${join(this.#dir, 'etcd')}`, '--listen-client-urls=http://127.0.0.1:2379', '--advertise-client-urls=http://127.0.0.1:2379', '--listen-peer-urls=http://127.0.0.1:2380', '--listen-metrics-urls=http://127.0.0.1:2381'], 'http://127.0.0.1:2381/health');
     }
-    const port = this.#o.apiserverPort;
+    const port = this.#options.apiserverPort;
     const readyz = `${this.apiserverUrl}/readyz`;
     spawn('kube-apiserver', bins.kubeApiserver, [
       `--etcd-servers=${etcdServers.join(',')}`,
@@ -133,7 +133,7 @@ export class ControlPlane {
     ], readyz);
     const admin = writeKubeconfig(this.#dir, 'admin', this.apiserverUrl);
     if (!(await waitFor(() => isHealthy(readyz, pki), 60_000))) throw clusterError('CLUSTER_ERR_NOT_READY', `kube-apiserver did not become ready; see ${join(this.#dir, 'logs', 'kube-apiserver.log')}`);
-    this.#log(`kube-apiserver ready on ${this.apiserverUrl} after ${since()} (store: ${this.#o.store})`);
+    this.#log(`kube-apiserver ready on ${this.apiserverUrl} after ${since()} (store: ${this.#options.store})`);
     spawn('kube-controller-manager', bins.kubeControllerManager, [
       `--kubeconfig=${writeKubeconfig(this.#dir, 'controller-manager', this.apiserverUrl)}`, '--bind-address=127.0.0.1', '--secure-port=10257', '--leader-elect=false',
       `--service-account-private-key-file=${join(pki, 'sa.key')}`, `--root-ca-file=${join(pki, 'ca.crt')}`, '--use-service-account-credentials=true',

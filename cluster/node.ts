@@ -48,12 +48,12 @@ export function parseImageIndex(text: string): ImageEntry[] {
 }
 
 export class LocalNode {
-  readonly #o: NodeOptions;
+  readonly #options: NodeOptions;
   readonly paths: NodePaths;
   readonly #bins: ReturnType<typeof binaries>;
 
   constructor(o: NodeOptions) {
-    this.#o = o;
+    this.#options = o;
     this.#bins = binaries(o.cache);
     this.paths = {
       stateDir: o.stateDir, runDir, containerdRoot: containerdRoot(o.cache), kubeletRoot: join(o.stateDir, 'kubelet'),
@@ -62,7 +62,7 @@ export class LocalNode {
   }
 
   get #hostFile(): string {
-    return join(this.#o.stateDir, 'host-before.json');
+    return join(this.#options.stateDir, 'host-before.json');
   }
 
   /**
@@ -82,13 +82,13 @@ export class LocalNode {
       const other = readFileSync(owner, 'utf8').trim();
       const state = join(other, 'state.json');
       const pids = existsSync(state) ? (JSON.parse(readFileSync(state, 'utf8')) as { components: Component[] }).components.map((c) => c.pid) : [];
-      if (other !== this.#o.stateDir && pids.some(isRunning)) throw clusterError('CLUSTER_ERR_BUSY', `another local cluster runs from ${other}: stop it first with \`ballast cluster down --state-dir ${other}\``);
+      if (other !== this.#options.stateDir && pids.some(isRunning)) throw clusterError('CLUSTER_ERR_BUSY', `another local cluster runs from ${other}: stop it first with \`ballast cluster down --state-dir ${other}\``);
     }
   }
 
   /** The images cluster/images/build made. */
   images(): ImageEntry[] {
-    const index = imageIndex(this.#o.cache);
+    const index = imageIndex(this.#options.cache);
     return existsSync(index) ? parseImageIndex(readFileSync(index, 'utf8')) : [];
   }
 
@@ -99,7 +99,7 @@ export class LocalNode {
   prepareNetwork(): void {
     if (!existsSync(this.#hostFile)) writeFileSync(this.#hostFile, `${JSON.stringify(readHostState(), null, 2)}\n`);
     mkdirSync(runDir, { recursive: true });
-    writeFileSync(join(runDir, 'owner'), `${this.#o.stateDir}\n`);
+    writeFileSync(join(runDir, 'owner'), `${this.#options.stateDir}\n`);
     const ip = (args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
     if (ip(['link', 'show', bridgeName]).status !== 0) ip(['link', 'add', bridgeName, 'type', 'bridge']);
     if (!ip(['-4', 'addr', 'show', 'dev', bridgeName]).stdout.includes(`${nodeAddress}/`)) ip(['addr', 'add', `${nodeAddress}/24`, 'dev', bridgeName]);
@@ -113,8 +113,8 @@ export class LocalNode {
    */
   async start(started: (c: Component) => void): Promise<void> {
     const p = this.paths;
-    const dir = join(this.#o.stateDir, 'node');
-    const pki = join(this.#o.stateDir, 'pki');
+    const dir = join(this.#options.stateDir, 'node');
+    const pki = join(this.#options.stateDir, 'pki');
     for (const d of ['certs.d/_default', 'cni', 'ipam', 'volume-plugins', 'pod-logs']) mkdirSync(join(dir, d), { recursive: true });
     mkdirSync(p.containerdRoot, { recursive: true });
     writeFileSync(join(dir, 'containerd.toml'), buildContainerdConfig(p));
@@ -122,22 +122,22 @@ export class LocalNode {
     writeFileSync(join(dir, 'cni', '10-ballast.conflist'), buildCniConfig(p));
     writeFileSync(join(dir, 'resolv.conf'), '# Pods with dnsPolicy Default: no upstream resolver (the node has no network beyond its own).\noptions ndots:1\n');
     writeFileSync(join(dir, 'kubelet.yaml'), buildKubeletConfig(p, { pki, resolvConf: join(dir, 'resolv.conf'), podLogsDir: join(dir, 'pod-logs') }));
-    writeFileSync(join(dir, 'kube-proxy.yaml'), buildKubeProxyConfig(writeKubeconfig(this.#o.stateDir, 'kube-proxy', this.#o.apiserver)));
+    writeFileSync(join(dir, 'kube-proxy.yaml'), buildKubeProxyConfig(writeKubeconfig(this.#options.stateDir, 'kube-proxy', this.#options.apiserver)));
     const containerd = this.#startContainerd();
     started({ name: 'containerd', pid: containerd, health: '' });
     await this.waitContainerd(containerd);
     this.#importImages();
 
     this.#makeCgroupRoot();
-    const kubelet = spawnLogged(this.#o.stateDir, 'kubelet', this.#bins.kubelet, [
-      `--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${writeKubeconfig(this.#o.stateDir, 'kubelet', this.#o.apiserver)}`,
+    const kubelet = spawnLogged(this.#options.stateDir, 'kubelet', this.#bins.kubelet, [
+      `--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${writeKubeconfig(this.#options.stateDir, 'kubelet', this.#options.apiserver)}`,
       `--root-dir=${p.kubeletRoot}`, `--hostname-override=${nodeName}`, `--node-ip=${nodeAddress}`, `--cert-dir=${join(dir, 'kubelet-pki')}`,
     ]);
     started({ name: 'kubelet', pid: kubelet.pid as number, health: 'http://127.0.0.1:10248/healthz' });
-    const proxy = spawnLogged(this.#o.stateDir, 'kube-proxy', this.#bins.kubeProxy, [`--config=${join(dir, 'kube-proxy.yaml')}`]);
+    const proxy = spawnLogged(this.#options.stateDir, 'kube-proxy', this.#bins.kubeProxy, [`--config=${join(dir, 'kube-proxy.yaml')}`]);
     started({ name: 'kube-proxy', pid: proxy.pid as number, health: 'http://127.0.0.1:10256/healthz' });
-    const provisioner = spawnLogged(this.#o.stateDir, 'local-provisioner', join(packageRoot(), 'bin', 'ballast'), [
-      'local-provisioner', `--kubeconfig=${writeKubeconfig(this.#o.stateDir, 'provisioner', this.#o.apiserver)}`, `--root=${join(this.#o.stateDir, 'volumes')}`,
+    const provisioner = spawnLogged(this.#options.stateDir, 'local-provisioner', join(packageRoot(), 'bin', 'ballast'), [
+      'local-provisioner', `--kubeconfig=${writeKubeconfig(this.#options.stateDir, 'provisioner', this.#options.apiserver)}`, `--root=${join(this.#options.stateDir, 'volumes')}`,
     ]);
     started({ name: 'local-provisioner', pid: provisioner.pid as number, health: '' });
   }
@@ -170,13 +170,13 @@ export class LocalNode {
 
   #startContainerd(): number {
     const env = { ...process.env, PATH: `${dirname(this.#bins.containerdShim)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` };
-    const p = spawnLogged(this.#o.stateDir, 'containerd', this.#bins.containerd, ['--config', join(this.#o.stateDir, 'node', 'containerd.toml')], env);
+    const p = spawnLogged(this.#options.stateDir, 'containerd', this.#bins.containerd, ['--config', join(this.#options.stateDir, 'node', 'containerd.toml')], env);
     return p.pid as number;
   }
 
   async waitContainerd(pid: number): Promise<void> {
     const up = await waitFor(() => isRunning(pid) && this.#ctr(['version'], 5_000).status === 0, 30_000);
-    if (!up) throw clusterError('CLUSTER_ERR_NOT_READY', `containerd did not start; see ${join(this.#o.stateDir, 'logs', 'containerd.log')}`);
+    if (!up) throw clusterError('CLUSTER_ERR_NOT_READY', `containerd did not start; see ${join(this.#options.stateDir, 'logs', 'containerd.log')}`);
   }
 
   /**
@@ -197,7 +197,7 @@ export class LocalNode {
       this.#ctr(['images', 'label', image.ref, 'io.cri-containerd.pinned=pinned']);
       record.set(image.ref, image.key);
       writeFileSync(recordFile, [...record].map(([ref, key]) => `${ref}\t${key}\t-\n`).join(''));
-      this.#o.log(`imported ${image.ref} into containerd in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+      this.#options.log(`imported ${image.ref} into containerd in ${((Date.now() - started) / 1000).toFixed(1)}s`);
     }
   }
 
@@ -210,7 +210,7 @@ export class LocalNode {
     const pidOf = (name: string) => components.find((c) => c.name === name)?.pid;
     const others = ['local-provisioner', 'kube-proxy', 'kubelet'].map(pidOf).filter((x): x is number => x !== undefined);
     await stopProcesses(others, 10_000);
-    const configured = existsSync(join(this.#o.stateDir, 'node', 'containerd.toml'));
+    const configured = existsSync(join(this.#options.stateDir, 'node', 'containerd.toml'));
     let containerd = pidOf('containerd');
     if (configured && (containerd === undefined || !isRunning(containerd))) {
       // Pods outlive a crashed containerd (their shims run on); containerd is needed to remove them.
@@ -220,8 +220,8 @@ export class LocalNode {
     if (configured && containerd !== undefined && isRunning(containerd)) {
       spawnSync(this.#bins.crictl, ['--runtime-endpoint', `unix://${containerdSocket(this.paths)}`, '--timeout', '60s', 'rmp', '--all', '--force'], { encoding: 'utf8', timeout: 120_000 });
     }
-    if (existsSync(join(this.#o.stateDir, 'node', 'kube-proxy.yaml'))) {
-      spawnSync(this.#bins.kubeProxy, ['--cleanup', `--config=${join(this.#o.stateDir, 'node', 'kube-proxy.yaml')}`], { encoding: 'utf8', timeout: 60_000 });
+    if (existsSync(join(this.#options.stateDir, 'node', 'kube-proxy.yaml'))) {
+      spawnSync(this.#bins.kubeProxy, ['--cleanup', `--config=${join(this.#options.stateDir, 'node', 'kube-proxy.yaml')}`], { encoding: 'utf8', timeout: 60_000 });
     }
     if (containerd !== undefined) await stopProcesses([containerd], 10_000);
     // Shims whose containerd is gone, and anything still in the node's cgroups.
@@ -244,7 +244,7 @@ export class LocalNode {
     if (!existsSync(this.#hostFile)) return [];
     const before = JSON.parse(readFileSync(this.#hostFile, 'utf8')) as HostState;
     const plan = planRestore(before, readHostState(), {
-      mountRoots: [this.#o.stateDir, runDir, this.paths.containerdRoot, this.paths.kubeletRoot], cgroupRoot, bridge: bridgeName,
+      mountRoots: [this.#options.stateDir, runDir, this.paths.containerdRoot, this.paths.kubeletRoot], cgroupRoot, bridge: bridgeName,
     });
     const failed = applyRestore(plan);
     const left = diffHostState(before, readHostState());

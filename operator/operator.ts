@@ -46,7 +46,7 @@ export interface OperatorOptions {
 const managed = `${labels.managedBy}=ballast-operator`;
 
 export class Operator {
-  readonly #o: OperatorOptions;
+  readonly #options: OperatorOptions;
   readonly #queue: WorkQueue;
   readonly #clusters: SharedInformer<StoreCluster>;
   readonly #sets: SharedInformer<V1StatefulSet>;
@@ -56,12 +56,12 @@ export class Operator {
   readonly #discovery: { server: DiscoveryServer; informers: Array<SharedInformer<never>>; status: ResiliencePolicyStatus } | undefined;
   readonly #elector: LeaderElector | undefined;
   readonly #core: CoreV1Api;
-  readonly #m;
+  readonly #metrics;
   #running = false;
   #leading = false;
 
   constructor(o: OperatorOptions) {
-    this.#o = o;
+    this.#options = o;
     const kc = o.kubeconfig;
     this.#core = kc.makeApiClient(CoreV1Api);
     const apps = kc.makeApiClient(AppsV1Api);
@@ -135,7 +135,7 @@ export class Operator {
         status: new ResiliencePolicyStatus({ policies, services, slices, sidecars, custom, clock: o.clock, log: o.log, group, version }),
       };
     }
-    this.#m = {
+    this.#metrics = {
       reconciles: o.metrics.counter('ballast_operator_reconcile_total', 'Reconciles by controller and result (success, error, requeue).', ['controller', 'result']),
       duration: o.metrics.histogram('ballast_operator_reconcile_duration_seconds', 'Time one reconcile took.', ['controller'], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
       depth: o.metrics.gauge('ballast_operator_workqueue_depth', 'Keys waiting in the work queue.'),
@@ -144,10 +144,10 @@ export class Operator {
       queueWait: o.metrics.histogram('ballast_operator_workqueue_queue_duration_seconds', 'Time a key waited in the work queue before a worker took it.', [], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]),
     };
     // Every series exists from the start (at 0), so rates and alerts see "no errors", not "no data".
-    for (const result of ['success', 'error', 'requeue']) this.#m.reconciles.inc({ controller: 'storecluster', result }, 0);
-    this.#m.leader.set(0);
-    this.#m.transitions.inc(0);
-    this.#queue.onDequeue = (_key, waitedMs) => this.#m.queueWait.observe(waitedMs / 1000);
+    for (const result of ['success', 'error', 'requeue']) this.#metrics.reconciles.inc({ controller: 'storecluster', result }, 0);
+    this.#metrics.leader.set(0);
+    this.#metrics.transitions.inc(0);
+    this.#queue.onDequeue = (_key, waitedMs) => this.#metrics.queueWait.observe(waitedMs / 1000);
     if (o.leaderElection) {
       this.#elector = new LeaderElector({
         kubeconfig: kc, namespace: o.namespace, name: 'ballast-operator', identity: o.identity ?? `${hostname()}_${process.pid}`,
@@ -174,7 +174,7 @@ export class Operator {
   async start(): Promise<void> {
     this.#running = true;
     await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start(), ...(this.#discovery?.informers.map((i) => i.start()) ?? [])]);
-    if (this.#discovery && this.#o.discoveryAddress) this.discoveryPort = await this.#discovery.server.listen(this.#o.discoveryAddress);
+    if (this.#discovery && this.#options.discoveryAddress) this.discoveryPort = await this.#discovery.server.listen(this.#options.discoveryAddress);
     if (this.#elector) this.#elector.start();
     else this.#lead(true);
   }
@@ -191,37 +191,37 @@ export class Operator {
   #lead(v: boolean): void {
     if (v === this.#leading) return;
     this.#leading = v;
-    this.#m.leader.set(v ? 1 : 0);
-    this.#m.transitions.inc();
+    this.#metrics.leader.set(v ? 1 : 0);
+    this.#metrics.transitions.inc();
     if (!v) {
       // Lost the lease: stop acting at once; a process that cannot be sure it leads must not
       // write. The orchestrator restarts it as a candidate (controller-runtime exits too).
-      this.#o.log.error('lost leadership: exiting so this replica restarts as a candidate');
+      this.#options.log.error('lost leadership: exiting so this replica restarts as a candidate');
       if (this.#running) process.exitCode = 1;
       void this.stop();
       return;
     }
     for (const sc of this.#clusters.list()) this.#queue.add(`${sc.metadata.namespace}/${sc.metadata.name}`);
     if (this.#discovery) this.#discovery.status.leading = true;
-    for (let i = 0; i < (this.#o.workers ?? 2); i++) void this.#work();
+    for (let i = 0; i < (this.#options.workers ?? 2); i++) void this.#work();
   }
 
   async #work(): Promise<void> {
     for (;;) {
       const key = await this.#queue.get();
       if (key === undefined) return;
-      this.#m.depth.set(this.#queue.length);
-      const end = this.#m.duration.startTimer({ controller: 'storecluster' });
-      const span = this.#o.tracer?.startSpan('reconcile StoreCluster', { attributes: { 'ballast.controller': 'storecluster', 'ballast.key': key } });
+      this.#metrics.depth.set(this.#queue.length);
+      const end = this.#metrics.duration.startTimer({ controller: 'storecluster' });
+      const span = this.#options.tracer?.startSpan('reconcile StoreCluster', { attributes: { 'ballast.controller': 'storecluster', 'ballast.key': key } });
       try {
         const requeue = await this.#controller.reconcile(key);
         this.#queue.forget(key);
         if (requeue !== undefined) this.#queue.addAfter(key, requeue);
-        this.#m.reconciles.inc({ controller: 'storecluster', result: requeue !== undefined ? 'requeue' : 'success' });
+        this.#metrics.reconciles.inc({ controller: 'storecluster', result: requeue !== undefined ? 'requeue' : 'success' });
         span?.setAttribute('ballast.result', requeue !== undefined ? 'requeue' : 'success');
       } catch (err) {
-        this.#o.log.warn({ err, storecluster: key }, 'reconcile failed; retrying with back-off');
-        this.#m.reconciles.inc({ controller: 'storecluster', result: 'error' });
+        this.#options.log.warn({ err, storecluster: key }, 'reconcile failed; retrying with back-off');
+        this.#metrics.reconciles.inc({ controller: 'storecluster', result: 'error' });
         this.#queue.addRateLimited(key);
         span?.recordException(err as Error);
         span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });

@@ -25,7 +25,7 @@ export interface DiscoveryOptions {
 }
 
 export class DiscoveryClient {
-  readonly #o: DiscoveryOptions;
+  readonly #options: DiscoveryOptions;
   readonly #client: DiscoveryStub;
   #call: grpc.ClientDuplexStream<ClientMessage, Snapshot> | undefined;
   #version = '';
@@ -35,7 +35,7 @@ export class DiscoveryClient {
   #connected = false;
 
   constructor(o: DiscoveryOptions) {
-    this.#o = o;
+    this.#options = o;
     const Discovery = discoveryService();
     this.#client = new Discovery(o.address, grpc.credentials.createInsecure(), { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 }) as unknown as DiscoveryStub;
   }
@@ -62,14 +62,14 @@ export class DiscoveryClient {
   #setConnected(v: boolean): void {
     if (v === this.#connected) return;
     this.#connected = v;
-    this.#o.onConnected?.(v);
+    this.#options.onConnected?.(v);
   }
 
   #connect(): void {
     if (this.#stopped) return;
     const call = this.#client.Stream();
     this.#call = call;
-    call.write({ hello: { node: this.#o.node, version: this.#version } });
+    call.write({ hello: { node: this.#options.node, version: this.#version } });
     let chain = Promise.resolve();
     call.on('data', (snap: Snapshot) => {
       this.#attempt = 0;
@@ -85,9 +85,9 @@ export class DiscoveryClient {
         } catch (err) {
           error = `the snapshot is not JSON: ${(err as Error).message}`;
         }
-        if (error === undefined) error = await this.#o.apply(parsed, snap.version, inbound);
+        if (error === undefined) error = await this.#options.apply(parsed, snap.version, inbound);
         if (error === undefined) this.#version = snap.version;
-        else this.#o.log.error({ version: snap.version, error }, 'discovery snapshot refused; keeping the last good configuration');
+        else this.#options.log.error({ version: snap.version, error }, 'discovery snapshot refused; keeping the last good configuration');
         if (!call.destroyed) call.write({ ack: { version: snap.version, error: error ?? '' } });
       });
     });
@@ -97,9 +97,9 @@ export class DiscoveryClient {
       this.#setConnected(false);
       if (this.#stopped) return;
       const cap = Math.min(30_000, 500 * 2 ** this.#attempt++);
-      const delay = cap / 2 + this.#o.random.next() * (cap / 2);
-      this.#o.log.warn({ address: this.#o.address, why, retryInMs: Math.round(delay) }, 'discovery stream lost; serving the last good configuration');
-      this.#timer = this.#o.clock.setTimeout(() => this.#connect(), delay, { unref: true });
+      const delay = cap / 2 + this.#options.random.next() * (cap / 2);
+      this.#options.log.warn({ address: this.#options.address, why, retryInMs: Math.round(delay) }, 'discovery stream lost; serving the last good configuration');
+      this.#timer = this.#options.clock.setTimeout(() => this.#connect(), delay, { unref: true });
     };
     call.on('error', (err: Error) => retry(err.message));
     call.on('end', () => retry('the server ended the stream'));

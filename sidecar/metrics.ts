@@ -48,36 +48,36 @@ export class SidecarMetrics {
 
 /** Label children looked up once and kept (prom-client hashes the label object on every call). */
 export class HotMetrics {
-  readonly #m: SidecarMetrics;
+  readonly #metrics: SidecarMetrics;
   readonly #counters = new Map<string, { inc(): void }>();
   readonly #histograms = new Map<string, { observe(v: number): void }>();
 
   constructor(m: SidecarMetrics) {
-    this.#m = m;
+    this.#metrics = m;
   }
 
   request(upstream: string, route: string, outcome: string, seconds: number): void {
     const k = `${upstream}\u0000${route}\u0000${outcome}`;
     let c = this.#counters.get(k);
-    if (!c) this.#counters.set(k, (c = this.#m.requests.labels({ upstream, route, outcome })));
+    if (!c) this.#counters.set(k, (c = this.#metrics.requests.labels({ upstream, route, outcome })));
     c.inc();
     const hk = `d\u0000${upstream}\u0000${route}`;
     let h = this.#histograms.get(hk);
-    if (!h) this.#histograms.set(hk, (h = this.#m.duration.labels({ upstream, route })));
+    if (!h) this.#histograms.set(hk, (h = this.#metrics.duration.labels({ upstream, route })));
     h.observe(seconds);
   }
 
   attempt(upstream: string, endpoint: string, result: string): void {
     const k = `a\u0000${upstream}\u0000${endpoint}\u0000${result}`;
     let c = this.#counters.get(k);
-    if (!c) this.#counters.set(k, (c = this.#m.attempts.labels({ upstream, endpoint, result })));
+    if (!c) this.#counters.set(k, (c = this.#metrics.attempts.labels({ upstream, endpoint, result })));
     c.inc();
   }
 
   attemptHead(upstream: string, endpoint: string, seconds: number): void {
     const k = `h\u0000${upstream}\u0000${endpoint}`;
     let h = this.#histograms.get(k);
-    if (!h) this.#histograms.set(k, (h = this.#m.attemptDuration.labels({ upstream, endpoint })));
+    if (!h) this.#histograms.set(k, (h = this.#metrics.attemptDuration.labels({ upstream, endpoint })));
     h.observe(seconds);
   }
 

@@ -33,8 +33,8 @@ export interface SidecarDeps {
 }
 
 export class Sidecar {
-  readonly #d: SidecarDeps;
-  readonly #m: SidecarMetrics;
+  readonly #deps: SidecarDeps;
+  readonly #metrics: SidecarMetrics;
   /** What is in force: the file's configuration plus the upstreams discovery sent. */
   #config: SidecarConfig;
   /** The last good configuration file, and the last good discovered upstreams. */
@@ -59,8 +59,8 @@ export class Sidecar {
   constructor(config: SidecarConfig, deps: SidecarDeps) {
     this.#config = config;
     this.#file = config;
-    this.#d = deps;
-    this.#m = new SidecarMetrics(deps.metrics);
+    this.#deps = deps;
+    this.#metrics = new SidecarMetrics(deps.metrics);
   }
 
   get config(): SidecarConfig {
@@ -85,11 +85,11 @@ export class Sidecar {
     // The OpenTelemetry SDK is loaded only when traces are exported: to the file's collector
     // (a provider of the sidecar's own), else to the process' SDK when OTEL_* variables set one up.
     if (t.endpoint) this.#tracing = (await import('./tracing.ts')).Tracing.withCollector({ endpoint: t.endpoint, sampleRatio: t.samplePercent / 100, serviceName: t.serviceName || 'ballast-sidecar' });
-    else if (this.#d.telemetry) this.#tracing = (await import('./tracing.ts')).Tracing.withTracer(this.#d.telemetry.tracer);
+    else if (this.#deps.telemetry) this.#tracing = (await import('./tracing.ts')).Tracing.withTracer(this.#deps.telemetry.tracer);
     await this.#startAdmin();
     await this.#apply(this.#config);
     this.#started = true;
-    this.#d.log.info({ upstreams: this.#config.upstreams.map((u) => u.name), inbound: this.#config.inbound.map((i) => i.name), admin: `${splitAddress(this.#config.admin).host}:${this.#adminPort}` }, 'sidecar started');
+    this.#deps.log.info({ upstreams: this.#config.upstreams.map((u) => u.name), inbound: this.#config.inbound.map((i) => i.name), admin: `${splitAddress(this.#config.admin).host}:${this.#adminPort}` }, 'sidecar started');
   }
 
   /** Apply a new configuration file (already validated); discovered upstreams stay. */
@@ -158,10 +158,10 @@ export class Sidecar {
   startDiscovery(node: string): void {
     const address = this.#file.discovery.address;
     if (!address) return;
-    const gauge = this.#m.discoveryConnected;
+    const gauge = this.#metrics.discoveryConnected;
     gauge.set(0);
     this.#discovery = new DiscoveryClient({
-      address, node, clock: this.#d.clock, random: this.#d.random, log: this.#d.log,
+      address, node, clock: this.#deps.clock, random: this.#deps.random, log: this.#deps.log,
       apply: (raw, version, inbound) => this.applyDiscovered(raw, version, inbound),
       onConnected: (c) => gauge.set(c ? 1 : 0),
     });
@@ -169,15 +169,15 @@ export class Sidecar {
   }
 
   #applied(source: string, label: string, fields: Record<string, unknown>): void {
-    this.#m.configReloads.inc({ source, result: 'applied' });
-    this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source: label, ok: true };
-    this.#d.log.info({ source: label, ...fields }, 'configuration applied');
+    this.#metrics.configReloads.inc({ source, result: 'applied' });
+    this.#lastReload = { at: new Date(this.#deps.clock.wallNow()).toISOString(), source: label, ok: true };
+    this.#deps.log.info({ source: label, ...fields }, 'configuration applied');
   }
 
   #refused(source: string, err: Error): void {
-    this.#m.configReloads.inc({ source, result: 'refused' });
-    this.#lastReload = { at: new Date(this.#d.clock.wallNow()).toISOString(), source, ok: false, error: err.message };
-    this.#d.log.error({ source, err: err.message }, 'configuration refused; the last good one stays in force');
+    this.#metrics.configReloads.inc({ source, result: 'refused' });
+    this.#lastReload = { at: new Date(this.#deps.clock.wallNow()).toISOString(), source, ok: false, error: err.message };
+    this.#deps.log.error({ source, err: err.message }, 'configuration refused; the last good one stays in force');
   }
 
   /** Watch a config file (and the directory: a ConfigMap swaps a symlink), reloading on change. */
@@ -211,7 +211,7 @@ export class Sidecar {
     } catch {
       // No inotify: the poll below still notices.
     }
-    this.#poll = this.#d.clock.setInterval(check, 1000, { unref: true });
+    this.#poll = this.#deps.clock.setInterval(check, 1000, { unref: true });
   }
 
   async #apply(c: SidecarConfig): Promise<void> {
@@ -222,7 +222,7 @@ export class Sidecar {
     for (const [name, spec] of specs) {
       const have = this.#upstreams.get(name);
       if (have) have.update(spec);
-      else this.#upstreams.set(name, new Upstream(spec, { clock: this.#d.clock, random: this.#d.random, log: this.#d.log, metrics: this.#m, tracing: this.#tracing }));
+      else this.#upstreams.set(name, new Upstream(spec, { clock: this.#deps.clock, random: this.#deps.random, log: this.#deps.log, metrics: this.#metrics, tracing: this.#tracing }));
     }
     // Listeners: what each serves → its address. Handlers look their upstream up per request,
     // so a listener whose address did not change is kept, with its open connections.
@@ -306,18 +306,18 @@ export class Sidecar {
 
   /** Point-in-time gauges, read when scraped: queues, slots in use, retry budget left. */
   #refreshGauges(): void {
-    const now = this.#d.clock.now();
+    const now = this.#deps.clock.now();
     for (const up of this.#upstreams.values()) {
-      this.#m.budget.set({ upstream: up.name }, up.budget.remaining(now));
+      this.#metrics.budget.set({ upstream: up.name }, up.budget.remaining(now));
       for (const r of [up.defaultRoute, ...up.routes]) {
-        this.#m.queueLength.set({ upstream: up.name, route: r.name }, r.bulkhead.queued);
-        this.#m.inflight.set({ upstream: up.name, route: r.name }, r.bulkhead.running);
+        this.#metrics.queueLength.set({ upstream: up.name, route: r.name }, r.bulkhead.queued);
+        this.#metrics.inflight.set({ upstream: up.name, route: r.name }, r.bulkhead.running);
       }
     }
   }
 
   async #startAdmin(): Promise<void> {
-    const metricsHandler = this.#d.metrics.handler();
+    const metricsHandler = this.#deps.metrics.handler();
     this.#admin = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       const json = (status: number, body: unknown): void => {

@@ -24,14 +24,14 @@ export interface DiskGuardDeps {
 
 export class DiskSpaceGuard {
   readonly #reserve: number;
-  readonly #d: DiskGuardDeps;
+  readonly #deps: DiskGuardDeps;
   #timer: TimerHandle | undefined;
   #raised = false;
   #busy = false;
 
   constructor(reserveBytes: number, deps: DiskGuardDeps) {
     this.#reserve = reserveBytes;
-    this.#d = deps;
+    this.#deps = deps;
   }
 
   /** True while this member holds the alarm it raised for low space. */
@@ -40,7 +40,7 @@ export class DiskSpaceGuard {
   }
 
   start(intervalMs = 1000): void {
-    this.#timer = this.#d.clock.setInterval(() => void this.check(), intervalMs, { unref: true });
+    this.#timer = this.#deps.clock.setInterval(() => void this.check(), intervalMs, { unref: true });
   }
 
   stop(): void {
@@ -52,18 +52,18 @@ export class DiskSpaceGuard {
     if (this.#busy) return;
     this.#busy = true;
     try {
-      const free = await this.#d.freeBytes();
+      const free = await this.#deps.freeBytes();
       if (!this.#raised && free < this.#reserve) {
-        await this.#d.raise();
+        await this.#deps.raise();
         this.#raised = true;
-        this.#d.log.error({ freeBytes: free, reserveBytes: this.#reserve }, 'the data directory\'s volume is nearly full: raised the NOSPACE alarm, the cluster refuses writes until space is freed (delete or move files, or grow the volume)');
+        this.#deps.log.error({ freeBytes: free, reserveBytes: this.#reserve }, 'the data directory\'s volume is nearly full: raised the NOSPACE alarm, the cluster refuses writes until space is freed (delete or move files, or grow the volume)');
       } else if (this.#raised && free >= 2 * this.#reserve) {
-        await this.#d.clear();
+        await this.#deps.clear();
         this.#raised = false;
-        this.#d.log.warn({ freeBytes: free, reserveBytes: this.#reserve }, 'free space is back on the data directory\'s volume: cleared the NOSPACE alarm this member raised');
+        this.#deps.log.warn({ freeBytes: free, reserveBytes: this.#reserve }, 'free space is back on the data directory\'s volume: cleared the NOSPACE alarm this member raised');
       }
     } catch (err) {
-      this.#d.log.warn({ err }, 'disk space check could not raise or clear the alarm; retrying');
+      this.#deps.log.warn({ err }, 'disk space check could not raise or clear the alarm; retrying');
     } finally {
       this.#busy = false;
     }

@@ -22,7 +22,7 @@ export interface ReadBatcherOptions {
 }
 
 export class ReadBatcher {
-  readonly #o: ReadBatcherOptions;
+  readonly #options: ReadBatcherOptions;
   /** Reads waiting for the next round. */
   #next: Waiter[] = [];
   /** Rounds asked for and not yet answered, by context. */
@@ -31,7 +31,7 @@ export class ReadBatcher {
   #awaitingApply: Array<{ index: number; waiters: Waiter[] }> = [];
 
   constructor(o: ReadBatcherOptions) {
-    this.#o = o;
+    this.#options = o;
   }
 
   /** Resolves once the member's state reflects every write acknowledged before the call. */
@@ -79,18 +79,18 @@ export class ReadBatcher {
     const waiters = this.#next;
     if (waiters.length === 0) return;
     this.#next = [];
-    const context = this.#o.nextContext();
+    const context = this.#options.nextContext();
     try {
-      this.#o.requestReadIndex(context);
+      this.#options.requestReadIndex(context);
     } catch (err) {
       for (const w of waiters) w.reject(err as Error);
       return;
     }
-    const timer = this.#o.clock.setTimeout(() => {
+    const timer = this.#options.clock.setTimeout(() => {
       if (!this.#inFlight.delete(context)) return;
       for (const w of waiters) w.reject(catalogue.error('STORE_ERR_TIMEOUT', 'etcdserver: request timed out'));
       if (this.#next.length > 0) this.#sendRound();
-    }, this.#o.timeoutMs, { unref: true });
+    }, this.#options.timeoutMs, { unref: true });
     this.#inFlight.set(context, { waiters, timer });
   }
 }

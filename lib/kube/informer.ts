@@ -41,7 +41,7 @@ class BookmarkWatch extends Watch {
 }
 
 export class SharedInformer<T extends KubernetesObject> {
-  readonly #o: InformerOptions<T>;
+  readonly #options: InformerOptions<T>;
   readonly #log: Logger;
   #lw: ListWatch<T> | undefined;
   readonly #listeners: Array<(key: string) => void> = [];
@@ -51,7 +51,7 @@ export class SharedInformer<T extends KubernetesObject> {
   #synced = false;
 
   constructor(o: InformerOptions<T>) {
-    this.#o = o;
+    this.#options = o;
     this.#log = o.log ?? silentLogger;
     this.#delay = o.restartDelayMs ?? 500;
   }
@@ -67,7 +67,7 @@ export class SharedInformer<T extends KubernetesObject> {
 
   /** Start; resolves once the first list is in the cache. */
   async start(): Promise<void> {
-    const lw = new ListWatch<T>(this.#o.path, new BookmarkWatch(this.#o.kubeconfig), this.#o.list, false, this.#o.labelSelector, this.#o.fieldSelector);
+    const lw = new ListWatch<T>(this.#options.path, new BookmarkWatch(this.#options.kubeconfig), this.#options.list, false, this.#options.labelSelector, this.#options.fieldSelector);
     this.#lw = lw;
     const emit = (obj: T) => {
       // The cache keeps what the watch delivered; managedFields (server-side apply's record of
@@ -80,13 +80,13 @@ export class SharedInformer<T extends KubernetesObject> {
     lw.on('update', emit);
     lw.on('delete', emit);
     lw.on('connect', () => {
-      this.#delay = this.#o.restartDelayMs ?? 500;
+      this.#delay = this.#options.restartDelayMs ?? 500;
     });
     lw.on('error', (err) => {
       if (this.#stopped) return;
-      this.#log.warn({ err, path: this.#o.path, retryMs: this.#delay }, 'watch failed; restarting');
+      this.#log.warn({ err, path: this.#options.path, retryMs: this.#delay }, 'watch failed; restarting');
       this.#restart?.cancel();
-      this.#restart = this.#o.clock.setTimeout(() => {
+      this.#restart = this.#options.clock.setTimeout(() => {
         if (!this.#stopped) void lw.start().catch(() => undefined);
       }, this.#delay);
       this.#delay = Math.min(this.#delay * 2, 30_000);

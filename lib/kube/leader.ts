@@ -33,7 +33,7 @@ export interface LeaderElectionOptions {
 export const leaderDefaults = { leaseMs: 15_000, renewDeadlineMs: 10_000, retryMs: 2_000 };
 
 export class LeaderElector {
-  readonly #o: LeaderElectionOptions & typeof leaderDefaults;
+  readonly #options: LeaderElectionOptions & typeof leaderDefaults;
   readonly #api: CoordinationV1Api;
   readonly #log: Logger;
   #timer: TimerHandle | undefined;
@@ -43,7 +43,7 @@ export class LeaderElector {
   #stopped = false;
 
   constructor(o: LeaderElectionOptions) {
-    this.#o = { ...leaderDefaults, ...o };
+    this.#options = { ...leaderDefaults, ...o };
     this.#api = o.kubeconfig.makeApiClient(CoordinationV1Api);
     this.#log = o.log ?? silentLogger;
   }
@@ -62,11 +62,11 @@ export class LeaderElector {
     this.#timer?.cancel();
     if (this.#leading) {
       try {
-        const lease = await this.#api.readNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace });
-        if (lease.spec?.holderIdentity === this.#o.identity) {
+        const lease = await this.#api.readNamespacedLease({ name: this.#options.name, namespace: this.#options.namespace });
+        if (lease.spec?.holderIdentity === this.#options.identity) {
           lease.spec = { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: new V1MicroTime() };
-          await this.#api.replaceNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace, body: lease });
-          this.#log.info({ lease: this.#o.name }, 'released leadership');
+          await this.#api.replaceNamespacedLease({ name: this.#options.name, namespace: this.#options.namespace, body: lease });
+          this.#log.info({ lease: this.#options.name }, 'released leadership');
         }
       } catch (err) {
         this.#log.warn({ err }, 'could not release the lease; a successor takes over when it expires');
@@ -83,30 +83,30 @@ export class LeaderElector {
     } catch (err) {
       this.#log.debug({ err }, 'leader election attempt failed');
     }
-    const now = this.#o.clock.now();
+    const now = this.#options.clock.now();
     if (ok) {
       this.#lastRenew = now;
       if (!this.#leading) this.#setLeading(true);
-    } else if (this.#leading && now - this.#lastRenew > this.#o.renewDeadlineMs) {
+    } else if (this.#leading && now - this.#lastRenew > this.#options.renewDeadlineMs) {
       this.#log.warn({ sinceRenewMs: now - this.#lastRenew }, 'could not renew the lease within the renew deadline: stepping down');
       this.#setLeading(false);
     }
     if (this.#stopped) return;
     // Jitter (up to 20%) keeps candidates from retrying in lockstep.
-    const delay = this.#o.retryMs * (1 + (this.#leading ? 0 : this.#o.random.next() * 0.2));
-    this.#timer = this.#o.clock.setTimeout(() => void this.#tick(), delay, { unref: true });
+    const delay = this.#options.retryMs * (1 + (this.#leading ? 0 : this.#options.random.next() * 0.2));
+    this.#timer = this.#options.clock.setTimeout(() => void this.#tick(), delay, { unref: true });
   }
 
   #setLeading(v: boolean): void {
     this.#leading = v;
-    this.#log.info({ identity: this.#o.identity, lease: `${this.#o.namespace}/${this.#o.name}`, leading: v }, v ? 'became the leader' : 'stopped leading');
-    if (v) this.#o.onStartedLeading();
-    else this.#o.onStoppedLeading();
+    this.#log.info({ identity: this.#options.identity, lease: `${this.#options.namespace}/${this.#options.name}`, leading: v }, v ? 'became the leader' : 'stopped leading');
+    if (v) this.#options.onStartedLeading();
+    else this.#options.onStoppedLeading();
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {
-    const { namespace, name, identity } = this.#o;
-    const spec = () => ({ holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.#o.leaseMs / 1000), renewTime: new V1MicroTime() });
+    const { namespace, name, identity } = this.#options;
+    const spec = () => ({ holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.#options.leaseMs / 1000), renewTime: new V1MicroTime() });
     let lease: V1Lease;
     try {
       lease = await this.#api.readNamespacedLease({ name, namespace });
@@ -118,12 +118,12 @@ export class LeaderElector {
     const holder = lease.spec?.holderIdentity ?? '';
     if (holder !== this.#observedHolder) {
       this.#observedHolder = holder;
-      if (holder) this.#o.onNewLeader?.(holder);
+      if (holder) this.#options.onNewLeader?.(holder);
     }
     const renewed = lease.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
     const duration = (lease.spec?.leaseDurationSeconds ?? 0) * 1000;
     // The Lease holds wall-clock times, so expiry is judged on the wall clock.
-    const expired = this.#o.clock.wallNow() > renewed + duration;
+    const expired = this.#options.clock.wallNow() > renewed + duration;
     if (holder && holder !== identity && !expired) return false;
     const transitions = (lease.spec?.leaseTransitions ?? 0) + (holder === identity ? 0 : 1);
     lease.spec = { ...lease.spec, ...spec(), leaseTransitions: transitions, ...(holder === identity ? {} : { acquireTime: new V1MicroTime() }) };

@@ -19,16 +19,16 @@ export const defaultRateLimits: RateLimiterOptions = { baseDelayMs: 5, maxDelayM
 
 /** Per-item exponential back-off combined with an overall token bucket (the max of the two). */
 export class RateLimiter {
-  readonly #o: RateLimiterOptions;
+  readonly #options: RateLimiterOptions;
   readonly #clock: Clock;
   readonly #failures = new Map<string, number>();
   #tokens: number;
   #last: number;
 
   constructor(clock: Clock, o: Partial<RateLimiterOptions> = {}) {
-    this.#o = { ...defaultRateLimits, ...o };
+    this.#options = { ...defaultRateLimits, ...o };
     this.#clock = clock;
-    this.#tokens = this.#o.burst;
+    this.#tokens = this.#options.burst;
     this.#last = clock.now();
   }
 
@@ -36,7 +36,7 @@ export class RateLimiter {
   when(key: string): number {
     const n = this.#failures.get(key) ?? 0;
     this.#failures.set(key, n + 1);
-    const backoff = Math.min(this.#o.baseDelayMs * 2 ** n, this.#o.maxDelayMs);
+    const backoff = Math.min(this.#options.baseDelayMs * 2 ** n, this.#options.maxDelayMs);
     return Math.max(backoff, this.#reserve());
   }
 
@@ -52,10 +52,10 @@ export class RateLimiter {
   /** Take a token; the delay until it is available (tokens may go negative: a reservation). */
   #reserve(): number {
     const now = this.#clock.now();
-    this.#tokens = Math.min(this.#o.burst, this.#tokens + ((now - this.#last) / 1000) * this.#o.qps);
+    this.#tokens = Math.min(this.#options.burst, this.#tokens + ((now - this.#last) / 1000) * this.#options.qps);
     this.#last = now;
     this.#tokens -= 1;
-    return this.#tokens >= 0 ? 0 : (-this.#tokens / this.#o.qps) * 1000;
+    return this.#tokens >= 0 ? 0 : (-this.#tokens / this.#options.qps) * 1000;
   }
 }
 

@@ -42,7 +42,7 @@ const podReady = (p: V1Pod) => p.status?.conditions?.some((c) => c.type === 'Rea
 const nameOf = (m: MemberInfo) => m.name || (new URL(m.peerURLs[0] ?? 'http://unknown').hostname.split('.')[0] ?? '');
 
 export class StoreClusterController {
-  readonly #d: StoreClusterControllerDeps;
+  readonly #deps: StoreClusterControllerDeps;
   readonly #objects: KubernetesObjectApi;
   readonly #custom: CustomObjectsApi;
   /**
@@ -58,16 +58,16 @@ export class StoreClusterController {
   readonly #credentials = new Map<string, { creds: StoreCredentials | undefined; at: number }>();
 
   constructor(d: StoreClusterControllerDeps) {
-    this.#d = d;
+    this.#deps = d;
     this.#objects = KubernetesObjectApi.makeApiClient(d.kubeconfig);
     this.#custom = d.kubeconfig.makeApiClient(CustomObjectsApi);
   }
 
   /** Returns when to look again (ms), or undefined for "when something changes". */
   async reconcile(key: string): Promise<number | undefined> {
-    const sc = this.#d.clusters.get(key);
+    const sc = this.#deps.clusters.get(key);
     if (!sc || (sc as { metadata: { deletionTimestamp?: unknown } }).metadata.deletionTimestamp) return undefined;
-    await this.#d.loadTls?.(sc);
+    await this.#deps.loadTls?.(sc);
     await this.#loadCredentials(sc);
     const observed = await this.#observe(sc);
     const step = plan(sc, observed);
@@ -81,7 +81,7 @@ export class StoreClusterController {
   }
 
   async #observe(sc: StoreCluster): Promise<Observed> {
-    const pods = this.#d.pods.list().filter((p) => p.metadata?.namespace === sc.metadata.namespace && p.metadata.labels?.[specs.labels.instance] === sc.metadata.name && !p.metadata.deletionTimestamp);
+    const pods = this.#deps.pods.list().filter((p) => p.metadata?.namespace === sc.metadata.namespace && p.metadata.labels?.[specs.labels.instance] === sc.metadata.name && !p.metadata.deletionTimestamp);
     const views: PodView[] = [];
     let list: MemberInfo[] | undefined;
     let leaderId = '';
@@ -102,7 +102,7 @@ export class StoreClusterController {
       };
       views.push(view);
       if (!view.ip) return;
-      const c = this.#d.members(`${view.ip}:${specs.clientPort}`, sc, this.#creds(sc));
+      const c = this.#deps.members(`${view.ip}:${specs.clientPort}`, sc, this.#creds(sc));
       try {
         const st = await c.status();
         view.appliedIndex = st.appliedIndex;
@@ -117,13 +117,13 @@ export class StoreClusterController {
     }));
     views.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
     const members: MemberView[] | undefined = list?.map((m) => ({ id: m.id, name: nameOf(m), peerUrl: m.peerURLs[0] ?? '', isLearner: m.isLearner }));
-    const set = this.#d.sets.get(`${sc.metadata.namespace}/${sc.metadata.name}`);
+    const set = this.#deps.sets.get(`${sc.metadata.namespace}/${sc.metadata.name}`);
     const setReplicas = set ? set.spec?.replicas ?? 0 : undefined;
     // A volume kept from an earlier scale-down, where the next member would start.
     const nextClaimExists = setReplicas !== undefined && sc.spec.replicas > setReplicas
-      && await this.#d.core.readNamespacedPersistentVolumeClaim({ name: `data-${specs.memberName(sc, setReplicas)}`, namespace: sc.metadata.namespace }).then(() => true, () => false);
+      && await this.#deps.core.readNamespacedPersistentVolumeClaim({ name: `data-${specs.memberName(sc, setReplicas)}`, namespace: sc.metadata.namespace }).then(() => true, () => false);
     const observed: Observed = {
-      setReplicas, pods: views, members, leaderId, auth: 'unknown', hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#d.clock.wallNow(),
+      setReplicas, pods: views, members, leaderId, auth: 'unknown', hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
       ...(authProblem && !leaderId ? { authProblem } : {}),
     };
     if (leaderId && members) {
@@ -136,7 +136,7 @@ export class StoreClusterController {
   async #leaderCall<T>(sc: StoreCluster, o: Observed, fn: (c: MemberClient) => Promise<T>): Promise<T> {
     const leaderName = o.members?.find((m) => m.id === o.leaderId)?.name;
     const ip = o.pods.find((p) => p.name === leaderName)?.ip ?? '';
-    const c = this.#d.members(`${ip}:${specs.clientPort}`, sc, this.#creds(sc));
+    const c = this.#deps.members(`${ip}:${specs.clientPort}`, sc, this.#creds(sc));
     try {
       return await fn(c);
     } finally {
@@ -167,11 +167,11 @@ export class StoreClusterController {
             await this.#leaderCall(sc, o, (c) => c.moveLeader(a.to));
             break;
           case 'deleteClaim':
-            await this.#d.core.deleteNamespacedPersistentVolumeClaim({ name: a.name, namespace }).catch(() => undefined);
+            await this.#deps.core.deleteNamespacedPersistentVolumeClaim({ name: a.name, namespace }).catch(() => undefined);
             break;
           case 'deletePod':
-            if (a.force) await this.#d.core.deleteNamespacedPod({ name: a.name, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
-            else await this.#d.core.deleteNamespacedPod({ name: a.name, namespace });
+            if (a.force) await this.#deps.core.deleteNamespacedPod({ name: a.name, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
+            else await this.#deps.core.deleteNamespacedPod({ name: a.name, namespace });
             break;
           case 'enableAuth': {
             const creds = this.#creds(sc);
@@ -190,7 +190,7 @@ export class StoreClusterController {
         return f.appendError ? { ...f.instead, progressing: { ...f.instead.progressing, message: `${f.instead.progressing.message} (${(err as Error).message})` } } : f.instead;
       }
     }
-    for (const e of step.events) this.#d.event(sc, e.type, e.reason, e.message.replace('{id}', addedId));
+    for (const e of step.events) this.#deps.event(sc, e.type, e.reason, e.message.replace('{id}', addedId));
     return step;
   }
 
@@ -205,34 +205,34 @@ export class StoreClusterController {
   async #loadCredentials(sc: StoreCluster): Promise<void> {
     const key = `${sc.metadata.namespace}/${sc.metadata.name}`;
     const cached = this.#credentials.get(key);
-    if (cached && (cached.creds || !sc.spec.auth?.enabled) && this.#d.clock.now() - cached.at < reapplyMs) return;
+    if (cached && (cached.creds || !sc.spec.auth?.enabled) && this.#deps.clock.now() - cached.at < reapplyMs) return;
     const name = specs.rootSecretName(sc);
-    let secret = await this.#d.core.readNamespacedSecret({ name, namespace: sc.metadata.namespace }).catch((err: unknown) => {
+    let secret = await this.#deps.core.readNamespacedSecret({ name, namespace: sc.metadata.namespace }).catch((err: unknown) => {
       if ((err as { code?: number }).code === 404) return undefined;
       throw err;
     });
     if (!secret && sc.spec.auth?.enabled) {
-      secret = await this.#d.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.rootSecret(sc, randomBytes(24).toString('base64url')) });
-      this.#d.event(sc, 'Normal', 'RootSecretCreated', `created Secret ${name} with the store's root user and a random password (spec.auth)`);
+      secret = await this.#deps.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.rootSecret(sc, randomBytes(24).toString('base64url')) });
+      this.#deps.event(sc, 'Normal', 'RootSecretCreated', `created Secret ${name} with the store's root user and a random password (spec.auth)`);
     }
     const field = (k: string) => {
       const v = secret?.data?.[k] ?? '';
       return v ? Buffer.from(v, 'base64').toString('utf8') : secret?.stringData?.[k] ?? '';
     };
     const password = field('password');
-    this.#credentials.set(key, { creds: secret && password ? new StoreCredentials(field('username') || 'root', password) : undefined, at: this.#d.clock.now() });
+    this.#credentials.set(key, { creds: secret && password ? new StoreCredentials(field('username') || 'root', password) : undefined, at: this.#deps.clock.now() });
   }
 
   async #ensureToken(sc: StoreCluster): Promise<void> {
     const key = `Secret/${sc.metadata.namespace}/${specs.tokenSecretName(sc)}`;
     if (this.#applied.has(key)) return;
     try {
-      await this.#d.core.readNamespacedSecret({ name: specs.tokenSecretName(sc), namespace: sc.metadata.namespace });
+      await this.#deps.core.readNamespacedSecret({ name: specs.tokenSecretName(sc), namespace: sc.metadata.namespace });
     } catch (err) {
       if ((err as { code?: number }).code !== 404) throw err;
-      await this.#d.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.tokenSecret(sc, randomBytes(16).toString('hex')) });
+      await this.#deps.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.tokenSecret(sc, randomBytes(16).toString('hex')) });
     }
-    this.#applied.set(key, { body: '', at: this.#d.clock.now() });
+    this.#applied.set(key, { body: '', at: this.#deps.clock.now() });
   }
 
   async #apply(obj: object): Promise<void> {
@@ -240,7 +240,7 @@ export class StoreClusterController {
     const key = `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`;
     const body = JSON.stringify(obj);
     const last = this.#applied.get(key);
-    const now = this.#d.clock.now();
+    const now = this.#deps.clock.now();
     if (last && last.body === body && now - last.at < reapplyMs) return;
     await this.#objects.patch(obj as never, undefined, undefined, specs.fieldManager, true, PatchStrategy.ServerSideApply);
     this.#applied.set(key, { body, at: now });
@@ -256,7 +256,7 @@ export class StoreClusterController {
 
   async #writeStatus(sc: StoreCluster, o: Observed, step: StepStatus): Promise<void> {
     const { status, events } = planStatus(sc, o, step);
-    for (const e of events) this.#d.event(sc, e.type, e.reason, e.message);
+    for (const e of events) this.#deps.event(sc, e.type, e.reason, e.message);
     // Write only what changed (transition times are kept from before when nothing else did).
     const key = `${sc.metadata.namespace}/${sc.metadata.name}`;
     const sig = statusSignature(status);

@@ -46,22 +46,22 @@ interface Stream {
 }
 
 export class DiscoveryServer {
-  readonly #o: DiscoveryServerOptions;
+  readonly #options: DiscoveryServerOptions;
   readonly #server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
   readonly #streams = new Set<Stream>();
   #timer: TimerHandle | undefined;
-  readonly #m;
+  readonly #metrics;
 
   constructor(o: DiscoveryServerOptions) {
-    this.#o = o;
-    this.#m = {
+    this.#options = o;
+    this.#metrics = {
       streams: o.metrics.gauge('ballast_operator_discovery_streams', 'Sidecars connected to this replica\'s discovery service.'),
       snapshots: o.metrics.counter('ballast_operator_discovery_snapshots_total', 'Snapshots sent to sidecars.'),
       nacks: o.metrics.counter('ballast_operator_discovery_nacks_total', 'Snapshots a sidecar refused (it keeps its last good configuration).'),
     };
-    this.#m.streams.set(0);
-    this.#m.snapshots.inc(0);
-    this.#m.nacks.inc(0);
+    this.#metrics.streams.set(0);
+    this.#metrics.snapshots.inc(0);
+    this.#metrics.nacks.inc(0);
     const changed = (): void => this.#schedule();
     o.policies.onChange(changed);
     o.services.onChange(changed);
@@ -82,7 +82,7 @@ export class DiscoveryServer {
   }
 
   #view(): DiscoveryView {
-    return { policies: this.#o.policies.list(), services: this.#o.services.list(), slices: this.#o.slices.list() };
+    return { policies: this.#options.policies.list(), services: this.#options.services.list(), slices: this.#options.slices.list() };
   }
 
   #open(call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>): void {
@@ -93,19 +93,19 @@ export class DiscoveryServer {
         const namespace = node.includes('/') ? node.slice(0, node.indexOf('/')) : 'default';
         stream = { node, namespace, pod: node.includes('/') ? node.slice(node.indexOf('/') + 1) : node, sent: m.hello.version, call };
         this.#streams.add(stream);
-        this.#m.streams.set(this.#streams.size);
-        this.#o.log.info({ node, has: m.hello.version || null }, 'sidecar connected to discovery');
+        this.#metrics.streams.set(this.#streams.size);
+        this.#options.log.info({ node, has: m.hello.version || null }, 'sidecar connected to discovery');
         this.#push(stream, buildSnapshot(namespace, this.#podLabels().get(`${namespace}/${stream.pod}`), this.#view()));
       } else if (m.ack && stream) {
         if (m.ack.error) {
-          this.#m.nacks.inc();
-          this.#o.log.warn({ node: stream.node, version: m.ack.version, error: m.ack.error }, 'a sidecar refused a discovery snapshot');
+          this.#metrics.nacks.inc();
+          this.#options.log.warn({ node: stream.node, version: m.ack.version, error: m.ack.error }, 'a sidecar refused a discovery snapshot');
         }
-        if (stream.node.includes('/')) this.#o.onAck?.(stream.namespace, stream.pod, m.ack.version, m.ack.error);
+        if (stream.node.includes('/')) this.#options.onAck?.(stream.namespace, stream.pod, m.ack.version, m.ack.error);
       }
     });
     const close = (): void => {
-      if (stream && this.#streams.delete(stream)) this.#m.streams.set(this.#streams.size);
+      if (stream && this.#streams.delete(stream)) this.#metrics.streams.set(this.#streams.size);
     };
     call.on('end', () => {
       close();
@@ -118,7 +118,7 @@ export class DiscoveryServer {
   /** Injected pods' labels by namespace/name (undefined for a pod not in the cache yet). */
   #podLabels(): Map<string, Record<string, string>> {
     const out = new Map<string, Record<string, string>>();
-    for (const p of this.#o.sidecars?.list() ?? []) out.set(`${p.metadata?.namespace}/${p.metadata?.name}`, p.metadata?.labels ?? {});
+    for (const p of this.#options.sidecars?.list() ?? []) out.set(`${p.metadata?.namespace}/${p.metadata?.name}`, p.metadata?.labels ?? {});
     return out;
   }
 
@@ -127,12 +127,12 @@ export class DiscoveryServer {
     if (snap.version === s.sent) return;
     s.sent = snap.version;
     s.call.write({ version: snap.version, upstreams_json: JSON.stringify(snap.upstreams), inbound_json: JSON.stringify(snap.inbound) });
-    this.#m.snapshots.inc();
+    this.#metrics.snapshots.inc();
   }
 
   #schedule(): void {
     if (this.#timer) return;
-    this.#timer = this.#o.clock.setTimeout(() => {
+    this.#timer = this.#options.clock.setTimeout(() => {
       this.#timer = undefined;
       const view = this.#view();
       // Pods with the same labels in a namespace get the same snapshot: built once per pass.
@@ -145,6 +145,6 @@ export class DiscoveryServer {
         if (!snap) built.set(key, (snap = buildSnapshot(s.namespace, labels, view)));
         this.#push(s, snap);
       }
-    }, this.#o.debounceMs ?? 100);
+    }, this.#options.debounceMs ?? 100);
   }
 }

@@ -24,14 +24,14 @@ export type StoreClusterValidator = (operation: string, object: StoreCluster, ol
 export class WebhookServer {
   readonly #server: Server;
   readonly #log: Logger;
-  readonly #m;
+  readonly #metrics;
 
   constructor(cert: ServingCert, inject: InjectOptions, log: Logger, metrics: Metrics, excluded: readonly string[] = ['kube-system'], validator?: StoreClusterValidator) {
     this.#log = log;
     const validations = metrics.counter('ballast_operator_validations_total', 'StoreCluster admission reviews answered by the validating webhook, by result (allowed, denied, error).', ['result']);
     for (const result of ['allowed', 'denied', 'error']) validations.inc({ result }, 0);
-    this.#m = metrics.counter('ballast_operator_webhook_requests_total', 'Admission reviews answered, by result (injected, skipped, error).', ['result']);
-    for (const result of ['injected', 'skipped', 'error']) this.#m.inc({ result }, 0);
+    this.#metrics = metrics.counter('ballast_operator_webhook_requests_total', 'Admission reviews answered, by result (injected, skipped, error).', ['result']);
+    for (const result of ['injected', 'skipped', 'error']) this.#metrics.inc({ result }, 0);
     // Pods: never refused (a malformed review or an internal error admits the pod unchanged).
     const mutatePod = async (review: AdmissionReview, response: Record<string, unknown>): Promise<Record<string, unknown>> => {
       try {
@@ -40,14 +40,14 @@ export class WebhookServer {
         const ns = review.request?.namespace ?? pod?.metadata?.namespace ?? '';
         const ops = pod && review.request?.kind?.kind === 'Pod' && !excluded.includes(ns) ? injectionPatch(pod, inject) : [];
         if (ops.length === 0) {
-          this.#m.inc({ result: 'skipped' });
+          this.#metrics.inc({ result: 'skipped' });
           return response;
         }
-        this.#m.inc({ result: 'injected' });
+        this.#metrics.inc({ result: 'injected' });
         log.info({ namespace: review.request?.namespace, pod: (pod?.metadata?.name ?? pod?.metadata?.generateName) }, 'sidecar injected');
         return { ...response, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') };
       } catch (err) {
-        this.#m.inc({ result: 'error' });
+        this.#metrics.inc({ result: 'error' });
         log.error({ err }, 'injection failed; the pod is admitted unchanged');
         return response;
       }

@@ -26,7 +26,7 @@ export interface InjectionWebhookOptions {
 }
 
 export class InjectionWebhook {
-  readonly #o: InjectionWebhookOptions;
+  readonly #options: InjectionWebhookOptions;
   readonly #certs: CertManagerOptions;
   #server: WebhookServer | undefined;
   #timer: TimerHandle | undefined;
@@ -34,7 +34,7 @@ export class InjectionWebhook {
   port = 0;
 
   constructor(o: InjectionWebhookOptions) {
-    this.#o = o;
+    this.#options = o;
     this.#certs = {
       core: o.kubeconfig.makeApiClient(CoreV1Api), admission: o.kubeconfig.makeApiClient(AdmissionregistrationV1Api),
       namespace: o.namespace, secretName: o.secretName, service: o.service, webhookConfig: o.webhookConfig, validatingConfig: o.validatingConfig ?? '',
@@ -45,7 +45,7 @@ export class InjectionWebhook {
   async start(): Promise<void> {
     const cert = await ensureServingCert(this.#certs);
     this.#serving = cert.certPem;
-    const kc = this.#o.kubeconfig;
+    const kc = this.#options.kubeconfig;
     const [storage, apps] = [kc.makeApiClient(StorageV1Api), kc.makeApiClient(AppsV1Api)];
     const core = this.#certs.core;
     const lookups: ValidationLookups = {
@@ -59,18 +59,18 @@ export class InjectionWebhook {
         return set ? { owners: (set.metadata?.ownerReferences ?? []).map((r) => ({ kind: r.kind, name: r.name })) } : undefined;
       },
     };
-    const validator = this.#o.validatingConfig ? (op: string, sc: StoreCluster, old: StoreCluster | undefined) => validateStoreCluster(op, sc, old, lookups) : undefined;
-    this.#server = new WebhookServer(cert, this.#o.inject, this.#o.log, this.#o.metrics, ['kube-system', this.#o.namespace], validator);
-    this.port = await this.#server.listen(this.#o.address);
+    const validator = this.#options.validatingConfig ? (op: string, sc: StoreCluster, old: StoreCluster | undefined) => validateStoreCluster(op, sc, old, lookups) : undefined;
+    this.#server = new WebhookServer(cert, this.#options.inject, this.#options.log, this.#options.metrics, ['kube-system', this.#options.namespace], validator);
+    this.port = await this.#server.listen(this.#options.address);
     // Hourly: renew before expiry, and put the CA back if an upgrade blanked the caBundle.
-    this.#timer = this.#o.clock.setInterval(() => {
+    this.#timer = this.#options.clock.setInterval(() => {
       ensureServingCert(this.#certs).then((c) => {
         if (c.certPem !== this.#serving) {
           this.#serving = c.certPem;
           this.#server?.setCert(c);
-          this.#o.log.info({ notAfter: c.notAfter.toISOString() }, 'webhook serving certificate renewed');
+          this.#options.log.info({ notAfter: c.notAfter.toISOString() }, 'webhook serving certificate renewed');
         }
-      }, (err: unknown) => this.#o.log.warn({ err }, 'webhook certificate check failed; retrying in an hour'));
+      }, (err: unknown) => this.#options.log.warn({ err }, 'webhook certificate check failed; retrying in an hour'));
     }, 3_600_000, { unref: true });
   }
 

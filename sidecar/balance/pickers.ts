@@ -63,15 +63,15 @@ export interface PickerDeps {
 
 /** In-flight request counts, shared by the pickers that care. */
 class Inflight {
-  readonly #n = new Map<string, number>();
+  readonly #counts = new Map<string, number>();
   get(id: string): number {
-    return this.#n.get(id) ?? 0;
+    return this.#counts.get(id) ?? 0;
   }
   started(id: string): void {
-    this.#n.set(id, this.get(id) + 1);
+    this.#counts.set(id, this.get(id) + 1);
   }
   finished(id: string): void {
-    this.#n.set(id, Math.max(0, this.get(id) - 1));
+    this.#counts.set(id, Math.max(0, this.get(id) - 1));
   }
 }
 

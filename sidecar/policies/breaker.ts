@@ -36,7 +36,7 @@ interface Bucket {
 }
 
 export class Breaker {
-  readonly #r: BreakerRules;
+  readonly #rules: BreakerRules;
   #state: BreakerState = 'closed';
   #openedAt = 0;
   #consecutive = 0;
@@ -48,20 +48,20 @@ export class Breaker {
 
   constructor(rules: BreakerRules) {
     if (rules.halfOpenTrials < 1) throw new Error(`halfOpenTrials must be at least 1: got ${rules.halfOpenTrials}`);
-    this.#r = rules;
+    this.#rules = rules;
   }
 
   state(now: number): BreakerState {
-    if (this.#state === 'open' && now - this.#openedAt >= this.#r.openMs) this.#to('halfOpen');
+    if (this.#state === 'open' && now - this.#openedAt >= this.#rules.openMs) this.#to('halfOpen');
     return this.#state;
   }
 
   /** Admit a call, or say how long until the breaker may let one through. */
   tryAcquire(now: number): { ok: true; ticket: Ticket } | { ok: false; retryAfterMs: number } {
     const s = this.state(now);
-    if (s === 'open') return { ok: false, retryAfterMs: this.#openedAt + this.#r.openMs - now };
+    if (s === 'open') return { ok: false, retryAfterMs: this.#openedAt + this.#rules.openMs - now };
     if (s === 'halfOpen') {
-      if (this.#trialsInFlight + this.#trialsSucceeded >= this.#r.halfOpenTrials) return { ok: false, retryAfterMs: 0 };
+      if (this.#trialsInFlight + this.#trialsSucceeded >= this.#rules.halfOpenTrials) return { ok: false, retryAfterMs: 0 };
       this.#trialsInFlight++;
     }
     return { ok: true, ticket: { state: s } };
@@ -79,11 +79,11 @@ export class Breaker {
       if (this.#state !== 'halfOpen') return; // a sibling trial already decided
       if (!ok) return this.#open(now);
       this.#trialsSucceeded++;
-      if (this.#trialsSucceeded >= this.#r.halfOpenTrials) this.#close();
+      if (this.#trialsSucceeded >= this.#rules.halfOpenTrials) this.#close();
       return;
     }
     if (this.#state !== 'closed') return;
-    const slow = this.#r.slowCallRate !== undefined && latencyMs >= this.#r.slowCallRate.slowMs;
+    const slow = this.#rules.slowCallRate !== undefined && latencyMs >= this.#rules.slowCallRate.slowMs;
     const b = this.#bucket(now);
     b.calls++;
     if (!ok) b.failures++;
@@ -93,7 +93,7 @@ export class Breaker {
   }
 
   #trips(now: number): boolean {
-    const r = this.#r;
+    const r = this.#rules;
     if (r.consecutiveFailures !== undefined && this.#consecutive >= r.consecutiveFailures) return true;
     if (!r.failureRate && !r.slowCallRate) return false;
     let calls = 0;
@@ -111,12 +111,12 @@ export class Breaker {
   }
 
   #bucket(now: number): Bucket {
-    const width = this.#r.windowMs / buckets;
+    const width = this.#rules.windowMs / buckets;
     const start = Math.floor(now / width) * width;
     let b = this.#window.at(-1);
     if (!b || b.start !== start) {
       // A new bucket: the only time old ones need pruning.
-      this.#window = this.#window.filter((x) => x.start > now - this.#r.windowMs);
+      this.#window = this.#window.filter((x) => x.start > now - this.#rules.windowMs);
       b = { start, calls: 0, failures: 0, slow: 0 };
       this.#window.push(b);
     }

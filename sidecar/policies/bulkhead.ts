@@ -27,7 +27,7 @@ interface Waiter {
 }
 
 export class Bulkhead {
-  readonly #o: BulkheadOptions;
+  readonly #options: BulkheadOptions;
   readonly #clock: Clock;
   #running = 0;
   /** One FIFO per priority class. */
@@ -37,7 +37,7 @@ export class Bulkhead {
   onDequeue: ((waitedMs: number) => void) | undefined;
 
   constructor(o: BulkheadOptions, clock: Clock) {
-    this.#o = o;
+    this.#options = o;
     this.#clock = clock;
   }
 
@@ -51,7 +51,7 @@ export class Bulkhead {
 
   /** Take a slot now if one is free (the fast path: no promise, no timer). */
   tryAcquire(): boolean {
-    if (this.#running < this.#o.maxConcurrent && this.#queued === 0) {
+    if (this.#running < this.#options.maxConcurrent && this.#queued === 0) {
       this.#running++;
       return true;
     }
@@ -65,7 +65,7 @@ export class Bulkhead {
    */
   enqueue(priority: Priority, done: (ok: boolean, refusal?: Refusal) => void): void {
     if (this.tryAcquire()) return done(true);
-    if (this.#queued >= this.#o.queueLength) {
+    if (this.#queued >= this.#options.queueLength) {
       // Make room by dropping the newest waiter of a less important class, if any.
       let victim: Waiter | undefined;
       for (let p = 2; p > priority && victim === undefined; p--) victim = this.#queues[p as Priority].pop();
@@ -86,7 +86,7 @@ export class Bulkhead {
           this.#queued--;
           done(false, 'timeout');
         }
-      }, this.#o.queueWaitMs),
+      }, this.#options.queueWaitMs),
     };
     this.#queues[priority].push(w);
     this.#queued++;

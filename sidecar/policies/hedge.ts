@@ -8,29 +8,29 @@
  */
 export class LatencyTracker {
   readonly #ring: Float64Array;
-  readonly #q: number;
-  #n = 0;
+  readonly #quantile: number;
+  #samples = 0;
   #since = 0;
   #cached: number | undefined;
 
   constructor(percentile: number, size = 512) {
     this.#ring = new Float64Array(size);
-    this.#q = percentile / 100;
+    this.#quantile = percentile / 100;
   }
 
   record(ms: number): void {
-    this.#ring[this.#n % this.#ring.length] = ms;
-    this.#n++;
+    this.#ring[this.#samples % this.#ring.length] = ms;
+    this.#samples++;
     if (++this.#since >= this.#ring.length / 2) this.#cached = undefined;
   }
 
   /** The percentile of the window, or undefined before `min` samples. */
   value(min = 20): number | undefined {
-    const count = Math.min(this.#n, this.#ring.length);
+    const count = Math.min(this.#samples, this.#ring.length);
     if (count < min) return undefined;
     if (this.#cached === undefined) {
       const xs = this.#ring.slice(0, count).sort();
-      this.#cached = xs[Math.min(count - 1, Math.floor(this.#q * count))] as number;
+      this.#cached = xs[Math.min(count - 1, Math.floor(this.#quantile * count))] as number;
       this.#since = 0;
     }
     return this.#cached;

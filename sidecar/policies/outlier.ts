@@ -37,7 +37,7 @@ export const ejectReasons = ['consecutive5xx', 'consecutiveGatewayErrors', 'fail
 export type EjectReason = (typeof ejectReasons)[number];
 
 export class OutlierDetector {
-  readonly #o: OutlierOptions;
+  readonly #options: OutlierOptions;
   readonly #eps = new Map<string, EndpointState>();
   #ejected = new Set<string>();
   #lastSweep: number;
@@ -46,7 +46,7 @@ export class OutlierDetector {
   onReturn: ((id: string) => void) | undefined;
 
   constructor(o: OutlierOptions, ids: Iterable<string>, now: number) {
-    this.#o = o;
+    this.#options = o;
     this.#lastSweep = now;
     this.setEndpoints(ids);
   }
@@ -66,7 +66,7 @@ export class OutlierDetector {
     this.#tick(now);
     if (this.#ejected.size === 0) return this.#ejected;
     const healthy = this.#eps.size - this.#ejected.size;
-    return (healthy * 100) / this.#eps.size < this.#o.panicThresholdPercent ? empty : this.#ejected;
+    return (healthy * 100) / this.#eps.size < this.#options.panicThresholdPercent ? empty : this.#ejected;
   }
 
   get ejectedCount(): number {
@@ -91,8 +91,8 @@ export class OutlierDetector {
     else s.ok++;
     s.consecutive5xx = fivexx ? s.consecutive5xx + 1 : 0;
     s.consecutiveGateway = gateway ? s.consecutiveGateway + 1 : 0;
-    if (s.consecutive5xx >= this.#o.consecutive5xx) this.#eject(id, s, now, 'consecutive5xx');
-    else if (s.consecutiveGateway >= this.#o.consecutiveGatewayErrors) this.#eject(id, s, now, 'consecutiveGatewayErrors');
+    if (s.consecutive5xx >= this.#options.consecutive5xx) this.#eject(id, s, now, 'consecutive5xx');
+    else if (s.consecutiveGateway >= this.#options.consecutiveGatewayErrors) this.#eject(id, s, now, 'consecutiveGatewayErrors');
   }
 
   #tick(now: number): void {
@@ -107,12 +107,12 @@ export class OutlierDetector {
         }
       }
     }
-    if (now - this.#lastSweep >= this.#o.intervalMs) this.#sweep(now);
+    if (now - this.#lastSweep >= this.#options.intervalMs) this.#sweep(now);
   }
 
   #sweep(now: number): void {
     this.#lastSweep = now;
-    const o = this.#o;
+    const o = this.#options;
     const rates: Array<{ id: string; s: EndpointState; rate: number }> = [];
     for (const [id, s] of this.#eps) {
       const total = s.ok + s.failed;
@@ -136,10 +136,10 @@ export class OutlierDetector {
   #eject(id: string, s: EndpointState, now: number, reason: EjectReason): void {
     if (this.#ejected.has(id)) return;
     const total = this.#eps.size;
-    const cap = Math.max(1, Math.floor((total * this.#o.maxEjectionPercent) / 100));
+    const cap = Math.max(1, Math.floor((total * this.#options.maxEjectionPercent) / 100));
     if (this.#ejected.size + 1 > cap || this.#ejected.size + 1 >= total) return;
     s.multiplier++;
-    const forMs = Math.min(this.#o.maxEjectionMs, this.#o.baseEjectionMs * s.multiplier);
+    const forMs = Math.min(this.#options.maxEjectionMs, this.#options.baseEjectionMs * s.multiplier);
     s.ejectedUntil = now + forMs;
     s.consecutive5xx = 0;
     s.consecutiveGateway = 0;

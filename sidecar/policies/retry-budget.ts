@@ -18,29 +18,29 @@ export interface RetryBudgetOptions {
 }
 
 export class RetryBudget {
-  readonly #o: RetryBudgetOptions;
-  readonly #w: WindowCounter<'requests' | 'extra'>;
+  readonly #options: RetryBudgetOptions;
+  readonly #window: WindowCounter<'requests' | 'extra'>;
 
   constructor(o: RetryBudgetOptions) {
-    this.#o = o;
-    this.#w = new WindowCounter(o.windowMs, ['requests', 'extra']);
+    this.#options = o;
+    this.#window = new WindowCounter(o.windowMs, ['requests', 'extra']);
   }
 
   /** A request started (its first attempt). */
   onRequest(now: number): void {
-    this.#w.add(now, 'requests');
+    this.#window.add(now, 'requests');
   }
 
   /** Extra attempts still allowed in the window now. */
   remaining(now: number): number {
-    const allowed = this.#w.sum(now, 'requests') * this.#o.ratio + (this.#o.minPerSecond * this.#o.windowMs) / 1000;
-    return Math.max(0, Math.floor(allowed - this.#w.sum(now, 'extra')));
+    const allowed = this.#window.sum(now, 'requests') * this.#options.ratio + (this.#options.minPerSecond * this.#options.windowMs) / 1000;
+    return Math.max(0, Math.floor(allowed - this.#window.sum(now, 'extra')));
   }
 
   /** Take one extra attempt (a retry or a hedge) if the budget allows. */
   tryWithdraw(now: number): boolean {
     if (this.remaining(now) < 1) return false;
-    this.#w.add(now, 'extra');
+    this.#window.add(now, 'extra');
     return true;
   }
 }

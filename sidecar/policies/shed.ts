@@ -54,7 +54,7 @@ export interface AdaptiveLimitOptions {
 }
 
 export class AdaptiveLimit {
-  readonly #o: Required<AdaptiveLimitOptions>;
+  readonly #options: Required<AdaptiveLimitOptions>;
   readonly #random: Random;
   #limit: number;
   #rttNoLoad = 0;
@@ -69,7 +69,7 @@ export class AdaptiveLimit {
   onLimit: ((limit: number) => void) | undefined;
 
   constructor(o: AdaptiveLimitOptions, random: Random) {
-    this.#o = { probeMultiplier: 30, smoothing: 1, toleranceMs: 5, ...o };
+    this.#options = { probeMultiplier: 30, smoothing: 1, toleranceMs: 5, ...o };
     this.#random = random;
     this.#limit = o.initialLimit;
     this.#samplesToProbe = this.#nextProbe();
@@ -102,7 +102,7 @@ export class AdaptiveLimit {
   tryAcquire(priority: Priority): boolean {
     const cap = this.#limit * (priority === 0 ? 1.25 : priority === 1 ? 1 : 0.75) * (this.#probing > 0 ? 0.5 : 1);
     if (this.#inflight >= Math.max(1, Math.floor(cap))) {
-      this.#w.refused++;
+      this.#window.refused++;
       return false;
     }
     this.#inflight++;
@@ -111,7 +111,7 @@ export class AdaptiveLimit {
 
   /** A request was refused for want of room (the limit, not the dependency, may be the bottleneck). */
   noteRefused(): void {
-    this.#w.refused++;
+    this.#window.refused++;
   }
 
   /** Count a request in flight without checking the limit (an attempt the pool already admitted); returns the count. */
@@ -150,7 +150,7 @@ export class AdaptiveLimit {
     // window: a burst of answers from one slow moment must not move it a hundred times. The
     // window's median is the RTT: queueing slows every request, while one slow endpoint of
     // three (or a few cold connections) slows only some, and is not a reason to shed.
-    const w = this.#w;
+    const w = this.#window;
     w.n++;
     w.rtts.push(rtt);
     w.inflightSum += inflightAtStart;
@@ -165,7 +165,7 @@ export class AdaptiveLimit {
     const refused = w.refused;
     this.#resetWindow();
     const limit = this.#limit;
-    const ok = this.#rttNoLoad + this.#o.toleranceMs;
+    const ok = this.#rttNoLoad + this.#options.toleranceMs;
     // Evidence for shedding asks for a clear queue: twice the unloaded latency and 10 ms more
     // (gradient2 tolerates 1.5×). A busy machine's own scheduling delays move the median by a
     // few milliseconds; the limit may follow them, but refusing healthy work over them would not
@@ -190,21 +190,21 @@ export class AdaptiveLimit {
       const target = inflight * (ok / avg);
       next = Math.min(limit, (limit + target * 1.25) / 2);
     }
-    next = Math.min(this.#o.maxLimit, Math.max(this.#o.minLimit, next));
-    next = limit * (1 - this.#o.smoothing) + next * this.#o.smoothing;
+    next = Math.min(this.#options.maxLimit, Math.max(this.#options.minLimit, next));
+    next = limit * (1 - this.#options.smoothing) + next * this.#options.smoothing;
     const before = Math.floor(this.#limit);
     this.#limit = next;
     if (Math.floor(next) !== before) this.onLimit?.(Math.floor(next));
   }
 
-  #w = { n: 0, rtts: [] as number[], inflightSum: 0, overloaded: 0, refused: 0 };
+  #window = { n: 0, rtts: [] as number[], inflightSum: 0, overloaded: 0, refused: 0 };
 
   #resetWindow(): void {
-    this.#w = { n: 0, rtts: [], inflightSum: 0, overloaded: 0, refused: 0 };
+    this.#window = { n: 0, rtts: [], inflightSum: 0, overloaded: 0, refused: 0 };
   }
 
   #nextProbe(): number {
-    return Math.ceil(this.#o.probeMultiplier * Math.max(this.#limit, 10) * (1 + this.#random.next()));
+    return Math.ceil(this.#options.probeMultiplier * Math.max(this.#limit, 10) * (1 + this.#random.next()));
   }
 }
 
@@ -230,7 +230,7 @@ const minWaitMs = 250;
 const waitRtts = 4;
 
 export class PooledLimit {
-  readonly #o: AdaptiveLimitOptions;
+  readonly #options: AdaptiveLimitOptions;
   readonly #random: Random;
   readonly #clock: Clock;
   readonly #limits = new Map<string, AdaptiveLimit>();
@@ -243,7 +243,7 @@ export class PooledLimit {
   onLimit: ((limit: number) => void) | undefined;
 
   constructor(o: AdaptiveLimitOptions, random: Random, clock: Clock) {
-    this.#o = o;
+    this.#options = o;
     this.#random = random;
     this.#clock = clock;
   }
@@ -254,7 +254,7 @@ export class PooledLimit {
     for (const id of [...this.#limits.keys()]) if (!keep.has(id)) this.#limits.delete(id);
     for (const id of keep) {
       if (this.#limits.has(id)) continue;
-      const l = new AdaptiveLimit(this.#o, this.#random);
+      const l = new AdaptiveLimit(this.#options, this.#random);
       l.onLimit = () => this.#resum();
       this.#limits.set(id, l);
     }
@@ -299,7 +299,7 @@ export class PooledLimit {
    */
   acquire(priority: Priority, done: (ok: boolean) => void): void {
     if (this.tryAcquire(priority)) return done(true);
-    if (this.overloaded || this.#queued >= Math.max(this.#sum, this.#o.maxLimit)) return done(false);
+    if (this.overloaded || this.#queued >= Math.max(this.#sum, this.#options.maxLimit)) return done(false);
     const enqueuedAt = this.#clock.now();
     const w: Waiter = { priority, done, timer: undefined as unknown as TimerHandle };
     // The bound is judged against what is known of the upstream's latency when it comes due
@@ -385,19 +385,19 @@ export interface ThrottleOptions {
 }
 
 export class ClientThrottle {
-  readonly #k: number;
-  readonly #w: WindowCounter<'requests' | 'accepts'>;
+  readonly #multiplier: number;
+  readonly #window: WindowCounter<'requests' | 'accepts'>;
 
   constructor(o: ThrottleOptions) {
-    this.#k = o.k;
-    this.#w = new WindowCounter(o.windowMs, ['requests', 'accepts']);
+    this.#multiplier = o.k;
+    this.#window = new WindowCounter(o.windowMs, ['requests', 'accepts']);
   }
 
   /** The probability a new request is refused locally now. */
   rejectProbability(now: number): number {
-    const requests = this.#w.sum(now, 'requests');
-    const accepts = this.#w.sum(now, 'accepts');
-    return Math.max(0, (requests - this.#k * accepts) / (requests + 1));
+    const requests = this.#window.sum(now, 'requests');
+    const accepts = this.#window.sum(now, 'accepts');
+    return Math.max(0, (requests - this.#multiplier * accepts) / (requests + 1));
   }
 
   /**
@@ -409,7 +409,7 @@ export class ClientThrottle {
   admit(now: number, random: Random): boolean {
     const p = this.rejectProbability(now);
     if (p > 0 && random.next() < p) {
-      this.#w.add(now, 'requests');
+      this.#window.add(now, 'requests');
       return false;
     }
     return true;
@@ -417,7 +417,7 @@ export class ClientThrottle {
 
   /** An admitted request's answer: accepted (anything but "overloaded") or not. */
   onResult(now: number, accepted: boolean): void {
-    this.#w.add(now, 'requests');
-    if (accepted) this.#w.add(now, 'accepts');
+    this.#window.add(now, 'requests');
+    if (accepted) this.#window.add(now, 'accepts');
   }
 }

@@ -4,14 +4,14 @@
  */
 export class WindowCounter<K extends string> {
   readonly #width: number;
-  readonly #n: number;
+  readonly #buckets: number;
   readonly #keys: readonly K[];
   /** Bucket i holds the counts of the bucket-time `#starts[i]`. */
   readonly #starts: number[];
   readonly #counts: Float64Array;
 
   constructor(windowMs: number, keys: readonly K[], buckets = 10) {
-    this.#n = buckets;
+    this.#buckets = buckets;
     this.#width = Math.max(1, windowMs / buckets);
     this.#keys = keys;
     this.#starts = new Array<number>(buckets).fill(-Infinity);
@@ -20,7 +20,7 @@ export class WindowCounter<K extends string> {
 
   add(now: number, key: K, n = 1): void {
     const slot = Math.floor(now / this.#width);
-    const i = ((slot % this.#n) + this.#n) % this.#n;
+    const i = ((slot % this.#buckets) + this.#buckets) % this.#buckets;
     if (this.#starts[i] !== slot) {
       this.#starts[i] = slot;
       this.#counts.fill(0, i * this.#keys.length, (i + 1) * this.#keys.length);
@@ -34,9 +34,9 @@ export class WindowCounter<K extends string> {
     const slot = Math.floor(now / this.#width);
     const k = this.#keys.indexOf(key);
     let total = 0;
-    for (let i = 0; i < this.#n; i++) {
+    for (let i = 0; i < this.#buckets; i++) {
       const s = this.#starts[i] as number;
-      if (s > slot - this.#n && s <= slot) total += this.#counts[i * this.#keys.length + k] as number;
+      if (s > slot - this.#buckets && s <= slot) total += this.#counts[i * this.#keys.length + k] as number;
     }
     return total;
   }

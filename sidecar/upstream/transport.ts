@@ -86,7 +86,7 @@ function classify(err: Error & { code?: string; cause?: unknown }): AttemptError
 /** One upstream endpoint's connections. */
 export class EndpointTransport {
   readonly id: string;
-  readonly #o: EndpointOptions;
+  readonly #options: EndpointOptions;
   readonly #origin: string;
   #pool: Pool | undefined;
   #session: ClientHttp2Session | undefined;
@@ -96,7 +96,7 @@ export class EndpointTransport {
 
   constructor(id: string, o: EndpointOptions) {
     this.id = id;
-    this.#o = o;
+    this.#options = o;
     this.#origin = `${o.tls ? 'https' : 'http'}://${id}`;
   }
 
@@ -121,16 +121,16 @@ export class EndpointTransport {
 
   #h1(): Pool {
     if (!this.#pool) {
-      const tls = this.#o.tls;
+      const tls = this.#options.tls;
       this.#pool = new Pool(this.#origin, {
-        connections: this.#o.connections,
+        connections: this.#options.connections,
         pipelining: 1,
         // HTTP/1.1 means HTTP/1.1: undici would otherwise take h2 when a TLS endpoint offers it.
         allowH2: false,
         keepAliveTimeout: 30_000,
         headersTimeout: 0,
-        bodyTimeout: this.#o.idleMs,
-        connect: { timeout: this.#o.connectMs, ...(tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify } : {}) },
+        bodyTimeout: this.#options.idleMs,
+        connect: { timeout: this.#options.connectMs, ...(tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify } : {}) },
       });
     }
     return this.#pool;
@@ -184,15 +184,15 @@ export class EndpointTransport {
   #h2session(): Promise<ClientHttp2Session> {
     if (this.#session && !this.#session.closed && !this.#session.destroyed) return Promise.resolve(this.#session);
     if (this.#sessionReady) return this.#sessionReady;
-    const tls = this.#o.tls;
+    const tls = this.#options.tls;
     const p = new Promise<ClientHttp2Session>((resolve, reject) => {
       const s = http2.connect(this.#origin, tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify, ALPNProtocols: ['h2'] } : {});
       let connected = false;
       let settled = false;
       const timer = setTimeout(() => {
         s.destroy();
-        done(new AttemptError('connect', `cannot connect to ${this.id} within ${this.#o.connectMs} ms`));
-      }, this.#o.connectMs);
+        done(new AttemptError('connect', `cannot connect to ${this.id} within ${this.#options.connectMs} ms`));
+      }, this.#options.connectMs);
       const done = (err?: AttemptError): void => {
         if (settled) return;
         settled = true;
@@ -215,7 +215,7 @@ export class EndpointTransport {
         if (settled) return;
         done();
         s.on('error', () => undefined); // per-stream errors are reported on the streams
-        s.setTimeout(this.#o.idleMs, () => s.close());
+        s.setTimeout(this.#options.idleMs, () => s.close());
         const drop = (): void => {
           if (this.#session === s) this.#session = undefined;
         };
@@ -250,7 +250,7 @@ export class EndpointTransport {
     }
     this.#h2session().then((session) => {
       if (aborted) return;
-      const headers: http2.OutgoingHttpHeaders = { ...req.headers, ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': this.#o.tls ? 'https' : 'http' };
+      const headers: http2.OutgoingHttpHeaders = { ...req.headers, ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': this.#options.tls ? 'https' : 'http' };
       delete headers['host'];
       const hasBody = req.body !== null;
       let s: ClientHttp2Stream;
@@ -264,10 +264,10 @@ export class EndpointTransport {
       let started = false;
       // A stream silent for idleMs (no frame either way) is reset: Envoy's stream idle timeout.
       // It bounds streams with no deadline of their own; an active one runs as long as it is used.
-      s.setTimeout(this.#o.idleMs, () => {
+      s.setTimeout(this.#options.idleMs, () => {
         if (done || aborted) return;
         s.close(http2.constants.NGHTTP2_CANCEL);
-        fail(new AttemptError('timeout', `the stream to ${this.id} was silent for ${this.#o.idleMs} ms (timeouts.idleMs)`));
+        fail(new AttemptError('timeout', `the stream to ${this.id} was silent for ${this.#options.idleMs} ms (timeouts.idleMs)`));
       });
       s.on('response', (hs) => {
         started = true;

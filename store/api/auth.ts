@@ -32,11 +32,11 @@ export interface AuthApiOptions {
 }
 
 export class AuthApi {
-  readonly #o: AuthApiOptions;
+  readonly #options: AuthApiOptions;
   readonly #node: StoreNode;
 
   constructor(o: AuthApiOptions) {
-    this.#o = o;
+    this.#options = o;
     this.#node = o.node;
     const auth = o.node.sm.auth;
     auth.onToken = (token, user) => o.tokens.register(token, user);
@@ -53,7 +53,7 @@ export class AuthApi {
     const raw = call.metadata.get('token')[0] ?? call.metadata.get('authorization')[0];
     if (raw !== undefined) {
       const token = String(raw).replace(/^Bearer /, '');
-      return this.#o.tokens.info(token, auth.revision).then((ai) => {
+      return this.#options.tokens.info(token, auth.revision).then((ai) => {
         if (!ai) throw catalogue.error('STORE_ERR_AUTH_INVALID_TOKEN', 'etcdserver: invalid auth token');
         return ai;
       });
@@ -69,7 +69,7 @@ export class AuthApi {
   handlers(): Record<string, (req: Wire, call: Caller) => Promise<Wire>> {
     const node = this.#node;
     const auth = node.sm.auth;
-    const h = (rev?: number) => this.#o.header(rev);
+    const h = (rev?: number) => this.#options.header(rev);
     const write = async (r: StoreRequest, ai: AuthInfo | undefined): Promise<ApplyResult> => {
       if (node.sm.format !== 2) throw catalogue.error('STORE_ERR_AUTH_NEEDS_UPGRADE', 'etcdserver: auth needs every member to run ballast 0.2.0 or later (a member reads format 1 only); finish the upgrade first');
       const res = await node.write(r, ai);
@@ -77,7 +77,7 @@ export class AuthApi {
       return res;
     };
     const done = (res: ApplyResult): Wire => ({ header: h(res.revision) });
-    const password = async (r: Wire): Promise<string> => (r['hashedPassword'] ? fromHashedPassword(String(r['hashedPassword'])) : hashPassword(String(r['password'] ?? ''), this.#o.bcryptCost));
+    const password = async (r: Wire): Promise<string> => (r['hashedPassword'] ? fromHashedPassword(String(r['hashedPassword'])) : hashPassword(String(r['password'] ?? ''), this.#options.bcryptCost));
     return {
       AuthEnable: async (_r, call) => done(await write({ op: 'authEnable' }, await this.info(call))),
       AuthDisable: async (_r, call) => done(await write({ op: 'authDisable' }, await this.info(call))),
@@ -101,8 +101,8 @@ export class AuthApi {
           const checked = auth.revision;
           if (!(await checkPassword(String(r['password'] ?? ''), user.password))) throw failed();
           let token: string;
-          if (this.#o.tokens.sign) token = await this.#o.tokens.sign(name, checked);
-          else token = ((await write({ op: 'authenticate', name, token: this.#o.tokens.prefix?.() ?? '' }, undefined)).result as { token: string }).token;
+          if (this.#options.tokens.sign) token = await this.#options.tokens.sign(name, checked);
+          else token = ((await write({ op: 'authenticate', name, token: this.#options.tokens.prefix?.() ?? '' }, undefined)).result as { token: string }).token;
           if (checked === auth.revision || attempt >= 4) return { header: h(), token };
         }
       },

@@ -42,14 +42,14 @@ export interface ApiOptions {
 }
 
 export class StoreApi {
-  readonly #o: ApiOptions;
+  readonly #options: ApiOptions;
   readonly #node: StoreNode;
   readonly #protos = loadProtos();
   #lease: ReturnType<typeof leaseHandlers> | undefined;
   readonly #auth: AuthApi;
 
   constructor(o: ApiOptions) {
-    this.#o = o;
+    this.#options = o;
     this.#node = o.node;
     this.#auth = new AuthApi({ node: o.node, tokens: o.tokens, bcryptCost: o.bcryptCost, header: (rev?: number) => this.#header(rev) });
     o.node.handlePeerRequests((_from, method, body) => this.#peerRequest(method, body as Wire));
@@ -155,13 +155,13 @@ export class StoreApi {
         return { header: this.#header(), members: this.#members() };
       },
     }, 'etcdserverpb.Cluster'));
-    const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), minTtl: this.#o.minLeaseTtl, who: (call: Caller) => this.#who(call) };
+    const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), minTtl: this.#options.minLeaseTtl, who: (call: Caller) => this.#who(call) };
     this.#lease = leaseHandlers(leaseOpts);
     server.addService(service('Lease'), { ...this.#wrap(this.#lease, 'etcdserverpb.Lease'), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
     const watch = watchService(service('Watch'));
     server.addService(watch, {
       Watch: watchHandler({
-        hub: this.#node.watchHub, header: (rev?: number) => this.#header(rev), maxResponseBytes: this.#o.maxRequestBytes,
+        hub: this.#node.watchHub, header: (rev?: number) => this.#header(rev), maxResponseBytes: this.#options.maxRequestBytes,
         serialize: (service('Watch')['Watch'] as grpc.MethodDefinition<Wire, Wire>).responseSerialize,
         onCreated: () => setImmediate(() => this.#node.watchHub.catchUp()),
         permit: (call, key, rangeEnd) => {
@@ -192,7 +192,7 @@ export class StoreApi {
         const chunk = 64 * 1024;
         for (let off = 0; off < blob.length; off += chunk) {
           const part = blob.subarray(off, off + chunk);
-          call.write({ header: this.#header(revision), remaining_bytes: String(blob.length - off - part.length), blob: part, version: this.#o.version });
+          call.write({ header: this.#header(revision), remaining_bytes: String(blob.length - off - part.length), blob: part, version: this.#options.version });
         }
         call.end();
       },
@@ -242,20 +242,20 @@ export class StoreApi {
 
   #wrap(handlers: Record<string, (req: Wire, call: Caller) => Promise<Wire>>, service = ''): grpc.UntypedServiceImplementation {
     const out: grpc.UntypedServiceImplementation = {};
-    const tracer = this.#o.tracer;
+    const tracer = this.#options.tracer;
     for (const [name, fn] of Object.entries(handlers)) {
       out[name] = (call: grpc.ServerUnaryCall<Wire, Wire>, cb: grpc.sendUnaryData<Wire>) => {
         const start = performance.now();
         const span = tracer ? grpcServerSpan(tracer, service, name, extractContext((k) => call.metadata.get(k)[0]?.toString())) : undefined;
         fn(call.request, call).then(
           (res) => {
-            this.#o.onRequest?.(name, grpc.status.OK, (performance.now() - start) / 1000);
+            this.#options.onRequest?.(name, grpc.status.OK, (performance.now() - start) / 1000);
             span?.end(grpc.status.OK);
             cb(null, res);
           },
           (err: unknown) => {
             const e = toGrpcError(err);
-            this.#o.onRequest?.(name, e.code ?? grpc.status.UNKNOWN, (performance.now() - start) / 1000);
+            this.#options.onRequest?.(name, e.code ?? grpc.status.UNKNOWN, (performance.now() - start) / 1000);
             span?.end(e.code ?? grpc.status.UNKNOWN, e.details);
             cb(e);
           },
@@ -337,7 +337,7 @@ export class StoreApi {
   async #checkQuota(extra: number): Promise<void> {
     const sm = this.#node.sm;
     if (sm.alarms.some((a) => a.alarm === 'NOSPACE')) throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
-    if (sm.mvcc.bytes + extra <= this.#o.quotaBytes) return;
+    if (sm.mvcc.bytes + extra <= this.#options.quotaBytes) return;
     await this.#node.write({ op: 'alarm', action: 'activate', memberId: this.#node.id, alarm: 'NOSPACE' }).catch(() => undefined);
     throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
   }
@@ -356,7 +356,7 @@ export class StoreApi {
     const st = n.raftStatus();
     const me = n.sm.members.get(n.id);
     return {
-      header: this.#header(), version: this.#o.version, dbSize: String(n.sm.mvcc.bytes), dbSizeInUse: String(n.sm.mvcc.bytes),
+      header: this.#header(), version: this.#options.version, dbSize: String(n.sm.mvcc.bytes), dbSizeInUse: String(n.sm.mvcc.bytes),
       leader: st.lead ? idToDecimal(st.lead) : '0', raftIndex: String(st.commit), raftTerm: String(st.term), raftAppliedIndex: String(st.applied),
       errors: n.sm.alarms.map((a) => `memberID:${idToDecimal(a.memberId)} alarm:${a.alarm} `), isLearner: me?.isLearner ?? false,
     };

@@ -44,12 +44,12 @@ export interface SimpleTokenOptions {
 
 export class SimpleTokens implements TokenProvider {
   readonly kind = 'simple';
-  readonly #o: SimpleTokenOptions;
+  readonly #options: SimpleTokenOptions;
   readonly #tokens = new Map<string, { user: string; expires: number }>();
   #sweep: TimerHandle | undefined;
 
   constructor(o: SimpleTokenOptions) {
-    this.#o = o;
+    this.#options = o;
   }
 
   prefix(): string {
@@ -59,8 +59,8 @@ export class SimpleTokens implements TokenProvider {
   }
 
   register(token: string, user: string): void {
-    this.#tokens.set(token, { user, expires: this.#o.clock.now() + this.#o.ttlMs });
-    this.#sweep ??= this.#o.clock.setInterval(() => this.#expire(), Math.max(1000, this.#o.ttlMs / 4), { unref: true });
+    this.#tokens.set(token, { user, expires: this.#options.clock.now() + this.#options.ttlMs });
+    this.#sweep ??= this.#options.clock.setInterval(() => this.#expire(), Math.max(1000, this.#options.ttlMs / 4), { unref: true });
   }
 
   async info(token: string, revision: number): Promise<AuthInfo | undefined> {
@@ -68,11 +68,11 @@ export class SimpleTokens implements TokenProvider {
     const index = Number(token.slice(dot + 1));
     if (dot !== 16 || !Number.isSafeInteger(index) || index <= 0) return undefined;
     let t = this.#tokens.get(token);
-    if (!t && !(await this.#o.waitApplied(index))) return undefined;
+    if (!t && !(await this.#options.waitApplied(index))) return undefined;
     t ??= this.#tokens.get(token);
-    const now = this.#o.clock.now();
+    const now = this.#options.clock.now();
     if (!t || t.expires <= now) return undefined;
-    t.expires = now + this.#o.ttlMs;
+    t.expires = now + this.#options.ttlMs;
     return { user: t.user, rev: revision };
   }
 
@@ -82,7 +82,7 @@ export class SimpleTokens implements TokenProvider {
   }
 
   #expire(): void {
-    const now = this.#o.clock.now();
+    const now = this.#options.clock.now();
     for (const [k, t] of this.#tokens) if (t.expires <= now) this.#tokens.delete(k);
   }
 
@@ -106,22 +106,22 @@ export const jwtSignMethods = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS5
 
 export class JwtTokens implements TokenProvider {
   readonly kind = 'jwt';
-  readonly #o: JwtOptions;
+  readonly #options: JwtOptions;
   /** Verified tokens (a signature check costs more than the request it guards). */
   readonly #verified = new Map<string, { info: AuthInfo; expMs: number }>();
 
   constructor(o: JwtOptions) {
-    this.#o = o;
+    this.#options = o;
   }
 
   async sign(user: string, revision: number): Promise<string> {
-    if (!this.#o.privateKey) throw catalogue.error('STORE_ERR_AUTH_FAILED', 'auth: token signing attempted with verify-only key');
-    const exp = Math.floor((this.#o.clock.wallNow() + this.#o.ttlMs) / 1000);
-    return new SignJWT({ username: user, revision }).setProtectedHeader({ alg: this.#o.signMethod }).setExpirationTime(exp).sign(this.#o.privateKey);
+    if (!this.#options.privateKey) throw catalogue.error('STORE_ERR_AUTH_FAILED', 'auth: token signing attempted with verify-only key');
+    const exp = Math.floor((this.#options.clock.wallNow() + this.#options.ttlMs) / 1000);
+    return new SignJWT({ username: user, revision }).setProtectedHeader({ alg: this.#options.signMethod }).setExpirationTime(exp).sign(this.#options.privateKey);
   }
 
   async info(token: string): Promise<AuthInfo | undefined> {
-    const now = this.#o.clock.wallNow();
+    const now = this.#options.clock.wallNow();
     const hit = this.#verified.get(token);
     if (hit) {
       if (hit.expMs > now) return hit.info;
@@ -129,7 +129,7 @@ export class JwtTokens implements TokenProvider {
       return undefined;
     }
     try {
-      const { payload } = await jwtVerify(token, this.#o.publicKey, { algorithms: [this.#o.signMethod], currentDate: new Date(now) });
+      const { payload } = await jwtVerify(token, this.#options.publicKey, { algorithms: [this.#options.signMethod], currentDate: new Date(now) });
       if (typeof payload['username'] !== 'string' || typeof payload['revision'] !== 'number' || typeof payload.exp !== 'number') return undefined;
       const info = { user: payload['username'], rev: payload['revision'] };
       if (this.#verified.size >= 10_000) this.#verified.clear();

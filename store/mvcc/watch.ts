@@ -63,13 +63,13 @@ export interface WatchHubOptions {
 
 export class WatchHub {
   readonly #store: () => MvccStore;
-  readonly #o: WatchHubOptions;
+  readonly #options: WatchHubOptions;
   readonly #streams = new Set<WatchStream>();
 
   /** `store` is a getter: a snapshot restore replaces the key space. */
   constructor(store: () => MvccStore, o: Partial<WatchHubOptions> = {}) {
     this.#store = store;
-    this.#o = { slowBytes: 1 << 20, cancelBytes: 64 << 20, catchUpRevisions: 1000, ...o };
+    this.#options = { slowBytes: 1 << 20, cancelBytes: 64 << 20, catchUpRevisions: 1000, ...o };
   }
 
   openStream(sink: WatchSink): WatchStream {
@@ -125,7 +125,7 @@ export class WatchHub {
     // The same event objects go to every watcher (the wire layer converts each one once).
     const withoutPrev = events.map((e) => (e.prevKv ? { type: e.type, kv: e.kv } : e));
     for (const s of this.#streams) {
-      const slow = s.sink.backlog() > this.#o.slowBytes;
+      const slow = s.sink.backlog() > this.#options.slowBytes;
       for (const w of s.watchers.values()) {
         if (!w.synced || revision < w.nextRev) continue;
         if (slow) {
@@ -153,7 +153,7 @@ export class WatchHub {
       const backlog = s.sink.backlog();
       for (const w of [...s.watchers.values()]) {
         if (w.synced) continue;
-        if (backlog > this.#o.cancelBytes) {
+        if (backlog > this.#options.cancelBytes) {
           s.watchers.delete(w.id);
           s.sink.canceled(w.id, `watcher cancelled: the client read too slowly (${backlog} bytes unread)`, 0);
           continue;
@@ -163,11 +163,11 @@ export class WatchHub {
           s.sink.canceled(w.id, 'etcdserver: mvcc: required revision has been compacted', store.compactRevision);
           continue;
         }
-        if (backlog > this.#o.slowBytes) {
+        if (backlog > this.#options.slowBytes) {
           behind = true;
           continue;
         }
-        const to = Math.min(store.revision, w.nextRev + this.#o.catchUpRevisions - 1);
+        const to = Math.min(store.revision, w.nextRev + this.#options.catchUpRevisions - 1);
         if (to >= w.nextRev) {
           const events = store.eventsBetween(w.spec.key, w.spec.rangeEnd, w.nextRev, to).filter((e) => passes(w.spec, e));
           // Deliver revision by revision so one response never splits a revision's events.

@@ -157,10 +157,10 @@ class PeerLink {
   #retry: TimerHandle | undefined;
   #backoff = 50;
   #stopped = false;
-  readonly #t: PeerTransport;
+  readonly #transport: PeerTransport;
 
   constructor(t: PeerTransport, id: NodeId, url: URL) {
-    this.#t = t;
+    this.#transport = t;
     this.id = id;
     this.url = url;
   }
@@ -182,7 +182,7 @@ class PeerLink {
 
   #dial(): void {
     if (this.#stopped || this.#socket) return;
-    const o = this.#t.opts;
+    const o = this.#transport.opts;
     const secure = this.url.protocol === 'https:';
     if (secure && !o.tls) {
       o.log.error({ peer: this.id, url: this.url.href }, 'peer URL is https but no --peer-cert-file/--peer-key-file are set');
@@ -242,16 +242,16 @@ class PeerLink {
     this.#queue = [];
     if (s.writableLength > maxBuffered) {
       // The peer is not keeping up: drop rather than grow memory; Raft will resend.
-      this.#t.opts.onUnreachable(this.id);
-      if (batch.some((m) => m.type === 'snap')) this.#t.opts.onSnapshotStatus(this.id, false);
+      this.#transport.opts.onUnreachable(this.id);
+      if (batch.some((m) => m.type === 'snap')) this.#transport.opts.onSnapshotStatus(this.id, false);
       return;
     }
     const snaps = batch.filter((m) => m.type === 'snap');
-    const parts = frames(encodeMessages(batch, this.#t.opts.format()));
+    const parts = frames(encodeMessages(batch, this.#transport.opts.format()));
     s.cork();
     for (let i = 0; i < parts.length; i++) {
       const last = i === parts.length - 1;
-      s.write(parts[i] as Buffer, last && snaps.length > 0 ? (err) => this.#t.opts.onSnapshotStatus(this.id, !err) : undefined);
+      s.write(parts[i] as Buffer, last && snaps.length > 0 ? (err) => this.#transport.opts.onSnapshotStatus(this.id, !err) : undefined);
     }
     s.uncork();
   }

@@ -56,7 +56,7 @@ export interface RpcClientOptions {
 
 /** The calling side of one peer's request channel. */
 export class PeerRpcClient {
-  readonly #o: RpcClientOptions;
+  readonly #options: RpcClientOptions;
   #socket: Socket | undefined;
   #ready: Promise<Socket> | undefined;
   #next = 1;
@@ -64,11 +64,11 @@ export class PeerRpcClient {
   #closed = false;
 
   constructor(o: RpcClientOptions) {
-    this.#o = o;
+    this.#options = o;
   }
 
   get url(): URL {
-    return this.#o.url;
+    return this.#options.url;
   }
 
   /**
@@ -80,7 +80,7 @@ export class PeerRpcClient {
     const answer = new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new BallastError('STORE_ERR_PEER_UNREACHABLE', `etcdserver: request timed out (member ${this.#o.peer} at ${this.#o.url.host} did not answer ${method} within ${timeoutMs} ms)`));
+        reject(new BallastError('STORE_ERR_PEER_UNREACHABLE', `etcdserver: request timed out (member ${this.#options.peer} at ${this.#options.url.host} did not answer ${method} within ${timeoutMs} ms)`));
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
     });
@@ -88,7 +88,7 @@ export class PeerRpcClient {
       const s = await this.#connect(timeoutMs);
       s.write(frame(Buffer.from(JSON.stringify({ id, method, body }))));
     } catch (err) {
-      this.#settle(id, undefined, new BallastError('STORE_ERR_PEER_UNREACHABLE', `etcdserver: cannot reach member ${this.#o.peer} at ${this.#o.url.host} over the peer channel: ${(err as Error).message}`));
+      this.#settle(id, undefined, new BallastError('STORE_ERR_PEER_UNREACHABLE', `etcdserver: cannot reach member ${this.#options.peer} at ${this.#options.url.host} over the peer channel: ${(err as Error).message}`));
     }
     return answer;
   }
@@ -110,7 +110,7 @@ export class PeerRpcClient {
   #connect(timeoutMs: number): Promise<Socket> {
     if (this.#socket && !this.#socket.destroyed && this.#ready) return this.#ready;
     if (this.#closed) return Promise.reject(new Error('closed'));
-    const o = this.#o;
+    const o = this.#options;
     const secure = o.url.protocol === 'https:';
     if (secure && !o.tls) return Promise.reject(new Error('the peer URL is https but this member has no peer certificate'));
     const s: Socket = secure
