@@ -1,5 +1,6 @@
 /** The store's error catalogue. Messages match etcd's where clients match on them. */
 import { defineCatalogue } from '../lib/errors.ts';
+import { RaftError } from './raft/errors.ts';
 
 export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_NOT_LEADER: 'This member is not the leader and the request must be served by the leader (etcdserver: not leader).',
@@ -60,3 +61,21 @@ export const catalogue = defineCatalogue('store', 'STORE', {
 });
 
 export type StoreErrorCode = keyof typeof catalogue.entries;
+
+/**
+ * The consensus core's refusals as etcd's errors: the codes and messages clients (etcd's own,
+ * kube-apiserver) match on. Anything else is returned as it is.
+ */
+export function fromRaft(err: unknown): unknown {
+  if (!(err instanceof RaftError)) return err;
+  switch (err.code) {
+    case 'NOT_LEADER': return catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
+    case 'NO_LEADER': return catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
+    case 'PROPOSAL_DROPPED': return catalogue.error('STORE_ERR_PROPOSAL_DROPPED', err.message);
+    case 'CONF_CHANGE_PENDING': return catalogue.error('STORE_ERR_CONF_CHANGE_PENDING', err.message);
+    case 'MEMBER_NOT_FOUND': return catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    case 'MEMBER_NOT_LEARNER': return catalogue.error('STORE_ERR_MEMBER_NOT_LEARNER', 'etcdserver: can only promote a learner member');
+    case 'LEARNER_NOT_READY': return catalogue.error('STORE_ERR_LEARNER_NOT_READY', `etcdserver: can only promote a learner member which is in sync with leader (${err.message})`);
+    case 'TRANSFEREE_NOT_FOUND': return catalogue.error('STORE_ERR_TRANSFEREE_NOT_FOUND', `etcdserver: bad leader transferee (${err.message})`);
+  }
+}

@@ -11,7 +11,7 @@ import type { Random } from '../lib/random.ts';
 import { bootMember } from './boot.ts';
 import { decodeEnvelope, decodeState, encodeEnvelope, encodeState, supportedFormats } from './format/codec.ts';
 import { recordFormat } from './format/data-dir.ts';
-import { catalogue } from './errors.ts';
+import { catalogue, fromRaft } from './errors.ts';
 import type { Failpoints } from './failpoints.ts';
 import { clusterId as clusterIdOf, idForNewMember, learnerToPromote, memberToRemove, transferTarget } from './members.ts';
 import type { StoreMetrics } from './metrics.ts';
@@ -116,7 +116,11 @@ export class StoreNode {
     this.#reads = new ReadBatcher({
       clock: cfg.clock, timeoutMs: cfg.requestTimeoutMs, nextContext: () => `${this.#nonce}.r${++this.#seq}`,
       requestReadIndex: (ctx) => {
-        this.#raft.readIndex(ctx);
+        try {
+          this.#raft.readIndex(ctx);
+        } catch (err) {
+          throw fromRaft(err);
+        }
         this.#kick();
       },
     });
@@ -290,7 +294,11 @@ export class StoreNode {
 
   /** Hand leadership to `target`; resolves when it leads. */
   async moveLeader(target: NodeId): Promise<void> {
-    this.#raft.transferLeadership(target);
+    try {
+      this.#raft.transferLeadership(target);
+    } catch (err) {
+      throw fromRaft(err);
+    }
     this.#kick();
     const deadline = this.#cfg.clock.now() + this.#cfg.electionMs * 2;
     while (this.#raft.lead !== target) {
@@ -353,7 +361,7 @@ export class StoreNode {
         timer.cancel();
         this.#waiters.delete(rid);
         this.#cfg.metrics.proposalsFailed.inc();
-        reject(err as Error);
+        reject(fromRaft(err) as Error);
         return;
       }
       this.#cfg.metrics.proposalsPending.set(this.#waiters.size);

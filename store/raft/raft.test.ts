@@ -2,7 +2,7 @@
 // replays exactly; the simulator checks election safety and state-machine safety on every step.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isBallastError } from '../../lib/errors.ts';
+import { RaftError } from './errors.ts';
 import { SimCluster } from '../../test/support/raft-sim.ts';
 
 const ids3 = ['a', 'b', 'c'];
@@ -256,8 +256,8 @@ describe('raft: leadership transfer', () => {
     c.isolate(ids3.find((id) => id !== l)!);
     const target = ids3.find((id) => id !== l && c.raft(l).status().progress[id])!;
     c.raft(l).transferLeadership(target);
-    assert.throws(() => c.raft(l).propose(new Uint8Array([1])), (e: unknown) => isBallastError(e, 'STORE_ERR_PROPOSAL_DROPPED'));
-    assert.throws(() => c.raft(l).transferLeadership('zz'), (e: unknown) => isBallastError(e, 'STORE_ERR_TRANSFEREE_NOT_FOUND'));
+    assert.throws(() => c.raft(l).propose(new Uint8Array([1])), (e: unknown) => e instanceof RaftError && e.code === 'PROPOSAL_DROPPED');
+    assert.throws(() => c.raft(l).transferLeadership('zz'), (e: unknown) => e instanceof RaftError && e.code === 'TRANSFEREE_NOT_FOUND');
   });
 });
 
@@ -294,7 +294,7 @@ describe('raft: membership', () => {
     c.isolate('d');
     c.raft(l).proposeConfChange({ type: 'addLearner', id: 'd' });
     c.run(20);
-    assert.throws(() => c.raft(l).proposeConfChange({ type: 'promote', id: 'd' }), (e: unknown) => isBallastError(e, 'STORE_ERR_LEARNER_NOT_READY') && /in sync with leader/.test((e as Error).message));
+    assert.throws(() => c.raft(l).proposeConfChange({ type: 'promote', id: 'd' }), (e: unknown) => e instanceof RaftError && e.code === 'LEARNER_NOT_READY' && /learner d has \d+ of \d+ entries/.test(e.message));
   });
 
   it('removes a member; the rest keep committing; the removed leader steps down', () => {
@@ -317,7 +317,7 @@ describe('raft: membership', () => {
     c.addNode('d');
     c.addNode('e');
     c.raft(l).proposeConfChange({ type: 'addLearner', id: 'd' });
-    assert.throws(() => c.raft(l).proposeConfChange({ type: 'addLearner', id: 'e' }), (e: unknown) => isBallastError(e, 'STORE_ERR_CONF_CHANGE_PENDING'));
+    assert.throws(() => c.raft(l).proposeConfChange({ type: 'addLearner', id: 'e' }), (e: unknown) => e instanceof RaftError && e.code === 'CONF_CHANGE_PENDING');
   });
 });
 

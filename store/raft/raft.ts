@@ -9,7 +9,7 @@
  * transfer; ReadIndex reads. The shape follows etcd's raft package.
  */
 import type { Random } from '../../lib/random.ts';
-import { catalogue } from '../errors.ts';
+import { RaftError } from './errors.ts';
 import { RaftLog } from './log.ts';
 import type { Progress } from './progress.ts';
 import { ReadOnly } from './read-only.ts';
@@ -134,17 +134,17 @@ export class Raft {
 
   /** Propose a membership change. Only the leader takes these, one at a time. */
   proposeConfChange(cc: ConfChange): void {
-    if (this.role !== 'leader') throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
-    if (this.#pendingConfIndex > this.log.applied) throw catalogue.error('STORE_ERR_CONF_CHANGE_PENDING', `a membership change (index ${this.#pendingConfIndex}) is still being applied; retry after it commits`);
+    if (this.role !== 'leader') throw new RaftError('NOT_LEADER', 'membership changes go to the leader');
+    if (this.#pendingConfIndex > this.log.applied) throw new RaftError('CONF_CHANGE_PENDING', `a membership change (index ${this.#pendingConfIndex}) is still being applied; retry after it commits`);
     if (cc.type === 'promote') {
-      if (!this.#tracker.learners.has(cc.id)) throw catalogue.error(this.#tracker.voters.has(cc.id) ? 'STORE_ERR_MEMBER_NOT_LEARNER' : 'STORE_ERR_MEMBER_NOT_FOUND', this.#tracker.voters.has(cc.id) ? 'etcdserver: can only promote a learner member' : 'etcdserver: member not found');
+      if (!this.#tracker.learners.has(cc.id)) throw this.#tracker.voters.has(cc.id) ? new RaftError('MEMBER_NOT_LEARNER', `${cc.id} is a voter already`) : new RaftError('MEMBER_NOT_FOUND', `no member ${cc.id}`);
       const pr = this.#tracker.progress.get(cc.id);
       const needed = Math.floor(this.log.lastIndex() * this.#cfg.learnerReadyFraction);
       if (!pr || pr.match < needed) {
-        throw catalogue.error('STORE_ERR_LEARNER_NOT_READY', `etcdserver: can only promote a learner member which is in sync with leader (learner ${cc.id} has ${pr?.match ?? 0} of ${this.log.lastIndex()} entries; needs ${needed})`);
+        throw new RaftError('LEARNER_NOT_READY', `learner ${cc.id} has ${pr?.match ?? 0} of ${this.log.lastIndex()} entries; needs ${needed}`);
       }
     }
-    if (cc.type === 'remove' && !this.#tracker.voters.has(cc.id) && !this.#tracker.learners.has(cc.id)) throw catalogue.error('STORE_ERR_MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    if (cc.type === 'remove' && !this.#tracker.voters.has(cc.id) && !this.#tracker.learners.has(cc.id)) throw new RaftError('MEMBER_NOT_FOUND', `no member ${cc.id}`);
     this.step({ type: 'prop', from: this.id, to: this.id, term: 0, entries: [{ term: 0, index: 0, type: EntryType.confChange, data: encodeConfChange(cc) }] });
   }
 
@@ -245,12 +245,12 @@ export class Raft {
   #stepLeader(m: Message): void {
     switch (m.type) {
       case 'prop': {
-        if (!this.#tracker.progress.has(this.id)) throw catalogue.error('STORE_ERR_PROPOSAL_DROPPED', 'this member was removed from the cluster');
-        if (this.#transferee !== none) throw catalogue.error('STORE_ERR_PROPOSAL_DROPPED', `leadership is moving to ${this.#transferee}; retry shortly`);
+        if (!this.#tracker.progress.has(this.id)) throw new RaftError('PROPOSAL_DROPPED', 'this member was removed from the cluster');
+        if (this.#transferee !== none) throw new RaftError('PROPOSAL_DROPPED', `leadership is moving to ${this.#transferee}; retry shortly`);
         const entries = m.entries ?? [];
         for (const e of entries) {
           if (e.type === EntryType.confChange) {
-            if (this.#pendingConfIndex > this.log.applied) throw catalogue.error('STORE_ERR_CONF_CHANGE_PENDING', 'a membership change is still being applied; retry after it commits');
+            if (this.#pendingConfIndex > this.log.applied) throw new RaftError('CONF_CHANGE_PENDING', 'a membership change is still being applied; retry after it commits');
             this.#pendingConfIndex = this.log.lastIndex() + 1;
           }
         }
@@ -292,7 +292,7 @@ export class Raft {
   #stepCandidate(m: Message): void {
     switch (m.type) {
       case 'prop':
-        throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
+        throw new RaftError('NO_LEADER', 'no leader');
       case 'app':
       case 'heartbeat':
       case 'snap':
@@ -316,7 +316,7 @@ export class Raft {
         return;
       }
       case 'readIndex':
-        throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
+        throw new RaftError('NO_LEADER', 'no leader');
       default:
         return;
     }
@@ -325,7 +325,7 @@ export class Raft {
   #stepFollower(m: Message): void {
     switch (m.type) {
       case 'prop':
-        if (this.lead === none) throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
+        if (this.lead === none) throw new RaftError('NO_LEADER', 'no leader');
         this.#send({ ...m, to: this.lead, term: 0 });
         return;
       case 'app':
@@ -352,7 +352,7 @@ export class Raft {
         if (this.#tracker.voters.has(this.id)) this.#hup(true);
         return;
       case 'readIndex':
-        if (this.lead === none) throw catalogue.error('STORE_ERR_NO_LEADER', 'etcdserver: no leader');
+        if (this.lead === none) throw new RaftError('NO_LEADER', 'no leader');
         this.#send({ type: 'readIndex', to: this.lead, term: 0, ...(m.context ? { context: m.context } : {}) });
         return;
       case 'readIndexResp':
@@ -644,7 +644,7 @@ export class Raft {
 
   #handleTransfer(to: NodeId): void {
     if (to === this.id) return;
-    if (!this.#tracker.voters.has(to)) throw catalogue.error('STORE_ERR_TRANSFEREE_NOT_FOUND', `etcdserver: bad leader transferee (${to} is not a voting member)`);
+    if (!this.#tracker.voters.has(to)) throw new RaftError('TRANSFEREE_NOT_FOUND', `${to} is not a voting member`);
     if (this.#transferee === to) return;
     this.#transferee = to;
     this.#electionElapsed = 0;
