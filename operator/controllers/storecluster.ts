@@ -135,7 +135,9 @@ export class StoreClusterController {
   /** Call the leader (its pod's IP, from the Raft configuration's name for the leader's id). */
   async #leaderCall<T>(sc: StoreCluster, o: Observed, fn: (c: MemberClient) => Promise<T>): Promise<T> {
     const leaderName = o.members?.find((m) => m.id === o.leaderId)?.name;
-    const ip = o.pods.find((p) => p.name === leaderName)?.ip ?? '';
+    const ip = o.pods.find((p) => p.name === leaderName)?.ip;
+    // (An empty host would reach whatever listens on this machine's client port.)
+    if (!ip) throw new Error(`the leader${leaderName ? ` ${leaderName}` : ''} has no pod IP yet (its pod is being replaced); asking again`);
     const c = this.#deps.members(`${ip}:${specs.clientPort}`, sc, this.#creds(sc));
     try {
       return await fn(c);

@@ -47,8 +47,13 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
   };
   async function until(cond: () => boolean, what: string, ms = 90_000): Promise<void> {
     const end = Date.now() + ms;
-    while (Date.now() < end && !cond()) await sleep(250);
-    if (cond()) return;
+    // The condition is read once per round: a second read could see a status that moved on.
+    let ok = cond();
+    while (!ok && Date.now() < end) {
+      await sleep(250);
+      ok = cond();
+    }
+    if (ok) return;
     const where = [
       kubectl(['get', 'storecluster', '-A', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.readyReplicas} {.status.conditions}{"\\n"}{end}']).stdout,
       kubectl(['get', 'pods', '-A', '-o', 'wide']).stdout,
@@ -167,6 +172,8 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
 
   it('deleting the leader pod: a new leader is elected and the pod rejoins', async (t) => {
     const leader = jsonpath(['storecluster', 'orders'], '{.status.leader}');
+    const uid = () => jsonpath(['pod', leader], '{.metadata.uid}');
+    const deleted = uid();
     const start = Date.now();
     assert.equal(kubectl(['delete', 'pod', leader, '--wait=false']).status, 0);
     // The member (among the others) that says it leads; `-w simple` prints IS LEADER as the 5th field.
@@ -175,7 +182,9 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const leaderOf = () => memberPods().find(([name, ip]) => name !== leader && spawnSync('etcdctl', [`--endpoints=${ip}:2379`, 'endpoint', 'status', '-w', 'simple', '--command-timeout=1s'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout.split(',').map((f) => f.trim())[4] === 'true')?.[0];
     await until(() => leaderOf() !== undefined, 'a new leader among the other members', 30_000);
     t.diagnostic(`new leader after ${Date.now() - start} ms (election timeout 1000 ms)`);
-    await until(() => phase() === '3/Ready', 'the deleted member is back and ready', 120_000);
+    // Ready again with the replacement pod (the status read before the deletion said Ready too).
+    const podReady = () => jsonpath(['pod', leader], '{.status.conditions[?(@.type=="Ready")].status}') === 'True';
+    await until(() => { const now = uid(); return now !== '' && now !== deleted && podReady() && phase() === '3/Ready'; }, 'the deleted member is back and ready', 120_000);
     assert.deepEqual(memberNames(), ['orders-0', 'orders-1', 'orders-2']);
   });
 
