@@ -62,7 +62,8 @@ export function comparisonFigures(rows: Row[]): string[] {
   const caseOf = (r: Row, i: number) => (caseCol ? String(r[caseCol]) : cols.includes('system') ? 'all' : `#${i + 1}`);
   const bars = (measure: string, data: Array<{ case: string; system: string; value: number }>) => figure({
     title: measure, width: Math.max(280, 90 * new Set(data.map((d) => d.case)).size), height: 220, marginBottom: 40, marginLeft: 56,
-    fx: { label: null, tickRotate: data.length > 8 ? -20 : 0 }, y: { grid: true, label: measure },
+    // (All zero: a 0–1 axis, not a degenerate one.)
+    fx: { label: null, tickRotate: data.length > 8 ? -20 : 0 }, y: { grid: true, label: measure, ...(data.every((d) => d.value === 0) ? { domain: [0, 1] } : {}) },
     // The systems in the table's order (the anchor first), in the same colours on every chart.
     x: { axis: null, domain: [...new Set(data.map((d) => d.system))] },
     color: { legend: true, scheme: 'tableau10', domain: [...new Set(data.map((d) => d.system))] },
