@@ -27,7 +27,8 @@ export interface Schema {
 
 type Extra = Omit<Schema, 'type' | 'description'>;
 
-export const s = {
+/** Builders of OpenAPI v3 schema nodes (the CRDs' and the sidecar's configuration schema). */
+export const openapi = {
   object: (description: string, properties: Record<string, Schema>, extra: Extra = {}): Schema => ({ type: 'object', description, properties, ...extra }),
   string: (description: string, extra: Extra = {}): Schema => ({ type: 'string', description, ...extra }),
   int: (description: string, extra: Extra = {}): Schema => ({ type: 'integer', description, ...extra }),
@@ -47,13 +48,13 @@ export const s = {
 };
 
 /** The standard condition shape (metav1.Condition). */
-export const conditionsSchema = s.array('The latest observations of the resource\'s state (Ready, Available, Progressing, Degraded).', s.object('One condition.', {
-  type: s.string('The condition type, e.g. Ready.'),
-  status: s.string('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
-  reason: s.string('A CamelCase word for why the condition is in its status.'),
-  message: s.string('What happened, and what to do about it, for a person to read.'),
-  observedGeneration: s.int('The .metadata.generation this condition was set for.'),
-  lastTransitionTime: s.string('When the status last changed.', { format: 'date-time' }),
+export const conditionsSchema = openapi.array('The latest observations of the resource\'s state (Ready, Available, Progressing, Degraded).', openapi.object('One condition.', {
+  type: openapi.string('The condition type, e.g. Ready.'),
+  status: openapi.string('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
+  reason: openapi.string('A CamelCase word for why the condition is in its status.'),
+  message: openapi.string('What happened, and what to do about it, for a person to read.'),
+  observedGeneration: openapi.int('The .metadata.generation this condition was set for.'),
+  lastTransitionTime: openapi.string('When the status last changed.', { format: 'date-time' }),
 }, { required: ['type', 'status'] }), { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] });
 
 export interface PrinterColumn {
@@ -92,8 +93,8 @@ export function crd(d: CrdDefinition): Record<string, unknown> {
       versions: [{
         name: d.version, served: true, storage: true,
         schema: { openAPIV3Schema: { type: 'object', description: d.description, properties: {
-          apiVersion: s.string('The versioned schema of this representation of an object.'),
-          kind: s.string('The REST resource this object represents.'),
+          apiVersion: openapi.string('The versioned schema of this representation of an object.'),
+          kind: openapi.string('The REST resource this object represents.'),
           metadata: { type: 'object' },
           spec: d.spec,
           status: d.status,

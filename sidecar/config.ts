@@ -8,63 +8,63 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { catalogue } from './errors.ts';
 import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../api/resiliencepolicy.ts';
-import { s } from '../api/schema.ts';
+import { openapi } from '../api/schema.ts';
 import { type Problem, validate } from '../api/validate.ts';
 
-const address = (description: string, dflt?: string) => s.string(description, { pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', ...(dflt === undefined ? {} : { default: dflt }) });
+const address = (description: string, dflt?: string) => openapi.string(description, { pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', ...(dflt === undefined ? {} : { default: dflt }) });
 
-const fileSchema = s.object('ballast sidecar configuration', {
+const fileSchema = openapi.object('ballast sidecar configuration', {
   admin: address('host:port of the admin endpoint (/ready, /live, /metrics, /config, /endpoints)', '127.0.0.1:15000'),
-  replayBufferBytes: s.int('Request bytes kept so a request can be retried or hedged; a larger body is sent once.', { default: 65_536, minimum: 0, maximum: 16_777_216 }),
-  drainMs: s.int('On shutdown (or a listener\'s removal), how long in-flight requests may finish.', { default: 10_000, minimum: 0 }),
-  upstreams: s.array('Services this application calls.', s.object('An upstream.', {
-    name: s.string('Name in metrics and the admin endpoint.', { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' }),
+  replayBufferBytes: openapi.int('Request bytes kept so a request can be retried or hedged; a larger body is sent once.', { default: 65_536, minimum: 0, maximum: 16_777_216 }),
+  drainMs: openapi.int('On shutdown (or a listener\'s removal), how long in-flight requests may finish.', { default: 10_000, minimum: 0 }),
+  upstreams: openapi.array('Services this application calls.', openapi.object('An upstream.', {
+    name: openapi.string('Name in metrics and the admin endpoint.', { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' }),
     listen: address('Local listener the application calls (127.0.0.1:<port>); empty: reachable only through the HTTP proxy.', ''),
-    protocol: s.string('Towards the endpoints: http1, http2, or auto (what the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' }),
-listenTls: s.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
-      certFile: s.string('PEM certificate chain.', { default: '' }),
-      keyFile: s.string('PEM private key.', { default: '' }),
+    protocol: openapi.string('Towards the endpoints: http1, http2, or auto (what the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' }),
+listenTls: openapi.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
+      certFile: openapi.string('PEM certificate chain.', { default: '' }),
+      keyFile: openapi.string('PEM private key.', { default: '' }),
     }),
-    hosts: s.array('Host names that select this upstream in HTTP proxy mode (Host header or absolute URL).', s.string('a host, with or without :port'), { default: [] }),
-    tls: s.object('TLS towards the endpoints.', {
-      enabled: s.bool('Use TLS.', { default: false }),
-      caFile: s.string('PEM bundle of the CAs to trust (empty: the system\'s).', { default: '' }),
-      serverName: s.string('SNI and certificate name (empty: the endpoint host).', { default: '' }),
-      insecureSkipVerify: s.bool('Do not verify the certificate (tests only).', { default: false }),
+    hosts: openapi.array('Host names that select this upstream in HTTP proxy mode (Host header or absolute URL).', openapi.string('a host, with or without :port'), { default: [] }),
+    tls: openapi.object('TLS towards the endpoints.', {
+      enabled: openapi.bool('Use TLS.', { default: false }),
+      caFile: openapi.string('PEM bundle of the CAs to trust (empty: the system\'s).', { default: '' }),
+      serverName: openapi.string('SNI and certificate name (empty: the endpoint host).', { default: '' }),
+      insecureSkipVerify: openapi.bool('Do not verify the certificate (tests only).', { default: false }),
     }),
-    endpoints: s.array('Static endpoints (host:port, optional weight); with discovery, the operator sends them.', s.object('An endpoint.', {
+    endpoints: openapi.array('Static endpoints (host:port, optional weight); with discovery, the operator sends them.', openapi.object('An endpoint.', {
       address: address('host:port'),
-      weight: s.int('Relative weight.', { default: 1, minimum: 1, maximum: 1000 }),
+      weight: openapi.int('Relative weight.', { default: 1, minimum: 1, maximum: 1000 }),
     }, { required: ['address'] }), { default: [] }),
     policy: { type: 'object', description: 'The upstream\'s policy (the ResiliencePolicy schema).', 'x-kubernetes-preserve-unknown-fields': true },
-    routes: s.array('Per-route overrides, first match wins.', s.object('A route.', {
-      name: s.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
-      pathPrefix: s.string('Path prefix.', { default: '/' }),
-      methods: s.array('Methods (empty: all).', s.string('a method'), { default: [] }),
+    routes: openapi.array('Per-route overrides, first match wins.', openapi.object('A route.', {
+      name: openapi.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+      pathPrefix: openapi.string('Path prefix.', { default: '/' }),
+      methods: openapi.array('Methods (empty: all).', openapi.string('a method'), { default: [] }),
       policy: { type: 'object', description: 'Overrides of the upstream\'s policy.', 'x-kubernetes-preserve-unknown-fields': true },
     }, { required: ['name'] }), { default: [] }),
   }, { required: ['name'] }), { default: [] }),
-  inbound: s.array('Listeners in front of the application\'s own ports.', s.object('An inbound listener.', {
-    name: s.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+  inbound: openapi.array('Listeners in front of the application\'s own ports.', openapi.object('An inbound listener.', {
+    name: openapi.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
     listen: address('Where callers connect.'),
     target: address('The application\'s port.'),
-    listenTls: s.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
-      certFile: s.string('PEM certificate chain.', { default: '' }),
-      keyFile: s.string('PEM private key.', { default: '' }),
+    listenTls: openapi.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
+      certFile: openapi.string('PEM certificate chain.', { default: '' }),
+      keyFile: openapi.string('PEM private key.', { default: '' }),
     }),
     policy: { type: 'object', description: 'Inbound policy: timeouts, bulkhead, rateLimit, shed, fault.', 'x-kubernetes-preserve-unknown-fields': true },
   }, { required: ['name', 'listen', 'target'] }), { default: [] }),
-  proxy: s.object('Explicit HTTP proxy (HTTP_PROXY) for HTTP/1.1 clients.', {
+  proxy: openapi.object('Explicit HTTP proxy (HTTP_PROXY) for HTTP/1.1 clients.', {
     listen: address('host:port (empty: off).', ''),
   }),
-  tracing: s.object('OpenTelemetry traces: a span per attempt, sent over OTLP/HTTP.', {
-    endpoint: s.string('OTLP/HTTP collector base URL for this sidecar\'s spans, e.g. http://otel-collector:4318 (empty: the process\' OpenTelemetry SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing).', { default: '' }),
+  tracing: openapi.object('OpenTelemetry traces: a span per attempt, sent over OTLP/HTTP.', {
+    endpoint: openapi.string('OTLP/HTTP collector base URL for this sidecar\'s spans, e.g. http://otel-collector:4318 (empty: the process\' OpenTelemetry SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing).', { default: '' }),
     samplePercent: { type: 'number', description: 'Percent of new traces recorded (a caller\'s sampled trace is always followed).', default: 1, minimum: 0, maximum: 100 },
-    serviceName: s.string('service.name of the spans sent to tracing.endpoint (default ballast-sidecar; the process SDK uses OTEL_SERVICE_NAME).', { default: '' }),
+    serviceName: openapi.string('service.name of the spans sent to tracing.endpoint (default ballast-sidecar; the process SDK uses OTEL_SERVICE_NAME).', { default: '' }),
   }),
-  discovery: s.object('The operator\'s discovery service.', {
-    address: s.string('host:port (empty: static configuration only).', { default: '' }),
-    node: s.string('This sidecar\'s identity (default: $POD_NAMESPACE/$POD_NAME).', { default: '' }),
+  discovery: openapi.object('The operator\'s discovery service.', {
+    address: openapi.string('host:port (empty: static configuration only).', { default: '' }),
+    node: openapi.string('This sidecar\'s identity (default: $POD_NAMESPACE/$POD_NAME).', { default: '' }),
   }),
 });
 

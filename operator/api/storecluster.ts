@@ -4,7 +4,7 @@
  * single source of `crds/storeclusters.ballast.dev.yaml` (defaults, validation, descriptions).
  */
 import type { V1Affinity, V1Condition, V1EnvVar, V1Toleration, V1TopologySpreadConstraint } from '@kubernetes/client-node';
-import { conditionsSchema, type CrdDefinition, s } from '../../api/schema.ts';
+import { conditionsSchema, type CrdDefinition, openapi } from '../../api/schema.ts';
 
 export const group = 'ballast.dev';
 export const version = 'v1alpha1';
@@ -72,48 +72,48 @@ const semver = '^[0-9]+\\.[0-9]+\\.[0-9]+$';
 export const storeClusterCrd: CrdDefinition = {
   group, version, kind: 'StoreCluster', plural: 'storeclusters', singular: 'storecluster', shortNames: ['stc'], categories: ['ballast'],
   description: 'A StoreCluster is a replicated, linearizable key-value store speaking the etcd v3 API, run by the Ballast operator: it scales one member at a time, replaces members one at a time with the leader last, repairs members that lost their data, and never acts in a way that can lose quorum.',
-  spec: s.object('The desired cluster.', {
-    replicas: s.int('Number of members: odd, 1 to 7. A cluster of N members survives (N-1)/2 failures; an even count adds no fault tolerance over the odd count below it.', {
+  spec: openapi.object('The desired cluster.', {
+    replicas: openapi.int('Number of members: odd, 1 to 7. A cluster of N members survives (N-1)/2 failures; an even count adds no fault tolerance over the odd count below it.', {
       default: 3, minimum: 1, maximum: 7,
       'x-kubernetes-validations': [{ rule: 'self % 2 == 1', message: 'replicas must be odd (1, 3, 5 or 7): an even count tolerates no more failures than the odd count below it and needs a larger quorum' }],
     }),
-    version: s.string('The ballast store version to run (major.minor.patch). Upgrades move one minor version at a time.', { pattern: semver, maxLength: 32, default: '0.2.0' }),
-    image: s.string('Container image; default ballast:<version>.'),
-    resources: s.object('Compute resources of each member (as a container\'s resources). Default: requests cpu 100m, memory 128Mi; limits memory 1Gi. The store keeps its key space in memory: set the memory limit well above the data\'s size.', {
-      requests: s.map('Minimum resources, e.g. cpu: 500m, memory: 1Gi.', s.quantity('A quantity.')),
-      limits: s.map('Maximum resources.', s.quantity('A quantity.')),
+    version: openapi.string('The ballast store version to run (major.minor.patch). Upgrades move one minor version at a time.', { pattern: semver, maxLength: 32, default: '0.2.0' }),
+    image: openapi.string('Container image; default ballast:<version>.'),
+    resources: openapi.object('Compute resources of each member (as a container\'s resources). Default: requests cpu 100m, memory 128Mi; limits memory 1Gi. The store keeps its key space in memory: set the memory limit well above the data\'s size.', {
+      requests: openapi.map('Minimum resources, e.g. cpu: 500m, memory: 1Gi.', openapi.quantity('A quantity.')),
+      limits: openapi.map('Maximum resources.', openapi.quantity('A quantity.')),
     }),
-    storage: s.object('Each member\'s data volume (a PersistentVolumeClaim per member).', {
-      size: s.quantity('Size of each member\'s volume, e.g. 10Gi. Must be positive.', { default: '1Gi', 'x-kubernetes-validations': [{ rule: "quantity(string(self)).isGreaterThan(quantity('0'))", message: 'storage.size must be greater than zero, e.g. 10Gi' }] }),
-      storageClassName: s.string('StorageClass of the volumes; empty for the cluster default. Cannot change once set: the data would have to move.', { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'storage.storageClassName is immutable: create a new StoreCluster and restore a snapshot into it to move storage classes' }] }),
-      retainOnScaleDown: s.bool('Keep a removed member\'s volume when scaling down (true), or delete it (false).', { default: true }),
+    storage: openapi.object('Each member\'s data volume (a PersistentVolumeClaim per member).', {
+      size: openapi.quantity('Size of each member\'s volume, e.g. 10Gi. Must be positive.', { default: '1Gi', 'x-kubernetes-validations': [{ rule: "quantity(string(self)).isGreaterThan(quantity('0'))", message: 'storage.size must be greater than zero, e.g. 10Gi' }] }),
+      storageClassName: openapi.string('StorageClass of the volumes; empty for the cluster default. Cannot change once set: the data would have to move.', { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'storage.storageClassName is immutable: create a new StoreCluster and restore a snapshot into it to move storage classes' }] }),
+      retainOnScaleDown: openapi.bool('Keep a removed member\'s volume when scaling down (true), or delete it (false).', { default: true }),
     }, { default: { size: '1Gi', retainOnScaleDown: true } }),
-    tls: s.object('TLS for clients and peers, from Secrets of type kubernetes.io/tls with ca.crt, set when the cluster is created (it cannot be changed afterwards). Certificates name *.<name>-peer.<namespace>.svc.cluster.local (each member) and <name>-client.<namespace>.svc (the operator checks that name), for both server and client use.', {
-      clientSecretName: s.string('Secret with the client-facing certificate; clients must present certificates signed by its ca.crt (the operator presents this one).'),
-      peerSecretName: s.string('Secret with the peer certificate; members authenticate each other with it.'),
+    tls: openapi.object('TLS for clients and peers, from Secrets of type kubernetes.io/tls with ca.crt, set when the cluster is created (it cannot be changed afterwards). Certificates name *.<name>-peer.<namespace>.svc.cluster.local (each member) and <name>-client.<namespace>.svc (the operator checks that name), for both server and client use.', {
+      clientSecretName: openapi.string('Secret with the client-facing certificate; clients must present certificates signed by its ca.crt (the operator presents this one).'),
+      peerSecretName: openapi.string('Secret with the peer certificate; members authenticate each other with it.'),
     }, { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'spec.tls cannot change after creation: members would stop understanding each other mid-way; create a new StoreCluster and restore a snapshot into it' }] }),
-    auth: s.object('etcd\'s auth: users, roles and key-range permissions. When enabled, the operator makes a root user whose password it keeps in a Secret of type kubernetes.io/basic-auth (created with a random password unless it exists), turns auth on, and authenticates its own calls as root. Clients then need a user: read the Secret, or have root add users and roles (etcdctl user add, role grant-permission). Setting enabled to false turns auth off again.', {
-      enabled: s.bool('Turn auth on (true) or off (false).', { default: false }),
-      rootSecretName: s.string('The root user\'s Secret (keys username, password); default <name>-root. To bring your own password, create it before enabling auth.'),
+    auth: openapi.object('etcd\'s auth: users, roles and key-range permissions. When enabled, the operator makes a root user whose password it keeps in a Secret of type kubernetes.io/basic-auth (created with a random password unless it exists), turns auth on, and authenticates its own calls as root. Clients then need a user: read the Secret, or have root add users and roles (etcdctl user add, role grant-permission). Setting enabled to false turns auth off again.', {
+      enabled: openapi.bool('Turn auth on (true) or off (false).', { default: false }),
+      rootSecretName: openapi.string('The root user\'s Secret (keys username, password); default <name>-root. To bring your own password, create it before enabling auth.'),
     }),
-    quotaBytes: s.quantity('Raise the NOSPACE alarm when the key space exceeds this size (default 2Gi).'),
-    snapshotCount: s.int('Committed entries between snapshots (default 100000).', { minimum: 1 }),
-    compaction: s.object('Automatic compaction of old revisions.', {
-      mode: s.string('periodic: keep a period of history; revision: keep a number of revisions.', { enum: ['periodic', 'revision'], default: 'periodic' }),
-      retention: s.string('For periodic, a duration (1h, 30m); for revision, a count. 0 turns compaction off.', { default: '1h' }),
+    quotaBytes: openapi.quantity('Raise the NOSPACE alarm when the key space exceeds this size (default 2Gi).'),
+    snapshotCount: openapi.int('Committed entries between snapshots (default 100000).', { minimum: 1 }),
+    compaction: openapi.object('Automatic compaction of old revisions.', {
+      mode: openapi.string('periodic: keep a period of history; revision: keep a number of revisions.', { enum: ['periodic', 'revision'], default: 'periodic' }),
+      retention: openapi.string('For periodic, a duration (1h, 30m); for revision, a count. 0 turns compaction off.', { default: '1h' }),
     }, { default: { mode: 'periodic', retention: '1h' } }),
-    timing: s.object('Raft timing. The election timeout must be at least 5 heartbeats.', {
-      heartbeatMs: s.int('Heartbeat interval in milliseconds.', { default: 100, minimum: 10, maximum: 10000 }),
-      electionMs: s.int('Election timeout in milliseconds.', { default: 1000, minimum: 50, maximum: 50000 }),
+    timing: openapi.object('Raft timing. The election timeout must be at least 5 heartbeats.', {
+      heartbeatMs: openapi.int('Heartbeat interval in milliseconds.', { default: 100, minimum: 10, maximum: 10000 }),
+      electionMs: openapi.int('Election timeout in milliseconds.', { default: 1000, minimum: 50, maximum: 50000 }),
     }, { default: { heartbeatMs: 100, electionMs: 1000 }, 'x-kubernetes-validations': [{ rule: 'self.electionMs >= 5 * self.heartbeatMs', message: 'timing.electionMs must be at least 5 × timing.heartbeatMs, or followers start elections between heartbeats' }] }),
-    podTemplate: s.object('Overrides for the member pods.', {
-      labels: s.map('Extra labels on member pods.'),
-      annotations: s.map('Extra annotations on member pods.'),
-      nodeSelector: s.map('Node selector for member pods.'),
-      affinity: s.opaque('Affinity (core/v1 Affinity); default: prefer one member per node.'),
-      tolerations: s.opaque('Tolerations (core/v1 Toleration list).', 'array'),
-      topologySpreadConstraints: s.opaque('Topology spread constraints; default: spread across zones when possible.', 'array'),
-      env: s.opaque('Extra environment variables for the store container (core/v1 EnvVar list), e.g. OTEL_EXPORTER_OTLP_ENDPOINT for traces or ETCD_* flags; the operator\'s own (POD_NAME, CLUSTER_TOKEN) take precedence.', 'array'),
+    podTemplate: openapi.object('Overrides for the member pods.', {
+      labels: openapi.map('Extra labels on member pods.'),
+      annotations: openapi.map('Extra annotations on member pods.'),
+      nodeSelector: openapi.map('Node selector for member pods.'),
+      affinity: openapi.opaque('Affinity (core/v1 Affinity); default: prefer one member per node.'),
+      tolerations: openapi.opaque('Tolerations (core/v1 Toleration list).', 'array'),
+      topologySpreadConstraints: openapi.opaque('Topology spread constraints; default: spread across zones when possible.', 'array'),
+      env: openapi.opaque('Extra environment variables for the store container (core/v1 EnvVar list), e.g. OTEL_EXPORTER_OTLP_ENDPOINT for traces or ETCD_* flags; the operator\'s own (POD_NAME, CLUSTER_TOKEN) take precedence.', 'array'),
     }),
   }, {
     'x-kubernetes-validations': [{
@@ -126,30 +126,30 @@ export const storeClusterCrd: CrdDefinition = {
       fieldPath: '.tls',
     }],
   }),
-  status: s.object('What the operator observed.', {
-    observedGeneration: s.int('The .metadata.generation the status describes.'),
+  status: openapi.object('What the operator observed.', {
+    observedGeneration: openapi.int('The .metadata.generation the status describes.'),
     conditions: conditionsSchema,
-    replicas: s.int('Member pods that exist.'),
-    readyReplicas: s.int('Members that are ready (a leader known, applied within a small lag).'),
-    members: s.array('Each member as the store reports it.', s.object('One member.', {
-      name: s.string('Member (and pod) name.'),
-      id: s.string('Raft member id (hex).'),
-      role: s.string('leader, follower or learner; unknown when it cannot be reached.', { enum: ['leader', 'follower', 'learner', 'unknown'] }),
-      ready: s.bool('Ready: reachable, a leader known, caught up.'),
-      appliedIndex: s.int('Raft index applied to the key space.'),
-      version: s.string('Store version the member runs.'),
-      restarts: s.int('How many times the member\'s store container restarted (the kubelet\'s restartCount).'),
-      lastTermination: s.object('Why the member\'s store container last stopped, as the kubelet recorded it (OOMKilled: it reached its memory limit).', {
-        reason: s.string('The kubelet\'s reason: OOMKilled, Error, Completed, ...'),
-        exitCode: s.int('The exit code (137: killed by SIGKILL, as the kernel\'s OOM killer does).'),
-        finishedAt: s.string('When it stopped (RFC 3339).'),
+    replicas: openapi.int('Member pods that exist.'),
+    readyReplicas: openapi.int('Members that are ready (a leader known, applied within a small lag).'),
+    members: openapi.array('Each member as the store reports it.', openapi.object('One member.', {
+      name: openapi.string('Member (and pod) name.'),
+      id: openapi.string('Raft member id (hex).'),
+      role: openapi.string('leader, follower or learner; unknown when it cannot be reached.', { enum: ['leader', 'follower', 'learner', 'unknown'] }),
+      ready: openapi.bool('Ready: reachable, a leader known, caught up.'),
+      appliedIndex: openapi.int('Raft index applied to the key space.'),
+      version: openapi.string('Store version the member runs.'),
+      restarts: openapi.int('How many times the member\'s store container restarted (the kubelet\'s restartCount).'),
+      lastTermination: openapi.object('Why the member\'s store container last stopped, as the kubelet recorded it (OOMKilled: it reached its memory limit).', {
+        reason: openapi.string('The kubelet\'s reason: OOMKilled, Error, Completed, ...'),
+        exitCode: openapi.int('The exit code (137: killed by SIGKILL, as the kernel\'s OOM killer does).'),
+        finishedAt: openapi.string('When it stopped (RFC 3339).'),
       }),
     }, { required: ['name'] })),
-    leader: s.string('Name of the current leader.'),
-    currentVersion: s.string('Version every member runs (during an update, the older one).'),
-    selector: s.string('Label selector of the member pods (for the scale subresource).'),
-    phase: s.string('A one-word summary: Bootstrapping, Ready, Scaling, Updating, Degraded, QuorumLost, Paused.'),
-    authEnabled: s.bool('Whether the store checks users and permissions (spec.auth), as it last answered.'),
+    leader: openapi.string('Name of the current leader.'),
+    currentVersion: openapi.string('Version every member runs (during an update, the older one).'),
+    selector: openapi.string('Label selector of the member pods (for the scale subresource).'),
+    phase: openapi.string('A one-word summary: Bootstrapping, Ready, Scaling, Updating, Degraded, QuorumLost, Paused.'),
+    authEnabled: openapi.bool('Whether the store checks users and permissions (spec.auth), as it last answered.'),
   }),
   columns: [
     { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status', description: 'All members ready' },
