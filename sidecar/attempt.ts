@@ -378,7 +378,7 @@ export abstract class AttemptPhase {
       else lim.onDrop();
     }
     if (result === 'cancelled') return;
-    up.deps.metrics.hot.attempt(up.name, a.ep.id, result);
+    up.deps.metrics.requestPath.attempt(up.name, a.ep.id, result);
     up.outlier?.onResult(a.ep.id, now, status);
     if (a.ticket?.ok && a.ep.breaker) a.ep.breaker.onResult(a.ticket.ticket, now, status !== 'connect' && status < 500, latencyMs);
   }
@@ -406,7 +406,7 @@ export abstract class AttemptPhase {
     }
     // Commit: this attempt wins; cancel the others.
     this.committed = a;
-    up.deps.metrics.hot.attemptHead(up.name, a.ep.id, latency / 1000);
+    up.deps.metrics.requestPath.attemptHead(up.name, a.ep.id, latency / 1000);
     up.hedgeTracker?.record(latency);
     this.hedgeTimer?.cancel();
     this.retryTimer?.cancel();

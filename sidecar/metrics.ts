@@ -23,7 +23,8 @@ export class SidecarMetrics {
   readonly limit: Gauge<'upstream'>;
   readonly configReloads: Counter<'source' | 'result'>;
   readonly discoveryConnected: Gauge;
-  readonly hot: HotMetrics;
+  /** Pre-bound label children for what every request and attempt records. */
+  readonly requestPath: RequestPathMetrics;
 
   constructor(m: Metrics) {
     this.requests = m.counter('ballast_sidecar_requests_total', 'Requests by outcome: the status class the caller got (2xx, 3xx, 4xx, 5xx) or the sidecar\'s own refusal (bulkhead_full, queue_timeout, rate_limited, shed, throttled, circuit_open, no_endpoint, unreachable, reset, timeout, fault, cancelled).', ['upstream', 'route', 'outcome']);
@@ -40,14 +41,14 @@ export class SidecarMetrics {
     this.queueWait = m.histogram('ballast_sidecar_queue_wait_seconds', 'Time requests waited for a bulkhead slot.', ['upstream', 'route'], latencyBuckets);
     this.inflight = m.gauge('ballast_sidecar_inflight', 'Requests holding a bulkhead slot.', ['upstream', 'route']);
     this.limit = m.gauge('ballast_sidecar_concurrency_limit', 'The adaptive concurrency limit learned for the upstream.', ['upstream']);
-    this.hot = new HotMetrics(this);
+    this.requestPath = new RequestPathMetrics(this);
     this.discoveryConnected = m.gauge('ballast_sidecar_discovery_connected', '1 while the discovery stream from the operator is up (the last good configuration serves either way).');
     this.configReloads = m.counter('ballast_sidecar_config_reloads_total', 'Configuration changes applied or refused.', ['source', 'result']);
   }
 }
 
 /** Label children looked up once and kept (prom-client hashes the label object on every call). */
-export class HotMetrics {
+export class RequestPathMetrics {
   readonly #metrics: SidecarMetrics;
   readonly #counters = new Map<string, { inc(): void }>();
   readonly #histograms = new Map<string, { observe(v: number): void }>();

@@ -159,7 +159,7 @@ class Exchange extends AttemptPhase {
   }
 
   count(outcome: string): void {
-    this.up.deps.metrics.hot.request(this.up.name, this.route?.name ?? 'default', outcome, (this.up.deps.clock.now() - this.arrived) / 1000);
+    this.up.deps.metrics.requestPath.request(this.up.name, this.route?.name ?? 'default', outcome, (this.up.deps.clock.now() - this.arrived) / 1000);
   }
 
   release(): void {

@@ -38,7 +38,7 @@ export function tunnel(up: Upstream, req: IncomingMessage, client: Duplex, head:
   const started = up.deps.clock.now();
   const policy = up.defaultRoute.policy;
   const tried = new Set<string>();
-  const count = (outcome: string) => up.deps.metrics.hot.request(up.name, 'default', outcome, (up.deps.clock.now() - started) / 1000);
+  const count = (outcome: string) => up.deps.metrics.requestPath.request(up.name, 'default', outcome, (up.deps.clock.now() - started) / 1000);
   client.on('error', () => undefined);
   const attempt = (): void => {
     const now = up.deps.clock.now();

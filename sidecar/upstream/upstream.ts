@@ -217,7 +217,7 @@ export class Upstream {
         if (ep.breaker && ep.breaker.state(clock.now()) !== 'closed') this.openBreakers = Math.max(0, this.openBreakers - 1);
         metrics.ejected.remove({ upstream: this.name, endpoint: id });
         for (const reason of ejectReasons) metrics.ejections.remove({ upstream: this.name, endpoint: id, reason });
-        metrics.hot.forgetEndpoint(this.name, id);
+        metrics.requestPath.forgetEndpoint(this.name, id);
         metrics.breaker.remove({ upstream: this.name, endpoint: id });
       }
     }
