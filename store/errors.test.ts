@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isBallastError } from '../lib/errors.ts';
 import { fromRaft } from './errors.ts';
-import { RaftError } from './raft/errors.ts';
+import { RaftError } from './raft/raft-error.ts';
 
 describe('the consensus core\'s refusals as etcd\'s errors', () => {
   it('each raft code becomes the store code and the exact message etcd clients match on', () => {

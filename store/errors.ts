@@ -1,6 +1,6 @@
 /** The store's error catalogue. Messages match etcd's where clients match on them. */
 import { defineCatalogue } from '../lib/errors.ts';
-import { RaftError } from './raft/errors.ts';
+import { RaftError } from './raft/raft-error.ts';
 
 export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_NOT_LEADER: 'This member is not the leader and the request must be served by the leader (etcdserver: not leader).',

@@ -2,7 +2,7 @@
 // replays exactly; the simulator checks election safety and state-machine safety on every step.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RaftError } from './errors.ts';
+import { RaftError } from './raft-error.ts';
 import { SimCluster } from '../../test/support/raft-sim.ts';
 
 const ids3 = ['a', 'b', 'c'];

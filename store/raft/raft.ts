@@ -9,7 +9,7 @@
  * transfer; ReadIndex reads. The shape follows etcd's raft package.
  */
 import type { Random } from '../../lib/random.ts';
-import { RaftError } from './errors.ts';
+import { RaftError } from './raft-error.ts';
 import { RaftLog } from './log.ts';
 import type { Progress } from './progress.ts';
 import { ReadOnly } from './read-only.ts';
