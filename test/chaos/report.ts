@@ -115,27 +115,31 @@ export function summarize(r: ChaosReport): string {
 }
 
 
-/** Fault kinds shaded alike in the plots (the kinds themselves are in report.md). */
-export const faultFamilies = ['kill', 'pause', 'partition', 'lossy or slow link', 'membership change', 'disk'] as const;
-export function faultFamily(kind: string): (typeof faultFamilies)[number] {
-  if (kind.startsWith('kill')) return 'kill';
-  if (kind.startsWith('pause')) return 'pause';
-  if (kind.startsWith('partition')) return 'partition';
-  if (kind === 'drop-one-way' || kind === 'slow-network') return 'lossy or slow link';
-  if (kind.startsWith('disk')) return 'disk';
-  return 'membership change';
-}
+/**
+ * Each fault kind's shade in the plots: one hue per family (kills blue, pauses orange, partitions
+ * red, a lossy or slow link teal, membership changes green, disk faults ochre), a shade per kind.
+ */
+export const faultColors: Record<FaultKind, string> = {
+  'kill-random': '#4e79a7', 'kill-leader': '#7aa6d6', 'kill-majority': '#a0cbe8',
+  'pause-leader': '#f28e2b', 'pause-follower': '#ffbe7d',
+  'partition-leader': '#e15759', 'partition-majority': '#ff9d9a', 'partition-bridge': '#b03a3c',
+  'drop-one-way': '#499894', 'slow-network': '#86bcb6',
+  'add-learner': '#59a14f', 'promote-learner': '#8cd17d', 'remove-member': '#3d7a35', 'replace-member': '#b6d7a8', 'transfer-leader': '#2f5e2a',
+  'disk-lose-unsynced': '#b6992d', 'disk-slow-fsync': '#f1ce63', 'disk-full': '#8c6d1f',
+};
 
 /**
  * The report as a page of plots (Observable Plot's SVG, no script): per operation kind, latency
- * p50 and p99 over time on a log scale with every fault shaded by kind; operations returned per
+ * p50 and p99 over time on a log scale with every fault shaded by its kind; operations returned per
  * second with the unknown outcomes; and writes completed per second with the stretches of no
  * write shaded red.
  */
 export function chaosPage(r: ChaosReport): string {
   const tl = r.timeline;
-  const faults = r.faults.map((f) => ({ kind: faultFamily(f.kind), from: f.at / 1000, to: Math.max(f.healedAt, f.at + 100) / 1000 }));
-  const color = { domain: [...faultFamilies], scheme: 'tableau10' as const, label: 'fault' };
+  const faults = r.faults.map((f) => ({ kind: f.kind, from: f.at / 1000, to: Math.max(f.healedAt, f.at + 100) / 1000 }));
+  // The legend lists the kinds this run injected, each in its own shade.
+  const kinds = (Object.keys(faultColors) as FaultKind[]).filter((k) => r.faults.some((f) => f.kind === k));
+  const color = { domain: kinds, range: kinds.map((k) => faultColors[k]), label: 'fault' };
   const width = 1100;
   const x = { label: 'seconds since the run began', domain: [0, r.durationMs / 1000] };
   const sections: Array<{ title: string; figures: string[] }> = [];

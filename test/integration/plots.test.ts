@@ -13,7 +13,7 @@ import { PNG } from 'pngjs';
 import { comparisonFigures, page } from '../../bench/plots.ts';
 import { SeededRandom } from '../../lib/random.ts';
 import { type TimedOp, timeline } from '../chaos/checks.ts';
-import { type ChaosReport, type Fault, chaosPage } from '../chaos/report.ts';
+import { type ChaosReport, type Fault, chaosPage, faultColors } from '../chaos/report.ts';
 
 const chromium = ['chromium', '/usr/bin/chromium'].find((c) => spawnSync(c, ['--version']).status === 0) ?? 'chromium';
 
@@ -84,10 +84,12 @@ describe('pictures: the chaos report and the benchmarks\' pages, drawn in a real
     const html = chaosPage(report);
     assert.equal((html.match(/<svg/g) ?? []).length >= 6, true, 'four latency plots, throughput and availability');
     const img = screenshot(html, dir, 'chaos', '1200,2200');
-    // The lines' colours; the two faults' families (kill, partition: tableau10's 1st and 3rd) in
-    // the legend, and shaded at 18% over white behind the lines.
-    const { inked, found } = colours(img, { p50: '#1f77b4', p99: '#d62728', writes: '#22aa77', 'kill (legend)': '#4e79a7', 'partition (legend)': '#e15759' });
-    const shaded = colours(img, { 'kill (shaded)': tint('#4e79a7', 0.18), 'partition (shaded)': tint('#e15759', 0.18) }, 6).found;
+    // The lines' colours; the two faults' kinds in the legend, and shaded at 18% over white behind
+    // the lines.
+    const kill = faultColors['kill-leader'];
+    const partition = faultColors['partition-majority'];
+    const { inked, found } = colours(img, { p50: '#1f77b4', p99: '#d62728', writes: '#22aa77', 'kill-leader (legend)': kill, 'partition-majority (legend)': partition }, 12);
+    const shaded = colours(img, { 'kill-leader (shaded)': tint(kill, 0.18), 'partition-majority (shaded)': tint(partition, 0.18) }, 4).found;
     Object.assign(found, shaded);
     t.diagnostic(`${img.width}×${img.height}: ${(100 * inked / (img.width * img.height)).toFixed(1)}% inked; ${JSON.stringify(found)}`);
     assert.ok(inked > img.width * img.height * 0.03, 'the page is drawn, not blank');
