@@ -38,6 +38,32 @@ describe('docs name files and sections that exist', () => {
     assert.deepEqual(missing, []);
   });
 
+  it('every docs section a status message, an error or a comment names exists (docs/x.md, "Section")', () => {
+    const sources: string[] = [];
+    const walk = (dir: string) => {
+      for (const name of readdirSync(join(root, dir))) {
+        const rel = join(dir, name);
+        if (statSync(join(root, rel)).isDirectory()) walk(rel);
+        else if (/\.(ts|js|mjs)$/.test(name)) sources.push(rel);
+      }
+    };
+    for (const d of folders) if (!['bench', 'docs', 'charts', 'crds', 'kustomize', 'argocd', 'dashboards', 'alerts', 'examples'].includes(d)) walk(d);
+    walk('bench');
+    const missing: string[] = [];
+    let named = 0;
+    for (const file of [...sources, 'eslint.config.js'].filter((f) => f !== 'test/docs-references.test.ts')) {
+      readFileSync(join(root, file), 'utf8').split('\n').forEach((line, i) => {
+        for (const [, page, section] of line.matchAll(/(docs\/[a-z-]+\.md)[,:]? \(?\\?["“]([^"”\\]+)\\?["”]/g)) {
+          named++;
+          const headings = existsSync(join(root, page!)) ? readFileSync(join(root, page!), 'utf8').split('\n').filter((l) => /^#{1,6} /.test(l)).map((l) => l.replace(/^#+ /, '').trim()) : [];
+          if (!headings.some((h) => h.startsWith(section!))) missing.push(`${file}:${i + 1}: ${page}, "${section}"`);
+        }
+      });
+    }
+    assert.ok(named >= 3, `found the references (${named})`);
+    assert.deepEqual(missing, [], 'a message or comment sends readers to a section that does not exist');
+  });
+
   it('the check finds a missing file and a missing section', () => {
     assert.equal(existsSync(join(root, 'store/raft/no-such-file.ts')), false);
     assert.ok(anchors('docs/store.md').has('known-differences-from-etcd'));
