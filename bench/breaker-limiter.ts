@@ -172,9 +172,8 @@ async function offerLoad(offer: () => Promise<boolean>, rate: number, ms: number
     maxIn100ms = Math.max(maxIn100ms, i - j + 1);
   }
   const p99 = (xs: number[]) => Math.round(percentile(xs.sort((a, b) => a - b), 99) * 100) / 100;
-  return { admitted: admittedAt.length, admittedWhileOffered: admittedAt.filter((t) => t <= ms).length, refused, maxIn100ms, admitWaitP99: p99(admitWait), refuseWaitP99: xs(refuseWait, p99) };
+  return { admitted: admittedAt.length, admittedWhileOffered: admittedAt.filter((t) => t <= ms).length, refused, maxIn100ms, admitWaitP99: p99(admitWait), refuseWaitP99: refuseWait.length ? p99(refuseWait) : 0 };
 }
-const xs = (v: number[], f: (v: number[]) => number) => (v.length ? f(v) : 0);
 
 async function limiters(): Promise<Record<string, LimitRun>> {
   const rate = 1000;

@@ -23,6 +23,7 @@ import * as prometheus from '@grafana/grafana-foundation-sdk/prometheus';
 import * as statPanel from '@grafana/grafana-foundation-sdk/stat';
 import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
 import * as Units from '@grafana/grafana-foundation-sdk/units';
+import { type DashboardModel, fillAll, modelPanels } from './lint.ts';
 
 export interface Panel {
   title: string;
@@ -278,14 +279,10 @@ export function renderDashboard(d: Dashboard): string {
   return `${JSON.stringify(buildDashboard(d), null, 2)}\n`;
 }
 
-type ModelPanel = { type?: string; title?: string; targets?: Array<{ expr?: string }>; panels?: ModelPanel[] };
-
 /**
- * Every query of a built dashboard (the JSON that ships, panels nested in collapsed rows included),
- * with Grafana's placeholders filled as "All" would: what a test evaluates on a real Prometheus.
+ * Every query of a built dashboard (the JSON that ships), with Grafana's placeholders filled as
+ * "All" would: what a test evaluates on a real Prometheus.
  */
-export function panelQueries(model: { title?: string; panels?: ModelPanel[] }, rateInterval = '1m'): Array<{ panel: string; expr: string }> {
-  const fill = (e: string) => e.replaceAll('$__rate_interval', rateInterval).replace(/\$([a-z]+)/g, '.*');
-  const flat = (model.panels ?? []).flatMap((p) => [p, ...(p.panels ?? [])]);
-  return flat.flatMap((p) => (p.targets ?? []).filter((t) => t.expr).map((t) => ({ panel: `${model.title} / ${p.title}`, expr: fill(t.expr ?? '') })));
+export function panelQueries(model: DashboardModel, rateInterval = '1m'): Array<{ panel: string; expr: string }> {
+  return modelPanels(model).flatMap((p) => (p.targets ?? []).flatMap((t) => (t.expr ? [{ panel: `${model.title} / ${p.title}`, expr: fillAll(t.expr, rateInterval) }] : [])));
 }

@@ -11,7 +11,7 @@
 import * as Units from '@grafana/grafana-foundation-sdk/units';
 
 interface Target { expr?: string }
-interface ModelPanel {
+export interface ModelPanel {
   type?: string; title?: string; description?: string;
   datasource?: { type?: string; uid?: string };
   targets?: Target[];
@@ -79,6 +79,16 @@ function lintExpr(expr: string, where: string): string[] {
   return findings;
 }
 
+/** A dashboard's panels, those inside collapsed rows included, rows themselves left out. */
+export function modelPanels(d: DashboardModel): ModelPanel[] {
+  return (d.panels ?? []).flatMap((p) => [p, ...(p.panels ?? [])]).filter((p) => p.type !== 'row');
+}
+
+/** PromQL with Grafana's placeholders filled as "All" would: variables match anything. */
+export function fillAll(expr: string, rateInterval = '1m'): string {
+  return expr.replaceAll('$__rate_interval', rateInterval).replace(/\$([a-z]+)/g, '.*');
+}
+
 /** Every finding of the linter's rules on one dashboard's JSON model. */
 export function lintDashboard(d: DashboardModel): string[] {
   const board = `dashboard '${d.title ?? '?'}'`;
@@ -102,8 +112,7 @@ export function lintDashboard(d: DashboardModel): string[] {
       findings.push(`[template-label-promql-rule] ${board}: variable '${v.name}' is not a label_values(<selector>, <label>) query: ${v.definition}`);
     }
   }
-  const panels = (d.panels ?? []).flatMap((p) => [p, ...(p.panels ?? [])]).filter((p) => p.type !== 'row');
-  for (const p of panels) {
+  for (const p of modelPanels(d)) {
     const where = `${board}, panel '${p.title ?? '?'}'`;
     if (!p.title || !p.description) findings.push(`[panel-title-description-rule] ${where}: needs a title and a description`);
     if (!templated(p.datasource?.uid)) findings.push(`[panel-datasource-rule] ${where}: does not use the $datasource variable`);

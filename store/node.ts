@@ -116,11 +116,7 @@ export class StoreNode {
     this.#reads = new ReadBatcher({
       clock: cfg.clock, timeoutMs: cfg.requestTimeoutMs, nextContext: () => `${this.#nonce}.r${++this.#seq}`,
       requestReadIndex: (ctx) => {
-        try {
-          this.#raft.readIndex(ctx);
-        } catch (err) {
-          throw fromRaft(err);
-        }
+        asEtcd(() => this.#raft.readIndex(ctx));
         this.#kick();
       },
     });
@@ -294,11 +290,7 @@ export class StoreNode {
 
   /** Hand leadership to `target`; resolves when it leads. */
   async moveLeader(target: NodeId): Promise<void> {
-    try {
-      this.#raft.transferLeadership(target);
-    } catch (err) {
-      throw fromRaft(err);
-    }
+    asEtcd(() => this.#raft.transferLeadership(target));
     this.#kick();
     const deadline = this.#cfg.clock.now() + this.#cfg.electionMs * 2;
     while (this.#raft.lead !== target) {
@@ -569,5 +561,14 @@ export class StoreNode {
     const formats = [...supportedFormats];
     if (me.name === this.#cfg.name && me.clientURLs.join(',') === want.join(',') && me.formats?.join(',') === formats.join(',') && me.version === this.#cfg.version) return;
     this.write({ op: 'publish', id: this.id, name: this.#cfg.name, clientURLs: want, formats, version: this.#cfg.version }).catch(() => undefined);
+  }
+}
+
+/** A call into the consensus core, its refusals as etcd's errors (store/errors.ts fromRaft). */
+function asEtcd<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    throw fromRaft(err);
   }
 }

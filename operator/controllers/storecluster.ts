@@ -86,9 +86,11 @@ export class StoreClusterController {
     let list: MemberInfo[] | undefined;
     let leaderId = '';
     let authProblem = '';
+    let auth: Observed['auth'] = 'unknown';
     await Promise.all(pods.map(async (p) => {
       const store = p.status?.containerStatuses?.find((c) => c.name === 'store');
       const last = store?.lastState?.terminated;
+      const memoryLimit = p.spec?.containers.find((c) => c.name === 'store')?.resources?.limits?.['memory'];
       const view: PodView = {
         name: p.metadata?.name ?? '', ready: podReady(p),
         dataLost: p.status?.containerStatuses?.some((c) => c.lastState?.terminated?.exitCode === ExitCode.dataLost || c.state?.terminated?.exitCode === ExitCode.dataLost) === true,
@@ -98,7 +100,7 @@ export class StoreClusterController {
         ...(p.metadata?.annotations?.['ballast.dev/version'] ? { version: p.metadata.annotations['ballast.dev/version'] } : {}),
         ...(store ? { restarts: store.restartCount } : {}),
         ...(last ? { lastTermination: { reason: last.reason ?? 'Unknown', exitCode: last.exitCode, ...(last.finishedAt ? { finishedAt: new Date(last.finishedAt).toISOString() } : {}) } } : {}),
-        ...(p.spec?.containers.find((c) => c.name === 'store')?.resources?.limits?.['memory'] ? { memoryLimit: p.spec.containers.find((c) => c.name === 'store')?.resources?.limits?.['memory'] ?? '' } : {}),
+        ...(memoryLimit ? { memoryLimit } : {}),
       };
       views.push(view);
       if (!view.ip) return;
@@ -108,6 +110,8 @@ export class StoreClusterController {
         view.appliedIndex = st.appliedIndex;
         if (st.leader !== '0') leaderId = st.leader;
         if (!list || st.leader === st.id) list = await c.list().catch(() => list);
+        // The store's auth, asked of the leader on the connection already open.
+        if (st.leader === st.id) auth = await c.authEnabled().then((on) => (on === undefined ? 'unsupported' : on ? 'on' : 'off'), () => 'unknown' as const);
       } catch (err) {
         const details = (err as { details?: string }).details ?? '';
         if (/etcdserver: (user name is empty|authentication failed|permission denied)/.test(details)) authProblem = details;
@@ -122,14 +126,10 @@ export class StoreClusterController {
     // A volume kept from an earlier scale-down, where the next member would start.
     const nextClaimExists = setReplicas !== undefined && sc.spec.replicas > setReplicas
       && await this.#deps.core.readNamespacedPersistentVolumeClaim({ name: `data-${specs.memberName(sc, setReplicas)}`, namespace: sc.metadata.namespace }).then(() => true, () => false);
-    const observed: Observed = {
-      setReplicas, pods: views, members, leaderId, auth: 'unknown', hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
+    return {
+      setReplicas, pods: views, members, leaderId, auth, hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
       ...(authProblem && !leaderId ? { authProblem } : {}),
     };
-    if (leaderId && members) {
-      observed.auth = await this.#leaderCall(sc, observed, (c) => c.authEnabled()).then((on) => (on === undefined ? 'unsupported' : on ? 'on' : 'off'), () => 'unknown' as const);
-    }
-    return observed;
   }
 
   /** Call the leader (its pod's IP, from the Raft configuration's name for the leader's id). */

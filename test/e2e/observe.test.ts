@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { panelQueries } from '../../dashboards/definitions.ts';
-import type { DashboardModel } from '../../dashboards/lint.ts';
+import { type DashboardModel, fillAll } from '../../dashboards/lint.ts';
 import { clientPod, echoService } from '../support/demo.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
 import { applyWhenRouted } from '../support/webhook.ts';
@@ -171,12 +171,11 @@ scrape_configs:
     const failures: string[] = [];
     let queries = 0;
     // The dashboards as they ship (the JSON the chart's ConfigMaps carry), variables filled as "All".
-    const fill = (e: string) => e.replace(/\$([a-z]+)/g, '.*');
     for (const file of readdirSync(join(root, 'dashboards')).filter((f) => f.endsWith('.json'))) {
       const d = JSON.parse(readFileSync(join(root, 'dashboards', file), 'utf8')) as DashboardModel;
       for (const v of (d.templating?.list ?? []).filter((x) => x.type === 'query')) {
         const [, selector, label] = /^label_values\((.+), *(\w+)\)$/.exec(v.definition ?? '') ?? [];
-        const r = await query(`count by (${label}) (${fill(selector ?? '')})`);
+        const r = await query(`count by (${label}) (${fillAll(selector ?? '')})`);
         queries++;
         if (r.status !== 'success' || (r.data?.result.length ?? 0) === 0) failures.push(`${d.title} variable ${v.name}: ${r.error ?? 'no data'}`);
       }
