@@ -5,20 +5,21 @@
  * peers to reach until the member table is applied. The driver (store/node.ts) runs what this
  * returns.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { catalogue } from './errors.ts';
+import { forceNewCluster } from './force-new-cluster.ts';
 import { discoverId } from './join.ts';
 import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
 import type { StoreNodeConfig } from './node.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
-import type { NodeId, Snapshot } from './raft/types.ts';
+import type { NodeId, Snapshot, SnapshotMeta } from './raft/types.ts';
 import { latestFormat } from './format/codec.ts';
 import { checkFormat } from './format/data-dir.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import type { ConfContext } from './state-machine.ts';
-import { Wal } from './wal/wal.ts';
+import { Wal, type WalContents } from './wal/wal.ts';
 
 export interface BootedMember {
   id: NodeId;
@@ -68,13 +69,15 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
       throw catalogue.error('STORE_ERR_DATA_DIR', `${cfg.dataDir} belongs to cluster ${contents.meta.clusterId}, not this one (${clusterIdOf(cfg.token)}); check --initial-cluster-token or use a fresh --data-dir`);
     }
     const snapshot = snap.loadNewest((file, why) => cfg.log.warn({ file, why }, 'skipping damaged snapshot'));
+    const id = contents.meta.memberId;
+    if (cfg.forceNewCluster) forceOnce(cfg, memberDir, id, wal, contents, snapshot?.meta);
     const boot: RaftBoot = { conf: { voters: [], learners: [] }, entries: contents.entries, applied: snapshot?.meta.index ?? 0 };
     if (contents.hardState) boot.hardState = contents.hardState;
     if (snapshot) boot.snapshot = snapshot;
-    const id = contents.meta.memberId;
     cfg.log.info({ member: id, entries: contents.entries.length, snapshotIndex: snapshot?.meta.index ?? 0, term: contents.hardState?.term ?? 0 }, 'recovered member from data directory');
     return { id, raft: new Raft(raftCfg(id), boot), wal, snap, snapshot: snapshot ?? undefined, peers };
   }
+  if (cfg.forceNewCluster) throw catalogue.error('STORE_ERR_DATA_DIR', `--force-new-cluster: ${cfg.dataDir} holds no data to start the new cluster from; give the data directory of the member that survived`);
   // Joining an existing cluster, the member asks it for its id (MemberAdd may have salted it);
   // a new cluster's members compute theirs from --initial-cluster.
   const joined = cfg.initialClusterState === 'existing' ? await discoverId(cfg) : undefined;
@@ -101,4 +104,23 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
   }
   cfg.log.info({ member: id, state: cfg.initialClusterState }, 'initialized new member data directory');
   return { id, raft, wal, snap, peers };
+}
+
+/**
+ * --force-new-cluster: commit the whole log with every other member removed (written to the WAL
+ * and synced before the Raft core sees it), then record the id it was done under.
+ */
+function forceOnce(cfg: StoreNodeConfig, memberDir: string, id: NodeId, wal: Wal, contents: WalContents, snapshot: SnapshotMeta | undefined): void {
+  const marker = join(memberDir, 'forced-new-cluster');
+  const once = cfg.forceNewCluster?.once;
+  if (once && existsSync(marker) && readFileSync(marker, 'utf8').trim() === once) {
+    cfg.log.info({ member: id, id: once }, '--force-new-cluster: already done under this id; starting normally');
+    return;
+  }
+  const forced = forceNewCluster(id, { snapshot, entries: contents.entries, hardState: contents.hardState });
+  wal.save(forced.hardState, forced.entries);
+  contents.entries.push(...forced.entries);
+  contents.hardState = forced.hardState;
+  if (once) writeFileSync(marker, `${once}\n`, { flush: true });
+  cfg.log.warn({ member: id, removed: forced.removed, commit: forced.hardState.commit, term: forced.hardState.term }, '--force-new-cluster: starting as a one-member cluster from this member\'s data; add the other members back (as learners) once it leads');
 }

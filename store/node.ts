@@ -39,6 +39,12 @@ export interface StoreNodeConfig {
   /** name → peer URLs, from --initial-cluster. */
   initialCluster: Map<string, string[]>;
   initialClusterState: 'new' | 'existing';
+  /**
+   * Start as a one-member cluster from this member's data (etcd's --force-new-cluster;
+   * store/force-new-cluster.ts). With `once`, only if this data directory has not been forced
+   * under that id already, so a restart with the same settings starts normally.
+   */
+  forceNewCluster?: { once?: string } | undefined;
   token: string;
   heartbeatMs: number;
   electionMs: number;

@@ -23,7 +23,7 @@ import { type TlsFiles, grpcServerCredentials } from './tls.ts';
 
 /** The member's own settings come from StoreNodeConfig; the rest are the process's edges. */
 export interface StoreServerConfig extends Pick<StoreNodeConfig,
-  'name' | 'dataDir' | 'listenPeerUrls' | 'advertisePeerUrls' | 'advertiseClientUrls' | 'initialCluster' | 'initialClusterState' |
+  'name' | 'dataDir' | 'listenPeerUrls' | 'advertisePeerUrls' | 'advertiseClientUrls' | 'initialCluster' | 'initialClusterState' | 'forceNewCluster' |
   'token' | 'heartbeatMs' | 'electionMs' | 'snapshotCount' | 'maxRequestBytes' | 'watchProgressNotifyMs' | 'peerTls' | 'failpoints'> {
   listenClientUrls: URL[];
   quotaBytes: number;
@@ -94,7 +94,7 @@ export class StoreServer {
     this.#tokens = tokenProvider(c.authToken, { clock: realClock, simpleTtlMs: c.authTokenTtlSeconds * 1000, waitApplied: (index) => this.node.waitApplied(index, 5000) });
     this.node = await StoreNode.open({
       name: c.name, dataDir: c.dataDir, version: c.ballastVersion, listenPeerUrls: c.listenPeerUrls, advertisePeerUrls: c.advertisePeerUrls,
-      advertiseClientUrls: c.advertiseClientUrls, initialCluster: c.initialCluster, initialClusterState: c.initialClusterState,
+      advertiseClientUrls: c.advertiseClientUrls, initialCluster: c.initialCluster, initialClusterState: c.initialClusterState, forceNewCluster: c.forceNewCluster,
       token: c.token, heartbeatMs: c.heartbeatMs, electionMs: c.electionMs, snapshotCount: c.snapshotCount,
       snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs, maxRequestBytes: c.maxRequestBytes,
       clock: realClock, random: systemRandom, log: this.#log, metrics: this.#storeMetrics, unsafeStaleReads: c.unsafeStaleReads,
