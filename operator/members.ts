@@ -24,6 +24,9 @@ export interface MemberState {
   leader: string;
   version: string;
   appliedIndex: number;
+  /** Raft term and commit index (etcd's raftTerm and raftIndex). */
+  term: number;
+  commitIndex: number;
   isLearner: boolean;
 }
 
@@ -145,11 +148,12 @@ export class MemberClient {
 
   async status(): Promise<MemberState> {
     const r = await this.#call(this.#maintenance, 'Status', {});
-    return { id: hex(r['header']?.member_id), leader: hex(r['leader']), version: String(r['version'] ?? ''), appliedIndex: Number(r['raftAppliedIndex'] ?? 0), isLearner: Boolean(r['isLearner']) };
+    return { id: hex(r['header']?.member_id), leader: hex(r['leader']), version: String(r['version'] ?? ''), appliedIndex: Number(r['raftAppliedIndex'] ?? 0), term: Number(r['raftTerm'] ?? 0), commitIndex: Number(r['raftIndex'] ?? 0), isLearner: Boolean(r['isLearner']) };
   }
 
-  async list(): Promise<MemberInfo[]> {
-    const r = await this.#call(this.#cluster, 'MemberList', { linearizable: true });
+  /** The member table: through the leader (linearizable), or as this member applied it (no leader needed). */
+  async list(linearizable = true): Promise<MemberInfo[]> {
+    const r = await this.#call(this.#cluster, 'MemberList', { linearizable });
     return (r['members'] as Wire[] ?? []).map((m) => ({ id: hex(m['ID']), name: String(m['name'] ?? ''), peerURLs: m['peerURLs'] ?? [], clientURLs: m['clientURLs'] ?? [], isLearner: Boolean(m['isLearner']) }));
   }
 

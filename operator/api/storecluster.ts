@@ -57,6 +57,31 @@ export interface StoreClusterStatus {
   phase?: string;
   /** Whether the store checks users and permissions now (etcd's auth). */
   authEnabled?: boolean;
+  /** Guided recovery from a lost quorum: the plan, and how far its approved run got (null: removed). */
+  recovery?: RecoveryStatus | null;
+}
+
+/**
+ * A plan to recover a lost quorum from the member with the newest data (operator/plan/recovery.ts):
+ * nothing is done until a person approves this exact plan by its id.
+ */
+export interface RecoveryStatus {
+  /** Names this plan: a hash of the survivor, its Raft term and index, and the members re-created. */
+  planId: string;
+  /** AwaitingApproval, then (once approved) Restarting, Rejoining and Completed. */
+  state: 'AwaitingApproval' | 'Restarting' | 'Rejoining' | 'Completed';
+  survivor: string;
+  survivorId: string;
+  term: number;
+  index: number;
+  /** The members that come back empty and catch up from the survivor. */
+  recreate: string[];
+  /** What approving would discard, for a person to weigh. */
+  loses: string;
+  /** An approval that named another plan, and why it was refused. */
+  refused?: string;
+  approvedAt?: string;
+  completedAt?: string;
 }
 
 export interface StoreCluster {
@@ -148,8 +173,21 @@ export const storeClusterCrd: CrdDefinition = {
     leader: openapi.string('Name of the current leader.'),
     currentVersion: openapi.string('Version every member runs (during an update, the older one).'),
     selector: openapi.string('Label selector of the member pods (for the scale subresource).'),
-    phase: openapi.string('A one-word summary: Bootstrapping, Ready, Scaling, Updating, Degraded, QuorumLost, Paused.'),
+    phase: openapi.string('A one-word summary: Bootstrapping, Ready, Scaling, Updating, Repairing, Degraded, QuorumLost, Recovering, Paused.'),
     authEnabled: openapi.bool('Whether the store checks users and permissions (spec.auth), as it last answered.'),
+    recovery: openapi.object('Guided recovery from a lost quorum (docs/operations.md, "Recovering from quorum loss"): the plan the operator proposes, and how far its approved run got. Nothing happens until the annotation ballast.dev/approve-recovery names planId.', {
+      planId: openapi.string('The plan\'s id: approve exactly this plan with kubectl annotate storecluster NAME ballast.dev/approve-recovery=ID.'),
+      state: openapi.string('AwaitingApproval; once approved Restarting (the survivor restarts as a one-member cluster), Rejoining (the others come back empty as learners) and Completed.', { enum: ['AwaitingApproval', 'Restarting', 'Rejoining', 'Completed'] }),
+      survivor: openapi.string('The member whose data the cluster restarts from: the one with the highest Raft term and index.'),
+      survivorId: openapi.string('Its Raft member id (hex).'),
+      term: openapi.int('Its Raft term when the plan was made.'),
+      index: openapi.int('Its Raft commit index when the plan was made.'),
+      recreate: openapi.array('The members that are re-created with empty volumes and catch up from the survivor.', openapi.string('A member name.')),
+      loses: openapi.string('What approving the plan would discard.'),
+      refused: openapi.string('An approval that named another plan, and why it was refused.'),
+      approvedAt: openapi.string('When the plan was approved (RFC 3339).'),
+      completedAt: openapi.string('When every member was a voter again (RFC 3339).'),
+    }),
   }),
   columns: [
     { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status', description: 'All members ready' },

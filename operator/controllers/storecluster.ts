@@ -84,6 +84,7 @@ export class StoreClusterController {
     const pods = this.#deps.pods.list().filter((p) => p.metadata?.namespace === sc.metadata.namespace && p.metadata.labels?.[specs.labels.instance] === sc.metadata.name && !p.metadata.deletionTimestamp);
     const views: PodView[] = [];
     let list: MemberInfo[] | undefined;
+    let local: { term: number; index: number; members: MemberInfo[] } | undefined;
     let leaderId = '';
     let authProblem = '';
     let auth: Observed['auth'] = 'unknown';
@@ -101,15 +102,21 @@ export class StoreClusterController {
         ...(store ? { restarts: store.restartCount } : {}),
         ...(last ? { lastTermination: { reason: last.reason ?? 'Unknown', exitCode: last.exitCode, ...(last.finishedAt ? { finishedAt: new Date(last.finishedAt).toISOString() } : {}) } } : {}),
         ...(memoryLimit ? { memoryLimit } : {}),
+        ...forcePlanOf(p),
       };
       views.push(view);
       if (!view.ip) return;
       const c = this.#deps.members(`${view.ip}:${specs.clientPort}`, sc, this.#creds(sc));
       try {
         const st = await c.status();
-        view.appliedIndex = st.appliedIndex;
+        Object.assign(view, { appliedIndex: st.appliedIndex, memberId: st.id, term: st.term, commitIndex: st.commitIndex });
         if (st.leader !== '0') leaderId = st.leader;
         if (!list || st.leader === st.id) list = await c.list().catch(() => list);
+        // Without a leader, the configuration as the member with the newest data applied it (for a recovery plan).
+        if (st.leader === '0' && (!local || st.term > local.term || (st.term === local.term && st.commitIndex > local.index))) {
+          const members = await c.list(false).catch(() => undefined);
+          if (members) local = { term: st.term, index: st.commitIndex, members };
+        }
         // The store's auth, asked of the leader on the connection already open.
         if (st.leader === st.id) auth = await c.authEnabled().then((on) => (on === undefined ? 'unsupported' : on ? 'on' : 'off'), () => 'unknown' as const);
       } catch (err) {
@@ -120,14 +127,15 @@ export class StoreClusterController {
       }
     }));
     views.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
-    const members: MemberView[] | undefined = list?.map((m) => ({ id: m.id, name: nameOf(m), peerUrl: m.peerURLs[0] ?? '', isLearner: m.isLearner }));
+    const toViews = (l: MemberInfo[]): MemberView[] => l.map((m) => ({ id: m.id, name: nameOf(m), peerUrl: m.peerURLs[0] ?? '', isLearner: m.isLearner }));
+    const members = list ? toViews(list) : undefined;
     const set = this.#deps.sets.get(`${sc.metadata.namespace}/${sc.metadata.name}`);
     const setReplicas = set ? set.spec?.replicas ?? 0 : undefined;
     // A volume kept from an earlier scale-down, where the next member would start.
     const nextClaimExists = setReplicas !== undefined && sc.spec.replicas > setReplicas
       && await this.#deps.core.readNamespacedPersistentVolumeClaim({ name: `data-${specs.memberName(sc, setReplicas)}`, namespace: sc.metadata.namespace }).then(() => true, () => false);
     return {
-      setReplicas, pods: views, members, leaderId, auth, hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
+      setReplicas, pods: views, members, leaderId, auth, ...(local ? { localMembers: toViews(local.members) } : {}), hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
       ...(authProblem && !leaderId ? { authProblem } : {}),
     };
   }
@@ -154,7 +162,7 @@ export class StoreClusterController {
       try {
         switch (a.do) {
           case 'applyStatefulSet':
-            await this.#apply(specs.statefulSet(sc, { replicas: a.replicas, initialCluster: a.members.map((m) => `${m.name}=${m.peerUrl}`).join(','), clusterState: a.state }));
+            await this.#apply(specs.statefulSet(sc, { replicas: a.replicas, initialCluster: a.members.map((m) => `${m.name}=${m.peerUrl}`).join(','), clusterState: a.state, ...(a.forceNewCluster ? { forceNewCluster: a.forceNewCluster } : {}) }));
             break;
           case 'addLearner':
             addedId = (await this.#leaderCall(sc, o, (c) => c.addLearner(a.peerUrl))).id;
@@ -270,3 +278,11 @@ export class StoreClusterController {
 
 /** Unchanged objects are applied again after this long (drift correction). */
 const reapplyMs = 10 * 60_000;
+
+/** The recovery plan a member pod's store was started to force a new cluster under (its own name named). */
+function forcePlanOf(p: V1Pod): { forcePlan?: string } {
+  const args = p.spec?.containers.find((c) => c.name === 'store')?.args ?? [];
+  const value = (flag: string) => args.find((a) => a.startsWith(`--${flag}=`))?.slice(flag.length + 3);
+  const id = value('force-new-cluster-id');
+  return id && value('force-new-cluster-member') === p.metadata?.name ? { forcePlan: id } : {};
+}

@@ -5,16 +5,16 @@
  * off the highest ordinal if needed and removes it from the Raft configuration (MemberRemove)
  * before its pod goes. Repair: a member that lost its data is removed, given an empty volume and
  * added back as a learner. Nothing happens while the cluster is not healthy, and a lost quorum is
- * reported, never acted on. At most one step per reconcile.
+ * acted on only through a recovery plan a person approved (operator/plan/recovery.ts). At most
+ * one step per reconcile.
  */
 import type { StoreCluster } from '../api/storecluster.ts';
 import * as specs from '../specs/storecluster.ts';
-import type { Action, MemberView, Observed, PeerRef, Step, StepEvent, StepStatus } from './types.ts';
+import { planLostQuorum, planRejoin } from './recovery.ts';
+import { step } from './step.ts';
+import type { Action, MemberView, Observed, PeerRef, Step } from './types.ts';
 
-/** A step that performs `actions` then records `events`. */
-export function step(status: StepStatus, actions: Action[] = [], events: StepEvent[] = []): Step {
-  return { ...status, ensureObjects: true, actions, events };
-}
+export { step };
 
 /** The members every ordinal below `n` would be. */
 export function ordinalMembers(sc: StoreCluster, n: number): PeerRef[] {
@@ -43,10 +43,7 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
     // Without a leader the Raft configuration is unknown: the StatefulSet is left exactly as it
     // is (rewriting its bootstrap settings from a guess could, on a member that lost its data,
     // start a second cluster).
-    if (o.pods.length > 0 && o.pods.every((p) => p.ip) && Boolean(sc.status?.leader)) {
-      const events: StepEvent[] = sc.status?.phase === 'QuorumLost' ? [] : [{ type: 'Warning', reason: 'QuorumLost', message: `no leader: fewer than a quorum of the ${current} members answer; nothing will be removed or replaced until they are back` }];
-      return step({ phase: 'QuorumLost', quorumLost: true, progressing: { status: 'False', reason: 'QuorumLost', message: 'no leader' } }, [], events);
-    }
+    if (sc.status?.recovery?.state === 'Restarting' || (o.pods.length > 0 && o.pods.every((p) => p.ip) && Boolean(sc.status?.leader))) return planLostQuorum(sc, o);
     return step({ phase: 'Bootstrapping', progressing: { status: 'True', reason: 'WaitingForLeader', message: 'waiting for the members to elect a leader' } });
   }
   const membersNow: PeerRef[] = list.map((m) => ({ name: m.name, peerUrl: m.peerUrl }));
@@ -55,6 +52,12 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
     do: 'applyStatefulSet', replicas, members: membersNow.length > 0 ? membersNow : ordinalMembers(sc, current), state: membersNow.length > 0 ? 'existing' : 'new',
   });
 
+  // A recovery run, once the survivor leads: the other members from before it go first.
+  const run = sc.status?.recovery;
+  if (run && (run.state === 'Restarting' || run.state === 'Rejoining')) {
+    const rejoin = planRejoin(sc, o, run, keep(current), list.map((m) => m.name));
+    if (rejoin) return rejoin;
+  }
   // Repair: a member whose data is gone stops (STORE_ERR_DATA_LOST) instead of voting with a
   // forgotten log. Remove it from the Raft configuration and give it a new, empty volume; it is
   // added back as a learner below and promoted once caught up. Only while every other member is

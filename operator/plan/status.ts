@@ -44,7 +44,7 @@ export function planStatus(sc: StoreCluster, o: Observed, step: StepStatus): { s
   const available = o.leaderId
     ? cond('Available', 'True', 'QuorumAvailable', `a leader is elected; ${ready} of ${sc.spec.replicas} members ready (quorum ${quorum})`)
     : step.quorumLost
-      ? cond('Available', 'False', 'QuorumLost', `no leader: fewer than ${quorum} of ${sc.spec.replicas} members are running. The operator does not act destructively on a lost quorum. Bring the members' pods back (kubectl get pods -l ${specs.labels.instance}=${sc.metadata.name}); if their data is gone, restore a snapshot into a new StoreCluster (docs/operations.md, "Recovering from quorum loss").`)
+      ? cond('Available', 'False', 'QuorumLost', `no leader: fewer than ${quorum} of ${sc.spec.replicas} members are running. The operator does not act destructively on a lost quorum. Bring the members' pods back (kubectl get pods -l ${specs.labels.instance}=${sc.metadata.name}); if their data is gone, approve the recovery plan in status.recovery, or restore a snapshot into a new StoreCluster (docs/operations.md, "Recovering from quorum loss").`)
       : cond('Available', 'False', 'NoLeader', 'waiting for the members to elect a leader');
   const degraded = step.quorumLost
     ? cond('Degraded', 'True', 'QuorumLost', 'quorum lost')
@@ -58,6 +58,9 @@ export function planStatus(sc: StoreCluster, o: Observed, step: StepStatus): { s
     ...(leaderMember ? { leader: leaderMember.name } : {}),
     ...(versions[0] ? { currentVersion: versions[0] } : {}),
     selector: Object.entries(specs.selectorLabels(sc)).map(([k, v]) => `${k}=${v}`).join(','),
+    // A plan nobody approved is dropped once it is no longer proposed (the quorum is back, or no
+    // member answers); null: a merge patch removes it.
+    ...(step.recovery ? { recovery: step.recovery } : sc.status?.recovery ? { recovery: sc.status.recovery.state === 'AwaitingApproval' ? null : sc.status.recovery } : {}),
     ...(step.authEnabled !== undefined ? { authEnabled: step.authEnabled } : sc.status?.authEnabled !== undefined ? { authEnabled: sc.status.authEnabled } : {}),
     conditions: [
       cond('Ready', allReady ? 'True' : 'False', allReady ? 'AllMembersReady' : step.phase, allReady ? `${ready} of ${sc.spec.replicas} members ready; leader ${leaderMember ? leaderMember.name : 'unknown'}` : step.progressing.message),

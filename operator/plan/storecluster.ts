@@ -10,12 +10,14 @@ import type { StoreCluster } from '../api/storecluster.ts';
 import * as specs from '../specs/storecluster.ts';
 import { planAuth } from './auth.ts';
 import { planMembership, step } from './membership.ts';
+import { rejoinProgress } from './recovery.ts';
 import { planRollout } from './rollout.ts';
 import type { Observed, Step } from './types.ts';
 
 export type { Action, MemberView, Observed, PodView, Step, StepEvent, StepStatus } from './types.ts';
 export { planStatus } from './status.ts';
 export { updateDeadlineMs } from './rollout.ts';
+export { approveAnnotation } from './recovery.ts';
 
 /** The annotation that pauses reconciling (value `paused`). */
 export const pausedAnnotation = 'ballast.dev/reconcile';
@@ -32,10 +34,15 @@ export function plan(sc: StoreCluster, o: Observed): Step {
     return { ...step({ phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'DowngradeRefused', message: refusal } }, [], again ? [] : [{ type: 'Warning', reason: 'DowngradeRefused', message: refusal }]), ensureObjects: false };
   }
   const membership = planMembership(sc, o);
-  const next = 'continueWith' in membership
+  let next = 'continueWith' in membership
     ? withKeep(membership.continueWith, planRollout(sc, o, membership.members, membership.healthy)
       ?? (membership.healthy ? planAuth(sc, o) : step({ phase: 'Degraded', progressing: { status: 'False', reason: 'WaitingForMembers', message: 'some members are not ready' } })))
     : membership;
+  // An approved recovery whose survivor leads: Rejoining until every member is a voter and ready.
+  const run = sc.status?.recovery;
+  if (o.leaderId && next.recovery === undefined && (run?.state === 'Restarting' || run?.state === 'Rejoining')) {
+    next = rejoinProgress(next, run, o, 'continueWith' in membership && membership.healthy && membership.members.every((m) => !m.isLearner));
+  }
   // Pod and StatefulSet changes requeue on their own (informers); a timed look again is for what
   // only the members know (roles, catch-up), so it is short only right after a step.
   return next.requeueMs !== undefined ? next : { ...next, requeueMs: o.pods.some((p) => p.ip) && !o.leaderId ? 5_000 : 30_000 };

@@ -3,6 +3,7 @@
  * (operator/plan/storecluster.ts) takes the StoreCluster and an `Observed` and returns a `Step`;
  * the controller (operator/controllers/storecluster.ts) gathered the one and performs the other.
  */
+import type { RecoveryStatus } from '../api/storecluster.ts';
 
 /** A member pod, as the reconciler saw it. */
 export interface PodView {
@@ -25,6 +26,12 @@ export interface PodView {
   lastTermination?: { reason: string; exitCode: number; finishedAt?: string };
   /** The store container's memory limit, if any. */
   memoryLimit?: string;
+  /** Its Raft member id, term and commit index, as it answered (undefined: it did not answer). */
+  memberId?: string;
+  term?: number;
+  commitIndex?: number;
+  /** The recovery plan its store container was started to force a new cluster under, if any. */
+  forcePlan?: string;
 }
 
 /** A member of the Raft configuration. */
@@ -44,6 +51,11 @@ export interface Observed {
   members: MemberView[] | undefined;
   /** The leader's id ('' when no member knows one). */
   leaderId: string;
+  /**
+   * The Raft configuration as the member with the newest data applied it (not linearizable: read
+   * without a leader, for a recovery plan); undefined when no member answered.
+   */
+  localMembers?: MemberView[] | undefined;
   /** The members refused the operator's calls for want of credentials (auth on, no usable root user). */
   authProblem?: string;
   /** The store's auth, as the leader said: on, off, unsupported (0.1.x has none), or not known (no answer). */
@@ -61,7 +73,7 @@ export interface PeerRef { name: string; peerUrl: string }
 /** What a step does, in order. */
 export type Action =
   /** Server-side apply the StatefulSet with this many replicas and bootstrap configuration. */
-  | { do: 'applyStatefulSet'; replicas: number; members: PeerRef[]; state: 'new' | 'existing' }
+  | { do: 'applyStatefulSet'; replicas: number; members: PeerRef[]; state: 'new' | 'existing'; forceNewCluster?: { member: string; id: string } }
   | { do: 'addLearner'; name: string; peerUrl: string }
   | { do: 'promote'; id: string }
   | { do: 'remove'; id: string }
@@ -87,6 +99,8 @@ export interface StepStatus {
   requeueMs?: number;
   /** The store's auth after this step, when known. */
   authEnabled?: boolean;
+  /** status.recovery after this step (undefined: as it was). */
+  recovery?: RecoveryStatus;
 }
 
 export interface Step extends StepStatus {

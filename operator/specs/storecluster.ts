@@ -153,6 +153,8 @@ export interface MemberSetOptions {
   /** The configuration new members bootstrap with (`initial-cluster`), `new` or `existing`. */
   initialCluster: string;
   clusterState: 'new' | 'existing';
+  /** A recovery run: the member that starts as a one-member cluster from its data, once per plan id. */
+  forceNewCluster?: { member: string; id: string };
 }
 
 export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSet {
@@ -174,6 +176,7 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
     `--auto-compaction-mode=${spec.compaction.mode}`, `--auto-compaction-retention=${spec.compaction.retention}`,
     ...(spec.quotaBytes ? [`--quota-backend-bytes=${spec.quotaBytes}`] : []),
     ...(spec.snapshotCount ? [`--snapshot-count=${spec.snapshotCount}`] : []),
+    ...(o.forceNewCluster ? [`--force-new-cluster-member=${o.forceNewCluster.member}`, `--force-new-cluster-id=${o.forceNewCluster.id}`] : []),
   ];
   const probe = (path: string, failureThreshold: number) => ({ httpGet: { path, port: metricsPort }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold });
   return {

@@ -45,12 +45,14 @@ describe('StoreCluster validation (what CEL cannot judge)', () => {
     assert.deepEqual(await validateStoreCluster('CREATE', sc, undefined, lookups({ secrets: { 'orders-tls': ['ca.crt', 'tls.crt', 'tls.key'], 'orders-peer': ['ca.crt', 'tls.crt', 'tls.key'] } })), []);
   });
 
-  it('while quorum is lost, replicas and version cannot change; other edits can', async () => {
+  it('while quorum is lost or a recovery runs, replicas and version cannot change; other edits can', async () => {
     const old = with_({}, { phase: 'QuorumLost' } as StoreCluster['status']);
     const problems = await validateStoreCluster('UPDATE', with_({ replicas: 5, version: '0.3.0' }), old, lookups());
     assert.equal(problems.length, 2);
-    assert.match(problems[0] ?? '', /^spec\.replicas: the cluster has lost quorum .* bring the members back first \(kubectl get pods -n shop -l app\.kubernetes\.io\/instance=orders\)/);
-    assert.match(problems[1] ?? '', /^spec\.version: the cluster has lost quorum/);
+    assert.match(problems[0] ?? '', /^spec\.replicas: .* the cluster has lost quorum .* bring the members back first \(kubectl get pods -n shop -l app\.kubernetes\.io\/instance=orders\) or approve the recovery plan/);
+    assert.match(problems[1] ?? '', /^spec\.version: .*the cluster has lost quorum/);
+    const recovering = with_({}, { phase: 'Recovering', recovery: { planId: 'abc123' } } as StoreCluster['status']);
+    assert.match((await validateStoreCluster('UPDATE', with_({ replicas: 5 }), recovering, lookups()))[0] ?? '', /^spec\.replicas: .*recovery plan abc123 is running \(status\.recovery\); wait until it completes/);
     assert.deepEqual(await validateStoreCluster('UPDATE', with_({ replicas: 5 }), with_({}, { phase: 'Ready' } as StoreCluster['status']), lookups()), []);
   });
 });

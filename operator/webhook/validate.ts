@@ -52,14 +52,13 @@ export async function validateStoreCluster(operation: string, sc: StoreCluster, 
       problems.push(`metadata.name: a StatefulSet named "${name}" already exists in namespace "${ns}" and is not this StoreCluster's; choose another name (the operator would take over that StatefulSet)`);
     }
   }
-  if (operation === 'UPDATE' && old?.status?.phase === 'QuorumLost') {
+  if (operation === 'UPDATE' && (old?.status?.phase === 'QuorumLost' || old?.status?.phase === 'Recovering')) {
     const selector = `app.kubernetes.io/instance=${name}`;
-    if (old.spec.replicas !== sc.spec.replicas) {
-      problems.push(`spec.replicas: the cluster has lost quorum (no leader), and adding or removing members needs one; bring the members back first (kubectl get pods -n ${ns} -l ${selector}), then change replicas (it stays ${old.spec.replicas})`);
-    }
-    if (old.spec.version !== sc.spec.version) {
-      problems.push(`spec.version: the cluster has lost quorum (no leader), and a rolling update needs one; bring the members back first (kubectl get pods -n ${ns} -l ${selector}), then change the version (it stays ${old.spec.version})`);
-    }
+    const why = old.status.phase === 'QuorumLost'
+      ? `the cluster has lost quorum (no leader); bring the members back first (kubectl get pods -n ${ns} -l ${selector}) or approve the recovery plan in status.recovery`
+      : `recovery plan ${old.status.recovery?.planId ?? ''} is running (status.recovery); wait until it completes`;
+    if (old.spec.replicas !== sc.spec.replicas) problems.push(`spec.replicas: adding or removing members needs a leader and a settled membership: ${why}, then change replicas (it stays ${old.spec.replicas})`);
+    if (old.spec.version !== sc.spec.version) problems.push(`spec.version: a rolling update needs a leader and a settled membership: ${why}, then change the version (it stays ${old.spec.version})`);
   }
   if (operation === 'UPDATE' && old && old.spec.version !== sc.spec.version && sc.spec.version) {
     const refusal = downgradeRefusal(sc.spec.version, (old.status?.members ?? []).map((m) => m.version ?? '').filter(Boolean));
