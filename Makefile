@@ -160,7 +160,7 @@ bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/
 	node bench/sidecar-vs-haproxy.ts
 
 .PHONY: up
-up: deps build control-plane helm images ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster, a client with an injected sidecar
+up: deps build plugin control-plane helm images ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster, a client with an injected sidecar
 	@echo "==> local Kubernetes (objects in a 3-member ballast store)"
 	./bin/ballast cluster up --store ballast --state-dir .state/cluster
 	@echo "==> CRDs (kubectl apply --server-side: Helm installs a chart's CRDs once and never upgrades them)"
@@ -175,6 +175,13 @@ up: deps build control-plane helm images ## the main job: Kubernetes on a ballas
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait -n demo pod/client --for=condition=Ready --timeout=120s
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait -n demo deployment/echo --for=condition=Available --timeout=120s
 	@echo; scripts/up-summary .state/cluster/admin.kubeconfig
+	@echo; echo "kubectl ballast status -A --kubeconfig .state/cluster/admin.kubeconfig   (the plugin, linked into $(PLUGIN_DIR))"
+
+PLUGIN_DIR ?= $(HOME)/.local/bin
+.PHONY: plugin
+plugin: build ## link the kubectl plugin (kubectl ballast status|recover) into PLUGIN_DIR (default ~/.local/bin; it must be on PATH)
+	@mkdir -p $(PLUGIN_DIR) && ln -sf $(CURDIR)/bin/kubectl-ballast $(PLUGIN_DIR)/kubectl-ballast
+	@case ":$$PATH:" in *":$(PLUGIN_DIR):"*) ;; *) echo "note: $(PLUGIN_DIR) is not on PATH; add it for kubectl to find kubectl-ballast (or run bin/kubectl-ballast)";; esac
 
 .PHONY: down
 down: build ## stop what make up started and remove its state (the cluster's data, pods' volumes, certificates)

@@ -12,6 +12,7 @@ function lazy(name: string, summary: string, load: () => Promise<Command>): Comm
 
 export const commands: readonly Command[] = [
   lazy('cluster', 'a local Kubernetes cluster (up, down, status, kubeconfig): control plane and a real node, built from their Go modules', async () => (await import('./cluster.ts')).clusterCommand),
+  lazy('kubectl', 'the kubectl plugin (kubectl ballast status|recover): StoreClusters\' members, conditions and recovery plans; approve a plan', async () => (await import('./kubectl.ts')).kubectlCommand),
   lazy('local-provisioner', 'the local cluster\'s volume provisioner: local PersistentVolumes for claims of the default class (started by `ballast cluster up`)', async () => (await import('./local-provisioner.ts')).localProvisionerCommand),
   lazy('operator', 'run the Ballast operator: StoreCluster reconcile with quorum-safe scaling, leader-elected over a Lease', async () => (await import('./operator.ts')).operatorCommand),
   lazy('sidecar', 'run the resilience proxy: timeouts, retries with budgets, breakers, bulkheads, shedding, rate limits, balancing, ejection, hedging', async () => (await import('./sidecar.ts')).sidecarCommand),

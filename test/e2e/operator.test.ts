@@ -3,7 +3,8 @@
 // Service; scaling 3→5→3 under continuous writes loses no acknowledged write and leaves the
 // member list matching the pods; deleting the leader pod elects a new leader and the pod
 // rejoins; a rolling update under a client writing through its sidecar fails no request; losing
-// quorum is reported (QuorumLost, with the recovery steps) and acted on by nothing; invalid
+// quorum is reported (QuorumLost, with the recovery steps) and acted on by nothing until a person
+// approves the recovery plan, which brings the cluster back with every acknowledged write; invalid
 // resources are refused with messages that say what to change; the paused annotation stops
 // changes; with two operator replicas, killing the leader hands over within
 // the lease duration and a graceful stop hands over in under 3 s.
@@ -11,7 +12,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { loadProtos } from '../../store/api/server.ts';
@@ -414,7 +415,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
       await until(() => available('reason') === 'QuorumLost', 'QuorumLost reported', 90_000);
       t.diagnostic(`QuorumLost reported ${Date.now() - start} ms after 2 of 3 members froze`);
       assert.equal(jsonpath(['storecluster', 'orders'], '{.status.phase}'), 'QuorumLost');
-      assert.match(available('message'), /Bring the members' pods back.*restore a snapshot/s, 'the message says how to recover');
+      assert.match(available('message'), /Bring the members' pods back.*approve the recovery plan in status\.recovery/s, 'the message says how to recover');
       assert.match(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=orders,reason=QuorumLost', '-o', 'jsonpath={.items[*].message}']).stdout, /nothing will be removed or replaced/);
       // The operator keeps reconciling, and must not act: no member removed, nothing replaced.
       await sleep(10_000);
@@ -429,6 +430,61 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     await until(() => phase() === '3/Ready', 'Ready again once the members are back', 120_000);
     t.diagnostic(`Ready again ${Date.now() - start} ms after the freeze began`);
     assert.equal(memberNames().length, 3);
+  });
+
+  it('guided recovery: 2 of 3 members lose their volumes under writes; a plan names the survivor, a wrong plan id is refused, the approved plan brings back a 3-member cluster with every acknowledged write', async (t) => {
+    await until(() => phase() === '3/Ready', 'Ready to begin with', 120_000);
+    const survivor = jsonpath(['storecluster', 'orders'], '{.status.leader}');
+    const lost = memberNames().filter((n) => n !== survivor);
+    const writer = startWriter('recover/');
+    while (writer.acked.length < 200) await sleep(50);
+    // Both followers' volumes are emptied and their pods replaced: they come back with no data.
+    for (const name of lost) rmSync(join(jsonpath(['pv', jsonpath(['pvc', `data-${name}`], '{.spec.volumeName}')], '{.spec.local.path}'), 'data'), { recursive: true, force: true });
+    assert.equal(kubectl(['delete', 'pod', ...lost, '--wait=false']).status, 0);
+    const recovery = (f: string) => jsonpath(['storecluster', 'orders'], `{.status.recovery.${f}}`);
+    const survivorUid = () => jsonpath(['pod', survivor], '{.metadata.uid}');
+    try {
+      await until(() => recovery('state') === 'AwaitingApproval' && recovery('survivor') === survivor, 'a recovery plan naming the survivor', 120_000);
+      const planId = recovery('planId');
+      assert.deepEqual(recovery('recreate').replace(/[[\]"]/g, '').split(',').sort(), lost, 'the others are re-created');
+      assert.match(recovery('loses'), /did not answer/);
+      t.diagnostic(`plan ${planId}: ${survivor} at term ${recovery('term')}, index ${recovery('index')}; ${writer.acked.length} writes acknowledged`);
+      // A wrong id: refused, said so, nothing done.
+      const uid = survivorUid();
+      assert.equal(kubectl(['annotate', 'storecluster', 'orders', `ballast.dev/approve-recovery=0000000000`]).status, 0);
+      await until(() => /approval names plan 0000000000/.test(recovery('refused')), 'the wrong plan id refused in status', 60_000);
+      assert.match(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=orders,reason=RecoveryRefused', '-o', 'jsonpath={.items[*].message}']).stdout, /no such plan was proposed/);
+      await sleep(3000);
+      assert.equal(survivorUid(), uid, 'nothing replaced on a refused approval');
+      assert.equal(jsonpath(['storecluster', 'orders'], '{.status.phase}'), 'QuorumLost');
+      // Through the kubectl plugin, found on PATH as kubectl finds plugins: it shows the plan,
+      // refuses an id that is not the plan status shows, and approves the right one.
+      const plugin = (...args: string[]) => spawnSync('kubectl', ['ballast', ...args, `--kubeconfig=${kubeconfig}`], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, PATH: `${dirname(bin)}:${process.env['PATH'] ?? ''}` } });
+      const shown = plugin('recover', 'orders');
+      assert.equal(shown.status, 0, shown.stderr);
+      assert.match(shown.stdout, new RegExp(`Recovery plan ${planId}: AwaitingApproval\\n  survivor: +${survivor} `));
+      const wrong = plugin('recover', 'orders', '--approve', '1111111111');
+      assert.equal(wrong.status, 1);
+      assert.match(wrong.stderr, new RegExp(`1111111111 is not the plan orders's status shows now \\(${planId}`));
+      assert.match(plugin('status').stdout, new RegExp(`orders +QuorumLost +\\d/3 +.* ${planId} AwaitingApproval`));
+      // The right id: the survivor restarts as a one-member cluster, the others rejoin.
+      const approvedAt = Date.now();
+      const approve = plugin('recover', 'orders', '--approve', planId);
+      assert.equal(approve.status, 0, approve.stderr);
+      await until(() => recovery('state') === 'Completed' && phase() === '3/Ready', 'recovered: three voting members, all ready', 300_000);
+      t.diagnostic(`from the approval to a Ready 3-member cluster: ${Math.round((Date.now() - approvedAt) / 1000)} s`);
+      for (const reason of ['RecoveryPlanned', 'RecoveryApproved', 'MembersRecreated', 'RecoveryCompleted']) {
+        assert.notEqual(kubectl(['get', 'events', '--field-selector', `involvedObject.name=orders,reason=${reason}`, '-o', 'name']).stdout.trim(), '', `Event ${reason}`);
+      }
+    } finally {
+      kubectl(['annotate', 'storecluster', 'orders', 'ballast.dev/approve-recovery-']);
+    }
+    writer.refresh();
+    await writer.stop();
+    const stored = new Set(spawnSync('etcdctl', [`--endpoints=${memberPods().map(([, ip]) => `${ip}:2379`).join(',')}`, 'get', 'recover/', '--prefix', '--keys-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 64 * 1024 * 1024 }).stdout.split('\n').filter(Boolean));
+    assert.deepEqual(writer.acked.filter((k) => !stored.has(k)), [], 'every acknowledged write is there');
+    const hashes = () => spawnSync('etcdctl', ['--endpoints', memberPods().map(([, ip]) => `${ip}:2379`).join(','), 'endpoint', 'hashkv', '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout;
+    await until(() => { const h = JSON.parse(hashes() || '[]') as Array<{ HashKV: { hash: number } }>; return h.length === 3 && new Set(h.map((x) => x.HashKV.hash)).size === 1; }, 'the three members\' key spaces hash the same', 60_000);
   });
 
   it('spec.tls: members serve clients and each other over TLS with certificates required both ways; the operator manages them through it', async (t) => {

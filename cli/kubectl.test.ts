@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { RecoveryStatus, StoreCluster } from '../operator/api/storecluster.ts';
+import { approvalRefusal, kubectlCommand, renderList, renderOne, renderPlan, table } from './kubectl.ts';
+
+const plan: RecoveryStatus = { planId: 'a1b2c3d4e5', state: 'AwaitingApproval', survivor: 'orders-0', survivorId: '8e9e05c52164694d', term: 3, index: 120, recreate: ['orders-1', 'orders-2'], loses: 'orders-1, orders-2 did not answer' };
+const sc = (status: StoreCluster['status']): StoreCluster & { metadata: { creationTimestamp: string } } => ({
+  apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop', creationTimestamp: '2026-12-02T10:00:00Z' },
+  spec: { replicas: 3, version: '0.2.0' } as StoreCluster['spec'], ...(status ? { status } : {}),
+});
+
+describe('kubectl ballast', () => {
+  it('tables are padded as kubectl pads them', () => {
+    assert.equal(table([['NAME', 'PHASE'], ['orders', 'Ready'], ['a', 'QuorumLost']]), 'NAME     PHASE\norders   Ready\na        QuorumLost\n');
+  });
+
+  it('status lists StoreClusters with phase, readiness, leader, version, recovery and age', () => {
+    const out = renderList([sc({ phase: 'QuorumLost', readyReplicas: 1, leader: 'orders-0', currentVersion: '0.2.0', recovery: plan })], true, Date.parse('2026-12-02T12:30:00Z'));
+    assert.equal(out, 'NAMESPACE   NAME     PHASE        READY   LEADER     VERSION   RECOVERY                      AGE\nshop        orders   QuorumLost   1/3     orders-0   0.2.0     a1b2c3d4e5 AwaitingApproval   2h\n');
+  });
+
+  it('status NAME shows members, conditions and the plan, with the command that approves it', () => {
+    const out = renderOne(sc({
+      phase: 'QuorumLost', readyReplicas: 1, members: [{ name: 'orders-0', id: '8e9e05c52164694d', role: 'unknown', ready: false, appliedIndex: 120, version: '0.2.0', restarts: 0 }],
+      conditions: [{ type: 'Available', status: 'False', reason: 'QuorumLost', message: 'no leader', lastTransitionTime: new Date(0) }], recovery: plan,
+    }));
+    assert.match(out, /^StoreCluster shop\/orders: QuorumLost, 1\/3 ready, leader <none>, version 0\.2\.0\n/);
+    assert.match(out, /MEMBER {5}ID {17}ROLE {6}READY {3}APPLIED/);
+    assert.match(out, /Available {3}False {4}QuorumLost {3}no leader/);
+    assert.match(out, /Recovery plan a1b2c3d4e5: AwaitingApproval\n {2}survivor: {10}orders-0 \(id 8e9e05c52164694d, term 3, index 120\)/);
+    assert.match(out, /approve it: kubectl ballast recover orders -n shop --approve a1b2c3d4e5\n$/);
+    assert.doesNotMatch(renderPlan(sc({}), { ...plan, state: 'Completed', completedAt: '2026-12-02T11:00:00Z' }), /approve it/);
+  });
+
+  it('approving refuses anything but the plan status shows now, awaiting approval', () => {
+    assert.equal(approvalRefusal(sc({ recovery: plan }), 'a1b2c3d4e5'), undefined);
+    assert.match(approvalRefusal(sc({ recovery: plan }), 'ffffffffff') ?? '', /ffffffffff is not the plan orders's status shows now \(a1b2c3d4e5, AwaitingApproval\); read it again/);
+    assert.match(approvalRefusal(sc({ phase: 'Ready' }), 'a1b2c3d4e5') ?? '', /orders has no recovery plan \(phase Ready\)/);
+    assert.match(approvalRefusal(sc({ recovery: { ...plan, state: 'Rejoining' } }), 'a1b2c3d4e5') ?? '', /approved already \(Rejoining\)/);
+  });
+
+  it('bad usage exits 2 with a message naming the problem', async () => {
+    const run = async (...args: string[]) => {
+      let err = '';
+      const code = await kubectlCommand.run(args, { out: () => undefined, err: (t) => { err += t; }, env: {} });
+      return { code, err };
+    };
+    assert.deepEqual(await run('status', '-o', 'wide').then((r) => [r.code, /allowed formats are json and yaml/.test(r.err)]), [2, true]);
+    assert.deepEqual(await run('frobnicate').then((r) => [r.code, /unknown command "frobnicate"/.test(r.err)]), [2, true]);
+    assert.deepEqual(await run('status', '--bogus').then((r) => [r.code, /Unknown option '--bogus'/.test(r.err)]), [2, true]);
+  });
+});
