@@ -4,6 +4,7 @@ import { commands } from './commands.ts';
 
 it('the lazily loaded commands say the same summary as their modules', async () => {
   const modules: Record<string, () => Promise<{ name: string; summary: string }>> = {
+    backup: async () => (await import('./backup.ts')).backupCommand,
     cluster: async () => (await import('./cluster.ts')).clusterCommand,
     kubectl: async () => (await import('./kubectl.ts')).kubectlCommand,
     'local-provisioner': async () => (await import('./local-provisioner.ts')).localProvisionerCommand,

@@ -189,10 +189,13 @@ export class StoreApi {
         // A consistent point in time: the state as of the last applied entry, taken at once.
         const revision = this.#node.sm.mvcc.revision;
         const blob = encodeBackup(this.#node.sm.state());
+        // Sent as the client takes it: the stream's buffer holds a few chunks, not a second copy.
         const chunk = 64 * 1024;
         for (let off = 0; off < blob.length; off += chunk) {
           const part = blob.subarray(off, off + chunk);
-          call.write({ header: this.#header(revision), remaining_bytes: String(blob.length - off - part.length), blob: part, version: this.#options.version });
+          const more = call.write({ header: this.#header(revision), remaining_bytes: String(blob.length - off - part.length), blob: part, version: this.#options.version });
+          if (!more && !call.cancelled) await new Promise<void>((resolve) => { call.once('drain', resolve); call.once('cancelled', resolve); });
+          if (call.cancelled) return;
         }
         call.end();
       },

@@ -1,0 +1,141 @@
+/**
+ * `ballast backup save|list|restore`: store snapshots in S3-compatible object storage
+ * (store/backup-s3.ts). Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as for
+ * every S3 tool (in a pod, from a Secret); the rest from flags or BALLAST_BACKUP_* variables.
+ *
+ * - save: stream a snapshot from a follower of the cluster at --endpoints into
+ *   `<bucket>/<prefix><name>.snap`, then write its manifest `<name>.json`; prints the manifest
+ *   (and writes it to --result-file, e.g. a pod's termination log).
+ * - list: the completed backups (those with a manifest), oldest first.
+ * - restore NAME|latest: download one, check it against its manifest, and build a member's data
+ *   directory from it (as `ballast store restore` does from a file).
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { f, loadConfig, renderFlags } from '../lib/config.ts';
+import { ExitCode } from '../lib/lifecycle.ts';
+import { isBallastError } from '../lib/errors.ts';
+import { restoreMember } from '../store/backup.ts';
+import { catalogue } from '../store/errors.ts';
+import { normalizeUrl, parseInitialCluster } from '../store/members.ts';
+import { buildInfo } from './build-info.ts';
+import type { Command, Io } from './command.ts';
+
+const storageFlags = {
+  s3Endpoint: f.string('the object store\'s S3 endpoint, http(s)://host:port', { required: true }),
+  s3Bucket: f.string('the bucket', { required: true }),
+  s3Prefix: f.string('key prefix of this cluster\'s backups (for example orders/)', { default: '' }),
+  s3Region: f.string('the S3 region', { default: 'us-east-1' }),
+  s3CaFile: f.string('PEM file of the CA that signed the endpoint\'s certificate (https with a private CA)', { default: '' }),
+};
+
+const saveFlags = {
+  ...storageFlags,
+  endpoints: f.list('the cluster\'s client endpoints (host:port); a follower is streamed from', { required: true }),
+  user: f.string('user:password when the store\'s auth is on (Snapshot needs the root role)', { default: '' }),
+  name: f.string('the backup\'s name (default: backup-<UTC time>)', { default: '' }),
+  resultFile: f.string('also write the manifest here (for example /dev/termination-log)', { default: '' }),
+};
+
+const restoreFlags = {
+  ...storageFlags,
+  dataDir: f.string('path to the new data directory (must not exist or be empty)', { required: true }),
+  name: f.string('human-readable name for the restored member', { default: 'default' }),
+  initialCluster: f.string('the restored cluster: name=peerURL,...', { default: 'default=http://localhost:2380' }),
+  initialClusterToken: f.string('the restored cluster\'s token', { default: 'etcd-cluster' }),
+  initialAdvertisePeerUrls: f.list('this member\'s peer URLs', { default: ['http://localhost:2380'] }),
+};
+
+const usage = `Usage: ballast backup save|list|restore [flags]
+
+  save                 stream a snapshot from a follower into object storage, then its manifest
+  list                 the completed backups (with a manifest), oldest first
+  restore NAME|latest  build a member's data directory from a backup, checked against its manifest
+
+Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Flags: ballast backup SUBCOMMAND --help.
+`;
+
+async function openStore(v: { s3Endpoint: string; s3Bucket: string; s3Prefix: string; s3Region: string; s3CaFile: string }, io: Io) {
+  const { ObjectStore } = await import('../store/object-store.ts');
+  return new ObjectStore({
+    endpoint: v.s3Endpoint, bucket: v.s3Bucket, prefix: v.s3Prefix, region: v.s3Region, caFile: v.s3CaFile || undefined,
+    accessKeyId: io.env['AWS_ACCESS_KEY_ID'] ?? '', secretAccessKey: io.env['AWS_SECRET_ACCESS_KEY'] ?? '',
+  });
+}
+
+const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+
+async function run(sub: string, args: string[], io: Io): Promise<number> {
+  const { saveBackup, findBackup, fetchBackup } = await import('../store/backup-s3.ts');
+  if (sub === 'save') {
+    const { values: v, help } = loadConfig(saveFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP' });
+    if (help) return io.out(`Usage: ballast backup save [flags]\n\nFlags:\n${renderFlags(saveFlags, 'BALLAST_BACKUP')}\n`), 0;
+    const store = await openStore(v, io);
+    try {
+      await store.check();
+      const m = await saveBackup(store, v.name || `backup-${stamp(new Date())}`, { endpoints: v.endpoints, user: v.user || undefined });
+      const text = `${JSON.stringify(m)}\n`;
+      if (v.resultFile) writeFileSync(v.resultFile, text);
+      io.out(text);
+      return 0;
+    } finally {
+      store.close();
+    }
+  }
+  if (sub === 'list') {
+    const { values: v, help } = loadConfig({ ...storageFlags, output: f.oneOf(['table', 'json'], 'output format', { default: 'table' }) }, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP' });
+    if (help) return io.out(`Usage: ballast backup list [flags]\n\nFlags:\n${renderFlags(storageFlags, 'BALLAST_BACKUP')}\n  --output table|json\n`), 0;
+    const store = await openStore(v, io);
+    try {
+      const all = await store.backups();
+      if (v.output === 'json') io.out(`${JSON.stringify(all, null, 2)}\n`);
+      else for (const b of all) io.out(`${b.name}\trevision ${b.revision}\t${b.size} bytes\tsha256 ${b.sha256.slice(0, 16)}…\t${b.finishedAt}\n`);
+      return 0;
+    } finally {
+      store.close();
+    }
+  }
+  const { values: v, help, positionals } = loadConfig(restoreFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP', positionals: true });
+  if (help) return io.out(`Usage: ballast backup restore NAME|latest [flags]\n\nFlags:\n${renderFlags(restoreFlags, 'BALLAST_BACKUP')}\n`), 0;
+  if (positionals.length !== 1) {
+    io.err(`ballast backup restore: give exactly one backup name, or latest (got ${positionals.length})\n`);
+    return ExitCode.usage;
+  }
+  if (existsSync(v.dataDir) && readdirSync(v.dataDir).length > 0) throw catalogue.error('STORE_ERR_DATA_DIR', `--data-dir ${v.dataDir} is not empty; restore into a new directory`);
+  const store = await openStore(v, io);
+  // Downloaded next to the data directory (same volume), removed whatever happens.
+  const file = join(dirname(v.dataDir), `.${v.name}.restore-${process.pid}.snap`);
+  try {
+    const m = await findBackup(store, positionals[0] as string);
+    mkdirSync(dirname(file), { recursive: true });
+    await fetchBackup(store, m, file);
+    const r = restoreMember({
+      backup: file, dataDir: v.dataDir, name: v.name, initialCluster: parseInitialCluster(v.initialCluster),
+      advertisePeerUrls: v.initialAdvertisePeerUrls.map(normalizeUrl), token: v.initialClusterToken, version: buildInfo().version,
+    });
+    io.out(`restored backup ${m.name} (revision ${r.revision}, ${m.size} bytes, sha256 ${m.sha256.slice(0, 16)}…) into ${v.dataDir} as member ${r.memberId}\n`);
+    return 0;
+  } finally {
+    rmSync(file, { force: true });
+    store.close();
+  }
+}
+
+export const backupCommand: Command = {
+  name: 'backup',
+  summary: 'store snapshots in S3-compatible object storage: save (from a follower, streamed), list, restore a member from one',
+  async run(args, io) {
+    const [sub, ...rest] = args;
+    if (sub !== 'save' && sub !== 'list' && sub !== 'restore') {
+      (sub === '--help' || sub === '-h' ? io.out : io.err)(usage);
+      return sub === '--help' || sub === '-h' ? 0 : ExitCode.usage;
+    }
+    try {
+      return await run(sub, rest, io);
+    } catch (err) {
+      if (!isBallastError(err)) throw err;
+      io.err(`ballast backup ${sub}: ${err.code}: ${err.message}\n`);
+      return ExitCode.failure;
+    }
+  },
+};

@@ -1,0 +1,141 @@
+/**
+ * Backups to and from object storage (store/object-store.ts). Saving streams a member's Snapshot
+ * RPC (a follower's, when one answers: the leader keeps serving writes) straight into a multipart
+ * upload, hashing as it goes: memory stays at a few parts, whatever the store's size. The
+ * manifest is written only after the upload completed and the stream ended where the member said
+ * it would. Fetching downloads to a file and checks it against its manifest before anything is
+ * restored from it.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as grpc from '@grpc/grpc-js';
+import { loadProtos } from './api/protos.ts';
+import { catalogue } from './errors.ts';
+import type { BackupManifest, ObjectStore } from './object-store.ts';
+
+type Wire = Record<string, unknown>;
+interface MaintenanceClient extends grpc.Client {
+  Status(r: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Wire) => void): void;
+  Snapshot(r: Wire, md: grpc.Metadata, o?: grpc.CallOptions): grpc.ClientReadableStream<{ blob: Buffer; remaining_bytes: string; header?: { revision?: string } }>;
+}
+interface AuthClient extends grpc.Client {
+  Authenticate(r: Wire, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Wire) => void): void;
+}
+
+export interface SourceOptions {
+  /** host:port of each member's client URL. */
+  endpoints: string[];
+  /** user:password, when the store's auth is on (a root user: Snapshot needs the root role). */
+  user?: string | undefined;
+  credentials?: grpc.ChannelCredentials | undefined;
+}
+
+let protos: grpc.GrpcObject | undefined;
+function ctor(name: 'Maintenance' | 'Auth'): grpc.ServiceClientConstructor {
+  protos ??= loadProtos();
+  return (protos['etcdserverpb'] as grpc.GrpcObject)[name] as grpc.ServiceClientConstructor;
+}
+
+async function token(ep: string, o: SourceOptions): Promise<grpc.Metadata> {
+  const md = new grpc.Metadata();
+  if (!o.user) return md;
+  const [name, ...rest] = o.user.split(':');
+  const auth = new (ctor('Auth'))(ep, o.credentials ?? grpc.credentials.createInsecure()) as unknown as AuthClient;
+  try {
+    const r = await new Promise<Wire>((resolve, reject) => auth.Authenticate({ name, password: rest.join(':') }, { deadline: Date.now() + 5_000 }, (e, res) => (e ? reject(e) : resolve(res ?? {}))));
+    md.set('token', String(r['token'] ?? ''));
+    return md;
+  } finally {
+    auth.close();
+  }
+}
+
+/** The member to stream from: a follower that answers, else the leader. */
+export async function pickSource(o: SourceOptions): Promise<{ endpoint: string; memberId: string; isLeader: boolean }> {
+  const answers: Array<{ endpoint: string; memberId: string; isLeader: boolean }> = [];
+  const problems: string[] = [];
+  for (const ep of o.endpoints) {
+    const c = new (ctor('Maintenance'))(ep, o.credentials ?? grpc.credentials.createInsecure()) as unknown as MaintenanceClient;
+    try {
+      const md = await token(ep, o);
+      const st = await new Promise<Wire>((resolve, reject) => c.Status({}, md, { deadline: Date.now() + 3_000 }, (e, r) => (e ? reject(e) : resolve(r ?? {}))));
+      const id = String((st['header'] as Wire | undefined)?.['member_id'] ?? '');
+      if (String(st['leader'] ?? '0') === '0') problems.push(`${ep}: no leader`);
+      else answers.push({ endpoint: ep, memberId: BigInt(id || 0).toString(16), isLeader: String(st['leader']) === id });
+    } catch (err) {
+      problems.push(`${ep}: ${(err as grpc.ServiceError).details || (err as Error).message}`);
+    } finally {
+      c.close();
+    }
+  }
+  const pick = answers.find((a) => !a.isLeader) ?? answers[0];
+  if (!pick) throw catalogue.error('STORE_ERR_NO_LEADER', `no member to back up from answers with a leader known (${problems.join('; ')}); a backup needs a member that is part of a working cluster`);
+  return pick;
+}
+
+/**
+ * Stream a snapshot of the member at `source` into `<name>.snap`, then write `<name>.json`.
+ * Returns the manifest.
+ */
+export async function saveBackup(store: ObjectStore, name: string, o: SourceOptions, now: () => Date = () => new Date()): Promise<BackupManifest> {
+  const source = await pickSource(o);
+  const startedAt = now();
+  const c = new (ctor('Maintenance'))(source.endpoint, o.credentials ?? grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 }) as unknown as MaintenanceClient;
+  const hash = createHash('sha256');
+  let size = 0;
+  let revision = 0;
+  let remaining = -1;
+  try {
+    const call = c.Snapshot({}, await token(source.endpoint, o));
+    // Pulled as the upload takes parts: gRPC flow control holds the member back meanwhile.
+    const bytes = Readable.from((async function* () {
+      for await (const m of call) {
+        if (revision === 0) revision = Number(m.header?.revision ?? 0);
+        remaining = Number(m.remaining_bytes);
+        hash.update(m.blob);
+        size += m.blob.length;
+        yield m.blob;
+      }
+      if (remaining !== 0) throw catalogue.error('STORE_ERR_BACKUP_DAMAGED', `the snapshot stream from ${source.endpoint} ended with ${remaining} bytes still to come; the upload is abandoned`);
+    })());
+    await store.upload(`${name}.snap`, bytes);
+  } finally {
+    c.close();
+  }
+  const manifest: BackupManifest = {
+    name, key: store.key(`${name}.snap`), revision, size, sha256: hash.digest('hex'),
+    startedAt: startedAt.toISOString(), finishedAt: now().toISOString(), member: source.memberId,
+  };
+  await store.putText(`${name}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}
+
+/** The manifest of `name` (`latest`: the newest completed backup). */
+export async function findBackup(store: ObjectStore, name: string): Promise<BackupManifest> {
+  const all = await store.backups();
+  const m = name === 'latest' ? all[all.length - 1] : all.find((b) => b.name === name);
+  if (!m) {
+    throw catalogue.error('STORE_ERR_BACKUP_NOT_FOUND', `no completed backup ${name === 'latest' ? 'at all' : `named ${name}`} under ${store.prefix || 'the bucket root'}${all.length > 0 ? ` (the newest: ${all.slice(-3).map((b) => b.name).join(', ')})` : ''}`);
+  }
+  return m;
+}
+
+/** Download a backup's snapshot to `file`, checking its size and sha256 against the manifest. */
+export async function fetchBackup(store: ObjectStore, m: BackupManifest, file: string): Promise<void> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const body = await store.download(m.key);
+  await pipeline(body, async function* (src: AsyncIterable<Buffer>) {
+    for await (const chunk of src) {
+      hash.update(chunk);
+      size += chunk.length;
+      yield chunk;
+    }
+  }, createWriteStream(file));
+  const sha = hash.digest('hex');
+  if (size !== m.size || sha !== m.sha256) {
+    throw catalogue.error('STORE_ERR_BACKUP_DAMAGED', `backup object ${m.key} is ${size !== m.size ? `truncated or padded (${size} bytes, its manifest says ${m.size})` : `damaged (sha256 ${sha.slice(0, 16)}…, its manifest says ${m.sha256.slice(0, 16)}…)`}; nothing was restored. Restore another backup`);
+  }
+}
