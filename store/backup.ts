@@ -29,11 +29,16 @@ const magicV1 = Buffer.from('BALLASTSNAP1\n');
 
 export function encodeBackup(state: StateMachineState): Buffer {
   const payload = encodeState(state, 2);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(payload.length, 0);
+  // One buffer, the payload copied into it once (a store of 1 GiB held three copies at once when
+  // the parts were concatenated twice).
   const unpadded = magic.length + 4 + payload.length;
-  const body = Buffer.concat([magic, len, payload, Buffer.alloc((512 - (unpadded % 512)) % 512)]);
-  return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+  const bodyLength = unpadded + ((512 - (unpadded % 512)) % 512);
+  const out = Buffer.alloc(bodyLength + 32);
+  magic.copy(out, 0);
+  out.writeUInt32LE(payload.length, magic.length);
+  out.set(payload, magic.length + 4);
+  createHash('sha256').update(out.subarray(0, bodyLength)).digest().copy(out, bodyLength);
+  return out;
 }
 
 export function decodeBackup(buf: Buffer, path: string): { revision: number; state: StateMachineState } {
