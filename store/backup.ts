@@ -18,7 +18,7 @@ import { BallastError } from '../lib/errors.ts';
 import { catalogue } from './errors.ts';
 import { clusterId, memberId } from './members.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
-import { decodeState, encodeState } from './format/codec.ts';
+import { decodeState, encodeState, streamState } from './format/codec.ts';
 import { recordFormat } from './format/data-dir.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import type { ConfContext, StateMachineState } from './state-machine.ts';
@@ -39,6 +39,36 @@ export function encodeBackup(state: StateMachineState): Buffer {
   out.set(payload, magic.length + 4);
   createHash('sha256').update(out.subarray(0, bodyLength)).digest().copy(out, bodyLength);
   return out;
+}
+
+/**
+ * encodeBackup's bytes, made as they are taken: the length first (for the Snapshot RPC's
+ * remaining_bytes), then chunks of about `chunkBytes`, the sha256 computed along the way. What a
+ * member holds for a backup is one chunk and the copy of its records StateMachine.state() made,
+ * not a second copy of every value.
+ */
+export function backupStream(state: StateMachineState): { length: number; chunks(chunkBytes: number): Generator<Buffer> } {
+  const st = streamState(state);
+  const unpadded = magic.length + 4 + st.length;
+  const pad = (512 - (unpadded % 512)) % 512;
+  return {
+    length: unpadded + pad + 32,
+    *chunks(chunkBytes: number) {
+      const hash = createHash('sha256');
+      const head = Buffer.alloc(magic.length + 4);
+      magic.copy(head, 0);
+      head.writeUInt32LE(st.length, magic.length);
+      hash.update(head);
+      yield head;
+      for (const c of st.chunks(chunkBytes)) {
+        hash.update(c);
+        yield c;
+      }
+      const padding = Buffer.alloc(pad);
+      hash.update(padding);
+      yield Buffer.concat([padding, hash.digest()]);
+    },
+  };
 }
 
 export function decodeBackup(buf: Buffer, path: string): { revision: number; state: StateMachineState } {

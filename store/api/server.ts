@@ -13,7 +13,7 @@ import { checkPeerUrls, idFromDecimal, idToDecimal } from '../members.ts';
 import type { StoreNode } from '../node.ts';
 import type { ApplyResult, Member, StoreRequest } from '../state-machine.ts';
 import { bytes, isReadOnlyTxn, rangeOut, responseOpOut, toDelete, toPut, toRange, toTxn, kvOut } from './convert.ts';
-import { encodeBackup } from '../backup.ts';
+import { backupStream } from '../backup.ts';
 import { Concurrency } from './concurrency.ts';
 import { keepAliveHandler, leaseHandlers, leaseKeepAliveOnce, leaseTimeToLive } from './lease.ts';
 import { watchHandler, watchService } from './watch.ts';
@@ -186,16 +186,22 @@ export class StoreApi {
           call.emit('error', toGrpcError(err));
           return;
         }
-        // A consistent point in time: the state as of the last applied entry, taken at once.
+        // A consistent point in time: the records as of the last applied entry, copied at once
+        // (their values are immutable strings, shared). The bytes are made a chunk at a time as
+        // the client takes them: the member never holds a second copy of its values, and applies
+        // go on between chunks.
         const revision = this.#node.sm.mvcc.revision;
-        const blob = encodeBackup(this.#node.sm.state());
-        // Sent as the client takes it: the stream's buffer holds a few chunks, not a second copy.
-        const chunk = 64 * 1024;
-        for (let off = 0; off < blob.length; off += chunk) {
-          const part = blob.subarray(off, off + chunk);
-          const more = call.write({ header: this.#header(revision), remaining_bytes: String(blob.length - off - part.length), blob: part, version: this.#options.version });
-          if (!more && !call.cancelled) await new Promise<void>((resolve) => { call.once('drain', resolve); call.once('cancelled', resolve); });
-          if (call.cancelled) return;
+        const backup = backupStream(this.#node.sm.state());
+        let sent = 0;
+        for (const part of backup.chunks(256 * 1024)) {
+          for (let off = 0; off < part.length; off += 64 * 1024) {
+            const piece = part.subarray(off, off + 64 * 1024);
+            sent += piece.length;
+            const more = call.write({ header: this.#header(revision), remaining_bytes: String(backup.length - sent), blob: piece, version: this.#options.version });
+            if (!more && !call.cancelled) await new Promise<void>((resolve) => { call.once('drain', resolve); call.once('cancelled', resolve); });
+            if (call.cancelled) return;
+          }
+          await new Promise<void>((resolve) => setImmediate(resolve));
         }
         call.end();
       },

@@ -262,23 +262,34 @@ export function encodeState(st: StateMachineState, format: Format): Uint8Array {
   w.message(1, (m) => {
     m.num(1, st.mvcc.rev);
     m.num(2, st.mvcc.compactRev);
-    for (const [key, recs] of st.mvcc.keys) {
-      m.message(3, (k) => {
-        k.latin1(1, key);
-        for (const r of recs) {
-          k.message(2, (x) => {
-            x.num(1, r.mod);
-            x.num(2, r.sub);
-            x.num(3, r.create);
-            x.num(4, r.version);
-            x.latin1(5, r.value);
-            x.utf8(6, r.lease);
-            x.bool(7, r.tomb);
-          });
-        }
+    for (const [key, recs] of st.mvcc.keys) writeKey(m, key, recs);
+  });
+  writeStateTail(w, st);
+  return w.done();
+}
+
+type KeyRecords = StateMachineState['mvcc']['keys'][number];
+
+/** One key with its records: field 3 of message Mvcc. */
+function writeKey(m: WireWriter, key: string, recs: KeyRecords[1]): void {
+  m.message(3, (k) => {
+    k.latin1(1, key);
+    for (const r of recs) {
+      k.message(2, (x) => {
+        x.num(1, r.mod);
+        x.num(2, r.sub);
+        x.num(3, r.create);
+        x.num(4, r.version);
+        x.latin1(5, r.value);
+        x.utf8(6, r.lease);
+        x.bool(7, r.tomb);
       });
     }
   });
+}
+
+/** The fields after the key space: members, alarms, leases, auth. */
+function writeStateTail(w: WireWriter, st: StateMachineState): void {
   for (const mb of st.members) {
     w.message(2, (m) => {
       m.utf8(1, mb.id);
@@ -293,7 +304,63 @@ export function encodeState(st: StateMachineState, format: Format): Uint8Array {
   for (const a of st.alarms) w.message(3, (m) => { m.utf8(1, a.memberId); m.utf8(2, a.alarm); });
   for (const l of st.leases ?? []) w.message(4, (m) => { m.utf8(1, l.id); m.num(2, l.ttl); });
   if (st.auth) w.bytes(5, T.auth.encode(authOut(st.auth)).finish());
-  return w.done();
+}
+
+const varintBytes = (v: number): number => {
+  let n = 1;
+  for (; v >= 0x80; n++) v = Math.floor(v / 0x80);
+  return n;
+};
+/** Bytes of a varint field (0 when left out), of a length-delimited one. */
+const numBytes = (field: number, v: number): number => (v === 0 ? 0 : varintBytes(field * 8) + varintBytes(v));
+const lenBytes = (field: number, n: number): number => varintBytes(field * 8 + 2) + varintBytes(n) + n;
+
+/** The encoded size of writeKey's output, without writing it. */
+function keyBytes(key: string, recs: KeyRecords[1]): number {
+  let body = key.length === 0 ? 0 : lenBytes(1, key.length);
+  for (const r of recs) {
+    const rec = numBytes(1, r.mod) + numBytes(2, r.sub) + numBytes(3, r.create) + numBytes(4, r.version)
+      + (r.value.length === 0 ? 0 : lenBytes(5, r.value.length)) + (r.lease.length === 0 ? 0 : lenBytes(6, Buffer.byteLength(r.lease, 'utf8'))) + (r.tomb ? 2 : 0);
+    body += lenBytes(2, rec);
+  }
+  return lenBytes(3, body);
+}
+
+/**
+ * encodeState(st, 2)'s bytes as a length known up front and chunks of about `chunkBytes` made one
+ * after another: a consumer that waits between chunks (a Snapshot stream) never holds the whole
+ * encoding, and the event loop runs between them. `st` must not change while chunks are taken
+ * (StateMachine.state() is a copy of the records; their values are immutable strings).
+ */
+export function streamState(st: StateMachineState): { length: number; chunks(chunkBytes: number): Generator<Buffer> } {
+  const head = numBytes(1, st.mvcc.rev) + numBytes(2, st.mvcc.compactRev);
+  let mvcc = head;
+  for (const [key, recs] of st.mvcc.keys) mvcc += keyBytes(key, recs);
+  const tail = new WireWriter(1 << 12);
+  writeStateTail(tail, st);
+  const tailBytes = tail.done();
+  const length = stateMagic.length + lenBytes(1, mvcc) + tailBytes.length;
+  return {
+    length,
+    *chunks(chunkBytes: number) {
+      let w = new WireWriter(chunkBytes + (1 << 16));
+      w.buf.set(stateMagic, 0);
+      w.off = stateMagic.length;
+      w.tag(1, 2);
+      w.varint(mvcc);
+      w.num(1, st.mvcc.rev);
+      w.num(2, st.mvcc.compactRev);
+      for (const [key, recs] of st.mvcc.keys) {
+        writeKey(w, key, recs);
+        if (w.off >= chunkBytes) {
+          yield w.done();
+          w = new WireWriter(chunkBytes + (1 << 16));
+        }
+      }
+      if (w.off > 0) yield w.done();
+      if (tailBytes.length > 0) yield tailBytes;
+    },
+  };
 }
 
 export function decodeState(data: Uint8Array): StateMachineState {
