@@ -16,6 +16,7 @@ export interface Schema {
   minimum?: number;
   maximum?: number;
   pattern?: string;
+  minLength?: number;
   maxLength?: number;
   format?: string;
   'x-kubernetes-int-or-string'?: true;

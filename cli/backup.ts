@@ -10,8 +10,9 @@
  * - restore NAME|latest: download one, check it against its manifest, and build a member's data
  *   directory from it (as `ballast store restore` does from a file).
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
 import { f, loadConfig, renderFlags } from '../lib/config.ts';
 import { ExitCode } from '../lib/lifecycle.ts';
 import { isBallastError } from '../lib/errors.ts';
@@ -32,7 +33,11 @@ const storageFlags = {
 const saveFlags = {
   ...storageFlags,
   endpoints: f.list('the cluster\'s client endpoints (host:port); a follower is streamed from', { required: true }),
-  user: f.string('user:password when the store\'s auth is on (Snapshot needs the root role)', { default: '' }),
+  user: f.string('the user when the store\'s auth is on (Snapshot needs the root role): name, or name:password', { default: '' }),
+  password: f.string('the user\'s password, when --user gives only the name', { default: '' }),
+  cacert: f.string('the CA of the members\' client certificates (a cluster with client TLS)', { default: '' }),
+  cert: f.string('a client certificate the members accept', { default: '' }),
+  key: f.string('its key', { default: '' }),
   name: f.string('the backup\'s name (default: backup-<UTC time>)', { default: '' }),
   resultFile: f.string('also write the manifest here (for example /dev/termination-log)', { default: '' }),
 };
@@ -63,6 +68,11 @@ async function openStore(v: { s3Endpoint: string; s3Bucket: string; s3Prefix: st
   });
 }
 
+/** Client TLS to the members, as etcdctl's --cacert, --cert and --key. */
+function grpcTls(ca: string, cert: string, key: string) {
+  return credentials.createSsl(readFileSync(ca), key ? readFileSync(key) : null, cert ? readFileSync(cert) : null);
+}
+
 const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 
 async function run(sub: string, args: string[], io: Io): Promise<number> {
@@ -73,7 +83,9 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
     const store = await openStore(v, io);
     try {
       await store.check();
-      const m = await saveBackup(store, v.name || `backup-${stamp(new Date())}`, { endpoints: v.endpoints, user: v.user || undefined });
+      const user = v.user && v.password && !v.user.includes(':') ? `${v.user}:${v.password}` : v.user;
+      const credentials = v.cacert ? grpcTls(v.cacert, v.cert, v.key) : undefined;
+      const m = await saveBackup(store, v.name || `backup-${stamp(new Date())}`, { endpoints: v.endpoints, user: user || undefined, credentials });
       const text = `${JSON.stringify(m)}\n`;
       if (v.resultFile) writeFileSync(v.resultFile, text);
       io.out(text);

@@ -5,7 +5,7 @@
  * starts at once). Metrics: reconciles by result, their duration, queue depth, leadership.
  */
 import { hostname } from 'node:os';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, PatchStrategy, type V1EndpointSlice, type V1Pod, type V1Service, type V1StatefulSet, setHeaderOptions } from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, PatchStrategy, type V1EndpointSlice, type V1Job, type V1Pod, type V1Service, type V1StatefulSet, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { SharedInformer } from '../lib/kube/informer.ts';
@@ -17,9 +17,12 @@ import type { Random } from '../lib/random.ts';
 import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
 import { group, type StoreCluster, version } from './api/storecluster.ts';
 import { ResiliencePolicyStatus, appliedVersionAnnotation, rejectedVersionAnnotation } from './controllers/resiliencepolicy.ts';
+import { StoreBackupController } from './controllers/storebackup.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';
+import type { StoreBackup } from './api/storebackup.ts';
 import { DiscoveryServer } from './discovery/server.ts';
 import { MemberClient, type MemberTls } from './members.ts';
+import { backupLabel } from './specs/storebackup.ts';
 import { clientTlsName, labels } from './specs/storecluster.ts';
 import { sidecarLabel } from './webhook/inject.ts';
 
@@ -44,6 +47,8 @@ export interface OperatorOptions {
 }
 
 const managed = `${labels.managedBy}=ballast-operator`;
+/** Queue keys of StoreBackups (StoreClusters' keys are plain namespace/name). */
+const backupPrefix = 'StoreBackup/';
 
 export class Operator {
   readonly #options: OperatorOptions;
@@ -52,6 +57,9 @@ export class Operator {
   readonly #sets: SharedInformer<V1StatefulSet>;
   readonly #pods: SharedInformer<V1Pod>;
   readonly #controller: StoreClusterController;
+  readonly #backups: SharedInformer<StoreBackup>;
+  readonly #jobs: SharedInformer<V1Job>;
+  readonly #backupController: StoreBackupController;
   /** ResiliencePolicies, Services and EndpointSlices, for the discovery service (every replica serves it). */
   readonly #discovery: { server: DiscoveryServer; informers: Array<SharedInformer<never>>; status: ResiliencePolicyStatus } | undefined;
   readonly #elector: LeaderElector | undefined;
@@ -88,6 +96,24 @@ export class Operator {
       const k = owner(p?.metadata?.namespace, p?.metadata?.labels);
       if (k) this.#queue.add(k);
     });
+    // StoreBackups and their Jobs (keys "StoreBackup/<namespace>/<name>" in the one queue); a
+    // Job's pods carry the operator's label and the StoreBackup's name.
+    const backupKey = (ns: string | undefined, name: string | undefined) => `${backupPrefix}${ns}/${name}`;
+    this.#backups = new SharedInformer<StoreBackup>({ ...informer, path: `/apis/${group}/${version}/storebackups`,
+      list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storebackups' }) as Promise<KubernetesListObject<StoreBackup>> });
+    const batch = kc.makeApiClient(BatchV1Api);
+    this.#jobs = new SharedInformer<V1Job>({ ...informer, path: '/apis/batch/v1/jobs', labelSelector: managed, list: () => batch.listJobForAllNamespaces({ labelSelector: managed }) });
+    this.#backups.onChange((key) => this.#queue.add(`${backupPrefix}${key}`));
+    this.#jobs.onChange((key) => {
+      const j = this.#jobs.get(key);
+      const name = j?.metadata?.labels?.[backupLabel];
+      if (name) this.#queue.add(backupKey(j?.metadata?.namespace, name));
+    });
+    this.#pods.onChange((key) => {
+      const p = this.#pods.get(key);
+      const name = p?.metadata?.labels?.[backupLabel];
+      if (name) this.#queue.add(backupKey(p?.metadata?.namespace, name));
+    });
     // Client TLS of clusters with spec.tls (the operator presents the cluster's own certificate).
     const memberTls = new Map<string, MemberTls>();
     this.#controller = new StoreClusterController({
@@ -112,6 +138,23 @@ export class Operator {
           reason, message, type, source: { component: 'ballast-operator' },
           firstTimestamp: new Date(), lastTimestamp: new Date(), count: 1,
         } }).catch((err: unknown) => o.log.warn({ err }, 'event not recorded'));
+      },
+    });
+    this.#backupController = new StoreBackupController({
+      custom, batch, backups: this.#backups, clusters: this.#clusters, jobs: this.#jobs, pods: this.#pods, clock: o.clock,
+      event: (sb, type, reason, message) => {
+        o.log.info({ storebackup: `${sb.metadata.namespace}/${sb.metadata.name}`, reason }, message);
+        void this.#core.createNamespacedEvent({ namespace: sb.metadata.namespace, body: {
+          metadata: { generateName: `${sb.metadata.name}.` },
+          involvedObject: { apiVersion: sb.apiVersion, kind: 'StoreBackup', name: sb.metadata.name, namespace: sb.metadata.namespace, uid: sb.metadata.uid ?? '' },
+          reason, message, type, source: { component: 'ballast-operator' },
+          firstTimestamp: new Date(), lastTimestamp: new Date(), count: 1,
+        } }).catch((err: unknown) => o.log.warn({ err }, 'event not recorded'));
+      },
+      metrics: {
+        results: o.metrics.counter('ballast_operator_backups_total', 'StoreBackups that finished, by cluster and result (success, failure).', ['namespace', 'cluster', 'result']),
+        lastSuccess: o.metrics.gauge('ballast_operator_backup_last_success_timestamp_seconds', 'When the cluster\'s last successful backup completed (seconds since the epoch).', ['namespace', 'cluster']),
+        duration: o.metrics.histogram('ballast_operator_backup_duration_seconds', 'How long a successful backup took, from the first byte streamed to its manifest.', ['namespace', 'cluster'], [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600]),
       },
     });
     if (o.discoveryAddress) {
@@ -144,7 +187,7 @@ export class Operator {
       queueWait: o.metrics.histogram('ballast_operator_workqueue_queue_duration_seconds', 'Time a key waited in the work queue before a worker took it.', [], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]),
     };
     // Every series exists from the start (at 0), so rates and alerts see "no errors", not "no data".
-    for (const result of ['success', 'error', 'requeue']) this.#metrics.reconciles.inc({ controller: 'storecluster', result }, 0);
+    for (const controller of ['storecluster', 'storebackup']) for (const result of ['success', 'error', 'requeue']) this.#metrics.reconciles.inc({ controller, result }, 0);
     this.#metrics.leader.set(0);
     this.#metrics.transitions.inc(0);
     this.#queue.onDequeue = (_key, waitedMs) => this.#metrics.queueWait.observe(waitedMs / 1000);
@@ -165,7 +208,7 @@ export class Operator {
 
   /** Every informer has listed once (the replica can act, or take over, at once). */
   get synced(): boolean {
-    return this.#clusters.synced && this.#sets.synced && this.#pods.synced && (this.#discovery?.informers.every((i) => i.synced) ?? true);
+    return this.#clusters.synced && this.#sets.synced && this.#pods.synced && this.#backups.synced && this.#jobs.synced && (this.#discovery?.informers.every((i) => i.synced) ?? true);
   }
 
   /** The discovery service's port, once listening. */
@@ -173,7 +216,7 @@ export class Operator {
 
   async start(): Promise<void> {
     this.#running = true;
-    await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start(), ...(this.#discovery?.informers.map((i) => i.start()) ?? [])]);
+    await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start(), this.#backups.start(), this.#jobs.start(), ...(this.#discovery?.informers.map((i) => i.start()) ?? [])]);
     if (this.#discovery && this.#options.discoveryAddress) this.discoveryPort = await this.#discovery.server.listen(this.#options.discoveryAddress);
     if (this.#elector) this.#elector.start();
     else this.#lead(true);
@@ -185,7 +228,7 @@ export class Operator {
     this.#discovery?.status.stop();
     await this.#elector?.stop();
     await this.#discovery?.server.stop();
-    await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop(), ...(this.#discovery?.informers.map((i) => i.stop()) ?? [])]);
+    await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop(), this.#backups.stop(), this.#jobs.stop(), ...(this.#discovery?.informers.map((i) => i.stop()) ?? [])]);
   }
 
   #lead(v: boolean): void {
@@ -202,6 +245,7 @@ export class Operator {
       return;
     }
     for (const sc of this.#clusters.list()) this.#queue.add(`${sc.metadata.namespace}/${sc.metadata.name}`);
+    for (const sb of this.#backups.list()) this.#queue.add(`${backupPrefix}${sb.metadata.namespace}/${sb.metadata.name}`);
     if (this.#discovery) this.#discovery.status.leading = true;
     for (let i = 0; i < (this.#options.workers ?? 2); i++) void this.#work();
   }
@@ -211,17 +255,19 @@ export class Operator {
       const key = await this.#queue.get();
       if (key === undefined) return;
       this.#metrics.depth.set(this.#queue.length);
-      const end = this.#metrics.duration.startTimer({ controller: 'storecluster' });
-      const span = this.#options.tracer?.startSpan('reconcile StoreCluster', { attributes: { 'ballast.controller': 'storecluster', 'ballast.key': key } });
+      const backup = key.startsWith(backupPrefix);
+      const controller = backup ? 'storebackup' : 'storecluster';
+      const end = this.#metrics.duration.startTimer({ controller });
+      const span = this.#options.tracer?.startSpan(`reconcile ${backup ? 'StoreBackup' : 'StoreCluster'}`, { attributes: { 'ballast.controller': controller, 'ballast.key': key } });
       try {
-        const requeue = await this.#controller.reconcile(key);
+        const requeue = backup ? await this.#backupController.reconcile(key.slice(backupPrefix.length)) : await this.#controller.reconcile(key);
         this.#queue.forget(key);
         if (requeue !== undefined) this.#queue.addAfter(key, requeue);
-        this.#metrics.reconciles.inc({ controller: 'storecluster', result: requeue !== undefined ? 'requeue' : 'success' });
+        this.#metrics.reconciles.inc({ controller, result: requeue !== undefined ? 'requeue' : 'success' });
         span?.setAttribute('ballast.result', requeue !== undefined ? 'requeue' : 'success');
       } catch (err) {
-        this.#options.log.warn({ err, storecluster: key }, 'reconcile failed; retrying with back-off');
-        this.#metrics.reconciles.inc({ controller: 'storecluster', result: 'error' });
+        this.#options.log.warn({ err, [controller]: key }, 'reconcile failed; retrying with back-off');
+        this.#metrics.reconciles.inc({ controller, result: 'error' });
         this.#queue.addRateLimited(key);
         span?.recordException(err as Error);
         span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });

@@ -19,7 +19,8 @@ import { loadProtos } from '../../store/api/server.ts';
 import { crdsEstablished, ctr } from '../support/cluster.ts';
 import { RetryingKv } from '../support/retrying-kv.ts';
 import { startSidecar } from '../support/sidecar-procs.ts';
-import { bin, freePort } from '../support/store-cluster.ts';
+import { startSeaweed } from '../support/seaweedfs.ts';
+import { StoreCluster, bin, freePort } from '../support/store-cluster.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -485,6 +486,55 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.deepEqual(writer.acked.filter((k) => !stored.has(k)), [], 'every acknowledged write is there');
     const hashes = () => spawnSync('etcdctl', ['--endpoints', memberPods().map(([, ip]) => `${ip}:2379`).join(','), 'endpoint', 'hashkv', '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout;
     await until(() => { const h = JSON.parse(hashes() || '[]') as Array<{ HashKV: { hash: number } }>; return h.length === 3 && new Set(h.map((x) => x.HashKV.hash)).size === 1; }, 'the three members\' key spaces hash the same', 60_000);
+  });
+
+  it('StoreBackup: a Job streams a follower\'s snapshot to object storage (SeaweedFS on the node\'s address); status has its revision, size and sha256, and it restores to the same HashKV; wrong credentials end Failed with the fix named after retries, with nothing listed', async (t) => {
+    await until(() => phase() === '3/Ready', 'Ready to begin with', 120_000);
+    // The node's address (the pods' bridge; the apiserver binds it): pods reach object storage there.
+    const node = new URL(kubectl(['config', 'view', '--raw', '-o', 'jsonpath={.clusters[0].cluster.server}']).stdout.trim()).hostname;
+    const weed = await startSeaweed(join(stateDir, 'weed'), node);
+    t.after(() => weed.stop());
+    await weed.createBucket('backups');
+    const secret = (name: string, key: string, secretKey: string) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'default' }, stringData: { accessKeyId: key, secretAccessKey: secretKey } });
+    const backup = (name: string, credentialsSecret: string) => ({ apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackup', metadata: { name, namespace: 'default' }, spec: { cluster: 'orders', storage: { endpoint: weed.endpoint, bucket: 'backups', credentialsSecret } } });
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [secret('s3-good', weed.accessKeyId, weed.secretAccessKey), secret('s3-wrong', weed.accessKeyId, 'not-the-secret')] })).status, 0);
+    const kv = new RetryingKv();
+    kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
+    for (let i = 0; i < 100; i++) await kv.put(`backup/${i}`, `v${i}`);
+    kv.close();
+    const start = Date.now();
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(backup('orders-b1', 's3-good'))).status, 0);
+    const field = (name: string, f: string) => jsonpath(['storebackup', name], `{.status.${f}}`);
+    await until(() => field('orders-b1', 'phase') === 'Succeeded', 'the backup Succeeded', 180_000);
+    t.diagnostic(`StoreBackup Succeeded ${Date.now() - start} ms after it was applied: revision ${field('orders-b1', 'revision')}, ${field('orders-b1', 'sizeBytes')} bytes in ${field('orders-b1', 'durationSeconds')} s`);
+    assert.equal(field('orders-b1', 'objectKey'), 'default/orders/orders-b1.snap');
+    assert.match(field('orders-b1', 'sha256'), /^[0-9a-f]{64}$/);
+    assert.notEqual(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=orders-b1,reason=BackupSucceeded', '-o', 'name']).stdout.trim(), '');
+    // The object is the backup status names, and restores to the same key space at its revision.
+    const s3env = { ...process.env, AWS_ACCESS_KEY_ID: weed.accessKeyId, AWS_SECRET_ACCESS_KEY: weed.secretAccessKey };
+    const restored = new StoreCluster();
+    t.after(() => restored.shutdown());
+    const m = await restored.addSpec('r1');
+    const r = spawnSync(bin, ['backup', 'restore', 'orders-b1', `--s3-endpoint=${weed.endpoint}`, '--s3-bucket=backups', '--s3-prefix=default/orders/', `--name=r1`, `--data-dir=${m.dataDir}`,
+      `--initial-cluster=${restored.initialCluster()}`, `--initial-cluster-token=${restored.token}`, `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`], { encoding: 'utf8', env: s3env });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`sha256 ${field('orders-b1', 'sha256').slice(0, 16)}`));
+    restored.spawn(m, 'existing');
+    await restored.waitHealthy(30_000);
+    const rev = field('orders-b1', 'revision');
+    const hashOf = (endpoints: string) => (JSON.parse(spawnSync('etcdctl', [`--endpoints=${endpoints}`, 'endpoint', 'hashkv', `--rev=${rev}`, '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout || '[]') as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash);
+    const live = hashOf(memberPods().map(([, ip]) => `${ip}:2379`).join(','));
+    assert.equal(new Set(live).size, 1);
+    assert.deepEqual(hashOf(restored.endpoints()), [live[0]], 'the restored key space hashes as the cluster\'s at the backup\'s revision');
+    // Wrong credentials: each attempt fails naming the fix, the Job retries with back-off, then Failed.
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(backup('orders-bad', 's3-wrong'))).status, 0);
+    await until(() => field('orders-bad', 'phase') === 'Failed', 'the backup with wrong credentials Failed', 240_000);
+    assert.equal(field('orders-bad', 'reason'), 'BackupStorageCredentials');
+    assert.match(field('orders-bad', 'message'), /refused the credentials .*check the access key id and secret key .*\(after 3 attempts\)/);
+    assert.equal(field('orders-bad', 'attempts'), '3');
+    assert.notEqual(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=orders-bad,reason=BackupRetrying', '-o', 'name']).stdout.trim(), '');
+    const list = spawnSync(bin, ['backup', 'list', `--s3-endpoint=${weed.endpoint}`, '--s3-bucket=backups', '--s3-prefix=default/orders/', '--output=json'], { encoding: 'utf8', env: s3env });
+    assert.deepEqual((JSON.parse(list.stdout) as Array<{ name: string }>).map((b) => b.name), ['orders-b1'], 'only the good backup is listed');
   });
 
   it('spec.tls: members serve clients and each other over TLS with certificates required both ways; the operator manages them through it', async (t) => {

@@ -38,7 +38,8 @@ async function ports(n: number): Promise<number[]> {
   return out;
 }
 
-export async function startSeaweed(dir: string): Promise<Seaweed> {
+/** `host`: the address it listens on (default loopback; the node's address for pods to reach it). */
+export async function startSeaweed(dir: string, host = '127.0.0.1'): Promise<Seaweed> {
   mkdirSync(join(dir, 'data'), { recursive: true });
   const accessKeyId = 'ballast-test';
   const secretAccessKey = 'ballast-test-secret-key';
@@ -47,13 +48,13 @@ export async function startSeaweed(dir: string): Promise<Seaweed> {
   const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3Port, s3Grpc] = await ports(8);
   const log = openSync(join(dir, 'weed.log'), 'a');
   const p: ChildProcess = spawn(weedBin(), [
-    'server', `-dir=${join(dir, 'data')}`, '-ip=127.0.0.1', '-ip.bind=127.0.0.1',
+    'server', `-dir=${join(dir, 'data')}`, `-ip=${host}`, `-ip.bind=${host}`,
     `-master.port=${master}`, `-master.port.grpc=${masterGrpc}`, '-master.volumeSizeLimitMB=64',
     `-volume.port=${volume}`, `-volume.port.grpc=${volumeGrpc}`, '-volume.max=16',
     '-filer', `-filer.port=${filer}`, `-filer.port.grpc=${filerGrpc}`,
     '-s3', `-s3.port=${s3Port}`, `-s3.port.grpc=${s3Grpc}`, `-s3.config=${config}`, '-s3.port.iceberg=0', '-s3.port.lance=0',
   ], { stdio: ['ignore', log, log] });
-  const endpoint = `http://127.0.0.1:${s3Port}`;
+  const endpoint = `http://${host.includes(':') ? `[${host}]` : host}:${s3Port}`;
   const s3 = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } });
   const stop = async () => {
     s3.destroy();

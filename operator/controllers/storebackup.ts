@@ -1,0 +1,77 @@
+/**
+ * The StoreBackup reconciler: observe (the StoreBackup, its StoreCluster, its Job and the Job's
+ * pods, from the informers' caches), decide (operator/plan/storebackup.ts), act (create the Job,
+ * record Events, write status, count the outcome).
+ */
+import type { BatchV1Api, CustomObjectsApi, V1Job, V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import type { Clock } from '../../lib/clock.ts';
+import { statusSignature } from '../../lib/kube/conditions.ts';
+import type { SharedInformer } from '../../lib/kube/informer.ts';
+import type { Counter, Gauge, Histogram } from 'prom-client';
+import type { StoreBackup } from '../api/storebackup.ts';
+import { group, version, type StoreCluster } from '../api/storecluster.ts';
+import { planBackup } from '../plan/storebackup.ts';
+import { backupLabel, jobName } from '../specs/storebackup.ts';
+
+export interface StoreBackupMetrics {
+  /** Backups by outcome, per cluster. */
+  results: Counter<'namespace' | 'cluster' | 'result'>;
+  /** When the cluster's last backup succeeded (seconds since the epoch). */
+  lastSuccess: Gauge<'namespace' | 'cluster'>;
+  duration: Histogram<'namespace' | 'cluster'>;
+}
+
+export interface StoreBackupControllerDeps {
+  custom: CustomObjectsApi;
+  batch: BatchV1Api;
+  backups: SharedInformer<StoreBackup>;
+  clusters: SharedInformer<StoreCluster>;
+  jobs: SharedInformer<V1Job>;
+  pods: SharedInformer<V1Pod>;
+  clock: Clock;
+  event(obj: StoreBackup, type: 'Normal' | 'Warning', reason: string, message: string): void;
+  metrics: StoreBackupMetrics;
+}
+
+export class StoreBackupController {
+  readonly #d: StoreBackupControllerDeps;
+  readonly #written = new Map<string, string>();
+
+  constructor(d: StoreBackupControllerDeps) {
+    this.#d = d;
+  }
+
+  /** Returns when to look again (ms), or undefined for "when something changes". */
+  async reconcile(key: string): Promise<number | undefined> {
+    const sb = this.#d.backups.get(key);
+    if (!sb || (sb as { metadata: { deletionTimestamp?: unknown } }).metadata.deletionTimestamp) {
+      this.#written.delete(key);
+      return undefined;
+    }
+    const ns = sb.metadata.namespace;
+    const job = this.#d.jobs.get(`${ns}/${jobName(sb)}`);
+    const pods = this.#d.pods.list().filter((p) => p.metadata?.namespace === ns && p.metadata.labels?.[backupLabel] === sb.metadata.name);
+    const step = planBackup(sb, { cluster: this.#d.clusters.get(`${ns}/${sb.spec.cluster}`), job, pods, now: this.#d.clock.wallNow() });
+    if (step.createJob) {
+      await this.#d.batch.createNamespacedJob({ namespace: ns, body: step.createJob }).catch((err: unknown) => {
+        if ((err as { code?: number }).code !== 409) throw err; // made already (a cache behind): fine
+      });
+    }
+    for (const e of step.events) this.#d.event(sb, e.type, e.reason, e.message);
+    if (step.finished) {
+      const labels = { namespace: ns, cluster: sb.spec.cluster };
+      this.#d.metrics.results.inc({ ...labels, result: step.finished === 'Succeeded' ? 'success' : 'failure' });
+      if (step.finished === 'Succeeded') {
+        this.#d.metrics.lastSuccess.set(labels, Date.parse(step.status.completedAt ?? '') / 1000 || this.#d.clock.wallNow() / 1000);
+        this.#d.metrics.duration.observe(labels, step.status.durationSeconds ?? 0);
+      }
+    }
+    const sig = statusSignature(step.status);
+    if (sig !== statusSignature(sb.status) && this.#written.get(key) !== sig) {
+      await this.#d.custom.patchNamespacedCustomObjectStatus({ group, version, namespace: ns, plural: 'storebackups', name: sb.metadata.name, body: { status: step.status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      this.#written.set(key, sig);
+    }
+    return step.requeueMs;
+  }
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import type { StoreBackup } from '../api/storebackup.ts';
+import type { StoreCluster } from '../api/storecluster.ts';
+import { failureOf, planBackup } from './storebackup.ts';
+
+const now = Date.UTC(2026, 11, 2, 12);
+const sb = (status?: StoreBackup['status']): StoreBackup => ({
+  apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackup', metadata: { name: 'nightly-1', namespace: 'shop', uid: 'u9', generation: 1 },
+  spec: { cluster: 'orders', storage: { endpoint: 'http://s3:8333', bucket: 'backups', region: 'us-east-1', credentialsSecret: 's3' } }, ...(status ? { status } : {}),
+});
+const sc = (over: Partial<NonNullable<StoreCluster['status']>> = {}): StoreCluster => ({
+  apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop' },
+  spec: { replicas: 3, version: '0.2.0', auth: { enabled: true } } as StoreCluster['spec'], status: { phase: 'Ready', leader: 'orders-0', ...over },
+});
+const job = (st: V1Job['status'] = { active: 1 }): V1Job => ({ metadata: { name: 'nightly-1-backup' }, status: st });
+const pod = (phase: string, message: string, at: string): V1Pod => ({ metadata: { creationTimestamp: at as unknown as Date }, status: { phase, containerStatuses: [{ name: 'backup', image: '', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: phase === 'Succeeded' ? 0 : 1, message } } }] } });
+const manifest = JSON.stringify({ name: 'nightly-1', key: 'shop/orders/nightly-1.snap', revision: 4242, size: 1048576, sha256: 'ab'.repeat(32), member: '8e9e05c52164694d', startedAt: '2026-12-02T11:59:00.000Z', finishedAt: '2026-12-02T11:59:07.000Z' });
+const credentialsFailure = 'some log line\nballast backup save: STORE_ERR_BACKUP_STORAGE_CREDENTIALS: could not reach the bucket: the object store (http://s3:8333, bucket backups) refused the credentials (InvalidAccessKeyId); check the access key id and secret key in the credentials Secret\n';
+
+describe('StoreBackup plan', () => {
+  it('waits for its cluster (missing: says to create it or fix spec.cluster; no leader: waits)', () => {
+    const missing = planBackup(sb(), { cluster: undefined, job: undefined, pods: [], now });
+    assert.equal(missing.status.phase, 'Pending');
+    assert.match(missing.status.message ?? '', /StoreCluster orders does not exist in namespace shop; create it, or fix spec\.cluster/);
+    assert.equal(missing.createJob, undefined);
+    const lost = planBackup(sb(), { cluster: sc({ phase: 'QuorumLost' }), job: undefined, pods: [], now });
+    assert.deepEqual([lost.status.phase, lost.status.reason, lost.createJob], ['Pending', 'WaitingForCluster', undefined]);
+  });
+
+  it('creates its Job once: every member\'s address, the credentials from the Secret, the root user when auth is on, no member label on its pods', () => {
+    const s = planBackup(sb(), { cluster: sc(), job: undefined, pods: [], now });
+    assert.equal(s.status.phase, 'Running');
+    assert.deepEqual(s.events.map((e) => e.reason), ['BackupStarted']);
+    const c = s.createJob!.spec!.template.spec!.containers[0]!;
+    assert.ok(c.args!.includes('--endpoints=orders-0.orders-peer.shop.svc.cluster.local:2379,orders-1.orders-peer.shop.svc.cluster.local:2379,orders-2.orders-peer.shop.svc.cluster.local:2379'));
+    assert.ok(c.args!.includes('--s3-prefix=shop/orders/'));
+    assert.deepEqual(c.env!.map((e) => `${e.name}=${e.valueFrom?.secretKeyRef?.name}/${e.valueFrom?.secretKeyRef?.key}`), ['AWS_ACCESS_KEY_ID=s3/accessKeyId', 'AWS_SECRET_ACCESS_KEY=s3/secretAccessKey', 'BALLAST_BACKUP_USER=orders-root/username', 'BALLAST_BACKUP_PASSWORD=orders-root/password']);
+    assert.equal(s.createJob!.spec!.template.metadata!.labels!['app.kubernetes.io/instance'], undefined);
+    assert.equal(s.createJob!.metadata!.ownerReferences![0]!.kind, 'StoreBackup');
+  });
+
+  it('a failed attempt is reported and retried by the Job; once the Job gives up, Failed with the fix named', () => {
+    const running = planBackup(sb({ phase: 'Running', attempts: 1, reason: 'Started' }), { cluster: sc(), job: job({ active: 1, failed: 1 }), pods: [pod('Failed', credentialsFailure, '2026-12-02T11:00:00Z')], now });
+    assert.equal(running.status.phase, 'Running');
+    assert.match(running.status.message ?? '', /^attempt 1 of 3 failed: STORE_ERR_BACKUP_STORAGE_CREDENTIALS: .*check the access key id and secret key.*; the Job retries with back-off$/);
+    assert.deepEqual(running.events.map((e) => e.reason), ['BackupRetrying']);
+    assert.deepEqual(planBackup(sb(running.status), { cluster: sc(), job: job({ active: 1, failed: 1 }), pods: [pod('Failed', credentialsFailure, '2026-12-02T11:00:00Z')], now }).events, [], 'said once per attempt');
+    const failed = planBackup(sb(running.status), { cluster: sc(), job: job({ failed: 3, conditions: [{ type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded' }] }), pods: ['10', '11', '12'].map((m) => pod('Failed', credentialsFailure, `2026-12-02T11:${m}:00Z`)), now });
+    assert.equal(failed.status.phase, 'Failed');
+    assert.equal(failed.status.reason, 'BackupStorageCredentials');
+    assert.match(failed.status.message ?? '', /refused the credentials .* \(after 3 attempts\)$/);
+    assert.equal(failed.finished, 'Failed');
+    assert.deepEqual(planBackup(sb(failed.status), { cluster: sc(), job: job(), pods: [], now }).events, [], 'final: never looked at again');
+  });
+
+  it('Succeeded with what the manifest says', () => {
+    const s = planBackup(sb({ phase: 'Running', attempts: 1 }), { cluster: sc(), job: job({ succeeded: 1 }), pods: [pod('Succeeded', manifest, '2026-12-02T11:59:00Z')], now });
+    assert.equal(s.status.phase, 'Succeeded');
+    assert.deepEqual([s.status.objectKey, s.status.revision, s.status.sizeBytes, s.status.durationSeconds], ['shop/orders/nightly-1.snap', 4242, 1048576, 7]);
+    assert.equal(s.status.conditions?.find((c) => c.type === 'Complete')?.status, 'True');
+    assert.equal(s.finished, 'Succeeded');
+  });
+
+  it('the failure line of a log is found, its code made a reason', () => {
+    assert.deepEqual(failureOf('x\nballast backup save: STORE_ERR_NO_LEADER: no member answers\n'), { reason: 'NoLeader', message: 'STORE_ERR_NO_LEADER: no member answers' });
+    assert.deepEqual(failureOf(''), { reason: 'JobFailed', message: 'the backup Job\'s pod failed without a message' });
+  });
+});

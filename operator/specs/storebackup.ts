@@ -1,0 +1,68 @@
+/**
+ * The Job that takes a StoreBackup (pure): `ballast backup save` in the cluster's own image,
+ * against every member's client address (it streams from a follower), with the object store's
+ * credentials from the StoreBackup's Secret, the cluster's client certificate when it has TLS and
+ * its root user when auth is on. Its pods carry no instance label: they are not members.
+ */
+import type { V1Job } from '@kubernetes/client-node';
+import type { StoreBackup } from '../api/storebackup.ts';
+import type { StoreCluster } from '../api/storecluster.ts';
+import { clientPort, imageOf, labels, memberName, peerServiceName, rootSecretName, tlsDir } from './storecluster.ts';
+
+export const backupLabel = 'ballast.dev/storebackup';
+export const jobName = (sb: StoreBackup) => `${sb.metadata.name}-backup`.slice(0, 63).replace(/-+$/, '');
+export const defaultPrefix = (sb: StoreBackup) => `${sb.metadata.namespace}/${sb.spec.cluster}/`;
+/** Attempts before the backup is Failed (the Job controller waits 10 s, 20 s, 40 s... between). */
+export const backupAttempts = 3;
+
+export function backupJob(sb: StoreBackup, sc: StoreCluster): V1Job {
+  const ns = sb.metadata.namespace;
+  const st = sb.spec.storage;
+  const tls = Boolean(sc.spec.tls?.clientSecretName);
+  const endpoints = Array.from({ length: sc.spec.replicas }, (_, i) => `${memberName(sc, i)}.${peerServiceName(sc)}.${ns}.svc.cluster.local:${clientPort}`);
+  const podLabels = { [labels.name]: 'ballast-backup', [labels.managedBy]: 'ballast-operator', [labels.component]: 'backup', [backupLabel]: sb.metadata.name };
+  const args = [
+    'backup', 'save', `--endpoints=${endpoints.join(',')}`, `--name=${sb.metadata.name}`, '--result-file=/dev/termination-log',
+    `--s3-endpoint=${st.endpoint}`, `--s3-bucket=${st.bucket}`, `--s3-prefix=${st.prefix ?? defaultPrefix(sb)}`, `--s3-region=${st.region}`,
+    ...(st.caSecret ? ['--s3-ca-file=/etc/ballast/s3-ca/ca.crt'] : []),
+    ...(tls ? [`--cacert=${tlsDir}/client/ca.crt`, `--cert=${tlsDir}/client/tls.crt`, `--key=${tlsDir}/client/tls.key`] : []),
+  ];
+  const secretEnv = (name: string, secret: string, key: string) => ({ name, valueFrom: { secretKeyRef: { name: secret, key } } });
+  return {
+    apiVersion: 'batch/v1', kind: 'Job',
+    metadata: {
+      name: jobName(sb), namespace: ns, labels: podLabels,
+      ownerReferences: [{ apiVersion: sb.apiVersion, kind: 'StoreBackup', name: sb.metadata.name, uid: sb.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
+    },
+    spec: {
+      backoffLimit: backupAttempts - 1, activeDeadlineSeconds: 3600,
+      template: {
+        metadata: { labels: podLabels },
+        spec: {
+          restartPolicy: 'Never', automountServiceAccountToken: false,
+          securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [{
+            name: 'backup', image: imageOf(sc), args,
+            env: [
+              secretEnv('AWS_ACCESS_KEY_ID', st.credentialsSecret, 'accessKeyId'),
+              secretEnv('AWS_SECRET_ACCESS_KEY', st.credentialsSecret, 'secretAccessKey'),
+              ...(sc.spec.auth?.enabled ? [secretEnv('BALLAST_BACKUP_USER', rootSecretName(sc), 'username'), secretEnv('BALLAST_BACKUP_PASSWORD', rootSecretName(sc), 'password')] : []),
+            ],
+            // On failure the log's last lines are the reason (the error code and what to fix).
+            terminationMessagePolicy: 'FallbackToLogsOnError',
+            resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+            securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+            volumeMounts: [
+              ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : []),
+              ...(tls ? [{ name: 'tls-client', mountPath: `${tlsDir}/client`, readOnly: true }] : []),
+            ],
+          }],
+          volumes: [
+            ...(st.caSecret ? [{ name: 's3-ca', secret: { secretName: st.caSecret, defaultMode: 0o440 } }] : []),
+            ...(tls ? [{ name: 'tls-client', secret: { secretName: sc.spec.tls?.clientSecretName as string, defaultMode: 0o440 } }] : []),
+          ],
+        },
+      },
+    },
+  };
+}
