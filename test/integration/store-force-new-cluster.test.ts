@@ -108,6 +108,8 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
     c!.extraArgs = [];
     const code = await new Promise<number | null>((r) => p.once('exit', (x) => r(x)));
     assert.equal(code, 1);
-    assert.match(readFileSync(join(c!.dir, 'empty.log'), 'utf8'), /STORE_ERR_DATA_DIR.*--force-new-cluster: .* holds no data to start the new cluster from/);
+    const log = readFileSync(join(c!.dir, 'empty.log'), 'utf8');
+    assert.match(log, /--force-new-cluster: \S+ holds no data to start the new cluster from; give the data directory of the member that survived/);
+    assert.match(log, /"code":"STORE_ERR_DATA_DIR"/);
   });
 });
