@@ -130,27 +130,11 @@ export class Operator {
         memberTls.set(`${sc.metadata.namespace}/${name}`, { ca: b('ca.crt'), cert: b('tls.crt'), key: b('tls.key'), serverName: clientTlsName(sc) });
       },
       clock: o.clock, log: o.log,
-      event: (sc, type, reason, message) => {
-        o.log.info({ storecluster: `${sc.metadata.namespace}/${sc.metadata.name}`, reason }, message);
-        void this.#core.createNamespacedEvent({ namespace: sc.metadata.namespace, body: {
-          metadata: { generateName: `${sc.metadata.name}.` },
-          involvedObject: { apiVersion: sc.apiVersion, kind: 'StoreCluster', name: sc.metadata.name, namespace: sc.metadata.namespace, uid: sc.metadata.uid ?? '' },
-          reason, message, type, source: { component: 'ballast-operator' },
-          firstTimestamp: new Date(), lastTimestamp: new Date(), count: 1,
-        } }).catch((err: unknown) => o.log.warn({ err }, 'event not recorded'));
-      },
+      event: (sc, type, reason, message) => this.#event('StoreCluster', sc, type, reason, message),
     });
     this.#backupController = new StoreBackupController({
       custom, batch, backups: this.#backups, clusters: this.#clusters, jobs: this.#jobs, pods: this.#pods, clock: o.clock,
-      event: (sb, type, reason, message) => {
-        o.log.info({ storebackup: `${sb.metadata.namespace}/${sb.metadata.name}`, reason }, message);
-        void this.#core.createNamespacedEvent({ namespace: sb.metadata.namespace, body: {
-          metadata: { generateName: `${sb.metadata.name}.` },
-          involvedObject: { apiVersion: sb.apiVersion, kind: 'StoreBackup', name: sb.metadata.name, namespace: sb.metadata.namespace, uid: sb.metadata.uid ?? '' },
-          reason, message, type, source: { component: 'ballast-operator' },
-          firstTimestamp: new Date(), lastTimestamp: new Date(), count: 1,
-        } }).catch((err: unknown) => o.log.warn({ err }, 'event not recorded'));
-      },
+      event: (sb, type, reason, message) => this.#event('StoreBackup', sb, type, reason, message),
       metrics: {
         results: o.metrics.counter('ballast_operator_backups_total', 'StoreBackups that finished, by cluster and result (success, failure).', ['namespace', 'cluster', 'result']),
         lastSuccess: o.metrics.gauge('ballast_operator_backup_last_success_timestamp_seconds', 'When the cluster\'s last successful backup completed (seconds since the epoch).', ['namespace', 'cluster']),
@@ -229,6 +213,18 @@ export class Operator {
     await this.#elector?.stop();
     await this.#discovery?.server.stop();
     await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop(), this.#backups.stop(), this.#jobs.stop(), ...(this.#discovery?.informers.map((i) => i.stop()) ?? [])]);
+  }
+
+  /** An Event on one of the operator's objects, and the same as a log line. */
+  #event(kind: 'StoreCluster' | 'StoreBackup', obj: { apiVersion: string; metadata: { name: string; namespace: string; uid?: string } }, type: 'Normal' | 'Warning', reason: string, message: string): void {
+    const { name, namespace, uid } = obj.metadata;
+    this.#options.log.info({ [kind.toLowerCase()]: `${namespace}/${name}`, reason }, message);
+    void this.#core.createNamespacedEvent({ namespace, body: {
+      metadata: { generateName: `${name}.` },
+      involvedObject: { apiVersion: obj.apiVersion, kind, name, namespace, uid: uid ?? '' },
+      reason, message, type, source: { component: 'ballast-operator' },
+      firstTimestamp: new Date(), lastTimestamp: new Date(), count: 1,
+    } }).catch((err: unknown) => this.#options.log.warn({ err }, 'event not recorded'));
   }
 
   #lead(v: boolean): void {
