@@ -49,6 +49,7 @@ const restoreFlags = {
   initialCluster: f.string('the restored cluster: name=peerURL,...', { default: 'default=http://localhost:2380' }),
   initialClusterToken: f.string('the restored cluster\'s token', { default: 'etcd-cluster' }),
   initialAdvertisePeerUrls: f.list('this member\'s peer URLs', { default: ['http://localhost:2380'] }),
+  ifEmpty: f.bool('restore only into an empty data directory, and succeed doing nothing when it has data (an init container on a restart)'),
 };
 
 const usage = `Usage: ballast backup save|list|restore [flags]
@@ -73,13 +74,19 @@ function grpcTls(ca: string, cert: string, key: string) {
   return credentials.createSsl(readFileSync(ca), key ? readFileSync(key) : null, cert ? readFileSync(cert) : null);
 }
 
+/** Print a subcommand's usage; exit code 0. */
+function usageOf(io: Io, text: string): number {
+  io.out(text);
+  return 0;
+}
+
 const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 
 async function run(sub: string, args: string[], io: Io): Promise<number> {
   const { saveBackup, findBackup, fetchBackup } = await import('../store/backup-s3.ts');
   if (sub === 'save') {
     const { values: v, help } = loadConfig(saveFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP' });
-    if (help) return io.out(`Usage: ballast backup save [flags]\n\nFlags:\n${renderFlags(saveFlags, 'BALLAST_BACKUP')}\n`), 0;
+    if (help) return usageOf(io, `Usage: ballast backup save [flags]\n\nFlags:\n${renderFlags(saveFlags, 'BALLAST_BACKUP')}\n`);
     const store = await openStore(v, io);
     try {
       await store.check();
@@ -96,7 +103,7 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
   }
   if (sub === 'list') {
     const { values: v, help } = loadConfig({ ...storageFlags, output: f.oneOf(['table', 'json'], 'output format', { default: 'table' }) }, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP' });
-    if (help) return io.out(`Usage: ballast backup list [flags]\n\nFlags:\n${renderFlags(storageFlags, 'BALLAST_BACKUP')}\n  --output table|json\n`), 0;
+    if (help) return usageOf(io, `Usage: ballast backup list [flags]\n\nFlags:\n${renderFlags(storageFlags, 'BALLAST_BACKUP')}\n  --output table|json\n`);
     const store = await openStore(v, io);
     try {
       const all = await store.backups();
@@ -108,10 +115,14 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
     }
   }
   const { values: v, help, positionals } = loadConfig(restoreFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP', positionals: true });
-  if (help) return io.out(`Usage: ballast backup restore NAME|latest [flags]\n\nFlags:\n${renderFlags(restoreFlags, 'BALLAST_BACKUP')}\n`), 0;
+  if (help) return usageOf(io, `Usage: ballast backup restore NAME|latest [flags]\n\nFlags:\n${renderFlags(restoreFlags, 'BALLAST_BACKUP')}\n`);
   if (positionals.length !== 1) {
     io.err(`ballast backup restore: give exactly one backup name, or latest (got ${positionals.length})\n`);
     return ExitCode.usage;
+  }
+  if (existsSync(v.dataDir) && readdirSync(v.dataDir).length > 0 && v.ifEmpty) {
+    io.out(`${v.dataDir} has data already: nothing restored (--if-empty)\n`);
+    return 0;
   }
   if (existsSync(v.dataDir) && readdirSync(v.dataDir).length > 0) throw catalogue.error('STORE_ERR_DATA_DIR', `--data-dir ${v.dataDir} is not empty; restore into a new directory`);
   const store = await openStore(v, io);

@@ -103,7 +103,12 @@ export class Operator {
       list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storebackups' }) as Promise<KubernetesListObject<StoreBackup>> });
     const batch = kc.makeApiClient(BatchV1Api);
     this.#jobs = new SharedInformer<V1Job>({ ...informer, path: '/apis/batch/v1/jobs', labelSelector: managed, list: () => batch.listJobForAllNamespaces({ labelSelector: managed }) });
-    this.#backups.onChange((key) => this.#queue.add(`${backupPrefix}${key}`));
+    this.#backups.onChange((key) => {
+      this.#queue.add(`${backupPrefix}${key}`);
+      // A StoreCluster created from this backup waits for it.
+      const [ns, name] = key.split('/');
+      for (const sc of this.#clusters.list()) if (sc.metadata.namespace === ns && sc.spec.restore?.backup === name) this.#queue.add(`${ns}/${sc.metadata.name}`);
+    });
     this.#jobs.onChange((key) => {
       const j = this.#jobs.get(key);
       const name = j?.metadata?.labels?.[backupLabel];
@@ -117,7 +122,7 @@ export class Operator {
     // Client TLS of clusters with spec.tls (the operator presents the cluster's own certificate).
     const memberTls = new Map<string, MemberTls>();
     this.#controller = new StoreClusterController({
-      kubeconfig: kc, core: this.#core, clusters: this.#clusters, sets: this.#sets, pods: this.#pods,
+      kubeconfig: kc, core: this.#core, clusters: this.#clusters, sets: this.#sets, pods: this.#pods, backups: this.#backups,
       members: (address, sc, creds) => new MemberClient(address, 2000, memberTls.get(`${sc.metadata.namespace}/${sc.spec.tls?.clientSecretName ?? ''}`), creds),
       loadTls: async (sc) => {
         const name = sc.spec.tls?.clientSecretName;

@@ -18,6 +18,8 @@ export interface StoreClusterSpec {
   storage: { size: string; storageClassName?: string; retainOnScaleDown: boolean };
   tls?: { clientSecretName?: string; peerSecretName?: string };
   auth?: { enabled: boolean; rootSecretName?: string };
+  /** Start from a backup: every member's data directory is restored from it before the store starts. */
+  restore?: { backup: string };
   quotaBytes?: string;
   snapshotCount?: number;
   compaction: { mode: 'periodic' | 'revision'; retention: string };
@@ -117,6 +119,9 @@ export const storeClusterCrd: CrdDefinition = {
       clientSecretName: openapi.string('Secret with the client-facing certificate; clients must present certificates signed by its ca.crt (the operator presents this one).'),
       peerSecretName: openapi.string('Secret with the peer certificate; members authenticate each other with it.'),
     }, { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'spec.tls cannot change after creation: members would stop understanding each other mid-way; create a new StoreCluster and restore a snapshot into it' }] }),
+    restore: openapi.object('Create the cluster from a backup: before any member starts, each one\'s data directory is restored from the named StoreBackup (same namespace, Succeeded), checked against its manifest\'s size and sha256, so the cluster starts with the backup\'s keys, values and revisions. Used only while the cluster is first created; set it when the StoreCluster is created.', {
+      backup: openapi.string('The StoreBackup to restore from.', { minLength: 1 }),
+    }, { required: ['backup'] }),
     auth: openapi.object('etcd\'s auth: users, roles and key-range permissions. When enabled, the operator makes a root user whose password it keeps in a Secret of type kubernetes.io/basic-auth (created with a random password unless it exists), turns auth on, and authenticates its own calls as root. Clients then need a user: read the Secret, or have root add users and roles (etcdctl user add, role grant-permission). Setting enabled to false turns auth off again.', {
       enabled: openapi.bool('Turn auth on (true) or off (false).', { default: false }),
       rootSecretName: openapi.string('The root user\'s Secret (keys username, password); default <name>-root. To bring your own password, create it before enabling auth.'),
@@ -145,6 +150,10 @@ export const storeClusterCrd: CrdDefinition = {
       rule: "!has(oldSelf.version) || (int(self.version.split('.')[0]) == int(oldSelf.version.split('.')[0]) && int(self.version.split('.')[1]) <= int(oldSelf.version.split('.')[1]) + 1) || (int(self.version.split('.')[0]) == int(oldSelf.version.split('.')[0]) + 1 && int(self.version.split('.')[1]) == 0)",
       message: 'version may move up at most one minor version at a time (for example 0.1.x to 0.2.x, not 0.1.x to 0.3.x): upgrade through each minor version in turn',
       fieldPath: '.version',
+    }, {
+      rule: 'has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)',
+      message: 'spec.restore can be set only when the cluster is created: a running cluster is not restored over; create a new StoreCluster with spec.restore',
+      fieldPath: '.restore',
     }, {
       rule: 'has(self.tls) == has(oldSelf.tls)',
       message: 'spec.tls can be set only when the cluster is created: members would stop understanding each other mid-way; create a new StoreCluster with TLS and restore a snapshot into it',

@@ -14,6 +14,7 @@ import type { Clock } from '../../lib/clock.ts';
 import { statusSignature } from '../../lib/kube/conditions.ts';
 import type { SharedInformer } from '../../lib/kube/informer.ts';
 import { ExitCode } from '../../lib/lifecycle.ts';
+import type { StoreBackup } from '../api/storebackup.ts';
 import { group, type StoreCluster, version } from '../api/storecluster.ts';
 import { type MemberClient, type MemberInfo, StoreCredentials } from '../members.ts';
 import { type MemberView, type Observed, type PodView, type Step, type StepStatus, plan, planStatus } from '../plan/storecluster.ts';
@@ -27,6 +28,8 @@ export interface StoreClusterControllerDeps {
   clusters: SharedInformer<StoreCluster>;
   sets: SharedInformer<V1StatefulSet>;
   pods: SharedInformer<V1Pod>;
+  /** StoreBackups (spec.restore names one). */
+  backups?: SharedInformer<StoreBackup>;
   /** A client for one member; `sc` for its TLS (loaded by loadTls first), `creds` while auth may be on. */
   members: (address: string, sc: StoreCluster, creds?: StoreCredentials) => MemberClient;
   /** Read the cluster's client TLS Secret (spec.tls.clientSecretName) so members() can use it. */
@@ -135,7 +138,7 @@ export class StoreClusterController {
     const nextClaimExists = setReplicas !== undefined && sc.spec.replicas > setReplicas
       && await this.#deps.core.readNamespacedPersistentVolumeClaim({ name: `data-${specs.memberName(sc, setReplicas)}`, namespace: sc.metadata.namespace }).then(() => true, () => false);
     return {
-      setReplicas, pods: views, members, leaderId, auth, ...(local ? { localMembers: toViews(local.members) } : {}), hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
+      setReplicas, pods: views, members, leaderId, auth, ...(sc.spec.restore ? { restoreSource: this.#deps.backups?.get(`${sc.metadata.namespace}/${sc.spec.restore.backup}`) } : {}), ...(local ? { localMembers: toViews(local.members) } : {}), hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
       ...(authProblem && !leaderId ? { authProblem } : {}),
     };
   }
@@ -162,7 +165,7 @@ export class StoreClusterController {
       try {
         switch (a.do) {
           case 'applyStatefulSet':
-            await this.#apply(specs.statefulSet(sc, { replicas: a.replicas, initialCluster: a.members.map((m) => `${m.name}=${m.peerUrl}`).join(','), clusterState: a.state, ...(a.forceNewCluster ? { forceNewCluster: a.forceNewCluster } : {}) }));
+            await this.#apply(specs.statefulSet(sc, { replicas: a.replicas, initialCluster: a.members.map((m) => `${m.name}=${m.peerUrl}`).join(','), clusterState: a.state, ...(a.forceNewCluster ? { forceNewCluster: a.forceNewCluster } : {}), ...(a.restoreFrom ? { restoreFrom: a.restoreFrom } : {}) }));
             break;
           case 'addLearner':
             addedId = (await this.#leaderCall(sc, o, (c) => c.addLearner(a.peerUrl))).id;

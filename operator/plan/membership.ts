@@ -29,9 +29,18 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
   const want = sc.spec.replicas;
   if (o.setReplicas === undefined) {
     const members = ordinalMembers(sc, want);
-    return step({ phase: 'Bootstrapping', progressing: { status: 'True', reason: 'Bootstrapping', message: `starting ${want} members` } },
-      [{ do: 'applyStatefulSet', replicas: want, members, state: 'new' }],
-      [{ type: 'Normal', reason: 'Bootstrapping', message: `starting ${want} members: ${members.map((m) => m.name).join(', ')}` }]);
+    // Created from a backup: only once the backup is whole, and every member restores it first.
+    const from = sc.spec.restore?.backup;
+    const source = o.restoreSource;
+    if (from && source?.status?.phase !== 'Succeeded') {
+      const message = source
+        ? `spec.restore: StoreBackup ${from} is ${source.status?.phase ?? 'Pending'}${source.status?.phase === 'Failed' ? ` (${source.status.message ?? ''}); name a backup that Succeeded` : '; the members start once it Succeeded'}`
+        : `spec.restore: StoreBackup ${from} does not exist in namespace ${sc.metadata.namespace}; create it, or name one that exists`;
+      return step({ phase: 'Bootstrapping', progressing: { status: 'False', reason: 'RestoreSourceNotReady', message }, requeueMs: 5_000 });
+    }
+    return step({ phase: 'Bootstrapping', progressing: { status: 'True', reason: 'Bootstrapping', message: `starting ${want} members${source ? ` from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'})` : ''}` } },
+      [{ do: 'applyStatefulSet', replicas: want, members, state: 'new', ...(source ? { restoreFrom: source } : {}) }],
+      [{ type: 'Normal', reason: 'Bootstrapping', message: `starting ${want} members: ${members.map((m) => m.name).join(', ')}${source ? `, each restored from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'}, ${source.status?.objectKey ?? ''})` : ''}` }]);
   }
   const current = o.setReplicas;
   if (o.authProblem) {

@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { StoreBackup } from '../api/storebackup.ts';
 import type { StoreCluster } from '../api/storecluster.ts';
+import { statefulSet } from '../specs/storecluster.ts';
+import { plan } from './storecluster.ts';
 import { failureOf, planBackup } from './storebackup.ts';
 
 const now = Date.UTC(2026, 11, 2, 12);
@@ -66,5 +68,34 @@ describe('StoreBackup plan', () => {
   it('the failure line of a log is found, its code made a reason', () => {
     assert.deepEqual(failureOf('x\nballast backup save: STORE_ERR_NO_LEADER: no member answers\n'), { reason: 'NoLeader', message: 'STORE_ERR_NO_LEADER: no member answers' });
     assert.deepEqual(failureOf(''), { reason: 'JobFailed', message: 'the backup Job\'s pod failed without a message' });
+  });
+});
+
+describe('a StoreCluster created from a backup (spec.restore)', () => {
+  const fresh = (restoreSource: StoreBackup | undefined) => ({
+    setReplicas: undefined, pods: [], members: undefined, leaderId: '', auth: 'unknown' as const, hasRootCredentials: false, nextClaimExists: false, now, restoreSource,
+  });
+  const cluster = (): StoreCluster => ({ ...sc(), spec: { ...sc().spec, auth: { enabled: false }, restore: { backup: 'nightly-1' }, storage: { size: '1Gi', retainOnScaleDown: true }, compaction: { mode: 'periodic', retention: '1h' }, timing: { heartbeatMs: 100, electionMs: 1000 } }, status: {} });
+
+  it('waits for its backup: missing, or not Succeeded, says so and creates nothing', () => {
+    const missing = plan(cluster(), fresh(undefined));
+    assert.deepEqual([missing.phase, missing.progressing.reason, missing.actions], ['Bootstrapping', 'RestoreSourceNotReady', []]);
+    assert.match(missing.progressing.message, /StoreBackup nightly-1 does not exist in namespace shop; create it, or name one that exists/);
+    const running = plan(cluster(), fresh(sb({ phase: 'Running' })));
+    assert.match(running.progressing.message, /StoreBackup nightly-1 is Running; the members start once it Succeeded/);
+    assert.deepEqual(running.actions, []);
+  });
+
+  it('bootstraps every member with a restore init container (same --initial-cluster and token for all, --if-empty); the template drops it once the cluster exists', () => {
+    const done = sb({ phase: 'Succeeded', revision: 4242, objectKey: 'shop/orders/nightly-1.snap' });
+    const s = plan(cluster(), fresh(done));
+    const a = s.actions[0]!;
+    assert.equal(a.do, 'applyStatefulSet');
+    assert.match(s.events[0]!.message, /each restored from backup nightly-1 \(revision 4242, shop\/orders\/nightly-1\.snap\)/);
+    const set = (state: 'new' | 'existing') => statefulSet(cluster(), { replicas: 3, initialCluster: 'orders-0=http://a:2380', clusterState: state, restoreFrom: done });
+    const init = set('new').spec!.template.spec!.initContainers?.[0];
+    assert.equal(init?.name, 'restore');
+    for (const arg of ['backup', 'restore', 'nightly-1', '--if-empty', '--initial-cluster=orders-0=http://a:2380', '--initial-cluster-token=$(CLUSTER_TOKEN)', '--s3-prefix=shop/orders/']) assert.ok(init?.args?.includes(arg), arg);
+    assert.equal(set('existing').spec!.template.spec!.initContainers, undefined);
   });
 });

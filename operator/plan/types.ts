@@ -3,6 +3,7 @@
  * (operator/plan/storecluster.ts) takes the StoreCluster and an `Observed` and returns a `Step`;
  * the controller (operator/controllers/storecluster.ts) gathered the one and performs the other.
  */
+import type { StoreBackup } from '../api/storebackup.ts';
 import type { RecoveryStatus } from '../api/storecluster.ts';
 
 /** A member pod, as the reconciler saw it. */
@@ -62,6 +63,8 @@ export interface Observed {
   auth: 'on' | 'off' | 'unsupported' | 'unknown';
   /** The operator has the root user's credentials (spec.auth's Secret with a password). */
   hasRootCredentials: boolean;
+  /** spec.restore's StoreBackup, when it names one that exists. */
+  restoreSource?: StoreBackup | undefined;
   /** The claim of the next ordinal exists (kept from an earlier scale-down). */
   nextClaimExists: boolean;
   /** Wall-clock time of the observation (ms since the epoch). */
@@ -73,7 +76,7 @@ export interface PeerRef { name: string; peerUrl: string }
 /** What a step does, in order. */
 export type Action =
   /** Server-side apply the StatefulSet with this many replicas and bootstrap configuration. */
-  | { do: 'applyStatefulSet'; replicas: number; members: PeerRef[]; state: 'new' | 'existing'; forceNewCluster?: { member: string; id: string } }
+  | { do: 'applyStatefulSet'; replicas: number; members: PeerRef[]; state: 'new' | 'existing'; forceNewCluster?: { member: string; id: string }; restoreFrom?: StoreBackup }
   | { do: 'addLearner'; name: string; peerUrl: string }
   | { do: 'promote'; id: string }
   | { do: 'remove'; id: string }

@@ -11,7 +11,8 @@
  * - a PodDisruptionBudget allowing exactly the fault tolerance ((n-1)/2) to be disrupted;
  * - a ServiceAccount without API access (members never call the Kubernetes API).
  */
-import type { V1PodDisruptionBudget, V1Secret, V1Service, V1ServiceAccount, V1StatefulSet } from '@kubernetes/client-node';
+import type { V1Container, V1PodDisruptionBudget, V1Secret, V1Service, V1ServiceAccount, V1StatefulSet } from '@kubernetes/client-node';
+import type { StoreBackup } from '../api/storebackup.ts';
 import type { StoreCluster } from '../api/storecluster.ts';
 
 export const labels = {
@@ -155,6 +156,8 @@ export interface MemberSetOptions {
   clusterState: 'new' | 'existing';
   /** A recovery run: the member that starts as a one-member cluster from its data, once per plan id. */
   forceNewCluster?: { member: string; id: string };
+  /** spec.restore's StoreBackup: while the cluster is new, each member's data is restored from it first. */
+  restoreFrom?: StoreBackup;
 }
 
 export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSet {
@@ -178,6 +181,7 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
     ...(spec.snapshotCount ? [`--snapshot-count=${spec.snapshotCount}`] : []),
     ...(o.forceNewCluster ? [`--force-new-cluster-member=${o.forceNewCluster.member}`, `--force-new-cluster-id=${o.forceNewCluster.id}`] : []),
   ];
+  const restoreCa = o.restoreFrom && o.clusterState === 'new' ? o.restoreFrom.spec.storage.caSecret : undefined;
   const probe = (path: string, failureThreshold: number) => ({ httpGet: { path, port: metricsPort }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold });
   return {
     apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: meta(sc, sc.metadata.name, 'member'),
@@ -200,6 +204,7 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
           topologySpreadConstraints: spec.podTemplate?.topologySpreadConstraints ?? [
             { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels(sc) } },
           ],
+          ...(o.restoreFrom && o.clusterState === 'new' ? { initContainers: [restoreContainer(sc, o.restoreFrom, o.initialCluster, `${ps}://${peerDomain}:${peerPort}`)] } : {}),
           containers: [{
             name: 'store', image: imageOf(sc), args,
             // The user's variables first: for a name given twice the last one counts, so the operator's win.
@@ -221,10 +226,11 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
               ...(tls.peerSecretName ? [{ name: 'tls-peer', mountPath: `${tlsDir}/peer`, readOnly: true }] : []),
             ],
           }],
-          ...(tls.clientSecretName || tls.peerSecretName ? {
+          ...(tls.clientSecretName || tls.peerSecretName || restoreCa ? {
             volumes: [
               ...(tls.clientSecretName ? [{ name: 'tls-client', secret: { secretName: tls.clientSecretName, defaultMode: 0o440 } }] : []),
               ...(tls.peerSecretName ? [{ name: 'tls-peer', secret: { secretName: tls.peerSecretName, defaultMode: 0o440 } }] : []),
+              ...(restoreCa ? [{ name: 's3-ca', secret: { secretName: restoreCa, defaultMode: 0o440 } }] : []),
             ],
           } : {}),
         },
@@ -262,4 +268,33 @@ export function downgradeRefusal(target: string, running: string[]): string | un
   if (formatReadBy(target) >= written) return undefined;
   const versions = [...new Set(running)].sort().join(', ');
   return `every member runs ${versions}, which writes its data in format ${written}; ${target} reads only format ${formatReadBy(target)} and would not read it. Set spec.version back to ${running[0]}; to go back to ${target}, restore a snapshot taken before the upgrade into a new StoreCluster`;
+}
+
+/**
+ * The init container of a cluster created from a backup: `ballast backup restore` of the
+ * StoreBackup into the member's empty data directory, with the same --initial-cluster and token
+ * on every member (so they restore the same state and membership), checked against the backup's
+ * manifest. A member that has data already (a restart) is left as it is.
+ */
+function restoreContainer(sc: StoreCluster, sb: StoreBackup, initialCluster: string, advertisePeerUrl: string): V1Container {
+  const st = sb.spec.storage;
+  const secretEnv = (name: string, key: string) => ({ name, valueFrom: { secretKeyRef: { name: st.credentialsSecret, key } } });
+  return {
+    name: 'restore', image: imageOf(sc),
+    args: [
+      'backup', 'restore', sb.metadata.name, '--if-empty', `--data-dir=${dataDir}/data`, '--name=$(POD_NAME)',
+      `--initial-cluster=${initialCluster}`, '--initial-cluster-token=$(CLUSTER_TOKEN)', `--initial-advertise-peer-urls=${advertisePeerUrl}`,
+      `--s3-endpoint=${st.endpoint}`, `--s3-bucket=${st.bucket}`, `--s3-prefix=${st.prefix ?? `${sb.metadata.namespace}/${sb.spec.cluster}/`}`, `--s3-region=${st.region}`,
+      ...(st.caSecret ? ['--s3-ca-file=/etc/ballast/s3-ca/ca.crt'] : []),
+    ],
+    env: [
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'CLUSTER_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(sc), key: 'token' } } },
+      secretEnv('AWS_ACCESS_KEY_ID', 'accessKeyId'), secretEnv('AWS_SECRET_ACCESS_KEY', 'secretAccessKey'),
+    ],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+    volumeMounts: [{ name: 'data', mountPath: dataDir }, ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : [])],
+  };
 }

@@ -488,7 +488,7 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     await until(() => { const h = JSON.parse(hashes() || '[]') as Array<{ HashKV: { hash: number } }>; return h.length === 3 && new Set(h.map((x) => x.HashKV.hash)).size === 1; }, 'the three members\' key spaces hash the same', 60_000);
   });
 
-  it('StoreBackup: a Job streams a follower\'s snapshot to object storage (SeaweedFS on the node\'s address); status has its revision, size and sha256, and it restores to the same HashKV; wrong credentials end Failed with the fix named after retries, with nothing listed', async (t) => {
+  it('StoreBackup: a Job streams a follower\'s snapshot to object storage (SeaweedFS on the node\'s address); status has its revision, size and sha256, and it restores (by hand, and as a new StoreCluster with spec.restore) to the same HashKV; wrong credentials end Failed with the fix named after retries, with nothing listed', async (t) => {
     await until(() => phase() === '3/Ready', 'Ready to begin with', 120_000);
     // The node's address (the pods' bridge; the apiserver binds it): pods reach object storage there.
     const node = new URL(kubectl(['config', 'view', '--raw', '-o', 'jsonpath={.clusters[0].cluster.server}']).stdout.trim()).hostname;
@@ -526,6 +526,19 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     const live = hashOf(memberPods().map(([, ip]) => `${ip}:2379`).join(','));
     assert.equal(new Set(live).size, 1);
     assert.deepEqual(hashOf(restored.endpoints()), [live[0]], 'the restored key space hashes as the cluster\'s at the backup\'s revision');
+    // A new StoreCluster created from the backup: every member restored before it starts.
+    const fromBackup = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'reborn', namespace: 'default' }, spec: { replicas: 3, restore: { backup: 'orders-b1' } } };
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(fromBackup)).status, 0);
+    t.after(() => kubectl(['delete', 'storecluster', 'reborn', '--wait=false']));
+    const restoreStart = Date.now();
+    await until(() => phase('reborn') === '3/Ready', 'the StoreCluster restored from the backup is Ready', 180_000);
+    t.diagnostic(`StoreCluster from backup orders-b1 Ready in ${Date.now() - restoreStart} ms`);
+    const reborn = hashOf(memberPods('reborn').map(([, ip]) => `${ip}:2379`).join(','));
+    assert.deepEqual(reborn, [live[0], live[0], live[0]], 'its three members hash as the source at the backup\'s revision');
+    assert.match(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=reborn,reason=Bootstrapping', '-o', 'jsonpath={.items[*].message}']).stdout, /each restored from backup orders-b1/);
+    const changed = kubectl(['patch', 'storecluster', 'reborn', '--type=merge', '-p', '{"spec":{"restore":{"backup":"other"}}}']);
+    assert.notEqual(changed.status, 0);
+    assert.match(changed.stderr, /spec\.restore can be set only when the cluster is created/);
     // Wrong credentials: each attempt fails naming the fix, the Job retries with back-off, then Failed.
     assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(backup('orders-bad', 's3-wrong'))).status, 0);
     await until(() => field('orders-bad', 'phase') === 'Failed', 'the backup with wrong credentials Failed', 240_000);

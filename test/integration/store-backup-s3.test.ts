@@ -119,5 +119,8 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     const r = backup(['restore', 'first', ...s3(), `--data-dir=${full}`]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /STORE_ERR_DATA_DIR: --data-dir .* is not empty; restore into a new directory/);
+    const again = backup(['restore', 'first', ...s3(), `--data-dir=${full}`, '--if-empty']);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stdout, /has data already: nothing restored/);
   });
 });
