@@ -164,7 +164,7 @@ export class Nemesis {
     let id: string | undefined;
     for (let i = 0; i < 20 && !id; i++) {
       const added = await c.etcdctlAsync(['member', 'add', name, '--learner', `--peer-urls=${url}`], { endpoints: endpoints().join(',') });
-      id = /Member ([0-9a-f]+) added/.exec(added.stdout)?.[1];
+      id = /Member +([0-9a-f]+) added/.exec(added.stdout)?.[1];
       if (!id) {
         const table = await c.etcdctlAsync(['member', 'list'], { endpoints: endpoints().join(',') });
         id = table.stdout.split('\n').find((l) => l.includes(url))?.split(',')[0]?.trim();

@@ -66,7 +66,7 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
     for (const name of lost) {
       const m = c.member(name);
       const added = c.etcdctl(['member', 'add', name, '--learner', `--peer-urls=http://127.0.0.1:${m.peerPort}`], { endpoints: c.endpoints() });
-      const id = /Member ([0-9a-f]+) added/.exec(added.stdout)?.[1];
+      const id = /Member +([0-9a-f]+) added/.exec(added.stdout)?.[1];
       assert.ok(id, added.stdout + added.stderr);
       c.spawn(m, 'existing');
       const deadline = Date.now() + 60_000;

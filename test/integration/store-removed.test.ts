@@ -17,7 +17,7 @@ describe('a removed learner restarted on its data', { timeout: 120_000 }, () => 
     c = await StoreCluster.start(3);
     const m4 = await c.addSpec('m4');
     const added = c.etcdctl(['member', 'add', 'm4', '--learner', `--peer-urls=http://127.0.0.1:${m4.peerPort}`]);
-    const id = /Member ([0-9a-f]+) added/.exec(added.stdout)?.[1];
+    const id = /Member +([0-9a-f]+) added/.exec(added.stdout)?.[1];
     assert.ok(id, added.stdout + added.stderr);
     c.spawn(m4, 'existing');
     assert.equal(c.etcdctl(['put', 'k', 'v']).status, 0);
