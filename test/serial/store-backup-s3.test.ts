@@ -1,3 +1,5 @@
+// In the serial tier: SeaweedFS and two store clusters load both cores, and the integration
+// tier runs files two at a time beside timing-sensitive sidecar tests.
 // Backups in real object storage (SeaweedFS's S3 gateway, built from its Go module): `ballast
 // backup save` streams a follower's snapshot into a bucket with a manifest; `ballast backup
 // restore` builds a new cluster from it with the same keys, revision and HashKV. Faults: wrong
