@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { catalogue } from './errors.ts';
 import { forceNewCluster } from './force-new-cluster.ts';
-import { discoverId } from './join.ts';
+import { discoverId, refuseIfBootstrapped } from './join.ts';
 import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
 import type { StoreNodeConfig } from './node.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
@@ -80,7 +80,9 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
   if (cfg.forceNewCluster) throw catalogue.error('STORE_ERR_DATA_DIR', `--force-new-cluster: ${cfg.dataDir} holds no data to start the new cluster from; give the data directory of the member that survived`);
   // Joining an existing cluster, the member asks it for its id (MemberAdd may have salted it);
   // a new cluster's members compute theirs from --initial-cluster.
+  // One that would bootstrap a new cluster first makes sure it is not a wiped member of a running one.
   const joined = cfg.initialClusterState === 'existing' ? await discoverId(cfg) : undefined;
+  if (cfg.initialClusterState === 'new') await refuseIfBootstrapped(cfg);
   const id = joined?.id ?? memberIdOf(cfg.advertisePeerUrls, cfg.token);
   mkdirSync(memberDir, { recursive: true });
   const wal = Wal.create(walDir, { memberId: id, clusterId: clusterIdOf(cfg.token) }, walOpts);

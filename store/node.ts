@@ -138,7 +138,7 @@ export class StoreNode {
       },
       isRemoved: (peer) => this.sm.removed.has(peer),
       onRemovedFromCluster: () => this.#markRemoved(),
-      members: () => [...this.sm.members.values()].map((m) => ({ id: m.id, name: m.name, peerURLs: m.peerURLs })),
+      members: () => [...this.sm.members.values()].map((m) => ({ id: m.id, name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs })),
       tls: cfg.peerTls,
       format: () => this.sm.format,
       onRequest: (from, method, body) => {

@@ -39,11 +39,22 @@ export interface PeerTransportOptions {
   /** Peer TLS (etcd's --peer-* flags); used for https peer URLs. */
   tls?: TlsFiles | undefined;
   /** The member table, for a joining member that asks who it is (see {@link queryMembers}). */
-  members?(): Array<{ id: NodeId; name: string; peerURLs: string[] }>;
+  members?(): PeerMember[];
   /** Requests from peers (store/transport/rpc.ts): leader-only work forwarded by followers. */
   onRequest?: RpcHandler;
   /** The format every member reads (store/format/codec.ts): how snapshot metadata is sent. */
   format(): Format;
+}
+
+/**
+ * A member as the member table query answers it. `clientURLs` is set once the member has
+ * published them, that is, once it has run; members before 0.3 leave it out.
+ */
+export interface PeerMember {
+  id: NodeId;
+  name: string;
+  peerURLs: string[];
+  clientURLs?: string[];
 }
 
 interface Handshake {
@@ -62,7 +73,7 @@ interface Handshake {
  * existing cluster does to learn its own id (etcd fetches /members from a peer the same way).
  * The cluster token authenticates the question. Rejects after `timeoutMs`.
  */
-export function queryMembers(url: URL, token: string, tlsFiles: TlsFiles | undefined, timeoutMs = 2000): Promise<Array<{ id: NodeId; name: string; peerURLs: string[] }>> {
+export function queryMembers(url: URL, token: string, tlsFiles: TlsFiles | undefined, timeoutMs = 2000): Promise<PeerMember[]> {
   return new Promise((resolve, reject) => {
     const secure = url.protocol === 'https:';
     const s: Socket = secure && tlsFiles
@@ -82,7 +93,7 @@ export function queryMembers(url: URL, token: string, tlsFiles: TlsFiles | undef
         reader.push(data, (payload) => {
           clearTimeout(timer);
           s.destroy();
-          const r = JSON.parse(payload.toString()) as { members?: Array<{ id: NodeId; name: string; peerURLs: string[] }> };
+          const r = JSON.parse(payload.toString()) as { members?: PeerMember[] };
           if (r.members) resolve(r.members);
           else reject(new Error(`${url.href} did not answer with a member table`));
         });
