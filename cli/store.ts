@@ -3,6 +3,7 @@
  * so scripts can swap one for the other.
  */
 import { f, loadConfig, renderFlags, type ConfigProblem } from '../lib/config.ts';
+import { realClock } from '../lib/clock.ts';
 import { Lifecycle, ExitCode } from '../lib/lifecycle.ts';
 import { startTelemetry, telemetryComponent } from '../lib/otel.ts';
 import { childLogger, createLogger } from '../lib/log.ts';
@@ -177,7 +178,9 @@ export const storeCommand: Command = {
       failpoints,
       ...(telemetry ? { tracer: telemetry.tracer } : {}),
     }, log, processMetrics());
-    const lc = new Lifecycle({ log, drainTimeoutMs: 30_000 }).add(telemetryComponent(telemetry));
+    const drainTimeoutMs = 30_000;
+    const fatalExitMs = drainTimeoutMs + 10_000;
+    const lc = new Lifecycle({ log, drainTimeoutMs }).add(telemetryComponent(telemetry));
     for (const c of server.components()) lc.add(c);
     const done = new Promise<number>((resolve) => {
       lc.handleSignals((code) => resolve(code));
@@ -185,7 +188,16 @@ export const storeCommand: Command = {
         log.warn('this member was removed from the cluster; exiting');
         void lc.stop().then(resolve);
       };
-      server.onFatal = () => void lc.stop().then(() => resolve(ExitCode.failure));
+      server.onFatal = () => {
+        // A member that cannot write its log must not linger: it would keep answering serializable
+        // reads from a state that no longer advances. The drain has its deadline; this bounds
+        // whatever else (an alarm raised elsewhere, a handle a library left open) could hold it.
+        realClock.setTimeout(() => {
+          log.error({ afterMs: fatalExitMs }, 'storage failure: the member did not finish stopping in time; exiting now');
+          resolve(ExitCode.failure);
+        }, fatalExitMs, { unref: true });
+        void lc.stop().then(() => resolve(ExitCode.failure));
+      };
     });
     try {
       await lc.start();
