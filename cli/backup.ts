@@ -16,6 +16,7 @@ import { credentials } from '@grpc/grpc-js';
 import { f, loadConfig, renderFlags } from '../lib/config.ts';
 import { ExitCode } from '../lib/lifecycle.ts';
 import { isBallastError } from '../lib/errors.ts';
+import { parseAge } from '../lib/retention.ts';
 import { restoreMember } from '../store/backup.ts';
 import { catalogue } from '../store/errors.ts';
 import { normalizeUrl, parseInitialCluster } from '../store/members.ts';
@@ -40,6 +41,9 @@ const saveFlags = {
   key: f.string('its key', { default: '' }),
   name: f.string('the backup\'s name (default: backup-<UTC time>)', { default: '' }),
   resultFile: f.string('also write the manifest here (for example /dev/termination-log)', { default: '' }),
+  pruneSchedule: f.string('after the backup succeeds, delete this schedule\'s older backups (named <schedule>-<time>) as --keep and --max-age say', { default: '' }),
+  keep: f.int('with --prune-schedule: successful backups to keep (the newest is always kept)', { default: 0, min: 0 }),
+  maxAge: f.string('with --prune-schedule: delete backups older than this (30d, 168h, 90m)', { default: '', pattern: /^(\d+(s|m|h|d))?$/, patternHelp: 'a number and s, m, h or d, like 30d or 168h' }),
 };
 
 const restoreFlags = {
@@ -83,7 +87,7 @@ function usageOf(io: Io, text: string): number {
 const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 
 async function run(sub: string, args: string[], io: Io): Promise<number> {
-  const { saveBackup, findBackup, fetchBackup } = await import('../store/backup-s3.ts');
+  const { saveBackup, findBackup, fetchBackup, pruneBackups } = await import('../store/backup-s3.ts');
   if (sub === 'save') {
     const { values: v, help } = loadConfig(saveFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP' });
     if (help) return usageOf(io, `Usage: ballast backup save [flags]\n\nFlags:\n${renderFlags(saveFlags, 'BALLAST_BACKUP')}\n`);
@@ -96,6 +100,15 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
       const text = `${JSON.stringify(m)}\n`;
       if (v.resultFile) writeFileSync(v.resultFile, text);
       io.out(text);
+      if (v.pruneSchedule) {
+        // The backup is safe either way; a prune that fails is tried again after the next one.
+        try {
+          const gone = await pruneBackups(store, v.pruneSchedule, { keep: v.keep || undefined, maxAgeMs: v.maxAge ? parseAge(v.maxAge) : undefined }, Date.now());
+          if (gone.length > 0) io.err(`ballast backup save: retention deleted ${gone.length} older backup${gone.length === 1 ? '' : 's'} of schedule ${v.pruneSchedule}: ${gone.join(', ')}\n`);
+        } catch (err) {
+          io.err(`ballast backup save: the backup succeeded, but deleting older backups failed (tried again after the next backup): ${(err as Error).message}\n`);
+        }
+      }
       return 0;
     } finally {
       store.close();

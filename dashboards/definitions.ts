@@ -182,7 +182,7 @@ const sidecar: Dashboard = {
 const operator: Dashboard = {
   uid: 'ballast-operator',
   title: 'Ballast / Operator',
-  description: 'The operator: reconciles, errors and latency, its work queue, leadership, the injection webhook and the discovery service.',
+  description: 'The operator: reconciles, errors and latency, its work queue, leadership, the injection webhook, the discovery service and backups.',
   variables: targetVariables('ballast_operator_leader'),
   rows: [
     {
@@ -213,6 +213,20 @@ const operator: Dashboard = {
         { title: 'Snapshots sent and refused / s', unit: 'ops', description: 'Configurations streamed to sidecars, and those a sidecar refused (see the ResiliencePolicy\'s status).', exprs: [
           { expr: `sum(rate(ballast_operator_discovery_snapshots_total{${ns}}${r}))`, legend: 'sent' },
           { expr: `sum(rate(ballast_operator_discovery_nacks_total{${ns}}${r}))`, legend: 'refused' },
+        ] },
+      ],
+    },
+    {
+      title: 'Backups',
+      panels: [
+        { title: 'Age of the newest good backup', unit: 's', description: 'Per StoreBackupSchedule: time since its newest successful backup completed (since its creation until one has), next to what its schedule allows (two runs and five minutes); the BallastBackupTooOld alert fires above that.', exprs: [
+          { expr: `time() - max by (schedule, cluster) (ballast_operator_backup_schedule_last_success_timestamp_seconds{${ns}})`, legend: '{{schedule}} ({{cluster}})' },
+          { expr: `2 * max by (schedule, cluster) (ballast_operator_backup_schedule_interval_seconds{${ns}}) + 300`, legend: '{{schedule}} allowed' },
+        ] },
+        { title: 'Backups by result (24h)', unit: 'count', description: 'StoreBackups that finished in the last day, by cluster and result; a failure\'s reason is in the StoreBackup\'s status and Events.', exprs: [{ expr: `sum by (cluster, result) (increase(ballast_operator_backups_total{${ns}}[24h]))`, legend: '{{cluster}} {{result}}' }] },
+        { title: 'Backup duration p50 / p99', unit: 's', description: 'From the first byte streamed from a follower to the manifest written, per cluster, over the last day.', exprs: [
+          { expr: `histogram_quantile(0.5, sum by (cluster, le) (increase(ballast_operator_backup_duration_seconds_bucket{${ns}}[1d])))`, legend: '{{cluster}} p50' },
+          { expr: `histogram_quantile(0.99, sum by (cluster, le) (increase(ballast_operator_backup_duration_seconds_bucket{${ns}}[1d])))`, legend: '{{cluster}} p99' },
         ] },
       ],
     },

@@ -18,6 +18,8 @@ import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
 import { group, type StoreCluster, version } from './api/storecluster.ts';
 import { ResiliencePolicyStatus, appliedVersionAnnotation, rejectedVersionAnnotation } from './controllers/resiliencepolicy.ts';
 import { StoreBackupController } from './controllers/storebackup.ts';
+import { StoreBackupScheduleController } from './controllers/storebackupschedule.ts';
+import { scheduleLabel, type StoreBackupSchedule } from './api/storebackupschedule.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';
 import type { StoreBackup } from './api/storebackup.ts';
 import { DiscoveryServer } from './discovery/server.ts';
@@ -47,8 +49,9 @@ export interface OperatorOptions {
 }
 
 const managed = `${labels.managedBy}=ballast-operator`;
-/** Queue keys of StoreBackups (StoreClusters' keys are plain namespace/name). */
+/** Queue keys of StoreBackups and StoreBackupSchedules (StoreClusters' keys are plain namespace/name). */
 const backupPrefix = 'StoreBackup/';
+const schedulePrefix = 'StoreBackupSchedule/';
 
 export class Operator {
   readonly #options: OperatorOptions;
@@ -60,6 +63,8 @@ export class Operator {
   readonly #backups: SharedInformer<StoreBackup>;
   readonly #jobs: SharedInformer<V1Job>;
   readonly #backupController: StoreBackupController;
+  readonly #schedules: SharedInformer<StoreBackupSchedule>;
+  readonly #scheduleController: StoreBackupScheduleController;
   /** ResiliencePolicies, Services and EndpointSlices, for the discovery service (every replica serves it). */
   readonly #discovery: { server: DiscoveryServer; informers: Array<SharedInformer<never>>; status: ResiliencePolicyStatus } | undefined;
   readonly #elector: LeaderElector | undefined;
@@ -103,8 +108,14 @@ export class Operator {
       list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storebackups' }) as Promise<KubernetesListObject<StoreBackup>> });
     const batch = kc.makeApiClient(BatchV1Api);
     this.#jobs = new SharedInformer<V1Job>({ ...informer, path: '/apis/batch/v1/jobs', labelSelector: managed, list: () => batch.listJobForAllNamespaces({ labelSelector: managed }) });
+    this.#schedules = new SharedInformer<StoreBackupSchedule>({ ...informer, path: `/apis/${group}/${version}/storebackupschedules`,
+      list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storebackupschedules' }) as Promise<KubernetesListObject<StoreBackupSchedule>> });
+    this.#schedules.onChange((key) => this.#queue.add(`${schedulePrefix}${key}`));
     this.#backups.onChange((key) => {
       this.#queue.add(`${backupPrefix}${key}`);
+      // The schedule that made it counts it (retention, last success).
+      const schedule = this.#backups.get(key)?.metadata.labels?.[scheduleLabel];
+      if (schedule) this.#queue.add(`${schedulePrefix}${key.split('/')[0]}/${schedule}`);
       // A StoreCluster created from this backup waits for it.
       const [ns, name] = key.split('/');
       for (const sc of this.#clusters.list()) if (sc.metadata.namespace === ns && sc.spec.restore?.backup === name) this.#queue.add(`${ns}/${sc.metadata.name}`);
@@ -146,6 +157,14 @@ export class Operator {
         duration: o.metrics.histogram('ballast_operator_backup_duration_seconds', 'How long a successful backup took, from the first byte streamed to its manifest.', ['namespace', 'cluster'], [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600]),
       },
     });
+    this.#scheduleController = new StoreBackupScheduleController({
+      custom, schedules: this.#schedules, backups: this.#backups, clusters: this.#clusters, clock: o.clock,
+      event: (s, type, reason, message) => this.#event('StoreBackupSchedule', s, type, reason, message),
+      metrics: {
+        lastSuccess: o.metrics.gauge('ballast_operator_backup_schedule_last_success_timestamp_seconds', 'When the schedule\'s newest successful backup completed (seconds since the epoch); its creation time until one has.', ['namespace', 'schedule', 'cluster']),
+        interval: o.metrics.gauge('ballast_operator_backup_schedule_interval_seconds', 'Seconds between the schedule\'s runs (absent while suspended).', ['namespace', 'schedule', 'cluster']),
+      },
+    });
     if (o.discoveryAddress) {
       const discovery = kc.makeApiClient(DiscoveryV1Api);
       const policies = new SharedInformer<ResiliencePolicy>({ ...informer, path: `/apis/${group}/${version}/resiliencepolicies`,
@@ -176,7 +195,7 @@ export class Operator {
       queueWait: o.metrics.histogram('ballast_operator_workqueue_queue_duration_seconds', 'Time a key waited in the work queue before a worker took it.', [], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]),
     };
     // Every series exists from the start (at 0), so rates and alerts see "no errors", not "no data".
-    for (const controller of ['storecluster', 'storebackup']) for (const result of ['success', 'error', 'requeue']) this.#metrics.reconciles.inc({ controller, result }, 0);
+    for (const controller of ['storecluster', 'storebackup', 'storebackupschedule']) for (const result of ['success', 'error', 'requeue']) this.#metrics.reconciles.inc({ controller, result }, 0);
     this.#metrics.leader.set(0);
     this.#metrics.transitions.inc(0);
     this.#queue.onDequeue = (_key, waitedMs) => this.#metrics.queueWait.observe(waitedMs / 1000);
@@ -197,7 +216,7 @@ export class Operator {
 
   /** Every informer has listed once (the replica can act, or take over, at once). */
   get synced(): boolean {
-    return this.#clusters.synced && this.#sets.synced && this.#pods.synced && this.#backups.synced && this.#jobs.synced && (this.#discovery?.informers.every((i) => i.synced) ?? true);
+    return this.#clusters.synced && this.#sets.synced && this.#pods.synced && this.#backups.synced && this.#schedules.synced && this.#jobs.synced && (this.#discovery?.informers.every((i) => i.synced) ?? true);
   }
 
   /** The discovery service's port, once listening. */
@@ -205,7 +224,7 @@ export class Operator {
 
   async start(): Promise<void> {
     this.#running = true;
-    await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start(), this.#backups.start(), this.#jobs.start(), ...(this.#discovery?.informers.map((i) => i.start()) ?? [])]);
+    await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start(), this.#backups.start(), this.#schedules.start(), this.#jobs.start(), ...(this.#discovery?.informers.map((i) => i.start()) ?? [])]);
     if (this.#discovery && this.#options.discoveryAddress) this.discoveryPort = await this.#discovery.server.listen(this.#options.discoveryAddress);
     if (this.#elector) this.#elector.start();
     else this.#lead(true);
@@ -217,11 +236,11 @@ export class Operator {
     this.#discovery?.status.stop();
     await this.#elector?.stop();
     await this.#discovery?.server.stop();
-    await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop(), this.#backups.stop(), this.#jobs.stop(), ...(this.#discovery?.informers.map((i) => i.stop()) ?? [])]);
+    await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop(), this.#backups.stop(), this.#schedules.stop(), this.#jobs.stop(), ...(this.#discovery?.informers.map((i) => i.stop()) ?? [])]);
   }
 
   /** An Event on one of the operator's objects, and the same as a log line. */
-  #event(kind: 'StoreCluster' | 'StoreBackup', obj: { apiVersion: string; metadata: { name: string; namespace: string; uid?: string } }, type: 'Normal' | 'Warning', reason: string, message: string): void {
+  #event(kind: 'StoreCluster' | 'StoreBackup' | 'StoreBackupSchedule', obj: { apiVersion: string; metadata: { name: string; namespace: string; uid?: string } }, type: 'Normal' | 'Warning', reason: string, message: string): void {
     const { name, namespace, uid } = obj.metadata;
     this.#options.log.info({ [kind.toLowerCase()]: `${namespace}/${name}`, reason }, message);
     void this.#core.createNamespacedEvent({ namespace, body: {
@@ -247,6 +266,7 @@ export class Operator {
     }
     for (const sc of this.#clusters.list()) this.#queue.add(`${sc.metadata.namespace}/${sc.metadata.name}`);
     for (const sb of this.#backups.list()) this.#queue.add(`${backupPrefix}${sb.metadata.namespace}/${sb.metadata.name}`);
+    for (const s of this.#schedules.list()) this.#queue.add(`${schedulePrefix}${s.metadata.namespace}/${s.metadata.name}`);
     if (this.#discovery) this.#discovery.status.leading = true;
     for (let i = 0; i < (this.#options.workers ?? 2); i++) void this.#work();
   }
@@ -256,12 +276,14 @@ export class Operator {
       const key = await this.#queue.get();
       if (key === undefined) return;
       this.#metrics.depth.set(this.#queue.length);
-      const backup = key.startsWith(backupPrefix);
-      const controller = backup ? 'storebackup' : 'storecluster';
+      const [kind, reconcile] = key.startsWith(backupPrefix) ? ['StoreBackup', () => this.#backupController.reconcile(key.slice(backupPrefix.length))] as const
+        : key.startsWith(schedulePrefix) ? ['StoreBackupSchedule', () => this.#scheduleController.reconcile(key.slice(schedulePrefix.length))] as const
+          : ['StoreCluster', () => this.#controller.reconcile(key)] as const;
+      const controller = kind.toLowerCase();
       const end = this.#metrics.duration.startTimer({ controller });
-      const span = this.#options.tracer?.startSpan(`reconcile ${backup ? 'StoreBackup' : 'StoreCluster'}`, { attributes: { 'ballast.controller': controller, 'ballast.key': key } });
+      const span = this.#options.tracer?.startSpan(`reconcile ${kind}`, { attributes: { 'ballast.controller': controller, 'ballast.key': key } });
       try {
-        const requeue = backup ? await this.#backupController.reconcile(key.slice(backupPrefix.length)) : await this.#controller.reconcile(key);
+        const requeue = await reconcile();
         this.#queue.forget(key);
         if (requeue !== undefined) this.#queue.addAfter(key, requeue);
         this.#metrics.reconciles.inc({ controller, result: requeue !== undefined ? 'requeue' : 'success' });

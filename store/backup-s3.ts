@@ -14,6 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProtos } from './api/protos.ts';
 import { catalogue } from './errors.ts';
 import type { BackupManifest, ObjectStore } from './object-store.ts';
+import { backupNamePattern, expired, type Retention } from '../lib/retention.ts';
 
 type Wire = Record<string, unknown>;
 interface MaintenanceClient extends grpc.Client {
@@ -110,6 +111,22 @@ export async function saveBackup(store: ObjectStore, name: string, o: SourceOpti
   };
   await store.putText(`${name}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
+}
+
+/**
+ * Delete a schedule's backups its retention lets go (lib/retention.ts), each manifest before its
+ * snapshot, so a backup stops being listed before any of its bytes go. Only backups named
+ * `<schedule>-<time>` are looked at. Returns the names deleted.
+ */
+export async function pruneBackups(store: ObjectStore, schedule: string, r: Retention, now: number): Promise<string[]> {
+  const pattern = backupNamePattern(schedule);
+  const mine = (await store.backups()).filter((m) => pattern.test(m.name));
+  const names = expired(mine.map((m) => ({ name: m.name, at: Date.parse(m.finishedAt), ok: true })), r, now);
+  for (const name of names) {
+    await store.remove([store.key(`${name}.json`)]);
+    await store.remove([store.key(`${name}.snap`)]);
+  }
+  return names;
 }
 
 /** The manifest of `name` (`latest`: the newest completed backup). */

@@ -3,9 +3,10 @@ import { stringify } from 'yaml';
 import { crd } from '../../api/schema.ts';
 import { resiliencePolicyCrd } from '../../api/resiliencepolicy.ts';
 import { storeBackupCrd } from './storebackup.ts';
+import { storeBackupScheduleCrd } from './storebackupschedule.ts';
 import { storeClusterCrd } from './storecluster.ts';
 
-export const definitions = [storeClusterCrd, storeBackupCrd, resiliencePolicyCrd];
+export const definitions = [storeClusterCrd, storeBackupCrd, storeBackupScheduleCrd, resiliencePolicyCrd];
 
 /** file name → contents. */
 export function renderCrds(): Map<string, string> {

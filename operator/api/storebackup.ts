@@ -16,9 +16,22 @@ export interface BackupStorage {
   caSecret?: string;
 }
 
+/** A schedule's retention, as its backups carry it to their Job (see lib/retention.ts). */
+export interface BackupRetention {
+  /** Successful backups to keep. */
+  keep?: number;
+  /** Successful backups older than this go (30d, 168h, 90m). */
+  maxAge?: string;
+}
+
 export interface StoreBackupSpec {
   cluster: string;
   storage: BackupStorage;
+  /**
+   * Set by a StoreBackupSchedule on the backups it makes: after this backup succeeds, its Job
+   * deletes the schedule's older backups from the bucket as the retention says.
+   */
+  retention?: BackupRetention & { schedule: string };
 }
 
 export interface StoreBackupStatus {
@@ -42,26 +55,37 @@ export interface StoreBackupStatus {
 export interface StoreBackup {
   apiVersion: string;
   kind: 'StoreBackup';
-  metadata: { name: string; namespace: string; uid?: string; generation?: number; labels?: Record<string, string>; resourceVersion?: string };
+  metadata: { name: string; namespace: string; uid?: string; generation?: number; creationTimestamp?: Date; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string };
   spec: StoreBackupSpec;
   status?: StoreBackupStatus;
 }
 
 const immutable = (what: string) => [{ rule: 'self == oldSelf', message: `${what} cannot change: a backup is taken once; create another StoreBackup` }];
 
+export const storageSchema = (description: string) => openapi.object(description, {
+  endpoint: openapi.string('The S3 endpoint, http(s)://host:port.', { pattern: '^https?://[^/]+$' }),
+  bucket: openapi.string('The bucket; it must exist.', { minLength: 3, maxLength: 63 }),
+  prefix: openapi.string('Key prefix of this cluster\'s backups; default <namespace>/<cluster>/.'),
+  region: openapi.string('The S3 region.', { default: 'us-east-1' }),
+  credentialsSecret: openapi.string('Secret (same namespace) with keys accessKeyId and secretAccessKey.', { minLength: 1 }),
+  caSecret: openapi.string('Secret with key ca.crt: the CA that signed the endpoint\'s certificate (https with a private CA).'),
+}, { required: ['endpoint', 'bucket', 'credentialsSecret'] });
+
+export const retentionSchema = (description: string, more: Record<string, ReturnType<typeof openapi.string>> = {}) => openapi.object(description, {
+  keep: openapi.int('Successful backups to keep; older ones are deleted (the objects and the StoreBackups). The newest successful backup is always kept.', { minimum: 1 }),
+  maxAge: openapi.string('Successful backups older than this are deleted: a number and s, m, h or d (30d, 168h). The newest successful backup is always kept, however old.', { pattern: '^[0-9]+(s|m|h|d)$' }),
+  ...more,
+});
+
 export const storeBackupCrd: CrdDefinition = {
   group, version, kind: 'StoreBackup', plural: 'storebackups', singular: 'storebackup', shortNames: ['stb'], categories: ['ballast'],
   description: 'A StoreBackup is one backup of a StoreCluster in S3-compatible object storage: a snapshot streamed from a follower into <bucket>/<prefix><name>.snap, with its manifest (revision, size, sha256) in <name>.json once complete. The operator runs it as a Job, retried with back-off; a backup without a manifest is never listed or restored.',
   spec: openapi.object('What to back up, and where.', {
     cluster: openapi.string('The StoreCluster to back up, in the same namespace.', { minLength: 1, 'x-kubernetes-validations': immutable('spec.cluster') }),
-    storage: openapi.object('The object storage.', {
-      endpoint: openapi.string('The S3 endpoint, http(s)://host:port.', { pattern: '^https?://[^/]+$' }),
-      bucket: openapi.string('The bucket; it must exist.', { minLength: 3, maxLength: 63 }),
-      prefix: openapi.string('Key prefix of this cluster\'s backups; default <namespace>/<cluster>/.'),
-      region: openapi.string('The S3 region.', { default: 'us-east-1' }),
-      credentialsSecret: openapi.string('Secret (same namespace) with keys accessKeyId and secretAccessKey.', { minLength: 1 }),
-      caSecret: openapi.string('Secret with key ca.crt: the CA that signed the endpoint\'s certificate (https with a private CA).'),
-    }, { required: ['endpoint', 'bucket', 'credentialsSecret'], 'x-kubernetes-validations': immutable('spec.storage') }),
+    storage: { ...storageSchema('The object storage.'), 'x-kubernetes-validations': immutable('spec.storage') },
+    retention: { ...retentionSchema('Set by a StoreBackupSchedule on the backups it makes: once this one succeeds, its Job deletes the schedule\'s older backups from the bucket as this says.', {
+      schedule: openapi.string('The StoreBackupSchedule whose backups (named <schedule>-<time>) this prunes.', { minLength: 1 }),
+    }), required: ['schedule'], 'x-kubernetes-validations': immutable('spec.retention') },
   }, { required: ['cluster', 'storage'] }),
   status: openapi.object('How the backup went.', {
     observedGeneration: openapi.int('The .metadata.generation the status describes.'),

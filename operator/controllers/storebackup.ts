@@ -62,11 +62,13 @@ export class StoreBackupController {
     if (step.finished) {
       const labels = { namespace: ns, cluster: sb.spec.cluster };
       this.#d.metrics.results.inc({ ...labels, result: step.finished === 'Succeeded' ? 'success' : 'failure' });
-      if (step.finished === 'Succeeded') {
-        this.#d.metrics.lastSuccess.set(labels, Date.parse(step.status.completedAt ?? '') / 1000 || this.#d.clock.wallNow() / 1000);
-        this.#d.metrics.duration.observe(labels, step.status.durationSeconds ?? 0);
-      }
+      if (step.finished === 'Succeeded') this.#d.metrics.duration.observe(labels, step.status.durationSeconds ?? 0);
     }
+    // The cluster's newest successful backup, from every StoreBackup of it (so the gauge is right
+    // after the operator restarts, and when the newest one is deleted).
+    const completed = [step.status, ...this.#d.backups.list().filter((b) => b.metadata.namespace === ns && b.spec.cluster === sb.spec.cluster && b.metadata.name !== sb.metadata.name).map((b) => b.status ?? {})]
+      .filter((st) => st.phase === 'Succeeded').map((st) => Date.parse(st.completedAt ?? '') / 1000).filter((t) => t > 0);
+    if (completed.length > 0) this.#d.metrics.lastSuccess.set({ namespace: ns, cluster: sb.spec.cluster }, Math.max(...completed));
     const sig = statusSignature(step.status);
     if (sig !== statusSignature(sb.status) && this.#written.get(key) !== sig) {
       await this.#d.custom.patchNamespacedCustomObjectStatus({ group, version, namespace: ns, plural: 'storebackups', name: sb.metadata.name, body: { status: step.status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));

@@ -26,6 +26,7 @@ export function backupJob(sb: StoreBackup, sc: StoreCluster): V1Job {
     `--s3-endpoint=${st.endpoint}`, `--s3-bucket=${st.bucket}`, `--s3-prefix=${st.prefix ?? defaultPrefix(sb)}`, `--s3-region=${st.region}`,
     ...(st.caSecret ? ['--s3-ca-file=/etc/ballast/s3-ca/ca.crt'] : []),
     ...(tls ? [`--cacert=${tlsDir}/client/ca.crt`, `--cert=${tlsDir}/client/tls.crt`, `--key=${tlsDir}/client/tls.key`] : []),
+    ...(sb.spec.retention ? [`--prune-schedule=${sb.spec.retention.schedule}`, ...(sb.spec.retention.keep ? [`--keep=${sb.spec.retention.keep}`] : []), ...(sb.spec.retention.maxAge ? [`--max-age=${sb.spec.retention.maxAge}`] : [])] : []),
   ];
   const secretEnv = (name: string, secret: string, key: string) => ({ name, valueFrom: { secretKeyRef: { name: secret, key } } });
   return {

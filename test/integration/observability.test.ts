@@ -107,7 +107,11 @@ describe('observability and deployment files', () => {
   it('alerts: promtool check rules passes and promtool test rules shows each alert firing on its case and quiet on its near miss', () => {
     const check = spawnSync('promtool', ['check', 'rules', 'ballast.rules.yaml'], { cwd: join(root, 'alerts'), encoding: 'utf8' });
     assert.equal(check.status, 0, check.stdout + check.stderr);
-    assert.match(check.stdout, /SUCCESS: 7 rules found/);
+    const alerts = [...readFileSync(join(root, 'alerts', 'ballast.rules.yaml'), 'utf8').matchAll(/- alert: (\w+)/g)].map((m) => m[1] as string);
+    assert.match(check.stdout, new RegExp(`SUCCESS: ${alerts.length} rules found`));
+    // Every alert has a case in the test file.
+    const cases = readFileSync(join(root, 'alerts', 'ballast.rules.test.yaml'), 'utf8');
+    for (const a of alerts) assert.match(cases, new RegExp(`alertname: ${a}\\b`), `${a} has no promtool test case`);
     const test = spawnSync('promtool', ['test', 'rules', 'ballast.rules.test.yaml'], { cwd: join(root, 'alerts'), encoding: 'utf8' });
     assert.equal(test.status, 0, test.stdout + test.stderr);
     assert.match(test.stdout, /SUCCESS/);
@@ -131,9 +135,9 @@ describe('observability and deployment files', () => {
     assert.equal(withCrds.filter((o) => o.kind === 'PodMonitor').length, 2);
   });
 
-  it(`Argo CD health: Argo CD ${versions.argocd}'s own TestLuaHealthScript passes every sample of both kinds, and the samples cover every status`, () => {
+  it(`Argo CD health: Argo CD ${versions.argocd}'s own TestLuaHealthScript passes every sample of every kind, and the samples cover every status`, () => {
     const { verdicts, output } = argoHealthTests();
-    for (const kind of ['StoreCluster', 'ResiliencePolicy']) {
+    for (const kind of ['StoreCluster', 'ResiliencePolicy', 'StoreBackup', 'StoreBackupSchedule']) {
       const dir = join(root, 'argocd', 'resource_customizations', 'ballast.dev', kind);
       const cases = (parse(readFileSync(join(dir, 'health_test.yaml'), 'utf8')) as { tests: Array<{ inputPath: string; healthStatus: { status: string; message: string } }> }).tests;
       assert.ok(cases.length >= 4);

@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { type Seaweed, startSeaweed } from '../support/seaweedfs.ts';
 import { StoreCluster, bin, freePort } from '../support/store-cluster.ts';
 
@@ -124,5 +124,18 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     const again = backup(['restore', 'first', ...s3(), `--data-dir=${full}`, '--if-empty']);
     assert.equal(again.status, 0, again.stderr);
     assert.match(again.stdout, /has data already: nothing restored/);
+  });
+
+  it('a schedule\'s retention: after each good backup, its older ones past --keep are deleted (manifest and snapshot); other backups are not touched', async () => {
+    const names = ['hourly-20261201010000', 'hourly-20261201020000', 'hourly-20261201030000'];
+    for (const name of names) {
+      const r = backup(['save', ...s3(), `--endpoints=${src.endpoints()}`, `--name=${name}`, '--prune-schedule=hourly', '--keep=2']);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    const listed = (JSON.parse(backup(['list', ...s3(), '--output=json']).stdout) as Array<{ name: string }>).map((b) => b.name);
+    assert.deepEqual(listed.filter((n) => n.startsWith('hourly-')), names.slice(1));
+    assert.ok(listed.includes('first'), listed.join(', '));
+    const keys = ((await weed.s3.send(new ListObjectsV2Command({ Bucket: 'backups', Prefix: 'orders/hourly-' }))).Contents ?? []).map((o) => o.Key).sort();
+    assert.deepEqual(keys, names.slice(1).flatMap((n) => [`orders/${n}.json`, `orders/${n}.snap`]));
   });
 });

@@ -1,0 +1,74 @@
+/**
+ * `StoreBackupSchedule` (ballast.dev/v1alpha1): backups of a StoreCluster on a cron schedule,
+ * kept by count and age. At each scheduled time the operator creates a StoreBackup named
+ * `<schedule>-<UTC time>`; one still running when the next is due makes the next one skipped
+ * (as a CronJob's Forbid). Backups outlive their schedule: deleting it deletes no backup.
+ */
+import { conditionsSchema, type CrdDefinition, openapi } from '../../api/schema.ts';
+import type { V1Condition } from '@kubernetes/client-node';
+import { type BackupRetention, type BackupStorage, retentionSchema, storageSchema } from './storebackup.ts';
+import { group, version } from './storecluster.ts';
+
+export interface StoreBackupScheduleSpec {
+  cluster: string;
+  /** Cron: five fields (minute hour day month weekday), six with seconds first, or @hourly, @daily, @weekly. */
+  schedule: string;
+  /** IANA time zone the schedule is read in; default UTC. */
+  timeZone?: string;
+  storage: BackupStorage;
+  retention?: BackupRetention;
+  suspend?: boolean;
+}
+
+export interface StoreBackupScheduleStatus {
+  observedGeneration?: number;
+  lastScheduleTime?: string;
+  nextScheduleTime?: string;
+  lastBackup?: string;
+  lastSuccessfulBackup?: string;
+  lastSuccessfulTime?: string;
+  /** Successful backups it keeps now. */
+  backups?: number;
+  conditions?: V1Condition[];
+}
+
+export interface StoreBackupSchedule {
+  apiVersion: string;
+  kind: 'StoreBackupSchedule';
+  metadata: { name: string; namespace: string; uid?: string; generation?: number; creationTimestamp?: Date; labels?: Record<string, string>; resourceVersion?: string };
+  spec: StoreBackupScheduleSpec;
+  status?: StoreBackupScheduleStatus;
+}
+
+/** The label on the StoreBackups a schedule made: the schedule's name. */
+export const scheduleLabel = 'ballast.dev/storebackupschedule';
+
+export const storeBackupScheduleCrd: CrdDefinition = {
+  group, version, kind: 'StoreBackupSchedule', plural: 'storebackupschedules', singular: 'storebackupschedule', shortNames: ['stbs'], categories: ['ballast'],
+  description: 'A StoreBackupSchedule backs up a StoreCluster on a cron schedule: at each time it creates a StoreBackup named <schedule>-<UTC time> (skipped while the previous one still runs), and deletes the backups its retention no longer keeps, objects and StoreBackups both; the newest successful backup is always kept. Deleting the schedule deletes no backup.',
+  spec: openapi.object('When to back up, where, and what to keep.', {
+    cluster: openapi.string('The StoreCluster to back up, in the same namespace.', { minLength: 1 }),
+    schedule: openapi.string('Cron: five fields (minute hour day-of-month month day-of-week), six with seconds first, or @hourly, @daily, @weekly, @monthly.', { minLength: 1 }),
+    timeZone: openapi.string('The IANA time zone the schedule is read in (Europe/Berlin); default UTC.'),
+    storage: storageSchema('The object storage, as a StoreBackup\'s spec.storage.'),
+    retention: retentionSchema('What to keep. Without it every backup is kept.'),
+    suspend: openapi.bool('Make no new backups while true (retention still applies).', { default: false }),
+  }, { required: ['cluster', 'schedule', 'storage'] }),
+  status: openapi.object('What the schedule did.', {
+    observedGeneration: openapi.int('The .metadata.generation the status describes.'),
+    lastScheduleTime: openapi.string('The last scheduled time a backup was made or skipped for (RFC 3339).'),
+    nextScheduleTime: openapi.string('The next scheduled time (RFC 3339).'),
+    lastBackup: openapi.string('The StoreBackup made last.'),
+    lastSuccessfulBackup: openapi.string('The newest StoreBackup of this schedule that succeeded.'),
+    lastSuccessfulTime: openapi.string('When it completed (RFC 3339).'),
+    backups: openapi.int('Successful backups of this schedule kept now.'),
+    conditions: conditionsSchema,
+  }),
+  columns: [
+    { name: 'Cluster', type: 'string', jsonPath: '.spec.cluster' },
+    { name: 'Schedule', type: 'string', jsonPath: '.spec.schedule' },
+    { name: 'Last Success', type: 'date', jsonPath: '.status.lastSuccessfulTime' },
+    { name: 'Next', type: 'string', jsonPath: '.status.nextScheduleTime' },
+    { name: 'Backups', type: 'integer', jsonPath: '.status.backups' },
+  ],
+};

@@ -1,0 +1,90 @@
+/**
+ * The StoreBackupSchedule reconciler: observe (the schedule, the StoreBackups it made, its
+ * StoreCluster, from the informers' caches), decide (operator/plan/storebackupschedule.ts), act
+ * (create the due StoreBackup, delete those the retention lets go, record Events, write status,
+ * set the gauges the backup-age alert reads). It wakes just after the next scheduled time.
+ */
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import type { Gauge } from 'prom-client';
+import type { Clock } from '../../lib/clock.ts';
+import { statusSignature } from '../../lib/kube/conditions.ts';
+import type { SharedInformer } from '../../lib/kube/informer.ts';
+import type { StoreBackup } from '../api/storebackup.ts';
+import { scheduleLabel, type StoreBackupSchedule } from '../api/storebackupschedule.ts';
+import { group, version, type StoreCluster } from '../api/storecluster.ts';
+import { planSchedule } from '../plan/storebackupschedule.ts';
+
+export interface StoreBackupScheduleMetrics {
+  /** When the schedule's newest successful backup completed (seconds since the epoch). */
+  lastSuccess: Gauge<'namespace' | 'schedule' | 'cluster'>;
+  /** Seconds between the schedule's runs (the alert allows two of them). */
+  interval: Gauge<'namespace' | 'schedule' | 'cluster'>;
+}
+
+export interface StoreBackupScheduleControllerDeps {
+  custom: CustomObjectsApi;
+  schedules: SharedInformer<StoreBackupSchedule>;
+  backups: SharedInformer<StoreBackup>;
+  clusters: SharedInformer<StoreCluster>;
+  clock: Clock;
+  event(obj: StoreBackupSchedule, type: 'Normal' | 'Warning', reason: string, message: string): void;
+  metrics: StoreBackupScheduleMetrics;
+}
+
+export class StoreBackupScheduleController {
+  readonly #d: StoreBackupScheduleControllerDeps;
+  readonly #written = new Map<string, string>();
+  readonly #labels = new Map<string, { namespace: string; schedule: string; cluster: string }>();
+
+  constructor(d: StoreBackupScheduleControllerDeps) {
+    this.#d = d;
+  }
+
+  /** Returns when to look again (ms), or undefined for "when something changes". */
+  async reconcile(key: string): Promise<number | undefined> {
+    const s = this.#d.schedules.get(key);
+    const old = this.#labels.get(key);
+    if (!s || (s as { metadata: { deletionTimestamp?: unknown } }).metadata.deletionTimestamp) {
+      this.#written.delete(key);
+      if (old) {
+        this.#d.metrics.lastSuccess.remove(old);
+        this.#d.metrics.interval.remove(old);
+        this.#labels.delete(key);
+      }
+      return undefined;
+    }
+    const ns = s.metadata.namespace;
+    const backups = this.#d.backups.list().filter((b) => b.metadata.namespace === ns && b.metadata.labels?.[scheduleLabel] === s.metadata.name);
+    // A schedule that has not succeeded yet counts its age from its creation, so the alert fires
+    // for one that never works, too.
+    const step = planSchedule(s, { backups, clusterExists: Boolean(this.#d.clusters.get(`${ns}/${s.spec.cluster}`)), now: this.#d.clock.wallNow() });
+    if (step.create) {
+      await this.#d.custom.createNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', body: step.create }).catch((err: unknown) => {
+        if ((err as { code?: number }).code !== 409) throw err; // made already (a cache behind): fine
+      });
+    }
+    for (const name of step.delete) {
+      await this.#d.custom.deleteNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', name }).catch((err: unknown) => {
+        if ((err as { code?: number }).code !== 404) throw err;
+      });
+    }
+    for (const e of step.events) this.#d.event(s, e.type, e.reason, e.message);
+    const labels = { namespace: ns, schedule: s.metadata.name, cluster: s.spec.cluster };
+    if (old && (old.cluster !== labels.cluster)) {
+      this.#d.metrics.lastSuccess.remove(old);
+      this.#d.metrics.interval.remove(old);
+    }
+    this.#labels.set(key, labels);
+    const createdAt = s.metadata.creationTimestamp ? new Date(s.metadata.creationTimestamp).getTime() / 1000 : this.#d.clock.wallNow() / 1000;
+    this.#d.metrics.lastSuccess.set(labels, step.lastSuccessSeconds ?? createdAt);
+    if (step.intervalSeconds !== undefined && !s.spec.suspend) this.#d.metrics.interval.set(labels, step.intervalSeconds);
+    else this.#d.metrics.interval.remove(labels);
+    const sig = statusSignature(step.status);
+    if (sig !== statusSignature(s.status) && this.#written.get(key) !== sig) {
+      await this.#d.custom.patchNamespacedCustomObjectStatus({ group, version, namespace: ns, plural: 'storebackupschedules', name: s.metadata.name, body: { status: step.status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      this.#written.set(key, sig);
+    }
+    return step.requeueMs;
+  }
+}
