@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { StoreBackup } from '../operator/api/storebackup.ts';
+import type { StoreBackupSchedule } from '../operator/api/storebackupschedule.ts';
 import type { RecoveryStatus, StoreCluster } from '../operator/api/storecluster.ts';
-import { approvalRefusal, kubectlCommand, renderList, renderOne, renderPlan, table } from './kubectl.ts';
+import { approvalRefusal, backupOf, kubectlCommand, renderBackups, renderList, renderOne, renderPlan, restoredCluster, storageFor, table } from './kubectl.ts';
 
 const plan: RecoveryStatus = { planId: 'a1b2c3d4e5', state: 'AwaitingApproval', survivor: 'orders-0', survivorId: '8e9e05c52164694d', term: 3, index: 120, recreate: ['orders-1', 'orders-2'], loses: 'orders-1, orders-2 did not answer' };
 const sc = (status: StoreCluster['status']): StoreCluster & { metadata: { creationTimestamp: string } } => ({
@@ -37,6 +39,43 @@ describe('kubectl ballast', () => {
     assert.match(approvalRefusal(sc({ recovery: plan }), 'ffffffffff') ?? '', /ffffffffff is not the plan orders's status shows now \(a1b2c3d4e5, AwaitingApproval\); read it again/);
     assert.match(approvalRefusal(sc({ phase: 'Ready' }), 'a1b2c3d4e5') ?? '', /orders has no recovery plan \(phase Ready\)/);
     assert.match(approvalRefusal(sc({ recovery: { ...plan, state: 'Rejoining' } }), 'a1b2c3d4e5') ?? '', /approved already \(Rejoining\)/);
+  });
+
+  const storage = (bucket: string) => ({ endpoint: 'http://s3:8333', bucket, region: 'us-east-1', credentialsSecret: 's3' });
+  const bk = (name: string, created: string, status?: StoreBackup['status'], labels?: Record<string, string>) => ({
+    apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackup' as const, metadata: { name, namespace: 'shop', creationTimestamp: created, ...(labels ? { labels } : {}) },
+    spec: { cluster: 'orders', storage: storage(`from-${name}`) }, ...(status ? { status } : {}),
+  }) as StoreBackup & { metadata: { creationTimestamp: string } };
+  const sched = (name: string, cluster: string): StoreBackupSchedule => ({ apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackupSchedule', metadata: { name, namespace: 'shop' }, spec: { cluster, schedule: '@daily', storage: storage(`sched-${name}`) } });
+
+  it('backups lists StoreBackups newest first, with their schedule and a failure\'s reason', () => {
+    const out = renderBackups([
+      bk('orders-a', '2026-12-02T10:00:00Z', { phase: 'Succeeded', revision: 42, sizeBytes: 1024 }),
+      bk('orders-b', '2026-12-02T11:00:00Z', { phase: 'Failed', message: 'refused the credentials' }, { 'ballast.dev/storebackupschedule': 'nightly' }),
+    ], Date.parse('2026-12-02T12:00:00Z'));
+    assert.equal(out, 'NAME       CLUSTER   PHASE       REVISION   SIZE   SCHEDULE   AGE   MESSAGE\norders-b   orders    Failed                        nightly    60m   refused the credentials\norders-a   orders    Succeeded   42         1024   <none>     2h\n');
+  });
+
+  it('backup takes its storage from --storage-from, else the cluster\'s schedule, else its newest backup; or says how to give one', () => {
+    const backups = [bk('orders-a', '2026-12-01T00:00:00Z'), bk('orders-b', '2026-12-02T00:00:00Z')];
+    assert.equal((storageFor('orders', { from: 'orders-a', schedules: [sched('nightly', 'orders')], backups }) as { bucket: string }).bucket, 'from-orders-a');
+    assert.equal((storageFor('orders', { schedules: [sched('other', 'carts'), sched('nightly', 'orders')], backups }) as { bucket: string }).bucket, 'sched-nightly');
+    assert.equal((storageFor('orders', { schedules: [], backups }) as { bucket: string }).bucket, 'from-orders-b');
+    assert.match(storageFor('orders', { schedules: [], backups: [] }) as string, /no StoreBackupSchedule or StoreBackup .*give --storage-from/);
+    assert.match(storageFor('orders', { from: 'nope', schedules: [], backups }) as string, /--storage-from nope: no StoreBackupSchedule or StoreBackup of that name/);
+    assert.deepEqual(backupOf(sc(undefined), storage('b'), 'orders-x').spec, { cluster: 'orders', storage: storage('b') });
+  });
+
+  it('restore makes a new StoreCluster shaped like the backed-up one, from a Succeeded backup only', () => {
+    const source = { ...sc(undefined), spec: { replicas: 5, version: '0.2.0', storage: { size: '4Gi', retainOnScaleDown: false }, compaction: { mode: 'periodic', retention: '1h' }, timing: { heartbeatMs: 100, electionMs: 1000 }, tls: { clientSecretName: 'orders-tls' } } } as StoreCluster;
+    const made = restoredCluster('orders-restored', bk('orders-a', '2026-12-02T10:00:00Z', { phase: 'Succeeded' }), source, undefined) as StoreCluster;
+    assert.equal(made.metadata.name, 'orders-restored');
+    assert.deepEqual(made.spec.restore, { backup: 'orders-a' });
+    assert.equal(made.spec.replicas, 5);
+    assert.equal(made.spec.storage.size, '4Gi');
+    assert.equal(made.spec.tls, undefined, 'the old cluster\'s certificates name the old cluster');
+    assert.equal((restoredCluster('r', bk('orders-a', '2026-12-02T10:00:00Z', { phase: 'Succeeded' }), undefined, 1) as StoreCluster).spec.replicas, 1);
+    assert.match(restoredCluster('r', bk('orders-b', '2026-12-02T10:00:00Z', { phase: 'Failed', message: 'no bucket' }), source, undefined) as string, /is Failed, not Succeeded: only a completed backup restores \(no bucket\)/);
   });
 
   it('bad usage exits 2 with a message naming the problem', async () => {

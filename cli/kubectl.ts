@@ -8,12 +8,20 @@
  * - `recover NAME [--approve PLAN_ID]`: the recovery plan for a lost quorum, as the operator
  *   proposes it in status.recovery; `--approve` annotates the StoreCluster with the plan's id
  *   (ballast.dev/approve-recovery) only if it is the plan the status shows now.
+ * - `backup NAME [--backup-name B] [--storage-from S]`: a StoreBackup of the cluster now, with the
+ *   storage of a StoreBackupSchedule or StoreBackup (default: the cluster's schedule, else its
+ *   newest backup); `backups [NAME]`: the backups, newest first.
+ * - `restore NEW --from BACKUP`: a new StoreCluster restored from a backup, shaped like the
+ *   cluster the backup was taken of (version, size, storage, resources, timing).
  *
- * Rendering is pure (`renderList`, `renderOne`, `renderPlan`); the API calls are at the edge.
+ * Rendering and the objects made are pure (`renderList`, `renderOne`, `renderPlan`,
+ * `renderBackups`, `backupOf`, `restoredCluster`); the API calls are at the edge.
  */
 import { parseArgs } from 'node:util';
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
+import type { BackupStorage, StoreBackup } from '../operator/api/storebackup.ts';
+import { scheduleLabel, type StoreBackupSchedule } from '../operator/api/storebackupschedule.ts';
 import { type RecoveryStatus, type StoreCluster, group, version } from '../operator/api/storecluster.ts';
 import { approveAnnotation } from '../operator/plan/recovery.ts';
 import type { Command, Io } from './command.ts';
@@ -23,6 +31,9 @@ const help = `Usage: kubectl ballast COMMAND [NAME] [flags]
 Commands:
   status [NAME]                  StoreClusters and their members, conditions and recovery plan
   recover NAME [--approve ID]    show the plan to recover a lost quorum; approve it by its id
+  backup NAME                    back the StoreCluster up now (a StoreBackup)
+  backups [NAME]                 the StoreBackups (of one StoreCluster), newest first
+  restore NEW --from BACKUP      create StoreCluster NEW from a backup, shaped like the backed-up one
 
 Flags:
   -n, --namespace NS     the namespace (default: the context's, else default)
@@ -31,6 +42,12 @@ Flags:
       --kubeconfig PATH  the kubeconfig (default: $KUBECONFIG, else ~/.kube/config)
       --context NAME     the kubeconfig context
       --approve ID       recover: approve the plan with this id (it must be the one status shows)
+      --backup-name B    backup: the StoreBackup's name (default: NAME-<UTC time>)
+      --storage-from S   backup: take the object storage from StoreBackupSchedule or StoreBackup S
+                         (default: the cluster's schedule, else its newest backup)
+      --from BACKUP      restore: the StoreBackup to restore (Succeeded)
+      --replicas N       restore: members of the new cluster (default: as the backed-up cluster)
+      --dry-run          backup, restore: print the object (yaml, or -o json) instead of creating it
 `;
 
 /** A table with columns padded as kubectl's are (three spaces apart). */
@@ -94,6 +111,59 @@ export function approvalRefusal(sc: StoreCluster, id: string): string | undefine
   return undefined;
 }
 
+/** When `at` (RFC 3339) is, as a sortable name suffix: 20261202140500. */
+const stampOf = (ms: number) => new Date(ms).toISOString().replace(/[-:T]/g, '').slice(0, 14);
+
+type Dated<T extends { metadata: object }> = T & { metadata: T['metadata'] & { creationTimestamp?: string } };
+
+export function renderBackups(items: Array<Dated<StoreBackup>>, now: number): string {
+  const sorted = [...items].sort((a, b) => String(b.metadata.creationTimestamp ?? '').localeCompare(String(a.metadata.creationTimestamp ?? '')));
+  return table([['NAME', 'CLUSTER', 'PHASE', 'REVISION', 'SIZE', 'SCHEDULE', 'AGE', 'MESSAGE'], ...sorted.map((b) => [
+    b.metadata.name, b.spec.cluster, b.status?.phase ?? 'Pending', String(b.status?.revision ?? ''), b.status?.sizeBytes !== undefined ? String(b.status.sizeBytes) : '',
+    b.metadata.labels?.[scheduleLabel] ?? '<none>', age(b.metadata.creationTimestamp, now), b.status?.phase === 'Failed' ? (b.status.message ?? '') : '',
+  ])]);
+}
+
+/**
+ * Where a backup made by hand goes: the storage of `from` when named, else of the cluster's
+ * schedule, else of its newest StoreBackup; or why none can be chosen.
+ */
+export function storageFor(cluster: string, o: { from?: string | undefined; schedules: StoreBackupSchedule[]; backups: Array<Dated<StoreBackup>> }): BackupStorage | string {
+  if (o.from) {
+    const named = o.schedules.find((s) => s.metadata.name === o.from) ?? o.backups.find((b) => b.metadata.name === o.from);
+    return named ? named.spec.storage : `--storage-from ${o.from}: no StoreBackupSchedule or StoreBackup of that name in this namespace`;
+  }
+  const schedule = o.schedules.filter((s) => s.spec.cluster === cluster).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0];
+  if (schedule) return schedule.spec.storage;
+  const newest = o.backups.filter((b) => b.spec.cluster === cluster).sort((a, b) => String(b.metadata.creationTimestamp ?? '').localeCompare(String(a.metadata.creationTimestamp ?? '')))[0];
+  if (newest) return newest.spec.storage;
+  return `${cluster} has no StoreBackupSchedule or StoreBackup to take the object storage from: give --storage-from, or create a StoreBackup with spec.storage (docs/operations.md, "Backups to object storage")`;
+}
+
+export function backupOf(sc: StoreCluster, storage: BackupStorage, name: string): StoreBackup {
+  return { apiVersion: `${group}/${version}`, kind: 'StoreBackup', metadata: { name, namespace: sc.metadata.namespace }, spec: { cluster: sc.metadata.name, storage } };
+}
+
+/**
+ * A new StoreCluster from a backup, shaped like the cluster it was taken of when that still
+ * exists (version, replicas, storage, resources, timing, compaction, quota); TLS and auth are left
+ * out, their Secrets belong to the old cluster's names. Or why not.
+ */
+export function restoredCluster(name: string, backup: StoreBackup, source: StoreCluster | undefined, replicas: number | undefined): StoreCluster | string {
+  if (backup.status?.phase !== 'Succeeded') return `StoreBackup ${backup.metadata.name} is ${backup.status?.phase ?? 'Pending'}, not Succeeded: only a completed backup restores${backup.status?.message ? ` (${backup.status.message})` : ''}`;
+  const from = source?.spec;
+  const spec: Partial<StoreCluster['spec']> = {
+    replicas: replicas ?? from?.replicas ?? 3,
+    ...(from ? { version: from.version, storage: from.storage, compaction: from.compaction, timing: from.timing } : {}),
+    ...(from?.resources ? { resources: from.resources } : {}),
+    ...(from?.image ? { image: from.image } : {}),
+    ...(from?.quotaBytes ? { quotaBytes: from.quotaBytes } : {}),
+    ...(from?.snapshotCount ? { snapshotCount: from.snapshotCount } : {}),
+    restore: { backup: backup.metadata.name },
+  };
+  return { apiVersion: `${group}/${version}`, kind: 'StoreCluster', metadata: { name, namespace: backup.metadata.namespace }, spec: spec as StoreCluster['spec'] };
+}
+
 function print(io: Io, value: unknown, output: string | undefined): boolean {
   if (output === 'json') io.out(`${JSON.stringify(value, null, 2)}\n`);
   else if (output === 'yaml') io.out(stringify(value));
@@ -103,7 +173,7 @@ function print(io: Io, value: unknown, output: string | undefined): boolean {
 
 export const kubectlCommand: Command = {
   name: 'kubectl',
-  summary: 'the kubectl plugin (kubectl ballast status|recover): StoreClusters\' members, conditions and recovery plans; approve a plan',
+  summary: 'the kubectl plugin (kubectl ballast status|recover|backup|backups|restore): StoreClusters\' members, conditions and recovery plans; approve a plan; back up and restore',
   async run(args, io) {
     let parsed;
     try {
@@ -112,6 +182,7 @@ export const kubectlCommand: Command = {
         options: {
           namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, output: { type: 'string', short: 'o' },
           kubeconfig: { type: 'string' }, context: { type: 'string' }, approve: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+          'backup-name': { type: 'string' }, 'storage-from': { type: 'string' }, from: { type: 'string' }, replicas: { type: 'string' }, 'dry-run': { type: 'boolean' },
         },
       });
     } catch (err) {
@@ -127,7 +198,7 @@ export const kubectlCommand: Command = {
       io.err(`error: --output ${v.output}: allowed formats are json and yaml (or none, for a table)\n`);
       return 2;
     }
-    if (extra.length > 0 || (cmd !== 'status' && cmd !== 'recover')) {
+    if (extra.length > 0 || !['status', 'recover', 'backup', 'backups', 'restore'].includes(cmd)) {
       io.err(`error: ${extra.length > 0 ? `unexpected arguments: ${extra.join(' ')}` : `unknown command "${cmd}"`}\n\n${help}`);
       return 2;
     }
@@ -138,7 +209,50 @@ export const kubectlCommand: Command = {
     const namespace = v.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
     const api = kc.makeApiClient(CustomObjectsApi);
     const get = async (n: string): Promise<StoreCluster> => (await api.getNamespacedCustomObject({ group, version, namespace, plural: 'storeclusters', name: n })) as StoreCluster;
+    const listOf = async <T>(plural: string): Promise<T[]> => ((await api.listNamespacedCustomObject({ group, version, namespace, plural })) as { items: T[] }).items;
+    const create = async (plural: string, body: StoreBackup | StoreCluster): Promise<number> => {
+      if (v['dry-run']) {
+        print(io, body, v.output ?? 'yaml');
+        return 0;
+      }
+      try {
+        await api.createNamespacedCustomObject({ group, version, namespace, plural, body });
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409) throw err;
+        io.err(`error: ${plural.slice(0, -1)} "${body.metadata.name}" already exists in namespace "${namespace}"${plural === 'storeclusters' ? ': a cluster is never restored over; pick a new name' : ''}\n`);
+        return 1;
+      }
+      io.out(`${plural.slice(0, -1)}.${group}/${body.metadata.name} created; follow it with: kubectl get ${plural.slice(0, -1)} ${body.metadata.name} -n ${namespace} -w\n`);
+      return 0;
+    };
     try {
+      if (cmd === 'backups') {
+        const all = (await listOf<Dated<StoreBackup>>('storebackups')).filter((b) => !name || b.spec.cluster === name);
+        if (!print(io, { apiVersion: 'v1', kind: 'List', items: all }, v.output)) io.out(all.length > 0 ? renderBackups(all, Date.now()) : `No StoreBackups${name ? ` of ${name}` : ''} found in ${namespace} namespace.\n`);
+        return 0;
+      }
+      if (cmd === 'restore') {
+        if (!name || !v.from) {
+          io.err('error: kubectl ballast restore needs the new StoreCluster\'s name and --from BACKUP\n');
+          return 2;
+        }
+        const replicas = v.replicas === undefined ? undefined : Number(v.replicas);
+        if (replicas !== undefined && !(Number.isInteger(replicas) && replicas >= 1 && replicas <= 7)) {
+          io.err(`error: --replicas ${v.replicas}: give a whole number from 1 to 7\n`);
+          return 2;
+        }
+        const backup = (await api.getNamespacedCustomObject({ group, version, namespace, plural: 'storebackups', name: v.from }).catch((err: unknown) => {
+          if ((err as { code?: number }).code === 404) throw new Error(`storebackup "${v.from}" not found in namespace "${namespace}"; list them with kubectl ballast backups -n ${namespace}`);
+          throw err;
+        })) as StoreBackup;
+        const source = await get(backup.spec.cluster).catch(() => undefined);
+        const made = restoredCluster(name, backup, source, replicas);
+        if (typeof made === 'string') {
+          io.err(`error: ${made}\n`);
+          return 1;
+        }
+        return await create('storeclusters', made);
+      }
       if (cmd === 'status' && !name) {
         const list = (v['all-namespaces']
           ? await api.listClusterCustomObject({ group, version, plural: 'storeclusters' })
@@ -151,6 +265,14 @@ export const kubectlCommand: Command = {
         return 2;
       }
       const sc = await get(name);
+      if (cmd === 'backup') {
+        const storage = storageFor(name, { from: v['storage-from'], schedules: await listOf<StoreBackupSchedule>('storebackupschedules'), backups: await listOf<Dated<StoreBackup>>('storebackups') });
+        if (typeof storage === 'string') {
+          io.err(`error: ${storage}\n`);
+          return 1;
+        }
+        return await create('storebackups', backupOf(sc, storage, v['backup-name'] ?? `${name}-${stampOf(Date.now())}`));
+      }
       if (cmd === 'status') {
         if (!print(io, sc, v.output)) io.out(renderOne(sc));
         return 0;
