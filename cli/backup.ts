@@ -10,7 +10,10 @@
  * - restore NAME|latest: download one, check it against its manifest, and build a member's data
  *   directory from it (as `ballast store restore` does from a file).
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { f, loadConfig, renderFlags } from '../lib/config.ts';
@@ -56,11 +59,19 @@ const restoreFlags = {
   ifEmpty: f.bool('restore only into an empty data directory, and succeed doing nothing when it has data (an init container on a restart)'),
 };
 
-const usage = `Usage: ballast backup save|list|restore [flags]
+const verifyFlags = {
+  ...storageFlags,
+  workDir: f.string('where the throw-away member\'s data directory goes (removed afterwards)', { default: '' }),
+  resultFile: f.string('also write the verdict here (for example /dev/termination-log)', { default: '' }),
+};
+
+const usage = `Usage: ballast backup save|list|restore|verify [flags]
 
   save                 stream a snapshot from a follower into object storage, then its manifest
   list                 the completed backups (with a manifest), oldest first
   restore NAME|latest  build a member's data directory from a backup, checked against its manifest
+  verify NAME|latest   restore a backup into a throw-away member and compare its HashKV at the
+                       backup's revision with the one the cluster gave when it was taken
 
 Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Flags: ballast backup SUBCOMMAND --help.
 `;
@@ -127,6 +138,7 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
       store.close();
     }
   }
+  if (sub === 'verify') return await verify(args, io);
   const { values: v, help, positionals } = loadConfig(restoreFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP', positionals: true });
   if (help) return usageOf(io, `Usage: ballast backup restore NAME|latest [flags]\n\nFlags:\n${renderFlags(restoreFlags, 'BALLAST_BACKUP')}\n`);
   if (positionals.length !== 1) {
@@ -157,12 +169,86 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
   }
 }
 
+/** A port free on 127.0.0.1 now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Verify a backup: download it (size and sha256 checked), restore it as a one-member cluster in
+ * a scratch directory, start that member (this same program's `store`), ask it for HashKV at the
+ * backup's revision and compare with the manifest's (the source member's, right after the
+ * snapshot). The member and its directory are removed whatever happens.
+ */
+async function verify(args: string[], io: Io): Promise<number> {
+  const { findBackup, fetchBackup, hashKV, verdict } = await import('../store/backup-s3.ts');
+  const { values: v, help, positionals } = loadConfig(verifyFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP', positionals: true });
+  if (help) return usageOf(io, `Usage: ballast backup verify NAME|latest [flags]\n\nFlags:\n${renderFlags(verifyFlags, 'BALLAST_BACKUP')}\n`);
+  if (positionals.length !== 1) {
+    io.err(`ballast backup verify: give exactly one backup name, or latest (got ${positionals.length})\n`);
+    return ExitCode.usage;
+  }
+  const store = await openStore(v, io);
+  const work = mkdtempSync(join(v.workDir || tmpdir(), 'ballast-verify-'));
+  let member: ChildProcess | undefined;
+  const log: string[] = [];
+  try {
+    const m = await findBackup(store, positionals[0] as string);
+    const file = join(work, 'backup.snap');
+    await fetchBackup(store, m, file);
+    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const peer = `http://127.0.0.1:${peerPort}`;
+    const client = `127.0.0.1:${clientPort}`;
+    const token = `verify-${m.name}`;
+    restoreMember({ backup: file, dataDir: join(work, 'data'), name: 'verify', initialCluster: parseInitialCluster(`verify=${peer}`), advertisePeerUrls: [normalizeUrl(peer)], token, version: buildInfo().version });
+    rmSync(file, { force: true });
+    member = spawn(process.execPath, [...process.execArgv, process.argv[1] as string, 'store', '--name=verify', `--data-dir=${join(work, 'data')}`,
+      `--listen-client-urls=http://${client}`, `--advertise-client-urls=http://${client}`, `--listen-peer-urls=${peer}`, `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=verify=${peer}`, '--initial-cluster-state=existing', `--initial-cluster-token=${token}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean).slice(-20)) > 40 && log.splice(0, log.length - 20);
+    member.stdout?.on('data', keep);
+    member.stderr?.on('data', keep);
+    const exited = new Promise<never>((_, reject) => member?.once('exit', (code) => reject(catalogue.error('STORE_ERR_BACKUP_NOT_VERIFIABLE', `the throw-away member restored from ${m.name} exited (code ${code}) before it answered: ${log.slice(-5).join(' | ')}`))));
+    const deadline = Date.now() + 120_000;
+    let got: { hash: number; compactRevision: number } | undefined;
+    for (let last: unknown; !got;) {
+      if (Date.now() > deadline) throw catalogue.error('STORE_ERR_BACKUP_NOT_VERIFIABLE', `the throw-away member restored from ${m.name} did not answer HashKV within 120 s (${(last as Error | undefined)?.message ?? 'no answer'})`);
+      got = await Promise.race([hashKV(client, m.revision, {}), exited]).catch((err: unknown) => {
+        if (isBallastError(err)) throw err;
+        last = err;
+        return undefined;
+      });
+      if (!got) await new Promise((r) => setTimeout(r, 250));
+    }
+    const result = verdict(m, got);
+    const text = `${JSON.stringify(result)}\n`;
+    if (v.resultFile) writeFileSync(v.resultFile, text);
+    io.out(text);
+    return 0;
+  } finally {
+    if (member && member.exitCode === null) {
+      const gone = new Promise((r) => member?.once('exit', r));
+      member.kill('SIGKILL');
+      await gone;
+    }
+    rmSync(work, { recursive: true, force: true });
+    store.close();
+  }
+}
+
 export const backupCommand: Command = {
   name: 'backup',
-  summary: 'store snapshots in S3-compatible object storage: save (from a follower, streamed), list, restore a member from one',
+  summary: 'store snapshots in S3-compatible object storage: save (from a follower, streamed), list, restore a member from one, verify one by restoring it',
   async run(args, io) {
     const [sub, ...rest] = args;
-    if (sub !== 'save' && sub !== 'list' && sub !== 'restore') {
+    if (sub !== 'save' && sub !== 'list' && sub !== 'restore' && sub !== 'verify') {
       (sub === '--help' || sub === '-h' ? io.out : io.err)(usage);
       return sub === '--help' || sub === '-h' ? 0 : ExitCode.usage;
     }

@@ -20,6 +20,7 @@ type Wire = Record<string, unknown>;
 interface MaintenanceClient extends grpc.Client {
   Status(r: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Wire) => void): void;
   Snapshot(r: Wire, md: grpc.Metadata, o?: grpc.CallOptions): grpc.ClientReadableStream<{ blob: Buffer; remaining_bytes: string; header?: { revision?: string } }>;
+  HashKV(r: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Wire) => void): void;
 }
 interface AuthClient extends grpc.Client {
   Authenticate(r: Wire, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Wire) => void): void;
@@ -105,9 +106,13 @@ export async function saveBackup(store: ObjectStore, name: string, o: SourceOpti
   } finally {
     c.close();
   }
+  // What a verified restore must reproduce. A member that cannot hash that revision (compacted
+  // past it already) leaves the backup unverifiable, not failed.
+  const h = await hashKV(source.endpoint, revision, o).catch(() => undefined);
   const manifest: BackupManifest = {
     name, key: store.key(`${name}.snap`), revision, size, sha256: hash.digest('hex'),
     startedAt: startedAt.toISOString(), finishedAt: now().toISOString(), member: source.memberId,
+    ...(h ? { hashKV: h.hash, compactRevision: h.compactRevision } : {}),
   };
   await store.putText(`${name}.json`, `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
@@ -127,6 +132,47 @@ export async function pruneBackups(store: ObjectStore, schedule: string, r: Rete
     await store.remove([store.key(`${name}.snap`)]);
   }
   return names;
+}
+
+/** A member's HashKV at `revision` (etcdctl endpoint hashkv --rev). */
+export async function hashKV(endpoint: string, revision: number, o: Pick<SourceOptions, 'user' | 'credentials'>): Promise<{ hash: number; compactRevision: number }> {
+  const c = new (ctor('Maintenance'))(endpoint, o.credentials ?? grpc.credentials.createInsecure()) as unknown as MaintenanceClient;
+  try {
+    const md = await token(endpoint, { endpoints: [endpoint], ...o });
+    const r = await new Promise<Wire>((resolve, reject) => c.HashKV({ revision }, md, { deadline: Date.now() + 30_000 }, (e, res) => (e ? reject(e) : resolve(res ?? {}))));
+    return { hash: Number(r['hash'] ?? 0), compactRevision: Number(r['compact_revision'] ?? 0) };
+  } finally {
+    c.close();
+  }
+}
+
+export interface Verification {
+  name: string;
+  revision: number;
+  verified: boolean;
+  /** The source member's HashKV at the revision (the manifest's), and the restored member's. */
+  expected?: number | undefined;
+  got: number;
+  compactRevision: number;
+  message: string;
+}
+
+/**
+ * The verdict on a backup restored into a throw-away member (pure): its HashKV at the backup's
+ * revision must be the one the source member gave right after the snapshot. Throws
+ * STORE_ERR_BACKUP_UNVERIFIED on a mismatch, STORE_ERR_BACKUP_NOT_VERIFIABLE when there is
+ * nothing to compare against.
+ */
+export function verdict(m: BackupManifest, got: { hash: number; compactRevision: number }): Verification {
+  const base = { name: m.name, revision: m.revision, expected: m.hashKV, got: got.hash, compactRevision: got.compactRevision };
+  if (m.hashKV === undefined) throw catalogue.error('STORE_ERR_BACKUP_NOT_VERIFIABLE', `backup ${m.name} has no HashKV in its manifest (taken by an older build): it restores (HashKV ${got.hash} at revision ${m.revision}) but cannot be compared with the cluster`);
+  if (m.compactRevision !== undefined && m.compactRevision !== got.compactRevision) {
+    throw catalogue.error('STORE_ERR_BACKUP_NOT_VERIFIABLE', `backup ${m.name}: the source hashed from compaction revision ${m.compactRevision}, the restore holds history from ${got.compactRevision} (the cluster compacted between the snapshot and its hash); not comparable`);
+  }
+  if (m.hashKV !== got.hash) {
+    throw catalogue.error('STORE_ERR_BACKUP_UNVERIFIED', `backup ${m.name} restored into a throw-away member hashes ${got.hash} at revision ${m.revision}, but the member it was taken from hashed ${m.hashKV}: it does not hold what the cluster held; do not rely on it`);
+  }
+  return { ...base, verified: true, message: `restored into a throw-away member: HashKV ${got.hash} at revision ${m.revision}, as the member it was taken from` };
 }
 
 /** The manifest of `name` (`latest`: the newest completed backup). */

@@ -36,6 +36,8 @@ export const catalogue = defineCatalogue('store', 'STORE', {
   STORE_ERR_PEER_UNREACHABLE: 'A request forwarded to another member over the peer channel (lease keep-alive or time-to-live, a membership change, an alarm) got no answer in time: etcdserver: request timed out.',
   STORE_ERR_BACKUP_INVALID: 'The file given to `ballast store restore` is not a ballast store snapshot, or fails its sha256 check.',
   STORE_ERR_BACKUP_DAMAGED: 'A backup object in object storage is truncated or damaged: its size or sha256 differs from its manifest\'s, or the stream of a backup ended early. The message names the object; restore another backup.',
+  STORE_ERR_BACKUP_UNVERIFIED: 'A backup restored into a throw-away member does not hash (HashKV at the backup\'s revision) as the member it was taken from did: the backup does not hold what the cluster held. Do not rely on it; take a new backup and report the mismatch.',
+  STORE_ERR_BACKUP_NOT_VERIFIABLE: 'A backup cannot be verified: its manifest has no HashKV (taken by a build before 0.3), or the cluster compacted between the snapshot and its hash. The backup may be fine; the next one is verified as usual.',
   STORE_ERR_BACKUP_NOT_FOUND: 'No backup (or object) of that name in the bucket and prefix; `ballast backup list` shows those that exist.',
   STORE_ERR_BACKUP_STORAGE_CREDENTIALS: 'The object store refused the credentials (wrong access key or secret, or no permission on the bucket); fix the credentials Secret.',
   STORE_ERR_BACKUP_STORAGE_BUCKET: 'The bucket does not exist at the object store\'s endpoint; create it or fix its name.',

@@ -45,6 +45,12 @@ export interface BackupManifest {
   finishedAt: string;
   /** The member it was streamed from. */
   member: string;
+  /**
+   * That member's HashKV at `revision`, asked right after the snapshot, and the compaction
+   * revision it hashed from: what a verified restore must reproduce (absent before 0.3).
+   */
+  hashKV?: number;
+  compactRevision?: number;
 }
 
 /** Multipart part size: memory held by an upload is about this times the queue size (2). */

@@ -126,6 +126,27 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     assert.match(again.stdout, /has data already: nothing restored/);
   });
 
+  it('verify restores a backup into a throw-away member and finds the HashKV the cluster gave; a backup that hashes otherwise is refused by name, one without a hash is not verifiable', async () => {
+    const ok = backup(['verify', 'first', ...s3()]);
+    assert.equal(ok.status, 0, ok.stderr);
+    const v = JSON.parse(ok.stdout) as { verified: boolean; expected: number; got: number; revision: number };
+    assert.equal(v.verified, true);
+    assert.equal(v.got, v.expected);
+    assert.equal(v.revision, revision);
+    // The same snapshot under a manifest that says the cluster hashed something else.
+    const manifest = JSON.parse(await (await weed.s3.send(new GetObjectCommand({ Bucket: 'backups', Key: 'orders/first.json' }))).Body!.transformToString()) as Record<string, unknown>;
+    await weed.s3.send(new PutObjectCommand({ Bucket: 'backups', Key: 'orders/first.json', Body: JSON.stringify({ ...manifest, hashKV: (manifest['hashKV'] as number) ^ 1 }) }));
+    const bad = backup(['verify', 'first', ...s3()]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /STORE_ERR_BACKUP_UNVERIFIED: backup first restored into a throw-away member hashes \d+ at revision \d+, but the member it was taken from hashed \d+/);
+    const { hashKV: _dropped, compactRevision: _too, ...old } = manifest;
+    await weed.s3.send(new PutObjectCommand({ Bucket: 'backups', Key: 'orders/first.json', Body: JSON.stringify(old) }));
+    const unknown = backup(['verify', 'first', ...s3()]);
+    assert.equal(unknown.status, 1);
+    assert.match(unknown.stderr, /STORE_ERR_BACKUP_NOT_VERIFIABLE: backup first has no HashKV in its manifest/);
+    await weed.s3.send(new PutObjectCommand({ Bucket: 'backups', Key: 'orders/first.json', Body: JSON.stringify(manifest) }));
+  });
+
   it('a schedule\'s retention: after each good backup, its older ones past --keep are deleted (manifest and snapshot); other backups are not touched', async () => {
     const names = ['hourly-20261201010000', 'hourly-20261201020000', 'hourly-20261201030000'];
     for (const name of names) {
