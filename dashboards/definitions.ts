@@ -224,6 +224,7 @@ const operator: Dashboard = {
           { expr: `2 * max by (schedule, cluster) (ballast_operator_backup_schedule_interval_seconds{${ns}}) + 300`, legend: '{{schedule}} allowed' },
         ] },
         { title: 'Backups by result (24h)', unit: 'count', description: 'StoreBackups that finished in the last day, by cluster and result; a failure\'s reason is in the StoreBackup\'s status and Events.', exprs: [{ expr: `sum by (cluster, result) (increase(ballast_operator_backups_total{${ns}}[24h]))`, legend: '{{cluster}} {{result}}' }] },
+        { title: 'Verifications by result (24h)', unit: 'count', description: 'Backups restored into a throw-away member and compared by HashKV, by cluster and result: verified, failed (the restore does not hash as the cluster did: BallastBackupVerificationFailed), not_verifiable (nothing to compare with).', exprs: [{ expr: `sum by (cluster, result) (increase(ballast_operator_backup_verifications_total{${ns}}[24h]))`, legend: '{{cluster}} {{result}}' }] },
         { title: 'Backup duration p50 / p99', unit: 's', description: 'From the first byte streamed from a follower to the manifest written, per cluster, over the last day.', exprs: [
           { expr: `histogram_quantile(0.5, sum by (cluster, le) (increase(ballast_operator_backup_duration_seconds_bucket{${ns}}[1d])))`, legend: '{{cluster}} p50' },
           { expr: `histogram_quantile(0.99, sum by (cluster, le) (increase(ballast_operator_backup_duration_seconds_bucket{${ns}}[1d])))`, legend: '{{cluster}} p99' },

@@ -154,6 +154,7 @@ export class Operator {
       metrics: {
         results: o.metrics.counter('ballast_operator_backups_total', 'StoreBackups that finished, by cluster and result (success, failure).', ['namespace', 'cluster', 'result']),
         lastSuccess: o.metrics.gauge('ballast_operator_backup_last_success_timestamp_seconds', 'When the cluster\'s last successful backup completed (seconds since the epoch).', ['namespace', 'cluster']),
+        verifications: o.metrics.counter('ballast_operator_backup_verifications_total', 'Backups restored into a throw-away member to compare HashKV, by cluster and result (verified, failed, not_verifiable).', ['namespace', 'cluster', 'result']),
         duration: o.metrics.histogram('ballast_operator_backup_duration_seconds', 'How long a successful backup took, from the first byte streamed to its manifest.', ['namespace', 'cluster'], [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600]),
       },
     });

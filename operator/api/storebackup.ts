@@ -32,6 +32,18 @@ export interface StoreBackupSpec {
    * deletes the schedule's older backups from the bucket as the retention says.
    */
   retention?: BackupRetention & { schedule: string };
+  /** Once it succeeds, restore it into a throw-away member and compare HashKV (ballast backup verify). */
+  verify?: boolean;
+}
+
+export interface BackupVerification {
+  phase: 'Running' | 'Verified' | 'Failed' | 'NotVerifiable';
+  job?: string;
+  /** The restored member's HashKV at the backup's revision. */
+  hashKV?: number;
+  reason?: string;
+  message?: string;
+  completedAt?: string;
 }
 
 export interface StoreBackupStatus {
@@ -47,6 +59,7 @@ export interface StoreBackupStatus {
   startedAt?: string;
   completedAt?: string;
   durationSeconds?: number;
+  verification?: BackupVerification;
   reason?: string;
   message?: string;
   conditions?: V1Condition[];
@@ -86,6 +99,7 @@ export const storeBackupCrd: CrdDefinition = {
     retention: { ...retentionSchema('Set by a StoreBackupSchedule on the backups it makes: once this one succeeds, its Job deletes the schedule\'s older backups from the bucket as this says.', {
       schedule: openapi.string('The StoreBackupSchedule whose backups (named <schedule>-<time>) this prunes.', { minLength: 1 }),
     }), required: ['schedule'], 'x-kubernetes-validations': immutable('spec.retention') },
+    verify: openapi.bool('Once the backup succeeds, verify it: a Job restores it into a throw-away one-member cluster and compares its HashKV at the backup\'s revision with the one the source member gave (status.verification, the Verified condition).', { default: false }),
   }, { required: ['cluster', 'storage'] }),
   status: openapi.object('How the backup went.', {
     observedGeneration: openapi.int('The .metadata.generation the status describes.'),
@@ -100,6 +114,14 @@ export const storeBackupCrd: CrdDefinition = {
     startedAt: openapi.string('When the snapshot started streaming (RFC 3339).'),
     completedAt: openapi.string('When its manifest was written (RFC 3339).'),
     durationSeconds: openapi.int('From start to manifest, in seconds.'),
+    verification: openapi.object('With spec.verify: the restore test of the backup.', {
+      phase: openapi.string('Running, Verified (the restore hashes as the source did), Failed (it does not, or the restore failed) or NotVerifiable (nothing to compare with).', { enum: ['Running', 'Verified', 'Failed', 'NotVerifiable'] }),
+      job: openapi.string('The Job that verifies it.'),
+      hashKV: openapi.int('The restored member\'s HashKV at the backup\'s revision.'),
+      reason: openapi.string('A CamelCase word: Verified, or the failure\'s error code.'),
+      message: openapi.string('What the verification found.'),
+      completedAt: openapi.string('When it finished (RFC 3339).'),
+    }),
     reason: openapi.string('A CamelCase word for the phase: WaitingForCluster, ClusterNotFound, Started, Retrying, Completed, or the failure\'s error code.'),
     message: openapi.string('What happened, and for a failure what to fix.'),
     conditions: conditionsSchema,
@@ -109,6 +131,7 @@ export const storeBackupCrd: CrdDefinition = {
     { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
     { name: 'Revision', type: 'integer', jsonPath: '.status.revision' },
     { name: 'Size', type: 'integer', jsonPath: '.status.sizeBytes' },
+    { name: 'Verified', type: 'string', jsonPath: '.status.verification.phase' },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
 };

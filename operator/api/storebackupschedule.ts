@@ -17,6 +17,8 @@ export interface StoreBackupScheduleSpec {
   timeZone?: string;
   storage: BackupStorage;
   retention?: BackupRetention;
+  /** Verify each backup by restoring it (StoreBackup spec.verify). */
+  verify?: boolean;
   suspend?: boolean;
 }
 
@@ -52,6 +54,7 @@ export const storeBackupScheduleCrd: CrdDefinition = {
     timeZone: openapi.string('The IANA time zone the schedule is read in (Europe/Berlin); default UTC.'),
     storage: storageSchema('The object storage, as a StoreBackup\'s spec.storage.'),
     retention: retentionSchema('What to keep. Without it every backup is kept.'),
+    verify: openapi.bool('Verify each backup: restore it into a throw-away one-member cluster (a Job) and compare its HashKV at the backup\'s revision with the source\'s; a backup that fails verification does not count as a good one for retention.', { default: false }),
     suspend: openapi.bool('Make no new backups while true (retention still applies).', { default: false }),
   }, { required: ['cluster', 'schedule', 'storage'] }),
   status: openapi.object('What the schedule did.', {

@@ -12,7 +12,8 @@ import type { Counter, Gauge, Histogram } from 'prom-client';
 import type { StoreBackup } from '../api/storebackup.ts';
 import { group, version, type StoreCluster } from '../api/storecluster.ts';
 import { planBackup } from '../plan/storebackup.ts';
-import { backupLabel, jobName } from '../specs/storebackup.ts';
+import { backupComponent, backupLabel, jobName, verifyComponent, verifyJobName } from '../specs/storebackup.ts';
+import { labels } from '../specs/storecluster.ts';
 
 export interface StoreBackupMetrics {
   /** Backups by outcome, per cluster. */
@@ -20,6 +21,8 @@ export interface StoreBackupMetrics {
   /** When the cluster's last backup succeeded (seconds since the epoch). */
   lastSuccess: Gauge<'namespace' | 'cluster'>;
   duration: Histogram<'namespace' | 'cluster'>;
+  /** Verifications by outcome (verified, failed, not_verifiable). */
+  verifications: Counter<'namespace' | 'cluster' | 'result'>;
 }
 
 export interface StoreBackupControllerDeps {
@@ -51,14 +54,19 @@ export class StoreBackupController {
     }
     const ns = sb.metadata.namespace;
     const job = this.#d.jobs.get(`${ns}/${jobName(sb)}`);
-    const pods = this.#d.pods.list().filter((p) => p.metadata?.namespace === ns && p.metadata.labels?.[backupLabel] === sb.metadata.name);
-    const step = planBackup(sb, { cluster: this.#d.clusters.get(`${ns}/${sb.spec.cluster}`), job, pods, now: this.#d.clock.wallNow() });
+    const mine = this.#d.pods.list().filter((p) => p.metadata?.namespace === ns && p.metadata.labels?.[backupLabel] === sb.metadata.name);
+    const of = (component: string) => mine.filter((p) => (p.metadata?.labels?.[labels.component] ?? backupComponent) === component);
+    const step = planBackup(sb, {
+      cluster: this.#d.clusters.get(`${ns}/${sb.spec.cluster}`), job, pods: of(backupComponent),
+      verifyJob: this.#d.jobs.get(`${ns}/${verifyJobName(sb)}`), verifyPods: of(verifyComponent), now: this.#d.clock.wallNow(),
+    });
     if (step.createJob) {
       await this.#d.batch.createNamespacedJob({ namespace: ns, body: step.createJob }).catch((err: unknown) => {
         if ((err as { code?: number }).code !== 409) throw err; // made already (a cache behind): fine
       });
     }
     for (const e of step.events) this.#d.event(sb, e.type, e.reason, e.message);
+    if (step.verified) this.#d.metrics.verifications.inc({ namespace: ns, cluster: sb.spec.cluster, result: step.verified });
     if (step.finished) {
       const labels = { namespace: ns, cluster: sb.spec.cluster };
       this.#d.metrics.results.inc({ ...labels, result: step.finished === 'Succeeded' ? 'success' : 'failure' });

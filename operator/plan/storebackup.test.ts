@@ -65,6 +65,35 @@ describe('StoreBackup plan', () => {
     assert.equal(s.finished, 'Succeeded');
   });
 
+  it('with spec.verify, a Succeeded backup is verified once by a Job with a member\'s resources: Verified, Failed (the mismatch named), or NotVerifiable', () => {
+    const ok = planBackup(sb({ phase: 'Running', attempts: 1 }), { cluster: sc(), job: job({ succeeded: 1 }), pods: [pod('Succeeded', manifest, '2026-12-02T11:59:00Z')], now });
+    const verifying = (status: StoreBackup['status']) => ({ ...sb(status), spec: { ...sb().spec, verify: true } });
+    const start = planBackup(verifying(ok.status), { cluster: sc(), job: job({ succeeded: 1 }), pods: [], now });
+    assert.equal(start.status.verification?.phase, 'Running');
+    assert.equal(start.createJob?.metadata?.name, 'nightly-1-verify');
+    const c = start.createJob!.spec!.template.spec!.containers[0]!;
+    assert.deepEqual(c.args!.slice(0, 3), ['backup', 'verify', 'nightly-1']);
+    assert.ok(c.args!.includes('--work-dir=/work'));
+    assert.equal(c.resources?.limits?.['memory'], '1Gi', 'a member\'s memory: it holds the whole key space');
+    assert.deepEqual(start.events.map((e) => e.reason), ['VerificationStarted']);
+    assert.equal(planBackup(sb(ok.status), { cluster: sc(), job: job({ succeeded: 1 }), pods: [], now }).createJob, undefined, 'without spec.verify, nothing');
+    const vjob = (st: V1Job['status']): V1Job => ({ metadata: { name: 'nightly-1-verify' }, status: st });
+    const verified = planBackup(verifying(start.status), { cluster: sc(), job: job({ succeeded: 1 }), pods: [], verifyJob: vjob({ succeeded: 1 }), verifyPods: [pod('Succeeded', JSON.stringify({ verified: true, got: 77, message: 'restored into a throw-away member: HashKV 77 at revision 4242, as the member it was taken from' }), '2026-12-02T12:00:00Z')], now });
+    assert.deepEqual([verified.status.verification?.phase, verified.status.verification?.hashKV, verified.verified], ['Verified', 77, 'verified']);
+    assert.equal(verified.status.conditions?.find((x) => x.type === 'Verified')?.status, 'True');
+    assert.equal(verified.status.conditions?.find((x) => x.type === 'Complete')?.status, 'True', 'the other conditions stay');
+    assert.deepEqual(planBackup(verifying(verified.status), { cluster: sc(), job: job(), pods: [], now }).events, [], 'verified once');
+    const mismatch = 'ballast backup verify: STORE_ERR_BACKUP_UNVERIFIED: backup nightly-1 restored into a throw-away member hashes 5 at revision 4242, but the member it was taken from hashed 77: it does not hold what the cluster held; do not rely on it\n';
+    const failedJob = vjob({ failed: 2, conditions: [{ type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded' }] });
+    const bad = planBackup(verifying(start.status), { cluster: sc(), job: job(), pods: [], verifyJob: failedJob, verifyPods: [pod('Failed', mismatch, '2026-12-02T12:00:00Z'), pod('Failed', mismatch, '2026-12-02T12:01:00Z')], now });
+    assert.deepEqual([bad.status.verification?.phase, bad.status.verification?.reason, bad.verified], ['Failed', 'BackupUnverified', 'failed']);
+    assert.match(bad.status.verification?.message ?? '', /^STORE_ERR_BACKUP_UNVERIFIED: backup nightly-1 restored .* hashes 5 .* hashed 77/);
+    assert.equal(bad.status.conditions?.find((x) => x.type === 'Verified')?.status, 'False');
+    assert.deepEqual(bad.events.map((e) => e.reason), ['BackupVerificationFailed']);
+    const unknown = planBackup(verifying(start.status), { cluster: sc(), job: job(), pods: [], verifyJob: failedJob, verifyPods: [pod('Failed', 'ballast backup verify: STORE_ERR_BACKUP_NOT_VERIFIABLE: backup nightly-1 has no HashKV in its manifest\n', '2026-12-02T12:00:00Z')], now });
+    assert.deepEqual([unknown.status.verification?.phase, unknown.verified], ['NotVerifiable', 'not_verifiable']);
+  });
+
   it('the failure line of a log is found, its code made a reason', () => {
     assert.deepEqual(failureOf('x\nballast backup save: STORE_ERR_NO_LEADER: no member answers\n'), { reason: 'NoLeader', message: 'STORE_ERR_NO_LEADER: no member answers' });
     assert.deepEqual(failureOf(''), { reason: 'JobFailed', message: 'the backup Job\'s pod failed without a message' });

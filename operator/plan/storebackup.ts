@@ -1,14 +1,14 @@
 /**
  * The StoreBackup reconciler's decisions, pure: from the StoreBackup, its StoreCluster, its Job
  * and the Job's pods, the status to write, the Job to create (at most once) and the Events. A
- * backup in a final phase (Succeeded, Failed) is never looked at again: a new backup is a new
- * StoreBackup.
+ * Failed backup is never looked at again (a new backup is a new StoreBackup); a Succeeded one
+ * with spec.verify is verified once (planVerification), then never looked at again either.
  */
 import type { V1Condition, V1Job, V1Pod } from '@kubernetes/client-node';
 import { condition } from '../../lib/kube/conditions.ts';
 import type { StoreBackup, StoreBackupStatus } from '../api/storebackup.ts';
 import type { StoreCluster } from '../api/storecluster.ts';
-import { backupAttempts, backupJob, jobName } from '../specs/storebackup.ts';
+import { backupAttempts, backupJob, jobName, verifyJob, verifyJobName } from '../specs/storebackup.ts';
 import type { StepEvent } from './types.ts';
 
 export interface BackupStep {
@@ -19,6 +19,18 @@ export interface BackupStep {
   requeueMs?: number;
   /** The phase became final in this step (for the metrics). */
   finished?: 'Succeeded' | 'Failed';
+  /** The verification ended in this step (for the metrics). */
+  verified?: 'verified' | 'failed' | 'not_verifiable';
+}
+
+export interface BackupObserved {
+  cluster: StoreCluster | undefined;
+  job: V1Job | undefined;
+  pods: V1Pod[];
+  /** The verification Job and its pods (spec.verify). */
+  verifyJob?: V1Job | undefined;
+  verifyPods?: V1Pod[];
+  now: number;
 }
 
 interface Manifest { key: string; revision: number; size: number; sha256: string; member: string; startedAt: string; finishedAt: string }
@@ -36,9 +48,10 @@ export function failureOf(message: string | undefined): { reason: string; messag
   return { reason, message: line.replace(/^ballast backup save: /, '') };
 }
 
-export function planBackup(sb: StoreBackup, o: { cluster: StoreCluster | undefined; job: V1Job | undefined; pods: V1Pod[]; now: number }): BackupStep {
+export function planBackup(sb: StoreBackup, o: BackupObserved): BackupStep {
   const prev = sb.status ?? {};
-  if (prev.phase === 'Succeeded' || prev.phase === 'Failed') return { status: prev, events: [] };
+  if (prev.phase === 'Failed') return { status: prev, events: [] };
+  if (prev.phase === 'Succeeded') return planVerification(sb, prev, o);
   const now = new Date(o.now).toISOString();
   const gen = sb.metadata.generation ?? 0;
   const conds = (phase: StoreBackupStatus['phase'], reason: string, message: string): V1Condition[] => [
@@ -98,4 +111,61 @@ export function planBackup(sb: StoreBackup, o: { cluster: StoreCluster | undefin
     return { status: status('Running', 'Retrying', message, { attempts: failedPods.length + 1 }), events, requeueMs: 5_000 };
   }
   return { status: status('Running', prev.reason ?? 'Started', prev.message ?? `Job ${jobName(sb)} runs`, { attempts }), events: [], requeueMs: 5_000 };
+}
+
+/** The pods of a Job, oldest first. */
+const byAge = (pods: V1Pod[]) => [...pods].sort((a, b) => String(a.metadata?.creationTimestamp ?? '').localeCompare(String(b.metadata?.creationTimestamp ?? '')));
+
+/**
+ * A Succeeded backup with spec.verify: run the verification Job once (`ballast backup verify`)
+ * and record what it found in status.verification and the Verified condition.
+ */
+export function planVerification(sb: StoreBackup, prev: StoreBackupStatus, o: BackupObserved): BackupStep {
+  const v = prev.verification;
+  if (!sb.spec.verify || (v && v.phase !== 'Running')) return { status: prev, events: [] };
+  const now = new Date(o.now).toISOString();
+  const gen = sb.metadata.generation ?? 0;
+  const record = (verification: NonNullable<StoreBackupStatus['verification']>, status: 'True' | 'False' | 'Unknown'): StoreBackupStatus => ({
+    ...prev, verification,
+    conditions: [
+      ...(prev.conditions ?? []).filter((c) => c.type !== 'Verified'),
+      condition(prev.conditions, { type: 'Verified', status, reason: verification.reason ?? verification.phase, message: verification.message ?? '' }, gen, now) as unknown as V1Condition,
+    ],
+  });
+  const job = verifyJobName(sb);
+  if (!o.verifyJob) {
+    if (v?.phase === 'Running') return { status: prev, events: [], requeueMs: 5_000 }; // made; the cache is behind
+    if (!o.cluster) {
+      const message = `StoreCluster ${sb.spec.cluster} is gone: its image runs the verification`;
+      return { status: record({ phase: 'NotVerifiable', reason: 'ClusterNotFound', message, completedAt: now }, 'Unknown'), events: [{ type: 'Warning', reason: 'BackupNotVerifiable', message }], verified: 'not_verifiable' };
+    }
+    const message = `Job ${job} restores the backup into a throw-away member and compares its HashKV at revision ${prev.revision ?? '?'} with the source's`;
+    return { status: record({ phase: 'Running', job, reason: 'Started', message }, 'Unknown'), createJob: verifyJob(sb, o.cluster), events: [{ type: 'Normal', reason: 'VerificationStarted', message }], requeueMs: 5_000 };
+  }
+  const pods = byAge(o.verifyPods ?? []);
+  const done = pods.find((p) => p.status?.phase === 'Succeeded');
+  if (done) {
+    let r: { got?: number; message?: string; verified?: boolean };
+    try {
+      r = JSON.parse(terminated(done)?.message ?? '') as typeof r;
+    } catch {
+      r = {};
+    }
+    if (r.verified !== true) {
+      const message = `Job ${job} succeeded but its pod's termination message is not a verification result`;
+      return { status: record({ phase: 'NotVerifiable', job, reason: 'ResultUnreadable', message, completedAt: now }, 'Unknown'), events: [{ type: 'Warning', reason: 'BackupNotVerifiable', message }], verified: 'not_verifiable' };
+    }
+    const message = r.message ?? `restored and hashed as the source (HashKV ${r.got})`;
+    return { status: record({ phase: 'Verified', job, hashKV: r.got, reason: 'Verified', message, completedAt: now }, 'True'), events: [{ type: 'Normal', reason: 'BackupVerified', message }], verified: 'verified' };
+  }
+  const failedPods = pods.filter((p) => p.status?.phase === 'Failed');
+  const jobFailed = o.verifyJob.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True') === true;
+  if (!jobFailed) return { status: prev, events: [], requeueMs: 5_000 };
+  const last = failedPods[failedPods.length - 1];
+  const failure = last ? failureOf(terminated(last)?.message) : { reason: 'JobFailed', message: `Job ${job} failed (${o.verifyJob.status?.conditions?.find((c) => c.type === 'Failed')?.reason ?? 'no reason given'})` };
+  const message = failure.message.replace(/^ballast backup verify: /, '');
+  if (failure.reason === 'BackupNotVerifiable') {
+    return { status: record({ phase: 'NotVerifiable', job, reason: failure.reason, message, completedAt: now }, 'Unknown'), events: [{ type: 'Warning', reason: 'BackupNotVerifiable', message }], verified: 'not_verifiable' };
+  }
+  return { status: record({ phase: 'Failed', job, reason: failure.reason, message, completedAt: now }, 'False'), events: [{ type: 'Warning', reason: 'BackupVerificationFailed', message }], verified: 'failed' };
 }

@@ -109,6 +109,20 @@ describe('StoreBackupSchedule plan', () => {
     assert.match(c?.message ?? '', /nightly-20261201030000 failed: refused the credentials/);
   });
 
+  it('with verify, its backups are verified; one whose restore did not hash as the source is not a good backup', () => {
+    const made = planSchedule(schedule({ verify: true }), { backups: [], clusterExists: true, now: at('2026-12-01T01:00:02Z') });
+    assert.equal(made.create?.spec.verify, true);
+    const unverified = { ...backup('nightly-20261201030000', 'Succeeded', '2026-12-01T03:00:20Z') };
+    unverified.status = { ...unverified.status, verification: { phase: 'Failed', message: 'hashes 5, the source 77' } };
+    const s = planSchedule(schedule({ retention: { keep: 1 } }, { lastScheduleTime: '2026-12-01T03:00:00.000Z' }), {
+      backups: [backup('nightly-20261201020000', 'Succeeded', '2026-12-01T02:00:20Z'), unverified], clusterExists: true, now: at('2026-12-01T03:10:00Z'),
+    });
+    assert.equal(s.status.lastSuccessfulBackup, 'nightly-20261201020000', 'the last good backup is the verified one');
+    assert.deepEqual(s.delete, [], 'the newest good backup stays; the unverified one is kept for its reason');
+    const c = s.status.conditions?.find((x) => x.type === 'LastBackupSucceeded');
+    assert.deepEqual([c?.status, c?.reason], ['False', 'VerificationFailed']);
+  });
+
   it('a name too long for its backups\' names is refused', () => {
     const s = planSchedule(schedule({}, undefined, 'x'.repeat(49)), { backups: [], clusterExists: true, now: at('2026-12-01T01:00:02Z') });
     assert.equal(s.status.conditions?.find((c) => c.type === 'Ready')?.reason, 'NameTooLong');

@@ -58,11 +58,13 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
   const set = (type: string, status: 'True' | 'False', reason: string, message: string) => conds.push(condition(prev.conditions, { type, status, reason, message }, gen, nowIso) as unknown as V1Condition);
 
   // What the backups say, whatever happens next.
-  const succeeded = mine.filter((b) => b.status?.phase === 'Succeeded').sort((a, b) => Date.parse(b.status?.completedAt ?? '') - Date.parse(a.status?.completedAt ?? ''));
+  // A backup whose restore did not hash as the source is not a good one.
+  const good = (b: StoreBackup) => b.status?.phase === 'Succeeded' && b.status.verification?.phase !== 'Failed';
+  const succeeded = mine.filter(good).sort((a, b) => Date.parse(b.status?.completedAt ?? '') - Date.parse(a.status?.completedAt ?? ''));
   const newestGood = succeeded[0];
   const newestDone = mine.filter(finished).sort((a, b) => created(b) - created(a))[0];
   const retention = { keep: s.spec.retention?.keep, maxAgeMs: s.spec.retention?.maxAge ? parseAge(s.spec.retention.maxAge) : undefined };
-  const retained = mine.filter(finished).map((b) => ({ name: b.metadata.name, ok: b.status?.phase === 'Succeeded', at: b.status?.phase === 'Succeeded' ? Date.parse(b.status.completedAt ?? '') || created(b) : created(b) }));
+  const retained = mine.filter(finished).map((b) => ({ name: b.metadata.name, ok: good(b), at: good(b) ? Date.parse(b.status?.completedAt ?? '') || created(b) : created(b) }));
   const drop = s.spec.retention ? expired(retained, retention, o.now) : [];
   const status: StoreBackupScheduleStatus = {
     ...prev, observedGeneration: gen,
@@ -71,6 +73,7 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
   };
   if (drop.length > 0) events.push({ type: 'Normal', reason: 'BackupsPruned', message: `retention (${describe(s)}) let ${drop.length} backup${drop.length === 1 ? '' : 's'} go: ${drop.join(', ')}` });
   if (newestDone?.status?.phase === 'Failed') set('LastBackupSucceeded', 'False', 'BackupFailed', `${newestDone.metadata.name} failed: ${newestDone.status.message ?? 'see its status'}`);
+  else if (newestDone?.status?.verification?.phase === 'Failed') set('LastBackupSucceeded', 'False', 'VerificationFailed', `${newestDone.metadata.name} was saved, but restored it does not hash as the cluster did: ${newestDone.status.verification.message ?? 'see its status'}`);
   else if (newestDone) set('LastBackupSucceeded', 'True', 'BackupSucceeded', `${newestDone.metadata.name} succeeded`);
   const done = (requeueMs?: number, more: Partial<ScheduleStep> = {}): ScheduleStep => ({
     status: { ...status, conditions: conds }, delete: drop, events, ...(requeueMs !== undefined ? { requeueMs } : {}),
@@ -130,6 +133,7 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
     spec: {
       cluster: s.spec.cluster, storage: s.spec.storage,
       ...(s.spec.retention ? { retention: { schedule: s.metadata.name, ...s.spec.retention } } : {}),
+      ...(s.spec.verify ? { verify: true } : {}),
     },
   };
   status.lastBackup = name;

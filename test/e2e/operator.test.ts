@@ -548,26 +548,29 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.notEqual(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=orders-bad,reason=BackupRetrying', '-o', 'name']).stdout.trim(), '');
     const list = spawnSync(bin, ['backup', 'list', `--s3-endpoint=${weed.endpoint}`, '--s3-bucket=backups', '--s3-prefix=default/orders/', '--output=json'], { encoding: 'utf8', env: s3env });
     assert.deepEqual((JSON.parse(list.stdout) as Array<{ name: string }>).map((b) => b.name), ['orders-b1'], 'only the good backup is listed');
-    // A schedule every 20 s that keeps 2: backups are made at its times, and once a third
+    // A schedule every 20 s that keeps 2 and verifies each: backups are made at its times, each
+    // is restored into a throw-away member and hashes as the cluster did, and once a third
     // succeeds the oldest goes, its StoreBackup and its objects both; other backups stay.
     const schedule = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackupSchedule', metadata: { name: 'orders-often', namespace: 'default' },
-      spec: { cluster: 'orders', schedule: '*/20 * * * * *', storage: { endpoint: weed.endpoint, bucket: 'backups', credentialsSecret: 's3-good' }, retention: { keep: 2 } } };
+      spec: { cluster: 'orders', schedule: '*/20 * * * * *', storage: { endpoint: weed.endpoint, bucket: 'backups', credentialsSecret: 's3-good' }, retention: { keep: 2 }, verify: true } };
     assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(schedule)).status, 0);
     t.after(() => kubectl(['delete', 'storebackupschedule', 'orders-often', '--wait=false']));
-    const scheduled = () => (JSON.parse(kubectl(['get', 'storebackups', '-l', 'ballast.dev/storebackupschedule=orders-often', '-o', 'json']).stdout || '{"items":[]}') as { items: Array<{ metadata: { name: string }; status?: { phase?: string } }> }).items;
+    const scheduled = () => (JSON.parse(kubectl(['get', 'storebackups', '-l', 'ballast.dev/storebackupschedule=orders-often', '-o', 'json']).stdout || '{"items":[]}') as { items: Array<{ metadata: { name: string }; status?: { phase?: string; verification?: { phase?: string; message?: string } } }> }).items;
     const pruned = () => kubectl(['get', 'events', '--field-selector', 'involvedObject.name=orders-often,reason=BackupsPruned', '-o', 'jsonpath={.items[*].message}']).stdout;
     const scheduleStart = Date.now();
     await until(() => pruned() !== '', 'the schedule made three good backups and let the oldest go', 240_000);
     t.diagnostic(`schedule: first backup pruned ${Date.now() - scheduleStart} ms after the schedule was applied (${pruned()})`);
     // Suspended, and once nothing runs: the StoreBackups and the bucket hold the same two.
     assert.equal(kubectl(['patch', 'storebackupschedule', 'orders-often', '--type=merge', '-p', '{"spec":{"suspend":true}}']).status, 0);
-    await until(() => scheduled().every((b) => b.status?.phase === 'Succeeded' || b.status?.phase === 'Failed'), 'no scheduled backup runs', 120_000);
+    await until(() => scheduled().every((b) => (b.status?.phase === 'Succeeded' && b.status.verification?.phase !== undefined && b.status.verification.phase !== 'Running') || b.status?.phase === 'Failed'), 'no scheduled backup or verification runs', 120_000);
     await until(() => scheduled().filter((b) => b.status?.phase === 'Succeeded').length === 2, 'retention keeps two StoreBackups', 60_000);
     const kept = scheduled().filter((b) => b.status?.phase === 'Succeeded').map((b) => b.metadata.name).sort();
     const listed = (JSON.parse(spawnSync(bin, ['backup', 'list', `--s3-endpoint=${weed.endpoint}`, '--s3-bucket=backups', '--s3-prefix=default/orders/', '--output=json'], { encoding: 'utf8', env: s3env }).stdout) as Array<{ name: string }>).map((b) => b.name);
     assert.deepEqual(listed.filter((n) => n.startsWith('orders-often-')).sort(), kept, 'the bucket holds the backups the StoreBackups list');
     assert.ok(listed.includes('orders-b1'), 'a backup outside the schedule stays');
     assert.equal(jsonpath(['storebackupschedule', 'orders-often'], '{.status.lastSuccessfulBackup}'), kept[kept.length - 1]);
+    for (const b of scheduled().filter((x) => x.status?.phase === 'Succeeded')) assert.equal(b.status?.verification?.phase, 'Verified', `${b.metadata.name}: ${b.status?.verification?.message}`);
+    t.diagnostic(`verified: ${scheduled()[0]?.status?.verification?.message}`);
     assert.equal(jsonpath(['storebackupschedule', 'orders-often'], '{.status.conditions[?(@.type=="Ready")].reason}'), 'Suspended');
   });
 
