@@ -138,7 +138,7 @@ export class StoreClusterController {
     const nextClaimExists = setReplicas !== undefined && sc.spec.replicas > setReplicas
       && await this.#deps.core.readNamespacedPersistentVolumeClaim({ name: `data-${specs.memberName(sc, setReplicas)}`, namespace: sc.metadata.namespace }).then(() => true, () => false);
     return {
-      setReplicas, pods: views, members, leaderId, auth, ...(sc.spec.restore ? { restoreSource: this.#deps.backups?.get(`${sc.metadata.namespace}/${sc.spec.restore.backup}`) } : {}), ...(local ? { localMembers: toViews(local.members) } : {}), hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
+      setReplicas, pods: views, members, leaderId, auth, ...(sc.spec.restore ? { restoreSource: this.#deps.backups?.get(`${sc.metadata.namespace}/${sc.spec.restore.backup}`) } : {}), ...newestBackupOf(sc, this.#deps.backups?.list() ?? []), ...(local ? { localMembers: toViews(local.members) } : {}), hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
       ...(authProblem && !leaderId ? { authProblem } : {}),
     };
   }
@@ -288,4 +288,11 @@ function forcePlanOf(p: V1Pod): { forcePlan?: string } {
   const value = (flag: string) => args.find((a) => a.startsWith(`--${flag}=`))?.slice(flag.length + 3);
   const id = value('force-new-cluster-id');
   return id && value('force-new-cluster-member') === p.metadata?.name ? { forcePlan: id } : {};
+}
+
+/** The cluster's newest good backup (Succeeded, verification not failed), for the no-survivor advice. */
+function newestBackupOf(sc: StoreCluster, all: readonly StoreBackup[]): { newestBackup?: StoreBackup } {
+  const good = all.filter((b) => b.metadata.namespace === sc.metadata.namespace && b.spec.cluster === sc.metadata.name && b.status?.phase === 'Succeeded' && b.status.verification?.phase !== 'Failed');
+  const newest = good.sort((a, b) => String(b.status?.completedAt ?? '').localeCompare(String(a.status?.completedAt ?? '')))[0];
+  return newest ? { newestBackup: newest } : {};
 }

@@ -94,6 +94,21 @@ describe('guided recovery from a lost quorum: the plan', () => {
     assert.equal(s.phase, 'QuorumLost');
     assert.equal(s.recovery, undefined);
     assert.match(s.progressing.message, /no recovery plan: no voting member answers \(orders-0 answered as learners or removed members\)/);
+    assert.match(s.progressing.message, /restore a backup into a new StoreCluster \(orders has no successful StoreBackup/);
+  });
+
+  it('no member answers at all: status points at the newest good backup, with the command that restores it', () => {
+    const backup = (name: string, completedAt: string, verification?: 'Verified' | 'Failed') => ({
+      apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackup' as const, metadata: { name, namespace: 'shop' }, spec: { cluster: 'orders', storage: { endpoint: 'http://s3:8333', bucket: 'b', region: 'us-east-1', credentialsSecret: 's' } },
+      status: { phase: 'Succeeded' as const, revision: 4242, completedAt, ...(verification ? { verification: { phase: verification } } : {}) },
+    });
+    const { sc, o } = lostQuorum((_, o) => {
+      delete o.localMembers;
+      o.newestBackup = backup('orders-20261202100000', '2026-12-02T10:00:20Z', 'Verified');
+    });
+    const s = plan(sc, o);
+    assert.equal(s.recovery, undefined);
+    assert.match(s.progressing.message, /no member answers: there is no data to recover from\. Bring a member back with its volume, or restore its newest backup, orders-20261202100000 \(revision 4242, completed 2026-12-02T10:00:20Z, verified\), into a new StoreCluster: kubectl ballast restore orders-restored -n shop --from orders-20261202100000/);
   });
 
   it('an approval naming another plan is refused, with an Event once, and nothing is done', () => {

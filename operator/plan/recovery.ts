@@ -30,13 +30,13 @@ const byOrdinal = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: 
 /** The plan for a lost quorum, or why there is none. */
 export function proposeRecovery(sc: StoreCluster, o: Observed): RecoveryStatus | { none: string } {
   const conf = o.localMembers;
-  if (!conf) return { none: 'no member answers: there is no data to recover from. Bring a member back with its volume, or restore a snapshot into a new StoreCluster' };
+  if (!conf) return { none: `no member answers: there is no data to recover from. Bring a member back with its volume, or ${restoreAdvice(sc, o)}` };
   const voters = new Set(conf.filter((m) => !m.isLearner).map((m) => m.id));
   type Answered = PodView & { memberId: string; term: number; commitIndex: number };
   const answered = o.pods.filter((p): p is Answered => p.memberId !== undefined && p.term !== undefined && p.commitIndex !== undefined);
   const candidates = answered.filter((p) => voters.has(p.memberId));
   const best = [...candidates].sort((a, b) => b.term - a.term || b.commitIndex - a.commitIndex || byOrdinal(a.name, b.name))[0];
-  if (!best) return { none: `no voting member answers (${answered.map((p) => p.name).join(', ') || 'none'} answered as learners or removed members): there is no complete log to recover from` };
+  if (!best) return { none: `no voting member answers (${answered.map((p) => p.name).join(', ') || 'none'} answered as learners or removed members): there is no complete log to recover from; ${restoreAdvice(sc, o)}` };
   const names = new Set([...Array.from({ length: o.setReplicas ?? sc.spec.replicas }, (_, i) => specs.memberName(sc, i)), ...conf.map((m) => m.name).filter(Boolean)]);
   names.delete(best.name);
   const recreate = [...names].sort(byOrdinal);
@@ -48,6 +48,14 @@ export function proposeRecovery(sc: StoreCluster, o: Observed): RecoveryStatus |
   ].filter(Boolean).join('; ') || `nothing: ${best.name} has the newest data of every member`;
   const planId = createHash('sha256').update(JSON.stringify([sc.metadata.uid ?? sc.metadata.name, best.name, best.memberId, best.term, best.commitIndex, recreate])).digest('hex').slice(0, 10);
   return { planId, state: 'AwaitingApproval', survivor: best.name, survivorId: best.memberId, term: best.term, index: best.commitIndex, recreate, loses };
+}
+
+/** With nothing to recover from: the newest good backup to start a new cluster from, or that there is none. */
+function restoreAdvice(sc: StoreCluster, o: Observed): string {
+  const b = o.newestBackup;
+  if (!b) return `restore a backup into a new StoreCluster (${sc.metadata.name} has no successful StoreBackup; docs/operations.md, "Recovering from quorum loss")`;
+  const verified = b.status?.verification?.phase === 'Verified' ? ', verified' : '';
+  return `restore its newest backup, ${b.metadata.name} (revision ${b.status?.revision ?? '?'}, completed ${b.status?.completedAt ?? '?'}${verified}), into a new StoreCluster: kubectl ballast restore ${sc.metadata.name}-restored -n ${sc.metadata.namespace} --from ${b.metadata.name}`;
 }
 
 /** The annotation command that approves `planId`. */

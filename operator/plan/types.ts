@@ -65,6 +65,8 @@ export interface Observed {
   hasRootCredentials: boolean;
   /** spec.restore's StoreBackup, when it names one that exists. */
   restoreSource?: StoreBackup | undefined;
+  /** The cluster's newest good backup (Succeeded, not failed verification): where a lost cluster with no survivor starts again. */
+  newestBackup?: StoreBackup | undefined;
   /** The claim of the next ordinal exists (kept from an earlier scale-down). */
   nextClaimExists: boolean;
   /** Wall-clock time of the observation (ms since the epoch). */
