@@ -8,7 +8,9 @@
  *   node bench/store-format.ts [--keys=100000]
  */
 import { performance } from 'node:perf_hooks';
-import { decodeEnvelope, decodeState, encodeEnvelope, encodeState, type Format } from '../store/format/codec.ts';
+import { decodeEnvelope, encodeEnvelope } from '../store/format/codec.ts';
+import type { Format } from '../store/format/formats.ts';
+import { decodeState, encodeState } from '../store/format/state-codec.ts';
 import type { Envelope, StateMachineState } from '../store/state-machine.ts';
 import { machine, table, writeResult } from './lib.ts';
 

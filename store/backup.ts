@@ -18,7 +18,7 @@ import { BallastError } from '../lib/errors.ts';
 import { catalogue } from './errors.ts';
 import { clusterId, memberId } from './members.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
-import { decodeState, encodeState, streamState } from './format/codec.ts';
+import { decodeState, encodeState, streamState } from './format/state-codec.ts';
 import { recordFormat } from './format/data-dir.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import type { ConfContext, StateMachineState } from './state-machine.ts';

@@ -15,7 +15,7 @@ import type { StoreNodeConfig } from './node.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
 import type { NodeId, Snapshot, SnapshotMeta } from './raft/types.ts';
-import { latestFormat } from './format/codec.ts';
+import { latestFormat } from './format/formats.ts';
 import { checkFormat } from './format/data-dir.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
 import type { ConfContext } from './state-machine.ts';

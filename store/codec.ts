@@ -4,7 +4,8 @@
  * store/format/codec.ts in the cluster's format (format 1, a v8 clone, while a 0.1.0 member is
  * in the cluster).
  */
-import { type Format, decodeSnapshotMeta, encodeSnapshotMeta } from './format/codec.ts';
+import type { Format } from './format/formats.ts';
+import { decodeSnapshotMeta, encodeSnapshotMeta } from './format/state-codec.ts';
 import { GrowableWriter } from './format/wire.ts';
 import type { Entry, EntryType, Message, MessageType } from './raft/types.ts';
 

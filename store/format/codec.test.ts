@@ -1,4 +1,4 @@
-// The on-disk and wire formats: every request kind and the state round-trip in both formats,
+// The on-disk and wire formats (store/format/codec.ts, store/format/state-codec.ts): every request kind and the state round-trip in both formats,
 // and format 2's bytes are pinned by golden files (test/fixtures/store-format2): a change to the
 // encoding that would make a data directory unreadable fails here first. To change the format on
 // purpose, add a format 3 (never edit format 2) and write its goldens with
@@ -8,7 +8,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Envelope, StateMachineState } from '../state-machine.ts';
-import { decodeEnvelope, decodeSnapshotFile, decodeSnapshotMeta, decodeState, decodeStateWithProtobufjs, encodeEnvelope, encodeSnapshotFile, encodeSnapshotMeta, encodeState, stateFormat } from './codec.ts';
+import { decodeEnvelope, encodeEnvelope } from './codec.ts';
+import { decodeSnapshotFile, decodeSnapshotMeta, decodeState, decodeStateWithProtobufjs, encodeSnapshotFile, encodeSnapshotMeta, encodeState, stateFormat } from './state-codec.ts';
 
 const range = { key: 'a', rangeEnd: 'b\u00ff', limit: 10, revision: 4, sortOrder: 1, sortTarget: 3, keysOnly: true, countOnly: false, minModRevision: 1, maxModRevision: 9, minCreateRevision: 2, maxCreateRevision: 8 };
 const put = { key: 'k\u0000\u00ff', value: 'v\u0001'.repeat(3), lease: '7587871046296345857', prevKv: true, ignoreValue: false, ignoreLease: true };

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import { catalogue } from '../errors.ts';
 import { fsyncDir } from '../wal/wal.ts';
-import { latestFormat } from './codec.ts';
+import { latestFormat } from './formats.ts';
 
 export interface DataDirFormat {
   format: number;

@@ -9,7 +9,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { crc32 } from 'node:zlib';
-import { decodeSnapshotFile, encodeSnapshotFile, stateFormat } from '../format/codec.ts';
+import { decodeSnapshotFile, encodeSnapshotFile, stateFormat } from '../format/state-codec.ts';
 import type { Snapshot } from '../raft/types.ts';
 import { fsyncDir } from '../wal/wal.ts';
 

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Random } from '../../lib/random.ts';
 import { decodeMessages, encodeMessages } from '../codec.ts';
-import type { Format } from '../format/codec.ts';
+import type { Format } from '../format/formats.ts';
 import { PeerRpcClient, type RpcHandler, rpcServer } from './rpc.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { type TlsFiles, peerClientOptions, peerServerContext, watchFiles } from '../tls.ts';
