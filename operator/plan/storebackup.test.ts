@@ -40,6 +40,7 @@ describe('StoreBackup plan', () => {
     assert.ok(c.args!.includes('--s3-prefix=shop/orders/'));
     assert.deepEqual(c.env!.map((e) => `${e.name}=${e.valueFrom?.secretKeyRef?.name}/${e.valueFrom?.secretKeyRef?.key}`), ['AWS_ACCESS_KEY_ID=s3/accessKeyId', 'AWS_SECRET_ACCESS_KEY=s3/secretAccessKey', 'BALLAST_BACKUP_USER=orders-root/username', 'BALLAST_BACKUP_PASSWORD=orders-root/password']);
     assert.equal(s.createJob!.spec!.template.metadata!.labels!['app.kubernetes.io/instance'], undefined);
+    assert.equal(s.createJob!.spec!.template.metadata!.labels!['ballast.dev/inject'], 'false', 'no sidecar: it talks to the members directly');
     assert.equal(s.createJob!.metadata!.ownerReferences![0]!.kind, 'StoreBackup');
   });
 

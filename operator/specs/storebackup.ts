@@ -17,6 +17,12 @@ export const backupComponent = 'backup';
 export const verifyComponent = 'backup-verify';
 /** Attempts at a verification before it is Failed (a mismatch repeats; a node failure may not). */
 export const verifyAttempts = 2;
+/**
+ * Backup and verification pods opt out of sidecar injection (the webhook's objectSelector reads
+ * this label): they talk to the members directly, and in a namespace with injection enabled an
+ * injected sidecar left them unable to reach any member (found by the observability e2e).
+ */
+const noSidecar = { 'ballast.dev/inject': 'false' };
 export const defaultPrefix = (sb: StoreBackup) => `${sb.metadata.namespace}/${sb.spec.cluster}/`;
 /** Attempts before the backup is Failed (the Job controller waits 10 s, 20 s, 40 s... between). */
 export const backupAttempts = 3;
@@ -38,7 +44,7 @@ const podSecurity = { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, f
 export function verifyJob(sb: StoreBackup, sc: StoreCluster): V1Job {
   const ns = sb.metadata.namespace;
   const st = sb.spec.storage;
-  const podLabels = { [labels.name]: 'ballast-backup', [labels.managedBy]: 'ballast-operator', [labels.component]: verifyComponent, [backupLabel]: sb.metadata.name };
+  const podLabels = { [labels.name]: 'ballast-backup', [labels.managedBy]: 'ballast-operator', [labels.component]: verifyComponent, [backupLabel]: sb.metadata.name, ...noSidecar };
   return {
     apiVersion: 'batch/v1', kind: 'Job',
     metadata: {
@@ -72,7 +78,7 @@ export function backupJob(sb: StoreBackup, sc: StoreCluster): V1Job {
   const st = sb.spec.storage;
   const tls = Boolean(sc.spec.tls?.clientSecretName);
   const endpoints = Array.from({ length: sc.spec.replicas }, (_, i) => `${memberName(sc, i)}.${peerServiceName(sc)}.${ns}.svc.cluster.local:${clientPort}`);
-  const podLabels = { [labels.name]: 'ballast-backup', [labels.managedBy]: 'ballast-operator', [labels.component]: backupComponent, [backupLabel]: sb.metadata.name };
+  const podLabels = { [labels.name]: 'ballast-backup', [labels.managedBy]: 'ballast-operator', [labels.component]: backupComponent, [backupLabel]: sb.metadata.name, ...noSidecar };
   const args = [
     'backup', 'save', `--endpoints=${endpoints.join(',')}`, `--name=${sb.metadata.name}`, '--result-file=/dev/termination-log', ...storageArgs(sb),
     ...(tls ? [`--cacert=${tlsDir}/client/ca.crt`, `--cert=${tlsDir}/client/tls.crt`, `--key=${tlsDir}/client/tls.key`] : []),

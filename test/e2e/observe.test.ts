@@ -15,6 +15,7 @@ import { Etcd3 } from 'etcd3';
 import { panelQueries } from '../../dashboards/definitions.ts';
 import { type DashboardModel, fillAll } from '../../dashboards/lint.ts';
 import { clientPod, echoService } from '../support/demo.ts';
+import { type Seaweed, startSeaweed } from '../support/seaweedfs.ts';
 import { bin, freePort } from '../support/store-cluster.ts';
 import { applyWhenRouted } from '../support/webhook.ts';
 
@@ -45,6 +46,7 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
   });
   let promUrl = '';
   let etcd: Etcd3 | undefined;
+  let weed: Seaweed | undefined;
 
   const query = async (expr: string): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> => {
     const r = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
@@ -83,6 +85,17 @@ describe('dashboards on a real Prometheus scraping the store, the sidecars and t
       assert.equal(r.status, 0, r.stderr);
     }
     assert.equal(kubectl(['get', 'pod', 'client', '-n', 'obs', '-o', 'jsonpath={.metadata.annotations.ballast\\.dev/injected}']).stdout, 'true', 'the client pod has its sidecar (injected when it was created)');
+    // Backups, for the dashboard's Backups row: object storage on the node's address, a schedule
+    // every 30 s that verifies each backup; one verified before Prometheus starts.
+    weed = await startSeaweed(join(stateDir, 'weed'), nodeIp);
+    await weed.createBucket('backups');
+    const backups = [
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's3', namespace: 'obs' }, stringData: { accessKeyId: weed.accessKeyId, secretAccessKey: weed.secretAccessKey } },
+      { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackupSchedule', metadata: { name: 'often', namespace: 'obs' }, spec: { cluster: 'example', schedule: '*/30 * * * * *', storage: { endpoint: weed.endpoint, bucket: 'backups', credentialsSecret: 's3' }, retention: { keep: 2 }, verify: true } },
+    ];
+    assert.equal(kubectl(['apply', '-f', '-'], backups.map((m) => JSON.stringify(m)).join('\n')).status, 0);
+    for (let i = 0; i < 360 && !kubectl(['get', 'storebackups', '-n', 'obs', '-o', 'jsonpath={.items[*].status.verification.phase}']).stdout.includes('Verified'); i++) await sleep(500);
+    assert.match(kubectl(['get', 'storebackups', '-n', 'obs', '-o', 'jsonpath={.items[*].status.verification.phase}']).stdout, /Verified/, 'a scheduled backup verified');
     // Prometheus scrapes what the chart's PodMonitors select: store and operator pods by their
     // "metrics" port, injected pods by the sidecar's admin port. (Debian's Prometheus is built
     // without Kubernetes discovery, so the test discovers the pods and writes a file_sd file.)
@@ -118,6 +131,7 @@ scrape_configs:
     etcd?.close();
     receiver.close();
     if (prometheus?.pid) prometheus.kill('SIGTERM');
+    await weed?.stop();
     spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 });
   });
 
