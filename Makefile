@@ -160,9 +160,9 @@ bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/
 	node bench/sidecar-vs-haproxy.ts
 
 .PHONY: up
-up: deps build plugin control-plane helm images ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster, a client with an injected sidecar
-	@echo "==> local Kubernetes (objects in a 3-member ballast store)"
-	./bin/ballast cluster up --store ballast --state-dir .state/cluster
+up: deps build plugin control-plane helm images ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster and its verified backups, a client with an injected sidecar
+	@echo "==> local Kubernetes (objects in a 3-member ballast store) and object storage for backups (SeaweedFS)"
+	./bin/ballast cluster up --store ballast --object-store --state-dir .state/cluster
 	@echo "==> CRDs (kubectl apply --server-side: Helm installs a chart's CRDs once and never upgrades them)"
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply --server-side -f crds/ >/dev/null
 	@echo "==> helm upgrade --install ballast charts/ballast (namespace ballast-system)"
@@ -174,12 +174,14 @@ up: deps build plugin control-plane helm images ## the main job: Kubernetes on a
 	scripts/apply-when-routed .state/cluster/admin.kubeconfig -f examples/sidecar-demo.yaml
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait -n demo pod/client --for=condition=Ready --timeout=120s
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig wait -n demo deployment/echo --for=condition=Available --timeout=120s
+	@echo "==> backups of the sample StoreCluster (examples/backups.yaml): an hourly verified schedule, and one backup now, waiting until verified"
+	scripts/up-backups .state/cluster/admin.kubeconfig .state/cluster
 	@echo; scripts/up-summary .state/cluster/admin.kubeconfig
 	@echo; echo "kubectl ballast status -A --kubeconfig .state/cluster/admin.kubeconfig   (the plugin, linked into $(PLUGIN_DIR))"
 
 PLUGIN_DIR ?= $(HOME)/.local/bin
 .PHONY: plugin
-plugin: build ## link the kubectl plugin (kubectl ballast status|recover) into PLUGIN_DIR (default ~/.local/bin; it must be on PATH)
+plugin: build ## link the kubectl plugin (kubectl ballast status|recover|backup|backups|restore) into PLUGIN_DIR (default ~/.local/bin; it must be on PATH)
 	@mkdir -p $(PLUGIN_DIR) && ln -sf $(CURDIR)/bin/kubectl-ballast $(PLUGIN_DIR)/kubectl-ballast
 	@case ":$$PATH:" in *":$(PLUGIN_DIR):"*) ;; *) echo "note: $(PLUGIN_DIR) is not on PATH; add it for kubectl to find kubectl-ballast (or run bin/kubectl-ballast)";; esac
 

@@ -53,7 +53,7 @@ describe('kubectl ballast', () => {
       bk('orders-a', '2026-12-02T10:00:00Z', { phase: 'Succeeded', revision: 42, sizeBytes: 1024 }),
       bk('orders-b', '2026-12-02T11:00:00Z', { phase: 'Failed', message: 'refused the credentials' }, { 'ballast.dev/storebackupschedule': 'nightly' }),
     ], Date.parse('2026-12-02T12:00:00Z'));
-    assert.equal(out, 'NAME       CLUSTER   PHASE       REVISION   SIZE   SCHEDULE   AGE   MESSAGE\norders-b   orders    Failed                        nightly    60m   refused the credentials\norders-a   orders    Succeeded   42         1024   <none>     2h\n');
+    assert.equal(out, 'NAME       CLUSTER   PHASE       REVISION   SIZE   VERIFIED   SCHEDULE   AGE   MESSAGE\norders-b   orders    Failed                        <none>     nightly    60m   refused the credentials\norders-a   orders    Succeeded   42         1024   <none>     <none>     2h\n');
   });
 
   it('backup takes its storage from --storage-from, else the cluster\'s schedule, else its newest backup; or says how to give one', () => {

@@ -118,9 +118,10 @@ type Dated<T extends { metadata: object }> = T & { metadata: T['metadata'] & { c
 
 export function renderBackups(items: Array<Dated<StoreBackup>>, now: number): string {
   const sorted = [...items].sort((a, b) => String(b.metadata.creationTimestamp ?? '').localeCompare(String(a.metadata.creationTimestamp ?? '')));
-  return table([['NAME', 'CLUSTER', 'PHASE', 'REVISION', 'SIZE', 'SCHEDULE', 'AGE', 'MESSAGE'], ...sorted.map((b) => [
+  return table([['NAME', 'CLUSTER', 'PHASE', 'REVISION', 'SIZE', 'VERIFIED', 'SCHEDULE', 'AGE', 'MESSAGE'], ...sorted.map((b) => [
     b.metadata.name, b.spec.cluster, b.status?.phase ?? 'Pending', String(b.status?.revision ?? ''), b.status?.sizeBytes !== undefined ? String(b.status.sizeBytes) : '',
-    b.metadata.labels?.[scheduleLabel] ?? '<none>', age(b.metadata.creationTimestamp, now), b.status?.phase === 'Failed' ? (b.status.message ?? '') : '',
+    b.status?.verification?.phase ?? (b.spec.verify ? 'Pending' : '<none>'), b.metadata.labels?.[scheduleLabel] ?? '<none>', age(b.metadata.creationTimestamp, now),
+    b.status?.phase === 'Failed' ? (b.status.message ?? '') : b.status?.verification?.phase === 'Failed' ? (b.status.verification.message ?? '') : '',
   ])]);
 }
 

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join, resolve } from 'node:path';
 import { packageRoot } from '../lib/paths.ts';
 import { clusterError } from './errors.ts';
+import { clusterObjectStorePorts, ensureBucket, ensureCredentials, s3Client, s3Endpoint, weedArgs, writeS3Config } from './object-store.ts';
 import { LocalNode, nodeComponents } from './node.ts';
 import { ensurePki, nodeAddress, nodeName, serviceCidr, writeKubeconfig } from './pki.ts';
 import { type Component, isHealthy, isRunning, spawnLogged, stopProcesses, waitFor } from './processes.ts';
@@ -25,14 +26,20 @@ export interface ClusterOptions {
   stateDir: string;
   store: 'ballast' | 'etcd';
   apiserverPort: number;
+  /** Also run object storage (SeaweedFS's S3 gateway) on the node's address, with a bucket `backups`. */
+  objectStore?: boolean;
   cacheDir?: string;
   log?: (line: string) => void;
 }
+
+/** Where `--object-store` serves, and the keys it takes (in the state directory, mode 0600). */
+export interface ObjectStoreInfo { endpoint: string; bucket: string; credentialsFile: string }
 
 interface State {
   store: 'ballast' | 'etcd';
   apiserverPort: number;
   components: Component[];
+  objectStore?: ObjectStoreInfo;
 }
 
 const repo = packageRoot();
@@ -81,7 +88,7 @@ export class ControlPlane {
     }
     if (running) await this.down();
     const bins = binaries(this.#cache);
-    for (const b of [bins.kubeApiserver, bins.kubeControllerManager, bins.kubeScheduler, ...(this.#options.store === 'etcd' ? [bins.etcd] : [])]) {
+    for (const b of [bins.kubeApiserver, bins.kubeControllerManager, bins.kubeScheduler, ...(this.#options.store === 'etcd' ? [bins.etcd] : []), ...(this.#options.objectStore ? [bins.weed] : [])]) {
       if (!existsSync(b)) throw clusterError('CLUSTER_ERR_HOST', `${b} is missing: run \`make control-plane\` (it builds Kubernetes ${k8sVersion} from its Go modules, once)`);
     }
     mkdirSync(this.#dir, { recursive: true });
@@ -162,6 +169,24 @@ export class ControlPlane {
     await ready(`node ${nodeName}`, () => ok(['get', 'node', nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']) === 'True', 'kubelet.log');
     await ready('the default service account', () => ok(['get', 'serviceaccount', 'default', '-o', 'name']) !== '', 'kube-controller-manager.log');
     await ready('CoreDNS', () => ok(['get', 'deployment', 'coredns', '-n', 'kube-system', '-o', 'jsonpath={.status.readyReplicas}']) === '1', 'kubelet.log');
+    if (this.#options.objectStore) {
+      // On the node's address, where pods reach it; the bucket made once it takes requests.
+      const dir = join(this.#dir, 'object-store');
+      const creds = ensureCredentials(dir);
+      mkdirSync(join(dir, 'data'), { recursive: true });
+      const config = join(dir, 's3.json');
+      writeS3Config(config, creds);
+      const ports = clusterObjectStorePorts;
+      spawn('object-store', bins.weed, weedArgs(dir, nodeAddress, ports, config), `${s3Endpoint(nodeAddress, ports.s3)}/healthz`);
+      const info: ObjectStoreInfo = { endpoint: s3Endpoint(nodeAddress, ports.s3), bucket: 'backups', credentialsFile: join(dir, 'credentials.json') };
+      const s3 = s3Client(info.endpoint, creds);
+      const failed = await ensureBucket(s3, info.bucket, 90_000, () => isRunning(components[components.length - 1]?.pid ?? 0));
+      s3.destroy();
+      if (failed) throw clusterError('CLUSTER_ERR_NOT_READY', `the object store did not take requests (${failed}); see ${join(this.#dir, 'logs', 'object-store.log')}`);
+      state.objectStore = info;
+      save();
+      this.#log(`object store (SeaweedFS S3) on ${info.endpoint}, bucket ${info.bucket}; keys in ${info.credentialsFile}`);
+    }
     this.#log(`cluster up after ${since()}; node ${nodeName} (containerd ${versions.containerd}); kubeconfig: ${admin}`);
   }
 
@@ -194,7 +219,7 @@ export class ControlPlane {
   }
 
   /** Each component's pid and health; true when all are up and healthy. */
-  async status(): Promise<{ ok: boolean; rows: Array<{ name: string; pid: number; running: boolean; healthy: boolean }> }> {
+  async status(): Promise<{ ok: boolean; rows: Array<{ name: string; pid: number; running: boolean; healthy: boolean }>; objectStore?: ObjectStoreInfo }> {
     const state = readState(this.#dir);
     if (!state) return { ok: false, rows: [] };
     const pki = join(this.#dir, 'pki');
@@ -203,6 +228,6 @@ export class ControlPlane {
       // A component without a health endpoint (containerd, the provisioner) is healthy while it runs.
       return { name: c.name, pid: c.pid, running, healthy: running && (c.health === '' || isHealthy(c.health, pki)) };
     });
-    return { ok: rows.every((r) => r.healthy), rows };
+    return { ok: rows.every((r) => r.healthy), rows, ...(state.objectStore ? { objectStore: state.objectStore } : {}) };
   }
 }

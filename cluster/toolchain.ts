@@ -4,13 +4,22 @@
  * ($BALLAST_CACHE, default ~/.cache/ballast). The versions here and in those scripts agree
  * (a unit test reads the scripts).
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { homeDir } from '../lib/paths.ts';
+import { homeDir, packageRoot } from '../lib/paths.ts';
 
 export const versions = { k8s: 'v1.36.3', etcd: 'v3.5.35', containerd: 'v2.3.7', coredns: 'v1.14.7', crictl: 'v1.37.0', argocd: 'v3.2.12' } as const;
 
 export function cacheDir(override?: string): string {
   return override ?? process.env['BALLAST_CACHE'] ?? join(homeDir(), '.cache', 'ballast');
+}
+
+/** SeaweedFS's pseudo-version: the one cluster/go/seaweedfs/go.mod requires (cluster/go/build builds it). */
+export function seaweedfsVersion(): string {
+  const mod = readFileSync(join(packageRoot(), 'cluster', 'go', 'seaweedfs', 'go.mod'), 'utf8');
+  const v = /^\s*github\.com\/seaweedfs\/seaweedfs\s+(\S+)/m.exec(mod)?.[1];
+  if (!v) throw new Error('cluster/go/seaweedfs/go.mod requires no github.com/seaweedfs/seaweedfs');
+  return v;
 }
 
 /** Every binary the cluster runs, by role. */
@@ -33,6 +42,8 @@ export function binaries(cache: string) {
     k8sStorageTests: join(cache, `k8s-storage-tests-${versions.k8s}`, 'etcd3.test'),
     /** Argo CD's util/lua tests with argocd/resource_customizations/ballast.dev embedded (cluster/go/build). */
     argocdLuaTests: join(cache, `argocd-lua-${versions.argocd}`, 'lua.test'),
+    /** SeaweedFS (master, volume server, filer and S3 gateway in one `weed server`): object storage for backups. */
+    weed: join(cache, `seaweedfs-${seaweedfsVersion()}`, 'weed'),
   };
 }
 
