@@ -1,10 +1,9 @@
 /**
- * The Job that takes a StoreBackup (pure): `ballast backup save` in the cluster's own image,
- * against every member's client address (it streams from a follower), with the object store's
- * credentials from the StoreBackup's Secret, the cluster's client certificate when it has TLS and
- * its root user when auth is on. Its pods carry no instance label: they are not members.
+ * The Jobs of a StoreBackup (pure), in the cluster's own image: the backup (`ballast backup
+ * save`) and, with spec.verify, its verification (`ballast backup verify`). Their pods carry no
+ * instance label: they are not members.
  */
-import type { V1Job } from '@kubernetes/client-node';
+import type { V1EnvVar, V1Job, V1ResourceRequirements, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { StoreBackup } from '../api/storebackup.ts';
 import type { StoreCluster } from '../api/storecluster.ts';
 import { clientPort, defaultMemberResources, imageOf, labels, memberName, peerServiceName, rootSecretName, tlsDir } from './storecluster.ts';
@@ -36,89 +35,79 @@ const restricted = { readOnlyRootFilesystem: true, allowPrivilegeEscalation: fal
 const podSecurity = { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } };
 
 /**
- * The Job that verifies a Succeeded backup: `ballast backup verify` restores it into a
- * throw-away one-member cluster on a scratch volume and compares its HashKV at the backup's
- * revision with the source member's. It holds the whole key space as a member does, so it gets a
- * member's resources.
+ * A Job of a StoreBackup (pure): owned by it (deleted with it), its pods labelled with the
+ * backup's name and `component`, run once as non-root with a read-only root, the object store's
+ * credentials from the StoreBackup's Secret and its CA when it names one; the log's last lines
+ * are the termination message on failure (the error code and what to fix).
  */
-export function verifyJob(sb: StoreBackup, sc: StoreCluster): V1Job {
-  const ns = sb.metadata.namespace;
+function storeBackupJob(sb: StoreBackup, o: {
+  name: string; component: string; attempts: number; image: string; args: string[];
+  env?: V1EnvVar[]; resources: V1ResourceRequirements; mounts?: V1VolumeMount[]; volumes?: V1Volume[];
+}): V1Job {
   const st = sb.spec.storage;
-  const podLabels = { [labels.name]: 'ballast-backup', [labels.managedBy]: 'ballast-operator', [labels.component]: verifyComponent, [backupLabel]: sb.metadata.name, ...noSidecar };
+  const podLabels = { [labels.name]: 'ballast-backup', [labels.managedBy]: 'ballast-operator', [labels.component]: o.component, [backupLabel]: sb.metadata.name, ...noSidecar };
   return {
     apiVersion: 'batch/v1', kind: 'Job',
     metadata: {
-      name: verifyJobName(sb), namespace: ns, labels: podLabels,
+      name: o.name, namespace: sb.metadata.namespace, labels: podLabels,
       ownerReferences: [{ apiVersion: sb.apiVersion, kind: 'StoreBackup', name: sb.metadata.name, uid: sb.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
     },
     spec: {
-      backoffLimit: verifyAttempts - 1, activeDeadlineSeconds: 3600,
+      backoffLimit: o.attempts - 1, activeDeadlineSeconds: 3600,
       template: {
         metadata: { labels: podLabels },
         spec: {
           restartPolicy: 'Never', automountServiceAccountToken: false, securityContext: podSecurity,
           containers: [{
-            name: 'verify', image: imageOf(sc),
-            args: ['backup', 'verify', sb.metadata.name, ...storageArgs(sb), '--work-dir=/work', '--result-file=/dev/termination-log'],
-            env: [secretEnv('AWS_ACCESS_KEY_ID', st.credentialsSecret, 'accessKeyId'), secretEnv('AWS_SECRET_ACCESS_KEY', st.credentialsSecret, 'secretAccessKey')],
+            name: o.component === verifyComponent ? 'verify' : 'backup', image: o.image, args: o.args,
+            env: [secretEnv('AWS_ACCESS_KEY_ID', st.credentialsSecret, 'accessKeyId'), secretEnv('AWS_SECRET_ACCESS_KEY', st.credentialsSecret, 'secretAccessKey'), ...(o.env ?? [])],
             terminationMessagePolicy: 'FallbackToLogsOnError',
-            resources: sc.spec.resources ?? defaultMemberResources,
+            resources: o.resources,
             securityContext: restricted,
-            volumeMounts: [{ name: 'work', mountPath: '/work' }, ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : [])],
+            volumeMounts: [...(o.mounts ?? []), ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : [])],
           }],
-          volumes: [{ name: 'work', emptyDir: {} }, ...(st.caSecret ? [{ name: 's3-ca', secret: { secretName: st.caSecret, defaultMode: 0o440 } }] : [])],
+          volumes: [...(o.volumes ?? []), ...(st.caSecret ? [{ name: 's3-ca', secret: { secretName: st.caSecret, defaultMode: 0o440 } }] : [])],
         },
       },
     },
   };
 }
 
+/**
+ * The Job that verifies a Succeeded backup: `ballast backup verify` restores it into a
+ * throw-away one-member cluster on a scratch volume and compares its HashKV at the backup's
+ * revision with the source member's. It holds the whole key space as a member does, so it gets a
+ * member's resources.
+ */
+export function verifyJob(sb: StoreBackup, sc: StoreCluster): V1Job {
+  return storeBackupJob(sb, {
+    name: verifyJobName(sb), component: verifyComponent, attempts: verifyAttempts, image: imageOf(sc),
+    args: ['backup', 'verify', sb.metadata.name, ...storageArgs(sb), '--work-dir=/work', '--result-file=/dev/termination-log'],
+    resources: sc.spec.resources ?? defaultMemberResources,
+    mounts: [{ name: 'work', mountPath: '/work' }], volumes: [{ name: 'work', emptyDir: {} }],
+  });
+}
+
+/**
+ * The Job that takes the backup: `ballast backup save` against every member's address (it
+ * streams from a follower), with the cluster's client certificate when it has TLS and its root
+ * user when auth is on; with a schedule's retention, it prunes the schedule's older backups after.
+ */
 export function backupJob(sb: StoreBackup, sc: StoreCluster): V1Job {
   const ns = sb.metadata.namespace;
-  const st = sb.spec.storage;
   const tls = Boolean(sc.spec.tls?.clientSecretName);
   const endpoints = Array.from({ length: sc.spec.replicas }, (_, i) => `${memberName(sc, i)}.${peerServiceName(sc)}.${ns}.svc.cluster.local:${clientPort}`);
-  const podLabels = { [labels.name]: 'ballast-backup', [labels.managedBy]: 'ballast-operator', [labels.component]: backupComponent, [backupLabel]: sb.metadata.name, ...noSidecar };
-  const args = [
-    'backup', 'save', `--endpoints=${endpoints.join(',')}`, `--name=${sb.metadata.name}`, '--result-file=/dev/termination-log', ...storageArgs(sb),
-    ...(tls ? [`--cacert=${tlsDir}/client/ca.crt`, `--cert=${tlsDir}/client/tls.crt`, `--key=${tlsDir}/client/tls.key`] : []),
-    ...(sb.spec.retention ? [`--prune-schedule=${sb.spec.retention.schedule}`, ...(sb.spec.retention.keep ? [`--keep=${sb.spec.retention.keep}`] : []), ...(sb.spec.retention.maxAge ? [`--max-age=${sb.spec.retention.maxAge}`] : [])] : []),
-  ];
-  return {
-    apiVersion: 'batch/v1', kind: 'Job',
-    metadata: {
-      name: jobName(sb), namespace: ns, labels: podLabels,
-      ownerReferences: [{ apiVersion: sb.apiVersion, kind: 'StoreBackup', name: sb.metadata.name, uid: sb.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
-    },
-    spec: {
-      backoffLimit: backupAttempts - 1, activeDeadlineSeconds: 3600,
-      template: {
-        metadata: { labels: podLabels },
-        spec: {
-          restartPolicy: 'Never', automountServiceAccountToken: false,
-          securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
-          containers: [{
-            name: 'backup', image: imageOf(sc), args,
-            env: [
-              secretEnv('AWS_ACCESS_KEY_ID', st.credentialsSecret, 'accessKeyId'),
-              secretEnv('AWS_SECRET_ACCESS_KEY', st.credentialsSecret, 'secretAccessKey'),
-              ...(sc.spec.auth?.enabled ? [secretEnv('BALLAST_BACKUP_USER', rootSecretName(sc), 'username'), secretEnv('BALLAST_BACKUP_PASSWORD', rootSecretName(sc), 'password')] : []),
-            ],
-            // On failure the log's last lines are the reason (the error code and what to fix).
-            terminationMessagePolicy: 'FallbackToLogsOnError',
-            resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
-            securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-            volumeMounts: [
-              ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : []),
-              ...(tls ? [{ name: 'tls-client', mountPath: `${tlsDir}/client`, readOnly: true }] : []),
-            ],
-          }],
-          volumes: [
-            ...(st.caSecret ? [{ name: 's3-ca', secret: { secretName: st.caSecret, defaultMode: 0o440 } }] : []),
-            ...(tls ? [{ name: 'tls-client', secret: { secretName: sc.spec.tls?.clientSecretName as string, defaultMode: 0o440 } }] : []),
-          ],
-        },
-      },
-    },
-  };
+  const r = sb.spec.retention;
+  return storeBackupJob(sb, {
+    name: jobName(sb), component: backupComponent, attempts: backupAttempts, image: imageOf(sc),
+    args: [
+      'backup', 'save', `--endpoints=${endpoints.join(',')}`, `--name=${sb.metadata.name}`, '--result-file=/dev/termination-log', ...storageArgs(sb),
+      ...(tls ? [`--cacert=${tlsDir}/client/ca.crt`, `--cert=${tlsDir}/client/tls.crt`, `--key=${tlsDir}/client/tls.key`] : []),
+      ...(r ? [`--prune-schedule=${r.schedule}`, ...(r.keep ? [`--keep=${r.keep}`] : []), ...(r.maxAge ? [`--max-age=${r.maxAge}`] : [])] : []),
+    ],
+    env: sc.spec.auth?.enabled ? [secretEnv('BALLAST_BACKUP_USER', rootSecretName(sc), 'username'), secretEnv('BALLAST_BACKUP_PASSWORD', rootSecretName(sc), 'password')] : [],
+    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    mounts: tls ? [{ name: 'tls-client', mountPath: `${tlsDir}/client`, readOnly: true }] : [],
+    volumes: tls ? [{ name: 'tls-client', secret: { secretName: sc.spec.tls?.clientSecretName as string, defaultMode: 0o440 } }] : [],
+  });
 }
