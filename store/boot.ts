@@ -11,7 +11,7 @@ import { catalogue } from './errors.ts';
 import { forceNewCluster } from './force-new-cluster.ts';
 import { discoverId, refuseIfBootstrapped } from './join.ts';
 import { clusterId as clusterIdOf, memberId as memberIdOf } from './members.ts';
-import type { StoreNodeConfig } from './node.ts';
+import type { StoreNodeConfig } from './node-config.ts';
 import { bootstrapEntries } from './raft/bootstrap.ts';
 import { Raft, type RaftBoot } from './raft/raft.ts';
 import type { NodeId, Snapshot, SnapshotMeta } from './raft/types.ts';

@@ -88,3 +88,12 @@ export function fromRaft(err: unknown): unknown {
     case 'TRANSFEREE_NOT_FOUND': return catalogue.error('STORE_ERR_TRANSFEREE_NOT_FOUND', `etcdserver: bad leader transferee (${err.message})`);
   }
 }
+
+/** A call into the consensus core, its refusals as etcd's errors (fromRaft). */
+export function asEtcd<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    throw fromRaft(err);
+  }
+}

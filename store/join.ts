@@ -2,7 +2,7 @@
 import { isBallastError } from '../lib/errors.ts';
 import { catalogue } from './errors.ts';
 import { normalizeUrl } from './members.ts';
-import type { StoreNodeConfig } from './node.ts';
+import type { StoreNodeConfig } from './node-config.ts';
 import type { NodeId } from './raft/types.ts';
 import { type PeerMember, queryMembers } from './transport/peer.ts';
 

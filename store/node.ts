@@ -3,78 +3,29 @@
  * and runs the loop persist → send → apply → advance. The gRPC layer calls `write()`,
  * `linearizableRead()` and the membership methods; everything else is internal.
  */
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../lib/clock.ts';
+import type { StoreNodeConfig } from './node-config.ts';
+import type { TimerHandle } from '../lib/clock.ts';
 import { BallastError } from '../lib/errors.ts';
-import type { Random } from '../lib/random.ts';
 import { bootMember } from './boot.ts';
 import { decodeEnvelope, encodeEnvelope } from './format/codec.ts';
 import { supportedFormats } from './format/formats.ts';
 import { decodeState, encodeState } from './format/state-codec.ts';
 import { recordFormat } from './format/data-dir.ts';
-import { catalogue, fromRaft } from './errors.ts';
-import type { Failpoints } from './failpoints.ts';
+import { asEtcd, catalogue } from './errors.ts';
 import { clusterId as clusterIdOf, idForNewMember, learnerToPromote, memberToRemove, transferTarget } from './members.ts';
-import type { StoreMetrics } from './metrics.ts';
 import type { Raft } from './raft/raft.ts';
 import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
 import { LeaseTracker } from './lease-tracker.ts';
 import { ReadBatcher } from './read-batcher.ts';
-import type { TlsFiles } from './tls.ts';
 import { WatchHub } from './mvcc/watch.ts';
 import type { Snapshotter } from './snapshot/snapshotter.ts';
 import type { AuthInfo } from './auth/auth-store.ts';
 import { type ApplyResult, type ConfContext, type Member, StateMachine, type StoreRequest } from './state-machine.ts';
+import { Proposals } from './proposals.ts';
 import { PeerTransport } from './transport/peer.ts';
 import type { RpcHandler } from './transport/rpc.ts';
 import type { Wal } from './wal/wal.ts';
-
-export interface StoreNodeConfig {
-  name: string;
-  dataDir: string;
-  /** This build's version (published into the member table with the formats it reads). */
-  version: string;
-  listenPeerUrls: URL[];
-  advertisePeerUrls: string[];
-  advertiseClientUrls: string[];
-  /** name → peer URLs, from --initial-cluster. */
-  initialCluster: Map<string, string[]>;
-  initialClusterState: 'new' | 'existing';
-  /**
-   * Start as a one-member cluster from this member's data (etcd's --force-new-cluster;
-   * store/force-new-cluster.ts). With `once`, only if this data directory has not been forced
-   * under that id already, so a restart with the same settings starts normally.
-   */
-  forceNewCluster?: { once?: string } | undefined;
-  token: string;
-  heartbeatMs: number;
-  electionMs: number;
-  snapshotCount: number;
-  /** Entries kept behind a snapshot for followers that lag a little (etcd: 5000). */
-  snapshotCatchUpEntries: number;
-  requestTimeoutMs: number;
-  /** Larger proposals are refused (--max-request-bytes). */
-  maxRequestBytes: number;
-  clock: Clock;
-  random: Random;
-  log: Logger;
-  metrics: StoreMetrics;
-  /** Peer TLS, for https peer URLs. */
-  peerTls?: TlsFiles | undefined;
-  /** Periodic watch progress notifications (etcd's --experimental-watch-progress-notify-interval). */
-  watchProgressNotifyMs?: number;
-  /** TEST ONLY: serve linearizable reads locally without ReadIndex (stale reads possible). */
-  unsafeStaleReads?: boolean;
-  /** TEST ONLY: failpoints in the storage path (store/failpoints.ts); absent in normal runs. */
-  failpoints?: Failpoints | undefined;
-}
-
-interface Waiter {
-  resolve(r: ApplyResult): void;
-  reject(e: Error): void;
-  timer: TimerHandle;
-}
 
 export class StoreNode {
   readonly id: NodeId;
@@ -93,9 +44,7 @@ export class StoreNode {
   readonly #wal: Wal;
   readonly #snap: Snapshotter;
   readonly #transport: PeerTransport;
-  readonly #nonce = randomBytes(6).toString('hex');
-  #seq = 0;
-  readonly #waiters = new Map<string, Waiter>();
+  readonly #proposals: Proposals;
   readonly #reads: ReadBatcher;
   #ticker: TimerHandle | undefined;
   #processing = false;
@@ -121,8 +70,9 @@ export class StoreNode {
     this.#wal = wal;
     this.#snap = snap;
     this.leases = new LeaseTracker(cfg.clock);
+    this.#proposals = new Proposals(cfg.clock, cfg.requestTimeoutMs, cfg.metrics);
     this.#reads = new ReadBatcher({
-      clock: cfg.clock, timeoutMs: cfg.requestTimeoutMs, nextContext: () => `${this.#nonce}.r${++this.#seq}`,
+      clock: cfg.clock, timeoutMs: cfg.requestTimeoutMs, nextContext: () => this.#proposals.nextId('r'),
       requestReadIndex: (ctx) => {
         asEtcd(() => this.#raft.readIndex(ctx));
         this.#kick();
@@ -244,7 +194,7 @@ export class StoreNode {
    * asks, while auth is on (the state machine checks their permissions when it applies).
    */
   write(r: StoreRequest, a?: AuthInfo): Promise<ApplyResult> {
-    const rid = `${this.#nonce}.${++this.#seq}`;
+    const rid = this.#proposals.nextId();
     const data = encodeEnvelope(a ? { rid, r, a } : { rid, r }, this.sm.format);
     if (data.byteLength > this.#cfg.maxRequestBytes) return Promise.reject(catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large'));
     return this.#await(rid, () => this.#raft.propose(data));
@@ -329,11 +279,7 @@ export class StoreNode {
     this.#leaseTimer?.cancel();
     await this.#processingDone; // never close the WAL under an fsync in flight
     const stopped = catalogue.error('STORE_ERR_STOPPED', 'etcdserver: server stopped');
-    for (const [rid, w] of this.#waiters) {
-      w.timer.cancel();
-      w.reject(stopped);
-      this.#waiters.delete(rid);
-    }
+    this.#proposals.failAll(stopped);
     this.#reads.failAll(stopped);
     await this.#transport.stop();
     this.#wal.close();
@@ -348,29 +294,13 @@ export class StoreNode {
 
   #await(rid: string, propose: () => void): Promise<ApplyResult> {
     this.#checkRunning();
-    return new Promise<ApplyResult>((resolve, reject) => {
-      const timer = this.#cfg.clock.setTimeout(() => {
-        this.#waiters.delete(rid);
-        this.#cfg.metrics.proposalsFailed.inc();
-        reject(catalogue.error('STORE_ERR_TIMEOUT', 'etcdserver: request timed out'));
-      }, this.#cfg.requestTimeoutMs);
-      this.#waiters.set(rid, { resolve, reject, timer });
-      try {
-        propose();
-      } catch (err) {
-        timer.cancel();
-        this.#waiters.delete(rid);
-        this.#cfg.metrics.proposalsFailed.inc();
-        reject(fromRaft(err) as Error);
-        return;
-      }
-      this.#cfg.metrics.proposalsPending.set(this.#waiters.size);
-      this.#kick();
-    });
+    const applied = this.#proposals.wait(rid, propose);
+    this.#kick();
+    return applied;
   }
 
   async #confChange(cc: Omit<ConfChange, 'context'>, member: Member): Promise<void> {
-    const rid = `${this.#nonce}.${++this.#seq}`;
+    const rid = this.#proposals.nextId();
     const context: ConfContext = { rid, member };
     const r = await this.#await(rid, () => this.#raft.proposeConfChange({ ...cc, context }));
     if (r.error) throw new BallastError(r.error.code, r.error.message);
@@ -465,13 +395,13 @@ export class StoreNode {
       this.sm.applyConfChange(cc);
       this.#updatePeers();
       const ctx = cc.context as ConfContext | undefined;
-      if (ctx?.rid) this.#resolve(ctx.rid, { revision: this.sm.mvcc.revision, events: [] });
+      if (ctx?.rid) this.#proposals.resolve(ctx.rid, { revision: this.sm.mvcc.revision, events: [] });
       if (cc.type === 'remove' && cc.id === this.id) this.#markRemoved();
     } else if (e.data.byteLength > 0) {
       const env = decodeEnvelope(e.data);
       const r = this.sm.apply(env.r, e.term, e.index, env.a);
       if (r.events.length > 0) this.watchHub.onApplied(r.events, r.revision);
-      if (env.rid) this.#resolve(env.rid, r);
+      if (env.rid) this.#proposals.resolve(env.rid, r);
     }
     m.proposalsCommitted.inc();
     m.proposalsApplied.inc();
@@ -482,15 +412,6 @@ export class StoreNode {
     this.#removed = true;
     this.#log.warn({ member: this.id }, 'the member has been permanently removed from the cluster');
     queueMicrotask(() => this.onRemoved?.());
-  }
-
-  #resolve(rid: string, r: ApplyResult): void {
-    const w = this.#waiters.get(rid);
-    if (!w) return;
-    this.#waiters.delete(rid);
-    w.timer.cancel();
-    w.resolve(r);
-    this.#cfg.metrics.proposalsPending.set(this.#waiters.size);
   }
 
   #updatePeers(): void {
@@ -569,14 +490,5 @@ export class StoreNode {
     const formats = [...supportedFormats];
     if (me.name === this.#cfg.name && me.clientURLs.join(',') === want.join(',') && me.formats?.join(',') === formats.join(',') && me.version === this.#cfg.version) return;
     this.write({ op: 'publish', id: this.id, name: this.#cfg.name, clientURLs: want, formats, version: this.#cfg.version }).catch(() => undefined);
-  }
-}
-
-/** A call into the consensus core, its refusals as etcd's errors (store/errors.ts fromRaft). */
-function asEtcd<T>(call: () => T): T {
-  try {
-    return call();
-  } catch (err) {
-    throw fromRaft(err);
   }
 }

@@ -18,7 +18,8 @@ import { StoreApi } from './api/server.ts';
 import { Compactor } from './compactor.ts';
 import { DiskSpaceGuard } from './disk-guard.ts';
 import { StoreMetrics } from './metrics.ts';
-import { StoreNode, type StoreNodeConfig } from './node.ts';
+import type { StoreNodeConfig } from './node-config.ts';
+import { StoreNode } from './node.ts';
 import { type TlsFiles, grpcServerCredentials } from './tls.ts';
 
 /** The member's own settings come from StoreNodeConfig; the rest are the process's edges. */
