@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { StoreBackup } from '../operator/api/storebackup.ts';
 import type { StoreBackupSchedule } from '../operator/api/storebackupschedule.ts';
 import type { RecoveryStatus, StoreCluster } from '../operator/api/storecluster.ts';
-import { approvalRefusal, backupOf, kubectlCommand, renderBackups, renderList, renderOne, renderPlan, restoredCluster, storageFor, table } from './kubectl.ts';
+import { approvalRefusal, backupOf, kubectlCommand, renderBackupLine, renderBackups, renderList, renderOne, renderPlan, restoredCluster, storageFor, table } from './kubectl.ts';
 
 const plan: RecoveryStatus = { planId: 'a1b2c3d4e5', state: 'AwaitingApproval', survivor: 'orders-0', survivorId: '8e9e05c52164694d', term: 3, index: 120, recreate: ['orders-1', 'orders-2'], loses: 'orders-1, orders-2 did not answer' };
 const sc = (status: StoreCluster['status']): StoreCluster & { metadata: { creationTimestamp: string } } => ({
@@ -54,6 +54,13 @@ describe('kubectl ballast', () => {
       bk('orders-b', '2026-12-02T11:00:00Z', { phase: 'Failed', message: 'refused the credentials' }, { 'ballast.dev/storebackupschedule': 'nightly' }),
     ], Date.parse('2026-12-02T12:00:00Z'));
     assert.equal(out, 'NAME       CLUSTER   PHASE       REVISION   SIZE   VERIFIED   SCHEDULE   AGE   MESSAGE\norders-b   orders    Failed                        <none>     nightly    60m   refused the credentials\norders-a   orders    Succeeded   42         1024   <none>     <none>     2h\n');
+  });
+
+  it('status NAME ends with the cluster\'s newest good backup, or how to make one', () => {
+    const verified = bk('orders-a', '2026-12-02T10:00:00Z', { phase: 'Succeeded', revision: 42, completedAt: '2026-12-02T10:00:20Z', verification: { phase: 'Verified' } });
+    const unverified = bk('orders-b', '2026-12-02T11:00:00Z', { phase: 'Succeeded', revision: 50, completedAt: '2026-12-02T11:00:20Z', verification: { phase: 'Failed' } });
+    assert.equal(renderBackupLine(sc(undefined), [verified, unverified]), 'Backups: 2; newest good orders-a (revision 42, 2026-12-02T10:00:20Z, verified)\n');
+    assert.equal(renderBackupLine(sc(undefined), []), 'Backups: none; make one with kubectl ballast backup orders -n shop\n');
   });
 
   it('backup takes its storage from --storage-from, else the cluster\'s schedule, else its newest backup; or says how to give one', () => {

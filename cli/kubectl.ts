@@ -74,6 +74,16 @@ export function renderList(items: Listed[], allNamespaces: boolean, now: number)
   ])]);
 }
 
+/** The cluster's backups in one line: how many, the newest good one, the last failure after it. */
+export function renderBackupLine(sc: StoreCluster, backups: StoreBackup[]): string {
+  const mine = backups.filter((b) => b.spec.cluster === sc.metadata.name);
+  const good = mine.filter((b) => b.status?.phase === 'Succeeded' && b.status.verification?.phase !== 'Failed')
+    .sort((a, b) => String(b.status?.completedAt ?? '').localeCompare(String(a.status?.completedAt ?? '')))[0];
+  if (!good) return `Backups: ${mine.length === 0 ? 'none' : `${mine.length}, none good`}; make one with kubectl ballast backup ${sc.metadata.name} -n ${sc.metadata.namespace}\n`;
+  const v = good.status?.verification?.phase;
+  return `Backups: ${mine.length}; newest good ${good.metadata.name} (revision ${good.status?.revision ?? '?'}, ${good.status?.completedAt ?? '?'}${v ? `, ${v.toLowerCase()}` : ''})\n`;
+}
+
 export function renderOne(sc: StoreCluster): string {
   const st = sc.status ?? {};
   const out = [`StoreCluster ${sc.metadata.namespace}/${sc.metadata.name}: ${st.phase ?? 'no status yet'}, ${st.readyReplicas ?? 0}/${sc.spec.replicas} ready, leader ${st.leader ?? '<none>'}, version ${st.currentVersion ?? sc.spec.version}\n\n`];
@@ -275,7 +285,7 @@ export const kubectlCommand: Command = {
         return await create('storebackups', backupOf(sc, storage, v['backup-name'] ?? `${name}-${stampOf(Date.now())}`));
       }
       if (cmd === 'status') {
-        if (!print(io, sc, v.output)) io.out(renderOne(sc));
+        if (!print(io, sc, v.output)) io.out(renderOne(sc) + renderBackupLine(sc, await listOf<StoreBackup>('storebackups').catch(() => [])));
         return 0;
       }
       if (v.approve === undefined) {

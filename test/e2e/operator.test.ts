@@ -572,6 +572,21 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     for (const b of scheduled().filter((x) => x.status?.phase === 'Succeeded')) assert.equal(b.status?.verification?.phase, 'Verified', `${b.metadata.name}: ${b.status?.verification?.message}`);
     t.diagnostic(`verified: ${scheduled()[0]?.status?.verification?.message}`);
     assert.equal(jsonpath(['storebackupschedule', 'orders-often'], '{.status.conditions[?(@.type=="Ready")].reason}'), 'Suspended');
+    // kubectl ballast: the backups with their verification; a backup now, with the storage of the
+    // cluster's schedule; a new cluster from it (printed, not made).
+    const plugin = (...args: string[]) => spawnSync('kubectl', ['ballast', ...args, `--kubeconfig=${kubeconfig}`], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, PATH: `${dirname(bin)}:${process.env['PATH'] ?? ''}` } });
+    const byPlugin = plugin('backups', 'orders');
+    assert.equal(byPlugin.status, 0, byPlugin.stderr);
+    for (const name of kept) assert.match(byPlugin.stdout, new RegExp(`^${name} +orders +Succeeded +\\d+ +\\d+ +Verified +orders-often `, 'm'), byPlugin.stdout);
+    const now = plugin('backup', 'orders', '--backup-name=orders-byhand');
+    assert.equal(now.status, 0, now.stderr);
+    assert.match(now.stdout, /storebackup\.ballast\.dev\/orders-byhand created/);
+    await until(() => field('orders-byhand', 'phase') === 'Succeeded', 'the backup made with kubectl ballast Succeeded', 120_000);
+    assert.match(plugin('status', 'orders').stdout, /^Backups: \d+; newest good orders-byhand \(revision \d+, /m);
+    const dry = plugin('restore', 'orders-again', '--from=orders-byhand', '--dry-run', '-o', 'json');
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.deepEqual((JSON.parse(dry.stdout) as { spec: { restore: unknown } }).spec.restore, { backup: 'orders-byhand' });
+    assert.notEqual(kubectl(['get', 'storecluster', 'orders-again']).status, 0, '--dry-run made nothing');
   });
 
   it('spec.tls: members serve clients and each other over TLS with certificates required both ways; the operator manages them through it', async (t) => {
