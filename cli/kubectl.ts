@@ -20,10 +20,11 @@
 import { parseArgs } from 'node:util';
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import type { BackupStorage, StoreBackup } from '../operator/api/storebackup.ts';
+import { type BackupStorage, goodBackupsNewestFirst, type StoreBackup } from '../operator/api/storebackup.ts';
 import { scheduleLabel, type StoreBackupSchedule } from '../operator/api/storebackupschedule.ts';
 import { type RecoveryStatus, type StoreCluster, group, version } from '../operator/api/storecluster.ts';
 import { approveAnnotation } from '../operator/plan/recovery.ts';
+import { stamp } from '../operator/plan/storebackupschedule.ts';
 import type { Command, Io } from './command.ts';
 
 const help = `Usage: kubectl ballast COMMAND [NAME] [flags]
@@ -77,8 +78,7 @@ export function renderList(items: Listed[], allNamespaces: boolean, now: number)
 /** The cluster's backups in one line: how many, the newest good one, the last failure after it. */
 export function renderBackupLine(sc: StoreCluster, backups: StoreBackup[]): string {
   const mine = backups.filter((b) => b.spec.cluster === sc.metadata.name);
-  const good = mine.filter((b) => b.status?.phase === 'Succeeded' && b.status.verification?.phase !== 'Failed')
-    .sort((a, b) => String(b.status?.completedAt ?? '').localeCompare(String(a.status?.completedAt ?? '')))[0];
+  const good = goodBackupsNewestFirst(mine)[0];
   if (!good) return `Backups: ${mine.length === 0 ? 'none' : `${mine.length}, none good`}; make one with kubectl ballast backup ${sc.metadata.name} -n ${sc.metadata.namespace}\n`;
   const v = good.status?.verification?.phase;
   return `Backups: ${mine.length}; newest good ${good.metadata.name} (revision ${good.status?.revision ?? '?'}, ${good.status?.completedAt ?? '?'}${v ? `, ${v.toLowerCase()}` : ''})\n`;
@@ -121,8 +121,6 @@ export function approvalRefusal(sc: StoreCluster, id: string): string | undefine
   return undefined;
 }
 
-/** When `at` (RFC 3339) is, as a sortable name suffix: 20261202140500. */
-const stampOf = (ms: number) => new Date(ms).toISOString().replace(/[-:T]/g, '').slice(0, 14);
 
 type Dated<T extends { metadata: object }> = T & { metadata: T['metadata'] & { creationTimestamp?: string } };
 
@@ -282,7 +280,7 @@ export const kubectlCommand: Command = {
           io.err(`error: ${storage}\n`);
           return 1;
         }
-        return await create('storebackups', backupOf(sc, storage, v['backup-name'] ?? `${name}-${stampOf(Date.now())}`));
+        return await create('storebackups', backupOf(sc, storage, v['backup-name'] ?? `${name}-${stamp(new Date())}`));
       }
       if (cmd === 'status') {
         if (!print(io, sc, v.output)) io.out(renderOne(sc) + renderBackupLine(sc, await listOf<StoreBackup>('storebackups').catch(() => [])));

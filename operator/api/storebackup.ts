@@ -73,6 +73,16 @@ export interface StoreBackup {
   status?: StoreBackupStatus;
 }
 
+/**
+ * A good backup: Succeeded, and not found wanting by its verification (a restore that did not
+ * hash as the source). What retention keeps, what a lost cluster is pointed at.
+ */
+export const isGoodBackup = (b: StoreBackup): boolean => b.status?.phase === 'Succeeded' && b.status.verification?.phase !== 'Failed';
+
+/** Good backups, newest completed first. */
+export const goodBackupsNewestFirst = (all: readonly StoreBackup[]): StoreBackup[] =>
+  all.filter(isGoodBackup).sort((a, b) => String(b.status?.completedAt ?? '').localeCompare(String(a.status?.completedAt ?? '')));
+
 const immutable = (what: string) => [{ rule: 'self == oldSelf', message: `${what} cannot change: a backup is taken once; create another StoreBackup` }];
 
 export const storageSchema = (description: string) => openapi.object(description, {

@@ -11,7 +11,7 @@ import type { Clock } from '../../lib/clock.ts';
 import { statusSignature } from '../../lib/kube/conditions.ts';
 import type { SharedInformer } from '../../lib/kube/informer.ts';
 import type { StoreBackup } from '../api/storebackup.ts';
-import { scheduleLabel, type StoreBackupSchedule } from '../api/storebackupschedule.ts';
+import type { StoreBackupSchedule } from '../api/storebackupschedule.ts';
 import { group, version, type StoreCluster } from '../api/storecluster.ts';
 import { planSchedule } from '../plan/storebackupschedule.ts';
 
@@ -55,7 +55,7 @@ export class StoreBackupScheduleController {
       return undefined;
     }
     const ns = s.metadata.namespace;
-    const backups = this.#d.backups.list().filter((b) => b.metadata.namespace === ns && b.metadata.labels?.[scheduleLabel] === s.metadata.name);
+    const backups = this.#d.backups.list().filter((b) => b.metadata.namespace === ns);
     // A schedule that has not succeeded yet counts its age from its creation, so the alert fires
     // for one that never works, too.
     const step = planSchedule(s, { backups, clusterExists: Boolean(this.#d.clusters.get(`${ns}/${s.spec.cluster}`)), now: this.#d.clock.wallNow() });

@@ -14,7 +14,7 @@ import type { Clock } from '../../lib/clock.ts';
 import { statusSignature } from '../../lib/kube/conditions.ts';
 import type { SharedInformer } from '../../lib/kube/informer.ts';
 import { ExitCode } from '../../lib/lifecycle.ts';
-import type { StoreBackup } from '../api/storebackup.ts';
+import { goodBackupsNewestFirst, type StoreBackup } from '../api/storebackup.ts';
 import { group, type StoreCluster, version } from '../api/storecluster.ts';
 import { type MemberClient, type MemberInfo, StoreCredentials } from '../members.ts';
 import { type MemberView, type Observed, type PodView, type Step, type StepStatus, plan, planStatus } from '../plan/storecluster.ts';
@@ -292,7 +292,6 @@ function forcePlanOf(p: V1Pod): { forcePlan?: string } {
 
 /** The cluster's newest good backup (Succeeded, verification not failed), for the no-survivor advice. */
 function newestBackupOf(sc: StoreCluster, all: readonly StoreBackup[]): { newestBackup?: StoreBackup } {
-  const good = all.filter((b) => b.metadata.namespace === sc.metadata.namespace && b.spec.cluster === sc.metadata.name && b.status?.phase === 'Succeeded' && b.status.verification?.phase !== 'Failed');
-  const newest = good.sort((a, b) => String(b.status?.completedAt ?? '').localeCompare(String(a.status?.completedAt ?? '')))[0];
+  const newest = goodBackupsNewestFirst(all.filter((b) => b.metadata.namespace === sc.metadata.namespace && b.spec.cluster === sc.metadata.name))[0];
   return newest ? { newestBackup: newest } : {};
 }

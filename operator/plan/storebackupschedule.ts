@@ -10,7 +10,7 @@ import { Cron } from 'croner';
 import { condition } from '../../lib/kube/conditions.ts';
 import { expired, parseAge } from '../../lib/retention.ts';
 export { backupNamePattern } from '../../lib/retention.ts';
-import type { StoreBackup } from '../api/storebackup.ts';
+import { goodBackupsNewestFirst, isGoodBackup, type StoreBackup } from '../api/storebackup.ts';
 import { scheduleLabel, type StoreBackupSchedule, type StoreBackupScheduleStatus } from '../api/storebackupschedule.ts';
 import type { StepEvent } from './types.ts';
 
@@ -58,13 +58,12 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
   const set = (type: string, status: 'True' | 'False', reason: string, message: string) => conds.push(condition(prev.conditions, { type, status, reason, message }, gen, nowIso) as unknown as V1Condition);
 
   // What the backups say, whatever happens next.
-  // A backup whose restore did not hash as the source is not a good one.
-  const good = (b: StoreBackup) => b.status?.phase === 'Succeeded' && b.status.verification?.phase !== 'Failed';
-  const succeeded = mine.filter(good).sort((a, b) => Date.parse(b.status?.completedAt ?? '') - Date.parse(a.status?.completedAt ?? ''));
+  // A backup whose restore did not hash as the source is not a good one (isGoodBackup).
+  const succeeded = goodBackupsNewestFirst(mine);
   const newestGood = succeeded[0];
   const newestDone = mine.filter(finished).sort((a, b) => created(b) - created(a))[0];
   const retention = { keep: s.spec.retention?.keep, maxAgeMs: s.spec.retention?.maxAge ? parseAge(s.spec.retention.maxAge) : undefined };
-  const retained = mine.filter(finished).map((b) => ({ name: b.metadata.name, ok: good(b), at: good(b) ? Date.parse(b.status?.completedAt ?? '') || created(b) : created(b) }));
+  const retained = mine.filter(finished).map((b) => ({ name: b.metadata.name, ok: isGoodBackup(b), at: isGoodBackup(b) ? Date.parse(b.status?.completedAt ?? '') || created(b) : created(b) }));
   const drop = s.spec.retention ? expired(retained, retention, o.now) : [];
   const status: StoreBackupScheduleStatus = {
     ...prev, observedGeneration: gen,
