@@ -20,7 +20,7 @@ import { f, loadConfig, renderFlags } from '../lib/config.ts';
 import { ExitCode } from '../lib/lifecycle.ts';
 import { isBallastError } from '../lib/errors.ts';
 import { parseAge } from '../lib/retention.ts';
-import { restoreMember } from '../store/backup.ts';
+import { restoreMember, restoreState } from '../store/backup.ts';
 import { catalogue } from '../store/errors.ts';
 import { normalizeUrl, parseInitialCluster } from '../store/members.ts';
 import { buildInfo } from './build-info.ts';
@@ -57,6 +57,22 @@ const restoreFlags = {
   initialClusterToken: f.string('the restored cluster\'s token', { default: 'etcd-cluster' }),
   initialAdvertisePeerUrls: f.list('this member\'s peer URLs', { default: ['http://localhost:2380'] }),
   ifEmpty: f.bool('restore only into an empty data directory, and succeed doing nothing when it has data (an init container on a restart)'),
+  toRevision: f.int('point-in-time: restore the cluster as it was at this revision (the newest backup at or below it, then the archive replayed)', { default: 0, min: 0 }),
+  toTime: f.string('point-in-time: restore the cluster as it was at this time (RFC 3339, e.g. 2026-12-02T14:03:00Z): the last revision archived by then', { default: '', pattern: /^$|^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/, patternHelp: 'an RFC 3339 time such as 2026-12-02T14:03:00Z' }),
+};
+
+const archiveFlags = {
+  ...storageFlags,
+  endpoints: f.list('the cluster\'s client endpoints (host:port); a follower is watched', { required: true }),
+  user: f.string('the user when the store\'s auth is on (a root user): name, or name:password', { default: '' }),
+  password: f.string('the user\'s password, when --user gives only the name', { default: '' }),
+  cacert: f.string('the CA of the members\' client certificates (a cluster with client TLS)', { default: '' }),
+  cert: f.string('a client certificate the members accept', { default: '' }),
+  key: f.string('its key', { default: '' }),
+  segmentSeconds: f.int('write a segment at least this often while changes wait: about the recovery point objective', { default: 5, min: 1, max: 3600 }),
+  segmentBytes: f.int('... and as soon as this many bytes of changes wait', { default: 8 * 1024 * 1024, min: 64 * 1024 }),
+  metricsAddr: f.string('host:port for /metrics and /healthz (empty: none)', { default: '' }),
+  logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], 'log level', { default: 'info' }),
 };
 
 const verifyFlags = {
@@ -65,11 +81,13 @@ const verifyFlags = {
   resultFile: f.string('also write the verdict here (for example /dev/termination-log)', { default: '' }),
 };
 
-const usage = `Usage: ballast backup save|list|restore|verify [flags]
+const usage = `Usage: ballast backup save|list|restore|verify|archive [flags]
 
   save                 stream a snapshot from a follower into object storage, then its manifest
-  list                 the completed backups (with a manifest), oldest first
-  restore NAME|latest  build a member's data directory from a backup, checked against its manifest
+  list                 the completed backups (with a manifest), oldest first, and the archive's window
+  restore NAME|latest  build a member's data directory from a backup, checked against its manifest;
+                       with --to-revision or --to-time, replay the archive onto it (point in time)
+  archive              watch the cluster and archive every change (point-in-time recovery), until stopped
   verify NAME|latest   restore a backup into a throw-away member and compare its HashKV at the
                        backup's revision with the one the cluster gave when it was taken
 
@@ -131,18 +149,33 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
     const store = await openStore(v, io);
     try {
       const all = await store.backups();
-      if (v.output === 'json') io.out(`${JSON.stringify(all, null, 2)}\n`);
-      else for (const b of all) io.out(`${b.name}\trevision ${b.revision}\t${b.size} bytes\tsha256 ${b.sha256.slice(0, 16)}…\t${b.finishedAt}\n`);
+      const { archiveSpans } = await import('../store/archive.ts');
+      const { readArchive } = await import('../store/archiver.ts');
+      const archive = await readArchive(store);
+      const spans = archiveSpans(archive.segments);
+      if (v.output === 'json') {
+        io.out(`${JSON.stringify(spans.length > 0 || archive.progress ? { backups: all, archive: { spans: spans.map((x) => ({ ...x, from: new Date(x.fromMs).toISOString(), to: new Date(x.toMs).toISOString() })), ...(archive.progress ? { progress: { ...archive.progress, time: new Date(archive.progress.at).toISOString() } } : {}) } } : all, null, 2)}\n`);
+        return 0;
+      }
+      for (const b of all) io.out(`${b.name}\trevision ${b.revision}\t${b.size} bytes\tsha256 ${b.sha256.slice(0, 16)}…\t${b.finishedAt}\n`);
+      for (const x of spans) io.out(`point in time: revisions ${x.first}..${x.last}, received ${new Date(x.fromMs).toISOString()} .. ${new Date(x.toMs).toISOString()}\n`);
+      if (archive.progress) io.out(`archive reaches revision ${archive.progress.revision}: everything received before ${new Date(archive.progress.at).toISOString()}\n`);
       return 0;
     } finally {
       store.close();
     }
   }
   if (sub === 'verify') return await verify(args, io);
+  if (sub === 'archive') return await archive(args, io);
   const { values: v, help, positionals } = loadConfig(restoreFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP', positionals: true });
   if (help) return usageOf(io, `Usage: ballast backup restore NAME|latest [flags]\n\nFlags:\n${renderFlags(restoreFlags, 'BALLAST_BACKUP')}\n`);
-  if (positionals.length !== 1) {
-    io.err(`ballast backup restore: give exactly one backup name, or latest (got ${positionals.length})\n`);
+  const pointInTime = v.toRevision > 0 || v.toTime !== '';
+  if (v.toRevision > 0 && v.toTime !== '') {
+    io.err('ballast backup restore: give --to-revision or --to-time, not both\n');
+    return ExitCode.usage;
+  }
+  if (positionals.length > 1 || (positionals.length === 0 && !pointInTime)) {
+    io.err(`ballast backup restore: give exactly one backup name, or latest (got ${positionals.length}); with --to-revision or --to-time the name may be left out (the newest backup before the target is the base)\n`);
     return ExitCode.usage;
   }
   if (existsSync(v.dataDir) && readdirSync(v.dataDir).length > 0 && v.ifEmpty) {
@@ -154,8 +187,17 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
   // Downloaded next to the data directory (same volume), removed whatever happens.
   const file = join(dirname(v.dataDir), `.${v.name}.restore-${process.pid}.snap`);
   try {
-    const m = await findBackup(store, positionals[0] as string);
     mkdirSync(dirname(file), { recursive: true });
+    const member = { dataDir: v.dataDir, name: v.name, initialCluster: parseInitialCluster(v.initialCluster), advertisePeerUrls: v.initialAdvertisePeerUrls.map(normalizeUrl), token: v.initialClusterToken, version: buildInfo().version };
+    if (pointInTime) {
+      const { pointInTimeState } = await import('../store/pitr.ts');
+      const base = positionals[0] === undefined || positionals[0] === 'latest' ? undefined : await findBackup(store, positionals[0]);
+      const pit = await pointInTimeState(store, await store.backups(), v.toTime ? { time: Date.parse(v.toTime) } : { revision: v.toRevision }, file, base);
+      const r = restoreState(member, pit.state);
+      io.out(`restored backup ${pit.plan.base} (revision ${pit.plan.baseRevision}) and the archive to revision ${r.revision}${pit.time !== undefined ? ` (the last change archived at or before ${new Date(pit.time).toISOString()})` : ''}, replaying ${pit.plan.segments.length} segment${pit.plan.segments.length === 1 ? '' : 's'}, into ${v.dataDir} as member ${r.memberId}\n`);
+      return 0;
+    }
+    const m = await findBackup(store, positionals[0] as string);
     await fetchBackup(store, m, file);
     const r = restoreMember({
       backup: file, dataDir: v.dataDir, name: v.name, initialCluster: parseInitialCluster(v.initialCluster),
@@ -243,12 +285,51 @@ async function verify(args: string[], io: Io): Promise<number> {
   }
 }
 
+/** Archive every change of the cluster until SIGTERM or SIGINT; then write what waits and exit 0. */
+async function archive(args: string[], io: Io): Promise<number> {
+  const { values: v, help } = loadConfig(archiveFlags, { argv: args, env: io.env, envPrefix: 'BALLAST_BACKUP' });
+  if (help) return usageOf(io, `Usage: ballast backup archive [flags]\n\nFlags:\n${renderFlags(archiveFlags, 'BALLAST_BACKUP')}\n`);
+  const { Archiver } = await import('../store/archiver.ts');
+  const { createLogger } = await import('../lib/log.ts');
+  const { processMetrics, serveMetrics } = await import('../lib/metrics.ts');
+  const { realClock } = await import('../lib/clock.ts');
+  const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'archiver' } });
+  const metrics = processMetrics();
+  const store = await openStore(v, io);
+  await store.check();
+  const user = v.user && v.password && !v.user.includes(':') ? `${v.user}:${v.password}` : v.user;
+  const a = new Archiver(store, {
+    source: { endpoints: v.endpoints, user: user || undefined, credentials: v.cacert ? grpcTls(v.cacert, v.cert, v.key) : undefined },
+    segmentMs: v.segmentSeconds * 1000, segmentBytes: v.segmentBytes, clock: realClock, log, metrics,
+  });
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  let served: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  try {
+    if (v.metricsAddr) {
+      const at = v.metricsAddr.lastIndexOf(':');
+      served = await serveMetrics(metrics, v.metricsAddr.slice(0, at) || '0.0.0.0', Number(v.metricsAddr.slice(at + 1)), { '/healthz': () => ({ ok: true, reason: '' }) });
+    }
+    log.info({ bucket: v.s3Bucket, prefix: store.prefix, segmentSeconds: v.segmentSeconds }, 'archiver started');
+    await a.run(stop.signal);
+    log.info({ next: a.next }, 'archiver stopped; everything received is archived');
+    return 0;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    await served?.close();
+    store.close();
+  }
+}
+
 export const backupCommand: Command = {
   name: 'backup',
-  summary: 'store snapshots in S3-compatible object storage: save (from a follower, streamed), list, restore a member from one, verify one by restoring it',
+  summary: 'store snapshots in S3-compatible object storage: save (from a follower, streamed), list, restore a member from one (or to a point in time), verify one by restoring it, archive every change',
   async run(args, io) {
     const [sub, ...rest] = args;
-    if (sub !== 'save' && sub !== 'list' && sub !== 'restore' && sub !== 'verify') {
+    if (sub !== 'save' && sub !== 'list' && sub !== 'restore' && sub !== 'verify' && sub !== 'archive') {
       (sub === '--help' || sub === '-h' ? io.out : io.err)(usage);
       return sub === '--help' || sub === '-h' ? 0 : ExitCode.usage;
     }

@@ -11,7 +11,7 @@ function lazy(name: string, summary: string, load: () => Promise<Command>): Comm
 }
 
 export const commands: readonly Command[] = [
-  lazy('backup', 'store snapshots in S3-compatible object storage: save (from a follower, streamed), list, restore a member from one, verify one by restoring it', async () => (await import('./backup.ts')).backupCommand),
+  lazy('backup', 'store snapshots in S3-compatible object storage: save (from a follower, streamed), list, restore a member from one (or to a point in time), verify one by restoring it, archive every change', async () => (await import('./backup.ts')).backupCommand),
   lazy('cluster', 'a local Kubernetes cluster (up, down, status, kubeconfig): control plane and a real node, built from their Go modules', async () => (await import('./cluster.ts')).clusterCommand),
   lazy('kubectl', 'the kubectl plugin (kubectl ballast status|recover|backup|backups|restore): StoreClusters\' members, conditions and recovery plans; approve a plan; back up and restore', async () => (await import('./kubectl.ts')).kubectlCommand),
   lazy('local-provisioner', 'the local cluster\'s volume provisioner: local PersistentVolumes for claims of the default class (started by `ballast cluster up`)', async () => (await import('./local-provisioner.ts')).localProvisionerCommand),

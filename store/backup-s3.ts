@@ -35,12 +35,12 @@ export interface SourceOptions {
 }
 
 let protos: grpc.GrpcObject | undefined;
-function ctor(name: 'Maintenance' | 'Auth'): grpc.ServiceClientConstructor {
+export function ctor(name: 'Maintenance' | 'Auth' | 'Watch' | 'Lease' | 'KV'): grpc.ServiceClientConstructor {
   protos ??= loadProtos();
   return (protos['etcdserverpb'] as grpc.GrpcObject)[name] as grpc.ServiceClientConstructor;
 }
 
-async function token(ep: string, o: SourceOptions): Promise<grpc.Metadata> {
+export async function token(ep: string, o: SourceOptions): Promise<grpc.Metadata> {
   const md = new grpc.Metadata();
   if (!o.user) return md;
   const [name, ...rest] = o.user.split(':');

@@ -109,7 +109,20 @@ export function restoreMember(o: RestoreOptions): { memberId: string; revision: 
   } catch (cause) {
     throw new BallastError('STORE_ERR_BACKUP_INVALID', `cannot read snapshot ${o.backup}: ${(cause as Error).message}`, { cause });
   }
-  const { revision, state } = decodeBackup(buf, o.backup);
+  const { state } = decodeBackup(buf, o.backup);
+  return restoreState(o, state);
+}
+
+/**
+ * Build a member data directory from a store's state (a decoded backup, or one a point-in-time
+ * restore replayed the archive onto): the keys, revisions, leases and users are kept; the
+ * membership comes from the options. Refuses a non-empty directory.
+ */
+export function restoreState(o: Omit<RestoreOptions, 'backup'>, state: StateMachineState): { memberId: string; revision: number } {
+  if (existsSync(o.dataDir) && readdirSync(o.dataDir).length > 0) {
+    throw catalogue.error('STORE_ERR_DATA_DIR', `--data-dir ${o.dataDir} is not empty; restore into a new directory`);
+  }
+  const revision = state.mvcc.rev;
   const voters = [...o.initialCluster].map(([name, urls]) => ({ name, urls, id: memberId(urls, o.token) }));
   const self = memberId(o.advertisePeerUrls, o.token);
   if (!voters.some((v) => v.id === self)) throw catalogue.error('STORE_ERR_DATA_DIR', `--initial-advertise-peer-urls ${o.advertisePeerUrls.join(',')} is not in --initial-cluster`);

@@ -5,7 +5,8 @@
  * only by the commands that reach object storage, never by the store or the sidecar.
  *
  * Layout under `<bucket>/<prefix>`: `<name>.snap` (a store snapshot, store/backup.ts) and
- * `<name>.json` (its manifest: revision, size, sha256, times). An upload becomes visible only when
+ * `<name>.json` (its manifest: revision, size, sha256, times); `wal/` holds the point-in-time
+ * archive (store/archive.ts). An upload becomes visible only when
  * its multipart upload completes, and the manifest is written only after that: a backup without a
  * manifest is not listed as usable, so a failed or cut-off backup is never restored from.
  *
@@ -102,6 +103,15 @@ export class ObjectStore {
     await this.#call(() => this.#s3.send(new PutObjectCommand({ Bucket: this.#cfg.bucket, Key: this.key(name), Body: text, ContentType: 'application/json' })), `write ${this.key(name)}`);
   }
 
+  async putBytes(name: string, body: Buffer): Promise<void> {
+    await this.#call(() => this.#s3.send(new PutObjectCommand({ Bucket: this.#cfg.bucket, Key: this.key(name), Body: body, ContentType: 'application/octet-stream' })), `write ${this.key(name)}`);
+  }
+
+  async getBytes(key: string): Promise<Buffer> {
+    const r = await this.#call(() => this.#s3.send(new GetObjectCommand({ Bucket: this.#cfg.bucket, Key: key })), `read ${key}`);
+    return Buffer.from(await (r.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+  }
+
   /** The object's bytes as a stream. */
   async download(key: string): Promise<Readable> {
     const r = await this.#call(() => this.#s3.send(new GetObjectCommand({ Bucket: this.#cfg.bucket, Key: key })), `read ${key}`);
@@ -127,7 +137,8 @@ export class ObjectStore {
 
   /** The completed backups (those with a manifest), oldest first. */
   async backups(): Promise<BackupManifest[]> {
-    const keys = (await this.list()).filter((o) => o.key.endsWith('.json'));
+    // The point-in-time archive (`wal/`, store/archive.ts) is not a backup.
+    const keys = (await this.list()).filter((o) => o.key.endsWith('.json') && !o.key.startsWith(`${this.prefix}wal/`));
     const out: BackupManifest[] = [];
     for (const k of keys) {
       try {

@@ -197,6 +197,23 @@ export class StateMachine {
     }
   }
 
+  /**
+   * Apply one write from a point-in-time archive (store/archive.ts) as the cluster applied it:
+   * its puts and deletions, in order, at the next revision. No auth or quota checks (the cluster
+   * made them when it first applied the write). A put's lease unknown here is granted first, with
+   * the TTL the archive recorded for it. Returns the events the write produced.
+   */
+  applyArchived(ops: Array<{ put: { key: string; value: string; lease: string } } | { del: string }>, ttlOf: (lease: string) => number | undefined): Event[] {
+    for (const op of ops) {
+      if (!('put' in op) || op.put.lease === '0' || this.leases.has(op.put.lease)) continue;
+      this.leases.set(op.put.lease, { id: op.put.lease, ttl: ttlOf(op.put.lease) ?? minArchivedTtl, keys: new Set() });
+    }
+    const success: RequestOp[] = ops.map((op) => ('put' in op
+      ? { put: { ...op.put, prevKv: false, ignoreValue: false, ignoreLease: false } }
+      : { deleteRange: { key: op.del, rangeEnd: '', prevKv: false } }));
+    return this.#kv(this.mvcc.txn({ compare: [], success, failure: [] })).events;
+  }
+
   #kv(r: { result: unknown; events: Event[]; revision: number }): ApplyResult {
     // Keep lease attachments in step with every write: whatever wrote the key, its events say
     // which lease it left and which it joined.
@@ -312,6 +329,9 @@ export class StateMachine {
     for (const kv of all.kvs) if (kv.lease !== '0') this.leases.get(kv.lease)?.keys.add(kv.key);
   }
 }
+
+/** The TTL of an archived lease whose TTL was not recorded (it was gone when the archiver asked): etcd's minimum. */
+const minArchivedTtl = 5;
 
 function needsUpgrade() {
   return catalogue.error('STORE_ERR_AUTH_NEEDS_UPGRADE', 'etcdserver: auth needs every member to run ballast 0.2.0 or later (a member reads format 1 only); finish the upgrade first');
