@@ -82,6 +82,8 @@ describe('kubectl ballast', () => {
     assert.equal(made.spec.storage.size, '4Gi');
     assert.equal(made.spec.tls, undefined, 'the old cluster\'s certificates name the old cluster');
     assert.equal((restoredCluster('r', bk('orders-a', '2026-12-02T10:00:00Z', { phase: 'Succeeded' }), undefined, 1) as StoreCluster).spec.replicas, 1);
+    // A point in time after the backup: the target goes into spec.restore as given.
+    assert.deepEqual((restoredCluster('r', bk('orders-a', '2026-12-02T10:00:00Z', { phase: 'Succeeded' }), source, undefined, { toTime: '2026-12-02T10:30:00Z' }) as StoreCluster).spec.restore, { backup: 'orders-a', toTime: '2026-12-02T10:30:00Z' });
     assert.match(restoredCluster('r', bk('orders-b', '2026-12-02T10:00:00Z', { phase: 'Failed', message: 'no bucket' }), source, undefined) as string, /is Failed, not Succeeded: only a completed backup restores \(no bucket\)/);
   });
 
@@ -94,5 +96,7 @@ describe('kubectl ballast', () => {
     assert.deepEqual(await run('status', '-o', 'wide').then((r) => [r.code, /allowed formats are json and yaml/.test(r.err)]), [2, true]);
     assert.deepEqual(await run('frobnicate').then((r) => [r.code, /unknown command "frobnicate"/.test(r.err)]), [2, true]);
     assert.deepEqual(await run('status', '--bogus').then((r) => [r.code, /Unknown option '--bogus'/.test(r.err)]), [2, true]);
+    assert.deepEqual(await run('restore', 'r', '--from', 'b', '--to-time', 'yesterday').then((r) => [r.code, /--to-time yesterday: give an RFC 3339 time/.test(r.err)]), [2, true]);
+    assert.deepEqual(await run('restore', 'r', '--from', 'b', '--to-revision', '0').then((r) => [r.code, /--to-revision 0: give a revision/.test(r.err)]), [2, true]);
   });
 });

@@ -11,7 +11,8 @@
  * - `backup NAME [--backup-name B] [--storage-from S]`: a StoreBackup of the cluster now, with the
  *   storage of a StoreBackupSchedule or StoreBackup (default: the cluster's schedule, else its
  *   newest backup); `backups [NAME]`: the backups, newest first.
- * - `restore NEW --from BACKUP`: a new StoreCluster restored from a backup, shaped like the
+ * - `restore NEW --from BACKUP [--to-revision R|--to-time T]`: a new StoreCluster restored from a
+ *   backup (to a point in time after it, from its schedule's archive), shaped like the
  *   cluster the backup was taken of (version, size, storage, resources, timing).
  *
  * Rendering and the objects made are pure (`renderList`, `renderOne`, `renderPlan`,
@@ -48,6 +49,8 @@ Flags:
                          (default: the cluster's schedule, else its newest backup)
       --from BACKUP      restore: the StoreBackup to restore (Succeeded)
       --replicas N       restore: members of the new cluster (default: as the backed-up cluster)
+      --to-revision R    restore: point in time: the backup, then its schedule's archive up to revision R
+      --to-time T        restore: point in time: up to the last change archived at or before T (RFC 3339)
       --dry-run          backup, restore: print the object (yaml, or -o json) instead of creating it
 `;
 
@@ -158,7 +161,7 @@ export function backupOf(sc: StoreCluster, storage: BackupStorage, name: string)
  * exists (version, replicas, storage, resources, timing, compaction, quota); TLS and auth are left
  * out, their Secrets belong to the old cluster's names. Or why not.
  */
-export function restoredCluster(name: string, backup: StoreBackup, source: StoreCluster | undefined, replicas: number | undefined): StoreCluster | string {
+export function restoredCluster(name: string, backup: StoreBackup, source: StoreCluster | undefined, replicas: number | undefined, target: { toRevision?: number; toTime?: string } = {}): StoreCluster | string {
   if (backup.status?.phase !== 'Succeeded') return `StoreBackup ${backup.metadata.name} is ${backup.status?.phase ?? 'Pending'}, not Succeeded: only a completed backup restores${backup.status?.message ? ` (${backup.status.message})` : ''}`;
   const from = source?.spec;
   const spec: Partial<StoreCluster['spec']> = {
@@ -168,7 +171,7 @@ export function restoredCluster(name: string, backup: StoreBackup, source: Store
     ...(from?.image ? { image: from.image } : {}),
     ...(from?.quotaBytes ? { quotaBytes: from.quotaBytes } : {}),
     ...(from?.snapshotCount ? { snapshotCount: from.snapshotCount } : {}),
-    restore: { backup: backup.metadata.name },
+    restore: { backup: backup.metadata.name, ...target },
   };
   return { apiVersion: `${group}/${version}`, kind: 'StoreCluster', metadata: { name, namespace: backup.metadata.namespace }, spec: spec as StoreCluster['spec'] };
 }
@@ -192,6 +195,7 @@ export const kubectlCommand: Command = {
           namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, output: { type: 'string', short: 'o' },
           kubeconfig: { type: 'string' }, context: { type: 'string' }, approve: { type: 'string' }, help: { type: 'boolean', short: 'h' },
           'backup-name': { type: 'string' }, 'storage-from': { type: 'string' }, from: { type: 'string' }, replicas: { type: 'string' }, 'dry-run': { type: 'boolean' },
+          'to-revision': { type: 'string' }, 'to-time': { type: 'string' },
         },
       });
     } catch (err) {
@@ -250,12 +254,26 @@ export const kubectlCommand: Command = {
           io.err(`error: --replicas ${v.replicas}: give a whole number from 1 to 7\n`);
           return 2;
         }
+        const toRevision = v['to-revision'] === undefined ? undefined : Number(v['to-revision']);
+        if (toRevision !== undefined && !(Number.isSafeInteger(toRevision) && toRevision >= 1)) {
+          io.err(`error: --to-revision ${v['to-revision']}: give a revision (a whole number, 1 or more)\n`);
+          return 2;
+        }
+        const toTime = v['to-time'];
+        if (toTime !== undefined && (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/.test(toTime) || Number.isNaN(Date.parse(toTime)))) {
+          io.err(`error: --to-time ${toTime}: give an RFC 3339 time, such as 2026-12-02T14:03:00Z\n`);
+          return 2;
+        }
+        if (toRevision !== undefined && toTime !== undefined) {
+          io.err('error: give --to-revision or --to-time, not both\n');
+          return 2;
+        }
         const backup = (await api.getNamespacedCustomObject({ group, version, namespace, plural: 'storebackups', name: v.from }).catch((err: unknown) => {
           if ((err as { code?: number }).code === 404) throw new Error(`storebackup "${v.from}" not found in namespace "${namespace}"; list them with kubectl ballast backups -n ${namespace}`);
           throw err;
         })) as StoreBackup;
         const source = await get(backup.spec.cluster).catch(() => undefined);
-        const made = restoredCluster(name, backup, source, replicas);
+        const made = restoredCluster(name, backup, source, replicas, { ...(toRevision !== undefined ? { toRevision } : {}), ...(toTime !== undefined ? { toTime } : {}) });
         if (typeof made === 'string') {
           io.err(`error: ${made}\n`);
           return 1;

@@ -5,7 +5,7 @@
  * starts at once). Metrics: reconciles by result, their duration, queue depth, leadership.
  */
 import { hostname } from 'node:os';
-import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, PatchStrategy, type V1EndpointSlice, type V1Job, type V1Pod, type V1Service, type V1StatefulSet, setHeaderOptions } from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, KubernetesObjectApi, type KubernetesListObject, PatchStrategy, type V1EndpointSlice, type V1Job, type V1Pod, type V1Service, type V1StatefulSet, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { SharedInformer } from '../lib/kube/informer.ts';
@@ -159,7 +159,7 @@ export class Operator {
       },
     });
     this.#scheduleController = new StoreBackupScheduleController({
-      custom, schedules: this.#schedules, backups: this.#backups, clusters: this.#clusters, clock: o.clock,
+      custom, apps, objects: KubernetesObjectApi.makeApiClient(kc), schedules: this.#schedules, backups: this.#backups, clusters: this.#clusters, clock: o.clock,
       event: (s, type, reason, message) => this.#event('StoreBackupSchedule', s, type, reason, message),
       metrics: {
         lastSuccess: o.metrics.gauge('ballast_operator_backup_schedule_last_success_timestamp_seconds', 'When the schedule\'s newest successful backup completed (seconds since the epoch); its creation time until one has.', ['namespace', 'schedule', 'cluster']),

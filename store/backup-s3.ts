@@ -15,6 +15,7 @@ import { loadProtos } from './api/protos.ts';
 import { catalogue } from './errors.ts';
 import type { BackupManifest, ObjectStore } from './object-store.ts';
 import { backupNamePattern, expired, type Retention } from '../lib/retention.ts';
+import { parseSegmentKey } from './archive.ts';
 
 type Wire = Record<string, unknown>;
 interface MaintenanceClient extends grpc.Client {
@@ -120,8 +121,9 @@ export async function saveBackup(store: ObjectStore, name: string, o: SourceOpti
 
 /**
  * Delete a schedule's backups its retention lets go (lib/retention.ts), each manifest before its
- * snapshot, so a backup stops being listed before any of its bytes go. Only backups named
- * `<schedule>-<time>` are looked at. Returns the names deleted.
+ * snapshot, so a backup stops being listed before any of its bytes go; then the archive's
+ * segments older than every backup left. Only backups named `<schedule>-<time>` are looked at.
+ * Returns the names deleted.
  */
 export async function pruneBackups(store: ObjectStore, schedule: string, r: Retention, now: number): Promise<string[]> {
   const pattern = backupNamePattern(schedule);
@@ -131,7 +133,22 @@ export async function pruneBackups(store: ObjectStore, schedule: string, r: Rete
     await store.remove([store.key(`${name}.json`)]);
     await store.remove([store.key(`${name}.snap`)]);
   }
+  await pruneArchive(store);
   return names;
+}
+
+/**
+ * Delete the point-in-time archive's segments no restore can use: those wholly at or below the
+ * oldest backup left (a restore starts from a backup and replays what comes after it). Returns
+ * how many were deleted.
+ */
+export async function pruneArchive(store: ObjectStore): Promise<number> {
+  const left = await store.backups();
+  if (left.length === 0) return 0;
+  const oldest = Math.min(...left.map((b) => b.revision));
+  const useless = (await store.list('wal/')).map((o) => parseSegmentKey(o.key)).filter((r) => r !== undefined && r.last <= oldest).map((r) => (r as { key: string }).key);
+  for (let i = 0; i < useless.length; i += 500) await store.remove(useless.slice(i, i + 500));
+  return useless.length;
 }
 
 /** A member's HashKV at `revision` (etcdctl endpoint hashkv --rev). */

@@ -20,6 +20,8 @@ export interface StoreBackupScheduleSpec {
   /** Verify each backup by restoring it (StoreBackup spec.verify). */
   verify?: boolean;
   suspend?: boolean;
+  /** Archive every change between backups, for restores to any revision or time (store/archive.ts). */
+  pointInTime?: { enabled?: boolean; segmentSeconds?: number };
 }
 
 export interface StoreBackupScheduleStatus {
@@ -31,6 +33,8 @@ export interface StoreBackupScheduleStatus {
   lastSuccessfulTime?: string;
   /** Successful backups it keeps now. */
   backups?: number;
+  /** The archiver's Deployment, while pointInTime is enabled, and whether it runs. */
+  archiver?: { name: string; ready: boolean };
   conditions?: V1Condition[];
 }
 
@@ -56,6 +60,10 @@ export const storeBackupScheduleCrd: CrdDefinition = {
     retention: retentionSchema('What to keep. Without it every backup is kept.'),
     verify: openapi.bool('Verify each backup: restore it into a throw-away one-member cluster (a Job) and compare its HashKV at the backup\'s revision with the source\'s; a backup that fails verification does not count as a good one for retention.', { default: false }),
     suspend: openapi.bool('Make no new backups while true (retention still applies).', { default: false }),
+    pointInTime: openapi.object('Point-in-time recovery: a Deployment (<schedule>-archiver) watches the cluster and archives every change to the same storage (under wal/), so a StoreCluster can be restored to any revision or time after the oldest kept backup (spec.restore.toRevision, toTime), not only to a backup. The archive\'s segments older than the oldest kept backup are deleted with it.', {
+      enabled: openapi.bool('Run the archiver.', { default: false }),
+      segmentSeconds: openapi.int('Write the archive at least this often while changes wait: about how much of the newest data a restore can miss (the recovery point objective).', { minimum: 1, maximum: 3600, default: 5 }),
+    }),
   }, { required: ['cluster', 'schedule', 'storage'] }),
   status: openapi.object('What the schedule did.', {
     observedGeneration: openapi.int('The .metadata.generation the status describes.'),
@@ -65,6 +73,10 @@ export const storeBackupScheduleCrd: CrdDefinition = {
     lastSuccessfulBackup: openapi.string('The newest StoreBackup of this schedule that succeeded.'),
     lastSuccessfulTime: openapi.string('When it completed (RFC 3339).'),
     backups: openapi.int('Successful backups of this schedule kept now.'),
+    archiver: openapi.object('The archiver of pointInTime.', {
+      name: openapi.string('Its Deployment.'),
+      ready: openapi.bool('Whether it runs (an available replica).'),
+    }),
     conditions: conditionsSchema,
   }),
   columns: [

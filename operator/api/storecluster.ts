@@ -19,7 +19,7 @@ export interface StoreClusterSpec {
   tls?: { clientSecretName?: string; peerSecretName?: string };
   auth?: { enabled: boolean; rootSecretName?: string };
   /** Start from a backup: every member's data directory is restored from it before the store starts. */
-  restore?: { backup: string };
+  restore?: { backup: string; toRevision?: number; toTime?: string };
   quotaBytes?: string;
   snapshotCount?: number;
   compaction: { mode: 'periodic' | 'revision'; retention: string };
@@ -121,7 +121,9 @@ export const storeClusterCrd: CrdDefinition = {
     }, { 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'spec.tls cannot change after creation: members would stop understanding each other mid-way; create a new StoreCluster and restore a snapshot into it' }] }),
     restore: openapi.object('Create the cluster from a backup: before any member starts, each one\'s data directory is restored from the named StoreBackup (same namespace, Succeeded), checked against its manifest\'s size and sha256, so the cluster starts with the backup\'s keys, values and revisions. Used only while the cluster is first created; set it when the StoreCluster is created.', {
       backup: openapi.string('The StoreBackup to restore from.', { minLength: 1 }),
-    }, { required: ['backup'] }),
+      toRevision: openapi.int('Point in time: restore the cluster as it was at this revision: the backup, then the changes its schedule\'s archiver archived after it (StoreBackupSchedule spec.pointInTime), replayed up to this revision. At or after the backup\'s revision. Members wait (their restore container retries) until the archive reaches it.', { minimum: 1 }),
+      toTime: openapi.string('Point in time: restore the cluster as it was at this time (RFC 3339): the last change archived at or before it. Members wait until the archive reaches it.', { format: 'date-time' }),
+    }, { required: ['backup'], 'x-kubernetes-validations': [{ rule: '!(has(self.toRevision) && has(self.toTime))', message: 'spec.restore: give toRevision or toTime, not both' }] }),
     auth: openapi.object('etcd\'s auth: users, roles and key-range permissions. When enabled, the operator makes a root user whose password it keeps in a Secret of type kubernetes.io/basic-auth (created with a random password unless it exists), turns auth on, and authenticates its own calls as root. Clients then need a user: read the Secret, or have root add users and roles (etcdctl user add, role grant-permission). Setting enabled to false turns auth off again.', {
       enabled: openapi.bool('Turn auth on (true) or off (false).', { default: false }),
       rootSecretName: openapi.string('The root user\'s Secret (keys username, password); default <name>-root. To bring your own password, create it before enabling auth.'),

@@ -1,10 +1,11 @@
 /**
  * The StoreBackupSchedule reconciler: observe (the schedule, the StoreBackups it made, its
  * StoreCluster, from the informers' caches), decide (operator/plan/storebackupschedule.ts), act
- * (create the due StoreBackup, delete those the retention lets go, record Events, write status,
- * set the gauges the backup-age alert reads). It wakes just after the next scheduled time.
+ * (create the due StoreBackup, delete those the retention lets go, run or remove the archiver of
+ * pointInTime, record Events, write status, set the gauges the backup-age alert reads). It wakes
+ * just after the next scheduled time, and every 10 s while the archiver is not running yet.
  */
-import type { CustomObjectsApi } from '@kubernetes/client-node';
+import type { AppsV1Api, CustomObjectsApi, KubernetesObjectApi, V1Deployment } from '@kubernetes/client-node';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Gauge } from 'prom-client';
 import type { Clock } from '../../lib/clock.ts';
@@ -14,6 +15,8 @@ import type { StoreBackup } from '../api/storebackup.ts';
 import type { StoreBackupSchedule } from '../api/storebackupschedule.ts';
 import { group, version, type StoreCluster } from '../api/storecluster.ts';
 import { planSchedule } from '../plan/storebackupschedule.ts';
+import { archiverName } from '../specs/storebackup.ts';
+import { fieldManager } from '../specs/storecluster.ts';
 
 export interface StoreBackupScheduleMetrics {
   /** When the schedule's newest successful backup completed (seconds since the epoch). */
@@ -24,6 +27,9 @@ export interface StoreBackupScheduleMetrics {
 
 export interface StoreBackupScheduleControllerDeps {
   custom: CustomObjectsApi;
+  /** The archiver's Deployment (pointInTime): read, applied (server-side), deleted. */
+  apps: AppsV1Api;
+  objects: KubernetesObjectApi;
   schedules: SharedInformer<StoreBackupSchedule>;
   backups: SharedInformer<StoreBackup>;
   clusters: SharedInformer<StoreCluster>;
@@ -36,6 +42,8 @@ export class StoreBackupScheduleController {
   readonly #d: StoreBackupScheduleControllerDeps;
   readonly #written = new Map<string, string>();
   readonly #labels = new Map<string, { namespace: string; schedule: string; cluster: string }>();
+  /** What was applied last per archiver, and when: unchanged ones are applied again after 10 min. */
+  readonly #applied = new Map<string, { body: string; at: number }>();
 
   constructor(d: StoreBackupScheduleControllerDeps) {
     this.#d = d;
@@ -58,7 +66,19 @@ export class StoreBackupScheduleController {
     const backups = this.#d.backups.list().filter((b) => b.metadata.namespace === ns);
     // A schedule that has not succeeded yet counts its age from its creation, so the alert fires
     // for one that never works, too.
-    const step = planSchedule(s, { backups, clusterExists: Boolean(this.#d.clusters.get(`${ns}/${s.spec.cluster}`)), now: this.#d.clock.wallNow() });
+    const cluster = this.#d.clusters.get(`${ns}/${s.spec.cluster}`);
+    const archiver = await this.#d.apps.readNamespacedDeployment({ namespace: ns, name: archiverName(s) }).catch((err: unknown) => {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    });
+    const step = planSchedule(s, { backups, clusterExists: Boolean(cluster), cluster, archiver, now: this.#d.clock.wallNow() });
+    if (step.applyArchiver) await this.#apply(step.applyArchiver);
+    if (step.deleteArchiver) {
+      await this.#d.apps.deleteNamespacedDeployment({ namespace: ns, name: step.deleteArchiver }).catch((err: unknown) => {
+        if ((err as { code?: number }).code !== 404) throw err;
+      });
+      this.#applied.delete(`${ns}/${step.deleteArchiver}`);
+    }
     if (step.create) {
       await this.#d.custom.createNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', body: step.create }).catch((err: unknown) => {
         if ((err as { code?: number }).code !== 409) throw err; // made already (a cache behind): fine
@@ -86,5 +106,15 @@ export class StoreBackupScheduleController {
       this.#written.set(key, sig);
     }
     return step.requeueMs;
+  }
+
+  async #apply(d: V1Deployment): Promise<void> {
+    const key = `${d.metadata?.namespace}/${d.metadata?.name}`;
+    const body = JSON.stringify(d);
+    const last = this.#applied.get(key);
+    const now = this.#d.clock.now();
+    if (last && last.body === body && now - last.at < 10 * 60_000) return;
+    await this.#d.objects.patch(d as never, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply);
+    this.#applied.set(key, { body, at: now });
   }
 }

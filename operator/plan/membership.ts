@@ -40,7 +40,7 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
     }
     return step({ phase: 'Bootstrapping', progressing: { status: 'True', reason: 'Bootstrapping', message: `starting ${want} members${source ? ` from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'})` : ''}` } },
       [{ do: 'applyStatefulSet', replicas: want, members, state: 'new', ...(source ? { restoreFrom: source } : {}) }],
-      [{ type: 'Normal', reason: 'Bootstrapping', message: `starting ${want} members: ${members.map((m) => m.name).join(', ')}${source ? `, each restored from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'}, ${source.status?.objectKey ?? ''})` : ''}` }]);
+      [{ type: 'Normal', reason: 'Bootstrapping', message: `starting ${want} members: ${members.map((m) => m.name).join(', ')}${source ? `, each restored from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'}, ${source.status?.objectKey ?? ''})${sc.spec.restore?.toRevision ? ` and the archive to revision ${sc.spec.restore.toRevision}` : sc.spec.restore?.toTime ? ` and the archive to ${sc.spec.restore.toTime}` : ''}` : ''}` }]);
   }
   const current = o.setReplicas;
   if (o.authProblem) {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StoreBackup } from '../api/storebackup.ts';
 import { scheduleLabel, type StoreBackupSchedule } from '../api/storebackupschedule.ts';
+import type { StoreCluster } from '../api/storecluster.ts';
 import { backupNamePattern, planSchedule, stamp } from './storebackupschedule.ts';
 
 const at = (iso: string) => Date.parse(iso);
@@ -131,5 +132,34 @@ describe('StoreBackupSchedule plan', () => {
 
   it('stamps sort as times do', () => {
     assert.equal(stamp(new Date('2026-12-01T01:02:03.456Z')), '20261201010203');
+  });
+
+  it('pointInTime: the archiver Deployment runs beside the schedule (its storage, the cluster\'s client Service, no sidecar, owned by the schedule), Archiving says whether it runs; turned off, it is deleted', () => {
+    const cluster = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'orders', namespace: 'shop' }, spec: { replicas: 3, version: '0.3.0' } } as unknown as StoreCluster;
+    const on = schedule({ pointInTime: { enabled: true, segmentSeconds: 2 } });
+    on.metadata.uid = 'u-1';
+    const starting = planSchedule(on, { backups: [], clusterExists: true, cluster, now: at('2026-12-01T00:40:00Z') });
+    const d = starting.applyArchiver!;
+    assert.equal(d.metadata?.name, 'nightly-archiver');
+    assert.deepEqual(d.metadata?.ownerReferences?.map((o) => [o.kind, o.name, o.uid, o.controller]), [['StoreBackupSchedule', 'nightly', 'u-1', true]]);
+    assert.equal(d.spec?.replicas, 1);
+    assert.equal(d.spec?.strategy?.type, 'Recreate');
+    assert.equal(d.spec?.template.metadata?.labels?.['ballast.dev/inject'], 'false');
+    const args = d.spec?.template.spec?.containers[0]?.args ?? [];
+    assert.deepEqual(args.slice(0, 3), ['backup', 'archive', '--endpoints=orders-client.shop.svc.cluster.local:2379']);
+    assert.ok(args.includes('--s3-prefix=shop/orders/') && args.includes('--segment-seconds=2') && args.includes('--s3-bucket=backups'), args.join(' '));
+    assert.deepEqual(starting.status.archiver, { name: 'nightly-archiver', ready: false });
+    assert.equal(starting.status.conditions?.find((c) => c.type === 'Archiving')?.reason, 'ArchiverStarting');
+    assert.ok(starting.requeueMs! <= 10_000, 'looks again soon while the archiver starts');
+    const running = planSchedule(on, { backups: [], clusterExists: true, cluster, archiver: { ...d, status: { availableReplicas: 1 } }, now: at('2026-12-01T00:40:10Z') });
+    assert.equal(running.status.conditions?.find((c) => c.type === 'Archiving')?.status, 'True');
+    assert.ok(running.requeueMs! > 10_000);
+    const off = planSchedule(schedule({}, running.status), { backups: [], clusterExists: true, cluster, archiver: d, now: at('2026-12-01T00:41:00Z') });
+    assert.equal(off.deleteArchiver, 'nightly-archiver');
+    assert.equal(off.applyArchiver, undefined);
+    assert.equal(off.status.archiver, undefined);
+    const gone = planSchedule(on, { backups: [], clusterExists: false, archiver: d, now: at('2026-12-01T00:41:00Z') });
+    assert.equal(gone.deleteArchiver, 'nightly-archiver');
+    assert.equal(gone.status.conditions?.find((c) => c.type === 'Archiving')?.reason, 'ClusterNotFound');
   });
 });

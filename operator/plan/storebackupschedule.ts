@@ -5,13 +5,15 @@
  * was down) is caught up once, with the latest time missed, as a CronJob does; a backup still
  * running when the next is due makes that one skipped.
  */
-import type { V1Condition } from '@kubernetes/client-node';
+import type { V1Condition, V1Deployment } from '@kubernetes/client-node';
 import { Cron } from 'croner';
 import { condition } from '../../lib/kube/conditions.ts';
 import { expired, parseAge } from '../../lib/retention.ts';
 export { backupNamePattern } from '../../lib/retention.ts';
 import { goodBackupsNewestFirst, isGoodBackup, type StoreBackup } from '../api/storebackup.ts';
 import { scheduleLabel, type StoreBackupSchedule, type StoreBackupScheduleStatus } from '../api/storebackupschedule.ts';
+import type { StoreCluster } from '../api/storecluster.ts';
+import { archiverDeployment, archiverName } from '../specs/storebackup.ts';
 import type { StepEvent } from './types.ts';
 
 export interface ScheduleStep {
@@ -19,6 +21,9 @@ export interface ScheduleStep {
   create?: StoreBackup;
   /** StoreBackups the retention lets go. */
   delete: string[];
+  /** pointInTime: the archiver's Deployment to apply, or the name of one to delete. */
+  applyArchiver?: V1Deployment;
+  deleteArchiver?: string;
   events: StepEvent[];
   requeueMs?: number;
   /** For the metrics: the newest successful backup's completion and the schedule's period (seconds). */
@@ -48,7 +53,7 @@ const finished = (b: StoreBackup) => b.status?.phase === 'Succeeded' || b.status
 /** Creation time in ms (the cache holds the API's string; the type says Date). */
 const created = (b: { metadata: { creationTimestamp?: Date | undefined } }) => (b.metadata.creationTimestamp ? new Date(b.metadata.creationTimestamp).getTime() || 0 : 0);
 
-export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]; clusterExists: boolean; now: number }): ScheduleStep {
+export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]; clusterExists: boolean; now: number; cluster?: StoreCluster | undefined; archiver?: V1Deployment | undefined }): ScheduleStep {
   const prev = s.status ?? {};
   const gen = s.metadata.generation ?? 0;
   const nowIso = new Date(o.now).toISOString();
@@ -74,8 +79,26 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
   if (newestDone?.status?.phase === 'Failed') set('LastBackupSucceeded', 'False', 'BackupFailed', `${newestDone.metadata.name} failed: ${newestDone.status.message ?? 'see its status'}`);
   else if (newestDone?.status?.verification?.phase === 'Failed') set('LastBackupSucceeded', 'False', 'VerificationFailed', `${newestDone.metadata.name} was saved, but restored it does not hash as the cluster did: ${newestDone.status.verification.message ?? 'see its status'}`);
   else if (newestDone) set('LastBackupSucceeded', 'True', 'BackupSucceeded', `${newestDone.metadata.name} succeeded`);
+  // Point in time: the archiver runs while enabled and the cluster exists, whatever the cron says.
+  const archiving = s.spec.pointInTime?.enabled === true;
+  let archiver: Partial<ScheduleStep> = {};
+  delete status.archiver;
+  if (archiving && o.cluster) {
+    const ready = (o.archiver?.status?.availableReplicas ?? 0) > 0;
+    archiver = { applyArchiver: archiverDeployment(s, o.cluster) };
+    status.archiver = { name: archiverName(s), ready };
+    set('Archiving', ready ? 'True' : 'False', ready ? 'Archiving' : 'ArchiverStarting', ready
+      ? `${archiverName(s)} archives every change of ${s.spec.cluster} (a segment at least every ${s.spec.pointInTime?.segmentSeconds ?? 5} s): a new StoreCluster can be restored to any revision or time after the oldest kept backup`
+      : `${archiverName(s)} is not running yet (see its pod); changes made meanwhile are archived when it starts, as long as the cluster has not compacted them`);
+  } else if (archiving) {
+    set('Archiving', 'False', 'ClusterNotFound', `StoreCluster ${s.spec.cluster} does not exist in namespace ${s.metadata.namespace}; nothing to archive`);
+    if (o.archiver) archiver = { deleteArchiver: archiverName(s) };
+  } else if (o.archiver) {
+    archiver = { deleteArchiver: archiverName(s) };
+  }
   const done = (requeueMs?: number, more: Partial<ScheduleStep> = {}): ScheduleStep => ({
-    status: { ...status, conditions: conds }, delete: drop, events, ...(requeueMs !== undefined ? { requeueMs } : {}),
+    ...archiver,
+    status: { ...status, conditions: conds }, delete: drop, events, ...(requeueMs !== undefined ? { requeueMs: archiving && !status.archiver?.ready ? Math.min(requeueMs, 10_000) : requeueMs } : archiving && !status.archiver?.ready ? { requeueMs: 10_000 } : {}),
     ...(newestGood?.status?.completedAt ? { lastSuccessSeconds: Date.parse(newestGood.status.completedAt) / 1000 } : {}), ...more,
   });
 

@@ -3,10 +3,11 @@
  * save`) and, with spec.verify, its verification (`ballast backup verify`). Their pods carry no
  * instance label: they are not members.
  */
-import type { V1EnvVar, V1Job, V1ResourceRequirements, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import type { StoreBackup } from '../api/storebackup.ts';
+import type { V1Deployment, V1EnvVar, V1Job, V1ResourceRequirements, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { BackupStorage, StoreBackup } from '../api/storebackup.ts';
+import type { StoreBackupSchedule } from '../api/storebackupschedule.ts';
 import type { StoreCluster } from '../api/storecluster.ts';
-import { clientPort, defaultMemberResources, imageOf, labels, memberName, peerServiceName, rootSecretName, tlsDir } from './storecluster.ts';
+import { clientPort, clientServiceName, defaultMemberResources, imageOf, labels, memberName, peerServiceName, rootSecretName, tlsDir } from './storecluster.ts';
 
 export const backupLabel = 'ballast.dev/storebackup';
 export const jobName = (sb: StoreBackup) => `${sb.metadata.name}-backup`.slice(0, 63).replace(/-+$/, '');
@@ -22,12 +23,12 @@ export const verifyAttempts = 2;
  * injected sidecar left them unable to reach any member (found by the observability e2e).
  */
 const noSidecar = { 'ballast.dev/inject': 'false' };
-export const defaultPrefix = (sb: StoreBackup) => `${sb.metadata.namespace}/${sb.spec.cluster}/`;
+export const defaultPrefix = (sb: { metadata: { namespace: string }; spec: { cluster: string } }) => `${sb.metadata.namespace}/${sb.spec.cluster}/`;
 /** Attempts before the backup is Failed (the Job controller waits 10 s, 20 s, 40 s... between). */
 export const backupAttempts = 3;
 
 const secretEnv = (name: string, secret: string, key: string) => ({ name, valueFrom: { secretKeyRef: { name: secret, key } } });
-const storageArgs = (sb: StoreBackup) => {
+const storageArgs = (sb: { metadata: { namespace: string }; spec: { cluster: string; storage: BackupStorage } }) => {
   const st = sb.spec.storage;
   return [`--s3-endpoint=${st.endpoint}`, `--s3-bucket=${st.bucket}`, `--s3-prefix=${st.prefix ?? defaultPrefix(sb)}`, `--s3-region=${st.region}`, ...(st.caSecret ? ['--s3-ca-file=/etc/ballast/s3-ca/ca.crt'] : [])];
 };
@@ -110,4 +111,61 @@ export function backupJob(sb: StoreBackup, sc: StoreCluster): V1Job {
     mounts: tls ? [{ name: 'tls-client', mountPath: `${tlsDir}/client`, readOnly: true }] : [],
     volumes: tls ? [{ name: 'tls-client', secret: { secretName: sc.spec.tls?.clientSecretName as string, defaultMode: 0o440 } }] : [],
   });
+}
+
+/** The archiver of a schedule with pointInTime: `<schedule>-archiver`. */
+export const archiverName = (s: StoreBackupSchedule) => `${s.metadata.name}-archiver`;
+export const archiverComponent = 'archiver';
+export const archiverMetricsPort = 8080;
+
+/**
+ * The Deployment that archives every change of a schedule's cluster for point-in-time recovery
+ * (`ballast backup archive`, store/archiver.ts) into the schedule's storage, beside its backups.
+ * One replica, replaced by Recreate (two at once would only write the same revisions twice); it
+ * reaches the cluster through its client Service, so scaling the cluster changes nothing here.
+ * Owned by the schedule: deleting the schedule stops archiving; the archive stays.
+ */
+export function archiverDeployment(s: StoreBackupSchedule, sc: StoreCluster): V1Deployment {
+  const st = s.spec.storage;
+  const tls = Boolean(sc.spec.tls?.clientSecretName);
+  const podLabels = { [labels.name]: 'ballast-archiver', [labels.managedBy]: 'ballast-operator', [labels.component]: archiverComponent, 'ballast.dev/storebackupschedule': s.metadata.name, ...noSidecar };
+  const selector = { [labels.component]: archiverComponent, 'ballast.dev/storebackupschedule': s.metadata.name };
+  const endpoint = `${clientServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local:${clientPort}`;
+  return {
+    apiVersion: 'apps/v1', kind: 'Deployment',
+    metadata: {
+      name: archiverName(s), namespace: s.metadata.namespace, labels: podLabels,
+      ownerReferences: [{ apiVersion: s.apiVersion, kind: 'StoreBackupSchedule', name: s.metadata.name, uid: s.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
+    },
+    spec: {
+      replicas: 1, strategy: { type: 'Recreate' }, selector: { matchLabels: selector },
+      template: {
+        metadata: { labels: podLabels },
+        spec: {
+          automountServiceAccountToken: false, securityContext: podSecurity, terminationGracePeriodSeconds: 30,
+          containers: [{
+            name: 'archiver', image: imageOf(sc),
+            args: [
+              'backup', 'archive', `--endpoints=${endpoint}`, ...storageArgs(s), `--segment-seconds=${s.spec.pointInTime?.segmentSeconds ?? 5}`, `--metrics-addr=0.0.0.0:${archiverMetricsPort}`,
+              ...(tls ? [`--cacert=${tlsDir}/client/ca.crt`, `--cert=${tlsDir}/client/tls.crt`, `--key=${tlsDir}/client/tls.key`] : []),
+            ],
+            env: [
+              secretEnv('AWS_ACCESS_KEY_ID', st.credentialsSecret, 'accessKeyId'), secretEnv('AWS_SECRET_ACCESS_KEY', st.credentialsSecret, 'secretAccessKey'),
+              ...(sc.spec.auth?.enabled ? [secretEnv('BALLAST_BACKUP_USER', rootSecretName(sc), 'username'), secretEnv('BALLAST_BACKUP_PASSWORD', rootSecretName(sc), 'password')] : []),
+            ],
+            ports: [{ name: 'metrics', containerPort: archiverMetricsPort }],
+            livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, failureThreshold: 6 },
+            readinessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 5 },
+            resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '512Mi' } },
+            securityContext: restricted,
+            volumeMounts: [...(tls ? [{ name: 'tls-client', mountPath: `${tlsDir}/client`, readOnly: true }] : []), ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : [])],
+          }],
+          volumes: [
+            ...(tls ? [{ name: 'tls-client', secret: { secretName: sc.spec.tls?.clientSecretName as string, defaultMode: 0o440 } }] : []),
+            ...(st.caSecret ? [{ name: 's3-ca', secret: { secretName: st.caSecret, defaultMode: 0o440 } }] : []),
+          ],
+        },
+      },
+    },
+  };
 }

@@ -274,7 +274,9 @@ export function downgradeRefusal(target: string, running: string[]): string | un
  * The init container of a cluster created from a backup: `ballast backup restore` of the
  * StoreBackup into the member's empty data directory, with the same --initial-cluster and token
  * on every member (so they restore the same state and membership), checked against the backup's
- * manifest. A member that has data already (a restart) is left as it is.
+ * manifest; with toRevision or toTime, the archive replayed onto it up to that point (every member
+ * replays the same segments: a target the archive has not reached yet fails the container, which
+ * the kubelet retries, until it has). A member that has data already (a restart) is left as it is.
  */
 function restoreContainer(sc: StoreCluster, sb: StoreBackup, initialCluster: string, advertisePeerUrl: string): V1Container {
   const st = sb.spec.storage;
@@ -283,6 +285,7 @@ function restoreContainer(sc: StoreCluster, sb: StoreBackup, initialCluster: str
     name: 'restore', image: imageOf(sc),
     args: [
       'backup', 'restore', sb.metadata.name, '--if-empty', `--data-dir=${dataDir}/data`, '--name=$(POD_NAME)',
+      ...(sc.spec.restore?.toRevision ? [`--to-revision=${sc.spec.restore.toRevision}`] : []), ...(sc.spec.restore?.toTime ? [`--to-time=${sc.spec.restore.toTime}`] : []),
       `--initial-cluster=${initialCluster}`, '--initial-cluster-token=$(CLUSTER_TOKEN)', `--initial-advertise-peer-urls=${advertisePeerUrl}`,
       `--s3-endpoint=${st.endpoint}`, `--s3-bucket=${st.bucket}`, `--s3-prefix=${st.prefix ?? `${sb.metadata.namespace}/${sb.spec.cluster}/`}`, `--s3-region=${st.region}`,
       ...(st.caSecret ? ['--s3-ca-file=/etc/ballast/s3-ca/ca.crt'] : []),
@@ -293,7 +296,8 @@ function restoreContainer(sc: StoreCluster, sb: StoreBackup, initialCluster: str
       secretEnv('AWS_ACCESS_KEY_ID', 'accessKeyId'), secretEnv('AWS_SECRET_ACCESS_KEY', 'secretAccessKey'),
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
-    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    // It holds the restored key space as the member will: the member's resources.
+    resources: sc.spec.resources ?? defaultMemberResources,
     securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
     volumeMounts: [{ name: 'data', mountPath: dataDir }, ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : [])],
   };

@@ -12,7 +12,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Etcd3 } from 'etcd3';
 import { type Seaweed, startSeaweed } from '../support/seaweedfs.ts';
 import { StoreCluster, bin } from '../support/store-cluster.ts';
@@ -192,5 +192,17 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
     const { c, out } = await restore(1, [`--to-revision=${last}`]);
     assert.match(out, /restored backup later /);
     assert.deepEqual(hash(c, last), [hash(src, last)[0]]);
+  });
+
+  it('retention: once the older backup is gone, a schedule\'s prune deletes the segments no restore can use any more (at or below the oldest backup left)', async () => {
+    const segments = async () => ((await weed.s3.send(new ListObjectsV2Command({ Bucket: 'pitr', Prefix: 'orders/wal/' }))).Contents ?? []).map((o) => o.Key!).filter((k) => k.endsWith('.seg'));
+    const lastOf = (k: string) => Number(/wal\/\d{16}-(\d{16})-/.exec(k)?.[1]);
+    const later = (JSON.parse(backup(['list', ...s3e(), '--output=json']).stdout) as { backups: Array<{ name: string; revision: number }> }).backups.find((b) => b.name === 'later')!.revision;
+    assert.ok((await segments()).some((k) => lastOf(k) <= later), 'segments before the later backup exist');
+    await weed.s3.send(new DeleteObjectsCommand({ Bucket: 'pitr', Delete: { Objects: [{ Key: 'orders/base.json' }, { Key: 'orders/base.snap' }] } }));
+    const r = backup(['save', ...s3e(), `--endpoints=${src.endpoints()}`, '--name=hourly-20261202000000', '--prune-schedule=hourly', '--keep=1']);
+    assert.equal(r.status, 0, r.stderr);
+    const left = await segments();
+    assert.ok(left.length > 0 && left.every((k) => lastOf(k) > later), left.join(' '));
   });
 });
