@@ -589,6 +589,53 @@ describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
     assert.notEqual(kubectl(['get', 'storecluster', 'orders-again']).status, 0, '--dry-run made nothing');
   });
 
+  it('point in time: a schedule with pointInTime runs its archiver; a StoreCluster restored from a backup with spec.restore.toRevision holds what was written after the backup up to that revision, hashing as the source there, and nothing after it', async (t) => {
+    await until(() => phase() === '3/Ready', 'Ready to begin with', 120_000);
+    const node = new URL(kubectl(['config', 'view', '--raw', '-o', 'jsonpath={.clusters[0].cluster.server}']).stdout.trim()).hostname;
+    const weed = await startSeaweed(join(stateDir, 'weed-pit'), node);
+    t.after(() => weed.stop());
+    await weed.createBucket('pitr');
+    const storage = { endpoint: weed.endpoint, bucket: 'pitr', credentialsSecret: 's3-pitr' };
+    const schedule = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackupSchedule', metadata: { name: 'orders-pit', namespace: 'default' },
+      spec: { cluster: 'orders', schedule: '0 0 1 1 *', suspend: true, storage, pointInTime: { enabled: true, segmentSeconds: 1 } } };
+    const base = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackup', metadata: { name: 'orders-pit-base', namespace: 'default' }, spec: { cluster: 'orders', storage } };
+    const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's3-pitr', namespace: 'default' }, stringData: { accessKeyId: weed.accessKeyId, secretAccessKey: weed.secretAccessKey } };
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [secret, schedule] })).status, 0);
+    t.after(() => kubectl(['delete', 'storebackupschedule', 'orders-pit', '--wait=false']));
+    await until(() => jsonpath(['storebackupschedule', 'orders-pit'], '{.status.conditions[?(@.type=="Archiving")].status}') === 'True', 'the archiver runs', 180_000);
+    assert.equal(jsonpath(['deployment', 'orders-pit-archiver'], '{.metadata.ownerReferences[0].name}'), 'orders-pit');
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(base)).status, 0);
+    await until(() => jsonpath(['storebackup', 'orders-pit-base'], '{.status.phase}') === 'Succeeded', 'the base backup Succeeded', 180_000);
+    const baseRev = Number(jsonpath(['storebackup', 'orders-pit-base'], '{.status.revision}'));
+    // Writes after the backup: the target is the revision after the first 150; 50 more follow.
+    const kv = new RetryingKv();
+    kv.setEndpoints(memberPods().map(([, ip]) => `${ip}:2379`));
+    for (let i = 0; i < 150; i++) await kv.put(`pit/${String(i).padStart(3, '0')}`, `v${i}`);
+    const endpoints = memberPods().map(([, ip]) => `${ip}:2379`).join(',');
+    const etcd = (...args: string[]) => spawnSync('etcdctl', [`--endpoints=${endpoints}`, ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+    const target = Number((JSON.parse(etcd('get', 'pit/149', '-w', 'json').stdout) as { kvs: Array<{ mod_revision: number }> }).kvs[0]!.mod_revision);
+    for (let i = 150; i < 200; i++) await kv.put(`pit/${String(i).padStart(3, '0')}`, `v${i}`);
+    kv.close();
+    assert.ok(target > baseRev, `the target ${target} is after the backup's revision ${baseRev}`);
+    const s3env = { ...process.env, AWS_ACCESS_KEY_ID: weed.accessKeyId, AWS_SECRET_ACCESS_KEY: weed.secretAccessKey };
+    const archive = () => (JSON.parse(spawnSync(bin, ['backup', 'list', `--s3-endpoint=${weed.endpoint}`, '--s3-bucket=pitr', '--s3-prefix=default/orders/', '--output=json'], { encoding: 'utf8', env: s3env }).stdout || '{}') as { archive?: { progress?: { revision: number } } }).archive;
+    const archiveStart = Date.now();
+    await until(() => (archive()?.progress?.revision ?? 0) >= target, 'the archive reaches the target revision', 60_000);
+    t.diagnostic(`archive reached revision ${target} ${Date.now() - archiveStart} ms after the write was acknowledged`);
+    const restored = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'then', namespace: 'default' }, spec: { replicas: 3, restore: { backup: 'orders-pit-base', toRevision: target } } };
+    assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(restored)).status, 0);
+    t.after(() => kubectl(['delete', 'storecluster', 'then', '--wait=false']));
+    await until(() => phase('then') === '3/Ready', 'the StoreCluster restored to a revision is Ready', 240_000);
+    const hashOf = (eps: string) => (JSON.parse(spawnSync('etcdctl', [`--endpoints=${eps}`, 'endpoint', 'hashkv', `--rev=${target}`, '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout || '[]') as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash);
+    const live = hashOf(endpoints);
+    assert.equal(new Set(live).size, 1);
+    const thenEndpoints = memberPods('then').map(([, ip]) => `${ip}:2379`).join(',');
+    assert.deepEqual(hashOf(thenEndpoints), [live[0], live[0], live[0]], 'every member hashes as the source at the target revision');
+    const keys = spawnSync('etcdctl', [`--endpoints=${thenEndpoints}`, 'get', 'pit/', '--prefix', '--keys-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } }).stdout.split('\n').filter(Boolean);
+    assert.equal(keys.length, 150, 'the keys written up to the target, none after');
+    assert.match(kubectl(['get', 'events', '--field-selector', 'involvedObject.name=then,reason=Bootstrapping', '-o', 'jsonpath={.items[*].message}']).stdout, new RegExp(`each restored from backup orders-pit-base .* and the archive to revision ${target}`));
+  });
+
   it('spec.tls: members serve clients and each other over TLS with certificates required both ways; the operator manages them through it', async (t) => {
     // A CA, one certificate for the members (both uses, the names the CRD documents) and one for a client.
     const dir = mkdtempSync(join(tmpdir(), 'ballast-sc-tls-'));
