@@ -132,7 +132,7 @@ describe('observability and deployment files', () => {
     const withCrds = render('--set', 'metrics.prometheusRule.enabled=true', '--set', 'metrics.podMonitors.enabled=true', '--api-versions', 'monitoring.coreos.com/v1/PrometheusRule', '--api-versions', 'monitoring.coreos.com/v1/PodMonitor');
     const rule = withCrds.find((o) => o.kind === 'PrometheusRule');
     assert.deepEqual(rule?.spec, parse(readFileSync(join(root, 'alerts', 'ballast.rules.yaml'), 'utf8')), 'the PrometheusRule carries exactly the tested rules');
-    assert.equal(withCrds.filter((o) => o.kind === 'PodMonitor').length, 2);
+    assert.equal(withCrds.filter((o) => o.kind === 'PodMonitor').length, 3, 'stores, archivers, sidecars');
   });
 
   it(`Argo CD health: Argo CD ${versions.argocd}'s own TestLuaHealthScript passes every sample of every kind, and the samples cover every status`, () => {
