@@ -85,6 +85,10 @@ export async function pickSource(o: SourceOptions): Promise<{ endpoint: string; 
 export async function saveBackup(store: ObjectStore, name: string, o: SourceOptions, now: () => Date = () => new Date()): Promise<BackupManifest> {
   const source = await pickSource(o);
   const startedAt = now();
+  // The default HTTP/2 window (64 KiB) on purpose: it paces the member. A 16 MiB window streamed
+  // twice as fast alone (1.2 s instead of 2.8 s for 128 MiB) and made the backup 25% shorter, but
+  // the member then spent its event loop pushing bytes and write p99 during the backup doubled
+  // (bench/backup.ts --quick: 99 ms → 202 ms; 49 ms without a backup). Writes come first.
   const c = new (ctor('Maintenance'))(source.endpoint, o.credentials ?? grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 }) as unknown as MaintenanceClient;
   const hash = createHash('sha256');
   let size = 0;
