@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { StoreBackup } from '../operator/api/storebackup.ts';
 import type { StoreBackupSchedule } from '../operator/api/storebackupschedule.ts';
 import type { RecoveryStatus, StoreCluster } from '../operator/api/storecluster.ts';
-import { approvalRefusal, backupOf, kubectlCommand, renderBackupLine, renderBackups, renderList, renderOne, renderPlan, restoredCluster, storageFor, table } from './kubectl.ts';
+import { approvalRefusal, backupOf, baseBackup, kubectlCommand, renderBackupLine, renderBackups, renderList, renderOne, renderPlan, restoredCluster, storageFor, table } from './kubectl.ts';
 
 const plan: RecoveryStatus = { planId: 'a1b2c3d4e5', state: 'AwaitingApproval', survivor: 'orders-0', survivorId: '8e9e05c52164694d', term: 3, index: 120, recreate: ['orders-1', 'orders-2'], loses: 'orders-1, orders-2 did not answer' };
 const sc = (status: StoreCluster['status']): StoreCluster & { metadata: { creationTimestamp: string } } => ({
@@ -85,6 +85,16 @@ describe('kubectl ballast', () => {
     // A point in time after the backup: the target goes into spec.restore as given.
     assert.deepEqual((restoredCluster('r', bk('orders-a', '2026-12-02T10:00:00Z', { phase: 'Succeeded' }), source, undefined, { toTime: '2026-12-02T10:30:00Z' }) as StoreCluster).spec.restore, { backup: 'orders-a', toTime: '2026-12-02T10:30:00Z' });
     assert.match(restoredCluster('r', bk('orders-b', '2026-12-02T10:00:00Z', { phase: 'Failed', message: 'no bucket' }), source, undefined) as string, /is Failed, not Succeeded: only a completed backup restores \(no bucket\)/);
+  });
+
+  it('restore --of CLUSTER starts from its newest good backup, or the newest one before the target; says why when there is none', () => {
+    const b = (name: string, cluster: string, revision: number, completedAt: string, extra: Partial<NonNullable<StoreBackup['status']>> = {}) => ({ ...bk(name, completedAt, { phase: 'Succeeded', revision, completedAt, ...extra }), spec: { cluster, storage: { endpoint: 'http://s3', bucket: 'b', region: 'us-east-1', credentialsSecret: 's' } } }) as StoreBackup;
+    const all = [b('o-1', 'orders', 100, '2026-12-02T10:00:00Z'), b('o-2', 'orders', 200, '2026-12-02T11:00:00Z'), b('o-3', 'orders', 300, '2026-12-02T12:00:00Z', { verification: { phase: 'Failed' } } as never), b('c-1', 'carts', 900, '2026-12-02T12:30:00Z')];
+    assert.equal((baseBackup(all, 'orders') as StoreBackup).metadata.name, 'o-2', 'the newest good one (o-3 failed verification)');
+    assert.equal((baseBackup(all, 'orders', { toRevision: 150 }) as StoreBackup).metadata.name, 'o-1');
+    assert.equal((baseBackup(all, 'orders', { toTime: '2026-12-02T10:59:00Z' }) as StoreBackup).metadata.name, 'o-1');
+    assert.match(baseBackup(all, 'orders', { toRevision: 50 }) as string, /no good backup of orders is before revision 50; the oldest is o-1 \(revision 100/);
+    assert.match(baseBackup(all, 'ghost') as string, /StoreCluster ghost has no good backup/);
   });
 
   it('bad usage exits 2 with a message naming the problem', async () => {

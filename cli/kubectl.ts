@@ -36,6 +36,7 @@ Commands:
   backup NAME                    back the StoreCluster up now (a StoreBackup)
   backups [NAME]                 the StoreBackups (of one StoreCluster), newest first
   restore NEW --from BACKUP      create StoreCluster NEW from a backup, shaped like the backed-up one
+  restore NEW --of CLUSTER       ... from CLUSTER's newest good backup (before --to-revision/--to-time)
 
 Flags:
   -n, --namespace NS     the namespace (default: the context's, else default)
@@ -48,6 +49,7 @@ Flags:
       --storage-from S   backup: take the object storage from StoreBackupSchedule or StoreBackup S
                          (default: the cluster's schedule, else its newest backup)
       --from BACKUP      restore: the StoreBackup to restore (Succeeded)
+      --of CLUSTER       restore: the newest good backup of CLUSTER (at or before the target)
       --replicas N       restore: members of the new cluster (default: as the backed-up cluster)
       --to-revision R    restore: point in time: the backup, then its schedule's archive up to revision R
       --to-time T        restore: point in time: up to the last change archived at or before T (RFC 3339)
@@ -176,6 +178,22 @@ export function restoredCluster(name: string, backup: StoreBackup, source: Store
   return { apiVersion: `${group}/${version}`, kind: 'StoreCluster', metadata: { name, namespace: backup.metadata.namespace }, spec: spec as StoreCluster['spec'] };
 }
 
+/**
+ * The backup a restore of `cluster` starts from (pure): its newest good one, or with a target,
+ * the newest good one the target is after (a revision at or below it; completed by the time, so
+ * its snapshot was taken before it). Or why none.
+ */
+export function baseBackup(backups: StoreBackup[], cluster: string, target: { toRevision?: number; toTime?: string } = {}): StoreBackup | string {
+  const good = goodBackupsNewestFirst(backups.filter((b) => b.spec.cluster === cluster));
+  const at = target.toTime ? Date.parse(target.toTime) : undefined;
+  const fit = good.find((b) => (target.toRevision === undefined || (b.status?.revision ?? Infinity) <= target.toRevision)
+    && (at === undefined || Date.parse(b.status?.completedAt ?? '') <= at));
+  if (fit) return fit;
+  if (good.length === 0) return `StoreCluster ${cluster} has no good backup (Succeeded, not failed verification); make one with kubectl ballast backup ${cluster}`;
+  const oldest = good[good.length - 1] as StoreBackup;
+  return `no good backup of ${cluster} is before ${target.toRevision !== undefined ? `revision ${target.toRevision}` : target.toTime}; the oldest is ${oldest.metadata.name} (revision ${oldest.status?.revision ?? '?'}, completed ${oldest.status?.completedAt ?? '?'})`;
+}
+
 function print(io: Io, value: unknown, output: string | undefined): boolean {
   if (output === 'json') io.out(`${JSON.stringify(value, null, 2)}\n`);
   else if (output === 'yaml') io.out(stringify(value));
@@ -195,7 +213,7 @@ export const kubectlCommand: Command = {
           namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, output: { type: 'string', short: 'o' },
           kubeconfig: { type: 'string' }, context: { type: 'string' }, approve: { type: 'string' }, help: { type: 'boolean', short: 'h' },
           'backup-name': { type: 'string' }, 'storage-from': { type: 'string' }, from: { type: 'string' }, replicas: { type: 'string' }, 'dry-run': { type: 'boolean' },
-          'to-revision': { type: 'string' }, 'to-time': { type: 'string' },
+          'to-revision': { type: 'string' }, 'to-time': { type: 'string' }, of: { type: 'string' },
         },
       });
     } catch (err) {
@@ -245,8 +263,8 @@ export const kubectlCommand: Command = {
         return 0;
       }
       if (cmd === 'restore') {
-        if (!name || !v.from) {
-          io.err('error: kubectl ballast restore needs the new StoreCluster\'s name and --from BACKUP\n');
+        if (!name || (!v.from && !v.of) || (v.from && v.of)) {
+          io.err('error: kubectl ballast restore needs the new StoreCluster\'s name and one of --from BACKUP or --of CLUSTER\n');
           return 2;
         }
         const replicas = v.replicas === undefined ? undefined : Number(v.replicas);
@@ -268,12 +286,23 @@ export const kubectlCommand: Command = {
           io.err('error: give --to-revision or --to-time, not both\n');
           return 2;
         }
-        const backup = (await api.getNamespacedCustomObject({ group, version, namespace, plural: 'storebackups', name: v.from }).catch((err: unknown) => {
-          if ((err as { code?: number }).code === 404) throw new Error(`storebackup "${v.from}" not found in namespace "${namespace}"; list them with kubectl ballast backups -n ${namespace}`);
-          throw err;
-        })) as StoreBackup;
+        const target = { ...(toRevision !== undefined ? { toRevision } : {}), ...(toTime !== undefined ? { toTime } : {}) };
+        let backup: StoreBackup;
+        if (v.of) {
+          const base = baseBackup(await listOf<StoreBackup>('storebackups'), v.of, target);
+          if (typeof base === 'string') {
+            io.err(`error: ${base}\n`);
+            return 1;
+          }
+          backup = base;
+        } else {
+          backup = (await api.getNamespacedCustomObject({ group, version, namespace, plural: 'storebackups', name: v.from as string }).catch((err: unknown) => {
+            if ((err as { code?: number }).code === 404) throw new Error(`storebackup "${v.from}" not found in namespace "${namespace}"; list them with kubectl ballast backups -n ${namespace}`);
+            throw err;
+          })) as StoreBackup;
+        }
         const source = await get(backup.spec.cluster).catch(() => undefined);
-        const made = restoredCluster(name, backup, source, replicas, { ...(toRevision !== undefined ? { toRevision } : {}), ...(toTime !== undefined ? { toTime } : {}) });
+        const made = restoredCluster(name, backup, source, replicas, target);
         if (typeof made === 'string') {
           io.err(`error: ${made}\n`);
           return 1;
