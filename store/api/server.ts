@@ -223,12 +223,12 @@ export class StoreApi {
         },
         HashKV: async (r, call) => {
           await this.#admin(call);
-          const h = this.#node.sm.mvcc.hashKV(Number(r['revision'] ?? 0));
+          const h = await this.#node.sm.mvcc.hashKVAsync(Number(r['revision'] ?? 0));
           return { header: this.#header(), hash: h.hash, compact_revision: String(h.compactRevision), hash_revision: String(h.hashRevision) };
         },
         Hash: async (_r, call) => {
           await this.#admin(call);
-          return { header: this.#header(), hash: this.#node.sm.mvcc.hashKV(0).hash };
+          return { header: this.#header(), hash: (await this.#node.sm.mvcc.hashKVAsync(0)).hash };
         },
         // The key space lives in memory and compaction already returns its space; nothing to defragment.
         Defragment: async (_r, call) => {

@@ -207,4 +207,23 @@ describe('mvcc: snapshots and hashes', () => {
     }
     assert.equal(a.hashKV(0).hash, h >>> 0);
   });
+
+  it('hashKVAsync yields between slices and hashes what hashKV does; writes made meanwhile are past its revision, a compaction meanwhile makes it start again', async () => {
+    const a = new MvccStore();
+    for (let i = 0; i < 300; i++) put(a, `k${i % 40}`, `value ${i} `.repeat(50));
+    const rev = a.revision;
+    const want = a.hashKV(rev);
+    // Small slices: it yields many times; each yield, a write lands.
+    const p = a.hashKVAsync(0, 1024);
+    const writer = setImmediate(() => put(a, 'k1', 'during'));
+    assert.deepEqual(await p, want);
+    clearImmediate(writer);
+    assert.ok(a.revision >= rev);
+    // A compaction between slices: the result is the hash of the compacted history.
+    const b = MvccStore.fromState(structuredClone(a.state()));
+    const q = b.hashKVAsync(0, 512);
+    setImmediate(() => b.compact(100));
+    assert.deepEqual(await q, b.hashKV(b.revision));
+    assert.equal((await q).compactRevision, 100);
+  });
 });
