@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { StoreBackup } from '../api/storebackup.ts';
 import { describe, it } from 'node:test';
 import type { StoreCluster } from '../api/storecluster.ts';
 import * as specs from './storecluster.ts';
@@ -34,6 +35,17 @@ describe('StoreCluster specs', () => {
     const env = statefulSet(withEnv, { replicas: 3, initialCluster: initialCluster(withEnv, 3), clusterState: 'new' }).spec?.template.spec?.containers[0]?.env ?? [];
     assert.deepEqual(env.map((e) => e.name), ['OTEL_EXPORTER_OTLP_ENDPOINT', 'POD_NAME', 'CLUSTER_TOKEN']);
     assert.ok(env.find((e) => e.name === 'CLUSTER_TOKEN')?.valueFrom?.secretKeyRef, 'the token still comes from its Secret');
+  });
+  it('members opt out of sidecar injection unless podTemplate.labels opts them in; a restore container gets the member\'s resources and the point-in-time target', () => {
+    const ss = statefulSet(sc, { replicas: 3, initialCluster: initialCluster(sc, 3), clusterState: 'new' });
+    assert.equal(ss.spec?.template.metadata?.labels?.['ballast.dev/inject'], 'false');
+    const optedIn: StoreCluster = { ...sc, spec: { ...sc.spec, podTemplate: { labels: { 'ballast.dev/inject': 'true' } } } };
+    assert.equal(statefulSet(optedIn, { replicas: 3, initialCluster: initialCluster(sc, 3), clusterState: 'new' }).spec?.template.metadata?.labels?.['ballast.dev/inject'], 'true');
+    const backup = { apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreBackup', metadata: { name: 'b1', namespace: sc.metadata.namespace }, spec: { cluster: 'orders', storage: { endpoint: 'http://s3', bucket: 'b', region: 'us-east-1', credentialsSecret: 's' } }, status: { phase: 'Succeeded' } } as StoreBackup;
+    const pit: StoreCluster = { ...sc, spec: { ...sc.spec, restore: { backup: 'b1', toTime: '2026-12-02T14:03:00Z' } } };
+    const init = statefulSet(pit, { replicas: 3, initialCluster: initialCluster(pit, 3), clusterState: 'new', restoreFrom: backup }).spec?.template.spec?.initContainers?.[0];
+    assert.ok(init?.args?.includes('--to-time=2026-12-02T14:03:00Z'), init?.args?.join(' '));
+    assert.deepEqual(init?.resources, statefulSet(pit, { replicas: 3, initialCluster: initialCluster(pit, 3), clusterState: 'new' }).spec?.template.spec?.containers[0]?.resources);
   });
   it('the StatefulSet is replaced by the operator (OnDelete), started in parallel, hardened, owned by the StoreCluster', () => {
     const ss = statefulSet(sc, { replicas: 3, initialCluster: initialCluster(sc, 3), clusterState: 'new' });

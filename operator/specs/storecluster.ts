@@ -162,7 +162,10 @@ export interface MemberSetOptions {
 
 export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSet {
   const spec = sc.spec;
-  const podLabels = { ...(spec.podTemplate?.labels ?? {}), ...commonLabels(sc), [labels.component]: 'member' };
+  // Members opt out of sidecar injection (a namespace with injection on would give each one a
+  // proxy it never uses: the store's clients and peers reach it directly); a podTemplate label
+  // ballast.dev/inject: "true" opts back in.
+  const podLabels = { 'ballast.dev/inject': 'false', ...(spec.podTemplate?.labels ?? {}), ...commonLabels(sc), [labels.component]: 'member' };
   const peerDomain = `$(POD_NAME).${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local`;
   const [cs, ps] = [clientScheme(sc), peerScheme(sc)];
   const tls = spec.tls ?? {};
