@@ -21,7 +21,7 @@ import { KvClient } from '../test/support/linearizability.ts';
 import { startSeaweed } from '../test/support/seaweedfs.ts';
 import { bin } from '../test/support/store-cluster.ts';
 import { machine, root, rssBytes, table, tryRun, writeResult } from './lib.ts';
-import { type System, etcdctl, startBallast, startEtcd } from './systems.ts';
+import { type System, etcdctl, putLoad, startBallast, startEtcd } from './systems.ts';
 
 const quick = process.argv.includes('--quick');
 const totalBytes = quick ? 128 * 2 ** 20 : 2 ** 30;
@@ -42,16 +42,6 @@ async function fill(sys: System): Promise<number> {
   return (performance.now() - start) / 1000;
 }
 
-interface Load { opsPerSec: number; p50ms: number; p99ms: number; errors: number }
-function loadGen(sys: System): Promise<Load> {
-  const loadgen = process.env['BALLAST_LOADGEN'] ?? `${root}.tools/loadgen`;
-  return new Promise((resolve, reject) => {
-    const p = spawn(loadgen, ['-endpoints', sys.endpoints.join(','), '-op', 'put', '-clients', '16', '-duration', `${loadMs}ms`, '-warmup', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Load) : reject(new Error(`loadgen exited ${code}`))));
-  });
-}
 
 /** Run a command to its end; seconds taken, and the peak RSS of `watch` meanwhile. */
 function timed(cmd: string, args: string[], env: Record<string, string> = {}, watch?: number): Promise<{ sec: number; peakRss: number; out: string }> {
@@ -88,9 +78,9 @@ async function main(): Promise<void> {
     try {
       const fillSec = await fill(etcd);
       const db = sizeOf(etcd);
-      const idle = await loadGen(etcd);
+      const idle = await putLoad(etcd, loadMs);
       const file = join(work, 'etcd.db');
-      const during = loadGen(etcd);
+      const during = putLoad(etcd, loadMs);
       const save = await timed('etcdctl', [`--endpoints=${etcd.endpoints[1]}`, 'snapshot', 'save', file], { ETCDCTL_API: '3' });
       const busy = await during;
       const restore = await timed('etcdctl', ['snapshot', 'restore', file, `--data-dir=${join(work, 'etcd-restored')}`], { ETCDCTL_API: '3' });
@@ -105,7 +95,7 @@ async function main(): Promise<void> {
     try {
       const fillSec = await fill(ballast);
       const db = sizeOf(ballast);
-      const idle = await loadGen(ballast);
+      const idle = await putLoad(ballast, loadMs);
       const file = join(work, 'ballast.db');
       const save = await timed('etcdctl', [`--endpoints=${ballast.endpoints[1]}`, 'snapshot', 'save', file], { ETCDCTL_API: '3' });
       const restore = await timed(bin, ['store', 'restore', file, `--data-dir=${join(work, 'ballast-restored')}`]);
@@ -116,7 +106,7 @@ async function main(): Promise<void> {
       const follower = ballast.endpoints.find((e) => e !== lead) as string;
       const followerPid = ballast.pids()[ballast.endpoints.indexOf(follower)] as number;
       const before = rssBytes(followerPid);
-      const during = loadGen(ballast);
+      const during = putLoad(ballast, loadMs);
       const up = await timed(bin, ['backup', 'save', ...s3Flags, `--endpoints=${follower}`, '--name=bench'], s3, followerPid);
       const busy = await during;
       const m = JSON.parse(up.out.trim().split('\n').pop() as string) as { size: number };

@@ -21,21 +21,11 @@ import { KvClient } from '../test/support/linearizability.ts';
 import { startSeaweed } from '../test/support/seaweedfs.ts';
 import { bin } from '../test/support/store-cluster.ts';
 import { machine, percentile, root, table, tryRun, writeResult } from './lib.ts';
-import { type System, etcdctl, startBallast, startEtcd } from './systems.ts';
+import { type System, etcdctl, putLoad, startBallast, startEtcd } from './systems.ts';
 
 const quick = process.argv.includes('--quick');
 const loadMs = quick ? 8_000 : 20_000;
 
-interface Load { opsPerSec: number; p50ms: number; p99ms: number; errors: number }
-function loadGen(sys: System): Promise<Load> {
-  const loadgen = process.env['BALLAST_LOADGEN'] ?? `${root}.tools/loadgen`;
-  return new Promise((resolve, reject) => {
-    const p = spawn(loadgen, ['-endpoints', sys.endpoints.join(','), '-op', 'put', '-clients', '16', '-duration', `${loadMs}ms`, '-warmup', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Load) : reject(new Error(`loadgen exited ${code}`))));
-  });
-}
 
 const revisionOf = (sys: System) => Number(/"revision":(\d+)/.exec(etcdctl([sys.endpoints[0] as string], ['endpoint', 'status', '-w', 'json'], 5_000))?.[1] ?? 0);
 
@@ -95,7 +85,7 @@ async function main(): Promise<void> {
   try {
     const etcd = await startEtcd();
     try {
-      const l = await loadGen(etcd);
+      const l = await putLoad(etcd, loadMs);
       rows.push({ system: 'etcd 3.4 (anchor)', archive: 'none (snapshots only)', opsPerSec: Math.round(l.opsPerSec), p50ms: l.p50ms, p99ms: l.p99ms, rpoP50ms: '', rpoP99ms: '', rpoMaxMs: '', errors: l.errors });
     } finally {
       await etcd.stop();
@@ -107,7 +97,7 @@ async function main(): Promise<void> {
         await progress('none/');
         return undefined;
       });
-      const l = await loadGen(ballast);
+      const l = await putLoad(ballast, loadMs);
       await idle.stop();
       rows.push({ system: 'ballast', archive: 'none', opsPerSec: Math.round(l.opsPerSec), p50ms: l.p50ms, p99ms: l.p99ms, rpoP50ms: '', rpoP99ms: '', rpoMaxMs: '', errors: l.errors });
       for (const seconds of [5, 1]) {
@@ -118,7 +108,7 @@ async function main(): Promise<void> {
         archiver = spawn(bin, ['backup', 'archive', ...s3Flags, `--endpoints=${ballast.endpoints.join(',')}`, `--segment-seconds=${seconds}`, '--log-level=warn'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
         await new Promise((r) => setTimeout(r, 1500));
         const rp = recoveryPoint(ballast, async () => (await progress(prefix)).revision);
-        const busy = await loadGen(ballast);
+        const busy = await putLoad(ballast, loadMs);
         const rpo = await rp.stop();
         rows.push({ system: 'ballast', archive: `archiver, segment ${seconds} s`, opsPerSec: Math.round(busy.opsPerSec), p50ms: busy.p50ms, p99ms: busy.p99ms, rpoP50ms: Math.round(percentile(rpo, 50)), rpoP99ms: Math.round(percentile(rpo, 99)), rpoMaxMs: Math.round(rpo[rpo.length - 1] ?? 0), errors: busy.errors });
         const end = revisionOf(ballast);

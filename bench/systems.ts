@@ -2,7 +2,7 @@
  * The two systems the store benchmarks compare, each a fresh 3-member cluster on loopback:
  * Debian's etcd 3.4 (the anchor, bench/anchors/etcd-cluster) and `ballast store`.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { StoreCluster } from '../test/support/store-cluster.ts';
 import { root } from './lib.ts';
@@ -74,3 +74,19 @@ export async function startBallast(): Promise<System> {
   };
 }
 
+
+export interface Load { opsPerSec: number; p50ms: number; p99ms: number; errors: number }
+
+/**
+ * bench/loadgen (etcd's Go clientv3) for `ms` after a second's warm-up: 16 clients of 256-byte
+ * puts spread over the endpoints. Asynchronous, so something else can run meanwhile (a backup).
+ */
+export function putLoad(sys: System, ms: number): Promise<Load> {
+  const loadgen = process.env['BALLAST_LOADGEN'] ?? `${root}.tools/loadgen`;
+  return new Promise((resolve, reject) => {
+    const p = spawn(loadgen, ['-endpoints', sys.endpoints.join(','), '-op', 'put', '-clients', '16', '-duration', `${ms}ms`, '-warmup', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Load) : reject(new Error(`loadgen exited ${code}`))));
+  });
+}

@@ -34,14 +34,25 @@ const storageFlags = {
   s3CaFile: f.string('PEM file of the CA that signed the endpoint\'s certificate (https with a private CA)', { default: '' }),
 };
 
-const saveFlags = {
-  ...storageFlags,
-  endpoints: f.list('the cluster\'s client endpoints (host:port); a follower is streamed from', { required: true }),
-  user: f.string('the user when the store\'s auth is on (Snapshot needs the root role): name, or name:password', { default: '' }),
+/** How to reach the cluster's members (save streams from a follower, archive watches one). */
+const sourceFlags = {
+  endpoints: f.list('the cluster\'s client endpoints (host:port); a follower is used when one answers', { required: true }),
+  user: f.string('the user when the store\'s auth is on (a root user: Snapshot needs the root role): name, or name:password', { default: '' }),
   password: f.string('the user\'s password, when --user gives only the name', { default: '' }),
   cacert: f.string('the CA of the members\' client certificates (a cluster with client TLS)', { default: '' }),
   cert: f.string('a client certificate the members accept', { default: '' }),
   key: f.string('its key', { default: '' }),
+};
+
+/** The source options those flags say. */
+function sourceOf(v: { endpoints: string[]; user: string; password: string; cacert: string; cert: string; key: string }) {
+  const user = v.user && v.password && !v.user.includes(':') ? `${v.user}:${v.password}` : v.user;
+  return { endpoints: v.endpoints, user: user || undefined, credentials: v.cacert ? grpcTls(v.cacert, v.cert, v.key) : undefined };
+}
+
+const saveFlags = {
+  ...storageFlags,
+  ...sourceFlags,
   name: f.string('the backup\'s name (default: backup-<UTC time>)', { default: '' }),
   resultFile: f.string('also write the manifest here (for example /dev/termination-log)', { default: '' }),
   pruneSchedule: f.string('after the backup succeeds, delete this schedule\'s older backups (named <schedule>-<time>) as --keep and --max-age say', { default: '' }),
@@ -63,12 +74,7 @@ const restoreFlags = {
 
 const archiveFlags = {
   ...storageFlags,
-  endpoints: f.list('the cluster\'s client endpoints (host:port); a follower is watched', { required: true }),
-  user: f.string('the user when the store\'s auth is on (a root user): name, or name:password', { default: '' }),
-  password: f.string('the user\'s password, when --user gives only the name', { default: '' }),
-  cacert: f.string('the CA of the members\' client certificates (a cluster with client TLS)', { default: '' }),
-  cert: f.string('a client certificate the members accept', { default: '' }),
-  key: f.string('its key', { default: '' }),
+  ...sourceFlags,
   segmentSeconds: f.int('write a segment at least this often while changes wait: about the recovery point objective', { default: 5, min: 1, max: 3600 }),
   segmentBytes: f.int('... and as soon as this many bytes of changes wait', { default: 8 * 1024 * 1024, min: 64 * 1024 }),
   metricsAddr: f.string('host:port for /metrics and /healthz (empty: none)', { default: '' }),
@@ -123,9 +129,7 @@ async function run(sub: string, args: string[], io: Io): Promise<number> {
     const store = await openStore(v, io);
     try {
       await store.check();
-      const user = v.user && v.password && !v.user.includes(':') ? `${v.user}:${v.password}` : v.user;
-      const credentials = v.cacert ? grpcTls(v.cacert, v.cert, v.key) : undefined;
-      const m = await saveBackup(store, v.name || `backup-${stamp(new Date())}`, { endpoints: v.endpoints, user: user || undefined, credentials });
+      const m = await saveBackup(store, v.name || `backup-${stamp(new Date())}`, sourceOf(v));
       const text = `${JSON.stringify(m)}\n`;
       if (v.resultFile) writeFileSync(v.resultFile, text);
       io.out(text);
@@ -297,9 +301,8 @@ async function archive(args: string[], io: Io): Promise<number> {
   const metrics = processMetrics();
   const store = await openStore(v, io);
   await store.check();
-  const user = v.user && v.password && !v.user.includes(':') ? `${v.user}:${v.password}` : v.user;
   const a = new Archiver(store, {
-    source: { endpoints: v.endpoints, user: user || undefined, credentials: v.cacert ? grpcTls(v.cacert, v.cert, v.key) : undefined },
+    source: sourceOf(v),
     segmentMs: v.segmentSeconds * 1000, segmentBytes: v.segmentBytes, clock: realClock, log, metrics,
   });
   const stop = new AbortController();
