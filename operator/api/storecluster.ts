@@ -83,6 +83,8 @@ export interface RecoveryStatus {
   /** An approval that named another plan, and why it was refused. */
   refused?: string;
   approvedAt?: string;
+  /** The members whose pods and volumes were replaced under the approved plan (each once). */
+  recreated?: string[];
   completedAt?: string;
 }
 
@@ -197,6 +199,7 @@ export const storeClusterCrd: CrdDefinition = {
       loses: openapi.string('What approving the plan would discard.'),
       refused: openapi.string('An approval that named another plan, and why it was refused.'),
       approvedAt: openapi.string('When the plan was approved (RFC 3339).'),
+      recreated: openapi.array('The members whose pods and volumes were replaced under the approved plan (each once; membership then adds them back as learners).', openapi.string('A member name.')),
       completedAt: openapi.string('When every member was a voter again (RFC 3339).'),
     }),
   }),

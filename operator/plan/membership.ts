@@ -53,6 +53,10 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
     // is (rewriting its bootstrap settings from a guess could, on a member that lost its data,
     // start a second cluster).
     if (sc.status?.recovery?.state === 'Restarting' || (o.pods.length > 0 && o.pods.every((p) => p.ip) && Boolean(sc.status?.leader))) return planLostQuorum(sc, o);
+    // A run whose members are rejoining keeps its record through a moment without a leader (a
+    // learner's restart, an election); it would otherwise never be marked Completed.
+    const rejoining = sc.status?.recovery;
+    if (rejoining?.state === 'Rejoining') return step({ phase: 'Recovering', progressing: { status: 'True', reason: 'WaitingForLeader', message: `recovery plan ${rejoining.planId}: waiting for a leader while ${rejoining.recreate.join(', ')} rejoin` }, requeueMs: 2_000, recovery: rejoining });
     return step({ phase: 'Bootstrapping', progressing: { status: 'True', reason: 'WaitingForLeader', message: 'waiting for the members to elect a leader' } });
   }
   const membersNow: PeerRef[] = list.map((m) => ({ name: m.name, peerUrl: m.peerUrl }));

@@ -157,11 +157,36 @@ describe('guided recovery from a lost quorum: the approved run', () => {
     assert.equal(s.phase, 'Recovering');
     assert.deepEqual(actions(s), ['applyStatefulSet 3 existing [orders-0]', 'deleteClaim data-orders-1', 'deletePod orders-1 now', 'deleteClaim data-orders-2', 'deletePod orders-2 now']);
     assert.equal(s.recovery?.state, 'Rejoining');
+    assert.deepEqual(s.recovery?.recreated, ['orders-1', 'orders-2']);
+  });
+
+  it('a member\'s pod re-made only after the approval (its old one was slow to stop) is re-created too, and each member only once', () => {
+    // Found by CI: the old rule (pods created before the approval) skipped such a pod, which kept
+    // the volume the plan discards, and the run never completed.
+    const late = approved('Restarting', (sc, o) => { o.leaderId = 'm0'; o.members = [member(sc, 0)]; o.pods = [o.pods[0]!, pod(sc, 1, { createdAt: now + 5_000, ready: false }), o.pods[2]!]; });
+    assert.deepEqual(actions(plan(late.sc, late.o)).filter((a) => a.startsWith('delete')), ['deleteClaim data-orders-1', 'deletePod orders-1 now', 'deleteClaim data-orders-2', 'deletePod orders-2 now']);
+    const once = approved('Rejoining', (sc, o) => { sc.status!.recovery!.recreated = ['orders-1', 'orders-2']; o.leaderId = 'm0'; o.members = [member(sc, 0)]; o.pods = [o.pods[0]!, pod(sc, 1, { createdAt: now, ready: false }), pod(sc, 2, { createdAt: now, ready: false })]; });
+    assert.deepEqual(actions(plan(once.sc, once.o)).filter((a) => a.startsWith('delete')), [], 'the re-made pods are left to rejoin');
+  });
+
+  it('Rejoining without a leader for a moment (a learner restarting): the run is kept, to be Completed later', () => {
+    const { sc, o } = approved('Rejoining', (sc, o) => {
+      sc.status!.recovery!.recreated = ['orders-1', 'orders-2'];
+      const restarting = pod(sc, 1, { ready: false });
+      delete restarting.ip;
+      o.leaderId = '';
+      o.members = undefined;
+      o.pods = [o.pods[0]!, restarting, o.pods[2]!];
+    });
+    const s = plan(sc, o);
+    assert.equal(s.recovery?.state, 'Rejoining');
+    assert.equal(s.phase, 'Recovering');
+    assert.deepEqual(actions(s), []);
   });
 
   it('Rejoining: the new, empty members are added back one learner at a time and promoted, then the run is Completed', () => {
     const fresh = (sc: StoreCluster, i: number) => pod(sc, i, { createdAt: now - 10_000, ready: false });
-    const adding = approved('Rejoining', (sc, o) => { o.leaderId = 'm0'; o.members = [member(sc, 0)]; o.pods = [o.pods[0]!, fresh(sc, 1), fresh(sc, 2)]; });
+    const adding = approved('Rejoining', (sc, o) => { sc.status!.recovery!.recreated = ['orders-1', 'orders-2']; o.leaderId = 'm0'; o.members = [member(sc, 0)]; o.pods = [o.pods[0]!, fresh(sc, 1), fresh(sc, 2)]; });
     const a = plan(adding.sc, adding.o);
     assert.deepEqual(actions(a), ['addLearner orders-1', 'applyStatefulSet 3 existing [orders-0 orders-1]']);
     assert.equal(a.phase, 'Recovering');

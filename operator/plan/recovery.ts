@@ -101,16 +101,19 @@ function restarting(sc: StoreCluster, o: Observed, run: RecoveryStatus, events: 
 }
 
 /**
- * With the survivor leading: the other members' pods and volumes from before the approval go
- * (membership re-adds each as a learner), until every member is a voter and ready.
+ * With the survivor leading: each member the plan re-creates loses its pod and volume once
+ * (recorded in the run's `recreated`), and membership adds it back as a learner. What has been
+ * done is recorded rather than guessed from pod ages: a pod the StatefulSet re-made only after
+ * the approval (its old one took long to stop) still holds the volume the plan discards.
  */
 export function planRejoin(sc: StoreCluster, o: Observed, run: RecoveryStatus, keep: Action, memberNames: string[]): Step | undefined {
-  const approved = Math.floor(Date.parse(run.approvedAt ?? '') / 1000) * 1000;
-  const stale = o.pods.filter((p) => run.recreate.includes(p.name) && p.createdAt < approved && !memberNames.includes(p.name));
-  if (stale.length === 0) return undefined;
-  return step({ phase: 'Recovering', progressing: { status: 'True', reason: 'MembersRecreated', message: `recovery plan ${run.planId}: ${run.survivor} leads; re-creating ${stale.map((p) => p.name).join(', ')} empty` }, requeueMs: 2_000, recovery: { ...run, state: 'Rejoining' } },
-    [keep, ...stale.flatMap((p): Action[] => [{ do: 'deleteClaim', name: `data-${p.name}` }, { do: 'deletePod', name: p.name, force: true }])],
-    [{ type: 'Normal', reason: 'MembersRecreated', message: `${run.survivor} leads a one-member cluster with its data; re-creating ${stale.map((p) => p.name).join(', ')} with empty volumes, to be added back as learners` }]);
+  const done = run.recreated ?? [];
+  const due = run.recreate.filter((n) => !done.includes(n) && !memberNames.includes(n));
+  if (due.length === 0) return undefined;
+  const pods = new Set(o.pods.map((p) => p.name));
+  return step({ phase: 'Recovering', progressing: { status: 'True', reason: 'MembersRecreated', message: `recovery plan ${run.planId}: ${run.survivor} leads; re-creating ${due.join(', ')} empty` }, requeueMs: 2_000, recovery: { ...run, state: 'Rejoining', recreated: [...done, ...due] } },
+    [keep, ...due.flatMap((n): Action[] => [{ do: 'deleteClaim', name: `data-${n}` }, ...(pods.has(n) ? [{ do: 'deletePod', name: n, force: true } as const] : [])])],
+    [{ type: 'Normal', reason: 'MembersRecreated', message: `${run.survivor} leads a one-member cluster with its data; re-creating ${due.join(', ')} with empty volumes, to be added back as learners` }]);
 }
 
 /** A run's status once membership's step is known: Rejoining until every member is a voter, then Completed. */

@@ -24,7 +24,9 @@ import { StoreCluster, bin, freePort } from '../support/store-cluster.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('ballast operator: StoreCluster', { timeout: 600_000 }, () => {
+// The suite's timeout only catches a hung run (each wait has its own deadline): the file took
+// 495 s on a quiet machine when it was 600 s, and a busy one went past it.
+describe('ballast operator: StoreCluster', { timeout: 1_500_000 }, () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'ballast-operator-'));
   const kubeconfig = join(stateDir, 'admin.kubeconfig');
   const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 30_000 });
