@@ -7,7 +7,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { decodeBackup } from './backup.ts';
 import { fetchBackup } from './backup-s3.ts';
-import { type ArchiveProgress, type RestorePlan, type Segment, decodeSegment, planRestore, replay, revisionAtTime, segmentsUpToTime } from './archive.ts';
+import { type ArchiveProgress, type RestorePlan, type Segment, type SegmentRef, decodeSegment, planRestore, replay, revisionAtTime, segmentsUpToTime } from './archive.ts';
 import { readArchive } from './archiver.ts';
 import { catalogue } from './errors.ts';
 import type { BackupManifest, ObjectStore } from './object-store.ts';
@@ -26,10 +26,14 @@ export interface PointInTime {
  */
 export async function pointInTimeState(store: ObjectStore, backups: BackupManifest[], target: { revision?: number; time?: number }, scratch: string, base?: BackupManifest): Promise<PointInTime> {
   const { segments, progress } = await readArchive(store);
-  let revision = target.revision ?? 0;
-  if (target.time !== undefined) {
-    revision = await revisionForTime(store, segments, progress, target.time);
-  }
+  // A segment a time target was found in is replayed too: downloaded and checked once.
+  const fetched = new Map<string, Segment>();
+  const segment = async (key: string): Promise<Segment> => {
+    const seg = fetched.get(key) ?? decodeSegment(await store.getBytes(key), key);
+    fetched.set(key, seg);
+    return seg;
+  };
+  const revision = target.time !== undefined ? await revisionForTime(segments, progress, backups, target.time, segment) : target.revision ?? 0;
   const candidates = base ? [base] : backups;
   const plan = planRestore(candidates.map((b) => ({ name: b.name, revision: b.revision, finishedMs: Date.parse(b.finishedAt) })), segments, revision, progress);
   const manifest = candidates.find((b) => b.name === plan.base) as BackupManifest;
@@ -39,8 +43,7 @@ export async function pointInTimeState(store: ObjectStore, backups: BackupManife
     sm.restore(decodeBackup(readFileSync(scratch), manifest.key).state);
     rmSync(scratch, { force: true });
     for (const ref of plan.segments) {
-      const seg: Segment = decodeSegment(await store.getBytes(ref.key), ref.key);
-      replay(sm, seg, ref.key, plan.revision);
+      replay(sm, await segment(ref.key), ref.key, plan.revision);
     }
     if (sm.mvcc.revision !== plan.revision) {
       throw catalogue.error('STORE_ERR_ARCHIVE_GAP', `the archive's segments reached revision ${sm.mvcc.revision}, not ${plan.revision}; nothing was restored`);
@@ -52,7 +55,7 @@ export async function pointInTimeState(store: ObjectStore, backups: BackupManife
 }
 
 /** The last revision received at or before `time`; refuses a time the archive has not reached. */
-async function revisionForTime(store: ObjectStore, segments: Parameters<typeof segmentsUpToTime>[0], progress: ArchiveProgress | undefined, time: number): Promise<number> {
+async function revisionForTime(segments: SegmentRef[], progress: ArchiveProgress | undefined, backups: BackupManifest[], time: number, segment: (key: string) => Promise<Segment>): Promise<number> {
   const reach = progress?.at ?? Math.max(0, ...segments.map((s) => s.toMs));
   if (time > reach) {
     throw catalogue.error('STORE_ERR_ARCHIVE_NOT_COVERED', `${new Date(time).toISOString()} is after the archive's newest point (${reach ? `${new Date(reach).toISOString()}, revision ${progress?.revision ?? Math.max(...segments.map((s) => s.last))}` : 'nothing is archived'}); restore to a time at or before it, or wait for the archiver (it writes a segment every few seconds)`);
@@ -61,11 +64,10 @@ async function revisionForTime(store: ObjectStore, segments: Parameters<typeof s
   // Only the segments that straddle the time need reading: those wholly before it end at their last revision.
   const whole = earlier.filter((s) => s.toMs <= time);
   let rev = Math.max(0, ...whole.map((s) => s.last));
-  for (const s of earlier.filter((x) => x.toMs > time)) rev = Math.max(rev, revisionAtTime([decodeSegment(await store.getBytes(s.key), s.key)], time));
+  for (const s of earlier.filter((x) => x.toMs > time)) rev = Math.max(rev, revisionAtTime([await segment(s.key)], time));
   if (rev === 0) {
     // Nothing archived at or before the time: the newest backup finished by then, if any, is the point.
-    const backups = (await store.backups()).filter((b) => Date.parse(b.startedAt) <= time).sort((a, b) => a.revision - b.revision);
-    const b = backups[backups.length - 1];
+    const b = backups.filter((x) => Date.parse(x.startedAt) <= time).sort((x, y) => x.revision - y.revision).pop();
     if (!b) throw catalogue.error('STORE_ERR_ARCHIVE_NOT_COVERED', `nothing was archived or backed up at or before ${new Date(time).toISOString()}; restore to a later time`);
     return b.revision;
   }

@@ -96,9 +96,14 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
   } else if (o.archiver) {
     archiver = { deleteArchiver: archiverName(s) };
   }
+  // An archiver not running yet is looked at every 10 s (its Deployment's changes wake nothing here).
+  const requeue = (ms: number | undefined) => {
+    const at = archiving && !status.archiver?.ready ? Math.min(ms ?? Infinity, 10_000) : ms;
+    return at !== undefined ? { requeueMs: at } : {};
+  };
   const done = (requeueMs?: number, more: Partial<ScheduleStep> = {}): ScheduleStep => ({
     ...archiver,
-    status: { ...status, conditions: conds }, delete: drop, events, ...(requeueMs !== undefined ? { requeueMs: archiving && !status.archiver?.ready ? Math.min(requeueMs, 10_000) : requeueMs } : archiving && !status.archiver?.ready ? { requeueMs: 10_000 } : {}),
+    status: { ...status, conditions: conds }, delete: drop, events, ...requeue(requeueMs),
     ...(newestGood?.status?.completedAt ? { lastSuccessSeconds: Date.parse(newestGood.status.completedAt) / 1000 } : {}), ...more,
   });
 
