@@ -150,6 +150,15 @@ test-e2e: deps build control-plane helm images ## suites that run the real Kuber
 test: deps build lint lincheck control-plane helm images conformance checkov ## every suite: unit, integration and e2e, with one summary at the end
 	scripts/run-tests
 
+.PHONY: test-under-load
+test-under-load: deps build lint lincheck control-plane helm images conformance checkov ## make test with stress-ng taking both cores beside it (the suites must not depend on the machine's speed)
+	@scripts/apt-install stress-ng
+	@stress-ng --cpu $$(nproc) --timeout 3h --quiet & hog=$$!; \
+	  trap 'kill $$hog 2>/dev/null || true' EXIT; \
+	  echo "==> stress-ng --cpu $$(nproc) (pid $$hog) beside every suite"; \
+	  start=$$(date +%s); rc=0; scripts/run-tests || rc=$$?; \
+	  echo "==> make test under a CPU hog: exit $$rc after $$(( $$(date +%s) - start )) s"; exit $$rc
+
 .PHONY: chaos
 chaos: deps build lincheck ## a long fault-injection run against the store: make chaos DURATION=30m [SEED=n]
 	CHAOS_DURATION=$(or $(DURATION),5m) $(if $(SEED),CHAOS_SEED=$(SEED)) node --test --test-reporter=spec test/chaos/chaos.test.ts
