@@ -19,20 +19,44 @@ import { type TraceParent, parseTraceParent } from './traceparent.ts';
 import type { AttemptSpan } from './tracing.ts';
 import { ReplayBody } from './upstream/body.ts';
 import type { AttemptControl, AttemptError, Headers, OutRequest } from './upstream/transport.ts';
-import type { EndpointState, RouteState, Upstream } from './upstream/upstream.ts';
+import type { AttemptStart, EndpointState, RouteState, Upstream } from './upstream/upstream.ts';
 
 export interface StackOptions {
   replayBufferBytes: number;
 }
 
+/** What the attempts read of the request their exchange owns (sidecar/stack.ts). */
+export interface ExchangeView {
+  readonly up: Upstream;
+  readonly req: DownReq;
+  readonly res: DownRes;
+  readonly path: string;
+  readonly method: string;
+  readonly isGrpc: boolean;
+  readonly route: RouteState;
+  readonly arrived: number;
+  readonly options: StackOptions;
+  /** The caller speaks HTTP/2. */
+  readonly isH2: boolean;
+}
+
+/**
+ * How a request ended, as the exchange's admission layers are told when they let go.
+ * `status` is the answer's HTTP status (a gRPC status mapped to one), 0 when the request was
+ * refused before any attempt, 499 when the caller left.
+ */
+export interface RequestEnd {
+  /** The outcome label of the request metrics; undefined: the status class ('2xx'). */
+  readonly outcome: string | undefined;
+  readonly status: number;
+  /** The upstream showed overload (a 503 or 429, a timeout, no endpoint reachable). */
+  readonly overloaded: boolean;
+}
+
 interface Attempt {
-  ep: EndpointState;
-  /** The endpoint's in-flight count when this attempt started (its adaptive limit learns from it). */
-  epInflight: number;
+  readonly start: AttemptStart;
   ctl: AttemptControl;
-  started: number;
   timer: TimerHandle | undefined;
-  ticket: ReturnType<NonNullable<EndpointState['breaker']>['tryAcquire']> | undefined;
   settled: boolean;
   /** Time from the attempt's start to its answer's head, once it came. */
   headLatency?: number;
@@ -44,144 +68,126 @@ interface Attempt {
   replay: Readable | undefined;
 }
 
-export abstract class AttemptPhase {
-  readonly up: Upstream;
-  readonly req: DownReq;
-  readonly res: DownRes;
-  readonly path: string;
-  readonly method: string;
-  readonly isGrpc: boolean;
+/**
+ * The attempts of one request (layers 7–9), owned by its exchange: everything here is private
+ * but {@link start} and {@link cancel}; the end is reported once to the exchange's `done`.
+ */
+export class Attempts {
+  readonly #x: ExchangeView;
+  readonly #done: (end: RequestEnd) => void;
   /** The protocol towards the endpoint (see {@link OutRequest.protocol}). */
-  readonly upProtocol: OutRequest['protocol'];
-  readonly o: StackOptions;
-  readonly arrived: number;
-  route!: RouteState;
-  deadline = Infinity;
+  readonly #upProtocol: OutRequest['protocol'];
+  #deadline = Infinity;
   /** From the caller: bounds the whole exchange, streams included. */
-  callerDeadline = Infinity;
+  #callerDeadline = Infinity;
   /** The request body: replayable (kept up to the buffer), or streamed once. */
-  body: ReplayBody | null = null;
-  directBody: Readable | null = null;
+  #body: ReplayBody | null = null;
+  #directBody: Readable | null = null;
   /** The body was larger than the replay buffer: it went with the first attempt, none may follow. */
-  bodySentOnce = false;
-  attempts: Attempt[] = [];
+  #bodySentOnce = false;
+  #attempts: Attempt[] = [];
   /** Endpoints already tried (a retry or hedge goes elsewhere). */
-  tried: string[] = [];
-  attemptCount = 0;
-  committed: Attempt | undefined;
-  finished = false;
-  deadlineTimer: TimerHandle | undefined;
-  hedgeTimer: TimerHandle | undefined;
-  retryTimer: TimerHandle | undefined;
-  outcomeStatus = 0;
-  overloaded = false;
+  #tried: string[] = [];
+  #attemptCount = 0;
+  #committed: Attempt | undefined;
+  #finished = false;
+  #deadlineTimer: TimerHandle | undefined;
+  #hedgeTimer: TimerHandle | undefined;
+  #retryTimer: TimerHandle | undefined;
+  /** The committed answer's status so far (its trailers may change it). */
+  #status = 0;
+  #overloaded = false;
   /** What the last failed attempt failed with (the answer if no other attempt may follow). */
-  lastFailure: { code: Code; message: string } | undefined;
+  #lastFailure: { code: Code; message: string } | undefined;
   #parent: TraceParent | null | undefined;
 
-  constructor(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, o: StackOptions) {
-    this.up = up;
-    this.req = req;
-    this.res = res;
-    this.path = path;
-    this.method = req.method ?? 'GET';
-    const ct = req.headers['content-type'];
-    this.isGrpc = isH2 && typeof ct === 'string' && ct.startsWith('application/grpc');
-    const proto = up.spec.protocol;
+  constructor(exchange: ExchangeView, done: (end: RequestEnd) => void) {
+    this.#x = exchange;
+    this.#done = done;
+    const proto = exchange.up.spec.protocol;
     // auto: the caller's protocol, except that a plain HTTP/2 caller's request goes over
     // HTTP/1.1 to an endpoint that does not speak HTTP/2 (gRPC needs HTTP/2 end to end).
-    this.upProtocol = proto === 'http2' || this.isGrpc ? 'h2' : proto === 'auto' && isH2 ? 'prefer-h2' : 'h1';
-    this.o = o;
-    this.arrived = up.deps.clock.now();
+    this.#upProtocol = proto === 'http2' || exchange.isGrpc ? 'h2' : proto === 'auto' && exchange.isH2 ? 'prefer-h2' : 'h1';
   }
 
-  /** The request is over: release what admission holds, count it. */
-  abstract finish(outcome: string | undefined, status: number): void;
+  /** The caller left: stop every attempt and the timers; nothing is reported. */
+  cancel(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#stop();
+  }
+
+  #stop(): void {
+    this.#deadlineTimer?.cancel();
+    this.#hedgeTimer?.cancel();
+    this.#retryTimer?.cancel();
+    this.#abortAll();
+    this.#body?.dispose();
+  }
+
+  /** The request is over with this answer: stop what is still going and tell the exchange once. */
+  #finish(outcome: string | undefined, status: number): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#status = status;
+    this.#stop();
+    this.#done({ outcome, status, overloaded: this.#overloaded });
+  }
 
   /** Set the deadline and take the body; then the first attempt. */
-  startAttempts(caller: number | undefined): boolean {
-    const now = this.up.deps.clock.now();
-    if (caller !== undefined) this.callerDeadline = this.arrived + caller;
-    this.deadline = Math.min(this.arrived + this.route.policy.timeouts.requestMs, this.callerDeadline);
-    if (this.deadline <= now) return false;
-    const req = this.req;
+  start(caller: number | undefined): boolean {
+    const now = this.#x.up.deps.clock.now();
+    if (caller !== undefined) this.#callerDeadline = this.#x.arrived + caller;
+    this.#deadline = Math.min(this.#x.arrived + this.#x.route.policy.timeouts.requestMs, this.#callerDeadline);
+    if (this.#deadline <= now) return false;
+    const req = this.#x.req;
     const hasBody = req.httpVersionMajor === 2
       ? !(req as Http2ServerRequest).stream.endAfterHeaders
       : (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
     if (hasBody) {
       const len = Number(req.headers['content-length'] ?? NaN);
-      if (len > this.o.replayBufferBytes) {
-        this.directBody = req as unknown as Readable;
-        this.bodySentOnce = true;
-      } else this.body = new ReplayBody(req as unknown as Readable, this.o.replayBufferBytes);
+      if (len > this.#x.options.replayBufferBytes) {
+        this.#directBody = req as unknown as Readable;
+        this.#bodySentOnce = true;
+      } else this.#body = new ReplayBody(req as unknown as Readable, this.#x.options.replayBufferBytes);
     }
-    this.up.budget.onRequest(now);
-    this.launch(false);
+    this.#x.up.budget.onRequest(now);
+    this.#launch(false);
     return true;
   }
 
-  armDeadline(): void {
-    if (this.deadlineTimer || this.deadline === Infinity) return;
-    const clock = this.up.deps.clock;
-    this.deadlineTimer = clock.setTimeout(() => this.onDeadline(), Math.max(0, this.deadline - clock.now()));
+  #armDeadline(): void {
+    if (this.#deadlineTimer || this.#deadline === Infinity) return;
+    const clock = this.#x.up.deps.clock;
+    this.#deadlineTimer = clock.setTimeout(() => this.#onDeadline(), Math.max(0, this.#deadline - clock.now()));
   }
 
-  onDeadline(): void {
-    this.deadlineTimer = undefined;
-    if (this.finished) return;
-    if (this.committed) {
+  #onDeadline(): void {
+    this.#deadlineTimer = undefined;
+    if (this.#finished) return;
+    if (this.#committed) {
       // A stream outlived its caller's deadline: end it as gRPC would.
-      this.abortAll();
-      this.outcomeStatus = 504;
-      if (this.isGrpc && !this.res.writableEnded) {
-        this.res.addTrailers?.({ 'grpc-status': String(grpc.DEADLINE_EXCEEDED), 'grpc-message': 'SIDECAR_ERR_TIMEOUT' });
-        this.res.end();
-      } else breakResponse(this.res);
-      return this.finish('timeout', 504);
+      this.#abortAll();
+      this.#status = 504;
+      if (this.#x.isGrpc && !this.#x.res.writableEnded) {
+        this.#x.res.addTrailers?.({ 'grpc-status': String(grpc.DEADLINE_EXCEEDED), 'grpc-message': 'SIDECAR_ERR_TIMEOUT' });
+        this.#x.res.end();
+      } else breakResponse(this.#x.res);
+      return this.#finish('timeout', 504);
     }
-    this.abortAll();
-    this.overloaded = true;
-    const ms = Math.round(this.deadline - this.arrived);
-    this.fail('SIDECAR_ERR_TIMEOUT', `${this.up.name} did not answer within ${ms} ms${this.callerDeadline === this.deadline ? ' (the caller\'s deadline)' : ''}`);
+    this.#abortAll();
+    this.#overloaded = true;
+    const ms = Math.round(this.#deadline - this.#x.arrived);
+    this.#fail('SIDECAR_ERR_TIMEOUT', `${this.#x.up.name} did not answer within ${ms} ms${this.#callerDeadline === this.#deadline ? ' (the caller\'s deadline)' : ''}`);
   }
 
-  idempotent(): boolean {
-    return isIdempotent(this.route.policy.retries, this.method, this.path, this.isGrpc);
-  }
-
-  /** Fewer than panicThresholdPercent of the endpoints are available (not ejected, breaker not open). */
-  #panicking(now: number): boolean {
-    const { up } = this;
-    const threshold = up.policy.outlier.panicThresholdPercent;
-    if (threshold <= 0) return false;
-    let available = 0;
-    for (const e of up.endpointList) if (!up.outlier?.isEjected(e.id) && e.breaker?.state(now) !== 'open') available++;
-    return (available * 100) / up.endpointList.length < threshold;
-  }
-
-  /** An endpoint not ejected whose breaker lets a request through (not one tried, if `untried`). */
-  #pick(now: number, ejected: ReadonlySet<string> | undefined, untried: boolean): { ep: EndpointState | undefined; ticket: Attempt['ticket'] } {
-    const { up } = this;
-    let skip: Set<string> | undefined;
-    if ((ejected && ejected.size > 0) || (untried && this.tried.length > 0) || up.openBreakers > 0) {
-      skip = new Set(ejected);
-      if (untried) for (const id of this.tried) skip.add(id);
-    }
-    for (let tries = 0; tries <= up.endpointList.length; tries++) {
-      const picked = up.picker.pick(this.hashKey(), skip);
-      const ep = picked ? up.endpoints.get(picked.id) : undefined;
-      if (!ep || !ep.breaker) return { ep, ticket: undefined };
-      const ticket = ep.breaker.tryAcquire(now);
-      if (ticket.ok) return { ep, ticket };
-      (skip ??= new Set()).add(ep.id);
-      if (skip.size >= up.endpointList.length) break;
-    }
-    return { ep: undefined, ticket: undefined };
+  #idempotent(): boolean {
+    return isIdempotent(this.#x.route.policy.retries, this.#x.method, this.#x.path, this.#x.isGrpc);
   }
 
   /** Start an attempt (a first try, a retry, or a hedge); false when none was started. */
-  launch(hedge: boolean): boolean {
-    const { up } = this;
+  #launch(hedge: boolean): boolean {
+    const { up } = this.#x;
     const clock = up.deps.clock;
     const now = clock.now();
     // 9. pick an endpoint: skip ejected and open-breaker ones, and prefer one not tried yet.
@@ -189,11 +195,11 @@ export abstract class AttemptPhase {
     // or refused by its breaker, a retry goes back to one that was tried (a cluster in an
     // election answers UNAVAILABLE everywhere for a moment while one member is down).
     const ejected = up.outlier?.excluded(now);
-    let { ep, ticket } = this.#pick(now, ejected, true);
-    if (!ep && !hedge && this.tried.length > 0) ({ ep, ticket } = this.#pick(now, ejected, false));
+    let { ep, ticket } = up.pickAdmitted(now, this.#hashKey(), this.#skipping(ejected, true));
+    if (!ep && !hedge && this.#tried.length > 0) ({ ep, ticket } = up.pickAdmitted(now, this.#hashKey(), this.#skipping(ejected, false)));
     // A hedge goes only to an endpoint with room to spare: under load it would only add queueing.
     if (hedge && ep && !this.#hasHeadroom(ep)) {
-      if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);
+      if (ticket) ep.breaker?.onCancel(ticket);
       return false;
     }
     // Panic (Envoy's rule, applied to breakers as to ejections): when fewer than
@@ -201,16 +207,16 @@ export abstract class AttemptPhase {
     // every endpoint not yet tried shares the load. Failures confined to some requests (one
     // path, one tenant) open every endpoint's breaker without the endpoints being down; refusing
     // everything then turns a partial failure into a total one.
-    if (!ep && up.endpointList.length > 0 && this.#panicking(now)) {
-      const picked = up.picker.pick(this.hashKey(), this.tried.length > 0 ? new Set(this.tried) : undefined);
+    if (!ep && up.endpointList.length > 0 && up.panicking(now)) {
+      const picked = up.picker.pick(this.#hashKey(), this.#tried.length > 0 ? new Set(this.#tried) : undefined);
       ep = picked ? up.endpoints.get(picked.id) : undefined;
       ticket = undefined;
     }
     if (!ep) {
-      if (hedge || this.attempts.length > 0) return false; // a hedge is extra; others are still trying
-      if (up.endpointList.length === 0) this.fail('SIDECAR_ERR_NO_ENDPOINT', `${up.name} has no endpoints`);
-      else if (this.tried.length > 0) this.fail('SIDECAR_ERR_UPSTREAM_UNREACHABLE', `no endpoint of ${up.name} was left to try`);
-      else this.fail('SIDECAR_ERR_CIRCUIT_OPEN', `every endpoint of ${up.name} has an open circuit breaker`);
+      if (hedge || this.#attempts.length > 0) return false; // a hedge is extra; others are still trying
+      if (up.endpointList.length === 0) this.#fail('SIDECAR_ERR_NO_ENDPOINT', `${up.name} has no endpoints`);
+      else if (this.#tried.length > 0) this.#fail('SIDECAR_ERR_UPSTREAM_UNREACHABLE', `no endpoint of ${up.name} was left to try`);
+      else this.#fail('SIDECAR_ERR_CIRCUIT_OPEN', `every endpoint of ${up.name} has an open circuit breaker`);
       return false;
     }
     // The whole body or nothing: a body that outgrew the replay buffer since the decision to
@@ -218,66 +224,73 @@ export abstract class AttemptPhase {
     // past the buffer) after its first attempt, cannot be sent again. The failure that led here
     // is the answer: a retry or hedge with a truncated or empty body would reach the upstream as
     // a different request, and could be answered 200.
-    const replay = this.body ? this.body.reader() : undefined;
-    if (this.body ? !replay : this.bodySentOnce && !this.directBody) {
-      if (ticket?.ok) ep.breaker?.onCancel(ticket.ticket);
-      if (hedge || this.attempts.length > 0) return false;
-      this.fail(this.lastFailure?.code ?? 'SIDECAR_ERR_UPSTREAM_RESET', `${this.lastFailure?.message ?? 'the attempt failed'}; not retried: the request body outgrew the replay buffer (${this.o.replayBufferBytes} bytes)`);
+    const replay = this.#body ? this.#body.reader() : undefined;
+    if (this.#body ? !replay : this.#bodySentOnce && !this.#directBody) {
+      if (ticket) ep.breaker?.onCancel(ticket);
+      if (hedge || this.#attempts.length > 0) return false;
+      this.#fail(this.#lastFailure?.code ?? 'SIDECAR_ERR_UPSTREAM_RESET', `${this.#lastFailure?.message ?? 'the attempt failed'}; not retried: the request body outgrew the replay buffer (${this.#x.options.replayBufferBytes} bytes)`);
       return false;
     }
-    this.attemptCount++;
-    this.tried.push(ep.id);
-    const body = replay ?? this.directBody;
-    if (this.directBody) this.directBody = null; // sent once
-    const out: OutRequest = { method: this.method, path: this.path, authority: this.authority(), headers: this.upstreamHeaders(now), body, protocol: this.upProtocol };
-    const span = up.deps.tracing?.attempt(this.parentTrace(), { upstream: up.name, endpoint: ep.id, method: this.method, path: this.path, attempt: this.attemptCount, hedge });
+    this.#attemptCount++;
+    this.#tried.push(ep.id);
+    const body = replay ?? this.#directBody;
+    if (this.#directBody) this.#directBody = null; // sent once
+    const out: OutRequest = { method: this.#x.method, path: this.#x.path, authority: this.#authority(), headers: this.#upstreamHeaders(now), body, protocol: this.#upProtocol };
+    const span = up.deps.tracing?.attempt(this.#parentTrace(), { upstream: up.name, endpoint: ep.id, method: this.#x.method, path: this.#x.path, attempt: this.#attemptCount, hedge });
     if (span) out.headers['traceparent'] = span.traceparent;
-    const a: Attempt = { ep, epInflight: up.adaptive?.endpoint(ep.id)?.begin() ?? 0, ctl: undefined as unknown as AttemptControl, started: now, timer: undefined, ticket, settled: false, span, replay };
-    this.attempts.push(a);
-    up.picker.started(ep.id);
+    const a: Attempt = { start: up.startAttempt(ep, ticket, now), ctl: undefined as unknown as AttemptControl, timer: undefined, settled: false, span, replay };
+    this.#attempts.push(a);
     a.ctl = ep.transport.send(out, {
-      head: (status, headers) => this.onHead(a, status, headers),
-      data: (chunk) => this.onData(a, chunk),
-      end: (trailers) => this.onEnd(a, trailers),
-      error: (err) => this.onError(a, err),
+      head: (status, headers) => this.#onHead(a, status, headers),
+      data: (chunk) => this.#onData(a, chunk),
+      end: (trailers) => this.#onEnd(a, trailers),
+      error: (err) => this.#onError(a, err),
     });
-    if (this.finished || a.settled) return true;
+    if (this.#finished || a.settled) return true;
     // One timer per attempt, up to its own timeout; the request's deadline gets a timer of its
     // own only when no attempt's timer covers it (a timer per request is not free at 20k/s).
-    const attemptMs = this.route.policy.timeouts.attemptMs;
-    if (attemptMs < this.deadline - now) a.timer = clock.setTimeout(() => this.onAttemptTimeout(a), attemptMs);
-    else this.armDeadline();
-    this.armHedge();
+    const attemptMs = this.#x.route.policy.timeouts.attemptMs;
+    if (attemptMs < this.#deadline - now) a.timer = clock.setTimeout(() => this.#onAttemptTimeout(a), attemptMs);
+    else this.#armDeadline();
+    this.#armHedge();
     return true;
   }
 
+  /** The endpoints a pick skips: the ejected ones, and those already tried when `untried`. */
+  #skipping(ejected: ReadonlySet<string> | undefined, untried: boolean): Set<string> | undefined {
+    if ((!ejected || ejected.size === 0) && !(untried && this.#tried.length > 0) && this.#x.up.openBreakers === 0) return undefined;
+    const skip = new Set(ejected);
+    if (untried) for (const id of this.#tried) skip.add(id);
+    return skip;
+  }
+
   #hasHeadroom(e: EndpointState): boolean {
-    const l = this.up.adaptive?.endpoint(e.id);
+    const l = this.#x.up.adaptive?.endpoint(e.id);
     return l === undefined || l.inflight < l.limit / 2;
   }
 
-  armHedge(): void {
-    const { up } = this;
-    const h = this.route.policy.hedge;
-    if (!h.enabled || this.hedgeTimer || this.committed || this.attempts.length > h.maxHedges || !this.idempotent()) return;
-    if (this.bodySentOnce || (this.body && !this.body.replayable)) return;
-    const delay = hedgeDelay(this.route.hedge, up.hedgeTracker);
+  #armHedge(): void {
+    const { up } = this.#x;
+    const h = this.#x.route.policy.hedge;
+    if (!h.enabled || this.#hedgeTimer || this.#committed || this.#attempts.length > h.maxHedges || !this.#idempotent()) return;
+    if (this.#bodySentOnce || (this.#body && !this.#body.replayable)) return;
+    const delay = hedgeDelay(this.#x.route.hedge, up.hedgeTracker);
     if (delay === undefined) return;
-    this.hedgeTimer = up.deps.clock.setTimeout(() => {
-      this.hedgeTimer = undefined;
+    this.#hedgeTimer = up.deps.clock.setTimeout(() => {
+      this.#hedgeTimer = undefined;
       // Nothing out to hedge: the last attempt failed and a retry is waiting out its back-off.
-      if (this.finished || this.committed || this.attempts.length === 0 || up.endpointList.length < 2) return;
-      if (this.body && !this.body.replayable) return;
+      if (this.#finished || this.#committed || this.#attempts.length === 0 || up.endpointList.length < 2) return;
+      if (this.#body && !this.#body.replayable) return;
       // Hedge only into spare capacity: under load a hedge is one more request to a struggling
       // upstream (the loser keeps its slot there until the cancel arrives).
       if (up.adaptive && up.adaptive.inflight >= up.adaptive.limit) {
-        this.armHedge();
+        this.#armHedge();
         return;
       }
       if (up.budget.remaining(up.deps.clock.now()) < 1) return;
-      if (!this.launch(true)) {
+      if (!this.#launch(true)) {
         // No endpoint has room right now (a burst): look again after another delay.
-        this.armHedge();
+        this.#armHedge();
         return;
       }
       up.budget.tryWithdraw(up.deps.clock.now());
@@ -286,37 +299,37 @@ export abstract class AttemptPhase {
   }
 
   /** The caller's W3C trace context (parsed once). */
-  parentTrace(): TraceParent | undefined {
-    if (this.#parent === undefined) this.#parent = parseTraceParent(this.req.headers['traceparent']) ?? null;
+  #parentTrace(): TraceParent | undefined {
+    if (this.#parent === undefined) this.#parent = parseTraceParent(this.#x.req.headers['traceparent']) ?? null;
     return this.#parent ?? undefined;
   }
 
-  hashKey(): string | undefined {
-    const k = this.route.policy.balancer.kind;
+  #hashKey(): string | undefined {
+    const k = this.#x.route.policy.balancer.kind;
     if (k !== 'ringHash' && k !== 'maglev') return undefined;
-    const on = this.route.policy.balancer.hashOn;
-    if (on === 'path') return this.path;
-    if (on === 'client') return this.req.socket?.remoteAddress ?? '';
-    const v = this.req.headers[on.slice(7).toLowerCase()];
+    const on = this.#x.route.policy.balancer.hashOn;
+    if (on === 'path') return this.#x.path;
+    if (on === 'client') return this.#x.req.socket?.remoteAddress ?? '';
+    const v = this.#x.req.headers[on.slice(7).toLowerCase()];
     return typeof v === 'string' ? v : undefined;
   }
 
-  authority(): string {
-    const h = this.req.headers;
-    return (h[':authority'] as string | undefined) ?? h.host ?? this.up.name;
+  #authority(): string {
+    const h = this.#x.req.headers;
+    return (h[':authority'] as string | undefined) ?? h.host ?? this.#x.up.name;
   }
 
-  upstreamHeaders(now: number): Headers {
-    const out: Headers = endToEnd(this.req.headers);
-    if (this.isGrpc) out['te'] = 'trailers';
+  #upstreamHeaders(now: number): Headers {
+    const out: Headers = endToEnd(this.#x.req.headers);
+    if (this.#x.isGrpc) out['te'] = 'trailers';
     // Pass the caller's own deadline on, so no hop works past its caller. Only the caller's:
     // requestMs bounds the wait for the answer's head here (an attempt that overruns it is
     // cancelled, which the upstream sees), and a stream with no deadline of its own (an etcd
     // Watch) runs for as long as it stays active. Told to the upstream as a deadline, requestMs
     // would end every such stream at 15 s.
-    if (this.callerDeadline !== Infinity) {
-      const left = this.callerDeadline - now;
-      if (this.isGrpc) out['grpc-timeout'] = formatGrpcTimeout(left);
+    if (this.#callerDeadline !== Infinity) {
+      const left = this.#callerDeadline - now;
+      if (this.#x.isGrpc) out['grpc-timeout'] = formatGrpcTimeout(left);
       else out[deadlineHeader] = String(Math.max(1, Math.floor(left)));
     }
     return out;
@@ -329,213 +342,192 @@ export abstract class AttemptPhase {
    * the back-off, and then there would be neither a retry nor the answer to give back (Envoy
    * skips such retries too: rq_retry_skipped_request_not_complete).
    */
-  mayRetry(reason: string, headers: Headers | undefined): number | undefined {
-    const { up } = this;
-    const r = this.route.policy.retries;
+  #mayRetry(reason: string, headers: Headers | undefined): number | undefined {
+    const { up } = this.#x;
+    const r = this.#x.route.policy.retries;
     const now = up.deps.clock.now();
-    if (this.attemptCount >= r.maxAttempts) return undefined;
-    if (this.bodySentOnce || (this.body && !this.body.replayable)) return undefined;
-    if (headers && this.body && !this.body.ended) return undefined;
-    let delay = backoffDelay(this.attemptCount - 1, r.backoffBaseMs, r.backoffMaxMs, up.deps.random);
+    if (this.#attemptCount >= r.maxAttempts) return undefined;
+    if (this.#bodySentOnce || (this.#body && !this.#body.replayable)) return undefined;
+    if (headers && this.#body && !this.#body.ended) return undefined;
+    let delay = backoffDelay(this.#attemptCount - 1, r.backoffBaseMs, r.backoffMaxMs, up.deps.random);
     if (headers) {
       const push = serverPushbackMs(headers, up.deps.clock.wallNow());
       if (push === 'stop') return undefined;
       if (push !== undefined) delay = Math.max(delay, push);
     }
-    if (now + delay >= this.deadline) return undefined;
+    if (now + delay >= this.#deadline) return undefined;
     if (!up.budget.tryWithdraw(now)) return undefined;
     up.deps.metrics.retries.inc({ upstream: up.name, reason });
     return delay;
   }
 
-  settle(a: Attempt, result: string, status: number | 'connect', latencyMs: number): void {
+  #settle(a: Attempt, result: string, status: number | 'connect', latencyMs: number): void {
     if (a.settled) return;
     a.settled = true;
     // The reader of an attempt that lost, failed or ended goes: the buffer need not keep its
     // place (the committed attempt's reader stays while its request body still streams).
-    if (a.replay && (this.committed !== a || result !== 'ok')) a.replay.destroy();
+    if (a.replay && (this.#committed !== a || result !== 'ok')) a.replay.destroy();
     // Results are 'ok' or a status class ('5xx') for answers, else the failure's kind.
     a.span?.end(typeof status === 'number' && status > 0 ? (result === 'ok' || result.endsWith('xx') ? { status } : { status, error: result }) : { error: result });
     a.timer?.cancel();
-    const i = this.attempts.indexOf(a);
-    if (i >= 0) this.attempts.splice(i, 1);
-    const { up } = this;
-    const now = up.deps.clock.now();
-    // A cancelled attempt (a hedge lost, the caller left) took at least this long: tell the
-    // balancer so (reporting 0 would make a slow endpoint that keeps losing look fast).
-    if (result === 'cancelled') {
-      up.picker.finished(a.ep.id, now - a.started, true);
-      // A cancelled half-open trial decided nothing: give its slot back (kept, the breaker
-      // would stay half-open with no trial left to make, refusing every request).
-      if (a.ticket?.ok && a.ep.breaker) a.ep.breaker.onCancel(a.ticket.ticket);
-    } else up.picker.finished(a.ep.id, latencyMs);
-    // The endpoint's adaptive limit learns from the attempt's time to its answer's head (not a
-    // stream's lifetime); a connection failure or a cancel teaches it nothing.
-    const lim = up.adaptive?.endpoint(a.ep.id);
-    if (lim) {
-      if (a.headLatency !== undefined) lim.onSample(a.headLatency, status === 503 || status === 429, a.epInflight);
-      else if (result === 'timeout') lim.onSample(latencyMs, true, a.epInflight);
-      else lim.onDrop();
-    }
-    if (result === 'cancelled') return;
-    up.deps.metrics.requestPath.attempt(up.name, a.ep.id, result);
-    up.outlier?.onResult(a.ep.id, now, status);
-    if (a.ticket?.ok && a.ep.breaker) a.ep.breaker.onResult(a.ticket.ticket, now, status !== 'connect' && status < 500, latencyMs);
+    const i = this.#attempts.indexOf(a);
+    if (i >= 0) this.#attempts.splice(i, 1);
+    this.#x.up.endAttempt(a.start, { result, status, latencyMs, headLatencyMs: a.headLatency, now: this.#x.up.deps.clock.now() });
   }
 
-  onHead(a: Attempt, status: number, headers: Headers): void {
-    if (this.finished || a.settled) return;
-    const { up } = this;
+  #onHead(a: Attempt, status: number, headers: Headers): void {
+    if (this.#finished || a.settled) return;
+    const { up } = this.#x;
     const now = up.deps.clock.now();
-    const latency = now - a.started;
-    const gs = this.isGrpc && headers['grpc-status'] !== undefined ? Number(headers['grpc-status']) : undefined;
+    const latency = now - a.start.started;
+    const gs = this.#x.isGrpc && headers['grpc-status'] !== undefined ? Number(headers['grpc-status']) : undefined;
     const effective = gs !== undefined ? grpcAsHttp(gs) : status;
     a.headLatency = latency;
-    const reason = retryReason(this.route.policy.retries, this.idempotent(), { kind: 'status', status, grpcStatus: gs });
-    if (reason !== undefined && !this.committed) {
+    const reason = retryReason(this.#x.route.policy.retries, this.#idempotent(), { kind: 'status', status, grpcStatus: gs });
+    if (reason !== undefined && !this.#committed) {
       // A retryable answer: drop it if a sibling (hedge) is still out, or if a retry may follow.
-      const others = this.attempts.length > 1;
-      const delay = others ? undefined : this.mayRetry(reason, headers);
+      const others = this.#attempts.length > 1;
+      const delay = others ? undefined : this.#mayRetry(reason, headers);
       if (others || delay !== undefined) {
         a.ctl.abort();
-        this.settle(a, `${Math.floor(effective / 100)}xx`, effective, latency);
-        if (delay !== undefined) this.scheduleRetry(delay);
+        this.#settle(a, `${Math.floor(effective / 100)}xx`, effective, latency);
+        if (delay !== undefined) this.#scheduleRetry(delay);
         return;
       }
       // No retry left: this answer is the answer, passed on as it is.
     }
     // Commit: this attempt wins; cancel the others.
-    this.committed = a;
-    up.deps.metrics.requestPath.attemptHead(up.name, a.ep.id, latency / 1000);
+    this.#committed = a;
+    up.deps.metrics.requestPath.attemptHead(up.name, a.start.endpoint.id, latency / 1000);
     up.hedgeTracker?.record(latency);
-    this.hedgeTimer?.cancel();
-    this.retryTimer?.cancel();
-    for (const o of this.attempts) if (o !== a) { o.ctl.abort(); this.settle(o, 'cancelled', 0, 0); }
-    this.outcomeStatus = effective;
-    this.overloaded = effective === 503 || effective === 429;
+    this.#hedgeTimer?.cancel();
+    this.#retryTimer?.cancel();
+    for (const o of this.#attempts) if (o !== a) { o.ctl.abort(); this.#settle(o, 'cancelled', 0, 0); }
+    this.#status = effective;
+    this.#overloaded = effective === 503 || effective === 429;
     a.timer?.cancel();
     a.timer = undefined;
     // From here on only the caller's own deadline bounds the exchange (a stream may run long).
-    if (this.deadline !== this.callerDeadline) {
-      this.deadlineTimer?.cancel();
-      this.deadlineTimer = undefined;
-      this.deadline = this.callerDeadline;
+    if (this.#deadline !== this.#callerDeadline) {
+      this.#deadlineTimer?.cancel();
+      this.#deadlineTimer = undefined;
+      this.#deadline = this.#callerDeadline;
     }
-    this.armDeadline();
+    this.#armDeadline();
     try {
       if (gs !== undefined) {
         // A trailers-only gRPC answer (the status is in the head): passed on as one, and that
         // is the whole exchange.
-        endHeadersOnly(this.res, status, endToEnd(headers));
-        this.settle(a, effective < 500 ? 'ok' : `${Math.floor(effective / 100)}xx`, effective, latency);
-        return this.finish(undefined, effective);
+        endHeadersOnly(this.#x.res, status, endToEnd(headers));
+        this.#settle(a, effective < 500 ? 'ok' : `${Math.floor(effective / 100)}xx`, effective, latency);
+        return this.#finish(undefined, effective);
       }
-      this.res.writeHead(status, endToEnd(headers));
+      this.#x.res.writeHead(status, endToEnd(headers));
     } catch (err) {
       a.ctl.abort();
-      this.settle(a, 'protocol', 502, latency);
-      return this.fail('SIDECAR_ERR_UPSTREAM_RESET', `the response head from ${a.ep.id} could not be passed on: ${(err as Error).message}`);
+      this.#settle(a, 'protocol', 502, latency);
+      return this.#fail('SIDECAR_ERR_UPSTREAM_RESET', `the response head from ${a.start.endpoint.id} could not be passed on: ${(err as Error).message}`);
     }
   }
 
-  onData(a: Attempt, chunk: Buffer): boolean {
-    if (this.committed !== a || this.finished) return true;
-    const ok = this.res.write(chunk);
-    if (!ok) this.res.once('drain', () => a.ctl.resume());
+  #onData(a: Attempt, chunk: Buffer): boolean {
+    if (this.#committed !== a || this.#finished) return true;
+    const ok = this.#x.res.write(chunk);
+    if (!ok) this.#x.res.once('drain', () => a.ctl.resume());
     return ok;
   }
 
-  onEnd(a: Attempt, trailers: Headers | undefined): void {
-    if (this.committed !== a || this.finished) return;
-    const now = this.up.deps.clock.now();
-    let status = this.outcomeStatus;
+  #onEnd(a: Attempt, trailers: Headers | undefined): void {
+    if (this.#committed !== a || this.#finished) return;
+    const now = this.#x.up.deps.clock.now();
+    let status = this.#status;
     if (trailers) {
       const gs = trailers['grpc-status'];
       if (gs !== undefined) status = grpcAsHttp(Number(gs));
-      if (this.res.addTrailers) {
+      if (this.#x.res.addTrailers) {
         try {
-          this.res.addTrailers(endToEnd(trailers));
+          this.#x.res.addTrailers(endToEnd(trailers));
         } catch {
           // HTTP/1.1 without a declared Trailer header: trailers are dropped, as every proxy does.
         }
       }
     }
-    this.outcomeStatus = status;
-    this.overloaded = status === 503 || status === 429;
-    this.settle(a, status < 500 ? 'ok' : `${Math.floor(status / 100)}xx`, status, now - a.started);
-    this.res.end();
-    this.finish(undefined, status);
+    this.#status = status;
+    this.#overloaded = status === 503 || status === 429;
+    this.#settle(a, status < 500 ? 'ok' : `${Math.floor(status / 100)}xx`, status, now - a.start.started);
+    this.#x.res.end();
+    this.#finish(undefined, status);
   }
 
-  onError(a: Attempt, err: AttemptError): void {
-    if (this.finished || a.settled) return;
-    const { up } = this;
+  #onError(a: Attempt, err: AttemptError): void {
+    if (this.#finished || a.settled) return;
+    const { up } = this.#x;
     const now = up.deps.clock.now();
-    if (this.committed === a) {
+    if (this.#committed === a) {
       // The body broke after the head was sent. A gRPC caller gets UNAVAILABLE in the trailers
       // (what grpc-go reports for a broken transport; a bare reset would reach grpc-js as
       // INTERNAL); anyone else sees the reset too.
-      this.settle(a, 'reset', 502, now - a.started);
-      this.outcomeStatus = 502;
-      if (this.isGrpc && this.res.addTrailers && !this.res.writableEnded) {
-        this.res.addTrailers({ 'grpc-status': String(grpc.UNAVAILABLE), 'grpc-message': grpcMessage(`SIDECAR_ERR_UPSTREAM_RESET: ${a.ep.id}: ${err.message}`), 'x-ballast-error': 'SIDECAR_ERR_UPSTREAM_RESET' });
-        this.res.end();
-      } else breakResponse(this.res);
-      return this.finish('reset', 502);
+      this.#settle(a, 'reset', 502, now - a.start.started);
+      this.#status = 502;
+      if (this.#x.isGrpc && this.#x.res.addTrailers && !this.#x.res.writableEnded) {
+        this.#x.res.addTrailers({ 'grpc-status': String(grpc.UNAVAILABLE), 'grpc-message': grpcMessage(`SIDECAR_ERR_UPSTREAM_RESET: ${a.start.endpoint.id}: ${err.message}`), 'x-ballast-error': 'SIDECAR_ERR_UPSTREAM_RESET' });
+        this.#x.res.end();
+      } else breakResponse(this.#x.res);
+      return this.#finish('reset', 502);
     }
     if (err.kind === 'invalid') {
       // Nothing was sent: the request itself cannot go as it is. Not the endpoint's failure,
       // and no other endpoint would take it either.
-      this.settle(a, 'cancelled', 0, now - a.started);
-      return this.fail('SIDECAR_ERR_REQUEST_INVALID', `the request cannot be forwarded to ${up.name}: ${err.message}`);
+      this.#settle(a, 'cancelled', 0, now - a.start.started);
+      return this.#fail('SIDECAR_ERR_REQUEST_INVALID', `the request cannot be forwarded to ${up.name}: ${err.message}`);
     }
-    this.settle(a, err.kind, err.kind === 'connect' ? 'connect' : 502, now - a.started);
+    this.#settle(a, err.kind, err.kind === 'connect' ? 'connect' : 502, now - a.start.started);
     if (err.kind === 'cancelled') return;
     const code: Code = err.kind === 'connect' || err.kind === 'refused' ? 'SIDECAR_ERR_UPSTREAM_UNREACHABLE' : err.kind === 'timeout' ? 'SIDECAR_ERR_TIMEOUT' : 'SIDECAR_ERR_UPSTREAM_RESET';
-    this.lastFailure = { code, message: `${a.ep.id}: ${err.message}` };
-    if (this.attempts.length > 0) return; // a hedge is still out
-    const reason = retryReason(this.route.policy.retries, this.idempotent(), { kind: err.kind } as AttemptOutcome);
-    const delay = reason === undefined ? undefined : this.mayRetry(reason, undefined);
-    if (delay !== undefined) return this.scheduleRetry(delay);
-    this.fail(code, `${a.ep.id}: ${err.message}`);
+    this.#lastFailure = { code, message: `${a.start.endpoint.id}: ${err.message}` };
+    if (this.#attempts.length > 0) return; // a hedge is still out
+    const reason = retryReason(this.#x.route.policy.retries, this.#idempotent(), { kind: err.kind } as AttemptOutcome);
+    const delay = reason === undefined ? undefined : this.#mayRetry(reason, undefined);
+    if (delay !== undefined) return this.#scheduleRetry(delay);
+    this.#fail(code, `${a.start.endpoint.id}: ${err.message}`);
   }
 
-  onAttemptTimeout(a: Attempt): void {
+  #onAttemptTimeout(a: Attempt): void {
     a.timer = undefined;
-    this.armDeadline();
-    if (this.finished || a.settled || this.committed) return;
+    this.#armDeadline();
+    if (this.#finished || a.settled || this.#committed) return;
     a.ctl.abort();
-    const ms = this.route.policy.timeouts.attemptMs;
-    this.onError(a, Object.assign(new Error(`no answer within ${ms} ms (timeouts.attemptMs)`), { kind: 'timeout' as const }) as AttemptError);
-    this.overloaded = true;
+    const ms = this.#x.route.policy.timeouts.attemptMs;
+    this.#onError(a, Object.assign(new Error(`no answer within ${ms} ms (timeouts.attemptMs)`), { kind: 'timeout' as const }) as AttemptError);
+    this.#overloaded = true;
   }
 
-  scheduleRetry(delay: number): void {
-    this.armDeadline();
+  #scheduleRetry(delay: number): void {
+    this.#armDeadline();
     if (delay <= 0) {
-      this.launch(false);
+      this.#launch(false);
       return;
     }
-    this.retryTimer = this.up.deps.clock.setTimeout(() => {
-      this.retryTimer = undefined;
-      if (!this.finished && !this.committed) this.launch(false);
+    this.#retryTimer = this.#x.up.deps.clock.setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (!this.#finished && !this.#committed) this.#launch(false);
     }, delay);
   }
 
-  abortAll(): void {
-    for (const a of this.attempts) {
+  #abortAll(): void {
+    for (const a of this.#attempts) {
       a.ctl.abort();
-      this.settle(a, 'cancelled', 0, 0);
+      this.#settle(a, 'cancelled', 0, 0);
     }
   }
 
   /** Fail the request with the sidecar's own answer (after admission). */
-  fail(code: Code, message: string): void {
-    if (this.finished) return;
-    this.outcomeStatus = refusals[code].status;
-    this.overloaded = code === 'SIDECAR_ERR_TIMEOUT' || code === 'SIDECAR_ERR_UPSTREAM_UNREACHABLE';
+  #fail(code: Code, message: string): void {
+    if (this.#finished) return;
+    this.#status = refusals[code].status;
+    this.#overloaded = code === 'SIDECAR_ERR_TIMEOUT' || code === 'SIDECAR_ERR_UPSTREAM_UNREACHABLE';
     const outcome = refusals[code].outcome;
-    localReply(this.res, this.isGrpc, code, message);
-    this.finish(outcome, this.outcomeStatus);
+    localReply(this.#x.res, this.#x.isGrpc, code, message);
+    this.#finish(outcome, this.#status);
   }
 }

@@ -18,7 +18,7 @@
  * are cheap and synchronous when they admit at once; only a queue wait or an injected delay
  * waits.
  */
-import { AttemptPhase, type StackOptions } from './attempt.ts';
+import { Attempts, type ExchangeView, type RequestEnd, type StackOptions } from './attempt.ts';
 import { type Code, type DownReq, type DownRes, grpc, localReply, refusals } from './http.ts';
 import { type Priority, priorityNames } from './policies/bulkhead.ts';
 import { decideFault } from './policies/fault.ts';
@@ -33,157 +33,184 @@ const priorities: Record<string, Priority> = { critical: 0, default: 1, sheddabl
  * Proxy one request through an upstream's layers. `path` is the path to send (the proxy mode
  * strips the absolute URL).
  */
-export function proxy(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, o: StackOptions): void {
-  new Exchange(up, req, res, path, isH2, o).start();
+export function proxy(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, options: StackOptions): void {
+  new Exchange(up, req, res, path, isH2, options).start();
 }
 
-/** One request: admission (layers 1–6) here, the attempts (7–9) in AttemptPhase. */
-class Exchange extends AttemptPhase {
-  priority: Priority = 1;
-  /** Admission held (released in reverse on finish). */
-  held: Array<() => void> = [];
-  /** Admitted by the adaptive limit (released when the request ends). */
-  adaptiveHeld = false;
-  /** Admitted by the client throttle (its answer is reported back). */
-  throttled = false;
+/** A request ended before any attempt: refused by a layer, or the caller left while it waited. */
+const refused = { outcome: undefined, status: 0, overloaded: false } as const;
+
+/**
+ * One request, from arrival to its end: it owns admission (layers 1–6, here) and its attempts
+ * (7–9, {@link Attempts}). Each admission layer that lets the request in registers what it
+ * does at the end, told how the request ended; they run in reverse order, once.
+ */
+class Exchange implements ExchangeView {
+  readonly up: Upstream;
+  readonly req: DownReq;
+  readonly res: DownRes;
+  readonly path: string;
+  readonly method: string;
+  readonly isGrpc: boolean;
+  readonly isH2: boolean;
+  readonly options: StackOptions;
+  readonly arrived: number;
+  #route: RouteState | undefined;
+  #priority: Priority = 1;
+  /** What the admission layers do when the request ends (run in reverse). */
+  #onEnd: Array<(end: RequestEnd) => void> = [];
+  #attempts: Attempts | undefined;
+  #finished = false;
+
+  constructor(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, options: StackOptions) {
+    this.up = up;
+    this.req = req;
+    this.res = res;
+    this.path = path;
+    this.method = req.method ?? 'GET';
+    const ct = req.headers['content-type'];
+    this.isGrpc = isH2 && typeof ct === 'string' && ct.startsWith('application/grpc');
+    this.isH2 = isH2;
+    this.options = options;
+    this.arrived = up.deps.clock.now();
+  }
+
+  get route(): RouteState {
+    return this.#route as RouteState;
+  }
 
   start(): void {
     const { up, res } = this;
     res.once('close', () => {
-      if (!this.finished) this.finish('cancelled', 499);
+      if (this.#finished) return;
+      this.#attempts?.cancel();
+      this.#end('cancelled', { outcome: 'cancelled', status: 499, overloaded: false });
     });
-    this.route = up.route(this.method, this.path);
-    const p = this.route.policy;
+    const route = up.route(this.method, this.path);
+    this.#route = route;
+    const p = route.policy;
     const pr = this.req.headers[p.shed.priorityHeader];
-    if (typeof pr === 'string') this.priority = priorities[pr] ?? 1;
+    if (typeof pr === 'string') this.#priority = priorities[pr] ?? 1;
     // 1. fault injection
     const f = p.fault;
     if (f.delayPercent > 0 || f.abortPercent > 0) {
       const d = decideFault({ ...(f.delayPercent > 0 ? { delay: { percent: f.delayPercent, ms: f.delayMs } } : {}), ...(f.abortPercent > 0 ? { abort: { percent: f.abortPercent, status: f.abortStatus, grpcStatus: f.abortGrpcStatus } } : {}) }, up.deps.random);
       if (d.delayMs > 0 || d.abort) {
         const go = (): void => {
-          if (this.finished) return;
-          if (d.abort) return this.refuse('SIDECAR_ERR_FAULT_INJECTED', `fault injection aborted this request with ${d.abort.status}`, { status: d.abort.status, grpcStatus: d.abort.grpcStatus ?? grpc.UNAVAILABLE });
-          this.admit();
+          if (this.#finished) return;
+          if (d.abort) return this.#refuse('SIDECAR_ERR_FAULT_INJECTED', `fault injection aborted this request with ${d.abort.status}`, { status: d.abort.status, grpcStatus: d.abort.grpcStatus ?? grpc.UNAVAILABLE });
+          this.#admit();
         };
         if (d.delayMs > 0) up.deps.clock.setTimeout(go, d.delayMs);
         else go();
         return;
       }
     }
-    this.admit();
+    this.#admit();
   }
 
   /** Refuse before any attempt (fault injection, admission, a deadline already passed). */
-  refuse(code: Code, message: string, o?: Parameters<typeof localReply>[4]): void {
-    this.release();
-    this.finished = true;
-    this.count(refusals[code].outcome);
+  #refuse(code: Code, message: string, o?: Parameters<typeof localReply>[4]): void {
+    this.#end(refusals[code].outcome, refused);
     localReply(this.res, this.isGrpc, code, message, o);
   }
 
-  admit(): void {
-    const { up, route } = this;
-    const now = up.deps.clock.now();
+  #admit(): void {
+    const { up } = this;
+    const route = this.route;
+    const clock = up.deps.clock;
+    const now = clock.now();
     const def = up.defaultRoute;
     // 2. rate limits: route, then upstream
     for (const r of route === def ? [def] : [route, def]) {
       if (r.rateLimit) {
         const wait = r.rateLimit.take(now);
-        if (wait > 0) return this.refuse('SIDECAR_ERR_RATE_LIMITED', `${up.name} (${r.name}) allows ${r.policy.rateLimit.perSecond} requests per second`, { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } });
+        if (wait > 0) return this.#refuse('SIDECAR_ERR_RATE_LIMITED', `${up.name} (${r.name}) allows ${r.policy.rateLimit.perSecond} requests per second`, { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } });
       }
     }
     // 3. the upstream's circuit breaker
-    if (up.breaker) {
-      const t = up.breaker.tryAcquire(now);
-      if (!t.ok) return this.refuse('SIDECAR_ERR_CIRCUIT_OPEN', `the circuit breaker of ${up.name} is open: its recent calls failed`, { headers: { 'retry-after': String(Math.max(1, Math.ceil(t.retryAfterMs / 1000))) } });
-      const b = up.breaker;
+    const breaker = up.breaker;
+    if (breaker) {
+      const t = breaker.tryAcquire(now);
+      if (!t.ok) return this.#refuse('SIDECAR_ERR_CIRCUIT_OPEN', `the circuit breaker of ${up.name} is open: its recent calls failed`, { headers: { 'retry-after': String(Math.max(1, Math.ceil(t.retryAfterMs / 1000))) } });
       const ticket = t.ticket;
       // A request refused further on (shed, queue full) or cancelled by its caller says nothing
       // about the upstream: it must not count as a failure.
-      this.held.push(() => (this.outcomeStatus === 0 || this.outcomeStatus === 499 ? b.onCancel(ticket) : b.onResult(ticket, up.deps.clock.now(), this.outcomeStatus < 500, up.deps.clock.now() - this.arrived)));
+      this.#onEnd.push((end) => {
+        if (end.status === 0 || end.status === 499) breaker.onCancel(ticket);
+        else breaker.onResult(ticket, clock.now(), end.status < 500, clock.now() - this.arrived);
+      });
     }
-    // 4. client-side throttling
-    if (up.throttle) {
-      if (!up.throttle.admit(now, up.deps.random)) return this.refuse('SIDECAR_ERR_THROTTLED', `${up.name} has been refusing requests for overload; this one was throttled locally`);
-      this.throttled = true;
+    // 4. client-side throttling: told whether the upstream accepted what it was sent
+    const throttle = up.throttle;
+    if (throttle) {
+      if (!throttle.admit(now, up.deps.random)) return this.#refuse('SIDECAR_ERR_THROTTLED', `${up.name} has been refusing requests for overload; this one was throttled locally`);
+      this.#onEnd.push((end) => {
+        if (end.status !== 0 && end.status !== 499) throttle.onResult(clock.now(), !end.overloaded);
+      });
     }
     // 5. adaptive concurrency limit: at the limit a request waits for room, and is shed only
     // when the wait shows the upstream queueing (sidecar/policies/shed.ts)
     const bulkheads = route === def ? [def] : [route, def];
-    if (!up.adaptive) return this.bulkheads(bulkheads, 0);
     const limit = up.adaptive;
-    if (limit.tryAcquire(this.priority)) {
-      this.adaptiveHeld = true;
-      return this.bulkheads(bulkheads, 0);
+    if (!limit) return this.#bulkheads(bulkheads, 0);
+    const release = (): void => limit.release();
+    if (limit.tryAcquire(this.#priority)) {
+      this.#onEnd.push(release);
+      return this.#bulkheads(bulkheads, 0);
     }
-    limit.acquire(this.priority, (ok) => {
-      if (this.finished) {
+    limit.acquire(this.#priority, (ok) => {
+      if (this.#finished) {
         if (ok) limit.release();
         return;
       }
-      if (!ok) return this.refuse('SIDECAR_ERR_SHED', `${up.name} is at its adaptive concurrency limit (${limit.limit}) for ${priorityNames[this.priority]} requests, and waiting for room took longer than the upstream's latency allows`);
-      this.adaptiveHeld = true;
-      this.bulkheads(bulkheads, 0);
+      if (!ok) return this.#refuse('SIDECAR_ERR_SHED', `${up.name} is at its adaptive concurrency limit (${limit.limit}) for ${priorityNames[this.#priority]} requests, and waiting for room took longer than the upstream's latency allows`);
+      this.#onEnd.push(release);
+      this.#bulkheads(bulkheads, 0);
     });
   }
 
-  bulkheads(list: RouteState[], i: number): void {
-    if (i >= list.length) return this.begin();
+  /** 6. bulkheads with their queues: the route's, then the upstream's. */
+  #bulkheads(list: RouteState[], i: number): void {
+    if (i >= list.length) return this.#begin();
     const r = list[i] as RouteState;
     const release = (): void => r.bulkhead.release();
     if (r.bulkhead.tryAcquire()) {
-      this.held.push(release);
-      return this.bulkheads(list, i + 1);
+      this.#onEnd.push(release);
+      return this.#bulkheads(list, i + 1);
     }
-    r.bulkhead.enqueue(this.priority, (ok, why) => {
-      if (this.finished) {
+    r.bulkhead.enqueue(this.#priority, (ok, why) => {
+      if (this.#finished) {
         if (ok) r.bulkhead.release();
         return;
       }
       if (!ok) {
         const b = r.policy.bulkhead;
         return why === 'timeout'
-          ? this.refuse('SIDECAR_ERR_QUEUE_TIMEOUT', `waited ${b.queueWaitMs} ms for one of ${b.maxConcurrent} slots of ${this.up.name} (${r.name})`)
-          : this.refuse('SIDECAR_ERR_BULKHEAD_FULL', `${this.up.name} (${r.name}) has ${b.maxConcurrent} requests in flight and ${b.queueLength} waiting`);
+          ? this.#refuse('SIDECAR_ERR_QUEUE_TIMEOUT', `waited ${b.queueWaitMs} ms for one of ${b.maxConcurrent} slots of ${this.up.name} (${r.name})`)
+          : this.#refuse('SIDECAR_ERR_BULKHEAD_FULL', `${this.up.name} (${r.name}) has ${b.maxConcurrent} requests in flight and ${b.queueLength} waiting`);
       }
-      this.held.push(release);
-      this.bulkheads(list, i + 1);
+      this.#onEnd.push(release);
+      this.#bulkheads(list, i + 1);
     });
   }
 
   /** 7. deadline, then 8–9: the attempts (sidecar/attempt.ts). */
-  begin(): void {
+  #begin(): void {
     const caller = callerBudgetMs(this.req.headers);
-    if (!this.startAttempts(caller)) this.refuse('SIDECAR_ERR_TIMEOUT', `the caller's deadline (${caller} ms) passed before the request could be sent`);
+    const attempts = new Attempts(this, (end) => this.#end(end.outcome, end));
+    this.#attempts = attempts;
+    if (!attempts.start(caller)) this.#refuse('SIDECAR_ERR_TIMEOUT', `the caller's deadline (${caller} ms) passed before the request could be sent`);
   }
 
-  count(outcome: string): void {
-    this.up.deps.metrics.requestPath.request(this.up.name, this.route?.name ?? 'default', outcome, (this.up.deps.clock.now() - this.arrived) / 1000);
-  }
-
-  release(): void {
-    const held = this.held;
-    this.held = [];
-    for (let i = held.length - 1; i >= 0; i--) (held[i] as () => void)();
-  }
-
-  override finish(outcome: string | undefined, status: number): void {
-    if (this.finished) return;
-    this.finished = true;
-    const { up } = this;
-    const clock = up.deps.clock;
-    const now = clock.now();
-    this.deadlineTimer?.cancel();
-    this.hedgeTimer?.cancel();
-    this.retryTimer?.cancel();
-    this.abortAll();
-    this.body?.dispose();
-    this.outcomeStatus = status;
-    const cancelled = outcome === 'cancelled';
-    if (up.adaptive && this.adaptiveHeld) up.adaptive.release();
-    if (up.throttle && this.throttled && !cancelled) up.throttle.onResult(now, !this.overloaded);
-    this.release();
-    this.count(outcome ?? `${Math.floor(status / 100)}xx`);
+  /** The request is over: every admission layer lets go (in reverse), and it is counted once. */
+  #end(outcome: string | undefined, end: RequestEnd): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    const onEnd = this.#onEnd;
+    this.#onEnd = [];
+    for (let i = onEnd.length - 1; i >= 0; i--) (onEnd[i] as (end: RequestEnd) => void)(end);
+    const up = this.up;
+    up.deps.metrics.requestPath.request(up.name, this.#route?.name ?? 'default', outcome ?? `${Math.floor(end.status / 100)}xx`, (up.deps.clock.now() - this.arrived) / 1000);
   }
 }

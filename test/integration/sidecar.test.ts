@@ -423,6 +423,23 @@ describe('sidecar policies', () => {
     for (const r of await Promise.all(running)) assert.equal(r.status, 200);
   });
 
+  it('a request the bulkhead refuses gives back its place under the adaptive limit: after a burst of refusals the next requests pass', async () => {
+    const ups = await upstreams(1);
+    ups[0]!.hold();
+    const { sc, url } = await sidecar(web(ups, { bulkhead: { maxConcurrent: 1, queueLength: 0 }, shed: { adaptive: { initialLimit: 4, minLimit: 4, maxLimit: 4 }, throttle: { enabled: false } } }));
+    const running = get(url());
+    await until(() => ups[0]!.seen.length === 1, 'one running');
+    for (let i = 0; i < 8; i++) assert.equal((await get(url())).headers.get('x-ballast-error'), 'SIDECAR_ERR_BULKHEAD_FULL');
+    const admin = `http://127.0.0.1:${sc.adminPort}`;
+    const inflight = async () => ((await (await fetch(`${admin}/endpoints`)).json()) as Array<{ concurrencyInflight: number }>)[0]!.concurrencyInflight;
+    assert.equal(await inflight(), 1, 'only the running request holds a place under the adaptive limit');
+    ups[0]!.behaviour = ok();
+    ups[0]!.releaseAll();
+    assert.equal((await running).status, 200);
+    for (let i = 0; i < 6; i++) assert.equal((await get(url())).status, 200);
+    assert.equal(await inflight(), 0);
+  });
+
   it('rate limit per route: 429 with Retry-After on the limited route only', async () => {
     const ups = await upstreams(1);
     const { url } = await sidecar(web(ups, {}, { routes: [{ name: 'search', pathPrefix: '/search', policy: { rateLimit: { perSecond: 1, burst: 1 } } }] }));
