@@ -295,7 +295,8 @@ async function archive(args: string[], io: Io): Promise<number> {
   if (help) return usageOf(io, `Usage: ballast backup archive [flags]\n\nFlags:\n${renderFlags(archiveFlags, 'BALLAST_BACKUP')}\n`);
   const { Archiver } = await import('../store/archiver.ts');
   const { createLogger } = await import('../lib/log.ts');
-  const { processMetrics, serveMetrics } = await import('../lib/metrics.ts');
+  const { processMetrics } = await import('../lib/metrics.ts');
+  const { serveMetrics } = await import('../lib/endpoints.ts');
   const { realClock } = await import('../lib/clock.ts');
   const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'archiver' } });
   const metrics = processMetrics();

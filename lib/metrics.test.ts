@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
-import { Metrics, serveMetrics } from './metrics.ts';
+import { describe, it } from 'node:test';
+import { Metrics } from './metrics.ts';
 
 describe('metrics', () => {
   it('exposes counters and histograms with their fixed labels and the default process metrics', async () => {
@@ -22,17 +22,5 @@ describe('metrics', () => {
     const a = m.counter('x_total', 'x', ['member']);
     assert.equal(m.counter('x_total', 'x', ['member']), a);
     assert.throws(() => m.counter('x_total', 'x', ['peer']), /registered twice with different labels/);
-  });
-
-  it('serves /metrics over HTTP and 404s elsewhere', async () => {
-    const m = new Metrics({ defaultMetrics: false });
-    m.gauge('ballast_test_up', 'up').set(1);
-    const srv = await serveMetrics(m, '127.0.0.1', 0);
-    after(() => srv.close());
-    const res = await fetch(`http://127.0.0.1:${srv.port}/metrics`);
-    assert.equal(res.status, 200);
-    assert.match(await res.text(), /ballast_test_up 1/);
-    assert.equal((await fetch(`http://127.0.0.1:${srv.port}/`)).status, 404);
-    assert.equal((await fetch(`http://127.0.0.1:${srv.port}/metrics`, { method: 'POST' })).status, 405);
   });
 });

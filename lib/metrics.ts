@@ -3,7 +3,7 @@
  * process metrics and every component's metrics; helpers declare counters, gauges and
  * histograms with a fixed label set, typed so a label cannot be misspelt.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type { Counter, Gauge, Histogram } from 'prom-client';
@@ -67,28 +67,4 @@ let shared: Metrics | undefined;
 export function processMetrics(): Metrics {
   shared ??= new Metrics();
   return shared;
-}
-
-/** Serve `/metrics` and the given health checks (path → verdict) on host:port; port 0 picks a free port. */
-export async function serveMetrics(metrics: Metrics, host: string, port: number, checks: Record<string, () => { ok: boolean; reason: string }> = {}): Promise<{ server: Server; port: number; close(): Promise<void> }> {
-  const handle = metrics.handler();
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const check = checks[path];
-    if (path === '/metrics') handle(req, res);
-    else if (check) {
-      const r = check();
-      res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ok ? 'ok\n' : `not ready: ${r.reason}\n`);
-    } else res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: try /metrics${Object.keys(checks).map((c) => `, ${c}`).join('')}\n`);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const addr = server.address();
-  return {
-    server,
-    port: typeof addr === 'object' && addr ? addr.port : port,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
 }

@@ -5,9 +5,10 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { statfs } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { realClock } from '../lib/clock.ts';
+import { checkRoute, endpointApp, listen, metricsRoute } from '../lib/endpoints.ts';
 import { isBallastError } from '../lib/errors.ts';
 import type { Component } from '../lib/lifecycle.ts';
 import type { Metrics } from '../lib/metrics.ts';
@@ -62,7 +63,7 @@ export class StoreServer {
   #diskGuard: DiskSpaceGuard | undefined;
   #api: StoreApi | undefined;
   #tokens: TokenProvider | undefined;
-  readonly #http: Server[] = [];
+  readonly #http: FastifyInstance[] = [];
   /** Set when this member was removed from the cluster: the process should exit. */
   onRemoved: (() => void) | undefined;
   /** Storage failed; the member stopped itself and the process must exit non-zero. */
@@ -186,31 +187,25 @@ export class StoreServer {
   }
 
   async #startHttp(): Promise<void> {
-    const metricsHandler = this.#metrics.handler();
     for (const u of this.#cfg.listenMetricsUrls) {
-      const srv = createServer((req, res) => {
-        const path = (req.url ?? '/').split('?')[0];
-        if (path === '/metrics') {
-          this.#updateGauges();
-          metricsHandler(req, res);
-        } else if (path === '/health' || path === '/livez') {
+      const app = endpointApp();
+      metricsRoute(app, this.#metrics, () => this.#updateGauges());
+      // etcd's /health (and /livez): JSON with the verdict as a string, as etcdctl and probes read it.
+      const health = { type: 'object', properties: { health: { type: 'string' }, reason: { type: 'string' } }, required: ['health', 'reason'] };
+      for (const path of ['/health', '/livez']) {
+        app.get(path, { schema: { response: { 200: health, 503: health } } }, async (_req, reply) => {
           const h = this.health();
-          res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ health: String(h.ok), reason: h.reason }));
-        } else if (path === '/readyz') {
-          const r = this.ready();
-          res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ok ? 'ok\n' : `not ready: ${r.reason}\n`);
-        } else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /health, /readyz or /metrics\n');
-      });
-      await new Promise<void>((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(Number(u.port), u.hostname, () => resolve());
-      });
-      this.#http.push(srv);
+          return reply.code(h.ok ? 200 : 503).send({ health: String(h.ok), reason: h.reason });
+        });
+      }
+      checkRoute(app, '/readyz', () => this.ready());
+      await listen(app, u.hostname, Number(u.port));
+      this.#http.push(app);
     }
   }
 
   async #stopHttp(): Promise<void> {
-    await Promise.all(this.#http.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    await Promise.all(this.#http.map((app) => app.close()));
   }
 
   /** Healthy: a leader is known and no alarm is raised (etcd's /health). */

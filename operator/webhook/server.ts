@@ -5,7 +5,9 @@
  * internal error admits it unchanged (failurePolicy Ignore, so an operator that is down does not
  * stop pods either). `/validate-storeclusters` judges StoreCluster changes (validate.ts).
  */
-import { type Server, createServer } from 'node:https';
+import type { Server } from 'node:https';
+import type { FastifyInstance } from 'fastify';
+import { endpointApp, listen } from '../../lib/endpoints.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Metrics } from '../../lib/metrics.ts';
 import { type InjectOptions, injectionPatch } from './inject.ts';
@@ -21,8 +23,11 @@ interface AdmissionReview {
 /** Judges a StoreCluster create or update: the problems, each saying what to change (none: allowed). */
 export type StoreClusterValidator = (operation: string, object: StoreCluster, old: StoreCluster | undefined) => Promise<string[]>;
 
+/** An AdmissionReview holds the object and, on update, the old one: 2 × etcd's 1.5 MiB and room. */
+const maxReviewBytes = 8 << 20;
+
 export class WebhookServer {
-  readonly #server: Server;
+  readonly #app: FastifyInstance;
   readonly #log: Logger;
   readonly #metrics;
 
@@ -66,44 +71,50 @@ export class WebhookServer {
         return { ...response, allowed: false, status: { code: 503, reason: 'ServiceUnavailable', message: `Ballast could not check this StoreCluster (${(err as Error).message}); try again` } };
       }
     };
-    this.#server = createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
-      if (req.method === 'GET' && req.url === '/healthz') return void res.writeHead(200).end('ok\n');
-      const judge = req.method !== 'POST' ? undefined : req.url?.startsWith('/mutate-pods') ? mutatePod : validator && req.url?.startsWith('/validate-storeclusters') ? validateCluster : undefined;
-      if (!judge) return void res.writeHead(404).end();
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        let review: AdmissionReview;
-        try {
-          review = JSON.parse(Buffer.concat(chunks).toString()) as AdmissionReview;
-        } catch {
-          return void res.writeHead(400, { 'content-type': 'text/plain' }).end('body is not an AdmissionReview (JSON)\n');
-        }
-        void judge(review, { uid: review.request?.uid ?? '', allowed: true }).then((response) => {
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: review.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response }));
-        });
+    const app = endpointApp({ https: { cert: cert.certPem, key: cert.keyPem }, bodyLimit: maxReviewBytes });
+    app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
+    // An AdmissionReview with a request naming its uid; the object itself is judged by the handler.
+    const body = { type: 'object', required: ['request'], properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, request: { type: 'object', required: ['uid'], properties: { uid: { type: 'string' } } } } };
+    const review = { type: 'object', required: ['apiVersion', 'kind', 'response'], properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, response: { type: 'object', additionalProperties: true } } };
+    const route = (url: string, judge: (review: AdmissionReview, response: Record<string, unknown>) => Promise<Record<string, unknown>>): void => {
+      app.post(url, { schema: { body, response: { 200: review } } }, async (req) => {
+        const r = req.body as AdmissionReview;
+        const response = await judge(r, { uid: r.request?.uid ?? '', allowed: true });
+        return { apiVersion: r.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
       });
+    };
+    route('/mutate-pods', mutatePod);
+    if (validator) route('/validate-storeclusters', validateCluster);
+    // A body that is not an AdmissionReview: 400 saying so (the apiserver then applies the
+    // webhook's failurePolicy); anything else is fastify's own answer.
+    app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown; code?: string }, _req, reply) => {
+      if (err.validation || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+        return reply.code(400).type('text/plain').send(`body is not an AdmissionReview (JSON): ${err.message}\n`);
+      }
+      log.error({ err }, 'admission webhook failed');
+      return reply.code(err.statusCode ?? 500).type('text/plain').send(`${err.message}\n`);
     });
+    this.#app = app;
+  }
+
+  /** Answer one request without a socket (tests). */
+  inject(o: { method: 'GET' | 'POST'; url: string; payload?: unknown }): Promise<{ statusCode: number; body: string; json(): unknown }> {
+    return this.#app.inject({ method: o.method, url: o.url, ...(o.payload === undefined ? {} : { payload: o.payload as string | object }) });
   }
 
   /** A renewed certificate: new connections use it. */
   setCert(cert: ServingCert): void {
-    this.#server.setSecureContext({ cert: cert.certPem, key: cert.keyPem });
+    (this.#app.server as Server).setSecureContext({ cert: cert.certPem, key: cert.keyPem });
   }
 
   async listen(address: string): Promise<number> {
     const i = address.lastIndexOf(':');
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(Number(address.slice(i + 1)), address.slice(0, i), () => resolve());
-    });
-    const port = (this.#server.address() as { port: number }).port;
+    const port = await listen(this.#app, address.slice(0, i), Number(address.slice(i + 1)));
     this.#log.info({ port }, 'injection webhook serving');
     return port;
   }
 
   async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await this.#app.close();
   }
 }
