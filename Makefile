@@ -130,9 +130,14 @@ typecheck: node_modules/.installed ## type-check everything, tests included
 	tsc -p tsconfig.json --noEmit
 
 .PHONY: lint
-lint: node_modules/.installed ## eslint (import boundaries included) and the type check
+lint: node_modules/.installed ## prettier (the format), eslint (import boundaries, lines of at most 140) and the type check
+	prettier --check --log-level=warn $$(git ls-files '*.ts' '*.js' '*.mjs')
 	eslint --max-warnings=0 .
 	tsc -p tsconfig.json --noEmit
+
+.PHONY: format
+format: node_modules/.installed ## rewrite the sources in the project's format (prettier)
+	prettier --write --log-level=warn $$(git ls-files '*.ts' '*.js' '*.mjs')
 
 .PHONY: test-unit
 test-unit: node_modules/.installed ## unit tests beside the code (no processes, no sockets to other programs)

@@ -9,10 +9,24 @@ import { fileURLToPath } from 'node:url';
 // `make build` copies the .proto files next to the compiled code, so this works from dist/ too.
 const protoDir = fileURLToPath(new URL('./proto/', import.meta.url));
 
-export interface Hello { node: string; version: string }
-export interface Ack { version: string; error: string }
-export interface ClientMessage { hello?: Hello; ack?: Ack; kind?: 'hello' | 'ack' }
-export interface Snapshot { version: string; upstreams_json: string; inbound_json?: string }
+export interface Hello {
+  node: string;
+  version: string;
+}
+export interface Ack {
+  version: string;
+  error: string;
+}
+export interface ClientMessage {
+  hello?: Hello;
+  ack?: Ack;
+  kind?: 'hello' | 'ack';
+}
+export interface Snapshot {
+  version: string;
+  upstreams_json: string;
+  inbound_json?: string;
+}
 
 /** An upstream as discovery sends it (the sidecar file's upstream schema). */
 export interface DiscoveredUpstream {
@@ -30,8 +44,17 @@ let loaded: grpc.ServiceClientConstructor | undefined;
 /** The Discovery service definition (client constructor; `.service` for servers). */
 export function discoveryService(): grpc.ServiceClientConstructor {
   if (!loaded) {
-    const def = protoLoader.loadSync(['discovery.proto'], { includeDirs: [protoDir], keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { ballast: { discovery: { v1: { Discovery: grpc.ServiceClientConstructor } } } };
+    const def = protoLoader.loadSync(['discovery.proto'], {
+      includeDirs: [protoDir],
+      keepCase: true,
+      longs: String,
+      enums: Number,
+      defaults: true,
+      oneofs: true,
+    });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      ballast: { discovery: { v1: { Discovery: grpc.ServiceClientConstructor } } };
+    };
     loaded = pkg.ballast.discovery.v1.Discovery;
   }
   return loaded;

@@ -8,7 +8,19 @@
 import { conditionsSchema, type CrdDefinition, type Schema, openapi } from './schema.ts';
 import { type Problem, validate } from './validate.ts';
 
-export const retryOnValues = ['connect-failure', 'reset', 'refused-stream', '5xx', '502', '503', '504', '429', 'unavailable', 'resource-exhausted', 'deadline-exceeded'] as const;
+export const retryOnValues = [
+  'connect-failure',
+  'reset',
+  'refused-stream',
+  '5xx',
+  '502',
+  '503',
+  '504',
+  '429',
+  'unavailable',
+  'resource-exhausted',
+  'deadline-exceeded',
+] as const;
 export type RetryOn = (typeof retryOnValues)[number];
 export const balancerKinds = ['roundRobin', 'weighted', 'random', 'leastRequest', 'ewma', 'ringHash', 'maglev'] as const;
 
@@ -26,8 +38,12 @@ export interface BreakerSpec {
 export interface PolicySpec {
   timeouts: { connectMs: number; attemptMs: number; requestMs: number; idleMs: number };
   retries: {
-    maxAttempts: number; retryOn: RetryOn[]; methods: 'idempotent' | 'all'; idempotentPaths: string[];
-    backoffBaseMs: number; backoffMaxMs: number;
+    maxAttempts: number;
+    retryOn: RetryOn[];
+    methods: 'idempotent' | 'all';
+    idempotentPaths: string[];
+    backoffBaseMs: number;
+    backoffMaxMs: number;
     budget: { ratioPercent: number; minPerSecond: number; windowMs: number };
   };
   breaker: { endpoint: BreakerSpec; upstream: BreakerSpec };
@@ -41,39 +57,83 @@ export interface PolicySpec {
   hedge: { enabled: boolean; delayMs: number; percentile: number; initialDelayMs: number; minDelayMs: number; maxHedges: number };
   balancer: { kind: (typeof balancerKinds)[number]; hashOn: string };
   outlier: {
-    enabled: boolean; consecutive5xx: number; consecutiveGatewayErrors: number; intervalMs: number;
-    baseEjectionMs: number; maxEjectionMs: number; maxEjectionPercent: number; panicThresholdPercent: number;
-    failurePercentThreshold: number; failurePercentMinRequests: number;
+    enabled: boolean;
+    consecutive5xx: number;
+    consecutiveGatewayErrors: number;
+    intervalMs: number;
+    baseEjectionMs: number;
+    maxEjectionMs: number;
+    maxEjectionPercent: number;
+    panicThresholdPercent: number;
+    failurePercentThreshold: number;
+    failurePercentMinRequests: number;
   };
   fault: { delayPercent: number; delayMs: number; abortPercent: number; abortStatus: number; abortGrpcStatus: number };
 }
 
-const ms = (description: string, dflt: number, min = 0, max = 86_400_000): Schema => openapi.int(description, { default: dflt, minimum: min, maximum: max });
+const ms = (description: string, dflt: number, min = 0, max = 86_400_000): Schema =>
+  openapi.int(description, { default: dflt, minimum: min, maximum: max });
 const pct = (description: string, dflt: number): Schema => openapi.int(description, { default: dflt, minimum: 0, maximum: 100 });
 
-const breakerSchema = (who: string, d: Partial<BreakerSpec>): Schema => openapi.object(`Circuit breaker per ${who}: opens on any rule that trips (0 turns a rule off), fails calls fast while open, then lets halfOpenTrials calls test the way.`, {
-  consecutiveFailures: openapi.int('Open after this many failures in a row (0: off).', { default: d.consecutiveFailures ?? 0, minimum: 0 }),
-  failureRatePercent: pct('Open when at least this percent of the calls in the window failed (0: off).', d.failureRatePercent ?? 0),
-  slowCallRatePercent: pct('Open when at least this percent of the calls in the window took slowCallMs or more (0: off).', d.slowCallRatePercent ?? 0),
-  slowCallMs: ms('A call this slow counts as slow.', d.slowCallMs ?? 5000, 1),
-  minCalls: openapi.int('The rate rules need at least this many calls in the window.', { default: d.minCalls ?? 100, minimum: 1 }),
-  windowMs: ms('The sliding window of the rate rules.', d.windowMs ?? 10_000, 100),
-  openMs: ms('How long the breaker stays open before trial calls.', d.openMs ?? 5000, 1),
-  halfOpenTrials: openapi.int('Trial calls let through at once when half-open; all must succeed to close.', { default: d.halfOpenTrials ?? 3, minimum: 1, maximum: 1000 }),
-});
+const breakerSchema = (who: string, d: Partial<BreakerSpec>): Schema =>
+  openapi.object(
+    `Circuit breaker per ${who}: opens on any rule that trips (0 turns a rule off), fails calls fast while open, then lets halfOpenTrials calls test the way.`,
+    {
+      consecutiveFailures: openapi.int('Open after this many failures in a row (0: off).', {
+        default: d.consecutiveFailures ?? 0,
+        minimum: 0,
+      }),
+      failureRatePercent: pct('Open when at least this percent of the calls in the window failed (0: off).', d.failureRatePercent ?? 0),
+      slowCallRatePercent: pct(
+        'Open when at least this percent of the calls in the window took slowCallMs or more (0: off).',
+        d.slowCallRatePercent ?? 0,
+      ),
+      slowCallMs: ms('A call this slow counts as slow.', d.slowCallMs ?? 5000, 1),
+      minCalls: openapi.int('The rate rules need at least this many calls in the window.', { default: d.minCalls ?? 100, minimum: 1 }),
+      windowMs: ms('The sliding window of the rate rules.', d.windowMs ?? 10_000, 100),
+      openMs: ms('How long the breaker stays open before trial calls.', d.openMs ?? 5000, 1),
+      halfOpenTrials: openapi.int('Trial calls let through at once when half-open; all must succeed to close.', {
+        default: d.halfOpenTrials ?? 3,
+        minimum: 1,
+        maximum: 1000,
+      }),
+    },
+  );
 
 export const policySchema: Schema = openapi.object('Resilience policy for calls to one upstream (or one route of it).', {
-  timeouts: openapi.object('Time limits. The caller\'s own deadline (grpc-timeout, x-ballast-timeout-ms) shortens them, and the time left is passed on.', {
-    connectMs: ms('Connection set-up to an endpoint.', 1000, 1),
-    attemptMs: ms('One attempt, until the response headers arrive (an attempt never outlives its request: the smaller of the two applies).', 5000, 1),
-    requestMs: ms('The whole request across retries and hedges, until the response headers arrive. Streams (a gRPC watch) are bounded by idleMs afterwards, not by this.', 15_000, 1),
-    idleMs: ms('A response or request stream with no data for this long is reset.', 300_000, 1),
-  }),
+  timeouts: openapi.object(
+    "Time limits. The caller's own deadline (grpc-timeout, x-ballast-timeout-ms) shortens them, and the time left is passed on.",
+    {
+      connectMs: ms('Connection set-up to an endpoint.', 1000, 1),
+      attemptMs: ms(
+        'One attempt, until the response headers arrive (an attempt never outlives its request: the smaller of the two applies).',
+        5000,
+        1,
+      ),
+      requestMs: ms(
+        'The whole request across retries and hedges, until the response headers arrive. Streams (a gRPC watch) are bounded by idleMs afterwards, not by this.',
+        15_000,
+        1,
+      ),
+      idleMs: ms('A response or request stream with no data for this long is reset.', 300_000, 1),
+    },
+  ),
   retries: openapi.object('Retries, drawn from a budget shared with hedging.', {
     maxAttempts: openapi.int('Attempts per request, the first included (1: never retry).', { default: 3, minimum: 1, maximum: 10 }),
-    retryOn: openapi.array('Outcomes that are retried. connect-failure and refused-stream are safe for any method (the upstream never saw the request); the rest only for idempotent requests.', openapi.string('an outcome', { enum: [...retryOnValues] }), { default: ['connect-failure', 'refused-stream', 'reset', '502', '503', '504', 'unavailable'] }),
-    methods: openapi.string('idempotent: retry GET, HEAD, OPTIONS, PUT, DELETE, TRACE and gRPC methods listed in idempotentPaths; all: retry any request.', { enum: ['idempotent', 'all'], default: 'idempotent' }),
-    idempotentPaths: openapi.array('Path prefixes of requests that are idempotent whatever their method (gRPC reads: /etcdserverpb.KV/Range).', openapi.string('a path prefix'), { default: [] }),
+    retryOn: openapi.array(
+      'Outcomes that are retried. connect-failure and refused-stream are safe for any method (the upstream never saw the request); the rest only for idempotent requests.',
+      openapi.string('an outcome', { enum: [...retryOnValues] }),
+      { default: ['connect-failure', 'refused-stream', 'reset', '502', '503', '504', 'unavailable'] },
+    ),
+    methods: openapi.string(
+      'idempotent: retry GET, HEAD, OPTIONS, PUT, DELETE, TRACE and gRPC methods listed in idempotentPaths; all: retry any request.',
+      { enum: ['idempotent', 'all'], default: 'idempotent' },
+    ),
+    idempotentPaths: openapi.array(
+      'Path prefixes of requests that are idempotent whatever their method (gRPC reads: /etcdserverpb.KV/Range).',
+      openapi.string('a path prefix'),
+      { default: [] },
+    ),
     backoffBaseMs: ms('Back-off before retry n is uniform in [0, min(backoffMaxMs, backoffBaseMs × 2^n)) (full jitter).', 25, 1),
     backoffMaxMs: ms('The cap of the back-off.', 250, 1),
     budget: openapi.object('At most ratioPercent extra attempts per request in the window, plus minPerSecond.', {
@@ -96,30 +156,51 @@ export const policySchema: Schema = openapi.object('Resilience policy for calls 
     burst: openapi.int('Bucket size: requests admitted at once after a quiet spell (0: perSecond).', { default: 0, minimum: 0 }),
   }),
   shed: openapi.object('Load shedding: an adaptive concurrency limit learned from latency, priority classes and client-side throttling.', {
-    adaptive: openapi.object('Vegas-style adaptive concurrency limit, learned per endpoint from its latency; the upstream admits up to the sum over its endpoints.', {
-      enabled: openapi.bool('Learn and enforce the limit.', { default: true }),
-      initialLimit: openapi.int('Each endpoint\'s limit before anything is learned.', { default: 50, minimum: 1 }),
-      minLimit: openapi.int('An endpoint\'s limit never goes below this.', { default: 5, minimum: 1 }),
-      maxLimit: openapi.int('An endpoint\'s limit never goes above this.', { default: 500, minimum: 1 }),
+    adaptive: openapi.object(
+      'Vegas-style adaptive concurrency limit, learned per endpoint from its latency; the upstream admits up to the sum over its endpoints.',
+      {
+        enabled: openapi.bool('Learn and enforce the limit.', { default: true }),
+        initialLimit: openapi.int("Each endpoint's limit before anything is learned.", { default: 50, minimum: 1 }),
+        minLimit: openapi.int("An endpoint's limit never goes below this.", { default: 5, minimum: 1 }),
+        maxLimit: openapi.int("An endpoint's limit never goes above this.", { default: 500, minimum: 1 }),
+      },
+    ),
+    priorityHeader: openapi.string("Header naming the request's class: critical, default or sheddable (sheddable is refused first).", {
+      default: 'x-ballast-priority',
     }),
-    priorityHeader: openapi.string('Header naming the request\'s class: critical, default or sheddable (sheddable is refused first).', { default: 'x-ballast-priority' }),
-    throttle: openapi.object('Client-side adaptive throttling (Google SRE book): refuse locally with probability max(0, (requests − K·accepts)/(requests + 1)).', {
-      enabled: openapi.bool('Throttle when the upstream rejects for overload.', { default: true }),
-      acceptsMultiplier: openapi.int('K.', { default: 2, minimum: 1, maximum: 100 }),
-      windowMs: ms('The window requests and accepts are counted over.', 120_000, 1000),
-    }),
+    throttle: openapi.object(
+      'Client-side adaptive throttling (Google SRE book): refuse locally with probability max(0, (requests − K·accepts)/(requests + 1)).',
+      {
+        enabled: openapi.bool('Throttle when the upstream rejects for overload.', { default: true }),
+        acceptsMultiplier: openapi.int('K.', { default: 2, minimum: 1, maximum: 100 }),
+        windowMs: ms('The window requests and accepts are counted over.', 120_000, 1000),
+      },
+    ),
   }),
-  hedge: openapi.object('Hedged requests: an idempotent request still unanswered after the delay is also sent to another endpoint; the first answer wins.', {
-    enabled: openapi.bool('Send hedges (idempotent requests only; each hedge spends the retry budget).', { default: true }),
-    delayMs: ms('A fixed delay (0: use the percentile).', 0),
-    percentile: openapi.int('Hedge after this percentile of recent latency: 99 hedges about 1% of requests.', { default: 99, minimum: 50, maximum: 100 }),
-    initialDelayMs: ms('Before enough latencies are known for the percentile (a cold start), hedge after this long.', 50, 1),
-    minDelayMs: ms('Never hedge sooner than this.', 5, 0),
-    maxHedges: openapi.int('Extra attempts per request at most.', { default: 1, minimum: 1, maximum: 3 }),
-  }),
+  hedge: openapi.object(
+    'Hedged requests: an idempotent request still unanswered after the delay is also sent to another endpoint; the first answer wins.',
+    {
+      enabled: openapi.bool('Send hedges (idempotent requests only; each hedge spends the retry budget).', { default: true }),
+      delayMs: ms('A fixed delay (0: use the percentile).', 0),
+      percentile: openapi.int('Hedge after this percentile of recent latency: 99 hedges about 1% of requests.', {
+        default: 99,
+        minimum: 50,
+        maximum: 100,
+      }),
+      initialDelayMs: ms('Before enough latencies are known for the percentile (a cold start), hedge after this long.', 50, 1),
+      minDelayMs: ms('Never hedge sooner than this.', 5, 0),
+      maxHedges: openapi.int('Extra attempts per request at most.', { default: 1, minimum: 1, maximum: 3 }),
+    },
+  ),
   balancer: openapi.object('Load balancing over the endpoints.', {
-    kind: openapi.string('roundRobin, weighted, random, leastRequest (power of two choices), ewma (peak EWMA, power of two choices), ringHash or maglev.', { enum: [...balancerKinds], default: 'ewma' }),
-    hashOn: openapi.string('ringHash and maglev: "header:<name>", "path" or "client".', { default: 'path', pattern: '^(path|client|header:[A-Za-z0-9-]+)$' }),
+    kind: openapi.string(
+      'roundRobin, weighted, random, leastRequest (power of two choices), ewma (peak EWMA, power of two choices), ringHash or maglev.',
+      { enum: [...balancerKinds], default: 'ewma' },
+    ),
+    hashOn: openapi.string('ringHash and maglev: "header:<name>", "path" or "client".', {
+      default: 'path',
+      pattern: '^(path|client|header:[A-Za-z0-9-]+)$',
+    }),
   }),
   outlier: openapi.object('Outlier detection: endpoints that fail are taken out of balancing for a while.', {
     enabled: openapi.bool('Eject outliers.', { default: true }),
@@ -129,9 +210,15 @@ export const policySchema: Schema = openapi.object('Resilience policy for calls 
     baseEjectionMs: ms('Ejection time, multiplied by the times the endpoint was ejected.', 30_000, 1),
     maxEjectionMs: ms('Ejection time at most.', 300_000, 1),
     maxEjectionPercent: pct('At most this percent of endpoints out at once (at least one may be; never all).', 50),
-    panicThresholdPercent: pct('Below this percent of available endpoints (not ejected, circuit breaker not open), ejections and open breakers are ignored and all endpoints share the load (0: never).', 50),
+    panicThresholdPercent: pct(
+      'Below this percent of available endpoints (not ejected, circuit breaker not open), ejections and open breakers are ignored and all endpoints share the load (0: never).',
+      50,
+    ),
     failurePercentThreshold: pct('Eject an endpoint whose failures in an interval reach this percent (0: off).', 85),
-    failurePercentMinRequests: openapi.int('The failure-percent rule needs this many requests in the interval.', { default: 50, minimum: 1 }),
+    failurePercentMinRequests: openapi.int('The failure-percent rule needs this many requests in the interval.', {
+      default: 50,
+      minimum: 1,
+    }),
   }),
   fault: openapi.object('Fault injection for tests and drills (off by default).', {
     delayPercent: pct('Percent of requests delayed.', 0),
@@ -145,7 +232,9 @@ export const policySchema: Schema = openapi.object('Resilience policy for calls 
 /** The schema without defaults (route overrides must not reset what the upstream set). */
 export function stripDefaults(schema: Schema): Schema {
   const { default: _d, ...rest } = schema;
-  return rest.properties ? { ...rest, properties: Object.fromEntries(Object.entries(rest.properties).map(([k, v]) => [k, stripDefaults(v)])) } : rest;
+  return rest.properties
+    ? { ...rest, properties: Object.fromEntries(Object.entries(rest.properties).map(([k, v]) => [k, stripDefaults(v)])) }
+    : rest;
 }
 
 export interface RouteSpec {
@@ -155,12 +244,16 @@ export interface RouteSpec {
   policy: PolicySpec;
 }
 
-export const routeSchema: Schema = openapi.object('A route: requests whose path starts with pathPrefix (and whose method is listed, if any) get this route\'s own policy; its unset fields come from the upstream\'s.', {
-  name: openapi.string('The route\'s name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
-  pathPrefix: openapi.string('Path prefix.', { default: '/' }),
-  methods: openapi.array('HTTP methods (empty: all).', openapi.string('a method'), { default: [] }),
-  policy: { ...stripDefaults(policySchema), description: 'The route\'s policy overrides (unset fields come from the upstream\'s policy).' },
-}, { required: ['name'] });
+export const routeSchema: Schema = openapi.object(
+  "A route: requests whose path starts with pathPrefix (and whose method is listed, if any) get this route's own policy; its unset fields come from the upstream's.",
+  {
+    name: openapi.string("The route's name in metrics.", { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+    pathPrefix: openapi.string('Path prefix.', { default: '/' }),
+    methods: openapi.array('HTTP methods (empty: all).', openapi.string('a method'), { default: [] }),
+    policy: { ...stripDefaults(policySchema), description: "The route's policy overrides (unset fields come from the upstream's policy)." },
+  },
+  { required: ['name'] },
+);
 
 /** Deep-merge `over` onto `base` (objects merge, everything else replaces). */
 export function merge<T>(base: T, over: unknown): T {
@@ -176,8 +269,10 @@ export function resolvePolicy(input: unknown, path: string): { policy: PolicySpe
   const { value, problems } = validate(policySchema, input, path);
   const p = value as PolicySpec;
   const a = p.shed.adaptive;
-  if (a.minLimit > a.maxLimit) problems.push({ path: `${path}.shed.adaptive.minLimit`, message: `must not exceed maxLimit (${a.maxLimit}), got ${a.minLimit}` });
-  if (p.retries.backoffBaseMs > p.retries.backoffMaxMs) problems.push({ path: `${path}.retries.backoffBaseMs`, message: `must not exceed backoffMaxMs (${p.retries.backoffMaxMs})` });
+  if (a.minLimit > a.maxLimit)
+    problems.push({ path: `${path}.shed.adaptive.minLimit`, message: `must not exceed maxLimit (${a.maxLimit}), got ${a.minLimit}` });
+  if (p.retries.backoffBaseMs > p.retries.backoffMaxMs)
+    problems.push({ path: `${path}.retries.backoffBaseMs`, message: `must not exceed backoffMaxMs (${p.retries.backoffMaxMs})` });
   return { policy: p, problems };
 }
 
@@ -186,12 +281,25 @@ export function checkOverrides(input: unknown, path: string): Problem[] {
   return validate(stripDefaults(policySchema), input, path).problems;
 }
 
-
 /** One upstream a policy configures: calls from the selected pods' sidecars to a Service. */
-export interface UpstreamPolicy { service: { name: string; port: number }; protocol?: 'auto' | 'http1' | 'http2'; localPort?: number; policy?: unknown; routes?: unknown[] }
+export interface UpstreamPolicy {
+  service: { name: string; port: number };
+  protocol?: 'auto' | 'http1' | 'http2';
+  localPort?: number;
+  policy?: unknown;
+  routes?: unknown[];
+}
 /** One inbound listener: the sidecar in front of an application port. */
-export interface InboundPolicy { name: string; port: number; targetPort: number; policy?: unknown }
-export interface LabelSelector { matchLabels?: Record<string, string>; matchExpressions?: Array<{ key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }> }
+export interface InboundPolicy {
+  name: string;
+  port: number;
+  targetPort: number;
+  policy?: unknown;
+}
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: Array<{ key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }>;
+}
 
 export interface ResiliencePolicy {
   apiVersion: string;
@@ -201,18 +309,44 @@ export interface ResiliencePolicy {
     /** Which pods' sidecars (in the namespace) this policy configures; none: every one. */
     selector?: LabelSelector;
     /** One upstream, the short form (or `upstreams`). */
-    service?: { name: string; port: number }; protocol?: 'auto' | 'http1' | 'http2'; localPort?: number; policy?: unknown; routes?: unknown[];
+    service?: { name: string; port: number };
+    protocol?: 'auto' | 'http1' | 'http2';
+    localPort?: number;
+    policy?: unknown;
+    routes?: unknown[];
     upstreams?: UpstreamPolicy[];
     inbound?: InboundPolicy[];
   };
-  status?: { observedGeneration?: number; endpoints?: number; selectedPods?: number; acceptedPods?: number; rejections?: Array<{ pod: string; reason: string }>; conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string; observedGeneration?: number }> };
+  status?: {
+    observedGeneration?: number;
+    endpoints?: number;
+    selectedPods?: number;
+    acceptedPods?: number;
+    rejections?: Array<{ pod: string; reason: string }>;
+    conditions?: Array<{
+      type: string;
+      status: string;
+      reason?: string;
+      message?: string;
+      lastTransitionTime?: string;
+      observedGeneration?: number;
+    }>;
+  };
 }
 
 /** The upstreams a policy names: `spec.upstreams`, or the short form's one. */
 export function policyUpstreams(p: ResiliencePolicy): UpstreamPolicy[] {
   if (p.spec.upstreams) return p.spec.upstreams;
   if (!p.spec.service) return [];
-  return [{ service: p.spec.service, protocol: p.spec.protocol ?? 'auto', localPort: p.spec.localPort ?? 0, ...(p.spec.policy !== undefined ? { policy: p.spec.policy } : {}), ...(p.spec.routes ? { routes: p.spec.routes } : {}) }];
+  return [
+    {
+      service: p.spec.service,
+      protocol: p.spec.protocol ?? 'auto',
+      localPort: p.spec.localPort ?? 0,
+      ...(p.spec.policy !== undefined ? { policy: p.spec.policy } : {}),
+      ...(p.spec.routes ? { routes: p.spec.routes } : {}),
+    },
+  ];
 }
 
 /** Whether a pod's labels match a label selector (Kubernetes semantics; no selector: everything). */
@@ -230,12 +364,22 @@ export function selects(selector: LabelSelector | undefined, labels: Readonly<Re
   return true;
 }
 
-const serviceRef = openapi.object('A Service in the policy\'s namespace.', {
-  name: openapi.string('Service name.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
-  port: openapi.int('Service port.', { minimum: 1, maximum: 65535 }),
-}, { required: ['name', 'port'] });
-const protocolSchema = openapi.string('http1, http2 (h2c or TLS) or auto (the same as the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' });
-const localPortSchema = openapi.int('Also open a local listener on 127.0.0.1:<localPort> in each sidecar (for clients that cannot use HTTP_PROXY, such as gRPC); 0: HTTP proxy mode only.', { default: 0, minimum: 0, maximum: 65535 });
+const serviceRef = openapi.object(
+  "A Service in the policy's namespace.",
+  {
+    name: openapi.string('Service name.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+    port: openapi.int('Service port.', { minimum: 1, maximum: 65535 }),
+  },
+  { required: ['name', 'port'] },
+);
+const protocolSchema = openapi.string('http1, http2 (h2c or TLS) or auto (the same as the caller spoke).', {
+  enum: ['auto', 'http1', 'http2'],
+  default: 'auto',
+});
+const localPortSchema = openapi.int(
+  'Also open a local listener on 127.0.0.1:<localPort> in each sidecar (for clients that cannot use HTTP_PROXY, such as gRPC); 0: HTTP proxy mode only.',
+  { default: 0, minimum: 0, maximum: 65535 },
+);
 
 export const resiliencePolicyCrd: CrdDefinition = {
   group: 'ballast.dev',
@@ -245,49 +389,99 @@ export const resiliencePolicyCrd: CrdDefinition = {
   shortNames: ['rp'],
   categories: ['ballast'],
   version: 'v1alpha1',
-  description: 'ResiliencePolicy: how the Ballast sidecars of the pods it selects call Services (timeouts, retries, breakers, bulkheads, shedding, rate limits, hedging, balancing, outlier detection) and guard the pods\' own ports. The operator streams it, with the Services\' endpoints, to every selected sidecar.',
-  spec: openapi.object('The desired policy: which pods\' sidecars it configures (selector), the upstreams they call with the policy for each (service and policy for one, upstreams for several), and inbound listeners in front of the pods\' own ports.', {
-    selector: openapi.object('Which pods of the namespace (with a Ballast sidecar) this policy configures, by label; absent: all of them.', {
-      matchLabels: openapi.map('Labels a pod must have, with these values.'),
-      matchExpressions: openapi.array('Label requirements (all must hold).', openapi.object('A label requirement.', {
-        key: openapi.string('The label.'),
-        operator: openapi.string('In, NotIn, Exists or DoesNotExist.', { enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] }),
-        values: openapi.array('Values for In and NotIn.', openapi.string('a value')),
-      }, { required: ['key', 'operator'] })),
-    }),
-    service: { ...serviceRef, description: 'One upstream, the short form: the Service the selected sidecars call (use upstreams for several).' },
-    protocol: protocolSchema,
-    localPort: localPortSchema,
-    policy: { ...policySchema, description: 'The short form\'s policy for every request to the Service.' },
-    routes: openapi.array('The short form\'s per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
-    upstreams: openapi.array('Upstreams the selected sidecars call, each with its policy.', openapi.object('An upstream.', {
-      service: serviceRef,
+  description:
+    "ResiliencePolicy: how the Ballast sidecars of the pods it selects call Services (timeouts, retries, breakers, bulkheads, shedding, rate limits, hedging, balancing, outlier detection) and guard the pods' own ports. The operator streams it, with the Services' endpoints, to every selected sidecar.",
+  spec: openapi.object(
+    "The desired policy: which pods' sidecars it configures (selector), the upstreams they call with the policy for each (service and policy for one, upstreams for several), and inbound listeners in front of the pods' own ports.",
+    {
+      selector: openapi.object(
+        'Which pods of the namespace (with a Ballast sidecar) this policy configures, by label; absent: all of them.',
+        {
+          matchLabels: openapi.map('Labels a pod must have, with these values.'),
+          matchExpressions: openapi.array(
+            'Label requirements (all must hold).',
+            openapi.object(
+              'A label requirement.',
+              {
+                key: openapi.string('The label.'),
+                operator: openapi.string('In, NotIn, Exists or DoesNotExist.', { enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] }),
+                values: openapi.array('Values for In and NotIn.', openapi.string('a value')),
+              },
+              { required: ['key', 'operator'] },
+            ),
+          ),
+        },
+      ),
+      service: {
+        ...serviceRef,
+        description: 'One upstream, the short form: the Service the selected sidecars call (use upstreams for several).',
+      },
       protocol: protocolSchema,
       localPort: localPortSchema,
-      policy: { ...policySchema, description: 'The policy for every request to the Service.' },
-      routes: openapi.array('Per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
-    }, { required: ['service'] })),
-    inbound: openapi.array('Listeners the selected sidecars open in front of the pod\'s own ports (point a Service\'s targetPort at port to use them).', openapi.object('An inbound listener.', {
-      name: openapi.string('Name in metrics (unique in the policy).', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
-      port: openapi.int('Where callers connect (all addresses of the pod).', { minimum: 1, maximum: 65535 }),
-      targetPort: openapi.int('The application\'s port (on 127.0.0.1).', { minimum: 1, maximum: 65535 }),
-      policy: { type: 'object', description: 'Inbound policy: timeouts, bulkhead, rateLimit, shed, fault (one target, so no retries, hedging, balancing or ejection).', 'x-kubernetes-preserve-unknown-fields': true },
-    }, { required: ['name', 'port', 'targetPort'] })),
-  }, {
-    'x-kubernetes-validations': [
-      { rule: '!(has(self.service) && has(self.upstreams))', message: 'use spec.service for one upstream or spec.upstreams for several, not both' },
-      { rule: 'has(self.service) || has(self.upstreams) || has(self.inbound)', message: 'name an upstream (spec.service, or spec.upstreams) or an inbound listener (spec.inbound)' },
-    ],
-  }),
+      policy: { ...policySchema, description: "The short form's policy for every request to the Service." },
+      routes: openapi.array(
+        "The short form's per-route overrides, first match wins.",
+        { ...routeSchema, required: ['name'] },
+        { default: [] },
+      ),
+      upstreams: openapi.array(
+        'Upstreams the selected sidecars call, each with its policy.',
+        openapi.object(
+          'An upstream.',
+          {
+            service: serviceRef,
+            protocol: protocolSchema,
+            localPort: localPortSchema,
+            policy: { ...policySchema, description: 'The policy for every request to the Service.' },
+            routes: openapi.array('Per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
+          },
+          { required: ['service'] },
+        ),
+      ),
+      inbound: openapi.array(
+        "Listeners the selected sidecars open in front of the pod's own ports (point a Service's targetPort at port to use them).",
+        openapi.object(
+          'An inbound listener.',
+          {
+            name: openapi.string('Name in metrics (unique in the policy).', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+            port: openapi.int('Where callers connect (all addresses of the pod).', { minimum: 1, maximum: 65535 }),
+            targetPort: openapi.int("The application's port (on 127.0.0.1).", { minimum: 1, maximum: 65535 }),
+            policy: {
+              type: 'object',
+              description:
+                'Inbound policy: timeouts, bulkhead, rateLimit, shed, fault (one target, so no retries, hedging, balancing or ejection).',
+              'x-kubernetes-preserve-unknown-fields': true,
+            },
+          },
+          { required: ['name', 'port', 'targetPort'] },
+        ),
+      ),
+    },
+    {
+      'x-kubernetes-validations': [
+        {
+          rule: '!(has(self.service) && has(self.upstreams))',
+          message: 'use spec.service for one upstream or spec.upstreams for several, not both',
+        },
+        {
+          rule: 'has(self.service) || has(self.upstreams) || has(self.inbound)',
+          message: 'name an upstream (spec.service, or spec.upstreams) or an inbound listener (spec.inbound)',
+        },
+      ],
+    },
+  ),
   status: openapi.object('What the operator observed.', {
     observedGeneration: openapi.int('The generation last processed.'),
-    endpoints: openapi.int('Ready endpoints of the upstreams\' Services, in all.'),
+    endpoints: openapi.int("Ready endpoints of the upstreams' Services, in all."),
     selectedPods: openapi.int('Running pods with a Ballast sidecar that the policy selects.'),
     acceptedPods: openapi.int('Of those, the sidecars that applied the configuration they are being sent now (this policy included).'),
-    rejections: openapi.array('Selected sidecars that refused the configuration they are being sent now, and why (they keep serving their last good one); at most 10.', openapi.object('A refusal.', {
-      pod: openapi.string('The pod.'),
-      reason: openapi.string('What the sidecar said.'),
-    })),
+    rejections: openapi.array(
+      'Selected sidecars that refused the configuration they are being sent now, and why (they keep serving their last good one); at most 10.',
+      openapi.object('A refusal.', {
+        pod: openapi.string('The pod.'),
+        reason: openapi.string('What the sidecar said.'),
+      }),
+    ),
     conditions: conditionsSchema,
   }),
   columns: [

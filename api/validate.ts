@@ -18,7 +18,7 @@ export function suggest(name: string, known: readonly string[]): string {
   return best && best.d <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean "${best.k}"?)` : '';
 }
 
-const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v));
+const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v)));
 
 /** The value with defaults filled in, and every problem found. */
 export function validate(schema: Schema, value: unknown, path: string, problems: Problem[] = []): { value: unknown; problems: Problem[] } {
@@ -56,7 +56,9 @@ export function validate(schema: Schema, value: unknown, path: string, problems:
         const v = value as Record<string, unknown>;
         if (schema.properties) {
           const known = Object.keys(schema.properties);
-          for (const k of Object.keys(v)) if (!known.includes(k)) problems.push({ path: `${path}.${k}`, message: `unknown field${suggest(k, known)}; known fields: ${known.join(', ')}` });
+          for (const k of Object.keys(v))
+            if (!known.includes(k))
+              problems.push({ path: `${path}.${k}`, message: `unknown field${suggest(k, known)}; known fields: ${known.join(', ')}` });
           for (const [k, sub] of Object.entries(schema.properties)) {
             const r = validate(sub, v[k], `${path}.${k}`, problems).value;
             if (r !== undefined) out[k] = r;
@@ -72,13 +74,15 @@ export function validate(schema: Schema, value: unknown, path: string, problems:
       }
     }
   }
-  if (schema.enum && !schema.enum.includes(value as string)) return bad(`must be one of ${schema.enum.join(', ')}, got ${show(value)}${suggest(String(value), schema.enum)}`);
+  if (schema.enum && !schema.enum.includes(value as string))
+    return bad(`must be one of ${schema.enum.join(', ')}, got ${show(value)}${suggest(String(value), schema.enum)}`);
   if (typeof value === 'number') {
     if (schema.minimum !== undefined && value < schema.minimum) return bad(`must be at least ${schema.minimum}, got ${value}`);
     if (schema.maximum !== undefined && value > schema.maximum) return bad(`must be at most ${schema.maximum}, got ${value}`);
   }
   if (typeof value === 'string') {
-    if (schema.pattern && !new RegExp(schema.pattern).test(value)) return bad(`${show(value)} does not match ${schema.pattern}${schema.description ? ` (${schema.description})` : ''}`);
+    if (schema.pattern && !new RegExp(schema.pattern).test(value))
+      return bad(`${show(value)} does not match ${schema.pattern}${schema.description ? ` (${schema.description})` : ''}`);
     if (schema.maxLength !== undefined && value.length > schema.maxLength) return bad(`must be at most ${schema.maxLength} characters`);
   }
   return { value, problems };

@@ -35,24 +35,39 @@ async function fill(sys: System): Promise<number> {
   const n = Math.ceil(totalBytes / valueBytes);
   const start = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: 24 }, async (_, w) => {
-    for (let i = next++; i < n; i = next++) await (clients[w % clients.length] as KvClient).call('Put', { key: Buffer.from(`bulk/${String(i).padStart(6, '0')}`), value });
-  }));
+  await Promise.all(
+    Array.from({ length: 24 }, async (_, w) => {
+      for (let i = next++; i < n; i = next++)
+        await (clients[w % clients.length] as KvClient).call('Put', { key: Buffer.from(`bulk/${String(i).padStart(6, '0')}`), value });
+    }),
+  );
   for (const c of clients) c.close();
   return (performance.now() - start) / 1000;
 }
 
-
 /** Run a command to its end; seconds taken, and the peak RSS of `watch` meanwhile. */
-function timed(cmd: string, args: string[], env: Record<string, string> = {}, watch?: number): Promise<{ sec: number; peakRss: number; out: string }> {
+function timed(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+  watch?: number,
+): Promise<{ sec: number; peakRss: number; out: string }> {
   const start = performance.now();
   let peak = watch ? rssBytes(watch) : 0;
-  const tick = watch ? setInterval(() => { peak = Math.max(peak, rssBytes(watch)); }, 100) : undefined;
+  const tick = watch
+    ? setInterval(() => {
+        peak = Math.max(peak, rssBytes(watch));
+      }, 100)
+    : undefined;
   return new Promise((resolve, reject) => {
     const p: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let out = '';
-    p.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-    p.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     p.on('exit', (code) => {
       if (tick) clearInterval(tick);
       if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`));
@@ -61,7 +76,8 @@ function timed(cmd: string, args: string[], env: Record<string, string> = {}, wa
   });
 }
 
-const sizeOf = (sys: System) => Number(/"DBSize" : (\d+)/.exec(etcdctl([sys.endpoints[0] as string], ['endpoint', 'status', '-w', 'fields']))?.[1] ?? 0);
+const sizeOf = (sys: System) =>
+  Number(/"DBSize" : (\d+)/.exec(etcdctl([sys.endpoints[0] as string], ['endpoint', 'status', '-w', 'fields']))?.[1] ?? 0);
 const mibps = (bytes: number, sec: number) => Math.round(bytes / MiB / sec);
 
 async function main(): Promise<void> {
@@ -83,10 +99,29 @@ async function main(): Promise<void> {
       const during = putLoad(etcd, loadMs);
       const save = await timed('etcdctl', [`--endpoints=${etcd.endpoints[1]}`, 'snapshot', 'save', file], { ETCDCTL_API: '3' });
       const busy = await during;
-      const restore = await timed('etcdctl', ['snapshot', 'restore', file, `--data-dir=${join(work, 'etcd-restored')}`], { ETCDCTL_API: '3' });
+      const restore = await timed('etcdctl', ['snapshot', 'restore', file, `--data-dir=${join(work, 'etcd-restored')}`], {
+        ETCDCTL_API: '3',
+      });
       const bytes = statSync(file).size;
-      rows.push({ system: 'etcd 3.4 (anchor)', storeMiB: Math.round(db / MiB), fillSec: Math.round(fillSec), how: 'etcdctl snapshot save → file', saveSec: save.sec, saveMiBps: mibps(bytes, save.sec), restoreSec: restore.sec, restoreMiBps: mibps(bytes, restore.sec), sourcePeakRssMiB: '' });
-      loads.push({ system: 'etcd 3.4 (anchor)', idleP99ms: idle.p99ms, duringBackupP99ms: busy.p99ms, idleOpsPerSec: Math.round(idle.opsPerSec), duringOpsPerSec: Math.round(busy.opsPerSec), errors: idle.errors + busy.errors });
+      rows.push({
+        system: 'etcd 3.4 (anchor)',
+        storeMiB: Math.round(db / MiB),
+        fillSec: Math.round(fillSec),
+        how: 'etcdctl snapshot save → file',
+        saveSec: save.sec,
+        saveMiBps: mibps(bytes, save.sec),
+        restoreSec: restore.sec,
+        restoreMiBps: mibps(bytes, restore.sec),
+        sourcePeakRssMiB: '',
+      });
+      loads.push({
+        system: 'etcd 3.4 (anchor)',
+        idleP99ms: idle.p99ms,
+        duringBackupP99ms: busy.p99ms,
+        idleOpsPerSec: Math.round(idle.opsPerSec),
+        duringOpsPerSec: Math.round(busy.opsPerSec),
+        errors: idle.errors + busy.errors,
+      });
     } finally {
       await etcd.stop();
     }
@@ -100,7 +135,17 @@ async function main(): Promise<void> {
       const save = await timed('etcdctl', [`--endpoints=${ballast.endpoints[1]}`, 'snapshot', 'save', file], { ETCDCTL_API: '3' });
       const restore = await timed(bin, ['store', 'restore', file, `--data-dir=${join(work, 'ballast-restored')}`]);
       const bytes = statSync(file).size;
-      rows.push({ system: 'ballast', storeMiB: Math.round(db / MiB), fillSec: Math.round(fillSec), how: 'etcdctl snapshot save → file; ballast store restore', saveSec: save.sec, saveMiBps: mibps(bytes, save.sec), restoreSec: restore.sec, restoreMiBps: mibps(bytes, restore.sec), sourcePeakRssMiB: '' });
+      rows.push({
+        system: 'ballast',
+        storeMiB: Math.round(db / MiB),
+        fillSec: Math.round(fillSec),
+        how: 'etcdctl snapshot save → file; ballast store restore',
+        saveSec: save.sec,
+        saveMiBps: mibps(bytes, save.sec),
+        restoreSec: restore.sec,
+        restoreMiBps: mibps(bytes, restore.sec),
+        sourcePeakRssMiB: '',
+      });
       // To object storage, streamed from a follower, under the write load.
       const lead = ballast.leaderEndpoint();
       const follower = ballast.endpoints.find((e) => e !== lead) as string;
@@ -111,8 +156,25 @@ async function main(): Promise<void> {
       const busy = await during;
       const m = JSON.parse(up.out.trim().split('\n').pop() as string) as { size: number };
       const down = await timed(bin, ['backup', 'restore', 'bench', ...s3Flags, `--data-dir=${join(work, 'ballast-from-s3')}`], s3);
-      rows.push({ system: 'ballast', storeMiB: Math.round(db / MiB), fillSec: Math.round(fillSec), how: 'ballast backup save → S3 (SeaweedFS); ballast backup restore', saveSec: up.sec, saveMiBps: mibps(m.size, up.sec), restoreSec: down.sec, restoreMiBps: mibps(m.size, down.sec), sourcePeakRssMiB: `${Math.round(before / MiB)} → ${Math.round(up.peakRss / MiB)}` });
-      loads.push({ system: 'ballast', idleP99ms: idle.p99ms, duringBackupP99ms: busy.p99ms, idleOpsPerSec: Math.round(idle.opsPerSec), duringOpsPerSec: Math.round(busy.opsPerSec), errors: idle.errors + busy.errors });
+      rows.push({
+        system: 'ballast',
+        storeMiB: Math.round(db / MiB),
+        fillSec: Math.round(fillSec),
+        how: 'ballast backup save → S3 (SeaweedFS); ballast backup restore',
+        saveSec: up.sec,
+        saveMiBps: mibps(m.size, up.sec),
+        restoreSec: down.sec,
+        restoreMiBps: mibps(m.size, down.sec),
+        sourcePeakRssMiB: `${Math.round(before / MiB)} → ${Math.round(up.peakRss / MiB)}`,
+      });
+      loads.push({
+        system: 'ballast',
+        idleP99ms: idle.p99ms,
+        duringBackupP99ms: busy.p99ms,
+        idleOpsPerSec: Math.round(idle.opsPerSec),
+        duringOpsPerSec: Math.round(busy.opsPerSec),
+        errors: idle.errors + busy.errors,
+      });
     } finally {
       await ballast.stop();
     }
@@ -124,9 +186,18 @@ async function main(): Promise<void> {
   console.log();
   console.log(table(loads, `write p99 (16 clients, 256-byte puts, ${loadMs / 1000} s) without and during a backup`));
   const path = writeResult('backup', {
-    machine: machine(), quick, storeBytes: totalBytes, valueBytes,
-    versions: { etcd: tryRun('etcd', ['--version']).split('\n')[0], etcdctl: tryRun('etcdctl', ['version']).split('\n')[0], seaweedfs: /github\.com\/seaweedfs\/seaweedfs (\S+)/.exec(readFileSync(`${root}cluster/go/seaweedfs/go.mod`, 'utf8'))?.[1] ?? 'unknown' },
-    backupAndRestore: rows, writeLatency: loads,
+    machine: machine(),
+    quick,
+    storeBytes: totalBytes,
+    valueBytes,
+    versions: {
+      etcd: tryRun('etcd', ['--version']).split('\n')[0],
+      etcdctl: tryRun('etcdctl', ['version']).split('\n')[0],
+      seaweedfs:
+        /github\.com\/seaweedfs\/seaweedfs (\S+)/.exec(readFileSync(`${root}cluster/go/seaweedfs/go.mod`, 'utf8'))?.[1] ?? 'unknown',
+    },
+    backupAndRestore: rows,
+    writeLatency: loads,
   });
   console.log(`\nwrote ${path}`);
 }

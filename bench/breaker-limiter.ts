@@ -24,22 +24,49 @@ import { SeededRandom } from '../lib/random.ts';
 import { machine, percentile, table, writeResult } from './lib.ts';
 
 const require = createRequire(import.meta.url);
-const versions = { opossum: (require('opossum/package.json') as { version: string }).version, bottleneck: (require('bottleneck/package.json') as { version: string }).version };
+const versions = {
+  opossum: (require('opossum/package.json') as { version: string }).version,
+  bottleneck: (require('bottleneck/package.json') as { version: string }).version,
+};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 // ---------------------------------------------------------------- breaker behaviour
-const phases = [{ name: 'healthy', ms: 1500, failRate: 0 }, { name: 'down', ms: 1500, failRate: 1 }, { name: 'flaky', ms: 1500, failRate: 0.4 }, { name: 'recovered', ms: 1500, failRate: 0 }] as const;
-type PhaseName = typeof phases[number]['name'];
+const phases = [
+  { name: 'healthy', ms: 1500, failRate: 0 },
+  { name: 'down', ms: 1500, failRate: 1 },
+  { name: 'flaky', ms: 1500, failRate: 0.4 },
+  { name: 'recovered', ms: 1500, failRate: 0 },
+] as const;
+type PhaseName = (typeof phases)[number]['name'];
 
-interface BreakerRun { refused: Record<PhaseName, number>; reached: Record<PhaseName, number>; failedAtUpstream: Record<PhaseName, number>; opens: Record<PhaseName, number>; msToOpen: number; msToClose: number; goodRefused: Record<PhaseName, number> }
+interface BreakerRun {
+  refused: Record<PhaseName, number>;
+  reached: Record<PhaseName, number>;
+  failedAtUpstream: Record<PhaseName, number>;
+  opens: Record<PhaseName, number>;
+  msToOpen: number;
+  msToClose: number;
+  goodRefused: Record<PhaseName, number>;
+}
 
 /** Drive one breaker through the phases; `call` returns 'refused' or the upstream's outcome. */
-async function breakerScenario(call: (upstream: () => Promise<void>) => Promise<'refused' | 'ok' | 'failed'>, state: () => string): Promise<BreakerRun> {
+async function breakerScenario(
+  call: (upstream: () => Promise<void>) => Promise<'refused' | 'ok' | 'failed'>,
+  state: () => string,
+): Promise<BreakerRun> {
   const rng = new SeededRandom(42);
   const zero = () => ({ healthy: 0, down: 0, flaky: 0, recovered: 0 });
-  const run: BreakerRun = { refused: zero(), reached: zero(), failedAtUpstream: zero(), opens: zero(), msToOpen: NaN, msToClose: NaN, goodRefused: zero() };
+  const run: BreakerRun = {
+    refused: zero(),
+    reached: zero(),
+    failedAtUpstream: zero(),
+    opens: zero(),
+    msToOpen: NaN,
+    msToClose: NaN,
+    goodRefused: zero(),
+  };
   let downEnded = NaN;
   for (const p of phases) {
     const phaseStart = performance.now();
@@ -75,33 +102,44 @@ async function breakerScenario(call: (upstream: () => Promise<void>) => Promise<
 
 function ours(): Promise<BreakerRun> {
   const b = new Breaker({ failureRate: { threshold: 0.5, minCalls: 20 }, windowMs: 1000, openMs: 250, halfOpenTrials: 5 });
-  return breakerScenario(async (upstream) => {
-    const now = performance.now();
-    const a = b.tryAcquire(now);
-    if (!a.ok) return 'refused';
-    try {
-      await upstream();
-      b.onResult(a.ticket, performance.now(), true, performance.now() - now);
-      return 'ok';
-    } catch {
-      b.onResult(a.ticket, performance.now(), false, performance.now() - now);
-      return 'failed';
-    }
-  }, () => b.state(performance.now()));
+  return breakerScenario(
+    async (upstream) => {
+      const now = performance.now();
+      const a = b.tryAcquire(now);
+      if (!a.ok) return 'refused';
+      try {
+        await upstream();
+        b.onResult(a.ticket, performance.now(), true, performance.now() - now);
+        return 'ok';
+      } catch {
+        b.onResult(a.ticket, performance.now(), false, performance.now() - now);
+        return 'failed';
+      }
+    },
+    () => b.state(performance.now()),
+  );
 }
 
 function theirs(): Promise<BreakerRun> {
   const cb = new CircuitBreaker((upstream: () => Promise<void>) => upstream(), {
-    errorThresholdPercentage: 50, volumeThreshold: 20, rollingCountTimeout: 1000, rollingCountBuckets: 10, resetTimeout: 250, timeout: false,
+    errorThresholdPercentage: 50,
+    volumeThreshold: 20,
+    rollingCountTimeout: 1000,
+    rollingCountBuckets: 10,
+    resetTimeout: 250,
+    timeout: false,
   });
-  return breakerScenario(async (upstream) => {
-    try {
-      await cb.fire(upstream);
-      return 'ok';
-    } catch (err) {
-      return (err as { code?: string }).code === 'EOPENBREAKER' ? 'refused' : 'failed';
-    }
-  }, () => (cb.opened ? 'open' : cb.halfOpen ? 'halfOpen' : 'closed'));
+  return breakerScenario(
+    async (upstream) => {
+      try {
+        await cb.fire(upstream);
+        return 'ok';
+      } catch (err) {
+        return (err as { code?: string }).code === 'EOPENBREAKER' ? 'refused' : 'failed';
+      }
+    },
+    () => (cb.opened ? 'open' : cb.halfOpen ? 'halfOpen' : 'closed'),
+  );
 }
 
 // ---------------------------------------------------------------- breaker cost
@@ -114,7 +152,14 @@ async function breakerCost(): Promise<Record<string, number>> {
     return ((performance.now() - t0) * 1e6) / calls;
   };
   const b = new Breaker({ failureRate: { threshold: 0.5, minCalls: 20 }, windowMs: 1000, openMs: 250, halfOpenTrials: 5 });
-  const cb = new CircuitBreaker(op, { errorThresholdPercentage: 50, volumeThreshold: 20, rollingCountTimeout: 1000, rollingCountBuckets: 10, resetTimeout: 250, timeout: false });
+  const cb = new CircuitBreaker(op, {
+    errorThresholdPercentage: 50,
+    volumeThreshold: 20,
+    rollingCountTimeout: 1000,
+    rollingCountBuckets: 10,
+    resetTimeout: 250,
+    timeout: false,
+  });
   const viaOurs = async () => {
     const now = performance.now();
     const a = b.tryAcquire(now);
@@ -136,7 +181,14 @@ async function breakerCost(): Promise<Record<string, number>> {
 }
 
 // ---------------------------------------------------------------- rate limit
-interface LimitRun { admitted: number; admittedWhileOffered: number; refused: number; maxIn100ms: number; admitWaitP99: number; refuseWaitP99: number }
+interface LimitRun {
+  admitted: number;
+  admittedWhileOffered: number;
+  refused: number;
+  maxIn100ms: number;
+  admitWaitP99: number;
+  refuseWaitP99: number;
+}
 
 /** Offer `rate`/s for `ms`, each call to `offer`, which resolves when the call is admitted (true) or refused (false). */
 async function offerLoad(offer: () => Promise<boolean>, rate: number, ms: number): Promise<LimitRun> {
@@ -151,16 +203,18 @@ async function offerLoad(offer: () => Promise<boolean>, rate: number, ms: number
     const due = Math.floor(((performance.now() - start) / 1000) * rate);
     for (; sent < due; sent++) {
       const t0 = performance.now();
-      pending.push(offer().then((ok) => {
-        const t = performance.now();
-        if (ok) {
-          admittedAt.push(t - start);
-          admitWait.push(t - t0);
-        } else {
-          refused++;
-          refuseWait.push(t - t0);
-        }
-      }));
+      pending.push(
+        offer().then((ok) => {
+          const t = performance.now();
+          if (ok) {
+            admittedAt.push(t - start);
+            admitWait.push(t - t0);
+          } else {
+            refused++;
+            refuseWait.push(t - t0);
+          }
+        }),
+      );
     }
     await new Promise((r) => setImmediate(r));
   }
@@ -171,8 +225,21 @@ async function offerLoad(offer: () => Promise<boolean>, rate: number, ms: number
     while ((admittedAt[i] ?? 0) - (admittedAt[j] ?? 0) > 100) j++;
     maxIn100ms = Math.max(maxIn100ms, i - j + 1);
   }
-  const p99 = (xs: number[]) => Math.round(percentile(xs.sort((a, b) => a - b), 99) * 100) / 100;
-  return { admitted: admittedAt.length, admittedWhileOffered: admittedAt.filter((t) => t <= ms).length, refused, maxIn100ms, admitWaitP99: p99(admitWait), refuseWaitP99: refuseWait.length ? p99(refuseWait) : 0 };
+  const p99 = (xs: number[]) =>
+    Math.round(
+      percentile(
+        xs.sort((a, b) => a - b),
+        99,
+      ) * 100,
+    ) / 100;
+  return {
+    admitted: admittedAt.length,
+    admittedWhileOffered: admittedAt.filter((t) => t <= ms).length,
+    refused,
+    maxIn100ms,
+    admitWaitP99: p99(admitWait),
+    refuseWaitP99: refuseWait.length ? p99(refuseWait) : 0,
+  };
 }
 
 async function limiters(): Promise<Record<string, LimitRun>> {
@@ -183,7 +250,13 @@ async function limiters(): Promise<Record<string, LimitRun>> {
   const out: Record<string, LimitRun> = {};
   out['ballast token bucket (500/s, burst 10)'] = await offerLoad(async () => bucket.take(performance.now()) === 0, rate, ms);
   // bottleneck's reservoir: 500 jobs per 1 s interval; jobs that cannot start are dropped (no queue).
-  const reservoir = new Bottleneck({ reservoir: limit, reservoirRefreshAmount: limit, reservoirRefreshInterval: 1000, highWater: 0, strategy: Bottleneck.strategy.OVERFLOW });
+  const reservoir = new Bottleneck({
+    reservoir: limit,
+    reservoirRefreshAmount: limit,
+    reservoirRefreshInterval: 1000,
+    highWater: 0,
+    strategy: Bottleneck.strategy.OVERFLOW,
+  });
   out['bottleneck reservoir (500 per 1 s)'] = await offerLoad(() => reservoir.schedule(async () => true).catch(() => false), rate, ms);
   await reservoir.stop({ dropWaitingJobs: true }).catch(() => undefined);
   // bottleneck smoothed: one job every 2 ms, a queue of up to 10 (as the bucket's burst), the rest
@@ -220,7 +293,12 @@ const bc = await breakerCost();
 const lim = await limiters();
 const lc = await limiterCost();
 
-const breakerRows = ([['ballast breaker (5 half-open trials)', b1], [`opossum ${versions.opossum}`, b2]] as const).map(([system, r]) => ({
+const breakerRows = (
+  [
+    ['ballast breaker (5 half-open trials)', b1],
+    [`opossum ${versions.opossum}`, b2],
+  ] as const
+).map(([system, r]) => ({
   system,
   'failed calls let through while down': r.failedAtUpstream.down,
   'ms to open': r.msToOpen,
@@ -230,20 +308,48 @@ const breakerRows = ([['ballast breaker (5 half-open trials)', b1], [`opossum ${
   'ms to close after the outage': Number.isNaN(r.msToClose) ? 'never' : r.msToClose,
   'healthy calls refused': r.refused.healthy + r.refused.recovered,
 }));
-console.log(`\nbreaker: one upstream healthy 1.5 s, down 1.5 s, flaky (40% failures) 1.5 s, recovered 1.5 s; a call every 2 ms\n\n${table(breakerRows, 'breaker behaviour')}\n`);
+console.log(
+  `\nbreaker: one upstream healthy 1.5 s, down 1.5 s, flaky (40% failures) 1.5 s, recovered 1.5 s; a call every 2 ms\n\n${table(breakerRows, 'breaker behaviour')}\n`,
+);
 const costRows = [
-  { system: 'ballast breaker', 'ns per call': Math.round(bc.ours ?? 0), 'ns added to the bare call': Math.round((bc.ours ?? 0) - (bc.bare ?? 0)) },
-  { system: `opossum ${versions.opossum}`, 'ns per call': Math.round(bc.opossum ?? 0), 'ns added to the bare call': Math.round((bc.opossum ?? 0) - (bc.bare ?? 0)) },
+  {
+    system: 'ballast breaker',
+    'ns per call': Math.round(bc.ours ?? 0),
+    'ns added to the bare call': Math.round((bc.ours ?? 0) - (bc.bare ?? 0)),
+  },
+  {
+    system: `opossum ${versions.opossum}`,
+    'ns per call': Math.round(bc.opossum ?? 0),
+    'ns added to the bare call': Math.round((bc.opossum ?? 0) - (bc.bare ?? 0)),
+  },
 ];
-console.log(`breaker: cost of a call through it (bare async call: ${Math.round(bc.bare ?? 0)} ns; median of 5 × 200,000)\n\n${table(costRows, 'breaker cost')}\n`);
+console.log(
+  `breaker: cost of a call through it (bare async call: ${Math.round(bc.bare ?? 0)} ns; median of 5 × 200,000)\n\n${table(costRows, 'breaker cost')}\n`,
+);
 const limitRows = Object.entries(lim).map(([system, r]) => ({
-  system, 'admitted /s while offered': Math.round(r.admittedWhileOffered / 3), 'admitted later': r.admitted - r.admittedWhileOffered, refused: r.refused, 'most admitted in 100 ms': r.maxIn100ms, 'admitted: wait p99 ms': r.admitWaitP99, 'refused: wait p99 ms': r.refuseWaitP99,
+  system,
+  'admitted /s while offered': Math.round(r.admittedWhileOffered / 3),
+  'admitted later': r.admitted - r.admittedWhileOffered,
+  refused: r.refused,
+  'most admitted in 100 ms': r.maxIn100ms,
+  'admitted: wait p99 ms': r.admitWaitP99,
+  'refused: wait p99 ms': r.refuseWaitP99,
 }));
 console.log(`rate limit 500/s, 1,000 calls/s offered for 3 s\n\n${table(limitRows, 'rate limit behaviour')}\n`);
 const limitCostRows = [
-  { system: 'ballast token bucket', 'µs per admission, one at a time': Math.round((lc.ours ?? 0) / 10) / 100, 'µs per admission, 10,000 at once': Math.round((lc.ours ?? 0) / 10) / 100 },
-  { system: `bottleneck ${versions.bottleneck}`, 'µs per admission, one at a time': Math.round((lc.bottleneckOneAtATime ?? 0) / 10) / 100, 'µs per admission, 10,000 at once': Math.round((lc.bottleneckBatched ?? 0) / 10) / 100 },
+  {
+    system: 'ballast token bucket',
+    'µs per admission, one at a time': Math.round((lc.ours ?? 0) / 10) / 100,
+    'µs per admission, 10,000 at once': Math.round((lc.ours ?? 0) / 10) / 100,
+  },
+  {
+    system: `bottleneck ${versions.bottleneck}`,
+    'µs per admission, one at a time': Math.round((lc.bottleneckOneAtATime ?? 0) / 10) / 100,
+    'µs per admission, 10,000 at once': Math.round((lc.bottleneckBatched ?? 0) / 10) / 100,
+  },
 ];
 console.log(`${table(limitCostRows, 'rate limit cost')}\n`);
-console.log(`wrote ${writeResult('breaker-limiter', { machine: { ...machine(), ...versions }, breaker: { ours: b1, opossum: b2, costNs: bc }, rateLimit: lim, rateLimitCostNs: lc })}`);
+console.log(
+  `wrote ${writeResult('breaker-limiter', { machine: { ...machine(), ...versions }, breaker: { ours: b1, opossum: b2, costNs: bc }, rateLimit: lim, rateLimitCostNs: lc })}`,
+);
 process.exit(0);

@@ -80,7 +80,18 @@ const rows = Object.entries(results).map(([name, rs]) => ({
   'start to first answer ms (median)': median(rs.map((r) => r.firstAnswerMs)),
 }));
 const [plain, fast] = rows as [(typeof rows)[0], (typeof rows)[0]];
-rows.push({ server: 'fastify − node:http', 'RSS MiB (median)': fast['RSS MiB (median)'] - plain['RSS MiB (median)'], 'heap MiB (median)': fast['heap MiB (median)'] - plain['heap MiB (median)'], 'start to first answer ms (median)': fast['start to first answer ms (median)'] - plain['start to first answer ms (median)'] });
+rows.push({
+  server: 'fastify − node:http',
+  'RSS MiB (median)': fast['RSS MiB (median)'] - plain['RSS MiB (median)'],
+  'heap MiB (median)': fast['heap MiB (median)'] - plain['heap MiB (median)'],
+  'start to first answer ms (median)': fast['start to first answer ms (median)'] - plain['start to first answer ms (median)'],
+});
 console.log(table(rows, `The sidecar's admin endpoint, five GET routes, ${runs} fresh processes each`));
-const fastifyVersion = (JSON.parse(execFileSync(process.execPath, ['-p', `JSON.stringify(require(${JSON.stringify(join(root, 'node_modules/fastify/package.json'))}))`], { encoding: 'utf8' })) as { version: string }).version;
+const fastifyVersion = (
+  JSON.parse(
+    execFileSync(process.execPath, ['-p', `JSON.stringify(require(${JSON.stringify(join(root, 'node_modules/fastify/package.json'))}))`], {
+      encoding: 'utf8',
+    }),
+  ) as { version: string }
+).version;
 console.log(`\nwrote ${writeResult('endpoints', { machine: { ...machine(), fastify: fastifyVersion }, runs, rows, raw: results })}`);

@@ -44,10 +44,13 @@ export function table(rows: Array<Record<string, string | number>>, title = `tab
   if (rows.length === 0) return '';
   printed.push({ title, rows });
   const cols = Object.keys(rows[0] as object);
-  const fmt = (v: string | number | undefined) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v ?? ''));
+  const fmt = (v: string | number | undefined) =>
+    typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v ?? '');
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => fmt(r[c]).length)));
   const line = (vals: string[]) => `| ${vals.map((v, i) => v.padEnd(width[i] as number)).join(' | ')} |`;
-  return [line(cols), `|${width.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map((r) => line(cols.map((c) => fmt(r[c]))))].join('\n');
+  return [line(cols), `|${width.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map((r) => line(cols.map((c) => fmt(r[c]))))].join(
+    '\n',
+  );
 }
 
 /** bench/results/<name>.json, and <name>.html with the run's tables as figures; the JSON's path. */
@@ -58,7 +61,15 @@ export function writeResult(name: string, data: unknown): string {
   writeFileSync(path, `${JSON.stringify(data, null, 2)}\n`);
   const facts = (data as { machine?: Record<string, unknown> }).machine ?? {};
   const sections = printed.map((t) => ({ title: t.title, figures: comparisonFigures(t.rows) })).filter((s) => s.figures.length > 0);
-  writeFileSync(`${dir}/${name}.html`, page(`bench: ${name}`, [`The tables of bench/results/${name}.json, drawn: each measure with the anchor and Ballast side by side.`], sections, facts));
+  writeFileSync(
+    `${dir}/${name}.html`,
+    page(
+      `bench: ${name}`,
+      [`The tables of bench/results/${name}.json, drawn: each measure with the anchor and Ballast side by side.`],
+      sections,
+      facts,
+    ),
+  );
   return path;
 }
 

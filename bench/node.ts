@@ -29,28 +29,41 @@ const statOf = (pid: number) => {
   }
 };
 /** Processes whose command line contains `needle` (the node's shims and pause containers). */
-const pidsWith = (needle: string) => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle);
-  } catch {
-    return false;
-  }
-});
+const pidsWith = (needle: string) =>
+  readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle);
+      } catch {
+        return false;
+      }
+    });
 
 const results: Array<Record<string, number>> = [];
 for (let run = 0; run < runs; run++) {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-bench-node-'));
-  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${join(dir, 'admin.kubeconfig')}`, ...args], { encoding: 'utf8', input: input ?? '' });
+  const kubectl = (args: string[], input?: string) =>
+    spawnSync('kubectl', [`--kubeconfig=${join(dir, 'admin.kubeconfig')}`, ...args], { encoding: 'utf8', input: input ?? '' });
   const t0 = Date.now();
   execFileSync(bin, ['cluster', 'up', `--state-dir=${dir}`, '--store=etcd', '--apiserver-port=26443'], { stdio: 'ignore' });
   const upMs = Date.now() - t0;
   try {
-    const pods = Array.from({ length: 10 }, (_, i) => `apiVersion: v1\nkind: Pod\nmetadata: {name: p${i}}\nspec:\n  containers:\n  - name: echo\n    image: ballast-test/http-echo:dev\n    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n`).join('---\n');
+    const pods = Array.from(
+      { length: 10 },
+      (_, i) =>
+        `apiVersion: v1\nkind: Pod\nmetadata: {name: p${i}}\nspec:\n  containers:\n  - name: echo\n    image: ballast-test/http-echo:dev\n    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n`,
+    ).join('---\n');
     const t1 = Date.now();
     kubectl(['apply', '-f', '-'], pods);
     let readyMs = 0;
     for (;;) {
-      const items = (JSON.parse(kubectl(['get', 'pods', '-o', 'json']).stdout) as { items: Array<{ status: { conditions?: Array<{ type: string; status: string }> } }> }).items;
+      const items = (
+        JSON.parse(kubectl(['get', 'pods', '-o', 'json']).stdout) as {
+          items: Array<{ status: { conditions?: Array<{ type: string; status: string }> } }>;
+        }
+      ).items;
       if (items.length === 10 && items.every((p) => p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))) {
         readyMs = Date.now() - t1;
         break;
@@ -59,8 +72,16 @@ for (let run = 0; run < runs; run++) {
       await sleep(100);
     }
     // Each pod's create → Ready, from the API's own timestamps (second resolution).
-    const perPod = (JSON.parse(kubectl(['get', 'pods', '-o', 'json']).stdout) as { items: Array<{ metadata: { creationTimestamp: string }; status: { conditions: Array<{ type: string; lastTransitionTime: string }> } }> }).items
-      .map((p) => Date.parse(p.status.conditions.find((c) => c.type === 'Ready')!.lastTransitionTime) - Date.parse(p.metadata.creationTimestamp));
+    const perPod = (
+      JSON.parse(kubectl(['get', 'pods', '-o', 'json']).stdout) as {
+        items: Array<{
+          metadata: { creationTimestamp: string };
+          status: { conditions: Array<{ type: string; lastTransitionTime: string }> };
+        }>;
+      }
+    ).items.map(
+      (p) => Date.parse(p.status.conditions.find((c) => c.type === 'Ready')!.lastTransitionTime) - Date.parse(p.metadata.creationTimestamp),
+    );
     const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { components: Array<{ name: string; pid: number }> };
     const pid = (n: string) => state.components.find((c) => c.name === n)?.pid ?? 0;
     const shims = pidsWith('containerd-shim-runc-v2');
@@ -69,7 +90,12 @@ for (let run = 0; run < runs; run++) {
     await sleep(5000); // settle after the burst
     const before = Object.fromEntries(Object.entries(watched).map(([k, ps]) => [k, ps.reduce((s, p) => s + statOf(p).cpu, 0)]));
     await sleep(idleSeconds * 1000);
-    const row: Record<string, number> = { upMs, tenPodsReadyMs: readyMs, podReadyMedianMs: median(perPod), podReadyMaxMs: Math.max(...perPod) };
+    const row: Record<string, number> = {
+      upMs,
+      tenPodsReadyMs: readyMs,
+      podReadyMedianMs: median(perPod),
+      podReadyMaxMs: Math.max(...perPod),
+    };
     for (const [k, ps] of Object.entries(watched)) {
       row[`${k} RSS MiB`] = ps.reduce((s, p) => s + statOf(p).rss, 0);
       row[`${k} CPU %`] = (100 * (ps.reduce((s, p) => s + statOf(p).cpu, 0) - (before[k] ?? 0))) / idleSeconds;
@@ -83,6 +109,11 @@ for (let run = 0; run < runs; run++) {
   }
 }
 const keys = Object.keys(results[0] ?? {});
-const summary = keys.map((k) => ({ measure: k, median: Number(median(results.map((r) => r[k] as number)).toFixed(1)), min: Number(Math.min(...results.map((r) => r[k] as number)).toFixed(1)), max: Number(Math.max(...results.map((r) => r[k] as number)).toFixed(1)) }));
+const summary = keys.map((k) => ({
+  measure: k,
+  median: Number(median(results.map((r) => r[k] as number)).toFixed(1)),
+  min: Number(Math.min(...results.map((r) => r[k] as number)).toFixed(1)),
+  max: Number(Math.max(...results.map((r) => r[k] as number)).toFixed(1)),
+}));
 console.log(`\n${table(summary, 'the node')}`);
 console.log(`wrote ${writeResult('node', { machine: machine(), runs, idleSeconds, results, summary })}`);

@@ -25,12 +25,22 @@ const bin = join(root, 'bin', 'ballast');
 const state = mkdtempSync(join(tmpdir(), 'ballast-opscale-'));
 const kc = join(state, 'admin.kubeconfig');
 const port = 26443;
-const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${kc}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 300_000, maxBuffer: 256 * 1024 * 1024 });
+const kubectl = (args: string[], input?: string) =>
+  spawnSync('kubectl', [`--kubeconfig=${kc}`, ...args], {
+    encoding: 'utf8',
+    input: input ?? '',
+    timeout: 300_000,
+    maxBuffer: 256 * 1024 * 1024,
+  });
 const metricsPort = 28080;
 
 function apiRequests(): { total: number; operatorish: number } {
   const pki = join(state, 'pki');
-  const text = execFileSync('curl', ['-sk', '--cert', join(pki, 'admin.crt'), '--key', join(pki, 'admin.key'), `https://127.0.0.1:${port}/metrics`], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const text = execFileSync(
+    'curl',
+    ['-sk', '--cert', join(pki, 'admin.crt'), '--key', join(pki, 'admin.key'), `https://127.0.0.1:${port}/metrics`],
+    { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+  );
   let total = 0;
   let operatorish = 0;
   for (const line of text.split('\n')) {
@@ -38,27 +48,51 @@ function apiRequests(): { total: number; operatorish: number } {
     const v = Number(line.slice(line.lastIndexOf(' ') + 1));
     if (/verb="WATCH"/.test(line)) continue;
     total += v;
-    if (/resource="(storeclusters|statefulsets|services|poddisruptionbudgets|secrets|serviceaccounts)"/.test(line) || /resource="events"/.test(line)) operatorish += v;
+    if (
+      /resource="(storeclusters|statefulsets|services|poddisruptionbudgets|secrets|serviceaccounts)"/.test(line) ||
+      /resource="events"/.test(line)
+    )
+      operatorish += v;
   }
   return { total, operatorish };
 }
 
 function operatorMetric(name: string): Array<{ labels: string; value: number }> {
   const text = execFileSync('curl', ['-s', `http://127.0.0.1:${metricsPort}/metrics`], { encoding: 'utf8' });
-  return text.split('\n').filter((l) => l.startsWith(name)).map((l) => ({ labels: l.slice(name.length, l.lastIndexOf(' ')), value: Number(l.slice(l.lastIndexOf(' ') + 1)) }));
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(name))
+    .map((l) => ({ labels: l.slice(name.length, l.lastIndexOf(' ')), value: Number(l.slice(l.lastIndexOf(' ') + 1)) }));
 }
 
 function quantile(q: number): number {
-  const buckets = operatorMetric('ballast_operator_reconcile_duration_seconds_bucket').map((b) => ({ le: Number(/le="([^"]+)"/.exec(b.labels)?.[1] === '+Inf' ? Infinity : /le="([^"]+)"/.exec(b.labels)?.[1]), n: b.value })).sort((a, b) => a.le - b.le);
+  const buckets = operatorMetric('ballast_operator_reconcile_duration_seconds_bucket')
+    .map((b) => ({ le: Number(/le="([^"]+)"/.exec(b.labels)?.[1] === '+Inf' ? Infinity : /le="([^"]+)"/.exec(b.labels)?.[1]), n: b.value }))
+    .sort((a, b) => a.le - b.le);
   const total = buckets.at(-1)?.n ?? 0;
   return (buckets.find((b) => b.n >= q * total)?.le ?? NaN) * 1000;
 }
 
 const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
-const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${state}`, '--store=etcd', `--apiserver-port=${port}`], { encoding: 'utf8', timeout: 200_000 });
+const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${state}`, '--store=etcd', `--apiserver-port=${port}`], {
+  encoding: 'utf8',
+  timeout: 200_000,
+});
 if (up.status !== 0) throw new Error(up.stderr + up.stdout);
-const op = spawn(bin, ['operator', `--kubeconfig=${kc}`, `--metrics-addr=127.0.0.1:${metricsPort}`, '--discovery-addr=127.0.0.1:28081', '--webhook-addr=', '--namespace=default', '--log-level=warn'], { stdio: 'ignore' });
+const op = spawn(
+  bin,
+  [
+    'operator',
+    `--kubeconfig=${kc}`,
+    `--metrics-addr=127.0.0.1:${metricsPort}`,
+    '--discovery-addr=127.0.0.1:28081',
+    '--webhook-addr=',
+    '--namespace=default',
+    '--log-level=warn',
+  ],
+  { stdio: 'ignore' },
+);
 try {
   kubectl(['apply', '--server-side', '-f', join(root, 'crds')]);
   kubectl(['wait', '--for=condition=Established', 'crd/storeclusters.ballast.dev', '--timeout=60s']);
@@ -67,35 +101,54 @@ try {
   let a = apiRequests();
   await sleep(minuteMs);
   let b = apiRequests();
-  const baseline = { total: (b.total - a.total) * 60_000 / minuteMs, operatorish: (b.operatorish - a.operatorish) * 60_000 / minuteMs };
-  const sc = (name: string, extra = '') => `apiVersion: ballast.dev/v1alpha1\nkind: StoreCluster\nmetadata: {name: ${name}}\nspec:\n  replicas: 1\n${extra}`;
+  const baseline = { total: ((b.total - a.total) * 60_000) / minuteMs, operatorish: ((b.operatorish - a.operatorish) * 60_000) / minuteMs };
+  const sc = (name: string, extra = '') =>
+    `apiVersion: ballast.dev/v1alpha1\nkind: StoreCluster\nmetadata: {name: ${name}}\nspec:\n  replicas: 1\n${extra}`;
   kubectl(['apply', '-f', '-'], Array.from({ length: idle }, (_, i) => sc(`idle-${i}`)).join('---\n'));
-  const readyIdle = () => Number(kubectl(['get', 'storeclusters', '-o', 'jsonpath={range .items[*]}{.status.phase}{"\\n"}{end}']).stdout.split('\n').filter((p) => p === 'Ready').length);
+  const readyIdle = () =>
+    Number(
+      kubectl(['get', 'storeclusters', '-o', 'jsonpath={range .items[*]}{.status.phase}{"\\n"}{end}'])
+        .stdout.split('\n')
+        .filter((p) => p === 'Ready').length,
+    );
   for (let i = 0; i < 240 && readyIdle() < idle; i++) await sleep(1000);
   const idleReady = readyIdle();
   await sleep(35_000); // past the first 30 s requeue of every cluster
   a = apiRequests();
   await sleep(minuteMs);
   b = apiRequests();
-  const withIdle = { total: (b.total - a.total) * 60_000 / minuteMs, operatorish: (b.operatorish - a.operatorish) * 60_000 / minuteMs };
+  const withIdle = { total: ((b.total - a.total) * 60_000) / minuteMs, operatorish: ((b.operatorish - a.operatorish) * 60_000) / minuteMs };
   kubectl(['delete', 'storeclusters', '--all', '--wait=true']);
 
   // 2. Many objects.
   const created = Date.now();
   const pending = '  podTemplate: {nodeSelector: {ballast.dev/bench: "no-such-node"}}\n';
-  for (let i = 0; i < objects; i += 100) kubectl(['apply', '-f', '-'], Array.from({ length: Math.min(100, objects - i) }, (_, j) => sc(`many-${i + j}`, pending)).join('---\n'));
-  const withStatus = () => kubectl(['get', 'storeclusters', '-o', 'jsonpath={range .items[*]}{.status.phase}{"\\n"}{end}']).stdout.split('\n').filter(Boolean).length;
+  for (let i = 0; i < objects; i += 100)
+    kubectl(['apply', '-f', '-'], Array.from({ length: Math.min(100, objects - i) }, (_, j) => sc(`many-${i + j}`, pending)).join('---\n'));
+  const withStatus = () =>
+    kubectl(['get', 'storeclusters', '-o', 'jsonpath={range .items[*]}{.status.phase}{"\\n"}{end}']).stdout.split('\n').filter(Boolean)
+      .length;
   let seen = 0;
   for (let i = 0; i < 600 && (seen = withStatus()) < objects; i++) await sleep(2000);
   const allStatusMs = Date.now() - created;
   await sleep(10_000);
-  const many = { objects, withStatus: seen, allStatusMs, rssMiB: Math.round(rss(op.pid as number)), reconcileP50ms: quantile(0.5), reconcileP99ms: quantile(0.99),
-    reconciles: operatorMetric('ballast_operator_reconcile_total').reduce((s, m) => s + m.value, 0) };
+  const many = {
+    objects,
+    withStatus: seen,
+    allStatusMs,
+    rssMiB: Math.round(rss(op.pid as number)),
+    reconcileP50ms: quantile(0.5),
+    reconcileP99ms: quantile(0.99),
+    reconciles: operatorMetric('ballast_operator_reconcile_total').reduce((s, m) => s + m.value, 0),
+  };
 
   const rows = [
     { measure: 'API requests/min, operator and no StoreClusters (baseline, all clients)', value: baseline.total.toFixed(0) },
     { measure: `API requests/min with ${idle} idle Ready StoreClusters (all clients)`, value: withIdle.total.toFixed(0) },
-    { measure: 'of which on the operator\'s resources, baseline → idle', value: `${baseline.operatorish.toFixed(0)} → ${withIdle.operatorish.toFixed(0)}` },
+    {
+      measure: "of which on the operator's resources, baseline → idle",
+      value: `${baseline.operatorish.toFixed(0)} → ${withIdle.operatorish.toFixed(0)}`,
+    },
     { measure: `StoreClusters Ready for the idle minute`, value: `${idleReady}/${idle}` },
     { measure: `${objects} StoreClusters: all with status after`, value: `${(allStatusMs / 1000).toFixed(1)} s (${seen}/${objects})` },
     { measure: 'operator RSS with them', value: `${many.rssMiB} MiB` },

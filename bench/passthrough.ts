@@ -15,27 +15,32 @@ let next = 0;
 createServer((req, res) => {
   const headers: Record<string, string | string[] | undefined> = {};
   for (const k in req.headers) if (!hop.has(k)) headers[k] = req.headers[k];
-  const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+  const hasBody =
+    (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+    req.headers['transfer-encoding'] !== undefined;
   const pool = pools[next++ % pools.length] as Pool;
-  pool.dispatch({ path: req.url ?? '/', method: req.method ?? 'GET', headers: headers as Record<string, string>, body: hasBody ? req : null }, {
-    onRequestStart() {},
-    onResponseStart(_c, status, h) {
-      const out: Record<string, string | string[]> = {};
-      for (const k in h) if (!hop.has(k) && h[k] !== undefined) out[k] = h[k] as string | string[];
-      res.writeHead(status, out);
+  pool.dispatch(
+    { path: req.url ?? '/', method: req.method ?? 'GET', headers: headers as Record<string, string>, body: hasBody ? req : null },
+    {
+      onRequestStart() {},
+      onResponseStart(_c, status, h) {
+        const out: Record<string, string | string[]> = {};
+        for (const k in h) if (!hop.has(k) && h[k] !== undefined) out[k] = h[k] as string | string[];
+        res.writeHead(status, out);
+      },
+      onResponseData(c, chunk) {
+        if (!res.write(chunk)) {
+          c.pause();
+          res.once('drain', () => c.resume());
+        }
+      },
+      onResponseEnd() {
+        res.end();
+      },
+      onResponseError() {
+        if (!res.headersSent) res.writeHead(502);
+        res.end();
+      },
     },
-    onResponseData(c, chunk) {
-      if (!res.write(chunk)) {
-        c.pause();
-        res.once('drain', () => c.resume());
-      }
-    },
-    onResponseEnd() {
-      res.end();
-    },
-    onResponseError() {
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    },
-  });
+  );
 }).listen(Number(port), '127.0.0.1', () => process.stdout.write(`listening 127.0.0.1:${port}\n`));

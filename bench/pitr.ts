@@ -26,8 +26,8 @@ import { type System, etcdctl, putLoad, startBallast, startEtcd } from './system
 const quick = process.argv.includes('--quick');
 const loadMs = quick ? 8_000 : 20_000;
 
-
-const revisionOf = (sys: System) => Number(/"revision":(\d+)/.exec(etcdctl([sys.endpoints[0] as string], ['endpoint', 'status', '-w', 'json'], 5_000))?.[1] ?? 0);
+const revisionOf = (sys: System) =>
+  Number(/"revision":(\d+)/.exec(etcdctl([sys.endpoints[0] as string], ['endpoint', 'status', '-w', 'json'], 5_000))?.[1] ?? 0);
 
 /**
  * Date revisions while a load runs: the cluster's revision every 50 ms (a Range over gRPC), and
@@ -75,7 +75,9 @@ async function main(): Promise<void> {
   const env = { ...process.env, AWS_ACCESS_KEY_ID: weed.accessKeyId, AWS_SECRET_ACCESS_KEY: weed.secretAccessKey };
   const progress = async (prefix: string): Promise<{ revision: number }> => {
     try {
-      return JSON.parse(await (await weed.s3.send(new GetObjectCommand({ Bucket: 'bench', Key: `${prefix}wal/progress.json` }))).Body!.transformToString()) as { revision: number };
+      return JSON.parse(
+        await (await weed.s3.send(new GetObjectCommand({ Bucket: 'bench', Key: `${prefix}wal/progress.json` }))).Body!.transformToString(),
+      ) as { revision: number };
     } catch {
       return { revision: 0 };
     }
@@ -86,7 +88,17 @@ async function main(): Promise<void> {
     const etcd = await startEtcd();
     try {
       const l = await putLoad(etcd, loadMs);
-      rows.push({ system: 'etcd 3.4 (anchor)', archive: 'none (snapshots only)', opsPerSec: Math.round(l.opsPerSec), p50ms: l.p50ms, p99ms: l.p99ms, rpoP50ms: '', rpoP99ms: '', rpoMaxMs: '', errors: l.errors });
+      rows.push({
+        system: 'etcd 3.4 (anchor)',
+        archive: 'none (snapshots only)',
+        opsPerSec: Math.round(l.opsPerSec),
+        p50ms: l.p50ms,
+        p99ms: l.p99ms,
+        rpoP50ms: '',
+        rpoP99ms: '',
+        rpoMaxMs: '',
+        errors: l.errors,
+      });
     } finally {
       await etcd.stop();
     }
@@ -99,18 +111,52 @@ async function main(): Promise<void> {
       });
       const l = await putLoad(ballast, loadMs);
       await idle.stop();
-      rows.push({ system: 'ballast', archive: 'none', opsPerSec: Math.round(l.opsPerSec), p50ms: l.p50ms, p99ms: l.p99ms, rpoP50ms: '', rpoP99ms: '', rpoMaxMs: '', errors: l.errors });
+      rows.push({
+        system: 'ballast',
+        archive: 'none',
+        opsPerSec: Math.round(l.opsPerSec),
+        p50ms: l.p50ms,
+        p99ms: l.p99ms,
+        rpoP50ms: '',
+        rpoP99ms: '',
+        rpoMaxMs: '',
+        errors: l.errors,
+      });
       for (const seconds of [5, 1]) {
         const prefix = `seg${seconds}/`;
         const s3Flags = [`--s3-endpoint=${weed.endpoint}`, '--s3-bucket=bench', `--s3-prefix=${prefix}`];
-        const base = spawnSync(bin, ['backup', 'save', ...s3Flags, `--endpoints=${ballast.endpoints.join(',')}`, '--name=base'], { encoding: 'utf8', env });
+        const base = spawnSync(bin, ['backup', 'save', ...s3Flags, `--endpoints=${ballast.endpoints.join(',')}`, '--name=base'], {
+          encoding: 'utf8',
+          env,
+        });
         if (base.status !== 0) throw new Error(base.stderr);
-        archiver = spawn(bin, ['backup', 'archive', ...s3Flags, `--endpoints=${ballast.endpoints.join(',')}`, `--segment-seconds=${seconds}`, '--log-level=warn'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+        archiver = spawn(
+          bin,
+          [
+            'backup',
+            'archive',
+            ...s3Flags,
+            `--endpoints=${ballast.endpoints.join(',')}`,
+            `--segment-seconds=${seconds}`,
+            '--log-level=warn',
+          ],
+          { env, stdio: ['ignore', 'inherit', 'inherit'] },
+        );
         await new Promise((r) => setTimeout(r, 1500));
         const rp = recoveryPoint(ballast, async () => (await progress(prefix)).revision);
         const busy = await putLoad(ballast, loadMs);
         const rpo = await rp.stop();
-        rows.push({ system: 'ballast', archive: `archiver, segment ${seconds} s`, opsPerSec: Math.round(busy.opsPerSec), p50ms: busy.p50ms, p99ms: busy.p99ms, rpoP50ms: Math.round(percentile(rpo, 50)), rpoP99ms: Math.round(percentile(rpo, 99)), rpoMaxMs: Math.round(rpo[rpo.length - 1] ?? 0), errors: busy.errors });
+        rows.push({
+          system: 'ballast',
+          archive: `archiver, segment ${seconds} s`,
+          opsPerSec: Math.round(busy.opsPerSec),
+          p50ms: busy.p50ms,
+          p99ms: busy.p99ms,
+          rpoP50ms: Math.round(percentile(rpo, 50)),
+          rpoP99ms: Math.round(percentile(rpo, 99)),
+          rpoMaxMs: Math.round(rpo[rpo.length - 1] ?? 0),
+          errors: busy.errors,
+        });
         const end = revisionOf(ballast);
         for (let i = 0; i < 100; i++) {
           if ((await progress(prefix)).revision >= end) break;
@@ -121,11 +167,23 @@ async function main(): Promise<void> {
         archiver = undefined;
         const baseRev = (JSON.parse(base.stdout) as { revision: number }).revision;
         const start = performance.now();
-        const r = spawnSync(bin, ['backup', 'restore', `--to-revision=${end}`, ...s3Flags, `--data-dir=${join(work, `restored-${seconds}`)}`], { encoding: 'utf8', env });
+        const r = spawnSync(
+          bin,
+          ['backup', 'restore', `--to-revision=${end}`, ...s3Flags, `--data-dir=${join(work, `restored-${seconds}`)}`],
+          { encoding: 'utf8', env },
+        );
         const sec = (performance.now() - start) / 1000;
         if (r.status !== 0) throw new Error(r.stderr);
         const segments = Number(/replaying (\d+) segment/.exec(r.stdout)?.[1] ?? 0);
-        restores.push({ archive: `segment ${seconds} s`, baseRevision: baseRev, toRevision: end, revisionsReplayed: end - baseRev, segments, restoreSec: Math.round(sec * 10) / 10, revisionsPerSec: Math.round((end - baseRev) / sec) });
+        restores.push({
+          archive: `segment ${seconds} s`,
+          baseRevision: baseRev,
+          toRevision: end,
+          revisionsReplayed: end - baseRev,
+          segments,
+          restoreSec: Math.round(sec * 10) / 10,
+          revisionsPerSec: Math.round((end - baseRev) / sec),
+        });
       }
     } finally {
       archiver?.kill('SIGKILL');
@@ -139,9 +197,16 @@ async function main(): Promise<void> {
   console.log();
   console.log(table(restores, 'point-in-time restore of everything archived (base backup + replay)'));
   const path = writeResult('pitr', {
-    machine: machine(), quick, loadMs,
-    versions: { etcd: tryRun('etcd', ['--version']).split('\n')[0], seaweedfs: /github\.com\/seaweedfs\/seaweedfs (\S+)/.exec(readFileSync(`${root}cluster/go/seaweedfs/go.mod`, 'utf8'))?.[1] ?? 'unknown' },
-    writesAndRecoveryPoint: rows, restores,
+    machine: machine(),
+    quick,
+    loadMs,
+    versions: {
+      etcd: tryRun('etcd', ['--version']).split('\n')[0],
+      seaweedfs:
+        /github\.com\/seaweedfs\/seaweedfs (\S+)/.exec(readFileSync(`${root}cluster/go/seaweedfs/go.mod`, 'utf8'))?.[1] ?? 'unknown',
+    },
+    writesAndRecoveryPoint: rows,
+    restores,
   });
   console.log(`\nwrote ${path}`);
 }

@@ -23,8 +23,15 @@ export function figure(options: Plot.PlotOptions): string {
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c);
 
 /** A page: a title, paragraphs, sections of figures, and the facts (machine, versions) as a table. */
-export function page(title: string, intro: string[], sections: Array<{ title: string; figures: string[] }>, facts: Record<string, unknown> = {}): string {
-  const factRows = Object.entries(facts).map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(typeof v === 'string' ? v : JSON.stringify(v))}</td></tr>`).join('');
+export function page(
+  title: string,
+  intro: string[],
+  sections: Array<{ title: string; figures: string[] }>,
+  facts: Record<string, unknown> = {},
+): string {
+  const factRows = Object.entries(facts)
+    .map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(typeof v === 'string' ? v : JSON.stringify(v))}</td></tr>`)
+    .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title>
 <style>
@@ -60,21 +67,32 @@ export function comparisonFigures(rows: Row[]): string[] {
   const candidates = cols.includes('system') ? cols.slice(0, cols.indexOf('system')) : cols;
   const caseCol = candidates.find((c) => rows.every((r) => typeof r[c] === 'string'));
   const caseOf = (r: Row, i: number) => (caseCol ? String(r[caseCol]) : cols.includes('system') ? 'all' : `#${i + 1}`);
-  const bars = (measure: string, data: Array<{ case: string; system: string; value: number }>) => figure({
-    title: measure, width: Math.max(280, 90 * new Set(data.map((d) => d.case)).size), height: 220, marginBottom: 40, marginLeft: 56,
-    // (All zero: a 0–1 axis, not a degenerate one.)
-    fx: { label: null, tickRotate: data.length > 8 ? -20 : 0 }, y: { grid: true, label: measure, ...(data.every((d) => d.value === 0) ? { domain: [0, 1] } : {}) },
-    // The systems in the table's order (the anchor first), in the same colours on every chart.
-    x: { axis: null, domain: [...new Set(data.map((d) => d.system))] },
-    color: { legend: true, scheme: 'tableau10', domain: [...new Set(data.map((d) => d.system))] },
-    marks: [Plot.barY(data, { fx: 'case', x: 'system', y: 'value', fill: 'system' }), Plot.ruleY([0])],
-  });
+  const bars = (measure: string, data: Array<{ case: string; system: string; value: number }>) =>
+    figure({
+      title: measure,
+      width: Math.max(280, 90 * new Set(data.map((d) => d.case)).size),
+      height: 220,
+      marginBottom: 40,
+      marginLeft: 56,
+      // (All zero: a 0–1 axis, not a degenerate one.)
+      fx: { label: null, tickRotate: data.length > 8 ? -20 : 0 },
+      y: { grid: true, label: measure, ...(data.every((d) => d.value === 0) ? { domain: [0, 1] } : {}) },
+      // The systems in the table's order (the anchor first), in the same colours on every chart.
+      x: { axis: null, domain: [...new Set(data.map((d) => d.system))] },
+      color: { legend: true, scheme: 'tableau10', domain: [...new Set(data.map((d) => d.system))] },
+      marks: [Plot.barY(data, { fx: 'case', x: 'system', y: 'value', fill: 'system' }), Plot.ruleY([0])],
+    });
   const figures: string[] = [];
   // Ratios: `... ratio`, `on/off`, `ballast/etcd` (a slash not a rate's `/s`).
   const ratioCols = cols.filter((c) => /ratio|\/(?!s\b)/.test(c) && numeric(rows, c));
   if (cols.includes('system')) {
     for (const col of cols.filter((c) => c !== 'system' && !ratioCols.includes(c) && numeric(rows, c))) {
-      figures.push(bars(col, rows.map((r, i) => ({ case: caseOf(r, i), system: String(r['system']), value: r[col] as number }))));
+      figures.push(
+        bars(
+          col,
+          rows.map((r, i) => ({ case: caseOf(r, i), system: String(r['system']), value: r[col] as number })),
+        ),
+      );
     }
   } else {
     const measures = new Map<string, Array<{ system: string; col: string }>>();
@@ -87,21 +105,42 @@ export function comparisonFigures(rows: Row[]): string[] {
     }
     for (const [measure, systems] of measures) {
       if (systems.length < 2) continue;
-      figures.push(bars(measure, rows.flatMap((r, i) => systems.map((s) => ({ case: caseOf(r, i), system: s.system, value: r[s.col] as number })))));
+      figures.push(
+        bars(
+          measure,
+          rows.flatMap((r, i) => systems.map((s) => ({ case: caseOf(r, i), system: s.system, value: r[s.col] as number }))),
+        ),
+      );
     }
     // Single-row tables with one column per system (`etcd`, `ballast`).
     const perSystem = cols.filter((c) => !c.includes(' ') && numeric(rows, c) && !ratioCols.includes(c));
     if (figures.length === 0 && perSystem.length >= 2 && caseCol) {
-      figures.push(bars(caseCol, rows.flatMap((r) => perSystem.map((s) => ({ case: String(r[caseCol]), system: s, value: r[s] as number })))));
+      figures.push(
+        bars(
+          caseCol,
+          rows.flatMap((r) => perSystem.map((s) => ({ case: String(r[caseCol]), system: s, value: r[s] as number }))),
+        ),
+      );
     }
   }
   for (const col of ratioCols) {
     const data = rows.map((r, i) => ({ case: caseOf(r, i), value: r[col] as number }));
-    figures.push(figure({
-      title: `${col} (1 = parity)`, width: Math.max(280, 70 * data.length), height: 220, marginBottom: 40, marginLeft: 56,
-      x: { label: null, tickRotate: data.length > 6 ? -20 : 0, domain: data.map((d) => d.case) }, y: { grid: true, label: col },
-      marks: [Plot.barY(data, { x: 'case', y: 'value', fill: '#8aa' }), Plot.ruleY([1], { stroke: '#c33', strokeWidth: 2 }), Plot.ruleY([0])],
-    }));
+    figures.push(
+      figure({
+        title: `${col} (1 = parity)`,
+        width: Math.max(280, 70 * data.length),
+        height: 220,
+        marginBottom: 40,
+        marginLeft: 56,
+        x: { label: null, tickRotate: data.length > 6 ? -20 : 0, domain: data.map((d) => d.case) },
+        y: { grid: true, label: col },
+        marks: [
+          Plot.barY(data, { x: 'case', y: 'value', fill: '#8aa' }),
+          Plot.ruleY([1], { stroke: '#c33', strokeWidth: 2 }),
+          Plot.ruleY([0]),
+        ],
+      }),
+    );
   }
   return figures;
 }

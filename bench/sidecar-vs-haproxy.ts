@@ -63,7 +63,15 @@ const cpu = (pid: number) => {
   return (Number(f[11]) + Number(f[12])) / 100;
 };
 
-interface Wrk { rps: number; requests: number; non2xx: number; errors: number; p50: number; p99: number; seconds: number }
+interface Wrk {
+  rps: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  seconds: number;
+}
 const ms = (v: string): number => {
   const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
   if (!m) return NaN;
@@ -87,18 +95,28 @@ function wrk(url: string, o: { connections: number; rate?: number; seconds?: num
   const requests = num(/(\d+) requests in/);
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   return {
-    rps: num(/Requests\/sec:\s+([\d.]+)/), requests, non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
-    errors: errs ? errs.slice(1).reduce((n, x) => n + Number(x), 0) : 0, p50: lat('50'), p99: lat('99'), seconds: secs,
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    requests,
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
+    errors: errs ? errs.slice(1).reduce((n, x) => n + Number(x), 0) : 0,
+    p50: lat('50'),
+    p99: lat('99'),
+    seconds: secs,
   };
 }
 
-interface Setup { modes: string[] }
+interface Setup {
+  modes: string[];
+}
 const scenarios: Record<string, Setup & { run: (url: string, secs?: number) => Wrk }> = {
   saturation: { modes: ['ok', 'ok', 'ok'], run: (u, secs) => wrk(u, { connections: 64, seconds: secs }) },
   rate1000: { modes: ['ok', 'ok', 'ok'], run: (u, secs) => wrk(u, { connections: 10, rate: 1000, seconds: secs }) },
   slow: { modes: ['slow:1000', 'ok', 'ok'], run: (u, secs) => wrk(u, { connections: 64, rate: 500, seconds: secs }) },
   failing: { modes: ['fail:100', 'ok', 'ok'], run: (u, secs) => wrk(u, { connections: 16, rate: 500, seconds: secs }) },
-  overload: { modes: ['capacity:4:50', 'capacity:4:50', 'capacity:4:50'], run: (u, secs) => wrk(u, { connections: 48, rate: 720, seconds: secs }) },
+  overload: {
+    modes: ['capacity:4:50', 'capacity:4:50', 'capacity:4:50'],
+    run: (u, secs) => wrk(u, { connections: 48, rate: 720, seconds: secs }),
+  },
 };
 
 const sidecarConfig = {
@@ -115,24 +133,49 @@ try {
     if (!sc) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
     results[name] = {};
     const ups: ChildProcess[] = [];
-    for (let i = 0; i < 3; i++) ups.push(await start(node, [join(root, 'test/support/upstream-server.ts'), `127.0.0.1:${upPorts[i]}`, sc.modes[i] as string]));
+    for (let i = 0; i < 3; i++)
+      ups.push(await start(node, [join(root, 'test/support/upstream-server.ts'), `127.0.0.1:${upPorts[i]}`, sc.modes[i] as string]));
     const eps = upPorts.map((p) => `127.0.0.1:${p}`);
     const systems: Array<{ name: string; url: string; pid?: () => number; stop: () => Promise<void> }> = [];
     // Direct can reach one endpoint only: the healthy third one.
     systems.push({ name: 'direct', url: `http://${eps[2]}/`, stop: async () => undefined });
     for (const profile of ['basic', 'tuned'] as const) {
       execFileSync(anchor, ['start', String(ports[profile]), profile, ...eps]);
-      systems.push({ name: `haproxy-${profile}`, url: `http://127.0.0.1:${ports[profile]}/`, pid: () => Number(readFileSync(`/tmp/haproxy-anchor-${ports[profile]}/pid`, 'utf8')), stop: async () => { execFileSync(anchor, ['stop', String(ports[profile])]); } });
+      systems.push({
+        name: `haproxy-${profile}`,
+        url: `http://127.0.0.1:${ports[profile]}/`,
+        pid: () => Number(readFileSync(`/tmp/haproxy-anchor-${ports[profile]}/pid`, 'utf8')),
+        stop: async () => {
+          execFileSync(anchor, ['stop', String(ports[profile])]);
+        },
+      });
     }
     const pt = await start(node, [join(root, 'bench/passthrough.ts'), String(ports.passthrough), ...eps]);
-    systems.push({ name: 'node-passthrough', url: `http://127.0.0.1:${ports.passthrough}/`, pid: () => pt.pid as number, stop: () => stop(pt) });
-    const side = spawn(join(root, 'bin/ballast'), ['sidecar', `--config=${join(dir, 'sidecar.yaml')}`, '--watch=false'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, BALLAST_LOG_LEVEL: 'warn' } });
+    systems.push({
+      name: 'node-passthrough',
+      url: `http://127.0.0.1:${ports.passthrough}/`,
+      pid: () => pt.pid as number,
+      stop: () => stop(pt),
+    });
+    const side = spawn(join(root, 'bin/ballast'), ['sidecar', `--config=${join(dir, 'sidecar.yaml')}`, '--watch=false'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, BALLAST_LOG_LEVEL: 'warn' },
+    });
     children.push(side);
     for (let i = 0; i < 100; i++) {
-      try { if ((await fetch(`http://127.0.0.1:${ports.admin}/ready`)).ok) break; } catch { /* not yet */ }
+      try {
+        if ((await fetch(`http://127.0.0.1:${ports.admin}/ready`)).ok) break;
+      } catch {
+        /* not yet */
+      }
       await sleep(100);
     }
-    systems.push({ name: 'ballast-sidecar', url: `http://127.0.0.1:${ports.sidecar}/`, pid: () => side.pid as number, stop: () => stop(side) });
+    systems.push({
+      name: 'ballast-sidecar',
+      url: `http://127.0.0.1:${ports.sidecar}/`,
+      pid: () => side.pid as number,
+      stop: () => stop(side),
+    });
     await sleep(1500); // HAProxy's active checks settle
     for (const s of systems) {
       // The same warm-up for every system (JIT, connection pools, what each has to learn), discarded.
@@ -141,8 +184,12 @@ try {
       const c0 = pid ? cpu(pid) : 0;
       const r = sc.run(s.url);
       const c1 = pid ? cpu(pid) : 0;
-      results[name][s.name] = pid ? { ...r, cpuSeconds: c1 - c0, perCore: (r.requests - r.non2xx - r.errors) / Math.max(0.01, c1 - c0) } : r;
-      console.log(`${name.padEnd(10)} ${s.name.padEnd(17)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  non-2xx ${r.non2xx}  errors ${r.errors}${pid ? `  cpu ${(c1 - c0).toFixed(1)} s` : ''}`);
+      results[name][s.name] = pid
+        ? { ...r, cpuSeconds: c1 - c0, perCore: (r.requests - r.non2xx - r.errors) / Math.max(0.01, c1 - c0) }
+        : r;
+      console.log(
+        `${name.padEnd(10)} ${s.name.padEnd(17)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  non-2xx ${r.non2xx}  errors ${r.errors}${pid ? `  cpu ${(c1 - c0).toFixed(1)} s` : ''}`,
+      );
       await sleep(500);
     }
     for (const s of systems) await s.stop();
@@ -159,9 +206,17 @@ for (const [scenario, bySystem] of Object.entries(results)) {
   for (const [sys, r] of Object.entries(bySystem)) {
     const goodput = (r.requests - r.non2xx - r.errors) / r.seconds;
     rows.push({
-      scenario, system: sys, 'good/s': Math.round(goodput), 'answers/s': Math.round(r.rps), 'good per cpu-s': r.perCore ? Math.round(r.perCore) : '-', 'p50 ms': r.p50, 'p99 ms': r.p99,
-      'added p50': direct && sys !== 'direct' ? r.p50 - direct.p50 : '-', 'added p99': direct && sys !== 'direct' ? r.p99 - direct.p99 : '-',
-      'non-2xx': r.non2xx, errors: r.errors,
+      scenario,
+      system: sys,
+      'good/s': Math.round(goodput),
+      'answers/s': Math.round(r.rps),
+      'good per cpu-s': r.perCore ? Math.round(r.perCore) : '-',
+      'p50 ms': r.p50,
+      'p99 ms': r.p99,
+      'added p50': direct && sys !== 'direct' ? r.p50 - direct.p50 : '-',
+      'added p99': direct && sys !== 'direct' ? r.p99 - direct.p99 : '-',
+      'non-2xx': r.non2xx,
+      errors: r.errors,
     });
   }
 }
@@ -173,16 +228,34 @@ const ratio = (s: string, a: string, b: string, f: (r: Wrk & { perCore?: number 
   return x && y ? f(x) / f(y) : NaN;
 };
 const goals = {
-  'saturation: sidecar / node-passthrough good answers per second (goal ≥ 0.8)': ratio('saturation', 'ballast-sidecar', 'node-passthrough', goodput),
-  'saturation: sidecar non-2xx and errors (goal 0)': (results['saturation']?.['ballast-sidecar']?.non2xx ?? NaN) + (results['saturation']?.['ballast-sidecar']?.errors ?? NaN),
+  'saturation: sidecar / node-passthrough good answers per second (goal ≥ 0.8)': ratio(
+    'saturation',
+    'ballast-sidecar',
+    'node-passthrough',
+    goodput,
+  ),
+  'saturation: sidecar non-2xx and errors (goal 0)':
+    (results['saturation']?.['ballast-sidecar']?.non2xx ?? NaN) + (results['saturation']?.['ballast-sidecar']?.errors ?? NaN),
   'saturation: sidecar / node-passthrough per cpu-s': ratio('saturation', 'ballast-sidecar', 'node-passthrough', (r) => r.perCore ?? NaN),
   'saturation: sidecar / haproxy-tuned per cpu-s': ratio('saturation', 'ballast-sidecar', 'haproxy-tuned', (r) => r.perCore ?? NaN),
-  'rate1000: sidecar added p99 ms (goal ≤ 2)': (results['rate1000']?.['ballast-sidecar']?.p99 ?? NaN) - (results['rate1000']?.['direct']?.p99 ?? NaN),
-  ...Object.fromEntries(['slow', 'failing', 'overload'].flatMap((s) => [
-    [`${s}: sidecar / haproxy-tuned goodput (goal ≥ 1)`, ratio(s, 'ballast-sidecar', 'haproxy-tuned', goodput)],
-    [`${s}: sidecar / haproxy-tuned p99 (goal ≤ 0.5)`, ratio(s, 'ballast-sidecar', 'haproxy-tuned', (r) => r.p99)],
-  ])),
+  'rate1000: sidecar added p99 ms (goal ≤ 2)':
+    (results['rate1000']?.['ballast-sidecar']?.p99 ?? NaN) - (results['rate1000']?.['direct']?.p99 ?? NaN),
+  ...Object.fromEntries(
+    ['slow', 'failing', 'overload'].flatMap((s) => [
+      [`${s}: sidecar / haproxy-tuned goodput (goal ≥ 1)`, ratio(s, 'ballast-sidecar', 'haproxy-tuned', goodput)],
+      [`${s}: sidecar / haproxy-tuned p99 (goal ≤ 0.5)`, ratio(s, 'ballast-sidecar', 'haproxy-tuned', (r) => r.p99)],
+    ]),
+  ),
 };
-console.log(`\n${table(Object.entries(goals).map(([goal, v]) => ({ goal, value: Number.isFinite(v) ? v : 'n/a' })), 'goals')}`);
-const versions = { haproxy: tryRun('haproxy', ['-v']).split('\n')[0], wrk: tryRun('sh', ['-c', 'wrk -v 2>&1 | head -1']), undici: JSON.parse(readFileSync(join(root, 'node_modules/undici/package.json'), 'utf8')).version };
+console.log(
+  `\n${table(
+    Object.entries(goals).map(([goal, v]) => ({ goal, value: Number.isFinite(v) ? v : 'n/a' })),
+    'goals',
+  )}`,
+);
+const versions = {
+  haproxy: tryRun('haproxy', ['-v']).split('\n')[0],
+  wrk: tryRun('sh', ['-c', 'wrk -v 2>&1 | head -1']),
+  undici: JSON.parse(readFileSync(join(root, 'node_modules/undici/package.json'), 'utf8')).version,
+};
 console.log(`wrote ${writeResult('sidecar-vs-haproxy', { machine: machine(), versions, seconds, results, goals })}`);

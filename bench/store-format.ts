@@ -19,21 +19,65 @@ const keys = Number(arg('keys', '100000'));
 
 const state: StateMachineState = {
   mvcc: {
-    rev: keys * 2 + 1, compactRev: 0,
-    keys: Array.from({ length: keys }, (_, i) => [`/registry/pods/ns-${i % 50}/pod-${i}`, [
-      { mod: 2 * i + 1, sub: 0, create: 2 * i + 1, version: 1, value: 'x'.repeat(100), lease: '0', tomb: false },
-      { mod: 2 * i + 2, sub: 0, create: 2 * i + 1, version: 2, value: 'y'.repeat(100), lease: '0', tomb: false },
-    ]] as [string, Array<{ mod: number; sub: number; create: number; version: number; value: string; lease: string; tomb: boolean }>]),
+    rev: keys * 2 + 1,
+    compactRev: 0,
+    keys: Array.from(
+      { length: keys },
+      (_, i) =>
+        [
+          `/registry/pods/ns-${i % 50}/pod-${i}`,
+          [
+            { mod: 2 * i + 1, sub: 0, create: 2 * i + 1, version: 1, value: 'x'.repeat(100), lease: '0', tomb: false },
+            { mod: 2 * i + 2, sub: 0, create: 2 * i + 1, version: 2, value: 'y'.repeat(100), lease: '0', tomb: false },
+          ],
+        ] as [string, Array<{ mod: number; sub: number; create: number; version: number; value: string; lease: string; tomb: boolean }>],
+    ),
   },
-  members: [{ id: 'a1b2c3d4e5f60718', name: 'm1', peerURLs: ['http://10.0.0.1:2380'], clientURLs: ['http://10.0.0.1:2379'], isLearner: false }],
+  members: [
+    { id: 'a1b2c3d4e5f60718', name: 'm1', peerURLs: ['http://10.0.0.1:2380'], clientURLs: ['http://10.0.0.1:2379'], isLearner: false },
+  ],
   alarms: [],
   leases: [],
 };
-const txn: Envelope = { rid: 'n1.42', r: { op: 'txn', req: {
-  compare: [{ result: 0, target: 2, key: '/registry/pods/default/web-1', rangeEnd: '', operand: 123456 }],
-  success: [{ put: { key: '/registry/pods/default/web-1', value: 'k8s\u0000'.repeat(400), lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false } }],
-  failure: [{ range: { key: '/registry/pods/default/web-1', rangeEnd: '', limit: 0, revision: 0, sortOrder: 0, sortTarget: 0, keysOnly: false, countOnly: false, minModRevision: 0, maxModRevision: 0, minCreateRevision: 0, maxCreateRevision: 0 } }],
-} } };
+const txn: Envelope = {
+  rid: 'n1.42',
+  r: {
+    op: 'txn',
+    req: {
+      compare: [{ result: 0, target: 2, key: '/registry/pods/default/web-1', rangeEnd: '', operand: 123456 }],
+      success: [
+        {
+          put: {
+            key: '/registry/pods/default/web-1',
+            value: 'k8s\u0000'.repeat(400),
+            lease: '0',
+            prevKv: false,
+            ignoreValue: false,
+            ignoreLease: false,
+          },
+        },
+      ],
+      failure: [
+        {
+          range: {
+            key: '/registry/pods/default/web-1',
+            rangeEnd: '',
+            limit: 0,
+            revision: 0,
+            sortOrder: 0,
+            sortTarget: 0,
+            keysOnly: false,
+            countOnly: false,
+            minModRevision: 0,
+            maxModRevision: 0,
+            minCreateRevision: 0,
+            maxCreateRevision: 0,
+          },
+        },
+      ],
+    },
+  },
+};
 
 const time = (f: () => void, reps: number): number => {
   f();
@@ -52,10 +96,24 @@ for (const format of [1, 2] as Format[]) {
   const t = encodeEnvelope(txn, format);
   const txnEnc = time(() => encodeEnvelope(txn, format), 20_000) * 1000;
   const txnDec = time(() => decodeEnvelope(t), 20_000) * 1000;
-  results[`format${format}`] = { stateBytes: enc.byteLength, stateEncodeMs: encMs, stateDecodeMs: decMs, txnBytes: t.byteLength, txnEncodeUs: txnEnc, txnDecodeUs: txnDec };
+  results[`format${format}`] = {
+    stateBytes: enc.byteLength,
+    stateEncodeMs: encMs,
+    stateDecodeMs: decMs,
+    txnBytes: t.byteLength,
+    txnEncodeUs: txnEnc,
+    txnDecodeUs: txnDec,
+  };
   rows.push({
-    format: format === 1 ? '1 (v8)' : '2 (protobuf)', 'state MiB': mib.toFixed(1), 'encode ms': encMs.toFixed(0), 'encode MiB/s': (mib / (encMs / 1000)).toFixed(0),
-    'decode ms': decMs.toFixed(0), 'decode MiB/s': (mib / (decMs / 1000)).toFixed(0), 'txn bytes': t.byteLength, 'txn encode µs': txnEnc.toFixed(2), 'txn decode µs': txnDec.toFixed(2),
+    format: format === 1 ? '1 (v8)' : '2 (protobuf)',
+    'state MiB': mib.toFixed(1),
+    'encode ms': encMs.toFixed(0),
+    'encode MiB/s': (mib / (encMs / 1000)).toFixed(0),
+    'decode ms': decMs.toFixed(0),
+    'decode MiB/s': (mib / (decMs / 1000)).toFixed(0),
+    'txn bytes': t.byteLength,
+    'txn encode µs': txnEnc.toFixed(2),
+    'txn decode µs': txnDec.toFixed(2),
   });
 }
 console.log(`${keys} keys, two records each, 100-byte values\n${table(rows, 'formats')}`);

@@ -23,7 +23,13 @@ const quick = args.includes('--quick');
 const skip = new Set((args.find((a) => a.startsWith('--skip='))?.slice(7) ?? '').split(',').filter(Boolean));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface PerfResult { load: string; throughput: number; slowestSec: number; stddevSec: number; pass: boolean }
+interface PerfResult {
+  load: string;
+  throughput: number;
+  slowestSec: number;
+  stddevSec: number;
+  pass: boolean;
+}
 
 function checkPerf(sys: System, load: string): PerfResult {
   const out = etcdctl(sys.endpoints, ['check', 'perf', `--load=${load}`], 200_000);
@@ -37,13 +43,35 @@ function checkPerf(sys: System, load: string): PerfResult {
   };
 }
 
-interface LoadResult { op: string; clients: number; opsPerSec: number; p50ms: number; p99ms: number; errors: number }
-
+interface LoadResult {
+  op: string;
+  clients: number;
+  opsPerSec: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+}
 
 /** The same client for both systems: etcd's Go clientv3 in bench/loadgen (make loadgen). */
 async function loadGen(sys: System, op: 'put' | 'range', clients: number, ms: number, user?: string): Promise<LoadResult> {
   const loadgen = process.env['BALLAST_LOADGEN'] ?? `${root}.tools/loadgen`;
-  const r = spawnSync(loadgen, ['-endpoints', sys.endpoints.join(','), '-op', op, '-clients', String(clients), '-duration', `${ms}ms`, '-warmup', quick ? '500ms' : '1s', ...(user ? ['-user', user] : [])], { encoding: 'utf8', timeout: ms + 60_000 });
+  const r = spawnSync(
+    loadgen,
+    [
+      '-endpoints',
+      sys.endpoints.join(','),
+      '-op',
+      op,
+      '-clients',
+      String(clients),
+      '-duration',
+      `${ms}ms`,
+      '-warmup',
+      quick ? '500ms' : '1s',
+      ...(user ? ['-user', user] : []),
+    ],
+    { encoding: 'utf8', timeout: ms + 60_000 },
+  );
   if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}${r.error?.message ?? ''}`);
   const res = JSON.parse(r.stdout) as LoadResult;
   return { ...res, opsPerSec: Math.round(res.opsPerSec) };
@@ -54,12 +82,18 @@ async function loadGen(sys: System, op: 'put' | 'range', clients: number, ms: nu
  * readwrite on bench/, so every request is checked against a permission, not waved through as
  * root), then off again, on the same fresh cluster.
  */
-async function authCost(sys: System): Promise<Array<{ op: string; offOpsPerSec: number; onOpsPerSec: number; offP99ms: number; onP99ms: number; errors: number }>> {
+async function authCost(
+  sys: System,
+): Promise<Array<{ op: string; offOpsPerSec: number; onOpsPerSec: number; offP99ms: number; onP99ms: number; errors: number }>> {
   const ms = quick ? 2000 : 5000;
   const off = [await loadGen(sys, 'put', 16, ms), await loadGen(sys, 'range', 16, ms)];
   const setup = [
-    ['user', 'add', 'root', '--new-user-password=rootpw'], ['user', 'add', 'bench', '--new-user-password=benchpw'], ['role', 'add', 'bench'],
-    ['role', 'grant-permission', 'bench', 'readwrite', 'bench/', '--prefix'], ['user', 'grant-role', 'bench', 'bench'], ['auth', 'enable'],
+    ['user', 'add', 'root', '--new-user-password=rootpw'],
+    ['user', 'add', 'bench', '--new-user-password=benchpw'],
+    ['role', 'add', 'bench'],
+    ['role', 'grant-permission', 'bench', 'readwrite', 'bench/', '--prefix'],
+    ['user', 'grant-role', 'bench', 'bench'],
+    ['auth', 'enable'],
   ];
   for (const a of setup) etcdctl(sys.endpoints, a);
   const on = [await loadGen(sys, 'put', 16, ms, 'bench:benchpw'), await loadGen(sys, 'range', 16, ms, 'bench:benchpw')];
@@ -68,8 +102,12 @@ async function authCost(sys: System): Promise<Array<{ op: string; offOpsPerSec: 
   // runs before and after is the fair "off".
   const off2 = [await loadGen(sys, 'put', 16, ms), await loadGen(sys, 'range', 16, ms)];
   return off.map((o, i) => ({
-    op: o.op, offOpsPerSec: Math.round((o.opsPerSec + off2[i]!.opsPerSec) / 2), onOpsPerSec: on[i]!.opsPerSec,
-    offP99ms: Math.round(((o.p99ms + off2[i]!.p99ms) / 2) * 100) / 100, onP99ms: on[i]!.p99ms, errors: on[i]!.errors,
+    op: o.op,
+    offOpsPerSec: Math.round((o.opsPerSec + off2[i]!.opsPerSec) / 2),
+    onOpsPerSec: on[i]!.opsPerSec,
+    offP99ms: Math.round(((o.p99ms + off2[i]!.p99ms) / 2) * 100) / 100,
+    onP99ms: on[i]!.p99ms,
+    errors: on[i]!.errors,
   }));
 }
 
@@ -104,27 +142,34 @@ async function failover(sys: System): Promise<{ killToFirstWriteMs: number }> {
   return { killToFirstWriteMs: firstOk ? Math.round(firstOk - killed.at) : NaN };
 }
 
-async function memory(sys: System, count: number): Promise<{ keys: number; loadSeconds: number; rssMiBPerMember: number[]; rssMiBMax: number }> {
+async function memory(
+  sys: System,
+  count: number,
+): Promise<{ keys: number; loadSeconds: number; rssMiBPerMember: number[]; rssMiBMax: number }> {
   const kvs = sys.endpoints.map((e) => new KvClient(e, 30_000));
   const value = Buffer.alloc(100, 'm');
   const perTxn = 100;
   const txns = Math.ceil(count / perTxn);
   let next = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: 24 }, async (_, w) => {
-    const kv = kvs[w % kvs.length] as KvClient;
-    for (let t = next++; t < txns; t = next++) {
-      const success = Array.from({ length: perTxn }, (_, i) => ({ request_put: { key: Buffer.from(`mem/${String(t * perTxn + i).padStart(8, '0')}`), value } }));
-      for (let attempt = 0; attempt < 5; attempt++) {
-        try {
-          await kv.call('Txn', { compare: [], success, failure: [] });
-          break;
-        } catch {
-          await sleep(200);
+  await Promise.all(
+    Array.from({ length: 24 }, async (_, w) => {
+      const kv = kvs[w % kvs.length] as KvClient;
+      for (let t = next++; t < txns; t = next++) {
+        const success = Array.from({ length: perTxn }, (_, i) => ({
+          request_put: { key: Buffer.from(`mem/${String(t * perTxn + i).padStart(8, '0')}`), value },
+        }));
+        for (let attempt = 0; attempt < 5; attempt++) {
+          try {
+            await kv.call('Txn', { compare: [], success, failure: [] });
+            break;
+          } catch {
+            await sleep(200);
+          }
         }
       }
-    }
-  }));
+    }),
+  );
   const loadSeconds = (performance.now() - t0) / 1000;
   for (const k of kvs) k.close();
   await sleep(2000);
@@ -191,29 +236,70 @@ const el = (etcd['load'] ?? []) as LoadResult[];
 const bl = (ballast['load'] ?? []) as LoadResult[];
 for (const [i, e] of el.entries()) {
   const b = bl[i] as LoadResult;
-  rows.push({ workload: `${e.op} x${e.clients}`, 'etcd ops/s': e.opsPerSec, 'ballast ops/s': b.opsPerSec, 'throughput ratio': b.opsPerSec / e.opsPerSec, 'etcd p50 ms': e.p50ms, 'ballast p50 ms': b.p50ms, 'etcd p99 ms': e.p99ms, 'ballast p99 ms': b.p99ms, 'p99 ratio': b.p99ms / e.p99ms });
+  rows.push({
+    workload: `${e.op} x${e.clients}`,
+    'etcd ops/s': e.opsPerSec,
+    'ballast ops/s': b.opsPerSec,
+    'throughput ratio': b.opsPerSec / e.opsPerSec,
+    'etcd p50 ms': e.p50ms,
+    'ballast p50 ms': b.p50ms,
+    'etcd p99 ms': e.p99ms,
+    'ballast p99 ms': b.p99ms,
+    'p99 ratio': b.p99ms / e.p99ms,
+  });
 }
 const perfRows = ((etcd['checkPerf'] ?? []) as PerfResult[]).map((e, i) => {
   const b = ((ballast['checkPerf'] ?? []) as PerfResult[])[i] as PerfResult;
-  return { 'check perf': e.load, 'etcd writes/s': e.throughput, 'etcd slowest s': e.slowestSec, 'etcd stddev s': e.stddevSec, etcd: e.pass ? 'PASS' : 'FAIL', 'ballast writes/s': b.throughput, 'ballast slowest s': b.slowestSec, 'ballast stddev s': b.stddevSec, ballast: b.pass ? 'PASS' : 'FAIL' };
+  return {
+    'check perf': e.load,
+    'etcd writes/s': e.throughput,
+    'etcd slowest s': e.slowestSec,
+    'etcd stddev s': e.stddevSec,
+    etcd: e.pass ? 'PASS' : 'FAIL',
+    'ballast writes/s': b.throughput,
+    'ballast slowest s': b.slowestSec,
+    'ballast stddev s': b.stddevSec,
+    ballast: b.pass ? 'PASS' : 'FAIL',
+  };
 });
 console.log(`\nstore-vs-etcd (${etcd['system']} vs ${ballast['system']}, 3 members each on loopback, fsync on)\n`);
 if (rows.length) console.log(`${table(rows, 'load')}\n`);
 if (perfRows.length) console.log(`${table(perfRows, 'etcdctl check perf')}\n`);
 const em = etcd['memory'] as { rssMiBMax: number; keys: number } | undefined;
 const bm = ballast['memory'] as { rssMiBMax: number } | undefined;
-if (em && bm) console.log(`${table([{ keys: em.keys, 'etcd max RSS MiB': em.rssMiBMax, 'ballast max RSS MiB': bm.rssMiBMax, ratio: bm.rssMiBMax / em.rssMiBMax }], 'memory')}\n`);
+if (em && bm)
+  console.log(
+    `${table([{ keys: em.keys, 'etcd max RSS MiB': em.rssMiBMax, 'ballast max RSS MiB': bm.rssMiBMax, ratio: bm.rssMiBMax / em.rssMiBMax }], 'memory')}\n`,
+  );
 const ef = etcd['failover'] as { killToFirstWriteMs: number } | undefined;
 const bf = ballast['failover'] as { killToFirstWriteMs: number } | undefined;
-if (ef && bf) console.log(`${table([{ 'kill -9 leader → first write': 'ms', etcd: ef.killToFirstWriteMs, ballast: bf.killToFirstWriteMs }], 'failover')}\n`);
+if (ef && bf)
+  console.log(
+    `${table([{ 'kill -9 leader → first write': 'ms', etcd: ef.killToFirstWriteMs, ballast: bf.killToFirstWriteMs }], 'failover')}\n`,
+  );
 type AuthRow = { op: string; offOpsPerSec: number; onOpsPerSec: number; offP99ms: number; onP99ms: number; errors: number };
 const ea = etcd['auth'] as AuthRow[] | undefined;
 const ba = ballast['auth'] as AuthRow[] | undefined;
 if (ea && ba) {
-  console.log(`auth off → on (a user with readwrite on bench/), x16 clients:\n${table(ea.map((e, i) => {
-    const b = ba[i] as AuthRow;
-    return { workload: `${e.op} x16`, 'etcd off ops/s': e.offOpsPerSec, 'etcd on ops/s': e.onOpsPerSec, 'etcd on/off': e.onOpsPerSec / e.offOpsPerSec, 'ballast off ops/s': b.offOpsPerSec, 'ballast on ops/s': b.onOpsPerSec, 'ballast on/off': b.onOpsPerSec / b.offOpsPerSec, 'ballast/etcd (on)': b.onOpsPerSec / e.onOpsPerSec, 'errors on': `${e.errors}/${b.errors}` };
-  }), 'auth off → on')}\n`);
+  console.log(
+    `auth off → on (a user with readwrite on bench/), x16 clients:\n${table(
+      ea.map((e, i) => {
+        const b = ba[i] as AuthRow;
+        return {
+          workload: `${e.op} x16`,
+          'etcd off ops/s': e.offOpsPerSec,
+          'etcd on ops/s': e.onOpsPerSec,
+          'etcd on/off': e.onOpsPerSec / e.offOpsPerSec,
+          'ballast off ops/s': b.offOpsPerSec,
+          'ballast on ops/s': b.onOpsPerSec,
+          'ballast on/off': b.onOpsPerSec / b.offOpsPerSec,
+          'ballast/etcd (on)': b.onOpsPerSec / e.onOpsPerSec,
+          'errors on': `${e.errors}/${b.errors}`,
+        };
+      }),
+      'auth off → on',
+    )}\n`,
+  );
 }
 // A run of some phases only is written beside the full one, never over it.
 const name = `store-vs-etcd${quick ? '-quick' : ''}${skip.size > 0 ? `-only-${['load', 'perf', 'auth', 'memory', 'failover'].filter((p) => !skip.has(p)).join('-')}` : ''}`;

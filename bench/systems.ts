@@ -16,7 +16,12 @@ export interface System {
 }
 
 export function etcdctl(endpoints: string[], a: string[], timeout = 300_000): string {
-  const r = spawnSync('etcdctl', [`--endpoints=${endpoints.join(',')}`, ...a], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout, maxBuffer: 64 << 20 });
+  const r = spawnSync('etcdctl', [`--endpoints=${endpoints.join(',')}`, ...a], {
+    encoding: 'utf8',
+    env: { ...process.env, ETCDCTL_API: '3' },
+    timeout,
+    maxBuffer: 64 << 20,
+  });
   return `${r.stdout}${r.stderr}`;
 }
 
@@ -74,8 +79,12 @@ export async function startBallast(): Promise<System> {
   };
 }
 
-
-export interface Load { opsPerSec: number; p50ms: number; p99ms: number; errors: number }
+export interface Load {
+  opsPerSec: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+}
 
 /**
  * bench/loadgen (etcd's Go clientv3) for `ms` after a second's warm-up: 16 clients of 256-byte
@@ -84,9 +93,15 @@ export interface Load { opsPerSec: number; p50ms: number; p99ms: number; errors:
 export function putLoad(sys: System, ms: number): Promise<Load> {
   const loadgen = process.env['BALLAST_LOADGEN'] ?? `${root}.tools/loadgen`;
   return new Promise((resolve, reject) => {
-    const p = spawn(loadgen, ['-endpoints', sys.endpoints.join(','), '-op', 'put', '-clients', '16', '-duration', `${ms}ms`, '-warmup', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(
+      loadgen,
+      ['-endpoints', sys.endpoints.join(','), '-op', 'put', '-clients', '16', '-duration', `${ms}ms`, '-warmup', '1s'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
-    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Load) : reject(new Error(`loadgen exited ${code}`))));
   });
 }

@@ -4,7 +4,9 @@ import { main } from './main.ts';
 
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
-  process.stderr.write(`ballast: Node ${process.version} is too old (CLI_ERR_NODE_TOO_OLD); Ballast needs Node 24+. Use bin/ballast after 'make build', which installs it.\n`);
+  process.stderr.write(
+    `ballast: Node ${process.version} is too old (CLI_ERR_NODE_TOO_OLD); Ballast needs Node 24+. Use bin/ballast after 'make build', which installs it.\n`,
+  );
   process.exit(1);
 }
 

@@ -16,7 +16,9 @@ export function buildInfo(): BuildInfo {
   const root = packageRoot();
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
   const infoPath = join(root, 'dist', 'build-info.json');
-  const built = existsSync(infoPath) ? (JSON.parse(readFileSync(infoPath, 'utf8')) as { commit: string; dirty: boolean; builtAt: string }) : undefined;
+  const built = existsSync(infoPath)
+    ? (JSON.parse(readFileSync(infoPath, 'utf8')) as { commit: string; dirty: boolean; builtAt: string })
+    : undefined;
   return {
     version: pkg.version,
     commit: built?.commit ?? 'unknown',

@@ -8,14 +8,15 @@ import { createLogger } from '../lib/log.ts';
 import type { Command } from './command.ts';
 
 const flags = {
-  kubeconfig: f.string('kubeconfig with the provisioner\'s credentials (it creates PersistentVolumes)', { required: true }),
+  kubeconfig: f.string("kubeconfig with the provisioner's credentials (it creates PersistentVolumes)", { required: true }),
   root: f.string('the directory volumes are made in', { required: true }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
 export const localProvisionerCommand: Command = {
   name: 'local-provisioner',
-  summary: 'the local cluster\'s volume provisioner: local PersistentVolumes for claims of the default class (started by `ballast cluster up`)',
+  summary:
+    "the local cluster's volume provisioner: local PersistentVolumes for claims of the default class (started by `ballast cluster up`)",
   async run(args, io) {
     const { values: v, help } = loadConfig(flags, { argv: args, env: io.env, envPrefix: 'BALLAST_PROVISIONER' });
     if (help) {

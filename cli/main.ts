@@ -32,13 +32,29 @@ export async function main(argv: readonly string[], io: Io, commands: readonly C
     (first === undefined ? io.err : io.out)(usage(commands));
     return first === undefined ? ExitUsage : 0;
   }
-  if (first === '--version') return run(commands.find((c) => c.name === 'version'), [], io);
-  if (first === 'help') return run(commands.find((c) => c.name === rest[0]), ['--help'], io, rest[0]);
+  if (first === '--version')
+    return run(
+      commands.find((c) => c.name === 'version'),
+      [],
+      io,
+    );
+  if (first === 'help')
+    return run(
+      commands.find((c) => c.name === rest[0]),
+      ['--help'],
+      io,
+      rest[0],
+    );
   if (first.startsWith('-')) {
     io.err(`ballast: unknown flag ${first} before the command\n\n${usage(commands)}`);
     return ExitUsage;
   }
-  return run(commands.find((c) => c.name === first), rest, io, first);
+  return run(
+    commands.find((c) => c.name === first),
+    rest,
+    io,
+    first,
+  );
 }
 
 async function run(cmd: Command | undefined, args: string[], io: Io, name?: string): Promise<number> {
@@ -49,7 +65,13 @@ async function run(cmd: Command | undefined, args: string[], io: Io, name?: stri
   try {
     return await cmd.run(args, io);
   } catch (err) {
-    if (err instanceof UsageError || isBallastError(err, 'BALLAST_ERR_USAGE') || isBallastError(err, 'BALLAST_ERR_CONFIG_INVALID') || isBallastError(err, 'BALLAST_ERR_CONFIG_FILE') || isBallastError(err, 'SIDECAR_ERR_CONFIG_INVALID')) {
+    if (
+      err instanceof UsageError ||
+      isBallastError(err, 'BALLAST_ERR_USAGE') ||
+      isBallastError(err, 'BALLAST_ERR_CONFIG_INVALID') ||
+      isBallastError(err, 'BALLAST_ERR_CONFIG_FILE') ||
+      isBallastError(err, 'SIDECAR_ERR_CONFIG_INVALID')
+    ) {
       io.err(`ballast ${cmd.name}: ${(err as Error).message}\nRun 'ballast ${cmd.name} --help' for usage.\n`);
       return ExitUsage;
     }

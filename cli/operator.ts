@@ -13,24 +13,46 @@ import { InjectionWebhook } from '../operator/webhook/webhook.ts';
 import type { Command } from './command.ts';
 
 const flags = {
-  kubeconfig: f.string('kubeconfig to use; empty: the in-cluster service account, else $KUBECONFIG or ~/.kube/config', { default: '', env: 'KUBECONFIG' }),
-  namespace: f.string('namespace of the leader-election Lease (the operator\'s own)', { default: 'ballast-system', env: 'POD_NAMESPACE' }),
+  kubeconfig: f.string('kubeconfig to use; empty: the in-cluster service account, else $KUBECONFIG or ~/.kube/config', {
+    default: '',
+    env: 'KUBECONFIG',
+  }),
+  namespace: f.string("namespace of the leader-election Lease (the operator's own)", { default: 'ballast-system', env: 'POD_NAMESPACE' }),
   leaderElect: f.bool('elect one leader among replicas over a Lease; only the leader reconciles', { default: true }),
   leaseDuration: f.duration('how long a leader holds the Lease without renewing it', { default: 15_000, min: 1000 }),
   renewDeadline: f.duration('how long the leader keeps trying to renew before it steps down', { default: 10_000, min: 500 }),
   retryPeriod: f.duration('how often candidates try, and the leader renews', { default: 2_000, min: 100 }),
-  identity: f.string('this replica\'s name in the leader-election Lease; default: the pod name, else host_pid', { default: '', env: 'POD_NAME' }),
+  identity: f.string("this replica's name in the leader-election Lease; default: the pod name, else host_pid", {
+    default: '',
+    env: 'POD_NAME',
+  }),
   workers: f.int('StoreClusters reconciled at once', { default: 2, min: 1, max: 64 }),
   metricsAddr: f.string('host:port for /metrics', { default: '0.0.0.0:8080' }),
-  webhookAddr: f.string('host:port of the sidecar-injection webhook (HTTPS, self-managed certificate); empty: off', { default: '0.0.0.0:9443' }),
-  webhookService: f.string('the Service in front of the webhook (its DNS name is in the serving certificate)', { default: 'ballast-operator-webhook' }),
+  webhookAddr: f.string('host:port of the sidecar-injection webhook (HTTPS, self-managed certificate); empty: off', {
+    default: '0.0.0.0:9443',
+  }),
+  webhookService: f.string('the Service in front of the webhook (its DNS name is in the serving certificate)', {
+    default: 'ballast-operator-webhook',
+  }),
   webhookConfig: f.string('the MutatingWebhookConfiguration whose caBundle the operator keeps', { default: 'ballast-sidecar-injector' }),
-  sidecarEnv: f.string('environment for every injected sidecar, as a JSON list of {"name","value"} (e.g. [{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}])', { default: '[]' }),
-  validatingWebhookConfig: f.string('the ValidatingWebhookConfiguration for StoreClusters whose caBundle the operator keeps; empty: StoreCluster validation off', { default: '' }),
-  webhookSecret: f.string('the Secret (in --namespace) holding the webhook\'s CA and serving certificate', { default: 'ballast-webhook-tls' }),
+  sidecarEnv: f.string(
+    'environment for every injected sidecar, as a JSON list of {"name","value"} (e.g. [{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}])',
+    { default: '[]' },
+  ),
+  validatingWebhookConfig: f.string(
+    'the ValidatingWebhookConfiguration for StoreClusters whose caBundle the operator keeps; empty: StoreCluster validation off',
+    { default: '' },
+  ),
+  webhookSecret: f.string("the Secret (in --namespace) holding the webhook's CA and serving certificate", {
+    default: 'ballast-webhook-tls',
+  }),
   sidecarImage: f.string('image of the injected sidecar', { default: 'ballast:0.2.0', env: 'BALLAST_SIDECAR_IMAGE' }),
-  discoveryService: f.string('the Service in front of the discovery service (injected sidecars connect to it)', { default: 'ballast-operator-discovery' }),
-  discoveryAddr: f.string('host:port of the discovery service that streams policies and endpoints to sidecars (empty: off)', { default: '0.0.0.0:8081' }),
+  discoveryService: f.string('the Service in front of the discovery service (injected sidecars connect to it)', {
+    default: 'ballast-operator-discovery',
+  }),
+  discoveryAddr: f.string('host:port of the discovery service that streams policies and endpoints to sidecars (empty: off)', {
+    default: '0.0.0.0:8081',
+  }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
@@ -51,11 +73,25 @@ export const operatorCommand: Command = {
     else kc.loadFromDefault();
     const metrics = processMetrics();
     const telemetry = await startTelemetry('operator', io.env);
-    const [host, port] = [v.metricsAddr.slice(0, v.metricsAddr.lastIndexOf(':')), Number(v.metricsAddr.slice(v.metricsAddr.lastIndexOf(':') + 1))];
+    const [host, port] = [
+      v.metricsAddr.slice(0, v.metricsAddr.lastIndexOf(':')),
+      Number(v.metricsAddr.slice(v.metricsAddr.lastIndexOf(':') + 1)),
+    ];
     let served: Awaited<ReturnType<typeof serveMetrics>> | undefined;
     const op = new Operator({
-      kubeconfig: kc, clock: realClock, random: systemRandom, log, metrics, namespace: v.namespace, leaderElection: v.leaderElect, ...(v.identity ? { identity: v.identity } : {}),
-      workers: v.workers, discoveryAddress: v.discoveryAddr, leaseMs: v.leaseDuration, renewDeadlineMs: v.renewDeadline, retryMs: v.retryPeriod,
+      kubeconfig: kc,
+      clock: realClock,
+      random: systemRandom,
+      log,
+      metrics,
+      namespace: v.namespace,
+      leaderElection: v.leaderElect,
+      ...(v.identity ? { identity: v.identity } : {}),
+      workers: v.workers,
+      discoveryAddress: v.discoveryAddr,
+      leaseMs: v.leaseDuration,
+      renewDeadlineMs: v.renewDeadline,
+      retryMs: v.retryPeriod,
       ...(telemetry ? { tracer: telemetry.tracer } : {}),
     });
     // Ready once the caches are synced and, when it runs here, the admission webhook serves (with
@@ -63,28 +99,70 @@ export const operatorCommand: Command = {
     let webhookServing = !v.webhookAddr;
     const lc = new Lifecycle({ log })
       .add(telemetryComponent(telemetry))
-      .add({ name: 'metrics', start: async () => {
-        served = await serveMetrics(metrics, host || '0.0.0.0', port, {
-          '/healthz': () => ({ ok: true, reason: '' }),
-          '/readyz': () => (!op.synced ? { ok: false, reason: 'informer caches are not synced yet' } : !webhookServing ? { ok: false, reason: 'the admission webhook is not serving yet' } : { ok: true, reason: '' }),
-        });
-      }, stop: async () => served?.close() })
+      .add({
+        name: 'metrics',
+        start: async () => {
+          served = await serveMetrics(metrics, host || '0.0.0.0', port, {
+            '/healthz': () => ({ ok: true, reason: '' }),
+            '/readyz': () =>
+              !op.synced
+                ? { ok: false, reason: 'informer caches are not synced yet' }
+                : !webhookServing
+                  ? { ok: false, reason: 'the admission webhook is not serving yet' }
+                  : { ok: true, reason: '' },
+          });
+        },
+        stop: async () => served?.close(),
+      })
       .add({ name: 'operator', start: () => op.start(), stop: () => op.stop() });
     if (v.webhookAddr) {
       let sidecarEnv: Array<{ name: string; value: string }>;
       try {
         sidecarEnv = JSON.parse(v.sidecarEnv) as typeof sidecarEnv;
-        if (!Array.isArray(sidecarEnv) || !sidecarEnv.every((e) => typeof e?.name === 'string' && e.name !== '' && typeof e.value === 'string')) throw new Error('not a list');
+        if (
+          !Array.isArray(sidecarEnv) ||
+          !sidecarEnv.every((e) => typeof e?.name === 'string' && e.name !== '' && typeof e.value === 'string')
+        )
+          throw new Error('not a list');
       } catch {
-        throw new ConfigError([{ field: '--sidecar-env', value: v.sidecarEnv, allowed: 'a JSON list of {"name": ..., "value": ...} with string values', source: 'flag' }]);
+        throw new ConfigError([
+          {
+            field: '--sidecar-env',
+            value: v.sidecarEnv,
+            allowed: 'a JSON list of {"name": ..., "value": ...} with string values',
+            source: 'flag',
+          },
+        ]);
       }
       const discoveryPort = Number(v.discoveryAddr.slice(v.discoveryAddr.lastIndexOf(':') + 1));
       const webhook = new InjectionWebhook({
-        kubeconfig: kc, namespace: v.namespace, address: v.webhookAddr, service: v.webhookService, webhookConfig: v.webhookConfig, validatingConfig: v.validatingWebhookConfig, secretName: v.webhookSecret,
-        inject: { image: v.sidecarImage, imagePullPolicy: 'IfNotPresent', discoveryAddress: `${v.discoveryService}.${v.namespace}.svc:${discoveryPort}`, proxyPort: 15080, adminPort: 15000, env: sidecarEnv },
-        clock: realClock, log, metrics,
+        kubeconfig: kc,
+        namespace: v.namespace,
+        address: v.webhookAddr,
+        service: v.webhookService,
+        webhookConfig: v.webhookConfig,
+        validatingConfig: v.validatingWebhookConfig,
+        secretName: v.webhookSecret,
+        inject: {
+          image: v.sidecarImage,
+          imagePullPolicy: 'IfNotPresent',
+          discoveryAddress: `${v.discoveryService}.${v.namespace}.svc:${discoveryPort}`,
+          proxyPort: 15080,
+          adminPort: 15000,
+          env: sidecarEnv,
+        },
+        clock: realClock,
+        log,
+        metrics,
       });
-      lc.add({ name: 'webhook', start: async () => { await webhook.start(); webhookServing = true; }, stop: () => webhook.stop() });
+      lc.add({
+        name: 'webhook',
+        start: async () => {
+          await webhook.start();
+          webhookServing = true;
+        },
+        stop: () => webhook.stop(),
+      });
     }
     const done = new Promise<number>((resolve) => lc.handleSignals(resolve));
     await lc.start();

@@ -11,21 +11,27 @@ import { Sidecar } from '../sidecar/sidecar.ts';
 import type { Command } from './command.ts';
 
 const flags = {
-  config: f.string('path to the sidecar configuration (YAML), watched and reloaded when it changes; empty: none (flags and discovery only, as when injected)', { default: '/etc/ballast/sidecar.yaml' }),
-  discoveryAddress: f.string('host:port of the operator\'s discovery service (overrides the file\'s discovery.address)', { default: '' }),
-  proxy: f.string('host:port of the HTTP proxy listener (overrides the file\'s proxy.listen)', { default: '' }),
-  admin: f.string('host:port of the admin endpoint (overrides the file\'s admin)', { default: '' }),
+  config: f.string(
+    'path to the sidecar configuration (YAML), watched and reloaded when it changes; empty: none (flags and discovery only, as when injected)',
+    { default: '/etc/ballast/sidecar.yaml' },
+  ),
+  discoveryAddress: f.string("host:port of the operator's discovery service (overrides the file's discovery.address)", { default: '' }),
+  proxy: f.string("host:port of the HTTP proxy listener (overrides the file's proxy.listen)", { default: '' }),
+  admin: f.string("host:port of the admin endpoint (overrides the file's admin)", { default: '' }),
   watch: f.bool('reload the configuration file when it changes', { default: true }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
 export const sidecarCommand: Command = {
   name: 'sidecar',
-  summary: 'run the resilience proxy: timeouts, retries with budgets, breakers, bulkheads, shedding, rate limits, balancing, ejection, hedging',
+  summary:
+    'run the resilience proxy: timeouts, retries with budgets, breakers, bulkheads, shedding, rate limits, balancing, ejection, hedging',
   async run(args, io) {
     const { values: v, help } = loadConfig(flags, { argv: args, env: io.env, envPrefix: 'BALLAST_SIDECAR' });
     if (help) {
-      io.out(`Usage: ballast sidecar [flags]\n\nThe configuration file format is in docs/sidecar.md.\n\nFlags:\n${renderFlags(flags, 'BALLAST_SIDECAR')}\n`);
+      io.out(
+        `Usage: ballast sidecar [flags]\n\nThe configuration file format is in docs/sidecar.md.\n\nFlags:\n${renderFlags(flags, 'BALLAST_SIDECAR')}\n`,
+      );
       return 0;
     }
     const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'sidecar' } });
@@ -38,13 +44,21 @@ export const sidecarCommand: Command = {
     });
     const config = v.config ? loadConfigFile(v.config, adjust) : resolveConfig(adjust({}), 'flags');
     const telemetry = await startTelemetry('sidecar', io.env);
-    const sidecar = new Sidecar(config, { clock: realClock, random: systemRandom, log, metrics: processMetrics(), ...(telemetry ? { telemetry } : {}) });
+    const sidecar = new Sidecar(config, {
+      clock: realClock,
+      random: systemRandom,
+      log,
+      metrics: processMetrics(),
+      ...(telemetry ? { telemetry } : {}),
+    });
     const lc = new Lifecycle({ log }).add(telemetryComponent(telemetry)).add({
       name: 'sidecar',
       start: async () => {
         await sidecar.start();
         if (v.watch && v.config) sidecar.watchFile(v.config, adjust);
-        sidecar.startDiscovery(config.discovery.node || `${io.env['POD_NAMESPACE'] ?? 'default'}/${io.env['POD_NAME'] ?? io.env['HOSTNAME'] ?? 'sidecar'}`);
+        sidecar.startDiscovery(
+          config.discovery.node || `${io.env['POD_NAMESPACE'] ?? 'default'}/${io.env['POD_NAME'] ?? io.env['HOSTNAME'] ?? 'sidecar'}`,
+        );
       },
       stop: () => sidecar.stop(),
     });

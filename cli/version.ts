@@ -14,7 +14,10 @@ export const versionCommand: Command = {
     if (unknown.length > 0) throw new UsageError(`unknown argument ${unknown[0]}; 'ballast version' takes only --json`, 'version');
     const info = buildInfo();
     if (args.includes('--json')) io.out(`${JSON.stringify(info)}\n`);
-    else io.out(`ballast ${info.version}\ncommit: ${info.commit}${info.dirty ? ' (modified)' : ''}\nnode: ${info.node}\nplatform: ${info.platform}\n`);
+    else
+      io.out(
+        `ballast ${info.version}\ncommit: ${info.commit}${info.dirty ? ' (modified)' : ''}\nnode: ${info.node}\nplatform: ${info.platform}\n`,
+      );
     return 0;
   },
 };

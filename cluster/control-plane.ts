@@ -33,7 +33,11 @@ export interface ClusterOptions {
 }
 
 /** Where `--object-store` serves, and the keys it takes (in the state directory, mode 0600). */
-export interface ObjectStoreInfo { endpoint: string; bucket: string; credentialsFile: string }
+export interface ObjectStoreInfo {
+  endpoint: string;
+  bucket: string;
+  credentialsFile: string;
+}
 
 interface State {
   store: 'ballast' | 'etcd';
@@ -76,7 +80,12 @@ export class ControlPlane {
   }
 
   #kubectl(args: string[], input?: string): string {
-    return execFileSync('kubectl', [`--kubeconfig=${this.kubeconfigPath}`, ...args], { input: input ?? '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
+    return execFileSync('kubectl', [`--kubeconfig=${this.kubeconfigPath}`, ...args], {
+      input: input ?? '',
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
   }
 
   /** Start everything; a no-op when it already runs. */
@@ -88,8 +97,18 @@ export class ControlPlane {
     }
     if (running) await this.down();
     const bins = binaries(this.#cache);
-    for (const b of [bins.kubeApiserver, bins.kubeControllerManager, bins.kubeScheduler, ...(this.#options.store === 'etcd' ? [bins.etcd] : []), ...(this.#options.objectStore ? [bins.weed] : [])]) {
-      if (!existsSync(b)) throw clusterError('CLUSTER_ERR_HOST', `${b} is missing: run \`make control-plane\` (it builds Kubernetes ${k8sVersion} from its Go modules, once)`);
+    for (const b of [
+      bins.kubeApiserver,
+      bins.kubeControllerManager,
+      bins.kubeScheduler,
+      ...(this.#options.store === 'etcd' ? [bins.etcd] : []),
+      ...(this.#options.objectStore ? [bins.weed] : []),
+    ]) {
+      if (!existsSync(b))
+        throw clusterError(
+          'CLUSTER_ERR_HOST',
+          `${b} is missing: run \`make control-plane\` (it builds Kubernetes ${k8sVersion} from its Go modules, once)`,
+        );
     }
     mkdirSync(this.#dir, { recursive: true });
     this.#node.preflight();
@@ -111,42 +130,107 @@ export class ControlPlane {
       const ic = [1, 2, 3].map((i) => `s${i}=http://127.0.0.1:${i}3380`).join(',');
       etcdServers = [1, 2, 3].map((i) => `http://127.0.0.1:${i}3379`);
       for (const i of [1, 2, 3]) {
-        spawn(`store-s${i}`, join(repo, 'bin', 'ballast'), [
-          'store', `--name=s${i}`, `--data-dir=${join(this.#dir, 'store', `s${i}`)}`,
-          // Ports i3379-i3381: clear of etcd's 2379 and the benchmark anchor's i2379.
-          `--listen-client-urls=http://127.0.0.1:${i}3379`, `--advertise-client-urls=http://127.0.0.1:${i}3379`,
-          `--listen-peer-urls=http://127.0.0.1:${i}3380`, `--initial-advertise-peer-urls=http://127.0.0.1:${i}3380`,
-          `--initial-cluster=${ic}`, '--initial-cluster-token=ballast-local', `--listen-metrics-urls=http://127.0.0.1:${i}3381`,
-          '--auto-compaction-mode=periodic', '--auto-compaction-retention=1h',
-        ], `http://127.0.0.1:${i}3381/health`);
+        spawn(
+          `store-s${i}`,
+          join(repo, 'bin', 'ballast'),
+          [
+            'store',
+            `--name=s${i}`,
+            `--data-dir=${join(this.#dir, 'store', `s${i}`)}`,
+            // Ports i3379-i3381: clear of etcd's 2379 and the benchmark anchor's i2379.
+            `--listen-client-urls=http://127.0.0.1:${i}3379`,
+            `--advertise-client-urls=http://127.0.0.1:${i}3379`,
+            `--listen-peer-urls=http://127.0.0.1:${i}3380`,
+            `--initial-advertise-peer-urls=http://127.0.0.1:${i}3380`,
+            `--initial-cluster=${ic}`,
+            '--initial-cluster-token=ballast-local',
+            `--listen-metrics-urls=http://127.0.0.1:${i}3381`,
+            '--auto-compaction-mode=periodic',
+            '--auto-compaction-retention=1h',
+          ],
+          `http://127.0.0.1:${i}3381/health`,
+        );
       }
     } else {
       etcdServers = ['http://127.0.0.1:2379'];
-      spawn('etcd', bins.etcd, ['--name=local', `--data-dir=${join(this.#dir, 'etcd')}`, '--listen-client-urls=http://127.0.0.1:2379', '--advertise-client-urls=http://127.0.0.1:2379', '--listen-peer-urls=http://127.0.0.1:2380', '--listen-metrics-urls=http://127.0.0.1:2381'], 'http://127.0.0.1:2381/health');
+      spawn(
+        'etcd',
+        bins.etcd,
+        [
+          '--name=local',
+          `--data-dir=${join(this.#dir, 'etcd')}`,
+          '--listen-client-urls=http://127.0.0.1:2379',
+          '--advertise-client-urls=http://127.0.0.1:2379',
+          '--listen-peer-urls=http://127.0.0.1:2380',
+          '--listen-metrics-urls=http://127.0.0.1:2381',
+        ],
+        'http://127.0.0.1:2381/health',
+      );
     }
     const port = this.#options.apiserverPort;
     const readyz = `${this.apiserverUrl}/readyz`;
-    spawn('kube-apiserver', bins.kubeApiserver, [
-      `--etcd-servers=${etcdServers.join(',')}`,
-      // On the node's address: pods reach it there through the `kubernetes` Service.
-      `--bind-address=${nodeAddress}`, `--advertise-address=${nodeAddress}`, `--secure-port=${port}`,
-      `--tls-cert-file=${join(pki, 'apiserver.crt')}`, `--tls-private-key-file=${join(pki, 'apiserver.key')}`, `--client-ca-file=${join(pki, 'ca.crt')}`,
-      '--service-account-issuer=https://kubernetes.default.svc', `--service-account-key-file=${join(pki, 'sa.pub')}`, `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
-      '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
-      `--service-cluster-ip-range=${serviceCidr}`, '--allow-privileged=true',
-      // `kubectl logs` and `exec`: the apiserver calls the kubelet at the node's InternalIP and checks its serving certificate.
-      `--kubelet-client-certificate=${join(pki, 'apiserver-kubelet-client.crt')}`, `--kubelet-client-key=${join(pki, 'apiserver-kubelet-client.key')}`,
-      `--kubelet-certificate-authority=${join(pki, 'ca.crt')}`, '--kubelet-preferred-address-types=InternalIP',
-    ], readyz);
+    spawn(
+      'kube-apiserver',
+      bins.kubeApiserver,
+      [
+        `--etcd-servers=${etcdServers.join(',')}`,
+        // On the node's address: pods reach it there through the `kubernetes` Service.
+        `--bind-address=${nodeAddress}`,
+        `--advertise-address=${nodeAddress}`,
+        `--secure-port=${port}`,
+        `--tls-cert-file=${join(pki, 'apiserver.crt')}`,
+        `--tls-private-key-file=${join(pki, 'apiserver.key')}`,
+        `--client-ca-file=${join(pki, 'ca.crt')}`,
+        '--service-account-issuer=https://kubernetes.default.svc',
+        `--service-account-key-file=${join(pki, 'sa.pub')}`,
+        `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
+        '--authorization-mode=Node,RBAC',
+        '--enable-admission-plugins=NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
+        `--service-cluster-ip-range=${serviceCidr}`,
+        '--allow-privileged=true',
+        // `kubectl logs` and `exec`: the apiserver calls the kubelet at the node's InternalIP and checks its serving certificate.
+        `--kubelet-client-certificate=${join(pki, 'apiserver-kubelet-client.crt')}`,
+        `--kubelet-client-key=${join(pki, 'apiserver-kubelet-client.key')}`,
+        `--kubelet-certificate-authority=${join(pki, 'ca.crt')}`,
+        '--kubelet-preferred-address-types=InternalIP',
+      ],
+      readyz,
+    );
     const admin = writeKubeconfig(this.#dir, 'admin', this.apiserverUrl);
-    if (!(await waitFor(() => isHealthy(readyz, pki), 60_000))) throw clusterError('CLUSTER_ERR_NOT_READY', `kube-apiserver did not become ready; see ${join(this.#dir, 'logs', 'kube-apiserver.log')}`);
+    if (!(await waitFor(() => isHealthy(readyz, pki), 60_000)))
+      throw clusterError(
+        'CLUSTER_ERR_NOT_READY',
+        `kube-apiserver did not become ready; see ${join(this.#dir, 'logs', 'kube-apiserver.log')}`,
+      );
     this.#log(`kube-apiserver ready on ${this.apiserverUrl} after ${since()} (store: ${this.#options.store})`);
-    spawn('kube-controller-manager', bins.kubeControllerManager, [
-      `--kubeconfig=${writeKubeconfig(this.#dir, 'controller-manager', this.apiserverUrl)}`, '--bind-address=127.0.0.1', '--secure-port=10257', '--leader-elect=false',
-      `--service-account-private-key-file=${join(pki, 'sa.key')}`, `--root-ca-file=${join(pki, 'ca.crt')}`, '--use-service-account-credentials=true',
-      '--controllers=*,tokencleaner', `--cluster-signing-cert-file=${join(pki, 'ca.crt')}`, `--cluster-signing-key-file=${join(pki, 'ca.key')}`,
-    ], 'https://127.0.0.1:10257/healthz');
-    spawn('kube-scheduler', bins.kubeScheduler, [`--kubeconfig=${writeKubeconfig(this.#dir, 'scheduler', this.apiserverUrl)}`, '--bind-address=127.0.0.1', '--secure-port=10259', '--leader-elect=false'], 'https://127.0.0.1:10259/healthz');
+    spawn(
+      'kube-controller-manager',
+      bins.kubeControllerManager,
+      [
+        `--kubeconfig=${writeKubeconfig(this.#dir, 'controller-manager', this.apiserverUrl)}`,
+        '--bind-address=127.0.0.1',
+        '--secure-port=10257',
+        '--leader-elect=false',
+        `--service-account-private-key-file=${join(pki, 'sa.key')}`,
+        `--root-ca-file=${join(pki, 'ca.crt')}`,
+        '--use-service-account-credentials=true',
+        '--controllers=*,tokencleaner',
+        `--cluster-signing-cert-file=${join(pki, 'ca.crt')}`,
+        `--cluster-signing-key-file=${join(pki, 'ca.key')}`,
+      ],
+      'https://127.0.0.1:10257/healthz',
+    );
+    spawn(
+      'kube-scheduler',
+      bins.kubeScheduler,
+      [
+        `--kubeconfig=${writeKubeconfig(this.#dir, 'scheduler', this.apiserverUrl)}`,
+        '--bind-address=127.0.0.1',
+        '--secure-port=10259',
+        '--leader-elect=false',
+      ],
+      'https://127.0.0.1:10259/healthz',
+    );
 
     await this.#node.start((c) => {
       components.push(c);
@@ -157,7 +241,8 @@ export class ControlPlane {
     // Up means usable: the node Ready, the default service account made (pods are refused at
     // admission until it exists), and cluster DNS answering.
     const ready = async (what: string, cond: () => boolean, logName: string) => {
-      if (!(await waitFor(cond, 120_000, 250))) throw clusterError('CLUSTER_ERR_NOT_READY', `${what} did not become ready; see ${join(this.#dir, 'logs', logName)}`);
+      if (!(await waitFor(cond, 120_000, 250)))
+        throw clusterError('CLUSTER_ERR_NOT_READY', `${what} did not become ready; see ${join(this.#dir, 'logs', logName)}`);
     };
     const ok = (args: string[]) => {
       try {
@@ -166,9 +251,21 @@ export class ControlPlane {
         return '';
       }
     };
-    await ready(`node ${nodeName}`, () => ok(['get', 'node', nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']) === 'True', 'kubelet.log');
-    await ready('the default service account', () => ok(['get', 'serviceaccount', 'default', '-o', 'name']) !== '', 'kube-controller-manager.log');
-    await ready('CoreDNS', () => ok(['get', 'deployment', 'coredns', '-n', 'kube-system', '-o', 'jsonpath={.status.readyReplicas}']) === '1', 'kubelet.log');
+    await ready(
+      `node ${nodeName}`,
+      () => ok(['get', 'node', nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']) === 'True',
+      'kubelet.log',
+    );
+    await ready(
+      'the default service account',
+      () => ok(['get', 'serviceaccount', 'default', '-o', 'name']) !== '',
+      'kube-controller-manager.log',
+    );
+    await ready(
+      'CoreDNS',
+      () => ok(['get', 'deployment', 'coredns', '-n', 'kube-system', '-o', 'jsonpath={.status.readyReplicas}']) === '1',
+      'kubelet.log',
+    );
     if (this.#options.objectStore) {
       // On the node's address, where pods reach it; the bucket made once it takes requests.
       const dir = join(this.#dir, 'object-store');
@@ -178,11 +275,19 @@ export class ControlPlane {
       writeS3Config(config, creds);
       const ports = clusterObjectStorePorts;
       spawn('object-store', bins.weed, weedArgs(dir, nodeAddress, ports, config), `${s3Endpoint(nodeAddress, ports.s3)}/healthz`);
-      const info: ObjectStoreInfo = { endpoint: s3Endpoint(nodeAddress, ports.s3), bucket: 'backups', credentialsFile: join(dir, 'credentials.json') };
+      const info: ObjectStoreInfo = {
+        endpoint: s3Endpoint(nodeAddress, ports.s3),
+        bucket: 'backups',
+        credentialsFile: join(dir, 'credentials.json'),
+      };
       const s3 = s3Client(info.endpoint, creds);
       const failed = await ensureBucket(s3, info.bucket, 90_000, () => isRunning(components[components.length - 1]?.pid ?? 0));
       s3.destroy();
-      if (failed) throw clusterError('CLUSTER_ERR_NOT_READY', `the object store did not take requests (${failed}); see ${join(this.#dir, 'logs', 'object-store.log')}`);
+      if (failed)
+        throw clusterError(
+          'CLUSTER_ERR_NOT_READY',
+          `the object store did not take requests (${failed}); see ${join(this.#dir, 'logs', 'object-store.log')}`,
+        );
       state.objectStore = info;
       save();
       this.#log(`object store (SeaweedFS S3) on ${info.endpoint}, bucket ${info.bucket}; keys in ${info.credentialsFile}`);
@@ -211,7 +316,11 @@ export class ControlPlane {
       [(n) => n === 'kube-apiserver', 3_000],
       [() => true, 10_000],
     ];
-    for (const [which, graceMs] of phases) await stopProcesses(state.components.filter((c) => which(c.name)).map((c) => c.pid), graceMs);
+    for (const [which, graceMs] of phases)
+      await stopProcesses(
+        state.components.filter((c) => which(c.name)).map((c) => c.pid),
+        graceMs,
+      );
     rmSync(join(this.#dir, 'state.json'), { force: true });
     const left = this.#node.restoreHost();
     this.#log(`stopped ${state.components.map((c) => c.name).join(', ')}`);
@@ -219,7 +328,11 @@ export class ControlPlane {
   }
 
   /** Each component's pid and health; true when all are up and healthy. */
-  async status(): Promise<{ ok: boolean; rows: Array<{ name: string; pid: number; running: boolean; healthy: boolean }>; objectStore?: ObjectStoreInfo }> {
+  async status(): Promise<{
+    ok: boolean;
+    rows: Array<{ name: string; pid: number; running: boolean; healthy: boolean }>;
+    objectStore?: ObjectStoreInfo;
+  }> {
     const state = readState(this.#dir);
     if (!state) return { ok: false, rows: [] };
     const pki = join(this.#dir, 'pki');

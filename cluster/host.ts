@@ -27,12 +27,28 @@ export interface HostState {
 }
 
 /** The sysctls the node changes (the bridge plugin turns on forwarding; kube-proxy route_localnet). */
-export const nodeSysctls = ['net/ipv4/ip_forward', 'net/ipv4/conf/all/route_localnet', 'net/bridge/bridge-nf-call-iptables', 'net/bridge/bridge-nf-call-ip6tables'];
+export const nodeSysctls = [
+  'net/ipv4/ip_forward',
+  'net/ipv4/conf/all/route_localnet',
+  'net/bridge/bridge-nf-call-iptables',
+  'net/bridge/bridge-nf-call-ip6tables',
+];
 /**
  * Paths the kubelet, containerd and the CNI plugins create whatever they are told (the device
  * plugin directory is fixed in the kubelet; the CNI result cache in containerd's CNI library).
  */
-export const nodePaths = ['/var/lib/kubelet', '/var/lib/cni', '/run/containerd', '/var/run/netns', '/usr/libexec/kubernetes', '/opt/containerd', '/etc/cni', '/run/ballast', '/var/log/pods', '/var/log/containers'];
+export const nodePaths = [
+  '/var/lib/kubelet',
+  '/var/lib/cni',
+  '/run/containerd',
+  '/var/run/netns',
+  '/usr/libexec/kubernetes',
+  '/opt/containerd',
+  '/etc/cni',
+  '/run/ballast',
+  '/var/log/pods',
+  '/var/log/containers',
+];
 /** Chains and tables the node's components make: kube-proxy and the kubelet (KUBE-*), CNI (CNI-*). */
 export const isNodeChain = (chain: string) => /^(KUBE-|CNI-)/.test(chain.split('/').pop() ?? '');
 const iptablesTables = ['filter', 'nat', 'mangle', 'raw'];
@@ -45,7 +61,10 @@ const run = (cmd: string, args: string[]): string => {
 /** Read the host's state (the edge: commands and /proc, /sys). */
 export function readHostState(): HostState {
   const chains: string[] = [];
-  for (const [bin, mark] of [['iptables', ''], ['ip6tables', '6:']] as const) {
+  for (const [bin, mark] of [
+    ['iptables', ''],
+    ['ip6tables', '6:'],
+  ] as const) {
     for (const table of iptablesTables) {
       for (const line of run(bin, ['-w', '-t', table, '-S']).split('\n')) {
         const m = /^-[NP] (\S+)/.exec(line);
@@ -68,11 +87,27 @@ export function readHostState(): HostState {
     }
   }
   return {
-    netns: run('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean).sort(),
-    links: run('ip', ['-o', 'link', 'show']).split('\n').map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? '').filter(Boolean).sort(),
+    netns: run('ip', ['netns', 'list'])
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean)
+      .sort(),
+    links: run('ip', ['-o', 'link', 'show'])
+      .split('\n')
+      .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? '')
+      .filter(Boolean)
+      .sort(),
     chains: chains.sort(),
-    nftTables: run('nft', ['list', 'tables']).split('\n').map((l) => l.replace(/^table /, '').trim()).filter(Boolean).sort(),
-    mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter(Boolean).sort(),
+    nftTables: run('nft', ['list', 'tables'])
+      .split('\n')
+      .map((l) => l.replace(/^table /, '').trim())
+      .filter(Boolean)
+      .sort(),
+    mounts: readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4] ?? '')
+      .filter(Boolean)
+      .sort(),
     cgroups: cgroups.sort(),
     sysctls,
     paths: Object.fromEntries(nodePaths.map((p) => [p, existsSync(p)])),
@@ -105,7 +140,8 @@ export function diffHostState(before: HostState, after: HostState): string[] {
     for (const x of is) if (!was.has(x)) out.push(`${k}: ${x} was added`);
     for (const x of was) if (!is.has(x)) out.push(`${k}: ${x} was removed`);
   }
-  for (const [k, v] of Object.entries(before.sysctls)) if (after.sysctls[k] !== v) out.push(`sysctl ${k}: ${v} became ${after.sysctls[k] ?? 'unset'}`);
+  for (const [k, v] of Object.entries(before.sysctls))
+    if (after.sysctls[k] !== v) out.push(`sysctl ${k}: ${v} became ${after.sysctls[k] ?? 'unset'}`);
   for (const [k, v] of Object.entries(before.paths)) if (after.paths[k] !== v) out.push(`path ${k}: ${v ? 'was removed' : 'was created'}`);
   return out;
 }
@@ -125,21 +161,29 @@ export interface Restore {
 }
 
 /** Decide what to undo (pure). */
-export function planRestore(before: HostState, after: HostState, owned: { mountRoots: string[]; cgroupRoot: string; bridge: string }): Restore {
+export function planRestore(
+  before: HostState,
+  after: HostState,
+  owned: { mountRoots: string[]; cgroupRoot: string; bridge: string },
+): Restore {
   const added = <T>(was: T[], is: T[]) => is.filter((x) => !was.includes(x));
   const newTables = added(before.nftTables, after.nftTables);
   // iptables-nft keeps each iptables table as an nftables table: `ip nat` holds iptables' nat.
   const tableOf = (chain: string) => `${chain.startsWith('6:') ? 'ip6' : 'ip'} ${chain.replace(/^6:/, '').split('/')[0]}`;
   return {
     // Deepest first, so a mount under another comes off before it.
-    mounts: added(before.mounts, after.mounts).filter((m) => owned.mountRoots.some((r) => m === r || m.startsWith(`${r}/`))).sort((a, b) => b.length - a.length),
+    mounts: added(before.mounts, after.mounts)
+      .filter((m) => owned.mountRoots.some((r) => m === r || m.startsWith(`${r}/`)))
+      .sort((a, b) => b.length - a.length),
     netns: added(before.netns, after.netns).filter((n) => n.startsWith('cni-')),
     links: added(before.links, after.links).filter((l) => l === owned.bridge || l.startsWith('veth')),
     chains: added(before.chains, after.chains).filter((c) => isNodeChain(c) && !newTables.includes(tableOf(c))),
     nftTables: newTables,
     cgroups: added(before.cgroups, after.cgroups).filter((c) => c.split('/')[1] === owned.cgroupRoot),
     sysctls: Object.fromEntries(Object.entries(before.sysctls).filter(([k, v]) => after.sysctls[k] !== v)),
-    paths: Object.entries(before.paths).filter(([p, existed]) => !existed && after.paths[p]).map(([p]) => p),
+    paths: Object.entries(before.paths)
+      .filter(([p, existed]) => !existed && after.paths[p])
+      .map(([p]) => p),
   };
 }
 
@@ -166,7 +210,8 @@ export function applyRestore(r: Restore): string[] {
     const table = t.replace(/^6:/, '');
     for (const line of run(bin, ['-w', '-t', table, '-S']).split('\n')) {
       const m = /^-A (\S+) (.*)-j (\S+)/.exec(line);
-      if (m && chains.includes(m[3] ?? '') && !chains.includes(m[1] ?? '')) spawnSync(bin, ['-w', '-t', table, ...line.replace(/^-A /, '-D ').split(' ')]);
+      if (m && chains.includes(m[3] ?? '') && !chains.includes(m[1] ?? ''))
+        spawnSync(bin, ['-w', '-t', table, ...line.replace(/^-A /, '-D ').split(' ')]);
     }
     for (const chain of chains) spawnSync(bin, ['-w', '-t', table, '-F', chain]);
     for (const chain of chains) must(`chain ${t}/${chain}`, bin, ['-w', '-t', table, '-X', chain]);
@@ -222,17 +267,34 @@ interface Need {
  * and how to get it.
  */
 export function preflight(f: HostFacts, bins: Record<string, string>): string[] {
-  const cmd = (c: string, pkg: string): Need => ({ ok: (x) => x.commands[c] === true, problem: `${c} is missing: install the Debian package ${pkg} (make deps does)` });
+  const cmd = (c: string, pkg: string): Need => ({
+    ok: (x) => x.commands[c] === true,
+    problem: `${c} is missing: install the Debian package ${pkg} (make deps does)`,
+  });
   const file = (p: string, how: string): Need => ({ ok: (x) => x.files[p] === true, problem: `${p} is missing: ${how}` });
   const needs: Need[] = [
     { ok: (x) => x.uid === 0, problem: 'the node needs root (containerd, runc, network namespaces, iptables): run as root' },
-    { ok: (x) => ['memory', 'cpu', 'pids'].every((c) => x.cgroupControllers.includes(c)) || x.cgroupControllers.includes('cgroup2'),
-      problem: 'no cgroup hierarchy with the memory, cpu and pids controllers is mounted under /sys/fs/cgroup: mount cgroup v2 (mount -t cgroup2 none /sys/fs/cgroup) or the v1 controllers' },
-    { ok: (x) => x.filesystems.includes('overlay'), problem: 'the kernel has no overlay file system (containerd\'s snapshotter needs it): load the overlay module (modprobe overlay)' },
-    cmd('iptables', 'iptables'), cmd('ip6tables', 'iptables'), cmd('conntrack', 'conntrack'), cmd('ip', 'iproute2'), cmd('nft', 'nftables'),
+    {
+      ok: (x) => ['memory', 'cpu', 'pids'].every((c) => x.cgroupControllers.includes(c)) || x.cgroupControllers.includes('cgroup2'),
+      problem:
+        'no cgroup hierarchy with the memory, cpu and pids controllers is mounted under /sys/fs/cgroup: mount cgroup v2 (mount -t cgroup2 none /sys/fs/cgroup) or the v1 controllers',
+    },
+    {
+      ok: (x) => x.filesystems.includes('overlay'),
+      problem: "the kernel has no overlay file system (containerd's snapshotter needs it): load the overlay module (modprobe overlay)",
+    },
+    cmd('iptables', 'iptables'),
+    cmd('ip6tables', 'iptables'),
+    cmd('conntrack', 'conntrack'),
+    cmd('ip', 'iproute2'),
+    cmd('nft', 'nftables'),
     file('/usr/sbin/runc', 'install the Debian package runc (make deps does)'),
-    ...['bridge', 'host-local', 'loopback', 'portmap'].map((p) => file(`/usr/lib/cni/${p}`, 'install the Debian package containernetworking-plugins (make deps does)')),
-    ...Object.entries(bins).map(([, p]) => file(p, 'run `make control-plane` (it builds Kubernetes, containerd, CoreDNS and crictl from their Go modules, once)')),
+    ...['bridge', 'host-local', 'loopback', 'portmap'].map((p) =>
+      file(`/usr/lib/cni/${p}`, 'install the Debian package containernetworking-plugins (make deps does)'),
+    ),
+    ...Object.entries(bins).map(([, p]) =>
+      file(p, 'run `make control-plane` (it builds Kubernetes, containerd, CoreDNS and crictl from their Go modules, once)'),
+    ),
   ];
   return needs.filter((n) => !n.ok(f)).map((n) => n.problem);
 }
@@ -253,9 +315,16 @@ export function probeHost(files: string[]): HostFacts {
   return {
     uid: process.getuid?.() ?? -1,
     cgroupControllers: [...controllers],
-    filesystems: readFileSync('/proc/filesystems', 'utf8').split('\n').map((l) => l.split('\t').pop() ?? '').filter(Boolean),
+    filesystems: readFileSync('/proc/filesystems', 'utf8')
+      .split('\n')
+      .map((l) => l.split('\t').pop() ?? '')
+      .filter(Boolean),
     commands: Object.fromEntries(['iptables', 'ip6tables', 'conntrack', 'ip', 'nft'].map((c) => [c, has(c)])),
-    files: Object.fromEntries(['/usr/sbin/runc', ...['bridge', 'host-local', 'loopback', 'portmap'].map((p) => `/usr/lib/cni/${p}`), ...files].map((p) => [p, existsSync(p)])),
+    files: Object.fromEntries(
+      ['/usr/sbin/runc', ...['bridge', 'host-local', 'loopback', 'portmap'].map((p) => `/usr/lib/cni/${p}`), ...files].map((p) => [
+        p,
+        existsSync(p),
+      ]),
+    ),
   };
 }
-

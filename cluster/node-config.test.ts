@@ -3,13 +3,29 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
-import { buildCniConfig, buildContainerdConfig, buildCoreDnsManifests, buildKubeProxyConfig, buildKubeletConfig, buildRegistryHosts, corednsImage, pauseImage } from './node-config.ts';
+import {
+  buildCniConfig,
+  buildContainerdConfig,
+  buildCoreDnsManifests,
+  buildKubeProxyConfig,
+  buildKubeletConfig,
+  buildRegistryHosts,
+  corednsImage,
+  pauseImage,
+} from './node-config.ts';
 import { buildVolumeFor } from './provisioner.ts';
 import { versions } from './toolchain.ts';
 
-const paths = { stateDir: '/tmp/st', runDir: '/run/ballast', containerdRoot: '/cache/containerd', kubeletRoot: '/tmp/st/kubelet', runc: '/usr/sbin/runc', cniBinDir: '/usr/lib/cni' };
+const paths = {
+  stateDir: '/tmp/st',
+  runDir: '/run/ballast',
+  containerdRoot: '/cache/containerd',
+  kubeletRoot: '/tmp/st/kubelet',
+  runc: '/usr/sbin/runc',
+  cniBinDir: '/usr/lib/cni',
+};
 
-it('containerd: its sockets, state and root where the node keeps them; runc under cgroupfs; CNI from the state dir; nothing of the host\'s', () => {
+it("containerd: its sockets, state and root where the node keeps them; runc under cgroupfs; CNI from the state dir; nothing of the host's", () => {
   const toml = buildContainerdConfig(paths);
   assert.match(toml, /^version = 4$/m);
   assert.match(toml, /^root = '\/cache\/containerd'$/m);
@@ -22,7 +38,11 @@ it('containerd: its sockets, state and root where the node keeps them; runc unde
   assert.match(toml, /bin_dirs = \['\/usr\/lib\/cni'\]\n\s+conf_dir = '\/tmp\/st\/node\/cni'/);
   assert.match(toml, new RegExp(`sandbox = '${pauseImage}'`));
   // No path outside the node's own directories.
-  for (const [, p] of toml.matchAll(/= '(\/[^']*)'/g)) assert.ok(['/tmp/st', '/run/ballast', '/cache/containerd', '/usr/sbin/runc', '/usr/lib/cni'].some((r) => p!.startsWith(r)), p);
+  for (const [, p] of toml.matchAll(/= '(\/[^']*)'/g))
+    assert.ok(
+      ['/tmp/st', '/run/ballast', '/cache/containerd', '/usr/sbin/runc', '/usr/lib/cni'].some((r) => p!.startsWith(r)),
+      p,
+    );
 });
 
 it('registries: every pull goes to a closed port on loopback', () => {
@@ -30,7 +50,14 @@ it('registries: every pull goes to a closed port on loopback', () => {
 });
 
 it('CNI: one bridge, the node address as gateway, IPAM state under the state dir', () => {
-  const cni = JSON.parse(buildCniConfig(paths)) as { plugins: Array<{ type: string; bridge?: string; isGateway?: boolean; ipam?: { ranges: Array<Array<{ subnet: string; gateway: string }>>; dataDir: string } }> };
+  const cni = JSON.parse(buildCniConfig(paths)) as {
+    plugins: Array<{
+      type: string;
+      bridge?: string;
+      isGateway?: boolean;
+      ipam?: { ranges: Array<Array<{ subnet: string; gateway: string }>>; dataDir: string };
+    }>;
+  };
   const bridge = cni.plugins[0]!;
   assert.equal(bridge.type, 'bridge');
   assert.equal(bridge.bridge, 'ballast0');
@@ -40,12 +67,18 @@ it('CNI: one bridge, the node address as gateway, IPAM state under the state dir
 });
 
 it('kubelet: cgroup v1 allowed, cgroupfs under its own root, x509 and webhook auth, cluster DNS, logs and plugins under the state dir, images never collected', () => {
-  const cfg = parse(buildKubeletConfig(paths, { pki: '/tmp/st/pki', resolvConf: '/tmp/st/node/resolv.conf', podLogsDir: '/tmp/st/node/pod-logs' })) as Record<string, unknown>;
+  const cfg = parse(
+    buildKubeletConfig(paths, { pki: '/tmp/st/pki', resolvConf: '/tmp/st/node/resolv.conf', podLogsDir: '/tmp/st/node/pod-logs' }),
+  ) as Record<string, unknown>;
   assert.equal(cfg['failCgroupV1'], false);
   assert.equal(cfg['cgroupDriver'], 'cgroupfs');
   assert.equal(cfg['cgroupRoot'], '/ballast-node');
   assert.equal(cfg['containerRuntimeEndpoint'], 'unix:///run/ballast/containerd.sock');
-  assert.deepEqual(cfg['authentication'], { anonymous: { enabled: false }, webhook: { enabled: true, cacheTTL: '30s' }, x509: { clientCAFile: '/tmp/st/pki/ca.crt' } });
+  assert.deepEqual(cfg['authentication'], {
+    anonymous: { enabled: false },
+    webhook: { enabled: true, cacheTTL: '30s' },
+    x509: { clientCAFile: '/tmp/st/pki/ca.crt' },
+  });
   assert.equal((cfg['authorization'] as { mode: string }).mode, 'Webhook');
   assert.deepEqual(cfg['clusterDNS'], ['10.96.0.10']);
   assert.equal(cfg['podLogsDir'], '/tmp/st/node/pod-logs');
@@ -54,7 +87,7 @@ it('kubelet: cgroup v1 allowed, cgroupfs under its own root, x509 and webhook au
   assert.equal(cfg['readOnlyPort'], 0);
 });
 
-it('kube-proxy: iptables mode, NodePorts only on the node address, the host\'s conntrack left alone', () => {
+it("kube-proxy: iptables mode, NodePorts only on the node address, the host's conntrack left alone", () => {
   const cfg = parse(buildKubeProxyConfig('/tmp/st/kube-proxy.kubeconfig')) as Record<string, unknown>;
   assert.equal(cfg['mode'], 'iptables');
   assert.deepEqual(cfg['nodePortAddresses'], ['10.244.0.1/32']);
@@ -62,10 +95,18 @@ it('kube-proxy: iptables mode, NodePorts only on the node address, the host\'s c
 });
 
 it('CoreDNS: the kube-dns Service at the cluster DNS address maps 53 to an unprivileged port, no forwarder, non-root', () => {
-  const docs = parseAllDocuments(buildCoreDnsManifests()).map((d) => d.toJSON() as { kind: string; spec?: Record<string, unknown>; data?: Record<string, string> });
+  const docs = parseAllDocuments(buildCoreDnsManifests()).map(
+    (d) => d.toJSON() as { kind: string; spec?: Record<string, unknown>; data?: Record<string, string> },
+  );
   const svc = docs.find((d) => d.kind === 'Service')!;
   assert.equal(svc.spec?.['clusterIP'], '10.96.0.10');
-  assert.deepEqual((svc.spec?.['ports'] as Array<{ port: number; targetPort: number }>).slice(0, 2).map((p) => [p.port, p.targetPort]), [[53, 1053], [53, 1053]]);
+  assert.deepEqual(
+    (svc.spec?.['ports'] as Array<{ port: number; targetPort: number }>).slice(0, 2).map((p) => [p.port, p.targetPort]),
+    [
+      [53, 1053],
+      [53, 1053],
+    ],
+  );
   const corefile = docs.find((d) => d.kind === 'ConfigMap')!.data!['Corefile']!;
   assert.match(corefile, /^\.:1053 \{/);
   assert.doesNotMatch(corefile, /forward/);
@@ -75,13 +116,20 @@ it('CoreDNS: the kube-dns Service at the cluster DNS address maps 53 to an unpri
 });
 
 it('the provisioner gives a pending claim of the default class a local volume pinned to the node (fsGroup applies to local volumes), and leaves other claims alone', () => {
-  const claim = { metadata: { name: 'data-db-0', namespace: 'shop', uid: 'u1' }, spec: { storageClassName: 'ballast-local', accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '2Gi' } } } };
+  const claim = {
+    metadata: { name: 'data-db-0', namespace: 'shop', uid: 'u1' },
+    spec: { storageClassName: 'ballast-local', accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '2Gi' } } },
+  };
   const pv = buildVolumeFor(claim, '/tmp/st/volumes');
   assert.equal(pv?.metadata?.name, 'pvc-u1');
   assert.deepEqual(pv?.spec?.local, { path: '/tmp/st/volumes/pvc-u1' });
   assert.equal(pv?.spec?.capacity?.['storage'], '2Gi');
   assert.deepEqual(pv?.spec?.claimRef, { namespace: 'shop', name: 'data-db-0', uid: 'u1' });
-  assert.deepEqual(pv?.spec?.nodeAffinity?.required?.nodeSelectorTerms[0]?.matchExpressions?.[0], { key: 'kubernetes.io/hostname', operator: 'In', values: ['local'] });
+  assert.deepEqual(pv?.spec?.nodeAffinity?.required?.nodeSelectorTerms[0]?.matchExpressions?.[0], {
+    key: 'kubernetes.io/hostname',
+    operator: 'In',
+    values: ['local'],
+  });
   assert.equal(buildVolumeFor({ ...claim, spec: { ...claim.spec, storageClassName: 'fast' } }, '/v'), undefined);
   assert.equal(buildVolumeFor({ ...claim, spec: { ...claim.spec, volumeName: 'pv-x' } }, '/v'), undefined);
 });

@@ -11,8 +11,16 @@ import { packageRoot } from '../lib/paths.ts';
 import { clusterError } from './errors.ts';
 import { type HostState, applyRestore, diffHostState, planRestore, preflight, probeHost, readHostState } from './host.ts';
 import {
-  type NodePaths, bridgeName, buildCniConfig, buildContainerdConfig, buildCoreDnsManifests, buildKubeProxyConfig, buildKubeletConfig, buildRegistryHosts,
-  buildStorageManifests, containerdSocket,
+  type NodePaths,
+  bridgeName,
+  buildCniConfig,
+  buildContainerdConfig,
+  buildCoreDnsManifests,
+  buildKubeProxyConfig,
+  buildKubeletConfig,
+  buildRegistryHosts,
+  buildStorageManifests,
+  containerdSocket,
 } from './node-config.ts';
 import { nodeAddress, nodeName, writeKubeconfig } from './pki.ts';
 import { type Component, isRunning, spawnLogged, stopProcesses, waitFor } from './processes.ts';
@@ -41,10 +49,13 @@ export interface ImageEntry {
 }
 
 export function parseImageIndex(text: string): ImageEntry[] {
-  return text.split('\n').filter(Boolean).map((l) => {
-    const [ref = '', key = '', archive = ''] = l.split('\t');
-    return { ref, key, archive };
-  });
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [ref = '', key = '', archive = ''] = l.split('\t');
+      return { ref, key, archive };
+    });
 }
 
 export class LocalNode {
@@ -56,8 +67,12 @@ export class LocalNode {
     this.#options = o;
     this.#bins = binaries(o.cache);
     this.paths = {
-      stateDir: o.stateDir, runDir, containerdRoot: containerdRoot(o.cache), kubeletRoot: join(o.stateDir, 'kubelet'),
-      runc: '/usr/sbin/runc', cniBinDir: '/usr/lib/cni',
+      stateDir: o.stateDir,
+      runDir,
+      containerdRoot: containerdRoot(o.cache),
+      kubeletRoot: join(o.stateDir, 'kubelet'),
+      runc: '/usr/sbin/runc',
+      cniBinDir: '/usr/lib/cni',
     };
   }
 
@@ -71,18 +86,37 @@ export class LocalNode {
    */
   preflight(): void {
     const b = this.#bins;
-    const bins = { kubelet: b.kubelet, kubeProxy: b.kubeProxy, containerd: b.containerd, shim: b.containerdShim, ctr: b.ctr, crictl: b.crictl };
+    const bins = {
+      kubelet: b.kubelet,
+      kubeProxy: b.kubeProxy,
+      containerd: b.containerd,
+      shim: b.containerdShim,
+      ctr: b.ctr,
+      crictl: b.crictl,
+    };
     const problems = preflight(probeHost(Object.values(bins)), bins);
     if (problems.length > 0) throw clusterError('CLUSTER_ERR_HOST', `the host cannot run the node:\n  - ${problems.join('\n  - ')}`);
     const images = this.images();
-    const missing = ['registry.k8s.io/pause:3.10', 'ballast.local/coredns:', 'docker.io/library/ballast:'].filter((r) => !images.some((i) => i.ref.startsWith(r) && existsSync(i.archive)));
-    if (missing.length > 0) throw clusterError('CLUSTER_ERR_IMAGES', `images not built (${missing.join(', ')}): run \`make images\` (cluster/images/build builds them with buildah, once per change)`);
+    const missing = ['registry.k8s.io/pause:3.10', 'ballast.local/coredns:', 'docker.io/library/ballast:'].filter(
+      (r) => !images.some((i) => i.ref.startsWith(r) && existsSync(i.archive)),
+    );
+    if (missing.length > 0)
+      throw clusterError(
+        'CLUSTER_ERR_IMAGES',
+        `images not built (${missing.join(', ')}): run \`make images\` (cluster/images/build builds them with buildah, once per change)`,
+      );
     const owner = join(runDir, 'owner');
     if (existsSync(owner)) {
       const other = readFileSync(owner, 'utf8').trim();
       const state = join(other, 'state.json');
-      const pids = existsSync(state) ? (JSON.parse(readFileSync(state, 'utf8')) as { components: Component[] }).components.map((c) => c.pid) : [];
-      if (other !== this.#options.stateDir && pids.some(isRunning)) throw clusterError('CLUSTER_ERR_BUSY', `another local cluster runs from ${other}: stop it first with \`ballast cluster down --state-dir ${other}\``);
+      const pids = existsSync(state)
+        ? (JSON.parse(readFileSync(state, 'utf8')) as { components: Component[] }).components.map((c) => c.pid)
+        : [];
+      if (other !== this.#options.stateDir && pids.some(isRunning))
+        throw clusterError(
+          'CLUSTER_ERR_BUSY',
+          `another local cluster runs from ${other}: stop it first with \`ballast cluster down --state-dir ${other}\``,
+        );
     }
   }
 
@@ -102,7 +136,8 @@ export class LocalNode {
     writeFileSync(join(runDir, 'owner'), `${this.#options.stateDir}\n`);
     const ip = (args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
     if (ip(['link', 'show', bridgeName]).status !== 0) ip(['link', 'add', bridgeName, 'type', 'bridge']);
-    if (!ip(['-4', 'addr', 'show', 'dev', bridgeName]).stdout.includes(`${nodeAddress}/`)) ip(['addr', 'add', `${nodeAddress}/24`, 'dev', bridgeName]);
+    if (!ip(['-4', 'addr', 'show', 'dev', bridgeName]).stdout.includes(`${nodeAddress}/`))
+      ip(['addr', 'add', `${nodeAddress}/24`, 'dev', bridgeName]);
     ip(['link', 'set', bridgeName, 'up']);
     writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   }
@@ -120,9 +155,18 @@ export class LocalNode {
     writeFileSync(join(dir, 'containerd.toml'), buildContainerdConfig(p));
     writeFileSync(join(dir, 'certs.d', '_default', 'hosts.toml'), buildRegistryHosts());
     writeFileSync(join(dir, 'cni', '10-ballast.conflist'), buildCniConfig(p));
-    writeFileSync(join(dir, 'resolv.conf'), '# Pods with dnsPolicy Default: no upstream resolver (the node has no network beyond its own).\noptions ndots:1\n');
-    writeFileSync(join(dir, 'kubelet.yaml'), buildKubeletConfig(p, { pki, resolvConf: join(dir, 'resolv.conf'), podLogsDir: join(dir, 'pod-logs') }));
-    writeFileSync(join(dir, 'kube-proxy.yaml'), buildKubeProxyConfig(writeKubeconfig(this.#options.stateDir, 'kube-proxy', this.#options.apiserver)));
+    writeFileSync(
+      join(dir, 'resolv.conf'),
+      '# Pods with dnsPolicy Default: no upstream resolver (the node has no network beyond its own).\noptions ndots:1\n',
+    );
+    writeFileSync(
+      join(dir, 'kubelet.yaml'),
+      buildKubeletConfig(p, { pki, resolvConf: join(dir, 'resolv.conf'), podLogsDir: join(dir, 'pod-logs') }),
+    );
+    writeFileSync(
+      join(dir, 'kube-proxy.yaml'),
+      buildKubeProxyConfig(writeKubeconfig(this.#options.stateDir, 'kube-proxy', this.#options.apiserver)),
+    );
     const containerd = this.#startContainerd();
     started({ name: 'containerd', pid: containerd, health: '' });
     await this.waitContainerd(containerd);
@@ -130,14 +174,20 @@ export class LocalNode {
 
     this.#makeCgroupRoot();
     const kubelet = spawnLogged(this.#options.stateDir, 'kubelet', this.#bins.kubelet, [
-      `--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${writeKubeconfig(this.#options.stateDir, 'kubelet', this.#options.apiserver)}`,
-      `--root-dir=${p.kubeletRoot}`, `--hostname-override=${nodeName}`, `--node-ip=${nodeAddress}`, `--cert-dir=${join(dir, 'kubelet-pki')}`,
+      `--config=${join(dir, 'kubelet.yaml')}`,
+      `--kubeconfig=${writeKubeconfig(this.#options.stateDir, 'kubelet', this.#options.apiserver)}`,
+      `--root-dir=${p.kubeletRoot}`,
+      `--hostname-override=${nodeName}`,
+      `--node-ip=${nodeAddress}`,
+      `--cert-dir=${join(dir, 'kubelet-pki')}`,
     ]);
     started({ name: 'kubelet', pid: kubelet.pid as number, health: 'http://127.0.0.1:10248/healthz' });
     const proxy = spawnLogged(this.#options.stateDir, 'kube-proxy', this.#bins.kubeProxy, [`--config=${join(dir, 'kube-proxy.yaml')}`]);
     started({ name: 'kube-proxy', pid: proxy.pid as number, health: 'http://127.0.0.1:10256/healthz' });
     const provisioner = spawnLogged(this.#options.stateDir, 'local-provisioner', join(packageRoot(), 'bin', 'ballast'), [
-      'local-provisioner', `--kubeconfig=${writeKubeconfig(this.#options.stateDir, 'provisioner', this.#options.apiserver)}`, `--root=${join(this.#options.stateDir, 'volumes')}`,
+      'local-provisioner',
+      `--kubeconfig=${writeKubeconfig(this.#options.stateDir, 'provisioner', this.#options.apiserver)}`,
+      `--root=${join(this.#options.stateDir, 'volumes')}`,
     ]);
     started({ name: 'local-provisioner', pid: provisioner.pid as number, health: '' });
   }
@@ -153,7 +203,8 @@ export class LocalNode {
       const dir = join(parent, cgroupRoot);
       mkdirSync(dir, { recursive: true });
       for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-        if (existsSync(join(parent, f)) && readFileSync(join(dir, f), 'utf8').trim() === '') writeFileSync(join(dir, f), readFileSync(join(parent, f), 'utf8'));
+        if (existsSync(join(parent, f)) && readFileSync(join(dir, f), 'utf8').trim() === '')
+          writeFileSync(join(dir, f), readFileSync(join(parent, f), 'utf8'));
       }
     }
   }
@@ -164,19 +215,35 @@ export class LocalNode {
   }
 
   #ctr(args: string[], timeoutMs = 120_000): { status: number | null; stdout: string; stderr: string } {
-    const r = spawnSync(this.#bins.ctr, ['--address', containerdSocket(this.paths), '--namespace', 'k8s.io', ...args], { encoding: 'utf8', timeout: timeoutMs });
+    const r = spawnSync(this.#bins.ctr, ['--address', containerdSocket(this.paths), '--namespace', 'k8s.io', ...args], {
+      encoding: 'utf8',
+      timeout: timeoutMs,
+    });
     return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   }
 
   #startContainerd(): number {
-    const env = { ...process.env, PATH: `${dirname(this.#bins.containerdShim)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` };
-    const p = spawnLogged(this.#options.stateDir, 'containerd', this.#bins.containerd, ['--config', join(this.#options.stateDir, 'node', 'containerd.toml')], env);
+    const env = {
+      ...process.env,
+      PATH: `${dirname(this.#bins.containerdShim)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+    };
+    const p = spawnLogged(
+      this.#options.stateDir,
+      'containerd',
+      this.#bins.containerd,
+      ['--config', join(this.#options.stateDir, 'node', 'containerd.toml')],
+      env,
+    );
     return p.pid as number;
   }
 
   async waitContainerd(pid: number): Promise<void> {
     const up = await waitFor(() => isRunning(pid) && this.#ctr(['version'], 5_000).status === 0, 30_000);
-    if (!up) throw clusterError('CLUSTER_ERR_NOT_READY', `containerd did not start; see ${join(this.#options.stateDir, 'logs', 'containerd.log')}`);
+    if (!up)
+      throw clusterError(
+        'CLUSTER_ERR_NOT_READY',
+        `containerd did not start; see ${join(this.#options.stateDir, 'logs', 'containerd.log')}`,
+      );
   }
 
   /**
@@ -192,7 +259,10 @@ export class LocalNode {
       const started = Date.now();
       const r = this.#ctr(['images', 'import', '--snapshotter', 'overlayfs', '--local', image.archive], 600_000);
       if (r.status !== 0 || !this.#ctr(['images', 'list', '--quiet']).stdout.split('\n').includes(image.ref)) {
-        throw clusterError('CLUSTER_ERR_IMAGES', `importing ${image.ref} from ${image.archive} into containerd failed: ${r.stderr.trim() || r.stdout.trim() || 'the image is not listed after the import'}; rebuild it with \`make images\``);
+        throw clusterError(
+          'CLUSTER_ERR_IMAGES',
+          `importing ${image.ref} from ${image.archive} into containerd failed: ${r.stderr.trim() || r.stdout.trim() || 'the image is not listed after the import'}; rebuild it with \`make images\``,
+        );
       }
       this.#ctr(['images', 'label', image.ref, 'io.cri-containerd.pinned=pinned']);
       record.set(image.ref, image.key);
@@ -218,21 +288,31 @@ export class LocalNode {
       await this.waitContainerd(containerd).catch(() => undefined);
     }
     if (configured && containerd !== undefined && isRunning(containerd)) {
-      spawnSync(this.#bins.crictl, ['--runtime-endpoint', `unix://${containerdSocket(this.paths)}`, '--timeout', '60s', 'rmp', '--all', '--force'], { encoding: 'utf8', timeout: 120_000 });
+      spawnSync(
+        this.#bins.crictl,
+        ['--runtime-endpoint', `unix://${containerdSocket(this.paths)}`, '--timeout', '60s', 'rmp', '--all', '--force'],
+        { encoding: 'utf8', timeout: 120_000 },
+      );
     }
     if (existsSync(join(this.#options.stateDir, 'node', 'kube-proxy.yaml'))) {
-      spawnSync(this.#bins.kubeProxy, ['--cleanup', `--config=${join(this.#options.stateDir, 'node', 'kube-proxy.yaml')}`], { encoding: 'utf8', timeout: 60_000 });
+      spawnSync(this.#bins.kubeProxy, ['--cleanup', `--config=${join(this.#options.stateDir, 'node', 'kube-proxy.yaml')}`], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
     }
     if (containerd !== undefined) await stopProcesses([containerd], 10_000);
     // Shims whose containerd is gone, and anything still in the node's cgroups.
-    const shims = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-      try {
-        const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-        return (cmd[0] ?? '').endsWith('containerd-shim-runc-v2') && cmd.includes(containerdSocket(this.paths));
-      } catch {
-        return false;
-      }
-    });
+    const shims = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((pid) => {
+        try {
+          const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return (cmd[0] ?? '').endsWith('containerd-shim-runc-v2') && cmd.includes(containerdSocket(this.paths));
+        } catch {
+          return false;
+        }
+      });
     await stopProcesses([...shims, ...this.#cgroupPids()], 2_000);
   }
 
@@ -244,7 +324,9 @@ export class LocalNode {
     if (!existsSync(this.#hostFile)) return [];
     const before = JSON.parse(readFileSync(this.#hostFile, 'utf8')) as HostState;
     const plan = planRestore(before, readHostState(), {
-      mountRoots: [this.#options.stateDir, runDir, this.paths.containerdRoot, this.paths.kubeletRoot], cgroupRoot, bridge: bridgeName,
+      mountRoots: [this.#options.stateDir, runDir, this.paths.containerdRoot, this.paths.kubeletRoot],
+      cgroupRoot,
+      bridge: bridgeName,
     });
     const failed = applyRestore(plan);
     const left = diffHostState(before, readHostState());
@@ -258,7 +340,9 @@ export class LocalNode {
     const walk = (d: string) => {
       let names: string[];
       try {
-        names = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+        names = readdirSync(d, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => e.name);
       } catch {
         return;
       }

@@ -9,8 +9,24 @@ describe('the local object store', () => {
   it('weed server on the given address only, every port set (gRPC at +10000 unless given), the S3 identities from the file', () => {
     const args = weedArgs('/state/object-store', '10.250.0.1', clusterObjectStorePorts, '/state/object-store/s3.json');
     assert.equal(args[0], 'server');
-    for (const a of ['-dir=/state/object-store/data', '-ip=10.250.0.1', '-ip.bind=10.250.0.1', '-s3', '-s3.port=18334', '-s3.port.grpc=28334', '-master.port.grpc=29333', '-s3.config=/state/object-store/s3.json', '-filer']) assert.ok(args.includes(a), a);
-    const own = weedArgs('/d', '127.0.0.1', { master: 1, volume: 2, filer: 3, s3: 4, grpc: { master: 5, volume: 6, filer: 7, s3: 8 } }, '/c');
+    for (const a of [
+      '-dir=/state/object-store/data',
+      '-ip=10.250.0.1',
+      '-ip.bind=10.250.0.1',
+      '-s3',
+      '-s3.port=18334',
+      '-s3.port.grpc=28334',
+      '-master.port.grpc=29333',
+      '-s3.config=/state/object-store/s3.json',
+      '-filer',
+    ])
+      assert.ok(args.includes(a), a);
+    const own = weedArgs(
+      '/d',
+      '127.0.0.1',
+      { master: 1, volume: 2, filer: 3, s3: 4, grpc: { master: 5, volume: 6, filer: 7, s3: 8 } },
+      '/c',
+    );
     assert.ok(own.includes('-s3.port.grpc=8') && own.includes('-volume.port.grpc=6'));
     assert.equal(s3Endpoint('10.250.0.1', 18334), 'http://10.250.0.1:18334');
     assert.equal(s3Endpoint('::1', 9), 'http://[::1]:9');

@@ -33,10 +33,23 @@ const client = (name: string, subject: string): Identity => ({ name, subject, ex
 
 /** Every certificate the cluster uses; a state directory from an older version gains those it lacks. */
 export function identities(): Identity[] {
-  const apiNames = ['DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local', 'IP:127.0.0.1', `IP:${apiServiceIp}`, `IP:${nodeAddress}`];
+  const apiNames = [
+    'DNS:localhost',
+    'DNS:kubernetes',
+    'DNS:kubernetes.default',
+    'DNS:kubernetes.default.svc',
+    'DNS:kubernetes.default.svc.cluster.local',
+    'IP:127.0.0.1',
+    `IP:${apiServiceIp}`,
+    `IP:${nodeAddress}`,
+  ];
   return [
     { name: 'apiserver', subject: '/CN=kube-apiserver', ext: `subjectAltName=${apiNames.join(',')}\nextendedKeyUsage=serverAuth\n` },
-    { name: 'kubelet-serving', subject: `/CN=system:node:${nodeName}/O=system:nodes`, ext: `subjectAltName=DNS:${nodeName},IP:${nodeAddress}\nextendedKeyUsage=serverAuth\n` },
+    {
+      name: 'kubelet-serving',
+      subject: `/CN=system:node:${nodeName}/O=system:nodes`,
+      ext: `subjectAltName=DNS:${nodeName},IP:${nodeAddress}\nextendedKeyUsage=serverAuth\n`,
+    },
     client('apiserver-kubelet-client', '/CN=kube-apiserver-kubelet-client/O=system:masters'),
     client('admin', '/CN=admin/O=system:masters'),
     client('controller-manager', '/CN=system:kube-controller-manager'),
@@ -53,7 +66,8 @@ export function ensurePki(stateDir: string): string {
   mkdirSync(pki, { recursive: true });
   const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'ignore' });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  if (!existsSync(join(pki, 'ca.crt'))) ssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '365', '-subj', '/CN=ballast-local-ca']);
+  if (!existsSync(join(pki, 'ca.crt')))
+    ssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '365', '-subj', '/CN=ballast-local-ca']);
   for (const id of identities()) {
     const extFile = join(pki, `${id.name}.ext`);
     // A certificate made with other names (an older version's) is made again.
@@ -61,7 +75,23 @@ export function ensurePki(stateDir: string): string {
     if (existsSync(join(pki, `${id.name}.crt`))) continue;
     writeFileSync(extFile, id.ext);
     ssl(['req', ...ec, '-keyout', `${id.name}.key`, '-out', `${id.name}.csr`, '-subj', id.subject]);
-    ssl(['x509', '-req', '-in', `${id.name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${id.name}.crt`, '-days', '365', '-extfile', `${id.name}.ext`]);
+    ssl([
+      'x509',
+      '-req',
+      '-in',
+      `${id.name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${id.name}.crt`,
+      '-days',
+      '365',
+      '-extfile',
+      `${id.name}.ext`,
+    ]);
   }
   if (!existsSync(join(pki, 'sa.key'))) {
     ssl(['genrsa', '-out', 'sa.key', '2048']);
@@ -74,11 +104,17 @@ export function ensurePki(stateDir: string): string {
 export function writeKubeconfig(stateDir: string, user: string, server: string): string {
   const pki = join(stateDir, 'pki');
   const path = join(stateDir, `${user}.kubeconfig`);
-  writeFileSync(path, [
-    'apiVersion: v1', 'kind: Config',
-    `clusters: [{name: ballast-local, cluster: {server: "${server}", certificate-authority: ${join(pki, 'ca.crt')}}}]`,
-    `users: [{name: ${user}, user: {client-certificate: ${join(pki, `${user}.crt`)}, client-key: ${join(pki, `${user}.key`)}}}]`,
-    `contexts: [{name: ballast-local, context: {cluster: ballast-local, user: ${user}}}]`, 'current-context: ballast-local', '',
-  ].join('\n'));
+  writeFileSync(
+    path,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      `clusters: [{name: ballast-local, cluster: {server: "${server}", certificate-authority: ${join(pki, 'ca.crt')}}}]`,
+      `users: [{name: ${user}, user: {client-certificate: ${join(pki, `${user}.crt`)}, client-key: ${join(pki, `${user}.key`)}}}]`,
+      `contexts: [{name: ballast-local, context: {cluster: ballast-local, user: ${user}}}]`,
+      'current-context: ballast-local',
+      '',
+    ].join('\n'),
+  );
   return path;
 }

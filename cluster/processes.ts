@@ -45,7 +45,24 @@ export function spawnLogged(stateDir: string, name: string, cmd: string, args: s
 /** Whether a URL answers 200 (HTTPS with the cluster's admin certificate, as the components want it). */
 export function isHealthy(url: string, pki: string): boolean {
   try {
-    const out = execFileSync('curl', ['-sk', '--max-time', '2', '--cert', join(pki, 'admin.crt'), '--key', join(pki, 'admin.key'), '-o', '/dev/null', '-w', '%{http_code}', url], { encoding: 'utf8' });
+    const out = execFileSync(
+      'curl',
+      [
+        '-sk',
+        '--max-time',
+        '2',
+        '--cert',
+        join(pki, 'admin.crt'),
+        '--key',
+        join(pki, 'admin.key'),
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        url,
+      ],
+      { encoding: 'utf8' },
+    );
     return out.trim() === '200';
   } catch {
     return false;

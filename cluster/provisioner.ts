@@ -21,7 +21,8 @@ export function buildVolumeFor(pvc: V1PersistentVolumeClaim, root: string): V1Pe
   const uid = pvc.metadata?.uid ?? '';
   const name = `pvc-${uid}`;
   return {
-    apiVersion: 'v1', kind: 'PersistentVolume',
+    apiVersion: 'v1',
+    kind: 'PersistentVolume',
     metadata: { name, annotations: { 'pv.kubernetes.io/provisioned-by': provisioner } },
     spec: {
       capacity: { storage: pvc.spec?.resources?.requests?.['storage'] ?? '1Gi' },
@@ -30,7 +31,9 @@ export function buildVolumeFor(pvc: V1PersistentVolumeClaim, root: string): V1Pe
       storageClassName: storageClass,
       volumeMode: 'Filesystem',
       local: { path: join(root, name) },
-      nodeAffinity: { required: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [nodeName] }] }] } },
+      nodeAffinity: {
+        required: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [nodeName] }] }] },
+      },
       claimRef: { namespace: pvc.metadata?.namespace ?? 'default', name: pvc.metadata?.name ?? '', uid },
     },
   };
@@ -58,7 +61,10 @@ export class LocalProvisioner {
   async start(): Promise<void> {
     const o = this.#options;
     this.#claims = new SharedInformer<V1PersistentVolumeClaim>({
-      kubeconfig: o.kubeconfig, path: '/api/v1/persistentvolumeclaims', clock: o.clock, log: o.log,
+      kubeconfig: o.kubeconfig,
+      path: '/api/v1/persistentvolumeclaims',
+      clock: o.clock,
+      log: o.log,
       list: () => this.#core.listPersistentVolumeClaimForAllNamespaces(),
     });
     this.#claims.onChange((key) => {
@@ -74,7 +80,11 @@ export class LocalProvisioner {
     // The directory first: a `local` volume's path must exist before a pod mounts it.
     mkdirSync(pv.spec?.local?.path ?? '', { recursive: true, mode: 0o755 });
     await this.#core.createPersistentVolume({ body: pv }).then(
-      () => this.#options.log.info({ claim: `${pvc.metadata?.namespace}/${pvc.metadata?.name}`, volume: pv.metadata?.name }, 'volume provisioned'),
+      () =>
+        this.#options.log.info(
+          { claim: `${pvc.metadata?.namespace}/${pvc.metadata?.name}`, volume: pv.metadata?.name },
+          'volume provisioned',
+        ),
       (err: { code?: number }) => {
         if (err.code !== 409) throw err;
       },

@@ -8,7 +8,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { homeDir, packageRoot } from '../lib/paths.ts';
 
-export const versions = { k8s: 'v1.36.3', etcd: 'v3.5.35', containerd: 'v2.3.7', coredns: 'v1.14.7', crictl: 'v1.37.0', argocd: 'v3.2.12' } as const;
+export const versions = {
+  k8s: 'v1.36.3',
+  etcd: 'v3.5.35',
+  containerd: 'v2.3.7',
+  coredns: 'v1.14.7',
+  crictl: 'v1.37.0',
+  argocd: 'v3.2.12',
+} as const;
 
 export function cacheDir(override?: string): string {
   return override ?? process.env['BALLAST_CACHE'] ?? join(homeDir(), '.cache', 'ballast');

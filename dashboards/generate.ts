@@ -20,8 +20,8 @@ export function renderObservability(root = packageRoot()): Map<string, string> {
   out.set('charts/ballast/files/ballast.rules.yaml', readFileSync(join(root, 'alerts', 'ballast.rules.yaml'), 'utf8'));
   const custom = join(root, 'argocd', 'resource_customizations');
   const lines = [
-    '# Argo CD health checks for Ballast\'s resources (generated from argocd/resource_customizations',
-    '# by `npm run gen:observability`). Merge into Argo CD\'s argocd-cm ConfigMap, e.g.',
+    "# Argo CD health checks for Ballast's resources (generated from argocd/resource_customizations",
+    "# by `npm run gen:observability`). Merge into Argo CD's argocd-cm ConfigMap, e.g.",
     '#   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file argocd/argocd-cm.yaml',
     'apiVersion: v1',
     'kind: ConfigMap',

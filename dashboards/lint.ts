@@ -10,20 +10,32 @@
  */
 import * as Units from '@grafana/grafana-foundation-sdk/units';
 
-interface Target { expr?: string }
+interface Target {
+  expr?: string;
+}
 export interface ModelPanel {
-  type?: string; title?: string; description?: string;
+  type?: string;
+  title?: string;
+  description?: string;
   datasource?: { type?: string; uid?: string };
   targets?: Target[];
   fieldConfig?: { defaults?: { unit?: string } };
   panels?: ModelPanel[];
 }
 interface ModelVariable {
-  name?: string; label?: string; type?: string; query?: unknown; definition?: string;
-  datasource?: { uid?: string }; refresh?: number; multi?: boolean; includeAll?: boolean;
+  name?: string;
+  label?: string;
+  type?: string;
+  query?: unknown;
+  definition?: string;
+  datasource?: { uid?: string };
+  refresh?: number;
+  multi?: boolean;
+  includeAll?: boolean;
 }
 export interface DashboardModel {
-  title?: string; editable?: boolean;
+  title?: string;
+  editable?: boolean;
   templating?: { list?: ModelVariable[] };
   panels?: ModelPanel[];
 }
@@ -58,7 +70,8 @@ function enclosingFunction(expr: string, at: number): string | undefined {
 function lintExpr(expr: string, where: string): string[] {
   const findings: string[] = [];
   for (const m of expr.matchAll(/\b(i?rate)\s*\([^[]*\[([^\]]+)\]/g)) {
-    if (m[2] !== '$__rate_interval') findings.push(`[target-rate-interval-rule] ${where}: ${m[1]}() over [${m[2]}] should use [$__rate_interval]`);
+    if (m[2] !== '$__rate_interval')
+      findings.push(`[target-rate-interval-rule] ${where}: ${m[1]}() over [${m[2]}] should use [$__rate_interval]`);
   }
   for (const m of expr.matchAll(metricName)) {
     const name = m[0];
@@ -93,23 +106,33 @@ export function fillAll(expr: string, rateInterval = '1m'): string {
 export function lintDashboard(d: DashboardModel): string[] {
   const board = `dashboard '${d.title ?? '?'}'`;
   const findings: string[] = [];
-  if (d.editable !== false) findings.push(`[uneditable-dashboard] ${board}: is editable; a provisioned dashboard should not be (edits are lost on the next sync)`);
+  if (d.editable !== false)
+    findings.push(`[uneditable-dashboard] ${board}: is editable; a provisioned dashboard should not be (edits are lost on the next sync)`);
   const variables = d.templating?.list ?? [];
   const ds = variables.find((v) => v.type === 'datasource');
   if (!ds || ds.name !== 'datasource' || ds.query !== 'prometheus' || ds.label !== 'Data source') {
-    findings.push(`[template-datasource-rule] ${board}: needs a variable named 'datasource' of type datasource, query 'prometheus', labelled 'Data source'`);
+    findings.push(
+      `[template-datasource-rule] ${board}: needs a variable named 'datasource' of type datasource, query 'prometheus', labelled 'Data source'`,
+    );
   }
   for (const name of ['job', 'instance']) {
     const v = variables.find((x) => x.name === name);
     if (!v) findings.push(`[template-${name}-rule] ${board}: has no '${name}' variable`);
     else if (v.type !== 'query' || !templated(v.datasource?.uid) || !v.multi || !v.includeAll) {
-      findings.push(`[template-${name}-rule] ${board}: the '${name}' variable should be a multi-value query on $datasource with an All option`);
+      findings.push(
+        `[template-${name}-rule] ${board}: the '${name}' variable should be a multi-value query on $datasource with an All option`,
+      );
     }
   }
   for (const v of variables.filter((x) => x.type === 'query')) {
-    if (v.refresh !== 2) findings.push(`[template-on-time-change-reload-rule] ${board}: variable '${v.name}' should refresh on time range change (refresh: 2)`);
+    if (v.refresh !== 2)
+      findings.push(
+        `[template-on-time-change-reload-rule] ${board}: variable '${v.name}' should refresh on time range change (refresh: 2)`,
+      );
     if (!/^label_values\(.+, *[a-zA-Z_][a-zA-Z0-9_]*\)$/.test(v.definition ?? '')) {
-      findings.push(`[template-label-promql-rule] ${board}: variable '${v.name}' is not a label_values(<selector>, <label>) query: ${v.definition}`);
+      findings.push(
+        `[template-label-promql-rule] ${board}: variable '${v.name}' is not a label_values(<selector>, <label>) query: ${v.definition}`,
+      );
     }
   }
   for (const p of modelPanels(d)) {
@@ -118,7 +141,8 @@ export function lintDashboard(d: DashboardModel): string[] {
     if (!templated(p.datasource?.uid)) findings.push(`[panel-datasource-rule] ${where}: does not use the $datasource variable`);
     if (panelsWithUnits.has(p.type ?? '')) {
       const unit = p.fieldConfig?.defaults?.unit;
-      if (!unit || !validUnits.has(unit)) findings.push(`[panel-units-rule] ${where}: has ${unit ? `the unknown unit '${unit}'` : 'no unit'}`);
+      if (!unit || !validUnits.has(unit))
+        findings.push(`[panel-units-rule] ${where}: has ${unit ? `the unknown unit '${unit}'` : 'no unit'}`);
     }
     const exprs = (p.targets ?? []).flatMap((t) => (t.expr ? [t.expr] : []));
     if (exprs.length === 0) findings.push(`[panel-no-targets-rule] ${where}: has no query`);

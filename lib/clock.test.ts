@@ -13,7 +13,11 @@ describe('VirtualClock', () => {
     clock.advance(150);
     assert.deepEqual(fired, [['a', 100]]);
     clock.advance(50);
-    assert.deepEqual(fired, [['a', 100], ['b', 200], ['c', 200]]);
+    assert.deepEqual(fired, [
+      ['a', 100],
+      ['b', 200],
+      ['c', 200],
+    ]);
     assert.equal(clock.now(), 200);
   });
 

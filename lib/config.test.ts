@@ -41,7 +41,10 @@ describe('loadConfig', () => {
 
   it('reads --flag=value, --flag value and bare switches', () => {
     const { values } = load(['--name=m1', '--snapshot-count', '5', '--strict', '--heartbeat-interval=2s', '--quota=1.5MiB']);
-    assert.deepEqual([values.name, values.snapshotCount, values.strict, values.heartbeatInterval, values.quota], ['m1', 5, true, 2000, 1572864]);
+    assert.deepEqual(
+      [values.name, values.snapshotCount, values.strict, values.heartbeatInterval, values.quota],
+      ['m1', 5, true, 2000, 1572864],
+    );
   });
 
   it('takes flag over environment over file over default', () => {
@@ -63,7 +66,10 @@ describe('loadConfig', () => {
   });
 
   it('names the environment variable when the bad value came from there', () => {
-    assert.match(problems(() => load([], { ETCD_SNAPSHOT_COUNT: 'lots' })), /ETCD_SNAPSHOT_COUNT: got "lots" \(from environment\)/);
+    assert.match(
+      problems(() => load([], { ETCD_SNAPSHOT_COUNT: 'lots' })),
+      /ETCD_SNAPSHOT_COUNT: got "lots" \(from environment\)/,
+    );
   });
 
   it('refuses unknown flags and suggests the near one', () => {
@@ -72,30 +78,60 @@ describe('loadConfig', () => {
   });
 
   it('refuses a flag given twice, a missing value and stray positionals', () => {
-    assert.match(problems(() => load(['--name=a', '--name=b'])), /--name.*given once/);
-    assert.match(problems(() => load(['--name'])), /--name: got nothing.*expected a value/);
-    assert.match(problems(() => load(['stray'])), /positional/);
+    assert.match(
+      problems(() => load(['--name=a', '--name=b'])),
+      /--name.*given once/,
+    );
+    assert.match(
+      problems(() => load(['--name'])),
+      /--name: got nothing.*expected a value/,
+    );
+    assert.match(
+      problems(() => load(['stray'])),
+      /positional/,
+    );
   });
 
   it('rejects URLs of the wrong scheme', () => {
-    assert.match(problems(() => load(['--listen-client-urls=ftp://x:1'])), /expected comma-separated URLs with scheme http or https/);
+    assert.match(
+      problems(() => load(['--listen-client-urls=ftp://x:1'])),
+      /expected comma-separated URLs with scheme http or https/,
+    );
   });
 
   it('runs cross-field rules only when each field is valid', () => {
-    const rules = [(v: Record<string, unknown>) => (v['strict'] === true && v['state'] === 'existing' ? [{ field: '--state', value: 'existing', allowed: 'new when --strict', source: 'flag' as const }] : [])];
-    assert.match(problems(() => load(['--strict', '--state=existing'], {}, { rules })), /new when --strict/);
+    const rules = [
+      (v: Record<string, unknown>) =>
+        v['strict'] === true && v['state'] === 'existing'
+          ? [{ field: '--state', value: 'existing', allowed: 'new when --strict', source: 'flag' as const }]
+          : [],
+    ];
+    assert.match(
+      problems(() => load(['--strict', '--state=existing'], {}, { rules })),
+      /new when --strict/,
+    );
   });
 
   it('reports an unreadable or malformed config file with its own code', () => {
-    for (const [content, re] of [[null, /cannot read/], [': : :\n  - [', /not valid YAML/], ['- a\n- b\n', /expected a mapping/]] as const) {
+    for (const [content, re] of [
+      [null, /cannot read/],
+      [': : :\n  - [', /not valid YAML/],
+      ['- a\n- b\n', /expected a mapping/],
+    ] as const) {
       const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
       const file = join(dir, 'c.yaml');
       if (content !== null) writeFileSync(file, content);
-      assert.throws(() => load(['--config-file', file]), (e: unknown) => isBallastError(e, 'BALLAST_ERR_CONFIG_FILE') && re.test((e as Error).message));
+      assert.throws(
+        () => load(['--config-file', file]),
+        (e: unknown) => isBallastError(e, 'BALLAST_ERR_CONFIG_FILE') && re.test((e as Error).message),
+      );
     }
     const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
     writeFileSync(join(dir, 'c.yaml'), 'nmae: x\n');
-    assert.match(problems(() => load(['--config-file', join(dir, 'c.yaml')])), /nmae.*known setting/);
+    assert.match(
+      problems(() => load(['--config-file', join(dir, 'c.yaml')])),
+      /nmae.*known setting/,
+    );
   });
 
   it('returns help instead of failing when --help is given', () => {

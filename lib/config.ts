@@ -53,7 +53,19 @@ function parseInteger(raw: unknown): number | undefined {
 }
 
 const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const byteUnits: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
+const byteUnits: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mib: 1024 ** 2,
+  g: 1e9,
+  gb: 1e9,
+  gib: 1024 ** 3,
+};
 
 /** Field constructors. */
 export const f = {
@@ -72,26 +84,46 @@ export const f = {
       return ok(n);
     }),
   bool: (help: string, o: FieldOptions<boolean> = {}) =>
-    field<boolean>('bool', help, { default: false, ...o }, (raw) => {
-      if (raw === true || raw === 'true' || raw === '1') return ok(true);
-      if (raw === false || raw === 'false' || raw === '0') return ok(false);
-      return bad('true or false');
-    }, true),
+    field<boolean>(
+      'bool',
+      help,
+      { default: false, ...o },
+      (raw) => {
+        if (raw === true || raw === 'true' || raw === '1') return ok(true);
+        if (raw === false || raw === 'false' || raw === '0') return ok(false);
+        return bad('true or false');
+      },
+      true,
+    ),
   /** Milliseconds; a bare number is milliseconds (as etcd's interval flags), or 250ms, 2s, 1m, 1h. */
   duration: (help: string, o: FieldOptions<number> & { min?: number } = {}) =>
     field<number>('duration', help, o, (raw) => {
-      const m = typeof raw === 'number' ? [String(raw), String(raw), ''] : typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim()) : null;
+      const m =
+        typeof raw === 'number'
+          ? [String(raw), String(raw), '']
+          : typeof raw === 'string'
+            ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim())
+            : null;
       const ms = m ? Number(m[1]) * (durationUnits[m[2] ?? 'ms'] ?? 1) : NaN;
-      if (!Number.isFinite(ms) || (o.min !== undefined && ms < o.min)) return bad(`a duration${o.min !== undefined ? ` of at least ${o.min}ms` : ''}: milliseconds (100) or with a unit (250ms, 2s, 1m, 1h)`);
+      if (!Number.isFinite(ms) || (o.min !== undefined && ms < o.min))
+        return bad(
+          `a duration${o.min !== undefined ? ` of at least ${o.min}ms` : ''}: milliseconds (100) or with a unit (250ms, 2s, 1m, 1h)`,
+        );
       return ok(Math.round(ms));
     }),
   /** Bytes; a bare number or with a unit (1.5MiB, 8GB). */
   bytes: (help: string, o: FieldOptions<number> & { min?: number } = {}) =>
     field<number>('bytes', help, o, (raw) => {
-      const m = typeof raw === 'number' ? [String(raw), String(raw), ''] : typeof raw === 'string' ? /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(raw.trim()) : null;
+      const m =
+        typeof raw === 'number'
+          ? [String(raw), String(raw), '']
+          : typeof raw === 'string'
+            ? /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(raw.trim())
+            : null;
       const unit = m ? byteUnits[(m[2] ?? '').toLowerCase()] : undefined;
       const n = m && unit !== undefined ? Math.round(Number(m[1]) * unit) : NaN;
-      if (!Number.isFinite(n) || (o.min !== undefined && n < o.min)) return bad(`a size in bytes${o.min !== undefined ? ` of at least ${o.min}` : ''}: 1048576, 1.5MiB, 8GB`);
+      if (!Number.isFinite(n) || (o.min !== undefined && n < o.min))
+        return bad(`a size in bytes${o.min !== undefined ? ` of at least ${o.min}` : ''}: 1048576, 1.5MiB, 8GB`);
       return ok(n);
     }),
   oneOf: <const V extends string>(values: readonly V[], help: string, o: FieldOptions<V> = {}) =>
@@ -100,7 +132,13 @@ export const f = {
   list: (help: string, o: FieldOptions<string[]> = {}) =>
     field<string[]>('list', help, o, (raw) => {
       if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return ok(raw as string[]);
-      if (typeof raw === 'string') return ok(raw.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+      if (typeof raw === 'string')
+        return ok(
+          raw
+            .split(',')
+            .map((s) => s.trim())
+            .filter((s) => s !== ''),
+        );
       return bad('a comma-separated list');
     }),
   /** Comma-separated URLs with the given schemes. */
@@ -193,7 +231,13 @@ export function loadConfig<S extends Schema>(schema: S, o: LoadOptions): Loaded<
     }
     if (!arg.startsWith('--')) {
       if (o.positionals) positionals.push(arg);
-      else problems.push({ field: arg, value: arg, allowed: 'flags only (--name=value); positional arguments are not taken here', source: 'command line' });
+      else
+        problems.push({
+          field: arg,
+          value: arg,
+          allowed: 'flags only (--name=value); positional arguments are not taken here',
+          source: 'command line',
+        });
       continue;
     }
     const eq = arg.indexOf('=');
@@ -206,7 +250,12 @@ export function loadConfig<S extends Schema>(schema: S, o: LoadOptions): Loaded<
     const key = byFlag.get(name);
     if (key === undefined) {
       const near = closest(name, [...byFlag.keys()]);
-      problems.push({ field: `--${name}`, value: arg, allowed: `a known flag${near ? ` (did you mean --${near}?)` : ''}; see --help`, source: 'command line' });
+      problems.push({
+        field: `--${name}`,
+        value: arg,
+        allowed: `a known flag${near ? ` (did you mean --${near}?)` : ''}; see --help`,
+        source: 'command line',
+      });
       continue;
     }
     const spec = schema[key] as Field<unknown>;
@@ -231,7 +280,7 @@ export function loadConfig<S extends Schema>(schema: S, o: LoadOptions): Loaded<
   const values: Record<string, unknown> = {};
   const sources: Record<string, Source> = {};
   for (const [key, spec] of Object.entries(schema)) {
-    const envKey = spec.env === false ? undefined : spec.env ?? envName(o.envPrefix, key);
+    const envKey = spec.env === false ? undefined : (spec.env ?? envName(o.envPrefix, key));
     let raw: unknown;
     let source: Source;
     if (fromFlags.has(key)) [raw, source] = [fromFlags.get(key), 'flag'];
@@ -260,16 +309,28 @@ function readConfigFile(path: string, byFlag: Map<string, string>): Record<strin
   try {
     text = readFileSync(path, 'utf8');
   } catch (cause) {
-    throw new BallastError('BALLAST_ERR_CONFIG_FILE', `--config-file ${path}: cannot read it (${(cause as Error).message}); give a readable YAML file`, { cause });
+    throw new BallastError(
+      'BALLAST_ERR_CONFIG_FILE',
+      `--config-file ${path}: cannot read it (${(cause as Error).message}); give a readable YAML file`,
+      { cause },
+    );
   }
   let doc: unknown;
   try {
     doc = parseYaml(text);
   } catch (cause) {
-    throw new BallastError('BALLAST_ERR_CONFIG_FILE', `--config-file ${path}: not valid YAML (${(cause as Error).message.split('\n')[0]})`, { cause });
+    throw new BallastError(
+      'BALLAST_ERR_CONFIG_FILE',
+      `--config-file ${path}: not valid YAML (${(cause as Error).message.split('\n')[0]})`,
+      { cause },
+    );
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new BallastError('BALLAST_ERR_CONFIG_FILE', `--config-file ${path}: expected a mapping of flag names to values (heartbeat-interval: 100)`);
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw new BallastError(
+      'BALLAST_ERR_CONFIG_FILE',
+      `--config-file ${path}: expected a mapping of flag names to values (heartbeat-interval: 100)`,
+    );
   const out: Record<string, unknown> = {};
   const problems: ConfigProblem[] = [];
   for (const [name, value] of Object.entries(doc)) {
@@ -309,7 +370,8 @@ export function editDistance(a: string, b: string): number {
 /** Render `--flag` help lines for a schema, defaults shown. */
 export function renderFlags(schema: Schema, envPrefix: string): string {
   const lines = Object.entries(schema).map(([key, spec]) => {
-    const def = spec.default === undefined ? '' : ` (default ${Array.isArray(spec.default) ? spec.default.join(',') || '""' : String(spec.default)})`;
+    const def =
+      spec.default === undefined ? '' : ` (default ${Array.isArray(spec.default) ? spec.default.join(',') || '""' : String(spec.default)})`;
     const env = spec.env === false ? '' : ` [$${spec.env ?? envName(envPrefix, key)}]`;
     return `  --${flagName(key).padEnd(30)} ${spec.help}${def}${spec.required ? ' (required)' : ''}${env}`;
   });

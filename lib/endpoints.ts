@@ -22,16 +22,28 @@ export interface EndpointOptions {
 /** A fastify app with the shared conventions; add routes, then {@link listen}. */
 export function endpointApp(o: EndpointOptions = {}): FastifyInstance {
   const app = (o.https
-    ? Fastify({ logger: false, https: { cert: o.https.cert, key: o.https.key }, forceCloseConnections: true, bodyLimit: o.bodyLimit ?? 1 << 20 })
+    ? Fastify({
+        logger: false,
+        https: { cert: o.https.cert, key: o.https.key },
+        forceCloseConnections: true,
+        bodyLimit: o.bodyLimit ?? 1 << 20,
+      })
     : Fastify({ logger: false, forceCloseConnections: true, bodyLimit: o.bodyLimit ?? 1 << 20 })) as unknown as FastifyInstance;
   app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => {
     const path = req.url.split('?')[0] ?? '/';
     const allowed = ['GET', 'POST'].filter((method) => app.hasRoute({ method, url: path }));
     if (allowed.length > 0) {
       const allow = allowed.includes('GET') ? [...allowed, 'HEAD'] : allowed;
-      return reply.code(405).header('allow', allow.join(', ')).type('text/plain').send(`${req.method} is not served on ${path}; use ${allow.join(' or ')}\n`);
+      return reply
+        .code(405)
+        .header('allow', allow.join(', '))
+        .type('text/plain')
+        .send(`${req.method} is not served on ${path}; use ${allow.join(' or ')}\n`);
     }
-    return reply.code(404).type('text/plain').send(`not found: ${path}; try ${knownPaths(app).join(', ')}\n`);
+    return reply
+      .code(404)
+      .type('text/plain')
+      .send(`not found: ${path}; try ${knownPaths(app).join(', ')}\n`);
   });
   return app;
 }
@@ -54,7 +66,10 @@ export function metricsRoute(app: FastifyInstance, metrics: Metrics, refresh?: (
       const { contentType, body } = await metrics.render();
       return reply.type(contentType).send(body);
     } catch (err) {
-      return reply.code(500).type('text/plain').send(`metrics collection failed: ${(err as Error).message}\n`);
+      return reply
+        .code(500)
+        .type('text/plain')
+        .send(`metrics collection failed: ${(err as Error).message}\n`);
     }
   });
 }
@@ -63,7 +78,10 @@ export function metricsRoute(app: FastifyInstance, metrics: Metrics, refresh?: (
 export function checkRoute(app: FastifyInstance, path: string, check: Check): void {
   app.get(path, { schema: { response: { 200: { type: 'string' }, 503: { type: 'string' } } } }, async (_req, reply) => {
     const r = check();
-    return reply.code(r.ok ? 200 : 503).type('text/plain').send(r.ok ? 'ok\n' : `not ready: ${r.reason}\n`);
+    return reply
+      .code(r.ok ? 200 : 503)
+      .type('text/plain')
+      .send(r.ok ? 'ok\n' : `not ready: ${r.reason}\n`);
   });
 }
 
@@ -75,7 +93,12 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
 }
 
 /** Serve `/metrics` and the given health checks (path → check) on host:port; port 0 picks a free port. */
-export async function serveMetrics(metrics: Metrics, host: string, port: number, checks: Record<string, Check> = {}): Promise<{ app: FastifyInstance; port: number; close(): Promise<void> }> {
+export async function serveMetrics(
+  metrics: Metrics,
+  host: string,
+  port: number,
+  checks: Record<string, Check> = {},
+): Promise<{ app: FastifyInstance; port: number; close(): Promise<void> }> {
   const app = endpointApp();
   metricsRoute(app, metrics);
   for (const [path, check] of Object.entries(checks)) checkRoute(app, path, check);

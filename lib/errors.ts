@@ -27,7 +27,12 @@ export class BallastError extends Error {
 
 /** True for a BallastError (from any copy of this module), optionally with the given code. */
 export function isBallastError(e: unknown, code?: string): e is BallastError {
-  return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[brand] === true && (code === undefined || (e as BallastError).code === code);
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    (e as Record<symbol, unknown>)[brand] === true &&
+    (code === undefined || (e as BallastError).code === code)
+  );
 }
 
 /** One program's error codes, each with the one-line summary docs/errors.md must carry. */
@@ -57,7 +62,8 @@ export function defineCatalogue<const C extends string>(program: string, prefix:
 
 /** Codes shared by every program (configuration and process lifecycle). */
 export const libErrors = defineCatalogue('lib', 'BALLAST', {
-  BALLAST_ERR_CONFIG_INVALID: 'A flag, environment variable or config-file value is missing, malformed or out of range; the message names each field, the value and what is allowed.',
+  BALLAST_ERR_CONFIG_INVALID:
+    'A flag, environment variable or config-file value is missing, malformed or out of range; the message names each field, the value and what is allowed.',
   BALLAST_ERR_CONFIG_FILE: 'The --config-file could not be read or is not a YAML mapping.',
   BALLAST_ERR_USAGE: 'The command line could not be understood: unknown command, unknown flag or missing argument.',
   BALLAST_ERR_START_FAILED: 'A component failed to start; components already started were stopped again.',

@@ -22,7 +22,10 @@ function component(name: string, log: string[], o: { failStart?: boolean; stop?:
 describe('Lifecycle', () => {
   it('starts in order and stops in reverse', async () => {
     const log: string[] = [];
-    const lc = new Lifecycle({ clock: new VirtualClock() }).add(component('wal', log)).add(component('raft', log)).add(component('grpc', log));
+    const lc = new Lifecycle({ clock: new VirtualClock() })
+      .add(component('wal', log))
+      .add(component('raft', log))
+      .add(component('grpc', log));
     await lc.start();
     assert.equal(await lc.stop(), ExitCode.ok);
     assert.deepEqual(log, ['start wal', 'start raft', 'start grpc', 'stop grpc', 'stop raft', 'stop wal']);
@@ -30,8 +33,14 @@ describe('Lifecycle', () => {
 
   it('when a component fails to start, stops the ones already started and names the failure', async () => {
     const log: string[] = [];
-    const lc = new Lifecycle({ clock: new VirtualClock() }).add(component('wal', log)).add(component('grpc', log, { failStart: true })).add(component('never', log));
-    await assert.rejects(lc.start(), (e: unknown) => isBallastError(e, 'BALLAST_ERR_START_FAILED') && /grpc failed to start: grpc cannot bind/.test((e as Error).message));
+    const lc = new Lifecycle({ clock: new VirtualClock() })
+      .add(component('wal', log))
+      .add(component('grpc', log, { failStart: true }))
+      .add(component('never', log));
+    await assert.rejects(
+      lc.start(),
+      (e: unknown) => isBallastError(e, 'BALLAST_ERR_START_FAILED') && /grpc failed to start: grpc cannot bind/.test((e as Error).message),
+    );
     assert.deepEqual(log, ['start wal', 'stop wal']);
   });
 
@@ -39,7 +48,13 @@ describe('Lifecycle', () => {
     const clock = new VirtualClock();
     const log: string[] = [];
     let aborted = false;
-    const hang = (signal: AbortSignal) => new Promise<void>((resolve) => signal.addEventListener('abort', () => { aborted = true; resolve(); }));
+    const hang = (signal: AbortSignal) =>
+      new Promise<void>((resolve) =>
+        signal.addEventListener('abort', () => {
+          aborted = true;
+          resolve();
+        }),
+      );
     const lc = new Lifecycle({ clock, drainTimeoutMs: 30_000 }).add(component('stuck', log, { stop: hang }));
     await lc.start();
     const signals = new EventEmitter();

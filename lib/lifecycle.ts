@@ -89,10 +89,14 @@ export class Lifecycle {
   async #drain(): Promise<ExitCode> {
     const deadline = new AbortController();
     let timedOut = false;
-    const timer = this.#clock.setTimeout(() => {
-      timedOut = true;
-      deadline.abort(new BallastError('BALLAST_ERR_DRAIN_TIMEOUT', `shutdown did not finish within ${this.#drainTimeoutMs}ms`));
-    }, this.#drainTimeoutMs, { unref: true });
+    const timer = this.#clock.setTimeout(
+      () => {
+        timedOut = true;
+        deadline.abort(new BallastError('BALLAST_ERR_DRAIN_TIMEOUT', `shutdown did not finish within ${this.#drainTimeoutMs}ms`));
+      },
+      this.#drainTimeoutMs,
+      { unref: true },
+    );
     const expired = new Promise<void>((resolve) => deadline.signal.addEventListener('abort', () => resolve(), { once: true }));
     const stopAll = (async () => {
       for (const c of [...this.#started].reverse()) {

@@ -29,7 +29,10 @@ describe('log', () => {
   it('redacts secret-looking fields at the top level, one level down and in headers', () => {
     const { lines, stream } = capture();
     const log = createLogger({ destination: stream, env: {} });
-    log.info({ password: 'hunter2', peer: { token: 'abc' }, req: { headers: { authorization: 'Bearer x' } }, key: '/registry/pods' }, 'request');
+    log.info(
+      { password: 'hunter2', peer: { token: 'abc' }, req: { headers: { authorization: 'Bearer x' } }, key: '/registry/pods' },
+      'request',
+    );
     const text = JSON.stringify(lines[0]);
     assert.ok(!text.includes('hunter2') && !text.includes('abc') && !text.includes('Bearer x'), text);
     assert.match(text, /\[redacted\]/);
@@ -44,10 +47,16 @@ describe('log', () => {
     const log = createLogger({ destination: stream, env: { BALLAST_LOG_LEVEL: 'warn' } });
     log.info('hidden');
     log.warn('shown');
-    assert.deepEqual(lines.map((l) => l['msg']), ['shown']);
+    assert.deepEqual(
+      lines.map((l) => l['msg']),
+      ['shown'],
+    );
   });
 
   it('refuses an unknown level, naming where it came from', () => {
-    assert.throws(() => resolveLevel(undefined, { BALLAST_LOG_LEVEL: 'loud' }), (e: unknown) => e instanceof ConfigError && /BALLAST_LOG_LEVEL: got "loud".*one of trace, debug/.test(e.message));
+    assert.throws(
+      () => resolveLevel(undefined, { BALLAST_LOG_LEVEL: 'loud' }),
+      (e: unknown) => e instanceof ConfigError && /BALLAST_LOG_LEVEL: got "loud".*one of trace, debug/.test(e.message),
+    );
   });
 });

@@ -17,7 +17,21 @@ export type LogLevel = (typeof logLevels)[number];
  * common places a secret sits are listed: top level, one level down, and request headers.
  */
 export const redactPaths: readonly string[] = (() => {
-  const names = ['password', 'passwd', 'token', 'secret', 'authorization', 'apiKey', 'api_key', 'privateKey', 'private_key', 'clientKey', 'cookie', 'credentials', 'bearerToken'];
+  const names = [
+    'password',
+    'passwd',
+    'token',
+    'secret',
+    'authorization',
+    'apiKey',
+    'api_key',
+    'privateKey',
+    'private_key',
+    'clientKey',
+    'cookie',
+    'credentials',
+    'bearerToken',
+  ];
   return names.flatMap((n) => [n, `*.${n}`, `headers.${n}`, `*.headers.${n}`, `req.headers.${n}`]);
 })();
 
@@ -53,14 +67,20 @@ export function resolveLevel(flag: string | undefined, env: Readonly<Record<stri
   if (raw === undefined || raw === '') return 'info';
   const level = raw.toLowerCase();
   if ((logLevels as readonly string[]).includes(level)) return level as LogLevel;
-  throw new ConfigError([{ field, value: raw, allowed: `one of ${logLevels.join(', ')}`, source: flag !== undefined ? 'flag' : 'environment' }]);
+  throw new ConfigError([
+    { field, value: raw, allowed: `one of ${logLevels.join(', ')}`, source: flag !== undefined ? 'flag' : 'environment' },
+  ]);
 }
 
 /** Make the process's root logger. */
 export function createLogger(o: LogOptions = {}): Logger {
   const level: LevelWithSilent = resolveLevel(o.level, o.env ?? process.env);
   const pretty = o.pretty ?? (o.destination === undefined && process.stdout.isTTY === true);
-  const destination = o.destination ?? (pretty ? PinoPretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true }) : pino.destination({ sync: false }));
+  const destination =
+    o.destination ??
+    (pretty
+      ? PinoPretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
+      : pino.destination({ sync: false }));
   return pino(
     {
       level,

@@ -26,7 +26,16 @@ export class Metrics {
   }
 
   histogram<const L extends string = never>(name: string, help: string, labelNames: readonly L[] = [], buckets?: number[]): Histogram<L> {
-    return this.#getOrCreate(name, labelNames, () => new Histogram<L>(buckets ? { name, help, labelNames, buckets, registers: [this.registry] } : { name, help, labelNames, registers: [this.registry] }));
+    return this.#getOrCreate(
+      name,
+      labelNames,
+      () =>
+        new Histogram<L>(
+          buckets
+            ? { name, help, labelNames, buckets, registers: [this.registry] }
+            : { name, help, labelNames, registers: [this.registry] },
+        ),
+    );
   }
 
   /** The exposition text and its content type. */
@@ -43,7 +52,8 @@ export class Metrics {
       }
       this.render().then(
         ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(req.method === 'HEAD' ? undefined : body),
-        (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics collection failed: ${(err as Error).message}\n`),
+        (err: unknown) =>
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics collection failed: ${(err as Error).message}\n`),
       );
     };
   }
@@ -54,7 +64,8 @@ export class Metrics {
     const existing = this.registry.getSingleMetric(name) as unknown as { labelNames?: string[] } | undefined;
     if (existing) {
       const had = [...(existing.labelNames ?? [])].sort().join(',');
-      if (had !== [...labelNames].sort().join(',')) throw new Error(`metric ${name} registered twice with different labels: [${had}] and [${[...labelNames].sort().join(',')}]`);
+      if (had !== [...labelNames].sort().join(','))
+        throw new Error(`metric ${name} registered twice with different labels: [${had}] and [${[...labelNames].sort().join(',')}]`);
       return existing as M;
     }
     return make();

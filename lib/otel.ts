@@ -41,8 +41,17 @@ export function extractContext(get: (name: string) => string | undefined): Conte
 }
 
 /** A server span for one gRPC call; end it with the call's status code. */
-export function grpcServerSpan(tracer: Tracer, service: string, method: string, parent: Context): { span: Span; end(code: number, message?: string): void } {
-  const span = tracer.startSpan(`${service}/${method}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method } }, parent);
+export function grpcServerSpan(
+  tracer: Tracer,
+  service: string,
+  method: string,
+  parent: Context,
+): { span: Span; end(code: number, message?: string): void } {
+  const span = tracer.startSpan(
+    `${service}/${method}`,
+    { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method } },
+    parent,
+  );
   return {
     span,
     end(code, message) {
@@ -55,5 +64,11 @@ export function grpcServerSpan(tracer: Tracer, service: string, method: string, 
 
 /** A lifecycle component that flushes and stops the SDK last (add it first). */
 export function telemetryComponent(t: Telemetry | undefined): { name: string; start(): void; stop(): Promise<void> } {
-  return { name: 'telemetry', start: () => undefined, stop: async () => { await t?.shutdown().catch(() => undefined); } };
+  return {
+    name: 'telemetry',
+    start: () => undefined,
+    stop: async () => {
+      await t?.shutdown().catch(() => undefined);
+    },
+  };
 }

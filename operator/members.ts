@@ -33,13 +33,26 @@ export interface MemberState {
 const hex = (id: string | number | undefined) => BigInt(id ?? 0).toString(16);
 
 let protos: grpc.GrpcObject | undefined;
-function services(): { Cluster: grpc.ServiceClientConstructor; Maintenance: grpc.ServiceClientConstructor; Auth: grpc.ServiceClientConstructor } {
+function services(): {
+  Cluster: grpc.ServiceClientConstructor;
+  Maintenance: grpc.ServiceClientConstructor;
+  Auth: grpc.ServiceClientConstructor;
+} {
   protos ??= loadProtos();
-  const pb = (protos['etcdserverpb'] as grpc.GrpcObject);
-  return { Cluster: pb['Cluster'] as grpc.ServiceClientConstructor, Maintenance: pb['Maintenance'] as grpc.ServiceClientConstructor, Auth: pb['Auth'] as grpc.ServiceClientConstructor };
+  const pb = protos['etcdserverpb'] as grpc.GrpcObject;
+  return {
+    Cluster: pb['Cluster'] as grpc.ServiceClientConstructor,
+    Maintenance: pb['Maintenance'] as grpc.ServiceClientConstructor,
+    Auth: pb['Auth'] as grpc.ServiceClientConstructor,
+  };
 }
 
-export interface MemberTls { ca: Buffer; cert: Buffer; key: Buffer; serverName: string }
+export interface MemberTls {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+  serverName: string;
+}
 
 /**
  * The root user of one StoreCluster (its spec.auth Secret), and the token last handed out for it:
@@ -56,7 +69,8 @@ export class StoreCredentials {
 }
 
 /** The answers that mean "authenticate (again) and retry". */
-const needsToken = (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED || /etcdserver: (user name is empty|revision of auth store is old)/.test(e.details ?? '');
+const needsToken = (e: grpc.ServiceError) =>
+  e.code === grpc.status.UNAUTHENTICATED || /etcdserver: (user name is empty|revision of auth store is old)/.test(e.details ?? '');
 
 export class MemberClient {
   readonly #cluster: grpc.Client;
@@ -73,7 +87,11 @@ export class MemberClient {
     const { Cluster, Maintenance, Auth } = services();
     // A private subchannel pool: a member that was down must not keep a shared back-off.
     // A short reconnect cap: a closed client's pending reconnect timer otherwise holds the process up to 2 min.
-    const opts: grpc.ChannelOptions = { 'grpc.use_local_subchannel_pool': 1, 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 };
+    const opts: grpc.ChannelOptions = {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 2000,
+    };
     // Members are dialled by pod IP; their certificate is checked against the client Service's name.
     if (tls) opts['grpc.ssl_target_name_override'] = tls.serverName;
     const root = creds;
@@ -89,7 +107,12 @@ export class MemberClient {
     const md = new grpc.Metadata();
     if (token) md.set('token', token);
     return new Promise((resolve, reject) => {
-      (client as unknown as Record<string, (r: Wire, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Wire) => void) => void>)[method]?.(req, md, { deadline: Date.now() + this.#timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+      (
+        client as unknown as Record<
+          string,
+          (r: Wire, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Wire) => void) => void
+        >
+      )[method]?.(req, md, { deadline: Date.now() + this.#timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
     });
   }
 
@@ -148,13 +171,27 @@ export class MemberClient {
 
   async status(): Promise<MemberState> {
     const r = await this.#call(this.#maintenance, 'Status', {});
-    return { id: hex(r['header']?.member_id), leader: hex(r['leader']), version: String(r['version'] ?? ''), appliedIndex: Number(r['raftAppliedIndex'] ?? 0), term: Number(r['raftTerm'] ?? 0), commitIndex: Number(r['raftIndex'] ?? 0), isLearner: Boolean(r['isLearner']) };
+    return {
+      id: hex(r['header']?.member_id),
+      leader: hex(r['leader']),
+      version: String(r['version'] ?? ''),
+      appliedIndex: Number(r['raftAppliedIndex'] ?? 0),
+      term: Number(r['raftTerm'] ?? 0),
+      commitIndex: Number(r['raftIndex'] ?? 0),
+      isLearner: Boolean(r['isLearner']),
+    };
   }
 
   /** The member table: through the leader (linearizable), or as this member applied it (no leader needed). */
   async list(linearizable = true): Promise<MemberInfo[]> {
     const r = await this.#call(this.#cluster, 'MemberList', { linearizable });
-    return (r['members'] as Wire[] ?? []).map((m) => ({ id: hex(m['ID']), name: String(m['name'] ?? ''), peerURLs: m['peerURLs'] ?? [], clientURLs: m['clientURLs'] ?? [], isLearner: Boolean(m['isLearner']) }));
+    return ((r['members'] as Wire[]) ?? []).map((m) => ({
+      id: hex(m['ID']),
+      name: String(m['name'] ?? ''),
+      peerURLs: m['peerURLs'] ?? [],
+      clientURLs: m['clientURLs'] ?? [],
+      isLearner: Boolean(m['isLearner']),
+    }));
   }
 
   async addLearner(peerUrl: string): Promise<MemberInfo> {

@@ -5,7 +5,23 @@
  * starts at once). Metrics: reconciles by result, their duration, queue depth, leadership.
  */
 import { hostname } from 'node:os';
-import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, KubernetesObjectApi, type KubernetesListObject, PatchStrategy, type V1EndpointSlice, type V1Job, type V1Pod, type V1Service, type V1StatefulSet, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  DiscoveryV1Api,
+  type KubeConfig,
+  KubernetesObjectApi,
+  type KubernetesListObject,
+  PatchStrategy,
+  type V1EndpointSlice,
+  type V1Job,
+  type V1Pod,
+  type V1Service,
+  type V1StatefulSet,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { SharedInformer } from '../lib/kube/informer.ts';
@@ -81,16 +97,31 @@ export class Operator {
     const custom = kc.makeApiClient(CustomObjectsApi);
     this.#queue = new WorkQueue(o.clock);
     const informer = { kubeconfig: kc, clock: o.clock, log: o.log };
-    this.#clusters = new SharedInformer<StoreCluster>({ ...informer, path: `/apis/${group}/${version}/storeclusters`,
-      list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storeclusters' }) as Promise<KubernetesListObject<StoreCluster>> });
-    this.#sets = new SharedInformer<V1StatefulSet>({ ...informer, path: '/apis/apps/v1/statefulsets', labelSelector: managed, list: () => apps.listStatefulSetForAllNamespaces({ labelSelector: managed }) });
-    this.#pods = new SharedInformer<V1Pod>({ ...informer, path: '/api/v1/pods', labelSelector: managed, list: () => this.#core.listPodForAllNamespaces({ labelSelector: managed }) });
+    this.#clusters = new SharedInformer<StoreCluster>({
+      ...informer,
+      path: `/apis/${group}/${version}/storeclusters`,
+      list: () =>
+        custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storeclusters' }) as Promise<KubernetesListObject<StoreCluster>>,
+    });
+    this.#sets = new SharedInformer<V1StatefulSet>({
+      ...informer,
+      path: '/apis/apps/v1/statefulsets',
+      labelSelector: managed,
+      list: () => apps.listStatefulSetForAllNamespaces({ labelSelector: managed }),
+    });
+    this.#pods = new SharedInformer<V1Pod>({
+      ...informer,
+      path: '/api/v1/pods',
+      labelSelector: managed,
+      list: () => this.#core.listPodForAllNamespaces({ labelSelector: managed }),
+    });
     // Changes to what a StoreCluster owns requeue the StoreCluster.
     this.#clusters.onChange((key) => {
       if (!this.#clusters.get(key)) this.#controller.forget(key);
       this.#queue.add(key);
     });
-    const owner = (ns: string | undefined, l: Record<string, string> | undefined) => (ns && l?.[labels.instance] ? `${ns}/${l[labels.instance]}` : undefined);
+    const owner = (ns: string | undefined, l: Record<string, string> | undefined) =>
+      ns && l?.[labels.instance] ? `${ns}/${l[labels.instance]}` : undefined;
     this.#sets.onChange((key) => {
       const s = this.#sets.get(key);
       const k = owner(s?.metadata?.namespace ?? key.split('/')[0], s?.metadata?.labels) ?? (s ? undefined : key);
@@ -104,12 +135,27 @@ export class Operator {
     // StoreBackups and their Jobs (keys "StoreBackup/<namespace>/<name>" in the one queue); a
     // Job's pods carry the operator's label and the StoreBackup's name.
     const backupKey = (ns: string | undefined, name: string | undefined) => `${backupPrefix}${ns}/${name}`;
-    this.#backups = new SharedInformer<StoreBackup>({ ...informer, path: `/apis/${group}/${version}/storebackups`,
-      list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storebackups' }) as Promise<KubernetesListObject<StoreBackup>> });
+    this.#backups = new SharedInformer<StoreBackup>({
+      ...informer,
+      path: `/apis/${group}/${version}/storebackups`,
+      list: () =>
+        custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storebackups' }) as Promise<KubernetesListObject<StoreBackup>>,
+    });
     const batch = kc.makeApiClient(BatchV1Api);
-    this.#jobs = new SharedInformer<V1Job>({ ...informer, path: '/apis/batch/v1/jobs', labelSelector: managed, list: () => batch.listJobForAllNamespaces({ labelSelector: managed }) });
-    this.#schedules = new SharedInformer<StoreBackupSchedule>({ ...informer, path: `/apis/${group}/${version}/storebackupschedules`,
-      list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storebackupschedules' }) as Promise<KubernetesListObject<StoreBackupSchedule>> });
+    this.#jobs = new SharedInformer<V1Job>({
+      ...informer,
+      path: '/apis/batch/v1/jobs',
+      labelSelector: managed,
+      list: () => batch.listJobForAllNamespaces({ labelSelector: managed }),
+    });
+    this.#schedules = new SharedInformer<StoreBackupSchedule>({
+      ...informer,
+      path: `/apis/${group}/${version}/storebackupschedules`,
+      list: () =>
+        custom.listCustomObjectForAllNamespaces({ group, version, plural: 'storebackupschedules' }) as Promise<
+          KubernetesListObject<StoreBackupSchedule>
+        >,
+    });
     this.#schedules.onChange((key) => this.#queue.add(`${schedulePrefix}${key}`));
     this.#backups.onChange((key) => {
       this.#queue.add(`${backupPrefix}${key}`);
@@ -118,7 +164,8 @@ export class Operator {
       if (schedule) this.#queue.add(`${schedulePrefix}${key.split('/')[0]}/${schedule}`);
       // A StoreCluster created from this backup waits for it.
       const [ns, name] = key.split('/');
-      for (const sc of this.#clusters.list()) if (sc.metadata.namespace === ns && sc.spec.restore?.backup === name) this.#queue.add(`${ns}/${sc.metadata.name}`);
+      for (const sc of this.#clusters.list())
+        if (sc.metadata.namespace === ns && sc.spec.restore?.backup === name) this.#queue.add(`${ns}/${sc.metadata.name}`);
     });
     this.#jobs.onChange((key) => {
       const j = this.#jobs.get(key);
@@ -133,53 +180,130 @@ export class Operator {
     // Client TLS of clusters with spec.tls (the operator presents the cluster's own certificate).
     const memberTls = new Map<string, MemberTls>();
     this.#controller = new StoreClusterController({
-      kubeconfig: kc, core: this.#core, clusters: this.#clusters, sets: this.#sets, pods: this.#pods, backups: this.#backups,
-      members: (address, sc, creds) => new MemberClient(address, 2000, memberTls.get(`${sc.metadata.namespace}/${sc.spec.tls?.clientSecretName ?? ''}`), creds),
+      kubeconfig: kc,
+      core: this.#core,
+      clusters: this.#clusters,
+      sets: this.#sets,
+      pods: this.#pods,
+      backups: this.#backups,
+      members: (address, sc, creds) =>
+        new MemberClient(address, 2000, memberTls.get(`${sc.metadata.namespace}/${sc.spec.tls?.clientSecretName ?? ''}`), creds),
       loadTls: async (sc) => {
         const name = sc.spec.tls?.clientSecretName;
         if (!name) return;
         const secret = await this.#core.readNamespacedSecret({ namespace: sc.metadata.namespace, name });
         const data = secret.data ?? {};
         const missing = ['ca.crt', 'tls.crt', 'tls.key'].filter((k) => !data[k]);
-        if (missing.length > 0) throw new Error(`Secret ${sc.metadata.namespace}/${name} (spec.tls.clientSecretName) lacks ${missing.join(', ')}`);
+        if (missing.length > 0)
+          throw new Error(`Secret ${sc.metadata.namespace}/${name} (spec.tls.clientSecretName) lacks ${missing.join(', ')}`);
         const b = (k: string) => Buffer.from(data[k] as string, 'base64');
-        memberTls.set(`${sc.metadata.namespace}/${name}`, { ca: b('ca.crt'), cert: b('tls.crt'), key: b('tls.key'), serverName: clientTlsName(sc) });
+        memberTls.set(`${sc.metadata.namespace}/${name}`, {
+          ca: b('ca.crt'),
+          cert: b('tls.crt'),
+          key: b('tls.key'),
+          serverName: clientTlsName(sc),
+        });
       },
-      clock: o.clock, log: o.log,
+      clock: o.clock,
+      log: o.log,
       event: (sc, type, reason, message) => this.#event('StoreCluster', sc, type, reason, message),
     });
     this.#backupController = new StoreBackupController({
-      custom, batch, backups: this.#backups, clusters: this.#clusters, jobs: this.#jobs, pods: this.#pods, clock: o.clock,
+      custom,
+      batch,
+      backups: this.#backups,
+      clusters: this.#clusters,
+      jobs: this.#jobs,
+      pods: this.#pods,
+      clock: o.clock,
       event: (sb, type, reason, message) => this.#event('StoreBackup', sb, type, reason, message),
       metrics: {
-        results: o.metrics.counter('ballast_operator_backups_total', 'StoreBackups that finished, by cluster and result (success, failure).', ['namespace', 'cluster', 'result']),
-        lastSuccess: o.metrics.gauge('ballast_operator_backup_last_success_timestamp_seconds', 'When the cluster\'s last successful backup completed (seconds since the epoch).', ['namespace', 'cluster']),
-        verifications: o.metrics.counter('ballast_operator_backup_verifications_total', 'Backups restored into a throw-away member to compare HashKV, by cluster and result (verified, failed, not_verifiable).', ['namespace', 'cluster', 'result']),
-        duration: o.metrics.histogram('ballast_operator_backup_duration_seconds', 'How long a successful backup took, from the first byte streamed to its manifest.', ['namespace', 'cluster'], [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600]),
+        results: o.metrics.counter(
+          'ballast_operator_backups_total',
+          'StoreBackups that finished, by cluster and result (success, failure).',
+          ['namespace', 'cluster', 'result'],
+        ),
+        lastSuccess: o.metrics.gauge(
+          'ballast_operator_backup_last_success_timestamp_seconds',
+          "When the cluster's last successful backup completed (seconds since the epoch).",
+          ['namespace', 'cluster'],
+        ),
+        verifications: o.metrics.counter(
+          'ballast_operator_backup_verifications_total',
+          'Backups restored into a throw-away member to compare HashKV, by cluster and result (verified, failed, not_verifiable).',
+          ['namespace', 'cluster', 'result'],
+        ),
+        duration: o.metrics.histogram(
+          'ballast_operator_backup_duration_seconds',
+          'How long a successful backup took, from the first byte streamed to its manifest.',
+          ['namespace', 'cluster'],
+          [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+        ),
       },
     });
     this.#scheduleController = new StoreBackupScheduleController({
-      custom, apps, objects: KubernetesObjectApi.makeApiClient(kc), schedules: this.#schedules, backups: this.#backups, clusters: this.#clusters, clock: o.clock,
+      custom,
+      apps,
+      objects: KubernetesObjectApi.makeApiClient(kc),
+      schedules: this.#schedules,
+      backups: this.#backups,
+      clusters: this.#clusters,
+      clock: o.clock,
       event: (s, type, reason, message) => this.#event('StoreBackupSchedule', s, type, reason, message),
       metrics: {
-        lastSuccess: o.metrics.gauge('ballast_operator_backup_schedule_last_success_timestamp_seconds', 'When the schedule\'s newest successful backup completed (seconds since the epoch); its creation time until one has.', ['namespace', 'schedule', 'cluster']),
-        interval: o.metrics.gauge('ballast_operator_backup_schedule_interval_seconds', 'Seconds between the schedule\'s runs (absent while suspended).', ['namespace', 'schedule', 'cluster']),
+        lastSuccess: o.metrics.gauge(
+          'ballast_operator_backup_schedule_last_success_timestamp_seconds',
+          "When the schedule's newest successful backup completed (seconds since the epoch); its creation time until one has.",
+          ['namespace', 'schedule', 'cluster'],
+        ),
+        interval: o.metrics.gauge(
+          'ballast_operator_backup_schedule_interval_seconds',
+          "Seconds between the schedule's runs (absent while suspended).",
+          ['namespace', 'schedule', 'cluster'],
+        ),
       },
     });
     if (o.discoveryAddress) {
       const discovery = kc.makeApiClient(DiscoveryV1Api);
-      const policies = new SharedInformer<ResiliencePolicy>({ ...informer, path: `/apis/${group}/${version}/resiliencepolicies`,
-        list: () => custom.listCustomObjectForAllNamespaces({ group, version, plural: 'resiliencepolicies' }) as Promise<KubernetesListObject<ResiliencePolicy>> });
-      const services = new SharedInformer<V1Service>({ ...informer, path: '/api/v1/services', list: () => this.#core.listServiceForAllNamespaces() });
-      const slices = new SharedInformer<V1EndpointSlice>({ ...informer, path: '/apis/discovery.k8s.io/v1/endpointslices', list: () => discovery.listEndpointSliceForAllNamespaces() });
+      const policies = new SharedInformer<ResiliencePolicy>({
+        ...informer,
+        path: `/apis/${group}/${version}/resiliencepolicies`,
+        list: () =>
+          custom.listCustomObjectForAllNamespaces({ group, version, plural: 'resiliencepolicies' }) as Promise<
+            KubernetesListObject<ResiliencePolicy>
+          >,
+      });
+      const services = new SharedInformer<V1Service>({
+        ...informer,
+        path: '/api/v1/services',
+        list: () => this.#core.listServiceForAllNamespaces(),
+      });
+      const slices = new SharedInformer<V1EndpointSlice>({
+        ...informer,
+        path: '/apis/discovery.k8s.io/v1/endpointslices',
+        list: () => discovery.listEndpointSliceForAllNamespaces(),
+      });
       const injected = `${sidecarLabel}=injected`;
-      const sidecars = new SharedInformer<V1Pod>({ ...informer, path: '/api/v1/pods', labelSelector: injected, list: () => this.#core.listPodForAllNamespaces({ labelSelector: injected }) });
+      const sidecars = new SharedInformer<V1Pod>({
+        ...informer,
+        path: '/api/v1/pods',
+        labelSelector: injected,
+        list: () => this.#core.listPodForAllNamespaces({ labelSelector: injected }),
+      });
       // Acks arrive at whichever replica holds the sidecar's stream: recorded on its pod, read by the leader's status writer.
       const onAck = (namespace: string, pod: string, v: string, error: string): void => {
-        const annotations = error ? { [rejectedVersionAnnotation]: `${v}: ${error}`.slice(0, 1024) } : { [appliedVersionAnnotation]: v, [rejectedVersionAnnotation]: null };
-        this.#core.patchNamespacedPod({ namespace, name: pod, body: { metadata: { annotations } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)).catch((err: unknown) => {
-          if ((err as { code?: number }).code !== 404) o.log.warn({ err, namespace, pod }, 'could not record a sidecar\'s acknowledgement on its pod');
-        });
+        const annotations = error
+          ? { [rejectedVersionAnnotation]: `${v}: ${error}`.slice(0, 1024) }
+          : { [appliedVersionAnnotation]: v, [rejectedVersionAnnotation]: null };
+        this.#core
+          .patchNamespacedPod(
+            { namespace, name: pod, body: { metadata: { annotations } } },
+            setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+          )
+          .catch((err: unknown) => {
+            if ((err as { code?: number }).code !== 404)
+              o.log.warn({ err, namespace, pod }, "could not record a sidecar's acknowledgement on its pod");
+          });
       };
       this.#discovery = {
         server: new DiscoveryServer({ policies, services, slices, sidecars, clock: o.clock, log: o.log, metrics: o.metrics, onAck }),
@@ -188,23 +312,44 @@ export class Operator {
       };
     }
     this.#metrics = {
-      reconciles: o.metrics.counter('ballast_operator_reconcile_total', 'Reconciles by controller and result (success, error, requeue).', ['controller', 'result']),
-      duration: o.metrics.histogram('ballast_operator_reconcile_duration_seconds', 'Time one reconcile took.', ['controller'], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+      reconciles: o.metrics.counter('ballast_operator_reconcile_total', 'Reconciles by controller and result (success, error, requeue).', [
+        'controller',
+        'result',
+      ]),
+      duration: o.metrics.histogram(
+        'ballast_operator_reconcile_duration_seconds',
+        'Time one reconcile took.',
+        ['controller'],
+        [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      ),
       depth: o.metrics.gauge('ballast_operator_workqueue_depth', 'Keys waiting in the work queue.'),
       leader: o.metrics.gauge('ballast_operator_leader', '1 while this replica is the leader.'),
       transitions: o.metrics.counter('ballast_operator_leader_transitions_total', 'Times this replica started or stopped leading.'),
-      queueWait: o.metrics.histogram('ballast_operator_workqueue_queue_duration_seconds', 'Time a key waited in the work queue before a worker took it.', [], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]),
+      queueWait: o.metrics.histogram(
+        'ballast_operator_workqueue_queue_duration_seconds',
+        'Time a key waited in the work queue before a worker took it.',
+        [],
+        [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      ),
     };
     // Every series exists from the start (at 0), so rates and alerts see "no errors", not "no data".
-    for (const controller of ['storecluster', 'storebackup', 'storebackupschedule']) for (const result of ['success', 'error', 'requeue']) this.#metrics.reconciles.inc({ controller, result }, 0);
+    for (const controller of ['storecluster', 'storebackup', 'storebackupschedule'])
+      for (const result of ['success', 'error', 'requeue']) this.#metrics.reconciles.inc({ controller, result }, 0);
     this.#metrics.leader.set(0);
     this.#metrics.transitions.inc(0);
     this.#queue.onDequeue = (_key, waitedMs) => this.#metrics.queueWait.observe(waitedMs / 1000);
     if (o.leaderElection) {
       this.#elector = new LeaderElector({
-        kubeconfig: kc, namespace: o.namespace, name: 'ballast-operator', identity: o.identity ?? `${hostname()}_${process.pid}`,
-        clock: o.clock, random: o.random, log: o.log,
-        ...(o.leaseMs ? { leaseMs: o.leaseMs } : {}), ...(o.renewDeadlineMs ? { renewDeadlineMs: o.renewDeadlineMs } : {}), ...(o.retryMs ? { retryMs: o.retryMs } : {}),
+        kubeconfig: kc,
+        namespace: o.namespace,
+        name: 'ballast-operator',
+        identity: o.identity ?? `${hostname()}_${process.pid}`,
+        clock: o.clock,
+        random: o.random,
+        log: o.log,
+        ...(o.leaseMs ? { leaseMs: o.leaseMs } : {}),
+        ...(o.renewDeadlineMs ? { renewDeadlineMs: o.renewDeadlineMs } : {}),
+        ...(o.retryMs ? { retryMs: o.retryMs } : {}),
         onStartedLeading: () => this.#lead(true),
         onStoppedLeading: () => this.#lead(false),
       });
@@ -217,7 +362,15 @@ export class Operator {
 
   /** Every informer has listed once (the replica can act, or take over, at once). */
   get synced(): boolean {
-    return this.#clusters.synced && this.#sets.synced && this.#pods.synced && this.#backups.synced && this.#schedules.synced && this.#jobs.synced && (this.#discovery?.informers.every((i) => i.synced) ?? true);
+    return (
+      this.#clusters.synced &&
+      this.#sets.synced &&
+      this.#pods.synced &&
+      this.#backups.synced &&
+      this.#schedules.synced &&
+      this.#jobs.synced &&
+      (this.#discovery?.informers.every((i) => i.synced) ?? true)
+    );
   }
 
   /** The discovery service's port, once listening. */
@@ -225,8 +378,17 @@ export class Operator {
 
   async start(): Promise<void> {
     this.#running = true;
-    await Promise.all([this.#clusters.start(), this.#sets.start(), this.#pods.start(), this.#backups.start(), this.#schedules.start(), this.#jobs.start(), ...(this.#discovery?.informers.map((i) => i.start()) ?? [])]);
-    if (this.#discovery && this.#options.discoveryAddress) this.discoveryPort = await this.#discovery.server.listen(this.#options.discoveryAddress);
+    await Promise.all([
+      this.#clusters.start(),
+      this.#sets.start(),
+      this.#pods.start(),
+      this.#backups.start(),
+      this.#schedules.start(),
+      this.#jobs.start(),
+      ...(this.#discovery?.informers.map((i) => i.start()) ?? []),
+    ]);
+    if (this.#discovery && this.#options.discoveryAddress)
+      this.discoveryPort = await this.#discovery.server.listen(this.#options.discoveryAddress);
     if (this.#elector) this.#elector.start();
     else this.#lead(true);
   }
@@ -237,19 +399,43 @@ export class Operator {
     this.#discovery?.status.stop();
     await this.#elector?.stop();
     await this.#discovery?.server.stop();
-    await Promise.all([this.#clusters.stop(), this.#sets.stop(), this.#pods.stop(), this.#backups.stop(), this.#schedules.stop(), this.#jobs.stop(), ...(this.#discovery?.informers.map((i) => i.stop()) ?? [])]);
+    await Promise.all([
+      this.#clusters.stop(),
+      this.#sets.stop(),
+      this.#pods.stop(),
+      this.#backups.stop(),
+      this.#schedules.stop(),
+      this.#jobs.stop(),
+      ...(this.#discovery?.informers.map((i) => i.stop()) ?? []),
+    ]);
   }
 
   /** An Event on one of the operator's objects, and the same as a log line. */
-  #event(kind: 'StoreCluster' | 'StoreBackup' | 'StoreBackupSchedule', obj: { apiVersion: string; metadata: { name: string; namespace: string; uid?: string } }, type: 'Normal' | 'Warning', reason: string, message: string): void {
+  #event(
+    kind: 'StoreCluster' | 'StoreBackup' | 'StoreBackupSchedule',
+    obj: { apiVersion: string; metadata: { name: string; namespace: string; uid?: string } },
+    type: 'Normal' | 'Warning',
+    reason: string,
+    message: string,
+  ): void {
     const { name, namespace, uid } = obj.metadata;
     this.#options.log.info({ [kind.toLowerCase()]: `${namespace}/${name}`, reason }, message);
-    void this.#core.createNamespacedEvent({ namespace, body: {
-      metadata: { generateName: `${name}.` },
-      involvedObject: { apiVersion: obj.apiVersion, kind, name, namespace, uid: uid ?? '' },
-      reason, message, type, source: { component: 'ballast-operator' },
-      firstTimestamp: new Date(), lastTimestamp: new Date(), count: 1,
-    } }).catch((err: unknown) => this.#options.log.warn({ err }, 'event not recorded'));
+    void this.#core
+      .createNamespacedEvent({
+        namespace,
+        body: {
+          metadata: { generateName: `${name}.` },
+          involvedObject: { apiVersion: obj.apiVersion, kind, name, namespace, uid: uid ?? '' },
+          reason,
+          message,
+          type,
+          source: { component: 'ballast-operator' },
+          firstTimestamp: new Date(),
+          lastTimestamp: new Date(),
+          count: 1,
+        },
+      })
+      .catch((err: unknown) => this.#options.log.warn({ err }, 'event not recorded'));
   }
 
   #lead(v: boolean): void {
@@ -277,12 +463,16 @@ export class Operator {
       const key = await this.#queue.get();
       if (key === undefined) return;
       this.#metrics.depth.set(this.#queue.length);
-      const [kind, reconcile] = key.startsWith(backupPrefix) ? ['StoreBackup', () => this.#backupController.reconcile(key.slice(backupPrefix.length))] as const
-        : key.startsWith(schedulePrefix) ? ['StoreBackupSchedule', () => this.#scheduleController.reconcile(key.slice(schedulePrefix.length))] as const
-          : ['StoreCluster', () => this.#controller.reconcile(key)] as const;
+      const [kind, reconcile] = key.startsWith(backupPrefix)
+        ? (['StoreBackup', () => this.#backupController.reconcile(key.slice(backupPrefix.length))] as const)
+        : key.startsWith(schedulePrefix)
+          ? (['StoreBackupSchedule', () => this.#scheduleController.reconcile(key.slice(schedulePrefix.length))] as const)
+          : (['StoreCluster', () => this.#controller.reconcile(key)] as const);
       const controller = kind.toLowerCase();
       const end = this.#metrics.duration.startTimer({ controller });
-      const span = this.#options.tracer?.startSpan(`reconcile ${kind}`, { attributes: { 'ballast.controller': controller, 'ballast.key': key } });
+      const span = this.#options.tracer?.startSpan(`reconcile ${kind}`, {
+        attributes: { 'ballast.controller': controller, 'ballast.key': key },
+      });
       try {
         const requeue = await reconcile();
         this.#queue.forget(key);

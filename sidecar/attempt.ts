@@ -10,7 +10,19 @@
 import type { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { TimerHandle } from '../lib/clock.ts';
-import { type Code, type DownReq, type DownRes, breakResponse, endHeadersOnly, endToEnd, grpc, grpcAsHttp, grpcMessage, localReply, refusals } from './http.ts';
+import {
+  type Code,
+  type DownReq,
+  type DownRes,
+  breakResponse,
+  endHeadersOnly,
+  endToEnd,
+  grpc,
+  grpcAsHttp,
+  grpcMessage,
+  localReply,
+  refusals,
+} from './http.ts';
 import { hedgeDelay } from './policies/hedge.ts';
 import { isIdempotent, retryReason, type AttemptOutcome } from './policies/retry.ts';
 import { backoffDelay, serverPushbackMs } from './policies/retry-budget.ts';
@@ -141,9 +153,11 @@ export class Attempts {
     this.#deadline = Math.min(this.#x.arrived + this.#x.route.policy.timeouts.requestMs, this.#callerDeadline);
     if (this.#deadline <= now) return false;
     const req = this.#x.req;
-    const hasBody = req.httpVersionMajor === 2
-      ? !(req as Http2ServerRequest).stream.endAfterHeaders
-      : (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      req.httpVersionMajor === 2
+        ? !(req as Http2ServerRequest).stream.endAfterHeaders
+        : (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+          req.headers['transfer-encoding'] !== undefined;
     if (hasBody) {
       const len = Number(req.headers['content-length'] ?? NaN);
       if (len > this.#x.options.replayBufferBytes) {
@@ -178,7 +192,10 @@ export class Attempts {
     this.#abortAll();
     this.#overloaded = true;
     const ms = Math.round(this.#deadline - this.#x.arrived);
-    this.#fail('SIDECAR_ERR_TIMEOUT', `${this.#x.up.name} did not answer within ${ms} ms${this.#callerDeadline === this.#deadline ? ' (the caller\'s deadline)' : ''}`);
+    this.#fail(
+      'SIDECAR_ERR_TIMEOUT',
+      `${this.#x.up.name} did not answer within ${ms} ms${this.#callerDeadline === this.#deadline ? " (the caller's deadline)" : ''}`,
+    );
   }
 
   #idempotent(): boolean {
@@ -228,17 +245,41 @@ export class Attempts {
     if (this.#body ? !replay : this.#bodySentOnce && !this.#directBody) {
       if (ticket) ep.breaker?.onCancel(ticket);
       if (hedge || this.#attempts.length > 0) return false;
-      this.#fail(this.#lastFailure?.code ?? 'SIDECAR_ERR_UPSTREAM_RESET', `${this.#lastFailure?.message ?? 'the attempt failed'}; not retried: the request body outgrew the replay buffer (${this.#x.options.replayBufferBytes} bytes)`);
+      this.#fail(
+        this.#lastFailure?.code ?? 'SIDECAR_ERR_UPSTREAM_RESET',
+        `${this.#lastFailure?.message ?? 'the attempt failed'}; not retried: the request body outgrew the replay buffer (${this.#x.options.replayBufferBytes} bytes)`,
+      );
       return false;
     }
     this.#attemptCount++;
     this.#tried.push(ep.id);
     const body = replay ?? this.#directBody;
     if (this.#directBody) this.#directBody = null; // sent once
-    const out: OutRequest = { method: this.#x.method, path: this.#x.path, authority: this.#authority(), headers: this.#upstreamHeaders(now), body, protocol: this.#upProtocol };
-    const span = up.deps.tracing?.attempt(this.#parentTrace(), { upstream: up.name, endpoint: ep.id, method: this.#x.method, path: this.#x.path, attempt: this.#attemptCount, hedge });
+    const out: OutRequest = {
+      method: this.#x.method,
+      path: this.#x.path,
+      authority: this.#authority(),
+      headers: this.#upstreamHeaders(now),
+      body,
+      protocol: this.#upProtocol,
+    };
+    const span = up.deps.tracing?.attempt(this.#parentTrace(), {
+      upstream: up.name,
+      endpoint: ep.id,
+      method: this.#x.method,
+      path: this.#x.path,
+      attempt: this.#attemptCount,
+      hedge,
+    });
     if (span) out.headers['traceparent'] = span.traceparent;
-    const a: Attempt = { start: up.startAttempt(ep, ticket, now), ctl: undefined as unknown as AttemptControl, timer: undefined, settled: false, span, replay };
+    const a: Attempt = {
+      start: up.startAttempt(ep, ticket, now),
+      ctl: undefined as unknown as AttemptControl,
+      timer: undefined,
+      settled: false,
+      span,
+      replay,
+    };
     this.#attempts.push(a);
     a.ctl = ep.transport.send(out, {
       head: (status, headers) => this.#onHead(a, status, headers),
@@ -368,7 +409,13 @@ export class Attempts {
     // place (the committed attempt's reader stays while its request body still streams).
     if (a.replay && (this.#committed !== a || result !== 'ok')) a.replay.destroy();
     // Results are 'ok' or a status class ('5xx') for answers, else the failure's kind.
-    a.span?.end(typeof status === 'number' && status > 0 ? (result === 'ok' || result.endsWith('xx') ? { status } : { status, error: result }) : { error: result });
+    a.span?.end(
+      typeof status === 'number' && status > 0
+        ? result === 'ok' || result.endsWith('xx')
+          ? { status }
+          : { status, error: result }
+        : { error: result },
+    );
     a.timer?.cancel();
     const i = this.#attempts.indexOf(a);
     if (i >= 0) this.#attempts.splice(i, 1);
@@ -402,7 +449,11 @@ export class Attempts {
     up.hedgeTracker?.record(latency);
     this.#hedgeTimer?.cancel();
     this.#retryTimer?.cancel();
-    for (const o of this.#attempts) if (o !== a) { o.ctl.abort(); this.#settle(o, 'cancelled', 0, 0); }
+    for (const o of this.#attempts)
+      if (o !== a) {
+        o.ctl.abort();
+        this.#settle(o, 'cancelled', 0, 0);
+      }
     this.#status = effective;
     this.#overloaded = effective === 503 || effective === 429;
     a.timer?.cancel();
@@ -426,7 +477,10 @@ export class Attempts {
     } catch (err) {
       a.ctl.abort();
       this.#settle(a, 'protocol', 502, latency);
-      return this.#fail('SIDECAR_ERR_UPSTREAM_RESET', `the response head from ${a.start.endpoint.id} could not be passed on: ${(err as Error).message}`);
+      return this.#fail(
+        'SIDECAR_ERR_UPSTREAM_RESET',
+        `the response head from ${a.start.endpoint.id} could not be passed on: ${(err as Error).message}`,
+      );
     }
   }
 
@@ -470,7 +524,11 @@ export class Attempts {
       this.#settle(a, 'reset', 502, now - a.start.started);
       this.#status = 502;
       if (this.#x.isGrpc && this.#x.res.addTrailers && !this.#x.res.writableEnded) {
-        this.#x.res.addTrailers({ 'grpc-status': String(grpc.UNAVAILABLE), 'grpc-message': grpcMessage(`SIDECAR_ERR_UPSTREAM_RESET: ${a.start.endpoint.id}: ${err.message}`), 'x-ballast-error': 'SIDECAR_ERR_UPSTREAM_RESET' });
+        this.#x.res.addTrailers({
+          'grpc-status': String(grpc.UNAVAILABLE),
+          'grpc-message': grpcMessage(`SIDECAR_ERR_UPSTREAM_RESET: ${a.start.endpoint.id}: ${err.message}`),
+          'x-ballast-error': 'SIDECAR_ERR_UPSTREAM_RESET',
+        });
         this.#x.res.end();
       } else breakResponse(this.#x.res);
       return this.#finish('reset', 502);
@@ -483,7 +541,12 @@ export class Attempts {
     }
     this.#settle(a, err.kind, err.kind === 'connect' ? 'connect' : 502, now - a.start.started);
     if (err.kind === 'cancelled') return;
-    const code: Code = err.kind === 'connect' || err.kind === 'refused' ? 'SIDECAR_ERR_UPSTREAM_UNREACHABLE' : err.kind === 'timeout' ? 'SIDECAR_ERR_TIMEOUT' : 'SIDECAR_ERR_UPSTREAM_RESET';
+    const code: Code =
+      err.kind === 'connect' || err.kind === 'refused'
+        ? 'SIDECAR_ERR_UPSTREAM_UNREACHABLE'
+        : err.kind === 'timeout'
+          ? 'SIDECAR_ERR_TIMEOUT'
+          : 'SIDECAR_ERR_UPSTREAM_RESET';
     this.#lastFailure = { code, message: `${a.start.endpoint.id}: ${err.message}` };
     if (this.#attempts.length > 0) return; // a hedge is still out
     const reason = retryReason(this.#x.route.policy.retries, this.#idempotent(), { kind: err.kind } as AttemptOutcome);
@@ -498,7 +561,10 @@ export class Attempts {
     if (this.#finished || a.settled || this.#committed) return;
     a.ctl.abort();
     const ms = this.#x.route.policy.timeouts.attemptMs;
-    this.#onError(a, Object.assign(new Error(`no answer within ${ms} ms (timeouts.attemptMs)`), { kind: 'timeout' as const }) as AttemptError);
+    this.#onError(
+      a,
+      Object.assign(new Error(`no answer within ${ms} ms (timeouts.attemptMs)`), { kind: 'timeout' as const }) as AttemptError,
+    );
     this.#overloaded = true;
   }
 

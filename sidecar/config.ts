@@ -11,60 +11,127 @@ import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../api/re
 import { openapi } from '../api/schema.ts';
 import { type Problem, validate } from '../api/validate.ts';
 
-const address = (description: string, dflt?: string) => openapi.string(description, { pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', ...(dflt === undefined ? {} : { default: dflt }) });
+const address = (description: string, dflt?: string) =>
+  openapi.string(description, {
+    pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$',
+    ...(dflt === undefined ? {} : { default: dflt }),
+  });
 
 const fileSchema = openapi.object('ballast sidecar configuration', {
   admin: address('host:port of the admin endpoint (/ready, /live, /metrics, /config, /endpoints)', '127.0.0.1:15000'),
-  replayBufferBytes: openapi.int('Request bytes kept so a request can be retried or hedged; a larger body is sent once.', { default: 65_536, minimum: 0, maximum: 16_777_216 }),
-  drainMs: openapi.int('On shutdown (or a listener\'s removal), how long in-flight requests may finish.', { default: 10_000, minimum: 0 }),
-  upstreams: openapi.array('Services this application calls.', openapi.object('An upstream.', {
-    name: openapi.string('Name in metrics and the admin endpoint.', { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' }),
-    listen: address('Local listener the application calls (127.0.0.1:<port>); empty: reachable only through the HTTP proxy.', ''),
-    protocol: openapi.string('Towards the endpoints: http1, http2, or auto (what the caller spoke).', { enum: ['auto', 'http1', 'http2'], default: 'auto' }),
-listenTls: openapi.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
-      certFile: openapi.string('PEM certificate chain.', { default: '' }),
-      keyFile: openapi.string('PEM private key.', { default: '' }),
-    }),
-    hosts: openapi.array('Host names that select this upstream in HTTP proxy mode (Host header or absolute URL).', openapi.string('a host, with or without :port'), { default: [] }),
-    tls: openapi.object('TLS towards the endpoints.', {
-      enabled: openapi.bool('Use TLS.', { default: false }),
-      caFile: openapi.string('PEM bundle of the CAs to trust (empty: the system\'s).', { default: '' }),
-      serverName: openapi.string('SNI and certificate name (empty: the endpoint host).', { default: '' }),
-      insecureSkipVerify: openapi.bool('Do not verify the certificate (tests only).', { default: false }),
-    }),
-    endpoints: openapi.array('Static endpoints (host:port, optional weight); with discovery, the operator sends them.', openapi.object('An endpoint.', {
-      address: address('host:port'),
-      weight: openapi.int('Relative weight.', { default: 1, minimum: 1, maximum: 1000 }),
-    }, { required: ['address'] }), { default: [] }),
-    policy: { type: 'object', description: 'The upstream\'s policy (the ResiliencePolicy schema).', 'x-kubernetes-preserve-unknown-fields': true },
-    routes: openapi.array('Per-route overrides, first match wins.', openapi.object('A route.', {
-      name: openapi.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
-      pathPrefix: openapi.string('Path prefix.', { default: '/' }),
-      methods: openapi.array('Methods (empty: all).', openapi.string('a method'), { default: [] }),
-      policy: { type: 'object', description: 'Overrides of the upstream\'s policy.', 'x-kubernetes-preserve-unknown-fields': true },
-    }, { required: ['name'] }), { default: [] }),
-  }, { required: ['name'] }), { default: [] }),
-  inbound: openapi.array('Listeners in front of the application\'s own ports.', openapi.object('An inbound listener.', {
-    name: openapi.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
-    listen: address('Where callers connect.'),
-    target: address('The application\'s port.'),
-    listenTls: openapi.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
-      certFile: openapi.string('PEM certificate chain.', { default: '' }),
-      keyFile: openapi.string('PEM private key.', { default: '' }),
-    }),
-    policy: { type: 'object', description: 'Inbound policy: timeouts, bulkhead, rateLimit, shed, fault.', 'x-kubernetes-preserve-unknown-fields': true },
-  }, { required: ['name', 'listen', 'target'] }), { default: [] }),
+  replayBufferBytes: openapi.int('Request bytes kept so a request can be retried or hedged; a larger body is sent once.', {
+    default: 65_536,
+    minimum: 0,
+    maximum: 16_777_216,
+  }),
+  drainMs: openapi.int("On shutdown (or a listener's removal), how long in-flight requests may finish.", { default: 10_000, minimum: 0 }),
+  upstreams: openapi.array(
+    'Services this application calls.',
+    openapi.object(
+      'An upstream.',
+      {
+        name: openapi.string('Name in metrics and the admin endpoint.', { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' }),
+        listen: address('Local listener the application calls (127.0.0.1:<port>); empty: reachable only through the HTTP proxy.', ''),
+        protocol: openapi.string('Towards the endpoints: http1, http2, or auto (what the caller spoke).', {
+          enum: ['auto', 'http1', 'http2'],
+          default: 'auto',
+        }),
+        listenTls: openapi.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
+          certFile: openapi.string('PEM certificate chain.', { default: '' }),
+          keyFile: openapi.string('PEM private key.', { default: '' }),
+        }),
+        hosts: openapi.array(
+          'Host names that select this upstream in HTTP proxy mode (Host header or absolute URL).',
+          openapi.string('a host, with or without :port'),
+          { default: [] },
+        ),
+        tls: openapi.object('TLS towards the endpoints.', {
+          enabled: openapi.bool('Use TLS.', { default: false }),
+          caFile: openapi.string("PEM bundle of the CAs to trust (empty: the system's).", { default: '' }),
+          serverName: openapi.string('SNI and certificate name (empty: the endpoint host).', { default: '' }),
+          insecureSkipVerify: openapi.bool('Do not verify the certificate (tests only).', { default: false }),
+        }),
+        endpoints: openapi.array(
+          'Static endpoints (host:port, optional weight); with discovery, the operator sends them.',
+          openapi.object(
+            'An endpoint.',
+            {
+              address: address('host:port'),
+              weight: openapi.int('Relative weight.', { default: 1, minimum: 1, maximum: 1000 }),
+            },
+            { required: ['address'] },
+          ),
+          { default: [] },
+        ),
+        policy: {
+          type: 'object',
+          description: "The upstream's policy (the ResiliencePolicy schema).",
+          'x-kubernetes-preserve-unknown-fields': true,
+        },
+        routes: openapi.array(
+          'Per-route overrides, first match wins.',
+          openapi.object(
+            'A route.',
+            {
+              name: openapi.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+              pathPrefix: openapi.string('Path prefix.', { default: '/' }),
+              methods: openapi.array('Methods (empty: all).', openapi.string('a method'), { default: [] }),
+              policy: { type: 'object', description: "Overrides of the upstream's policy.", 'x-kubernetes-preserve-unknown-fields': true },
+            },
+            { required: ['name'] },
+          ),
+          { default: [] },
+        ),
+      },
+      { required: ['name'] },
+    ),
+    { default: [] },
+  ),
+  inbound: openapi.array(
+    "Listeners in front of the application's own ports.",
+    openapi.object(
+      'An inbound listener.',
+      {
+        name: openapi.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+        listen: address('Where callers connect.'),
+        target: address("The application's port."),
+        listenTls: openapi.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
+          certFile: openapi.string('PEM certificate chain.', { default: '' }),
+          keyFile: openapi.string('PEM private key.', { default: '' }),
+        }),
+        policy: {
+          type: 'object',
+          description: 'Inbound policy: timeouts, bulkhead, rateLimit, shed, fault.',
+          'x-kubernetes-preserve-unknown-fields': true,
+        },
+      },
+      { required: ['name', 'listen', 'target'] },
+    ),
+    { default: [] },
+  ),
   proxy: openapi.object('Explicit HTTP proxy (HTTP_PROXY) for HTTP/1.1 clients.', {
     listen: address('host:port (empty: off).', ''),
   }),
   tracing: openapi.object('OpenTelemetry traces: a span per attempt, sent over OTLP/HTTP.', {
-    endpoint: openapi.string('OTLP/HTTP collector base URL for this sidecar\'s spans, e.g. http://otel-collector:4318 (empty: the process\' OpenTelemetry SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing).', { default: '' }),
-    samplePercent: { type: 'number', description: 'Percent of new traces recorded (a caller\'s sampled trace is always followed).', default: 1, minimum: 0, maximum: 100 },
-    serviceName: openapi.string('service.name of the spans sent to tracing.endpoint (default ballast-sidecar; the process SDK uses OTEL_SERVICE_NAME).', { default: '' }),
+    endpoint: openapi.string(
+      "OTLP/HTTP collector base URL for this sidecar's spans, e.g. http://otel-collector:4318 (empty: the process' OpenTelemetry SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing).",
+      { default: '' },
+    ),
+    samplePercent: {
+      type: 'number',
+      description: "Percent of new traces recorded (a caller's sampled trace is always followed).",
+      default: 1,
+      minimum: 0,
+      maximum: 100,
+    },
+    serviceName: openapi.string(
+      'service.name of the spans sent to tracing.endpoint (default ballast-sidecar; the process SDK uses OTEL_SERVICE_NAME).',
+      { default: '' },
+    ),
   }),
-  discovery: openapi.object('The operator\'s discovery service.', {
+  discovery: openapi.object("The operator's discovery service.", {
     address: openapi.string('host:port (empty: static configuration only).', { default: '' }),
-    node: openapi.string('This sidecar\'s identity (default: $POD_NAMESPACE/$POD_NAME).', { default: '' }),
+    node: openapi.string("This sidecar's identity (default: $POD_NAMESPACE/$POD_NAME).", { default: '' }),
   }),
 });
 
@@ -119,9 +186,17 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
   // Endpoints may be written as plain "host:port" strings (normalised in a copy: the caller's
   // document is left as it was).
   const d = doc as { upstreams?: unknown } | null;
-  const normalised = d && Array.isArray(d.upstreams)
-    ? { ...d, upstreams: d.upstreams.map((u: { endpoints?: unknown }) => (u && Array.isArray(u.endpoints) ? { ...u, endpoints: u.endpoints.map((e: unknown) => (typeof e === 'string' ? { address: e } : e)) } : u)) }
-    : doc;
+  const normalised =
+    d && Array.isArray(d.upstreams)
+      ? {
+          ...d,
+          upstreams: d.upstreams.map((u: { endpoints?: unknown }) =>
+            u && Array.isArray(u.endpoints)
+              ? { ...u, endpoints: u.endpoints.map((e: unknown) => (typeof e === 'string' ? { address: e } : e)) }
+              : u,
+          ),
+        }
+      : doc;
   const { value, problems } = validate(fileSchema, normalised ?? {}, 'config');
   const c = value as SidecarConfig;
   const names = new Set<string>();
@@ -140,8 +215,13 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
     checkTls(u.listenTls, `${path}.listenTls`, problems);
     names.add(u.name);
     claim(u.listen, `upstream ${u.name}`, `${path}.listen`);
-    if (!u.listen && u.hosts.length === 0) problems.push({ path, message: 'has neither a listener nor proxy hosts: nothing can reach it; set listen or hosts' });
-    if (u.endpoints.length === 0 && !c.discovery.address) problems.push({ path: `${path}.endpoints`, message: 'is empty and there is no discovery address: requests would have nowhere to go' });
+    if (!u.listen && u.hosts.length === 0)
+      problems.push({ path, message: 'has neither a listener nor proxy hosts: nothing can reach it; set listen or hosts' });
+    if (u.endpoints.length === 0 && !c.discovery.address)
+      problems.push({
+        path: `${path}.endpoints`,
+        message: 'is empty and there is no discovery address: requests would have nowhere to go',
+      });
     const r = resolvePolicy(u.policy, `${path}.policy`);
     problems.push(...r.problems);
     u.policy = r.policy;
@@ -156,7 +236,12 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
     checkTls(ib.listenTls, `${path}.listenTls`, problems);
     names.add(ib.name);
     claim(ib.listen, `inbound ${ib.name}`, `${path}.listen`);
-    for (const k of Object.keys((ib.policy ?? {}) as object)) if (!inboundOnly.has(k)) problems.push({ path: `${path}.policy.${k}`, message: `does not apply to an inbound listener (one target: no retries, hedging, balancing or ejection); allowed: ${[...inboundOnly].join(', ')}` });
+    for (const k of Object.keys((ib.policy ?? {}) as object))
+      if (!inboundOnly.has(k))
+        problems.push({
+          path: `${path}.policy.${k}`,
+          message: `does not apply to an inbound listener (one target: no retries, hedging, balancing or ejection); allowed: ${[...inboundOnly].join(', ')}`,
+        });
     const r = resolvePolicy(ib.policy, `${path}.policy`);
     problems.push(...r.problems);
     ib.policy = r.policy;
@@ -167,11 +252,15 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
 
 function checkTls(t: ListenTls | undefined, path: string, problems: Problem[]): void {
   if (!t) return;
-  if (Boolean(t.certFile) !== Boolean(t.keyFile)) problems.push({ path, message: 'needs both certFile and keyFile (or neither, for plaintext)' });
+  if (Boolean(t.certFile) !== Boolean(t.keyFile))
+    problems.push({ path, message: 'needs both certFile and keyFile (or neither, for plaintext)' });
 }
 
 function invalid(problems: Problem[], source: string): Error {
-  return catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+  return catalogue.error(
+    'SIDECAR_ERR_CONFIG_INVALID',
+    `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`,
+  );
 }
 
 /** Read a configuration file as a document (not yet validated). */
@@ -189,7 +278,8 @@ export function readConfigDoc(file: string): Record<string, unknown> {
     throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${file} must be a mapping (admin:, upstreams:, ...)`);
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${file} must be a mapping (admin:, upstreams:, ...)`);
   return doc as Record<string, unknown>;
 }
 

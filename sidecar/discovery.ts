@@ -37,7 +37,10 @@ export class DiscoveryClient {
   constructor(o: DiscoveryOptions) {
     this.#options = o;
     const Discovery = discoveryService();
-    this.#client = new Discovery(o.address, grpc.credentials.createInsecure(), { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 }) as unknown as DiscoveryStub;
+    this.#client = new Discovery(o.address, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+    }) as unknown as DiscoveryStub;
   }
 
   get version(): string {
@@ -98,7 +101,10 @@ export class DiscoveryClient {
       if (this.#stopped) return;
       const cap = Math.min(30_000, 500 * 2 ** this.#attempt++);
       const delay = cap / 2 + this.#options.random.next() * (cap / 2);
-      this.#options.log.warn({ address: this.#options.address, why, retryInMs: Math.round(delay) }, 'discovery stream lost; serving the last good configuration');
+      this.#options.log.warn(
+        { address: this.#options.address, why, retryInMs: Math.round(delay) },
+        'discovery stream lost; serving the last good configuration',
+      );
       this.#timer = this.#options.clock.setTimeout(() => this.#connect(), delay, { unref: true });
     };
     call.on('error', (err: Error) => retry(err.message));

@@ -32,7 +32,19 @@ export type Code = keyof typeof catalogue.entries;
  * `100-continue` itself, as Envoy does by default (Node's servers send the 100 before the
  * request is handled), so the upstream is asked nothing it would have to answer twice.
  */
-export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'http2-settings', 'expect']);
+export const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'host',
+  'http2-settings',
+  'expect',
+]);
 
 /** Headers without hop-by-hop ones (and without HTTP/2 pseudo-headers), undefined values dropped. */
 export function endToEnd(headers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string | string[]> {
@@ -45,16 +57,32 @@ export function endToEnd(headers: Readonly<Record<string, string | string[] | un
 }
 
 /** gRPC status codes the policies care about. */
-export const grpc = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, RESOURCE_EXHAUSTED: 8, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15 } as const;
+export const grpc = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  DEADLINE_EXCEEDED: 4,
+  RESOURCE_EXHAUSTED: 8,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+} as const;
 
 /** What a gRPC status means to breakers and outlier detection, as an HTTP status. */
 export function grpcAsHttp(code: number): number {
   switch (code) {
-    case grpc.UNAVAILABLE: return 503;
-    case grpc.DEADLINE_EXCEEDED: return 504;
-    case grpc.RESOURCE_EXHAUSTED: return 429;
-    case grpc.UNKNOWN: case grpc.INTERNAL: case grpc.DATA_LOSS: return 500;
-    default: return 200;
+    case grpc.UNAVAILABLE:
+      return 503;
+    case grpc.DEADLINE_EXCEEDED:
+      return 504;
+    case grpc.RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc.UNKNOWN:
+    case grpc.INTERNAL:
+    case grpc.DATA_LOSS:
+      return 500;
+    default:
+      return 200;
   }
 }
 
@@ -81,7 +109,13 @@ export const refusals: Record<Code, { status: number; grpc: number; outcome: str
  * `x-ballast-error`, or a trailers-only gRPC answer. `status` overrides the code's usual status
  * (fault injection answers with the one it was told to).
  */
-export function localReply(res: DownRes, isGrpc: boolean, code: Code, message: string, o: { headers?: Record<string, string>; status?: number; grpcStatus?: number } = {}): void {
+export function localReply(
+  res: DownRes,
+  isGrpc: boolean,
+  code: Code,
+  message: string,
+  o: { headers?: Record<string, string>; status?: number; grpcStatus?: number } = {},
+): void {
   if (res.headersSent || res.writableEnded) {
     if (!res.writableEnded) breakResponse(res);
     return;
@@ -89,11 +123,22 @@ export function localReply(res: DownRes, isGrpc: boolean, code: Code, message: s
   const r = refusals[code];
   const extra = o.headers ?? {};
   if (isGrpc) {
-    endHeadersOnly(res, 200, { 'content-type': 'application/grpc', 'grpc-status': String(o.grpcStatus ?? r.grpc), 'grpc-message': grpcMessage(`${code}: ${message}`), 'x-ballast-error': code, ...extra });
+    endHeadersOnly(res, 200, {
+      'content-type': 'application/grpc',
+      'grpc-status': String(o.grpcStatus ?? r.grpc),
+      'grpc-message': grpcMessage(`${code}: ${message}`),
+      'x-ballast-error': code,
+      ...extra,
+    });
     return;
   }
   const body = JSON.stringify({ code, message });
-  res.writeHead(o.status ?? r.status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'x-ballast-error': code, ...extra });
+  res.writeHead(o.status ?? r.status, {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-ballast-error': code,
+    ...extra,
+  });
   res.end(body);
 }
 
@@ -133,6 +178,7 @@ export function breakResponse(res: DownRes): void {
  */
 export function grpcMessage(text: string): string {
   let out = '';
-  for (const b of Buffer.from(text, 'utf8')) out += b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
+  for (const b of Buffer.from(text, 'utf8'))
+    out += b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
   return out;
 }

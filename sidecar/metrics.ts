@@ -27,23 +27,58 @@ export class SidecarMetrics {
   readonly requestPath: RequestPathMetrics;
 
   constructor(m: Metrics) {
-    this.requests = m.counter('ballast_sidecar_requests_total', 'Requests by outcome: the status class the caller got (2xx, 3xx, 4xx, 5xx) or the sidecar\'s own refusal (bulkhead_full, queue_timeout, rate_limited, shed, throttled, circuit_open, no_endpoint, unreachable, reset, timeout, fault, cancelled).', ['upstream', 'route', 'outcome']);
-    this.duration = m.histogram('ballast_sidecar_request_duration_seconds', 'Time from the request\'s arrival to the end of its response.', ['upstream', 'route'], latencyBuckets);
-    this.attempts = m.counter('ballast_sidecar_attempts_total', 'Attempts (first tries, retries and hedges) by endpoint and result.', ['upstream', 'endpoint', 'result']);
-    this.attemptDuration = m.histogram('ballast_sidecar_attempt_duration_seconds', 'Time from an attempt\'s start to its response head.', ['upstream', 'endpoint'], latencyBuckets);
+    this.requests = m.counter(
+      'ballast_sidecar_requests_total',
+      "Requests by outcome: the status class the caller got (2xx, 3xx, 4xx, 5xx) or the sidecar's own refusal (bulkhead_full, queue_timeout, rate_limited, shed, throttled, circuit_open, no_endpoint, unreachable, reset, timeout, fault, cancelled).",
+      ['upstream', 'route', 'outcome'],
+    );
+    this.duration = m.histogram(
+      'ballast_sidecar_request_duration_seconds',
+      "Time from the request's arrival to the end of its response.",
+      ['upstream', 'route'],
+      latencyBuckets,
+    );
+    this.attempts = m.counter('ballast_sidecar_attempts_total', 'Attempts (first tries, retries and hedges) by endpoint and result.', [
+      'upstream',
+      'endpoint',
+      'result',
+    ]);
+    this.attemptDuration = m.histogram(
+      'ballast_sidecar_attempt_duration_seconds',
+      "Time from an attempt's start to its response head.",
+      ['upstream', 'endpoint'],
+      latencyBuckets,
+    );
     this.retries = m.counter('ballast_sidecar_retries_total', 'Retries by the failure that caused them.', ['upstream', 'reason']);
     this.hedges = m.counter('ballast_sidecar_hedges_total', 'Hedged attempts sent.', ['upstream']);
-    this.budget = m.gauge('ballast_sidecar_retry_budget_remaining', 'Extra attempts (retries and hedges) the budget still allows now.', ['upstream']);
-    this.breaker = m.gauge('ballast_sidecar_breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open (endpoint "*": the upstream\'s own breaker).', ['upstream', 'endpoint']);
+    this.budget = m.gauge('ballast_sidecar_retry_budget_remaining', 'Extra attempts (retries and hedges) the budget still allows now.', [
+      'upstream',
+    ]);
+    this.breaker = m.gauge(
+      'ballast_sidecar_breaker_state',
+      'Circuit breaker state: 0 closed, 1 half-open, 2 open (endpoint "*": the upstream\'s own breaker).',
+      ['upstream', 'endpoint'],
+    );
     this.ejections = m.counter('ballast_sidecar_ejections_total', 'Outlier ejections by reason.', ['upstream', 'endpoint', 'reason']);
     this.ejected = m.gauge('ballast_sidecar_endpoint_ejected', '1 while the endpoint is ejected.', ['upstream', 'endpoint']);
     this.queueLength = m.gauge('ballast_sidecar_queue_length', 'Requests waiting for a bulkhead slot.', ['upstream', 'route']);
-    this.queueWait = m.histogram('ballast_sidecar_queue_wait_seconds', 'Time requests waited for a bulkhead slot.', ['upstream', 'route'], latencyBuckets);
+    this.queueWait = m.histogram(
+      'ballast_sidecar_queue_wait_seconds',
+      'Time requests waited for a bulkhead slot.',
+      ['upstream', 'route'],
+      latencyBuckets,
+    );
     this.inflight = m.gauge('ballast_sidecar_inflight', 'Requests holding a bulkhead slot.', ['upstream', 'route']);
     this.limit = m.gauge('ballast_sidecar_concurrency_limit', 'The adaptive concurrency limit learned for the upstream.', ['upstream']);
     this.requestPath = new RequestPathMetrics(this);
-    this.discoveryConnected = m.gauge('ballast_sidecar_discovery_connected', '1 while the discovery stream from the operator is up (the last good configuration serves either way).');
-    this.configReloads = m.counter('ballast_sidecar_config_reloads_total', 'Configuration changes applied or refused.', ['source', 'result']);
+    this.discoveryConnected = m.gauge(
+      'ballast_sidecar_discovery_connected',
+      '1 while the discovery stream from the operator is up (the last good configuration serves either way).',
+    );
+    this.configReloads = m.counter('ballast_sidecar_config_reloads_total', 'Configuration changes applied or refused.', [
+      'source',
+      'result',
+    ]);
   }
 }
 

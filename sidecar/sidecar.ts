@@ -28,7 +28,10 @@ export interface SidecarDeps {
   random: Random;
   log: Logger;
   metrics: Metrics;
-  /** The process' OpenTelemetry SDK, started from OTEL_* variables (lib/otel.ts): spans go there unless the file names its own collector. */
+  /**
+   * The process' OpenTelemetry SDK, started from OTEL_* variables (lib/otel.ts): spans go there
+   * unless the file names its own collector.
+   */
   telemetry?: Telemetry;
 }
 
@@ -84,12 +87,24 @@ export class Sidecar {
     const t = this.#config.tracing;
     // The OpenTelemetry SDK is loaded only when traces are exported: to the file's collector
     // (a provider of the sidecar's own), else to the process' SDK when OTEL_* variables set one up.
-    if (t.endpoint) this.#tracing = (await import('./tracing.ts')).Tracing.withCollector({ endpoint: t.endpoint, sampleRatio: t.samplePercent / 100, serviceName: t.serviceName || 'ballast-sidecar' });
+    if (t.endpoint)
+      this.#tracing = (await import('./tracing.ts')).Tracing.withCollector({
+        endpoint: t.endpoint,
+        sampleRatio: t.samplePercent / 100,
+        serviceName: t.serviceName || 'ballast-sidecar',
+      });
     else if (this.#deps.telemetry) this.#tracing = (await import('./tracing.ts')).Tracing.withTracer(this.#deps.telemetry.tracer);
     await this.#startAdmin();
     await this.#apply(this.#config);
     this.#started = true;
-    this.#deps.log.info({ upstreams: this.#config.upstreams.map((u) => u.name), inbound: this.#config.inbound.map((i) => i.name), admin: `${splitAddress(this.#config.admin).host}:${this.#adminPort}` }, 'sidecar started');
+    this.#deps.log.info(
+      {
+        upstreams: this.#config.upstreams.map((u) => u.name),
+        inbound: this.#config.inbound.map((i) => i.name),
+        admin: `${splitAddress(this.#config.admin).host}:${this.#adminPort}`,
+      },
+      'sidecar started',
+    );
   }
 
   /** Apply a new configuration file (already validated); discovered upstreams stay. */
@@ -109,17 +124,36 @@ export class Sidecar {
   #merge(file: SidecarConfig, discovered: UpstreamConfig[], inbound: InboundConfig[] = []): SidecarConfig {
     const taken = new Set(file.upstreams.map((u) => u.name));
     const clash = discovered.find((u) => taken.has(u.name));
-    if (clash) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `upstream ${clash.name} is both in the configuration file and from discovery; rename one`);
+    if (clash)
+      throw catalogue.error(
+        'SIDECAR_ERR_CONFIG_INVALID',
+        `upstream ${clash.name} is both in the configuration file and from discovery; rename one`,
+      );
     const inboundNames = new Set(file.inbound.map((i) => i.name));
     const inboundClash = inbound.find((i) => inboundNames.has(i.name));
-    if (inboundClash) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `inbound listener ${inboundClash.name} is both in the configuration file and from discovery; rename one`);
+    if (inboundClash)
+      throw catalogue.error(
+        'SIDECAR_ERR_CONFIG_INVALID',
+        `inbound listener ${inboundClash.name} is both in the configuration file and from discovery; rename one`,
+      );
     const listens = new Map(file.upstreams.filter((u) => u.listen).map((u) => [u.listen, u.name]));
     for (const ib of file.inbound) listens.set(ib.listen, ib.name);
     const admin = splitAddress(file.admin).port;
-    for (const x of [...discovered.map((u) => ({ name: `upstream ${u.name}`, listen: u.listen })), ...inbound.map((i) => ({ name: `inbound listener ${i.name}`, listen: i.listen }))]) {
+    for (const x of [
+      ...discovered.map((u) => ({ name: `upstream ${u.name}`, listen: u.listen })),
+      ...inbound.map((i) => ({ name: `inbound listener ${i.name}`, listen: i.listen })),
+    ]) {
       if (!x.listen || x.listen.endsWith(':0')) continue;
-      if (listens.has(x.listen)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${x.name} from discovery listens on ${x.listen}, which ${listens.get(x.listen)} already uses`);
-      if (String(splitAddress(x.listen).port) === String(admin)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${x.name} from discovery listens on ${x.listen}: port ${admin} is the sidecar's admin port`);
+      if (listens.has(x.listen))
+        throw catalogue.error(
+          'SIDECAR_ERR_CONFIG_INVALID',
+          `${x.name} from discovery listens on ${x.listen}, which ${listens.get(x.listen)} already uses`,
+        );
+      if (String(splitAddress(x.listen).port) === String(admin))
+        throw catalogue.error(
+          'SIDECAR_ERR_CONFIG_INVALID',
+          `${x.name} from discovery listens on ${x.listen}: port ${admin} is the sidecar's admin port`,
+        );
       listens.set(x.listen, x.name);
     }
     return { ...file, upstreams: [...file.upstreams, ...discovered], inbound: [...file.inbound, ...inbound] };
@@ -135,9 +169,13 @@ export class Sidecar {
     let discovered: UpstreamConfig[];
     let inbound: InboundConfig[];
     try {
-      if (!Array.isArray(raw)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', 'the snapshot\'s upstreams must be a list');
-      if (!Array.isArray(rawInbound)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', 'the snapshot\'s inbound listeners must be a list');
-      const resolved = resolveConfig({ admin: '127.0.0.1:0', discovery: { address: this.#file.discovery.address || 'discovery' }, upstreams: raw, inbound: rawInbound }, `discovery version ${version}`);
+      if (!Array.isArray(raw)) throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', "the snapshot's upstreams must be a list");
+      if (!Array.isArray(rawInbound))
+        throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', "the snapshot's inbound listeners must be a list");
+      const resolved = resolveConfig(
+        { admin: '127.0.0.1:0', discovery: { address: this.#file.discovery.address || 'discovery' }, upstreams: raw, inbound: rawInbound },
+        `discovery version ${version}`,
+      );
       discovered = resolved.upstreams;
       inbound = resolved.inbound;
       next = this.#merge(this.#file, discovered, inbound);
@@ -150,7 +188,11 @@ export class Sidecar {
     this.#discoveredInbound = inbound;
     this.#discoveredVersion = version;
     this.#config = next;
-    this.#applied('discovery', `discovery ${version}`, { version, upstreams: discovered.map((u) => u.name), inbound: inbound.map((i) => i.name) });
+    this.#applied('discovery', `discovery ${version}`, {
+      version,
+      upstreams: discovered.map((u) => u.name),
+      inbound: inbound.map((i) => i.name),
+    });
     return undefined;
   }
 
@@ -161,7 +203,11 @@ export class Sidecar {
     const gauge = this.#metrics.discoveryConnected;
     gauge.set(0);
     this.#discovery = new DiscoveryClient({
-      address, node, clock: this.#deps.clock, random: this.#deps.random, log: this.#deps.log,
+      address,
+      node,
+      clock: this.#deps.clock,
+      random: this.#deps.random,
+      log: this.#deps.log,
       apply: (raw, version, inbound) => this.applyDiscovered(raw, version, inbound),
       onConnected: (c) => gauge.set(c ? 1 : 0),
     });
@@ -217,21 +263,60 @@ export class Sidecar {
   async #apply(c: SidecarConfig): Promise<void> {
     // Upstreams (and inbound listeners, which are upstreams with one target).
     const specs = new Map<string, UpstreamSpec>();
-    for (const u of c.upstreams) specs.set(u.name, { name: u.name, protocol: u.protocol, tls: u.tls, endpoints: u.endpoints, policy: u.policy, routes: u.routes });
-    for (const ib of c.inbound) specs.set(`inbound:${ib.name}`, { name: `inbound:${ib.name}`, protocol: 'auto', tls: { enabled: false, caFile: '', serverName: '', insecureSkipVerify: false }, endpoints: [{ address: ib.target, weight: 1 }], policy: ib.policy, routes: [], inbound: true });
+    for (const u of c.upstreams)
+      specs.set(u.name, { name: u.name, protocol: u.protocol, tls: u.tls, endpoints: u.endpoints, policy: u.policy, routes: u.routes });
+    for (const ib of c.inbound)
+      specs.set(`inbound:${ib.name}`, {
+        name: `inbound:${ib.name}`,
+        protocol: 'auto',
+        tls: { enabled: false, caFile: '', serverName: '', insecureSkipVerify: false },
+        endpoints: [{ address: ib.target, weight: 1 }],
+        policy: ib.policy,
+        routes: [],
+        inbound: true,
+      });
     for (const [name, spec] of specs) {
       const have = this.#upstreams.get(name);
       if (have) have.update(spec);
-      else this.#upstreams.set(name, new Upstream(spec, { clock: this.#deps.clock, random: this.#deps.random, log: this.#deps.log, metrics: this.#metrics, tracing: this.#tracing }));
+      else
+        this.#upstreams.set(
+          name,
+          new Upstream(spec, {
+            clock: this.#deps.clock,
+            random: this.#deps.random,
+            log: this.#deps.log,
+            metrics: this.#metrics,
+            tracing: this.#tracing,
+          }),
+        );
     }
     // Listeners: what each serves → its address. Handlers look their upstream up per request,
     // so a listener whose address did not change is kept, with its open connections.
     const want = new Map<string, { addr: string; handler: Handler; upgrade: UpgradeHandler; tls?: ListenTls | undefined }>();
-    for (const u of c.upstreams) if (u.listen) want.set(`up:${u.name}`, { addr: u.listen, handler: this.#upstreamHandler(u.name), upgrade: this.#upgradeHandler(() => u.name), tls: u.listenTls });
-    for (const ib of c.inbound) want.set(`in:${ib.name}`, { addr: ib.listen, handler: this.#upstreamHandler(`inbound:${ib.name}`), upgrade: this.#upgradeHandler(() => `inbound:${ib.name}`), tls: ib.listenTls });
-    if (c.proxy.listen) want.set('proxy', { addr: c.proxy.listen, handler: this.#proxyHandler(), upgrade: this.#upgradeHandler((req) => this.#hostOf(req).name) });
+    for (const u of c.upstreams)
+      if (u.listen)
+        want.set(`up:${u.name}`, {
+          addr: u.listen,
+          handler: this.#upstreamHandler(u.name),
+          upgrade: this.#upgradeHandler(() => u.name),
+          tls: u.listenTls,
+        });
+    for (const ib of c.inbound)
+      want.set(`in:${ib.name}`, {
+        addr: ib.listen,
+        handler: this.#upstreamHandler(`inbound:${ib.name}`),
+        upgrade: this.#upgradeHandler(() => `inbound:${ib.name}`),
+        tls: ib.listenTls,
+      });
+    if (c.proxy.listen)
+      want.set('proxy', {
+        addr: c.proxy.listen,
+        handler: this.#proxyHandler(),
+        upgrade: this.#upgradeHandler((req) => this.#hostOf(req).name),
+      });
     // A listener is identified by its address and its TLS files: a change of either re-opens it.
-    const ident = (w: { addr: string; tls?: ListenTls | undefined }): string => (w.tls?.certFile ? `${w.addr} tls:${w.tls.certFile}:${w.tls.keyFile}` : w.addr);
+    const ident = (w: { addr: string; tls?: ListenTls | undefined }): string =>
+      w.tls?.certFile ? `${w.addr} tls:${w.tls.certFile}:${w.tls.keyFile}` : w.addr;
     const drain: Listener[] = [];
     for (const [key, l] of this.#listeners) {
       const w = want.get(key);
@@ -265,7 +350,11 @@ export class Sidecar {
   }
 
   /** Proxy mode: the upstream a request names, by its absolute-form target or its Host. */
-  #hostOf(req: { url?: string | undefined; headers: Record<string, string | string[] | undefined> }): { host: string; path: string; name: string | undefined } {
+  #hostOf(req: { url?: string | undefined; headers: Record<string, string | string[] | undefined> }): {
+    host: string;
+    path: string;
+    name: string | undefined;
+  } {
     const url = req.url ?? '/';
     let host: string;
     let path: string;
@@ -283,10 +372,23 @@ export class Sidecar {
   /** Explicit HTTP proxy: absolute-form request targets, routed by host to an upstream. */
   #proxyHandler(): Handler {
     return (req, res, isH2) => {
-      if (req.method === 'CONNECT') return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', 'the Ballast sidecar proxies plain HTTP; call TLS upstreams through their local listener', { status: 405 });
+      if (req.method === 'CONNECT')
+        return localReply(
+          res,
+          false,
+          'SIDECAR_ERR_NO_ROUTE',
+          'the Ballast sidecar proxies plain HTTP; call TLS upstreams through their local listener',
+          { status: 405 },
+        );
       const { host, path, name } = this.#hostOf(req);
       const up = name === undefined ? undefined : this.#upstreams.get(name);
-      if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `${host} is not a configured upstream; known hosts: ${this.#config.upstreams.flatMap((u) => u.hosts).join(', ') || '(none)'}`);
+      if (!up)
+        return localReply(
+          res,
+          false,
+          'SIDECAR_ERR_NO_ROUTE',
+          `${host} is not a configured upstream; known hosts: ${this.#config.upstreams.flatMap((u) => u.hosts).join(', ') || '(none)'}`,
+        );
       proxy(up, req, res, path, isH2, this.#config);
     };
   }
@@ -298,9 +400,11 @@ export class Sidecar {
       const up = name === undefined ? undefined : this.#upstreams.get(name);
       if (!up) {
         socket.on('error', () => undefined);
-        return socket.end('HTTP/1.1 502 Bad Gateway\r\nx-ballast-error: SIDECAR_ERR_NO_ROUTE\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        return socket.end(
+          'HTTP/1.1 502 Bad Gateway\r\nx-ballast-error: SIDECAR_ERR_NO_ROUTE\r\ncontent-length: 0\r\nconnection: close\r\n\r\n',
+        );
       }
-      tunnel(up, req, socket, head, /^https?:\/\//i.test(req.url ?? '') ? this.#hostOf(req).path : req.url ?? '/');
+      tunnel(up, req, socket, head, /^https?:\/\//i.test(req.url ?? '') ? this.#hostOf(req).path : (req.url ?? '/'));
     };
   }
 
@@ -325,17 +429,32 @@ export class Sidecar {
         res.writeHead(status, { 'content-type': 'application/json' }).end(text);
       };
       switch (path) {
-        case '/live': return json(200, { live: true });
+        case '/live':
+          return json(200, { live: true });
         case '/ready': {
           const empty = [...this.#upstreams.values()].filter((u) => u.endpointList.length === 0).map((u) => u.name);
-          return this.#started ? json(200, { ready: true, upstreamsWithoutEndpoints: empty }) : json(503, { ready: false, reason: 'listeners are not open yet' });
+          return this.#started
+            ? json(200, { ready: true, upstreamsWithoutEndpoints: empty })
+            : json(503, { ready: false, reason: 'listeners are not open yet' });
         }
         case '/metrics':
           this.#refreshGauges();
           return metricsHandler(req, res);
-        case '/config': return json(200, { config: this.#config, lastReload: this.#lastReload ?? null, discovery: this.#file.discovery.address ? { address: this.#file.discovery.address, connected: this.#discovery?.connected ?? false, version: this.#discoveredVersion } : null });
-        case '/endpoints': return json(200, [...this.#upstreams.values()].map((u) => u.describe()));
-        default: return json(404, { error: `no such admin path ${path}; try /ready, /live, /metrics, /config, /endpoints` });
+        case '/config':
+          return json(200, {
+            config: this.#config,
+            lastReload: this.#lastReload ?? null,
+            discovery: this.#file.discovery.address
+              ? { address: this.#file.discovery.address, connected: this.#discovery?.connected ?? false, version: this.#discoveredVersion }
+              : null,
+          });
+        case '/endpoints':
+          return json(
+            200,
+            [...this.#upstreams.values()].map((u) => u.describe()),
+          );
+        default:
+          return json(404, { error: `no such admin path ${path}; try /ready, /live, /metrics, /config, /endpoints` });
       }
     });
     const { host, port } = splitAddress(this.#config.admin);

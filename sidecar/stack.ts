@@ -94,11 +94,21 @@ class Exchange implements ExchangeView {
     // 1. fault injection
     const f = p.fault;
     if (f.delayPercent > 0 || f.abortPercent > 0) {
-      const d = decideFault({ ...(f.delayPercent > 0 ? { delay: { percent: f.delayPercent, ms: f.delayMs } } : {}), ...(f.abortPercent > 0 ? { abort: { percent: f.abortPercent, status: f.abortStatus, grpcStatus: f.abortGrpcStatus } } : {}) }, up.deps.random);
+      const d = decideFault(
+        {
+          ...(f.delayPercent > 0 ? { delay: { percent: f.delayPercent, ms: f.delayMs } } : {}),
+          ...(f.abortPercent > 0 ? { abort: { percent: f.abortPercent, status: f.abortStatus, grpcStatus: f.abortGrpcStatus } } : {}),
+        },
+        up.deps.random,
+      );
       if (d.delayMs > 0 || d.abort) {
         const go = (): void => {
           if (this.#finished) return;
-          if (d.abort) return this.#refuse('SIDECAR_ERR_FAULT_INJECTED', `fault injection aborted this request with ${d.abort.status}`, { status: d.abort.status, grpcStatus: d.abort.grpcStatus ?? grpc.UNAVAILABLE });
+          if (d.abort)
+            return this.#refuse('SIDECAR_ERR_FAULT_INJECTED', `fault injection aborted this request with ${d.abort.status}`, {
+              status: d.abort.status,
+              grpcStatus: d.abort.grpcStatus ?? grpc.UNAVAILABLE,
+            });
           this.#admit();
         };
         if (d.delayMs > 0) up.deps.clock.setTimeout(go, d.delayMs);
@@ -125,14 +135,22 @@ class Exchange implements ExchangeView {
     for (const r of route === def ? [def] : [route, def]) {
       if (r.rateLimit) {
         const wait = r.rateLimit.take(now);
-        if (wait > 0) return this.#refuse('SIDECAR_ERR_RATE_LIMITED', `${up.name} (${r.name}) allows ${r.policy.rateLimit.perSecond} requests per second`, { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } });
+        if (wait > 0)
+          return this.#refuse(
+            'SIDECAR_ERR_RATE_LIMITED',
+            `${up.name} (${r.name}) allows ${r.policy.rateLimit.perSecond} requests per second`,
+            { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } },
+          );
       }
     }
     // 3. the upstream's circuit breaker
     const breaker = up.breaker;
     if (breaker) {
       const t = breaker.tryAcquire(now);
-      if (!t.ok) return this.#refuse('SIDECAR_ERR_CIRCUIT_OPEN', `the circuit breaker of ${up.name} is open: its recent calls failed`, { headers: { 'retry-after': String(Math.max(1, Math.ceil(t.retryAfterMs / 1000))) } });
+      if (!t.ok)
+        return this.#refuse('SIDECAR_ERR_CIRCUIT_OPEN', `the circuit breaker of ${up.name} is open: its recent calls failed`, {
+          headers: { 'retry-after': String(Math.max(1, Math.ceil(t.retryAfterMs / 1000))) },
+        });
       const ticket = t.ticket;
       // A request refused further on (shed, queue full) or cancelled by its caller says nothing
       // about the upstream: it must not count as a failure.
@@ -144,7 +162,8 @@ class Exchange implements ExchangeView {
     // 4. client-side throttling: told whether the upstream accepted what it was sent
     const throttle = up.throttle;
     if (throttle) {
-      if (!throttle.admit(now, up.deps.random)) return this.#refuse('SIDECAR_ERR_THROTTLED', `${up.name} has been refusing requests for overload; this one was throttled locally`);
+      if (!throttle.admit(now, up.deps.random))
+        return this.#refuse('SIDECAR_ERR_THROTTLED', `${up.name} has been refusing requests for overload; this one was throttled locally`);
       this.#onEnd.push((end) => {
         if (end.status !== 0 && end.status !== 499) throttle.onResult(clock.now(), !end.overloaded);
       });
@@ -164,7 +183,11 @@ class Exchange implements ExchangeView {
         if (ok) limit.release();
         return;
       }
-      if (!ok) return this.#refuse('SIDECAR_ERR_SHED', `${up.name} is at its adaptive concurrency limit (${limit.limit}) for ${priorityNames[this.#priority]} requests, and waiting for room took longer than the upstream's latency allows`);
+      if (!ok)
+        return this.#refuse(
+          'SIDECAR_ERR_SHED',
+          `${up.name} is at its adaptive concurrency limit (${limit.limit}) for ${priorityNames[this.#priority]} requests, and waiting for room took longer than the upstream's latency allows`,
+        );
       this.#onEnd.push(release);
       this.#bulkheads(bulkheads, 0);
     });
@@ -187,8 +210,14 @@ class Exchange implements ExchangeView {
       if (!ok) {
         const b = r.policy.bulkhead;
         return why === 'timeout'
-          ? this.#refuse('SIDECAR_ERR_QUEUE_TIMEOUT', `waited ${b.queueWaitMs} ms for one of ${b.maxConcurrent} slots of ${this.up.name} (${r.name})`)
-          : this.#refuse('SIDECAR_ERR_BULKHEAD_FULL', `${this.up.name} (${r.name}) has ${b.maxConcurrent} requests in flight and ${b.queueLength} waiting`);
+          ? this.#refuse(
+              'SIDECAR_ERR_QUEUE_TIMEOUT',
+              `waited ${b.queueWaitMs} ms for one of ${b.maxConcurrent} slots of ${this.up.name} (${r.name})`,
+            )
+          : this.#refuse(
+              'SIDECAR_ERR_BULKHEAD_FULL',
+              `${this.up.name} (${r.name}) has ${b.maxConcurrent} requests in flight and ${b.queueLength} waiting`,
+            );
       }
       this.#onEnd.push(release);
       this.#bulkheads(list, i + 1);
@@ -200,7 +229,8 @@ class Exchange implements ExchangeView {
     const caller = callerBudgetMs(this.req.headers);
     const attempts = new Attempts(this, (end) => this.#end(end.outcome, end));
     this.#attempts = attempts;
-    if (!attempts.start(caller)) this.#refuse('SIDECAR_ERR_TIMEOUT', `the caller's deadline (${caller} ms) passed before the request could be sent`);
+    if (!attempts.start(caller))
+      this.#refuse('SIDECAR_ERR_TIMEOUT', `the caller's deadline (${caller} ms) passed before the request could be sent`);
   }
 
   /** The request is over: every admission layer lets go (in reverse), and it is counted once. */
@@ -211,6 +241,11 @@ class Exchange implements ExchangeView {
     this.#onEnd = [];
     for (let i = onEnd.length - 1; i >= 0; i--) (onEnd[i] as (end: RequestEnd) => void)(end);
     const up = this.up;
-    up.deps.metrics.requestPath.request(up.name, this.#route?.name ?? 'default', outcome ?? `${Math.floor(end.status / 100)}xx`, (up.deps.clock.now() - this.arrived) / 1000);
+    up.deps.metrics.requestPath.request(
+      up.name,
+      this.#route?.name ?? 'default',
+      outcome ?? `${Math.floor(end.status / 100)}xx`,
+      (up.deps.clock.now() - this.arrived) / 1000,
+    );
   }
 }

@@ -22,4 +22,3 @@ export function parseTraceParent(v: string | string[] | undefined): TraceParent 
 export function formatTraceParent(p: TraceParent): string {
   return `00-${p.traceId}-${p.spanId}-${p.flags.toString(16).padStart(2, '0')}`;
 }
-

@@ -53,15 +53,33 @@ export class Tracing {
   }
 
   /** Start an attempt's span under the caller's context (if any). */
-  attempt(parent: TraceParent | undefined, a: { upstream: string; endpoint: string; method: string; path: string; attempt: number; hedge: boolean }): AttemptSpan {
-    const ctx: Context = parent ? trace.setSpanContext(ROOT_CONTEXT, { traceId: parent.traceId, spanId: parent.spanId, traceFlags: parent.flags as TraceFlags, isRemote: true }) : ROOT_CONTEXT;
-    const span: Span = this.#tracer.startSpan(`${a.method} ${a.upstream}`, {
-      kind: SpanKind.CLIENT,
-      attributes: {
-        'http.request.method': a.method, 'url.path': a.path, 'server.address': a.endpoint,
-        'ballast.upstream': a.upstream, 'ballast.attempt': a.attempt, 'ballast.hedge': a.hedge,
+  attempt(
+    parent: TraceParent | undefined,
+    a: { upstream: string; endpoint: string; method: string; path: string; attempt: number; hedge: boolean },
+  ): AttemptSpan {
+    const ctx: Context = parent
+      ? trace.setSpanContext(ROOT_CONTEXT, {
+          traceId: parent.traceId,
+          spanId: parent.spanId,
+          traceFlags: parent.flags as TraceFlags,
+          isRemote: true,
+        })
+      : ROOT_CONTEXT;
+    const span: Span = this.#tracer.startSpan(
+      `${a.method} ${a.upstream}`,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'http.request.method': a.method,
+          'url.path': a.path,
+          'server.address': a.endpoint,
+          'ballast.upstream': a.upstream,
+          'ballast.attempt': a.attempt,
+          'ballast.hedge': a.hedge,
+        },
       },
-    }, ctx);
+      ctx,
+    );
     const sc = span.spanContext();
     return {
       traceparent: formatTraceParent({ traceId: sc.traceId, spanId: sc.spanId, flags: sc.traceFlags }),

@@ -95,18 +95,32 @@ export function encodeSegment(seg: Segment): Buffer {
 
 export function decodeSegment(buf: Buffer, key: string): Segment {
   if (buf.length < magic.length + 32 || !buf.subarray(0, magic.length).equals(magic)) {
-    throw catalogue.error('STORE_ERR_ARCHIVE_DAMAGED', `archive segment ${key} is not a ballast archive segment; nothing was restored. Delete it, or restore to a revision before it`);
+    throw catalogue.error(
+      'STORE_ERR_ARCHIVE_DAMAGED',
+      `archive segment ${key} is not a ballast archive segment; nothing was restored. Delete it, or restore to a revision before it`,
+    );
   }
   const body = buf.subarray(0, buf.length - 32);
-  if (!createHash('sha256').update(body).digest().equals(buf.subarray(buf.length - 32))) {
-    throw catalogue.error('STORE_ERR_ARCHIVE_DAMAGED', `archive segment ${key} fails its sha256 check (truncated or damaged); nothing was restored. Restore to a revision before it`);
+  if (
+    !createHash('sha256')
+      .update(body)
+      .digest()
+      .equals(buf.subarray(buf.length - 32))
+  ) {
+    throw catalogue.error(
+      'STORE_ERR_ARCHIVE_DAMAGED',
+      `archive segment ${key} fails its sha256 check (truncated or damaged); nothing was restored. Restore to a revision before it`,
+    );
   }
   const seg = JSON.parse(gunzipSync(body.subarray(magic.length)).toString()) as Segment;
   const ref = parseSegmentKey(key);
   const revs = seg.revisions;
   const consecutive = revs.every((r, i) => i === 0 || r.rev === (revs[i - 1] as ArchivedRevision).rev + 1);
   if (!ref || revs.length === 0 || !consecutive || revs[0]?.rev !== ref.first || revs[revs.length - 1]?.rev !== ref.last) {
-    throw catalogue.error('STORE_ERR_ARCHIVE_DAMAGED', `archive segment ${key} does not hold the revisions its name says (${revs[0]?.rev ?? 'none'}..${revs[revs.length - 1]?.rev ?? 'none'}, consecutive: ${consecutive}); nothing was restored`);
+    throw catalogue.error(
+      'STORE_ERR_ARCHIVE_DAMAGED',
+      `archive segment ${key} does not hold the revisions its name says (${revs[0]?.rev ?? 'none'}..${revs[revs.length - 1]?.rev ?? 'none'}, consecutive: ${consecutive}); nothing was restored`,
+    );
   }
   return seg;
 }
@@ -178,7 +192,10 @@ export function planRestore(backups: BaseBackup[], segments: SegmentRef[], revis
   const window = spans.map((s) => `${s.first}..${s.last}`).join(', ') || 'none';
   if (!base) {
     const oldest = [...backups].sort((a, b) => a.revision - b.revision)[0];
-    throw catalogue.error('STORE_ERR_ARCHIVE_NOT_COVERED', `no good backup at or below revision ${revision} to start from${oldest ? ` (the oldest is ${oldest.name} at revision ${oldest.revision})` : ''}; choose a revision at or after the oldest backup's (archived revisions: ${window})`);
+    throw catalogue.error(
+      'STORE_ERR_ARCHIVE_NOT_COVERED',
+      `no good backup at or below revision ${revision} to start from${oldest ? ` (the oldest is ${oldest.name} at revision ${oldest.revision})` : ''}; choose a revision at or after the oldest backup's (archived revisions: ${window})`,
+    );
   }
   const chosen: SegmentRef[] = [];
   let have = base.revision;
@@ -190,12 +207,21 @@ export function planRestore(backups: BaseBackup[], segments: SegmentRef[], revis
     have = s.last;
   }
   if (have < revision) {
-    const reach = progress && progress.revision >= have ? ` the archive reaches revision ${progress.revision}${progress.at ? ` (everything received before ${new Date(progress.at).toISOString()})` : ''};` : '';
+    const reach =
+      progress && progress.revision >= have
+        ? ` the archive reaches revision ${progress.revision}${progress.at ? ` (everything received before ${new Date(progress.at).toISOString()})` : ''};`
+        : '';
     const gap = spans.some((s) => s.first > have + 1);
     if (gap) {
-      throw catalogue.error('STORE_ERR_ARCHIVE_GAP', `revisions ${have + 1}..${Math.min(revision, (spans.find((s) => s.first > have + 1) as { first: number }).first - 1)} are not in the archive (the archiver was stopped while the cluster compacted them away), so revision ${revision} cannot be reached from backup ${base.name} (revision ${base.revision}); restore to revision ${have} or earlier, or to a revision after a backup taken since (archived revisions: ${window})`);
+      throw catalogue.error(
+        'STORE_ERR_ARCHIVE_GAP',
+        `revisions ${have + 1}..${Math.min(revision, (spans.find((s) => s.first > have + 1) as { first: number }).first - 1)} are not in the archive (the archiver was stopped while the cluster compacted them away), so revision ${revision} cannot be reached from backup ${base.name} (revision ${base.revision}); restore to revision ${have} or earlier, or to a revision after a backup taken since (archived revisions: ${window})`,
+      );
     }
-    throw catalogue.error('STORE_ERR_ARCHIVE_NOT_COVERED', `revision ${revision} is beyond the archive:${reach || ` from backup ${base.name} the archive reaches revision ${have};`} restore to a revision at or before it, or wait for the archiver (it writes a segment every few seconds) (archived revisions: ${window})`);
+    throw catalogue.error(
+      'STORE_ERR_ARCHIVE_NOT_COVERED',
+      `revision ${revision} is beyond the archive:${reach || ` from backup ${base.name} the archive reaches revision ${have};`} restore to a revision at or before it, or wait for the archiver (it writes a segment every few seconds) (archived revisions: ${window})`,
+    );
   }
   return { base: base.name, baseRevision: base.revision, revision, segments: chosen };
 }
@@ -212,14 +238,31 @@ export function replay(sm: StateMachine, seg: Segment, key: string, upTo: number
     if (r.rev > upTo) break;
     const at = sm.mvcc.revision;
     if (r.rev <= at) continue;
-    if (r.rev !== at + 1) throw catalogue.error('STORE_ERR_ARCHIVE_GAP', `archive segment ${key} continues at revision ${r.rev}, but the restore has reached ${at}: revisions ${at + 1}..${r.rev - 1} are missing; nothing was restored`);
-    const events = sm.applyArchived(r.changes.map((c) => (c.t === 0 ? { put: { key: c.k, value: c.v ?? '', lease: c.l ?? '0' } } : { del: c.k })), (id) => ttls.get(id));
-    const ok = events.length === r.changes.length && events.every((e, i) => {
-      const c = r.changes[i] as ArchivedChange;
-      return e.type === c.t && e.kv.key === c.k && e.kv.modRevision === r.rev && (c.t === 1 || (e.kv.createRevision === c.c && e.kv.version === c.n));
-    });
+    if (r.rev !== at + 1)
+      throw catalogue.error(
+        'STORE_ERR_ARCHIVE_GAP',
+        `archive segment ${key} continues at revision ${r.rev}, but the restore has reached ${at}: revisions ${at + 1}..${r.rev - 1} are missing; nothing was restored`,
+      );
+    const events = sm.applyArchived(
+      r.changes.map((c) => (c.t === 0 ? { put: { key: c.k, value: c.v ?? '', lease: c.l ?? '0' } } : { del: c.k })),
+      (id) => ttls.get(id),
+    );
+    const ok =
+      events.length === r.changes.length &&
+      events.every((e, i) => {
+        const c = r.changes[i] as ArchivedChange;
+        return (
+          e.type === c.t &&
+          e.kv.key === c.k &&
+          e.kv.modRevision === r.rev &&
+          (c.t === 1 || (e.kv.createRevision === c.c && e.kv.version === c.n))
+        );
+      });
     if (!ok || sm.mvcc.revision !== r.rev) {
-      throw catalogue.error('STORE_ERR_ARCHIVE_DAMAGED', `archive segment ${key}: replaying revision ${r.rev} gave a different result than the cluster recorded (the archive does not continue this backup's state); nothing was restored. Restore to revision ${at} or earlier`);
+      throw catalogue.error(
+        'STORE_ERR_ARCHIVE_DAMAGED',
+        `archive segment ${key}: replaying revision ${r.rev} gave a different result than the cluster recorded (the archive does not continue this backup's state); nothing was restored. Restore to revision ${at} or earlier`,
+      );
     }
   }
   return sm.mvcc.revision;

@@ -22,13 +22,35 @@ import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Metrics } from '../lib/metrics.ts';
-import { type ArchiveProgress, type ArchivedChange, type ArchivedRevision, type SegmentRef, encodeSegment, parseSegmentKey, segmentName } from './archive.ts';
+import {
+  type ArchiveProgress,
+  type ArchivedChange,
+  type ArchivedRevision,
+  type SegmentRef,
+  encodeSegment,
+  parseSegmentKey,
+  segmentName,
+} from './archive.ts';
 import { ctor, pickSource, token, type SourceOptions } from './backup-s3.ts';
 import type { ObjectStore } from './object-store.ts';
 
 type Wire = Record<string, unknown>;
-interface WireKv { key: Buffer; value: Buffer; create_revision: string; mod_revision: string; version: string; lease: string }
-interface WatchResponse { header?: { revision?: string }; created?: boolean; canceled?: boolean; compact_revision?: string; cancel_reason?: string; events?: Array<{ type: number; kv: WireKv }> }
+interface WireKv {
+  key: Buffer;
+  value: Buffer;
+  create_revision: string;
+  mod_revision: string;
+  version: string;
+  lease: string;
+}
+interface WatchResponse {
+  header?: { revision?: string };
+  created?: boolean;
+  canceled?: boolean;
+  compact_revision?: string;
+  cancel_reason?: string;
+  events?: Array<{ type: number; kv: WireKv }>;
+}
 interface StatusClient extends grpc.Client {
   Status(r: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Wire) => void): void;
 }
@@ -83,11 +105,20 @@ export class Archiver {
     this.#o = o;
     this.#m = {
       revision: o.metrics.gauge('ballast_archive_revision', 'The last revision written to the point-in-time archive'),
-      progressAt: o.metrics.gauge('ballast_archive_progress_timestamp_seconds', 'When the archive last caught up: every change received before this time is archived'),
+      progressAt: o.metrics.gauge(
+        'ballast_archive_progress_timestamp_seconds',
+        'When the archive last caught up: every change received before this time is archived',
+      ),
       segments: o.metrics.counter('ballast_archive_segments_total', 'Archive segments written'),
       bytes: o.metrics.counter('ballast_archive_segment_bytes_total', 'Bytes of archive segments written'),
-      failures: o.metrics.counter('ballast_archive_upload_failures_total', 'Archive segment or progress uploads that failed (retried at the next tick)'),
-      gaps: o.metrics.counter('ballast_archive_gaps_total', 'Times the cluster had compacted revisions before they were archived (a restore cannot cross them)'),
+      failures: o.metrics.counter(
+        'ballast_archive_upload_failures_total',
+        'Archive segment or progress uploads that failed (retried at the next tick)',
+      ),
+      gaps: o.metrics.counter(
+        'ballast_archive_gaps_total',
+        'Times the cluster had compacted revisions before they were archived (a restore cannot cross them)',
+      ),
       pending: o.metrics.gauge('ballast_archive_pending_bytes', 'Bytes of received changes not yet written to the archive'),
     };
   }
@@ -128,10 +159,15 @@ export class Archiver {
     const newest = (await this.#store.backups()).sort((a, b) => a.revision - b.revision).pop();
     if (newest) return newest.revision + 1;
     const src = await pickSource(this.#o.source);
-    const c = new (ctor('Maintenance'))(src.endpoint, this.#o.source.credentials ?? grpc.credentials.createInsecure()) as unknown as StatusClient;
+    const c = new (ctor('Maintenance'))(
+      src.endpoint,
+      this.#o.source.credentials ?? grpc.credentials.createInsecure(),
+    ) as unknown as StatusClient;
     try {
       const md = await token(src.endpoint, this.#o.source);
-      const st = await new Promise<Wire>((resolve, reject) => c.Status({}, md, { deadline: Date.now() + 5_000 }, (e, r) => (e ? reject(e) : resolve(r ?? {}))));
+      const st = await new Promise<Wire>((resolve, reject) =>
+        c.Status({}, md, { deadline: Date.now() + 5_000 }, (e, r) => (e ? reject(e) : resolve(r ?? {}))),
+      );
       return Number((st['header'] as Wire | undefined)?.['revision'] ?? 0) + 1;
     } finally {
       c.close();
@@ -141,7 +177,9 @@ export class Archiver {
   /** One watch from #next until it ends (an error, a compaction, or the signal). */
   async #watch(signal: AbortSignal): Promise<void> {
     const src = await pickSource(this.#o.source);
-    const c = new (ctor('Watch'))(src.endpoint, this.#o.source.credentials ?? grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 }) as unknown as WatchClient;
+    const c = new (ctor('Watch'))(src.endpoint, this.#o.source.credentials ?? grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': -1,
+    }) as unknown as WatchClient;
     const md = await token(src.endpoint, this.#o.source);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -158,7 +196,10 @@ export class Archiver {
             // History from the compaction revision on is whole only after it: the changes at
             // that revision itself may be gone (a deletion's tombstone is compacted with it).
             if (compacted >= this.#next) {
-              this.#o.log.error({ from: this.#next, to: compacted }, 'the cluster compacted revisions before they were archived: a restore cannot cross them; continuing after them (take a backup to start a new window)');
+              this.#o.log.error(
+                { from: this.#next, to: compacted },
+                'the cluster compacted revisions before they were archived: a restore cannot cross them; continuing after them (take a backup to start a new window)',
+              );
               this.#m.gaps.inc();
               this.#next = compacted + 1;
             }
@@ -182,7 +223,9 @@ export class Archiver {
           signal.removeEventListener('abort', stop);
           reject(new Error('the member ended the watch'));
         });
-        call.write({ create_request: { key: Buffer.from([0]), range_end: Buffer.from([0]), start_revision: String(this.#next), progress_notify: true } });
+        call.write({
+          create_request: { key: Buffer.from([0]), range_end: Buffer.from([0]), start_revision: String(this.#next), progress_notify: true },
+        });
       });
     } finally {
       this.#call = undefined;
@@ -205,7 +248,18 @@ export class Archiver {
         const e = events[i] as { type: number; kv: WireKv };
         const k = e.kv.key.toString('latin1');
         bytes += k.length + e.kv.value.length + 48;
-        changes.push(e.type === 1 ? { t: 1, k } : { t: 0, k, v: e.kv.value.toString('latin1'), c: Number(e.kv.create_revision), n: Number(e.kv.version), l: BigInt(e.kv.lease || '0').toString() });
+        changes.push(
+          e.type === 1
+            ? { t: 1, k }
+            : {
+                t: 0,
+                k,
+                v: e.kv.value.toString('latin1'),
+                c: Number(e.kv.create_revision),
+                n: Number(e.kv.version),
+                l: BigInt(e.kv.lease || '0').toString(),
+              },
+        );
       }
       if (rev < this.#next) continue;
       // Never expected (every revision has an event); the watch starts again where the archive ends.
@@ -262,7 +316,10 @@ export class Archiver {
       this.#pending = [...revisions, ...this.#pending];
       this.#pendingBytes += bytes;
       this.#m.failures.inc();
-      this.#o.log.warn({ err: (err as Error).message, waiting: this.#pending.length }, 'archive upload failed; trying again at the next tick');
+      this.#o.log.warn(
+        { err: (err as Error).message, waiting: this.#pending.length },
+        'archive upload failed; trying again at the next tick',
+      );
     }
     this.#m.pending.set(this.#pendingBytes);
   }
@@ -274,11 +331,16 @@ export class Archiver {
     const unknown = [...ids].filter((id) => !this.#ttls.has(id));
     if (unknown.length > 0) {
       const src = await pickSource(this.#o.source);
-      const c = new (ctor('Lease'))(src.endpoint, this.#o.source.credentials ?? grpc.credentials.createInsecure()) as unknown as LeaseClient;
+      const c = new (ctor('Lease'))(
+        src.endpoint,
+        this.#o.source.credentials ?? grpc.credentials.createInsecure(),
+      ) as unknown as LeaseClient;
       try {
         const md = await token(src.endpoint, this.#o.source);
         for (const id of unknown) {
-          const r = await new Promise<Wire>((resolve, reject) => c.LeaseTimeToLive({ ID: id }, md, { deadline: Date.now() + 5_000 }, (e, res) => (e ? reject(e) : resolve(res ?? {}))));
+          const r = await new Promise<Wire>((resolve, reject) =>
+            c.LeaseTimeToLive({ ID: id }, md, { deadline: Date.now() + 5_000 }, (e, res) => (e ? reject(e) : resolve(res ?? {}))),
+          );
           // A lease already gone (TTL -1) has no granted TTL to tell; its keys' deletions follow.
           const ttl = Number(r['grantedTTL'] ?? 0);
           if (ttl > 0) this.#ttls.set(id, ttl);

@@ -74,10 +74,18 @@ export function backupStream(state: StateMachineState): { length: number; chunks
 export function decodeBackup(buf: Buffer, path: string): { revision: number; state: StateMachineState } {
   const v1 = buf.subarray(0, magicV1.length).equals(magicV1);
   if (buf.length < magic.length + 32 || !(v1 || buf.subarray(0, magic.length).equals(magic))) {
-    throw catalogue.error('STORE_ERR_BACKUP_INVALID', `${path} is not a ballast store snapshot (save one with \`etcdctl snapshot save\` against ballast store)`);
+    throw catalogue.error(
+      'STORE_ERR_BACKUP_INVALID',
+      `${path} is not a ballast store snapshot (save one with \`etcdctl snapshot save\` against ballast store)`,
+    );
   }
   const body = buf.subarray(0, buf.length - 32);
-  if (!createHash('sha256').update(body).digest().equals(buf.subarray(buf.length - 32))) {
+  if (
+    !createHash('sha256')
+      .update(body)
+      .digest()
+      .equals(buf.subarray(buf.length - 32))
+  ) {
     throw catalogue.error('STORE_ERR_BACKUP_INVALID', `${path} fails its sha256 check: the file is truncated or damaged`);
   }
   const len = body.readUInt32LE(magic.length);
@@ -125,9 +133,20 @@ export function restoreState(o: Omit<RestoreOptions, 'backup'>, state: StateMach
   const revision = state.mvcc.rev;
   const voters = [...o.initialCluster].map(([name, urls]) => ({ name, urls, id: memberId(urls, o.token) }));
   const self = memberId(o.advertisePeerUrls, o.token);
-  if (!voters.some((v) => v.id === self)) throw catalogue.error('STORE_ERR_DATA_DIR', `--initial-advertise-peer-urls ${o.advertisePeerUrls.join(',')} is not in --initial-cluster`);
+  if (!voters.some((v) => v.id === self))
+    throw catalogue.error(
+      'STORE_ERR_DATA_DIR',
+      `--initial-advertise-peer-urls ${o.advertisePeerUrls.join(',')} is not in --initial-cluster`,
+    );
   const byId = new Map(voters.map((v) => [v.id, v]));
-  const { entries, hardState } = bootstrapEntries({ voters: voters.map((v) => v.id), learners: [] }, (id) => ({ rid: '', member: { id, name: byId.get(id)?.name ?? '', peerURLs: byId.get(id)?.urls ?? [], clientURLs: [], isLearner: false } }) satisfies ConfContext);
+  const { entries, hardState } = bootstrapEntries(
+    { voters: voters.map((v) => v.id), learners: [] },
+    (id) =>
+      ({
+        rid: '',
+        member: { id, name: byId.get(id)?.name ?? '', peerURLs: byId.get(id)?.urls ?? [], clientURLs: [], isLearner: false },
+      }) satisfies ConfContext,
+  );
   // The restored state, with the new membership and no alarms, as a Raft snapshot just after the
   // bootstrap entries: every member restored with the same flags writes the same snapshot.
   const restored: StateMachineState = {
@@ -139,7 +158,10 @@ export function restoreState(o: Omit<RestoreOptions, 'backup'>, state: StateMach
   const memberDir = join(o.dataDir, 'member');
   mkdirSync(memberDir, { recursive: true });
   // In format 2: a restored directory is read by this build and newer ones (recorded as such).
-  new Snapshotter(join(memberDir, 'snap')).save({ meta: { index, term: 1, conf: { voters: voters.map((v) => v.id).sort(), learners: [] } }, data: encodeState(restored, 2) });
+  new Snapshotter(join(memberDir, 'snap')).save({
+    meta: { index, term: 1, conf: { voters: voters.map((v) => v.id).sort(), learners: [] } },
+    data: encodeState(restored, 2),
+  });
   recordFormat(o.dataDir, 2, o.version);
   const wal = Wal.create(join(memberDir, 'wal'), { memberId: self, clusterId: clusterId(o.token) });
   wal.save(hardState, entries);

@@ -52,8 +52,12 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
   const walDir = join(memberDir, 'wal');
   const snap = new Snapshotter(join(memberDir, 'snap'));
   const raftCfg = (id: NodeId) => ({
-    id, electionTick: Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs)), heartbeatTick: 1, random: cfg.random,
-    maxSizePerMsg: 1 << 20, maxInflightMsgs: 512,
+    id,
+    electionTick: Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs)),
+    heartbeatTick: 1,
+    random: cfg.random,
+    maxSizePerMsg: 1 << 20,
+    maxInflightMsgs: 512,
   });
   // Until the member table is applied, reach peers through --initial-cluster.
   const peers = new Map<NodeId, URL>();
@@ -63,10 +67,18 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
     // A directory in a format this build does not read is refused before anything is read.
     const format = checkFormat(cfg.dataDir, cfg.version);
     const { wal, contents } = Wal.open(walDir, walOpts);
-    if (format.format < latestFormat) cfg.log.info({ format: format.format, writtenBy: format.writtenBy }, 'data directory in an older format: read as it is; new writes use the format every member reads');
-    if (!contents.meta) throw catalogue.error('STORE_ERR_DATA_DIR', `${walDir}: the WAL has no member record; the data directory is damaged`);
+    if (format.format < latestFormat)
+      cfg.log.info(
+        { format: format.format, writtenBy: format.writtenBy },
+        'data directory in an older format: read as it is; new writes use the format every member reads',
+      );
+    if (!contents.meta)
+      throw catalogue.error('STORE_ERR_DATA_DIR', `${walDir}: the WAL has no member record; the data directory is damaged`);
     if (contents.meta.clusterId !== clusterIdOf(cfg.token)) {
-      throw catalogue.error('STORE_ERR_DATA_DIR', `${cfg.dataDir} belongs to cluster ${contents.meta.clusterId}, not this one (${clusterIdOf(cfg.token)}); check --initial-cluster-token or use a fresh --data-dir`);
+      throw catalogue.error(
+        'STORE_ERR_DATA_DIR',
+        `${cfg.dataDir} belongs to cluster ${contents.meta.clusterId}, not this one (${clusterIdOf(cfg.token)}); check --initial-cluster-token or use a fresh --data-dir`,
+      );
     }
     const snapshot = snap.loadNewest((file, why) => cfg.log.warn({ file, why }, 'skipping damaged snapshot'));
     const id = contents.meta.memberId;
@@ -74,10 +86,17 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
     const boot: RaftBoot = { conf: { voters: [], learners: [] }, entries: contents.entries, applied: snapshot?.meta.index ?? 0 };
     if (contents.hardState) boot.hardState = contents.hardState;
     if (snapshot) boot.snapshot = snapshot;
-    cfg.log.info({ member: id, entries: contents.entries.length, snapshotIndex: snapshot?.meta.index ?? 0, term: contents.hardState?.term ?? 0 }, 'recovered member from data directory');
+    cfg.log.info(
+      { member: id, entries: contents.entries.length, snapshotIndex: snapshot?.meta.index ?? 0, term: contents.hardState?.term ?? 0 },
+      'recovered member from data directory',
+    );
     return { id, raft: new Raft(raftCfg(id), boot), wal, snap, snapshot: snapshot ?? undefined, peers };
   }
-  if (cfg.forceNewCluster) throw catalogue.error('STORE_ERR_DATA_DIR', `--force-new-cluster: ${cfg.dataDir} holds no data to start the new cluster from; give the data directory of the member that survived`);
+  if (cfg.forceNewCluster)
+    throw catalogue.error(
+      'STORE_ERR_DATA_DIR',
+      `--force-new-cluster: ${cfg.dataDir} holds no data to start the new cluster from; give the data directory of the member that survived`,
+    );
   // Joining an existing cluster, the member asks it for its id (MemberAdd may have salted it);
   // a new cluster's members compute theirs from --initial-cluster.
   // One that would bootstrap a new cluster first makes sure it is not a wiped member of a running one.
@@ -92,7 +111,10 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
     const byId = new Map(voters.map((v) => [v.id, v]));
     const { entries, hardState } = bootstrapEntries({ voters: voters.map((v) => v.id), learners: [] }, (vid) => {
       const v = byId.get(vid);
-      return { rid: '', member: { id: vid, name: v?.name ?? '', peerURLs: v?.urls ?? [], clientURLs: [], isLearner: false } } satisfies ConfContext;
+      return {
+        rid: '',
+        member: { id: vid, name: v?.name ?? '', peerURLs: v?.urls ?? [], clientURLs: [], isLearner: false },
+      } satisfies ConfContext;
     });
     wal.save(hardState, entries);
     raft = new Raft(raftCfg(id), { conf: { voters: [], learners: [] }, entries, hardState });
@@ -112,7 +134,14 @@ export async function bootMember(cfg: StoreNodeConfig): Promise<BootedMember> {
  * --force-new-cluster: commit the whole log with every other member removed (written to the WAL
  * and synced before the Raft core sees it), then record the id it was done under.
  */
-function forceOnce(cfg: StoreNodeConfig, memberDir: string, id: NodeId, wal: Wal, contents: WalContents, snapshot: SnapshotMeta | undefined): void {
+function forceOnce(
+  cfg: StoreNodeConfig,
+  memberDir: string,
+  id: NodeId,
+  wal: Wal,
+  contents: WalContents,
+  snapshot: SnapshotMeta | undefined,
+): void {
   const marker = join(memberDir, 'forced-new-cluster');
   const once = cfg.forceNewCluster?.once;
   if (once && existsSync(marker) && readFileSync(marker, 'utf8').trim() === once) {
@@ -124,5 +153,8 @@ function forceOnce(cfg: StoreNodeConfig, memberDir: string, id: NodeId, wal: Wal
   contents.entries.push(...forced.entries);
   contents.hardState = forced.hardState;
   if (once) writeFileSync(marker, `${once}\n`, { flush: true });
-  cfg.log.warn({ member: id, removed: forced.removed, commit: forced.hardState.commit, term: forced.hardState.term }, '--force-new-cluster: starting as a one-member cluster from this member\'s data; add the other members back (as learners) once it leads');
+  cfg.log.warn(
+    { member: id, removed: forced.removed, commit: forced.hardState.commit, term: forced.hardState.term },
+    "--force-new-cluster: starting as a one-member cluster from this member's data; add the other members back (as learners) once it leads",
+  );
 }

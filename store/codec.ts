@@ -10,8 +10,23 @@ import { GrowableWriter } from './format/wire.ts';
 import type { Entry, EntryType, Message, MessageType } from './raft/types.ts';
 
 const messageTypes: readonly MessageType[] = [
-  'hup', 'prop', 'preVote', 'preVoteResp', 'vote', 'voteResp', 'app', 'appResp', 'heartbeat', 'heartbeatResp',
-  'snap', 'snapStatus', 'unreachable', 'readIndex', 'readIndexResp', 'transferLeader', 'timeoutNow',
+  'hup',
+  'prop',
+  'preVote',
+  'preVoteResp',
+  'vote',
+  'voteResp',
+  'app',
+  'appResp',
+  'heartbeat',
+  'heartbeatResp',
+  'snap',
+  'snapStatus',
+  'unreachable',
+  'readIndex',
+  'readIndexResp',
+  'transferLeader',
+  'timeoutNow',
 ];
 const typeCode = new Map(messageTypes.map((t, i) => [t, i]));
 
@@ -96,8 +111,14 @@ export function encodeMessages(msgs: readonly Message[], format: Format): Buffer
     w.bin(m.from);
     w.bin(m.to);
     w.f64(m.term);
-    const flags = (m.logTerm !== undefined ? F.logTerm : 0) | (m.index !== undefined ? F.index : 0) | (m.commit !== undefined ? F.commit : 0) |
-      (m.reject ? F.reject : 0) | (m.context !== undefined ? F.context : 0) | (m.entries !== undefined ? F.entries : 0) | (m.snapshot !== undefined ? F.snapshot : 0);
+    const flags =
+      (m.logTerm !== undefined ? F.logTerm : 0) |
+      (m.index !== undefined ? F.index : 0) |
+      (m.commit !== undefined ? F.commit : 0) |
+      (m.reject ? F.reject : 0) |
+      (m.context !== undefined ? F.context : 0) |
+      (m.entries !== undefined ? F.entries : 0) |
+      (m.snapshot !== undefined ? F.snapshot : 0);
     w.u8(flags);
     if (m.logTerm !== undefined) w.f64(m.logTerm);
     if (m.index !== undefined) w.f64(m.index);

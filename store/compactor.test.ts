@@ -5,7 +5,10 @@ import { Compactor, type CompactorTarget } from './compactor.ts';
 
 function target(): CompactorTarget & { compacted: number[]; revision: number; isLeader: boolean } {
   const t = {
-    isLeader: true, revision: 1, compactRevision: 0, compacted: [] as number[],
+    isLeader: true,
+    revision: 1,
+    compactRevision: 0,
+    compacted: [] as number[],
     async compact(rev: number) {
       t.compacted.push(rev);
       t.compactRevision = rev;

@@ -25,7 +25,13 @@ export class Compactor {
   #timer: TimerHandle | undefined;
   #busy = false;
 
-  constructor(mode: 'periodic' | 'revision', retention: number, clock: Clock, target: CompactorTarget, onCompacted: (revision: number) => void = () => undefined) {
+  constructor(
+    mode: 'periodic' | 'revision',
+    retention: number,
+    clock: Clock,
+    target: CompactorTarget,
+    onCompacted: (revision: number) => void = () => undefined,
+  ) {
     this.#mode = mode;
     this.#retention = retention;
     this.#clock = clock;

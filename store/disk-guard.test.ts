@@ -10,7 +10,8 @@ describe('DiskSpaceGuard', () => {
     let free = 1000;
     let failRaise = false;
     const g = new DiskSpaceGuard(100, {
-      clock: new VirtualClock(), log: pino({ level: 'silent' }),
+      clock: new VirtualClock(),
+      log: pino({ level: 'silent' }),
       freeBytes: async () => free,
       raise: async () => {
         if (failRaise) throw new Error('no leader');

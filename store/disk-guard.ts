@@ -56,11 +56,17 @@ export class DiskSpaceGuard {
       if (!this.#raised && free < this.#reserve) {
         await this.#deps.raise();
         this.#raised = true;
-        this.#deps.log.error({ freeBytes: free, reserveBytes: this.#reserve }, 'the data directory\'s volume is nearly full: raised the NOSPACE alarm, the cluster refuses writes until space is freed (delete or move files, or grow the volume)');
+        this.#deps.log.error(
+          { freeBytes: free, reserveBytes: this.#reserve },
+          "the data directory's volume is nearly full: raised the NOSPACE alarm, the cluster refuses writes until space is freed (delete or move files, or grow the volume)",
+        );
       } else if (this.#raised && free >= 2 * this.#reserve) {
         await this.#deps.clear();
         this.#raised = false;
-        this.#deps.log.warn({ freeBytes: free, reserveBytes: this.#reserve }, 'free space is back on the data directory\'s volume: cleared the NOSPACE alarm this member raised');
+        this.#deps.log.warn(
+          { freeBytes: free, reserveBytes: this.#reserve },
+          "free space is back on the data directory's volume: cleared the NOSPACE alarm this member raised",
+        );
       }
     } catch (err) {
       this.#deps.log.warn({ err }, 'disk space check could not raise or clear the alarm; retrying');

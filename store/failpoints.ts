@@ -49,7 +49,9 @@ export class Failpoints {
   }
 
   list(): string {
-    return [...this.#terms].map(([n, t]) => `${n}=${t.count === Infinity ? '' : `${t.count}*`}${t.action === 'sleep' ? `sleep(${t.ms})` : 'crash'}\n`).join('');
+    return [...this.#terms]
+      .map(([n, t]) => `${n}=${t.count === Infinity ? '' : `${t.count}*`}${t.action === 'sleep' ? `sleep(${t.ms})` : 'crash'}\n`)
+      .join('');
   }
 
   /** Serve gofail's HTTP interface on host:port. */

@@ -15,7 +15,16 @@
  */
 import { catalogue } from './errors.ts';
 import type { ConfContext } from './state-machine.ts';
-import { type ConfChange, type ConfState, type Entry, EntryType, type HardState, type NodeId, decodeConfChange, encodeConfChange } from './raft/types.ts';
+import {
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type HardState,
+  type NodeId,
+  decodeConfChange,
+  encodeConfChange,
+} from './raft/types.ts';
 
 export interface ForcedStart {
   /** Entries to append to the log: one removal per other member. */
@@ -34,10 +43,20 @@ export function confAfter(snapshotConf: ConfState | undefined, snapshotIndex: nu
     if (e.index <= snapshotIndex || e.type !== EntryType.confChange) continue;
     const cc = decodeConfChange(e.data);
     switch (cc.type) {
-      case 'addVoter': learners.delete(cc.id); voters.add(cc.id); break;
-      case 'addLearner': if (!voters.has(cc.id)) learners.add(cc.id); break;
-      case 'promote': if (learners.delete(cc.id)) voters.add(cc.id); break;
-      case 'remove': voters.delete(cc.id); learners.delete(cc.id); break;
+      case 'addVoter':
+        learners.delete(cc.id);
+        voters.add(cc.id);
+        break;
+      case 'addLearner':
+        if (!voters.has(cc.id)) learners.add(cc.id);
+        break;
+      case 'promote':
+        if (learners.delete(cc.id)) voters.add(cc.id);
+        break;
+      case 'remove':
+        voters.delete(cc.id);
+        learners.delete(cc.id);
+        break;
     }
   }
   return { voters: [...voters].sort(), learners: [...learners].sort() };
@@ -48,19 +67,35 @@ export function confAfter(snapshotConf: ConfState | undefined, snapshotIndex: nu
  * after the last entry of the log, in the member's current term. Throws when `self` is not a
  * voter of the configuration (a learner holds no vote-worthy log; a removed member none at all).
  */
-export function forceNewCluster(self: NodeId, o: { snapshot?: { index: number; term: number; conf: ConfState } | undefined; entries: readonly Entry[]; hardState: HardState | undefined }): ForcedStart {
+export function forceNewCluster(
+  self: NodeId,
+  o: {
+    snapshot?: { index: number; term: number; conf: ConfState } | undefined;
+    entries: readonly Entry[];
+    hardState: HardState | undefined;
+  },
+): ForcedStart {
   const snapIndex = o.snapshot?.index ?? 0;
   const log = o.entries.filter((e) => e.index > snapIndex);
   const conf = confAfter(o.snapshot?.conf, snapIndex, log);
   if (!conf.voters.includes(self)) {
-    const why = conf.learners.includes(self) ? 'is a learner (it may not have every committed entry)' : 'is not in the cluster\'s configuration (it was removed)';
-    throw catalogue.error('STORE_ERR_DATA_DIR', `--force-new-cluster: this member (${self}) ${why}; force the new cluster from a voting member's data`);
+    const why = conf.learners.includes(self)
+      ? 'is a learner (it may not have every committed entry)'
+      : "is not in the cluster's configuration (it was removed)";
+    throw catalogue.error(
+      'STORE_ERR_DATA_DIR',
+      `--force-new-cluster: this member (${self}) ${why}; force the new cluster from a voting member's data`,
+    );
   }
   const removed = [...conf.voters, ...conf.learners].filter((id) => id !== self);
   const last = log.length > 0 ? (log[log.length - 1] as Entry).index : snapIndex;
   const term = Math.max(o.hardState?.term ?? 0, o.snapshot?.term ?? 0, log.length > 0 ? (log[log.length - 1] as Entry).term : 0);
   const entries = removed.map((id, i): Entry => {
-    const cc: ConfChange = { type: 'remove', id, context: { rid: '', member: { id, name: '', peerURLs: [], clientURLs: [], isLearner: false } } satisfies ConfContext };
+    const cc: ConfChange = {
+      type: 'remove',
+      id,
+      context: { rid: '', member: { id, name: '', peerURLs: [], clientURLs: [], isLearner: false } } satisfies ConfContext,
+    };
     return { term, index: last + 1 + i, type: EntryType.confChange, data: encodeConfChange(cc) };
   });
   // Commit everything: the member's vote is kept (it voted in `term` or not at all).

@@ -18,7 +18,10 @@ const notListedGraceMs = 10_000;
 
 export async function discoverId(cfg: StoreNodeConfig): Promise<{ id: NodeId; members: PeerMember[] }> {
   const mine = new Set(cfg.advertisePeerUrls.map(normalizeUrl));
-  const others = [...cfg.initialCluster.values()].flat().map((u) => new URL(u)).filter((u) => !mine.has(normalizeUrl(u.href)));
+  const others = [...cfg.initialCluster.values()]
+    .flat()
+    .map((u) => new URL(u))
+    .filter((u) => !mine.has(normalizeUrl(u.href)));
   const start = cfg.clock.now();
   const deadline = start + 60_000;
   let last = 'no other member in --initial-cluster';
@@ -43,16 +46,25 @@ export async function discoverId(cfg: StoreNodeConfig): Promise<{ id: NodeId; me
       }
     }
     if (notListed && cfg.clock.now() > start + notListedGraceMs) {
-      throw catalogue.error('STORE_ERR_DATA_DIR', `this member (${[...mine].join(', ')}) is not in the cluster's member table; add it first (etcdctl member add --peer-urls=...), or use --initial-cluster-state=new for a new cluster`);
+      throw catalogue.error(
+        'STORE_ERR_DATA_DIR',
+        `this member (${[...mine].join(', ')}) is not in the cluster's member table; add it first (etcdctl member add --peer-urls=...), or use --initial-cluster-state=new for a new cluster`,
+      );
     }
-    if (cfg.clock.now() > deadline) throw catalogue.error('STORE_ERR_DATA_DIR', `could not reach any member of the existing cluster to learn this member's id (${last}); check --initial-cluster`);
+    if (cfg.clock.now() > deadline)
+      throw catalogue.error(
+        'STORE_ERR_DATA_DIR',
+        `could not reach any member of the existing cluster to learn this member's id (${last}); check --initial-cluster`,
+      );
     await cfg.clock.sleep(500);
   }
 }
 
-
 function dataLost(cfg: StoreNodeConfig, me: PeerMember): Error {
-  return catalogue.error('STORE_ERR_DATA_LOST', `this member (${me.name}, id ${me.id}) has run in this cluster before, but its data directory ${cfg.dataDir} is empty: its data is lost. Remove it and add it again as a learner (etcdctl member remove ${me.id}; etcdctl member add ${me.name} --learner --peer-urls=${me.peerURLs.join(',')}), or restore its data`);
+  return catalogue.error(
+    'STORE_ERR_DATA_LOST',
+    `this member (${me.name}, id ${me.id}) has run in this cluster before, but its data directory ${cfg.dataDir} is empty: its data is lost. Remove it and add it again as a learner (etcdctl member remove ${me.id}; etcdctl member add ${me.name} --learner --peer-urls=${me.peerURLs.join(',')}), or restore its data`,
+  );
 }
 
 /**
@@ -66,7 +78,10 @@ function dataLost(cfg: StoreNodeConfig, me: PeerMember): Error {
  */
 export async function refuseIfBootstrapped(cfg: StoreNodeConfig, timeoutMs = 2000): Promise<void> {
   const mine = new Set(cfg.advertisePeerUrls.map(normalizeUrl));
-  const others = [...cfg.initialCluster.values()].flat().map((u) => new URL(u)).filter((u) => !mine.has(normalizeUrl(u.href)));
+  const others = [...cfg.initialCluster.values()]
+    .flat()
+    .map((u) => new URL(u))
+    .filter((u) => !mine.has(normalizeUrl(u.href)));
   const answers = await Promise.allSettled(others.map((url) => queryMembers(url, cfg.token, cfg.peerTls, timeoutMs)));
   for (const a of answers) {
     if (a.status !== 'fulfilled') continue;

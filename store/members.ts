@@ -17,7 +17,11 @@ import type { Member } from './state-machine.ts';
  * from the cluster when it joins).
  */
 export function memberId(peerURLs: readonly string[], token: string, salt = ''): NodeId {
-  const h = createHash('sha1').update([...peerURLs].map(normalizeUrl).sort().join(',')).update(token).update(salt).digest();
+  const h = createHash('sha1')
+    .update([...peerURLs].map(normalizeUrl).sort().join(','))
+    .update(token)
+    .update(salt)
+    .digest();
   return h.subarray(0, 8).toString('hex');
 }
 
@@ -42,12 +46,18 @@ export function idFromDecimal(dec: string | number): NodeId {
 /** Parse `--initial-cluster name=url,name=url` (a name may repeat for several URLs). */
 export function parseInitialCluster(s: string): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const eq = part.indexOf('=');
     const name = part.slice(0, eq);
     const url = part.slice(eq + 1);
     if (eq <= 0 || !URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
-      throw new BallastError('BALLAST_ERR_CONFIG_INVALID', `--initial-cluster: got "${part}"; expected name=http://host:port entries separated by commas (m1=http://127.0.0.1:2380,m2=...)`);
+      throw new BallastError(
+        'BALLAST_ERR_CONFIG_INVALID',
+        `--initial-cluster: got "${part}"; expected name=http://host:port entries separated by commas (m1=http://127.0.0.1:2380,m2=...)`,
+      );
     }
     out.set(name, [...(out.get(name) ?? []), normalizeUrl(url)]);
   }
@@ -61,14 +71,22 @@ export function parseInitialCluster(s: string): Map<string, string[]> {
  * and a second learner (etcd allows one at a time). A URL whose member was removed comes back
  * under a new id (`salt(n)` until one is free): a removed id never returns.
  */
-export function idForNewMember(members: ReadonlyMap<NodeId, Member>, removed: ReadonlySet<NodeId>, peerURLs: readonly string[], isLearner: boolean, token: string, salt: (n: number) => string): NodeId {
+export function idForNewMember(
+  members: ReadonlyMap<NodeId, Member>,
+  removed: ReadonlySet<NodeId>,
+  peerURLs: readonly string[],
+  isLearner: boolean,
+  token: string,
+  salt: (n: number) => string,
+): NodeId {
   const urls = new Set(checkPeerUrls(peerURLs));
   // A table written before URLs were checked may hold one that does not parse: compared as is.
   const same = (u: string): boolean => urls.has(URL.canParse(u) ? normalizeUrl(u) : u);
   for (const m of members.values()) {
     if (m.peerURLs.some(same)) throw catalogue.error('STORE_ERR_MEMBER_EXISTS', 'etcdserver: Peer URLs already exists');
   }
-  if (isLearner && [...members.values()].some((m) => m.isLearner)) throw catalogue.error('STORE_ERR_TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
+  if (isLearner && [...members.values()].some((m) => m.isLearner))
+    throw catalogue.error('STORE_ERR_TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
   let id = memberId(peerURLs, token);
   for (let n = 1; removed.has(id) || members.has(id); n++) id = memberId(peerURLs, token, salt(n));
   return id;
@@ -78,7 +96,8 @@ export function idForNewMember(members: ReadonlyMap<NodeId, Member>, removed: Re
 export function checkPeerUrls(peerURLs: readonly string[] | undefined): string[] {
   // etcd's rule: scheme http(s), host:port, no path.
   const ok = (u: string): boolean => URL.canParse(u) && /^https?:\/\/(\[[0-9a-fA-F:.]+\]|[^/:\s[\]@]+):\d{1,5}\/?$/.test(u);
-  if (!peerURLs || peerURLs.length === 0 || !peerURLs.every(ok)) throw catalogue.error('STORE_ERR_MEMBER_BAD_URLS', 'etcdserver: given member URLs are invalid');
+  if (!peerURLs || peerURLs.length === 0 || !peerURLs.every(ok))
+    throw catalogue.error('STORE_ERR_MEMBER_BAD_URLS', 'etcdserver: given member URLs are invalid');
   return peerURLs.map(normalizeUrl);
 }
 
@@ -93,7 +112,8 @@ export function memberToRemove(members: ReadonlyMap<NodeId, Member>, status: Pic
   if (!m.isLearner) {
     const voters = status.conf.voters.filter((v) => v !== id);
     const active = voters.filter((v) => status.progress[v]?.active).length;
-    if (voters.length > 0 && active < Math.floor(voters.length / 2) + 1) throw catalogue.error('STORE_ERR_UNHEALTHY_QUORUM', 'etcdserver: unhealthy cluster');
+    if (voters.length > 0 && active < Math.floor(voters.length / 2) + 1)
+      throw catalogue.error('STORE_ERR_UNHEALTHY_QUORUM', 'etcdserver: unhealthy cluster');
   }
   return m;
 }
@@ -108,5 +128,7 @@ export function learnerToPromote(members: ReadonlyMap<NodeId, Member>, id: NodeI
 
 /** Who a stopping leader hands over to: the voter furthest along its log. */
 export function transferTarget(status: Pick<RaftStatus, 'conf' | 'progress'>, self: NodeId): NodeId | undefined {
-  return status.conf.voters.filter((v) => v !== self).sort((a, b) => (status.progress[b]?.match ?? 0) - (status.progress[a]?.match ?? 0))[0];
+  return status.conf.voters
+    .filter((v) => v !== self)
+    .sort((a, b) => (status.progress[b]?.match ?? 0) - (status.progress[a]?.match ?? 0))[0];
 }

@@ -15,7 +15,16 @@ import { recordFormat } from './format/data-dir.ts';
 import { asEtcd, catalogue } from './errors.ts';
 import { clusterId as clusterIdOf, idForNewMember, learnerToPromote, memberToRemove, transferTarget } from './members.ts';
 import type { Raft } from './raft/raft.ts';
-import { type ConfChange, type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
+import {
+  type ConfChange,
+  type Entry,
+  EntryType,
+  type Message,
+  type NodeId,
+  type Ready,
+  type Snapshot,
+  decodeConfChange,
+} from './raft/types.ts';
 import { LeaseTracker } from './lease-tracker.ts';
 import { ReadBatcher } from './read-batcher.ts';
 import { WatchHub } from './mvcc/watch.ts';
@@ -72,7 +81,9 @@ export class StoreNode {
     this.leases = new LeaseTracker(cfg.clock);
     this.#proposals = new Proposals(cfg.clock, cfg.requestTimeoutMs, cfg.metrics);
     this.#reads = new ReadBatcher({
-      clock: cfg.clock, timeoutMs: cfg.requestTimeoutMs, nextContext: () => this.#proposals.nextId('r'),
+      clock: cfg.clock,
+      timeoutMs: cfg.requestTimeoutMs,
+      nextContext: () => this.#proposals.nextId('r'),
       requestReadIndex: (ctx) => {
         asEtcd(() => this.#raft.readIndex(ctx));
         this.#kick();
@@ -81,7 +92,11 @@ export class StoreNode {
     this.sm.onLeaseChange = (id, ttl) => this.leases.onLeaseChange(id, ttl);
     wal.onSync = (s) => cfg.metrics.walFsync.observe(s);
     this.#transport = new PeerTransport({
-      self: id, token: cfg.token, log: cfg.log, clock: cfg.clock, random: cfg.random,
+      self: id,
+      token: cfg.token,
+      log: cfg.log,
+      clock: cfg.clock,
+      random: cfg.random,
       onMessages: (msgs) => this.#receive(msgs),
       onUnreachable: (peer) => this.#raft.reportUnreachable(peer),
       onSnapshotStatus: (peer, ok) => {
@@ -141,7 +156,9 @@ export class StoreNode {
     }, this.#cfg.heartbeatMs);
     this.#publishTimer = this.#cfg.clock.setInterval(() => this.#maybePublish(), this.#cfg.heartbeatMs * 5, { unref: true });
     this.#watchTimer = this.#cfg.clock.setInterval(() => this.watchHub.catchUp(), 100, { unref: true });
-    this.#progressTimer = this.#cfg.clock.setInterval(() => this.watchHub.notifyProgress(), this.#cfg.watchProgressNotifyMs ?? 600_000, { unref: true });
+    this.#progressTimer = this.#cfg.clock.setInterval(() => this.watchHub.notifyProgress(), this.#cfg.watchProgressNotifyMs ?? 600_000, {
+      unref: true,
+    });
     this.#leaseTimer = this.#cfg.clock.setInterval(() => this.#revokeExpired(), 500, { unref: true });
     this.#kick();
   }
@@ -196,7 +213,8 @@ export class StoreNode {
   write(r: StoreRequest, a?: AuthInfo): Promise<ApplyResult> {
     const rid = this.#proposals.nextId();
     const data = encodeEnvelope(a ? { rid, r, a } : { rid, r }, this.sm.format);
-    if (data.byteLength > this.#cfg.maxRequestBytes) return Promise.reject(catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large'));
+    if (data.byteLength > this.#cfg.maxRequestBytes)
+      return Promise.reject(catalogue.error('STORE_ERR_REQUEST_TOO_LARGE', 'etcdserver: request is too large'));
     return this.#await(rid, () => this.#raft.propose(data));
   }
 
@@ -204,10 +222,14 @@ export class StoreNode {
   waitApplied(index: number, timeoutMs: number): Promise<boolean> {
     if (this.#raft.log.applied >= index) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const w = { index, done: resolve, timer: this.#cfg.clock.setTimeout(() => {
-        this.#appliedWaiters.delete(w);
-        resolve(false);
-      }, timeoutMs) };
+      const w = {
+        index,
+        done: resolve,
+        timer: this.#cfg.clock.setTimeout(() => {
+          this.#appliedWaiters.delete(w);
+          resolve(false);
+        }, timeoutMs),
+      };
       this.#appliedWaiters.add(w);
     });
   }
@@ -232,7 +254,14 @@ export class StoreNode {
 
   /** Add a member (as a learner or voter); resolves with the new member once applied. */
   async addMember(peerURLs: string[], isLearner: boolean): Promise<Member> {
-    const id = idForNewMember(this.sm.members, this.sm.removed, peerURLs, isLearner, this.#cfg.token, (n) => `${this.#cfg.clock.wallNow()}.${n}`);
+    const id = idForNewMember(
+      this.sm.members,
+      this.sm.removed,
+      peerURLs,
+      isLearner,
+      this.#cfg.token,
+      (n) => `${this.#cfg.clock.wallNow()}.${n}`,
+    );
     const member: Member = { id, name: '', peerURLs, clientURLs: [], isLearner };
     await this.#confChange({ type: isLearner ? 'addLearner' : 'addVoter', id }, member);
     return member;
@@ -488,7 +517,15 @@ export class StoreNode {
     if (!me) return;
     const want = this.#cfg.advertiseClientUrls;
     const formats = [...supportedFormats];
-    if (me.name === this.#cfg.name && me.clientURLs.join(',') === want.join(',') && me.formats?.join(',') === formats.join(',') && me.version === this.#cfg.version) return;
-    this.write({ op: 'publish', id: this.id, name: this.#cfg.name, clientURLs: want, formats, version: this.#cfg.version }).catch(() => undefined);
+    if (
+      me.name === this.#cfg.name &&
+      me.clientURLs.join(',') === want.join(',') &&
+      me.formats?.join(',') === formats.join(',') &&
+      me.version === this.#cfg.version
+    )
+      return;
+    this.write({ op: 'publish', id: this.id, name: this.#cfg.name, clientURLs: want, formats, version: this.#cfg.version }).catch(
+      () => undefined,
+    );
   }
 }

@@ -16,7 +16,14 @@
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  HeadBucketCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  DeleteObjectsCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { catalogue } from './errors.ts';
@@ -70,13 +77,24 @@ export class ObjectStore {
       try {
         ca = readFileSync(cfg.caFile);
       } catch (cause) {
-        throw catalogue.error('STORE_ERR_BACKUP_STORAGE_TLS', `cannot read the object store's CA file ${cfg.caFile}: ${(cause as Error).message}`, { cause });
+        throw catalogue.error(
+          'STORE_ERR_BACKUP_STORAGE_TLS',
+          `cannot read the object store's CA file ${cfg.caFile}: ${(cause as Error).message}`,
+          { cause },
+        );
       }
     }
     this.#s3 = new S3Client({
-      endpoint: cfg.endpoint, region: cfg.region, forcePathStyle: true, maxAttempts: 3,
+      endpoint: cfg.endpoint,
+      region: cfg.region,
+      forcePathStyle: true,
+      maxAttempts: 3,
       credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey },
-      requestHandler: new NodeHttpHandler({ connectionTimeout: 5_000, requestTimeout: 60_000, ...(ca ? { httpsAgent: new HttpsAgent({ ca, keepAlive: true }) } : {}) }),
+      requestHandler: new NodeHttpHandler({
+        connectionTimeout: 5_000,
+        requestTimeout: 60_000,
+        ...(ca ? { httpsAgent: new HttpsAgent({ ca, keepAlive: true }) } : {}),
+      }),
     });
   }
 
@@ -95,16 +113,32 @@ export class ObjectStore {
    * parts deleted, on failure).
    */
   async upload(name: string, body: Readable): Promise<void> {
-    const up = new Upload({ client: this.#s3, params: { Bucket: this.#cfg.bucket, Key: this.key(name), Body: body }, partSize: partBytes, queueSize: 2, leavePartsOnError: false });
+    const up = new Upload({
+      client: this.#s3,
+      params: { Bucket: this.#cfg.bucket, Key: this.key(name), Body: body },
+      partSize: partBytes,
+      queueSize: 2,
+      leavePartsOnError: false,
+    });
     await this.#call(() => up.done(), `upload ${this.key(name)}`);
   }
 
   async putText(name: string, text: string): Promise<void> {
-    await this.#call(() => this.#s3.send(new PutObjectCommand({ Bucket: this.#cfg.bucket, Key: this.key(name), Body: text, ContentType: 'application/json' })), `write ${this.key(name)}`);
+    await this.#call(
+      () =>
+        this.#s3.send(new PutObjectCommand({ Bucket: this.#cfg.bucket, Key: this.key(name), Body: text, ContentType: 'application/json' })),
+      `write ${this.key(name)}`,
+    );
   }
 
   async putBytes(name: string, body: Buffer): Promise<void> {
-    await this.#call(() => this.#s3.send(new PutObjectCommand({ Bucket: this.#cfg.bucket, Key: this.key(name), Body: body, ContentType: 'application/octet-stream' })), `write ${this.key(name)}`);
+    await this.#call(
+      () =>
+        this.#s3.send(
+          new PutObjectCommand({ Bucket: this.#cfg.bucket, Key: this.key(name), Body: body, ContentType: 'application/octet-stream' }),
+        ),
+      `write ${this.key(name)}`,
+    );
   }
 
   async getBytes(key: string): Promise<Buffer> {
@@ -128,7 +162,17 @@ export class ObjectStore {
     const out: Array<{ key: string; size: number; modified: number }> = [];
     let token: string | undefined;
     do {
-      const r = await this.#call(() => this.#s3.send(new ListObjectsV2Command({ Bucket: this.#cfg.bucket, Prefix: `${this.prefix}${more}`, ...(token ? { ContinuationToken: token } : {}) })), `list ${this.prefix}${more}`);
+      const r = await this.#call(
+        () =>
+          this.#s3.send(
+            new ListObjectsV2Command({
+              Bucket: this.#cfg.bucket,
+              Prefix: `${this.prefix}${more}`,
+              ...(token ? { ContinuationToken: token } : {}),
+            }),
+          ),
+        `list ${this.prefix}${more}`,
+      );
       for (const o of r.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, modified: o.LastModified?.getTime() ?? 0 });
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
@@ -152,7 +196,10 @@ export class ObjectStore {
 
   async remove(keys: string[]): Promise<void> {
     if (keys.length === 0) return;
-    await this.#call(() => this.#s3.send(new DeleteObjectsCommand({ Bucket: this.#cfg.bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } })), `delete ${keys.join(', ')}`);
+    await this.#call(
+      () => this.#s3.send(new DeleteObjectsCommand({ Bucket: this.#cfg.bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } })),
+      `delete ${keys.join(', ')}`,
+    );
   }
 
   close(): void {
@@ -171,25 +218,54 @@ export class ObjectStore {
 
 /** What an S3 failure means for a person: which setting to fix. */
 export function describeFailure(err: unknown, what: string, cfg: Pick<ObjectStoreConfig, 'endpoint' | 'bucket'>): Error {
-  const e = err as { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number }; cause?: { code?: string } };
+  const e = err as {
+    name?: string;
+    Code?: string;
+    code?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number };
+    cause?: { code?: string };
+  };
   const name = e.name ?? e.Code ?? '';
   const code = e.code ?? e.cause?.code ?? '';
   const status = e.$metadata?.httpStatusCode;
   const at = `${cfg.endpoint}, bucket ${cfg.bucket}`;
   if (/InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|InvalidToken|Forbidden/.test(name) || status === 403) {
-    return catalogue.error('STORE_ERR_BACKUP_STORAGE_CREDENTIALS', `could not ${what}: the object store (${at}) refused the credentials (${name || status}); check the access key id and secret key in the credentials Secret, and that they may use this bucket`, { cause: err });
+    return catalogue.error(
+      'STORE_ERR_BACKUP_STORAGE_CREDENTIALS',
+      `could not ${what}: the object store (${at}) refused the credentials (${name || status}); check the access key id and secret key in the credentials Secret, and that they may use this bucket`,
+      { cause: err },
+    );
   }
   if (/NoSuchBucket/.test(name) || (status === 404 && /bucket/.test(what))) {
-    return catalogue.error('STORE_ERR_BACKUP_STORAGE_BUCKET', `could not ${what}: bucket ${cfg.bucket} does not exist at ${cfg.endpoint}; create it, or fix the bucket name`, { cause: err });
+    return catalogue.error(
+      'STORE_ERR_BACKUP_STORAGE_BUCKET',
+      `could not ${what}: bucket ${cfg.bucket} does not exist at ${cfg.endpoint}; create it, or fix the bucket name`,
+      { cause: err },
+    );
   }
   if (/NoSuchKey|NotFound/.test(name) || status === 404) {
-    return catalogue.error('STORE_ERR_BACKUP_NOT_FOUND', `could not ${what}: no such object in ${at}; list the backups (ballast backup list) and pick one that exists`, { cause: err });
+    return catalogue.error(
+      'STORE_ERR_BACKUP_NOT_FOUND',
+      `could not ${what}: no such object in ${at}; list the backups (ballast backup list) and pick one that exists`,
+      { cause: err },
+    );
   }
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|unable to verify|self-signed|certificate/i.test(`${code} ${e.message ?? ''}`)) {
-    return catalogue.error('STORE_ERR_BACKUP_STORAGE_TLS', `could not ${what}: the certificate of ${cfg.endpoint} is not trusted (${code || e.message}); give the CA that signed it (the CA Secret, or --s3-ca-file)`, { cause: err });
+    return catalogue.error(
+      'STORE_ERR_BACKUP_STORAGE_TLS',
+      `could not ${what}: the certificate of ${cfg.endpoint} is not trusted (${code || e.message}); give the CA that signed it (the CA Secret, or --s3-ca-file)`,
+      { cause: err },
+    );
   }
   if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|ECONNRESET|EAI_AGAIN|TimeoutError/.test(`${code} ${name} ${e.message ?? ''}`)) {
-    return catalogue.error('STORE_ERR_BACKUP_STORAGE_UNREACHABLE', `could not ${what}: cannot reach the object store at ${cfg.endpoint} (${code || name || e.message}); check the endpoint URL and that the server runs`, { cause: err });
+    return catalogue.error(
+      'STORE_ERR_BACKUP_STORAGE_UNREACHABLE',
+      `could not ${what}: cannot reach the object store at ${cfg.endpoint} (${code || name || e.message}); check the endpoint URL and that the server runs`,
+      { cause: err },
+    );
   }
-  return catalogue.error('STORE_ERR_BACKUP_STORAGE', `could not ${what} at ${at}: ${name ? `${name}: ` : ''}${e.message ?? String(err)}`, { cause: err });
+  return catalogue.error('STORE_ERR_BACKUP_STORAGE', `could not ${what} at ${at}: ${name ? `${name}: ` : ''}${e.message ?? String(err)}`, {
+    cause: err,
+  });
 }

@@ -10,7 +10,9 @@ function setup() {
   let n = 0;
   let fail: Error | undefined;
   const b = new ReadBatcher({
-    clock, timeoutMs: 1000, nextContext: () => `r${++n}`,
+    clock,
+    timeoutMs: 1000,
+    nextContext: () => `r${++n}`,
     requestReadIndex: (ctx) => {
       if (fail) throw fail;
       asked.push(ctx);

@@ -86,11 +86,15 @@ export class ReadBatcher {
       for (const w of waiters) w.reject(err as Error);
       return;
     }
-    const timer = this.#options.clock.setTimeout(() => {
-      if (!this.#inFlight.delete(context)) return;
-      for (const w of waiters) w.reject(catalogue.error('STORE_ERR_TIMEOUT', 'etcdserver: request timed out'));
-      if (this.#next.length > 0) this.#sendRound();
-    }, this.#options.timeoutMs, { unref: true });
+    const timer = this.#options.clock.setTimeout(
+      () => {
+        if (!this.#inFlight.delete(context)) return;
+        for (const w of waiters) w.reject(catalogue.error('STORE_ERR_TIMEOUT', 'etcdserver: request timed out'));
+        if (this.#next.length > 0) this.#sendRound();
+      },
+      this.#options.timeoutMs,
+      { unref: true },
+    );
     this.#inFlight.set(context, { waiters, timer });
   }
 }

@@ -24,9 +24,25 @@ import { StoreNode } from './node.ts';
 import { type TlsFiles, grpcServerCredentials } from './tls.ts';
 
 /** The member's own settings come from StoreNodeConfig; the rest are the process's edges. */
-export interface StoreServerConfig extends Pick<StoreNodeConfig,
-  'name' | 'dataDir' | 'listenPeerUrls' | 'advertisePeerUrls' | 'advertiseClientUrls' | 'initialCluster' | 'initialClusterState' | 'forceNewCluster' |
-  'token' | 'heartbeatMs' | 'electionMs' | 'snapshotCount' | 'maxRequestBytes' | 'watchProgressNotifyMs' | 'peerTls' | 'failpoints'> {
+export interface StoreServerConfig extends Pick<
+  StoreNodeConfig,
+  | 'name'
+  | 'dataDir'
+  | 'listenPeerUrls'
+  | 'advertisePeerUrls'
+  | 'advertiseClientUrls'
+  | 'initialCluster'
+  | 'initialClusterState'
+  | 'forceNewCluster'
+  | 'token'
+  | 'heartbeatMs'
+  | 'electionMs'
+  | 'snapshotCount'
+  | 'maxRequestBytes'
+  | 'watchProgressNotifyMs'
+  | 'peerTls'
+  | 'failpoints'
+> {
   listenClientUrls: URL[];
   quotaBytes: number;
   /** Raise NOSPACE when the data directory's volume has less free than this (0: never). */
@@ -79,12 +95,16 @@ export class StoreServer {
   /** The components, in start order. */
   components(): Component[] {
     return [
-      { name: 'member', start: () => this.#startNode(), stop: async () => {
-        this.#compactor?.stop();
-        this.#diskGuard?.stop();
-        this.#tokens?.stop();
-        await this.node?.stop();
-      } },
+      {
+        name: 'member',
+        start: () => this.#startNode(),
+        stop: async () => {
+          this.#compactor?.stop();
+          this.#diskGuard?.stop();
+          this.#tokens?.stop();
+          await this.node?.stop();
+        },
+      },
       { name: 'grpc', start: () => this.#startGrpc(), stop: () => this.#stopGrpc() },
       { name: 'http', start: () => this.#startHttp(), stop: () => this.#stopHttp() },
     ];
@@ -93,27 +113,60 @@ export class StoreServer {
   async #startNode(): Promise<void> {
     const c = this.#cfg;
     // Key files are read first: a bad --auth-token stops the start before the member joins.
-    this.#tokens = tokenProvider(c.authToken, { clock: realClock, simpleTtlMs: c.authTokenTtlSeconds * 1000, waitApplied: (index) => this.node.waitApplied(index, 5000) });
+    this.#tokens = tokenProvider(c.authToken, {
+      clock: realClock,
+      simpleTtlMs: c.authTokenTtlSeconds * 1000,
+      waitApplied: (index) => this.node.waitApplied(index, 5000),
+    });
     this.node = await StoreNode.open({
-      name: c.name, dataDir: c.dataDir, version: c.ballastVersion, listenPeerUrls: c.listenPeerUrls, advertisePeerUrls: c.advertisePeerUrls,
-      advertiseClientUrls: c.advertiseClientUrls, initialCluster: c.initialCluster, initialClusterState: c.initialClusterState, forceNewCluster: c.forceNewCluster,
-      token: c.token, heartbeatMs: c.heartbeatMs, electionMs: c.electionMs, snapshotCount: c.snapshotCount,
-      snapshotCatchUpEntries: Math.min(5000, c.snapshotCount), requestTimeoutMs: 5000 + 2 * c.electionMs, maxRequestBytes: c.maxRequestBytes,
-      clock: realClock, random: systemRandom, log: this.#log, metrics: this.#storeMetrics, unsafeStaleReads: c.unsafeStaleReads,
+      name: c.name,
+      dataDir: c.dataDir,
+      version: c.ballastVersion,
+      listenPeerUrls: c.listenPeerUrls,
+      advertisePeerUrls: c.advertisePeerUrls,
+      advertiseClientUrls: c.advertiseClientUrls,
+      initialCluster: c.initialCluster,
+      initialClusterState: c.initialClusterState,
+      forceNewCluster: c.forceNewCluster,
+      token: c.token,
+      heartbeatMs: c.heartbeatMs,
+      electionMs: c.electionMs,
+      snapshotCount: c.snapshotCount,
+      snapshotCatchUpEntries: Math.min(5000, c.snapshotCount),
+      requestTimeoutMs: 5000 + 2 * c.electionMs,
+      maxRequestBytes: c.maxRequestBytes,
+      clock: realClock,
+      random: systemRandom,
+      log: this.#log,
+      metrics: this.#storeMetrics,
+      unsafeStaleReads: c.unsafeStaleReads,
       ...(c.watchProgressNotifyMs ? { watchProgressNotifyMs: c.watchProgressNotifyMs } : {}),
-      peerTls: c.peerTls, failpoints: c.failpoints,
+      peerTls: c.peerTls,
+      failpoints: c.failpoints,
     });
     if (c.autoCompaction) {
       const node = this.node;
-      this.#compactor = new Compactor(c.autoCompaction.mode, c.autoCompaction.retention, realClock, {
-        get isLeader() { return node.isLeader; },
-        get revision() { return node.sm.mvcc.revision; },
-        get compactRevision() { return node.sm.mvcc.compactRevision; },
-        compact: async (rev) => {
-          const r = await node.write({ op: 'compact', revision: rev });
-          if (r.error) throw new Error(r.error.message);
+      this.#compactor = new Compactor(
+        c.autoCompaction.mode,
+        c.autoCompaction.retention,
+        realClock,
+        {
+          get isLeader() {
+            return node.isLeader;
+          },
+          get revision() {
+            return node.sm.mvcc.revision;
+          },
+          get compactRevision() {
+            return node.sm.mvcc.compactRevision;
+          },
+          compact: async (rev) => {
+            const r = await node.write({ op: 'compact', revision: rev });
+            if (r.error) throw new Error(r.error.message);
+          },
         },
-      }, (rev) => this.#log.info({ member: node.id, revision: rev, mode: c.autoCompaction?.mode }, 'auto-compacted history'));
+        (rev) => this.#log.info({ member: node.id, revision: rev, mode: c.autoCompaction?.mode }, 'auto-compacted history'),
+      );
       this.#compactor.start();
     }
     this.node.onRemoved = () => this.onRemoved?.();
@@ -122,7 +175,11 @@ export class StoreServer {
       // This member cannot write its log; the others can. Raise NOSPACE through them, so the
       // cluster refuses writes as it would had the guard caught the volume filling up.
       void this.#api.raiseAlarmElsewhere('NOSPACE').then((ok) => {
-        if (ok) this.#log.error({ member: this.node.id }, 'the volume is full: raised the NOSPACE alarm through another member; stopping. Free space, restart this member, then `etcdctl alarm disarm`');
+        if (ok)
+          this.#log.error(
+            { member: this.node.id },
+            'the volume is full: raised the NOSPACE alarm through another member; stopping. Free space, restart this member, then `etcdctl alarm disarm`',
+          );
         else this.#log.error({ member: this.node.id }, 'the volume is full and no other member took the NOSPACE alarm; stopping');
         this.onFatal?.(err);
       });
@@ -135,7 +192,8 @@ export class StoreServer {
         if (r.error) throw new Error(r.error.message);
       };
       this.#diskGuard = new DiskSpaceGuard(c.diskReserveBytes, {
-        clock: realClock, log: this.#log,
+        clock: realClock,
+        log: this.#log,
         freeBytes: async () => {
           const st = await statfs(c.dataDir);
           return st.bavail * st.bsize;
@@ -148,12 +206,19 @@ export class StoreServer {
   }
 
   async #startGrpc(): Promise<void> {
-    const server = new grpc.Server({ 'grpc.max_receive_message_length': this.#cfg.maxRequestBytes + grpcOverheadBytes, 'grpc.max_send_message_length': 2 ** 31 - 1 });
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': this.#cfg.maxRequestBytes + grpcOverheadBytes,
+      'grpc.max_send_message_length': 2 ** 31 - 1,
+    });
     const m = this.#storeMetrics;
     this.#api = new StoreApi({
-      node: this.node, maxRequestBytes: this.#cfg.maxRequestBytes, quotaBytes: this.#cfg.quotaBytes, version: this.#cfg.version,
+      node: this.node,
+      maxRequestBytes: this.#cfg.maxRequestBytes,
+      quotaBytes: this.#cfg.quotaBytes,
+      version: this.#cfg.version,
       minLeaseTtl: Math.ceil((1.5 * this.#cfg.electionMs) / 1000),
-      tokens: this.#tokens as TokenProvider, bcryptCost: this.#cfg.bcryptCost,
+      tokens: this.#tokens as TokenProvider,
+      bcryptCost: this.#cfg.bcryptCost,
       ...(this.#cfg.tracer ? { tracer: this.#cfg.tracer } : {}),
       onRequest: (method, code, seconds) => {
         m.requests.inc({ method, code: grpc.status[code] ?? String(code) });
@@ -165,7 +230,9 @@ export class StoreServer {
     for (const u of this.#cfg.listenClientUrls) {
       const tlsFiles = this.#cfg.clientTls;
       const creds = u.protocol === 'https:' && tlsFiles ? grpcServerCredentials(tlsFiles) : grpc.ServerCredentials.createInsecure();
-      await new Promise<void>((resolve, reject) => server.bindAsync(`${u.hostname}:${u.port}`, creds, (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        server.bindAsync(`${u.hostname}:${u.port}`, creds, (err) => (err ? reject(err) : resolve())),
+      );
     }
     this.#grpc = server;
     this.#log.info({ member: this.node.id, urls: this.#cfg.listenClientUrls.map((u) => u.href) }, 'serving client requests');
@@ -191,7 +258,11 @@ export class StoreServer {
       const app = endpointApp();
       metricsRoute(app, this.#metrics, () => this.#updateGauges());
       // etcd's /health (and /livez): JSON with the verdict as a string, as etcdctl and probes read it.
-      const health = { type: 'object', properties: { health: { type: 'string' }, reason: { type: 'string' } }, required: ['health', 'reason'] };
+      const health = {
+        type: 'object',
+        properties: { health: { type: 'string' }, reason: { type: 'string' } },
+        required: ['health', 'reason'],
+      };
       for (const path of ['/health', '/livez']) {
         app.get(path, { schema: { response: { 200: health, 503: health } } }, async (_req, reply) => {
           const h = this.health();

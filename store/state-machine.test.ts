@@ -2,7 +2,21 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { StateMachine } from './state-machine.ts';
 
-const keys = (sm: StateMachine): number => sm.mvcc.range({ key: 'k', rangeEnd: '', limit: 0, revision: 0, sortOrder: 0, sortTarget: 0, keysOnly: false, countOnly: false, minModRevision: 0, maxModRevision: 0, minCreateRevision: 0, maxCreateRevision: 0 }).kvs.length;
+const keys = (sm: StateMachine): number =>
+  sm.mvcc.range({
+    key: 'k',
+    rangeEnd: '',
+    limit: 0,
+    revision: 0,
+    sortOrder: 0,
+    sortTarget: 0,
+    keysOnly: false,
+    countOnly: false,
+    minModRevision: 0,
+    maxModRevision: 0,
+    minCreateRevision: 0,
+    maxCreateRevision: 0,
+  }).kvs.length;
 
 describe('state machine: lease expiry', () => {
   it('an expiry decided by the leader of an earlier term is ignored where it is applied (a deposed leader, resumed after a pause, forwarded it to the new leader)', () => {
@@ -20,7 +34,7 @@ describe('state machine: lease expiry', () => {
     assert.equal(keys(sm), 0);
   });
 
-  it('a client\'s LeaseRevoke carries no term and applies in any term', () => {
+  it("a client's LeaseRevoke carries no term and applies in any term", () => {
     const sm = new StateMachine();
     sm.apply({ op: 'leaseGrant', id: '9', ttl: 3 }, 1);
     assert.equal(sm.apply({ op: 'leaseRevoke', id: '9' }, 5).error, undefined);

@@ -135,11 +135,19 @@ export class StateMachine {
         case 'leaseRevoke': {
           // Expiry is the cluster's own doing; a client's revoke needs write access to the keys.
           if (this.auth.enabled && r.expiredInTerm === undefined) this.checkLeaseWrite(a, r.id);
-          if (r.expiredInTerm !== undefined && r.expiredInTerm !== term) throw catalogue.error('STORE_ERR_PROPOSAL_DROPPED', `etcdserver: lease ${r.id} was found expired by the leader of term ${r.expiredInTerm}, not of term ${term}; not revoked`);
+          if (r.expiredInTerm !== undefined && r.expiredInTerm !== term)
+            throw catalogue.error(
+              'STORE_ERR_PROPOSAL_DROPPED',
+              `etcdserver: lease ${r.id} was found expired by the leader of term ${r.expiredInTerm}, not of term ${term}; not revoked`,
+            );
           const lease = this.leases.get(r.id);
           if (!lease) throw catalogue.error('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
           // Every attached key goes in one write, at one revision.
-          const res = this.mvcc.txn({ compare: [], success: [...lease.keys].sort().map((key) => ({ deleteRange: { key, rangeEnd: '', prevKv: false } })), failure: [] });
+          const res = this.mvcc.txn({
+            compare: [],
+            success: [...lease.keys].sort().map((key) => ({ deleteRange: { key, rangeEnd: '', prevKv: false } })),
+            failure: [],
+          });
           this.leases.delete(r.id);
           this.onLeaseChange?.(r.id, undefined);
           return this.#kv(res);
@@ -203,14 +211,19 @@ export class StateMachine {
    * made them when it first applied the write). A put's lease unknown here is granted first, with
    * the TTL the archive recorded for it. Returns the events the write produced.
    */
-  applyArchived(ops: Array<{ put: { key: string; value: string; lease: string } } | { del: string }>, ttlOf: (lease: string) => number | undefined): Event[] {
+  applyArchived(
+    ops: Array<{ put: { key: string; value: string; lease: string } } | { del: string }>,
+    ttlOf: (lease: string) => number | undefined,
+  ): Event[] {
     for (const op of ops) {
       if (!('put' in op) || op.put.lease === '0' || this.leases.has(op.put.lease)) continue;
       this.leases.set(op.put.lease, { id: op.put.lease, ttl: ttlOf(op.put.lease) ?? minArchivedTtl, keys: new Set() });
     }
-    const success: RequestOp[] = ops.map((op) => ('put' in op
-      ? { put: { ...op.put, prevKv: false, ignoreValue: false, ignoreLease: false } }
-      : { deleteRange: { key: op.del, rangeEnd: '', prevKv: false } }));
+    const success: RequestOp[] = ops.map((op) =>
+      'put' in op
+        ? { put: { ...op.put, prevKv: false, ignoreValue: false, ignoreLease: false } }
+        : { deleteRange: { key: op.del, rangeEnd: '', prevKv: false } },
+    );
     return this.#kv(this.mvcc.txn({ compare: [], success, failure: [] })).events;
   }
 
@@ -268,11 +281,13 @@ export class StateMachine {
   }
 
   #checkLease(lease: string): void {
-    if (lease !== '0' && !this.leases.has(lease)) throw catalogue.error('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
+    if (lease !== '0' && !this.leases.has(lease))
+      throw catalogue.error('STORE_ERR_LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
   }
 
   #checkSpace(writes: boolean): void {
-    if (writes && this.alarms.some((a) => a.alarm === 'NOSPACE')) throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
+    if (writes && this.alarms.some((a) => a.alarm === 'NOSPACE'))
+      throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
   }
 
   /**
@@ -285,7 +300,8 @@ export class StateMachine {
     for (const op of ops) {
       if ('put' in op) this.#checkLease(op.put.lease);
       if ('put' in op && (op.put.ignoreValue || op.put.ignoreLease)) {
-        if (this.mvcc.range({ ...rangeOf(op.put.key), countOnly: true }).count === 0) throw catalogue.error('STORE_ERR_KEY_NOT_FOUND', 'etcdserver: key not found');
+        if (this.mvcc.range({ ...rangeOf(op.put.key), countOnly: true }).count === 0)
+          throw catalogue.error('STORE_ERR_KEY_NOT_FOUND', 'etcdserver: key not found');
       } else if ('range' in op && op.range.revision > 0) {
         this.mvcc.range({ ...op.range, countOnly: true });
       } else if ('txn' in op) {
@@ -306,7 +322,9 @@ export class StateMachine {
 
   state(): StateMachineState {
     return {
-      mvcc: this.mvcc.state(), members: [...this.members.values()].map((m) => ({ ...m })), alarms: [...this.alarms],
+      mvcc: this.mvcc.state(),
+      members: [...this.members.values()].map((m) => ({ ...m })),
+      alarms: [...this.alarms],
       leases: [...this.leases.values()].map((l) => ({ id: l.id, ttl: l.ttl })),
       ...(this.auth.revision > 0 || this.auth.enabled ? { auth: this.auth.state() } : {}),
     };
@@ -334,11 +352,27 @@ export class StateMachine {
 const minArchivedTtl = 5;
 
 function needsUpgrade() {
-  return catalogue.error('STORE_ERR_AUTH_NEEDS_UPGRADE', 'etcdserver: auth needs every member to run ballast 0.2.0 or later (a member reads format 1 only); finish the upgrade first');
+  return catalogue.error(
+    'STORE_ERR_AUTH_NEEDS_UPGRADE',
+    'etcdserver: auth needs every member to run ballast 0.2.0 or later (a member reads format 1 only); finish the upgrade first',
+  );
 }
 
 function rangeOf(key: string) {
-  return { key, rangeEnd: '', limit: 0, revision: 0, sortOrder: 0, sortTarget: 0, keysOnly: false, countOnly: false, minModRevision: 0, maxModRevision: 0, minCreateRevision: 0, maxCreateRevision: 0 };
+  return {
+    key,
+    rangeEnd: '',
+    limit: 0,
+    revision: 0,
+    sortOrder: 0,
+    sortTarget: 0,
+    keysOnly: false,
+    countOnly: false,
+    minModRevision: 0,
+    maxModRevision: 0,
+    minCreateRevision: 0,
+    maxCreateRevision: 0,
+  };
 }
 
 function txnHasPut(ops: RequestOp[]): boolean {

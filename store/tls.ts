@@ -41,11 +41,20 @@ export function checkTlsFiles(t: TlsFiles, prefix: '' | 'peer-'): void {
  * them in the order the constructor uses, and a TLS test proves the handshake.
  */
 export function grpcServerCredentials(t: TlsFiles): grpc.ServerCredentials {
-  const identity = new grpc.experimental.FileWatcherCertificateProvider({ certificateFile: t.certFile, privateKeyFile: t.keyFile, refreshIntervalMs: certRefreshMs });
-  const ca = t.clientCertAuth && t.trustedCaFile
-    ? new grpc.experimental.FileWatcherCertificateProvider({ caCertificateFile: t.trustedCaFile, refreshIntervalMs: certRefreshMs })
-    : null;
-  const create = grpc.experimental.createCertificateProviderServerCredentials as unknown as (identity: grpc.experimental.CertificateProvider, ca: grpc.experimental.CertificateProvider | null, requireClientCert: boolean) => grpc.ServerCredentials;
+  const identity = new grpc.experimental.FileWatcherCertificateProvider({
+    certificateFile: t.certFile,
+    privateKeyFile: t.keyFile,
+    refreshIntervalMs: certRefreshMs,
+  });
+  const ca =
+    t.clientCertAuth && t.trustedCaFile
+      ? new grpc.experimental.FileWatcherCertificateProvider({ caCertificateFile: t.trustedCaFile, refreshIntervalMs: certRefreshMs })
+      : null;
+  const create = grpc.experimental.createCertificateProviderServerCredentials as unknown as (
+    identity: grpc.experimental.CertificateProvider,
+    ca: grpc.experimental.CertificateProvider | null,
+    requireClientCert: boolean,
+  ) => grpc.ServerCredentials;
   return create(identity, ca, t.clientCertAuth);
 }
 
@@ -73,14 +82,17 @@ export function peerClientOptions(t: TlsFiles, host: string): ConnectionOptions 
 
 /** Call `onChange` when any of the files' modification time or size changes. */
 export function watchFiles(paths: string[], onChange: () => void, every = certRefreshMs): { stop(): void } {
-  const sig = () => paths.map((p) => {
-    try {
-      const s = statSync(p);
-      return `${s.mtimeMs}:${s.size}`;
-    } catch {
-      return 'missing';
-    }
-  }).join('|');
+  const sig = () =>
+    paths
+      .map((p) => {
+        try {
+          const s = statSync(p);
+          return `${s.mtimeMs}:${s.size}`;
+        } catch {
+          return 'missing';
+        }
+      })
+      .join('|');
   let last = sig();
   const t = setInterval(() => {
     const now = sig();

@@ -18,15 +18,26 @@ it('40 files of 50 tests run two at a time: all 2,000 results reach the summary;
     const tests = Array.from({ length: 50 }, (_, t) => `test('file ${f} test ${t}, a name of some length', () => {});`);
     writeFileSync(join(dir, 'tests', `f${f}.test.mjs`), [`import { test } from 'node:test';`, ...tests].join('\n'));
   }
-  writeFileSync(join(dir, 'tests', 'leak.test.mjs'), [
-    `import assert from 'node:assert';`, `import { test } from 'node:test';`,
-    `test('fails and leaks a timer', () => { setInterval(() => {}, 1000); assert.fail('boom'); });`,
-  ].join('\n'));
+  writeFileSync(
+    join(dir, 'tests', 'leak.test.mjs'),
+    [
+      `import assert from 'node:assert';`,
+      `import { test } from 'node:test';`,
+      `test('fails and leaks a timer', () => { setInterval(() => {}, 1000); assert.fail('boom'); });`,
+    ].join('\n'),
+  );
   // (NODE_TEST_CONTEXT would make the inner runner report to this one instead of printing.)
   const { NODE_TEST_CONTEXT: _inner, ...env } = process.env;
-  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '--import', join(root, 'scripts', 'test-exit.mjs'), '--test-concurrency=2', 'tests/*.test.mjs'], {
-    cwd: dir, encoding: 'utf8', timeout: 240_000, env,
-  });
+  const r = spawnSync(
+    process.execPath,
+    ['--test', '--test-reporter=spec', '--import', join(root, 'scripts', 'test-exit.mjs'), '--test-concurrency=2', 'tests/*.test.mjs'],
+    {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 240_000,
+      env,
+    },
+  );
   assert.notEqual(r.signal, 'SIGTERM', 'the run ended by itself');
   assert.match(r.stdout, /^ℹ tests 2001$/m, r.stdout.slice(-600));
   assert.match(r.stdout, /^ℹ pass 2000$/m);

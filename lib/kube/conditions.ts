@@ -21,7 +21,12 @@ interface Previous {
 }
 
 /** The condition `c` as of `now`, its transition time carried over from `previous` when its status did not change. */
-export function condition(previous: readonly Previous[] | undefined, c: Pick<Condition, 'type' | 'status' | 'reason' | 'message'>, generation: number, now: string): Condition {
+export function condition(
+  previous: readonly Previous[] | undefined,
+  c: Pick<Condition, 'type' | 'status' | 'reason' | 'message'>,
+  generation: number,
+  now: string,
+): Condition {
   const prev = previous?.find((p) => p.type === c.type);
   const kept = prev && prev.status === c.status && prev.lastTransitionTime ? new Date(prev.lastTransitionTime).toISOString() : undefined;
   return { ...c, observedGeneration: generation, lastTransitionTime: kept ?? now };

@@ -20,6 +20,10 @@ it('an informer whose first list fails keeps its process alive and retries', () 
       list: async () => { lists++; if (lists >= 3) { console.log('retried ' + lists); await informer.stop(); process.exit(0); } throw new Error('forbidden'); } });
     await informer.start();
   `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, cwd: join(import.meta.dirname, '..', '..') });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    cwd: join(import.meta.dirname, '..', '..'),
+  });
   assert.match(r.stdout, /retried 3/, `the process exited after ${r.stdout.trim() || 'no'} retries: ${r.stderr}`);
 });

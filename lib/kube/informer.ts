@@ -35,7 +35,12 @@ export function keyOf(o: KubernetesObject): string {
  * ListWatch records bookmarks' versions but does not ask for them.)
  */
 class BookmarkWatch extends Watch {
-  override watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
     return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
   }
 }
@@ -67,7 +72,14 @@ export class SharedInformer<T extends KubernetesObject> {
 
   /** Start; resolves once the first list is in the cache. */
   async start(): Promise<void> {
-    const lw = new ListWatch<T>(this.#options.path, new BookmarkWatch(this.#options.kubeconfig), this.#options.list, false, this.#options.labelSelector, this.#options.fieldSelector);
+    const lw = new ListWatch<T>(
+      this.#options.path,
+      new BookmarkWatch(this.#options.kubeconfig),
+      this.#options.list,
+      false,
+      this.#options.labelSelector,
+      this.#options.fieldSelector,
+    );
     this.#lw = lw;
     const emit = (obj: T) => {
       // The cache keeps what the watch delivered; managedFields (server-side apply's record of

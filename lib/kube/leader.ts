@@ -99,20 +99,30 @@ export class LeaderElector {
 
   #setLeading(v: boolean): void {
     this.#leading = v;
-    this.#log.info({ identity: this.#options.identity, lease: `${this.#options.namespace}/${this.#options.name}`, leading: v }, v ? 'became the leader' : 'stopped leading');
+    this.#log.info(
+      { identity: this.#options.identity, lease: `${this.#options.namespace}/${this.#options.name}`, leading: v },
+      v ? 'became the leader' : 'stopped leading',
+    );
     if (v) this.#options.onStartedLeading();
     else this.#options.onStoppedLeading();
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.#options;
-    const spec = () => ({ holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.#options.leaseMs / 1000), renewTime: new V1MicroTime() });
+    const spec = () => ({
+      holderIdentity: identity,
+      leaseDurationSeconds: Math.ceil(this.#options.leaseMs / 1000),
+      renewTime: new V1MicroTime(),
+    });
     let lease: V1Lease;
     try {
       lease = await this.#api.readNamespacedLease({ name, namespace });
     } catch (err) {
       if ((err as { code?: number }).code !== 404) throw err;
-      await this.#api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: { ...spec(), acquireTime: new V1MicroTime(), leaseTransitions: 0 } } });
+      await this.#api.createNamespacedLease({
+        namespace,
+        body: { metadata: { name, namespace }, spec: { ...spec(), acquireTime: new V1MicroTime(), leaseTransitions: 0 } },
+      });
       return true;
     }
     const holder = lease.spec?.holderIdentity ?? '';
@@ -126,7 +136,12 @@ export class LeaderElector {
     const expired = this.#options.clock.wallNow() > renewed + duration;
     if (holder && holder !== identity && !expired) return false;
     const transitions = (lease.spec?.leaseTransitions ?? 0) + (holder === identity ? 0 : 1);
-    lease.spec = { ...lease.spec, ...spec(), leaseTransitions: transitions, ...(holder === identity ? {} : { acquireTime: new V1MicroTime() }) };
+    lease.spec = {
+      ...lease.spec,
+      ...spec(),
+      leaseTransitions: transitions,
+      ...(holder === identity ? {} : { acquireTime: new V1MicroTime() }),
+    };
     // replace carries the resourceVersion: a concurrent writer makes this fail with 409.
     await this.#api.replaceNamespacedLease({ name, namespace, body: lease });
     return true;

@@ -75,7 +75,10 @@ describe('RateLimiter', () => {
   it('spaces many keys at 10/s after a burst of 100', () => {
     const r = new RateLimiter(new VirtualClock());
     const delays = Array.from({ length: 120 }, (_, i) => r.when(`k${i}`));
-    assert.ok(delays.slice(0, 100).every((d) => d === 5), 'the burst goes at the per-item delay');
+    assert.ok(
+      delays.slice(0, 100).every((d) => d === 5),
+      'the burst goes at the per-item delay',
+    );
     assert.equal(delays[100], 100, 'then 100 ms per token');
     assert.equal(delays[119], 2000);
   });

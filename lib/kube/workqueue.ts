@@ -96,10 +96,13 @@ export class WorkQueue {
     if (ms <= 0) return this.add(key);
     // The earliest revisit wins.
     if (this.#waiting.has(key)) return;
-    this.#waiting.set(key, this.#clock.setTimeout(() => {
-      this.#waiting.delete(key);
-      this.add(key);
-    }, ms));
+    this.#waiting.set(
+      key,
+      this.#clock.setTimeout(() => {
+        this.#waiting.delete(key);
+        this.add(key);
+      }, ms),
+    );
   }
 
   /** Queue `key` after its back-off (a failed reconcile). */

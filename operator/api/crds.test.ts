@@ -7,9 +7,10 @@ import { definitions, renderCrds } from './crds.ts';
 import type { Schema } from '../../api/schema.ts';
 
 describe('crds/', () => {
-  it('crds/ and the chart\'s crds/ match operator/api (run `npm run gen:crds` after changing a definition)', () => {
+  it("crds/ and the chart's crds/ match operator/api (run `npm run gen:crds` after changing a definition)", () => {
     for (const dir of ['crds', 'charts/ballast/crds']) {
-      for (const [name, text] of renderCrds()) assert.equal(readFileSync(join(packageRoot(), dir, name), 'utf8'), text, `${dir}/${name} is stale`);
+      for (const [name, text] of renderCrds())
+        assert.equal(readFileSync(join(packageRoot(), dir, name), 'utf8'), text, `${dir}/${name} is stale`);
     }
   });
   it('documents every field, so kubectl explain teaches', () => {

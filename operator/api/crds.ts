@@ -12,7 +12,10 @@ export const definitions = [storeClusterCrd, storeBackupCrd, storeBackupSchedule
 export function renderCrds(): Map<string, string> {
   const out = new Map<string, string>();
   for (const d of definitions) {
-    out.set(`${d.plural}.${d.group}.yaml`, `# Generated from operator/api by \`npm run gen:crds\`; do not edit.\n${stringify(crd(d), { lineWidth: 0 })}`);
+    out.set(
+      `${d.plural}.${d.group}.yaml`,
+      `# Generated from operator/api by \`npm run gen:crds\`; do not edit.\n${stringify(crd(d), { lineWidth: 0 })}`,
+    );
   }
   return out;
 }

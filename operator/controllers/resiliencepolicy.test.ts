@@ -7,7 +7,12 @@ import type { ResiliencePolicy } from '../../api/resiliencepolicy.ts';
 import { buildSnapshot } from '../specs/discovery.ts';
 import { ResiliencePolicyStatus, policyStatus } from './resiliencepolicy.ts';
 
-const rp: ResiliencePolicy = { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'shop', generation: 2 }, spec: { service: { name: 'echo', port: 80 }, protocol: 'auto', localPort: 0 } };
+const rp: ResiliencePolicy = {
+  apiVersion: 'ballast.dev/v1alpha1',
+  kind: 'ResiliencePolicy',
+  metadata: { name: 'echo', namespace: 'shop', generation: 2 },
+  spec: { service: { name: 'echo', port: 80 }, protocol: 'auto', localPort: 0 },
+};
 const now = '2026-11-22T12:00:00.000Z';
 
 it('status says what sidecars are sent: no Service, no such port, no ready endpoints, or how many', () => {
@@ -16,43 +21,69 @@ it('status says what sidecars are sent: no Service, no such port, no ready endpo
   assert.equal(policyStatus(rp, { policies: [rp], services: [svc], slices: [] }, now).conditions![0]!.reason, 'PortNotFound');
   svc.spec.ports[0]!.port = 80;
   assert.equal(policyStatus(rp, { policies: [rp], services: [svc], slices: [] }, now).conditions![0]!.reason, 'NoReadyEndpoints');
-  const slice = { addressType: 'IPv4', metadata: { name: 'e', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'echo' } }, ports: [{ name: 'http', port: 8080 }], endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'] }] };
+  const slice = {
+    addressType: 'IPv4',
+    metadata: { name: 'e', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'echo' } },
+    ports: [{ name: 'http', port: 8080 }],
+    endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'] }],
+  };
   const st = policyStatus(rp, { policies: [rp], services: [svc], slices: [slice] }, now);
-  assert.deepEqual({ endpoints: st.endpoints, gen: st.observedGeneration, status: st.conditions![0]!.status }, { endpoints: 2, gen: 2, status: 'True' });
+  assert.deepEqual(
+    { endpoints: st.endpoints, gen: st.observedGeneration, status: st.conditions![0]!.status },
+    { endpoints: 2, gen: 2, status: 'True' },
+  );
 });
 
 it('status counts the selected sidecars that run their current configuration, and names those that refused it and why', () => {
   const view = { policies: [rp], services: [], slices: [] };
   const version = buildSnapshot('shop', {}, view).version;
-  const pod = (name: string, annotations: Record<string, string>, phase = 'Running', labels: Record<string, string> = {}) => ({ metadata: { name, namespace: 'shop', annotations, labels }, status: { phase } });
+  const pod = (name: string, annotations: Record<string, string>, phase = 'Running', labels: Record<string, string> = {}) => ({
+    metadata: { name, namespace: 'shop', annotations, labels },
+    status: { phase },
+  });
   const none = policyStatus(rp, view, now, []);
   assert.deepEqual({ s: none.selectedPods, a: none.acceptedPods, c: none.conditions![1]!.reason }, { s: 0, a: 0, c: 'AllAccepted' });
   const pods = [
     pod('a', { 'ballast.dev/discovery-version': version }),
     pod('b', { 'ballast.dev/discovery-version': 'old' }),
-    pod('c', { 'ballast.dev/discovery-version': 'old', 'ballast.dev/discovery-rejected': `${version}: listen 127.0.0.1:15000: address already in use` }),
+    pod('c', {
+      'ballast.dev/discovery-version': 'old',
+      'ballast.dev/discovery-rejected': `${version}: listen 127.0.0.1:15000: address already in use`,
+    }),
     pod('d', { 'ballast.dev/discovery-rejected': 'older: something else' }),
     pod('e', {}, 'Pending'),
     { metadata: { name: 'x', namespace: 'other', annotations: {} }, status: { phase: 'Running' } },
   ];
   const st = policyStatus(rp, view, now, pods);
-  assert.equal(st.selectedPods, 4, 'running pods of the policy\'s namespace');
+  assert.equal(st.selectedPods, 4, "running pods of the policy's namespace");
   assert.equal(st.acceptedPods, 1);
-  assert.deepEqual(st.rejections, [{ pod: 'c', reason: 'listen 127.0.0.1:15000: address already in use' }], 'only refusals of the current version');
+  assert.deepEqual(
+    st.rejections,
+    [{ pod: 'c', reason: 'listen 127.0.0.1:15000: address already in use' }],
+    'only refusals of the current version',
+  );
   assert.equal(st.conditions![1]!.type, 'Accepted');
   assert.equal(st.conditions![1]!.reason, 'Rejected');
-  assert.match(st.conditions![1]!.message!, /^1 of 4 selected sidecar\(s\) refused .* c: listen 127\.0\.0\.1:15000: address already in use$/);
+  assert.match(
+    st.conditions![1]!.message!,
+    /^1 of 4 selected sidecar\(s\) refused .* c: listen 127\.0\.0\.1:15000: address already in use$/,
+  );
   const fine = policyStatus(rp, view, now, [pod('a', { 'ballast.dev/discovery-version': version }), pod('b', {})]);
   assert.equal(fine.conditions![1]!.reason, 'Propagating');
   // With a selector, only the pods it selects count.
   const selective: ResiliencePolicy = { ...rp, spec: { ...rp.spec, selector: { matchLabels: { app: 'web' } } } };
-  const sel = policyStatus(selective, { ...view, policies: [selective] }, now, [pod('w', {}, 'Running', { app: 'web' }), pod('o', {}, 'Running', { app: 'other' })]);
+  const sel = policyStatus(selective, { ...view, policies: [selective] }, now, [
+    pod('w', {}, 'Running', { app: 'web' }),
+    pod('o', {}, 'Running', { app: 'other' }),
+  ]);
   assert.equal(sel.selectedPods, 1);
 });
 
 it('a policy naming an upstream another policy (first by name) already configures for a pod is not Ready: Conflict, saying which', () => {
   const other: ResiliencePolicy = { ...rp, metadata: { ...rp.metadata, name: 'another' } };
-  const st = policyStatus(rp, { policies: [rp, other], services: [], slices: [] }, now, [{ metadata: { name: 'p', namespace: 'shop' }, status: { phase: 'Running' } }]);
+  const st = policyStatus(rp, { policies: [rp, other], services: [], slices: [] }, now, [
+    { metadata: { name: 'p', namespace: 'shop' }, status: { phase: 'Running' } },
+  ]);
   assert.equal(st.conditions![0]!.reason, 'Conflict');
   assert.match(st.conditions![0]!.message!, /upstream echo\.shop is also in ResiliencePolicy another/);
 });
@@ -73,7 +104,17 @@ describe('ResiliencePolicyStatus: status through a work queue', () => {
       },
     } as unknown as CustomObjectsApi;
     const log = { warn: () => undefined } as unknown as Logger;
-    const status = new ResiliencePolicyStatus({ policies: cache([policy('a'), policy('b')]), services: cache([]), slices: cache([]), sidecars: cache([]), custom, clock, log, group: 'ballast.dev', version: 'v1alpha1' });
+    const status = new ResiliencePolicyStatus({
+      policies: cache([policy('a'), policy('b')]),
+      services: cache([]),
+      slices: cache([]),
+      sidecars: cache([]),
+      custom,
+      clock,
+      log,
+      group: 'ballast.dev',
+      version: 'v1alpha1',
+    });
     return { clock, status, writes, changed: () => listeners.forEach((fn) => fn('shop/a')) };
   };
 

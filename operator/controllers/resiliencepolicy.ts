@@ -30,7 +30,13 @@ export type SnapshotMemo = Map<string, ReturnType<typeof buildSnapshot>>;
  * The status a policy should have (pure). `sidecars`: injected pods (of any namespace);
  * `snapshots`: shared by the policies of one pass, so each label set's snapshot is built once.
  */
-export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: string, sidecars: readonly V1Pod[] = [], snapshots: SnapshotMemo = new Map()): Status {
+export function policyStatus(
+  p: ResiliencePolicy,
+  view: DiscoveryView,
+  now: string,
+  sidecars: readonly V1Pod[] = [],
+  snapshots: SnapshotMemo = new Map(),
+): Status {
   const ns = p.metadata.namespace;
   // Each upstream's Service: missing, without the port, without ready endpoints, or ready.
   let endpoints = 0;
@@ -42,11 +48,21 @@ export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: stri
     const n = svc && hasPort ? serviceEndpoints(svc, port, view.slices).length : 0;
     endpoints += n;
     if (!svc) problems.push(['ServiceNotFound', `Service ${ns}/${name} does not exist; sidecars get the policy with no endpoints`]);
-    else if (!hasPort) problems.push(['PortNotFound', `Service ${name} has no port ${port}; its ports: ${(svc.spec?.ports ?? []).map((x) => x.port).join(', ')}`]);
+    else if (!hasPort)
+      problems.push([
+        'PortNotFound',
+        `Service ${name} has no port ${port}; its ports: ${(svc.spec?.ports ?? []).map((x) => x.port).join(', ')}`,
+      ]);
     else if (n === 0) problems.push(['NoReadyEndpoints', `Service ${name} has no ready endpoints`]);
   }
   // The selected sidecars, and whether each runs what it is being sent now (its own snapshot).
-  const pods = sidecars.filter((x) => x.metadata?.namespace === ns && !x.metadata?.deletionTimestamp && x.status?.phase === 'Running' && (p.spec.selector === undefined || selects(p.spec.selector, x.metadata?.labels ?? {})));
+  const pods = sidecars.filter(
+    (x) =>
+      x.metadata?.namespace === ns &&
+      !x.metadata?.deletionTimestamp &&
+      x.status?.phase === 'Running' &&
+      (p.spec.selector === undefined || selects(p.spec.selector, x.metadata?.labels ?? {})),
+  );
   let accepted = 0;
   const rejections: Array<{ pod: string; reason: string }> = [];
   let conflict: string | undefined;
@@ -56,7 +72,8 @@ export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: stri
     let snap = snapshots.get(key);
     if (!snap) snapshots.set(key, (snap = buildSnapshot(ns, labels, view)));
     const c = snap.conflicts.find((x) => x.policy === p.metadata.name);
-    if (c && !conflict) conflict = `${c.what} is also in ResiliencePolicy ${c.winner}, which comes first by name and wins for pod ${pod.metadata?.name}; remove it from one of them`;
+    if (c && !conflict)
+      conflict = `${c.what} is also in ResiliencePolicy ${c.winner}, which comes first by name and wins for pod ${pod.metadata?.name}; remove it from one of them`;
     if (pod.metadata?.annotations?.[appliedVersionAnnotation] === snap.version) accepted++;
     const r = pod.metadata?.annotations?.[rejectedVersionAnnotation] ?? '';
     const i = r.indexOf(': ');
@@ -64,14 +81,27 @@ export function policyStatus(p: ResiliencePolicy, view: DiscoveryView, now: stri
   }
   rejections.sort((a, b) => a.pod.localeCompare(b.pod));
   const firstProblem = problems[0];
-  const [status, reason, message] = conflict ? ['False', 'Conflict', conflict]
-    : firstProblem ? ['False', firstProblem[0], problems.map((x) => x[1]).join('; ')]
+  const [status, reason, message] = conflict
+    ? ['False', 'Conflict', conflict]
+    : firstProblem
+      ? ['False', firstProblem[0], problems.map((x) => x[1]).join('; ')]
       : ['True', 'EndpointsReady', `${endpoints} ready endpoint(s) streamed to sidecars`];
-  const [aStatus, aReason, aMessage] = rejections.length > 0
-    ? ['False', 'Rejected', `${rejections.length} of ${pods.length} selected sidecar(s) refused their current configuration and keep their last good one; ${rejections[0]?.pod}: ${rejections[0]?.reason}`]
-    : accepted < pods.length ? ['False', 'Propagating', `${accepted} of ${pods.length} selected sidecar(s) run their current configuration`]
-      : ['True', 'AllAccepted', pods.length === 0 ? 'no selected sidecars yet' : `all ${pods.length} selected sidecar(s) run their current configuration`];
-  const cond = (type: string, st: string, r: string, m: string) => condition(p.status?.conditions, { type, status: st as Condition['status'], reason: r, message: m }, p.metadata.generation ?? 0, now);
+  const [aStatus, aReason, aMessage] =
+    rejections.length > 0
+      ? [
+          'False',
+          'Rejected',
+          `${rejections.length} of ${pods.length} selected sidecar(s) refused their current configuration and keep their last good one; ${rejections[0]?.pod}: ${rejections[0]?.reason}`,
+        ]
+      : accepted < pods.length
+        ? ['False', 'Propagating', `${accepted} of ${pods.length} selected sidecar(s) run their current configuration`]
+        : [
+            'True',
+            'AllAccepted',
+            pods.length === 0 ? 'no selected sidecars yet' : `all ${pods.length} selected sidecar(s) run their current configuration`,
+          ];
+  const cond = (type: string, st: string, r: string, m: string) =>
+    condition(p.status?.conditions, { type, status: st as Condition['status'], reason: r, message: m }, p.metadata.generation ?? 0, now);
   return {
     observedGeneration: p.metadata.generation ?? 0,
     endpoints,
@@ -158,7 +188,10 @@ export class ResiliencePolicyStatus {
         await this.sync(key);
         this.#queue.forget(key);
       } catch (err) {
-        this.#deps.log.warn({ err, policy: key, retries: this.#queue.retries(key) }, 'ResiliencePolicy status not written; retrying after a back-off');
+        this.#deps.log.warn(
+          { err, policy: key, retries: this.#queue.retries(key) },
+          'ResiliencePolicy status not written; retrying after a back-off',
+        );
         this.#queue.addRateLimited(key);
       } finally {
         this.#queue.done(key);
@@ -180,7 +213,17 @@ export class ResiliencePolicyStatus {
     const sig = statusSignature(status);
     const current = statusSignature(p.status);
     if (this.#written.get(key) === sig || current === sig) return;
-    await d.custom.patchNamespacedCustomObjectStatus({ group: d.group, version: d.version, namespace: p.metadata.namespace, plural: 'resiliencepolicies', name: p.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    await d.custom.patchNamespacedCustomObjectStatus(
+      {
+        group: d.group,
+        version: d.version,
+        namespace: p.metadata.namespace,
+        plural: 'resiliencepolicies',
+        name: p.metadata.name,
+        body: { status },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
     this.#written.set(key, sig);
   }
 }

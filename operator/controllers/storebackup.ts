@@ -57,8 +57,12 @@ export class StoreBackupController {
     const mine = this.#d.pods.list().filter((p) => p.metadata?.namespace === ns && p.metadata.labels?.[backupLabel] === sb.metadata.name);
     const of = (component: string) => mine.filter((p) => (p.metadata?.labels?.[labels.component] ?? backupComponent) === component);
     const step = planBackup(sb, {
-      cluster: this.#d.clusters.get(`${ns}/${sb.spec.cluster}`), job, pods: of(backupComponent),
-      verifyJob: this.#d.jobs.get(`${ns}/${verifyJobName(sb)}`), verifyPods: of(verifyComponent), now: this.#d.clock.wallNow(),
+      cluster: this.#d.clusters.get(`${ns}/${sb.spec.cluster}`),
+      job,
+      pods: of(backupComponent),
+      verifyJob: this.#d.jobs.get(`${ns}/${verifyJobName(sb)}`),
+      verifyPods: of(verifyComponent),
+      now: this.#d.clock.wallNow(),
     });
     if (step.createJob) {
       await this.#d.batch.createNamespacedJob({ namespace: ns, body: step.createJob }).catch((err: unknown) => {
@@ -74,12 +78,23 @@ export class StoreBackupController {
     }
     // The cluster's newest successful backup, from every StoreBackup of it (so the gauge is right
     // after the operator restarts, and when the newest one is deleted).
-    const completed = [step.status, ...this.#d.backups.list().filter((b) => b.metadata.namespace === ns && b.spec.cluster === sb.spec.cluster && b.metadata.name !== sb.metadata.name).map((b) => b.status ?? {})]
-      .filter((st) => st.phase === 'Succeeded').map((st) => Date.parse(st.completedAt ?? '') / 1000).filter((t) => t > 0);
+    const completed = [
+      step.status,
+      ...this.#d.backups
+        .list()
+        .filter((b) => b.metadata.namespace === ns && b.spec.cluster === sb.spec.cluster && b.metadata.name !== sb.metadata.name)
+        .map((b) => b.status ?? {}),
+    ]
+      .filter((st) => st.phase === 'Succeeded')
+      .map((st) => Date.parse(st.completedAt ?? '') / 1000)
+      .filter((t) => t > 0);
     if (completed.length > 0) this.#d.metrics.lastSuccess.set({ namespace: ns, cluster: sb.spec.cluster }, Math.max(...completed));
     const sig = statusSignature(step.status);
     if (sig !== statusSignature(sb.status) && this.#written.get(key) !== sig) {
-      await this.#d.custom.patchNamespacedCustomObjectStatus({ group, version, namespace: ns, plural: 'storebackups', name: sb.metadata.name, body: { status: step.status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      await this.#d.custom.patchNamespacedCustomObjectStatus(
+        { group, version, namespace: ns, plural: 'storebackups', name: sb.metadata.name, body: { status: step.status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
       this.#written.set(key, sig);
     }
     return step.requeueMs;

@@ -80,29 +80,38 @@ export class StoreBackupScheduleController {
       this.#applied.delete(`${ns}/${step.deleteArchiver}`);
     }
     if (step.create) {
-      await this.#d.custom.createNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', body: step.create }).catch((err: unknown) => {
-        if ((err as { code?: number }).code !== 409) throw err; // made already (a cache behind): fine
-      });
+      await this.#d.custom
+        .createNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', body: step.create })
+        .catch((err: unknown) => {
+          if ((err as { code?: number }).code !== 409) throw err; // made already (a cache behind): fine
+        });
     }
     for (const name of step.delete) {
-      await this.#d.custom.deleteNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', name }).catch((err: unknown) => {
-        if ((err as { code?: number }).code !== 404) throw err;
-      });
+      await this.#d.custom
+        .deleteNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', name })
+        .catch((err: unknown) => {
+          if ((err as { code?: number }).code !== 404) throw err;
+        });
     }
     for (const e of step.events) this.#d.event(s, e.type, e.reason, e.message);
     const labels = { namespace: ns, schedule: s.metadata.name, cluster: s.spec.cluster };
-    if (old && (old.cluster !== labels.cluster)) {
+    if (old && old.cluster !== labels.cluster) {
       this.#d.metrics.lastSuccess.remove(old);
       this.#d.metrics.interval.remove(old);
     }
     this.#labels.set(key, labels);
-    const createdAt = s.metadata.creationTimestamp ? new Date(s.metadata.creationTimestamp).getTime() / 1000 : this.#d.clock.wallNow() / 1000;
+    const createdAt = s.metadata.creationTimestamp
+      ? new Date(s.metadata.creationTimestamp).getTime() / 1000
+      : this.#d.clock.wallNow() / 1000;
     this.#d.metrics.lastSuccess.set(labels, step.lastSuccessSeconds ?? createdAt);
     if (step.intervalSeconds !== undefined && !s.spec.suspend) this.#d.metrics.interval.set(labels, step.intervalSeconds);
     else this.#d.metrics.interval.remove(labels);
     const sig = statusSignature(step.status);
     if (sig !== statusSignature(s.status) && this.#written.get(key) !== sig) {
-      await this.#d.custom.patchNamespacedCustomObjectStatus({ group, version, namespace: ns, plural: 'storebackupschedules', name: s.metadata.name, body: { status: step.status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      await this.#d.custom.patchNamespacedCustomObjectStatus(
+        { group, version, namespace: ns, plural: 'storebackupschedules', name: s.metadata.name, body: { status: step.status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
       this.#written.set(key, sig);
     }
     return step.requeueMs;

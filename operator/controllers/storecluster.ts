@@ -8,7 +8,16 @@
  * never acted on) is written, and unit-tested, in operator/plan.
  */
 import { randomBytes } from 'node:crypto';
-import { type CoreV1Api, type KubeConfig, KubernetesObjectApi, PatchStrategy, type V1Pod, type V1StatefulSet, CustomObjectsApi, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  type CoreV1Api,
+  type KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  type V1Pod,
+  type V1StatefulSet,
+  CustomObjectsApi,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock } from '../../lib/clock.ts';
 import { statusSignature } from '../../lib/kube/conditions.ts';
@@ -76,7 +85,8 @@ export class StoreClusterController {
     const step = plan(sc, observed);
     if (step.ensureObjects) {
       await this.#ensureToken(sc);
-      for (const obj of [specs.serviceAccount(sc), specs.peerService(sc), specs.clientService(sc), specs.disruptionBudget(sc)]) await this.#apply(obj);
+      for (const obj of [specs.serviceAccount(sc), specs.peerService(sc), specs.clientService(sc), specs.disruptionBudget(sc)])
+        await this.#apply(obj);
     }
     const done = await this.#perform(sc, observed, step);
     await this.#writeStatus(sc, observed, done);
@@ -84,61 +94,104 @@ export class StoreClusterController {
   }
 
   async #observe(sc: StoreCluster): Promise<Observed> {
-    const pods = this.#deps.pods.list().filter((p) => p.metadata?.namespace === sc.metadata.namespace && p.metadata.labels?.[specs.labels.instance] === sc.metadata.name && !p.metadata.deletionTimestamp);
+    const pods = this.#deps.pods
+      .list()
+      .filter(
+        (p) =>
+          p.metadata?.namespace === sc.metadata.namespace &&
+          p.metadata.labels?.[specs.labels.instance] === sc.metadata.name &&
+          !p.metadata.deletionTimestamp,
+      );
     const views: PodView[] = [];
     let list: MemberInfo[] | undefined;
     let local: { term: number; index: number; members: MemberInfo[] } | undefined;
     let leaderId = '';
     let authProblem = '';
     let auth: Observed['auth'] = 'unknown';
-    await Promise.all(pods.map(async (p) => {
-      const store = p.status?.containerStatuses?.find((c) => c.name === 'store');
-      const last = store?.lastState?.terminated;
-      const memoryLimit = p.spec?.containers.find((c) => c.name === 'store')?.resources?.limits?.['memory'];
-      const view: PodView = {
-        name: p.metadata?.name ?? '', ready: podReady(p),
-        dataLost: p.status?.containerStatuses?.some((c) => c.lastState?.terminated?.exitCode === ExitCode.dataLost || c.state?.terminated?.exitCode === ExitCode.dataLost) === true,
-        createdAt: new Date(p.metadata?.creationTimestamp ?? 0).getTime(),
-        ...(p.status?.podIP ? { ip: p.status.podIP } : {}),
-        ...(p.metadata?.annotations?.[specs.specHashAnnotation] ? { specHash: p.metadata.annotations[specs.specHashAnnotation] } : {}),
-        ...(p.metadata?.annotations?.['ballast.dev/version'] ? { version: p.metadata.annotations['ballast.dev/version'] } : {}),
-        ...(store ? { restarts: store.restartCount } : {}),
-        ...(last ? { lastTermination: { reason: last.reason ?? 'Unknown', exitCode: last.exitCode, ...(last.finishedAt ? { finishedAt: new Date(last.finishedAt).toISOString() } : {}) } } : {}),
-        ...(memoryLimit ? { memoryLimit } : {}),
-        ...forcePlanOf(p),
-      };
-      views.push(view);
-      if (!view.ip) return;
-      const c = this.#deps.members(`${view.ip}:${specs.clientPort}`, sc, this.#creds(sc));
-      try {
-        const st = await c.status();
-        Object.assign(view, { appliedIndex: st.appliedIndex, memberId: st.id, term: st.term, commitIndex: st.commitIndex });
-        if (st.leader !== '0') leaderId = st.leader;
-        if (!list || st.leader === st.id) list = await c.list().catch(() => list);
-        // Without a leader, the configuration as the member with the newest data applied it (for a recovery plan).
-        if (st.leader === '0' && (!local || st.term > local.term || (st.term === local.term && st.commitIndex > local.index))) {
-          const members = await c.list(false).catch(() => undefined);
-          if (members) local = { term: st.term, index: st.commitIndex, members };
+    await Promise.all(
+      pods.map(async (p) => {
+        const store = p.status?.containerStatuses?.find((c) => c.name === 'store');
+        const last = store?.lastState?.terminated;
+        const memoryLimit = p.spec?.containers.find((c) => c.name === 'store')?.resources?.limits?.['memory'];
+        const view: PodView = {
+          name: p.metadata?.name ?? '',
+          ready: podReady(p),
+          dataLost:
+            p.status?.containerStatuses?.some(
+              (c) => c.lastState?.terminated?.exitCode === ExitCode.dataLost || c.state?.terminated?.exitCode === ExitCode.dataLost,
+            ) === true,
+          createdAt: new Date(p.metadata?.creationTimestamp ?? 0).getTime(),
+          ...(p.status?.podIP ? { ip: p.status.podIP } : {}),
+          ...(p.metadata?.annotations?.[specs.specHashAnnotation] ? { specHash: p.metadata.annotations[specs.specHashAnnotation] } : {}),
+          ...(p.metadata?.annotations?.['ballast.dev/version'] ? { version: p.metadata.annotations['ballast.dev/version'] } : {}),
+          ...(store ? { restarts: store.restartCount } : {}),
+          ...(last
+            ? {
+                lastTermination: {
+                  reason: last.reason ?? 'Unknown',
+                  exitCode: last.exitCode,
+                  ...(last.finishedAt ? { finishedAt: new Date(last.finishedAt).toISOString() } : {}),
+                },
+              }
+            : {}),
+          ...(memoryLimit ? { memoryLimit } : {}),
+          ...forcePlanOf(p),
+        };
+        views.push(view);
+        if (!view.ip) return;
+        const c = this.#deps.members(`${view.ip}:${specs.clientPort}`, sc, this.#creds(sc));
+        try {
+          const st = await c.status();
+          Object.assign(view, { appliedIndex: st.appliedIndex, memberId: st.id, term: st.term, commitIndex: st.commitIndex });
+          if (st.leader !== '0') leaderId = st.leader;
+          if (!list || st.leader === st.id) list = await c.list().catch(() => list);
+          // Without a leader, the configuration as the member with the newest data applied it (for a recovery plan).
+          if (st.leader === '0' && (!local || st.term > local.term || (st.term === local.term && st.commitIndex > local.index))) {
+            const members = await c.list(false).catch(() => undefined);
+            if (members) local = { term: st.term, index: st.commitIndex, members };
+          }
+          // The store's auth, asked of the leader on the connection already open.
+          if (st.leader === st.id)
+            auth = await c.authEnabled().then(
+              (on) => (on === undefined ? 'unsupported' : on ? 'on' : 'off'),
+              () => 'unknown' as const,
+            );
+        } catch (err) {
+          const details = (err as { details?: string }).details ?? '';
+          if (/etcdserver: (user name is empty|authentication failed|permission denied)/.test(details)) authProblem = details;
+        } finally {
+          c.close();
         }
-        // The store's auth, asked of the leader on the connection already open.
-        if (st.leader === st.id) auth = await c.authEnabled().then((on) => (on === undefined ? 'unsupported' : on ? 'on' : 'off'), () => 'unknown' as const);
-      } catch (err) {
-        const details = (err as { details?: string }).details ?? '';
-        if (/etcdserver: (user name is empty|authentication failed|permission denied)/.test(details)) authProblem = details;
-      } finally {
-        c.close();
-      }
-    }));
+      }),
+    );
     views.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
-    const toViews = (l: MemberInfo[]): MemberView[] => l.map((m) => ({ id: m.id, name: nameOf(m), peerUrl: m.peerURLs[0] ?? '', isLearner: m.isLearner }));
+    const toViews = (l: MemberInfo[]): MemberView[] =>
+      l.map((m) => ({ id: m.id, name: nameOf(m), peerUrl: m.peerURLs[0] ?? '', isLearner: m.isLearner }));
     const members = list ? toViews(list) : undefined;
     const set = this.#deps.sets.get(`${sc.metadata.namespace}/${sc.metadata.name}`);
-    const setReplicas = set ? set.spec?.replicas ?? 0 : undefined;
+    const setReplicas = set ? (set.spec?.replicas ?? 0) : undefined;
     // A volume kept from an earlier scale-down, where the next member would start.
-    const nextClaimExists = setReplicas !== undefined && sc.spec.replicas > setReplicas
-      && await this.#deps.core.readNamespacedPersistentVolumeClaim({ name: `data-${specs.memberName(sc, setReplicas)}`, namespace: sc.metadata.namespace }).then(() => true, () => false);
+    const nextClaimExists =
+      setReplicas !== undefined &&
+      sc.spec.replicas > setReplicas &&
+      (await this.#deps.core
+        .readNamespacedPersistentVolumeClaim({ name: `data-${specs.memberName(sc, setReplicas)}`, namespace: sc.metadata.namespace })
+        .then(
+          () => true,
+          () => false,
+        ));
     return {
-      setReplicas, pods: views, members, leaderId, auth, ...(sc.spec.restore ? { restoreSource: this.#deps.backups?.get(`${sc.metadata.namespace}/${sc.spec.restore.backup}`) } : {}), ...newestBackupOf(sc, this.#deps.backups?.list() ?? []), ...(local ? { localMembers: toViews(local.members) } : {}), hasRootCredentials: this.#creds(sc) !== undefined, nextClaimExists, now: this.#deps.clock.wallNow(),
+      setReplicas,
+      pods: views,
+      members,
+      leaderId,
+      auth,
+      ...(sc.spec.restore ? { restoreSource: this.#deps.backups?.get(`${sc.metadata.namespace}/${sc.spec.restore.backup}`) } : {}),
+      ...newestBackupOf(sc, this.#deps.backups?.list() ?? []),
+      ...(local ? { localMembers: toViews(local.members) } : {}),
+      hasRootCredentials: this.#creds(sc) !== undefined,
+      nextClaimExists,
+      now: this.#deps.clock.wallNow(),
       ...(authProblem && !leaderId ? { authProblem } : {}),
     };
   }
@@ -165,7 +218,15 @@ export class StoreClusterController {
       try {
         switch (a.do) {
           case 'applyStatefulSet':
-            await this.#apply(specs.statefulSet(sc, { replicas: a.replicas, initialCluster: a.members.map((m) => `${m.name}=${m.peerUrl}`).join(','), clusterState: a.state, ...(a.forceNewCluster ? { forceNewCluster: a.forceNewCluster } : {}), ...(a.restoreFrom ? { restoreFrom: a.restoreFrom } : {}) }));
+            await this.#apply(
+              specs.statefulSet(sc, {
+                replicas: a.replicas,
+                initialCluster: a.members.map((m) => `${m.name}=${m.peerUrl}`).join(','),
+                clusterState: a.state,
+                ...(a.forceNewCluster ? { forceNewCluster: a.forceNewCluster } : {}),
+                ...(a.restoreFrom ? { restoreFrom: a.restoreFrom } : {}),
+              }),
+            );
             break;
           case 'addLearner':
             addedId = (await this.#leaderCall(sc, o, (c) => c.addLearner(a.peerUrl))).id;
@@ -183,7 +244,8 @@ export class StoreClusterController {
             await this.#deps.core.deleteNamespacedPersistentVolumeClaim({ name: a.name, namespace }).catch(() => undefined);
             break;
           case 'deletePod':
-            if (a.force) await this.#deps.core.deleteNamespacedPod({ name: a.name, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
+            if (a.force)
+              await this.#deps.core.deleteNamespacedPod({ name: a.name, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
             else await this.#deps.core.deleteNamespacedPod({ name: a.name, namespace });
             break;
           case 'enableAuth': {
@@ -200,7 +262,12 @@ export class StoreClusterController {
         const f = step.ifFailed;
         const text = `${(err as Error).message ?? ''} ${(err as { details?: string }).details ?? ''}`;
         if (!f || f.action !== a.do || !f.match.test(text)) throw err;
-        return f.appendError ? { ...f.instead, progressing: { ...f.instead.progressing, message: `${f.instead.progressing.message} (${(err as Error).message})` } } : f.instead;
+        return f.appendError
+          ? {
+              ...f.instead,
+              progressing: { ...f.instead.progressing, message: `${f.instead.progressing.message} (${(err as Error).message})` },
+            }
+          : f.instead;
       }
     }
     for (const e of step.events) this.#deps.event(sc, e.type, e.reason, e.message.replace('{id}', addedId));
@@ -225,15 +292,26 @@ export class StoreClusterController {
       throw err;
     });
     if (!secret && sc.spec.auth?.enabled) {
-      secret = await this.#deps.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.rootSecret(sc, randomBytes(24).toString('base64url')) });
-      this.#deps.event(sc, 'Normal', 'RootSecretCreated', `created Secret ${name} with the store's root user and a random password (spec.auth)`);
+      secret = await this.#deps.core.createNamespacedSecret({
+        namespace: sc.metadata.namespace,
+        body: specs.rootSecret(sc, randomBytes(24).toString('base64url')),
+      });
+      this.#deps.event(
+        sc,
+        'Normal',
+        'RootSecretCreated',
+        `created Secret ${name} with the store's root user and a random password (spec.auth)`,
+      );
     }
     const field = (k: string) => {
       const v = secret?.data?.[k] ?? '';
-      return v ? Buffer.from(v, 'base64').toString('utf8') : secret?.stringData?.[k] ?? '';
+      return v ? Buffer.from(v, 'base64').toString('utf8') : (secret?.stringData?.[k] ?? '');
     };
     const password = field('password');
-    this.#credentials.set(key, { creds: secret && password ? new StoreCredentials(field('username') || 'root', password) : undefined, at: this.#deps.clock.now() });
+    this.#credentials.set(key, {
+      creds: secret && password ? new StoreCredentials(field('username') || 'root', password) : undefined,
+      at: this.#deps.clock.now(),
+    });
   }
 
   async #ensureToken(sc: StoreCluster): Promise<void> {
@@ -243,7 +321,10 @@ export class StoreClusterController {
       await this.#deps.core.readNamespacedSecret({ name: specs.tokenSecretName(sc), namespace: sc.metadata.namespace });
     } catch (err) {
       if ((err as { code?: number }).code !== 404) throw err;
-      await this.#deps.core.createNamespacedSecret({ namespace: sc.metadata.namespace, body: specs.tokenSecret(sc, randomBytes(16).toString('hex')) });
+      await this.#deps.core.createNamespacedSecret({
+        namespace: sc.metadata.namespace,
+        body: specs.tokenSecret(sc, randomBytes(16).toString('hex')),
+      });
     }
     this.#applied.set(key, { body: '', at: this.#deps.clock.now() });
   }
@@ -274,7 +355,10 @@ export class StoreClusterController {
     const key = `${sc.metadata.namespace}/${sc.metadata.name}`;
     const sig = statusSignature(status);
     if (this.#written.get(key) === sig && sc.status?.observedGeneration === status.observedGeneration) return;
-    await this.#custom.patchNamespacedCustomObjectStatus({ group, version, namespace: sc.metadata.namespace, plural: 'storeclusters', name: sc.metadata.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    await this.#custom.patchNamespacedCustomObjectStatus(
+      { group, version, namespace: sc.metadata.namespace, plural: 'storeclusters', name: sc.metadata.name, body: { status } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
     this.#written.set(key, sig);
   }
 }
@@ -292,6 +376,8 @@ function forcePlanOf(p: V1Pod): { forcePlan?: string } {
 
 /** The cluster's newest good backup (Succeeded, verification not failed), for the no-survivor advice. */
 function newestBackupOf(sc: StoreCluster, all: readonly StoreBackup[]): { newestBackup?: StoreBackup } {
-  const newest = goodBackupsNewestFirst(all.filter((b) => b.metadata.namespace === sc.metadata.namespace && b.spec.cluster === sc.metadata.name))[0];
+  const newest = goodBackupsNewestFirst(
+    all.filter((b) => b.metadata.namespace === sc.metadata.namespace && b.spec.cluster === sc.metadata.name),
+  )[0];
   return newest ? { newestBackup: newest } : {};
 }

@@ -55,9 +55,12 @@ export class DiscoveryServer {
   constructor(o: DiscoveryServerOptions) {
     this.#options = o;
     this.#metrics = {
-      streams: o.metrics.gauge('ballast_operator_discovery_streams', 'Sidecars connected to this replica\'s discovery service.'),
+      streams: o.metrics.gauge('ballast_operator_discovery_streams', "Sidecars connected to this replica's discovery service."),
       snapshots: o.metrics.counter('ballast_operator_discovery_snapshots_total', 'Snapshots sent to sidecars.'),
-      nacks: o.metrics.counter('ballast_operator_discovery_nacks_total', 'Snapshots a sidecar refused (it keeps its last good configuration).'),
+      nacks: o.metrics.counter(
+        'ballast_operator_discovery_nacks_total',
+        'Snapshots a sidecar refused (it keeps its last good configuration).',
+      ),
     };
     this.#metrics.streams.set(0);
     this.#metrics.snapshots.inc(0);
@@ -67,12 +70,16 @@ export class DiscoveryServer {
     o.services.onChange(changed);
     o.slices.onChange(changed);
     o.sidecars?.onChange(changed);
-    this.#server.addService(discoveryService().service, { Stream: (call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>) => this.#open(call) });
+    this.#server.addService(discoveryService().service, {
+      Stream: (call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>) => this.#open(call),
+    });
   }
 
   /** Listen on host:port (port 0: any); resolves to the port. */
   async listen(address: string): Promise<number> {
-    return new Promise((resolve, reject) => this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+    return new Promise((resolve, reject) =>
+      this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+    );
   }
 
   async stop(): Promise<void> {
@@ -99,7 +106,10 @@ export class DiscoveryServer {
       } else if (m.ack && stream) {
         if (m.ack.error) {
           this.#metrics.nacks.inc();
-          this.#options.log.warn({ node: stream.node, version: m.ack.version, error: m.ack.error }, 'a sidecar refused a discovery snapshot');
+          this.#options.log.warn(
+            { node: stream.node, version: m.ack.version, error: m.ack.error },
+            'a sidecar refused a discovery snapshot',
+          );
         }
         if (stream.node.includes('/')) this.#options.onAck?.(stream.namespace, stream.pod, m.ack.version, m.ack.error);
       }
@@ -121,7 +131,6 @@ export class DiscoveryServer {
     for (const p of this.#options.sidecars?.list() ?? []) out.set(`${p.metadata?.namespace}/${p.metadata?.name}`, p.metadata?.labels ?? {});
     return out;
   }
-
 
   #push(s: Stream, snap: Snapshot): void {
     if (snap.version === s.sent) return;

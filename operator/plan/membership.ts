@@ -38,37 +38,83 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
         : `spec.restore: StoreBackup ${from} does not exist in namespace ${sc.metadata.namespace}; create it, or name one that exists`;
       return step({ phase: 'Bootstrapping', progressing: { status: 'False', reason: 'RestoreSourceNotReady', message }, requeueMs: 5_000 });
     }
-    return step({ phase: 'Bootstrapping', progressing: { status: 'True', reason: 'Bootstrapping', message: `starting ${want} members${source ? ` from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'})` : ''}` } },
+    return step(
+      {
+        phase: 'Bootstrapping',
+        progressing: {
+          status: 'True',
+          reason: 'Bootstrapping',
+          message: `starting ${want} members${source ? ` from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'})` : ''}`,
+        },
+      },
       [{ do: 'applyStatefulSet', replicas: want, members, state: 'new', ...(source ? { restoreFrom: source } : {}) }],
-      [{ type: 'Normal', reason: 'Bootstrapping', message: `starting ${want} members: ${members.map((m) => m.name).join(', ')}${source ? `, each restored from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'}, ${source.status?.objectKey ?? ''})${sc.spec.restore?.toRevision ? ` and the archive to revision ${sc.spec.restore.toRevision}` : sc.spec.restore?.toTime ? ` and the archive to ${sc.spec.restore.toTime}` : ''}` : ''}` }]);
+      [
+        {
+          type: 'Normal',
+          reason: 'Bootstrapping',
+          message: `starting ${want} members: ${members.map((m) => m.name).join(', ')}${source ? `, each restored from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'}, ${source.status?.objectKey ?? ''})${sc.spec.restore?.toRevision ? ` and the archive to revision ${sc.spec.restore.toRevision}` : sc.spec.restore?.toTime ? ` and the archive to ${sc.spec.restore.toTime}` : ''}` : ''}`,
+        },
+      ],
+    );
   }
   const current = o.setReplicas;
   if (o.authProblem) {
     // Members answer, but not to the operator: auth is on and it has no usable root user.
-    return step({ phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'AuthCredentials', message: `the members refuse the operator's calls (${o.authProblem}): auth is on in the store and the operator has no working root credentials. Set spec.auth.enabled with spec.auth.rootSecretName naming a Secret whose username and password are the store's root user's (default ${specs.rootSecretName(sc)})` } });
+    return step({
+      phase: 'Degraded',
+      degraded: true,
+      progressing: {
+        status: 'False',
+        reason: 'AuthCredentials',
+        message: `the members refuse the operator's calls (${o.authProblem}): auth is on in the store and the operator has no working root credentials. Set spec.auth.enabled with spec.auth.rootSecretName naming a Secret whose username and password are the store's root user's (default ${specs.rootSecretName(sc)})`,
+      },
+    });
   }
   const list = o.members;
   if (!o.leaderId || !list) {
     // Without a leader the Raft configuration is unknown: the StatefulSet is left exactly as it
     // is (rewriting its bootstrap settings from a guess could, on a member that lost its data,
     // start a second cluster).
-    if (sc.status?.recovery?.state === 'Restarting' || (o.pods.length > 0 && o.pods.every((p) => p.ip) && Boolean(sc.status?.leader))) return planLostQuorum(sc, o);
+    if (sc.status?.recovery?.state === 'Restarting' || (o.pods.length > 0 && o.pods.every((p) => p.ip) && Boolean(sc.status?.leader)))
+      return planLostQuorum(sc, o);
     // A run whose members are rejoining keeps its record through a moment without a leader (a
     // learner's restart, an election); it would otherwise never be marked Completed.
     const rejoining = sc.status?.recovery;
-    if (rejoining?.state === 'Rejoining') return step({ phase: 'Recovering', progressing: { status: 'True', reason: 'WaitingForLeader', message: `recovery plan ${rejoining.planId}: waiting for a leader while ${rejoining.recreate.join(', ')} rejoin` }, requeueMs: 2_000, recovery: rejoining });
-    return step({ phase: 'Bootstrapping', progressing: { status: 'True', reason: 'WaitingForLeader', message: 'waiting for the members to elect a leader' } });
+    if (rejoining?.state === 'Rejoining')
+      return step({
+        phase: 'Recovering',
+        progressing: {
+          status: 'True',
+          reason: 'WaitingForLeader',
+          message: `recovery plan ${rejoining.planId}: waiting for a leader while ${rejoining.recreate.join(', ')} rejoin`,
+        },
+        requeueMs: 2_000,
+        recovery: rejoining,
+      });
+    return step({
+      phase: 'Bootstrapping',
+      progressing: { status: 'True', reason: 'WaitingForLeader', message: 'waiting for the members to elect a leader' },
+    });
   }
   const membersNow: PeerRef[] = list.map((m) => ({ name: m.name, peerUrl: m.peerUrl }));
   // Keep the template's bootstrap configuration in step with the Raft configuration.
   const keep = (replicas: number): Action => ({
-    do: 'applyStatefulSet', replicas, members: membersNow.length > 0 ? membersNow : ordinalMembers(sc, current), state: membersNow.length > 0 ? 'existing' : 'new',
+    do: 'applyStatefulSet',
+    replicas,
+    members: membersNow.length > 0 ? membersNow : ordinalMembers(sc, current),
+    state: membersNow.length > 0 ? 'existing' : 'new',
   });
 
   // A recovery run, once the survivor leads: the other members from before it go first.
   const run = sc.status?.recovery;
   if (run && (run.state === 'Restarting' || run.state === 'Rejoining')) {
-    const rejoin = planRejoin(sc, o, run, keep(current), list.map((m) => m.name));
+    const rejoin = planRejoin(
+      sc,
+      o,
+      run,
+      keep(current),
+      list.map((m) => m.name),
+    );
     if (rejoin) return rejoin;
   }
   // Repair: a member whose data is gone stops (STORE_ERR_DATA_LOST) instead of voting with a
@@ -78,37 +124,107 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
   const lost = o.pods.find((p) => p.dataLost);
   if (lost) {
     if (!o.pods.filter((p) => p.name !== lost.name).every((p) => p.ready)) {
-      return step({ phase: 'Repairing', progressing: { status: 'True', reason: 'WaitingForHealthyMembers', message: `${lost.name} lost its data; repair waits until every other member is ready` }, requeueMs: 3_000 }, [keep(current)]);
+      return step(
+        {
+          phase: 'Repairing',
+          progressing: {
+            status: 'True',
+            reason: 'WaitingForHealthyMembers',
+            message: `${lost.name} lost its data; repair waits until every other member is ready`,
+          },
+          requeueMs: 3_000,
+        },
+        [keep(current)],
+      );
     }
     const m = list.find((x) => x.name === lost.name);
-    return step({ phase: 'Repairing', progressing: { status: 'True', reason: 'MemberRemovedForRepair', message: `${lost.name} removed; it comes back empty as a learner` }, requeueMs: 2_000 }, [
-      ...(m ? [{ do: 'remove', id: m.id } as const] : []),
-      { do: 'deleteClaim', name: `data-${lost.name}` }, { do: 'deletePod', name: lost.name, force: true }, keep(current),
-    ], m ? [{ type: 'Warning', reason: 'MemberRemovedForRepair', message: `${lost.name} lost its data (it stopped rather than vote with an empty log); removed it from the cluster to add it back empty` }] : []);
+    return step(
+      {
+        phase: 'Repairing',
+        progressing: {
+          status: 'True',
+          reason: 'MemberRemovedForRepair',
+          message: `${lost.name} removed; it comes back empty as a learner`,
+        },
+        requeueMs: 2_000,
+      },
+      [
+        ...(m ? [{ do: 'remove', id: m.id } as const] : []),
+        { do: 'deleteClaim', name: `data-${lost.name}` },
+        { do: 'deletePod', name: lost.name, force: true },
+        keep(current),
+      ],
+      m
+        ? [
+            {
+              type: 'Warning',
+              reason: 'MemberRemovedForRepair',
+              message: `${lost.name} lost its data (it stopped rather than vote with an empty log); removed it from the cluster to add it back empty`,
+            },
+          ]
+        : [],
+    );
   }
   // A member of the StatefulSet missing from the Raft configuration (removed for repair): add it
   // back as a learner; its pod joins empty and is promoted once caught up.
-  const missing = Array.from({ length: Math.min(current, want) }, (_, i) => i)
-    .find((i) => !membersNow.some((m) => m.name === specs.memberName(sc, i) || m.peerUrl === specs.peerUrl(sc, i)));
+  const missing = Array.from({ length: Math.min(current, want) }, (_, i) => i).find(
+    (i) => !membersNow.some((m) => m.name === specs.memberName(sc, i) || m.peerUrl === specs.peerUrl(sc, i)),
+  );
   if (missing !== undefined && !list.some((m) => m.isLearner)) {
     const name = specs.memberName(sc, missing);
     const peerUrl = specs.peerUrl(sc, missing);
-    return step({ phase: 'Repairing', progressing: { status: 'True', reason: 'MemberReAdded', message: `${name} added back as a learner` }, requeueMs: 2_000 },
-      [{ do: 'addLearner', name, peerUrl }, { do: 'applyStatefulSet', replicas: current, members: [...membersNow, { name, peerUrl }], state: 'existing' }],
-      [{ type: 'Normal', reason: 'MemberReAdded', message: `added ${name} back as a learner ({id}); it catches up from the others` }]);
+    return step(
+      {
+        phase: 'Repairing',
+        progressing: { status: 'True', reason: 'MemberReAdded', message: `${name} added back as a learner` },
+        requeueMs: 2_000,
+      },
+      [
+        { do: 'addLearner', name, peerUrl },
+        { do: 'applyStatefulSet', replicas: current, members: [...membersNow, { name, peerUrl }], state: 'existing' },
+      ],
+      [{ type: 'Normal', reason: 'MemberReAdded', message: `added ${name} back as a learner ({id}); it catches up from the others` }],
+    );
   }
   // A learner waiting: promote it once its pod runs (the store refuses until it caught up).
   const learner = list.find((m) => m.isLearner);
   if (learner) {
     return {
-      ...step({ phase: 'Scaling', progressing: { status: 'True', reason: 'MemberPromoted', message: `${learner.name} promoted` }, requeueMs: 1_000 },
+      ...step(
+        {
+          phase: 'Scaling',
+          progressing: { status: 'True', reason: 'MemberPromoted', message: `${learner.name} promoted` },
+          requeueMs: 1_000,
+        },
         [keep(Math.max(current, list.length)), { do: 'promote', id: learner.id }],
-        [{ type: 'Normal', reason: 'MemberPromoted', message: `${learner.name} caught up and is now a voting member` }]),
-      ifFailed: { action: 'promote', match: /[^]*/, appendError: true, instead: { phase: 'Scaling', progressing: { status: 'True', reason: 'WaitingForLearner', message: `${learner.name} is catching up` }, requeueMs: 2_000 } },
+        [{ type: 'Normal', reason: 'MemberPromoted', message: `${learner.name} caught up and is now a voting member` }],
+      ),
+      ifFailed: {
+        action: 'promote',
+        match: /[^]*/,
+        appendError: true,
+        instead: {
+          phase: 'Scaling',
+          progressing: { status: 'True', reason: 'WaitingForLearner', message: `${learner.name} is catching up` },
+          requeueMs: 2_000,
+        },
+      },
     };
   }
   const healthy = o.pods.length === current && o.pods.every((p) => p.ready) && list.length === current;
-  const waitForHealthy = (): Step => step({ phase: 'Scaling', progressing: { status: 'True', reason: 'WaitingForHealthyMembers', message: `scaling ${current}→${want} waits until all ${current} members are ready` }, requeueMs: 3_000 }, [keep(current)]);
+  const waitForHealthy = (): Step =>
+    step(
+      {
+        phase: 'Scaling',
+        progressing: {
+          status: 'True',
+          reason: 'WaitingForHealthyMembers',
+          message: `scaling ${current}→${want} waits until all ${current} members are ready`,
+        },
+        requeueMs: 3_000,
+      },
+      [keep(current)],
+    );
   if (want > current) {
     if (!healthy) return waitForHealthy();
     const name = specs.memberName(sc, current);
@@ -116,14 +232,35 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
     if (o.nextClaimExists) {
       // A volume kept from an earlier scale-down holds a removed member's data: the new member
       // must start empty (it is sent a snapshot), so the old claim goes first.
-      return step({ phase: 'Scaling', progressing: { status: 'True', reason: 'StaleVolumeDeleted', message: `deleting ${claim} before adding ${name}` }, requeueMs: 1_000 },
+      return step(
+        {
+          phase: 'Scaling',
+          progressing: { status: 'True', reason: 'StaleVolumeDeleted', message: `deleting ${claim} before adding ${name}` },
+          requeueMs: 1_000,
+        },
         [{ do: 'deleteClaim', name: claim }, keep(current)],
-        [{ type: 'Normal', reason: 'StaleVolumeDeleted', message: `deleted ${claim}, kept from when ${name} was removed, so the new ${name} starts empty` }]);
+        [
+          {
+            type: 'Normal',
+            reason: 'StaleVolumeDeleted',
+            message: `deleted ${claim}, kept from when ${name} was removed, so the new ${name} starts empty`,
+          },
+        ],
+      );
     }
     const peerUrl = specs.peerUrl(sc, current);
-    return step({ phase: 'Scaling', progressing: { status: 'True', reason: 'MemberAdded', message: `added ${name} as a learner (${current + 1}/${want})` }, requeueMs: 2_000 },
-      [{ do: 'addLearner', name, peerUrl }, { do: 'applyStatefulSet', replicas: current + 1, members: [...membersNow, { name, peerUrl }], state: 'existing' }],
-      [{ type: 'Normal', reason: 'MemberAdded', message: `added ${name} ({id}) as a learner; its pod starts next` }]);
+    return step(
+      {
+        phase: 'Scaling',
+        progressing: { status: 'True', reason: 'MemberAdded', message: `added ${name} as a learner (${current + 1}/${want})` },
+        requeueMs: 2_000,
+      },
+      [
+        { do: 'addLearner', name, peerUrl },
+        { do: 'applyStatefulSet', replicas: current + 1, members: [...membersNow, { name, peerUrl }], state: 'existing' },
+      ],
+      [{ type: 'Normal', reason: 'MemberAdded', message: `added ${name} ({id}) as a learner; its pod starts next` }],
+    );
   }
   if (want < current) {
     if (!healthy) return waitForHealthy();
@@ -131,14 +268,34 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
     const victim = list.find((m) => m.name === victimName);
     if (victim && victim.id === o.leaderId) {
       const to = list.find((m) => m.id !== victim.id && !m.isLearner);
-      return step({ phase: 'Scaling', progressing: { status: 'True', reason: 'LeadershipMoved', message: `moving leadership off ${victimName}` }, requeueMs: 1_000 },
+      return step(
+        {
+          phase: 'Scaling',
+          progressing: { status: 'True', reason: 'LeadershipMoved', message: `moving leadership off ${victimName}` },
+          requeueMs: 1_000,
+        },
         to ? [{ do: 'moveLeader', to: to.id }] : [],
-        [{ type: 'Normal', reason: 'LeadershipMoved', message: `moved leadership from ${victimName} to ${to ? to.name : '?'} before removing it` }]);
+        [
+          {
+            type: 'Normal',
+            reason: 'LeadershipMoved',
+            message: `moved leadership from ${victimName} to ${to ? to.name : '?'} before removing it`,
+          },
+        ],
+      );
     }
-    return step({ phase: 'Scaling', progressing: { status: 'True', reason: 'MemberRemoved', message: `removed ${victimName} (${current - 1}/${want})` }, requeueMs: 2_000 }, [
-      ...(victim ? [{ do: 'remove', id: victim.id } as const] : []),
-      { do: 'applyStatefulSet', replicas: current - 1, members: membersNow.filter((m) => m.name !== victimName), state: 'existing' },
-    ], victim ? [{ type: 'Normal', reason: 'MemberRemoved', message: `removed ${victimName} from the cluster; its pod goes next` }] : []);
+    return step(
+      {
+        phase: 'Scaling',
+        progressing: { status: 'True', reason: 'MemberRemoved', message: `removed ${victimName} (${current - 1}/${want})` },
+        requeueMs: 2_000,
+      },
+      [
+        ...(victim ? [{ do: 'remove', id: victim.id } as const] : []),
+        { do: 'applyStatefulSet', replicas: current - 1, members: membersNow.filter((m) => m.name !== victimName), state: 'existing' },
+      ],
+      victim ? [{ type: 'Normal', reason: 'MemberRemoved', message: `removed ${victimName} from the cluster; its pod goes next` }] : [],
+    );
   }
   return { continueWith: keep(current), healthy, members: list };
 }

@@ -18,8 +18,11 @@ export function planStatus(sc: StoreCluster, o: Observed, step: StepStatus): { s
     const pod = podByName.get(m.name);
     const answered = pod?.appliedIndex !== undefined;
     return {
-      name: m.name, id: m.id, role: !answered ? 'unknown' : m.isLearner ? 'learner' : m.id === o.leaderId ? 'leader' : 'follower',
-      ready: pod?.ready === true, ...(answered ? { appliedIndex: pod.appliedIndex } : {}),
+      name: m.name,
+      id: m.id,
+      role: !answered ? 'unknown' : m.isLearner ? 'learner' : m.id === o.leaderId ? 'leader' : 'follower',
+      ready: pod?.ready === true,
+      ...(answered ? { appliedIndex: pod.appliedIndex } : {}),
       // The ballast version the pod runs (the store reports etcd's API version, 3.5.0, to clients).
       ...(pod?.version ? { version: pod.version } : {}),
       ...(pod?.restarts !== undefined ? { restarts: pod.restarts } : {}),
@@ -34,17 +37,27 @@ export function planStatus(sc: StoreCluster, o: Observed, step: StepStatus): { s
     if (before === undefined || m.restarts === undefined || m.restarts <= before || !m.lastTermination) continue;
     const limit = podByName.get(m.name)?.memoryLimit;
     const oom = m.lastTermination.reason === 'OOMKilled';
-    events.push({ type: 'Warning', reason: oom ? 'MemberOOMKilled' : 'MemberRestarted', message: `${m.name} stopped (${m.lastTermination.reason}, exit code ${m.lastTermination.exitCode})${oom ? ` at its memory limit${limit ? ` of ${limit}` : ''}; raise spec.resources.limits.memory if it recurs` : ''} and was restarted by the kubelet (restart ${m.restarts}); it rejoins with its data` });
+    events.push({
+      type: 'Warning',
+      reason: oom ? 'MemberOOMKilled' : 'MemberRestarted',
+      message: `${m.name} stopped (${m.lastTermination.reason}, exit code ${m.lastTermination.exitCode})${oom ? ` at its memory limit${limit ? ` of ${limit}` : ''}; raise spec.resources.limits.memory if it recurs` : ''} and was restarted by the kubelet (restart ${m.restarts}); it rejoins with its data`,
+    });
   }
   const ready = members.filter((m) => m.ready).length;
   const allReady = step.phase === 'Ready';
   const quorum = Math.floor(sc.spec.replicas / 2) + 1;
-  const cond = (type: string, status: 'True' | 'False', reason: string, message: string) => condition(sc.status?.conditions, { type, status, reason, message }, gen, now);
+  const cond = (type: string, status: 'True' | 'False', reason: string, message: string) =>
+    condition(sc.status?.conditions, { type, status, reason, message }, gen, now);
   const versions = [...new Set(members.map((m) => m.version).filter(Boolean))].sort();
   const available = o.leaderId
     ? cond('Available', 'True', 'QuorumAvailable', `a leader is elected; ${ready} of ${sc.spec.replicas} members ready (quorum ${quorum})`)
     : step.quorumLost
-      ? cond('Available', 'False', 'QuorumLost', `no leader: fewer than ${quorum} of ${sc.spec.replicas} members are running. The operator does not act destructively on a lost quorum. Bring the members' pods back (kubectl get pods -l ${specs.labels.instance}=${sc.metadata.name}); if their data is gone, approve the recovery plan in status.recovery, or restore a snapshot into a new StoreCluster (docs/operations.md, "Recovering from quorum loss").`)
+      ? cond(
+          'Available',
+          'False',
+          'QuorumLost',
+          `no leader: fewer than ${quorum} of ${sc.spec.replicas} members are running. The operator does not act destructively on a lost quorum. Bring the members' pods back (kubectl get pods -l ${specs.labels.instance}=${sc.metadata.name}); if their data is gone, approve the recovery plan in status.recovery, or restore a snapshot into a new StoreCluster (docs/operations.md, "Recovering from quorum loss").`,
+        )
       : cond('Available', 'False', 'NoLeader', 'waiting for the members to elect a leader');
   const degraded = step.quorumLost
     ? cond('Degraded', 'True', 'QuorumLost', 'quorum lost')
@@ -54,16 +67,37 @@ export function planStatus(sc: StoreCluster, o: Observed, step: StepStatus): { s
         ? cond('Degraded', 'True', 'MembersNotReady', `${sc.spec.replicas - ready} member(s) not ready`)
         : cond('Degraded', 'False', 'AsExpected', 'all members as expected');
   const status: StoreClusterStatus = {
-    observedGeneration: gen, phase: step.phase, replicas: o.pods.length, readyReplicas: ready, members,
+    observedGeneration: gen,
+    phase: step.phase,
+    replicas: o.pods.length,
+    readyReplicas: ready,
+    members,
     ...(leaderMember ? { leader: leaderMember.name } : {}),
     ...(versions[0] ? { currentVersion: versions[0] } : {}),
-    selector: Object.entries(specs.selectorLabels(sc)).map(([k, v]) => `${k}=${v}`).join(','),
+    selector: Object.entries(specs.selectorLabels(sc))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(','),
     // A plan nobody approved is dropped once it is no longer proposed (the quorum is back, or no
     // member answers); null: a merge patch removes it.
-    ...(step.recovery ? { recovery: step.recovery } : sc.status?.recovery ? { recovery: sc.status.recovery.state === 'AwaitingApproval' ? null : sc.status.recovery } : {}),
-    ...(step.authEnabled !== undefined ? { authEnabled: step.authEnabled } : sc.status?.authEnabled !== undefined ? { authEnabled: sc.status.authEnabled } : {}),
+    ...(step.recovery
+      ? { recovery: step.recovery }
+      : sc.status?.recovery
+        ? { recovery: sc.status.recovery.state === 'AwaitingApproval' ? null : sc.status.recovery }
+        : {}),
+    ...(step.authEnabled !== undefined
+      ? { authEnabled: step.authEnabled }
+      : sc.status?.authEnabled !== undefined
+        ? { authEnabled: sc.status.authEnabled }
+        : {}),
     conditions: [
-      cond('Ready', allReady ? 'True' : 'False', allReady ? 'AllMembersReady' : step.phase, allReady ? `${ready} of ${sc.spec.replicas} members ready; leader ${leaderMember ? leaderMember.name : 'unknown'}` : step.progressing.message),
+      cond(
+        'Ready',
+        allReady ? 'True' : 'False',
+        allReady ? 'AllMembersReady' : step.phase,
+        allReady
+          ? `${ready} of ${sc.spec.replicas} members ready; leader ${leaderMember ? leaderMember.name : 'unknown'}`
+          : step.progressing.message,
+      ),
       available,
       cond('Progressing', step.progressing.status, step.progressing.reason, step.progressing.message),
       degraded,

@@ -37,11 +37,14 @@ export const maxScheduleName = 48;
 /** 2026-12-02T14:05:00Z → 20261202140500: the backup's name suffix, sortable, lowercase-safe. */
 export const stamp = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
 
-
 /** The cron expression read, or why not. */
 export function parseSchedule(expr: string, timeZone: string | undefined): Cron | string {
   try {
-    const cron = new Cron(expr, { paused: true, timezone: timeZone ?? 'UTC', mode: expr.trim().split(/\s+/).length === 6 ? '6-part' : 'auto' });
+    const cron = new Cron(expr, {
+      paused: true,
+      timezone: timeZone ?? 'UTC',
+      mode: expr.trim().split(/\s+/).length === 6 ? '6-part' : 'auto',
+    });
     cron.nextRun(new Date(0)); // a time zone is checked only when a time is computed
     return cron;
   } catch (err) {
@@ -51,16 +54,27 @@ export function parseSchedule(expr: string, timeZone: string | undefined): Cron 
 
 const finished = (b: StoreBackup) => b.status?.phase === 'Succeeded' || b.status?.phase === 'Failed';
 /** Creation time in ms (the cache holds the API's string; the type says Date). */
-const created = (b: { metadata: { creationTimestamp?: Date | undefined } }) => (b.metadata.creationTimestamp ? new Date(b.metadata.creationTimestamp).getTime() || 0 : 0);
+const created = (b: { metadata: { creationTimestamp?: Date | undefined } }) =>
+  b.metadata.creationTimestamp ? new Date(b.metadata.creationTimestamp).getTime() || 0 : 0;
 
-export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]; clusterExists: boolean; now: number; cluster?: StoreCluster | undefined; archiver?: V1Deployment | undefined }): ScheduleStep {
+export function planSchedule(
+  s: StoreBackupSchedule,
+  o: {
+    backups: StoreBackup[];
+    clusterExists: boolean;
+    now: number;
+    cluster?: StoreCluster | undefined;
+    archiver?: V1Deployment | undefined;
+  },
+): ScheduleStep {
   const prev = s.status ?? {};
   const gen = s.metadata.generation ?? 0;
   const nowIso = new Date(o.now).toISOString();
   const mine = o.backups.filter((b) => b.metadata.labels?.[scheduleLabel] === s.metadata.name);
   const events: StepEvent[] = [];
   const conds: V1Condition[] = [];
-  const set = (type: string, status: 'True' | 'False', reason: string, message: string) => conds.push(condition(prev.conditions, { type, status, reason, message }, gen, nowIso) as unknown as V1Condition);
+  const set = (type: string, status: 'True' | 'False', reason: string, message: string) =>
+    conds.push(condition(prev.conditions, { type, status, reason, message }, gen, nowIso) as unknown as V1Condition);
 
   // What the backups say, whatever happens next.
   // A backup whose restore did not hash as the source is not a good one (isGoodBackup).
@@ -68,16 +82,38 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
   const newestGood = succeeded[0];
   const newestDone = mine.filter(finished).sort((a, b) => created(b) - created(a))[0];
   const retention = { keep: s.spec.retention?.keep, maxAgeMs: s.spec.retention?.maxAge ? parseAge(s.spec.retention.maxAge) : undefined };
-  const retained = mine.filter(finished).map((b) => ({ name: b.metadata.name, ok: isGoodBackup(b), at: isGoodBackup(b) ? Date.parse(b.status?.completedAt ?? '') || created(b) : created(b) }));
+  const retained = mine.filter(finished).map((b) => ({
+    name: b.metadata.name,
+    ok: isGoodBackup(b),
+    at: isGoodBackup(b) ? Date.parse(b.status?.completedAt ?? '') || created(b) : created(b),
+  }));
   const drop = s.spec.retention ? expired(retained, retention, o.now) : [];
   const status: StoreBackupScheduleStatus = {
-    ...prev, observedGeneration: gen,
+    ...prev,
+    observedGeneration: gen,
     ...(newestGood ? { lastSuccessfulBackup: newestGood.metadata.name, lastSuccessfulTime: newestGood.status?.completedAt } : {}),
     backups: succeeded.filter((b) => !drop.includes(b.metadata.name)).length,
   };
-  if (drop.length > 0) events.push({ type: 'Normal', reason: 'BackupsPruned', message: `retention (${describe(s)}) let ${drop.length} backup${drop.length === 1 ? '' : 's'} go: ${drop.join(', ')}` });
-  if (newestDone?.status?.phase === 'Failed') set('LastBackupSucceeded', 'False', 'BackupFailed', `${newestDone.metadata.name} failed: ${newestDone.status.message ?? 'see its status'}`);
-  else if (newestDone?.status?.verification?.phase === 'Failed') set('LastBackupSucceeded', 'False', 'VerificationFailed', `${newestDone.metadata.name} was saved, but restored it does not hash as the cluster did: ${newestDone.status.verification.message ?? 'see its status'}`);
+  if (drop.length > 0)
+    events.push({
+      type: 'Normal',
+      reason: 'BackupsPruned',
+      message: `retention (${describe(s)}) let ${drop.length} backup${drop.length === 1 ? '' : 's'} go: ${drop.join(', ')}`,
+    });
+  if (newestDone?.status?.phase === 'Failed')
+    set(
+      'LastBackupSucceeded',
+      'False',
+      'BackupFailed',
+      `${newestDone.metadata.name} failed: ${newestDone.status.message ?? 'see its status'}`,
+    );
+  else if (newestDone?.status?.verification?.phase === 'Failed')
+    set(
+      'LastBackupSucceeded',
+      'False',
+      'VerificationFailed',
+      `${newestDone.metadata.name} was saved, but restored it does not hash as the cluster did: ${newestDone.status.verification.message ?? 'see its status'}`,
+    );
   else if (newestDone) set('LastBackupSucceeded', 'True', 'BackupSucceeded', `${newestDone.metadata.name} succeeded`);
   // Point in time: the archiver runs while enabled and the cluster exists, whatever the cron says.
   const archiving = s.spec.pointInTime?.enabled === true;
@@ -87,11 +123,21 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
     const ready = (o.archiver?.status?.availableReplicas ?? 0) > 0;
     archiver = { applyArchiver: archiverDeployment(s, o.cluster) };
     status.archiver = { name: archiverName(s), ready };
-    set('Archiving', ready ? 'True' : 'False', ready ? 'Archiving' : 'ArchiverStarting', ready
-      ? `${archiverName(s)} archives every change of ${s.spec.cluster} (a segment at least every ${s.spec.pointInTime?.segmentSeconds ?? 5} s): a new StoreCluster can be restored to any revision or time after the oldest kept backup`
-      : `${archiverName(s)} is not running yet (see its pod); changes made meanwhile are archived when it starts, as long as the cluster has not compacted them`);
+    set(
+      'Archiving',
+      ready ? 'True' : 'False',
+      ready ? 'Archiving' : 'ArchiverStarting',
+      ready
+        ? `${archiverName(s)} archives every change of ${s.spec.cluster} (a segment at least every ${s.spec.pointInTime?.segmentSeconds ?? 5} s): a new StoreCluster can be restored to any revision or time after the oldest kept backup`
+        : `${archiverName(s)} is not running yet (see its pod); changes made meanwhile are archived when it starts, as long as the cluster has not compacted them`,
+    );
   } else if (archiving) {
-    set('Archiving', 'False', 'ClusterNotFound', `StoreCluster ${s.spec.cluster} does not exist in namespace ${s.metadata.namespace}; nothing to archive`);
+    set(
+      'Archiving',
+      'False',
+      'ClusterNotFound',
+      `StoreCluster ${s.spec.cluster} does not exist in namespace ${s.metadata.namespace}; nothing to archive`,
+    );
     if (o.archiver) archiver = { deleteArchiver: archiverName(s) };
   } else if (o.archiver) {
     archiver = { deleteArchiver: archiverName(s) };
@@ -103,18 +149,28 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
   };
   const done = (requeueMs?: number, more: Partial<ScheduleStep> = {}): ScheduleStep => ({
     ...archiver,
-    status: { ...status, conditions: conds }, delete: drop, events, ...requeue(requeueMs),
-    ...(newestGood?.status?.completedAt ? { lastSuccessSeconds: Date.parse(newestGood.status.completedAt) / 1000 } : {}), ...more,
+    status: { ...status, conditions: conds },
+    delete: drop,
+    events,
+    ...requeue(requeueMs),
+    ...(newestGood?.status?.completedAt ? { lastSuccessSeconds: Date.parse(newestGood.status.completedAt) / 1000 } : {}),
+    ...more,
   });
 
   if (s.metadata.name.length > maxScheduleName) {
-    set('Ready', 'False', 'NameTooLong', `a schedule's name has at most ${maxScheduleName} characters (its backups are named <schedule>-<14 digits>, a label value); recreate it with a shorter name`);
+    set(
+      'Ready',
+      'False',
+      'NameTooLong',
+      `a schedule's name has at most ${maxScheduleName} characters (its backups are named <schedule>-<14 digits>, a label value); recreate it with a shorter name`,
+    );
     return done();
   }
   const cron = parseSchedule(s.spec.schedule, s.spec.timeZone);
   if (typeof cron === 'string') {
     const message = `spec.schedule "${s.spec.schedule}"${s.spec.timeZone ? ` in ${s.spec.timeZone}` : ''} cannot be read (${cron}); give five cron fields (minute hour day month weekday), six with seconds first, or @hourly/@daily/@weekly`;
-    if (prev.conditions?.find((c) => c.type === 'Ready')?.reason !== 'InvalidSchedule') events.push({ type: 'Warning', reason: 'InvalidSchedule', message });
+    if (prev.conditions?.find((c) => c.type === 'Ready')?.reason !== 'InvalidSchedule')
+      events.push({ type: 'Warning', reason: 'InvalidSchedule', message });
     set('Ready', 'False', 'InvalidSchedule', message);
     return done();
   }
@@ -155,10 +211,12 @@ export function planSchedule(s: StoreBackupSchedule, o: { backups: StoreBackup[]
   }
   const name = `${s.metadata.name}-${stamp(due)}`;
   const backup: StoreBackup = {
-    apiVersion: s.apiVersion, kind: 'StoreBackup',
+    apiVersion: s.apiVersion,
+    kind: 'StoreBackup',
     metadata: { name, namespace: s.metadata.namespace, labels: { [scheduleLabel]: s.metadata.name } },
     spec: {
-      cluster: s.spec.cluster, storage: s.spec.storage,
+      cluster: s.spec.cluster,
+      storage: s.spec.storage,
       ...(s.spec.retention ? { retention: { schedule: s.metadata.name, ...s.spec.retention } } : {}),
       ...(s.spec.verify ? { verify: true } : {}),
     },

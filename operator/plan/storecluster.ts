@@ -24,24 +24,55 @@ export const pausedAnnotation = 'ballast.dev/reconcile';
 
 export function plan(sc: StoreCluster, o: Observed): Step {
   if (sc.metadata.annotations?.[pausedAnnotation] === 'paused') {
-    return { ...step({ phase: 'Paused', progressing: { status: 'False', reason: 'Paused', message: `reconcile paused by the ${pausedAnnotation}: paused annotation; remove it to resume` } }), ensureObjects: false };
+    return {
+      ...step({
+        phase: 'Paused',
+        progressing: {
+          status: 'False',
+          reason: 'Paused',
+          message: `reconcile paused by the ${pausedAnnotation}: paused annotation; remove it to resume`,
+        },
+      }),
+      ensureObjects: false,
+    };
   }
   // Going back to a version that cannot read the members' data: nothing is applied or replaced
   // (a member restarted on the older image would not start), until the version is set back.
   const refusal = specs.downgradeRefusal(sc.spec.version, o.pods.map((p) => p.version ?? '').filter(Boolean));
   if (refusal) {
     const again = sc.status?.conditions?.find((c) => c.type === 'Progressing')?.reason === 'DowngradeRefused';
-    return { ...step({ phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'DowngradeRefused', message: refusal } }, [], again ? [] : [{ type: 'Warning', reason: 'DowngradeRefused', message: refusal }]), ensureObjects: false };
+    return {
+      ...step(
+        { phase: 'Degraded', degraded: true, progressing: { status: 'False', reason: 'DowngradeRefused', message: refusal } },
+        [],
+        again ? [] : [{ type: 'Warning', reason: 'DowngradeRefused', message: refusal }],
+      ),
+      ensureObjects: false,
+    };
   }
   const membership = planMembership(sc, o);
-  let next = 'continueWith' in membership
-    ? withKeep(membership.continueWith, planRollout(sc, o, membership.members, membership.healthy)
-      ?? (membership.healthy ? planAuth(sc, o) : step({ phase: 'Degraded', progressing: { status: 'False', reason: 'WaitingForMembers', message: 'some members are not ready' } })))
-    : membership;
+  let next =
+    'continueWith' in membership
+      ? withKeep(
+          membership.continueWith,
+          planRollout(sc, o, membership.members, membership.healthy) ??
+            (membership.healthy
+              ? planAuth(sc, o)
+              : step({
+                  phase: 'Degraded',
+                  progressing: { status: 'False', reason: 'WaitingForMembers', message: 'some members are not ready' },
+                })),
+        )
+      : membership;
   // An approved recovery whose survivor leads: Rejoining until every member is a voter and ready.
   const run = sc.status?.recovery;
   if (o.leaderId && next.recovery === undefined && (run?.state === 'Restarting' || run?.state === 'Rejoining')) {
-    next = rejoinProgress(next, run, o, 'continueWith' in membership && membership.healthy && membership.members.every((m) => !m.isLearner));
+    next = rejoinProgress(
+      next,
+      run,
+      o,
+      'continueWith' in membership && membership.healthy && membership.members.every((m) => !m.isLearner),
+    );
   }
   // Pod and StatefulSet changes requeue on their own (informers); a timed look again is for what
   // only the members know (roles, catch-up), so it is short only right after a step.

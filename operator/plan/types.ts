@@ -73,12 +73,22 @@ export interface Observed {
   now: number;
 }
 
-export interface PeerRef { name: string; peerUrl: string }
+export interface PeerRef {
+  name: string;
+  peerUrl: string;
+}
 
 /** What a step does, in order. */
 export type Action =
   /** Server-side apply the StatefulSet with this many replicas and bootstrap configuration. */
-  | { do: 'applyStatefulSet'; replicas: number; members: PeerRef[]; state: 'new' | 'existing'; forceNewCluster?: { member: string; id: string }; restoreFrom?: StoreBackup }
+  | {
+      do: 'applyStatefulSet';
+      replicas: number;
+      members: PeerRef[];
+      state: 'new' | 'existing';
+      forceNewCluster?: { member: string; id: string };
+      restoreFrom?: StoreBackup;
+    }
   | { do: 'addLearner'; name: string; peerUrl: string }
   | { do: 'promote'; id: string }
   | { do: 'remove'; id: string }
@@ -90,9 +100,17 @@ export type Action =
   | { do: 'enableAuth' }
   | { do: 'disableAuth' };
 
-export interface Progressing { status: 'True' | 'False'; reason: string; message: string }
+export interface Progressing {
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+}
 
-export interface StepEvent { type: 'Normal' | 'Warning'; reason: string; message: string }
+export interface StepEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
 
 /** What status says of the step; also what a step becomes when its action fails as foreseen. */
 export interface StepStatus {

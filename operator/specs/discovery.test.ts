@@ -4,16 +4,29 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { ResiliencePolicy } from '../../api/resiliencepolicy.ts';
 import { buildSnapshot } from './discovery.ts';
 
-const svc: V1Service = { metadata: { name: 'orders', namespace: 'shop' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'admin', port: 9000 }] } };
+const svc: V1Service = {
+  metadata: { name: 'orders', namespace: 'shop' },
+  spec: {
+    ports: [
+      { name: 'http', port: 80, targetPort: 8080 },
+      { name: 'admin', port: 9000 },
+    ],
+  },
+};
 const slice = (ready: boolean[], extra: Partial<V1EndpointSlice> = {}): V1EndpointSlice => ({
   addressType: 'IPv4',
   metadata: { name: `orders-${ready.length}`, namespace: 'shop', labels: { 'kubernetes.io/service-name': 'orders' } },
-  ports: [{ name: 'http', port: 8080 }, { name: 'admin', port: 9090 }],
+  ports: [
+    { name: 'http', port: 8080 },
+    { name: 'admin', port: 9090 },
+  ],
   endpoints: ready.map((r, i) => ({ addresses: [`10.0.0.${i + 1}`], conditions: { ready: r } })),
   ...extra,
 });
 const policy = (o: Partial<ResiliencePolicy['spec']> = {}): ResiliencePolicy => ({
-  apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'orders', namespace: 'shop' },
+  apiVersion: 'ballast.dev/v1alpha1',
+  kind: 'ResiliencePolicy',
+  metadata: { name: 'orders', namespace: 'shop' },
   spec: { service: { name: 'orders', port: 80 }, protocol: 'auto', localPort: 0, policy: { retries: { maxAttempts: 2 } }, ...o },
 });
 
@@ -22,7 +35,11 @@ it('a policy becomes an upstream: ready endpoints at the target port, proxy host
   assert.equal(upstreams.length, 1);
   const u = upstreams[0]!;
   assert.equal(u.name, 'orders.shop');
-  assert.deepEqual(u.endpoints, [{ address: '10.0.0.1:8080' }, { address: '10.0.0.3:8080' }], 'not-ready endpoints left out; the named port resolved');
+  assert.deepEqual(
+    u.endpoints,
+    [{ address: '10.0.0.1:8080' }, { address: '10.0.0.3:8080' }],
+    'not-ready endpoints left out; the named port resolved',
+  );
   assert.ok(u.hosts!.includes('orders') && u.hosts!.includes('orders.shop.svc.cluster.local:80'));
   assert.deepEqual(u.policy, { retries: { maxAttempts: 2 } });
   assert.equal(u.listen, undefined);
@@ -47,7 +64,14 @@ it('a selector picks the pods a policy configures; pods not known yet get only p
   assert.equal(buildSnapshot('shop', { app: 'web', tier: 'a' }, view).upstreams.length, 1);
   assert.equal(buildSnapshot('shop', { app: 'batch' }, view).upstreams.length, 0);
   assert.equal(buildSnapshot('shop', undefined, view).upstreams.length, 0, 'unknown pod: selectors do not match');
-  const expr = policy({ selector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['a', 'b'] }, { key: 'canary', operator: 'DoesNotExist' }] } });
+  const expr = policy({
+    selector: {
+      matchExpressions: [
+        { key: 'tier', operator: 'In', values: ['a', 'b'] },
+        { key: 'canary', operator: 'DoesNotExist' },
+      ],
+    },
+  });
   assert.equal(buildSnapshot('shop', { tier: 'b' }, { ...view, policies: [expr] }).upstreams.length, 1);
   assert.equal(buildSnapshot('shop', { tier: 'b', canary: 'yes' }, { ...view, policies: [expr] }).upstreams.length, 0);
 });
@@ -55,15 +79,25 @@ it('a selector picks the pods a policy configures; pods not known yet get only p
 it('several upstreams and inbound listeners per policy; an upstream two policies name goes to the first by name', () => {
   const payments: V1Service = { metadata: { name: 'payments', namespace: 'shop' }, spec: { ports: [{ name: 'grpc', port: 50051 }] } };
   const many: ResiliencePolicy = {
-    apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'a-web', namespace: 'shop' },
+    apiVersion: 'ballast.dev/v1alpha1',
+    kind: 'ResiliencePolicy',
+    metadata: { name: 'a-web', namespace: 'shop' },
     spec: {
-      upstreams: [{ service: { name: 'orders', port: 80 }, policy: { retries: { maxAttempts: 4 } } }, { service: { name: 'payments', port: 50051 }, protocol: 'http2', localPort: 15001 }],
+      upstreams: [
+        { service: { name: 'orders', port: 80 }, policy: { retries: { maxAttempts: 4 } } },
+        { service: { name: 'payments', port: 50051 }, protocol: 'http2', localPort: 15001 },
+      ],
       inbound: [{ name: 'http', port: 18080, targetPort: 8080, policy: { rateLimit: { perSecond: 100 } } }],
     },
   };
   const snap = buildSnapshot('shop', {}, { policies: [many, policy()], services: [svc, payments], slices: [slice([true])] });
-  assert.deepEqual(snap.upstreams.map((u) => `${u.name} ${u.protocol} ${u.listen ?? '-'}`), ['orders.shop auto -', 'payments.shop http2 127.0.0.1:15001']);
+  assert.deepEqual(
+    snap.upstreams.map((u) => `${u.name} ${u.protocol} ${u.listen ?? '-'}`),
+    ['orders.shop auto -', 'payments.shop http2 127.0.0.1:15001'],
+  );
   assert.deepEqual(snap.upstreams[0]!.policy, { retries: { maxAttempts: 4 } }, 'the first policy by name wins orders');
   assert.deepEqual(snap.conflicts, [{ policy: 'orders', what: 'upstream orders.shop', winner: 'a-web' }]);
-  assert.deepEqual(snap.inbound, [{ name: 'a-web-http', listen: '0.0.0.0:18080', target: '127.0.0.1:8080', policy: { rateLimit: { perSecond: 100 } } }]);
+  assert.deepEqual(snap.inbound, [
+    { name: 'a-web-http', listen: '0.0.0.0:18080', target: '127.0.0.1:8080', policy: { rateLimit: { perSecond: 100 } } },
+  ]);
 });

@@ -44,7 +44,12 @@ export function hostsFor(service: string, namespace: string, port: number): stri
 }
 
 /** Inbound listeners as the sidecar configuration file's `inbound` schema. */
-export interface DiscoveredInbound { name: string; listen: string; target: string; policy?: unknown }
+export interface DiscoveredInbound {
+  name: string;
+  listen: string;
+  target: string;
+  policy?: unknown;
+}
 
 export interface Snapshot {
   version: string;
@@ -66,7 +71,10 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
   const conflicts: Snapshot['conflicts'] = [];
   const owner = new Map<string, string>();
   const policies = view.policies
-    .filter((p) => p.metadata.namespace === namespace && (p.spec.selector === undefined || (labels !== undefined && selects(p.spec.selector, labels))))
+    .filter(
+      (p) =>
+        p.metadata.namespace === namespace && (p.spec.selector === undefined || (labels !== undefined && selects(p.spec.selector, labels))),
+    )
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   const claim = (p: ResiliencePolicy, what: string): boolean => {
     const first = owner.get(what);
@@ -94,9 +102,17 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
     }
     for (const ib of p.spec.inbound ?? []) {
       if (!claim(p, `inbound port ${ib.port}`)) continue;
-      inbound.push({ name: `${p.metadata.name}-${ib.name}`, listen: `0.0.0.0:${ib.port}`, target: `127.0.0.1:${ib.targetPort}`, ...(ib.policy !== undefined ? { policy: ib.policy } : {}) });
+      inbound.push({
+        name: `${p.metadata.name}-${ib.name}`,
+        listen: `0.0.0.0:${ib.port}`,
+        target: `127.0.0.1:${ib.targetPort}`,
+        ...(ib.policy !== undefined ? { policy: ib.policy } : {}),
+      });
     }
   }
-  const version = createHash('sha256').update(JSON.stringify([upstreams, inbound])).digest('hex').slice(0, 16);
+  const version = createHash('sha256')
+    .update(JSON.stringify([upstreams, inbound]))
+    .digest('hex')
+    .slice(0, 16);
   return { version, upstreams, inbound, conflicts };
 }

@@ -78,27 +78,56 @@ export function initialCluster(sc: StoreCluster, n: number): string {
 }
 
 function owner(sc: StoreCluster) {
-  return [{ apiVersion: sc.apiVersion, kind: 'StoreCluster', name: sc.metadata.name, uid: sc.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }];
+  return [
+    {
+      apiVersion: sc.apiVersion,
+      kind: 'StoreCluster',
+      name: sc.metadata.name,
+      uid: sc.metadata.uid ?? '',
+      controller: true,
+      blockOwnerDeletion: true,
+    },
+  ];
 }
 
 function meta(sc: StoreCluster, name: string, component: string) {
-  return { name, namespace: sc.metadata.namespace, labels: { ...commonLabels(sc), [labels.component]: component }, ownerReferences: owner(sc) };
+  return {
+    name,
+    namespace: sc.metadata.namespace,
+    labels: { ...commonLabels(sc), [labels.component]: component },
+    ownerReferences: owner(sc),
+  };
 }
 
 export function peerService(sc: StoreCluster): V1Service {
   return {
-    apiVersion: 'v1', kind: 'Service', metadata: meta(sc, peerServiceName(sc), 'peer'),
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta(sc, peerServiceName(sc), 'peer'),
     spec: {
-      clusterIP: 'None', publishNotReadyAddresses: true, selector: selectorLabels(sc),
-      ports: [{ name: 'client', port: clientPort, targetPort: clientPort }, { name: 'peer', port: peerPort, targetPort: peerPort }],
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: selectorLabels(sc),
+      ports: [
+        { name: 'client', port: clientPort, targetPort: clientPort },
+        { name: 'peer', port: peerPort, targetPort: peerPort },
+      ],
     },
   };
 }
 
 export function clientService(sc: StoreCluster): V1Service {
   return {
-    apiVersion: 'v1', kind: 'Service', metadata: meta(sc, clientServiceName(sc), 'client'),
-    spec: { selector: selectorLabels(sc), ports: [{ name: 'client', port: clientPort, targetPort: clientPort }, { name: 'metrics', port: metricsPort, targetPort: metricsPort }] },
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta(sc, clientServiceName(sc), 'client'),
+    spec: {
+      selector: selectorLabels(sc),
+      ports: [
+        { name: 'client', port: clientPort, targetPort: clientPort },
+        { name: 'metrics', port: metricsPort, targetPort: metricsPort },
+      ],
+    },
   };
 }
 
@@ -113,7 +142,13 @@ export function tokenSecret(sc: StoreCluster, token: string): V1Secret {
 
 /** The root user's credentials (spec.auth): made once, from the caller's random password. */
 export function rootSecret(sc: StoreCluster, password: string): V1Secret {
-  return { apiVersion: 'v1', kind: 'Secret', metadata: meta(sc, rootSecretName(sc), 'auth'), type: 'kubernetes.io/basic-auth', stringData: { username: 'root', password } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: meta(sc, rootSecretName(sc), 'auth'),
+    type: 'kubernetes.io/basic-auth',
+    stringData: { username: 'root', password },
+  };
 }
 
 /** Members that may be down at once without losing quorum. */
@@ -123,7 +158,9 @@ export function faultTolerance(replicas: number): number {
 
 export function disruptionBudget(sc: StoreCluster): V1PodDisruptionBudget {
   return {
-    apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: meta(sc, sc.metadata.name, 'member'),
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: meta(sc, sc.metadata.name, 'member'),
     spec: { maxUnavailable: faultTolerance(sc.spec.replicas), selector: { matchLabels: selectorLabels(sc) } },
   };
 }
@@ -135,8 +172,15 @@ export function disruptionBudget(sc: StoreCluster): V1PodDisruptionBudget {
  */
 export function specHash(sc: StoreCluster): string {
   const { replicas: _r, storage: _s, ...rest } = sc.spec;
-  const stable = (v: unknown): string => (Array.isArray(v) ? `[${v.map(stable).join(',')}]`
-    : v && typeof v === 'object' ? `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${stable((v as Record<string, unknown>)[k])}`).join(',')}}` : JSON.stringify(v) ?? 'null');
+  const stable = (v: unknown): string =>
+    Array.isArray(v)
+      ? `[${v.map(stable).join(',')}]`
+      : v && typeof v === 'object'
+        ? `{${Object.keys(v)
+            .sort()
+            .map((k) => `${JSON.stringify(k)}:${stable((v as Record<string, unknown>)[k])}`)
+            .join(',')}}`
+        : (JSON.stringify(v) ?? 'null');
   const text = stable({ ...rest, image: imageOf(sc) });
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
@@ -165,86 +209,167 @@ export function statefulSet(sc: StoreCluster, o: MemberSetOptions): V1StatefulSe
   // Members opt out of sidecar injection (a namespace with injection on would give each one a
   // proxy it never uses: the store's clients and peers reach it directly); a podTemplate label
   // ballast.dev/inject: "true" opts back in.
-  const podLabels = { 'ballast.dev/inject': 'false', ...(spec.podTemplate?.labels ?? {}), ...commonLabels(sc), [labels.component]: 'member' };
+  const podLabels = {
+    'ballast.dev/inject': 'false',
+    ...(spec.podTemplate?.labels ?? {}),
+    ...commonLabels(sc),
+    [labels.component]: 'member',
+  };
   const peerDomain = `$(POD_NAME).${peerServiceName(sc)}.${sc.metadata.namespace}.svc.cluster.local`;
   const [cs, ps] = [clientScheme(sc), peerScheme(sc)];
   const tls = spec.tls ?? {};
   const args = [
-    'store', '--name=$(POD_NAME)', `--data-dir=${dataDir}/data`,
-    `--listen-client-urls=${cs}://0.0.0.0:${clientPort}`, `--advertise-client-urls=${cs}://${peerDomain}:${clientPort}`,
-    `--listen-peer-urls=${ps}://0.0.0.0:${peerPort}`, `--initial-advertise-peer-urls=${ps}://${peerDomain}:${peerPort}`,
+    'store',
+    '--name=$(POD_NAME)',
+    `--data-dir=${dataDir}/data`,
+    `--listen-client-urls=${cs}://0.0.0.0:${clientPort}`,
+    `--advertise-client-urls=${cs}://${peerDomain}:${clientPort}`,
+    `--listen-peer-urls=${ps}://0.0.0.0:${peerPort}`,
+    `--initial-advertise-peer-urls=${ps}://${peerDomain}:${peerPort}`,
     // TLS from Secrets of type kubernetes.io/tls with ca.crt; certificates are required both ways.
-    ...(tls.clientSecretName ? [`--cert-file=${tlsDir}/client/tls.crt`, `--key-file=${tlsDir}/client/tls.key`, `--trusted-ca-file=${tlsDir}/client/ca.crt`, '--client-cert-auth=true'] : []),
-    ...(tls.peerSecretName ? [`--peer-cert-file=${tlsDir}/peer/tls.crt`, `--peer-key-file=${tlsDir}/peer/tls.key`, `--peer-trusted-ca-file=${tlsDir}/peer/ca.crt`, '--peer-client-cert-auth=true'] : []),
+    ...(tls.clientSecretName
+      ? [
+          `--cert-file=${tlsDir}/client/tls.crt`,
+          `--key-file=${tlsDir}/client/tls.key`,
+          `--trusted-ca-file=${tlsDir}/client/ca.crt`,
+          '--client-cert-auth=true',
+        ]
+      : []),
+    ...(tls.peerSecretName
+      ? [
+          `--peer-cert-file=${tlsDir}/peer/tls.crt`,
+          `--peer-key-file=${tlsDir}/peer/tls.key`,
+          `--peer-trusted-ca-file=${tlsDir}/peer/ca.crt`,
+          '--peer-client-cert-auth=true',
+        ]
+      : []),
     `--listen-metrics-urls=http://0.0.0.0:${metricsPort}`,
-    `--initial-cluster=${o.initialCluster}`, `--initial-cluster-state=${o.clusterState}`, '--initial-cluster-token=$(CLUSTER_TOKEN)',
-    `--heartbeat-interval=${spec.timing.heartbeatMs}`, `--election-timeout=${spec.timing.electionMs}`,
-    `--auto-compaction-mode=${spec.compaction.mode}`, `--auto-compaction-retention=${spec.compaction.retention}`,
+    `--initial-cluster=${o.initialCluster}`,
+    `--initial-cluster-state=${o.clusterState}`,
+    '--initial-cluster-token=$(CLUSTER_TOKEN)',
+    `--heartbeat-interval=${spec.timing.heartbeatMs}`,
+    `--election-timeout=${spec.timing.electionMs}`,
+    `--auto-compaction-mode=${spec.compaction.mode}`,
+    `--auto-compaction-retention=${spec.compaction.retention}`,
     ...(spec.quotaBytes ? [`--quota-backend-bytes=${spec.quotaBytes}`] : []),
     ...(spec.snapshotCount ? [`--snapshot-count=${spec.snapshotCount}`] : []),
-    ...(o.forceNewCluster ? [`--force-new-cluster-member=${o.forceNewCluster.member}`, `--force-new-cluster-id=${o.forceNewCluster.id}`] : []),
+    ...(o.forceNewCluster
+      ? [`--force-new-cluster-member=${o.forceNewCluster.member}`, `--force-new-cluster-id=${o.forceNewCluster.id}`]
+      : []),
   ];
   const restoreCa = o.restoreFrom && o.clusterState === 'new' ? o.restoreFrom.spec.storage.caSecret : undefined;
-  const probe = (path: string, failureThreshold: number) => ({ httpGet: { path, port: metricsPort }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold });
+  const probe = (path: string, failureThreshold: number) => ({
+    httpGet: { path, port: metricsPort },
+    periodSeconds: 2,
+    timeoutSeconds: 2,
+    failureThreshold,
+  });
   return {
-    apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: meta(sc, sc.metadata.name, 'member'),
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: meta(sc, sc.metadata.name, 'member'),
     spec: {
-      serviceName: peerServiceName(sc), replicas: o.replicas, podManagementPolicy: 'Parallel',
+      serviceName: peerServiceName(sc),
+      replicas: o.replicas,
+      podManagementPolicy: 'Parallel',
       updateStrategy: { type: 'OnDelete' },
       selector: { matchLabels: selectorLabels(sc) },
       persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: spec.storage.retainOnScaleDown ? 'Retain' : 'Delete' },
       template: {
-        metadata: { labels: podLabels, annotations: { ...(spec.podTemplate?.annotations ?? {}), 'ballast.dev/version': spec.version, [specHashAnnotation]: specHash(sc) } },
+        metadata: {
+          labels: podLabels,
+          annotations: {
+            ...(spec.podTemplate?.annotations ?? {}),
+            'ballast.dev/version': spec.version,
+            [specHashAnnotation]: specHash(sc),
+          },
+        },
         spec: {
-          serviceAccountName: sc.metadata.name, automountServiceAccountToken: false,
+          serviceAccountName: sc.metadata.name,
+          automountServiceAccountToken: false,
           terminationGracePeriodSeconds: 30,
-          securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 65532,
+            runAsGroup: 65532,
+            fsGroup: 65532,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
           ...(spec.podTemplate?.nodeSelector ? { nodeSelector: spec.podTemplate.nodeSelector } : {}),
           ...(spec.podTemplate?.tolerations ? { tolerations: spec.podTemplate.tolerations } : {}),
           affinity: spec.podTemplate?.affinity ?? {
-            podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: selectorLabels(sc) } } }] },
+            podAntiAffinity: {
+              preferredDuringSchedulingIgnoredDuringExecution: [
+                {
+                  weight: 100,
+                  podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: selectorLabels(sc) } },
+                },
+              ],
+            },
           },
           topologySpreadConstraints: spec.podTemplate?.topologySpreadConstraints ?? [
-            { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels(sc) } },
+            {
+              maxSkew: 1,
+              topologyKey: 'topology.kubernetes.io/zone',
+              whenUnsatisfiable: 'ScheduleAnyway',
+              labelSelector: { matchLabels: selectorLabels(sc) },
+            },
           ],
-          ...(o.restoreFrom && o.clusterState === 'new' ? { initContainers: [restoreContainer(sc, o.restoreFrom, o.initialCluster, `${ps}://${peerDomain}:${peerPort}`)] } : {}),
-          containers: [{
-            name: 'store', image: imageOf(sc), args,
-            // The user's variables first: for a name given twice the last one counts, so the operator's win.
-            env: [
-              ...(spec.podTemplate?.env ?? []).filter((e) => e.name !== 'POD_NAME' && e.name !== 'CLUSTER_TOKEN'),
-              { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-              { name: 'CLUSTER_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(sc), key: 'token' } } },
-            ],
-            ports: [{ name: 'client', containerPort: clientPort }, { name: 'peer', containerPort: peerPort }, { name: 'metrics', containerPort: metricsPort }],
-            readinessProbe: probe('/readyz', 3),
-            // Liveness asks only whether the process answers: a member without a leader is
-            // waiting for its peers, and restarting it would not bring them back.
-            livenessProbe: { tcpSocket: { port: metricsPort }, periodSeconds: 5, failureThreshold: 6, initialDelaySeconds: 5 },
-            resources: spec.resources ?? defaultMemberResources,
-            securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-            volumeMounts: [
-              { name: 'data', mountPath: dataDir },
-              ...(tls.clientSecretName ? [{ name: 'tls-client', mountPath: `${tlsDir}/client`, readOnly: true }] : []),
-              ...(tls.peerSecretName ? [{ name: 'tls-peer', mountPath: `${tlsDir}/peer`, readOnly: true }] : []),
-            ],
-          }],
-          ...(tls.clientSecretName || tls.peerSecretName || restoreCa ? {
-            volumes: [
-              ...(tls.clientSecretName ? [{ name: 'tls-client', secret: { secretName: tls.clientSecretName, defaultMode: 0o440 } }] : []),
-              ...(tls.peerSecretName ? [{ name: 'tls-peer', secret: { secretName: tls.peerSecretName, defaultMode: 0o440 } }] : []),
-              ...(restoreCa ? [{ name: 's3-ca', secret: { secretName: restoreCa, defaultMode: 0o440 } }] : []),
-            ],
-          } : {}),
+          ...(o.restoreFrom && o.clusterState === 'new'
+            ? { initContainers: [restoreContainer(sc, o.restoreFrom, o.initialCluster, `${ps}://${peerDomain}:${peerPort}`)] }
+            : {}),
+          containers: [
+            {
+              name: 'store',
+              image: imageOf(sc),
+              args,
+              // The user's variables first: for a name given twice the last one counts, so the operator's win.
+              env: [
+                ...(spec.podTemplate?.env ?? []).filter((e) => e.name !== 'POD_NAME' && e.name !== 'CLUSTER_TOKEN'),
+                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                { name: 'CLUSTER_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(sc), key: 'token' } } },
+              ],
+              ports: [
+                { name: 'client', containerPort: clientPort },
+                { name: 'peer', containerPort: peerPort },
+                { name: 'metrics', containerPort: metricsPort },
+              ],
+              readinessProbe: probe('/readyz', 3),
+              // Liveness asks only whether the process answers: a member without a leader is
+              // waiting for its peers, and restarting it would not bring them back.
+              livenessProbe: { tcpSocket: { port: metricsPort }, periodSeconds: 5, failureThreshold: 6, initialDelaySeconds: 5 },
+              resources: spec.resources ?? defaultMemberResources,
+              securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+              volumeMounts: [
+                { name: 'data', mountPath: dataDir },
+                ...(tls.clientSecretName ? [{ name: 'tls-client', mountPath: `${tlsDir}/client`, readOnly: true }] : []),
+                ...(tls.peerSecretName ? [{ name: 'tls-peer', mountPath: `${tlsDir}/peer`, readOnly: true }] : []),
+              ],
+            },
+          ],
+          ...(tls.clientSecretName || tls.peerSecretName || restoreCa
+            ? {
+                volumes: [
+                  ...(tls.clientSecretName
+                    ? [{ name: 'tls-client', secret: { secretName: tls.clientSecretName, defaultMode: 0o440 } }]
+                    : []),
+                  ...(tls.peerSecretName ? [{ name: 'tls-peer', secret: { secretName: tls.peerSecretName, defaultMode: 0o440 } }] : []),
+                  ...(restoreCa ? [{ name: 's3-ca', secret: { secretName: restoreCa, defaultMode: 0o440 } }] : []),
+                ],
+              }
+            : {}),
         },
       },
-      volumeClaimTemplates: [{
-        metadata: { name: 'data', labels: commonLabels(sc) },
-        spec: {
-          accessModes: ['ReadWriteOnce'], resources: { requests: { storage: spec.storage.size } },
-          ...(spec.storage.storageClassName ? { storageClassName: spec.storage.storageClassName } : {}),
+      volumeClaimTemplates: [
+        {
+          metadata: { name: 'data', labels: commonLabels(sc) },
+          spec: {
+            accessModes: ['ReadWriteOnce'],
+            resources: { requests: { storage: spec.storage.size } },
+            ...(spec.storage.storageClassName ? { storageClassName: spec.storage.storageClassName } : {}),
+          },
         },
-      }],
+      ],
     },
   };
 }
@@ -285,23 +410,39 @@ function restoreContainer(sc: StoreCluster, sb: StoreBackup, initialCluster: str
   const st = sb.spec.storage;
   const secretEnv = (name: string, key: string) => ({ name, valueFrom: { secretKeyRef: { name: st.credentialsSecret, key } } });
   return {
-    name: 'restore', image: imageOf(sc),
+    name: 'restore',
+    image: imageOf(sc),
     args: [
-      'backup', 'restore', sb.metadata.name, '--if-empty', `--data-dir=${dataDir}/data`, '--name=$(POD_NAME)',
-      ...(sc.spec.restore?.toRevision ? [`--to-revision=${sc.spec.restore.toRevision}`] : []), ...(sc.spec.restore?.toTime ? [`--to-time=${sc.spec.restore.toTime}`] : []),
-      `--initial-cluster=${initialCluster}`, '--initial-cluster-token=$(CLUSTER_TOKEN)', `--initial-advertise-peer-urls=${advertisePeerUrl}`,
-      `--s3-endpoint=${st.endpoint}`, `--s3-bucket=${st.bucket}`, `--s3-prefix=${st.prefix ?? `${sb.metadata.namespace}/${sb.spec.cluster}/`}`, `--s3-region=${st.region}`,
+      'backup',
+      'restore',
+      sb.metadata.name,
+      '--if-empty',
+      `--data-dir=${dataDir}/data`,
+      '--name=$(POD_NAME)',
+      ...(sc.spec.restore?.toRevision ? [`--to-revision=${sc.spec.restore.toRevision}`] : []),
+      ...(sc.spec.restore?.toTime ? [`--to-time=${sc.spec.restore.toTime}`] : []),
+      `--initial-cluster=${initialCluster}`,
+      '--initial-cluster-token=$(CLUSTER_TOKEN)',
+      `--initial-advertise-peer-urls=${advertisePeerUrl}`,
+      `--s3-endpoint=${st.endpoint}`,
+      `--s3-bucket=${st.bucket}`,
+      `--s3-prefix=${st.prefix ?? `${sb.metadata.namespace}/${sb.spec.cluster}/`}`,
+      `--s3-region=${st.region}`,
       ...(st.caSecret ? ['--s3-ca-file=/etc/ballast/s3-ca/ca.crt'] : []),
     ],
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'CLUSTER_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(sc), key: 'token' } } },
-      secretEnv('AWS_ACCESS_KEY_ID', 'accessKeyId'), secretEnv('AWS_SECRET_ACCESS_KEY', 'secretAccessKey'),
+      secretEnv('AWS_ACCESS_KEY_ID', 'accessKeyId'),
+      secretEnv('AWS_SECRET_ACCESS_KEY', 'secretAccessKey'),
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
     // It holds the restored key space as the member will: the member's resources.
     resources: sc.spec.resources ?? defaultMemberResources,
     securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-    volumeMounts: [{ name: 'data', mountPath: dataDir }, ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : [])],
+    volumeMounts: [
+      { name: 'data', mountPath: dataDir },
+      ...(st.caSecret ? [{ name: 's3-ca', mountPath: '/etc/ballast/s3-ca', readOnly: true }] : []),
+    ],
   };
 }

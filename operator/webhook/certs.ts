@@ -41,15 +41,29 @@ async function keyPem(k: Key): Promise<string> {
 export async function makeServingCert(dnsNames: string[], now: Date, days = 365): Promise<ServingCert> {
   const notBefore = new Date(now.getTime() - 5 * 60_000);
   const notAfter = new Date(now.getTime() + days * day);
-  const caKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as KeyPair;
+  const caKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as KeyPair;
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: Date.now().toString(16), name: 'CN=ballast-webhook-ca', notBefore, notAfter, keys: caKeys, signingAlgorithm: alg,
-    extensions: [new x509.BasicConstraintsExtension(true, 0, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
+    serialNumber: Date.now().toString(16),
+    name: 'CN=ballast-webhook-ca',
+    notBefore,
+    notAfter,
+    keys: caKeys,
+    signingAlgorithm: alg,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    ],
   });
-  const leafKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as KeyPair;
+  const leafKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as KeyPair;
   const leaf = await x509.X509CertificateGenerator.create({
-    serialNumber: (Date.now() + 1).toString(16), subject: `CN=${dnsNames[0]}`, issuer: ca.subject, notBefore, notAfter,
-    signingKey: caKeys.privateKey, publicKey: leafKeys.publicKey, signingAlgorithm: alg,
+    serialNumber: (Date.now() + 1).toString(16),
+    subject: `CN=${dnsNames[0]}`,
+    issuer: ca.subject,
+    notBefore,
+    notAfter,
+    signingKey: caKeys.privateKey,
+    publicKey: leafKeys.publicKey,
+    signingAlgorithm: alg,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
@@ -77,11 +91,21 @@ export interface CertManagerOptions {
 
 /** Read the Secret's certificate, or make (or remake) one; then make sure the webhook trusts its CA. */
 export async function ensureServingCert(o: CertManagerOptions): Promise<ServingCert> {
-  const names = [`${o.service}.${o.namespace}.svc`, `${o.service}.${o.namespace}.svc.cluster.local`, `${o.service}.${o.namespace}`, o.service];
+  const names = [
+    `${o.service}.${o.namespace}.svc`,
+    `${o.service}.${o.namespace}.svc.cluster.local`,
+    `${o.service}.${o.namespace}`,
+    o.service,
+  ];
   const read = async (): Promise<ServingCert | undefined> => {
     const s = await unlessNotFound(o.core.readNamespacedSecret({ name: o.secretName, namespace: o.namespace }));
     const d = s?.data ?? {};
-    const cert = { caPem: unb64(d['ca.crt']), certPem: unb64(d['tls.crt']), keyPem: unb64(d['tls.key']), ...(d['ca-previous.crt'] ? { previousCaPem: unb64(d['ca-previous.crt']) } : {}) };
+    const cert = {
+      caPem: unb64(d['ca.crt']),
+      certPem: unb64(d['tls.crt']),
+      keyPem: unb64(d['tls.key']),
+      ...(d['ca-previous.crt'] ? { previousCaPem: unb64(d['ca-previous.crt']) } : {}),
+    };
     if (!cert.caPem || !cert.certPem || !cert.keyPem) return undefined;
     const parsed = new X509Certificate(cert.certPem);
     if (!parsed.checkHost(names[0] as string)) return undefined;
@@ -92,7 +116,11 @@ export async function ensureServingCert(o: CertManagerOptions): Promise<ServingC
   if (stale) {
     const fresh = await makeServingCert(names, o.now());
     const previous: Record<string, string> = cert && stillValid(cert.caPem, o.now()) ? { 'ca-previous.crt': b64(cert.caPem) } : {};
-    const body = { metadata: { name: o.secretName, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'ballast' } }, type: 'kubernetes.io/tls', data: { 'ca.crt': b64(fresh.caPem), 'tls.crt': b64(fresh.certPem), 'tls.key': b64(fresh.keyPem), ...previous } };
+    const body = {
+      metadata: { name: o.secretName, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'ballast' } },
+      type: 'kubernetes.io/tls',
+      data: { 'ca.crt': b64(fresh.caPem), 'tls.crt': b64(fresh.certPem), 'tls.key': b64(fresh.keyPem), ...previous },
+    };
     try {
       if (cert) await o.core.replaceNamespacedSecret({ name: o.secretName, namespace: o.namespace, body });
       else await o.core.createNamespacedSecret({ namespace: o.namespace, body });
@@ -106,7 +134,10 @@ export async function ensureServingCert(o: CertManagerOptions): Promise<ServingC
   }
   const c = cert as ServingCert;
   // Trust the previous CA too while it is valid: replicas still serving its certificate stay trusted.
-  await trustCa(o, c.previousCaPem && stillValid(c.previousCaPem, o.now()) ? `${c.caPem.trimEnd()}\n${c.previousCaPem.trimEnd()}\n` : c.caPem);
+  await trustCa(
+    o,
+    c.previousCaPem && stillValid(c.previousCaPem, o.now()) ? `${c.caPem.trimEnd()}\n${c.previousCaPem.trimEnd()}\n` : c.caPem,
+  );
   return c;
 }
 
@@ -141,7 +172,14 @@ async function trustCa(o: CertManagerOptions, bundlePem: string): Promise<void> 
       }
     }
   };
-  await keep(() => o.admission.readMutatingWebhookConfiguration({ name: o.webhookConfig }), (cfg) => o.admission.replaceMutatingWebhookConfiguration({ name: o.webhookConfig, body: cfg as never }));
+  await keep(
+    () => o.admission.readMutatingWebhookConfiguration({ name: o.webhookConfig }),
+    (cfg) => o.admission.replaceMutatingWebhookConfiguration({ name: o.webhookConfig, body: cfg as never }),
+  );
   const v = o.validatingConfig;
-  if (v) await keep(() => o.admission.readValidatingWebhookConfiguration({ name: v }), (cfg) => o.admission.replaceValidatingWebhookConfiguration({ name: v, body: cfg as never }));
+  if (v)
+    await keep(
+      () => o.admission.readValidatingWebhookConfiguration({ name: v }),
+      (cfg) => o.admission.replaceValidatingWebhookConfiguration({ name: v, body: cfg as never }),
+    );
 }

@@ -3,13 +3,22 @@ import { it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { injectionPatch, sidecarContainer } from './inject.ts';
 
-const o = { image: 'ballast:0.2.0', imagePullPolicy: 'IfNotPresent', discoveryAddress: 'ballast-operator-discovery.ballast-system.svc:8081', proxyPort: 15080, adminPort: 15000 };
+const o = {
+  image: 'ballast:0.2.0',
+  imagePullPolicy: 'IfNotPresent',
+  discoveryAddress: 'ballast-operator-discovery.ballast-system.svc:8081',
+  proxyPort: 15080,
+  adminPort: 15000,
+};
 
 /** Apply the subset of JSONPatch the injector uses. */
 function apply(doc: unknown, ops: ReturnType<typeof injectionPatch>): unknown {
   const out = structuredClone(doc) as Record<string, unknown>;
   for (const op of ops) {
-    const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const parts = op.path
+      .split('/')
+      .slice(1)
+      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     let at: Record<string, unknown> | unknown[] = out;
     for (const p of parts.slice(0, -1)) at = (at as Record<string, unknown>)[p] as Record<string, unknown>;
     const last = parts.at(-1) as string;
@@ -22,9 +31,21 @@ function apply(doc: unknown, ops: ReturnType<typeof injectionPatch>): unknown {
 }
 
 it('injects a native sidecar first among init containers and points every app container at its proxy', () => {
-  const pod: V1Pod = { metadata: { name: 'web', namespace: 'shop' }, spec: { initContainers: [{ name: 'migrate', image: 'm' }], containers: [{ name: 'app', image: 'a' }, { name: 'worker', image: 'w', env: [{ name: 'HTTP_PROXY', value: 'http://mine:3128' }] }] } };
+  const pod: V1Pod = {
+    metadata: { name: 'web', namespace: 'shop' },
+    spec: {
+      initContainers: [{ name: 'migrate', image: 'm' }],
+      containers: [
+        { name: 'app', image: 'a' },
+        { name: 'worker', image: 'w', env: [{ name: 'HTTP_PROXY', value: 'http://mine:3128' }] },
+      ],
+    },
+  };
   const out = apply(pod, injectionPatch(pod, o)) as V1Pod;
-  assert.deepEqual(out.spec!.initContainers!.map((c) => c.name), ['ballast-sidecar', 'migrate']);
+  assert.deepEqual(
+    out.spec!.initContainers!.map((c) => c.name),
+    ['ballast-sidecar', 'migrate'],
+  );
   const sc = out.spec!.initContainers![0]!;
   assert.equal(sc.restartPolicy, 'Always', 'a native sidecar: runs beside the app, stops after it');
   assert.ok(sc.args!.includes('--discovery-address=ballast-operator-discovery.ballast-system.svc:8081'));
@@ -35,7 +56,10 @@ it('injects a native sidecar first among init containers and points every app co
 });
 
 it('opting out, and a pod with no init containers or annotations', () => {
-  assert.deepEqual(injectionPatch({ metadata: { annotations: { 'ballast.dev/inject': 'false' } }, spec: { containers: [{ name: 'a' }] } }, o), []);
+  assert.deepEqual(
+    injectionPatch({ metadata: { annotations: { 'ballast.dev/inject': 'false' } }, spec: { containers: [{ name: 'a' }] } }, o),
+    [],
+  );
   const pod: V1Pod = { metadata: { name: 'p' }, spec: { containers: [{ name: 'a', image: 'a' }] } };
   const out = apply(pod, injectionPatch(pod, o)) as V1Pod;
   assert.equal(out.spec!.initContainers!.length, 1);
@@ -43,7 +67,16 @@ it('opting out, and a pod with no init containers or annotations', () => {
 });
 
 it('extra sidecar environment (injection.sidecarEnv) is added, never overriding what the sidecar needs', () => {
-  const c = sidecarContainer({ ...o, env: [{ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: 'http://collector:4318' }, { name: 'POD_NAME', value: 'spoofed' }] });
-  assert.deepEqual(c.env?.map((e) => e.name), ['POD_NAME', 'POD_NAMESPACE', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
+  const c = sidecarContainer({
+    ...o,
+    env: [
+      { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: 'http://collector:4318' },
+      { name: 'POD_NAME', value: 'spoofed' },
+    ],
+  });
+  assert.deepEqual(
+    c.env?.map((e) => e.name),
+    ['POD_NAME', 'POD_NAMESPACE', 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+  );
   assert.equal(c.env?.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name');
 });

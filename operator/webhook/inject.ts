@@ -41,7 +41,13 @@ export function sidecarContainer(o: InjectOptions): V1Container {
     image: o.image,
     imagePullPolicy: o.imagePullPolicy,
     restartPolicy: 'Always',
-    args: ['sidecar', '--config=', `--discovery-address=${o.discoveryAddress}`, `--proxy=127.0.0.1:${o.proxyPort}`, `--admin=0.0.0.0:${o.adminPort}`],
+    args: [
+      'sidecar',
+      '--config=',
+      `--discovery-address=${o.discoveryAddress}`,
+      `--proxy=127.0.0.1:${o.proxyPort}`,
+      `--admin=0.0.0.0:${o.adminPort}`,
+    ],
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
@@ -52,7 +58,13 @@ export function sidecarContainer(o: InjectOptions): V1Container {
     readinessProbe: { httpGet: { path: '/ready', port: o.adminPort }, periodSeconds: 5 },
     livenessProbe: { httpGet: { path: '/live', port: o.adminPort }, periodSeconds: 10, failureThreshold: 3 },
     resources: o.resources ?? { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
-    securityContext: { runAsNonRoot: true, runAsUser: 65532, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    },
   };
 }
 
@@ -60,7 +72,8 @@ export function sidecarContainer(o: InjectOptions): V1Container {
 export function wantsInjection(pod: V1Pod): boolean {
   const a = pod.metadata?.annotations ?? {};
   // Opt out by label (the webhook's objectSelector sees it) or by annotation.
-  if (a[injectAnnotation] === 'false' || pod.metadata?.labels?.[injectAnnotation] === 'false' || a[injectedAnnotation] === 'true') return false;
+  if (a[injectAnnotation] === 'false' || pod.metadata?.labels?.[injectAnnotation] === 'false' || a[injectedAnnotation] === 'true')
+    return false;
   if ([...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].some((c) => c.name === sidecarName)) return false;
   return true;
 }
@@ -72,8 +85,10 @@ export function injectionPatch(pod: V1Pod, o: InjectOptions): PatchOp[] {
   // Calls to the pod itself, loopback and the Kubernetes API do not go through the proxy.
   const noProxy = 'localhost,127.0.0.1,::1,kubernetes.default.svc,kubernetes.default.svc.cluster.local';
   const proxyEnv: V1EnvVar[] = [
-    { name: 'HTTP_PROXY', value: proxy }, { name: 'http_proxy', value: proxy },
-    { name: 'NO_PROXY', value: noProxy }, { name: 'no_proxy', value: noProxy },
+    { name: 'HTTP_PROXY', value: proxy },
+    { name: 'http_proxy', value: proxy },
+    { name: 'NO_PROXY', value: noProxy },
+    { name: 'no_proxy', value: noProxy },
     // Node.js (24+) honours HTTP_PROXY only when asked to; most other runtimes do by default.
     { name: 'NODE_USE_ENV_PROXY', value: '1' },
   ];

@@ -6,7 +6,13 @@ import type { StoreCluster } from '../api/storecluster.ts';
 import { makeServingCert } from './certs.ts';
 import { WebhookServer } from './server.ts';
 
-const inject = { image: 'ballast:test', imagePullPolicy: 'IfNotPresent', discoveryAddress: 'ballast-operator.ballast-system.svc:15010', proxyPort: 15001, adminPort: 15000 };
+const inject = {
+  image: 'ballast:test',
+  imagePullPolicy: 'IfNotPresent',
+  discoveryAddress: 'ballast-operator.ballast-system.svc:15010',
+  proxyPort: 15001,
+  adminPort: 15000,
+};
 
 async function server(validator?: ConstructorParameters<typeof WebhookServer>[5]): Promise<{ hook: WebhookServer; metrics: Metrics }> {
   const metrics = new Metrics({ defaultMetrics: false });
@@ -15,22 +21,37 @@ async function server(validator?: ConstructorParameters<typeof WebhookServer>[5]
 }
 
 const podReview = (namespace: string, pod: object) => ({
-  apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
+  apiVersion: 'admission.k8s.io/v1',
+  kind: 'AdmissionReview',
   request: { uid: 'u-1', kind: { group: '', version: 'v1', kind: 'Pod' }, namespace, operation: 'CREATE', object: pod },
 });
 const pod = { metadata: { generateName: 'web-', namespace: 'apps' }, spec: { containers: [{ name: 'app', image: 'web:1' }] } };
 
-interface Review { apiVersion: string; kind: string; response: { uid: string; allowed: boolean; patchType?: string; patch?: string; status?: { code: number; message: string } } }
+interface Review {
+  apiVersion: string;
+  kind: string;
+  response: { uid: string; allowed: boolean; patchType?: string; patch?: string; status?: { code: number; message: string } };
+}
 
 describe('admission webhook server (fastify inject)', () => {
-  it('/mutate-pods answers a pod with the sidecar as a JSONPatch, under the review\'s uid', async () => {
+  it("/mutate-pods answers a pod with the sidecar as a JSONPatch, under the review's uid", async () => {
     const { hook, metrics } = await server();
     const res = await hook.inject({ method: 'POST', url: '/mutate-pods', payload: podReview('apps', pod) });
     assert.equal(res.statusCode, 200);
     const review = res.json() as Review;
-    assert.deepEqual([review.apiVersion, review.kind, review.response.uid, review.response.allowed, review.response.patchType], ['admission.k8s.io/v1', 'AdmissionReview', 'u-1', true, 'JSONPatch']);
-    const ops = JSON.parse(Buffer.from(review.response.patch as string, 'base64').toString()) as Array<{ op: string; path: string; value?: { name?: string } }>;
-    assert.ok(ops.some((o) => o.op === 'add' && JSON.stringify(o.value ?? '').includes('ballast-sidecar')), 'the sidecar container is added');
+    assert.deepEqual(
+      [review.apiVersion, review.kind, review.response.uid, review.response.allowed, review.response.patchType],
+      ['admission.k8s.io/v1', 'AdmissionReview', 'u-1', true, 'JSONPatch'],
+    );
+    const ops = JSON.parse(Buffer.from(review.response.patch as string, 'base64').toString()) as Array<{
+      op: string;
+      path: string;
+      value?: { name?: string };
+    }>;
+    assert.ok(
+      ops.some((o) => o.op === 'add' && JSON.stringify(o.value ?? '').includes('ballast-sidecar')),
+      'the sidecar container is added',
+    );
     assert.match((await metrics.render()).body, /ballast_operator_webhook_requests_total\{result="injected"\} 1/);
   });
 
@@ -60,12 +81,25 @@ describe('admission webhook server (fastify inject)', () => {
       if (fail) throw new Error('apiserver unreachable');
       return sc.spec.replicas % 2 === 0 ? [`spec.replicas: ${sc.spec.replicas} is even; use an odd number`] : [];
     });
-    const review = (replicas: number) => ({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u-2', kind: { kind: 'StoreCluster' }, namespace: 'db', operation: 'CREATE', object: { metadata: { name: 'main' }, spec: { replicas } } } });
+    const review = (replicas: number) => ({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: 'u-2',
+        kind: { kind: 'StoreCluster' },
+        namespace: 'db',
+        operation: 'CREATE',
+        object: { metadata: { name: 'main' }, spec: { replicas } },
+      },
+    });
     const refused = (await hook.inject({ method: 'POST', url: '/validate-storeclusters', payload: review(2) })).json() as Review;
     assert.equal(refused.response.allowed, false);
     assert.equal(refused.response.status?.code, 422);
     assert.equal(refused.response.status?.message, 'StoreCluster db/main: spec.replicas: 2 is even; use an odd number');
-    assert.equal(((await hook.inject({ method: 'POST', url: '/validate-storeclusters', payload: review(3) })).json() as Review).response.allowed, true);
+    assert.equal(
+      ((await hook.inject({ method: 'POST', url: '/validate-storeclusters', payload: review(3) })).json() as Review).response.allowed,
+      true,
+    );
     fail = true;
     const unsure = (await hook.inject({ method: 'POST', url: '/validate-storeclusters', payload: review(3) })).json() as Review;
     assert.deepEqual([unsure.response.allowed, unsure.response.status?.code], [false, 503]);

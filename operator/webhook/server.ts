@@ -31,11 +31,26 @@ export class WebhookServer {
   readonly #log: Logger;
   readonly #metrics;
 
-  constructor(cert: ServingCert, inject: InjectOptions, log: Logger, metrics: Metrics, excluded: readonly string[] = ['kube-system'], validator?: StoreClusterValidator) {
+  constructor(
+    cert: ServingCert,
+    inject: InjectOptions,
+    log: Logger,
+    metrics: Metrics,
+    excluded: readonly string[] = ['kube-system'],
+    validator?: StoreClusterValidator,
+  ) {
     this.#log = log;
-    const validations = metrics.counter('ballast_operator_validations_total', 'StoreCluster admission reviews answered by the validating webhook, by result (allowed, denied, error).', ['result']);
+    const validations = metrics.counter(
+      'ballast_operator_validations_total',
+      'StoreCluster admission reviews answered by the validating webhook, by result (allowed, denied, error).',
+      ['result'],
+    );
     for (const result of ['allowed', 'denied', 'error']) validations.inc({ result }, 0);
-    this.#metrics = metrics.counter('ballast_operator_webhook_requests_total', 'Admission reviews answered, by result (injected, skipped, error).', ['result']);
+    this.#metrics = metrics.counter(
+      'ballast_operator_webhook_requests_total',
+      'Admission reviews answered, by result (injected, skipped, error).',
+      ['result'],
+    );
     for (const result of ['injected', 'skipped', 'error']) this.#metrics.inc({ result }, 0);
     // Pods: never refused (a malformed review or an internal error admits the pod unchanged).
     const mutatePod = async (review: AdmissionReview, response: Record<string, unknown>): Promise<Record<string, unknown>> => {
@@ -49,7 +64,7 @@ export class WebhookServer {
           return response;
         }
         this.#metrics.inc({ result: 'injected' });
-        log.info({ namespace: review.request?.namespace, pod: (pod?.metadata?.name ?? pod?.metadata?.generateName) }, 'sidecar injected');
+        log.info({ namespace: review.request?.namespace, pod: pod?.metadata?.name ?? pod?.metadata?.generateName }, 'sidecar injected');
         return { ...response, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') };
       } catch (err) {
         this.#metrics.inc({ result: 'error' });
@@ -62,21 +77,57 @@ export class WebhookServer {
     const validateCluster = async (review: AdmissionReview, response: Record<string, unknown>): Promise<Record<string, unknown>> => {
       const r = review.request;
       try {
-        const problems = validator && r?.object && r.kind?.kind === 'StoreCluster' ? await validator(r.operation ?? '', r.object as StoreCluster, r.oldObject as StoreCluster | undefined) : [];
+        const problems =
+          validator && r?.object && r.kind?.kind === 'StoreCluster'
+            ? await validator(r.operation ?? '', r.object as StoreCluster, r.oldObject as StoreCluster | undefined)
+            : [];
         validations.inc({ result: problems.length > 0 ? 'denied' : 'allowed' });
-        return problems.length === 0 ? response : { ...response, allowed: false, status: { code: 422, reason: 'Invalid', message: `StoreCluster ${r?.namespace ?? ''}/${(r?.object as StoreCluster).metadata.name}: ${problems.join('; ')}` } };
+        return problems.length === 0
+          ? response
+          : {
+              ...response,
+              allowed: false,
+              status: {
+                code: 422,
+                reason: 'Invalid',
+                message: `StoreCluster ${r?.namespace ?? ''}/${(r?.object as StoreCluster).metadata.name}: ${problems.join('; ')}`,
+              },
+            };
       } catch (err) {
         validations.inc({ result: 'error' });
         log.warn({ err }, 'StoreCluster validation could not look up what it needs');
-        return { ...response, allowed: false, status: { code: 503, reason: 'ServiceUnavailable', message: `Ballast could not check this StoreCluster (${(err as Error).message}); try again` } };
+        return {
+          ...response,
+          allowed: false,
+          status: {
+            code: 503,
+            reason: 'ServiceUnavailable',
+            message: `Ballast could not check this StoreCluster (${(err as Error).message}); try again`,
+          },
+        };
       }
     };
     const app = endpointApp({ https: { cert: cert.certPem, key: cert.keyPem }, bodyLimit: maxReviewBytes });
     app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
     // An AdmissionReview with a request naming its uid; the object itself is judged by the handler.
-    const body = { type: 'object', required: ['request'], properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, request: { type: 'object', required: ['uid'], properties: { uid: { type: 'string' } } } } };
-    const review = { type: 'object', required: ['apiVersion', 'kind', 'response'], properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, response: { type: 'object', additionalProperties: true } } };
-    const route = (url: string, judge: (review: AdmissionReview, response: Record<string, unknown>) => Promise<Record<string, unknown>>): void => {
+    const body = {
+      type: 'object',
+      required: ['request'],
+      properties: {
+        apiVersion: { type: 'string' },
+        kind: { type: 'string' },
+        request: { type: 'object', required: ['uid'], properties: { uid: { type: 'string' } } },
+      },
+    };
+    const review = {
+      type: 'object',
+      required: ['apiVersion', 'kind', 'response'],
+      properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, response: { type: 'object', additionalProperties: true } },
+    };
+    const route = (
+      url: string,
+      judge: (review: AdmissionReview, response: Record<string, unknown>) => Promise<Record<string, unknown>>,
+    ): void => {
       app.post(url, { schema: { body, response: { 200: review } } }, async (req) => {
         const r = req.body as AdmissionReview;
         const response = await judge(r, { uid: r.request?.uid ?? '', allowed: true });
@@ -88,18 +139,30 @@ export class WebhookServer {
     // A body that is not an AdmissionReview: 400 saying so (the apiserver then applies the
     // webhook's failurePolicy); anything else is fastify's own answer.
     app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown; code?: string }, _req, reply) => {
-      if (err.validation || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      if (
+        err.validation ||
+        err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
+        err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ||
+        err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+      ) {
         return reply.code(400).type('text/plain').send(`body is not an AdmissionReview (JSON): ${err.message}\n`);
       }
       log.error({ err }, 'admission webhook failed');
-      return reply.code(err.statusCode ?? 500).type('text/plain').send(`${err.message}\n`);
+      return reply
+        .code(err.statusCode ?? 500)
+        .type('text/plain')
+        .send(`${err.message}\n`);
     });
     this.#app = app;
   }
 
   /** Answer one request without a socket (tests). */
   inject(o: { method: 'GET' | 'POST'; url: string; payload?: unknown }): Promise<{ statusCode: number; body: string; json(): unknown }> {
-    return this.#app.inject({ method: o.method, url: o.url, ...(o.payload === undefined ? {} : { payload: o.payload as string | object }) });
+    return this.#app.inject({
+      method: o.method,
+      url: o.url,
+      ...(o.payload === undefined ? {} : { payload: o.payload as string | object }),
+    });
   }
 
   /** A renewed certificate: new connections use it. */

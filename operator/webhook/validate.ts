@@ -27,7 +27,12 @@ export interface ValidationLookups {
   secretKeys(namespace: string, name: string): Promise<string[] | undefined>;
 }
 
-export async function validateStoreCluster(operation: string, sc: StoreCluster, old: StoreCluster | undefined, l: ValidationLookups): Promise<string[]> {
+export async function validateStoreCluster(
+  operation: string,
+  sc: StoreCluster,
+  old: StoreCluster | undefined,
+  l: ValidationLookups,
+): Promise<string[]> {
   const problems: string[] = [];
   const ns = sc.metadata.namespace ?? 'default';
   const name = sc.metadata.name;
@@ -36,29 +41,49 @@ export async function validateStoreCluster(operation: string, sc: StoreCluster, 
   if (cls && (operation === 'CREATE' || old?.spec.storage?.storageClassName !== cls)) {
     const classes = await l.storageClasses();
     if (!classes.includes(cls)) {
-      problems.push(`spec.storage.storageClassName: StorageClass "${cls}" does not exist; ${classes.length > 0 ? `use one of ${classes.map((c) => `"${c}"`).join(', ')}` : 'the cluster has none'}, create it first, or leave the field out for the cluster's default class`);
+      problems.push(
+        `spec.storage.storageClassName: StorageClass "${cls}" does not exist; ${classes.length > 0 ? `use one of ${classes.map((c) => `"${c}"`).join(', ')}` : 'the cluster has none'}, create it first, or leave the field out for the cluster's default class`,
+      );
     }
   }
-  for (const [field, secret] of [['clientSecretName', sc.spec.tls?.clientSecretName], ['peerSecretName', sc.spec.tls?.peerSecretName]] as const) {
+  for (const [field, secret] of [
+    ['clientSecretName', sc.spec.tls?.clientSecretName],
+    ['peerSecretName', sc.spec.tls?.peerSecretName],
+  ] as const) {
     if (!secret) continue;
     const keys = await l.secretKeys(ns, secret);
     const missing = ['tls.crt', 'tls.key', 'ca.crt'].filter((k) => !keys?.includes(k));
-    if (!keys) problems.push(`spec.tls.${field}: Secret "${secret}" does not exist in namespace "${ns}"; create it first (type kubernetes.io/tls with tls.crt, tls.key and ca.crt)`);
-    else if (missing.length > 0) problems.push(`spec.tls.${field}: Secret "${secret}" lacks ${missing.join(', ')}; a member needs its certificate and key, and the CA that signed its peers' and clients' certificates`);
+    if (!keys)
+      problems.push(
+        `spec.tls.${field}: Secret "${secret}" does not exist in namespace "${ns}"; create it first (type kubernetes.io/tls with tls.crt, tls.key and ca.crt)`,
+      );
+    else if (missing.length > 0)
+      problems.push(
+        `spec.tls.${field}: Secret "${secret}" lacks ${missing.join(', ')}; a member needs its certificate and key, and the CA that signed its peers' and clients' certificates`,
+      );
   }
   if (operation === 'CREATE') {
     const set = await l.statefulSet(ns, name);
     if (set && !set.owners.some((o) => o.kind === 'StoreCluster' && o.name === name)) {
-      problems.push(`metadata.name: a StatefulSet named "${name}" already exists in namespace "${ns}" and is not this StoreCluster's; choose another name (the operator would take over that StatefulSet)`);
+      problems.push(
+        `metadata.name: a StatefulSet named "${name}" already exists in namespace "${ns}" and is not this StoreCluster's; choose another name (the operator would take over that StatefulSet)`,
+      );
     }
   }
   if (operation === 'UPDATE' && (old?.status?.phase === 'QuorumLost' || old?.status?.phase === 'Recovering')) {
     const selector = `app.kubernetes.io/instance=${name}`;
-    const why = old.status.phase === 'QuorumLost'
-      ? `the cluster has lost quorum (no leader); bring the members back first (kubectl get pods -n ${ns} -l ${selector}) or approve the recovery plan in status.recovery`
-      : `recovery plan ${old.status.recovery?.planId ?? ''} is running (status.recovery); wait until it completes`;
-    if (old.spec.replicas !== sc.spec.replicas) problems.push(`spec.replicas: adding or removing members needs a leader and a settled membership: ${why}, then change replicas (it stays ${old.spec.replicas})`);
-    if (old.spec.version !== sc.spec.version) problems.push(`spec.version: a rolling update needs a leader and a settled membership: ${why}, then change the version (it stays ${old.spec.version})`);
+    const why =
+      old.status.phase === 'QuorumLost'
+        ? `the cluster has lost quorum (no leader); bring the members back first (kubectl get pods -n ${ns} -l ${selector}) or approve the recovery plan in status.recovery`
+        : `recovery plan ${old.status.recovery?.planId ?? ''} is running (status.recovery); wait until it completes`;
+    if (old.spec.replicas !== sc.spec.replicas)
+      problems.push(
+        `spec.replicas: adding or removing members needs a leader and a settled membership: ${why}, then change replicas (it stays ${old.spec.replicas})`,
+      );
+    if (old.spec.version !== sc.spec.version)
+      problems.push(
+        `spec.version: a rolling update needs a leader and a settled membership: ${why}, then change the version (it stays ${old.spec.version})`,
+      );
   }
   if (operation === 'UPDATE' && old && old.spec.version !== sc.spec.version && sc.spec.version) {
     const refusal = downgradeRefusal(sc.spec.version, (old.status?.members ?? []).map((m) => m.version ?? '').filter(Boolean));

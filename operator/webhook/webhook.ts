@@ -1,4 +1,7 @@
-/** The admission webhooks as a component (sidecar injection, StoreCluster validation): certificate (self-managed, re-checked hourly), HTTPS server. */
+/**
+ * The admission webhooks as a component (sidecar injection, StoreCluster validation): certificate
+ * (self-managed, re-checked hourly), HTTPS server.
+ */
 import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type KubeConfig, StorageV1Api } from '@kubernetes/client-node';
 import { unlessNotFound } from '../../lib/kube/read.ts';
 import type { StoreCluster } from '../api/storecluster.ts';
@@ -36,8 +39,13 @@ export class InjectionWebhook {
   constructor(o: InjectionWebhookOptions) {
     this.#options = o;
     this.#certs = {
-      core: o.kubeconfig.makeApiClient(CoreV1Api), admission: o.kubeconfig.makeApiClient(AdmissionregistrationV1Api),
-      namespace: o.namespace, secretName: o.secretName, service: o.service, webhookConfig: o.webhookConfig, validatingConfig: o.validatingConfig ?? '',
+      core: o.kubeconfig.makeApiClient(CoreV1Api),
+      admission: o.kubeconfig.makeApiClient(AdmissionregistrationV1Api),
+      namespace: o.namespace,
+      secretName: o.secretName,
+      service: o.service,
+      webhookConfig: o.webhookConfig,
+      validatingConfig: o.validatingConfig ?? '',
       now: () => new Date(o.clock.wallNow()),
     };
   }
@@ -59,19 +67,35 @@ export class InjectionWebhook {
         return set ? { owners: (set.metadata?.ownerReferences ?? []).map((r) => ({ kind: r.kind, name: r.name })) } : undefined;
       },
     };
-    const validator = this.#options.validatingConfig ? (op: string, sc: StoreCluster, old: StoreCluster | undefined) => validateStoreCluster(op, sc, old, lookups) : undefined;
-    this.#server = new WebhookServer(cert, this.#options.inject, this.#options.log, this.#options.metrics, ['kube-system', this.#options.namespace], validator);
+    const validator = this.#options.validatingConfig
+      ? (op: string, sc: StoreCluster, old: StoreCluster | undefined) => validateStoreCluster(op, sc, old, lookups)
+      : undefined;
+    this.#server = new WebhookServer(
+      cert,
+      this.#options.inject,
+      this.#options.log,
+      this.#options.metrics,
+      ['kube-system', this.#options.namespace],
+      validator,
+    );
     this.port = await this.#server.listen(this.#options.address);
     // Hourly: renew before expiry, and put the CA back if an upgrade blanked the caBundle.
-    this.#timer = this.#options.clock.setInterval(() => {
-      ensureServingCert(this.#certs).then((c) => {
-        if (c.certPem !== this.#serving) {
-          this.#serving = c.certPem;
-          this.#server?.setCert(c);
-          this.#options.log.info({ notAfter: c.notAfter.toISOString() }, 'webhook serving certificate renewed');
-        }
-      }, (err: unknown) => this.#options.log.warn({ err }, 'webhook certificate check failed; retrying in an hour'));
-    }, 3_600_000, { unref: true });
+    this.#timer = this.#options.clock.setInterval(
+      () => {
+        ensureServingCert(this.#certs).then(
+          (c) => {
+            if (c.certPem !== this.#serving) {
+              this.#serving = c.certPem;
+              this.#server?.setCert(c);
+              this.#options.log.info({ notAfter: c.notAfter.toISOString() }, 'webhook serving certificate renewed');
+            }
+          },
+          (err: unknown) => this.#options.log.warn({ err }, 'webhook certificate check failed; retrying in an hour'),
+        );
+      },
+      3_600_000,
+      { unref: true },
+    );
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,8 @@ import { type Endpoint, buildPicker, hash32, pickerKinds } from './pickers.ts';
 
 const eps = (...ids: string[]): Endpoint[] => ids.map((id) => ({ id }));
 const deps = (seed = 1, now = () => 0) => ({ random: new SeededRandom(seed), now });
-const count = (picks: Array<Endpoint | undefined>) => picks.reduce<Record<string, number>>((m, e) => ({ ...m, [e?.id ?? '-']: (m[e?.id ?? '-'] ?? 0) + 1 }), {});
+const count = (picks: Array<Endpoint | undefined>) =>
+  picks.reduce<Record<string, number>>((m, e) => ({ ...m, [e?.id ?? '-']: (m[e?.id ?? '-'] ?? 0) + 1 }), {});
 
 describe('pickers', () => {
   it('every picker returns undefined with no endpoints', () => {
@@ -16,45 +17,67 @@ describe('pickers', () => {
 
   it('roundRobin takes each endpoint in turn', () => {
     const p = buildPicker('roundRobin', eps('a', 'b', 'c'), deps());
-    assert.deepEqual(Array.from({ length: 6 }, () => p.pick()?.id), ['a', 'b', 'c', 'a', 'b', 'c']);
+    assert.deepEqual(
+      Array.from({ length: 6 }, () => p.pick()?.id),
+      ['a', 'b', 'c', 'a', 'b', 'c'],
+    );
   });
 
   it('weighted is proportional and smooth (5:1:1 never sends five in a row to the heavy one)', () => {
-    const p = buildPicker('weighted', [{ id: 'a', weight: 5 }, { id: 'b', weight: 1 }, { id: 'c', weight: 1 }], deps());
+    const p = buildPicker(
+      'weighted',
+      [
+        { id: 'a', weight: 5 },
+        { id: 'b', weight: 1 },
+        { id: 'c', weight: 1 },
+      ],
+      deps(),
+    );
     const seq = Array.from({ length: 7 }, () => p.pick()?.id).join('');
     assert.equal(seq, 'aabacaa');
     assert.deepEqual(count(Array.from({ length: 700 }, () => p.pick())), { a: 500, b: 100, c: 100 });
   });
 
   it('random is uniform within a few percent and replays from its seed', () => {
-    const picks = (seed: number) => { const p = buildPicker('random', eps('a', 'b', 'c', 'd'), deps(seed)); return Array.from({ length: 8000 }, () => p.pick()); };
+    const picks = (seed: number) => {
+      const p = buildPicker('random', eps('a', 'b', 'c', 'd'), deps(seed));
+      return Array.from({ length: 8000 }, () => p.pick());
+    };
     const c = count(picks(7));
     for (const n of Object.values(c)) assert.ok(Math.abs(n - 2000) < 200, JSON.stringify(c));
-    assert.deepEqual(picks(7).map((e) => e?.id), picks(7).map((e) => e?.id));
+    assert.deepEqual(
+      picks(7).map((e) => e?.id),
+      picks(7).map((e) => e?.id),
+    );
   });
 
   it('leastRequest steers away from an endpoint with requests piled up', () => {
     const p = buildPicker('leastRequest', eps('a', 'b', 'c'), deps());
     for (let i = 0; i < 50; i++) p.started('a'); // a is stuck with 50 in flight
-    const c = count(Array.from({ length: 300 }, () => {
-      const e = p.pick() as Endpoint;
-      p.started(e.id);
-      p.finished(e.id, 1);
-      return e;
-    }));
+    const c = count(
+      Array.from({ length: 300 }, () => {
+        const e = p.pick() as Endpoint;
+        p.started(e.id);
+        p.finished(e.id, 1);
+        return e;
+      }),
+    );
     assert.ok((c['a'] ?? 0) === 0, `a got ${c['a']} picks`);
   });
 
   it('ewma moves traffic off a slow endpoint, and back after it recovers', () => {
     let t = 0;
     const p = buildPicker('ewma', eps('fast', 'slow'), { ...deps(3, () => t), ewmaDecayMs: 1000 });
-    const run = (latency: (id: string) => number, n: number) => count(Array.from({ length: n }, () => {
-      const e = p.pick() as Endpoint;
-      p.started(e.id);
-      t += 10;
-      p.finished(e.id, latency(e.id));
-      return e;
-    }));
+    const run = (latency: (id: string) => number, n: number) =>
+      count(
+        Array.from({ length: n }, () => {
+          const e = p.pick() as Endpoint;
+          p.started(e.id);
+          t += 10;
+          p.finished(e.id, latency(e.id));
+          return e;
+        }),
+      );
     const slowPhase = run((id) => (id === 'slow' ? 500 : 5), 400);
     assert.ok((slowPhase['slow'] ?? 0) < 40, `slow got ${slowPhase['slow']} of 400`);
     t += 60_000; // long enough for the peak to decay once it is measured fast again
@@ -68,7 +91,10 @@ describe('pickers', () => {
     const keys = Array.from({ length: 5000 }, (_, i) => `user-${i}`);
     for (const k of keys.slice(0, 50)) assert.equal(before.pick(k)?.id, before.pick(k)?.id);
     const moved = keys.filter((k) => before.pick(k)?.id !== after.pick(k)?.id);
-    assert.ok(moved.every((k) => after.pick(k)?.id === 'e'), 'keys only move to the new endpoint');
+    assert.ok(
+      moved.every((k) => after.pick(k)?.id === 'e'),
+      'keys only move to the new endpoint',
+    );
     assert.ok(moved.length > 5000 * 0.12 && moved.length < 5000 * 0.28, `${moved.length} of 5000 keys moved`);
     const spread = count(keys.map((k) => before.pick(k)));
     for (const n of Object.values(spread)) assert.ok(n > 900 && n < 1600, JSON.stringify(spread));

@@ -234,7 +234,11 @@ function ringHash(eps: readonly Endpoint[], d: PickerDeps): Picker {
 function primeAtLeast(n: number): number {
   for (let p = Math.max(2, n); ; p++) {
     let prime = true;
-    for (let q = 2; q * q <= p; q++) if (p % q === 0) { prime = false; break; }
+    for (let q = 2; q * q <= p; q++)
+      if (p % q === 0) {
+        prime = false;
+        break;
+      }
     if (prime) return p;
   }
 }
@@ -292,12 +296,19 @@ function maglev(eps: readonly Endpoint[], d: PickerDeps): Picker {
 /** Build a picker over `endpoints` (rebuild it when the endpoints change). */
 export function buildPicker(kind: PickerKind, endpoints: readonly Endpoint[], deps: PickerDeps): Picker {
   switch (kind) {
-    case 'roundRobin': return roundRobin(endpoints);
-    case 'weighted': return weighted(endpoints);
-    case 'random': return random(endpoints, deps);
-    case 'leastRequest': return leastRequest(endpoints, deps);
-    case 'ewma': return ewma(endpoints, deps);
-    case 'ringHash': return ringHash(endpoints, deps);
-    case 'maglev': return maglev(endpoints, deps);
+    case 'roundRobin':
+      return roundRobin(endpoints);
+    case 'weighted':
+      return weighted(endpoints);
+    case 'random':
+      return random(endpoints, deps);
+    case 'leastRequest':
+      return leastRequest(endpoints, deps);
+    case 'ewma':
+      return ewma(endpoints, deps);
+    case 'ringHash':
+      return ringHash(endpoints, deps);
+    case 'maglev':
+      return maglev(endpoints, deps);
   }
 }

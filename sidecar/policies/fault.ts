@@ -21,5 +21,7 @@ export function decideFault(o: FaultOptions, random: Random): FaultDecision {
   const delayMs = o.delay && random.next() * 100 < o.delay.percent ? o.delay.ms : 0;
   const abort = o.abort && random.next() * 100 < o.abort.percent ? o.abort : undefined;
   if (delayMs === 0 && abort === undefined) return none;
-  return abort ? { delayMs, abort: abort.grpcStatus === undefined ? { status: abort.status } : { status: abort.status, grpcStatus: abort.grpcStatus } } : { delayMs };
+  return abort
+    ? { delayMs, abort: abort.grpcStatus === undefined ? { status: abort.status } : { status: abort.status, grpcStatus: abort.grpcStatus } }
+    : { delayMs };
 }

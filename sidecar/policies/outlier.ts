@@ -54,8 +54,14 @@ export class OutlierDetector {
   /** Keep the state of endpoints that stay; start new ones clean. */
   setEndpoints(ids: Iterable<string>): void {
     const keep = new Set(ids);
-    for (const id of [...this.#eps.keys()]) if (!keep.has(id)) { this.#eps.delete(id); this.#ejected.delete(id); }
-    for (const id of keep) if (!this.#eps.has(id)) this.#eps.set(id, { consecutive5xx: 0, consecutiveGateway: 0, ok: 0, failed: 0, ejectedUntil: 0, multiplier: 0 });
+    for (const id of [...this.#eps.keys()])
+      if (!keep.has(id)) {
+        this.#eps.delete(id);
+        this.#ejected.delete(id);
+      }
+    for (const id of keep)
+      if (!this.#eps.has(id))
+        this.#eps.set(id, { consecutive5xx: 0, consecutiveGateway: 0, ok: 0, failed: 0, ejectedUntil: 0, multiplier: 0 });
   }
 
   /**
@@ -117,7 +123,8 @@ export class OutlierDetector {
     for (const [id, s] of this.#eps) {
       const total = s.ok + s.failed;
       if (!this.#ejected.has(id)) {
-        if (o.failurePercent && total >= o.failurePercent.minRequests && (s.failed * 100) / total >= o.failurePercent.threshold) this.#eject(id, s, now, 'failurePercent');
+        if (o.failurePercent && total >= o.failurePercent.minRequests && (s.failed * 100) / total >= o.failurePercent.threshold)
+          this.#eject(id, s, now, 'failurePercent');
         else if (o.successRate && total >= o.successRate.minRequests) rates.push({ id, s, rate: s.ok / total });
         else if (s.failed === 0 && s.multiplier > 0) s.multiplier--;
       }

@@ -67,7 +67,7 @@ describe('AdaptiveLimit (Vegas)', () => {
     return limit.limit;
   }
 
-  it('converges near the dependency\'s capacity under 3× overload, so admitted calls keep unloaded latency', () => {
+  it("converges near the dependency's capacity under 3× overload, so admitted calls keep unloaded latency", () => {
     // A 1 ms tolerance (the default 5 ms is half this simulated service time).
     const limit = new AdaptiveLimit({ initialLimit: 20, minLimit: 5, maxLimit: 1000, toleranceMs: 1 }, new SeededRandom(1));
     const learned = simulate(limit, 50, 10, 150, 400);
@@ -78,7 +78,10 @@ describe('AdaptiveLimit (Vegas)', () => {
     const limit = new AdaptiveLimit({ initialLimit: 20, minLimit: 5, maxLimit: 1000 }, new SeededRandom(1));
     simulate(limit, 50, 10, 2, 200);
     assert.equal(limit.limit, 20, 'two at a time teach nothing about capacity');
-    for (let i = 0; i < 10; i++) { limit.tryAcquire(1); limit.onSample(10, true); }
+    for (let i = 0; i < 10; i++) {
+      limit.tryAcquire(1);
+      limit.onSample(10, true);
+    }
     assert.ok(limit.limit < 20);
     const l = new AdaptiveLimit({ initialLimit: 8, minLimit: 1, maxLimit: 8 }, new SeededRandom(1));
     let shed = 0;
@@ -120,7 +123,10 @@ describe('ClientThrottle (SRE book adaptive throttling)', () => {
   it('never refuses while the backend accepts; refuses about (req − K·acc)/(req+1) when it stops accepting', () => {
     const t = new ClientThrottle({ k: 2, windowMs: 60_000 });
     const r = new SeededRandom(3);
-    for (let i = 0; i < 1000; i++) { assert.ok(t.admit(i, r)); t.onResult(i, true); }
+    for (let i = 0; i < 1000; i++) {
+      assert.ok(t.admit(i, r));
+      t.onResult(i, true);
+    }
     let refused = 0;
     for (let i = 0; i < 5000; i++) {
       if (!t.admit(1000 + i, r)) refused++;
@@ -134,7 +140,16 @@ describe('ClientThrottle (SRE book adaptive throttling)', () => {
 });
 
 describe('OutlierDetector', () => {
-  const o: OutlierOptions = { consecutive5xx: 5, consecutiveGatewayErrors: 5, intervalMs: 1000, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectionPercent: 50, panicThresholdPercent: 30, failurePercent: { threshold: 50, minRequests: 20 } };
+  const o: OutlierOptions = {
+    consecutive5xx: 5,
+    consecutiveGatewayErrors: 5,
+    intervalMs: 1000,
+    baseEjectionMs: 30_000,
+    maxEjectionMs: 300_000,
+    maxEjectionPercent: 50,
+    panicThresholdPercent: 30,
+    failurePercent: { threshold: 50, minRequests: 20 },
+  };
 
   it('ejects on consecutive errors for base × times ejected, then returns it', () => {
     const d = new OutlierDetector(o, ['a', 'b', 'c'], 0);
@@ -149,11 +164,18 @@ describe('OutlierDetector', () => {
 
   it('ejects on failure percentage at the sweep; never more than maxEjectionPercent, never all', () => {
     const d = new OutlierDetector(o, ['a', 'b', 'c'], 0);
-    for (let i = 0; i < 40; i++) { d.onResult('a', 10, i % 2 ? 503 : 200); d.onResult('b', 10, i % 2 ? 500 : 200); d.onResult('c', 10, 200); }
+    for (let i = 0; i < 40; i++) {
+      d.onResult('a', 10, i % 2 ? 503 : 200);
+      d.onResult('b', 10, i % 2 ? 500 : 200);
+      d.onResult('c', 10, 200);
+    }
     const out = d.excluded(1000);
     assert.equal(out.size, 1, 'half of 3 endpoints rounds down to one');
     const two = new OutlierDetector({ ...o, maxEjectionPercent: 100 }, ['a', 'b'], 0);
-    for (let i = 0; i < 5; i++) { two.onResult('a', 1, 503); two.onResult('b', 1, 503); }
+    for (let i = 0; i < 5; i++) {
+      two.onResult('a', 1, 503);
+      two.onResult('b', 1, 503);
+    }
     assert.equal(two.excluded(2).size, 1, 'the last endpoint is never ejected');
   });
 
@@ -225,14 +247,24 @@ describe('PooledLimit: waiting at the limit', () => {
     const pool = new PooledLimit({ initialLimit: 10, minLimit: 5, maxLimit: 1000 }, new SeededRandom(3), clock);
     pool.setEndpoints(['a']);
     const a = pool.endpoint('a')!;
-    for (let i = 0; i < 5; i++) { a.begin(); a.onSample(100, false, 1); } // unloaded latency 100 ms
+    for (let i = 0; i < 5; i++) {
+      a.begin();
+      a.onSample(100, false, 1);
+    } // unloaded latency 100 ms
     const outcome: Array<[number, boolean]> = [];
     for (let i = 0; i < 12; i++) pool.acquire(1, (ok) => outcome.push([clock.now(), ok]));
     assert.equal(outcome.filter(([, ok]) => ok).length, 10);
     clock.advance(399);
     assert.equal(outcome.length, 10, 'still waiting at 399 ms');
     clock.advance(1);
-    assert.deepEqual(outcome.slice(10).map(([t, ok]) => [t, ok]), [[400, false], [400, false]], 'shed at 4 × 100 ms');
+    assert.deepEqual(
+      outcome.slice(10).map(([t, ok]) => [t, ok]),
+      [
+        [400, false],
+        [400, false],
+      ],
+      'shed at 4 × 100 ms',
+    );
   });
 
   it('with evidence of overload (a queue at the dependency), a request over the limit is shed at once: admitted ones keep unloaded latency', () => {
@@ -240,8 +272,14 @@ describe('PooledLimit: waiting at the limit', () => {
     const pool = new PooledLimit({ initialLimit: 10, minLimit: 5, maxLimit: 1000, toleranceMs: 1 }, new SeededRandom(3), clock);
     pool.setEndpoints(['a']);
     const a = pool.endpoint('a')!;
-    for (let i = 0; i < 10; i++) { a.begin(); a.onSample(10, false, 1); } // unloaded: 10 ms
-    for (let i = 0; i < 10; i++) { a.begin(); a.onSample(40, false, 10); } // then a queue: 40 ms
+    for (let i = 0; i < 10; i++) {
+      a.begin();
+      a.onSample(10, false, 1);
+    } // unloaded: 10 ms
+    for (let i = 0; i < 10; i++) {
+      a.begin();
+      a.onSample(40, false, 10);
+    } // then a queue: 40 ms
     assert.equal(pool.overloaded, true);
     const outcome: boolean[] = [];
     for (let i = 0; i < pool.limit + 5; i++) pool.acquire(1, (ok) => outcome.push(ok));

@@ -54,7 +54,10 @@ export function backoffDelay(attempt: number, baseMs: number, capMs: number, ran
  * The delay a server asked for, if any: `Retry-After` (seconds or an HTTP date) or gRPC's
  * `grpc-retry-pushback-ms`. A negative or malformed pushback means "do not retry" ('stop').
  */
-export function serverPushbackMs(headers: Readonly<Record<string, string | string[] | undefined>>, nowWallMs: number): number | 'stop' | undefined {
+export function serverPushbackMs(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  nowWallMs: number,
+): number | 'stop' | undefined {
   const grpc = headers['grpc-retry-pushback-ms'];
   if (typeof grpc === 'string') {
     const n = Number(grpc);

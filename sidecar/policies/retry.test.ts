@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { type RetryRules, isIdempotent, retryReason } from './retry.ts';
 
-const rules: RetryRules = { retryOn: ['connect-failure', 'refused-stream', 'reset', '502', '503', '504', 'unavailable'], methods: 'idempotent', idempotentPaths: ['/etcdserverpb.KV/Range'] };
+const rules: RetryRules = {
+  retryOn: ['connect-failure', 'refused-stream', 'reset', '502', '503', '504', 'unavailable'],
+  methods: 'idempotent',
+  idempotentPaths: ['/etcdserverpb.KV/Range'],
+};
 
 it('connection failures are retried for any request; answers and resets only for idempotent ones', () => {
   assert.equal(retryReason(rules, false, { kind: 'connect' }), 'connect-failure');

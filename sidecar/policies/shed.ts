@@ -17,7 +17,8 @@
  *
  * Shedding follows evidence of overload, not a guess. A window whose median latency shows a
  * clear queue at the dependency (over twice the unloaded latency plus 10 ms), or whose answers
- * say "overloaded", is evidence; it lasts until 20 windows in which demand fit under the limit. With evidence, a request over the limit is shed at once, so admitted requests keep
+ * say "overloaded", is evidence; it lasts until 20 windows in which demand fit under the limit.
+ * With evidence, a request over the limit is shed at once, so admitted requests keep
  * close to unloaded latency. Without it — a cold start, a healthy burst above a limit that was
  * only ever a guess — PooledLimit.acquire lets the request wait for room, in priority order, and
  * sheds it only when that wait outgrows max(250 ms, 4 × the unloaded latency) — queueing here,

@@ -65,12 +65,22 @@ export function replaying(socket: Socket, first: Buffer): Duplex {
   return d;
 }
 
-export async function listen(addr: string, handler: Handler, o: { tls?: { cert: Buffer; key: Buffer }; upgrade?: UpgradeHandler } = {}): Promise<Listener> {
+export async function listen(
+  addr: string,
+  handler: Handler,
+  o: { tls?: { cert: Buffer; key: Buffer }; upgrade?: UpgradeHandler } = {},
+): Promise<Listener> {
   const sockets = new Set<Socket>();
   const sessions = new Set<Http2Session>();
-  const h1 = createH1({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req: IncomingMessage, res: ServerResponse) => handler(req, asDownRes(res), false));
+  const h1 = createH1(
+    { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 },
+    (req: IncomingMessage, res: ServerResponse) => handler(req, asDownRes(res), false),
+  );
   const h2 = o.tls
-    ? http2.createSecureServer({ cert: o.tls.cert, key: o.tls.key, allowHTTP1: true }, (req: Http2ServerRequest, res: Http2ServerResponse) => handler(req, asDownRes(res), req.httpVersionMajor === 2))
+    ? http2.createSecureServer(
+        { cert: o.tls.cert, key: o.tls.key, allowHTTP1: true },
+        (req: Http2ServerRequest, res: Http2ServerResponse) => handler(req, asDownRes(res), req.httpVersionMajor === 2),
+      )
     : http2.createServer({}, (req: Http2ServerRequest, res: Http2ServerResponse) => handler(req, asDownRes(res), true));
   h2.on('session', (s: Http2Session) => {
     sessions.add(s);

@@ -69,9 +69,27 @@ export interface EndpointOptions {
 }
 
 /** Errors raised before anything was sent, for a request that cannot be sent as it is. */
-const invalidCodes = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'ERR_HTTP2_INVALID_HEADER_VALUE', 'ERR_HTTP2_INVALID_CONNECTION_HEADERS', 'ERR_INVALID_HTTP_TOKEN', 'ERR_INVALID_CHAR', 'ERR_HTTP2_HEADER_SINGLE_VALUE', 'ERR_HTTP2_INVALID_PSEUDOHEADER']);
+const invalidCodes = new Set([
+  'UND_ERR_INVALID_ARG',
+  'UND_ERR_NOT_SUPPORTED',
+  'ERR_HTTP2_INVALID_HEADER_VALUE',
+  'ERR_HTTP2_INVALID_CONNECTION_HEADERS',
+  'ERR_INVALID_HTTP_TOKEN',
+  'ERR_INVALID_CHAR',
+  'ERR_HTTP2_HEADER_SINGLE_VALUE',
+  'ERR_HTTP2_INVALID_PSEUDOHEADER',
+]);
 
-const connectCodes = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_HTTP2_SESSION_ERROR']);
+const connectCodes = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ERR_HTTP2_SESSION_ERROR',
+]);
 
 function classify(err: Error & { code?: string; cause?: unknown }): AttemptError {
   if (err instanceof AttemptError) return err;
@@ -79,7 +97,8 @@ function classify(err: Error & { code?: string; cause?: unknown }): AttemptError
   if (code && connectCodes.has(code)) return new AttemptError('connect', `cannot connect: ${err.message}`, { cause: err });
   if (code && invalidCodes.has(code)) return new AttemptError('invalid', err.message, { cause: err });
   if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return new AttemptError('cancelled', err.message, { cause: err });
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new AttemptError('timeout', err.message, { cause: err });
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
+    return new AttemptError('timeout', err.message, { cause: err });
   return new AttemptError('reset', `connection reset: ${err.message}`, { cause: err });
 }
 
@@ -130,7 +149,10 @@ export class EndpointTransport {
         keepAliveTimeout: 30_000,
         headersTimeout: 0,
         bodyTimeout: this.#options.idleMs,
-        connect: { timeout: this.#options.connectMs, ...(tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify } : {}) },
+        connect: {
+          timeout: this.#options.connectMs,
+          ...(tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify } : {}),
+        },
       });
     }
     return this.#pool;
@@ -142,30 +164,33 @@ export class EndpointTransport {
     let started = false;
     let finished = false;
     const headers = { ...req.headers, host: req.authority } as Record<string, string>;
-    this.#h1().dispatch({ path: req.path, method: req.method, headers, body: req.body, blocking: false }, {
-      onRequestStart(c) {
-        ctl = c;
-        if (aborted) c.abort(new AttemptError('cancelled', 'attempt cancelled'));
+    this.#h1().dispatch(
+      { path: req.path, method: req.method, headers, body: req.body, blocking: false },
+      {
+        onRequestStart(c) {
+          ctl = c;
+          if (aborted) c.abort(new AttemptError('cancelled', 'attempt cancelled'));
+        },
+        onResponseStart(_c, status, headers) {
+          started = true;
+          if (!aborted) h.head(status, headers as Headers);
+        },
+        onResponseData(c, chunk) {
+          if (!aborted && !h.data(chunk)) c.pause();
+        },
+        onResponseEnd(_c, trailers) {
+          finished = true;
+          if (!aborted) h.end(trailers && Object.keys(trailers).length > 0 ? (trailers as Headers) : undefined);
+        },
+        onResponseError(_c, err) {
+          finished = true;
+          if (aborted) return;
+          const e = classify(err);
+          // A reset after the head is a broken body, not a retryable failure: report it as such.
+          h.error(started && e.kind === 'connect' ? new AttemptError('reset', e.message, { cause: e }) : e);
+        },
       },
-      onResponseStart(_c, status, headers) {
-        started = true;
-        if (!aborted) h.head(status, headers as Headers);
-      },
-      onResponseData(c, chunk) {
-        if (!aborted && !h.data(chunk)) c.pause();
-      },
-      onResponseEnd(_c, trailers) {
-        finished = true;
-        if (!aborted) h.end(trailers && Object.keys(trailers).length > 0 ? trailers as Headers : undefined);
-      },
-      onResponseError(_c, err) {
-        finished = true;
-        if (aborted) return;
-        const e = classify(err);
-        // A reset after the head is a broken body, not a retryable failure: report it as such.
-        h.error(started && e.kind === 'connect' ? new AttemptError('reset', e.message, { cause: e }) : e);
-      },
-    });
+    );
     return {
       abort() {
         if (aborted || finished) return;
@@ -186,7 +211,10 @@ export class EndpointTransport {
     if (this.#sessionReady) return this.#sessionReady;
     const tls = this.#options.tls;
     const p = new Promise<ClientHttp2Session>((resolve, reject) => {
-      const s = http2.connect(this.#origin, tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify, ALPNProtocols: ['h2'] } : {});
+      const s = http2.connect(
+        this.#origin,
+        tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify, ALPNProtocols: ['h2'] } : {},
+      );
       let connected = false;
       let settled = false;
       const timer = setTimeout(() => {
@@ -204,10 +232,17 @@ export class EndpointTransport {
         return new AttemptError('protocol', `${this.id} does not speak HTTP/2 (${why})`);
       };
       s.once('error', (err: Error & { code?: string }) => {
-        if (connected && (err.code === 'ERR_HTTP2_ERROR' || err.code === 'ERR_HTTP2_SESSION_ERROR' || /protocol/i.test(err.message))) done(notH2(err.message));
+        if (connected && (err.code === 'ERR_HTTP2_ERROR' || err.code === 'ERR_HTTP2_SESSION_ERROR' || /protocol/i.test(err.message)))
+          done(notH2(err.message));
         else done(new AttemptError('connect', `cannot connect to ${this.id}: ${err.message}`, { cause: err }));
       });
-      s.once('close', () => done(connected ? notH2('it closed the connection instead of sending SETTINGS') : new AttemptError('connect', `cannot connect to ${this.id}: connection closed`)));
+      s.once('close', () =>
+        done(
+          connected
+            ? notH2('it closed the connection instead of sending SETTINGS')
+            : new AttemptError('connect', `cannot connect to ${this.id}: connection closed`),
+        ),
+      );
       s.once('connect', () => {
         connected = true;
       });
@@ -246,77 +281,99 @@ export class EndpointTransport {
     };
     if (this.#closed) {
       queueMicrotask(() => fail(new AttemptError('connect', `endpoint ${this.id} was removed`)));
-      return { abort() { aborted = true; }, resume() {} };
+      return {
+        abort() {
+          aborted = true;
+        },
+        resume() {},
+      };
     }
-    this.#h2session().then((session) => {
-      if (aborted) return;
-      const headers: http2.OutgoingHttpHeaders = { ...req.headers, ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': this.#options.tls ? 'https' : 'http' };
-      delete headers['host'];
-      const hasBody = req.body !== null;
-      let s: ClientHttp2Stream;
-      try {
-        s = session.request(headers, { endStream: !hasBody });
-      } catch (err) {
-        const e = classify(err as Error);
-        return fail(e.kind === 'invalid' ? e : new AttemptError('refused', `cannot open a stream: ${(err as Error).message}`, { cause: err }));
-      }
-      stream = s;
-      let started = false;
-      // A stream silent for idleMs (no frame either way) is reset: Envoy's stream idle timeout.
-      // It bounds streams with no deadline of their own; an active one runs as long as it is used.
-      s.setTimeout(this.#options.idleMs, () => {
-        if (done || aborted) return;
-        s.close(http2.constants.NGHTTP2_CANCEL);
-        fail(new AttemptError('timeout', `the stream to ${this.id} was silent for ${this.#options.idleMs} ms (timeouts.idleMs)`));
-      });
-      s.on('response', (hs) => {
-        started = true;
-        const status = Number(hs[':status']);
-        const out: Headers = {};
-        for (const k in hs) if (k[0] !== ':') out[k] = hs[k] as string | string[];
-        if (!aborted) h.head(status, out);
-      });
-      s.on('data', (chunk: Buffer) => {
-        if (!aborted && !h.data(chunk)) s.pause();
-      });
-      let trailers: Headers | undefined;
-      s.on('trailers', (t) => {
-        trailers = {};
-        for (const k in t) if (k[0] !== ':') trailers[k] = t[k] as string | string[];
-      });
-      s.on('end', () => {
-        if (done || aborted) return;
-        // Node ends the readable side of a stream the peer reset (RST_STREAM, CANCEL included)
-        // or whose connection dropped, as if it had ended: only END_STREAM with no reset code
-        // is a complete response. Anything else is a broken one and must reach the caller as such.
-        if (s.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
-          return fail(new AttemptError('reset', `stream reset by ${this.id} after ${started ? 'the response head' : 'the request'} (HTTP/2 code ${s.rstCode})`));
+    this.#h2session().then(
+      (session) => {
+        if (aborted) return;
+        const headers: http2.OutgoingHttpHeaders = {
+          ...req.headers,
+          ':method': req.method,
+          ':path': req.path,
+          ':authority': req.authority,
+          ':scheme': this.#options.tls ? 'https' : 'http',
+        };
+        delete headers['host'];
+        const hasBody = req.body !== null;
+        let s: ClientHttp2Stream;
+        try {
+          s = session.request(headers, { endStream: !hasBody });
+        } catch (err) {
+          const e = classify(err as Error);
+          return fail(
+            e.kind === 'invalid' ? e : new AttemptError('refused', `cannot open a stream: ${(err as Error).message}`, { cause: err }),
+          );
         }
-        done = true;
-        h.end(trailers);
-      });
-      s.on('error', () => undefined);
-      s.on('close', () => {
-        if (done || aborted) return;
-        const code = s.rstCode;
-        if (code === http2.constants.NGHTTP2_REFUSED_STREAM && !started) fail(new AttemptError('refused', `${this.id} refused the stream`));
-        else if (!started && session.destroyed) fail(new AttemptError('reset', `connection to ${this.id} closed`));
-        else fail(new AttemptError('reset', `stream reset by ${this.id} (HTTP/2 code ${code})`));
-      });
-      if (hasBody) {
-        if (Buffer.isBuffer(req.body)) s.end(req.body);
-        else {
-          const body = req.body as Readable;
-          body.once('error', () => s.close(http2.constants.NGHTTP2_CANCEL));
-          body.pipe(s);
+        stream = s;
+        let started = false;
+        // A stream silent for idleMs (no frame either way) is reset: Envoy's stream idle timeout.
+        // It bounds streams with no deadline of their own; an active one runs as long as it is used.
+        s.setTimeout(this.#options.idleMs, () => {
+          if (done || aborted) return;
+          s.close(http2.constants.NGHTTP2_CANCEL);
+          fail(new AttemptError('timeout', `the stream to ${this.id} was silent for ${this.#options.idleMs} ms (timeouts.idleMs)`));
+        });
+        s.on('response', (hs) => {
+          started = true;
+          const status = Number(hs[':status']);
+          const out: Headers = {};
+          for (const k in hs) if (k[0] !== ':') out[k] = hs[k] as string | string[];
+          if (!aborted) h.head(status, out);
+        });
+        s.on('data', (chunk: Buffer) => {
+          if (!aborted && !h.data(chunk)) s.pause();
+        });
+        let trailers: Headers | undefined;
+        s.on('trailers', (t) => {
+          trailers = {};
+          for (const k in t) if (k[0] !== ':') trailers[k] = t[k] as string | string[];
+        });
+        s.on('end', () => {
+          if (done || aborted) return;
+          // Node ends the readable side of a stream the peer reset (RST_STREAM, CANCEL included)
+          // or whose connection dropped, as if it had ended: only END_STREAM with no reset code
+          // is a complete response. Anything else is a broken one and must reach the caller as such.
+          if (s.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
+            return fail(
+              new AttemptError(
+                'reset',
+                `stream reset by ${this.id} after ${started ? 'the response head' : 'the request'} (HTTP/2 code ${s.rstCode})`,
+              ),
+            );
+          }
+          done = true;
+          h.end(trailers);
+        });
+        s.on('error', () => undefined);
+        s.on('close', () => {
+          if (done || aborted) return;
+          const code = s.rstCode;
+          if (code === http2.constants.NGHTTP2_REFUSED_STREAM && !started)
+            fail(new AttemptError('refused', `${this.id} refused the stream`));
+          else if (!started && session.destroyed) fail(new AttemptError('reset', `connection to ${this.id} closed`));
+          else fail(new AttemptError('reset', `stream reset by ${this.id} (HTTP/2 code ${code})`));
+        });
+        if (hasBody) {
+          if (Buffer.isBuffer(req.body)) s.end(req.body);
+          else {
+            const body = req.body as Readable;
+            body.once('error', () => s.close(http2.constants.NGHTTP2_CANCEL));
+            body.pipe(s);
+          }
         }
-      }
-    }, (err: Error) => {
-      // An endpoint that turned out to speak only HTTP/1.1: nothing was sent, so the request goes
-      // over HTTP/1.1 when the caller allowed it (protocol prefer-h2).
-      if (!aborted && !done && req.protocol === 'prefer-h2' && this.#h1Only) inner = this.#sendH1(req, h);
-      else fail(classify(err));
-    });
+      },
+      (err: Error) => {
+        // An endpoint that turned out to speak only HTTP/1.1: nothing was sent, so the request goes
+        // over HTTP/1.1 when the caller allowed it (protocol prefer-h2).
+        if (!aborted && !done && req.protocol === 'prefer-h2' && this.#h1Only) inner = this.#sendH1(req, h);
+        else fail(classify(err));
+      },
+    );
     return {
       abort() {
         if (inner) return inner.abort();

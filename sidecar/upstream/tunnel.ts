@@ -30,7 +30,9 @@ export function upgradeHead(req: IncomingMessage, path: string, authority: strin
 
 function refuse(socket: Duplex, status: number, code: string, message: string): void {
   const body = JSON.stringify({ code, message });
-  socket.end(`HTTP/1.1 ${status} ${status === 503 ? 'Service Unavailable' : 'Bad Gateway'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-ballast-error: ${code}\r\nconnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 503 ? 'Service Unavailable' : 'Bad Gateway'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-ballast-error: ${code}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** Tunnel an Upgrade request to one of the upstream's endpoints. */
@@ -38,7 +40,8 @@ export function tunnel(up: Upstream, req: IncomingMessage, client: Duplex, head:
   const started = up.deps.clock.now();
   const policy = up.defaultRoute.policy;
   const tried = new Set<string>();
-  const count = (outcome: string) => up.deps.metrics.requestPath.request(up.name, 'default', outcome, (up.deps.clock.now() - started) / 1000);
+  const count = (outcome: string) =>
+    up.deps.metrics.requestPath.request(up.name, 'default', outcome, (up.deps.clock.now() - started) / 1000);
   client.on('error', () => undefined);
   const attempt = (): void => {
     const now = up.deps.clock.now();
@@ -49,21 +52,38 @@ export function tunnel(up: Upstream, req: IncomingMessage, client: Duplex, head:
     const ep = picked ? up.endpoints.get(picked.id) : undefined;
     if (!ep) {
       count('unreachable');
-      return refuse(client, 503, up.endpointList.length === 0 ? 'SIDECAR_ERR_NO_ENDPOINT' : 'SIDECAR_ERR_UPSTREAM_UNREACHABLE', up.endpointList.length === 0 ? `${up.name} has no endpoints` : `no endpoint of ${up.name} could be connected to for the upgrade`);
+      return refuse(
+        client,
+        503,
+        up.endpointList.length === 0 ? 'SIDECAR_ERR_NO_ENDPOINT' : 'SIDECAR_ERR_UPSTREAM_UNREACHABLE',
+        up.endpointList.length === 0 ? `${up.name} has no endpoints` : `no endpoint of ${up.name} could be connected to for the upgrade`,
+      );
     }
     tried.add(ep.id);
     const i = ep.id.lastIndexOf(':');
     const host = ep.id.slice(0, i).replace(/^\[|\]$/g, '');
     const port = Number(ep.id.slice(i + 1));
     const t = up.tls;
-    const server: Socket = t ? tls.connect({ host, port, ca: t.ca, servername: t.serverName || host, rejectUnauthorized: !t.insecureSkipVerify, ALPNProtocols: ['http/1.1'] }) : net.connect({ host, port });
-    const timer = setTimeout(() => server.destroy(new Error(`no connection within ${policy.timeouts.connectMs} ms`)), policy.timeouts.connectMs);
+    const server: Socket = t
+      ? tls.connect({
+          host,
+          port,
+          ca: t.ca,
+          servername: t.serverName || host,
+          rejectUnauthorized: !t.insecureSkipVerify,
+          ALPNProtocols: ['http/1.1'],
+        })
+      : net.connect({ host, port });
+    const timer = setTimeout(
+      () => server.destroy(new Error(`no connection within ${policy.timeouts.connectMs} ms`)),
+      policy.timeouts.connectMs,
+    );
     let connected = false;
     server.once(t ? 'secureConnect' : 'connect', () => {
       connected = true;
       clearTimeout(timer);
       server.setNoDelay(true);
-      server.write(upgradeHead(req, path, (req.headers.host ?? up.name)));
+      server.write(upgradeHead(req, path, req.headers.host ?? up.name));
       if (head.length > 0) server.write(head);
       server.pipe(client);
       client.pipe(server);

@@ -12,7 +12,7 @@ import type { Random } from '../../lib/random.ts';
 import type { PolicySpec } from '../../api/resiliencepolicy.ts';
 import { type Picker, buildPicker } from '../balance/pickers.ts';
 import type { RouteConfig } from '../config.ts';
-import type { SidecarMetrics} from '../metrics.ts';
+import type { SidecarMetrics } from '../metrics.ts';
 import { breakerValue } from '../metrics.ts';
 import { Breaker, type BreakerRules, type Ticket } from '../policies/breaker.ts';
 import { Bulkhead } from '../policies/bulkhead.ts';
@@ -60,10 +60,15 @@ export class RouteState {
     this.bulkhead = new Bulkhead({ maxConcurrent: b.maxConcurrent, queueLength: b.queueLength, queueWaitMs: b.queueWaitMs }, clock);
     this.bulkhead.onDequeue = onWait;
     const rl = r.policy.rateLimit;
-    this.rateLimit = rl.perSecond > 0 ? new TokenBucket({ perSecond: rl.perSecond, burst: rl.burst || rl.perSecond }, clock.now()) : undefined;
+    this.rateLimit =
+      rl.perSecond > 0 ? new TokenBucket({ perSecond: rl.perSecond, burst: rl.burst || rl.perSecond }, clock.now()) : undefined;
     this.idempotentPaths = r.policy.retries.idempotentPaths;
     const h = r.policy.hedge;
-    this.hedge = { ...(h.delayMs > 0 ? { delayMs: h.delayMs } : { percentile: h.percentile, initialDelayMs: h.initialDelayMs }), minDelayMs: h.minDelayMs, maxHedges: h.maxHedges };
+    this.hedge = {
+      ...(h.delayMs > 0 ? { delayMs: h.delayMs } : { percentile: h.percentile, initialDelayMs: h.initialDelayMs }),
+      minDelayMs: h.minDelayMs,
+      maxHedges: h.maxHedges,
+    };
   }
 
   matches(method: string, path: string): boolean {
@@ -158,12 +163,18 @@ export class Upstream {
         return (ms: number) => h.observe(ms / 1000);
       };
       this.#defaultRoute = new RouteState({ name: 'default', pathPrefix: '/', methods: [], policy: p }, clock, wait('default'));
-      this.#routes = spec.routes.map((r) => new RouteState(spec.inbound ? { ...r, policy: inboundPolicy(r.policy) } : r, clock, wait(r.name)));
+      this.#routes = spec.routes.map(
+        (r) => new RouteState(spec.inbound ? { ...r, policy: inboundPolicy(r.policy) } : r, clock, wait(r.name)),
+      );
       const rb = p.retries.budget;
       this.#budget = new RetryBudget({ ratio: rb.ratioPercent / 100, minPerSecond: rb.minPerSecond, windowMs: rb.windowMs });
-      this.#throttle = p.shed.throttle.enabled ? new ClientThrottle({ k: p.shed.throttle.acceptsMultiplier, windowMs: p.shed.throttle.windowMs }) : undefined;
+      this.#throttle = p.shed.throttle.enabled
+        ? new ClientThrottle({ k: p.shed.throttle.acceptsMultiplier, windowMs: p.shed.throttle.windowMs })
+        : undefined;
       const a = p.shed.adaptive;
-      this.#adaptive = a.enabled ? new PooledLimit({ initialLimit: a.initialLimit, minLimit: a.minLimit, maxLimit: a.maxLimit }, random, clock) : undefined;
+      this.#adaptive = a.enabled
+        ? new PooledLimit({ initialLimit: a.initialLimit, minLimit: a.minLimit, maxLimit: a.maxLimit }, random, clock)
+        : undefined;
       if (this.#adaptive) {
         const g = metrics.limit.labels({ upstream: this.name });
         this.#adaptive.onLimit = (l) => g.set(l);
@@ -181,12 +192,19 @@ export class Upstream {
       // Series exist from the start (at 0): dashboards and alerts see "none", not "no data".
       metrics.hedges.inc({ upstream: this.name }, 0);
       this.#hedgeTracker = p.hedge.enabled && p.hedge.delayMs === 0 ? new LatencyTracker(p.hedge.percentile) : undefined;
-      this.#tls = spec.tls.enabled ? { ...(spec.tls.caFile ? { ca: readFileSync(spec.tls.caFile) } : {}), ...(spec.tls.serverName ? { serverName: spec.tls.serverName } : {}), insecureSkipVerify: spec.tls.insecureSkipVerify } : undefined;
+      this.#tls = spec.tls.enabled
+        ? {
+            ...(spec.tls.caFile ? { ca: readFileSync(spec.tls.caFile) } : {}),
+            ...(spec.tls.serverName ? { serverName: spec.tls.serverName } : {}),
+            insecureSkipVerify: spec.tls.insecureSkipVerify,
+          }
+        : undefined;
       // Transports depend on TLS and timeouts, breakers and ejection on their rules: rebuild
       // them (old connections drain).
       for (const ep of this.#endpoints.values()) void ep.transport.close();
       this.#endpoints.clear();
-      for (const ep of this.#endpointList) if (this.#outlier?.isEjected(ep.id)) metrics.ejected.set({ upstream: this.name, endpoint: ep.id }, 0);
+      for (const ep of this.#endpointList)
+        if (this.#outlier?.isEjected(ep.id)) metrics.ejected.set({ upstream: this.name, endpoint: ep.id }, 0);
       this.#outlier = undefined;
     }
     this.#setEndpoints(spec.endpoints);
@@ -196,19 +214,45 @@ export class Upstream {
   get policy(): PolicySpec {
     return this.#defaultRoute.policy;
   }
-  get spec(): UpstreamSpec { return this.#spec; }
-  get defaultRoute(): RouteState { return this.#defaultRoute; }
-  get routes(): readonly RouteState[] { return this.#routes; }
-  get endpoints(): ReadonlyMap<string, EndpointState> { return this.#endpoints; }
-  get endpointList(): readonly EndpointState[] { return this.#endpointList; }
-  get picker(): Picker { return this.#picker; }
-  get outlier(): OutlierDetector | undefined { return this.#outlier; }
-  get budget(): RetryBudget { return this.#budget; }
-  get throttle(): ClientThrottle | undefined { return this.#throttle; }
-  get adaptive(): PooledLimit | undefined { return this.#adaptive; }
-  get breaker(): Breaker | undefined { return this.#breaker; }
-  get hedgeTracker(): LatencyTracker | undefined { return this.#hedgeTracker; }
-  get tls(): TlsOptions | undefined { return this.#tls; }
+  get spec(): UpstreamSpec {
+    return this.#spec;
+  }
+  get defaultRoute(): RouteState {
+    return this.#defaultRoute;
+  }
+  get routes(): readonly RouteState[] {
+    return this.#routes;
+  }
+  get endpoints(): ReadonlyMap<string, EndpointState> {
+    return this.#endpoints;
+  }
+  get endpointList(): readonly EndpointState[] {
+    return this.#endpointList;
+  }
+  get picker(): Picker {
+    return this.#picker;
+  }
+  get outlier(): OutlierDetector | undefined {
+    return this.#outlier;
+  }
+  get budget(): RetryBudget {
+    return this.#budget;
+  }
+  get throttle(): ClientThrottle | undefined {
+    return this.#throttle;
+  }
+  get adaptive(): PooledLimit | undefined {
+    return this.#adaptive;
+  }
+  get breaker(): Breaker | undefined {
+    return this.#breaker;
+  }
+  get hedgeTracker(): LatencyTracker | undefined {
+    return this.#hedgeTracker;
+  }
+  get tls(): TlsOptions | undefined {
+    return this.#tls;
+  }
 
   /** An attempt to `ep` starts (holding `ticket` from its breaker): the balancer and the endpoint's limit count it. */
   startAttempt(ep: EndpointState, ticket: Ticket | undefined, now: number): AttemptStart {
@@ -234,7 +278,11 @@ export class Upstream {
    * The balancer's choice among endpoints not in `skip` whose breaker lets a request through,
    * with the breaker's ticket. `skip` is the caller's to keep (endpoints refused here are added).
    */
-  pickAdmitted(now: number, key: string | undefined, skip: Set<string> | undefined): { ep: EndpointState | undefined; ticket: Ticket | undefined } {
+  pickAdmitted(
+    now: number,
+    key: string | undefined,
+    skip: Set<string> | undefined,
+  ): { ep: EndpointState | undefined; ticket: Ticket | undefined } {
     for (let tries = 0; tries <= this.#endpointList.length; tries++) {
       const picked = this.#picker.pick(key, skip);
       const ep = picked ? this.#endpoints.get(picked.id) : undefined;
@@ -248,7 +296,9 @@ export class Upstream {
   }
 
   /** Endpoint breakers not closed right now (0: no pick needs to ask them). */
-  get openBreakers(): number { return this.#openBreakers; }
+  get openBreakers(): number {
+    return this.#openBreakers;
+  }
 
   /**
    * The policies that learn from attempts, registered as they are built: the balancer (latency;
@@ -313,7 +363,12 @@ export class Upstream {
       const st: EndpointState = {
         id: e.address,
         weight: e.weight,
-        transport: new EndpointTransport(e.address, { connectMs: p.timeouts.connectMs, idleMs: p.timeouts.idleMs, connections: Math.min(p.bulkhead.maxConcurrent, 256), ...(this.#tls ? { tls: this.#tls } : {}) }),
+        transport: new EndpointTransport(e.address, {
+          connectMs: p.timeouts.connectMs,
+          idleMs: p.timeouts.idleMs,
+          connections: Math.min(p.bulkhead.maxConcurrent, 256),
+          ...(this.#tls ? { tls: this.#tls } : {}),
+        }),
         breaker,
       };
       if (breaker) {
@@ -346,16 +401,31 @@ export class Upstream {
     this.#endpoints = next;
     this.#endpointList = [...next.values()];
     this.#adaptive?.setEndpoints(next.keys());
-    this.#picker = buildPicker(p.balancer.kind, this.#endpointList.map((e) => ({ id: e.id, weight: e.weight })), { random, now: () => clock.now() });
+    this.#picker = buildPicker(
+      p.balancer.kind,
+      this.#endpointList.map((e) => ({ id: e.id, weight: e.weight })),
+      { random, now: () => clock.now() },
+    );
     const o = p.outlier;
     if (!o.enabled) this.#outlier = undefined;
     else if (this.#outlier) this.#outlier.setEndpoints(next.keys());
     else {
-      this.#outlier = new OutlierDetector({
-        consecutive5xx: o.consecutive5xx, consecutiveGatewayErrors: o.consecutiveGatewayErrors, intervalMs: o.intervalMs,
-        baseEjectionMs: o.baseEjectionMs, maxEjectionMs: o.maxEjectionMs, maxEjectionPercent: o.maxEjectionPercent, panicThresholdPercent: o.panicThresholdPercent,
-        ...(o.failurePercentThreshold > 0 ? { failurePercent: { threshold: o.failurePercentThreshold, minRequests: o.failurePercentMinRequests } } : {}),
-      }, next.keys(), clock.now());
+      this.#outlier = new OutlierDetector(
+        {
+          consecutive5xx: o.consecutive5xx,
+          consecutiveGatewayErrors: o.consecutiveGatewayErrors,
+          intervalMs: o.intervalMs,
+          baseEjectionMs: o.baseEjectionMs,
+          maxEjectionMs: o.maxEjectionMs,
+          maxEjectionPercent: o.maxEjectionPercent,
+          panicThresholdPercent: o.panicThresholdPercent,
+          ...(o.failurePercentThreshold > 0
+            ? { failurePercent: { threshold: o.failurePercentThreshold, minRequests: o.failurePercentMinRequests } }
+            : {}),
+        },
+        next.keys(),
+        clock.now(),
+      );
       this.#outlier.onEject = (id, reason, forMs) => {
         metrics.ejections.inc({ upstream: this.name, endpoint: id, reason });
         metrics.ejected.set({ upstream: this.name, endpoint: id }, 1);
@@ -380,7 +450,12 @@ export class Upstream {
       breaker: this.#breaker?.state(now) ?? 'none',
       queued: this.#defaultRoute.bulkhead.queued,
       inflight: this.#defaultRoute.bulkhead.running,
-      endpoints: this.#endpointList.map((e) => ({ address: e.id, weight: e.weight, breaker: e.breaker?.state(now) ?? 'none', ejected: this.#outlier?.isEjected(e.id) ?? false })),
+      endpoints: this.#endpointList.map((e) => ({
+        address: e.id,
+        weight: e.weight,
+        breaker: e.breaker?.state(now) ?? 'none',
+        ejected: this.#outlier?.isEjected(e.id) ?? false,
+      })),
     };
   }
 
@@ -392,5 +467,12 @@ export class Upstream {
 /** What an inbound listener keeps of a policy: no retries, hedges, ejection or breakers (one target). */
 function inboundPolicy(p: PolicySpec): PolicySpec {
   const off = { ...p.breaker.endpoint, consecutiveFailures: 0, failureRatePercent: 0, slowCallRatePercent: 0 };
-  return { ...p, retries: { ...p.retries, maxAttempts: 1 }, hedge: { ...p.hedge, enabled: false }, outlier: { ...p.outlier, enabled: false }, breaker: { endpoint: off, upstream: off }, shed: { ...p.shed, throttle: { ...p.shed.throttle, enabled: false } } };
+  return {
+    ...p,
+    retries: { ...p.retries, maxAttempts: 1 },
+    hedge: { ...p.hedge, enabled: false },
+    outlier: { ...p.outlier, enabled: false },
+    breaker: { endpoint: off, upstream: off },
+    shed: { ...p.shed, throttle: { ...p.shed.throttle, enabled: false } },
+  };
 }

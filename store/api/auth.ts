@@ -71,13 +71,20 @@ export class AuthApi {
     const auth = node.sm.auth;
     const h = (rev?: number) => this.#options.header(rev);
     const write = async (r: StoreRequest, ai: AuthInfo | undefined): Promise<ApplyResult> => {
-      if (node.sm.format !== 2) throw catalogue.error('STORE_ERR_AUTH_NEEDS_UPGRADE', 'etcdserver: auth needs every member to run ballast 0.2.0 or later (a member reads format 1 only); finish the upgrade first');
+      if (node.sm.format !== 2)
+        throw catalogue.error(
+          'STORE_ERR_AUTH_NEEDS_UPGRADE',
+          'etcdserver: auth needs every member to run ballast 0.2.0 or later (a member reads format 1 only); finish the upgrade first',
+        );
       const res = await node.write(r, ai);
       if (res.error) throw new BallastError(res.error.code, res.error.message);
       return res;
     };
     const done = (res: ApplyResult): Wire => ({ header: h(res.revision) });
-    const password = async (r: Wire): Promise<string> => (r['hashedPassword'] ? fromHashedPassword(String(r['hashedPassword'])) : hashPassword(String(r['password'] ?? ''), this.#options.bcryptCost));
+    const password = async (r: Wire): Promise<string> =>
+      r['hashedPassword']
+        ? fromHashedPassword(String(r['hashedPassword']))
+        : hashPassword(String(r['password'] ?? ''), this.#options.bcryptCost);
     return {
       AuthEnable: async (_r, call) => done(await write({ op: 'authEnable' }, await this.info(call))),
       AuthDisable: async (_r, call) => done(await write({ op: 'authDisable' }, await this.info(call))),
@@ -97,12 +104,18 @@ export class AuthApi {
           const user = auth.users.get(name);
           const failed = () => catalogue.error('STORE_ERR_AUTH_FAILED', 'etcdserver: authentication failed, invalid user ID or password');
           if (!user) throw failed();
-          if (user.noPassword) throw catalogue.error('STORE_ERR_AUTH_FAILED', 'etcdserver: authentication failed, password was given for no password user');
+          if (user.noPassword)
+            throw catalogue.error('STORE_ERR_AUTH_FAILED', 'etcdserver: authentication failed, password was given for no password user');
           const checked = auth.revision;
           if (!(await checkPassword(String(r['password'] ?? ''), user.password))) throw failed();
           let token: string;
           if (this.#options.tokens.sign) token = await this.#options.tokens.sign(name, checked);
-          else token = ((await write({ op: 'authenticate', name, token: this.#options.tokens.prefix?.() ?? '' }, undefined)).result as { token: string }).token;
+          else
+            token = (
+              (await write({ op: 'authenticate', name, token: this.#options.tokens.prefix?.() ?? '' }, undefined)).result as {
+                token: string;
+              }
+            ).token;
           if (checked === auth.revision || attempt >= 4) return { header: h(), token };
         }
       },
@@ -110,7 +123,9 @@ export class AuthApi {
         const ai = await this.info(call);
         auth.checkAdmin(ai); // before spending a bcrypt hash on it
         const noPassword = !!r['options']?.['no_password'];
-        return done(await write({ op: 'userAdd', name: String(r['name'] ?? ''), password: noPassword ? '' : await password(r), noPassword }, ai));
+        return done(
+          await write({ op: 'userAdd', name: String(r['name'] ?? ''), password: noPassword ? '' : await password(r), noPassword }, ai),
+        );
       },
       UserDelete: async (r, call) => done(await write({ op: 'userDelete', name: String(r['name'] ?? '') }, await this.info(call))),
       UserChangePassword: async (r, call) => {
@@ -118,18 +133,26 @@ export class AuthApi {
         auth.checkAdmin(ai);
         return done(await write({ op: 'userChangePassword', name: String(r['name'] ?? ''), password: await password(r) }, ai));
       },
-      UserGrantRole: async (r, call) => done(await write({ op: 'userGrantRole', user: String(r['user'] ?? ''), role: String(r['role'] ?? '') }, await this.info(call))),
-      UserRevokeRole: async (r, call) => done(await write({ op: 'userRevokeRole', name: String(r['name'] ?? ''), role: String(r['role'] ?? '') }, await this.info(call))),
+      UserGrantRole: async (r, call) =>
+        done(await write({ op: 'userGrantRole', user: String(r['user'] ?? ''), role: String(r['role'] ?? '') }, await this.info(call))),
+      UserRevokeRole: async (r, call) =>
+        done(await write({ op: 'userRevokeRole', name: String(r['name'] ?? ''), role: String(r['role'] ?? '') }, await this.info(call))),
       RoleAdd: async (r, call) => done(await write({ op: 'roleAdd', name: String(r['name'] ?? '') }, await this.info(call))),
       RoleDelete: async (r, call) => done(await write({ op: 'roleDelete', role: String(r['role'] ?? '') }, await this.info(call))),
       RoleGrantPermission: async (r, call) => {
         const perm = r['perm'] as Wire | null | undefined;
         if (!perm) throw catalogue.error('STORE_ERR_AUTH_PERMISSION_NOT_GIVEN', 'etcdserver: permission not given');
         const permType = Number(perm['permType'] ?? 0);
-        if (permType !== PermType.READ && permType !== PermType.WRITE && permType !== PermType.READWRITE) throw catalogue.error('STORE_ERR_AUTH_INVALID_MGMT', 'etcdserver: invalid auth management');
+        if (permType !== PermType.READ && permType !== PermType.WRITE && permType !== PermType.READWRITE)
+          throw catalogue.error('STORE_ERR_AUTH_INVALID_MGMT', 'etcdserver: invalid auth management');
         const key = (perm['key'] as Buffer | undefined)?.toString('latin1') ?? '';
         const rangeEnd = (perm['range_end'] as Buffer | undefined)?.toString('latin1') ?? '';
-        return done(await write({ op: 'roleGrantPermission', name: String(r['name'] ?? ''), perm: { permType, key, rangeEnd } }, await this.info(call)));
+        return done(
+          await write(
+            { op: 'roleGrantPermission', name: String(r['name'] ?? ''), perm: { permType, key, rangeEnd } },
+            await this.info(call),
+          ),
+        );
       },
       RoleRevokePermission: async (r, call) => {
         const key = (r['key'] as Buffer | undefined)?.toString('latin1') ?? '';
@@ -160,7 +183,14 @@ export class AuthApi {
         if (!auth.isAdmin(ai) && !(ai && auth.hasRole(ai.user, name))) auth.checkAdmin(ai);
         const role = auth.roles.get(name);
         if (!role) throw catalogue.error('STORE_ERR_AUTH_ROLE_NOT_FOUND', 'etcdserver: role name not found');
-        return { header: h(), perm: role.perms.map((p) => ({ permType: p.permType, key: Buffer.from(p.key, 'latin1'), range_end: Buffer.from(p.rangeEnd, 'latin1') })) };
+        return {
+          header: h(),
+          perm: role.perms.map((p) => ({
+            permType: p.permType,
+            key: Buffer.from(p.key, 'latin1'),
+            range_end: Buffer.from(p.rangeEnd, 'latin1'),
+          })),
+        };
       },
       RoleList: async (_r, call) => {
         const ai = await this.info(call);

@@ -70,7 +70,16 @@ export class Concurrency {
         canceled: () => done(),
         backlog: () => 0,
       });
-      const added = hub.add(stream, { key, rangeEnd: '', startRevision: afterRev + 1, noPut: true, noDelete: false, prevKv: false, progressNotify: false, fragment: false });
+      const added = hub.add(stream, {
+        key,
+        rangeEnd: '',
+        startRevision: afterRev + 1,
+        noPut: true,
+        noDelete: false,
+        prevKv: false,
+        progressNotify: false,
+        fragment: false,
+      });
       if ('error' in added) return done(); // history compacted: re-check the predecessors from scratch
       signal.addEventListener('abort', onAbort, { once: true });
       hub.catchUp();
@@ -78,15 +87,23 @@ export class Concurrency {
   }
 
   /** Create `key` on `lease` unless it exists; returns its create revision. */
-  async #ensureKey(key: string, lease: string, value: string, ai: AuthInfo | undefined): Promise<{ rev: number; kv: KeyValue | undefined }> {
-    const r = await this.#node.write({
-      op: 'txn',
-      req: {
-        compare: [{ key, rangeEnd: '', target: 1, result: 0, operand: 0 }],
-        success: [{ put: { key, value, lease, prevKv: false, ignoreValue: false, ignoreLease: false } }],
-        failure: [{ range: { ...emptyRange, key } }],
+  async #ensureKey(
+    key: string,
+    lease: string,
+    value: string,
+    ai: AuthInfo | undefined,
+  ): Promise<{ rev: number; kv: KeyValue | undefined }> {
+    const r = await this.#node.write(
+      {
+        op: 'txn',
+        req: {
+          compare: [{ key, rangeEnd: '', target: 1, result: 0, operand: 0 }],
+          success: [{ put: { key, value, lease, prevKv: false, ignoreValue: false, ignoreLease: false } }],
+          failure: [{ range: { ...emptyRange, key } }],
+        },
       },
-    }, ai);
+      ai,
+    );
     if (r.error) throw new BallastError(r.error.code, r.error.message);
     const res = r.result as { succeeded: boolean; responses: Array<{ range?: { kvs: KeyValue[] } }> };
     if (res.succeeded) return { rev: r.revision, kv: undefined };
@@ -98,7 +115,14 @@ export class Concurrency {
   async #waitPredecessors(prefix: string, myRev: number, signal: AbortSignal): Promise<void> {
     for (;;) {
       await this.#node.linearizableRead();
-      const pred = this.#range({ key: prefix, rangeEnd: prefixEnd(prefix), maxCreateRevision: myRev - 1, sortOrder: 2, sortTarget: 2, limit: 1 });
+      const pred = this.#range({
+        key: prefix,
+        rangeEnd: prefixEnd(prefix),
+        maxCreateRevision: myRev - 1,
+        sortOrder: 2,
+        sortTarget: 2,
+        limit: 1,
+      });
       const before = pred.kvs[0];
       if (!before) return;
       await this.#waitDelete(before.key, this.#node.sm.mvcc.revision, signal);
@@ -126,7 +150,10 @@ export class Concurrency {
             throw err;
           }
           return { header: this.#header(), key: Buffer.from(key, 'latin1') };
-        })().then((res) => cb(null, res), (err: Error) => cb(toGrpcError(err) as grpc.ServiceError));
+        })().then(
+          (res) => cb(null, res),
+          (err: Error) => cb(toGrpcError(err) as grpc.ServiceError),
+        );
       },
       Unlock: (call: grpc.ServerUnaryCall<Wire, Wire>, cb: grpc.sendUnaryData<Wire>) => {
         const key = (call.request['key'] as Buffer).toString('latin1');
@@ -134,18 +161,31 @@ export class Concurrency {
           const r = await this.#node.write({ op: 'deleteRange', req: { key, rangeEnd: '', prevKv: false } }, await this.#who(call));
           if (r.error) throw new BallastError(r.error.code, r.error.message);
           return { header: this.#header(r.revision) };
-        })().then((res) => cb(null, res), (err: Error) => cb(toGrpcError(err) as grpc.ServiceError));
+        })().then(
+          (res) => cb(null, res),
+          (err: Error) => cb(toGrpcError(err) as grpc.ServiceError),
+        );
       },
     };
   }
 
   electionHandlers(): grpc.UntypedServiceImplementation {
-    const leaderKey = (w: Wire) => ({ name: (w['name'] as Buffer).toString('latin1'), key: (w['key'] as Buffer).toString('latin1'), rev: Number(w['rev'] ?? 0), lease: String(w['lease'] ?? '0') });
-    const unary = (fn: (req: Wire, signal: AbortSignal, ai: AuthInfo | undefined) => Promise<Wire>) => (call: grpc.ServerUnaryCall<Wire, Wire>, cb: grpc.sendUnaryData<Wire>) => {
-      const ac = new AbortController();
-      call.on('cancelled', () => ac.abort());
-      (async () => fn(call.request, ac.signal, await this.#who(call)))().then((res) => cb(null, res), (err: Error) => cb(toGrpcError(err) as grpc.ServiceError));
-    };
+    const leaderKey = (w: Wire) => ({
+      name: (w['name'] as Buffer).toString('latin1'),
+      key: (w['key'] as Buffer).toString('latin1'),
+      rev: Number(w['rev'] ?? 0),
+      lease: String(w['lease'] ?? '0'),
+    });
+    const unary =
+      (fn: (req: Wire, signal: AbortSignal, ai: AuthInfo | undefined) => Promise<Wire>) =>
+      (call: grpc.ServerUnaryCall<Wire, Wire>, cb: grpc.sendUnaryData<Wire>) => {
+        const ac = new AbortController();
+        call.on('cancelled', () => ac.abort());
+        (async () => fn(call.request, ac.signal, await this.#who(call)))().then(
+          (res) => cb(null, res),
+          (err: Error) => cb(toGrpcError(err) as grpc.ServiceError),
+        );
+      };
     const currentLeader = (name: string): KeyValue | undefined => {
       const prefix = `${name}/`;
       return this.#range({ key: prefix, rangeEnd: prefixEnd(prefix), sortOrder: 1, sortTarget: 2, limit: 1 }).kvs[0];
@@ -160,7 +200,10 @@ export class Concurrency {
         const { rev, kv } = await this.#ensureKey(key, lease, value, ai);
         if (kv && kv.value !== value) await this.#proclaim(key, rev, lease, value, ai);
         await this.#waitPredecessors(`${name}/`, rev, signal);
-        return { header: this.#header(), leader: { name: Buffer.from(name, 'latin1'), key: Buffer.from(key, 'latin1'), rev: String(rev), lease } };
+        return {
+          header: this.#header(),
+          leader: { name: Buffer.from(name, 'latin1'), key: Buffer.from(key, 'latin1'), rev: String(rev), lease },
+        };
       }),
       Proclaim: unary(async (r, _signal, ai) => {
         const l = leaderKey(r['leader'] ?? {});
@@ -177,7 +220,17 @@ export class Concurrency {
       }),
       Resign: unary(async (r, _signal, ai) => {
         const l = leaderKey(r['leader'] ?? {});
-        const res = await this.#node.write({ op: 'txn', req: { compare: [{ key: l.key, rangeEnd: '', target: 1, result: 0, operand: l.rev }], success: [{ deleteRange: { key: l.key, rangeEnd: '', prevKv: false } }], failure: [] } }, ai);
+        const res = await this.#node.write(
+          {
+            op: 'txn',
+            req: {
+              compare: [{ key: l.key, rangeEnd: '', target: 1, result: 0, operand: l.rev }],
+              success: [{ deleteRange: { key: l.key, rangeEnd: '', prevKv: false } }],
+              failure: [],
+            },
+          },
+          ai,
+        );
         if (res.error) throw new BallastError(res.error.code, res.error.message);
         return { header: this.#header(res.revision) };
       }),
@@ -185,7 +238,10 @@ export class Concurrency {
         const name = (call.request['name'] as Buffer).toString('latin1');
         const prefix = `${name}/`;
         if (this.#node.sm.auth.enabled) {
-          void (async () => this.#checkRead(await this.#who(call), prefix))().then(() => this.#observe(call, name), (err: unknown) => call.emit('error', toGrpcError(err)));
+          void (async () => this.#checkRead(await this.#who(call), prefix))().then(
+            () => this.#observe(call, name),
+            (err: unknown) => call.emit('error', toGrpcError(err)),
+          );
           return;
         }
         this.#observe(call, name);
@@ -196,7 +252,8 @@ export class Concurrency {
   /** Stream the election's leader: now, and each time it changes. */
   #observe(call: grpc.ServerWritableStream<Wire, Wire>, name: string): void {
     const prefix = `${name}/`;
-    const currentLeader = (): KeyValue | undefined => this.#range({ key: prefix, rangeEnd: prefixEnd(prefix), sortOrder: 1, sortTarget: 2, limit: 1 }).kvs[0];
+    const currentLeader = (): KeyValue | undefined =>
+      this.#range({ key: prefix, rangeEnd: prefixEnd(prefix), sortOrder: 1, sortTarget: 2, limit: 1 }).kvs[0];
     const hub = this.#node.watchHub;
     let last = '';
     const send = (): void => {
@@ -207,15 +264,39 @@ export class Concurrency {
       last = id;
       call.write({ header: this.#header(), kv: kvOut(kv) });
     };
-    const stream = hub.openStream({ events: () => send(), progress: () => undefined, canceled: () => call.end(), backlog: () => call.writableLength });
-    hub.add(stream, { key: prefix, rangeEnd: prefixEnd(prefix), startRevision: 0, noPut: false, noDelete: false, prevKv: false, progressNotify: false, fragment: false });
+    const stream = hub.openStream({
+      events: () => send(),
+      progress: () => undefined,
+      canceled: () => call.end(),
+      backlog: () => call.writableLength,
+    });
+    hub.add(stream, {
+      key: prefix,
+      rangeEnd: prefixEnd(prefix),
+      startRevision: 0,
+      noPut: false,
+      noDelete: false,
+      prevKv: false,
+      progressNotify: false,
+      fragment: false,
+    });
     send();
     call.on('cancelled', () => hub.closeStream(stream));
     call.on('close', () => hub.closeStream(stream));
   }
 
   async #proclaim(key: string, rev: number, lease: string, value: string, ai: AuthInfo | undefined): Promise<void> {
-    const r = await this.#node.write({ op: 'txn', req: { compare: [{ key, rangeEnd: '', target: 1, result: 0, operand: rev }], success: [{ put: { key, value, lease, prevKv: false, ignoreValue: false, ignoreLease: false } }], failure: [] } }, ai);
+    const r = await this.#node.write(
+      {
+        op: 'txn',
+        req: {
+          compare: [{ key, rangeEnd: '', target: 1, result: 0, operand: rev }],
+          success: [{ put: { key, value, lease, prevKv: false, ignoreValue: false, ignoreLease: false } }],
+          failure: [],
+        },
+      },
+      ai,
+    );
     if (r.error) throw new BallastError(r.error.code, r.error.message);
     if (!(r.result as { succeeded: boolean }).succeeded) throw catalogue.error('STORE_ERR_ELECTION_NOT_LEADER', 'election: not leader');
   }

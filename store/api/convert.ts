@@ -14,17 +14,32 @@ export const bytes = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 export function toRange(w: Wire): RangeRequest {
   return {
-    key: bin(w['key']), rangeEnd: bin(w['range_end']), limit: num(w['limit']), revision: num(w['revision']),
-    sortOrder: num(w['sort_order']), sortTarget: num(w['sort_target']), keysOnly: !!w['keys_only'], countOnly: !!w['count_only'],
-    minModRevision: num(w['min_mod_revision']), maxModRevision: num(w['max_mod_revision']),
-    minCreateRevision: num(w['min_create_revision']), maxCreateRevision: num(w['max_create_revision']),
+    key: bin(w['key']),
+    rangeEnd: bin(w['range_end']),
+    limit: num(w['limit']),
+    revision: num(w['revision']),
+    sortOrder: num(w['sort_order']),
+    sortTarget: num(w['sort_target']),
+    keysOnly: !!w['keys_only'],
+    countOnly: !!w['count_only'],
+    minModRevision: num(w['min_mod_revision']),
+    maxModRevision: num(w['max_mod_revision']),
+    minCreateRevision: num(w['min_create_revision']),
+    maxCreateRevision: num(w['max_create_revision']),
   };
 }
 
 export function toPut(w: Wire): PutRequest {
   const key = bin(w['key']);
   if (key === '') throw catalogue.error('STORE_ERR_EMPTY_KEY', 'etcdserver: key is not provided');
-  return { key, value: bin(w['value']), lease: String(w['lease'] ?? '0') || '0', prevKv: !!w['prev_kv'], ignoreValue: !!w['ignore_value'], ignoreLease: !!w['ignore_lease'] };
+  return {
+    key,
+    value: bin(w['value']),
+    lease: String(w['lease'] ?? '0') || '0',
+    prevKv: !!w['prev_kv'],
+    ignoreValue: !!w['ignore_value'],
+    ignoreLease: !!w['ignore_lease'],
+  };
 }
 
 export function toDelete(w: Wire): DeleteRangeRequest {
@@ -41,16 +56,25 @@ function toCompare(w: Wire): Compare {
 
 function toOp(w: Wire): RequestOp {
   switch (w['request']) {
-    case 'request_range': return { range: toRange(w['request_range']) };
-    case 'request_put': return { put: toPut(w['request_put']) };
-    case 'request_delete_range': return { deleteRange: toDelete(w['request_delete_range']) };
-    case 'request_txn': return { txn: toTxn(w['request_txn']) };
-    default: throw catalogue.error('STORE_ERR_EMPTY_KEY', 'etcdserver: key is not provided');
+    case 'request_range':
+      return { range: toRange(w['request_range']) };
+    case 'request_put':
+      return { put: toPut(w['request_put']) };
+    case 'request_delete_range':
+      return { deleteRange: toDelete(w['request_delete_range']) };
+    case 'request_txn':
+      return { txn: toTxn(w['request_txn']) };
+    default:
+      throw catalogue.error('STORE_ERR_EMPTY_KEY', 'etcdserver: key is not provided');
   }
 }
 
 export function toTxn(w: Wire): TxnRequest {
-  const t = { compare: ((w['compare'] ?? []) as Wire[]).map(toCompare), success: ((w['success'] ?? []) as Wire[]).map(toOp), failure: ((w['failure'] ?? []) as Wire[]).map(toOp) };
+  const t = {
+    compare: ((w['compare'] ?? []) as Wire[]).map(toCompare),
+    success: ((w['success'] ?? []) as Wire[]).map(toOp),
+    failure: ((w['failure'] ?? []) as Wire[]).map(toOp),
+  };
   checkNoDuplicatePuts(t.success);
   checkNoDuplicatePuts(t.failure);
   return t;
@@ -83,7 +107,14 @@ export function isReadOnlyTxn(t: TxnRequest): boolean {
 
 export function kvOut(kv: KeyValue): Wire {
   // Numbers, not decimal strings: protobufjs would re-parse strings on every encode.
-  return { key: bytes(kv.key), create_revision: kv.createRevision, mod_revision: kv.modRevision, version: kv.version, value: bytes(kv.value), lease: kv.lease };
+  return {
+    key: bytes(kv.key),
+    create_revision: kv.createRevision,
+    mod_revision: kv.modRevision,
+    version: kv.version,
+    value: bytes(kv.value),
+    lease: kv.lease,
+  };
 }
 
 export function rangeOut(r: { kvs: KeyValue[]; more: boolean; count: number }, header: Wire): Wire {
@@ -93,6 +124,7 @@ export function rangeOut(r: { kvs: KeyValue[]; more: boolean; count: number }, h
 export function responseOpOut(op: ResponseOp, header: Wire): Wire {
   if ('range' in op) return { response_range: rangeOut(op.range, header) };
   if ('put' in op) return { response_put: { header, ...(op.put.prevKv ? { prev_kv: kvOut(op.put.prevKv) } : {}) } };
-  if ('deleteRange' in op) return { response_delete_range: { header, deleted: String(op.deleteRange.deleted), prev_kvs: op.deleteRange.prevKvs.map(kvOut) } };
+  if ('deleteRange' in op)
+    return { response_delete_range: { header, deleted: String(op.deleteRange.deleted), prev_kvs: op.deleteRange.prevKvs.map(kvOut) } };
   return { response_txn: { header, succeeded: op.txn.succeeded, responses: op.txn.responses.map((r) => responseOpOut(r, header)) } };
 }

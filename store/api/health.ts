@@ -17,16 +17,28 @@ function serviceOf(req: Buffer): string {
 
 export function registerHealth(server: grpc.Server, serving: () => boolean): void {
   const identity = (b: Buffer) => b;
-  server.addService({
-    Check: {
-      path: '/grpc.health.v1.Health/Check', requestStream: false, responseStream: false,
-      requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  server.addService(
+    {
+      Check: {
+        path: '/grpc.health.v1.Health/Check',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: identity,
+        requestDeserialize: identity,
+        responseSerialize: identity,
+        responseDeserialize: identity,
+      },
     },
-  }, {
-    Check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
-      const service = serviceOf(call.request);
-      if (service !== '') return cb({ code: grpc.status.NOT_FOUND, details: `unknown service "${service}": this member reports its health under the empty service name` });
-      cb(null, Buffer.from([0x08, serving() ? SERVING : NOT_SERVING]));
+    {
+      Check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        const service = serviceOf(call.request);
+        if (service !== '')
+          return cb({
+            code: grpc.status.NOT_FOUND,
+            details: `unknown service "${service}": this member reports its health under the empty service name`,
+          });
+        cb(null, Buffer.from([0x08, serving() ? SERVING : NOT_SERVING]));
+      },
     },
-  });
+  );
 }

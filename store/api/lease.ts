@@ -81,7 +81,9 @@ export function leaseHandlers(o: LeaseApiOptions): Record<string, (req: Wire, ca
     },
     LeaseTimeToLive: async (r, call) => {
       if (auth.enabled) node.sm.checkLeaseRead(await o.who(call), String(r['ID'] ?? '0'));
-      const out = node.isLeader ? await leaseTimeToLive(node, r) : await node.forwardToLeader('LeaseTimeToLive', r, forwardTimeoutMs) as Awaited<ReturnType<typeof leaseTimeToLive>>;
+      const out = node.isLeader
+        ? await leaseTimeToLive(node, r)
+        : ((await node.forwardToLeader('LeaseTimeToLive', r, forwardTimeoutMs)) as Awaited<ReturnType<typeof leaseTimeToLive>>);
       return { header: o.header(), ...out, keys: out.keys.map((k) => Buffer.from(k, 'latin1')) };
     },
     LeaseLeases: async (_r, call) => {
@@ -110,7 +112,11 @@ export function keepAliveHandler(o: LeaseApiOptions): (call: grpc.ServerDuplexSt
       // status at all, and the client would wait in silence (the stream it holds stays open).
       // Auth refusals keep etcd's status (clients re-authenticate on UNAUTHENTICATED and on an
       // old auth revision); anything else ends the stream UNAVAILABLE and the client reconnects.
-      if (isBallastError(err) && statusOf[err.code] !== undefined && (err.code.startsWith('STORE_ERR_AUTH') || err.code === 'STORE_ERR_PERMISSION_DENIED')) {
+      if (
+        isBallastError(err) &&
+        statusOf[err.code] !== undefined &&
+        (err.code.startsWith('STORE_ERR_AUTH') || err.code === 'STORE_ERR_PERMISSION_DENIED')
+      ) {
         call.emit('error', toGrpcError(err));
         return;
       }
@@ -120,22 +126,32 @@ export function keepAliveHandler(o: LeaseApiOptions): (call: grpc.ServerDuplexSt
     };
     call.on('data', (req: Wire) => {
       const id = String(req['ID'] ?? '0');
-      chain = chain.then(async () => {
-        if (ended) return;
-        const node = o.node;
-        // Renewing keeps the lease's keys alive: write access to each, unless root (etcd's checkLeaseRenew).
-        if (node.sm.auth.enabled) node.sm.checkLeaseWrite(await o.who(call), id);
-        const out = node.isLeader ? await leaseKeepAliveOnce(node, id) : await node.forwardToLeader('LeaseKeepAlive', { ID: id }, forwardTimeoutMs) as { ID: string; TTL: string };
-        if (!ended) call.write({ header: o.header(), ...out });
-      }).catch(fail);
+      chain = chain
+        .then(async () => {
+          if (ended) return;
+          const node = o.node;
+          // Renewing keeps the lease's keys alive: write access to each, unless root (etcd's checkLeaseRenew).
+          if (node.sm.auth.enabled) node.sm.checkLeaseWrite(await o.who(call), id);
+          const out = node.isLeader
+            ? await leaseKeepAliveOnce(node, id)
+            : ((await node.forwardToLeader('LeaseKeepAlive', { ID: id }, forwardTimeoutMs)) as { ID: string; TTL: string });
+          if (!ended) call.write({ header: o.header(), ...out });
+        })
+        .catch(fail);
     });
-    call.on('end', () => void chain.then(() => {
-      if (!ended) {
-        ended = true;
-        call.end();
-      }
-    }));
-    call.on('cancelled', () => { ended = true; });
+    call.on(
+      'end',
+      () =>
+        void chain.then(() => {
+          if (!ended) {
+            ended = true;
+            call.end();
+          }
+        }),
+    );
+    call.on('cancelled', () => {
+      ended = true;
+    });
     call.on('error', () => undefined);
   };
 }

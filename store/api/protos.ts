@@ -7,6 +7,14 @@ import { fileURLToPath } from 'node:url';
 const protoDir = fileURLToPath(new URL('./proto/', import.meta.url));
 
 export function loadProtos(): grpc.GrpcObject {
-  const def = protoLoader.loadSync(['rpc.proto', 'v3lock.proto', 'v3election.proto'], { includeDirs: [protoDir], keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true, bytes: Buffer });
+  const def = protoLoader.loadSync(['rpc.proto', 'v3lock.proto', 'v3election.proto'], {
+    includeDirs: [protoDir],
+    keepCase: true,
+    longs: String,
+    enums: Number,
+    defaults: true,
+    oneofs: true,
+    bytes: Buffer,
+  });
   return grpc.loadPackageDefinition(def);
 }

@@ -77,16 +77,21 @@ export class StoreApi {
   /** Leader-only work another member forwarded over the peer channel. */
   async #peerRequest(method: string, r: Wire): Promise<unknown> {
     switch (method) {
-      case 'MemberAdd': return this.#memberAdd(r);
-      case 'MemberRemove': return this.#memberRemove(r);
-      case 'MemberPromote': return this.#memberPromote(r);
+      case 'MemberAdd':
+        return this.#memberAdd(r);
+      case 'MemberRemove':
+        return this.#memberRemove(r);
+      case 'MemberPromote':
+        return this.#memberPromote(r);
       case 'LeaseTimeToLive':
       case 'LeaseKeepAlive': {
         if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
         return method === 'LeaseKeepAlive' ? leaseKeepAliveOnce(this.#node, String(r['ID'] ?? '0')) : leaseTimeToLive(this.#node, r);
       }
-      case 'Alarm': return this.#alarm(r).then(() => ({}));
-      default: throw catalogue.error('STORE_ERR_PEER_AUTH', `etcdserver: unknown peer request ${method}`);
+      case 'Alarm':
+        return this.#alarm(r).then(() => ({}));
+      default:
+        throw catalogue.error('STORE_ERR_PEER_AUTH', `etcdserver: unknown peer request ${method}`);
     }
   }
 
@@ -117,51 +122,70 @@ export class StoreApi {
       if (!svc) throw new Error(`rpc.proto lacks service ${name}`);
       return svc;
     };
-    server.addService(service('KV'), this.#wrap({
-      Range: (r, call) => this.#range(r, call),
-      Put: (r, call) => this.#put(r, call),
-      DeleteRange: (r, call) => this.#deleteRange(r, call),
-      Txn: (r, call) => this.#txn(r, call),
-      Compact: async (r, call) => {
-        await this.#admin(call);
-        return this.#compact(r);
-      },
-    }, 'etcdserverpb.KV'));
+    server.addService(
+      service('KV'),
+      this.#wrap(
+        {
+          Range: (r, call) => this.#range(r, call),
+          Put: (r, call) => this.#put(r, call),
+          DeleteRange: (r, call) => this.#deleteRange(r, call),
+          Txn: (r, call) => this.#txn(r, call),
+          Compact: async (r, call) => {
+            await this.#admin(call);
+            return this.#compact(r);
+          },
+        },
+        'etcdserverpb.KV',
+      ),
+    );
     server.addService(service('Auth'), this.#wrap(this.#auth.handlers(), 'etcdserverpb.Auth'));
-    server.addService(service('Cluster'), this.#wrap({
-      MemberList: async (r, call) => {
-        await this.#requireUser(call);
-        return this.#memberList(r);
-      },
-      MemberAdd: async (r, call) => {
-        await this.#admin(call);
-        const out = await this.#forwardable<{ member: Member; members: Member[] }>('MemberAdd', r, () => this.#memberAdd(r));
-        return { header: this.#header(), member: memberOut(out.member), members: out.members.map(memberOut) };
-      },
-      MemberRemove: async (r, call) => {
-        await this.#admin(call);
-        const out = await this.#forwardable<{ members: Member[] }>('MemberRemove', r, () => this.#memberRemove(r));
-        return { header: this.#header(), members: out.members.map(memberOut) };
-      },
-      MemberPromote: async (r, call) => {
-        await this.#admin(call);
-        const out = await this.#forwardable<{ members: Member[] }>('MemberPromote', r, () => this.#memberPromote(r));
-        return { header: this.#header(), members: out.members.map(memberOut) };
-      },
-      MemberUpdate: async (r, call) => {
-        await this.#admin(call);
-        const peerURLs = checkPeerUrls(r['peerURLs'] as string[]);
-        this.#check(await this.#node.write({ op: 'memberUpdate', id: idFromDecimal(r['ID']), peerURLs }));
-        return { header: this.#header(), members: this.#members() };
-      },
-    }, 'etcdserverpb.Cluster'));
-    const leaseOpts = { node: this.#node, header: (rev?: number) => this.#header(rev), minTtl: this.#options.minLeaseTtl, who: (call: Caller) => this.#who(call) };
+    server.addService(
+      service('Cluster'),
+      this.#wrap(
+        {
+          MemberList: async (r, call) => {
+            await this.#requireUser(call);
+            return this.#memberList(r);
+          },
+          MemberAdd: async (r, call) => {
+            await this.#admin(call);
+            const out = await this.#forwardable<{ member: Member; members: Member[] }>('MemberAdd', r, () => this.#memberAdd(r));
+            return { header: this.#header(), member: memberOut(out.member), members: out.members.map(memberOut) };
+          },
+          MemberRemove: async (r, call) => {
+            await this.#admin(call);
+            const out = await this.#forwardable<{ members: Member[] }>('MemberRemove', r, () => this.#memberRemove(r));
+            return { header: this.#header(), members: out.members.map(memberOut) };
+          },
+          MemberPromote: async (r, call) => {
+            await this.#admin(call);
+            const out = await this.#forwardable<{ members: Member[] }>('MemberPromote', r, () => this.#memberPromote(r));
+            return { header: this.#header(), members: out.members.map(memberOut) };
+          },
+          MemberUpdate: async (r, call) => {
+            await this.#admin(call);
+            const peerURLs = checkPeerUrls(r['peerURLs'] as string[]);
+            this.#check(await this.#node.write({ op: 'memberUpdate', id: idFromDecimal(r['ID']), peerURLs }));
+            return { header: this.#header(), members: this.#members() };
+          },
+        },
+        'etcdserverpb.Cluster',
+      ),
+    );
+    const leaseOpts = {
+      node: this.#node,
+      header: (rev?: number) => this.#header(rev),
+      minTtl: this.#options.minLeaseTtl,
+      who: (call: Caller) => this.#who(call),
+    };
     this.#lease = leaseHandlers(leaseOpts);
     server.addService(service('Lease'), { ...this.#wrap(this.#lease, 'etcdserverpb.Lease'), LeaseKeepAlive: keepAliveHandler(leaseOpts) });
     const watch = watchService(service('Watch'));
     server.addService(watch, {
       Watch: watchHandler({
-        hub: this.#node.watchHub, header: (rev?: number) => this.#header(rev), maxResponseBytes: this.#options.maxRequestBytes,
+        hub: this.#node.watchHub,
+        header: (rev?: number) => this.#header(rev),
+        maxResponseBytes: this.#options.maxRequestBytes,
         serialize: (service('Watch')['Watch'] as grpc.MethodDefinition<Wire, Wire>).responseSerialize,
         onCreated: () => setImmediate(() => this.#node.watchHub.catchUp()),
         permit: (call, key, rangeEnd) => {
@@ -170,7 +194,11 @@ export class StoreApi {
         },
       }),
     });
-    const concurrency = new Concurrency(this.#node, (rev?: number) => this.#header(rev), (call) => this.#who(call));
+    const concurrency = new Concurrency(
+      this.#node,
+      (rev?: number) => this.#header(rev),
+      (call) => this.#who(call),
+    );
     const pkg = (name: string, svc: string): grpc.ServiceDefinition => {
       const def = (this.#protos[name] as Record<string, { service?: grpc.ServiceDefinition }> | undefined)?.[svc]?.service;
       if (!def) throw new Error(`${name}.${svc} missing from the protos`);
@@ -197,45 +225,62 @@ export class StoreApi {
           for (let off = 0; off < part.length; off += 64 * 1024) {
             const piece = part.subarray(off, off + 64 * 1024);
             sent += piece.length;
-            const more = call.write({ header: this.#header(revision), remaining_bytes: String(backup.length - sent), blob: piece, version: this.#options.version });
-            if (!more && !call.cancelled) await new Promise<void>((resolve) => { call.once('drain', resolve); call.once('cancelled', resolve); });
+            const more = call.write({
+              header: this.#header(revision),
+              remaining_bytes: String(backup.length - sent),
+              blob: piece,
+              version: this.#options.version,
+            });
+            if (!more && !call.cancelled)
+              await new Promise<void>((resolve) => {
+                call.once('drain', resolve);
+                call.once('cancelled', resolve);
+              });
             if (call.cancelled) return;
           }
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
         call.end();
       },
-      ...this.#wrap({
-        Status: async (_r, call) => {
-          await this.#requireUser(call);
-          return this.#status();
+      ...this.#wrap(
+        {
+          Status: async (_r, call) => {
+            await this.#requireUser(call);
+            return this.#status();
+          },
+          Alarm: async (r, call) => {
+            if (Number(r['action'] ?? 0) === 0) await this.#requireUser(call);
+            else await this.#admin(call);
+            return this.#alarm(r);
+          },
+          MoveLeader: async (r, call) => {
+            await this.#admin(call);
+            if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
+            await this.#node.moveLeader(idFromDecimal(r['targetID']));
+            return { header: this.#header() };
+          },
+          HashKV: async (r, call) => {
+            await this.#admin(call);
+            const h = await this.#node.sm.mvcc.hashKVAsync(Number(r['revision'] ?? 0));
+            return {
+              header: this.#header(),
+              hash: h.hash,
+              compact_revision: String(h.compactRevision),
+              hash_revision: String(h.hashRevision),
+            };
+          },
+          Hash: async (_r, call) => {
+            await this.#admin(call);
+            return { header: this.#header(), hash: (await this.#node.sm.mvcc.hashKVAsync(0)).hash };
+          },
+          // The key space lives in memory and compaction already returns its space; nothing to defragment.
+          Defragment: async (_r, call) => {
+            await this.#admin(call);
+            return { header: this.#header() };
+          },
         },
-        Alarm: async (r, call) => {
-          if (Number(r['action'] ?? 0) === 0) await this.#requireUser(call);
-          else await this.#admin(call);
-          return this.#alarm(r);
-        },
-        MoveLeader: async (r, call) => {
-          await this.#admin(call);
-          if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
-          await this.#node.moveLeader(idFromDecimal(r['targetID']));
-          return { header: this.#header() };
-        },
-        HashKV: async (r, call) => {
-          await this.#admin(call);
-          const h = await this.#node.sm.mvcc.hashKVAsync(Number(r['revision'] ?? 0));
-          return { header: this.#header(), hash: h.hash, compact_revision: String(h.compactRevision), hash_revision: String(h.hashRevision) };
-        },
-        Hash: async (_r, call) => {
-          await this.#admin(call);
-          return { header: this.#header(), hash: (await this.#node.sm.mvcc.hashKVAsync(0)).hash };
-        },
-        // The key space lives in memory and compaction already returns its space; nothing to defragment.
-        Defragment: async (_r, call) => {
-          await this.#admin(call);
-          return { header: this.#header() };
-        },
-      }, 'etcdserverpb.Maintenance'),
+        'etcdserverpb.Maintenance',
+      ),
     });
   }
 
@@ -255,7 +300,14 @@ export class StoreApi {
     for (const [name, fn] of Object.entries(handlers)) {
       out[name] = (call: grpc.ServerUnaryCall<Wire, Wire>, cb: grpc.sendUnaryData<Wire>) => {
         const start = performance.now();
-        const span = tracer ? grpcServerSpan(tracer, service, name, extractContext((k) => call.metadata.get(k)[0]?.toString())) : undefined;
+        const span = tracer
+          ? grpcServerSpan(
+              tracer,
+              service,
+              name,
+              extractContext((k) => call.metadata.get(k)[0]?.toString()),
+            )
+          : undefined;
         fn(call.request, call).then(
           (res) => {
             this.#options.onRequest?.(name, grpc.status.OK, (performance.now() - start) / 1000);
@@ -319,7 +371,11 @@ export class StoreApi {
       await this.#node.linearizableRead();
       if (this.#node.sm.auth.enabled) this.#node.sm.checkTxnAuth(ai, req);
       const res = this.#node.sm.mvcc.txn(req);
-      return { header: this.#header(), succeeded: res.result.succeeded, responses: res.result.responses.map((op) => responseOpOut(op, this.#header())) };
+      return {
+        header: this.#header(),
+        succeeded: res.result.succeeded,
+        responses: res.result.responses.map((op) => responseOpOut(op, this.#header())),
+      };
     }
     await this.#checkQuota(0);
     const res = this.#check(await this.#node.write({ op: 'txn', req }, ai));
@@ -345,7 +401,8 @@ export class StoreApi {
   /** Refuse writes past the quota and raise the NOSPACE alarm (replicated, as etcd does). */
   async #checkQuota(extra: number): Promise<void> {
     const sm = this.#node.sm;
-    if (sm.alarms.some((a) => a.alarm === 'NOSPACE')) throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
+    if (sm.alarms.some((a) => a.alarm === 'NOSPACE'))
+      throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
     if (sm.mvcc.bytes + extra <= this.#options.quotaBytes) return;
     await this.#node.write({ op: 'alarm', action: 'activate', memberId: this.#node.id, alarm: 'NOSPACE' }).catch(() => undefined);
     throw catalogue.error('STORE_ERR_NOSPACE', 'etcdserver: mvcc: database space exceeded');
@@ -365,9 +422,16 @@ export class StoreApi {
     const st = n.raftStatus();
     const me = n.sm.members.get(n.id);
     return {
-      header: this.#header(), version: this.#options.version, dbSize: String(n.sm.mvcc.bytes), dbSizeInUse: String(n.sm.mvcc.bytes),
-      leader: st.lead ? idToDecimal(st.lead) : '0', raftIndex: String(st.commit), raftTerm: String(st.term), raftAppliedIndex: String(st.applied),
-      errors: n.sm.alarms.map((a) => `memberID:${idToDecimal(a.memberId)} alarm:${a.alarm} `), isLearner: me?.isLearner ?? false,
+      header: this.#header(),
+      version: this.#options.version,
+      dbSize: String(n.sm.mvcc.bytes),
+      dbSizeInUse: String(n.sm.mvcc.bytes),
+      leader: st.lead ? idToDecimal(st.lead) : '0',
+      raftIndex: String(st.commit),
+      raftTerm: String(st.term),
+      raftAppliedIndex: String(st.applied),
+      errors: n.sm.alarms.map((a) => `memberID:${idToDecimal(a.memberId)} alarm:${a.alarm} `),
+      isLearner: me?.isLearner ?? false,
     };
   }
 
@@ -381,7 +445,10 @@ export class StoreApi {
         this.#check(await this.#node.write({ op: 'alarm', action: action === 1 ? 'activate' : 'deactivate', memberId, alarm }));
       }
     }
-    return { header: this.#header(), alarms: this.#node.sm.alarms.map((a) => ({ memberID: idToDecimal(a.memberId), alarm: types.indexOf(a.alarm) })) };
+    return {
+      header: this.#header(),
+      alarms: this.#node.sm.alarms.map((a) => ({ memberID: idToDecimal(a.memberId), alarm: types.indexOf(a.alarm) })),
+    };
   }
 
   /**
@@ -405,7 +472,10 @@ export class StoreApi {
     const req = { action: 1, memberID: idToDecimal(this.#node.id), alarm: alarm === 'NOSPACE' ? 1 : 2 };
     while (Date.now() < deadline) {
       for (const m of others) {
-        const ok = await this.#node.askPeer(m.id, 'Alarm', req, Math.max(1, Math.min(deadline - Date.now(), 3000))).then(() => true, () => false);
+        const ok = await this.#node.askPeer(m.id, 'Alarm', req, Math.max(1, Math.min(deadline - Date.now(), 3000))).then(
+          () => true,
+          () => false,
+        );
         if (ok) return true;
         if (Date.now() >= deadline) break;
       }

@@ -20,12 +20,21 @@ const header = { cluster_id: '15157999810668162203', member_id: '162947284301039
 describe('WatchEncoder', () => {
   it('splices a WatchResponse that decodes exactly as the object protobufjs would encode', () => {
     const enc = new WatchEncoder(method.responseSerialize);
-    for (const [watchId, fragment] of [[0, undefined], [7, true], [300, false], [2 ** 40, undefined]] as const) {
+    for (const [watchId, fragment] of [
+      [0, undefined],
+      [7, true],
+      [300, false],
+      [2 ** 40, undefined],
+    ] as const) {
       const spliced = method.responseDeserialize(enc.response(header, watchId, events, fragment));
-      const whole = method.responseDeserialize(method.responseSerialize({
-        header, watch_id: String(watchId), fragment: fragment ?? false,
-        events: events.map((e) => ({ type: e.type, kv: kvOut(e.kv), ...(e.prevKv ? { prev_kv: kvOut(e.prevKv) } : {}) })),
-      }));
+      const whole = method.responseDeserialize(
+        method.responseSerialize({
+          header,
+          watch_id: String(watchId),
+          fragment: fragment ?? false,
+          events: events.map((e) => ({ type: e.type, kv: kvOut(e.kv), ...(e.prevKv ? { prev_kv: kvOut(e.prevKv) } : {}) })),
+        }),
+      );
       assert.deepEqual(spliced, whole, `watch id ${watchId}`);
     }
   });

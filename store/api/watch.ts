@@ -27,7 +27,8 @@ export interface WatchServiceOptions {
   permit?(call: grpc.ServerDuplexStream<Wire, Wire>, key: string, rangeEnd: string): Promise<string> | undefined;
 }
 
-const eventSize = (e: Event): number => 48 + e.kv.key.length + e.kv.value.length + (e.prevKv ? 48 + e.prevKv.key.length + e.prevKv.value.length : 0);
+const eventSize = (e: Event): number =>
+  48 + e.kv.key.length + e.kv.value.length + (e.prevKv ? 48 + e.prevKv.key.length + e.prevKv.value.length : 0);
 
 /** Wire form of each event, made once however many watchers receive it. */
 const wireCache = new WeakMap<Event, Wire>();
@@ -148,7 +149,13 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
         call.write({ header: o.header(revision), watch_id: String(watchId) });
       },
       canceled(watchId, reason, compactRevision) {
-        call.write({ header: o.header(), watch_id: String(watchId), canceled: true, cancel_reason: reason, compact_revision: String(compactRevision) });
+        call.write({
+          header: o.header(),
+          watch_id: String(watchId),
+          canceled: true,
+          cancel_reason: reason,
+          compact_revision: String(compactRevision),
+        });
       },
       backlog: () => call.writableLength,
     };
@@ -157,7 +164,14 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
       const r = o.hub.add(stream, spec, watchId);
       if ('error' in r) {
         // As etcd: created and immediately cancelled, with the compaction point when relevant.
-        call.write({ header: o.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: r.error, compact_revision: String(r.compactRevision ?? 0) });
+        call.write({
+          header: o.header(),
+          watch_id: '-1',
+          created: true,
+          canceled: true,
+          cancel_reason: r.error,
+          compact_revision: String(r.compactRevision ?? 0),
+        });
         return;
       }
       call.write({ header: o.header(), watch_id: String(r.id), created: true });
@@ -199,9 +213,11 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
     };
     call.on('data', (req: Wire) => {
       if (pending) {
-        const next: Promise<void> = pending.then(() => handle(req)).finally(() => {
-          if (pending === next) pending = undefined;
-        });
+        const next: Promise<void> = pending
+          .then(() => handle(req))
+          .finally(() => {
+            if (pending === next) pending = undefined;
+          });
         pending = next;
         return;
       }

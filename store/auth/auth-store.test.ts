@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AuthStore, PermType, type AuthInfo } from './auth-store.ts';
 
-
 /** A store with root set up and auth on; `as(user)` is that user's credentials now. */
 function enabled(): { a: AuthStore; as: (user: string) => AuthInfo } {
   const a = new AuthStore();
@@ -52,20 +51,35 @@ describe('auth enable and disable', () => {
 });
 
 describe('users and roles', () => {
-  it('etcd\'s errors for duplicates, unknown names and revoking what was not granted', () => {
+  it("etcd's errors for duplicates, unknown names and revoking what was not granted", () => {
     const a = new AuthStore();
     a.apply({ op: 'userAdd', name: 'u', password: 'h', noPassword: false }, undefined);
-    assert.throws(() => a.apply({ op: 'userAdd', name: 'u', password: 'h', noPassword: false }, undefined), /etcdserver: user name already exists/);
-    assert.throws(() => a.apply({ op: 'userAdd', name: '', password: 'h', noPassword: false }, undefined), /etcdserver: user name is empty/);
+    assert.throws(
+      () => a.apply({ op: 'userAdd', name: 'u', password: 'h', noPassword: false }, undefined),
+      /etcdserver: user name already exists/,
+    );
+    assert.throws(
+      () => a.apply({ op: 'userAdd', name: '', password: 'h', noPassword: false }, undefined),
+      /etcdserver: user name is empty/,
+    );
     assert.throws(() => a.apply({ op: 'roleAdd', name: '' }, undefined), /etcdserver: role name is empty/);
     a.apply({ op: 'roleAdd', name: 'r' }, undefined);
     assert.throws(() => a.apply({ op: 'roleAdd', name: 'r' }, undefined), /etcdserver: role name already exists/);
     assert.throws(() => a.apply({ op: 'userGrantRole', user: 'u', role: 'nope' }, undefined), /etcdserver: role name not found/);
     assert.throws(() => a.apply({ op: 'userGrantRole', user: 'nope', role: 'r' }, undefined), /etcdserver: user name not found/);
     assert.throws(() => a.apply({ op: 'userRevokeRole', name: 'u', role: 'r' }, undefined), /etcdserver: role is not granted to the user/);
-    assert.throws(() => a.apply({ op: 'roleRevokePermission', role: 'r', key: 'k', rangeEnd: '' }, undefined), /etcdserver: permission is not granted to the role/);
-    assert.throws(() => a.apply({ op: 'roleGrantPermission', name: 'r', perm: { permType: PermType.READ, key: 'b', rangeEnd: 'a' } }, undefined), /invalid auth management/);
-    assert.throws(() => a.apply({ op: 'roleGrantPermission', name: 'r', perm: { permType: PermType.READ, key: '', rangeEnd: '' } }, undefined), /invalid auth management/);
+    assert.throws(
+      () => a.apply({ op: 'roleRevokePermission', role: 'r', key: 'k', rangeEnd: '' }, undefined),
+      /etcdserver: permission is not granted to the role/,
+    );
+    assert.throws(
+      () => a.apply({ op: 'roleGrantPermission', name: 'r', perm: { permType: PermType.READ, key: 'b', rangeEnd: 'a' } }, undefined),
+      /invalid auth management/,
+    );
+    assert.throws(
+      () => a.apply({ op: 'roleGrantPermission', name: 'r', perm: { permType: PermType.READ, key: '', rangeEnd: '' } }, undefined),
+      /invalid auth management/,
+    );
   });
   it('granting the same range again changes its type; deleting a role takes it from its users', () => {
     const a = new AuthStore();
@@ -97,12 +111,13 @@ describe('users and roles', () => {
   });
 });
 
-describe('key-range permissions (etcd\'s semantics)', () => {
+describe("key-range permissions (etcd's semantics)", () => {
   const setup = (perms: Array<[number, string, string]>) => {
     const { a, as } = enabled();
     a.apply({ op: 'userAdd', name: 'u', password: 'h', noPassword: false }, as('root'));
     a.apply({ op: 'roleAdd', name: 'r' }, as('root'));
-    for (const [permType, key, rangeEnd] of perms) a.apply({ op: 'roleGrantPermission', name: 'r', perm: { permType: permType as PermType, key, rangeEnd } }, as('root'));
+    for (const [permType, key, rangeEnd] of perms)
+      a.apply({ op: 'roleGrantPermission', name: 'r', perm: { permType: permType as PermType, key, rangeEnd } }, as('root'));
     a.apply({ op: 'userGrantRole', user: 'u', role: 'r' }, as('root'));
     return { a, u: as('u') };
   };
@@ -118,7 +133,10 @@ describe('key-range permissions (etcd\'s semantics)', () => {
     ok(() => a.checkRead(u, 'k', 'k\0')); // exactly the one key, as a range
   });
   it('a prefix [key, range_end), and reads vs writes vs both', () => {
-    const { a, u } = setup([[PermType.WRITE, '/app/', '/app0'], [PermType.READWRITE, '/shared/', '/shared0']]);
+    const { a, u } = setup([
+      [PermType.WRITE, '/app/', '/app0'],
+      [PermType.READWRITE, '/shared/', '/shared0'],
+    ]);
     ok(() => a.checkWrite(u, '/app/x', ''));
     denied(() => a.checkRead(u, '/app/x', ''));
     ok(() => a.checkWrite(u, '/app/a', '/app/z'));
@@ -136,10 +154,17 @@ describe('key-range permissions (etcd\'s semantics)', () => {
     denied(() => a.checkRead(u, 'l', ''));
   });
   it('several permissions together cover a range none covers alone (touching and overlapping)', () => {
-    const { a, u } = setup([[PermType.READ, 'a', 'c'], [PermType.READ, 'c', 'e'], [PermType.READ, 'd', 'g']]);
+    const { a, u } = setup([
+      [PermType.READ, 'a', 'c'],
+      [PermType.READ, 'c', 'e'],
+      [PermType.READ, 'd', 'g'],
+    ]);
     ok(() => a.checkRead(u, 'a', 'g'));
     denied(() => a.checkRead(u, 'a', 'h'));
-    const gap = setup([[PermType.READ, 'a', 'c'], [PermType.READ, 'd', 'g']]);
+    const gap = setup([
+      [PermType.READ, 'a', 'c'],
+      [PermType.READ, 'd', 'g'],
+    ]);
     denied(() => gap.a.checkRead(gap.u, 'a', 'e'));
   });
   it('the root role may do anything; a user with no roles nothing; unknown users are denied', () => {

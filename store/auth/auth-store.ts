@@ -71,14 +71,39 @@ export type AuthRequest =
   | { op: 'roleGrantPermission'; name: string; perm: Permission }
   | { op: 'roleRevokePermission'; role: string; key: string; rangeEnd: string };
 
-const authOps = new Set<string>(['authEnable', 'authDisable', 'authenticate', 'userAdd', 'userDelete', 'userChangePassword', 'userGrantRole', 'userRevokeRole', 'roleAdd', 'roleDelete', 'roleGrantPermission', 'roleRevokePermission']);
+const authOps = new Set<string>([
+  'authEnable',
+  'authDisable',
+  'authenticate',
+  'userAdd',
+  'userDelete',
+  'userChangePassword',
+  'userGrantRole',
+  'userRevokeRole',
+  'roleAdd',
+  'roleDelete',
+  'roleGrantPermission',
+  'roleRevokePermission',
+]);
 
 export function isAuthRequest<T extends { op: string }>(r: T | AuthRequest): r is AuthRequest {
   return authOps.has(r.op);
 }
 
 /** Requests only a root user may make once auth is on (etcd's needAdminPermission). */
-const adminOps = new Set<string>(['authEnable', 'authDisable', 'userAdd', 'userDelete', 'userChangePassword', 'userGrantRole', 'userRevokeRole', 'roleAdd', 'roleDelete', 'roleGrantPermission', 'roleRevokePermission']);
+const adminOps = new Set<string>([
+  'authEnable',
+  'authDisable',
+  'userAdd',
+  'userDelete',
+  'userChangePassword',
+  'userGrantRole',
+  'userRevokeRole',
+  'roleAdd',
+  'roleDelete',
+  'roleGrantPermission',
+  'roleRevokePermission',
+]);
 
 /** [start, end) over latin1 keys; end undefined: to the end of the key space. */
 type Interval = [string, string | undefined];
@@ -117,7 +142,8 @@ export class AuthStore {
         if (this.enabled) return {};
         const root = this.users.get(rootUser);
         if (!root) throw catalogue.error('STORE_ERR_AUTH_ROOT_USER_NOT_EXIST', 'etcdserver: root user does not exist');
-        if (!root.roles.includes(rootRole)) throw catalogue.error('STORE_ERR_AUTH_ROOT_ROLE_NOT_EXIST', 'etcdserver: root user does not have root role');
+        if (!root.roles.includes(rootRole))
+          throw catalogue.error('STORE_ERR_AUTH_ROOT_ROLE_NOT_EXIST', 'etcdserver: root user does not have root role');
         this.enabled = true;
         return {};
       }
@@ -130,7 +156,8 @@ export class AuthStore {
       case 'authenticate': {
         if (!this.enabled) throw catalogue.error('STORE_ERR_AUTH_NOT_ENABLED', 'etcdserver: authentication is not enabled');
         const u = this.users.get(r.name);
-        if (!u || u.noPassword) throw catalogue.error('STORE_ERR_AUTH_FAILED', 'etcdserver: authentication failed, invalid user ID or password');
+        if (!u || u.noPassword)
+          throw catalogue.error('STORE_ERR_AUTH_FAILED', 'etcdserver: authentication failed, invalid user ID or password');
         this.onToken?.(r.token, r.name);
         return { token: r.token };
       }
@@ -169,7 +196,8 @@ export class AuthStore {
         if (this.enabled && r.name === rootUser && r.role === rootRole) throw err.invalidMgmt();
         const u = this.users.get(r.name);
         if (!u) throw err.userNotFound();
-        if (!u.roles.includes(r.role)) throw catalogue.error('STORE_ERR_AUTH_ROLE_NOT_GRANTED', 'etcdserver: role is not granted to the user');
+        if (!u.roles.includes(r.role))
+          throw catalogue.error('STORE_ERR_AUTH_ROLE_NOT_GRANTED', 'etcdserver: role is not granted to the user');
         u.roles = u.roles.filter((x) => x !== r.role);
         this.#changed();
         return {};
@@ -202,7 +230,8 @@ export class AuthStore {
         const role = this.roles.get(r.role);
         if (!role) throw err.roleNotFound();
         const kept = role.perms.filter((p) => p.key !== r.key || p.rangeEnd !== r.rangeEnd);
-        if (kept.length === role.perms.length) throw catalogue.error('STORE_ERR_AUTH_PERMISSION_NOT_GRANTED', 'etcdserver: permission is not granted to the role');
+        if (kept.length === role.perms.length)
+          throw catalogue.error('STORE_ERR_AUTH_PERMISSION_NOT_GRANTED', 'etcdserver: permission is not granted to the role');
         role.perms = kept;
         this.#changed();
         return {};
@@ -288,7 +317,8 @@ export class AuthStore {
 
   state(): AuthState {
     return {
-      enabled: this.enabled, revision: this.revision,
+      enabled: this.enabled,
+      revision: this.revision,
       users: [...this.users.values()].map((u) => ({ ...u, roles: [...u.roles] })),
       roles: [...this.roles.values()].map((r) => ({ name: r.name, perms: r.perms.map((p) => ({ ...p })) })),
     };

@@ -102,7 +102,21 @@ export interface JwtOptions {
 }
 
 /** The sign methods etcd (golang-jwt) accepts, as JOSE names. */
-export const jwtSignMethods = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512', 'EdDSA'] as const;
+export const jwtSignMethods = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'HS256',
+  'HS384',
+  'HS512',
+  'EdDSA',
+] as const;
 
 export class JwtTokens implements TokenProvider {
   readonly kind = 'jwt';
@@ -117,7 +131,10 @@ export class JwtTokens implements TokenProvider {
   async sign(user: string, revision: number): Promise<string> {
     if (!this.#options.privateKey) throw catalogue.error('STORE_ERR_AUTH_FAILED', 'auth: token signing attempted with verify-only key');
     const exp = Math.floor((this.#options.clock.wallNow() + this.#options.ttlMs) / 1000);
-    return new SignJWT({ username: user, revision }).setProtectedHeader({ alg: this.#options.signMethod }).setExpirationTime(exp).sign(this.#options.privateKey);
+    return new SignJWT({ username: user, revision })
+      .setProtectedHeader({ alg: this.#options.signMethod })
+      .setExpirationTime(exp)
+      .sign(this.#options.privateKey);
   }
 
   async info(token: string): Promise<AuthInfo | undefined> {
@@ -129,8 +146,12 @@ export class JwtTokens implements TokenProvider {
       return undefined;
     }
     try {
-      const { payload } = await jwtVerify(token, this.#options.publicKey, { algorithms: [this.#options.signMethod], currentDate: new Date(now) });
-      if (typeof payload['username'] !== 'string' || typeof payload['revision'] !== 'number' || typeof payload.exp !== 'number') return undefined;
+      const { payload } = await jwtVerify(token, this.#options.publicKey, {
+        algorithms: [this.#options.signMethod],
+        currentDate: new Date(now),
+      });
+      if (typeof payload['username'] !== 'string' || typeof payload['revision'] !== 'number' || typeof payload.exp !== 'number')
+        return undefined;
       const info = { user: payload['username'], rev: payload['revision'] };
       if (this.#verified.size >= 10_000) this.#verified.clear();
       this.#verified.set(token, { info, expMs: payload.exp * 1000 });
@@ -176,8 +197,14 @@ export function parseAuthToken(raw: string): TokenConfig {
     else if (k === 'ttl') out.ttlMs = parseGoDuration(v);
     else throw new Error(`unknown option ${k} (jwt takes pub-key, priv-key, sign-method and ttl)`);
   }
-  if (!out.signMethod || !(jwtSignMethods as readonly string[]).includes(out.signMethod)) throw new Error(`sign-method ${out.signMethod ?? '(missing)'}; expected one of ${jwtSignMethods.join(', ')}`);
-  if (out.signMethod.startsWith('HS') ? !out.privKey : !out.pubKey && !out.privKey) throw new Error(out.signMethod.startsWith('HS') ? `${out.signMethod} needs priv-key (the file holding the shared secret)` : `${out.signMethod} needs pub-key (to verify) and priv-key (to sign)`);
+  if (!out.signMethod || !(jwtSignMethods as readonly string[]).includes(out.signMethod))
+    throw new Error(`sign-method ${out.signMethod ?? '(missing)'}; expected one of ${jwtSignMethods.join(', ')}`);
+  if (out.signMethod.startsWith('HS') ? !out.privKey : !out.pubKey && !out.privKey)
+    throw new Error(
+      out.signMethod.startsWith('HS')
+        ? `${out.signMethod} needs priv-key (the file holding the shared secret)`
+        : `${out.signMethod} needs pub-key (to verify) and priv-key (to sign)`,
+    );
   return out;
 }
 
@@ -196,7 +223,10 @@ export function parseGoDuration(s: string): number {
 }
 
 /** Build the provider for a parsed `--auth-token` (reading the key files). */
-export function tokenProvider(cfg: TokenConfig, o: { clock: Clock; simpleTtlMs: number; waitApplied(index: number): Promise<boolean> }): TokenProvider {
+export function tokenProvider(
+  cfg: TokenConfig,
+  o: { clock: Clock; simpleTtlMs: number; waitApplied(index: number): Promise<boolean> },
+): TokenProvider {
   if (cfg.kind === 'simple') return new SimpleTokens({ clock: o.clock, ttlMs: o.simpleTtlMs, waitApplied: o.waitApplied });
   const method = cfg.signMethod as string;
   const read = (p: string): Buffer => {
@@ -220,5 +250,11 @@ export function tokenProvider(cfg: TokenConfig, o: { clock: Clock; simpleTtlMs: 
     if (e instanceof Error && 'code' in e && String((e as { code: unknown }).code).startsWith('STORE_')) throw e;
     throw catalogue.error('STORE_ERR_AUTH_TOKEN_CONFIG', `--auth-token: the ${method} key does not parse: ${(e as Error).message}`);
   }
-  return new JwtTokens({ signMethod: method, ...(privateKey ? { privateKey } : {}), publicKey, ttlMs: cfg.ttlMs ?? 5 * 60_000, clock: o.clock });
+  return new JwtTokens({
+    signMethod: method,
+    ...(privateKey ? { privateKey } : {}),
+    publicKey,
+    ttlMs: cfg.ttlMs ?? 5 * 60_000,
+    clock: o.clock,
+  });
 }

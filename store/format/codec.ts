@@ -21,20 +21,52 @@ import { type Format, type Pb, T, b, permIn, permOut, s, toObject } from './form
 
 function rangeOut(r: RangeRequest): Pb {
   return {
-    key: b(r.key), rangeEnd: b(r.rangeEnd), limit: r.limit, revision: r.revision, sortOrder: r.sortOrder, sortTarget: r.sortTarget,
-    keysOnly: r.keysOnly, countOnly: r.countOnly, minModRevision: r.minModRevision, maxModRevision: r.maxModRevision,
-    minCreateRevision: r.minCreateRevision, maxCreateRevision: r.maxCreateRevision,
+    key: b(r.key),
+    rangeEnd: b(r.rangeEnd),
+    limit: r.limit,
+    revision: r.revision,
+    sortOrder: r.sortOrder,
+    sortTarget: r.sortTarget,
+    keysOnly: r.keysOnly,
+    countOnly: r.countOnly,
+    minModRevision: r.minModRevision,
+    maxModRevision: r.maxModRevision,
+    minCreateRevision: r.minCreateRevision,
+    maxCreateRevision: r.maxCreateRevision,
   };
 }
 function rangeIn(p: Pb): RangeRequest {
   return {
-    key: s(p['key']), rangeEnd: s(p['rangeEnd']), limit: p['limit'], revision: p['revision'], sortOrder: p['sortOrder'], sortTarget: p['sortTarget'],
-    keysOnly: p['keysOnly'], countOnly: p['countOnly'], minModRevision: p['minModRevision'], maxModRevision: p['maxModRevision'],
-    minCreateRevision: p['minCreateRevision'], maxCreateRevision: p['maxCreateRevision'],
+    key: s(p['key']),
+    rangeEnd: s(p['rangeEnd']),
+    limit: p['limit'],
+    revision: p['revision'],
+    sortOrder: p['sortOrder'],
+    sortTarget: p['sortTarget'],
+    keysOnly: p['keysOnly'],
+    countOnly: p['countOnly'],
+    minModRevision: p['minModRevision'],
+    maxModRevision: p['maxModRevision'],
+    minCreateRevision: p['minCreateRevision'],
+    maxCreateRevision: p['maxCreateRevision'],
   };
 }
-const putOut = (r: PutRequest): Pb => ({ key: b(r.key), value: b(r.value), lease: r.lease, prevKv: r.prevKv, ignoreValue: r.ignoreValue, ignoreLease: r.ignoreLease });
-const putIn = (p: Pb): PutRequest => ({ key: s(p['key']), value: s(p['value']), lease: p['lease'] || '0', prevKv: p['prevKv'], ignoreValue: p['ignoreValue'], ignoreLease: p['ignoreLease'] });
+const putOut = (r: PutRequest): Pb => ({
+  key: b(r.key),
+  value: b(r.value),
+  lease: r.lease,
+  prevKv: r.prevKv,
+  ignoreValue: r.ignoreValue,
+  ignoreLease: r.ignoreLease,
+});
+const putIn = (p: Pb): PutRequest => ({
+  key: s(p['key']),
+  value: s(p['value']),
+  lease: p['lease'] || '0',
+  prevKv: p['prevKv'],
+  ignoreValue: p['ignoreValue'],
+  ignoreLease: p['ignoreLease'],
+});
 const delOut = (r: DeleteRangeRequest): Pb => ({ key: b(r.key), rangeEnd: b(r.rangeEnd), prevKv: r.prevKv });
 const delIn = (p: Pb): DeleteRangeRequest => ({ key: s(p['key']), rangeEnd: s(p['rangeEnd']), prevKv: p['prevKv'] });
 
@@ -58,73 +90,149 @@ function opOut(op: RequestOp): Pb {
 }
 function opIn(p: Pb): RequestOp {
   switch (p['request']) {
-    case 'range': return { range: rangeIn(p['range']) };
-    case 'put': return { put: putIn(p['put']) };
-    case 'deleteRange': return { deleteRange: delIn(p['deleteRange']) };
-    case 'txn': return { txn: txnIn(p['txn']) };
-    default: throw catalogue.error('STORE_ERR_DATA_DIR', `a transaction operation of an unknown kind (${String(p['request'])}): written by a newer ballast`);
+    case 'range':
+      return { range: rangeIn(p['range']) };
+    case 'put':
+      return { put: putIn(p['put']) };
+    case 'deleteRange':
+      return { deleteRange: delIn(p['deleteRange']) };
+    case 'txn':
+      return { txn: txnIn(p['txn']) };
+    default:
+      throw catalogue.error(
+        'STORE_ERR_DATA_DIR',
+        `a transaction operation of an unknown kind (${String(p['request'])}): written by a newer ballast`,
+      );
   }
 }
-const txnOut = (t: TxnRequest): Pb => ({ compare: t.compare.map(compareOut), success: t.success.map(opOut), failure: t.failure.map(opOut) });
-const txnIn = (p: Pb): TxnRequest => ({ compare: (p['compare'] as Pb[]).map(compareIn), success: (p['success'] as Pb[]).map(opIn), failure: (p['failure'] as Pb[]).map(opIn) });
+const txnOut = (t: TxnRequest): Pb => ({
+  compare: t.compare.map(compareOut),
+  success: t.success.map(opOut),
+  failure: t.failure.map(opOut),
+});
+const txnIn = (p: Pb): TxnRequest => ({
+  compare: (p['compare'] as Pb[]).map(compareIn),
+  success: (p['success'] as Pb[]).map(opIn),
+  failure: (p['failure'] as Pb[]).map(opIn),
+});
 
 function requestOut(r: StoreRequest): Pb {
   switch (r.op) {
-    case 'put': return { put: putOut(r.req) };
-    case 'deleteRange': return { deleteRange: delOut(r.req) };
-    case 'txn': return { txn: txnOut(r.req) };
-    case 'compact': return { compact: { revision: r.revision } };
-    case 'publish': return { publish: { id: r.id, name: r.name, clientUrls: r.clientURLs, formats: r.formats ?? [], version: r.version ?? '' } };
-    case 'memberUpdate': return { memberUpdate: { id: r.id, peerUrls: r.peerURLs } };
-    case 'alarm': return { alarm: { activate: r.action === 'activate', memberId: r.memberId, alarm: r.alarm } };
-    case 'leaseGrant': return { leaseGrant: { id: r.id, ttl: r.ttl } };
-    case 'leaseRevoke': return { leaseRevoke: { id: r.id, expiredInTerm: r.expiredInTerm ?? 0 } };
-    case 'authEnable': return { authEnable: {} };
-    case 'authDisable': return { authDisable: {} };
-    case 'authenticate': return { authenticate: { name: r.name, token: r.token } };
-    case 'userAdd': return { userAdd: { name: r.name, password: r.password, noPassword: r.noPassword } };
-    case 'userDelete': return { userDelete: { name: r.name } };
-    case 'userChangePassword': return { userChangePassword: { name: r.name, password: r.password } };
-    case 'userGrantRole': return { userGrantRole: { user: r.user, role: r.role } };
-    case 'userRevokeRole': return { userRevokeRole: { name: r.name, role: r.role } };
-    case 'roleAdd': return { roleAdd: { name: r.name } };
-    case 'roleDelete': return { roleDelete: { role: r.role } };
-    case 'roleGrantPermission': return { roleGrantPermission: { name: r.name, perm: permOut(r.perm) } };
-    case 'roleRevokePermission': return { roleRevokePermission: { role: r.role, key: b(r.key), rangeEnd: b(r.rangeEnd) } };
+    case 'put':
+      return { put: putOut(r.req) };
+    case 'deleteRange':
+      return { deleteRange: delOut(r.req) };
+    case 'txn':
+      return { txn: txnOut(r.req) };
+    case 'compact':
+      return { compact: { revision: r.revision } };
+    case 'publish':
+      return { publish: { id: r.id, name: r.name, clientUrls: r.clientURLs, formats: r.formats ?? [], version: r.version ?? '' } };
+    case 'memberUpdate':
+      return { memberUpdate: { id: r.id, peerUrls: r.peerURLs } };
+    case 'alarm':
+      return { alarm: { activate: r.action === 'activate', memberId: r.memberId, alarm: r.alarm } };
+    case 'leaseGrant':
+      return { leaseGrant: { id: r.id, ttl: r.ttl } };
+    case 'leaseRevoke':
+      return { leaseRevoke: { id: r.id, expiredInTerm: r.expiredInTerm ?? 0 } };
+    case 'authEnable':
+      return { authEnable: {} };
+    case 'authDisable':
+      return { authDisable: {} };
+    case 'authenticate':
+      return { authenticate: { name: r.name, token: r.token } };
+    case 'userAdd':
+      return { userAdd: { name: r.name, password: r.password, noPassword: r.noPassword } };
+    case 'userDelete':
+      return { userDelete: { name: r.name } };
+    case 'userChangePassword':
+      return { userChangePassword: { name: r.name, password: r.password } };
+    case 'userGrantRole':
+      return { userGrantRole: { user: r.user, role: r.role } };
+    case 'userRevokeRole':
+      return { userRevokeRole: { name: r.name, role: r.role } };
+    case 'roleAdd':
+      return { roleAdd: { name: r.name } };
+    case 'roleDelete':
+      return { roleDelete: { role: r.role } };
+    case 'roleGrantPermission':
+      return { roleGrantPermission: { name: r.name, perm: permOut(r.perm) } };
+    case 'roleRevokePermission':
+      return { roleRevokePermission: { role: r.role, key: b(r.key), rangeEnd: b(r.rangeEnd) } };
   }
 }
 
-
 function requestIn(p: Pb): StoreRequest {
   switch (p['op']) {
-    case 'put': return { op: 'put', req: putIn(p['put']) };
-    case 'deleteRange': return { op: 'deleteRange', req: delIn(p['deleteRange']) };
-    case 'txn': return { op: 'txn', req: txnIn(p['txn']) };
-    case 'compact': return { op: 'compact', revision: p['compact']['revision'] };
+    case 'put':
+      return { op: 'put', req: putIn(p['put']) };
+    case 'deleteRange':
+      return { op: 'deleteRange', req: delIn(p['deleteRange']) };
+    case 'txn':
+      return { op: 'txn', req: txnIn(p['txn']) };
+    case 'compact':
+      return { op: 'compact', revision: p['compact']['revision'] };
     case 'publish': {
       const x = p['publish'];
-      return { op: 'publish', id: x['id'], name: x['name'], clientURLs: x['clientUrls'], ...(x['formats'].length > 0 ? { formats: x['formats'] } : {}), ...(x['version'] ? { version: x['version'] } : {}) };
+      return {
+        op: 'publish',
+        id: x['id'],
+        name: x['name'],
+        clientURLs: x['clientUrls'],
+        ...(x['formats'].length > 0 ? { formats: x['formats'] } : {}),
+        ...(x['version'] ? { version: x['version'] } : {}),
+      };
     }
-    case 'memberUpdate': return { op: 'memberUpdate', id: p['memberUpdate']['id'], peerURLs: p['memberUpdate']['peerUrls'] };
-    case 'alarm': return { op: 'alarm', action: p['alarm']['activate'] ? 'activate' : 'deactivate', memberId: p['alarm']['memberId'], alarm: p['alarm']['alarm'] };
-    case 'leaseGrant': return { op: 'leaseGrant', id: p['leaseGrant']['id'], ttl: p['leaseGrant']['ttl'] };
+    case 'memberUpdate':
+      return { op: 'memberUpdate', id: p['memberUpdate']['id'], peerURLs: p['memberUpdate']['peerUrls'] };
+    case 'alarm':
+      return {
+        op: 'alarm',
+        action: p['alarm']['activate'] ? 'activate' : 'deactivate',
+        memberId: p['alarm']['memberId'],
+        alarm: p['alarm']['alarm'],
+      };
+    case 'leaseGrant':
+      return { op: 'leaseGrant', id: p['leaseGrant']['id'], ttl: p['leaseGrant']['ttl'] };
     case 'leaseRevoke': {
       const t = p['leaseRevoke']['expiredInTerm'];
       return { op: 'leaseRevoke', id: p['leaseRevoke']['id'], ...(t ? { expiredInTerm: t } : {}) };
     }
-    case 'authEnable': return { op: 'authEnable' };
-    case 'authDisable': return { op: 'authDisable' };
-    case 'authenticate': return { op: 'authenticate', name: p['authenticate']['name'], token: p['authenticate']['token'] };
-    case 'userAdd': return { op: 'userAdd', name: p['userAdd']['name'], password: p['userAdd']['password'], noPassword: p['userAdd']['noPassword'] };
-    case 'userDelete': return { op: 'userDelete', name: p['userDelete']['name'] };
-    case 'userChangePassword': return { op: 'userChangePassword', name: p['userChangePassword']['name'], password: p['userChangePassword']['password'] };
-    case 'userGrantRole': return { op: 'userGrantRole', user: p['userGrantRole']['user'], role: p['userGrantRole']['role'] };
-    case 'userRevokeRole': return { op: 'userRevokeRole', name: p['userRevokeRole']['name'], role: p['userRevokeRole']['role'] };
-    case 'roleAdd': return { op: 'roleAdd', name: p['roleAdd']['name'] };
-    case 'roleDelete': return { op: 'roleDelete', role: p['roleDelete']['role'] };
-    case 'roleGrantPermission': return { op: 'roleGrantPermission', name: p['roleGrantPermission']['name'], perm: permIn(p['roleGrantPermission']['perm'] ?? {}) };
-    case 'roleRevokePermission': return { op: 'roleRevokePermission', role: p['roleRevokePermission']['role'], key: s(p['roleRevokePermission']['key']), rangeEnd: s(p['roleRevokePermission']['rangeEnd']) };
-    default: throw catalogue.error('STORE_ERR_DATA_DIR', `a log entry holds a request of an unknown kind (${String(p['op'])}): written by a newer ballast, which this one cannot apply`);
+    case 'authEnable':
+      return { op: 'authEnable' };
+    case 'authDisable':
+      return { op: 'authDisable' };
+    case 'authenticate':
+      return { op: 'authenticate', name: p['authenticate']['name'], token: p['authenticate']['token'] };
+    case 'userAdd':
+      return { op: 'userAdd', name: p['userAdd']['name'], password: p['userAdd']['password'], noPassword: p['userAdd']['noPassword'] };
+    case 'userDelete':
+      return { op: 'userDelete', name: p['userDelete']['name'] };
+    case 'userChangePassword':
+      return { op: 'userChangePassword', name: p['userChangePassword']['name'], password: p['userChangePassword']['password'] };
+    case 'userGrantRole':
+      return { op: 'userGrantRole', user: p['userGrantRole']['user'], role: p['userGrantRole']['role'] };
+    case 'userRevokeRole':
+      return { op: 'userRevokeRole', name: p['userRevokeRole']['name'], role: p['userRevokeRole']['role'] };
+    case 'roleAdd':
+      return { op: 'roleAdd', name: p['roleAdd']['name'] };
+    case 'roleDelete':
+      return { op: 'roleDelete', role: p['roleDelete']['role'] };
+    case 'roleGrantPermission':
+      return { op: 'roleGrantPermission', name: p['roleGrantPermission']['name'], perm: permIn(p['roleGrantPermission']['perm'] ?? {}) };
+    case 'roleRevokePermission':
+      return {
+        op: 'roleRevokePermission',
+        role: p['roleRevokePermission']['role'],
+        key: s(p['roleRevokePermission']['key']),
+        rangeEnd: s(p['roleRevokePermission']['rangeEnd']),
+      };
+    default:
+      throw catalogue.error(
+        'STORE_ERR_DATA_DIR',
+        `a log entry holds a request of an unknown kind (${String(p['op'])}): written by a newer ballast, which this one cannot apply`,
+      );
   }
 }
 
@@ -143,7 +251,9 @@ export function encodeEnvelope(env: Envelope, format: Format): Uint8Array {
     body.copy(out, 1);
     return out;
   }
-  const body = T.request.encode({ rid: env.rid, ...requestOut(env.r), ...(env.a ? { auth: { user: env.a.user, rev: env.a.rev } } : {}) }).finish();
+  const body = T.request
+    .encode({ rid: env.rid, ...requestOut(env.r), ...(env.a ? { auth: { user: env.a.user, rev: env.a.rev } } : {}) })
+    .finish();
   const out = Buffer.allocUnsafe(body.length + 1);
   out[0] = Kind.protobuf;
   out.set(body, 1);
@@ -154,14 +264,17 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   switch (buf[0]) {
     case Kind.put:
-    case Kind.putAuth: return decodePut(buf);
+    case Kind.putAuth:
+      return decodePut(buf);
     case Kind.protobuf: {
       const p = T.request.toObject(T.request.decode(buf.subarray(1)), toObject);
       const a = p['auth'] as Pb | null;
       return { rid: p['rid'], r: requestIn(p), ...(a ? { a: { user: a['user'], rev: a['rev'] } } : {}) };
     }
-    case Kind.v8: return deserialize(buf.subarray(1)) as Envelope;
-    default: throw catalogue.error('STORE_ERR_DATA_DIR', `a log entry of an unknown kind (${buf[0]}): written by a newer ballast`);
+    case Kind.v8:
+      return deserialize(buf.subarray(1)) as Envelope;
+    default:
+      throw catalogue.error('STORE_ERR_DATA_DIR', `a log entry of an unknown kind (${buf[0]}): written by a newer ballast`);
   }
 }
 
@@ -204,7 +317,10 @@ function decodePut(buf: Buffer): Envelope {
   const value = str();
   const lease = str();
   const f = buf[off++] as number;
-  const env: Envelope = { rid, r: { op: 'put', req: { key, value, lease, prevKv: (f & 1) !== 0, ignoreValue: (f & 2) !== 0, ignoreLease: (f & 4) !== 0 } } };
+  const env: Envelope = {
+    rid,
+    r: { op: 'put', req: { key, value, lease, prevKv: (f & 1) !== 0, ignoreValue: (f & 2) !== 0, ignoreLease: (f & 4) !== 0 } },
+  };
   if (buf[0] === Kind.putAuth) {
     const n = buf.readUInt32LE(off);
     const user = buf.toString('utf8', off + 4, off + 4 + n);

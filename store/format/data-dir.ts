@@ -27,7 +27,9 @@ export function readFormat(dataDir: string): DataDirFormat {
     if (typeof f.format !== 'number') throw new Error('no format field');
     return f;
   } catch (cause) {
-    throw catalogue.error('STORE_ERR_DATA_DIR', `${p} is damaged (${(cause as Error).message}); it records the data directory's format`, { cause });
+    throw catalogue.error('STORE_ERR_DATA_DIR', `${p} is damaged (${(cause as Error).message}); it records the data directory's format`, {
+      cause,
+    });
   }
 }
 
@@ -35,7 +37,10 @@ export function readFormat(dataDir: string): DataDirFormat {
 export function checkFormat(dataDir: string, version: string): DataDirFormat {
   const f = readFormat(dataDir);
   if (f.format > latestFormat) {
-    throw catalogue.error('STORE_ERR_FORMAT_TOO_NEW', `${dataDir} is in format ${f.format}, written by ballast ${f.writtenBy}; this ballast (${version}) reads formats up to ${latestFormat}: run ballast ${f.writtenBy} or newer on it`);
+    throw catalogue.error(
+      'STORE_ERR_FORMAT_TOO_NEW',
+      `${dataDir} is in format ${f.format}, written by ballast ${f.writtenBy}; this ballast (${version}) reads formats up to ${latestFormat}: run ballast ${f.writtenBy} or newer on it`,
+    );
   }
   return f;
 }

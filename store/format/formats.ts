@@ -27,7 +27,8 @@ export type Pb = Record<string, any>;
 
 /** Keys and values are byte strings held as latin1 strings: to and from protobuf bytes. */
 export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
-export const s = (v: Buffer | Uint8Array | undefined): string => (v ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1') : '');
+export const s = (v: Buffer | Uint8Array | undefined): string =>
+  v ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1') : '';
 
 export const permOut = (p: Permission): Pb => ({ permType: p.permType, key: b(p.key), rangeEnd: b(p.rangeEnd) });
 export const permIn = (p: Pb): Permission => ({ permType: p['permType'] as PermType, key: s(p['key']), rangeEnd: s(p['rangeEnd']) });

@@ -68,12 +68,23 @@ function writeStateTail(w: WireWriter, st: StateMachineState): void {
       for (const u of mb.peerURLs) m.string(3, u);
       for (const u of mb.clientURLs) m.string(4, u);
       m.bool(5, mb.isLearner);
-      if (mb.formats && mb.formats.length > 0) m.message(6, (f) => { for (const v of mb.formats ?? []) f.varint(v); });
+      if (mb.formats && mb.formats.length > 0)
+        m.message(6, (f) => {
+          for (const v of mb.formats ?? []) f.varint(v);
+        });
       m.utf8(7, mb.version ?? '');
     });
   }
-  for (const a of st.alarms) w.message(3, (m) => { m.utf8(1, a.memberId); m.utf8(2, a.alarm); });
-  for (const l of st.leases ?? []) w.message(4, (m) => { m.utf8(1, l.id); m.num(2, l.ttl); });
+  for (const a of st.alarms)
+    w.message(3, (m) => {
+      m.utf8(1, a.memberId);
+      m.utf8(2, a.alarm);
+    });
+  for (const l of st.leases ?? [])
+    w.message(4, (m) => {
+      m.utf8(1, l.id);
+      m.num(2, l.ttl);
+    });
   if (st.auth) w.bytes(5, T.auth.encode(authOut(st.auth)).finish());
 }
 
@@ -90,8 +101,14 @@ const lenBytes = (field: number, n: number): number => varintBytes(field * 8 + 2
 function keyBytes(key: string, recs: KeyRecords[1]): number {
   let body = key.length === 0 ? 0 : lenBytes(1, key.length);
   for (const r of recs) {
-    const rec = numBytes(1, r.mod) + numBytes(2, r.sub) + numBytes(3, r.create) + numBytes(4, r.version)
-      + (r.value.length === 0 ? 0 : lenBytes(5, r.value.length)) + (r.lease.length === 0 ? 0 : lenBytes(6, Buffer.byteLength(r.lease, 'utf8'))) + (r.tomb ? 2 : 0);
+    const rec =
+      numBytes(1, r.mod) +
+      numBytes(2, r.sub) +
+      numBytes(3, r.create) +
+      numBytes(4, r.version) +
+      (r.value.length === 0 ? 0 : lenBytes(5, r.value.length)) +
+      (r.lease.length === 0 ? 0 : lenBytes(6, Buffer.byteLength(r.lease, 'utf8'))) +
+      (r.tomb ? 2 : 0);
     body += lenBytes(2, rec);
   }
   return lenBytes(3, body);
@@ -196,8 +213,11 @@ export function decodeState(data: Uint8Array): StateMachineState {
           else if (f === 3 && t === 2) mb.peerURLs.push(m.utf8());
           else if (f === 4 && t === 2) mb.clientURLs.push(m.utf8());
           else if (f === 5 && t === 0) mb.isLearner = m.varint() !== 0;
-          else if (f === 6 && t === 2) { const p = sub(m); mb.formats = []; while (p.more) mb.formats.push(p.varint()); }
-          else if (f === 6 && t === 0) (mb.formats ??= []).push(m.varint());
+          else if (f === 6 && t === 2) {
+            const p = sub(m);
+            mb.formats = [];
+            while (p.more) mb.formats.push(p.varint());
+          } else if (f === 6 && t === 0) (mb.formats ??= []).push(m.varint());
           else if (f === 7 && t === 2) mb.version = m.utf8();
           else return false;
           return true;
@@ -232,7 +252,8 @@ export function decodeState(data: Uint8Array): StateMachineState {
         st.auth = authIn(T.auth.toObject(T.auth.decode(buf.subarray(a, e)), toObject));
         return true;
       }
-      default: return false;
+      default:
+        return false;
     }
   });
   return st;
@@ -240,7 +261,8 @@ export function decodeState(data: Uint8Array): StateMachineState {
 
 function authOut(a: AuthState): Pb {
   return {
-    enabled: a.enabled, revision: a.revision,
+    enabled: a.enabled,
+    revision: a.revision,
     users: a.users.map((u) => ({ name: u.name, password: u.password, roles: u.roles, noPassword: u.noPassword })),
     roles: a.roles.map((r) => ({ name: r.name, perms: r.perms.map(permOut) })),
   };
@@ -248,7 +270,8 @@ function authOut(a: AuthState): Pb {
 
 function authIn(p: Pb): AuthState {
   return {
-    enabled: p['enabled'], revision: p['revision'],
+    enabled: p['enabled'],
+    revision: p['revision'],
     users: (p['users'] as Pb[]).map((u) => ({ name: u['name'], password: u['password'], roles: u['roles'], noPassword: u['noPassword'] })),
     roles: (p['roles'] as Pb[]).map((r) => ({ name: r['name'], perms: (r['perms'] as Pb[]).map(permIn) })),
   };
@@ -261,7 +284,9 @@ export const stateFormat = (data: Uint8Array): Format => (Buffer.from(data.buffe
 
 export function encodeSnapshotMeta(meta: SnapshotMeta, format: Format): Uint8Array {
   if (format === 1) return serialize(meta);
-  const body = T.meta.encode({ index: meta.index, term: meta.term, conf: { voters: meta.conf.voters, learners: meta.conf.learners } }).finish();
+  const body = T.meta
+    .encode({ index: meta.index, term: meta.term, conf: { voters: meta.conf.voters, learners: meta.conf.learners } })
+    .finish();
   const out = Buffer.allocUnsafe(body.length + 1);
   out[0] = 0x02;
   out.set(body, 1);
@@ -282,5 +307,12 @@ export function encodeSnapshotFile(meta: SnapshotMeta, data: Uint8Array): Uint8A
 
 export function decodeSnapshotFile(payload: Uint8Array): { meta: SnapshotMeta; data: Uint8Array } {
   const p = T.snapshot.toObject(T.snapshot.decode(payload), { ...toObject, bytes: Buffer });
-  return { meta: { index: p['meta']['index'], term: p['meta']['term'], conf: { voters: p['meta']['conf']?.['voters'] ?? [], learners: p['meta']['conf']?.['learners'] ?? [] } }, data: p['data'] };
+  return {
+    meta: {
+      index: p['meta']['index'],
+      term: p['meta']['term'],
+      conf: { voters: p['meta']['conf']?.['voters'] ?? [], learners: p['meta']['conf']?.['learners'] ?? [] },
+    },
+    data: p['data'],
+  };
 }

@@ -21,7 +21,11 @@ describe('mvcc: revisions', () => {
     assert.equal(s.revision, 4);
     s.deleteRange({ key: 'a', rangeEnd: '', prevKv: false });
     put(s, 'a', '3');
-    assert.deepEqual(range(s, 'a').kvs[0], { key: 'a', createRevision: 6, modRevision: 6, version: 1, value: '3', lease: '0' }, 'a key recreated after delete starts over');
+    assert.deepEqual(
+      range(s, 'a').kvs[0],
+      { key: 'a', createRevision: 6, modRevision: 6, version: 1, value: '3', lease: '0' },
+      'a key recreated after delete starts over',
+    );
   });
 
   it('a delete of nothing does not consume a revision', () => {
@@ -32,7 +36,7 @@ describe('mvcc: revisions', () => {
     assert.equal(s.revision, 2);
   });
 
-  it('reads at a past revision until compacted, then fails with etcd\'s message', () => {
+  it("reads at a past revision until compacted, then fails with etcd's message", () => {
     const s = new MvccStore();
     put(s, 'k', 'v1'); // rev 2
     put(s, 'k', 'v2'); // rev 3
@@ -42,9 +46,19 @@ describe('mvcc: revisions', () => {
     assert.equal(range(s, 'k').kvs.length, 0);
     s.compact(3);
     assert.equal(range(s, 'k', { revision: 3 }).kvs[0]?.value, 'v2', 'the compaction revision itself stays readable');
-    assert.throws(() => range(s, 'k', { revision: 2 }), (e: unknown) => isBallastError(e, 'STORE_ERR_COMPACTED') && (e as Error).message === 'etcdserver: mvcc: required revision has been compacted');
-    assert.throws(() => range(s, 'k', { revision: 99 }), (e: unknown) => isBallastError(e, 'STORE_ERR_FUTURE_REV'));
-    assert.throws(() => s.compact(3), (e: unknown) => isBallastError(e, 'STORE_ERR_COMPACTED'));
+    assert.throws(
+      () => range(s, 'k', { revision: 2 }),
+      (e: unknown) =>
+        isBallastError(e, 'STORE_ERR_COMPACTED') && (e as Error).message === 'etcdserver: mvcc: required revision has been compacted',
+    );
+    assert.throws(
+      () => range(s, 'k', { revision: 99 }),
+      (e: unknown) => isBallastError(e, 'STORE_ERR_FUTURE_REV'),
+    );
+    assert.throws(
+      () => s.compact(3),
+      (e: unknown) => isBallastError(e, 'STORE_ERR_COMPACTED'),
+    );
   });
 
   it('compaction releases the history it no longer needs', () => {
@@ -83,8 +97,15 @@ describe('mvcc: range forms', () => {
   });
 
   it('sorts by any target, either way, then limits', () => {
-    assert.deepEqual(keys(range(s, 'a', { rangeEnd: '\0', sortOrder: SortOrder.descend, sortTarget: SortTarget.key, limit: 2 })), ['d', 'c\u00ff']);
-    assert.deepEqual(keys(range(s, 'a', { rangeEnd: 'b', sortOrder: SortOrder.descend, sortTarget: SortTarget.create })), ['abc', 'ab', 'a']);
+    assert.deepEqual(keys(range(s, 'a', { rangeEnd: '\0', sortOrder: SortOrder.descend, sortTarget: SortTarget.key, limit: 2 })), [
+      'd',
+      'c\u00ff',
+    ]);
+    assert.deepEqual(keys(range(s, 'a', { rangeEnd: 'b', sortOrder: SortOrder.descend, sortTarget: SortTarget.create })), [
+      'abc',
+      'ab',
+      'a',
+    ]);
   });
 
   it('keys_only and count_only', () => {
@@ -106,7 +127,10 @@ describe('mvcc: put and delete options', () => {
     assert.equal(put(s, 'k', 'new', { prevKv: true }).result.prevKv?.value, 'old');
     put(s, 'k', '', { ignoreValue: true });
     assert.equal(range(s, 'k').kvs[0]?.value, 'new');
-    assert.throws(() => put(s, 'nope', '', { ignoreValue: true }), (e: unknown) => isBallastError(e, 'STORE_ERR_KEY_NOT_FOUND'));
+    assert.throws(
+      () => put(s, 'nope', '', { ignoreValue: true }),
+      (e: unknown) => isBallastError(e, 'STORE_ERR_KEY_NOT_FOUND'),
+    );
     const d = s.deleteRange({ key: 'k', rangeEnd: '', prevKv: true });
     assert.equal(d.result.prevKvs[0]?.value, 'new');
   });
@@ -114,14 +138,29 @@ describe('mvcc: put and delete options', () => {
   it('writes produce events in order with prev kvs', () => {
     const s = new MvccStore();
     put(s, 'a', '1');
-    const r = s.txn({ compare: [], success: [{ put: { key: 'a', value: '2', lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false } }, { deleteRange: { key: 'a', rangeEnd: '', prevKv: false } }], failure: [] });
-    assert.deepEqual(r.events.map((e) => [e.type, e.kv.modRevision, e.prevKv?.value]), [[0, 3, '1'], [1, 3, '2']]);
+    const r = s.txn({
+      compare: [],
+      success: [
+        { put: { key: 'a', value: '2', lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false } },
+        { deleteRange: { key: 'a', rangeEnd: '', prevKv: false } },
+      ],
+      failure: [],
+    });
+    assert.deepEqual(
+      r.events.map((e) => [e.type, e.kv.modRevision, e.prevKv?.value]),
+      [
+        [0, 3, '1'],
+        [1, 3, '2'],
+      ],
+    );
   });
 });
 
 describe('mvcc: transactions', () => {
   const cmp = (key: string, target: number, result: number, operand: number | string) => ({ key, rangeEnd: '', target, result, operand });
-  const putOp = (key: string, value: string) => ({ put: { key, value, lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false } });
+  const putOp = (key: string, value: string) => ({
+    put: { key, value, lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false },
+  });
 
   it('compare-and-set on value, version, create, mod and lease with =, !=, <, >', () => {
     const s = new MvccStore();
@@ -151,15 +190,25 @@ describe('mvcc: transactions', () => {
     const read = r.result.responses[2] as { range: { kvs: Array<{ value: string }> } };
     assert.equal(read.range.kvs[0]?.value, 'me', 'the txn read sees its own put');
     assert.equal(range(s, 'data').kvs[0]?.modRevision, 2);
-    const again = s.txn({ compare: [cmp('lock', CompareTarget.version, CompareResult.equal, 0)], success: [putOp('lock', 'you')], failure: [{ range: { ...emptyRange, key: 'lock' } }] });
+    const again = s.txn({
+      compare: [cmp('lock', CompareTarget.version, CompareResult.equal, 0)],
+      success: [putOp('lock', 'you')],
+      failure: [{ range: { ...emptyRange, key: 'lock' } }],
+    });
     assert.equal(again.result.succeeded, false);
     assert.equal(s.revision, 2, 'a read-only branch does not consume a revision');
   });
 
   it('nested transactions', () => {
     const s = new MvccStore();
-    const r = s.txn({ compare: [], success: [{ txn: { compare: [cmp('x', CompareTarget.version, CompareResult.equal, 0)], success: [putOp('x', 'inner')], failure: [] } }], failure: [] });
-    assert.equal(((r.result.responses[0] as { txn: { succeeded: boolean } }).txn).succeeded, true);
+    const r = s.txn({
+      compare: [],
+      success: [
+        { txn: { compare: [cmp('x', CompareTarget.version, CompareResult.equal, 0)], success: [putOp('x', 'inner')], failure: [] } },
+      ],
+      failure: [],
+    });
+    assert.equal((r.result.responses[0] as { txn: { succeeded: boolean } }).txn.succeeded, true);
     assert.equal(range(s, 'x').kvs[0]?.value, 'inner');
   });
 
@@ -167,10 +216,20 @@ describe('mvcc: transactions', () => {
     const s = new MvccStore();
     put(s, 'p/1', 'a');
     put(s, 'p/2', 'a');
-    const ok = s.txn({ compare: [{ key: 'p/', rangeEnd: 'p0', target: CompareTarget.value, result: CompareResult.equal, operand: 'a' }], success: [], failure: [] });
+    const ok = s.txn({
+      compare: [{ key: 'p/', rangeEnd: 'p0', target: CompareTarget.value, result: CompareResult.equal, operand: 'a' }],
+      success: [],
+      failure: [],
+    });
     assert.ok(ok.result.succeeded);
     put(s, 'p/3', 'b');
-    assert.ok(!s.txn({ compare: [{ key: 'p/', rangeEnd: 'p0', target: CompareTarget.value, result: CompareResult.equal, operand: 'a' }], success: [], failure: [] }).result.succeeded);
+    assert.ok(
+      !s.txn({
+        compare: [{ key: 'p/', rangeEnd: 'p0', target: CompareTarget.value, result: CompareResult.equal, operand: 'a' }],
+        success: [],
+        failure: [],
+      }).result.succeeded,
+    );
   });
 });
 

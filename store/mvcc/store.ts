@@ -6,9 +6,23 @@
 import { catalogue } from '../errors.ts';
 import { OrderedMap } from './ordered-map.ts';
 import {
-  type Compare, CompareResult, CompareTarget, type DeleteRangeRequest, type DeleteRangeResult, type Event, type KeyValue,
-  type PutRequest, type PutResult, type RangeRequest, type RangeResult, type RequestOp, type ResponseOp, SortOrder, SortTarget,
-  type TxnRequest, type TxnResult,
+  type Compare,
+  CompareResult,
+  CompareTarget,
+  type DeleteRangeRequest,
+  type DeleteRangeResult,
+  type Event,
+  type KeyValue,
+  type PutRequest,
+  type PutResult,
+  type RangeRequest,
+  type RangeResult,
+  type RequestOp,
+  type ResponseOp,
+  SortOrder,
+  SortTarget,
+  type TxnRequest,
+  type TxnResult,
 } from './types.ts';
 
 /** One version of a key: a put, or a deletion tombstone. */
@@ -145,7 +159,15 @@ export class MvccStore {
     if ((req.ignoreValue || req.ignoreLease) && !prev) throw catalogue.error('STORE_ERR_KEY_NOT_FOUND', 'etcdserver: key not found');
     const value = req.ignoreValue ? (prev as Rec).value : req.value;
     const lease = req.ignoreLease ? (prev as Rec).lease : req.lease;
-    const rec: Rec = { mod: ctx.rev, sub: ctx.sub++, create: prev ? prev.create : ctx.rev, version: prev ? prev.version + 1 : 1, value, lease, tomb: false };
+    const rec: Rec = {
+      mod: ctx.rev,
+      sub: ctx.sub++,
+      create: prev ? prev.create : ctx.rev,
+      version: prev ? prev.version + 1 : 1,
+      value,
+      lease,
+      tomb: false,
+    };
     this.#append(req.key, rec);
     const event: Event = { type: 0, kv: toKv(req.key, rec) };
     if (prev) event.prevKv = toKv(req.key, prev);
@@ -163,7 +185,11 @@ export class MvccStore {
     for (const [key, prev] of victims) {
       const tomb: Rec = { mod: ctx.rev, sub: ctx.sub++, create: 0, version: 0, value: '', lease: '0', tomb: true };
       this.#append(key, tomb);
-      ctx.events.push({ type: 1, kv: { key, createRevision: 0, modRevision: ctx.rev, version: 0, value: '', lease: '0' }, prevKv: toKv(key, prev) });
+      ctx.events.push({
+        type: 1,
+        kv: { key, createRevision: 0, modRevision: ctx.rev, version: 0, value: '', lease: '0' },
+        prevKv: toKv(key, prev),
+      });
       if (req.prevKv) prevKvs.push(toKv(key, prev));
     }
     return { deleted: victims.length, prevKvs };
@@ -377,11 +403,16 @@ function passesFilters(r: Rec, q: RangeRequest): boolean {
 function sortKvs(kvs: KeyValue[], order: number, target: number): void {
   const field = (kv: KeyValue): number | string => {
     switch (target) {
-      case SortTarget.version: return kv.version;
-      case SortTarget.create: return kv.createRevision;
-      case SortTarget.mod: return kv.modRevision;
-      case SortTarget.value: return kv.value;
-      default: return kv.key;
+      case SortTarget.version:
+        return kv.version;
+      case SortTarget.create:
+        return kv.createRevision;
+      case SortTarget.mod:
+        return kv.modRevision;
+      case SortTarget.value:
+        return kv.value;
+      default:
+        return kv.key;
     }
   };
   const dir = order === SortOrder.descend ? -1 : 1;
@@ -396,9 +427,15 @@ function sortKvs(kvs: KeyValue[], order: number, target: number): void {
 function compareOne(c: Compare, r: Rec | undefined): boolean {
   let cmp: number;
   switch (c.target) {
-    case CompareTarget.version: cmp = Math.sign((r?.version ?? 0) - Number(c.operand)); break;
-    case CompareTarget.create: cmp = Math.sign((r?.create ?? 0) - Number(c.operand)); break;
-    case CompareTarget.mod: cmp = Math.sign((r?.mod ?? 0) - Number(c.operand)); break;
+    case CompareTarget.version:
+      cmp = Math.sign((r?.version ?? 0) - Number(c.operand));
+      break;
+    case CompareTarget.create:
+      cmp = Math.sign((r?.create ?? 0) - Number(c.operand));
+      break;
+    case CompareTarget.mod:
+      cmp = Math.sign((r?.mod ?? 0) - Number(c.operand));
+      break;
     case CompareTarget.lease: {
       const a = BigInt(r?.lease ?? '0');
       const b = BigInt(String(c.operand || '0'));
@@ -412,10 +449,15 @@ function compareOne(c: Compare, r: Rec | undefined): boolean {
     }
   }
   switch (c.result) {
-    case CompareResult.equal: return cmp === 0;
-    case CompareResult.greater: return cmp > 0;
-    case CompareResult.less: return cmp < 0;
-    case CompareResult.notEqual: return cmp !== 0;
-    default: return false;
+    case CompareResult.equal:
+      return cmp === 0;
+    case CompareResult.greater:
+      return cmp > 0;
+    case CompareResult.less:
+      return cmp < 0;
+    case CompareResult.notEqual:
+      return cmp !== 0;
+    default:
+      return false;
   }
 }

@@ -76,17 +76,9 @@ export interface Compare {
   operand: number | string;
 }
 
-export type RequestOp =
-  | { range: RangeRequest }
-  | { put: PutRequest }
-  | { deleteRange: DeleteRangeRequest }
-  | { txn: TxnRequest };
+export type RequestOp = { range: RangeRequest } | { put: PutRequest } | { deleteRange: DeleteRangeRequest } | { txn: TxnRequest };
 
-export type ResponseOp =
-  | { range: RangeResult }
-  | { put: PutResult }
-  | { deleteRange: DeleteRangeResult }
-  | { txn: TxnResult };
+export type ResponseOp = { range: RangeResult } | { put: PutResult } | { deleteRange: DeleteRangeResult } | { txn: TxnResult };
 
 export interface TxnRequest {
   compare: Compare[];
@@ -109,6 +101,15 @@ export interface Event {
 }
 
 export const emptyRange: Omit<RangeRequest, 'key'> = {
-  rangeEnd: '', limit: 0, revision: 0, sortOrder: 0, sortTarget: 0, keysOnly: false, countOnly: false,
-  minModRevision: 0, maxModRevision: 0, minCreateRevision: 0, maxCreateRevision: 0,
+  rangeEnd: '',
+  limit: 0,
+  revision: 0,
+  sortOrder: 0,
+  sortTarget: 0,
+  keysOnly: false,
+  countOnly: false,
+  minModRevision: 0,
+  maxModRevision: 0,
+  minCreateRevision: 0,
+  maxCreateRevision: 0,
 };

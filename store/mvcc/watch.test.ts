@@ -4,7 +4,17 @@ import { MvccStore } from './store.ts';
 import { type Event } from './types.ts';
 import { type WatchSink, type WatchSpec, WatchHub } from './watch.ts';
 
-const spec = (o: Partial<WatchSpec> = {}): WatchSpec => ({ key: 'k', rangeEnd: '', startRevision: 0, noPut: false, noDelete: false, prevKv: false, progressNotify: false, fragment: false, ...o });
+const spec = (o: Partial<WatchSpec> = {}): WatchSpec => ({
+  key: 'k',
+  rangeEnd: '',
+  startRevision: 0,
+  noPut: false,
+  noDelete: false,
+  prevKv: false,
+  progressNotify: false,
+  fragment: false,
+  ...o,
+});
 
 function sink() {
   const got: Array<{ id: number; revs: number[]; values: string[]; prev: Array<string | undefined> }> = [];
@@ -12,7 +22,13 @@ function sink() {
   const progress: Array<{ id: number; rev: number }> = [];
   let backlog = 0;
   const s: WatchSink = {
-    events: (id, events: Event[]) => got.push({ id, revs: events.map((e) => e.kv.modRevision), values: events.map((e) => e.kv.value), prev: events.map((e) => e.prevKv?.value) }),
+    events: (id, events: Event[]) =>
+      got.push({
+        id,
+        revs: events.map((e) => e.kv.modRevision),
+        values: events.map((e) => e.kv.value),
+        prev: events.map((e) => e.prevKv?.value),
+      }),
     progress: (id, rev) => progress.push({ id, rev }),
     canceled: (id, reason, compact) => canceled.push({ id, reason, compact }),
     backlog: () => backlog,
@@ -35,7 +51,13 @@ describe('WatchHub', () => {
     put(store, hub, 'a1', 'x');
     put(store, hub, 'zz', 'not mine');
     put(store, hub, 'a1', 'y');
-    assert.deepEqual(k.got.map((g) => [g.revs, g.values, g.prev]), [[[2], ['x'], [undefined]], [[4], ['y'], ['x']]]);
+    assert.deepEqual(
+      k.got.map((g) => [g.revs, g.values, g.prev]),
+      [
+        [[2], ['x'], [undefined]],
+        [[4], ['y'], ['x']],
+      ],
+    );
   });
 
   it('a watcher from a past revision catches up from history, then continues live without gap or duplicate', () => {
@@ -45,11 +67,19 @@ describe('WatchHub', () => {
     const k = sink();
     hub.add(hub.openStream(k.s), spec({ startRevision: 3 }));
     put(store, hub, 'k', 'live-while-behind'); // not delivered live: the watcher is catching up
-    while (hub.catchUp()) { /* window by window */ }
+    while (hub.catchUp()) {
+      /* window by window */
+    }
     put(store, hub, 'k', 'live');
     // Five puts wrote revisions 2..6; the watcher starts at 3.
-    assert.deepEqual(k.got.flatMap((g) => g.revs), [3, 4, 5, 6, 7, 8]);
-    assert.deepEqual(k.got.flatMap((g) => g.values), ['v1', 'v2', 'v3', 'v4', 'live-while-behind', 'live']);
+    assert.deepEqual(
+      k.got.flatMap((g) => g.revs),
+      [3, 4, 5, 6, 7, 8],
+    );
+    assert.deepEqual(
+      k.got.flatMap((g) => g.values),
+      ['v1', 'v2', 'v3', 'v4', 'live-while-behind', 'live'],
+    );
   });
 
   it('filters NOPUT and NODELETE', () => {
@@ -62,8 +92,14 @@ describe('WatchHub', () => {
     put(store, hub, 'k', 'v');
     const d = store.deleteRange({ key: 'k', rangeEnd: '', prevKv: false });
     hub.onApplied(d.events, d.revision);
-    assert.deepEqual(puts.got.flatMap((g) => g.revs), [2]);
-    assert.deepEqual(dels.got.flatMap((g) => g.revs), [3]);
+    assert.deepEqual(
+      puts.got.flatMap((g) => g.revs),
+      [2],
+    );
+    assert.deepEqual(
+      dels.got.flatMap((g) => g.revs),
+      [3],
+    );
   });
 
   it('refuses a compacted start revision and cancels a lagging watcher overtaken by compaction', () => {
@@ -73,7 +109,10 @@ describe('WatchHub', () => {
     store.compact(4);
     const k = sink();
     const stream = hub.openStream(k.s);
-    assert.deepEqual(hub.add(stream, spec({ startRevision: 2 })), { error: 'etcdserver: mvcc: required revision has been compacted', compactRevision: 4 });
+    assert.deepEqual(hub.add(stream, spec({ startRevision: 2 })), {
+      error: 'etcdserver: mvcc: required revision has been compacted',
+      compactRevision: 4,
+    });
     // A slow client: live events stop, then compaction passes its position.
     hub.add(stream, spec());
     k.setBacklog(10 << 20);

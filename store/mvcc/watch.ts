@@ -134,7 +134,12 @@ export class WatchHub {
           continue;
         }
         const source = w.spec.prevKv ? events : withoutPrev;
-        const mine = source.length === 1 ? (matches(w.spec, (source[0] as Event).kv.key) && passes(w.spec, source[0] as Event) ? source : []) : source.filter((e) => matches(w.spec, e.kv.key) && passes(w.spec, e));
+        const mine =
+          source.length === 1
+            ? matches(w.spec, (source[0] as Event).kv.key) && passes(w.spec, source[0] as Event)
+              ? source
+              : []
+            : source.filter((e) => matches(w.spec, e.kv.key) && passes(w.spec, e));
         if (mine.length > 0) this.#send(w, mine, revision);
         w.nextRev = revision + 1;
       }

@@ -5,7 +5,10 @@
  */
 import { type ConfChange, type ConfState, type Entry, EntryType, type HardState, encodeConfChange } from './types.ts';
 
-export function bootstrapEntries(conf: ConfState, context: (id: string) => unknown = () => undefined): { entries: Entry[]; hardState: HardState } {
+export function bootstrapEntries(
+  conf: ConfState,
+  context: (id: string) => unknown = () => undefined,
+): { entries: Entry[]; hardState: HardState } {
   const changes: ConfChange[] = [
     ...[...conf.voters].sort().map((id): ConfChange => ({ type: 'addVoter', id, context: context(id) })),
     ...[...conf.learners].sort().map((id): ConfChange => ({ type: 'addLearner', id, context: context(id) })),

@@ -110,7 +110,9 @@ export class Progress {
       case 'probe':
         return this.probeSent;
       case 'replicate':
-        return this.#inflight.length >= limits.maxInflightMsgs || (limits.maxInflightBytes > 0 && this.#inflightBytes >= limits.maxInflightBytes);
+        return (
+          this.#inflight.length >= limits.maxInflightMsgs || (limits.maxInflightBytes > 0 && this.#inflightBytes >= limits.maxInflightBytes)
+        );
       case 'snapshot':
         return true;
     }

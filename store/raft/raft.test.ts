@@ -10,7 +10,10 @@ const ids5 = ['a', 'b', 'c', 'd', 'e'];
 const seeds = [1, 2, 3, 4, 5];
 
 function elect(c: SimCluster): string {
-  assert.ok(c.runUntil(() => c.leader() !== undefined && c.converged(), 500), 'a leader is elected');
+  assert.ok(
+    c.runUntil(() => c.leader() !== undefined && c.converged(), 500),
+    'a leader is elected',
+  );
   return c.leader()!;
 }
 
@@ -42,8 +45,14 @@ describe('raft: elections', () => {
     const c = new SimCluster({ seed: 7, ids: ids3 });
     const l1 = elect(c);
     c.isolate(l1);
-    assert.ok(c.runUntil(() => c.leaders().some((l) => l !== l1), 300), 'the majority elects a new leader');
-    assert.ok(c.runUntil(() => c.raft(l1).role !== 'leader', 100), 'the isolated leader steps down when it loses its quorum');
+    assert.ok(
+      c.runUntil(() => c.leaders().some((l) => l !== l1), 300),
+      'the majority elects a new leader',
+    );
+    assert.ok(
+      c.runUntil(() => c.raft(l1).role !== 'leader', 100),
+      'the isolated leader steps down when it loses its quorum',
+    );
     c.heal();
     assert.ok(c.runUntil(() => c.leaders().length === 1 && c.converged(), 300));
   });
@@ -73,7 +82,10 @@ describe('raft: replication', () => {
     assert.equal(c.node(f).applied.length, 0);
     c.heal();
     assert.ok(c.runUntil(() => c.converged(), 300));
-    assert.deepEqual(c.node(f).applied, Array.from({ length: 10 }, (_, i) => `v${i}`));
+    assert.deepEqual(
+      c.node(f).applied,
+      Array.from({ length: 10 }, (_, i) => `v${i}`),
+    );
   });
 
   it('makes no progress without a quorum, then commits once it returns', () => {
@@ -153,10 +165,17 @@ describe('raft: crashes and persistence', () => {
     elect(c);
     assert.ok(c.runUntil(() => c.converged() && c.node('a').applied.length === 20, 500));
     commit(c, 'after-restart');
-    for (const id of ids3) assert.deepEqual(c.node(id).applied.slice(0, 20), Array.from({ length: 20 }, (_, i) => `d${i}`));
+    for (const id of ids3)
+      assert.deepEqual(
+        c.node(id).applied.slice(0, 20),
+        Array.from({ length: 20 }, (_, i) => `d${i}`),
+      );
   });
 
-  for (const [name, unreliable] of [['reliable', false], ['unreliable', true]] as const) {
+  for (const [name, unreliable] of [
+    ['reliable', false],
+    ['unreliable', true],
+  ] as const) {
     it(`Figure 8 (${name}): leaders crash mid-replication; nothing committed is ever lost or changed`, () => {
       for (const seed of [31, 32, 33]) {
         const c = new SimCluster({ seed, ids: ids5 });
@@ -244,7 +263,10 @@ describe('raft: leadership transfer', () => {
     commit(c, 'x');
     const target = ids3.find((id) => id !== l)!;
     c.raft(l).transferLeadership(target);
-    assert.ok(c.runUntil(() => c.leader() === target && c.leaders().length === 1, 100), 'target leads within a few ticks');
+    assert.ok(
+      c.runUntil(() => c.leader() === target && c.leaders().length === 1, 100),
+      'target leads within a few ticks',
+    );
     commit(c, 'y');
     assert.ok(c.runUntil(() => c.converged(), 200));
     assert.deepEqual(c.node(l).applied, ['x', 'y']);
@@ -256,8 +278,14 @@ describe('raft: leadership transfer', () => {
     c.isolate(ids3.find((id) => id !== l)!);
     const target = ids3.find((id) => id !== l && c.raft(l).status().progress[id])!;
     c.raft(l).transferLeadership(target);
-    assert.throws(() => c.raft(l).propose(new Uint8Array([1])), (e: unknown) => e instanceof RaftError && e.code === 'PROPOSAL_DROPPED');
-    assert.throws(() => c.raft(l).transferLeadership('zz'), (e: unknown) => e instanceof RaftError && e.code === 'TRANSFEREE_NOT_FOUND');
+    assert.throws(
+      () => c.raft(l).propose(new Uint8Array([1])),
+      (e: unknown) => e instanceof RaftError && e.code === 'PROPOSAL_DROPPED',
+    );
+    assert.throws(
+      () => c.raft(l).transferLeadership('zz'),
+      (e: unknown) => e instanceof RaftError && e.code === 'TRANSFEREE_NOT_FOUND',
+    );
   });
 });
 
@@ -268,8 +296,14 @@ describe('raft: membership', () => {
     for (let i = 0; i < 30; i++) commit(c, `m${i}`);
     c.addNode('d');
     c.raft(l).proposeConfChange({ type: 'addLearner', id: 'd' });
-    assert.ok(c.runUntil(() => c.node('d').applied.length === 30, 300), 'the learner receives the log');
-    assert.ok(c.runUntil(() => (c.raft(l).status().progress['d']?.match ?? 0) === c.raft(l).log.lastIndex(), 50), 'the leader sees it caught up');
+    assert.ok(
+      c.runUntil(() => c.node('d').applied.length === 30, 300),
+      'the learner receives the log',
+    );
+    assert.ok(
+      c.runUntil(() => (c.raft(l).status().progress['d']?.match ?? 0) === c.raft(l).log.lastIndex(), 50),
+      'the leader sees it caught up',
+    );
     assert.equal(c.raft('d').role, 'follower');
     assert.deepEqual(c.raft(l).conf().learners, ['d']);
     c.raft(l).proposeConfChange({ type: 'promote', id: 'd' });
@@ -294,7 +328,10 @@ describe('raft: membership', () => {
     c.isolate('d');
     c.raft(l).proposeConfChange({ type: 'addLearner', id: 'd' });
     c.run(20);
-    assert.throws(() => c.raft(l).proposeConfChange({ type: 'promote', id: 'd' }), (e: unknown) => e instanceof RaftError && e.code === 'LEARNER_NOT_READY' && /learner d has \d+ of \d+ entries/.test(e.message));
+    assert.throws(
+      () => c.raft(l).proposeConfChange({ type: 'promote', id: 'd' }),
+      (e: unknown) => e instanceof RaftError && e.code === 'LEARNER_NOT_READY' && /learner d has \d+ of \d+ entries/.test(e.message),
+    );
   });
 
   it('removes a member; the rest keep committing; the removed leader steps down', () => {
@@ -302,7 +339,10 @@ describe('raft: membership', () => {
     const l = elect(c);
     commit(c, 'one');
     c.raft(l).proposeConfChange({ type: 'remove', id: l });
-    assert.ok(c.runUntil(() => c.leaders().some((x) => x !== l), 400), 'a remaining member takes over');
+    assert.ok(
+      c.runUntil(() => c.leaders().some((x) => x !== l), 400),
+      'a remaining member takes over',
+    );
     assert.notEqual(c.raft(l).role, 'leader');
     const rest = ids3.filter((id) => id !== l);
     c.crash(l);
@@ -317,7 +357,10 @@ describe('raft: membership', () => {
     c.addNode('d');
     c.addNode('e');
     c.raft(l).proposeConfChange({ type: 'addLearner', id: 'd' });
-    assert.throws(() => c.raft(l).proposeConfChange({ type: 'addLearner', id: 'e' }), (e: unknown) => e instanceof RaftError && e.code === 'CONF_CHANGE_PENDING');
+    assert.throws(
+      () => c.raft(l).proposeConfChange({ type: 'addLearner', id: 'e' }),
+      (e: unknown) => e instanceof RaftError && e.code === 'CONF_CHANGE_PENDING',
+    );
   });
 });
 

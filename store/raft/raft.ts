@@ -15,8 +15,21 @@ import type { Progress } from './progress.ts';
 import { ReadOnly } from './read-only.ts';
 import { ProgressTracker } from './tracker.ts';
 import {
-  type ConfChange, type ConfState, type Entry, EntryType, type HardState, type Message, type NodeId, type Ready,
-  type ReadState, type Role, type Snapshot, type SoftState, decodeConfChange, emptyBytes, encodeConfChange,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type HardState,
+  type Message,
+  type NodeId,
+  type Ready,
+  type ReadState,
+  type Role,
+  type Snapshot,
+  type SoftState,
+  decodeConfChange,
+  emptyBytes,
+  encodeConfChange,
 } from './types.ts';
 
 export interface RaftConfig {
@@ -90,8 +103,14 @@ export class Raft {
   constructor(cfg: RaftConfig, boot: RaftBoot = {}) {
     this.id = cfg.id;
     this.#cfg = {
-      preVote: true, checkQuorum: true, maxSizePerMsg: 1 << 20, maxInflightMsgs: 256, maxInflightBytes: 0,
-      maxCommittedSizePerReady: 16 << 20, learnerReadyFraction: 0.9, ...cfg,
+      preVote: true,
+      checkQuorum: true,
+      maxSizePerMsg: 1 << 20,
+      maxInflightMsgs: 256,
+      maxInflightBytes: 0,
+      maxCommittedSizePerReady: 16 << 20,
+      learnerReadyFraction: 0.9,
+      ...cfg,
     };
     const conf = boot.snapshot?.meta.conf ?? boot.conf ?? { voters: [cfg.id], learners: [] };
     this.#tracker.setConf(conf);
@@ -135,17 +154,34 @@ export class Raft {
   /** Propose a membership change. Only the leader takes these, one at a time. */
   proposeConfChange(cc: ConfChange): void {
     if (this.role !== 'leader') throw new RaftError('NOT_LEADER', 'membership changes go to the leader');
-    if (this.#pendingConfIndex > this.log.applied) throw new RaftError('CONF_CHANGE_PENDING', `a membership change (index ${this.#pendingConfIndex}) is still being applied; retry after it commits`);
+    if (this.#pendingConfIndex > this.log.applied)
+      throw new RaftError(
+        'CONF_CHANGE_PENDING',
+        `a membership change (index ${this.#pendingConfIndex}) is still being applied; retry after it commits`,
+      );
     if (cc.type === 'promote') {
-      if (!this.#tracker.learners.has(cc.id)) throw this.#tracker.voters.has(cc.id) ? new RaftError('MEMBER_NOT_LEARNER', `${cc.id} is a voter already`) : new RaftError('MEMBER_NOT_FOUND', `no member ${cc.id}`);
+      if (!this.#tracker.learners.has(cc.id))
+        throw this.#tracker.voters.has(cc.id)
+          ? new RaftError('MEMBER_NOT_LEARNER', `${cc.id} is a voter already`)
+          : new RaftError('MEMBER_NOT_FOUND', `no member ${cc.id}`);
       const pr = this.#tracker.progress.get(cc.id);
       const needed = Math.floor(this.log.lastIndex() * this.#cfg.learnerReadyFraction);
       if (!pr || pr.match < needed) {
-        throw new RaftError('LEARNER_NOT_READY', `learner ${cc.id} has ${pr?.match ?? 0} of ${this.log.lastIndex()} entries; needs ${needed}`);
+        throw new RaftError(
+          'LEARNER_NOT_READY',
+          `learner ${cc.id} has ${pr?.match ?? 0} of ${this.log.lastIndex()} entries; needs ${needed}`,
+        );
       }
     }
-    if (cc.type === 'remove' && !this.#tracker.voters.has(cc.id) && !this.#tracker.learners.has(cc.id)) throw new RaftError('MEMBER_NOT_FOUND', `no member ${cc.id}`);
-    this.step({ type: 'prop', from: this.id, to: this.id, term: 0, entries: [{ term: 0, index: 0, type: EntryType.confChange, data: encodeConfChange(cc) }] });
+    if (cc.type === 'remove' && !this.#tracker.voters.has(cc.id) && !this.#tracker.learners.has(cc.id))
+      throw new RaftError('MEMBER_NOT_FOUND', `no member ${cc.id}`);
+    this.step({
+      type: 'prop',
+      from: this.id,
+      to: this.id,
+      term: 0,
+      entries: [{ term: 0, index: 0, type: EntryType.confChange, data: encodeConfChange(cc) }],
+    });
   }
 
   /** Ask for a linearizable read point; answered through `ready().readStates` with `context`. */
@@ -246,11 +282,13 @@ export class Raft {
     switch (m.type) {
       case 'prop': {
         if (!this.#tracker.progress.has(this.id)) throw new RaftError('PROPOSAL_DROPPED', 'this member was removed from the cluster');
-        if (this.#transferee !== none) throw new RaftError('PROPOSAL_DROPPED', `leadership is moving to ${this.#transferee}; retry shortly`);
+        if (this.#transferee !== none)
+          throw new RaftError('PROPOSAL_DROPPED', `leadership is moving to ${this.#transferee}; retry shortly`);
         const entries = m.entries ?? [];
         for (const e of entries) {
           if (e.type === EntryType.confChange) {
-            if (this.#pendingConfIndex > this.log.applied) throw new RaftError('CONF_CHANGE_PENDING', 'a membership change is still being applied; retry after it commits');
+            if (this.#pendingConfIndex > this.log.applied)
+              throw new RaftError('CONF_CHANGE_PENDING', 'a membership change is still being applied; retry after it commits');
             this.#pendingConfIndex = this.log.lastIndex() + 1;
           }
         }
@@ -404,7 +442,8 @@ export class Raft {
     this.#tracker.resetVotes(this.id);
     if (this.#tracker.tally() === 'won') return this.#campaignReal(false);
     for (const id of this.#tracker.voters) {
-      if (id !== this.id) this.#send({ type: 'preVote', to: id, term: this.term + 1, index: this.log.lastIndex(), logTerm: this.log.lastTerm() });
+      if (id !== this.id)
+        this.#send({ type: 'preVote', to: id, term: this.term + 1, index: this.log.lastIndex(), logTerm: this.log.lastTerm() });
     }
   }
 
@@ -415,7 +454,15 @@ export class Raft {
       return;
     }
     for (const id of this.#tracker.voters) {
-      if (id !== this.id) this.#send({ type: 'vote', to: id, term: this.term, index: this.log.lastIndex(), logTerm: this.log.lastTerm(), ...(transfer ? { context: 'transfer' } : {}) });
+      if (id !== this.id)
+        this.#send({
+          type: 'vote',
+          to: id,
+          term: this.term,
+          index: this.log.lastIndex(),
+          logTerm: this.log.lastTerm(),
+          ...(transfer ? { context: 'transfer' } : {}),
+        });
     }
   }
 
@@ -558,7 +605,9 @@ export class Raft {
     if (this.#maybeCommit()) this.#broadcastAppend();
     else if (pr.match < this.log.lastIndex() || old !== pr.match) this.#sendAppend(m.from, false);
     // Keep filling the pipeline while there is more to send.
-    while (this.#sendAppendIfMore(m.from)) { /* send until paused or caught up */ }
+    while (this.#sendAppendIfMore(m.from)) {
+      /* send until paused or caught up */
+    }
     if (m.from === this.#transferee && pr.match === this.log.lastIndex()) this.#send({ type: 'timeoutNow', to: m.from, term: this.term });
   }
 
@@ -628,7 +677,8 @@ export class Raft {
 
   #ackRead(context: string, from: NodeId): void {
     // A quorum confirmed leadership at a read's time: it and every earlier read are safe.
-    for (const r of this.#reads.ack(context, from, this.#tracker.voters.has(from), this.#tracker.quorum())) this.#answerRead(r.from, r.index, r.context);
+    for (const r of this.#reads.ack(context, from, this.#tracker.voters.has(from), this.#tracker.quorum()))
+      this.#answerRead(r.from, r.index, r.context);
   }
 
   #answerRead(from: NodeId, index: number, context: string): void {
@@ -687,16 +737,28 @@ export class Raft {
 
   hasReady(): boolean {
     const hs = this.#hardState();
-    return this.#msgs.length > 0 || this.log.lastIndex() > this.log.stable || this.log.pendingSnapshot !== undefined ||
-      this.#readStates.length > 0 || hs.term !== this.#prevHard.term || hs.vote !== this.#prevHard.vote || hs.commit !== this.#prevHard.commit ||
-      this.lead !== this.#prevSoft.lead || this.role !== this.#prevSoft.role || Math.min(this.log.committed, this.log.stable) > this.log.applied;
+    return (
+      this.#msgs.length > 0 ||
+      this.log.lastIndex() > this.log.stable ||
+      this.log.pendingSnapshot !== undefined ||
+      this.#readStates.length > 0 ||
+      hs.term !== this.#prevHard.term ||
+      hs.vote !== this.#prevHard.vote ||
+      hs.commit !== this.#prevHard.commit ||
+      this.lead !== this.#prevSoft.lead ||
+      this.role !== this.#prevSoft.role ||
+      Math.min(this.log.committed, this.log.stable) > this.log.applied
+    );
   }
 
   /** The next batch of work for the driver. Call `advance(rd)` once it is done. */
   ready(): Ready {
     const hs = this.#hardState();
     const rd: Ready = {
-      entries: this.log.lastIndex() > this.log.stable ? this.log.slice(Math.max(this.log.stable, this.log.snapIndex) + 1, this.log.lastIndex() + 1) : [],
+      entries:
+        this.log.lastIndex() > this.log.stable
+          ? this.log.slice(Math.max(this.log.stable, this.log.snapIndex) + 1, this.log.lastIndex() + 1)
+          : [],
       committedEntries: this.log.pendingSnapshot ? [] : this.log.nextCommitted(this.#cfg.maxCommittedSizePerReady),
       messages: this.#msgs,
       readStates: this.#readStates,
@@ -735,10 +797,20 @@ export class Raft {
 
   status(): RaftStatus {
     const progress: RaftStatus['progress'] = {};
-    for (const [id, pr] of this.#tracker.progress) progress[id] = { match: pr.match, next: pr.next, state: pr.state, learner: pr.isLearner, active: pr.recentActive || id === this.id };
+    for (const [id, pr] of this.#tracker.progress)
+      progress[id] = { match: pr.match, next: pr.next, state: pr.state, learner: pr.isLearner, active: pr.recentActive || id === this.id };
     return {
-      id: this.id, term: this.term, vote: this.vote, lead: this.lead, role: this.role, commit: this.log.committed,
-      applied: this.log.applied, lastIndex: this.log.lastIndex(), firstIndex: this.log.firstIndex(), conf: this.conf(), transferee: this.#transferee,
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      lead: this.lead,
+      role: this.role,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      firstIndex: this.log.firstIndex(),
+      conf: this.conf(),
+      transferee: this.#transferee,
       progress: this.role === 'leader' ? progress : {},
     };
   }

@@ -65,7 +65,7 @@ export class Snapshotter {
           onSkip(f, 'CRC mismatch');
           continue;
         }
-        return v2 ? decodeSnapshotFile(data.subarray(4)) : deserialize(data.subarray(4)) as Snapshot;
+        return v2 ? decodeSnapshotFile(data.subarray(4)) : (deserialize(data.subarray(4)) as Snapshot);
       } catch (err) {
         onSkip(f, (err as Error).message);
       }
@@ -74,7 +74,9 @@ export class Snapshotter {
   }
 
   #files(): string[] {
-    return readdirSync(this.dir).filter((f) => /^[0-9a-f]{16}-[0-9a-f]{16}\.snap$/.test(f)).sort();
+    return readdirSync(this.dir)
+      .filter((f) => /^[0-9a-f]{16}-[0-9a-f]{16}\.snap$/.test(f))
+      .sort();
   }
 }
 

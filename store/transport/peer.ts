@@ -76,9 +76,10 @@ interface Handshake {
 export function queryMembers(url: URL, token: string, tlsFiles: TlsFiles | undefined, timeoutMs = 2000): Promise<PeerMember[]> {
   return new Promise((resolve, reject) => {
     const secure = url.protocol === 'https:';
-    const s: Socket = secure && tlsFiles
-      ? tls.connect({ host: url.hostname, port: Number(url.port), ...peerClientOptions(tlsFiles, url.hostname) })
-      : connect({ host: url.hostname, port: Number(url.port) });
+    const s: Socket =
+      secure && tlsFiles
+        ? tls.connect({ host: url.hostname, port: Number(url.port), ...peerClientOptions(tlsFiles, url.hostname) })
+        : connect({ host: url.hostname, port: Number(url.port) });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new Error(`no answer from ${url.href} within ${timeoutMs} ms`));
@@ -311,14 +312,16 @@ export class PeerTransport {
         if (!t) throw new Error(`--listen-peer-urls ${u.href} is https: give --peer-cert-file and --peer-key-file`);
         const secure = tls.createServer(peerServerContext(t), (s) => this.#accept(s));
         // A rotated certificate applies to new connections without a restart.
-        this.#watchers.push(watchFiles([t.certFile, t.keyFile, t.trustedCaFile].filter(Boolean), () => {
-          try {
-            secure.setSecureContext(peerServerContext(t));
-            this.opts.log.info({ cert: t.certFile }, 'reloaded peer TLS certificate');
-          } catch (err) {
-            this.opts.log.warn({ err }, 'peer TLS certificate change could not be loaded; keeping the old one');
-          }
-        }));
+        this.#watchers.push(
+          watchFiles([t.certFile, t.keyFile, t.trustedCaFile].filter(Boolean), () => {
+            try {
+              secure.setSecureContext(peerServerContext(t));
+              this.opts.log.info({ cert: t.certFile }, 'reloaded peer TLS certificate');
+            } catch (err) {
+              this.opts.log.warn({ err }, 'peer TLS certificate change could not be loaded; keeping the old one');
+            }
+          }),
+        );
         server = secure;
       } else {
         server = createServer((s) => this.#accept(s));
@@ -379,7 +382,13 @@ export class PeerTransport {
           if (onRpc) return onRpc(payload);
           if (!authed) {
             const hs = JSON.parse(payload.toString()) as Handshake;
-            if (hs.query === 'rpc' && hs.token === this.opts.token && hs.to === this.opts.self && this.opts.onRequest && !this.opts.isRemoved(hs.from)) {
+            if (
+              hs.query === 'rpc' &&
+              hs.token === this.opts.token &&
+              hs.to === this.opts.self &&
+              this.opts.onRequest &&
+              !this.opts.isRemoved(hs.from)
+            ) {
               onRpc = rpcServer(s, hs.from, this.opts.onRequest);
               return;
             }
@@ -389,7 +398,10 @@ export class PeerTransport {
               return;
             }
             if (hs.token !== this.opts.token || hs.to !== this.opts.self) {
-              this.opts.log.warn({ remote: s.remoteAddress, peer: hs.from }, 'refused peer: wrong cluster token or member id (STORE_ERR_PEER_AUTH)');
+              this.opts.log.warn(
+                { remote: s.remoteAddress, peer: hs.from },
+                'refused peer: wrong cluster token or member id (STORE_ERR_PEER_AUTH)',
+              );
               this.opts.onPeerAuthFailure?.(`${s.remoteAddress}`);
               s.destroy();
               return;

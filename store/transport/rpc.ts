@@ -80,7 +80,12 @@ export class PeerRpcClient {
     const answer = new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new BallastError('STORE_ERR_PEER_UNREACHABLE', `etcdserver: request timed out (member ${this.#options.peer} at ${this.#options.url.host} did not answer ${method} within ${timeoutMs} ms)`));
+        reject(
+          new BallastError(
+            'STORE_ERR_PEER_UNREACHABLE',
+            `etcdserver: request timed out (member ${this.#options.peer} at ${this.#options.url.host} did not answer ${method} within ${timeoutMs} ms)`,
+          ),
+        );
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
     });
@@ -88,7 +93,14 @@ export class PeerRpcClient {
       const s = await this.#connect(timeoutMs);
       s.write(frame(Buffer.from(JSON.stringify({ id, method, body }))));
     } catch (err) {
-      this.#settle(id, undefined, new BallastError('STORE_ERR_PEER_UNREACHABLE', `etcdserver: cannot reach member ${this.#options.peer} at ${this.#options.url.host} over the peer channel: ${(err as Error).message}`));
+      this.#settle(
+        id,
+        undefined,
+        new BallastError(
+          'STORE_ERR_PEER_UNREACHABLE',
+          `etcdserver: cannot reach member ${this.#options.peer} at ${this.#options.url.host} over the peer channel: ${(err as Error).message}`,
+        ),
+      );
     }
     return answer;
   }
@@ -135,7 +147,12 @@ export class PeerRpcClient {
         this.#ready = undefined;
       }
       // Requests in flight on a connection that went away get no answer from it.
-      for (const id of [...this.#pending.keys()]) this.#settle(id, undefined, new BallastError('STORE_ERR_PEER_UNREACHABLE', `etcdserver: the peer channel to member ${o.peer} closed before it answered`));
+      for (const id of [...this.#pending.keys()])
+        this.#settle(
+          id,
+          undefined,
+          new BallastError('STORE_ERR_PEER_UNREACHABLE', `etcdserver: the peer channel to member ${o.peer} closed before it answered`),
+        );
     });
     this.#ready = new Promise<Socket>((resolve, reject) => {
       const timer = setTimeout(() => {

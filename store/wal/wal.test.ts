@@ -8,9 +8,21 @@ import { type Entry, EntryType } from '../raft/types.ts';
 import { Wal } from './wal.ts';
 
 const meta = { memberId: 'a1', clusterId: 'c1' };
-const entry = (index: number, term = 1, data = `v${index}`): Entry => ({ index, term, type: EntryType.normal, data: new TextEncoder().encode(data) });
+const entry = (index: number, term = 1, data = `v${index}`): Entry => ({
+  index,
+  term,
+  type: EntryType.normal,
+  data: new TextEncoder().encode(data),
+});
 const dirOf = () => join(mkdtempSync(join(tmpdir(), 'wal-')), 'wal');
-const segment = (dir: string) => join(dir, readdirSync(dir).filter((f) => f.endsWith('.wal')).sort().at(-1)!);
+const segment = (dir: string) =>
+  join(
+    dir,
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.wal'))
+      .sort()
+      .at(-1)!,
+  );
 
 describe('wal', () => {
   it('recovers hard state and entries after reopen', () => {
@@ -22,7 +34,14 @@ describe('wal', () => {
     const { contents } = Wal.open(dir);
     assert.deepEqual(contents.meta, meta);
     assert.deepEqual(contents.hardState, { term: 2, vote: 'b', commit: 2 });
-    assert.deepEqual(contents.entries.map((e) => [e.index, e.term, new TextDecoder().decode(e.data)]), [[1, 1, 'v1'], [2, 1, 'v2'], [3, 2, 'v3']]);
+    assert.deepEqual(
+      contents.entries.map((e) => [e.index, e.term, new TextDecoder().decode(e.data)]),
+      [
+        [1, 1, 'v1'],
+        [2, 1, 'v2'],
+        [3, 2, 'v3'],
+      ],
+    );
   });
 
   it('the crash failpoint cuts exactly what was written since the last completed fsync (a power cut), keeping everything synced', async () => {
@@ -35,14 +54,25 @@ describe('wal', () => {
     await w.saveAsync({ term: 2, vote: 'b', commit: 2 }, [entry(3, 2)]);
     w.close();
     const { contents } = Wal.open(dir);
-    assert.deepEqual(contents.entries.map((e) => e.index), [1, 2]);
+    assert.deepEqual(
+      contents.entries.map((e) => e.index),
+      [1, 2],
+    );
     assert.deepEqual(contents.hardState, { term: 1, vote: 'a1', commit: 0 });
   });
 
   it('a slow-disk failpoint delays the fsync, and the save resolves only after it', async () => {
     const dir = dirOf();
     const order: string[] = [];
-    const w = Wal.create(dir, meta, { beforeSync: () => new Promise<void>((r) => setTimeout(() => { order.push('delay'); r(); }, 20)) });
+    const w = Wal.create(dir, meta, {
+      beforeSync: () =>
+        new Promise<void>((r) =>
+          setTimeout(() => {
+            order.push('delay');
+            r();
+          }, 20),
+        ),
+    });
     await w.saveAsync(undefined, [entry(1)])?.then(() => order.push('synced'));
     assert.deepEqual(order, ['delay', 'synced']);
     w.close();
@@ -54,7 +84,10 @@ describe('wal', () => {
     w.save(undefined, [entry(1), entry(2), entry(3)]);
     w.save(undefined, [entry(2, 2, 'new2')]);
     w.close();
-    assert.deepEqual(Wal.open(dir).contents.entries.map((e) => new TextDecoder().decode(e.data)), ['v1', 'new2']);
+    assert.deepEqual(
+      Wal.open(dir).contents.entries.map((e) => new TextDecoder().decode(e.data)),
+      ['v1', 'new2'],
+    );
   });
 
   it('a torn last record is truncated and the log stays usable', () => {
@@ -70,11 +103,17 @@ describe('wal', () => {
     w2.close();
     truncateSync(seg, intact + 50);
     const { wal, contents } = Wal.open(dir);
-    assert.deepEqual(contents.entries.map((e) => e.index), [1, 2]);
+    assert.deepEqual(
+      contents.entries.map((e) => e.index),
+      [1, 2],
+    );
     assert.equal(statSync(seg).size, intact, 'the torn tail was cut off');
     wal.save(undefined, [entry(3)]);
     wal.close();
-    assert.deepEqual(Wal.open(dir).contents.entries.map((e) => e.index), [1, 2, 3]);
+    assert.deepEqual(
+      Wal.open(dir).contents.entries.map((e) => e.index),
+      [1, 2, 3],
+    );
   });
 
   it('zeros after the last good record (preallocated, never written) are a torn tail too', () => {
@@ -83,7 +122,10 @@ describe('wal', () => {
     w.save(undefined, [entry(1)]);
     w.close();
     appendFileSync(segment(dir), Buffer.alloc(64));
-    assert.deepEqual(Wal.open(dir).contents.entries.map((e) => e.index), [1]);
+    assert.deepEqual(
+      Wal.open(dir).contents.entries.map((e) => e.index),
+      [1],
+    );
   });
 
   it('a corrupt record in the middle stops the member, naming the file and offset', () => {
@@ -97,7 +139,13 @@ describe('wal', () => {
     const at = data.indexOf(Buffer.from('v2'));
     data[at] = 0x77;
     writeFileSync(seg, data);
-    assert.throws(() => Wal.open(dir), (e: unknown) => isBallastError(e, 'STORE_ERR_WAL_CORRUPT') && (e as Error).message.includes(seg) && /at offset \d+: CRC mismatch/.test((e as Error).message));
+    assert.throws(
+      () => Wal.open(dir),
+      (e: unknown) =>
+        isBallastError(e, 'STORE_ERR_WAL_CORRUPT') &&
+        (e as Error).message.includes(seg) &&
+        /at offset \d+: CRC mismatch/.test((e as Error).message),
+    );
   });
 
   it('rolls segments and deletes those a snapshot covers', () => {
@@ -111,7 +159,10 @@ describe('wal', () => {
     assert.ok(readdirSync(dir).length < before, 'covered segments were released');
     const { contents } = Wal.open(dir);
     assert.deepEqual(contents.snapshot, { index: 35, term: 1 });
-    assert.deepEqual(contents.entries.map((e) => e.index), [36, 37, 38, 39, 40]);
+    assert.deepEqual(
+      contents.entries.map((e) => e.index),
+      [36, 37, 38, 39, 40],
+    );
     assert.equal(contents.hardState?.commit, 39);
     assert.deepEqual(contents.meta, meta);
   });
@@ -119,6 +170,9 @@ describe('wal', () => {
   it('refuses to create over an existing log', () => {
     const dir = dirOf();
     Wal.create(dir, meta).close();
-    assert.throws(() => Wal.create(dir, meta), (e: unknown) => isBallastError(e, 'STORE_ERR_DATA_DIR'));
+    assert.throws(
+      () => Wal.create(dir, meta),
+      (e: unknown) => isBallastError(e, 'STORE_ERR_DATA_DIR'),
+    );
   });
 });

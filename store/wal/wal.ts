@@ -9,7 +9,21 @@
  * bad or short record at the very end of the last segment is a torn write and is truncated; a
  * bad record anywhere else is corruption and the member refuses to start, naming file and offset.
  */
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, ftruncateSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasync,
+  fdatasyncSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  ftruncateSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { catalogue } from '../errors.ts';
@@ -96,7 +110,9 @@ export class Wal {
   /** Open an existing WAL, recover it (truncating a torn tail), and return its contents. */
   static open(dir: string, o: WalOptions = {}): { wal: Wal; contents: WalContents } {
     const w = new Wal(dir, o);
-    const segments = readdirSync(dir).filter((f) => /^[0-9a-f]{16}\.wal$/.test(f)).sort();
+    const segments = readdirSync(dir)
+      .filter((f) => /^[0-9a-f]{16}\.wal$/.test(f))
+      .sort();
     if (segments.length === 0) throw catalogue.error('STORE_ERR_DATA_DIR', `${dir} holds no WAL segments`);
     const contents: WalContents = { meta: undefined, hardState: undefined, entries: [], snapshot: undefined };
     for (let i = 0; i < segments.length; i++) {
@@ -105,7 +121,9 @@ export class Wal {
       const path = join(dir, name);
       const data = readFileSync(path);
       const isLast = i === segments.length - 1;
-      const end = readSegment(data, path, isLast, contents, (index) => w.#segmentLast.set(seq, Math.max(w.#segmentLast.get(seq) ?? 0, index)));
+      const end = readSegment(data, path, isLast, contents, (index) =>
+        w.#segmentLast.set(seq, Math.max(w.#segmentLast.get(seq) ?? 0, index)),
+      );
       if (isLast) {
         w.#seq = seq;
         w.#fd = openSync(path, 'r+');
@@ -173,10 +191,13 @@ export class Wal {
     if (records.length === 0) return false;
     // As etcd's raft.MustSync: entries, a new term or a vote must be durable before anything
     // depends on them; a commit index alone need not be (it is recovered from the leader).
-    const mustSync = entries.length > 0 || (hardState !== undefined && (hardState.term !== this.#lastHard?.term || hardState.vote !== this.#lastHard?.vote));
+    const mustSync =
+      entries.length > 0 ||
+      (hardState !== undefined && (hardState.term !== this.#lastHard?.term || hardState.vote !== this.#lastHard?.vote));
     if (this.#size >= this.#segmentBytes) this.#roll();
     this.#write(records);
-    if (entries.length > 0) this.#segmentLast.set(this.#seq, Math.max(this.#segmentLast.get(this.#seq) ?? 0, (entries[entries.length - 1] as Entry).index));
+    if (entries.length > 0)
+      this.#segmentLast.set(this.#seq, Math.max(this.#segmentLast.get(this.#seq) ?? 0, (entries[entries.length - 1] as Entry).index));
     if (hardState) this.#lastHard = hardState;
     return mustSync;
   }
@@ -245,9 +266,17 @@ export class Wal {
     } catch (err) {
       // Cut what part of the records did reach the file, so the log ends on a whole record
       // (recovery would cut a torn tail too; this keeps the open file consistent as well).
-      try { ftruncateSync(this.#fd, this.#size); } catch { /* the next start cuts it */ }
+      try {
+        ftruncateSync(this.#fd, this.#size);
+      } catch {
+        /* the next start cuts it */
+      }
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
-        throw catalogue.error('STORE_ERR_NO_DISK_SPACE', `no space left on the device holding ${this.dir}: a WAL write of ${buf.length} bytes failed and was cut back to the last whole record; nothing was lost or acknowledged. Free space on the volume (or grow it) and restart the member`, { cause: err });
+        throw catalogue.error(
+          'STORE_ERR_NO_DISK_SPACE',
+          `no space left on the device holding ${this.dir}: a WAL write of ${buf.length} bytes failed and was cut back to the last whole record; nothing was lost or acknowledged. Free space on the volume (or grow it) and restart the member`,
+          { cause: err },
+        );
       }
       throw err;
     }
@@ -269,7 +298,10 @@ function readSegment(data: Buffer, path: string, isLast: boolean, out: WalConten
     const bad = (why: string): number => {
       // Only the tail of the last segment may be torn; anything else is corruption.
       if (isLast && isTail(data, off)) return off;
-      throw catalogue.error('STORE_ERR_WAL_CORRUPT', `WAL corrupt: ${path} at offset ${off}: ${why}; the member will not start on a damaged log (restore this member from a snapshot, or remove and re-add it)`);
+      throw catalogue.error(
+        'STORE_ERR_WAL_CORRUPT',
+        `WAL corrupt: ${path} at offset ${off}: ${why}; the member will not start on a damaged log (restore this member from a snapshot, or remove and re-add it)`,
+      );
     };
     if (data.length - off < headerSize) return bad('short record header');
     const len = data.readUInt32LE(off);
@@ -284,7 +316,11 @@ function readSegment(data: Buffer, path: string, isLast: boolean, out: WalConten
         const e = decodeEntry(payload);
         // A later record at the same index replaces the earlier one and everything after it.
         const last = out.entries[out.entries.length - 1];
-        if (last && e.index <= last.index) out.entries.length = Math.max(0, out.entries.findIndex((x) => x.index >= e.index));
+        if (last && e.index <= last.index)
+          out.entries.length = Math.max(
+            0,
+            out.entries.findIndex((x) => x.index >= e.index),
+          );
         out.entries.push(e);
         sawEntry(e.index);
         break;
@@ -348,5 +384,7 @@ export function fsyncDir(dir: string): void {
 
 /** Bytes used by the WAL segments (for status). */
 export function walSize(dir: string): number {
-  return readdirSync(dir).filter((f) => f.endsWith('.wal')).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.wal'))
+    .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 }

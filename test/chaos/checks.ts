@@ -14,7 +14,11 @@ export function checkSet(sets: Pick<SetResult, 'acked' | 'unknown'>, final: Read
   const unexpected = [...seen].filter((e) => !sets.acked.has(e) && !sets.unknown.has(e));
   return {
     ok: final !== undefined && lost.length === 0 && unexpected.length === 0,
-    acked: sets.acked.size, unknown: sets.unknown.size, final: seen.size, lost, unexpected,
+    acked: sets.acked.size,
+    unknown: sets.unknown.size,
+    final: seen.size,
+    lost,
+    unexpected,
     recovered: [...sets.unknown].filter((e) => seen.has(e)).length,
   };
 }
@@ -25,14 +29,20 @@ export function checkSet(sets: Pick<SetResult, 'acked' | 'unknown'>, final: Read
  * kept (abandoned, revoked, or its keeper gave up) does not. `present` is the final read of the
  * lease keys (undefined: it failed).
  */
-export function checkLeases(leases: readonly LeaseRecord[], keptNow: readonly LeaseRecord[], present: ReadonlySet<string> | undefined): string[] {
+export function checkLeases(
+  leases: readonly LeaseRecord[],
+  keptNow: readonly LeaseRecord[],
+  present: ReadonlySet<string> | undefined,
+): string[] {
   const problems: string[] = [];
   if (!present) problems.push('could not read the lease keys after healing');
   for (const l of leases) {
     if (l.expiredEarly) problems.push(l.expiredEarly);
     const isKept = keptNow.includes(l);
-    if (isKept && l.putAcked && present && !present.has(l.key)) problems.push(`lease ${l.id} is alive (renewed in time until the end) but its key ${l.key} is gone`);
-    if (!isKept && present?.has(l.key)) problems.push(`lease ${l.id} (${l.fate}) is no longer kept alive and has expired, but its key ${l.key} is still there`);
+    if (isKept && l.putAcked && present && !present.has(l.key))
+      problems.push(`lease ${l.id} is alive (renewed in time until the end) but its key ${l.key} is gone`);
+    if (!isKept && present?.has(l.key))
+      problems.push(`lease ${l.id} (${l.fate}) is no longer kept alive and has expired, but its key ${l.key} is still there`);
   }
   return problems;
 }
@@ -55,13 +65,18 @@ export function checkWatchers(events: ReadonlyArray<readonly WatchEvent[]>, hist
     }
     if (i > 0) {
       const s0 = seqs[0] as WatchEvent[];
-      const same = seq.length === s0.length && seq.every((e, k) => e.rev === s0[k]?.rev && e.key === s0[k]?.key && e.value === s0[k]?.value);
-      if (!same) problems.push(`watcher ${i} saw ${seq.length} events up to revision ${head}, watcher 0 saw ${s0.length} (or different ones)`);
+      const same =
+        seq.length === s0.length && seq.every((e, k) => e.rev === s0[k]?.rev && e.key === s0[k]?.key && e.value === s0[k]?.value);
+      if (!same)
+        problems.push(`watcher ${i} saw ${seq.length} events up to revision ${head}, watcher 0 saw ${s0.length} (or different ones)`);
     }
     const byRev = new Map<number, WatchEvent[]>();
     for (const e of seq) byRev.set(e.rev, [...(byRev.get(e.rev) ?? []), e]);
     const missing = acked.filter((h) => !(byRev.get(h.revision) ?? []).some((e) => e.key === h.key && e.value === h.value));
-    if (missing.length > 0) problems.push(`watcher ${i} missed or garbled ${missing.length} acknowledged writes (first: ${missing[0]?.key}=${missing[0]?.value} at revision ${missing[0]?.revision})`);
+    if (missing.length > 0)
+      problems.push(
+        `watcher ${i} missed or garbled ${missing.length} acknowledged writes (first: ${missing[0]?.key}=${missing[0]?.value} at revision ${missing[0]?.revision})`,
+      );
   });
   const s0 = seqs[0];
   if (s0 && s0.length > 0) {
@@ -75,7 +90,10 @@ export function checkWatchers(events: ReadonlyArray<readonly WatchEvent[]>, hist
 }
 
 /** A completed write: when it was invoked and when it returned (ms since the run began). */
-export interface WriteDone { call: number; ret: number }
+export interface WriteDone {
+  call: number;
+  ret: number;
+}
 
 /**
  * Write availability per fault, from the writes that succeeded, filled into each fault:
@@ -84,7 +102,10 @@ export interface WriteDone { call: number; ret: number }
  *   after heal: from the heal to the completion of the first write invoked after it.
  * Returns the per-kind medians and worsts, and the count of faults per kind.
  */
-export function availability(faults: Fault[], writes: readonly WriteDone[]): { byKind: ChaosReport['availability']; counts: Record<string, number> } {
+export function availability(
+  faults: Fault[],
+  writes: readonly WriteDone[],
+): { byKind: ChaosReport['availability']; counts: Record<string, number> } {
   const done = [...writes].sort((a, b) => a.ret - b.ret);
   const longestGap = (from: number, to: number): number => {
     let prev = from;
@@ -125,7 +146,11 @@ export function availability(faults: Fault[], writes: readonly WriteDone[]): { b
 }
 
 /** Operations by kind and outcome, and the eight commonest causes of unknown outcomes. */
-export function operationCounts(history: readonly HistoryOp[], sets: Pick<SetResult, 'acked' | 'unknown'>, leasesGranted: number): { ops: Record<string, number>; unknownCauses: Record<string, number> } {
+export function operationCounts(
+  history: readonly HistoryOp[],
+  sets: Pick<SetResult, 'acked' | 'unknown'>,
+  leasesGranted: number,
+): { ops: Record<string, number>; unknownCauses: Record<string, number> } {
   const ops: Record<string, number> = {};
   for (const h of history) {
     const k = `${h.op} ${h.unknown ? 'unknown' : h.op === 'cas' && !h.ok ? 'failed' : 'ok'}`;
@@ -136,11 +161,23 @@ export function operationCounts(history: readonly HistoryOp[], sets: Pick<SetRes
   ops['set-add ok'] = sets.acked.size;
   ops['set-add unknown'] = sets.unknown.size;
   ops['lease-grant ok'] = leasesGranted;
-  return { ops, unknownCauses: Object.fromEntries(Object.entries(causes).sort((a, b) => b[1] - a[1]).slice(0, 8)) };
+  return {
+    ops,
+    unknownCauses: Object.fromEntries(
+      Object.entries(causes)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 8),
+    ),
+  };
 }
 
 /** An operation for the timeline: when it was invoked and returned (ms since the run began). */
-export interface TimedOp { op: string; call: number; ret: number; unknown: boolean }
+export interface TimedOp {
+  op: string;
+  call: number;
+  ret: number;
+  unknown: boolean;
+}
 
 /**
  * The run over time, for the report's plots: per operation kind and bucket (by return time),
@@ -161,11 +198,13 @@ export function timeline(ops: readonly TimedOp[], writes: readonly WriteDone[], 
     cells.set(key, cell);
   }
   const at = (s: number[], p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0;
-  const points = [...cells.values()].sort((a, b) => a.t - b.t || a.op.localeCompare(b.op)).map((c) => {
-    const s = c.known.sort((a, b) => a - b);
-    const r = (x: number) => Math.round(x * 100) / 100;
-    return { op: c.op, t: c.t, ok: s.length, unknown: c.unknown, p50: r(at(s, 0.5)), p99: r(at(s, 0.99)), max: r(s.at(-1) ?? 0) };
-  });
+  const points = [...cells.values()]
+    .sort((a, b) => a.t - b.t || a.op.localeCompare(b.op))
+    .map((c) => {
+      const s = c.known.sort((a, b) => a - b);
+      const r = (x: number) => Math.round(x * 100) / 100;
+      return { op: c.op, t: c.t, ok: s.length, unknown: c.unknown, p50: r(at(s, 0.5)), p99: r(at(s, 0.99)), max: r(s.at(-1) ?? 0) };
+    });
   const gaps: Timeline['gaps'] = [];
   let prev = 0;
   for (const w of [...writes].sort((a, b) => a.ret - b.ret)) {

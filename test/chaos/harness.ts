@@ -56,10 +56,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const { faults, removed } = nemesis;
   const running = () => nemesis.running();
   const endpoints = () => nemesis.endpoints();
-  const watchers = c.members.map((home) => watcher(() => {
-    const here = running().find((m) => m.name === home.name);
-    return c.addr(here ?? (crng.pick(running()) ?? home));
-  }));
+  const watchers = c.members.map((home) =>
+    watcher(() => {
+      const here = running().find((m) => m.name === home.name);
+      return c.addr(here ?? crng.pick(running()) ?? home);
+    }),
+  );
   const stopAt = t0 + o.durationMs;
   const inject = (kind: FaultKind) => nemesis.inject(kind);
 
@@ -77,7 +79,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await sleep(1500);
     while (mono() < stopAt - 4000) {
       const kind = schedule.shift() ?? (rng.pick(o.faults) as FaultKind);
-      const second = schedule.length === 0 && rng.int(4) === 0 && (networkFaults as readonly string[]).includes(kind) ? rng.pick(combinable.filter((k) => k !== kind)) : undefined;
+      const second =
+        schedule.length === 0 && rng.int(4) === 0 && (networkFaults as readonly string[]).includes(kind)
+          ? rng.pick(combinable.filter((k) => k !== kind))
+          : undefined;
       await Promise.all([inject(kind), second ? sleep(300).then(() => inject(second)) : undefined]);
       await sleep(700 + rng.int(1300));
     }
@@ -101,7 +106,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   async function check(): Promise<ChaosReport> {
     await nemesis.healAll();
     // After the faults heal the cluster must recover: if it does not, that is the finding.
-    const healthy = await c.waitHealthy(60_000).then(() => '', (err: Error) => err.message.split('\n')[0] as string);
+    const healthy = await c.waitHealthy(60_000).then(
+      () => '',
+      (err: Error) => err.message.split('\n')[0] as string,
+    );
     const healedAt = mono();
 
     /** A linearizable read of every key under `prefix` (which ends in '/'), retried; undefined if it never succeeds. */
@@ -144,11 +152,19 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       }
     };
     let head = 0;
-    for (let i = 0; i < 10 && head === 0; i++) head = await headRev().catch(async () => { await sleep(500); return 0; });
+    for (let i = 0; i < 10 && head === 0; i++)
+      head = await headRev().catch(async () => {
+        await sleep(500);
+        return 0;
+      });
     const catchUpBy = mono() + 20_000;
     while (mono() < catchUpBy && watchers.some((w) => w.lastRev() < head)) await sleep(200);
     for (const w of watchers) w.close();
-    const problems = checkWatchers(watchers.map((w) => w.events), history, head);
+    const problems = checkWatchers(
+      watchers.map((w) => w.events),
+      history,
+      head,
+    );
 
     // Convergence: HashKV at one revision on every member.
     const hashes: Record<string, number> = {};
@@ -158,7 +174,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       for (const m of running()) {
         const M = service('Maintenance');
         const cl = new M(c.addr(m), grpc.credentials.createInsecure());
-        hashes[m.name] = await unary(cl, 'HashKV', { revision: String(hashRev) }, 5000).then((r) => Number(r['hash']), () => -1);
+        hashes[m.name] = await unary(cl, 'HashKV', { revision: String(hashRev) }, 5000).then(
+          (r) => Number(r['hash']),
+          () => -1,
+        );
         cl.close();
       }
       if (new Set(Object.values(hashes)).size === 1 && !Object.values(hashes).includes(-1)) break;
@@ -169,7 +188,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const lin = checkLinearizable(history, c.dir, 'chaos');
     const { ops, unknownCauses } = operationCounts(history, sets, leases.leases.length);
     const writesDone = [
-      ...history.filter((h) => !h.unknown && (h.op === 'put' || (h.op === 'cas' && h.ok))).map((h) => ({ call: h.call / 1000 - t0, ret: h.return / 1000 - t0 })),
+      ...history
+        .filter((h) => !h.unknown && (h.op === 'put' || (h.op === 'cas' && h.ok)))
+        .map((h) => ({ call: h.call / 1000 - t0, ret: h.return / 1000 - t0 })),
       ...sets.done.map((d) => ({ call: d.call - t0, ret: d.ret - t0 })),
     ];
     const { byKind: availabilityByKind, counts: faultsByKind } = availability(faults, writesDone);
@@ -179,12 +200,26 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     ];
 
     const report: ChaosReport = {
-      target: c.binary, seed: o.seed, durationMs: o.durationMs, members: c.members.map((m) => `${m.name}${removed.has(m.name) ? ' (removed)' : ''}`),
-      operations: ops, unknownCauses, faults, faultsByKind, availability: availabilityByKind,
-      linearizable: lin.linearizable, lincheck: lin.output.trim(),
+      target: c.binary,
+      seed: o.seed,
+      durationMs: o.durationMs,
+      members: c.members.map((m) => `${m.name}${removed.has(m.name) ? ' (removed)' : ''}`),
+      operations: ops,
+      unknownCauses,
+      faults,
+      faultsByKind,
+      availability: availabilityByKind,
+      linearizable: lin.linearizable,
+      lincheck: lin.output.trim(),
       set,
       watch: { ok: problems.length === 0, watchers: watchers.length, revisions: head, problems },
-      lease: { ok: leaseProblems.length === 0, granted: leases.leases.length, keptLive: keptNow.length, gone: leases.leases.filter((l) => !present?.has(l.key)).length, problems: leaseProblems },
+      lease: {
+        ok: leaseProblems.length === 0,
+        granted: leases.leases.length,
+        keptLive: keptNow.length,
+        gone: leases.leases.filter((l) => !present?.has(l.key)).length,
+        problems: leaseProblems,
+      },
       hashKV: { ok: hashOk, revision: hashRev, hashes },
       unhealthyAfterHeal: healthy,
       ok: lin.linearizable && set.ok && problems.length === 0 && leaseProblems.length === 0 && hashOk && healthy === '',

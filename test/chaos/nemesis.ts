@@ -17,11 +17,18 @@ export const processFaults = ['kill-random', 'kill-leader', 'kill-majority', 'pa
 export const networkFaults = ['partition-leader', 'partition-majority', 'partition-bridge', 'drop-one-way', 'slow-network'] as const;
 export const membershipFaults = ['add-learner', 'promote-learner', 'remove-member', 'replace-member', 'transfer-leader'] as const;
 export const diskFaults = ['disk-lose-unsynced', 'disk-slow-fsync', 'disk-full'] as const;
-export type FaultKind = typeof processFaults[number] | typeof networkFaults[number] | typeof membershipFaults[number] | typeof diskFaults[number];
+export type FaultKind =
+  (typeof processFaults)[number] | (typeof networkFaults)[number] | (typeof membershipFaults)[number] | (typeof diskFaults)[number];
 export const allFaults: FaultKind[] = [...processFaults, ...networkFaults, ...membershipFaults, ...diskFaults];
 
 /** The cluster as the nemesis saw it just before a fault; how long to hold it; begin() moves the fault's start to now. */
-interface Look { lead: string | undefined; followers: string[]; members: string[]; hold: () => Promise<void>; begin: () => void }
+interface Look {
+  lead: string | undefined;
+  followers: string[];
+  members: string[];
+  hold: () => Promise<void>;
+  begin: () => void;
+}
 
 export class Nemesis {
   readonly c: StoreCluster;
@@ -78,11 +85,14 @@ export class Nemesis {
     const from = lead && this.running().some((m) => m.name === lead) ? c.addr(c.member(lead)) : this.endpoints().join(',');
     const r = await c.etcdctlAsync(['member', 'list'], { endpoints: from });
     if (r.status !== 0) return [];
-    return r.stdout.split('\n').filter((l) => l.includes(',')).map((l) => {
-      const f = l.split(',').map((x) => x.trim());
-      const byUrl = c.members.find((m) => (f[3] ?? '').includes(`//${m.host}:${m.peerPort}`));
-      return { id: f[0] as string, name: byUrl?.name ?? f[2] ?? '', learner: f[5] === 'true' };
-    });
+    return r.stdout
+      .split('\n')
+      .filter((l) => l.includes(','))
+      .map((l) => {
+        const f = l.split(',').map((x) => x.trim());
+        const byUrl = c.members.find((m) => (f[3] ?? '').includes(`//${m.host}:${m.peerPort}`));
+        return { id: f[0] as string, name: byUrl?.name ?? f[2] ?? '', learner: f[5] === 'true' };
+      });
   }
 
   /** Inject one fault, hold it, heal it; recorded in {@link faults}. */
@@ -92,7 +102,11 @@ export class Nemesis {
     // again first move the mark with begin().
     const f: Fault = { kind, target: '', at: this.at(), healedAt: 0 };
     const look: Look = {
-      lead, followers: this.running().filter((m) => m.name !== lead).map((m) => m.name), members: this.running().map((m) => m.name),
+      lead,
+      followers: this.running()
+        .filter((m) => m.name !== lead)
+        .map((m) => m.name),
+      members: this.running().map((m) => m.name),
       hold: async () => {
         await sleep(1500 + this.rng.int(2500));
       },
@@ -102,9 +116,13 @@ export class Nemesis {
     };
     this.faults.push(f);
     try {
-      const group = (processFaults as readonly string[]).includes(kind) ? processFault
-        : (networkFaults as readonly string[]).includes(kind) ? networkFault
-          : (membershipFaults as readonly string[]).includes(kind) ? membershipFault : diskFault;
+      const group = (processFaults as readonly string[]).includes(kind)
+        ? processFault
+        : (networkFaults as readonly string[]).includes(kind)
+          ? networkFault
+          : (membershipFaults as readonly string[]).includes(kind)
+            ? membershipFault
+            : diskFault;
       await group(this, kind, f, look);
     } catch (err) {
       f.note = `${f.note ? `${f.note}; ` : ''}nemesis error: ${(err as Error).message.split('\n')[0]}`;
@@ -121,7 +139,12 @@ export class Nemesis {
   async healAll(): Promise<void> {
     const c = this.c;
     this.net.heal();
-    for (const pid of this.paused) try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ }
+    for (const pid of this.paused)
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        /* gone */
+      }
     for (const fl of this.fillers) rmSync(fl, { force: true });
     let table = await this.memberIds();
     for (let i = 0; i < 20 && table.length === 0; i++) {
@@ -129,10 +152,11 @@ export class Nemesis {
       for (const m of this.live()) if (!c.procs.has(m.name)) c.restart(m.name);
       table = await this.memberIds();
     }
-    for (const m of this.live()) if (table.length > 0 && !table.some((x) => x.name === m.name)) {
-      this.removed.add(m.name);
-      await c.kill9(m.name);
-    }
+    for (const m of this.live())
+      if (table.length > 0 && !table.some((x) => x.name === m.name)) {
+        this.removed.add(m.name);
+        await c.kill9(m.name);
+      }
     for (const m of this.live()) if (!c.procs.has(m.name)) c.restart(m.name);
     for (const x of await this.memberIds()) {
       if (!x.learner) continue;
@@ -142,7 +166,8 @@ export class Nemesis {
       await c.kill9(x.name);
     }
     await c.waitHealthy(60_000).catch(() => undefined);
-    if (/NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: this.endpoints().join(',') })).stdout)) await c.etcdctlAsync(['alarm', 'disarm'], { endpoints: this.endpoints().join(',') });
+    if (/NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: this.endpoints().join(',') })).stdout))
+      await c.etcdctlAsync(['alarm', 'disarm'], { endpoints: this.endpoints().join(',') });
   }
 
   /** Set (or, with no term, clear) a member's walBeforeSync failpoint over its failpoint HTTP endpoint. */
@@ -167,7 +192,11 @@ export class Nemesis {
       id = /Member +([0-9a-f]+) added/.exec(added.stdout)?.[1];
       if (!id) {
         const table = await c.etcdctlAsync(['member', 'list'], { endpoints: endpoints().join(',') });
-        id = table.stdout.split('\n').find((l) => l.includes(url))?.split(',')[0]?.trim();
+        id = table.stdout
+          .split('\n')
+          .find((l) => l.includes(url))
+          ?.split(',')[0]
+          ?.trim();
       }
       if (!id) await sleep(500);
     }
@@ -217,9 +246,10 @@ async function processFault(n: Nemesis, kind: FaultKind, f: Fault, look: Look): 
     case 'kill-random':
     case 'kill-leader':
     case 'kill-majority': {
-      const victims = kind === 'kill-majority'
-        ? rng.shuffle([...members]).slice(0, Math.floor(live().length / 2) + 1)
-        : [kind === 'kill-leader' && lead ? lead : (rng.pick(members) as string)];
+      const victims =
+        kind === 'kill-majority'
+          ? rng.shuffle([...members]).slice(0, Math.floor(live().length / 2) + 1)
+          : [kind === 'kill-leader' && lead ? lead : (rng.pick(members) as string)];
       f.target = victims.join(',');
       for (const v of victims) await c.kill9(v);
       await hold();
@@ -255,8 +285,16 @@ async function networkFault(n: Nemesis, kind: FaultKind, f: Fault, look: Look): 
   switch (kind) {
     case 'partition-leader': {
       const l = lead ?? (rng.pick(members) as string);
-      f.target = `${l} | ${live().filter((m) => m.name !== l).map((m) => m.name).join(',')}`;
-      const healNet = net.partition([[l], live().map((m) => m.name).filter((n) => n !== l)]);
+      f.target = `${l} | ${live()
+        .filter((m) => m.name !== l)
+        .map((m) => m.name)
+        .join(',')}`;
+      const healNet = net.partition([
+        [l],
+        live()
+          .map((m) => m.name)
+          .filter((n) => n !== l),
+      ]);
       await hold();
       healNet();
       break;
@@ -292,7 +330,11 @@ async function networkFault(n: Nemesis, kind: FaultKind, f: Fault, look: Look): 
         for (const m of live()) if (m.name !== l) healers.push(net.drop(m.name, l));
         f.target = `* -> ${l} dropped`;
       } else {
-        const to = rng.pick(live().map((m) => m.name).filter((n) => n !== l)) as string;
+        const to = rng.pick(
+          live()
+            .map((m) => m.name)
+            .filter((n) => n !== l),
+        ) as string;
         healers.push(net.drop(l, to));
         f.target = `${l} -> ${to} dropped`;
       }
@@ -401,7 +443,10 @@ async function membershipFault(n: Nemesis, kind: FaultKind, f: Fault, look: Look
   }
 }
 
-/** A crash between WAL write and fsync losing the unsynced bytes, slow fsync (failpoints), a volume filled past the reserve or to ENOSPC. */
+/**
+ * A crash between WAL write and fsync losing the unsynced bytes, slow fsync (failpoints), a volume
+ * filled past the reserve or to ENOSPC.
+ */
 async function diskFault(n: Nemesis, kind: FaultKind, f: Fault, look: Look): Promise<void> {
   const { c, rng } = n;
   const { lead, members, hold, begin } = look;
@@ -445,7 +490,9 @@ async function diskFault(n: Nemesis, kind: FaultKind, f: Fault, look: Look): Pro
       f.target = `${v}${toZero ? ' (to ENOSPC)' : ` (below the ${n.reserve >> 20} MiB reserve)`}`;
       const p = c.procs.get(v);
       let exited = false;
-      p?.once('exit', () => { exited = true; });
+      p?.once('exit', () => {
+        exited = true;
+      });
       begin();
       fillVolume(filler, toZero ? 0 : n.reserve / 2);
       const began = mono();
@@ -464,14 +511,20 @@ async function diskFault(n: Nemesis, kind: FaultKind, f: Fault, look: Look): Pro
       const notes = [raised >= 0 ? `NOSPACE alarm raised after ${raised} ms` : 'no alarm seen before the member stopped'];
       if (exited) {
         const log = readFileSync(join(c.dir, `${v}.log`), 'utf8');
-        notes.push(/STORE_ERR_NO_DISK_SPACE|no space left/.test(log) ? 'member stopped on ENOSPC (partial record cut), restarted' : 'member exited, restarted');
-        if (/raised the NOSPACE alarm through another member/.test(log)) notes.push('it raised NOSPACE through another member before stopping');
+        notes.push(
+          /STORE_ERR_NO_DISK_SPACE|no space left/.test(log)
+            ? 'member stopped on ENOSPC (partial record cut), restarted'
+            : 'member exited, restarted',
+        );
+        if (/raised the NOSPACE alarm through another member/.test(log))
+          notes.push('it raised NOSPACE through another member before stopping');
         c.restart(v);
       }
       // The member clears its own alarm once space is back; after a restart a person would
       // disarm it, as with etcd (the new process did not raise it).
       const clearBy = mono() + 5000;
-      while (mono() < clearBy && /NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') })).stdout)) await sleep(200);
+      while (mono() < clearBy && /NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') })).stdout))
+        await sleep(200);
       if (/NOSPACE/.test((await c.etcdctlAsync(['alarm', 'list'], { endpoints: endpoints().join(',') })).stdout)) {
         await c.etcdctlAsync(['alarm', 'disarm'], { endpoints: endpoints().join(',') });
         notes.push('alarm disarmed with etcdctl');

@@ -41,7 +41,11 @@ export class ChaosNet {
   readonly #uids: string[] = [];
 
   constructor(o: { bridge?: string; prefix?: string; diskBytes?: number } = {}) {
-    this.#net = new NamespaceNetwork({ bridge: o.bridge ?? 'blchaos0', prefix: o.prefix ?? '10.251.77', names: { prefix: 'blch', vethPrefix: 'bc' } });
+    this.#net = new NamespaceNetwork({
+      bridge: o.bridge ?? 'blchaos0',
+      prefix: o.prefix ?? '10.251.77',
+      names: { prefix: 'blch', vethPrefix: 'bc' },
+    });
     this.#net.setup();
     this.diskBytes = o.diskBytes ?? 96 * 1024 * 1024;
   }
@@ -61,7 +65,11 @@ export class ChaosNet {
     run(['mount', '-t', 'tmpfs', '-o', `size=${this.diskBytes}`, 'tmpfs', volume]);
     this.#mounts.push(volume);
     return {
-      host: sb.ip, clientPort: 2379, peerPort: 2380, metricsPort: 9379, dataDir: join(volume, 'data'),
+      host: sb.ip,
+      clientPort: 2379,
+      peerPort: 2380,
+      metricsPort: 9379,
+      dataDir: join(volume, 'data'),
       wrap: (argv) => ['ip', 'netns', 'exec', sb.netns, ...argv],
       // Failpoints (ballast store only; etcd ignores the variable) next to the metrics port.
       env: { BALLAST_FAILPOINTS_HTTP: `${sb.ip}:9380` },
@@ -116,7 +124,26 @@ export class ChaosNet {
   slow(name: string, kbit: number): () => void {
     const ns = this.#sb(name).netns;
     run(['ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'replace', 'dev', 'eth0', 'root', 'handle', '1:', 'htb', 'default', '1']);
-    run(['ip', 'netns', 'exec', ns, 'tc', 'class', 'replace', 'dev', 'eth0', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', `${kbit}kbit`, 'ceil', `${kbit}kbit`]);
+    run([
+      'ip',
+      'netns',
+      'exec',
+      ns,
+      'tc',
+      'class',
+      'replace',
+      'dev',
+      'eth0',
+      'parent',
+      '1:',
+      'classid',
+      '1:1',
+      'htb',
+      'rate',
+      `${kbit}kbit`,
+      'ceil',
+      `${kbit}kbit`,
+    ]);
     return () => void tryRun(['ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', 'eth0', 'root']);
   }
 

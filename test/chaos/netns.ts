@@ -74,7 +74,11 @@ export class NamespaceNetwork {
     ip('-n', netns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0');
     // An address can come back on a new interface (another MAC) while the host still caches the
     // old one: announce it (gratuitous ARP when eth0 comes up) and drop the host's stale entry.
-    try { execFileSync('ip', ['netns', 'exec', netns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/eth0/arp_notify'], { stdio: 'ignore' }); } catch { /* best effort */ }
+    try {
+      execFileSync('ip', ['netns', 'exec', netns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/eth0/arp_notify'], { stdio: 'ignore' });
+    } catch {
+      /* best effort */
+    }
     tryIp('neigh', 'flush', 'to', addr, 'dev', this.#o.bridge);
     ip('-n', netns, 'link', 'set', 'eth0', 'up');
     ip('-n', netns, 'link', 'set', 'lo', 'up');

@@ -54,7 +54,6 @@ export interface ChaosReport {
   timeline?: Timeline;
 }
 
-
 /** report.json, report.md, report.html, and on failure Porcupine's HTML and the members' logs. */
 export function writeReport(r: ChaosReport, dir: string, clusterDir: string, html: string): void {
   mkdirSync(dir, { recursive: true });
@@ -86,11 +85,15 @@ export function summarize(r: ChaosReport): string {
     `| watch (in order, no gaps, matches the history) | ${v(r.watch.ok)} | ${r.watch.watchers} watchers up to revision ${r.watch.revisions}${r.watch.problems.length ? `: ${r.watch.problems.join('; ')}` : ''} |`,
     `| lease (expired keys gone, live keys kept) | ${v(r.lease.ok)} | ${r.lease.granted} leases, ${r.lease.keptLive} alive at the end${r.lease.problems.length ? `: ${r.lease.problems.slice(0, 5).join('; ')}` : ''} |`,
     `| recovery (healthy after the faults healed) | ${v(r.unhealthyAfterHeal === '')} | ${r.unhealthyAfterHeal} |`,
-    `| convergence (HashKV) | ${v(r.hashKV.ok)} | at revision ${r.hashKV.revision}: ${Object.entries(r.hashKV.hashes).map(([k, h]) => `${k}=${h}`).join(' ')} |`,
+    `| convergence (HashKV) | ${v(r.hashKV.ok)} | at revision ${r.hashKV.revision}: ${Object.entries(r.hashKV.hashes)
+      .map(([k, h]) => `${k}=${h}`)
+      .join(' ')} |`,
     '',
     '## Operations',
     '',
-    ...Object.entries(r.operations).sort().map(([k, n]) => `- ${k}: ${n}`),
+    ...Object.entries(r.operations)
+      .sort()
+      .map(([k, n]) => `- ${k}: ${n}`),
     '',
     'Why outcomes were unknown (most common first):',
     '',
@@ -98,11 +101,13 @@ export function summarize(r: ChaosReport): string {
     '',
     '## Write unavailability by fault kind (ms)',
     '',
-    'While on: the longest stretch between the fault\'s start and its heal with no write completing. After heal: from the heal to the first write invoked after it completing. Median / worst over the faults of that kind (a combined fault counts for both kinds).',
+    "While on: the longest stretch between the fault's start and its heal with no write completing. After heal: from the heal to the first write invoked after it completing. Median / worst over the faults of that kind (a combined fault counts for both kinds).",
     '',
     '| fault | count | while on: median / worst | after heal: median / worst |',
     '|---|---|---|---|',
-    ...Object.entries(r.availability).map(([k, a]) => `| ${k} | ${a.count} | ${a.whileOn.median} / ${a.whileOn.worst} | ${a.afterHeal.median} / ${a.afterHeal.worst} |`),
+    ...Object.entries(r.availability).map(
+      ([k, a]) => `| ${k} | ${a.count} | ${a.whileOn.median} / ${a.whileOn.worst} | ${a.afterHeal.median} / ${a.afterHeal.worst} |`,
+    ),
     '',
     '## Faults',
     '',
@@ -114,18 +119,29 @@ export function summarize(r: ChaosReport): string {
   return lines.join('\n');
 }
 
-
 /**
  * Each fault kind's shade in the plots: one hue per family (kills blue, pauses orange, partitions
  * red, a lossy or slow link teal, membership changes green, disk faults ochre), a shade per kind.
  */
 export const faultColors: Record<FaultKind, string> = {
-  'kill-random': '#4e79a7', 'kill-leader': '#7aa6d6', 'kill-majority': '#a0cbe8',
-  'pause-leader': '#f28e2b', 'pause-follower': '#ffbe7d',
-  'partition-leader': '#e15759', 'partition-majority': '#ff9d9a', 'partition-bridge': '#b03a3c',
-  'drop-one-way': '#499894', 'slow-network': '#86bcb6',
-  'add-learner': '#59a14f', 'promote-learner': '#8cd17d', 'remove-member': '#3d7a35', 'replace-member': '#b6d7a8', 'transfer-leader': '#2f5e2a',
-  'disk-lose-unsynced': '#b6992d', 'disk-slow-fsync': '#f1ce63', 'disk-full': '#8c6d1f',
+  'kill-random': '#4e79a7',
+  'kill-leader': '#7aa6d6',
+  'kill-majority': '#a0cbe8',
+  'pause-leader': '#f28e2b',
+  'pause-follower': '#ffbe7d',
+  'partition-leader': '#e15759',
+  'partition-majority': '#ff9d9a',
+  'partition-bridge': '#b03a3c',
+  'drop-one-way': '#499894',
+  'slow-network': '#86bcb6',
+  'add-learner': '#59a14f',
+  'promote-learner': '#8cd17d',
+  'remove-member': '#3d7a35',
+  'replace-member': '#b6d7a8',
+  'transfer-leader': '#2f5e2a',
+  'disk-lose-unsynced': '#b6992d',
+  'disk-slow-fsync': '#f1ce63',
+  'disk-full': '#8c6d1f',
 };
 
 /**
@@ -152,7 +168,10 @@ export function chaosPage(r: ChaosReport): string {
         const pts = tl.points.filter((p) => p.op === op && p.ok > 0).map((p) => ({ ...p, s: p.t / 1000 }));
         const top = Math.max(1, ...pts.map((p) => p.p99));
         return figure({
-          title: `${op}: latency p50 (blue) and p99 (red), ms`, width, height: 200, x,
+          title: `${op}: latency p50 (blue) and p99 (red), ms`,
+          width,
+          height: 200,
+          x,
           y: { type: 'log', label: 'ms', grid: true, domain: [Math.max(0.1, Math.min(...pts.map((p) => p.p50), top) / 2), top * 1.5] },
           color: { ...color, legend: op === ops[0] },
           marks: [
@@ -173,31 +192,69 @@ export function chaosPage(r: ChaosReport): string {
     const series = [...totals.values()].sort((a, b) => a.s - b.s);
     sections.push({
       title: 'Throughput and unknown outcomes',
-      figures: [figure({
-        title: 'operations returned per second: known (grey), unknown (red)', width, height: 200, x,
-        y: { label: 'ops/s', grid: true }, color,
-        marks: [Plot.rectY(faults, { x1: 'from', x2: 'to', y1: 0, y2: Math.max(1, ...series.map((d) => d.ok)), fill: 'kind', fillOpacity: 0.18 }), Plot.areaY(series, { x: 's', y: 'ok', fill: '#999', fillOpacity: 0.6 }), Plot.rectY(series, { x1: 's', x2: (d: { s: number }) => d.s + tl.bucketMs / 1000, y: 'unknown', fill: '#d62728' })],
-      })],
+      figures: [
+        figure({
+          title: 'operations returned per second: known (grey), unknown (red)',
+          width,
+          height: 200,
+          x,
+          y: { label: 'ops/s', grid: true },
+          color,
+          marks: [
+            Plot.rectY(faults, {
+              x1: 'from',
+              x2: 'to',
+              y1: 0,
+              y2: Math.max(1, ...series.map((d) => d.ok)),
+              fill: 'kind',
+              fillOpacity: 0.18,
+            }),
+            Plot.areaY(series, { x: 's', y: 'ok', fill: '#999', fillOpacity: 0.6 }),
+            Plot.rectY(series, { x1: 's', x2: (d: { s: number }) => d.s + tl.bucketMs / 1000, y: 'unknown', fill: '#d62728' }),
+          ],
+        }),
+      ],
     });
     const gaps = tl.gaps.map((g) => ({ from: g.from / 1000, to: g.to / 1000, ms: g.to - g.from }));
-    const writes = [...totals.keys()].sort((a, b) => a - b).map((t) => ({
-      s: t / 1000, rate: tl.points.filter((p) => p.t === t && /put|cas|set/.test(p.op)).reduce((n, p) => n + p.ok * perSec, 0),
-    }));
+    const writes = [...totals.keys()]
+      .sort((a, b) => a - b)
+      .map((t) => ({
+        s: t / 1000,
+        rate: tl.points.filter((p) => p.t === t && /put|cas|set/.test(p.op)).reduce((n, p) => n + p.ok * perSec, 0),
+      }));
     sections.push({
       title: `Availability: ${gaps.length} stretches of a second or more with no write completing (red)`,
-      figures: [figure({
-        title: 'writes completed per second', width, height: 200, x, y: { label: 'writes/s', grid: true },
-        marks: [
-          Plot.rectY(gaps, { x1: 'from', x2: 'to', y1: 0, y2: Math.max(1, ...writes.map((w) => w.rate)), fill: '#d62728', fillOpacity: 0.25 }),
-          Plot.lineY(writes, { x: 's', y: 'rate', stroke: '#2a7', strokeWidth: 1.2 }),
-        ],
-      })],
+      figures: [
+        figure({
+          title: 'writes completed per second',
+          width,
+          height: 200,
+          x,
+          y: { label: 'writes/s', grid: true },
+          marks: [
+            Plot.rectY(gaps, {
+              x1: 'from',
+              x2: 'to',
+              y1: 0,
+              y2: Math.max(1, ...writes.map((w) => w.rate)),
+              fill: '#d62728',
+              fillOpacity: 0.25,
+            }),
+            Plot.lineY(writes, { x: 's', y: 'rate', stroke: '#2a7', strokeWidth: 1.2 }),
+          ],
+        }),
+      ],
     });
   }
   const verdict = r.ok ? 'all checkers passed' : 'FAILED';
-  return page(`Chaos run against ${r.target === 'etcd' ? "Debian's etcd" : 'ballast store'}: ${verdict}`, [
-    `Seed ${r.seed}, ${Math.round(r.durationMs / 1000)} s of traffic, ${r.faults.length} faults of ${Object.keys(r.faultsByKind).length} kinds on ${r.members.join(', ')}.`,
-    `Linearizable: ${r.linearizable}; set: ${r.set.acked} acknowledged, ${r.set.lost.length} lost; watch: ${r.watch.ok ? 'clean' : r.watch.problems.length + ' problems'}; lease: ${r.lease.ok ? 'clean' : 'problems'}; HashKV equal: ${r.hashKV.ok}.`,
-    ...(tl ? [] : ['This report was written before the run kept its timeline: no plots.']),
-  ], sections, { operations: r.operations, 'faults by kind': r.faultsByKind });
+  return page(
+    `Chaos run against ${r.target === 'etcd' ? "Debian's etcd" : 'ballast store'}: ${verdict}`,
+    [
+      `Seed ${r.seed}, ${Math.round(r.durationMs / 1000)} s of traffic, ${r.faults.length} faults of ${Object.keys(r.faultsByKind).length} kinds on ${r.members.join(', ')}.`,
+      `Linearizable: ${r.linearizable}; set: ${r.set.acked} acknowledged, ${r.set.lost.length} lost; watch: ${r.watch.ok ? 'clean' : r.watch.problems.length + ' problems'}; lease: ${r.lease.ok ? 'clean' : 'problems'}; HashKV equal: ${r.hashKV.ok}.`,
+      ...(tl ? [] : ['This report was written before the run kept its timeline: no plots.']),
+    ],
+    sections,
+    { operations: r.operations, 'faults by kind': r.faultsByKind },
+  );
 }

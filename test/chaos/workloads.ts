@@ -19,8 +19,15 @@ export function service(name: string): grpc.ServiceClientConstructor {
 }
 
 export function unary(client: grpc.Client, method: string, req: Wire, timeoutMs = 3000): Promise<Wire> {
-  const fn = (client as unknown as Record<string, (r: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Wire) => void) => void>)[method];
-  return new Promise((resolve, reject) => fn!.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r))));
+  const fn = (
+    client as unknown as Record<
+      string,
+      (r: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Wire) => void) => void
+    >
+  )[method];
+  return new Promise((resolve, reject) =>
+    fn!.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r))),
+  );
 }
 
 /** lib/random's seeded generator, with the picks the nemesis needs. */
@@ -46,7 +53,12 @@ export class Rng {
 
 // ---- watchers --------------------------------------------------------------------------------
 
-export interface WatchEvent { rev: number; key: string; value: string; type: number }
+export interface WatchEvent {
+  rev: number;
+  key: string;
+  value: string;
+  type: number;
+}
 
 /** A watcher of the whole key space, resuming after its last revision when its member is gone. */
 export function watcher(endpointOf: () => string): { events: WatchEvent[]; lastRev(): number; close(): void } {
@@ -70,7 +82,12 @@ export function watcher(endpointOf: () => string): { events: WatchEvent[]; lastR
     stream.on('data', (r: Wire) => {
       if (r['canceled']) return retry();
       for (const e of (r['events'] ?? []) as Wire[]) {
-        events.push({ rev: Number(e['kv'].mod_revision), key: Buffer.from(e['kv'].key).toString(), value: Buffer.from(e['kv'].value ?? '').toString(), type: Number(e['type'] === 'DELETE' || e['type'] === 1 ? 1 : 0) });
+        events.push({
+          rev: Number(e['kv'].mod_revision),
+          key: Buffer.from(e['kv'].key).toString(),
+          value: Buffer.from(e['kv'].value ?? '').toString(),
+          type: Number(e['type'] === 'DELETE' || e['type'] === 1 ? 1 : 0),
+        });
       }
     });
     stream.on('error', retry);
@@ -79,36 +96,50 @@ export function watcher(endpointOf: () => string): { events: WatchEvent[]; lastR
     stream.write({ create_request: { key: Buffer.from('\0'), range_end: Buffer.from('\0'), start_revision: String(lastRev() + 1) } });
   };
   open();
-  return { events, lastRev, close: () => { closed = true; stream?.cancel(); client?.close(); } };
+  return {
+    events,
+    lastRev,
+    close: () => {
+      closed = true;
+      stream?.cancel();
+      client?.close();
+    },
+  };
 }
 
 // ---- set workload ----------------------------------------------------------------------------
 
-export interface SetResult { acked: Set<string>; unknown: Set<string>; done: Array<{ call: number; ret: number }> }
+export interface SetResult {
+  acked: Set<string>;
+  unknown: Set<string>;
+  done: Array<{ call: number; ret: number }>;
+}
 
 export async function runSetWorkload(endpoints: () => string[], clients: number, until: number, rng: Rng): Promise<SetResult> {
   const acked = new Set<string>();
   const unknown = new Set<string>();
   const done: SetResult['done'] = [];
   const kvs = new Map<string, KvClient>();
-  await Promise.all(Array.from({ length: clients }, async (_, c) => {
-    for (let n = 0; mono() < until; n++) {
-      const ep = rng.pick(endpoints()) as string;
-      let kv = kvs.get(ep);
-      if (!kv) kvs.set(ep, (kv = new KvClient(ep)));
-      const el = `s${c}-${n}`;
-      const call = mono();
-      try {
-        await kv.call('Put', { key: Buffer.from(`set/${el}`), value: Buffer.from(el) });
-        acked.add(el);
-        done.push({ call, ret: mono() });
-      } catch (err) {
-        if (!definitelyNotApplied(err as grpc.ServiceError)) unknown.add(el);
-        await sleep(50);
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let n = 0; mono() < until; n++) {
+        const ep = rng.pick(endpoints()) as string;
+        let kv = kvs.get(ep);
+        if (!kv) kvs.set(ep, (kv = new KvClient(ep)));
+        const el = `s${c}-${n}`;
+        const call = mono();
+        try {
+          await kv.call('Put', { key: Buffer.from(`set/${el}`), value: Buffer.from(el) });
+          acked.add(el);
+          done.push({ call, ret: mono() });
+        } catch (err) {
+          if (!definitelyNotApplied(err as grpc.ServiceError)) unknown.add(el);
+          await sleep(50);
+        }
+        await sleep(20);
       }
-      await sleep(20);
-    }
-  }));
+    }),
+  );
   for (const k of kvs.values()) k.close();
   return { acked, unknown, done };
 }
@@ -162,21 +193,40 @@ export class LeaseWorkload {
       try {
         const g = await unary(lease, 'LeaseGrant', { TTL: String(this.#ttl), ID: '0' });
         const id = String(g['ID']);
-        const rec: LeaseRecord = { id, key: `lease/${id}`, ttl: this.#ttl, fate, grantSentAt: sent, putAcked: false, kept: fate === 'keep', lastRenewSentAt: sent, alive: true };
+        const rec: LeaseRecord = {
+          id,
+          key: `lease/${id}`,
+          ttl: this.#ttl,
+          fate,
+          grantSentAt: sent,
+          putAcked: false,
+          kept: fate === 'keep',
+          lastRenewSentAt: sent,
+          alive: true,
+        };
         this.leases.push(rec);
         try {
           await unary(kv, 'Put', { key: Buffer.from(rec.key), value: Buffer.from(fate), lease: id });
           rec.putAcked = true;
-        } catch { /* unknown: the key may or may not be there; no claim about it while the lease lives */ }
+        } catch {
+          /* unknown: the key may or may not be there; no claim about it while the lease lives */
+        }
         if (fate === 'keep') {
           const kept = this.leases.filter((l) => l.kept);
           if (kept.length > 4) (kept[0] as LeaseRecord).kept = false; // retire the oldest: it must expire
           keepers.push(this.#keep(rec));
         } else if (fate === 'revoke') {
           await sleep(500);
-          await unary(lease, 'LeaseRevoke', { ID: id }).then(() => { rec.alive = false; }, () => undefined);
+          await unary(lease, 'LeaseRevoke', { ID: id }).then(
+            () => {
+              rec.alive = false;
+            },
+            () => undefined,
+          );
         }
-      } catch { /* grant failed or unknown: an unknown grant has no key of ours on it */ }
+      } catch {
+        /* grant failed or unknown: an unknown grant has no key of ours on it */
+      }
       lease.close();
       kv.close();
       await sleep(2000);
@@ -227,7 +277,8 @@ export class LeaseWorkload {
         // The lease is gone. Fine if a renewal came too late; a violation if every one was in time.
         rec.alive = false;
         rec.kept = false;
-        if (mono() - rec.lastRenewSentAt < rec.ttl * 1000 - 250) rec.expiredEarly = `lease ${rec.id} answered TTL 0 ${Math.round(mono() - rec.lastRenewSentAt)} ms after a renewal was sent (TTL ${rec.ttl} s)`;
+        if (mono() - rec.lastRenewSentAt < rec.ttl * 1000 - 250)
+          rec.expiredEarly = `lease ${rec.id} answered TTL 0 ${Math.round(mono() - rec.lastRenewSentAt)} ms after a renewal was sent (TTL ${rec.ttl} s)`;
         break;
       }
       if (mono() - rec.lastRenewSentAt >= rec.ttl * 1000) rec.alive = false; // may have lapsed: no claim either way
@@ -237,4 +288,3 @@ export class LeaseWorkload {
     client?.close();
   }
 }
-

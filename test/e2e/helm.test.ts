@@ -22,17 +22,34 @@ const chart = join(root, 'charts', 'ballast');
 describe('helm install charts/ballast', { timeout: 300_000 }, () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'ballast-helm-'));
   const kubeconfig = join(stateDir, 'admin.kubeconfig');
-  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 60_000 });
+  const kubectl = (args: string[], input?: string) =>
+    spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 60_000 });
   const helm = (args: string[]) => spawnSync(helmBin, [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', timeout: 200_000 });
-  const uids = () => kubectl(['get', 'deployment,replicaset,pods,serviceaccount,service,pdb', '-n', 'ballast-system', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'jsonpath={range .items[*]}{.kind}/{.metadata.name}@{.metadata.resourceVersion} {end}']).stdout.trim().split(' ').sort();
+  const uids = () =>
+    kubectl([
+      'get',
+      'deployment,replicaset,pods,serviceaccount,service,pdb',
+      '-n',
+      'ballast-system',
+      '-l',
+      'app.kubernetes.io/instance=ballast',
+      '-o',
+      'jsonpath={range .items[*]}{.kind}/{.metadata.name}@{.metadata.resourceVersion} {end}',
+    ])
+      .stdout.trim()
+      .split(' ')
+      .sort();
 
   before(async () => {
-    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], {
+      encoding: 'utf8',
+      timeout: 150_000,
+    });
     assert.equal(up.status, 0, up.stderr + up.stdout);
   });
   after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
 
-  it('lints strictly, and every object of its renderings and of both kustomize overlays passes the apiserver\'s strict schema validation', async (t) => {
+  it("lints strictly, and every object of its renderings and of both kustomize overlays passes the apiserver's strict schema validation", async (t) => {
     const lint = helm(['lint', '--strict', chart]);
     assert.equal(lint.status, 0, lint.stdout + lint.stderr);
     assert.equal(kubectl(['apply', '--server-side', '-f', join(chart, 'crds')]).status, 0);
@@ -42,11 +59,21 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     // overlays build is checked by this apiserver against Kubernetes v1.36's OpenAPI schemas and
     // the CRDs' own: a server-side dry run with strict field validation (an unknown or misspelt
     // field, a wrong type or a missing required field is an error, not a warning).
-    const minimal = ['operator.replicas=1', 'operator.podDisruptionBudget.enabled=false', 'operator.topologySpread=false',
-      'operator.leaderElection.enabled=false', 'validation.enabled=false', 'injection.enabled=false', 'dashboards.enabled=false'];
+    const minimal = [
+      'operator.replicas=1',
+      'operator.podDisruptionBudget.enabled=false',
+      'operator.topologySpread=false',
+      'operator.leaderElection.enabled=false',
+      'validation.enabled=false',
+      'injection.enabled=false',
+      'dashboards.enabled=false',
+    ];
     const renderings: Array<[string, string[]]> = [
       ['the chart with its defaults', ['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3']],
-      ['the chart with everything optional off', ['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3', ...minimal.flatMap((v) => ['--set', v])]],
+      [
+        'the chart with everything optional off',
+        ['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3', ...minimal.flatMap((v) => ['--set', v])],
+      ],
     ];
     let objects = 0;
     for (const [name, args] of renderings) {
@@ -70,7 +97,10 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     const r = helm(['upgrade', '--install', 'ballast', chart, '-n', 'ballast-system', '--wait', '--timeout', '3m']);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     t.diagnostic(`helm install --wait: ${Date.now() - start} ms`);
-    assert.equal(kubectl(['get', 'deployment', 'ballast-operator', '-n', 'ballast-system', '-o', 'jsonpath={.status.readyReplicas}']).stdout, '2');
+    assert.equal(
+      kubectl(['get', 'deployment', 'ballast-operator', '-n', 'ballast-system', '-o', 'jsonpath={.status.readyReplicas}']).stdout,
+      '2',
+    );
     // Ready pods are not yet a routed Service: kube-proxy programs the webhook Service's new
     // endpoints a moment after (as on any cluster), and until then the apiserver's call to the
     // validating webhook is refused. Users and Argo CD retry; so does this test, and says how long.
@@ -92,35 +122,77 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
   });
 
   it('the validating webhook refuses what the schema and CEL cannot judge, saying what to change', () => {
-    const cluster = (name: string, storage: Record<string, unknown>) => JSON.stringify({ apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name, namespace: 'default' }, spec: { replicas: 1, version: '0.2.0', storage } });
+    const cluster = (name: string, storage: Record<string, unknown>) =>
+      JSON.stringify({
+        apiVersion: 'ballast.dev/v1alpha1',
+        kind: 'StoreCluster',
+        metadata: { name, namespace: 'default' },
+        spec: { replicas: 1, version: '0.2.0', storage },
+      });
     const missing = kubectl(['apply', '-f', '-'], cluster('fast', { size: '1Gi', storageClassName: 'fast-ssd' }));
     assert.notEqual(missing.status, 0, 'a StorageClass that does not exist');
-    assert.match(missing.stderr, /denied the request: StoreCluster default\/fast: spec\.storage\.storageClassName: StorageClass "fast-ssd" does not exist; use one of "[^"]+"/);
-    const set = { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'taken', namespace: 'default' }, spec: { replicas: 0, serviceName: 'taken', selector: { matchLabels: { app: 'taken' } }, template: { metadata: { labels: { app: 'taken' } }, spec: { containers: [{ name: 'c', image: 'ballast-test/http-echo:dev' }] } } } };
+    assert.match(
+      missing.stderr,
+      /denied the request: StoreCluster default\/fast: spec\.storage\.storageClassName: StorageClass "fast-ssd" does not exist; use one of "[^"]+"/,
+    );
+    const set = {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { name: 'taken', namespace: 'default' },
+      spec: {
+        replicas: 0,
+        serviceName: 'taken',
+        selector: { matchLabels: { app: 'taken' } },
+        template: { metadata: { labels: { app: 'taken' } }, spec: { containers: [{ name: 'c', image: 'ballast-test/http-echo:dev' }] } },
+      },
+    };
     assert.equal(kubectl(['apply', '-f', '-'], JSON.stringify(set)).status, 0);
     const taken = kubectl(['apply', '-f', '-'], cluster('taken', { size: '1Gi' }));
     assert.notEqual(taken.status, 0, 'a name another StatefulSet has');
-    assert.match(taken.stderr, /metadata\.name: a StatefulSet named "taken" already exists in namespace "default" and is not this StoreCluster's; choose another name/);
+    assert.match(
+      taken.stderr,
+      /metadata\.name: a StatefulSet named "taken" already exists in namespace "default" and is not this StoreCluster's; choose another name/,
+    );
     assert.equal(kubectl(['delete', 'statefulset', 'taken']).status, 0);
     // The example (no class: the default) was admitted above; an unchanged apply still is.
     assert.equal(kubectl(['apply', '-f', join(root, 'examples', 'storecluster.yaml')]).status, 0);
   });
 
-  it('injects the sidecar into pods of labelled namespaces; the app\'s calls go through it with the ResiliencePolicy streamed by the operator', async (t) => {
+  it("injects the sidecar into pods of labelled namespaces; the app's calls go through it with the ResiliencePolicy streamed by the operator", async (t) => {
     const start = Date.now();
     assert.equal(kubectl(['create', 'namespace', 'shop']).status, 0);
     assert.equal(kubectl(['label', 'namespace', 'shop', 'ballast.dev/injection=enabled']).status, 0);
     const manifests = [
       ...echoService('shop'),
-      { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'echo', namespace: 'shop' }, spec: { service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 3 }, timeouts: { requestMs: 5000 } } } },
+      {
+        apiVersion: 'ballast.dev/v1alpha1',
+        kind: 'ResiliencePolicy',
+        metadata: { name: 'echo', namespace: 'shop' },
+        spec: { service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 3 }, timeouts: { requestMs: 5000 } } },
+      },
       clientPod('shop'),
     ];
     const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
     assert.equal(applied.status, 0, applied.stderr);
     const wait = kubectl(['wait', '-n', 'shop', 'pod/client', '--for=condition=Ready', '--timeout=120s']);
     assert.equal(wait.status, 0, wait.stderr);
-    assert.equal(kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.spec.initContainers[0].name}/{.spec.initContainers[0].restartPolicy}']).stdout, 'ballast-sidecar/Always');
-    assert.equal(kubectl(['get', 'pods', '-n', 'shop', '-l', 'app=echo', '-o', 'jsonpath={range .items[*]}{.spec.initContainers}{end}']).stdout, '', 'opted-out pods are left alone');
+    assert.equal(
+      kubectl([
+        'get',
+        'pod',
+        'client',
+        '-n',
+        'shop',
+        '-o',
+        'jsonpath={.spec.initContainers[0].name}/{.spec.initContainers[0].restartPolicy}',
+      ]).stdout,
+      'ballast-sidecar/Always',
+    );
+    assert.equal(
+      kubectl(['get', 'pods', '-n', 'shop', '-l', 'app=echo', '-o', 'jsonpath={range .items[*]}{.spec.initContainers}{end}']).stdout,
+      '',
+      'opted-out pods are left alone',
+    );
     assert.equal(kubectl(['wait', '-n', 'shop', 'deployment/echo', '--for=condition=Available', '--timeout=120s']).status, 0);
     const ip = kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.status.podIP}']).stdout;
     // The app calls http://echo.shop.svc.cluster.local/ through HTTP_PROXY, i.e. its sidecar.
@@ -137,10 +209,17 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     }
     assert.match(answer, /echo-/, `the answer comes from an echo pod: ${answer}`);
     const metrics = await (await fetch(`http://${ip}:15000/metrics`)).text();
-    assert.match(metrics, /ballast_sidecar_requests_total\{upstream="echo\.shop",route="default",outcome="2xx"\} [1-9]/, 'counted by the sidecar, under the discovered upstream');
+    assert.match(
+      metrics,
+      /ballast_sidecar_requests_total\{upstream="echo\.shop",route="default",outcome="2xx"\} [1-9]/,
+      'counted by the sidecar, under the discovered upstream',
+    );
     // Endpoints reach the sidecar as they become ready (EndpointSlice → operator → discovery
     // stream): the first answer can come while the second echo pod is still on its way.
-    type SidecarConfig = { discovery: { connected: boolean }; config: { upstreams: Array<{ name: string; policy: { retries: { maxAttempts: number } }; endpoints: unknown[] }> } };
+    type SidecarConfig = {
+      discovery: { connected: boolean };
+      config: { upstreams: Array<{ name: string; policy: { retries: { maxAttempts: number } }; endpoints: unknown[] }> };
+    };
     let config = (await (await fetch(`http://${ip}:15000/config`)).json()) as SidecarConfig;
     for (let i = 0; i < 120 && config.config.upstreams.find((u) => u.name === 'echo.shop')?.endpoints.length !== 2; i++) {
       await new Promise((res) => setTimeout(res, 250));
@@ -154,7 +233,15 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     // The leader reports on the policy: its Service and the endpoints sidecars are sent.
     let st = '';
     for (let i = 0; i < 60 && st !== '2/True'; i++) {
-      st = kubectl(['get', 'resiliencepolicy', 'echo', '-n', 'shop', '-o', 'jsonpath={.status.endpoints}/{.status.conditions[?(@.type=="Ready")].status}']).stdout;
+      st = kubectl([
+        'get',
+        'resiliencepolicy',
+        'echo',
+        '-n',
+        'shop',
+        '-o',
+        'jsonpath={.status.endpoints}/{.status.conditions[?(@.type=="Ready")].status}',
+      ]).stdout;
       if (st !== '2/True') await new Promise((res) => setTimeout(res, 250));
     }
     assert.equal(st, '2/True');
@@ -164,16 +251,39 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
       while (Date.now() < end && !cond()) await new Promise((res) => setTimeout(res, 250));
       assert.ok(cond(), what);
     };
-    const rpStatus = () => JSON.parse(kubectl(['get', 'resiliencepolicy', 'echo', '-n', 'shop', '-o', 'jsonpath={.status}']).stdout || '{}') as { selectedPods?: number; acceptedPods?: number; rejections?: Array<{ pod: string; reason: string }>; conditions?: Array<{ type: string; status: string; reason: string; message: string }> };
+    const rpStatus = () =>
+      JSON.parse(kubectl(['get', 'resiliencepolicy', 'echo', '-n', 'shop', '-o', 'jsonpath={.status}']).stdout || '{}') as {
+        selectedPods?: number;
+        acceptedPods?: number;
+        rejections?: Array<{ pod: string; reason: string }>;
+        conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
+      };
     const accepted = () => rpStatus().conditions?.find((c) => c.type === 'Accepted');
-    await until(() => rpStatus().selectedPods === 1 && rpStatus().acceptedPods === 1 && accepted()?.status === 'True', `the client's sidecar accepted the configuration: ${JSON.stringify(rpStatus())}`);
-    const appliedVersion = () => kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.metadata.annotations.ballast\\.dev/discovery-version}']).stdout;
+    await until(
+      () => rpStatus().selectedPods === 1 && rpStatus().acceptedPods === 1 && accepted()?.status === 'True',
+      `the client's sidecar accepted the configuration: ${JSON.stringify(rpStatus())}`,
+    );
+    const appliedVersion = () =>
+      kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.metadata.annotations.ballast\\.dev/discovery-version}']).stdout;
     const firstVersion = appliedVersion();
-    assert.match(firstVersion, /^[0-9a-f]{16}$/, 'the sidecar\'s acknowledgement is recorded on its pod');
+    assert.match(firstVersion, /^[0-9a-f]{16}$/, "the sidecar's acknowledgement is recorded on its pod");
     // A change to the policy reaches the sidecar without a restart.
-    const sidecarConfig = async () => ((await (await fetch(`http://${ip}:15000/config`)).json()) as typeof config).config.upstreams.find((u) => u.name === 'echo.shop')!;
+    const sidecarConfig = async () =>
+      ((await (await fetch(`http://${ip}:15000/config`)).json()) as typeof config).config.upstreams.find((u) => u.name === 'echo.shop')!;
     const changedAt = Date.now();
-    assert.equal(kubectl(['patch', 'resiliencepolicy', 'echo', '-n', 'shop', '--type=merge', '-p', '{"spec":{"policy":{"retries":{"maxAttempts":4}}}}']).status, 0);
+    assert.equal(
+      kubectl([
+        'patch',
+        'resiliencepolicy',
+        'echo',
+        '-n',
+        'shop',
+        '--type=merge',
+        '-p',
+        '{"spec":{"policy":{"retries":{"maxAttempts":4}}}}',
+      ]).status,
+      0,
+    );
     let attempts = 0;
     for (let i = 0; i < 120 && attempts !== 4; i++) {
       attempts = (await sidecarConfig()).policy.retries.maxAttempts;
@@ -181,15 +291,25 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     }
     assert.equal(attempts, 4, 'the new policy is in force in the running sidecar');
     t.diagnostic(`policy change → in force in the sidecar: ${Date.now() - changedAt} ms`);
-    assert.equal(kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.status.initContainerStatuses[0].restartCount}']).stdout, '0', 'no restart');
-    await until(() => appliedVersion() !== firstVersion && rpStatus().acceptedPods === 1 && accepted()?.status === 'True', 'the new version is accepted');
+    assert.equal(
+      kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.status.initContainerStatuses[0].restartCount}']).stdout,
+      '0',
+      'no restart',
+    );
+    await until(
+      () => appliedVersion() !== firstVersion && rpStatus().acceptedPods === 1 && accepted()?.status === 'True',
+      'the new version is accepted',
+    );
     // One the sidecar cannot apply (a local port its admin endpoint holds) is refused; it keeps
     // serving its last good configuration, and the refusal, with the sidecar's reason, is in status.
-    assert.equal(kubectl(['patch', 'resiliencepolicy', 'echo', '-n', 'shop', '--type=merge', '-p', '{"spec":{"localPort":15000}}']).status, 0);
+    assert.equal(
+      kubectl(['patch', 'resiliencepolicy', 'echo', '-n', 'shop', '--type=merge', '-p', '{"spec":{"localPort":15000}}']).status,
+      0,
+    );
     await until(() => accepted()?.reason === 'Rejected', `the refusal shows in status: ${JSON.stringify(rpStatus())}`);
     const refused = rpStatus();
     assert.equal(refused.rejections?.[0]?.pod, 'client');
-    assert.match(refused.rejections?.[0]?.reason ?? '', /15000/, 'the sidecar\'s own reason');
+    assert.match(refused.rejections?.[0]?.reason ?? '', /15000/, "the sidecar's own reason");
     assert.equal(refused.acceptedPods, 0);
     assert.equal((await sidecarConfig()).policy.retries.maxAttempts, 4, 'the last good configuration stays');
     const still = await fetch(`http://${ip}:8080/fetch?url=${encodeURIComponent('http://echo.shop.svc.cluster.local/')}`);
@@ -200,32 +320,75 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     // Selection by label, and inbound listeners: a policy for pods labelled app=client opens a
     // listener in front of the client's own port; one for app=other does not reach this sidecar.
     const more = [
-      { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'client-inbound', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'client' } }, inbound: [{ name: 'http', port: 18080, targetPort: 8080, policy: { rateLimit: { perSecond: 1000 } } }] } },
-      { apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'others', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'other' } }, upstreams: [{ service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 1 } } }] } },
+      {
+        apiVersion: 'ballast.dev/v1alpha1',
+        kind: 'ResiliencePolicy',
+        metadata: { name: 'client-inbound', namespace: 'shop' },
+        spec: {
+          selector: { matchLabels: { app: 'client' } },
+          inbound: [{ name: 'http', port: 18080, targetPort: 8080, policy: { rateLimit: { perSecond: 1000 } } }],
+        },
+      },
+      {
+        apiVersion: 'ballast.dev/v1alpha1',
+        kind: 'ResiliencePolicy',
+        metadata: { name: 'others', namespace: 'shop' },
+        spec: {
+          selector: { matchLabels: { app: 'other' } },
+          upstreams: [{ service: { name: 'echo', port: 80 }, policy: { retries: { maxAttempts: 1 } } }],
+        },
+      },
     ];
     const appliedMore = kubectl(['apply', '-f', '-'], more.map((m) => JSON.stringify(m)).join('\n'));
     assert.equal(appliedMore.status, 0, appliedMore.stderr);
     assert.equal(kubectl(['label', 'pod', 'client', '-n', 'shop', 'app=client']).status, 0);
-    const inboundNames = async () => ((await (await fetch(`http://${ip}:15000/config`)).json()) as { config: { inbound: Array<{ name: string }> } }).config.inbound.map((i) => i.name);
+    const inboundNames = async () =>
+      ((await (await fetch(`http://${ip}:15000/config`)).json()) as { config: { inbound: Array<{ name: string }> } }).config.inbound.map(
+        (i) => i.name,
+      );
     let names: string[] = [];
     for (let i = 0; i < 120 && !names.includes('client-inbound-http'); i++) {
       names = await inboundNames();
       if (!names.includes('client-inbound-http')) await new Promise((res) => setTimeout(res, 100));
     }
-    assert.deepEqual(names, ['client-inbound-http'], 'the selected policy\'s inbound listener, once the pod has the label');
+    assert.deepEqual(names, ['client-inbound-http'], "the selected policy's inbound listener, once the pod has the label");
     const inbound = await fetch(`http://${ip}:18080/`);
     assert.equal(inbound.status, 200);
-    assert.match(await inbound.text(), /"pod":"client"/, 'through the sidecar\'s inbound listener to the app');
+    assert.match(await inbound.text(), /"pod":"client"/, "through the sidecar's inbound listener to the app");
     assert.equal((await sidecarConfig()).policy.retries.maxAttempts, 4, 'a policy selecting other pods does not touch this sidecar');
-    const selected = (name: string) => kubectl(['get', 'resiliencepolicy', name, '-n', 'shop', '-o', 'jsonpath={.status.selectedPods}']).stdout;
+    const selected = (name: string) =>
+      kubectl(['get', 'resiliencepolicy', name, '-n', 'shop', '-o', 'jsonpath={.status.selectedPods}']).stdout;
     await until(() => selected('client-inbound') === '1' && selected('others') === '0', 'status counts the pods each policy selects');
     // Outside labelled namespaces, a pod can ask for itself; kube-system never gets one.
-    const solo = kubectl(['run', 'solo', '-n', 'default', '--image=ballast-test/http-echo:dev', '--labels=ballast.dev/inject=enabled', '--restart=Never']);
+    const solo = kubectl([
+      'run',
+      'solo',
+      '-n',
+      'default',
+      '--image=ballast-test/http-echo:dev',
+      '--labels=ballast.dev/inject=enabled',
+      '--restart=Never',
+    ]);
     assert.equal(solo.status, 0, solo.stderr);
-    assert.equal(kubectl(['get', 'pod', 'solo', '-n', 'default', '-o', 'jsonpath={.spec.initContainers[0].name}']).stdout, 'ballast-sidecar');
-    const sys = kubectl(['run', 'sys', '-n', 'kube-system', '--image=ballast-test/http-echo:dev', '--labels=ballast.dev/inject=enabled', '--restart=Never']);
+    assert.equal(
+      kubectl(['get', 'pod', 'solo', '-n', 'default', '-o', 'jsonpath={.spec.initContainers[0].name}']).stdout,
+      'ballast-sidecar',
+    );
+    const sys = kubectl([
+      'run',
+      'sys',
+      '-n',
+      'kube-system',
+      '--image=ballast-test/http-echo:dev',
+      '--labels=ballast.dev/inject=enabled',
+      '--restart=Never',
+    ]);
     assert.equal(sys.status, 0, sys.stderr);
-    assert.equal(kubectl(['get', 'pod', 'sys', '-n', 'kube-system', '-o', 'jsonpath={.spec.initContainers}']).stdout, '', 'kube-system is never injected');
+    assert.equal(
+      kubectl(['get', 'pod', 'sys', '-n', 'kube-system', '-o', 'jsonpath={.spec.initContainers}']).stdout,
+      '',
+      'kube-system is never injected',
+    );
     kubectl(['delete', 'pod', 'solo', '-n', 'default', '--wait=false']);
     kubectl(['delete', 'pod', 'sys', '-n', 'kube-system', '--wait=false']);
     assert.equal(kubectl(['delete', 'namespace', 'shop', '--wait=false']).status, 0);
@@ -246,12 +409,33 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     const r = helm(['uninstall', 'ballast', '-n', 'ballast-system', '--wait']);
     assert.equal(r.status, 0, r.stderr);
     // The leader-election Lease is the operator's own record, not a chart resource: it goes with the namespace.
-    const left = () => kubectl(['get', 'all,serviceaccount,role,rolebinding,pdb', '-n', 'ballast-system', '-o', 'name']).stdout.split('\n').filter((l) => l && l !== 'serviceaccount/default');
+    const left = () =>
+      kubectl(['get', 'all,serviceaccount,role,rolebinding,pdb', '-n', 'ballast-system', '-o', 'name'])
+        .stdout.split('\n')
+        .filter((l) => l && l !== 'serviceaccount/default');
     // Pods go by garbage collection after their Deployment: give them their grace period.
     for (let i = 0; i < 120 && left().length > 0; i++) await new Promise((res) => setTimeout(res, 250));
     assert.deepEqual(left(), []);
-    assert.equal(kubectl(['get', 'clusterrole,clusterrolebinding', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'name']).stdout.trim(), '');
-    assert.equal(kubectl(['get', 'configmap,secret,mutatingwebhookconfiguration,validatingwebhookconfiguration', '-A', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'name']).stdout.trim(), '', 'dashboards and the webhook configuration go too');
-    assert.equal(kubectl(['get', 'crd', 'storeclusters.ballast.dev', '-o', 'name']).stdout.trim(), 'customresourcedefinition.apiextensions.k8s.io/storeclusters.ballast.dev');
+    assert.equal(
+      kubectl(['get', 'clusterrole,clusterrolebinding', '-l', 'app.kubernetes.io/instance=ballast', '-o', 'name']).stdout.trim(),
+      '',
+    );
+    assert.equal(
+      kubectl([
+        'get',
+        'configmap,secret,mutatingwebhookconfiguration,validatingwebhookconfiguration',
+        '-A',
+        '-l',
+        'app.kubernetes.io/instance=ballast',
+        '-o',
+        'name',
+      ]).stdout.trim(),
+      '',
+      'dashboards and the webhook configuration go too',
+    );
+    assert.equal(
+      kubectl(['get', 'crd', 'storeclusters.ballast.dev', '-o', 'name']).stdout.trim(),
+      'customresourcedefinition.apiextensions.k8s.io/storeclusters.ballast.dev',
+    );
   });
 });

@@ -14,11 +14,18 @@ const root = join(import.meta.dirname, '..', '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string; devDependencies: Record<string, string> };
 const ref = `docker.io/library/ballast:${pkg.version}`;
 const cache = cacheDir();
-const buildah = (...args: string[]) => spawnSync('buildah', ['--root', join(cache, 'buildah', 'root'), '--runroot', join(cache, 'buildah', 'run'), '--storage-driver', 'overlay', ...args], { encoding: 'utf8', timeout: 120_000 });
+const buildah = (...args: string[]) =>
+  spawnSync(
+    'buildah',
+    ['--root', join(cache, 'buildah', 'root'), '--runroot', join(cache, 'buildah', 'run'), '--storage-driver', 'overlay', ...args],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
 
 describe(`the ballast image (${ref})`, () => {
   const inspect = buildah('inspect', '--type', 'image', ref);
-  const image = JSON.parse(inspect.stdout || '{}') as { OCIv1?: { config?: { User?: string; Entrypoint?: string[]; Labels?: Record<string, string>; Env?: string[] } } };
+  const image = JSON.parse(inspect.stdout || '{}') as {
+    OCIv1?: { config?: { User?: string; Entrypoint?: string[]; Labels?: Record<string, string>; Env?: string[] } };
+  };
   const config = image.OCIv1?.config ?? {};
   let container = '';
   after(() => {
@@ -32,7 +39,13 @@ describe(`the ballast image (${ref})`, () => {
   });
 
   it('carries the OCI labels, with the package version', () => {
-    for (const k of ['org.opencontainers.image.title', 'org.opencontainers.image.version', 'org.opencontainers.image.source', 'org.opencontainers.image.licenses']) assert.ok(config.Labels?.[k], `label ${k}`);
+    for (const k of [
+      'org.opencontainers.image.title',
+      'org.opencontainers.image.version',
+      'org.opencontainers.image.source',
+      'org.opencontainers.image.licenses',
+    ])
+      assert.ok(config.Labels?.[k], `label ${k}`);
     assert.equal(config.Labels?.['org.opencontainers.image.version'], pkg.version);
   });
 
@@ -55,7 +68,7 @@ describe(`the ballast image (${ref})`, () => {
     buildah('umount', container);
   });
 
-  it('is the chart\'s default image: repository ballast at the chart\'s appVersion', () => {
+  it("is the chart's default image: repository ballast at the chart's appVersion", () => {
     assert.match(readFileSync(join(root, 'charts', 'ballast', 'Chart.yaml'), 'utf8'), new RegExp(`appVersion: "${pkg.version}"`));
     assert.match(readFileSync(join(root, 'charts', 'ballast', 'values.yaml'), 'utf8'), /image:\n {2}repository: ballast\n/);
   });

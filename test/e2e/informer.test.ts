@@ -30,7 +30,13 @@ describe('lib/kube informer and work queue on a real apiserver', { timeout: 180_
     kc.loadFromFile(api.kubeconfig);
     core = kc.makeApiClient(CoreV1Api);
     await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'before-start' }, data: { a: '1' } } });
-    informer = new SharedInformer<V1ConfigMap>({ kubeconfig: kc, path: '/api/v1/namespaces/default/configmaps', list: () => core.listNamespacedConfigMap({ namespace: 'default' }), clock: realClock, restartDelayMs: 200 });
+    informer = new SharedInformer<V1ConfigMap>({
+      kubeconfig: kc,
+      path: '/api/v1/namespaces/default/configmaps',
+      list: () => core.listNamespacedConfigMap({ namespace: 'default' }),
+      clock: realClock,
+      restartDelayMs: 200,
+    });
     informer.onChange((key) => {
       seen.push(key);
       queue.add(key);
@@ -67,7 +73,10 @@ describe('lib/kube informer and work queue on a real apiserver', { timeout: 180_
 
   it('recovers after the apiserver restarts: changes made while it was away reach the cache', async () => {
     await api.stop();
-    api = await ApiServer.restartLike(api, store.members.map((m) => `127.0.0.1:${m.clientPort}`));
+    api = await ApiServer.restartLike(
+      api,
+      store.members.map((m) => `127.0.0.1:${m.clientPort}`),
+    );
     await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'after-restart' }, data: { ok: 'yes' } } });
     await until(() => informer.get('default/after-restart')?.data?.['ok'] === 'yes', 60_000);
   });

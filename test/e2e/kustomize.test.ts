@@ -17,16 +17,24 @@ const root = join(import.meta.dirname, '..', '..');
 describe('kubectl apply -k kustomize/overlays/{dev,production}', { timeout: 400_000 }, () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'ballast-kustomize-'));
   const kubeconfig = join(stateDir, 'admin.kubeconfig');
-  const kubectl = (args: string[], input?: string) => spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 150_000 });
+  const kubectl = (args: string[], input?: string) =>
+    spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 150_000 });
 
   before(async () => {
-    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], { encoding: 'utf8', timeout: 150_000 });
+    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], {
+      encoding: 'utf8',
+      timeout: 150_000,
+    });
     assert.equal(up.status, 0, up.stderr + up.stdout);
   });
   after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
 
-  it('the base is the Helm chart\'s rendering (npm run gen:kustomize)', () => {
-    assert.equal(readFileSync(join(root, 'kustomize', 'base', 'ballast.yaml'), 'utf8'), renderKustomizeBase(), 'kustomize/base/ballast.yaml is stale: run npm run gen:kustomize');
+  it("the base is the Helm chart's rendering (npm run gen:kustomize)", () => {
+    assert.equal(
+      readFileSync(join(root, 'kustomize', 'base', 'ballast.yaml'), 'utf8'),
+      renderKustomizeBase(),
+      'kustomize/base/ballast.yaml is stale: run npm run gen:kustomize',
+    );
   });
 
   const overlay = async (name: string, replicas: number, t: { diagnostic(s: string): void }) => {
@@ -38,7 +46,10 @@ describe('kubectl apply -k kustomize/overlays/{dev,production}', { timeout: 400_
     assert.equal(applied.status, 0, applied.stderr);
     const rolled = kubectl(['rollout', 'status', 'deployment/ballast-operator', '-n', 'ballast-system', '--timeout=120s']);
     assert.equal(rolled.status, 0, rolled.stderr + rolled.stdout);
-    assert.equal(kubectl(['get', 'deployment', 'ballast-operator', '-n', 'ballast-system', '-o', 'jsonpath={.status.readyReplicas}']).stdout, String(replicas));
+    assert.equal(
+      kubectl(['get', 'deployment', 'ballast-operator', '-n', 'ballast-system', '-o', 'jsonpath={.status.readyReplicas}']).stdout,
+      String(replicas),
+    );
     // The operator runs: one replica holds the Lease.
     let holder = '';
     for (let i = 0; i < 120 && !holder.startsWith('ballast-operator-'); i++) {
@@ -47,29 +58,60 @@ describe('kubectl apply -k kustomize/overlays/{dev,production}', { timeout: 400_
     }
     assert.match(holder, /^ballast-operator-/);
     t.diagnostic(`${name}: applied → ${replicas} replica(s) ready and leading in ${Date.now() - start} ms`);
-    assert.deepEqual(manifestDrift(built.stdout, [`--kubeconfig=${kubeconfig}`], 'default'), [], 'every field the overlay sets reads back unchanged');
+    assert.deepEqual(
+      manifestDrift(built.stdout, [`--kubeconfig=${kubeconfig}`], 'default'),
+      [],
+      'every field the overlay sets reads back unchanged',
+    );
     return built.stdout;
   };
 
   it('dev: one replica with debug logs', async (t) => {
     await overlay('dev', 1, t);
-    const env = kubectl(['get', 'pods', '-n', 'ballast-system', '-l', 'app.kubernetes.io/name=ballast-operator', '-o', 'jsonpath={.items[0].spec.containers[0].env[?(@.name=="BALLAST_LOG_LEVEL")].value}']).stdout;
+    const env = kubectl([
+      'get',
+      'pods',
+      '-n',
+      'ballast-system',
+      '-l',
+      'app.kubernetes.io/name=ballast-operator',
+      '-o',
+      'jsonpath={.items[0].spec.containers[0].env[?(@.name=="BALLAST_LOG_LEVEL")].value}',
+    ]).stdout;
     assert.equal(env, 'debug');
   });
 
   it('production: two replicas, a PodDisruptionBudget, resources and spread; a StoreCluster runs under it', async (t) => {
     await overlay('production', 2, t);
     assert.equal(kubectl(['get', 'pdb', 'ballast-operator', '-n', 'ballast-system', '-o', 'jsonpath={.spec.minAvailable}']).stdout, '1');
-    assert.equal(kubectl(['get', 'deployment', 'ballast-operator', '-n', 'ballast-system', '-o', 'jsonpath={.spec.template.spec.containers[0].resources.requests.cpu}']).stdout, '100m');
+    assert.equal(
+      kubectl([
+        'get',
+        'deployment',
+        'ballast-operator',
+        '-n',
+        'ballast-system',
+        '-o',
+        'jsonpath={.spec.template.spec.containers[0].resources.requests.cpu}',
+      ]).stdout,
+      '100m',
+    );
     const applied = await applyWhenRouted(kubectl, ['-f', join(root, 'examples', 'storecluster.yaml')]);
     assert.equal(applied.status, 0, applied.stderr);
     const wait = kubectl(['wait', 'storecluster/example', '--for=condition=Ready', '--timeout=150s']);
     // When it does not get there, say where it stands: the conditions, the pods, the operator's last words.
-    const story = () => [
-      kubectl(['get', 'storecluster', 'example', '-o', 'jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\\n"}{end}']).stdout,
-      kubectl(['get', 'pods', '-A', '-o', 'wide']).stdout,
-      kubectl(['logs', '-n', 'ballast-system', '-l', 'app.kubernetes.io/name=ballast-operator', '--tail=30', '--prefix']).stdout,
-    ].join('\n');
+    const story = () =>
+      [
+        kubectl([
+          'get',
+          'storecluster',
+          'example',
+          '-o',
+          'jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\\n"}{end}',
+        ]).stdout,
+        kubectl(['get', 'pods', '-A', '-o', 'wide']).stdout,
+        kubectl(['logs', '-n', 'ballast-system', '-l', 'app.kubernetes.io/name=ballast-operator', '--tail=30', '--prefix']).stdout,
+      ].join('\n');
     assert.equal(wait.status, 0, wait.status === 0 ? '' : `${wait.stderr}\n${story()}`);
   });
 

@@ -19,13 +19,22 @@ import { startUpstreams } from '../support/upstreams.ts';
 class MemCache<T> implements Cache<T> {
   items: T[] = [];
   readonly #fns: Array<(k: string) => void> = [];
-  list(): readonly T[] { return this.items; }
-  onChange(fn: (k: string) => void): void { this.#fns.push(fn); }
-  set(items: T[]): void { this.items = items; for (const f of this.#fns) f('x'); }
+  list(): readonly T[] {
+    return this.items;
+  }
+  onChange(fn: (k: string) => void): void {
+    this.#fns.push(fn);
+  }
+  set(items: T[]): void {
+    this.items = items;
+    for (const f of this.#fns) f('x');
+  }
 }
 
 const cleanups: Array<() => Promise<void>> = [];
-after(async () => { for (const c of cleanups.reverse()) await c(); });
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
 
 async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -37,7 +46,9 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
 
 it('policies and endpoints flow from the discovery service to a sidecar; a refused policy leaves the last good one serving', async () => {
   const ups = await startUpstreams(2);
-  cleanups.push(async () => { for (const u of ups) await u.stop(); });
+  cleanups.push(async () => {
+    for (const u of ups) await u.stop();
+  });
   const policies = new MemCache<ResiliencePolicy>();
   const services = new MemCache<V1Service>();
   const slices = new MemCache<V1EndpointSlice>();
@@ -47,7 +58,8 @@ it('policies and endpoints flow from the discovery service to a sidecar; a refus
   cleanups.push(() => server.stop());
 
   const endpointSlice = (ports: number[]): V1EndpointSlice => ({
-    addressType: 'IPv4', metadata: { name: 'orders-abc', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'orders' } },
+    addressType: 'IPv4',
+    metadata: { name: 'orders-abc', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'orders' } },
     // The test's upstreams all listen on 127.0.0.1 at different ports: one slice per port is how
     // Kubernetes would say it, each with its own target port.
     ports: [{ name: 'http', port: ports[0]! }],
@@ -55,18 +67,30 @@ it('policies and endpoints flow from the discovery service to a sidecar; a refus
   });
   services.set([{ metadata: { name: 'orders', namespace: 'shop' }, spec: { ports: [{ name: 'http', port: 80 }] } }]);
   slices.set([endpointSlice([ups[0]!.port])]);
-  const rp = (policy: unknown): ResiliencePolicy => ({ apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name: 'orders', namespace: 'shop', generation: 1 }, spec: { service: { name: 'orders', port: 80 }, protocol: 'auto', localPort: 0, policy } });
+  const rp = (policy: unknown): ResiliencePolicy => ({
+    apiVersion: 'ballast.dev/v1alpha1',
+    kind: 'ResiliencePolicy',
+    metadata: { name: 'orders', namespace: 'shop', generation: 1 },
+    spec: { service: { name: 'orders', port: 80 }, protocol: 'auto', localPort: 0, policy },
+  });
   policies.set([rp({ retries: { maxAttempts: 2 } })]);
 
-  const sc = new Sidecar(resolveConfig({ admin: '127.0.0.1:0', proxy: { listen: '127.0.0.1:0' }, discovery: { address: `127.0.0.1:${port}` } }, 'test'), { clock: realClock, random: new SeededRandom(3), log: silentLogger, metrics: new Metrics({ defaultMetrics: false }) });
+  const sc = new Sidecar(
+    resolveConfig({ admin: '127.0.0.1:0', proxy: { listen: '127.0.0.1:0' }, discovery: { address: `127.0.0.1:${port}` } }, 'test'),
+    { clock: realClock, random: new SeededRandom(3), log: silentLogger, metrics: new Metrics({ defaultMetrics: false }) },
+  );
   await sc.start();
   sc.startDiscovery('shop/web-0');
   cleanups.push(() => sc.stop(100));
-  const viaProxy = (host: string) => new Promise<number>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: sc.port('proxy'), path: `http://${host}/x`, headers: { host } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
-    req.on('error', reject);
-    req.end();
-  });
+  const viaProxy = (host: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: sc.port('proxy'), path: `http://${host}/x`, headers: { host } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end();
+    });
   await until(() => sc.upstream('orders.shop') !== undefined, 'the discovered upstream');
   assert.equal(await viaProxy('orders.shop.svc.cluster.local'), 200);
   assert.equal(ups[0]!.seen.length, 1);
@@ -79,7 +103,16 @@ it('policies and endpoints flow from the discovery service to a sidecar; a refus
 
   // A bad policy: the sidecar refuses it, the operator counts the refusal, traffic still flows.
   policies.set([rp({ retries: { maxAttempts: 0 } })]);
-  await until(async () => /ballast_operator_discovery_nacks_total 1/.test(await metrics.registry.getSingleMetricAsString('ballast_operator_discovery_nacks_total')), 'the nack');
+  await until(
+    async () =>
+      /ballast_operator_discovery_nacks_total 1/.test(
+        await metrics.registry.getSingleMetricAsString('ballast_operator_discovery_nacks_total'),
+      ),
+    'the nack',
+  );
   assert.equal(await viaProxy('orders.shop'), 200);
-  assert.match(await metrics.registry.getSingleMetricAsString('ballast_operator_discovery_streams'), /ballast_operator_discovery_streams 1/);
+  assert.match(
+    await metrics.registry.getSingleMetricAsString('ballast_operator_discovery_streams'),
+    /ballast_operator_discovery_streams 1/,
+  );
 });

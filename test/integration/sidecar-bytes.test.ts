@@ -41,19 +41,39 @@ describe(`sidecar byte-exactness property (${cases} cases, seed ${seed})`, { tim
     const dead = `127.0.0.1:${await freePort()}`;
     const policy = (retries: boolean) => ({
       timeouts: { requestMs: 20_000, attemptMs: 5_000, idleMs: 10_000 },
-      retries: retries ? { maxAttempts: 3, backoffBaseMs: 2, backoffMaxMs: 20, idempotentPaths: ['/'], budget: { ratioPercent: 100, minPerSecond: 1000 } } : { maxAttempts: 1 },
+      retries: retries
+        ? { maxAttempts: 3, backoffBaseMs: 2, backoffMaxMs: 20, idempotentPaths: ['/'], budget: { ratioPercent: 100, minPerSecond: 1000 } }
+        : { maxAttempts: 1 },
       hedge: retries ? { enabled: true, delayMs: 15, maxHedges: 1 } : { enabled: false },
       // Breakers and ejection off: every request meets the attempt paths (they are tested apart).
       breaker: { endpoint: { consecutiveFailures: 0, failureRatePercent: 0 }, upstream: { consecutiveFailures: 0, failureRatePercent: 0 } },
       outlier: { enabled: false },
     });
-    const upstream = (name: string, protocol: string, eps: string[], retries: boolean) => ({ name, listen: '127.0.0.1:0', protocol, endpoints: eps, policy: policy(retries) });
+    const upstream = (name: string, protocol: string, eps: string[], retries: boolean) => ({
+      name,
+      listen: '127.0.0.1:0',
+      protocol,
+      endpoints: eps,
+      policy: policy(retries),
+    });
     const eps = [...both.map((u) => u.address), dead];
-    sc = new Sidecar(resolveConfig({ admin: '127.0.0.1:0', upstreams: [
-      upstream('h1-retry', 'http1', eps, true), upstream('h1-once', 'http1', eps, false),
-      upstream('h2-retry', 'http2', eps, true), upstream('h2-once', 'http2', eps, false),
-      upstream('auto-retry', 'auto', [...h1only.map((u) => u.address), dead], true), upstream('auto-once', 'auto', [...h1only.map((u) => u.address), dead], false),
-    ] }, 'test'), { clock: realClock, random: new SeededRandom(seed + 1), log: silentLogger, metrics: new Metrics({ defaultMetrics: false }) });
+    sc = new Sidecar(
+      resolveConfig(
+        {
+          admin: '127.0.0.1:0',
+          upstreams: [
+            upstream('h1-retry', 'http1', eps, true),
+            upstream('h1-once', 'http1', eps, false),
+            upstream('h2-retry', 'http2', eps, true),
+            upstream('h2-once', 'http2', eps, false),
+            upstream('auto-retry', 'auto', [...h1only.map((u) => u.address), dead], true),
+            upstream('auto-once', 'auto', [...h1only.map((u) => u.address), dead], false),
+          ],
+        },
+        'test',
+      ),
+      { clock: realClock, random: new SeededRandom(seed + 1), log: silentLogger, metrics: new Metrics({ defaultMetrics: false }) },
+    );
     await sc.start();
   });
   after(async () => {
@@ -74,7 +94,10 @@ describe(`sidecar byte-exactness property (${cases} cases, seed ${seed})`, { tim
   };
 
   /** Write `body` in random chunks, with a pause now and then. */
-  async function writeChunked(w: { write(c: Buffer): boolean; end(): void; once(e: 'drain', f: () => void): unknown }, body: Buffer): Promise<void> {
+  async function writeChunked(
+    w: { write(c: Buffer): boolean; end(): void; once(e: 'drain', f: () => void): unknown },
+    body: Buffer,
+  ): Promise<void> {
     const max = 1 + Math.floor(r.next() * 65_536);
     for (let at = 0; at < body.length;) {
       const n = Math.min(body.length - at, 1 + Math.floor(r.next() * max));
@@ -88,14 +111,27 @@ describe(`sidecar byte-exactness property (${cases} cases, seed ${seed})`, { tim
   function callH1(upstream: string, body: Buffer, faults: Record<string, string>): Promise<Outcome> {
     return new Promise((resolve) => {
       const chunked = r.next() < 0.5;
-      const req = http.request({ host: '127.0.0.1', port: port(upstream), method: 'PUT', path: '/echo', agent: false,
-        headers: { ...faults, ...(chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': String(body.length) }) } }, (res) => {
-        const got: Buffer[] = [];
-        res.on('data', (c: Buffer) => got.push(c));
-        res.on('end', () => resolve(res.statusCode === 200 ? { kind: 'ok', body: Buffer.concat(got) } : { kind: 'error', what: `status ${res.statusCode}` }));
-        res.on('error', (e) => resolve({ kind: 'error', what: e.message }));
-        res.on('aborted', () => resolve({ kind: 'error', what: 'aborted' }));
-      });
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port: port(upstream),
+          method: 'PUT',
+          path: '/echo',
+          agent: false,
+          headers: { ...faults, ...(chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': String(body.length) }) },
+        },
+        (res) => {
+          const got: Buffer[] = [];
+          res.on('data', (c: Buffer) => got.push(c));
+          res.on('end', () =>
+            resolve(
+              res.statusCode === 200 ? { kind: 'ok', body: Buffer.concat(got) } : { kind: 'error', what: `status ${res.statusCode}` },
+            ),
+          );
+          res.on('error', (e) => resolve({ kind: 'error', what: e.message }));
+          res.on('aborted', () => resolve({ kind: 'error', what: 'aborted' }));
+        },
+      );
       req.on('error', (e) => resolve({ kind: 'error', what: e.message }));
       void writeChunked(req, body).catch(() => undefined);
     });
@@ -112,22 +148,49 @@ describe(`sidecar byte-exactness property (${cases} cases, seed ${seed})`, { tim
       const s = session.request({ ':method': 'PUT', ':path': '/echo', ...faults });
       let status = 0;
       const got: Buffer[] = [];
-      s.on('response', (h) => { status = Number(h[':status']); });
+      s.on('response', (h) => {
+        status = Number(h[':status']);
+      });
       s.on('data', (c: Buffer) => got.push(c));
       s.on('error', (e) => done({ kind: 'error', what: e.message }));
       // A stream the peer reset ends as if complete: only END_STREAM with no reset code is complete.
-      s.on('end', () => done(s.rstCode !== http2.constants.NGHTTP2_NO_ERROR ? { kind: 'error', what: `reset ${s.rstCode}` } : status === 200 ? { kind: 'ok', body: Buffer.concat(got) } : { kind: 'error', what: `status ${status}` }));
+      s.on('end', () =>
+        done(
+          s.rstCode !== http2.constants.NGHTTP2_NO_ERROR
+            ? { kind: 'error', what: `reset ${s.rstCode}` }
+            : status === 200
+              ? { kind: 'ok', body: Buffer.concat(got) }
+              : { kind: 'error', what: `status ${status}` },
+        ),
+      );
       s.on('close', () => done({ kind: 'error', what: `closed (${s.rstCode})` }));
       void writeChunked(s, body).catch(() => undefined);
     });
   }
 
-  const Echo = grpc.makeGenericClientConstructor({
-    Echo: { path: '/test.Echo/Echo', requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b },
-  }, 'Echo');
+  const Echo = grpc.makeGenericClientConstructor(
+    {
+      Echo: {
+        path: '/test.Echo/Echo',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (b: Buffer) => b,
+        requestDeserialize: (b: Buffer) => b,
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: (b: Buffer) => b,
+      },
+    },
+    'Echo',
+  );
   function callGrpc(upstream: string, body: Buffer, faults: Record<string, string>): Promise<Outcome> {
     return new Promise((resolve) => {
-      const client = new Echo(`127.0.0.1:${port(upstream)}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 }) as unknown as { Echo(b: Buffer, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): void; close(): void };
+      const client = new Echo(`127.0.0.1:${port(upstream)}`, grpc.credentials.createInsecure(), {
+        'grpc.max_receive_message_length': -1,
+        'grpc.max_send_message_length': -1,
+      }) as unknown as {
+        Echo(b: Buffer, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): void;
+        close(): void;
+      };
       const md = new grpc.Metadata();
       for (const [k, v] of Object.entries(faults)) md.set(k, v);
       client.Echo(body, md, { deadline: Date.now() + 30_000 }, (e, res) => {
@@ -150,7 +213,12 @@ describe(`sidecar byte-exactness property (${cases} cases, seed ${seed})`, { tim
       for (let j = 0; j < n; j++) body[j] = (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24;
       const faults = { 'x-fault-a': fault(), 'x-fault-b': fault() };
       const what = `case ${i} (seed ${seed}): ${protocol} via ${upstream}, ${n} bytes, faults a=${faults['x-fault-a']} b=${faults['x-fault-b']}`;
-      const out = protocol === 'h1' ? await callH1(upstream, body, faults) : protocol === 'grpc' ? await callGrpc(upstream, body, faults) : await callH2(upstream, body, faults);
+      const out =
+        protocol === 'h1'
+          ? await callH1(upstream, body, faults)
+          : protocol === 'grpc'
+            ? await callGrpc(upstream, body, faults)
+            : await callH2(upstream, body, faults);
       if (out.kind === 'ok') {
         assert.equal(out.body.length, body.length, `${what}: a success with ${out.body.length} bytes instead of ${body.length}`);
         assert.equal(sha(out.body), sha(body), `${what}: a success whose bytes differ from those sent`);
@@ -158,8 +226,17 @@ describe(`sidecar byte-exactness property (${cases} cases, seed ${seed})`, { tim
       const key = `${protocol} ${out.kind}`;
       tally[key] = (tally[key] ?? 0) + 1;
     }
-    t.diagnostic(`seed ${seed}: ${Object.entries(tally).sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    t.diagnostic(
+      `seed ${seed}: ${Object.entries(tally)
+        .sort()
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
     // Enough of each kind happened for the property to mean something.
-    for (const p of ['h1', 'h2c', 'h2c-to-h1', 'grpc']) assert.ok((tally[`${p} ok`] ?? 0) > 0 && (tally[`${p} error`] ?? 0) > 0, `${p}: successes and errors both happened (${JSON.stringify(tally)})`);
+    for (const p of ['h1', 'h2c', 'h2c-to-h1', 'grpc'])
+      assert.ok(
+        (tally[`${p} ok`] ?? 0) > 0 && (tally[`${p} error`] ?? 0) > 0,
+        `${p}: successes and errors both happened (${JSON.stringify(tally)})`,
+      );
   });
 });

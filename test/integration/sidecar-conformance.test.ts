@@ -31,8 +31,22 @@ const h2spec = join(cacheDir(), 'h2spec-v2.2.1', 'h2spec');
  * does only as part of xDS setups), orca_per_rpc and orca_oob (the server must be started with
  * ORCA metrics, which its flags do not offer).
  */
-export const interopCases = ['empty_unary', 'large_unary', 'client_streaming', 'server_streaming', 'ping_pong', 'empty_stream', 'timeout_on_sleeping_server',
-  'cancel_after_begin', 'cancel_after_first_response', 'status_code_and_message', 'special_status_message', 'custom_metadata', 'unimplemented_method', 'unimplemented_service'];
+export const interopCases = [
+  'empty_unary',
+  'large_unary',
+  'client_streaming',
+  'server_streaming',
+  'ping_pong',
+  'empty_stream',
+  'timeout_on_sleeping_server',
+  'cancel_after_begin',
+  'cancel_after_first_response',
+  'status_code_and_message',
+  'special_status_message',
+  'custom_metadata',
+  'unimplemented_method',
+  'unimplemented_service',
+];
 
 const procs: ChildProcess[] = [];
 process.once('exit', () => {
@@ -55,13 +69,23 @@ describe('peer conformance: grpc-go interop and h2spec', { timeout: 600_000 }, (
     echo = await startFaultUpstreams(['a']);
     for (const k of Object.keys(listen) as Array<keyof typeof listen>) listen[k] = await freePort();
     const dead = `127.0.0.1:${await freePort()}`;
-    sidecar = await startSidecar({ upstreams: [
-      { name: 'plain', listen: `127.0.0.1:${listen.plain}`, protocol: 'http2', endpoints: [`127.0.0.1:${ports.a}`] },
-      { name: 'hedged', listen: `127.0.0.1:${listen.hedged}`, protocol: 'http2', endpoints: [`127.0.0.1:${ports.a}`, `127.0.0.1:${ports.b}`],
-        policy: { retries: { maxAttempts: 3, idempotentPaths: ['/grpc.testing.TestService/'] }, hedge: { enabled: true, delayMs: 5 } } },
-      { name: 'onedown', listen: `127.0.0.1:${listen.onedown}`, protocol: 'http2', endpoints: [`127.0.0.1:${ports.a}`, dead] },
-      { name: 'h2spec', listen: `127.0.0.1:${listen.h2spec}`, protocol: 'auto', endpoints: [echo[0]!.address] },
-    ] }, await freePort());
+    sidecar = await startSidecar(
+      {
+        upstreams: [
+          { name: 'plain', listen: `127.0.0.1:${listen.plain}`, protocol: 'http2', endpoints: [`127.0.0.1:${ports.a}`] },
+          {
+            name: 'hedged',
+            listen: `127.0.0.1:${listen.hedged}`,
+            protocol: 'http2',
+            endpoints: [`127.0.0.1:${ports.a}`, `127.0.0.1:${ports.b}`],
+            policy: { retries: { maxAttempts: 3, idempotentPaths: ['/grpc.testing.TestService/'] }, hedge: { enabled: true, delayMs: 5 } },
+          },
+          { name: 'onedown', listen: `127.0.0.1:${listen.onedown}`, protocol: 'http2', endpoints: [`127.0.0.1:${ports.a}`, dead] },
+          { name: 'h2spec', listen: `127.0.0.1:${listen.h2spec}`, protocol: 'auto', endpoints: [echo[0]!.address] },
+        ],
+      },
+      await freePort(),
+    );
   });
   after(async () => {
     await sidecar?.proc.stop();
@@ -86,7 +110,8 @@ describe('peer conformance: grpc-go interop and h2spec', { timeout: 600_000 }, (
       const direct = await interopCase(ports.a, test);
       const via = [await interopCase(listen.plain, test), await interopCase(listen.hedged, test), await interopCase(listen.onedown, test)];
       rows.push(`| ${test} | ${direct} | ${via.join(' | ')} |`);
-      if (direct === 'pass') via.forEach((v, i) => v !== 'pass' && failed.push(`${test} (${['defaults', 'retries+hedging', 'one down'][i]}): ${v}`));
+      if (direct === 'pass')
+        via.forEach((v, i) => v !== 'pass' && failed.push(`${test} (${['defaults', 'retries+hedging', 'one down'][i]}): ${v}`));
       else failed.push(`${test} fails directly: ${direct}`);
     }
     t.diagnostic(`\n${rows.join('\n')}`);
@@ -97,12 +122,14 @@ describe('peer conformance: grpc-go interop and h2spec', { timeout: 600_000 }, (
   const h2specRun = async (port: number): Promise<{ passed: Set<string>; failed: Set<string>; summary: string }> => {
     const dir = mkdtempSync(join(tmpdir(), 'ballast-h2spec-'));
     const report = join(dir, 'report.xml');
-    const r = await run(h2spec, ['-h', '127.0.0.1', '-p', String(port), '-o', '2', '-j', report], { timeout: 300_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    const r = await run(h2spec, ['-h', '127.0.0.1', '-p', String(port), '-o', '2', '-j', report], { timeout: 300_000 }).catch(
+      (e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }),
+    );
     const xml = readFileSync(report, 'utf8');
     const passed = new Set<string>();
     const failed = new Set<string>();
     for (const suite of xml.matchAll(/<testsuite name="([^"]*)"[^>]*>([\s\S]*?)<\/testsuite>/g)) {
-      for (const tc of (suite[2] ?? "").matchAll(/<testcase[^>]*? classname="([^"]*)"[^>]*?(?:\/>|>([\s\S]*?)<\/testcase>)/g)) {
+      for (const tc of (suite[2] ?? '').matchAll(/<testcase[^>]*? classname="([^"]*)"[^>]*?(?:\/>|>([\s\S]*?)<\/testcase>)/g)) {
         const id = `${suite[1]}: ${tc[1]}`;
         const body = tc[2] ?? '';
         if (/<skipped/.test(body)) continue;
@@ -113,7 +140,7 @@ describe('peer conformance: grpc-go interop and h2spec', { timeout: 600_000 }, (
     return { passed, failed, summary: r.stdout.trim().split('\n').pop() ?? '' };
   };
 
-  it('h2spec: the sidecar\'s listener fails nothing that a bare node:http2 server passes', async (t) => {
+  it("h2spec: the sidecar's listener fails nothing that a bare node:http2 server passes", async (t) => {
     const bare = http2.createServer((req, res) => {
       req.resume();
       req.on('end', () => res.end('ok'));
@@ -128,6 +155,10 @@ describe('peer conformance: grpc-go interop and h2spec', { timeout: 600_000 }, (
     t.diagnostic(`h2spec, ballast sidecar: ${sc.summary}`);
     t.diagnostic(`failed by bare node:http2 (Node's own): ${[...node.failed].join('; ') || 'none'}`);
     assert.ok(node.passed.size > 100, `h2spec ran (${node.passed.size} passed on bare Node)`);
-    assert.deepEqual([...sc.failed].filter((id) => node.passed.has(id)), [], 'nothing bare Node passes fails through the sidecar');
+    assert.deepEqual(
+      [...sc.failed].filter((id) => node.passed.has(id)),
+      [],
+      'nothing bare Node passes fails through the sidecar',
+    );
   });
 });

@@ -43,7 +43,12 @@ afterEach(async () => {
 
 async function sidecar(upstreams: object[], clock: Clock = realClock): Promise<{ sc: Sidecar; metrics: Metrics }> {
   const metrics = new Metrics({ defaultMetrics: false });
-  const sc = new Sidecar(resolveConfig({ admin: '127.0.0.1:0', upstreams }, 'test'), { clock, random: new SeededRandom(11), log: silentLogger, metrics });
+  const sc = new Sidecar(resolveConfig({ admin: '127.0.0.1:0', upstreams }, 'test'), {
+    clock,
+    random: new SeededRandom(11),
+    log: silentLogger,
+    metrics,
+  });
   await sc.start();
   cleanups.push(() => sc.stop(100));
   return { sc, metrics };
@@ -51,10 +56,13 @@ async function sidecar(upstreams: object[], clock: Clock = realClock): Promise<{
 
 /** A server started here, stopped after the test. */
 function serve<T extends net.Server>(server: T): Promise<number> {
-  cleanups.push(() => new Promise<void>((r) => {
-    (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-    server.close(() => r());
-  }));
+  cleanups.push(
+    () =>
+      new Promise<void>((r) => {
+        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+        server.close(() => r());
+      }),
+  );
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
 }
 
@@ -68,11 +76,14 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
     const put = async (port: number): Promise<{ status: number; got: Buffer; body: Buffer }> => {
       const body = randomBytes(1024 * 1024);
       return new Promise((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, method: 'PUT', path: '/upload', headers: { 'transfer-encoding': 'chunked' }, agent: false }, (res) => {
-          const got: Buffer[] = [];
-          res.on('data', (c: Buffer) => got.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, got: Buffer.concat(got), body }));
-        });
+        const req = http.request(
+          { host: '127.0.0.1', port, method: 'PUT', path: '/upload', headers: { 'transfer-encoding': 'chunked' }, agent: false },
+          (res) => {
+            const got: Buffer[] = [];
+            res.on('data', (c: Buffer) => got.push(c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, got: Buffer.concat(got), body }));
+          },
+        );
         req.on('error', reject);
         void (async () => {
           for (let at = 0; at < body.length && !req.destroyed; at += 16_384) {
@@ -83,7 +94,13 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
         })();
       });
     };
-    const policy = { balancer: { kind: 'roundRobin' }, retries: { maxAttempts: 3, backoffBaseMs: 50, backoffMaxMs: 50 }, hedge: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 0, failureRatePercent: 0 } }, outlier: { enabled: false } };
+    const policy = {
+      balancer: { kind: 'roundRobin' },
+      retries: { maxAttempts: 3, backoffBaseMs: 50, backoffMaxMs: 50 },
+      hedge: { enabled: false },
+      breaker: { endpoint: { consecutiveFailures: 0, failureRatePercent: 0 } },
+      outlier: { enabled: false },
+    };
     // The dead endpoint first: the retry waits out its back-off while the body streams past the
     // 64 KiB replay buffer, so it cannot be sent again. The refusal is the answer.
     const { sc } = await sidecar([
@@ -93,7 +110,7 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
     for (let i = 0; i < 2; i++) {
       const out = await put(sc.port('dead-first') as number);
       if (out.status === 200) assert.equal(sha(out.got), sha(out.body), 'a 200 carries exactly the body sent, echoed');
-      else assert.equal(out.status, 503, 'the refused attempt\'s error (SIDECAR_ERR_UPSTREAM_UNREACHABLE)');
+      else assert.equal(out.status, 503, "the refused attempt's error (SIDECAR_ERR_UPSTREAM_UNREACHABLE)");
     }
     // And when the endpoint answers, the whole streamed body goes and comes back.
     const ok = await put(sc.port('live') as number);
@@ -113,10 +130,22 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
     const refusingPort = await serve(refusing);
     const [echo] = await startFaultUpstreams(['a']);
     cleanups.push(() => echo!.stop());
-    const { sc } = await sidecar([{ name: 'up', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${refusingPort}`, echo!.address], policy: {
-      balancer: { kind: 'roundRobin' }, retries: { maxAttempts: 3, backoffBaseMs: 1, backoffMaxMs: 2, idempotentPaths: ['/'] }, hedge: { enabled: false },
-      timeouts: { requestMs: 20_000 }, breaker: { endpoint: { consecutiveFailures: 0, failureRatePercent: 0 } }, outlier: { enabled: false },
-    } }]);
+    const { sc } = await sidecar([
+      {
+        name: 'up',
+        listen: '127.0.0.1:0',
+        protocol: 'http2',
+        endpoints: [`127.0.0.1:${refusingPort}`, echo!.address],
+        policy: {
+          balancer: { kind: 'roundRobin' },
+          retries: { maxAttempts: 3, backoffBaseMs: 1, backoffMaxMs: 2, idempotentPaths: ['/'] },
+          hedge: { enabled: false },
+          timeouts: { requestMs: 20_000 },
+          breaker: { endpoint: { consecutiveFailures: 0, failureRatePercent: 0 } },
+          outlier: { enabled: false },
+        },
+      },
+    ]);
     for (let i = 0; i < 2; i++) {
       const body = randomBytes(512 * 1024);
       const session = http2.connect(`http://127.0.0.1:${sc.port('up')}`);
@@ -124,9 +153,14 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
       const s = session.request({ ':method': 'PUT', ':path': '/upload' });
       const got: Buffer[] = [];
       let status = 0;
-      s.on('response', (h) => { status = Number(h[':status']); });
+      s.on('response', (h) => {
+        status = Number(h[':status']);
+      });
       s.on('data', (c: Buffer) => got.push(c));
-      const ended = new Promise<void>((resolve, reject) => { s.on('end', () => resolve()); s.on('error', reject); });
+      const ended = new Promise<void>((resolve, reject) => {
+        s.on('end', () => resolve());
+        s.on('error', reject);
+      });
       for (let at = 0; at < body.length; at += 8192) {
         if (!s.write(body.subarray(at, at + 8192))) await new Promise((r) => s.once('drain', r));
         if (at === 0) await sleep(20); // the first attempt is refused while the body streams
@@ -161,9 +195,33 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
     });
     const port = await serve(server);
     // requestMs 500: the stream runs 1.5 s, three times longer.
-    const { sc } = await sidecar([{ name: 'up', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${port}`], policy: { timeouts: { requestMs: 500, attemptMs: 500 } } }]);
-    const Streamer = grpc.makeGenericClientConstructor({ Watch: { path: '/test.S/Watch', requestStream: false, responseStream: true, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } }, 'S');
-    const client = new Streamer(`127.0.0.1:${sc.port('up')}`, grpc.credentials.createInsecure()) as unknown as { Watch(b: Buffer): grpc.ClientReadableStream<Buffer>; close(): void };
+    const { sc } = await sidecar([
+      {
+        name: 'up',
+        listen: '127.0.0.1:0',
+        protocol: 'http2',
+        endpoints: [`127.0.0.1:${port}`],
+        policy: { timeouts: { requestMs: 500, attemptMs: 500 } },
+      },
+    ]);
+    const Streamer = grpc.makeGenericClientConstructor(
+      {
+        Watch: {
+          path: '/test.S/Watch',
+          requestStream: false,
+          responseStream: true,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      'S',
+    );
+    const client = new Streamer(`127.0.0.1:${sc.port('up')}`, grpc.credentials.createInsecure()) as unknown as {
+      Watch(b: Buffer): grpc.ClientReadableStream<Buffer>;
+      close(): void;
+    };
     cleanups.push(() => client.close());
     const call = client.Watch(Buffer.alloc(0));
     const got: number[] = [];
@@ -212,7 +270,15 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
       });
     });
     const port = await serve(raw);
-    const { sc } = await sidecar([{ name: 'up', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${port}`], policy: { retries: { maxAttempts: 1 }, hedge: { enabled: false } } }]);
+    const { sc } = await sidecar([
+      {
+        name: 'up',
+        listen: '127.0.0.1:0',
+        protocol: 'http2',
+        endpoints: [`127.0.0.1:${port}`],
+        policy: { retries: { maxAttempts: 1 }, hedge: { enabled: false } },
+      },
+    ]);
     const session = http2.connect(`http://127.0.0.1:${sc.port('up')}`);
     cleanups.push(() => session.close());
     session.on('error', () => undefined);
@@ -223,15 +289,31 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
       s.on('end', () => resolve(s.rstCode === 0 ? 'complete' : `reset ${s.rstCode}`));
     });
     assert.notEqual(out, 'complete', 'a response the upstream reset is not passed on as complete');
-    const Echo = grpc.makeGenericClientConstructor({ Echo: { path: '/test.E/Echo', requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } }, 'E');
-    const client = new Echo(`127.0.0.1:${sc.port('up')}`, grpc.credentials.createInsecure()) as unknown as { Echo(b: Buffer, cb: (e: grpc.ServiceError | null) => void): void; close(): void };
+    const Echo = grpc.makeGenericClientConstructor(
+      {
+        Echo: {
+          path: '/test.E/Echo',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      'E',
+    );
+    const client = new Echo(`127.0.0.1:${sc.port('up')}`, grpc.credentials.createInsecure()) as unknown as {
+      Echo(b: Buffer, cb: (e: grpc.ServiceError | null) => void): void;
+      close(): void;
+    };
     cleanups.push(() => client.close());
     const err = await new Promise<grpc.ServiceError | null>((resolve) => client.Echo(Buffer.from('hi'), resolve));
     assert.equal(err?.code, grpc.status.UNAVAILABLE, err?.details);
     assert.match(err?.details ?? '', /SIDECAR_ERR_UPSTREAM_RESET/);
   });
 
-  it('5. Expect: 100-continue (curl\'s large uploads) is answered by the sidecar and the body echoed, and no endpoint is blamed', async () => {
+  it("5. Expect: 100-continue (curl's large uploads) is answered by the sidecar and the body echoed, and no endpoint is blamed", async () => {
     const [echo] = await startFaultUpstreams(['a']);
     cleanups.push(() => echo!.stop());
     const { sc, metrics } = await sidecar([{ name: 'up', listen: '127.0.0.1:0', protocol: 'http1', endpoints: [echo!.address] }]);
@@ -241,7 +323,26 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
     writeFileSync(file, body);
     // curl runs beside this process (the sidecar here must keep serving while it waits).
     for (let i = 0; i < 3; i++) {
-      const r = await promisify(execFile)('curl', ['-s', '--max-time', '20', '-H', 'Expect: 100-continue', '-X', 'PUT', '--data-binary', `@${file}`, '-o', join(dir, 'out'), '-w', '%{http_code}', `http://127.0.0.1:${sc.port('up')}/upload`], { encoding: 'utf8' });
+      const r = await promisify(execFile)(
+        'curl',
+        [
+          '-s',
+          '--max-time',
+          '20',
+          '-H',
+          'Expect: 100-continue',
+          '-X',
+          'PUT',
+          '--data-binary',
+          `@${file}`,
+          '-o',
+          join(dir, 'out'),
+          '-w',
+          '%{http_code}',
+          `http://127.0.0.1:${sc.port('up')}/upload`,
+        ],
+        { encoding: 'utf8' },
+      );
       assert.equal(r.stdout, '200', r.stderr);
       assert.equal(sha(readFileSync(join(dir, 'out'))), sha(body));
     }
@@ -253,8 +354,12 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
     // A minimal RFC 6455 echo server: the handshake, then each masked text frame back unmasked.
     const server = http.createServer((_req, res) => res.end('not a websocket'));
     server.on('upgrade', (req, socket) => {
-      const accept = createHash('sha1').update(`${req.headers['sec-websocket-key'] as string}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`);
+      const accept = createHash('sha1')
+        .update(`${req.headers['sec-websocket-key'] as string}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
+      );
       let buf = Buffer.alloc(0);
       socket.on('data', (d: Buffer) => {
         buf = Buffer.concat([buf, d]);
@@ -297,9 +402,14 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
       s.end(body);
       const got: Buffer[] = [];
       let status = 0;
-      s.on('response', (h) => { status = Number(h[':status']); });
+      s.on('response', (h) => {
+        status = Number(h[':status']);
+      });
       s.on('data', (c: Buffer) => got.push(c));
-      await new Promise<void>((resolve, reject) => { s.on('end', () => resolve()); s.on('error', reject); });
+      await new Promise<void>((resolve, reject) => {
+        s.on('end', () => resolve());
+        s.on('error', reject);
+      });
       assert.equal(status, 200);
       assert.equal(sha(Buffer.concat(got)), sha(body));
     }
@@ -317,21 +427,31 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 200 });
     cleanups.push(() => agent.destroy());
     let answered = 0;
-    const calls = Promise.all(Array.from({ length: 200 }, (_, i) => new Promise<number | string>((resolve) => {
-      const req = http.request({ host: '127.0.0.1', port: sc.port('up'), method: 'POST', path: `/burst/${i}`, agent, headers: { 'content-length': '2' } }, (res) => {
-        res.resume();
-        const code = res.headers['x-ballast-error'];
-        res.on('end', () => {
-          answered++;
-          resolve(code ? `${res.statusCode} ${String(code)}` : res.statusCode ?? 0);
-        });
-      });
-      req.on('error', () => resolve(0));
-      req.end('hi');
-    })));
+    const calls = Promise.all(
+      Array.from(
+        { length: 200 },
+        (_, i) =>
+          new Promise<number | string>((resolve) => {
+            const req = http.request(
+              { host: '127.0.0.1', port: sc.port('up'), method: 'POST', path: `/burst/${i}`, agent, headers: { 'content-length': '2' } },
+              (res) => {
+                res.resume();
+                const code = res.headers['x-ballast-error'];
+                res.on('end', () => {
+                  answered++;
+                  resolve(code ? `${res.statusCode} ${String(code)}` : (res.statusCode ?? 0));
+                });
+              },
+            );
+            req.on('error', () => resolve(0));
+            req.end('hi');
+          }),
+      ),
+    );
     // Admitted requests in flight, as the sidecar counts them under its adaptive limit.
     const admin = `http://127.0.0.1:${sc.adminPort}`;
-    const inflight = async () => ((await (await fetch(`${admin}/endpoints`)).json()) as Array<{ concurrencyInflight: number }>)[0]!.concurrencyInflight;
+    const inflight = async () =>
+      ((await (await fetch(`${admin}/endpoints`)).json()) as Array<{ concurrencyInflight: number }>)[0]!.concurrencyInflight;
     let rounds = 0;
     for (; answered < 200; rounds++) {
       assert.ok(rounds < 100, `the burst is still not answered after ${rounds} rounds of 300 ms (${answered} answered)`);
@@ -353,8 +473,14 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
 
   it('9. a PUT whose content-length exceeds the replay buffer is sent once and never hedged: no endpoint sees it empty, every answer carries the whole body', async () => {
     const ups = await startFaultUpstreams(['a', 'b']);
-    cleanups.push(async () => { for (const u of ups) await u.stop(); });
-    const policy = { hedge: { enabled: true, delayMs: 5, maxHedges: 1 }, retries: { maxAttempts: 3, idempotentPaths: ['/'] }, outlier: { enabled: false } };
+    cleanups.push(async () => {
+      for (const u of ups) await u.stop();
+    });
+    const policy = {
+      hedge: { enabled: true, delayMs: 5, maxHedges: 1 },
+      retries: { maxAttempts: 3, idempotentPaths: ['/'] },
+      outlier: { enabled: false },
+    };
     const { sc } = await sidecar([{ name: 'up', listen: '127.0.0.1:0', protocol: 'http1', endpoints: ups.map((u) => u.address), policy }]);
     const outcomes: Record<string, number> = {};
     // Either endpoint slow in turn: a hedge, if one were sent, would reach the fast one and win.
@@ -362,15 +488,30 @@ describe('sidecar edges', { timeout: 120_000 }, () => {
       const body = randomBytes(200_000 + i * 1_000);
       const faults = i % 2 ? { 'x-fault-a': 'slow:40', 'x-fault-b': 'ok' } : { 'x-fault-a': 'ok', 'x-fault-b': 'slow:40' };
       const got = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port: sc.port('up'), method: 'PUT', path: '/put', agent: false, headers: { ...faults, 'content-length': String(body.length) } }, (res) => {
-          const parts: Buffer[] = [];
-          res.on('data', (c: Buffer) => parts.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-        });
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: sc.port('up'),
+            method: 'PUT',
+            path: '/put',
+            agent: false,
+            headers: { ...faults, 'content-length': String(body.length) },
+          },
+          (res) => {
+            const parts: Buffer[] = [];
+            res.on('data', (c: Buffer) => parts.push(c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+          },
+        );
         req.on('error', reject);
         req.end(body);
       });
-      const what = got.status !== 200 ? `status ${got.status}` : sha(got.body) === sha(body) ? 'whole' : `200 with ${got.body.length} of ${body.length} bytes`;
+      const what =
+        got.status !== 200
+          ? `status ${got.status}`
+          : sha(got.body) === sha(body)
+            ? 'whole'
+            : `200 with ${got.body.length} of ${body.length} bytes`;
       outcomes[what] = (outcomes[what] ?? 0) + 1;
     }
     assert.deepEqual(outcomes, { whole: 40 });

@@ -36,13 +36,23 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
 
 async function upstreams(n: number, b = ok()): Promise<TestUpstream[]> {
   const ups = await startUpstreams(n, b);
-  cleanups.push(async () => { for (const u of ups) await u.stop(); });
+  cleanups.push(async () => {
+    for (const u of ups) await u.stop();
+  });
   return ups;
 }
 
-async function sidecar(doc: Record<string, unknown>, clock: Clock = realClock): Promise<{ sc: Sidecar; url: (path?: string, name?: string) => string; metrics: Metrics }> {
+async function sidecar(
+  doc: Record<string, unknown>,
+  clock: Clock = realClock,
+): Promise<{ sc: Sidecar; url: (path?: string, name?: string) => string; metrics: Metrics }> {
   const metrics = new Metrics({ defaultMetrics: false });
-  const sc = new Sidecar(resolveConfig({ admin: '127.0.0.1:0', ...doc }, 'test'), { clock, random: new SeededRandom(7), log: silentLogger, metrics });
+  const sc = new Sidecar(resolveConfig({ admin: '127.0.0.1:0', ...doc }, 'test'), {
+    clock,
+    random: new SeededRandom(7),
+    log: silentLogger,
+    metrics,
+  });
   await sc.start();
   cleanups.push(() => sc.stop(100));
   return { sc, metrics, url: (path = '/', name = 'web') => `http://127.0.0.1:${sc.port(name)}${path}` };
@@ -84,7 +94,17 @@ describe('sidecar traffic', () => {
   it('h2c and gRPC: an etcd client (put, get, and a Watch stream) works through the sidecar', async () => {
     const store = await StoreCluster.start(1);
     cleanups.push(() => store.shutdown());
-    const { url } = await sidecar({ upstreams: [{ name: 'etcd', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [store.endpoints()], policy: { retries: { idempotentPaths: ['/etcdserverpb.KV/Range'] } } }] });
+    const { url } = await sidecar({
+      upstreams: [
+        {
+          name: 'etcd',
+          listen: '127.0.0.1:0',
+          protocol: 'http2',
+          endpoints: [store.endpoints()],
+          policy: { retries: { idempotentPaths: ['/etcdserverpb.KV/Range'] } },
+        },
+      ],
+    });
     const client = new Etcd3({ hosts: url('', 'etcd').replace(/\/$/, '') });
     cleanups.push(async () => client.close());
     await client.put('k1').value('v1');
@@ -98,7 +118,7 @@ describe('sidecar traffic', () => {
     await watcher.cancel();
   });
 
-  it('gRPC errors keep their status through the sidecar: the store\'s own (trailers-only) answers, the sidecar\'s refusals, and a response broken after its head', async () => {
+  it("gRPC errors keep their status through the sidecar: the store's own (trailers-only) answers, the sidecar's refusals, and a response broken after its head", async () => {
     const store = await StoreCluster.start(1);
     cleanups.push(() => store.shutdown());
     // An HTTP/2 endpoint that sends a gRPC response head and part of a message, then resets.
@@ -110,19 +130,37 @@ describe('sidecar traffic', () => {
     await new Promise<void>((r) => broken.listen(0, '127.0.0.1', () => r()));
     cleanups.push(() => new Promise((r) => broken.close(() => r())));
     const closedPort = await freePort();
-    const { url } = await sidecar({ upstreams: [
-      { name: 'etcd', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [store.endpoints()], policy: {} },
-      { name: 'down', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${closedPort}`], policy: { retries: { maxAttempts: 1 } } },
-      { name: 'broken', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [`127.0.0.1:${(broken.address() as { port: number }).port}`], policy: { retries: { maxAttempts: 1 } } },
-    ] });
+    const { url } = await sidecar({
+      upstreams: [
+        { name: 'etcd', listen: '127.0.0.1:0', protocol: 'http2', endpoints: [store.endpoints()], policy: {} },
+        {
+          name: 'down',
+          listen: '127.0.0.1:0',
+          protocol: 'http2',
+          endpoints: [`127.0.0.1:${closedPort}`],
+          policy: { retries: { maxAttempts: 1 } },
+        },
+        {
+          name: 'broken',
+          listen: '127.0.0.1:0',
+          protocol: 'http2',
+          endpoints: [`127.0.0.1:${(broken.address() as { port: number }).port}`],
+          policy: { retries: { maxAttempts: 1 } },
+        },
+      ],
+    });
     const pb = loadProtos()['etcdserverpb'] as Record<string, ServiceClientConstructor>;
     type Call = (r: object, cb: (e: ServiceError | null) => void) => void;
     const client = (service: 'KV' | 'Lease', name: string) => {
-      const c = new (pb[service] as ServiceClientConstructor)(url('', name).replace(/^http:\/\/|\/$/g, ''), grpc.credentials.createInsecure());
+      const c = new (pb[service] as ServiceClientConstructor)(
+        url('', name).replace(/^http:\/\/|\/$/g, ''),
+        grpc.credentials.createInsecure(),
+      );
       cleanups.push(async () => c.close());
       return c as unknown as Record<string, Call>;
     };
-    const call = (c: Record<string, Call>, method: string, req: object) => new Promise<ServiceError | null>((res) => (c[method] as Call).call(c, req, res));
+    const call = (c: Record<string, Call>, method: string, req: object) =>
+      new Promise<ServiceError | null>((res) => (c[method] as Call).call(c, req, res));
     const kv = client('KV', 'etcd');
     assert.equal(await call(kv, 'Put', { key: Buffer.from('k'), value: Buffer.from('v') }), null);
     const empty = await call(kv, 'Put', { key: Buffer.alloc(0), value: Buffer.from('v') });
@@ -143,48 +181,74 @@ describe('sidecar traffic', () => {
     const ups = await upstreams(1);
     const { sc } = await sidecar(web(ups, {}, { protocol: 'http1' }));
     const s = http2.connect(`http://127.0.0.1:${sc.port('web')}`);
-    cleanups.push(async () => { s.close(); });
+    cleanups.push(async () => {
+      s.close();
+    });
     const r = s.request({ ':path': '/h2' });
     const st = await new Promise<number>((resolve) => r.on('response', (h) => resolve(Number(h[':status']))));
     let body = '';
-    r.on('data', (c: Buffer) => { body += c.toString(); });
+    r.on('data', (c: Buffer) => {
+      body += c.toString();
+    });
     await new Promise((res) => r.on('end', res));
     assert.equal(st, 200);
     assert.equal(body, 'ok');
     assert.equal(ups[0]!.seen[0]!.h2, false);
   });
 
-  it('TLS both ways: HTTPS and HTTP/2 over TLS (ALPN) on the sidecar\'s listener, and to TLS endpoints verified against a CA', async () => {
+  it("TLS both ways: HTTPS and HTTP/2 over TLS (ALPN) on the sidecar's listener, and to TLS endpoints verified against a CA", async () => {
     const { makeCerts } = await import('../support/certs.ts');
     const { readFileSync } = await import('node:fs');
     const certs = makeCerts();
     const seen: string[] = [];
-    const tlsUp = http2.createSecureServer({ cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey), allowHTTP1: true }, (req, res) => {
-      seen.push(`${req.httpVersion} ${req.url}`);
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end(`tls ${req.httpVersion}`);
-    });
+    const tlsUp = http2.createSecureServer(
+      { cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey), allowHTTP1: true },
+      (req, res) => {
+        seen.push(`${req.httpVersion} ${req.url}`);
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(`tls ${req.httpVersion}`);
+      },
+    );
     await new Promise<void>((r) => tlsUp.listen(0, '127.0.0.1', r));
-    cleanups.push(async () => { tlsUp.close(); });
+    cleanups.push(async () => {
+      tlsUp.close();
+    });
     const upAddr = `127.0.0.1:${(tlsUp.address() as { port: number }).port}`;
     const listenTls = { certFile: certs.serverCert, keyFile: certs.serverKey };
     const tls = { enabled: true, caFile: certs.ca };
-    const { sc } = await sidecar({ upstreams: [
-      { name: 'h1', listen: '127.0.0.1:0', listenTls, protocol: 'http1', tls, endpoints: [upAddr] },
-      { name: 'h2', listen: '127.0.0.1:0', listenTls, protocol: 'http2', tls, endpoints: [upAddr] },
-    ] });
-    const ca = readFileSync(certs.ca);
-    const httpsGet = (port: number) => new Promise<string>((resolve, reject) => {
-      const https = import('node:https');
-      void https.then((h) => h.get({ host: '127.0.0.1', port, path: '/one', ca }, (res) => { let b = ''; res.on('data', (c: Buffer) => { b += c.toString(); }); res.on('end', () => resolve(b)); }).on('error', reject));
+    const { sc } = await sidecar({
+      upstreams: [
+        { name: 'h1', listen: '127.0.0.1:0', listenTls, protocol: 'http1', tls, endpoints: [upAddr] },
+        { name: 'h2', listen: '127.0.0.1:0', listenTls, protocol: 'http2', tls, endpoints: [upAddr] },
+      ],
     });
+    const ca = readFileSync(certs.ca);
+    const httpsGet = (port: number) =>
+      new Promise<string>((resolve, reject) => {
+        const https = import('node:https');
+        void https.then((h) =>
+          h
+            .get({ host: '127.0.0.1', port, path: '/one', ca }, (res) => {
+              let b = '';
+              res.on('data', (c: Buffer) => {
+                b += c.toString();
+              });
+              res.on('end', () => resolve(b));
+            })
+            .on('error', reject),
+        );
+      });
     assert.equal(await httpsGet(sc.port('h1')!), 'tls 1.1');
     const session = http2.connect(`https://127.0.0.1:${sc.port('h2')}`, { ca });
-    cleanups.push(async () => { session.close(); });
+    cleanups.push(async () => {
+      session.close();
+    });
     const body = await new Promise<string>((resolve, reject) => {
       const r = session.request({ ':path': '/two' });
       let b = '';
-      r.on('data', (c: Buffer) => { b += c.toString(); });
+      r.on('data', (c: Buffer) => {
+        b += c.toString();
+      });
       r.on('end', () => resolve(b));
       r.on('error', reject);
     });
@@ -192,7 +256,18 @@ describe('sidecar traffic', () => {
     assert.deepEqual(seen, ['1.1 /one', '2.0 /two']);
     // A CA that did not sign the endpoint's certificate: refused, by name.
     const other = makeCerts();
-    const bad = await sidecar({ upstreams: [{ name: 'bad', listen: '127.0.0.1:0', protocol: 'http1', tls: { enabled: true, caFile: other.ca }, endpoints: [upAddr], policy: { retries: { maxAttempts: 1 } } }] });
+    const bad = await sidecar({
+      upstreams: [
+        {
+          name: 'bad',
+          listen: '127.0.0.1:0',
+          protocol: 'http1',
+          tls: { enabled: true, caFile: other.ca },
+          endpoints: [upAddr],
+          policy: { retries: { maxAttempts: 1 } },
+        },
+      ],
+    });
     const r = await get(bad.url('/', 'bad'));
     assert.equal(r.status, 502);
     assert.match(r.body, /certificate/);
@@ -200,15 +275,22 @@ describe('sidecar traffic', () => {
 
   it('explicit HTTP proxy mode: absolute-form requests are routed by host; an unknown host is refused by name', async () => {
     const ups = await upstreams(1);
-    const { sc } = await sidecar({ proxy: { listen: '127.0.0.1:0' }, upstreams: [{ name: 'orders', hosts: ['orders.shop.svc', 'orders'], endpoints: [ups[0]!.address] }] });
-    const via = (target: string) => new Promise<{ status: number; code: string | undefined }>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: sc.port('proxy'), path: target, headers: { host: new URL(target).host } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, code: res.headers['x-ballast-error'] as string | undefined }));
-      });
-      req.on('error', reject);
-      req.end();
+    const { sc } = await sidecar({
+      proxy: { listen: '127.0.0.1:0' },
+      upstreams: [{ name: 'orders', hosts: ['orders.shop.svc', 'orders'], endpoints: [ups[0]!.address] }],
     });
+    const via = (target: string) =>
+      new Promise<{ status: number; code: string | undefined }>((resolve, reject) => {
+        const req = http.request(
+          { host: '127.0.0.1', port: sc.port('proxy'), path: target, headers: { host: new URL(target).host } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, code: res.headers['x-ballast-error'] as string | undefined }));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
     assert.equal((await via('http://orders.shop.svc:8080/items?x=1')).status, 200);
     assert.equal(ups[0]!.seen[0]!.path, '/items?x=1');
     assert.deepEqual(await via('http://elsewhere.example/'), { status: 502, code: 'SIDECAR_ERR_NO_ROUTE' });
@@ -216,7 +298,9 @@ describe('sidecar traffic', () => {
 
   it('inbound listener: policies in front of the application (rate limit)', async () => {
     const [app] = await upstreams(1);
-    const { url } = await sidecar({ inbound: [{ name: 'app', listen: '127.0.0.1:0', target: app!.address, policy: { rateLimit: { perSecond: 1, burst: 2 } } }] });
+    const { url } = await sidecar({
+      inbound: [{ name: 'app', listen: '127.0.0.1:0', target: app!.address, policy: { rateLimit: { perSecond: 1, burst: 2 } } }],
+    });
     const codes = [];
     for (let i = 0; i < 4; i++) codes.push((await get(url('/', 'app'))).status);
     assert.deepEqual(codes, [200, 200, 429, 429]);
@@ -227,7 +311,9 @@ describe('sidecar policies', () => {
   it('retries: a 503 goes to another endpoint; POST is not retried on 503 but is on connection refused', async () => {
     const ups = await upstreams(2);
     ups[0]!.behaviour = status(503);
-    const { url } = await sidecar(web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 0 } } }));
+    const { url } = await sidecar(
+      web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 0 } } }),
+    );
     for (let i = 0; i < 4; i++) assert.equal((await get(url())).status, 200);
     const posts = [];
     for (let i = 0; i < 4; i++) posts.push((await get(url(), { method: 'POST', body: 'x' })).status);
@@ -239,7 +325,9 @@ describe('sidecar policies', () => {
 
   it('retries go back to an endpoint already tried when every other one is refused by its breaker (a cluster mid-election with one member down)', async () => {
     const ups = await upstreams(3);
-    const { url, sc } = await sidecar(web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 2 } } }));
+    const { url, sc } = await sidecar(
+      web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 2 } } }),
+    );
     await ups[2]!.stop();
     for (let i = 0; i < 6; i++) assert.equal((await get(url())).status, 200);
     const eps = await (await fetch(`http://127.0.0.1:${sc.adminPort}/endpoints`)).text();
@@ -262,13 +350,23 @@ describe('sidecar policies', () => {
   it('a hedge due while a retry waits out its back-off sends nothing and fails nothing (virtual time): the retry answers', async () => {
     const clock = new VirtualClock();
     const ups = await upstreams(2);
-    const { url, sc } = await sidecar(web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 2 } }, hedge: { enabled: true, delayMs: 50 } }), clock);
+    const { url, sc } = await sidecar(
+      web(ups, {
+        balancer: { kind: 'roundRobin' },
+        outlier: { enabled: false },
+        breaker: { endpoint: { consecutiveFailures: 2 } },
+        hedge: { enabled: true, delayMs: 50 },
+      }),
+      clock,
+    );
     // The second endpoint is down and its breaker open (virtual time stands still: it stays open).
     await ups[1]!.stop();
     // Move virtual time on in small steps until the request ends (its retry back-off is virtual).
     const answered = async (p: Promise<{ status: number }>): Promise<number> => {
       let done: number | undefined;
-      void p.then((r) => { done = r.status; });
+      void p.then((r) => {
+        done = r.status;
+      });
       while (done === undefined) {
         await new Promise((r) => setTimeout(r, 5));
         await clock.advanceAsync(10);
@@ -299,7 +397,15 @@ describe('sidecar policies', () => {
   it('a half-open breaker whose trial request is cancelled (the caller left) makes another trial instead of refusing for good (virtual time)', async () => {
     const clock = new VirtualClock();
     const ups = await upstreams(1, status(500));
-    const { url } = await sidecar(web(ups, { retries: { maxAttempts: 1 }, outlier: { enabled: false, panicThresholdPercent: 0 }, hedge: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 1, openMs: 100, halfOpenTrials: 1 } } }), clock);
+    const { url } = await sidecar(
+      web(ups, {
+        retries: { maxAttempts: 1 },
+        outlier: { enabled: false, panicThresholdPercent: 0 },
+        hedge: { enabled: false },
+        breaker: { endpoint: { consecutiveFailures: 1, openMs: 100, halfOpenTrials: 1 } },
+      }),
+      clock,
+    );
     assert.equal((await get(url())).status, 500);
     assert.equal((await get(url())).headers.get('x-ballast-error'), 'SIDECAR_ERR_CIRCUIT_OPEN');
     await clock.advanceAsync(100); // half-open: one trial may go
@@ -326,7 +432,10 @@ describe('sidecar policies', () => {
   it('a body larger than the replay buffer is sent once and not retried; a small one is retried', async () => {
     const ups = await upstreams(2);
     ups[0]!.behaviour = status(503);
-    const { url } = await sidecar({ replayBufferBytes: 1024, ...web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 0 } } }) });
+    const { url } = await sidecar({
+      replayBufferBytes: 1024,
+      ...web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 0 } } }),
+    });
     const big = [];
     const small = [];
     for (let i = 0; i < 4; i++) big.push((await get(url(), { method: 'PUT', body: 'x'.repeat(4096) })).status);
@@ -369,7 +478,7 @@ describe('sidecar policies', () => {
     assert.equal(r.headers.get('x-ballast-error'), 'SIDECAR_ERR_TIMEOUT');
   });
 
-  it('deadlines propagate: the caller\'s x-ballast-timeout-ms shortens ours and the time left is passed on', async () => {
+  it("deadlines propagate: the caller's x-ballast-timeout-ms shortens ours and the time left is passed on", async () => {
     const ups = await upstreams(1);
     const { url } = await sidecar(web(ups));
     await get(url(), { headers: { 'x-ballast-timeout-ms': '800' } });
@@ -379,7 +488,13 @@ describe('sidecar policies', () => {
 
   it('circuit breaker: the upstream breaker opens on failures and then fails fast with SIDECAR_ERR_CIRCUIT_OPEN', async () => {
     const ups = await upstreams(1, status(500));
-    const { url } = await sidecar(web(ups, { retries: { maxAttempts: 1 }, outlier: { enabled: false }, breaker: { endpoint: { consecutiveFailures: 0 }, upstream: { failureRatePercent: 50, minCalls: 5 } } }));
+    const { url } = await sidecar(
+      web(ups, {
+        retries: { maxAttempts: 1 },
+        outlier: { enabled: false },
+        breaker: { endpoint: { consecutiveFailures: 0 }, upstream: { failureRatePercent: 50, minCalls: 5 } },
+      }),
+    );
     for (let i = 0; i < 5; i++) assert.equal((await get(url())).status, 500);
     const r = await get(url());
     assert.equal(r.status, 503);
@@ -388,28 +503,48 @@ describe('sidecar policies', () => {
     assert.equal(ups[0]!.seen.length, 5, 'the open breaker sent nothing');
   });
 
-  it('panic routing: when failures on one path open every endpoint\'s breaker, other requests still go through (Envoy\'s panic threshold applies to breakers too); with the threshold at 0 they are refused', async () => {
+  it("panic routing: when failures on one path open every endpoint's breaker, other requests still go through (Envoy's panic threshold applies to breakers too); with the threshold at 0 they are refused", async () => {
     // 500: a failure of those requests, not an overload signal (a 503 would rightly engage client-side throttling).
     const failing: Behaviour = (req, res, n) => (req.url?.startsWith('/bad') ? status(500) : ok())(req, res, n);
     const ups = await upstreams(2, failing);
-    const { url } = await sidecar(web(ups, { retries: { maxAttempts: 2, retryOn: ['5xx'] }, balancer: { kind: 'roundRobin' }, breaker: { endpoint: { consecutiveFailures: 2, openMs: 60_000 } } }));
+    const { url } = await sidecar(
+      web(ups, {
+        retries: { maxAttempts: 2, retryOn: ['5xx'] },
+        balancer: { kind: 'roundRobin' },
+        breaker: { endpoint: { consecutiveFailures: 2, openMs: 60_000 } },
+      }),
+    );
     for (let i = 0; i < 4; i++) assert.equal((await get(url('/bad'))).status, 500);
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) statuses.push((await get(url('/good'))).status);
     assert.deepEqual(statuses, Array(20).fill(200), 'healthy requests are served while every breaker is open');
     const strict = await upstreams(2, failing);
-    const s2 = await sidecar(web(strict, { retries: { maxAttempts: 2, retryOn: ['5xx'] }, balancer: { kind: 'roundRobin' }, outlier: { panicThresholdPercent: 0 }, breaker: { endpoint: { consecutiveFailures: 2, openMs: 60_000 } } }));
+    const s2 = await sidecar(
+      web(strict, {
+        retries: { maxAttempts: 2, retryOn: ['5xx'] },
+        balancer: { kind: 'roundRobin' },
+        outlier: { panicThresholdPercent: 0 },
+        breaker: { endpoint: { consecutiveFailures: 2, openMs: 60_000 } },
+      }),
+    );
     for (let i = 0; i < 4; i++) await get(s2.url('/bad'));
     const r = await get(s2.url('/good'));
     assert.equal(r.status, 503);
-    assert.equal(r.headers.get('x-ballast-error'), 'SIDECAR_ERR_CIRCUIT_OPEN', 'every endpoint\'s breaker is open: a local refusal, named as such');
+    assert.equal(
+      r.headers.get('x-ballast-error'),
+      'SIDECAR_ERR_CIRCUIT_OPEN',
+      "every endpoint's breaker is open: a local refusal, named as such",
+    );
   });
 
   it('bulkhead: maxConcurrent run, queueLength wait, the rest fail fast; a waiter times out (virtual time)', async () => {
     const clock = new VirtualClock();
     const ups = await upstreams(1);
     ups[0]!.hold();
-    const { url } = await sidecar(web(ups, { bulkhead: { maxConcurrent: 2, queueLength: 1, queueWaitMs: 500 }, shed: { adaptive: { enabled: false } } }), clock);
+    const { url } = await sidecar(
+      web(ups, { bulkhead: { maxConcurrent: 2, queueLength: 1, queueWaitMs: 500 }, shed: { adaptive: { enabled: false } } }),
+      clock,
+    );
     const running = [get(url()), get(url())];
     await until(() => ups[0]!.seen.length === 2, 'two running');
     const queued = get(url());
@@ -426,12 +561,18 @@ describe('sidecar policies', () => {
   it('a request the bulkhead refuses gives back its place under the adaptive limit: after a burst of refusals the next requests pass', async () => {
     const ups = await upstreams(1);
     ups[0]!.hold();
-    const { sc, url } = await sidecar(web(ups, { bulkhead: { maxConcurrent: 1, queueLength: 0 }, shed: { adaptive: { initialLimit: 4, minLimit: 4, maxLimit: 4 }, throttle: { enabled: false } } }));
+    const { sc, url } = await sidecar(
+      web(ups, {
+        bulkhead: { maxConcurrent: 1, queueLength: 0 },
+        shed: { adaptive: { initialLimit: 4, minLimit: 4, maxLimit: 4 }, throttle: { enabled: false } },
+      }),
+    );
     const running = get(url());
     await until(() => ups[0]!.seen.length === 1, 'one running');
     for (let i = 0; i < 8; i++) assert.equal((await get(url())).headers.get('x-ballast-error'), 'SIDECAR_ERR_BULKHEAD_FULL');
     const admin = `http://127.0.0.1:${sc.adminPort}`;
-    const inflight = async () => ((await (await fetch(`${admin}/endpoints`)).json()) as Array<{ concurrencyInflight: number }>)[0]!.concurrencyInflight;
+    const inflight = async () =>
+      ((await (await fetch(`${admin}/endpoints`)).json()) as Array<{ concurrencyInflight: number }>)[0]!.concurrencyInflight;
     assert.equal(await inflight(), 1, 'only the running request holds a place under the adaptive limit');
     ups[0]!.behaviour = ok();
     ups[0]!.releaseAll();
@@ -442,7 +583,9 @@ describe('sidecar policies', () => {
 
   it('rate limit per route: 429 with Retry-After on the limited route only', async () => {
     const ups = await upstreams(1);
-    const { url } = await sidecar(web(ups, {}, { routes: [{ name: 'search', pathPrefix: '/search', policy: { rateLimit: { perSecond: 1, burst: 1 } } }] }));
+    const { url } = await sidecar(
+      web(ups, {}, { routes: [{ name: 'search', pathPrefix: '/search', policy: { rateLimit: { perSecond: 1, burst: 1 } } }] }),
+    );
     assert.equal((await get(url('/search'))).status, 200);
     const r = await get(url('/search'));
     assert.equal(r.status, 429);
@@ -453,7 +596,14 @@ describe('sidecar policies', () => {
 
   it('load shedding: once the upstream showed overload, sheddable requests are refused first at the concurrency limit; critical ones still pass', async () => {
     const ups = await upstreams(1, status(503));
-    const { url } = await sidecar(web(ups, { shed: { adaptive: { initialLimit: 4, minLimit: 4, maxLimit: 4 }, throttle: { enabled: false } }, retries: { maxAttempts: 1 }, breaker: { upstream: { failureRatePercent: 0 }, endpoint: { failureRatePercent: 0, consecutiveFailures: 0 } }, outlier: { enabled: false } }));
+    const { url } = await sidecar(
+      web(ups, {
+        shed: { adaptive: { initialLimit: 4, minLimit: 4, maxLimit: 4 }, throttle: { enabled: false } },
+        retries: { maxAttempts: 1 },
+        breaker: { upstream: { failureRatePercent: 0 }, endpoint: { failureRatePercent: 0, consecutiveFailures: 0 } },
+        outlier: { enabled: false },
+      }),
+    );
     // Overloaded answers (503) are the evidence that turns shedding on.
     for (let i = 0; i < 12; i++) await get(url());
     ups[0]!.hold();
@@ -487,8 +637,13 @@ describe('sidecar policies', () => {
     ups[0]!.behaviour = status(503);
     const { sc, url } = await sidecar(web(ups, { balancer: { kind: 'roundRobin' }, breaker: { endpoint: { consecutiveFailures: 0 } } }));
     for (let i = 0; i < 30; i++) assert.equal((await get(url())).status, 200);
-    const eps = (await (await fetch(`http://127.0.0.1:${sc.adminPort}/endpoints`)).json()) as Array<{ endpoints: Array<{ address: string; ejected: boolean }> }>;
-    assert.deepEqual(eps[0]!.endpoints.filter((e) => e.ejected).map((e) => e.address), [ups[0]!.address]);
+    const eps = (await (await fetch(`http://127.0.0.1:${sc.adminPort}/endpoints`)).json()) as Array<{
+      endpoints: Array<{ address: string; ejected: boolean }>;
+    }>;
+    assert.deepEqual(
+      eps[0]!.endpoints.filter((e) => e.ejected).map((e) => e.address),
+      [ups[0]!.address],
+    );
     const before = ups[0]!.seen.length;
     for (let i = 0; i < 10; i++) await get(url());
     assert.equal(ups[0]!.seen.length, before, 'nothing sent to the ejected endpoint');
@@ -513,12 +668,28 @@ describe('sidecar policies', () => {
 
 describe('sidecar configuration and operations', () => {
   it('bad configuration is refused with every problem named by its field path', () => {
-    assert.throws(() => resolveConfig({ upstreams: [{ name: 'web', listen: '127.0.0.1:1', endpoints: ['x:1'], policy: { retrys: {}, bulkhead: { maxConcurrent: 0 }, balancer: { kind: 'roundrobin' } } }] }, 'f.yaml'), (e: Error) => {
-      assert.match(e.message, /config\.upstreams\[0\]\.policy\.retrys: unknown field \(did you mean "retries"\?\)/);
-      assert.match(e.message, /policy\.bulkhead\.maxConcurrent: must be at least 1, got 0/);
-      assert.match(e.message, /policy\.balancer\.kind: must be one of .* \(did you mean "roundRobin"\?\)/);
-      return true;
-    });
+    assert.throws(
+      () =>
+        resolveConfig(
+          {
+            upstreams: [
+              {
+                name: 'web',
+                listen: '127.0.0.1:1',
+                endpoints: ['x:1'],
+                policy: { retrys: {}, bulkhead: { maxConcurrent: 0 }, balancer: { kind: 'roundrobin' } },
+              },
+            ],
+          },
+          'f.yaml',
+        ),
+      (e: Error) => {
+        assert.match(e.message, /config\.upstreams\[0\]\.policy\.retrys: unknown field \(did you mean "retries"\?\)/);
+        assert.match(e.message, /policy\.bulkhead\.maxConcurrent: must be at least 1, got 0/);
+        assert.match(e.message, /policy\.balancer\.kind: must be one of .* \(did you mean "roundRobin"\?\)/);
+        return true;
+      },
+    );
   });
 
   it('hot reload: endpoints change without dropping an in-flight request or an open connection; a bad file keeps the last good config', async () => {
@@ -527,19 +698,31 @@ describe('sidecar configuration and operations', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sidecar-'));
     const file = join(dir, 'sidecar.yaml');
     const port = 15000 + (process.pid % 5000);
-    const write = (text: string) => { writeFileSync(`${file}.tmp`, text); renameSync(`${file}.tmp`, file); };
+    const write = (text: string) => {
+      writeFileSync(`${file}.tmp`, text);
+      renameSync(`${file}.tmp`, file);
+    };
     write(`admin: 127.0.0.1:0\nupstreams:\n  - name: web\n    listen: 127.0.0.1:${port}\n    endpoints: ["${ups[0]!.address}"]\n`);
     const { loadConfigFile } = await import('../../sidecar/config.ts');
-    const sc = new Sidecar(loadConfigFile(file), { clock: realClock, random: new SeededRandom(1), log: silentLogger, metrics: new Metrics({ defaultMetrics: false }) });
+    const sc = new Sidecar(loadConfigFile(file), {
+      clock: realClock,
+      random: new SeededRandom(1),
+      log: silentLogger,
+      metrics: new Metrics({ defaultMetrics: false }),
+    });
     await sc.start();
     sc.watchFile(file);
     cleanups.push(() => sc.stop(100));
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     cleanups.push(async () => agent.destroy());
-    const call = () => new Promise<{ status: number; socket: unknown }>((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => { res.resume(); res.on('end', () => resolve({ status: res.statusCode ?? 0, socket: req.socket })); });
-      req.on('error', reject);
-    });
+    const call = () =>
+      new Promise<{ status: number; socket: unknown }>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, socket: req.socket }));
+        });
+        req.on('error', reject);
+      });
     const inflight = call();
     await until(() => ups[0]!.seen.length === 1, 'in flight on the old endpoint');
     write(`admin: 127.0.0.1:0\nupstreams:\n  - name: web\n    listen: 127.0.0.1:${port}\n    endpoints: ["${ups[1]!.address}"]\n`);
@@ -560,32 +743,48 @@ describe('sidecar configuration and operations', () => {
     assert.match(dump.lastReload.error, /listen/);
   });
 
-  it('traces: one span per attempt under the caller\'s traceparent, exported over OTLP/HTTP; the upstream sees the attempt\'s span as its parent', async () => {
+  it("traces: one span per attempt under the caller's traceparent, exported over OTLP/HTTP; the upstream sees the attempt's span as its parent", async () => {
     const batches: unknown[] = [];
     const collector = http.createServer((req, res) => {
       let body = '';
-      req.on('data', (c: Buffer) => { body += c.toString(); });
+      req.on('data', (c: Buffer) => {
+        body += c.toString();
+      });
       req.on('end', () => {
         if (req.url === '/v1/traces') batches.push(JSON.parse(body));
         res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       });
     });
     await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
-    cleanups.push(async () => { collector.close(); });
+    cleanups.push(async () => {
+      collector.close();
+    });
     const ups = await upstreams(2);
     ups[0]!.behaviour = status(503);
-    const { sc, url } = await sidecar({ ...web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false } }), tracing: { endpoint: `http://127.0.0.1:${(collector.address() as { port: number }).port}`, samplePercent: 0 } });
+    const { sc, url } = await sidecar({
+      ...web(ups, { balancer: { kind: 'roundRobin' }, outlier: { enabled: false } }),
+      tracing: { endpoint: `http://127.0.0.1:${(collector.address() as { port: number }).port}`, samplePercent: 0 },
+    });
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     assert.equal((await get(url(), { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })).status, 200);
     const sent = [...ups[0]!.seen, ...ups[1]!.seen].map((x) => String(x.headers['traceparent']));
     assert.equal(sent.length, 2, 'a failed attempt and its retry');
     for (const tp of sent) {
       assert.match(tp, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
-      assert.notEqual(tp.split('-')[2], '00f067aa0ba902b7', 'the attempt\'s own span, not the caller\'s');
+      assert.notEqual(tp.split('-')[2], '00f067aa0ba902b7', "the attempt's own span, not the caller's");
     }
     await sc.stop(100);
-    type Span = { traceId: string; spanId: string; parentSpanId: string; attributes: Array<{ key: string; value: Record<string, unknown> }>; status?: { code?: number } };
-    const spansOf = () => (batches as Array<{ resourceSpans: Array<{ scopeSpans: Array<{ spans: Span[] }> }> }>).flatMap((b) => b.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((x) => x.spans)));
+    type Span = {
+      traceId: string;
+      spanId: string;
+      parentSpanId: string;
+      attributes: Array<{ key: string; value: Record<string, unknown> }>;
+      status?: { code?: number };
+    };
+    const spansOf = () =>
+      (batches as Array<{ resourceSpans: Array<{ scopeSpans: Array<{ spans: Span[] }> }> }>).flatMap((b) =>
+        b.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((x) => x.spans)),
+      );
     const answered = () => spansOf().filter((s) => s.attributes.some((a) => a.key === 'http.response.status_code'));
     await until(() => answered().length >= 2, 'spans of both answered attempts at the collector');
     for (const s of spansOf()) {
@@ -596,27 +795,41 @@ describe('sidecar configuration and operations', () => {
     // statuses. On a loaded machine an attempt can also fail before any upstream saw it (a
     // connection refused or timed out, then retried): its span has no status code and is an error.
     assert.deepEqual(new Set(answered().map((s) => s.spanId)), new Set(sent.map((tp) => tp.split('-')[2])));
-    const statuses = answered().map((s) => s.attributes.find((a) => a.key === 'http.response.status_code')?.value['intValue']).map(Number).sort();
+    const statuses = answered()
+      .map((s) => s.attributes.find((a) => a.key === 'http.response.status_code')?.value['intValue'])
+      .map(Number)
+      .sort();
     assert.deepEqual(statuses, [200, 503]);
-    for (const s of spansOf().filter((x) => !answered().includes(x))) assert.equal(s.status?.code, 2, `an unanswered attempt's span is an error: ${JSON.stringify(s)}`);
+    for (const s of spansOf().filter((x) => !answered().includes(x)))
+      assert.equal(s.status?.code, 2, `an unanswered attempt's span is an error: ${JSON.stringify(s)}`);
   });
 
-  it('discovery: snapshots from the operator\'s stream are applied and acknowledged; a bad one is refused by name; while the server is away the last good configuration serves', async () => {
+  it("discovery: snapshots from the operator's stream are applied and acknowledged; a bad one is refused by name; while the server is away the last good configuration serves", async () => {
     const ups = await upstreams(2);
     const { discoveryService } = await import('../../api/discovery.ts');
     const hellos: Array<{ node: string; version: string }> = [];
     const acks: Array<{ version: string; error: string }> = [];
-    let stream: ServerDuplexStream<{ hello?: { node: string; version: string }; ack?: { version: string; error: string } }, { version: string; upstreams_json: string }> | undefined;
+    let stream:
+      | ServerDuplexStream<
+          { hello?: { node: string; version: string }; ack?: { version: string; error: string } },
+          { version: string; upstreams_json: string }
+        >
+      | undefined;
     const startServer = async (port: number) => {
       const server = new grpc.Server();
       server.addService(discoveryService().service, {
         Stream: (call: NonNullable<typeof stream>) => {
           stream = call;
-          call.on('data', (m) => { if (m.hello) hellos.push(m.hello); if (m.ack) acks.push(m.ack); });
+          call.on('data', (m) => {
+            if (m.hello) hellos.push(m.hello);
+            if (m.ack) acks.push(m.ack);
+          });
           call.on('error', () => undefined);
         },
       });
-      const bound = await new Promise<number>((res, rej) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+      const bound = await new Promise<number>((res, rej) =>
+        server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+      );
       return { server, port: bound };
     };
     let srv = await startServer(0);
@@ -643,7 +856,9 @@ describe('sidecar configuration and operations', () => {
     // It comes back: the sidecar reconnects, says which version it holds, and takes the next one.
     stream = undefined;
     srv = await startServer(port);
-    cleanups.push(async () => { srv.server.forceShutdown(); });
+    cleanups.push(async () => {
+      srv.server.forceShutdown();
+    });
     await until(() => hellos.length === 2 && stream !== undefined, 'reconnect', 10_000);
     assert.deepEqual(hellos[1], { node: 'shop/web-0', version: 'v1' });
     send('v3', [{ name: 'orders.shop', listen, endpoints: [ups[1]!.address] }]);

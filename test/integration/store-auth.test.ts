@@ -90,7 +90,11 @@ const steps: Step[] = [
   { args: ['member', 'list'], statusOnly: true },
   { args: ['endpoint', 'status'], as: alice, statusOnly: true },
   { args: ['endpoint', 'status'], statusOnly: true },
-  { args: ['endpoint', 'hashkv'], as: alice, differs: { etcd: /Unknown desc = auth: permission denied/, ballast: /→ 1 Error: etcdserver: permission denied$/ } },
+  {
+    args: ['endpoint', 'hashkv'],
+    as: alice,
+    differs: { etcd: /Unknown desc = auth: permission denied/, ballast: /→ 1 Error: etcdserver: permission denied$/ },
+  },
   { args: ['alarm', 'list'], as: alice },
   { args: ['alarm', 'list'] },
   { args: ['alarm', 'disarm'], as: alice },
@@ -112,7 +116,14 @@ const steps: Step[] = [
   { args: ['user', 'revoke-role', 'alice', 'app'], as: root },
   { args: ['get', 'zzz'], as: 'alice:pass2' },
   { args: ['user', 'add', 'cn-only', '--no-password'], as: root },
-  { args: ['get', 'foo'], as: 'cn-only:x', differs: { etcd: /Unknown desc = auth: authentication failed, password was given for no password user/, ballast: /InvalidArgument desc = etcdserver: authentication failed, password was given for no password user/ } },
+  {
+    args: ['get', 'foo'],
+    as: 'cn-only:x',
+    differs: {
+      etcd: /Unknown desc = auth: authentication failed, password was given for no password user/,
+      ballast: /InvalidArgument desc = etcdserver: authentication failed, password was given for no password user/,
+    },
+  },
   { args: ['user', 'delete', 'root'], as: root },
   { args: ['role', 'delete', 'root'], as: root },
   { args: ['user', 'revoke-role', 'root', 'root'], as: root },
@@ -135,8 +146,16 @@ type Run = (args: string[], input?: string) => { status: number | null; stdout: 
 function play(run: Run): string[] {
   return steps.map((s) => {
     const r = run([...(s.as ? [`--user=${s.as}`] : []), ...s.args], s.input);
-    const err = r.stderr.split('\n').filter((l) => l.startsWith('Error:')).join(' | ');
-    const out = s.statusOnly ? '' : r.stdout.replace(/\b[0-9a-f]{16}\b/g, 'ID').replace(/mylock\/[0-9a-f]+/g, 'mylock/ID').trim();
+    const err = r.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('Error:'))
+      .join(' | ');
+    const out = s.statusOnly
+      ? ''
+      : r.stdout
+          .replace(/\b[0-9a-f]{16}\b/g, 'ID')
+          .replace(/mylock\/[0-9a-f]+/g, 'mylock/ID')
+          .trim();
     return `etcdctl ${s.as ? `--user=${s.as} ` : ''}${s.args.join(' ')} → ${r.status}${out ? ` ${JSON.stringify(out)}` : ''}${err ? ` ${err}` : ''}`;
   });
 }
@@ -167,7 +186,12 @@ describe('etcdctl auth: ballast answers as etcd v3.5 does', { timeout: 240_000 }
 });
 
 function etcdctlRun(endpoint: string, args: string[], input?: string) {
-  const r = spawnSync('etcdctl', [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=10s', ...args], { encoding: 'utf8', input: input ?? '', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 120_000 });
+  const r = spawnSync('etcdctl', [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=10s', ...args], {
+    encoding: 'utf8',
+    input: input ?? '',
+    env: { ...process.env, ETCDCTL_API: '3' },
+    timeout: 120_000,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -177,7 +201,10 @@ async function restartAll(c: StoreCluster): Promise<void> {
     await c.stop(m.name);
     c.restart(m.name);
   }
-  await until(() => c.members.every((m) => c.etcdctl(['--user=root:rootpw', 'endpoint', 'status'], { endpoints: c.addr(m) }).status === 0), 'every member answers after its restart');
+  await until(
+    () => c.members.every((m) => c.etcdctl(['--user=root:rootpw', 'endpoint', 'status'], { endpoints: c.addr(m) }).status === 0),
+    'every member answers after its restart',
+  );
 }
 
 describe('the etcd3 npm client with a user and password', { timeout: 120_000 }, () => {
@@ -191,9 +218,12 @@ describe('the etcd3 npm client with a user and password', { timeout: 120_000 }, 
   it('authenticates, is refused what its roles do not grant (watches too), and authenticates again after a restart forgets its token', async () => {
     c = await StoreCluster.start(3);
     const setup = [
-      ['user', 'add', 'root', '--new-user-password=rootpw'], ['auth', 'enable'],
-      ['--user=root:rootpw', 'role', 'add', 'app'], ['--user=root:rootpw', 'role', 'grant-permission', 'app', 'readwrite', '/app/', '--prefix'],
-      ['--user=root:rootpw', 'user', 'add', 'app', '--new-user-password=apppw'], ['--user=root:rootpw', 'user', 'grant-role', 'app', 'app'],
+      ['user', 'add', 'root', '--new-user-password=rootpw'],
+      ['auth', 'enable'],
+      ['--user=root:rootpw', 'role', 'add', 'app'],
+      ['--user=root:rootpw', 'role', 'grant-permission', 'app', 'readwrite', '/app/', '--prefix'],
+      ['--user=root:rootpw', 'user', 'add', 'app', '--new-user-password=apppw'],
+      ['--user=root:rootpw', 'user', 'grant-role', 'app', 'app'],
     ];
     for (const a of setup) assert.equal(c.etcdctl(a).status, 0, a.join(' '));
     const hosts = c.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
@@ -220,7 +250,10 @@ describe('the etcd3 npm client with a user and password', { timeout: 120_000 }, 
     assert.match(Buffer.from(locked['key'] as Buffer).toString(), /^\/app\/lock\//);
     await rawCall(ep, 'Lock', 'Unlock', { key: locked['key'] }, token, 'v3lockpb');
     await assert.rejects(rawCall(ep, 'Lock', 'Lock', { name: Buffer.from('/other-lock') }, token, 'v3lockpb'), /permission denied/);
-    await assert.rejects(rawCall(ep, 'Election', 'Leader', { name: Buffer.from('/other-election') }, token, 'v3electionpb'), /permission denied/);
+    await assert.rejects(
+      rawCall(ep, 'Election', 'Leader', { name: Buffer.from('/other-election') }, token, 'v3electionpb'),
+      /permission denied/,
+    );
     // Every member forgets its tokens when it restarts: the client authenticates again by itself.
     await restartAll(c);
     await app.put('/app/c').value('3');
@@ -237,16 +270,23 @@ describe('JWT tokens (--auth-token=jwt,...)', { timeout: 120_000 }, () => {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     writeFileSync(join(dir, 'priv.pem'), privateKey.export({ type: 'pkcs1', format: 'pem' }));
     writeFileSync(join(dir, 'pub.pem'), publicKey.export({ type: 'spki', format: 'pem' }));
-    c = await StoreCluster.start(3, { extraArgs: [`--auth-token=jwt,pub-key=${join(dir, 'pub.pem')},priv-key=${join(dir, 'priv.pem')},sign-method=RS256,ttl=10m`] });
-    for (const a of [['user', 'add', 'root', '--new-user-password=rootpw'], ['auth', 'enable']]) assert.equal(c.etcdctl(a).status, 0, a.join(' '));
-    const [m1, m2] = c.members as [typeof c.members[0], typeof c.members[0]];
+    c = await StoreCluster.start(3, {
+      extraArgs: [`--auth-token=jwt,pub-key=${join(dir, 'pub.pem')},priv-key=${join(dir, 'priv.pem')},sign-method=RS256,ttl=10m`],
+    });
+    for (const a of [
+      ['user', 'add', 'root', '--new-user-password=rootpw'],
+      ['auth', 'enable'],
+    ])
+      assert.equal(c.etcdctl(a).status, 0, a.join(' '));
+    const [m1, m2] = c.members as [(typeof c.members)[0], (typeof c.members)[0]];
     const token = await authenticate(`127.0.0.1:${m1.clientPort}`, 'root', 'rootpw');
     assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT');
     const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
     assert.equal(claims['username'], 'root');
     assert.equal(typeof claims['revision'], 'number');
     assert.equal(typeof claims['exp'], 'number');
-    const put = (port: number, tok: string) => rawCall(`127.0.0.1:${port}`, 'KV', 'Put', { key: Buffer.from('k'), value: Buffer.from('v') }, tok);
+    const put = (port: number, tok: string) =>
+      rawCall(`127.0.0.1:${port}`, 'KV', 'Put', { key: Buffer.from('k'), value: Buffer.from('v') }, tok);
     await put(m2.clientPort, token); // signed by m1, checked by m2
     assert.equal(c.etcdctl(['--user=root:rootpw', 'role', 'add', 'r']).status, 0);
     await assert.rejects(put(m2.clientPort, token), /revision of auth store is old/);
@@ -267,18 +307,27 @@ describe('CN identity: a client certificate names the user', { timeout: 120_000 
   let c: StoreCluster | undefined;
   after(() => c?.shutdown());
 
-  it('with --client-cert-auth and no token, the certificate\'s common name is the user (a --no-password user)', async () => {
+  it("with --client-cert-auth and no token, the certificate's common name is the user (a --no-password user)", async () => {
     const certs = makeCerts();
     c = await StoreCluster.start(3, {
-      scheme: 'https', peerScheme: 'http',
-      extraArgs: [`--cert-file=${certs.serverCert}`, `--key-file=${certs.serverKey}`, `--trusted-ca-file=${certs.ca}`, '--client-cert-auth'],
+      scheme: 'https',
+      peerScheme: 'http',
+      extraArgs: [
+        `--cert-file=${certs.serverCert}`,
+        `--key-file=${certs.serverKey}`,
+        `--trusted-ca-file=${certs.ca}`,
+        '--client-cert-auth',
+      ],
       etcdctlArgs: [`--cacert=${certs.ca}`, `--cert=${certs.clientCert}`, `--key=${certs.clientKey}`],
     });
     // The client certificate's CN is "client".
     for (const a of [
-      ['user', 'add', 'root', '--new-user-password=rootpw'], ['auth', 'enable'],
-      ['--user=root:rootpw', 'user', 'add', 'client', '--no-password'], ['--user=root:rootpw', 'role', 'add', 'c'],
-      ['--user=root:rootpw', 'role', 'grant-permission', 'c', 'readwrite', '/c/', '--prefix'], ['--user=root:rootpw', 'user', 'grant-role', 'client', 'c'],
+      ['user', 'add', 'root', '--new-user-password=rootpw'],
+      ['auth', 'enable'],
+      ['--user=root:rootpw', 'user', 'add', 'client', '--no-password'],
+      ['--user=root:rootpw', 'role', 'add', 'c'],
+      ['--user=root:rootpw', 'role', 'grant-permission', 'c', 'readwrite', '/c/', '--prefix'],
+      ['--user=root:rootpw', 'user', 'grant-role', 'client', 'c'],
     ]) {
       const r = c.etcdctl(a);
       assert.equal(r.status, 0, `${a.join(' ')}: ${r.stderr}`);
@@ -298,16 +347,24 @@ describe('the auth state is replicated and durable', { timeout: 180_000 }, () =>
   it('survives every member restarting, reaches members through snapshots, and a member added later enforces it', async () => {
     c = await StoreCluster.start(3, { extraArgs: ['--snapshot-count=20'] });
     for (const a of [
-      ['user', 'add', 'root', '--new-user-password=rootpw'], ['--user=root:rootpw', 'role', 'add', 'r'],
+      ['user', 'add', 'root', '--new-user-password=rootpw'],
+      ['--user=root:rootpw', 'role', 'add', 'r'],
       ['--user=root:rootpw', 'role', 'grant-permission', 'r', 'read', '/r/', '--prefix'],
-      ['user', 'add', 'u', '--new-user-password=upw'], ['user', 'grant-role', 'u', 'r'], ['auth', 'enable'],
-    ]) assert.equal(c.etcdctl(a).status, 0, a.join(' '));
+      ['user', 'add', 'u', '--new-user-password=upw'],
+      ['user', 'grant-role', 'u', 'r'],
+      ['auth', 'enable'],
+    ])
+      assert.equal(c.etcdctl(a).status, 0, a.join(' '));
     // Enough writes that every member snapshots (the auth state is in the snapshot, not only the log).
     for (let i = 0; i < 60; i++) assert.equal(c.etcdctl(['--user=root:rootpw', 'put', `/r/${i}`, 'v']).status, 0);
     await restartAll(c);
     for (const m of c.members) {
       const at = { endpoints: `127.0.0.1:${m.clientPort}` };
-      assert.equal(c.etcdctl(['--user=u:upw', 'get', '/r/1', '--print-value-only'], at).stdout.trim(), 'v', `${m.name} knows u and its role`);
+      assert.equal(
+        c.etcdctl(['--user=u:upw', 'get', '/r/1', '--print-value-only'], at).stdout.trim(),
+        'v',
+        `${m.name} knows u and its role`,
+      );
       assert.match(c.etcdctl(['--user=u:upw', 'put', '/r/1', 'w'], at).stderr, /permission denied/, `${m.name} enforces the role`);
       assert.match(c.etcdctl(['get', '/r/1'], at).stderr, /user name is empty/, `${m.name} knows auth is on`);
     }
@@ -315,7 +372,10 @@ describe('the auth state is replicated and durable', { timeout: 180_000 }, () =>
     assert.equal(c.etcdctl(['--user=root:rootpw', 'member', 'add', 'm4', `--peer-urls=http://127.0.0.1:${joined.peerPort}`]).status, 0);
     c.spawn(joined, 'existing');
     const at = { endpoints: c.addr(joined) };
-    await until(() => c!.etcdctl(['--user=u:upw', 'get', '/r/1', '--print-value-only', '--consistency=s'], at).stdout.trim() === 'v', 'the new member learned the users');
+    await until(
+      () => c!.etcdctl(['--user=u:upw', 'get', '/r/1', '--print-value-only', '--consistency=s'], at).stdout.trim() === 'v',
+      'the new member learned the users',
+    );
     assert.match(c.etcdctl(['--user=u:upw', 'put', '/r/2', 'w'], at).stderr, /permission denied/);
   });
 });
@@ -335,10 +395,23 @@ async function authenticate(endpoint: string, name: string, password: string): P
 }
 
 /** One unary call to etcd's API with an optional token, over grpc-js. */
-async function rawCall(endpoint: string, service: string, method: string, req: Record<string, unknown>, token?: string, pkg = 'etcdserverpb'): Promise<Record<string, unknown>> {
+async function rawCall(
+  endpoint: string,
+  service: string,
+  method: string,
+  req: Record<string, unknown>,
+  token?: string,
+  pkg = 'etcdserverpb',
+): Promise<Record<string, unknown>> {
   const grpc = await import('@grpc/grpc-js');
   const { loadProtos } = await import('../../store/api/protos.ts');
-  const pb = loadProtos()[pkg] as unknown as Record<string, new (addr: string, creds: unknown) => Record<string, (req: unknown, md: unknown, cb: (e: Error | null, r: Record<string, unknown>) => void) => void> & { close(): void }>;
+  const pb = loadProtos()[pkg] as unknown as Record<
+    string,
+    new (
+      addr: string,
+      creds: unknown,
+    ) => Record<string, (req: unknown, md: unknown, cb: (e: Error | null, r: Record<string, unknown>) => void) => void> & { close(): void }
+  >;
   const Client = pb[service]!;
   const client = new Client(endpoint, grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
@@ -349,4 +422,3 @@ async function rawCall(endpoint: string, service: string, method: string, req: R
     client.close();
   }
 }
-

@@ -29,15 +29,30 @@ describe('ballast store backup and restore', { timeout: 120_000 }, () => {
     clusters.push(b);
     for (const name of ['n1', 'n2', 'n3']) await b.addSpec(name);
     for (const m of b.members) {
-      const r = spawnSync(bin, ['store', 'restore', file, `--name=${m.name}`, `--data-dir=${m.dataDir}`, `--initial-cluster=${b.initialCluster()}`,
-        `--initial-cluster-token=${b.token}`, `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`], { encoding: 'utf8' });
+      const r = spawnSync(
+        bin,
+        [
+          'store',
+          'restore',
+          file,
+          `--name=${m.name}`,
+          `--data-dir=${m.dataDir}`,
+          `--initial-cluster=${b.initialCluster()}`,
+          `--initial-cluster-token=${b.token}`,
+          `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+        ],
+        { encoding: 'utf8' },
+      );
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`restored snapshot \\(revision ${rev}\\)`));
     }
     for (const m of b.members) b.spawn(m, 'existing');
     await b.waitHealthy();
     assert.equal(b.etcdctl(['get', 'b/', '--prefix', '--keys-only']).stdout.split('\n').filter(Boolean).length, 19);
-    const got = JSON.parse(b.etcdctl(['get', 'b/5', '-w', 'json']).stdout) as { header: { revision: number }; kvs: Array<{ value: string }> };
+    const got = JSON.parse(b.etcdctl(['get', 'b/5', '-w', 'json']).stdout) as {
+      header: { revision: number };
+      kvs: Array<{ value: string }>;
+    };
     assert.equal(Buffer.from(got.kvs[0]!.value, 'base64').toString(), 'v5');
     assert.equal(got.header.revision, rev, 'the revision carries over');
     assert.match(b.etcdctl(['member', 'list']).stdout, /n1.*\n.*n2|n2.*\n.*n1/s, 'membership comes from the restore flags');
@@ -52,7 +67,11 @@ describe('ballast store backup and restore', { timeout: 120_000 }, () => {
     const mid = data.length >> 1;
     data[mid] = (data[mid] ?? 0) ^ 0xff;
     writeFileSync(bad, data);
-    const r = spawnSync(bin, ['store', 'restore', bad, `--data-dir=${join(a.dir, 'never')}`, '--initial-cluster=default=http://localhost:2380'], { encoding: 'utf8' });
+    const r = spawnSync(
+      bin,
+      ['store', 'restore', bad, `--data-dir=${join(a.dir, 'never')}`, '--initial-cluster=default=http://localhost:2380'],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /STORE_ERR_BACKUP_INVALID: .*fails its sha256 check/);
   });

@@ -23,7 +23,9 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
     ok(['put', 'app/b', '2']);
     ok(['put', 'app/a', '3']);
     assert.equal(ok(['get', 'app/', '--prefix']), 'app/a\n3\napp/b\n2\n');
-    const rev = JSON.parse(ok(['get', 'app/a', '-w', 'json'])) as { kvs: Array<{ create_revision: number; mod_revision: number; version: number }> };
+    const rev = JSON.parse(ok(['get', 'app/a', '-w', 'json'])) as {
+      kvs: Array<{ create_revision: number; mod_revision: number; version: number }>;
+    };
     const kv = rev.kvs[0]!;
     assert.equal(kv.version, 2);
     assert.equal(ok(['get', 'app/a', `--rev=${kv.create_revision}`, '--print-value-only']), '1\n');
@@ -44,7 +46,7 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
     assert.match(ok(['txn'], script('again')), /^FAILURE\n\nlock\ntaken\n/);
   });
 
-  it('refuses an empty key and a compacted revision with etcd\'s messages', () => {
+  it("refuses an empty key and a compacted revision with etcd's messages", () => {
     const empty = c.etcdctl(['put', '', 'x']);
     assert.notEqual(empty.status, 0);
     assert.match(empty.stderr, /etcdserver: key is not provided/);
@@ -57,20 +59,34 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
   });
 
   it('endpoint status and health answer for every member, with one leader', () => {
-    const status = JSON.parse(ok(['endpoint', 'status', '-w', 'json'])) as Array<{ Status: { leader: number; header: { member_id: number; revision: number } } }>;
+    const status = JSON.parse(ok(['endpoint', 'status', '-w', 'json'])) as Array<{
+      Status: { leader: number; header: { member_id: number; revision: number } };
+    }>;
     assert.equal(status.length, 3);
     assert.equal(new Set(status.map((s) => String(s.Status.leader))).size, 1, 'every member names the same leader');
     const health = c.etcdctl(['endpoint', 'health']);
     assert.equal(health.status, 0, health.stderr);
     // etcdctl 3.4 prints the verdicts on stderr.
-    assert.equal((health.stdout + health.stderr).split('\n').filter((l) => /is healthy: successfully committed proposal/.test(l)).length, 3);
+    assert.equal(
+      (health.stdout + health.stderr).split('\n').filter((l) => /is healthy: successfully committed proposal/.test(l)).length,
+      3,
+    );
     const hashes = ok(['endpoint', 'hashkv', '-w', 'json']);
-    assert.equal(new Set((JSON.parse(hashes) as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash)).size, 1, 'HashKV equal on every member');
+    assert.equal(
+      new Set((JSON.parse(hashes) as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash)).size,
+      1,
+      'HashKV equal on every member',
+    );
   });
 
-  it('MemberAdd and MemberUpdate with peer URLs that are not http(s)://host:port are refused (INVALID_ARGUMENT, etcd\'s message)', async () => {
-    const Cluster = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Cluster'] as grpc.ServiceClientConstructor;
-    const client = new Cluster(c.addr(c.members[0]!), grpc.credentials.createInsecure()) as unknown as Record<string, (r: object, cb: (e: grpc.ServiceError | null) => void) => void> & { close(): void };
+  it("MemberAdd and MemberUpdate with peer URLs that are not http(s)://host:port are refused (INVALID_ARGUMENT, etcd's message)", async () => {
+    const Cluster = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)[
+      'Cluster'
+    ] as grpc.ServiceClientConstructor;
+    const client = new Cluster(c.addr(c.members[0]!), grpc.credentials.createInsecure()) as unknown as Record<
+      string,
+      (r: object, cb: (e: grpc.ServiceError | null) => void) => void
+    > & { close(): void };
     const call = (method: string, r: object) => new Promise<grpc.ServiceError | null>((res) => client[method]!(r, res));
     try {
       for (const peerURLs of [[], ['127.0.0.1:2380'], ['http://127.0.0.1:2380/path']]) {
@@ -105,7 +121,11 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.match(list, new RegExp(`${id}, started, m4, http://127.0.0.1:${m4.peerPort}, http://127.0.0.1:${m4.clientPort}, false`));
-    assert.equal(c.etcdctl(['get', 'app/a', '--print-value-only'], { endpoints: `127.0.0.1:${m4.clientPort}` }).stdout, '3\n', 'the new member serves the data');
+    assert.equal(
+      c.etcdctl(['get', 'app/a', '--print-value-only'], { endpoints: `127.0.0.1:${m4.clientPort}` }).stdout,
+      '3\n',
+      'the new member serves the data',
+    );
     // Remove it again: its process learns it was removed and exits.
     const p = c.procs.get('m4')!;
     const exited = new Promise<number | null>((resolve) => p.once('exit', (code) => resolve(code)));
@@ -128,7 +148,11 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
       promoted2 = r.stdout + r.stderr;
     }
     assert.match(promoted2, /promoted in cluster/);
-    assert.equal(c.etcdctl(['get', 'app/a', '--print-value-only'], { endpoints: `127.0.0.1:${m4.clientPort}` }).stdout, '3\n', 'the re-added member serves the data');
+    assert.equal(
+      c.etcdctl(['get', 'app/a', '--print-value-only'], { endpoints: `127.0.0.1:${m4.clientPort}` }).stdout,
+      '3\n',
+      'the re-added member serves the data',
+    );
     const p2 = c.procs.get('m4')!;
     const exited2 = new Promise<number | null>((resolve) => p2.once('exit', (code) => resolve(code)));
     assert.match(ok(['member', 'remove', id2], undefined), /removed from cluster/);
@@ -136,7 +160,7 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
     c.members.splice(c.members.indexOf(m4), 1);
   });
 
-  it('promoting a member that is not a learner is refused with etcd\'s message', () => {
+  it("promoting a member that is not a learner is refused with etcd's message", () => {
     const first = ok(['member', 'list']).split('\n')[0]!.split(',')[0]!;
     const r = c.etcdctl(['member', 'promote', first]);
     assert.notEqual(r.status, 0);
@@ -147,7 +171,10 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
     const lead = c.leader()!;
     const target = c.members.find((m) => m.name !== lead)!;
     const list = ok(['member', 'list']);
-    const targetId = list.split('\n').find((l) => l.includes(`, ${target.name}, `))!.split(',')[0]!;
+    const targetId = list
+      .split('\n')
+      .find((l) => l.includes(`, ${target.name}, `))!
+      .split(',')[0]!;
     const r = c.etcdctl(['move-leader', targetId], { endpoints: `127.0.0.1:${c.member(lead).clientPort}` });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /Leadership transferred from [0-9a-f]+ to [0-9a-f]+/);

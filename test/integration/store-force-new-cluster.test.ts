@@ -13,7 +13,10 @@ import { after, describe, it } from 'node:test';
 import { loadProtos } from '../../store/api/protos.ts';
 import { StoreCluster } from '../support/store-cluster.ts';
 
-type Kv = { Put(r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { header: { revision: string } }) => void): void; close(): void };
+type Kv = {
+  Put(r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { header: { revision: string } }) => void): void;
+  close(): void;
+};
 
 describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
   let c: StoreCluster | undefined;
@@ -33,7 +36,11 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
     const writer = (async () => {
       while (writing) {
         const key = `k/${n++}`;
-        const rev = await new Promise<number | undefined>((res) => kv.Put({ key: Buffer.from(key), value: Buffer.from(`v${n}`) }, { deadline: Date.now() + 500 }, (e, r) => res(e ? undefined : Number(r?.header.revision))));
+        const rev = await new Promise<number | undefined>((res) =>
+          kv.Put({ key: Buffer.from(key), value: Buffer.from(`v${n}`) }, { deadline: Date.now() + 500 }, (e, r) =>
+            res(e ? undefined : Number(r?.header.revision)),
+          ),
+        );
         if (rev !== undefined) acked.set(key, rev);
       }
     })();
@@ -55,8 +62,14 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
     const only = [c.member(survivor)];
     await c.waitHealthy(30_000);
     const list = c.etcdctl(['member', 'list', '-w', 'json'], { endpoints: c.endpoints(only) });
-    assert.deepEqual((JSON.parse(list.stdout) as { members: Array<{ name: string }> }).members.map((m) => m.name), [survivor], 'a one-member cluster');
-    const got = JSON.parse(c.etcdctl(['get', 'k/', '--prefix', '-w', 'json'], { endpoints: c.endpoints(only) }).stdout) as { kvs?: Array<{ key: string; mod_revision: number }> };
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as { members: Array<{ name: string }> }).members.map((m) => m.name),
+      [survivor],
+      'a one-member cluster',
+    );
+    const got = JSON.parse(c.etcdctl(['get', 'k/', '--prefix', '-w', 'json'], { endpoints: c.endpoints(only) }).stdout) as {
+      kvs?: Array<{ key: string; mod_revision: number }>;
+    };
     const have = new Map((got.kvs ?? []).map((x) => [Buffer.from(x.key, 'base64').toString(), x.mod_revision]));
     const missing = [...acked].filter(([k, rev]) => have.get(k) !== rev);
     assert.deepEqual(missing, [], 'every acknowledged write is there, at the revision it was acknowledged with');
@@ -65,7 +78,9 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
     // The lost members come back empty, one learner at a time, and are promoted once caught up.
     for (const name of lost) {
       const m = c.member(name);
-      const added = c.etcdctl(['member', 'add', name, '--learner', `--peer-urls=http://127.0.0.1:${m.peerPort}`], { endpoints: c.endpoints() });
+      const added = c.etcdctl(['member', 'add', name, '--learner', `--peer-urls=http://127.0.0.1:${m.peerPort}`], {
+        endpoints: c.endpoints(),
+      });
       const id = /Member +([0-9a-f]+) added/.exec(added.stdout)?.[1];
       assert.ok(id, added.stdout + added.stderr);
       c.spawn(m, 'existing');
@@ -78,11 +93,14 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
       }
     }
     await c.waitHealthy(30_000);
-    const hashes = () => (JSON.parse(c!.etcdctl(['endpoint', 'hashkv', '-w', 'json']).stdout || '[]') as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash);
+    const hashes = () =>
+      (JSON.parse(c!.etcdctl(['endpoint', 'hashkv', '-w', 'json']).stdout || '[]') as Array<{ HashKV: { hash: number } }>).map(
+        (h) => h.HashKV.hash,
+      );
     const deadline = Date.now() + 30_000;
     while (new Set(hashes()).size !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
     assert.equal(hashes().length, 3);
-    assert.equal(new Set(hashes()).size, 1, 'the three members\' key spaces hash the same');
+    assert.equal(new Set(hashes()).size, 1, "the three members' key spaces hash the same");
 
     // The same id again: a normal start, the re-added members stay.
     await c.stop(survivor);
@@ -90,7 +108,11 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
     c.restart(survivor);
     c.extraArgs = [];
     await c.waitHealthy(30_000);
-    assert.equal((JSON.parse(c.etcdctl(['member', 'list', '-w', 'json']).stdout) as { members: unknown[] }).members.length, 3, 'not forced twice');
+    assert.equal(
+      (JSON.parse(c.etcdctl(['member', 'list', '-w', 'json']).stdout) as { members: unknown[] }).members.length,
+      3,
+      'not forced twice',
+    );
   });
 
   it('--force-new-cluster-member names the survivor: the other members start normally; a member without data refuses', async () => {
@@ -100,7 +122,11 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
     c!.restart(m.name);
     c!.extraArgs = [];
     await c!.waitHealthy(30_000);
-    assert.equal((JSON.parse(c!.etcdctl(['member', 'list', '-w', 'json']).stdout) as { members: unknown[] }).members.length, 3, 'the member not named started as it was');
+    assert.equal(
+      (JSON.parse(c!.etcdctl(['member', 'list', '-w', 'json']).stdout) as { members: unknown[] }).members.length,
+      3,
+      'the member not named started as it was',
+    );
 
     const empty = await c!.addSpec('empty');
     c!.extraArgs = ['--force-new-cluster'];
@@ -109,7 +135,10 @@ describe('ballast store --force-new-cluster', { timeout: 180_000 }, () => {
     const code = await new Promise<number | null>((r) => p.once('exit', (x) => r(x)));
     assert.equal(code, 1);
     const log = readFileSync(join(c!.dir, 'empty.log'), 'utf8');
-    assert.match(log, /--force-new-cluster: \S+ holds no data to start the new cluster from; give the data directory of the member that survived/);
+    assert.match(
+      log,
+      /--force-new-cluster: \S+ holds no data to start the new cluster from; give the data directory of the member that survived/,
+    );
     assert.match(log, /"code":"STORE_ERR_DATA_DIR"/);
   });
 });

@@ -14,7 +14,8 @@ import { bin, freePort } from '../support/store-cluster.ts';
 
 const fixture = join(import.meta.dirname, '..', 'fixtures', 'store-format1');
 const expected = JSON.parse(readFileSync(join(fixture, 'expected.json'), 'utf8')) as {
-  revision: number; hashkv: { hash: number; compact_revision: number };
+  revision: number;
+  hashkv: { hash: number; compact_revision: number };
   kvs: Array<{ key: string; value: string; create_revision: number; mod_revision: number; version: number; lease: number }>;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,9 +30,22 @@ describe('on-disk formats across versions', { timeout: 120_000 }, () => {
   // The fixture's member: its id and cluster come from this peer URL and token.
   const start = async (extra: string[] = []) => {
     clientPort = await freePort();
-    proc = spawn(bin, ['store', '--name=fx', `--data-dir=${data}`, `--listen-client-urls=http://127.0.0.1:${clientPort}`, `--advertise-client-urls=http://127.0.0.1:${clientPort}`,
-      '--listen-peer-urls=http://127.0.0.1:24380', '--initial-advertise-peer-urls=http://127.0.0.1:24380', '--initial-cluster=fx=http://127.0.0.1:24380',
-      '--initial-cluster-token=fixture', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn(
+      bin,
+      [
+        'store',
+        '--name=fx',
+        `--data-dir=${data}`,
+        `--listen-client-urls=http://127.0.0.1:${clientPort}`,
+        `--advertise-client-urls=http://127.0.0.1:${clientPort}`,
+        '--listen-peer-urls=http://127.0.0.1:24380',
+        '--initial-advertise-peer-urls=http://127.0.0.1:24380',
+        '--initial-cluster=fx=http://127.0.0.1:24380',
+        '--initial-cluster-token=fixture',
+        ...extra,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
     proc.stderr?.on('data', (c: Buffer) => (out += c.toString()));
@@ -48,21 +62,46 @@ describe('on-disk formats across versions', { timeout: 120_000 }, () => {
     p.kill('SIGTERM');
     await done;
   };
-  const etcdctl = (args: string[]) => spawnSync('etcdctl', [`--endpoints=127.0.0.1:${clientPort}`, '--command-timeout=5s', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+  const etcdctl = (args: string[]) =>
+    spawnSync('etcdctl', [`--endpoints=127.0.0.1:${clientPort}`, '--command-timeout=5s', ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
   const everything = () => {
     const r = etcdctl(['get', '', '--prefix', '-w', 'json']);
     assert.equal(r.status, 0, r.stderr);
-    const d = JSON.parse(r.stdout) as { header: { revision: number }; kvs: Array<{ key: string; value?: string; create_revision: number; mod_revision: number; version: number; lease?: number }> };
-    return { revision: d.header.revision, kvs: d.kvs.map((k) => ({ key: Buffer.from(k.key, 'base64').toString('latin1'), value: Buffer.from(k.value ?? '', 'base64').toString('latin1'), create_revision: k.create_revision, mod_revision: k.mod_revision, version: k.version, lease: k.lease ?? 0 })) };
+    const d = JSON.parse(r.stdout) as {
+      header: { revision: number };
+      kvs: Array<{ key: string; value?: string; create_revision: number; mod_revision: number; version: number; lease?: number }>;
+    };
+    return {
+      revision: d.header.revision,
+      kvs: d.kvs.map((k) => ({
+        key: Buffer.from(k.key, 'base64').toString('latin1'),
+        value: Buffer.from(k.value ?? '', 'base64').toString('latin1'),
+        create_revision: k.create_revision,
+        mod_revision: k.mod_revision,
+        version: k.version,
+        lease: k.lease ?? 0,
+      })),
+    };
   };
-  const hashAt = (rev: number) => (JSON.parse(etcdctl(['endpoint', 'hashkv', `--rev=${rev}`, '-w', 'json']).stdout) as Array<{ HashKV: { hash: number; compact_revision: number } }>)[0]!.HashKV;
+  const hashAt = (rev: number) =>
+    (
+      JSON.parse(etcdctl(['endpoint', 'hashkv', `--rev=${rev}`, '-w', 'json']).stdout) as Array<{
+        HashKV: { hash: number; compact_revision: number };
+      }>
+    )[0]!.HashKV;
 
   it('a data directory written by 0.1.0 (format 1) is read whole: keys, values, revisions, leases, HashKV', async () => {
     await start();
     const got = everything();
     assert.equal(got.revision, expected.revision);
     assert.deepEqual(got.kvs, expected.kvs);
-    assert.deepEqual({ hash: hashAt(expected.revision).hash, compact_revision: hashAt(expected.revision).compact_revision }, expected.hashkv);
+    assert.deepEqual(
+      { hash: hashAt(expected.revision).hash, compact_revision: hashAt(expected.revision).compact_revision },
+      expected.hashkv,
+    );
     assert.match(etcdctl(['lease', 'list']).stdout, /found 2 leases/);
   });
 
@@ -78,8 +117,16 @@ describe('on-disk formats across versions', { timeout: 120_000 }, () => {
     await stop();
     const record = JSON.parse(readFileSync(join(data, 'member', 'format'), 'utf8')) as { format: number; writtenBy: string };
     assert.equal(record.format, 2);
-    const snaps = readdirSync(join(data, 'member', 'snap')).filter((f) => f.endsWith('.snap')).sort();
-    assert.equal(readFileSync(join(data, 'member', 'snap', snaps.at(-1)!)).subarray(0, 4).toString(), 'BSNP', 'the newest snapshot is in format 2');
+    const snaps = readdirSync(join(data, 'member', 'snap'))
+      .filter((f) => f.endsWith('.snap'))
+      .sort();
+    assert.equal(
+      readFileSync(join(data, 'member', 'snap', snaps.at(-1)!))
+        .subarray(0, 4)
+        .toString(),
+      'BSNP',
+      'the newest snapshot is in format 2',
+    );
     await start();
     assert.deepEqual(everything(), now, 'everything, after a restart from the format-2 snapshot');
     assert.equal(hashAt(before.revision).hash, hash.hash, 'the history before the migration hashes the same');
@@ -91,12 +138,28 @@ describe('on-disk formats across versions', { timeout: 120_000 }, () => {
     const kept = readFileSync(formatFile, 'utf8');
     writeFileSync(formatFile, JSON.stringify({ format: 3, writtenBy: '9.9.9' }));
     const walBefore = readdirSync(join(data, 'member', 'wal')).map((f) => readFileSync(join(data, 'member', 'wal', f)).length);
-    const r = spawnSync(bin, ['store', '--name=fx', `--data-dir=${data}`, '--listen-client-urls=http://127.0.0.1:0', '--listen-peer-urls=http://127.0.0.1:24380',
-      '--initial-advertise-peer-urls=http://127.0.0.1:24380', '--initial-cluster=fx=http://127.0.0.1:24380', '--initial-cluster-token=fixture'], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(
+      bin,
+      [
+        'store',
+        '--name=fx',
+        `--data-dir=${data}`,
+        '--listen-client-urls=http://127.0.0.1:0',
+        '--listen-peer-urls=http://127.0.0.1:24380',
+        '--initial-advertise-peer-urls=http://127.0.0.1:24380',
+        '--initial-cluster=fx=http://127.0.0.1:24380',
+        '--initial-cluster-token=fixture',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     assert.notEqual(r.status, 0);
     assert.match(r.stderr + r.stdout, /STORE_ERR_FORMAT_TOO_NEW/);
     assert.match(r.stderr + r.stdout, /in format 3, written by ballast 9\.9\.9; this ballast \(\d+\.\d+\.\d+\) reads formats up to 2/);
-    assert.deepEqual(readdirSync(join(data, 'member', 'wal')).map((f) => readFileSync(join(data, 'member', 'wal', f)).length), walBefore, 'nothing written');
+    assert.deepEqual(
+      readdirSync(join(data, 'member', 'wal')).map((f) => readFileSync(join(data, 'member', 'wal', f)).length),
+      walBefore,
+      'nothing written',
+    );
     writeFileSync(formatFile, kept);
   });
 });

@@ -12,22 +12,34 @@ import { StoreCluster } from '../support/store-cluster.ts';
 
 const certs = makeCerts();
 const clientTls = [`--cert-file=${certs.serverCert}`, `--key-file=${certs.serverKey}`];
-const peerTls = [`--peer-cert-file=${certs.serverCert}`, `--peer-key-file=${certs.serverKey}`, `--peer-trusted-ca-file=${certs.ca}`, '--peer-client-cert-auth'];
+const peerTls = [
+  `--peer-cert-file=${certs.serverCert}`,
+  `--peer-key-file=${certs.serverKey}`,
+  `--peer-trusted-ca-file=${certs.ca}`,
+  '--peer-client-cert-auth',
+];
 
-for (const [client, peer] of [['http', 'http'], ['https', 'http'], ['http', 'https'], ['https', 'https']] as const) {
+for (const [client, peer] of [
+  ['http', 'http'],
+  ['https', 'http'],
+  ['http', 'https'],
+  ['https', 'https'],
+] as const) {
   describe(`forwarding to the leader: client ${client}, peer ${peer}`, { timeout: 120_000 }, () => {
     let c: StoreCluster | undefined;
     after(() => c?.shutdown());
 
     it('a lease kept alive and asked about through a follower; a member added through a follower; a frozen leader is an error, not silence', async () => {
       c = await StoreCluster.start(3, {
-        scheme: client, peerScheme: peer,
+        scheme: client,
+        peerScheme: peer,
         extraArgs: [...(client === 'https' ? clientTls : []), ...(peer === 'https' ? peerTls : [])],
         etcdctlArgs: client === 'https' ? [`--cacert=${certs.ca}`] : [],
       });
       const lead = await c.waitLeader();
       const follower = c.members.find((m) => m.name !== lead)!;
-      const viaFollower = (args: string[], timeout = '8s') => c!.etcdctl([`--command-timeout=${timeout}`, ...args], { endpoints: c!.addr(follower) });
+      const viaFollower = (args: string[], timeout = '8s') =>
+        c!.etcdctl([`--command-timeout=${timeout}`, ...args], { endpoints: c!.addr(follower) });
       const grant = viaFollower(['lease', 'grant', '60']);
       assert.equal(grant.status, 0, grant.stderr);
       const id = /lease ([0-9a-f]+) granted/.exec(grant.stdout)![1]!;
@@ -50,7 +62,12 @@ for (const [client, peer] of [['http', 'http'], ['https', 'http'], ['http', 'htt
       try {
         const frozen = viaFollower(['lease', 'keep-alive', '--once', id], '30s');
         if (frozen.status === 0) assert.match(frozen.stdout, /keepalived with TTL\(\d+\)/);
-        else assert.doesNotMatch(frozen.stderr, /context deadline exceeded/, `the member answered before the client gave up: ${frozen.stderr}`);
+        else
+          assert.doesNotMatch(
+            frozen.stderr,
+            /context deadline exceeded/,
+            `the member answered before the client gave up: ${frozen.stderr}`,
+          );
       } finally {
         leaderProc.kill('SIGCONT');
       }

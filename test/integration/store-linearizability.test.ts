@@ -17,10 +17,17 @@ async function moveLeader(c: StoreCluster): Promise<void> {
   const target = list.find((l) => !l.includes(`, ${lead}, `) && c.procs.has(l.split(', ')[2] ?? ''));
   if (!target) return;
   const targetId = BigInt(`0x${target.split(',')[0]}`).toString();
-  const Maintenance = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)['Maintenance'] as grpc.ServiceClientConstructor;
+  const Maintenance = (loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>)[
+    'Maintenance'
+  ] as grpc.ServiceClientConstructor;
   const client = new Maintenance(`127.0.0.1:${c.member(lead).clientPort}`, grpc.credentials.createInsecure());
   await new Promise<void>((resolve) => {
-    (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: () => void) => void>)['MoveLeader']!.call(client, { targetID: targetId }, { deadline: Date.now() + 3000 }, () => resolve());
+    (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: () => void) => void>)['MoveLeader']!.call(
+      client,
+      { targetID: targetId },
+      { deadline: Date.now() + 3000 },
+      () => resolve(),
+    );
   });
   client.close();
 }
@@ -37,7 +44,7 @@ describe('linearizability (Porcupine)', { timeout: 240_000 }, () => {
     const nemesis = (async () => {
       await sleep(800);
       for (let round = 0; round < 4; round++) {
-        const victim = round % 2 === 0 ? cluster.leader() ?? 'm1' : cluster.members[round % 3]!.name;
+        const victim = round % 2 === 0 ? (cluster.leader() ?? 'm1') : cluster.members[round % 3]!.name;
         await cluster.kill9(victim);
         faults++;
         await sleep(900);
@@ -51,9 +58,19 @@ describe('linearizability (Porcupine)', { timeout: 240_000 }, () => {
     // At least the nemesis's time, and until 250 writes had a definite outcome (a busy machine
     // takes longer to get there; the run must mean something either way).
     let nemesisDone = false;
-    void nemesis.then(() => { nemesisDone = true; });
+    void nemesis.then(() => {
+      nemesisDone = true;
+    });
     const definiteWrites = (h: readonly { unknown: boolean; op: string }[]) => h.filter((x) => !x.unknown && x.op !== 'get').length;
-    const history = await runRegisterWorkload({ endpoints, clients: 8, keys: ['x', 'y', 'z'], durationMs: 9000, seed: 7, until: (h) => nemesisDone && definiteWrites(h) >= 250, maxDurationMs: 180_000 });
+    const history = await runRegisterWorkload({
+      endpoints,
+      clients: 8,
+      keys: ['x', 'y', 'z'],
+      durationMs: 9000,
+      seed: 7,
+      until: (h) => nemesisDone && definiteWrites(h) >= 250,
+      maxDurationMs: 180_000,
+    });
     await nemesis;
     const result = checkLinearizable(history, c.dir, 'faults');
     const definite = history.filter((h) => !h.unknown && h.op !== 'get').length;
@@ -74,7 +91,11 @@ describe('linearizability (Porcupine)', { timeout: 240_000 }, () => {
     let verdict = { linearizable: true, output: '', html: '' };
     for (let attempt = 0; attempt < 3 && verdict.linearizable; attempt++) {
       const history = await runRegisterWorkload({
-        endpoints: [leaderEp, ...followerEps], clients: 8, keys: ['x'], durationMs: 3000, seed: 11 + attempt,
+        endpoints: [leaderEp, ...followerEps],
+        clients: 8,
+        keys: ['x'],
+        durationMs: 3000,
+        seed: 11 + attempt,
         route: (client, op) => (op === 'get' ? followerEps[client % followerEps.length]! : leaderEp),
       });
       verdict = checkLinearizable(history, c.dir, `unsafe-${attempt}`);

@@ -22,17 +22,28 @@ describe('ballast store operability', { timeout: 120_000 }, () => {
     }
   });
 
-  it('/metrics carries etcd\'s metric names, so etcd dashboards and alerts work', async () => {
+  it("/metrics carries etcd's metric names, so etcd dashboards and alerts work", async () => {
     c.etcdctl(['put', 'metrics-probe', 'x'], { endpoints: `127.0.0.1:${c.members[0]!.clientPort}` });
     const text = await (await fetch(`http://127.0.0.1:${c.members[0]!.metricsPort}/metrics`)).text();
-    for (const name of ['etcd_server_has_leader 1', 'etcd_server_leader_changes_seen_total', 'etcd_server_proposals_committed_total', 'etcd_disk_wal_fsync_duration_seconds_bucket', 'etcd_mvcc_db_total_size_in_bytes', 'ballast_store_requests_total{method="Put",code="OK"}', 'process_resident_memory_bytes']) {
+    for (const name of [
+      'etcd_server_has_leader 1',
+      'etcd_server_leader_changes_seen_total',
+      'etcd_server_proposals_committed_total',
+      'etcd_disk_wal_fsync_duration_seconds_bucket',
+      'etcd_mvcc_db_total_size_in_bytes',
+      'ballast_store_requests_total{method="Put",code="OK"}',
+      'process_resident_memory_bytes',
+    ]) {
       assert.ok(text.includes(name), `missing ${name}`);
     }
   });
 
-  it('refuses a request over --max-request-bytes with etcd\'s message', async () => {
+  it("refuses a request over --max-request-bytes with etcd's message", async () => {
     const kv = new KvClient(`127.0.0.1:${c.members[0]!.clientPort}`);
-    await assert.rejects(kv.call('Put', { key: Buffer.from('big'), value: Buffer.alloc(1.6 * 1024 * 1024) }), /request is too large|larger than max/);
+    await assert.rejects(
+      kv.call('Put', { key: Buffer.from('big'), value: Buffer.alloc(1.6 * 1024 * 1024) }),
+      /request is too large|larger than max/,
+    );
     kv.close();
   });
 
@@ -51,7 +62,18 @@ describe('ballast store operability', { timeout: 120_000 }, () => {
   });
 
   it('contradictory flags fail at start, naming them, with exit code 2', () => {
-    const r = spawnSync(bin, ['store', '--name=a', '--initial-cluster=b=http://127.0.0.1:1', '--heartbeat-interval=100', '--election-timeout=300', '--bogus-flag=1'], { encoding: 'utf8' });
+    const r = spawnSync(
+      bin,
+      [
+        'store',
+        '--name=a',
+        '--initial-cluster=b=http://127.0.0.1:1',
+        '--heartbeat-interval=100',
+        '--election-timeout=300',
+        '--bogus-flag=1',
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--bogus-flag/);
     assert.match(r.stderr, /--election-timeout: got 300 .* at least 5 times --heartbeat-interval/);
@@ -83,8 +105,20 @@ describe('ballast store operability', { timeout: 120_000 }, () => {
 
   it('refuses a data directory that belongs to another cluster', () => {
     const m = c.members[0]!;
-    const r = spawnSync(bin, ['store', `--name=${m.name}`, `--data-dir=${m.dataDir}`, '--initial-cluster-token=other', `--initial-cluster=${c.initialCluster()}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`, '--listen-client-urls=http://127.0.0.1:1', '--listen-peer-urls=http://127.0.0.1:1'], { encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync(
+      bin,
+      [
+        'store',
+        `--name=${m.name}`,
+        `--data-dir=${m.dataDir}`,
+        '--initial-cluster-token=other',
+        `--initial-cluster=${c.initialCluster()}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+        '--listen-client-urls=http://127.0.0.1:1',
+        '--listen-peer-urls=http://127.0.0.1:1',
+      ],
+      { encoding: 'utf8', timeout: 10_000 },
+    );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /belongs to cluster [0-9a-f]+, not this one/);
   });

@@ -26,7 +26,10 @@ describe('members that must not come back as they were', { timeout: 120_000 }, (
     await c.kill9('m4');
     assert.equal(c.etcdctl(['member', 'remove', id]).status, 0);
     const p = c.restart('m4');
-    const code = await Promise.race([new Promise<number | null>((r) => p.once('exit', (code) => r(code))), new Promise<string>((r) => setTimeout(() => r('still running after 20 s'), 20_000))]);
+    const code = await Promise.race([
+      new Promise<number | null>((r) => p.once('exit', (code) => r(code))),
+      new Promise<string>((r) => setTimeout(() => r('still running after 20 s'), 20_000)),
+    ]);
     assert.notEqual(code, 'still running after 20 s');
     assert.match(readFileSync(join(c.dir, 'm4.log'), 'utf8'), /removed from the cluster/);
   });
@@ -39,10 +42,24 @@ describe('members that must not come back as they were', { timeout: 120_000 }, (
     assert.ok(c);
     await c.kill9('m3');
     rmSync(c.member('m3').dataDir, { recursive: true, force: true });
-    const p = c.spawn(c.member('m3'), 'new', c.members.filter((m) => m.name !== 'm4'));
-    const code = await Promise.race([new Promise<number | null>((r) => p.once('exit', (code) => r(code))), new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000))]);
+    const p = c.spawn(
+      c.member('m3'),
+      'new',
+      c.members.filter((m) => m.name !== 'm4'),
+    );
+    const code = await Promise.race([
+      new Promise<number | null>((r) => p.once('exit', (code) => r(code))),
+      new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000)),
+    ]);
     assert.equal(code, ExitCode.dataLost, readFileSync(join(c.dir, 'm3.log'), 'utf8').slice(-2000));
     assert.match(readFileSync(join(c.dir, 'm3.log'), 'utf8'), /STORE_ERR_DATA_LOST[^]*has run in this cluster before/);
-    assert.equal(c.etcdctl(['get', 'k', '--print-value-only'], { endpoints: c.endpoints(c.members.filter((m) => m.name !== 'm3' && m.name !== 'm4')) }).stdout.trim(), 'v');
+    assert.equal(
+      c
+        .etcdctl(['get', 'k', '--print-value-only'], {
+          endpoints: c.endpoints(c.members.filter((m) => m.name !== 'm3' && m.name !== 'm4')),
+        })
+        .stdout.trim(),
+      'v',
+    );
   });
 });

@@ -13,8 +13,14 @@ describe('ballast store over TLS', { timeout: 120_000 }, () => {
     c = await StoreCluster.start(3, {
       scheme: 'https',
       extraArgs: [
-        `--cert-file=${certs.serverCert}`, `--key-file=${certs.serverKey}`, `--trusted-ca-file=${certs.ca}`, '--client-cert-auth',
-        `--peer-cert-file=${certs.serverCert}`, `--peer-key-file=${certs.serverKey}`, `--peer-trusted-ca-file=${certs.ca}`, '--peer-client-cert-auth',
+        `--cert-file=${certs.serverCert}`,
+        `--key-file=${certs.serverKey}`,
+        `--trusted-ca-file=${certs.ca}`,
+        '--client-cert-auth',
+        `--peer-cert-file=${certs.serverCert}`,
+        `--peer-key-file=${certs.serverKey}`,
+        `--peer-trusted-ca-file=${certs.ca}`,
+        '--peer-client-cert-auth',
       ],
       etcdctlArgs: [`--cacert=${certs.ca}`, `--cert=${certs.clientCert}`, `--key=${certs.clientKey}`],
     });
@@ -67,7 +73,9 @@ describe('ballast store over TLS', { timeout: 120_000 }, () => {
     for (let i = 0; i < 50 && !electOut.includes('me'); i++) await new Promise((r) => setTimeout(r, 100));
     elect.kill('SIGINT');
     assert.match(electOut, /telect\/[0-9a-f]+\nme\n/);
-    const hashes = (JSON.parse(c.etcdctl(['endpoint', 'hashkv', '-w', 'json']).stdout) as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash);
+    const hashes = (JSON.parse(c.etcdctl(['endpoint', 'hashkv', '-w', 'json']).stdout) as Array<{ HashKV: { hash: number } }>).map(
+      (h) => h.HashKV.hash,
+    );
     assert.equal(hashes.length, 3);
     assert.equal(new Set(hashes).size, 1, 'HashKV equal on every member');
   });
@@ -95,7 +103,11 @@ describe('ballast store over TLS', { timeout: 120_000 }, () => {
       now = presentedSerial(port, certs);
     }
     assert.equal(now, rotated, 'the client port serves the new certificate');
-    assert.equal(c.etcdctl(['put', 'tls/after', 'v']).status, 0, 'and the cluster keeps working (peers reconnect with the new certificate)');
+    assert.equal(
+      c.etcdctl(['put', 'tls/after', 'v']).status,
+      0,
+      'and the cluster keeps working (peers reconnect with the new certificate)',
+    );
   });
 
   it('https URLs without a certificate fail at start, naming the flag', async () => {

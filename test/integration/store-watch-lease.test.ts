@@ -21,7 +21,14 @@ function openWatch(endpoint: string, create: Wire): { responses: Wire[]; send(re
   stream.on('data', (r: Wire) => responses.push(r));
   stream.on('error', () => undefined);
   stream.write({ create_request: create });
-  return { responses, send: (req) => stream.write(req), close: () => { stream.cancel(); client.close(); } };
+  return {
+    responses,
+    send: (req) => stream.write(req),
+    close: () => {
+      stream.cancel();
+      client.close();
+    },
+  };
 }
 
 const eventsOf = (responses: Wire[]) => responses.flatMap((r) => (r['events'] ?? []) as Wire[]);
@@ -40,7 +47,9 @@ describe('ballast store: watch and lease', { timeout: 180_000 }, () => {
   };
 
   it('etcdctl watch --prefix --prev-kv sees puts and deletes as they happen', async () => {
-    const w = spawn('etcdctl', [`--endpoints=${c.endpoints()}`, 'watch', 'w/', '--prefix', '--prev-kv'], { env: { ...process.env, ETCDCTL_API: '3' } });
+    const w = spawn('etcdctl', [`--endpoints=${c.endpoints()}`, 'watch', 'w/', '--prefix', '--prev-kv'], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
     let out = '';
     w.stdout.on('data', (d: Buffer) => (out += d.toString()));
     await sleep(500);
@@ -60,7 +69,10 @@ describe('ballast store: watch and lease', { timeout: 180_000 }, () => {
     return (async () => {
       for (let i = 0; i < 50 && eventsOf(w.responses).length < 2; i++) await sleep(50);
       w.close();
-      assert.deepEqual(eventsOf(w.responses).map((e) => e['kv'].value.toString()), ['v1', 'v2']);
+      assert.deepEqual(
+        eventsOf(w.responses).map((e) => e['kv'].value.toString()),
+        ['v1', 'v2'],
+      );
       const last = (JSON.parse(ok(['put', 'h/k', 'v3', '-w', 'json'])) as { header: { revision: number } }).header.revision;
       ok(['compact', String(last)]);
       const old = openWatch(`127.0.0.1:${c.members[0]!.clientPort}`, { key: Buffer.from('h/k'), start_revision: String(first) });
@@ -75,7 +87,13 @@ describe('ballast store: watch and lease', { timeout: 180_000 }, () => {
 
   it('watchers on every member see every revision in order, no gaps or duplicates, across leader moves', async () => {
     const start = (JSON.parse(ok(['put', 'ord/start', 'x', '-w', 'json'])) as { header: { revision: number } }).header.revision;
-    const watchers = c.members.map((m) => openWatch(`127.0.0.1:${m.clientPort}`, { key: Buffer.from('ord/'), range_end: Buffer.from('ord0'), start_revision: String(start + 1) }));
+    const watchers = c.members.map((m) =>
+      openWatch(`127.0.0.1:${m.clientPort}`, {
+        key: Buffer.from('ord/'),
+        range_end: Buffer.from('ord0'),
+        start_revision: String(start + 1),
+      }),
+    );
     const writes = 60;
     for (let i = 0; i < writes; i++) {
       c.etcdctl(['put', `ord/${i % 5}`, String(i)]);
@@ -83,7 +101,10 @@ describe('ballast store: watch and lease', { timeout: 180_000 }, () => {
         const lead = c.leader();
         const target = c.members.find((m) => m.name !== lead);
         const list = ok(['member', 'list']);
-        const id = list.split('\n').find((l) => l.includes(`, ${target!.name}, `))!.split(',')[0]!;
+        const id = list
+          .split('\n')
+          .find((l) => l.includes(`, ${target!.name}, `))!
+          .split(',')[0]!;
         c.etcdctl(['move-leader', id], { endpoints: `127.0.0.1:${c.member(lead!).clientPort}` });
       }
     }
@@ -117,7 +138,10 @@ describe('ballast store: watch and lease', { timeout: 180_000 }, () => {
     ok(['put', 'leased/b', '2', `--lease=${id}`]);
     assert.match(ok(['lease', 'keep-alive', '--once', id]), new RegExp(`lease ${id} keepalived with TTL\\(60\\)`));
     const ttl = ok(['lease', 'timetolive', id, '--keys']);
-    assert.match(ttl, new RegExp(`lease ${id} granted with TTL\\(60s\\), remaining\\(\\d+s\\), attached keys\\(\\[leased/a leased/b\\]\\)`));
+    assert.match(
+      ttl,
+      new RegExp(`lease ${id} granted with TTL\\(60s\\), remaining\\(\\d+s\\), attached keys\\(\\[leased/a leased/b\\]\\)`),
+    );
     assert.match(ok(['lease', 'list']), new RegExp(id));
     assert.match(ok(['lease', 'revoke', id]), /revoked/);
     assert.equal(ok(['get', 'leased/', '--prefix']), '');
@@ -143,8 +167,15 @@ describe('ballast store: watch and lease', { timeout: 180_000 }, () => {
     await c.kill9(lead);
     await c.waitLeader();
     await sleep(1500);
-    const survivors = c.members.filter((m) => m.name !== lead).map((m) => `127.0.0.1:${m.clientPort}`).join(',');
-    assert.equal(c.etcdctl(['get', 'fo/k', '--print-value-only'], { endpoints: survivors }).stdout, 'v\n', 'the new leader restarted the TTL instead of expiring it');
+    const survivors = c.members
+      .filter((m) => m.name !== lead)
+      .map((m) => `127.0.0.1:${m.clientPort}`)
+      .join(',');
+    assert.equal(
+      c.etcdctl(['get', 'fo/k', '--print-value-only'], { endpoints: survivors }).stdout,
+      'v\n',
+      'the new leader restarted the TTL instead of expiring it',
+    );
     // ...and still expires it once nobody keeps it alive.
     await sleep(8000);
     assert.equal(c.etcdctl(['get', 'fo/k'], { endpoints: survivors }).stdout, '', 'expired under the new leader');
@@ -210,11 +241,15 @@ describe('ballast store: v3lock and v3election gRPC services', { timeout: 60_000
   });
   after(() => c?.shutdown());
 
-  function client(pkg: string, svc: string): Record<string, (req: Wire, cb: (e: grpc.ServiceError | null, r: Wire) => void) => void> & { close(): void } {
+  function client(
+    pkg: string,
+    svc: string,
+  ): Record<string, (req: Wire, cb: (e: grpc.ServiceError | null, r: Wire) => void) => void> & { close(): void } {
     const Ctor = (loadProtos()[pkg] as Record<string, grpc.ServiceClientConstructor>)[svc] as grpc.ServiceClientConstructor;
     return new Ctor(`127.0.0.1:${c.members[0]!.clientPort}`, grpc.credentials.createInsecure()) as never;
   }
-  const call = (cl: ReturnType<typeof client>, m: string, req: Wire) => new Promise<Wire>((resolve, reject) => cl[m]!.call(cl, req, (e, r) => (e ? reject(e) : resolve(r))));
+  const call = (cl: ReturnType<typeof client>, m: string, req: Wire) =>
+    new Promise<Wire>((resolve, reject) => cl[m]!.call(cl, req, (e, r) => (e ? reject(e) : resolve(r))));
 
   it('Lock waits for the holder, Unlock releases it (no herd: only the next waiter wakes)', async () => {
     const lock = client('v3lockpb', 'Lock');
@@ -265,7 +300,9 @@ describe('a watch stream the client half-closes (CloseSend) goes on delivering, 
     const responses: Wire[] = [];
     let ended = 'open';
     stream.on('data', (r: Wire) => responses.push(r));
-    stream.on('status', (s: grpc.StatusObject) => { ended = grpc.status[s.code] ?? String(s.code); });
+    stream.on('status', (s: grpc.StatusObject) => {
+      ended = grpc.status[s.code] ?? String(s.code);
+    });
     stream.on('error', () => undefined);
     stream.write({ create_request: { key: Buffer.from('half/'), range_end: Buffer.from('half0') } });
     while (!responses.some((r) => r['created'])) await sleep(20);
@@ -281,7 +318,12 @@ describe('a watch stream the client half-closes (CloseSend) goes on delivering, 
 
   it('the event after CloseSend arrives and the stream stays open until the client cancels, on etcd and on ballast', async () => {
     etcd = await EtcdMember.start();
-    const anchor = await halfClosed(etcd.endpoint, (k) => assert.equal(spawnSync('etcdctl', [`--endpoints=${etcd!.endpoint}`, 'put', k, 'v'], { env: { ...process.env, ETCDCTL_API: '3' } }).status, 0));
+    const anchor = await halfClosed(etcd.endpoint, (k) =>
+      assert.equal(
+        spawnSync('etcdctl', [`--endpoints=${etcd!.endpoint}`, 'put', k, 'v'], { env: { ...process.env, ETCDCTL_API: '3' } }).status,
+        0,
+      ),
+    );
     assert.deepEqual(anchor, { events: 1, ended: 'open' }, `etcd ${EtcdMember.version}`);
     c = await StoreCluster.start(1);
     const ours = await halfClosed(c.endpoints(), (k) => assert.equal(c!.etcdctl(['put', k, 'v']).status, 0));
@@ -291,9 +333,19 @@ describe('a watch stream the client half-closes (CloseSend) goes on delivering, 
   it('watches cancelled and half-closed on a connection where a Campaign is waiting: no call on it fails (fault: RST_STREAM and END_STREAM among live streams; promise: the connection and its other calls live on)', async () => {
     const ep = c!.endpoints();
     const P = loadProtos();
-    const make = (pkg: string, svc: string) => new ((P[pkg] as Record<string, grpc.ServiceClientConstructor>)[svc] as grpc.ServiceClientConstructor)(ep, grpc.credentials.createInsecure()) as unknown as Record<string, (...a: unknown[]) => unknown> & grpc.Client;
-    const [el, lease, watch, kv] = [make('v3electionpb', 'Election'), make('etcdserverpb', 'Lease'), make('etcdserverpb', 'Watch'), make('etcdserverpb', 'KV')];
-    const call = (cl: Record<string, (...a: unknown[]) => unknown>, m: string, r: Wire, ms = 10_000) => new Promise<Wire>((res, rej) => cl[m]!(r, { deadline: Date.now() + ms }, (e: Error | null, o: Wire) => (e ? rej(e) : res(o))));
+    const make = (pkg: string, svc: string) =>
+      new ((P[pkg] as Record<string, grpc.ServiceClientConstructor>)[svc] as grpc.ServiceClientConstructor)(
+        ep,
+        grpc.credentials.createInsecure(),
+      ) as unknown as Record<string, (...a: unknown[]) => unknown> & grpc.Client;
+    const [el, lease, watch, kv] = [
+      make('v3electionpb', 'Election'),
+      make('etcdserverpb', 'Lease'),
+      make('etcdserverpb', 'Watch'),
+      make('etcdserverpb', 'KV'),
+    ];
+    const call = (cl: Record<string, (...a: unknown[]) => unknown>, m: string, r: Wire, ms = 10_000) =>
+      new Promise<Wire>((res, rej) => cl[m]!(r, { deadline: Date.now() + ms }, (e: Error | null, o: Wire) => (e ? rej(e) : res(o))));
     const failures: string[] = [];
     const fail = (e: grpc.ServiceError) => void failures.push(`${grpc.status[e.code]} ${e.details}`);
     const holder = await call(lease, 'LeaseGrant', { TTL: 600 });
@@ -302,14 +354,17 @@ describe('a watch stream the client half-closes (CloseSend) goes on delivering, 
     for (let round = 0; round < 8; round++) {
       const l = await call(lease, 'LeaseGrant', { TTL: 600 });
       const waiting = call(el, 'Campaign', { name: Buffer.from('E'), lease: l['ID'], value: Buffer.from('b') }, 1500).then(
-        () => 'won', (e: grpc.ServiceError) => (e.code === grpc.status.DEADLINE_EXCEEDED ? 'waited' : (fail(e), 'failed')));
+        () => 'won',
+        (e: grpc.ServiceError) => (e.code === grpc.status.DEADLINE_EXCEEDED ? 'waited' : (fail(e), 'failed')),
+      );
       for (let j = 0; j < 8; j++) {
         const s = (watch as unknown as { Watch(): grpc.ClientDuplexStream<Wire, Wire> }).Watch();
         s.on('error', () => undefined);
         s.on('data', () => undefined);
         s.write({ create_request: { key: Buffer.from(`w${j}`) } });
-        await sleep(10 + (j * 7) % 30);
-        if (j % 2) s.end(); else s.cancel();
+        await sleep(10 + ((j * 7) % 30));
+        if (j % 2) s.end();
+        else s.cancel();
         await call(kv, 'Range', { key: Buffer.from('x') }).then(() => ranges++, fail);
       }
       assert.equal(await waiting, 'waited', 'the second campaigner waits while the first holds the election');

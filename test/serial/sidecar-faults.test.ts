@@ -57,7 +57,9 @@ describe('sidecar fault suite', () => {
     const r = await openLoop(s.origin, 300, 10);
     const success = r.ok / r.sent;
     const retries = await metric(s.admin, /^ballast_sidecar_retries_total\{/);
-    console.log(`# 50% 503s on 1 of 3: ${r.ok}/${r.sent} ok (${(success * 100).toFixed(3)}%), ${retries} retries, outcomes ${JSON.stringify(r.outcomes)}`);
+    console.log(
+      `# 50% 503s on 1 of 3: ${r.ok}/${r.sent} ok (${(success * 100).toFixed(3)}%), ${retries} retries, outcomes ${JSON.stringify(r.outcomes)}`,
+    );
     assert.ok(success >= 0.999, `success ${success}`);
     assert.ok(retries <= r.sent * 0.2 + 10 * 10, `retries ${retries} within ratio 20% + 10/s`);
   });
@@ -71,26 +73,34 @@ describe('sidecar fault suite', () => {
     const [p99h, p99s] = [percentile(base.latencies, 0.99), percentile(r.latencies, 0.99)];
     const hedges = await metric(slow.admin, /^ballast_sidecar_hedges_total\{/);
     const ejections = await metric(slow.admin, /^ballast_sidecar_ejections_total\{/);
-    console.log(`# slow endpoint: healthy p99 ${p99h.toFixed(2)} ms, with 1 s endpoint p99 ${p99s.toFixed(2)} ms; ok ${r.ok}/${r.sent}; ${hedges} hedges, ${ejections} ejections`);
+    console.log(
+      `# slow endpoint: healthy p99 ${p99h.toFixed(2)} ms, with 1 s endpoint p99 ${p99s.toFixed(2)} ms; ok ${r.ok}/${r.sent}; ${hedges} hedges, ${ejections} ejections`,
+    );
     assert.equal(r.ok, r.sent, 'every request answered 200');
     assert.ok(hedges + ejections > 0, 'the sidecar hedged around the slow endpoint or ejected it');
   });
 
-  it('fault: 3× the upstream\'s capacity — promise: every request answered 200 or refused at once by the limit, none fails otherwise; sidecar memory stays bounded', async () => {
+  it("fault: 3× the upstream's capacity — promise: every request answered 200 or refused at once by the limit, none fails otherwise; sidecar memory stays bounded", async () => {
     // Three endpoints each serving 4 at once in 50 ms: 240 requests/s in all.
     const eps = await upstreams(['capacity:4:50', 'capacity:4:50', 'capacity:4:50']);
     const s = await sidecar(eps);
     const unloaded = await openLoop(s.origin, 60, 5);
     const rssBefore = await rssMiB(s.pid);
     let rssPeak = rssBefore;
-    const sample = setInterval(() => { void rssMiB(s.pid).then((m) => { rssPeak = Math.max(rssPeak, m); }); }, 200);
+    const sample = setInterval(() => {
+      void rssMiB(s.pid).then((m) => {
+        rssPeak = Math.max(rssPeak, m);
+      });
+    }, 200);
     // Warm up: the limit is learned in the first seconds; then measure the steady state.
     await openLoop(s.origin, 720, 5);
     const r = await openLoop(s.origin, 720, 10);
     clearInterval(sample);
     const [p99u, p99o] = [percentile(unloaded.latencies, 0.99), percentile(r.latencies, 0.99)];
     const limit = await metric(s.admin, /^ballast_sidecar_concurrency_limit\{/);
-    console.log(`# overload ×3: unloaded p99 ${p99u.toFixed(1)} ms, admitted p99 ${p99o.toFixed(1)} ms, goodput ${(r.ok / 10).toFixed(0)}/s of 240/s capacity, limit ${limit}, outcomes ${JSON.stringify(r.outcomes)}, RSS ${rssBefore.toFixed(0)} → peak ${rssPeak.toFixed(0)} MiB`);
+    console.log(
+      `# overload ×3: unloaded p99 ${p99u.toFixed(1)} ms, admitted p99 ${p99o.toFixed(1)} ms, goodput ${(r.ok / 10).toFixed(0)}/s of 240/s capacity, limit ${limit}, outcomes ${JSON.stringify(r.outcomes)}, RSS ${rssBefore.toFixed(0)} → peak ${rssPeak.toFixed(0)} MiB`,
+    );
     const other = Object.entries(r.outcomes).filter(([k]) => k !== '200' && k !== '503 SIDECAR_ERR_SHED');
     assert.deepEqual(other, [], 'no answer but 200 or a shed');
     assert.ok((r.outcomes['503 SIDECAR_ERR_SHED'] ?? 0) > 0, 'the limit refused the excess');
@@ -127,12 +137,37 @@ describe('sidecar fault suite', () => {
     const admin = await freePort();
     // What a user would write for etcd: KV calls retried (a put is safe to repeat here: each key
     // is written once, by one writer), generous attempts across an election.
-    const policy = { timeouts: { attemptMs: 3000, requestMs: 20_000 }, retries: { maxAttempts: 10, idempotentPaths: ['/etcdserverpb.KV/'], backoffMaxMs: 500, budget: { ratioPercent: 100, minPerSecond: 50 } } };
-    const { proc } = await startSidecar({ upstreams: [{ name: 'store', listen: `127.0.0.1:${port}`, protocol: 'http2', endpoints: store.members.map((m) => ({ address: store.addr(m) })), policy }] }, admin);
+    const policy = {
+      timeouts: { attemptMs: 3000, requestMs: 20_000 },
+      retries: {
+        maxAttempts: 10,
+        idempotentPaths: ['/etcdserverpb.KV/'],
+        backoffMaxMs: 500,
+        budget: { ratioPercent: 100, minPerSecond: 50 },
+      },
+    };
+    const { proc } = await startSidecar(
+      {
+        upstreams: [
+          {
+            name: 'store',
+            listen: `127.0.0.1:${port}`,
+            protocol: 'http2',
+            endpoints: store.members.map((m) => ({ address: store.addr(m) })),
+            policy,
+          },
+        ],
+      },
+      admin,
+    );
     procs.push(proc);
     const kv = new KvClient(`127.0.0.1:${port}`, 20_000);
     t.after(() => kv.close());
-    const put = (key: string) => kv.call('Put', { key: Buffer.from(key), value: Buffer.from('v') }).then(() => null, (e: ServiceError) => e);
+    const put = (key: string) =>
+      kv.call('Put', { key: Buffer.from(key), value: Buffer.from('v') }).then(
+        () => null,
+        (e: ServiceError) => e,
+      );
     assert.equal(await put('probe'), null);
     let writing = true;
     let acked = 0;

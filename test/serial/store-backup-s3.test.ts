@@ -20,10 +20,12 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
   let weed: Seaweed;
   let src: StoreCluster;
   const clusters: StoreCluster[] = [];
-  const backup = (args: string[], env: Record<string, string> = {}) => spawnSync(bin, ['backup', ...args], {
-    encoding: 'utf8', timeout: 60_000,
-    env: { ...process.env, AWS_ACCESS_KEY_ID: weed.accessKeyId, AWS_SECRET_ACCESS_KEY: weed.secretAccessKey, ...env },
-  });
+  const backup = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync(bin, ['backup', ...args], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, AWS_ACCESS_KEY_ID: weed.accessKeyId, AWS_SECRET_ACCESS_KEY: weed.secretAccessKey, ...env },
+    });
   const s3 = (bucket = 'backups') => [`--s3-endpoint=${weed.endpoint}`, `--s3-bucket=${bucket}`, '--s3-prefix=orders/'];
 
   before(async () => {
@@ -38,7 +40,7 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
   });
 
   let revision = 0;
-  it('save streams a follower\'s snapshot into the bucket with its manifest; list shows it', () => {
+  it("save streams a follower's snapshot into the bucket with its manifest; list shows it", () => {
     for (let i = 0; i < 200; i++) src.etcdctl(['put', `k/${String(i).padStart(3, '0')}`, `value ${i}`.repeat(20)]);
     src.etcdctl(['del', 'k/000']);
     revision = (JSON.parse(src.etcdctl(['get', 'k/001', '-w', 'json']).stdout) as { header: { revision: number } }).header.revision;
@@ -48,12 +50,17 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     assert.equal(m.key, 'orders/first.snap');
     assert.equal(m.revision, revision);
     assert.match(m.sha256, /^[0-9a-f]{64}$/);
-    const status = JSON.parse(src.etcdctl(['endpoint', 'status', '-w', 'json']).stdout) as Array<{ Status: { header: { member_id: string | number }; leader: string | number } }>;
+    const status = JSON.parse(src.etcdctl(['endpoint', 'status', '-w', 'json']).stdout) as Array<{
+      Status: { header: { member_id: string | number }; leader: string | number };
+    }>;
     const leader = BigInt(status[0]!.Status.leader).toString(16);
     assert.notEqual(m.member, leader, 'streamed from a follower');
     const list = backup(['list', ...s3(), '--output=json']);
     assert.equal(list.status, 0, list.stderr);
-    assert.deepEqual((JSON.parse(list.stdout) as Array<{ name: string }>).map((b) => b.name), ['first']);
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as Array<{ name: string }>).map((b) => b.name),
+      ['first'],
+    );
   });
 
   it('restore latest into a new 3-member cluster: same keys, same revision, same HashKV at that revision', async () => {
@@ -61,8 +68,16 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     clusters.push(b);
     for (const name of ['r1', 'r2', 'r3']) await b.addSpec(name);
     for (const m of b.members) {
-      const r = backup(['restore', 'latest', ...s3(), `--name=${m.name}`, `--data-dir=${m.dataDir}`, `--initial-cluster=${b.initialCluster()}`,
-        `--initial-cluster-token=${b.token}`, `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`]);
+      const r = backup([
+        'restore',
+        'latest',
+        ...s3(),
+        `--name=${m.name}`,
+        `--data-dir=${m.dataDir}`,
+        `--initial-cluster=${b.initialCluster()}`,
+        `--initial-cluster-token=${b.token}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      ]);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`restored backup first \\(revision ${revision},`));
     }
@@ -70,8 +85,14 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     await b.waitHealthy(30_000);
     const keys = (c: StoreCluster) => c.etcdctl(['get', 'k/', '--prefix', '--rev', String(revision)]).stdout;
     assert.equal(keys(b), keys(src));
-    assert.equal((JSON.parse(b.etcdctl(['get', 'k/001', '-w', 'json']).stdout) as { header: { revision: number } }).header.revision, revision);
-    const hash = (c: StoreCluster) => (JSON.parse(c.etcdctl(['endpoint', 'hashkv', '--rev', String(revision), '-w', 'json']).stdout) as Array<{ HashKV: { hash: number } }>).map((h) => h.HashKV.hash);
+    assert.equal(
+      (JSON.parse(b.etcdctl(['get', 'k/001', '-w', 'json']).stdout) as { header: { revision: number } }).header.revision,
+      revision,
+    );
+    const hash = (c: StoreCluster) =>
+      (
+        JSON.parse(c.etcdctl(['endpoint', 'hashkv', '--rev', String(revision), '-w', 'json']).stdout) as Array<{ HashKV: { hash: number } }>
+      ).map((h) => h.HashKV.hash);
     const [want] = hash(src);
     assert.deepEqual(hash(b), [want, want, want]);
   });
@@ -82,16 +103,34 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     assert.match(wrong.stderr, /STORE_ERR_BACKUP_STORAGE_CREDENTIALS: .*refused the credentials .*check the access key id and secret key/);
     const missing = backup(['save', ...s3('no-such-bucket'), `--endpoints=${src.endpoints()}`, '--name=nope']);
     assert.equal(missing.status, 1);
-    assert.match(missing.stderr, /STORE_ERR_BACKUP_STORAGE_BUCKET: .*bucket no-such-bucket does not exist at http:\/\/127\.0\.0\.1:\d+; create it/);
-    const down = backup(['save', `--s3-endpoint=http://127.0.0.1:${await freePort()}`, '--s3-bucket=backups', `--endpoints=${src.endpoints()}`, '--name=nope']);
+    assert.match(
+      missing.stderr,
+      /STORE_ERR_BACKUP_STORAGE_BUCKET: .*bucket no-such-bucket does not exist at http:\/\/127\.0\.0\.1:\d+; create it/,
+    );
+    const down = backup([
+      'save',
+      `--s3-endpoint=http://127.0.0.1:${await freePort()}`,
+      '--s3-bucket=backups',
+      `--endpoints=${src.endpoints()}`,
+      '--name=nope',
+    ]);
     assert.equal(down.status, 1);
-    assert.match(down.stderr, /STORE_ERR_BACKUP_STORAGE_UNREACHABLE: .*cannot reach the object store at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED/);
-    assert.deepEqual((JSON.parse(backup(['list', ...s3(), '--output=json']).stdout) as Array<{ name: string }>).map((b) => b.name), ['first']);
+    assert.match(
+      down.stderr,
+      /STORE_ERR_BACKUP_STORAGE_UNREACHABLE: .*cannot reach the object store at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED/,
+    );
+    assert.deepEqual(
+      (JSON.parse(backup(['list', ...s3(), '--output=json']).stdout) as Array<{ name: string }>).map((b) => b.name),
+      ['first'],
+    );
   });
 
   it('an upload that never finished (a snapshot without its manifest) is not a backup; restore latest skips it', async () => {
     await weed.s3.send(new PutObjectCommand({ Bucket: 'backups', Key: 'orders/cut-off.snap', Body: Buffer.alloc(1000) }));
-    assert.deepEqual((JSON.parse(backup(['list', ...s3(), '--output=json']).stdout) as Array<{ name: string }>).map((b) => b.name), ['first']);
+    assert.deepEqual(
+      (JSON.parse(backup(['list', ...s3(), '--output=json']).stdout) as Array<{ name: string }>).map((b) => b.name),
+      ['first'],
+    );
     const dir = join(src.dir, 'restore-latest');
     const r = backup(['restore', 'latest', ...s3(), `--data-dir=${dir}`]);
     assert.equal(r.status, 0, r.stderr);
@@ -102,10 +141,18 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
   });
 
   it('a damaged or truncated object is refused, naming it, and nothing is restored; so is a data directory that is not empty', async () => {
-    const original = Buffer.from(await (await weed.s3.send(new GetObjectCommand({ Bucket: 'backups', Key: 'orders/first.snap' }))).Body!.transformToByteArray());
+    const original = Buffer.from(
+      await (await weed.s3.send(new GetObjectCommand({ Bucket: 'backups', Key: 'orders/first.snap' }))).Body!.transformToByteArray(),
+    );
     const flipped = Buffer.from(original);
     flipped[flipped.length >> 1] = (flipped[flipped.length >> 1] ?? 0) ^ 0xff;
-    for (const [body, why] of [[flipped, /backup object orders\/first\.snap is damaged \(sha256/], [original.subarray(0, original.length - 4096), /backup object orders\/first\.snap is truncated or padded \(\d+ bytes, its manifest says \d+\)/]] as const) {
+    for (const [body, why] of [
+      [flipped, /backup object orders\/first\.snap is damaged \(sha256/],
+      [
+        original.subarray(0, original.length - 4096),
+        /backup object orders\/first\.snap is truncated or padded \(\d+ bytes, its manifest says \d+\)/,
+      ],
+    ] as const) {
       await weed.s3.send(new PutObjectCommand({ Bucket: 'backups', Key: 'orders/first.snap', Body: body }));
       const dir = join(src.dir, `damaged-${body.length}`);
       const r = backup(['restore', 'first', ...s3(), `--data-dir=${dir}`]);
@@ -134,11 +181,22 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     assert.equal(v.got, v.expected);
     assert.equal(v.revision, revision);
     // The same snapshot under a manifest that says the cluster hashed something else.
-    const manifest = JSON.parse(await (await weed.s3.send(new GetObjectCommand({ Bucket: 'backups', Key: 'orders/first.json' }))).Body!.transformToString()) as Record<string, unknown>;
-    await weed.s3.send(new PutObjectCommand({ Bucket: 'backups', Key: 'orders/first.json', Body: JSON.stringify({ ...manifest, hashKV: (manifest['hashKV'] as number) ^ 1 }) }));
+    const manifest = JSON.parse(
+      await (await weed.s3.send(new GetObjectCommand({ Bucket: 'backups', Key: 'orders/first.json' }))).Body!.transformToString(),
+    ) as Record<string, unknown>;
+    await weed.s3.send(
+      new PutObjectCommand({
+        Bucket: 'backups',
+        Key: 'orders/first.json',
+        Body: JSON.stringify({ ...manifest, hashKV: (manifest['hashKV'] as number) ^ 1 }),
+      }),
+    );
     const bad = backup(['verify', 'first', ...s3()]);
     assert.equal(bad.status, 1);
-    assert.match(bad.stderr, /STORE_ERR_BACKUP_UNVERIFIED: backup first restored into a throw-away member hashes \d+ at revision \d+, but the member it was taken from hashed \d+/);
+    assert.match(
+      bad.stderr,
+      /STORE_ERR_BACKUP_UNVERIFIED: backup first restored into a throw-away member hashes \d+ at revision \d+, but the member it was taken from hashed \d+/,
+    );
     const { hashKV: _dropped, compactRevision: _too, ...old } = manifest;
     await weed.s3.send(new PutObjectCommand({ Bucket: 'backups', Key: 'orders/first.json', Body: JSON.stringify(old) }));
     const unknown = backup(['verify', 'first', ...s3()]);
@@ -147,16 +205,24 @@ describe('ballast backup: object storage', { timeout: 240_000 }, () => {
     await weed.s3.send(new PutObjectCommand({ Bucket: 'backups', Key: 'orders/first.json', Body: JSON.stringify(manifest) }));
   });
 
-  it('a schedule\'s retention: after each good backup, its older ones past --keep are deleted (manifest and snapshot); other backups are not touched', async () => {
+  it("a schedule's retention: after each good backup, its older ones past --keep are deleted (manifest and snapshot); other backups are not touched", async () => {
     const names = ['hourly-20261201010000', 'hourly-20261201020000', 'hourly-20261201030000'];
     for (const name of names) {
       const r = backup(['save', ...s3(), `--endpoints=${src.endpoints()}`, `--name=${name}`, '--prune-schedule=hourly', '--keep=2']);
       assert.equal(r.status, 0, r.stderr);
     }
     const listed = (JSON.parse(backup(['list', ...s3(), '--output=json']).stdout) as Array<{ name: string }>).map((b) => b.name);
-    assert.deepEqual(listed.filter((n) => n.startsWith('hourly-')), names.slice(1));
+    assert.deepEqual(
+      listed.filter((n) => n.startsWith('hourly-')),
+      names.slice(1),
+    );
     assert.ok(listed.includes('first'), listed.join(', '));
-    const keys = ((await weed.s3.send(new ListObjectsV2Command({ Bucket: 'backups', Prefix: 'orders/hourly-' }))).Contents ?? []).map((o) => o.Key).sort();
-    assert.deepEqual(keys, names.slice(1).flatMap((n) => [`orders/${n}.json`, `orders/${n}.snap`]));
+    const keys = ((await weed.s3.send(new ListObjectsV2Command({ Bucket: 'backups', Prefix: 'orders/hourly-' }))).Contents ?? [])
+      .map((o) => o.Key)
+      .sort();
+    assert.deepEqual(
+      keys,
+      names.slice(1).flatMap((n) => [`orders/${n}.json`, `orders/${n}.snap`]),
+    );
   });
 });

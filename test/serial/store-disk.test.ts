@@ -47,7 +47,13 @@ describe('store on a full disk', { skip: canMount ? false : 'needs root to mount
           assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', volume]).status, 0);
           mounts.push(volume);
         }
-        return { host: '127.0.0.1', clientPort: await freePort(), peerPort: await freePort(), metricsPort: await freePort(), dataDir: join(volume, 'data') };
+        return {
+          host: '127.0.0.1',
+          clientPort: await freePort(),
+          peerPort: await freePort(),
+          metricsPort: await freePort(),
+          dataDir: join(volume, 'data'),
+        };
       },
     });
     const m1 = c.member('m1');
@@ -62,7 +68,7 @@ describe('store on a full disk', { skip: canMount ? false : 'needs root to mount
     assert.notEqual(refused.status, 0);
     assert.match(refused.stderr, /database space exceeded/);
     assert.match(c.etcdctl(['get', 'before', '--print-value-only']).stdout, /^1$/m, 'reads are served under the alarm');
-    const health = await (await fetch(`http://127.0.0.1:${m1.metricsPort}/health`)).json() as { reason: string };
+    const health = (await (await fetch(`http://127.0.0.1:${m1.metricsPort}/health`)).json()) as { reason: string };
     assert.equal(health.reason, 'ALARM NOSPACE');
     rmSync(filler);
     await until('the alarm to clear', () => !/NOSPACE/.test(c!.etcdctl(['alarm', 'list']).stdout));
@@ -89,14 +95,24 @@ describe('store on a full disk', { skip: canMount ? false : 'needs root to mount
     rmSync(filler);
     c.restart('m1');
     // The alarm this member raised before it stopped stays until a person disarms it, as in etcd.
-    await until('m1 healthy again or only the alarm left', () => {
-      const r = c!.etcdctl(['endpoint', 'health', '--endpoints', `127.0.0.1:${m1.clientPort}`]);
-      return r.status === 0 || /NOSPACE/.test(r.stderr + r.stdout);
-    }, 30_000);
+    await until(
+      'm1 healthy again or only the alarm left',
+      () => {
+        const r = c!.etcdctl(['endpoint', 'health', '--endpoints', `127.0.0.1:${m1.clientPort}`]);
+        return r.status === 0 || /NOSPACE/.test(r.stderr + r.stdout);
+      },
+      30_000,
+    );
     c.etcdctl(['alarm', 'disarm']);
     await c.waitHealthy(30_000);
-    for (let i = 0; i < acked; i++) assert.match(c.etcdctl(['get', `k${i}`, '--print-value-only'], { endpoints: `127.0.0.1:${m1.clientPort}` }).stdout, new RegExp(`^v${i}$`, 'm'));
-    const hashes = c.members.map((m) => c!.etcdctl(['endpoint', 'hashkv', '-w', 'json'], { endpoints: `127.0.0.1:${m.clientPort}` }).stdout);
+    for (let i = 0; i < acked; i++)
+      assert.match(
+        c.etcdctl(['get', `k${i}`, '--print-value-only'], { endpoints: `127.0.0.1:${m1.clientPort}` }).stdout,
+        new RegExp(`^v${i}$`, 'm'),
+      );
+    const hashes = c.members.map(
+      (m) => c!.etcdctl(['endpoint', 'hashkv', '-w', 'json'], { endpoints: `127.0.0.1:${m.clientPort}` }).stdout,
+    );
     const vals = hashes.map((h) => (JSON.parse(h) as Array<{ HashKV: { hash: number } }>)[0]?.HashKV.hash);
     assert.equal(new Set(vals).size, 1, `HashKV differs: ${vals.join(' ')}`);
   });

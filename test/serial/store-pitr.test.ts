@@ -28,7 +28,10 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
   const s3 = ['--s3-prefix=orders/', '--s3-bucket=pitr'];
   const s3e = () => [`--s3-endpoint=${weed.endpoint}`, ...s3];
   const startArchiver = () => {
-    archiver = spawn(bin, ['backup', 'archive', ...s3e(), `--endpoints=${src.endpoints()}`, '--segment-seconds=1'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    archiver = spawn(bin, ['backup', 'archive', ...s3e(), `--endpoints=${src.endpoints()}`, '--segment-seconds=1'], {
+      env: env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     archiver.stdout?.on('data', (d: Buffer) => process.env['PITR_DEBUG'] && process.stderr.write(d));
     archiver.stderr?.resume();
   };
@@ -41,18 +44,27 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
   };
   const progress = async () => {
     try {
-      return JSON.parse(await (await weed.s3.send(new GetObjectCommand({ Bucket: 'pitr', Key: 'orders/wal/progress.json' }))).Body!.transformToString()) as { revision: number; at: number };
+      return JSON.parse(
+        await (await weed.s3.send(new GetObjectCommand({ Bucket: 'pitr', Key: 'orders/wal/progress.json' }))).Body!.transformToString(),
+      ) as { revision: number; at: number };
     } catch {
       return { revision: 0, at: 0 };
     }
   };
   const archivedTo = async (rev: number) => {
-    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) if ((await progress()).revision >= rev) return;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250)))
+      if ((await progress()).revision >= rev) return;
     assert.fail(`the archive did not reach revision ${rev} (it is at ${(await progress()).revision})`);
   };
   const revisionOf = (r: { header: { revision: string } }) => Number(r.header.revision);
-  const hash = (c: StoreCluster, rev: number) => (JSON.parse(c.etcdctl(['endpoint', 'hashkv', '--rev', String(rev), '-w', 'json']).stdout) as Array<{ HashKV: { hash: number; compact_revision?: number } }>).map((h) => h.HashKV.hash);
-  const keysAt = (c: StoreCluster, rev: number) => c.etcdctl(['get', '', '--from-key', '--rev', String(rev), '-w', 'json']).stdout.replace(/"header":\{[^}]*\},?/, '');
+  const hash = (c: StoreCluster, rev: number) =>
+    (
+      JSON.parse(c.etcdctl(['endpoint', 'hashkv', '--rev', String(rev), '-w', 'json']).stdout) as Array<{
+        HashKV: { hash: number; compact_revision?: number };
+      }>
+    ).map((h) => h.HashKV.hash);
+  const keysAt = (c: StoreCluster, rev: number) =>
+    c.etcdctl(['get', '', '--from-key', '--rev', String(rev), '-w', 'json']).stdout.replace(/"header":\{[^}]*\},?/, '');
 
   /** Restore `n` members to a target and start them; returns the cluster and the restore's output. */
   const restore = async (n: number, target: string[], base: string[] = []) => {
@@ -61,8 +73,17 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
     for (let i = 1; i <= n; i++) await c.addSpec(`r${i}`);
     let out = '';
     for (const m of c.members) {
-      const r = backup(['restore', ...base, ...target, ...s3e(), `--name=${m.name}`, `--data-dir=${m.dataDir}`, `--initial-cluster=${c.initialCluster()}`,
-        `--initial-cluster-token=${c.token}`, `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`]);
+      const r = backup([
+        'restore',
+        ...base,
+        ...target,
+        ...s3e(),
+        `--name=${m.name}`,
+        `--data-dir=${m.dataDir}`,
+        `--initial-cluster=${c.initialCluster()}`,
+        `--initial-cluster-token=${c.token}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+      ]);
       assert.equal(r.status, 0, r.stderr);
       out = r.stdout;
     }
@@ -81,10 +102,23 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
         await lease.revoke();
         lease = client.lease(30, { autoKeepAlive: false });
       }
-      if (i % 10 === 3) rev = revisionOf(await client.if(k, 'Version', '>', 0).then(client.put(k).value(`txn ${i}`), client.delete().key(`load/${String((i + 1) % 97).padStart(3, '0')}`)).else(client.put(k).value(`new ${i}`)).commit() as never);
-      else if (i % 10 === 7) rev = revisionOf(await lease.put(`lease/${i}`).value(`on a lease ${i}`).exec() as never);
-      else if (i % 10 === 9) rev = Math.max(rev, revisionOf(await client.delete().key(k).exec() as never));
-      else rev = revisionOf(await client.put(k).value(Buffer.from([i & 0xff, 0, 0xff, i >> 8])).exec() as never);
+      if (i % 10 === 3)
+        rev = revisionOf(
+          (await client
+            .if(k, 'Version', '>', 0)
+            .then(client.put(k).value(`txn ${i}`), client.delete().key(`load/${String((i + 1) % 97).padStart(3, '0')}`))
+            .else(client.put(k).value(`new ${i}`))
+            .commit()) as never,
+        );
+      else if (i % 10 === 7) rev = revisionOf((await lease.put(`lease/${i}`).value(`on a lease ${i}`).exec()) as never);
+      else if (i % 10 === 9) rev = Math.max(rev, revisionOf((await client.delete().key(k).exec()) as never));
+      else
+        rev = revisionOf(
+          (await client
+            .put(k)
+            .value(Buffer.from([i & 0xff, 0, 0xff, i >> 8]))
+            .exec()) as never,
+        );
       if (i % 25 === 0) marks.push({ rev, at: Date.now() });
     }
     await lease.revoke();
@@ -125,7 +159,7 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
     assert.match(list.stdout, new RegExp(`archive reaches revision ${end}: everything received before `));
   });
 
-  it('restore to a revision in the middle, into 3 members: the source\'s keys and HashKV at that revision on each', async () => {
+  it("restore to a revision in the middle, into 3 members: the source's keys and HashKV at that revision on each", async () => {
     const mid = marks[Math.floor(marks.length / 2)]!.rev;
     const { c, out } = await restore(3, [`--to-revision=${mid}`]);
     assert.match(out, new RegExp(`restored backup base \\(revision \\d+\\) and the archive to revision ${mid}, replaying \\d+ segments?`));
@@ -142,13 +176,16 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
     const at = marks[i]!.at;
     const { c, out } = await restore(1, [`--to-time=${new Date(at).toISOString()}`]);
     const rev = Number(/archive to revision (\d+) \(the last change archived at or before /.exec(out)?.[1]);
-    assert.ok(rev >= (marks.filter((m) => m.at <= at - 1_000).pop()?.rev ?? 0), `revision ${rev} has what was acknowledged a second before the time`);
+    assert.ok(
+      rev >= (marks.filter((m) => m.at <= at - 1_000).pop()?.rev ?? 0),
+      `revision ${rev} has what was acknowledged a second before the time`,
+    );
     assert.ok(rev <= marks[i + 1]!.rev, `revision ${rev} has nothing written after the time`);
     assert.deepEqual(hash(c, rev), [hash(src, rev)[0]]);
     await c.shutdown();
   });
 
-  it('restore to the archive\'s last revision (across the archiver\'s kill): the source\'s HashKV there', async () => {
+  it("restore to the archive's last revision (across the archiver's kill): the source's HashKV there", async () => {
     const { c } = await restore(1, [`--to-revision=${end}`]);
     assert.deepEqual(hash(c, end), [hash(src, end)[0]]);
     await c.shutdown();
@@ -158,19 +195,30 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
     const dir = join(src.dir, 'never');
     const past = backup(['restore', `--to-revision=${end + 1000}`, ...s3e(), `--data-dir=${dir}`]);
     assert.equal(past.status, 1);
-    assert.match(past.stderr, new RegExp(`STORE_ERR_ARCHIVE_NOT_COVERED: revision ${end + 1000} is beyond the archive: the archive reaches revision ${end}`));
+    assert.match(
+      past.stderr,
+      new RegExp(`STORE_ERR_ARCHIVE_NOT_COVERED: revision ${end + 1000} is beyond the archive: the archive reaches revision ${end}`),
+    );
     const future = backup(['restore', `--to-time=${new Date(Date.now() + 3_600_000).toISOString()}`, ...s3e(), `--data-dir=${dir}`]);
     assert.equal(future.status, 1);
     assert.match(future.stderr, /STORE_ERR_ARCHIVE_NOT_COVERED: .* is after the archive's newest point/);
-    const segs = ((await weed.s3.send(new ListObjectsV2Command({ Bucket: 'pitr', Prefix: 'orders/wal/' }))).Contents ?? []).map((o) => o.Key!).filter((k) => k.endsWith('.seg')).sort();
+    const segs = ((await weed.s3.send(new ListObjectsV2Command({ Bucket: 'pitr', Prefix: 'orders/wal/' }))).Contents ?? [])
+      .map((o) => o.Key!)
+      .filter((k) => k.endsWith('.seg'))
+      .sort();
     const victim = segs[Math.floor(segs.length / 2)]!;
-    const original = Buffer.from(await (await weed.s3.send(new GetObjectCommand({ Bucket: 'pitr', Key: victim }))).Body!.transformToByteArray());
+    const original = Buffer.from(
+      await (await weed.s3.send(new GetObjectCommand({ Bucket: 'pitr', Key: victim }))).Body!.transformToByteArray(),
+    );
     const flipped = Buffer.from(original);
     flipped[20] = (flipped[20] ?? 0) ^ 0xff;
     await weed.s3.send(new PutObjectCommand({ Bucket: 'pitr', Key: victim, Body: flipped }));
     const damaged = backup(['restore', `--to-revision=${end}`, ...s3e(), `--data-dir=${dir}`]);
     assert.equal(damaged.status, 1);
-    assert.match(damaged.stderr, new RegExp(`STORE_ERR_ARCHIVE_DAMAGED: archive segment ${victim.replace(/[.]/g, '\\.')} fails its sha256 check`));
+    assert.match(
+      damaged.stderr,
+      new RegExp(`STORE_ERR_ARCHIVE_DAMAGED: archive segment ${victim.replace(/[.]/g, '\\.')} fails its sha256 check`),
+    );
     assert.equal(existsSync(dir), false);
     await weed.s3.send(new PutObjectCommand({ Bucket: 'pitr', Key: victim, Body: original }));
   });
@@ -194,13 +242,30 @@ describe('ballast backup: point-in-time recovery', { timeout: 300_000 }, () => {
     assert.deepEqual(hash(c, last), [hash(src, last)[0]]);
   });
 
-  it('retention: once the older backup is gone, a schedule\'s prune deletes the segments no restore can use any more (at or below the oldest backup left)', async () => {
-    const segments = async () => ((await weed.s3.send(new ListObjectsV2Command({ Bucket: 'pitr', Prefix: 'orders/wal/' }))).Contents ?? []).map((o) => o.Key!).filter((k) => k.endsWith('.seg'));
+  it("retention: once the older backup is gone, a schedule's prune deletes the segments no restore can use any more (at or below the oldest backup left)", async () => {
+    const segments = async () =>
+      ((await weed.s3.send(new ListObjectsV2Command({ Bucket: 'pitr', Prefix: 'orders/wal/' }))).Contents ?? [])
+        .map((o) => o.Key!)
+        .filter((k) => k.endsWith('.seg'));
     const lastOf = (k: string) => Number(/wal\/\d{16}-(\d{16})-/.exec(k)?.[1]);
-    const later = (JSON.parse(backup(['list', ...s3e(), '--output=json']).stdout) as { backups: Array<{ name: string; revision: number }> }).backups.find((b) => b.name === 'later')!.revision;
-    assert.ok((await segments()).some((k) => lastOf(k) <= later), 'segments before the later backup exist');
-    await weed.s3.send(new DeleteObjectsCommand({ Bucket: 'pitr', Delete: { Objects: [{ Key: 'orders/base.json' }, { Key: 'orders/base.snap' }] } }));
-    const r = backup(['save', ...s3e(), `--endpoints=${src.endpoints()}`, '--name=hourly-20261202000000', '--prune-schedule=hourly', '--keep=1']);
+    const later = (
+      JSON.parse(backup(['list', ...s3e(), '--output=json']).stdout) as { backups: Array<{ name: string; revision: number }> }
+    ).backups.find((b) => b.name === 'later')!.revision;
+    assert.ok(
+      (await segments()).some((k) => lastOf(k) <= later),
+      'segments before the later backup exist',
+    );
+    await weed.s3.send(
+      new DeleteObjectsCommand({ Bucket: 'pitr', Delete: { Objects: [{ Key: 'orders/base.json' }, { Key: 'orders/base.snap' }] } }),
+    );
+    const r = backup([
+      'save',
+      ...s3e(),
+      `--endpoints=${src.endpoints()}`,
+      '--name=hourly-20261202000000',
+      '--prune-schedule=hourly',
+      '--keep=1',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     const left = await segments();
     assert.ok(left.length > 0 && left.every((k) => lastOf(k) > later), left.join(' '));

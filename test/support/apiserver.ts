@@ -38,27 +38,74 @@ export class ApiServer {
 
   #makePki(): void {
     const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: this.dir, stdio: 'ignore' });
-    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=e2e-ca']);
-    ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'admin.key', '-out', 'admin.csr', '-subj', '/CN=admin/O=system:masters']);
+    ssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=e2e-ca',
+    ]);
+    ssl([
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'admin.key',
+      '-out',
+      'admin.csr',
+      '-subj',
+      '/CN=admin/O=system:masters',
+    ]);
     ssl(['x509', '-req', '-in', 'admin.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'admin.crt', '-days', '2']);
     ssl(['genrsa', '-out', 'sa.key', '2048']);
     ssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
-    writeFileSync(this.kubeconfig, [
-      'apiVersion: v1', 'kind: Config',
-      `clusters: [{name: e2e, cluster: {server: "https://127.0.0.1:${this.port}", insecure-skip-tls-verify: true}}]`,
-      `users: [{name: admin, user: {client-certificate: ${join(this.dir, 'admin.crt')}, client-key: ${join(this.dir, 'admin.key')}}}]`,
-      'contexts: [{name: e2e, context: {cluster: e2e, user: admin}}]', 'current-context: e2e', '',
-    ].join('\n'));
+    writeFileSync(
+      this.kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        `clusters: [{name: e2e, cluster: {server: "https://127.0.0.1:${this.port}", insecure-skip-tls-verify: true}}]`,
+        `users: [{name: admin, user: {client-certificate: ${join(this.dir, 'admin.crt')}, client-key: ${join(this.dir, 'admin.key')}}}]`,
+        'contexts: [{name: e2e, context: {cluster: e2e, user: admin}}]',
+        'current-context: e2e',
+        '',
+      ].join('\n'),
+    );
   }
 
   #launch(etcdServers: string[], extraArgs: string[]): void {
     const log = openSync(join(this.dir, 'apiserver.log'), 'a');
-    this.proc = spawn(join(k8sBin, 'kube-apiserver'), [
-      `--etcd-servers=${etcdServers.map((e) => `http://${e}`).join(',')}`, '--bind-address=127.0.0.1', `--secure-port=${this.port}`,
-      `--cert-dir=${join(this.dir, 'certs')}`, `--client-ca-file=${join(this.dir, 'ca.crt')}`, '--service-account-issuer=https://kubernetes.default.svc',
-      `--service-account-key-file=${join(this.dir, 'sa.pub')}`, `--service-account-signing-key-file=${join(this.dir, 'sa.key')}`,
-      '--authorization-mode=RBAC', '--service-cluster-ip-range=10.96.0.0/24', '--advertise-address=127.0.0.1', ...extraArgs,
-    ], { stdio: ['ignore', log, log] });
+    this.proc = spawn(
+      join(k8sBin, 'kube-apiserver'),
+      [
+        `--etcd-servers=${etcdServers.map((e) => `http://${e}`).join(',')}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${this.port}`,
+        `--cert-dir=${join(this.dir, 'certs')}`,
+        `--client-ca-file=${join(this.dir, 'ca.crt')}`,
+        '--service-account-issuer=https://kubernetes.default.svc',
+        `--service-account-key-file=${join(this.dir, 'sa.pub')}`,
+        `--service-account-signing-key-file=${join(this.dir, 'sa.key')}`,
+        '--authorization-mode=RBAC',
+        '--service-cluster-ip-range=10.96.0.0/24',
+        '--advertise-address=127.0.0.1',
+        ...extraArgs,
+      ],
+      { stdio: ['ignore', log, log] },
+    );
   }
 
   async #ready(): Promise<ApiServer> {

@@ -30,7 +30,11 @@ export class LocalCluster {
 
   /** `ballast cluster <sub>` on this cluster's state directory. */
   cluster(sub: string, extra: string[] = [], env?: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
-    return spawnSync(bin, ['cluster', sub, `--state-dir=${this.stateDir}`, `--store=${this.store}`, `--apiserver-port=${this.port}`, ...extra], { encoding: 'utf8', timeout: 240_000, env: env ?? process.env });
+    return spawnSync(
+      bin,
+      ['cluster', sub, `--state-dir=${this.stateDir}`, `--store=${this.store}`, `--apiserver-port=${this.port}`, ...extra],
+      { encoding: 'utf8', timeout: 240_000, env: env ?? process.env },
+    );
   }
 
   /** Bring it up (asserting success); returns how long it took. */
@@ -50,7 +54,12 @@ export class LocalCluster {
   }
 
   kubectl(args: string[], input?: string, timeout = 60_000): SpawnSyncReturns<string> {
-    return spawnSync('kubectl', [`--kubeconfig=${this.kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout, maxBuffer: 64 * 1024 * 1024 });
+    return spawnSync('kubectl', [`--kubeconfig=${this.kubeconfig}`, ...args], {
+      encoding: 'utf8',
+      input: input ?? '',
+      timeout,
+      maxBuffer: 64 * 1024 * 1024,
+    });
   }
 
   /** kubectl that must succeed; its output. */
@@ -77,7 +86,10 @@ export class LocalCluster {
 
 /** ctr against the node's containerd, in the namespace the CRI uses. */
 export function ctr(args: string[]): SpawnSyncReturns<string> {
-  return spawnSync(binaries(cacheDir()).ctr, ['--address', socket, '--namespace', 'k8s.io', ...args], { encoding: 'utf8', timeout: 120_000 });
+  return spawnSync(binaries(cacheDir()).ctr, ['--address', socket, '--namespace', 'k8s.io', ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
 }
 
 /** crictl against the node's containerd. */
@@ -87,7 +99,9 @@ export function crictl(args: string[]): SpawnSyncReturns<string> {
 
 /** The host pid of a pod's running container (through the CRI, as the kubelet sees it). */
 export function containerPid(pod: string, container: string): number | undefined {
-  const id = crictl(['ps', '--quiet', '--state', 'running', '--label', `io.kubernetes.pod.name=${pod}`, '--name', `^${container}$`]).stdout.trim().split('\n')[0];
+  const id = crictl(['ps', '--quiet', '--state', 'running', '--label', `io.kubernetes.pod.name=${pod}`, '--name', `^${container}$`])
+    .stdout.trim()
+    .split('\n')[0];
   if (!id) return undefined;
   const info = JSON.parse(crictl(['inspect', id]).stdout || '{}') as { info?: { pid?: number } };
   return info.info?.pid;
@@ -97,8 +111,12 @@ export function containerPid(pod: string, container: string): number | undefined
  * Wait until the CRDs are Established. (`kubectl wait --for=condition=Established` right after
  * the CRDs are created fails when the CRD has no status yet: "status.conditions accessor error".)
  */
-export async function crdsEstablished(kubectl: (args: string[]) => SpawnSyncReturns<string>, names: string[] = ['storeclusters.ballast.dev', 'resiliencepolicies.ballast.dev']): Promise<void> {
-  const established = (n: string) => kubectl(['get', 'crd', n, '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}']).stdout.trim() === 'True';
+export async function crdsEstablished(
+  kubectl: (args: string[]) => SpawnSyncReturns<string>,
+  names: string[] = ['storeclusters.ballast.dev', 'resiliencepolicies.ballast.dev'],
+): Promise<void> {
+  const established = (n: string) =>
+    kubectl(['get', 'crd', n, '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}']).stdout.trim() === 'True';
   const end = Date.now() + 60_000;
   while (Date.now() < end && !names.every(established)) await sleep(250);
   assert.ok(names.every(established), `CRDs established: ${names.join(', ')}`);

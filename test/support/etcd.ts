@@ -32,19 +32,34 @@ export class EtcdMember {
   /** Start a one-member cluster with `extraArgs` (etcd's flags) and wait until it answers. */
   static async start(extraArgs: string[] = [], scheme: 'http' | 'https' = 'http', etcdctlArgs: string[] = []): Promise<EtcdMember> {
     const bin = EtcdMember.binary;
-    if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`make control-plane\` (it builds etcd ${versions.etcd} from its Go module, once)`);
+    if (!existsSync(bin))
+      throw new Error(`${bin} is missing: run \`make control-plane\` (it builds etcd ${versions.etcd} from its Go module, once)`);
     const dir = mkdtempSync(join(tmpdir(), 'ballast-etcd-anchor-'));
     const [client, peer] = [await freePort(), await freePort()];
     const cu = `${scheme}://127.0.0.1:${client}`;
     const pu = `http://127.0.0.1:${peer}`;
     const log = openSync(join(dir, 'etcd.log'), 'a');
-    const proc = spawn(bin, [
-      '--name=anchor', `--data-dir=${join(dir, 'data')}`, `--listen-client-urls=${cu}`, `--advertise-client-urls=${cu}`,
-      `--listen-peer-urls=${pu}`, `--initial-advertise-peer-urls=${pu}`, `--initial-cluster=anchor=${pu}`, '--log-level=warn', ...extraArgs,
-    ], { stdio: ['ignore', log, log] });
+    const proc = spawn(
+      bin,
+      [
+        '--name=anchor',
+        `--data-dir=${join(dir, 'data')}`,
+        `--listen-client-urls=${cu}`,
+        `--advertise-client-urls=${cu}`,
+        `--listen-peer-urls=${pu}`,
+        `--initial-advertise-peer-urls=${pu}`,
+        `--initial-cluster=anchor=${pu}`,
+        '--log-level=warn',
+        ...extraArgs,
+      ],
+      { stdio: ['ignore', log, log] },
+    );
     const m = new EtcdMember(dir, `127.0.0.1:${client}`, proc);
     for (let i = 0; i < 200; i++) {
-      const r = spawnSync('etcdctl', [`--endpoints=${m.endpoint}`, ...etcdctlArgs, '--dial-timeout=1s', 'endpoint', 'health'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+      const r = spawnSync('etcdctl', [`--endpoints=${m.endpoint}`, ...etcdctlArgs, '--dial-timeout=1s', 'endpoint', 'health'], {
+        encoding: 'utf8',
+        env: { ...process.env, ETCDCTL_API: '3' },
+      });
       // With auth on, health may say so; either way etcd answers.
       if (r.status === 0 || /user name is empty|permission denied/.test(r.stderr)) return m;
       if (proc.exitCode !== null) break;

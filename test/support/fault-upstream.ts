@@ -75,10 +75,12 @@ export class FaultUpstream {
     };
     const chunks: Buffer[] = [];
     let received = 0;
-    const streamBack = fault === 'ok' && !isGrpc && (this.seen % 2 === 0);
+    const streamBack = fault === 'ok' && !isGrpc && this.seen % 2 === 0;
     const out = res as ServerResponse;
     const head = (): void => {
-      const headers: Record<string, string> = isGrpc ? { 'content-type': 'application/grpc' } : { 'content-type': 'application/octet-stream' };
+      const headers: Record<string, string> = isGrpc
+        ? { 'content-type': 'application/grpc' }
+        : { 'content-type': 'application/octet-stream' };
       out.writeHead(200, headers);
     };
     if (streamBack) head();

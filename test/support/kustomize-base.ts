@@ -11,15 +11,22 @@ export const baseValues = ['operator.replicas=1', 'operator.podDisruptionBudget.
 
 export function renderKustomizeBase(): string {
   const chart = join(packageRoot(), 'charts', 'ballast');
-  const r = spawnSync(helmBin(), ['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3', ...baseValues.flatMap((v) => ['--set', v])], { encoding: 'utf8' });
+  const r = spawnSync(
+    helmBin(),
+    ['template', 'ballast', chart, '-n', 'ballast-system', '--kube-version', '1.36.3', ...baseValues.flatMap((v) => ['--set', v])],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
-  const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind?: string; metadata?: { labels?: Record<string, string> } } | null).filter((d): d is { kind: string; metadata: { labels?: Record<string, string> } } => !!d?.kind);
+  const docs = parseAllDocuments(r.stdout)
+    .map((d) => d.toJS() as { kind?: string; metadata?: { labels?: Record<string, string> } } | null)
+    .filter((d): d is { kind: string; metadata: { labels?: Record<string, string> } } => !!d?.kind);
   const strip = (labels?: Record<string, string>) => {
     if (!labels) return;
     delete labels['helm.sh/chart'];
     delete labels['app.kubernetes.io/managed-by'];
   };
   for (const d of docs) strip(d.metadata.labels);
-  const head = '# Generated from charts/ballast by `npm run gen:kustomize` (helm template with the base\'s values,\n# Helm\'s labels removed); do not edit: change the chart, or patch it in an overlay.\n';
+  const head =
+    "# Generated from charts/ballast by `npm run gen:kustomize` (helm template with the base's values,\n# Helm's labels removed); do not edit: change the chart, or patch it in an overlay.\n";
   return head + docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
 }

@@ -30,7 +30,12 @@ export interface HistoryOp {
   error?: string;
 }
 
-type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void;
+type Unary = (
+  req: object,
+  md: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void,
+) => void;
 
 /** A bare etcd KV client (no retries: every attempt is one recorded operation). */
 export class KvClient {
@@ -47,7 +52,9 @@ export class KvClient {
   call(method: 'Range' | 'Put' | 'Txn', req: object): Promise<Record<string, unknown>> {
     const fn = (this.#kv as unknown as Record<string, Unary>)[method] as Unary;
     return new Promise((resolve, reject) => {
-      fn.call(this.#kv, req, new grpc.Metadata(), { deadline: Date.now() + this.#timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+      fn.call(this.#kv, req, new grpc.Metadata(), { deadline: Date.now() + this.#timeoutMs }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
     });
   }
 
@@ -60,7 +67,11 @@ const now = (): number => Math.round(performance.now() * 1000); // microseconds,
 
 /** Errors that prove the request was refused before it could take effect. */
 export function definitelyNotApplied(err: grpc.ServiceError): boolean {
-  if (err.code === grpc.status.INVALID_ARGUMENT || /etcdserver: (no leader|not leader|mvcc: database space exceeded)$/.test(err.details ?? '')) return true;
+  if (
+    err.code === grpc.status.INVALID_ARGUMENT ||
+    /etcdserver: (no leader|not leader|mvcc: database space exceeded)$/.test(err.details ?? '')
+  )
+    return true;
   // grpc-js fails a call this way only while it waits for a connection: it was never sent.
   return err.code === grpc.status.UNAVAILABLE && /^No connection established/.test(err.details ?? '');
 }
@@ -107,61 +118,77 @@ export async function runRegisterWorkload(o: WorkloadOptions): Promise<HistoryOp
   const rand = (n: number): number => random.int(n);
   const deadline = Date.now() + o.durationMs;
   const backstop = Date.now() + (o.maxDurationMs ?? 10 * o.durationMs);
-  const going = (): boolean => !o.signal?.aborted && Date.now() < backstop && (Date.now() < deadline || (o.until !== undefined && !o.until(history)));
-  await Promise.all(Array.from({ length: o.clients }, async (_, client) => {
-    let n = 0;
-    const lastSeen = new Map<string, string>();
-    while (going()) {
-      n++;
-      const base = o.keys[rand(o.keys.length)] as string;
-      const key = o.keyLifetimeMs ? `${base}.${Math.floor((Date.now() - started) / o.keyLifetimeMs)}` : base;
-      const roll = rand(10);
-      const kind: HistoryOp['op'] = roll < 4 ? 'get' : roll < 7 ? 'put' : 'cas';
-      const eps = endpoints();
-      const endpoint = o.route ? o.route(client, kind, n) : (eps[rand(eps.length)] as string);
-      const kv = clientFor(endpoint);
-      const value = `c${client}-${n}`;
-      const old = lastSeen.get(key) ?? '';
-      const rec: HistoryOp = { client, key, op: kind, value: kind === 'get' ? '' : value, old: kind === 'cas' ? old : '', call: now(), return: 0, unknown: false, ok: false, exists: false, result: '', revision: 0 };
-      const k = Buffer.from(key);
-      try {
-        if (kind === 'get') {
-          const res = await kv.call('Range', { key: k });
-          const kvs = res['kvs'] as Array<{ value: Buffer }>;
-          rec.exists = kvs.length > 0;
-          rec.result = rec.exists ? (kvs[0] as { value: Buffer }).value.toString() : '';
-          if (rec.exists) lastSeen.set(key, rec.result);
-        } else if (kind === 'put') {
-          const res = await kv.call('Put', { key: k, value: Buffer.from(value) });
-          rec.revision = Number((res['header'] as { revision: string }).revision);
-          lastSeen.set(key, value);
-        } else {
-          const res = await kv.call('Txn', {
-            compare: [{ key: k, target: 3, result: 0, value: Buffer.from(old) }],
-            success: [{ request_put: { key: k, value: Buffer.from(value) } }],
-            failure: [],
-          });
-          rec.ok = res['succeeded'] === true;
-          if (rec.ok) {
+  const going = (): boolean =>
+    !o.signal?.aborted && Date.now() < backstop && (Date.now() < deadline || (o.until !== undefined && !o.until(history)));
+  await Promise.all(
+    Array.from({ length: o.clients }, async (_, client) => {
+      let n = 0;
+      const lastSeen = new Map<string, string>();
+      while (going()) {
+        n++;
+        const base = o.keys[rand(o.keys.length)] as string;
+        const key = o.keyLifetimeMs ? `${base}.${Math.floor((Date.now() - started) / o.keyLifetimeMs)}` : base;
+        const roll = rand(10);
+        const kind: HistoryOp['op'] = roll < 4 ? 'get' : roll < 7 ? 'put' : 'cas';
+        const eps = endpoints();
+        const endpoint = o.route ? o.route(client, kind, n) : (eps[rand(eps.length)] as string);
+        const kv = clientFor(endpoint);
+        const value = `c${client}-${n}`;
+        const old = lastSeen.get(key) ?? '';
+        const rec: HistoryOp = {
+          client,
+          key,
+          op: kind,
+          value: kind === 'get' ? '' : value,
+          old: kind === 'cas' ? old : '',
+          call: now(),
+          return: 0,
+          unknown: false,
+          ok: false,
+          exists: false,
+          result: '',
+          revision: 0,
+        };
+        const k = Buffer.from(key);
+        try {
+          if (kind === 'get') {
+            const res = await kv.call('Range', { key: k });
+            const kvs = res['kvs'] as Array<{ value: Buffer }>;
+            rec.exists = kvs.length > 0;
+            rec.result = rec.exists ? (kvs[0] as { value: Buffer }).value.toString() : '';
+            if (rec.exists) lastSeen.set(key, rec.result);
+          } else if (kind === 'put') {
+            const res = await kv.call('Put', { key: k, value: Buffer.from(value) });
             rec.revision = Number((res['header'] as { revision: string }).revision);
             lastSeen.set(key, value);
+          } else {
+            const res = await kv.call('Txn', {
+              compare: [{ key: k, target: 3, result: 0, value: Buffer.from(old) }],
+              success: [{ request_put: { key: k, value: Buffer.from(value) } }],
+              failure: [],
+            });
+            rec.ok = res['succeeded'] === true;
+            if (rec.ok) {
+              rec.revision = Number((res['header'] as { revision: string }).revision);
+              lastSeen.set(key, value);
+            }
           }
+          rec.return = now();
+        } catch (err) {
+          rec.return = now();
+          if (definitelyNotApplied(err as grpc.ServiceError)) {
+            // Refused: not an operation at all. Back off a little, as a client would.
+            await new Promise((r) => setTimeout(r, 20));
+            continue;
+          }
+          rec.unknown = true;
+          rec.error = `${grpc.status[(err as grpc.ServiceError).code] ?? 'ERROR'}: ${((err as grpc.ServiceError).details ?? String(err)).slice(0, 80)}`;
+          await new Promise((r) => setTimeout(r, 50));
         }
-        rec.return = now();
-      } catch (err) {
-        rec.return = now();
-        if (definitelyNotApplied(err as grpc.ServiceError)) {
-          // Refused: not an operation at all. Back off a little, as a client would.
-          await new Promise((r) => setTimeout(r, 20));
-          continue;
-        }
-        rec.unknown = true;
-        rec.error = `${grpc.status[(err as grpc.ServiceError).code] ?? 'ERROR'}: ${((err as grpc.ServiceError).details ?? String(err)).slice(0, 80)}`;
-        await new Promise((r) => setTimeout(r, 50));
+        history.push(rec);
       }
-      history.push(rec);
-    }
-  }));
+    }),
+  );
   for (const c of clients.values()) c.close();
   return history;
 }

@@ -21,7 +21,12 @@ export function percentile(sorted: readonly number[], q: number): number {
 }
 
 /** Send `rate` GETs per second for `seconds` to `origin`. `during` runs once the load is going. */
-export async function openLoop(origin: string, rate: number, seconds: number, o: { path?: string; during?: () => Promise<void> } = {}): Promise<LoadResult> {
+export async function openLoop(
+  origin: string,
+  rate: number,
+  seconds: number,
+  o: { path?: string; during?: () => Promise<void> } = {},
+): Promise<LoadResult> {
   const pool = new Pool(origin, { connections: 512, pipelining: 1 });
   const r: LoadResult = { sent: 0, ok: 0, failed: 0, outcomes: {}, latencies: [] };
   const pending: Array<Promise<void>> = [];
@@ -31,20 +36,23 @@ export async function openLoop(origin: string, rate: number, seconds: number, o:
   const one = (): Promise<void> => {
     const t0 = performance.now();
     r.sent++;
-    return pool.request({ path: o.path ?? '/', method: 'GET' }).then(async (res) => {
-      await res.body.dump();
-      const code = res.headers['x-ballast-error'];
-      const key = typeof code === 'string' ? `${res.statusCode} ${code}` : String(res.statusCode);
-      r.outcomes[key] = (r.outcomes[key] ?? 0) + 1;
-      if (res.statusCode === 200) {
-        r.ok++;
-        r.latencies.push(performance.now() - t0);
-      } else r.failed++;
-    }, (err: Error & { code?: string }) => {
-      const key = err.code ?? err.message;
-      r.outcomes[key] = (r.outcomes[key] ?? 0) + 1;
-      r.failed++;
-    });
+    return pool.request({ path: o.path ?? '/', method: 'GET' }).then(
+      async (res) => {
+        await res.body.dump();
+        const code = res.headers['x-ballast-error'];
+        const key = typeof code === 'string' ? `${res.statusCode} ${code}` : String(res.statusCode);
+        r.outcomes[key] = (r.outcomes[key] ?? 0) + 1;
+        if (res.statusCode === 200) {
+          r.ok++;
+          r.latencies.push(performance.now() - t0);
+        } else r.failed++;
+      },
+      (err: Error & { code?: string }) => {
+        const key = err.code ?? err.message;
+        r.outcomes[key] = (r.outcomes[key] ?? 0) + 1;
+        r.failed++;
+      },
+    );
   };
   const during = o.during ? new Promise<void>((resolve) => setTimeout(resolve, 50)).then(o.during) : Promise.resolve();
   await new Promise<void>((resolve) => {

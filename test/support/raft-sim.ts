@@ -69,7 +69,15 @@ export class SimCluster {
     const conf: ConfState = { voters: opts.ids.filter((id) => !(opts.learners ?? []).includes(id)), learners: opts.learners ?? [] };
     const boot = bootstrapEntries(conf);
     for (const id of opts.ids) {
-      const node: SimNode = { id, raft: undefined, disk: { hardState: { ...boot.hardState }, entries: boot.entries.map((e) => ({ ...e })), snapshot: undefined }, applied: [], appliedIndex: 0, paused: false, reads: [] };
+      const node: SimNode = {
+        id,
+        raft: undefined,
+        disk: { hardState: { ...boot.hardState }, entries: boot.entries.map((e) => ({ ...e })), snapshot: undefined },
+        applied: [],
+        appliedIndex: 0,
+        paused: false,
+        reads: [],
+      };
       this.nodes.set(id, node);
       this.#boot(node);
     }
@@ -93,7 +101,15 @@ export class SimCluster {
 
   /** Add a node that is not yet in any configuration (it will be added as a learner). */
   addNode(id: NodeId): void {
-    const node: SimNode = { id, raft: undefined, disk: { hardState: undefined, entries: [], snapshot: undefined }, applied: [], appliedIndex: 0, paused: false, reads: [] };
+    const node: SimNode = {
+      id,
+      raft: undefined,
+      disk: { hardState: undefined, entries: [], snapshot: undefined },
+      applied: [],
+      appliedIndex: 0,
+      paused: false,
+      reads: [],
+    };
     this.nodes.set(id, node);
     this.#boot(node);
   }
@@ -103,8 +119,20 @@ export class SimCluster {
     node.applied = snap ? (JSON.parse(decoder.decode(snap.data)) as string[]) : [];
     node.appliedIndex = snap?.meta.index ?? 0;
     node.raft = new Raft(
-      { id: node.id, electionTick: this.#opts.electionTick ?? 10, heartbeatTick: 1, random: new SeededRandom(this.random.int(2 ** 31)), ...this.#opts.raft },
-      { ...(node.disk.hardState ? { hardState: node.disk.hardState } : {}), ...(snap ? { snapshot: snap } : {}), conf: { voters: [], learners: [] }, entries: node.disk.entries.map((e) => ({ ...e })), applied: node.appliedIndex },
+      {
+        id: node.id,
+        electionTick: this.#opts.electionTick ?? 10,
+        heartbeatTick: 1,
+        random: new SeededRandom(this.random.int(2 ** 31)),
+        ...this.#opts.raft,
+      },
+      {
+        ...(node.disk.hardState ? { hardState: node.disk.hardState } : {}),
+        ...(snap ? { snapshot: snap } : {}),
+        conf: { voters: [], learners: [] },
+        entries: node.disk.entries.map((e) => ({ ...e })),
+        applied: node.appliedIndex,
+      },
     );
   }
 
@@ -131,10 +159,11 @@ export class SimCluster {
   }
 
   isolate(id: NodeId): void {
-    for (const other of this.nodes.keys()) if (other !== id) {
-      this.#cut.add(`${id}>${other}`);
-      this.#cut.add(`${other}>${id}`);
-    }
+    for (const other of this.nodes.keys())
+      if (other !== id) {
+        this.#cut.add(`${id}>${other}`);
+        this.#cut.add(`${other}>${id}`);
+      }
   }
 
   cutOneWay(from: NodeId, to: NodeId): void {
@@ -193,10 +222,11 @@ export class SimCluster {
     for (const n of this.nodes.values()) if (n.raft && !n.paused) n.raft.tick();
     for (let settled = false, k = 0; !settled && k < 50; k++) {
       settled = true;
-      for (const n of this.nodes.values()) if (n.raft && !n.paused && n.raft.hasReady()) {
-        settled = false;
-        this.#process(n);
-      }
+      for (const n of this.nodes.values())
+        if (n.raft && !n.paused && n.raft.hasReady()) {
+          settled = false;
+          this.#process(n);
+        }
     }
     this.#checkSafety();
   }
@@ -236,7 +266,10 @@ export class SimCluster {
     for (const e of rd.committedEntries) {
       if (e.index !== n.appliedIndex + 1) throw new Error(`${n.id} applied ${e.index} after ${n.appliedIndex}: gap or repeat`);
       n.appliedIndex = e.index;
-      const value = e.type === EntryType.normal && e.data.byteLength > 0 ? decoder.decode(e.data) : `#${e.type === EntryType.confChange ? 'conf' : 'noop'}`;
+      const value =
+        e.type === EntryType.normal && e.data.byteLength > 0
+          ? decoder.decode(e.data)
+          : `#${e.type === EntryType.confChange ? 'conf' : 'noop'}`;
       this.#checkCommitted(e.index, `${e.term}:${value}`, n.id);
       if (!value.startsWith('#')) n.applied.push(value);
     }
@@ -256,7 +289,12 @@ export class SimCluster {
   #send(m: Message): void {
     const lost = this.#cut.has(`${m.from}>${m.to}`) || (this.dropRate > 0 && this.random.next() < this.dropRate);
     // The transport tells the leader whether a snapshot got through, as the real one does.
-    if (m.type === 'snap') this.#inflight.push({ at: this.#time + 1, seq: this.#seq++, msg: { type: 'snapStatus', from: m.to, to: m.from, term: 0, reject: lost } });
+    if (m.type === 'snap')
+      this.#inflight.push({
+        at: this.#time + 1,
+        seq: this.#seq++,
+        msg: { type: 'snapStatus', from: m.to, to: m.from, term: 0, reject: lost },
+      });
     if (lost) return;
     const delay = 1 + (this.maxDelay > 0 ? this.random.int(this.maxDelay + 1) : 0);
     this.#inflight.push({ at: this.#time + delay, seq: this.#seq++, msg: m });
@@ -279,13 +317,18 @@ export class SimCluster {
 
   /** Values committed (applied somewhere), in index order. */
   committedValues(): string[] {
-    return [...this.#committed.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v.slice(v.indexOf(':') + 1)).filter((v) => !v.startsWith('#'));
+    return [...this.#committed.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([, v]) => v.slice(v.indexOf(':') + 1))
+      .filter((v) => !v.startsWith('#'));
   }
 
   /** True when every live node has applied the same values. */
   converged(): boolean {
     const live = [...this.nodes.values()].filter((n) => n.raft);
     const first = live[0];
-    return live.every((n) => first !== undefined && n.appliedIndex === first.appliedIndex && n.applied.join('|') === first.applied.join('|'));
+    return live.every(
+      (n) => first !== undefined && n.appliedIndex === first.appliedIndex && n.applied.join('|') === first.applied.join('|'),
+    );
   }
 }

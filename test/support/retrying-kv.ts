@@ -11,17 +11,25 @@ export class RetryingKv {
   #clients = new Map<string, grpc.Client>();
   #next = 0;
   retries = 0;
-  readonly #KV = ((loadProtos()['etcdserverpb'] as grpc.GrpcObject)['KV']) as grpc.ServiceClientConstructor;
+  readonly #KV = (loadProtos()['etcdserverpb'] as grpc.GrpcObject)['KV'] as grpc.ServiceClientConstructor;
 
   setEndpoints(eps: string[]): void {
     this.#endpoints = eps;
-    for (const [ep, c] of this.#clients) if (!eps.includes(ep)) { c.close(); this.#clients.delete(ep); }
+    for (const [ep, c] of this.#clients)
+      if (!eps.includes(ep)) {
+        c.close();
+        this.#clients.delete(ep);
+      }
   }
 
   #client(ep: string): grpc.Client {
     let c = this.#clients.get(ep);
     if (!c) {
-      c = new this.#KV(ep, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 });
+      c = new this.#KV(ep, grpc.credentials.createInsecure(), {
+        'grpc.use_local_subchannel_pool': 1,
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+      });
       this.#clients.set(ep, c);
     }
     return c;

@@ -40,7 +40,13 @@ export async function startSeaweed(dir: string, host = '127.0.0.1'): Promise<Sea
   while (free.length < 8) free.push(await freePort());
   const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3Port, s3Grpc] = free;
   const log = openSync(join(dir, 'weed.log'), 'a');
-  const ports = { master: master!, volume: volume!, filer: filer!, s3: s3Port!, grpc: { master: masterGrpc!, volume: volumeGrpc!, filer: filerGrpc!, s3: s3Grpc! } };
+  const ports = {
+    master: master!,
+    volume: volume!,
+    filer: filer!,
+    s3: s3Port!,
+    grpc: { master: masterGrpc!, volume: volumeGrpc!, filer: filerGrpc!, s3: s3Grpc! },
+  };
   const p: ChildProcess = spawn(weedBin(), weedArgs(dir, host, ports, config), { stdio: ['ignore', log, log] });
   const endpoint = s3Endpoint(host, s3Port!);
   const s3 = s3Client(endpoint, creds);

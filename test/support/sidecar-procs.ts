@@ -22,8 +22,12 @@ export class Proc {
     this.p = p;
     running.add(p);
     p.once('exit', () => running.delete(p));
-    p.stdout?.on('data', (c: Buffer) => { this.output += c.toString(); });
-    p.stderr?.on('data', (c: Buffer) => { this.output += c.toString(); });
+    p.stdout?.on('data', (c: Buffer) => {
+      this.output += c.toString();
+    });
+    p.stderr?.on('data', (c: Buffer) => {
+      this.output += c.toString();
+    });
   }
   get pid(): number {
     return this.p.pid as number;
@@ -53,11 +57,20 @@ export async function startUpstream(addr: string, mode: string): Promise<{ proc:
 }
 
 /** Start `ballast sidecar` with this configuration; resolves once /ready answers. */
-export async function startSidecar(config: Record<string, unknown>, adminPort: number, env: Record<string, string> = {}): Promise<{ proc: Proc; dir: string }> {
+export async function startSidecar(
+  config: Record<string, unknown>,
+  adminPort: number,
+  env: Record<string, string> = {},
+): Promise<{ proc: Proc; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-sidecar-'));
   const file = join(dir, 'sidecar.yaml');
   writeFileSync(file, stringify({ admin: `127.0.0.1:${adminPort}`, ...config }));
-  const proc = new Proc(spawn(bin, ['sidecar', `--config=${file}`], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BALLAST_LOG_LEVEL: 'warn', ...env } }));
+  const proc = new Proc(
+    spawn(bin, ['sidecar', `--config=${file}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, BALLAST_LOG_LEVEL: 'warn', ...env },
+    }),
+  );
   proc.p.stderr?.on('data', (c: Buffer) => process.stderr.write(c));
   const end = Date.now() + 15_000;
   for (;;) {

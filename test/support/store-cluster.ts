@@ -99,7 +99,14 @@ export class StoreCluster {
 
   async #spec(name: string): Promise<MemberSpec> {
     if (this.place) return { name, ...(await this.place(name, this.dir)) };
-    return { name, host: '127.0.0.1', clientPort: await freePort(), peerPort: await freePort(), metricsPort: await freePort(), dataDir: join(this.dir, name) };
+    return {
+      name,
+      host: '127.0.0.1',
+      clientPort: await freePort(),
+      peerPort: await freePort(),
+      metricsPort: await freePort(),
+      dataDir: join(this.dir, name),
+    };
   }
 
   initialCluster(members = this.members): string {
@@ -107,7 +114,10 @@ export class StoreCluster {
   }
 
   endpoints(members = this.members): string {
-    return members.filter((m) => this.procs.has(m.name)).map((m) => this.addr(m)).join(',');
+    return members
+      .filter((m) => this.procs.has(m.name))
+      .map((m) => this.addr(m))
+      .join(',');
   }
 
   /** host:port of a member's client URL. */
@@ -124,14 +134,24 @@ export class StoreCluster {
   spawn(m: MemberSpec, state: 'new' | 'existing', members = this.members): ChildProcess {
     const log = openSync(join(this.dir, `${m.name}.log`), 'a');
     const argv = [
-      ...(this.binary === 'etcd' ? ['etcd'] : [bin, 'store']), `--name=${m.name}`, `--data-dir=${m.dataDir}`,
-      `--listen-client-urls=${this.scheme}://${m.host}:${m.clientPort}`, `--advertise-client-urls=${this.scheme}://${m.host}:${m.clientPort}`,
-      `--listen-peer-urls=${this.peerScheme}://${m.host}:${m.peerPort}`, `--initial-advertise-peer-urls=${this.peerScheme}://${m.host}:${m.peerPort}`,
-      `--initial-cluster=${this.initialCluster(members)}`, `--initial-cluster-state=${state}`, `--initial-cluster-token=${this.token}`,
-      `--listen-metrics-urls=http://${m.host}:${m.metricsPort}`, ...this.extraArgs,
+      ...(this.binary === 'etcd' ? ['etcd'] : [bin, 'store']),
+      `--name=${m.name}`,
+      `--data-dir=${m.dataDir}`,
+      `--listen-client-urls=${this.scheme}://${m.host}:${m.clientPort}`,
+      `--advertise-client-urls=${this.scheme}://${m.host}:${m.clientPort}`,
+      `--listen-peer-urls=${this.peerScheme}://${m.host}:${m.peerPort}`,
+      `--initial-advertise-peer-urls=${this.peerScheme}://${m.host}:${m.peerPort}`,
+      `--initial-cluster=${this.initialCluster(members)}`,
+      `--initial-cluster-state=${state}`,
+      `--initial-cluster-token=${this.token}`,
+      `--listen-metrics-urls=http://${m.host}:${m.metricsPort}`,
+      ...this.extraArgs,
     ];
     const [cmd, ...args] = m.wrap ? m.wrap(argv) : argv;
-    const p = spawn(cmd as string, args, { stdio: ['ignore', log, log], env: { ...process.env, BALLAST_LOG_LEVEL: 'info', ...this.env, ...m.env } });
+    const p = spawn(cmd as string, args, {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, BALLAST_LOG_LEVEL: 'info', ...this.env, ...m.env },
+    });
     this.procs.set(m.name, p);
     p.once('exit', () => {
       if (this.procs.get(m.name) === p) this.procs.delete(m.name);
@@ -168,18 +188,30 @@ export class StoreCluster {
   }
 
   etcdctl(args: string[], o: { endpoints?: string; input?: string } = {}): { status: number | null; stdout: string; stderr: string } {
-    const r = spawnSync('etcdctl', [`--endpoints=${o.endpoints ?? this.endpoints()}`, '--dial-timeout=3s', '--command-timeout=10s', ...this.etcdctlArgs, ...args], {
-      encoding: 'utf8', input: o.input ?? '', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 120_000,
-    });
+    const r = spawnSync(
+      'etcdctl',
+      [`--endpoints=${o.endpoints ?? this.endpoints()}`, '--dial-timeout=3s', '--command-timeout=10s', ...this.etcdctlArgs, ...args],
+      {
+        encoding: 'utf8',
+        input: o.input ?? '',
+        env: { ...process.env, ETCDCTL_API: '3' },
+        timeout: 120_000,
+      },
+    );
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 
   /** As {@link etcdctl}, without blocking the event loop (clients in the same process keep running). */
   etcdctlAsync(args: string[], o: { endpoints?: string } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      const p = spawn('etcdctl', [`--endpoints=${o.endpoints ?? this.endpoints()}`, '--dial-timeout=3s', '--command-timeout=10s', ...this.etcdctlArgs, ...args], {
-        env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const p = spawn(
+        'etcdctl',
+        [`--endpoints=${o.endpoints ?? this.endpoints()}`, '--dial-timeout=3s', '--command-timeout=10s', ...this.etcdctlArgs, ...args],
+        {
+          env: { ...process.env, ETCDCTL_API: '3' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let stdout = '';
       let stderr = '';
       p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -220,7 +252,10 @@ export class StoreCluster {
 
   #leaderOf(r: { status: number | null; stdout: string }): string | undefined {
     if (r.status !== 0) return undefined;
-    const rows = JSON.parse(r.stdout) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
+    const rows = JSON.parse(r.stdout) as Array<{
+      Endpoint: string;
+      Status: { header: { member_id: number | string }; leader: number | string };
+    }>;
     const lead = rows.find((x) => String(x.Status.leader) === String(x.Status.header.member_id));
     if (!lead) return undefined;
     return this.members.find((m) => lead.Endpoint.endsWith(`//${this.addr(m)}`) || lead.Endpoint === this.addr(m))?.name;

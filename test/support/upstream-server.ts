@@ -35,9 +35,17 @@ function serve(res: ServerResponse): void {
 }
 
 const handle: (req: IncomingMessage, res: ServerResponse) => void =
-  kind === 'fail' ? (_req, res) => answer(res, Math.random() * 100 < Number(a) ? 503 : 200)
-    : kind === 'slow' ? (_req, res) => { setTimeout(() => answer(res), Number(a)); }
-      : kind === 'capacity' ? (_req, res) => { if (running < capacity) serve(res); else waiting.push(() => serve(res)); }
+  kind === 'fail'
+    ? (_req, res) => answer(res, Math.random() * 100 < Number(a) ? 503 : 200)
+    : kind === 'slow'
+      ? (_req, res) => {
+          setTimeout(() => answer(res), Number(a));
+        }
+      : kind === 'capacity'
+        ? (_req, res) => {
+            if (running < capacity) serve(res);
+            else waiting.push(() => serve(res));
+          }
         : (_req, res) => answer(res);
 
 const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {

@@ -18,17 +18,25 @@ export interface Seen {
   h2: boolean;
 }
 
-export type Behaviour = (req: IncomingMessage | http2.Http2ServerRequest, res: ServerResponse | http2.Http2ServerResponse, n: number) => void;
+export type Behaviour = (
+  req: IncomingMessage | http2.Http2ServerRequest,
+  res: ServerResponse | http2.Http2ServerResponse,
+  n: number,
+) => void;
 
-export const ok = (body = 'ok'): Behaviour => (_req, res) => {
-  (res as ServerResponse).writeHead(200, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) });
-  res.end(body);
-};
+export const ok =
+  (body = 'ok'): Behaviour =>
+  (_req, res) => {
+    (res as ServerResponse).writeHead(200, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)) });
+    res.end(body);
+  };
 
-export const status = (code: number, headers: Record<string, string> = {}): Behaviour => (_req, res) => {
-  (res as ServerResponse).writeHead(code, { 'content-type': 'text/plain', ...headers });
-  res.end(`status ${code}`);
-};
+export const status =
+  (code: number, headers: Record<string, string> = {}): Behaviour =>
+  (_req, res) => {
+    (res as ServerResponse).writeHead(code, { 'content-type': 'text/plain', ...headers });
+    res.end(`status ${code}`);
+  };
 
 export class TestUpstream {
   readonly name: string;
@@ -61,7 +69,9 @@ export class TestUpstream {
   #handle(req: IncomingMessage | http2.Http2ServerRequest, res: ServerResponse | http2.Http2ServerResponse, h2: boolean): void {
     const s: Seen = { method: req.method ?? '', path: req.url ?? '', headers: { ...req.headers }, bytes: 0, aborted: false, h2 };
     this.seen.push(s);
-    req.on('data', (c: Buffer) => { s.bytes += c.length; });
+    req.on('data', (c: Buffer) => {
+      s.bytes += c.length;
+    });
     res.on('close', () => {
       if (!res.writableFinished) s.aborted = true;
     });

@@ -13,7 +13,12 @@ const unreachable = /connection refused|no endpoints available|context deadline 
 
 /** Waits until the apiserver reaches the operator's webhooks (a dry-run StoreCluster is judged). */
 export async function webhookRouted(kubectl: (args: string[], input?: string) => SpawnSyncReturns<string>): Promise<void> {
-  const probe = JSON.stringify({ apiVersion: 'ballast.dev/v1alpha1', kind: 'StoreCluster', metadata: { name: 'webhook-probe', namespace: 'default' }, spec: { replicas: 1 } });
+  const probe = JSON.stringify({
+    apiVersion: 'ballast.dev/v1alpha1',
+    kind: 'StoreCluster',
+    metadata: { name: 'webhook-probe', namespace: 'default' },
+    spec: { replicas: 1 },
+  });
   for (let i = 0; i < 240; i++) {
     const r = kubectl(['create', '--dry-run=server', '-f', '-'], probe);
     if (!unreachable.test(r.stderr)) return;
@@ -21,7 +26,11 @@ export async function webhookRouted(kubectl: (args: string[], input?: string) =>
   }
 }
 
-export async function applyWhenRouted(kubectl: (args: string[], input?: string) => SpawnSyncReturns<string>, args: string[], input?: string): Promise<SpawnSyncReturns<string>> {
+export async function applyWhenRouted(
+  kubectl: (args: string[], input?: string) => SpawnSyncReturns<string>,
+  args: string[],
+  input?: string,
+): Promise<SpawnSyncReturns<string>> {
   await webhookRouted(kubectl);
   let r = kubectl(['apply', ...args], input);
   for (let i = 0; i < 240 && r.status !== 0 && unreachable.test(r.stderr); i++) {
