@@ -21,90 +21,123 @@ export function ordinalMembers(sc: StoreCluster, n: number): PeerRef[] {
   return Array.from({ length: n }, (_, i) => ({ name: specs.memberName(sc, i), peerUrl: specs.peerUrl(sc, i) }));
 }
 
+/** What the steps after bootstrap share: the cluster, what was observed, the Raft configuration. */
+interface Membership {
+  sc: StoreCluster;
+  o: Observed;
+  want: number;
+  /** The StatefulSet's replicas. */
+  current: number;
+  /** The Raft configuration (a leader answered). */
+  list: MemberView[];
+  membersNow: PeerRef[];
+  /** The StatefulSet with its bootstrap configuration in step with the Raft configuration. */
+  keep: (replicas: number) => Action;
+}
+
 /**
  * Membership's step, or `continueWith`: the StatefulSet kept in step with the Raft configuration
- * (its replicas, for the rollout and auth to go on) when membership has nothing to do.
+ * (its replicas, for the rollout and auth to go on) when membership has nothing to do. In order:
+ * bootstrap, the operator's credentials, no leader, a recovery run, repair, scaling.
  */
 export function planMembership(sc: StoreCluster, o: Observed): Step | { continueWith: Action; healthy: boolean; members: MemberView[] } {
-  const want = sc.spec.replicas;
-  if (o.setReplicas === undefined) {
-    const members = ordinalMembers(sc, want);
-    // Created from a backup: only once the backup is whole, and every member restores it first.
-    const from = sc.spec.restore?.backup;
-    const source = o.restoreSource;
-    if (from && source?.status?.phase !== 'Succeeded') {
-      const message = source
-        ? `spec.restore: StoreBackup ${from} is ${source.status?.phase ?? 'Pending'}${source.status?.phase === 'Failed' ? ` (${source.status.message ?? ''}); name a backup that Succeeded` : '; the members start once it Succeeded'}`
-        : `spec.restore: StoreBackup ${from} does not exist in namespace ${sc.metadata.namespace}; create it, or name one that exists`;
-      return step({ phase: 'Bootstrapping', progressing: { status: 'False', reason: 'RestoreSourceNotReady', message }, requeueMs: 5_000 });
-    }
-    return step(
-      {
-        phase: 'Bootstrapping',
-        progressing: {
-          status: 'True',
-          reason: 'Bootstrapping',
-          message: `starting ${want} members${source ? ` from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'})` : ''}`,
-        },
-      },
-      [{ do: 'applyStatefulSet', replicas: want, members, state: 'new', ...(source ? { restoreFrom: source } : {}) }],
-      [
-        {
-          type: 'Normal',
-          reason: 'Bootstrapping',
-          message: `starting ${want} members: ${members.map((m) => m.name).join(', ')}${source ? `, each restored from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'}, ${source.status?.objectKey ?? ''})${sc.spec.restore?.toRevision ? ` and the archive to revision ${sc.spec.restore.toRevision}` : sc.spec.restore?.toTime ? ` and the archive to ${sc.spec.restore.toTime}` : ''}` : ''}`,
-        },
-      ],
-    );
-  }
-  const current = o.setReplicas;
-  if (o.authProblem) {
-    // Members answer, but not to the operator: auth is on and it has no usable root user.
-    return step({
-      phase: 'Degraded',
-      degraded: true,
-      progressing: {
-        status: 'False',
-        reason: 'AuthCredentials',
-        message: `the members refuse the operator's calls (${o.authProblem}): auth is on in the store and the operator has no working root credentials. Set spec.auth.enabled with spec.auth.rootSecretName naming a Secret whose username and password are the store's root user's (default ${specs.rootSecretName(sc)})`,
-      },
-    });
-  }
+  if (o.setReplicas === undefined) return planBootstrap(sc, o);
+  if (o.authProblem) return planAuthProblem(sc, o.authProblem);
   const list = o.members;
-  if (!o.leaderId || !list) {
-    // Without a leader the Raft configuration is unknown: the StatefulSet is left exactly as it
-    // is (rewriting its bootstrap settings from a guess could, on a member that lost its data,
-    // start a second cluster).
-    if (sc.status?.recovery?.state === 'Restarting' || (o.pods.length > 0 && o.pods.every((p) => p.ip) && Boolean(sc.status?.leader)))
-      return planLostQuorum(sc, o);
-    // A run whose members are rejoining keeps its record through a moment without a leader (a
-    // learner's restart, an election); it would otherwise never be marked Completed.
-    const rejoining = sc.status?.recovery;
-    if (rejoining?.state === 'Rejoining')
-      return step({
-        phase: 'Recovering',
-        progressing: {
-          status: 'True',
-          reason: 'WaitingForLeader',
-          message: `recovery plan ${rejoining.planId}: waiting for a leader while ${rejoining.recreate.join(', ')} rejoin`,
-        },
-        requeueMs: 2_000,
-        recovery: rejoining,
-      });
-    return step({
-      phase: 'Bootstrapping',
-      progressing: { status: 'True', reason: 'WaitingForLeader', message: 'waiting for the members to elect a leader' },
-    });
-  }
+  if (!o.leaderId || !list) return planLeaderless(sc, o);
+  const current = o.setReplicas;
   const membersNow: PeerRef[] = list.map((m) => ({ name: m.name, peerUrl: m.peerUrl }));
-  // Keep the template's bootstrap configuration in step with the Raft configuration.
-  const keep = (replicas: number): Action => ({
-    do: 'applyStatefulSet',
-    replicas,
-    members: membersNow.length > 0 ? membersNow : ordinalMembers(sc, current),
-    state: membersNow.length > 0 ? 'existing' : 'new',
-  });
+  const m: Membership = {
+    sc,
+    o,
+    want: sc.spec.replicas,
+    current,
+    list,
+    membersNow,
+    keep: (replicas) => ({
+      do: 'applyStatefulSet',
+      replicas,
+      members: membersNow.length > 0 ? membersNow : ordinalMembers(sc, current),
+      state: membersNow.length > 0 ? 'existing' : 'new',
+    }),
+  };
+  return planRecoveryRun(m) ?? planRepair(m) ?? planScaling(m);
+}
 
+/** No StatefulSet yet: every member starts at once from the ordinals (from a backup, once it is whole). */
+function planBootstrap(sc: StoreCluster, o: Observed): Step {
+  const want = sc.spec.replicas;
+  const members = ordinalMembers(sc, want);
+  // Created from a backup: only once the backup is whole, and every member restores it first.
+  const from = sc.spec.restore?.backup;
+  const source = o.restoreSource;
+  if (from && source?.status?.phase !== 'Succeeded') {
+    const message = source
+      ? `spec.restore: StoreBackup ${from} is ${source.status?.phase ?? 'Pending'}${source.status?.phase === 'Failed' ? ` (${source.status.message ?? ''}); name a backup that Succeeded` : '; the members start once it Succeeded'}`
+      : `spec.restore: StoreBackup ${from} does not exist in namespace ${sc.metadata.namespace}; create it, or name one that exists`;
+    return step({ phase: 'Bootstrapping', progressing: { status: 'False', reason: 'RestoreSourceNotReady', message }, requeueMs: 5_000 });
+  }
+  return step(
+    {
+      phase: 'Bootstrapping',
+      progressing: {
+        status: 'True',
+        reason: 'Bootstrapping',
+        message: `starting ${want} members${source ? ` from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'})` : ''}`,
+      },
+    },
+    [{ do: 'applyStatefulSet', replicas: want, members, state: 'new', ...(source ? { restoreFrom: source } : {}) }],
+    [
+      {
+        type: 'Normal',
+        reason: 'Bootstrapping',
+        message: `starting ${want} members: ${members.map((m) => m.name).join(', ')}${source ? `, each restored from backup ${source.metadata.name} (revision ${source.status?.revision ?? '?'}, ${source.status?.objectKey ?? ''})${sc.spec.restore?.toRevision ? ` and the archive to revision ${sc.spec.restore.toRevision}` : sc.spec.restore?.toTime ? ` and the archive to ${sc.spec.restore.toTime}` : ''}` : ''}`,
+      },
+    ],
+  );
+}
+
+/** Members answer, but not to the operator: auth is on and it has no usable root user. */
+function planAuthProblem(sc: StoreCluster, authProblem: string): Step {
+  // Members answer, but not to the operator: auth is on and it has no usable root user.
+  return step({
+    phase: 'Degraded',
+    degraded: true,
+    progressing: {
+      status: 'False',
+      reason: 'AuthCredentials',
+      message: `the members refuse the operator's calls (${authProblem}): auth is on in the store and the operator has no working root credentials. Set spec.auth.enabled with spec.auth.rootSecretName naming a Secret whose username and password are the store's root user's (default ${specs.rootSecretName(sc)})`,
+    },
+  });
+}
+
+function planLeaderless(sc: StoreCluster, o: Observed): Step {
+  // Without a leader the Raft configuration is unknown: the StatefulSet is left exactly as it
+  // is (rewriting its bootstrap settings from a guess could, on a member that lost its data,
+  // start a second cluster).
+  if (sc.status?.recovery?.state === 'Restarting' || (o.pods.length > 0 && o.pods.every((p) => p.ip) && Boolean(sc.status?.leader)))
+    return planLostQuorum(sc, o);
+  // A run whose members are rejoining keeps its record through a moment without a leader (a
+  // learner's restart, an election); it would otherwise never be marked Completed.
+  const rejoining = sc.status?.recovery;
+  if (rejoining?.state === 'Rejoining')
+    return step({
+      phase: 'Recovering',
+      progressing: {
+        status: 'True',
+        reason: 'WaitingForLeader',
+        message: `recovery plan ${rejoining.planId}: waiting for a leader while ${rejoining.recreate.join(', ')} rejoin`,
+      },
+      requeueMs: 2_000,
+      recovery: rejoining,
+    });
+  return step({
+    phase: 'Bootstrapping',
+    progressing: { status: 'True', reason: 'WaitingForLeader', message: 'waiting for the members to elect a leader' },
+  });
+}
+
+function planRecoveryRun({ sc, o, list, current, keep }: Membership): Step | undefined {
   // A recovery run, once the survivor leads: the other members from before it go first.
   const run = sc.status?.recovery;
   if (run && (run.state === 'Restarting' || run.state === 'Rejoining')) {
@@ -117,6 +150,11 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
     );
     if (rejoin) return rejoin;
   }
+  return undefined;
+}
+
+/** A member that lost its data, one missing from the Raft configuration, a learner waiting. */
+function planRepair({ sc, o, list, current, want, membersNow, keep }: Membership): Step | undefined {
   // Repair: a member whose data is gone stops (STORE_ERR_DATA_LOST) instead of voting with a
   // forgotten log. Remove it from the Raft configuration and give it a new, empty volume; it is
   // added back as a learner below and promoted once caught up. Only while every other member is
@@ -211,6 +249,19 @@ export function planMembership(sc: StoreCluster, o: Observed): Step | { continue
       },
     };
   }
+  return undefined;
+}
+
+/** Scaling up (a learner first) and down (leadership off the highest ordinal first); else nothing to do. */
+function planScaling({
+  sc,
+  o,
+  list,
+  current,
+  want,
+  membersNow,
+  keep,
+}: Membership): Step | { continueWith: Action; healthy: boolean; members: MemberView[] } {
   const healthy = o.pods.length === current && o.pods.every((p) => p.ready) && list.length === current;
   const waitForHealthy = (): Step =>
     step(
