@@ -26,7 +26,16 @@ import { ExitCode } from '../../lib/lifecycle.ts';
 import { goodBackupsNewestFirst, type StoreBackup } from '../api/storebackup.ts';
 import { group, type StoreCluster, version } from '../api/storecluster.ts';
 import { type MemberClient, type MemberInfo, StoreCredentials } from '../members.ts';
-import { type MemberView, type Observed, type PodView, type Step, type StepStatus, plan, planStatus } from '../plan/storecluster.ts';
+import {
+  type MemberView,
+  type Observed,
+  type PodView,
+  type Step,
+  type StepStatus,
+  plan,
+  planStatus,
+  statusPatch,
+} from '../plan/storecluster.ts';
 import * as specs from '../specs/storecluster.ts';
 
 export { pausedAnnotation } from '../plan/storecluster.ts';
@@ -356,7 +365,7 @@ export class StoreClusterController {
     const sig = statusSignature(status);
     if (this.#written.get(key) === sig && sc.status?.observedGeneration === status.observedGeneration) return;
     await this.#custom.patchNamespacedCustomObjectStatus(
-      { group, version, namespace: sc.metadata.namespace, plural: 'storeclusters', name: sc.metadata.name, body: { status } },
+      { group, version, namespace: sc.metadata.namespace, plural: 'storeclusters', name: sc.metadata.name, body: statusPatch(sc, status) },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     this.#written.set(key, sig);

@@ -105,3 +105,17 @@ export function planStatus(sc: StoreCluster, o: Observed, step: StepStatus): { s
   };
   return { status, events };
 }
+
+/**
+ * The merge patch that writes a status: against the version of the StoreCluster it was planned
+ * from. The apiserver refuses it (409 Conflict) when the object changed since, so a plan made
+ * from a cache that had not yet seen the last status write cannot undo that write (it once
+ * dropped an approved recovery run's record 2 s after the approval, on a loaded machine); the
+ * reconcile is retried and plans again from what is current.
+ */
+export function statusPatch(
+  sc: StoreCluster,
+  status: StoreClusterStatus,
+): { metadata: { resourceVersion?: string }; status: StoreClusterStatus } {
+  return { metadata: sc.metadata.resourceVersion ? { resourceVersion: sc.metadata.resourceVersion } : {}, status };
+}

@@ -2,7 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StoreCluster } from '../api/storecluster.ts';
 import { peerUrl, specHash } from '../specs/storecluster.ts';
-import { type MemberView, type Observed, type PodView, type Step, pausedAnnotation, plan, planStatus } from './storecluster.ts';
+import {
+  type MemberView,
+  type Observed,
+  type PodView,
+  type Step,
+  pausedAnnotation,
+  plan,
+  planStatus,
+  statusPatch,
+} from './storecluster.ts';
 
 /** Every case starts from 3 healthy members (orders-0 leads) of a 3-member cluster with auth off. */
 function cluster(change: (sc: StoreCluster) => void = () => undefined): StoreCluster {
@@ -519,6 +528,15 @@ describe('StoreCluster status for a step', () => {
       ['Ready=True', 'Available=True', 'Progressing=False', 'Degraded=False'],
     );
     assert.deepEqual(events, []);
+  });
+
+  it('the status is written against the version it was planned from (a stale cache gets 409, not a lost recovery record)', () => {
+    const sc = cluster((c) => {
+      c.metadata.resourceVersion = '4711';
+    });
+    const o = healthy(sc);
+    const { status } = planStatus(sc, o, plan(sc, o));
+    assert.deepEqual(statusPatch(sc, status), { metadata: { resourceVersion: '4711' }, status });
   });
 
   it('a member OOM-killed since the last status: a Warning naming its memory limit', () => {

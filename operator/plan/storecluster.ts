@@ -15,7 +15,7 @@ import { planRollout } from './rollout.ts';
 import type { Observed, Step } from './types.ts';
 
 export type { Action, MemberView, Observed, PodView, Step, StepEvent, StepStatus } from './types.ts';
-export { planStatus } from './status.ts';
+export { planStatus, statusPatch } from './status.ts';
 export { updateDeadlineMs } from './rollout.ts';
 export { approveAnnotation } from './recovery.ts';
 
