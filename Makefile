@@ -125,6 +125,20 @@ $(CHECKOV_DIR)/.installed:
 .PHONY: checkov
 checkov: $(CHECKOV_DIR)/.installed ## install checkov (the chart's scanner) into the cache (once)
 
+# etcd 3.6, the benchmarks' second anchor beside Debian's 3.4, built once from its Go module
+# (bench/anchors/etcd36) into the cache.
+ETCD36_VERSION := $(shell awk '{ for (i = 1; i < NF; i++) if ($$i == "go.etcd.io/etcd/server/v3") { print $$(i+1); exit } }' bench/anchors/etcd36/go.mod)
+ETCD36 := $(CACHE)/etcd-$(ETCD36_VERSION)/etcd
+export BALLAST_ETCD36 := $(ETCD36)
+$(ETCD36): bench/anchors/etcd36/main.go bench/anchors/etcd36/go.mod bench/anchors/etcd36/go.sum
+	@echo "==> go build etcd $(ETCD36_VERSION) (bench/anchors/etcd36, once)"
+	@command -v go >/dev/null || { echo "Go is needed to build etcd $(ETCD36_VERSION)" >&2; exit 1; }
+	@mkdir -p $(dir $(ETCD36))
+	cd bench/anchors/etcd36 && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(ETCD36).tmp . && mv $(ETCD36).tmp $(ETCD36)
+
+.PHONY: etcd36
+etcd36: $(ETCD36) ## build etcd 3.6 (the benchmarks' second anchor) into the cache (once)
+
 .PHONY: typecheck
 typecheck: node_modules/.installed ## type-check everything, tests included
 	tsc -p tsconfig.json --noEmit
@@ -169,7 +183,7 @@ chaos: deps build lincheck ## a long fault-injection run against the store: make
 	CHAOS_DURATION=$(or $(DURATION),5m) $(if $(SEED),CHAOS_SEED=$(SEED)) node --test --test-reporter=spec test/chaos/chaos.test.ts
 
 .PHONY: bench
-bench: deps build $(LOADGEN) ## benchmarks against the anchors; tables in bench/results/
+bench: deps build $(LOADGEN) $(ETCD36) ## benchmarks against the anchors; tables in bench/results/
 	node bench/store-vs-etcd.ts
 	node bench/sidecar-vs-haproxy.ts
 

@@ -1,7 +1,7 @@
 /**
- * bench/store-vs-etcd: Debian's etcd 3.4 (the anchor, bench/anchors/etcd-cluster) and
- * `ballast store`, both 3 members on loopback with fsync on, measured in the same run with the
- * same clients:
+ * bench/store-vs-etcd: the anchors, Debian's etcd 3.4 and etcd 3.6 built from its Go module
+ * (bench/anchors/etcd-cluster, bench/anchors/etcd36), and `ballast store`, each 3 members on
+ * loopback with fsync on, measured in the same run with the same clients:
  *   1. etcdctl check perf --load=m and --load=l (throughput, slowest request, stddev)
  *   2. a load generator on etcd's own Go client (bench/loadgen): put and linearizable range at
  *      1, 16 and 256 concurrent clients
@@ -10,13 +10,13 @@
  *   4. time from kill -9 of the leader (under load) to the first successful write
  *   5. resident memory with one million 100-byte values
  *
- *   node bench/store-vs-etcd.ts [--quick] [--skip=perf,load,auth,failover,memory]
+ *   node bench/store-vs-etcd.ts [--quick] [--skip=perf,load,auth,failover,memory] [--anchors=3.4,3.6]
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { KvClient } from '../test/support/linearizability.ts';
-import { machine, root, rssBytes, table, tryRun, writeResult } from './lib.ts';
-import { type System, etcdctl, startBallast, startEtcd } from './systems.ts';
+import { machine, root, rssBytes, table, writeResult } from './lib.ts';
+import { type System, anchorsFrom, etcdctl, startBallast, startEtcd } from './systems.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -226,82 +226,82 @@ async function measure(start: () => Promise<System>, name: string): Promise<Reco
   return out;
 }
 
-const etcdVersion = tryRun('etcd', ['--version']).split('\n')[0]?.replace('etcd Version: ', '') ?? '3.4';
+const anchors = anchorsFrom(args);
 const ballastVersion = (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string }).version;
-const etcd = await measure(startEtcd, `etcd ${etcdVersion}`);
+const anchorResults: Array<Record<string, unknown>> = [];
+for (const a of anchors) anchorResults.push(await measure(() => startEtcd(a), `etcd ${a.version}`));
 const ballast = await measure(startBallast, `ballast store ${ballastVersion}`);
+// Every system's results under its name in the tables: etcd3.4, etcd3.6, ballast.
+const systems: Array<{ name: string; r: Record<string, unknown> }> = [
+  ...anchors.map((a, i) => ({ name: a.name, r: anchorResults[i] as Record<string, unknown> })),
+  { name: 'ballast', r: ballast },
+];
+const of = <T>(name: string, part: string) => (systems.find((x) => x.name === name)?.r[part] ?? undefined) as T | undefined;
+const names = systems.map((x) => x.name);
+const anchorNames = anchors.map((a) => a.name);
+
+/** One value per system, then Ballast's ratio to each anchor: `ratio vs etcd3.4`. */
+function compare(measure: string, value: (name: string) => number): Record<string, number> {
+  const row: Record<string, number> = {};
+  for (const n of names) row[`${n} ${measure}`] = value(n);
+  for (const a of anchorNames) row[`${measure} ratio vs ${a}`] = value('ballast') / value(a);
+  return row;
+}
 
 const rows: Array<Record<string, string | number>> = [];
-const el = (etcd['load'] ?? []) as LoadResult[];
-const bl = (ballast['load'] ?? []) as LoadResult[];
-for (const [i, e] of el.entries()) {
-  const b = bl[i] as LoadResult;
+for (const [i, first] of (of<LoadResult[]>(names[0] as string, 'load') ?? []).entries()) {
+  const at = (n: string) => (of<LoadResult[]>(n, 'load') ?? [])[i] as LoadResult;
   rows.push({
-    workload: `${e.op} x${e.clients}`,
-    'etcd ops/s': e.opsPerSec,
-    'ballast ops/s': b.opsPerSec,
-    'throughput ratio': b.opsPerSec / e.opsPerSec,
-    'etcd p50 ms': e.p50ms,
-    'ballast p50 ms': b.p50ms,
-    'etcd p99 ms': e.p99ms,
-    'ballast p99 ms': b.p99ms,
-    'p99 ratio': b.p99ms / e.p99ms,
+    workload: `${first.op} x${first.clients}`,
+    ...compare('ops/s', (n) => at(n).opsPerSec),
+    ...compare('p99 ms', (n) => at(n).p99ms),
+    ...Object.fromEntries(names.map((n) => [`${n} p50 ms`, at(n).p50ms])),
+    // ops/s counts successful answers only; the failed ones, per system, are here.
+    [`errors ${names.join('/')}`]: names.map((n) => at(n).errors).join('/'),
   });
 }
-const perfRows = ((etcd['checkPerf'] ?? []) as PerfResult[]).map((e, i) => {
-  const b = ((ballast['checkPerf'] ?? []) as PerfResult[])[i] as PerfResult;
-  return {
-    'check perf': e.load,
-    'etcd writes/s': e.throughput,
-    'etcd slowest s': e.slowestSec,
-    'etcd stddev s': e.stddevSec,
-    etcd: e.pass ? 'PASS' : 'FAIL',
-    'ballast writes/s': b.throughput,
-    'ballast slowest s': b.slowestSec,
-    'ballast stddev s': b.stddevSec,
-    ballast: b.pass ? 'PASS' : 'FAIL',
-  };
+const perfRows = (of<PerfResult[]>(names[0] as string, 'checkPerf') ?? []).map((first, i) => {
+  const at = (n: string) => (of<PerfResult[]>(n, 'checkPerf') ?? [])[i] as PerfResult;
+  const row: Record<string, string | number> = { 'check perf': first.load };
+  for (const n of names) {
+    row[`${n} writes/s`] = at(n).throughput;
+    row[`${n} slowest s`] = at(n).slowestSec;
+    row[`${n} stddev s`] = at(n).stddevSec;
+    row[n] = at(n).pass ? 'PASS' : 'FAIL';
+  }
+  return row;
 });
-console.log(`\nstore-vs-etcd (${etcd['system']} vs ${ballast['system']}, 3 members each on loopback, fsync on)\n`);
+console.log(`\nstore-vs-etcd (${systems.map((x) => x.r['system']).join(' vs ')}, 3 members each on loopback, fsync on)\n`);
 if (rows.length) console.log(`${table(rows, 'load')}\n`);
 if (perfRows.length) console.log(`${table(perfRows, 'etcdctl check perf')}\n`);
-const em = etcd['memory'] as { rssMiBMax: number; keys: number } | undefined;
-const bm = ballast['memory'] as { rssMiBMax: number } | undefined;
-if (em && bm)
-  console.log(
-    `${table([{ keys: em.keys, 'etcd max RSS MiB': em.rssMiBMax, 'ballast max RSS MiB': bm.rssMiBMax, ratio: bm.rssMiBMax / em.rssMiBMax }], 'memory')}\n`,
-  );
-const ef = etcd['failover'] as { killToFirstWriteMs: number } | undefined;
-const bf = ballast['failover'] as { killToFirstWriteMs: number } | undefined;
-if (ef && bf)
-  console.log(
-    `${table([{ 'kill -9 leader → first write': 'ms', etcd: ef.killToFirstWriteMs, ballast: bf.killToFirstWriteMs }], 'failover')}\n`,
-  );
+if (names.every((n) => of(n, 'memory'))) {
+  const mem = (n: string) => (of<{ rssMiBMax: number; keys: number }>(n, 'memory') as { rssMiBMax: number }).rssMiBMax;
+  const keys = (of<{ keys: number }>('ballast', 'memory') as { keys: number }).keys;
+  console.log(`${table([{ keys, ...compare('max RSS MiB', mem) }], 'memory')}\n`);
+}
+if (names.every((n) => of(n, 'failover'))) {
+  const ms = (n: string) => (of<{ killToFirstWriteMs: number }>(n, 'failover') as { killToFirstWriteMs: number }).killToFirstWriteMs;
+  console.log(`${table([{ 'kill -9 leader → first write': 'ms', ...Object.fromEntries(names.map((n) => [n, ms(n)])) }], 'failover')}\n`);
+}
 type AuthRow = { op: string; offOpsPerSec: number; onOpsPerSec: number; offP99ms: number; onP99ms: number; errors: number };
-const ea = etcd['auth'] as AuthRow[] | undefined;
-const ba = ballast['auth'] as AuthRow[] | undefined;
-if (ea && ba) {
-  console.log(
-    `auth off → on (a user with readwrite on bench/), x16 clients:\n${table(
-      ea.map((e, i) => {
-        const b = ba[i] as AuthRow;
-        return {
-          workload: `${e.op} x16`,
-          'etcd off ops/s': e.offOpsPerSec,
-          'etcd on ops/s': e.onOpsPerSec,
-          'etcd on/off': e.onOpsPerSec / e.offOpsPerSec,
-          'ballast off ops/s': b.offOpsPerSec,
-          'ballast on ops/s': b.onOpsPerSec,
-          'ballast on/off': b.onOpsPerSec / b.offOpsPerSec,
-          'ballast/etcd (on)': b.onOpsPerSec / e.onOpsPerSec,
-          'errors on': `${e.errors}/${b.errors}`,
-        };
-      }),
-      'auth off → on',
-    )}\n`,
-  );
+if (names.every((n) => of(n, 'auth'))) {
+  const at = (n: string, i: number) => (of<AuthRow[]>(n, 'auth') as AuthRow[])[i] as AuthRow;
+  const authRows = (of<AuthRow[]>('ballast', 'auth') as AuthRow[]).map((b, i) => {
+    const row: Record<string, string | number> = { workload: `${b.op} x16` };
+    for (const n of names) {
+      row[`${n} off ops/s`] = at(n, i).offOpsPerSec;
+      row[`${n} on ops/s`] = at(n, i).onOpsPerSec;
+      row[`${n} on/off`] = at(n, i).onOpsPerSec / at(n, i).offOpsPerSec;
+    }
+    for (const a of anchorNames) row[`ballast/${a} (on)`] = b.onOpsPerSec / at(a, i).onOpsPerSec;
+    row['errors on'] = names.map((n) => at(n, i).errors).join('/');
+    return row;
+  });
+  console.log(`auth off → on (a user with readwrite on bench/), x16 clients:\n${table(authRows, 'auth off → on')}\n`);
 }
 // A run of some phases only is written beside the full one, never over it.
 const name = `store-vs-etcd${quick ? '-quick' : ''}${skip.size > 0 ? `-only-${['load', 'perf', 'auth', 'memory', 'failover'].filter((p) => !skip.has(p)).join('-')}` : ''}`;
-const path = writeResult(name, { machine: machine(), quick, etcd, ballast });
+// etcd 3.4 stays under `etcd`, as in the results written before 3.6 joined; 3.6 is `etcd36`.
+const byAnchor = Object.fromEntries(anchors.map((a, i) => [a.name === 'etcd3.4' ? 'etcd' : a.name.replace('.', ''), anchorResults[i]]));
+const path = writeResult(name, { machine: machine(), quick, ...byAnchor, ballast });
 console.log(`wrote ${path}`);

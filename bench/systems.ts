@@ -1,9 +1,11 @@
 /**
- * The two systems the store benchmarks compare, each a fresh 3-member cluster on loopback:
- * Debian's etcd 3.4 (the anchor, bench/anchors/etcd-cluster) and `ballast store`.
+ * The systems the store benchmarks compare, each a fresh 3-member cluster on loopback: the
+ * anchors, Debian's etcd 3.4 and etcd 3.6 built from its Go module (bench/anchors/etcd-cluster,
+ * bench/anchors/etcd36), and `ballast store`.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { StoreCluster } from '../test/support/store-cluster.ts';
 import { root } from './lib.ts';
 
@@ -39,9 +41,55 @@ function leaderOf(endpoints: string[]): string | undefined {
 
 const anchorScript = `${root}bench/anchors/etcd-cluster`;
 
-export async function startEtcd(): Promise<System> {
+/** An etcd release the benchmarks run as an anchor: its name in tables ("etcd3.4") and its binary. */
+export interface Anchor {
+  name: string;
+  binary: string;
+  version: string;
+}
+
+/** Debian's etcd-server (3.4), on PATH. */
+export function etcd34(): Anchor {
+  return { name: 'etcd3.4', binary: 'etcd', version: etcdVersion('etcd') };
+}
+
+/** etcd 3.6, built from its Go module by `make etcd36` (BALLAST_ETCD36 names the binary). */
+export function etcd36(): Anchor {
+  const binary =
+    process.env['BALLAST_ETCD36'] ??
+    (() => {
+      const mod = readFileSync(`${root}bench/anchors/etcd36/go.mod`, 'utf8');
+      const v = /go\.etcd\.io\/etcd\/server\/v3 (v\S+)/.exec(mod)?.[1] ?? 'unknown';
+      return `${process.env['BALLAST_CACHE'] ?? `${homedir()}/.cache/ballast`}/etcd-${v}/etcd`;
+    })();
+  try {
+    accessSync(binary, constants.X_OK);
+  } catch {
+    throw new Error(`etcd 3.6 is not built at ${binary}: run \`make etcd36\` (make bench builds it), or pass --anchors=3.4`);
+  }
+  return { name: 'etcd3.6', binary, version: etcdVersion(binary) };
+}
+
+/** The anchors a benchmark's `--anchors=3.4,3.6` names (both by default). */
+export function anchorsFrom(argv: string[]): Anchor[] {
+  const list = (argv.find((a) => a.startsWith('--anchors='))?.slice(10) ?? '3.4,3.6').split(',').filter(Boolean);
+  return list.map((v) => {
+    if (v === '3.4') return etcd34();
+    if (v === '3.6') return etcd36();
+    throw new Error(`--anchors: unknown etcd release ${JSON.stringify(v)} (known: 3.4, 3.6)`);
+  });
+}
+
+function etcdVersion(binary: string): string {
+  const r = spawnSync(binary, ['--version'], { encoding: 'utf8' });
+  return /etcd Version: (\S+)/.exec(r.stdout ?? '')?.[1] ?? 'unknown';
+}
+
+export async function startEtcd(anchor: Anchor = etcd34()): Promise<System> {
   const dir = '/tmp/ballast-bench-etcd';
-  const eps = execFileSync(anchorScript, ['start', dir, '3'], { encoding: 'utf8' }).trim().split(',');
+  const eps = execFileSync(anchorScript, ['start', dir, '3'], { encoding: 'utf8', env: { ...process.env, ETCD: anchor.binary } })
+    .trim()
+    .split(',');
   const pids = () => readFileSync(`${dir}/pids`, 'utf8').trim().split('\n').map(Number);
   return {
     endpoints: eps,

@@ -1,13 +1,13 @@
 /**
- * bench/watch-vs-etcd: one writer and 1,000 watchers on a prefix, against etcd 3.4 and
+ * bench/watch-vs-etcd: one writer and 1,000 watchers on a prefix, against etcd 3.4, etcd 3.6 and
  * `ballast store` (fresh 3-member clusters, same client: etcd's Go clientv3 in bench/loadgen).
  * Every watcher must receive every revision, in order, exactly once; reports delivery latency.
  *
- *   node bench/watch-vs-etcd.ts [--watchers=1000] [--rate=100] [--seconds=10]
+ *   node bench/watch-vs-etcd.ts [--watchers=1000] [--rate=100] [--seconds=10] [--anchors=3.4,3.6]
  */
 import { spawnSync } from 'node:child_process';
 import { machine, root, table, writeResult } from './lib.ts';
-import { type System, startBallast, startEtcd } from './systems.ts';
+import { type System, anchorsFrom, startBallast, startEtcd } from './systems.ts';
 
 const arg = (name: string, def: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def);
 const watchers = arg('watchers', 1000);
@@ -55,8 +55,11 @@ async function run(start: () => Promise<System>): Promise<WatchResult> {
   }
 }
 
-const etcd = await run(startEtcd);
+const anchors = anchorsFrom(process.argv.slice(2));
+const results: Array<{ system: string; r: WatchResult }> = [];
+for (const a of anchors) results.push({ system: `etcd ${a.version}`, r: await run(() => startEtcd(a)) });
 const ballast = await run(startBallast);
+results.push({ system: 'ballast store', r: ballast });
 const row = (name: string, r: WatchResult) => ({
   system: name,
   writes: r.writes,
@@ -69,5 +72,23 @@ const row = (name: string, r: WatchResult) => ({
   'p99 ms': r.p99ms,
 });
 console.log(`\nwatch-vs-etcd: 1 writer at ${rate}/s for ${seconds}s, ${watchers} watchers on one prefix, 3 members each\n`);
-console.log(`${table([row('etcd 3.4', etcd), row('ballast store', ballast)], 'watch fan-out')}\n`);
-console.log(`wrote ${writeResult('watch-vs-etcd', { machine: machine(), watchers, rate, seconds, etcd, ballast })}`);
+console.log(
+  `${table(
+    results.map((x) => row(x.system, x.r)),
+    'watch fan-out',
+  )}\n`,
+);
+const ratios = anchors.map((a, i) => {
+  const e = (results[i] as { r: WatchResult }).r;
+  return {
+    anchor: a.name,
+    'p50 ratio': ballast.p50ms / e.p50ms,
+    'p99 ratio': ballast.p99ms / e.p99ms,
+    'writes ratio': ballast.writes / e.writes,
+  };
+});
+console.log(`ballast / anchor:\n${table(ratios, 'ballast / anchor')}\n`);
+// etcd 3.4 stays under `etcd`, as in the results written before 3.6 joined; 3.6 is `etcd36`.
+const byAnchor = Object.fromEntries(anchors.map((a, i) => [a.name === 'etcd3.4' ? 'etcd' : a.name.replace('.', ''), results[i]?.r]));
+const name = watchers === 1000 ? 'watch-vs-etcd' : `watch-vs-etcd-${watchers}`;
+console.log(`wrote ${writeResult(name, { machine: machine(), watchers, rate, seconds, ...byAnchor, ballast })}`);
