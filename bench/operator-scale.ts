@@ -7,18 +7,25 @@
  * 2. 1,000 StoreCluster objects whose pods stay Pending (a node selector no node has): the
  *    operator's memory (RSS) once all have status, and its reconcile latency (from its histogram).
  *
- *   node bench/operator-scale.ts [--idle=20] [--objects=1000] [--minute=60]
+ * 3. With --heap-snapshot: a V8 heap snapshot of the operator once all have status, summarized
+ *    by constructor (bench/heap-summary.ts), the file kept for Chrome DevTools.
+ *
+ *   node bench/operator-scale.ts [--idle=20] [--objects=1000] [--minute=60] [--heap-snapshot]
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type HeapRow, summarize } from './heap-summary.ts';
 import { machine, root, table, writeResult } from './lib.ts';
 
 const arg = (name: string, def: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def);
 const idle = arg('idle', 20);
 const objects = arg('objects', 1000);
 const minuteMs = arg('minute', 60) * 1000;
+const heapSnapshot = process.argv.includes('--heap-snapshot');
+// Its own directory: `cluster down` removes the state directory, the snapshot stays.
+const heapDir = heapSnapshot ? mkdtempSync(join(tmpdir(), 'ballast-opscale-heap-')) : undefined;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const bin = join(root, 'bin', 'ballast');
 
@@ -91,8 +98,29 @@ const op = spawn(
     '--namespace=default',
     '--log-level=warn',
   ],
-  { stdio: 'ignore' },
+  // Node writes the snapshot into the working directory on SIGUSR2 (--heap-snapshot only).
+  {
+    stdio: 'ignore',
+    cwd: heapDir ?? state,
+    env: { ...process.env, ...(heapSnapshot ? { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' } : {}) },
+  },
 );
+
+/** Signal the operator for a heap snapshot and wait until the file stops growing. */
+async function takeHeapSnapshot(pid: number): Promise<string> {
+  process.kill(pid, 'SIGUSR2');
+  let last = -1;
+  for (let i = 0; i < 600; i++) {
+    await sleep(1000);
+    const dir = heapDir as string;
+    const file = readdirSync(dir).find((f) => f.endsWith('.heapsnapshot'));
+    if (!file) continue;
+    const size = statSync(join(dir, file)).size;
+    if (size > 0 && size === last) return join(dir, file);
+    last = size;
+  }
+  throw new Error(`no heap snapshot from the operator in ${heapDir} after 10 minutes`);
+}
 try {
   kubectl(['apply', '--server-side', '-f', join(root, 'crds')]);
   kubectl(['wait', '--for=condition=Established', 'crd/storeclusters.ballast.dev', '--timeout=60s']);
@@ -142,6 +170,12 @@ try {
     reconciles: operatorMetric('ballast_operator_reconcile_total').reduce((s, m) => s + m.value, 0),
   };
 
+  let heap: { file: string; totalMiB: number; rows: HeapRow[] } | undefined;
+  if (heapSnapshot) {
+    const file = await takeHeapSnapshot(op.pid as number);
+    heap = { file, ...summarize(file) };
+  }
+
   const rows = [
     { measure: 'API requests/min, operator and no StoreClusters (baseline, all clients)', value: baseline.total.toFixed(0) },
     { measure: `API requests/min with ${idle} idle Ready StoreClusters (all clients)`, value: withIdle.total.toFixed(0) },
@@ -155,7 +189,9 @@ try {
     { measure: 'reconcile latency p50 / p99 (bucket bounds)', value: `${many.reconcileP50ms} / ${many.reconcileP99ms} ms` },
   ];
   console.log(`\noperator-scale\n\n${table(rows, 'operator-scale')}\n`);
-  console.log(`wrote ${writeResult('operator-scale', { machine: machine(), idle, baseline, withIdle, idleReady, many })}`);
+  if (heap) console.log(`heap snapshot ${heap.file}: ${heap.totalMiB} MiB\n\n${table([...heap.rows], 'operator heap by constructor')}\n`);
+  const name = heap ? 'operator-scale-heap' : 'operator-scale';
+  console.log(`wrote ${writeResult(name, { machine: machine(), idle, baseline, withIdle, idleReady, many, ...(heap ? { heap } : {}) })}`);
 } finally {
   op.kill('SIGTERM');
   spawnSync(bin, ['cluster', 'down', `--state-dir=${state}`], { encoding: 'utf8', timeout: 60_000 });
