@@ -189,7 +189,13 @@ try {
     { measure: 'reconcile latency p50 / p99 (bucket bounds)', value: `${many.reconcileP50ms} / ${many.reconcileP99ms} ms` },
   ];
   console.log(`\noperator-scale\n\n${table(rows, 'operator-scale')}\n`);
-  if (heap) console.log(`heap snapshot ${heap.file}: ${heap.totalMiB} MiB\n\n${table([...heap.rows], 'operator heap by constructor')}\n`);
+  if (heap)
+    console.log(
+      `heap snapshot ${heap.file}: ${heap.totalMiB} MiB\n\n${table(
+        heap.rows.map((r) => ({ ...r })),
+        'operator heap by constructor',
+      )}\n`,
+    );
   const name = heap ? 'operator-scale-heap' : 'operator-scale';
   console.log(`wrote ${writeResult(name, { machine: machine(), idle, baseline, withIdle, idleReady, many, ...(heap ? { heap } : {}) })}`);
 } finally {

@@ -89,7 +89,7 @@ export async function readArchive(store: ObjectStore): Promise<{ segments: Segme
 
 export class Archiver {
   readonly #store: ObjectStore;
-  readonly #o: ArchiverOptions;
+  readonly #options: ArchiverOptions;
   #pending: ArchivedRevision[] = [];
   #pendingBytes = 0;
   /** The next revision to archive (0: not decided yet). */
@@ -98,12 +98,12 @@ export class Archiver {
   #flushing: Promise<void> = Promise.resolve();
   #call: grpc.ClientDuplexStream<Wire, WatchResponse> | undefined;
   #paused = false;
-  readonly #m;
+  readonly #metrics;
 
   constructor(store: ObjectStore, o: ArchiverOptions) {
     this.#store = store;
-    this.#o = o;
-    this.#m = {
+    this.#options = o;
+    this.#metrics = {
       revision: o.metrics.gauge('ballast_archive_revision', 'The last revision written to the point-in-time archive'),
       progressAt: o.metrics.gauge(
         'ballast_archive_progress_timestamp_seconds',
@@ -130,7 +130,7 @@ export class Archiver {
 
   /** Archive until `signal` aborts; then write what is waiting and return. */
   async run(signal: AbortSignal): Promise<void> {
-    const tick = this.#o.clock.setInterval(() => void this.flush(), this.#o.segmentMs);
+    const tick = this.#options.clock.setInterval(() => void this.flush(), this.#options.segmentMs);
     try {
       let backoff = 500;
       while (!signal.aborted) {
@@ -140,8 +140,8 @@ export class Archiver {
           backoff = 500;
         } catch (err) {
           if (signal.aborted) break;
-          this.#o.log.warn({ err: (err as Error).message, next: this.#next }, 'archive watch failed; trying again');
-          await this.#o.clock.sleep(backoff, signal).catch(() => undefined);
+          this.#options.log.warn({ err: (err as Error).message, next: this.#next }, 'archive watch failed; trying again');
+          await this.#options.clock.sleep(backoff, signal).catch(() => undefined);
           backoff = Math.min(backoff * 2, 10_000);
         }
       }
@@ -158,13 +158,13 @@ export class Archiver {
     if (last > 0) return last + 1;
     const newest = (await this.#store.backups()).sort((a, b) => a.revision - b.revision).pop();
     if (newest) return newest.revision + 1;
-    const src = await pickSource(this.#o.source);
+    const src = await pickSource(this.#options.source);
     const c = new (ctor('Maintenance'))(
       src.endpoint,
-      this.#o.source.credentials ?? grpc.credentials.createInsecure(),
+      this.#options.source.credentials ?? grpc.credentials.createInsecure(),
     ) as unknown as StatusClient;
     try {
-      const md = await token(src.endpoint, this.#o.source);
+      const md = await token(src.endpoint, this.#options.source);
       const st = await new Promise<Wire>((resolve, reject) =>
         c.Status({}, md, { deadline: Date.now() + 5_000 }, (e, r) => (e ? reject(e) : resolve(r ?? {}))),
       );
@@ -176,11 +176,11 @@ export class Archiver {
 
   /** One watch from #next until it ends (an error, a compaction, or the signal). */
   async #watch(signal: AbortSignal): Promise<void> {
-    const src = await pickSource(this.#o.source);
-    const c = new (ctor('Watch'))(src.endpoint, this.#o.source.credentials ?? grpc.credentials.createInsecure(), {
+    const src = await pickSource(this.#options.source);
+    const c = new (ctor('Watch'))(src.endpoint, this.#options.source.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': -1,
     }) as unknown as WatchClient;
-    const md = await token(src.endpoint, this.#o.source);
+    const md = await token(src.endpoint, this.#options.source);
     try {
       await new Promise<void>((resolve, reject) => {
         const call = c.Watch(md);
@@ -196,18 +196,18 @@ export class Archiver {
             // History from the compaction revision on is whole only after it: the changes at
             // that revision itself may be gone (a deletion's tombstone is compacted with it).
             if (compacted >= this.#next) {
-              this.#o.log.error(
+              this.#options.log.error(
                 { from: this.#next, to: compacted },
                 'the cluster compacted revisions before they were archived: a restore cannot cross them; continuing after them (take a backup to start a new window)',
               );
-              this.#m.gaps.inc();
+              this.#metrics.gaps.inc();
               this.#next = compacted + 1;
             }
             call.cancel();
             reject(new Error(`watch cancelled: ${r.cancel_reason ?? 'no reason given'}`));
             return;
           }
-          if (r.created) this.#o.log.info({ from: this.#next, member: src.endpoint }, 'archiving');
+          if (r.created) this.#options.log.info({ from: this.#next, member: src.endpoint }, 'archiving');
           const wrong = this.#take(r.events ?? []);
           if (wrong) {
             call.cancel();
@@ -239,7 +239,7 @@ export class Archiver {
    * what is wrong when they do not continue the archive.
    */
   #take(events: Array<{ type: number; kv: WireKv }>): string | undefined {
-    const at = this.#o.clock.wallNow();
+    const at = this.#options.clock.wallNow();
     for (let i = 0; i < events.length;) {
       const rev = Number((events[i] as { kv: WireKv }).kv.mod_revision);
       const changes: ArchivedChange[] = [];
@@ -268,10 +268,10 @@ export class Archiver {
       this.#pendingBytes += bytes;
       this.#next = rev + 1;
     }
-    this.#m.pending.set(this.#pendingBytes);
-    if (this.#pendingBytes >= this.#o.segmentBytes) void this.flush();
-    if (this.#pendingBytes >= 4 * this.#o.segmentBytes && this.#call && !this.#paused) {
-      this.#o.log.warn({ pendingBytes: this.#pendingBytes }, 'archive uploads are behind; pausing the watch');
+    this.#metrics.pending.set(this.#pendingBytes);
+    if (this.#pendingBytes >= this.#options.segmentBytes) void this.flush();
+    if (this.#pendingBytes >= 4 * this.#options.segmentBytes && this.#call && !this.#paused) {
+      this.#options.log.warn({ pendingBytes: this.#pendingBytes }, 'archive uploads are behind; pausing the watch');
       this.#call.pause();
       this.#paused = true;
     }
@@ -287,7 +287,7 @@ export class Archiver {
   async #flushOnce(): Promise<void> {
     // What this flush covers: everything received until now (changes arriving during the upload
     // wait for the next one).
-    const at = this.#o.clock.wallNow();
+    const at = this.#options.clock.wallNow();
     const upTo = this.#next - 1;
     const revisions = this.#pending;
     const bytes = this.#pendingBytes;
@@ -299,15 +299,15 @@ export class Archiver {
         const seg = { revisions, leases };
         const buf = encodeSegment(seg);
         await this.#store.putBytes(segmentName(seg), buf);
-        this.#m.segments.inc();
-        this.#m.bytes.inc(buf.length);
-        this.#m.revision.set((revisions[revisions.length - 1] as ArchivedRevision).rev);
+        this.#metrics.segments.inc();
+        this.#metrics.bytes.inc(buf.length);
+        this.#metrics.revision.set((revisions[revisions.length - 1] as ArchivedRevision).rev);
       }
       if (upTo > 0) {
         await this.#store.putText('wal/progress.json', `${JSON.stringify({ revision: upTo, at } satisfies ArchiveProgress)}\n`);
-        this.#m.progressAt.set(at / 1000);
+        this.#metrics.progressAt.set(at / 1000);
       }
-      if (this.#paused && this.#pendingBytes < this.#o.segmentBytes) {
+      if (this.#paused && this.#pendingBytes < this.#options.segmentBytes) {
         this.#paused = false;
         this.#call?.resume();
       }
@@ -315,13 +315,13 @@ export class Archiver {
       // Keep the changes (before any received since) for the next tick.
       this.#pending = [...revisions, ...this.#pending];
       this.#pendingBytes += bytes;
-      this.#m.failures.inc();
-      this.#o.log.warn(
+      this.#metrics.failures.inc();
+      this.#options.log.warn(
         { err: (err as Error).message, waiting: this.#pending.length },
         'archive upload failed; trying again at the next tick',
       );
     }
-    this.#m.pending.set(this.#pendingBytes);
+    this.#metrics.pending.set(this.#pendingBytes);
   }
 
   /** The granted TTL of each lease these revisions attach keys to (asked once per lease). */
@@ -330,13 +330,13 @@ export class Archiver {
     for (const r of revisions) for (const c of r.changes) if (c.t === 0 && c.l && c.l !== '0') ids.add(c.l);
     const unknown = [...ids].filter((id) => !this.#ttls.has(id));
     if (unknown.length > 0) {
-      const src = await pickSource(this.#o.source);
+      const src = await pickSource(this.#options.source);
       const c = new (ctor('Lease'))(
         src.endpoint,
-        this.#o.source.credentials ?? grpc.credentials.createInsecure(),
+        this.#options.source.credentials ?? grpc.credentials.createInsecure(),
       ) as unknown as LeaseClient;
       try {
-        const md = await token(src.endpoint, this.#o.source);
+        const md = await token(src.endpoint, this.#options.source);
         for (const id of unknown) {
           const r = await new Promise<Wire>((resolve, reject) =>
             c.LeaseTimeToLive({ ID: id }, md, { deadline: Date.now() + 5_000 }, (e, res) => (e ? reject(e) : resolve(res ?? {}))),

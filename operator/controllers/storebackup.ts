@@ -38,49 +38,51 @@ export interface StoreBackupControllerDeps {
 }
 
 export class StoreBackupController {
-  readonly #d: StoreBackupControllerDeps;
+  readonly #deps: StoreBackupControllerDeps;
   readonly #written = new Map<string, string>();
 
   constructor(d: StoreBackupControllerDeps) {
-    this.#d = d;
+    this.#deps = d;
   }
 
   /** Returns when to look again (ms), or undefined for "when something changes". */
   async reconcile(key: string): Promise<number | undefined> {
-    const sb = this.#d.backups.get(key);
+    const sb = this.#deps.backups.get(key);
     if (!sb || (sb as { metadata: { deletionTimestamp?: unknown } }).metadata.deletionTimestamp) {
       this.#written.delete(key);
       return undefined;
     }
     const ns = sb.metadata.namespace;
-    const job = this.#d.jobs.get(`${ns}/${jobName(sb)}`);
-    const mine = this.#d.pods.list().filter((p) => p.metadata?.namespace === ns && p.metadata.labels?.[backupLabel] === sb.metadata.name);
+    const job = this.#deps.jobs.get(`${ns}/${jobName(sb)}`);
+    const mine = this.#deps.pods
+      .list()
+      .filter((p) => p.metadata?.namespace === ns && p.metadata.labels?.[backupLabel] === sb.metadata.name);
     const of = (component: string) => mine.filter((p) => (p.metadata?.labels?.[labels.component] ?? backupComponent) === component);
     const step = planBackup(sb, {
-      cluster: this.#d.clusters.get(`${ns}/${sb.spec.cluster}`),
+      cluster: this.#deps.clusters.get(`${ns}/${sb.spec.cluster}`),
       job,
       pods: of(backupComponent),
-      verifyJob: this.#d.jobs.get(`${ns}/${verifyJobName(sb)}`),
+      verifyJob: this.#deps.jobs.get(`${ns}/${verifyJobName(sb)}`),
       verifyPods: of(verifyComponent),
-      now: this.#d.clock.wallNow(),
+      now: this.#deps.clock.wallNow(),
     });
     if (step.createJob) {
-      await this.#d.batch.createNamespacedJob({ namespace: ns, body: step.createJob }).catch((err: unknown) => {
+      await this.#deps.batch.createNamespacedJob({ namespace: ns, body: step.createJob }).catch((err: unknown) => {
         if ((err as { code?: number }).code !== 409) throw err; // made already (a cache behind): fine
       });
     }
-    for (const e of step.events) this.#d.event(sb, e.type, e.reason, e.message);
-    if (step.verified) this.#d.metrics.verifications.inc({ namespace: ns, cluster: sb.spec.cluster, result: step.verified });
+    for (const e of step.events) this.#deps.event(sb, e.type, e.reason, e.message);
+    if (step.verified) this.#deps.metrics.verifications.inc({ namespace: ns, cluster: sb.spec.cluster, result: step.verified });
     if (step.finished) {
       const labels = { namespace: ns, cluster: sb.spec.cluster };
-      this.#d.metrics.results.inc({ ...labels, result: step.finished === 'Succeeded' ? 'success' : 'failure' });
-      if (step.finished === 'Succeeded') this.#d.metrics.duration.observe(labels, step.status.durationSeconds ?? 0);
+      this.#deps.metrics.results.inc({ ...labels, result: step.finished === 'Succeeded' ? 'success' : 'failure' });
+      if (step.finished === 'Succeeded') this.#deps.metrics.duration.observe(labels, step.status.durationSeconds ?? 0);
     }
     // The cluster's newest successful backup, from every StoreBackup of it (so the gauge is right
     // after the operator restarts, and when the newest one is deleted).
     const completed = [
       step.status,
-      ...this.#d.backups
+      ...this.#deps.backups
         .list()
         .filter((b) => b.metadata.namespace === ns && b.spec.cluster === sb.spec.cluster && b.metadata.name !== sb.metadata.name)
         .map((b) => b.status ?? {}),
@@ -88,10 +90,10 @@ export class StoreBackupController {
       .filter((st) => st.phase === 'Succeeded')
       .map((st) => Date.parse(st.completedAt ?? '') / 1000)
       .filter((t) => t > 0);
-    if (completed.length > 0) this.#d.metrics.lastSuccess.set({ namespace: ns, cluster: sb.spec.cluster }, Math.max(...completed));
+    if (completed.length > 0) this.#deps.metrics.lastSuccess.set({ namespace: ns, cluster: sb.spec.cluster }, Math.max(...completed));
     const sig = statusSignature(step.status);
     if (sig !== statusSignature(sb.status) && this.#written.get(key) !== sig) {
-      await this.#d.custom.patchNamespacedCustomObjectStatus(
+      await this.#deps.custom.patchNamespacedCustomObjectStatus(
         { group, version, namespace: ns, plural: 'storebackups', name: sb.metadata.name, body: { status: step.status } },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );

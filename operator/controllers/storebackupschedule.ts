@@ -39,76 +39,76 @@ export interface StoreBackupScheduleControllerDeps {
 }
 
 export class StoreBackupScheduleController {
-  readonly #d: StoreBackupScheduleControllerDeps;
+  readonly #deps: StoreBackupScheduleControllerDeps;
   readonly #written = new Map<string, string>();
   readonly #labels = new Map<string, { namespace: string; schedule: string; cluster: string }>();
   /** What was applied last per archiver, and when: unchanged ones are applied again after 10 min. */
   readonly #applied = new Map<string, { body: string; at: number }>();
 
   constructor(d: StoreBackupScheduleControllerDeps) {
-    this.#d = d;
+    this.#deps = d;
   }
 
   /** Returns when to look again (ms), or undefined for "when something changes". */
   async reconcile(key: string): Promise<number | undefined> {
-    const s = this.#d.schedules.get(key);
+    const s = this.#deps.schedules.get(key);
     const old = this.#labels.get(key);
     if (!s || (s as { metadata: { deletionTimestamp?: unknown } }).metadata.deletionTimestamp) {
       this.#written.delete(key);
       if (old) {
-        this.#d.metrics.lastSuccess.remove(old);
-        this.#d.metrics.interval.remove(old);
+        this.#deps.metrics.lastSuccess.remove(old);
+        this.#deps.metrics.interval.remove(old);
         this.#labels.delete(key);
       }
       return undefined;
     }
     const ns = s.metadata.namespace;
-    const backups = this.#d.backups.list().filter((b) => b.metadata.namespace === ns);
+    const backups = this.#deps.backups.list().filter((b) => b.metadata.namespace === ns);
     // A schedule that has not succeeded yet counts its age from its creation, so the alert fires
     // for one that never works, too.
-    const cluster = this.#d.clusters.get(`${ns}/${s.spec.cluster}`);
-    const archiver = await this.#d.apps.readNamespacedDeployment({ namespace: ns, name: archiverName(s) }).catch((err: unknown) => {
+    const cluster = this.#deps.clusters.get(`${ns}/${s.spec.cluster}`);
+    const archiver = await this.#deps.apps.readNamespacedDeployment({ namespace: ns, name: archiverName(s) }).catch((err: unknown) => {
       if ((err as { code?: number }).code === 404) return undefined;
       throw err;
     });
-    const step = planSchedule(s, { backups, clusterExists: Boolean(cluster), cluster, archiver, now: this.#d.clock.wallNow() });
+    const step = planSchedule(s, { backups, clusterExists: Boolean(cluster), cluster, archiver, now: this.#deps.clock.wallNow() });
     if (step.applyArchiver) await this.#apply(step.applyArchiver);
     if (step.deleteArchiver) {
-      await this.#d.apps.deleteNamespacedDeployment({ namespace: ns, name: step.deleteArchiver }).catch((err: unknown) => {
+      await this.#deps.apps.deleteNamespacedDeployment({ namespace: ns, name: step.deleteArchiver }).catch((err: unknown) => {
         if ((err as { code?: number }).code !== 404) throw err;
       });
       this.#applied.delete(`${ns}/${step.deleteArchiver}`);
     }
     if (step.create) {
-      await this.#d.custom
+      await this.#deps.custom
         .createNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', body: step.create })
         .catch((err: unknown) => {
           if ((err as { code?: number }).code !== 409) throw err; // made already (a cache behind): fine
         });
     }
     for (const name of step.delete) {
-      await this.#d.custom
+      await this.#deps.custom
         .deleteNamespacedCustomObject({ group, version, namespace: ns, plural: 'storebackups', name })
         .catch((err: unknown) => {
           if ((err as { code?: number }).code !== 404) throw err;
         });
     }
-    for (const e of step.events) this.#d.event(s, e.type, e.reason, e.message);
+    for (const e of step.events) this.#deps.event(s, e.type, e.reason, e.message);
     const labels = { namespace: ns, schedule: s.metadata.name, cluster: s.spec.cluster };
     if (old && old.cluster !== labels.cluster) {
-      this.#d.metrics.lastSuccess.remove(old);
-      this.#d.metrics.interval.remove(old);
+      this.#deps.metrics.lastSuccess.remove(old);
+      this.#deps.metrics.interval.remove(old);
     }
     this.#labels.set(key, labels);
     const createdAt = s.metadata.creationTimestamp
       ? new Date(s.metadata.creationTimestamp).getTime() / 1000
-      : this.#d.clock.wallNow() / 1000;
-    this.#d.metrics.lastSuccess.set(labels, step.lastSuccessSeconds ?? createdAt);
-    if (step.intervalSeconds !== undefined && !s.spec.suspend) this.#d.metrics.interval.set(labels, step.intervalSeconds);
-    else this.#d.metrics.interval.remove(labels);
+      : this.#deps.clock.wallNow() / 1000;
+    this.#deps.metrics.lastSuccess.set(labels, step.lastSuccessSeconds ?? createdAt);
+    if (step.intervalSeconds !== undefined && !s.spec.suspend) this.#deps.metrics.interval.set(labels, step.intervalSeconds);
+    else this.#deps.metrics.interval.remove(labels);
     const sig = statusSignature(step.status);
     if (sig !== statusSignature(s.status) && this.#written.get(key) !== sig) {
-      await this.#d.custom.patchNamespacedCustomObjectStatus(
+      await this.#deps.custom.patchNamespacedCustomObjectStatus(
         { group, version, namespace: ns, plural: 'storebackupschedules', name: s.metadata.name, body: { status: step.status } },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
@@ -121,9 +121,9 @@ export class StoreBackupScheduleController {
     const key = `${d.metadata?.namespace}/${d.metadata?.name}`;
     const body = JSON.stringify(d);
     const last = this.#applied.get(key);
-    const now = this.#d.clock.now();
+    const now = this.#deps.clock.now();
     if (last && last.body === body && now - last.at < 10 * 60_000) return;
-    await this.#d.objects.patch(d as never, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply);
+    await this.#deps.objects.patch(d as never, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply);
     this.#applied.set(key, { body, at: now });
   }
 }

@@ -33,44 +33,44 @@ export interface Sandbox {
 }
 
 export class NamespaceNetwork {
-  readonly #o: NamespaceNetworkOptions;
+  readonly #options: NamespaceNetworkOptions;
   readonly #used = new Map<string, number>();
   #next = 2;
 
   constructor(o: NamespaceNetworkOptions) {
-    this.#o = o;
+    this.#options = o;
   }
 
   #ns(uid: string): string {
-    return `${this.#o.names.prefix}-${uid.replace(/-/g, '').slice(0, 8)}`;
+    return `${this.#options.names.prefix}-${uid.replace(/-/g, '').slice(0, 8)}`;
   }
 
   #veth(uid: string): string {
-    return `${this.#o.names.vethPrefix}${uid.replace(/-/g, '').slice(0, 8)}`;
+    return `${this.#options.names.vethPrefix}${uid.replace(/-/g, '').slice(0, 8)}`;
   }
 
   get gateway(): string {
-    return `${this.#o.prefix}.1`;
+    return `${this.#options.prefix}.1`;
   }
 
   /** Create the bridge if it is not there (idempotent). */
   setup(): void {
-    if (!tryIp('link', 'show', this.#o.bridge)) {
-      ip('link', 'add', this.#o.bridge, 'type', 'bridge');
-      ip('addr', 'add', `${this.#o.prefix}.1/24`, 'dev', this.#o.bridge);
+    if (!tryIp('link', 'show', this.#options.bridge)) {
+      ip('link', 'add', this.#options.bridge, 'type', 'bridge');
+      ip('addr', 'add', `${this.#options.prefix}.1/24`, 'dev', this.#options.bridge);
     }
-    ip('link', 'set', this.#o.bridge, 'up');
+    ip('link', 'set', this.#options.bridge, 'up');
   }
 
   /** A namespace (by uid), its veth on the bridge, its address, routes and hosts file. */
   create(uid: string, hosts: (ip: string) => string): Sandbox {
     const netns = this.#ns(uid);
-    const addr = `${this.#o.prefix}.${this.#allocate(uid)}`;
+    const addr = `${this.#options.prefix}.${this.#allocate(uid)}`;
     const hostVeth = this.#veth(uid);
     this.destroy(uid);
     ip('netns', 'add', netns);
     ip('link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns);
-    ip('link', 'set', hostVeth, 'master', this.#o.bridge, 'up');
+    ip('link', 'set', hostVeth, 'master', this.#options.bridge, 'up');
     ip('-n', netns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0');
     // An address can come back on a new interface (another MAC) while the host still caches the
     // old one: announce it (gratuitous ARP when eth0 comes up) and drop the host's stale entry.
@@ -79,7 +79,7 @@ export class NamespaceNetwork {
     } catch {
       /* best effort */
     }
-    tryIp('neigh', 'flush', 'to', addr, 'dev', this.#o.bridge);
+    tryIp('neigh', 'flush', 'to', addr, 'dev', this.#options.bridge);
     ip('-n', netns, 'link', 'set', 'eth0', 'up');
     ip('-n', netns, 'link', 'set', 'lo', 'up');
     ip('-n', netns, 'route', 'add', 'default', 'via', this.gateway);
@@ -103,15 +103,15 @@ export class NamespaceNetwork {
     this.destroy(uid);
     const octet = this.#used.get(uid);
     if (octet !== undefined) {
-      const addr = `${this.#o.prefix}.${octet}`;
-      tryIp('neigh', 'flush', 'to', addr, 'dev', this.#o.bridge);
+      const addr = `${this.#options.prefix}.${octet}`;
+      tryIp('neigh', 'flush', 'to', addr, 'dev', this.#options.bridge);
       for (const other of this.#used.keys()) if (other !== uid) tryIp('-n', this.#ns(other), 'neigh', 'flush', 'to', addr);
     }
     this.#used.delete(uid);
   }
 
   teardown(): void {
-    tryIp('link', 'del', this.#o.bridge);
+    tryIp('link', 'del', this.#options.bridge);
   }
 
   /** The next free address after the last one handed out, wrapping around. */
@@ -127,6 +127,6 @@ export class NamespaceNetwork {
         return o;
       }
     }
-    throw new Error(`network ${this.#o.prefix}.0/24 is full`);
+    throw new Error(`network ${this.#options.prefix}.0/24 is full`);
   }
 }
