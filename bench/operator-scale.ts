@@ -10,10 +10,15 @@
  * 3. With --heap-snapshot: a V8 heap snapshot of the operator once all have status, summarized
  *    by constructor (bench/heap-summary.ts), the file kept for Chrome DevTools.
  *
- *   node bench/operator-scale.ts [--idle=20] [--objects=1000] [--minute=60] [--heap-snapshot]
+ * The operator runs as the chart runs it: under its memory limit (the chart's default,
+ * charts/ballast/values.yaml, or --memory-limit=MiB; 0 for none), in a memory cgroup of its own.
+ * V8 sizes its heap from that limit (259 MiB of heap under 512 MiB), and without one, on this
+ * 24 GiB machine, lets garbage fill a 4 GiB heap: RSS would measure the host, not the operator.
+ *
+ *   node bench/operator-scale.ts [--idle=20] [--objects=1000] [--minute=60] [--heap-snapshot] [--memory-limit=MiB]
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type HeapRow, summarize } from './heap-summary.ts';
@@ -24,6 +29,14 @@ const idle = arg('idle', 20);
 const objects = arg('objects', 1000);
 const minuteMs = arg('minute', 60) * 1000;
 const heapSnapshot = process.argv.includes('--heap-snapshot');
+/** The chart's memory limit for the operator (resources.limits.memory, in Mi). */
+function chartLimitMiB(): number {
+  const values = readFileSync(join(root, 'charts', 'ballast', 'values.yaml'), 'utf8');
+  const mi = /limits:\s*\{\s*memory:\s*(\d+)Mi\s*\}/.exec(values)?.[1];
+  if (!mi) throw new Error('no operator memory limit (limits: {memory: <n>Mi}) in charts/ballast/values.yaml: pass --memory-limit=MiB');
+  return Number(mi);
+}
+const memoryLimitMiB = process.argv.some((a) => a.startsWith('--memory-limit=')) ? arg('memory-limit', 0) : chartLimitMiB();
 // Its own directory: `cluster down` removes the state directory, the snapshot stays.
 const heapDir = heapSnapshot ? mkdtempSync(join(tmpdir(), 'ballast-opscale-heap-')) : undefined;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -41,13 +54,19 @@ const kubectl = (args: string[], input?: string) =>
   });
 const metricsPort = 28080;
 
+/** The apiserver's URL as the kubeconfig names it (it serves on the node's address, not loopback). */
+function apiserver(): string {
+  const server = /server: "?(https:\/\/[^",}\s]+)/.exec(readFileSync(kc, 'utf8'))?.[1];
+  if (!server) throw new Error(`no server in ${kc}`);
+  return server;
+}
+
 function apiRequests(): { total: number; operatorish: number } {
   const pki = join(state, 'pki');
-  const text = execFileSync(
-    'curl',
-    ['-sk', '--cert', join(pki, 'admin.crt'), '--key', join(pki, 'admin.key'), `https://127.0.0.1:${port}/metrics`],
-    { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
-  );
+  const text = execFileSync('curl', ['-sk', '--cert', join(pki, 'admin.crt'), '--key', join(pki, 'admin.key'), `${apiserver()}/metrics`], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   let total = 0;
   let operatorish = 0;
   for (const line of text.split('\n')) {
@@ -80,6 +99,7 @@ function quantile(q: number): number {
   return (buckets.find((b) => b.n >= q * total)?.le ?? NaN) * 1000;
 }
 
+const metricMiB = (name: string) => Math.round((operatorMetric(name).find((m) => !m.labels.includes('{'))?.value ?? NaN) / 2 ** 20);
 const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${state}`, '--store=etcd', `--apiserver-port=${port}`], {
@@ -87,17 +107,31 @@ const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${state}`, '--store=etc
   timeout: 200_000,
 });
 if (up.status !== 0) throw new Error(up.stderr + up.stdout);
+/**
+ * A memory cgroup with the limit (v2, or v1's memory controller), or undefined for none. The
+ * operator joins it before Node starts, so V8 sizes its heap from the limit as in a pod.
+ */
+function memoryCgroup(limitMiB: number): { procs: string; remove: () => void } | undefined {
+  if (limitMiB <= 0) return undefined;
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const dir = v2 ? `/sys/fs/cgroup/ballast-opscale-${process.pid}` : `/sys/fs/cgroup/memory/ballast-opscale-${process.pid}`;
+  mkdirSync(dir);
+  writeFileSync(join(dir, v2 ? 'memory.max' : 'memory.limit_in_bytes'), String(limitMiB * 2 ** 20));
+  return { procs: join(dir, 'cgroup.procs'), remove: () => rmdirSync(dir) };
+}
+const cgroup = memoryCgroup(memoryLimitMiB);
+const operatorArgs = [
+  'operator',
+  `--kubeconfig=${kc}`,
+  `--metrics-addr=127.0.0.1:${metricsPort}`,
+  '--discovery-addr=127.0.0.1:28081',
+  '--webhook-addr=',
+  '--namespace=default',
+  '--log-level=warn',
+];
 const op = spawn(
-  bin,
-  [
-    'operator',
-    `--kubeconfig=${kc}`,
-    `--metrics-addr=127.0.0.1:${metricsPort}`,
-    '--discovery-addr=127.0.0.1:28081',
-    '--webhook-addr=',
-    '--namespace=default',
-    '--log-level=warn',
-  ],
+  cgroup ? 'sh' : bin,
+  cgroup ? ['-c', `echo $$ > ${cgroup.procs} && exec "$0" "$@"`, bin, ...operatorArgs] : operatorArgs,
   // Node writes the snapshot into the working directory on SIGUSR2 (--heap-snapshot only).
   {
     stdio: 'ignore',
@@ -105,6 +139,7 @@ const op = spawn(
     env: { ...process.env, ...(heapSnapshot ? { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' } : {}) },
   },
 );
+const opExited = new Promise<number | string | null>((resolve) => op.on('exit', (code, signal) => resolve(signal ?? code)));
 
 /** Signal the operator for a heap snapshot and wait until the file stops growing. */
 async function takeHeapSnapshot(pid: number): Promise<string> {
@@ -160,11 +195,17 @@ try {
   for (let i = 0; i < 600 && (seen = withStatus()) < objects; i++) await sleep(2000);
   const allStatusMs = Date.now() - created;
   await sleep(10_000);
+  if (op.exitCode !== null || op.signalCode !== null)
+    throw new Error(`the operator exited (${op.signalCode ?? op.exitCode}) under its ${memoryLimitMiB} MiB memory limit`);
   const many = {
     objects,
     withStatus: seen,
     allStatusMs,
+    memoryLimitMiB,
     rssMiB: Math.round(rss(op.pid as number)),
+    heapUsedMiB: metricMiB('nodejs_heap_size_used_bytes'),
+    heapTotalMiB: metricMiB('nodejs_heap_size_total_bytes'),
+    externalMiB: metricMiB('nodejs_external_memory_bytes'),
     reconcileP50ms: quantile(0.5),
     reconcileP99ms: quantile(0.99),
     reconciles: operatorMetric('ballast_operator_reconcile_total').reduce((s, m) => s + m.value, 0),
@@ -185,7 +226,8 @@ try {
     },
     { measure: `StoreClusters Ready for the idle minute`, value: `${idleReady}/${idle}` },
     { measure: `${objects} StoreClusters: all with status after`, value: `${(allStatusMs / 1000).toFixed(1)} s (${seen}/${objects})` },
-    { measure: 'operator RSS with them', value: `${many.rssMiB} MiB` },
+    { measure: 'operator RSS with them', value: `${many.rssMiB} MiB (memory limit ${memoryLimitMiB ? `${memoryLimitMiB} MiB` : 'none'})` },
+    { measure: 'V8 heap used / total, external', value: `${many.heapUsedMiB} / ${many.heapTotalMiB} MiB, ${many.externalMiB} MiB` },
     { measure: 'reconcile latency p50 / p99 (bucket bounds)', value: `${many.reconcileP50ms} / ${many.reconcileP99ms} ms` },
   ];
   console.log(`\noperator-scale\n\n${table(rows, 'operator-scale')}\n`);
@@ -200,5 +242,7 @@ try {
   console.log(`wrote ${writeResult(name, { machine: machine(), idle, baseline, withIdle, idleReady, many, ...(heap ? { heap } : {}) })}`);
 } finally {
   op.kill('SIGTERM');
+  await Promise.race([opExited, sleep(30_000)]);
+  cgroup?.remove();
   spawnSync(bin, ['cluster', 'down', `--state-dir=${state}`], { encoding: 'utf8', timeout: 60_000 });
 }
