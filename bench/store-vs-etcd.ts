@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { KvClient } from '../test/support/linearizability.ts';
 import { machine, root, rssBytes, table, writeResult } from './lib.ts';
-import { type System, anchorsFrom, etcdctl, startBallast, startEtcd } from './systems.ts';
+import { type System, anchorsFrom, byAnchor, etcdctl, startBallast, startEtcd } from './systems.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -301,7 +301,5 @@ if (names.every((n) => of(n, 'auth'))) {
 }
 // A run of some phases only is written beside the full one, never over it.
 const name = `store-vs-etcd${quick ? '-quick' : ''}${skip.size > 0 ? `-only-${['load', 'perf', 'auth', 'memory', 'failover'].filter((p) => !skip.has(p)).join('-')}` : ''}`;
-// etcd 3.4 stays under `etcd`, as in the results written before 3.6 joined; 3.6 is `etcd36`.
-const byAnchor = Object.fromEntries(anchors.map((a, i) => [a.name === 'etcd3.4' ? 'etcd' : a.name.replace('.', ''), anchorResults[i]]));
-const path = writeResult(name, { machine: machine(), quick, ...byAnchor, ballast });
+const path = writeResult(name, { machine: machine(), quick, ...byAnchor(anchors, anchorResults), ballast });
 console.log(`wrote ${path}`);

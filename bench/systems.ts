@@ -80,6 +80,14 @@ export function anchorsFrom(argv: string[]): Anchor[] {
   });
 }
 
+/**
+ * Each anchor's results under its key in bench/results: etcd 3.4 stays under `etcd`, as in the
+ * results written before 3.6 joined; 3.6 is `etcd36`.
+ */
+export function byAnchor<T>(anchors: Anchor[], results: T[]): Record<string, T | undefined> {
+  return Object.fromEntries(anchors.map((a, i) => [a.name === 'etcd3.4' ? 'etcd' : a.name.replace('.', ''), results[i]]));
+}
+
 function etcdVersion(binary: string): string {
   const r = spawnSync(binary, ['--version'], { encoding: 'utf8' });
   return /etcd Version: (\S+)/.exec(r.stdout ?? '')?.[1] ?? 'unknown';

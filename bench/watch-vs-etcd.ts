@@ -7,7 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { machine, root, table, writeResult } from './lib.ts';
-import { type System, anchorsFrom, startBallast, startEtcd } from './systems.ts';
+import { type System, anchorsFrom, byAnchor, startBallast, startEtcd } from './systems.ts';
 
 const arg = (name: string, def: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def);
 const watchers = arg('watchers', 1000);
@@ -88,7 +88,9 @@ const ratios = anchors.map((a, i) => {
   };
 });
 console.log(`ballast / anchor:\n${table(ratios, 'ballast / anchor')}\n`);
-// etcd 3.4 stays under `etcd`, as in the results written before 3.6 joined; 3.6 is `etcd36`.
-const byAnchor = Object.fromEntries(anchors.map((a, i) => [a.name === 'etcd3.4' ? 'etcd' : a.name.replace('.', ''), results[i]?.r]));
 const name = watchers === 1000 ? 'watch-vs-etcd' : `watch-vs-etcd-${watchers}`;
-console.log(`wrote ${writeResult(name, { machine: machine(), watchers, rate, seconds, ...byAnchor, ballast })}`);
+const anchorResults = byAnchor(
+  anchors,
+  results.map((x) => x.r),
+);
+console.log(`wrote ${writeResult(name, { machine: machine(), watchers, rate, seconds, ...anchorResults, ballast })}`);
