@@ -22,18 +22,25 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type HeapRow, summarize } from './heap-summary.ts';
-import { machine, root, table, writeResult } from './lib.ts';
+import { parse } from 'yaml';
+import { machine, root, rssBytes, table, writeResult } from './lib.ts';
 
 const arg = (name: string, def: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def);
 const idle = arg('idle', 20);
 const objects = arg('objects', 1000);
 const minuteMs = arg('minute', 60) * 1000;
 const heapSnapshot = process.argv.includes('--heap-snapshot');
-/** The chart's memory limit for the operator (resources.limits.memory, in Mi). */
+/** The chart's memory limit for the operator (operator.resources.limits.memory, in Mi). */
 function chartLimitMiB(): number {
-  const values = readFileSync(join(root, 'charts', 'ballast', 'values.yaml'), 'utf8');
-  const mi = /limits:\s*\{\s*memory:\s*(\d+)Mi\s*\}/.exec(values)?.[1];
-  if (!mi) throw new Error('no operator memory limit (limits: {memory: <n>Mi}) in charts/ballast/values.yaml: pass --memory-limit=MiB');
+  const values = parse(readFileSync(join(root, 'charts', 'ballast', 'values.yaml'), 'utf8')) as {
+    operator?: { resources?: { limits?: { memory?: string } } };
+  };
+  const limit = values.operator?.resources?.limits?.memory;
+  const mi = /^(\d+)Mi$/.exec(limit ?? '')?.[1];
+  if (!mi)
+    throw new Error(
+      `operator.resources.limits.memory in charts/ballast/values.yaml is ${limit ?? 'unset'}, not <n>Mi: pass --memory-limit=MiB`,
+    );
   return Number(mi);
 }
 const memoryLimitMiB = process.argv.some((a) => a.startsWith('--memory-limit=')) ? arg('memory-limit', 0) : chartLimitMiB();
@@ -100,7 +107,6 @@ function quantile(q: number): number {
 }
 
 const metricMiB = (name: string) => Math.round((operatorMetric(name).find((m) => !m.labels.includes('{'))?.value ?? NaN) / 2 ** 20);
-const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${state}`, '--store=etcd', `--apiserver-port=${port}`], {
   encoding: 'utf8',
@@ -202,7 +208,7 @@ try {
     withStatus: seen,
     allStatusMs,
     memoryLimitMiB,
-    rssMiB: Math.round(rss(op.pid as number)),
+    rssMiB: Math.round(rssBytes(op.pid as number) / 2 ** 20),
     heapUsedMiB: metricMiB('nodejs_heap_size_used_bytes'),
     heapTotalMiB: metricMiB('nodejs_heap_size_total_bytes'),
     externalMiB: metricMiB('nodejs_external_memory_bytes'),
