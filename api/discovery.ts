@@ -26,6 +26,18 @@ export interface Snapshot {
   version: string;
   upstreams_json: string;
   inbound_json?: string;
+  trust_bundle_pem?: string;
+}
+export interface CertificateRequest {
+  csr_pem: string;
+  node: string;
+}
+export interface Certificate {
+  cert_chain_pem: string;
+  trust_bundle_pem: string;
+  spiffe_id: string;
+  /** Unix ms (a decimal string: int64 is loaded as a string). */
+  not_after_ms: string;
 }
 
 /** An upstream as discovery sends it (the sidecar file's upstream schema). */
@@ -34,7 +46,9 @@ export interface DiscoveredUpstream {
   listen?: string;
   hosts?: string[];
   protocol?: 'auto' | 'http1' | 'http2';
-  endpoints: Array<{ address: string; weight?: number }>;
+  /** identity: the endpoint's mesh identity (its sidecar accepts mTLS presenting it); absent: not meshed. */
+  endpoints: Array<{ address: string; weight?: number; identity?: string }>;
+  mtls?: 'strict' | 'permissive' | 'off';
   policy?: unknown;
   routes?: unknown[];
 }

@@ -7,6 +7,7 @@
  */
 import { conditionsSchema, type CrdDefinition, type Schema, openapi } from './schema.ts';
 import { type Problem, validate } from './validate.ts';
+import { type MtlsMode, mtlsModes } from './mesh.ts';
 
 export const retryOnValues = [
   'connect-failure',
@@ -285,6 +286,7 @@ export function checkOverrides(input: unknown, path: string): Problem[] {
 export interface UpstreamPolicy {
   service: { name: string; port: number };
   protocol?: 'auto' | 'http1' | 'http2';
+  mtls?: MtlsMode;
   localPort?: number;
   policy?: unknown;
   routes?: unknown[];
@@ -294,6 +296,7 @@ export interface InboundPolicy {
   name: string;
   port: number;
   targetPort: number;
+  mtls?: MtlsMode;
   policy?: unknown;
 }
 export interface LabelSelector {
@@ -311,6 +314,7 @@ export interface ResiliencePolicy {
     /** One upstream, the short form (or `upstreams`). */
     service?: { name: string; port: number };
     protocol?: 'auto' | 'http1' | 'http2';
+    mtls?: MtlsMode;
     localPort?: number;
     policy?: unknown;
     routes?: unknown[];
@@ -342,6 +346,7 @@ export function policyUpstreams(p: ResiliencePolicy): UpstreamPolicy[] {
     {
       service: p.spec.service,
       protocol: p.spec.protocol ?? 'auto',
+      ...(p.spec.mtls ? { mtls: p.spec.mtls } : {}),
       localPort: p.spec.localPort ?? 0,
       ...(p.spec.policy !== undefined ? { policy: p.spec.policy } : {}),
       ...(p.spec.routes ? { routes: p.spec.routes } : {}),
@@ -376,6 +381,14 @@ const protocolSchema = openapi.string('http1, http2 (h2c or TLS) or auto (the sa
   enum: ['auto', 'http1', 'http2'],
   default: 'auto',
 });
+const upstreamMtls = openapi.string(
+  "mTLS towards the Service's pods: permissive (mTLS to pods whose sidecar takes it, checking the pod's identity; plaintext to the rest), strict (mTLS only: pods without a mesh identity are not called), off (plaintext). Absent: permissive.",
+  { enum: [...mtlsModes] },
+);
+const inboundMtls = openapi.string(
+  'mTLS on this listener: permissive (meshed callers over mTLS, others in plaintext), strict (mTLS only: plaintext requests are answered 403 SIDECAR_ERR_MTLS_REQUIRED), off (plaintext). Absent: permissive.',
+  { enum: [...mtlsModes] },
+);
 const localPortSchema = openapi.int(
   'Also open a local listener on 127.0.0.1:<localPort> in each sidecar (for clients that cannot use HTTP_PROXY, such as gRPC); 0: HTTP proxy mode only.',
   { default: 0, minimum: 0, maximum: 65535 },
@@ -417,6 +430,7 @@ export const resiliencePolicyCrd: CrdDefinition = {
         description: 'One upstream, the short form: the Service the selected sidecars call (use upstreams for several).',
       },
       protocol: protocolSchema,
+      mtls: upstreamMtls,
       localPort: localPortSchema,
       policy: { ...policySchema, description: "The short form's policy for every request to the Service." },
       routes: openapi.array(
@@ -431,6 +445,7 @@ export const resiliencePolicyCrd: CrdDefinition = {
           {
             service: serviceRef,
             protocol: protocolSchema,
+            mtls: upstreamMtls,
             localPort: localPortSchema,
             policy: { ...policySchema, description: 'The policy for every request to the Service.' },
             routes: openapi.array('Per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
@@ -446,6 +461,7 @@ export const resiliencePolicyCrd: CrdDefinition = {
             name: openapi.string('Name in metrics (unique in the policy).', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
             port: openapi.int('Where callers connect (all addresses of the pod).', { minimum: 1, maximum: 65535 }),
             targetPort: openapi.int("The application's port (on 127.0.0.1).", { minimum: 1, maximum: 65535 }),
+            mtls: inboundMtls,
             policy: {
               type: 'object',
               description:

@@ -11,6 +11,7 @@ import { systemRandom } from '../lib/random.ts';
 import { Operator } from '../operator/operator.ts';
 import { InjectionWebhook } from '../operator/webhook/webhook.ts';
 import type { Command } from './command.ts';
+import { trustDomainProblem } from '../api/mesh.ts';
 
 const flags = {
   kubeconfig: f.string('kubeconfig to use; empty: the in-cluster service account, else $KUBECONFIG or ~/.kube/config', {
@@ -53,6 +54,22 @@ const flags = {
   discoveryAddr: f.string('host:port of the discovery service that streams policies and endpoints to sidecars (empty: off)', {
     default: '0.0.0.0:8081',
   }),
+  meshTrustDomain: f.string(
+    "the mesh's trust domain: sidecars get certificates for spiffe://<trust-domain>/ns/<namespace>/sa/<serviceaccount> over discovery; empty: no mesh identities",
+    { default: 'cluster.local' },
+  ),
+  meshTrustAnchorSecret: f.string(
+    "the Secret (in --namespace; tls.crt, tls.key, ca.crt) with the mesh's trust anchor: made when missing; provide your own (e.g. from cert-manager) to keep the anchor outside the cluster's control",
+    { default: 'ballast-mesh-trust-anchor' },
+  ),
+  meshIssuerSecret: f.string(
+    'the Secret (in --namespace) with the issuer that signs workload certificates: made from the trust anchor and renewed before expiry when the anchor has tls.key; else provide it',
+    { default: 'ballast-mesh-issuer' },
+  ),
+  meshCertificateTtl: f.duration('how long workload certificates live (sidecars renew at about half-way)', {
+    default: 86_400_000,
+    min: 60_000,
+  }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
 
@@ -65,6 +82,16 @@ export const operatorCommand: Command = {
       io.out(`Usage: ballast operator [flags]\n\nFlags:\n${renderFlags(flags, 'BALLAST_OPERATOR')}\n`);
       return 0;
     }
+    const tdProblem = v.meshTrustDomain ? trustDomainProblem(v.meshTrustDomain) : undefined;
+    if (tdProblem)
+      throw new ConfigError([
+        {
+          field: '--mesh-trust-domain',
+          value: v.meshTrustDomain,
+          allowed: `a SPIFFE trust domain (lowercase letters, digits, '.', '-', '_'; empty: no mesh): it ${tdProblem}`,
+          source: 'flag',
+        },
+      ]);
     const log = createLogger({ level: v.logLevel, env: io.env, base: { program: 'operator' } });
     const kc = new KubeConfig();
     // In a pod, the service account; otherwise a kubeconfig (the flag, $KUBECONFIG, ~/.kube/config).
@@ -89,6 +116,16 @@ export const operatorCommand: Command = {
       ...(v.identity ? { identity: v.identity } : {}),
       workers: v.workers,
       discoveryAddress: v.discoveryAddr,
+      ...(v.meshTrustDomain
+        ? {
+            mesh: {
+              trustDomain: v.meshTrustDomain,
+              anchorSecret: v.meshTrustAnchorSecret,
+              issuerSecret: v.meshIssuerSecret,
+              certificateTtlMs: v.meshCertificateTtl,
+            },
+          }
+        : {}),
       leaseMs: v.leaseDuration,
       renewDeadlineMs: v.renewDeadline,
       retryMs: v.retryPeriod,
@@ -150,6 +187,7 @@ export const operatorCommand: Command = {
           proxyPort: 15080,
           adminPort: 15000,
           env: sidecarEnv,
+          mesh: Boolean(v.meshTrustDomain),
         },
         clock: realClock,
         log,

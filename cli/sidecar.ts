@@ -18,6 +18,10 @@ const flags = {
   discoveryAddress: f.string("host:port of the operator's discovery service (overrides the file's discovery.address)", { default: '' }),
   proxy: f.string("host:port of the HTTP proxy listener (overrides the file's proxy.listen)", { default: '' }),
   admin: f.string("host:port of the admin endpoint (overrides the file's admin)", { default: '' }),
+  identityTokenFile: f.string(
+    "the pod's projected ServiceAccount token (audience ballast.dev/mesh) that proves its identity to the operator for a mesh certificate (overrides the file's identity.tokenFile); empty: none",
+    { default: '' },
+  ),
   watch: f.bool('reload the configuration file when it changes', { default: true }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
@@ -41,6 +45,7 @@ export const sidecarCommand: Command = {
       ...(v.admin ? { admin: v.admin } : {}),
       ...(v.proxy ? { proxy: { ...(doc['proxy'] as object | undefined), listen: v.proxy } } : {}),
       ...(v.discoveryAddress ? { discovery: { ...(doc['discovery'] as object | undefined), address: v.discoveryAddress } } : {}),
+      ...(v.identityTokenFile ? { identity: { ...(doc['identity'] as object | undefined), tokenFile: v.identityTokenFile } } : {}),
     });
     const config = v.config ? loadConfigFile(v.config, adjust) : resolveConfig(adjust({}), 'flags');
     const telemetry = await startTelemetry('sidecar', io.env);

@@ -7,6 +7,7 @@
 import { hostname } from 'node:os';
 import {
   AppsV1Api,
+  AuthenticationV1Api,
   BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -39,6 +40,7 @@ import { scheduleLabel, type StoreBackupSchedule } from './api/storebackupschedu
 import { StoreClusterController } from './controllers/storecluster.ts';
 import type { StoreBackup } from './api/storebackup.ts';
 import { DiscoveryServer } from './discovery/server.ts';
+import { MeshIssuer } from './mesh/issuer.ts';
 import { MemberClient, type MemberTls } from './members.ts';
 import { backupLabel } from './specs/storebackup.ts';
 import { clientTlsName, labels } from './specs/storecluster.ts';
@@ -59,6 +61,8 @@ export interface OperatorOptions {
   workers?: number;
   /** host:port of the discovery service for sidecars (undefined or empty: not served). */
   discoveryAddress?: string;
+  /** The mesh (workload certificates over discovery); absent: off. */
+  mesh?: { trustDomain: string; anchorSecret: string; issuerSecret: string; certificateTtlMs: number };
   leaseMs?: number;
   renewDeadlineMs?: number;
   retryMs?: number;
@@ -82,7 +86,9 @@ export class Operator {
   readonly #schedules: SharedInformer<StoreBackupSchedule>;
   readonly #scheduleController: StoreBackupScheduleController;
   /** ResiliencePolicies, Services and EndpointSlices, for the discovery service (every replica serves it). */
-  readonly #discovery: { server: DiscoveryServer; informers: Array<SharedInformer<never>>; status: ResiliencePolicyStatus } | undefined;
+  readonly #discovery:
+    | { server: DiscoveryServer; informers: Array<SharedInformer<never>>; status: ResiliencePolicyStatus; mesh: MeshIssuer | undefined }
+    | undefined;
   readonly #elector: LeaderElector | undefined;
   readonly #core: CoreV1Api;
   readonly #metrics;
@@ -305,10 +311,43 @@ export class Operator {
               o.log.warn({ err, namespace, pod }, "could not record a sidecar's acknowledgement on its pod");
           });
       };
+      const mesh = o.mesh?.trustDomain
+        ? new MeshIssuer({
+            core: this.#core,
+            authn: kc.makeApiClient(AuthenticationV1Api),
+            namespace: o.namespace,
+            ...o.mesh,
+            clock: o.clock,
+            log: o.log,
+            metrics: o.metrics,
+          })
+        : undefined;
       this.#discovery = {
-        server: new DiscoveryServer({ policies, services, slices, sidecars, clock: o.clock, log: o.log, metrics: o.metrics, onAck }),
+        server: new DiscoveryServer({
+          policies,
+          services,
+          slices,
+          sidecars,
+          clock: o.clock,
+          log: o.log,
+          metrics: o.metrics,
+          onAck,
+          ...(mesh ? { mesh } : {}),
+        }),
         informers: [policies, services, slices, sidecars] as unknown as Array<SharedInformer<never>>,
-        status: new ResiliencePolicyStatus({ policies, services, slices, sidecars, custom, clock: o.clock, log: o.log, group, version }),
+        status: new ResiliencePolicyStatus({
+          policies,
+          services,
+          slices,
+          sidecars,
+          ...(mesh ? { trustDomain: mesh.trustDomain } : {}),
+          custom,
+          clock: o.clock,
+          log: o.log,
+          group,
+          version,
+        }),
+        mesh,
       };
     }
     this.#metrics = {
@@ -387,6 +426,7 @@ export class Operator {
       this.#jobs.start(),
       ...(this.#discovery?.informers.map((i) => i.start()) ?? []),
     ]);
+    await this.#discovery?.mesh?.start();
     if (this.#discovery && this.#options.discoveryAddress)
       this.discoveryPort = await this.#discovery.server.listen(this.#options.discoveryAddress);
     if (this.#elector) this.#elector.start();
@@ -397,6 +437,7 @@ export class Operator {
     this.#running = false;
     this.#queue.shutdown();
     this.#discovery?.status.stop();
+    this.#discovery?.mesh?.stop();
     await this.#elector?.stop();
     await this.#discovery?.server.stop();
     await Promise.all([

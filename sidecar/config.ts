@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { catalogue } from './errors.ts';
+import type { MtlsMode } from '../api/mesh.ts';
 import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../api/resiliencepolicy.ts';
 import { openapi } from '../api/schema.ts';
 import { type Problem, validate } from '../api/validate.ts';
@@ -45,6 +46,10 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
           openapi.string('a host, with or without :port'),
           { default: [] },
         ),
+        mtls: openapi.string(
+          'Mesh mTLS towards the endpoints: permissive (mTLS to endpoints with an identity, plaintext to the rest), strict (only endpoints with an identity), off (plaintext).',
+          { enum: ['strict', 'permissive', 'off'], default: 'permissive' },
+        ),
         tls: openapi.object('TLS towards the endpoints.', {
           enabled: openapi.bool('Use TLS.', { default: false }),
           caFile: openapi.string("PEM bundle of the CAs to trust (empty: the system's).", { default: '' }),
@@ -58,6 +63,10 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
             {
               address: address('host:port'),
               weight: openapi.int('Relative weight.', { default: 1, minimum: 1, maximum: 1000 }),
+              identity: openapi.string(
+                "The mesh identity (SPIFFE ID) the endpoint's sidecar presents; set: called over mTLS and checked (discovery sets it).",
+                { default: '', pattern: '^(spiffe://.+)?$' },
+              ),
             },
             { required: ['address'] },
           ),
@@ -95,6 +104,10 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
         name: openapi.string('Name in metrics.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
         listen: address('Where callers connect.'),
         target: address("The application's port."),
+        mtls: openapi.string(
+          'Mesh mTLS on the listener: permissive (meshed callers over mTLS, others in plaintext), strict (plaintext requests answered 403), off (plaintext only).',
+          { enum: ['strict', 'permissive', 'off'], default: 'permissive' },
+        ),
         listenTls: openapi.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
           certFile: openapi.string('PEM certificate chain.', { default: '' }),
           keyFile: openapi.string('PEM private key.', { default: '' }),
@@ -129,6 +142,12 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
       { default: '' },
     ),
   }),
+  identity: openapi.object('The mesh identity: a certificate from the operator for this pod (needs discovery).', {
+    tokenFile: openapi.string(
+      "The pod's projected ServiceAccount token (audience ballast.dev/mesh) proving who it is; empty: no mesh identity (plaintext only).",
+      { default: '' },
+    ),
+  }),
   discovery: openapi.object("The operator's discovery service.", {
     address: openapi.string('host:port (empty: static configuration only).', { default: '' }),
     node: openapi.string("This sidecar's identity (default: $POD_NAMESPACE/$POD_NAME).", { default: '' }),
@@ -154,7 +173,8 @@ export interface UpstreamConfig {
   protocol: 'auto' | 'http1' | 'http2';
   hosts: string[];
   tls: { enabled: boolean; caFile: string; serverName: string; insecureSkipVerify: boolean };
-  endpoints: Array<{ address: string; weight: number }>;
+  mtls: MtlsMode;
+  endpoints: Array<{ address: string; weight: number; identity: string }>;
   policy: PolicySpec;
   routes: RouteConfig[];
 }
@@ -163,6 +183,7 @@ export interface InboundConfig {
   name: string;
   listen: string;
   target: string;
+  mtls: MtlsMode;
   listenTls: ListenTls;
   policy: PolicySpec;
 }
@@ -175,6 +196,7 @@ export interface SidecarConfig {
   inbound: InboundConfig[];
   proxy: { listen: string };
   tracing: { endpoint: string; samplePercent: number; serviceName: string };
+  identity: { tokenFile: string };
   discovery: { address: string; node: string };
 }
 
@@ -246,6 +268,8 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
     problems.push(...r.problems);
     ib.policy = r.policy;
   });
+  if (c.identity.tokenFile && !c.discovery.address)
+    problems.push({ path: 'config.identity.tokenFile', message: 'a mesh identity comes from the operator: set discovery.address too' });
   if (problems.length > 0) throw invalid(problems, source);
   return c;
 }

@@ -9,9 +9,17 @@ import * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Random } from '../lib/random.ts';
-import { type ClientMessage, type Snapshot, discoveryService } from '../api/discovery.ts';
+import { type Certificate, type CertificateRequest, type ClientMessage, type Snapshot, discoveryService } from '../api/discovery.ts';
 
-type DiscoveryStub = grpc.Client & { Stream(): grpc.ClientDuplexStream<ClientMessage, Snapshot> };
+type DiscoveryStub = grpc.Client & {
+  Stream(): grpc.ClientDuplexStream<ClientMessage, Snapshot>;
+  Certify(
+    req: CertificateRequest,
+    md: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: Certificate) => void,
+  ): grpc.ClientUnaryCall;
+};
 
 export interface DiscoveryOptions {
   address: string;
@@ -22,6 +30,8 @@ export interface DiscoveryOptions {
   /** Apply a snapshot's upstreams; resolves to an error message when refused. */
   apply(upstreams: unknown, version: string, inbound: unknown): Promise<string | undefined>;
   onConnected?(connected: boolean): void;
+  /** The mesh's trust bundle, as each snapshot carries it ('' : no mesh). */
+  onBundle?(pem: string): void;
 }
 
 export class DiscoveryClient {
@@ -55,6 +65,23 @@ export class DiscoveryClient {
     this.#connect();
   }
 
+  /** Ask the operator for a mesh certificate for the key `csrPem` proves, with the pod's token. */
+  certify(csrPem: string, token: string): Promise<{ chainPem: string; bundlePem: string; spiffeId: string; notAfter: number }> {
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    return new Promise((resolve, reject) =>
+      this.#client.Certify({ csr_pem: csrPem, node: this.#options.node }, md, { deadline: Date.now() + 15_000 }, (err, res) => {
+        if (err || !res) return reject(err ?? new Error('no answer'));
+        resolve({
+          chainPem: res.cert_chain_pem,
+          bundlePem: res.trust_bundle_pem,
+          spiffeId: res.spiffe_id,
+          notAfter: Number(res.not_after_ms),
+        });
+      }),
+    );
+  }
+
   stop(): void {
     this.#stopped = true;
     this.#timer?.cancel();
@@ -77,6 +104,7 @@ export class DiscoveryClient {
     call.on('data', (snap: Snapshot) => {
       this.#attempt = 0;
       this.#setConnected(true);
+      if (snap.trust_bundle_pem) this.#options.onBundle?.(snap.trust_bundle_pem);
       // Apply in order, one at a time.
       chain = chain.then(async () => {
         let error: string | undefined;

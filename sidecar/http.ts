@@ -62,6 +62,7 @@ export const grpc = {
   CANCELLED: 1,
   UNKNOWN: 2,
   DEADLINE_EXCEEDED: 4,
+  PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
   INTERNAL: 13,
   UNAVAILABLE: 14,
@@ -102,6 +103,7 @@ export const refusals: Record<Code, { status: number; grpc: number; outcome: str
   SIDECAR_ERR_FAULT_INJECTED: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'fault' },
   SIDECAR_ERR_NO_ROUTE: { status: 502, grpc: grpc.UNAVAILABLE, outcome: 'no_route' },
   SIDECAR_ERR_REQUEST_INVALID: { status: 400, grpc: grpc.INTERNAL, outcome: 'invalid' },
+  SIDECAR_ERR_MTLS_REQUIRED: { status: 403, grpc: grpc.PERMISSION_DENIED, outcome: 'mtls_required' },
 };
 
 /**

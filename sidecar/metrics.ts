@@ -23,6 +23,9 @@ export class SidecarMetrics {
   readonly limit: Gauge<'upstream'>;
   readonly configReloads: Counter<'source' | 'result'>;
   readonly discoveryConnected: Gauge;
+  readonly certificateExpiry: Gauge;
+  readonly certificateRenewals: Counter<'result'>;
+  readonly inboundConnections: Counter<'listener' | 'security' | 'result'>;
   /** Pre-bound label children for what every request and attempt records. */
   readonly requestPath: RequestPathMetrics;
 
@@ -70,6 +73,20 @@ export class SidecarMetrics {
     );
     this.inflight = m.gauge('ballast_sidecar_inflight', 'Requests holding a bulkhead slot.', ['upstream', 'route']);
     this.limit = m.gauge('ballast_sidecar_concurrency_limit', 'The adaptive concurrency limit learned for the upstream.', ['upstream']);
+    this.certificateExpiry = m.gauge(
+      'ballast_sidecar_certificate_expiry_timestamp_seconds',
+      "When the sidecar's mesh certificate expires (Unix seconds; absent: none yet).",
+    );
+    this.certificateRenewals = m.counter(
+      'ballast_sidecar_certificate_requests_total',
+      'Mesh certificate requests to the operator, by result (issued, or the refusal code).',
+      ['result'],
+    );
+    this.inboundConnections = m.counter(
+      'ballast_sidecar_inbound_connections_total',
+      'Connections accepted by inbound listeners: security mtls or plaintext; result accepted or the refusal reason.',
+      ['listener', 'security', 'result'],
+    );
     this.requestPath = new RequestPathMetrics(this);
     this.discoveryConnected = m.gauge(
       'ballast_sidecar_discovery_connected',

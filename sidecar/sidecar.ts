@@ -15,7 +15,16 @@ import { type InboundConfig, type ListenTls, type SidecarConfig, type UpstreamCo
 import { DiscoveryClient } from './discovery.ts';
 import { catalogue } from './errors.ts';
 import { SidecarMetrics } from './metrics.ts';
-import { type Handler, type Listener, type UpgradeHandler, listen, splitAddress } from './server/listener.ts';
+import {
+  type Handler,
+  type Listener,
+  type ListenerMesh,
+  type UpgradeHandler,
+  listen,
+  peerIdentity,
+  splitAddress,
+} from './server/listener.ts';
+import { WorkloadIdentity } from './identity.ts';
 import { localReply } from './http.ts';
 import { proxy } from './stack.ts';
 import type { Tracing } from './tracing.ts';
@@ -46,6 +55,7 @@ export class Sidecar {
   #discoveredInbound: InboundConfig[] = [];
   #discoveredVersion = '';
   #discovery: DiscoveryClient | undefined;
+  #identity: WorkloadIdentity | undefined;
   /** Proxy mode: host (with and without port, as configured) → upstream name; rebuilt on apply. */
   #byHost = new Map<string, string>();
   readonly #upstreams = new Map<string, Upstream>();
@@ -210,8 +220,29 @@ export class Sidecar {
       log: this.#deps.log,
       apply: (raw, version, inbound) => this.applyDiscovered(raw, version, inbound),
       onConnected: (c) => gauge.set(c ? 1 : 0),
+      onBundle: (pem) => this.#identity?.setBundle(pem),
     });
     this.#discovery.start();
+    const tokenFile = this.#file.identity.tokenFile;
+    if (tokenFile) {
+      const discovery = this.#discovery;
+      const identity = new WorkloadIdentity({
+        tokenFile,
+        certify: (csr, token) => discovery.certify(csr, token),
+        clock: this.#deps.clock,
+        random: this.#deps.random,
+        log: this.#deps.log,
+        metrics: this.#metrics,
+      });
+      let had = false;
+      identity.onChange(() => {
+        // The first certificate: connections made without one (plaintext) are replaced.
+        if (!had) for (const up of this.#upstreams.values()) up.remesh();
+        had = true;
+      });
+      this.#identity = identity;
+      identity.start();
+    }
   }
 
   #applied(source: string, label: string, fields: Record<string, unknown>): void {
@@ -264,7 +295,15 @@ export class Sidecar {
     // Upstreams (and inbound listeners, which are upstreams with one target).
     const specs = new Map<string, UpstreamSpec>();
     for (const u of c.upstreams)
-      specs.set(u.name, { name: u.name, protocol: u.protocol, tls: u.tls, endpoints: u.endpoints, policy: u.policy, routes: u.routes });
+      specs.set(u.name, {
+        name: u.name,
+        protocol: u.protocol,
+        tls: u.tls,
+        mtls: u.mtls,
+        endpoints: u.endpoints,
+        policy: u.policy,
+        routes: u.routes,
+      });
     for (const ib of c.inbound)
       specs.set(`inbound:${ib.name}`, {
         name: `inbound:${ib.name}`,
@@ -287,12 +326,16 @@ export class Sidecar {
             log: this.#deps.log,
             metrics: this.#metrics,
             tracing: this.#tracing,
+            meshMaterial: () => this.#identity?.material,
           }),
         );
     }
     // Listeners: what each serves → its address. Handlers look their upstream up per request,
     // so a listener whose address did not change is kept, with its open connections.
-    const want = new Map<string, { addr: string; handler: Handler; upgrade: UpgradeHandler; tls?: ListenTls | undefined }>();
+    const want = new Map<
+      string,
+      { addr: string; handler: Handler; upgrade: UpgradeHandler; tls?: ListenTls | undefined; mesh?: ListenerMesh | undefined }
+    >();
     for (const u of c.upstreams)
       if (u.listen)
         want.set(`up:${u.name}`, {
@@ -304,9 +347,10 @@ export class Sidecar {
     for (const ib of c.inbound)
       want.set(`in:${ib.name}`, {
         addr: ib.listen,
-        handler: this.#upstreamHandler(`inbound:${ib.name}`),
+        handler: this.#inboundHandler(ib.name, ib.mtls),
         upgrade: this.#upgradeHandler(() => `inbound:${ib.name}`),
         tls: ib.listenTls,
+        mesh: ib.mtls !== 'off' && !ib.listenTls.certFile ? this.#listenerMesh(ib.name) : undefined,
       });
     if (c.proxy.listen)
       want.set('proxy', {
@@ -315,8 +359,8 @@ export class Sidecar {
         upgrade: this.#upgradeHandler((req) => this.#hostOf(req).name),
       });
     // A listener is identified by its address and its TLS files: a change of either re-opens it.
-    const ident = (w: { addr: string; tls?: ListenTls | undefined }): string =>
-      w.tls?.certFile ? `${w.addr} tls:${w.tls.certFile}:${w.tls.keyFile}` : w.addr;
+    const ident = (w: { addr: string; tls?: ListenTls | undefined; mesh?: ListenerMesh | undefined }): string =>
+      (w.tls?.certFile ? `${w.addr} tls:${w.tls.certFile}:${w.tls.keyFile}` : w.addr) + (w.mesh ? ' mesh' : '');
     const drain: Listener[] = [];
     for (const [key, l] of this.#listeners) {
       const w = want.get(key);
@@ -329,7 +373,11 @@ export class Sidecar {
     for (const [key, w] of want) {
       if (this.#listeners.has(key)) continue;
       const tls = w.tls?.certFile ? { cert: readFileSync(w.tls.certFile), key: readFileSync(w.tls.keyFile) } : undefined;
-      const listener = await listen(w.addr, w.handler, { ...(tls ? { tls } : {}), upgrade: w.upgrade });
+      const listener = await listen(w.addr, w.handler, {
+        ...(tls ? { tls } : {}),
+        ...(w.mesh ? { mesh: w.mesh } : {}),
+        upgrade: w.upgrade,
+      });
       this.#listeners.set(key, { listener, addr: ident(w) });
     }
     this.#byHost = new Map(c.upstreams.flatMap((u) => u.hosts.map((h) => [h, u.name] as const)));
@@ -346,6 +394,45 @@ export class Sidecar {
       const up = this.#upstreams.get(name);
       if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `upstream ${name} was removed`);
       proxy(up, req, res, req.url ?? '/', isH2, this.#config);
+    };
+  }
+
+  /** An inbound listener's requests: mTLS policy, the caller's identity passed on to the app, then the inbound stack. */
+  #inboundHandler(name: string, mtls: 'strict' | 'permissive' | 'off'): Handler {
+    const upstream = `inbound:${name}`;
+    return (req, res, isH2) => {
+      const caller = peerIdentity(req);
+      if (mtls === 'strict' && !caller) {
+        const ct = req.headers['content-type'];
+        this.#metrics.inboundConnections.inc({ listener: name, security: 'plaintext', result: 'refused-strict' });
+        this.#deps.log.warn(
+          { listener: name, remote: req.socket?.remoteAddress, path: req.url },
+          'refused a plaintext request on an mtls: strict inbound listener',
+        );
+        return localReply(
+          res,
+          isH2 && typeof ct === 'string' && ct.startsWith('application/grpc'),
+          'SIDECAR_ERR_MTLS_REQUIRED',
+          `inbound listener ${name} accepts only mesh mTLS (mtls: strict); call it from a pod with a Ballast sidecar`,
+        );
+      }
+      // The app learns who called (Envoy's header); a caller cannot claim it.
+      delete req.headers['x-forwarded-client-cert'];
+      if (caller) req.headers['x-forwarded-client-cert'] = `URI=${caller}`;
+      const up = this.#upstreams.get(upstream);
+      if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `upstream ${upstream} was removed`);
+      proxy(up, req, res, req.url ?? '/', isH2, this.#config);
+    };
+  }
+
+  /** Mesh mTLS on an inbound listener (the sidecar's certificate, when it has one). */
+  #listenerMesh(name: string): ListenerMesh {
+    return {
+      material: () => this.#identity?.material,
+      count: (security, result, detail) => {
+        this.#metrics.inboundConnections.inc({ listener: name, security, result });
+        if (result !== 'accepted') this.#deps.log.warn({ listener: name, security, result, detail }, 'refused an inbound connection');
+      },
     };
   }
 
@@ -408,6 +495,23 @@ export class Sidecar {
     };
   }
 
+  /** The mesh identity as /ready and /config tell it (never the key). */
+  #meshStatus(): Record<string, unknown> {
+    const m = this.#identity?.material;
+    if (m)
+      return {
+        state: 'certified',
+        spiffeId: m.spiffeId,
+        notAfter: new Date(m.notAfter).toISOString(),
+        trustAnchors: m.bundlePem.match(/BEGIN CERTIFICATE/g)?.length ?? 0,
+      };
+    return {
+      state: 'no-certificate',
+      reason: this.#identity?.lastError || 'the first certificate has not been issued yet',
+      effect: 'plaintext where the policy allows it: permissive upstreams and inbound listeners; strict ones refuse',
+    };
+  }
+
   /** Point-in-time gauges, read when scraped: queues, slots in use, retry budget left. */
   #refreshGauges(): void {
     const now = this.#deps.clock.now();
@@ -434,7 +538,11 @@ export class Sidecar {
         case '/ready': {
           const empty = [...this.#upstreams.values()].filter((u) => u.endpointList.length === 0).map((u) => u.name);
           return this.#started
-            ? json(200, { ready: true, upstreamsWithoutEndpoints: empty })
+            ? json(200, {
+                ready: true,
+                upstreamsWithoutEndpoints: empty,
+                ...(this.#file.identity.tokenFile ? { mesh: this.#meshStatus() } : {}),
+              })
             : json(503, { ready: false, reason: 'listeners are not open yet' });
         }
         case '/metrics':
@@ -444,6 +552,7 @@ export class Sidecar {
           return json(200, {
             config: this.#config,
             lastReload: this.#lastReload ?? null,
+            mesh: this.#file.identity.tokenFile ? this.#meshStatus() : null,
             discovery: this.#file.discovery.address
               ? { address: this.#file.discovery.address, connected: this.#discovery?.connected ?? false, version: this.#discoveredVersion }
               : null,
@@ -467,6 +576,7 @@ export class Sidecar {
 
   async stop(drainMs = this.#config.drainMs): Promise<void> {
     this.#discovery?.stop();
+    this.#identity?.stop();
     this.#watcher?.close();
     this.#poll?.cancel();
     this.#started = false;

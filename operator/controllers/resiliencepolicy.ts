@@ -121,6 +121,8 @@ interface StatusDeps {
   slices: Cache<DiscoveryView['slices'][number]>;
   /** Injected pods (label ballast.dev/sidecar=injected). */
   sidecars: Cache<V1Pod>;
+  /** The mesh's trust domain when it is on (endpoint identities are part of what sidecars are sent). */
+  trustDomain?: string;
   custom: CustomObjectsApi;
   clock: Clock;
   log: Logger;
@@ -208,7 +210,12 @@ export class ResiliencePolicyStatus {
       this.#written.delete(key);
       return;
     }
-    const view: DiscoveryView = { policies, services: d.services.list(), slices: d.slices.list() };
+    const view: DiscoveryView = {
+      policies,
+      services: d.services.list(),
+      slices: d.slices.list(),
+      ...(d.trustDomain ? { mesh: { trustDomain: d.trustDomain, pods: d.sidecars.list() } } : {}),
+    };
     const status = policyStatus(p, view, new Date(d.clock.wallNow()).toISOString(), d.sidecars.list(), new Map());
     const sig = statusSignature(status);
     const current = statusSignature(p.status);

@@ -13,7 +13,15 @@ import * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Metrics } from '../../lib/metrics.ts';
-import { type ClientMessage, type Snapshot as WireSnapshot, discoveryService } from '../../api/discovery.ts';
+import {
+  type Certificate,
+  type CertificateRequest,
+  type ClientMessage,
+  type Snapshot as WireSnapshot,
+  discoveryService,
+} from '../../api/discovery.ts';
+import { isBallastError } from '../../lib/errors.ts';
+import type { Certified } from '../mesh/issuer.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import { type DiscoveryView, type Snapshot, buildSnapshot } from '../specs/discovery.ts';
 
@@ -35,13 +43,34 @@ export interface DiscoveryServerOptions {
   debounceMs?: number;
   /** A sidecar acknowledged (error '') or refused a version; `pod` from its node id (namespace/pod). */
   onAck?: (namespace: string, pod: string, version: string, error: string) => void;
+  /** The mesh (absent: Certify answers UNIMPLEMENTED and snapshots carry no trust bundle). */
+  mesh?: Mesh;
 }
+
+/** What the discovery service needs of the mesh issuer (operator/mesh/issuer.ts). */
+export interface Mesh {
+  readonly trustDomain: string;
+  readonly bundlePem: string;
+  onBundle(fn: (pem: string) => void): void;
+  certify(token: string, node: string, csrPem: string): Promise<Certified>;
+}
+
+const refusalStatus: Record<string, grpc.status> = {
+  OPERATOR_ERR_MESH_TOKEN_MISSING: grpc.status.UNAUTHENTICATED,
+  OPERATOR_ERR_MESH_TOKEN_INVALID: grpc.status.UNAUTHENTICATED,
+  OPERATOR_ERR_MESH_TOKEN_AUDIENCE: grpc.status.UNAUTHENTICATED,
+  OPERATOR_ERR_MESH_NOT_A_POD: grpc.status.PERMISSION_DENIED,
+  OPERATOR_ERR_MESH_WRONG_POD: grpc.status.PERMISSION_DENIED,
+  OPERATOR_ERR_MESH_CSR_INVALID: grpc.status.INVALID_ARGUMENT,
+  OPERATOR_ERR_MESH_ISSUER_UNAVAILABLE: grpc.status.UNAVAILABLE,
+};
 
 interface Stream {
   node: string;
   namespace: string;
   pod: string;
   sent: string;
+  sentBundle: string;
   call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>;
 }
 
@@ -70,8 +99,11 @@ export class DiscoveryServer {
     o.services.onChange(changed);
     o.slices.onChange(changed);
     o.sidecars?.onChange(changed);
+    o.mesh?.onBundle(changed);
     this.#server.addService(discoveryService().service, {
       Stream: (call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>) => this.#open(call),
+      Certify: (call: grpc.ServerUnaryCall<CertificateRequest, Certificate>, cb: grpc.sendUnaryData<Certificate>) =>
+        void this.#certify(call, cb),
     });
   }
 
@@ -89,7 +121,13 @@ export class DiscoveryServer {
   }
 
   #view(): DiscoveryView {
-    return { policies: this.#options.policies.list(), services: this.#options.services.list(), slices: this.#options.slices.list() };
+    const o = this.#options;
+    return {
+      policies: o.policies.list(),
+      services: o.services.list(),
+      slices: o.slices.list(),
+      ...(o.mesh ? { mesh: { trustDomain: o.mesh.trustDomain, pods: o.sidecars?.list() ?? [] } } : {}),
+    };
   }
 
   #open(call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>): void {
@@ -98,7 +136,14 @@ export class DiscoveryServer {
       if (m.hello && !stream) {
         const node = m.hello.node;
         const namespace = node.includes('/') ? node.slice(0, node.indexOf('/')) : 'default';
-        stream = { node, namespace, pod: node.includes('/') ? node.slice(node.indexOf('/') + 1) : node, sent: m.hello.version, call };
+        stream = {
+          node,
+          namespace,
+          pod: node.includes('/') ? node.slice(node.indexOf('/') + 1) : node,
+          sent: m.hello.version,
+          sentBundle: '',
+          call,
+        };
         this.#streams.add(stream);
         this.#metrics.streams.set(this.#streams.size);
         this.#options.log.info({ node, has: m.hello.version || null }, 'sidecar connected to discovery');
@@ -133,10 +178,39 @@ export class DiscoveryServer {
   }
 
   #push(s: Stream, snap: Snapshot): void {
-    if (snap.version === s.sent) return;
+    const bundle = this.#options.mesh?.bundlePem ?? '';
+    if (snap.version === s.sent && bundle === s.sentBundle) return;
     s.sent = snap.version;
-    s.call.write({ version: snap.version, upstreams_json: JSON.stringify(snap.upstreams), inbound_json: JSON.stringify(snap.inbound) });
+    s.sentBundle = bundle;
+    s.call.write({
+      version: snap.version,
+      upstreams_json: JSON.stringify(snap.upstreams),
+      inbound_json: JSON.stringify(snap.inbound),
+      trust_bundle_pem: bundle,
+    });
     this.#metrics.snapshots.inc();
+  }
+
+  async #certify(call: grpc.ServerUnaryCall<CertificateRequest, Certificate>, cb: grpc.sendUnaryData<Certificate>): Promise<void> {
+    const mesh = this.#options.mesh;
+    if (!mesh) return cb({ code: grpc.status.UNIMPLEMENTED, details: 'the mesh is off in this operator (--mesh-trust-domain is empty)' });
+    const auth = String(call.metadata.get('authorization')[0] ?? '');
+    const token = /^Bearer\s+(.+)$/i.exec(auth)?.[1] ?? '';
+    try {
+      const c = await mesh.certify(token, call.request.node, call.request.csr_pem);
+      cb(null, {
+        cert_chain_pem: c.chainPem,
+        trust_bundle_pem: c.bundlePem,
+        spiffe_id: c.spiffeId,
+        not_after_ms: String(c.notAfter.getTime()),
+      });
+    } catch (err) {
+      const code = isBallastError(err) ? err.code : '';
+      cb({
+        code: refusalStatus[code] ?? grpc.status.INTERNAL,
+        details: code ? `${code}: ${(err as Error).message}` : `the certificate could not be issued: ${(err as Error).message}`,
+      });
+    }
   }
 
   #schedule(): void {

@@ -101,3 +101,57 @@ it('several upstreams and inbound listeners per policy; an upstream two policies
     { name: 'a-web-http', listen: '0.0.0.0:18080', target: '127.0.0.1:8080', policy: { rateLimit: { perSecond: 100 } } },
   ]);
 });
+
+it("mesh: an endpoint whose pod's sidecar takes mTLS on that port carries the pod's identity; others do not", () => {
+  const meshSlice = slice([true, true, true], {
+    endpoints: [
+      { addresses: ['10.0.0.1'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'orders-a', namespace: 'shop' } },
+      { addresses: ['10.0.0.2'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'orders-b', namespace: 'shop' } },
+      // No targetRef: matched by IP.
+      { addresses: ['10.0.0.3'], conditions: { ready: true } },
+    ],
+  });
+  const pod = (name: string, ip: string, labels: Record<string, string>, sa?: string) => ({
+    metadata: { name, namespace: 'shop', labels },
+    spec: { containers: [], ...(sa ? { serviceAccountName: sa } : {}) },
+    status: { phase: 'Running', podIP: ip },
+  });
+  // The orders pods' sidecars listen on 8080 in front of the app (an inbound listener).
+  const inbound: ResiliencePolicy = {
+    ...policy(),
+    metadata: { name: 'orders-inbound', namespace: 'shop' },
+    spec: { selector: { matchLabels: { app: 'orders' } }, inbound: [{ name: 'http', port: 8080, targetPort: 8081 }] },
+  };
+  const view = {
+    policies: [policy({ mtls: 'strict' }), inbound],
+    services: [svc],
+    slices: [meshSlice],
+    mesh: {
+      trustDomain: 'example.org',
+      pods: [
+        pod('orders-a', '10.0.0.1', { app: 'orders' }, 'orders'),
+        pod('orders-b', '10.0.0.2', { app: 'legacy' }),
+        pod('x', '10.0.0.3', { app: 'orders' }),
+      ],
+    },
+  };
+  const snap = buildSnapshot('shop', { app: 'web' }, view);
+  const up = snap.upstreams.find((u) => u.name === 'orders.shop')!;
+  assert.equal(up.mtls, 'strict');
+  assert.deepEqual(up.endpoints, [
+    { address: '10.0.0.1:8080', identity: 'spiffe://example.org/ns/shop/sa/orders' },
+    { address: '10.0.0.2:8080' }, // its sidecar has no inbound listener on 8080: not meshed there
+    { address: '10.0.0.3:8080', identity: 'spiffe://example.org/ns/shop/sa/default' },
+  ]);
+  // The admin port (9090) has no inbound listener in front of it: plaintext.
+  const admin = buildSnapshot('shop', {}, { ...view, policies: [policy({ service: { name: 'orders', port: 9000 } })] });
+  assert.deepEqual(admin.upstreams[0]!.endpoints, [
+    { address: '10.0.0.1:9090' },
+    { address: '10.0.0.2:9090' },
+    { address: '10.0.0.3:9090' },
+  ]);
+  // Without the mesh, no identities; and the version tells the two apart.
+  const plain = buildSnapshot('shop', { app: 'web' }, { ...view, mesh: undefined });
+  assert.ok(plain.upstreams[0]!.endpoints.every((e) => e.identity === undefined));
+  assert.notEqual(plain.version, snap.version);
+});

@@ -7,23 +7,72 @@
  * so an unchanged world sends nothing.
  */
 import { createHash } from 'node:crypto';
-import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { DiscoveredUpstream } from '../../api/discovery.ts';
+import { type MtlsMode, spiffeId } from '../../api/mesh.ts';
 import { type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
 
 export interface DiscoveryView {
   policies: readonly ResiliencePolicy[];
   services: readonly V1Service[];
   slices: readonly V1EndpointSlice[];
+  /** The mesh, when on: its trust domain and the pods with a sidecar (whose identities endpoints carry). */
+  mesh?: { trustDomain: string; pods: readonly V1Pod[] } | undefined;
+}
+
+/** A meshed pod: its identity, and the ports where its sidecar accepts mTLS (its inbound listeners). */
+interface MeshedPod {
+  identity: string;
+  ports: Set<number>;
+}
+
+const meshMemo = new WeakMap<DiscoveryView, { byPod: Map<string, MeshedPod>; byIp: Map<string, MeshedPod> }>();
+
+/** The view's meshed pods by namespace/name and by IP (computed once per view). */
+function meshedPods(view: DiscoveryView): { byPod: Map<string, MeshedPod>; byIp: Map<string, MeshedPod> } {
+  let m = meshMemo.get(view);
+  if (m) return m;
+  m = { byPod: new Map(), byIp: new Map() };
+  const mesh = view.mesh;
+  for (const pod of mesh?.pods ?? []) {
+    const ns = pod.metadata?.namespace ?? '';
+    const labels = pod.metadata?.labels ?? {};
+    if (!mesh || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed' || pod.metadata?.deletionTimestamp) continue;
+    const ports = new Set<number>();
+    for (const p of view.policies)
+      if (p.metadata.namespace === ns && selects(p.spec.selector, labels)) for (const ib of p.spec.inbound ?? []) ports.add(ib.port);
+    if (ports.size === 0) continue;
+    const mp = {
+      identity: spiffeId({ trustDomain: mesh.trustDomain, namespace: ns, serviceAccount: pod.spec?.serviceAccountName || 'default' }),
+      ports,
+    };
+    m.byPod.set(`${ns}/${pod.metadata?.name}`, mp);
+    for (const ip of pod.status?.podIPs ?? (pod.status?.podIP ? [{ ip: pod.status.podIP }] : [])) m.byIp.set(ip.ip, mp);
+  }
+  meshMemo.set(view, m);
+  return m;
+}
+
+export interface ServiceEndpoint {
+  address: string;
+  /** The mesh identity its sidecar presents, when the pod is meshed on this port. */
+  identity?: string;
 }
 
 /** Ready endpoint addresses (`ip:targetPort`) of a Service port. */
 export function serviceEndpoints(svc: V1Service, port: number, slices: readonly V1EndpointSlice[]): string[] {
+  return endpointsWithIdentity(svc, port, { policies: [], services: [], slices }).map((e) => e.address);
+}
+
+/** Ready endpoints of a Service port, with the mesh identity of those whose pods' sidecars take mTLS there. */
+export function endpointsWithIdentity(svc: V1Service, port: number, view: DiscoveryView): ServiceEndpoint[] {
+  const slices = view.slices;
   const sp = svc.spec?.ports?.find((p) => p.port === port);
   if (!sp) return [];
   const ns = svc.metadata?.namespace;
   const name = svc.metadata?.name;
-  const out = new Set<string>();
+  const meshed = view.mesh ? meshedPods(view) : undefined;
+  const out = new Map<string, ServiceEndpoint>();
   for (const sl of slices) {
     if (sl.metadata?.namespace !== ns || sl.metadata?.labels?.['kubernetes.io/service-name'] !== name) continue;
     if (sl.addressType !== 'IPv4' && sl.addressType !== 'IPv6') continue;
@@ -32,10 +81,15 @@ export function serviceEndpoints(svc: V1Service, port: number, slices: readonly 
     if (ep?.port === undefined) continue;
     for (const e of sl.endpoints ?? []) {
       if (e.conditions?.ready === false) continue;
-      for (const a of e.addresses) out.add(sl.addressType === 'IPv6' ? `[${a}]:${ep.port}` : `${a}:${ep.port}`);
+      for (const a of e.addresses) {
+        const address = sl.addressType === 'IPv6' ? `[${a}]:${ep.port}` : `${a}:${ep.port}`;
+        const ref = e.targetRef?.kind === 'Pod' ? `${e.targetRef.namespace ?? ns}/${e.targetRef.name}` : undefined;
+        const pod = meshed && (ref ? meshed.byPod.get(ref) : meshed.byIp.get(a));
+        out.set(address, pod && pod.ports.has(ep.port) ? { address, identity: pod.identity } : { address });
+      }
     }
   }
-  return [...out].sort();
+  return [...out.values()].sort((x, y) => (x.address < y.address ? -1 : x.address > y.address ? 1 : 0));
 }
 
 export function hostsFor(service: string, namespace: string, port: number): string[] {
@@ -48,6 +102,7 @@ export interface DiscoveredInbound {
   name: string;
   listen: string;
   target: string;
+  mtls?: MtlsMode;
   policy?: unknown;
 }
 
@@ -94,7 +149,8 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
         name: `${name}.${namespace}`,
         hosts: hostsFor(name, namespace, port),
         protocol: up.protocol ?? 'auto',
-        endpoints: svc ? serviceEndpoints(svc, port, view.slices).map((address) => ({ address })) : [],
+        endpoints: svc ? endpointsWithIdentity(svc, port, view) : [],
+        ...(up.mtls ? { mtls: up.mtls } : {}),
         ...(up.localPort ? { listen: `127.0.0.1:${up.localPort}` } : {}),
         ...(up.policy !== undefined ? { policy: up.policy } : {}),
         ...(up.routes !== undefined && up.routes.length > 0 ? { routes: up.routes } : {}),
@@ -106,6 +162,7 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
         name: `${p.metadata.name}-${ib.name}`,
         listen: `0.0.0.0:${ib.port}`,
         target: `127.0.0.1:${ib.targetPort}`,
+        ...(ib.mtls ? { mtls: ib.mtls } : {}),
         ...(ib.policy !== undefined ? { policy: ib.policy } : {}),
       });
     }

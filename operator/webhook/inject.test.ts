@@ -80,3 +80,21 @@ it('extra sidecar environment (injection.sidecarEnv) is added, never overriding 
   );
   assert.equal(c.env?.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name');
 });
+
+it("mesh: the sidecar gets its pod's projected token for the mesh audience, and the flag naming it", () => {
+  const pod: V1Pod = {
+    metadata: { name: 'p' },
+    spec: { containers: [{ name: 'app', image: 'x' }], volumes: [{ name: 'data', emptyDir: {} }] },
+  };
+  const out = apply(pod, injectionPatch(pod, { ...o, mesh: true })) as V1Pod;
+  const vol = out.spec?.volumes?.find((v) => v.name === 'ballast-mesh-token');
+  assert.deepEqual(vol?.projected?.sources, [
+    { serviceAccountToken: { audience: 'ballast.dev/mesh', expirationSeconds: 3600, path: 'token' } },
+  ]);
+  assert.equal(out.spec?.volumes?.[0]?.name, 'data', "the pod's own volumes stay");
+  const sc = out.spec?.initContainers?.[0];
+  assert.ok(sc?.args?.includes('--identity-token-file=/var/run/secrets/ballast.dev/mesh/token'));
+  assert.deepEqual(sc?.volumeMounts, [{ name: 'ballast-mesh-token', mountPath: '/var/run/secrets/ballast.dev/mesh', readOnly: true }]);
+  const off = apply(pod, injectionPatch(pod, o)) as V1Pod;
+  assert.equal(off.spec?.volumes?.length, 1, 'no mesh: no token');
+});

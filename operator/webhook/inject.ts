@@ -6,7 +6,11 @@
  * `<namespace>/<pod>`. A pod opts out with the label or annotation `ballast.dev/inject: "false"`; a pod
  * already injected is left alone (the webhook may be called twice).
  */
-import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
+import { posix } from 'node:path';
+import type { V1Container, V1EnvVar, V1Pod, V1Volume } from '@kubernetes/client-node';
+import { meshTokenAudience, meshTokenPath } from '../../api/mesh.ts';
+
+const dirname = posix.dirname;
 
 export const injectAnnotation = 'ballast.dev/inject';
 export const injectedAnnotation = 'ballast.dev/injected';
@@ -24,7 +28,12 @@ export interface InjectOptions {
   resources?: V1Container['resources'];
   /** Extra environment for the sidecar (e.g. OTEL_EXPORTER_OTLP_ENDPOINT). */
   env?: Array<{ name: string; value: string }>;
+  /** Mesh identities on: the sidecar gets its pod's projected ServiceAccount token for the mesh audience. */
+  mesh?: boolean;
 }
+
+/** The projected token volume a meshed sidecar proves its identity with. */
+export const meshTokenVolume = 'ballast-mesh-token';
 
 export interface PatchOp {
   op: 'add' | 'replace';
@@ -47,7 +56,9 @@ export function sidecarContainer(o: InjectOptions): V1Container {
       `--discovery-address=${o.discoveryAddress}`,
       `--proxy=127.0.0.1:${o.proxyPort}`,
       `--admin=0.0.0.0:${o.adminPort}`,
+      ...(o.mesh ? [`--identity-token-file=${meshTokenPath}`] : []),
     ],
+    ...(o.mesh ? { volumeMounts: [{ name: meshTokenVolume, mountPath: dirname(meshTokenPath), readOnly: true }] } : {}),
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
@@ -96,6 +107,17 @@ export function injectionPatch(pod: V1Pod, o: InjectOptions): PatchOp[] {
   // The sidecar goes first, so it is up before any other init container makes calls.
   if (!init || init.length === 0) ops.push({ op: 'add', path: '/spec/initContainers', value: [sidecarContainer(o)] });
   else ops.push({ op: 'add', path: '/spec/initContainers/0', value: sidecarContainer(o) });
+  if (o.mesh && !(pod.spec?.volumes ?? []).some((v) => v.name === meshTokenVolume)) {
+    // A token only the operator accepts (its own audience), bound to this pod, rotated by the kubelet.
+    const volume: V1Volume = {
+      name: meshTokenVolume,
+      projected: {
+        sources: [{ serviceAccountToken: { audience: meshTokenAudience, expirationSeconds: 3600, path: 'token' } }],
+      },
+    };
+    if (!pod.spec?.volumes || pod.spec.volumes.length === 0) ops.push({ op: 'add', path: '/spec/volumes', value: [volume] });
+    else ops.push({ op: 'add', path: '/spec/volumes/-', value: volume });
+  }
   (pod.spec?.containers ?? []).forEach((c, i) => {
     const have = new Set((c.env ?? []).map((e) => e.name));
     const add = proxyEnv.filter((e) => !have.has(e.name));

@@ -8,6 +8,8 @@ import { type IncomingMessage, type ServerResponse, createServer as createH1 } f
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
+import tls, { type TLSSocket } from 'node:tls';
+import { parseSpiffeId, uriSans } from '../../api/mesh.ts';
 import { type DownRes, asDownRes } from '../http.ts';
 
 export type Handler = (req: IncomingMessage | Http2ServerRequest, res: DownRes, isH2: boolean) => void;
@@ -21,6 +23,22 @@ export interface Listener {
 }
 
 const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+/** Mesh mTLS on a listener: a connection that opens with a TLS handshake is terminated with the sidecar's certificate. */
+export interface ListenerMesh {
+  /** The sidecar's certificate chain, key, trust bundle and trust domain; undefined until it has one. */
+  material(): { chainPem: string; keyPem: string; bundlePem: string; trustDomain: string } | undefined;
+  /** A connection was accepted (`mtls`, with the caller's identity, or `plaintext`) or refused (the reason). */
+  count(security: 'mtls' | 'plaintext', result: string, detail?: string): void;
+}
+
+const peerKey = Symbol.for('ballast.peerIdentity');
+
+/** The mesh identity of the caller of a request that came over mTLS ('' when plaintext). */
+export function peerIdentity(req: { socket?: unknown }): string {
+  const s = req.socket as Record<symbol, unknown> | undefined;
+  return (s?.[peerKey] as string | undefined) ?? '';
+}
 
 export function splitAddress(addr: string): { host: string; port: number } {
   const i = addr.lastIndexOf(':');
@@ -68,7 +86,7 @@ export function replaying(socket: Socket, first: Buffer): Duplex {
 export async function listen(
   addr: string,
   handler: Handler,
-  o: { tls?: { cert: Buffer; key: Buffer }; upgrade?: UpgradeHandler } = {},
+  o: { tls?: { cert: Buffer; key: Buffer }; upgrade?: UpgradeHandler; mesh?: ListenerMesh } = {},
 ): Promise<Listener> {
   const sockets = new Set<Socket>();
   const sessions = new Set<Http2Session>();
@@ -99,6 +117,41 @@ export async function listen(
     if (err.rawPacket && !/ HTTP\/1\.[01]\r?$/.test(first)) return void socket.destroy();
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
   });
+  // Mesh mTLS: one TLS server whose certificate follows the sidecar's (setSecureContext on renewal);
+  // verified connections go on, decrypted, to the same HTTP/1.1 and HTTP/2 servers by ALPN.
+  let meshTls: tls.Server | undefined;
+  let meshServed: object | undefined;
+  const meshServer = (mesh: ListenerMesh): tls.Server | undefined => {
+    const m = mesh.material();
+    if (!m) return undefined;
+    const opts = { cert: m.chainPem, key: m.keyPem, ca: m.bundlePem };
+    if (!meshTls) {
+      const t = tls.createServer({ ...opts, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1'] });
+      t.on('tlsClientError', (err: Error & { code?: string }) =>
+        mesh.count('mtls', err.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE' ? 'no-client-certificate' : 'handshake', err.message),
+      );
+      t.on('secureConnection', (ts: TLSSocket) => {
+        ts.on('error', () => undefined);
+        const td = mesh.material()?.trustDomain;
+        const ids = uriSans(ts.getPeerCertificate().subjectaltname);
+        const id = ids.find((u) => parseSpiffeId(u)?.trustDomain === td);
+        if (!id) {
+          mesh.count('mtls', 'trust-domain', ids.join(',') || 'no SPIFFE ID');
+          return void ts.destroy();
+        }
+        (ts as unknown as Record<symbol, unknown>)[peerKey] = id;
+        mesh.count('mtls', 'accepted', id);
+        if (ts.alpnProtocol === 'h2') h2.emit('connection', ts);
+        else h1.emit('connection', ts);
+      });
+      meshTls = t;
+      meshServed = m;
+    } else if (meshServed !== m) {
+      meshTls.setSecureContext(opts);
+      meshServed = m;
+    }
+    return meshTls;
+  };
   const server = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -107,15 +160,27 @@ export async function listen(
       h2.emit('connection', socket);
       return;
     }
-    // Peek at the first bytes: the HTTP/2 preface, or HTTP/1.x.
+    // Peek at the first bytes: a TLS handshake (mesh mTLS), the HTTP/2 preface, or HTTP/1.x.
     let seen: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      if (o.mesh && seen[0] === 0x16) {
+        socket.off('data', onData);
+        socket.pause();
+        const t = meshServer(o.mesh);
+        if (!t) {
+          o.mesh.count('mtls', 'no-certificate', 'this sidecar has no mesh certificate yet');
+          return void socket.destroy();
+        }
+        t.emit('connection', replaying(socket, seen));
+        return;
+      }
       const n = Math.min(seen.length, preface.length);
       const isH2 = seen.subarray(0, n).equals(preface.subarray(0, n));
       if (isH2 && seen.length < preface.length) return; // wait for the whole preface
       socket.off('data', onData);
       socket.pause();
+      o.mesh?.count('plaintext', 'accepted');
       if (isH2) {
         // node:http2 reads a net.Socket's handle directly, past anything unshifted: hand it a
         // stream that starts with the bytes already read instead.

@@ -7,8 +7,11 @@
  * from "reset mid-request" (safe only for idempotent requests).
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import net from 'node:net';
 import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import tls from 'node:tls';
+import { type buildConnector, Pool } from 'undici';
+import { uriSans } from '../../api/mesh.ts';
 
 export type Headers = Record<string, string | string[] | undefined>;
 
@@ -60,10 +63,63 @@ export interface TlsOptions {
   insecureSkipVerify?: boolean;
 }
 
+/** Mesh mTLS to an endpoint whose sidecar presents `identity`. */
+export interface MeshPeer {
+  identity: string;
+  /** strict: never plaintext (no certificate of our own yet: the connection fails). */
+  strict: boolean;
+  /** The sidecar's certificate, key and trust bundle, read at each new connection (undefined: none yet). */
+  material(): { chainPem: string; keyPem: string; bundlePem: string } | undefined;
+}
+
+const contexts = new WeakMap<object, tls.SecureContext>();
+function contextOf(m: { chainPem: string; keyPem: string; bundlePem: string }): tls.SecureContext {
+  let c = contexts.get(m);
+  if (!c) contexts.set(m, (c = tls.createSecureContext({ cert: m.chainPem, key: m.keyPem, ca: m.bundlePem })));
+  return c;
+}
+
+/**
+ * A connection to host:port: mTLS (ALPN `alpn`, the peer's certificate checked against the trust
+ * bundle and its SPIFFE ID against the expected one) when this sidecar has a certificate, else
+ * plaintext (permissive) or an error (strict).
+ */
+export function meshConnect(host: string, port: number, alpn: string, peer: MeshPeer): net.Socket | AttemptError {
+  if (!peer.identity)
+    return new AttemptError(
+      'connect',
+      `${host}:${port} is not meshed (its pod has no sidecar identity on this port) and the upstream requires mTLS (mtls: strict)`,
+    );
+  const m = peer.material();
+  if (!m) {
+    if (peer.strict)
+      return new AttemptError('connect', `mTLS is required (mtls: strict) but this sidecar has no mesh certificate yet; see /ready`);
+    return net.connect({ host, port, noDelay: true });
+  }
+  return tls.connect({
+    host,
+    port,
+    secureContext: contextOf(m),
+    ALPNProtocols: [alpn],
+    ...(net.isIP(host) ? {} : { servername: host }),
+    checkServerIdentity: (_host, cert) =>
+      uriSans(cert.subjectaltname).includes(peer.identity)
+        ? undefined
+        : Object.assign(
+            new Error(
+              `the endpoint presented ${uriSans(cert.subjectaltname).join(', ') || 'no SPIFFE ID'}, not the expected ${peer.identity}`,
+            ),
+            { code: 'ERR_MESH_PEER_IDENTITY' },
+          ),
+  });
+}
+
 export interface EndpointOptions {
   connectMs: number;
   idleMs: number;
   tls?: TlsOptions;
+  /** Mesh mTLS (instead of `tls`). */
+  mesh?: MeshPeer;
   /** HTTP/1.1 connections at most. */
   connections: number;
 }
@@ -89,6 +145,20 @@ const connectCodes = new Set([
   'EAI_AGAIN',
   'UND_ERR_CONNECT_TIMEOUT',
   'ERR_HTTP2_SESSION_ERROR',
+  // The TLS handshake failed: nothing was sent.
+  'ERR_MESH_PEER_IDENTITY',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED',
+  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
 ]);
 
 function classify(err: Error & { code?: string; cause?: unknown }): AttemptError {
@@ -149,13 +219,39 @@ export class EndpointTransport {
         keepAliveTimeout: 30_000,
         headersTimeout: 0,
         bodyTimeout: this.#options.idleMs,
-        connect: {
-          timeout: this.#options.connectMs,
-          ...(tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify } : {}),
-        },
+        connect: this.#options.mesh
+          ? this.#meshConnector(this.#options.mesh)
+          : {
+              timeout: this.#options.connectMs,
+              ...(tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify } : {}),
+            },
       });
     }
     return this.#pool;
+  }
+
+  /** undici's connector for mesh endpoints: mTLS (or plaintext, permissive without a certificate) per connection. */
+  #meshConnector(peer: MeshPeer): buildConnector.connector {
+    return (opts, cb): void => {
+      const s = meshConnect(opts.hostname, Number(opts.port) || 80, 'http/1.1', peer);
+      if (s instanceof AttemptError) return void cb(s, null);
+      let done = false;
+      const finish = (err: Error | null): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (err) {
+          s.destroy();
+          cb(err, null);
+        } else cb(null, s as tls.TLSSocket);
+      };
+      const timer = setTimeout(
+        () => finish(new AttemptError('connect', `cannot connect to ${this.id} within ${this.#options.connectMs} ms`)),
+        this.#options.connectMs,
+      );
+      s.once(s instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => finish(null));
+      s.once('error', (err: Error) => finish(err));
+    };
   }
 
   #sendH1(req: OutRequest, h: AttemptHandlers): AttemptControl {
@@ -211,9 +307,26 @@ export class EndpointTransport {
     if (this.#sessionReady) return this.#sessionReady;
     const tls = this.#options.tls;
     const p = new Promise<ClientHttp2Session>((resolve, reject) => {
+      const mesh = this.#options.mesh;
+      let refused: AttemptError | undefined;
       const s = http2.connect(
         this.#origin,
-        tls ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify, ALPNProtocols: ['h2'] } : {},
+        mesh
+          ? {
+              createConnection: (url: URL) => {
+                const c = meshConnect(url.hostname.replace(/^\[|\]$/g, ''), Number(url.port) || 80, 'h2', mesh);
+                if (c instanceof AttemptError) {
+                  refused = c;
+                  const dead = new net.Socket();
+                  queueMicrotask(() => dead.destroy(c));
+                  return dead;
+                }
+                return c;
+              },
+            }
+          : tls
+            ? { ca: tls.ca, servername: tls.serverName, rejectUnauthorized: !tls.insecureSkipVerify, ALPNProtocols: ['h2'] }
+            : {},
       );
       let connected = false;
       let settled = false;
@@ -234,7 +347,7 @@ export class EndpointTransport {
       s.once('error', (err: Error & { code?: string }) => {
         if (connected && (err.code === 'ERR_HTTP2_ERROR' || err.code === 'ERR_HTTP2_SESSION_ERROR' || /protocol/i.test(err.message)))
           done(notH2(err.message));
-        else done(new AttemptError('connect', `cannot connect to ${this.id}: ${err.message}`, { cause: err }));
+        else done(refused ?? new AttemptError('connect', `cannot connect to ${this.id}: ${err.message}`, { cause: err }));
       });
       s.once('close', () =>
         done(
@@ -296,7 +409,7 @@ export class EndpointTransport {
           ':method': req.method,
           ':path': req.path,
           ':authority': req.authority,
-          ':scheme': this.#options.tls ? 'https' : 'http',
+          ':scheme': this.#options.tls || session.encrypted ? 'https' : 'http',
         };
         delete headers['host'];
         const hasBody = req.body !== null;

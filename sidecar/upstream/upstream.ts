@@ -22,7 +22,8 @@ import { TokenBucket } from '../policies/ratelimit.ts';
 import { RetryBudget } from '../policies/retry-budget.ts';
 import { ClientThrottle, PooledLimit } from '../policies/shed.ts';
 import type { Tracing } from '../tracing.ts';
-import { EndpointTransport, type TlsOptions } from './transport.ts';
+import { EndpointTransport, type MeshPeer, type TlsOptions } from './transport.ts';
+import type { MtlsMode } from '../../api/mesh.ts';
 
 export function breakerRules(b: PolicySpec['breaker']['endpoint']): BreakerRules | undefined {
   const r: BreakerRules = { windowMs: b.windowMs, openMs: b.openMs, halfOpenTrials: b.halfOpenTrials };
@@ -35,6 +36,8 @@ export function breakerRules(b: PolicySpec['breaker']['endpoint']): BreakerRules
 export interface EndpointState {
   id: string;
   weight: number;
+  /** The mesh identity its sidecar presents ('' : not meshed). */
+  identity: string;
   transport: EndpointTransport;
   breaker: Breaker | undefined;
 }
@@ -80,7 +83,9 @@ export interface UpstreamSpec {
   name: string;
   protocol: 'auto' | 'http1' | 'http2';
   tls: { enabled: boolean; caFile: string; serverName: string; insecureSkipVerify: boolean };
-  endpoints: Array<{ address: string; weight: number }>;
+  /** Mesh mTLS towards endpoints with an identity (absent: off). */
+  mtls?: MtlsMode;
+  endpoints: Array<{ address: string; weight: number; identity?: string }>;
   policy: PolicySpec;
   routes: RouteConfig[];
   /** Inbound listeners: one target, no retries, hedges, ejection or breakers. */
@@ -94,6 +99,8 @@ export interface UpstreamDeps {
   metrics: SidecarMetrics;
   /** Set when traces are exported. */
   tracing?: Tracing | undefined;
+  /** The sidecar's mesh certificate, key and trust bundle (absent or undefined: none). */
+  meshMaterial?: () => { chainPem: string; keyPem: string; bundlePem: string } | undefined;
 }
 
 /** What an attempt held from its start: the endpoint, its breaker's ticket, its place under the endpoint's limit. */
@@ -154,7 +161,7 @@ export class Upstream {
     this.#spec = spec;
     const p = spec.inbound ? inboundPolicy(spec.policy) : spec.policy;
     const { clock, random, metrics } = this.deps;
-    const policyKey = JSON.stringify([p, spec.routes, spec.tls, spec.protocol]);
+    const policyKey = JSON.stringify([p, spec.routes, spec.tls, spec.protocol, spec.mtls]);
     if (policyKey !== this.#policyKey) {
       this.#policyKey = policyKey;
       const wait = (route: string) => {
@@ -347,13 +354,53 @@ export class Upstream {
     return this.#defaultRoute;
   }
 
-  #setEndpoints(list: Array<{ address: string; weight: number }>): void {
+  /** How an endpoint is reached in the mesh: mTLS checked against its identity, or plaintext (undefined). */
+  #meshPeer(identity: string): MeshPeer | undefined {
+    const mode = this.#spec.mtls ?? 'off';
+    if (mode === 'off' || (!identity && mode === 'permissive')) return undefined;
+    const material = this.deps.meshMaterial ?? (() => undefined);
+    return { identity, strict: mode === 'strict', material };
+  }
+
+  #transport(address: string, identity: string): EndpointTransport {
+    const p = this.policy;
+    const mesh = this.#meshPeer(identity);
+    return new EndpointTransport(address, {
+      connectMs: p.timeouts.connectMs,
+      idleMs: p.timeouts.idleMs,
+      connections: Math.min(p.bulkhead.maxConcurrent, 256),
+      ...(mesh ? { mesh } : this.#tls ? { tls: this.#tls } : {}),
+    });
+  }
+
+  /**
+   * This sidecar's mesh certificate arrived (or went): connections to meshed endpoints made
+   * without one (plaintext, permissive) are replaced; requests in flight finish on them.
+   */
+  remesh(): void {
+    for (const ep of this.#endpointList) {
+      if (!ep.identity || !this.#meshPeer(ep.identity)) continue;
+      void ep.transport.close();
+      ep.transport = this.#transport(ep.id, ep.identity);
+    }
+  }
+
+  #setEndpoints(list: Array<{ address: string; weight: number; identity?: string }>): void {
     const { clock, metrics, random } = this.deps;
     const p = this.policy;
     const next = new Map<string, EndpointState>();
     for (const e of list) {
       const had = this.#endpoints.get(e.address);
+      if (had && had.identity === (e.identity ?? '')) {
+        had.weight = e.weight;
+        next.set(e.address, had);
+        continue;
+      }
       if (had) {
+        // The same address is now another pod (or meshed differently): new connections.
+        void had.transport.close();
+        had.identity = e.identity ?? '';
+        had.transport = this.#transport(e.address, had.identity);
         had.weight = e.weight;
         next.set(e.address, had);
         continue;
@@ -363,12 +410,8 @@ export class Upstream {
       const st: EndpointState = {
         id: e.address,
         weight: e.weight,
-        transport: new EndpointTransport(e.address, {
-          connectMs: p.timeouts.connectMs,
-          idleMs: p.timeouts.idleMs,
-          connections: Math.min(p.bulkhead.maxConcurrent, 256),
-          ...(this.#tls ? { tls: this.#tls } : {}),
-        }),
+        identity: e.identity ?? '',
+        transport: this.#transport(e.address, e.identity ?? ''),
         breaker,
       };
       if (breaker) {
@@ -453,6 +496,7 @@ export class Upstream {
       endpoints: this.#endpointList.map((e) => ({
         address: e.id,
         weight: e.weight,
+        ...(e.identity ? { identity: e.identity, mtls: this.#meshPeer(e.identity) !== undefined } : {}),
         breaker: e.breaker?.state(now) ?? 'none',
         ejected: this.#outlier?.isEjected(e.id) ?? false,
       })),

@@ -394,6 +394,114 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.equal(kubectl(['delete', 'namespace', 'shop', '--wait=false']).status, 0);
   });
 
+  it("the mesh: injected pods get SPIFFE certificates from the operator; a client calls a strict meshed Service over mTLS and the app sees the client's identity; a plaintext caller is refused", async (t) => {
+    const start = Date.now();
+    assert.equal(kubectl(['create', 'namespace', 'mesh']).status, 0);
+    assert.equal(kubectl(['label', 'namespace', 'mesh', 'ballast.dev/injection=enabled']).status, 0);
+    const echo = { name: 'app', image: 'ballast-test/http-echo:dev', env: [{ name: 'PORT', value: '8080' }] };
+    const manifests = [
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'api', namespace: 'mesh' } },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'client', namespace: 'mesh' } },
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'api', namespace: 'mesh' },
+        // Callers reach the api pods' sidecar (its inbound listener), which forwards to the app.
+        spec: { selector: { app: 'api' }, ports: [{ name: 'http', port: 80, targetPort: 18080 }] },
+      },
+      {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'api', namespace: 'mesh' },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { app: 'api' } },
+          template: {
+            metadata: { labels: { app: 'api' } },
+            spec: {
+              serviceAccountName: 'api',
+              containers: [{ ...echo, readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 } }],
+            },
+          },
+        },
+      },
+      {
+        apiVersion: 'ballast.dev/v1alpha1',
+        kind: 'ResiliencePolicy',
+        metadata: { name: 'api-inbound', namespace: 'mesh' },
+        spec: { selector: { matchLabels: { app: 'api' } }, inbound: [{ name: 'http', port: 18080, targetPort: 8080, mtls: 'strict' }] },
+      },
+      {
+        apiVersion: 'ballast.dev/v1alpha1',
+        kind: 'ResiliencePolicy',
+        metadata: { name: 'client', namespace: 'mesh' },
+        spec: { selector: { matchLabels: { app: 'client' } }, service: { name: 'api', port: 80 }, policy: { retries: { maxAttempts: 3 } } },
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'client', namespace: 'mesh', labels: { app: 'client' } },
+        spec: { serviceAccountName: 'client', containers: [echo] },
+      },
+    ];
+    const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
+    assert.equal(applied.status, 0, applied.stderr);
+    assert.equal(kubectl(['wait', '-n', 'mesh', 'pod/client', '--for=condition=Ready', '--timeout=120s']).status, 0);
+    assert.equal(kubectl(['wait', '-n', 'mesh', 'deployment/api', '--for=condition=Available', '--timeout=120s']).status, 0);
+    const ip = (sel: string[]) => kubectl(['get', 'pods', '-n', 'mesh', ...sel, '-o', 'jsonpath={.items[0].status.podIP}']).stdout;
+    const [clientIp, apiIp] = [ip(['-l', 'app=client']), ip(['-l', 'app=api'])];
+    type Ready = { mesh?: { state: string; spiffeId?: string; reason?: string } };
+    for (const [podIp, sa] of [
+      [clientIp, 'client'],
+      [apiIp, 'api'],
+    ] as const) {
+      let ready: Ready = {};
+      for (let i = 0; i < 120 && ready.mesh?.state !== 'certified'; i++) {
+        ready = (await (await fetch(`http://${podIp}:15000/ready`)).json()) as Ready;
+        if (ready.mesh?.state !== 'certified') await new Promise((res) => setTimeout(res, 250));
+      }
+      assert.equal(ready.mesh?.spiffeId, `spiffe://cluster.local/ns/mesh/sa/${sa}`, JSON.stringify(ready));
+    }
+    t.diagnostic(`namespace labelled → both sidecars certified: ${Date.now() - start} ms`);
+    // The client app calls the Service by name through its sidecar (HTTP_PROXY); the sidecars talk mTLS.
+    let answer = '';
+    for (let i = 0; i < 120; i++) {
+      const r = await fetch(`http://${clientIp}:8080/fetch?url=${encodeURIComponent('http://api.mesh.svc.cluster.local/')}`);
+      answer = await r.text();
+      if (r.status === 200 && answer.includes('spiffe')) break;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    assert.equal((JSON.parse(answer) as { xfcc: string }).xfcc, 'URI=spiffe://cluster.local/ns/mesh/sa/client', answer);
+    const apiMetrics = await (await fetch(`http://${apiIp}:15000/metrics`)).text();
+    assert.match(
+      apiMetrics,
+      /ballast_sidecar_inbound_connections_total\{listener="api-inbound-http",security="mtls",result="accepted"\} [1-9]/,
+    );
+    // From outside the mesh (this host, plaintext) the strict listener refuses, saying why.
+    const plain = await fetch(`http://${apiIp}:18080/`);
+    assert.equal(plain.status, 403);
+    assert.equal(plain.headers.get('x-ballast-error'), 'SIDECAR_ERR_MTLS_REQUIRED');
+    await plain.text();
+    // The operator made the trust anchor and the issuer (kept across upgrades and reinstalls).
+    assert.deepEqual(
+      kubectl([
+        'get',
+        'secret',
+        '-n',
+        'ballast-system',
+        '-l',
+        'app.kubernetes.io/component=mesh',
+        '-o',
+        'jsonpath={.items[*].metadata.name}',
+      ])
+        .stdout.split(' ')
+        .sort(),
+      ['ballast-operator-mesh-issuer', 'ballast-operator-mesh-trust-anchor'],
+    );
+    t.diagnostic(`first mTLS answer: ${Date.now() - start} ms after the namespace was labelled`);
+    assert.equal(kubectl(['delete', 'namespace', 'mesh', '--wait=false']).status, 0);
+  });
+
   it('upgrade with unchanged values changes nothing, and every field the chart sets reads back unchanged (no perpetual diff in Argo CD)', () => {
     const before = uids();
     const r = helm(['upgrade', 'ballast', chart, '-n', 'ballast-system', '--wait']);

@@ -254,7 +254,8 @@ describe('sidecar traffic', () => {
     });
     assert.equal(body, 'tls 2.0');
     assert.deepEqual(seen, ['1.1 /one', '2.0 /two']);
-    // A CA that did not sign the endpoint's certificate: refused, by name.
+    // A CA that did not sign the endpoint's certificate: refused, by name. Nothing was sent, so it
+    // is a connect failure (503 UNREACHABLE, as Envoy answers a TLS failure), safe to retry elsewhere.
     const other = makeCerts();
     const bad = await sidecar({
       upstreams: [
@@ -269,7 +270,8 @@ describe('sidecar traffic', () => {
       ],
     });
     const r = await get(bad.url('/', 'bad'));
-    assert.equal(r.status, 502);
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('x-ballast-error'), 'SIDECAR_ERR_UPSTREAM_UNREACHABLE');
     assert.match(r.body, /certificate/);
   });
 

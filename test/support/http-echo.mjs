@@ -106,7 +106,9 @@ const handler = (req, res) => {
       res.end(String(e));
     });
   }
-  res.end(JSON.stringify({ pod: process.env.HOSTNAME, podIP: process.env.POD_IP, path: req.url }) + '\n');
+  // xfcc: who the pod's Ballast sidecar says called (mesh mTLS), when it does.
+  const xfcc = req.headers['x-forwarded-client-cert'] ?? null;
+  res.end(JSON.stringify({ pod: process.env.HOSTNAME, podIP: process.env.POD_IP, path: req.url, xfcc }) + '\n');
 };
 // TLS_CERT/TLS_KEY: serve HTTPS instead (a webhook).
 const server = process.env.TLS_CERT

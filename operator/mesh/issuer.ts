@@ -1,0 +1,270 @@
+/**
+ * The mesh's issuer as the operator runs it: the trust anchor and the issuer live in Secrets of
+ * the operator's namespace (kubernetes.io/tls: tls.crt, tls.key, ca.crt, the layout cert-manager
+ * writes, so cert-manager users can provide either). On start and hourly, every replica reads
+ * them and makes what is missing: a trust anchor (when none is provided), and an issuer signed by
+ * the anchor, remade when a third of its life is left or when the anchor no longer signs it.
+ * Replicas race safely: whoever creates or replaces a Secret first wins, the others read it.
+ *
+ * A sidecar's certificate request (`certify`) carries its pod's projected ServiceAccount token;
+ * a TokenReview proves who it is (identity.ts), and the certificate names that identity.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { AuthenticationV1Api, CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import type { Clock, TimerHandle } from '../../lib/clock.ts';
+import type { BallastError } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { Metrics } from '../../lib/metrics.ts';
+import { unlessNotFound } from '../../lib/kube/read.ts';
+import { meshTokenAudience, spiffeId } from '../../api/mesh.ts';
+import { catalogue } from '../errors.ts';
+import { CsrError, type KeyedCert, makeIssuer, makeTrustAnchor, notAfterOf, signWorkload, signedBy, splitPem } from './ca.ts';
+import { identityFromReview } from './identity.ts';
+
+export interface MeshIssuerOptions {
+  core: CoreV1Api;
+  authn: AuthenticationV1Api;
+  namespace: string;
+  trustDomain: string;
+  /** The trust anchor's Secret (made when missing). */
+  anchorSecret: string;
+  /** The issuer's Secret (made, and remade before expiry, when the anchor's key is at hand). */
+  issuerSecret: string;
+  /** How long workload certificates live. */
+  certificateTtlMs: number;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export interface Certified {
+  chainPem: string;
+  bundlePem: string;
+  spiffeId: string;
+  notAfter: Date;
+}
+
+interface State {
+  issuer: KeyedCert;
+  bundlePem: string;
+}
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+const unb64 = (s: string | undefined): string => (s ? Buffer.from(s, 'base64').toString() : '');
+const day = 86_400_000;
+
+export class MeshIssuer {
+  readonly #o: MeshIssuerOptions;
+  #state: State | undefined;
+  #timer: TimerHandle | undefined;
+  #retry: TimerHandle | undefined;
+  #stopped = false;
+  #refreshing: Promise<void> | undefined;
+  readonly #expiry;
+  readonly #issued;
+  readonly #refused;
+  #onBundle: ((pem: string) => void) | undefined;
+
+  constructor(o: MeshIssuerOptions) {
+    this.#o = o;
+    this.#expiry = o.metrics.gauge(
+      'ballast_operator_mesh_certificate_expiry_timestamp_seconds',
+      "When the mesh's trust anchors and issuer expire (Unix seconds).",
+      ['which', 'subject'],
+    );
+    this.#issued = o.metrics.counter('ballast_operator_mesh_certificates_issued_total', 'Workload certificates issued to sidecars.');
+    this.#refused = o.metrics.counter('ballast_operator_mesh_certificate_refusals_total', 'Certificate requests refused, by error code.', [
+      'code',
+    ]);
+    this.#issued.inc(0);
+  }
+
+  /** The trust anchors sidecars must trust (PEM), once known. */
+  get bundlePem(): string {
+    return this.#state?.bundlePem ?? '';
+  }
+
+  /** Told when the trust bundle changes (the discovery service sends it to every sidecar). */
+  onBundle(fn: (pem: string) => void): void {
+    this.#onBundle = fn;
+  }
+
+  get trustDomain(): string {
+    return this.#o.trustDomain;
+  }
+
+  /**
+   * Load (or make) the anchor and issuer, then re-check hourly. A failure does not stop the
+   * operator: it is logged and retried every 30 s until the issuer is loaded (certificate
+   * requests meanwhile are refused as OPERATOR_ERR_MESH_ISSUER_UNAVAILABLE).
+   */
+  async start(): Promise<void> {
+    const check = async (): Promise<void> => {
+      try {
+        await this.refresh();
+      } catch (err) {
+        this.#o.log.warn({ err: (err as Error).message }, 'the mesh issuer check failed; retrying');
+        if (!this.#state && !this.#stopped) this.#retry = this.#o.clock.setTimeout(() => void check(), 30_000, { unref: true });
+      }
+    };
+    await check();
+    this.#timer = this.#o.clock.setInterval(() => void check(), 3_600_000, { unref: true });
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#timer?.cancel();
+    this.#retry?.cancel();
+  }
+
+  /** Read the Secrets, making or renewing what is needed. */
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
+  }
+
+  async #refresh(): Promise<void> {
+    const o = this.#o;
+    const now = new Date(o.clock.wallNow());
+    let anchorSecret = await this.#read(o.anchorSecret);
+    if (!anchorSecret) {
+      const anchor = await makeTrustAnchor(o.trustDomain, now);
+      anchorSecret = await this.#create(o.anchorSecret, { 'tls.crt': anchor.certPem, 'tls.key': anchor.keyPem, 'ca.crt': anchor.certPem });
+      o.log.info({ secret: o.anchorSecret, trustDomain: o.trustDomain }, 'made the mesh trust anchor');
+    }
+    const a = anchorSecret.data ?? {};
+    const anchorCert = unb64(a['tls.crt']) || unb64(a['ca.crt']);
+    const anchorKey = unb64(a['tls.key']);
+    // Trust every certificate the anchor Secret holds (ca.crt may carry several during a rotation).
+    const bundle = [...new Set([...splitPem(unb64(a['ca.crt'])), ...splitPem(anchorCert)])];
+    if (bundle.length === 0)
+      throw catalogue.error(
+        'OPERATOR_ERR_MESH_ISSUER_UNAVAILABLE',
+        `the Secret ${o.namespace}/${o.anchorSecret} holds no certificate (tls.crt or ca.crt)`,
+      );
+    const bundlePem = bundle.join('');
+    let issuerSecret = await this.#read(o.issuerSecret);
+    const current = issuerSecret
+      ? { certPem: unb64(issuerSecret.data?.['tls.crt']), keyPem: unb64(issuerSecret.data?.['tls.key']) }
+      : undefined;
+    const leafCert = current ? splitPem(current.certPem)[0] : undefined;
+    const usable =
+      current &&
+      leafCert &&
+      current.keyPem &&
+      bundle.some((anchor) => signedBy(leafCert, anchor)) &&
+      (notAfterOf(leafCert)?.getTime() ?? 0) > now.getTime();
+    const renewDue = usable && this.#renewDue(leafCert, now);
+    if ((!usable || renewDue) && anchorKey) {
+      const made = await makeIssuer({ certPem: splitPem(anchorCert)[0] ?? anchorCert, keyPem: anchorKey }, o.trustDomain, now);
+      const data = { 'tls.crt': made.certPem, 'tls.key': made.keyPem, 'ca.crt': anchorCert };
+      issuerSecret = issuerSecret ? await this.#replace(o.issuerSecret, issuerSecret, data) : await this.#create(o.issuerSecret, data);
+      o.log.info(
+        { secret: o.issuerSecret, notAfter: notAfterOf(made.certPem)?.toISOString(), renewal: Boolean(current) },
+        'made the mesh issuer',
+      );
+    } else if (!usable) {
+      throw catalogue.error(
+        'OPERATOR_ERR_MESH_ISSUER_UNAVAILABLE',
+        `the issuer Secret ${o.namespace}/${o.issuerSecret} is ${current ? 'expired or not signed by the trust anchor' : 'missing'}, and the trust anchor Secret ${o.anchorSecret} has no tls.key to make one; provide an issuer (tls.crt, tls.key) signed by the anchor`,
+      );
+    }
+    const issuer = { certPem: unb64(issuerSecret?.data?.['tls.crt']), keyPem: unb64(issuerSecret?.data?.['tls.key']) };
+    const changed = this.#state?.bundlePem !== bundlePem;
+    this.#state = { issuer, bundlePem };
+    this.#expiry.reset();
+    for (const pem of bundle) this.#setExpiry('trust-anchor', pem);
+    this.#setExpiry('issuer', splitPem(issuer.certPem)[0] ?? issuer.certPem);
+    if (changed) this.#onBundle?.(bundlePem);
+  }
+
+  #setExpiry(which: string, pem: string): void {
+    const t = notAfterOf(pem);
+    if (!t) return;
+    const subject = new X509Certificate(pem).subject.replace(/\n/g, ', ');
+    this.#expiry.set({ which, subject }, t.getTime() / 1000);
+  }
+
+  /** A third of the issuer's life left (at most 30 days before its end). */
+  #renewDue(certPem: string, now: Date): boolean {
+    const c = new X509Certificate(certPem);
+    const from = new Date(c.validFrom).getTime();
+    const to = new Date(c.validTo).getTime();
+    return to - now.getTime() < Math.min((to - from) / 3, 30 * day);
+  }
+
+  async #read(name: string): Promise<V1Secret | undefined> {
+    return unlessNotFound(this.#o.core.readNamespacedSecret({ name, namespace: this.#o.namespace }));
+  }
+
+  async #create(name: string, data: Record<string, string>): Promise<V1Secret> {
+    const body: V1Secret = {
+      metadata: {
+        name,
+        namespace: this.#o.namespace,
+        labels: { 'app.kubernetes.io/part-of': 'ballast', 'app.kubernetes.io/component': 'mesh' },
+      },
+      type: 'kubernetes.io/tls',
+      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
+    };
+    try {
+      return await this.#o.core.createNamespacedSecret({ namespace: this.#o.namespace, body });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 409) throw err;
+      const theirs = await this.#read(name); // another replica made it first
+      if (!theirs) throw err;
+      return theirs;
+    }
+  }
+
+  async #replace(name: string, old: V1Secret, data: Record<string, string>): Promise<V1Secret> {
+    const body: V1Secret = { ...old, data: { ...old.data, ...Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])) } };
+    try {
+      return await this.#o.core.replaceNamespacedSecret({ name, namespace: this.#o.namespace, body });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 409) throw err;
+      return (await this.#read(name)) ?? old; // another replica renewed it first
+    }
+  }
+
+  /**
+   * A certificate for the sidecar whose pod's projected token is `token` (it says it runs in `node`,
+   * namespace/pod), for the key its `csrPem` proves. Throws a BallastError with the refusal's code.
+   */
+  async certify(token: string, node: string, csrPem: string): Promise<Certified> {
+    try {
+      return await this.#certify(token, node, csrPem);
+    } catch (err) {
+      const code = (err as BallastError).code ?? 'OPERATOR_ERR_MESH_ISSUER_UNAVAILABLE';
+      this.#refused.inc({ code });
+      this.#o.log.warn({ node, code, err: (err as Error).message }, 'refused a mesh certificate request');
+      throw err;
+    }
+  }
+
+  async #certify(token: string, node: string, csrPem: string): Promise<Certified> {
+    const o = this.#o;
+    if (!token)
+      throw catalogue.error(
+        'OPERATOR_ERR_MESH_TOKEN_MISSING',
+        `no ServiceAccount token: send the pod's projected token (audience ${meshTokenAudience}) as "authorization: Bearer <token>"`,
+      );
+    if (!this.#state) await this.refresh();
+    const state = this.#state;
+    if (!state) throw catalogue.error('OPERATOR_ERR_MESH_ISSUER_UNAVAILABLE', 'the mesh issuer is not loaded yet');
+    const review = await o.authn.createTokenReview({ body: { spec: { token, audiences: [meshTokenAudience] } } });
+    const who = identityFromReview(review.status, node);
+    if ('code' in who) throw catalogue.error(who.code, who.message);
+    const id = spiffeId({ trustDomain: o.trustDomain, namespace: who.namespace, serviceAccount: who.serviceAccount });
+    let issued;
+    try {
+      issued = await signWorkload(state.issuer, csrPem, id, new Date(o.clock.wallNow()), o.certificateTtlMs);
+    } catch (err) {
+      if (err instanceof CsrError) throw catalogue.error('OPERATOR_ERR_MESH_CSR_INVALID', err.message);
+      throw err;
+    }
+    this.#issued.inc();
+    o.log.debug({ node, spiffeId: id, notAfter: issued.notAfter.toISOString() }, 'issued a mesh certificate');
+    return { chainPem: issued.chainPem, bundlePem: state.bundlePem, spiffeId: id, notAfter: issued.notAfter };
+  }
+}
