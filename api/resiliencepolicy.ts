@@ -291,12 +291,71 @@ export interface UpstreamPolicy {
   policy?: unknown;
   routes?: unknown[];
 }
+/**
+ * Who may call an inbound listener. Rules are tried in order; the first that matches the request
+ * decides (its action); none: `default`. A rule's `from` needs a mesh identity (mTLS): a
+ * ServiceAccount (`namespace/name`, or `name` in the policy's namespace) or any ServiceAccount of a
+ * namespace it names (`from: {}`: any meshed caller); a rule without `from` matches every caller,
+ * plaintext ones too.
+ */
+export interface AuthorizationPolicy {
+  default: 'allow' | 'deny';
+  rules: AuthorizationRule[];
+}
+export interface AuthorizationRule {
+  action: 'allow' | 'deny';
+  from?: { serviceAccounts?: string[]; namespaces?: string[] };
+  pathPrefixes: string[];
+  methods: string[];
+}
+
+const k8sName = '[a-z0-9]([-a-z0-9.]*[a-z0-9])?';
+export const authorizationSchema: Schema = openapi.object(
+  'Who may call this listener: rules tried in order, the first that matches decides; none: default. A refusal is answered 403 SIDECAR_ERR_FORBIDDEN (gRPC PERMISSION_DENIED), logged with the caller and counted.',
+  {
+    default: openapi.string('What happens to a request no rule matches.', { enum: ['allow', 'deny'], default: 'deny' }),
+    rules: openapi.array(
+      'Rules, in order.',
+      openapi.object('A rule.', {
+        action: openapi.string('allow or deny what the rule matches.', { enum: ['allow', 'deny'], default: 'allow' }),
+        from: openapi.object(
+          'Callers, by mesh identity (mTLS): any of these ServiceAccounts or namespaces; empty: any meshed caller. Absent: every caller, plaintext ones too.',
+          {
+            serviceAccounts: openapi.array(
+              "ServiceAccounts: namespace/name, or name (in the policy's namespace).",
+              openapi.string('a ServiceAccount', { pattern: `^(${k8sName}/)?${k8sName}$` }),
+              { default: [] },
+            ),
+            namespaces: openapi.array(
+              'Every ServiceAccount of these namespaces.',
+              openapi.string('a namespace', { pattern: `^${k8sName}$` }),
+              {
+                default: [],
+              },
+            ),
+          },
+        ),
+        pathPrefixes: openapi.array(
+          'Path prefixes (empty: any path). gRPC: /package.Service/ or /package.Service/Method.',
+          openapi.string('a prefix', { pattern: '^/' }),
+          {
+            default: [],
+          },
+        ),
+        methods: openapi.array('HTTP methods (empty: any).', openapi.string('a method', { pattern: '^[A-Za-z]+$' }), { default: [] }),
+      }),
+      { default: [] },
+    ),
+  },
+);
+
 /** One inbound listener: the sidecar in front of an application port. */
 export interface InboundPolicy {
   name: string;
   port: number;
   targetPort: number;
   mtls?: MtlsMode;
+  authorization?: Partial<AuthorizationPolicy>;
   policy?: unknown;
 }
 export interface LabelSelector {
@@ -462,6 +521,7 @@ export const resiliencePolicyCrd: CrdDefinition = {
             port: openapi.int('Where callers connect (all addresses of the pod).', { minimum: 1, maximum: 65535 }),
             targetPort: openapi.int("The application's port (on 127.0.0.1).", { minimum: 1, maximum: 65535 }),
             mtls: inboundMtls,
+            authorization: authorizationSchema,
             policy: {
               type: 'object',
               description:

@@ -8,7 +8,14 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { catalogue } from './errors.ts';
 import type { MtlsMode } from '../api/mesh.ts';
-import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../api/resiliencepolicy.ts';
+import {
+  type AuthorizationPolicy,
+  type PolicySpec,
+  authorizationSchema,
+  checkOverrides,
+  merge,
+  resolvePolicy,
+} from '../api/resiliencepolicy.ts';
 import { openapi } from '../api/schema.ts';
 import { type Problem, validate } from '../api/validate.ts';
 
@@ -108,6 +115,7 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
           'Mesh mTLS on the listener: permissive (meshed callers over mTLS, others in plaintext), strict (plaintext requests answered 403), off (plaintext only).',
           { enum: ['strict', 'permissive', 'off'], default: 'permissive' },
         ),
+        authorization: authorizationSchema,
         listenTls: openapi.object('TLS on the listener (HTTP/1.1 and HTTP/2 by ALPN); empty files: plaintext (HTTP/1.1 and h2c).', {
           certFile: openapi.string('PEM certificate chain.', { default: '' }),
           keyFile: openapi.string('PEM private key.', { default: '' }),
@@ -184,6 +192,8 @@ export interface InboundConfig {
   listen: string;
   target: string;
   mtls: MtlsMode;
+  /** Absent: every caller may call. */
+  authorization?: AuthorizationPolicy;
   listenTls: ListenTls;
   policy: PolicySpec;
 }
@@ -252,8 +262,11 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
       return { ...rt, methods: rt.methods.map((m) => m.toUpperCase()), policy: merge(r.policy, rt.policy) };
     });
   });
+  const rawInbound = (d as { inbound?: Array<{ authorization?: unknown } | undefined> } | null)?.inbound;
   (c.inbound ?? []).forEach((ib, i) => {
     const path = `config.inbound[${i}]`;
+    // No authorization given: everyone may call (the schema's defaults would make it deny-all).
+    if (!Array.isArray(rawInbound) || rawInbound[i]?.authorization === undefined) delete ib.authorization;
     if (names.has(ib.name)) problems.push({ path: `${path}.name`, message: `${ib.name} is used twice; names must be unique` });
     checkTls(ib.listenTls, `${path}.listenTls`, problems);
     names.add(ib.name);

@@ -20,6 +20,8 @@ export const catalogue = defineCatalogue('sidecar', 'SIDECAR', {
   SIDECAR_ERR_NO_ROUTE: "HTTP proxy mode: the requested host is not a configured upstream (502); add it to an upstream's hosts.",
   SIDECAR_ERR_REQUEST_INVALID:
     'The request cannot be forwarded as it is (a header or method the upstream protocol does not allow) (400); nothing was sent, and it does not count against the endpoint.',
+  SIDECAR_ERR_FORBIDDEN:
+    "The inbound listener's authorization policy does not let this caller (its mesh identity, or plaintext) make this request (403 / PERMISSION_DENIED).",
   SIDECAR_ERR_MTLS_REQUIRED:
     'The inbound listener is in mtls: strict and the request came in plaintext, from a caller without a mesh identity (403 / PERMISSION_DENIED).',
 });

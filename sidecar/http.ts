@@ -104,6 +104,7 @@ export const refusals: Record<Code, { status: number; grpc: number; outcome: str
   SIDECAR_ERR_NO_ROUTE: { status: 502, grpc: grpc.UNAVAILABLE, outcome: 'no_route' },
   SIDECAR_ERR_REQUEST_INVALID: { status: 400, grpc: grpc.INTERNAL, outcome: 'invalid' },
   SIDECAR_ERR_MTLS_REQUIRED: { status: 403, grpc: grpc.PERMISSION_DENIED, outcome: 'mtls_required' },
+  SIDECAR_ERR_FORBIDDEN: { status: 403, grpc: grpc.PERMISSION_DENIED, outcome: 'forbidden' },
 };
 
 /**

@@ -26,6 +26,7 @@ export class SidecarMetrics {
   readonly certificateExpiry: Gauge;
   readonly certificateRenewals: Counter<'result'>;
   readonly inboundConnections: Counter<'listener' | 'security' | 'result'>;
+  readonly authorization: Counter<'listener' | 'result' | 'caller'>;
   /** Pre-bound label children for what every request and attempt records. */
   readonly requestPath: RequestPathMetrics;
 
@@ -86,6 +87,11 @@ export class SidecarMetrics {
       'ballast_sidecar_inbound_connections_total',
       'Connections accepted by inbound listeners: security mtls or plaintext; result accepted or the refusal reason.',
       ['listener', 'security', 'result'],
+    );
+    this.authorization = m.counter(
+      'ballast_sidecar_inbound_authorization_total',
+      "Inbound requests judged by the listener's authorization policy: allowed or denied, by caller (SPIFFE ID, or plaintext).",
+      ['listener', 'result', 'caller'],
     );
     this.requestPath = new RequestPathMetrics(this);
     this.discoveryConnected = m.gauge(

@@ -25,6 +25,8 @@ import {
   splitAddress,
 } from './server/listener.ts';
 import { WorkloadIdentity } from './identity.ts';
+import { authorize } from './policies/authz.ts';
+import type { AuthorizationPolicy } from '../api/resiliencepolicy.ts';
 import { localReply } from './http.ts';
 import { proxy } from './stack.ts';
 import type { Tracing } from './tracing.ts';
@@ -56,6 +58,8 @@ export class Sidecar {
   #discoveredVersion = '';
   #discovery: DiscoveryClient | undefined;
   #identity: WorkloadIdentity | undefined;
+  /** The pod's namespace (bare ServiceAccount names in authorization rules are in it). */
+  #namespace = 'default';
   /** Proxy mode: host (with and without port, as configured) → upstream name; rebuilt on apply. */
   #byHost = new Map<string, string>();
   readonly #upstreams = new Map<string, Upstream>();
@@ -208,6 +212,7 @@ export class Sidecar {
 
   /** Connect to the operator's discovery service (config `discovery.address`). */
   startDiscovery(node: string): void {
+    if (node.includes('/')) this.#namespace = node.slice(0, node.indexOf('/'));
     const address = this.#file.discovery.address;
     if (!address) return;
     const gauge = this.#metrics.discoveryConnected;
@@ -347,7 +352,7 @@ export class Sidecar {
     for (const ib of c.inbound)
       want.set(`in:${ib.name}`, {
         addr: ib.listen,
-        handler: this.#inboundHandler(ib.name, ib.mtls),
+        handler: this.#inboundHandler(ib.name, ib.mtls, ib.authorization),
         upgrade: this.#upgradeHandler(() => `inbound:${ib.name}`),
         tls: ib.listenTls,
         mesh: ib.mtls !== 'off' && !ib.listenTls.certFile ? this.#listenerMesh(ib.name) : undefined,
@@ -398,12 +403,12 @@ export class Sidecar {
   }
 
   /** An inbound listener's requests: mTLS policy, the caller's identity passed on to the app, then the inbound stack. */
-  #inboundHandler(name: string, mtls: 'strict' | 'permissive' | 'off'): Handler {
+  #inboundHandler(name: string, mtls: 'strict' | 'permissive' | 'off', authz: AuthorizationPolicy | undefined): Handler {
     const upstream = `inbound:${name}`;
     return (req, res, isH2) => {
       const caller = peerIdentity(req);
+      const ct = req.headers['content-type'];
       if (mtls === 'strict' && !caller) {
-        const ct = req.headers['content-type'];
         this.#metrics.inboundConnections.inc({ listener: name, security: 'plaintext', result: 'refused-strict' });
         this.#deps.log.warn(
           { listener: name, remote: req.socket?.remoteAddress, path: req.url },
@@ -415,6 +420,23 @@ export class Sidecar {
           'SIDECAR_ERR_MTLS_REQUIRED',
           `inbound listener ${name} accepts only mesh mTLS (mtls: strict); call it from a pod with a Ballast sidecar`,
         );
+      }
+      if (authz) {
+        const path = req.url ?? '/';
+        const d = authorize(authz, this.#namespace, { identity: caller, method: req.method ?? 'GET', path });
+        this.#metrics.authorization.inc({ listener: name, result: d.allowed ? 'allowed' : 'denied', caller: caller || 'plaintext' });
+        if (!d.allowed) {
+          this.#deps.log.warn(
+            { listener: name, caller: caller || 'plaintext', method: req.method, path, rule: d.rule, remote: req.socket?.remoteAddress },
+            'inbound request denied by the authorization policy',
+          );
+          return localReply(
+            res,
+            isH2 && typeof ct === 'string' && ct.startsWith('application/grpc'),
+            'SIDECAR_ERR_FORBIDDEN',
+            `${caller || 'a plaintext caller (no mesh identity)'} may not ${req.method} ${path} on inbound listener ${name} (${d.rule === 'default' ? 'no rule allows it' : `rule ${d.rule} denies it`})`,
+          );
+        }
       }
       // The app learns who called (Envoy's header); a caller cannot claim it.
       delete req.headers['x-forwarded-client-cert'];

@@ -155,3 +155,31 @@ it("mesh: an endpoint whose pod's sidecar takes mTLS on that port carries the po
   assert.ok(plain.upstreams[0]!.endpoints.every((e) => e.identity === undefined));
   assert.notEqual(plain.version, snap.version);
 });
+
+it("an inbound listener's authorization reaches the sidecar with bare ServiceAccount names in the policy's namespace", () => {
+  const p: ResiliencePolicy = {
+    ...policy(),
+    spec: {
+      inbound: [
+        {
+          name: 'http',
+          port: 18080,
+          targetPort: 8080,
+          mtls: 'strict',
+          authorization: {
+            default: 'deny',
+            rules: [{ action: 'allow', from: { serviceAccounts: ['web', 'ops/admin'] }, pathPrefixes: [], methods: [] }],
+          },
+        },
+        { name: 'open', port: 18081, targetPort: 8081 },
+      ],
+    },
+  };
+  const [a, b] = buildSnapshot('shop', {}, { policies: [p], services: [], slices: [] }).inbound;
+  assert.equal(a?.mtls, 'strict');
+  assert.deepEqual(a?.authorization, {
+    default: 'deny',
+    rules: [{ action: 'allow', from: { serviceAccounts: ['shop/web', 'ops/admin'] }, pathPrefixes: [], methods: [] }],
+  });
+  assert.equal(b?.authorization, undefined, 'none given: none sent (everyone may call)');
+});

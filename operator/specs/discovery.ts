@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { DiscoveredUpstream } from '../../api/discovery.ts';
 import { type MtlsMode, spiffeId } from '../../api/mesh.ts';
-import { type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
+import { type InboundPolicy, type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
 
 export interface DiscoveryView {
   policies: readonly ResiliencePolicy[];
@@ -103,7 +103,21 @@ export interface DiscoveredInbound {
   listen: string;
   target: string;
   mtls?: MtlsMode;
+  authorization?: unknown;
   policy?: unknown;
+}
+
+/** An inbound authorization with bare ServiceAccount names spelt out in the policy's namespace. */
+function qualified(authz: InboundPolicy['authorization'], namespace: string): unknown {
+  if (!authz) return authz;
+  return {
+    ...authz,
+    rules: (authz.rules ?? []).map((r) =>
+      r.from?.serviceAccounts
+        ? { ...r, from: { ...r.from, serviceAccounts: r.from.serviceAccounts.map((sa) => (sa.includes('/') ? sa : `${namespace}/${sa}`)) } }
+        : r,
+    ),
+  };
 }
 
 export interface Snapshot {
@@ -163,6 +177,7 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
         listen: `0.0.0.0:${ib.port}`,
         target: `127.0.0.1:${ib.targetPort}`,
         ...(ib.mtls ? { mtls: ib.mtls } : {}),
+        ...(ib.authorization ? { authorization: qualified(ib.authorization, namespace) } : {}),
         ...(ib.policy !== undefined ? { policy: ib.policy } : {}),
       });
     }

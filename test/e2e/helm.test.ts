@@ -429,13 +429,36 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
         apiVersion: 'ballast.dev/v1alpha1',
         kind: 'ResiliencePolicy',
         metadata: { name: 'api-inbound', namespace: 'mesh' },
-        spec: { selector: { matchLabels: { app: 'api' } }, inbound: [{ name: 'http', port: 18080, targetPort: 8080, mtls: 'strict' }] },
+        spec: {
+          selector: { matchLabels: { app: 'api' } },
+          inbound: [
+            {
+              name: 'http',
+              port: 18080,
+              targetPort: 8080,
+              mtls: 'strict',
+              // Only the client's ServiceAccount may call.
+              authorization: { default: 'deny', rules: [{ from: { serviceAccounts: ['client'] } }] },
+            },
+          ],
+        },
       },
       {
         apiVersion: 'ballast.dev/v1alpha1',
         kind: 'ResiliencePolicy',
         metadata: { name: 'client', namespace: 'mesh' },
-        spec: { selector: { matchLabels: { app: 'client' } }, service: { name: 'api', port: 80 }, policy: { retries: { maxAttempts: 3 } } },
+        spec: {
+          selector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['client', 'intruder'] }] },
+          service: { name: 'api', port: 80 },
+          policy: { retries: { maxAttempts: 3 } },
+        },
+      },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'intruder', namespace: 'mesh' } },
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'intruder', namespace: 'mesh', labels: { app: 'intruder' } },
+        spec: { serviceAccountName: 'intruder', containers: [echo] },
       },
       {
         apiVersion: 'v1',
@@ -446,7 +469,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     ];
     const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
     assert.equal(applied.status, 0, applied.stderr);
-    assert.equal(kubectl(['wait', '-n', 'mesh', 'pod/client', '--for=condition=Ready', '--timeout=120s']).status, 0);
+    assert.equal(kubectl(['wait', '-n', 'mesh', 'pod/client', 'pod/intruder', '--for=condition=Ready', '--timeout=120s']).status, 0);
     assert.equal(kubectl(['wait', '-n', 'mesh', 'deployment/api', '--for=condition=Available', '--timeout=120s']).status, 0);
     const ip = (sel: string[]) => kubectl(['get', 'pods', '-n', 'mesh', ...sel, '-o', 'jsonpath={.items[0].status.podIP}']).stdout;
     const [clientIp, apiIp] = [ip(['-l', 'app=client']), ip(['-l', 'app=api'])];
@@ -482,6 +505,16 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     assert.equal(plain.status, 403);
     assert.equal(plain.headers.get('x-ballast-error'), 'SIDECAR_ERR_MTLS_REQUIRED');
     await plain.text();
+    // Another meshed workload, not named by the api's authorization policy: refused, its identity named.
+    const intruderIp = ip(['-l', 'app=intruder']);
+    let refused = '';
+    for (let i = 0; i < 120 && !refused.includes('SIDECAR_ERR_FORBIDDEN'); i++) {
+      refused = await (
+        await fetch(`http://${intruderIp}:8080/fetch?url=${encodeURIComponent('http://api.mesh.svc.cluster.local/')}`)
+      ).text();
+      if (!refused.includes('SIDECAR_ERR_FORBIDDEN')) await new Promise((res) => setTimeout(res, 250));
+    }
+    assert.match(refused, /spiffe:\/\/cluster\.local\/ns\/mesh\/sa\/intruder may not GET \/ on inbound listener api-inbound-http/);
     // The operator made the trust anchor and the issuer (kept across upgrades and reinstalls).
     assert.deepEqual(
       kubectl([

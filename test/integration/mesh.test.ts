@@ -213,7 +213,22 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
     policies.set([
       rp('api-inbound', {
         selector: { matchLabels: { app: 'api' } },
-        inbound: [{ name: 'http', port: inboundPort, targetPort: appPort, mtls: 'strict' }],
+        inbound: [
+          {
+            name: 'http',
+            port: inboundPort,
+            targetPort: appPort,
+            mtls: 'strict',
+            // web may call anything but /admin; nobody else may call.
+            authorization: {
+              default: 'deny',
+              rules: [
+                { action: 'deny', pathPrefixes: ['/admin'], methods: [] },
+                { action: 'allow', from: { serviceAccounts: ['web'] }, pathPrefixes: [], methods: [] },
+              ],
+            },
+          },
+        ],
       }),
       rp('web', {
         selector: { matchLabels: { app: 'web' } },
@@ -325,6 +340,57 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
     assert.match(m, /security="mtls",result="handshake"\} [2-9]/, 'the expired one and the unknown anchor');
     assert.match(m, /security="mtls",result="trust-domain"\} 1/);
     assert.match(m, /security="mtls",result="no-client-certificate"\} 1|security="mtls",result="handshake"\} [2-9]/);
+  });
+
+  it('authorization: web may call what its rule allows; /admin is denied to it and everything to another identity, with the caller named, counted', async () => {
+    const admin403 = await get(localPort, '/admin/users');
+    assert.equal(admin403.status, 403, admin403.body);
+    assert.equal(admin403.headers['x-ballast-error'], 'SIDECAR_ERR_FORBIDDEN');
+    assert.match(
+      admin403.body,
+      /spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web may not GET \/admin\/users on inbound listener api-inbound-http \(rule 0 denies it\)/,
+    );
+    // Another workload of the mesh (a certificate the issuer signed for sa/other): no rule allows it.
+    const secret = await core.readNamespacedSecret({ name: 'ballast-mesh-issuer', namespace: 'ballast-system' });
+    const by = {
+      certPem: Buffer.from(secret.data?.['tls.crt'] ?? '', 'base64').toString(),
+      keyPem: Buffer.from(secret.data?.['tls.key'] ?? '', 'base64').toString(),
+    };
+    const { keyPem, csrPem } = await newKeyAndCsr();
+    const other = await signWorkload(by, csrPem, `spiffe://${td}/ns/shop/sa/other`, new Date(), 60_000);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const c = tls.connect(
+        {
+          host: '127.0.0.1',
+          port: inboundPort,
+          ca: issuer.bundlePem,
+          cert: other.chainPem,
+          key: keyPem,
+          checkServerIdentity: () => undefined,
+        },
+        () => c.write('GET /api HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
+      );
+      let got = '';
+      c.on('data', (d: Buffer) => (got += d.toString()));
+      c.on('close', () => resolve(got));
+      c.on('error', reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 403/);
+    assert.match(answer, /x-ballast-error: SIDECAR_ERR_FORBIDDEN/);
+    assert.match(answer, /sa\/other may not GET \/api on inbound listener api-inbound-http \(no rule allows it\)/);
+    const m = await metricsText(apiSc);
+    assert.match(
+      m,
+      /ballast_sidecar_inbound_authorization_total\{listener="api-inbound-http",result="denied",caller="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/other"\} 1/,
+    );
+    assert.match(
+      m,
+      /ballast_sidecar_inbound_authorization_total\{listener="api-inbound-http",result="denied",caller="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web"\} 1/,
+    );
+    assert.match(
+      m,
+      /ballast_sidecar_inbound_authorization_total\{listener="api-inbound-http",result="allowed",caller="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web"\} [1-9]/,
+    );
   });
 
   it("the caller checks the callee's identity: an endpoint presenting another identity than its pod's is not called", async () => {
