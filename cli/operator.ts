@@ -66,6 +66,10 @@ const flags = {
     'the Secret (in --namespace) with the issuer that signs workload certificates: made from the trust anchor and renewed before expiry when the anchor has tls.key; else provide it',
     { default: 'ballast-mesh-issuer' },
   ),
+  discoveryTls: f.bool(
+    'with the mesh on: the discovery service is TLS (a certificate for its Service from the mesh issuer) and authenticates every sidecar by its mesh certificate or its pod token',
+    { default: true },
+  ),
   meshCertificateTtl: f.duration('how long workload certificates live (sidecars renew at about half-way)', {
     default: 86_400_000,
     min: 60_000,
@@ -124,6 +128,16 @@ export const operatorCommand: Command = {
               issuerSecret: v.meshIssuerSecret,
               certificateTtlMs: v.meshCertificateTtl,
             },
+            ...(v.discoveryTls
+              ? {
+                  discoveryTlsNames: [
+                    `${v.discoveryService}.${v.namespace}.svc`,
+                    `${v.discoveryService}.${v.namespace}.svc.cluster.local`,
+                    `${v.discoveryService}.${v.namespace}`,
+                    v.discoveryService,
+                  ],
+                }
+              : {}),
           }
         : {}),
       leaseMs: v.leaseDuration,
@@ -189,6 +203,7 @@ export const operatorCommand: Command = {
           env: sidecarEnv,
           mesh: Boolean(v.meshTrustDomain),
         },
+        ...(v.meshTrustDomain && v.discoveryTls ? { trustBundle: () => op.meshTrustBundle } : {}),
         clock: realClock,
         log,
         metrics,

@@ -22,6 +22,11 @@ const flags = {
     "the pod's projected ServiceAccount token (audience ballast.dev/mesh) that proves its identity to the operator for a mesh certificate (overrides the file's identity.tokenFile); empty: none",
     { default: '' },
   ),
+  discoveryTrustBundle: f.string(
+    "PEM of the mesh's trust anchors: the discovery stream is TLS, the operator's certificate checked against them (the injector sets BALLAST_SIDECAR_DISCOVERY_TRUST_BUNDLE); empty: plaintext",
+    { default: '' },
+  ),
+  discoveryServerName: f.string("the name the operator's certificate must carry (empty: the discovery address' host)", { default: '' }),
   watch: f.bool('reload the configuration file when it changes', { default: true }),
   logLevel: f.oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'log level', { default: 'info', env: 'BALLAST_LOG_LEVEL' }),
 };
@@ -44,7 +49,16 @@ export const sidecarCommand: Command = {
       ...doc,
       ...(v.admin ? { admin: v.admin } : {}),
       ...(v.proxy ? { proxy: { ...(doc['proxy'] as object | undefined), listen: v.proxy } } : {}),
-      ...(v.discoveryAddress ? { discovery: { ...(doc['discovery'] as object | undefined), address: v.discoveryAddress } } : {}),
+      ...(v.discoveryAddress || v.discoveryTrustBundle || v.discoveryServerName
+        ? {
+            discovery: {
+              ...(doc['discovery'] as object | undefined),
+              ...(v.discoveryAddress ? { address: v.discoveryAddress } : {}),
+              ...(v.discoveryTrustBundle ? { trustBundle: v.discoveryTrustBundle } : {}),
+              ...(v.discoveryServerName ? { serverName: v.discoveryServerName } : {}),
+            },
+          }
+        : {}),
       ...(v.identityTokenFile ? { identity: { ...(doc['identity'] as object | undefined), tokenFile: v.identityTokenFile } } : {}),
     });
     const config = v.config ? loadConfigFile(v.config, adjust) : resolveConfig(adjust({}), 'flags');

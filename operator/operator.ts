@@ -63,6 +63,8 @@ export interface OperatorOptions {
   discoveryAddress?: string;
   /** The mesh (workload certificates over discovery); absent: off. */
   mesh?: { trustDomain: string; anchorSecret: string; issuerSecret: string; certificateTtlMs: number };
+  /** With the mesh: the discovery service serves TLS with a certificate for these names (its Service's) and authenticates sidecars. */
+  discoveryTlsNames?: string[];
   leaseMs?: number;
   renewDeadlineMs?: number;
   retryMs?: number;
@@ -332,7 +334,7 @@ export class Operator {
           log: o.log,
           metrics: o.metrics,
           onAck,
-          ...(mesh ? { mesh } : {}),
+          ...(mesh ? { mesh, ...(o.discoveryTlsNames ? { tlsNames: o.discoveryTlsNames } : {}) } : {}),
         }),
         informers: [policies, services, slices, sidecars] as unknown as Array<SharedInformer<never>>,
         status: new ResiliencePolicyStatus({
@@ -410,6 +412,11 @@ export class Operator {
       this.#jobs.synced &&
       (this.#discovery?.informers.every((i) => i.synced) ?? true)
     );
+  }
+
+  /** The mesh's trust bundle (PEM; '' when the mesh is off or not loaded yet). */
+  get meshTrustBundle(): string {
+    return this.#discovery?.mesh?.bundlePem ?? '';
   }
 
   /** The discovery service's port, once listening. */

@@ -159,6 +159,11 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
   discovery: openapi.object("The operator's discovery service.", {
     address: openapi.string('host:port (empty: static configuration only).', { default: '' }),
     node: openapi.string("This sidecar's identity (default: $POD_NAMESPACE/$POD_NAME).", { default: '' }),
+    trustBundle: openapi.string(
+      "PEM: the mesh's trust anchors; set: the stream is TLS, the operator's certificate checked against them (the injector sets it). Empty: plaintext.",
+      { default: '' },
+    ),
+    serverName: openapi.string("The name the operator's certificate must carry (empty: the address' host).", { default: '' }),
   }),
 });
 
@@ -207,7 +212,7 @@ export interface SidecarConfig {
   proxy: { listen: string };
   tracing: { endpoint: string; samplePercent: number; serviceName: string };
   identity: { tokenFile: string };
-  discovery: { address: string; node: string };
+  discovery: { address: string; node: string; trustBundle: string; serverName: string };
 }
 
 /** Inbound listeners get no retries, hedging or balancing (there is one target); say so rather than ignore it. */
@@ -281,6 +286,13 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
     problems.push(...r.problems);
     ib.policy = r.policy;
   });
+  if (c.discovery.trustBundle && !/-----BEGIN CERTIFICATE-----/.test(c.discovery.trustBundle))
+    problems.push({ path: 'config.discovery.trustBundle', message: 'is not PEM (-----BEGIN CERTIFICATE-----)' });
+  if (c.discovery.trustBundle && !c.identity.tokenFile)
+    problems.push({
+      path: 'config.discovery.trustBundle',
+      message: "a TLS discovery stream is authenticated with the pod's token: set identity.tokenFile too",
+    });
   if (c.identity.tokenFile && !c.discovery.address)
     problems.push({ path: 'config.identity.tokenFile', message: 'a mesh identity comes from the operator: set discovery.address too' });
   if (problems.length > 0) throw invalid(problems, source);

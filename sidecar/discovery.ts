@@ -9,10 +9,11 @@ import * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Random } from '../lib/random.ts';
+import { MemoryCertificateProvider } from '../lib/cert-provider.ts';
 import { type Certificate, type CertificateRequest, type ClientMessage, type Snapshot, discoveryService } from '../api/discovery.ts';
 
 type DiscoveryStub = grpc.Client & {
-  Stream(): grpc.ClientDuplexStream<ClientMessage, Snapshot>;
+  Stream(md?: grpc.Metadata): grpc.ClientDuplexStream<ClientMessage, Snapshot>;
   Certify(
     req: CertificateRequest,
     md: grpc.Metadata,
@@ -32,11 +33,22 @@ export interface DiscoveryOptions {
   onConnected?(connected: boolean): void;
   /** The mesh's trust bundle, as each snapshot carries it ('' : no mesh). */
   onBundle?(pem: string): void;
+  /**
+   * TLS to the discovery service: the trust bundle to verify it with and the name its certificate
+   * must carry (the Service's DNS name). Absent: plaintext.
+   */
+  tls?: { bundlePem: string; serverName: string };
+  /** The pod's token, sent with every call (the operator authenticates streams with it or the mesh certificate). */
+  token?(): string;
 }
 
 export class DiscoveryClient {
   readonly #options: DiscoveryOptions;
-  readonly #client: DiscoveryStub;
+  #client: DiscoveryStub;
+  /** TLS: the trust bundle and this sidecar's certificate, changed in place (new connections take them). */
+  readonly #certs = new MemoryCertificateProvider();
+  /** The channel was made without a client certificate and one has arrived since: remake it at the next reconnect. */
+  #remake = false;
   #call: grpc.ClientDuplexStream<ClientMessage, Snapshot> | undefined;
   #version = '';
   #attempt = 0;
@@ -46,11 +58,40 @@ export class DiscoveryClient {
 
   constructor(o: DiscoveryOptions) {
     this.#options = o;
+    if (o.tls) this.#certs.setCa(o.tls.bundlePem);
+    this.#client = this.#makeClient();
+  }
+
+  #makeClient(): DiscoveryStub {
+    const o = this.#options;
     const Discovery = discoveryService();
-    this.#client = new Discovery(o.address, grpc.credentials.createInsecure(), {
+    const creds = o.tls
+      ? grpc.experimental.createCertificateProviderChannelCredentials(this.#certs, this.#certs.hasIdentity ? this.#certs : null)
+      : grpc.credentials.createInsecure();
+    return new Discovery(o.address, creds, {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
+      ...(o.tls?.serverName ? { 'grpc.ssl_target_name_override': o.tls.serverName, 'grpc.default_authority': o.tls.serverName } : {}),
     }) as unknown as DiscoveryStub;
+  }
+
+  /** This sidecar's mesh certificate: presented to the operator from the next connection on. */
+  setIdentity(chainPem: string, keyPem: string): void {
+    if (!this.#options.tls) return;
+    if (!this.#certs.hasIdentity) this.#remake = true;
+    this.#certs.setIdentity(chainPem, keyPem);
+  }
+
+  /** A new trust bundle (from a snapshot): the operator's next certificate is checked against it. */
+  setBundle(pem: string): void {
+    if (this.#options.tls && pem) this.#certs.setCa(pem);
+  }
+
+  #metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    const token = this.#options.token?.();
+    if (token) md.set('authorization', `Bearer ${token}`);
+    return md;
   }
 
   get version(): string {
@@ -67,7 +108,7 @@ export class DiscoveryClient {
 
   /** Ask the operator for a mesh certificate for the key `csrPem` proves, with the pod's token. */
   certify(csrPem: string, token: string): Promise<{ chainPem: string; bundlePem: string; spiffeId: string; notAfter: number }> {
-    const md = new grpc.Metadata();
+    const md = this.#metadata();
     md.set('authorization', `Bearer ${token}`);
     return new Promise((resolve, reject) =>
       this.#client.Certify({ csr_pem: csrPem, node: this.#options.node }, md, { deadline: Date.now() + 15_000 }, (err, res) => {
@@ -97,14 +138,22 @@ export class DiscoveryClient {
 
   #connect(): void {
     if (this.#stopped) return;
-    const call = this.#client.Stream();
+    if (this.#remake) {
+      this.#remake = false;
+      this.#client.close();
+      this.#client = this.#makeClient();
+    }
+    const call = this.#client.Stream(this.#metadata());
     this.#call = call;
     call.write({ hello: { node: this.#options.node, version: this.#version } });
     let chain = Promise.resolve();
     call.on('data', (snap: Snapshot) => {
       this.#attempt = 0;
       this.#setConnected(true);
-      if (snap.trust_bundle_pem) this.#options.onBundle?.(snap.trust_bundle_pem);
+      if (snap.trust_bundle_pem) {
+        this.setBundle(snap.trust_bundle_pem);
+        this.#options.onBundle?.(snap.trust_bundle_pem);
+      }
       // Apply in order, one at a time.
       chain = chain.then(async () => {
         let error: string | undefined;

@@ -34,6 +34,15 @@ import type { Telemetry } from '../lib/otel.ts';
 import { tunnel } from './upstream/tunnel.ts';
 import { Upstream, type UpstreamSpec } from './upstream/upstream.ts';
 
+/** The pod's projected token, as it is now ('' when it cannot be read: the operator says so). */
+function readToken(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 export interface SidecarDeps {
   clock: Clock;
   random: Random;
@@ -226,6 +235,15 @@ export class Sidecar {
       apply: (raw, version, inbound) => this.applyDiscovered(raw, version, inbound),
       onConnected: (c) => gauge.set(c ? 1 : 0),
       onBundle: (pem) => this.#identity?.setBundle(pem),
+      ...(this.#file.discovery.trustBundle
+        ? {
+            tls: {
+              bundlePem: this.#file.discovery.trustBundle,
+              serverName: this.#file.discovery.serverName || splitAddress(address).host,
+            },
+          }
+        : {}),
+      ...(this.#file.identity.tokenFile ? { token: () => readToken(this.#file.identity.tokenFile) } : {}),
     });
     this.#discovery.start();
     const tokenFile = this.#file.identity.tokenFile;
@@ -240,7 +258,8 @@ export class Sidecar {
         metrics: this.#metrics,
       });
       let had = false;
-      identity.onChange(() => {
+      identity.onChange((m) => {
+        discovery.setIdentity(m.chainPem, m.keyPem);
         // The first certificate: connections made without one (plaintext) are replaced.
         if (!had) for (const up of this.#upstreams.values()) up.remesh();
         had = true;

@@ -21,6 +21,7 @@ import {
   discoveryService,
 } from '../../api/discovery.ts';
 import { isBallastError } from '../../lib/errors.ts';
+import { spiffeId } from '../../api/mesh.ts';
 import type { Certified } from '../mesh/issuer.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import { type DiscoveryView, type Snapshot, buildSnapshot } from '../specs/discovery.ts';
@@ -45,6 +46,12 @@ export interface DiscoveryServerOptions {
   onAck?: (namespace: string, pod: string, version: string, error: string) => void;
   /** The mesh (absent: Certify answers UNIMPLEMENTED and snapshots carry no trust bundle). */
   mesh?: Mesh;
+  /**
+   * With the mesh: serve TLS with a certificate for these DNS names (the discovery Service's) and
+   * authenticate every stream: by the sidecar's mesh certificate, else its pod's token. Absent or
+   * empty: plaintext, unauthenticated.
+   */
+  tlsNames?: string[];
 }
 
 /** What the discovery service needs of the mesh issuer (operator/mesh/issuer.ts). */
@@ -53,6 +60,9 @@ export interface Mesh {
   readonly bundlePem: string;
   onBundle(fn: (pem: string) => void): void;
   certify(token: string, node: string, csrPem: string): Promise<Certified>;
+  authenticate(token: string, node: string): Promise<{ namespace: string; serviceAccount: string; pod: string }>;
+  verifyPeer(raw: Buffer | undefined): { namespace: string; serviceAccount: string } | undefined;
+  serverCredentials(dnsNames: string[]): Promise<grpc.ServerCredentials>;
 }
 
 const refusalStatus: Record<string, grpc.status> = {
@@ -86,6 +96,15 @@ export class DiscoveryServer {
     this.#metrics = {
       streams: o.metrics.gauge('ballast_operator_discovery_streams', "Sidecars connected to this replica's discovery service."),
       snapshots: o.metrics.counter('ballast_operator_discovery_snapshots_total', 'Snapshots sent to sidecars.'),
+      authenticated: o.metrics.counter(
+        'ballast_operator_discovery_authenticated_streams_total',
+        'Discovery streams accepted over TLS, by how the sidecar proved its pod: certificate or token.',
+        ['by'],
+      ),
+      refused: o.metrics.counter(
+        'ballast_operator_discovery_refused_streams_total',
+        'Discovery streams refused: the sidecar could not prove it runs in the pod it named.',
+      ),
       nacks: o.metrics.counter(
         'ballast_operator_discovery_nacks_total',
         'Snapshots a sidecar refused (it keeps its last good configuration).',
@@ -94,6 +113,7 @@ export class DiscoveryServer {
     this.#metrics.streams.set(0);
     this.#metrics.snapshots.inc(0);
     this.#metrics.nacks.inc(0);
+    this.#metrics.refused.inc(0);
     const changed = (): void => this.#schedule();
     o.policies.onChange(changed);
     o.services.onChange(changed);
@@ -109,9 +129,37 @@ export class DiscoveryServer {
 
   /** Listen on host:port (port 0: any); resolves to the port. */
   async listen(address: string): Promise<number> {
-    return new Promise((resolve, reject) =>
-      this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-    );
+    const { mesh, tlsNames } = this.#options;
+    const creds = mesh && tlsNames?.length ? await mesh.serverCredentials(tlsNames) : grpc.ServerCredentials.createInsecure();
+    return new Promise((resolve, reject) => this.#server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+  }
+
+  /** With TLS: who the stream's sidecar is, and that it runs in the pod it names; throws a gRPC status. */
+  async #authenticate(call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>, namespace: string, pod: string): Promise<string> {
+    const mesh = this.#options.mesh;
+    if (!mesh || !this.#options.tlsNames?.length) return 'none';
+    // A mesh certificate proves the namespace and ServiceAccount: the pod named must run as it.
+    const peer = mesh.verifyPeer(call.getAuthContext()?.sslPeerCertificate?.raw);
+    if (peer) {
+      const p = this.#options.sidecars?.list().find((x) => x.metadata?.namespace === namespace && x.metadata?.name === pod);
+      if (p && peer.namespace === namespace && (p.spec?.serviceAccountName || 'default') === peer.serviceAccount) {
+        this.#metrics.authenticated.inc({ by: 'certificate' });
+        return `certificate ${spiffeId({ trustDomain: mesh.trustDomain, ...peer })}`;
+      }
+    }
+    // Else the pod's token (a sidecar before its first certificate, or a pod not in the cache yet).
+    const token = /^Bearer\s+(.+)$/i.exec(String(call.metadata.get('authorization')[0] ?? ''))?.[1] ?? '';
+    try {
+      const who = await mesh.authenticate(token, `${namespace}/${pod}`);
+      this.#metrics.authenticated.inc({ by: 'token' });
+      return `token of ${who.namespace}/${who.pod}`;
+    } catch (err) {
+      const code = isBallastError(err) ? err.code : '';
+      throw {
+        code: refusalStatus[code] ?? grpc.status.UNAVAILABLE,
+        details: code ? `${code}: ${(err as Error).message}` : `cannot authenticate the sidecar: ${(err as Error).message}`,
+      };
+    }
   }
 
   async stop(): Promise<void> {
@@ -132,22 +180,30 @@ export class DiscoveryServer {
 
   #open(call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>): void {
     let stream: Stream | undefined;
+    let hello = false;
+    let closed = false;
     call.on('data', (m: ClientMessage) => {
-      if (m.hello && !stream) {
+      if (m.hello && !stream && !hello) {
         const node = m.hello.node;
         const namespace = node.includes('/') ? node.slice(0, node.indexOf('/')) : 'default';
-        stream = {
-          node,
-          namespace,
-          pod: node.includes('/') ? node.slice(node.indexOf('/') + 1) : node,
-          sent: m.hello.version,
-          sentBundle: '',
-          call,
-        };
-        this.#streams.add(stream);
-        this.#metrics.streams.set(this.#streams.size);
-        this.#options.log.info({ node, has: m.hello.version || null }, 'sidecar connected to discovery');
-        this.#push(stream, buildSnapshot(namespace, this.#podLabels().get(`${namespace}/${stream.pod}`), this.#view()));
+        const pod = node.includes('/') ? node.slice(node.indexOf('/') + 1) : node;
+        const version = m.hello.version;
+        hello = true;
+        this.#authenticate(call, namespace, pod).then(
+          (by) => {
+            if (closed) return;
+            stream = { node, namespace, pod, sent: version, sentBundle: '', call };
+            this.#streams.add(stream);
+            this.#metrics.streams.set(this.#streams.size);
+            this.#options.log.info({ node, has: version || null, authenticated: by }, 'sidecar connected to discovery');
+            this.#push(stream, buildSnapshot(namespace, this.#podLabels().get(`${namespace}/${pod}`), this.#view()));
+          },
+          (status: { code: grpc.status; details: string }) => {
+            this.#metrics.refused.inc();
+            this.#options.log.warn({ node, error: status.details }, 'refused a discovery stream');
+            if (!closed) call.emit('error', status);
+          },
+        );
       } else if (m.ack && stream) {
         if (m.ack.error) {
           this.#metrics.nacks.inc();
@@ -160,6 +216,7 @@ export class DiscoveryServer {
       }
     });
     const close = (): void => {
+      closed = true;
       if (stream && this.#streams.delete(stream)) this.#metrics.streams.set(this.#streams.size);
     };
     call.on('end', () => {

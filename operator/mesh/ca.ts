@@ -108,7 +108,18 @@ function keyProblem(alg: webcrypto.KeyAlgorithm & { namedCurve?: string; modulus
  * `ttlMs` from `now` (never past the issuer). Throws {@link CsrError} for a CSR that is not PEM,
  * whose signature does not verify (the sender does not hold the key), or whose key is weak.
  */
-export async function signWorkload(issuer: KeyedCert, csrPem: string, spiffeId: string, now: Date, ttlMs: number): Promise<Issued> {
+export function signWorkload(issuer: KeyedCert, csrPem: string, spiffeId: string, now: Date, ttlMs: number): Promise<Issued> {
+  return signLeaf(issuer, csrPem, { uri: spiffeId }, now, ttlMs);
+}
+
+/** A leaf certificate for the names given (a SPIFFE ID and/or DNS names), as {@link signWorkload}. */
+export async function signLeaf(
+  issuer: KeyedCert,
+  csrPem: string,
+  names: { uri?: string; dns?: string[] },
+  now: Date,
+  ttlMs: number,
+): Promise<Issued> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(csrPem);
@@ -127,6 +138,10 @@ export async function signWorkload(issuer: KeyedCert, csrPem: string, spiffeId: 
   if (!signed) throw new CsrError("the certificate request's signature does not verify: it was not signed with its key");
   const issuerCert = new x509.X509Certificate(issuer.certPem);
   const notAfter = new Date(Math.min(now.getTime() + ttlMs, issuerCert.notAfter.getTime()));
+  const sans = [
+    ...(names.uri ? [{ type: 'url' as const, value: names.uri }] : []),
+    ...(names.dns ?? []).map((value) => ({ type: 'dns' as const, value })),
+  ];
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: '',
@@ -141,7 +156,7 @@ export async function signWorkload(issuer: KeyedCert, csrPem: string, spiffeId: 
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       // An empty subject makes the SAN critical (RFC 5280 4.2.1.6).
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }], true),
+      new x509.SubjectAlternativeNameExtension(sans, true),
       await x509.AuthorityKeyIdentifierExtension.create(issuerCert),
     ],
   });

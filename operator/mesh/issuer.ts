@@ -16,10 +16,13 @@ import type { BallastError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Metrics } from '../../lib/metrics.ts';
 import { unlessNotFound } from '../../lib/kube/read.ts';
-import { meshTokenAudience, spiffeId } from '../../api/mesh.ts';
+import { type WorkloadId, meshTokenAudience, parseSpiffeId, spiffeId, uriSans } from '../../api/mesh.ts';
+import { experimental, type ServerCredentials } from '@grpc/grpc-js';
+import { MemoryCertificateProvider } from '../../lib/cert-provider.ts';
+import { newKeyAndCsr } from '../../lib/csr.ts';
 import { catalogue } from '../errors.ts';
-import { CsrError, type KeyedCert, makeIssuer, makeTrustAnchor, notAfterOf, signWorkload, signedBy, splitPem } from './ca.ts';
-import { identityFromReview } from './identity.ts';
+import { CsrError, type KeyedCert, makeIssuer, makeTrustAnchor, notAfterOf, signLeaf, signWorkload, signedBy, splitPem } from './ca.ts';
+import { type ProvenIdentity, identityFromReview } from './identity.ts';
 
 export interface MeshIssuerOptions {
   core: CoreV1Api;
@@ -64,6 +67,9 @@ export class MeshIssuer {
   readonly #issued;
   readonly #refused;
   #onBundle: ((pem: string) => void) | undefined;
+  /** The discovery service's serving certificate (DNS names), renewed half-way and on a new issuer. */
+  #serving: { provider: MemoryCertificateProvider; dnsNames: string[]; notAfter: number; issuerPem: string } | undefined;
+  #servingTimer: TimerHandle | undefined;
 
   constructor(o: MeshIssuerOptions) {
     this.#o = o;
@@ -115,6 +121,77 @@ export class MeshIssuer {
     this.#stopped = true;
     this.#timer?.cancel();
     this.#retry?.cancel();
+    this.#servingTimer?.cancel();
+  }
+
+  /**
+   * gRPC server credentials for the discovery service: a certificate for `dnsNames` from the issuer
+   * (renewed half-way through its life and whenever the issuer changes, without restarting the
+   * server), client certificates asked for but optional (a sidecar without one yet sends its token).
+   */
+  async serverCredentials(dnsNames: string[]): Promise<ServerCredentials> {
+    const provider = new MemoryCertificateProvider();
+    this.#serving = { provider, dnsNames, notAfter: 0, issuerPem: '' };
+    await this.#renewServing();
+    return experimental.createCertificateProviderServerCredentials(provider, provider, false);
+  }
+
+  async #renewServing(): Promise<void> {
+    const sv = this.#serving;
+    const state = this.#state;
+    if (!sv || !state || this.#stopped) return;
+    const now = this.#o.clock.wallNow();
+    const due = sv.issuerPem !== state.issuer.certPem || now >= sv.notAfter - this.#o.certificateTtlMs / 2;
+    if (due) {
+      const { keyPem, csrPem } = await newKeyAndCsr();
+      const issued = await signLeaf(state.issuer, csrPem, { dns: sv.dnsNames }, new Date(now), this.#o.certificateTtlMs);
+      sv.provider.setIdentity(issued.chainPem, keyPem);
+      sv.notAfter = issued.notAfter.getTime();
+      sv.issuerPem = state.issuer.certPem;
+      this.#o.log.info({ dnsNames: sv.dnsNames, notAfter: issued.notAfter.toISOString() }, 'discovery serving certificate issued');
+    }
+    sv.provider.setCa(state.bundlePem);
+    this.#servingTimer?.cancel();
+    this.#servingTimer = this.#o.clock.setTimeout(
+      () => void this.#renewServing().catch((err: unknown) => this.#o.log.warn({ err }, 'discovery serving certificate renewal failed')),
+      Math.max(1000, sv.notAfter - this.#o.certificateTtlMs / 2 - this.#o.clock.wallNow()),
+      { unref: true },
+    );
+  }
+
+  /**
+   * The workload a client certificate (DER) proves: signed by this operator's issuer, valid now,
+   * with a SPIFFE ID of the trust domain. Undefined when it proves nothing.
+   */
+  verifyPeer(raw: Buffer | undefined): WorkloadId | undefined {
+    const state = this.#state;
+    if (!raw || !state) return undefined;
+    try {
+      const leaf = new X509Certificate(raw);
+      const issuer = new X509Certificate(splitPem(state.issuer.certPem)[0] ?? state.issuer.certPem);
+      const now = this.#o.clock.wallNow();
+      if (!leaf.checkIssued(issuer) || !leaf.verify(issuer.publicKey)) return undefined;
+      if (Date.parse(leaf.validFrom) > now || Date.parse(leaf.validTo) <= now) return undefined;
+      const id = uriSans(leaf.subjectAltName)
+        .map(parseSpiffeId)
+        .find((x) => x?.trustDomain === this.#o.trustDomain);
+      return id;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Who the sidecar with this token is (a TokenReview), claiming to run in `node`; throws a BallastError with the refusal's code. */
+  async authenticate(token: string, node: string): Promise<ProvenIdentity> {
+    if (!token)
+      throw catalogue.error(
+        'OPERATOR_ERR_MESH_TOKEN_MISSING',
+        `no ServiceAccount token: send the pod's projected token (audience ${meshTokenAudience}) as "authorization: Bearer <token>"`,
+      );
+    const review = await this.#o.authn.createTokenReview({ body: { spec: { token, audiences: [meshTokenAudience] } } });
+    const who = identityFromReview(review.status, node);
+    if ('code' in who) throw catalogue.error(who.code, who.message);
+    return who;
   }
 
   /** Read the Secrets, making or renewing what is needed. */
@@ -176,6 +253,7 @@ export class MeshIssuer {
     for (const pem of bundle) this.#setExpiry('trust-anchor', pem);
     this.#setExpiry('issuer', splitPem(issuer.certPem)[0] ?? issuer.certPem);
     if (changed) this.#onBundle?.(bundlePem);
+    if (this.#serving) await this.#renewServing();
   }
 
   #setExpiry(which: string, pem: string): void {
@@ -244,17 +322,10 @@ export class MeshIssuer {
 
   async #certify(token: string, node: string, csrPem: string): Promise<Certified> {
     const o = this.#o;
-    if (!token)
-      throw catalogue.error(
-        'OPERATOR_ERR_MESH_TOKEN_MISSING',
-        `no ServiceAccount token: send the pod's projected token (audience ${meshTokenAudience}) as "authorization: Bearer <token>"`,
-      );
+    const who = await this.authenticate(token, node);
     if (!this.#state) await this.refresh();
     const state = this.#state;
     if (!state) throw catalogue.error('OPERATOR_ERR_MESH_ISSUER_UNAVAILABLE', 'the mesh issuer is not loaded yet');
-    const review = await o.authn.createTokenReview({ body: { spec: { token, audiences: [meshTokenAudience] } } });
-    const who = identityFromReview(review.status, node);
-    if ('code' in who) throw catalogue.error(who.code, who.message);
     const id = spiffeId({ trustDomain: o.trustDomain, namespace: who.namespace, serviceAccount: who.serviceAccount });
     let issued;
     try {

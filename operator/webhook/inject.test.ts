@@ -98,3 +98,17 @@ it("mesh: the sidecar gets its pod's projected token for the mesh audience, and 
   const off = apply(pod, injectionPatch(pod, o)) as V1Pod;
   assert.equal(off.spec?.volumes?.length, 1, 'no mesh: no token');
 });
+
+it("mesh with TLS discovery: the sidecar gets the trust bundle to check the operator with, and a user's env cannot replace it", () => {
+  const pod: V1Pod = { metadata: { name: 'p' }, spec: { containers: [{ name: 'app', image: 'x' }] } };
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const env = [{ name: 'BALLAST_SIDECAR_DISCOVERY_TRUST_BUNDLE', value: 'mine' }];
+  const out = apply(pod, injectionPatch(pod, { ...o, mesh: true, trustBundlePem: pem, env })) as V1Pod;
+  const vars = out.spec?.initContainers?.[0]?.env?.filter((e) => e.name === 'BALLAST_SIDECAR_DISCOVERY_TRUST_BUNDLE');
+  assert.deepEqual(vars, [{ name: 'BALLAST_SIDECAR_DISCOVERY_TRUST_BUNDLE', value: pem }]);
+  const plain = apply(pod, injectionPatch(pod, { ...o, mesh: false, trustBundlePem: pem })) as V1Pod;
+  assert.equal(
+    plain.spec?.initContainers?.[0]?.env?.some((e) => e.name === 'BALLAST_SIDECAR_DISCOVERY_TRUST_BUNDLE'),
+    false,
+  );
+});

@@ -30,6 +30,11 @@ export interface InjectOptions {
   env?: Array<{ name: string; value: string }>;
   /** Mesh identities on: the sidecar gets its pod's projected ServiceAccount token for the mesh audience. */
   mesh?: boolean;
+  /**
+   * The mesh's trust bundle (PEM): the sidecar's discovery stream is TLS, the operator checked
+   * against it (later bundles come over the stream). Linkerd's injector does the same with its anchors.
+   */
+  trustBundlePem?: string;
 }
 
 /** The projected token volume a meshed sidecar proves its identity with. */
@@ -62,7 +67,8 @@ export function sidecarContainer(o: InjectOptions): V1Container {
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-      ...(o.env ?? []).filter((e) => e.name !== 'POD_NAME' && e.name !== 'POD_NAMESPACE'),
+      ...(o.mesh && o.trustBundlePem ? [{ name: 'BALLAST_SIDECAR_DISCOVERY_TRUST_BUNDLE', value: o.trustBundlePem }] : []),
+      ...(o.env ?? []).filter((e) => !['POD_NAME', 'POD_NAMESPACE', 'BALLAST_SIDECAR_DISCOVERY_TRUST_BUNDLE'].includes(e.name)),
     ],
     ports: [{ name: 'ballast-admin', containerPort: o.adminPort }],
     startupProbe: { httpGet: { path: '/ready', port: o.adminPort }, periodSeconds: 1, failureThreshold: 60 },

@@ -33,7 +33,7 @@ export class WebhookServer {
 
   constructor(
     cert: ServingCert,
-    inject: InjectOptions,
+    inject: InjectOptions | (() => InjectOptions),
     log: Logger,
     metrics: Metrics,
     excluded: readonly string[] = ['kube-system'],
@@ -58,7 +58,8 @@ export class WebhookServer {
         const pod = review.request?.object as Parameters<typeof injectionPatch>[0] | undefined;
         // Never kube-system or Ballast's own namespace, whatever the selectors say.
         const ns = review.request?.namespace ?? pod?.metadata?.namespace ?? '';
-        const ops = pod && review.request?.kind?.kind === 'Pod' && !excluded.includes(ns) ? injectionPatch(pod, inject) : [];
+        const opts = typeof inject === 'function' ? inject() : inject;
+        const ops = pod && review.request?.kind?.kind === 'Pod' && !excluded.includes(ns) ? injectionPatch(pod, opts) : [];
         if (ops.length === 0) {
           this.#metrics.inc({ result: 'skipped' });
           return response;

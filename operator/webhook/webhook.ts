@@ -23,6 +23,8 @@ export interface InjectionWebhookOptions {
   validatingConfig?: string;
   secretName: string;
   inject: InjectOptions;
+  /** The mesh's trust bundle now (injected sidecars verify the discovery service with it); absent or '': none. */
+  trustBundle?: () => string;
   clock: Clock;
   log: Logger;
   metrics: Metrics;
@@ -72,7 +74,10 @@ export class InjectionWebhook {
       : undefined;
     this.#server = new WebhookServer(
       cert,
-      this.#options.inject,
+      () => {
+        const bundle = this.#options.trustBundle?.() ?? '';
+        return bundle ? { ...this.#options.inject, trustBundlePem: bundle } : this.#options.inject;
+      },
       this.#options.log,
       this.#options.metrics,
       ['kube-system', this.#options.namespace],

@@ -47,6 +47,9 @@ describe('ballast operator: StoreCluster', { timeout: 1_500_000 }, () => {
         `--discovery-addr=127.0.0.1:${discoveryPort}`,
         '--webhook-addr=',
         '--namespace=ballast-system',
+        // This suite's sidecar runs on the host, not in a pod: it has no pod token, so no mesh
+        // (test/integration/mesh.test.ts and the helm e2e cover the mesh and TLS discovery).
+        '--mesh-trust-domain=',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

@@ -60,6 +60,7 @@ const ttlMs = 8_000;
 const td = 'cluster.local';
 const webId = `spiffe://${td}/ns/shop/sa/web`;
 const apiId = `spiffe://${td}/ns/shop/sa/api`;
+const discoveryName = 'ballast-operator-discovery.ballast-system.svc';
 
 describe('the mesh: identities from the operator, mTLS between sidecars', { timeout: 240_000 }, () => {
   let etcd: EtcdMember;
@@ -114,7 +115,11 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
   const sidecar = async (node: string, tokenPath: string, metrics: Metrics): Promise<Sidecar> => {
     const sc = new Sidecar(
       resolveConfig(
-        { admin: '127.0.0.1:0', discovery: { address: `127.0.0.1:${discoveryPort}` }, identity: { tokenFile: tokenPath } },
+        {
+          admin: '127.0.0.1:0',
+          discovery: { address: `127.0.0.1:${discoveryPort}`, trustBundle: issuer.bundlePem, serverName: discoveryName },
+          identity: { tokenFile: tokenPath },
+        },
         'test',
       ),
       { clock: realClock, random: new SeededRandom(7), log: silentLogger, metrics },
@@ -177,13 +182,14 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
       slices,
       sidecars: pods,
       mesh: issuer,
+      tlsNames: [discoveryName],
       clock: realClock,
       log: silentLogger,
       metrics: operatorMetrics,
       debounceMs: 20,
     });
     discoveryPort = await server.listen('127.0.0.1:0');
-    cleanups.push(() => server.stop());
+    cleanups.push(() => server?.stop());
     // The api pod's app: answers with who its sidecar says called.
     app = http.createServer((req, res) =>
       res.end(JSON.stringify({ xfcc: req.headers['x-forwarded-client-cert'] ?? null, proto: req.httpVersion })),
@@ -414,6 +420,7 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
   it('certificate requests are refused with a code saying why: wrong audience, not a pod, another pod, a deleted ServiceAccount, a forged CSR', async () => {
     const client = new DiscoveryClient({
       address: `127.0.0.1:${discoveryPort}`,
+      tls: { bundlePem: issuer.bundlePem, serverName: discoveryName },
       node: 'shop/web-0',
       clock: realClock,
       random: new SeededRandom(1),
@@ -437,6 +444,7 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
     kubectl('delete', 'serviceaccount', 'gone', '-n', 'shop');
     const goneClient = new DiscoveryClient({
       address: `127.0.0.1:${discoveryPort}`,
+      tls: { bundlePem: issuer.bundlePem, serverName: discoveryName },
       node: 'shop/gone-0',
       clock: realClock,
       random: new SeededRandom(1),
@@ -458,6 +466,62 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
     const m = await operatorMetrics.registry.metrics();
     for (const code of ['TOKEN_MISSING', 'NOT_A_POD', 'WRONG_POD', 'CSR_INVALID', 'TOKEN_INVALID'])
       assert.match(m, new RegExp(`ballast_operator_mesh_certificate_refusals_total\\{code="OPERATOR_ERR_MESH_${code}"\\} [1-9]`));
+  });
+
+  it("discovery is TLS and every stream is authenticated: plaintext, no token, another pod's name are refused; after an operator restart sidecars come back by their certificates", async () => {
+    const stream = (o: { tls: boolean; node: string; token?: string }) =>
+      new Promise<string>((resolve) => {
+        const c = new DiscoveryClient({
+          address: `127.0.0.1:${discoveryPort}`,
+          node: o.node,
+          clock: realClock,
+          random: new SeededRandom(1),
+          log: {
+            ...silentLogger,
+            warn: (f: { why?: string }) => {
+              c.stop();
+              resolve(`refused: ${f.why ?? ''}`);
+            },
+          } as unknown as typeof silentLogger,
+          apply: async () => {
+            c.stop();
+            resolve('configured');
+            return undefined;
+          },
+          ...(o.tls ? { tls: { bundlePem: issuer.bundlePem, serverName: discoveryName } } : {}),
+          ...(o.token !== undefined ? { token: () => o.token! } : {}),
+        });
+        c.start();
+      });
+    assert.match(await stream({ tls: false, node: 'shop/web-0', token: tokens['web']! }), /^refused/, 'plaintext');
+    assert.match(await stream({ tls: true, node: 'shop/web-0' }), /^refused: .*OPERATOR_ERR_MESH_TOKEN_MISSING/);
+    assert.match(await stream({ tls: true, node: 'shop/api-0', token: tokens['web']! }), /^refused: .*OPERATOR_ERR_MESH_WRONG_POD/);
+    assert.equal(await stream({ tls: true, node: 'shop/web-0', token: tokens['web']! }), 'configured');
+    const byToken = /ballast_operator_discovery_authenticated_streams_total\{by="token"\} (\d+)/;
+    assert.ok(Number(byToken.exec(await operatorMetrics.registry.metrics())?.[1]) >= 3, 'web and api first came with their tokens');
+    // The operator restarts (a new server on the same port): both sidecars reconnect, now presenting their certificates.
+    await server.stop();
+    const restartedMetrics = new Metrics({ defaultMetrics: false });
+    server = new DiscoveryServer({
+      policies,
+      services,
+      slices,
+      sidecars: pods,
+      mesh: issuer,
+      tlsNames: [discoveryName],
+      clock: realClock,
+      log: silentLogger,
+      metrics: restartedMetrics,
+      debounceMs: 20,
+    });
+    await server.listen(`127.0.0.1:${discoveryPort}`);
+    await until(
+      async () =>
+        /ballast_operator_discovery_authenticated_streams_total\{by="certificate"\} 2/.test(await restartedMetrics.registry.metrics()),
+      'both sidecars back by certificate',
+      30_000,
+    );
+    assert.equal((await get(localPort)).status, 200);
   });
 
   it(`certificates (${ttlMs / 1000} s) renew half-way under steady traffic: no request fails, connections stay`, async () => {
