@@ -27,6 +27,7 @@ export interface Snapshot {
   upstreams_json: string;
   inbound_json?: string;
   trust_bundle_pem?: string;
+  issuer_fingerprint?: string;
 }
 export interface CertificateRequest {
   csr_pem: string;

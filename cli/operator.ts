@@ -66,6 +66,10 @@ const flags = {
     'the Secret (in --namespace) with the issuer that signs workload certificates: made from the trust anchor and renewed before expiry when the anchor has tls.key; else provide it',
     { default: 'ballast-mesh-issuer' },
   ),
+  meshRotationStep: f.duration(
+    "a trust-anchor rotation's step: how long a widened trust bundle, then the new anchor's certificates, have to reach every sidecar before the next step",
+    { default: 600_000, min: 1000 },
+  ),
   discoveryTls: f.bool(
     'with the mesh on: the discovery service is TLS (a certificate for its Service from the mesh issuer) and authenticates every sidecar by its mesh certificate or its pod token',
     { default: true },
@@ -127,6 +131,7 @@ export const operatorCommand: Command = {
               anchorSecret: v.meshTrustAnchorSecret,
               issuerSecret: v.meshIssuerSecret,
               certificateTtlMs: v.meshCertificateTtl,
+              rotationStepMs: v.meshRotationStep,
             },
             ...(v.discoveryTls
               ? {

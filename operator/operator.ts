@@ -62,7 +62,7 @@ export interface OperatorOptions {
   /** host:port of the discovery service for sidecars (undefined or empty: not served). */
   discoveryAddress?: string;
   /** The mesh (workload certificates over discovery); absent: off. */
-  mesh?: { trustDomain: string; anchorSecret: string; issuerSecret: string; certificateTtlMs: number };
+  mesh?: { trustDomain: string; anchorSecret: string; issuerSecret: string; certificateTtlMs: number; rotationStepMs: number };
   /** With the mesh: the discovery service serves TLS with a certificate for these names (its Service's) and authenticates sidecars. */
   discoveryTlsNames?: string[];
   leaseMs?: number;
@@ -319,6 +319,7 @@ export class Operator {
             authn: kc.makeApiClient(AuthenticationV1Api),
             namespace: o.namespace,
             ...o.mesh,
+            kubeconfig: kc,
             clock: o.clock,
             log: o.log,
             metrics: o.metrics,

@@ -33,6 +33,8 @@ export interface DiscoveryOptions {
   onConnected?(connected: boolean): void;
   /** The mesh's trust bundle, as each snapshot carries it ('' : no mesh). */
   onBundle?(pem: string): void;
+  /** The issuer now signing (its SHA-256 fingerprint), as each snapshot carries it. */
+  onIssuer?(fingerprint: string): void;
   /**
    * TLS to the discovery service: the trust bundle to verify it with and the name its certificate
    * must carry (the Service's DNS name). Absent: plaintext.
@@ -154,6 +156,7 @@ export class DiscoveryClient {
         this.setBundle(snap.trust_bundle_pem);
         this.#options.onBundle?.(snap.trust_bundle_pem);
       }
+      if (snap.issuer_fingerprint) this.#options.onIssuer?.(snap.issuer_fingerprint);
       // Apply in order, one at a time.
       chain = chain.then(async () => {
         let error: string | undefined;

@@ -42,6 +42,8 @@ export class WorkloadIdentity {
   #failures = 0;
   #lastError = '';
   #stopped = false;
+  /** The issuer a renewal was scheduled for (once per issuer change). */
+  #renewingFor = '';
   readonly #listeners: Array<(m: IdentityMaterial) => void> = [];
 
   constructor(o: IdentityOptions) {
@@ -80,6 +82,22 @@ export class WorkloadIdentity {
     this.#material = { ...m, bundlePem: pem };
     this.#o.log.info({ anchors: pem.match(/BEGIN CERTIFICATE/g)?.length ?? 0 }, 'mesh trust bundle updated');
     this.#emit();
+  }
+
+  /**
+   * The operator's issuer now (from a snapshot): a certificate another issuer signed (a rotation
+   * moved on) is renewed within a few seconds (jittered, so a fleet does not ask at once).
+   */
+  noteIssuer(fingerprint: string): void {
+    const m = this.#material;
+    if (!m || this.#stopped) return;
+    const issuerPem = m.chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.[1];
+    if (!issuerPem || new X509Certificate(issuerPem).fingerprint256 === fingerprint) return;
+    if (this.#renewingFor === fingerprint) return;
+    this.#renewingFor = fingerprint;
+    const delay = this.#o.random.next() * 5000;
+    this.#o.log.info({ renewInMs: Math.round(delay) }, 'the mesh issuer changed; renewing the certificate');
+    this.#schedule(delay);
   }
 
   #emit(): void {

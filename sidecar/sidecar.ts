@@ -235,6 +235,7 @@ export class Sidecar {
       apply: (raw, version, inbound) => this.applyDiscovered(raw, version, inbound),
       onConnected: (c) => gauge.set(c ? 1 : 0),
       onBundle: (pem) => this.#identity?.setBundle(pem),
+      onIssuer: (fp) => this.#identity?.noteIssuer(fp),
       ...(this.#file.discovery.trustBundle
         ? {
             tls: {

@@ -58,7 +58,9 @@ export interface DiscoveryServerOptions {
 export interface Mesh {
   readonly trustDomain: string;
   readonly bundlePem: string;
-  onBundle(fn: (pem: string) => void): void;
+  /** The issuer now signing (sidecars holding a certificate from another renew soon). */
+  readonly issuerFingerprint: string;
+  onChange(fn: () => void): void;
   certify(token: string, node: string, csrPem: string): Promise<Certified>;
   authenticate(token: string, node: string): Promise<{ namespace: string; serviceAccount: string; pod: string }>;
   verifyPeer(raw: Buffer | undefined): { namespace: string; serviceAccount: string } | undefined;
@@ -81,6 +83,7 @@ interface Stream {
   pod: string;
   sent: string;
   sentBundle: string;
+  sentIssuer: string;
   call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>;
 }
 
@@ -119,7 +122,7 @@ export class DiscoveryServer {
     o.services.onChange(changed);
     o.slices.onChange(changed);
     o.sidecars?.onChange(changed);
-    o.mesh?.onBundle(changed);
+    o.mesh?.onChange(changed);
     this.#server.addService(discoveryService().service, {
       Stream: (call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>) => this.#open(call),
       Certify: (call: grpc.ServerUnaryCall<CertificateRequest, Certificate>, cb: grpc.sendUnaryData<Certificate>) =>
@@ -192,7 +195,7 @@ export class DiscoveryServer {
         this.#authenticate(call, namespace, pod).then(
           (by) => {
             if (closed) return;
-            stream = { node, namespace, pod, sent: version, sentBundle: '', call };
+            stream = { node, namespace, pod, sent: version, sentBundle: '', sentIssuer: '', call };
             this.#streams.add(stream);
             this.#metrics.streams.set(this.#streams.size);
             this.#options.log.info({ node, has: version || null, authenticated: by }, 'sidecar connected to discovery');
@@ -236,14 +239,17 @@ export class DiscoveryServer {
 
   #push(s: Stream, snap: Snapshot): void {
     const bundle = this.#options.mesh?.bundlePem ?? '';
-    if (snap.version === s.sent && bundle === s.sentBundle) return;
+    const issuer = this.#options.mesh?.issuerFingerprint ?? '';
+    if (snap.version === s.sent && bundle === s.sentBundle && issuer === s.sentIssuer) return;
     s.sent = snap.version;
     s.sentBundle = bundle;
+    s.sentIssuer = issuer;
     s.call.write({
       version: snap.version,
       upstreams_json: JSON.stringify(snap.upstreams),
       inbound_json: JSON.stringify(snap.inbound),
       trust_bundle_pem: bundle,
+      issuer_fingerprint: issuer,
     });
     this.#metrics.snapshots.inc();
   }

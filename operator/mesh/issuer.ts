@@ -10,7 +10,9 @@
  * a TokenReview proves who it is (identity.ts), and the certificate names that identity.
  */
 import { X509Certificate } from 'node:crypto';
-import type { AuthenticationV1Api, CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import type { AuthenticationV1Api, CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
+import { SharedInformer } from '../../lib/kube/informer.ts';
+import { planRotation, rotatedAnnotation, rotationAnnotation } from './rotation.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { BallastError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
@@ -35,6 +37,10 @@ export interface MeshIssuerOptions {
   issuerSecret: string;
   /** How long workload certificates live. */
   certificateTtlMs: number;
+  /** A trust-anchor rotation's step (rotation.ts): time for a new bundle, then new certificates, to reach every sidecar. */
+  rotationStepMs: number;
+  /** To watch the Secrets (every replica follows a rotation at once); absent: hourly checks only. */
+  kubeconfig?: KubeConfig;
   clock: Clock;
   log: Logger;
   metrics: Metrics;
@@ -66,7 +72,12 @@ export class MeshIssuer {
   readonly #expiry;
   readonly #issued;
   readonly #refused;
-  #onBundle: ((pem: string) => void) | undefined;
+  #onChange: (() => void) | undefined;
+  #again = false;
+  #recheck: TimerHandle | undefined;
+  #rotationBlocked = '';
+  readonly #rotations;
+  #informers: Array<SharedInformer<V1Secret>> = [];
   /** The discovery service's serving certificate (DNS names), renewed half-way and on a new issuer. */
   #serving: { provider: MemoryCertificateProvider; dnsNames: string[]; notAfter: number; issuerPem: string } | undefined;
   #servingTimer: TimerHandle | undefined;
@@ -83,6 +94,11 @@ export class MeshIssuer {
       'code',
     ]);
     this.#issued.inc(0);
+    this.#rotations = o.metrics.counter(
+      'ballast_operator_mesh_anchor_rotation_steps_total',
+      'Trust-anchor rotation steps taken by this replica (begin, activate, finish).',
+      ['step'],
+    );
   }
 
   /** The trust anchors sidecars must trust (PEM), once known. */
@@ -90,9 +106,9 @@ export class MeshIssuer {
     return this.#state?.bundlePem ?? '';
   }
 
-  /** Told when the trust bundle changes (the discovery service sends it to every sidecar). */
-  onBundle(fn: (pem: string) => void): void {
-    this.#onBundle = fn;
+  /** Told when the trust bundle or the issuer changes (the discovery service tells every sidecar). */
+  onChange(fn: () => void): void {
+    this.#onChange = fn;
   }
 
   get trustDomain(): string {
@@ -115,6 +131,26 @@ export class MeshIssuer {
     };
     await check();
     this.#timer = this.#o.clock.setInterval(() => void check(), 3_600_000, { unref: true });
+    // Every replica follows the Secrets at once: a rotation's bundle and issuer reach its sidecars too.
+    const kc = this.#o.kubeconfig;
+    if (kc)
+      for (const name of [this.#o.anchorSecret, this.#o.issuerSecret]) {
+        const inf = new SharedInformer<V1Secret>({
+          kubeconfig: kc,
+          path: `/api/v1/namespaces/${this.#o.namespace}/secrets`,
+          fieldSelector: `metadata.name=${name}`,
+          list: () => this.#o.core.listNamespacedSecret({ namespace: this.#o.namespace, fieldSelector: `metadata.name=${name}` }),
+          clock: this.#o.clock,
+          log: this.#o.log,
+        });
+        let first = true;
+        inf.onChange(() => {
+          if (first) return void (first = false); // the initial list: already read
+          void check();
+        });
+        this.#informers.push(inf);
+        await inf.start();
+      }
   }
 
   stop(): void {
@@ -122,6 +158,8 @@ export class MeshIssuer {
     this.#timer?.cancel();
     this.#retry?.cancel();
     this.#servingTimer?.cancel();
+    this.#recheck?.cancel();
+    for (const i of this.#informers) i.stop();
   }
 
   /**
@@ -194,10 +232,97 @@ export class MeshIssuer {
     return who;
   }
 
-  /** Read the Secrets, making or renewing what is needed. */
+  /** Read the Secrets, making or renewing what is needed (a call while one runs runs again after it). */
   refresh(): Promise<void> {
-    this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = undefined));
+    if (this.#refreshing) {
+      this.#again = true;
+      return this.#refreshing;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.#again = false;
+        await this.#refresh();
+      } while (this.#again && !this.#stopped);
+    };
+    this.#refreshing = run().finally(() => (this.#refreshing = undefined));
     return this.#refreshing;
+  }
+
+  /** Take the rotation's next step when one is due; resolves to the anchor Secret as it now is. */
+  async #rotate(secret: V1Secret, now: number): Promise<V1Secret> {
+    const o = this.#o;
+    const a = secret.data ?? {};
+    const active = unb64(a['tls.crt']) || unb64(a['ca.crt']);
+    const trusted = splitPem(unb64(a['ca.crt']));
+    const activeCert = new X509Certificate(splitPem(active)[0] ?? active);
+    const annotations = secret.metadata?.annotations ?? {};
+    const step = planRotation(
+      {
+        activePem: active,
+        activeKeyPem: Boolean(a['tls.key']),
+        trusted,
+        nextPem: unb64(a['next.crt']),
+        annotations,
+        activeFrom: Date.parse(activeCert.validFrom),
+        activeTo: Date.parse(activeCert.validTo),
+        managed: secret.metadata?.labels?.['app.kubernetes.io/component'] === 'mesh',
+      },
+      now,
+      o.rotationStepMs,
+    );
+    this.#recheck?.cancel();
+    if (step.kind === 'none') {
+      if (step.why && step.why !== this.#rotationBlocked) o.log.warn({ secret: o.anchorSecret }, step.why);
+      this.#rotationBlocked = step.why ?? '';
+      if (step.recheckAt !== undefined)
+        this.#recheck = o.clock.setTimeout(() => void this.refresh().catch(() => undefined), Math.max(0, step.recheckAt - now) + 50, {
+          unref: true,
+        });
+      return secret;
+    }
+    const data: Record<string, string> = Object.fromEntries(Object.entries(a).map(([k, v]) => [k, unb64(v)]));
+    const notes: Record<string, string | undefined> = {};
+    if (step.kind === 'begin') {
+      const next = await makeTrustAnchor(o.trustDomain, new Date(now));
+      data['next.crt'] = next.certPem;
+      data['next.key'] = next.keyPem;
+      data['ca.crt'] = [...new Set([...trusted, ...splitPem(active), next.certPem])].join('');
+      notes[rotationAnnotation] = JSON.stringify({ phase: 'trusting', since: now, request: step.request });
+    } else if (step.kind === 'activate') {
+      data['tls.crt'] = data['next.crt'] ?? '';
+      data['tls.key'] = data['next.key'] ?? '';
+      data['next.crt'] = '';
+      data['next.key'] = '';
+      notes[rotationAnnotation] = JSON.stringify({ phase: 'issuing', since: now, request: step.rotation.request });
+    } else {
+      data['ca.crt'] = data['tls.crt'] ?? '';
+      data['next.crt'] = '';
+      data['next.key'] = '';
+      notes[rotationAnnotation] = undefined;
+      notes[rotatedAnnotation] = step.rotation.request;
+    }
+    const merged = Object.entries({ ...annotations, ...notes }).filter((e): e is [string, string] => e[1] !== undefined);
+    const meta = { ...secret.metadata, annotations: Object.fromEntries(merged) };
+    // Emptied keys (the next anchor, once active) go.
+    const kept = Object.entries(data).filter(([, v]) => v !== '');
+    const body: V1Secret = { ...secret, metadata: meta, data: Object.fromEntries(kept.map(([k, v]) => [k, b64(v)])) };
+    try {
+      const written = await o.core.replaceNamespacedSecret({ name: o.anchorSecret, namespace: o.namespace, body });
+      const what = {
+        begin: 'began: the new trust anchor is trusted next to the old',
+        activate: 'the new trust anchor now signs the issuer',
+        finish: 'done: only the new trust anchor is trusted',
+      }[step.kind];
+      o.log.info({ secret: o.anchorSecret, step: step.kind }, `mesh trust anchor rotation ${what}`);
+      this.#rotations.inc({ step: step.kind });
+      // The next step, a step from now.
+      if (step.kind !== 'finish')
+        this.#recheck = o.clock.setTimeout(() => void this.refresh().catch(() => undefined), o.rotationStepMs + 50, { unref: true });
+      return written;
+    } catch (err) {
+      if ((err as { code?: number }).code !== 409) throw err;
+      return (await this.#read(o.anchorSecret)) ?? secret; // another replica took the step
+    }
   }
 
   async #refresh(): Promise<void> {
@@ -209,11 +334,12 @@ export class MeshIssuer {
       anchorSecret = await this.#create(o.anchorSecret, { 'tls.crt': anchor.certPem, 'tls.key': anchor.keyPem, 'ca.crt': anchor.certPem });
       o.log.info({ secret: o.anchorSecret, trustDomain: o.trustDomain }, 'made the mesh trust anchor');
     }
+    if (anchorSecret.data?.['tls.crt'] || anchorSecret.data?.['ca.crt']) anchorSecret = await this.#rotate(anchorSecret, now.getTime());
     const a = anchorSecret.data ?? {};
     const anchorCert = unb64(a['tls.crt']) || unb64(a['ca.crt']);
     const anchorKey = unb64(a['tls.key']);
-    // Trust every certificate the anchor Secret holds (ca.crt may carry several during a rotation).
-    const bundle = [...new Set([...splitPem(unb64(a['ca.crt'])), ...splitPem(anchorCert)])];
+    // Trust every certificate the anchor Secret holds (ca.crt carries several during a rotation).
+    const bundle = [...new Set([...splitPem(unb64(a['ca.crt'])), ...splitPem(anchorCert), ...splitPem(unb64(a['next.crt']))])];
     if (bundle.length === 0)
       throw catalogue.error(
         'OPERATOR_ERR_MESH_ISSUER_UNAVAILABLE',
@@ -225,11 +351,14 @@ export class MeshIssuer {
       ? { certPem: unb64(issuerSecret.data?.['tls.crt']), keyPem: unb64(issuerSecret.data?.['tls.key']) }
       : undefined;
     const leafCert = current ? splitPem(current.certPem)[0] : undefined;
+    // With the anchor's key at hand the issuer must be the active anchor's (a rotation moves it on);
+    // a user's issuer need only chain to a trusted anchor.
+    const signers = anchorKey ? splitPem(anchorCert).slice(0, 1) : bundle;
     const usable =
       current &&
       leafCert &&
       current.keyPem &&
-      bundle.some((anchor) => signedBy(leafCert, anchor)) &&
+      signers.some((anchor) => signedBy(leafCert, anchor)) &&
       (notAfterOf(leafCert)?.getTime() ?? 0) > now.getTime();
     const renewDue = usable && this.#renewDue(leafCert, now);
     if ((!usable || renewDue) && anchorKey) {
@@ -247,13 +376,20 @@ export class MeshIssuer {
       );
     }
     const issuer = { certPem: unb64(issuerSecret?.data?.['tls.crt']), keyPem: unb64(issuerSecret?.data?.['tls.key']) };
-    const changed = this.#state?.bundlePem !== bundlePem;
+    const changed = this.#state?.bundlePem !== bundlePem || this.#state?.issuer.certPem !== issuer.certPem;
     this.#state = { issuer, bundlePem };
     this.#expiry.reset();
     for (const pem of bundle) this.#setExpiry('trust-anchor', pem);
     this.#setExpiry('issuer', splitPem(issuer.certPem)[0] ?? issuer.certPem);
-    if (changed) this.#onBundle?.(bundlePem);
+    if (changed) this.#onChange?.();
     if (this.#serving) await this.#renewServing();
+  }
+
+  /** The SHA-256 fingerprint of the issuer now signing (sidecars holding another's certificate renew). */
+  get issuerFingerprint(): string {
+    const pem = this.#state?.issuer.certPem;
+    if (!pem) return '';
+    return new X509Certificate(splitPem(pem)[0] ?? pem).fingerprint256;
   }
 
   #setExpiry(which: string, pem: string): void {

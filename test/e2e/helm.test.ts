@@ -18,6 +18,8 @@ import { bin, freePort } from '../support/store-cluster.ts';
 const root = join(import.meta.dirname, '..', '..');
 const helmBin = process.env['BALLAST_HELM'] ?? join(root, '.tools', 'helm-v3.22.0', 'helm');
 const chart = join(root, 'charts', 'ballast');
+// A trust-anchor rotation's steps, short enough for the mesh test to rotate under traffic.
+const values = ['--set', 'mesh.rotationStep=3s'];
 
 describe('helm install charts/ballast', { timeout: 300_000 }, () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'ballast-helm-'));
@@ -94,7 +96,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
 
   it('installs: the operator is Ready in its pods, one leads, and it runs a StoreCluster to Ready', async (t) => {
     const start = Date.now();
-    const r = helm(['upgrade', '--install', 'ballast', chart, '-n', 'ballast-system', '--wait', '--timeout', '3m']);
+    const r = helm(['upgrade', '--install', 'ballast', chart, '-n', 'ballast-system', '--wait', '--timeout', '3m', ...values]);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     t.diagnostic(`helm install --wait: ${Date.now() - start} ms`);
     assert.equal(
@@ -515,6 +517,45 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
       if (!refused.includes('SIDECAR_ERR_FORBIDDEN')) await new Promise((res) => setTimeout(res, 250));
     }
     assert.match(refused, /spiffe:\/\/cluster\.local\/ns\/mesh\/sa\/intruder may not GET \/ on inbound listener api-inbound-http/);
+    // Rotating the trust anchor under steady traffic (the operator's three steps, 3 s apart here):
+    // the sidecars' 24-hour certificates are renewed because the issuer changed; no call fails.
+    const anchorNote = (k: string) =>
+      kubectl([
+        'get',
+        'secret',
+        'ballast-operator-mesh-trust-anchor',
+        '-n',
+        'ballast-system',
+        '-o',
+        `jsonpath={.metadata.annotations.${k}}`,
+      ]).stdout;
+    assert.equal(
+      kubectl(['annotate', 'secret', 'ballast-operator-mesh-trust-anchor', '-n', 'ballast-system', 'mesh.ballast.dev/rotate=e2e']).status,
+      0,
+    );
+    const anchors = async (podIp: string) =>
+      ((await (await fetch(`http://${podIp}:15000/ready`)).json()) as { mesh: { trustAnchors: number } }).mesh.trustAnchors;
+    let calls = 0;
+    const failed: string[] = [];
+    const seen = new Set<number>();
+    const rotationStart = Date.now();
+    const call = async () => {
+      const r = await fetch(`http://${clientIp}:8080/fetch?url=${encodeURIComponent('http://api.mesh.svc.cluster.local/')}`);
+      const body = await r.text();
+      calls++;
+      if (r.status !== 200 || !body.includes('sa/client')) failed.push(`${r.status} ${body}`);
+    };
+    while (Date.now() - rotationStart < 120_000) {
+      await call();
+      const counts = [await anchors(clientIp), await anchors(apiIp)];
+      for (const c of counts) seen.add(c);
+      if (anchorNote('mesh\\.ballast\\.dev/rotated') === 'e2e' && counts.every((c) => c === 1)) break;
+    }
+    for (let i = 0; i < 20; i++) await call();
+    assert.equal(anchorNote('mesh\\.ballast\\.dev/rotated'), 'e2e', 'the rotation finished');
+    assert.ok(seen.has(2), 'both anchors were trusted at once on the way');
+    assert.deepEqual(failed, [], `${calls} calls`);
+    t.diagnostic(`trust anchor rotated under traffic: ${calls} calls, 0 failed, ${Date.now() - rotationStart} ms`);
     // The operator made the trust anchor and the issuer (kept across upgrades and reinstalls).
     assert.deepEqual(
       kubectl([
@@ -537,7 +578,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
 
   it('upgrade with unchanged values changes nothing, and every field the chart sets reads back unchanged (no perpetual diff in Argo CD)', () => {
     const before = uids();
-    const r = helm(['upgrade', 'ballast', chart, '-n', 'ballast-system', '--wait']);
+    const r = helm(['upgrade', 'ballast', chart, '-n', 'ballast-system', '--wait', ...values]);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(uids(), before);
     const manifest = helm(['get', 'manifest', 'ballast', '-n', 'ballast-system']);

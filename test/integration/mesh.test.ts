@@ -57,6 +57,7 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
 }
 
 const ttlMs = 8_000;
+const rotationStepMs = 4_000;
 const td = 'cluster.local';
 const webId = `spiffe://${td}/ns/shop/sa/web`;
 const apiId = `spiffe://${td}/ns/shop/sa/api`;
@@ -170,6 +171,8 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
       anchorSecret: 'ballast-mesh-trust-anchor',
       issuerSecret: 'ballast-mesh-issuer',
       certificateTtlMs: ttlMs,
+      rotationStepMs,
+      kubeconfig: kc,
       clock: realClock,
       log: silentLogger,
       metrics: operatorMetrics,
@@ -522,6 +525,79 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
       30_000,
     );
     assert.equal((await get(localPort)).status, 200);
+  });
+
+  it('a trust-anchor rotation under steady traffic: trusted next to the old, then signing, then alone; no request fails, and the old chain is refused after', async () => {
+    const anchorSecret = async () => core.readNamespacedSecret({ name: 'ballast-mesh-trust-anchor', namespace: 'ballast-system' });
+    const oldAnchor = Buffer.from((await anchorSecret()).data?.['tls.crt'] ?? '', 'base64').toString();
+    const issuerSecret = await core.readNamespacedSecret({ name: 'ballast-mesh-issuer', namespace: 'ballast-system' });
+    const oldIssuer = {
+      certPem: Buffer.from(issuerSecret.data?.['tls.crt'] ?? '', 'base64').toString(),
+      keyPem: Buffer.from(issuerSecret.data?.['tls.key'] ?? '', 'base64').toString(),
+    };
+    kubectl('annotate', 'secret', 'ballast-mesh-trust-anchor', '-n', 'ballast-system', 'mesh.ballast.dev/rotate=r1');
+    let ok = 0;
+    const failures: string[] = [];
+    const anchorsSeen = new Set<number>();
+    const done = async () => (await anchorSecret()).metadata?.annotations?.['mesh.ballast.dev/rotated'] === 'r1';
+    const deadline = Date.now() + 10 * rotationStepMs + 30_000;
+    while (!(await done()) && Date.now() < deadline) {
+      const r = await get(localPort);
+      if (r.status === 200) ok++;
+      else failures.push(`${r.status} ${r.body}`);
+      for (const sc of [web, apiSc]) anchorsSeen.add(((await admin(sc, '/ready'))['mesh'] as { trustAnchors: number }).trustAnchors);
+    }
+    assert.ok(await done(), 'the rotation finished');
+    // Until both sidecars have the narrowed bundle, and a little after.
+    await until(
+      async () => {
+        const r = await get(localPort);
+        if (r.status === 200) ok++;
+        else failures.push(`${r.status} ${r.body}`);
+        const counts = await Promise.all(
+          [web, apiSc].map(async (sc) => ((await admin(sc, '/ready'))['mesh'] as { trustAnchors: number }).trustAnchors),
+        );
+        return counts.every((c) => c === 1);
+      },
+      'both sidecars trust only the new anchor',
+      30_000,
+    );
+    for (let i = 0; i < 20; i++) {
+      const r = await get(localPort);
+      if (r.status === 200) ok++;
+      else failures.push(`${r.status} ${r.body}`);
+    }
+    assert.deepEqual(failures, [], `${ok} requests`);
+    assert.ok(anchorsSeen.has(2), 'both anchors were trusted at once on the way');
+    const after = await anchorSecret();
+    const newAnchor = Buffer.from(after.data?.['tls.crt'] ?? '', 'base64').toString();
+    assert.notEqual(newAnchor, oldAnchor);
+    assert.equal(Buffer.from(after.data?.['ca.crt'] ?? '', 'base64').toString(), newAnchor, 'only the new anchor is trusted');
+    assert.equal(after.metadata?.annotations?.['mesh.ballast.dev/rotation'], undefined);
+    // A certificate from the old chain is refused now.
+    const { keyPem, csrPem } = await newKeyAndCsr();
+    const stale = await signWorkload(oldIssuer, csrPem, webId, new Date(), 60_000);
+    const answer = await new Promise<string>((resolve) => {
+      const c = tls.connect(
+        {
+          host: '127.0.0.1',
+          port: inboundPort,
+          ca: issuer.bundlePem,
+          cert: stale.chainPem,
+          key: keyPem,
+          checkServerIdentity: () => undefined,
+        },
+        () => c.write('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
+      );
+      let got = '';
+      c.on('data', (d: Buffer) => (got += d.toString()));
+      c.on('error', (e) => resolve(`error: ${e.message}`));
+      c.on('close', () => resolve(got || 'closed'));
+    });
+    assert.doesNotMatch(answer, /200 OK/);
+    const m = await operatorMetrics.registry.metrics();
+    for (const step of ['begin', 'activate', 'finish'])
+      assert.match(m, new RegExp(`ballast_operator_mesh_anchor_rotation_steps_total\\{step="${step}"\\} 1`));
   });
 
   it(`certificates (${ttlMs / 1000} s) renew half-way under steady traffic: no request fails, connections stay`, async () => {
