@@ -150,12 +150,18 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
       { default: '' },
     ),
   }),
-  identity: openapi.object('The mesh identity: a certificate from the operator for this pod (needs discovery).', {
-    tokenFile: openapi.string(
-      "The pod's projected ServiceAccount token (audience ballast.dev/mesh) proving who it is; empty: no mesh identity (plaintext only).",
-      { default: '' },
-    ),
-  }),
+  identity: openapi.object(
+    'The mesh identity: a certificate from the operator for this pod (tokenFile, with discovery), or from files another agent keeps (certFile, keyFile, bundleFile).',
+    {
+      tokenFile: openapi.string(
+        "The pod's projected ServiceAccount token (audience ballast.dev/mesh) proving who it is; empty: no mesh identity from the operator.",
+        { default: '' },
+      ),
+      certFile: openapi.string('PEM certificate chain with a SPIFFE ID (re-read when it changes).', { default: '' }),
+      keyFile: openapi.string("PEM private key of certFile's certificate.", { default: '' }),
+      bundleFile: openapi.string('PEM trust anchors to check peers with.', { default: '' }),
+    },
+  ),
   discovery: openapi.object("The operator's discovery service.", {
     address: openapi.string('host:port (empty: static configuration only).', { default: '' }),
     node: openapi.string("This sidecar's identity (default: $POD_NAMESPACE/$POD_NAME).", { default: '' }),
@@ -211,7 +217,7 @@ export interface SidecarConfig {
   inbound: InboundConfig[];
   proxy: { listen: string };
   tracing: { endpoint: string; samplePercent: number; serviceName: string };
-  identity: { tokenFile: string };
+  identity: { tokenFile: string; certFile: string; keyFile: string; bundleFile: string };
   discovery: { address: string; node: string; trustBundle: string; serverName: string };
 }
 
@@ -292,6 +298,14 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
     problems.push({
       path: 'config.discovery.trustBundle',
       message: "a TLS discovery stream is authenticated with the pod's token: set identity.tokenFile too",
+    });
+  const files = [c.identity.certFile, c.identity.keyFile, c.identity.bundleFile];
+  if (files.some(Boolean) && !files.every(Boolean))
+    problems.push({ path: 'config.identity', message: 'certFile, keyFile and bundleFile go together: set all three (or none)' });
+  if (c.identity.certFile && c.identity.tokenFile)
+    problems.push({
+      path: 'config.identity',
+      message: 'either tokenFile (a certificate from the operator) or certFile (from files), not both',
     });
   if (c.identity.tokenFile && !c.discovery.address)
     problems.push({ path: 'config.identity.tokenFile', message: 'a mesh identity comes from the operator: set discovery.address too' });

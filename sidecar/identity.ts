@@ -8,7 +8,7 @@
  * certificate and with every discovery snapshot (a rotation's new anchor arrives that way).
  */
 import { readFileSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Random } from '../lib/random.ts';
@@ -35,7 +35,86 @@ export interface IdentityOptions {
   metrics: SidecarMetrics;
 }
 
-export class WorkloadIdentity {
+/** What the sidecar needs of a mesh identity, from the operator or from files. */
+export interface MeshIdentity {
+  readonly material: IdentityMaterial | undefined;
+  readonly lastError: string;
+  onChange(fn: (m: IdentityMaterial) => void): void;
+  setBundle(pem: string): void;
+  noteIssuer(fingerprint: string): void;
+  stop(): void;
+}
+
+/**
+ * A mesh identity from files another agent keeps (SPIRE's agent, cert-manager's csi-driver, or a
+ * benchmark): the certificate chain, its key and the trust bundle, PEM, read at start and again
+ * whenever one of them changes (checked every 10 s).
+ */
+export class FileIdentity implements MeshIdentity {
+  readonly #files: { certFile: string; keyFile: string; bundleFile: string };
+  readonly #log: Logger;
+  readonly #metrics: SidecarMetrics;
+  readonly #timer: TimerHandle;
+  readonly #clock: Clock;
+  #material: IdentityMaterial | undefined;
+  #stamp = '';
+  #lastError = '';
+  readonly #listeners: Array<(m: IdentityMaterial) => void> = [];
+
+  constructor(files: { certFile: string; keyFile: string; bundleFile: string }, clock: Clock, log: Logger, metrics: SidecarMetrics) {
+    this.#files = files;
+    this.#clock = clock;
+    this.#log = log;
+    this.#metrics = metrics;
+    this.#load();
+    this.#timer = clock.setInterval(() => this.#load(), 10_000, { unref: true });
+  }
+
+  get material(): IdentityMaterial | undefined {
+    const m = this.#material;
+    return m && m.notAfter > this.#clock.wallNow() ? m : undefined;
+  }
+  get lastError(): string {
+    return this.#lastError;
+  }
+  onChange(fn: (m: IdentityMaterial) => void): void {
+    this.#listeners.push(fn);
+  }
+  setBundle(): void {}
+  noteIssuer(): void {}
+  stop(): void {
+    this.#timer.cancel();
+  }
+
+  #load(): void {
+    const f = this.#files;
+    try {
+      const [chainPem, keyPem, bundlePem] = [f.certFile, f.keyFile, f.bundleFile].map((x) => readFileSync(x, 'utf8')) as [
+        string,
+        string,
+        string,
+      ];
+      const stamp = `${chainPem}\u0000${keyPem}\u0000${bundlePem}`;
+      if (stamp === this.#stamp) return;
+      const leaf = new X509Certificate(chainPem);
+      const spiffeId = uriSans(leaf.subjectAltName).find((u) => parseSpiffeId(u));
+      if (!spiffeId) throw new Error(`${f.certFile} names no SPIFFE ID (a URI SAN spiffe://<trust-domain>/ns/<ns>/sa/<sa>)`);
+      if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw new Error(`${f.keyFile} is not the key of ${f.certFile}`);
+      this.#stamp = stamp;
+      const notAfter = Date.parse(leaf.validTo);
+      this.#material = { spiffeId, trustDomain: parseSpiffeId(spiffeId)?.trustDomain ?? '', chainPem, keyPem, bundlePem, notAfter };
+      this.#lastError = '';
+      this.#metrics.certificateExpiry.set(notAfter / 1000);
+      this.#log.info({ spiffeId, notAfter: new Date(notAfter).toISOString(), from: f.certFile }, 'mesh certificate loaded from files');
+      for (const fn of this.#listeners) fn(this.#material);
+    } catch (err) {
+      this.#lastError = (err as Error).message;
+      this.#log.error({ err: this.#lastError }, 'cannot load the mesh certificate files; keeping the last good one');
+    }
+  }
+}
+
+export class WorkloadIdentity implements MeshIdentity {
   readonly #o: IdentityOptions;
   #material: IdentityMaterial | undefined;
   #timer: TimerHandle | undefined;

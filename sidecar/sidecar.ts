@@ -24,7 +24,7 @@ import {
   peerIdentity,
   splitAddress,
 } from './server/listener.ts';
-import { WorkloadIdentity } from './identity.ts';
+import { FileIdentity, type MeshIdentity, WorkloadIdentity } from './identity.ts';
 import { authorize } from './policies/authz.ts';
 import type { AuthorizationPolicy } from '../api/resiliencepolicy.ts';
 import { localReply } from './http.ts';
@@ -66,7 +66,7 @@ export class Sidecar {
   #discoveredInbound: InboundConfig[] = [];
   #discoveredVersion = '';
   #discovery: DiscoveryClient | undefined;
-  #identity: WorkloadIdentity | undefined;
+  #identity: MeshIdentity | undefined;
   /** The pod's namespace (bare ServiceAccount names in authorization rules are in it). */
   #namespace = 'default';
   /** Proxy mode: host (with and without port, as configured) → upstream name; rebuilt on apply. */
@@ -117,6 +117,8 @@ export class Sidecar {
         serviceName: t.serviceName || 'ballast-sidecar',
       });
     else if (this.#deps.telemetry) this.#tracing = (await import('./tracing.ts')).Tracing.withTracer(this.#deps.telemetry.tracer);
+    const id = this.#file.identity;
+    if (id.certFile) this.#identity = new FileIdentity(id, this.#deps.clock, this.#deps.log, this.#metrics);
     await this.#startAdmin();
     await this.#apply(this.#config);
     this.#started = true;
@@ -537,6 +539,10 @@ export class Sidecar {
     };
   }
 
+  #meshOn(): boolean {
+    return Boolean(this.#file.identity.tokenFile || this.#file.identity.certFile);
+  }
+
   /** The mesh identity as /ready and /config tell it (never the key). */
   #meshStatus(): Record<string, unknown> {
     const m = this.#identity?.material;
@@ -583,7 +589,7 @@ export class Sidecar {
             ? json(200, {
                 ready: true,
                 upstreamsWithoutEndpoints: empty,
-                ...(this.#file.identity.tokenFile ? { mesh: this.#meshStatus() } : {}),
+                ...(this.#meshOn() ? { mesh: this.#meshStatus() } : {}),
               })
             : json(503, { ready: false, reason: 'listeners are not open yet' });
         }
@@ -594,7 +600,7 @@ export class Sidecar {
           return json(200, {
             config: this.#config,
             lastReload: this.#lastReload ?? null,
-            mesh: this.#file.identity.tokenFile ? this.#meshStatus() : null,
+            mesh: this.#meshOn() ? this.#meshStatus() : null,
             discovery: this.#file.discovery.address
               ? { address: this.#file.discovery.address, connected: this.#discovery?.connected ?? false, version: this.#discoveredVersion }
               : null,
