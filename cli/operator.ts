@@ -165,7 +165,10 @@ export const operatorCommand: Command = {
                 ? { ok: false, reason: 'informer caches are not synced yet' }
                 : !webhookServing
                   ? { ok: false, reason: 'the admission webhook is not serving yet' }
-                  : { ok: true, reason: '' },
+                  : v.meshTrustDomain && v.discoveryAddr && !op.meshTrustBundle
+                    ? // Pods injected now would get no trust bundle for the discovery stream.
+                      { ok: false, reason: 'the mesh issuer is not loaded yet (see the log: "the mesh issuer check failed")' }
+                    : { ok: true, reason: '' },
           });
         },
         stop: async () => served?.close(),
