@@ -86,6 +86,12 @@ for (const sa of ['web', 'api']) {
   };
 }
 
+const files = (c: { certFile: string; keyFile: string; bundleFile: string }) => ({
+  certFile: c.certFile,
+  keyFile: c.keyFile,
+  bundleFile: c.bundleFile,
+});
+
 async function sidecar(name: string, doc: object, adminPort: number): Promise<ChildProcess> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, stringify({ admin: `127.0.0.1:${adminPort}`, ...doc }));
@@ -188,7 +194,7 @@ try {
     const callee = await sidecar(
       `api-${mode}`,
       {
-        ...(mesh ? { identity: certs['api'] } : {}),
+        ...(mesh ? { identity: files(certs['api']!) } : {}),
         inbound: [{ name: 'api', listen: `127.0.0.1:${inPort}`, target: appAddr, mtls: mesh ? 'strict' : 'off' }],
       },
       adminB,
@@ -196,7 +202,7 @@ try {
     const caller = await sidecar(
       `web-${mode}`,
       {
-        ...(mesh ? { identity: certs['web'] } : {}),
+        ...(mesh ? { identity: files(certs['web']!) } : {}),
         upstreams: [
           {
             name: 'api',

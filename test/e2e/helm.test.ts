@@ -497,6 +497,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
       await new Promise((res) => setTimeout(res, 250));
     }
     assert.equal((JSON.parse(answer) as { xfcc: string }).xfcc, 'URI=spiffe://cluster.local/ns/mesh/sa/client', answer);
+    t.diagnostic(`first mTLS answer: ${Date.now() - start} ms after the namespace was labelled`);
     const apiMetrics = await (await fetch(`http://${apiIp}:15000/metrics`)).text();
     assert.match(
       apiMetrics,
@@ -572,7 +573,6 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
         .sort(),
       ['ballast-operator-mesh-issuer', 'ballast-operator-mesh-trust-anchor'],
     );
-    t.diagnostic(`first mTLS answer: ${Date.now() - start} ms after the namespace was labelled`);
     assert.equal(kubectl(['delete', 'namespace', 'mesh', '--wait=false']).status, 0);
   });
 
