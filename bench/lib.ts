@@ -78,3 +78,33 @@ export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
 }
+
+/** What a wrk run printed (wrk from Debian, --latency): rate, counts, p50/p99 in ms. */
+export interface WrkResult {
+  rps: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+  p50: number;
+  p99: number;
+}
+
+/** A wrk latency (e.g. 812.00us, 1.20ms, 2.01s) in milliseconds. */
+export function wrkMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
+  return m ? Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2] as 'us'] as number) : NaN;
+}
+
+export function parseWrk(out: string): WrkResult {
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? 0);
+  const lat = (p: string) => wrkMs(new RegExp(`\\s${p}%\\s+(\\S+)`).exec(out)?.[1] ?? 'NaN');
+  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    requests: num(/(\d+) requests in/),
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
+    errors: errs ? errs.slice(1).reduce((n, x) => n + Number(x), 0) : 0,
+    p50: lat('50'),
+    p99: lat('99'),
+  };
+}

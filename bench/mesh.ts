@@ -18,7 +18,6 @@
  *
  *   node bench/mesh.ts [--seconds=10] [--warmup=3] [--rate=1000]
  */
-import 'reflect-metadata';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,7 +25,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { newKeyAndCsr } from '../lib/csr.ts';
 import { makeIssuer, makeTrustAnchor, signWorkload } from '../operator/mesh/ca.ts';
-import { machine, root, rssBytes, table, tryRun, writeResult } from './lib.ts';
+import { type WrkResult, machine, parseWrk, root, rssBytes, table, tryRun, writeResult } from './lib.ts';
 
 const arg = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
 const seconds = Number(arg('seconds', '10'));
@@ -122,18 +121,7 @@ function haproxy(name: string, cfg: string): ChildProcess {
 const hpGlobal =
   'global\n  nbthread 1\n  maxconn 4000\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n';
 
-interface Wrk {
-  rps: number;
-  requests: number;
-  non2xx: number;
-  errors: number;
-  p50: number;
-  p99: number;
-}
-const ms = (v: string): number => {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
-  return m ? Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2] as 'us'] as number) : NaN;
-};
+type Wrk = WrkResult;
 function wrk(url: string, secs: number): Wrk {
   const connections = 10;
   const script = join(dir, 'rate.lua');
@@ -142,17 +130,7 @@ function wrk(url: string, secs: number): Wrk {
     encoding: 'utf8',
     timeout: (secs + 30) * 1000,
   });
-  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? 0);
-  const lat = (p: string) => ms(new RegExp(`\\s${p}%\\s+(\\S+)`).exec(out)?.[1] ?? 'NaN');
-  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return {
-    rps: num(/Requests\/sec:\s+([\d.]+)/),
-    requests: num(/(\d+) requests in/),
-    non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
-    errors: errs ? errs.slice(1).reduce((n, x) => n + Number(x), 0) : 0,
-    p50: lat('50'),
-    p99: lat('99'),
-  };
+  return parseWrk(out);
 }
 
 /** Full handshakes per second `openssl s_time -new` completes against host:port with the web certificate. */

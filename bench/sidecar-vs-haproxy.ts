@@ -24,7 +24,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { machine, root, table, tryRun, writeResult } from './lib.ts';
+import { type WrkResult, machine, parseWrk, root, table, tryRun, writeResult } from './lib.ts';
 
 const arg = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
 const seconds = Number(arg('seconds', '10'));
@@ -63,20 +63,7 @@ const cpu = (pid: number) => {
   return (Number(f[11]) + Number(f[12])) / 100;
 };
 
-interface Wrk {
-  rps: number;
-  requests: number;
-  non2xx: number;
-  errors: number;
-  p50: number;
-  p99: number;
-  seconds: number;
-}
-const ms = (v: string): number => {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
-  if (!m) return NaN;
-  return Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2] as 'us'] as number);
-};
+type Wrk = WrkResult & { seconds: number };
 function wrk(url: string, o: { connections: number; rate?: number; seconds?: number }): Wrk {
   const secs = o.seconds ?? seconds;
   const args = ['-t1', `-c${o.connections}`, `-d${secs}s`, '--latency', '--timeout', '10s'];
@@ -90,19 +77,7 @@ function wrk(url: string, o: { connections: number; rate?: number; seconds?: num
     args.push('-s', script);
   }
   const out = execFileSync('wrk', [...args, url], { encoding: 'utf8', timeout: (secs + 30) * 1000 });
-  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? 0);
-  const lat = (p: string) => ms(new RegExp(`\\s${p}%\\s+(\\S+)`).exec(out)?.[1] ?? 'NaN');
-  const requests = num(/(\d+) requests in/);
-  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return {
-    rps: num(/Requests\/sec:\s+([\d.]+)/),
-    requests,
-    non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
-    errors: errs ? errs.slice(1).reduce((n, x) => n + Number(x), 0) : 0,
-    p50: lat('50'),
-    p99: lat('99'),
-    seconds: secs,
-  };
+  return { ...parseWrk(out), seconds: secs };
 }
 
 interface Setup {

@@ -1,9 +1,8 @@
-import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { X509Certificate, generateKeyPairSync, webcrypto } from 'node:crypto';
 import tls from 'node:tls';
 import { describe, it } from 'node:test';
-import * as x509 from '@peculiar/x509';
+import { x509 } from '../../lib/x509.ts';
 import { newKeyAndCsr } from '../../lib/csr.ts';
 import { uriSans } from '../../api/mesh.ts';
 import { CsrError, makeIssuer, makeTrustAnchor, notAfterOf, signWorkload, signedBy, splitPem } from './ca.ts';

@@ -6,13 +6,9 @@
  * token): whatever names the CSR asks for are ignored; the CSR proves only that the sidecar holds
  * the private key.
  */
-// @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API.
-import 'reflect-metadata';
 import { X509Certificate, randomBytes, webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import { ecdsa, x509 } from '../../lib/x509.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-const ecdsa = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 const day = 86_400_000;
 
 /** A certificate with its private key, PEM. */

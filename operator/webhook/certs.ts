@@ -10,15 +10,12 @@
  * and the caBundle trusts both until the previous one expires, so replicas still serving the old
  * certificate (until their next check picks up the new one) stay trusted meanwhile.
  */
-// @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API.
-import 'reflect-metadata';
 import { X509Certificate, webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import type { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { unlessNotFound } from '../../lib/kube/read.ts';
+import { ecdsa, x509 } from '../../lib/x509.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+const alg = ecdsa;
 const day = 86_400_000;
 
 export interface ServingCert {

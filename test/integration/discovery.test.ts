@@ -11,25 +11,11 @@ import { silentLogger } from '../../lib/log.ts';
 import { Metrics } from '../../lib/metrics.ts';
 import { SeededRandom } from '../../lib/random.ts';
 import type { ResiliencePolicy } from '../../api/resiliencepolicy.ts';
-import { type Cache, DiscoveryServer } from '../../operator/discovery/server.ts';
+import { DiscoveryServer } from '../../operator/discovery/server.ts';
+import { MemCache } from '../support/mem-cache.ts';
 import { resolveConfig } from '../../sidecar/config.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
 import { startUpstreams } from '../support/upstreams.ts';
-
-class MemCache<T> implements Cache<T> {
-  items: T[] = [];
-  readonly #fns: Array<(k: string) => void> = [];
-  list(): readonly T[] {
-    return this.items;
-  }
-  onChange(fn: (k: string) => void): void {
-    this.#fns.push(fn);
-  }
-  set(items: T[]): void {
-    this.items = items;
-    for (const f of this.#fns) f('x');
-  }
-}
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {

@@ -2,7 +2,6 @@
 // no operator: two sidecars, one calling the other's strict inbound listener. Promises: the call
 // is mTLS with the caller's identity passed on; a key that does not match its certificate is
 // refused at start with a message naming the files, and the listener says it has no certificate.
-import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';

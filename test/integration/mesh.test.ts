@@ -7,7 +7,6 @@
 // with a stable code; a wrong peer identity, an expired certificate, another trust domain, a token
 // for another audience or pod, a deleted ServiceAccount and a forged CSR are refused with a clear
 // code and counted; certificates renew under steady traffic with no failed request.
-import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -23,7 +22,8 @@ import { silentLogger } from '../../lib/log.ts';
 import { Metrics } from '../../lib/metrics.ts';
 import { SeededRandom } from '../../lib/random.ts';
 import type { ResiliencePolicy } from '../../api/resiliencepolicy.ts';
-import { type Cache, DiscoveryServer } from '../../operator/discovery/server.ts';
+import { DiscoveryServer } from '../../operator/discovery/server.ts';
+import { MemCache } from '../support/mem-cache.ts';
 import { makeIssuer, makeTrustAnchor, signWorkload } from '../../operator/mesh/ca.ts';
 import { MeshIssuer } from '../../operator/mesh/issuer.ts';
 import { resolveConfig } from '../../sidecar/config.ts';
@@ -32,21 +32,6 @@ import { Sidecar } from '../../sidecar/sidecar.ts';
 import { ApiServer } from '../support/apiserver.ts';
 import { EtcdMember } from '../support/etcd.ts';
 import { freePort } from '../support/store-cluster.ts';
-
-class MemCache<T> implements Cache<T> {
-  items: T[] = [];
-  readonly #fns: Array<(k: string) => void> = [];
-  list(): readonly T[] {
-    return this.items;
-  }
-  onChange(fn: (k: string) => void): void {
-    this.#fns.push(fn);
-  }
-  set(items: T[]): void {
-    this.items = items;
-    for (const f of this.#fns) f('x');
-  }
-}
 
 async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
@@ -145,6 +130,34 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
       );
       req.on('error', reject);
     });
+
+  /** The issuer as the operator keeps it (to sign test certificates the mesh trusts). */
+  const issuerNow = async () => {
+    const secret = await core.readNamespacedSecret({ name: 'ballast-mesh-issuer', namespace: 'ballast-system' });
+    const pem = (k: string) => Buffer.from(secret.data?.[k] ?? '', 'base64').toString();
+    return { certPem: pem('tls.crt'), keyPem: pem('tls.key') };
+  };
+  /** GET path from api's inbound listener over TLS, as `id` (a certificate `by` signs at `when`; none: no client certificate). */
+  const tlsGet = async (o: { id?: string; by?: { certPem: string; keyPem: string }; when?: Date; path?: string }): Promise<string> => {
+    let options: tls.ConnectionOptions = {
+      host: '127.0.0.1',
+      port: inboundPort,
+      ca: issuer.bundlePem,
+      checkServerIdentity: () => undefined,
+    };
+    if (o.id) {
+      const { keyPem, csrPem } = await newKeyAndCsr();
+      const issued = await signWorkload(o.by ?? (await issuerNow()), csrPem, o.id, o.when ?? new Date(), 60_000);
+      options = { ...options, cert: issued.chainPem, key: keyPem };
+    }
+    return new Promise((resolve) => {
+      const c = tls.connect(options, () => c.write(`GET ${o.path ?? '/'} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`));
+      let got = '';
+      c.on('data', (d: Buffer) => (got += d.toString()));
+      c.on('error', (e) => resolve(`error: ${e.message}`));
+      c.on('close', () => resolve(got || 'closed'));
+    });
+  };
 
   before(async () => {
     etcd = await EtcdMember.start();
@@ -314,29 +327,8 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
   });
 
   it('refused at the handshake: an expired certificate, a certificate of another trust domain, one from another anchor, none at all', async () => {
-    const secret = await core.readNamespacedSecret({ name: 'ballast-mesh-issuer', namespace: 'ballast-system' });
-    const issuerKeyed = {
-      certPem: Buffer.from(secret.data?.['tls.crt'] ?? '', 'base64').toString(),
-      keyPem: Buffer.from(secret.data?.['tls.key'] ?? '', 'base64').toString(),
-    };
-    const bundle = issuer.bundlePem;
-    const attempt = async (id: string | undefined, when: Date, by = issuerKeyed): Promise<string> => {
-      let options: tls.ConnectionOptions = { host: '127.0.0.1', port: inboundPort, ca: bundle, checkServerIdentity: () => undefined };
-      if (id) {
-        const { keyPem, csrPem } = await newKeyAndCsr();
-        const issued = await signWorkload(by, csrPem, id, when, 60_000);
-        options = { ...options, cert: issued.chainPem, key: keyPem };
-      }
-      return new Promise((resolve) => {
-        const c = tls.connect(options, () => {
-          c.write('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
-        });
-        let got = '';
-        c.on('data', (d: Buffer) => (got += d.toString()));
-        c.on('error', (e) => resolve(`error: ${e.message}`));
-        c.on('close', () => resolve(got || 'closed'));
-      });
-    };
+    const attempt = (id: string | undefined, when: Date, by?: { certPem: string; keyPem: string }) =>
+      tlsGet({ ...(id ? { id } : {}), when, ...(by ? { by } : {}) });
     const day = 86_400_000;
     assert.doesNotMatch(await attempt(webId, new Date(Date.now() - 2 * day)), /200 OK/, 'expired');
     assert.doesNotMatch(await attempt(`spiffe://evil.example/ns/shop/sa/web`, new Date()), /200 OK/, 'another trust domain');
@@ -360,30 +352,7 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
       /spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web may not GET \/admin\/users on inbound listener api-inbound-http \(rule 0 denies it\)/,
     );
     // Another workload of the mesh (a certificate the issuer signed for sa/other): no rule allows it.
-    const secret = await core.readNamespacedSecret({ name: 'ballast-mesh-issuer', namespace: 'ballast-system' });
-    const by = {
-      certPem: Buffer.from(secret.data?.['tls.crt'] ?? '', 'base64').toString(),
-      keyPem: Buffer.from(secret.data?.['tls.key'] ?? '', 'base64').toString(),
-    };
-    const { keyPem, csrPem } = await newKeyAndCsr();
-    const other = await signWorkload(by, csrPem, `spiffe://${td}/ns/shop/sa/other`, new Date(), 60_000);
-    const answer = await new Promise<string>((resolve, reject) => {
-      const c = tls.connect(
-        {
-          host: '127.0.0.1',
-          port: inboundPort,
-          ca: issuer.bundlePem,
-          cert: other.chainPem,
-          key: keyPem,
-          checkServerIdentity: () => undefined,
-        },
-        () => c.write('GET /api HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
-      );
-      let got = '';
-      c.on('data', (d: Buffer) => (got += d.toString()));
-      c.on('close', () => resolve(got));
-      c.on('error', reject);
-    });
+    const answer = await tlsGet({ id: `spiffe://${td}/ns/shop/sa/other`, path: '/api' });
     assert.match(answer, /^HTTP\/1\.1 403/);
     assert.match(answer, /x-ballast-error: SIDECAR_ERR_FORBIDDEN/);
     assert.match(answer, /sa\/other may not GET \/api on inbound listener api-inbound-http \(no rule allows it\)/);
@@ -530,11 +499,7 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
   it('a trust-anchor rotation under steady traffic: trusted next to the old, then signing, then alone; no request fails, and the old chain is refused after', async () => {
     const anchorSecret = async () => core.readNamespacedSecret({ name: 'ballast-mesh-trust-anchor', namespace: 'ballast-system' });
     const oldAnchor = Buffer.from((await anchorSecret()).data?.['tls.crt'] ?? '', 'base64').toString();
-    const issuerSecret = await core.readNamespacedSecret({ name: 'ballast-mesh-issuer', namespace: 'ballast-system' });
-    const oldIssuer = {
-      certPem: Buffer.from(issuerSecret.data?.['tls.crt'] ?? '', 'base64').toString(),
-      keyPem: Buffer.from(issuerSecret.data?.['tls.key'] ?? '', 'base64').toString(),
-    };
+    const oldIssuer = await issuerNow();
     kubectl('annotate', 'secret', 'ballast-mesh-trust-anchor', '-n', 'ballast-system', 'mesh.ballast.dev/rotate=r1');
     let ok = 0;
     const failures: string[] = [];
@@ -575,25 +540,7 @@ describe('the mesh: identities from the operator, mTLS between sidecars', { time
     assert.equal(Buffer.from(after.data?.['ca.crt'] ?? '', 'base64').toString(), newAnchor, 'only the new anchor is trusted');
     assert.equal(after.metadata?.annotations?.['mesh.ballast.dev/rotation'], undefined);
     // A certificate from the old chain is refused now.
-    const { keyPem, csrPem } = await newKeyAndCsr();
-    const stale = await signWorkload(oldIssuer, csrPem, webId, new Date(), 60_000);
-    const answer = await new Promise<string>((resolve) => {
-      const c = tls.connect(
-        {
-          host: '127.0.0.1',
-          port: inboundPort,
-          ca: issuer.bundlePem,
-          cert: stale.chainPem,
-          key: keyPem,
-          checkServerIdentity: () => undefined,
-        },
-        () => c.write('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
-      );
-      let got = '';
-      c.on('data', (d: Buffer) => (got += d.toString()));
-      c.on('error', (e) => resolve(`error: ${e.message}`));
-      c.on('close', () => resolve(got || 'closed'));
-    });
+    const answer = await tlsGet({ id: webId, by: oldIssuer });
     assert.doesNotMatch(answer, /200 OK/);
     const m = await operatorMetrics.registry.metrics();
     for (const step of ['begin', 'activate', 'finish'])
