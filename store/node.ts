@@ -184,6 +184,17 @@ export class StoreNode {
 
   // ---- what the API layer uses --------------------------------------------------------------
 
+  /**
+   * Whether every member reads format 2, waiting up to `ms` for members that have not published
+   * what they read yet (a cluster just started: each member publishes once it is up).
+   */
+  async formatReady(ms: number): Promise<boolean> {
+    const clock = this.#cfg.clock;
+    const end = clock.now() + ms;
+    while (this.sm.format !== 2 && clock.now() < end) await new Promise<void>((r) => clock.setTimeout(r, 50));
+    return this.sm.format === 2;
+  }
+
   get term(): number {
     return this.#raft.term;
   }

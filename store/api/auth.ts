@@ -71,7 +71,8 @@ export class AuthApi {
     const auth = node.sm.auth;
     const h = (rev?: number) => this.#options.header(rev);
     const write = async (r: StoreRequest, ai: AuthInfo | undefined): Promise<ApplyResult> => {
-      if (node.sm.format !== 2)
+      // A member of a cluster that just started may not have published what it reads yet: wait a little.
+      if (!(await node.formatReady(5000)))
         throw catalogue.error(
           'STORE_ERR_AUTH_NEEDS_UPGRADE',
           'etcdserver: auth needs every member to run ballast 0.2.0 or later (a member reads format 1 only); finish the upgrade first',

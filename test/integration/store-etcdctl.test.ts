@@ -129,7 +129,14 @@ describe('ballast store with etcdctl', { timeout: 300_000 }, () => {
     // Remove it again: its process learns it was removed and exits.
     const p = c.procs.get('m4')!;
     const exited = new Promise<number | null>((resolve) => p.once('exit', (code) => resolve(code)));
-    assert.match(ok(['member', 'remove', id], undefined), /removed from cluster/);
+    // etcd refuses a removal while the cluster looks unhealthy (a member not heard from lately, as
+    // on a busy machine), saying so; etcdctl users try again, and so does this test.
+    let removed = c.etcdctl(['member', 'remove', id]);
+    for (let i = 0; i < 50 && /unhealthy cluster/.test(removed.stderr); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      removed = c.etcdctl(['member', 'remove', id]);
+    }
+    assert.match(removed.stdout, /removed from cluster/, removed.stderr);
     assert.equal(await exited, 0, 'the removed member exits cleanly');
     c.members.splice(c.members.indexOf(m4), 1);
     assert.doesNotMatch(ok(['member', 'list']), /m4/);
