@@ -28,6 +28,11 @@ LABEL org.opencontainers.image.title="ballast" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/ballast-dev/ballast"
+# iptables for `ballast mesh-init`, the init container of pods with transparent interception
+# (it writes the pod's nat table; the default nf_tables backend, as current kube-proxy uses).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iptables \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules

@@ -46,6 +46,8 @@ export interface DiscoveredUpstream {
   name: string;
   listen?: string;
   hosts?: string[];
+  /** The Service's cluster IPs with its port: intercepted connections to them select this upstream. */
+  addresses?: string[];
   protocol?: 'auto' | 'http1' | 'http2';
   /** identity: the endpoint's mesh identity (its sidecar accepts mTLS presenting it); absent: not meshed. */
   endpoints: Array<{ address: string; weight?: number; identity?: string }>;

@@ -8,6 +8,7 @@ it('the lazily loaded commands say the same summary as their modules', async () 
     cluster: async () => (await import('./cluster.ts')).clusterCommand,
     kubectl: async () => (await import('./kubectl.ts')).kubectlCommand,
     'local-provisioner': async () => (await import('./local-provisioner.ts')).localProvisionerCommand,
+    'mesh-init': async () => (await import('./mesh-init.ts')).meshInitCommand,
     operator: async () => (await import('./operator.ts')).operatorCommand,
     sidecar: async () => (await import('./sidecar.ts')).sidecarCommand,
     store: async () => (await import('./store.ts')).storeCommand,

@@ -32,6 +32,11 @@ export const commands: readonly Command[] = [
     async () => (await import('./local-provisioner.ts')).localProvisionerCommand,
   ),
   lazy(
+    'mesh-init',
+    "install a pod's transparent-interception rules (iptables, in the pod's network namespace): the injected init container",
+    async () => (await import('./mesh-init.ts')).meshInitCommand,
+  ),
+  lazy(
     'operator',
     'run the Ballast operator: StoreCluster reconcile with quorum-safe scaling, leader-elected over a Lease',
     async () => (await import('./operator.ts')).operatorCommand,

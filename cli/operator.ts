@@ -70,6 +70,20 @@ const flags = {
     "a trust-anchor rotation's step: how long a widened trust bundle, then the new anchor's certificates, have to reach every sidecar before the next step",
     { default: 600_000, min: 1000 },
   ),
+  interception: f.bool(
+    "inject transparent interception (the ballast mesh-init init container, iptables, NET_ADMIN) instead of HTTP_PROXY; a pod's ballast.dev/interception annotation decides for it",
+    { default: false },
+  ),
+  interceptionExcludeOutboundPorts: f.string(
+    'comma-separated ports no intercepting pod sends through its sidecar (pods add theirs by annotation)',
+    {
+      default: '',
+    },
+  ),
+  interceptionExcludeOutboundCidrs: f.string('comma-separated CIDRs no intercepting pod sends through its sidecar', { default: '' }),
+  interceptionExcludeInboundPorts: f.string("comma-separated ports whose inbound connections reach the pods' applications directly", {
+    default: '',
+  }),
   discoveryTls: f.bool(
     'with the mesh on: the discovery service is TLS (a certificate for its Service from the mesh issuer) and authenticates every sidecar by its mesh certificate or its pod token',
     { default: true },
@@ -210,6 +224,12 @@ export const operatorCommand: Command = {
           adminPort: 15000,
           env: sidecarEnv,
           mesh: Boolean(v.meshTrustDomain),
+          interception: {
+            enabled: v.interception,
+            excludeOutboundPorts: v.interceptionExcludeOutboundPorts,
+            excludeOutboundCidrs: v.interceptionExcludeOutboundCidrs,
+            excludeInboundPorts: v.interceptionExcludeInboundPorts,
+          },
         },
         ...(v.meshTrustDomain && v.discoveryTls ? { trustBundle: () => op.meshTrustBundle } : {}),
         clock: realClock,

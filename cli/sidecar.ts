@@ -18,6 +18,14 @@ const flags = {
   discoveryAddress: f.string("host:port of the operator's discovery service (overrides the file's discovery.address)", { default: '' }),
   proxy: f.string("host:port of the HTTP proxy listener (overrides the file's proxy.listen)", { default: '' }),
   admin: f.string("host:port of the admin endpoint (overrides the file's admin)", { default: '' }),
+  captureOutbound: f.string(
+    "host:port where interception redirects the pod's outbound TCP (overrides the file's capture.outbound; the injector sets 127.0.0.1:15001)",
+    { default: '' },
+  ),
+  captureInbound: f.string(
+    "host:port where interception redirects the pod's inbound TCP (overrides the file's capture.inbound; the injector sets 0.0.0.0:15006)",
+    { default: '' },
+  ),
   identityTokenFile: f.string(
     "the pod's projected ServiceAccount token (audience ballast.dev/mesh) that proves its identity to the operator for a mesh certificate (overrides the file's identity.tokenFile); empty: none",
     { default: '' },
@@ -49,6 +57,15 @@ export const sidecarCommand: Command = {
       ...doc,
       ...(v.admin ? { admin: v.admin } : {}),
       ...(v.proxy ? { proxy: { ...(doc['proxy'] as object | undefined), listen: v.proxy } } : {}),
+      ...(v.captureOutbound || v.captureInbound
+        ? {
+            capture: {
+              ...(doc['capture'] as object | undefined),
+              ...(v.captureOutbound ? { outbound: v.captureOutbound } : {}),
+              ...(v.captureInbound ? { inbound: v.captureInbound } : {}),
+            },
+          }
+        : {}),
       ...(v.discoveryAddress || v.discoveryTrustBundle || v.discoveryServerName
         ? {
             discovery: {

@@ -53,6 +53,11 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
           openapi.string('a host, with or without :port'),
           { default: [] },
         ),
+        addresses: openapi.array(
+          "Addresses (ip:port) that select this upstream for intercepted connections: the Service's cluster IPs and port (discovery sets them); its endpoints' addresses select it too.",
+          address('ip:port'),
+          { default: [] },
+        ),
         mtls: openapi.string(
           'Mesh mTLS towards the endpoints: permissive (mTLS to endpoints with an identity, plaintext to the rest), strict (only endpoints with an identity), off (plaintext).',
           { enum: ['strict', 'permissive', 'off'], default: 'permissive' },
@@ -133,6 +138,13 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
   proxy: openapi.object('Explicit HTTP proxy (HTTP_PROXY) for HTTP/1.1 clients.', {
     listen: address('host:port (empty: off).', ''),
   }),
+  capture: openapi.object(
+    "Transparent interception: where the pod's iptables rules (ballast mesh-init) redirect outbound and inbound TCP; the original destination picks the upstream or inbound listener.",
+    {
+      outbound: address('host:port of the outbound capture listener, 127.0.0.1:15001 when injected (empty: off).', ''),
+      inbound: address('host:port of the inbound capture listener, 0.0.0.0:15006 when injected (empty: off).', ''),
+    },
+  ),
   tracing: openapi.object('OpenTelemetry traces: a span per attempt, sent over OTLP/HTTP.', {
     endpoint: openapi.string(
       "OTLP/HTTP collector base URL for this sidecar's spans, e.g. http://otel-collector:4318 (empty: the process' OpenTelemetry SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing).",
@@ -191,6 +203,7 @@ export interface UpstreamConfig {
   listenTls: ListenTls;
   protocol: 'auto' | 'http1' | 'http2';
   hosts: string[];
+  addresses: string[];
   tls: { enabled: boolean; caFile: string; serverName: string; insecureSkipVerify: boolean };
   mtls: MtlsMode;
   endpoints: Array<{ address: string; weight: number; identity: string }>;
@@ -216,6 +229,7 @@ export interface SidecarConfig {
   upstreams: UpstreamConfig[];
   inbound: InboundConfig[];
   proxy: { listen: string };
+  capture: { outbound: string; inbound: string };
   tracing: { endpoint: string; samplePercent: number; serviceName: string };
   identity: { tokenFile: string; certFile: string; keyFile: string; bundleFile: string };
   discovery: { address: string; node: string; trustBundle: string; serverName: string };
@@ -252,14 +266,19 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
   };
   claim(c.admin, 'the admin endpoint', 'config.admin');
   claim(c.proxy.listen, 'the HTTP proxy', 'config.proxy.listen');
+  claim(c.capture.outbound, 'the outbound capture listener', 'config.capture.outbound');
+  claim(c.capture.inbound, 'the inbound capture listener', 'config.capture.inbound');
   (c.upstreams ?? []).forEach((u, i) => {
     const path = `config.upstreams[${i}]`;
     if (names.has(u.name)) problems.push({ path: `${path}.name`, message: `${u.name} is used twice; names must be unique` });
     checkTls(u.listenTls, `${path}.listenTls`, problems);
     names.add(u.name);
     claim(u.listen, `upstream ${u.name}`, `${path}.listen`);
-    if (!u.listen && u.hosts.length === 0)
-      problems.push({ path, message: 'has neither a listener nor proxy hosts: nothing can reach it; set listen or hosts' });
+    if (!u.listen && u.hosts.length === 0 && u.addresses.length === 0)
+      problems.push({
+        path,
+        message: 'has neither a listener, proxy hosts nor addresses: nothing can reach it; set listen, hosts or addresses',
+      });
     if (u.endpoints.length === 0 && !c.discovery.address)
       problems.push({
         path: `${path}.endpoints`,

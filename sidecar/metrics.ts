@@ -27,6 +27,7 @@ export class SidecarMetrics {
   readonly certificateRenewals: Counter<'result'>;
   readonly inboundConnections: Counter<'listener' | 'security' | 'result'>;
   readonly authorization: Counter<'listener' | 'result' | 'caller'>;
+  readonly intercepted: Counter<'direction' | 'result'>;
   /** Pre-bound label children for what every request and attempt records. */
   readonly requestPath: RequestPathMetrics;
 
@@ -92,6 +93,11 @@ export class SidecarMetrics {
       'ballast_sidecar_inbound_authorization_total',
       "Inbound requests judged by the listener's authorization policy: allowed or denied, by caller (SPIFFE ID, or plaintext).",
       ['listener', 'result', 'caller'],
+    );
+    this.intercepted = m.counter(
+      'ballast_sidecar_intercepted_connections_total',
+      'Connections redirected to the sidecar by interception: direction outbound or inbound; result matched (an upstream or inbound listener), passthrough (sent on as TCP), passthrough-tls (TLS the app originated), not-redirected (a direct connection to a capture port, refused) or failed (the destination refused).',
+      ['direction', 'result'],
     );
     this.requestPath = new RequestPathMetrics(this);
     this.discoveryConnected = m.gauge(

@@ -6,6 +6,7 @@
  */
 import { watch, type FSWatcher, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { basename, dirname } from 'node:path';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
@@ -25,6 +26,7 @@ import {
   splitAddress,
 } from './server/listener.ts';
 import { FileIdentity, type MeshIdentity, WorkloadIdentity } from './identity.ts';
+import { Interception, type ServiceOf } from './interception.ts';
 import { authorize } from './policies/authz.ts';
 import type { AuthorizationPolicy } from '../api/resiliencepolicy.ts';
 import { localReply } from './http.ts';
@@ -53,6 +55,8 @@ export interface SidecarDeps {
    * unless the file names its own collector.
    */
   telemetry?: Telemetry;
+  /** Where an intercepted connection was going (default: SO_ORIGINAL_DST); tests without iptables give their own. */
+  originalDestination?: (socket: Socket) => { host: string; port: number } | undefined;
 }
 
 export class Sidecar {
@@ -81,6 +85,7 @@ export class Sidecar {
   #started = false;
   #lastReload: { at: string; source: string; ok: boolean; error?: string } | undefined;
   #tracing: Tracing | undefined;
+  #interception: Interception | undefined;
 
   constructor(config: SidecarConfig, deps: SidecarDeps) {
     this.#config = config;
@@ -99,6 +104,8 @@ export class Sidecar {
 
   /** The port a listener got (useful with port 0). */
   port(name: string): number | undefined {
+    if (name === 'capture:outbound' || name === 'capture:inbound')
+      return this.#interception?.port(name === 'capture:outbound' ? 'outbound' : 'inbound');
     return (this.#listeners.get(`up:${name}`) ?? this.#listeners.get(`in:${name}`) ?? this.#listeners.get(name))?.listener.port;
   }
 
@@ -163,6 +170,9 @@ export class Sidecar {
       );
     const listens = new Map(file.upstreams.filter((u) => u.listen).map((u) => [u.listen, u.name]));
     for (const ib of file.inbound) listens.set(ib.listen, ib.name);
+    if (file.proxy.listen) listens.set(file.proxy.listen, 'the HTTP proxy');
+    if (file.capture.outbound) listens.set(file.capture.outbound, 'the outbound capture listener (interception)');
+    if (file.capture.inbound) listens.set(file.capture.inbound, 'the inbound capture listener (interception)');
     const admin = splitAddress(file.admin).port;
     for (const x of [
       ...discovered.map((u) => ({ name: `upstream ${u.name}`, listen: u.listen })),
@@ -408,6 +418,28 @@ export class Sidecar {
       this.#listeners.set(key, { listener, addr: ident(w) });
     }
     this.#byHost = new Map(c.upstreams.flatMap((u) => u.hosts.map((h) => [h, u.name] as const)));
+    if (c.capture.outbound || c.capture.inbound || this.#interception) {
+      this.#interception ??= new Interception(this.#deps.log, this.#metrics, this.#deps.originalDestination);
+      // Intercepted connections are served as the listeners serve them (one handler each).
+      const services = new Map<string, { ident: string; make: () => ServiceOf }>();
+      for (const u of c.upstreams)
+        services.set(`up:${u.name}`, {
+          ident: u.name,
+          make: () => ({ handler: this.#upstreamHandler(u.name), options: { upgrade: this.#upgradeHandler(() => u.name) } }),
+        });
+      for (const ib of c.inbound)
+        services.set(`in:${ib.name}`, {
+          ident: JSON.stringify([ib.mtls, ib.authorization ?? null]),
+          make: () => ({
+            handler: this.#inboundHandler(ib.name, ib.mtls, ib.authorization),
+            options: {
+              upgrade: this.#upgradeHandler(() => `inbound:${ib.name}`),
+              ...(ib.mtls !== 'off' ? { mesh: this.#listenerMesh(ib.name) } : {}),
+            },
+          }),
+        });
+      await this.#interception.apply(c, services, c.drainMs);
+    }
     for (const [name, up] of this.#upstreams) {
       if (!specs.has(name)) {
         this.#upstreams.delete(name);
@@ -628,7 +660,7 @@ export class Sidecar {
     this.#watcher?.close();
     this.#poll?.cancel();
     this.#started = false;
-    await Promise.all([...this.#listeners.values()].map((l) => l.listener.close(drainMs)));
+    await Promise.all([...[...this.#listeners.values()].map((l) => l.listener.close(drainMs)), this.#interception?.close(drainMs)]);
     this.#listeners.clear();
     await Promise.all([...this.#upstreams.values()].map((u) => u.close()));
     await this.#tracing?.shutdown().catch(() => undefined);

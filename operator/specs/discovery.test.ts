@@ -183,3 +183,12 @@ it("an inbound listener's authorization reaches the sidecar with bare ServiceAcc
   });
   assert.equal(b?.authorization, undefined, 'none given: none sent (everyone may call)');
 });
+
+it("an upstream carries its Service's cluster IPs with the port, for intercepted connections (none when headless)", () => {
+  const withIps: V1Service = { ...svc, spec: { ...svc.spec, clusterIP: '10.96.0.20', clusterIPs: ['10.96.0.20', 'fd00::20'] } };
+  const u = buildSnapshot('shop', {}, { policies: [policy()], services: [withIps], slices: [slice([true])] }).upstreams[0]!;
+  assert.deepEqual(u.addresses, ['10.96.0.20:80', '[fd00::20]:80']);
+  const headless: V1Service = { ...svc, spec: { ...svc.spec, clusterIP: 'None', clusterIPs: ['None'] } };
+  const h = buildSnapshot('shop', {}, { policies: [policy()], services: [headless], slices: [slice([true])] }).upstreams[0]!;
+  assert.equal(h.addresses, undefined, "a headless Service's pods are reached at their endpoints' addresses");
+});

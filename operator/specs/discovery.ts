@@ -92,6 +92,12 @@ export function endpointsWithIdentity(svc: V1Service, port: number, view: Discov
   return [...out.values()].sort((x, y) => (x.address < y.address ? -1 : x.address > y.address ? 1 : 0));
 }
 
+/** The Service's cluster IPs (both families) with `port`, as intercepted connections are sent to them; none for a headless Service. */
+export function clusterAddresses(svc: V1Service | undefined, port: number): string[] {
+  const ips = svc?.spec?.clusterIPs ?? (svc?.spec?.clusterIP ? [svc.spec.clusterIP] : []);
+  return ips.filter((ip) => ip && ip !== 'None').map((ip) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`));
+}
+
 export function hostsFor(service: string, namespace: string, port: number): string[] {
   const names = [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
   return [...names, ...names.map((n) => `${n}:${port}`)];
@@ -162,6 +168,7 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
       upstreams.push({
         name: `${name}.${namespace}`,
         hosts: hostsFor(name, namespace, port),
+        ...(clusterAddresses(svc, port).length > 0 ? { addresses: clusterAddresses(svc, port) } : {}),
         protocol: up.protocol ?? 'auto',
         endpoints: svc ? endpointsWithIdentity(svc, port, view) : [],
         ...(up.mtls ? { mtls: up.mtls } : {}),

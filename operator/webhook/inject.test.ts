@@ -112,3 +112,40 @@ it("mesh with TLS discovery: the sidecar gets the trust bundle to check the oper
     false,
   );
 });
+
+it('interception: mesh-init first (root, NET_ADMIN and NET_RAW only), the sidecar as its own uid with capture listeners, no HTTP_PROXY', () => {
+  const io = {
+    ...o,
+    interception: { enabled: true, excludeOutboundPorts: '5432', excludeOutboundCidrs: '', excludeInboundPorts: '' },
+  };
+  const pod: V1Pod = {
+    metadata: { name: 'web', namespace: 'shop', annotations: { 'ballast.dev/exclude-outbound-ports': '6379, 11211' } },
+    spec: { initContainers: [{ name: 'migrate', image: 'm' }], containers: [{ name: 'app', image: 'a' }] },
+  };
+  const out = apply(pod, injectionPatch(pod, io)) as V1Pod;
+  assert.deepEqual(
+    out.spec!.initContainers!.map((c) => c.name),
+    ['ballast-mesh-init', 'ballast-sidecar', 'migrate'],
+  );
+  const init = out.spec!.initContainers![0]!;
+  assert.equal(init.restartPolicy, undefined, 'an ordinary init container: runs once, before the sidecar');
+  assert.deepEqual(init.securityContext?.capabilities, { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] });
+  assert.equal(init.securityContext?.runAsUser, 0);
+  assert.ok(init.args!.includes('--exclude-outbound-ports=5432,6379,11211'), "the operator-wide exclusion and the pod's together");
+  assert.ok(init.args!.includes('--admin-port=15000'));
+  const sc = out.spec!.initContainers![1]!;
+  assert.equal(sc.securityContext?.runAsUser, 15532);
+  assert.ok(sc.args!.includes('--capture-outbound=127.0.0.1:15001'));
+  assert.ok(sc.args!.includes('--capture-inbound=0.0.0.0:15006'));
+  assert.equal(out.spec!.containers[0]!.env, undefined, 'no proxy settings: the rules take the traffic');
+  // The pod's annotation decides for it, either way.
+  const optOut: V1Pod = { ...pod, metadata: { ...pod.metadata, annotations: { 'ballast.dev/interception': 'false' } } };
+  const plain = apply(optOut, injectionPatch(optOut, io)) as V1Pod;
+  assert.deepEqual(
+    plain.spec!.initContainers!.map((c) => c.name),
+    ['ballast-sidecar', 'migrate'],
+  );
+  assert.equal(plain.spec!.containers[0]!.env!.find((e) => e.name === 'HTTP_PROXY')!.value, 'http://127.0.0.1:15080');
+  const optIn: V1Pod = { ...pod, metadata: { ...pod.metadata, annotations: { 'ballast.dev/interception': 'true' } } };
+  assert.equal((apply(optIn, injectionPatch(optIn, o)) as V1Pod).spec!.initContainers![0]!.name, 'ballast-mesh-init');
+});

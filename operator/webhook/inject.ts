@@ -9,6 +9,7 @@
 import { posix } from 'node:path';
 import type { V1Container, V1EnvVar, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { meshTokenAudience, meshTokenPath } from '../../api/mesh.ts';
+import { inboundCapturePort, interceptionAnnotations, outboundCapturePort, sidecarUid } from '../../api/interception.ts';
 
 const dirname = posix.dirname;
 
@@ -35,7 +36,15 @@ export interface InjectOptions {
    * against it (later bundles come over the stream). Linkerd's injector does the same with its anchors.
    */
   trustBundlePem?: string;
+  /**
+   * Transparent interception: pods get the `ballast mesh-init` init container (iptables, NET_ADMIN)
+   * instead of HTTP_PROXY. `enabled` is the default; a pod's `ballast.dev/interception` annotation
+   * decides for it. The exclusions apply to every pod; a pod's annotations add to them.
+   */
+  interception?: { enabled: boolean; excludeOutboundPorts: string; excludeOutboundCidrs: string; excludeInboundPorts: string };
 }
+
+export const meshInitName = 'ballast-mesh-init';
 
 /** The projected token volume a meshed sidecar proves its identity with. */
 export const meshTokenVolume = 'ballast-mesh-token';
@@ -49,7 +58,7 @@ export interface PatchOp {
 /** JSON Pointer escaping (RFC 6901). */
 const esc = (s: string): string => s.replace(/~/g, '~0').replace(/\//g, '~1');
 
-export function sidecarContainer(o: InjectOptions): V1Container {
+export function sidecarContainer(o: InjectOptions, intercept = false): V1Container {
   return {
     name: sidecarName,
     image: o.image,
@@ -62,6 +71,7 @@ export function sidecarContainer(o: InjectOptions): V1Container {
       `--proxy=127.0.0.1:${o.proxyPort}`,
       `--admin=0.0.0.0:${o.adminPort}`,
       ...(o.mesh ? [`--identity-token-file=${meshTokenPath}`] : []),
+      ...(intercept ? [`--capture-outbound=127.0.0.1:${outboundCapturePort}`, `--capture-inbound=0.0.0.0:${inboundCapturePort}`] : []),
     ],
     ...(o.mesh ? { volumeMounts: [{ name: meshTokenVolume, mountPath: dirname(meshTokenPath), readOnly: true }] } : {}),
     env: [
@@ -77,10 +87,58 @@ export function sidecarContainer(o: InjectOptions): V1Container {
     resources: o.resources ?? { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
     securityContext: {
       runAsNonRoot: true,
-      runAsUser: 65532,
+      // Intercepting: a uid of its own, which the rules exempt (an app running as 65532 is still intercepted).
+      runAsUser: intercept ? sidecarUid : 65532,
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
       capabilities: { drop: ['ALL'] },
+    },
+  };
+}
+
+/** Does this pod's traffic go to its sidecar by iptables (else by HTTP_PROXY)? */
+export function intercepts(pod: V1Pod, o: InjectOptions): boolean {
+  const a = pod.metadata?.annotations?.[interceptionAnnotations.enabled];
+  return a === 'true' ? true : a === 'false' ? false : (o.interception?.enabled ?? false);
+}
+
+const joined = (...lists: Array<string | undefined>): string =>
+  lists
+    .flatMap((l) => (l ?? '').split(','))
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .join(',');
+
+/**
+ * The init container that installs the pod's interception rules, first of all (before the sidecar
+ * starts, so no connection of the pod's escapes them). Exclusions are passed as written:
+ * `ballast mesh-init` refuses a bad one and says which (the pod stays in Init, the reason in its
+ * status), rather than the pod running with rules it did not ask for.
+ */
+export function meshInitContainer(pod: V1Pod, o: InjectOptions): V1Container {
+  const a = pod.metadata?.annotations ?? {};
+  const i = o.interception;
+  return {
+    name: meshInitName,
+    image: o.image,
+    imagePullPolicy: o.imagePullPolicy,
+    args: [
+      'mesh-init',
+      `--proxy-uid=${sidecarUid}`,
+      `--admin-port=${o.adminPort}`,
+      `--exclude-outbound-ports=${joined(i?.excludeOutboundPorts, a[interceptionAnnotations.excludeOutboundPorts])}`,
+      `--exclude-outbound-cidrs=${joined(i?.excludeOutboundCidrs, a[interceptionAnnotations.excludeOutboundCidrs])}`,
+      `--exclude-inbound-ports=${joined(i?.excludeInboundPorts, a[interceptionAnnotations.excludeInboundPorts])}`,
+    ],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    securityContext: {
+      // iptables needs root and these two capabilities in the pod's network namespace; nothing else.
+      runAsUser: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
     },
   };
 }
@@ -109,10 +167,13 @@ export function injectionPatch(pod: V1Pod, o: InjectOptions): PatchOp[] {
     // Node.js (24+) honours HTTP_PROXY only when asked to; most other runtimes do by default.
     { name: 'NODE_USE_ENV_PROXY', value: '1' },
   ];
+  const intercept = intercepts(pod, o);
   const init = pod.spec?.initContainers;
-  // The sidecar goes first, so it is up before any other init container makes calls.
-  if (!init || init.length === 0) ops.push({ op: 'add', path: '/spec/initContainers', value: [sidecarContainer(o)] });
-  else ops.push({ op: 'add', path: '/spec/initContainers/0', value: sidecarContainer(o) });
+  // The sidecar goes first, so it is up before any other init container makes calls; when
+  // intercepting, after the rules (the init containers after it are intercepted too).
+  const first = intercept ? [meshInitContainer(pod, o), sidecarContainer(o, true)] : [sidecarContainer(o)];
+  if (!init || init.length === 0) ops.push({ op: 'add', path: '/spec/initContainers', value: first });
+  else first.forEach((c, i) => ops.push({ op: 'add', path: `/spec/initContainers/${i}`, value: c }));
   if (o.mesh && !(pod.spec?.volumes ?? []).some((v) => v.name === meshTokenVolume)) {
     // A token only the operator accepts (its own audience), bound to this pod, rotated by the kubelet.
     const volume: V1Volume = {
@@ -124,6 +185,17 @@ export function injectionPatch(pod: V1Pod, o: InjectOptions): PatchOp[] {
     if (!pod.spec?.volumes || pod.spec.volumes.length === 0) ops.push({ op: 'add', path: '/spec/volumes', value: [volume] });
     else ops.push({ op: 'add', path: '/spec/volumes/-', value: volume });
   }
+  // Intercepted: the application needs no proxy settings.
+  if (!intercept) addProxyEnv(pod, proxyEnv, ops);
+  if (!pod.metadata?.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: { [injectedAnnotation]: 'true' } });
+  else ops.push({ op: 'add', path: `/metadata/annotations/${esc(injectedAnnotation)}`, value: 'true' });
+  if (!pod.metadata?.labels) ops.push({ op: 'add', path: '/metadata/labels', value: { [sidecarLabel]: 'injected' } });
+  else ops.push({ op: 'add', path: `/metadata/labels/${esc(sidecarLabel)}`, value: 'injected' });
+  return ops;
+}
+
+/** HTTP_PROXY and friends for the application containers (what they set themselves stays). */
+function addProxyEnv(pod: V1Pod, proxyEnv: V1EnvVar[], ops: PatchOp[]): void {
   (pod.spec?.containers ?? []).forEach((c, i) => {
     const have = new Set((c.env ?? []).map((e) => e.name));
     const add = proxyEnv.filter((e) => !have.has(e.name));
@@ -131,9 +203,4 @@ export function injectionPatch(pod: V1Pod, o: InjectOptions): PatchOp[] {
     if (!c.env || c.env.length === 0) ops.push({ op: 'add', path: `/spec/containers/${i}/env`, value: add });
     else for (const e of add) ops.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value: e });
   });
-  if (!pod.metadata?.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: { [injectedAnnotation]: 'true' } });
-  else ops.push({ op: 'add', path: `/metadata/annotations/${esc(injectedAnnotation)}`, value: 'true' });
-  if (!pod.metadata?.labels) ops.push({ op: 'add', path: '/metadata/labels', value: { [sidecarLabel]: 'injected' } });
-  else ops.push({ op: 'add', path: `/metadata/labels/${esc(sidecarLabel)}`, value: 'injected' });
-  return ops;
 }

@@ -83,11 +83,20 @@ export function replaying(socket: Socket, first: Buffer): Duplex {
   return d;
 }
 
-export async function listen(
-  addr: string,
-  handler: Handler,
-  o: { tls?: { cert: Buffer; key: Buffer }; upgrade?: UpgradeHandler; mesh?: ListenerMesh } = {},
-): Promise<Listener> {
+export interface ServeOptions {
+  tls?: { cert: Buffer; key: Buffer };
+  upgrade?: UpgradeHandler;
+  mesh?: ListenerMesh;
+}
+
+/** HTTP service of connections accepted elsewhere (a listener's, or the interception listeners' by destination). */
+export interface Served {
+  accept(socket: Socket): void;
+  /** Drain: idle connections close, HTTP/2 sessions get GOAWAY, the rest have `drainMs`. */
+  close(drainMs: number): Promise<void>;
+}
+
+export function serve(handler: Handler, o: ServeOptions = {}): Served {
   const sockets = new Set<Socket>();
   const sessions = new Set<Http2Session>();
   const h1 = createH1(
@@ -152,7 +161,7 @@ export async function listen(
     }
     return meshTls;
   };
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  const accept = (socket: Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
@@ -192,7 +201,29 @@ export async function listen(
       socket.resume();
     };
     socket.on('data', onData);
-  });
+  };
+  return {
+    accept,
+    async close(drainMs: number) {
+      h1.closeIdleConnections();
+      for (const s of sessions) s.close();
+      const deadline = setTimeout(() => {
+        for (const s of sockets) s.destroy();
+      }, drainMs);
+      deadline.unref();
+      // Keep closing connections as they go idle.
+      const sweep = setInterval(() => h1.closeIdleConnections(), 100);
+      sweep.unref();
+      await Promise.all([...sockets].map((s) => (s.destroyed ? undefined : new Promise((resolve) => s.once('close', resolve)))));
+      clearInterval(sweep);
+      clearTimeout(deadline);
+    },
+  };
+}
+
+export async function listen(addr: string, handler: Handler, o: ServeOptions = {}): Promise<Listener> {
+  const served = serve(handler, o);
+  const server = net.createServer({ noDelay: true }, served.accept);
   const { host, port } = splitAddress(addr);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -207,18 +238,7 @@ export async function listen(
     port: bound,
     async close(drainMs: number) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      h1.closeIdleConnections();
-      for (const s of sessions) s.close();
-      const deadline = setTimeout(() => {
-        for (const s of sockets) s.destroy();
-      }, drainMs);
-      deadline.unref();
-      // Keep closing connections as they go idle.
-      const sweep = setInterval(() => h1.closeIdleConnections(), 100);
-      sweep.unref();
-      await closed;
-      clearInterval(sweep);
-      clearTimeout(deadline);
+      await Promise.all([closed, served.close(drainMs)]);
     },
   };
 }

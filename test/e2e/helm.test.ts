@@ -419,7 +419,8 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
           replicas: 1,
           selector: { matchLabels: { app: 'api' } },
           template: {
-            metadata: { labels: { app: 'api' } },
+            // Intercepted: callers' connections to the pod's port 18080 reach the inbound listener through iptables.
+            metadata: { labels: { app: 'api' }, annotations: { 'ballast.dev/interception': 'true' } },
             spec: {
               serviceAccountName: 'api',
               containers: [{ ...echo, readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 } }],
@@ -450,7 +451,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
         kind: 'ResiliencePolicy',
         metadata: { name: 'client', namespace: 'mesh' },
         spec: {
-          selector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['client', 'intruder'] }] },
+          selector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['client', 'intruder', 'tclient'] }] },
           service: { name: 'api', port: 80 },
           policy: { retries: { maxAttempts: 3 } },
         },
@@ -467,18 +468,29 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
         kind: 'Pod',
         metadata: { name: 'client', namespace: 'mesh', labels: { app: 'client' } },
         spec: { serviceAccountName: 'client', containers: [echo] },
+      }, // The same client with transparent interception: no HTTP_PROXY, its calls to the Service's
+      // cluster IP are taken by iptables to its sidecar.
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'tclient', namespace: 'mesh', labels: { app: 'tclient' }, annotations: { 'ballast.dev/interception': 'true' } },
+        spec: { serviceAccountName: 'client', containers: [echo] },
       },
     ];
     const applied = kubectl(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
     assert.equal(applied.status, 0, applied.stderr);
-    assert.equal(kubectl(['wait', '-n', 'mesh', 'pod/client', 'pod/intruder', '--for=condition=Ready', '--timeout=120s']).status, 0);
+    assert.equal(
+      kubectl(['wait', '-n', 'mesh', 'pod/client', 'pod/intruder', 'pod/tclient', '--for=condition=Ready', '--timeout=120s']).status,
+      0,
+    );
     assert.equal(kubectl(['wait', '-n', 'mesh', 'deployment/api', '--for=condition=Available', '--timeout=120s']).status, 0);
     const ip = (sel: string[]) => kubectl(['get', 'pods', '-n', 'mesh', ...sel, '-o', 'jsonpath={.items[0].status.podIP}']).stdout;
-    const [clientIp, apiIp] = [ip(['-l', 'app=client']), ip(['-l', 'app=api'])];
+    const [clientIp, apiIp, tclientIp] = [ip(['-l', 'app=client']), ip(['-l', 'app=api']), ip(['-l', 'app=tclient'])];
     type Ready = { mesh?: { state: string; spiffeId?: string; reason?: string } };
     for (const [podIp, sa] of [
       [clientIp, 'client'],
       [apiIp, 'api'],
+      [tclientIp, 'client'],
     ] as const) {
       let ready: Ready = {};
       for (let i = 0; i < 120 && ready.mesh?.state !== 'certified'; i++) {
@@ -503,6 +515,7 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
       apiMetrics,
       /ballast_sidecar_inbound_connections_total\{listener="api-inbound-http",security="mtls",result="accepted"\} [1-9]/,
     );
+    await interception(t, kubectl, tclientIp, apiIp);
     // From outside the mesh (this host, plaintext) the strict listener refuses, saying why.
     const plain = await fetch(`http://${apiIp}:18080/`);
     assert.equal(plain.status, 403);
@@ -540,11 +553,14 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     const failed: string[] = [];
     const seen = new Set<number>();
     const rotationStart = Date.now();
+    // Both clients: through HTTP_PROXY and intercepted.
     const call = async () => {
-      const r = await fetch(`http://${clientIp}:8080/fetch?url=${encodeURIComponent('http://api.mesh.svc.cluster.local/')}`);
-      const body = await r.text();
-      calls++;
-      if (r.status !== 200 || !body.includes('sa/client')) failed.push(`${r.status} ${body}`);
+      for (const from of [clientIp, tclientIp]) {
+        const r = await fetch(`http://${from}:8080/fetch?url=${encodeURIComponent('http://api.mesh.svc.cluster.local/')}`);
+        const body = await r.text();
+        calls++;
+        if (r.status !== 200 || !body.includes('sa/client')) failed.push(`${from}: ${r.status} ${body}`);
+      }
     };
     while (Date.now() - rotationStart < 120_000) {
       await call();
@@ -621,3 +637,54 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
     );
   });
 });
+
+/**
+ * Transparent interception on the real node: the intercepted client's pod has no proxy settings,
+ * its mesh-init container installed the rules and exited, and its plain call to the Service's name
+ * (resolved by CoreDNS to the cluster IP) reached the api over mTLS as its own identity. A
+ * destination no upstream names is passed through; a caller from outside reaches the app's own
+ * port through the inbound capture; the intercepted api's inbound listener took the mTLS.
+ */
+async function interception(
+  t: { diagnostic(s: string): void },
+  kubectl: (args: string[]) => { stdout: string },
+  tclientIp: string,
+  apiIp: string,
+): Promise<void> {
+  const pod = JSON.parse(kubectl(['get', 'pod', 'tclient', '-n', 'mesh', '-o', 'json']).stdout) as {
+    spec: { initContainers: Array<{ name: string }>; containers: Array<{ env?: Array<{ name: string }> }> };
+    status: { initContainerStatuses: Array<{ name: string; state: { terminated?: { exitCode: number } } }> };
+  };
+  assert.deepEqual(
+    pod.spec.initContainers.map((c) => c.name),
+    ['ballast-mesh-init', 'ballast-sidecar'],
+  );
+  assert.equal(pod.status.initContainerStatuses.find((c) => c.name === 'ballast-mesh-init')?.state.terminated?.exitCode, 0);
+  assert.ok(!(pod.spec.containers[0]?.env ?? []).some((e) => e.name === 'HTTP_PROXY'), 'no HTTP_PROXY in an intercepted pod');
+  let answer = '';
+  for (let i = 0; i < 120; i++) {
+    const r = await fetch(`http://${tclientIp}:8080/fetch?url=${encodeURIComponent('http://api.mesh.svc.cluster.local/')}`);
+    answer = await r.text();
+    if (r.status === 200 && answer.includes('spiffe')) break;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  assert.equal((JSON.parse(answer) as { xfcc: string }).xfcc, 'URI=spiffe://cluster.local/ns/mesh/sa/client', answer);
+  // Not an upstream (the intruder pod's app port, by IP): passed through as TCP.
+  const intruderIp = kubectl(['get', 'pod', 'intruder', '-n', 'mesh', '-o', 'jsonpath={.status.podIP}']).stdout;
+  const direct = await fetch(`http://${tclientIp}:8080/fetch?url=${encodeURIComponent(`http://${intruderIp}:8080/`)}`);
+  assert.equal(direct.status, 200, await direct.text());
+  // From this host to the intercepted pod's app port (no inbound listener there): the app answers.
+  const inbound = await fetch(`http://${tclientIp}:8080/`);
+  assert.equal(inbound.status, 200);
+  await inbound.text();
+  const m = await (await fetch(`http://${tclientIp}:15000/metrics`)).text();
+  for (const [direction, result] of [
+    ['outbound', 'matched'],
+    ['outbound', 'passthrough'],
+    ['inbound', 'passthrough'],
+  ])
+    assert.match(m, new RegExp(`ballast_sidecar_intercepted_connections_total\\{direction="${direction}",result="${result}"\\} [1-9]`));
+  const apiM = await (await fetch(`http://${apiIp}:15000/metrics`)).text();
+  assert.match(apiM, /ballast_sidecar_intercepted_connections_total\{direction="inbound",result="matched"\} [1-9]/);
+  t.diagnostic('interception: Service call matched and sent over mTLS, other destinations passed through, inbound captured');
+}
