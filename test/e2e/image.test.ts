@@ -65,6 +65,10 @@ describe(`the ballast image (${ref})`, () => {
     const leaked = Object.keys(pkg.devDependencies).filter((d) => !d.startsWith('@types/') && existsSync(join(modules, d)));
     assert.deepEqual(leaked, [], 'no dev dependency in the runtime image');
     assert.ok(existsSync(join(mnt, 'app', 'dist', 'cli', 'bin.js')), 'the compiled CLI');
+    // Transparent interception: `ballast mesh-init` runs iptables-restore; the sidecar reads
+    // SO_ORIGINAL_DST through koffi's prebuilt binary for this platform.
+    assert.ok(existsSync(join(mnt, 'usr', 'sbin', 'iptables-restore')), 'iptables for mesh-init');
+    assert.ok(existsSync(join(modules, '@koromix', 'koffi-linux-x64')), "koffi's linux-x64 binary");
     buildah('umount', container);
   });
 
