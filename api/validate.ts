@@ -24,7 +24,9 @@ const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) 
 export function validate(schema: Schema, value: unknown, path: string, problems: Problem[] = []): { value: unknown; problems: Problem[] } {
   if (value === undefined || value === null) {
     if (schema.default !== undefined) return { value: structuredClone(schema.default), problems };
-    if (schema.type === 'object' && schema.properties) value = {};
+    // An absent object is filled with its defaults, unless it has required fields: then it is
+    // optional as a whole (a parent that needs it says so in its own `required`).
+    if (schema.type === 'object' && schema.properties && !(schema.required && schema.required.length > 0)) value = {};
     else return { value: undefined, problems };
   }
   const bad = (message: string): { value: unknown; problems: Problem[] } => {

@@ -10,6 +10,7 @@
 import type { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { TimerHandle } from '../lib/clock.ts';
+import type { PolicySpec } from '../api/resiliencepolicy.ts';
 import {
   type Code,
   type DownReq,
@@ -50,6 +51,8 @@ export interface ExchangeView {
   readonly options: StackOptions;
   /** The caller speaks HTTP/2. */
   readonly isH2: boolean;
+  /** The route's time limits, with a Gateway API route's own (request, backendRequest) over them. */
+  readonly timeouts: PolicySpec['timeouts'];
 }
 
 /**
@@ -150,7 +153,7 @@ export class Attempts {
   start(caller: number | undefined): boolean {
     const now = this.#x.up.deps.clock.now();
     if (caller !== undefined) this.#callerDeadline = this.#x.arrived + caller;
-    this.#deadline = Math.min(this.#x.arrived + this.#x.route.policy.timeouts.requestMs, this.#callerDeadline);
+    this.#deadline = Math.min(this.#x.arrived + this.#x.timeouts.requestMs, this.#callerDeadline);
     if (this.#deadline <= now) return false;
     const req = this.#x.req;
     const hasBody =
@@ -290,7 +293,7 @@ export class Attempts {
     if (this.#finished || a.settled) return true;
     // One timer per attempt, up to its own timeout; the request's deadline gets a timer of its
     // own only when no attempt's timer covers it (a timer per request is not free at 20k/s).
-    const attemptMs = this.#x.route.policy.timeouts.attemptMs;
+    const attemptMs = this.#x.timeouts.attemptMs;
     if (attemptMs < this.#deadline - now) a.timer = clock.setTimeout(() => this.#onAttemptTimeout(a), attemptMs);
     else this.#armDeadline();
     this.#armHedge();
@@ -560,7 +563,7 @@ export class Attempts {
     this.#armDeadline();
     if (this.#finished || a.settled || this.#committed) return;
     a.ctl.abort();
-    const ms = this.#x.route.policy.timeouts.attemptMs;
+    const ms = this.#x.timeouts.attemptMs;
     this.#onError(
       a,
       Object.assign(new Error(`no answer within ${ms} ms (timeouts.attemptMs)`), { kind: 'timeout' as const }) as AttemptError,

@@ -18,6 +18,8 @@ import {
 } from '../api/resiliencepolicy.ts';
 import { openapi } from '../api/schema.ts';
 import { type Problem, validate } from '../api/validate.ts';
+import { type HttpRoute, routeProblems } from './routing/routes.ts';
+import { httpRoutesSchema } from './routing/schema.ts';
 
 const address = (description: string, dflt?: string) =>
   openapi.string(description, {
@@ -68,6 +70,7 @@ const fileSchema = openapi.object('ballast sidecar configuration', {
           serverName: openapi.string('SNI and certificate name (empty: the endpoint host).', { default: '' }),
           insecureSkipVerify: openapi.bool('Do not verify the certificate (tests only).', { default: false }),
         }),
+        httpRoutes: httpRoutesSchema,
         endpoints: openapi.array(
           'Static endpoints (host:port, optional weight); with discovery, the operator sends them.',
           openapi.object(
@@ -209,6 +212,7 @@ export interface UpstreamConfig {
   endpoints: Array<{ address: string; weight: number; identity: string }>;
   policy: PolicySpec;
   routes: RouteConfig[];
+  httpRoutes: HttpRoute[];
 }
 
 export interface InboundConfig {
@@ -284,6 +288,7 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
         path: `${path}.endpoints`,
         message: 'is empty and there is no discovery address: requests would have nowhere to go',
       });
+    u.httpRoutes.forEach((hr, j) => problems.push(...routeProblems(hr, `${path}.httpRoutes[${j}]`)));
     const r = resolvePolicy(u.policy, `${path}.policy`);
     problems.push(...r.problems);
     u.policy = r.policy;

@@ -18,6 +18,10 @@ export const catalogue = defineCatalogue('sidecar', 'SIDECAR', {
   SIDECAR_ERR_TIMEOUT: "The request's deadline passed before the upstream answered (504).",
   SIDECAR_ERR_FAULT_INJECTED: 'Fault injection (policy.fault) aborted the request on purpose.',
   SIDECAR_ERR_NO_ROUTE: "HTTP proxy mode: the requested host is not a configured upstream (502); add it to an upstream's hosts.",
+  SIDECAR_ERR_ROUTE_NOT_MATCHED:
+    'The Service has Gateway API routes (HTTPRoute, GRPCRoute) and none of their rules matches this request (404 / UNIMPLEMENTED), as the Gateway API asks.',
+  SIDECAR_ERR_BACKEND_INVALID:
+    "The route rule this request matched sends it to a backend that did not resolve (a missing Service or port), or has no backend with weight (500 / INTERNAL); the route's status says which.",
   SIDECAR_ERR_REQUEST_INVALID:
     'The request cannot be forwarded as it is (a header or method the upstream protocol does not allow) (400); nothing was sent, and it does not count against the endpoint.',
   SIDECAR_ERR_FORBIDDEN:

@@ -64,6 +64,7 @@ export const grpc = {
   DEADLINE_EXCEEDED: 4,
   PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
   DATA_LOSS: 15,
@@ -103,6 +104,8 @@ export const refusals: Record<Code, { status: number; grpc: number; outcome: str
   SIDECAR_ERR_FAULT_INJECTED: { status: 503, grpc: grpc.UNAVAILABLE, outcome: 'fault' },
   SIDECAR_ERR_NO_ROUTE: { status: 502, grpc: grpc.UNAVAILABLE, outcome: 'no_route' },
   SIDECAR_ERR_REQUEST_INVALID: { status: 400, grpc: grpc.INTERNAL, outcome: 'invalid' },
+  SIDECAR_ERR_ROUTE_NOT_MATCHED: { status: 404, grpc: grpc.UNIMPLEMENTED, outcome: 'route_not_matched' },
+  SIDECAR_ERR_BACKEND_INVALID: { status: 500, grpc: grpc.INTERNAL, outcome: 'backend_invalid' },
   SIDECAR_ERR_MTLS_REQUIRED: { status: 403, grpc: grpc.PERMISSION_DENIED, outcome: 'mtls_required' },
   SIDECAR_ERR_FORBIDDEN: { status: 403, grpc: grpc.PERMISSION_DENIED, outcome: 'forbidden' },
 };

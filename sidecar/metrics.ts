@@ -28,6 +28,7 @@ export class SidecarMetrics {
   readonly inboundConnections: Counter<'listener' | 'security' | 'result'>;
   readonly authorization: Counter<'listener' | 'result' | 'caller'>;
   readonly intercepted: Counter<'direction' | 'result'>;
+  readonly routeDecisions: Counter<'upstream' | 'route' | 'result'>;
   /** Pre-bound label children for what every request and attempt records. */
   readonly requestPath: RequestPathMetrics;
 
@@ -98,6 +99,11 @@ export class SidecarMetrics {
       'ballast_sidecar_intercepted_connections_total',
       'Connections redirected to the sidecar by interception: direction outbound or inbound; result matched (an upstream or inbound listener), passthrough (sent on as TCP), passthrough-tls (TLS the app originated), not-redirected (a direct connection to a capture port, refused) or failed (the destination refused).',
       ['direction', 'result'],
+    );
+    this.routeDecisions = m.counter(
+      'ballast_sidecar_route_decisions_total',
+      'Requests to a Service with Gateway API routes, by the route that took them and what it did: matched (sent to a backend), redirect, no-match (404) or backend-invalid (500).',
+      ['upstream', 'route', 'result'],
     );
     this.requestPath = new RequestPathMetrics(this);
     this.discoveryConnected = m.gauge(

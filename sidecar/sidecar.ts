@@ -27,6 +27,8 @@ import {
 } from './server/listener.ts';
 import { FileIdentity, type MeshIdentity, WorkloadIdentity } from './identity.ts';
 import { Interception, type ServiceOf } from './interception.ts';
+import { routeRequest } from './routing/apply.ts';
+import { RouteTable } from './routing/routes.ts';
 import { authorize } from './policies/authz.ts';
 import type { AuthorizationPolicy } from '../api/resiliencepolicy.ts';
 import { localReply } from './http.ts';
@@ -75,6 +77,8 @@ export class Sidecar {
   #namespace = 'default';
   /** Proxy mode: host (with and without port, as configured) → upstream name; rebuilt on apply. */
   #byHost = new Map<string, string>();
+  /** Upstreams with Gateway API routes → their compiled table. */
+  #tables = new Map<string, RouteTable>();
   readonly #upstreams = new Map<string, Upstream>();
   /** What a listener serves (up:<name>, in:<name>, proxy) → the listener and its configured address. */
   readonly #listeners = new Map<string, { listener: Listener; addr: string }>();
@@ -418,6 +422,7 @@ export class Sidecar {
       this.#listeners.set(key, { listener, addr: ident(w) });
     }
     this.#byHost = new Map(c.upstreams.flatMap((u) => u.hosts.map((h) => [h, u.name] as const)));
+    this.#tables = new Map(c.upstreams.filter((u) => u.httpRoutes.length > 0).map((u) => [u.name, new RouteTable(u.httpRoutes)]));
     if (c.capture.outbound || c.capture.inbound || this.#interception) {
       this.#interception ??= new Interception(this.#deps.log, this.#metrics, this.#deps.originalDestination);
       // Intercepted connections are served as the listeners serve them (one handler each).
@@ -452,8 +457,20 @@ export class Sidecar {
     return (req, res, isH2) => {
       const up = this.#upstreams.get(name);
       if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `upstream ${name} was removed`);
-      proxy(up, req, res, req.url ?? '/', isH2, this.#config);
+      this.#send(up, req, res, req.url ?? '/', isH2);
     };
+  }
+
+  /** To an upstream: through its Gateway API routes when it has some, else straight to it. */
+  #send(up: Upstream, req: Parameters<Handler>[0], res: Parameters<Handler>[1], path: string, isH2: boolean): void {
+    const table = this.#tables.get(up.name);
+    if (!table) return proxy(up, req, res, path, isH2, this.#config);
+    routeRequest(table, up.name, req, res, path, isH2, {
+      upstream: (n) => this.#upstreams.get(n),
+      random: () => this.#deps.random.next(),
+      options: this.#config,
+      decisions: this.#metrics.routeDecisions,
+    });
   }
 
   /** An inbound listener's requests: mTLS policy, the caller's identity passed on to the app, then the inbound stack. */
@@ -552,7 +569,7 @@ export class Sidecar {
           'SIDECAR_ERR_NO_ROUTE',
           `${host} is not a configured upstream; known hosts: ${this.#config.upstreams.flatMap((u) => u.hosts).join(', ') || '(none)'}`,
         );
-      proxy(up, req, res, path, isH2, this.#config);
+      this.#send(up, req, res, path, isH2);
     };
   }
 

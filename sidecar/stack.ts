@@ -18,6 +18,7 @@
  * are cheap and synchronous when they admit at once; only a queue wait or an injected delay
  * waits.
  */
+import type { PolicySpec } from '../api/resiliencepolicy.ts';
 import { Attempts, type ExchangeView, type RequestEnd, type StackOptions } from './attempt.ts';
 import { type Code, type DownReq, type DownRes, grpc, localReply, refusals } from './http.ts';
 import { type Priority, priorityNames } from './policies/bulkhead.ts';
@@ -33,8 +34,22 @@ const priorities: Record<string, Priority> = { critical: 0, default: 1, sheddabl
  * Proxy one request through an upstream's layers. `path` is the path to send (the proxy mode
  * strips the absolute URL).
  */
-export function proxy(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, options: StackOptions): void {
-  new Exchange(up, req, res, path, isH2, options).start();
+/** Gateway API timeouts of the rule a request took (whole request, each attempt), over the upstream's policy. */
+export interface TimeoutOverride {
+  requestMs?: number;
+  attemptMs?: number;
+}
+
+export function proxy(
+  up: Upstream,
+  req: DownReq,
+  res: DownRes,
+  path: string,
+  isH2: boolean,
+  options: StackOptions,
+  override?: TimeoutOverride,
+): void {
+  new Exchange(up, req, res, path, isH2, options, override).start();
 }
 
 /** A request ended before any attempt: refused by a layer, or the caller left while it waited. */
@@ -62,7 +77,11 @@ class Exchange implements ExchangeView {
   #attempts: Attempts | undefined;
   #finished = false;
 
-  constructor(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, options: StackOptions) {
+  readonly #override: TimeoutOverride | undefined;
+  #timeouts: PolicySpec['timeouts'] | undefined;
+
+  constructor(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, options: StackOptions, override?: TimeoutOverride) {
+    this.#override = override;
     this.up = up;
     this.req = req;
     this.res = res;
@@ -77,6 +96,16 @@ class Exchange implements ExchangeView {
 
   get route(): RouteState {
     return this.#route as RouteState;
+  }
+
+  get timeouts(): PolicySpec['timeouts'] {
+    if (this.#timeouts) return this.#timeouts;
+    const t = (this.#route as RouteState).policy.timeouts;
+    const o = this.#override;
+    this.#timeouts = o
+      ? { ...t, ...(o.requestMs ? { requestMs: o.requestMs } : {}), ...(o.attemptMs ? { attemptMs: o.attemptMs } : {}) }
+      : t;
+    return this.#timeouts;
   }
 
   start(): void {
