@@ -139,6 +139,24 @@ $(ETCD36): bench/anchors/etcd36/main.go bench/anchors/etcd36/go.mod bench/anchor
 .PHONY: etcd36
 etcd36: $(ETCD36) ## build etcd 3.6 (the benchmarks' second anchor) into the cache (once)
 
+# The Gateway API's standard-channel CRDs (HTTPRoute, GRPCRoute, ReferenceGrant, ...), from the
+# Go module sigs.k8s.io/gateway-api at the version the mesh implements: a prerequisite the chart
+# does not own, installed by `make up` and the e2e suites.
+GATEWAY_API_VERSION := v1.6.3
+GATEWAY_API_CRDS := $(CACHE)/gateway-api-$(GATEWAY_API_VERSION)/standard
+export BALLAST_GATEWAY_API_CRDS := $(GATEWAY_API_CRDS)
+$(GATEWAY_API_CRDS)/.fetched:
+	@echo "==> Gateway API $(GATEWAY_API_VERSION) CRDs (standard channel) from the Go module sigs.k8s.io/gateway-api (once)"
+	@command -v go >/dev/null || { echo "Go is needed to fetch the Gateway API module" >&2; exit 1; }
+	@dir=$$(cd /tmp && go mod download -json sigs.k8s.io/gateway-api@$(GATEWAY_API_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	  test -n "$$dir" && rm -rf $(GATEWAY_API_CRDS) && mkdir -p $(GATEWAY_API_CRDS) && \
+	  for f in $$dir/config/crd/standard/gateway.networking.k8s.io_*.yaml; do \
+	    case $$f in *_vap_*) ;; *) cp $$f $(GATEWAY_API_CRDS)/ ;; esac; done && \
+	  chmod 644 $(GATEWAY_API_CRDS)/*.yaml && touch $@
+
+.PHONY: gateway-api
+gateway-api: $(GATEWAY_API_CRDS)/.fetched ## fetch the Gateway API CRDs (a prerequisite of the mesh's routes) into the cache (once)
+
 .PHONY: typecheck
 typecheck: node_modules/.installed ## type-check everything, tests included
 	tsc -p tsconfig.json --noEmit
@@ -162,15 +180,15 @@ test-integration: deps build lincheck control-plane helm conformance checkov ## 
 	scripts/run-tests integration serial
 
 .PHONY: test-e2e
-test-e2e: deps build control-plane helm images ## suites that run the real Kubernetes control plane (one at a time)
+test-e2e: deps build control-plane helm images gateway-api ## suites that run the real Kubernetes control plane (one at a time)
 	scripts/run-tests e2e
 
 .PHONY: test
-test: deps build lint lincheck control-plane helm images conformance checkov ## every suite: unit, integration and e2e, with one summary at the end
+test: deps build lint lincheck control-plane helm images conformance checkov gateway-api ## every suite: unit, integration and e2e, with one summary at the end
 	scripts/run-tests
 
 .PHONY: test-under-load
-test-under-load: deps build lint lincheck control-plane helm images conformance checkov ## make test with stress-ng taking both cores beside it (the suites must not depend on the machine's speed)
+test-under-load: deps build lint lincheck control-plane helm images conformance checkov gateway-api ## make test with stress-ng taking both cores beside it (the suites must not depend on the machine's speed)
 	@scripts/apt-install stress-ng
 	@stress-ng --cpu $$(nproc) --timeout 3h --quiet & hog=$$!; \
 	  trap 'kill $$hog 2>/dev/null || true' EXIT; \
@@ -188,11 +206,13 @@ bench: deps build $(LOADGEN) $(ETCD36) ## benchmarks against the anchors; tables
 	node bench/sidecar-vs-haproxy.ts
 
 .PHONY: up
-up: deps build plugin control-plane helm images ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster and its verified backups, a client with an injected sidecar
+up: deps build plugin control-plane helm images gateway-api ## the main job: Kubernetes on a ballast store, the operator by Helm, a 3-member StoreCluster and its verified backups, a client with an injected sidecar
 	@echo "==> local Kubernetes (objects in a 3-member ballast store) and object storage for backups (SeaweedFS)"
 	./bin/ballast cluster up --store ballast --object-store --state-dir .state/cluster
 	@echo "==> CRDs (kubectl apply --server-side: Helm installs a chart's CRDs once and never upgrades them)"
 	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply --server-side -f crds/ >/dev/null
+	@echo "==> Gateway API $(GATEWAY_API_VERSION) CRDs (the mesh's HTTPRoute and GRPCRoute; a prerequisite the chart does not own)"
+	kubectl --kubeconfig .state/cluster/admin.kubeconfig apply --server-side -f $(GATEWAY_API_CRDS) >/dev/null
 	@echo "==> helm upgrade --install ballast charts/ballast (namespace ballast-system)"
 	$(HELM) --kubeconfig .state/cluster/admin.kubeconfig upgrade --install ballast charts/ballast -n ballast-system --create-namespace --wait --timeout 3m >/dev/null
 	@echo "==> a sample StoreCluster (examples/storecluster.yaml), waiting until Ready"

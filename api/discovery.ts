@@ -54,6 +54,8 @@ export interface DiscoveredUpstream {
   mtls?: 'strict' | 'permissive' | 'off';
   policy?: unknown;
   routes?: unknown[];
+  /** Gateway API routes attached to this Service port (the sidecar's `httpRoutes`). */
+  httpRoutes?: unknown[];
 }
 
 let loaded: grpc.ServiceClientConstructor | undefined;

@@ -24,7 +24,7 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { Clock } from '../lib/clock.ts';
+import type { Clock, TimerHandle } from '../lib/clock.ts';
 import { SharedInformer } from '../lib/kube/informer.ts';
 import { LeaderElector } from '../lib/kube/leader.ts';
 import { WorkQueue } from '../lib/kube/workqueue.ts';
@@ -32,6 +32,8 @@ import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
 import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
+import { type GatewayRoute, type ReferenceGrant, gatewayGroup, gatewayVersion } from '../api/gateway.ts';
+import { RouteStatus } from './controllers/routes.ts';
 import { group, type StoreCluster, version } from './api/storecluster.ts';
 import { ResiliencePolicyStatus, appliedVersionAnnotation, rejectedVersionAnnotation } from './controllers/resiliencepolicy.ts';
 import { StoreBackupController } from './controllers/storebackup.ts';
@@ -89,13 +91,23 @@ export class Operator {
   readonly #scheduleController: StoreBackupScheduleController;
   /** ResiliencePolicies, Services and EndpointSlices, for the discovery service (every replica serves it). */
   readonly #discovery:
-    | { server: DiscoveryServer; informers: Array<SharedInformer<never>>; status: ResiliencePolicyStatus; mesh: MeshIssuer | undefined }
+    | {
+        server: DiscoveryServer;
+        informers: Array<SharedInformer<never>>;
+        status: ResiliencePolicyStatus;
+        mesh: MeshIssuer | undefined;
+        /** Started once the Gateway API's CRDs are found (looked for at start and every minute until then). */
+        gateway: { informers: Array<SharedInformer<never>>; started: boolean; status: RouteStatus };
+      }
     | undefined;
   readonly #elector: LeaderElector | undefined;
   readonly #core: CoreV1Api;
+  readonly #custom: CustomObjectsApi;
   readonly #metrics;
   #running = false;
   #leading = false;
+  #gatewayLogged = false;
+  #gatewayRetry: TimerHandle | undefined;
 
   constructor(o: OperatorOptions) {
     this.#options = o;
@@ -103,6 +115,7 @@ export class Operator {
     this.#core = kc.makeApiClient(CoreV1Api);
     const apps = kc.makeApiClient(AppsV1Api);
     const custom = kc.makeApiClient(CustomObjectsApi);
+    this.#custom = custom;
     this.#queue = new WorkQueue(o.clock);
     const informer = { kubeconfig: kc, clock: o.clock, log: o.log };
     this.#clusters = new SharedInformer<StoreCluster>({
@@ -291,6 +304,19 @@ export class Operator {
         path: '/apis/discovery.k8s.io/v1/endpointslices',
         list: () => discovery.listEndpointSliceForAllNamespaces(),
       });
+      // Gateway API routes: their informers start only where the CRDs are installed (#startGateway).
+      const gw = (plural: string) =>
+        new SharedInformer<GatewayRoute>({
+          ...informer,
+          path: `/apis/${gatewayGroup}/${gatewayVersion}/${plural}`,
+          list: () =>
+            custom.listCustomObjectForAllNamespaces({ group: gatewayGroup, version: gatewayVersion, plural }) as Promise<
+              KubernetesListObject<GatewayRoute>
+            >,
+        });
+      const httpRoutes = gw('httproutes');
+      const grpcRoutes = gw('grpcroutes');
+      const grants = gw('referencegrants') as unknown as SharedInformer<ReferenceGrant>;
       const injected = `${sidecarLabel}=injected`;
       const sidecars = new SharedInformer<V1Pod>({
         ...informer,
@@ -331,6 +357,7 @@ export class Operator {
           services,
           slices,
           sidecars,
+          gateway: { httpRoutes, grpcRoutes, grants },
           clock: o.clock,
           log: o.log,
           metrics: o.metrics,
@@ -351,6 +378,11 @@ export class Operator {
           version,
         }),
         mesh,
+        gateway: {
+          informers: [httpRoutes, grpcRoutes, grants] as unknown as Array<SharedInformer<never>>,
+          started: false,
+          status: new RouteStatus({ httpRoutes, grpcRoutes, grants, services, custom, clock: o.clock, log: o.log }),
+        },
       };
     }
     this.#metrics = {
@@ -411,7 +443,8 @@ export class Operator {
       this.#backups.synced &&
       this.#schedules.synced &&
       this.#jobs.synced &&
-      (this.#discovery?.informers.every((i) => i.synced) ?? true)
+      (this.#discovery?.informers.every((i) => i.synced) ?? true) &&
+      (!this.#discovery?.gateway.started || this.#discovery.gateway.informers.every((i) => i.synced))
     );
   }
 
@@ -434,6 +467,7 @@ export class Operator {
       this.#jobs.start(),
       ...(this.#discovery?.informers.map((i) => i.start()) ?? []),
     ]);
+    await this.#startGateway();
     await this.#discovery?.mesh?.start();
     if (this.#discovery && this.#options.discoveryAddress)
       this.discoveryPort = await this.#discovery.server.listen(this.#options.discoveryAddress);
@@ -441,10 +475,43 @@ export class Operator {
     else this.#lead(true);
   }
 
+  /**
+   * Gateway API routes, when the cluster has the CRDs (they are a prerequisite the chart does not
+   * own): looked for now and every minute until found, so installing them later needs no restart.
+   */
+  async #startGateway(): Promise<void> {
+    const g = this.#discovery?.gateway;
+    if (!g || g.started || !this.#running) return;
+    let present = false;
+    try {
+      await this.#custom.listCustomObjectForAllNamespaces({ group: gatewayGroup, version: gatewayVersion, plural: 'httproutes', limit: 1 });
+      present = true;
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404)
+        this.#options.log.warn({ err }, 'could not look for the Gateway API; looking again in a minute');
+    }
+    if (!present) {
+      if (!this.#gatewayLogged)
+        this.#options.log.info(
+          {},
+          'the Gateway API CRDs (gateway.networking.k8s.io/v1) are not installed: HTTPRoutes and GRPCRoutes are not read; looking again every minute',
+        );
+      this.#gatewayLogged = true;
+      this.#gatewayRetry = this.#options.clock.setTimeout(() => void this.#startGateway(), 60_000);
+      return;
+    }
+    g.started = true;
+    await Promise.all(g.informers.map((i) => i.start()));
+    this.#options.log.info({}, 'Gateway API found: HTTPRoutes and GRPCRoutes attached to Services configure the sidecars');
+    if (this.#leading) g.status.leading = true;
+  }
+
   async stop(): Promise<void> {
     this.#running = false;
+    this.#gatewayRetry?.cancel();
     this.#queue.shutdown();
     this.#discovery?.status.stop();
+    this.#discovery?.gateway.status.stop();
     this.#discovery?.mesh?.stop();
     await this.#elector?.stop();
     await this.#discovery?.server.stop();
@@ -456,6 +523,7 @@ export class Operator {
       this.#schedules.stop(),
       this.#jobs.stop(),
       ...(this.#discovery?.informers.map((i) => i.stop()) ?? []),
+      ...(this.#discovery?.gateway.started ? this.#discovery.gateway.informers.map((i) => i.stop()) : []),
     ]);
   }
 
@@ -504,6 +572,7 @@ export class Operator {
     for (const sb of this.#backups.list()) this.#queue.add(`${backupPrefix}${sb.metadata.namespace}/${sb.metadata.name}`);
     for (const s of this.#schedules.list()) this.#queue.add(`${schedulePrefix}${s.metadata.namespace}/${s.metadata.name}`);
     if (this.#discovery) this.#discovery.status.leading = true;
+    if (this.#discovery?.gateway.started) this.#discovery.gateway.status.leading = true;
     for (let i = 0; i < (this.#options.workers ?? 2); i++) void this.#work();
   }
 

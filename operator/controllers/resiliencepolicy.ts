@@ -9,7 +9,7 @@
 import { type CustomObjectsApi, PatchStrategy, type V1Pod, setHeaderOptions } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
 import { type Condition, condition, statusSignature } from '../../lib/kube/conditions.ts';
-import { WorkQueue } from '../../lib/kube/workqueue.ts';
+import { StatusQueue } from '../../lib/kube/status-queue.ts';
 import type { Logger } from '../../lib/log.ts';
 import { type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
 import type { Cache } from '../discovery/server.ts';
@@ -113,7 +113,6 @@ export function policyStatus(
 }
 
 /** How long a burst of cache changes is gathered before policies are looked at. */
-const coalesceMs = 200;
 
 interface StatusDeps {
   policies: Cache<ResiliencePolicy>;
@@ -139,12 +138,17 @@ interface StatusDeps {
 export class ResiliencePolicyStatus {
   readonly #written = new Map<string, string>();
   readonly #deps: StatusDeps;
-  readonly #queue: WorkQueue;
-  #leading = false;
+  readonly #queue: StatusQueue;
 
   constructor(d: StatusDeps) {
     this.#deps = d;
-    this.#queue = new WorkQueue(d.clock, { baseDelayMs: 500, maxDelayMs: 60_000 });
+    this.#queue = new StatusQueue({
+      clock: d.clock,
+      log: d.log,
+      what: 'ResiliencePolicy',
+      keys: () => d.policies.list().map((p) => `${p.metadata.namespace}/${p.metadata.name}`),
+      sync: (key) => this.sync(key),
+    });
     const changed = (): void => this.schedule();
     d.policies.onChange(changed);
     d.services.onChange(changed);
@@ -153,52 +157,26 @@ export class ResiliencePolicyStatus {
   }
 
   get leading(): boolean {
-    return this.#leading;
+    return this.#queue.leading;
   }
 
   /** Writing starts when this replica leads (and every policy is looked at then). */
   set leading(v: boolean) {
-    if (v === this.#leading) return;
-    this.#leading = v;
-    if (v) {
-      void this.#work();
-      this.schedule();
-    }
+    this.#queue.leading = v;
   }
 
   /** Look at every policy again shortly (the earliest pending look wins). */
   schedule(): void {
-    if (!this.#leading) return;
-    for (const p of this.#deps.policies.list()) this.#queue.addAfter(`${p.metadata.namespace}/${p.metadata.name}`, coalesceMs);
+    this.#queue.schedule();
   }
 
   stop(): void {
-    this.#leading = false;
-    this.#queue.shutdown();
+    this.#queue.stop();
   }
 
   /** Failed writes so far for a policy (its back-off step); for tests and metrics. */
   retries(key: string): number {
     return this.#queue.retries(key);
-  }
-
-  async #work(): Promise<void> {
-    for (;;) {
-      const key = await this.#queue.get();
-      if (key === undefined) return;
-      try {
-        await this.sync(key);
-        this.#queue.forget(key);
-      } catch (err) {
-        this.#deps.log.warn(
-          { err, policy: key, retries: this.#queue.retries(key) },
-          'ResiliencePolicy status not written; retrying after a back-off',
-        );
-        this.#queue.addRateLimited(key);
-      } finally {
-        this.#queue.done(key);
-      }
-    }
   }
 
   /** Derive one policy's status from the caches and write it if it changed. */

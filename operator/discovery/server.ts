@@ -24,6 +24,8 @@ import { isBallastError } from '../../lib/errors.ts';
 import { spiffeId } from '../../api/mesh.ts';
 import type { Certified } from '../mesh/issuer.ts';
 import type { V1Pod } from '@kubernetes/client-node';
+import type { GatewayRoute, ReferenceGrant } from '../../api/gateway.ts';
+import { type Attached, translateRoute } from '../specs/gateway.ts';
 import { type DiscoveryView, type Snapshot, buildSnapshot } from '../specs/discovery.ts';
 
 /** A read-only cache of one kind (a SharedInformer, or a list in a test). */
@@ -38,6 +40,8 @@ export interface DiscoveryServerOptions {
   slices: Cache<DiscoveryView['slices'][number]>;
   /** Injected pods, for their labels (policies select by them); absent: policies with a selector apply to no one. */
   sidecars?: Cache<V1Pod>;
+  /** Gateway API routes and ReferenceGrants (absent: the Gateway API CRDs are not installed). */
+  gateway?: { httpRoutes: Cache<GatewayRoute>; grpcRoutes: Cache<GatewayRoute>; grants: Cache<ReferenceGrant> };
   clock: Clock;
   log: Logger;
   metrics: Metrics;
@@ -123,6 +127,9 @@ export class DiscoveryServer {
     o.slices.onChange(changed);
     o.sidecars?.onChange(changed);
     o.mesh?.onChange(changed);
+    o.gateway?.httpRoutes.onChange(changed);
+    o.gateway?.grpcRoutes.onChange(changed);
+    o.gateway?.grants.onChange(changed);
     this.#server.addService(discoveryService().service, {
       Stream: (call: grpc.ServerDuplexStream<ClientMessage, WireSnapshot>) => this.#open(call),
       Certify: (call: grpc.ServerUnaryCall<CertificateRequest, Certificate>, cb: grpc.sendUnaryData<Certificate>) =>
@@ -178,6 +185,7 @@ export class DiscoveryServer {
       services: o.services.list(),
       slices: o.slices.list(),
       ...(o.mesh ? { mesh: { trustDomain: o.mesh.trustDomain, pods: o.sidecars?.list() ?? [] } } : {}),
+      ...(o.gateway ? { routes: attachedRoutes(o.gateway, o.services.list(), this.#options.clock) } : {}),
     };
   }
 
@@ -293,4 +301,14 @@ export class DiscoveryServer {
       }
     }, this.#options.debounceMs ?? 100);
   }
+}
+
+/** Every route's attachments (the routes of both kinds, translated against the Services and grants). */
+function attachedRoutes(g: NonNullable<DiscoveryServerOptions['gateway']>, services: DiscoveryView['services'], clock: Clock): Attached[] {
+  const view = { routes: [], grants: g.grants.list(), services };
+  const now = new Date(clock.wallNow()).toISOString();
+  return [
+    ...g.httpRoutes.list().map((r) => ({ ...r, kind: 'HTTPRoute' as const })),
+    ...g.grpcRoutes.list().map((r) => ({ ...r, kind: 'GRPCRoute' as const })),
+  ].flatMap((r) => translateRoute(r, view, now).attached);
 }

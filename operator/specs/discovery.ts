@@ -11,6 +11,7 @@ import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node'
 import type { DiscoveredUpstream } from '../../api/discovery.ts';
 import { type MtlsMode, spiffeId } from '../../api/mesh.ts';
 import { type InboundPolicy, type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
+import { type Attached, type PortKey, parsePortKey, portKey, routesForCaller } from './gateway.ts';
 
 export interface DiscoveryView {
   policies: readonly ResiliencePolicy[];
@@ -18,6 +19,8 @@ export interface DiscoveryView {
   slices: readonly V1EndpointSlice[];
   /** The mesh, when on: its trust domain and the pods with a sidecar (whose identities endpoints carry). */
   mesh?: { trustDomain: string; pods: readonly V1Pod[] } | undefined;
+  /** Gateway API routes attached to Services (translated once per view: operator/specs/gateway.ts). */
+  routes?: readonly Attached[] | undefined;
 }
 
 /** A meshed pod: its identity, and the ports where its sidecar accepts mTLS (its inbound listeners). */
@@ -189,9 +192,67 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
       });
     }
   }
+  if (view.routes && view.routes.length > 0) attachRoutes(namespace, upstreams, policies, view);
   const version = createHash('sha256')
     .update(JSON.stringify([upstreams, inbound]))
     .digest('hex')
     .slice(0, 16);
   return { version, upstreams, inbound, conflicts };
+}
+
+/**
+ * Gateway API routes for this caller: each parent Service port's upstream (the policy's, when one
+ * names that port; else one of its own, `<service>.<namespace>.<port>`) gets the routes as
+ * `httpRoutes`, and every backend Service port an upstream too, so a route can send to it. A
+ * backend's ResiliencePolicy upstream is used where there is one: its policy applies to the
+ * route's traffic (policy attachment).
+ */
+function attachRoutes(
+  namespace: string,
+  upstreams: DiscoveredUpstream[],
+  policies: readonly ResiliencePolicy[],
+  view: DiscoveryView,
+): void {
+  const byCaller = routesForCaller(namespace, view.routes ?? []);
+  if (byCaller.size === 0) return;
+  const names = new Map<PortKey, DiscoveredUpstream>();
+  for (const p of policies)
+    for (const up of policyUpstreams(p)) {
+      const u = upstreams.find((x) => x.name === `${up.service.name}.${namespace}`);
+      if (u) names.set(portKey(namespace, up.service.name, up.service.port), u);
+    }
+  const bare = new Set(upstreams.flatMap((u) => u.hosts ?? []));
+  const upstreamFor = (key: PortKey): DiscoveredUpstream | undefined => {
+    const have = names.get(key);
+    if (have) return have;
+    const { namespace: ns, name, port } = parsePortKey(key);
+    const svc = view.services.find((s) => s.metadata?.namespace === ns && s.metadata?.name === name);
+    if (!svc) return undefined;
+    // Host names with the port always; the bare names only for port 80 and only when no other upstream has them.
+    const hosts = hostsFor(name, ns, port).filter((h) => (h.includes(':') || port === 80) && !bare.has(h));
+    for (const h of hosts) bare.add(h);
+    const u: DiscoveredUpstream = {
+      name: `${name}.${ns}.${port}`,
+      hosts,
+      protocol: 'auto',
+      endpoints: endpointsWithIdentity(svc, port, view),
+      ...(clusterAddresses(svc, port).length > 0 ? { addresses: clusterAddresses(svc, port) } : {}),
+    };
+    upstreams.push(u);
+    names.set(key, u);
+    return u;
+  };
+  for (const [parent, routes] of [...byCaller].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    const up = upstreamFor(parent);
+    if (!up) continue;
+    up.httpRoutes = routes
+      .map((r) => ({
+        ...r,
+        rules: r.rules.map((rule) => ({
+          ...rule,
+          backends: (rule.backends ?? []).map((b) => ({ ...b, upstream: b.upstream ? (upstreamFor(b.upstream)?.name ?? '') : '' })),
+        })),
+      }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
 }

@@ -9,7 +9,7 @@
 import net, { type Socket } from 'node:net';
 import { originalDestination } from '../../lib/original-dst.ts';
 import type { Logger } from '../../lib/log.ts';
-import { type Listener, type Served, replaying, splitAddress } from './listener.ts';
+import { type Listener, type Served, bind, replaying } from './listener.ts';
 
 export type CaptureResult = 'matched' | 'passthrough' | 'passthrough-tls' | 'not-redirected' | 'failed';
 
@@ -87,27 +87,13 @@ export async function captureListener(
       socket.resume();
     });
   });
-  const { host, port } = splitAddress(addr);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  // Served connections drain with their upstream's or listener's service; passed-through ones get drainMs.
+  return bind(server, addr, async (drainMs) => {
+    const deadline = setTimeout(() => {
+      for (const s of sockets) s.destroy();
+    }, drainMs);
+    deadline.unref();
+    await Promise.all([...sockets].map((s) => (s.destroyed ? undefined : new Promise((resolve) => s.once('close', resolve)))));
+    clearTimeout(deadline);
   });
-  const bound = (server.address() as net.AddressInfo).port;
-  return {
-    address: `${host}:${bound}`,
-    port: bound,
-    async close(drainMs: number) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // Served connections drain with their upstream's or listener's service; passed-through ones get drainMs.
-      const deadline = setTimeout(() => {
-        for (const s of sockets) s.destroy();
-      }, drainMs);
-      deadline.unref();
-      await closed;
-      clearTimeout(deadline);
-    },
-  };
 }

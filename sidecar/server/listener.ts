@@ -223,7 +223,11 @@ export function serve(handler: Handler, o: ServeOptions = {}): Served {
 
 export async function listen(addr: string, handler: Handler, o: ServeOptions = {}): Promise<Listener> {
   const served = serve(handler, o);
-  const server = net.createServer({ noDelay: true }, served.accept);
+  return bind(net.createServer({ noDelay: true }, served.accept), addr, (drainMs) => served.close(drainMs));
+}
+
+/** Listen on `addr`; closing stops accepting and waits for `drain` (the connections' own ending). */
+export async function bind(server: net.Server, addr: string, drain: (drainMs: number) => Promise<void>): Promise<Listener> {
   const { host, port } = splitAddress(addr);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -238,7 +242,7 @@ export async function listen(addr: string, handler: Handler, o: ServeOptions = {
     port: bound,
     async close(drainMs: number) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await Promise.all([closed, served.close(drainMs)]);
+      await Promise.all([closed, drain(drainMs)]);
     },
   };
 }

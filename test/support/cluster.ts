@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { containerdSocket } from '../../cluster/node-config.ts';
@@ -120,4 +120,14 @@ export async function crdsEstablished(
   const end = Date.now() + 60_000;
   while (Date.now() < end && !names.every(established)) await sleep(250);
   assert.ok(names.every(established), `CRDs established: ${names.join(', ')}`);
+}
+
+/** The Gateway API's standard CRDs (`make gateway-api` fetches them into the cache). */
+export function gatewayApiCrds(): string {
+  const dir = process.env['BALLAST_GATEWAY_API_CRDS'] ?? join(cacheDir(), 'gateway-api-v1.6.3', 'standard');
+  assert.ok(
+    existsSync(join(dir, 'gateway.networking.k8s.io_httproutes.yaml')),
+    `${dir}: the Gateway API CRDs are missing; run make gateway-api`,
+  );
+  return dir;
 }
