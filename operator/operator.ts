@@ -41,7 +41,7 @@ import { StoreBackupScheduleController } from './controllers/storebackupschedule
 import { scheduleLabel, type StoreBackupSchedule } from './api/storebackupschedule.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';
 import type { StoreBackup } from './api/storebackup.ts';
-import { DiscoveryServer } from './discovery/server.ts';
+import { DiscoveryServer, attachedRoutes } from './discovery/server.ts';
 import { MeshIssuer } from './mesh/issuer.ts';
 import { MemberClient, type MemberTls } from './members.ts';
 import { backupLabel } from './specs/storebackup.ts';
@@ -371,6 +371,12 @@ export class Operator {
           slices,
           sidecars,
           ...(mesh ? { trustDomain: mesh.trustDomain } : {}),
+          routes: {
+            attached: () => attachedRoutes({ httpRoutes, grpcRoutes, grants }, services.list(), o.clock),
+            onChange: (fn) => {
+              for (const c of [httpRoutes, grpcRoutes, grants]) c.onChange(fn);
+            },
+          },
           custom,
           clock: o.clock,
           log: o.log,

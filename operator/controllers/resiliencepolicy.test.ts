@@ -154,3 +154,36 @@ describe('ResiliencePolicyStatus: status through a work queue', () => {
     status.stop();
   });
 });
+
+it("a Gateway API route with timeouts sending to the policy's Service is named as overriding them; the status compares what sidecars are sent, routes included", () => {
+  const svc = { metadata: { name: 'echo', namespace: 'shop' }, spec: { clusterIP: '10.96.0.5', ports: [{ name: 'http', port: 80 }] } };
+  const attached = [
+    {
+      parent: 'shop/echo:80',
+      namespace: 'shop',
+      producer: true,
+      route: {
+        name: 'shop/r',
+        created: '',
+        rules: [
+          { backends: [{ upstream: 'shop/echo:80', weight: 1 }], timeouts: { requestMs: 2000 } },
+          { backends: [{ upstream: 'shop/echo:80', weight: 1 }] },
+        ],
+      },
+    },
+  ];
+  const view = { policies: [rp], services: [svc], slices: [], routes: attached };
+  const st = policyStatus(rp, view, now);
+  const c = st.conditions!.find((x) => x.type === 'RouteOverrides')!;
+  assert.equal(c.status, 'True');
+  assert.match(c.message ?? '', /route shop\/r rule 0 sets timeouts\.requestMs for echo:80.*the route wins/);
+  assert.equal(policyStatus(rp, { ...view, routes: [] }, now).conditions!.find((x) => x.type === 'RouteOverrides')!.reason, 'NoOverrides');
+  // A sidecar that applied what it is sent (with the route) counts as accepted.
+  const version = buildSnapshot('shop', {}, view).version;
+  assert.notEqual(version, buildSnapshot('shop', {}, { ...view, routes: [] }).version, 'routes are part of the snapshot');
+  const pod = {
+    metadata: { name: 'a', namespace: 'shop', annotations: { 'ballast.dev/discovery-version': version } },
+    status: { phase: 'Running' },
+  };
+  assert.equal(policyStatus(rp, view, now, [pod]).acceptedPods, 1);
+});

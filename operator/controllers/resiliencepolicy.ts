@@ -14,6 +14,7 @@ import type { Logger } from '../../lib/log.ts';
 import { type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
 import type { Cache } from '../discovery/server.ts';
 import { type DiscoveryView, buildSnapshot, serviceEndpoints } from '../specs/discovery.ts';
+import { type Attached, parsePortKey, portKey, routesForCaller } from '../specs/gateway.ts';
 
 /** On a sidecar's pod: the discovery version it last applied, and the last one it refused ("<version>: <reason>"). */
 export const appliedVersionAnnotation = 'ballast.dev/discovery-version';
@@ -100,6 +101,7 @@ export function policyStatus(
             'AllAccepted',
             pods.length === 0 ? 'no selected sidecars yet' : `all ${pods.length} selected sidecar(s) run their current configuration`,
           ];
+  const overrides = routeOverrides(p, view);
   const cond = (type: string, st: string, r: string, m: string) =>
     condition(p.status?.conditions, { type, status: st as Condition['status'], reason: r, message: m }, p.metadata.generation ?? 0, now);
   return {
@@ -108,8 +110,44 @@ export function policyStatus(
     selectedPods: pods.length,
     acceptedPods: accepted,
     rejections: rejections.slice(0, maxRejections),
-    conditions: [cond('Ready', status, reason, message), cond('Accepted', aStatus, aReason, aMessage)],
+    conditions: [
+      cond('Ready', status, reason, message),
+      cond('Accepted', aStatus, aReason, aMessage),
+      overrides.length > 0
+        ? cond(
+            'RouteOverrides',
+            'True',
+            'RouteTimeouts',
+            `${overrides.join('; ')}: where the Gateway API and this policy both speak, the route wins`,
+          )
+        : cond('RouteOverrides', 'False', 'NoOverrides', 'no Gateway API route overrides this policy'),
+    ],
   };
+}
+
+/**
+ * Which Gateway API routes override this policy's fields (pure): a rule with timeouts that sends
+ * to one of the policy's Services sets `timeouts.requestMs` / `timeouts.attemptMs` for that traffic.
+ */
+export function routeOverrides(p: ResiliencePolicy, view: DiscoveryView): string[] {
+  if (!view.routes || view.routes.length === 0) return [];
+  const ns = p.metadata.namespace;
+  const mine = new Set(policyUpstreams(p).map((u) => portKey(ns, u.service.name, u.service.port)));
+  const out: string[] = [];
+  for (const routes of routesForCaller(ns, view.routes).values())
+    for (const r of routes)
+      r.rules.forEach((rule, i) => {
+        const fields = [
+          ...(rule.timeouts?.requestMs ? ['timeouts.requestMs'] : []),
+          ...(rule.timeouts?.backendRequestMs ? ['timeouts.attemptMs'] : []),
+        ];
+        const hits = (rule.backends ?? []).filter((b) => mine.has(b.upstream)).map((b) => parsePortKey(b.upstream));
+        for (const h of hits) {
+          const line = `route ${r.name} rule ${i} sets ${fields.join(' and ')} for ${h.name}:${h.port}`;
+          if (fields.length > 0 && !out.includes(line)) out.push(line);
+        }
+      });
+  return out.sort();
 }
 
 /** How long a burst of cache changes is gathered before policies are looked at. */
@@ -122,6 +160,8 @@ interface StatusDeps {
   sidecars: Cache<V1Pod>;
   /** The mesh's trust domain when it is on (endpoint identities are part of what sidecars are sent). */
   trustDomain?: string;
+  /** Gateway API routes as the discovery service sends them (part of what sidecars are sent), and their changes. */
+  routes?: { attached: () => Attached[]; onChange: (fn: () => void) => void };
   custom: CustomObjectsApi;
   clock: Clock;
   log: Logger;
@@ -154,6 +194,7 @@ export class ResiliencePolicyStatus {
     d.services.onChange(changed);
     d.slices.onChange(changed);
     d.sidecars.onChange(changed);
+    d.routes?.onChange(changed);
   }
 
   get leading(): boolean {
@@ -193,6 +234,8 @@ export class ResiliencePolicyStatus {
       services: d.services.list(),
       slices: d.slices.list(),
       ...(d.trustDomain ? { mesh: { trustDomain: d.trustDomain, pods: d.sidecars.list() } } : {}),
+      // The same view the discovery service builds, so a sidecar's applied version is compared with what it is sent.
+      ...(d.routes ? { routes: d.routes.attached() } : {}),
     };
     const status = policyStatus(p, view, new Date(d.clock.wallNow()).toISOString(), d.sidecars.list(), new Map());
     const sig = statusSignature(status);

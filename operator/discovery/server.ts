@@ -304,7 +304,11 @@ export class DiscoveryServer {
 }
 
 /** Every route's attachments (the routes of both kinds, translated against the Services and grants). */
-function attachedRoutes(g: NonNullable<DiscoveryServerOptions['gateway']>, services: DiscoveryView['services'], clock: Clock): Attached[] {
+export function attachedRoutes(
+  g: NonNullable<DiscoveryServerOptions['gateway']>,
+  services: DiscoveryView['services'],
+  clock: Clock,
+): Attached[] {
   const view = { routes: [], grants: g.grants.list(), services };
   const now = new Date(clock.wallNow()).toISOString();
   return [

@@ -724,7 +724,8 @@ async function gatewayRoutes(
           filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/api' } } }],
           backendRefs: [{ name: 'api', port: 80 }],
         },
-        { backendRefs: [{ name: 'api', port: 80 }] },
+        // The catch-all rule sets a request timeout: the client's ResiliencePolicy for api says the route overrides it.
+        { backendRefs: [{ name: 'api', port: 80 }], timeouts: { request: '10s' } },
       ]),
       route('api-broken', [
         { matches: [{ path: { type: 'PathPrefix', value: '/broken' } }], backendRefs: [{ name: 'no-such-service', port: 80 }] },
@@ -772,5 +773,22 @@ async function gatewayRoutes(
     kubectl(['get', 'httproute', 'api-v2', '-n', 'mesh', '-o', 'jsonpath={.status.parents[0].controllerName}']).stdout,
     'ballast.dev/mesh',
   );
+  // The client's ResiliencePolicy: its sidecars run what they are sent (routes included), and it
+  // names the route whose timeout wins over its own.
+  let policy = '';
+  for (let i = 0; i < 120 && !(policy.includes('Accepted=True/AllAccepted') && policy.includes('RouteOverrides=True')); i++) {
+    policy = kubectl([
+      'get',
+      'resiliencepolicy',
+      'client',
+      '-n',
+      'mesh',
+      '-o',
+      'jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}',
+    ]).stdout;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  assert.match(policy, /Accepted=True\/AllAccepted/);
+  assert.match(policy, /RouteOverrides=True\/RouteTimeouts/);
   assert.equal(kubectl(['delete', 'httproute', 'api-v2', 'api-broken', '-n', 'mesh']).status, 0);
 }
