@@ -2,7 +2,7 @@
  * `ballast mesh-init`: the injected init container of an intercepting pod. It installs the
  * iptables rules of api/interception.ts in the pod's network namespace (it needs NET_ADMIN and
  * NET_RAW, and runs as root; nothing else of the pod does) and exits. iptables-restore applies
- * each family's rules in one transaction: a pod is either fully intercepted or not started.
+ * the rules in one transaction: a pod is either fully intercepted or not started. IPv4 only.
  */
 import { spawnSync } from 'node:child_process';
 import { f, loadConfig, renderFlags } from '../lib/config.ts';
@@ -30,7 +30,7 @@ const flags = {
   excludeOutboundPorts: f.string('comma-separated ports whose outbound connections are not intercepted', { default: '' }),
   excludeOutboundCidrs: f.string('comma-separated CIDRs whose outbound connections are not intercepted', { default: '' }),
   excludeInboundPorts: f.string('comma-separated ports whose inbound connections are not intercepted', { default: '' }),
-  iptables: f.string('directory of iptables-restore and ip6tables-restore', { default: '/usr/sbin' }),
+  iptables: f.string('directory of iptables-restore', { default: '/usr/sbin' }),
   dryRun: f.bool('print the rules instead of applying them', { default: false }),
 };
 
@@ -61,33 +61,28 @@ export const meshInitCommand: Command = {
     };
     const problems = interceptionProblems(spec);
     if (problems.length > 0) throw new UsageError(problems.join('; '), 'mesh-init');
-    for (const family of [4, 6] as const) {
-      const rules = interceptionRules(spec, family);
-      if (v.dryRun) {
-        io.out(`# IPv${family}\n${rules}`);
-        continue;
-      }
-      const bin = `${v.iptables}/${family === 4 ? 'iptables-restore' : 'ip6tables-restore'}`;
-      const r = spawnSync(bin, [], { input: rules, encoding: 'utf8' });
-      if (r.status === 0) {
-        io.out(
-          `mesh-init: IPv${family} interception installed (outbound -> :${spec.outboundPort}, inbound -> :${spec.inboundPort}, uid ${spec.proxyUid} excluded)\n`,
-        );
-        continue;
-      }
+    // IPv4 only: the sidecar's capture listeners are IPv4 (127.0.0.1:15001, 0.0.0.0:15006), so
+    // IPv6 rules would send a dual-stack pod's IPv6 connections where nothing listens. IPv6
+    // traffic goes out and comes in directly, as without interception.
+    const rules = interceptionRules(spec, 4);
+    if (v.dryRun) {
+      io.out(`# IPv4\n${rules}`);
+      return 0;
+    }
+    const bin = `${v.iptables}/iptables-restore`;
+    const r = spawnSync(bin, [], { input: rules, encoding: 'utf8' });
+    if (r.status !== 0) {
       const why = (r.error?.message ?? r.stderr ?? '').trim();
-      // A pod without IPv6 (the kernel's ip6 nat table missing) is intercepted on IPv4 alone.
-      if (family === 6) {
-        io.err(`mesh-init: IPv6 rules not installed (${why}); IPv4 interception is in place\n`);
-        continue;
-      }
       io.err(
         `mesh-init: ${bin} failed: ${why}\n` +
           'mesh-init needs NET_ADMIN and NET_RAW in the pod (and runs as root). Where the cluster does not allow them, ' +
-          'turn interception off (ballast.dev/interception: "false", or the chart\'s interception.enabled=false): apps then reach the sidecar through HTTP_PROXY.\n',
+          'turn interception off (ballast.dev/interception: "false", or the chart\'s injection.interception.enabled=false): apps then reach the sidecar through HTTP_PROXY.\n',
       );
       return 1;
     }
+    io.out(
+      `mesh-init: IPv4 interception installed (outbound -> :${spec.outboundPort}, inbound -> :${spec.inboundPort}, uid ${spec.proxyUid} excluded)\n`,
+    );
     return 0;
   },
 };
