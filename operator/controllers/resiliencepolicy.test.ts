@@ -89,8 +89,8 @@ it('a policy naming an upstream another policy (first by name) already configure
 });
 
 describe('ResiliencePolicyStatus: status through a work queue', () => {
-  const policy = (name: string): ResiliencePolicy => ({ ...rp, metadata: { ...rp.metadata, name } });
-  const setup = (failures: number) => {
+  const policy = (name: string, uid = `uid-${name}`): ResiliencePolicy => ({ ...rp, metadata: { ...rp.metadata, name, uid } });
+  const setup = (failures: number, items = [policy('a'), policy('b')]) => {
     const clock = new VirtualClock(Date.parse(now));
     const listeners: Array<(key: string) => void> = [];
     const cache = <T>(items: T[]) => ({ list: () => items, onChange: (fn: (key: string) => void) => void listeners.push(fn) });
@@ -105,7 +105,7 @@ describe('ResiliencePolicyStatus: status through a work queue', () => {
     } as unknown as CustomObjectsApi;
     const log = { warn: () => undefined } as unknown as Logger;
     const status = new ResiliencePolicyStatus({
-      policies: cache([policy('a'), policy('b')]),
+      policies: cache(items),
       services: cache([]),
       slices: cache([]),
       sidecars: cache([]),
@@ -127,6 +127,22 @@ describe('ResiliencePolicyStatus: status through a work queue', () => {
     changed();
     await clock.advanceAsync(1000);
     assert.equal(writes.length, 2, 'an unchanged status is not written again');
+    status.stop();
+  });
+
+  it("a policy deleted and made again under the same name gets its status, though it is the same as its predecessor's", async () => {
+    const items = [policy('a')];
+    const { clock, status, writes, changed } = setup(0, items);
+    status.leading = true;
+    await clock.advanceAsync(1000);
+    assert.equal(writes.length, 1);
+    items.splice(0, 1); // deleted: no key left to sync, so nothing learns it went
+    changed();
+    await clock.advanceAsync(1000);
+    items.push(policy('a', 'uid-a-again')); // made again: a new object, no status yet
+    changed();
+    await clock.advanceAsync(1000);
+    assert.equal(writes.length, 2, 'the new object is written');
     status.stop();
   });
 

@@ -240,7 +240,10 @@ export class ResiliencePolicyStatus {
     const status = policyStatus(p, view, new Date(d.clock.wallNow()).toISOString(), d.sidecars.list(), new Map());
     const sig = statusSignature(status);
     const current = statusSignature(p.status);
-    if (this.#written.get(key) === sig || current === sig) return;
+    // What was written is remembered with the object's uid: a policy deleted and made again under
+    // the same name is a new object with no status, whatever was written to its predecessor.
+    const memo = `${p.metadata.uid ?? ''}:${sig}`;
+    if (this.#written.get(key) === memo || current === sig) return;
     await d.custom.patchNamespacedCustomObjectStatus(
       {
         group: d.group,
@@ -252,6 +255,6 @@ export class ResiliencePolicyStatus {
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
-    this.#written.set(key, sig);
+    this.#written.set(key, memo);
   }
 }

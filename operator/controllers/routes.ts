@@ -105,7 +105,10 @@ export class RouteStatus {
     const { status } = translateRoute(route, { routes: [], grants: d.grants.list(), services: d.services.list() }, now);
     if (status.length === 0 && !(route.status?.parents ?? []).some((p) => p.controllerName === meshControllerName)) return;
     const sig = signature(status);
-    if (this.#written.get(key) === `${route.metadata.generation}:${sig}` || signature(route.status?.parents) === sig) return;
+    // Remembered with the route's uid: a route deleted and made again under the same name (as the
+    // conformance suite does from test to test) starts with no status, whatever its predecessor had.
+    const memo = `${route.metadata.uid ?? ''}:${route.metadata.generation}:${sig}`;
+    if (this.#written.get(key) === memo || signature(route.status?.parents) === sig) return;
     const parents = mergeParents(route.status?.parents, status);
     await d.custom.patchNamespacedCustomObjectStatus(
       {
@@ -118,6 +121,6 @@ export class RouteStatus {
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
-    this.#written.set(key, `${route.metadata.generation}:${sig}`);
+    this.#written.set(key, memo);
   }
 }
