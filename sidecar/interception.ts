@@ -50,7 +50,10 @@ export class Interception {
     const byAddress = new Map<string, string>();
     for (const u of c.upstreams) {
       for (const a of u.addresses) if (!byAddress.has(a)) byAddress.set(a, u.name);
-      for (const e of u.endpoints) if (!byAddress.has(e.address)) byAddress.set(e.address, u.name);
+      // A Service with a cluster IP is reached by it: a call straight to one of its pods is not a
+      // call to the Service, and its routes and policy do not apply (the Gateway API's "frontend").
+      // A headless Service has only its pods' addresses.
+      if (u.addresses.length === 0) for (const e of u.endpoints) if (!byAddress.has(e.address)) byAddress.set(e.address, u.name);
     }
     this.#byAddress = byAddress;
     this.#inboundByPort = new Map(c.inbound.map((ib) => [splitAddress(ib.listen).port, ib.name]));

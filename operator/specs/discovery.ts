@@ -201,6 +201,19 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
 }
 
 /**
+ * The policy of a Service port that a caller reaches only through Gateway API routes (no
+ * ResiliencePolicy of the caller names it): what a Gateway API mesh does, and nothing it would
+ * not. Shedding, client-side throttling and hedging are Ballast's own judgement calls about load;
+ * they are opted into with a ResiliencePolicy (policy attachment), not switched on by a route. A
+ * route-only Service keeps the rest of the defaults: safe retries within the budget, breakers,
+ * outlier ejection, the bulkhead's generous 1024 and the timeouts the route does not set.
+ */
+export const routeOnlyPolicy = {
+  shed: { adaptive: { enabled: false }, throttle: { enabled: false } },
+  hedge: { enabled: false },
+} as const;
+
+/**
  * Gateway API routes for this caller: each parent Service port's upstream (the policy's, when one
  * names that port; else one of its own, `<service>.<namespace>.<port>`) gets the routes as
  * `httpRoutes`, and every backend Service port an upstream too, so a route can send to it. A
@@ -235,6 +248,7 @@ function attachRoutes(
       name: `${name}.${ns}.${port}`,
       hosts,
       protocol: 'auto',
+      policy: routeOnlyPolicy,
       endpoints: endpointsWithIdentity(svc, port, view),
       ...(clusterAddresses(svc, port).length > 0 ? { addresses: clusterAddresses(svc, port) } : {}),
     };

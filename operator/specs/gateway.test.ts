@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { GatewayRoute, ReferenceGrant } from '../../api/gateway.ts';
-import { buildSnapshot } from './discovery.ts';
+import { buildSnapshot, routeOnlyPolicy } from './discovery.ts';
 import { routesForCaller, translateRoute } from './gateway.ts';
 
 const svc = (
@@ -166,6 +166,35 @@ it('GRPCRoute methods become paths; consumer routes replace producer routes for 
     view(),
     now,
   );
+  // A consumer route sends to the Service it is attached to without a ReferenceGrant (its callers
+  // reach it already); to another Service in that namespace it needs one.
+  const sendsBack = translateRoute(
+    route(
+      {
+        parentRefs: [{ kind: 'Service', group: '', name: 'db', namespace: 'other', port: 80 }],
+        rules: [{ backendRefs: [{ name: 'db', namespace: 'other', port: 80 }] }],
+      },
+      'shop',
+      'back',
+    ),
+    view(),
+    now,
+  );
+  assert.equal(sendsBack.status[0]!.conditions[1]!.status, 'True');
+  assert.equal(sendsBack.attached[0]!.route.rules[0]!.backends![0]!.upstream, 'other/db:80');
+  const elsewhere = translateRoute(
+    route(
+      {
+        parentRefs: [{ kind: 'Service', group: '', name: 'echo-v1', port: 80 }],
+        rules: [{ backendRefs: [{ name: 'db', namespace: 'other', port: 80 }] }],
+      },
+      'shop',
+      'away',
+    ),
+    view(),
+    now,
+  );
+  assert.equal(elsewhere.status[0]!.conditions[1]!.reason, 'RefNotPermitted');
   const all = [...producer.attached, ...consumer.attached];
   assert.deepEqual(
     routesForCaller('shop', all)
@@ -221,4 +250,7 @@ it("the caller's snapshot: the parent's upstream gets the routes, every backend 
     ['echo-v1.shop.80', 'echo-v2.shop.80'],
   );
   assert.deepEqual(byName.get('echo-v2.shop.80')!.endpoints, [{ address: '10.1.0.3:8080' }]);
+  // Reached only through routes (no ResiliencePolicy names them): no shedding, throttling or
+  // hedging unless a policy attaches them.
+  for (const name of ['echo.shop.80', 'echo-v1.shop.80', 'echo-v2.shop.80']) assert.deepEqual(byName.get(name)!.policy, routeOnlyPolicy);
 });

@@ -162,7 +162,10 @@ function translateRule(route: GatewayRoute, rule: GwRule, i: number, view: Gatew
       return { upstream: '', weight, ...(bf.length > 0 ? { filters: bf } : {}) };
     };
     if ((b.group ?? '') !== '' || kind !== 'Service') return unresolved('InvalidKind', `${b.group ?? ''}/${kind} is not a Service`);
-    if (bns !== ns && !granted(view, route.kind, ns, bns, b.name))
+    // A consumer route may send to the Service it is attached to (GAMMA): its callers reach that
+    // Service already, so no ReferenceGrant is asked for. Any other Service elsewhere needs one.
+    const ownParent = (route.spec.parentRefs ?? []).some((r) => isServiceRef(r) && (r.namespace ?? ns) === bns && r.name === b.name);
+    if (bns !== ns && !ownParent && !granted(view, route.kind, ns, bns, b.name))
       return unresolved('RefNotPermitted', `Service ${bns}/${b.name} is in another namespace and no ReferenceGrant there allows it`);
     const svc = findService(view, bns, b.name);
     if (!svc) return unresolved('BackendNotFound', `Service ${bns}/${b.name} does not exist`);
