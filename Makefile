@@ -73,13 +73,13 @@ lincheck: $(LINCHECK)
 # etcd 3.5, containerd 2.3, CoreDNS, crictl), built from their Go modules once into
 # ~/.cache/ballast (about 10 minutes cold on 2 cores).
 .PHONY: control-plane
-control-plane: ## build Kubernetes (control plane and node), containerd, CoreDNS and crictl into the cache (once)
+control-plane: ## build Kubernetes (control plane and node), containerd, CoreDNS, crictl and the peer suites (Kubernetes storage, Argo CD Lua, Gateway API conformance and its echo app) into the cache (once)
 	@cluster/go/build
 
 # The node's images, built with buildah from the Dockerfile (and a Debian base assembled here),
 # keyed by their inputs in ~/.cache/ballast/images; `ballast cluster up` imports them.
 .PHONY: images image
-images: deps control-plane ## build every image the node runs (ballast, pause, CoreDNS, test workloads); cached
+images: deps control-plane ## build every image the node runs (ballast, pause, CoreDNS, test workloads, the Gateway API suite's echo app); cached
 	@cluster/images/build all
 image: deps ## build the ballast image from the Dockerfile with buildah (cached until an input changes)
 	@cluster/images/build ballast

@@ -14,7 +14,7 @@ import {
   pauseImage,
 } from './node-config.ts';
 import { buildVolumeFor } from './provisioner.ts';
-import { versions } from './toolchain.ts';
+import { gatewayApiVersion, versions } from './toolchain.ts';
 
 const paths = {
   stateDir: '/tmp/st',
@@ -143,4 +143,7 @@ it('the versions the cluster runs are the ones the build scripts build', () => {
   assert.match(build, new RegExp(`CRICTL_VERSION=${versions.crictl}\\n`));
   assert.match(readFileSync(join(import.meta.dirname, 'images', 'build'), 'utf8'), new RegExp(`COREDNS_VERSION=${versions.coredns}\\n`));
   assert.equal(corednsImage, `ballast.local/coredns:${versions.coredns}`);
+  // The Gateway API CRDs `make gateway-api` installs are the release the conformance suite tests.
+  const make = readFileSync(join(import.meta.dirname, '..', 'Makefile'), 'utf8');
+  assert.match(make, new RegExp(`^GATEWAY_API_VERSION := ${gatewayApiVersion()}$`, 'm'));
 });

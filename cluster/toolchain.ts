@@ -29,6 +29,14 @@ export function seaweedfsVersion(): string {
   return v;
 }
 
+/** The Gateway API release the mesh implements: the conformance module cluster/go/gateway-conformance/go.mod requires. */
+export function gatewayApiVersion(): string {
+  const mod = readFileSync(join(packageRoot(), 'cluster', 'go', 'gateway-conformance', 'go.mod'), 'utf8');
+  const v = /^require\s+sigs\.k8s\.io\/gateway-api\/conformance\s+(\S+)/m.exec(mod)?.[1];
+  if (!v) throw new Error('cluster/go/gateway-conformance/go.mod requires no sigs.k8s.io/gateway-api/conformance');
+  return v;
+}
+
 /** Every binary the cluster runs, by role. */
 export function binaries(cache: string) {
   const k8s = join(cache, `k8s-${versions.k8s}`);
@@ -49,6 +57,8 @@ export function binaries(cache: string) {
     k8sStorageTests: join(cache, `k8s-storage-tests-${versions.k8s}`, 'etcd3.test'),
     /** Argo CD's util/lua tests with argocd/resource_customizations/ballast.dev embedded (cluster/go/build). */
     argocdLuaTests: join(cache, `argocd-lua-${versions.argocd}`, 'lua.test'),
+    /** The Gateway API conformance suite (sigs.k8s.io/gateway-api/conformance's TestConformance, `go test -c`). */
+    gatewayConformance: join(cache, `gateway-conformance-${gatewayApiVersion()}`, 'conformance.test'),
     /** SeaweedFS (master, volume server, filer and S3 gateway in one `weed server`): object storage for backups. */
     weed: join(cache, `seaweedfs-${seaweedfsVersion()}`, 'weed'),
   };
