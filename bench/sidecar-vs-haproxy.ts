@@ -10,6 +10,9 @@
  *   slow         1 of 3 endpoints answers after 1 s, ~500 req/s
  *   failing      1 of 3 endpoints answers 503 to everything, ~500 req/s
  *   overload     each endpoint serves 4 at once in 50 ms (240 req/s in all); offered ~3× that
+ * In saturation and rate1000 the sidecar is measured twice: plainly, and through an upstream with
+ * 10 Gateway API routes of header matches the requests do not carry plus a catch-all to the same
+ * endpoints (sidecar-10-routes): what route matching costs.
  * Rates are approximate (wrk is closed-loop; each connection waits an exponential delay between
  * requests, so arrivals are Poisson-like rather than in lockstep bursts).
  * Throughput counts what users get: good answers (2xx) per second. Refusals and errors are
@@ -37,7 +40,11 @@ const node = process.execPath;
 
 // Fixed ports (benchmarks own the machine while they run, like the e2e suites).
 const upPorts = [29101, 29102, 29103];
-const ports = { basic: 29201, tuned: 29202, passthrough: 29203, sidecar: 29204, admin: 29205 };
+const ports = { basic: 29201, tuned: 29202, passthrough: 29203, sidecar: 29204, admin: 29205, routed: 29206 };
+// The cost of Gateway API route matching: in these scenarios the sidecar is also measured through
+// an upstream with 10 HTTPRoutes of header matches that the requests do not carry, and a catch-all
+// that sends to the same endpoints (every request is tried against all 10 first).
+const routedIn = new Set(['saturation', 'rate1000']);
 
 const children: ChildProcess[] = [];
 function start(cmd: string, args: string[]): Promise<ChildProcess> {
@@ -94,9 +101,29 @@ const scenarios: Record<string, Setup & { run: (url: string, secs?: number) => W
   },
 };
 
+const created = '2026-12-01T00:00:00Z';
 const sidecarConfig = {
   admin: `127.0.0.1:${ports.admin}`,
-  upstreams: [{ name: 'bench', listen: `127.0.0.1:${ports.sidecar}`, endpoints: upPorts.map((p) => `127.0.0.1:${p}`) }],
+  upstreams: [
+    { name: 'bench', listen: `127.0.0.1:${ports.sidecar}`, endpoints: upPorts.map((p) => `127.0.0.1:${p}`) },
+    {
+      name: 'routed',
+      listen: `127.0.0.1:${ports.routed}`,
+      endpoints: upPorts.map((p) => `127.0.0.1:${p}`),
+      httpRoutes: [
+        ...Array.from({ length: 10 }, (_, i) => ({
+          name: `bench/tenant-${i}`,
+          created,
+          rules: [{ matches: [{ headers: [{ type: 'Exact', name: 'x-tenant', value: `t${i}` }] }], backends: [{ upstream: 'bench' }] }],
+        })),
+        {
+          name: 'bench/default',
+          created,
+          rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/' } }], backends: [{ upstream: 'bench' }] }],
+        },
+      ],
+    },
+  ],
 };
 writeFileSync(join(dir, 'sidecar.yaml'), stringify(sidecarConfig));
 
@@ -151,6 +178,13 @@ try {
       pid: () => side.pid as number,
       stop: () => stop(side),
     });
+    if (routedIn.has(name))
+      systems.push({
+        name: 'sidecar-10-routes',
+        url: `http://127.0.0.1:${ports.routed}/`,
+        pid: () => side.pid as number,
+        stop: async () => undefined,
+      });
     await sleep(1500); // HAProxy's active checks settle
     for (const s of systems) {
       // The same warm-up for every system (JIT, connection pools, what each has to learn), discarded.
@@ -215,6 +249,12 @@ const goals = {
   'saturation: sidecar / haproxy-tuned per cpu-s': ratio('saturation', 'ballast-sidecar', 'haproxy-tuned', (r) => r.perCore ?? NaN),
   'rate1000: sidecar added p99 ms (goal ≤ 2)':
     (results['rate1000']?.['ballast-sidecar']?.p99 ?? NaN) - (results['rate1000']?.['direct']?.p99 ?? NaN),
+  'saturation: 10 routes / no routes, good answers per second': ratio('saturation', 'sidecar-10-routes', 'ballast-sidecar', goodput),
+  'saturation: 10 routes / no routes, per cpu-s': ratio('saturation', 'sidecar-10-routes', 'ballast-sidecar', (r) => r.perCore ?? NaN),
+  'rate1000: 10 routes, added p50 ms over no routes':
+    (results['rate1000']?.['sidecar-10-routes']?.p50 ?? NaN) - (results['rate1000']?.['ballast-sidecar']?.p50 ?? NaN),
+  'rate1000: 10 routes, added p99 ms over no routes':
+    (results['rate1000']?.['sidecar-10-routes']?.p99 ?? NaN) - (results['rate1000']?.['ballast-sidecar']?.p99 ?? NaN),
   ...Object.fromEntries(
     ['slow', 'failing', 'overload'].flatMap((s) => [
       [`${s}: sidecar / haproxy-tuned goodput (goal ≥ 1)`, ratio(s, 'ballast-sidecar', 'haproxy-tuned', goodput)],
