@@ -84,6 +84,8 @@ export interface GwRule {
   filters?: GwFilter[];
   backendRefs?: BackendReference[];
   timeouts?: { request?: string; backendRequest?: string };
+  /** HTTPRouteRetry (experimental channel; the apiserver drops it where only the standard CRDs are installed). */
+  retry?: { codes?: number[]; attempts?: number; backoff?: string };
 }
 
 export interface RouteParentStatus {

@@ -71,6 +71,12 @@ export interface RouteRule {
   backends?: RouteBackend[];
   /** Gateway API timeouts, in milliseconds: the whole request (retries included), and each attempt. */
   timeouts?: { requestMs?: number; backendRequestMs?: number };
+  /**
+   * Gateway API retries (HTTPRouteRetry): retry up to `attempts` times (unset: the policy's
+   * maxAttempts − 1) on these status codes (besides connection failures), `backoffMs` at least
+   * between tries. Retries still draw on the upstream's retry budget.
+   */
+  retry?: { codes?: number[]; attempts?: number; backoffMs?: number };
 }
 
 export interface HttpRoute {

@@ -39,6 +39,9 @@ export interface StackOptions {
 }
 
 /** What the attempts read of the request their exchange owns (sidecar/stack.ts). */
+/** An upstream's retries, with what a Gateway API rule adds: status codes retried, and the least back-off. */
+export type RetryPolicy = PolicySpec['retries'] & { statusCodes?: readonly number[]; minBackoffMs?: number };
+
 export interface ExchangeView {
   readonly up: Upstream;
   readonly req: DownReq;
@@ -53,6 +56,8 @@ export interface ExchangeView {
   readonly isH2: boolean;
   /** The route's time limits, with a Gateway API route's own (request, backendRequest) over them. */
   readonly timeouts: PolicySpec['timeouts'];
+  /** The route's retries, with a Gateway API route's HTTPRouteRetry over them. */
+  readonly retries: RetryPolicy;
 }
 
 /**
@@ -202,7 +207,7 @@ export class Attempts {
   }
 
   #idempotent(): boolean {
-    return isIdempotent(this.#x.route.policy.retries, this.#x.method, this.#x.path, this.#x.isGrpc);
+    return isIdempotent(this.#x.retries, this.#x.method, this.#x.path, this.#x.isGrpc);
   }
 
   /** Start an attempt (a first try, a retry, or a hedge); false when none was started. */
@@ -388,12 +393,12 @@ export class Attempts {
    */
   #mayRetry(reason: string, headers: Headers | undefined): number | undefined {
     const { up } = this.#x;
-    const r = this.#x.route.policy.retries;
+    const r = this.#x.retries;
     const now = up.deps.clock.now();
     if (this.#attemptCount >= r.maxAttempts) return undefined;
     if (this.#bodySentOnce || (this.#body && !this.#body.replayable)) return undefined;
     if (headers && this.#body && !this.#body.ended) return undefined;
-    let delay = backoffDelay(this.#attemptCount - 1, r.backoffBaseMs, r.backoffMaxMs, up.deps.random);
+    let delay = Math.max(r.minBackoffMs ?? 0, backoffDelay(this.#attemptCount - 1, r.backoffBaseMs, r.backoffMaxMs, up.deps.random));
     if (headers) {
       const push = serverPushbackMs(headers, up.deps.clock.wallNow());
       if (push === 'stop') return undefined;
@@ -433,7 +438,7 @@ export class Attempts {
     const gs = this.#x.isGrpc && headers['grpc-status'] !== undefined ? Number(headers['grpc-status']) : undefined;
     const effective = gs !== undefined ? grpcAsHttp(gs) : status;
     a.headLatency = latency;
-    const reason = retryReason(this.#x.route.policy.retries, this.#idempotent(), { kind: 'status', status, grpcStatus: gs });
+    const reason = retryReason(this.#x.retries, this.#idempotent(), { kind: 'status', status, grpcStatus: gs });
     if (reason !== undefined && !this.#committed) {
       // A retryable answer: drop it if a sibling (hedge) is still out, or if a retry may follow.
       const others = this.#attempts.length > 1;
@@ -552,7 +557,7 @@ export class Attempts {
           : 'SIDECAR_ERR_UPSTREAM_RESET';
     this.#lastFailure = { code, message: `${a.start.endpoint.id}: ${err.message}` };
     if (this.#attempts.length > 0) return; // a hedge is still out
-    const reason = retryReason(this.#x.route.policy.retries, this.#idempotent(), { kind: err.kind } as AttemptOutcome);
+    const reason = retryReason(this.#x.retries, this.#idempotent(), { kind: err.kind } as AttemptOutcome);
     const delay = reason === undefined ? undefined : this.#mayRetry(reason, undefined);
     if (delay !== undefined) return this.#scheduleRetry(delay);
     this.#fail(code, `${a.start.endpoint.id}: ${err.message}`);

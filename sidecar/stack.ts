@@ -19,7 +19,7 @@
  * waits.
  */
 import type { PolicySpec } from '../api/resiliencepolicy.ts';
-import { Attempts, type ExchangeView, type RequestEnd, type StackOptions } from './attempt.ts';
+import { Attempts, type ExchangeView, type RequestEnd, type RetryPolicy, type StackOptions } from './attempt.ts';
 import { type Code, type DownReq, type DownRes, grpc, localReply, refusals } from './http.ts';
 import { type Priority, priorityNames } from './policies/bulkhead.ts';
 import { decideFault } from './policies/fault.ts';
@@ -34,10 +34,14 @@ const priorities: Record<string, Priority> = { critical: 0, default: 1, sheddabl
  * Proxy one request through an upstream's layers. `path` is the path to send (the proxy mode
  * strips the absolute URL).
  */
-/** Gateway API timeouts of the rule a request took (whole request, each attempt), over the upstream's policy. */
-export interface TimeoutOverride {
+/**
+ * What the Gateway API rule a request took says over the upstream's policy: its timeouts (whole
+ * request, each attempt) and its retries (HTTPRouteRetry).
+ */
+export interface RouteOverride {
   requestMs?: number;
   attemptMs?: number;
+  retry?: { codes?: readonly number[]; attempts?: number; backoffMs?: number };
 }
 
 export function proxy(
@@ -47,7 +51,7 @@ export function proxy(
   path: string,
   isH2: boolean,
   options: StackOptions,
-  override?: TimeoutOverride,
+  override?: RouteOverride,
 ): void {
   new Exchange(up, req, res, path, isH2, options, override).start();
 }
@@ -77,10 +81,11 @@ class Exchange implements ExchangeView {
   #attempts: Attempts | undefined;
   #finished = false;
 
-  readonly #override: TimeoutOverride | undefined;
+  readonly #override: RouteOverride | undefined;
   #timeouts: PolicySpec['timeouts'] | undefined;
+  #retries: RetryPolicy | undefined;
 
-  constructor(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, options: StackOptions, override?: TimeoutOverride) {
+  constructor(up: Upstream, req: DownReq, res: DownRes, path: string, isH2: boolean, options: StackOptions, override?: RouteOverride) {
     this.#override = override;
     this.up = up;
     this.req = req;
@@ -96,6 +101,28 @@ class Exchange implements ExchangeView {
 
   get route(): RouteState {
     return this.#route as RouteState;
+  }
+
+  /**
+   * The route's retries, with a Gateway API rule's retry over them: its codes (with connection
+   * failures and refused streams, which are always safe) replace what the policy retries on, its
+   * attempts count retries after the first, and its back-off is the least wait between tries. The
+   * policy's idempotency rules and budget still hold.
+   */
+  get retries(): RetryPolicy {
+    if (this.#retries) return this.#retries;
+    const r = (this.#route as RouteState).policy.retries;
+    const g = this.#override?.retry;
+    this.#retries = g
+      ? {
+          ...r,
+          retryOn: ['connect-failure', 'refused-stream'],
+          statusCodes: g.codes ?? [],
+          ...(g.attempts !== undefined ? { maxAttempts: g.attempts + 1 } : {}),
+          ...(g.backoffMs ? { minBackoffMs: g.backoffMs } : {}),
+        }
+      : r;
+    return this.#retries;
   }
 
   get timeouts(): PolicySpec['timeouts'] {

@@ -184,6 +184,7 @@ it("a Gateway API route with timeouts sending to the policy's Service is named a
         rules: [
           { backends: [{ upstream: 'shop/echo:80', weight: 1 }], timeouts: { requestMs: 2000 } },
           { backends: [{ upstream: 'shop/echo:80', weight: 1 }] },
+          { backends: [{ upstream: 'shop/echo:80', weight: 1 }], retry: { codes: [500], attempts: 2 } },
         ],
       },
     },
@@ -193,6 +194,7 @@ it("a Gateway API route with timeouts sending to the policy's Service is named a
   const c = st.conditions!.find((x) => x.type === 'RouteOverrides')!;
   assert.equal(c.status, 'True');
   assert.match(c.message ?? '', /route shop\/r rule 0 sets timeouts\.requestMs for echo:80.*the route wins/);
+  assert.match(c.message ?? '', /route shop\/r rule 2 sets retries\.retryOn and retries\.maxAttempts for echo:80/);
   assert.equal(policyStatus(rp, { ...view, routes: [] }, now).conditions!.find((x) => x.type === 'RouteOverrides')!.reason, 'NoOverrides');
   // A sidecar that applied what it is sent (with the route) counts as accepted.
   const version = buildSnapshot('shop', {}, view).version;

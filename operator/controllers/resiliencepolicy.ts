@@ -127,7 +127,9 @@ export function policyStatus(
 
 /**
  * Which Gateway API routes override this policy's fields (pure): a rule with timeouts that sends
- * to one of the policy's Services sets `timeouts.requestMs` / `timeouts.attemptMs` for that traffic.
+ * to one of the policy's Services sets `timeouts.requestMs` / `timeouts.attemptMs` for that
+ * traffic, and one with a retry (HTTPRouteRetry) `retries.retryOn` (and `retries.maxAttempts`
+ * when it gives attempts).
  */
 export function routeOverrides(p: ResiliencePolicy, view: DiscoveryView): string[] {
   if (!view.routes || view.routes.length === 0) return [];
@@ -140,6 +142,8 @@ export function routeOverrides(p: ResiliencePolicy, view: DiscoveryView): string
         const fields = [
           ...(rule.timeouts?.requestMs ? ['timeouts.requestMs'] : []),
           ...(rule.timeouts?.backendRequestMs ? ['timeouts.attemptMs'] : []),
+          ...(rule.retry ? ['retries.retryOn'] : []),
+          ...(rule.retry?.attempts !== undefined ? ['retries.maxAttempts'] : []),
         ];
         const hits = (rule.backends ?? []).filter((b) => mine.has(b.upstream)).map((b) => parsePortKey(b.upstream));
         for (const h of hits) {

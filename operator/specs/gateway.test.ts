@@ -50,6 +50,7 @@ it('a route attached to a Service: accepted, its backends resolved, attached to 
             { name: 'echo-v2', port: 80, weight: 70 },
           ],
           timeouts: { request: '2s', backendRequest: '500ms' },
+          retry: { codes: [500, 503], attempts: 2, backoff: '100ms' },
         },
       ],
     }),
@@ -72,6 +73,8 @@ it('a route attached to a Service: accepted, its backends resolved, attached to 
     { upstream: 'shop/echo-v2:80', weight: 70 },
   ]);
   assert.deepEqual(rule.timeouts, { requestMs: 2000, backendRequestMs: 500 });
+  // HTTPRouteRetry (experimental channel) goes to the sidecars as it is, the back-off in ms.
+  assert.deepEqual(rule.retry, { codes: [500, 503], attempts: 2, backoffMs: 100 });
 });
 
 it('bad input is said in the status with the standard reasons', () => {

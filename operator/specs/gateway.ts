@@ -125,6 +125,21 @@ function grpcPath(mm: GRPCRouteMatch['method']): NonNullable<RouteMatch['path']>
   return { type: 'RegularExpression', value: `/${mm.service || '[^/]+'}/${mm.method || '[^/]+'}` };
 }
 
+/**
+ * HTTPRouteRetry (experimental channel): the codes (400–599, as the CRD allows), the number of
+ * retries and the least back-off between them. A zero or unparseable backoff is none.
+ */
+function translateRetry(r: GwRule['retry']): RouteRule['retry'] | undefined {
+  if (!r) return undefined;
+  const codes = (r.codes ?? []).filter((c) => Number.isInteger(c) && c >= 400 && c <= 599);
+  const backoffMs = gatewayDurationMs(r.backoff);
+  return {
+    ...(codes.length > 0 ? { codes } : {}),
+    ...(r.attempts !== undefined ? { attempts: Math.max(0, Math.min(9, r.attempts)) } : {}),
+    ...(backoffMs ? { backoffMs } : {}),
+  };
+}
+
 interface RuleOutcome {
   rule: RouteRule;
   problems: Array<{ reason: string; message: string }>;
@@ -176,6 +191,7 @@ function translateRule(route: GatewayRoute, rule: GwRule, i: number, view: Gatew
   });
   const requestMs = gatewayDurationMs(rule.timeouts?.request);
   const backendRequestMs = gatewayDurationMs(rule.timeouts?.backendRequest);
+  const retry = translateRetry(rule.retry);
   return {
     rule: {
       matches,
@@ -184,6 +200,7 @@ function translateRule(route: GatewayRoute, rule: GwRule, i: number, view: Gatew
       ...(requestMs || backendRequestMs
         ? { timeouts: { ...(requestMs ? { requestMs } : {}), ...(backendRequestMs ? { backendRequestMs } : {}) } }
         : {}),
+      ...(retry ? { retry } : {}),
     },
     problems,
     refs,

@@ -20,6 +20,12 @@ it('connection failures are retried for any request; answers and resets only for
   assert.equal(retryReason(rules, true, { kind: 'status', status: 200, grpcStatus: 14 }), 'unavailable');
   assert.equal(retryReason(rules, true, { kind: 'status', status: 200, grpcStatus: 13 }), undefined);
   assert.equal(retryReason(rules, true, { kind: 'timeout' }), 'attempt-timeout');
+  // A Gateway API rule's codes (HTTPRouteRetry), beside what retryOn names; still idempotent only.
+  const gw: RetryRules = { ...rules, retryOn: ['connect-failure', 'refused-stream'], statusCodes: [500, 429] };
+  assert.equal(retryReason(gw, true, { kind: 'status', status: 500 }), '500');
+  assert.equal(retryReason(gw, true, { kind: 'status', status: 429 }), '429');
+  assert.equal(retryReason(gw, true, { kind: 'status', status: 503 }), undefined);
+  assert.equal(retryReason(gw, false, { kind: 'status', status: 500 }), undefined);
 });
 
 it('idempotent: safe methods, named gRPC paths, or everything when the policy says so', () => {

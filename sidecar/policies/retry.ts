@@ -13,6 +13,8 @@ export interface RetryRules {
   retryOn: readonly RetryOn[];
   methods: 'idempotent' | 'all';
   idempotentPaths: readonly string[];
+  /** HTTP status codes retried besides those retryOn names (a Gateway API route's HTTPRouteRetry codes). */
+  statusCodes?: readonly number[];
 }
 
 export function isIdempotent(r: RetryRules, method: string, path: string, isGrpc: boolean): boolean {
@@ -42,7 +44,7 @@ export function retryReason(r: RetryRules, idempotent: boolean, o: AttemptOutcom
     return undefined;
   }
   const s = String(o.status) as RetryOn;
-  if (on.includes(s)) return s;
+  if (on.includes(s) || r.statusCodes?.includes(o.status)) return s;
   if (o.status >= 500 && on.includes('5xx')) return '5xx';
   return undefined;
 }

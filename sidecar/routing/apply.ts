@@ -1,7 +1,7 @@
 /**
  * A request to an upstream that has Gateway API routes: choose the rule (routes.ts), apply its
  * filters in order (request headers, a redirect answered here, a rewrite), pick a backend by
- * weight and send the request to that upstream with the rule's timeouts. Requests no rule
+ * weight and send the request to that upstream with the rule's timeouts and retries. Requests no rule
  * matches are answered 404 (gRPC: UNIMPLEMENTED), a backend that did not resolve 500, as the
  * Gateway API asks.
  */
@@ -125,6 +125,7 @@ export function routeRequest(
   }
   deps.decisions.inc({ upstream: parent, route: chosen.route, result: 'matched' });
   const t = chosen.spec.timeouts;
+  const retry = chosen.spec.retry;
   proxy(
     up,
     req,
@@ -132,8 +133,12 @@ export function routeRequest(
     path,
     isH2,
     deps.options,
-    t
-      ? { ...(t.requestMs ? { requestMs: t.requestMs } : {}), ...(t.backendRequestMs ? { attemptMs: t.backendRequestMs } : {}) }
+    t || retry
+      ? {
+          ...(t?.requestMs ? { requestMs: t.requestMs } : {}),
+          ...(t?.backendRequestMs ? { attemptMs: t.backendRequestMs } : {}),
+          ...(retry ? { retry } : {}),
+        }
       : undefined,
   );
 }

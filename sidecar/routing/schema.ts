@@ -113,6 +113,14 @@ export const httpRoutesSchema = openapi.array(
             requestMs: openapi.int('The whole request, retries included.', { minimum: 1 }),
             backendRequestMs: openapi.int('Each attempt.', { minimum: 1 }),
           }),
+          retry: openapi.object('Gateway API retries (HTTPRouteRetry; unset: the policy).', {
+            codes: openapi.array(
+              'HTTP status codes retried (400–599), besides connection failures.',
+              openapi.int('a status code', { minimum: 400, maximum: 599 }),
+            ),
+            attempts: openapi.int('Retries after the first attempt (0: none).', { minimum: 0, maximum: 9 }),
+            backoffMs: openapi.int('At least this long between tries.', { minimum: 0 }),
+          }),
         }),
         { default: [] },
       ),

@@ -19,21 +19,31 @@ import { Sidecar } from '../../sidecar/sidecar.ts';
 interface Echo {
   server: http.Server;
   address: string;
+  calls: Map<string, number>;
 }
 
-/** An HTTP/1.1 echo: {service, method, path, headers}; /slow waits 2 s. */
+/**
+ * An HTTP/1.1 echo: {service, method, path, headers}; /slow waits 2 s; /flaky... answers 500 to
+ * its first two calls (per path); /bad502 always 502. `calls` counts the calls per path.
+ */
 async function echo(service: string): Promise<Echo> {
+  const calls = new Map<string, number>();
   const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    const n = (calls.get(url) ?? 0) + 1;
+    calls.set(url, n);
     const reply = () => {
       res.setHeader('content-type', 'application/json');
       res.setHeader('x-from', service);
       res.end(JSON.stringify({ service, method: req.method, path: req.url, headers: req.headers }));
     };
-    if (req.url?.startsWith('/slow')) setTimeout(reply, 2000);
+    if (url.startsWith('/slow')) setTimeout(reply, 2000);
+    else if (url.startsWith('/flaky') && n <= 2) res.writeHead(500).end('not yet');
+    else if (url.startsWith('/bad502')) res.writeHead(502).end('bad gateway');
     else reply();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, address: `127.0.0.1:${(server.address() as AddressInfo).port}` };
+  return { server, address: `127.0.0.1:${(server.address() as AddressInfo).port}`, calls };
 }
 
 describe('sidecar: Gateway API routes', { timeout: 60_000 }, () => {
@@ -135,6 +145,16 @@ describe('sidecar: Gateway API routes', { timeout: 60_000 }, () => {
                   },
                   { matches: [{ path: { type: 'PathPrefix', value: '/missing' } }], backends: [{ upstream: '' }] },
                   {
+                    matches: [{ path: { type: 'PathPrefix', value: '/flaky-once' } }],
+                    retry: { codes: [500], attempts: 1 },
+                    backends: [{ upstream: 'echo-v1.ns' }],
+                  },
+                  {
+                    matches: [{ path: { type: 'PathPrefix', value: '/flaky' } }, { path: { type: 'PathPrefix', value: '/bad502' } }],
+                    retry: { codes: [500], attempts: 2, backoffMs: 60 },
+                    backends: [{ upstream: 'echo-v1.ns' }],
+                  },
+                  {
                     matches: [{ path: { type: 'PathPrefix', value: '/' }, method: 'GET' }],
                     backends: [{ upstream: 'echo-v1.ns' }],
                   },
@@ -222,6 +242,24 @@ describe('sidecar: Gateway API routes', { timeout: 60_000 }, () => {
     const missing = await get('/missing');
     assert.equal(missing.r.status, 500);
     assert.equal(missing.r.headers.get('x-ballast-error'), 'SIDECAR_ERR_BACKEND_INVALID');
+  });
+
+  it("HTTPRouteRetry: the rule's codes are retried up to its attempts with at least its back-off, over a policy that never retries; other codes are not", async () => {
+    const start = Date.now();
+    const ok = await get('/flaky/a');
+    assert.equal(ok.r.status, 200, 'two 500s, then the third try answers');
+    assert.equal(v1.calls.get('/flaky/a'), 3);
+    assert.ok(Date.now() - start >= 120, `two back-offs of at least 60 ms (took ${Date.now() - start} ms)`);
+    const once = await get('/flaky-once/b');
+    assert.equal(once.r.status, 500, 'one retry is not enough for two 500s');
+    assert.equal(v1.calls.get('/flaky-once/b'), 2);
+    const bad = await get('/bad502');
+    assert.equal(bad.r.status, 502);
+    assert.equal(v1.calls.get('/bad502'), 1, '502 is not among the codes');
+    // A POST is not idempotent: a 500 it got is not retried (the policy's rule holds).
+    const post = await get('/flaky/c', { method: 'POST', body: 'x' });
+    assert.equal(post.r.status, 500);
+    assert.equal(v1.calls.get('/flaky/c'), 1);
   });
 
   it('GRPCRoute: a method matches; an unmatched method is UNIMPLEMENTED', async () => {
