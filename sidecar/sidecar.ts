@@ -35,6 +35,7 @@ import { localReply } from './http.ts';
 import { proxy } from './stack.ts';
 import type { Tracing } from './tracing.ts';
 import type { Telemetry } from '../lib/otel.ts';
+import { eventLoopBusy } from '../lib/event-loop.ts';
 import { tunnel } from './upstream/tunnel.ts';
 import { Upstream, type UpstreamSpec } from './upstream/upstream.ts';
 
@@ -59,10 +60,13 @@ export interface SidecarDeps {
   telemetry?: Telemetry;
   /** Where an intercepted connection was going (default: SO_ORIGINAL_DST); tests without iptables give their own. */
   originalDestination?: (socket: Socket) => { host: string; port: number } | undefined;
+  /** Whether the sidecar's event loop is saturated (default: lib/event-loop.ts over the real loop). */
+  proxyBusy?: () => boolean;
 }
 
 export class Sidecar {
   readonly #deps: SidecarDeps;
+  readonly #proxyBusy: () => boolean;
   readonly #metrics: SidecarMetrics;
   /** What is in force: the file's configuration plus the upstreams discovery sent. */
   #config: SidecarConfig;
@@ -95,6 +99,7 @@ export class Sidecar {
     this.#config = config;
     this.#file = config;
     this.#deps = deps;
+    this.#proxyBusy = deps.proxyBusy ?? eventLoopBusy();
     this.#metrics = new SidecarMetrics(deps.metrics);
   }
 
@@ -368,6 +373,7 @@ export class Sidecar {
             metrics: this.#metrics,
             tracing: this.#tracing,
             meshMaterial: () => this.#identity?.material,
+            proxyBusy: this.#proxyBusy,
           }),
         );
     }

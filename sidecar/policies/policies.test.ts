@@ -287,6 +287,37 @@ describe('PooledLimit: waiting at the limit', () => {
     assert.equal(outcome.filter((o) => !o).length, 5);
   });
 
+  it("latency that rose while the proxy's own event loop was saturated is not evidence: requests over the limit wait instead of being shed", () => {
+    const clock = new VirtualClock();
+    let busy = true;
+    const pool = new PooledLimit(
+      { initialLimit: 10, minLimit: 5, maxLimit: 1000, toleranceMs: 1, proxyBusy: () => busy },
+      new SeededRandom(3),
+      clock,
+    );
+    pool.setEndpoints(['a']);
+    const a = pool.endpoint('a')!;
+    const window = (rtt: number, inflight: number) => {
+      for (let i = 0; i < 10; i++) {
+        a.begin();
+        a.onSample(rtt, false, inflight);
+      }
+    };
+    window(10, 1); // unloaded: 10 ms
+    window(40, 10); // then 40 ms, while the proxy was the bottleneck
+    assert.equal(pool.overloaded, false, 'its own delay says nothing of the dependency');
+    const outcome: boolean[] = [];
+    for (let i = 0; i < pool.limit + 5; i++) pool.acquire(1, (ok) => outcome.push(ok));
+    assert.equal(outcome.filter((o) => !o).length, 0, 'nothing shed');
+    assert.equal(pool.queued, 5, 'the excess waits for room');
+    for (let i = 0; i < 5; i++) pool.release();
+    assert.equal(outcome.length, pool.limit + 5);
+    // The same rise with the proxy idle is a queue at the dependency.
+    busy = false;
+    window(40, 10);
+    assert.equal(pool.overloaded, true);
+  });
+
   it('room goes to the most important waiter first', () => {
     const clock = new VirtualClock();
     const pool = new PooledLimit({ initialLimit: 4, minLimit: 4, maxLimit: 4 }, new SeededRandom(3), clock);

@@ -52,6 +52,12 @@ export interface AdaptiveLimitOptions {
    * is not the dependency queueing, and shedding for it would turn a busy moment into refusals.
    */
   toleranceMs?: number;
+  /**
+   * Whether the proxy's own event loop is saturated now (lib/event-loop.ts). Its latency then
+   * includes the proxy's own delay: the limit may follow it, but it is not evidence that the
+   * dependency is queueing, so it never makes requests over the limit be shed at once (they wait).
+   */
+  proxyBusy?: () => boolean;
 }
 
 export class AdaptiveLimit {
@@ -70,7 +76,7 @@ export class AdaptiveLimit {
   onLimit: ((limit: number) => void) | undefined;
 
   constructor(o: AdaptiveLimitOptions, random: Random) {
-    this.#options = { probeMultiplier: 30, smoothing: 1, toleranceMs: 5, ...o };
+    this.#options = { probeMultiplier: 30, smoothing: 1, toleranceMs: 5, proxyBusy: () => false, ...o };
     this.#random = random;
     this.#limit = o.initialLimit;
     this.#samplesToProbe = this.#nextProbe();
@@ -174,7 +180,8 @@ export class AdaptiveLimit {
     // Evidence fades only in windows where demand fit under the limit (nothing was turned away
     // or made to wait): under sustained overload the limit keeps the dependency's latency low,
     // so the queue is in front of the limit, and the evidence must not lapse while it is there.
-    if (dropped || avg > this.#rttNoLoad * 2 + 10) this.#evidence = evidenceWindows;
+    // A window the proxy itself was saturated in says nothing about the dependency's queue.
+    if (dropped || (avg > this.#rttNoLoad * 2 + 10 && !this.#options.proxyBusy())) this.#evidence = evidenceWindows;
     else if (this.#evidence > 0 && refused === 0) this.#evidence--;
     let next = limit;
     if (dropped) next = limit * 0.9;

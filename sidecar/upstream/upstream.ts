@@ -101,6 +101,8 @@ export interface UpstreamDeps {
   tracing?: Tracing | undefined;
   /** The sidecar's mesh certificate, key and trust bundle (absent or undefined: none). */
   meshMaterial?: () => { chainPem: string; keyPem: string; bundlePem: string } | undefined;
+  /** Whether the sidecar's own event loop is saturated (its adaptive limits then do not read their latency as overload). */
+  proxyBusy?: () => boolean;
 }
 
 /** What an attempt held from its start: the endpoint, its breaker's ticket, its place under the endpoint's limit. */
@@ -180,7 +182,16 @@ export class Upstream {
         : undefined;
       const a = p.shed.adaptive;
       this.#adaptive = a.enabled
-        ? new PooledLimit({ initialLimit: a.initialLimit, minLimit: a.minLimit, maxLimit: a.maxLimit }, random, clock)
+        ? new PooledLimit(
+            {
+              initialLimit: a.initialLimit,
+              minLimit: a.minLimit,
+              maxLimit: a.maxLimit,
+              ...(this.deps.proxyBusy ? { proxyBusy: this.deps.proxyBusy } : {}),
+            },
+            random,
+            clock,
+          )
         : undefined;
       if (this.#adaptive) {
         const g = metrics.limit.labels({ upstream: this.name });
