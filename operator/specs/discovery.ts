@@ -101,6 +101,12 @@ export function clusterAddresses(svc: V1Service | undefined, port: number): stri
   return ips.filter((ip) => ip && ip !== 'None').map((ip) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`));
 }
 
+/** `{ addresses }` when the Service has cluster IPs (a headless one has none: its pods are its addresses). */
+function addressesOf(svc: V1Service | undefined, port: number): { addresses?: string[] } {
+  const a = clusterAddresses(svc, port);
+  return a.length > 0 ? { addresses: a } : {};
+}
+
 export function hostsFor(service: string, namespace: string, port: number): string[] {
   const names = [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
   return [...names, ...names.map((n) => `${n}:${port}`)];
@@ -171,7 +177,7 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
       upstreams.push({
         name: `${name}.${namespace}`,
         hosts: hostsFor(name, namespace, port),
-        ...(clusterAddresses(svc, port).length > 0 ? { addresses: clusterAddresses(svc, port) } : {}),
+        ...addressesOf(svc, port),
         protocol: up.protocol ?? 'auto',
         endpoints: svc ? endpointsWithIdentity(svc, port, view) : [],
         ...(up.mtls ? { mtls: up.mtls } : {}),
@@ -250,7 +256,7 @@ function attachRoutes(
       protocol: 'auto',
       policy: routeOnlyPolicy,
       endpoints: endpointsWithIdentity(svc, port, view),
-      ...(clusterAddresses(svc, port).length > 0 ? { addresses: clusterAddresses(svc, port) } : {}),
+      ...addressesOf(svc, port),
     };
     upstreams.push(u);
     names.set(key, u);
