@@ -290,6 +290,17 @@ export interface UpstreamPolicy {
   localPort?: number;
   policy?: unknown;
   routes?: unknown[];
+  /**
+   * Policy attachment to a Gateway API route: the policy applies to the requests this HTTPRoute or
+   * GRPCRoute sends to the Service, not to the Service's other traffic (absent: to all of it).
+   */
+  gatewayRoute?: GatewayRouteRef;
+}
+
+/** A Gateway API HTTPRoute or GRPCRoute, by name (namespace: the policy's when absent). */
+export interface GatewayRouteRef {
+  name: string;
+  namespace?: string;
 }
 /**
  * Who may call an inbound listener. Rules are tried in order; the first that matches the request
@@ -377,6 +388,8 @@ export interface ResiliencePolicy {
     localPort?: number;
     policy?: unknown;
     routes?: unknown[];
+    /** The short form's attachment to a Gateway API route (see {@link UpstreamPolicy.gatewayRoute}). */
+    gatewayRoute?: GatewayRouteRef;
     upstreams?: UpstreamPolicy[];
     inbound?: InboundPolicy[];
   };
@@ -409,6 +422,7 @@ export function policyUpstreams(p: ResiliencePolicy): UpstreamPolicy[] {
       localPort: p.spec.localPort ?? 0,
       ...(p.spec.policy !== undefined ? { policy: p.spec.policy } : {}),
       ...(p.spec.routes ? { routes: p.spec.routes } : {}),
+      ...(p.spec.gatewayRoute ? { gatewayRoute: p.spec.gatewayRoute } : {}),
     },
   ];
 }
@@ -447,6 +461,14 @@ const upstreamMtls = openapi.string(
 const inboundMtls = openapi.string(
   'mTLS on this listener: permissive (meshed callers over mTLS, others in plaintext), strict (mTLS only: plaintext requests are answered 403 SIDECAR_ERR_MTLS_REQUIRED), off (plaintext). Absent: permissive.',
   { enum: [...mtlsModes] },
+);
+const gatewayRouteSchema = openapi.object(
+  "Policy attachment to a Gateway API route: the policy applies to the requests this HTTPRoute or GRPCRoute sends to the Service (its rules' backendRefs to the Service's port), not to the Service's other traffic. Absent: to all of the Service's traffic.",
+  {
+    name: openapi.string('The HTTPRoute or GRPCRoute.'),
+    namespace: openapi.string("Its namespace (absent: the policy's)."),
+  },
+  { required: ['name'] },
 );
 const localPortSchema = openapi.int(
   'Also open a local listener on 127.0.0.1:<localPort> in each sidecar (for clients that cannot use HTTP_PROXY, such as gRPC); 0: HTTP proxy mode only.',
@@ -497,6 +519,7 @@ export const resiliencePolicyCrd: CrdDefinition = {
         { ...routeSchema, required: ['name'] },
         { default: [] },
       ),
+      gatewayRoute: gatewayRouteSchema,
       upstreams: openapi.array(
         'Upstreams the selected sidecars call, each with its policy.',
         openapi.object(
@@ -508,6 +531,7 @@ export const resiliencePolicyCrd: CrdDefinition = {
             localPort: localPortSchema,
             policy: { ...policySchema, description: 'The policy for every request to the Service.' },
             routes: openapi.array('Per-route overrides, first match wins.', { ...routeSchema, required: ['name'] }, { default: [] }),
+            gatewayRoute: gatewayRouteSchema,
           },
           { required: ['service'] },
         ),
@@ -538,6 +562,10 @@ export const resiliencePolicyCrd: CrdDefinition = {
         {
           rule: '!(has(self.service) && has(self.upstreams))',
           message: 'use spec.service for one upstream or spec.upstreams for several, not both',
+        },
+        {
+          rule: '!has(self.gatewayRoute) || has(self.service)',
+          message: "spec.gatewayRoute attaches the short form's policy to a route's requests to spec.service: set spec.service too",
         },
         {
           rule: 'has(self.service) || has(self.upstreams) || has(self.inbound)',

@@ -272,16 +272,23 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
   claim(c.proxy.listen, 'the HTTP proxy', 'config.proxy.listen');
   claim(c.capture.outbound, 'the outbound capture listener', 'config.capture.outbound');
   claim(c.capture.inbound, 'the inbound capture listener', 'config.capture.inbound');
+  // Upstreams a Gateway API route sends to are reached through it (a route-attached policy's own upstream has nothing else).
+  const routeBackends = new Set(
+    (c.upstreams ?? []).flatMap((u) =>
+      (u.httpRoutes ?? []).flatMap((r) => r.rules.flatMap((rule) => (rule.backends ?? []).map((b) => b.upstream))),
+    ),
+  );
   (c.upstreams ?? []).forEach((u, i) => {
     const path = `config.upstreams[${i}]`;
     if (names.has(u.name)) problems.push({ path: `${path}.name`, message: `${u.name} is used twice; names must be unique` });
     checkTls(u.listenTls, `${path}.listenTls`, problems);
     names.add(u.name);
     claim(u.listen, `upstream ${u.name}`, `${path}.listen`);
-    if (!u.listen && u.hosts.length === 0 && u.addresses.length === 0)
+    if (!u.listen && u.hosts.length === 0 && u.addresses.length === 0 && !routeBackends.has(u.name))
       problems.push({
         path,
-        message: 'has neither a listener, proxy hosts nor addresses: nothing can reach it; set listen, hosts or addresses',
+        message:
+          'has neither a listener, proxy hosts nor addresses, and no Gateway API route sends to it: nothing can reach it; set listen, hosts or addresses',
       });
     if (u.endpoints.length === 0 && !c.discovery.address)
       problems.push({

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { DiscoveredUpstream } from '../../api/discovery.ts';
 import { type MtlsMode, spiffeId } from '../../api/mesh.ts';
-import { type InboundPolicy, type ResiliencePolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
+import { type InboundPolicy, type ResiliencePolicy, type UpstreamPolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
 import { type Attached, type PortKey, parsePortKey, portKey, routesForCaller } from './gateway.ts';
 
 export interface DiscoveryView {
@@ -169,9 +169,16 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
     owner.set(what, p.metadata.name);
     return true;
   };
+  // Policies attached to a Gateway API route: their upstreams are made where the route's backends are (attachRoutes).
+  const viaRoute: Array<{ up: UpstreamPolicy; route: string }> = [];
   for (const p of policies) {
     for (const up of policyUpstreams(p)) {
       const { name, port } = up.service;
+      if (up.gatewayRoute) {
+        const route = `${up.gatewayRoute.namespace ?? namespace}/${up.gatewayRoute.name}`;
+        if (claim(p, `upstream ${name}.${namespace} through route ${route}`)) viaRoute.push({ up, route });
+        continue;
+      }
       if (!claim(p, `upstream ${name}.${namespace}`)) continue;
       const svc = view.services.find((s) => s.metadata?.namespace === namespace && s.metadata?.name === name);
       upstreams.push({
@@ -198,7 +205,7 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
       });
     }
   }
-  if (view.routes && view.routes.length > 0) attachRoutes(namespace, upstreams, policies, view);
+  if (view.routes && view.routes.length > 0) attachRoutes(namespace, upstreams, policies, viaRoute, view);
   const version = createHash('sha256')
     .update(JSON.stringify([upstreams, inbound]))
     .digest('hex')
@@ -230,6 +237,7 @@ function attachRoutes(
   namespace: string,
   upstreams: DiscoveredUpstream[],
   policies: readonly ResiliencePolicy[],
+  viaRoute: ReadonlyArray<{ up: UpstreamPolicy; route: string }>,
   view: DiscoveryView,
 ): void {
   const byCaller = routesForCaller(namespace, view.routes ?? []);
@@ -262,6 +270,30 @@ function attachRoutes(
     names.set(key, u);
     return u;
   };
+  // A policy attached to a route: the route's requests to that Service port go to an upstream of
+  // their own (the same endpoints) with the policy; the Service's other traffic keeps its own.
+  const attached = new Map(viaRoute.map((v) => [`${v.route}|${portKey(namespace, v.up.service.name, v.up.service.port)}`, v.up]));
+  const through = new Map<string, DiscoveredUpstream>();
+  const backendFor = (route: string, key: PortKey): string => {
+    const a = attached.get(`${route}|${key}`);
+    if (!a) return upstreamFor(key)?.name ?? '';
+    const name = `${a.service.name}.${namespace}.${a.service.port}.route.${route.replace('/', '.')}`;
+    let u = through.get(name);
+    if (!u) {
+      const svc = view.services.find((s) => s.metadata?.namespace === namespace && s.metadata?.name === a.service.name);
+      if (!svc) return '';
+      u = {
+        name,
+        protocol: a.protocol ?? 'auto',
+        endpoints: endpointsWithIdentity(svc, a.service.port, view),
+        ...(a.mtls ? { mtls: a.mtls } : {}),
+        policy: a.policy ?? {},
+      };
+      through.set(name, u);
+      upstreams.push(u);
+    }
+    return u.name;
+  };
   for (const [parent, routes] of [...byCaller].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     const up = upstreamFor(parent);
     if (!up) continue;
@@ -270,7 +302,7 @@ function attachRoutes(
         ...r,
         rules: r.rules.map((rule) => ({
           ...rule,
-          backends: (rule.backends ?? []).map((b) => ({ ...b, upstream: b.upstream ? (upstreamFor(b.upstream)?.name ?? '') : '' })),
+          backends: (rule.backends ?? []).map((b) => ({ ...b, upstream: b.upstream ? backendFor(r.name, b.upstream) : '' })),
         })),
       }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -257,3 +257,46 @@ it("the caller's snapshot: the parent's upstream gets the routes, every backend 
   // hedging unless a policy attaches them.
   for (const name of ['echo.shop.80', 'echo-v1.shop.80', 'echo-v2.shop.80']) assert.deepEqual(byName.get(name)!.policy, routeOnlyPolicy);
 });
+
+it("a ResiliencePolicy attached to a route: that route's requests to the Service get an upstream with the policy; the Service's other traffic keeps its own", () => {
+  const r = translateRoute(
+    route(
+      {
+        parentRefs: [{ kind: 'Service', group: '', name: 'echo', port: 80 }],
+        rules: [{ backendRefs: [{ name: 'echo-v1', port: 80 }] }],
+      },
+      'shop',
+      'canary',
+    ),
+    view(),
+    now,
+  );
+  const policy = (name: string, spec: Record<string, unknown>) =>
+    ({ apiVersion: 'ballast.dev/v1alpha1', kind: 'ResiliencePolicy', metadata: { name, namespace: 'shop' }, spec }) as never;
+  const snap = buildSnapshot(
+    'shop',
+    {},
+    {
+      policies: [
+        policy('a-route', {
+          service: { name: 'echo-v1', port: 80 },
+          gatewayRoute: { name: 'canary' },
+          policy: { retries: { maxAttempts: 5 } },
+        }),
+        policy('b-service', { service: { name: 'echo-v1', port: 80 }, policy: { retries: { maxAttempts: 2 } } }),
+      ],
+      services,
+      slices: [slice('shop', 'echo', '10.1.0.1', [80]), slice('shop', 'echo-v1', '10.1.0.2', [80])],
+      routes: r.attached,
+    },
+  );
+  const byName = new Map(snap.upstreams.map((u) => [u.name, u]));
+  const through = byName.get('echo-v1.shop.80.route.shop.canary')!;
+  assert.deepEqual(through.policy, { retries: { maxAttempts: 5 } });
+  assert.deepEqual(through.endpoints, [{ address: '10.1.0.2:8080' }]);
+  assert.equal(through.hosts, undefined, 'reached only through the route');
+  const rules = byName.get('echo.shop.80')!.httpRoutes as Array<{ rules: Array<{ backends: Array<{ upstream: string }> }> }>;
+  assert.equal(rules[0]!.rules[0]!.backends[0]!.upstream, 'echo-v1.shop.80.route.shop.canary');
+  assert.deepEqual(byName.get('echo-v1.shop')!.policy, { retries: { maxAttempts: 2 } }, "the Service's own traffic keeps its policy");
+  assert.deepEqual(snap.conflicts, [], 'the route attachment and the Service policy do not conflict');
+});

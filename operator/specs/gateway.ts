@@ -127,12 +127,14 @@ function grpcPath(mm: GRPCRouteMatch['method']): NonNullable<RouteMatch['path']>
 
 /**
  * HTTPRouteRetry (experimental channel): the codes (400–599, as the CRD allows), the number of
- * retries and the least back-off between them. A zero or unparseable backoff is none.
+ * retries and the least back-off between them. A zero or unparseable backoff is none; a retry
+ * with neither codes nor attempts changes nothing.
  */
 function translateRetry(r: GwRule['retry']): RouteRule['retry'] | undefined {
   if (!r) return undefined;
   const codes = (r.codes ?? []).filter((c) => Number.isInteger(c) && c >= 400 && c <= 599);
   const backoffMs = gatewayDurationMs(r.backoff);
+  if (codes.length === 0 && r.attempts === undefined) return undefined; // says nothing to retry on, nor how often
   return {
     ...(codes.length > 0 ? { codes } : {}),
     ...(r.attempts !== undefined ? { attempts: Math.max(0, Math.min(9, r.attempts)) } : {}),

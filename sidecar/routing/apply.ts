@@ -125,7 +125,9 @@ export function routeRequest(
   }
   deps.decisions.inc({ upstream: parent, route: chosen.route, result: 'matched' });
   const t = chosen.spec.timeouts;
-  const retry = chosen.spec.retry;
+  // The schema gives an absent retry as {}: a rule's retry speaks only when it names codes or attempts.
+  const r = chosen.spec.retry;
+  const retry = r && ((r.codes?.length ?? 0) > 0 || r.attempts !== undefined) ? r : undefined;
   proxy(
     up,
     req,

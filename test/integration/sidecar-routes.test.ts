@@ -145,6 +145,11 @@ describe('sidecar: Gateway API routes', { timeout: 60_000 }, () => {
                   },
                   { matches: [{ path: { type: 'PathPrefix', value: '/missing' } }], backends: [{ upstream: '' }] },
                   {
+                    // A ResiliencePolicy attached to this route (the operator's gatewayRoute): an upstream of its own, no hosts.
+                    matches: [{ path: { type: 'PathPrefix', value: '/flaky-attached' } }],
+                    backends: [{ upstream: 'echo-v1.ns.80.route.ns.split' }],
+                  },
+                  {
                     matches: [{ path: { type: 'PathPrefix', value: '/flaky-once' } }],
                     retry: { codes: [500], attempts: 1 },
                     backends: [{ upstream: 'echo-v1.ns' }],
@@ -163,6 +168,11 @@ describe('sidecar: Gateway API routes', { timeout: 60_000 }, () => {
             ],
           },
           { name: 'echo-v1.ns', hosts: ['echo-v1'], endpoints: [v1.address], policy: noRetry },
+          {
+            name: 'echo-v1.ns.80.route.ns.split',
+            endpoints: [v1.address],
+            policy: { retries: { maxAttempts: 3, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 } },
+          },
           { name: 'echo-v2.ns', hosts: ['echo-v2'], endpoints: [v2.address], policy: noRetry },
           {
             name: 'grpc.ns',
@@ -256,6 +266,10 @@ describe('sidecar: Gateway API routes', { timeout: 60_000 }, () => {
     const bad = await get('/bad502');
     assert.equal(bad.r.status, 502);
     assert.equal(v1.calls.get('/bad502'), 1, '502 is not among the codes');
+    // Through the route a policy is attached to: that policy's retries (the Service's own policy never retries).
+    const attached = await get('/flaky-attached/d');
+    assert.equal(attached.r.status, 200, `${attached.text} after ${v1.calls.get('/flaky-attached/d')} call(s)`);
+    assert.equal(v1.calls.get('/flaky-attached/d'), 3);
     // A POST is not idempotent: a 500 it got is not retried (the policy's rule holds).
     const post = await get('/flaky/c', { method: 'POST', body: 'x' });
     assert.equal(post.r.status, 500);
