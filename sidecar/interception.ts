@@ -52,8 +52,10 @@ export class Interception {
       for (const a of u.addresses) if (!byAddress.has(a)) byAddress.set(a, u.name);
       // A Service with a cluster IP is reached by it: a call straight to one of its pods is not a
       // call to the Service, and its routes and policy do not apply (the Gateway API's "frontend").
-      // A headless Service has only its pods' addresses.
-      if (u.addresses.length === 0) for (const e of u.endpoints) if (!byAddress.has(e.address)) byAddress.set(e.address, u.name);
+      // A headless Service has only its pods' addresses. (An upstream with neither hosts nor a
+      // listener is reached only as a Gateway API route's backend: not by address.)
+      if (u.addresses.length === 0 && (u.hosts.length > 0 || u.listen))
+        for (const e of u.endpoints) if (!byAddress.has(e.address)) byAddress.set(e.address, u.name);
     }
     this.#byAddress = byAddress;
     this.#inboundByPort = new Map(c.inbound.map((ib) => [splitAddress(ib.listen).port, ib.name]));

@@ -84,7 +84,28 @@ before(async () => {
       admin: `0.0.0.0:${admin}`,
       capture: { outbound: '127.0.0.1:15001', inbound: '0.0.0.0:15006' },
       upstreams: [
-        { name: 'api.default', addresses: ['10.96.7.7:80'], endpoints: [`${netIp}:8080`], mtls: 'off' },
+        {
+          name: 'api.default',
+          addresses: ['10.96.7.7:80'],
+          endpoints: [`${netIp}:8080`],
+          mtls: 'off',
+          // A route-attached policy's upstream (reached only through the route) whose endpoint is the
+          // TCP server below: a call straight to that address is not a call through the route.
+          httpRoutes: [
+            {
+              name: 'default/r',
+              created: '2026-12-01T00:00:00Z',
+              rules: [
+                {
+                  matches: [{ path: { type: 'PathPrefix', value: '/via-route' } }],
+                  backends: [{ upstream: 'banner.default.5000.route.default.r' }],
+                },
+                { matches: [{ path: { type: 'PathPrefix', value: '/' } }], backends: [{ upstream: 'api.default' }] },
+              ],
+            },
+          ],
+        },
+        { name: 'banner.default.5000.route.default.r', endpoints: [`${netIp}:5000`], mtls: 'off' },
         { name: 'grpc.default', addresses: ['10.96.7.8:50051'], endpoints: [`${netIp}:8081`], mtls: 'off' },
       ],
       inbound: [{ name: 'web', listen: '0.0.0.0:8080', target: '127.0.0.1:9080', mtls: 'off' }],
