@@ -9,14 +9,17 @@
  *   curl -X PUT -d '1*crash' http://ADDR/walBeforeSync  the next fsync crashes instead
  *
  * Terms: `sleep(MS)`, `crash`, `off`; `N*term` fires N times, then turns itself off.
+ * `raftBeforeSaveSnap` (etcd's name) acts when a snapshot has been encoded and is about to be
+ * written: `sleep` holds that snapshot (the member goes on serving meanwhile), `crash` kills the
+ * process there.
  * `crash` at walBeforeSync is a power cut between write and fsync: every WAL byte written since
  * the last completed fsync is cut from the file (the page cache would lose it too), then the
  * process kills itself with SIGKILL. Nothing it cuts was acknowledged to anyone.
  */
 import { createServer, type Server } from 'node:http';
 
-export type FailpointName = 'walBeforeSync';
-const names: readonly FailpointName[] = ['walBeforeSync'];
+export type FailpointName = 'walBeforeSync' | 'raftBeforeSaveSnap';
+const names: readonly FailpointName[] = ['walBeforeSync', 'raftBeforeSaveSnap'];
 
 export type FailpointTerm = { action: 'sleep'; ms: number; count: number } | { action: 'crash'; count: number };
 

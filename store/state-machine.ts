@@ -7,7 +7,7 @@
 import { isBallastError } from '../lib/errors.ts';
 import { AuthStore, isAuthRequest, type AuthInfo, type AuthRequest, type AuthState } from './auth/auth-store.ts';
 import { catalogue } from './errors.ts';
-import { MvccStore, type MvccState } from './mvcc/store.ts';
+import { MvccStore, type MvccState, type MvccView } from './mvcc/store.ts';
 import type { DeleteRangeRequest, Event, PutRequest, RequestOp, TxnRequest } from './mvcc/types.ts';
 import type { ConfChange, NodeId } from './raft/types.ts';
 
@@ -79,6 +79,9 @@ export interface StateMachineState {
   leases?: Array<{ id: string; ttl: number }>;
   auth?: AuthState;
 }
+
+/** The state as of one applied entry, its key space read lazily (StateMachine.view()). */
+export type StateView = Omit<StateMachineState, 'mvcc'> & { mvcc: MvccView };
 
 /** A lease in the replicated state: its granted TTL and the keys attached to it. */
 export interface LeaseRecord {
@@ -321,8 +324,16 @@ export class StateMachine {
   }
 
   state(): StateMachineState {
+    return { ...this.view(), mvcc: this.mvcc.state() };
+  }
+
+  /**
+   * The state as it is now, for a snapshot encoded while applies go on: the key space as an
+   * O(1) copy-on-write view, the rest (members, alarms, leases, auth: small) copied.
+   */
+  view(): StateView {
     return {
-      mvcc: this.mvcc.state(),
+      mvcc: this.mvcc.view(),
       members: [...this.members.values()].map((m) => ({ ...m })),
       alarms: [...this.alarms],
       leases: [...this.leases.values()].map((l) => ({ id: l.id, ttl: l.ttl })),

@@ -18,6 +18,8 @@ import {
   encodeSnapshotFile,
   encodeSnapshotMeta,
   encodeState,
+  encodeStateAsync,
+  snapshotFileParts,
   stateFormat,
 } from './state-codec.ts';
 
@@ -224,6 +226,22 @@ describe('format 2 (protobuf): golden files', () => {
     const back = decodeSnapshotFile(f);
     assert.deepEqual(back.meta, meta);
     assert.deepEqual(decodeState(back.data), sampleState);
+    assert.deepEqual(
+      Buffer.concat(snapshotFileParts(meta, encodeState(sampleState, 2))),
+      f,
+      'the parts a background save writes are the same bytes',
+    );
+  });
+  it('encoded a chunk at a time (a snapshot made in the background): the same bytes', async () => {
+    let pauses = 0;
+    const pause = async () => {
+      pauses++;
+    };
+    for (const st of [sampleState, sampleStateAuth]) {
+      assert.deepEqual(await encodeStateAsync(st, pause, 1), Buffer.from(encodeState(st, 2)));
+      assert.deepEqual(await encodeStateAsync(st, pause), Buffer.from(encodeState(st, 2)), 'in one chunk');
+    }
+    assert.ok(pauses >= sampleState.mvcc.keys.length, 'it paused between chunks');
   });
 });
 

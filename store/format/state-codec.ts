@@ -9,7 +9,7 @@
 import { deserialize, serialize } from 'node:v8';
 import type { SnapshotMeta } from '../raft/types.ts';
 import type { AuthState } from '../auth/auth-store.ts';
-import type { Member, StateMachineState } from '../state-machine.ts';
+import type { Member, StateMachineState, StateView } from '../state-machine.ts';
 import { type Format, type Pb, T, permIn, permOut, toObject } from './formats.ts';
 import { WireReader, WireWriter } from './wire.ts';
 
@@ -25,9 +25,9 @@ export function decodeStateWithProtobufjs(data: Uint8Array): Pb {
  * format 1. The key space is written and read by hand (store/format/wire.ts): it is most of a
  * snapshot, and protobufjs's object per record made snapshots three times slower than v8.
  */
-export function encodeState(st: StateMachineState, format: Format): Uint8Array {
-  if (format === 1) return serialize(st);
-  const w = new WireWriter(Math.max(1 << 16, st.mvcc.keys.length * 64));
+export function encodeState(st: StateView, format: Format): Uint8Array {
+  if (format === 1) return serialize(materialize(st));
+  const w = new WireWriter(Array.isArray(st.mvcc.keys) ? Math.max(1 << 16, st.mvcc.keys.length * 64) : 1 << 20);
   w.buf.set(stateMagic, 0);
   w.off = stateMagic.length;
   w.message(1, (m) => {
@@ -39,7 +39,53 @@ export function encodeState(st: StateMachineState, format: Format): Uint8Array {
   return w.done();
 }
 
-type KeyRecords = StateMachineState['mvcc']['keys'][number];
+/** A view's key space as arrays (format 1's v8 clone takes nothing else). */
+function materialize(st: StateView): StateMachineState {
+  return { ...st, mvcc: { ...st.mvcc, keys: Array.from(st.mvcc.keys, ([k, recs]) => [k, recs.map((r) => ({ ...r }))]) } };
+}
+
+/**
+ * encodeState(st, 2)'s bytes, made a slice at a time with `pause()` awaited between slices, so
+ * the member goes on serving and replicating while a large snapshot is encoded (a million keys
+ * took 3.6 s in one piece). A first pass sizes the encoding (about `sliceKeys` keys per slice),
+ * the second writes `chunkBytes` at a time straight into one buffer of that size: joining
+ * chunks at the end would copy every byte again in one piece (105 MB: 80-100 ms). `st` is a
+ * view: later writes do not change it.
+ */
+export async function encodeStateAsync(st: StateView, pause: () => Promise<void>, chunkBytes = 1 << 19, sliceKeys = 4096): Promise<Buffer> {
+  let mvcc = numBytes(1, st.mvcc.rev) + numBytes(2, st.mvcc.compactRev);
+  let n = 0;
+  for (const [key, recs] of st.mvcc.keys) {
+    mvcc += keyBytes(key, recs);
+    if (++n % sliceKeys === 0) await pause();
+  }
+  const tail = new WireWriter(1 << 12);
+  writeStateTail(tail, st);
+  const tailBytes = tail.done();
+  const length = stateMagic.length + lenBytes(1, mvcc) + tailBytes.length;
+  // A little room past the end: a varint asks for 10 bytes whatever it writes.
+  const w = new WireWriter(length + 16);
+  w.buf.set(stateMagic, 0);
+  w.off = stateMagic.length;
+  w.tag(1, 2);
+  w.varint(mvcc);
+  w.num(1, st.mvcc.rev);
+  w.num(2, st.mvcc.compactRev);
+  let next = w.off + chunkBytes;
+  for (const [key, recs] of st.mvcc.keys) {
+    writeKey(w, key, recs);
+    if (w.off >= next) {
+      next = w.off + chunkBytes;
+      await pause();
+    }
+  }
+  w.buf.set(tailBytes, w.off);
+  w.off += tailBytes.length;
+  if (w.off !== length) throw new Error(`state encoding: sized ${length} bytes, wrote ${w.off} (a bug in keyBytes or writeKey)`);
+  return w.buf.subarray(0, length);
+}
+
+type KeyRecords = [string, readonly StateMachineState['mvcc']['keys'][number][1][number][]];
 
 /** One key with its records: field 3 of message Mvcc. */
 function writeKey(m: WireWriter, key: string, recs: KeyRecords[1]): void {
@@ -60,7 +106,7 @@ function writeKey(m: WireWriter, key: string, recs: KeyRecords[1]): void {
 }
 
 /** The fields after the key space: members, alarms, leases, auth. */
-function writeStateTail(w: WireWriter, st: StateMachineState): void {
+function writeStateTail(w: WireWriter, st: StateView): void {
   for (const mb of st.members) {
     w.message(2, (m) => {
       m.utf8(1, mb.id);
@@ -120,7 +166,7 @@ function keyBytes(key: string, recs: KeyRecords[1]): number {
  * encoding, and the event loop runs between them. `st` must not change while chunks are taken
  * (StateMachine.state() is a copy of the records; their values are immutable strings).
  */
-export function streamState(st: StateMachineState): { length: number; chunks(chunkBytes: number): Generator<Buffer> } {
+export function streamState(st: StateView): { length: number; chunks(chunkBytes: number): Generator<Buffer> } {
   const head = numBytes(1, st.mvcc.rev) + numBytes(2, st.mvcc.compactRev);
   let mvcc = head;
   for (const [key, recs] of st.mvcc.keys) mvcc += keyBytes(key, recs);
@@ -303,6 +349,19 @@ export function decodeSnapshotMeta(data: Uint8Array): SnapshotMeta {
 /** A snapshot file's payload (meta and the state data), in format 2. */
 export function encodeSnapshotFile(meta: SnapshotMeta, data: Uint8Array): Uint8Array {
   return T.snapshot.encode({ meta: { index: meta.index, term: meta.term, conf: meta.conf }, data }).finish();
+}
+
+/**
+ * encodeSnapshotFile's bytes as two parts, the second `data` itself (not copied): what comes
+ * before it (meta, then data's tag and length), and data. protobufjs writes fields in number
+ * order, so the concatenation is the same bytes (store/format/codec.test.ts checks).
+ */
+export function snapshotFileParts(meta: SnapshotMeta, data: Uint8Array): [Buffer, Buffer] {
+  const w = new WireWriter(16);
+  w.tag(2, 2);
+  w.varint(data.byteLength);
+  const metaField = T.snapshot.encode({ meta: { index: meta.index, term: meta.term, conf: meta.conf } }).finish();
+  return [Buffer.concat([metaField, w.done()]), Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
 }
 
 export function decodeSnapshotFile(payload: Uint8Array): { meta: SnapshotMeta; data: Uint8Array } {

@@ -2,7 +2,7 @@
  * Protobuf's wire encoding by hand, for the one message big enough to matter: the key space in a
  * snapshot (store/format/internal.proto, message Mvcc). protobufjs builds an object per record and
  * a Buffer per key and value; writing the same bytes straight into one buffer is several times
- * faster, and a snapshot blocks the member while it is made. The bytes are plain protobuf (any
+ * faster, and a snapshot's encoding is the CPU a member spends on it. The bytes are plain protobuf (any
  * decoder reads them); defaults are left out, as proto3 does.
  */
 

@@ -286,3 +286,36 @@ describe('mvcc: snapshots and hashes', () => {
     assert.equal((await q).compactRevision, 100);
   });
 });
+
+describe('mvcc: view (what a background snapshot reads)', () => {
+  const read = (v: ReturnType<MvccStore['view']>) => ({
+    rev: v.rev,
+    compactRev: v.compactRev,
+    keys: Array.from(v.keys, ([k, recs]) => [k, recs.map((r) => ({ ...r }))]),
+  });
+
+  it('stays as the key space was while puts, deletes, compaction and new keys change the store', () => {
+    const s = new MvccStore();
+    for (let i = 0; i < 500; i++) put(s, `k${i % 200}`, `v${i}`);
+    s.deleteRange({ key: 'k10', rangeEnd: 'k19', prevKv: false });
+    const before = s.state();
+    const view = s.view();
+    assert.deepEqual(read(view), before, 'the view reads as state() did');
+    // Writes of every kind after the view was taken:
+    for (let i = 0; i < 300; i++) put(s, `k${i % 250}`, `w${i}`); // overwrite, recreate deleted, new keys
+    s.deleteRange({ key: 'k0', rangeEnd: 'k5', prevKv: false });
+    s.compact(s.revision - 1); // drops history the view holds, and whole keys
+    put(s, 'k100', 'after compaction');
+    assert.notDeepEqual(s.state(), before);
+    assert.deepEqual(read(view), before, 'unchanged by the writes, and readable again');
+  });
+
+  it('reads as a copy of state(): encoding the view and the copy gives the same bytes', () => {
+    const s = new MvccStore();
+    for (let i = 0; i < 50; i++) put(s, `key/${i % 7}`, 'x'.repeat(i));
+    const st = s.state();
+    const v = s.view();
+    put(s, 'key/1', 'later');
+    assert.deepEqual(read(v), st);
+  });
+});

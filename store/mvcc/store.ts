@@ -46,6 +46,16 @@ export interface MvccState {
   keys: Array<[string, Rec[]]>;
 }
 
+/**
+ * The key space as of one revision, read lazily: what MvccStore.view() returns. `keys` may be
+ * iterated more than once and at any later time, with the same result each time.
+ */
+export interface MvccView {
+  rev: number;
+  compactRev: number;
+  keys: Iterable<[string, readonly Rec[]]>;
+}
+
 function toKv(key: string, r: Rec): KeyValue {
   return { key, createRevision: r.create, modRevision: r.mod, version: r.version, value: r.value, lease: r.lease };
 }
@@ -267,6 +277,7 @@ export class MvccStore {
     if (rev > this.#rev) throw catalogue.error('STORE_ERR_FUTURE_REV', 'etcdserver: mvcc: required revision is a future revision');
     this.#compactRev = rev;
     const dead: string[] = [];
+    const shortened: Array<[string, Rec[]]> = [];
     this.#keys.forRange('', undefined, (key, recs) => {
       // Keep the last record at or before `rev` (it is the value as of `rev`) and everything after.
       let keepFrom = 0;
@@ -281,9 +292,11 @@ export class MvccStore {
       const drop = keepFrom + dropTomb;
       if (drop === 0) return;
       for (let i = 0; i < drop; i++) this.#bytes -= key.length + (recs[i] as Rec).value.length + recOverhead;
-      recs.splice(0, drop);
-      if (recs.length === 0) dead.push(key);
+      // A new array, never a splice: a view() taken earlier still holds the old one.
+      if (drop === recs.length) dead.push(key);
+      else shortened.push([key, recs.slice(drop)]);
     });
+    for (const [key, recs] of shortened) this.#keys.set(key, recs);
     for (const key of dead) this.#keys.delete(key);
   }
 
@@ -293,6 +306,34 @@ export class MvccStore {
     const keys: Array<[string, Rec[]]> = [];
     this.#keys.forRange('', undefined, (k, recs) => keys.push([k, recs.map((r) => ({ ...r }))]));
     return { rev: this.#rev, compactRev: this.#compactRev, keys };
+  }
+
+  /**
+   * The key space as of now, in O(1), for a snapshot made while writes go on: a copy-on-write
+   * clone of the key index. Records are immutable and a key's array only ever grows at its end
+   * (compaction replaces the array), so records past `rev` are the only difference a later
+   * write can make to what the clone holds, and they are left out as the keys are read.
+   */
+  view(): MvccView {
+    const rev = this.#rev;
+    const tree = this.#keys.clone();
+    return {
+      rev,
+      compactRev: this.#compactRev,
+      keys: {
+        *[Symbol.iterator]() {
+          for (const [key, recs] of tree.entries()) {
+            if ((recs[recs.length - 1] as Rec).mod <= rev) {
+              yield [key, recs];
+              continue;
+            }
+            let n = recs.length;
+            while (n > 0 && (recs[n - 1] as Rec).mod > rev) n--;
+            if (n > 0) yield [key, recs.slice(0, n)];
+          }
+        },
+      },
+    };
   }
 
   static fromState(s: MvccState): MvccStore {

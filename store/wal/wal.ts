@@ -204,14 +204,17 @@ export class Wal {
 
   /**
    * Record that a snapshot at (index, term) is durable, and delete segments holding only
-   * entries it covers.
+   * entries it covers. With `sync` false the marker is not fdatasynced here (the next save's
+   * sync carries it): the snapshot file is durable already, and a marker lost to a crash only
+   * means those entries are read again at start (a background snapshot must not stall the
+   * event loop on an fsync behind its own 100 MB write).
    */
-  saveSnapshot(index: number, term: number): void {
+  saveSnapshot(index: number, term: number, sync = true): void {
     const payload = Buffer.alloc(16);
     payload.writeDoubleLE(index, 0);
     payload.writeDoubleLE(term, 8);
     this.#write([[RecordType.snapshot, payload]]);
-    this.#sync();
+    if (sync) this.#sync();
     for (const [seq, last] of [...this.#segmentLast]) {
       if (seq < this.#seq && last <= index) {
         unlinkSync(join(this.dir, segmentName(seq)));
