@@ -21,7 +21,7 @@ import { bootstrapEntries } from './raft/bootstrap.ts';
 import { decodeState, encodeState, streamState } from './format/state-codec.ts';
 import { recordFormat } from './format/data-dir.ts';
 import { Snapshotter } from './snapshot/snapshotter.ts';
-import type { ConfContext, StateMachineState } from './state-machine.ts';
+import type { ConfContext, StateMachineState, StateView } from './state-machine.ts';
 import { Wal } from './wal/wal.ts';
 
 const magic = Buffer.from('BALLASTSNAP2\n');
@@ -44,10 +44,10 @@ export function encodeBackup(state: StateMachineState): Buffer {
 /**
  * encodeBackup's bytes, made as they are taken: the length first (for the Snapshot RPC's
  * remaining_bytes), then chunks of about `chunkBytes`, the sha256 computed along the way. What a
- * member holds for a backup is one chunk and the copy of its records StateMachine.state() made,
- * not a second copy of every value.
+ * member holds for a backup is one chunk and a copy-on-write view of its key index
+ * (StateMachine.view()), not a copy of its records.
  */
-export function backupStream(state: StateMachineState): { length: number; chunks(chunkBytes: number): Generator<Buffer> } {
+export function backupStream(state: StateView): { length: number; chunks(chunkBytes: number): Generator<Buffer> } {
   const st = streamState(state);
   const unpadded = magic.length + 4 + st.length;
   const pad = (512 - (unpadded % 512)) % 512;

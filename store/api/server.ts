@@ -214,12 +214,12 @@ export class StoreApi {
           call.emit('error', toGrpcError(err));
           return;
         }
-        // A consistent point in time: the records as of the last applied entry, copied at once
-        // (their values are immutable strings, shared). The bytes are made a chunk at a time as
-        // the client takes them: the member never holds a second copy of its values, and applies
-        // go on between chunks.
+        // A consistent point in time: the key space as of the last applied entry, an O(1)
+        // copy-on-write view (StateMachine.view()). The bytes are made a chunk at a time as the
+        // client takes them: the member never holds a second copy of its values, and applies go
+        // on between chunks.
         const revision = this.#node.sm.mvcc.revision;
-        const backup = backupStream(this.#node.sm.state());
+        const backup = backupStream(this.#node.sm.view());
         let sent = 0;
         for (const part of backup.chunks(256 * 1024)) {
           for (let off = 0; off < part.length; off += 64 * 1024) {
