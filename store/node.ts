@@ -10,7 +10,8 @@ import { BallastError } from '../lib/errors.ts';
 import { bootMember } from './boot.ts';
 import { decodeEnvelope, encodeEnvelope } from './format/codec.ts';
 import { supportedFormats } from './format/formats.ts';
-import { decodeState, encodeState, encodeStateAsync } from './format/state-codec.ts';
+import { decodeState } from './format/state-codec.ts';
+import { BackgroundSnapshots, pause } from './snapshot/background.ts';
 import { recordFormat } from './format/data-dir.ts';
 import { asEtcd, catalogue } from './errors.ts';
 import { clusterId as clusterIdOf, idForNewMember, learnerToPromote, memberToRemove, transferTarget } from './members.ts';
@@ -62,10 +63,7 @@ export class StoreNode {
   #stopped = false;
   #removed = false;
   #lastSnapIndex = 0;
-  /** The snapshot being made in the background, if one is. */
-  #snapshotting: Promise<void> | undefined;
-  /** After a failed snapshot: the applied index before which no new one is tried. */
-  #snapRetryAt = 0;
+  readonly #snapshots: BackgroundSnapshots;
   #lastLead: NodeId | '' | undefined;
   #leaderChangeListeners: Array<() => void> = [];
   #publishTimer: TimerHandle | undefined;
@@ -82,6 +80,22 @@ export class StoreNode {
     this.#raft = raft;
     this.#wal = wal;
     this.#snap = snap;
+    this.#snapshots = new BackgroundSnapshots({
+      snap,
+      log: cfg.log,
+      member: id,
+      clock: cfg.clock,
+      snapshotCount: cfg.snapshotCount,
+      failpoints: cfg.failpoints,
+      lastIndex: () => this.#lastSnapIndex,
+      stopped: () => this.#stopped,
+      saved: (s) => {
+        // The file is durable: its WAL marker needs no fsync of its own (see Wal.saveSnapshot).
+        this.#wal.saveSnapshot(s.meta.index, s.meta.term, false);
+        this.#raft.snapshotCreated(s, Math.max(0, s.meta.index - this.#cfg.snapshotCatchUpEntries));
+        this.#lastSnapIndex = s.meta.index;
+      },
+    });
     this.leases = new LeaseTracker(cfg.clock);
     this.#proposals = new Proposals(cfg.clock, cfg.requestTimeoutMs, cfg.metrics);
     this.#reads = new ReadBatcher({
@@ -322,7 +336,7 @@ export class StoreNode {
     this.#progressTimer?.cancel();
     this.#leaseTimer?.cancel();
     await this.#processingDone; // never close the WAL under an fsync in flight
-    await this.#snapshotting; // nor under a snapshot's (it sees #stopped and leaves no file)
+    await this.#snapshots.inFlight; // nor under a snapshot's (it sees #stopped and leaves no file)
     const stopped = catalogue.error('STORE_ERR_STOPPED', 'etcdserver: server stopped');
     this.#proposals.failAll(stopped);
     this.#reads.failAll(stopped);
@@ -492,61 +506,15 @@ export class StoreNode {
     });
   }
 
-  /**
-   * Every `snapshotCount` applied entries, a snapshot in the background: the state as of now is
-   * an O(1) copy-on-write view, encoded a chunk at a time between events and written off the
-   * event loop; the WAL marker and the Raft log's compaction follow once the file is durable.
-   * Made in one piece, a 100,000-key snapshot blocked a member for ~0.6 s and a million keys
-   * for 7 s: long enough to lose the leader (`etcdctl check perf --load=l` stalled 5 s).
-   */
+  /** Every `snapshotCount` applied entries, a snapshot in the background (store/snapshot/background.ts). */
   #maybeSnapshot(): void {
-    if (this.#snapshotting) return;
     const applied = this.#raft.log.applied;
-    if (applied - this.#lastSnapIndex < this.#cfg.snapshotCount || applied < this.#snapRetryAt) return;
+    if (!this.#snapshots.due(applied)) return;
     const term = this.#raft.log.term(applied);
     if (term === undefined) return;
     const format = this.sm.format;
     if (format === 2) this.#noteFormat2();
-    const meta = { index: applied, term, conf: this.#raft.conf() };
-    const view = this.sm.view();
-    this.#snapshotting = this.#snapshot(meta, view, format).finally(() => {
-      this.#snapshotting = undefined;
-    });
-  }
-
-  async #snapshot(meta: Snapshot['meta'], view: ReturnType<StateMachine['view']>, format: 1 | 2): Promise<void> {
-    const started = performance.now();
-    try {
-      // Format 1 (only while a 0.1.0 member is in the cluster) is a v8 clone: one piece.
-      const snap: Snapshot = { meta, data: format === 2 ? await encodeStateAsync(view, pause) : encodeState(view, 1) };
-      const current = (): boolean => !this.#stopped && this.#lastSnapIndex < meta.index;
-      await this.#snapshotFailpoint(meta.index);
-      if (!current() || !(await this.#snap.saveAsync(snap, { pause, proceed: current })) || !current()) return;
-      this.#wal.saveSnapshot(meta.index, meta.term, false);
-      this.#raft.snapshotCreated(snap, Math.max(0, meta.index - this.#cfg.snapshotCatchUpEntries));
-      this.#lastSnapIndex = meta.index;
-      const ms = Math.round(performance.now() - started);
-      this.#log.info(
-        { member: this.id, index: meta.index, term: meta.term, bytes: snap.data.byteLength, ms },
-        'saved snapshot and compacted the raft log',
-      );
-    } catch (err) {
-      if (this.#stopped) return;
-      this.#snapRetryAt = meta.index + Math.max(1, Math.floor(this.#cfg.snapshotCount / 10));
-      this.#log.error(
-        { member: this.id, index: meta.index, err },
-        'saving a snapshot failed; the raft log is kept and it is tried again later',
-      );
-    }
-  }
-
-  /** TEST ONLY (store/failpoints.ts): hold or crash a snapshot before its file is written. */
-  async #snapshotFailpoint(index: number): Promise<void> {
-    const t = this.#cfg.failpoints?.take('raftBeforeSaveSnap');
-    if (!t) return;
-    this.#log.warn({ member: this.id, failpoint: 'raftBeforeSaveSnap', index, action: t.action }, 'failpoint: before saving a snapshot');
-    if (t.action === 'crash') process.kill(process.pid, 'SIGKILL');
-    else await new Promise<void>((resolve) => this.#cfg.clock.setTimeout(resolve, t.ms));
+    this.#snapshots.start({ index: applied, term, conf: this.#raft.conf() }, this.sm.view(), format);
   }
 
   #format2Noted = false;
@@ -587,9 +555,4 @@ export class StoreNode {
       () => undefined,
     );
   }
-}
-
-/** Lets the event loop run (timers, sockets) between slices of a long job. */
-function pause(): Promise<void> {
-  return new Promise<void>((resolve) => setImmediate(resolve));
 }
