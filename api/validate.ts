@@ -20,13 +20,21 @@ export function suggest(name: string, known: readonly string[]): string {
 
 const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v)));
 
+/** Whether an absent value of this schema gets one from its defaults. */
+function fillable(schema: Schema): boolean {
+  if (schema.default !== undefined) return true;
+  if (schema.type !== 'object' || !schema.properties || (schema.required && schema.required.length > 0)) return false;
+  return Object.values(schema.properties).some(fillable);
+}
+
 /** The value with defaults filled in, and every problem found. */
 export function validate(schema: Schema, value: unknown, path: string, problems: Problem[] = []): { value: unknown; problems: Problem[] } {
   if (value === undefined || value === null) {
     if (schema.default !== undefined) return { value: structuredClone(schema.default), problems };
-    // An absent object is filled with its defaults, unless it has required fields: then it is
-    // optional as a whole (a parent that needs it says so in its own `required`).
-    if (schema.type === 'object' && schema.properties && !(schema.required && schema.required.length > 0)) value = {};
+    // An absent object is filled with its defaults, unless it has required fields (then it is
+    // optional as a whole: a parent that needs it says so in its own `required`) or none of its
+    // fields has a default (then there is nothing to fill, and `{}` would read as "set").
+    if (fillable(schema)) value = {};
     else return { value: undefined, problems };
   }
   const bad = (message: string): { value: unknown; problems: Problem[] } => {

@@ -215,6 +215,15 @@ export interface UpstreamConfig {
   httpRoutes: HttpRoute[];
 }
 
+/**
+ * Whether an upstream is reached other than as a Gateway API route's backend: by its listener,
+ * proxy hosts or Service addresses. One with none of them (a route-attached policy's own
+ * upstream) is reached only through its route: never by address, nor left unreachable.
+ */
+export function reachedDirectly(u: Pick<UpstreamConfig, 'listen' | 'hosts' | 'addresses'>): boolean {
+  return Boolean(u.listen) || u.hosts.length > 0 || u.addresses.length > 0;
+}
+
 export interface InboundConfig {
   name: string;
   listen: string;
@@ -284,7 +293,7 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
     checkTls(u.listenTls, `${path}.listenTls`, problems);
     names.add(u.name);
     claim(u.listen, `upstream ${u.name}`, `${path}.listen`);
-    if (!u.listen && u.hosts.length === 0 && u.addresses.length === 0 && !routeBackends.has(u.name))
+    if (!reachedDirectly(u) && !routeBackends.has(u.name))
       problems.push({
         path,
         message:

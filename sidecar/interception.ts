@@ -9,7 +9,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from '../lib/log.ts';
-import type { SidecarConfig } from './config.ts';
+import { type SidecarConfig, reachedDirectly } from './config.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { type CaptureRoutes, addressKey, captureListener } from './server/capture.ts';
 import { type Listener, type ServeOptions, type Served, type Handler, serve, splitAddress } from './server/listener.ts';
@@ -52,9 +52,9 @@ export class Interception {
       for (const a of u.addresses) if (!byAddress.has(a)) byAddress.set(a, u.name);
       // A Service with a cluster IP is reached by it: a call straight to one of its pods is not a
       // call to the Service, and its routes and policy do not apply (the Gateway API's "frontend").
-      // A headless Service has only its pods' addresses. (An upstream with neither hosts nor a
-      // listener is reached only as a Gateway API route's backend: not by address.)
-      if (u.addresses.length === 0 && (u.hosts.length > 0 || u.listen))
+      // A headless Service has only its pods' addresses. (One reached only as a Gateway API
+      // route's backend is not reached by address at all.)
+      if (u.addresses.length === 0 && reachedDirectly(u))
         for (const e of u.endpoints) if (!byAddress.has(e.address)) byAddress.set(e.address, u.name);
     }
     this.#byAddress = byAddress;

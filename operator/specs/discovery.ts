@@ -11,7 +11,7 @@ import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node'
 import type { DiscoveredUpstream } from '../../api/discovery.ts';
 import { type MtlsMode, spiffeId } from '../../api/mesh.ts';
 import { type InboundPolicy, type ResiliencePolicy, type UpstreamPolicy, policyUpstreams, selects } from '../../api/resiliencepolicy.ts';
-import { type Attached, type PortKey, parsePortKey, portKey, routesForCaller } from './gateway.ts';
+import { type Attached, type PortKey, findService, parsePortKey, portKey, routesForCaller } from './gateway.ts';
 
 export interface DiscoveryView {
   policies: readonly ResiliencePolicy[];
@@ -180,7 +180,7 @@ export function buildSnapshot(namespace: string, labels: Readonly<Record<string,
         continue;
       }
       if (!claim(p, `upstream ${name}.${namespace}`)) continue;
-      const svc = view.services.find((s) => s.metadata?.namespace === namespace && s.metadata?.name === name);
+      const svc = findService(view, namespace, name);
       upstreams.push({
         name: `${name}.${namespace}`,
         hosts: hostsFor(name, namespace, port),
@@ -253,7 +253,7 @@ function attachRoutes(
     const have = names.get(key);
     if (have) return have;
     const { namespace: ns, name, port } = parsePortKey(key);
-    const svc = view.services.find((s) => s.metadata?.namespace === ns && s.metadata?.name === name);
+    const svc = findService(view, ns, name);
     if (!svc) return undefined;
     // Host names with the port always; the bare names only for port 80 and only when no other upstream has them.
     const hosts = hostsFor(name, ns, port).filter((h) => (h.includes(':') || port === 80) && !bare.has(h));
@@ -280,7 +280,7 @@ function attachRoutes(
     const name = `${a.service.name}.${namespace}.${a.service.port}.route.${route.replace('/', '.')}`;
     let u = through.get(name);
     if (!u) {
-      const svc = view.services.find((s) => s.metadata?.namespace === namespace && s.metadata?.name === a.service.name);
+      const svc = findService(view, namespace, a.service.name);
       if (!svc) return '';
       u = {
         name,

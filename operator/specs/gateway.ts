@@ -66,7 +66,8 @@ function httpPort(p: { name?: string; appProtocol?: string; protocol?: string })
   return !/^(tcp|tls|https|mongo|mysql|redis)/.test(p.name ?? '');
 }
 
-const findService = (view: GatewayView, ns: string, name: string): V1Service | undefined =>
+/** The Service `ns/name` among those the view holds. */
+export const findService = (view: { services: readonly V1Service[] }, ns: string, name: string): V1Service | undefined =>
   view.services.find((s) => s.metadata?.namespace === ns && s.metadata?.name === name);
 
 function granted(view: GatewayView, fromKind: string, fromNs: string, toNs: string, toName: string): boolean {

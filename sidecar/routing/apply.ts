@@ -125,9 +125,7 @@ export function routeRequest(
   }
   deps.decisions.inc({ upstream: parent, route: chosen.route, result: 'matched' });
   const t = chosen.spec.timeouts;
-  // The schema gives an absent retry as {}: a rule's retry speaks only when it names codes or attempts.
-  const r = chosen.spec.retry;
-  const retry = r && ((r.codes?.length ?? 0) > 0 || r.attempts !== undefined) ? r : undefined;
+  const retry = chosen.spec.retry;
   proxy(
     up,
     req,

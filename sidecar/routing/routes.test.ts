@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { type HttpRoute, RouteTable, modifyHeaders, modifyPath, pickBackend, redirectLocation, underPrefix } from './routes.ts';
+import { describe, it, test } from 'node:test';
+import {
+  type HttpRoute,
+  RouteTable,
+  modifyHeaders,
+  modifyPath,
+  pickBackend,
+  redirectLocation,
+  routeProblems,
+  underPrefix,
+} from './routes.ts';
 
 const route = (name: string, rules: HttpRoute['rules'], created = '2026-12-01T00:00:00Z'): HttpRoute => ({ name, created, rules });
 const none = (): undefined => undefined;
@@ -122,4 +131,26 @@ test('header modifiers: set replaces, add appends, remove drops, names case-inse
     remove: ['X-C'],
   });
   assert.deepEqual(h, { 'x-a': 'one', 'x-b': '2,two', 'x-new': 'n' });
+});
+
+describe('route problems the schema cannot see', () => {
+  it('a RequestRedirect or URLRewrite filter without the field its type names is refused, not skipped', () => {
+    const route = {
+      name: 'ns/r',
+      created: '2026-01-01T00:00:00Z',
+      rules: [
+        {
+          filters: [{ type: 'RequestRedirect' as const }],
+          backends: [{ upstream: 'a.ns', weight: 1, filters: [{ type: 'URLRewrite' as const }] }],
+        },
+      ],
+    };
+    assert.deepEqual(
+      routeProblems(route, 'up.httpRoutes[0]').map((p) => `${p.path}: ${p.message}`),
+      [
+        'up.httpRoutes[0].rules[0].filters[0].requestRedirect: is required when type is RequestRedirect',
+        'up.httpRoutes[0].rules[0].backends[0].filters[0].urlRewrite: is required when type is URLRewrite',
+      ],
+    );
+  });
 });

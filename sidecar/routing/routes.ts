@@ -81,6 +81,11 @@ export function routeProblems(r: HttpRoute, path: string): Array<{ path: string;
   };
   const filters = (fs: RouteFilter[] | undefined, at: string): void =>
     (fs ?? []).forEach((f, k) => {
+      // As Gateway API's own rule: a filter's type names the field that says what it does.
+      if (f.type === 'RequestRedirect' && !f.requestRedirect)
+        out.push({ path: `${at}[${k}].requestRedirect`, message: 'is required when type is RequestRedirect' });
+      if (f.type === 'URLRewrite' && !f.urlRewrite)
+        out.push({ path: `${at}[${k}].urlRewrite`, message: 'is required when type is URLRewrite' });
       const code = f.requestRedirect?.statusCode;
       if (code !== undefined && ![301, 302, 303, 307, 308].includes(code))
         out.push({

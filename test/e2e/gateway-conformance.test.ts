@@ -8,14 +8,12 @@
 // and the report the suite writes (docs/conformance/) says so.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { binaries, cacheDir, gatewayApiVersion } from '../../cluster/toolchain.ts';
-import { crdsEstablished, gatewayApiCrds } from '../support/cluster.ts';
-import { bin, freePort } from '../support/store-cluster.ts';
+import { LocalCluster, crdsEstablished, gatewayApiCrds } from '../support/cluster.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const helmBin = process.env['BALLAST_HELM'] ?? join(root, '.tools', 'helm-v3.22.0', 'helm');
@@ -64,21 +62,16 @@ interface Report {
 }
 
 describe('the Gateway API conformance suite, mesh profiles, on the real node', { timeout: 900_000 }, () => {
-  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-gateway-conformance-'));
-  const kubeconfig = join(stateDir, 'admin.kubeconfig');
-  const kubectl = (args: string[], input?: string) =>
-    spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 60_000 });
+  const cluster = new LocalCluster('gateway-conformance');
+  const { stateDir, kubeconfig } = cluster;
+  const kubectl = (args: string[], input?: string) => cluster.kubectl(args, input);
 
   before(async () => {
     const suite = binaries(cacheDir()).gatewayConformance;
     assert.ok(existsSync(suite), `${suite} is missing: run make control-plane (cluster/go/build builds it)`);
-    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], {
-      encoding: 'utf8',
-      timeout: 150_000,
-    });
-    assert.equal(up.status, 0, up.stderr + up.stdout);
+    await cluster.up();
   });
-  after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
+  after(() => cluster.down());
 
   it('installs Ballast with transparent interception for every injected pod', async (t) => {
     // The Gateway API CRDs first (a prerequisite the chart documents), so the operator finds them at start.

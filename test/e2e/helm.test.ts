@@ -6,14 +6,11 @@
 // leaves nothing behind but the CRDs (Helm keeps those by policy).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { manifestDrift } from '../support/drift.ts';
-import { crdsEstablished, gatewayApiCrds } from '../support/cluster.ts';
+import { LocalCluster, crdsEstablished, gatewayApiCrds } from '../support/cluster.ts';
 import { clientPod, echoService } from '../support/demo.ts';
-import { bin, freePort } from '../support/store-cluster.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const helmBin = process.env['BALLAST_HELM'] ?? join(root, '.tools', 'helm-v3.22.0', 'helm');
@@ -22,10 +19,9 @@ const chart = join(root, 'charts', 'ballast');
 const values = ['--set', 'mesh.rotationStep=3s'];
 
 describe('helm install charts/ballast', { timeout: 300_000 }, () => {
-  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-helm-'));
-  const kubeconfig = join(stateDir, 'admin.kubeconfig');
-  const kubectl = (args: string[], input?: string) =>
-    spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 60_000 });
+  const cluster = new LocalCluster('helm');
+  const { kubeconfig } = cluster;
+  const kubectl = (args: string[], input?: string) => cluster.kubectl(args, input);
   const helm = (args: string[]) => spawnSync(helmBin, [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', timeout: 200_000 });
   const uids = () =>
     kubectl([
@@ -43,13 +39,9 @@ describe('helm install charts/ballast', { timeout: 300_000 }, () => {
       .sort();
 
   before(async () => {
-    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], {
-      encoding: 'utf8',
-      timeout: 150_000,
-    });
-    assert.equal(up.status, 0, up.stderr + up.stdout);
+    await cluster.up();
   });
-  after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
+  after(() => cluster.down());
 
   it("lints strictly, and every object of its renderings and of both kustomize overlays passes the apiserver's strict schema validation", async (t) => {
     const lint = helm(['lint', '--strict', chart]);

@@ -2,32 +2,25 @@
 // what the overlay sets reads back unchanged (no perpetual diff for Argo CD); the base is the
 // chart's rendering (stale check).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { manifestDrift } from '../support/drift.ts';
 import { renderKustomizeBase } from '../support/kustomize-base.ts';
-import { bin, freePort } from '../support/store-cluster.ts';
+import { LocalCluster } from '../support/cluster.ts';
 import { applyWhenRouted } from '../support/webhook.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
 describe('kubectl apply -k kustomize/overlays/{dev,production}', { timeout: 400_000 }, () => {
-  const stateDir = mkdtempSync(join(tmpdir(), 'ballast-kustomize-'));
-  const kubeconfig = join(stateDir, 'admin.kubeconfig');
-  const kubectl = (args: string[], input?: string) =>
-    spawnSync('kubectl', [`--kubeconfig=${kubeconfig}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 150_000 });
+  const cluster = new LocalCluster('kustomize');
+  const { kubeconfig } = cluster;
+  const kubectl = (args: string[], input?: string) => cluster.kubectl(args, input, 150_000);
 
   before(async () => {
-    const up = spawnSync(bin, ['cluster', 'up', `--state-dir=${stateDir}`, '--store=etcd', `--apiserver-port=${await freePort()}`], {
-      encoding: 'utf8',
-      timeout: 150_000,
-    });
-    assert.equal(up.status, 0, up.stderr + up.stdout);
+    await cluster.up();
   });
-  after(() => spawnSync(bin, ['cluster', 'down', `--state-dir=${stateDir}`], { encoding: 'utf8', timeout: 60_000 }));
+  after(() => cluster.down());
 
   it("the base is the Helm chart's rendering (npm run gen:kustomize)", () => {
     assert.equal(
