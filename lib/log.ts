@@ -4,10 +4,17 @@
  * are fields; child loggers carry fixed keys. Secret-looking fields never reach the output.
  */
 import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
-import { PinoPretty } from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type * as PrettyModule from 'pino-pretty';
 import { ConfigError } from './config.ts';
 
 export type { Logger } from 'pino';
+
+/** pino-pretty, loaded only for a terminal: a program logging JSON (every pod) never pays for it. */
+function prettyStream(): DestinationStream {
+  const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as typeof PrettyModule;
+  return PinoPretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true });
+}
 
 export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof logLevels)[number];
@@ -76,11 +83,7 @@ export function resolveLevel(flag: string | undefined, env: Readonly<Record<stri
 export function createLogger(o: LogOptions = {}): Logger {
   const level: LevelWithSilent = resolveLevel(o.level, o.env ?? process.env);
   const pretty = o.pretty ?? (o.destination === undefined && process.stdout.isTTY === true);
-  const destination =
-    o.destination ??
-    (pretty
-      ? PinoPretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
-      : pino.destination({ sync: false }));
+  const destination = o.destination ?? (pretty ? prettyStream() : pino.destination({ sync: false }));
   return pino(
     {
       level,

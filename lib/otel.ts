@@ -4,9 +4,10 @@
  * standard OTEL_* environment (exporter protocol, headers, sampler, resource attributes) and no
  * auto-instrumentation: the programs create the spans that matter themselves (the store a
  * server span per gRPC call, the sidecar a client span per attempt, the operator a span per
- * reconcile), and W3C trace context joins them. Without those variables nothing is loaded.
+ * reconcile), and W3C trace context joins them. Without those variables the SDK is not loaded;
+ * span helpers (which need `@opentelemetry/api` loaded) are in lib/otel-spans.ts.
  */
-import { type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type Tracer, propagation, trace } from '@opentelemetry/api';
+import type { Tracer } from '@opentelemetry/api';
 
 export interface Telemetry {
   readonly tracer: Tracer;
@@ -25,41 +26,10 @@ export function telemetryConfigured(env: Env): boolean {
 export async function startTelemetry(program: string, env: Env = process.env): Promise<Telemetry | undefined> {
   if (!telemetryConfigured(env)) return undefined;
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
+  const { trace } = await import('@opentelemetry/api');
   const sdk = new NodeSDK({ serviceName: env['OTEL_SERVICE_NAME'] || `ballast-${program}`, instrumentations: [] });
   sdk.start();
   return { tracer: trace.getTracer(`ballast-${program}`), shutdown: () => sdk.shutdown() };
-}
-
-/** The caller's context from request headers or gRPC metadata (W3C traceparent/tracestate). */
-export function extractContext(get: (name: string) => string | undefined): Context {
-  const carrier: Record<string, string> = {};
-  for (const k of ['traceparent', 'tracestate', 'baggage']) {
-    const v = get(k);
-    if (v) carrier[k] = v;
-  }
-  return Object.keys(carrier).length > 0 ? propagation.extract(ROOT_CONTEXT, carrier) : ROOT_CONTEXT;
-}
-
-/** A server span for one gRPC call; end it with the call's status code. */
-export function grpcServerSpan(
-  tracer: Tracer,
-  service: string,
-  method: string,
-  parent: Context,
-): { span: Span; end(code: number, message?: string): void } {
-  const span = tracer.startSpan(
-    `${service}/${method}`,
-    { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method } },
-    parent,
-  );
-  return {
-    span,
-    end(code, message) {
-      span.setAttribute('rpc.grpc.status_code', code);
-      if (code !== 0) span.setStatus({ code: SpanStatusCode.ERROR, ...(message ? { message } : {}) });
-      span.end();
-    },
-  };
 }
 
 /** A lifecycle component that flushes and stops the SDK last (add it first). */

@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
-import { extractContext, grpcServerSpan } from '../../lib/otel.ts';
+import { extractContext, grpcServerSpan } from '../../lib/otel-spans.ts';
 import { loadProtos } from './protos.ts';
 import { BallastError } from '../../lib/errors.ts';
 import { toGrpcError } from './status.ts';
