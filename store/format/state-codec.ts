@@ -53,24 +53,17 @@ function materialize(st: StateView): StateMachineState {
  * view: later writes do not change it.
  */
 export async function encodeStateAsync(st: StateView, pause: () => Promise<void>, chunkBytes = 1 << 19, sliceKeys = 4096): Promise<Buffer> {
-  let mvcc = numBytes(1, st.mvcc.rev) + numBytes(2, st.mvcc.compactRev);
+  let mvcc = mvccHeadBytes(st);
   let n = 0;
   for (const [key, recs] of st.mvcc.keys) {
     mvcc += keyBytes(key, recs);
     if (++n % sliceKeys === 0) await pause();
   }
-  const tail = new WireWriter(1 << 12);
-  writeStateTail(tail, st);
-  const tailBytes = tail.done();
-  const length = stateMagic.length + lenBytes(1, mvcc) + tailBytes.length;
+  const tailBytes = stateTail(st);
+  const length = stateLength(mvcc, tailBytes);
   // A little room past the end: a varint asks for 10 bytes whatever it writes.
   const w = new WireWriter(length + 16);
-  w.buf.set(stateMagic, 0);
-  w.off = stateMagic.length;
-  w.tag(1, 2);
-  w.varint(mvcc);
-  w.num(1, st.mvcc.rev);
-  w.num(2, st.mvcc.compactRev);
+  writeStateHead(w, st, mvcc);
   let next = w.off + chunkBytes;
   for (const [key, recs] of st.mvcc.keys) {
     writeKey(w, key, recs);
@@ -160,30 +153,44 @@ function keyBytes(key: string, recs: KeyRecords[1]): number {
   return lenBytes(3, body);
 }
 
+/** Bytes of message Mvcc's fields before its keys. */
+const mvccHeadBytes = (st: StateView): number => numBytes(1, st.mvcc.rev) + numBytes(2, st.mvcc.compactRev);
+
+/** The fields after the key space, encoded. */
+function stateTail(st: StateView): Buffer {
+  const t = new WireWriter(1 << 12);
+  writeStateTail(t, st);
+  return t.done();
+}
+
+/** The whole encoding's length, from the Mvcc message's body length and the tail. */
+const stateLength = (mvcc: number, tail: Buffer): number => stateMagic.length + lenBytes(1, mvcc) + tail.length;
+
+/** The magic and everything before the first key, at the start of `w` (`mvcc`: Mvcc's body length). */
+function writeStateHead(w: WireWriter, st: StateView, mvcc: number): void {
+  w.buf.set(stateMagic, 0);
+  w.off = stateMagic.length;
+  w.tag(1, 2);
+  w.varint(mvcc);
+  w.num(1, st.mvcc.rev);
+  w.num(2, st.mvcc.compactRev);
+}
+
 /**
  * encodeState(st, 2)'s bytes as a length known up front and chunks of about `chunkBytes` made one
  * after another: a consumer that waits between chunks (a Snapshot stream) never holds the whole
  * encoding, and the event loop runs between them. `st` must not change while chunks are taken
- * (StateMachine.state() is a copy of the records; their values are immutable strings).
+ * (a StateMachine.view() does not).
  */
 export function streamState(st: StateView): { length: number; chunks(chunkBytes: number): Generator<Buffer> } {
-  const head = numBytes(1, st.mvcc.rev) + numBytes(2, st.mvcc.compactRev);
-  let mvcc = head;
+  let mvcc = mvccHeadBytes(st);
   for (const [key, recs] of st.mvcc.keys) mvcc += keyBytes(key, recs);
-  const tail = new WireWriter(1 << 12);
-  writeStateTail(tail, st);
-  const tailBytes = tail.done();
-  const length = stateMagic.length + lenBytes(1, mvcc) + tailBytes.length;
+  const tailBytes = stateTail(st);
   return {
-    length,
+    length: stateLength(mvcc, tailBytes),
     *chunks(chunkBytes: number) {
       let w = new WireWriter(chunkBytes + (1 << 16));
-      w.buf.set(stateMagic, 0);
-      w.off = stateMagic.length;
-      w.tag(1, 2);
-      w.varint(mvcc);
-      w.num(1, st.mvcc.rev);
-      w.num(2, st.mvcc.compactRev);
+      writeStateHead(w, st, mvcc);
       for (const [key, recs] of st.mvcc.keys) {
         writeKey(w, key, recs);
         if (w.off >= chunkBytes) {
