@@ -10,7 +10,7 @@
 import type { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { TimerHandle } from '../lib/clock.ts';
-import type { PolicySpec } from '../api/resiliencepolicy.ts';
+import type { PolicySpec } from '../api/policy.ts';
 import {
   type Code,
   type DownReq,

@@ -1,21 +1,15 @@
 /**
  * The sidecar's configuration file (YAML): listeners, upstreams with their endpoints and
  * policies, inbound listeners, the explicit HTTP proxy, discovery. Policies use the
- * ResiliencePolicy schema (api/resiliencepolicy.ts), so a policy means the same
+ * ResiliencePolicy schema (api/policy.ts), so a policy means the same
  * thing in a file and in the cluster. Every problem is reported at once with its field path.
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { catalogue } from './errors.ts';
 import type { MtlsMode } from '../api/mesh.ts';
-import {
-  type AuthorizationPolicy,
-  type PolicySpec,
-  authorizationSchema,
-  checkOverrides,
-  merge,
-  resolvePolicy,
-} from '../api/resiliencepolicy.ts';
+import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../api/policy.ts';
+import { type AuthorizationPolicy, authorizationSchema } from '../api/resiliencepolicy.ts';
 import { openapi } from '../api/schema.ts';
 import { type Problem, validate } from '../api/validate.ts';
 import { type HttpRoute, routeProblems } from './routing/routes.ts';

@@ -18,7 +18,7 @@
  * are cheap and synchronous when they admit at once; only a queue wait or an injected delay
  * waits.
  */
-import type { PolicySpec } from '../api/resiliencepolicy.ts';
+import type { PolicySpec } from '../api/policy.ts';
 import { Attempts, type ExchangeView, type RequestEnd, type RetryPolicy, type StackOptions } from './attempt.ts';
 import { type Code, type DownReq, type DownRes, grpc, localReply, refusals } from './http.ts';
 import { type Priority, priorityNames } from './policies/bulkhead.ts';

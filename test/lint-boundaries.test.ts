@@ -55,11 +55,11 @@ describe('import boundaries', () => {
       assert.ok(ids.includes('no-restricted-imports'), `${file} → ${other}: ${ids.join(', ')}`);
     }
     assert.deepEqual(
-      await ruleIds('sidecar/probe.ts', "import type { PolicySpec } from '../api/resiliencepolicy.ts';\nexport type P = PolicySpec;\n"),
+      await ruleIds('sidecar/probe.ts', "import type { PolicySpec } from '../api/policy.ts';\nexport type P = PolicySpec;\n"),
       [],
     );
     assert.deepEqual(
-      await ruleIds('operator/probe.ts', "import type { PolicySpec } from '../api/resiliencepolicy.ts';\nexport type P = PolicySpec;\n"),
+      await ruleIds('operator/probe.ts', "import type { PolicySpec } from '../api/policy.ts';\nexport type P = PolicySpec;\n"),
       [],
     );
     // api/ is shared: it imports neither program.

@@ -5,7 +5,7 @@
  * when the policy says `methods: all`. The answer is the reason (for the retries metric), or
  * undefined for "do not retry".
  */
-import type { RetryOn } from '../../api/resiliencepolicy.ts';
+import type { RetryOn } from '../../api/policy.ts';
 
 const idempotentMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { Clock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Random } from '../../lib/random.ts';
-import type { PolicySpec } from '../../api/resiliencepolicy.ts';
+import type { PolicySpec } from '../../api/policy.ts';
 import { type Picker, buildPicker } from '../balance/pickers.ts';
 import type { RouteConfig } from '../config.ts';
 import type { SidecarMetrics } from '../metrics.ts';
