@@ -5,7 +5,7 @@
  * drain. Requests in flight finish on what they started with, and open connections stay open.
  */
 import { watch, type FSWatcher, readFileSync, statSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { basename, dirname } from 'node:path';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
@@ -13,6 +13,8 @@ import type { Logger } from '../lib/log.ts';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
 import { type InboundConfig, type ListenTls, type SidecarConfig, type UpstreamConfig, loadConfigFile, resolveConfig } from './config.ts';
+import { mergeDiscovered } from './config-merge.ts';
+import { meshStatus, startAdmin } from './admin.ts';
 import { DiscoveryClient } from './discovery.ts';
 import { catalogue } from './errors.ts';
 import { SidecarMetrics } from './metrics.ts';
@@ -151,7 +153,7 @@ export class Sidecar {
   /** Apply a new configuration file (already validated); discovered upstreams stay. */
   async reload(file: SidecarConfig, source: string): Promise<void> {
     try {
-      const next = this.#merge(file, this.#discovered, this.#discoveredInbound);
+      const next = mergeDiscovered(file, this.#discovered, this.#discoveredInbound);
       await this.#apply(next);
       this.#file = file;
       this.#config = next;
@@ -159,48 +161,6 @@ export class Sidecar {
     } catch (err) {
       this.#refused(source, err as Error);
     }
-  }
-
-  /** The file's upstreams and inbound listeners, and the discovered ones (a name or address in both is an error). */
-  #merge(file: SidecarConfig, discovered: UpstreamConfig[], inbound: InboundConfig[] = []): SidecarConfig {
-    const taken = new Set(file.upstreams.map((u) => u.name));
-    const clash = discovered.find((u) => taken.has(u.name));
-    if (clash)
-      throw catalogue.error(
-        'SIDECAR_ERR_CONFIG_INVALID',
-        `upstream ${clash.name} is both in the configuration file and from discovery; rename one`,
-      );
-    const inboundNames = new Set(file.inbound.map((i) => i.name));
-    const inboundClash = inbound.find((i) => inboundNames.has(i.name));
-    if (inboundClash)
-      throw catalogue.error(
-        'SIDECAR_ERR_CONFIG_INVALID',
-        `inbound listener ${inboundClash.name} is both in the configuration file and from discovery; rename one`,
-      );
-    const listens = new Map(file.upstreams.filter((u) => u.listen).map((u) => [u.listen, u.name]));
-    for (const ib of file.inbound) listens.set(ib.listen, ib.name);
-    if (file.proxy.listen) listens.set(file.proxy.listen, 'the HTTP proxy');
-    if (file.capture.outbound) listens.set(file.capture.outbound, 'the outbound capture listener (interception)');
-    if (file.capture.inbound) listens.set(file.capture.inbound, 'the inbound capture listener (interception)');
-    const admin = splitAddress(file.admin).port;
-    for (const x of [
-      ...discovered.map((u) => ({ name: `upstream ${u.name}`, listen: u.listen })),
-      ...inbound.map((i) => ({ name: `inbound listener ${i.name}`, listen: i.listen })),
-    ]) {
-      if (!x.listen || x.listen.endsWith(':0')) continue;
-      if (listens.has(x.listen))
-        throw catalogue.error(
-          'SIDECAR_ERR_CONFIG_INVALID',
-          `${x.name} from discovery listens on ${x.listen}, which ${listens.get(x.listen)} already uses`,
-        );
-      if (String(splitAddress(x.listen).port) === String(admin))
-        throw catalogue.error(
-          'SIDECAR_ERR_CONFIG_INVALID',
-          `${x.name} from discovery listens on ${x.listen}: port ${admin} is the sidecar's admin port`,
-        );
-      listens.set(x.listen, x.name);
-    }
-    return { ...file, upstreams: [...file.upstreams, ...discovered], inbound: [...file.inbound, ...inbound] };
   }
 
   /**
@@ -222,7 +182,7 @@ export class Sidecar {
       );
       discovered = resolved.upstreams;
       inbound = resolved.inbound;
-      next = this.#merge(this.#file, discovered, inbound);
+      next = mergeDiscovered(this.#file, discovered, inbound);
       await this.#apply(next);
     } catch (err) {
       this.#refused('discovery', err as Error);
@@ -598,23 +558,6 @@ export class Sidecar {
     return Boolean(this.#file.identity.tokenFile || this.#file.identity.certFile);
   }
 
-  /** The mesh identity as /ready and /config tell it (never the key). */
-  #meshStatus(): Record<string, unknown> {
-    const m = this.#identity?.material;
-    if (m)
-      return {
-        state: 'certified',
-        spiffeId: m.spiffeId,
-        notAfter: new Date(m.notAfter).toISOString(),
-        trustAnchors: m.bundlePem.match(/BEGIN CERTIFICATE/g)?.length ?? 0,
-      };
-    return {
-      state: 'no-certificate',
-      reason: this.#identity?.lastError || 'the first certificate has not been issued yet',
-      effect: 'plaintext where the policy allows it: permissive upstreams and inbound listeners; strict ones refuse',
-    };
-  }
-
   /** Point-in-time gauges, read when scraped: queues, slots in use, retry budget left. */
   #refreshGauges(): void {
     const now = this.#deps.clock.now();
@@ -629,52 +572,27 @@ export class Sidecar {
 
   async #startAdmin(): Promise<void> {
     const metricsHandler = this.#deps.metrics.handler();
-    this.#admin = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      const json = (status: number, body: unknown): void => {
-        const text = `${JSON.stringify(body, null, 2)}\n`;
-        res.writeHead(status, { 'content-type': 'application/json' }).end(text);
-      };
-      switch (path) {
-        case '/live':
-          return json(200, { live: true });
-        case '/ready': {
-          const empty = [...this.#upstreams.values()].filter((u) => u.endpointList.length === 0).map((u) => u.name);
-          return this.#started
-            ? json(200, {
-                ready: true,
-                upstreamsWithoutEndpoints: empty,
-                ...(this.#meshOn() ? { mesh: this.#meshStatus() } : {}),
-              })
-            : json(503, { ready: false, reason: 'listeners are not open yet' });
-        }
-        case '/metrics':
-          this.#refreshGauges();
-          return metricsHandler(req, res);
-        case '/config':
-          return json(200, {
-            config: this.#config,
-            lastReload: this.#lastReload ?? null,
-            mesh: this.#meshOn() ? this.#meshStatus() : null,
-            discovery: this.#file.discovery.address
-              ? { address: this.#file.discovery.address, connected: this.#discovery?.connected ?? false, version: this.#discoveredVersion }
-              : null,
-          });
-        case '/endpoints':
-          return json(
-            200,
-            [...this.#upstreams.values()].map((u) => u.describe()),
-          );
-        default:
-          return json(404, { error: `no such admin path ${path}; try /ready, /live, /metrics, /config, /endpoints` });
-      }
+    const mesh = (): Record<string, unknown> | undefined => (this.#meshOn() ? meshStatus(this.#identity) : undefined);
+    const { server, port } = await startAdmin(this.#config.admin, {
+      started: () => this.#started,
+      upstreamsWithoutEndpoints: () => [...this.#upstreams.values()].filter((u) => u.endpointList.length === 0).map((u) => u.name),
+      mesh,
+      config: () => ({
+        config: this.#config,
+        lastReload: this.#lastReload ?? null,
+        mesh: mesh() ?? null,
+        discovery: this.#file.discovery.address
+          ? { address: this.#file.discovery.address, connected: this.#discovery?.connected ?? false, version: this.#discoveredVersion }
+          : null,
+      }),
+      endpoints: () => [...this.#upstreams.values()].map((u) => u.describe()),
+      metrics: (req, res) => {
+        this.#refreshGauges();
+        metricsHandler(req, res);
+      },
     });
-    const { host, port } = splitAddress(this.#config.admin);
-    await new Promise<void>((resolve, reject) => {
-      this.#admin?.once('error', reject);
-      this.#admin?.listen(port, host, () => resolve());
-    });
-    this.#adminPort = (this.#admin.address() as { port: number }).port;
+    this.#admin = server;
+    this.#adminPort = port;
   }
 
   async stop(drainMs = this.#config.drainMs): Promise<void> {
