@@ -167,6 +167,22 @@ describe('wal', () => {
     assert.deepEqual(contents.meta, meta);
   });
 
+  it('rolls segments during background saves (a new segment is synced with the save that made it); all reads back', async () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta, { segmentBytes: 300 });
+    for (let i = 1; i <= 40; i++) await w.saveAsync({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
+    assert.ok(readdirSync(dir).length > 3, 'rolled');
+    w.saveSnapshot(20, 1, false); // a background snapshot's marker: written, synced by the next save
+    await w.saveAsync({ term: 1, vote: '', commit: 40 }, [entry(41, 1)]);
+    w.close();
+    const { contents } = Wal.open(dir);
+    assert.deepEqual(contents.snapshot, { index: 20, term: 1 });
+    assert.deepEqual(
+      contents.entries.map((e) => e.index),
+      Array.from({ length: 21 }, (_, i) => i + 21),
+    );
+  });
+
   it('refuses to create over an existing log', () => {
     const dir = dirOf();
     Wal.create(dir, meta).close();
