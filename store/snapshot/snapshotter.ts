@@ -12,7 +12,7 @@ import { deserialize, serialize } from 'node:v8';
 import { crc32 } from 'node:zlib';
 import { decodeSnapshotFile, encodeSnapshotFile, snapshotFileParts, stateFormat } from '../format/state-codec.ts';
 import type { Snapshot } from '../raft/types.ts';
-import { fsyncDir } from '../wal/wal.ts';
+import { fsyncDir, fsyncDirAsync } from '../wal/wal.ts';
 
 const keep = 3;
 /** Bytes of CRC between pauses in saveAsync (zlib's crc32 does ~1 GB/s: a few ms). */
@@ -69,12 +69,7 @@ export class Snapshotter {
       return false;
     }
     await rename(tmp, path);
-    const dir = await open(this.dir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await fsyncDirAsync(this.dir);
     for (const old of this.#files().slice(0, -keep)) unlinkSync(join(this.dir, old));
     return true;
   }

@@ -393,7 +393,7 @@ function decodeEntry(p: Buffer): Entry {
 
 /** fsync a directory so a created or renamed file's name is durable too. */
 /** fsyncDir on libuv's threads. */
-function fsyncDirAsync(dir: string): Promise<void> {
+export function fsyncDirAsync(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
     open(dir, 'r', (err, fd) => {
       if (err) return reject(err);
