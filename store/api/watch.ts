@@ -18,8 +18,12 @@ export interface WatchServiceOptions {
   header(revision?: number): Wire;
   /** Responses larger than this are split when the watcher asked for fragments. */
   maxResponseBytes: number;
-  /** Called after a watcher is created, so the driver can start its catch-up. */
-  onCreated(): void;
+  /**
+   * Called when watchers may have history to catch up on: one was created, or a stream with
+   * lagging watchers has written out everything it held (so catching up need not wait for the
+   * driver's periodic round).
+   */
+  wake(): void;
   /**
    * While auth is on: whether the stream's caller may watch [key, rangeEnd), as the reason to
    * refuse ('' to allow). Undefined while auth is off (no waiting).
@@ -100,23 +104,85 @@ export class WatchEncoder {
   }
 }
 
+/** The parts of grpc-js's server call (1.x, no server interceptors) a framed batch is written through. */
+interface BaseCall {
+  sendMessage(message: unknown, cb: () => void): void;
+  stream?: { write(data: Buffer, cb: (err?: Error | null) => void): boolean };
+  handler?: { serialize(value: unknown): Buffer };
+  maxSendMessageSize?: number;
+  maybeSendMetadata?(): void;
+  checkCancelled?(): boolean;
+  sendStatus?(status: { code: number; details: string; metadata: null }): void;
+  callEventTracker?: { addMessageSent(): void } | null;
+}
+
 /**
- * grpc-js's server stream has no `_writev`, so Node's Writable hands it one message at a time
- * and waits for each HTTP/2 write to complete before handing over the next: a revision's
- * responses to the many watchers of one stream went out one after another, each behind the
- * previous one's write completion. With `_writev`, everything buffered goes to the HTTP/2
- * stream at once (and out in as few frames and syscalls as nghttp2 makes of it).
+ * gRPC's length-prefixed framing of `bodies`, one after another in one buffer: what grpc-js
+ * writes for each message separately.
+ */
+export function frameMessages(bodies: readonly Buffer[]): Buffer {
+  let total = 0;
+  for (const b of bodies) total += 5 + b.length;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const b of bodies) {
+    out[at] = 0; // not compressed
+    out.writeUInt32BE(b.length, at + 1);
+    b.copy(out, at + 5);
+    at += 5 + b.length;
+  }
+  return out;
+}
+
+/**
+ * Responses of one stream written together. grpc-js's server stream has no `_writev`: Node's
+ * Writable handed it one message at a time, each its own HTTP/2 write and DATA frame (9 bytes of
+ * frame header, a flow-control update and a read on the client per ~100-byte response) and each
+ * waiting for the previous write to complete. Here everything buffered on the stream is framed
+ * into one buffer and written at once, so a revision's responses to the watchers sharing a
+ * stream leave in as few DATA frames as fit, as grpc-go's transport batches them for etcd.
+ * (Measured at 10,000 watchers: the client spent 13 µs of CPU per event against ballast and 9 µs
+ * against etcd; the difference was the frames.)
  */
 function batchWrites(call: grpc.ServerDuplexStream<Wire, Wire>): void {
-  const inner = (call as unknown as { call?: { sendMessage?(m: unknown, cb: () => void): void } }).call;
+  const inner = (call as unknown as { call?: BaseCall }).call;
   if (typeof inner?.sendMessage !== 'function') return; // another grpc-js shape: keep its own _write
-  (call as unknown as { _writev(chunks: Array<{ chunk: unknown }>, cb: () => void): void })._writev = (chunks, cb) => {
+  const one = (chunks: Array<{ chunk: unknown }>, cb: () => void): void => {
     let left = chunks.length;
     for (const { chunk } of chunks) {
-      inner.sendMessage?.(chunk, () => {
+      inner.sendMessage(chunk, () => {
         if (--left === 0) cb();
       });
     }
+  };
+  const framed = inner.stream && inner.handler && inner.maybeSendMetadata && inner.checkCancelled && inner.sendStatus ? inner : undefined;
+  (call as unknown as { _writev(chunks: Array<{ chunk: unknown }>, cb: () => void): void })._writev = (chunks, cb) => {
+    if (!framed) {
+      one(chunks, cb);
+      return;
+    }
+    if (framed.checkCancelled?.()) return; // as sendMessage: the stream is gone
+    let bodies: Buffer[];
+    try {
+      bodies = chunks.map(({ chunk }) => framed.handler?.serialize(chunk) as Buffer);
+    } catch {
+      one(chunks, cb); // sendMessage reports the serialization error as the call's status
+      return;
+    }
+    const max = framed.maxSendMessageSize ?? -1;
+    if (max !== -1 && bodies.some((b) => b.length > max)) {
+      one(chunks, cb); // sendMessage ends the call with RESOURCE_EXHAUSTED
+      return;
+    }
+    framed.maybeSendMetadata?.();
+    framed.stream?.write(frameMessages(bodies), (err) => {
+      if (err) {
+        framed.sendStatus?.({ code: 13, details: 'Internal server error', metadata: null });
+        return;
+      }
+      if (framed.callEventTracker) for (let i = 0; i < bodies.length; i++) framed.callEventTracker.addMessageSent();
+      cb();
+    });
   };
 }
 
@@ -124,11 +190,32 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
   const encoder = new WatchEncoder(o.serialize);
   return (call) => {
     batchWrites(call);
+    // Bytes handed to the stream and not yet written out (flow control included): the hub's
+    // measure of a slow client. (`writableLength` of grpc-js's object-mode stream counts messages.)
+    let unsent = 0;
+    let corked = false;
+    const write = (b: Buffer): void => {
+      // Everything written in this turn of the event loop (a revision's responses to every
+      // watcher of the stream) goes out as one batch when the turn's synchronous work is done.
+      if (!corked) {
+        corked = true;
+        call.cork();
+        queueMicrotask(() => {
+          corked = false;
+          call.uncork();
+        });
+      }
+      unsent += b.length;
+      call.write(b, () => {
+        unsent -= b.length;
+        if (unsent === 0 && o.hub.lagging(stream)) o.wake();
+      });
+    };
     const sink: WatchSink = {
       events(watchId, events, revision, fragment) {
         const total = events.reduce((n, e) => n + eventSize(e), 0);
         if (!fragment || total <= o.maxResponseBytes) {
-          call.write(encoder.response(o.header(revision), watchId, events, undefined));
+          write(encoder.response(o.header(revision), watchId, events, undefined));
           return;
         }
         // Fragment a large revision over several responses; all but the last say fragment=true.
@@ -136,13 +223,13 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
         let size = 0;
         for (const [i, e] of events.entries()) {
           if (batch.length > 0 && size + eventSize(e) > o.maxResponseBytes) {
-            call.write(encoder.response(o.header(revision), watchId, batch, true));
+            write(encoder.response(o.header(revision), watchId, batch, true));
             batch = [];
             size = 0;
           }
           batch.push(e);
           size += eventSize(e);
-          if (i === events.length - 1) call.write(encoder.response(o.header(revision), watchId, batch, false));
+          if (i === events.length - 1) write(encoder.response(o.header(revision), watchId, batch, false));
         }
       },
       progress(watchId, revision) {
@@ -157,7 +244,7 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
           compact_revision: String(compactRevision),
         });
       },
-      backlog: () => call.writableLength,
+      backlog: () => unsent,
     };
     const stream = o.hub.openStream(sink);
     const addWatcher = (spec: WatchSpec, watchId: number): void => {
@@ -175,7 +262,7 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
         return;
       }
       call.write({ header: o.header(), watch_id: String(r.id), created: true });
-      o.onCreated();
+      o.wake();
     };
     // Requests are handled in order; while a permission check is pending, later ones wait behind it.
     let pending: Promise<void> | undefined;

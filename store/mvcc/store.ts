@@ -253,9 +253,16 @@ export class MvccStore {
     if (fromRev < this.#compactRev) throw catalogue.error('STORE_ERR_COMPACTED', 'etcdserver: mvcc: required revision has been compacted');
     const found: Array<{ mod: number; sub: number; ev: Event }> = [];
     this.#scan(key, rangeEnd, (k, recs) => {
-      for (let i = 0; i < recs.length; i++) {
+      // A key's records are in revision order: skip to the first at or after fromRev.
+      let lo = 0;
+      let hi = recs.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if ((recs[mid] as Rec).mod < fromRev) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let i = lo; i < recs.length; i++) {
         const r = recs[i] as Rec;
-        if (r.mod < fromRev) continue;
         if (r.mod > toRev) break;
         const prev = i > 0 ? (recs[i - 1] as Rec) : undefined;
         const ev: Event = r.tomb

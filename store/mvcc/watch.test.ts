@@ -140,6 +140,32 @@ describe('WatchHub', () => {
     assert.equal(hub.watcherCount(), 0);
   });
 
+  it('catching up, watchers sharing a stream stop once it is full instead of each adding its window', () => {
+    const store = new MvccStore();
+    const hub = new WatchHub(() => store, { slowBytes: 1000, cancelBytes: 1 << 20, catchUpRevisions: 100 });
+    let unsent = 0;
+    let responses = 0;
+    const s: WatchSink = {
+      events: () => {
+        responses++;
+        unsent += 100; // each response stays unread
+      },
+      progress: () => undefined,
+      canceled: () => undefined,
+      backlog: () => unsent,
+    };
+    const stream = hub.openStream(s);
+    for (let i = 0; i < 100; i++)
+      store.put({ key: 'k', value: String(i), lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false });
+    for (let i = 0; i < 50; i++) hub.add(stream, spec({ startRevision: 2 })); // the first put's revision
+    assert.equal(hub.catchUp(), true, 'watchers are still behind');
+    // The first watcher's window (100 responses) fills the stream; the other 49 wait for it to drain.
+    assert.equal(responses, 100);
+    unsent = 0;
+    hub.catchUp();
+    assert.equal(responses, 200);
+  });
+
   it('progress: on request once synced (watch id -1), periodically for idle watchers that asked', () => {
     const store = new MvccStore();
     const hub = new WatchHub(() => store);

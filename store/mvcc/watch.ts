@@ -110,6 +110,12 @@ export class WatchHub {
     for (const s of this.#streams) for (const w of s.watchers.values()) w.synced = false;
   }
 
+  /** Whether any watcher of the stream is catching up (the driver runs {@link catchUp} when its stream drains). */
+  lagging(s: WatchStream): boolean {
+    for (const w of s.watchers.values()) if (!w.synced) return true;
+    return false;
+  }
+
   cancel(s: WatchStream, id: number): boolean {
     return s.watchers.delete(id);
   }
@@ -154,10 +160,15 @@ export class WatchHub {
   catchUp(): boolean {
     const store = this.#store();
     let behind = false;
+    // Watchers that fell behind together (a slow stream's, or all of a range's after a restore)
+    // read the same window of history: scan it once and hand the same event objects to each, so
+    // the wire layer's per-event encoding is shared too (etcd syncs its unsynced group the same way).
+    const scans = new Map<string, Revision[]>();
     for (const s of this.#streams) {
-      const backlog = s.sink.backlog();
       for (const w of [...s.watchers.values()]) {
         if (w.synced) continue;
+        // Read again for each watcher: the ones before it on the stream may have just filled it.
+        const backlog = s.sink.backlog();
         if (backlog > this.#options.cancelBytes) {
           s.watchers.delete(w.id);
           s.sink.canceled(w.id, `watcher cancelled: the client read too slowly (${backlog} bytes unread)`, 0);
@@ -174,15 +185,17 @@ export class WatchHub {
         }
         const to = Math.min(store.revision, w.nextRev + this.#options.catchUpRevisions - 1);
         if (to >= w.nextRev) {
-          const events = store.eventsBetween(w.spec.key, w.spec.rangeEnd, w.nextRev, to).filter((e) => passes(w.spec, e));
-          // Deliver revision by revision so one response never splits a revision's events.
-          let i = 0;
-          while (i < events.length) {
-            const rev = (events[i] as Event).kv.modRevision;
-            let j = i;
-            while (j < events.length && (events[j] as Event).kv.modRevision === rev) j++;
-            this.#deliver(w, events.slice(i, j), rev);
-            i = j;
+          const key = `${w.spec.key}\0${w.spec.rangeEnd}\0${w.nextRev}\0${to}`;
+          let revisions = scans.get(key);
+          if (!revisions) {
+            revisions = byRevision(store.eventsBetween(w.spec.key, w.spec.rangeEnd, w.nextRev, to));
+            scans.set(key, revisions);
+          }
+          // Delivered revision by revision so one response never splits a revision's events.
+          for (const r of revisions) {
+            const source = w.spec.prevKv ? r.events : r.withoutPrev;
+            const mine = w.spec.noPut || w.spec.noDelete ? source.filter((e) => passes(w.spec, e)) : source;
+            if (mine.length > 0) this.#send(w, mine, r.revision);
           }
           w.nextRev = to + 1;
         }
@@ -211,10 +224,6 @@ export class WatchHub {
     return n;
   }
 
-  #deliver(w: Watcher, events: Event[], revision: number): void {
-    this.#send(w, w.spec.prevKv ? events : events.map(({ type, kv }) => ({ type, kv })), revision);
-  }
-
   #send(w: Watcher, events: Event[], revision: number): void {
     w.stream.sink.events(w.id, events, revision, w.spec.fragment);
     w.active = true;
@@ -227,6 +236,27 @@ export class WatchHub {
     // As etcd 3.5: a stream-wide progress response carries watch id -1.
     s.sink.progress(-1, this.#store().revision);
   }
+}
+
+/** One revision's events, with and without their previous values (the same objects for every watcher). */
+interface Revision {
+  revision: number;
+  events: Event[];
+  withoutPrev: Event[];
+}
+
+function byRevision(events: Event[]): Revision[] {
+  const out: Revision[] = [];
+  let i = 0;
+  while (i < events.length) {
+    const revision = (events[i] as Event).kv.modRevision;
+    let j = i;
+    while (j < events.length && (events[j] as Event).kv.modRevision === revision) j++;
+    const mine = events.slice(i, j);
+    out.push({ revision, events: mine, withoutPrev: mine.map((e) => (e.prevKv ? { type: e.type, kv: e.kv } : e)) });
+    i = j;
+  }
+  return out;
 }
 
 function matches(spec: WatchSpec, key: string): boolean {

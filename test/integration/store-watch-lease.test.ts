@@ -119,6 +119,55 @@ describe('ballast store: watch and lease', { timeout: 180_000 }, () => {
     assert.deepEqual(seqs[2], seqs[0], 'every member delivers the same sequence');
   });
 
+  it('300 watchers on one stream whose client stops reading: once it reads again, each gets every revision once, in order (fault: a client that stops reading mid-fan-out; promise: nothing lost or repeated, the server catches it up from history)', async () => {
+    const ep = `127.0.0.1:${c.members[1]!.clientPort}`;
+    const P = loadProtos()['etcdserverpb'] as Record<string, grpc.ServiceClientConstructor>;
+    const kv = new (P['KV'] as grpc.ServiceClientConstructor)(ep, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+      Put(req: Wire, cb: (err: Error | null, res: Wire) => void): void;
+    };
+    const put = (key: string, value: string) =>
+      new Promise<number>((resolve, reject) =>
+        kv.Put({ key: Buffer.from(key), value: Buffer.from(value) }, (err, res) =>
+          err ? reject(err) : resolve(Number(res['header'].revision)),
+        ),
+      );
+    const start = await put('fan/start', 'x');
+    const client = new (P['Watch'] as grpc.ServiceClientConstructor)(ep, grpc.credentials.createInsecure());
+    const stream = (client as unknown as { Watch(): grpc.ClientDuplexStream<Wire, Wire> }).Watch();
+    const watchers = 300;
+    const seen = new Map<number, number[]>();
+    let created = 0;
+    stream.on('data', (r: Wire) => {
+      if (r['created']) created++;
+      const id = Number(r['watch_id']);
+      for (const e of (r['events'] ?? []) as Wire[]) {
+        const list = seen.get(id) ?? [];
+        list.push(Number(e['kv'].mod_revision));
+        seen.set(id, list);
+      }
+    });
+    stream.on('error', () => undefined);
+    for (let i = 0; i < watchers; i++)
+      stream.write({ create_request: { key: Buffer.from('fan/'), range_end: Buffer.from('fan0'), start_revision: String(start + 1) } });
+    for (let i = 0; i < 200 && created < watchers; i++) await sleep(25);
+    assert.equal(created, watchers);
+    stream.pause(); // stop reading: HTTP/2 flow control stops the server's writes, its buffer fills
+    const writes = 150;
+    const value = 'v'.repeat(200);
+    let last = 0;
+    for (let i = 0; i < writes; i++) last = await put(`fan/${i % 7}`, value);
+    await sleep(500);
+    stream.resume();
+    const done = () => [...seen.values()].filter((l) => l.at(-1) === last).length;
+    for (let i = 0; i < 600 && done() < watchers; i++) await sleep(50);
+    stream.cancel();
+    client.close();
+    kv.close();
+    assert.equal(seen.size, watchers);
+    const expected = Array.from({ length: writes }, (_, i) => start + 1 + i);
+    for (const [id, revs] of seen) assert.deepEqual(revs, expected, `watcher ${id}: every revision once, in order`);
+  });
+
   it('a progress request is answered with the current revision', async () => {
     const w = openWatch(`127.0.0.1:${c.members[2]!.clientPort}`, { key: Buffer.from('nothing-here') });
     await sleep(200);
