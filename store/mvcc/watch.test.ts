@@ -144,11 +144,11 @@ describe('WatchHub', () => {
     const store = new MvccStore();
     const hub = new WatchHub(() => store, { slowBytes: 1000, cancelBytes: 1 << 20, catchUpRevisions: 100 });
     let unsent = 0;
-    let responses = 0;
+    let delivered = 0;
     const s: WatchSink = {
-      events: () => {
-        responses++;
-        unsent += 100; // each response stays unread
+      events: (_id, events) => {
+        delivered += events.length;
+        unsent += 100 * events.length; // everything stays unread
       },
       progress: () => undefined,
       canceled: () => undefined,
@@ -159,11 +159,35 @@ describe('WatchHub', () => {
       store.put({ key: 'k', value: String(i), lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false });
     for (let i = 0; i < 50; i++) hub.add(stream, spec({ startRevision: 2 })); // the first put's revision
     assert.equal(hub.catchUp(), true, 'watchers are still behind');
-    // The first watcher's window (100 responses) fills the stream; the other 49 wait for it to drain.
-    assert.equal(responses, 100);
+    // The first watcher's window (100 revisions) fills the stream; the other 49 wait for it to drain.
+    assert.equal(delivered, 100);
     unsent = 0;
     hub.catchUp();
-    assert.equal(responses, 200);
+    assert.equal(delivered, 200);
+  });
+
+  it('catching up, a response carries several whole revisions (as etcd syncs a lagging watcher), never part of one', () => {
+    const store = new MvccStore();
+    // Room for about three one-event revisions per response.
+    const hub = new WatchHub(() => store, { catchUpResponseBytes: 160 });
+    for (let i = 0; i < 4; i++)
+      store.put({ key: 'k', value: 'x'.repeat(10), lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false });
+    // One revision with five events (a transaction), larger than the limit by itself.
+    store.txn({
+      compare: [],
+      success: Array.from({ length: 5 }, (_, i) => ({
+        put: { key: `k${i}`, value: 'y'.repeat(10), lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false },
+      })),
+      failure: [],
+    });
+    store.put({ key: 'k', value: 'z', lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false });
+    const k = sink();
+    hub.add(hub.openStream(k.s), spec({ key: 'k', rangeEnd: 'l', startRevision: 2 }));
+    hub.catchUp();
+    assert.deepEqual(
+      k.got.map((g) => g.revs),
+      [[2, 3, 4], [5], [6, 6, 6, 6, 6], [7]],
+    );
   });
 
   it('progress: on request once synced (watch id -1), periodically for idle watchers that asked', () => {

@@ -59,6 +59,8 @@ export interface WatchHubOptions {
   cancelBytes: number;
   /** Revisions read from history per catch-up step. */
   catchUpRevisions: number;
+  /** A catch-up response holds whole revisions up to about this many bytes of events. */
+  catchUpResponseBytes: number;
 }
 
 export class WatchHub {
@@ -69,7 +71,7 @@ export class WatchHub {
   /** `store` is a getter: a snapshot restore replaces the key space. */
   constructor(store: () => MvccStore, o: Partial<WatchHubOptions> = {}) {
     this.#store = store;
-    this.#options = { slowBytes: 1 << 20, cancelBytes: 64 << 20, catchUpRevisions: 1000, ...o };
+    this.#options = { slowBytes: 1 << 20, cancelBytes: 64 << 20, catchUpRevisions: 1000, catchUpResponseBytes: 256 << 10, ...o };
   }
 
   openStream(sink: WatchSink): WatchStream {
@@ -191,12 +193,27 @@ export class WatchHub {
             revisions = byRevision(store.eventsBetween(w.spec.key, w.spec.rangeEnd, w.nextRev, to));
             scans.set(key, revisions);
           }
-          // Delivered revision by revision so one response never splits a revision's events.
+          // As etcd's sync of unsynced watchers: several revisions go in one response (a client
+          // catching up takes in one message instead of one per revision), up to
+          // catchUpResponseBytes, and a revision's events are never split between responses.
+          let batch: Event[] = [];
+          let bytes = 0;
+          let last = 0;
           for (const r of revisions) {
             const source = w.spec.prevKv ? r.events : r.withoutPrev;
             const mine = w.spec.noPut || w.spec.noDelete ? source.filter((e) => passes(w.spec, e)) : source;
-            if (mine.length > 0) this.#send(w, mine, r.revision);
+            if (mine.length === 0) continue;
+            const size = w.spec.prevKv ? r.bytes : r.bytesWithoutPrev;
+            if (batch.length > 0 && bytes + size > this.#options.catchUpResponseBytes) {
+              this.#send(w, batch, last);
+              batch = [];
+              bytes = 0;
+            }
+            batch = batch.length === 0 ? mine : batch.concat(mine);
+            bytes += size;
+            last = r.revision;
           }
+          if (batch.length > 0) this.#send(w, batch, last);
           w.nextRev = to + 1;
         }
         if (w.nextRev > store.revision) w.synced = true;
@@ -243,7 +260,12 @@ interface Revision {
   revision: number;
   events: Event[];
   withoutPrev: Event[];
+  /** Estimated encoded size, with and without previous values. */
+  bytes: number;
+  bytesWithoutPrev: number;
 }
+
+const kvBytes = (kv: Event['kv']): number => 32 + kv.key.length + kv.value.length;
 
 function byRevision(events: Event[]): Revision[] {
   const out: Revision[] = [];
@@ -253,7 +275,19 @@ function byRevision(events: Event[]): Revision[] {
     let j = i;
     while (j < events.length && (events[j] as Event).kv.modRevision === revision) j++;
     const mine = events.slice(i, j);
-    out.push({ revision, events: mine, withoutPrev: mine.map((e) => (e.prevKv ? { type: e.type, kv: e.kv } : e)) });
+    let bytesWithoutPrev = 0;
+    let bytes = 0;
+    for (const e of mine) {
+      bytesWithoutPrev += 8 + kvBytes(e.kv);
+      bytes += 8 + kvBytes(e.kv) + (e.prevKv ? kvBytes(e.prevKv) : 0);
+    }
+    out.push({
+      revision,
+      events: mine,
+      withoutPrev: mine.map((e) => (e.prevKv ? { type: e.type, kv: e.kv } : e)),
+      bytes,
+      bytesWithoutPrev,
+    });
     i = j;
   }
   return out;
