@@ -41,7 +41,7 @@ export function encodeState(st: StateView, format: Format): Uint8Array {
 
 /** A view's key space as arrays (format 1's v8 clone takes nothing else). */
 function materialize(st: StateView): StateMachineState {
-  return { ...st, mvcc: { ...st.mvcc, keys: Array.from(st.mvcc.keys, ([k, recs]) => [k, recs.map((r) => ({ ...r }))]) } };
+  return { ...st, mvcc: { ...st.mvcc, keys: Array.from(st.mvcc.keys, ([k, recs]) => [k, recs.slice()]) } };
 }
 
 /**

@@ -27,13 +27,13 @@ import {
 
 /** One version of a key: a put, or a deletion tombstone. */
 interface Rec {
-  mod: number;
-  sub: number;
-  create: number;
-  version: number;
-  value: string;
-  lease: string;
-  tomb: boolean;
+  readonly mod: number;
+  readonly sub: number;
+  readonly create: number;
+  readonly version: number;
+  readonly value: string;
+  readonly lease: string;
+  readonly tomb: boolean;
 }
 
 /** Per-record overhead counted toward the storage quota (bookkeeping, indexes). */
@@ -311,7 +311,8 @@ export class MvccStore {
 
   state(): MvccState {
     const keys: Array<[string, Rec[]]> = [];
-    this.#keys.forRange('', undefined, (k, recs) => keys.push([k, recs.map((r) => ({ ...r }))]));
+    // Arrays copied (a store made from this state appends to its own), records shared: they never change.
+    this.#keys.forRange('', undefined, (k, recs) => keys.push([k, recs.slice()]));
     return { rev: this.#rev, compactRev: this.#compactRev, keys };
   }
 
@@ -370,37 +371,29 @@ export class MvccStore {
   /**
    * hashKV without holding the event loop: it yields every `yieldBytes` hashed, so a member
    * serving a HashKV of a large store (right after every backup) keeps applying and answering
-   * meanwhile (2.4 s of a blocked loop per GiB otherwise). Writes made while it runs are past
-   * `rev` and not hashed; a compaction while it runs changes the history it hashes, so it starts
-   * again (then hashes without yielding).
+   * meanwhile (2.4 s of a blocked loop per GiB otherwise). It hashes a {@link view} taken when
+   * called, as etcd hashes a read transaction opened with the compact revision it reports: writes
+   * and compactions made while it runs change nothing it reads.
    */
   async hashKVAsync(rev: number, yieldBytes = 4 * 1024 * 1024): Promise<{ hash: number; compactRevision: number; hashRevision: number }> {
     const upTo = rev <= 0 ? this.#rev : rev;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const compactRev = this.#compactRev;
-      const entries: Array<[string, Rec[]]> = [];
-      this.#keys.forRange('', undefined, (key, recs) => {
-        entries.push([key, recs]);
-      });
-      let h = 0x811c9dc5 | 0;
-      let since = 0;
-      for (const [key, recs] of entries) {
-        h = hashRecords(h, key, recs, upTo);
-        since += key.length + 64 + (recs[recs.length - 1]?.value.length ?? 0) * recs.length;
-        if (since >= yieldBytes) {
-          since = 0;
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          if (this.#compactRev !== compactRev) break;
-        }
+    const v = this.view();
+    let h = 0x811c9dc5 | 0;
+    let since = 0;
+    for (const [key, recs] of v.keys) {
+      h = hashRecords(h, key, recs, upTo);
+      since += key.length + 64 + (recs[recs.length - 1]?.value.length ?? 0) * recs.length;
+      if (since >= yieldBytes) {
+        since = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      if (this.#compactRev === compactRev) return { hash: h >>> 0, compactRevision: compactRev, hashRevision: upTo };
     }
-    return this.hashKV(rev);
+    return { hash: h >>> 0, compactRevision: v.compactRev, hashRevision: upTo };
   }
 }
 
 /** Mix a key's records up to `upTo` into `h` (HashKV's unit of work). */
-function hashRecords(h: number, key: string, recs: Rec[], upTo: number): number {
+function hashRecords(h: number, key: string, recs: readonly Rec[], upTo: number): number {
   for (const r of recs) {
     if (r.mod > upTo) break;
     h = fnv1a(h, key);
