@@ -91,7 +91,7 @@ const ratios = anchors.map((a, i) => {
   };
 });
 console.log(`ballast / anchor:\n${table(ratios, 'ballast / anchor')}\n`);
-const name = watchers === 1000 ? 'watch-vs-etcd' : `watch-vs-etcd-${watchers}`;
+const name = `watch-vs-etcd${watchers === 1000 ? '' : `-${watchers}`}${rate === 100 ? '' : `-rate${rate}`}`;
 const anchorResults = byAnchor(
   anchors,
   results.map((x) => x.r),
