@@ -7,21 +7,15 @@
 import { hostname } from 'node:os';
 import {
   AppsV1Api,
-  AuthenticationV1Api,
   BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  DiscoveryV1Api,
   type KubeConfig,
   KubernetesObjectApi,
   type KubernetesListObject,
-  PatchStrategy,
-  type V1EndpointSlice,
   type V1Job,
   type V1Pod,
-  type V1Service,
   type V1StatefulSet,
-  setHeaderOptions,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
@@ -31,22 +25,17 @@ import { WorkQueue } from '../lib/kube/workqueue.ts';
 import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { Metrics } from '../lib/metrics.ts';
 import type { Random } from '../lib/random.ts';
-import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
-import { type GatewayRoute, type ReferenceGrant, gatewayGroup, gatewayVersion } from '../api/gateway.ts';
-import { RouteStatus } from './controllers/routes.ts';
+import { gatewayGroup, gatewayVersion } from '../api/gateway.ts';
 import { group, type StoreCluster, version } from './api/storecluster.ts';
-import { ResiliencePolicyStatus, appliedVersionAnnotation, rejectedVersionAnnotation } from './controllers/resiliencepolicy.ts';
-import { StoreBackupController } from './controllers/storebackup.ts';
-import { StoreBackupScheduleController } from './controllers/storebackupschedule.ts';
+import { StoreBackupController, storeBackupMetrics } from './controllers/storebackup.ts';
+import { StoreBackupScheduleController, storeBackupScheduleMetrics } from './controllers/storebackupschedule.ts';
 import { scheduleLabel, type StoreBackupSchedule } from './api/storebackupschedule.ts';
 import { StoreClusterController } from './controllers/storecluster.ts';
 import type { StoreBackup } from './api/storebackup.ts';
-import { DiscoveryServer, attachedRoutes } from './discovery/server.ts';
-import { MeshIssuer } from './mesh/issuer.ts';
+import { type DiscoveryRuntime, discoveryRuntime } from './discovery/runtime.ts';
 import { MemberClient, type MemberTls } from './members.ts';
 import { backupLabel } from './specs/storebackup.ts';
 import { clientTlsName, labels } from './specs/storecluster.ts';
-import { sidecarLabel } from './webhook/inject.ts';
 
 export interface OperatorOptions {
   kubeconfig: KubeConfig;
@@ -90,16 +79,7 @@ export class Operator {
   readonly #schedules: SharedInformer<StoreBackupSchedule>;
   readonly #scheduleController: StoreBackupScheduleController;
   /** ResiliencePolicies, Services and EndpointSlices, for the discovery service (every replica serves it). */
-  readonly #discovery:
-    | {
-        server: DiscoveryServer;
-        informers: Array<SharedInformer<never>>;
-        status: ResiliencePolicyStatus;
-        mesh: MeshIssuer | undefined;
-        /** Started once the Gateway API's CRDs are found (looked for at start and every minute until then). */
-        gateway: { informers: Array<SharedInformer<never>>; started: boolean; status: RouteStatus };
-      }
-    | undefined;
+  readonly #discovery: DiscoveryRuntime | undefined;
   readonly #elector: LeaderElector | undefined;
   readonly #core: CoreV1Api;
   readonly #custom: CustomObjectsApi;
@@ -238,29 +218,7 @@ export class Operator {
       pods: this.#pods,
       clock: o.clock,
       event: (sb, type, reason, message) => this.#event('StoreBackup', sb, type, reason, message),
-      metrics: {
-        results: o.metrics.counter(
-          'ballast_operator_backups_total',
-          'StoreBackups that finished, by cluster and result (success, failure).',
-          ['namespace', 'cluster', 'result'],
-        ),
-        lastSuccess: o.metrics.gauge(
-          'ballast_operator_backup_last_success_timestamp_seconds',
-          "When the cluster's last successful backup completed (seconds since the epoch).",
-          ['namespace', 'cluster'],
-        ),
-        verifications: o.metrics.counter(
-          'ballast_operator_backup_verifications_total',
-          'Backups restored into a throw-away member to compare HashKV, by cluster and result (verified, failed, not_verifiable).',
-          ['namespace', 'cluster', 'result'],
-        ),
-        duration: o.metrics.histogram(
-          'ballast_operator_backup_duration_seconds',
-          'How long a successful backup took, from the first byte streamed to its manifest.',
-          ['namespace', 'cluster'],
-          [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
-        ),
-      },
+      metrics: storeBackupMetrics(o.metrics),
     });
     this.#scheduleController = new StoreBackupScheduleController({
       custom,
@@ -271,125 +229,20 @@ export class Operator {
       clusters: this.#clusters,
       clock: o.clock,
       event: (s, type, reason, message) => this.#event('StoreBackupSchedule', s, type, reason, message),
-      metrics: {
-        lastSuccess: o.metrics.gauge(
-          'ballast_operator_backup_schedule_last_success_timestamp_seconds',
-          "When the schedule's newest successful backup completed (seconds since the epoch); its creation time until one has.",
-          ['namespace', 'schedule', 'cluster'],
-        ),
-        interval: o.metrics.gauge(
-          'ballast_operator_backup_schedule_interval_seconds',
-          "Seconds between the schedule's runs (absent while suspended).",
-          ['namespace', 'schedule', 'cluster'],
-        ),
-      },
+      metrics: storeBackupScheduleMetrics(o.metrics),
     });
     if (o.discoveryAddress) {
-      const discovery = kc.makeApiClient(DiscoveryV1Api);
-      const policies = new SharedInformer<ResiliencePolicy>({
-        ...informer,
-        path: `/apis/${group}/${version}/resiliencepolicies`,
-        list: () =>
-          custom.listCustomObjectForAllNamespaces({ group, version, plural: 'resiliencepolicies' }) as Promise<
-            KubernetesListObject<ResiliencePolicy>
-          >,
+      this.#discovery = discoveryRuntime({
+        kubeconfig: kc,
+        core: this.#core,
+        custom,
+        clock: o.clock,
+        log: o.log,
+        metrics: o.metrics,
+        namespace: o.namespace,
+        ...(o.mesh ? { mesh: o.mesh } : {}),
+        ...(o.discoveryTlsNames ? { discoveryTlsNames: o.discoveryTlsNames } : {}),
       });
-      const services = new SharedInformer<V1Service>({
-        ...informer,
-        path: '/api/v1/services',
-        list: () => this.#core.listServiceForAllNamespaces(),
-      });
-      const slices = new SharedInformer<V1EndpointSlice>({
-        ...informer,
-        path: '/apis/discovery.k8s.io/v1/endpointslices',
-        list: () => discovery.listEndpointSliceForAllNamespaces(),
-      });
-      // Gateway API routes: their informers start only where the CRDs are installed (#startGateway).
-      const gw = (plural: string) =>
-        new SharedInformer<GatewayRoute>({
-          ...informer,
-          path: `/apis/${gatewayGroup}/${gatewayVersion}/${plural}`,
-          list: () =>
-            custom.listCustomObjectForAllNamespaces({ group: gatewayGroup, version: gatewayVersion, plural }) as Promise<
-              KubernetesListObject<GatewayRoute>
-            >,
-        });
-      const httpRoutes = gw('httproutes');
-      const grpcRoutes = gw('grpcroutes');
-      const grants = gw('referencegrants') as unknown as SharedInformer<ReferenceGrant>;
-      const injected = `${sidecarLabel}=injected`;
-      const sidecars = new SharedInformer<V1Pod>({
-        ...informer,
-        path: '/api/v1/pods',
-        labelSelector: injected,
-        list: () => this.#core.listPodForAllNamespaces({ labelSelector: injected }),
-      });
-      // Acks arrive at whichever replica holds the sidecar's stream: recorded on its pod, read by the leader's status writer.
-      const onAck = (namespace: string, pod: string, v: string, error: string): void => {
-        const annotations = error
-          ? { [rejectedVersionAnnotation]: `${v}: ${error}`.slice(0, 1024) }
-          : { [appliedVersionAnnotation]: v, [rejectedVersionAnnotation]: null };
-        this.#core
-          .patchNamespacedPod(
-            { namespace, name: pod, body: { metadata: { annotations } } },
-            setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-          )
-          .catch((err: unknown) => {
-            if ((err as { code?: number }).code !== 404)
-              o.log.warn({ err, namespace, pod }, "could not record a sidecar's acknowledgement on its pod");
-          });
-      };
-      const mesh = o.mesh?.trustDomain
-        ? new MeshIssuer({
-            core: this.#core,
-            authn: kc.makeApiClient(AuthenticationV1Api),
-            namespace: o.namespace,
-            ...o.mesh,
-            kubeconfig: kc,
-            clock: o.clock,
-            log: o.log,
-            metrics: o.metrics,
-          })
-        : undefined;
-      this.#discovery = {
-        server: new DiscoveryServer({
-          policies,
-          services,
-          slices,
-          sidecars,
-          gateway: { httpRoutes, grpcRoutes, grants },
-          clock: o.clock,
-          log: o.log,
-          metrics: o.metrics,
-          onAck,
-          ...(mesh ? { mesh, ...(o.discoveryTlsNames ? { tlsNames: o.discoveryTlsNames } : {}) } : {}),
-        }),
-        informers: [policies, services, slices, sidecars] as unknown as Array<SharedInformer<never>>,
-        status: new ResiliencePolicyStatus({
-          policies,
-          services,
-          slices,
-          sidecars,
-          ...(mesh ? { trustDomain: mesh.trustDomain } : {}),
-          routes: {
-            attached: () => attachedRoutes({ httpRoutes, grpcRoutes, grants }, services.list(), o.clock),
-            onChange: (fn) => {
-              for (const c of [httpRoutes, grpcRoutes, grants]) c.onChange(fn);
-            },
-          },
-          custom,
-          clock: o.clock,
-          log: o.log,
-          group,
-          version,
-        }),
-        mesh,
-        gateway: {
-          informers: [httpRoutes, grpcRoutes, grants] as unknown as Array<SharedInformer<never>>,
-          started: false,
-          status: new RouteStatus({ httpRoutes, grpcRoutes, grants, services, custom, clock: o.clock, log: o.log }),
-        },
-      };
     }
     this.#metrics = {
       reconciles: o.metrics.counter('ballast_operator_reconcile_total', 'Reconciles by controller and result (success, error, requeue).', [

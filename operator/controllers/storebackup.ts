@@ -8,6 +8,7 @@ import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
 import { statusSignature } from '../../lib/kube/conditions.ts';
 import type { SharedInformer } from '../../lib/kube/informer.ts';
+import type { Metrics } from '../../lib/metrics.ts';
 import type { Counter, Gauge, Histogram } from 'prom-client';
 import type { StoreBackup } from '../api/storebackup.ts';
 import { group, version, type StoreCluster } from '../api/storecluster.ts';
@@ -23,6 +24,33 @@ export interface StoreBackupMetrics {
   duration: Histogram<'namespace' | 'cluster'>;
   /** Verifications by outcome (verified, failed, not_verifiable). */
   verifications: Counter<'namespace' | 'cluster' | 'result'>;
+}
+
+/** The StoreBackup controller's series, registered on the operator's registry. */
+export function storeBackupMetrics(m: Metrics): StoreBackupMetrics {
+  return {
+    results: m.counter('ballast_operator_backups_total', 'StoreBackups that finished, by cluster and result (success, failure).', [
+      'namespace',
+      'cluster',
+      'result',
+    ]),
+    lastSuccess: m.gauge(
+      'ballast_operator_backup_last_success_timestamp_seconds',
+      "When the cluster's last successful backup completed (seconds since the epoch).",
+      ['namespace', 'cluster'],
+    ),
+    verifications: m.counter(
+      'ballast_operator_backup_verifications_total',
+      'Backups restored into a throw-away member to compare HashKV, by cluster and result (verified, failed, not_verifiable).',
+      ['namespace', 'cluster', 'result'],
+    ),
+    duration: m.histogram(
+      'ballast_operator_backup_duration_seconds',
+      'How long a successful backup took, from the first byte streamed to its manifest.',
+      ['namespace', 'cluster'],
+      [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+    ),
+  };
 }
 
 export interface StoreBackupControllerDeps {

@@ -11,6 +11,7 @@ import type { Gauge } from 'prom-client';
 import type { Clock } from '../../lib/clock.ts';
 import { statusSignature } from '../../lib/kube/conditions.ts';
 import type { SharedInformer } from '../../lib/kube/informer.ts';
+import type { Metrics } from '../../lib/metrics.ts';
 import type { StoreBackup } from '../api/storebackup.ts';
 import type { StoreBackupSchedule } from '../api/storebackupschedule.ts';
 import { group, version, type StoreCluster } from '../api/storecluster.ts';
@@ -23,6 +24,22 @@ export interface StoreBackupScheduleMetrics {
   lastSuccess: Gauge<'namespace' | 'schedule' | 'cluster'>;
   /** Seconds between the schedule's runs (the alert allows two of them). */
   interval: Gauge<'namespace' | 'schedule' | 'cluster'>;
+}
+
+/** The StoreBackupSchedule controller's series, registered on the operator's registry. */
+export function storeBackupScheduleMetrics(m: Metrics): StoreBackupScheduleMetrics {
+  return {
+    lastSuccess: m.gauge(
+      'ballast_operator_backup_schedule_last_success_timestamp_seconds',
+      "When the schedule's newest successful backup completed (seconds since the epoch); its creation time until one has.",
+      ['namespace', 'schedule', 'cluster'],
+    ),
+    interval: m.gauge(
+      'ballast_operator_backup_schedule_interval_seconds',
+      "Seconds between the schedule's runs (absent while suspended).",
+      ['namespace', 'schedule', 'cluster'],
+    ),
+  };
 }
 
 export interface StoreBackupScheduleControllerDeps {
