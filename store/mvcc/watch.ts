@@ -191,6 +191,8 @@ export class WatchHub {
           let revisions = scans.get(key);
           if (!revisions) {
             revisions = byRevision(store.eventsBetween(w.spec.key, w.spec.rangeEnd, w.nextRev, to));
+            // Watchers scattered over many places share little: hold a bounded number of windows.
+            if (scans.size >= 64) scans.clear();
             scans.set(key, revisions);
           }
           // As etcd's sync of unsynced watchers: several revisions go in one response (a client
