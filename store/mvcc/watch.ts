@@ -198,7 +198,7 @@ export class WatchHub {
           // As etcd's sync of unsynced watchers: several revisions go in one response (a client
           // catching up takes in one message instead of one per revision), up to
           // catchUpResponseBytes, and a revision's events are never split between responses.
-          let batch: Event[] = [];
+          let parts: Event[][] = [];
           let bytes = 0;
           let last = 0;
           for (const r of revisions) {
@@ -206,16 +206,16 @@ export class WatchHub {
             const mine = w.spec.noPut || w.spec.noDelete ? source.filter((e) => passes(w.spec, e)) : source;
             if (mine.length === 0) continue;
             const size = w.spec.prevKv ? r.bytes : r.bytesWithoutPrev;
-            if (batch.length > 0 && bytes + size > this.#options.catchUpResponseBytes) {
-              this.#send(w, batch, last);
-              batch = [];
+            if (parts.length > 0 && bytes + size > this.#options.catchUpResponseBytes) {
+              this.#send(w, joined(parts), last);
+              parts = [];
               bytes = 0;
             }
-            batch = batch.length === 0 ? mine : batch.concat(mine);
+            parts.push(mine);
             bytes += size;
             last = r.revision;
           }
-          if (batch.length > 0) this.#send(w, batch, last);
+          if (parts.length > 0) this.#send(w, joined(parts), last);
           w.nextRev = to + 1;
         }
         if (w.nextRev > store.revision) w.synced = true;
@@ -266,6 +266,9 @@ interface Revision {
   bytes: number;
   bytesWithoutPrev: number;
 }
+
+/** Revisions' events as one array (the shared one itself when there is one revision). */
+const joined = (parts: Event[][]): Event[] => (parts.length === 1 ? (parts[0] as Event[]) : parts.flat());
 
 const kvBytes = (kv: Event['kv']): number => 32 + kv.key.length + kv.value.length;
 
