@@ -63,24 +63,27 @@ func RunEtcd(t testing.TB, cfg *embed.Config) *kubernetes.Client {
 	if server == "" {
 		t.Fatal("STORAGE_PEER_SERVER is not set: it names the script that starts the store under test (test/peer/k8s-storage/server)")
 	}
-	clientURL, peerURL := cfg.ListenClientUrls[0].String(), cfg.ListenPeerUrls[0].String()
-	cmd := exec.Command(server)
-	cmd.Env = append(os.Environ(), "DATA_DIR="+cfg.Dir, "CLIENT_URL="+clientURL, "PEER_URL="+peerURL,
-		"PROGRESS_NOTIFY_INTERVAL_MS="+strconv.FormatInt(cfg.WatchProgressNotifyInterval.Milliseconds(), 10))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	// A port freePort found may be taken by another process before the store binds it (other
+	// suites run beside this one): a store that exits before it listens is started again on new
+	// ports, up to three times.
+	var clientURL string
+	var exited chan struct{}
+	for attempt := 1; ; attempt++ {
+		clientURL = cfg.ListenClientUrls[0].String()
+		var up bool
+		exited, up = startStore(t, server, cfg)
+		if up {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("%s exited before listening on %s, three times (its output is above)", server, clientURL)
+		}
+		t.Logf("%s exited before listening on %s (a port taken meanwhile?): starting it again on new ports", server, clientURL)
+		fresh := NewTestConfig(t)
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = fresh.ListenClientUrls, fresh.AdvertiseClientUrls
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = fresh.ListenPeerUrls, fresh.AdvertisePeerUrls
+		cfg.Dir = fresh.Dir
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-	})
 
 	client, err := kubernetes.New(clientv3.Config{
 		Endpoints:   []string{clientURL},
@@ -111,7 +114,52 @@ func RunEtcd(t testing.TB, cfg *embed.Config) *kubernetes.Client {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	select {
+	case <-exited:
+		// Something else answered on its port: the test would run against the wrong server.
+		t.Fatalf("%s exited, yet %s answered: another process holds that port", server, clientURL)
+	default:
+	}
 	client.KV = storagetesting.NewKVRecorder(client.KV)
 	client.Kubernetes = storagetesting.NewKubernetesRecorder(client.Kubernetes)
 	return client
+}
+
+// startStore starts the store under test on cfg's URLs and waits until its client port accepts
+// connections (true) or the process exits (false). The process is killed when the test ends.
+func startStore(t testing.TB, server string, cfg *embed.Config) (chan struct{}, bool) {
+	clientURL, peerURL := cfg.ListenClientUrls[0].String(), cfg.ListenPeerUrls[0].String()
+	cmd := exec.Command(server)
+	cmd.Env = append(os.Environ(), "DATA_DIR="+cfg.Dir, "CLIENT_URL="+clientURL, "PEER_URL="+peerURL,
+		"PROGRESS_NOTIFY_INTERVAL_MS="+strconv.FormatInt(cfg.WatchProgressNotifyInterval.Milliseconds(), 10))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	})
+	host := cfg.ListenClientUrls[0].Host
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return exited, false
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", host, 200*time.Millisecond); err == nil {
+			_ = c.Close()
+			return exited, true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Not listening after a minute but running: let the readiness check below report it.
+	return exited, true
 }
