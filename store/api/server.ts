@@ -46,8 +46,6 @@ export class StoreApi {
   readonly #node: StoreNode;
   readonly #protos = loadProtos();
   #lease: ReturnType<typeof leaseHandlers> | undefined;
-  /** A catch-up round already asked for (one serves every wake-up until it runs). */
-  #watchWake: NodeJS.Immediate | undefined;
   readonly #auth: AuthApi;
 
   constructor(o: ApiOptions) {
@@ -189,13 +187,6 @@ export class StoreApi {
         header: (rev?: number) => this.#header(rev),
         maxResponseBytes: this.#options.maxRequestBytes,
         serialize: (service('Watch')['Watch'] as grpc.MethodDefinition<Wire, Wire>).responseSerialize,
-        wake: () => {
-          if (this.#watchWake) return;
-          this.#watchWake = setImmediate(() => {
-            this.#watchWake = undefined;
-            this.#node.watchHub.catchUp();
-          });
-        },
         permit: (call, key, rangeEnd) => {
           if (!this.#node.sm.auth.enabled) return undefined;
           return this.#watchPermit(call, key, rangeEnd);

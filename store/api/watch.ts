@@ -19,12 +19,6 @@ export interface WatchServiceOptions {
   /** Responses larger than this are split when the watcher asked for fragments. */
   maxResponseBytes: number;
   /**
-   * Called when watchers may have history to catch up on: one was created, or a stream with
-   * lagging watchers has written out everything it held (so catching up need not wait for the
-   * driver's periodic round).
-   */
-  wake(): void;
-  /**
    * While auth is on: whether the stream's caller may watch [key, rangeEnd), as the reason to
    * refuse ('' to allow). Undefined while auth is off (no waiting).
    */
@@ -188,6 +182,16 @@ function batchWrites(call: grpc.ServerDuplexStream<Wire, Wire>): void {
 
 export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexStream<Wire, Wire>) => void {
   const encoder = new WatchEncoder(o.serialize);
+  // A catch-up round when watchers may have history to read (one was created, or a stream with
+  // lagging watchers wrote out all it held) rather than at the driver's next periodic round; one
+  // round serves every wake-up made before it runs.
+  let round: NodeJS.Immediate | undefined;
+  const wake = (): void => {
+    round ??= setImmediate(() => {
+      round = undefined;
+      o.hub.catchUp();
+    });
+  };
   return (call) => {
     batchWrites(call);
     // Bytes handed to the stream and not yet written out (flow control included): the hub's
@@ -208,7 +212,7 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
       unsent += b.length;
       call.write(b, () => {
         unsent -= b.length;
-        if (unsent === 0 && o.hub.lagging(stream)) o.wake();
+        if (unsent === 0 && o.hub.lagging(stream)) wake();
       });
     };
     const sink: WatchSink = {
@@ -262,7 +266,7 @@ export function watchHandler(o: WatchServiceOptions): (call: grpc.ServerDuplexSt
         return;
       }
       call.write({ header: o.header(), watch_id: String(r.id), created: true });
-      o.wake();
+      wake();
     };
     // Requests are handled in order; while a permission check is pending, later ones wait behind it.
     let pending: Promise<void> | undefined;
