@@ -93,7 +93,12 @@ interface Stream {
 
 export class DiscoveryServer {
   readonly #options: DiscoveryServerOptions;
-  readonly #server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
+  readonly #server = new grpc.Server({
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    // Nothing reads channelz (its service is not registered): no per-call bookkeeping for it.
+    'grpc.enable_channelz': 0,
+  });
   readonly #streams = new Set<Stream>();
   #timer: TimerHandle | undefined;
   readonly #metrics;
