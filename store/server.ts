@@ -8,6 +8,7 @@ import { statfs } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { realClock } from '../lib/clock.ts';
+import { GrpcServer } from '../lib/grpc-server.ts';
 import { checkRoute, endpointApp, listen, metricsRoute } from '../lib/endpoints.ts';
 import { isBallastError } from '../lib/errors.ts';
 import type { Component } from '../lib/lifecycle.ts';
@@ -21,7 +22,7 @@ import { DiskSpaceGuard } from './disk-guard.ts';
 import { StoreMetrics } from './metrics.ts';
 import type { StoreNodeConfig } from './node-config.ts';
 import { StoreNode } from './node.ts';
-import { type TlsFiles, grpcServerCredentials } from './tls.ts';
+import { type TlsFiles, certRefreshMs, clientServerContext } from './tls.ts';
 
 /** The member's own settings come from StoreNodeConfig; the rest are the process's edges. */
 export interface StoreServerConfig extends Pick<
@@ -74,7 +75,7 @@ export class StoreServer {
   readonly #log: Logger;
   readonly #metrics: Metrics;
   readonly #storeMetrics: StoreMetrics;
-  #grpc: grpc.Server | undefined;
+  #grpc: GrpcServer | undefined;
   #compactor: Compactor | undefined;
   #diskGuard: DiskSpaceGuard | undefined;
   #api: StoreApi | undefined;
@@ -206,13 +207,9 @@ export class StoreServer {
   }
 
   async #startGrpc(): Promise<void> {
-    const server = new grpc.Server({
-      'grpc.max_receive_message_length': this.#cfg.maxRequestBytes + grpcOverheadBytes,
-      'grpc.max_send_message_length': 2 ** 31 - 1,
-      // Channelz's per-call counters and timestamps are nobody's to read here (its service is not
-      // registered). What it costs is below this machine's noise (bench/grpc-server.ts: 0.91–1.15×).
-      'grpc.enable_channelz': 0,
-    });
+    // The client API's gRPC server is Ballast's own on node:http2 (lib/grpc-server.ts): grpc-js's
+    // server spent 1.2–1.7× its CPU per call (bench/grpc-server.ts), most of the put gap to etcd.
+    const server = new GrpcServer({ clock: realClock, maxReceiveMessageLength: this.#cfg.maxRequestBytes + grpcOverheadBytes });
     const m = this.#storeMetrics;
     this.#api = new StoreApi({
       node: this.node,
@@ -231,10 +228,12 @@ export class StoreServer {
     this.#api.register(server);
     registerHealth(server, () => this.health().ok);
     for (const u of this.#cfg.listenClientUrls) {
-      const tlsFiles = this.#cfg.clientTls;
-      const creds = u.protocol === 'https:' && tlsFiles ? grpcServerCredentials(tlsFiles) : grpc.ServerCredentials.createInsecure();
-      await new Promise<void>((resolve, reject) =>
-        server.bindAsync(`${u.hostname}:${u.port}`, creds, (err) => (err ? reject(err) : resolve())),
+      const tlsFiles = u.protocol === 'https:' ? this.#cfg.clientTls : undefined;
+      const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+      await server.listen(
+        host,
+        Number(u.port),
+        tlsFiles ? { context: () => clientServerContext(tlsFiles), refreshMs: certRefreshMs } : undefined,
       );
     }
     this.#grpc = server;

@@ -2,7 +2,6 @@
  * TLS for client and peer traffic, with etcd's flags, reloading certificates when their files
  * change (so a rotated certificate takes effect without a restart).
  */
-import * as grpc from '@grpc/grpc-js';
 import { readFileSync, statSync } from 'node:fs';
 import type { ConnectionOptions, SecureContextOptions } from 'node:tls';
 import { BallastError } from '../lib/errors.ts';
@@ -35,27 +34,19 @@ export function checkTlsFiles(t: TlsFiles, prefix: '' | 'peer-'): void {
 }
 
 /**
- * gRPC server credentials that re-read the files every few seconds (grpc-js's file watcher).
- * Note: grpc-js exports createCertificateProviderServerCredentials with its first two
- * parameters named (ca, identity) but hands them to a constructor taking (identity, ca); we pass
- * them in the order the constructor uses, and a TLS test proves the handshake.
+ * Options for the client API's TLS server (lib/grpc-server.ts), read from the files now; the
+ * server reads them again every {@link certRefreshMs}, so a rotated certificate is served
+ * without a restart. A client certificate is required and verified against the trusted CA only
+ * with --client-cert-auth, as etcd.
  */
-export function grpcServerCredentials(t: TlsFiles): grpc.ServerCredentials {
-  const identity = new grpc.experimental.FileWatcherCertificateProvider({
-    certificateFile: t.certFile,
-    privateKeyFile: t.keyFile,
-    refreshIntervalMs: certRefreshMs,
-  });
-  const ca =
-    t.clientCertAuth && t.trustedCaFile
-      ? new grpc.experimental.FileWatcherCertificateProvider({ caCertificateFile: t.trustedCaFile, refreshIntervalMs: certRefreshMs })
-      : null;
-  const create = grpc.experimental.createCertificateProviderServerCredentials as unknown as (
-    identity: grpc.experimental.CertificateProvider,
-    ca: grpc.experimental.CertificateProvider | null,
-    requireClientCert: boolean,
-  ) => grpc.ServerCredentials;
-  return create(identity, ca, t.clientCertAuth);
+export function clientServerContext(t: TlsFiles): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
+  return {
+    cert: read(t.certFile, '--cert-file'),
+    key: read(t.keyFile, '--key-file'),
+    ...(t.clientCertAuth && t.trustedCaFile ? { ca: read(t.trustedCaFile, '--trusted-ca-file') } : {}),
+    requestCert: t.clientCertAuth,
+    rejectUnauthorized: t.clientCertAuth,
+  };
 }
 
 /** Options for a peer TLS server, read from the files now. */

@@ -15,7 +15,7 @@ function serviceOf(req: Buffer): string {
   return req.length >= 2 && req[0] === 0x0a ? req.subarray(2, 2 + (req[1] ?? 0)).toString() : '';
 }
 
-export function registerHealth(server: grpc.Server, serving: () => boolean): void {
+export function registerHealth(server: Pick<grpc.Server, 'addService'>, serving: () => boolean): void {
   const identity = (b: Buffer) => b;
   server.addService(
     {

@@ -115,7 +115,7 @@ export class StoreApi {
   }
 
   /** Register the services on a gRPC server. */
-  register(server: grpc.Server): void {
+  register(server: Pick<grpc.Server, 'addService'>): void {
     const pb = this.#protos['etcdserverpb'] as Record<string, { service: grpc.ServiceDefinition }>;
     const service = (name: string): grpc.ServiceDefinition => {
       const svc = pb[name]?.service;
