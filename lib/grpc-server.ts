@@ -102,6 +102,7 @@ export class GrpcServerCall extends Duplex {
   #finished = false;
   #trailers: http2.OutgoingHttpHeaders | undefined;
   #pending: GrpcStatus | undefined;
+  #trailing: grpc.Metadata | undefined;
   #chunks: Buffer[] = [];
   #have = 0;
   #requests = 0;
@@ -168,6 +169,18 @@ export class GrpcServerCall extends Duplex {
     this.#send([value], () => this.#finish({ code: grpc.status.OK, details: 'OK', metadata: trailer }));
   }
 
+  /**
+   * As a Writable's `end`; with a Metadata as the only argument (grpc-js's `end(metadata)`), those
+   * are the trailers sent with the OK status.
+   */
+  override end(...args: unknown[]): this {
+    if (args.length === 1 && args[0] instanceof grpc.Metadata) {
+      this.#trailing = args[0];
+      return super.end();
+    }
+    return (super.end as (...a: unknown[]) => this)(...args);
+  }
+
   /** End the call with `status` now (messages not yet written are dropped). */
   finish(status: GrpcStatus): void {
     this.#finish(status);
@@ -189,7 +202,7 @@ export class GrpcServerCall extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    this.#finish(this.#pending ?? { code: grpc.status.OK, details: 'OK' });
+    this.#finish(this.#pending ?? { code: grpc.status.OK, details: 'OK', metadata: this.#trailing });
     cb();
   }
 

@@ -18,35 +18,12 @@ import { after, before, describe, it } from 'node:test';
 import { cacheDir } from '../../cluster/toolchain.ts';
 import { startFaultUpstreams, type FaultUpstream } from '../support/fault-upstream.ts';
 import { type Proc, startSidecar } from '../support/sidecar-procs.ts';
+import { interopCases } from '../support/interop-cases.ts';
 import { freePort } from '../support/store-cluster.ts';
 
 const run = promisify(execFile);
 const interop = join(cacheDir(), 'grpc-interop-v1.85.0');
 const h2spec = join(cacheDir(), 'h2spec-v2.2.1', 'h2spec');
-
-/**
- * Every test case the interop client offers that needs neither TLS nor Google credentials.
- * Three more are offered and left out because they fail against grpc-go's own server as started
- * here, with no proxy: pick_first_unary (the server must report an ID, which the interop server
- * does only as part of xDS setups), orca_per_rpc and orca_oob (the server must be started with
- * ORCA metrics, which its flags do not offer).
- */
-export const interopCases = [
-  'empty_unary',
-  'large_unary',
-  'client_streaming',
-  'server_streaming',
-  'ping_pong',
-  'empty_stream',
-  'timeout_on_sleeping_server',
-  'cancel_after_begin',
-  'cancel_after_first_response',
-  'status_code_and_message',
-  'special_status_message',
-  'custom_metadata',
-  'unimplemented_method',
-  'unimplemented_service',
-];
 
 const procs: ChildProcess[] = [];
 process.once('exit', () => {
