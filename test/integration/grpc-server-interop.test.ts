@@ -6,20 +6,17 @@
 // echoed status, the echoed initial and trailing metadata.
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import protobuf from 'protobufjs';
-import { cacheDir } from '../../cluster/toolchain.ts';
 import { realClock } from '../../lib/clock.ts';
 import { GrpcServer, type GrpcServerCall } from '../../lib/grpc-server.ts';
 import { freePort } from '../support/store-cluster.ts';
-import { interopCases } from '../support/interop-cases.ts';
+import { interopCase, interopCases, interopDir } from '../support/interop-cases.ts';
 
-const run = promisify(execFile);
-const interop = join(cacheDir(), 'grpc-interop-v1.85.0');
+const interop = interopDir;
 
 // grpc/testing/messages.proto and test.proto, the fields the plaintext cases use (field numbers
 // as upstream; google.protobuf.BoolValue has the same wire form as BoolValue here).
@@ -156,12 +153,8 @@ describe("grpc-go's interop client against lib/grpc-server.ts", { timeout: 300_0
     const p = spawn(join(interop, 'server'), [`-port=${reference}`], { stdio: 'ignore' });
     procs.push(p);
     for (let i = 0; i < 100; i++) {
-      try {
-        await run(join(interop, 'client'), [`-server_port=${reference}`, '-test_case=empty_unary'], { timeout: 10_000 });
-        return;
-      } catch {
-        await new Promise((r) => realClock.setTimeout(() => r(undefined), 100));
-      }
+      if ((await interopCase(reference, 'empty_unary')) === 'pass') return;
+      await new Promise((r) => realClock.setTimeout(() => r(undefined), 100));
     }
     assert.fail("grpc-go's interop server did not come up");
   });
@@ -170,16 +163,6 @@ describe("grpc-go's interop client against lib/grpc-server.ts", { timeout: 300_0
     server?.forceShutdown();
     for (const p of procs) p.kill('SIGKILL');
   });
-
-  const interopCase = async (port: number, test: string): Promise<string> => {
-    try {
-      await run(join(interop, 'client'), [`-server_port=${port}`, `-test_case=${test}`], { timeout: 60_000 });
-      return 'pass';
-    } catch (e) {
-      const out = `${(e as { stderr?: string }).stderr ?? ''}${(e as Error).message}`;
-      return `FAIL: ${out.trim().split('\n').pop()?.slice(0, 300)}`;
-    }
-  };
 
   it('passes every plaintext case that grpc-go’s own server passes in the same run', async () => {
     const results: Record<string, { reference: string; ours: string }> = {};

@@ -18,11 +18,11 @@ import { after, before, describe, it } from 'node:test';
 import { cacheDir } from '../../cluster/toolchain.ts';
 import { startFaultUpstreams, type FaultUpstream } from '../support/fault-upstream.ts';
 import { type Proc, startSidecar } from '../support/sidecar-procs.ts';
-import { interopCases } from '../support/interop-cases.ts';
+import { interopCase, interopCases, interopDir } from '../support/interop-cases.ts';
 import { freePort } from '../support/store-cluster.ts';
 
 const run = promisify(execFile);
-const interop = join(cacheDir(), 'grpc-interop-v1.85.0');
+const interop = interopDir;
 const h2spec = join(cacheDir(), 'h2spec-v2.2.1', 'h2spec');
 
 const procs: ChildProcess[] = [];
@@ -69,16 +69,6 @@ describe('peer conformance: grpc-go interop and h2spec', { timeout: 600_000 }, (
     for (const p of procs) p.kill('SIGKILL');
     for (const u of echo) await u.stop();
   });
-
-  const interopCase = async (port: number, test: string): Promise<string> => {
-    try {
-      await run(join(interop, 'client'), [`-server_port=${port}`, `-test_case=${test}`], { timeout: 60_000 });
-      return 'pass';
-    } catch (e) {
-      const out = `${(e as { stderr?: string }).stderr ?? ''}${(e as Error).message}`;
-      return `FAIL: ${out.trim().split('\n').pop()?.slice(0, 200)}`;
-    }
-  };
 
   it('grpc-go interop: every plaintext case passes through the sidecar (defaults; retries and hedging; one endpoint of two down) as it does directly', async (t) => {
     const rows: string[] = ['| test case | direct | sidecar | retries + hedging | one endpoint down |', '|---|---|---|---|---|'];

@@ -1,4 +1,13 @@
-// grpc-go's interop client cases run by the conformance tests (sidecar-conformance, grpc-server-interop).
+// grpc-go's interop client and the cases the conformance tests run with it (sidecar-conformance,
+// grpc-server-interop).
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { cacheDir } from '../../cluster/toolchain.ts';
+
+/** grpc-go's interop client and server (v1.85.0), built by `make conformance`. */
+export const interopDir = join(cacheDir(), 'grpc-interop-v1.85.0');
+const run = promisify(execFile);
 
 /**
  * Every test case the interop client offers that needs neither TLS nor Google credentials.
@@ -23,3 +32,14 @@ export const interopCases = [
   'unimplemented_method',
   'unimplemented_service',
 ];
+
+/** One interop case against a server on 127.0.0.1:port: 'pass', or 'FAIL: ' and the client's last line. */
+export async function interopCase(port: number, test: string): Promise<string> {
+  try {
+    await run(join(interopDir, 'client'), [`-server_port=${port}`, `-test_case=${test}`], { timeout: 60_000 });
+    return 'pass';
+  } catch (e) {
+    const out = `${(e as { stderr?: string }).stderr ?? ''}${(e as Error).message}`;
+    return `FAIL: ${out.trim().split('\n').pop()?.slice(0, 300)}`;
+  }
+}
