@@ -1,24 +1,25 @@
 /**
  * What serving one etcd Put costs in the gRPC layer alone, four ways: the store's grpc-js server
- * as it was configured until 2026-12-03 (`grpc-js`), with channelz off as it runs now, with no
- * protobuf codec at all (bytes in, bytes out: grpc-js and HTTP/2 alone), and a gRPC server
- * written straight on `node:http2` with the same proto-loader codec. Each answers
+ * as it was configured until 2026-12-03 (`grpc-js`), with channelz off, with no protobuf codec at
+ * all (bytes in, bytes out: grpc-js and HTTP/2 alone), and the store's own server on `node:http2`
+ * (`ballast`, lib/grpc-server.ts) with the same proto-loader codec. Each answers
  * `etcdserverpb.KV/Put` with the same fixed PutResponse: no Raft, no disk, so the difference is
  * the part of a put's CPU that docs/store.md names as the largest. etcd's Go client
  * (`bench/loadgen`) drives each server; the server process's CPU comes from /proc.
  *
- *   node bench/grpc-server.ts [--rounds=3] [--clients=1,16,256] [--seconds=5] [--kinds=grpc-js,node-http2]
- *   node bench/grpc-server.ts serve grpc-js|grpc-js-no-channelz|grpc-js-bytes|node-http2 PORT
+ *   node bench/grpc-server.ts [--rounds=3] [--clients=1,16,256] [--seconds=5] [--kinds=grpc-js,ballast]
+ *   node bench/grpc-server.ts serve grpc-js|grpc-js-no-channelz|grpc-js-bytes|ballast PORT
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import * as http2 from 'node:http2';
 import { createServer as netServer } from 'node:net';
+import { realClock } from '../lib/clock.ts';
+import { GrpcServer } from '../lib/grpc-server.ts';
 import { loadProtos } from '../store/api/protos.ts';
 import { machine, root, table, writeResult } from './lib.ts';
 
-const kinds = ['grpc-js', 'grpc-js-no-channelz', 'grpc-js-bytes', 'node-http2'] as const;
+const kinds = ['grpc-js', 'grpc-js-no-channelz', 'grpc-js-bytes', 'ballast'] as const;
 type Kind = (typeof kinds)[number];
 const response = { header: { cluster_id: '1', member_id: '2', revision: '3', raft_term: '4' } };
 
@@ -32,49 +33,16 @@ function putMethod(): grpc.MethodDefinition<unknown, unknown> {
 function serve(kind: Kind, port: number): void {
   const put = putMethod();
   const listening = (): void => void process.stdout.write(`listening ${port}\n`);
-  if (kind === 'node-http2') {
-    const server = http2.createServer();
-    server.on('stream', (stream, headers) => {
-      stream.on('error', () => undefined);
-      if (headers[':path'] !== put.path || !String(headers['content-type']).startsWith('application/grpc')) {
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12' }, { endStream: true });
-        return;
-      }
-      // What a complete server does per call besides framing: the metadata as handlers get it
-      // (grpc-js's Metadata), the deadline a client sent, the receive-size limit.
-      const metadata = grpc.Metadata.fromHttp2Headers(headers);
-      const timeout = /^(\d{1,8})([HMSmun])$/.exec(String(headers['grpc-timeout'] ?? ''));
-      const unitMs: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
-      const deadline = timeout
-        ? setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), Number(timeout[1]) * (unitMs[timeout[2] as string] as number))
-        : undefined;
-      stream.once('close', () => clearTimeout(deadline));
-      const chunks: Buffer[] = [];
-      let size = 0;
-      stream.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > 2 * 1024 * 1024) stream.close(http2.constants.NGHTTP2_CANCEL);
-        else chunks.push(c);
-      });
-      stream.on('end', () => {
-        metadata.get('token'); // as the store's handlers look up the auth token
-        const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-        if (body.length < 5 || body[0] !== 0) {
-          stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '13' }, { endStream: true });
-          return;
-        }
-        put.requestDeserialize(body.subarray(5, 5 + body.readUInt32BE(1)));
-        const msg = put.responseSerialize(response);
-        const frame = Buffer.allocUnsafe(5 + msg.length);
-        frame[0] = 0;
-        frame.writeUInt32BE(msg.length, 1);
-        msg.copy(frame, 5);
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-        stream.end(frame);
-      });
+  if (kind === 'ballast') {
+    // The server the store ships (lib/grpc-server.ts), with the same handler as grpc-js gets.
+    const server = new GrpcServer({ clock: realClock, maxReceiveMessageLength: 2 * 1024 * 1024 });
+    server.addService({ Put: put } as grpc.ServiceDefinition, {
+      Put: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        call.metadata.get('token'); // as the store's handlers look up the auth token
+        cb(null, response);
+      },
     });
-    server.listen(port, '127.0.0.1', listening);
+    void server.listen('127.0.0.1', port).then(listening);
     return;
   }
   const server = new grpc.Server(kind === 'grpc-js' ? {} : { 'grpc.enable_channelz': 0 });

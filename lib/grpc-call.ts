@@ -22,8 +22,6 @@ export interface GrpcServerOptions {
   clock: Clock;
   /** Largest request message accepted, in bytes (grpc-js's `grpc.max_receive_message_length`). */
   maxReceiveMessageLength: number;
-  /** Largest response message sent; -1 for no limit. */
-  maxSendMessageLength?: number;
 }
 
 export interface GrpcStatus {
@@ -39,7 +37,7 @@ export interface GrpcTls {
 }
 
 /** gRPC's length-prefixed framing of `bodies`, one after another in one buffer. */
-export function frameMessages(bodies: readonly Buffer[]): Buffer {
+function frameMessages(bodies: readonly Buffer[]): Buffer {
   let total = 0;
   for (const b of bodies) total += 5 + b.length;
   const out = Buffer.allocUnsafe(total);
@@ -209,12 +207,6 @@ export class GrpcServerCall extends Duplex {
       bodies = values.map((v) => this.#method.responseSerialize(v));
     } catch (err) {
       this.#finish({ code: grpc.status.INTERNAL, details: `Error serializing response: ${(err as Error).message}` });
-      return done();
-    }
-    const max = this.#opts.maxSendMessageLength ?? -1;
-    const big = max >= 0 ? bodies.find((b) => b.length > max) : undefined;
-    if (big) {
-      this.#finish({ code: grpc.status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${big.length} vs. ${max})` });
       return done();
     }
     this.#respond();

@@ -10,7 +10,7 @@
  *
  * What it implements, as grpc-js's server does: unary, server-streaming, client-streaming and
  * bidirectional methods; request framing across DATA frames and several messages per frame; the
- * receive- and send-size limits (RESOURCE_EXHAUSTED); gzip and deflate request messages;
+ * receive-size limit (RESOURCE_EXHAUSTED); gzip and deflate request messages;
  * `grpc-timeout` deadlines (DEADLINE_EXCEEDED, then `cancelled`); response headers sent with the
  * first message or with the status (trailers-only), the status in trailers with the error's
  * metadata; UNIMPLEMENTED for an unknown method, HTTP 415 for a non-gRPC content type;
@@ -33,7 +33,7 @@ import {
   statusOfError,
 } from './grpc-call.ts';
 
-export { type GrpcServerOptions, type GrpcStatus, type GrpcTls, GrpcServerCall, frameMessages, statusOfError } from './grpc-call.ts';
+export { type GrpcServerOptions, type GrpcTls, GrpcServerCall } from './grpc-call.ts';
 
 /** The server: services registered as on grpc-js, listening on one or more addresses. */
 export class GrpcServer {
