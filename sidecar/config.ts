@@ -262,6 +262,8 @@ export function resolveConfig(doc: unknown, source: string): SidecarConfig {
         }
       : doc;
   const { value, problems } = validate(fileSchema, normalised ?? {}, 'config');
+  // The checks across fields below read a well-formed document: a wrong shape is reported alone.
+  if (problems.length > 0) throw invalid(problems, source);
   const c = value as SidecarConfig;
   const names = new Set<string>();
   const listens = new Map<string, string>();

@@ -694,6 +694,26 @@ describe('sidecar configuration and operations', () => {
     );
   });
 
+  it('a document of the wrong shape (upstreams not a list, routes not a list) is refused by field path, not with a TypeError', () => {
+    for (const [doc, path] of [
+      [{ upstreams: 12 }, /config\.upstreams: /],
+      [
+        { upstreams: [{ name: 'web', listen: '127.0.0.1:1', endpoints: ['x:1'], httpRoutes: 'all' }] },
+        /config\.upstreams\[0\]\.httpRoutes: /,
+      ],
+      [{ inbound: { name: 'in' } }, /config\.inbound: /],
+    ] as const)
+      assert.throws(
+        () => resolveConfig(doc, 'f.yaml'),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, 'SIDECAR_ERR_CONFIG_INVALID');
+          assert.match(e.message, path);
+          assert.doesNotMatch(e.message, /is not a function|Cannot read/);
+          return true;
+        },
+      );
+  });
+
   it('hot reload: endpoints change without dropping an in-flight request or an open connection; a bad file keeps the last good config', async () => {
     const ups = await upstreams(2);
     ups[0]!.hold();
