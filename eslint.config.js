@@ -154,6 +154,21 @@ export default tseslint.config(
     },
   },
   {
+    // An ES import of node:http loads Node's bundled undici for three lazy exports: 14 MiB per process.
+    files: ['lib/**/*.ts', 'api/**/*.ts', 'cli/**/*.ts', 'store/**/*.ts', 'operator/**/*.ts', 'sidecar/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "ImportDeclaration[importKind='value'][source.value=/^(node:)?http$/], ImportExpression[source.value=/^(node:)?http$/]",
+          message:
+            "take node:http's values from lib/node-http.ts (an ES import of node:http loads Node's bundled undici: 14 MiB per process); `import type` from 'node:http' is fine",
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-non-null-assertion': 'off' },
   },

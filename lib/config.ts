@@ -5,7 +5,7 @@
  * and what is allowed. Precedence: flag > environment > config file > default.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from './yaml.ts';
 import { BallastError } from './errors.ts';
 
 /** Where a value came from; part of every error message. */

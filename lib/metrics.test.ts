@@ -17,6 +17,24 @@ describe('metrics', () => {
     assert.match(body, /nodejs_eventloop_lag_seconds/);
   });
 
+  it("names every default metric prom-client's collectDefaultMetrics does, with the same types, and counts CPU time", async () => {
+    const prom = await import('prom-client');
+    const reference = new prom.Registry();
+    prom.collectDefaultMetrics({ register: reference });
+    const ours = new Metrics();
+    const types = (text: string) => [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`).sort();
+    assert.deepEqual(types((await ours.render()).body), types(await reference.metrics()));
+    const cpu = (text: string) => Number(/^process_cpu_seconds_total (\S+)$/m.exec(text)?.[1]);
+    const user = (text: string) => Number(/^process_cpu_user_seconds_total (\S+)$/m.exec(text)?.[1]);
+    const first = (await ours.render()).body;
+    const until = performance.now() + 50;
+    while (performance.now() < until); // spend CPU time
+    const second = (await ours.render()).body;
+    assert.ok(cpu(second) > cpu(first), `process_cpu_seconds_total grew: ${cpu(first)} then ${cpu(second)}`);
+    assert.ok(user(second) > user(first), 'process_cpu_user_seconds_total grew');
+    assert.ok(cpu(second) >= user(second), 'user time is part of the total');
+  });
+
   it('shares a metric declared twice with the same labels and refuses different labels', () => {
     const m = new Metrics({ defaultMetrics: false });
     const a = m.counter('x_total', 'x', ['member']);

@@ -2,7 +2,8 @@
  * The sidecar's admin endpoint: /live, /ready, /metrics, /config, /endpoints (JSON, plain HTTP
  * on the admin address). What it answers comes from the sidecar through {@link AdminView}.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from '../lib/node-http.ts';
 import type { MeshIdentity } from './identity.ts';
 import { splitAddress } from './server/listener.ts';
 

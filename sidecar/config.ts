@@ -5,7 +5,7 @@
  * thing in a file and in the cluster. Every problem is reported at once with its field path.
  */
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { parseYaml } from '../lib/yaml.ts';
 import { catalogue } from './errors.ts';
 import type { MtlsMode } from '../api/mesh.ts';
 import { type PolicySpec, checkOverrides, merge, resolvePolicy } from '../api/policy.ts';
@@ -372,7 +372,7 @@ export function readConfigDoc(file: string): Record<string, unknown> {
   }
   let doc: unknown;
   try {
-    doc = parse(text);
+    doc = parseYaml(text);
   } catch (err) {
     throw catalogue.error('SIDECAR_ERR_CONFIG_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }

@@ -16,7 +16,8 @@
  * the last completed fsync is cut from the file (the page cache would lose it too), then the
  * process kills itself with SIGKILL. Nothing it cuts was acknowledged to anyone.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createServer } from '../lib/node-http.ts';
 
 export type FailpointName = 'walBeforeSync' | 'raftBeforeSaveSnap';
 const names: readonly FailpointName[] = ['walBeforeSync', 'raftBeforeSaveSnap'];

@@ -4,7 +4,8 @@
  * by ALPN. Closing drains: the port stops accepting, idle connections close, HTTP/2 sessions
  * get GOAWAY, and requests in flight have `drainMs` to finish before their connections go.
  */
-import { type IncomingMessage, type ServerResponse, createServer as createH1 } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createH1 } from '../../lib/node-http.ts';
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import { Duplex } from 'node:stream';

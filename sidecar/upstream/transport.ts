@@ -10,8 +10,18 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import tls from 'node:tls';
-import { type buildConnector, Pool } from 'undici';
+import { createRequire } from 'node:module';
+import type { Pool as UndiciPool, buildConnector } from 'undici';
 import { uriSans } from '../../api/mesh.ts';
+
+/**
+ * undici's Pool, and only it: undici's index also loads every other dispatcher, its mock agent,
+ * interceptors, caches and node:sqlite, about 6 MiB of a sidecar's resident memory for code the
+ * sidecar never runs (docs/sidecar.md, Memory). The pool module is undici's own, pinned by the
+ * lockfile; the transport's tests run every HTTP/1.1 path through it.
+ */
+const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
+type Pool = UndiciPool;
 
 export type Headers = Record<string, string | string[] | undefined>;
 

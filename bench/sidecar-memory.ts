@@ -1,0 +1,174 @@
+/**
+ * bench/sidecar-memory: what an idle sidecar holds resident, where it goes, and HAProxy's idle
+ * footprint as the anchor, in the same run. The sidecar runs in every meshed pod, so its idle
+ * memory is multiplied by every pod (the goal: 60 MiB).
+ *
+ * Each measurement is a fresh process, read from /proc/<pid>/status (VmRSS; RssAnon is the
+ * process's own memory, RssFile the pages of the node binary and libraries it touched) after it
+ * has been idle for 3 s:
+ *   - the sidecar as `bin/ballast sidecar` runs it, with a one-upstream config file and no load;
+ *     then with `--enable-source-maps` (how bin/ballast started every command before) and with a
+ *     smaller young generation (`--max-semi-space-size`), through NODE_OPTIONS;
+ *   - a ladder of Node processes importing, cumulatively, the libraries the sidecar loads, in the
+ *     order it loads them: what each adds;
+ *   - HAProxy (Debian's, bench/anchors/haproxy-anchor, profile tuned) with the same one endpoint.
+ * Medians of --runs rounds (5 by default), the rounds interleaved.
+ *
+ *   node bench/sidecar-memory.ts [--runs=5]
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { machine, root, table, tryRun, writeResult } from './lib.ts';
+
+const runs = Number(process.argv.find((a) => a.startsWith('--runs='))?.slice(7) ?? 5);
+const node = process.execPath;
+const anchor = join(root, 'bench/anchors/haproxy-anchor');
+const dir = mkdtempSync(join(tmpdir(), 'ballast-bench-sidecar-memory-'));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Mem {
+  rssMiB: number;
+  anonMiB: number;
+  fileMiB: number;
+}
+
+function memOf(pid: number): Mem {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (f: string) => Number(new RegExp(`${f}:\\s+(\\d+) kB`).exec(s)?.[1] ?? NaN) / 1024;
+  return { rssMiB: kb('VmRSS'), anonMiB: kb('RssAnon'), fileMiB: kb('RssFile') };
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const exited = new Promise((r) => c.once('exit', r));
+  c.kill('SIGTERM');
+  await Promise.race([exited, sleep(5000)]);
+  if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+// The ladder: each step imports everything before it too. Specifiers are resolved from the repo.
+const ladder: Array<[string, string[]]> = [
+  ['node, nothing imported', []],
+  ['+ pino (logs)', ['pino']],
+  ['+ prom-client (metrics)', ['prom-client']],
+  ['+ @grpc/grpc-js, @grpc/proto-loader (discovery)', ['@grpc/grpc-js', '@grpc/proto-loader']],
+  ['+ undici Pool (HTTP/1.1 upstreams)', ['undici/lib/dispatcher/pool.js']],
+  ['+ yaml (a config file)', ['yaml']],
+];
+const allLibraries = ladder.flatMap(([, m]) => m);
+/** The same libraries with undici's whole index, as the sidecar imported it before. */
+const withUndiciIndex = allLibraries.map((m) => (m.startsWith('undici') ? 'undici' : m));
+
+async function ladderStep(mods: string[]): Promise<Mem> {
+  const imports = mods.map((m) => `await import(${JSON.stringify(m)});`).join(' ');
+  const p = spawn(node, ['--input-type=module', '-e', `${imports} setTimeout(() => {}, 60000);`], { cwd: root, stdio: 'ignore' });
+  await sleep(3000);
+  const m = memOf(p.pid as number);
+  await stopChild(p);
+  return m;
+}
+
+async function sidecar(nodeOptions: string): Promise<Mem> {
+  const [admin, listen] = [await freePort(), await freePort()];
+  const cfg = join(dir, `sidecar-${admin}.yaml`);
+  writeFileSync(
+    cfg,
+    `admin: 127.0.0.1:${admin}\nupstreams:\n  - name: app\n    listen: 127.0.0.1:${listen}\n    endpoints: ["127.0.0.1:${upstream}"]\n`,
+  );
+  const p = spawn(join(root, 'bin/ballast'), ['sidecar', `--config=${cfg}`, '--watch=false'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, BALLAST_LOG_LEVEL: 'warn', NODE_OPTIONS: nodeOptions },
+  });
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${admin}/ready`)).ok) break;
+    } catch {
+      /* not yet */
+    }
+    await sleep(50);
+  }
+  await sleep(3000);
+  const m = memOf(p.pid as number);
+  await stopChild(p);
+  return m;
+}
+
+async function haproxy(): Promise<Mem> {
+  const port = await freePort();
+  execFileSync(anchor, ['start', String(port), 'tuned', `127.0.0.1:${upstream}`]);
+  try {
+    await sleep(3000);
+    return memOf(Number(readFileSync(`/tmp/haproxy-anchor-${port}/pid`, 'utf8')));
+  } finally {
+    execFileSync(anchor, ['stop', String(port)]);
+  }
+}
+
+// One upstream for every system: a node:http server answering 200 (it is never called here).
+const upstream = await freePort();
+const up = spawn(node, ['-e', `require('node:http').createServer((q, s) => s.end('ok')).listen(${upstream}, '127.0.0.1')`], {
+  stdio: 'ignore',
+});
+
+const systems: Array<[string, () => Promise<Mem>]> = [
+  ['ballast sidecar (bin/ballast), idle', () => sidecar('')],
+  ['… with --enable-source-maps (before)', () => sidecar('--enable-source-maps')],
+  ['… with --max-semi-space-size=2', () => sidecar('--max-semi-space-size=2')],
+  ['haproxy 2.6 tuned, idle', haproxy],
+  ...ladder.map(([name], i): [string, () => Promise<Mem>] => [name, () => ladderStep(ladder.slice(0, i + 1).flatMap(([, m]) => m))]),
+  ["the same libraries with undici's whole index (before)", () => ladderStep(withUndiciIndex)],
+];
+
+const samples: Record<string, Mem[]> = {};
+try {
+  for (let r = 0; r < runs; r++) {
+    for (const [name, f] of systems) (samples[name] ??= []).push(await f());
+    process.stderr.write(`round ${r + 1}/${runs} done\n`);
+  }
+} finally {
+  await stopChild(up);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+};
+const results: Record<string, Mem & { min: number; max: number }> = {};
+for (const [name, ms] of Object.entries(samples))
+  results[name] = {
+    rssMiB: median(ms.map((m) => m.rssMiB)),
+    anonMiB: median(ms.map((m) => m.anonMiB)),
+    fileMiB: median(ms.map((m) => m.fileMiB)),
+    min: Math.min(...ms.map((m) => m.rssMiB)),
+    max: Math.max(...ms.map((m) => m.rssMiB)),
+  };
+let previous: number | undefined;
+const rows = Object.entries(results).map(([system, m]) => {
+  const inLadder = ladder.some(([n]) => n === system);
+  const added = inLadder && previous !== undefined ? m.rssMiB - previous : undefined;
+  if (inLadder) previous = m.rssMiB;
+  return {
+    system,
+    'RSS MiB (median)': Number(m.rssMiB.toFixed(1)),
+    'min–max': `${m.min.toFixed(1)}–${m.max.toFixed(1)}`,
+    'anon MiB': Number(m.anonMiB.toFixed(1)),
+    'file MiB': Number(m.fileMiB.toFixed(1)),
+    'added MiB': added === undefined ? '-' : Number(added.toFixed(1)),
+  };
+});
+console.log(`\n${table(rows, `idle resident memory, median of ${runs}`)}`);
+const versions = { haproxy: tryRun('haproxy', ['-v']).split('\n')[0] ?? 'unknown' };
+const goals = { 'idle: sidecar RSS MiB (goal ≤ 60)': results['ballast sidecar (bin/ballast), idle']?.rssMiB ?? NaN };
+console.log(`\n${JSON.stringify(goals)}`);
+console.log(`wrote ${writeResult('sidecar-memory', { machine: machine(), versions, runs, results, goals })}`);
