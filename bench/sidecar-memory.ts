@@ -9,8 +9,9 @@
  *   - the sidecar as `bin/ballast sidecar` runs it, with a one-upstream config file and no load;
  *     then with `--enable-source-maps` (how bin/ballast started every command before) and with a
  *     smaller young generation (`--max-semi-space-size`), through NODE_OPTIONS;
- *   - a ladder of Node processes importing, cumulatively, the libraries the sidecar loads, in the
- *     order it loads them: what each adds;
+ *   - a ladder of Node processes loading, cumulatively, what the sidecar loads, the way it loads
+ *     it (what each adds, in this order: shared costs such as the first CommonJS import fall on
+ *     the first step that pays them), and the same set loaded the way the sidecar did before;
  *   - HAProxy (Debian's, bench/anchors/haproxy-anchor, profile tuned) with the same one endpoint.
  * Medians of --runs rounds (5 by default), the rounds interleaved.
  *
@@ -57,22 +58,29 @@ async function stopChild(c: ChildProcess): Promise<void> {
   if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-// The ladder: each step imports everything before it too. Specifiers are resolved from the repo.
-const ladder: Array<[string, string[]]> = [
-  ['node, nothing imported', []],
-  ['+ pino (logs)', ['pino']],
-  ['+ prom-client (metrics)', ['prom-client']],
-  ['+ @grpc/grpc-js, @grpc/proto-loader (discovery)', ['@grpc/grpc-js', '@grpc/proto-loader']],
-  ['+ undici Pool (HTTP/1.1 upstreams)', ['undici/lib/dispatcher/pool.js']],
-  ['+ yaml (a config file)', ['yaml']],
+// The ladder: each step runs everything before it too (ES module code, in the repo's root).
+const req = "const { createRequire } = await import('node:module'); const require = createRequire(import.meta.url);";
+const ladder: Array<[string, string]> = [
+  ['node, nothing loaded', ''],
+  ["+ node:http (require'd), node:http2, node:tls", "require('node:http'); await import('node:http2'); await import('node:tls');"],
+  ['+ pino (logs)', "await import('pino');"],
+  ["+ lib/metrics.ts (prom-client's metric modules, default metrics)", "new (await import('./dist/lib/metrics.js')).Metrics();"],
+  ['+ @grpc/grpc-js, @grpc/proto-loader (discovery)', "await import('@grpc/grpc-js'); await import('@grpc/proto-loader');"],
+  ["+ undici's Pool (HTTP/1.1 upstreams)", "require('undici/lib/dispatcher/pool.js');"],
+  ['+ yaml (a config file)', "require('yaml');"],
 ];
-const allLibraries = ladder.flatMap(([, m]) => m);
-/** The same libraries with undici's whole index, as the sidecar imported it before. */
-const withUndiciIndex = allLibraries.map((m) => (m.startsWith('undici') ? 'undici' : m));
+/** The same, loaded as the sidecar loaded them before: node:http as an ES import, prom-client's and undici's index. */
+const before = [
+  "await import('node:http'); await import('node:http2'); await import('node:tls');",
+  "await import('pino');",
+  "const prom = await import('prom-client'); prom.collectDefaultMetrics({ register: new prom.Registry() });",
+  "await import('@grpc/grpc-js'); await import('@grpc/proto-loader');",
+  "await import('undici');",
+  "await import('yaml');",
+].join(' ');
 
-async function ladderStep(mods: string[]): Promise<Mem> {
-  const imports = mods.map((m) => `await import(${JSON.stringify(m)});`).join(' ');
-  const p = spawn(node, ['--input-type=module', '-e', `${imports} setTimeout(() => {}, 60000);`], { cwd: root, stdio: 'ignore' });
+async function ladderStep(code: string): Promise<Mem> {
+  const p = spawn(node, ['--input-type=module', '-e', `${req} ${code} setTimeout(() => {}, 60000);`], { cwd: root, stdio: 'ignore' });
   await sleep(3000);
   const m = memOf(p.pid as number);
   await stopChild(p);
@@ -126,8 +134,17 @@ const systems: Array<[string, () => Promise<Mem>]> = [
   ['… with --enable-source-maps (before)', () => sidecar('--enable-source-maps')],
   ['… with --max-semi-space-size=2', () => sidecar('--max-semi-space-size=2')],
   ['haproxy 2.6 tuned, idle', haproxy],
-  ...ladder.map(([name], i): [string, () => Promise<Mem>] => [name, () => ladderStep(ladder.slice(0, i + 1).flatMap(([, m]) => m))]),
-  ["the same libraries with undici's whole index (before)", () => ladderStep(withUndiciIndex)],
+  ...ladder.map(([name], i): [string, () => Promise<Mem>] => [
+    name,
+    () =>
+      ladderStep(
+        ladder
+          .slice(0, i + 1)
+          .map(([, c]) => c)
+          .join(' '),
+      ),
+  ]),
+  ['the same libraries loaded as before (node:http ES-imported, prom-client and undici by their index)', () => ladderStep(before)],
 ];
 
 const samples: Record<string, Mem[]> = {};

@@ -18,7 +18,8 @@ if (major < 24) {
   process.exit(1);
 }
 
-nodeModule.setSourceMapsSupport(true, { nodeModules: false, generatedCode: false });
+// An explicit --enable-source-maps (NODE_OPTIONS) keeps its meaning: every module's maps.
+if (!process.sourceMapsEnabled) nodeModule.setSourceMapsSupport(true, { nodeModules: false, generatedCode: false });
 const { isBallastError } = await import('../lib/errors.ts');
 const { main } = await import('./main.ts');
 
