@@ -27,8 +27,9 @@ describe('metrics', () => {
     const cpu = (text: string) => Number(/^process_cpu_seconds_total (\S+)$/m.exec(text)?.[1]);
     const user = (text: string) => Number(/^process_cpu_user_seconds_total (\S+)$/m.exec(text)?.[1]);
     const first = (await ours.render()).body;
-    const until = performance.now() + 50;
-    while (performance.now() < until); // spend CPU time
+    // Spend 10 ms of CPU time (not of wall time: on a busy machine this process may wait).
+    const start = process.cpuUsage().user;
+    while (process.cpuUsage().user - start < 10_000);
     const second = (await ours.render()).body;
     assert.ok(cpu(second) > cpu(first), `process_cpu_seconds_total grew: ${cpu(first)} then ${cpu(second)}`);
     assert.ok(user(second) > user(first), 'process_cpu_user_seconds_total grew');

@@ -11,8 +11,9 @@ export type { Counter, Gauge, Histogram } from 'prom-client';
 
 // prom-client's own modules rather than its index: the index also loads the cluster aggregator,
 // the Pushgateway client (node:http, node:https), summaries (tdigest, bintrees), and, for the
-// default CPU counters' exemplars, @opentelemetry/api: about 12 MiB of every process's resident
-// memory (bench/sidecar-memory.ts; a sidecar runs in every meshed pod). The metric types and the
+// default CPU counters' exemplars, @opentelemetry/api: 12 MiB in a process that loads nothing
+// else, 1.7 MiB in the idle sidecar, which shares most of that cost with what else it loads
+// (A/B, median of 5; docs/sidecar.md, Memory). The metric types and the
 // default metrics are prom-client's, pinned by the lockfile; only the three CPU counters are
 // ours (processCpu below), with prom-client's names, help and values. lib/metrics.test.ts checks
 // that the exposition names every metric prom-client's collectDefaultMetrics does.

@@ -16,9 +16,10 @@ import { uriSans } from '../../api/mesh.ts';
 
 /**
  * undici's Pool, and only it: undici's index also loads every other dispatcher, its mock agent,
- * interceptors, caches and node:sqlite, about 6 MiB of a sidecar's resident memory for code the
- * sidecar never runs (docs/sidecar.md, Memory). The pool module is undici's own, pinned by the
- * lockfile; the transport's tests run every HTTP/1.1 path through it.
+ * interceptors, caches and node:sqlite: code the sidecar never runs (with the other libraries it
+ * loads, 84.3 MiB loaded the old way against 75.2; bench/sidecar-memory.ts, docs/sidecar.md). The
+ * pool module is undici's own, pinned by the lockfile; the transport's tests run every HTTP/1.1
+ * path through it.
  */
 const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
 type Pool = UndiciPool;
