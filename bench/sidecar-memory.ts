@@ -6,9 +6,11 @@
  * Each measurement is a fresh process, read from /proc/<pid>/status (VmRSS; RssAnon is the
  * process's own memory, RssFile the pages of the node binary and libraries it touched) after it
  * has been idle for 3 s:
- *   - the sidecar as `bin/ballast sidecar` runs it, with a one-upstream config file and no load;
- *     then with `--enable-source-maps` (how bin/ballast started every command before) and with a
- *     smaller young generation (`--max-semi-space-size`), through NODE_OPTIONS;
+ *   - the sidecar as the operator's webhook injects it (flags, its upstream from the operator's
+ *     discovery service, no file), and as `bin/ballast sidecar` runs with a one-upstream config file
+ *     (which loads the YAML parser), no load on either; then the latter with
+ *     `--enable-source-maps` (how bin/ballast started every command before) and with a smaller
+ *     young generation (`--max-semi-space-size`), through NODE_OPTIONS;
  *   - a ladder of Node processes loading, cumulatively, what the sidecar loads, the way it loads
  *     it (what each adds, in this order: shared costs such as the first CommonJS import fall on
  *     the first step that pays them), and the same set loaded the way the sidecar did before;
@@ -22,6 +24,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import type { ResiliencePolicy } from '../api/resiliencepolicy.ts';
+import { realClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/log.ts';
+import { Metrics } from '../lib/metrics.ts';
+import { DiscoveryServer } from '../operator/discovery/server.ts';
+import { MemCache } from '../test/support/mem-cache.ts';
 import { machine, root, table, tryRun, writeResult } from './lib.ts';
 
 const runs = Number(process.argv.find((a) => a.startsWith('--runs='))?.slice(7) ?? 5);
@@ -65,11 +74,17 @@ const ladder: Array<[string, string]> = [
   ["+ node:http (require'd), node:http2, node:tls", "require('node:http'); await import('node:http2'); await import('node:tls');"],
   ['+ pino (logs)', "await import('pino');"],
   ["+ lib/metrics.ts (prom-client's metric modules, default metrics)", "new (await import('./dist/lib/metrics.js')).Metrics();"],
-  ['+ @grpc/grpc-js, @grpc/proto-loader (discovery)', "await import('@grpc/grpc-js'); await import('@grpc/proto-loader');"],
+  [
+    '+ lib/grpc-client.ts, api/discovery-wire.ts (discovery on node:http2)',
+    "await import('./dist/lib/grpc-client.js'); await import('./dist/api/discovery-wire.js');",
+  ],
   ["+ undici's Pool (HTTP/1.1 upstreams)", "require('undici/lib/dispatcher/pool.js');"],
   ['+ yaml (a config file)', "require('yaml');"],
 ];
-/** The same, loaded as the sidecar loaded them before: node:http as an ES import, prom-client's and undici's index. */
+/**
+ * The same, loaded as the sidecar loaded them before: node:http as an ES import, prom-client's and
+ * undici's index, grpc-js for discovery.
+ */
 const before = [
   "await import('node:http'); await import('node:http2'); await import('node:tls');",
   "await import('pino');",
@@ -112,6 +127,36 @@ async function sidecar(nodeOptions: string): Promise<Mem> {
   return m;
 }
 
+/**
+ * The sidecar as the operator's webhook injects it: no file (`--config=`), flags, and its upstream
+ * from the operator's discovery service (the real DiscoveryServer, in this process, serving one
+ * ResiliencePolicy over one Service with one endpoint).
+ */
+async function injected(): Promise<Mem> {
+  const [admin, proxy] = [await freePort(), await freePort()];
+  const p = spawn(
+    join(root, 'bin/ballast'),
+    ['sidecar', '--config=', `--discovery-address=127.0.0.1:${discoveryPort}`, `--proxy=127.0.0.1:${proxy}`, `--admin=127.0.0.1:${admin}`],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, BALLAST_LOG_LEVEL: 'warn', POD_NAMESPACE: 'shop', POD_NAME: `web-${admin}` },
+    },
+  );
+  for (let i = 0; i < 200; i++) {
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+      if (/ballast_sidecar_discovery_connected 1/.test(text)) break;
+    } catch {
+      /* not yet */
+    }
+    await sleep(50);
+  }
+  await sleep(3000);
+  const m = memOf(p.pid as number);
+  await stopChild(p);
+  return m;
+}
+
 async function haproxy(): Promise<Mem> {
   const port = await freePort();
   execFileSync(anchor, ['start', String(port), 'tuned', `127.0.0.1:${upstream}`]);
@@ -129,8 +174,41 @@ const up = spawn(node, ['-e', `require('node:http').createServer((q, s) => s.end
   stdio: 'ignore',
 });
 
+// The operator's discovery service, as the injected sidecar meets it.
+const policies = new MemCache<ResiliencePolicy>();
+const services = new MemCache<V1Service>();
+const slices = new MemCache<V1EndpointSlice>();
+const discovery = new DiscoveryServer({
+  policies,
+  services,
+  slices,
+  clock: realClock,
+  log: silentLogger,
+  metrics: new Metrics({ defaultMetrics: false }),
+  debounceMs: 20,
+});
+const discoveryPort = await discovery.listen('127.0.0.1:0');
+services.set([{ metadata: { name: 'orders', namespace: 'shop' }, spec: { ports: [{ name: 'http', port: 80 }] } }]);
+slices.set([
+  {
+    addressType: 'IPv4',
+    metadata: { name: 'orders-abc', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'orders' } },
+    ports: [{ name: 'http', port: upstream }],
+    endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
+  },
+]);
+policies.set([
+  {
+    apiVersion: 'ballast.dev/v1alpha1',
+    kind: 'ResiliencePolicy',
+    metadata: { name: 'orders', namespace: 'shop', generation: 1 },
+    spec: { service: { name: 'orders', port: 80 }, protocol: 'auto', localPort: 0, policy: { retries: { maxAttempts: 2 } } },
+  } as ResiliencePolicy,
+]);
+
 const systems: Array<[string, () => Promise<Mem>]> = [
-  ['ballast sidecar (bin/ballast), idle', () => sidecar('')],
+  ['ballast sidecar as injected (flags, discovery, no file), idle', injected],
+  ['ballast sidecar with a config file (one upstream), idle', () => sidecar('')],
   ['… with --enable-source-maps (before)', () => sidecar('--enable-source-maps')],
   ['… with --max-semi-space-size=2', () => sidecar('--max-semi-space-size=2')],
   ['haproxy 2.6 tuned, idle', haproxy],
@@ -155,6 +233,7 @@ try {
   }
 } finally {
   await stopChild(up);
+  await discovery.stop();
 }
 
 const median = (xs: number[]) => {
@@ -186,6 +265,9 @@ const rows = Object.entries(results).map(([system, m]) => {
 });
 console.log(`\n${table(rows, `idle resident memory, median of ${runs}`)}`);
 const versions = { haproxy: tryRun('haproxy', ['-v']).split('\n')[0] ?? 'unknown' };
-const goals = { 'idle: sidecar RSS MiB (goal ≤ 60)': results['ballast sidecar (bin/ballast), idle']?.rssMiB ?? NaN };
+const goals = {
+  'idle: injected sidecar RSS MiB (goal ≤ 60)': results['ballast sidecar as injected (flags, discovery, no file), idle']?.rssMiB ?? NaN,
+  'idle: sidecar with a config file RSS MiB': results['ballast sidecar with a config file (one upstream), idle']?.rssMiB ?? NaN,
+};
 console.log(`\n${JSON.stringify(goals)}`);
 console.log(`wrote ${writeResult('sidecar-memory', { machine: machine(), versions, runs, results, goals })}`);

@@ -5,22 +5,12 @@
  * sidecar keeps serving what it has and reconnects with jittered exponential back-off
  * (0.5 s doubling to 30 s), resending the version it holds.
  */
-import * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
+import { GrpcChannel, type GrpcClientCall } from '../lib/grpc-client.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Random } from '../lib/random.ts';
-import { MemoryCertificateProvider } from '../lib/cert-provider.ts';
-import { type Certificate, type CertificateRequest, type ClientMessage, type Snapshot, discoveryService } from '../api/discovery.ts';
-
-type DiscoveryStub = grpc.Client & {
-  Stream(md?: grpc.Metadata): grpc.ClientDuplexStream<ClientMessage, Snapshot>;
-  Certify(
-    req: CertificateRequest,
-    md: grpc.Metadata,
-    opts: grpc.CallOptions,
-    cb: (err: grpc.ServiceError | null, res?: Certificate) => void,
-  ): grpc.ClientUnaryCall;
-};
+import type { Snapshot } from '../api/discovery.ts';
+import { decodeCertificate, decodeSnapshot, discoveryPaths, encodeCertificateRequest, encodeClientMessage } from '../api/discovery-wire.ts';
 
 export interface DiscoveryOptions {
   address: string;
@@ -46,12 +36,13 @@ export interface DiscoveryOptions {
 
 export class DiscoveryClient {
   readonly #options: DiscoveryOptions;
-  #client: DiscoveryStub;
-  /** TLS: the trust bundle and this sidecar's certificate, changed in place (new connections take them). */
-  readonly #certs = new MemoryCertificateProvider();
-  /** The channel was made without a client certificate and one has arrived since: remake it at the next reconnect. */
+  /** TLS: the trust bundle and this sidecar's certificate, read by each new connection. */
+  #bundlePem = '';
+  #identity: { chainPem: string; keyPem: string } | undefined;
+  readonly #channel: GrpcChannel;
+  /** The connection was made without a client certificate and one has arrived since: remake it at the next reconnect. */
   #remake = false;
-  #call: grpc.ClientDuplexStream<ClientMessage, Snapshot> | undefined;
+  #call: GrpcClientCall | undefined;
   #version = '';
   #attempt = 0;
   #timer: TimerHandle | undefined;
@@ -60,40 +51,32 @@ export class DiscoveryClient {
 
   constructor(o: DiscoveryOptions) {
     this.#options = o;
-    if (o.tls) this.#certs.setCa(o.tls.bundlePem);
-    this.#client = this.#makeClient();
-  }
-
-  #makeClient(): DiscoveryStub {
-    const o = this.#options;
-    const Discovery = discoveryService();
-    const creds = o.tls
-      ? grpc.experimental.createCertificateProviderChannelCredentials(this.#certs, this.#certs.hasIdentity ? this.#certs : null)
-      : grpc.credentials.createInsecure();
-    return new Discovery(o.address, creds, {
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      ...(o.tls?.serverName ? { 'grpc.ssl_target_name_override': o.tls.serverName, 'grpc.default_authority': o.tls.serverName } : {}),
-    }) as unknown as DiscoveryStub;
+    const tls = o.tls;
+    if (tls) this.#bundlePem = tls.bundlePem;
+    this.#channel = new GrpcChannel({
+      address: o.address,
+      clock: o.clock,
+      keepaliveMs: 30_000,
+      keepaliveTimeoutMs: 10_000,
+      userAgent: 'ballast-sidecar',
+      ...(tls ? { tls: () => ({ ca: this.#bundlePem, serverName: tls.serverName, cert: this.#identity }) } : {}),
+    });
   }
 
   /** This sidecar's mesh certificate: presented to the operator from the next connection on. */
   setIdentity(chainPem: string, keyPem: string): void {
     if (!this.#options.tls) return;
-    if (!this.#certs.hasIdentity) this.#remake = true;
-    this.#certs.setIdentity(chainPem, keyPem);
+    if (!this.#identity) this.#remake = true;
+    this.#identity = { chainPem, keyPem };
   }
 
   /** A new trust bundle (from a snapshot): the operator's next certificate is checked against it. */
   setBundle(pem: string): void {
-    if (this.#options.tls && pem) this.#certs.setCa(pem);
+    if (this.#options.tls && pem) this.#bundlePem = pem;
   }
 
-  #metadata(): grpc.Metadata {
-    const md = new grpc.Metadata();
-    const token = this.#options.token?.();
-    if (token) md.set('authorization', `Bearer ${token}`);
-    return md;
+  #metadata(token = this.#options.token?.()): Record<string, string> {
+    return token ? { authorization: `Bearer ${token}` } : {};
   }
 
   get version(): string {
@@ -109,27 +92,22 @@ export class DiscoveryClient {
   }
 
   /** Ask the operator for a mesh certificate for the key `csrPem` proves, with the pod's token. */
-  certify(csrPem: string, token: string): Promise<{ chainPem: string; bundlePem: string; spiffeId: string; notAfter: number }> {
-    const md = this.#metadata();
-    md.set('authorization', `Bearer ${token}`);
-    return new Promise((resolve, reject) =>
-      this.#client.Certify({ csr_pem: csrPem, node: this.#options.node }, md, { deadline: Date.now() + 15_000 }, (err, res) => {
-        if (err || !res) return reject(err ?? new Error('no answer'));
-        resolve({
-          chainPem: res.cert_chain_pem,
-          bundlePem: res.trust_bundle_pem,
-          spiffeId: res.spiffe_id,
-          notAfter: Number(res.not_after_ms),
-        });
-      }),
+  async certify(csrPem: string, token: string): Promise<{ chainPem: string; bundlePem: string; spiffeId: string; notAfter: number }> {
+    const answer = await this.#channel.unary(
+      discoveryPaths.certify,
+      encodeCertificateRequest({ csr_pem: csrPem, node: this.#options.node }),
+      this.#metadata(token),
+      15_000,
     );
+    const res = decodeCertificate(answer);
+    return { chainPem: res.cert_chain_pem, bundlePem: res.trust_bundle_pem, spiffeId: res.spiffe_id, notAfter: Number(res.not_after_ms) };
   }
 
   stop(): void {
     this.#stopped = true;
     this.#timer?.cancel();
     this.#call?.cancel();
-    this.#client.close();
+    this.#channel.close();
   }
 
   #setConnected(v: boolean): void {
@@ -142,14 +120,26 @@ export class DiscoveryClient {
     if (this.#stopped) return;
     if (this.#remake) {
       this.#remake = false;
-      this.#client.close();
-      this.#client = this.#makeClient();
+      this.#channel.reconnect();
     }
-    const call = this.#client.Stream(this.#metadata());
+    let call: GrpcClientCall;
+    try {
+      call = this.#channel.call(discoveryPaths.stream, this.#metadata());
+    } catch (err) {
+      this.#retryLater((err as Error).message);
+      return;
+    }
     this.#call = call;
-    call.write({ hello: { node: this.#options.node, version: this.#version } });
+    call.write(encodeClientMessage({ hello: { node: this.#options.node, version: this.#version } }));
     let chain = Promise.resolve();
-    call.on('data', (snap: Snapshot) => {
+    call.on('message', (bytes: Buffer) => {
+      let snap: Snapshot;
+      try {
+        snap = decodeSnapshot(bytes);
+      } catch (err) {
+        call.cancel(`the operator sent a message that is not a Snapshot (${(err as Error).message})`);
+        return;
+      }
       this.#attempt = 0;
       this.#setConnected(true);
       if (snap.trust_bundle_pem) {
@@ -171,23 +161,27 @@ export class DiscoveryClient {
         if (error === undefined) error = await this.#options.apply(parsed, snap.version, inbound);
         if (error === undefined) this.#version = snap.version;
         else this.#options.log.error({ version: snap.version, error }, 'discovery snapshot refused; keeping the last good configuration');
-        if (!call.destroyed) call.write({ ack: { version: snap.version, error: error ?? '' } });
+        if (!call.done) call.write(encodeClientMessage({ ack: { version: snap.version, error: error ?? '' } }));
       });
     });
     const retry = (why: string): void => {
       if (this.#call !== call) return;
       this.#call = undefined;
       this.#setConnected(false);
-      if (this.#stopped) return;
-      const cap = Math.min(30_000, 500 * 2 ** this.#attempt++);
-      const delay = cap / 2 + this.#options.random.next() * (cap / 2);
-      this.#options.log.warn(
-        { address: this.#options.address, why, retryInMs: Math.round(delay) },
-        'discovery stream lost; serving the last good configuration',
-      );
-      this.#timer = this.#options.clock.setTimeout(() => this.#connect(), delay, { unref: true });
+      this.#retryLater(why);
     };
-    call.on('error', (err: Error) => retry(err.message));
+    call.on('error', (err) => retry(err.message));
     call.on('end', () => retry('the server ended the stream'));
+  }
+
+  #retryLater(why: string): void {
+    if (this.#stopped) return;
+    const cap = Math.min(30_000, 500 * 2 ** this.#attempt++);
+    const delay = cap / 2 + this.#options.random.next() * (cap / 2);
+    this.#options.log.warn(
+      { address: this.#options.address, why, retryInMs: Math.round(delay) },
+      'discovery stream lost; serving the last good configuration',
+    );
+    this.#timer = this.#options.clock.setTimeout(() => this.#connect(), delay, { unref: true });
   }
 }

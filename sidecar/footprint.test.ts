@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 describe('the sidecar footprint', () => {
-  it("loads neither Node's bundled undici, undici's or prom-client's index, @opentelemetry/api nor yaml", () => {
+  it("loads neither Node's bundled undici, undici's or prom-client's index, @opentelemetry/api, yaml, grpc-js nor protobufjs", () => {
     const probe = `
       import { createRequire } from 'node:module';
       await import('./cli/sidecar.ts');
@@ -20,6 +20,8 @@ describe('the sidecar footprint', () => {
         promClientIndex: cjs.some((f) => f.endsWith('/node_modules/prom-client/index.js')),
         otelApi: cjs.some((f) => f.includes('/node_modules/@opentelemetry/api/')),
         yaml: cjs.some((f) => f.includes('/node_modules/yaml/')),
+        grpcJs: cjs.some((f) => f.includes('/node_modules/@grpc/')),
+        protobufjs: cjs.some((f) => f.includes('/node_modules/protobufjs/')),
       }));`;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe], { cwd: root, encoding: 'utf8' });
     assert.deepEqual(JSON.parse(out.trim().split('\n').pop() as string), {
@@ -28,6 +30,8 @@ describe('the sidecar footprint', () => {
       promClientIndex: false,
       otelApi: false,
       yaml: false,
+      grpcJs: false,
+      protobufjs: false,
     });
   });
 });

@@ -6,7 +6,7 @@
  */
 import type { Format } from './format/formats.ts';
 import { decodeSnapshotMeta, encodeSnapshotMeta } from './format/state-codec.ts';
-import { GrowableWriter } from './format/wire.ts';
+import { GrowableWriter } from '../lib/wire.ts';
 import type { Entry, EntryType, Message, MessageType } from './raft/types.ts';
 
 const messageTypes: readonly MessageType[] = [

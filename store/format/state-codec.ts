@@ -11,7 +11,7 @@ import type { SnapshotMeta } from '../raft/types.ts';
 import type { AuthState } from '../auth/auth-store.ts';
 import type { Member, StateMachineState, StateView } from '../state-machine.ts';
 import { type Format, type Pb, T, permIn, permOut, toObject } from './formats.ts';
-import { WireReader, WireWriter } from './wire.ts';
+import { WireReader, WireWriter } from '../../lib/wire.ts';
 
 const stateMagic = Buffer.from('BLS2');
 
@@ -22,7 +22,7 @@ export function decodeStateWithProtobufjs(data: Uint8Array): Pb {
 
 /**
  * The state machine's state: protobuf (message State) behind a magic in format 2, a v8 clone in
- * format 1. The key space is written and read by hand (store/format/wire.ts): it is most of a
+ * format 1. The key space is written and read by hand (lib/wire.ts): it is most of a
  * snapshot, and protobufjs's object per record made snapshots three times slower than v8.
  */
 export function encodeState(st: StateView, format: Format): Uint8Array {

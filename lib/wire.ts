@@ -1,9 +1,11 @@
 /**
- * Protobuf's wire encoding by hand, for the one message big enough to matter: the key space in a
+ * Protobuf's wire encoding by hand. First for the one message big enough to matter: the key space in a
  * snapshot (store/format/internal.proto, message Mvcc). protobufjs builds an object per record and
  * a Buffer per key and value; writing the same bytes straight into one buffer is several times
  * faster, and a snapshot's encoding is the CPU a member spends on it. The bytes are plain protobuf (any
- * decoder reads them); defaults are left out, as proto3 does.
+ * decoder reads them); defaults are left out, as proto3 does. Then for the sidecar's discovery
+ * messages (api/discovery-wire.ts): a handful of strings, where loading protobufjs and grpc-js
+ * would cost the idle sidecar ~13 MiB.
  */
 
 /** A byte buffer written from the front that doubles when it fills (the codecs' writers build on it). */
@@ -146,6 +148,7 @@ export class WireReader {
     let v = 0;
     let mul = 1;
     for (;;) {
+      if (this.off >= this.end) throw new Error('protobuf: a varint runs past the end of the message');
       const b = this.buf[this.off++] as number;
       v += (b & 0x7f) * mul;
       if (b < 0x80) return v;
@@ -163,6 +166,7 @@ export class WireReader {
   span(): [number, number] {
     const n = this.varint();
     const start = this.off;
+    if (n > this.end - start) throw new Error(`protobuf: a field of ${n} bytes runs past the end of the message`);
     this.off += n;
     return [start, this.off];
   }
@@ -181,8 +185,9 @@ export class WireReader {
   skip(type: number): void {
     if (type === 0) this.varint();
     else if (type === 2) this.span();
-    else if (type === 1) this.off += 8;
-    else if (type === 5) this.off += 4;
-    else throw new Error(`protobuf wire type ${type} is not used by ballast's formats`);
+    else if (type === 1 || type === 5) {
+      this.off += type === 1 ? 8 : 4;
+      if (this.off > this.end) throw new Error('protobuf: a fixed-width field runs past the end of the message');
+    } else throw new Error(`protobuf wire type ${type} is not used by ballast's formats`);
   }
 }
