@@ -10,68 +10,17 @@
 import type { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { TimerHandle } from '../lib/clock.ts';
-import type { PolicySpec } from '../api/policy.ts';
-import {
-  type Code,
-  type DownReq,
-  type DownRes,
-  breakResponse,
-  endHeadersOnly,
-  endToEnd,
-  grpc,
-  grpcAsHttp,
-  grpcMessage,
-  localReply,
-  refusals,
-} from './http.ts';
+import { type Code, breakResponse, endHeadersOnly, endToEnd, grpc, grpcAsHttp, grpcMessage, localReply, refusals } from './http.ts';
 import { hedgeDelay } from './policies/hedge.ts';
 import { isIdempotent, retryReason, type AttemptOutcome } from './policies/retry.ts';
 import { backoffDelay, serverPushbackMs } from './policies/retry-budget.ts';
-import { deadlineHeader, formatGrpcTimeout } from './policies/timeout.ts';
 import { type TraceParent, parseTraceParent } from './traceparent.ts';
 import type { AttemptSpan } from './tracing.ts';
 import { ReplayBody } from './upstream/body.ts';
+import { chooseEndpoint } from './upstream/choose.ts';
+import { type ExchangeView, type RequestEnd, authority, hashKey, upstreamHeaders } from './exchange.ts';
 import type { AttemptControl, AttemptError, Headers, OutRequest } from './upstream/transport.ts';
-import type { AttemptStart, EndpointState, RouteState, Upstream } from './upstream/upstream.ts';
-
-export interface StackOptions {
-  replayBufferBytes: number;
-}
-
-/** What the attempts read of the request their exchange owns (sidecar/stack.ts). */
-/** An upstream's retries, with what a Gateway API rule adds: status codes retried, and the least back-off. */
-export type RetryPolicy = PolicySpec['retries'] & { statusCodes?: readonly number[]; minBackoffMs?: number };
-
-export interface ExchangeView {
-  readonly up: Upstream;
-  readonly req: DownReq;
-  readonly res: DownRes;
-  readonly path: string;
-  readonly method: string;
-  readonly isGrpc: boolean;
-  readonly route: RouteState;
-  readonly arrived: number;
-  readonly options: StackOptions;
-  /** The caller speaks HTTP/2. */
-  readonly isH2: boolean;
-  /** The route's time limits, with a Gateway API route's own (request, backendRequest) over them. */
-  readonly timeouts: PolicySpec['timeouts'];
-  /** The route's retries, with a Gateway API route's HTTPRouteRetry over them. */
-  readonly retries: RetryPolicy;
-}
-
-/**
- * How a request ended, as the exchange's admission layers are told when they let go.
- * `status` is the answer's HTTP status (a gRPC status mapped to one), 0 when the request was
- * refused before any attempt, 499 when the caller left.
- */
-export interface RequestEnd {
-  /** The outcome label of the request metrics; undefined: the status class ('2xx'). */
-  readonly outcome: string | undefined;
-  readonly status: number;
-  /** The upstream showed overload (a 503 or 429, a timeout, no endpoint reachable). */
-  readonly overloaded: boolean;
-}
+import type { AttemptStart } from './upstream/upstream.ts';
 
 interface Attempt {
   readonly start: AttemptStart;
@@ -215,35 +164,16 @@ export class Attempts {
     const { up } = this.#x;
     const clock = up.deps.clock;
     const now = clock.now();
-    // 9. pick an endpoint: skip ejected and open-breaker ones, and prefer one not tried yet.
-    // Only a preference (Envoy's previous_hosts): when every endpoint not yet tried is ejected
-    // or refused by its breaker, a retry goes back to one that was tried (a cluster in an
-    // election answers UNAVAILABLE everywhere for a moment while one member is down).
-    const ejected = up.outlier?.excluded(now);
-    let { ep, ticket } = up.pickAdmitted(now, this.#hashKey(), this.#skipping(ejected, true));
-    if (!ep && !hedge && this.#tried.length > 0) ({ ep, ticket } = up.pickAdmitted(now, this.#hashKey(), this.#skipping(ejected, false)));
-    // A hedge goes only to an endpoint with room to spare: under load it would only add queueing.
-    if (hedge && ep && !this.#hasHeadroom(ep)) {
-      if (ticket) ep.breaker?.onCancel(ticket);
-      return false;
-    }
-    // Panic (Envoy's rule, applied to breakers as to ejections): when fewer than
-    // panicThresholdPercent of the endpoints will take a request, the breakers are advisory and
-    // every endpoint not yet tried shares the load. Failures confined to some requests (one
-    // path, one tenant) open every endpoint's breaker without the endpoints being down; refusing
-    // everything then turns a partial failure into a total one.
-    if (!ep && up.endpointList.length > 0 && up.panicking(now)) {
-      const picked = up.picker.pick(this.#hashKey(), this.#tried.length > 0 ? new Set(this.#tried) : undefined);
-      ep = picked ? up.endpoints.get(picked.id) : undefined;
-      ticket = undefined;
-    }
-    if (!ep) {
+    // 9. pick an endpoint (sidecar/upstream/choose.ts).
+    const chosen = chooseEndpoint(up, now, hashKey(this.#x), this.#tried, hedge);
+    if (!chosen) {
       if (hedge || this.#attempts.length > 0) return false; // a hedge is extra; others are still trying
       if (up.endpointList.length === 0) this.#fail('SIDECAR_ERR_NO_ENDPOINT', `${up.name} has no endpoints`);
       else if (this.#tried.length > 0) this.#fail('SIDECAR_ERR_UPSTREAM_UNREACHABLE', `no endpoint of ${up.name} was left to try`);
       else this.#fail('SIDECAR_ERR_CIRCUIT_OPEN', `every endpoint of ${up.name} has an open circuit breaker`);
       return false;
     }
+    const { ep, ticket } = chosen;
     // The whole body or nothing: a body that outgrew the replay buffer since the decision to
     // retry (it kept streaming during the back-off), or one streamed once (its content-length
     // past the buffer) after its first attempt, cannot be sent again. The failure that led here
@@ -266,8 +196,8 @@ export class Attempts {
     const out: OutRequest = {
       method: this.#x.method,
       path: this.#x.path,
-      authority: this.#authority(),
-      headers: this.#upstreamHeaders(now),
+      authority: authority(this.#x),
+      headers: upstreamHeaders(this.#x, this.#callerDeadline, now),
       body,
       protocol: this.#upProtocol,
     };
@@ -305,19 +235,6 @@ export class Attempts {
     return true;
   }
 
-  /** The endpoints a pick skips: the ejected ones, and those already tried when `untried`. */
-  #skipping(ejected: ReadonlySet<string> | undefined, untried: boolean): Set<string> | undefined {
-    if ((!ejected || ejected.size === 0) && !(untried && this.#tried.length > 0) && this.#x.up.openBreakers === 0) return undefined;
-    const skip = new Set(ejected);
-    if (untried) for (const id of this.#tried) skip.add(id);
-    return skip;
-  }
-
-  #hasHeadroom(e: EndpointState): boolean {
-    const l = this.#x.up.adaptive?.endpoint(e.id);
-    return l === undefined || l.inflight < l.limit / 2;
-  }
-
   #armHedge(): void {
     const { up } = this.#x;
     const h = this.#x.route.policy.hedge;
@@ -351,37 +268,6 @@ export class Attempts {
   #parentTrace(): TraceParent | undefined {
     if (this.#parent === undefined) this.#parent = parseTraceParent(this.#x.req.headers['traceparent']) ?? null;
     return this.#parent ?? undefined;
-  }
-
-  #hashKey(): string | undefined {
-    const k = this.#x.route.policy.balancer.kind;
-    if (k !== 'ringHash' && k !== 'maglev') return undefined;
-    const on = this.#x.route.policy.balancer.hashOn;
-    if (on === 'path') return this.#x.path;
-    if (on === 'client') return this.#x.req.socket?.remoteAddress ?? '';
-    const v = this.#x.req.headers[on.slice(7).toLowerCase()];
-    return typeof v === 'string' ? v : undefined;
-  }
-
-  #authority(): string {
-    const h = this.#x.req.headers;
-    return (h[':authority'] as string | undefined) ?? h.host ?? this.#x.up.name;
-  }
-
-  #upstreamHeaders(now: number): Headers {
-    const out: Headers = endToEnd(this.#x.req.headers);
-    if (this.#x.isGrpc) out['te'] = 'trailers';
-    // Pass the caller's own deadline on, so no hop works past its caller. Only the caller's:
-    // requestMs bounds the wait for the answer's head here (an attempt that overruns it is
-    // cancelled, which the upstream sees), and a stream with no deadline of its own (an etcd
-    // Watch) runs for as long as it stays active. Told to the upstream as a deadline, requestMs
-    // would end every such stream at 15 s.
-    if (this.#callerDeadline !== Infinity) {
-      const left = this.#callerDeadline - now;
-      if (this.#x.isGrpc) out['grpc-timeout'] = formatGrpcTimeout(left);
-      else out[deadlineHeader] = String(Math.max(1, Math.floor(left)));
-    }
-    return out;
   }
 
   /**

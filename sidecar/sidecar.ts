@@ -5,7 +5,7 @@
  * drain. Requests in flight finish on what they started with, and open connections stay open.
  */
 import { watch, type FSWatcher, readFileSync, statSync } from 'node:fs';
-import type { IncomingMessage, Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { basename, dirname } from 'node:path';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
@@ -16,29 +16,16 @@ import { type InboundConfig, type ListenTls, type SidecarConfig, type UpstreamCo
 import { mergeDiscovered } from './config-merge.ts';
 import { meshStatus, startAdmin } from './admin.ts';
 import { DiscoveryClient } from './discovery.ts';
+import { RequestHandlers } from './handlers.ts';
 import { catalogue } from './errors.ts';
 import { SidecarMetrics } from './metrics.ts';
-import {
-  type Handler,
-  type Listener,
-  type ListenerMesh,
-  type UpgradeHandler,
-  listen,
-  peerIdentity,
-  splitAddress,
-} from './server/listener.ts';
+import { type Handler, type Listener, type ListenerMesh, type UpgradeHandler, listen, splitAddress } from './server/listener.ts';
 import { FileIdentity, type MeshIdentity, WorkloadIdentity } from './identity.ts';
 import { Interception, type ServiceOf } from './interception.ts';
-import { routeRequest } from './routing/apply.ts';
 import { RouteTable } from './routing/routes.ts';
-import { authorize } from './policies/authz.ts';
-import type { AuthorizationPolicy } from '../api/resiliencepolicy.ts';
-import { localReply } from './http.ts';
-import { proxy } from './stack.ts';
 import type { Tracing } from './tracing.ts';
 import type { Telemetry } from '../lib/otel.ts';
 import { eventLoopBusy } from '../lib/event-loop.ts';
-import { tunnel } from './upstream/tunnel.ts';
 import { Upstream, type UpstreamSpec } from './upstream/upstream.ts';
 
 /** The pod's projected token, as it is now ('' when it cannot be read: the operator says so). */
@@ -70,6 +57,7 @@ export class Sidecar {
   readonly #deps: SidecarDeps;
   readonly #proxyBusy: () => boolean;
   readonly #metrics: SidecarMetrics;
+  readonly #handlers: RequestHandlers;
   /** What is in force: the file's configuration plus the upstreams discovery sent. */
   #config: SidecarConfig;
   /** The last good configuration file, and the last good discovered upstreams. */
@@ -103,6 +91,16 @@ export class Sidecar {
     this.#deps = deps;
     this.#proxyBusy = deps.proxyBusy ?? eventLoopBusy();
     this.#metrics = new SidecarMetrics(deps.metrics);
+    this.#handlers = new RequestHandlers({
+      upstream: (n) => this.#upstreams.get(n),
+      table: (n) => this.#tables.get(n),
+      hostUpstream: (h) => this.#byHost.get(h),
+      config: () => this.#config,
+      namespace: () => this.#namespace,
+      metrics: this.#metrics,
+      log: deps.log,
+      random: deps.random,
+    });
   }
 
   get config(): SidecarConfig {
@@ -347,23 +345,23 @@ export class Sidecar {
       if (u.listen)
         want.set(`up:${u.name}`, {
           addr: u.listen,
-          handler: this.#upstreamHandler(u.name),
-          upgrade: this.#upgradeHandler(() => u.name),
+          handler: this.#handlers.upstream(u.name),
+          upgrade: this.#handlers.upgrade(() => u.name),
           tls: u.listenTls,
         });
     for (const ib of c.inbound)
       want.set(`in:${ib.name}`, {
         addr: ib.listen,
-        handler: this.#inboundHandler(ib.name, ib.mtls, ib.authorization),
-        upgrade: this.#upgradeHandler(() => `inbound:${ib.name}`),
+        handler: this.#handlers.inbound(ib.name, ib.mtls, ib.authorization),
+        upgrade: this.#handlers.upgrade(() => `inbound:${ib.name}`),
         tls: ib.listenTls,
         mesh: ib.mtls !== 'off' && !ib.listenTls.certFile ? this.#listenerMesh(ib.name) : undefined,
       });
     if (c.proxy.listen)
       want.set('proxy', {
         addr: c.proxy.listen,
-        handler: this.#proxyHandler(),
-        upgrade: this.#upgradeHandler((req) => this.#hostOf(req).name),
+        handler: this.#handlers.proxy(),
+        upgrade: this.#handlers.upgrade((req) => this.#handlers.hostOf(req).name),
       });
     // A listener is identified by its address and its TLS files: a change of either re-opens it.
     const ident = (w: { addr: string; tls?: ListenTls | undefined; mesh?: ListenerMesh | undefined }): string =>
@@ -396,15 +394,15 @@ export class Sidecar {
       for (const u of c.upstreams)
         services.set(`up:${u.name}`, {
           ident: u.name,
-          make: () => ({ handler: this.#upstreamHandler(u.name), options: { upgrade: this.#upgradeHandler(() => u.name) } }),
+          make: () => ({ handler: this.#handlers.upstream(u.name), options: { upgrade: this.#handlers.upgrade(() => u.name) } }),
         });
       for (const ib of c.inbound)
         services.set(`in:${ib.name}`, {
           ident: JSON.stringify([ib.mtls, ib.authorization ?? null]),
           make: () => ({
-            handler: this.#inboundHandler(ib.name, ib.mtls, ib.authorization),
+            handler: this.#handlers.inbound(ib.name, ib.mtls, ib.authorization),
             options: {
-              upgrade: this.#upgradeHandler(() => `inbound:${ib.name}`),
+              upgrade: this.#handlers.upgrade(() => `inbound:${ib.name}`),
               ...(ib.mtls !== 'off' ? { mesh: this.#listenerMesh(ib.name) } : {}),
             },
           }),
@@ -419,71 +417,6 @@ export class Sidecar {
     }
   }
 
-  #upstreamHandler(name: string): Handler {
-    return (req, res, isH2) => {
-      const up = this.#upstreams.get(name);
-      if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `upstream ${name} was removed`);
-      this.#send(up, req, res, req.url ?? '/', isH2);
-    };
-  }
-
-  /** To an upstream: through its Gateway API routes when it has some, else straight to it. */
-  #send(up: Upstream, req: Parameters<Handler>[0], res: Parameters<Handler>[1], path: string, isH2: boolean): void {
-    const table = this.#tables.get(up.name);
-    if (!table) return proxy(up, req, res, path, isH2, this.#config);
-    routeRequest(table, up.name, req, res, path, isH2, {
-      upstream: (n) => this.#upstreams.get(n),
-      random: () => this.#deps.random.next(),
-      options: this.#config,
-      decisions: this.#metrics.routeDecisions,
-    });
-  }
-
-  /** An inbound listener's requests: mTLS policy, the caller's identity passed on to the app, then the inbound stack. */
-  #inboundHandler(name: string, mtls: 'strict' | 'permissive' | 'off', authz: AuthorizationPolicy | undefined): Handler {
-    const upstream = `inbound:${name}`;
-    return (req, res, isH2) => {
-      const caller = peerIdentity(req);
-      const ct = req.headers['content-type'];
-      if (mtls === 'strict' && !caller) {
-        this.#metrics.inboundConnections.inc({ listener: name, security: 'plaintext', result: 'refused-strict' });
-        this.#deps.log.warn(
-          { listener: name, remote: req.socket?.remoteAddress, path: req.url },
-          'refused a plaintext request on an mtls: strict inbound listener',
-        );
-        return localReply(
-          res,
-          isH2 && typeof ct === 'string' && ct.startsWith('application/grpc'),
-          'SIDECAR_ERR_MTLS_REQUIRED',
-          `inbound listener ${name} accepts only mesh mTLS (mtls: strict); call it from a pod with a Ballast sidecar`,
-        );
-      }
-      if (authz) {
-        const path = req.url ?? '/';
-        const d = authorize(authz, this.#namespace, { identity: caller, method: req.method ?? 'GET', path });
-        this.#metrics.authorization.inc({ listener: name, result: d.allowed ? 'allowed' : 'denied', caller: caller || 'plaintext' });
-        if (!d.allowed) {
-          this.#deps.log.warn(
-            { listener: name, caller: caller || 'plaintext', method: req.method, path, rule: d.rule, remote: req.socket?.remoteAddress },
-            'inbound request denied by the authorization policy',
-          );
-          return localReply(
-            res,
-            isH2 && typeof ct === 'string' && ct.startsWith('application/grpc'),
-            'SIDECAR_ERR_FORBIDDEN',
-            `${caller || 'a plaintext caller (no mesh identity)'} may not ${req.method} ${path} on inbound listener ${name} (${d.rule === 'default' ? 'no rule allows it' : `rule ${d.rule} denies it`})`,
-          );
-        }
-      }
-      // The app learns who called (Envoy's header); a caller cannot claim it.
-      delete req.headers['x-forwarded-client-cert'];
-      if (caller) req.headers['x-forwarded-client-cert'] = `URI=${caller}`;
-      const up = this.#upstreams.get(upstream);
-      if (!up) return localReply(res, false, 'SIDECAR_ERR_NO_ROUTE', `upstream ${upstream} was removed`);
-      proxy(up, req, res, req.url ?? '/', isH2, this.#config);
-    };
-  }
-
   /** Mesh mTLS on an inbound listener (the sidecar's certificate, when it has one). */
   #listenerMesh(name: string): ListenerMesh {
     return {
@@ -492,65 +425,6 @@ export class Sidecar {
         this.#metrics.inboundConnections.inc({ listener: name, security, result });
         if (result !== 'accepted') this.#deps.log.warn({ listener: name, security, result, detail }, 'refused an inbound connection');
       },
-    };
-  }
-
-  /** Proxy mode: the upstream a request names, by its absolute-form target or its Host. */
-  #hostOf(req: { url?: string | undefined; headers: Record<string, string | string[] | undefined> }): {
-    host: string;
-    path: string;
-    name: string | undefined;
-  } {
-    const url = req.url ?? '/';
-    let host: string;
-    let path: string;
-    if (/^https?:\/\//i.test(url)) {
-      const u = new URL(url);
-      host = u.host;
-      path = `${u.pathname}${u.search}`;
-    } else {
-      host = ((req.headers['host'] ?? req.headers[':authority']) as string | undefined) ?? '';
-      path = url;
-    }
-    return { host, path, name: this.#byHost.get(host) ?? this.#byHost.get(host.replace(/:\d+$/, '')) };
-  }
-
-  /** Explicit HTTP proxy: absolute-form request targets, routed by host to an upstream. */
-  #proxyHandler(): Handler {
-    return (req, res, isH2) => {
-      if (req.method === 'CONNECT')
-        return localReply(
-          res,
-          false,
-          'SIDECAR_ERR_NO_ROUTE',
-          'the Ballast sidecar proxies plain HTTP; call TLS upstreams through their local listener',
-          { status: 405 },
-        );
-      const { host, path, name } = this.#hostOf(req);
-      const up = name === undefined ? undefined : this.#upstreams.get(name);
-      if (!up)
-        return localReply(
-          res,
-          false,
-          'SIDECAR_ERR_NO_ROUTE',
-          `${host} is not a configured upstream; known hosts: ${this.#config.upstreams.flatMap((u) => u.hosts).join(', ') || '(none)'}`,
-        );
-      this.#send(up, req, res, path, isH2);
-    };
-  }
-
-  /** HTTP/1.1 Upgrade (WebSocket): tunnelled to the upstream's endpoint (sidecar/upstream/tunnel.ts). */
-  #upgradeHandler(upstreamOf: (req: IncomingMessage) => string | undefined): UpgradeHandler {
-    return (req, socket, head) => {
-      const name = upstreamOf(req);
-      const up = name === undefined ? undefined : this.#upstreams.get(name);
-      if (!up) {
-        socket.on('error', () => undefined);
-        return socket.end(
-          'HTTP/1.1 502 Bad Gateway\r\nx-ballast-error: SIDECAR_ERR_NO_ROUTE\r\ncontent-length: 0\r\nconnection: close\r\n\r\n',
-        );
-      }
-      tunnel(up, req, socket, head, /^https?:\/\//i.test(req.url ?? '') ? this.#hostOf(req).path : (req.url ?? '/'));
     };
   }
 

@@ -19,14 +19,16 @@
  * waits.
  */
 import type { PolicySpec } from '../api/policy.ts';
-import { Attempts, type ExchangeView, type RequestEnd, type RetryPolicy, type StackOptions } from './attempt.ts';
+import { Attempts } from './attempt.ts';
+import type { ExchangeView, RequestEnd, RetryPolicy, StackOptions } from './exchange.ts';
 import { type Code, type DownReq, type DownRes, grpc, localReply, refusals } from './http.ts';
 import { type Priority, priorityNames } from './policies/bulkhead.ts';
 import { decideFault } from './policies/fault.ts';
 import { callerBudgetMs } from './policies/timeout.ts';
-import type { RouteState, Upstream } from './upstream/upstream.ts';
+import type { RouteState } from './upstream/route.ts';
+import type { Upstream } from './upstream/upstream.ts';
 
-export type { StackOptions } from './attempt.ts';
+export type { StackOptions } from './exchange.ts';
 
 const priorities: Record<string, Priority> = { critical: 0, default: 1, sheddable: 2 };
 

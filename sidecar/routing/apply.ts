@@ -5,7 +5,7 @@
  * matches are answered 404 (gRPC: UNIMPLEMENTED), a backend that did not resolve 500, as the
  * Gateway API asks.
  */
-import type { StackOptions } from '../attempt.ts';
+import type { StackOptions } from '../exchange.ts';
 import { type DownReq, type DownRes, localReply } from '../http.ts';
 import { proxy } from '../stack.ts';
 import type { Upstream } from '../upstream/upstream.ts';
