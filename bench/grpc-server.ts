@@ -2,7 +2,8 @@
  * What serving one etcd Put costs in the gRPC layer alone, four ways: the store's grpc-js server
  * as it was configured until 2026-12-03 (`grpc-js`), with channelz off, with no protobuf codec at
  * all (bytes in, bytes out: grpc-js and HTTP/2 alone), and the store's own server on `node:http2`
- * (`ballast`, lib/grpc-server.ts) with the same proto-loader codec. Each answers
+ * (`ballast`, lib/grpc-server.ts) with the same proto-loader codec, its handler reading the call's
+ * metadata as the store's do with auth on (`ballast-md-unread`: not reading it, as with auth off). Each answers
  * `etcdserverpb.KV/Put` with the same fixed PutResponse: no Raft, no disk, so the difference is
  * the part of a put's CPU that docs/store.md names as the largest. etcd's Go client
  * (`bench/loadgen`) drives each server; the server process's CPU comes from /proc.
@@ -19,7 +20,7 @@ import { GrpcServer } from '../lib/grpc-server.ts';
 import { loadProtos } from '../store/api/protos.ts';
 import { machine, root, table, writeResult } from './lib.ts';
 
-const kinds = ['grpc-js', 'grpc-js-no-channelz', 'grpc-js-bytes', 'ballast'] as const;
+const kinds = ['grpc-js', 'grpc-js-no-channelz', 'grpc-js-bytes', 'ballast', 'ballast-md-unread'] as const;
 type Kind = (typeof kinds)[number];
 const response = { header: { cluster_id: '1', member_id: '2', revision: '3', raft_term: '4' } };
 
@@ -33,12 +34,14 @@ function putMethod(): grpc.MethodDefinition<unknown, unknown> {
 function serve(kind: Kind, port: number): void {
   const put = putMethod();
   const listening = (): void => void process.stdout.write(`listening ${port}\n`);
-  if (kind === 'ballast') {
+  if (kind === 'ballast' || kind === 'ballast-md-unread') {
     // The server the store ships (lib/grpc-server.ts), with the same handler as grpc-js gets.
     const server = new GrpcServer({ clock: realClock, maxReceiveMessageLength: 2 * 1024 * 1024 });
     server.addService({ Put: put } as grpc.ServiceDefinition, {
       Put: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        call.metadata.get('token'); // as the store's handlers look up the auth token
+        // `ballast`: the handler looks up the auth token, as the store's do with auth on;
+        // `ballast-md-unread`: it does not, as with auth off (the default) and no tracing.
+        if (kind === 'ballast') call.metadata.get('token');
         cb(null, response);
       },
     });
