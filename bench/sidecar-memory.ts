@@ -102,6 +102,22 @@ async function ladderStep(code: string): Promise<Mem> {
   return m;
 }
 
+/** A sidecar's memory after 3 s idle once `ready` says it is serving (10 s at most), then stopped. */
+async function idleMemory(p: ChildProcess, ready: () => Promise<boolean>): Promise<Mem> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (await ready()) break;
+    } catch {
+      /* not yet */
+    }
+    await sleep(50);
+  }
+  await sleep(3000);
+  const m = memOf(p.pid as number);
+  await stopChild(p);
+  return m;
+}
+
 async function sidecar(nodeOptions: string): Promise<Mem> {
   const [admin, listen] = [await freePort(), await freePort()];
   const cfg = join(dir, `sidecar-${admin}.yaml`);
@@ -113,18 +129,7 @@ async function sidecar(nodeOptions: string): Promise<Mem> {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, BALLAST_LOG_LEVEL: 'warn', NODE_OPTIONS: nodeOptions },
   });
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${admin}/ready`)).ok) break;
-    } catch {
-      /* not yet */
-    }
-    await sleep(50);
-  }
-  await sleep(3000);
-  const m = memOf(p.pid as number);
-  await stopChild(p);
-  return m;
+  return idleMemory(p, async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).ok);
 }
 
 /**
@@ -142,19 +147,9 @@ async function injected(): Promise<Mem> {
       env: { ...process.env, BALLAST_LOG_LEVEL: 'warn', POD_NAMESPACE: 'shop', POD_NAME: `web-${admin}` },
     },
   );
-  for (let i = 0; i < 200; i++) {
-    try {
-      const text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
-      if (/ballast_sidecar_discovery_connected 1/.test(text)) break;
-    } catch {
-      /* not yet */
-    }
-    await sleep(50);
-  }
-  await sleep(3000);
-  const m = memOf(p.pid as number);
-  await stopChild(p);
-  return m;
+  return idleMemory(p, async () =>
+    /ballast_sidecar_discovery_connected 1/.test(await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text()),
+  );
 }
 
 async function haproxy(): Promise<Mem> {

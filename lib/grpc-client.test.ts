@@ -10,17 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { realClock } from './clock.ts';
 import { GrpcChannel, type GrpcClientCall, GrpcStatusError, Status } from './grpc-client.ts';
 import { makeCerts } from '../test/support/certs.ts';
+import { bytesMethod as method } from '../test/support/grpc-bytes.ts';
 
-const identity = (b: Buffer): Buffer => b;
-const method = (name: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Buffer, Buffer> => ({
-  path: `/test.Echo/${name}`,
-  requestStream,
-  responseStream,
-  requestSerialize: identity,
-  requestDeserialize: identity,
-  responseSerialize: identity,
-  responseDeserialize: identity,
-});
 const service = {
   Unary: method('Unary', false, false),
   Fail: method('Fail', false, false),
@@ -107,11 +98,9 @@ describe('the gRPC client, against grpc-js server', () => {
     assert.equal((await refusal(channel.unary('/test.Echo/Nope', Buffer.alloc(0)))).code, Status.UNIMPLEMENTED);
   });
 
-  it('a deadline ends the call DEADLINE_EXCEEDED, and the channel serves the next call', async () => {
-    const t0 = Date.now();
+  it('a deadline ends the call DEADLINE_EXCEEDED (the server would answer OK after 2 s), and the channel serves the next call', async () => {
     const err = await refusal(channel.unary('/test.Echo/Slow', Buffer.alloc(0), {}, 100));
     assert.equal(err.code, Status.DEADLINE_EXCEEDED);
-    assert.ok(Date.now() - t0 < 1900, 'not the server’s 2 s');
     assert.equal((await channel.unary('/test.Echo/Unary', Buffer.from('after'))).toString(), 'echo:after');
   });
 

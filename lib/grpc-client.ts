@@ -255,11 +255,10 @@ export class GrpcChannel {
     let req: http2.ClientHttp2Stream;
     try {
       req = session.request(headers);
-    } catch (err) {
+    } catch {
       // The session went away between the check and the request (ERR_HTTP2_GOAWAY_SESSION and the like).
       this.reconnect();
       req = this.#connection().request(headers);
-      void err;
     }
     this.#active++;
     req.session?.ref();
@@ -284,7 +283,7 @@ export class GrpcChannel {
       }
       let answer: Buffer | undefined;
       call.on('message', (m) => {
-        if (answer) return call.cancel();
+        if (answer) return call.cancel('the server sent a second message for a unary call');
         answer = Buffer.from(m);
       });
       call.on('error', reject);

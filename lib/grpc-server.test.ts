@@ -7,17 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { realClock } from './clock.ts';
 import { GrpcServer, type GrpcServerCall } from './grpc-server.ts';
+import { bytesMethod as method, identity } from '../test/support/grpc-bytes.ts';
 
-const identity = (b: Buffer): Buffer => b;
-const method = (name: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Buffer, Buffer> => ({
-  path: `/test.Echo/${name}`,
-  requestStream,
-  responseStream,
-  requestSerialize: identity,
-  requestDeserialize: identity,
-  responseSerialize: identity,
-  responseDeserialize: identity,
-});
 const service = {
   Unary: method('Unary', false, false),
   Fail: method('Fail', false, false),
