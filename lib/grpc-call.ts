@@ -8,6 +8,7 @@ import { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Clock, TimerHandle } from './clock.ts';
+import { Deframer, frameMessages } from './grpc-frame.ts';
 
 export type Method = grpc.MethodDefinition<unknown, unknown>;
 export type Kind = 'unary' | 'serverStream' | 'clientStream' | 'bidi';
@@ -34,21 +35,6 @@ export interface GrpcStatus {
 export interface GrpcTls {
   context(): http2.SecureServerOptions;
   refreshMs: number;
-}
-
-/** gRPC's length-prefixed framing of `bodies`, one after another in one buffer. */
-function frameMessages(bodies: readonly Buffer[]): Buffer {
-  let total = 0;
-  for (const b of bodies) total += 5 + b.length;
-  const out = Buffer.allocUnsafe(total);
-  let at = 0;
-  for (const b of bodies) {
-    out[at] = 0; // not compressed
-    out.writeUInt32BE(b.length, at + 1);
-    b.copy(out, at + 5);
-    at += 5 + b.length;
-  }
-  return out;
 }
 
 /** The status an error thrown or passed by a handler ends its call with (as grpc-js reads it). */
@@ -87,8 +73,8 @@ export class GrpcServerCall extends Duplex {
   #trailers: http2.OutgoingHttpHeaders | undefined;
   #pending: GrpcStatus | undefined;
   #trailing: grpc.Metadata | undefined;
-  #chunks: Buffer[] = [];
-  #have = 0;
+  readonly #frames: Deframer;
+  readonly #eachMessage = (flag: number, body: Buffer): boolean => this.#onMessage(flag, body);
   #requests = 0;
   #onRequest: (() => void) | undefined;
 
@@ -98,6 +84,7 @@ export class GrpcServerCall extends Duplex {
     this.#method = r.method;
     this.#kind = r.kind;
     this.#opts = opts;
+    this.#frames = new Deframer(opts.maxReceiveMessageLength);
     this.#encoding = String(headers['grpc-encoding'] ?? 'identity');
     this.#headers = headers;
     const timeout = /^(\d{1,8})([HMSmun])$/.exec(String(headers['grpc-timeout'] ?? ''));
@@ -291,32 +278,10 @@ export class GrpcServerCall extends Duplex {
 
   #onData(chunk: Buffer): void {
     if (this.#finished) return;
-    this.#chunks.push(chunk);
-    this.#have += chunk.length;
+    const tooLarge = this.#frames.push(chunk, this.#eachMessage);
     const max = this.#opts.maxReceiveMessageLength;
-    while (this.#have >= 5) {
-      let head = this.#chunks[0] as Buffer;
-      if (head.length < 5) head = this.#join();
-      const length = head.readUInt32BE(1);
-      if (length > max) {
-        this.#finish({ code: grpc.status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${max})` });
-        return;
-      }
-      if (this.#have < 5 + length) return;
-      const all = this.#chunks.length === 1 ? head : this.#join();
-      const flag = all[0] as number;
-      const body = all.subarray(5, 5 + length);
-      const rest = all.subarray(5 + length);
-      this.#chunks = rest.length > 0 ? [rest] : [];
-      this.#have = rest.length;
-      if (!this.#onMessage(flag, body)) return;
-    }
-  }
-
-  #join(): Buffer {
-    const b = Buffer.concat(this.#chunks, this.#have);
-    this.#chunks = [b];
-    return b;
+    if (tooLarge !== undefined)
+      this.#finish({ code: grpc.status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${tooLarge} vs. ${max})` });
   }
 
   #onMessage(flag: number, raw: Buffer): boolean {

@@ -13,6 +13,7 @@
 import * as http2 from 'node:http2';
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.ts';
+import { Deframer, frameMessages } from './grpc-frame.ts';
 
 /** gRPC status codes used here (grpc/doc/statuscodes.md). */
 export const Status = {
@@ -20,9 +21,9 @@ export const Status = {
   CANCELLED: 1,
   UNKNOWN: 2,
   DEADLINE_EXCEEDED: 4,
-  ABORTED: 10,
   PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
+  ABORTED: 10,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
@@ -108,7 +109,7 @@ function decodeMessage(raw: string | string[] | undefined): string {
 export class GrpcClientCall extends EventEmitter<{ message: [Buffer]; end: []; error: [GrpcStatusError] }> {
   readonly #req: http2.ClientHttp2Stream;
   readonly #max: number;
-  #pending: Buffer = Buffer.alloc(0);
+  readonly #frames: Deframer;
   #status: { code: number; details: string } | undefined;
   #httpStatus = 0;
   #streamError: Error | undefined;
@@ -120,6 +121,7 @@ export class GrpcClientCall extends EventEmitter<{ message: [Buffer]; end: []; e
     super();
     this.#req = req;
     this.#max = max;
+    this.#frames = new Deframer(max);
     if (deadline)
       this.#deadline = deadline.clock.setTimeout(() => this.#abandon(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'), deadline.ms);
     req.on('response', (headers) => {
@@ -145,11 +147,7 @@ export class GrpcClientCall extends EventEmitter<{ message: [Buffer]; end: []; e
 
   write(message: Buffer): boolean {
     if (this.#done || this.#req.writableEnded) return false;
-    const framed = Buffer.allocUnsafe(5 + message.length);
-    framed[0] = 0; // not compressed
-    framed.writeUInt32BE(message.length, 1);
-    message.copy(framed, 5);
-    return this.#req.write(framed);
+    return this.#req.write(frameMessages([message]));
   }
 
   /** Half-close: no more request messages. */
@@ -179,18 +177,15 @@ export class GrpcClientCall extends EventEmitter<{ message: [Buffer]; end: []; e
 
   #data(chunk: Buffer): void {
     if (this.#done) return;
-    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
-    while (this.#pending.length >= 5) {
-      const compressed = this.#pending[0] !== 0;
-      const len = this.#pending.readUInt32BE(1);
-      if (compressed) return this.#abandon(Status.INTERNAL, 'the server sent a compressed message; this client asked for identity');
-      if (len > this.#max) return this.#abandon(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${len} vs. ${this.#max})`);
-      if (this.#pending.length < 5 + len) return;
-      const msg = this.#pending.subarray(5, 5 + len);
-      this.#pending = this.#pending.subarray(5 + len);
-      this.emit('message', msg);
-      if (this.#done) return;
-    }
+    const tooLarge = this.#frames.push(chunk, (flag, body) => {
+      if (flag !== 0) {
+        this.#abandon(Status.INTERNAL, 'the server sent a compressed message; this client asked for identity');
+        return false;
+      }
+      this.emit('message', body);
+      return !this.#done;
+    });
+    if (tooLarge !== undefined) this.#abandon(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${tooLarge} vs. ${this.#max})`);
   }
 
   #closed(ended: boolean): void {
@@ -213,7 +208,7 @@ export class GrpcClientCall extends EventEmitter<{ message: [Buffer]; end: []; e
     if (this.#done) return;
     this.#done = true;
     this.#deadline?.cancel();
-    if (code === Status.OK && this.#pending.length > 0) {
+    if (code === Status.OK && this.#frames.buffered > 0) {
       code = Status.INTERNAL;
       details = 'the response ended inside a message';
     }
