@@ -24,6 +24,26 @@ const segment = (dir: string) =>
       .at(-1)!,
   );
 
+/** Where a segment's records end: after its last non-zero byte (the rest is preallocated zeros). */
+const written = (path: string): number => {
+  const data = readFileSync(path);
+  let end = data.length;
+  while (end > 0 && data[end - 1] === 0) end--;
+  return end;
+};
+/** The start offset of each record in a segment (u32 length of type + payload, u32 crc, type, payload). */
+const recordStarts = (path: string): number[] => {
+  const data = readFileSync(path);
+  const starts: number[] = [];
+  for (let off = 0; off + 9 <= data.length && data.readUInt32LE(off) !== 0; off += 8 + data.readUInt32LE(off)) starts.push(off);
+  return starts;
+};
+const segments = (dir: string) =>
+  readdirSync(dir)
+    .filter((f) => f.endsWith('.wal'))
+    .sort()
+    .map((f) => join(dir, f));
+
 describe('wal', () => {
   it('recovers hard state and entries after reopen', () => {
     const dir = dirOf();
@@ -96,7 +116,7 @@ describe('wal', () => {
     w.save({ term: 1, vote: '', commit: 1 }, [entry(1), entry(2)]);
     w.close();
     const seg = segment(dir);
-    const intact = statSync(seg).size;
+    const intact = written(seg);
     // A crash in the middle of writing entry 3: its header and half its body reached the disk.
     const w2 = Wal.open(dir).wal;
     w2.save(undefined, [entry(3, 1, 'x'.repeat(200))]);
@@ -107,7 +127,8 @@ describe('wal', () => {
       contents.entries.map((e) => e.index),
       [1, 2],
     );
-    assert.equal(statSync(seg).size, intact, 'the torn tail was cut off');
+    assert.equal(written(seg), intact, 'the torn tail was cut off');
+    assert.equal(statSync(seg).size, 64 << 20, 'and the segment is full size again');
     wal.save(undefined, [entry(3)]);
     wal.close();
     assert.deepEqual(
@@ -180,6 +201,98 @@ describe('wal', () => {
     assert.deepEqual(
       contents.entries.map((e) => e.index),
       Array.from({ length: 21 }, (_, i) => i + 21),
+    );
+  });
+
+  it('makes each segment at its full size (preallocated, as etcd does) and appends after the records, not at the end of the file', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta, { segmentBytes: 4096 });
+    w.save({ term: 1, vote: 'a1', commit: 0 }, [entry(1)]);
+    w.close();
+    const seg = segment(dir);
+    assert.equal(statSync(seg).size, 4096);
+    const w2 = Wal.open(dir, { segmentBytes: 4096 }).wal;
+    w2.save(undefined, [entry(2)]);
+    w2.close();
+    assert.equal(statSync(seg).size, 4096);
+    assert.deepEqual(
+      Wal.open(dir).contents.entries.map((e) => e.index),
+      [1, 2],
+    );
+  });
+
+  it('a log written before preallocation (segments exactly as long as their records) reads, and its last segment grows to full size', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta, { segmentBytes: 300 });
+    for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
+    w.close();
+    const all = segments(dir);
+    assert.ok(all.length > 2, 'rolled');
+    truncateSync(all.at(-1)!, written(all.at(-1)!)); // as the build before this one left it
+    const { wal, contents } = Wal.open(dir, { segmentBytes: 300 });
+    assert.deepEqual(
+      contents.entries.map((e) => e.index),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+    wal.close();
+    assert.ok(statSync(all.at(-1)!).size >= 300);
+  });
+
+  it('a segment the log rolled past is trimmed to its records, so a build that reads no preallocated segments reads it too', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta, { segmentBytes: 300 });
+    for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
+    w.close();
+    const all = segments(dir);
+    for (const seg of all.slice(0, -1)) assert.equal(statSync(seg).size, written(seg), `${seg} ends with its last record`);
+    assert.equal(statSync(all.at(-1)!).size, 300, 'the segment being written stays full size');
+  });
+
+  it('zeros after the records of an earlier segment (a crash before its trim reached the disk) end that segment; nothing is lost', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta, { segmentBytes: 300 });
+    for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
+    w.close();
+    appendFileSync(segments(dir)[0]!, Buffer.alloc(300));
+    assert.deepEqual(
+      Wal.open(dir).contents.entries.map((e) => e.index),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+  });
+
+  it('an earlier segment cut short (entries missing before the next segment) stops the member, naming the missing entries', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta, { segmentBytes: 300 });
+    for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
+    w.close();
+    // Each save wrote an entry and then a hard state: cut the first segment before its last entry.
+    const first = segments(dir)[0]!;
+    const starts = recordStarts(first);
+    truncateSync(first, starts.at(-2)!);
+    assert.throws(
+      () => Wal.open(dir),
+      (e: unknown) => isBallastError(e, 'STORE_ERR_WAL_CORRUPT') && /entries \d+–\d+ are missing/.test((e as Error).message),
+    );
+  });
+
+  it('after a snapshot marker the next entry may follow the marker; a gap after it is refused too', () => {
+    const dir = dirOf();
+    const w = Wal.create(dir, meta);
+    w.save(undefined, [entry(1), entry(2)]);
+    w.saveSnapshot(10, 2); // a snapshot received from the leader: the log continues after 10
+    w.save(undefined, [entry(11, 2)]);
+    w.close();
+    assert.deepEqual(
+      Wal.open(dir).contents.entries.map((e) => e.index),
+      [11],
+    );
+    const w2 = Wal.open(dir).wal;
+    w2.saveSnapshot(20, 2);
+    w2.save(undefined, [entry(22, 2)]);
+    w2.close();
+    assert.throws(
+      () => Wal.open(dir),
+      (e: unknown) => isBallastError(e, 'STORE_ERR_WAL_CORRUPT') && /entries 21–21 are missing/.test((e as Error).message),
     );
   });
 
