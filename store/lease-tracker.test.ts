@@ -37,4 +37,31 @@ describe('LeaseTracker (virtual time)', () => {
     t.demote();
     assert.equal(t.remaining('a'), -1);
   });
+
+  it('revokeExpired proposes each expired lease once with the term it was decided in; a failed revoke is tried again, a lease already gone counts as revoked', async () => {
+    const clock = new VirtualClock();
+    const t = new LeaseTracker(clock);
+    for (const id of ['a', 'b', 'c']) t.onLeaseChange(id, 1);
+    t.promote();
+    clock.advance(1000);
+    const proposed: string[] = [];
+    const revoked: string[] = [];
+    const outcome: Record<string, Promise<{ error?: { code: string } }>> = {
+      a: Promise.resolve({}),
+      b: Promise.resolve({ error: { code: 'STORE_ERR_LEASE_NOT_FOUND' } }),
+      c: Promise.reject(new Error('leadership lost')),
+    };
+    const revoke = (id: string, term: number) => {
+      proposed.push(`${id}@${term}`);
+      return outcome[id]!;
+    };
+    t.revokeExpired(7, revoke, (id) => revoked.push(id));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(proposed, ['a@7', 'b@7', 'c@7']);
+    assert.deepEqual(revoked.sort(), ['a', 'b']);
+    outcome['c'] = Promise.resolve({});
+    t.revokeExpired(8, revoke, (id) => revoked.push(id));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(proposed.slice(3), ['c@8'], 'only the failed one again (a and b are in flight until applied)');
+  });
 });

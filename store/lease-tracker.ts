@@ -79,4 +79,25 @@ export class LeaseTracker {
   revokeFailed(id: string): void {
     this.#revoking.delete(id);
   }
+
+  /**
+   * Propose, through `revoke`, the revocation of every lease past its deadline, naming the term
+   * it was decided in; one that fails (leadership lost, a timeout) is tried again on a later
+   * call, and one already gone counts as revoked.
+   */
+  revokeExpired(
+    term: number,
+    revoke: (id: string, term: number) => Promise<{ error?: { code: string } | undefined }>,
+    revoked: (id: string) => void,
+  ): void {
+    for (const id of this.takeExpired()) {
+      revoke(id, term).then(
+        (r) => {
+          if (r.error && r.error.code !== 'STORE_ERR_LEASE_NOT_FOUND') this.revokeFailed(id);
+          else revoked(id);
+        },
+        () => this.revokeFailed(id),
+      );
+    }
+  }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isBallastError } from '../lib/errors.ts';
-import { checkPeerUrls, idForNewMember, learnerToPromote, memberId, memberToRemove, transferTarget } from './members.ts';
+import { checkPeerUrls, idForNewMember, learnerToPromote, memberId, memberToRemove, publishRequest, transferTarget } from './members.ts';
 import type { Member } from './state-machine.ts';
 
 const token = 'tok';
@@ -104,5 +104,31 @@ describe('membership changes', () => {
       transferTarget({ conf: { voters: ['a'], learners: [] }, progress: {} } as unknown as Parameters<typeof transferTarget>[0], 'a'),
       undefined,
     );
+  });
+});
+
+describe('publishRequest', () => {
+  const self = { id: 'a1', name: 'm1', clientURLs: ['http://10.0.0.1:2379'], formats: [1, 2], version: '0.3.0' };
+  const row: Member = {
+    id: 'a1',
+    name: 'm1',
+    peerURLs: ['http://10.0.0.1:2380'],
+    clientURLs: ['http://10.0.0.1:2379'],
+    isLearner: false,
+    formats: [1, 2],
+    version: '0.3.0',
+  };
+
+  it('nothing to publish when the row already says it all, or the member is not in the table', () => {
+    assert.equal(publishRequest(row, self), undefined);
+    assert.equal(publishRequest(undefined, self), undefined);
+  });
+
+  it('publishes name, client URLs, formats and version when any differs (a new member, an upgrade, new URLs)', () => {
+    const want = { op: 'publish', id: 'a1', name: 'm1', clientURLs: ['http://10.0.0.1:2379'], formats: [1, 2], version: '0.3.0' };
+    assert.deepEqual(publishRequest({ ...row, name: '', clientURLs: [] }, self), want);
+    assert.deepEqual(publishRequest({ ...row, version: '0.2.0' }, self), want);
+    assert.deepEqual(publishRequest({ ...row, formats: undefined }, self), want);
+    assert.deepEqual(publishRequest({ ...row, clientURLs: ['http://10.0.0.9:2379'] }, self), want);
   });
 });

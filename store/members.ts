@@ -8,7 +8,7 @@ import { BallastError } from '../lib/errors.ts';
 import { catalogue } from './errors.ts';
 import type { RaftStatus } from './raft/raft.ts';
 import type { NodeId } from './raft/types.ts';
-import type { Member } from './state-machine.ts';
+import type { Member, StoreRequest } from './state-machine.ts';
 
 /**
  * A member's id: from its peer URLs and the cluster token (so members of a new cluster agree on
@@ -131,4 +131,32 @@ export function transferTarget(status: Pick<RaftStatus, 'conf' | 'progress'>, se
   return status.conf.voters
     .filter((v) => v !== self)
     .sort((a, b) => (status.progress[b]?.match ?? 0) - (status.progress[a]?.match ?? 0))[0];
+}
+
+/** What a member publishes about itself in the member table (as etcd's member publish). */
+export interface SelfInfo {
+  id: NodeId;
+  name: string;
+  clientURLs: readonly string[];
+  formats: readonly number[];
+  version: string;
+}
+
+/**
+ * The publish request that brings this member's row of the member table up to date, or undefined
+ * when it already says all of it (or the member is not in the table: not yet, or removed).
+ */
+export function publishRequest(me: Member | undefined, self: SelfInfo): StoreRequest | undefined {
+  if (!me) return undefined;
+  const same = (a: readonly unknown[] | undefined, b: readonly unknown[]) => a !== undefined && a.join(',') === b.join(',');
+  if (me.name === self.name && same(me.clientURLs, self.clientURLs) && same(me.formats, self.formats) && me.version === self.version)
+    return undefined;
+  return {
+    op: 'publish',
+    id: self.id,
+    name: self.name,
+    clientURLs: [...self.clientURLs],
+    formats: [...self.formats],
+    version: self.version,
+  };
 }

@@ -7,31 +7,24 @@ import type { Logger } from 'pino';
 import type { StoreNodeConfig } from './node-config.ts';
 import type { TimerHandle } from '../lib/clock.ts';
 import { BallastError } from '../lib/errors.ts';
+import { AppliedWaiters } from './applied-waiters.ts';
 import { bootMember } from './boot.ts';
 import { decodeEnvelope, encodeEnvelope } from './format/codec.ts';
 import { supportedFormats } from './format/formats.ts';
 import { decodeState } from './format/state-codec.ts';
 import { BackgroundSnapshots, pause } from './snapshot/background.ts';
-import { recordFormat } from './format/data-dir.ts';
+import { FormatRecord } from './format/data-dir.ts';
 import { asEtcd, catalogue } from './errors.ts';
-import { clusterId as clusterIdOf, idForNewMember, learnerToPromote, memberToRemove, transferTarget } from './members.ts';
+import { clusterId as clusterIdOf, publishRequest, transferTarget } from './members.ts';
+import { Membership } from './membership.ts';
 import type { Raft } from './raft/raft.ts';
-import {
-  type ConfChange,
-  type Entry,
-  EntryType,
-  type Message,
-  type NodeId,
-  type Ready,
-  type Snapshot,
-  decodeConfChange,
-} from './raft/types.ts';
+import { type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
 import { LeaseTracker } from './lease-tracker.ts';
 import { ReadBatcher } from './read-batcher.ts';
 import { WatchHub } from './mvcc/watch.ts';
 import type { Snapshotter } from './snapshot/snapshotter.ts';
 import type { AuthInfo } from './auth/auth-store.ts';
-import { type ApplyResult, type ConfContext, type Member, StateMachine, type StoreRequest } from './state-machine.ts';
+import { type ApplyResult, type ConfContext, StateMachine, type StoreRequest } from './state-machine.ts';
 import { Proposals } from './proposals.ts';
 import { PeerTransport } from './transport/peer.ts';
 import type { RpcHandler } from './transport/rpc.ts';
@@ -45,6 +38,8 @@ export class StoreNode {
   readonly watchHub = new WatchHub(() => this.sm.mvcc);
   /** Lease deadlines (meaningful while this member leads). */
   readonly leases: LeaseTracker;
+  /** Membership changes and leadership transfer (store/membership.ts). */
+  readonly membership: Membership;
   #watchTimer: TimerHandle | undefined;
   #progressTimer: TimerHandle | undefined;
   #leaseTimer: TimerHandle | undefined;
@@ -56,6 +51,8 @@ export class StoreNode {
   readonly #transport: PeerTransport;
   readonly #proposals: Proposals;
   readonly #reads: ReadBatcher;
+  readonly #applied: AppliedWaiters;
+  readonly #format2: FormatRecord;
   #ticker: TimerHandle | undefined;
   #processing = false;
   #processingDone: Promise<void> = Promise.resolve();
@@ -97,6 +94,28 @@ export class StoreNode {
       },
     });
     this.leases = new LeaseTracker(cfg.clock);
+    this.#applied = new AppliedWaiters(cfg.clock);
+    this.#format2 = new FormatRecord(cfg.dataDir, 2, cfg.version);
+    this.membership = new Membership({
+      clock: cfg.clock,
+      token: cfg.token,
+      electionMs: cfg.electionMs,
+      heartbeatMs: cfg.heartbeatMs,
+      members: () => this.sm.members,
+      removed: () => this.sm.removed,
+      raftStatus: () => this.#raft.status(),
+      leader: () => this.#raft.lead,
+      confChange: async (cc, member) => {
+        const rid = this.#proposals.nextId();
+        const r = await this.#await(rid, () => this.#raft.proposeConfChange({ ...cc, context: { rid, member } satisfies ConfContext }));
+        if (r.error) throw new BallastError(r.error.code, r.error.message);
+      },
+      transferLeadership: (target) => {
+        this.#raft.transferLeadership(target);
+        this.#kick();
+      },
+      waitLeaderChange: (ms) => this.#waitLeaderChange(ms),
+    });
     this.#proposals = new Proposals(cfg.clock, cfg.requestTimeoutMs, cfg.metrics);
     this.#reads = new ReadBatcher({
       clock: cfg.clock,
@@ -188,16 +207,11 @@ export class StoreNode {
    */
   #revokeExpired(): void {
     if (this.#raft.role !== 'leader') return;
-    const term = this.#raft.term;
-    for (const id of this.leases.takeExpired()) {
-      this.write({ op: 'leaseRevoke', id, expiredInTerm: term }).then(
-        (r) => {
-          if (r.error && r.error.code !== 'STORE_ERR_LEASE_NOT_FOUND') this.leases.revokeFailed(id);
-          else this.#log.info({ member: this.id, lease: id }, 'lease expired and was revoked');
-        },
-        () => this.leases.revokeFailed(id),
-      );
-    }
+    this.leases.revokeExpired(
+      this.#raft.term,
+      (id, term) => this.write({ op: 'leaseRevoke', id, expiredInTerm: term }),
+      (id) => this.#log.info({ member: this.id, lease: id }, 'lease expired and was revoked'),
+    );
   }
 
   // ---- what the API layer uses --------------------------------------------------------------
@@ -249,29 +263,7 @@ export class StoreNode {
 
   /** Resolves true once this member has applied `index`; false if that takes longer than `timeoutMs`. */
   waitApplied(index: number, timeoutMs: number): Promise<boolean> {
-    if (this.#raft.log.applied >= index) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const w = {
-        index,
-        done: resolve,
-        timer: this.#cfg.clock.setTimeout(() => {
-          this.#appliedWaiters.delete(w);
-          resolve(false);
-        }, timeoutMs),
-      };
-      this.#appliedWaiters.add(w);
-    });
-  }
-
-  readonly #appliedWaiters = new Set<{ index: number; done: (ok: boolean) => void; timer: TimerHandle }>();
-
-  #notifyApplied(applied: number): void {
-    for (const w of this.#appliedWaiters) {
-      if (w.index > applied) continue;
-      w.timer.cancel();
-      this.#appliedWaiters.delete(w);
-      w.done(true);
-    }
+    return this.#applied.wait(index, this.#raft.log.applied, timeoutMs);
   }
 
   /** Resolves once this member's state reflects every write acknowledged before the call. */
@@ -281,40 +273,6 @@ export class StoreNode {
     return this.#reads.wait();
   }
 
-  /** Add a member (as a learner or voter); resolves with the new member once applied. */
-  async addMember(peerURLs: string[], isLearner: boolean): Promise<Member> {
-    const id = idForNewMember(
-      this.sm.members,
-      this.sm.removed,
-      peerURLs,
-      isLearner,
-      this.#cfg.token,
-      (n) => `${this.#cfg.clock.wallNow()}.${n}`,
-    );
-    const member: Member = { id, name: '', peerURLs, clientURLs: [], isLearner };
-    await this.#confChange({ type: isLearner ? 'addLearner' : 'addVoter', id }, member);
-    return member;
-  }
-
-  async removeMember(id: NodeId): Promise<void> {
-    await this.#confChange({ type: 'remove', id }, memberToRemove(this.sm.members, this.#raft.status(), id));
-  }
-
-  async promoteMember(id: NodeId): Promise<void> {
-    await this.#confChange({ type: 'promote', id }, learnerToPromote(this.sm.members, id));
-  }
-
-  /** Hand leadership to `target`; resolves when it leads. */
-  async moveLeader(target: NodeId): Promise<void> {
-    asEtcd(() => this.#raft.transferLeadership(target));
-    this.#kick();
-    const deadline = this.#cfg.clock.now() + this.#cfg.electionMs * 2;
-    while (this.#raft.lead !== target) {
-      if (this.#cfg.clock.now() > deadline) throw catalogue.error('STORE_ERR_LEADER_TRANSFER', 'etcdserver: leadership transfer failed');
-      await this.#waitLeaderChange(this.#cfg.heartbeatMs);
-    }
-  }
-
   /** Graceful stop: a leader hands over first (so clients see no election gap), then everything closes. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
@@ -322,7 +280,7 @@ export class StoreNode {
       const target = transferTarget(this.#raft.status(), this.id);
       if (target) {
         try {
-          await this.moveLeader(target);
+          await this.membership.moveLeader(target);
           this.#log.info({ member: this.id, to: target }, 'transferred leadership before stopping');
         } catch (err) {
           this.#log.warn({ member: this.id, err }, 'leadership transfer before stopping failed; stopping anyway');
@@ -356,13 +314,6 @@ export class StoreNode {
     const applied = this.#proposals.wait(rid, propose);
     this.#kick();
     return applied;
-  }
-
-  async #confChange(cc: Omit<ConfChange, 'context'>, member: Member): Promise<void> {
-    const rid = this.#proposals.nextId();
-    const context: ConfContext = { rid, member };
-    const r = await this.#await(rid, () => this.#raft.proposeConfChange({ ...cc, context }));
-    if (r.error) throw new BallastError(r.error.code, r.error.message);
   }
 
   #receive(msgs: Message[]): void {
@@ -428,7 +379,7 @@ export class StoreNode {
     }
     // The data directory says which format it holds before the first format-2 entry lands in it
     // (a later build reads it; an older one is refused by name rather than misreading).
-    if (!this.#format2Noted && rd.entries.some((e) => e.data[0] === 2)) this.#noteFormat2();
+    if (!this.#format2.recorded && rd.entries.some((e) => e.data[0] === 2)) this.#format2.record();
     const synced = this.#wal.saveAsync(rd.hardState, rd.entries);
     if (synced) await synced;
     if (this.#stopped) return;
@@ -436,16 +387,19 @@ export class StoreNode {
     this.#transport.send(early.length > 0 ? rd.messages.filter((m) => !early.includes(m)) : rd.messages);
     // 3. apply
     if (rd.snapshot) this.#restoreSnapshot(rd.snapshot);
-    if (rd.committedEntries.length > 0) {
-      const start = performance.now();
-      for (const e of rd.committedEntries) this.#applyEntry(e);
-      this.#cfg.metrics.applyDuration.observe((performance.now() - start) / 1000);
-    }
+    if (rd.committedEntries.length > 0) this.#apply(rd.committedEntries);
     for (const rs of rd.readStates) this.#reads.onReadState(rs.context, rs.index);
     this.#raft.advance(rd);
     this.#reads.onApplied(this.#raft.log.applied);
-    if (this.#appliedWaiters.size > 0) this.#notifyApplied(this.#raft.log.applied);
+    this.#applied.notify(this.#raft.log.applied);
     this.#maybeSnapshot();
+  }
+
+  #apply(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const start = performance.now();
+    for (const e of entries) this.#applyEntry(e);
+    this.#cfg.metrics.applyDuration.observe((performance.now() - start) / 1000);
   }
 
   #applyEntry(e: Entry): void {
@@ -513,16 +467,8 @@ export class StoreNode {
     const term = this.#raft.log.term(applied);
     if (term === undefined) return;
     const format = this.sm.format;
-    if (format === 2) this.#noteFormat2();
+    if (format === 2) this.#format2.record();
     this.#snapshots.start({ index: applied, term, conf: this.#raft.conf() }, this.sm.view(), format);
-  }
-
-  #format2Noted = false;
-
-  #noteFormat2(): void {
-    if (this.#format2Noted) return;
-    recordFormat(this.#cfg.dataDir, 2, this.#cfg.version);
-    this.#format2Noted = true;
   }
 
   #restoreSnapshot(snap: Snapshot): void {
@@ -540,19 +486,13 @@ export class StoreNode {
       this.#transport.probe();
       return;
     }
-    const me = this.sm.members.get(this.id);
-    if (!me) return;
-    const want = this.#cfg.advertiseClientUrls;
-    const formats = [...supportedFormats];
-    if (
-      me.name === this.#cfg.name &&
-      me.clientURLs.join(',') === want.join(',') &&
-      me.formats?.join(',') === formats.join(',') &&
-      me.version === this.#cfg.version
-    )
-      return;
-    this.write({ op: 'publish', id: this.id, name: this.#cfg.name, clientURLs: want, formats, version: this.#cfg.version }).catch(
-      () => undefined,
-    );
+    const publish = publishRequest(this.sm.members.get(this.id), {
+      id: this.id,
+      name: this.#cfg.name,
+      clientURLs: this.#cfg.advertiseClientUrls,
+      formats: supportedFormats,
+      version: this.#cfg.version,
+    });
+    if (publish) this.write(publish).catch(() => undefined);
   }
 }

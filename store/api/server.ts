@@ -98,19 +98,19 @@ export class StoreApi {
   /** Membership changes: the member table after the change (the caller renders it). */
   async #memberAdd(r: Wire): Promise<{ member: Member; members: Member[] }> {
     if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
-    const member = await this.#node.addMember(r['peerURLs'] as string[], !!r['isLearner']);
+    const member = await this.#node.membership.add(r['peerURLs'] as string[], !!r['isLearner']);
     return { member, members: [...this.#node.sm.members.values()] };
   }
 
   async #memberRemove(r: Wire): Promise<{ members: Member[] }> {
     if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
-    await this.#node.removeMember(idFromDecimal(r['ID']));
+    await this.#node.membership.remove(idFromDecimal(r['ID']));
     return { members: [...this.#node.sm.members.values()] };
   }
 
   async #memberPromote(r: Wire): Promise<{ members: Member[] }> {
     if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
-    await this.#node.promoteMember(idFromDecimal(r['ID']));
+    await this.#node.membership.promote(idFromDecimal(r['ID']));
     return { members: [...this.#node.sm.members.values()] };
   }
 
@@ -255,7 +255,7 @@ export class StoreApi {
           MoveLeader: async (r, call) => {
             await this.#admin(call);
             if (!this.#node.isLeader) throw catalogue.error('STORE_ERR_NOT_LEADER', 'etcdserver: not leader');
-            await this.#node.moveLeader(idFromDecimal(r['targetID']));
+            await this.#node.membership.moveLeader(idFromDecimal(r['targetID']));
             return { header: this.#header() };
           },
           HashKV: async (r, call) => {

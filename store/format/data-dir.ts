@@ -55,3 +55,23 @@ export function recordFormat(dataDir: string, format: number, version: string): 
   renameSync(tmp, file(dataDir));
   fsyncDir(dir);
 }
+
+/** Records, once, that a directory now holds `format` (before the first thing in that format lands in it). */
+export class FormatRecord {
+  recorded = false;
+  readonly #dataDir: string;
+  readonly #format: number;
+  readonly #version: string;
+
+  constructor(dataDir: string, format: number, version: string) {
+    this.#dataDir = dataDir;
+    this.#format = format;
+    this.#version = version;
+  }
+
+  record(): void {
+    if (this.recorded) return;
+    recordFormat(this.#dataDir, this.#format, this.#version);
+    this.recorded = true;
+  }
+}
