@@ -4,9 +4,10 @@
  * pure rules of store/members.ts; the driver (store/node.ts) lends what acting on them takes as
  * functions (`MembershipPort`), so none of its state is shared.
  */
+import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { asEtcd, catalogue } from './errors.ts';
-import { idForNewMember, learnerToPromote, memberToRemove } from './members.ts';
+import { idForNewMember, learnerToPromote, memberToRemove, transferTarget } from './members.ts';
 import type { RaftStatus } from './raft/raft.ts';
 import type { ConfChange, NodeId } from './raft/types.ts';
 import type { Member } from './state-machine.ts';
@@ -60,6 +61,18 @@ export class Membership {
     while (p.leader() !== target) {
       if (p.clock.now() > deadline) throw catalogue.error('STORE_ERR_LEADER_TRANSFER', 'etcdserver: leadership transfer failed');
       await p.waitLeaderChange(p.heartbeatMs);
+    }
+  }
+
+  /** A leader about to stop hands leadership to the most caught-up voter first, so clients see no election gap. */
+  async handOver(self: NodeId, log: Logger): Promise<void> {
+    const target = transferTarget(this.#p.raftStatus(), self);
+    if (!target) return;
+    try {
+      await this.moveLeader(target);
+      log.info({ member: self, to: target }, 'transferred leadership before stopping');
+    } catch (err) {
+      log.warn({ member: self, err }, 'leadership transfer before stopping failed; stopping anyway');
     }
   }
 }

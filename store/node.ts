@@ -15,7 +15,7 @@ import { decodeState } from './format/state-codec.ts';
 import { BackgroundSnapshots, pause } from './snapshot/background.ts';
 import { FormatRecord } from './format/data-dir.ts';
 import { asEtcd, catalogue } from './errors.ts';
-import { clusterId as clusterIdOf, publishRequest, transferTarget } from './members.ts';
+import { clusterId as clusterIdOf, publishRequest } from './members.ts';
 import { Membership } from './membership.ts';
 import type { Raft } from './raft/raft.ts';
 import { type Entry, EntryType, type Message, type NodeId, type Ready, type Snapshot, decodeConfChange } from './raft/types.ts';
@@ -276,17 +276,7 @@ export class StoreNode {
   /** Graceful stop: a leader hands over first (so clients see no election gap), then everything closes. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
-    if (this.isLeader && !this.#removed) {
-      const target = transferTarget(this.#raft.status(), this.id);
-      if (target) {
-        try {
-          await this.membership.moveLeader(target);
-          this.#log.info({ member: this.id, to: target }, 'transferred leadership before stopping');
-        } catch (err) {
-          this.#log.warn({ member: this.id, err }, 'leadership transfer before stopping failed; stopping anyway');
-        }
-      }
-    }
+    if (this.isLeader && !this.#removed) await this.membership.handOver(this.id, this.#log);
     this.#stopped = true;
     this.#ticker?.cancel();
     this.#publishTimer?.cancel();
@@ -381,13 +371,23 @@ export class StoreNode {
     // (a later build reads it; an older one is refused by name rather than misreading).
     if (!this.#format2.recorded && rd.entries.some((e) => e.data[0] === 2)) this.#format2.record();
     const synced = this.#wal.saveAsync(rd.hardState, rd.entries);
+    // 3 before 2, while the disk syncs: the core hands out only committed entries that are durable
+    // here already (at or below its stable index), never this Ready's own, so applying them need
+    // not wait for this sync, and their answers do not wait for an fsync that is not theirs (etcd
+    // applies beside its WAL sync the same way). Not with a snapshot in the Ready or a membership
+    // change among them: those keep persist, then apply.
+    const applyNow = !rd.snapshot && !rd.committedEntries.some((e) => e.type === EntryType.confChange);
+    if (applyNow) {
+      synced?.catch(() => undefined); // should applying throw, that is the failure reported
+      this.#apply(rd.committedEntries);
+    }
     if (synced) await synced;
     if (this.#stopped) return;
     // 2. send what depends on the now-durable state (votes, acknowledgements, ...).
     this.#transport.send(early.length > 0 ? rd.messages.filter((m) => !early.includes(m)) : rd.messages);
     // 3. apply
     if (rd.snapshot) this.#restoreSnapshot(rd.snapshot);
-    if (rd.committedEntries.length > 0) this.#apply(rd.committedEntries);
+    if (!applyNow) this.#apply(rd.committedEntries);
     for (const rs of rd.readStates) this.#reads.onReadState(rs.context, rs.index);
     this.#raft.advance(rd);
     this.#reads.onApplied(this.#raft.log.applied);
