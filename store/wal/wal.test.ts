@@ -44,6 +44,13 @@ const segments = (dir: string) =>
     .sort()
     .map((f) => join(dir, f));
 
+/** A log of entries 1–20 rolled over several 300-byte segments, closed. */
+const rolledLog = (dir: string): void => {
+  const w = Wal.create(dir, meta, { segmentBytes: 300 });
+  for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
+  w.close();
+};
+
 describe('wal', () => {
   it('recovers hard state and entries after reopen', () => {
     const dir = dirOf();
@@ -223,9 +230,7 @@ describe('wal', () => {
 
   it('a log written before preallocation (segments exactly as long as their records) reads, and its last segment grows to full size', () => {
     const dir = dirOf();
-    const w = Wal.create(dir, meta, { segmentBytes: 300 });
-    for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
-    w.close();
+    rolledLog(dir);
     const all = segments(dir);
     assert.ok(all.length > 2, 'rolled');
     truncateSync(all.at(-1)!, written(all.at(-1)!)); // as the build before this one left it
@@ -240,9 +245,7 @@ describe('wal', () => {
 
   it('a segment the log rolled past is trimmed to its records, so a build that reads no preallocated segments reads it too', () => {
     const dir = dirOf();
-    const w = Wal.create(dir, meta, { segmentBytes: 300 });
-    for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
-    w.close();
+    rolledLog(dir);
     const all = segments(dir);
     for (const seg of all.slice(0, -1)) assert.equal(statSync(seg).size, written(seg), `${seg} ends with its last record`);
     assert.equal(statSync(all.at(-1)!).size, 300, 'the segment being written stays full size');
@@ -250,9 +253,7 @@ describe('wal', () => {
 
   it('zeros after the records of an earlier segment (a crash before its trim reached the disk) end that segment; nothing is lost', () => {
     const dir = dirOf();
-    const w = Wal.create(dir, meta, { segmentBytes: 300 });
-    for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
-    w.close();
+    rolledLog(dir);
     appendFileSync(segments(dir)[0]!, Buffer.alloc(300));
     assert.deepEqual(
       Wal.open(dir).contents.entries.map((e) => e.index),
@@ -262,9 +263,7 @@ describe('wal', () => {
 
   it('an earlier segment cut short (entries missing before the next segment) stops the member, naming the missing entries', () => {
     const dir = dirOf();
-    const w = Wal.create(dir, meta, { segmentBytes: 300 });
-    for (let i = 1; i <= 20; i++) w.save({ term: 1, vote: '', commit: i - 1 }, [entry(i, 1, 'x'.repeat(20))]);
-    w.close();
+    rolledLog(dir);
     // Each save wrote an entry and then a hard state: cut the first segment before its last entry.
     const first = segments(dir)[0]!;
     const starts = recordStarts(first);

@@ -128,14 +128,13 @@ export class Wal {
       .sort();
     if (segments.length === 0) throw catalogue.error('STORE_ERR_DATA_DIR', `${dir} holds no WAL segments`);
     const contents: WalContents = { meta: undefined, hardState: undefined, entries: [], snapshot: undefined };
-    const seen: Seen = { snapshot: false };
     for (let i = 0; i < segments.length; i++) {
       const name = segments[i] as string;
       const seq = parseInt(name.slice(0, 16), 16);
       const path = join(dir, name);
       const data = readFileSync(path);
       const isLast = i === segments.length - 1;
-      const end = readSegment(data, path, isLast, contents, seen, (index) =>
+      const end = readSegment(data, path, isLast, contents, (index) =>
         w.#segmentLast.set(seq, Math.max(w.#segmentLast.get(seq) ?? 0, index)),
       );
       if (isLast) {
@@ -331,12 +330,7 @@ export class Wal {
   }
 }
 
-/** What reading the segments so far has seen that the next entry must agree with. */
-interface Seen {
-  snapshot: boolean;
-}
-
-function readSegment(data: Buffer, path: string, isLast: boolean, out: WalContents, seen: Seen, sawEntry: (index: number) => void): number {
+function readSegment(data: Buffer, path: string, isLast: boolean, out: WalContents, sawEntry: (index: number) => void): number {
   let off = 0;
   while (off < data.length) {
     // Nothing but zeros from here: the unwritten part of a preallocated segment.
@@ -362,7 +356,7 @@ function readSegment(data: Buffer, path: string, isLast: boolean, out: WalConten
         const e = decodeEntry(payload);
         // Each entry follows the one before it (or the snapshot marker): a gap is a segment cut
         // short, and acknowledged writes would be missing from the log.
-        const prev = out.entries.at(-1)?.index ?? (seen.snapshot ? out.snapshot?.index : undefined);
+        const prev = out.entries.at(-1)?.index ?? out.snapshot?.index;
         if (prev !== undefined && e.index > prev + 1) {
           throw catalogue.error(
             'STORE_ERR_WAL_CORRUPT',
@@ -386,7 +380,6 @@ function readSegment(data: Buffer, path: string, isLast: boolean, out: WalConten
       case RecordType.snapshot: {
         const index = payload.readDoubleLE(0);
         out.snapshot = { index, term: payload.readDoubleLE(8) };
-        seen.snapshot = true;
         out.entries = out.entries.filter((e) => e.index > index);
         break;
       }
